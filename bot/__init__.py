@@ -1,0 +1,1 @@
+"""moodgif bot: chat text -> emotion -> ranked GIFs -> preview -> feedback."""

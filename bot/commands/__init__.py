@@ -1,0 +1,5 @@
+"""Subcommand modules of `moodgif`; each has `register(group)`."""
+
+from bot.commands import chat, config, discord_cmds, ops, pool, score, train
+
+COMMAND_MODULES = (config, pool, score, train, chat, discord_cmds, ops)

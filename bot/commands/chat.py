@@ -1,0 +1,7 @@
+"""Subcommands (being built)."""
+
+import click
+
+
+def register(group: click.Group) -> None:
+    pass

@@ -1,0 +1,60 @@
+"""`moodgif config show` and `moodgif db upgrade|status`."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from scorer.settings import Settings
+
+
+def register(group: click.Group) -> None:
+    group.add_command(config_group)
+    group.add_command(db_group)
+
+
+@click.group("config")
+def config_group() -> None:
+    """Show the effective settings."""
+
+
+@config_group.command("show")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.pass_obj
+def config_show(settings: Settings, as_json: bool) -> None:
+    """Print every setting (secrets masked) and where the config file is."""
+    values = settings.masked()
+    if as_json:
+        click.echo(json.dumps(values, indent=2, default=str))
+        return
+    width = max(len(k) for k in values)
+    for key, value in values.items():
+        click.echo(f"{key:<{width}}  {value}")
+
+
+@click.group("db")
+def db_group() -> None:
+    """Database schema: upgrade to the newest migration, or show where it stands."""
+
+
+@db_group.command("upgrade")
+@click.pass_obj
+def db_upgrade(settings: Settings) -> None:
+    """Run the Alembic migrations up to head."""
+    from scorer.migrate import current_revision
+    from scorer.store import init_db
+
+    engine = init_db(settings.db_url)
+    click.echo(f"database at revision {current_revision(engine)}")
+
+
+@db_group.command("status")
+@click.pass_obj
+def db_status(settings: Settings) -> None:
+    """Show the current and newest migration."""
+    from scorer.migrate import current_revision, head_revision
+    from scorer.store import make_engine
+
+    engine = make_engine(settings.db_url)
+    click.echo(f"current: {current_revision(engine)}  head: {head_revision(engine)}")

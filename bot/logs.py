@@ -1,0 +1,50 @@
+"""Logging setup: plain or JSON lines, with every configured secret scrubbed."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+from scorer.settings import Settings
+
+
+class SecretScrubber(logging.Filter):
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if len(s) >= 4]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            for secret in self.secrets:
+                message = message.replace(secret, "***")
+            record.msg, record.args = message, None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        data = {
+            "ts": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            data["exc"] = self.formatException(record.exc_info)
+        return json.dumps(data, ensure_ascii=False)
+
+
+def setup_logging(settings: Settings, level: int | None = None) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(SecretScrubber(settings.secret_values()))
+    if settings.log_json:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level or getattr(logging, settings.log_level.upper(), logging.INFO))
+    for noisy in ("urllib3", "httpx", "sentence_transformers", "filelock", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,1 @@
+"""moodgif scorer: GIF bytes -> frames -> features -> 17 emotion scores."""

@@ -1,0 +1,33 @@
+"""Alembic environment: uses the connection handed over by scorer.migrate."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from scorer.store import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def run() -> None:
+    connection = config.attributes.get("connection")
+    if connection is None:
+        engine = config.attributes["engine"]
+        with engine.begin() as conn:
+            _migrate(conn)
+    else:
+        _migrate(connection)
+
+
+def _migrate(connection) -> None:  # type: ignore[no-untyped-def]
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+run()

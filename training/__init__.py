@@ -1,0 +1,1 @@
+"""moodgif training: comparisons -> Bradley-Terry scores -> trained heads -> model versions."""
