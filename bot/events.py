@@ -1,0 +1,95 @@
+"""Platform-neutral events between the adapters and the bot core.
+
+Adapters (Slack, Discord, the web playground, the test backend) translate platform payloads
+into these dataclasses, call `bot.core.BotCore`, and render the `Reply` they get back. No
+platform type crosses this line, so one core serves every platform (opsdroid's events,
+errbot's backends).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+ReplyKind = Literal[
+    "preview",  # a private preview with Send / Shuffle / Cancel
+    "help",  # empty request: the 17 emotions
+    "did_you_mean",  # low confidence: choices to click
+    "posted",  # Send: the adapter now posts `post` publicly
+    "cancelled",  # Cancel: remove the preview
+    "poll",  # "which is more X?"
+    "ack",  # a vote / poll answer was taken (text says so, may be empty)
+    "cooldown",  # too fast; polite text
+    "expired",  # the preview or poll is no longer valid
+    "forbidden",  # someone else's preview, or an admin command by a non-admin
+    "exhausted",  # shuffle ran out of GIFs
+    "empty_pool",  # nothing to show for this emotion in this channel
+    "error",  # bad input; text says what
+]
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who did something, and where. Ids are the platform's own (never stored raw)."""
+
+    platform: str  # "slack", "discord", "web", "test"
+    workspace: str  # Slack team id, Discord guild id, "local"
+    channel: str
+    user_id: str
+    display_name: str = ""
+    is_admin: bool = False
+
+
+@dataclass(frozen=True)
+class GifCard:
+    """One GIF as an adapter needs it to render."""
+
+    sha256: str
+    emotion: str
+    title: str
+    source_url: str | None  # public URL when the GIF came from one
+    local_path: Path  # the stored file
+    bytes: int
+    width: int
+    height: int
+
+    @property
+    def alt_text(self) -> str:
+        return self.title or f"a GIF of {self.emotion}"
+
+
+@dataclass(frozen=True)
+class PreviewView:
+    session_id: str
+    emotion: str
+    query: str
+    cards: tuple[GifCard, ...]  # 1, or 3 in "show 3" mode
+    can_shuffle: bool
+    confidence: float = 1.0
+
+
+@dataclass(frozen=True)
+class PostView:
+    post_id: int
+    card: GifCard
+    emotion: str
+    requested_by: str  # the platform user id, for the "requested by @user" line
+
+
+@dataclass(frozen=True)
+class PollView:
+    poll_id: str
+    emotion: str
+    left: GifCard
+    right: GifCard
+
+
+@dataclass(frozen=True)
+class Reply:
+    kind: ReplyKind
+    text: str = ""
+    preview: PreviewView | None = None
+    post: PostView | None = None
+    poll: PollView | None = None
+    choices: tuple[str, ...] = field(default_factory=tuple)  # emotions for did_you_mean / help
