@@ -1,7 +1,146 @@
-"""Subcommands (being built)."""
+"""`moodgif demo-pool` and `moodgif pool add|list|show|remove`."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
 
 import click
 
+from scorer.settings import Settings
+
 
 def register(group: click.Group) -> None:
-    pass
+    group.add_command(demo_pool_cmd)
+    group.add_command(pool_group)
+
+
+@click.command("demo-pool")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--count", "-n", default=200, show_default=True, type=click.IntRange(min=1),
+              help="number of GIFs")
+@click.option("--seed", "-s", default=0, show_default=True, type=int, help="random seed")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="worker processes (default: CPU count, at most 8)")
+def demo_pool_cmd(directory: Path, count: int, seed: int, workers: int | None) -> None:
+    """Draw COUNT animated cartoon-face GIFs with known emotion scores into DIRECTORY.
+
+    Writes DIRECTORY/gifs/*.gif and DIRECTORY/manifest.csv (path, title, tags, rating,
+    sha256 and the true score per emotion, truth_<emotion>). The same seed gives
+    byte-identical files. Add them with: moodgif pool add demo DIRECTORY/manifest.csv
+    """
+    from tqdm import tqdm
+
+    from scorer.demo_pool import make_demo_pool
+
+    start = time.perf_counter()
+    with tqdm(total=count, desc="demo-pool", unit="gif", file=sys.stderr, disable=None) as bar:
+        manifest = make_demo_pool(directory, count, seed, workers=workers, on_progress=bar.update)
+    click.echo(f"wrote {count} GIFs and {manifest} in {time.perf_counter() - start:.1f} s")
+
+
+@click.group("pool")
+def pool_group() -> None:
+    """GIF pools: add files, folders, URL lists or manifests; list, show, remove."""
+
+
+@pool_group.command("add")
+@click.argument("name")
+@click.argument("source")
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+@click.pass_obj
+def pool_add(settings: Settings, name: str, source: str, as_json: bool) -> None:
+    """Add the GIFs of SOURCE to pool NAME (created if new).
+
+    SOURCE is a folder (its *.gif/*.webp files), a manifest (.csv, .jsonl or .json with
+    path|url, title, tags, rating), a text file of URLs, one GIF file or one URL.
+    Exit code 0 when every file was added or already there, 1 when some were refused.
+    """
+    from scorer.pool import PoolError, ingest
+    from scorer.store import init_db
+
+    engine = init_db(settings.db_url)
+    try:
+        report = ingest(settings, engine, name, source, progress=not as_json)
+    except PoolError as exc:
+        raise click.UsageError(str(exc)) from None
+    if as_json:
+        click.echo(report.to_json())
+    else:
+        click.echo(report.summary())
+        if report.refused:
+            click.echo("refused:")
+            for ref, reason in report.refused:
+                click.echo(f"  {ref}: {reason}")
+    sys.exit(1 if report.refused else 0)
+
+
+@pool_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.pass_obj
+def pool_list(settings: Settings, as_json: bool) -> None:
+    """Every pool and how many GIFs it holds."""
+    from scorer.pool import list_pools
+    from scorer.store import init_db
+
+    pools = list_pools(init_db(settings.db_url))
+    if as_json:
+        click.echo(json.dumps(pools, indent=2))
+        return
+    if not pools:
+        click.echo("no pools yet: moodgif pool add NAME SOURCE")
+        return
+    width = max(len(p["name"]) for p in pools)
+    for p in pools:
+        click.echo(f"{p['name']:<{width}}  {p['gifs']:>7} GIFs  created {p['created_at']}")
+
+
+@pool_group.command("show")
+@click.argument("name")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=0),
+              help="how many GIFs to list")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.pass_obj
+def pool_show(settings: Settings, name: str, limit: int, as_json: bool) -> None:
+    """Totals, ratings and formats of pool NAME and its first GIFs."""
+    from scorer.pool import UnknownPoolError, pool_details
+    from scorer.store import init_db
+
+    try:
+        info = pool_details(init_db(settings.db_url), name, limit=limit)
+    except UnknownPoolError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    ratings = ", ".join(f"{k} {v}" for k, v in sorted(info["ratings"].items())) or "-"
+    formats = ", ".join(f"{k} {v}" for k, v in sorted(info["formats"].items())) or "-"
+    click.echo(f"pool {info['name']} (created {info['created_at']})")
+    click.echo(f"  GIFs      {info['gifs']}  ({info['bytes'] / 1e6:.1f} MB, {info['frames']} frames)")
+    click.echo(f"  ratings   {ratings}")
+    click.echo(f"  formats   {formats}")
+    click.echo(f"  refusals  {info['refusals_recorded']} recorded")
+    for g in info["first"]:
+        click.echo(
+            f"  {g['sha256'][:12]}  {g['width']:>4}x{g['height']:<4} {g['frames']:>4} fr "
+            f"{g['rating'] or '-':<6} {g['title'] or g['source_url'] or ''}"
+        )
+    if info["gifs"] > len(info["first"]):
+        click.echo(f"  ... and {info['gifs'] - len(info['first'])} more")
+
+
+@pool_group.command("remove")
+@click.argument("name")
+@click.pass_obj
+def pool_remove(settings: Settings, name: str) -> None:
+    """Remove pool NAME: its memberships only; GIF files, scores and comparisons stay."""
+    from scorer.pool import UnknownPoolError, remove_pool
+    from scorer.store import init_db
+
+    try:
+        n = remove_pool(init_db(settings.db_url), name)
+    except UnknownPoolError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"removed pool {name} ({n} memberships; the GIFs themselves stay)")

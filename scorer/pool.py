@@ -1,0 +1,584 @@
+"""GIF pools: ingest from a folder, a URL list or a manifest; validate; store each file once.
+
+A SOURCE is one of
+* a folder: every *.gif and *.webp file in it and its subfolders (hidden ones skipped);
+* a manifest: `.csv` with a header row, or `.jsonl`/`.ndjson` (one JSON object a line) or
+  `.json` (an array of objects); each row has `path` (or `file`) or `url`, and optionally
+  `title`, `tags` (a list, or a string split on `;`, `,` or `|`) and `rating`
+  (g, pg, pg-13, r); other columns are ignored (the demo pool's ground truth among them).
+  A `path` is relative to the manifest's folder and must stay inside it or inside one of
+  `settings.allowed_source_dirs`, after following symlinks;
+* a text file of URLs (any other file name): one http(s) URL a line, `#` comments;
+* a single GIF file or a single URL.
+
+Each accepted file is stored once under its SHA-256 (`gif_path`), written atomically
+(temporary file + os.replace), whatever pools it belongs to; a `gifs` row carries its
+size, format, dimensions, frame count and duration, and `pool_gifs` its membership. A
+refused file never stops the others: it gets one reason, in the report and in the
+`refusals` table.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import re
+import sys
+import uuid
+from collections.abc import Collection, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from scorer.fetch import fetch_urls
+from scorer.frames import GifDecodeError, GifInfo, verify_gif
+from scorer.settings import RATINGS, Settings
+from scorer.store import Gif, Pool, PoolGif, Refusal, session_scope
+
+IMAGE_SUFFIXES = (".gif", ".webp")
+MANIFEST_CSV = (".csv",)
+MANIFEST_JSON = (".jsonl", ".ndjson", ".json")
+POOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_DB_CHUNK = 200
+
+
+class PoolError(ValueError):
+    """A pool name or SOURCE that cannot be used at all (not one bad file)."""
+
+
+class UnknownPoolError(LookupError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no pool named {name!r}")
+        self.name = name
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def gif_path(settings: Settings, sha256: str) -> Path:
+    """Where the file with this SHA-256 lives: gifs_dir/ab/abcdef....gif (or .webp)."""
+    base = settings.gifs_dir / sha256[:2] / sha256
+    path = base.with_suffix(".gif")
+    if not path.exists():
+        webp = base.with_suffix(".webp")
+        if webp.exists():
+            return webp
+    return path
+
+
+@dataclass
+class IngestReport:
+    pool: str
+    added: list[str] = field(default_factory=list)  # sha256 of GIFs new to this pool
+    duplicates: list[str] = field(default_factory=list)  # sha256 already in the pool (or twice in the source)
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (source_ref, reason)
+    sources: dict[str, str] = field(default_factory=dict)  # sha256 -> the source_ref it came from
+
+    @property
+    def ok(self) -> bool:
+        return not self.refused
+
+    def to_dict(self) -> dict:
+        return {
+            "pool": self.pool,
+            "counts": {
+                "added": len(self.added),
+                "duplicates": len(self.duplicates),
+                "refused": len(self.refused),
+            },
+            "added": [{"sha256": s, "source": self.sources.get(s, "")} for s in self.added],
+            "duplicates": [{"sha256": s, "source": self.sources.get(s, "")} for s in self.duplicates],
+            "refused": [{"source": ref, "reason": why} for ref, why in self.refused],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def summary(self) -> str:
+        return (
+            f"pool {self.pool}: {len(self.added)} added, {len(self.duplicates)} duplicates, "
+            f"{len(self.refused)} refused"
+        )
+
+
+# ---------------------------------------------------------------------------------------
+# reading a SOURCE
+
+
+@dataclass
+class SourceItem:
+    ref: str  # how the report and the refusals table name it
+    path: Path | None = None
+    url: str | None = None
+    title: str = ""
+    tags: list[str] = field(default_factory=list)
+    rating: str | None = None
+    error: str | None = None  # refused before reading (bad row, outside allowed folders)
+
+
+def _is_url(text: str) -> bool:
+    return text.lower().startswith(("http://", "https://"))
+
+
+def _roots(settings: Settings, base: Path) -> list[Path]:
+    roots = [base.resolve()]
+    roots += [Path(os.path.expanduser(d)).resolve() for d in settings.allowed_source_dirs]
+    return roots
+
+
+def _inside(path: Path, roots: Iterable[Path]) -> bool:
+    resolved = path.resolve()
+    return any(resolved.is_relative_to(root) for root in roots)
+
+
+def _split_tags(raw: object) -> list[str]:
+    if raw is None:
+        return []
+    if isinstance(raw, list):
+        return [str(t).strip() for t in raw if str(t).strip()]
+    return [t.strip() for t in re.split(r"[;,|]", str(raw)) if t.strip()]
+
+
+def _row_item(settings: Settings, row: dict, where: str, base: Path, roots: list[Path]) -> SourceItem:
+    row = {str(k).strip().lower(): v for k, v in row.items() if k is not None}
+    raw_path = str(row.get("path") or row.get("file") or "").strip()
+    url = str(row.get("url") or "").strip()
+    title = str(row.get("title") or "").strip()
+    tags = _split_tags(row.get("tags"))
+    rating_raw = str(row.get("rating") or "").strip().lower()
+    item = SourceItem(ref=raw_path or url or where, title=title, tags=tags)
+    if rating_raw:
+        if rating_raw not in RATINGS:
+            item.error = f"{where}: unknown rating {rating_raw!r} (expected {', '.join(RATINGS)})"
+            return item
+        item.rating = rating_raw
+    if raw_path:
+        path = Path(os.path.expanduser(raw_path))
+        path = path if path.is_absolute() else base / path
+        if not _inside(path, roots):
+            item.error = (
+                f"{where}: {raw_path} is outside the manifest's folder and the allowed "
+                "source folders (allowed_source_dirs)"
+            )
+            return item
+        item.path = path
+    elif url:
+        if not _is_url(url):
+            item.error = f"{where}: not an http(s) URL: {url[:200]}"
+            return item
+        item.url = url
+    else:
+        item.error = f"{where}: no path or url"
+    return item
+
+
+def _read_manifest_rows(path: Path) -> Iterator[tuple[str, dict | None, str | None]]:
+    """(where, row, error) for each row of a CSV or JSON manifest."""
+    if path.suffix.lower() in MANIFEST_CSV:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            fields = {(f or "").strip().lower() for f in reader.fieldnames or []}
+            if not fields & {"path", "file", "url"}:
+                raise PoolError(f"{path}: a manifest needs a 'path' or 'url' column")
+            for n, row in enumerate(reader, start=2):
+                yield f"row {n}", row, None
+        return
+    text = path.read_text(encoding="utf-8-sig")
+    if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise PoolError(f"{path}: not valid JSON: {exc}") from None
+        for n, row in enumerate(rows, start=1):
+            if isinstance(row, dict):
+                yield f"item {n}", row, None
+            else:
+                yield f"item {n}", None, f"item {n}: not a JSON object"
+        return
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield f"line {n}", None, f"line {n}: not valid JSON ({exc.msg})"
+            continue
+        if isinstance(row, dict):
+            yield f"line {n}", row, None
+        else:
+            yield f"line {n}", None, f"line {n}: not a JSON object"
+
+
+def read_source(settings: Settings, source: str | Path) -> list[SourceItem]:
+    """The items a SOURCE names, in a stable order. Raises PoolError if SOURCE is unusable."""
+    text = str(source)
+    if _is_url(text):
+        return [SourceItem(ref=text, url=text)]
+    path = Path(os.path.expanduser(text))
+    if not path.exists():
+        raise PoolError(f"no such file or folder: {path}")
+    if path.is_dir():
+        roots = _roots(settings, path)
+        items = []
+        for p in sorted(path.rglob("*")):
+            rel = p.relative_to(path)
+            if any(part.startswith(".") for part in rel.parts):
+                continue
+            if not p.is_file() or p.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            item = SourceItem(ref=str(rel), path=p)
+            if not _inside(p, roots):
+                item.error = f"{rel} links outside the folder and the allowed source folders"
+            items.append(item)
+        return items
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return [SourceItem(ref=str(path), path=path)]
+    if suffix in MANIFEST_CSV + MANIFEST_JSON:
+        base = path.parent
+        roots = _roots(settings, base)
+        items = []
+        for where, row, error in _read_manifest_rows(path):
+            if row is None:
+                items.append(SourceItem(ref=where, error=error))
+            else:
+                items.append(_row_item(settings, row, where, base, roots))
+        return items
+    # anything else: a list of URLs
+    items = []
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError:
+        raise PoolError(
+            f"{path}: not a folder, manifest (.csv/.jsonl/.json), URL list or .gif/.webp file"
+        ) from None
+    for n, line in enumerate(lines, start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        item = SourceItem(ref=line)
+        if _is_url(line):
+            item.url = line
+        else:
+            item.error = f"line {n}: not an http(s) URL: {line[:200]}"
+        items.append(item)
+    return items
+
+
+# ---------------------------------------------------------------------------------------
+# validating and storing one file
+
+
+@dataclass
+class _Accepted:
+    item: SourceItem
+    sha: str
+    size: int
+    info: GifInfo
+
+
+def _store_file(settings: Settings, sha: str, fmt: str, data: bytes) -> Path:
+    path = settings.gifs_dir / sha[:2] / f"{sha}.{fmt}"
+    if path.exists() and path.stat().st_size == len(data):
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Same folder, unique name, then an atomic rename: a reader never sees half a file.
+    tmp = path.with_name(f".{sha}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with tmp.open("wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _read_file(settings: Settings, path: Path) -> bytes:
+    try:
+        size = path.stat().st_size
+        if size > settings.max_gif_bytes:
+            raise GifDecodeError(f"too large: {size:,} bytes (cap {settings.max_gif_bytes:,})")
+        return path.read_bytes()
+    except OSError as exc:
+        raise GifDecodeError(f"cannot read the file: {exc.strerror or exc}") from None
+
+
+def _validate(settings: Settings, item: SourceItem, data: bytes | None) -> _Accepted | str:
+    """The accepted file, or the reason it is refused."""
+    try:
+        if data is None:
+            assert item.path is not None
+            data = _read_file(settings, item.path)
+        if len(data) > settings.max_gif_bytes:
+            return f"too large: {len(data):,} bytes (cap {settings.max_gif_bytes:,})"
+        info = verify_gif(data, max_pixels=settings.max_gif_pixels, max_frames=settings.max_gif_frames)
+        sha = hashlib.sha256(data).hexdigest()
+        _store_file(settings, sha, info.format, data)
+        return _Accepted(item, sha, len(data), info)
+    except GifDecodeError as exc:
+        return str(exc)
+    except OSError as exc:
+        return f"cannot store the file: {exc.strerror or exc}"
+
+
+# ---------------------------------------------------------------------------------------
+# the database side
+
+
+def _get_or_create_pool(engine: Engine, name: str) -> int:
+    if not POOL_NAME.match(name):
+        raise PoolError(
+            f"bad pool name {name!r}: use letters, digits, '.', '_' or '-' (at most 100)"
+        )
+    for _ in range(2):
+        try:
+            with session_scope(engine) as s:
+                pool = s.scalar(select(Pool).where(Pool.name == name))
+                if pool is None:
+                    pool = Pool(name=name)
+                    s.add(pool)
+                    s.flush()
+                return pool.id
+        except IntegrityError:  # created by a concurrent ingest: read it back
+            continue
+    raise PoolError(f"cannot create pool {name!r}")
+
+
+def _record(engine: Engine, pool_id: int, chunk: list[_Accepted], seen: set[str],
+            report: IngestReport) -> None:
+    """Insert the gifs rows and memberships of one chunk in one transaction."""
+    shas = list({a.sha for a in chunk})
+    with session_scope(engine) as s:
+        known = {g.sha256: g for g in s.scalars(select(Gif).where(Gif.sha256.in_(shas)))}
+        members = set(
+            s.scalars(
+                select(PoolGif.gif_sha).where(PoolGif.pool_id == pool_id, PoolGif.gif_sha.in_(shas))
+            )
+        )
+        for a in chunk:
+            it = a.item
+            gif = known.get(a.sha)
+            if gif is None:
+                gif = Gif(
+                    sha256=a.sha, bytes=a.size, format=a.info.format, width=a.info.width,
+                    height=a.info.height, n_frames=a.info.n_frames, duration_ms=a.info.duration_ms,
+                    title=it.title, tags=it.tags, source_url=it.url, rating=it.rating,
+                    rating_source="manifest" if it.rating else None,
+                )
+                s.add(gif)
+                known[a.sha] = gif
+            else:
+                # Fill what an earlier ingest did not know; never overwrite what it did.
+                if not gif.title and it.title:
+                    gif.title = it.title
+                if not gif.tags and it.tags:
+                    gif.tags = it.tags
+                if gif.rating is None and it.rating:
+                    gif.rating, gif.rating_source = it.rating, "manifest"
+                if gif.source_url is None and it.url:
+                    gif.source_url = it.url
+            report.sources.setdefault(a.sha, it.ref)
+            if a.sha in members or a.sha in seen:
+                report.duplicates.append(a.sha)
+                continue
+            s.add(PoolGif(pool_id=pool_id, gif_sha=a.sha, source_ref=it.ref[:2000]))
+            members.add(a.sha)
+            seen.add(a.sha)
+            report.added.append(a.sha)
+
+
+def _record_refusals(engine: Engine, pool_id: int, refused: list[tuple[str, str]]) -> None:
+    if not refused:
+        return
+    with session_scope(engine) as s:
+        s.add_all(Refusal(pool_id=pool_id, source_ref=ref, reason=why) for ref, why in refused)
+
+
+def ingest(
+    settings: Settings,
+    engine: Engine,
+    pool_name: str,
+    source: str | Path,
+    *,
+    progress: bool = False,
+    trusted_endpoints: Collection[tuple[str, int]] = (),
+) -> IngestReport:
+    """Add every usable GIF of SOURCE to the pool (created if new); see the module doc.
+
+    Raises PoolError only when SOURCE or the name as a whole is unusable; a bad file is a
+    refusal in the report. `trusted_endpoints` exempts exact (ip, port) pairs from the
+    private-address check (tests use it to reach a local server).
+    """
+    from tqdm import tqdm
+
+    items = read_source(settings, source)
+    pool_id = _get_or_create_pool(engine, pool_name)
+    report = IngestReport(pool=pool_name)
+    show = None if progress else True  # None: tqdm shows itself only on a terminal
+
+    fetched: dict[int, bytes] = {}
+    errors: dict[int, str] = {i: it.error for i, it in enumerate(items) if it.error}
+    url_idx = [i for i, it in enumerate(items) if it.url and i not in errors]
+    if url_idx:
+        with tqdm(total=len(url_idx), desc="fetch", unit="url", disable=show, file=sys.stderr) as bar:
+            results = fetch_urls(
+                settings, [items[i].url or "" for i in url_idx], trusted=trusted_endpoints,
+                on_done=lambda _r: bar.update(1),
+            )
+        for i, res in zip(url_idx, results, strict=True):
+            if res.data is not None:
+                fetched[i] = res.data
+            else:
+                errors[i] = res.error or "fetch failed"
+
+    todo = [i for i in range(len(items)) if i not in errors]
+    seen: set[str] = set()
+    pending: list[_Accepted] = []
+    workers = max(1, min(4, os.cpu_count() or 1))
+    with (
+        tqdm(total=len(todo), desc=f"ingest {pool_name}", unit="gif", disable=show, file=sys.stderr) as bar,
+        ThreadPoolExecutor(max_workers=workers) as pool,
+    ):
+        # Pillow's decoder releases the GIL, so threads validate files side by side.
+        outcomes = pool.map(lambda i: (i, _validate(settings, items[i], fetched.pop(i, None))), todo)
+        for i, outcome in outcomes:
+            bar.update(1)
+            if isinstance(outcome, str):
+                errors[i] = outcome
+                continue
+            pending.append(outcome)
+            if len(pending) >= _DB_CHUNK:
+                _record(engine, pool_id, pending, seen, report)
+                pending = []
+        if pending:
+            _record(engine, pool_id, pending, seen, report)
+
+    report.refused = [(items[i].ref, errors[i]) for i in sorted(errors)]
+    _record_refusals(engine, pool_id, report.refused)
+    return report
+
+
+# ---------------------------------------------------------------------------------------
+# list / show / remove
+
+
+def _pool_id(session, name: str) -> int:  # type: ignore[no-untyped-def]
+    pid = session.scalar(select(Pool.id).where(Pool.name == name))
+    if pid is None:
+        raise UnknownPoolError(name)
+    return pid
+
+
+def list_pools(engine: Engine) -> list[dict]:
+    """Every pool with its number of GIFs, by name."""
+    with session_scope(engine) as s:
+        rows = s.execute(
+            select(Pool.name, Pool.description, Pool.created_at, func.count(PoolGif.gif_sha))
+            .outerjoin(PoolGif, PoolGif.pool_id == Pool.id)
+            .group_by(Pool.id, Pool.name, Pool.description, Pool.created_at)
+            .order_by(Pool.name)
+        ).all()
+    return [
+        {"name": n, "description": d or "", "gifs": int(c), "created_at": t.isoformat(timespec="seconds")}
+        for n, d, t, c in rows
+    ]
+
+
+def pool_gifs(engine: Engine, pool_name: str) -> list[str]:
+    """The sha256 of every GIF in the pool, in the order they were added."""
+    with session_scope(engine) as s:
+        pid = _pool_id(s, pool_name)
+        return list(
+            s.scalars(
+                select(PoolGif.gif_sha)
+                .where(PoolGif.pool_id == pid)
+                .order_by(PoolGif.added_at, PoolGif.gif_sha)
+            )
+        )
+
+
+def pool_details(engine: Engine, pool_name: str, *, limit: int | None = 20) -> dict:
+    """What `pool show` prints: totals, ratings, formats, refusals and the first GIFs."""
+    with session_scope(engine) as s:
+        pid = _pool_id(s, pool_name)
+        pool = s.get(Pool, pid)
+        assert pool is not None
+        base = (
+            select(Gif).join(PoolGif, PoolGif.gif_sha == Gif.sha256).where(PoolGif.pool_id == pid)
+        )
+        n, total_bytes, frames = s.execute(
+            select(func.count(Gif.sha256), func.coalesce(func.sum(Gif.bytes), 0),
+                   func.coalesce(func.sum(Gif.n_frames), 0))
+            .join(PoolGif, PoolGif.gif_sha == Gif.sha256).where(PoolGif.pool_id == pid)
+        ).one()
+        ratings = {
+            (rating or "unrated"): count
+            for rating, count in s.execute(
+                select(Gif.rating, func.count())
+                .join(PoolGif, PoolGif.gif_sha == Gif.sha256).where(PoolGif.pool_id == pid)
+                .group_by(Gif.rating)
+            ).all()
+        }
+        formats = dict(
+            s.execute(
+                select(Gif.format, func.count())
+                .join(PoolGif, PoolGif.gif_sha == Gif.sha256).where(PoolGif.pool_id == pid)
+                .group_by(Gif.format)
+            ).all()
+        )
+        refusals = s.scalar(select(func.count(Refusal.id)).where(Refusal.pool_id == pid)) or 0
+        query = base.order_by(PoolGif.added_at, Gif.sha256)
+        if limit is not None:
+            query = query.limit(limit)
+        gifs = [
+            {
+                "sha256": g.sha256, "title": g.title, "width": g.width, "height": g.height,
+                "frames": g.n_frames, "duration_ms": g.duration_ms, "bytes": g.bytes,
+                "format": g.format, "rating": g.rating, "source_url": g.source_url,
+            }
+            for g in s.scalars(query)
+        ]
+    return {
+        "name": pool.name,
+        "created_at": pool.created_at.isoformat(timespec="seconds"),
+        "gifs": int(n),
+        "bytes": int(total_bytes),
+        "frames": int(frames),
+        "ratings": {str(k): int(v) for k, v in ratings.items()},
+        "formats": {str(k): int(v) for k, v in formats.items()},
+        "refusals_recorded": int(refusals),
+        "first": gifs,
+    }
+
+
+def remove_pool(engine: Engine, name: str) -> int:
+    """Delete the pool and its memberships; return how many. GIFs, scores and comparisons stay."""
+    with session_scope(engine) as s:
+        pid = _pool_id(s, name)
+        removed = s.execute(delete(PoolGif).where(PoolGif.pool_id == pid)).rowcount or 0
+        s.execute(update(Refusal).where(Refusal.pool_id == pid).values(pool_id=None))
+        s.execute(delete(Pool).where(Pool.id == pid))
+    return int(removed)
+
+
+__all__ = [
+    "IngestReport",
+    "PoolError",
+    "SourceItem",
+    "UnknownPoolError",
+    "gif_path",
+    "ingest",
+    "list_pools",
+    "pool_details",
+    "pool_gifs",
+    "read_source",
+    "remove_pool",
+]
