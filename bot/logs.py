@@ -36,13 +36,30 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, ensure_ascii=False)
 
 
+class ScrubbingFormatter(logging.Formatter):
+    """Scrubs the finished line too: tracebacks and exception messages carry secrets as well."""
+
+    def __init__(self, inner: logging.Formatter, secrets: list[str]) -> None:
+        super().__init__()
+        self.inner = inner
+        self.secrets = [s for s in secrets if len(s) >= 4]
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = self.inner.format(record)
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
 def setup_logging(settings: Settings, level: int | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(SecretScrubber(settings.secret_values()))
     if settings.log_json:
-        handler.setFormatter(JsonFormatter())
+        handler.setFormatter(ScrubbingFormatter(JsonFormatter(), settings.secret_values()))
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(ScrubbingFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"), settings.secret_values()
+        ))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level or getattr(logging, settings.log_level.upper(), logging.INFO))

@@ -144,11 +144,17 @@ class Settings:
 
     def secret_values(self) -> list[str]:
         """The secret values in use, for scrubbing them from logs."""
-        return [
+        values = [
             str(getattr(self, f.name))
             for f in dataclasses.fields(self)
             if f.metadata.get("secret") and getattr(self, f.name)
         ]
+        # The database password too: a driver error can print the whole URL.
+        if "://" in self.database_url and "@" in self.database_url:
+            creds = self.database_url.split("://", 1)[1].rsplit("@", 1)[0]
+            if ":" in creds and creds.split(":", 1)[1]:
+                values.append(creds.split(":", 1)[1])
+        return values
 
 
 def env_name(f: dataclasses.Field[Any]) -> str:

@@ -1,7 +1,86 @@
-"""Subcommands (being built)."""
+"""`moodgif backup PATH` and `moodgif restore PATH [--force]` (see bot/backup.py)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
 
 import click
 
+from scorer.settings import Settings
+
 
 def register(group: click.Group) -> None:
-    pass
+    group.add_command(backup_cmd)
+    group.add_command(restore_cmd)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} B"
+
+
+def _summary(manifest: dict) -> str:
+    tables = manifest["counts"]["tables"]
+    files = manifest["counts"]["files"]
+    main = ", ".join(f"{tables.get(t, 0)} {t}" for t in ("gifs", "pools", "comparisons", "model_versions"))
+    parts = ", ".join(f"{n} {p} files" for p, n in files.items())
+    return f"revision {manifest['revision']}, {manifest['dialect']}: {main}; {parts}"
+
+
+@click.command("backup")
+@click.argument("path", type=click.Path())
+@click.option(
+    "--no-features",
+    is_flag=True,
+    help="leave out the feature cache (it is recomputed from the GIFs when needed)",
+)
+@click.pass_obj
+def backup_cmd(settings: Settings, path: str, no_features: bool) -> None:
+    """Write the database and the data files into one archive (safe while the bot runs).
+
+    PATH is the archive file (.tar.gz), or a folder (existing, or ending in /) to put a
+    dated moodgif-backup-YYYYmmdd-HHMMSS.tar.gz in.
+    """
+    from bot.backup import BackupError, create_backup
+
+    dest = Path(path)
+    if path.endswith(("/", os.sep)):
+        dest.mkdir(parents=True, exist_ok=True)
+    try:
+        dest, manifest = create_backup(
+            settings, dest, include_features=not no_features, progress=sys.stderr.isatty()
+        )
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"backup written: {dest} ({_size(dest.stat().st_size)})")
+    click.echo(_summary(manifest))
+
+
+@click.command("restore")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True, help="replace the data this installation already holds")
+@click.option("--check", "check_only", is_flag=True, help="only verify the archive; change nothing")
+@click.pass_obj
+def restore_cmd(settings: Settings, path: Path, force: bool, check_only: bool) -> None:
+    """Restore a backup made by `moodgif backup` (stop the bot and worker first).
+
+    Every checksum is verified before anything is changed; on any failure the current data
+    stays as it was. A backup from an older schema is upgraded to this version's.
+    """
+    from bot.backup import BackupError, read_archive, restore_backup
+
+    try:
+        if check_only:
+            manifest = read_archive(path, None, progress=sys.stderr.isatty())
+            click.echo(f"backup ok: {path}")
+        else:
+            manifest = restore_backup(settings, path, force=force, progress=sys.stderr.isatty())
+            click.echo(f"restored: {path}")
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(_summary(manifest))

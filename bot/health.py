@@ -1,0 +1,262 @@
+"""Health, readiness and Prometheus metrics of a moodgif process.
+
+`/healthz` answers "is the process alive" (always 200 while the event loop runs), so a
+supervisor restarts only a wedged process. `/readyz` answers "can it serve users right
+now": the database answers a real query at the newest schema, the score matrix is loaded,
+and every configured chat adapter is connected; a load balancer or compose healthcheck
+uses it. Components report their own state through `get_health().set_component(...)`;
+the database is checked live on every `/readyz` call.
+
+The metric objects below are the one definition: other modules import them and call
+`.inc()` / `.observe()` / `.set()`. They live in their own registry (with the process
+and platform collectors added), so tests and embedded uses never collide with another
+library's default-registry metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import Engine
+
+from scorer.settings import Settings
+
+log = logging.getLogger(__name__)
+
+REGISTRY = CollectorRegistry()
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+
+REQUESTS = Counter(
+    "moodgif_requests_total",
+    "GIF requests by platform and the emotion they resolved to ('unknown' if none)",
+    ["platform", "emotion"],
+    registry=REGISTRY,
+)
+SUGGEST_LATENCY = Histogram(
+    "moodgif_suggest_seconds",
+    "Time from a request to its preview being ready (intent + ranking)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    registry=REGISTRY,
+)
+VOTES = Counter(
+    "moodgif_votes_total",
+    "Feedback signals turned into comparisons, by platform and source (vote, send, poll, ...)",
+    ["platform", "source"],
+    registry=REGISTRY,
+)
+RETRAIN_DURATION = Histogram(
+    "moodgif_retrain_seconds",
+    "Wall time of one retrain run (refit + train + rescore + activate)",
+    buckets=(10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400),
+    registry=REGISTRY,
+)
+RETRAIN_OUTCOME = Counter(
+    "moodgif_retrain_total",
+    "Retrain runs by outcome (activated, rejected, failed, skipped)",
+    ["outcome"],
+    registry=REGISTRY,
+)
+POOL_SIZE = Gauge(
+    "moodgif_pool_gifs",
+    "GIFs in each pool (refreshed from the database on every scrape)",
+    ["pool"],
+    registry=REGISTRY,
+)
+# The retrain job usually runs in another process (the worker), so its in-process counters
+# are not visible here; these two come from the database on every scrape instead.
+RETRAIN_RUNS = Gauge(
+    "moodgif_retrain_runs",
+    "Retrain runs recorded in the database, by status",
+    ["status"],
+    registry=REGISTRY,
+)
+LAST_RETRAIN = Gauge(
+    "moodgif_last_retrain_finished_timestamp_seconds",
+    "When the newest finished retrain run ended (Unix time), by status",
+    ["status"],
+    registry=REGISTRY,
+)
+
+# Components that must be reported ok before /readyz says ready, besides the live DB check.
+ALWAYS_REQUIRED = ("scores",)
+DB_CHECK_TIMEOUT_S = 5.0
+
+
+@dataclass
+class Component:
+    ok: bool
+    detail: str
+    since: float
+
+
+class Health:
+    """Process-wide component states; thread-safe (adapters report from their own threads)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._components: dict[str, Component] = {}
+        self.started = time.time()
+
+    def set_component(self, name: str, ok: bool, detail: str = "") -> None:
+        with self._lock:
+            old = self._components.get(name)
+            since = old.since if old is not None and old.ok == ok else time.time()
+            self._components[name] = Component(ok=ok, detail=detail, since=since)
+
+    def remove_component(self, name: str) -> None:
+        with self._lock:
+            self._components.pop(name, None)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._components.clear()
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            components = {
+                name: {"ok": c.ok, "detail": c.detail, "since": _iso(c.since)}
+                for name, c in sorted(self._components.items())
+            }
+        return {
+            "status": "ok" if all(c["ok"] for c in components.values()) else "degraded",
+            "uptime_s": round(time.time() - self.started, 1),
+            "components": components,
+        }
+
+
+_HEALTH = Health()
+
+
+def get_health() -> Health:
+    return _HEALTH
+
+
+def _iso(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")
+
+
+def required_components(settings: Settings) -> list[str]:
+    """What must be ok for this process to be ready: scores, plus each configured adapter."""
+    names = list(ALWAYS_REQUIRED)
+    if settings.slack_bot_token or settings.slack_app_token:
+        names.append("slack")
+    if settings.discord_token:
+        names.append("discord")
+    return names
+
+
+def check_database(engine: Engine) -> tuple[bool, str]:
+    """A real round trip: read the schema revision and compare it with the code's head."""
+    from scorer.migrate import head_revision
+
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT version_num FROM alembic_version")).fetchall()
+    except Exception as exc:  # any driver error means "not reachable / not usable"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "alembic_version" in first:
+            return False, "schema not initialised: run `moodgif db upgrade`"
+        return False, f"{type(exc).__name__}: {first[:300]}"
+    current = rows[0][0] if rows else None
+    head = head_revision(engine)
+    if current != head:
+        return False, f"schema at {current}, code expects {head}: run `moodgif db upgrade`"
+    return True, f"revision {current}"
+
+
+def refresh_db_gauges(engine: Engine) -> None:
+    """Set the database-derived gauges (pool sizes, retrain runs); errors leave them as they were."""
+    from scorer.store import Pool, PoolGif, RetrainRun
+
+    with engine.connect() as conn:
+        pools = conn.execute(
+            select(Pool.name, func.count(PoolGif.gif_sha))
+            .select_from(Pool)
+            .outerjoin(PoolGif, PoolGif.pool_id == Pool.id)
+            .group_by(Pool.name)
+        ).all()
+        runs = conn.execute(
+            select(RetrainRun.status, func.count(), func.max(RetrainRun.finished_at)).group_by(
+                RetrainRun.status
+            )
+        ).all()
+    POOL_SIZE.clear()
+    for name, n in pools:
+        POOL_SIZE.labels(pool=name).set(n)
+    RETRAIN_RUNS.clear()
+    LAST_RETRAIN.clear()
+    for status, n, finished in runs:
+        RETRAIN_RUNS.labels(status=status).set(n)
+        if finished is not None:
+            LAST_RETRAIN.labels(status=status).set(finished.replace(tzinfo=dt.UTC).timestamp())
+
+
+def add_ops_routes(app: web.Application, settings: Settings, engine: Engine) -> None:
+    """Mount GET /healthz, /readyz and /metrics on an aiohttp application."""
+    health = get_health()
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_request: web.Request) -> web.Response:
+        try:
+            ok, detail = await asyncio.wait_for(
+                asyncio.to_thread(check_database, engine), timeout=DB_CHECK_TIMEOUT_S
+            )
+        except TimeoutError:
+            ok, detail = False, f"no answer within {DB_CHECK_TIMEOUT_S:.0f} s"
+        health.set_component("database", ok, detail)
+        snap = health.snapshot()
+        components = snap["components"]
+        failing: dict[str, str] = {}
+        for name in required_components(settings):
+            c = components.get(name)
+            if c is None:
+                failing[name] = "not reported yet"
+            elif not c["ok"]:
+                failing[name] = c["detail"] or "not ok"
+        # Anything else that reported itself broken (e.g. "database") also blocks readiness.
+        for name, c in components.items():
+            if not c["ok"] and name not in failing:
+                failing[name] = c["detail"] or "not ok"
+        body = {
+            "status": "ready" if not failing else "not ready",
+            "failing": failing,
+            "components": components,
+            "uptime_s": snap["uptime_s"],
+        }
+        return web.json_response(body, status=200 if not failing else 503)
+
+    async def metrics(_request: web.Request) -> web.Response:
+        try:
+            await asyncio.wait_for(asyncio.to_thread(refresh_db_gauges, engine), DB_CHECK_TIMEOUT_S)
+        except Exception as exc:  # a scrape must still answer with the in-process metrics
+            log.debug("metrics: database gauges not refreshed: %s", exc)
+        payload = await asyncio.to_thread(generate_latest, REGISTRY)
+        response = web.Response(body=payload)
+        # CONTENT_TYPE_LATEST carries a charset, which aiohttp wants set apart.
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)

@@ -1,0 +1,273 @@
+"""Backup and restore round trips on real SQLite files and a real PostgreSQL database."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import sqlite3
+import tarfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select, text
+
+from bot.backup import BackupError, create_backup, read_archive, restore_backup
+from scorer.migrate import head_revision
+from scorer.settings import Settings, load_settings
+from scorer.store import (
+    Base,
+    Comparison,
+    Gif,
+    ModelVersion,
+    Pool,
+    PoolGif,
+    Prediction,
+    dispose_engines,
+    make_engine,
+    pack_scores,
+    session_scope,
+)
+
+FILES = {
+    "gifs": {"ab/" + "ab" * 32 + ".gif": b"GIF89a" + bytes(range(200)), "cd/" + "cd" * 32 + ".gif": b"GIF89a-2"},
+    "features": {"enc-1/" + "ab" * 32 + ".npy": np.arange(40, dtype="<f4").tobytes()},
+    "models": {"v1/head.pt": b"\x80\x04weights", "v1/config.json": b'{"head": "fc"}'},
+}
+
+
+def _fill(settings: Settings, engine) -> None:  # type: ignore[no-untyped-def]
+    with session_scope(engine) as s:
+        pool = Pool(name="team")
+        s.add(pool)
+        for i, sha in enumerate(("ab" * 32, "cd" * 32)):
+            s.add(Gif(sha256=sha, bytes=10 + i, width=4, height=4, n_frames=3, title=f"gif {i}", tags=["x"]))
+        s.flush()
+        s.add_all([PoolGif(pool_id=pool.id, gif_sha="ab" * 32), PoolGif(pool_id=pool.id, gif_sha="cd" * 32)])
+        mv = ModelVersion(name="v1", encoder_id="enc-1", head_kind="fc", status="active", metrics={"rmse": 0.1})
+        s.add(mv)
+        s.flush()
+        s.add(Prediction(model_version_id=mv.id, gif_sha="ab" * 32, scores=pack_scores(np.linspace(0, 1, 17))))
+        s.add(Comparison(emotion=9, winner="ab" * 32, loser="cd" * 32, source="vote", vote_key="p1:u1"))
+    for part, files in FILES.items():
+        for rel, data in files.items():
+            path = getattr(settings, f"{part}_dir") / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+
+
+def _state(settings: Settings) -> dict:
+    """Everything a restore must bring back: rows of the main tables and all file bytes."""
+    engine = make_engine(settings.db_url)
+    out: dict = {}
+    with session_scope(engine) as s:
+        out["gifs"] = sorted((g.sha256, g.bytes, g.title, g.tags) for g in s.scalars(select(Gif)))
+        out["pools"] = sorted(p.name for p in s.scalars(select(Pool)))
+        out["pool_gifs"] = sorted(pg.gif_sha for pg in s.scalars(select(PoolGif)))
+        out["models"] = sorted((m.name, m.status, json.dumps(m.metrics)) for m in s.scalars(select(ModelVersion)))
+        out["predictions"] = sorted((p.gif_sha, bytes(p.scores)) for p in s.scalars(select(Prediction)))
+        out["comparisons"] = sorted((c.winner, c.loser, c.vote_key) for c in s.scalars(select(Comparison)))
+    for part in FILES:
+        root = getattr(settings, f"{part}_dir")
+        out[part] = {
+            p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+        }
+    return out
+
+
+def _wipe(settings: Settings) -> None:
+    """Lose everything: the database's tables (or file) and the data folders."""
+    engine = make_engine(settings.db_url)
+    if engine.dialect.name == "sqlite":
+        dispose_engines()
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(settings.home / "moodgif.db") + suffix).unlink(missing_ok=True)
+    else:
+        Base.metadata.drop_all(engine)
+        with engine.begin() as conn:
+            conn.execute(text("DROP TABLE alembic_version"))
+    for part in FILES:
+        shutil.rmtree(getattr(settings, f"{part}_dir"), ignore_errors=True)
+
+
+def _rewrite(src: Path, dst: Path, member: Callable[[str, bytes], bytes], manifest: Callable[[dict], None] = lambda m: None) -> None:
+    """Copy an archive, changing member bytes and/or the manifest (to fake damage)."""
+    with tarfile.open(src, "r:gz") as tin, tarfile.open(dst, "w:gz") as tout:
+        for info in tin:
+            data = tin.extractfile(info).read()  # type: ignore[union-attr]
+            if info.name == "manifest.json":
+                m = json.loads(data)
+                manifest(m)
+                data = json.dumps(m).encode()
+            else:
+                data = member(info.name, data)
+            info.size = len(data)
+            tout.addfile(info, io.BytesIO(data))
+
+
+def test_round_trip(settings: Settings, engine, tmp_path: Path) -> None:
+    _fill(settings, engine)
+    before = _state(settings)
+    archive, manifest = create_backup(settings, tmp_path / "b.tar.gz")
+    assert manifest["revision"] == head_revision(engine)
+    assert manifest["dialect"] == engine.dialect.name
+    assert manifest["counts"]["tables"]["gifs"] == 2
+    assert manifest["counts"]["files"] == {"gifs": 2, "features": 1, "models": 2}
+    assert all(len(f["sha256"]) == 64 for p in ("gifs", "models") for f in manifest["parts"][p]["files"].values())
+
+    _wipe(settings)
+    restore_backup(settings, archive)  # empty installation: no --force needed
+    assert _state(settings) == before
+
+    # now it holds data: a second restore is refused, and --force is needed
+    with pytest.raises(BackupError, match="--force"):
+        restore_backup(settings, archive)
+    with session_scope(make_engine(settings.db_url)) as s:
+        s.add(Pool(name="added-later"))
+    (settings.gifs_dir / "stray.gif").write_bytes(b"later")
+    restore_backup(settings, archive, force=True)
+    assert _state(settings) == before
+
+
+def test_damaged_archive_changes_nothing(settings: Settings, engine, tmp_path: Path) -> None:
+    _fill(settings, engine)
+    archive, _ = create_backup(settings, tmp_path / "b.tar.gz")
+    with session_scope(engine) as s:
+        s.add(Pool(name="current"))
+    (settings.models_dir / "v2.pt").write_bytes(b"newer model")
+    current = _state(settings)
+
+    flipped = tmp_path / "flipped.tar.gz"
+    _rewrite(archive, flipped, lambda name, data: data[:-1] + b"X" if name.startswith("files/gifs/") else data)
+    with pytest.raises(BackupError, match="checksum mismatch"):
+        restore_backup(settings, flipped, force=True)
+    with pytest.raises(BackupError, match="checksum mismatch"):
+        read_archive(flipped, None)
+    assert _state(settings) == current
+
+    truncated = tmp_path / "truncated.tar.gz"
+    truncated.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    with pytest.raises(BackupError):
+        restore_backup(settings, truncated, force=True)
+    assert _state(settings) == current
+    assert not list(settings.home.glob(".restore-*")), "staging folders are cleaned up"
+
+
+def test_failing_database_step_keeps_old_data(settings: Settings, engine, tmp_path: Path) -> None:
+    """The manifest promises more rows than the dump holds: SQLite stops before writing,
+    PostgreSQL's replay fails its in-transaction check and rolls back; files are swapped back."""
+    _fill(settings, engine)
+    archive, _ = create_backup(settings, tmp_path / "b.tar.gz")
+    with session_scope(engine) as s:
+        s.add(Pool(name="current"))
+    (settings.gifs_dir / "only-now.gif").write_bytes(b"now")
+    current = _state(settings)
+
+    def lie(m: dict) -> None:
+        m["counts"]["tables"]["gifs"] += 5
+
+    bad = tmp_path / "bad.tar.gz"
+    _rewrite(archive, bad, lambda _n, d: d, lie)
+    with pytest.raises(BackupError):
+        restore_backup(settings, bad, force=True)
+    dispose_engines()
+    assert _state(settings) == current
+
+
+def test_unknown_revision_is_refused(sqlite_settings: Settings, sqlite_engine, tmp_path: Path) -> None:
+    _fill(sqlite_settings, sqlite_engine)
+    archive, _ = create_backup(sqlite_settings, tmp_path / "b.tar.gz")
+    newer = tmp_path / "newer.tar.gz"
+    _rewrite(archive, newer, lambda _n, d: d, lambda m: m.update(revision="9999_from_the_future"))
+    with pytest.raises(BackupError, match="upgrade moodgif first"):
+        restore_backup(sqlite_settings, newer, force=True)
+
+
+def test_dialect_mismatch_is_refused(sqlite_settings: Settings, sqlite_engine, pg_url: str, tmp_path: Path) -> None:
+    _fill(sqlite_settings, sqlite_engine)
+    archive, _ = create_backup(sqlite_settings, tmp_path / "b.tar.gz")
+    pg = load_settings(env={}, home=str(tmp_path / "pg-home"), database_url=pg_url)
+    with pytest.raises(BackupError, match="holds a sqlite database"):
+        restore_backup(pg, archive)
+
+
+def test_backup_while_another_thread_writes(sqlite_settings: Settings, sqlite_engine, tmp_path: Path) -> None:
+    """Each writer transaction adds one GIF and its pool row: a consistent snapshot has as
+    many pool_gifs as gifs, whatever moment it was taken at."""
+    settings = sqlite_settings
+    with session_scope(sqlite_engine) as s:
+        s.add(Pool(id=1, name="p"))
+    stop = threading.Event()
+    written = [0]
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            for i in range(20000):
+                if stop.is_set():
+                    break
+                with session_scope(sqlite_engine) as s:
+                    sha = f"{i:064x}"
+                    s.add(Gif(sha256=sha, bytes=i, width=1, height=1, n_frames=1))
+                    s.flush()
+                    s.add(PoolGif(pool_id=1, gif_sha=sha))
+                written[0] = i + 1
+        except BaseException as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        while written[0] < 50 and t.is_alive():
+            threading.Event().wait(0.01)
+        manifests = []
+        for k in range(3):
+            _, m = create_backup(settings, tmp_path / f"b{k}.tar.gz")
+            manifests.append(m)
+    finally:
+        stop.set()
+        t.join(timeout=60)
+    assert not errors, errors
+    counts = [m["counts"]["tables"] for m in manifests]
+    for c in counts:
+        assert c["gifs"] == c["pool_gifs"] > 0
+    assert counts[-1]["gifs"] <= written[0]
+
+    # The archived database is a valid, self-contained file with exactly those rows.
+    staging = tmp_path / "staging"
+    read_archive(tmp_path / "b2.tar.gz", staging)
+    con = sqlite3.connect(staging / "database" / "moodgif.sqlite3")
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert con.execute("SELECT count(*) FROM gifs").fetchone()[0] == counts[-1]["gifs"]
+    con.close()
+
+
+def test_cli_backup_and_restore(settings: Settings, engine, tmp_path: Path, monkeypatch) -> None:
+    from bot.cli import cli
+
+    _fill(settings, engine)
+    before = _state(settings)
+    monkeypatch.setenv("MOODGIF_HOME", str(settings.home))
+    monkeypatch.setenv("MOODGIF_DATABASE_URL", settings.db_url)
+    runner = CliRunner()
+    out_dir = tmp_path / "backups"
+    res = runner.invoke(cli, ["backup", f"{out_dir}/"])
+    assert res.exit_code == 0, res.output
+    assert "backup written" in res.output and "2 gifs" in res.output
+    (archive,) = out_dir.glob("moodgif-backup-*.tar.gz")
+
+    res = runner.invoke(cli, ["restore", str(archive)])
+    assert res.exit_code == 1 and "--force" in res.output
+    res = runner.invoke(cli, ["restore", "--check", str(archive)])
+    assert res.exit_code == 0 and "backup ok" in res.output
+
+    _wipe(settings)
+    res = runner.invoke(cli, ["restore", str(archive)])
+    assert res.exit_code == 0, res.output
+    assert _state(settings) == before
+    res = runner.invoke(cli, ["restore", str(tmp_path / "missing.tar.gz")])
+    assert res.exit_code == 1 and "no backup archive" in res.output

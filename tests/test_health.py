@@ -1,0 +1,243 @@
+"""/healthz, /readyz and /metrics on a real aiohttp app and a real SQLite database; and
+secrets kept out of the logs."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import create_engine
+
+from bot.health import (
+    POOL_SIZE,
+    REGISTRY,
+    REQUESTS,
+    RETRAIN_DURATION,
+    RETRAIN_OUTCOME,
+    SUGGEST_LATENCY,
+    VOTES,
+    add_ops_routes,
+    get_health,
+)
+from scorer.settings import Settings, load_settings
+from scorer.store import Gif, Pool, PoolGif, RetrainRun, dispose_engines, init_db, session_scope
+
+
+@pytest.fixture(autouse=True)
+def fresh_health() -> None:
+    get_health().reset()
+
+
+async def _client(settings: Settings, engine) -> TestClient:  # type: ignore[no-untyped-def]
+    app = web.Application()
+    add_ops_routes(app, settings, engine)
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    return client
+
+
+@pytest.fixture
+async def client(sqlite_settings: Settings, sqlite_engine) -> AsyncIterator[TestClient]:  # type: ignore[no-untyped-def]
+    c = await _client(sqlite_settings, sqlite_engine)
+    yield c
+    await c.close()
+
+
+async def test_healthz_is_ok_while_the_process_runs(client: TestClient) -> None:
+    resp = await client.get("/healthz")
+    assert resp.status == 200
+    assert await resp.json() == {"status": "ok"}
+
+
+async def test_readyz_needs_scores_then_is_ready(client: TestClient) -> None:
+    resp = await client.get("/readyz")
+    body = await resp.json()
+    assert resp.status == 503
+    assert body["status"] == "not ready"
+    assert set(body["failing"]) == {"scores"}
+    assert body["components"]["database"]["ok"] is True
+
+    get_health().set_component("scores", True, "1234 GIFs, model v3")
+    resp = await client.get("/readyz")
+    body = await resp.json()
+    assert resp.status == 200, body
+    assert body["status"] == "ready" and body["failing"] == {}
+    assert body["components"]["scores"]["detail"] == "1234 GIFs, model v3"
+
+    # any component that reports itself broken makes the process not ready
+    get_health().set_component("retrain-listener", False, "lost its connection")
+    resp = await client.get("/readyz")
+    assert resp.status == 503
+    assert (await resp.json())["failing"] == {"retrain-listener": "lost its connection"}
+
+
+async def test_readyz_waits_for_each_configured_adapter(tmp_path: Path) -> None:
+    settings = load_settings(
+        env={"SLACK_BOT_TOKEN": "xoxb-1-abc", "DISCORD_TOKEN": "discord-secret-token"},
+        home=str(tmp_path / "home"),
+    )
+    engine = init_db(settings.db_url)
+    client = await _client(settings, engine)
+    try:
+        get_health().set_component("scores", True)
+        get_health().set_component("slack", True, "HTTP events")
+        resp = await client.get("/readyz")
+        assert resp.status == 503
+        assert (await resp.json())["failing"] == {"discord": "not reported yet"}
+        get_health().set_component("discord", False, "gateway reconnecting")
+        resp = await client.get("/readyz")
+        assert (await resp.json())["failing"] == {"discord": "gateway reconnecting"}
+        get_health().set_component("discord", True, "shard 0 connected")
+        resp = await client.get("/readyz")
+        assert resp.status == 200
+    finally:
+        await client.close()
+        dispose_engines()
+
+
+async def test_readyz_503_when_the_database_is_unreachable(sqlite_settings: Settings, tmp_path: Path) -> None:
+    # A SQLite file in a folder that does not exist: every connection attempt fails.
+    engine = create_engine(f"sqlite:///{tmp_path / 'no-such-dir' / 'moodgif.db'}")
+    client = await _client(sqlite_settings, engine)
+    try:
+        get_health().set_component("scores", True)
+        resp = await client.get("/readyz")
+        body = await resp.json()
+        assert resp.status == 503
+        assert set(body["failing"]) == {"database"}
+        assert "unable to open database file" in body["failing"]["database"]
+        # liveness is not readiness: the process is still alive
+        assert (await client.get("/healthz")).status == 200
+    finally:
+        await client.close()
+        engine.dispose()
+
+
+async def test_readyz_503_on_a_database_without_schema(sqlite_settings: Settings, tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    client = await _client(sqlite_settings, engine)
+    try:
+        get_health().set_component("scores", True)
+        resp = await client.get("/readyz")
+        assert resp.status == 503
+        assert "moodgif db upgrade" in (await resp.json())["failing"]["database"]
+    finally:
+        await client.close()
+        engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_readyz_503_when_postgres_refuses(sqlite_settings: Settings) -> None:
+    # Port 1 on loopback: nothing listens, the connection is refused at once.
+    engine = create_engine("postgresql+psycopg://moodgif@127.0.0.1:1/moodgif", pool_pre_ping=True)
+    client = await _client(sqlite_settings, engine)
+    try:
+        resp = await client.get("/readyz")
+        body = await resp.json()
+        assert resp.status == 503 and "database" in body["failing"]
+        assert "OperationalError" in body["failing"]["database"]
+    finally:
+        await client.close()
+        engine.dispose()
+
+
+async def test_metrics_exposes_every_metric(client: TestClient, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    with session_scope(sqlite_engine) as s:
+        s.add(Pool(id=1, name="reactions"))
+        s.add(Pool(id=2, name="empty-pool"))
+        s.add(Gif(sha256="a" * 64, bytes=1, width=1, height=1, n_frames=1))
+        s.flush()
+        s.add(PoolGif(pool_id=1, gif_sha="a" * 64))
+        s.add(RetrainRun(trigger="schedule", status="activated"))
+    REQUESTS.labels(platform="slack", emotion="happiness").inc()
+    SUGGEST_LATENCY.observe(0.042)
+    VOTES.labels(platform="discord", source="vote").inc(2)
+    RETRAIN_DURATION.observe(321.0)
+    RETRAIN_OUTCOME.labels(outcome="activated").inc()
+
+    resp = await client.get("/metrics")
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith("text/plain")
+    body = await resp.text()
+    for name in (
+        "moodgif_requests_total",
+        "moodgif_suggest_seconds_bucket",
+        "moodgif_votes_total",
+        "moodgif_retrain_seconds_count",
+        "moodgif_retrain_total",
+        "moodgif_pool_gifs",
+        "moodgif_retrain_runs",
+        "process_resident_memory_bytes",
+    ):
+        assert name in body, name
+    assert 'moodgif_requests_total{emotion="happiness",platform="slack"}' in body
+    # pool sizes come from the database at scrape time
+    assert 'moodgif_pool_gifs{pool="reactions"} 1.0' in body
+    assert 'moodgif_pool_gifs{pool="empty-pool"} 0.0' in body
+    assert 'moodgif_retrain_runs{status="activated"} 1.0' in body
+    assert REGISTRY.get_sample_value("moodgif_pool_gifs", {"pool": "reactions"}) == 1.0
+    assert POOL_SIZE is not None
+
+
+def test_health_snapshot_is_plain_data() -> None:
+    h = get_health()
+    h.set_component("slack", True, "socket mode")
+    h.set_component("discord", False, "login failed")
+    snap = h.snapshot()
+    assert snap["status"] == "degraded"
+    assert snap["components"]["slack"] == {"ok": True, "detail": "socket mode", "since": snap["components"]["slack"]["since"]}
+    json.dumps(snap)  # serialisable as is
+
+
+# ---------------------------------------------------------------------------------------
+# secrets never reach the logs
+
+
+SECRETS = {
+    "SLACK_BOT_TOKEN": "xoxb-1111-2222-abcdefSECRET",
+    "SLACK_SIGNING_SECRET": "8f14e45fceea167a5a36dedd4bea2543",
+    "DISCORD_TOKEN": "MTIzNDU2Nzg5.discord.SECRETSECRET",
+    "MOODGIF_ADMIN_TOKEN": "admin-token-do-not-leak",
+}
+DB_PASSWORD = "pg-pass-w0rd-42"
+
+
+@pytest.mark.parametrize("log_json", [False, True], ids=["plain", "json"])
+def test_secrets_are_scrubbed_from_logs(tmp_path: Path, capsys: pytest.CaptureFixture[str], log_json: bool) -> None:
+    from bot.logs import setup_logging
+
+    db_url = f"postgresql://moodgif:{DB_PASSWORD}@db.internal:5432/moodgif"
+    settings = load_settings(
+        env={**SECRETS, "MOODGIF_LOG_JSON": str(log_json), "MOODGIF_DATABASE_URL": db_url}, home=str(tmp_path)
+    )
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    try:
+        setup_logging(settings)
+        log = logging.getLogger("moodgif.test")
+        log.info("connecting with %s", SECRETS["SLACK_BOT_TOKEN"])
+        log.warning("signature %s did not match", SECRETS["SLACK_SIGNING_SECRET"])
+        log.error(f"discord login with {SECRETS['DISCORD_TOKEN']} failed")
+        log.warning("cannot reach %s", db_url)
+        try:
+            raise RuntimeError(f"admin token {SECRETS['MOODGIF_ADMIN_TOKEN']} rejected")
+        except RuntimeError:
+            log.exception("request failed")
+        for handler in root.handlers:
+            handler.flush()
+    finally:
+        root.handlers[:], _ = saved[0], root.setLevel(saved[1])
+    err = capsys.readouterr().err
+    assert "connecting with ***" in err
+    assert "request failed" in err and "RuntimeError" in err
+    for value in (*SECRETS.values(), DB_PASSWORD):
+        assert value not in err
+    assert "postgresql://moodgif:***@db.internal" in err
+    if log_json:
+        lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+        assert {rec["level"] for rec in lines} >= {"INFO", "WARNING", "ERROR"}
