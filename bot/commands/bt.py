@@ -1,0 +1,145 @@
+"""`moodgif bt-fit`: Bradley-Terry scores of every GIF from a GIFGIF-format comparison dump."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import click
+
+from scorer.emotions import NAMES
+from scorer.settings import Settings
+
+
+def register(group: click.Group) -> None:
+    group.add_command(bt_fit)
+
+
+@click.command("bt-fit")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="scores CSV to write: gif_id and one column per emotion")
+@click.option("--ties", type=click.Choice(["drop", "half", "davidson"]), default=None,
+              help="'neither' answers: drop, half a win each way, or the Davidson tie model "
+                   "[default: setting bt_ties]")
+@click.option("--alpha", type=float, default=None,
+              help="Gamma prior pseudo-count per GIF, > 0 [default: setting bt_alpha]")
+@click.option("--scale", type=click.Choice(["minmax", "robust"]), default="minmax",
+              show_default=True,
+              help="minmax: the paper's per-emotion [0,1]; robust: quartile-anchored logistic")
+@click.option("--method", type=click.Choice(["newton", "mm"]), default="newton",
+              show_default=True, help="solver (both reach the same optimum)")
+@click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
+@click.pass_obj
+def bt_fit(settings: Settings, file: Path, out: Path, ties: str | None, alpha: float | None,
+           scale: str, method: str, as_json: bool) -> None:
+    """Fit per-emotion Bradley-Terry scores from FILE (metric,left,right,choice; .gz ok).
+
+    Writes one row per GIF with 17 scores in [0, 1]; a cell is empty where the GIF was never
+    compared on that emotion. Bad rows are counted and skipped.
+    """
+    from tqdm import tqdm
+
+    from training import bradley_terry as bt
+
+    ties = ties or settings.bt_ties
+    alpha = settings.bt_alpha if alpha is None else alpha
+    if not alpha > 0:
+        raise click.ClickException("--alpha must be > 0 (the prior keeps unbeaten GIFs finite)")
+    if method == "mm" and ties == "davidson":
+        raise click.ClickException("--method mm supports --ties drop or half, not davidson")
+    t0 = time.perf_counter()
+    try:
+        data = bt.read_gifgif_csv(file)
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {file}: {exc}") from None
+    t_read = time.perf_counter() - t0
+    if data.kept == 0:
+        raise click.ClickException(f"{file}: no usable comparisons ({_skips(data.skipped)})")
+
+    emotion, winners, losers, tie_mask = data.comparisons()
+    bar = tqdm(total=len(NAMES), desc="bt-fit", unit="emotion", file=sys.stderr,
+               disable=not sys.stderr.isatty())
+    t1 = time.perf_counter()
+    results = bt.fit_all(data.n_gifs, emotion, winners, losers, tie_mask, ties=ties,
+                         alpha=alpha, method=method, max_iter=200 if method == "newton" else 10000,
+                         progress=lambda _e: bar.update())
+    bar.close()
+    t_fit = time.perf_counter() - t1
+
+    columns = []
+    for res in results:
+        seen = res.n_compared > 0
+        col = [""] * data.n_gifs
+        if seen.any():
+            theta = res.theta[seen]
+            scaled = bt.minmax_scale(theta) if scale == "minmax" else bt.robust_scale(
+                theta, res.se[seen])
+            for i, s in zip(seen.nonzero()[0], scaled, strict=True):
+                col[i] = f"{s:.6f}"
+        columns.append(col)
+    _write_atomic(out, data.gif_ids, columns)
+    total = time.perf_counter() - t0
+
+    summary = {
+        "file": str(file),
+        "out": str(out),
+        "rows": data.rows,
+        "kept": data.kept,
+        "skipped": data.skipped,
+        "unknown_emotions": dict(list(data.unknown_emotions.items())[:10]),
+        "gifs": data.n_gifs,
+        "decisive_per_emotion": dict(zip(NAMES, map(int, data.per_emotion(True)), strict=True)),
+        "neither": int(data.per_emotion(False).sum()),
+        "ties": ties,
+        "alpha": alpha,
+        "method": method,
+        "scale": scale,
+        "converged": all(r.converged for r in results),
+        "iterations": [r.iterations for r in results],
+        "seconds": {"read": round(t_read, 3), "fit": round(t_fit, 3), "total": round(total, 3)},
+    }
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    decisive = data.per_emotion(True)
+    click.echo(f"read {data.rows:,} rows from {file} in {t_read:.2f} s: kept {data.kept:,} "
+               f"({int(decisive.sum()):,} decisive, {summary['neither']:,} neither); "
+               f"skipped {sum(data.skipped.values()):,} ({_skips(data.skipped)})")
+    if data.unknown_emotions:
+        top = ", ".join(f"{k!r} x{v}" for k, v in list(data.unknown_emotions.items())[:5])
+        click.echo(f"unknown emotions: {top}")
+    click.echo(f"{data.n_gifs:,} GIFs; decisive comparisons per emotion: "
+               + ", ".join(f"{n} {int(c):,}" for n, c in zip(NAMES, decisive, strict=True)))
+    state = "converged" if summary["converged"] else "NOT converged on some emotions"
+    click.echo(f"fitted 17 emotions (ties={ties}, alpha={alpha:g}, {method}, {state}) in "
+               f"{t_fit:.2f} s; wrote {out} ({scale} scale); total {total:.2f} s")
+
+
+def _skips(skipped: dict[str, int]) -> str:
+    parts = [f"{k} {v:,}" for k, v in skipped.items() if v]
+    return ", ".join(parts) if parts else "none"
+
+
+def _write_atomic(out: Path, gif_ids: list[str], columns: list[list[str]]) -> None:
+    """Write to a temporary file next to OUT and rename it: never a half-written file."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(["gif_id", *NAMES])
+            for i, gid in enumerate(gif_ids):
+                w.writerow([gid, *(col[i] for col in columns)])
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the scores are not secret
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
