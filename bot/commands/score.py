@@ -1,7 +1,72 @@
-"""Subcommands (being built)."""
+"""`moodgif score`: encode a pool's GIFs (cached features) and write scores under a model version."""
+
+from __future__ import annotations
+
+import sys
 
 import click
 
+from scorer.settings import Settings
+
 
 def register(group: click.Group) -> None:
-    pass
+    group.add_command(score_cmd)
+
+
+@click.command("score")
+@click.option("--pool", default=None, help="pool name (default: every GIF)")
+@click.option("--encoder", "encoder_id", default=None,
+              help="encoder id (default: the active model's, else MOODGIF_ENCODER)")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
+              help="where the encoder runs (default: MOODGIF_DEVICE)")
+@click.option("--engine", "engine_kind", type=click.Choice(["local", "ray"]), default="local",
+              show_default=True, help="local processes, or a Ray cluster")
+@click.option("--address", default=None, help="Ray cluster address (default: start a local Ray)")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="decode processes (local) or encode actors (ray); default MOODGIF_SCORE_WORKERS")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="frames per encoder batch (default MOODGIF_SCORE_BATCH_SIZE)")
+@click.option("--model-version", "model_version_id", type=int, default=None,
+              help="write scores under this model version (default: the active one)")
+@click.option("--list-encoders", is_flag=True, help="print the known encoder ids and exit")
+@click.pass_obj
+def score_cmd(
+    settings: Settings, pool: str | None, encoder_id: str | None, device: str | None,
+    engine_kind: str, address: str | None, workers: int | None, batch_size: int | None,
+    model_version_id: int | None, list_encoders: bool,
+) -> None:
+    """Encode the GIFs that have no cached features yet, then score them with the head.
+
+    With no trained head yet, only features (and NSFW-based ratings) are written.
+    """
+    from scorer.encoders import EncoderError
+    from scorer.encoders import list_encoders as known
+
+    if list_encoders:
+        for e in known():
+            click.echo(e)
+        return
+    from scorer.pipeline import ScoreError, score_pool
+    from scorer.store import init_db
+
+    engine = init_db(settings.db_url)
+    try:
+        report = score_pool(
+            settings, engine, pool=pool, encoder_id=encoder_id, device=device or settings.device,
+            model_version_id=model_version_id, engine_kind=engine_kind,
+            progress=sys.stderr.isatty(), workers=workers, batch_size=batch_size, address=address,
+        )
+    except (EncoderError, ScoreError) as exc:
+        raise click.ClickException(str(exc)) from None
+    rate = report.encoded / report.seconds if report.seconds > 0 else 0.0
+    click.echo(
+        f"encoder {report.encoder_id} ({report.sampling}): {report.encoded} encoded "
+        f"({report.frames} frames, {rate:.2f} GIFs/s), {report.cached} already cached, "
+        f"{len(report.failed)} failed, {report.skipped} skipped (failed before)"
+    )
+    for sha, reason in report.failed[:20]:
+        click.echo(f"  failed {sha[:12]}: {reason}", err=True)
+    if report.model_version_id is None:
+        click.echo("no trained head for this encoder yet: wrote features only")
+    else:
+        click.echo(f"wrote {report.scored} scores under model version {report.model_version_id}")

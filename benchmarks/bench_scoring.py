@@ -1,0 +1,231 @@
+"""Scoring throughput, pipeline efficiency, scaling and peak memory, measured in one run.
+
+    .venv/bin/python benchmarks/bench_scoring.py                  # CPU defaults, a few minutes
+    .venv/bin/python benchmarks/bench_scoring.py --device cuda --gifs 2000 --batch-sizes 64,256
+
+What it prints (all on the demo pool that scorer.demo_pool generates, so anyone can rerun it):
+
+1. decode-only: GIFs/s of the worker side alone (decode, sample, resize/crop, motion features)
+   through the same DataLoader workers the pipeline uses;
+2. encode-only: GIFs/s and frames/s of the encoder's network alone on already-prepared frames;
+3. full: `score_pool` end to end (decode workers + encoder + feature files + database);
+   efficiency = full / min(decode-only, encode-only). 1.0 means decoding is hidden entirely
+   behind encoding (or the reverse);
+4. full-pipeline GIFs/s for workers x batch sizes;
+5. peak RSS (the scoring process plus its largest decode worker) of `score_pool` on two pool
+   sizes, each in a fresh subprocess.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def _setup(home: Path, count: int, seed: int = 0):  # type: ignore[no-untyped-def]
+    from scorer.demo_pool import make_demo_pool
+    from scorer.pool import ingest
+    from scorer.settings import load_settings
+    from scorer.store import init_db
+
+    settings = load_settings(env={}, home=str(home))
+    engine = init_db(settings.db_url)
+    manifest = make_demo_pool(home.parent / f"demo-src-{count}", count, seed)
+    ingest(settings, engine, "bench", manifest)
+    return settings, engine
+
+
+def _jobs(settings, engine):  # type: ignore[no-untyped-def]
+    from scorer.pipeline import GifJob, _gif_rows
+    from scorer.pool import gif_path, pool_gifs
+
+    shas = pool_gifs(engine, "bench")
+    rows = _gif_rows(engine, shas)
+    return [GifJob(s, str(gif_path(settings, s)), rows[s][0]) for s in shas]
+
+
+def _rss_setup(home: str, count: int) -> None:
+    _setup(Path(home), count)
+
+
+def _rss_child(home: str, count: int, encoder: str, device: str, workers: int, batch: int) -> None:
+    """Score an already ingested pool in a fresh process: the peak RSS is scoring's alone."""
+    from scorer.pipeline import score_pool
+    from scorer.settings import load_settings
+    from scorer.store import init_db
+
+    settings = load_settings(env={}, home=home)
+    engine = init_db(settings.db_url)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t = time.perf_counter()
+    report = score_pool(settings, engine, pool="bench", encoder_id=encoder, device=device,
+                        workers=workers, batch_size=batch)
+    secs = time.perf_counter() - t
+    me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    print(json.dumps({"count": count, "encoded": report.encoded, "seconds": secs,
+                      "rss_before_mb": base / 1024, "rss_self_mb": me / 1024, "rss_worker_mb": kids / 1024}))
+
+
+def _face_probe(root: Path) -> None:
+    """Does OpenCV's Haar face (and smile) cascade find the faces in the real GIFs?"""
+    import csv
+
+    import numpy as np
+
+    try:
+        import cv2
+    except ImportError:
+        sys.exit("--face-probe needs opencv-python-headless<5 (e.g. pip install --target /tmp/cv "
+                 "'opencv-python-headless<5' and PYTHONPATH=/tmp/cv)")
+    from scorer.frames import decode_gif, sample_indices
+
+    face = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+    smile = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_smile.xml")
+    with open(root / "manifest.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    gif_hit = frames_tot = frames_hit = 0
+    t_det = 0.0
+    by_label: dict[str, list[tuple[float, float]]] = {}
+    for r in rows:
+        d = decode_gif(root / r["file"], indices=sample_indices(int(r["frames"]), "sparse"))
+        hits = smiles = 0
+        for f in d.frames:
+            g = cv2.cvtColor(f, cv2.COLOR_RGB2GRAY)
+            t = time.perf_counter()
+            faces = face.detectMultiScale(g, 1.1, 5, minSize=(24, 24))
+            t_det += time.perf_counter() - t
+            if len(faces):
+                hits += 1
+                x, y, w, h = max(faces, key=lambda b: b[2] * b[3])
+                smiles += bool(len(smile.detectMultiScale(g[y + h // 2 : y + h, x : x + w], 1.7, 20)))
+        frames_tot += len(d.frames)
+        frames_hit += hits
+        gif_hit += hits > 0
+        by_label.setdefault(r["weak_label"], []).append((hits / len(d.frames), smiles / max(hits, 1)))
+    print(f"GIFs with a face in a sampled frame: {gif_hit}/{len(rows)}; sampled frames with a face: "
+          f"{frames_hit}/{frames_tot} = {frames_hit / frames_tot:.2f}; {1000 * t_det / frames_tot:.1f} ms/frame")
+    for lab, vals in sorted(by_label.items()):
+        arr = np.asarray(vals)
+        print(f"  {lab:14s} n={len(vals):2d} face-frame share {arr[:, 0].mean():.2f}  smile share {arr[:, 1].mean():.2f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--gifs", type=int, default=120, help="GIFs for the throughput runs")
+    ap.add_argument("--encoder", default="nsfw-resnet50thin+motion")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--workers", type=int, default=2, help="decode workers for parts 1-3")
+    ap.add_argument("--batch", type=int, default=64, help="frames per batch for parts 1-3")
+    ap.add_argument("--scaling-workers", default="1,2")
+    ap.add_argument("--batch-sizes", default="16,64")
+    ap.add_argument("--rss", default="200,800", help="two pool sizes for peak RSS ('' = skip)")
+    ap.add_argument("--rss-encoder", default=None, help="encoder for the RSS runs (default: --encoder)")
+    ap.add_argument("--rss-child", nargs=2, metavar=("HOME", "COUNT"), help=argparse.SUPPRESS)
+    ap.add_argument("--rss-setup", nargs=2, metavar=("HOME", "COUNT"), help=argparse.SUPPRESS)
+    ap.add_argument("--skip-throughput", action="store_true", help="only the peak-RSS part")
+    ap.add_argument("--face-probe", metavar="REAL_GIFS_DIR", help="only measure the Haar face channel on real GIFs")
+    args = ap.parse_args()
+
+    if args.face_probe:
+        _face_probe(Path(args.face_probe))
+        return
+    if args.rss_setup:
+        _rss_setup(args.rss_setup[0], int(args.rss_setup[1]))
+        return
+    if args.rss_child:
+        _rss_child(args.rss_child[0], int(args.rss_child[1]), args.rss_encoder or args.encoder,
+                   args.device, args.workers, args.batch)
+        return
+
+    import torch
+
+    from scorer.encoders import get_encoder
+    from scorer.pipeline import Limits, encode_stream, iter_prepared_local, score_pool
+
+    tmp = Path(tempfile.mkdtemp(prefix="moodgif-bench-"))
+    try:
+        print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, threads {torch.get_num_threads()}, "
+              f"cuda={torch.cuda.is_available()} {torch.cuda.get_device_name(0) if torch.cuda.is_available() else ''}, "
+              f"load average {os.getloadavg()[0]:.1f} (other work on the machine slows every figure)")
+        if args.skip_throughput:
+            args.gifs = 4
+        settings, engine = _setup(tmp / "home", args.gifs)
+        jobs = _jobs(settings, engine)
+        enc = get_encoder(args.encoder, settings, args.device)
+        print(f"encoder {enc.id} on {enc.device} (autocast {enc.amp}), {len(jobs)} demo GIFs, "
+              f"sampling {settings.sampling}, workers {args.workers}, batch {args.batch}")
+        limits = Limits(settings.max_gif_frames, settings.max_gif_pixels)
+
+        # warm-up: first calls pay for allocator / kernel selection
+        warm = list(iter_prepared_local(jobs[:4], enc.prep, settings.sampling, limits, 0))
+        list(encode_stream(enc, warm, args.batch))
+
+        if args.skip_throughput:
+            args.scaling_workers = ""
+        t = time.perf_counter()
+        prepared = list(iter_prepared_local(jobs, enc.prep, settings.sampling, limits, args.workers))
+        decode_s = time.perf_counter() - t
+        frames = sum(g.frames for g in prepared)
+        t = time.perf_counter()
+        for _ in encode_stream(enc, prepared, args.batch):
+            pass
+        if enc.device.type == "cuda":
+            torch.cuda.synchronize()
+        encode_s = time.perf_counter() - t
+        del prepared
+
+        def full(workers: int, batch: int) -> float:
+            shutil.rmtree(settings.features_dir, ignore_errors=True)
+            t = time.perf_counter()
+            r = score_pool(settings, engine, pool="bench", encoder_id=args.encoder, device=args.device,
+                           workers=workers, batch_size=batch)
+            assert r.encoded == len(jobs), r
+            return time.perf_counter() - t
+
+        full_s = full(args.workers, args.batch)
+        n = len(jobs)
+        dec, encr, ful = n / decode_s, n / encode_s, n / full_s
+        print(f"decode-only : {dec:7.2f} GIFs/s  {frames / decode_s:8.1f} frames/s")
+        print(f"encode-only : {encr:7.2f} GIFs/s  {frames / encode_s:8.1f} frames/s")
+        print(f"full        : {ful:7.2f} GIFs/s  {frames / full_s:8.1f} frames/s")
+        print(f"efficiency  : {ful / min(dec, encr):.2f}  (full / min(decode-only, encode-only))")
+
+        print("scaling (full pipeline GIFs/s):")
+        for w in [int(x) for x in args.scaling_workers.split(",") if x]:
+            for b in [int(x) for x in args.batch_sizes.split(",") if x]:
+                s = full(w, b)
+                print(f"  workers={w} batch={b:4d}: {n / s:7.2f} GIFs/s  {frames / s:8.1f} frames/s")
+
+        if args.rss:
+            print(f"peak RSS ({args.rss_encoder or args.encoder}):")
+            for count in [int(x) for x in args.rss.split(",") if x]:
+                cmd = [sys.executable, __file__, "--rss-child", str(tmp / f"rss-{count}" / "home"), str(count),
+                       "--encoder", args.encoder, "--device", args.device, "--workers", str(args.workers),
+                       "--batch", str(args.batch)]
+                if args.rss_encoder:
+                    cmd += ["--rss-encoder", args.rss_encoder]
+                (tmp / f"rss-{count}").mkdir()
+                subprocess.run([sys.executable, __file__, "--rss-setup", str(tmp / f"rss-{count}" / "home"), str(count)],
+                               check=True, capture_output=True)
+                out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+                r = json.loads(out)
+                print(f"  {count:5d} GIFs: scorer {r['rss_self_mb']:6.0f} MB (after imports {r['rss_before_mb']:.0f}), "
+                      f"largest decode worker {r['rss_worker_mb']:5.0f} MB, {r['encoded'] / r['seconds']:.1f} GIFs/s")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,459 @@
+"""Batched scoring of a pool: decode -> sample -> encode (cached) -> head -> predictions.
+
+The unit of work is one GIF: `prepare_job` (decode, sample, resize/crop, motion features;
+CPU, runs in worker processes) then the encoder's network on batches of frames gathered
+across GIFs (`encode_stream`, on the device) then one feature file per GIF. The local engine
+feeds `prepare_job` through a torch DataLoader (worker processes, bounded prefetch); the
+Ray engine (`scorer.ray_engine`) runs the same two functions as Ray Data stages.
+
+Everything streams: a GIF's frames live only between its decode and its feature file, so
+peak memory depends on workers x prefetch x batch size, not on the pool's size.
+Only the database writes and the feature files happen in this (the driver) process.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import delete, insert, select
+from sqlalchemy.engine import Engine
+
+from scorer.encoders import EncoderError, Prepared, Preprocessor, TorchEncoder, get_encoder
+from scorer.features import has_features, load_features, save_features
+from scorer.settings import Settings
+from scorer.store import Gif, ModelVersion, Pool, Prediction, pack_scores, session_scope
+
+log = logging.getLogger(__name__)
+
+DB_CHUNK = 64  # GIF rows updated per transaction
+
+
+class ScoreError(RuntimeError):
+    """Scoring cannot start (unknown pool, model version mismatch...); one clear line."""
+
+
+@dataclass
+class ScoreReport:
+    encoded: int = 0  # GIFs encoded in this run
+    cached: int = 0  # GIFs whose features were already on disk
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (sha, reason) of this run
+    scored: int = 0  # prediction rows written
+    model_version_id: int | None = None
+    seconds: float = 0.0
+    frames: int = 0  # frames encoded in this run
+    skipped: int = 0  # GIFs skipped because an earlier run could not decode them
+    encoder_id: str = ""
+    sampling: str = ""
+
+
+@dataclass
+class GifJob:
+    sha: str
+    path: str
+    n_frames: int  # from the database; 0 = unknown (decode everything, then sample)
+
+
+@dataclass
+class PreparedGif:
+    sha: str
+    units: np.ndarray
+    extra: np.ndarray
+    frames: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_frames: int
+    max_pixels: int
+
+
+# ---------------------------------------------------------------------------------------
+# worker side
+
+
+def prepare_job(prep: Preprocessor, job: GifJob, scheme: str, limits: Limits) -> PreparedGif:
+    """Decode, sample and preprocess one GIF; any failure becomes `error`, never a raise."""
+    from scorer.frames import GifDecodeError, decode_gif, sample_indices
+
+    empty = np.zeros((0,), np.uint8)
+    try:
+        kw = {"max_frames": limits.max_frames, "max_pixels": limits.max_pixels}
+        decoded = None
+        if job.n_frames > 0:
+            try:
+                decoded = decode_gif(job.path, indices=sample_indices(job.n_frames, scheme), **kw)
+            except IndexError:
+                decoded = None  # the stored frame count is stale: decode all, then sample
+        if decoded is None:
+            full = decode_gif(job.path, **kw)
+            idx = sample_indices(full.n_frames, scheme)
+            frames, durations = full.frames[idx], full.durations_ms[idx]
+        else:
+            frames, durations = decoded.frames, decoded.durations_ms
+        prepared = prep.prepare(frames, durations)
+        return PreparedGif(job.sha, prepared.units, prepared.extra, int(frames.shape[0]))
+    except GifDecodeError as exc:
+        return PreparedGif(job.sha, empty, empty, error=str(exc))
+    except FileNotFoundError:
+        return PreparedGif(job.sha, empty, empty, error=f"file missing: {job.path}")
+    except (OSError, ValueError, MemoryError) as exc:
+        return PreparedGif(job.sha, empty, empty, error=f"{type(exc).__name__}: {exc}")
+
+
+class _JobDataset:
+    """A map-style dataset for torch's DataLoader (its workers are our decode processes)."""
+
+    def __init__(self, jobs: list[GifJob], prep: Preprocessor, scheme: str, limits: Limits) -> None:
+        self.jobs, self.prep, self.scheme, self.limits = jobs, prep, scheme, limits
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    def __getitem__(self, i: int) -> PreparedGif:
+        return prepare_job(self.prep, self.jobs[i], self.scheme, self.limits)
+
+
+def _identity(x: PreparedGif) -> PreparedGif:
+    return x
+
+
+def iter_prepared_local(
+    jobs: list[GifJob], prep: Preprocessor, scheme: str, limits: Limits, workers: int
+) -> Iterator[PreparedGif]:
+    """Prepared GIFs in job order, decoded by `workers` processes (0 = in this process)."""
+    if workers <= 0:
+        for job in jobs:
+            yield prepare_job(prep, job, scheme, limits)
+        return
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(
+        _JobDataset(jobs, prep, scheme, limits),  # type: ignore[arg-type]
+        batch_size=None,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=_identity,
+        prefetch_factor=4,  # bounded read-ahead: memory stays flat with the pool's size
+    )
+    yield from loader
+
+
+# ---------------------------------------------------------------------------------------
+# device side
+
+
+@dataclass
+class _Pending:
+    gif: PreparedGif
+    next_unit: int = 0
+    outs: list[np.ndarray] = field(default_factory=list)
+
+    @property
+    def n_units(self) -> int:
+        return 0 if self.gif.error else len(self.gif.units)
+
+    @property
+    def done(self) -> int:
+        return sum(len(o) for o in self.outs)
+
+
+def encode_stream(
+    encoder: TorchEncoder, prepared: Iterable[PreparedGif], batch_size: int
+) -> Iterator[tuple[PreparedGif, np.ndarray | None]]:
+    """(gif, (T, D) features or None on error), in input order; the network sees batches of
+    `batch_size` units (frames, or clips) gathered across GIFs."""
+    batch_size = max(1, int(batch_size))
+    queue: deque[_Pending] = deque()
+
+    def run(final: bool) -> Iterator[tuple[PreparedGif, np.ndarray | None]]:
+        while True:
+            avail = sum(p.n_units - p.next_unit for p in queue)
+            if avail == 0 or (avail < batch_size and not final):
+                break
+            pieces: list[tuple[_Pending, int, int]] = []
+            room = batch_size
+            for p in queue:
+                take = min(room, p.n_units - p.next_unit)
+                if take > 0:
+                    pieces.append((p, p.next_unit, p.next_unit + take))
+                    room -= take
+                if room == 0:
+                    break
+            units = np.concatenate([p.gif.units[a:b] for p, a, b in pieces])
+            out = encoder.forward_units(units)
+            offset = 0
+            for p, a, b in pieces:
+                p.outs.append(out[offset : offset + (b - a)])
+                p.next_unit = b
+                offset += b - a
+        while queue and queue[0].done >= queue[0].n_units and queue[0].next_unit >= queue[0].n_units:
+            p = queue.popleft()
+            if p.gif.error:
+                yield p.gif, None
+                continue
+            net_out = np.concatenate(p.outs) if p.outs else np.zeros((0, encoder.net_dim), np.float32)
+            yield p.gif, encoder.finish(net_out, Prepared(p.gif.units, p.gif.extra))
+
+    for gif in prepared:
+        queue.append(_Pending(gif))
+        yield from run(final=False)
+    yield from run(final=True)
+
+
+# ---------------------------------------------------------------------------------------
+# planning: what to encode, with what, under which model version
+
+
+def _resolve_version(
+    engine: Engine, encoder_id: str | None, scheme: str, model_version_id: int | None
+) -> tuple[ModelVersion | None, str | None, str]:
+    with session_scope(engine) as s:
+        if model_version_id is not None:
+            mv = s.get(ModelVersion, model_version_id)
+            if mv is None:
+                raise ScoreError(f"model version {model_version_id} does not exist")
+            if encoder_id and encoder_id != mv.encoder_id:
+                raise ScoreError(
+                    f"model version {mv.id} was trained on encoder {mv.encoder_id!r}, not "
+                    f"{encoder_id!r}; leave --encoder out or pass that one"
+                )
+            return mv, mv.encoder_id, mv.sampling
+        mv = s.scalars(select(ModelVersion).where(ModelVersion.status == "active")).first()
+        if mv is not None and (encoder_id in (None, mv.encoder_id)) and mv.sampling == scheme:
+            return mv, mv.encoder_id, mv.sampling
+        return None, encoder_id, scheme
+
+
+def _pool_shas(engine: Engine, pool: str | None) -> list[str]:
+    if pool is None:
+        with session_scope(engine) as s:
+            return list(s.scalars(select(Gif.sha256).order_by(Gif.created_at, Gif.sha256)))
+    with session_scope(engine) as s:
+        if s.scalars(select(Pool.id).where(Pool.name == pool)).first() is None:
+            raise ScoreError(f"no pool named {pool!r} (see `moodgif pool list`)")
+    from scorer.pool import pool_gifs
+
+    return list(pool_gifs(engine, pool))
+
+
+def _gif_rows(engine: Engine, shas: list[str]) -> dict[str, tuple[int, str | None, float | None]]:
+    out: dict[str, tuple[int, str | None, float | None]] = {}
+    with session_scope(engine) as s:
+        for i in range(0, len(shas), 500):
+            q = select(Gif.sha256, Gif.n_frames, Gif.score_error, Gif.nsfw_prob).where(
+                Gif.sha256.in_(shas[i : i + 500])
+            )
+            for sha, n, err, prob in s.execute(q):
+                out[sha] = (int(n or 0), err, prob)
+    return out
+
+
+def _write_gif_updates(engine: Engine, settings: Settings, updates: list[tuple[str, float | None, str | None]]) -> None:
+    """(sha, nsfw_prob or None, error or None) -> gif rows, one transaction."""
+    from scorer.rating import apply_rating
+
+    if not updates:
+        return
+    with session_scope(engine) as s:
+        for sha, prob, error in updates:
+            gif = s.get(Gif, sha)
+            if gif is None:
+                continue
+            if error is not None:
+                gif.score_error = error[:2000]
+                continue
+            gif.score_error = None
+            if prob is not None:
+                apply_rating(gif, prob, settings)
+
+
+# ---------------------------------------------------------------------------------------
+# the entry points
+
+
+def score_pool(
+    settings: Settings,
+    engine: Engine,
+    *,
+    pool: str | None = None,
+    encoder_id: str | None = None,
+    device: str = "auto",
+    model_version_id: int | None = None,
+    engine_kind: str = "local",
+    progress: bool = False,
+    workers: int | None = None,
+    batch_size: int | None = None,
+    address: str | None = None,
+) -> ScoreReport:
+    """Encode the GIFs of `pool` (all GIFs when None) that have no cached features, then
+    write predictions under the model version (given, or the active one when it matches
+    the encoder). With no head, only features (and NSFW ratings) are written."""
+    from scorer.pool import gif_path
+
+    t0 = time.perf_counter()
+    if engine_kind not in ("local", "ray"):
+        raise ScoreError(f"unknown engine {engine_kind!r}; expected local or ray")
+    mv, enc_id, scheme = _resolve_version(engine, encoder_id, settings.sampling, model_version_id)
+    enc_id = enc_id or settings.encoder
+    workers = settings.score_workers if workers is None else workers
+    batch_size = batch_size or settings.score_batch_size
+    # Build (and so validate) the encoder before anything is written: unknown id, missing
+    # weights and absent CUDA all stop here. Ray actors build their own on their devices.
+    encoder = get_encoder(enc_id, settings, "cpu" if engine_kind == "ray" else device)
+    if mv is not None:
+        _check_head_file(settings, mv)
+    shas = _pool_shas(engine, pool)
+    rows = _gif_rows(engine, shas)
+    report = ScoreReport(model_version_id=mv.id if mv else None, encoder_id=enc_id, sampling=scheme)
+
+    todo: list[GifJob] = []
+    backfill: list[tuple[str, float | None, str | None]] = []
+    for sha in shas:
+        n_frames, err, prob = rows.get(sha, (0, None, None))
+        if has_features(settings, sha, enc_id, scheme):
+            report.cached += 1
+            if prob is None and encoder.nsfw_index is not None:
+                # Killed between the feature file and the database last time: finish it.
+                feats = load_features(settings, sha, enc_id, scheme)
+                if feats is not None:
+                    backfill.append((sha, _nsfw(encoder, feats), None))
+        elif err:
+            report.skipped += 1
+        else:
+            todo.append(GifJob(sha, str(gif_path(settings, sha)), n_frames))
+    for i in range(0, len(backfill), DB_CHUNK):
+        _write_gif_updates(engine, settings, backfill[i : i + DB_CHUNK])
+
+    if todo:
+        limits = Limits(settings.max_gif_frames, settings.max_gif_pixels)
+        if engine_kind == "ray":
+            from scorer.ray_engine import encode_with_ray
+
+            results: Iterable[tuple[str, np.ndarray | None, str | None, int]] = encode_with_ray(
+                todo, enc_id, settings, device=device, scheme=scheme, limits=limits,
+                workers=workers, batch_size=batch_size, address=address,
+            )
+        else:
+            stream = encode_stream(encoder, iter_prepared_local(todo, encoder.prep, scheme, limits, workers), batch_size)
+            results = ((g.sha, f, g.error, g.frames) for g, f in stream)
+        _consume(settings, engine, encoder, enc_id, scheme, results, report, len(todo), progress)
+
+    if mv is not None:
+        have = [sha for sha in shas if has_features(settings, sha, enc_id, scheme)]
+        report.scored = write_predictions(settings, engine, mv.id, have)
+    else:
+        log.info("no trained head for encoder %s (%s): wrote features only", enc_id, scheme)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _nsfw(encoder: TorchEncoder, feats: np.ndarray) -> float | None:
+    from scorer.rating import gif_nsfw_prob
+
+    if encoder.nsfw_index is None or feats.shape[1] <= encoder.nsfw_index:
+        return None
+    return gif_nsfw_prob(feats[:, encoder.nsfw_index])
+
+
+def _consume(
+    settings: Settings, engine: Engine, encoder: TorchEncoder, enc_id: str, scheme: str,
+    results: Iterable[tuple[str, np.ndarray | None, str | None, int]], report: ScoreReport,
+    total: int, progress: bool,
+) -> None:
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="gif", desc="encoding", disable=not progress, dynamic_ncols=True)
+    pending: list[tuple[str, float | None, str | None]] = []
+    try:
+        for sha, feats, error, n_frames in results:
+            if error is not None or feats is None:
+                reason = error or "encoder returned nothing"
+                report.failed.append((sha, reason))
+                pending.append((sha, None, reason))
+                log.warning("gif %s skipped: %s", sha[:12], reason)
+            else:
+                # The file first, then the row: a kill in between is repaired by the next run.
+                save_features(settings, sha, enc_id, scheme, feats)
+                report.encoded += 1
+                report.frames += n_frames
+                pending.append((sha, _nsfw(encoder, feats), None))
+            if len(pending) >= DB_CHUNK:
+                _write_gif_updates(engine, settings, pending)
+                pending = []
+            bar.update(1)
+            bar.set_postfix(frames=report.frames, failed=len(report.failed), refresh=False)
+    finally:
+        _write_gif_updates(engine, settings, pending)
+        bar.close()
+
+
+def _head_path(settings: Settings, path: str) -> Path:
+    p = Path(path).expanduser()
+    if p.is_absolute():
+        return p
+    for base in (settings.models_dir, settings.home):
+        if (base / p).is_file():
+            return base / p
+    return settings.models_dir / p
+
+
+def _check_head_file(settings: Settings, mv: ModelVersion) -> None:
+    if not mv.path or not _head_path(settings, mv.path).is_file():
+        raise ScoreError(f"model version {mv.id} has no head file at {mv.path!r}")
+
+
+def write_predictions(
+    settings: Settings, engine: Engine, model_version_id: int, shas: Iterable[str], device: str = "cpu"
+) -> int:
+    """Run the version's head on the cached features of `shas` and (re)write their
+    Prediction rows; GIFs without features are left out. Returns the rows written."""
+    from scorer.heads import load_head, predict
+
+    with session_scope(engine) as s:
+        mv = s.get(ModelVersion, model_version_id)
+        if mv is None:
+            raise ScoreError(f"model version {model_version_id} does not exist")
+        enc_id, scheme, path = mv.encoder_id, mv.sampling, mv.path
+    _check_head_file(settings, mv)
+    module, _meta = load_head(_head_path(settings, path), device)
+    written = 0
+    shas = list(shas)
+    for i in range(0, len(shas), 512):  # bounded: 512 GIFs' features at a time
+        got = [(sha, load_features(settings, sha, enc_id, scheme)) for sha in shas[i : i + 512]]
+        got = [(sha, f) for sha, f in got if f is not None and len(f)]
+        if not got:
+            continue
+        scores = predict(module, [f for _, f in got], device)
+        keys = [sha for sha, _ in got]
+        with session_scope(engine) as s:
+            s.execute(delete(Prediction).where(
+                Prediction.model_version_id == model_version_id, Prediction.gif_sha.in_(keys)
+            ))
+            s.execute(insert(Prediction), [
+                {"model_version_id": model_version_id, "gif_sha": sha, "scores": pack_scores(row)}
+                for sha, row in zip(keys, scores, strict=True)
+            ])
+        written += len(got)
+    return written
+
+
+__all__ = [
+    "EncoderError",
+    "GifJob",
+    "Limits",
+    "PreparedGif",
+    "ScoreError",
+    "ScoreReport",
+    "encode_stream",
+    "iter_prepared_local",
+    "prepare_job",
+    "score_pool",
+    "write_predictions",
+]
