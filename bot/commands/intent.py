@@ -1,0 +1,47 @@
+"""`moodgif intent`: what emotion a request maps to."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from scorer.settings import Settings
+
+EXIT_CANNOT_MAP = 3
+
+
+def register(group: click.Group) -> None:
+    group.add_command(intent_cmd)
+
+
+@click.command("intent")
+@click.argument("text", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="print the answer as JSON")
+@click.option("--no-embeddings", is_flag=True,
+              help="lexicon and typo matching only (skips loading the sentence model)")
+@click.pass_obj
+def intent_cmd(settings: Settings, text: tuple[str, ...], as_json: bool, no_embeddings: bool) -> None:
+    """Map TEXT to one of the 17 emotions, with a confidence and alternatives.
+
+    Exits with code 3 when the request cannot be mapped. With no TEXT, reads one request per
+    line from standard input and prints one JSON line each (the model loads once).
+    """
+    from bot.intent import IntentParser
+
+    parser = IntentParser(settings, use_embeddings=not no_embeddings)
+    if not text:
+        for line in sys.stdin:
+            result = parser.parse(line.rstrip("\r\n"))
+            click.echo(json.dumps(result.to_json(), ensure_ascii=False))
+        return
+    result = parser.parse(" ".join(text))
+    if as_json:
+        click.echo(json.dumps(result.to_json(), ensure_ascii=False))
+    elif result.emotion is not None:
+        extra = ", ".join(f"{e} {c:.2f}" for e, c in result.alternatives)
+        click.echo(f"{result.emotion} ({result.confidence:.2f})" + (f"; also {extra}" if extra else ""))
+    if result.emotion is None:
+        click.echo(f"moodgif: {result.reason}", err=True)
+        sys.exit(EXIT_CANNOT_MAP)

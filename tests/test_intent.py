@@ -1,0 +1,357 @@
+"""bot.intent: lexicon, typos, negation, the embedding path, bad input, the CLI, accuracy."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bot import intent as intent_mod
+from bot.intent import Intent, IntentParser, get_parser, help_text, typo_cost
+from bot.intent_lexicon import EXAMPLES, NEGATED, PROTOTYPES, load_lexicon
+from scorer.emotions import NAMES
+from scorer.settings import load_settings
+
+REPO = Path(__file__).resolve().parent.parent
+EVAL = REPO / "tests" / "data" / "intent_eval.csv"
+TWEETS = REPO.parent / "shared" / "data" / "emotiongif"
+KINDS = {"match", "did_you_mean", "help", "unknown"}
+
+# Measured with benchmarks/bench_intent.py (docs/bench/intent.md) minus a margin, so a change
+# that makes the parser worse fails here.
+FLOOR_EMB = {"top1": 0.76, "top3": 0.93, "holdout_top3": 0.92}  # measured 0.793, 0.962, 0.955
+FLOOR_LEX = {"top1": 0.67, "holdout_top1": 0.65}  # measured 0.709, 0.693
+
+
+@pytest.fixture(scope="module")
+def lex() -> IntentParser:
+    return IntentParser(use_embeddings=False)
+
+
+@pytest.fixture(scope="module")
+def emb() -> IntentParser:
+    """The one parser in this module that loads MiniLM (about 10 s on the shared machine)."""
+    parser = IntentParser()
+    if not intent_mod._EMBEDDER.load():
+        pytest.fail(f"sentence model did not load: {intent_mod._EMBEDDER.error}")
+    return parser
+
+
+def assert_well_formed(res: Intent) -> None:
+    assert isinstance(res, Intent)
+    assert res.kind in KINDS
+    assert 0.0 <= res.confidence <= 1.0
+    assert len(res.alternatives) <= 3
+    for name, conf in res.alternatives:
+        assert name in NAMES and 0.0 <= conf <= 1.0
+    confs = [c for _, c in res.alternatives]
+    assert confs == sorted(confs, reverse=True)
+    if res.emotion is None:
+        assert res.kind != "match" and res.reason and "\n" not in res.reason
+    else:
+        assert res.emotion in NAMES and res.kind == "match"
+        assert res.emotion not in [e for e, _ in res.alternatives]
+        assert all(c <= res.confidence for c in confs)
+    out = res.to_json()
+    assert set(out) == ({"emotion", "confidence", "alternatives"} | ({"reason"} if res.emotion is None else set()))
+    json.dumps(out)
+
+
+# --- lexicon -------------------------------------------------------------------------------
+@pytest.mark.parametrize(("text", "emotion"), [
+    ("happy", "happiness"), ("happier", "happiness"), ("happiness", "happiness"),
+    ("Happily", "happiness"), ("angrier", "anger"), ("proudest", "pride"),
+    ("lol", "amusement"), ("lmaooo", "amusement"), ("hahahaha", "amusement"), ("rofl", "amusement"),
+    ("yikes", "embarrassment"), ("phew", "relief"), ("stoked", "excitement"), ("ew", "disgust"),
+    ("ffs", "anger"), ("smh", "contempt"), ("ugh", "anger"),
+    ("😂", "amusement"), ("😭", "sadness"), ("😡", "anger"), ("🤢", "disgust"), ("😱", "fear"),
+    ("🙄", "contempt"), ("😌", "contentment"), ("🥳", "excitement"), ("😳", "embarrassment"),
+    ("🙈", "embarrassment"), ("😮‍💨", "relief"), ("👍🏽", "satisfaction"), ("❤️", "happiness"),
+    (":)", "happiness"), (":(", "sadness"), (":D", "happiness"), ("xD", "amusement"),
+    (":P", "amusement"), (">:(", "anger"), ("D:", "fear"), (":'(", "sadness"),
+    ("finally done", "relief"), ("my bad", "guilt"), ("nailed it", "pride"),
+    ("good night", "contentment"), ("thank god", "relief"), ("so done", "anger"),
+    ("can't even", "amusement"), ("I can’t even", "amusement"), ("let's gooo", "excitement"),
+    ("sooooo happyyyy", "happiness"), ("HAPPY!!!", "happiness"), (":joy:", "amusement"),
+    ("<:pepe_sad:1234567>", "sadness"),
+])
+def test_lexicon_hits(lex: IntentParser, text: str, emotion: str) -> None:
+    res = lex.parse(text)
+    assert_well_formed(res)
+    assert res.emotion == emotion, res
+
+
+def test_every_emotion_name_is_a_full_confidence_match(lex: IntentParser) -> None:
+    for name in NAMES:
+        res = lex.parse(name.upper())
+        assert (res.emotion, res.confidence) == (name, 1.0)
+
+
+def test_intensity_raises_confidence(lex: IntentParser) -> None:
+    plain = lex.parse("yay").confidence
+    assert lex.parse("yaaaaay!!!").confidence > plain
+    assert lex.parse("so happy").confidence > lex.parse("happy").confidence
+
+
+@pytest.mark.parametrize(("text", "emotion"), [
+    ("not happy", "sadness"), ("I'm not happy at all", "sadness"), ("not funny", "contempt"),
+    ("never satisfied", None),
+])
+def test_negation(lex: IntentParser, text: str, emotion: str | None) -> None:
+    res = lex.parse(text)
+    assert_well_formed(res)
+    assert res.emotion == emotion
+    assert res.emotion != lex.parse(text.replace("not ", "").replace("never ", "")).emotion
+    if emotion is None:  # "never satisfied" splits between anger and sadness: ask
+        assert res.kind == "did_you_mean" and {"anger", "sadness"} <= set(res.choices)
+
+
+def test_negation_does_not_cross_but(lex: IntentParser) -> None:
+    assert lex.parse("not great but happy").emotion == "happiness"
+
+
+# --- typos ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(("typo", "emotion"), [
+    ("hapy", "happiness"), ("suprise", "surprise"), ("embarassed", "embarrassment"),
+    ("dissapointed", "sadness"), ("angyr", "anger"), ("terified", "fear"), ("releived", "relief"),
+    ("exicted", "excitement"), ("discusting", "disgust"),
+])
+def test_typos(lex: IntentParser, typo: str, emotion: str) -> None:
+    res = lex.parse(typo)
+    assert res.emotion == emotion, res
+    exact = {"happiness": "happy", "embarrassment": "embarrassed", "sadness": "disappointed"}.get(emotion)
+    if exact:
+        assert res.confidence < lex.parse(exact).confidence
+
+
+def test_typo_cost_is_cheaper_for_common_slips() -> None:
+    assert typo_cost("hapy", "happy") == 0.5  # a dropped double letter
+    assert typo_cost("angyr", "angry") == pytest.approx(0.6)  # a swap
+    assert typo_cost("hsppy", "happy") == pytest.approx(0.7)  # a key next to it
+    assert typo_cost("hmppy", "happy") == 1.0
+    assert typo_cost("happy", "happy") == 0.0
+
+
+def test_real_words_are_not_bent_into_lexicon_words(lex: IntentParser) -> None:
+    # "man" is one letter from "mad", "sand" from "sad": real words, not typos.
+    assert lex.parse("sand castle").kind == "unknown"
+
+
+# --- threshold and empty requests ---------------------------------------------------------
+def test_below_threshold_is_did_you_mean_never_a_guess(tmp_path: Path) -> None:
+    strict = IntentParser(load_settings(env={}, home=str(tmp_path), intent_threshold=0.9),
+                          use_embeddings=False)
+    res = strict.parse("ugh")
+    assert_well_formed(res)
+    assert res.emotion is None and res.kind == "did_you_mean"
+    assert [e for e, _ in res.alternatives][:2] == ["anger", "contempt"]
+    assert res.reason == "did you mean anger, contempt or disgust?"
+    assert strict.parse("happy").emotion == "happiness"  # 0.95 clears 0.9
+    assert strict.parse("angry").emotion == "anger"
+
+
+def test_empty_and_help(lex: IntentParser) -> None:
+    for text in ("", "   ", "\n\t", None):
+        res = lex.parse(text)  # type: ignore[arg-type]
+        assert_well_formed(res)
+        assert res.kind == "help" and res.emotion is None
+    assert lex.parse("help").kind == "help"
+    assert lex.parse("?").kind == "help"
+
+
+def test_help_text_lists_all_emotions() -> None:
+    text = help_text()
+    lines = text.splitlines()
+    assert len(lines) == 1 + len(NAMES)
+    for name in NAMES:
+        assert any(line.split(" ", 1)[1].startswith(name + ":") for line in lines[1:]), name
+
+
+# --- bad input -----------------------------------------------------------------------------
+@pytest.mark.parametrize("text", [
+    "x" * 10_000, "happy " * 2000, "\x00\x01\x02\x1b[31m\u202e\ufeff", "<@U123ABC>", "@channel @bob",
+    "https://example.com/a?b=c", "<https://example.com|example>", "🦄🦄🦄", "🫠", "日本語のテキストです",
+    "Привет, как дела?", "asdfghjkl qwertyuiop", "!!!???...", "0123456789", "\u200d\ufe0f",
+    b"happy\xff".decode("latin-1"), "a" * 5000 + " 😂",
+])
+def test_bad_input_gets_a_clear_answer(lex: IntentParser, emb: IntentParser, text: str) -> None:
+    for parser in (lex, emb):
+        assert_well_formed(parser.parse(text))
+
+
+def test_mentions_urls_and_control_characters_are_ignored(lex: IntentParser) -> None:
+    assert lex.parse("<@U123ABC> lol https://x.example/y").emotion == "amusement"
+    assert lex.parse("@bob\x00 so\x07 sad").emotion == "sadness"
+    assert lex.parse("/gif happy").emotion == "happiness"
+    res = lex.parse("<@U123ABC> https://example.com")
+    assert res.kind == "unknown" and "mentions or links" in (res.reason or "")
+
+
+def test_unknown_language_and_gibberish(lex: IntentParser, emb: IntentParser) -> None:
+    res = emb.parse("日本語のテキストです")
+    assert res.kind == "unknown" and "English" in (res.reason or "")
+    assert lex.parse("qwzx vbnm").kind == "unknown"
+    assert emb.parse("qwzx vbnm").emotion is None
+
+
+def test_only_emoji(lex: IntentParser) -> None:
+    assert lex.parse("😂😂😂").emotion == "amusement"
+    assert lex.parse("🦄").kind == "unknown"
+
+
+def test_long_input_is_cut_early(lex: IntentParser) -> None:
+    # The request is its first MAX_CHARS characters; what follows is never read.
+    head = "sad " + "x" * (intent_mod.MAX_CHARS - 4)
+    assert lex.parse(head + " happy happy happy").emotion == "sadness"
+
+
+# --- the embedding path --------------------------------------------------------------------
+@pytest.mark.parametrize(("text", "accepted"), [
+    ("my grandma passed away", {"sadness"}),
+    ("there's a spider crawling on my pillow", {"fear", "disgust"}),
+    ("we won the championship", {"pride", "excitement", "happiness"}),
+])
+def test_sentences_use_the_embedding(emb: IntentParser, text: str, accepted: set[str]) -> None:
+    res = emb.parse(text)
+    assert_well_formed(res)
+    assert set(res.choices[:3]) & accepted, res
+    assert emb.distribution(text)[1] in ("embedding", "blend")
+
+
+def test_embedding_results_are_cached(emb: IntentParser) -> None:
+    text = "a sentence the cache has not seen before, about a walk in the rain"
+    first = emb.parse(text)
+    assert " ".join(text.split()) in intent_mod._EMBEDDER._cache
+    assert emb.parse(text) == first
+
+
+def test_lexicon_only_parser_still_answers_sentences(lex: IntentParser) -> None:
+    assert lex.parse("my grandma passed away").kind == "unknown"
+    assert lex.parse("i am so happy today").emotion == "happiness"
+
+
+def test_warm_up_returns_and_shares_the_model(emb: IntentParser) -> None:
+    other = IntentParser()
+    other.warm_up()  # the model is already loaded: nothing to start
+    assert other._warm_thread is None
+    assert other.parse("what a lovely sunny afternoon").kind in KINDS
+
+
+# --- API pieces ----------------------------------------------------------------------------
+def test_get_parser_is_cached(tmp_path: Path) -> None:
+    assert get_parser() is get_parser()
+    s = load_settings(env={}, home=str(tmp_path), intent_threshold=0.6)
+    assert get_parser(s).threshold == 0.6 and get_parser(s) is get_parser(s)
+
+
+def test_to_json_shape(lex: IntentParser) -> None:
+    ok = lex.parse("ugh").to_json()
+    assert ok == {"emotion": "anger", "confidence": 0.45,
+                  "alternatives": [["contempt", 0.3], ["disgust", 0.1], ["sadness", 0.1]]}
+    empty = lex.parse("").to_json()
+    assert empty["emotion"] is None and empty["reason"].startswith("empty request")
+
+
+def test_suggest_emotions(lex: IntentParser) -> None:
+    assert lex.suggest_emotions("") == list(NAMES)
+    got = lex.suggest_emotions("ha")
+    assert got[0] == "happiness" and "haha" in got and "happy" in got
+    assert all(s.startswith("ha") or "ha" in s for s in got)
+    assert len(lex.suggest_emotions("s", limit=5)) == 5
+    assert lex.suggest_emotions("hapy")[0] == "happiness"
+    assert lex.suggest_emotions("😂")[0] == "amusement"
+    assert lex.suggest_emotions("zzzzqx") == []
+
+
+def test_lexicon_data_is_complete() -> None:
+    words, symbols = load_lexicon()
+    assert set(PROTOTYPES) == set(NAMES) == set(NEGATED) == set(EXAMPLES)
+    per_emotion = {n: 0 for n in NAMES}
+    for entry in list(words.values()) + list(symbols.values()):
+        per_emotion[entry.top[0]] += 1
+    assert min(per_emotion.values()) >= 15, per_emotion
+    assert all(len(p) >= 6 for p in PROTOTYPES.values())
+
+
+# --- the command ---------------------------------------------------------------------------
+def test_cli_intent(tmp_path: Path, emb: IntentParser) -> None:
+    from bot.cli import cli
+
+    env = {"MOODGIF_HOME": str(tmp_path)}
+    runner = CliRunner()
+    ok = runner.invoke(cli, ["intent", "so", "happy", "--json"], env=env)
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.stdout)["emotion"] == "happiness"
+    plain = runner.invoke(cli, ["intent", "lol"], env=env)
+    assert plain.exit_code == 0 and plain.stdout.startswith("amusement (0.85)")
+    bad = runner.invoke(cli, ["intent", "qwzx", "vbnm", "--json"], env=env)
+    assert bad.exit_code == 3
+    assert json.loads(bad.stdout)["emotion"] is None
+    assert bad.stderr.startswith("moodgif: ") and len(bad.stderr.strip().splitlines()) == 1
+    many = runner.invoke(cli, ["intent"], env=env, input="happy\n\n<@U1>\nugh mondays\n😂\n")
+    assert many.exit_code == 0, many.output
+    lines = [json.loads(line) for line in many.stdout.splitlines()]
+    assert [d["emotion"] for d in lines][:2] == ["happiness", None]
+    assert len(lines) == 5 and lines[1]["reason"] and lines[2]["reason"]
+    assert lines[4]["emotion"] == "amusement"
+
+
+# --- real tweets and the evaluation set ----------------------------------------------------
+def _tweets(n: int) -> list[str]:
+    texts: list[str] = []
+    for name in ("dev_unlabeled.json", "test_unlabeled.json"):
+        path = TWEETS / name
+        if not path.is_file():
+            continue
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                row = json.loads(line)
+                texts += [row.get("text") or "", row.get("reply") or ""]
+    if not texts:
+        pytest.skip("../shared/data/emotiongif is not present")
+    return random.Random(0).sample(texts, min(n, len(texts)))
+
+
+def test_real_tweets_never_break_it(lex: IntentParser, emb: IntentParser) -> None:
+    tweets = _tweets(2000)
+    for text in tweets:  # lexicon stage on a large sample: cheap
+        assert_well_formed(lex.parse(text))
+    for text in tweets[:150]:  # the full pipeline on a smaller one
+        assert_well_formed(emb.parse(text))
+
+
+def _eval_rows() -> list[tuple[str, set[str], str]]:
+    with EVAL.open(newline="", encoding="utf-8") as fh:
+        return [(r["text"], set(r["accepted"].split("|")), r["split"]) for r in csv.DictReader(fh)]
+
+
+def _accuracy(parser: IntentParser, rows: list[tuple[str, set[str], str]]) -> tuple[float, float]:
+    top1 = top3 = 0
+    for text, accepted, _ in rows:
+        res = parser.parse(text)
+        top1 += res.emotion in accepted
+        top3 += bool(set(res.choices[:3]) & accepted)
+    return top1 / len(rows), top3 / len(rows)
+
+
+def test_eval_set_is_valid() -> None:
+    rows = _eval_rows()
+    assert len(rows) >= 400
+    assert len({t.lower() for t, _, _ in rows}) == len(rows)
+    assert {s for _, _, s in rows} == {"tune", "holdout"}
+    for _, accepted, _ in rows:
+        assert accepted <= set(NAMES)
+
+
+def test_accuracy_floor(lex: IntentParser, emb: IntentParser) -> None:
+    rows = _eval_rows()
+    holdout = [r for r in rows if r[2] == "holdout"]
+    top1, top3 = _accuracy(emb, rows)
+    assert top1 >= FLOOR_EMB["top1"] and top3 >= FLOOR_EMB["top3"], (top1, top3)
+    assert _accuracy(emb, holdout)[1] >= FLOOR_EMB["holdout_top3"]
+    assert _accuracy(lex, rows)[0] >= FLOOR_LEX["top1"]
+    assert _accuracy(lex, holdout)[0] >= FLOOR_LEX["holdout_top1"]
