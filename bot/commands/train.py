@@ -1,7 +1,256 @@
-"""Subcommands (being built)."""
+"""`moodgif train`, `evaluate`, `retrain` and `import-votes`: learning from the ledger."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
 
 import click
 
+from scorer.settings import Settings
+
+HEADS = ("fc-maxpool-2", "fc-maxpool-4", "rnn-2", "rnn-4", "rnn-8")
+SETS = ("sparse-small", "dense-small", "sparse-aug")
+
 
 def register(group: click.Group) -> None:
-    pass
+    group.add_command(train_cmd)
+    group.add_command(evaluate_cmd)
+    group.add_command(retrain_group)
+    group.add_command(import_votes_cmd)
+
+
+def _engine(settings: Settings):  # type: ignore[no-untyped-def]
+    from scorer.store import init_db
+
+    return init_db(settings.db_url)
+
+
+def _device(settings: Settings, device: str | None) -> str:
+    return device or settings.device
+
+
+@click.command("train")
+@click.option("--pool", default=None, help="train on this pool's GIFs (default: every pool)")
+@click.option("--head", type=click.Choice(HEADS), default="fc-maxpool-2", show_default=True)
+@click.option("--search", "search_n", type=click.IntRange(min=0), default=0,
+              help="random search with N trials (the paper's space) instead of one config")
+@click.option("--set", "set_name", type=click.Choice(SETS), default="sparse-small", show_default=True,
+              help="training set: sparse/dense sampling, or sparse plus augmented copies")
+@click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--activate", is_flag=True, help="rescore the pool and make this version active")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None)
+@click.pass_obj
+def train_cmd(settings: Settings, pool: str | None, head: str, search_n: int, set_name: str,
+              epochs: int, activate: bool, device: str | None) -> None:
+    """Fit Bradley-Terry on the ledger and train a head on the fitted scores.
+
+    Stores a new model version (a candidate unless --activate). Missing features are
+    encoded first; augmented copies (--set sparse-aug) are encoded once and cached.
+    """
+    from tqdm import tqdm
+
+    from training.workflow import WorkflowError, train_version
+
+    engine = _engine(settings)
+    tty = sys.stderr.isatty()
+    bar = tqdm(total=epochs * max(1, search_n), unit="epoch", desc=f"training {head}",
+               disable=not tty, file=sys.stderr)
+    try:
+        report = train_version(
+            settings, engine, pool=pool, head=head, search_trials=search_n, set_name=set_name,
+            epochs=epochs, activate=activate, device=_device(settings, device), progress=tty,
+            on_epoch=lambda e, tr, dv: (bar.update(1), bar.set_postfix(train=f"{tr:.4f}", dev=f"{dv:.4f}")),
+            on_trial=lambda t, row: bar.update(epochs),
+        )
+    except (WorkflowError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        bar.close()
+    m = report.metrics
+    click.echo(f"{report.splits}")
+    click.echo(f"{head}: best epoch {m['best_epoch']}, RMSE train {m['train_rmse']:.4f} "
+               f"dev {m['dev_rmse']:.4f} test {m['test_rmse']:.4f} "
+               f"(mean-only test {m['test_rmse_mean_only']:.4f})")
+    for e in (50, 100):
+        if m.get(f"dev_loss@{e}") is not None:
+            click.echo(f"dev loss at epoch {e}: {m[f'dev_loss@{e}']:.5f}")
+    if report.trials:
+        click.echo(f"search: {len(report.trials)} trials, best dev loss {m['best_dev_loss']:.5f}")
+    state = "active" if report.activated else "candidate (use --activate, or `moodgif retrain --once`)"
+    click.echo(f"model version {report.model_version_id}: {state}")
+
+
+@click.command("evaluate")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="report folder (default: <home>/reports/evaluate-<time>)")
+@click.option("--pool", default=None, help="evaluate on this pool's GIFs (default: every pool)")
+@click.option("--set", "set_name", type=click.Choice(SETS), default="sparse-small", show_default=True)
+@click.option("--scale", type=click.Choice(["minmax", "product"]), default="minmax", show_default=True,
+              help="targets: min-max scaled (the paper) or the product's robust scale")
+@click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--search", "search_n", type=click.IntRange(min=0), default=0,
+              help="random search with N trials per head")
+@click.option("--models", default=",".join(["lin-reg", "mean-only", *HEADS]), show_default=True,
+              help="comma-separated subset of the Table-1 models")
+@click.option("--truth", "truth_manifest", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              default=None, help="demo manifest with truth_* columns: also report Spearman vs truth")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None)
+@click.pass_obj
+def evaluate_cmd(settings: Settings, out_dir: Path | None, pool: str | None, set_name: str,
+                 scale: str, epochs: int, search_n: int, models: str,
+                 truth_manifest: Path | None, device: str | None) -> None:
+    """The paper's Table 1 (Lin-Reg, Mean-only, FC-MaxPool-2/4, RNN-2/4/8) as a Markdown report.
+
+    Also per-emotion Spearman, accuracy on held-out comparisons, prediction spread vs true
+    spread, and PNG plots of the score distributions (Fig. 1) and loss curves (Fig. 3).
+    """
+    from scorer.store import utcnow
+    from training.workflow import WorkflowError, evaluate_table
+
+    engine = _engine(settings)
+    out_dir = out_dir or settings.home / "reports" / f"evaluate-{utcnow():%Y%m%d-%H%M%S}"
+    names = tuple(m.strip() for m in models.split(",") if m.strip())
+    truth = None
+    if truth_manifest is not None:
+        from scorer.demo_pool import read_truth
+
+        try:
+            truth = read_truth(truth_manifest)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+    try:
+        table, report = evaluate_table(
+            settings, engine, out_dir, pool=pool, set_name=set_name, scale=scale, epochs=epochs,
+            search_trials=search_n, models=names, device=_device(settings, device),
+            progress=sys.stderr.isatty(), truth=truth,
+            on_model=lambda name: click.echo(f"training {name} ...", err=True),
+        )
+    except (WorkflowError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(table.splits_summary)
+    click.echo(f"{'model':<14} {'train':>7} {'dev':>7} {'test':>7} {'expl.var':>8} {'rho':>6} {'pairs':>6} {'spread':>6}")
+    for ev in table.evals:
+        r = ev.row()
+        click.echo(f"{r['model']:<14} {r['train_rmse']:7.4f} {r['dev_rmse']:7.4f} {r['test_rmse']:7.4f} "
+                   f"{r['test_explained_variance']:8.3f} {r['mean_spearman']:6.3f} "
+                   f"{r['pair_accuracy']:6.3f} {r['spread_ratio']:6.2f}")
+    click.echo(f"report: {report}")
+
+
+@click.group("retrain", invoke_without_command=True)
+@click.option("--once", is_flag=True, help="run the retrain job now, once")
+@click.option("--schedule", is_flag=True,
+              help="run as a worker: retrain on MOODGIF_RETRAIN_CRON / _INTERVAL_MIN until stopped")
+@click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None)
+@click.pass_context
+def retrain_group(ctx: click.Context, once: bool, schedule: bool, epochs: int, device: str | None) -> None:
+    """Refit Bradley-Terry from the ledger, retrain the head, rescore, activate if not worse."""
+    if ctx.invoked_subcommand is not None:
+        return
+    settings: Settings = ctx.obj
+    if once == schedule:
+        raise click.UsageError("give exactly one of --once, --schedule (or the `history` subcommand)")
+    if once:
+        from training.retrain import run_retrain
+
+        engine = _engine(settings)
+        out = run_retrain(settings, engine, trigger="manual", epochs=epochs,
+                          device=_device(settings, device),
+                          on_step=lambda step: click.echo(f"  {step} ...", err=True))
+        if out.status == "busy":
+            click.echo(f"moodgif: {out.message}", err=True)
+            sys.exit(3)
+        if out.status == "failed":
+            raise click.ClickException(f"retrain run {out.run_id} failed: {out.message}")
+        click.echo(f"retrain run {out.run_id}: {out.status}: {out.message}")
+        return
+    _run_schedule(settings)
+
+
+def _run_schedule(settings: Settings) -> None:
+    import signal
+    import threading
+
+    from training.retrain import make_scheduler
+
+    _engine(settings)
+    sched = make_scheduler(settings, kind="background")
+    if sched is None:
+        raise click.ClickException("scheduling is off: set MOODGIF_RETRAIN_CRON or "
+                                   "MOODGIF_RETRAIN_INTERVAL_MIN")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    sched.start()
+    job = sched.get_jobs()[0]
+    click.echo(f"retrain worker: next run at {job.next_run_time:%Y-%m-%d %H:%M:%S %Z} "
+               f"({job.trigger}); Ctrl-C to stop", err=True)
+    stop.wait()
+    sched.shutdown(wait=True)
+
+
+@retrain_group.command("history")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.pass_obj
+def retrain_history(settings: Settings, limit: int, as_json: bool) -> None:
+    """The last retrain runs: status, step reached, model version and dev RMSE."""
+    from training.comparisons import stats
+    from training.retrain import history
+
+    engine = _engine(settings)
+    runs = history(engine, limit)
+    if as_json:
+        click.echo(json.dumps({"runs": runs, "ledger": stats(engine)}, default=str, indent=1))
+        return
+    st = stats(engine)
+    click.echo(f"ledger: {st['total']} comparisons ({', '.join(f'{k} {v}' for k, v in st['by_source'].items()) or 'none'})")
+    if not runs:
+        click.echo("no retrain runs yet")
+        return
+    for r in runs:
+        m = r["metrics"] or {}
+        dev = m.get("dev_rmse_new")
+        old = m.get("dev_rmse_active")
+        rm = (f" dev RMSE {dev:.4f}" + (f" (active {old:.4f})" if old is not None else "")) if dev is not None else ""
+        mv = f" v{r['model_version_id']}" if r["model_version_id"] else ""
+        when = f"{r['started_at']:%Y-%m-%d %H:%M:%S}"
+        detail = r["error"] if r["status"] == "failed" else m.get("message", "")
+        click.echo(f"#{r['id']} {when} {r['trigger']:<8} {r['status']:<9}{mv}{rm}  {detail or ''}".rstrip())
+
+
+@click.command("import-votes")
+@click.argument("csv_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--source", type=click.Choice(["import", "poll", "vote"]), default="import",
+              show_default=True, help="source recorded on each comparison")
+@click.pass_obj
+def import_votes_cmd(settings: Settings, csv_file: Path, source: str) -> None:
+    """Add GIFGIF-format comparisons (metric,left,right,choice) to the ledger.
+
+    GIFs are named by SHA-256 or by their pooled file name without extension (the GIFGIF
+    images are `<giphy_id>.gif`). Malformed rows, unknown emotions, empty ids and GIFs in no
+    pool are counted and skipped.
+    """
+    from scorer.emotions import NAMES
+    from training.bradley_terry import read_gifgif_csv
+    from training.bt_csv import LEFT, RIGHT
+    from training.comparisons import import_pairs
+
+    engine = _engine(settings)
+    try:
+        data = read_gifgif_csv(csv_file)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"{csv_file}: {exc}") from None
+    words = {LEFT: "left", RIGHT: "right"}
+    rows = ((NAMES[int(e)], data.gif_ids[int(a)], data.gif_ids[int(b)], words.get(int(c), "neither"))
+            for e, a, b, c in zip(data.emotion, data.left, data.right, data.choice, strict=True))
+    report = import_pairs(engine, rows, source=source)
+    skipped = {k: v for k, v in data.skipped.items() if v}
+    skipped.update(report.skipped)
+    total_skipped = sum(skipped.values())
+    click.echo(f"{data.rows} rows read, {report.added} comparisons added ({report.ties} 'neither'), "
+               f"{total_skipped} skipped" + (f": {', '.join(f'{n} {k}' for k, n in sorted(skipped.items()))}"
+                                             if skipped else ""))

@@ -1,0 +1,287 @@
+"""The retrain job on real databases: runs, skips, a kill in the middle, concurrency, schedule."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _train_data import synthetic
+from sqlalchemy import func, select
+
+from scorer.features import save_features
+from scorer.store import (
+    BTFit,
+    BTScore,
+    Comparison,
+    Gif,
+    ModelVersion,
+    Pool,
+    PoolGif,
+    Prediction,
+    RetrainRun,
+    session_scope,
+)
+from training.comparisons import import_pairs
+from training.locks import LockBusy, job_lock
+from training.retrain import history, make_scheduler, make_trigger, run_retrain
+
+REPO = Path(__file__).resolve().parent.parent
+N_GIFS = 40
+
+
+def make_pool(settings, engine, n: int = N_GIFS, seed: int = 0) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
+    """Pooled GIF rows with cached synthetic features; returns the true scores."""
+    feats, truth, frames = synthetic(n, dim=8, seed=seed)
+    with session_scope(engine) as s:
+        pool = Pool(name="demo")
+        s.add(pool)
+        s.flush()
+        for sha_ in feats:
+            s.add(Gif(sha256=sha_, bytes=100, width=8, height=8, n_frames=frames[sha_]))
+            s.flush()
+            s.add(PoolGif(pool_id=pool.id, gif_sha=sha_, source_ref=""))
+    for sha_, f in feats.items():
+        save_features(settings, sha_, settings.encoder, settings.sampling, f)
+    return truth
+
+
+def simulate_votes(engine, truth: dict[str, np.ndarray], n: int, seed: int = 0) -> int:  # type: ignore[no-untyped-def]
+    """Pairwise answers that follow Bradley-Terry on the true scores."""
+    from scorer.emotions import NAMES
+
+    rng = np.random.default_rng(seed)
+    shas = sorted(truth)
+    rows = []
+    for _ in range(n):
+        i, j = rng.choice(len(shas), 2, replace=False)
+        e = int(rng.integers(len(NAMES)))
+        p = 1 / (1 + np.exp(-6 * (truth[shas[i]][e] - truth[shas[j]][e])))
+        rows.append((NAMES[e], shas[i], shas[j], "left" if rng.random() < p else "right"))
+    return import_pairs(engine, rows, source="poll").added
+
+
+def count(engine, model, *where) -> int:  # type: ignore[no-untyped-def]
+    with session_scope(engine) as s:
+        return int(s.scalar(select(func.count()).select_from(model).where(*where)))
+
+
+def active_ids(engine) -> list[int]:  # type: ignore[no-untyped-def]
+    with session_scope(engine) as s:
+        return list(s.scalars(select(ModelVersion.id).where(ModelVersion.status == "active")))
+
+
+def test_nothing_to_learn_yet(settings, engine) -> None:  # type: ignore[no-untyped-def]
+    make_pool(settings, engine)
+    out = run_retrain(settings, engine, epochs=3)
+    assert out.status == "skipped" and "nothing to learn yet" in out.message
+    assert active_ids(engine) == []
+    assert history(engine)[0]["status"] == "skipped"
+
+
+def test_first_run_activates_then_next_run_compares(settings, engine) -> None:  # type: ignore[no-untyped-def]
+    truth = make_pool(settings, engine)
+    simulate_votes(engine, truth, 3000)
+    out = run_retrain(settings, engine, epochs=30)
+    assert out.status == "activated", out.message
+    assert active_ids(engine) == [out.model_version_id]
+    assert count(engine, Prediction, Prediction.model_version_id == out.model_version_id) == N_GIFS
+    assert count(engine, BTScore, BTScore.fit_id == out.bt_fit_id) == N_GIFS
+    assert count(engine, BTFit, BTFit.active.is_(True)) == 1
+    assert (settings.models_dir / f"retrain-{out.run_id}-fc-maxpool-2.pt").is_file()
+    m = out.metrics
+    assert m["dev_rmse_active"] is None and m["train"]["warm_start"] is False
+    assert m["ledger"]["used"] == 3000
+
+    simulate_votes(engine, truth, 500, seed=1)
+    second = run_retrain(settings, engine, epochs=10)
+    assert second.status in ("activated", "rejected"), second.message
+    assert second.metrics["train"]["warm_start"] is True
+    assert second.metrics["dev_rmse_active"] is not None
+    assert second.metrics["bt"]["prior_model_version_id"] == out.model_version_id
+    expected = second.model_version_id if second.status == "activated" else out.model_version_id
+    assert active_ids(engine) == [expected]
+    with session_scope(engine) as s:
+        fit = s.scalars(select(BTFit).where(BTFit.active.is_(True))).one()
+        assert fit.id == second.bt_fit_id and fit.prior_model_version_id == out.model_version_id
+    runs = history(engine)
+    assert [r["status"] for r in runs[:2]] == [second.status, "activated"]
+
+
+def test_scheduled_run_waits_for_new_comparisons(settings, engine) -> None:  # type: ignore[no-untyped-def]
+    truth = make_pool(settings, engine)
+    simulate_votes(engine, truth, 1500)
+    assert run_retrain(settings, engine, epochs=5).status == "activated"
+    settings.retrain_min_new_comparisons = 10
+    out = run_retrain(settings, engine, trigger="schedule", epochs=5)
+    assert out.status == "skipped" and "only 0 new comparisons" in out.message
+    simulate_votes(engine, truth, 10, seed=2)
+    assert run_retrain(settings, engine, trigger="schedule", epochs=5).status in ("activated", "rejected")
+
+
+def _spawn(settings, hold_at: str, marker: Path) -> subprocess.Popen:  # type: ignore[no-untyped-def]
+    env = {**os.environ, "MOODGIF_HOME": str(settings.home),
+           "MOODGIF_DATABASE_URL": settings.database_url,
+           "MOODGIF_RETRAIN_HOLD_AT": hold_at, "MOODGIF_RETRAIN_HOLD_FILE": str(marker),
+           "MOODGIF_RETRAIN_HOLD_S": "300", "OMP_NUM_THREADS": "1"}
+    code = ("from scorer.settings import load_settings\n"
+            "from training.retrain import run_retrain\n"
+            "o = run_retrain(load_settings(), epochs=5)\n"
+            "print(o.status, o.message)\n")
+    return subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _wait_for(marker: Path, proc: subprocess.Popen) -> None:  # type: ignore[type-arg]
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"retrain exited early: {proc.stdout.read().decode()}")  # type: ignore[union-attr]
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("retrain never reached the held step")
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("step", ["train", "rescore"])
+def test_kill_in_the_middle_keeps_the_active_version(settings, engine, tmp_path, step) -> None:  # type: ignore[no-untyped-def]
+    truth = make_pool(settings, engine)
+    simulate_votes(engine, truth, 1500)
+    first = run_retrain(settings, engine, epochs=5)
+    assert first.status == "activated"
+    simulate_votes(engine, truth, 300, seed=3)
+    n_comparisons = count(engine, Comparison)
+    marker = tmp_path / "held"
+    proc = _spawn(settings, step, marker)
+    try:
+        _wait_for(marker, proc)
+        # While it holds the lock, another run is told so and does nothing.
+        busy = run_retrain(settings, engine, epochs=5)
+        assert busy.status == "busy" and "already running" in busy.message
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert active_ids(engine) == [first.model_version_id]
+    assert count(engine, Comparison) == n_comparisons
+    assert count(engine, BTFit, BTFit.active.is_(True)) == 1
+    with session_scope(engine) as s:
+        killed = s.scalars(select(RetrainRun).where(RetrainRun.status == "running")).one()
+        assert killed.step == step
+
+    after = run_retrain(settings, engine, epochs=5)
+    assert after.status in ("activated", "rejected"), after.message
+    assert len(active_ids(engine)) == 1
+    with session_scope(engine) as s:
+        killed = s.get(RetrainRun, killed.id)
+        assert killed.status == "failed" and f"at step {step}" in killed.error
+        if killed.model_version_id is not None:
+            assert s.get(ModelVersion, killed.model_version_id).status == "failed"
+
+
+def test_lock_is_exclusive_and_released(settings, engine) -> None:  # type: ignore[no-untyped-def]
+    with job_lock(engine, "x"):
+        got: list[str] = []
+
+        def other() -> None:
+            try:
+                with job_lock(engine, "x"):
+                    got.append("acquired")
+            except LockBusy as exc:
+                got.append(str(exc))
+
+        t = threading.Thread(target=other)
+        t.start()
+        t.join()
+        assert got and got[0].startswith("already running")
+    with job_lock(engine, "x"):
+        pass
+
+
+def test_schedule_from_settings(sqlite_settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    from apscheduler.triggers.cron import CronTrigger
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    s = sqlite_settings
+    assert isinstance(make_trigger(s), CronTrigger)  # default "17 3 * * *"
+    s.retrain_cron = ""
+    assert make_trigger(s) is None and make_scheduler(s) is None
+    s.retrain_interval_min = 0.01  # 0.6 s
+    assert isinstance(make_trigger(s), IntervalTrigger)
+    sched = make_scheduler(s)
+    job = sched.get_jobs()[0]
+    assert job.max_instances == 1 and job.coalesce is True
+    make_pool(s, sqlite_engine, n=10)
+    sched.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not history(sqlite_engine) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        sched.shutdown(wait=True)
+    runs = history(sqlite_engine)
+    assert runs and runs[-1]["trigger"] == "schedule" and runs[-1]["status"] == "skipped"
+
+
+def test_commands_end_to_end(sqlite_settings, sqlite_engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from bot.cli import cli
+    from scorer.emotions import NAMES
+
+    s = sqlite_settings
+    truth = make_pool(s, sqlite_engine)
+    env = {"MOODGIF_HOME": str(s.home), "MOODGIF_DATABASE_URL": s.db_url, "MOODGIF_CONFIG": ""}
+    runner = CliRunner()
+
+    def run(*args: str) -> tuple[int, str]:
+        res = runner.invoke(cli, list(args), env=env, catch_exceptions=False)
+        return res.exit_code, res.output
+
+    code, out = run("retrain", "--once", "--epochs", "2")
+    assert code == 0 and "nothing to learn yet" in out
+
+    rng = np.random.default_rng(0)
+    shas = sorted(truth)
+    lines = ["metric,left,right,choice"]
+    for _ in range(1500):
+        i, j = rng.choice(len(shas), 2, replace=False)
+        e = int(rng.integers(17))
+        win = "left" if truth[shas[i]][e] > truth[shas[j]][e] else "right"
+        lines.append(f"{NAMES[e]},{shas[i]},{shas[j]},{win}")
+    lines += ["sympathy,a,b,left", f"happiness,,{shas[0]},left", f"fear,{shas[0]},{'f' * 64},right",
+              "too,few"]
+    csv_path = tmp_path / "votes.csv"
+    csv_path.write_text("\n".join(lines) + "\n")
+    code, out = run("import-votes", str(csv_path))
+    assert code == 0, out
+    assert "1500 comparisons added" in out and "4 skipped" in out
+    assert "GIF not in any pool" in out
+
+    code, out = run("retrain", "--once", "--epochs", "3")
+    assert code == 0 and "activated" in out, out
+    code, out = run("retrain", "history")
+    assert code == 0 and "activated" in out and "skipped" in out and "1500 comparisons" in out
+
+    code, out = run("train", "--head", "rnn-2", "--epochs", "3")
+    assert code == 0, out
+    assert "rnn-2: best epoch" in out and "candidate" in out
+    code, out = run("train", "--search", "2", "--epochs", "2", "--activate")
+    assert code == 0 and "search: 2 trials" in out and ": active" in out, out
+
+    report_dir = tmp_path / "report"
+    code, out = run("evaluate", "--out", str(report_dir), "--epochs", "3",
+                    "--models", "lin-reg,mean-only,fc-maxpool-2")
+    assert code == 0, out
+    assert "FC-MaxPool-2" in out and (report_dir / "report.md").is_file()
+    assert (report_dir / "scores.png").is_file() and (report_dir / "losses.png").is_file()
+
+    code, out = run("retrain")
+    assert code == 2 and "exactly one of" in out

@@ -1,0 +1,476 @@
+"""The comparisons ledger: every signal users give, as one pairwise outcome on one emotion.
+
+Each row of the `comparisons` table is `(emotion, winner, loser, tie, weight, source, who,
+where, when)`. The sources:
+
+- **send** — a user shuffled past some GIFs and sent one: the sent GIF beats each skipped one.
+- **vote** — a 👍/👎 on a posted GIF is a comparison against the emotion's *reference item*
+  (`reference_id(emotion)`): 👍 = the GIF beats the reference, 👎 = the reference beats it.
+  The reference is one more item in the Bradley-Terry fit, so thumbs and pairs fit one model.
+  One vote per person per post (the `vote_key` unique column): a changed vote replaces the
+  old row, a withdrawn vote deletes it.
+- **poll** — "which is more X?": left, right, or neither (a tie row).
+- **import** — GIFGIF-style `(metric, left, right, choice)` rows.
+
+`who` is always a salted SHA-256 (`user_hash`), never a raw platform user id: every writer
+checks that it looks like one. Bad input raises `LedgerError` (a `ValueError`) with the
+reason, is logged, and leaves nothing half-written (each call is one transaction).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import re
+import secrets
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import PurePath
+
+import numpy as np
+from sqlalchemy import delete, func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from scorer.emotions import INDEX, N_EMOTIONS, NAMES
+from scorer.settings import Settings
+from scorer.store import Comparison, Meta, Pool, PoolGif, Post, session_scope, utcnow
+
+log = logging.getLogger("moodgif.training.comparisons")
+
+REFERENCE_PREFIX = "ref:"
+SALT_META_KEY = "user_hash_salt"
+# A post older than this no longer takes votes: late reactions on old messages are noise
+# from scrolling, not a judgement of the GIF in its moment.
+VOTE_WINDOW = dt.timedelta(days=30)
+SOURCES = ("vote", "send", "poll", "import", "reaction")
+_HASH_RE = re.compile(r"^[0-9a-f]{64}$")
+_MAX_ITEM_LEN = 64  # comparisons.winner / loser are String(64)
+
+
+class LedgerError(ValueError):
+    """A signal that cannot be recorded; the message says why. Nothing was written."""
+
+
+# ---------------------------------------------------------------------------------------
+# reference items and user hashes
+
+
+def reference_id(emotion: int) -> str:
+    """The per-emotion reference item that thumbs votes are compared against."""
+    _check_emotion(emotion)
+    return REFERENCE_PREFIX + NAMES[emotion]
+
+
+def is_reference(item: str) -> bool:
+    return item.startswith(REFERENCE_PREFIX)
+
+
+_SALTS: dict[str, str] = {}
+
+
+def _salt(engine: Engine, settings: Settings) -> str:
+    if settings.user_hash_salt:
+        return settings.user_hash_salt
+    key = str(engine.url)
+    if key in _SALTS:
+        return _SALTS[key]
+    with session_scope(engine) as s:
+        row = s.get(Meta, SALT_META_KEY)
+        value = row.value if row else None
+    if value is None:
+        candidate = secrets.token_hex(32)
+        try:
+            with session_scope(engine) as s:
+                s.add(Meta(key=SALT_META_KEY, value=candidate))
+            value = candidate
+        except IntegrityError:
+            # Another process generated it first: everyone must use the same salt.
+            with session_scope(engine) as s:
+                value = s.get(Meta, SALT_META_KEY).value  # type: ignore[union-attr]
+    _SALTS[key] = value
+    return value
+
+
+def user_hash(engine: Engine, settings: Settings, platform: str, user_id: str) -> str:
+    """Salted SHA-256 (hex) of a platform user id; the only form of `who` the ledger keeps.
+
+    The salt is `settings.user_hash_salt`, or one generated once per installation and kept
+    in the `meta` table, so the same person hashes the same across processes and restarts.
+    """
+    if not user_id:
+        raise LedgerError("empty user id")
+    salt = _salt(engine, settings)
+    return hashlib.sha256(f"{salt}\x00{platform}\x00{user_id}".encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------
+# validation
+
+
+def _fail(reason: str) -> LedgerError:
+    log.warning("ledger: refused: %s", reason)
+    return LedgerError(reason)
+
+
+def _check_emotion(emotion: int) -> None:
+    if isinstance(emotion, bool) or not isinstance(emotion, int | np.integer):
+        raise _fail(f"emotion must be an index 0..{N_EMOTIONS - 1}, not {emotion!r}")
+    if not 0 <= int(emotion) < N_EMOTIONS:
+        raise _fail(f"unknown emotion index {emotion}; expected 0..{N_EMOTIONS - 1}")
+
+
+def _check_who(who: str) -> None:
+    if who and not _HASH_RE.match(who):
+        raise _fail("who must be a user_hash() value (64 hex digits), never a raw user id")
+
+
+def _check_in_pool(s: Session, gifs: Iterable[str]) -> None:
+    wanted = {g for g in gifs}
+    for g in wanted:
+        if not g or len(g) > _MAX_ITEM_LEN or is_reference(g):
+            raise _fail(f"not a GIF id: {g!r}")
+    found = set(s.scalars(select(PoolGif.gif_sha).where(PoolGif.gif_sha.in_(wanted)).distinct()))
+    missing = sorted(wanted - found)
+    if missing:
+        raise _fail(f"GIF not in any pool: {', '.join(m[:16] for m in missing)}")
+
+
+def _row(emotion: int, winner: str, loser: str, *, source: str, who: str, platform: str,
+         workspace: str, channel: str, tie: bool = False, weight: float = 1.0,
+         post_id: int | None = None, vote_key: str | None = None) -> Comparison:
+    return Comparison(
+        emotion=int(emotion), winner=winner, loser=loser, tie=tie, weight=weight, source=source,
+        who=who, platform=platform[:16], workspace=workspace[:64], channel=channel[:64],
+        post_id=post_id, vote_key=vote_key,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# writers
+
+
+def record_send(engine: Engine, *, emotion: int, sent: str, skipped: Sequence[str], who: str,
+                platform: str = "", workspace: str = "", channel: str = "",
+                post_id: int | None = None) -> int:
+    """The sent GIF beats each GIF the user skipped (shuffled past); returns rows added."""
+    _check_emotion(emotion)
+    _check_who(who)
+    losers = list(dict.fromkeys(g for g in skipped if g != sent))
+    with session_scope(engine) as s:
+        _check_in_pool(s, [sent, *losers])
+        for loser in losers:
+            s.add(_row(emotion, sent, loser, source="send", who=who, platform=platform,
+                       workspace=workspace, channel=channel, post_id=post_id))
+    return len(losers)
+
+
+def record_vote(engine: Engine, *, emotion: int, gif: str, up: bool | None, who: str,
+                post_id: int, platform: str = "", workspace: str = "", channel: str = "",
+                source: str = "vote", window: dt.timedelta | None = VOTE_WINDOW) -> str:
+    """A 👍 (up=True) / 👎 (up=False) on a post, or its removal (up=None).
+
+    One vote per person per post: returns "recorded", "replaced" (the person changed their
+    vote), "removed" or "unchanged". The post must exist, show this GIF on this emotion and
+    be younger than `window`.
+    """
+    _check_emotion(emotion)
+    if not who:
+        raise _fail("a vote needs a voter (who)")
+    _check_who(who)
+    if source not in SOURCES:
+        raise _fail(f"unknown source {source!r}")
+    key = f"{post_id}:{who}"
+    ref = reference_id(emotion)
+    for attempt in range(2):
+        try:
+            with session_scope(engine) as s:
+                post = s.get(Post, post_id)
+                if post is None:
+                    raise _fail(f"vote on a post that does not exist: {post_id}")
+                if post.gif_sha != gif or post.emotion != emotion:
+                    raise _fail(f"vote on post {post_id} names another GIF or emotion than the post")
+                if window is not None and post.created_at < utcnow() - window:
+                    raise _fail(f"vote on an expired post {post_id} (older than {window})")
+                _check_in_pool(s, [gif])
+                old = s.scalar(select(Comparison).where(Comparison.vote_key == key))
+                if up is None:
+                    if old is None:
+                        return "unchanged"
+                    s.delete(old)
+                    return "removed"
+                winner, loser = (gif, ref) if up else (ref, gif)
+                if old is None:
+                    s.add(_row(emotion, winner, loser, source=source, who=who, platform=platform,
+                               workspace=workspace, channel=channel, post_id=post_id,
+                               vote_key=key))
+                    s.flush()
+                    return "recorded"
+                if old.winner == winner and old.loser == loser:
+                    return "unchanged"
+                old.winner, old.loser, old.created_at = winner, loser, utcnow()
+                return "replaced"
+        except IntegrityError:
+            # A double click raced us to the unique vote_key; the second pass sees the row.
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+def record_poll(engine: Engine, *, emotion: int, left: str, right: str, answer: str, who: str,
+                platform: str = "", workspace: str = "", channel: str = "") -> int:
+    """A "which is more X?" answer: left, right, or neither (a tie). Returns rows added (1)."""
+    _check_emotion(emotion)
+    _check_who(who)
+    if left == right:
+        raise _fail("a poll compares two different GIFs")
+    answer = answer.strip().lower()
+    if answer not in {"left", "right", "neither"}:
+        raise _fail(f"poll answer must be left, right or neither, not {answer!r}")
+    winner, loser = (right, left) if answer == "right" else (left, right)
+    with session_scope(engine) as s:
+        _check_in_pool(s, [left, right])
+        s.add(_row(emotion, winner, loser, source="poll", who=who, platform=platform,
+                   workspace=workspace, channel=channel, tie=answer == "neither"))
+    return 1
+
+
+@dataclass
+class ImportReport:
+    rows: int = 0
+    added: int = 0
+    ties: int = 0
+    skipped: Counter = field(default_factory=Counter)  # reason -> count
+
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped.values())
+
+    def summary(self) -> str:
+        parts = ", ".join(f"{n} {reason}" for reason, n in sorted(self.skipped.items()))
+        return (f"{self.rows} rows read, {self.added} comparisons added ({self.ties} ties), "
+                f"{self.skipped_total} skipped" + (f" ({parts})" if parts else ""))
+
+
+def _pool_aliases(s: Session) -> dict[str, str]:
+    """Names an import may use for a pooled GIF: its SHA-256, or its source file's stem.
+
+    The GIFGIF images come named `<giphy_id>.gif`, so a pool ingested from that folder
+    is addressable by the GIPHY ids of the vote dump.
+    """
+    aliases: dict[str, str] = {}
+    for sha, ref in s.execute(select(PoolGif.gif_sha, PoolGif.source_ref)):
+        aliases[sha] = sha
+        if ref:
+            stem = PurePath(ref.split("?", 1)[0]).stem
+            if stem and stem not in aliases:
+                aliases[stem] = sha
+    return aliases
+
+
+def import_pairs(engine: Engine, rows: Iterable[Sequence[str]], source: str = "import",
+                 batch: int = 5000) -> ImportReport:
+    """Add GIFGIF-style `(metric, left, right, choice)` rows; bad rows are counted and skipped.
+
+    `choice` is left or right (a decision) or anything else (neither, a tie row). A GIF is
+    named by its SHA-256 or the stem of its pooled file name; GIFs in no pool are skipped.
+    """
+    if source not in SOURCES:
+        raise LedgerError(f"unknown source {source!r}")
+    report = ImportReport()
+    with session_scope(engine) as s:
+        aliases = _pool_aliases(s)
+    pending: list[dict] = []
+
+    def flush() -> None:
+        if pending:
+            with session_scope(engine) as s:
+                s.execute(Comparison.__table__.insert(), pending)
+            pending.clear()
+
+    for raw in rows:
+        report.rows += 1
+        if len(raw) < 4:
+            report.skipped["malformed row"] += 1
+            continue
+        metric, left, right, choice = (str(x).strip() for x in raw[:4])
+        emotion = INDEX.get(metric.lower())
+        if emotion is None:
+            report.skipped["unknown emotion"] += 1
+            continue
+        if not left or not right:
+            report.skipped["empty id"] += 1
+            continue
+        a, b = aliases.get(left), aliases.get(right)
+        if a is None or b is None:
+            report.skipped["GIF not in any pool"] += 1
+            continue
+        if a == b:
+            report.skipped["same GIF on both sides"] += 1
+            continue
+        choice = choice.lower()
+        tie = choice not in {"left", "right"}
+        winner, loser = (b, a) if choice == "right" else (a, b)
+        pending.append({"emotion": emotion, "winner": winner, "loser": loser, "tie": tie,
+                        "weight": 1.0, "source": source, "who": "", "platform": "",
+                        "workspace": "", "channel": "", "post_id": None, "vote_key": None,
+                        "created_at": utcnow()})
+        report.added += 1
+        report.ties += tie
+        if len(pending) >= batch:
+            flush()
+    flush()
+    if report.skipped:
+        log.warning("import: %s", report.summary())
+    return report
+
+
+# ---------------------------------------------------------------------------------------
+# readers
+
+
+@dataclass
+class LedgerArrays:
+    """The ledger as arrays for Bradley-Terry: winner/loser index into `ids`."""
+
+    ids: list[str]
+    emotion: np.ndarray  # int16 (M,)
+    winner: np.ndarray  # int64 (M,)
+    loser: np.ndarray  # int64 (M,)
+    tie: np.ndarray  # bool (M,)
+    weight: np.ndarray  # float64 (M,)
+    max_id: int  # highest comparison id read (0 when empty): the fit's watermark
+
+    def __len__(self) -> int:
+        return int(self.emotion.shape[0])
+
+    @property
+    def index(self) -> dict[str, int]:
+        return {item: i for i, item in enumerate(self.ids)}
+
+
+def pooled_gifs(engine: Engine, pool: str | None = None) -> set[str]:
+    """SHA-256 of every GIF in any pool (or in the named one)."""
+    with session_scope(engine) as s:
+        q = select(PoolGif.gif_sha).distinct()
+        if pool is not None:
+            q = q.join(Pool, Pool.id == PoolGif.pool_id).where(Pool.name == pool)
+        return set(s.scalars(q))
+
+
+def load_ledger(engine: Engine, *, known_gifs: set[str] | None = None,
+                items: Sequence[str] | None = None,
+                up_to_id: int | None = None) -> tuple[LedgerArrays, dict]:
+    """Read every comparison as arrays; rows naming a GIF in no pool are counted and skipped.
+
+    `known_gifs` defaults to every pooled GIF; reference items are always known. `items`
+    fixes the leading item order (e.g. the pool's GIFs, so GIFs nobody compared yet still
+    get a slot); items met in the ledger but not listed are appended. `up_to_id` reads a
+    stable snapshot while new votes keep arriving.
+    """
+    if known_gifs is None:
+        known_gifs = pooled_gifs(engine)
+    cols = (Comparison.id, Comparison.emotion, Comparison.winner, Comparison.loser,
+            Comparison.tie, Comparison.weight, Comparison.source)
+    q = select(*cols).order_by(Comparison.id)
+    if up_to_id is not None:
+        q = q.where(Comparison.id <= up_to_id)
+    index: dict[str, int] = {}
+    ids: list[str] = []
+    for item in items or ():
+        if item not in index:
+            index[item] = len(ids)
+            ids.append(item)
+    em: list[int] = []
+    win: list[int] = []
+    lose: list[int] = []
+    tie: list[bool] = []
+    wt: list[float] = []
+    info: dict = {"rows": 0, "used": 0, "skipped_unknown_gif": 0, "skipped_bad_emotion": 0,
+                  "by_source": Counter(), "ties": 0}
+    max_id = 0
+    with engine.connect() as conn:
+        for cid, e, w, l_, t, weight, src in conn.execute(q):
+            info["rows"] += 1
+            max_id = max(max_id, int(cid))
+            if not 0 <= e < N_EMOTIONS:
+                info["skipped_bad_emotion"] += 1
+                continue
+            if not ((w in known_gifs or is_reference(w)) and (l_ in known_gifs or is_reference(l_))):
+                info["skipped_unknown_gif"] += 1
+                continue
+            for item in (w, l_):
+                if item not in index:
+                    index[item] = len(ids)
+                    ids.append(item)
+            em.append(e)
+            win.append(index[w])
+            lose.append(index[l_])
+            tie.append(bool(t))
+            wt.append(float(weight if weight is not None else 1.0))
+            info["by_source"][src] += 1
+            info["ties"] += bool(t)
+    info["used"] = len(em)
+    info["by_source"] = dict(info["by_source"])
+    if info["skipped_unknown_gif"]:
+        log.info("ledger: %d comparisons name a GIF in no pool; skipped",
+                 info["skipped_unknown_gif"])
+    arrays = LedgerArrays(
+        ids=ids,
+        emotion=np.asarray(em, dtype=np.int16),
+        winner=np.asarray(win, dtype=np.int64),
+        loser=np.asarray(lose, dtype=np.int64),
+        tie=np.asarray(tie, dtype=bool),
+        weight=np.asarray(wt, dtype=np.float64),
+        max_id=max_id,
+    )
+    return arrays, info
+
+
+def latest_id(engine: Engine) -> int:
+    """The highest comparison id (0 when the ledger is empty)."""
+    with session_scope(engine) as s:
+        return int(s.scalar(select(func.max(Comparison.id))) or 0)
+
+
+def count_since(engine: Engine, after_id: int) -> int:
+    with session_scope(engine) as s:
+        return int(s.scalar(select(func.count()).where(Comparison.id > after_id)) or 0)
+
+
+def stats(engine: Engine) -> dict:
+    """Counts by source and by emotion, for the admin pages and `moodgif retrain history`."""
+    with session_scope(engine) as s:
+        by_source = dict(s.execute(
+            select(Comparison.source, func.count()).group_by(Comparison.source)).all())
+        by_emotion_raw = dict(s.execute(
+            select(Comparison.emotion, func.count()).group_by(Comparison.emotion)).all())
+        ties = int(s.scalar(select(func.count()).where(Comparison.tie.is_(True))) or 0)
+        voters = int(s.scalar(select(func.count(func.distinct(Comparison.who)))
+                              .where(Comparison.who != "")) or 0)
+        last = s.scalar(select(func.max(Comparison.created_at)))
+        max_id = int(s.scalar(select(func.max(Comparison.id))) or 0)
+    by_emotion = {NAMES[e]: int(n) for e, n in sorted(by_emotion_raw.items()) if 0 <= e < N_EMOTIONS}
+    return {
+        "total": int(sum(by_source.values())),
+        "by_source": {k: int(v) for k, v in sorted(by_source.items())},
+        "by_emotion": by_emotion,
+        "ties": ties,
+        "people": voters,
+        "last_at": last.isoformat() if last else None,
+        "max_id": max_id,
+    }
+
+
+def delete_for_gifs(engine: Engine, shas: Iterable[str]) -> int:
+    """Drop comparisons naming these GIFs (an admin removing GIFs for good); returns rows."""
+    shas = list(shas)
+    if not shas:
+        return 0
+    with session_scope(engine) as s:
+        res = s.execute(delete(Comparison).where(
+            Comparison.winner.in_(shas) | Comparison.loser.in_(shas)))
+        return int(res.rowcount or 0)
