@@ -1,7 +1,160 @@
-"""Subcommands (being built)."""
+"""`moodgif suggest`, `moodgif demo` and `moodgif serve`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
 
 import click
 
+from scorer.settings import Settings
+
 
 def register(group: click.Group) -> None:
-    pass
+    group.add_command(suggest_cmd)
+    group.add_command(demo_cmd)
+    group.add_command(serve_cmd)
+
+
+def _scope(channel: str | None) -> tuple[str, str, str] | None:
+    if not channel:
+        return None
+    parts = channel.split("/")
+    if len(parts) != 3 or not all(parts):
+        raise click.BadParameter("use PLATFORM/WORKSPACE/CHANNEL, e.g. slack/T0123/C0456",
+                                 param_hint="--channel")
+    return parts[0], parts[1], parts[2]
+
+
+@click.command("suggest")
+@click.argument("text", nargs=-1, required=True)
+@click.option("--k", "k", default=5, show_default=True, type=click.IntRange(1, 100),
+              help="how many GIFs")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.option("--channel", default=None, metavar="PLATFORM/WORKSPACE/CHANNEL",
+              help="apply that channel's pools, rating ceiling and recent posts")
+@click.option("--explore", is_flag=True,
+              help="sample like the bot does (settings.exploration) instead of the best means")
+@click.pass_obj
+def suggest_cmd(settings: Settings, text: tuple[str, ...], k: int, as_json: bool,
+                channel: str | None, explore: bool) -> None:
+    """The top GIFs for an emotion or a request text, e.g. `moodgif suggest ugh mondays`.
+
+    Exits with code 3 when the text maps to no emotion (the reason goes to stderr).
+    """
+    import datetime as dt
+
+    import numpy as np
+
+    from bot.intent import get_parser
+    from bot.ranking import load_matrix, rank
+    from bot.session import get_all_scoped, recent_in_channel
+    from scorer.emotions import INDEX
+    from scorer.pool import gif_path
+    from scorer.store import Gif, init_db, session_scope
+
+    scope = _scope(channel)
+    engine = init_db(settings.db_url)
+    query = " ".join(text)
+    intent = get_parser(settings).parse(query)
+    if intent.kind != "match" or intent.emotion not in INDEX:
+        reason = intent.reason or "no emotion found"
+        if intent.alternatives and intent.kind != "did_you_mean":  # that reason names them
+            reason += f" (closest: {', '.join(e for e, _ in intent.alternatives[:3])})"
+        click.echo(f"moodgif suggest: {reason}", err=True)
+        sys.exit(3)
+    emotion = INDEX[intent.emotion]
+    pools, ceiling, recent = None, "r", []
+    if scope:
+        scoped = get_all_scoped(engine, settings, *scope)
+        pools, ceiling = scoped["pools"] or None, scoped["rating_ceiling"]
+        since = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(
+            hours=settings.repeat_window_hours)
+        recent = recent_in_channel(engine, *scope, since)
+    matrix = load_matrix(engine)
+    ranked = rank(matrix, emotion, k, rng=np.random.default_rng(),
+                  pools=pools, ceiling=ceiling,
+                  exploration=settings.exploration if explore else "none",
+                  rate=settings.exploration_rate, soft_exclude=recent)
+    with session_scope(engine) as s:
+        rows = {g.sha256: g for g in s.query(Gif).filter(Gif.sha256.in_(ranked.shas))}
+    gifs = []
+    for sha, mean, score in zip(ranked.shas, ranked.means, ranked.scores, strict=True):
+        i = matrix.index[sha]
+        g = rows.get(sha)
+        gifs.append({
+            "sha256": sha, "score": round(score, 4),
+            "mean": None if not matrix.scored else round(mean, 4),
+            "sd": None if not matrix.scored else round(float(matrix.sd[emotion, i]), 4),
+            "title": g.title if g else "", "rating": g.rating if g else None,
+            "path": str(gif_path(settings, sha)),
+            "url": (settings.public_url.rstrip("/") + f"/gifs/{sha}.gif") if settings.public_url else None,
+        })
+    if as_json:
+        click.echo(json.dumps({"query": query, "emotion": intent.emotion,
+                               "confidence": round(intent.confidence, 3),
+                               "note": ranked.note or None, "gifs": gifs}, ensure_ascii=False))
+        return
+    click.echo(f"{intent.emotion} (confidence {intent.confidence:.2f})"
+               + (f" - {ranked.note}" if ranked.note else ""))
+    if not gifs:
+        click.echo("no GIFs to suggest: add a pool with `moodgif pool add NAME SOURCE`")
+        return
+    for n, g in enumerate(gifs, 1):
+        score = f"{g['mean']:.3f} ± {g['sd']:.3f}" if g["mean"] is not None else "unscored"
+        click.echo(f"{n:>2}. {g['sha256'][:12]}  {score}  {g['title'][:40]:<40}  {g['path']}")
+
+
+@click.command("demo")
+@click.option("--count", default=600, show_default=True, type=click.IntRange(20, 100_000),
+              help="GIFs in the demo pool")
+@click.option("--sessions", default=700, show_default=True, type=click.IntRange(0, 1_000_000),
+              help="requests made by the virtual users")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--no-serve", is_flag=True, help="stop after the retrain instead of serving")
+@click.option("--port", default=None, type=click.IntRange(1, 65535),
+              help="HTTP port (default: settings.http_port, 8080)")
+@click.option("--open", "open_browser", is_flag=True, help="open the playground in a browser")
+@click.pass_obj
+def demo_cmd(settings: Settings, count: int, sessions: int, seed: int, no_serve: bool,
+             port: int | None, open_browser: bool) -> None:
+    """Demo pool -> ingest -> score -> simulated votes -> retrain -> playground.
+
+    Needs no token and no network; everything goes into MOODGIF_HOME (SQLite by default).
+    A second run reuses what exists and starts the playground within seconds.
+    """
+    from bot.demo import run_demo
+    from scorer.store import init_db
+
+    if port is not None:
+        settings = dataclasses.replace(settings, http_port=port)
+    engine = init_db(settings.db_url)
+    click.echo(f"moodgif demo in {settings.home} ({settings.db_url.split(':', 1)[0]})", err=True)
+    try:
+        result = run_demo(settings, engine, count=count, sessions=sessions, seed=seed,
+                          serve=not no_serve, open_browser=open_browser)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    if no_serve:
+        click.echo(json.dumps({k: v for k, v in result.items() if k != "spearman"}, default=str))
+
+
+@click.command("serve")
+@click.option("--port", default=None, type=click.IntRange(1, 65535),
+              help="HTTP port (default: settings.http_port)")
+@click.option("--host", default=None, help="bind address (default: settings.http_host)")
+@click.option("--open", "open_browser", is_flag=True, help="open the playground in a browser")
+@click.pass_obj
+def serve_cmd(settings: Settings, port: int | None, host: str | None, open_browser: bool) -> None:
+    """Run the playground, the configured Slack/Discord adapters and the retrain scheduler."""
+    from bot.serve import run_serve
+    from scorer.store import init_db
+
+    overrides = {k: v for k, v in (("http_port", port), ("http_host", host)) if v is not None}
+    settings = dataclasses.replace(settings, **overrides)
+    engine = init_db(settings.db_url)
+    try:
+        run_serve(settings, engine, open_browser=open_browser)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None

@@ -1,0 +1,205 @@
+// The playground: a chat page that talks to /api/* (the same BotCore as Slack and Discord).
+"use strict";
+
+const log = document.getElementById("log");
+const form = document.getElementById("composer");
+const input = document.getElementById("text");
+const channel = new URLSearchParams(location.search).get("channel") || "general";
+document.getElementById("channel-name").textContent = channel;
+
+async function api(path, body) {
+  const res = await fetch(path, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ channel, ...body }),
+  });
+  if (!res.ok) {
+    return { kind: "error", text: (await res.text()) || `HTTP ${res.status}` };
+  }
+  return res.json();
+}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v;
+    else if (k === "onclick") node.addEventListener("click", v);
+    else node.setAttribute(k, v);
+  }
+  for (const c of children) node.append(c);
+  return node;
+}
+
+function gifImg(card) {
+  return el("img", { class: "gif", src: card.url, alt: card.alt, width: card.width,
+                     height: card.height, "data-sha": card.sha256 });
+}
+
+function addMessage(cls, ...children) {
+  const m = el("div", { class: `msg ${cls}` }, ...children);
+  log.append(m);
+  m.scrollIntoView({ block: "end" });
+  return m;
+}
+
+// The core's texts use chat markup: *bold* and `code`. Build nodes, never innerHTML.
+function textNode(text) {
+  const box = el("div", { class: "text" });
+  const parts = (text || "").split(/(\*[^*\n]+\*|`[^`\n]+`)/);
+  for (const part of parts) {
+    if (/^\*[^*]+\*$/.test(part)) box.append(el("b", {}, part.slice(1, -1)));
+    else if (/^`[^`]+`$/.test(part)) box.append(el("code", {}, part.slice(1, -1)));
+    else if (part) box.append(part);
+  }
+  return box;
+}
+
+// ---- replies -------------------------------------------------------------------------
+
+function render(reply, container) {
+  switch (reply.kind) {
+    case "preview": return renderPreview(reply, container);
+    case "posted": return renderPost(reply, container);
+    case "poll": return renderPoll(reply);
+    case "did_you_mean":
+    case "help": return renderChoices(reply, container);
+    case "cancelled":
+      if (container) container.remove();
+      return null;
+    default: {
+      // expired, forbidden, exhausted, cooldown, empty_pool, error, ack
+      const target = container && reply.kind === "exhausted" ? container : null;
+      if (target) {
+        target.querySelector(".ack").textContent = reply.text;
+        const sh = target.querySelector("[data-action=shuffle]");
+        if (sh) sh.disabled = true;
+        return target;
+      }
+      return addMessage(`bot ephemeral ${reply.kind}`, textNode(reply.text));
+    }
+  }
+}
+
+function renderPreview(reply, container) {
+  const p = reply.preview;
+  const box = container || addMessage("bot ephemeral preview");
+  box.replaceChildren();
+  box.dataset.session = p.session_id;
+  box.append(el("div", { class: "only-you" }, `Only visible to you · ${p.emotion}`));
+  if (reply.text) box.append(textNode(reply.text));
+  const cards = el("div", { class: "cards" });
+  for (const card of p.cards) {
+    const c = el("div", { class: "card" }, gifImg(card));
+    if (p.cards.length > 1) {
+      c.append(el("button", { class: "primary", "data-action": "send-this",
+                              onclick: () => send(box, card.sha256) }, "Send this"));
+    }
+    cards.append(c);
+  }
+  box.append(cards);
+  const buttons = el("div", { class: "buttons" });
+  if (p.cards.length === 1) {
+    buttons.append(el("button", { class: "primary", "data-action": "send",
+                                  onclick: () => send(box, null) }, "Send"));
+  }
+  const shuffleBtn = el("button", { "data-action": "shuffle", onclick: () => shuffle(box) }, "Shuffle");
+  shuffleBtn.disabled = !p.can_shuffle;
+  buttons.append(shuffleBtn);
+  buttons.append(el("button", { "data-action": "cancel", onclick: () => cancel(box) }, "Cancel"));
+  box.append(buttons, el("div", { class: "ack" }));
+  box.scrollIntoView({ block: "end" });
+  return box;
+}
+
+function renderPost(reply, container) {
+  const post = reply.post;
+  if (container) container.remove();
+  const ack = el("div", { class: "ack" });
+  const up = el("button", { "data-action": "up", "aria-label": "thumbs up", title: "fits the feeling" }, "👍 fits");
+  const down = el("button", { "data-action": "down", "aria-label": "thumbs down", title: "does not fit" }, "👎 not really");
+  const box = addMessage("bot post",
+    el("div", { class: "meta" }, `${post.emotion} · requested by @${post.requested_by}`),
+    gifImg(post.card), el("div", { class: "buttons" }, up, down), ack);
+  box.dataset.post = post.post_id;
+  let current = null;
+  const vote = async (value) => {
+    const next = current === value ? null : value;  // clicking your vote again withdraws it
+    const r = await api("/api/vote", { post_id: post.post_id, up: next });
+    ack.textContent = r.text;
+    if (r.kind === "ack") {
+      current = next;
+      up.classList.toggle("chosen", current === true);
+      down.classList.toggle("chosen", current === false);
+    }
+  };
+  up.addEventListener("click", () => vote(true));
+  down.addEventListener("click", () => vote(false));
+  return box;
+}
+
+function renderPoll(reply) {
+  const poll = reply.poll;
+  const ack = el("div", { class: "ack" });
+  const box = addMessage("bot ephemeral poll",
+    el("div", { class: "only-you" }, "Only visible to you"), textNode(reply.text));
+  box.dataset.poll = poll.poll_id;
+  const answer = async (a) => {
+    const r = await api("/api/poll", { poll_id: poll.poll_id, answer: a });
+    ack.textContent = r.text;
+    box.querySelectorAll("button").forEach((b) => { b.disabled = true; });
+  };
+  box.append(el("div", { class: "cards" },
+    el("div", { class: "card" }, gifImg(poll.left),
+       el("button", { "data-action": "left", onclick: () => answer("left") }, "This one")),
+    el("div", { class: "card" }, gifImg(poll.right),
+       el("button", { "data-action": "right", onclick: () => answer("right") }, "This one"))),
+    el("div", { class: "buttons" },
+       el("button", { "data-action": "neither", onclick: () => answer("neither") }, "Neither")),
+    ack);
+  return box;
+}
+
+function renderChoices(reply) {
+  const buttons = el("div", { class: "buttons" });
+  for (const choice of reply.choices || []) {
+    buttons.append(el("button", { "data-action": "choice", onclick: () => request(`/gif ${choice}`) }, choice));
+  }
+  return addMessage(`bot ephemeral ${reply.kind}`, textNode(reply.text), buttons);
+}
+
+// ---- actions -------------------------------------------------------------------------
+
+async function request(text) {
+  addMessage("user", textNode(text));
+  const reply = await api("/api/request", { text });
+  render(reply, null);
+  if (reply.poll_reply) render(reply.poll_reply, null);
+}
+
+async function shuffle(box) {
+  const reply = await api("/api/shuffle", { session_id: box.dataset.session });
+  render(reply, box);
+}
+
+async function send(box, sha) {
+  box.querySelectorAll("button").forEach((b) => { b.disabled = true; });
+  const reply = await api("/api/send", { session_id: box.dataset.session, sha });
+  if (reply.kind !== "posted") {
+    box.querySelector(".ack").textContent = reply.text;
+    return;
+  }
+  render(reply, box);
+}
+
+async function cancel(box) {
+  const reply = await api("/api/cancel", { session_id: box.dataset.session });
+  if (reply.kind === "cancelled") box.remove();
+  else box.querySelector(".ack").textContent = reply.text;
+}
+
+form.addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const text = input.value.trim();
+  input.value = "";
+  request(text);
+});

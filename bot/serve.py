@@ -1,0 +1,199 @@
+"""`moodgif serve`: one asyncio process with everything the bot needs.
+
+- the HTTP server (`settings.http_host:http_port`): the web playground and admin pages,
+  `/gifs/`, the ops routes (`/healthz`, `/readyz`, `/metrics`) and, when configured, Slack's
+  HTTP events, all on one aiohttp application;
+- Slack over Socket Mode and Discord, when their tokens are set (skipped cleanly otherwise);
+- the retrain scheduler (APScheduler 3, `settings.retrain_cron` or `retrain_interval_min`),
+  whose job runs in a worker thread, never on the loop;
+- housekeeping: expire old previews, pick up a newly activated model version.
+
+SIGINT / SIGTERM stop it gracefully: the scheduler and the adapters are closed and the HTTP
+server finishes the requests in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy.engine import Engine
+
+from bot.adapters.web import build_app
+from bot.core import BotCore
+from scorer.settings import Settings
+
+log = logging.getLogger("moodgif.bot.serve")
+
+HOUSEKEEPING_S = 60.0
+
+
+def playground_url(settings: Settings, port: int | None = None) -> str:
+    host = settings.http_host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port or settings.http_port}/"
+
+
+def mount_adapters(app: web.Application, core: BotCore, settings: Settings, engine: Engine) -> list[str]:
+    """Add the ops routes and Slack's HTTP routes to `app`; returns what was mounted."""
+    mounted = ["playground"]
+    try:
+        from bot.health import add_ops_routes
+
+        add_ops_routes(app, settings, engine)
+        mounted.append("ops")
+    except ImportError:
+        log.info("ops routes not available")
+    if settings.slack_bot_token and not settings.slack_socket_mode:
+        slack = _optional("bot.adapters.slack")
+        if slack is not None and hasattr(slack, "mount") and slack.mount(app, core, settings):
+            mounted.append("slack (HTTP events)")
+    return mounted
+
+
+def _optional(module: str) -> Any:
+    """Import an adapter module if its platform library is installed; None otherwise."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        log.warning("%s is not available (%s); skipping it", module, exc)
+        return None
+
+
+async def _start_platforms(core: BotCore, settings: Settings) -> list[tuple[str, Callable[[], Any]]]:
+    """Start Slack Socket Mode and Discord when configured; returns (name, async closer)."""
+    closers: list[tuple[str, Callable[[], Any]]] = []
+    if settings.slack_socket_mode and settings.slack_app_token and settings.slack_bot_token:
+        slack = _optional("bot.adapters.slack")
+        if slack is not None and hasattr(slack, "start_socket_mode"):
+            try:
+                handler = await slack.start_socket_mode(core, settings)
+            except Exception as exc:  # a platform outage must not stop the playground
+                log.error("Slack Socket Mode did not start: %s", exc)
+                handler = None
+            if handler is not None:
+                closers.append(("slack", handler.close_async))
+    if settings.discord_token:
+        discord_adapter = _optional("bot.adapters.discord")
+        if discord_adapter is not None and hasattr(discord_adapter, "start"):
+            client = await discord_adapter.start(core, settings)
+            if client is not None:
+                closers.append(("discord", client.close))
+    return closers
+
+
+def _start_scheduler(settings: Settings) -> Any:
+    try:
+        from training.retrain import make_scheduler
+    except ImportError:
+        log.warning("the retrain scheduler is not available")
+        return None
+    sched = make_scheduler(settings, kind="asyncio")
+    if sched is None:
+        log.info("scheduled retraining is off (empty retrain_cron, no retrain_interval_min)")
+        return None
+    sched.start()
+    job = sched.get_job("moodgif-retrain")
+    log.info("retrain scheduled; next run %s", getattr(job, "next_run_time", None))
+    return sched
+
+
+async def _housekeeping(core: BotCore, stop: asyncio.Event) -> None:
+    from bot.session import expire_old_sessions, forget_impressions, to_datetime
+
+    while not stop.is_set():
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), HOUSEKEEPING_S)
+        if stop.is_set():
+            return
+        try:
+            now = to_datetime(core.clock())
+            await asyncio.to_thread(expire_old_sessions, core.engine, now)
+            keep = dt.timedelta(hours=max(core.settings.repeat_window_hours, 1.0) * 2)
+            await asyncio.to_thread(forget_impressions, core.engine, now - keep)
+            await asyncio.to_thread(core.ranker.matrix)  # notices a new model version
+        except Exception:
+            log.exception("housekeeping failed; will retry")
+
+
+async def serve(settings: Settings, engine: Engine, *, open_browser: bool = False,
+                core: BotCore | None = None, stop: asyncio.Event | None = None,
+                on_ready: Callable[[str], None] | None = None) -> None:
+    """Run until SIGINT/SIGTERM (or `stop` is set). `on_ready(url)` is called once listening."""
+    core = core or BotCore(settings, engine)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+
+    # The scheduler imports training (torch, scipy.stats) here, on this thread, before the
+    # intent warm-up imports torch on another: two threads importing torch at once can
+    # leave one with a half-initialised module.
+    sched = _start_scheduler(settings)
+    await core.warm_up()
+    app = build_app(core, settings, engine)
+    mounted = mount_adapters(app, core, settings, engine)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.http_host, settings.http_port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        if sched is not None:
+            sched.shutdown(wait=False)
+        raise RuntimeError(f"cannot listen on {settings.http_host}:{settings.http_port}: "
+                           f"{exc.strerror or exc}; set MOODGIF_HTTP_PORT to a free port") from None
+    closers = await _start_platforms(core, settings)
+    mounted += [name for name, _ in closers]
+    house = loop.create_task(_housekeeping(core, stop), name="housekeeping")
+    bound = runner.addresses[0][1] if runner.addresses else None  # port 0 = any free port
+    url = playground_url(settings, bound)
+    log.info("serving %s on %s", ", ".join(mounted), url)
+    if on_ready is not None:
+        on_ready(url)
+    if open_browser:
+        import webbrowser
+
+        await asyncio.to_thread(webbrowser.open, url)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        if sched is not None:
+            sched.shutdown(wait=False)
+        for name, close in closers:
+            try:
+                await asyncio.wait_for(close(), 10)
+            except Exception as exc:
+                log.warning("closing %s: %s", name, exc)
+        house.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await house
+        await runner.cleanup()
+        await core.close()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(sig)
+
+
+def run_serve(settings: Settings, engine: Engine, *, open_browser: bool = False,
+              announce: Callable[[str], None] | None = None) -> None:
+    """Blocking entry point for the CLI."""
+    def ready(url: str) -> None:
+        (announce or (lambda u: print(f"moodgif is up: {u}  (Ctrl-C stops it)", file=sys.stderr)))(url)
+
+    asyncio.run(serve(settings, engine, open_browser=open_browser, on_ready=ready))

@@ -1,0 +1,368 @@
+"""Previews, polls, posts and feedback: the state behind the buttons, and the scoped settings.
+
+Everything here is synchronous and talks to the database; `bot.core.BotCore` calls it from
+worker threads. State lives in the database (`chat_sessions`, `posts`, `impressions`), not
+in process memory, so a preview survives a restart and any bot process can serve a click.
+
+- A **preview** is a `chat_sessions` row of kind "preview": who asked (a salted user hash),
+  where, for which emotion, every GIF shown so far (`shown`) and those on screen (`current`).
+  It is open until sent, cancelled or `preview_ttl_s` passes. The open -> sent step is one
+  conditional UPDATE, so a double click on Send posts once.
+- A **post** is a GIF sent publicly from a preview; people vote on it.
+- A **poll** is a `chat_sessions` row of kind "poll" with the two GIFs in `current`.
+- **Scoped settings** (Red-DiscordBot's scopes): a channel row beats a workspace row beats
+  the `Settings` default. Keys and their checks are in `SCOPED_KEYS`.
+- **Cooldown**: an in-memory per (platform, user) token bucket, one token per
+  `cooldown_s`; it only limits new requests, never votes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from scorer.settings import RATINGS, Settings
+from scorer.store import ChatSession, Impression, Post, ScopedSetting, session_scope, utcnow
+
+# ---------------------------------------------------------------------------------------
+# scoped settings
+
+
+class ScopedSettingError(ValueError):
+    """An unknown key or a value that key cannot take; the message says which."""
+
+
+def _as_bool(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    text = str(v).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ScopedSettingError(f"expected on or off, not {v!r}")
+
+
+def _as_rating(v: Any) -> str:
+    r = str(v).strip().lower()
+    if r not in RATINGS:
+        raise ScopedSettingError(f"rating ceiling must be one of {', '.join(RATINGS)}, not {v!r}")
+    return r
+
+
+def _as_pools(v: Any) -> list[str]:
+    items = v if isinstance(v, list | tuple) else str(v).replace(" ", ",").split(",")
+    names = [str(x).strip() for x in items if str(x).strip()]
+    if any(n in {"all", "*"} for n in names):
+        return []
+    return sorted(dict.fromkeys(names))
+
+
+def _as_cooldown(v: Any) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise ScopedSettingError(f"cooldown must be a number of seconds, not {v!r}") from None
+    if not 0 <= f <= 3600:
+        raise ScopedSettingError("cooldown must be between 0 and 3600 seconds")
+    return f
+
+
+def _as_preview_count(v: Any) -> int:
+    try:
+        n = int(v)
+    except (TypeError, ValueError):
+        raise ScopedSettingError(f"preview count must be 1 or 3, not {v!r}") from None
+    if n not in {1, 3}:
+        raise ScopedSettingError(f"preview count must be 1 or 3, not {v!r}")
+    return n
+
+
+# key -> (parser, default from Settings or a fixed default)
+SCOPED_KEYS: dict[str, tuple[Callable[[Any], Any], Callable[[Settings], Any]]] = {
+    "rating_ceiling": (_as_rating, lambda s: s.rating_ceiling),
+    "pools": (_as_pools, lambda s: []),  # [] = every pool
+    "cooldown_s": (_as_cooldown, lambda s: s.cooldown_s),
+    "preview_count": (_as_preview_count, lambda s: s.preview_count),
+    "watch": (_as_bool, lambda s: False),  # opt-in: the bot reads a channel only when asked
+}
+
+
+def _check_key(key: str) -> None:
+    if key not in SCOPED_KEYS:
+        raise ScopedSettingError(f"unknown setting {key!r}; known: {', '.join(SCOPED_KEYS)}")
+
+
+def get_scoped(engine: Engine, settings: Settings, platform: str, workspace: str,
+               channel: str, key: str) -> Any:
+    """The value for this channel: its own row, else the workspace's, else the Settings."""
+    _check_key(key)
+    return get_all_scoped(engine, settings, platform, workspace, channel)[key]
+
+
+def get_all_scoped(engine: Engine, settings: Settings, platform: str, workspace: str,
+                   channel: str) -> dict[str, Any]:
+    """Every scoped key at once (one query): what a request needs."""
+    values = {key: default(settings) for key, (_, default) in SCOPED_KEYS.items()}
+    with session_scope(engine) as s:
+        rows = s.execute(
+            select(ScopedSetting.channel, ScopedSetting.key, ScopedSetting.value).where(
+                ScopedSetting.platform == platform[:16],
+                ScopedSetting.workspace == workspace[:64],
+                ScopedSetting.channel.in_(["", channel[:64]]),
+            )
+        ).all()
+    # workspace rows first, then the channel's, so the channel wins
+    for _chan, key, value in sorted(rows, key=lambda r: r[0] != ""):
+        if key in SCOPED_KEYS and isinstance(value, dict) and "v" in value:
+            try:
+                values[key] = SCOPED_KEYS[key][0](value["v"])
+            except ScopedSettingError:
+                continue  # a row written by an older version: fall back to the wider scope
+    return values
+
+
+def set_scoped(engine: Engine, platform: str, workspace: str, channel: str, key: str,
+               value: Any) -> Any:
+    """Set a key for a channel (or, with channel "", the workspace); None removes the row.
+
+    Returns the stored (parsed) value; raises ScopedSettingError for a bad key or value.
+    """
+    _check_key(key)
+    parsed = None if value is None else SCOPED_KEYS[key][0](value)
+    pk = {"platform": platform[:16], "workspace": workspace[:64], "channel": channel[:64],
+          "key": key}
+    with session_scope(engine) as s:
+        row = s.get(ScopedSetting, pk)
+        if parsed is None:
+            if row is not None:
+                s.delete(row)
+            return None
+        if row is None:
+            s.add(ScopedSetting(**pk, value={"v": parsed}, updated_at=utcnow()))
+        else:
+            row.value, row.updated_at = {"v": parsed}, utcnow()
+    return parsed
+
+
+def list_scoped(engine: Engine, platform: str, workspace: str) -> list[tuple[str, str, Any]]:
+    """(channel, key, value) rows of a workspace, for the admin pages."""
+    with session_scope(engine) as s:
+        rows = s.execute(
+            select(ScopedSetting.channel, ScopedSetting.key, ScopedSetting.value).where(
+                ScopedSetting.platform == platform[:16], ScopedSetting.workspace == workspace[:64])
+            .order_by(ScopedSetting.channel, ScopedSetting.key)
+        ).all()
+    return [(c, k, v.get("v") if isinstance(v, dict) else v) for c, k, v in rows]
+
+
+# ---------------------------------------------------------------------------------------
+# cooldown
+
+
+class Cooldown:
+    """Per-key token bucket: one token per `interval` seconds, at most `burst` saved up."""
+
+    def __init__(self, clock: Callable[[], float], burst: float = 1.0) -> None:
+        self.clock = clock
+        self.burst = burst
+        self._state: dict[tuple[str, str], tuple[float, float]] = {}  # key -> (tokens, at)
+        self._lock = threading.Lock()
+
+    def take(self, key: tuple[str, str], interval: float) -> float:
+        """Take a token: 0.0 when allowed, else the seconds to wait (nothing is taken)."""
+        if interval <= 0:
+            return 0.0
+        now = self.clock()
+        with self._lock:
+            tokens, at = self._state.get(key, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - at) / interval)
+            if tokens >= 1.0:
+                self._state[key] = (tokens - 1.0, now)
+                if len(self._state) > 100_000:  # forget idle users so memory stays bounded
+                    self._forget_idle(now, interval)
+                return 0.0
+            self._state[key] = (tokens, now)
+            return (1.0 - tokens) * interval
+
+    def _forget_idle(self, now: float, interval: float) -> None:
+        for k, (_tokens, at) in list(self._state.items()):
+            if now - at > interval * self.burst:
+                del self._state[k]
+
+
+# ---------------------------------------------------------------------------------------
+# previews, polls and posts
+
+
+def to_datetime(t: float) -> dt.datetime:
+    """A clock() value as the naive-UTC datetime the store keeps."""
+    return dt.datetime.fromtimestamp(t, dt.UTC).replace(tzinfo=None)
+
+
+def new_id() -> str:
+    return secrets.token_urlsafe(12)  # 16 URL-safe characters: fits custom_id / action values
+
+
+@dataclass(frozen=True)
+class SessionState:
+    id: str
+    kind: str
+    platform: str
+    workspace: str
+    channel: str
+    user_hash: str
+    query: str
+    emotion: int
+    shown: tuple[str, ...]
+    current: tuple[str, ...]
+    state: str
+    expires_at: dt.datetime
+
+    def expired(self, now: dt.datetime) -> bool:
+        return now >= self.expires_at
+
+
+def _state(row: ChatSession) -> SessionState:
+    return SessionState(row.id, row.kind, row.platform, row.workspace, row.channel, row.user_hash,
+                        row.query, int(row.emotion), tuple(row.shown or ()),
+                        tuple(row.current or ()), row.state, row.expires_at)
+
+
+def create_session(engine: Engine, *, kind: str, platform: str, workspace: str, channel: str,
+                   user_hash: str, query: str, emotion: int, shas: Sequence[str],
+                   now: dt.datetime, ttl_s: float) -> SessionState:
+    row = ChatSession(
+        id=new_id(), kind=kind, platform=platform[:16], workspace=workspace[:64],
+        channel=channel[:64], user_hash=user_hash, query=query[:500], emotion=emotion,
+        shown=list(shas), current=list(shas), state="open", created_at=now, updated_at=now,
+        expires_at=now + dt.timedelta(seconds=ttl_s),
+    )
+    with session_scope(engine) as s:
+        s.add(row)
+    return _state(row)
+
+
+def load_session(engine: Engine, session_id: str) -> SessionState | None:
+    if not isinstance(session_id, str) or not 0 < len(session_id) <= 32:
+        return None
+    with session_scope(engine) as s:
+        row = s.get(ChatSession, session_id)
+        return _state(row) if row is not None else None
+
+
+def advance_session(engine: Engine, session_id: str, new: Sequence[str],
+                    now: dt.datetime) -> SessionState | None:
+    """Shuffle: put `new` on screen and add it to `shown`, only while the session is open."""
+    with session_scope(engine) as s:
+        row = s.get(ChatSession, session_id, with_for_update=True)
+        if row is None or row.state != "open":
+            return None
+        row.shown = [*row.shown, *[x for x in new if x not in row.shown]]
+        row.current = list(new)
+        row.updated_at = now
+        s.flush()
+        return _state(row)
+
+
+def close_session(engine: Engine, session_id: str, to_state: str, now: dt.datetime) -> bool:
+    """open -> to_state in one conditional UPDATE; False if someone else got there first."""
+    with session_scope(engine) as s:
+        res = s.execute(
+            update(ChatSession)
+            .where(ChatSession.id == session_id, ChatSession.state == "open")
+            .values(state=to_state, updated_at=now)
+        )
+        return (res.rowcount or 0) == 1
+
+
+def send_session(engine: Engine, session: SessionState, sha: str, now: dt.datetime) -> int | None:
+    """Close an open preview as sent and create its post, in one transaction.
+
+    Returns the new post id, or None when the preview was no longer open (a double click
+    on Send, or a click racing a cancel): then nothing is written.
+    """
+    with session_scope(engine) as s:
+        res = s.execute(
+            update(ChatSession)
+            .where(ChatSession.id == session.id, ChatSession.state == "open")
+            .values(state="sent", updated_at=now)
+        )
+        if (res.rowcount or 0) != 1:
+            return None
+        return _add_post(s, session, sha, now)
+
+
+def skipped_for(session: SessionState, sent: str) -> list[str]:
+    """Every GIF the user saw in this preview and did not send: each loses to the sent one."""
+    return [g for g in session.shown if g != sent]
+
+
+def create_post(engine: Engine, session: SessionState, sha: str, now: dt.datetime) -> int:
+    """The public post of a sent GIF, plus its impression in the channel."""
+    with session_scope(engine) as s:
+        return _add_post(s, session, sha, now)
+
+
+def _add_post(s: Session, session: SessionState, sha: str, now: dt.datetime) -> int:
+    post = Post(session_id=session.id, platform=session.platform, workspace=session.workspace,
+                channel=session.channel, gif_sha=sha, emotion=session.emotion,
+                requested_by=session.user_hash, created_at=now)
+    s.add(post)
+    s.add(Impression(platform=session.platform, workspace=session.workspace,
+                     channel=session.channel, gif_sha=sha, shown_at=now))
+    s.flush()
+    return int(post.id)
+
+
+def attach_message(engine: Engine, post_id: int, message_ref: str) -> bool:
+    with session_scope(engine) as s:
+        res = s.execute(update(Post).where(Post.id == post_id).values(message_ref=message_ref[:100]))
+        return (res.rowcount or 0) == 1
+
+
+def find_post(engine: Engine, *, post_id: int | None = None, platform: str = "",
+              message_ref: str | None = None) -> Post | None:
+    with session_scope(engine) as s:
+        if post_id is not None:
+            return s.get(Post, post_id)
+        if message_ref:
+            return s.scalar(select(Post).where(Post.platform == platform[:16],
+                                               Post.message_ref == message_ref[:100])
+                            .order_by(Post.id.desc()).limit(1))
+    return None
+
+
+def recent_in_channel(engine: Engine, platform: str, workspace: str, channel: str,
+                      since: dt.datetime) -> list[str]:
+    """GIFs posted in this channel since `since`: the ranker does not offer them again."""
+    with session_scope(engine) as s:
+        return list(s.scalars(
+            select(Impression.gif_sha).where(
+                Impression.platform == platform[:16], Impression.workspace == workspace[:64],
+                Impression.channel == channel[:64], Impression.shown_at >= since,
+            ).distinct()
+        ))
+
+
+def expire_old_sessions(engine: Engine, now: dt.datetime) -> int:
+    """Mark open sessions past their time as expired (housekeeping; clicks check anyway)."""
+    with session_scope(engine) as s:
+        res = s.execute(update(ChatSession).where(ChatSession.state == "open",
+                                                  ChatSession.expires_at <= now)
+                        .values(state="expired", updated_at=now))
+        return int(res.rowcount or 0)
+
+
+def forget_impressions(engine: Engine, before: dt.datetime) -> int:
+    with session_scope(engine) as s:
+        res = s.execute(delete(Impression).where(Impression.shown_at < before))
+        return int(res.rowcount or 0)

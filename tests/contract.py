@@ -1,0 +1,221 @@
+"""The adapter contract: one scripted conversation that every adapter must turn into the same
+comparisons in the ledger.
+
+The script (`run_contract`):
+
+1. alice asks for `/gif happy`            -> a private preview with one GIF (A) and a poll
+2. alice shuffles twice                    -> B, then C (never a repeat)
+3. alice sends                             -> C is posted publicly
+4. alice clicks Send again (a double click) -> refused, nothing new recorded
+5. bob clicks 👍 on the post, then changes it to 👎
+6. alice answers the poll "left"
+
+and the ledger must then hold exactly, whatever the platform:
+
+    send  C beats A      send  C beats B
+    vote  REF beats C    (bob's 👍 replaced by his 👎: one row)
+    poll  L beats R      (no tie)
+
+with `platform` = the driver's platform, alice's rows under one hashed `who`, bob's under
+another, and never a raw user id.
+
+A **driver** plays the users on one platform: it turns each gesture into what that platform
+would deliver (a direct `BotCore` call, an HTTP request to the web playground, a signed
+Slack payload, a Discord interaction) and reads back what the user would see. It must
+implement the five methods of `Driver`; a handle is whatever the driver needs to address
+the preview, post or poll again (a session id, a message ts, a custom_id...).
+
+Settings a driver's bot must run with: `CONTRACT_SETTINGS` (every request also gets a poll,
+no cooldown, one GIF per preview). The pool must hold at least three GIFs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from scorer.emotions import NAMES
+from scorer.store import Comparison, session_scope
+from training.comparisons import reference_id
+
+CONTRACT_SETTINGS = {"poll_share": 1.0, "cooldown_s": 0.0, "preview_count": 1}
+
+
+@dataclass(frozen=True)
+class PollSeen:
+    handle: str
+    left: str  # sha256 shown on the left
+    right: str
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A preview as the user sees it."""
+
+    handle: str
+    shas: tuple[str, ...]
+    poll: PollSeen | None = None  # a poll that came with the request, if any
+
+
+@dataclass(frozen=True)
+class PostSeen:
+    handle: str
+    sha: str
+
+
+class Driver(Protocol):
+    """One platform's users. Each method is one gesture; raise AssertionError if the platform
+    answered something a user could not act on (an error page, no buttons)."""
+
+    platform: str  # what the bot records as `comparisons.platform`
+
+    async def request(self, user: str, text: str) -> Shown: ...
+
+    async def shuffle(self, user: str, shown: Shown) -> Shown: ...
+
+    async def send(self, user: str, shown: Shown) -> PostSeen | None:
+        """The public post, or None when the bot refused (e.g. already sent)."""
+        ...
+
+    async def vote(self, user: str, post: PostSeen, up: bool | None) -> None: ...
+
+    async def answer_poll(self, user: str, poll: PollSeen, answer: str) -> None: ...
+
+
+EXPECTED = sorted([
+    ("send", "happiness", "C", "A", False),
+    ("send", "happiness", "C", "B", False),
+    ("vote", "happiness", "REF", "C", False),
+    ("poll", "happiness", "L", "R", False),
+])
+
+
+async def run_contract(driver: Driver, engine: Engine) -> list[tuple]:
+    """Play the script through `driver`; check the ledger; return its normalised rows."""
+    first = await driver.request("alice", "/gif happy")
+    assert len(first.shas) == 1, f"expected one GIF in the preview, got {first.shas}"
+    assert first.poll is not None, "with poll_share 1 every request comes with a poll"
+    second = await driver.shuffle("alice", first)
+    third = await driver.shuffle("alice", second)
+    a, b, c = first.shas[0], second.shas[0], third.shas[0]
+    assert len({a, b, c}) == 3, "a shuffle offered a GIF already shown in this preview"
+    assert _rows(engine) == [], "nothing is recorded before Send"
+
+    post = await driver.send("alice", third)
+    assert post is not None and post.sha == c
+    assert await driver.send("alice", third) is None, "a second Send must be refused"
+
+    await driver.vote("bob", post, True)
+    await driver.vote("bob", post, False)
+    await driver.answer_poll("alice", first.poll, "left")
+
+    labels = {a: "A", b: "B", c: "C", reference_id(NAMES.index("happiness")): "REF"}
+    poll_labels = {first.poll.left: "L", first.poll.right: "R"}
+    rows = _rows(engine)
+    got = sorted(
+        (r.source, NAMES[r.emotion],
+         (poll_labels if r.source == "poll" else labels).get(r.winner, r.winner[:8]),
+         (poll_labels if r.source == "poll" else labels).get(r.loser, r.loser[:8]),
+         bool(r.tie))
+        for r in rows
+    )
+    assert got == EXPECTED, f"{driver.platform}: ledger {got} != contract {EXPECTED}"
+    assert {r.platform for r in rows} == {driver.platform}
+    alice = {r.who for r in rows if r.source in {"send", "poll"}}
+    bob = {r.who for r in rows if r.source == "vote"}
+    assert len(alice) == 1 and len(bob) == 1 and alice != bob
+    assert all(len(w) == 64 and w not in {"alice", "bob"} for w in alice | bob)
+    return got
+
+
+def _rows(engine: Engine) -> list[Comparison]:
+    with session_scope(engine) as s:
+        return list(s.scalars(select(Comparison).order_by(Comparison.id)))
+
+
+class CoreDriver:
+    """Calls `BotCore` directly, as errbot's TestBackend drives plugins: the reference driver."""
+
+    platform = "test"
+
+    def __init__(self, core, workspace: str = "T1", channel: str = "general") -> None:  # type: ignore[no-untyped-def]
+        self.core = core
+        self.workspace = workspace
+        self.channel = channel
+
+    def _actor(self, user: str):  # type: ignore[no-untyped-def]
+        from bot.events import Actor
+
+        return Actor(self.platform, self.workspace, self.channel, user, user.title())
+
+    async def request(self, user: str, text: str) -> Shown:
+        reply = await self.core.request(self._actor(user), text)
+        assert reply.kind == "preview", reply
+        poll = await self.core.maybe_poll(self._actor(user), reply.preview.emotion)
+        seen = PollSeen(poll.poll.poll_id, poll.poll.left.sha256, poll.poll.right.sha256) \
+            if poll is not None else None
+        return Shown(reply.preview.session_id, tuple(c.sha256 for c in reply.preview.cards), seen)
+
+    async def shuffle(self, user: str, shown: Shown) -> Shown:
+        reply = await self.core.shuffle(self._actor(user), shown.handle)
+        assert reply.kind == "preview", reply
+        return Shown(shown.handle, tuple(c.sha256 for c in reply.preview.cards))
+
+    async def send(self, user: str, shown: Shown) -> PostSeen | None:
+        reply = await self.core.send(self._actor(user), shown.handle)
+        if reply.kind != "posted":
+            return None
+        await self.core.attach_message(reply.post.post_id, f"msg-{reply.post.post_id}")
+        return PostSeen(f"msg-{reply.post.post_id}", reply.post.card.sha256)
+
+    async def vote(self, user: str, post: PostSeen, up: bool | None) -> None:
+        reply = await self.core.vote(self._actor(user), message_ref=post.handle, up=up)
+        assert reply.kind == "ack", reply
+
+    async def answer_poll(self, user: str, poll: PollSeen, answer: str) -> None:
+        reply = await self.core.answer_poll(self._actor(user), poll.handle, answer)
+        assert reply.kind == "ack", reply
+
+
+class WebDriver:
+    """Drives the web playground's JSON API over real HTTP (aiohttp's TestClient)."""
+
+    platform = "web"
+
+    def __init__(self, client) -> None:  # type: ignore[no-untyped-def]
+        self.client = client
+
+    async def _post(self, path: str, user: str, **body) -> dict:  # type: ignore[no-untyped-def]
+        resp = await self.client.post(path, json={"user": user, **body})
+        assert resp.status == 200, await resp.text()
+        return await resp.json()
+
+    async def request(self, user: str, text: str) -> Shown:
+        r = await self._post("/api/request", user, text=text)
+        assert r["kind"] == "preview", r
+        p = r.get("poll_reply", {}).get("poll")
+        poll = PollSeen(p["poll_id"], p["left"]["sha256"], p["right"]["sha256"]) if p else None
+        return Shown(r["preview"]["session_id"], tuple(c["sha256"] for c in r["preview"]["cards"]),
+                     poll)
+
+    async def shuffle(self, user: str, shown: Shown) -> Shown:
+        r = await self._post("/api/shuffle", user, session_id=shown.handle)
+        assert r["kind"] == "preview", r
+        return Shown(shown.handle, tuple(c["sha256"] for c in r["preview"]["cards"]))
+
+    async def send(self, user: str, shown: Shown) -> PostSeen | None:
+        r = await self._post("/api/send", user, session_id=shown.handle)
+        if r["kind"] != "posted":
+            return None
+        return PostSeen(str(r["post"]["post_id"]), r["post"]["card"]["sha256"])
+
+    async def vote(self, user: str, post: PostSeen, up: bool | None) -> None:
+        r = await self._post("/api/vote", user, post_id=int(post.handle), up=up)
+        assert r["kind"] == "ack", r
+
+    async def answer_poll(self, user: str, poll: PollSeen, answer: str) -> None:
+        r = await self._post("/api/poll", user, poll_id=poll.handle, answer=answer)
+        assert r["kind"] == "ack", r

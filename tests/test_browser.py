@@ -1,0 +1,106 @@
+"""The playground in a real headless Chromium: what a person does, and what lands in the ledger.
+
+Debian's `/usr/bin/chromium` driven by Playwright for Python (never `playwright install`).
+Skipped when Chromium is absent, except under CI=true, where that is a failure. The
+screenshot goes to test-artifacts/playground.png.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from _bot_pool import add_model_version, demo_manifest, designed_scores, ingest_demo
+from aiohttp import web
+from sqlalchemy import select
+
+from bot.adapters.web import build_app
+from bot.core import BotCore
+from bot.intent import IntentParser
+from scorer.emotions import INDEX
+from scorer.store import Comparison, session_scope
+from training.comparisons import reference_id
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
+
+CHROMIUM = os.environ.get("MOODGIF_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+@pytest.fixture
+def chromium() -> str:
+    if not Path(CHROMIUM).is_file():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"Chromium is not installed at {CHROMIUM} (scripts/browser installs it)")
+        pytest.skip(f"Chromium is not installed at {CHROMIUM}")
+    pytest.importorskip("playwright.async_api")
+    return CHROMIUM
+
+
+@pytest.fixture
+async def playground(sqlite_settings, sqlite_engine):  # type: ignore[no-untyped-def]
+    settings = dataclasses.replace(sqlite_settings, cooldown_s=0.0, poll_share=0.0)
+    pool = ingest_demo(settings, sqlite_engine, demo_manifest())
+    add_model_version(sqlite_engine, pool.shas, designed_scores(len(pool.shas)))
+    core = BotCore(settings, sqlite_engine,
+                   intent_parser=IntentParser(settings, use_embeddings=False))
+    runner = web.AppRunner(build_app(core, settings, sqlite_engine))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    yield f"http://{host}:{port}/", sqlite_engine
+    await runner.cleanup()
+
+
+async def test_gif_happy_shuffle_twice_send_and_thumbs_up(chromium, playground) -> None:  # type: ignore[no-untyped-def]
+    from playwright.async_api import async_playwright
+
+    url, engine = playground
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=chromium, args=ARGS, headless=True)
+        try:
+            page = await browser.new_page(viewport={"width": 900, "height": 900})
+            await page.goto(url)
+            await page.fill("#text", "/gif happy")
+            await page.press("#text", "Enter")
+            preview = page.locator(".msg.preview")
+            img = preview.locator("img.gif")
+            await img.wait_for()
+            seen = [await img.get_attribute("data-sha")]
+            for _ in range(2):
+                await preview.locator("[data-action=shuffle]").click()
+                await page.wait_for_function(
+                    "prev => document.querySelector('.msg.preview img.gif')"
+                    "?.dataset.sha !== prev", arg=seen[-1])
+                seen.append(await img.get_attribute("data-sha"))
+            # the browser really loaded the GIF from /gifs/<sha>.gif
+            assert await img.evaluate("el => el.complete && el.naturalWidth > 0")
+            await preview.locator("[data-action=send]").click()
+            post = page.locator(".msg.post")
+            await post.wait_for()
+            assert await post.locator("img.gif").get_attribute("data-sha") == seen[-1]
+            assert "requested by" in await post.inner_text()
+            await post.locator("[data-action=up]").click()
+            await page.wait_for_function(
+                "() => document.querySelector('.msg.post .ack')?.textContent.startsWith('Thanks')")
+            ARTIFACTS.mkdir(exist_ok=True)
+            await page.screenshot(path=str(ARTIFACTS / "playground.png"), full_page=True)
+        finally:
+            await browser.close()
+
+    assert len(set(seen)) == 3
+    with session_scope(engine) as s:
+        rows = [(c.source, c.winner, c.loser, c.tie, c.platform, c.emotion)
+                for c in s.scalars(select(Comparison).order_by(Comparison.id))]
+    happy = INDEX["happiness"]
+    assert sorted(rows) == sorted([
+        ("send", seen[2], seen[0], False, "web", happy),
+        ("send", seen[2], seen[1], False, "web", happy),
+        ("vote", seen[2], reference_id(happy), False, "web", happy),
+    ])

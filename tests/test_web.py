@@ -1,0 +1,167 @@
+"""The web playground and admin pages over real HTTP against a real SQLite database."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import pytest
+from _bot_pool import add_model_version, demo_manifest, designed_scores, ingest_demo
+from aiohttp.test_utils import TestClient, TestServer
+
+from bot.adapters.web import build_app
+from bot.core import BotCore
+from bot.intent import IntentParser
+from scorer.store import Comparison, session_scope
+
+
+@pytest.fixture
+async def web(sqlite_settings, sqlite_engine):  # type: ignore[no-untyped-def]
+    settings = dataclasses.replace(sqlite_settings, cooldown_s=0.0, poll_share=0.0,
+                                   admin_token="s3cret-token")
+    pool = ingest_demo(settings, sqlite_engine, demo_manifest())
+    add_model_version(sqlite_engine, pool.shas, designed_scores(len(pool.shas)))
+    core = BotCore(settings, sqlite_engine, intent_parser=IntentParser(settings, use_embeddings=False))
+    async with TestClient(TestServer(build_app(core, settings, sqlite_engine))) as client:
+        client.pool = pool
+        client.core = core
+        yield client
+
+
+async def test_playground_page_and_static_files(web) -> None:  # type: ignore[no-untyped-def]
+    resp = await web.get("/")
+    assert resp.status == 200 and "moodgif playground" in await resp.text()
+    assert "moodgif_user" in resp.cookies
+    for name in ("app.js", "style.css"):
+        assert (await web.get(f"/static/{name}")).status == 200
+    assert (await web.get("/static/../web.py")).status in (403, 404)
+
+
+async def test_request_send_vote_through_the_api(web) -> None:  # type: ignore[no-untyped-def]
+    r = await (await web.post("/api/request", json={"text": "/gif happy"})).json()
+    assert r["kind"] == "preview"
+    card = r["preview"]["cards"][0]
+    gif = await web.get(card["url"])
+    assert gif.status == 200 and gif.headers["Content-Type"] == "image/gif"
+    assert (await gif.read())[:6] in (b"GIF89a", b"GIF87a")
+    assert "immutable" in gif.headers["Cache-Control"]
+    sid = r["preview"]["session_id"]
+    other = await (await web.post("/api/send", json={"session_id": sid, "user": "mallory"})).json()
+    assert other["kind"] == "forbidden"
+    posted = await (await web.post("/api/send", json={"session_id": sid})).json()
+    assert posted["kind"] == "posted" and posted["post"]["requested_by"] == "you"
+    twice = await (await web.post("/api/send", json={"session_id": sid})).json()
+    assert twice["kind"] == "expired"
+    vote = await (await web.post("/api/vote", json={"post_id": posted["post"]["post_id"],
+                                                    "up": True, "user": "bob"})).json()
+    assert vote["kind"] == "ack"
+    with session_scope(web.core.engine) as s:
+        assert s.query(Comparison).filter(Comparison.source == "vote").count() == 1
+        assert {c.platform for c in s.query(Comparison)} == {"web"}
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/api/request", {"text": 5}),
+    ("/api/request", {}),
+    ("/api/shuffle", {"session_id": ""}),
+    ("/api/send", {"session_id": "x", "sha": 3}),
+    ("/api/vote", {"post_id": "1", "up": True}),
+    ("/api/vote", {"post_id": True, "up": True}),
+    ("/api/vote", {"post_id": 1, "up": "yes"}),
+    ("/api/poll", {"poll_id": "x"}),
+    ("/api/request", {"text": "happy", "user": "../../etc"}),
+    ("/api/request", {"text": "happy", "channel": "a" * 100}),
+])
+async def test_bad_api_input_is_a_clear_400(web, path, body) -> None:  # type: ignore[no-untyped-def]
+    resp = await web.post(path, json=body)
+    assert resp.status == 400 and (await resp.text()).strip()
+
+
+async def test_not_json_and_too_big(web) -> None:  # type: ignore[no-untyped-def]
+    assert (await web.post("/api/request", data="not json")).status == 400
+    assert (await web.post("/api/request", data="[1, 2]")).status == 400
+    big = await web.post("/api/request", json={"text": "x" * 100_000})
+    assert big.status == 413
+    ten_kb = await (await web.post("/api/request", json={"text": "happy " * 1700})).json()
+    assert ten_kb["kind"] == "error"
+
+
+@pytest.mark.parametrize("name", [
+    "../moodgif.db", "..%2Fmoodgif.db", "%2e%2e/%2e%2e/etc/passwd",
+    "ABCDEF" + "0" * 58 + ".gif", "0" * 63 + ".gif", "0" * 64 + ".png", "0" * 64 + ".gif",
+    "0" * 64 + ".gif/../../x",
+])
+async def test_gif_urls_are_strict(web, name) -> None:  # type: ignore[no-untyped-def]
+    resp = await web.get(f"/gifs/{name}")
+    assert resp.status == 404
+
+
+async def test_admin_pages_render(web) -> None:  # type: ignore[no-untyped-def]
+    for path in ("/admin", "/admin/top?emotion=fear", "/admin/distribution?emotion=anger",
+                 "/admin/comparisons", "/admin/retrains"):
+        resp = await web.get(path)
+        assert resp.status == 200, path
+        assert "<h1>" in await resp.text()
+    assert (await web.get("/admin/top?emotion=joy")).status == 400
+    png = await web.get("/admin/plot/happiness.png")
+    assert png.status == 200 and (await png.read())[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (await web.get("/admin/plot/joy.png")).status == 404
+    top = await (await web.get("/admin/top?emotion=happiness&format=json")).json()
+    means = [g["mean"] for g in top["gifs"]]
+    assert means == sorted(means, reverse=True) and len(means) == len(web.pool.shas)
+    stats = await (await web.get("/admin/comparisons?format=json")).json()
+    assert stats["total"] == 0 and stats["recent"] == []
+
+
+async def test_admin_and_playground_need_local_or_token(web) -> None:  # type: ignore[no-untyped-def]
+    proxied = {"X-Forwarded-For": "203.0.113.9"}
+    for path in ("/", "/admin", "/admin/comparisons"):
+        assert (await web.get(path, headers=proxied)).status == 403
+    assert (await web.post("/api/request", json={"text": "happy"}, headers=proxied)).status == 403
+    wrong = {**proxied, "Authorization": "Bearer nope"}
+    assert (await web.get("/admin", headers=wrong)).status == 403
+    right = {**proxied, "Authorization": "Bearer s3cret-token"}
+    assert (await web.get("/admin", headers=right)).status == 200
+    # the pool's files stay public: the Slack adapter links to them
+    sha = web.pool.shas[0]
+    assert (await web.get(f"/gifs/{sha}.gif", headers=proxied)).status == 200
+
+
+async def test_admin_pool_add_reports_a_bad_source(web, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    resp = await web.post("/admin/pools", data={"name": "extra", "source": str(tmp_path / "nope")},
+                          headers={"Accept": "application/json"})
+    assert resp.status == 200 and (await resp.json())["kind"] == "ack"
+    job = web.core.jobs[-1]
+    await asyncio.wait_for(job.task, 30)
+    assert job.state == "failed" and job.detail
+    page = await (await web.get("/admin")).text()
+    assert "failed" in page and "extra" in page
+    bad = await web.post("/admin/pools", data={"name": "../x", "source": "y"})
+    assert bad.status == 400
+
+
+async def test_serve_runs_the_playground_and_stops(sqlite_settings, sqlite_engine) -> None:
+    from aiohttp import ClientSession
+
+    from bot.serve import serve
+
+    settings = dataclasses.replace(sqlite_settings, http_port=0)
+    core = BotCore(settings, sqlite_engine, intent_parser=IntentParser(settings, use_embeddings=False))
+    stop = asyncio.Event()
+    urls: list[str] = []
+    task = asyncio.create_task(serve(settings, sqlite_engine, core=core, stop=stop,
+                                     on_ready=urls.append))
+    for _ in range(200):
+        if urls or task.done():
+            break
+        await asyncio.sleep(0.05)
+    assert urls and urls[0].startswith("http://127.0.0.1:")
+    async with ClientSession() as http:
+        async with http.get(urls[0]) as resp:
+            assert resp.status == 200
+        async with http.get(urls[0] + "healthz") as resp:
+            assert resp.status == 200
+        async with http.post(urls[0] + "api/request", json={"text": "happy"}) as resp:
+            assert (await resp.json())["kind"] == "empty_pool"  # no pool yet: a polite answer
+    stop.set()
+    await asyncio.wait_for(task, 20)
