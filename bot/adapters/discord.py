@@ -1,0 +1,440 @@
+"""The Discord adapter: discord.py 2.x translating between Discord and `bot.core.BotCore`.
+
+Only translation lives here: interactions, messages and reactions become `Actor`s and calls
+on the core; the core's `Reply`s become embeds and buttons (`bot.adapters.discord_views`).
+
+- `/gif [words]` (autocomplete suggests emotions for what is typed): an ephemeral preview
+  with Send / Shuffle / Cancel. Send posts an embed with the GIF publicly (an interaction
+  follow-up, so the bot needs no channel permission for it) with 👍 / 👎 buttons; 👍 / 👎
+  reactions on that post count too.
+- `/gif-admin ...`: guild-only, hidden from members without Manage Server by default.
+- `@moodgif ugh` works like `/gif ugh`. Discord has no private reply to a message, so the
+  preview is a reply only its requester can click; `/gif` is the private way.
+- Watched channels (opt-in per channel with `/gif-admin channel watch on`): the offer goes by
+  direct message, never as a public post. Reading those messages needs the privileged
+  message-content intent, requested only when some channel opted in (read at start).
+
+Every handler answers Discord first (defer) and then asks the core, so the 3-second window
+is kept even when the database is busy. Command tree sync is an explicit CLI step
+(`moodgif discord sync`), never done at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.adapters import discord_views as views
+from bot.events import Actor, Reply
+from scorer.settings import RATINGS, Settings
+
+if TYPE_CHECKING:
+    from bot.core import BotCore
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "discord"
+THUMBS_UP = "👍"
+THUMBS_DOWN = "👎"
+
+# Exactly what the bot itself does in a channel: see it, answer mentions (a reply with an
+# embed and maybe the GIF file, in threads too). Posts made through interactions need none.
+INVITE_PERMISSIONS = discord.Permissions(
+    view_channel=True,
+    send_messages=True,
+    send_messages_in_threads=True,
+    embed_links=True,
+    attach_files=True,
+    read_message_history=True,  # a reply references the message it answers
+)
+INVITE_SCOPES = ("bot", "applications.commands")
+
+
+def invite_url(client_id: int) -> str:
+    return discord.utils.oauth_url(client_id, permissions=INVITE_PERMISSIONS, scopes=INVITE_SCOPES)
+
+
+def client_id_from_token(token: str) -> int | None:
+    """A bot token starts with its user id in base64 (which is the application id)."""
+    head = token.split(".", 1)[0]
+    try:
+        return int(base64.b64decode(head + "=" * (-len(head) % 4)).decode())
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def watch_enabled(settings: Settings) -> bool:
+    """Did some Discord channel or server opt in to watching? (Then ask for message content.)"""
+    from sqlalchemy import select
+
+    from scorer.store import ScopedSetting, init_db, session_scope
+
+    engine = init_db(settings.db_url)
+    with session_scope(engine) as s:
+        rows = s.scalars(
+            select(ScopedSetting.value).where(ScopedSetting.platform == PLATFORM, ScopedSetting.key == "watch")
+        ).all()
+    return any(isinstance(v, dict) and v.get("v") is True for v in rows)
+
+
+def wanted_intents(watch: bool) -> discord.Intents:
+    """The fewest intents that work: no members, no presences; message content only to watch."""
+    intents = discord.Intents.none()
+    intents.guilds = True  # channels and the interaction's guild
+    intents.guild_messages = True  # mentions (their content is sent without the privileged intent)
+    intents.guild_reactions = True  # 👍 / 👎 on posts
+    intents.message_content = watch
+    return intents
+
+
+def _workspace(guild_id: int | None) -> str:
+    return str(guild_id) if guild_id else ""
+
+
+def interaction_actor(interaction: discord.Interaction, *, admin: bool = False) -> Actor:
+    user = interaction.user
+    is_admin = False
+    if admin and interaction.guild_id:
+        perms = interaction.permissions
+        is_admin = bool(perms.manage_guild or perms.administrator)
+    return Actor(
+        platform=PLATFORM,
+        workspace=_workspace(interaction.guild_id),
+        channel=str(interaction.channel_id or ""),
+        user_id=str(user.id),
+        display_name=getattr(user, "display_name", "") or "",
+        is_admin=is_admin,
+    )
+
+
+def message_actor(message: discord.Message) -> Actor:
+    return Actor(
+        platform=PLATFORM,
+        workspace=_workspace(message.guild.id if message.guild else None),
+        channel=str(message.channel.id),
+        user_id=str(message.author.id),
+        display_name=message.author.display_name,
+    )
+
+
+def reaction_vote(emoji: discord.PartialEmoji) -> bool | None:
+    name = emoji.name or ""
+    if emoji.id is None and name.startswith(THUMBS_UP):  # any skin tone
+        return True
+    if emoji.id is None and name.startswith(THUMBS_DOWN):
+        return False
+    return None
+
+
+def strip_mention(text: str, user_id: int) -> str:
+    for token in (f"<@{user_id}>", f"<@!{user_id}>"):
+        text = text.replace(token, " ")
+    return " ".join(text.split())
+
+
+class Bridge:
+    """Translation between discord.py objects and the core; the buttons call it too."""
+
+    def __init__(self, core: BotCore | None, settings: Settings) -> None:
+        self.core: Any = core
+        self.settings = settings
+
+    def limit(self, interaction: discord.Interaction | None = None) -> int:
+        limit = self.settings.discord_upload_limit_bytes
+        guild_limit = getattr(interaction, "filesize_limit", 0) if interaction is not None else 0
+        return min(limit, guild_limit) if guild_limit else limit
+
+    def render(self, reply: Reply, interaction: discord.Interaction | None = None, **kw: Any) -> views.Message:
+        return views.render(reply, self.settings.public_url, self.limit(interaction), **kw)
+
+    async def _note(self, interaction: discord.Interaction, reply: Reply) -> None:
+        """A private note that leaves the message it was clicked on as it is."""
+        await interaction.followup.send(self.render(reply).content or "OK.", ephemeral=True)
+
+    # --- /gif and its buttons -------------------------------------------------------
+    async def request(self, interaction: discord.Interaction, words: str) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        actor = interaction_actor(interaction)
+        reply = await self.core.request(actor, words)
+        await interaction.edit_original_response(**self.render(reply, interaction).edit_kwargs())
+        if reply.kind == "preview" and reply.preview is not None:
+            # Now and then a request also gets a "which is more X?" poll (the core decides).
+            poll = await self.core.maybe_poll(actor, reply.preview.emotion)
+            if poll is not None:
+                await interaction.followup.send(**self.render(poll, interaction).send_kwargs(), ephemeral=True)
+
+    async def choice_click(self, interaction: discord.Interaction, emotion: str) -> None:
+        await interaction.response.defer()
+        reply = await self.core.request(interaction_actor(interaction), emotion)
+        if reply.kind in ("cooldown", "forbidden", "error"):
+            await self._note(interaction, reply)
+        else:
+            await interaction.edit_original_response(**self.render(reply, interaction).edit_kwargs())
+
+    async def preview_click(self, interaction: discord.Interaction, op: str, session_id: str,
+                            sha: str | None) -> None:
+        await interaction.response.defer()
+        actor = interaction_actor(interaction)
+        if op == "shuffle":
+            reply = await self.core.shuffle(actor, session_id)
+        elif op == "cancel":
+            reply = await self.core.cancel(actor, session_id)
+        else:
+            reply = await self.core.send(actor, session_id, sha)
+        if reply.kind == "posted" and reply.post is not None:
+            await self._post(interaction, reply)
+        elif reply.kind == "cancelled":
+            await interaction.delete_original_response()
+        elif reply.preview is not None or reply.kind == "expired":
+            await interaction.edit_original_response(**self.render(reply, interaction).edit_kwargs())
+        else:  # forbidden, error: only the clicker sees why
+            await self._note(interaction, reply)
+
+    async def _post(self, interaction: discord.Interaction, reply: Reply) -> None:
+        post = reply.post
+        assert post is not None
+        msg = views.post_message(post, self.settings.public_url, self.limit(interaction))
+        sent = await interaction.followup.send(
+            **msg.send_kwargs(), wait=True, allowed_mentions=discord.AllowedMentions.none()
+        )
+        await self.core.attach_message(post.post_id, str(sent.id))
+        await interaction.delete_original_response()  # the preview
+
+    async def vote_click(self, interaction: discord.Interaction, post_id: int, up: bool) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        reply = await self.core.vote(interaction_actor(interaction), post_id=post_id, up=up)
+        await interaction.followup.send(self.render(reply).content or "OK.", ephemeral=True)
+
+    async def poll_click(self, interaction: discord.Interaction, poll_id: str, answer: str) -> None:
+        await interaction.response.defer()
+        reply = await self.core.answer_poll(interaction_actor(interaction), poll_id, answer)
+        if reply.kind in ("forbidden", "error"):
+            await self._note(interaction, reply)
+        else:
+            text = reply.text or "Thanks!"
+            await interaction.edit_original_response(content=text, embeds=[], attachments=[], view=None)
+
+    async def admin(self, interaction: discord.Interaction, command: str, args: list[str]) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        reply = await self.core.admin(interaction_actor(interaction, admin=True), command, args)
+        text = reply.text or views.FALLBACK_TEXT.get(reply.kind, "OK.")
+        await interaction.followup.send(text[:2000], ephemeral=True)
+
+    # --- reactions, mentions, watched channels ---------------------------------------
+    async def reaction(self, payload: discord.RawReactionActionEvent, me: int | None) -> None:
+        up = reaction_vote(payload.emoji)
+        if up is None or payload.user_id == me:
+            return
+        actor = Actor(platform=PLATFORM, workspace=_workspace(payload.guild_id),
+                      channel=str(payload.channel_id), user_id=str(payload.user_id))
+        added = payload.event_type == "REACTION_ADD"
+        await self.core.vote(actor, message_ref=str(payload.message_id), up=up if added else None,
+                             source="reaction")
+
+    async def mention(self, message: discord.Message, me: int) -> None:
+        reply = await self.core.request(message_actor(message), strip_mention(message.content, me))
+        msg = self.render(reply)
+        await message.reply(**msg.send_kwargs(), mention_author=False,
+                            allowed_mentions=discord.AllowedMentions.none())
+
+    async def watch(self, message: discord.Message) -> None:
+        offer = await self.core.watch(message_actor(message), message.content)
+        if offer is None:
+            return
+        # No private message in a channel on Discord: offer by DM, pointing back to the channel.
+        emotion = offer.preview.emotion if offer.preview is not None else ""
+        text = (offer.text or "Want to send a GIF?") + (
+            f"\nType `/gif {emotion}` in <#{message.channel.id}>." if emotion else "")
+        try:
+            await message.author.send(**views.text_message(text, dismissible=True).send_kwargs())
+        except discord.Forbidden:  # DMs closed: stay quiet rather than post publicly
+            log.debug("watch offer not delivered: DMs closed")
+
+
+# ---------------------------------------------------------------------------------------
+# the cog
+
+
+async def _autocomplete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    bridge: Bridge = interaction.client.moodgif  # type: ignore[attr-defined]
+    from bot.intent import get_parser
+
+    words = await asyncio.to_thread(lambda: get_parser(bridge.settings).suggest_emotions(current, limit=25))
+    return [app_commands.Choice(name=w[:100], value=w[:100]) for w in words[:25]]
+
+
+class GifCog(commands.Cog):
+    """/gif, /gif-admin, and the reactions and messages the bot listens to."""
+
+    admin = app_commands.Group(
+        name="gif-admin",
+        description="moodgif settings for this server",
+        guild_only=True,
+        default_permissions=discord.Permissions(manage_guild=True),
+    )
+
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot = bot
+
+    @property
+    def bridge(self) -> Bridge:
+        return self.bot.moodgif  # type: ignore[attr-defined]
+
+    @app_commands.command(name="gif", description="A GIF for a feeling: a private preview first")
+    @app_commands.describe(words="a feeling, a word, an emoji: happy, ugh, finally done, 😭")
+    @app_commands.autocomplete(words=_autocomplete)
+    async def gif(self, interaction: discord.Interaction, words: str = "") -> None:
+        await self.bridge.request(interaction, words)
+
+    @admin.command(name="pools", description="list the GIF pools, or add one (scored in the background)")
+    @app_commands.describe(action="list or add", name="new pool name", source="folder, manifest or URL list")
+    @app_commands.choices(action=[app_commands.Choice(name=a, value=a) for a in ("list", "add")])
+    async def admin_pools(self, interaction: discord.Interaction, action: str = "list", name: str = "",
+                          source: str = "") -> None:
+        await self.bridge.admin(interaction, "pools", [action, name, source])
+
+    @admin.command(name="rating", description="the highest rating GIFs may have here")
+    @app_commands.choices(
+        ceiling=[app_commands.Choice(name=r, value=r) for r in RATINGS],
+        scope=[app_commands.Choice(name=s, value=s) for s in ("server", "channel")],
+    )
+    async def admin_rating(self, interaction: discord.Interaction, ceiling: str, scope: str = "server") -> None:
+        await self.bridge.admin(interaction, "rating", [ceiling] + (["channel"] if scope == "channel" else []))
+
+    @admin.command(name="channel", description="this channel's settings: show, pools, watch, preview, cooldown, rating")
+    @app_commands.choices(
+        key=[app_commands.Choice(name=k, value=k) for k in ("show", "pools", "watch", "preview", "cooldown", "rating")]
+    )
+    @app_commands.describe(value="the new value, or reset")
+    async def admin_channel(self, interaction: discord.Interaction, key: str = "show", value: str = "") -> None:
+        await self.bridge.admin(interaction, "channel", [key, *value.split()])
+
+    @admin.command(name="retrain", description="refit from the votes and retrain now")
+    async def admin_retrain(self, interaction: discord.Interaction) -> None:
+        await self.bridge.admin(interaction, "retrain", [])
+
+    @admin.command(name="stats", description="GIFs, posts, votes, model, last retrain")
+    async def admin_stats(self, interaction: discord.Interaction) -> None:
+        await self.bridge.admin(interaction, "stats", [])
+
+    @commands.Cog.listener()
+    async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
+        await self.bridge.reaction(payload, self.bot.user.id if self.bot.user else None)
+
+    @commands.Cog.listener()
+    async def on_raw_reaction_remove(self, payload: discord.RawReactionActionEvent) -> None:
+        await self.bridge.reaction(payload, self.bot.user.id if self.bot.user else None)
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        me = self.bot.user
+        if message.author.bot or message.guild is None or me is None:
+            return
+        try:
+            if me in message.mentions:
+                await self.bridge.mention(message, me.id)
+            elif self.bot.intents.message_content:
+                await self.bridge.watch(message)
+        except Exception:
+            log.exception("discord message handling failed")
+
+
+class MoodgifTree(app_commands.CommandTree):
+    async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        if isinstance(error, app_commands.CommandOnCooldown):
+            text = f"Easy there! Try again in {max(1, round(error.retry_after))} s."
+        elif isinstance(error, app_commands.CheckFailure):
+            text = "You can't use that command here."
+        else:
+            log.error("discord command failed: %s", type(getattr(error, "original", error)).__name__,
+                      exc_info=getattr(error, "original", error))
+            text = "Sorry, something went wrong on my side. Please try again."
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send(text, ephemeral=True)
+            else:
+                await interaction.response.send_message(text, ephemeral=True)
+        except discord.HTTPException:
+            pass
+
+
+class _Moodgif:
+    moodgif: Bridge
+
+    async def setup_hook(self) -> None:
+        await self.add_cog(GifCog(self))  # type: ignore[attr-defined, arg-type]
+        self.add_dynamic_items(*views.DYNAMIC_ITEMS)  # type: ignore[attr-defined]
+
+    async def on_message(self, message: discord.Message) -> None:
+        """No prefix commands: the cog's listener handles mentions and watched channels."""
+
+    async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
+        log.exception("discord event %s failed", event_method)
+
+
+class MoodgifBot(_Moodgif, commands.Bot):
+    pass
+
+
+class ShardedMoodgifBot(_Moodgif, commands.AutoShardedBot):
+    pass
+
+
+def build_bot(core: BotCore | None, settings: Settings, *, intents: discord.Intents | None = None,
+              **kwargs: Any) -> commands.Bot:
+    """The bot object (not connected): sharded when `settings.discord_sharded`."""
+    cls = ShardedMoodgifBot if settings.discord_sharded else MoodgifBot
+    bot = cls(
+        command_prefix=commands.when_mentioned,
+        intents=intents or wanted_intents(False),
+        help_command=None,
+        tree_cls=MoodgifTree,
+        allowed_mentions=discord.AllowedMentions.none(),
+        **kwargs,
+    )
+    bot.moodgif = Bridge(core, settings)
+    return bot
+
+
+async def start(core: BotCore, settings: Settings) -> discord.Client | None:
+    """Log in and connect in a background task; None without DISCORD_TOKEN. `close()` stops it."""
+    if not settings.discord_token:
+        return None
+    watch = await asyncio.to_thread(watch_enabled, settings)
+    bot = build_bot(core, settings, intents=wanted_intents(watch))
+
+    async def run() -> None:
+        try:
+            await bot.start(settings.discord_token)
+        except discord.LoginFailure:
+            log.error("Discord: the token was refused; check DISCORD_TOKEN")
+        except discord.PrivilegedIntentsRequired:
+            log.error("Discord: a channel watches messages, so the bot needs the Message Content "
+                      "intent: enable it in the Developer Portal (Bot page) or turn watching off")
+        except Exception as exc:
+            log.error("Discord stopped: %s", type(exc).__name__)
+
+    bot.moodgif_task = asyncio.get_running_loop().create_task(run(), name="discord")  # type: ignore[attr-defined]
+    log.info("Discord: starting (%s, message content %s)",
+             "sharded" if settings.discord_sharded else "one shard", "on" if watch else "off")
+    return bot
+
+
+async def sync_commands(settings: Settings, guild_id: int | None = None) -> list[str]:
+    """Register the slash commands with Discord: globally, or copied into one guild (instant)."""
+    bot = build_bot(None, settings, intents=discord.Intents.none())
+    async with bot:
+        await bot.login(settings.discord_token)
+        if guild_id:
+            guild = discord.Object(id=guild_id)
+            bot.tree.copy_global_to(guild=guild)
+            synced = await bot.tree.sync(guild=guild)
+        else:
+            synced = await bot.tree.sync()
+    return [c.name for c in synced]

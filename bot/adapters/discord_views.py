@@ -1,0 +1,266 @@
+"""Discord rendering of the bot core's replies, and the buttons as `DynamicItem`s.
+
+Every button carries its state in its `custom_id` (session id, post id, poll id, emotion)
+and is parsed back by a template, so a click works after a restart: discord.py routes it by
+pattern to the classes registered with `client.add_dynamic_items(*DYNAMIC_ITEMS)`, not to a
+view object kept in memory.
+
+Buttons reach the core through `interaction.client.moodgif` (a `bot.adapters.discord.Bridge`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from bot.events import GifCard, PollView, PostView, PreviewView, Reply
+
+if TYPE_CHECKING:
+    from bot.adapters.discord import Bridge
+
+CUSTOM_ID_MAX = 100
+_SID = r"[A-Za-z0-9_-]{1,40}"
+
+FALLBACK_TEXT = {
+    "cancelled": "Cancelled.",
+    "cooldown": "Easy there: one GIF at a time. Try again in a moment.",
+    "expired": "That preview has expired. Ask again with `/gif`.",
+    "forbidden": "Only the person who asked can use these buttons.",
+    "exhausted": "That's every GIF I have for this one. Try another word.",
+    "empty_pool": "I have no GIFs for that here yet.",
+    "error": "Sorry, I couldn't do that.",
+    "ack": "Thanks!",
+}
+COLOUR = discord.Colour.blurple()
+
+
+@dataclass
+class Message:
+    """What to send or edit: discord.py keyword arguments without the MISSING juggling."""
+
+    content: str | None = None
+    embeds: list[discord.Embed] = field(default_factory=list)
+    files: list[discord.File] = field(default_factory=list)
+    view: discord.ui.View | None = None
+
+    def send_kwargs(self) -> dict[str, Any]:
+        kw: dict[str, Any] = {"content": self.content, "embeds": self.embeds, "files": self.files}
+        if self.view is not None:
+            kw["view"] = self.view
+        return kw
+
+    def edit_kwargs(self) -> dict[str, Any]:
+        return {"content": self.content, "embeds": self.embeds, "attachments": self.files, "view": self.view}
+
+
+def media(card: GifCard, public_url: str, upload_limit: int) -> tuple[str | None, discord.File | None]:
+    """Where the embed's image comes from: the local file as an attachment when it fits the
+    upload limit, else a public URL (the GIF's source, or moodgif's /gifs/ under public_url)."""
+    if card.bytes <= upload_limit and card.local_path.is_file():
+        name = f"{card.sha256}.gif"  # ASCII, as attachment:// needs
+        return f"attachment://{name}", discord.File(card.local_path, filename=name, description=card.alt_text[:1000])
+    if card.source_url and card.source_url.startswith(("https://", "http://")):
+        return card.source_url, None
+    if public_url:
+        return f"{public_url.rstrip('/')}/gifs/{card.sha256}.gif", None
+    return None, None
+
+
+def card_embed(card: GifCard, url: str | None, *, title: str | None = None, description: str = "") -> discord.Embed:
+    embed = discord.Embed(title=title, description=description or None, colour=COLOUR)
+    if url:
+        embed.set_image(url=url)
+    else:
+        embed.description = ((description + "\n") if description else "") + "_(this GIF is too large to show here)_"
+    if card.title and title != card.title:
+        embed.set_footer(text=card.title[:2048])
+    return embed
+
+
+def _add_cards(msg: Message, cards: list[GifCard], public_url: str, limit: int,
+               titles: list[str | None], description: str = "") -> None:
+    for i, (card, title) in enumerate(zip(cards, titles, strict=True)):
+        url, file = media(card, public_url, limit)
+        msg.embeds.append(card_embed(card, url, title=title, description=description if i == 0 else ""))
+        if file is not None:
+            msg.files.append(file)
+
+
+def preview_message(preview: PreviewView, public_url: str, limit: int, text: str = "") -> Message:
+    msg = Message(content=text or None)
+    desc = f"for “{preview.query}”" if preview.query else ""
+    cards = list(preview.cards)
+    titles: list[str | None] = [preview.emotion] + [None] * (len(cards) - 1)
+    if len(cards) > 1:
+        titles = [f"#{i} · {preview.emotion}" for i in range(1, len(cards) + 1)]
+    _add_cards(msg, cards, public_url, limit, titles, desc)
+    view = discord.ui.View(timeout=None)
+    if len(cards) == 1:
+        view.add_item(PreviewButton("send", preview.session_id))
+    else:
+        for i, card in enumerate(cards, 1):
+            view.add_item(PreviewButton("send", preview.session_id, card.sha256, label=f"Send #{i}"))
+    if preview.can_shuffle:
+        view.add_item(PreviewButton("shuffle", preview.session_id))
+    view.add_item(PreviewButton("cancel", preview.session_id))
+    msg.view = view
+    return msg
+
+
+def post_message(post: PostView, public_url: str, limit: int) -> Message:
+    msg = Message()
+    desc = f"requested by <@{post.requested_by}> · *{post.emotion}*"
+    _add_cards(msg, [post.card], public_url, limit, [None], desc)
+    view = discord.ui.View(timeout=None)
+    view.add_item(VoteButton(True, post.post_id))
+    view.add_item(VoteButton(False, post.post_id))
+    msg.view = view
+    return msg
+
+
+def poll_message(poll: PollView, public_url: str, limit: int, text: str = "") -> Message:
+    msg = Message(content=text or f"Which is more **{poll.emotion}**?")
+    _add_cards(msg, [poll.left, poll.right], public_url, limit, ["Left", "Right"])
+    view = discord.ui.View(timeout=None)
+    for answer in ("left", "right", "neither"):
+        view.add_item(PollButton(answer, poll.poll_id))
+    msg.view = view
+    return msg
+
+
+def choices_message(reply: Reply) -> Message:
+    text = reply.text or ("Did you mean:" if reply.kind == "did_you_mean" else "Pick a feeling:")
+    view = discord.ui.View(timeout=None)
+    for emotion in reply.choices[:25]:  # 5 rows of 5 buttons
+        view.add_item(ChoiceButton(emotion))
+    return Message(content=text, view=view)
+
+
+def text_message(text: str, *, dismissible: bool = False) -> Message:
+    view = None
+    if dismissible:
+        view = discord.ui.View(timeout=None)
+        view.add_item(DismissButton())
+    return Message(content=text, view=view)
+
+
+def render(reply: Reply, public_url: str, limit: int, *, dismissible: bool = False) -> Message:
+    """Any private reply (posts are rendered by `post_message`)."""
+    if reply.preview is not None:  # a preview, or "exhausted" with the last one still shown
+        return preview_message(reply.preview, public_url, limit, reply.text)
+    if reply.kind in ("help", "did_you_mean") and reply.choices:
+        return choices_message(reply)
+    if reply.kind == "poll" and reply.poll is not None:
+        return poll_message(reply.poll, public_url, limit, reply.text)
+    return text_message(reply.text or FALLBACK_TEXT.get(reply.kind, "OK."), dismissible=dismissible)
+
+
+# ---------------------------------------------------------------------------------------
+# buttons
+
+
+def _bridge(interaction: discord.Interaction) -> Bridge:
+    return interaction.client.moodgif  # type: ignore[attr-defined]
+
+
+_PREVIEW_STYLE = {"send": discord.ButtonStyle.primary, "shuffle": discord.ButtonStyle.secondary,
+                  "cancel": discord.ButtonStyle.secondary}
+
+
+class PreviewButton(
+    discord.ui.DynamicItem[discord.ui.Button],
+    template=re.compile(rf"mg:(?P<op>send|shuffle|cancel):(?P<sid>{_SID})(?::(?P<sha>[0-9a-f]{{64}}))?$"),
+):
+    def __init__(self, op: str, session_id: str, sha: str | None = None, *, label: str | None = None) -> None:
+        custom_id = f"mg:{op}:{session_id}"
+        if sha and len(custom_id) + 65 <= CUSTOM_ID_MAX:
+            custom_id += f":{sha}"
+        else:
+            sha = None
+        super().__init__(
+            discord.ui.Button(label=label or op.capitalize(), style=_PREVIEW_STYLE[op], custom_id=custom_id)
+        )
+        self.op, self.session_id, self.sha = op, session_id, sha
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button,
+                             match: re.Match[str], /) -> PreviewButton:
+        return cls(match["op"], match["sid"], match["sha"], label=item.label)
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await _bridge(interaction).preview_click(interaction, self.op, self.session_id, self.sha)
+
+
+class VoteButton(discord.ui.DynamicItem[discord.ui.Button], template=r"mg:vote:(?P<dir>up|down):(?P<post>\d{1,18})$"):
+    def __init__(self, up: bool, post_id: int) -> None:
+        super().__init__(
+            discord.ui.Button(
+                emoji="👍" if up else "👎",
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"mg:vote:{'up' if up else 'down'}:{post_id}",
+            )
+        )
+        self.up, self.post_id = up, post_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button,
+                             match: re.Match[str], /) -> VoteButton:
+        return cls(match["dir"] == "up", int(match["post"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await _bridge(interaction).vote_click(interaction, self.post_id, self.up)
+
+
+class PollButton(discord.ui.DynamicItem[discord.ui.Button],
+                 template=re.compile(rf"mg:poll:(?P<answer>left|right|neither):(?P<pid>{_SID})$")):
+    def __init__(self, answer: str, poll_id: str) -> None:
+        super().__init__(
+            discord.ui.Button(label=answer.capitalize(), style=discord.ButtonStyle.secondary,
+                              custom_id=f"mg:poll:{answer}:{poll_id}")
+        )
+        self.answer, self.poll_id = answer, poll_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button,
+                             match: re.Match[str], /) -> PollButton:
+        return cls(match["answer"], match["pid"])
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await _bridge(interaction).poll_click(interaction, self.poll_id, self.answer)
+
+
+class ChoiceButton(discord.ui.DynamicItem[discord.ui.Button], template=r"mg:pick:(?P<emotion>[a-z_-]{1,40})$"):
+    def __init__(self, emotion: str) -> None:
+        super().__init__(
+            discord.ui.Button(label=emotion, style=discord.ButtonStyle.secondary, custom_id=f"mg:pick:{emotion}")
+        )
+        self.emotion = emotion
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button,
+                             match: re.Match[str], /) -> ChoiceButton:
+        return cls(match["emotion"])
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await _bridge(interaction).choice_click(interaction, self.emotion)
+
+
+class DismissButton(discord.ui.DynamicItem[discord.ui.Button], template=r"mg:dismiss$"):
+    def __init__(self) -> None:
+        super().__init__(discord.ui.Button(label="Dismiss", style=discord.ButtonStyle.secondary, custom_id="mg:dismiss"))
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button,
+                             match: re.Match[str], /) -> DismissButton:
+        return cls()
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer()
+        if interaction.message is not None:
+            await interaction.delete_original_response()
+
+
+DYNAMIC_ITEMS = (PreviewButton, VoteButton, PollButton, ChoiceButton, DismissButton)

@@ -1,0 +1,198 @@
+"""Block Kit rendering of the bot core's replies for Slack.
+
+Pure functions: a `Reply` (plus how to reference each GIF image) in, a Slack message
+payload (`text` + `blocks`) out. No Slack client, no I/O, so they are easy to read and test.
+
+Button values carry the state Slack hands back to us on click (session id, post id, poll
+id); Slack keeps a value up to 2,000 characters, ours are a few dozen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from bot.events import GifCard, PollView, PostView, PreviewView, Reply
+
+# action_ids the listeners in bot/adapters/slack.py match on
+SEND = "moodgif_send"
+SHUFFLE = "moodgif_shuffle"
+CANCEL = "moodgif_cancel"
+CHOOSE = "moodgif_choose"  # + ":<emotion>" (action_ids must be unique within a block)
+VOTE_UP = "moodgif_vote_up"
+VOTE_DOWN = "moodgif_vote_down"
+POLL = "moodgif_poll"  # + ":left" / ":right" / ":neither"
+DISMISS = "moodgif_dismiss"
+
+# One image reference per GIF: {"image_url": "https://..."} or {"slack_file": {"id": "F..."}}
+ImageRef = Mapping[str, Any]
+
+MAX_BUTTONS_PER_BLOCK = 25  # Slack's limit for one actions block
+MAX_ALT_TEXT = 2000
+
+
+def _text(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def _button(label: str, action_id: str, value: str, style: str | None = None) -> dict[str, Any]:
+    button: dict[str, Any] = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": label, "emoji": True},
+        "action_id": action_id,
+        "value": value,
+    }
+    if style:
+        button["style"] = style
+    return button
+
+
+def image_block(card: GifCard, ref: ImageRef, title: str | None = None) -> dict[str, Any]:
+    block: dict[str, Any] = {"type": "image", "alt_text": card.alt_text[:MAX_ALT_TEXT], **ref}
+    if title:
+        block["title"] = {"type": "plain_text", "text": title[:2000], "emoji": True}
+    return block
+
+
+def send_value(session_id: str, sha: str | None = None) -> str:
+    return f"{session_id}|{sha}" if sha else session_id
+
+
+def parse_send_value(value: str) -> tuple[str, str | None]:
+    session_id, _, sha = value.partition("|")
+    return session_id, (sha or None)
+
+
+def preview_message(preview: PreviewView, refs: Mapping[str, ImageRef], text: str = "") -> dict[str, Any]:
+    """The private preview: the GIF(s), then Send / Shuffle / Cancel."""
+    default = f"*{preview.emotion}* for “{preview.query}”" if preview.query else f"*{preview.emotion}*"
+    heading = text or default
+    blocks: list[dict[str, Any]] = [_text(heading)]
+    sid = preview.session_id
+    if len(preview.cards) == 1:
+        card = preview.cards[0]
+        blocks.append(image_block(card, refs[card.sha256], card.title or None))
+        buttons = [_button("Send", SEND, send_value(sid), "primary")]
+    else:
+        # "show 3" mode: each GIF gets its own Send button.
+        for i, card in enumerate(preview.cards, 1):
+            blocks.append(image_block(card, refs[card.sha256], card.title or f"#{i}"))
+            blocks.append(
+                {
+                    "type": "actions",
+                    "block_id": f"send_{i}",
+                    "elements": [_button(f"Send #{i}", SEND, send_value(sid, card.sha256), "primary")],
+                }
+            )
+        buttons = []
+    if preview.can_shuffle:
+        buttons.append(_button("Shuffle", SHUFFLE, sid))
+    buttons.append(_button("Cancel", CANCEL, sid))
+    blocks.append({"type": "actions", "block_id": "preview_actions", "elements": buttons})
+    return {"text": f"GIF preview: {preview.emotion} (only you can see this)", "blocks": blocks}
+
+
+def choices_message(reply: Reply) -> dict[str, Any]:
+    """Help (empty request) or "did you mean": the emotions as buttons to click."""
+    text = reply.text or ("Did you mean:" if reply.kind == "did_you_mean" else "Pick a feeling:")
+    blocks: list[dict[str, Any]] = [_text(text)]
+    choices = list(reply.choices)
+    for start in range(0, len(choices), MAX_BUTTONS_PER_BLOCK):
+        chunk = choices[start : start + MAX_BUTTONS_PER_BLOCK]
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": f"choices_{start}",
+                "elements": [_button(c, f"{CHOOSE}:{c}", c) for c in chunk],
+            }
+        )
+    return {"text": text, "blocks": blocks}
+
+
+def post_message(post: PostView, ref: ImageRef) -> dict[str, Any]:
+    """The public post: the GIF, "requested by @user", and 👍 / 👎."""
+    card = post.card
+    return {
+        "text": f"{card.alt_text} (requested by <@{post.requested_by}>)",
+        "blocks": [
+            image_block(card, ref, card.title or None),
+            {
+                "type": "context",
+                "elements": [
+                    {"type": "mrkdwn", "text": f"requested by <@{post.requested_by}> · _{post.emotion}_"}
+                ],
+            },
+            {
+                "type": "actions",
+                "block_id": "vote_actions",
+                "elements": [
+                    _button("👍", VOTE_UP, str(post.post_id)),
+                    _button("👎", VOTE_DOWN, str(post.post_id)),
+                ],
+            },
+        ],
+    }
+
+
+def poll_message(poll: PollView, refs: Mapping[str, ImageRef], text: str = "") -> dict[str, Any]:
+    """"Which is more X?": two GIFs, then left / right / neither."""
+    question = text or f"Which is more *{poll.emotion}*?"
+    pid = poll.poll_id
+    return {
+        "text": f"Which is more {poll.emotion}?",
+        "blocks": [
+            _text(question),
+            image_block(poll.left, refs[poll.left.sha256], "Left"),
+            image_block(poll.right, refs[poll.right.sha256], "Right"),
+            {
+                "type": "actions",
+                "block_id": "poll_actions",
+                "elements": [
+                    _button("Left", f"{POLL}:left", pid),
+                    _button("Right", f"{POLL}:right", pid),
+                    _button("Neither", f"{POLL}:neither", pid),
+                ],
+            },
+        ],
+    }
+
+
+def text_message(text: str, *, dismissible: bool = False) -> dict[str, Any]:
+    blocks: list[dict[str, Any]] = [_text(text)]
+    if dismissible:
+        blocks.append({"type": "actions", "elements": [_button("Dismiss", DISMISS, "x")]})
+    return {"text": text, "blocks": blocks}
+
+
+def cards_of(reply: Reply) -> list[GifCard]:
+    """Every GIF a reply shows, so the caller can resolve their image references first."""
+    if reply.preview is not None:
+        return list(reply.preview.cards)
+    if reply.poll is not None:
+        return [reply.poll.left, reply.poll.right]
+    if reply.post is not None:
+        return [reply.post.card]
+    return []
+
+
+FALLBACK_TEXT = {
+    "cancelled": "Cancelled.",
+    "cooldown": "Easy there: one GIF at a time. Try again in a moment.",
+    "expired": "That preview has expired. Ask again with `/gif`.",
+    "forbidden": "Only the person who asked can use these buttons.",
+    "exhausted": "That's every GIF I have for this one. Try another word.",
+    "empty_pool": "I have no GIFs for that here yet.",
+    "error": "Sorry, I couldn't do that.",
+    "ack": "Thanks!",
+}
+
+
+def render(reply: Reply, refs: Mapping[str, ImageRef], *, dismissible: bool = False) -> dict[str, Any]:
+    """Any private reply as a message payload (posts are rendered by `post_message`)."""
+    if reply.preview is not None:  # a preview, or "exhausted" with the last one still shown
+        return preview_message(reply.preview, refs, reply.text)
+    if reply.kind in ("help", "did_you_mean") and reply.choices:
+        return choices_message(reply)
+    if reply.kind == "poll" and reply.poll is not None:
+        return poll_message(reply.poll, refs, reply.text)
+    return text_message(reply.text or FALLBACK_TEXT.get(reply.kind, "OK."), dismissible=dismissible)

@@ -1,0 +1,282 @@
+"""Drive the real discord.py client offline: gateway events in, HTTP calls captured.
+
+No Discord is reachable, and no maintained project fakes the gateway, so this does what
+discord.py's own tests and dpytest do:
+- events go in as the raw gateway payloads the client's `ConnectionState` parses
+  (`parse_interaction_create`, `parse_message_create`, `parse_message_reaction_add`, ...),
+  so the real command tree, DynamicItem routing and cog listeners run;
+- everything the bot answers through an interaction goes out through discord.py's webhook
+  adapter, replaced via its context variable by `FakeWebhookAdapter` (dpytest PR #136's idea);
+  bot-token calls (a reply to a mention, a DM) go through `HTTPClient.request`, replaced on
+  the instance by `FakeDiscord.bot_request`. Both record what would have been sent and
+  answer with the message payloads Discord would return.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import discord
+from discord.webhook.async_ import AsyncWebhookAdapter, async_context
+
+APP_ID = 900_000_000_000_000_001
+GUILD = 910_000_000_000_000_001
+CHANNEL = 920_000_000_000_000_001
+BOT_USER = {"id": str(APP_ID), "username": "moodgif", "discriminator": "0", "avatar": None,
+            "global_name": "moodgif", "bot": True}
+TIMESTAMP = "2026-01-01T00:00:00+00:00"
+MANAGE_GUILD = discord.Permissions(manage_guild=True, view_channel=True, send_messages=True)
+MEMBER_PERMS = discord.Permissions(view_channel=True, send_messages=True, use_application_commands=True)
+
+
+def user_payload(uid: int, name: str) -> dict[str, Any]:
+    return {"id": str(uid), "username": name, "discriminator": "0", "avatar": None, "global_name": name}
+
+
+def member_payload(uid: int, name: str, perms: discord.Permissions = MEMBER_PERMS) -> dict[str, Any]:
+    return {"user": user_payload(uid, name), "roles": [], "joined_at": TIMESTAMP, "deaf": False,
+            "mute": False, "flags": 0, "nick": None, "permissions": str(perms.value)}
+
+
+def channel_payload(cid: int = CHANNEL) -> dict[str, Any]:
+    return {"id": str(cid), "type": 0, "guild_id": str(GUILD), "name": "general", "position": 0,
+            "permission_overwrites": [], "nsfw": False, "parent_id": None, "topic": None,
+            "last_message_id": None, "rate_limit_per_user": 0}
+
+
+@dataclass
+class Call:
+    kind: str  # callback, edit_original, delete_original, followup, channel_message, dm_open
+    payload: dict[str, Any]
+    files: list[str] = field(default_factory=list)
+    token: str = ""
+    message_id: int | None = None  # id of the message this call created or edited
+
+
+class FakeDiscord:
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self._ids = itertools.count(930_000_000_000_000_001)
+        self._tokens = itertools.count(1)
+        self.originals: dict[str, dict[str, Any]] = {}  # interaction token -> its message
+        self.messages: dict[int, dict[str, Any]] = {}
+        self.adapter = FakeWebhookAdapter(self)
+
+    def next_id(self) -> int:
+        return next(self._ids)
+
+    def calls_of(self, kind: str) -> list[Call]:
+        return [c for c in self.calls if c.kind == kind]
+
+    def message(self, payload: dict[str, Any], files: list[str], *, channel: int = CHANNEL,
+                mid: int | None = None) -> dict[str, Any]:
+        mid = mid or self.next_id()
+        msg = {
+            "id": str(mid), "channel_id": str(channel), "type": 0, "author": BOT_USER,
+            "content": payload.get("content") or "", "embeds": payload.get("embeds") or [],
+            "components": payload.get("components") or [], "flags": payload.get("flags", 0),
+            "attachments": [{"id": str(self.next_id()), "filename": f, "size": 1, "url": f"https://cdn/{f}",
+                             "proxy_url": f"https://cdn/{f}"} for f in files],
+            "mentions": [], "mention_roles": [], "mention_everyone": False, "pinned": False, "tts": False,
+            "timestamp": TIMESTAMP, "edited_timestamp": None,
+        }
+        self.messages[mid] = msg
+        return msg
+
+    # --- bot-token HTTP (HTTPClient.request) ---------------------------------------------
+    async def bot_request(self, route: Any, *, files: Any = None, form: Any = None, **kwargs: Any) -> Any:
+        payload, names = _unpack(kwargs.get("json"), form, files)
+        path = route.url
+        if route.method == "POST" and route.path == "/users/@me/channels":
+            dm = self.next_id()
+            self.calls.append(Call("dm_open", payload, names))
+            return {"id": str(dm), "type": 1, "recipients": [user_payload(int(payload["recipient_id"]), "x")],
+                    "last_message_id": None}
+        if route.method == "POST" and route.path == "/channels/{channel_id}/messages":
+            channel = int(route.channel_id)
+            msg = self.message(payload, names, channel=channel)
+            self.calls.append(Call("channel_message", {**payload, "channel_id": channel}, names,
+                                   message_id=int(msg["id"])))
+            return msg
+        raise AssertionError(f"unexpected bot HTTP call {route.method} {path}")
+
+
+class FakeWebhookAdapter(AsyncWebhookAdapter):
+    """Everything sent through an interaction token lands here instead of on discord.com."""
+
+    def __init__(self, fake: FakeDiscord) -> None:
+        super().__init__()
+        self.fake = fake
+
+    async def request(self, route: Any, session: Any, *, payload: dict[str, Any] | None = None,
+                      multipart: list[dict[str, Any]] | None = None, files: Any = None,
+                      params: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        fake = self.fake
+        body, names = _unpack(payload, multipart, files)
+        token = route.webhook_token or ""
+        path, method = route.path, route.method
+        if path.startswith("/interactions/"):
+            data = body.get("data") or {}
+            msg = None
+            if body.get("type") in (4, 5):  # a new message (or "thinking" placeholder)
+                msg = fake.message(data, names)
+                fake.originals[token] = msg
+            elif body.get("type") == 7:  # update the clicked message
+                msg = fake.originals.get(token)
+            fake.calls.append(Call("callback", body, names, token, int(msg["id"]) if msg else None))
+            return {"interaction": {"id": str(route.webhook_id), "type": 3,
+                                    "response_message_id": msg["id"] if msg else None}}
+        if path.endswith("/messages/@original"):
+            original = fake.originals.get(token)
+            if method == "DELETE":
+                fake.calls.append(Call("delete_original", {}, [], token))
+                return None
+            if method == "PATCH":
+                mid = int(original["id"]) if original else fake.next_id()
+                msg = fake.message({**(original or {}), **body}, names, mid=mid)
+                fake.originals[token] = msg
+                fake.calls.append(Call("edit_original", body, names, token, mid))
+                return msg
+            return original
+        if method == "POST" and path == "/webhooks/{webhook_id}/{webhook_token}":
+            msg = fake.message(body, names)
+            fake.calls.append(Call("followup", body, names, token, int(msg["id"])))
+            return msg
+        if method == "DELETE":
+            fake.calls.append(Call("delete_message", {}, [], token))
+            return None
+        raise AssertionError(f"unexpected webhook call {method} {path}")
+
+
+def _unpack(payload: Any, multipart: Any, files: Any) -> tuple[dict[str, Any], list[str]]:
+    """The JSON body and the attached file names, whether sent as JSON or multipart."""
+    body = dict(payload or {})
+    names: list[str] = []
+    for part in multipart or []:
+        if part.get("name") == "payload_json":
+            body = json.loads(part["value"])
+        elif part.get("filename"):
+            names.append(part["filename"])
+    if not names and files:
+        names = [f.filename for f in files]
+    return body, names
+
+
+class DiscordDriver:
+    """A real bot object, never connected, fed with gateway payloads."""
+
+    def __init__(self, bot: Any, fake: FakeDiscord) -> None:
+        self.bot = bot
+        self.fake = fake
+        self._seq = itertools.count(1)
+        self._background: set[asyncio.Task[Any]] = set()
+
+    async def setup(self) -> None:
+        bot = self.bot
+        self._background = set(asyncio.all_tasks())  # the test itself, fixtures' servers
+        await bot._async_setup_hook()
+        bot.http.request = self.fake.bot_request
+        bot._connection.user = discord.ClientUser(state=bot._connection, data=BOT_USER)
+        bot._connection.application_id = APP_ID
+        async_context.set(self.fake.adapter)
+        await bot.setup_hook()
+        guild = {"id": str(GUILD), "name": "Test", "icon": None, "owner_id": "1", "roles": [
+            {"id": str(GUILD), "name": "@everyone", "permissions": str(MEMBER_PERMS.value), "position": 0,
+             "color": 0, "hoist": False, "managed": False, "mentionable": False}],
+            "channels": [channel_payload()], "members": [], "emojis": [], "features": [],
+            "member_count": 3, "large": False, "unavailable": False, "threads": [], "stickers": [],
+            "verification_level": 0, "default_message_notifications": 0, "explicit_content_filter": 0,
+            "mfa_level": 0, "premium_tier": 0, "preferred_locale": "en-US", "nsfw_level": 0,
+            "system_channel_flags": 0}
+        bot._connection.parse_guild_create(guild)
+        await self.settle()
+
+    async def close(self) -> None:
+        await self.settle()
+        await self.bot.close()
+
+    async def settle(self, timeout: float = 15.0) -> None:
+        """Wait until every task the events started (and the tasks those started) is done."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            me = asyncio.current_task()
+            pending = [t for t in asyncio.all_tasks()
+                       if t is not me and t not in self._background and not t.done()
+                       and not _is_view_timer(t)]
+            if not pending:
+                return
+            left = deadline - loop.time()
+            if left <= 0:
+                raise AssertionError(f"tasks still running: {[t.get_name() for t in pending]}")
+            await asyncio.wait(pending, timeout=left)
+
+    def _base(self, kind: int, user: tuple[int, str], perms: discord.Permissions) -> dict[str, Any]:
+        n = next(self._seq)
+        return {"id": str(940_000_000_000_000_000 + n), "application_id": str(APP_ID), "type": kind,
+                "token": f"itoken-{n}", "version": 1, "guild_id": str(GUILD), "channel_id": str(CHANNEL),
+                "channel": channel_payload(), "member": member_payload(*user, perms=perms),
+                "app_permissions": str(MEMBER_PERMS.value), "attachment_size_limit": 10 * 1024 * 1024,
+                "locale": "en-US", "guild_locale": "en-US", "entitlements": [],
+                "authorizing_integration_owners": {}, "context": 0}
+
+    async def slash(self, name: str, options: list[dict[str, Any]], *, user: tuple[int, str],
+                    perms: discord.Permissions = MEMBER_PERMS, autocomplete: bool = False) -> str:
+        """Run an application command (type 2) or its autocomplete (type 4); returns the token."""
+        data = self._base(4 if autocomplete else 2, user, perms)
+        cmd = self.bot.tree.get_command(name)
+        data["data"] = {"id": str(APP_ID + 7), "name": name, "type": 1, "options": options,
+                        "guild_id": None if cmd is not None else str(GUILD)}
+        self.bot._connection.parse_interaction_create(data)
+        await self.settle()
+        return data["token"]
+
+    async def click(self, message: dict[str, Any], custom_id: str, *, user: tuple[int, str],
+                    perms: discord.Permissions = MEMBER_PERMS) -> str:
+        """Click a button of a message we captured; returns the click's interaction token."""
+        data = self._base(3, user, perms)
+        data["message"] = message
+        data["data"] = {"custom_id": custom_id, "component_type": 2}
+        self.bot._connection.parse_interaction_create(data)
+        await self.settle()
+        return data["token"]
+
+    async def react(self, message_id: int, emoji: str, *, user: tuple[int, str], add: bool = True) -> None:
+        data = {"user_id": str(user[0]), "channel_id": str(CHANNEL), "message_id": str(message_id),
+                "guild_id": str(GUILD), "emoji": {"id": None, "name": emoji}, "burst": False, "type": 0}
+        if add:
+            data["member"] = member_payload(*user)
+            self.bot._connection.parse_message_reaction_add(data)
+        else:
+            self.bot._connection.parse_message_reaction_remove(data)
+        await self.settle()
+
+    async def say(self, text: str, *, user: tuple[int, str], mention_bot: bool = False) -> int:
+        """A message in the channel (MESSAGE_CREATE); returns its id."""
+        data = {"id": str(self.fake.next_id()), "channel_id": str(CHANNEL), "guild_id": str(GUILD),
+                "author": user_payload(*user), "member": {k: v for k, v in member_payload(*user).items() if k != "user"},
+                "content": text, "timestamp": TIMESTAMP, "edited_timestamp": None, "tts": False,
+                "mention_everyone": False, "mentions": [BOT_USER] if mention_bot else [], "mention_roles": [],
+                "attachments": [], "embeds": [], "pinned": False, "type": 0, "flags": 0, "components": []}
+        self.bot._connection.parse_message_create(data)
+        await self.settle()
+        return int(data["id"])
+
+
+def _is_view_timer(task: asyncio.Task[Any]) -> bool:
+    """discord.py's 15-minute timer of an ephemeral view: runs on, by design."""
+    return "timeout_task_impl" in getattr(task.get_coro(), "__qualname__", "")
+
+
+def buttons(message_or_payload: dict[str, Any]) -> list[str]:
+    """custom_ids of every button in a message payload (action rows of components)."""
+    out = []
+    for row in message_or_payload.get("components") or []:
+        for comp in row.get("components", []):
+            if comp.get("custom_id"):
+                out.append(comp["custom_id"])
+    return out

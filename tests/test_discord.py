@@ -1,0 +1,280 @@
+"""The Discord adapter end to end, offline: the real discord.py command tree, DynamicItem
+buttons and cog listeners, fed with raw gateway payloads; responses captured through a fake
+webhook adapter (tests/fake_discord.py); the real bot core on a real SQLite database."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import discord
+import pytest
+from _adapter_core import Clock, ledger, make_core, posts, sources
+from fake_discord import APP_ID, CHANNEL, GUILD, MANAGE_GUILD, DiscordDriver, FakeDiscord, buttons
+
+from bot import session as sess
+from bot.adapters import discord as discord_adapter
+from bot.core import BotCore
+
+ALICE = (950_000_000_000_000_001, "alice")
+BOB = (950_000_000_000_000_002, "bob")
+CAROL = (950_000_000_000_000_003, "carol")
+EPHEMERAL = 64
+
+
+@dataclass
+class Stack:
+    d: DiscordDriver
+    fake: FakeDiscord
+    core: BotCore
+    engine: Any
+    clock: Clock
+    settings: Any
+
+
+async def _stack(settings: Any, engine: Any, *, watch: bool = False) -> Stack:
+    core, settings, clock = make_core(settings, engine, public_url="https://gifs.example.org")
+    fake = FakeDiscord()
+    bot = discord_adapter.build_bot(core, settings, intents=discord_adapter.wanted_intents(watch))
+    driver = DiscordDriver(bot, fake)
+    await driver.setup()
+    return Stack(driver, fake, core, engine, clock, settings)
+
+
+@pytest.fixture
+async def stack(sqlite_settings, sqlite_engine) -> AsyncIterator[Stack]:
+    st = await _stack(sqlite_settings, sqlite_engine)
+    yield st
+    await st.d.close()
+
+
+def words(value: str) -> list[dict[str, Any]]:
+    return [{"name": "words", "type": 3, "value": value}]
+
+
+def embed_images(payload: dict[str, Any]) -> list[str]:
+    return [e["image"]["url"] for e in payload.get("embeds", []) if e.get("image")]
+
+
+async def test_gif_preview_shuffle_send_vote_and_reaction_reach_the_ledger(stack: Stack) -> None:
+    d, fake, engine = stack.d, stack.fake, stack.engine
+
+    # /gif happy: an ephemeral "thinking" answer at once, then the preview in its place
+    token = await d.slash("gif", words("happy"), user=ALICE)
+    callback, edit = fake.calls
+    assert callback.kind == "callback" and callback.payload["type"] == 5
+    assert callback.payload["data"]["flags"] & EPHEMERAL
+    assert edit.kind == "edit_original" and edit.token == token
+    (first_file,) = edit.files  # a local pool file under the upload limit: attached
+    assert embed_images(edit.payload) == [f"attachment://{first_file}"]
+    ids = buttons(edit.payload)
+    assert [i.split(":")[1] for i in ids] == ["send", "shuffle", "cancel"]
+    preview = fake.originals[token]
+
+    # Shuffle: the same message now shows another GIF
+    click = await d.click(preview, ids[1], user=ALICE)
+    assert fake.calls[-2].payload["type"] == 6  # deferred update of the clicked message
+    shuffled = fake.calls[-1]
+    assert shuffled.kind == "edit_original" and shuffled.token == click
+    assert shuffled.files and shuffled.files != [first_file]
+
+    # Send: a public post (embed, GIF file, requested by, 👍/👎), the preview goes away
+    await d.click(fake.originals[click], buttons(shuffled.payload)[0], user=ALICE)
+    (post,) = fake.calls_of("followup")
+    assert not post.payload.get("flags", 0) & EPHEMERAL
+    assert "<@950000000000000001>" in post.payload["embeds"][0]["description"]
+    assert post.files and embed_images(post.payload) == [f"attachment://{post.files[0]}"]
+    vote_ids = buttons(post.payload)
+    assert [i.split(":")[2] for i in vote_ids] == ["up", "down"]
+    assert fake.calls[-1].kind == "delete_original"
+    (_pid, platform, ref, sent_sha) = posts(engine)[0]
+    assert (platform, ref) == ("discord", str(post.message_id))
+    assert post.files == [f"{sent_sha}.gif"]
+    assert ledger(engine)[0][0:2] == ("send", sent_sha)
+
+    # 👍 button by Bob: a vote and a private thank-you
+    await d.click(fake.messages[post.message_id], vote_ids[0], user=BOB)
+    thanks = fake.calls[-1]
+    assert thanks.kind == "followup" and thanks.payload["flags"] & EPHEMERAL and "👍" in thanks.payload["content"]
+    assert sources(engine)["vote"] == 1
+
+    # reactions on the post: 👍 (any skin tone) counts, 🎉 does not; removal withdraws
+    assert post.message_id is not None
+    await d.react(post.message_id, "🎉", user=CAROL)
+    await d.react(post.message_id, "👍🏽", user=CAROL)
+    assert sources(engine)["reaction"] == 1
+    votes = [row for row in ledger(engine) if row[0] in ("vote", "reaction")]
+    assert all(w == sent_sha for _s, w, _l, _t, _who in votes) and len({r[4] for r in votes}) == 2
+    await d.react(post.message_id, "👍", user=CAROL, add=False)
+    assert sources(engine) == {"send": 1, "vote": 1}
+    # the bot's own reactions never count
+    await d.react(post.message_id, "👎", user=(APP_ID, "moodgif"))
+    assert sources(engine) == {"send": 1, "vote": 1}
+
+
+async def test_buttons_still_work_after_a_restart(sqlite_settings, sqlite_engine) -> None:
+    st = await _stack(sqlite_settings, sqlite_engine)
+    token = await st.d.slash("gif", words("happy"), user=ALICE)
+    preview = st.fake.originals[token]
+    await st.d.close()
+    # a brand-new bot object (as after a restart) with nothing in memory but the code
+    bot = discord_adapter.build_bot(st.core, st.settings)
+    d2 = DiscordDriver(bot, st.fake)
+    await d2.setup()
+    try:
+        await d2.click(preview, buttons(preview)[0], user=ALICE)
+        assert st.fake.calls_of("followup") and posts(st.engine)
+    finally:
+        await d2.close()
+
+
+async def test_someone_elses_preview_and_cooldown_get_polite_private_answers(stack: Stack) -> None:
+    d, fake = stack.d, stack.fake
+    token = await d.slash("gif", words("happy"), user=ALICE)
+    preview = fake.originals[token]
+    await d.click(preview, buttons(preview)[0], user=BOB)
+    note = fake.calls[-1]
+    assert note.kind == "followup" and note.payload["flags"] & EPHEMERAL
+    assert "someone else" in note.payload["content"]
+    assert posts(stack.engine) == []
+    # a second request at once: the cooldown answer, privately
+    await d.slash("gif", words("sad"), user=ALICE)
+    assert "Easy there" in fake.calls[-1].payload["content"]
+    stack.clock.advance(60)
+    await d.slash("gif", words("sad"), user=ALICE)
+    assert buttons(fake.calls[-1].payload)
+
+
+async def test_empty_gif_gives_choices_and_autocomplete_suggests_emotions(stack: Stack) -> None:
+    d, fake = stack.d, stack.fake
+    token = await d.slash("gif", [], user=ALICE)
+    choices = buttons(fake.calls[-1].payload)
+    assert len(choices) == 17 and "mg:pick:happiness" in choices
+    await d.click(fake.originals[token], "mg:pick:relief", user=ALICE)
+    assert fake.calls[-1].kind == "edit_original" and buttons(fake.calls[-1].payload)[0].startswith("mg:send:")
+
+    await d.slash("gif", [{"name": "words", "type": 3, "value": "hap", "focused": True}],
+                  user=ALICE, autocomplete=True)
+    answer = fake.calls[-1].payload
+    assert answer["type"] == 8
+    assert "happiness" in [c["value"] for c in answer["data"]["choices"]]
+
+
+async def test_gif_admin_needs_manage_server(stack: Stack) -> None:
+    d, fake = stack.d, stack.fake
+    cmd = discord_adapter.GifCog.admin
+    assert cmd.guild_only and cmd.default_permissions == discord.Permissions(manage_guild=True)
+    stats = [{"name": "stats", "type": 1, "options": []}]
+    await d.slash("gif-admin", stats, user=BOB)
+    assert "admin" in fake.calls[-1].payload["content"].lower()
+    assert "comparisons" not in fake.calls[-1].payload["content"]
+    await d.slash("gif-admin", stats, user=BOB, perms=MANAGE_GUILD)
+    assert "comparisons" in fake.calls[-1].payload["content"]
+    await d.slash("gif-admin", [{"name": "channel", "type": 1, "options": [
+        {"name": "key", "type": 3, "value": "watch"}, {"name": "value", "type": 3, "value": "on"}]}],
+        user=BOB, perms=MANAGE_GUILD)
+    assert sess.get_scoped(stack.engine, stack.settings, "discord", str(GUILD), str(CHANNEL), "watch") is True
+
+
+async def test_mention_replies_with_a_preview_only_the_requester_can_use(stack: Stack) -> None:
+    d, fake = stack.d, stack.fake
+    asked = await d.say(f"<@{APP_ID}> happy", user=ALICE, mention_bot=True)
+    (reply,) = fake.calls_of("channel_message")
+    assert reply.payload["message_reference"]["message_id"] == asked
+    assert not reply.payload["allowed_mentions"]["parse"]  # nobody gets pinged
+    send = buttons(reply.payload)[0]
+    assert send.startswith("mg:send:")
+    # the preview is visible in the channel, but only Alice's click counts
+    await d.click(fake.messages[reply.message_id], send, user=BOB)
+    assert "someone else" in fake.calls[-1].payload["content"] and posts(stack.engine) == []
+    await d.click(fake.messages[reply.message_id], send, user=ALICE)
+    assert len(posts(stack.engine)) == 1
+    await d.say("happy", user=BOB)  # no mention, not watched: nothing
+    assert len(fake.calls_of("channel_message")) == 1
+
+
+async def test_watched_channel_offers_by_dm_only_when_opted_in(sqlite_settings, sqlite_engine) -> None:
+    st = await _stack(sqlite_settings, sqlite_engine, watch=True)
+    try:
+        assert st.d.bot.intents.message_content
+        await st.d.say("happy happy joy", user=BOB)
+        assert st.fake.calls == []
+        sess.set_scoped(st.engine, "discord", str(GUILD), str(CHANNEL), "watch", "on")
+        await st.d.say("happy happy joy", user=BOB)
+        assert st.fake.calls_of("dm_open")[0].payload["recipient_id"] == BOB[0]
+        (offer,) = st.fake.calls_of("channel_message")
+        assert offer.payload["channel_id"] != CHANNEL and "/gif" in offer.payload["content"]
+        assert buttons(offer.payload) == ["mg:dismiss"]
+    finally:
+        await st.d.close()
+
+
+def test_intents_are_minimal_and_the_invite_asks_for_exactly_what_is_used(sqlite_settings) -> None:
+    intents = discord_adapter.wanted_intents(False)
+    assert not (intents.members or intents.presences or intents.message_content)
+    assert intents.guilds and intents.guild_reactions and intents.guild_messages
+    assert discord_adapter.watch_enabled(sqlite_settings) is False
+    url = discord_adapter.invite_url(123)
+    assert "client_id=123" in url and "applications.commands" in url
+    assert f"permissions={discord_adapter.INVITE_PERMISSIONS.value}" in url
+    assert not discord_adapter.INVITE_PERMISSIONS.administrator
+    import base64
+
+    token = base64.b64encode(b"123456789012345678").decode().rstrip("=") + ".x.y"
+    assert discord_adapter.client_id_from_token(token) == 123456789012345678
+
+
+async def test_start_is_off_without_a_token(sqlite_settings) -> None:
+    assert await discord_adapter.start(None, sqlite_settings) is None  # type: ignore[arg-type]
+    sharded = discord_adapter.build_bot(None, sqlite_settings.__class__(**{**sqlite_settings.__dict__, "discord_sharded": True}))
+    assert isinstance(sharded, discord.AutoShardedClient)
+
+
+async def test_sync_registers_the_commands_through_discords_rest_api(sqlite_settings, monkeypatch) -> None:
+    """`moodgif discord sync --guild G`: login, then one bulk PUT of /gif and /gif-admin."""
+    import dataclasses
+
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+    from fake_discord import BOT_USER
+
+    seen: list[tuple[str, str, Any]] = []
+
+    def json_response(data: Any, status: int = 200) -> web.Response:
+        # discord.py reads JSON only for exactly "application/json" (no charset), as Discord sends
+        return web.Response(body=json.dumps(data).encode(), status=status, content_type="application/json")
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        body = await request.json() if request.can_read_body else None
+        seen.append((request.method, request.path, body))
+        if request.path.endswith("/users/@me"):
+            return json_response(BOT_USER)
+        if request.path.endswith("/oauth2/applications/@me"):
+            return json_response({"id": str(APP_ID), "name": "moodgif", "icon": None, "description": "",
+                                      "rpc_origins": [], "bot_public": True, "bot_require_code_grant": False,
+                                      "owner": BOT_USER, "summary": "", "verify_key": "k", "flags": 0})
+        if request.method == "PUT" and request.path.endswith("/commands"):
+            return json_response([{**c, "id": str(APP_ID + i + 1), "application_id": str(APP_ID),
+                                       "version": "1", "guild_id": str(GUILD)} for i, c in enumerate(body)])
+        return json_response({"message": "unknown", "code": 0}, status=404)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        monkeypatch.setattr(discord.http.Route, "BASE", str(server.make_url("/api/v10")))
+        settings = dataclasses.replace(sqlite_settings, discord_token="bot-token-for-the-fake")
+        names = await discord_adapter.sync_commands(settings, GUILD)
+    finally:
+        await server.close()
+    assert sorted(names) == ["gif", "gif-admin"]
+    (put,) = [s for s in seen if s[0] == "PUT"]
+    assert put[1] == f"/api/v10/applications/{APP_ID}/guilds/{GUILD}/commands"
+    admin = next(c for c in put[2] if c["name"] == "gif-admin")
+    assert int(admin["default_member_permissions"]) == discord.Permissions(manage_guild=True).value
+    assert admin.get("contexts") == [0] or admin.get("dm_permission") is False
+    gif = next(c for c in put[2] if c["name"] == "gif")
+    assert gif["options"][0]["autocomplete"] is True

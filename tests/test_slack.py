@@ -1,0 +1,336 @@
+"""The Slack adapter end to end, offline: signed requests into the real bolt app over HTTP,
+the Slack Web API and response_url played by a local aiohttp fake (tests/fake_slack.py),
+the real bot core on a real SQLite database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.parse
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from _adapter_core import Clock, ledger, make_core, n_sessions, posts, sources
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from fake_slack import TEAM, FakeSlack
+from slack_sdk.signature import SignatureVerifier
+
+from bot import session as sess
+from bot.adapters import slack as slack_adapter
+from bot.adapters import slack_blocks as blocks
+from bot.core import BotCore
+
+SECRET = "test-signing-secret-0123456789"
+TOKEN = "xoxb-test-token-0123456789"
+CHANNEL = "C0GENERAL"
+
+
+def build_web_app(core: BotCore, settings: Any, engine: Any) -> web.Application:
+    """The one aiohttp app of `moodgif serve` when it exists, else a bare one."""
+    try:
+        from bot.adapters.web import build_app
+    except ImportError:
+        return web.Application()
+    return build_app(core, settings, engine)
+
+
+@dataclass
+class Stack:
+    fake: FakeSlack
+    core: BotCore
+    engine: Any
+    clock: Clock
+    url: str
+    http: aiohttp.ClientSession
+    secret: str = SECRET
+    hooks: int = 0
+
+    def hook(self) -> str:
+        self.hooks += 1
+        return self.fake.response_url(str(self.hooks))
+
+    def headers(self, body: str, *, ts: int | None = None, secret: str | None = None,
+                content_type: str = "application/x-www-form-urlencoded") -> dict[str, str]:
+        stamp = str(int(time.time()) if ts is None else ts)
+        sig = SignatureVerifier(secret or self.secret).generate_signature(timestamp=stamp, body=body)
+        return {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": sig, "Content-Type": content_type}
+
+    async def post(self, body: str, **kw: Any) -> aiohttp.ClientResponse:
+        content_type = kw.pop("content_type", "application/x-www-form-urlencoded")
+        async with self.http.post(self.url, data=body.encode(), headers=self.headers(body, content_type=content_type, **kw)) as r:
+            await r.read()
+            return r
+
+    async def command(self, text: str, *, user: str = "U0ALICE", command: str = "/gif", **kw: Any) -> aiohttp.ClientResponse:
+        body = urllib.parse.urlencode({
+            "token": "legacy", "team_id": TEAM, "team_domain": "fake", "channel_id": CHANNEL,
+            "channel_name": "general", "user_id": user, "user_name": user.lower(), "command": command,
+            "text": text, "api_app_id": "A0MOOD", "response_url": self.hook(), "trigger_id": "1.2.3",
+        })
+        return await self.post(body, **kw)
+
+    async def click(self, action_id: str, value: str, *, user: str = "U0ALICE", ephemeral: bool = True) -> aiohttp.ClientResponse:
+        payload = {
+            "type": "block_actions", "api_app_id": "A0MOOD", "token": "legacy", "trigger_id": "1.2.3",
+            "team": {"id": TEAM, "domain": "fake"},
+            "user": {"id": user, "username": user.lower(), "team_id": TEAM},
+            "container": {"type": "message", "message_ts": "1700000000.000001", "channel_id": CHANNEL,
+                          "is_ephemeral": ephemeral},
+            "channel": {"id": CHANNEL, "name": "general"},
+            "response_url": self.hook(),
+            "actions": [{"action_id": action_id, "block_id": "b", "value": value, "type": "button",
+                         "action_ts": "1700000000.1"}],
+        }
+        return await self.post("payload=" + urllib.parse.quote(json.dumps(payload)))
+
+    async def event(self, event: dict[str, Any]) -> aiohttp.ClientResponse:
+        body = json.dumps({"token": "legacy", "team_id": TEAM, "api_app_id": "A0MOOD", "type": "event_callback",
+                           "event_id": f"Ev{time.monotonic_ns()}", "event_time": int(time.time()), "event": event})
+        return await self.post(body, content_type="application/json")
+
+
+@pytest.fixture
+async def stack(sqlite_settings, sqlite_engine) -> AsyncIterator[Stack]:
+    async with FakeSlack(admins=("U0ADMIN",)) as fake:
+        core, settings, clock = make_core(
+            sqlite_settings, sqlite_engine, slack_bot_token=TOKEN, slack_signing_secret=SECRET,
+            slack_api_url=fake.api_url, public_url="https://gifs.example.org",
+        )
+        app = build_web_app(core, settings, sqlite_engine)
+        assert slack_adapter.mount(app, core, settings) is not None
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        async with aiohttp.ClientSession() as http:
+            yield Stack(fake, core, sqlite_engine, clock, str(server.make_url(slack_adapter.EVENTS_PATH)), http)
+        await server.close()
+
+
+def _buttons(message: dict[str, Any]) -> dict[str, str]:
+    """action_id -> value of every button in a message payload."""
+    return {
+        e["action_id"]: e["value"]
+        for b in message.get("blocks", []) if b["type"] == "actions" for e in b["elements"]
+    }
+
+
+def _images(message: dict[str, Any]) -> list[dict[str, Any]]:
+    return [b for b in message.get("blocks", []) if b["type"] == "image"]
+
+
+async def until(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        await asyncio.sleep(0.02)
+
+
+async def test_gif_preview_shuffle_send_vote_and_reaction_reach_the_ledger(stack: Stack) -> None:
+    fake, engine = stack.fake, stack.engine
+
+    # /gif happy: acked at once, then a private preview through response_url
+    r = await stack.command("happy")
+    assert r.status == 200
+    preview = (await fake.wait_for("webhook", 1))[0].data
+    assert preview["response_type"] == "ephemeral"
+    (image,) = _images(preview)
+    assert image["image_url"].startswith("https://gifs.example.org/gifs/") and image["alt_text"]
+    buttons = _buttons(preview)
+    assert set(buttons) == {blocks.SEND, blocks.SHUFFLE, blocks.CANCEL}
+    sid = buttons[blocks.SHUFFLE]
+    first_url = image["image_url"]
+
+    # Shuffle replaces the preview with another GIF
+    assert (await stack.click(blocks.SHUFFLE, sid)).status == 200
+    shuffled = (await fake.wait_for("webhook", 2))[1].data
+    assert shuffled["replace_original"] is True
+    second_url = _images(shuffled)[0]["image_url"]
+    assert second_url != first_url
+    sent_sha = second_url.rsplit("/", 1)[1].removesuffix(".gif")
+    skipped_sha = first_url.rsplit("/", 1)[1].removesuffix(".gif")
+
+    # Send posts publicly with "requested by" and 👍/👎, and removes the preview
+    await stack.click(blocks.SEND, _buttons(shuffled)[blocks.SEND])
+    (post_call,) = await fake.wait_for("chat.postMessage", 1)
+    assert post_call.token == TOKEN and post_call.data["channel"] == CHANNEL
+    post_blocks = post_call.data["blocks"]
+    assert any("requested by <@U0ALICE>" in e["text"] for b in post_blocks if b["type"] == "context"
+               for e in b["elements"])
+    vote_buttons = _buttons(post_call.data)
+    assert set(vote_buttons) == {blocks.VOTE_UP, blocks.VOTE_DOWN}
+    assert (await fake.wait_for("webhook", 3))[2].data["delete_original"] is True
+    await until(lambda: bool(posts(engine)) and posts(engine)[0][2] != "")
+    (_post_id, platform, ref, gif) = posts(engine)[0]
+    assert (platform, gif) == ("slack", sent_sha)
+    assert ref.startswith(f"{CHANNEL}:17000")
+    assert ledger(engine)[0][:3] == ("send", sent_sha, skipped_sha)
+
+    # 👍 button by someone else: a vote, and a private thank-you
+    await stack.click(blocks.VOTE_UP, vote_buttons[blocks.VOTE_UP], user="U0BOB", ephemeral=False)
+    thanks = (await fake.wait_for("webhook", 4))[3].data
+    assert thanks["replace_original"] is False and "👍" in thanks["text"]
+    await until(lambda: sources(engine)["vote"] == 1)
+
+    # a 👍 reaction on the post by a third person counts too; other emoji do not
+    ts = ref.split(":", 1)[1]
+    item = {"type": "message", "channel": CHANNEL, "ts": ts}
+    await stack.event({"type": "reaction_added", "user": "U0CAROL", "reaction": "tada", "item": item,
+                       "event_ts": "1.0"})
+    r = await stack.event({"type": "reaction_added", "user": "U0CAROL", "reaction": "+1::skin-tone-3",
+                           "item": item, "event_ts": "1.1"})
+    assert r.status == 200
+    await until(lambda: sources(engine)["reaction"] == 1)
+    votes = [row for row in ledger(engine) if row[0] in ("vote", "reaction")]
+    assert all(sent_sha in (w, lo) and sent_sha == w for _s, w, lo, _t, _who in votes)
+    assert len({who for *_x, who in votes}) == 2  # Bob and Carol, hashed
+
+    # removing the reaction withdraws Carol's vote
+    await stack.event({"type": "reaction_removed", "user": "U0CAROL", "reaction": "+1", "item": item,
+                       "event_ts": "1.2"})
+    await until(lambda: sources(engine)["reaction"] == 0)
+    assert sources(engine) == {"send": 1, "vote": 1}
+
+
+async def test_forged_and_stale_requests_get_401_and_record_nothing(stack: Stack) -> None:
+    r = await stack.command("happy", secret="not-the-secret")
+    assert r.status == 401
+    r = await stack.command("happy", ts=int(time.time()) - 6 * 60)
+    assert r.status == 401
+    body = "payload=" + urllib.parse.quote(json.dumps({"type": "block_actions"}))
+    async with stack.http.post(stack.url, data=body, headers={"Content-Type": "application/x-www-form-urlencoded"}) as resp:
+        assert resp.status == 401  # no signature at all
+    await asyncio.sleep(0.2)  # a listener that wrongly ran would have called by now
+    assert stack.fake.calls == []
+    assert n_sessions(stack.engine) == 0 and ledger(stack.engine) == []
+
+
+async def test_empty_and_unknown_requests_get_help_and_choices_as_buttons(stack: Stack) -> None:
+    await stack.command("")
+    help_msg = (await stack.fake.wait_for("webhook", 1))[0].data
+    choices = [v for k, v in _buttons(help_msg).items() if k.startswith(blocks.CHOOSE)]
+    assert len(choices) == 17 and "happiness" in choices
+    # clicking a choice turns the message into that emotion's preview
+    await stack.click(f"{blocks.CHOOSE}:relief", "relief")
+    preview = (await stack.fake.wait_for("webhook", 2))[1].data
+    assert preview["replace_original"] is True and "relief" in preview["text"]
+    assert blocks.SEND in _buttons(preview)
+
+
+async def test_gif_admin_only_for_workspace_admins(stack: Stack) -> None:
+    await stack.command("stats", command="/gif-admin", user="U0ALICE")
+    refused = (await stack.fake.wait_for("webhook", 1))[0].data
+    assert "admin" in refused["text"].lower() and "comparisons" not in refused["text"]
+    await stack.command("stats", command="/gif-admin", user="U0ADMIN")
+    stats = (await stack.fake.wait_for("webhook", 2))[1].data
+    assert "comparisons" in stats["text"]
+    assert [c.data["user"] for c in stack.fake.calls_to("users.info")] == ["U0ALICE", "U0ADMIN"]
+
+
+async def test_mention_and_watched_channel_answer_privately(stack: Stack) -> None:
+    from bot.adapters.slack import PLATFORM
+
+    await stack.event({"type": "app_mention", "user": "U0ALICE", "channel": CHANNEL,
+                       "text": "<@UBOTMOOD> happy", "ts": "1700000001.000100", "event_ts": "1"})
+    (eph,) = await stack.fake.wait_for("chat.postEphemeral", 1)
+    assert eph.data["user"] == "U0ALICE" and blocks.SEND in _buttons(eph.data)
+
+    # not watched: a message with a clear emotion gets nothing
+    msg = {"type": "message", "user": "U0BOB", "channel": CHANNEL, "text": "happy happy joy", "ts": "1.5"}
+    await stack.event(msg)
+    await asyncio.sleep(0.3)
+    assert len(stack.fake.calls_to("chat.postEphemeral")) == 1
+    # opted in: a private offer to the author only
+    sess.set_scoped(stack.engine, PLATFORM, TEAM, CHANNEL, "watch", "on")
+    await stack.event({**msg, "ts": "1.6"})
+    offers = await stack.fake.wait_for("chat.postEphemeral", 2)
+    assert offers[1].data["user"] == "U0BOB" and blocks.SEND in _buttons(offers[1].data)
+    assert stack.fake.calls_to("chat.postMessage") == []  # never a public post unasked
+
+
+async def test_without_public_url_the_gif_is_uploaded_once_and_referenced(sqlite_settings, sqlite_engine) -> None:
+    async with FakeSlack() as fake:
+        core, settings, clock = make_core(sqlite_settings, sqlite_engine, slack_bot_token=TOKEN,
+                                          slack_signing_secret=SECRET, slack_api_url=fake.api_url,
+                                          public_url="")
+        app = web.Application()
+        slack_adapter.mount(app, core, settings)
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        try:
+            async with aiohttp.ClientSession() as http:
+                st = Stack(fake, core, sqlite_engine, clock, str(server.make_url("/slack/events")), http)
+                await st.command("happy")
+                preview = (await fake.wait_for("webhook", 1))[0].data
+                (image,) = _images(preview)
+                file_id = image["slack_file"]["id"]
+                assert "image_url" not in image
+                (upload,) = fake.calls_to("upload")
+                assert upload.data["file_id"] == file_id and upload.data["bytes"] > 0
+                await st.click(blocks.SEND, _buttons(preview)[blocks.SEND])
+                (post_call,) = await fake.wait_for("chat.postMessage", 1)
+                assert _images(post_call.data)[0]["slack_file"] == {"id": file_id}
+                assert len(fake.calls_to("files.getUploadURLExternal")) == 1  # reused, not re-uploaded
+        finally:
+            await server.close()
+
+
+def test_mount_is_off_without_credentials(sqlite_settings) -> None:
+    app = web.Application()
+    assert slack_adapter.mount(app, None, sqlite_settings) is None  # type: ignore[arg-type]
+    assert not app.router.routes()._routes  # type: ignore[attr-defined]
+
+
+def test_async_db_urls_for_the_oauth_stores() -> None:
+    assert slack_adapter.async_db_url("sqlite:////tmp/x.db") == "sqlite+aiosqlite:////tmp/x.db"
+    assert slack_adapter.async_db_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert slack_adapter.async_db_url("postgresql+psycopg://u@h/db") == "postgresql+psycopg://u@h/db"
+
+
+def test_manifest_matches_what_the_adapter_uses() -> None:
+    import yaml
+
+    repo = Path(__file__).resolve().parent.parent
+    manifest = yaml.safe_load((repo / "deploy" / "slack-manifest.yml").read_text())
+    assert sorted(manifest["oauth_config"]["scopes"]["bot"]) == sorted(slack_adapter.BOT_SCOPES)
+    assert sorted(manifest["settings"]["event_subscriptions"]["bot_events"]) == [
+        "app_mention", "message.channels", "reaction_added", "reaction_removed"]
+    assert [c["command"] for c in manifest["features"]["slash_commands"]] == ["/gif", "/gif-admin"]
+    urls = [c["url"] for c in manifest["features"]["slash_commands"]]
+    urls += [manifest["settings"]["interactivity"]["request_url"],
+             manifest["settings"]["event_subscriptions"]["request_url"]]
+    assert all(u.endswith(slack_adapter.EVENTS_PATH) for u in urls)
+    assert manifest["oauth_config"]["redirect_urls"][0].endswith(slack_adapter.REDIRECT_PATH)
+
+
+async def test_multi_workspace_install_uses_oauth_stores_in_the_same_database(sqlite_settings) -> None:
+    import dataclasses
+    import sqlite3
+
+    settings = dataclasses.replace(sqlite_settings, slack_client_id="111.222", slack_client_secret="oauth-secret-xyz",
+                                   slack_signing_secret=SECRET, public_url="https://moodgif.example.org")
+    app = web.Application()
+    bolt = slack_adapter.mount(app, None, settings)  # type: ignore[arg-type]
+    assert bolt is not None and bolt.oauth_flow is not None
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()  # creates slack_sdk's tables on startup
+    try:
+        async with aiohttp.ClientSession() as http, http.get(server.make_url("/slack/install"),
+                                                             allow_redirects=False) as r:
+            page = await r.text()
+        assert r.status in (200, 302)
+        location = r.headers.get("Location", "") + page
+        assert "slack.com/oauth/v2/authorize" in location and "client_id=111.222" in location
+        assert "oauth-secret-xyz" not in location
+        db = sqlite_settings.db_url.split("///", 1)[1]
+        with sqlite3.connect(db) as conn:
+            tables = {t for (t,) in conn.execute("select name from sqlite_master where type='table'")}
+            assert {"slack_installations", "slack_bots", "slack_oauth_states"} <= tables
+            assert conn.execute("select count(*) from slack_oauth_states").fetchone()[0] == 1
+    finally:
+        await server.close()
