@@ -32,6 +32,7 @@ from discord.ext import commands
 
 from bot.adapters import discord_views as views
 from bot.events import Actor, Reply
+from bot.health import get_health
 from scorer.settings import RATINGS, Settings
 
 if TYPE_CHECKING:
@@ -377,6 +378,16 @@ class _Moodgif:
     async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
         log.exception("discord event %s failed", event_method)
 
+    # /readyz reports the gateway connection (bot.health).
+    async def on_ready(self) -> None:
+        get_health().set_component("discord", True, "gateway connected")
+
+    async def on_resumed(self) -> None:
+        get_health().set_component("discord", True, "gateway resumed")
+
+    async def on_disconnect(self) -> None:
+        get_health().set_component("discord", False, "gateway disconnected")
+
 
 class MoodgifBot(_Moodgif, commands.Bot):
     pass
@@ -419,6 +430,7 @@ async def start(core: BotCore, settings: Settings) -> discord.Client | None:
                       "intent: enable it in the Developer Portal (Bot page) or turn watching off")
         except Exception as exc:
             log.error("Discord stopped: %s", type(exc).__name__)
+        get_health().set_component("discord", False, "stopped")
 
     bot.moodgif_task = asyncio.get_running_loop().create_task(run(), name="discord")  # type: ignore[attr-defined]
     log.info("Discord: starting (%s, message content %s)",

@@ -31,6 +31,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.adapters import slack_blocks as blocks
 from bot.events import Actor, GifCard, Reply
+from bot.health import get_health
 from scorer.settings import Settings
 
 if TYPE_CHECKING:
@@ -435,7 +436,7 @@ def build_app(core: BotCore, settings: Settings, *, socket_mode: bool | None = N
         oauth_settings=_oauth_settings(settings) if oauth and not socket else None,
         # We pass every credential explicitly; never let bolt fall back to os.environ.
         process_before_response=False,
-        name="moodgif",
+        name="moodgif-slack",  # bolt configures a logger of this name; keep it off our "moodgif" tree
     )
     register(app, core, settings)
     return app
@@ -474,6 +475,7 @@ def mount(web_app: web.Application, core: BotCore, settings: Settings) -> AsyncA
 
         web_app.on_startup.append(_tables)
     log.info("Slack: HTTP events at %s%s", settings.public_url or "<public url>", EVENTS_PATH)
+    get_health().set_component("slack", True, f"HTTP events at {EVENTS_PATH}")
     return app
 
 
@@ -488,6 +490,11 @@ async def start_socket_mode(core: BotCore, settings: Settings) -> Any | None:
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
     handler = AsyncSocketModeHandler(app, settings.slack_app_token)
-    await handler.connect_async()
+    try:
+        await handler.connect_async()
+    except Exception as exc:
+        get_health().set_component("slack", False, f"Socket Mode: {type(exc).__name__}")
+        raise
+    get_health().set_component("slack", True, "Socket Mode connected")
     log.info("Slack: connected in Socket Mode")
     return handler
