@@ -93,3 +93,20 @@ class Reply:
     post: PostView | None = None
     poll: PollView | None = None
     choices: tuple[str, ...] = field(default_factory=tuple)  # emotions for did_you_mean / help
+
+
+# What an adapter shows when the core gave no text of its own: one wording for every platform.
+DEFAULT_TEXT: dict[str, str] = {
+    "cancelled": "Cancelled.",
+    "cooldown": "Easy there: one GIF at a time. Try again in a moment.",
+    "expired": "That preview has expired. Ask again with `/gif`.",
+    "forbidden": "Only the person who asked can use these buttons.",
+    "exhausted": "That's every GIF I have for this one. Try another word.",
+    "empty_pool": "I have no GIFs for that here yet.",
+    "error": "Sorry, I couldn't do that.",
+    "ack": "Thanks!",
+}
+
+
+def reply_text(reply: Reply) -> str:
+    return reply.text or DEFAULT_TEXT.get(reply.kind, "OK.")

@@ -31,7 +31,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.adapters import discord_views as views
-from bot.events import Actor, Reply
+from bot.events import Actor, Reply, reply_text
 from bot.health import get_health
 from scorer.settings import RATINGS, Settings
 
@@ -224,7 +224,7 @@ class Bridge:
     async def admin(self, interaction: discord.Interaction, command: str, args: list[str]) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         reply = await self.core.admin(interaction_actor(interaction, admin=True), command, args)
-        text = reply.text or views.FALLBACK_TEXT.get(reply.kind, "OK.")
+        text = reply_text(reply)
         await interaction.followup.send(text[:2000], ephemeral=True)
 
     # --- reactions, mentions, watched channels ---------------------------------------

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot.events import GifCard, PollView, PostView, PreviewView, Reply
+from bot.events import GifCard, PollView, PostView, PreviewView, Reply, reply_text
 
 if TYPE_CHECKING:
     from bot.adapters.discord import Bridge
@@ -24,16 +24,6 @@ if TYPE_CHECKING:
 CUSTOM_ID_MAX = 100
 _SID = r"[A-Za-z0-9_-]{1,40}"
 
-FALLBACK_TEXT = {
-    "cancelled": "Cancelled.",
-    "cooldown": "Easy there: one GIF at a time. Try again in a moment.",
-    "expired": "That preview has expired. Ask again with `/gif`.",
-    "forbidden": "Only the person who asked can use these buttons.",
-    "exhausted": "That's every GIF I have for this one. Try another word.",
-    "empty_pool": "I have no GIFs for that here yet.",
-    "error": "Sorry, I couldn't do that.",
-    "ack": "Thanks!",
-}
 COLOUR = discord.Colour.blurple()
 
 
@@ -155,7 +145,7 @@ def render(reply: Reply, public_url: str, limit: int, *, dismissible: bool = Fal
         return choices_message(reply)
     if reply.kind == "poll" and reply.poll is not None:
         return poll_message(reply.poll, public_url, limit, reply.text)
-    return text_message(reply.text or FALLBACK_TEXT.get(reply.kind, "OK."), dismissible=dismissible)
+    return text_message(reply_text(reply), dismissible=dismissible)
 
 
 # ---------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.adapters import slack_blocks as blocks
-from bot.events import Actor, GifCard, Reply
+from bot.events import Actor, GifCard, Reply, reply_text
 from bot.health import get_health
 from scorer.settings import Settings
 
@@ -348,8 +348,7 @@ def register(app: AsyncApp, core: BotCore, settings: Settings) -> None:
         except ValueError:
             words = text.split()
         reply = await core.admin(actor, words[0] if words else "help", words[1:])
-        fallback = blocks.FALLBACK_TEXT.get(reply.kind, "OK.")
-        await respond(response_type="ephemeral", text=reply.text or fallback)
+        await respond(response_type="ephemeral", text=reply_text(reply))
 
     g = _guarded
     app.command("/gif")(g("/gif", gif_command))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from bot.events import GifCard, PollView, PostView, PreviewView, Reply
+from bot.events import GifCard, PollView, PostView, PreviewView, Reply, reply_text
 
 # action_ids the listeners in bot/adapters/slack.py match on
 SEND = "moodgif_send"
@@ -175,16 +175,6 @@ def cards_of(reply: Reply) -> list[GifCard]:
     return []
 
 
-FALLBACK_TEXT = {
-    "cancelled": "Cancelled.",
-    "cooldown": "Easy there: one GIF at a time. Try again in a moment.",
-    "expired": "That preview has expired. Ask again with `/gif`.",
-    "forbidden": "Only the person who asked can use these buttons.",
-    "exhausted": "That's every GIF I have for this one. Try another word.",
-    "empty_pool": "I have no GIFs for that here yet.",
-    "error": "Sorry, I couldn't do that.",
-    "ack": "Thanks!",
-}
 
 
 def render(reply: Reply, refs: Mapping[str, ImageRef], *, dismissible: bool = False) -> dict[str, Any]:
@@ -195,4 +185,4 @@ def render(reply: Reply, refs: Mapping[str, ImageRef], *, dismissible: bool = Fa
         return choices_message(reply)
     if reply.kind == "poll" and reply.poll is not None:
         return poll_message(reply.poll, refs, reply.text)
-    return text_message(reply.text or FALLBACK_TEXT.get(reply.kind, "OK."), dismissible=dismissible)
+    return text_message(reply_text(reply), dismissible=dismissible)
