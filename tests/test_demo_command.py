@@ -1,0 +1,46 @@
+"""The README's first command, end to end: `moodgif demo` from an empty home, then again."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from scorer.store import ModelVersion, Prediction, make_engine
+
+
+def _demo(home: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MOODGIF_HOME": str(home)}
+    env.pop("MOODGIF_DATABASE_URL", None)
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", "demo", "--count", "40", "--sessions", "160", "--no-serve"],
+        env=env, capture_output=True, text=True, timeout=900,
+    )
+
+
+def test_demo_from_nothing_then_again(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    first = _demo(home)
+    assert first.returncode == 0, first.stderr[-3000:]
+    summary = json.loads(first.stdout.strip().splitlines()[-1])
+    assert summary["comparisons"] > 100
+    assert summary["retrain"] == "activated"
+    assert -1.0 <= summary["spearman_mean"] <= 1.0
+    engine = make_engine(f"sqlite:///{home / 'moodgif.db'}")
+    with engine.connect() as conn:
+        active = conn.execute(select(ModelVersion.id).where(ModelVersion.status == "active")).scalars().all()
+        assert len(active) == 1
+        n_pred = conn.execute(select(func.count()).select_from(Prediction)
+                              .where(Prediction.model_version_id == active[0])).scalar_one()
+    assert n_pred == 40  # every demo GIF scored by the new version
+
+    second = _demo(home)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "reusing" in second.stderr
+    assert "0 encoded" in second.stderr  # features come from the cache
+    assert "already active" in second.stderr
+    engine.dispose()
