@@ -1,5 +1,5 @@
 """Subcommand modules of `moodgif`; each has `register(group)`."""
 
-from bot.commands import bt, chat, config, discord_cmds, intent, ops, pool, score, train
+from bot.commands import bt, chat, config, discord_cmds, intent, ops, pool, score, simulate, train
 
-COMMAND_MODULES = (config, pool, score, train, chat, discord_cmds, ops, bt, intent)
+COMMAND_MODULES = (config, pool, score, train, chat, discord_cmds, ops, bt, intent, simulate)
