@@ -2,7 +2,7 @@
 
 One moodgif process, as `moodgif serve` runs it: the aiohttp app with the Slack adapter
 mounted (real bolt, signature checks on), the real bot core on a SQLite demo database, and
-H4's retrain job (`training.retrain.run_retrain`, forced, in a loop) in a worker thread.
+the retrain job (`training.retrain.run_retrain`, forced, in a loop) in a worker thread.
 "Slack" is a child process: it hosts the fake Web API / response_url server
 (tests/fake_slack.py) and fires N concurrent signed `/gif` requests over loopback.
 

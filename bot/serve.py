@@ -46,60 +46,39 @@ def playground_url(settings: Settings, port: int | None = None) -> str:
 
 def mount_adapters(app: web.Application, core: BotCore, settings: Settings, engine: Engine) -> list[str]:
     """Add the ops routes and Slack's HTTP routes to `app`; returns what was mounted."""
-    mounted = ["playground"]
-    try:
-        from bot.health import add_ops_routes
+    from bot.adapters import slack
+    from bot.health import add_ops_routes
 
-        add_ops_routes(app, settings, engine)
-        mounted.append("ops")
-    except ImportError:
-        log.info("ops routes not available")
-    if settings.slack_bot_token and not settings.slack_socket_mode:
-        slack = _optional("bot.adapters.slack")
-        if slack is not None and hasattr(slack, "mount") and slack.mount(app, core, settings):
-            mounted.append("slack (HTTP events)")
+    add_ops_routes(app, settings, engine)
+    mounted = ["playground", "ops"]
+    # mount() decides from the credentials (bot token, or OAuth client id/secret).
+    if slack.mount(app, core, settings) is not None:
+        mounted.append("slack (HTTP events)")
     return mounted
-
-
-def _optional(module: str) -> Any:
-    """Import an adapter module if its platform library is installed; None otherwise."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        log.warning("%s is not available (%s); skipping it", module, exc)
-        return None
 
 
 async def _start_platforms(core: BotCore, settings: Settings) -> list[tuple[str, Callable[[], Any]]]:
     """Start Slack Socket Mode and Discord when configured; returns (name, async closer)."""
+    from bot.adapters import discord as discord_adapter
+    from bot.adapters import slack
+
     closers: list[tuple[str, Callable[[], Any]]] = []
-    if settings.slack_socket_mode and settings.slack_app_token and settings.slack_bot_token:
-        slack = _optional("bot.adapters.slack")
-        if slack is not None and hasattr(slack, "start_socket_mode"):
-            try:
-                handler = await slack.start_socket_mode(core, settings)
-            except Exception as exc:  # a platform outage must not stop the playground
-                log.error("Slack Socket Mode did not start: %s", exc)
-                handler = None
-            if handler is not None:
-                closers.append(("slack", handler.close_async))
-    if settings.discord_token:
-        discord_adapter = _optional("bot.adapters.discord")
-        if discord_adapter is not None and hasattr(discord_adapter, "start"):
-            client = await discord_adapter.start(core, settings)
-            if client is not None:
-                closers.append(("discord", client.close))
+    try:
+        handler = await slack.start_socket_mode(core, settings)
+    except Exception as exc:  # a platform outage must not stop the playground
+        log.error("Slack Socket Mode did not start: %s", type(exc).__name__)
+        handler = None
+    if handler is not None:
+        closers.append(("slack", handler.close_async))
+    client = await discord_adapter.start(core, settings)
+    if client is not None:
+        closers.append(("discord", client.close))
     return closers
 
 
 def _start_scheduler(settings: Settings) -> Any:
-    try:
-        from training.retrain import make_scheduler
-    except ImportError:
-        log.warning("the retrain scheduler is not available")
-        return None
+    from training.retrain import make_scheduler
+
     sched = make_scheduler(settings, kind="asyncio")
     if sched is None:
         log.info("scheduled retraining is off (empty retrain_cron, no retrain_interval_min)")

@@ -66,11 +66,9 @@ def _clean_env(home: Path, **extra: str) -> dict[str, str]:
 
 
 def _require_subcommand(args: list[str]) -> None:
-    """Skip while another engineer's subcommand is not registered yet; fail on other errors."""
+    """Every command the deploy files run must exist: a renamed subcommand fails here."""
     proc = subprocess.run([str(MOODGIF), *args, "--help"], capture_output=True, text=True, timeout=120)
-    if proc.returncode != 0 and "No such command" in proc.stderr:
-        pytest.skip(f"`moodgif {' '.join(args)}` is not registered yet (being built by another area)")
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, f"`moodgif {' '.join(args)}` is not a working command: {proc.stderr}"
 
 
 # ---------------------------------------------------------------------------------------
