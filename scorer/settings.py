@@ -85,7 +85,10 @@ class Settings:
     # --- Bradley-Terry and training ------------------------------------------------------
     bt_ties: str = _f("half", doc="'neither' answers: drop, half or davidson")
     bt_alpha: float = _f(0.1, doc="Gamma prior pseudo-count per GIF")
-    bt_prior_strength: float = _f(2.0, doc="weight of the scorer's prediction as a prior")
+    bt_prior_strength: float = _f(2.0, doc="weight of the scorer's prediction as a prior in the "
+                                  "fit (on that model's own scale); 0 = votes alone (the ranker "
+                                  "still adds the prediction); 2 won the closed-loop benchmark, "
+                                  "docs/bench/learning-loop.md")
     seed: int = _f(0)
 
     # --- ranking and sessions -----------------------------------------------------------
@@ -96,7 +99,7 @@ class Settings:
     preview_count: int = _f(1, doc="GIFs per preview: 1 or 3")
     cooldown_s: float = _f(3.0, doc="per-user seconds between /gif requests")
     preview_ttl_s: float = _f(900.0, doc="a preview expires after this")
-    poll_share: float = _f(0.05, doc="share of requests that also get a 'which is more X?' poll")
+    poll_share: float = _f(0.15, doc="share of requests that also get a 'which is more X?' poll")
     intent_threshold: float = _f(0.45, doc="below this confidence the answer is 'did you mean'")
     watch_cooldown_min: float = _f(30.0, doc="watched channels: at most one offer per person per N min")
     user_hash_salt: str = _f("", secret=True, doc="salt for hashing user ids; generated if empty")

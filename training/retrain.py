@@ -82,6 +82,13 @@ DEFAULT_HEAD = "fc-maxpool-2"
 EVIDENCE_HALF = 2.0
 # A candidate may be this much worse in dev RMSE and still count as "not worse" (float noise).
 RMSE_TOLERANCE = 1e-6
+# Weight of the active version's prediction as an extra target on every (GIF, emotion):
+# rehearsal, so a head retrained on the few GIFs people compared (each emotion's top) does
+# not forget the rest of the pool. A GIF with 2 comparisons weighs 0.5, so votes still lead.
+DISTILL_WEIGHT = 0.2
+# Held-out comparisons (both GIFs in the dev split) needed to judge a candidate by them;
+# fewer: dev RMSE on the compared dev GIFs decides, as before.
+MIN_HELDOUT_PAIRS = 30
 
 
 @dataclass
@@ -196,17 +203,17 @@ def refit_bt(settings: Settings, engine: Engine, ledger: LedgerArrays, gifs: lis
     n = len(ids)
     prior_mean = None
     strength = 0.0
-    if prior_version is not None and settings.bt_prior_strength > 0:
+    model_scale = _model_scale(prior_version)
+    if prior_version is not None:
         preds = prediction_matrix(engine, prior_version.id, ids)
         if np.isfinite(preds).any():
-            sp = (prior_version.config or {}).get("scale_params") or {}
-            centre = np.asarray(sp.get("centre", [0.0] * N_EMOTIONS))
-            spread = np.asarray(sp.get("spread", [1.0] * N_EMOTIONS))
+            centre, spread = model_scale if model_scale is not None else (
+                np.zeros(N_EMOTIONS), np.ones(N_EMOTIONS))
             prior_mean = bt.prediction_to_prior(preds, centre, spread)
-            strength = settings.bt_prior_strength
+            strength = settings.bt_prior_strength if settings.bt_prior_strength > 0 else 0.0
     results = bt.fit_all(n, ledger.emotion, ledger.winner, ledger.loser, ledger.tie, ledger.weight,
-                         ties=settings.bt_ties, alpha=settings.bt_alpha, prior_mean=prior_mean,
-                         prior_strength=strength)
+                         ties=settings.bt_ties, alpha=settings.bt_alpha,
+                         prior_mean=prior_mean if strength > 0 else None, prior_strength=strength)
     theta = np.stack([r.theta for r in results], axis=1)
     se = np.stack([r.se for r in results], axis=1)
     counts = np.stack([r.n_compared if r.n_compared is not None else np.zeros(n)
@@ -216,11 +223,10 @@ def refit_bt(settings: Settings, engine: Engine, ledger: LedgerArrays, gifs: lis
     scaled = np.zeros_like(theta)
     centres, spreads, ref_scaled = [], [], np.full(N_EMOTIONS, np.nan)
     for e in range(N_EMOTIONS):
-        # Anchor the scale on the GIFs this emotion's votes actually compared: the others sit
-        # at their prior, and with few votes they would pull both anchors onto the median.
         compared = gif_rows[counts[gif_rows, e] > 0]
-        params = (bt.robust_scale_params(theta[compared, e]) if len(compared) >= MIN_ANCHOR_GIFS
-                  else (0.0, 1.0))
+        params = _emotion_scale(e, theta[compared, e],
+                                None if prior_mean is None else prior_mean[compared, e],
+                                model_scale, with_prior=strength > 0)
         centres.append(params[0])
         spreads.append(params[1])
         scaled[:, e] = bt.robust_scale(theta[:, e], params=params)
@@ -261,20 +267,88 @@ def refit_bt(settings: Settings, engine: Engine, ledger: LedgerArrays, gifs: lis
                      scale_params, ref_scaled)
 
 
+def _model_scale(version: ModelVersion | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """(centre, spread), one per emotion, of the fit a model version was trained on."""
+    sp = ((version.config or {}).get("scale_params") or {}) if version is not None else {}
+    try:
+        centre = np.asarray(sp["centre"], np.float64).reshape(N_EMOTIONS)
+        spread = np.asarray(sp["spread"], np.float64).reshape(N_EMOTIONS)
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not (np.isfinite(centre).all() and np.isfinite(spread).all() and (spread > 0).all()):
+        return None
+    return centre, spread
+
+
+def _emotion_scale(e: int, theta_compared: np.ndarray, prior_compared: np.ndarray | None,
+                   model_scale: tuple[np.ndarray, np.ndarray] | None, *, with_prior: bool
+                   ) -> tuple[float, float]:
+    """(centre, spread) that puts emotion e's thetas on the [0, 1] scale of the predictions.
+
+    Predictions, the ranker's prior, the fit and the next head's targets must share one
+    scale. Re-anchoring each fit on its own percentiles collapsed it (docs/bench/
+    learning-loop.md): the compared GIFs are each emotion's top, so their spread is small
+    and the targets went to 0/1. So: with the model's predictions as the fit's prior, the
+    model's own scale (an unvoted GIF's target is then exactly its prediction); a fit on votes
+    alone keeps the model's unit and only moves its origin so the compared GIFs sit, in the
+    median, where the model put them; with no model scale, the compared GIFs' percentiles.
+    """
+    if model_scale is not None:
+        centre, spread = float(model_scale[0][e]), float(model_scale[1][e])
+        if with_prior:
+            return centre, spread
+        if prior_compared is not None:
+            d = theta_compared - prior_compared
+            d = d[np.isfinite(d)]
+            if len(d):
+                return centre + float(np.median(d)), spread
+        return centre, spread
+    if len(theta_compared) >= MIN_ANCHOR_GIFS:
+        return bt.robust_scale_params(theta_compared)
+    return 0.0, 1.0
+
+
 def evidence_weights(counts: np.ndarray) -> np.ndarray:
     """n / (n + 2) per GIF and emotion: 0 with no comparisons, 0.5 at 2, ~1 at dozens."""
     counts = np.asarray(counts, np.float64)
     return (counts / (counts + EVIDENCE_HALF)).astype(np.float32)
 
 
+def distilled_targets(fit: FitOutput, active_pred: np.ndarray | None,
+                      distill_weight: float = DISTILL_WEIGHT) -> tuple[np.ndarray, np.ndarray]:
+    """(targets, weights), both (N, 17): the fit's scores weighted by their evidence, plus the
+    active version's prediction at `distill_weight` on every (GIF, emotion) it scored.
+
+    Two weighted squared errors on one output are one error against their weighted mean, so
+    the target is that mean and the weight their sum; an unvoted GIF keeps its prediction.
+    """
+    w_ev = evidence_weights(fit.counts).astype(np.float64)
+    scaled = np.asarray(fit.scaled, np.float64)
+    if active_pred is None or distill_weight <= 0:
+        return scaled.astype(np.float32), w_ev.astype(np.float32)
+    have = np.isfinite(active_pred)
+    d = np.where(have, distill_weight, 0.0)
+    w = w_ev + d
+    mixed = (w_ev * scaled + d * np.where(have, active_pred, 0.0)) / np.maximum(w, 1e-12)
+    targets = np.where(w > 0, mixed, scaled)
+    return targets.astype(np.float32), w.astype(np.float32)
+
+
 def build_dataset(settings: Settings, engine: Engine, fit: FitOutput, *, encoder_id: str,
-                  sampling: str) -> tuple[Dataset, Dataset, dict]:
-    """(train, dev, info): GIFs with at least one comparison, their features and targets."""
+                  sampling: str, active_pred: np.ndarray | None = None
+                  ) -> tuple[Dataset, Dataset, dict]:
+    """(train, dev, info): features and targets of every GIF with a weighted target.
+
+    Without `active_pred` (the active version's predictions, rows as `fit.items`) those are
+    the GIFs with at least one comparison; with it, every GIF the active version scored.
+    `info["evidence"]` maps each GIF to its vote-only weights (for judging on votes alone).
+    """
     from scorer.features import load_features
 
-    weights = evidence_weights(fit.counts)
+    all_targets, weights = distilled_targets(fit, active_pred)
+    w_ev = evidence_weights(fit.counts)
     keep = np.flatnonzero(weights.sum(axis=1) > 0)
-    targets = {fit.items[i]: fit.scaled[i].astype(np.float32) for i in keep}
+    targets = {fit.items[i]: all_targets[i] for i in keep}
     wmap = {fit.items[i]: weights[i] for i in keep}
     splits = assemble(
         targets, lambda sha: load_features(settings, sha, encoder_id, sampling),
@@ -283,11 +357,62 @@ def build_dataset(settings: Settings, engine: Engine, fit: FitOutput, *, encoder
     )
     # The test part is not needed to decide; dev and test together make a steadier dev set.
     dev = splits.dev.with_extra(splits.test)
-    return splits.train, dev, dict(splits.info)
+    info = dict(splits.info)
+    info["evidence"] = {fit.items[i]: w_ev[i] for i in keep}
+    return splits.train, dev, info
 
 
 def _weighted_rmse(pred: np.ndarray, data: Dataset) -> float:
     return rmse(pred, data.targets, data.weights)
+
+
+def column_means(targets: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+    """Weighted mean of each emotion's targets; the plain mean where an emotion has no weight
+    (np.average raises ZeroDivisionError when one column's weights sum to 0)."""
+    targets = np.asarray(targets, np.float64)
+    if len(targets) == 0:
+        return np.full(targets.shape[1:] or (N_EMOTIONS,), 0.5)
+    plain = targets.mean(axis=0)
+    if weights is None:
+        return plain
+    w = np.asarray(weights, np.float64)
+    total = w.sum(axis=0)
+    weighted = (w * targets).sum(axis=0) / np.where(total > 0, total, 1.0)
+    return np.where(total > 0, weighted, plain)
+
+
+@dataclass
+class HeldOutPairs:
+    """Decisive ledger comparisons whose two GIFs are both in the dev split."""
+
+    emotion: np.ndarray  # (P,)
+    winner: np.ndarray  # row in the dev set
+    loser: np.ndarray
+    weight: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.emotion.shape[0])
+
+    def accuracy(self, pred: np.ndarray, usable: np.ndarray | None = None) -> tuple[float, int]:
+        """(weighted share ordered right, ties half; pairs used) for predictions (rows, 17)."""
+        ok = np.ones(len(self), bool) if usable is None else usable
+        pw = pred[self.winner[ok], self.emotion[ok]]
+        pl = pred[self.loser[ok], self.emotion[ok]]
+        score = (pw > pl) + 0.5 * (pw == pl)
+        w = self.weight[ok]
+        return (float((w * score).sum() / w.sum()) if w.sum() > 0 else math.nan), int(ok.sum())
+
+
+def heldout_pairs(ledger: LedgerArrays, dev_shas: list[str]) -> HeldOutPairs:
+    row = {sha: i for i, sha in enumerate(dev_shas)}
+    to_row = np.asarray([row.get(item, -1) for item in ledger.ids], np.int64)
+    if len(ledger) == 0:
+        empty = np.zeros(0, np.int64)
+        return HeldOutPairs(empty, empty, empty, np.zeros(0))
+    w, lo = to_row[ledger.winner], to_row[ledger.loser]
+    keep = (w >= 0) & (lo >= 0) & ~ledger.tie.astype(bool) & (ledger.weight > 0) & (w != lo)
+    return HeldOutPairs(ledger.emotion[keep].astype(np.int64), w[keep], lo[keep],
+                        ledger.weight[keep].astype(np.float64))
 
 
 # ---------------------------------------------------------------------------------------
@@ -381,14 +506,29 @@ def _run_locked(settings: Settings, engine: Engine, *, trigger: str, head_kind: 
         step("dataset")
         encoder_id = active.encoder_id if active else settings.encoder
         sampling = active.sampling if active else settings.sampling
-        train, dev, dinfo = build_dataset(settings, engine, fit, encoder_id=encoder_id, sampling=sampling)
+        active_pred = None
+        if active is not None and DISTILL_WEIGHT > 0:
+            active_pred = prediction_matrix(engine, active.id, fit.items)
+            if not np.isfinite(active_pred).any():
+                active_pred = None
+        train, dev, dinfo = build_dataset(settings, engine, fit, encoder_id=encoder_id,
+                                          sampling=sampling, active_pred=active_pred)
+        evidence = dinfo.pop("evidence")
         metrics["dataset"] = {**dinfo, "dev_used": len(dev), "encoder_id": encoder_id,
-                              "sampling": sampling}
+                              "sampling": sampling,
+                              "distill_weight": DISTILL_WEIGHT if active_pred is not None else 0.0}
         if len(train) == 0:
             if dinfo.get("no_features"):
                 raise _Skip(f"no cached features for the {dinfo['no_features']} compared GIFs "
                             f"(encoder {encoder_id}, {sampling}): run `moodgif score` first")
             raise _Skip("nothing to learn yet: too few compared GIFs with 4 or more frames")
+
+        def votes_only(data: Dataset) -> Dataset:
+            # Judge on the votes alone: the active version fits its own rehearsal targets
+            # exactly, so with them in the dev loss a warm start would never be beaten.
+            return Dataset(data.keys, data.shas, data.feats, data.targets,
+                           np.asarray([evidence[sha] for sha in data.shas],
+                                      np.float32).reshape(-1, N_EMOTIONS))
 
         step("train")
         init = None
@@ -404,7 +544,7 @@ def _run_locked(settings: Settings, engine: Engine, *, trigger: str, head_kind: 
                     saved = (active.config or {}).get("head") or {}
                     base_cfg = HeadConfig.from_dict({**saved, "epochs": epochs, "seed": settings.seed,
                                                      "kind": active.head_kind})
-        result = train_head(train, dev, base_cfg, device=device, init=init)
+        result = train_head(train, votes_only(dev), base_cfg, device=device, init=init)
         metrics["train"] = {**result.summary(), "warm_start": init is not None,
                             "head": base_cfg.to_dict(), "n_train": len(train)}
 
@@ -412,19 +552,20 @@ def _run_locked(settings: Settings, engine: Engine, *, trigger: str, head_kind: 
         from scorer.heads import predict
 
         new_pred = predict(result.module, dev.feats) if len(dev) else np.zeros((0, N_EMOTIONS))
-        eval_set = dev
-        if len(dev) == 0 or dev.weights is None or float(dev.weights.sum()) == 0:
+        eval_set = votes_only(dev)
+        on_dev = True
+        if len(dev) == 0 or float(eval_set.weights.sum()) == 0:  # type: ignore[union-attr]
             # Too few compared GIFs for a dev set: judge on the training GIFs, and say so.
-            eval_set = train
+            eval_set = votes_only(train)
+            on_dev = False
             new_pred = predict(result.module, train.feats)
             metrics["evaluate_on"] = "train (no dev GIFs with comparisons)"
         new_rmse = _weighted_rmse(new_pred, eval_set)
         # For scale: what predicting the training mean for every GIF scores here.
-        mean_pred = np.broadcast_to(np.average(train.targets, axis=0, weights=train.weights),
-                                    eval_set.targets.shape) if train.weights is not None and \
-            float(train.weights.sum()) > 0 else np.broadcast_to(train.targets.mean(0), eval_set.targets.shape)
+        mean_pred = np.broadcast_to(column_means(train.targets, train.weights), eval_set.targets.shape)
         metrics["dev_rmse_mean_only"] = _weighted_rmse(mean_pred, eval_set)
         old_rmse = math.nan
+        old_pred = None
         if active is not None:
             old_pred = prediction_matrix(engine, active.id, eval_set.shas)
             have = np.isfinite(old_pred).all(axis=1)
@@ -435,6 +576,21 @@ def _run_locked(settings: Settings, engine: Engine, *, trigger: str, head_kind: 
                 metrics["dev_compared_gifs"] = int(have.sum())
                 new_rmse = new_rmse_same
         better = active is None or math.isnan(old_rmse) or new_rmse <= old_rmse + RMSE_TOLERANCE
+        metrics["judged_by"] = "dev RMSE"
+        # Better evidence than RMSE on the compared GIFs (each emotion's top, the very set the
+        # candidate was fitted to): the comparisons among dev GIFs, which no head trained on.
+        if old_pred is not None and on_dev:
+            pairs = heldout_pairs(ledger, dev.shas)
+            usable = (np.isfinite(old_pred[pairs.winner, pairs.emotion])
+                      & np.isfinite(old_pred[pairs.loser, pairs.emotion]))
+            metrics["heldout_pairs"] = int(usable.sum())
+            if int(usable.sum()) >= MIN_HELDOUT_PAIRS:
+                acc_new, _ = pairs.accuracy(new_pred, usable)
+                acc_old, _ = pairs.accuracy(np.nan_to_num(old_pred), usable)
+                metrics["heldout_accuracy_new"] = acc_new
+                metrics["heldout_accuracy_active"] = acc_old
+                better = acc_new >= acc_old
+                metrics["judged_by"] = "held-out comparisons"
         metrics["dev_rmse_new"] = new_rmse
         metrics["dev_rmse_active"] = None if math.isnan(old_rmse) else old_rmse
         metrics["not_worse"] = bool(better)
@@ -492,12 +648,17 @@ def _run_locked(settings: Settings, engine: Engine, *, trigger: str, head_kind: 
             r.status = "activated" if better else "rejected"
             r.finished_at = utcnow()
             r.metrics = metrics
-        if better:
-            msg = (f"model version {state['mv_id']} is active (dev RMSE {new_rmse:.4f}"
-                   + (f" vs {old_rmse:.4f} before)" if not math.isnan(old_rmse) else ", first version)"))
+        if "heldout_accuracy_new" in metrics:
+            judged = (f"held-out comparison accuracy {metrics['heldout_accuracy_new']:.4f} vs "
+                      f"{metrics['heldout_accuracy_active']:.4f} on {metrics['heldout_pairs']} pairs")
         else:
-            msg = (f"model version {state['mv_id']} rejected: dev RMSE {new_rmse:.4f} is worse than "
-                   f"the active version's {old_rmse:.4f}; the new Bradley-Terry fit is active")
+            judged = (f"dev RMSE {new_rmse:.4f}"
+                      + (f" vs {old_rmse:.4f}" if not math.isnan(old_rmse) else ", first version"))
+        if better:
+            msg = f"model version {state['mv_id']} is active ({judged})"
+        else:
+            msg = (f"model version {state['mv_id']} rejected: worse than the active version "
+                   f"({judged}); the new Bradley-Terry fit is active")
         metrics["message"] = msg
         with session_scope(engine) as s:
             s.execute(update(RetrainRun).where(RetrainRun.id == run_id).values(metrics=metrics))
