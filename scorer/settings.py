@@ -74,7 +74,7 @@ class Settings:
     encoder: str = _f("nsfw-resnet50thin+motion", doc="default encoder id")
     sampling: str = _f("sparse", doc="frame sampling scheme: sparse or dense")
     device: str = _f("auto", doc="auto, cpu or cuda")
-    score_batch_size: int = _f(64, doc="frames per encoder batch")
+    score_batch_size: int = _f(0, doc="frames per encoder batch; 0 = auto (8 on CPU, 64 on CUDA)")
     score_workers: int = _f(2, doc="decode worker processes")
     torchvision_weights_dir: str = _f("", doc="folder with torchvision checkpoints")
     clip_weights: str = _f("", doc="open_clip checkpoint file for the zero-shot prior")
@@ -252,6 +252,8 @@ def _validate(s: Settings) -> None:
         raise SettingsError(f"MOODGIF_EXPLORATION must be thompson, ucb or none, not {s.exploration!r}")
     if s.preview_count not in {1, 3}:
         raise SettingsError(f"MOODGIF_PREVIEW_COUNT must be 1 or 3, not {s.preview_count}")
+    if s.score_batch_size < 0:
+        raise SettingsError("MOODGIF_SCORE_BATCH_SIZE must be 0 (auto) or a positive number of frames")
     if not 0.0 <= s.poll_share <= 1.0:
         raise SettingsError("MOODGIF_POLL_SHARE must be between 0 and 1")
 

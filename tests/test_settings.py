@@ -56,3 +56,12 @@ def test_rating_ceiling() -> None:
     assert rating_allowed("g", "pg")
     assert not rating_allowed("r", "pg-13")
     assert rating_allowed(None, "pg-13") and not rating_allowed(None, "pg")
+
+
+def test_score_batch_size_zero_means_auto(tmp_path: Path) -> None:
+    from scorer.pipeline import CPU_BATCH_SIZE, auto_batch_size
+
+    assert load_settings(env={"MOODGIF_HOME": str(tmp_path)}).score_batch_size == 0
+    assert auto_batch_size("cpu") == CPU_BATCH_SIZE
+    with pytest.raises(SettingsError, match="SCORE_BATCH_SIZE"):
+        load_settings(env={"MOODGIF_HOME": str(tmp_path), "MOODGIF_SCORE_BATCH_SIZE": "-1"})
