@@ -438,15 +438,26 @@ async def start(core: BotCore, settings: Settings) -> discord.Client | None:
     return bot
 
 
+class DiscordSetupError(RuntimeError):
+    """A setup call to Discord failed; the message is one line a person can act on."""
+
+
 async def sync_commands(settings: Settings, guild_id: int | None = None) -> list[str]:
     """Register the slash commands with Discord: globally, or copied into one guild (instant)."""
     bot = build_bot(None, settings, intents=discord.Intents.none())
-    async with bot:
-        await bot.login(settings.discord_token)
-        if guild_id:
-            guild = discord.Object(id=guild_id)
-            bot.tree.copy_global_to(guild=guild)
-            synced = await bot.tree.sync(guild=guild)
-        else:
-            synced = await bot.tree.sync()
+    try:
+        async with bot:
+            await bot.login(settings.discord_token)
+            if guild_id:
+                guild = discord.Object(id=guild_id)
+                bot.tree.copy_global_to(guild=guild)
+                synced = await bot.tree.sync(guild=guild)
+            else:
+                synced = await bot.tree.sync()
+    except discord.LoginFailure:
+        raise DiscordSetupError("Discord refused the token (DISCORD_TOKEN)") from None
+    except discord.HTTPException as exc:
+        raise DiscordSetupError(f"Discord answered {exc.status}: {exc.text or 'error'}") from None
+    except OSError as exc:
+        raise DiscordSetupError(f"cannot reach Discord: {type(exc).__name__}") from None
     return [c.name for c in synced]

@@ -26,18 +26,12 @@ def sync(settings: Settings, guild_id: int | None) -> None:
     """Register /gif and /gif-admin with Discord (run once, and after upgrades; not at every start)."""
     if not settings.discord_token:
         raise click.ClickException("DISCORD_TOKEN is not set")
-    import discord
-
-    from bot.adapters.discord import sync_commands
+    from bot.adapters.discord import DiscordSetupError, sync_commands
 
     try:
         names = asyncio.run(sync_commands(settings, guild_id))
-    except discord.LoginFailure:
-        raise click.ClickException("Discord refused the token (DISCORD_TOKEN)") from None
-    except discord.HTTPException as exc:
-        raise click.ClickException(f"Discord answered {exc.status}: {exc.text or 'error'}") from None
-    except OSError as exc:
-        raise click.ClickException(f"cannot reach Discord: {type(exc).__name__}") from None
+    except DiscordSetupError as exc:
+        raise click.ClickException(str(exc)) from None
     where = f"server {guild_id}" if guild_id else "every server (global; may take up to an hour)"
     click.echo(f"synced {len(names)} commands to {where}: {', '.join('/' + n for n in names)}")
 
