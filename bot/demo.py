@@ -32,7 +32,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from bot.core import BotCore
-from bot.events import Actor
+from bot.simulate import SIM_PLATFORM
 from scorer.emotions import N_EMOTIONS, NAMES
 from scorer.settings import Settings
 from scorer.store import Comparison, ModelVersion, Pool, PoolGif, RetrainRun, session_scope
@@ -40,9 +40,6 @@ from scorer.store import Comparison, ModelVersion, Pool, PoolGif, RetrainRun, se
 log = logging.getLogger("moodgif.bot.demo")
 
 POOL = "demo"
-SIM_PLATFORM = "sim"
-SIM_WORKSPACE = "demo"
-MAX_SHUFFLES = 3
 
 
 @dataclass
@@ -58,75 +55,27 @@ class SimReport:
                 f"{self.polls} poll answers in {self.seconds:.0f} s")
 
 
-def _sigmoid(x: float) -> float:
-    return float(1.0 / (1.0 + np.exp(-x)))
-
-
 async def simulate(core: BotCore, truth: dict[str, np.ndarray], *, sessions: int, seed: int = 0,
-                   users: int = 40, channels: int = 12,
                    on_progress: Callable[[int], None] | None = None) -> SimReport:
     """Virtual users driving the bot through its public API (platform "sim").
 
-    Each asks for a random emotion, judges what it sees by the ground truth plus personal
-    noise, shuffles past GIFs that do not fit (up to MAX_SHUFFLES), sends the best it saw;
-    two other users vote on the post; polls are answered by a Bradley-Terry choice on the
-    truth. Nothing else ever reads `truth`.
+    The same people as the learning benchmark (`bot.simulate.Population`): they ask for
+    emotions in a realistic mix, shuffle past GIFs below their own bar, send or give up,
+    vote on posts and answer polls by Bradley-Terry choices on the truth. Nothing else ever
+    reads `truth`.
     """
-    rng = np.random.default_rng(seed)
-    report = SimReport()
+    from bot.simulate import Population, Truth, UserModel, Window, one_request
+
+    pop = Population(UserModel(), Truth.from_mapping(truth, 0, seed), adversarial=0.0,
+                     seed=seed, parser=core.parser)
+    window = Window()
     started = time.perf_counter()
-    names = [f"sim-user-{i:03d}" for i in range(users)]
-
-    def judge(sha: str, e: int) -> float:
-        t = truth.get(sha)
-        return (float(t[e]) if t is not None else 0.0) + float(rng.normal(0, 0.08))
-
     for _ in range(sessions):
-        e = int(rng.integers(N_EMOTIONS))
-        who = names[int(rng.integers(users))]
-        actor = Actor(SIM_PLATFORM, SIM_WORKSPACE, f"sim-{int(rng.integers(channels)):02d}", who)
-        reply = await core.request(actor, NAMES[e])
+        await one_request(core, pop, window)
         if on_progress:
             on_progress(1)
-        if reply.kind != "preview" or reply.preview is None:
-            continue
-        report.sessions += 1
-        sid = reply.preview.session_id
-        best_sha, best_score = None, -np.inf
-        for step in range(MAX_SHUFFLES + 1):
-            cards = reply.preview.cards if reply.preview else ()
-            for card in cards:
-                score = judge(card.sha256, e)
-                if score > best_score:
-                    best_sha, best_score = card.sha256, score
-            if best_score > 0.55 or step == MAX_SHUFFLES:
-                break
-            nxt = await core.shuffle(actor, sid)
-            if nxt.kind != "preview":
-                break
-            reply = nxt
-        posted = await core.send(actor, sid, best_sha)
-        if posted.kind == "posted" and posted.post is not None:
-            report.sends += 1
-            for _v in range(2):
-                voter = names[int(rng.integers(users))]
-                if voter == who:
-                    continue
-                up = judge(posted.post.card.sha256, e) > 0.45
-                r = await core.vote(dataclasses.replace(actor, user_id=voter),
-                                    post_id=posted.post.post_id, up=up)
-                report.votes += r.kind == "ack"
-        poll = await core.maybe_poll(actor, NAMES[e])
-        if poll is not None and poll.poll is not None:
-            left, right = judge(poll.poll.left.sha256, e), judge(poll.poll.right.sha256, e)
-            if abs(left - right) < 0.03:
-                answer = "neither"
-            else:
-                answer = "left" if rng.random() < _sigmoid((left - right) / 0.08) else "right"
-            r = await core.answer_poll(actor, poll.poll.poll_id, answer)
-            report.polls += r.kind == "ack"
-    report.seconds = time.perf_counter() - started
-    return report
+    return SimReport(sessions=window.previews, sends=window.sends, votes=window.votes,
+                     polls=window.polls_answered, seconds=time.perf_counter() - started)
 
 
 def ranking_quality(engine: Engine, truth: dict[str, np.ndarray]) -> dict[str, float] | None:
@@ -164,7 +113,7 @@ def _bar(total: int, desc: str):  # type: ignore[no-untyped-def]
     return tqdm(total=total, desc=desc, unit="", file=sys.stderr, disable=None, leave=False)
 
 
-def run_demo(settings: Settings, engine: Engine, *, count: int = 600, sessions: int = 700,
+def run_demo(settings: Settings, engine: Engine, *, count: int = 600, sessions: int = 2500,
              seed: int = 0, serve: bool = True, open_browser: bool = False) -> dict:
     """The whole demo; returns what it did (for tests and `--no-serve`)."""
     from scorer.demo_pool import make_demo_pool, read_truth

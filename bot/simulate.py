@@ -371,7 +371,10 @@ class Truth:
     def load(cls, manifest: Path, n_pairs: int, seed: int) -> Truth:
         from scorer.demo_pool import read_truth
 
-        truth = read_truth(manifest)
+        return cls.from_mapping(read_truth(manifest), n_pairs, seed)
+
+    @classmethod
+    def from_mapping(cls, truth: dict[str, np.ndarray], n_pairs: int, seed: int) -> Truth:
         shas = sorted(truth)
         values = np.stack([truth[s] for s in shas])
         rng = np.random.default_rng(seed + 777)
@@ -600,7 +603,8 @@ class Window:
         return d
 
 
-async def _one_request(core: Any, pop: Population, w: Window) -> None:
+async def one_request(core: Any, pop: Population, w: Window) -> None:
+    """One virtual person asks, looks, shuffles, sends or cancels, votes, answers a poll."""
     from bot.events import Actor
 
     u, e, word = pop.draw_request()
@@ -731,7 +735,7 @@ async def _run_async(s: Settings, cfg: SimConfig, prepared: Prepared, spec: Stra
         t = time.perf_counter()
         while done < target:
             clock.advance(cfg.users.seconds_between_requests)
-            await _one_request(core, pop, window)
+            await one_request(core, pop, window)
             done += 1
         timing["requests_s"] += time.perf_counter() - t
         retrain = None

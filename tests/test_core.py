@@ -303,8 +303,8 @@ async def test_demo_virtual_users_land_in_the_ledger(sqlite_settings, sqlite_eng
     env = Env(sqlite_settings, sqlite_engine, scored=False, poll_share=0.5,
               repeat_window_hours=0.0)
     truth = read_truth(env.pool.manifest)
-    report = await simulate(env.core, truth, sessions=40, seed=3)
-    assert report.sessions == 40 and report.sends == 40 and report.votes > 0 and report.polls > 0
+    report = await simulate(env.core, truth, sessions=60, seed=3)
+    assert report.sessions == 60 and report.sends > 20 and report.votes > 0 and report.polls > 0
     rows = env.comparisons()
     assert rows and {c.platform for c in rows} == {SIM_PLATFORM}
     sends = [c for c in rows if c.source == "send"]

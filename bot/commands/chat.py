@@ -109,7 +109,7 @@ def suggest_cmd(settings: Settings, text: tuple[str, ...], k: int, as_json: bool
 @click.command("demo")
 @click.option("--count", default=600, show_default=True, type=click.IntRange(20, 100_000),
               help="GIFs in the demo pool")
-@click.option("--sessions", default=700, show_default=True, type=click.IntRange(0, 1_000_000),
+@click.option("--sessions", default=2500, show_default=True, type=click.IntRange(0, 1_000_000),
               help="requests made by the virtual users")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--no-serve", is_flag=True, help="stop after the retrain instead of serving")
