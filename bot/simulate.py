@@ -263,11 +263,26 @@ def crowd_rows(truth: dict[str, np.ndarray], per_gif: int, k: float, seed: int
     return rows
 
 
+def _pool_home(settings: Settings, home: Path, store: Path, pool: str, manifest: Path
+               ) -> tuple[Settings, Any]:
+    """A fresh home sharing the GIF/feature store, with `manifest` ingested and encoded."""
+    from scorer.pool import ingest
+    from scorer.store import init_db
+
+    if home.exists():
+        shutil.rmtree(home)
+    _link_store(home, store)
+    s = _home_settings(settings, home)
+    engine = init_db(s.db_url)
+    ingest(s, engine, pool, str(manifest))
+    _encode(s, engine, pool)
+    return s, engine
+
+
 def prepare(settings: Settings, cfg: SimConfig, cache_dir: Path) -> Prepared:
     """Build (or reuse) the pools, the shared features, v0 and the template databases."""
     from scorer.demo_pool import read_truth
-    from scorer.pool import ingest
-    from scorer.store import ModelVersion, init_db, session_scope
+    from scorer.store import ModelVersion, session_scope
     from training.workflow import activate_version, train_version
 
     cache_dir = cache_dir.resolve()
@@ -290,13 +305,7 @@ def prepare(settings: Settings, cfg: SimConfig, cache_dir: Path) -> Prepared:
     t1 = time.perf_counter()
     if not v0_meta.is_file():
         home = v0_dir / "home"
-        if home.exists():
-            shutil.rmtree(home)
-        _link_store(home, store)
-        s = _home_settings(settings, home)
-        engine = init_db(s.db_url)
-        ingest(s, engine, "seed", str(seed_manifest))
-        _encode(s, engine, "seed")
+        s, engine = _pool_home(settings, home, store, "seed", seed_manifest)
         from training.comparisons import import_pairs
 
         truth_seed = read_truth(seed_manifest)
@@ -324,13 +333,7 @@ def prepare(settings: Settings, cfg: SimConfig, cache_dir: Path) -> Prepared:
     plain, prior = tpl_dir / "plain.db", tpl_dir / "prior.db"
     if not prior.is_file():
         home = tpl_dir / "home"
-        if home.exists():
-            shutil.rmtree(home)
-        _link_store(home, store)
-        s = _home_settings(settings, home)
-        engine = init_db(s.db_url)
-        ingest(s, engine, "eval", str(eval_manifest))
-        _encode(s, engine, "eval")
+        s, engine = _pool_home(settings, home, store, "eval", eval_manifest)
         engine.dispose()
         _copy_db(home / "moodgif.db", plain)
         with session_scope(engine) as ss:

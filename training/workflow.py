@@ -153,6 +153,19 @@ def activate_version(engine: Engine, mv_id: int, fit_id: int | None) -> None:
                 f.active = True
 
 
+def _splits_for(settings: Settings, engine: Engine, targets: dict, weights: dict, *,
+                pool: str | None, set_name: str, device: str, progress: bool) -> Splits:
+    """Features for every target GIF (encoding what is missing), then the 80/10/10 split."""
+    ts = training_set(set_name)
+    ensure_features(settings, engine, list(targets), pool=pool, encoder_id=settings.encoder,
+                    sampling=ts.sampling, device=device, progress=progress)
+    splits = build_splits(settings, engine, targets, weights, encoder_id=settings.encoder,
+                          set_name=set_name, device=device, progress=progress)
+    if len(splits.train) == 0:
+        raise WorkflowError(f"no training examples ({splits.info}); score the pool first")
+    return splits
+
+
 def train_version(settings: Settings, engine: Engine, *, pool: str | None = None,
                   head: str = "fc-maxpool-2", search_trials: int = 0,
                   set_name: str = "sparse-small", epochs: int = 100, activate: bool = False,
@@ -166,12 +179,8 @@ def train_version(settings: Settings, engine: Engine, *, pool: str | None = None
     fit, _, _ = ledger_fit(settings, engine, pool=pool, store=True)
     targets, weights = targets_from(fit, "product")
     encoder_id = settings.encoder
-    ensure_features(settings, engine, list(targets), pool=pool, encoder_id=encoder_id,
-                    sampling=ts.sampling, device=device, progress=progress)
-    splits = build_splits(settings, engine, targets, weights, encoder_id=encoder_id,
-                          set_name=set_name, device=device, progress=progress)
-    if len(splits.train) == 0:
-        raise WorkflowError(f"no training examples ({splits.info}); score the pool first")
+    splits = _splits_for(settings, engine, targets, weights, pool=pool, set_name=set_name,
+                         device=device, progress=progress)
     trials: list[dict] = []
     result: FitResult
     if search_trials > 0:
@@ -226,16 +235,12 @@ def evaluate_table(settings: Settings, engine: Engine, out_dir: Path, *, pool: s
                    on_model: Callable[[str], None] | None = None,
                    truth: dict[str, np.ndarray] | None = None) -> tuple[Table, Path]:
     """The paper's Table 1 on the ledger's fit (no model prior: targets come from votes only)."""
-    ts = training_set(set_name)
+    training_set(set_name)  # an unknown set name fails before any work
     fit, ledger, info = ledger_fit(settings, engine, pool=pool, with_prior=False, store=False)
     targets, weights = targets_from(fit, scale)
     encoder_id = settings.encoder
-    ensure_features(settings, engine, list(targets), pool=pool, encoder_id=encoder_id,
-                    sampling=ts.sampling, device=device, progress=progress)
-    splits = build_splits(settings, engine, targets, weights, encoder_id=encoder_id,
-                          set_name=set_name, device=device, progress=progress)
-    if len(splits.train) == 0:
-        raise WorkflowError(f"no training examples ({splits.info}); score the pool first")
+    splits = _splits_for(settings, engine, targets, weights, pool=pool, set_name=set_name,
+                         device=device, progress=progress)
     splits.info["ledger_comparisons"] = info["used"]
     splits.info["target_scale"] = scale
     pairs = held_out_pairs(ledger, set(splits.test.shas))
