@@ -83,6 +83,15 @@ class Gif(Base):
     duration_ms: Mapped[int] = mapped_column(Integer, default=0)
     title: Mapped[str] = mapped_column(Text, default="")
     tags: Mapped[list] = mapped_column(JSON, default=list)
+    # The GIF's own words, kept at ingest for the word prior and topic search: a caption or
+    # alt text, the URL slug ("happy-dance"), and where it came from for attribution.
+    alt_text: Mapped[str] = mapped_column(Text, default="")
+    slug: Mapped[str] = mapped_column(Text, default="")
+    # A provider id such as "giphy:abc123", unique so an import never stores one GIF twice.
+    external_id: Mapped[str | None] = mapped_column(
+        String(120), nullable=True, unique=True, index=True
+    )
+    attribution: Mapped[dict] = mapped_column(JSON, default=dict)
     source_url: Mapped[str | None] = mapped_column(Text, nullable=True)
     # g, pg, pg-13, r; rating_source says whether a manifest or the NSFW model set it.
     rating: Mapped[str | None] = mapped_column(String(8), nullable=True)
