@@ -43,7 +43,14 @@ class Settings:
     http_host: str = _f("127.0.0.1", doc="address the one HTTP server binds")
     http_port: int = _f(8080, doc="port of the one HTTP server")
     public_url: str = _f("", doc="how the outside world reaches the HTTP server")
-    admin_token: str = _f("", secret=True, doc="bearer token for the web admin pages; empty = local only")
+    admin_token: str = _f("", secret=True, doc="token for the playground and admin pages (Bearer, or the "
+                          "password of HTTP Basic); required when the server is exposed (not bound to "
+                          "loopback, or public_url set): without it those pages are off")
+    allowed_hosts: list[str] = _f([], doc="Host names the playground and admin pages answer to, besides "
+                                  "the loopback names and public_url's host (DNS-rebinding guard)")
+    secret_key: str = _f("", secret=True, doc="key that encrypts the Slack OAuth bot tokens in the "
+                         "database (a Fernet key; `moodgif config secret-key` makes one); "
+                         "required for multi-workspace Slack")
 
     # --- Slack --------------------------------------------------------------------------
     slack_bot_token: str = _f("", env="SLACK_BOT_TOKEN", secret=True, doc="xoxb- bot token")
@@ -63,12 +70,17 @@ class Settings:
     # --- pools and fetching -------------------------------------------------------------
     allow_private_urls: bool = _f(False, doc="allow fetching from loopback/private addresses")
     allowed_source_dirs: list[str] = _f([], doc="folders a manifest may point into (besides its own)")
+    admin_source_dirs: list[str] = _f([], doc="server folders that chat and web admins (`/gif-admin "
+                                      "pools add`, the admin page) may add pools from; empty = URLs "
+                                      "only (the CLI is not limited)")
     fetch_concurrency: int = _f(8)
     fetch_timeout_s: float = _f(20.0)
     fetch_retries: int = _f(3)
     max_gif_bytes: int = _f(20 * 1024 * 1024)
     max_gif_pixels: int = _f(4096 * 4096, doc="cap on width x height")
     max_gif_frames: int = _f(2000)
+    max_gif_total_pixels: int = _f(1_000_000_000, doc="cap on width x height x frames (decoded "
+                                   "pixels per file): stops a GIF bomb before it is decoded")
 
     # --- scoring ------------------------------------------------------------------------
     encoder: str = _f("nsfw-resnet50thin+motion", doc="default encoder id")

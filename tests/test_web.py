@@ -78,8 +78,11 @@ async def test_bad_api_input_is_a_clear_400(web, path, body) -> None:  # type: i
 
 
 async def test_not_json_and_too_big(web) -> None:  # type: ignore[no-untyped-def]
-    assert (await web.post("/api/request", data="not json")).status == 400
-    assert (await web.post("/api/request", data="[1, 2]")).status == 400
+    # The API takes JSON only (a cross-site page cannot send that type without a preflight).
+    assert (await web.post("/api/request", data="not json")).status == 415
+    as_json = {"Content-Type": "application/json"}
+    assert (await web.post("/api/request", data="not json", headers=as_json)).status == 400
+    assert (await web.post("/api/request", data="[1, 2]", headers=as_json)).status == 400
     big = await web.post("/api/request", json={"text": "x" * 100_000})
     assert big.status == 413
     ten_kb = await (await web.post("/api/request", json={"text": "happy " * 1700})).json()
@@ -128,7 +131,12 @@ async def test_admin_and_playground_need_local_or_token(web) -> None:  # type: i
 
 
 async def test_admin_pool_add_reports_a_bad_source(web, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    resp = await web.post("/admin/pools", data={"name": "extra", "source": str(tmp_path / "nope")},
+    import re
+
+    page = await (await web.get("/admin")).text()
+    csrf = re.search(r"name=csrf value='([^']+)'", page).group(1)
+    resp = await web.post("/admin/pools", data={"name": "extra", "source": str(tmp_path / "nope"),
+                                                "csrf": csrf},
                           headers={"Accept": "application/json"})
     assert resp.status == 200 and (await resp.json())["kind"] == "ack"
     job = web.core.jobs[-1]
@@ -136,7 +144,7 @@ async def test_admin_pool_add_reports_a_bad_source(web, tmp_path) -> None:  # ty
     assert job.state == "failed" and job.detail
     page = await (await web.get("/admin")).text()
     assert "failed" in page and "extra" in page
-    bad = await web.post("/admin/pools", data={"name": "../x", "source": "y"})
+    bad = await web.post("/admin/pools", data={"name": "../x", "source": "y", "csrf": csrf})
     assert bad.status == 400
 
 

@@ -7,9 +7,9 @@ retrain history); and the pool's files at `/gifs/<sha256>.gif`, the stable URLs 
 adapter hands out behind `settings.public_url`.
 
 Only `/gifs/` is public. The playground and the admin pages answer requests from this
-machine (loopback, with no proxy header), or with `Authorization: Bearer <admin_token>`:
-the playground writes real votes into the ledger, so it must not be open to the internet
-when the server also takes Slack events on a public address.
+machine (loopback, with no proxy header) while the server is private, else only with the
+admin token; every state-changing request must be same-origin (and JSON or carry the CSRF
+token), and the Host must be this server's: `bot/adapters/web_guard.py` says how.
 
 `build_app(core, settings, engine)` returns the application; `moodgif serve` mounts the
 Slack routes and the ops routes (`/healthz`, `/readyz`, `/metrics`) on the same one.
@@ -18,15 +18,12 @@ Slack routes and the ops routes (`/healthz`, `/readyz`, `/metrics`) on the same 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import html
 import io
-import ipaddress
 import json
 import logging
 import re
 import secrets
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +32,7 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from bot.adapters.web_guard import Access, guard
 from bot.core import BotCore
 from bot.events import Actor, GifCard, Reply
 from bot.ranking import PRIOR_SD
@@ -51,45 +49,19 @@ DEFAULT_CHANNEL = "general"
 USER_COOKIE = "moodgif_user"
 _SHA_FILE = re.compile(r"^([0-9a-f]{64})\.(gif|webp)$")
 _NAME = re.compile(r"^[\w.-]{1,64}$")  # user and channel names a request may pick
-_PUBLIC_PREFIXES = ("/gifs/", "/healthz", "/readyz", "/metrics", "/slack/")
 CORE_KEY: web.AppKey[BotCore] = web.AppKey("moodgif_core", BotCore)
 SETTINGS_KEY: web.AppKey[Settings] = web.AppKey("moodgif_settings", Settings)
 ENGINE_KEY: web.AppKey[Engine] = web.AppKey("moodgif_engine", Engine)
+ACCESS_KEY: web.AppKey[Access] = web.AppKey("moodgif_access", Access)
 
 
 # ---------------------------------------------------------------------------------------
-# access
+# access: bot/adapters/web_guard.py (Host allow-list, who, same origin, CSRF)
 
 
 def is_local(request: web.Request) -> bool:
-    """A request from this machine that did not come through a proxy."""
-    if any(h in request.headers for h in ("X-Forwarded-For", "Forwarded", "X-Real-IP")):
-        return False
-    try:
-        return ipaddress.ip_address((request.remote or "").split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
-
-
-def has_token(request: web.Request, settings: Settings) -> bool:
-    token = settings.admin_token
-    auth = request.headers.get("Authorization", "")
-    if not token or not auth.startswith("Bearer "):
-        return False
-    return hmac.compare_digest(auth[7:].strip().encode(), token.encode())
-
-
-def _guard(settings: Settings) -> Callable:
-    @web.middleware
-    async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                    ) -> web.StreamResponse:
-        path = request.path
-        if path.startswith(_PUBLIC_PREFIXES) or is_local(request) or has_token(request, settings):
-            return await handler(request)
-        raise web.HTTPForbidden(text="The playground and admin pages answer only local requests "
-                                     "or `Authorization: Bearer <MOODGIF_ADMIN_TOKEN>`.\n")
-
-    return guard
+    """Trusted as the operator without a token (never on an exposed server)."""
+    return request.app[ACCESS_KEY].is_local(request)
 
 
 # ---------------------------------------------------------------------------------------
@@ -297,6 +269,7 @@ async def admin_pools(request: web.Request) -> web.Response:
         "<table><tr><th>pool</th><th>GIFs</th><th>ranked</th><th>created</th></tr>"
         f"{rows or '<tr><td colspan=4>no pools yet</td></tr>'}</table>"
         "<h2>Add a pool</h2><form method=post action=/admin/pools>"
+        + request.app[ACCESS_KEY].hidden_field() +
         "<label>name <input name=name required pattern='[A-Za-z0-9_.-]+'></label> "
         "<label>source <input name=source required size=50 "
         "placeholder='a folder, a manifest (.csv/.json) or a URL list (.txt)'></label> "
@@ -450,7 +423,8 @@ async def admin_retrains(request: web.Request) -> web.Response:
         f"<td>{r['started_at']:%Y-%m-%d %H:%M}</td><td>{r['model_version_id'] or ''}</td>"
         f"<td>{metrics(r['metrics'])}</td><td>{html.escape((r['error'] or '')[:120])}</td></tr>"
         for r in runs)
-    body = ("<form method=post action=/admin/retrain><button>retrain now</button></form>"
+    body = ("<form method=post action=/admin/retrain>" + request.app[ACCESS_KEY].hidden_field()
+            + "<button>retrain now</button></form>"
             "<table><tr><th>#</th><th>trigger</th><th>status</th><th>step</th><th>started</th>"
             f"<th>model</th><th>metrics</th><th>error</th></tr>{rows or '<tr><td colspan=8>no runs yet</td></tr>'}"
             "</table>")
@@ -463,7 +437,9 @@ async def admin_retrains(request: web.Request) -> web.Response:
 
 def build_app(core: BotCore, settings: Settings, engine: Engine) -> web.Application:
     """The playground, admin pages and `/gifs/`; other routes can be added by the caller."""
-    app = web.Application(middlewares=[_guard(settings)], client_max_size=64 * 1024)
+    access = Access(settings)
+    app = web.Application(middlewares=[guard(access)], client_max_size=64 * 1024)
+    app[ACCESS_KEY] = access
     app[CORE_KEY] = core
     app[SETTINGS_KEY] = settings
     app[ENGINE_KEY] = engine
