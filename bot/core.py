@@ -608,13 +608,23 @@ class BotCore:
         return list(self._jobs)
 
     def _start_pool_add(self, name: str, source: str) -> Reply:
+        from scorer.admin_sources import SourceNotAllowed, check_admin_source
+
         settings, engine = self.settings, self.engine
+        # A chat or web admin is not the machine's operator: URLs, giphy: or the operator's
+        # allowed folders only, refused with one message whether or not a path exists.
+        try:
+            allowed = check_admin_source(settings, source)
+        except SourceNotAllowed as exc:
+            log.info("admin pools add refused: source not allowed")
+            return Reply(kind="error", text=str(exc))
+        source = allowed.source
 
         def work() -> str:
             from scorer.pipeline import score_pool
             from scorer.pool import ingest
 
-            report = ingest(settings, engine, name, source)
+            report = ingest(settings, engine, name, source, confine=allowed.roots)
             scored = score_pool(settings, engine, pool=name)
             return f"{_summary(report)}; {_summary(scored)}"
 

@@ -190,6 +190,8 @@ class Fetcher:
                 return FetchResult(url, error=str(exc))
             except _Retryable as exc:
                 last = str(exc)
+            except Exception as exc:  # one odd URL must never abort the whole import
+                return FetchResult(url, error=f"refused: {type(exc).__name__}: {str(exc)[:120]}")
             if attempt + 1 < attempts:
                 delay = self.backoff_s * (2**attempt) * (1 + 0.25 * random.random())
                 await asyncio.sleep(delay)
@@ -199,12 +201,15 @@ class Fetcher:
     async def _fetch_once(self, session: aiohttp.ClientSession, url: str) -> tuple[bytes, str]:
         current = url
         for _hop in range(MAX_REDIRECTS + 1):
-            parts = urlsplit(current)
+            try:
+                parts = urlsplit(current)
+                port = parts.port or (443 if parts.scheme == "https" else 80)
+            except ValueError as exc:  # port 99999, "http://[::1": one refusal, not a traceback
+                raise FetchRefused(f"refused: malformed URL ({str(exc)[:80]})") from None
             if parts.scheme not in ("http", "https"):
                 raise FetchRefused(f"refused: not an http(s) URL: {current[:200]}")
             if not parts.hostname:
                 raise FetchRefused(f"refused: no host in URL {current[:200]}")
-            port = parts.port or (443 if parts.scheme == "https" else 80)
             self.pinned[(parts.hostname, port)] = await self.policy.resolve(parts.hostname, port)
             try:
                 async with session.get(current, allow_redirects=False) as resp:

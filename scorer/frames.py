@@ -39,6 +39,9 @@ SUPPORTED_FORMATS = ("gif", "webp")
 # probe still stops a bomb before Pillow allocates it.
 _DEFAULT_MAX_PIXELS = 16384 * 16384
 _DEFAULT_MAX_FRAMES = 100_000
+# Width x height x frames: what decoding the whole file costs. 4096x4096 x 790 frames fits
+# every per-dimension cap yet takes minutes and gigabytes; this stops it before decoding.
+_DEFAULT_MAX_TOTAL_PIXELS = 4_000_000_000
 # One decode_gif call never returns more than this (ask for `indices` instead).
 MAX_OUTPUT_BYTES = 4 << 30
 
@@ -114,18 +117,21 @@ def describe_format(kind: str) -> str:
 # probe: dimensions and frame count from the block structure alone
 
 
-def probe_gif(data: bytes, *, max_pixels: int, max_frames: int) -> tuple[int, int, int, str]:
+def probe_gif(data: bytes, *, max_pixels: int, max_frames: int,
+              max_total_pixels: int | None = None) -> tuple[int, int, int, str]:
     """(width, height, n_frames, format) read without decoding any pixels.
 
     Raises GifDecodeError for anything that is not a well-formed GIF or WebP within the
     caps; the caps are checked while walking, so a bomb costs microseconds.
     """
     kind = sniff_format(data[:512])
+    total = max_total_pixels or _DEFAULT_MAX_TOTAL_PIXELS
     if kind == "gif":
-        layout = _walk_gif(data, max_pixels, max_frames)
+        layout = _walk_gif(data, max_pixels, max_frames, total)
         w, h, n = layout.width, layout.height, len(layout.frames)
     elif kind == "webp":
         w, h, n = _probe_webp_chunks(data, max_pixels, max_frames)
+        _check_total(w, h, n, total)
     else:
         raise GifDecodeError(describe_format(kind))
     return w, h, n, kind
@@ -137,6 +143,16 @@ def _check_canvas(w: int, h: int, max_pixels: int) -> None:
     if w * h > max_pixels:
         raise GifDecodeError(
             f"too large: declares {w}x{h} = {w * h:,} pixels (cap {max_pixels:,})"
+        )
+
+
+def _check_total(w: int, h: int, n: int, max_total: int, drawn: int = 0) -> None:
+    """Decoded pixels of the whole file (canvas x frames, and the frames' own rectangles)."""
+    total = max(w * h * n, drawn)
+    if total > max_total:
+        raise GifDecodeError(
+            f"too large to decode: {n:,}+ frames of {w}x{h} = {total:,} decoded pixels "
+            f"(cap {max_total:,}, MOODGIF_MAX_GIF_TOTAL_PIXELS)"
         )
 
 
@@ -168,7 +184,8 @@ class _GifLayout:
     frames: list[_GifFrame]
 
 
-def _walk_gif(data: bytes, max_pixels: int, max_frames: int) -> _GifLayout:
+def _walk_gif(data: bytes, max_pixels: int, max_frames: int,
+              max_total: int = _DEFAULT_MAX_TOTAL_PIXELS) -> _GifLayout:
     size = len(data)
     if size < 13:
         raise GifDecodeError("truncated GIF: the header is incomplete")
@@ -185,6 +202,7 @@ def _walk_gif(data: bytes, max_pixels: int, max_frames: int) -> _GifLayout:
         if pos > size:
             raise GifDecodeError("truncated GIF: the global palette is incomplete")
     frames: list[_GifFrame] = []
+    drawn = 0  # sum of the frames' own rectangles: what verify_gif decodes
     # Graphic control extension values apply to the next image only.
     transparency: int | None = None
     disposal = 0
@@ -246,6 +264,8 @@ def _walk_gif(data: bytes, max_pixels: int, max_frames: int) -> _GifLayout:
             pos = skip_sub_blocks(pos + 1)
             if len(frames) >= max_frames:
                 raise _too_many_frames(max_frames)
+            drawn += fw * fh
+            _check_total(w, h, len(frames) + 1, max_total, drawn)
             frames.append(
                 _GifFrame(
                     left, top, fw, fh, bool(fpacked & 0x40), local, transparency, disposal,
@@ -459,6 +479,8 @@ def decode_gif(
     max_frames: int | None = None,
     max_pixels: int | None = None,
     indices: Sequence[int] | None = None,
+    max_total_pixels: int | None = None,
+    max_output_bytes: int = MAX_OUTPUT_BYTES,
 ) -> DecodedGif:
     """Decode a GIF (or animated WebP) into composited RGB frames and their durations.
 
@@ -469,12 +491,14 @@ def decode_gif(
     data = _read(src)
     max_pixels = max_pixels or _DEFAULT_MAX_PIXELS
     max_frames = max_frames or _DEFAULT_MAX_FRAMES
+    total = max_total_pixels or _DEFAULT_MAX_TOTAL_PIXELS
     kind = sniff_format(data[:512])
     if kind == "gif":
-        layout = _walk_gif(data, max_pixels, max_frames)
+        layout = _walk_gif(data, max_pixels, max_frames, total)
         n_total, width, height = len(layout.frames), layout.width, layout.height
     else:
-        width, height, n_total, _ = probe_gif(data, max_pixels=max_pixels, max_frames=max_frames)
+        width, height, n_total, _ = probe_gif(data, max_pixels=max_pixels, max_frames=max_frames,
+                                              max_total_pixels=total)
         layout = None
 
     if indices is None:
@@ -487,10 +511,10 @@ def decode_gif(
     if not order:
         raise IndexError("no frame indices asked for")
     last = max(order)
-    if len(order) * width * height * 3 > MAX_OUTPUT_BYTES:
+    if len(order) * width * height * 3 > max_output_bytes:
         raise GifDecodeError(
             f"too large to return at once: {len(order)} frames of {width}x{height} "
-            f"(more than {MAX_OUTPUT_BYTES >> 30} GiB); ask for fewer frames"
+            f"(more than {max_output_bytes:,} bytes); ask for fewer frames"
         )
 
     if layout is not None:
@@ -524,20 +548,23 @@ class GifInfo:
     duration_ms: int
 
 
-def verify_gif(data: bytes, *, max_pixels: int, max_frames: int) -> GifInfo:
+def verify_gif(data: bytes, *, max_pixels: int, max_frames: int,
+               max_total_pixels: int | None = None) -> GifInfo:
     """Check that every frame decodes (no compositing): the cheapest complete check.
 
     Catches what the block walk cannot see (corrupt LZW data); raises GifDecodeError.
     """
     kind = sniff_format(data[:512])
+    total = max_total_pixels or _DEFAULT_MAX_TOTAL_PIXELS
     if kind == "gif":
-        layout = _walk_gif(data, max_pixels, max_frames)
+        layout = _walk_gif(data, max_pixels, max_frames, total)
         for i, fr in enumerate(layout.frames):
             if fr.width and fr.height:
                 _frame_indices(data, fr, i + 1)
         total = sum(_delay_ms(fr.delay_cs) for fr in layout.frames)
         return GifInfo(layout.width, layout.height, len(layout.frames), kind, total)
-    width, height, n, kind = probe_gif(data, max_pixels=max_pixels, max_frames=max_frames)
+    width, height, n, kind = probe_gif(data, max_pixels=max_pixels, max_frames=max_frames,
+                                       max_total_pixels=total)
     frames, durations, width, height = _composite_pillow(data, None, n - 1)
     if len(frames) < n:
         raise GifDecodeError(f"truncated image: only {len(frames)} of {n} frames could be decoded")

@@ -79,6 +79,7 @@ class PreparedGif:
 class Limits:
     max_frames: int
     max_pixels: int
+    max_total_pixels: int | None = None
 
 
 # ---------------------------------------------------------------------------------------
@@ -91,7 +92,8 @@ def prepare_job(prep: Preprocessor, job: GifJob, scheme: str, limits: Limits) ->
 
     empty = np.zeros((0,), np.uint8)
     try:
-        kw = {"max_frames": limits.max_frames, "max_pixels": limits.max_pixels}
+        kw = {"max_frames": limits.max_frames, "max_pixels": limits.max_pixels,
+              "max_total_pixels": limits.max_total_pixels}
         decoded = None
         if job.n_frames > 0:
             try:
@@ -350,7 +352,7 @@ def score_pool(
         _write_gif_updates(engine, settings, backfill[i : i + DB_CHUNK])
 
     if todo:
-        limits = Limits(settings.max_gif_frames, settings.max_gif_pixels)
+        limits = Limits(settings.max_gif_frames, settings.max_gif_pixels, settings.max_gif_total_pixels)
         if engine_kind == "ray":
             from scorer.ray_engine import encode_with_ray
 

@@ -21,13 +21,15 @@ refused file never stops the others: it gets one reason, in the report and in th
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import json
 import os
 import re
+import stat
 import sys
 import uuid
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +38,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from scorer.admin_sources import url_problem
 from scorer.fetch import fetch_urls
 from scorer.frames import GifDecodeError, GifInfo, verify_gif
 from scorer.settings import RATINGS, Settings
@@ -126,7 +129,9 @@ def _is_url(text: str) -> bool:
     return text.lower().startswith(("http://", "https://"))
 
 
-def _roots(settings: Settings, base: Path) -> list[Path]:
+def _roots(settings: Settings, base: Path, confine: Sequence[Path] | None = None) -> list[Path]:
+    if confine is not None:  # a chat/web admin's source: only the operator's folders
+        return [Path(r).resolve() for r in confine]
     roots = [base.resolve()]
     roots += [Path(os.path.expanduser(d)).resolve() for d in settings.allowed_source_dirs]
     return roots
@@ -135,6 +140,11 @@ def _roots(settings: Settings, base: Path) -> list[Path]:
 def _inside(path: Path, roots: Iterable[Path]) -> bool:
     resolved = path.resolve()
     return any(resolved.is_relative_to(root) for root in roots)
+
+
+def _printable(text: str) -> str:
+    """Control characters (terminal escape codes) dropped from a name that is shown."""
+    return "".join(ch for ch in text if ch.isprintable())
 
 
 def _split_tags(raw: object) -> list[str]:
@@ -155,7 +165,8 @@ def _row_item(settings: Settings, row: dict, where: str, base: Path, roots: list
     item = SourceItem(ref=raw_path or url or where, title=title, tags=tags)
     if rating_raw:
         if rating_raw not in RATINGS:
-            item.error = f"{where}: unknown rating {rating_raw!r} (expected {', '.join(RATINGS)})"
+            # The value itself is not echoed: refusal reasons never carry a file's content.
+            item.error = f"{where}: unknown rating (expected {', '.join(RATINGS)})"
             return item
         item.rating = rating_raw
     if raw_path:
@@ -163,14 +174,17 @@ def _row_item(settings: Settings, row: dict, where: str, base: Path, roots: list
         path = path if path.is_absolute() else base / path
         if not _inside(path, roots):
             item.error = (
-                f"{where}: {raw_path} is outside the manifest's folder and the allowed "
-                "source folders (allowed_source_dirs)"
+                f"{where}: {_printable(raw_path)[:200]} is outside the manifest's folder and the "
+                "allowed source folders (allowed_source_dirs)"
             )
             return item
         item.path = path
     elif url:
-        if not _is_url(url):
-            item.error = f"{where}: not an http(s) URL: {url[:200]}"
+        problem = None if _is_url(url) else "not an http(s) URL"
+        problem = problem or url_problem(url)
+        if problem:
+            item.ref = where
+            item.error = f"{where}: {problem}"
             return item
         item.url = url
     else:
@@ -215,40 +229,43 @@ def _read_manifest_rows(path: Path) -> Iterator[tuple[str, dict | None, str | No
             yield f"line {n}", None, f"line {n}: not a JSON object"
 
 
-def read_source(settings: Settings, source: str | Path) -> list[SourceItem]:
-    """The items a SOURCE names, in a stable order. Raises PoolError if SOURCE is unusable."""
+def read_source(settings: Settings, source: str | Path, *,
+                confine: Sequence[Path] | None = None) -> list[SourceItem]:
+    """The items a SOURCE names, in a stable order. Raises PoolError if SOURCE is unusable.
+
+    `confine` (a chat/web admin's source, see `scorer.admin_sources`) replaces the folders
+    files may come from: the manifest's own folder and `allowed_source_dirs` no longer count.
+    """
     text = str(source)
     if _is_url(text):
+        problem = url_problem(text)
+        if problem:
+            return [SourceItem(ref="url", error=problem)]
         return [SourceItem(ref=text, url=text)]
     path = Path(os.path.expanduser(text))
     if not path.exists():
         raise PoolError(f"no such file or folder: {path}")
     if path.is_dir():
-        roots = _roots(settings, path)
-        items = []
-        for p in sorted(path.rglob("*")):
-            rel = p.relative_to(path)
-            if any(part.startswith(".") for part in rel.parts):
-                continue
-            if not p.is_file() or p.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            item = SourceItem(ref=str(rel), path=p)
-            if not _inside(p, roots):
-                item.error = f"{rel} links outside the folder and the allowed source folders"
-            items.append(item)
-        return items
+        return _folder_items(settings, path, _roots(settings, path, confine))
     suffix = path.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
         return [SourceItem(ref=str(path), path=path)]
+    if not stat.S_ISREG(path.stat().st_mode):
+        raise PoolError(f"{path}: not a regular file ({_kind_of(path.stat().st_mode)})")
     if suffix in MANIFEST_CSV + MANIFEST_JSON:
         base = path.parent
-        roots = _roots(settings, base)
+        roots = _roots(settings, base, confine)
         items = []
-        for where, row, error in _read_manifest_rows(path):
-            if row is None:
-                items.append(SourceItem(ref=where, error=error))
-            else:
-                items.append(_row_item(settings, row, where, base, roots))
+        try:
+            for where, row, error in _read_manifest_rows(path):
+                if row is None:
+                    items.append(SourceItem(ref=where, error=error))
+                else:
+                    items.append(_row_item(settings, row, where, base, roots))
+        except UnicodeDecodeError:
+            raise PoolError(f"{path}: the manifest is not UTF-8 text") from None
+        except (RecursionError, csv.Error) as exc:
+            raise PoolError(f"{path}: cannot read the manifest ({type(exc).__name__})") from None
         return items
     # anything else: a list of URLs
     items = []
@@ -262,11 +279,51 @@ def read_source(settings: Settings, source: str | Path) -> list[SourceItem]:
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        item = SourceItem(ref=line)
-        if _is_url(line):
-            item.url = line
+        # A line that is no URL is named by its number only: the file may be anything
+        # (an env file, a password file), and refusals are stored and shown.
+        problem = None if _is_url(line) else "not an http(s) URL"
+        problem = problem or url_problem(line)
+        if problem:
+            items.append(SourceItem(ref=f"line {n}", error=f"line {n}: {problem}"))
         else:
-            item.error = f"line {n}: not an http(s) URL: {line[:200]}"
+            items.append(SourceItem(ref=line, url=line))
+    return items
+
+
+def _kind_of(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    return "not a regular file"
+
+
+def _folder_items(settings: Settings, path: Path, roots: list[Path]) -> list[SourceItem]:
+    """Every .gif/.webp under `path` (hidden ones skipped); a named pipe, device or symlink
+    loop with such a name is a refusal with its reason, never opened."""
+    items = []
+    for p in sorted(path.rglob("*")):
+        rel = p.relative_to(path)
+        if any(part.startswith(".") for part in rel.parts) or p.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        try:
+            mode = p.stat().st_mode
+        except OSError as exc:
+            reason = "a symlink loop" if exc.errno == errno.ELOOP else (
+                "a broken symlink" if exc.errno == errno.ENOENT else f"cannot stat: {exc.strerror}")
+            items.append(SourceItem(ref=str(rel), error=f"{rel}: skipped: {reason}"))
+            continue
+        if stat.S_ISDIR(mode):
+            continue
+        item = SourceItem(ref=str(rel), path=p)
+        if not stat.S_ISREG(mode):
+            item.error = f"{rel}: skipped: {_kind_of(mode)}"
+        elif not _inside(p, roots):
+            item.error = f"{rel} links outside the folder and the allowed source folders"
         items.append(item)
     return items
 
@@ -287,11 +344,13 @@ def _store_file(settings: Settings, sha: str, fmt: str, data: bytes) -> Path:
     path = settings.gifs_dir / sha[:2] / f"{sha}.{fmt}"
     if path.exists() and path.stat().st_size == len(data):
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     # Same folder, unique name, then an atomic rename: a reader never sees half a file.
     tmp = path.with_name(f".{sha}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with tmp.open("wb") as fh:
+        # 0600: only this service's user reads the pool (it serves /gifs/ itself).
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+        with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
@@ -302,13 +361,32 @@ def _store_file(settings: Settings, sha: str, fmt: str, data: bytes) -> Path:
 
 
 def _read_file(settings: Settings, path: Path) -> bytes:
+    """A regular file's bytes. Opened non-blocking and checked with fstat on the open file,
+    so a named pipe (or a file swapped for one) is refused instead of hanging the ingest."""
     try:
-        size = path.stat().st_size
-        if size > settings.max_gif_bytes:
-            raise GifDecodeError(f"too large: {size:,} bytes (cap {settings.max_gif_bytes:,})")
-        return path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise GifDecodeError("cannot read the file: a symlink loop") from None
+        raise GifDecodeError(f"cannot read the file: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise GifDecodeError(f"not a regular file: {_kind_of(st.st_mode)}")
+        if st.st_size > settings.max_gif_bytes:
+            raise GifDecodeError(f"too large: {st.st_size:,} bytes (cap {settings.max_gif_bytes:,})")
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=True) as fh:
+            fd = -1
+            data = fh.read(settings.max_gif_bytes + 1)
+        if len(data) > settings.max_gif_bytes:
+            raise GifDecodeError(f"too large: more than {settings.max_gif_bytes:,} bytes")
+        return data
     except OSError as exc:
         raise GifDecodeError(f"cannot read the file: {exc.strerror or exc}") from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def _validate(settings: Settings, item: SourceItem, data: bytes | None) -> _Accepted | str:
@@ -319,7 +397,8 @@ def _validate(settings: Settings, item: SourceItem, data: bytes | None) -> _Acce
             data = _read_file(settings, item.path)
         if len(data) > settings.max_gif_bytes:
             return f"too large: {len(data):,} bytes (cap {settings.max_gif_bytes:,})"
-        info = verify_gif(data, max_pixels=settings.max_gif_pixels, max_frames=settings.max_gif_frames)
+        info = verify_gif(data, max_pixels=settings.max_gif_pixels, max_frames=settings.max_gif_frames,
+                          max_total_pixels=settings.max_gif_total_pixels)
         sha = hashlib.sha256(data).hexdigest()
         _store_file(settings, sha, info.format, data)
         return _Accepted(item, sha, len(data), info)
@@ -410,54 +489,66 @@ def ingest(
     *,
     progress: bool = False,
     trusted_endpoints: Collection[tuple[str, int]] = (),
+    confine: Sequence[Path] | None = None,
 ) -> IngestReport:
     """Add every usable GIF of SOURCE to the pool (created if new); see the module doc.
 
     Raises PoolError only when SOURCE or the name as a whole is unusable; a bad file is a
     refusal in the report. `trusted_endpoints` exempts exact (ip, port) pairs from the
-    private-address check (tests use it to reach a local server).
+    private-address check (tests use it to reach a local server). `confine` limits the
+    server files it may read to those folders (a chat/web admin's source).
     """
     from tqdm import tqdm
 
-    items = read_source(settings, source)
+    items = read_source(settings, source, confine=confine)
     pool_id = _get_or_create_pool(engine, pool_name)
     report = IngestReport(pool=pool_name)
     show = None if progress else True  # None: tqdm shows itself only on a terminal
 
-    fetched: dict[int, bytes] = {}
     errors: dict[int, str] = {i: it.error for i, it in enumerate(items) if it.error}
-    url_idx = [i for i, it in enumerate(items) if it.url and i not in errors]
-    if url_idx:
-        with tqdm(total=len(url_idx), desc="fetch", unit="url", disable=show, file=sys.stderr) as bar:
-            results = fetch_urls(
-                settings, [items[i].url or "" for i in url_idx], trusted=trusted_endpoints,
-                on_done=lambda _r: bar.update(1),
-            )
-        for i, res in zip(url_idx, results, strict=True):
-            if res.data is not None:
-                fetched[i] = res.data
-            else:
-                errors[i] = res.error or "fetch failed"
-
     todo = [i for i in range(len(items)) if i not in errors]
+    n_urls = sum(1 for i in todo if items[i].url)
     seen: set[str] = set()
     pending: list[_Accepted] = []
     workers = max(1, min(4, os.cpu_count() or 1))
+    # A window of items at a time: its URLs are fetched, then every file in it is validated
+    # and stored before the next window is fetched, so memory stays flat in the number of
+    # URLs (at most one window of downloads is held), and order is the SOURCE's.
+    window = max(16, 4 * max(1, settings.fetch_concurrency))
     with (
+        tqdm(total=n_urls, desc="fetch", unit="url", disable=show or not n_urls, file=sys.stderr) as fbar,
         tqdm(total=len(todo), desc=f"ingest {pool_name}", unit="gif", disable=show, file=sys.stderr) as bar,
         ThreadPoolExecutor(max_workers=workers) as pool,
     ):
-        # Pillow's decoder releases the GIL, so threads validate files side by side.
-        outcomes = pool.map(lambda i: (i, _validate(settings, items[i], fetched.pop(i, None))), todo)
-        for i, outcome in outcomes:
-            bar.update(1)
-            if isinstance(outcome, str):
-                errors[i] = outcome
-                continue
-            pending.append(outcome)
-            if len(pending) >= _DB_CHUNK:
-                _record(engine, pool_id, pending, seen, report)
-                pending = []
+        for start in range(0, len(todo), window):
+            part = todo[start:start + window]
+            fetched: dict[int, bytes] = {}
+            url_idx = [i for i in part if items[i].url]
+            if url_idx:
+                results = fetch_urls(
+                    settings, [items[i].url or "" for i in url_idx], trusted=trusted_endpoints,
+                    on_done=lambda _r: fbar.update(1),
+                )
+                for i, res in zip(url_idx, results, strict=True):
+                    if res.data is not None:
+                        fetched[i] = res.data
+                    else:
+                        errors[i] = res.error or "fetch failed"
+                del results
+            ready = [i for i in part if i not in errors]
+            # Pillow's decoder releases the GIL, so threads validate files side by side.
+            outcomes = pool.map(
+                lambda i, got=fetched: (i, _validate(settings, items[i], got.pop(i, None))), ready)
+            for i, outcome in outcomes:
+                bar.update(1)
+                if isinstance(outcome, str):
+                    errors[i] = outcome
+                    continue
+                pending.append(outcome)
+                if len(pending) >= _DB_CHUNK:
+                    _record(engine, pool_id, pending, seen, report)
+                    pending = []
+            bar.update(len(part) - len(ready))
         if pending:
             _record(engine, pool_id, pending, seen, report)
 

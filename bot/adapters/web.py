@@ -287,6 +287,8 @@ async def admin_pools_add(request: web.Request) -> web.Response:
     reply = await request.app[CORE_KEY].admin(_admin_actor(), "pools", ["add", name, source])
     if "application/json" in request.headers.get("Accept", ""):
         return web.json_response(reply_json(reply))
+    if reply.kind == "error":
+        raise web.HTTPBadRequest(text=(reply.text or "refused") + "\n")
     raise web.HTTPSeeOther("/admin")
 
 

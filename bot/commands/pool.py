@@ -41,6 +41,11 @@ def demo_pool_cmd(directory: Path, count: int, seed: int, workers: int | None) -
     click.echo(f"wrote {count} GIFs and {manifest} in {time.perf_counter() - start:.1f} s")
 
 
+def _safe(text: str) -> str:
+    """File names and titles come from strangers: no terminal escape codes reach the screen."""
+    return "".join(ch if ch.isprintable() else "\ufffd" for ch in str(text))
+
+
 @click.group("pool")
 def pool_group() -> None:
     """GIF pools: add files, folders, URL lists or manifests; list, show, remove."""
@@ -73,7 +78,7 @@ def pool_add(settings: Settings, name: str, source: str, as_json: bool) -> None:
         if report.refused:
             click.echo("refused:")
             for ref, reason in report.refused:
-                click.echo(f"  {ref}: {reason}")
+                click.echo(f"  {_safe(ref)}: {_safe(reason)}")
     sys.exit(1 if report.refused else 0)
 
 
@@ -125,7 +130,7 @@ def pool_show(settings: Settings, name: str, limit: int, as_json: bool) -> None:
     for g in info["first"]:
         click.echo(
             f"  {g['sha256'][:12]}  {g['width']:>4}x{g['height']:<4} {g['frames']:>4} fr "
-            f"{g['rating'] or '-':<6} {g['title'] or g['source_url'] or ''}"
+            f"{g['rating'] or '-':<6} {_safe(g['title'] or g['source_url'] or '')}"
         )
     if info["gifs"] > len(info["first"]):
         click.echo(f"  ... and {info['gifs'] - len(info['first'])} more")
