@@ -140,7 +140,8 @@ class SlackImages:
         key = (workspace, card.sha256)
         if key not in self._uploaded:
             result = await client.files_upload_v2(
-                file=str(card.local_path), filename=f"{card.sha256[:16]}.gif", title=card.alt_text[:200]
+                file=str(card.local_path), filename=f"{card.sha256[:16]}.gif",
+                title=blocks.esc(card.alt_text)[:200]
             )
             self._uploaded[key] = result["files"][0]["id"] if "files" in result else result["file"]["id"]
         return {"slack_file": {"id": self._uploaded[key]}}
@@ -249,7 +250,7 @@ def register(app: AsyncApp, core: BotCore, settings: Settings) -> None:
             await respond(
                 response_type="ephemeral",
                 replace_original=False,
-                text=f"I couldn't post in this channel ({error}). Invite me with `/invite @moodgif`.",
+                text=f"I couldn't post in this channel ({blocks.esc(error)}). Invite me with `/invite @moodgif`.",
             )
             return
         await core.attach_message(post.post_id, message_ref(str(result["channel"]), str(result["ts"])))
@@ -348,7 +349,7 @@ def register(app: AsyncApp, core: BotCore, settings: Settings) -> None:
         except ValueError:
             words = text.split()
         reply = await core.admin(actor, words[0] if words else "help", words[1:])
-        await respond(response_type="ephemeral", text=reply_text(reply))
+        await respond(response_type="ephemeral", text=blocks.esc(reply_text(reply)))
 
     g = _guarded
     app.command("/gif")(g("/gif", gif_command))
@@ -372,6 +373,22 @@ def register(app: AsyncApp, core: BotCore, settings: Settings) -> None:
 
 # ---------------------------------------------------------------------------------------
 # building the app
+
+
+class _NoBodies(logging.Filter):
+    """bolt logs the whole body of every request with a bad signature: anyone on the
+    internet could then write megabytes (and fake log lines) into our logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "Invalid request signature" in message or len(message) > 2000:
+            record.msg = message.split(" (", 1)[0][:200].replace("\n", " ") + " (request body not logged)"
+            record.args = None
+        return True
+
+
+for _name in ("slack_bolt.AsyncRequestVerification", "slack_bolt.RequestVerification"):
+    logging.getLogger(_name).addFilter(_NoBodies())
 
 
 def oauth_enabled(settings: Settings) -> bool:

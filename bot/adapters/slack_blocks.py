@@ -31,14 +31,20 @@ MAX_BUTTONS_PER_BLOCK = 25  # Slack's limit for one actions block
 MAX_ALT_TEXT = 2000
 
 
+def esc(text: str) -> str:
+    """Slack's three control characters escaped: a GIF title, a query or a reply can then
+    never become a mention (`<!channel>`, `<@U...>`) or a disguised link (`<https://x|y>`)."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _text(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+    return {"type": "section", "text": {"type": "mrkdwn", "text": esc(text)}}
 
 
 def _button(label: str, action_id: str, value: str, style: str | None = None) -> dict[str, Any]:
     button: dict[str, Any] = {
         "type": "button",
-        "text": {"type": "plain_text", "text": label, "emoji": True},
+        "text": {"type": "plain_text", "text": esc(label), "emoji": True},
         "action_id": action_id,
         "value": value,
     }
@@ -48,9 +54,9 @@ def _button(label: str, action_id: str, value: str, style: str | None = None) ->
 
 
 def image_block(card: GifCard, ref: ImageRef, title: str | None = None) -> dict[str, Any]:
-    block: dict[str, Any] = {"type": "image", "alt_text": card.alt_text[:MAX_ALT_TEXT], **ref}
+    block: dict[str, Any] = {"type": "image", "alt_text": esc(card.alt_text)[:MAX_ALT_TEXT], **ref}
     if title:
-        block["title"] = {"type": "plain_text", "text": title[:2000], "emoji": True}
+        block["title"] = {"type": "plain_text", "text": esc(title)[:2000], "emoji": True}
     return block
 
 
@@ -89,7 +95,7 @@ def preview_message(preview: PreviewView, refs: Mapping[str, ImageRef], text: st
         buttons.append(_button("Shuffle", SHUFFLE, sid))
     buttons.append(_button("Cancel", CANCEL, sid))
     blocks.append({"type": "actions", "block_id": "preview_actions", "elements": buttons})
-    return {"text": f"GIF preview: {preview.emotion} (only you can see this)", "blocks": blocks}
+    return {"text": f"GIF preview: {esc(preview.emotion)} (only you can see this)", "blocks": blocks}
 
 
 def choices_message(reply: Reply) -> dict[str, Any]:
@@ -106,20 +112,21 @@ def choices_message(reply: Reply) -> dict[str, Any]:
                 "elements": [_button(c, f"{CHOOSE}:{c}", c) for c in chunk],
             }
         )
-    return {"text": text, "blocks": blocks}
+    return {"text": esc(text), "blocks": blocks}
 
 
 def post_message(post: PostView, ref: ImageRef) -> dict[str, Any]:
     """The public post: the GIF, "requested by @user", and 👍 / 👎."""
     card = post.card
     return {
-        "text": f"{card.alt_text} (requested by <@{post.requested_by}>)",
+        "text": f"{esc(card.alt_text)} (requested by <@{esc(post.requested_by)}>)",
         "blocks": [
             image_block(card, ref, card.title or None),
             {
                 "type": "context",
                 "elements": [
-                    {"type": "mrkdwn", "text": f"requested by <@{post.requested_by}> · _{post.emotion}_"}
+                    {"type": "mrkdwn",
+                     "text": f"requested by <@{esc(post.requested_by)}> · _{esc(post.emotion)}_"}
                 ],
             },
             {
@@ -139,7 +146,7 @@ def poll_message(poll: PollView, refs: Mapping[str, ImageRef], text: str = "") -
     question = text or f"Which is more *{poll.emotion}*?"
     pid = poll.poll_id
     return {
-        "text": f"Which is more {poll.emotion}?",
+        "text": f"Which is more {esc(poll.emotion)}?",
         "blocks": [
             _text(question),
             image_block(poll.left, refs[poll.left.sha256], "Left"),
@@ -161,7 +168,7 @@ def text_message(text: str, *, dismissible: bool = False) -> dict[str, Any]:
     blocks: list[dict[str, Any]] = [_text(text)]
     if dismissible:
         blocks.append({"type": "actions", "elements": [_button("Dismiss", DISMISS, "x")]})
-    return {"text": text, "blocks": blocks}
+    return {"text": esc(text), "blocks": blocks}
 
 
 def cards_of(reply: Reply) -> list[GifCard]:

@@ -1,0 +1,62 @@
+"""The real bolt app: mention/link injection from GIF titles, forged requests and their logs."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from _sec_slack import slack_stack
+from sqlalchemy import update
+
+from bot.adapters import slack_blocks as blocks
+from scorer.store import Gif, session_scope
+
+HOSTILE = "<!channel> <https://evil.example|click me> & <@U0BOSS> <!here>"
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+async def test_hostile_titles_never_become_mentions_or_links(sqlite_settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    async with slack_stack(sqlite_settings, sqlite_engine) as stack:
+        with session_scope(sqlite_engine) as s:  # as a manifest or provider could title them
+            s.execute(update(Gif).values(title=HOSTILE))
+        assert await stack.command("happy", user="U0ALICE", command="/gif") == 200
+        preview = (await stack.fake.wait_for("webhook", 1))[0].data
+        send = next(e["value"] for b in preview["blocks"] if b["type"] == "actions"
+                    for e in b["elements"] if e["action_id"] == blocks.SEND)
+        assert await stack.click(blocks.SEND, send) == 200
+        posted = (await stack.fake.wait_for("chat.postMessage", 1))[0].data
+    for payload in (preview, posted):
+        payload = {k: json.loads(v) if k == "blocks" and isinstance(v, str) else v for k, v in payload.items()}
+        texts = _strings(payload)
+        joined = "\n".join(texts)
+        for bad in ("<!channel>", "<!here>", "<https://evil", "<@U0BOSS>"):
+            assert bad not in joined, (bad, joined[:500])
+        assert "&lt;!channel&gt;" in joined and "&amp;" in joined
+    # our own mention of the requester is still a real mention
+    assert "<@U0ALICE>" in json.dumps(posted)
+
+
+async def test_forged_requests_are_401_and_their_bodies_are_not_logged(sqlite_settings, sqlite_engine,
+                                                                       caplog) -> None:  # type: ignore[no-untyped-def]
+    import aiohttp
+
+    async with slack_stack(sqlite_settings, sqlite_engine) as stack:
+        body = "command=/gif-admin&text=pools+add+x+/etc&user_id=U0ADMIN&FAKE-LOG-LINE\nERROR forged" + "A" * 50_000
+        with caplog.at_level(logging.DEBUG), caplog.at_level(logging.DEBUG, "slack_bolt.RequestVerification"):
+            async with aiohttp.ClientSession() as http:
+                for headers in ({}, {"X-Slack-Request-Timestamp": "1", "X-Slack-Signature": "v0=00"}):
+                    async with http.post(stack.url + "/slack/events", data=body, headers={
+                            "Content-Type": "application/x-www-form-urlencoded", **headers}) as r:
+                        assert r.status == 401
+        assert "FAKE-LOG-LINE" not in caplog.text and "AAAAAAAAAA" not in caplog.text
+        assert stack.core.jobs == []
