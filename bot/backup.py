@@ -27,6 +27,7 @@ single transaction that also checks the row counts, so an error rolls everything
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import io
 import json
@@ -284,7 +285,6 @@ def create_backup(
     `dest` is a file name, or an existing directory to put a dated archive in. The archive
     appears under its name only when complete (written as NAME.partial, then renamed).
     """
-    from scorer.store import make_engine
 
     dest = Path(dest)
     if dest.is_dir():
@@ -294,6 +294,24 @@ def create_backup(
     dialect = _dialect(url)
     parts_wanted = [p for p in FILE_PARTS if include_features or p != "features"]
     partial = dest.with_name(dest.name + ".partial")
+
+    try:
+        return _create_backup(settings, dest, url, dialect, parts_wanted, partial, progress)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise BackupError(f"no space left while writing {dest} ({exc.strerror}); nothing was "
+                              "changed: free some space or pick another folder") from None
+        raise
+    except sqlite3.OperationalError as exc:
+        if "full" in str(exc) or "disk i/o" in str(exc).lower():
+            raise BackupError(f"no space left for the database snapshot next to {dest} ({exc}); "
+                              "nothing was changed: free some space or pick another folder") from None
+        raise
+
+
+def _create_backup(settings: Settings, dest: Path, url: str, dialect: str, parts_wanted: list[str],
+                   partial: Path, progress: bool) -> tuple[Path, dict[str, Any]]:
+    from scorer.store import make_engine
 
     with tempfile.TemporaryDirectory(prefix=".moodgif-backup-", dir=dest.parent) as tmp:
         pg_schema = None
@@ -305,6 +323,9 @@ def create_backup(
             counts, revision, pg_schema = _pg_snapshot(make_engine(url), url, db_file)
 
         try:
+            # 0600 before the first byte: the archive holds the whole ledger.
+            os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+            os.chmod(partial, 0o600)
             with tarfile.open(partial, "w:gz", compresslevel=6) as tar:
                 sha, size = _add_stable_file(tar, db_file, member)
                 parts: dict[str, Any] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import click
@@ -20,6 +21,27 @@ class MoodgifGroup(click.Group):
         except SettingsError as exc:
             click.echo(f"moodgif: configuration error: {exc}", err=True)
             sys.exit(2)
+        except Exception as exc:
+            reason = _storage_failure(exc)
+            if reason is None:
+                raise
+            # A full disk or a held lock is not a bug: one line, and what to do.
+            click.echo(f"moodgif: {reason}; nothing already stored was lost: fix it and run the "
+                       "same command again", err=True)
+            sys.exit(1)
+
+
+def _storage_failure(exc: BaseException) -> str | None:
+    import errno
+
+    text = str(getattr(exc, "orig", exc)).lower()
+    if "database or disk is full" in text or "disk i/o error" in text:
+        return "the database could not be written (disk full or I/O error)"
+    if "database is locked" in text:
+        return "the database is locked by another process"
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return f"no space left ({exc.strerror})"
+    return None
 
 
 @click.group(cls=MoodgifGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,6 +49,9 @@ class MoodgifGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, verbose: bool) -> None:
     """moodgif: GIF suggestions that know what a GIF feels like."""
+    # Everything moodgif writes (database, WAL, backups, pool files, the salt) is for its
+    # own user only: the ledger and the Slack installations are in there.
+    os.umask(0o077)
     settings = load_settings()
     from bot.logs import setup_logging
 

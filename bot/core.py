@@ -36,17 +36,29 @@ from typing import Any
 import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 
 from bot import session as sess
 from bot.events import Actor, GifCard, PollView, PostView, PreviewView, Reply
 from bot.ranking import Ranked, Ranker, rank
 from scorer.emotions import INDEX, N_EMOTIONS, NAMES
 from scorer.settings import RATINGS, Settings
-from scorer.store import Gif, ModelVersion, Pool, PoolGif, Post, RetrainRun, session_scope
+from scorer.store import (
+    Gif,
+    ModelVersion,
+    Pool,
+    PoolGif,
+    Post,
+    RetrainRun,
+    is_busy_error,
+    request_path,
+    session_scope,
+)
 from training.comparisons import LedgerError, record_poll, record_send, record_vote, user_hash
 
 log = logging.getLogger("moodgif.bot.core")
 
+BUSY_TEXT = "I'm busy for a moment (the database is locked by another job). Please try again."
 MAX_TEXT_CHARS = 1000  # longer than any real "/gif ..." request; 10 kB gets a polite no
 WATCH_MAX_CHARS = 300
 WATCH_MIN_CONFIDENCE = 0.8  # an unasked offer must be a clear case
@@ -79,10 +91,14 @@ class BotCore:
     """One instance per process; shared by every adapter in it."""
 
     def __init__(self, settings: Settings, engine: Engine, *, intent_parser: Any = None,
-                 clock: Callable[[], float] = time.time, ranker: Ranker | None = None,
+                 clock: Callable[[], float] | None = None, ranker: Ranker | None = None,
                  seed: int | None = None) -> None:
         self.settings = settings
         self.engine = engine
+        if clock is None:  # the database's clock: hosts sharing it agree on session times
+            from bot.dbclock import DbClock
+
+            clock = DbClock(engine)
         self.clock = clock
         self.ranker = ranker or Ranker(engine, background=True)
         self.cooldown = sess.Cooldown(clock)
@@ -106,6 +122,23 @@ class BotCore:
 
                     self._parser = get_parser(self.settings)
         return self._parser
+
+    async def _for_user(self, fn: Callable[..., Any], *args: Any, quiet: bool = False) -> Any:
+        """Run a user's request in a worker thread with the short database lock wait; a
+        database locked by another process becomes a polite "busy" reply, not a stall or a
+        500 (`quiet`: an unasked offer or poll is simply skipped)."""
+        def run() -> Any:
+            with request_path():
+                return fn(*args)
+
+        try:
+            return await asyncio.to_thread(run)
+        except OperationalError as exc:
+            if not is_busy_error(exc):
+                raise
+            log.warning("database busy (locked by another process): %s answered 'busy'",
+                        getattr(fn, "__name__", "request"))
+            return None if quiet else Reply(kind="error", text=BUSY_TEXT)
 
     def _now(self) -> dt.datetime:
         return sess.to_datetime(self.clock())
@@ -236,7 +269,7 @@ class BotCore:
     # ------------------------------------------------------------------ request
     async def request(self, actor: Actor, text: str) -> Reply:
         """A `/gif ...` request: a preview, help, did-you-mean, or a polite no."""
-        return await asyncio.to_thread(self._request, actor, text)
+        return await self._for_user(self._request, actor, text)
 
     def _request(self, actor: Actor, text: str) -> Reply:
         started = time.perf_counter()
@@ -312,7 +345,7 @@ class BotCore:
         return state, None
 
     async def shuffle(self, actor: Actor, session_id: str) -> Reply:
-        return await asyncio.to_thread(self._shuffle, actor, session_id)
+        return await self._for_user(self._shuffle, actor, session_id)
 
     def _shuffle(self, actor: Actor, session_id: str) -> Reply:
         state, refusal = self._own_open(actor, session_id)
@@ -335,7 +368,7 @@ class BotCore:
         return self._preview_reply(new_state, ranked.eligible, text=note)
 
     async def send(self, actor: Actor, session_id: str, sha: str | None = None) -> Reply:
-        return await asyncio.to_thread(self._send, actor, session_id, sha)
+        return await self._for_user(self._send, actor, session_id, sha)
 
     def _send(self, actor: Actor, session_id: str, sha: str | None) -> Reply:
         state, refusal = self._own_open(actor, session_id)
@@ -366,7 +399,7 @@ class BotCore:
                                                   requested_by=actor.user_id))
 
     async def cancel(self, actor: Actor, session_id: str) -> Reply:
-        return await asyncio.to_thread(self._cancel, actor, session_id)
+        return await self._for_user(self._cancel, actor, session_id)
 
     def _cancel(self, actor: Actor, session_id: str) -> Reply:
         state, refusal = self._own_open(actor, session_id)
@@ -386,7 +419,7 @@ class BotCore:
                    source: str = "vote") -> Reply:
         """👍 (up=True) / 👎 (False) / withdrawn (None), from a button or a reaction
         (`source="reaction"`). Votes are not rate-limited beyond one per person per post."""
-        return await asyncio.to_thread(self._vote, actor, post_id, message_ref, up, source)
+        return await self._for_user(self._vote, actor, post_id, message_ref, up, source)
 
     def _vote(self, actor: Actor, post_id: int | None, message_ref: str | None,
               up: bool | None, source: str) -> Reply:
@@ -415,7 +448,7 @@ class BotCore:
         """A "which is more X?" poll for `settings.poll_share` of requests (None otherwise)."""
         if emotion not in INDEX or not self._chance(self.settings.poll_share):
             return None
-        return await asyncio.to_thread(self._poll, actor, INDEX[emotion])
+        return await self._for_user(self._poll, actor, INDEX[emotion], quiet=True)
 
     def _poll(self, actor: Actor, emotion: int) -> Reply | None:
         scoped = sess.get_all_scoped(self.engine, self.settings, actor.platform, actor.workspace,
@@ -439,7 +472,7 @@ class BotCore:
                      poll=PollView(poll_id=state.id, emotion=name, left=cards[0], right=cards[1]))
 
     async def answer_poll(self, actor: Actor, poll_id: str, answer: str) -> Reply:
-        return await asyncio.to_thread(self._answer_poll, actor, poll_id, answer)
+        return await self._for_user(self._answer_poll, actor, poll_id, answer)
 
     def _answer_poll(self, actor: Actor, poll_id: str, answer: str) -> Reply:
         answer = (answer or "").strip().lower()
@@ -468,7 +501,7 @@ class BotCore:
         emotion; at most once per person per `watch_cooldown_min`. None = stay quiet."""
         if not text or len(text) > WATCH_MAX_CHARS or text.lstrip().startswith("/"):
             return None
-        return await asyncio.to_thread(self._watch, actor, text)
+        return await self._for_user(self._watch, actor, text, quiet=True)
 
     def _watch(self, actor: Actor, text: str) -> Reply | None:
         scoped = sess.get_all_scoped(self.engine, self.settings, actor.platform, actor.workspace,

@@ -18,8 +18,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import re
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,20 +169,44 @@ def required_components(settings: Settings) -> list[str]:
 def check_database(engine: Engine) -> tuple[bool, str]:
     """A real round trip: read the schema revision and compare it with the code's head."""
     from scorer.migrate import head_revision
+    from scorer.store import is_busy_error, request_path
 
     try:
-        with engine.connect() as conn:
+        with request_path(), engine.connect() as conn:
             rows = conn.execute(text("SELECT version_num FROM alembic_version")).fetchall()
     except Exception as exc:  # any driver error means "not reachable / not usable"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "alembic_version" in first:
             return False, "schema not initialised: run `moodgif db upgrade`"
-        return False, f"{type(exc).__name__}: {first[:300]}"
+        if is_busy_error(exc):
+            return False, "busy: the database is locked by another process"
+        # /readyz is public: the full message (host, port, database name) goes to the log.
+        log.warning("readiness: database check failed: %s", first[:500])
+        return False, f"{type(exc).__name__}: {redact(first)[:200]}"
     current = rows[0][0] if rows else None
     head = head_revision(engine)
     if current != head:
         return False, f"schema at {current}, code expects {head}: run `moodgif db upgrade`"
     return True, f"revision {current}"
+
+
+_QUOTED = re.compile(r"\"[^\"]*\"|'[^']*'")
+_ADDRESS = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b|\[?[0-9a-f]*:[0-9a-f:]+\]?|\bport \d+|"
+                      r"\b(?:host|dbname|user|password)=\S+", re.IGNORECASE)
+
+
+def redact(message: str) -> str:
+    """A driver error without names, addresses and ports (it is shown on a public route)."""
+    return _ADDRESS.sub("…", _QUOTED.sub('"…"', message))
+
+
+# Ops routes get their own threads: a request path stuck on a database lock must never
+# leave /healthz, /readyz or /metrics waiting for a worker.
+_OPS_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="moodgif-ops")
+
+
+async def _ops_thread(fn: Any, *args: Any) -> Any:
+    return await asyncio.get_running_loop().run_in_executor(_OPS_POOL, fn, *args)
 
 
 def refresh_db_gauges(engine: Engine) -> None:
@@ -210,6 +236,16 @@ def refresh_db_gauges(engine: Engine) -> None:
             LAST_RETRAIN.labels(status=status).set(finished.replace(tzinfo=dt.UTC).timestamp())
 
 
+def _short(fn: Any) -> Any:
+    def run(*args: Any) -> Any:
+        from scorer.store import request_path
+
+        with request_path():
+            return fn(*args)
+
+    return run
+
+
 def add_ops_routes(app: web.Application, settings: Settings, engine: Engine) -> None:
     """Mount GET /healthz, /readyz and /metrics on an aiohttp application."""
     health = get_health()
@@ -220,7 +256,7 @@ def add_ops_routes(app: web.Application, settings: Settings, engine: Engine) -> 
     async def readyz(_request: web.Request) -> web.Response:
         try:
             ok, detail = await asyncio.wait_for(
-                asyncio.to_thread(check_database, engine), timeout=DB_CHECK_TIMEOUT_S
+                _ops_thread(check_database, engine), timeout=DB_CHECK_TIMEOUT_S
             )
         except TimeoutError:
             ok, detail = False, f"no answer within {DB_CHECK_TIMEOUT_S:.0f} s"
@@ -248,10 +284,10 @@ def add_ops_routes(app: web.Application, settings: Settings, engine: Engine) -> 
 
     async def metrics(_request: web.Request) -> web.Response:
         try:
-            await asyncio.wait_for(asyncio.to_thread(refresh_db_gauges, engine), DB_CHECK_TIMEOUT_S)
+            await asyncio.wait_for(_ops_thread(_short(refresh_db_gauges), engine), DB_CHECK_TIMEOUT_S)
         except Exception as exc:  # a scrape must still answer with the in-process metrics
             log.debug("metrics: database gauges not refreshed: %s", exc)
-        payload = await asyncio.to_thread(generate_latest, REGISTRY)
+        payload = await _ops_thread(generate_latest, REGISTRY)
         response = web.Response(body=payload)
         # CONTENT_TYPE_LATEST carries a charset, which aiohttp wants set apart.
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST

@@ -12,7 +12,10 @@ The schema is created and upgraded by the Alembic migrations in `scorer/migratio
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -335,7 +338,52 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={busy_timeout_ms()}")
+    # The database holds the ledger and the Slack installations: owner-only, whatever the
+    # umask was when it was created (SQLite gives its -wal/-shm files the same mode).
+    for _seq, name, path in cur.execute("PRAGMA database_list").fetchall():
+        if name == "main" and path:
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(OSError):
+                    if os.stat(path + suffix).st_mode & 0o077:
+                        os.chmod(path + suffix, 0o600)
+    cur.close()
+
+
+# Request paths (a chat click, a web page) wait this long for a lock held by another
+# process, then answer "busy, try again"; jobs and the CLI wait the long one.
+REQUEST_BUSY_TIMEOUT_MS = 2000
+LONG_BUSY_TIMEOUT_MS = 30000
+_PATH = threading.local()
+
+
+def busy_timeout_ms() -> int:
+    return REQUEST_BUSY_TIMEOUT_MS if getattr(_PATH, "request", False) else LONG_BUSY_TIMEOUT_MS
+
+
+@contextmanager
+def request_path() -> Iterator[None]:
+    """Mark this thread as serving a user: SQLite waits only briefly for another
+    process's lock (`DatabaseBusy` then), so a held lock cannot stall the bot."""
+    before = getattr(_PATH, "request", False)
+    _PATH.request = True
+    try:
+        yield
+    finally:
+        _PATH.request = before
+
+
+def is_busy_error(exc: BaseException) -> bool:
+    """SQLite's "database is locked / busy" (another process holds the write lock)."""
+    text = str(getattr(exc, "orig", exc)).lower()
+    return "database is locked" in text or "database is busy" in text or "database table is locked" in text
+
+
+def _sqlite_checkout(dbapi_conn, _record, _proxy) -> None:  # type: ignore[no-untyped-def]
+    # Pooled connections are shared by request threads and job threads: set the wait of
+    # whoever checks the connection out now (a PRAGMA costs microseconds).
+    cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout={busy_timeout_ms()}")
     cur.close()
 
 
@@ -346,9 +394,10 @@ def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "checkout", _sqlite_checkout)
     else:
         if url.startswith("postgresql://"):
             url = "postgresql+psycopg://" + url[len("postgresql://"):]

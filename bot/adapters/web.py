@@ -31,6 +31,7 @@ import numpy as np
 from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 
 from bot.adapters.web_guard import Access, guard
 from bot.core import BotCore
@@ -38,7 +39,7 @@ from bot.events import Actor, GifCard, Reply
 from bot.ranking import PRIOR_SD
 from scorer.emotions import INDEX, NAMES
 from scorer.settings import Settings
-from scorer.store import Comparison, session_scope
+from scorer.store import Comparison, is_busy_error, request_path, session_scope
 
 log = logging.getLogger("moodgif.bot.web")
 
@@ -57,6 +58,29 @@ ACCESS_KEY: web.AppKey[Access] = web.AppKey("moodgif_access", Access)
 
 # ---------------------------------------------------------------------------------------
 # access: bot/adapters/web_guard.py (Host allow-list, who, same origin, CSRF)
+
+
+async def _db(fn: Any, *args: Any) -> Any:
+    """A page's database work in a worker thread, waiting only briefly for another
+    process's lock (then the `busy` middleware answers 503 "try again")."""
+    def run() -> Any:
+        with request_path():
+            return fn(*args)
+
+    return await asyncio.to_thread(run)
+
+
+@web.middleware
+async def busy(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except OperationalError as exc:
+        if not is_busy_error(exc):
+            raise
+        log.warning("%s %s: database busy (locked by another process)", request.method, request.path)
+        raise web.HTTPServiceUnavailable(text="The database is busy (locked by another job); "
+                                              "try again in a moment.\n",
+                                         headers={"Retry-After": "5"}) from None
 
 
 def is_local(request: web.Request) -> bool:
@@ -186,7 +210,7 @@ async def api_emotions(request: web.Request) -> web.Response:
     """Autocomplete: emotions matching what is typed so far."""
     prefix = request.query.get("q", "")[:100]
     core = request.app[CORE_KEY]
-    names = await asyncio.to_thread(core.parser.suggest_emotions, prefix, 8) \
+    names = await _db(core.parser.suggest_emotions, prefix, 8) \
         if hasattr(core.parser, "suggest_emotions") else [n for n in NAMES if n.startswith(prefix)]
     return web.json_response({"emotions": names})
 
@@ -254,8 +278,8 @@ async def admin_pools(request: web.Request) -> web.Response:
     from scorer.pool import list_pools
 
     core = request.app[CORE_KEY]
-    pools = await asyncio.to_thread(list_pools, request.app[ENGINE_KEY])
-    matrix = await asyncio.to_thread(core.ranker.matrix)
+    pools = await _db(list_pools, request.app[ENGINE_KEY])
+    matrix = await _db(core.ranker.matrix)
     rows = "".join(
         f"<tr><td>{html.escape(p['name'])}</td><td>{p['gifs']}</td>"
         f"<td>{int(matrix.pools[p['name']].sum()) if p['name'] in matrix.pools else 0}</td>"
@@ -320,10 +344,10 @@ def top_gifs(core: BotCore, emotion: int, k: int = 24) -> list[dict[str, Any]]:
 async def admin_top(request: web.Request) -> web.Response:
     emotion = _emotion_param(request)
     core = request.app[CORE_KEY]
-    rows = await asyncio.to_thread(top_gifs, core, emotion)
+    rows = await _db(top_gifs, core, emotion)
     if request.query.get("format") == "json":
         return web.json_response({"emotion": NAMES[emotion], "gifs": rows})
-    scored = (await asyncio.to_thread(core.ranker.matrix)).scored
+    scored = (await _db(core.ranker.matrix)).scored
     cells = "".join(
         f'<figure><img src="{r["url"]}" alt="" loading=lazy width=96 height=96>'
         f"<figcaption>{r['mean']:.2f} ± {r['sd']:.2f}</figcaption></figure>" for r in rows)
@@ -364,7 +388,7 @@ async def admin_plot(request: web.Request) -> web.Response:
     name = request.match_info["emotion"]
     if name not in INDEX:
         raise web.HTTPNotFound()
-    png = await asyncio.to_thread(render_distribution, request.app[CORE_KEY], INDEX[name])
+    png = await _db(render_distribution, request.app[CORE_KEY], INDEX[name])
     return web.Response(body=png, content_type="image/png", headers={"Cache-Control": "no-store"})
 
 
@@ -391,7 +415,7 @@ def comparisons_summary(engine: Engine, limit: int = 50) -> dict[str, Any]:
 
 
 async def admin_comparisons(request: web.Request) -> web.Response:
-    st = await asyncio.to_thread(comparisons_summary, request.app[ENGINE_KEY])
+    st = await _db(comparisons_summary, request.app[ENGINE_KEY])
     if request.query.get("format") == "json":
         return web.json_response(st)
     src = ", ".join(f"{k}: {v}" for k, v in st["by_source"].items()) or "none yet"
@@ -411,7 +435,7 @@ async def admin_comparisons(request: web.Request) -> web.Response:
 async def admin_retrains(request: web.Request) -> web.Response:
     from training.retrain import history
 
-    runs = await asyncio.to_thread(history, request.app[ENGINE_KEY], 50)
+    runs = await _db(history, request.app[ENGINE_KEY], 50)
     if request.query.get("format") == "json":
         return web.json_response(runs, dumps=lambda o: json.dumps(o, default=str))
 
@@ -440,7 +464,7 @@ async def admin_retrains(request: web.Request) -> web.Response:
 def build_app(core: BotCore, settings: Settings, engine: Engine) -> web.Application:
     """The playground, admin pages and `/gifs/`; other routes can be added by the caller."""
     access = Access(settings)
-    app = web.Application(middlewares=[guard(access)], client_max_size=64 * 1024)
+    app = web.Application(middlewares=[guard(access), busy], client_max_size=64 * 1024)
     app[ACCESS_KEY] = access
     app[CORE_KEY] = core
     app[SETTINGS_KEY] = settings
