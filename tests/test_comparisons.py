@@ -75,10 +75,13 @@ def test_user_hash_is_salted_stable_and_raw_ids_never_stored(engine, settings, g
     assert who == user_hash(engine, settings, "slack", "U123RAW")
     assert who != user_hash(engine, settings, "discord", "U123RAW")
     assert len(who) == 64 and "U123RAW" not in who
-    # The generated salt is kept in the meta table, so other processes hash alike.
+    # The generated salt is kept in a 0600 file in MOODGIF_HOME (never in the database, so
+    # no copy of it can re-identify voters); other processes on this home hash alike.
+    salt_path = settings.home / "user_hash_salt"
+    salt = salt_path.read_text().strip()
+    assert len(salt) >= 32 and salt_path.stat().st_mode & 0o077 == 0
     with session_scope(engine) as s:
-        salt = s.get(Meta, "user_hash_salt").value
-    assert len(salt) >= 32
+        assert s.get(Meta, "user_hash_salt") is None
     assert who != hashlib.sha256(b"slack\x00U123RAW").hexdigest()
 
     post = add_post(engine, gifs[0], 9)

@@ -23,7 +23,6 @@ import datetime as dt
 import hashlib
 import logging
 import re
-import secrets
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from scorer.emotions import INDEX, N_EMOTIONS, NAMES
 from scorer.settings import Settings
-from scorer.store import Comparison, Meta, Pool, PoolGif, Post, session_scope, utcnow
+from scorer.store import Comparison, Pool, PoolGif, Post, session_scope, utcnow
 
 log = logging.getLogger("moodgif.training.comparisons")
 
@@ -73,33 +72,23 @@ _SALTS: dict[str, str] = {}
 
 
 def _salt(engine: Engine, settings: Settings) -> str:
+    """The salt (scorer/salt.py: an environment secret or a 0600 file, never the database)."""
+    from scorer.salt import load_salt
+
     if settings.user_hash_salt:
         return settings.user_hash_salt
-    key = str(engine.url)
-    if key in _SALTS:
-        return _SALTS[key]
-    with session_scope(engine) as s:
-        row = s.get(Meta, SALT_META_KEY)
-        value = row.value if row else None
-    if value is None:
-        candidate = secrets.token_hex(32)
-        try:
-            with session_scope(engine) as s:
-                s.add(Meta(key=SALT_META_KEY, value=candidate))
-            value = candidate
-        except IntegrityError:
-            # Another process generated it first: everyone must use the same salt.
-            with session_scope(engine) as s:
-                value = s.get(Meta, SALT_META_KEY).value  # type: ignore[union-attr]
-    _SALTS[key] = value
-    return value
+    key = f"{engine.url}|{settings.home}"
+    if key not in _SALTS:
+        _SALTS[key] = load_salt(engine, settings)
+    return _SALTS[key]
 
 
 def user_hash(engine: Engine, settings: Settings, platform: str, user_id: str) -> str:
     """Salted SHA-256 (hex) of a platform user id; the only form of `who` the ledger keeps.
 
     The salt is `settings.user_hash_salt`, or one generated once per installation and kept
-    in the `meta` table, so the same person hashes the same across processes and restarts.
+    in `$MOODGIF_HOME/user_hash_salt` (scorer/salt.py), so the same person hashes the same
+    across processes and restarts, and no copy of the database can re-identify anyone.
     """
     if not user_id:
         raise LedgerError("empty user id")

@@ -1,0 +1,113 @@
+"""The user-hash salt: kept outside the database.
+
+Every `who` in the ledger is sha256(salt, platform, user id). With the salt next to the
+hashes (it used to be a row of the `meta` table, so in every backup and every copy of the
+database) anyone holding a copy could re-identify voters from a guessed list of user ids.
+So the salt lives in `MOODGIF_USER_HASH_SALT` (an environment secret) or in the file
+`$MOODGIF_HOME/user_hash_salt` (mode 0600, created on first use), never in the database.
+
+Migration: a database that still has the old `meta` row gets it moved to the file on
+first start (old hashes keep matching) and the row is deleted. The database keeps only a
+fingerprint (`user_hash_salt_check`, a hash that reveals nothing about the salt), so a
+second host sharing the database without the same salt is stopped with a clear error
+instead of silently hashing the same people differently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import secrets
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from scorer.settings import Settings
+from scorer.store import Meta, session_scope
+
+LEGACY_KEY = "user_hash_salt"
+CHECK_KEY = "user_hash_salt_check"
+FILE_NAME = "user_hash_salt"
+
+
+class SaltError(RuntimeError):
+    """The salt this process has does not match the one the ledger was hashed with."""
+
+
+def salt_file(settings: Settings) -> Path:
+    return Path(settings.home) / FILE_NAME
+
+
+def fingerprint(salt: str) -> str:
+    return hashlib.sha256(b"moodgif user-hash salt check\x00" + salt.encode()).hexdigest()
+
+
+def _read(path: Path) -> str | None:
+    try:
+        value = path.read_text().strip()
+    except FileNotFoundError:
+        return None
+    return value or None
+
+
+def _create(path: Path, value: str) -> str:
+    """Write the salt file once (O_EXCL, 0600); if another process won, use its value."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        existing = _read(path)
+        if existing is None:
+            raise SaltError(f"{path} exists but is empty: remove it or restore it") from None
+        return existing
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    return value
+
+
+def load_salt(engine: Engine, settings: Settings) -> str:
+    """The salt for `user_hash`; see the module doc. Raises SaltError on a mismatch."""
+    if settings.user_hash_salt:  # an explicit secret (several hosts, simulations) wins
+        return settings.user_hash_salt
+    path = salt_file(settings)
+    with session_scope(engine) as s:
+        legacy = s.get(Meta, LEGACY_KEY)
+        check = s.get(Meta, CHECK_KEY)
+        legacy_value = legacy.value if legacy else None
+        check_value = check.value if check else None
+    salt = _read(path)
+    if salt is None and legacy_value is not None:
+        salt = _create(path, legacy_value)  # migrate: the old hashes keep matching
+    if salt is None:
+        if check_value is not None:
+            raise SaltError(
+                f"the ledger's votes were hashed with a salt this host does not have ({path} is "
+                "missing): copy that file from the host that made it, or set "
+                "MOODGIF_USER_HASH_SALT to the same secret on every host")
+        salt = _create(path, secrets.token_hex(32))
+    mine = fingerprint(salt)
+    if check_value is None:
+        with contextlib.suppress(IntegrityError), session_scope(engine) as s:
+            s.add(Meta(key=CHECK_KEY, value=mine))
+        with session_scope(engine) as s:
+            check_value = s.get(Meta, CHECK_KEY).value  # type: ignore[union-attr]
+    if check_value != mine:
+        raise SaltError(
+            f"{path} is not the salt the ledger was hashed with: restore the right file or set "
+            "MOODGIF_USER_HASH_SALT to the secret the other hosts use")
+    if legacy_value is not None:
+        with session_scope(engine) as s:  # moved out: no copy of the database carries it now
+            row = s.get(Meta, LEGACY_KEY)
+            if row is not None and row.value == salt:
+                s.delete(row)
+    with contextlib.suppress(OSError):
+        if path.stat().st_mode & 0o077:
+            os.chmod(path, 0o600)
+    return salt
+
+
+__all__ = ["SaltError", "fingerprint", "load_salt", "salt_file"]
