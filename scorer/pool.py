@@ -44,6 +44,7 @@ from sqlalchemy.exc import IntegrityError
 
 from scorer.fetch import fetch_urls
 from scorer.frames import GifDecodeError, GifInfo, verify_gif
+from scorer.prior import prior_summary
 from scorer.settings import RATINGS, Settings
 from scorer.store import Gif, Pool, PoolGif, Refusal, session_scope
 from scorer.words import (
@@ -565,6 +566,7 @@ def pool_details(engine: Engine, pool_name: str, *, limit: int | None = 20) -> d
             ).all()
         )
         refusals = s.scalar(select(func.count(Refusal.id)).where(Refusal.pool_id == pid)) or 0
+        members = list(s.scalars(select(PoolGif.gif_sha).where(PoolGif.pool_id == pid)))
         query = base.order_by(PoolGif.added_at, Gif.sha256)
         if limit is not None:
             query = query.limit(limit)
@@ -586,6 +588,7 @@ def pool_details(engine: Engine, pool_name: str, *, limit: int | None = 20) -> d
         "ratings": {str(k): int(v) for k, v in ratings.items()},
         "formats": {str(k): int(v) for k, v in formats.items()},
         "refusals_recorded": int(refusals),
+        "prior": prior_summary(engine, members),
         "first": gifs,
     }
 

@@ -151,8 +151,8 @@ def _words_line(g: dict) -> str:
 def _prior_line(p: dict) -> str:
     if not p.get("version"):
         return "none yet (run `moodgif score`)"
-    return (f"{p['version']}: {p['faces']} with faces, {p['words']} with words, "
-            f"{p['wide']} with only a wide prior (explored first)")
+    return (f"{p['version']}: {p['scored']} GIFs scored before any vote, {p['wide']} of them "
+            "with only a wide prior (no face, no words: explored more)")
 
 
 @pool_group.command("remove")
