@@ -334,13 +334,13 @@ def score_pool(
     batch_size: int | None = None,
     address: str | None = None,
     text_model: TextModel | None = None,
-    prior: bool = True,
+    prior: bool = False,
 ) -> ScoreReport:
     """Encode the GIFs of `pool` (all GIFs when None) that have no cached features, then
     write predictions under the model version (given, or the active one when it matches
     the encoder), for the GIFs of the pools that version was trained/validated on.
 
-    With `prior` (the default) the zero-shot prior (`scorer.prior`: faces, and words when a
+    With `prior` (what `moodgif score` and `/gif-admin pools add` ask for) the zero-shot prior (`scorer.prior`: faces, and words when a
     `text_model` is given) is written as its own model version for every GIF, and made the
     active version when none is. A trained head never ranks a pool outside its domain."""
     from scorer.pool import gif_path
@@ -569,7 +569,8 @@ def write_predictions(
     return written
 
 
-def _pools_with_votes(engine: Engine) -> list[str]:
+def pools_with_votes(engine: Engine) -> list[str]:
+    """Pools holding a GIF somebody compared: the domain of a head trained on the ledger."""
     from scorer.store import Comparison
 
     with session_scope(engine) as s:
@@ -585,7 +586,7 @@ def version_pools(engine: Engine, model_version_id: int) -> list[str] | None:
     Recorded in the version's config as "pools"; a version from before this was recorded
     gets the pools holding GIFs with comparisons now, written into its config once (so a
     pool that gets votes later is not silently added). None = any pool (the zero-shot
-    prior, trained on no pool)."""
+    prior, trained on no pool; or a head in a home with no votes at all)."""
     with session_scope(engine) as s:
         mv = s.get(ModelVersion, model_version_id)
         if mv is None:
@@ -593,7 +594,9 @@ def version_pools(engine: Engine, model_version_id: int) -> list[str] | None:
         config = dict(mv.config or {})
         if "pools" in config:
             return None if config["pools"] is None else list(config["pools"])
-    pools = _pools_with_votes(engine)
+    pools = pools_with_votes(engine)
+    if not pools:
+        return None  # no votes anywhere: nothing says which domain it was trained on
     with session_scope(engine) as s:
         mv = s.get(ModelVersion, model_version_id)
         assert mv is not None
@@ -620,8 +623,11 @@ __all__ = [
     "ScoreError",
     "ScoreReport",
     "encode_stream",
+    "in_domain",
     "iter_prepared_local",
+    "pools_with_votes",
     "prepare_job",
     "score_pool",
+    "version_pools",
     "write_predictions",
 ]

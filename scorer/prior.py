@@ -13,8 +13,10 @@ Two channels, each a 17-axis evidence vector in [0, 1] with a confidence in [0, 
   both (the `moodgif score` command, the benchmark) passes `bot.intent`'s parser in.
   Confidence depends on how the text was read: the lexicon is surer than the embedding.
 
-Combination: mean_e = BASE + SPAN * sum_c(W_c * conf_c * x_c,e) / (W0 + sum_c W_c * conf_c),
-so a GIF with no evidence sits at BASE with the widest spread, and the posterior width is
+Combination: mean_e = BASE + SPAN * (W0 * X0 + sum_c W_c * conf_c * x_c,e) / (W0 + sum_c W_c * conf_c):
+shrinkage towards X0, the evidence a typical GIF has on an axis. A GIF with no evidence sits
+at that typical level with the widest spread (SD_WIDE), above GIFs whose face or words
+point elsewhere and below those that point at the axis; the width is
 SD_WIDE / sqrt(1 + sum_c W_c * conf_c). The prior is stored as a model version named after
 its channels and weights (`prior:words+faces w=2,1`); its per-GIF width goes into
 `predictions.sd` so the ranker explores GIFs it knows little about.
@@ -71,6 +73,7 @@ FACE_MAP: dict[str, dict[str, float]] = {
 W_WORDS = 2.0
 W_FACES = 1.0
 W0 = 1.0  # pseudo-evidence of "no idea": keeps one weak channel from reaching the extremes
+X0 = 0.15  # what "no idea" means on an axis: about the mean evidence of a GIF with a channel
 BASE = 0.3
 SPAN = 0.6
 SD_WIDE = 0.3  # a GIF with no face and no words: explored like a fresh one
@@ -149,15 +152,16 @@ def combine(words: Channel, faces: Channel, *, w_words: float = W_WORDS,
     """(mean (17,), sd (17,), total weight) of the prior for one GIF."""
     ww, wf = w_words * words.confidence, w_faces * faces.confidence
     total = ww + wf
-    mean = BASE + SPAN * (ww * words.evidence + wf * faces.evidence) / (W0 + total)
+    mean = BASE + SPAN * (W0 * X0 + ww * words.evidence + wf * faces.evidence) / (W0 + total)
     sd = np.full(N_EMOTIONS, SD_WIDE / np.sqrt(1.0 + total))
     return mean.astype(np.float32), sd.astype(np.float32), float(total)
 
 
 def version_name(with_faces: bool) -> str:
+    """Names the channels and their weights; a change of weights is a new version."""
     if with_faces:
-        return f"prior:words+faces w={W_WORDS:g},{W_FACES:g}"
-    return f"prior:words w={W_WORDS:g}"
+        return f"prior:words+faces w={W_WORDS:g},{W_FACES:g} x0={X0:g}"
+    return f"prior:words w={W_WORDS:g} x0={X0:g}"
 
 
 def prior_config(with_faces: bool) -> dict:
@@ -168,7 +172,7 @@ def prior_config(with_faces: bool) -> dict:
                              "model": f"@vladmandic/face-api {FACE_API_VERSION} face_expression_model",
                              "top_k_frames": FACE_TOP_K, "map": FACE_MAP}
     # "pools": None means zero-shot: no pool's votes went into it, so it may rank any pool.
-    return {"kind": PRIOR_HEAD_KIND, "channels": channels, "w0": W0, "base": BASE, "span": SPAN,
+    return {"kind": PRIOR_HEAD_KIND, "channels": channels, "w0": W0, "x0": X0, "base": BASE, "span": SPAN,
             "sd_wide": SD_WIDE, "pools": None}
 
 
