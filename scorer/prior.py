@@ -46,12 +46,13 @@ FACE_FEATURES_ID = f"faces-haar-faceapi-{FACE_API_VERSION}-v1"  # cache id of th
 # Each axis as a weighted mean of face-api's 7 classes. Why these: the classes are Ekman's
 # basic expressions; an axis takes the classes whose faces people make when they feel it
 # (amusement and pride smile; guilt and shame look sad and a little afraid; contempt is a
-# mild disgust or anger). Axes with no face of their own (relief, satisfaction) lean on
-# happy + neutral and get a weak weight in the sum. Rows need not sum to 1 (normalised).
+# deadpan face: FER models trained on the 7 basic classes read AffectNet's contempt faces
+# mostly as neutral, then disgust/anger). Axes with no face of their own (relief, satisfaction) lean on
+# happy + neutral. Rows need not sum to 1 (normalised).
 FACE_MAP: dict[str, dict[str, float]] = {
     "amusement": {"happy": 1.0, "surprised": 0.2},
     "anger": {"angry": 1.0, "disgusted": 0.2},
-    "contempt": {"disgusted": 0.6, "angry": 0.4, "neutral": 0.2},
+    "contempt": {"neutral": 0.5, "disgusted": 0.3, "angry": 0.2},
     "contentment": {"happy": 0.7, "neutral": 0.3},
     "disgust": {"disgusted": 1.0, "angry": 0.3},
     "embarrassment": {"sad": 0.4, "fearful": 0.3, "happy": 0.3},
@@ -157,11 +158,14 @@ def combine(words: Channel, faces: Channel, *, w_words: float = W_WORDS,
     return mean.astype(np.float32), sd.astype(np.float32), float(total)
 
 
+REVISION = 2  # bump when FACE_MAP or the aggregation changes: a new model version
+
+
 def version_name(with_faces: bool) -> str:
     """Names the channels and their weights; a change of weights is a new version."""
     if with_faces:
-        return f"prior:words+faces w={W_WORDS:g},{W_FACES:g} x0={X0:g}"
-    return f"prior:words w={W_WORDS:g} x0={X0:g}"
+        return f"prior:words+faces v{REVISION} w={W_WORDS:g},{W_FACES:g} x0={X0:g}"
+    return f"prior:words v{REVISION} w={W_WORDS:g} x0={X0:g}"
 
 
 def prior_config(with_faces: bool) -> dict:
