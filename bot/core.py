@@ -658,7 +658,9 @@ class BotCore:
             from scorer.pool import ingest
 
             report = ingest(settings, engine, name, source, confine=allowed.roots)
-            scored = score_pool(settings, engine, pool=name)
+            # The zero-shot prior too, its words read by this bot's own intent parser.
+            scored = score_pool(settings, engine, pool=name, prior=True,
+                                text_model=self.parser.distribution)
             return f"{_summary(report)}; {_summary(scored)}"
 
         job = self._start_job(f"add pool {name} from {source}", work)

@@ -130,12 +130,14 @@ def build_matrix(
     stamp: tuple = (),
     model_version_id: int | None = None,
     fit_id: int | None = None,
+    prior_sd: np.ndarray | None = None,
 ) -> ScoreMatrix:
     """Combine the model prior and the BT evidence into one snapshot (all arrays (N, 17)).
 
     `prior_mask[i]` says GIF i has a prediction; `bt_mask` says where the BT fit has
     evidence: (N,) per GIF or (N, 17) per GIF and emotion (people compare a GIF on one
-    emotion at a time, so its other emotions keep the prior).
+    emotion at a time, so its other emotions keep the prior). `prior_sd` (N, 17), when
+    given, is each prediction's own width (the zero-shot prior's); else `PRIOR_SD`.
     GIFs with neither are dropped when anything is scored (a GIF the scorer has not reached
     yet would otherwise be offered at random for every emotion); with nothing scored at all
     every GIF stays, in random order.
@@ -155,6 +157,8 @@ def build_matrix(
     sd = np.full((n, N_EMOTIONS), PRIOR_SD, dtype=np.float64)
     if prior is not None:
         mean[has_prior] = prior[has_prior]
+    if prior_sd is not None:
+        sd[has_prior] = np.clip(prior_sd[has_prior], MIN_SD, 1.0)
     if bt_scaled is not None and gif_has_bt.any():
         assert bt_sd is not None
         b_mean = bt_scaled[has_bt].astype(np.float64)
@@ -164,7 +168,7 @@ def build_matrix(
             mean[has_bt], sd[has_bt] = b_mean, b_sd
         else:
             p_prec = np.where(np.broadcast_to(has_prior[:, None], has_bt.shape)[has_bt],
-                              1.0 / PRIOR_SD**2, 0.0)
+                              1.0 / sd[has_bt] ** 2, 0.0)
             b_prec = 1.0 / b_sd**2
             post_prec = p_prec + b_prec
             mean[has_bt] = (mean[has_bt] * p_prec + b_mean * b_prec) / post_prec
@@ -320,6 +324,10 @@ def version_stamp(engine: Engine) -> tuple:
         select(func.count()).select_from(Prediction).where(Prediction.model_version_id == mv)
         .scalar_subquery(),
         select(func.count()).select_from(Gif).where(Gif.score_error.is_not(None)).scalar_subquery(),
+        # The zero-shot prior ranks what the active version does not: its rows count too.
+        select(func.count()).select_from(Prediction).join(
+            ModelVersion, ModelVersion.id == Prediction.model_version_id)
+        .where(ModelVersion.head_kind == "prior").scalar_subquery(),
     )
     with engine.connect() as conn:
         return tuple(conn.execute(q).one())
@@ -358,22 +366,7 @@ def load_matrix(engine: Engine) -> ScoreMatrix:
             m[members] = True
             pools[name] = m
 
-        prior = prior_mask = None
-        if mv_id is not None:
-            prior = np.zeros((n, N_EMOTIONS), dtype=np.float32)
-            prior_mask = np.zeros(n, dtype=bool)
-            pred_shas, blobs = [], []
-            for sha, blob in conn.execute(
-                select(Prediction.gif_sha, Prediction.scores)
-                .where(Prediction.model_version_id == mv_id)
-            ):
-                if sha in index:
-                    pred_shas.append(index[sha])
-                    blobs.append(blob)
-            if blobs:
-                rows_idx = np.asarray(pred_shas)
-                prior[rows_idx] = _stack(blobs)
-                prior_mask[rows_idx] = True
+        prior, prior_mask, prior_sd = _load_predictions(conn, index, n, mv_id)
 
         bt_scaled = bt_sd = bt_mask = None
         fit_id = fit_prior = None
@@ -392,8 +385,44 @@ def load_matrix(engine: Engine) -> ScoreMatrix:
         prior=prior, prior_mask=prior_mask,
         bt_scaled=bt_scaled, bt_sd=bt_sd, bt_mask=bt_mask,
         fit_has_prior=fit_prior is not None,
-        stamp=stamp, model_version_id=mv_id, fit_id=fit_id,
+        stamp=stamp, model_version_id=mv_id, fit_id=fit_id, prior_sd=prior_sd,
     )
+
+
+def _zero_shot_id(conn) -> int | None:  # type: ignore[no-untyped-def]
+    return conn.scalar(select(func.max(ModelVersion.id)).where(ModelVersion.head_kind == "prior"))
+
+
+def _load_predictions(conn, index: dict[str, int], n: int, mv_id: int | None  # type: ignore[no-untyped-def]
+                      ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """(prior, mask, sd) from the active version's predictions; GIFs it does not rank (a
+    pool outside a trained head's domain, scorer.pipeline.in_domain) take the newest
+    zero-shot prior's. sd is each prediction's own width, PRIOR_SD where it has none."""
+    versions = [v for v in dict.fromkeys((mv_id, _zero_shot_id(conn))) if v is not None]
+    if not versions:
+        return None, None, None
+    prior = np.zeros((n, N_EMOTIONS), dtype=np.float32)
+    sd = np.full((n, N_EMOTIONS), PRIOR_SD, dtype=np.float32)
+    mask = np.zeros(n, dtype=bool)
+    for version in versions:  # the active version first: it wins where both predict
+        idx, blobs, sds = [], [], []
+        for sha, blob, sd_blob in conn.execute(
+            select(Prediction.gif_sha, Prediction.scores, Prediction.sd)
+            .where(Prediction.model_version_id == version)
+        ):
+            i = index.get(sha)
+            if i is not None and not mask[i]:
+                idx.append(i)
+                blobs.append(blob)
+                sds.append(sd_blob)
+        if blobs:
+            rows_idx = np.asarray(idx)
+            prior[rows_idx] = _stack(blobs)
+            mask[rows_idx] = True
+            own = [k for k, b in enumerate(sds) if b is not None]
+            if own:
+                sd[rows_idx[own]] = _stack([sds[k] for k in own])
+    return prior, mask, sd
 
 
 def _stack(blobs: list[bytes]) -> np.ndarray:

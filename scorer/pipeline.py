@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy import delete, insert, select
@@ -34,7 +35,10 @@ from scorer.encoders import (
 )
 from scorer.features import has_features, load_features, save_features
 from scorer.settings import Settings
-from scorer.store import Gif, ModelVersion, Pool, Prediction, pack_scores, session_scope
+from scorer.store import Gif, ModelVersion, Pool, PoolGif, Prediction, pack_scores, session_scope
+
+if TYPE_CHECKING:
+    from scorer.prior import TextModel
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,12 @@ class ScoreReport:
     skipped: int = 0  # GIFs skipped because an earlier run could not decode them
     encoder_id: str = ""
     sampling: str = ""
+    prior_version_id: int | None = None  # the zero-shot prior written this run
+    prior_written: int = 0
+    prior_faces: int = 0  # GIFs where the face channel saw a face
+    prior_words: int = 0  # GIFs whose words the intent model could read
+    prior_wide: int = 0  # GIFs with neither: only the wide prior
+    head_skipped: int = 0  # GIFs outside the active head's validated pools (the prior ranks them)
 
 
 @dataclass
@@ -73,6 +83,7 @@ class PreparedGif:
     extra: np.ndarray
     frames: int = 0
     error: str | None = None
+    faces: np.ndarray | None = None  # scorer.faces rows (T', 8), when the face channel ran
 
 
 @dataclass(frozen=True)
@@ -80,6 +91,7 @@ class Limits:
     max_frames: int
     max_pixels: int
     max_total_pixels: int | None = None
+    face_model_dir: str = ""  # "" = no face channel in the workers
 
 
 # ---------------------------------------------------------------------------------------
@@ -107,13 +119,25 @@ def prepare_job(prep: Preprocessor, job: GifJob, scheme: str, limits: Limits) ->
         else:
             frames, durations = decoded.frames, decoded.durations_ms
         prepared = prep.prepare(frames, durations)
-        return PreparedGif(job.sha, prepared.units, prepared.extra, int(frames.shape[0]))
+        faces = _faces(frames, limits.face_model_dir) if limits.face_model_dir else None
+        return PreparedGif(job.sha, prepared.units, prepared.extra, int(frames.shape[0]), faces=faces)
     except GifDecodeError as exc:
         return PreparedGif(job.sha, empty, empty, error=str(exc))
     except FileNotFoundError:
         return PreparedGif(job.sha, empty, empty, error=f"file missing: {job.path}")
     except (OSError, ValueError, MemoryError) as exc:
         return PreparedGif(job.sha, empty, empty, error=f"{type(exc).__name__}: {exc}")
+
+
+def _faces(frames: np.ndarray, folder: str) -> np.ndarray | None:
+    """The face channel's rows for decoded frames; None (not a failure) if it cannot run."""
+    from scorer.faces import get_model
+
+    try:
+        return get_model(Path(folder)).frame_expressions(frames)
+    except Exception as exc:  # the prior is a bonus: a face-model problem never loses the GIF
+        log.warning("face channel skipped: %s", exc)
+        return None
 
 
 class _JobDataset:
@@ -311,16 +335,25 @@ def score_pool(
     workers: int | None = None,
     batch_size: int | None = None,
     address: str | None = None,
+    text_model: TextModel | None = None,
+    prior: bool = False,
 ) -> ScoreReport:
     """Encode the GIFs of `pool` (all GIFs when None) that have no cached features, then
     write predictions under the model version (given, or the active one when it matches
-    the encoder). With no head, only features (and NSFW ratings) are written."""
+    the encoder), for the GIFs of the pools that version was trained/validated on.
+
+    With `prior` (what `moodgif score` and `/gif-admin pools add` ask for) the zero-shot prior (`scorer.prior`: faces, and words when a
+    `text_model` is given) is written as its own model version for every GIF, and made the
+    active version when none is. A trained head never ranks a pool outside its domain."""
     from scorer.pool import gif_path
+    from scorer.prior import PRIOR_HEAD_KIND
 
     t0 = time.perf_counter()
     if engine_kind not in ("local", "ray"):
         raise ScoreError(f"unknown engine {engine_kind!r}; expected local or ray")
     mv, enc_id, scheme = _resolve_version(engine, encoder_id, settings.sampling, model_version_id)
+    if mv is not None and mv.head_kind == PRIOR_HEAD_KIND:
+        mv = None  # the prior has no head: it is (re)written below from faces and words
     enc_id = enc_id or settings.encoder
     workers = settings.score_workers if workers is None else workers
     batch_size = batch_size or settings.score_batch_size or auto_batch_size(device)
@@ -332,6 +365,7 @@ def score_pool(
     shas = _pool_shas(engine, pool)
     rows = _gif_rows(engine, shas)
     report = ScoreReport(model_version_id=mv.id if mv else None, encoder_id=enc_id, sampling=scheme)
+    face_dir = _face_dir(settings) if prior else ""
 
     todo: list[GifJob] = []
     backfill: list[tuple[str, float | None, str | None]] = []
@@ -352,7 +386,8 @@ def score_pool(
         _write_gif_updates(engine, settings, backfill[i : i + DB_CHUNK])
 
     if todo:
-        limits = Limits(settings.max_gif_frames, settings.max_gif_pixels, settings.max_gif_total_pixels)
+        limits = Limits(settings.max_gif_frames, settings.max_gif_pixels,
+                        settings.max_gif_total_pixels, face_dir)
         if engine_kind == "ray":
             from scorer.ray_engine import encode_with_ray
 
@@ -362,16 +397,89 @@ def score_pool(
             )
         else:
             stream = encode_stream(encoder, iter_prepared_local(todo, encoder.prep, scheme, limits, workers), batch_size)
-            results = ((g.sha, f, g.error, g.frames) for g, f in stream)
+            results = _keep_faces(settings, scheme, stream)
         _consume(settings, engine, encoder, enc_id, scheme, results, report, len(todo), progress)
 
+    have = [sha for sha in shas if has_features(settings, sha, enc_id, scheme)]
     if mv is not None:
-        have = [sha for sha in shas if has_features(settings, sha, enc_id, scheme)]
         report.scored = write_predictions(settings, engine, mv.id, have)
+        report.head_skipped = len(have) - report.scored
     else:
-        log.info("no trained head for encoder %s (%s): wrote features only", enc_id, scheme)
+        log.info("no trained head for encoder %s (%s)", enc_id, scheme)
+    if prior:
+        _score_prior(settings, engine, report, have, scheme, face_dir, rows, text_model)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _face_dir(settings: Settings) -> str:
+    """The face model folder as a string for the workers, or "" when the channel is off."""
+    from scorer.faces import model_dir
+
+    if not settings.face_channel:
+        return ""
+    found = model_dir(settings.face_model_dir or None)
+    if found is None:
+        log.warning("face channel off: no face-api weights (run scripts/fetch-face-model)")
+        return ""
+    return str(found)
+
+
+def _keep_faces(settings: Settings, scheme: str, stream: Iterable[tuple[PreparedGif, np.ndarray | None]]
+                ) -> Iterator[tuple[str, np.ndarray | None, str | None, int]]:
+    from scorer.prior import FACE_FEATURES_ID
+
+    for g, f in stream:
+        if g.faces is not None and g.error is None and f is not None:
+            save_features(settings, g.sha, FACE_FEATURES_ID, scheme, g.faces)
+        yield g.sha, f, g.error, g.frames
+
+
+def _face_rows(settings: Settings, scheme: str, face_dir: str,
+               rows: dict[str, tuple[int, str | None, float | None]]):  # type: ignore[no-untyped-def]
+    """sha -> the face channel's cached rows; computed here (and cached) when missing, as for
+    GIFs encoded before the face channel existed or by the Ray engine."""
+    from scorer.frames import decode_gif, sample_indices
+    from scorer.pool import gif_path
+    from scorer.prior import FACE_FEATURES_ID
+
+    def get(sha: str) -> np.ndarray | None:
+        cached = load_features(settings, sha, FACE_FEATURES_ID, scheme)
+        if cached is not None or not face_dir:
+            return cached
+        n = rows.get(sha, (0, None, None))[0]
+        kw = {"max_frames": settings.max_gif_frames, "max_pixels": settings.max_gif_pixels}
+        try:
+            if n > 0:
+                frames = decode_gif(str(gif_path(settings, sha)), indices=sample_indices(n, scheme), **kw).frames
+            else:
+                full = decode_gif(str(gif_path(settings, sha)), **kw)
+                frames = full.frames[sample_indices(full.n_frames, scheme)]
+        except Exception as exc:  # the GIF was encoded before: a failure here loses only faces
+            log.warning("gif %s: no face channel (%s)", sha[:12], exc)
+            return None
+        out = _faces(frames, face_dir)
+        if out is not None:
+            save_features(settings, sha, FACE_FEATURES_ID, scheme, out)
+        return out
+
+    return get
+
+
+def _score_prior(settings: Settings, engine: Engine, report: ScoreReport, shas: list[str],
+                 scheme: str, face_dir: str, rows: dict, text_model: TextModel | None) -> None:
+    from scorer.prior import activate_if_none, prior_version, write_prior
+
+    mv_id = prior_version(engine, report.encoder_id, scheme, with_faces=bool(face_dir))
+    stats = write_prior(engine, mv_id, shas, _face_rows(settings, scheme, face_dir, rows),
+                        text_model, with_faces=bool(face_dir))
+    if activate_if_none(engine, mv_id):
+        log.info("the zero-shot prior (model version %d) is now the active version", mv_id)
+    report.prior_version_id = mv_id
+    report.prior_written, report.prior_faces = stats.written, stats.faces
+    report.prior_words, report.prior_wide = stats.words, stats.wide
+    if text_model is None:
+        log.info("no text model given: the prior's word channel was off this run")
 
 
 def _nsfw(encoder: TorchEncoder, feats: np.ndarray) -> float | None:
@@ -442,9 +550,9 @@ def write_predictions(
             raise ScoreError(f"model version {model_version_id} does not exist")
         enc_id, scheme, path = mv.encoder_id, mv.sampling, mv.path
     _check_head_file(settings, mv)
+    shas = in_domain(engine, model_version_id, list(shas))
     module, _meta = load_head(_head_path(settings, path), device)
     written = 0
-    shas = list(shas)
     for i in range(0, len(shas), 512):  # bounded: 512 GIFs' features at a time
         got = [(sha, load_features(settings, sha, enc_id, scheme)) for sha in shas[i : i + 512]]
         got = [(sha, f) for sha, f in got if f is not None and len(f)]
@@ -464,6 +572,52 @@ def write_predictions(
     return written
 
 
+def pools_with_votes(engine: Engine) -> list[str]:
+    """Pools holding a GIF somebody compared: the domain of a head trained on the ledger."""
+    from scorer.store import Comparison
+
+    with session_scope(engine) as s:
+        voted = select(Comparison.winner).union(select(Comparison.loser)).subquery()
+        return sorted(s.scalars(
+            select(Pool.name).join(PoolGif, PoolGif.pool_id == Pool.id)
+            .where(PoolGif.gif_sha.in_(select(voted.c[0]))).distinct()))
+
+
+def version_pools(engine: Engine, model_version_id: int) -> list[str] | None:
+    """The pools a trained head may rank: those whose votes it was trained on.
+
+    Recorded in the version's config as "pools"; a version from before this was recorded
+    gets the pools holding GIFs with comparisons now, written into its config once (so a
+    pool that gets votes later is not silently added). None = any pool (the zero-shot
+    prior, trained on no pool; or a head in a home with no votes at all)."""
+    with session_scope(engine) as s:
+        mv = s.get(ModelVersion, model_version_id)
+        if mv is None:
+            raise ScoreError(f"model version {model_version_id} does not exist")
+        config = dict(mv.config or {})
+        if "pools" in config:
+            return None if config["pools"] is None else list(config["pools"])
+    pools = pools_with_votes(engine)
+    if not pools:
+        return None  # no votes anywhere: nothing says which domain it was trained on
+    with session_scope(engine) as s:
+        mv = s.get(ModelVersion, model_version_id)
+        assert mv is not None
+        mv.config = {**(mv.config or {}), "pools": pools}
+    return pools
+
+
+def in_domain(engine: Engine, model_version_id: int, shas: list[str]) -> list[str]:
+    """`shas` that are in a pool the version was trained/validated on (order kept)."""
+    pools = version_pools(engine, model_version_id)
+    if pools is None:
+        return shas
+    with session_scope(engine) as s:
+        ok = set(s.scalars(select(PoolGif.gif_sha).join(Pool, Pool.id == PoolGif.pool_id)
+                           .where(Pool.name.in_(pools))))
+    return [sha for sha in shas if sha in ok]
+
+
 __all__ = [
     "EncoderError",
     "GifJob",
@@ -472,8 +626,11 @@ __all__ = [
     "ScoreError",
     "ScoreReport",
     "encode_stream",
+    "in_domain",
     "iter_prepared_local",
+    "pools_with_votes",
     "prepare_job",
     "score_pool",
+    "version_pools",
     "write_predictions",
 ]

@@ -4,12 +4,18 @@ A SOURCE is one of
 * a folder: every *.gif and *.webp file in it and its subfolders (hidden ones skipped);
 * a manifest: `.csv` with a header row, or `.jsonl`/`.ndjson` (one JSON object a line) or
   `.json` (an array of objects); each row has `path` (or `file`) or `url`, and optionally
-  `title`, `tags` (a list, or a string split on `;`, `,` or `|`) and `rating`
-  (g, pg, pg-13, r); other columns are ignored (the demo pool's ground truth among them).
+  `title`, `tags` (a list, or a string split on `;`, `,` or `|`), `alt_text` (or
+  `caption`), `slug` and `rating` (g, pg, pg-13, r); other columns are ignored (the demo pool's ground truth among them).
   A `path` is relative to the manifest's folder and must stay inside it or inside one of
   `settings.allowed_source_dirs`, after following symlinks;
 * a text file of URLs (any other file name): one http(s) URL a line, `#` comments;
 * a single GIF file or a single URL.
+
+The GIF's own words are kept (they feed the zero-shot prior, `scorer.prior`): a folder
+file `happy-dance.gif` gets the title "happy dance"; a URL keeps its slug
+(`giphy.com/gifs/happy-dance-abc123` -> "happy-dance", also the title when there is none);
+manifests keep title, tags and alt text. All of it is cleaned by `scorer.words.clean_text`
+(no control characters or HTML, length capped).
 
 Each accepted file is stored once under its SHA-256 (`gif_path`), written atomically
 (temporary file + os.replace), whatever pools it belongs to; a `gifs` row carries its
@@ -41,8 +47,17 @@ from sqlalchemy.exc import IntegrityError
 from scorer.admin_sources import url_problem
 from scorer.fetch import fetch_urls
 from scorer.frames import GifDecodeError, GifInfo, verify_gif
+from scorer.prior import prior_summary
 from scorer.settings import RATINGS, Settings
 from scorer.store import Gif, Pool, PoolGif, Refusal, session_scope
+from scorer.words import (
+    MAX_ALT,
+    clean_tags,
+    clean_text,
+    slug_from_url,
+    title_from_path,
+    words_from_name,
+)
 
 IMAGE_SUFFIXES = (".gif", ".webp")
 MANIFEST_CSV = (".csv",)
@@ -121,6 +136,8 @@ class SourceItem:
     url: str | None = None
     title: str = ""
     tags: list[str] = field(default_factory=list)
+    alt_text: str = ""
+    slug: str = ""
     rating: str | None = None
     error: str | None = None  # refused before reading (bad row, outside allowed folders)
 
@@ -159,10 +176,12 @@ def _row_item(settings: Settings, row: dict, where: str, base: Path, roots: list
     row = {str(k).strip().lower(): v for k, v in row.items() if k is not None}
     raw_path = str(row.get("path") or row.get("file") or "").strip()
     url = str(row.get("url") or "").strip()
-    title = str(row.get("title") or "").strip()
-    tags = _split_tags(row.get("tags"))
+    title = clean_text(row.get("title"))
+    tags = clean_tags(_split_tags(row.get("tags")))
+    alt = clean_text(row.get("alt_text") or row.get("caption"), MAX_ALT)
+    slug = clean_text(row.get("slug")) or (slug_from_url(url) if _is_url(url) else "")
     rating_raw = str(row.get("rating") or "").strip().lower()
-    item = SourceItem(ref=raw_path or url or where, title=title, tags=tags)
+    item = SourceItem(ref=raw_path or url or where, title=title, tags=tags, alt_text=alt, slug=slug)
     if rating_raw:
         if rating_raw not in RATINGS:
             # The value itself is not echoed: refusal reasons never carry a file's content.
@@ -179,6 +198,7 @@ def _row_item(settings: Settings, row: dict, where: str, base: Path, roots: list
             )
             return item
         item.path = path
+        item.title = item.title or title_from_path(raw_path)
     elif url:
         problem = None if _is_url(url) else "not an http(s) URL"
         problem = problem or url_problem(url)
@@ -187,6 +207,7 @@ def _row_item(settings: Settings, row: dict, where: str, base: Path, roots: list
             item.error = f"{where}: {problem}"
             return item
         item.url = url
+        item.title = item.title or words_from_name(slug)
     else:
         item.error = f"{where}: no path or url"
     return item
@@ -241,7 +262,7 @@ def read_source(settings: Settings, source: str | Path, *,
         problem = url_problem(text)
         if problem:
             return [SourceItem(ref="url", error=problem)]
-        return [SourceItem(ref=text, url=text)]
+        return [_url_item(text)]
     path = Path(os.path.expanduser(text))
     if not path.exists():
         raise PoolError(f"no such file or folder: {path}")
@@ -249,7 +270,7 @@ def read_source(settings: Settings, source: str | Path, *,
         return _folder_items(settings, path, _roots(settings, path, confine))
     suffix = path.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
-        return [SourceItem(ref=str(path), path=path)]
+        return [SourceItem(ref=str(path), path=path, title=title_from_path(path.name))]
     if not stat.S_ISREG(path.stat().st_mode):
         raise PoolError(f"{path}: not a regular file ({_kind_of(path.stat().st_mode)})")
     if suffix in MANIFEST_CSV + MANIFEST_JSON:
@@ -286,7 +307,7 @@ def read_source(settings: Settings, source: str | Path, *,
         if problem:
             items.append(SourceItem(ref=f"line {n}", error=f"line {n}: {problem}"))
         else:
-            items.append(SourceItem(ref=line, url=line))
+            items.append(_url_item(line))
     return items
 
 
@@ -319,13 +340,18 @@ def _folder_items(settings: Settings, path: Path, roots: list[Path]) -> list[Sou
             continue
         if stat.S_ISDIR(mode):
             continue
-        item = SourceItem(ref=str(rel), path=p)
+        item = SourceItem(ref=str(rel), path=p, title=title_from_path(p.name))
         if not stat.S_ISREG(mode):
             item.error = f"{rel}: skipped: {_kind_of(mode)}"
         elif not _inside(p, roots):
             item.error = f"{rel} links outside the folder and the allowed source folders"
         items.append(item)
     return items
+
+
+def _url_item(url: str) -> SourceItem:
+    slug = slug_from_url(url)
+    return SourceItem(ref=url, url=url, slug=slug, title=words_from_name(slug))
 
 
 # ---------------------------------------------------------------------------------------
@@ -449,7 +475,8 @@ def _record(engine: Engine, pool_id: int, chunk: list[_Accepted], seen: set[str]
                 gif = Gif(
                     sha256=a.sha, bytes=a.size, format=a.info.format, width=a.info.width,
                     height=a.info.height, n_frames=a.info.n_frames, duration_ms=a.info.duration_ms,
-                    title=it.title, tags=it.tags, source_url=it.url, rating=it.rating,
+                    title=it.title, tags=it.tags, alt_text=it.alt_text, slug=it.slug,
+                    source_url=it.url, rating=it.rating,
                     rating_source="manifest" if it.rating else None,
                 )
                 s.add(gif)
@@ -460,6 +487,10 @@ def _record(engine: Engine, pool_id: int, chunk: list[_Accepted], seen: set[str]
                     gif.title = it.title
                 if not gif.tags and it.tags:
                     gif.tags = it.tags
+                if not gif.alt_text and it.alt_text:
+                    gif.alt_text = it.alt_text
+                if not gif.slug and it.slug:
+                    gif.slug = it.slug
                 if gif.rating is None and it.rating:
                     gif.rating, gif.rating_source = it.rating, "manifest"
                 if gif.source_url is None and it.url:
@@ -626,12 +657,14 @@ def pool_details(engine: Engine, pool_name: str, *, limit: int | None = 20) -> d
             ).all()
         )
         refusals = s.scalar(select(func.count(Refusal.id)).where(Refusal.pool_id == pid)) or 0
+        members = list(s.scalars(select(PoolGif.gif_sha).where(PoolGif.pool_id == pid)))
         query = base.order_by(PoolGif.added_at, Gif.sha256)
         if limit is not None:
             query = query.limit(limit)
         gifs = [
             {
-                "sha256": g.sha256, "title": g.title, "width": g.width, "height": g.height,
+                "sha256": g.sha256, "title": g.title, "tags": list(g.tags or []),
+                "alt_text": g.alt_text or "", "slug": g.slug or "", "width": g.width, "height": g.height,
                 "frames": g.n_frames, "duration_ms": g.duration_ms, "bytes": g.bytes,
                 "format": g.format, "rating": g.rating, "source_url": g.source_url,
             }
@@ -646,6 +679,7 @@ def pool_details(engine: Engine, pool_name: str, *, limit: int | None = 20) -> d
         "ratings": {str(k): int(v) for k, v in ratings.items()},
         "formats": {str(k): int(v) for k, v in formats.items()},
         "refusals_recorded": int(refusals),
+        "prior": prior_summary(engine, members),
         "first": gifs,
     }
 

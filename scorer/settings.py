@@ -90,6 +90,10 @@ class Settings:
     score_workers: int = _f(2, doc="decode worker processes")
     torchvision_weights_dir: str = _f("", doc="folder with torchvision checkpoints")
     clip_weights: str = _f("", doc="open_clip checkpoint file for the zero-shot prior")
+    face_channel: bool = _f(True, doc="zero-shot prior: read facial expressions in sampled "
+                            "frames (needs the face-api weights scripts/setup fetches)")
+    face_model_dir: str = _f("", doc="folder with face-api's face_expression_model files; "
+                             "empty = where scripts/setup puts them (<venv>/share/moodgif)")
     nsfw_r_threshold: float = _f(0.8, doc="NSFW probability at or above which a GIF is rated r")
     nsfw_pg13_threshold: float = _f(0.4)
     nsfw_pg_threshold: float = _f(0.15)

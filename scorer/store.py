@@ -150,6 +150,9 @@ class Prediction(Base):
     )
     gif_sha: Mapped[str] = mapped_column(ForeignKey("gifs.sha256"), primary_key=True)
     scores: Mapped[bytes] = mapped_column(LargeBinary)  # 17 x float32, see pack_scores
+    # 17 x float32 standard deviations of the prediction, when the model knows them (the
+    # zero-shot prior: wide where it saw no face and no words); NULL = the ranker's default.
+    sd: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 class Comparison(Base):

@@ -30,7 +30,9 @@ def test_demo_from_nothing_then_again(tmp_path: Path) -> None:
     assert summary["comparisons"] > 100
     assert summary["retrain"] == "activated"
     assert -1.0 <= summary["spearman_mean"] <= 1.0
-    engine = make_engine(f"sqlite:///{home / 'moodgif.db'}")
+    # The demo keeps its own home: nothing of it lands in the production home.
+    assert not (home / "moodgif.db").exists() and not (home / "gifs").exists()
+    engine = make_engine(f"sqlite:///{home / 'demo' / 'moodgif.db'}")
     with engine.connect() as conn:
         active = conn.execute(select(ModelVersion.id).where(ModelVersion.status == "active")).scalars().all()
         assert len(active) == 1
@@ -44,3 +46,13 @@ def test_demo_from_nothing_then_again(tmp_path: Path) -> None:
     assert "0 encoded" in second.stderr  # features come from the cache
     assert "already active" in second.stderr
     engine.dispose()
+
+
+def test_demo_settings_never_touch_the_production_database(tmp_path: Path) -> None:
+    from bot.commands.chat import demo_settings
+    from scorer.settings import load_settings
+
+    prod = load_settings(env={"MOODGIF_DATABASE_URL": "postgresql://db/prod"}, home=str(tmp_path))
+    demo = demo_settings(prod)
+    assert demo.home == tmp_path / "demo" and demo.db_url == f"sqlite:///{tmp_path / 'demo' / 'moodgif.db'}"
+    assert demo_settings(prod, tmp_path / "elsewhere").home == tmp_path / "elsewhere"

@@ -192,7 +192,8 @@ def test_cli_score(sqlite_settings, sqlite_engine) -> None:
     runner = CliRunner()
     ok = runner.invoke(cli, ["score", "--pool", "p", "--encoder", "motion", "--workers", "0"], env=env)
     assert ok.exit_code == 0, ok.output
-    assert "1 encoded" in ok.output and "1 failed" in ok.output and "wrote features only" in ok.output
+    assert "1 encoded" in ok.output and "1 failed" in ok.output
+    assert "the zero-shot prior ranks these GIFs" in ok.output
     bad = runner.invoke(cli, ["score", "--encoder", "nope"], env=env)
     assert bad.exit_code == 1 and "unknown encoder 'nope'" in bad.output
     listed = runner.invoke(cli, ["score", "--list-encoders"], env=env)

@@ -105,6 +105,7 @@ async def test_admin_pages_render(web) -> None:  # type: ignore[no-untyped-def]
         resp = await web.get(path)
         assert resp.status == 200, path
         assert "<h1>" in await resp.text()
+    assert "wide prior only" in await (await web.get("/admin")).text()
     assert (await web.get("/admin/top?emotion=joy")).status == 400
     png = await web.get("/admin/plot/happiness.png")
     assert png.status == 200 and (await png.read())[:8] == b"\x89PNG\r\n\x1a\n"

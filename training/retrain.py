@@ -46,6 +46,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Engine
 
 from scorer.emotions import N_EMOTIONS
+from scorer.pipeline import pools_with_votes
 from scorer.settings import Settings
 from scorer.store import (
     BTFit,
@@ -609,7 +610,9 @@ def _run_locked(settings: Settings, engine: Engine, *, trigger: str, head_kind: 
                 name=f"retrain-{run_id}", encoder_id=encoder_id, sampling=sampling,
                 head_kind=base_cfg.kind, path=rel, status="candidate",
                 config={"head": base_cfg.to_dict(), "scale_params": fit.scale_params,
-                        "bt_fit_id": fit.fit_id, "in_dim": train.dim, "targets": "bt-robust"},
+                        "bt_fit_id": fit.fit_id, "in_dim": train.dim, "targets": "bt-robust",
+                        # The pools whose votes trained it: the only ones it may rank.
+                        "pools": pools_with_votes(engine) or None},
                 metrics={k: metrics[k] for k in ("dev_rmse_new", "dev_rmse_active") if k in metrics},
                 parent_id=active.id if active else None,
             )

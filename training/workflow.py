@@ -19,6 +19,7 @@ import numpy as np
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
+from scorer.pipeline import pools_with_votes
 from scorer.settings import Settings
 from scorer.store import BTFit, ModelVersion, session_scope, utcnow
 from training import bradley_terry as bt
@@ -214,7 +215,9 @@ def train_version(settings: Settings, engine: Engine, *, pool: str | None = None
             path=rel, status="candidate", parent_id=active.id if active else None,
             config={"head": result.config.to_dict(), "scale_params": fit.scale_params,
                     "bt_fit_id": fit.fit_id, "in_dim": splits.train.dim, "set": set_name,
-                    "targets": "bt-robust"},
+                    "targets": "bt-robust",
+                    # The pools whose votes trained it: the only ones it may rank.
+                    "pools": pools_with_votes(engine) or None},
             metrics={k: v for k, v in metrics.items() if not (isinstance(v, float) and math.isnan(v))},
         )
         s.add(mv)

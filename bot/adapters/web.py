@@ -274,15 +274,25 @@ def _emotion_picker(path: str, current: int) -> str:
     return f"<p class=emotions>{links}</p>"
 
 
+def _pool_priors(engine, names: list[str]) -> dict[str, dict]:  # type: ignore[no-untyped-def]
+    """Per pool: GIFs the zero-shot prior scored, and how many of them have only its wide prior."""
+    from scorer.pool import pool_gifs
+    from scorer.prior import prior_summary
+
+    return {name: prior_summary(engine, pool_gifs(engine, name)) for name in names}
+
+
 async def admin_pools(request: web.Request) -> web.Response:
     from scorer.pool import list_pools
 
     core = request.app[CORE_KEY]
     pools = await _db(list_pools, request.app[ENGINE_KEY])
+    priors = await _db(_pool_priors, request.app[ENGINE_KEY], [p["name"] for p in pools])
     matrix = await _db(core.ranker.matrix)
     rows = "".join(
         f"<tr><td>{html.escape(p['name'])}</td><td>{p['gifs']}</td>"
         f"<td>{int(matrix.pools[p['name']].sum()) if p['name'] in matrix.pools else 0}</td>"
+        f"<td>{priors[p['name']]['scored']}</td><td>{priors[p['name']]['wide']}</td>"
         f"<td>{html.escape(p['created_at'])}</td></tr>" for p in pools)
     jobs = "".join(f"<li>job {j.id}: {html.escape(j.what)}: <b>{j.state}</b> {html.escape(j.detail)}</li>"
                    for j in reversed(core.jobs))
@@ -290,8 +300,10 @@ async def admin_pools(request: web.Request) -> web.Response:
         f"<p>{matrix.size} GIFs ranked; scores from model version "
         f"{matrix.model_version_id or '— (not scored yet)'}, Bradley-Terry fit {matrix.fit_id or '—'} "
         f"({matrix.n_bt} GIFs with votes).</p>"
-        "<table><tr><th>pool</th><th>GIFs</th><th>ranked</th><th>created</th></tr>"
-        f"{rows or '<tr><td colspan=4>no pools yet</td></tr>'}</table>"
+        "<table><tr><th>pool</th><th>GIFs</th><th>ranked</th><th>zero-shot prior</th>"
+        "<th title='no face and no words: explored more until votes place them'>wide prior only</th>"
+        "<th>created</th></tr>"
+        f"{rows or '<tr><td colspan=6>no pools yet</td></tr>'}</table>"
         "<h2>Add a pool</h2><form method=post action=/admin/pools>"
         + request.app[ACCESS_KEY].hidden_field() +
         "<label>name <input name=name required pattern='[A-Za-z0-9_.-]+'></label> "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -116,17 +117,22 @@ def suggest_cmd(settings: Settings, text: tuple[str, ...], k: int, as_json: bool
 @click.option("--port", default=None, type=click.IntRange(1, 65535),
               help="HTTP port (default: settings.http_port, 8080)")
 @click.option("--open", "open_browser", is_flag=True, help="open the playground in a browser")
+@click.option("--home", "demo_home", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="the demo's own home (default: $MOODGIF_HOME/demo)")
 @click.pass_obj
 def demo_cmd(settings: Settings, count: int, sessions: int, seed: int, no_serve: bool,
-             port: int | None, open_browser: bool) -> None:
+             port: int | None, open_browser: bool, demo_home: Path | None) -> None:
     """Demo pool -> ingest -> score -> simulated votes -> retrain -> playground.
 
-    Needs no token and no network; everything goes into MOODGIF_HOME (SQLite by default).
+    Needs no token and no network. Everything goes into the demo's own home,
+    $MOODGIF_HOME/demo with its own SQLite database (never MOODGIF_DATABASE_URL), so the
+    synthetic GIFs and the head trained on them never reach a production home.
     A second run reuses what exists and starts the playground within seconds.
     """
     from bot.demo import run_demo
     from scorer.store import init_db
 
+    settings = demo_settings(settings, demo_home)
     if port is not None:
         settings = dataclasses.replace(settings, http_port=port)
     engine = init_db(settings.db_url)
@@ -138,6 +144,12 @@ def demo_cmd(settings: Settings, count: int, sessions: int, seed: int, no_serve:
         raise click.ClickException(str(exc)) from None
     if no_serve:
         click.echo(json.dumps({k: v for k, v in result.items() if k != "spearman"}, default=str))
+
+
+def demo_settings(settings: Settings, home: Path | None = None) -> Settings:
+    """The demo's settings: its own home and SQLite file, whatever the production home uses."""
+    home = (home or settings.home / "demo").expanduser()
+    return dataclasses.replace(settings, home=home, database_url="")
 
 
 @click.command("serve")

@@ -127,13 +127,37 @@ def pool_show(settings: Settings, name: str, limit: int, as_json: bool) -> None:
     click.echo(f"  ratings   {ratings}")
     click.echo(f"  formats   {formats}")
     click.echo(f"  refusals  {info['refusals_recorded']} recorded")
+    if "prior" in info:
+        click.echo(f"  prior     {_prior_line(info['prior'])}")
     for g in info["first"]:
         click.echo(
             f"  {g['sha256'][:12]}  {g['width']:>4}x{g['height']:<4} {g['frames']:>4} fr "
             f"{g['rating'] or '-':<6} {_safe(g['title'] or g['source_url'] or '')}"
         )
+        words = _words_line(g)
+        if words:
+            click.echo(f"                {words}")
     if info["gifs"] > len(info["first"]):
         click.echo(f"  ... and {info['gifs'] - len(info['first'])} more")
+
+
+def _words_line(g: dict) -> str:
+    """The GIF's other words (tags, alt text, slug) on one short line."""
+    parts = []
+    if g.get("tags"):
+        parts.append("tags: " + ", ".join(g["tags"][:8]))
+    if g.get("alt_text"):
+        parts.append("alt: " + g["alt_text"][:80])
+    if g.get("slug"):
+        parts.append("slug: " + g["slug"][:60])
+    return "  ".join(parts)
+
+
+def _prior_line(p: dict) -> str:
+    if not p.get("version"):
+        return "none yet (run `moodgif score`)"
+    return (f"{p['version']}: {p['scored']} GIFs scored before any vote, {p['wide']} of them "
+            "with only a wide prior (no face, no words: explored more)")
 
 
 @pool_group.command("remove")

@@ -29,15 +29,19 @@ def register(group: click.Group) -> None:
 @click.option("--model-version", "model_version_id", type=int, default=None,
               help="write scores under this model version (default: the active one)")
 @click.option("--list-encoders", is_flag=True, help="print the known encoder ids and exit")
+@click.option("--no-prior", is_flag=True, help="skip the zero-shot prior (faces and words)")
 @click.pass_obj
 def score_cmd(
     settings: Settings, pool: str | None, encoder_id: str | None, device: str | None,
     engine_kind: str, address: str | None, workers: int | None, batch_size: int | None,
-    model_version_id: int | None, list_encoders: bool,
+    model_version_id: int | None, list_encoders: bool, no_prior: bool,
 ) -> None:
-    """Encode the GIFs that have no cached features yet, then score them with the head.
+    """Encode the GIFs that have no cached features yet, then score them.
 
-    With no trained head yet, only features (and NSFW-based ratings) are written.
+    Every GIF gets the zero-shot prior (faces in its frames, its title, tags, alt text and
+    slug through the same intent model as chat requests), a model version of its own that
+    is active until votes train a better head. A trained head scores only the pools it was
+    trained on; the prior ranks the others.
     """
     from scorer.encoders import EncoderError
     from scorer.encoders import list_encoders as known
@@ -50,11 +54,19 @@ def score_cmd(
     from scorer.store import init_db
 
     engine = init_db(settings.db_url)
+    text_model = None
+    if not no_prior:
+        # The word channel uses the bot's own intent model: it lives in bot/, so it is
+        # handed down to the scorer here rather than imported there (bot -> scorer only).
+        from bot.intent import get_parser
+
+        text_model = get_parser(settings).distribution
     try:
         report = score_pool(
             settings, engine, pool=pool, encoder_id=encoder_id, device=device or settings.device,
             model_version_id=model_version_id, engine_kind=engine_kind,
             progress=sys.stderr.isatty(), workers=workers, batch_size=batch_size, address=address,
+            text_model=text_model, prior=not no_prior,
         )
     except (EncoderError, ScoreError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -66,7 +78,18 @@ def score_cmd(
     )
     for sha, reason in report.failed[:20]:
         click.echo(f"  failed {sha[:12]}: {reason}", err=True)
+    if report.prior_version_id is not None:
+        click.echo(
+            f"zero-shot prior (model version {report.prior_version_id}): {report.prior_written} GIFs, "
+            f"{report.prior_faces} with a face, {report.prior_words} with readable words, "
+            f"{report.prior_wide} with only a wide prior (explored more)"
+        )
     if report.model_version_id is None:
-        click.echo("no trained head for this encoder yet: wrote features only")
+        click.echo("no trained head yet: the zero-shot prior ranks these GIFs until votes train one"
+                   if report.prior_version_id is not None else
+                   "no trained head for this encoder yet: wrote features only")
     else:
         click.echo(f"wrote {report.scored} scores under model version {report.model_version_id}")
+        if report.head_skipped:
+            click.echo(f"  {report.head_skipped} GIFs are outside the pools that version was "
+                       "trained on: the zero-shot prior ranks them")

@@ -1,0 +1,207 @@
+"""The zero-shot prior on real GIFs: per-emotion AUC of each channel and combined, before any vote.
+
+    .venv/bin/python benchmarks/bench_real_gifs.py                # both sets + timing, ~10 min on 2 cores
+    .venv/bin/python benchmarks/bench_real_gifs.py --no-timing    # AUCs only
+
+For each set (`../shared/data/real-gifs`: 49 GIFs, one weak label each; `real-gifs-more`: 62,
+a set of weak labels each) on a fresh temporary home, through the real ingest and
+`score_pool` with the bot's own intent model as the word channel:
+
+* names hidden: the files are renamed to their SHA-256, so the words channel gets nothing
+  and the prior is the face channel alone;
+* names shown: the files carry their original names (without the collection's folder,
+  which *is* the label), so ingest gives them titles ("Dwight-Schrute-look-of-disapproval"
+  -> "dwight schrute look of disapproval") and the words channel reads them.
+
+AUC of each emotion with at least 4 positive GIFs (a GIF is positive when the emotion is in
+its weak label set), ranking all GIFs of the set by that emotion's score; the mean over
+those emotions is the headline. The files never leave the temporary folder.
+
+Timing (first set): `score_pool` wall time with the face channel against today's scoring
+(features only, no prior) on two fresh homes, in one run; the ratio is the figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+DATA = (REPO / ".." / "shared" / "data").resolve()
+if not DATA.is_dir():  # a worktree one level deeper
+    DATA = (REPO / ".." / ".." / "shared" / "data").resolve()
+SETS = {"real-gifs": "weak_label", "real-gifs-more": "weak_labels"}
+MIN_POSITIVES = 4
+
+
+def auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Mann-Whitney AUC with ties counted half."""
+    from scipy.stats import rankdata
+
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(scores)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def read_set(name: str) -> list[dict]:
+    folder = DATA / name
+    rows = []
+    with (folder / "manifest.csv").open(newline="") as fh:
+        for r in csv.DictReader(fh):
+            path = folder / r["file"] if (folder / r["file"]).is_file() else folder / "gifs" / r["file"]
+            original = Path(r["file"]).name.split("__", 1)[-1]
+            labels = {x.strip() for x in r[SETS[name]].split(";") if x.strip()}
+            rows.append({"path": path, "sha": r["sha256"], "original": original, "labels": labels})
+    return rows
+
+
+def _settings(home: Path, **env: str):  # type: ignore[no-untyped-def]
+    from scorer.settings import load_settings
+
+    return load_settings(env={"MOODGIF_SCORE_WORKERS": "1", **env}, home=str(home))
+
+
+def _score(settings, pool: str, *, prior: bool):  # type: ignore[no-untyped-def]
+    from bot.intent import get_parser
+    from scorer.pipeline import score_pool
+    from scorer.store import init_db
+
+    engine = init_db(settings.db_url)
+    t0 = time.perf_counter()
+    report = score_pool(settings, engine, pool=pool, device="cpu", prior=prior,
+                        text_model=get_parser(settings).distribution if prior else None)
+    return engine, report, time.perf_counter() - t0
+
+
+def _folder(tmp: Path, rows: list[dict], kind: str) -> Path:
+    out = tmp / kind
+    out.mkdir()
+    for r in rows:
+        name = f"{r['sha']}.gif" if kind == "hidden" else r["original"]
+        shutil.copyfile(r["path"], out / name)
+    return out
+
+
+def channel_scores(settings, engine, rows: list[dict]) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
+    """(N, 17) per channel alone and combined, recomputed from what the home stored."""
+    from sqlalchemy import select
+
+    from bot.intent import get_parser
+    from scorer.features import load_features
+    from scorer.prior import (
+        FACE_FEATURES_ID,
+        PRIOR_HEAD_KIND,
+        combine,
+        face_channel,
+        gif_text,
+        word_channel,
+    )
+    from scorer.store import Gif, ModelVersion, Prediction, session_scope, unpack_scores
+
+    model = get_parser(settings).distribution
+    out = {k: np.zeros((len(rows), 17)) for k in ("faces", "words", "combined", "stored")}
+    with session_scope(engine) as s:
+        gifs = {g.sha256: g for g in s.scalars(select(Gif))}
+        mv = s.scalar(select(ModelVersion.id).where(ModelVersion.head_kind == PRIOR_HEAD_KIND)
+                      .order_by(ModelVersion.id.desc()))
+        stored = {sha: unpack_scores(b) for sha, b in s.execute(
+            select(Prediction.gif_sha, Prediction.scores).where(Prediction.model_version_id == mv))}
+    for i, r in enumerate(rows):
+        g = gifs[r["sha"]]
+        f = face_channel(load_features(settings, r["sha"], FACE_FEATURES_ID, settings.sampling))
+        w = word_channel(gif_text(g.title or "", g.tags or [], g.alt_text or "", g.slug or ""), model)
+        out["faces"][i] = combine(w.__class__(w.evidence, 0.0), f)[0]
+        out["words"][i] = combine(w, f.__class__(f.evidence, 0.0))[0]
+        out["combined"][i] = combine(w, f)[0]
+        out["stored"][i] = stored.get(r["sha"], np.full(17, np.nan))
+    return out
+
+
+def report_aucs(title: str, rows: list[dict], scores: dict[str, np.ndarray]) -> dict[str, float]:
+    from scorer.emotions import NAMES
+
+    emotions = [e for e in NAMES if sum(e in r["labels"] for r in rows) >= MIN_POSITIVES]
+    print(f"\n{title}  ({len(rows)} GIFs; emotions with >= {MIN_POSITIVES} positives)")
+    print(f"{'emotion':<14}{'n+':>4}" + "".join(f"{k:>10}" for k in ("faces", "words", "combined")))
+    means = {}
+    per = {k: [] for k in ("faces", "words", "combined")}
+    for e in emotions:
+        j = NAMES.index(e)
+        pos = np.array([e in r["labels"] for r in rows])
+        vals = {k: auc(scores[k][:, j], pos) for k in per}
+        for k, v in vals.items():
+            per[k].append(v)
+        print(f"{e:<14}{int(pos.sum()):>4}" + "".join(f"{vals[k]:>10.3f}" for k in per))
+    for k in per:
+        means[k] = float(np.nanmean(per[k])) if per[k] else float("nan")
+    print(f"{'mean':<18}" + "".join(f"{means[k]:>10.3f}" for k in per))
+    return means
+
+
+def run_set(name: str, tmp: Path, timing: bool) -> dict:
+    rows = read_set(name)
+    work = tmp / name
+    work.mkdir()
+    hidden, shown = _folder(work, rows, "hidden"), _folder(work, rows, "shown")
+    from scorer.pool import ingest
+    from scorer.store import dispose_engines, init_db
+
+    result: dict = {}
+    if timing:
+        base = _settings(work / "home-today")
+        ingest(base, init_db(base.db_url), "p", hidden)
+        _, _rep0, t_today = _score(base, "p", prior=False)
+        dispose_engines()
+    settings = _settings(work / "home")
+    ingest(settings, init_db(settings.db_url), "hidden", hidden)
+    engine, rep, t_prior = _score(settings, "hidden", prior=True)
+    if timing:
+        result["seconds_today"], result["seconds_prior"] = t_today, t_prior
+        print(f"\n{name}: scoring {len(rows)} GIFs: today (features only) {t_today:.1f} s, "
+              f"with the prior (faces + words) {t_prior:.1f} s: ratio {t_prior / t_today:.2f}")
+    print(f"{name}: faces found in {rep.prior_faces}/{len(rows)} GIFs")
+    scores = channel_scores(settings, engine, rows)
+    assert np.allclose(scores["stored"], scores["combined"], atol=1e-5), "stored prior != recomputed"
+    result["hidden"] = report_aucs(f"{name}, names hidden", rows, scores)
+    # Names shown: the same files under their own names; ingest fills the titles, and the
+    # next `score` (features cached) rewrites the prior with the words.
+    ingest(settings, engine, "shown", shown)
+    _, rep2, _ = _score(settings, "shown", prior=True)
+    print(f"{name}: readable words in {rep2.prior_words}/{len(rows)} titles")
+    scores = channel_scores(settings, engine, rows)
+    result["shown"] = report_aucs(f"{name}, names shown", rows, scores)
+    dispose_engines()
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sets", default=",".join(SETS), help="comma-separated subset of " + ", ".join(SETS))
+    ap.add_argument("--no-timing", action="store_true", help="skip the scoring-time comparison")
+    args = ap.parse_args()
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="moodgif-real-") as tmp:
+        for i, name in enumerate(s for s in args.sets.split(",") if s):
+            if not (DATA / name / "manifest.csv").is_file():
+                print(f"{name}: not present under {DATA}, skipped")
+                continue
+            results[name] = run_set(name, Path(tmp), timing=not args.no_timing and i == 0)
+    print("\nsummary (mean AUC over emotions with >= 4 GIFs; targets: hidden >= 0.65, shown >= 0.80)")
+    for name, r in results.items():
+        print(f"  {name:<16} hidden {r['hidden']['combined']:.3f}   shown {r['shown']['combined']:.3f}")
+    os.sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

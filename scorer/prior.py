@@ -1,0 +1,282 @@
+"""What moodgif knows before anyone votes: a zero-shot prior from faces and words.
+
+Two channels, each a 17-axis evidence vector in [0, 1] with a confidence in [0, 1]:
+
+* **faces** (`scorer.faces`): per sampled frame, the expression classes of the faces found;
+  per class, the mean of its two highest frames (a strong expression held for a few frames
+  counts; "neutral" winning most frames does not hide it); then `FACE_MAP` spreads the
+  7 classes over the 17 axes (each axis a weighted mean of classes; documented and tested).
+  Confidence grows with the number of frames that show a face.
+* **words**: the GIF's title, tags, alt text and URL slug through the same intent model the
+  bot uses for requests (lexicon + MiniLM), given to this module as a function
+  `text -> (17 probabilities, path)`: `scorer` must not import `bot`, so whoever can import
+  both (the `moodgif score` command, the benchmark) passes `bot.intent`'s parser in.
+  Confidence depends on how the text was read: the lexicon is surer than the embedding.
+
+Combination: mean_e = BASE + SPAN * (W0 * X0 + sum_c W_c * conf_c * x_c,e) / (W0 + sum_c W_c * conf_c):
+shrinkage towards X0, the evidence a typical GIF has on an axis. A GIF with no evidence sits
+at that typical level with the widest spread (SD_WIDE), above GIFs whose face or words
+point elsewhere and below those that point at the axis; the width is
+SD_WIDE / sqrt(1 + sum_c W_c * conf_c). The prior is stored as a model version named after
+its channels and weights (`prior:words+faces w=2,1`); its per-GIF width goes into
+`predictions.sd` so the ranker explores GIFs it knows little about.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import delete, insert, select
+from sqlalchemy.engine import Engine
+
+from scorer.emotions import N_EMOTIONS, NAMES
+from scorer.faces import CLASSES, FACE_API_VERSION, N_CLASSES
+from scorer.store import Gif, ModelVersion, Prediction, pack_scores, session_scope, utcnow
+
+log = logging.getLogger(__name__)
+
+TextModel = Callable[[str], tuple[Sequence[float], str]]
+
+PRIOR_HEAD_KIND = "prior"
+FACE_FEATURES_ID = f"faces-haar-faceapi-{FACE_API_VERSION}-v1"  # cache id of the per-frame rows
+
+# Each axis as a weighted mean of face-api's 7 classes. Why these: the classes are Ekman's
+# basic expressions; an axis takes the classes whose faces people make when they feel it
+# (amusement and pride smile; guilt and shame look sad and a little afraid; contempt is a
+# deadpan face: FER models trained on the 7 basic classes read AffectNet's contempt faces
+# mostly as neutral, then disgust/anger). Axes with no face of their own (relief, satisfaction) lean on
+# happy + neutral. Rows need not sum to 1 (normalised).
+FACE_MAP: dict[str, dict[str, float]] = {
+    "amusement": {"happy": 1.0, "surprised": 0.2},
+    "anger": {"angry": 1.0, "disgusted": 0.2},
+    "contempt": {"neutral": 0.5, "disgusted": 0.3, "angry": 0.2},
+    "contentment": {"happy": 0.7, "neutral": 0.3},
+    "disgust": {"disgusted": 1.0, "angry": 0.3},
+    "embarrassment": {"sad": 0.4, "fearful": 0.3, "happy": 0.3},
+    "excitement": {"happy": 0.7, "surprised": 0.5},
+    "fear": {"fearful": 1.0, "surprised": 0.3},
+    "guilt": {"sad": 0.8, "fearful": 0.2},
+    "happiness": {"happy": 1.0},
+    "pleasure": {"happy": 0.9, "neutral": 0.1},
+    "pride": {"happy": 0.7, "neutral": 0.3},
+    "relief": {"happy": 0.6, "neutral": 0.4},
+    "sadness": {"sad": 1.0},
+    "satisfaction": {"happy": 0.7, "neutral": 0.3},
+    "shame": {"sad": 0.7, "fearful": 0.2, "disgusted": 0.1},
+    "surprise": {"surprised": 1.0, "fearful": 0.3},
+}
+
+# Channel weights and the scale of the stored scores. Tuned on ../shared/data/real-gifs only
+# (docs/benchmarks.md, "Real GIFs (issue 11)"); real-gifs-more is the held-out check.
+W_WORDS = 2.0
+W_FACES = 1.0
+W0 = 1.0  # pseudo-evidence of "no idea": keeps one weak channel from reaching the extremes
+X0 = 0.15  # what "no idea" means on an axis: about the mean evidence of a GIF with a channel
+BASE = 0.3
+SPAN = 0.6
+SD_WIDE = 0.3  # a GIF with no face and no words: explored like a fresh one
+WORD_CONF = {"lexicon": 1.0, "blend": 0.8, "embedding": 0.5, "": 0.0}
+FACE_TOP_K = 2  # frames averaged per class
+FACE_FULL_FRAMES = 3  # frames with a face at which the face channel is fully confident
+
+
+def face_matrix() -> np.ndarray:
+    """(17, 7): row e is axis e's weights over the classes, normalised to sum 1."""
+    m = np.zeros((N_EMOTIONS, N_CLASSES), np.float64)
+    for e, name in enumerate(NAMES):
+        for cls, w in FACE_MAP[name].items():
+            m[e, CLASSES.index(cls)] = w
+    return m / m.sum(axis=1, keepdims=True)
+
+
+_FACE_M = face_matrix()
+
+
+@dataclass
+class Channel:
+    evidence: np.ndarray  # (17,) in [0, 1]
+    confidence: float  # in [0, 1]; 0 = the channel saw nothing
+
+
+NONE = Channel(np.zeros(N_EMOTIONS), 0.0)
+
+
+def face_channel(rows: np.ndarray | None) -> Channel:
+    """From `scorer.faces` rows ((T, 8): 7 class probabilities + face count per frame)."""
+    if rows is None or rows.ndim != 2 or rows.shape[1] != N_CLASSES + 1:
+        return NONE
+    with_face = rows[rows[:, N_CLASSES] > 0, :N_CLASSES]
+    if len(with_face) == 0:
+        return NONE
+    k = min(FACE_TOP_K, len(with_face))
+    # Each class by its own evidence: the mean of its k strongest frames.
+    per_class = np.sort(with_face, axis=0)[-k:].mean(axis=0)
+    evidence = np.clip(_FACE_M @ per_class, 0.0, 1.0)
+    conf = min(1.0, len(with_face) / FACE_FULL_FRAMES)
+    return Channel(evidence, conf)
+
+
+def gif_text(title: str, tags: Iterable[str], alt_text: str, slug: str) -> str:
+    """The words of one GIF as one line, each piece once (a slug often repeats the title)."""
+    from scorer.words import words_from_name
+
+    parts: list[str] = []
+    for piece in [title, *list(tags or [])[:20], alt_text[:300], words_from_name(slug or "")]:
+        piece = (piece or "").strip()
+        if piece and piece.lower() not in (p.lower() for p in parts):
+            parts.append(piece)
+    return " ; ".join(parts)
+
+
+def word_channel(text: str, model: TextModel | None) -> Channel:
+    if model is None or not text.strip():
+        return NONE
+    try:
+        probs, path = model(text)
+    except Exception:  # a text model bug must not stop scoring: no words, wide prior
+        log.exception("word channel failed on %r", text[:80])
+        return NONE
+    p = np.clip(np.asarray(probs, np.float64).reshape(-1)[:N_EMOTIONS], 0.0, 1.0)
+    conf = WORD_CONF.get(path, 0.0)
+    if p.shape[0] != N_EMOTIONS or not np.isfinite(p).all() or p.sum() <= 0 or conf == 0:
+        return NONE
+    # Evidence relative to the GIF's own top emotion: a confident lexicon hit on one axis
+    # reaches 1 there, a blurred reading spreads lower.
+    return Channel(p / p.max() * min(1.0, float(p.max()) * 2), conf)
+
+
+def combine(words: Channel, faces: Channel, *, w_words: float = W_WORDS,
+            w_faces: float = W_FACES) -> tuple[np.ndarray, np.ndarray, float]:
+    """(mean (17,), sd (17,), total weight) of the prior for one GIF."""
+    ww, wf = w_words * words.confidence, w_faces * faces.confidence
+    total = ww + wf
+    mean = BASE + SPAN * (W0 * X0 + ww * words.evidence + wf * faces.evidence) / (W0 + total)
+    sd = np.full(N_EMOTIONS, SD_WIDE / np.sqrt(1.0 + total))
+    return mean.astype(np.float32), sd.astype(np.float32), float(total)
+
+
+REVISION = 2  # bump when FACE_MAP or the aggregation changes: a new model version
+
+
+def version_name(with_faces: bool) -> str:
+    """Names the channels and their weights; a change of weights is a new version."""
+    if with_faces:
+        return f"prior:words+faces v{REVISION} w={W_WORDS:g},{W_FACES:g} x0={X0:g}"
+    return f"prior:words v{REVISION} w={W_WORDS:g} x0={X0:g}"
+
+
+def prior_config(with_faces: bool) -> dict:
+    channels: dict = {"words": {"weight": W_WORDS, "model": "bot.intent (lexicon + all-MiniLM-L6-v2)",
+                                "confidence": WORD_CONF}}
+    if with_faces:
+        channels["faces"] = {"weight": W_FACES, "detector": "opencv haarcascade_frontalface_default",
+                             "model": f"@vladmandic/face-api {FACE_API_VERSION} face_expression_model",
+                             "top_k_frames": FACE_TOP_K, "map": FACE_MAP}
+    # "pools": None means zero-shot: no pool's votes went into it, so it may rank any pool.
+    return {"kind": PRIOR_HEAD_KIND, "channels": channels, "w0": W0, "x0": X0, "base": BASE, "span": SPAN,
+            "sd_wide": SD_WIDE, "pools": None}
+
+
+def prior_version(engine: Engine, encoder_id: str, sampling: str, with_faces: bool) -> int:
+    """The id of this prior's model version (created once per name, encoder and sampling)."""
+    name = version_name(with_faces)
+    with session_scope(engine) as s:
+        mv = s.scalars(select(ModelVersion).where(
+            ModelVersion.name == name, ModelVersion.head_kind == PRIOR_HEAD_KIND,
+            ModelVersion.encoder_id == encoder_id, ModelVersion.sampling == sampling)).first()
+        if mv is None:
+            mv = ModelVersion(name=name, encoder_id=encoder_id, sampling=sampling,
+                              head_kind=PRIOR_HEAD_KIND, path="", status="candidate",
+                              config=prior_config(with_faces), metrics={})
+            s.add(mv)
+            s.flush()
+        return mv.id
+
+
+def activate_if_none(engine: Engine, mv_id: int) -> bool:
+    """Make the prior the active version when nothing is active yet (a fresh home)."""
+    with session_scope(engine) as s:
+        if s.scalars(select(ModelVersion.id).where(ModelVersion.status == "active")).first():
+            return False
+        mv = s.get(ModelVersion, mv_id)
+        assert mv is not None
+        mv.status, mv.activated_at = "active", utcnow()
+        return True
+
+
+@dataclass
+class PriorStats:
+    written: int = 0
+    faces: int = 0
+    words: int = 0
+    wide: int = 0
+
+
+def write_prior(engine: Engine, mv_id: int, shas: Sequence[str],
+                face_rows: Callable[[str], np.ndarray | None], text_model: TextModel | None,
+                *, with_faces: bool) -> PriorStats:
+    """Compute and (re)write the prior's predictions (with per-GIF sd) for `shas`."""
+    stats = PriorStats()
+    for i in range(0, len(shas), 256):
+        chunk = list(shas[i:i + 256])
+        with session_scope(engine) as s:
+            words = {g.sha256: gif_text(g.title or "", g.tags or [], g.alt_text or "", g.slug or "")
+                     for g in s.scalars(select(Gif).where(Gif.sha256.in_(chunk)))}
+        rows = []
+        for sha in chunk:
+            w = word_channel(words.get(sha, ""), text_model)
+            f = face_channel(face_rows(sha)) if with_faces else NONE
+            mean, sd, total = combine(w, f)
+            stats.faces += f.confidence > 0
+            stats.words += w.confidence > 0
+            stats.wide += total == 0
+            rows.append({"model_version_id": mv_id, "gif_sha": sha, "scores": pack_scores(mean),
+                         "sd": pack_scores(sd)})
+        with session_scope(engine) as s:
+            s.execute(delete(Prediction).where(Prediction.model_version_id == mv_id,
+                                               Prediction.gif_sha.in_(chunk)))
+            if rows:
+                s.execute(insert(Prediction), rows)
+        stats.written += len(rows)
+    return stats
+
+
+def prior_summary(engine: Engine, shas: Sequence[str]) -> dict:
+    """For `pool show` and the admin page: the newest prior version and how many GIFs of
+    `shas` have only its wide prior (no face, no words)."""
+    from scorer.store import unpack_scores
+
+    with session_scope(engine) as s:
+        mv = s.scalars(select(ModelVersion).where(ModelVersion.head_kind == PRIOR_HEAD_KIND)
+                       .order_by(ModelVersion.id.desc())).first()
+        if mv is None:
+            return {"version": None, "wide": 0, "scored": 0}
+        wide = scored = 0
+        want = set(shas)
+        for sha, sd in s.execute(select(Prediction.gif_sha, Prediction.sd)
+                                 .where(Prediction.model_version_id == mv.id)):
+            if sha not in want or sd is None:
+                continue
+            scored += 1
+            wide += bool(unpack_scores(sd)[0] >= SD_WIDE - 1e-6)
+        return {"version": mv.name, "version_id": mv.id, "scored": scored, "wide": wide}
+
+
+__all__ = [
+    "FACE_MAP",
+    "PRIOR_HEAD_KIND",
+    "Channel",
+    "TextModel",
+    "combine",
+    "face_channel",
+    "face_matrix",
+    "gif_text",
+    "prior_summary",
+    "prior_version",
+    "version_name",
+    "word_channel",
+    "write_prior",
+]

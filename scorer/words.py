@@ -1,0 +1,104 @@
+"""A GIF's own words at ingest: titles from file names, slugs from URLs, clean manifest text.
+
+These words feed the word channel of the zero-shot prior (`scorer.prior`) and are shown to
+admins, so everything that comes from outside goes through `clean_text` first: control
+characters and HTML tags removed, whitespace collapsed, length capped. Never raises.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from pathlib import PurePosixPath
+from urllib.parse import unquote, urlsplit
+
+MAX_TITLE = 300  # characters; a GIF title longer than a tweet is noise, not a title
+MAX_TAG = 60
+MAX_TAGS = 30
+MAX_ALT = 1000
+
+_TAG_RE = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]{0,500}>", re.I | re.S)
+_SPACE_RE = re.compile(r"\s+")
+# Tokens that look like ids, not words: long hex/base62 runs with digits, or pure numbers.
+_HASHLIKE = re.compile(r"^(?=.*\d)[A-Za-z0-9]{8,}$|^[0-9a-fA-F]{12,}$|^\d+$")
+_ID_TAIL = re.compile(r"^(?=.*\d)(?=.*[A-Za-z])[A-Za-z0-9]{5,}$")
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_SPLIT = re.compile(r"[-_.\s+~]+")
+
+
+def clean_text(raw: object, cap: int = MAX_TITLE) -> str:
+    """Plain, printable, single-line text of at most `cap` characters ('' for None)."""
+    if raw is None:
+        return ""
+    text = html.unescape(_TAG_RE.sub(" ", str(raw)))
+    # Drop control/format characters (Cc, Cf: NUL, bidi overrides, zero-width...) but keep
+    # every script's letters: a Japanese or Arabic title is a title.
+    text = "".join(" " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in text)
+    text = _SPACE_RE.sub(" ", text).strip()
+    text = text.replace("<", "").replace(">", "")  # stray brackets of a cut-off tag
+    if len(text) > cap:
+        text = text[:cap].rsplit(" ", 1)[0] if " " in text[:cap] else text[:cap]
+    return text
+
+
+def clean_tags(raw: list[str]) -> list[str]:
+    out: list[str] = []
+    for tag in raw[: MAX_TAGS * 2]:
+        t = clean_text(tag, MAX_TAG)
+        if t and t.lower() not in (o.lower() for o in out):
+            out.append(t)
+        if len(out) >= MAX_TAGS:
+            break
+    return out
+
+
+def words_from_name(stem: str) -> str:
+    """'happy-dance', 'HappyDance_3f9a2c1b7d' -> 'happy dance'; ids and numbers dropped."""
+    stem = unquote(stem)
+    words: list[str] = []
+    for token in _SPLIT.split(stem):
+        if not token or _HASHLIKE.match(token):
+            continue
+        words += [w for w in _CAMEL.split(token) if w]
+    return clean_text(" ".join(words).lower() if words else "", MAX_TITLE)
+
+
+def title_from_path(name: str) -> str:
+    """A folder file's title: its name without the suffix (and a `category__` prefix kept as words)."""
+    stem = PurePosixPath(name.replace("\\", "/")).name
+    stem = stem.rsplit(".", 1)[0] if "." in stem else stem
+    return words_from_name(stem)
+
+
+def slug_from_url(url: str) -> str:
+    """The URL's word-bearing slug: giphy.com/gifs/happy-dance-abc123 -> 'happy-dance'.
+
+    The last path segment that is not a bare id or a file name like 'giphy.gif'; a trailing
+    id joined by '-' is cut off. Media hosts (media.giphy.com/media/<id>/giphy.gif) give ''.
+    """
+    try:
+        path = urlsplit(url).path
+    except ValueError:
+        return ""
+    segments = [unquote(p) for p in path.split("/") if p]
+    for i in range(len(segments) - 1, -1, -1):
+        segment = segments[i]
+        if i > 0 and segments[i - 1].lower() == "media":
+            continue  # media.giphy.com/media/<id>/...: the segment after "media" is an id
+        seg = segment.rsplit(".", 1)[0] if "." in segment else segment
+        if seg.lower() in ("giphy", "source", "200", "100", "original", "gifs", "media", "raw"):
+            continue
+        parts = [p for p in re.split(r"-", seg) if p]
+        # GIPHY-style page slugs end in the GIF's id ("happy-dance-abc123"): a last token
+        # that mixes letters and digits is an id, not a word.
+        while len(parts) > 1 and (_HASHLIKE.match(parts[-1]) or _ID_TAIL.match(parts[-1])):
+            parts.pop()
+        if not parts or all(_HASHLIKE.match(p) for p in parts):
+            continue
+        return clean_text("-".join(parts), MAX_TITLE)
+    return ""
+
+
+__all__ = ["MAX_ALT", "MAX_TAG", "MAX_TITLE", "clean_tags", "clean_text", "slug_from_url",
+           "title_from_path", "words_from_name"]
