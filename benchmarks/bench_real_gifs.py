@@ -72,16 +72,30 @@ def _settings(home: Path, **env: str):  # type: ignore[no-untyped-def]
     return load_settings(env={"MOODGIF_SCORE_WORKERS": "1", **env}, home=str(home))
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and its finished children (the decode workers)."""
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def _score(settings, pool: str, *, prior: bool):  # type: ignore[no-untyped-def]
+    """(engine, report, wall s, cpu s) of one score_pool run; the intent model is loaded
+    before the clock starts (a once-per-process cost, not a per-GIF one)."""
     from bot.intent import get_parser
     from scorer.pipeline import score_pool
     from scorer.store import init_db
 
     engine = init_db(settings.db_url)
-    t0 = time.perf_counter()
-    report = score_pool(settings, engine, pool=pool, device="cpu", prior=prior,
-                        text_model=get_parser(settings).distribution if prior else None)
-    return engine, report, time.perf_counter() - t0
+    text = None
+    if prior:
+        parser = get_parser(settings)
+        parser.distribution("warm up the sentence model")
+        text = parser.distribution
+    t0, c0 = time.perf_counter(), _cpu()
+    report = score_pool(settings, engine, pool=pool, device="cpu", prior=prior, text_model=text)
+    return engine, report, time.perf_counter() - t0, _cpu() - c0
 
 
 def _folder(tmp: Path, rows: list[dict], kind: str) -> Path:
