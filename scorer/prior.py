@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 TextModel = Callable[[str], tuple[Sequence[float], str]]
 
 PRIOR_HEAD_KIND = "prior"
-FACE_FEATURES_ID = f"faces-haar-faceapi-{FACE_API_VERSION}-v1"  # cache id of the per-frame rows
+FACE_FEATURES_ID = f"faces-haar-faceapi-{FACE_API_VERSION}-v2"  # cache id of the per-frame rows
 
 # Each axis as a weighted mean of face-api's 7 classes. Why these: the classes are Ekman's
 # basic expressions; an axis takes the classes whose faces people make when they feel it
@@ -158,7 +158,7 @@ def combine(words: Channel, faces: Channel, *, w_words: float = W_WORDS,
     return mean.astype(np.float32), sd.astype(np.float32), float(total)
 
 
-REVISION = 2  # bump when FACE_MAP or the aggregation changes: a new model version
+REVISION = 3  # bump when FACE_MAP or the aggregation changes: a new model version
 
 
 def version_name(with_faces: bool) -> str:

@@ -193,7 +193,12 @@ def test_cli_score(sqlite_settings, sqlite_engine) -> None:
     ok = runner.invoke(cli, ["score", "--pool", "p", "--encoder", "motion", "--workers", "0"], env=env)
     assert ok.exit_code == 0, ok.output
     assert "1 encoded" in ok.output and "1 failed" in ok.output
+    # The broken GIF gets no prior either; the good one does, and the prior is now active.
+    assert "zero-shot prior (model version 1): 1 GIFs" in ok.output
     assert "the zero-shot prior ranks these GIFs" in ok.output
+    bare = runner.invoke(cli, ["score", "--pool", "p", "--encoder", "motion", "--workers", "0",
+                               "--no-prior"], env=env)
+    assert bare.exit_code == 0 and "zero-shot" not in bare.output
     bad = runner.invoke(cli, ["score", "--encoder", "nope"], env=env)
     assert bad.exit_code == 1 and "unknown encoder 'nope'" in bad.output
     listed = runner.invoke(cli, ["score", "--list-encoders"], env=env)

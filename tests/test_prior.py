@@ -298,3 +298,35 @@ def test_a_head_trained_on_one_pool_never_ranks_another(sqlite_settings: Setting
     assert again.scored == 3
 
 
+
+
+def test_retrain_judges_a_new_head_against_what_ranks_each_gif(sqlite_settings: Settings, tmp_path: Path) -> None:
+    """Held-out comparison uses the active head where it predicts, the prior elsewhere."""
+    from scorer.pool import ingest, pool_gifs
+    from scorer.prior import prior_version, write_prior
+    from scorer.store import init_db, pack_scores
+    from training.retrain import ranked_predictions
+
+    settings = sqlite_settings
+    engine = init_db(settings.db_url)
+    folder = tmp_path / "p"
+    folder.mkdir()
+    _gif_named(folder, "so-happy.gif", 30)
+    _gif_named(folder, "crying-sad.gif", 31)
+    ingest(settings, engine, "p", folder)
+    a, b = pool_gifs(engine, "p")
+    zs = prior_version(engine, settings.encoder, settings.sampling, with_faces=False)
+    write_prior(engine, zs, [a, b], lambda _s: None, LEXICON, with_faces=False)
+    with session_scope(engine) as s:
+        head = ModelVersion(name="h", encoder_id=settings.encoder, sampling="sparse",
+                            head_kind="fc-maxpool-1", path="h.pt", status="active",
+                            config={"pools": ["elsewhere"]})
+        s.add(head)
+        s.flush()
+        s.add(Prediction(model_version_id=head.id, gif_sha=a, scores=pack_scores(np.full(N_EMOTIONS, 0.9))))
+        head_id = head.id
+    got = ranked_predictions(engine, head_id, [a, b])
+    np.testing.assert_allclose(got[0], 0.9)
+    with session_scope(engine) as s:
+        want = unpack_scores(s.get(Prediction, (zs, b)).scores)
+    np.testing.assert_allclose(got[1], want, atol=1e-6)

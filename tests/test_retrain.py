@@ -285,3 +285,28 @@ def test_commands_end_to_end(sqlite_settings, sqlite_engine, tmp_path) -> None: 
 
     code, out = run("retrain")
     assert code == 2 and "exactly one of" in out
+
+
+def test_votes_refine_the_zero_shot_prior(sqlite_settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    """A fresh home's active version is the prior: the retrain job fits with it as the BT
+    prior, judges the new head against it, and the new head records its pools."""
+    from scorer.prior import activate_if_none, prior_version, write_prior
+
+    settings, engine = sqlite_settings, sqlite_engine
+    truth = make_pool(settings, engine)
+    shas = sorted(truth)
+    mv_id = prior_version(engine, settings.encoder, settings.sampling, with_faces=False)
+    stats = write_prior(engine, mv_id, shas, lambda _sha: None, None, with_faces=False)
+    assert stats.written == N_GIFS and stats.wide == N_GIFS  # no words, no faces: all wide
+    assert activate_if_none(engine, mv_id) and active_ids(engine) == [mv_id]
+    simulate_votes(engine, truth, 3000)
+    out = run_retrain(settings, engine, epochs=30)
+    assert out.status in ("activated", "rejected"), out.message
+    assert out.metrics["bt"]["prior_model_version_id"] == mv_id
+    assert out.metrics["dev_rmse_active"] is not None  # judged against the prior
+    assert out.metrics["train"]["warm_start"] is False  # the prior has no head to start from
+    with session_scope(engine) as s:
+        new = s.get(ModelVersion, out.model_version_id)
+        assert new.config["pools"] == ["demo"]
+    # Votes that follow the truth beat a prior that knows nothing about these GIFs.
+    assert out.status == "activated" and active_ids(engine) == [out.model_version_id]

@@ -154,6 +154,21 @@ def prediction_matrix(engine: Engine, model_version_id: int, shas: list[str]) ->
     return out
 
 
+def ranked_predictions(engine: Engine, model_version_id: int, shas: list[str]) -> np.ndarray:
+    """`prediction_matrix` of the version, its NaN rows filled from the newest zero-shot
+    prior (scorer.prior), as the ranker does for pools outside a head's domain."""
+    out = prediction_matrix(engine, model_version_id, shas)
+    missing = np.flatnonzero(np.isnan(out).any(axis=1))
+    if len(missing) == 0:
+        return out
+    with session_scope(engine) as s:
+        zero_shot = s.scalar(select(ModelVersion.id).where(ModelVersion.head_kind == "prior")
+                             .order_by(ModelVersion.id.desc()).limit(1))
+    if zero_shot is not None and zero_shot != model_version_id:
+        out[missing] = prediction_matrix(engine, zero_shot, [shas[i] for i in missing])
+    return out
+
+
 def _head_file(settings: Settings, path: str) -> Path:
     p = Path(path).expanduser()
     return p if p.is_absolute() else settings.models_dir / p
@@ -568,7 +583,9 @@ def _run_locked(settings: Settings, engine: Engine, *, trigger: str, head_kind: 
         old_rmse = math.nan
         old_pred = None
         if active is not None:
-            old_pred = prediction_matrix(engine, active.id, eval_set.shas)
+            # What ranks these GIFs now: the active version, or the zero-shot prior for the
+            # pools outside its domain. A new head must beat that on each GIF it would take over.
+            old_pred = ranked_predictions(engine, active.id, eval_set.shas)
             have = np.isfinite(old_pred).all(axis=1)
             if have.any():
                 sub = eval_set.subset(np.flatnonzero(have).tolist())

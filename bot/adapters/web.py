@@ -344,13 +344,30 @@ def top_gifs(core: BotCore, emotion: int, k: int = 24) -> list[dict[str, Any]]:
     k = min(k, m.size)
     idx = np.argpartition(-col, k - 1)[:k]
     idx = idx[np.argsort(-col[idx], kind="stable")]
+    shas = [m.shas[int(i)] for i in idx]
+    words, voted = _words_and_votes(core.engine, shas)
     out = []
-    for i in idx:
-        sha = m.shas[int(i)]
+    for i, sha in zip(idx, shas, strict=True):
         sd = float(m.sd[emotion, i])
         out.append({"sha256": sha, "mean": float(col[i]), "sd": sd,
-                    "voted": sd < PRIOR_SD * 0.999, "url": f"/gifs/{sha}.gif"})
+                    "voted": sha in voted, "url": f"/gifs/{sha}.gif", **words.get(sha, {})})
     return out
+
+
+def _words_and_votes(engine, shas: list[str]) -> tuple[dict[str, dict], set[str]]:  # type: ignore[no-untyped-def]
+    """The GIFs' own words (title, tags, slug) and which of them somebody compared: the
+    zero-shot prior has its own per-GIF width, so a narrow sd no longer means votes."""
+    from sqlalchemy import or_, select
+
+    from scorer.store import Comparison, Gif, session_scope
+
+    with session_scope(engine) as s:
+        words = {g.sha256: {"title": g.title or "", "tags": list(g.tags or []), "slug": g.slug or ""}
+                 for g in s.scalars(select(Gif).where(Gif.sha256.in_(shas)))}
+        rows = s.execute(select(Comparison.winner, Comparison.loser).where(
+            or_(Comparison.winner.in_(shas), Comparison.loser.in_(shas)))).all()
+    voted = {x for row in rows for x in row} & set(shas)
+    return words, voted
 
 
 async def admin_top(request: web.Request) -> web.Response:
@@ -362,11 +379,20 @@ async def admin_top(request: web.Request) -> web.Response:
     scored = (await _db(core.ranker.matrix)).scored
     cells = "".join(
         f'<figure><img src="{r["url"]}" alt="" loading=lazy width=96 height=96>'
-        f"<figcaption>{r['mean']:.2f} ± {r['sd']:.2f}</figcaption></figure>" for r in rows)
+        f"<figcaption>{r['mean']:.2f} ± {r['sd']:.2f}<br>{html.escape(_caption(r))}</figcaption></figure>"
+        for r in rows)
     note = "" if scored else "<p><b>Not scored yet:</b> these are in no particular order.</p>"
     return _page(f"Top GIFs: {NAMES[emotion]}", _emotion_picker("/admin/top", emotion) + note
                  + f"<div class=grid>{cells or 'no GIFs'}</div>"
                  "<p>Score = posterior mean ± sd on the [0, 1] scale (model prior + votes).</p>")
+
+
+def _caption(row: dict) -> str:
+    """A GIF's words on one short line (title, else slug; then tags)."""
+    text = row.get("title") or row.get("slug") or ""
+    if row.get("tags"):
+        text = f"{text} [{', '.join(row['tags'][:4])}]".strip()
+    return text[:60]
 
 
 def render_distribution(core: BotCore, emotion: int) -> bytes:
