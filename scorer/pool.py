@@ -159,8 +159,9 @@ def _row_item(settings: Settings, row: dict, where: str, base: Path, roots: list
     row = {str(k).strip().lower(): v for k, v in row.items() if k is not None}
     raw_path = str(row.get("path") or row.get("file") or "").strip()
     url = str(row.get("url") or "").strip()
-    title = str(row.get("title") or "").strip()
-    tags = _split_tags(row.get("tags"))
+    # NUL bytes dropped: PostgreSQL refuses them in text, which would sink the whole batch.
+    title = str(row.get("title") or "").replace("\x00", "").strip()
+    tags = [t.replace("\x00", "") for t in _split_tags(row.get("tags"))]
     rating_raw = str(row.get("rating") or "").strip().lower()
     item = SourceItem(ref=raw_path or url or where, title=title, tags=tags)
     if rating_raw:
