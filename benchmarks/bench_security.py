@@ -29,10 +29,10 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scorer.frames import GifDecodeError, verify_gif  # noqa: E402
-from scorer.pool import ingest  # noqa: E402
-from scorer.settings import load_settings  # noqa: E402
-from scorer.store import dispose_engines, init_db  # noqa: E402
+from scorer.frames import GifDecodeError, verify_gif
+from scorer.pool import ingest
+from scorer.settings import load_settings
+from scorer.store import dispose_engines, init_db
 
 
 def bomb(width: int = 4096, height: int = 4096, frames: int = 790) -> bytes:
