@@ -20,6 +20,7 @@ import contextlib
 import logging
 import re
 import shlex
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -284,7 +285,25 @@ def register(app: AsyncApp, core: BotCore, settings: Settings) -> None:
         else:
             await answer_click(reply, respond, client, actor)
 
+    seen_events: OrderedDict[str, None] = OrderedDict()
+
+    def replayed(body: dict[str, Any]) -> bool:
+        """Slack gives each event one id; a request replayed inside the signature's 5-minute
+        window carries the same one (it could bring back a vote its owner withdrew)."""
+        event_id = str(body.get("event_id") or "")
+        if not event_id:
+            return False
+        if event_id in seen_events:
+            log.info("slack: event %s seen before; ignored", event_id[:40])
+            return True
+        seen_events[event_id] = None
+        while len(seen_events) > 20_000:
+            seen_events.popitem(last=False)
+        return False
+
     async def reaction(event: dict[str, Any], body: dict[str, Any], added: bool) -> None:
+        if replayed(body):
+            return
         item = event.get("item") or {}
         up = reaction_vote(event.get("reaction", ""))
         if item.get("type") != "message" or up is None or not event.get("user"):
