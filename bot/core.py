@@ -423,6 +423,8 @@ class BotCore:
 
     def _vote(self, actor: Actor, post_id: int | None, message_ref: str | None,
               up: bool | None, source: str) -> Reply:
+        if post_id is not None and not 0 < post_id < 2**63:  # a forged button value
+            return Reply(kind="expired", text="I can't find that GIF post any more.")
         post = sess.find_post(self.engine, post_id=post_id, platform=actor.platform,
                               message_ref=message_ref)
         if post is None or post.platform != actor.platform or post.workspace != actor.workspace:

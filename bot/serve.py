@@ -18,8 +18,10 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -33,12 +35,31 @@ from scorer.settings import Settings
 log = logging.getLogger("moodgif.bot.serve")
 
 HOUSEKEEPING_S = 60.0
+# After SIGTERM the process is gone within this, even if a worker thread is stuck (a hung
+# fetch, a file that never ends): supervisors (systemd, Docker) escalate to SIGKILL later,
+# and a half-stopped bot that still holds its port is worse than a prompt exit.
+SHUTDOWN_DEADLINE_S = 20.0
+
+
+def _hard_exit(reason: str) -> None:
+    log.error("shutdown: %s; exiting now", reason)
+    logging.shutdown()
+    os._exit(1)
+
+
+def _arm_deadline(seconds: float) -> None:
+    timer = threading.Timer(seconds, _hard_exit, args=(f"not stopped within {seconds:g} s "
+                                                       "(a worker thread is stuck)",))
+    timer.daemon = True
+    timer.start()
 
 
 def playground_url(settings: Settings, port: int | None = None) -> str:
     host = settings.http_host
-    if host in ("0.0.0.0", "::", ""):
+    if host in ("0.0.0.0", ""):
         host = "127.0.0.1"
+    elif host == "::":  # IPv6 wildcard: reachable here as ::1 (not always as 127.0.0.1)
+        host = "::1"
     if ":" in host:
         host = f"[{host}]"
     return f"http://{host}:{port or settings.http_port}/"
@@ -109,8 +130,13 @@ async def _housekeeping(core: BotCore, stop: asyncio.Event) -> None:
 
 async def serve(settings: Settings, engine: Engine, *, open_browser: bool = False,
                 core: BotCore | None = None, stop: asyncio.Event | None = None,
-                on_ready: Callable[[str], None] | None = None) -> None:
-    """Run until SIGINT/SIGTERM (or `stop` is set). `on_ready(url)` is called once listening."""
+                on_ready: Callable[[str], None] | None = None,
+                hard_deadline_s: float | None = None) -> None:
+    """Run until SIGINT/SIGTERM (or `stop` is set). `on_ready(url)` is called once listening.
+
+    `hard_deadline_s` (the CLI's `moodgif serve`): once stopping, the process exits within
+    that many seconds whatever is stuck, and a second signal exits at once.
+    """
     core = core or BotCore(settings, engine)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -152,6 +178,11 @@ async def serve(settings: Settings, engine: Engine, *, open_browser: bool = Fals
         await stop.wait()
     finally:
         log.info("shutting down")
+        if hard_deadline_s is not None:
+            _arm_deadline(hard_deadline_s)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.add_signal_handler(sig, _hard_exit, "a second signal while stopping")
         if sched is not None:
             sched.shutdown(wait=False)
         for name, close in closers:
@@ -175,4 +206,5 @@ def run_serve(settings: Settings, engine: Engine, *, open_browser: bool = False,
     def ready(url: str) -> None:
         (announce or (lambda u: print(f"moodgif is up: {u}  (Ctrl-C stops it)", file=sys.stderr)))(url)
 
-    asyncio.run(serve(settings, engine, open_browser=open_browser, on_ready=ready))
+    asyncio.run(serve(settings, engine, open_browser=open_browser, on_ready=ready,
+                      hard_deadline_s=SHUTDOWN_DEADLINE_S))

@@ -176,6 +176,7 @@ def _row_item(settings: Settings, row: dict, where: str, base: Path, roots: list
     row = {str(k).strip().lower(): v for k, v in row.items() if k is not None}
     raw_path = str(row.get("path") or row.get("file") or "").strip()
     url = str(row.get("url") or "").strip()
+    # clean_text drops NUL bytes too: PostgreSQL refuses them, which would sink the batch.
     title = clean_text(row.get("title"))
     tags = clean_tags(_split_tags(row.get("tags")))
     alt = clean_text(row.get("alt_text") or row.get("caption"), MAX_ALT)

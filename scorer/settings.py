@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,9 +171,10 @@ class Settings:
         ]
         # The database password too: a driver error can print the whole URL.
         if "://" in self.database_url and "@" in self.database_url:
-            creds = self.database_url.split("://", 1)[1].rsplit("@", 1)[0]
+            creds = self.database_url.split("://", 1)[1].split("?", 1)[0].rsplit("@", 1)[0]
             if ":" in creds and creds.split(":", 1)[1]:
                 values.append(creds.split(":", 1)[1])
+        values += [v for _k, v in _QUERY_SECRET.findall(self.database_url) if v]
         return values
 
 
@@ -180,14 +182,20 @@ def env_name(f: dataclasses.Field[Any]) -> str:
     return f.metadata.get("env") or f"MOODGIF_{f.name.upper()}"
 
 
+# ...?password=x or &sslpassword=x in a URL's query (libpq takes the password there too)
+_QUERY_SECRET = re.compile(r"(?i)[?&]((?:ssl)?password|passfile|sslkey)=([^&#]*)")
+
+
 def _mask_url(url: str) -> str:
     # postgresql://user:password@host/db -> postgresql://user:***@host/db
-    if "://" in url and "@" in url:
-        scheme, rest = url.split("://", 1)
+    url = _QUERY_SECRET.sub(lambda m: m.group(0)[: m.group(0).index("=") + 1] + "***", url)
+    base, sep, query = url.partition("?")
+    if "://" in base and "@" in base:
+        scheme, rest = base.split("://", 1)
         creds, host = rest.rsplit("@", 1)
         if ":" in creds:
             creds = creds.split(":", 1)[0] + ":***"
-        return f"{scheme}://{creds}@{host}"
+        return f"{scheme}://{creds}@{host}{sep}{query}"
     return url
 
 

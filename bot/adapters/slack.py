@@ -20,6 +20,7 @@ import contextlib
 import logging
 import re
 import shlex
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -284,7 +285,25 @@ def register(app: AsyncApp, core: BotCore, settings: Settings) -> None:
         else:
             await answer_click(reply, respond, client, actor)
 
+    seen_events: OrderedDict[str, None] = OrderedDict()
+
+    def replayed(body: dict[str, Any]) -> bool:
+        """Slack gives each event one id; a request replayed inside the signature's 5-minute
+        window carries the same one (it could bring back a vote its owner withdrew)."""
+        event_id = str(body.get("event_id") or "")
+        if not event_id:
+            return False
+        if event_id in seen_events:
+            log.info("slack: event %s seen before; ignored", event_id[:40])
+            return True
+        seen_events[event_id] = None
+        while len(seen_events) > 20_000:
+            seen_events.popitem(last=False)
+        return False
+
     async def reaction(event: dict[str, Any], body: dict[str, Any], added: bool) -> None:
+        if replayed(body):
+            return
         item = event.get("item") or {}
         up = reaction_vote(event.get("reaction", ""))
         if item.get("type") != "message" or up is None or not event.get("user"):
@@ -407,12 +426,15 @@ def async_db_url(url: str) -> str:
 
 def _oauth_settings(settings: Settings) -> Any:
     from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
-    from slack_sdk.oauth.installation_store.sqlalchemy import AsyncSQLAlchemyInstallationStore
     from slack_sdk.oauth.state_store.sqlalchemy import AsyncSQLAlchemyOAuthStateStore
     from sqlalchemy.ext.asyncio import create_async_engine
 
+    from bot.adapters.slack_tokens import EncryptedInstallationStore, TokenCipher
+
     engine = create_async_engine(async_db_url(settings.db_url))
-    installations = AsyncSQLAlchemyInstallationStore(client_id=settings.slack_client_id, engine=engine)
+    # Every workspace's bot token, encrypted with MOODGIF_SECRET_KEY (bot/adapters/slack_tokens.py).
+    installations = EncryptedInstallationStore(TokenCipher(settings.secret_key),
+                                               client_id=settings.slack_client_id, engine=engine)
     states = AsyncSQLAlchemyOAuthStateStore(expiration_seconds=600, engine=engine)
     return AsyncOAuthSettings(
         client_id=settings.slack_client_id,
@@ -432,6 +454,9 @@ async def create_oauth_tables(app: AsyncApp) -> None:
         return
     await flow.settings.installation_store.create_tables()  # type: ignore[attr-defined]
     await flow.settings.state_store.create_tables()  # type: ignore[attr-defined]
+    seal = getattr(flow.settings.installation_store, "seal_existing", None)
+    if seal is not None:
+        await seal()
 
 
 def build_app(core: BotCore, settings: Settings, *, socket_mode: bool | None = None) -> AsyncApp | None:
@@ -464,6 +489,11 @@ def mount(web_app: web.Application, core: BotCore, settings: Settings) -> AsyncA
     In Socket Mode only the OAuth routes (if any) are HTTP; events come over the socket.
     """
     if settings.slack_socket_mode:
+        return None
+    if oauth_enabled(settings) and not settings.secret_key:
+        log.error("Slack: multi-workspace OAuth is OFF: set MOODGIF_SECRET_KEY (`moodgif config "
+                  "secret-key` prints one); it encrypts the workspaces' bot tokens in the database")
+        get_health().set_component("slack", False, "MOODGIF_SECRET_KEY is not set")
         return None
     app = build_app(core, settings, socket_mode=False)
     if app is None:

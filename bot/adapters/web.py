@@ -125,7 +125,7 @@ def reply_json(reply: Reply) -> dict[str, Any]:
 async def _body(request: web.Request) -> dict[str, Any]:
     try:
         data = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError, RecursionError):
         raise web.HTTPBadRequest(text="expected a JSON body\n") from None
     if not isinstance(data, dict):
         raise web.HTTPBadRequest(text="expected a JSON object\n")
@@ -193,7 +193,8 @@ async def api_vote(request: web.Request) -> web.Response:
     data = await _body(request)
     post_id = data.get("post_id")
     up = data.get("up")
-    if isinstance(post_id, bool) or not isinstance(post_id, int) or up not in (True, False, None):
+    if (isinstance(post_id, bool) or not isinstance(post_id, int) or not 0 < post_id < 2**63
+            or up not in (True, False, None)):
         raise web.HTTPBadRequest(text="post_id (a number) and up (true, false or null) are required\n")
     reply = await request.app[CORE_KEY].vote(_actor(request, data), post_id=post_id, up=up)
     return web.json_response(reply_json(reply))

@@ -103,7 +103,13 @@ class Access:
         self.settings = settings
         self.exposed = is_exposed(settings)
         self.hosts = allowed_hosts(settings)
-        self.csrf_token = secrets.token_urlsafe(32)
+        # Derived from the admin token when there is one, so every replica behind a load
+        # balancer (and the next restart) accepts the forms the others rendered; a page on
+        # another origin can read neither.
+        self.csrf_token = (
+            base64.urlsafe_b64encode(hmac.digest(settings.admin_token.encode(), b"moodgif csrf v1",
+                                                 "sha256")).decode().rstrip("=")
+            if settings.admin_token else secrets.token_urlsafe(32))
         if self.exposed and not settings.admin_token:
             log.warning(
                 "the playground and admin pages are OFF: this server is exposed (bound to %s%s) "

@@ -33,6 +33,14 @@ def config_show(settings: Settings, as_json: bool) -> None:
         click.echo(f"{key:<{width}}  {value}")
 
 
+@config_group.command("secret-key")
+def config_secret_key() -> None:
+    """Print a new MOODGIF_SECRET_KEY (it encrypts the Slack workspaces' bot tokens)."""
+    from bot.adapters.slack_tokens import new_key
+
+    click.echo(new_key())
+
+
 @click.group("db")
 def db_group() -> None:
     """Database schema: upgrade to the newest migration, or show where it stands."""

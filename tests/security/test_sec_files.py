@@ -107,3 +107,22 @@ async def test_url_import_memory_is_flat_in_the_number_of_urls(sqlite_settings, 
         await server.close()
     # Four times the URLs, about the same peak (all in memory at once would be ~4x).
     assert peaks[64] < 1.6 * peaks[16], peaks
+
+
+def test_hostile_manifests_are_clear_errors_not_tracebacks(settings, engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from _bot_pool import demo_manifest
+
+    from scorer.pool import PoolError
+
+    gif = next(demo_manifest().parent.rglob("*.gif"))
+    (tmp_path / "a.gif").write_bytes(gif.read_bytes())
+    # a NUL in a title (PostgreSQL refuses it in text) costs nothing else
+    (tmp_path / "nul.jsonl").write_text('{"path": "a.gif", "title": "bad\\u0000title"}\n')
+    report = ingest(settings, engine, "n", str(tmp_path / "nul.jsonl"))
+    assert len(report.added) == 1 and not report.refused
+    (tmp_path / "latin1.csv").write_bytes("path,title\na.gif,caf\xe9\n".encode("latin-1"))
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (tmp_path / "huge.csv").write_text("path,title\na.gif," + "x" * 200_000 + "\n")
+    for name, words in (("latin1.csv", "UTF-8"), ("deep.json", "cannot read"), ("huge.csv", "cannot read")):
+        with pytest.raises(PoolError, match=words):
+            ingest(settings, engine, "n", str(tmp_path / name))

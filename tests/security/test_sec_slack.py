@@ -60,3 +60,45 @@ async def test_forged_requests_are_401_and_their_bodies_are_not_logged(sqlite_se
                         assert r.status == 401
         assert "FAKE-LOG-LINE" not in caplog.text and "AAAAAAAAAA" not in caplog.text
         assert stack.core.jobs == []
+
+
+async def test_a_replayed_reaction_cannot_restore_a_withdrawn_vote(sqlite_settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+    import time
+
+    from _adapter_core import ledger
+    from _sec_slack import CHANNEL
+
+    async with slack_stack(sqlite_settings, sqlite_engine) as stack:
+        await stack.command("happy", user="U0ALICE", command="/gif")
+        preview = (await stack.fake.wait_for("webhook", 1))[0].data
+        send = next(e["value"] for b in preview["blocks"] if b["type"] == "actions"
+                    for e in b["elements"] if e["action_id"] == blocks.SEND)
+        await stack.click(blocks.SEND, send)
+        posted = (await stack.fake.wait_for("chat.postMessage", 1))[0]
+        await stack.fake.wait_for("webhook", 2)
+        assert posted.data["channel"] == CHANNEL
+        item = {"type": "message", "channel": CHANNEL, "ts": "1700000001.000100"}  # the fake's first ts
+
+        def body(kind: str, event_id: str) -> str:
+            return json.dumps({"token": "legacy", "team_id": "T0001", "api_app_id": "A0MOOD",
+                               "type": "event_callback", "event_id": event_id, "event_time": int(time.time()),
+                               "event": {"type": kind, "user": "U0BOB", "reaction": "+1", "item": item}})
+
+        added = body("reaction_added", "Ev-add-1")
+        assert await stack.post(added, content_type="application/json") == 200
+        for _ in range(100):
+            if len(ledger(sqlite_engine)) == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert len(ledger(sqlite_engine)) == 1
+        assert await stack.post(body("reaction_removed", "Ev-rm-1"), content_type="application/json") == 200
+        for _ in range(100):
+            if not ledger(sqlite_engine):
+                break
+            await asyncio.sleep(0.05)
+        assert ledger(sqlite_engine) == []
+        # the captured reaction_added, signed again within the 5-minute window: ignored
+        assert await stack.post(added, content_type="application/json") == 200
+        await asyncio.sleep(0.5)
+        assert ledger(sqlite_engine) == []

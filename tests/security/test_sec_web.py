@@ -182,3 +182,19 @@ async def test_exposed_server_needs_the_token_even_from_loopback(core_private) -
                                                                   "Accept": "application/json"}) as r:
                 assert r.status == 200
     await core.close()
+
+
+async def test_bad_inputs_are_400_not_500(core_private) -> None:  # type: ignore[no-untyped-def]
+    core, settings, engine = core_private
+    async with running(core, settings, engine) as url, aiohttp.ClientSession() as http:
+        for path, body in (("/api/vote", {"post_id": 10**30, "up": True}), ("/api/vote", {"post_id": -1, "up": True}),
+                           ("/api/shuffle", {"session_id": 5}), ("/api/request", {"text": "x", "user": ["a"]})):
+            async with http.post(url + path, json=body) as r:
+                assert r.status == 400, (path, body)
+        for raw in (b"[" * 50_000, b"\xff\xfe"):  # nested past the recursion limit, not UTF-8
+            async with http.post(url + "/api/request", data=raw, headers={"Content-Type": "application/json"}) as r:
+                assert r.status == 400
+    from bot.events import Actor
+
+    reply = await core.vote(Actor("slack", "T1", "C1", "U1"), post_id=10**30, up=True)
+    assert reply.kind == "expired"

@@ -1,0 +1,94 @@
+"""`moodgif serve` (the real CLI) stops on SIGTERM even while a worker thread is stuck."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from bot.serve import SHUTDOWN_DEADLINE_S, playground_url
+from scorer.settings import load_settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _collect(proc: subprocess.Popen) -> list[str]:
+    """stderr lines of `proc`, read by a thread as they come."""
+    lines: list[str] = []
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
+def _wait_for_url(proc: subprocess.Popen, lines: list[str], limit_s: float) -> str:
+    """The URL `moodgif serve` announces once listening."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        for line in list(lines):
+            m = re.search(r"moodgif is up: (http://\S+)", line)
+            if m:
+                return m.group(1)
+        time.sleep(0.2)
+    raise AssertionError(f"serve did not come up: {''.join(lines)[-2000:]}")
+
+
+@pytest.mark.timeout(300)
+def test_sigterm_with_a_hung_admin_job_exits_within_the_deadline(tmp_path) -> None:
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts connections, never answers: a fetch hangs until its timeout
+    port = silent.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MOODGIF_HOME": str(tmp_path / "home"),
+           "MOODGIF_HTTP_PORT": "0", "MOODGIF_ALLOW_PRIVATE_URLS": "true",
+           "MOODGIF_FETCH_TIMEOUT_S": "600", "MOODGIF_FETCH_RETRIES": "0", "MOODGIF_RETRAIN_CRON": ""}
+    subprocess.run([sys.executable, "-m", "bot.cli", "db", "upgrade"], env=env, check=True,
+                   capture_output=True, timeout=120)
+    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], env=env, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        lines = _collect(proc)
+        url = _wait_for_url(proc, lines, 180)
+        with urllib.request.urlopen(url + "admin", timeout=30) as r:
+            csrf = re.search(r"name=csrf value='([^']+)'", r.read().decode()).group(1)  # type: ignore[union-attr]
+        form = f"name=hang&source=http://127.0.0.1:{port}/list.txt&csrf={csrf}".encode()
+        req = urllib.request.Request(url + "admin/pools", data=form, method="POST", headers={
+            "Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            assert b'"ack"' in r.read()
+        silent.settimeout(60)
+        conn, _ = silent.accept()  # the job's fetch is now hanging on us
+        proc.send_signal(signal.SIGTERM)
+        # Bounded by the deadline plus slack for the interpreter to go; the hung fetch alone
+        # would keep it for 600 s, the old shutdown waited for it.
+        proc.wait(timeout=SHUTDOWN_DEADLINE_S + 60)
+        time.sleep(0.5)  # the reader thread drains the pipe
+        rest = "".join(lines)
+        assert "shutting down" in rest, rest[-2000:]
+        # It was the deadline that ended it: the stuck fetch would have kept it alive.
+        assert "not stopped within" in rest and proc.returncode == 1, rest[-2000:]
+        conn.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        silent.close()
+
+
+def test_ipv6_wildcard_prints_a_url_that_reaches_it() -> None:
+    s = load_settings(env={}, http_host="::", http_port=8080)
+    assert playground_url(s) == "http://[::1]:8080/"
+    assert playground_url(load_settings(env={}, http_host="0.0.0.0"), 9) == "http://127.0.0.1:9/"
