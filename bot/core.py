@@ -38,7 +38,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from bot import session as sess
-from bot.events import Actor, GifCard, PollView, PostView, PreviewView, Reply
+from bot.events import Actor, GifCard, PollView, PostView, PreviewView, Reply, credit_line
 from bot.ranking import Ranked, Ranker, rank
 from scorer.emotions import INDEX, N_EMOTIONS, NAMES
 from scorer.settings import RATINGS, Settings
@@ -200,7 +200,8 @@ class BotCore:
 
         return GifCard(sha256=row.sha256, emotion=emotion, title=row.title or "",
                        source_url=row.source_url, local_path=gif_path(self.settings, row.sha256),
-                       bytes=int(row.bytes), width=int(row.width), height=int(row.height))
+                       bytes=int(row.bytes), width=int(row.width), height=int(row.height),
+                       credit=credit_line(row.attribution))
 
     def _cards_for(self, shas: list[str], emotion: str) -> tuple[GifCard, ...]:
         out = []

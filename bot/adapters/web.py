@@ -103,7 +103,7 @@ def gif_url(card: GifCard) -> str:
 def card_json(card: GifCard) -> dict[str, Any]:
     return {"sha256": card.sha256, "url": gif_url(card), "title": card.title,
             "alt": card.alt_text, "width": card.width, "height": card.height,
-            "bytes": card.bytes, "emotion": card.emotion}
+            "bytes": card.bytes, "emotion": card.emotion, "credit": card.credit}
 
 
 def reply_json(reply: Reply) -> dict[str, Any]:
