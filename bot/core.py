@@ -507,7 +507,7 @@ class BotCore:
                     return Reply(kind="ack", text=await asyncio.to_thread(self._pools_text))
                 if sub == "add" and len(args) >= 3:
                     return self._start_pool_add(args[1], " ".join(args[2:]))
-                return Reply(kind="error", text="Usage: pools list | pools add NAME FOLDER|MANIFEST|URL-LIST")
+                return Reply(kind="error", text="Usage: pools list | pools add NAME FOLDER|MANIFEST|URL-LIST|giphy:WORDS")
             if command in {"rating", "ceiling"}:
                 if not args:
                     return Reply(kind="error", text=f"Usage: rating {'|'.join(RATINGS)} [channel]")
@@ -637,7 +637,7 @@ class BotCore:
 
 
 ADMIN_HELP = """Admin commands:
-pools list | pools add NAME FOLDER|MANIFEST|URL-LIST
+pools list | pools add NAME FOLDER|MANIFEST|URL-LIST|giphy:WORDS|giphy:trending|giphy:id:ID,...
 rating g|pg|pg-13|r [channel]   (workspace-wide unless "channel")
 channel show | channel pools NAME[,NAME]|all | channel watch on|off
 channel preview 1|3 | channel cooldown SECONDS | channel rating CEILING | channel KEY reset

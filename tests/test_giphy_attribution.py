@@ -54,3 +54,37 @@ async def test_posts_of_giphy_gifs_carry_the_credit(sqlite_settings, sqlite_engi
     block = slack_blocks.image_block(plain, {"image_url": "x"}, "t")
     assert block["title"]["text"] == "t"
     assert "GIPHY" not in (discord_views.card_embed(plain, "https://x/y.gif").footer.text or "")
+
+
+async def test_gif_admin_pools_add_giphy(sqlite_settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    """`/gif-admin pools add NAME giphy:WORDS` (and the admin page's form, which calls the same
+    core command) imports from GIPHY in a background job."""
+    import asyncio
+    import dataclasses
+
+    from _h1_gifs import good_gif
+    from _h1_server import serve
+    from fake_giphy import FakeGif, FakeGiphy
+
+    from bot.core import BotCore
+    from bot.events import Actor
+    from bot.intent import IntentParser
+    from scorer.pool import pool_gifs
+
+    fake = FakeGiphy()
+    for i in range(3):
+        fake.add(FakeGif(f"mic{i}", f"mic drop {i}", renditions={"original": good_gif(40 + i)}))
+    with serve(fake.media_app()) as media_port, serve(fake.api_app()) as api_port:
+        fake.media_base = f"http://127.0.0.1:{media_port}"
+        s = dataclasses.replace(sqlite_settings, giphy_api_key=fake.key, allow_private_urls=True,
+                                giphy_api_url=f"http://127.0.0.1:{api_port}")
+        core = BotCore(s, sqlite_engine, intent_parser=IntentParser(s, use_embeddings=False))
+        admin = Actor("test", "T1", "general", "boss", is_admin=True)
+        reply = await core.admin(admin, "pools", ["add", "mics", "giphy:mic", "drop"])
+        assert reply.kind == "ack" and "giphy:mic drop" in reply.text
+        job = core.jobs[-1]
+        await asyncio.wait_for(job.task, 120)
+        assert job.state == "done", job.detail
+        assert "3 added" in job.detail
+        assert len(pool_gifs(sqlite_engine, "mics")) == 3
+        assert fake.api_calls[0][1]["q"] == "mic drop"

@@ -299,7 +299,7 @@ async def admin_pools(request: web.Request) -> web.Response:
         "<h2>Add a pool</h2><form method=post action=/admin/pools>"
         "<label>name <input name=name required pattern='[A-Za-z0-9_.-]+'></label> "
         "<label>source <input name=source required size=50 "
-        "placeholder='a folder, a manifest (.csv/.json) or a URL list (.txt)'></label> "
+        "placeholder='a folder, a manifest (.csv/.json), a URL list (.txt) or giphy:WORDS'></label> "
         "<button>add and score</button></form>"
         + (f"<h2>Jobs</h2><ul>{jobs}</ul>" if jobs else "")
     )
