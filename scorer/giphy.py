@@ -310,6 +310,7 @@ class GiphyClient:
             want = min(PAGE_MAX, limit - len(out))
             page = (await self.search(query, limit=want, offset=offset, rating=rating)
                     if kind == "search" else await self.trending(limit=want, offset=offset, rating=rating))
+            before = len(out)
             for g in page.gifs:
                 if len(out) < limit:
                     out.setdefault(g.id, g)
@@ -317,6 +318,8 @@ class GiphyClient:
             offset = page.offset + served
             if served == 0 or (page.total_count and offset >= page.total_count):
                 break
+            if len(out) == before and not page.skipped:
+                break  # a page of nothing new: an API that ignores `offset` cannot loop us
         return list(out.values())
 
 

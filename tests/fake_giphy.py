@@ -50,6 +50,7 @@ class FakeGiphy:
         self.retry_after = "0"
         self.page_max = 50
         self.redirect_to = ""  # where /redirect/... sends a rendition request
+        self.broken_paging = False  # ignore `offset` and give no total_count (a bad proxy)
 
     def add(self, gif: FakeGif) -> FakeGif:
         self.gifs.append(gif)
@@ -79,9 +80,12 @@ class FakeGiphy:
         }
 
     def _page(self, hits: list[FakeGif], offset: int, limit: int) -> dict:
+        if self.broken_paging:
+            offset = 0
         chosen = hits[offset : offset + min(limit, self.page_max)]
+        total = 0 if self.broken_paging else len(hits)
         return {"data": [self._entry(g) for g in chosen],
-                "pagination": {"total_count": len(hits), "count": len(chosen), "offset": offset},
+                "pagination": {"total_count": total, "count": len(chosen), "offset": offset},
                 "meta": {"status": 200, "msg": "OK", "response_id": uuid.uuid4().hex[:16]}}
 
     async def _gate(self, request: web.Request) -> web.Response | None:

@@ -91,6 +91,14 @@ def test_search_pages_and_keeps_the_words(env: Env, engine) -> None:  # type: ig
     assert len(pool_gifs(engine, "giphy-happy")) == 45
 
 
+def test_paging_stops_on_an_api_that_ignores_offset(env: Env, engine) -> None:  # type: ignore[no-untyped-def]
+    env.fake.page_max, env.fake.broken_paging = 5, True
+    for i in range(12):
+        env.fake.add(_gif(f"loop{i}", f"loop {i}", seed=1000 + i))
+    report = env.ingest(engine, "loops", "giphy:loop", limit=12)
+    assert len(report.added) == 5 and len(env.fake.api_calls) == 2
+
+
 def test_resume_and_dedupe_by_id_and_sha(env: Env, engine) -> None:  # type: ignore[no-untyped-def]
     for i in range(5):
         env.fake.add(_gif(f"clap{i}", f"slow clap {i}", seed=100 + i))
