@@ -39,7 +39,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
 from bot import session as sess
-from bot.events import Actor, GifCard, PollView, PostView, PreviewView, Reply
+from bot.events import Actor, GifCard, PollView, PostView, PreviewView, Reply, credit_line
 from bot.ranking import Ranked, Ranker, rank
 from scorer.emotions import INDEX, N_EMOTIONS, NAMES
 from scorer.settings import RATINGS, Settings
@@ -233,7 +233,8 @@ class BotCore:
 
         return GifCard(sha256=row.sha256, emotion=emotion, title=row.title or "",
                        source_url=row.source_url, local_path=gif_path(self.settings, row.sha256),
-                       bytes=int(row.bytes), width=int(row.width), height=int(row.height))
+                       bytes=int(row.bytes), width=int(row.width), height=int(row.height),
+                       credit=credit_line(row.attribution))
 
     def _cards_for(self, shas: list[str], emotion: str) -> tuple[GifCard, ...]:
         out = []
@@ -541,7 +542,7 @@ class BotCore:
                     return Reply(kind="ack", text=await asyncio.to_thread(self._pools_text))
                 if sub == "add" and len(args) >= 3:
                     return self._start_pool_add(args[1], " ".join(args[2:]))
-                return Reply(kind="error", text="Usage: pools list | pools add NAME FOLDER|MANIFEST|URL-LIST")
+                return Reply(kind="error", text="Usage: pools list | pools add NAME FOLDER|MANIFEST|URL-LIST|giphy:WORDS")
             if command in {"rating", "ceiling"}:
                 if not args:
                     return Reply(kind="error", text=f"Usage: rating {'|'.join(RATINGS)} [channel]")
@@ -683,7 +684,7 @@ class BotCore:
 
 
 ADMIN_HELP = """Admin commands:
-pools list | pools add NAME FOLDER|MANIFEST|URL-LIST
+pools list | pools add NAME FOLDER|MANIFEST|URL-LIST|giphy:WORDS|giphy:trending|giphy:id:ID,...
 rating g|pg|pg-13|r [channel]   (workspace-wide unless "channel")
 channel show | channel pools NAME[,NAME]|all | channel watch on|off
 channel preview 1|3 | channel cooldown SECONDS | channel rating CEILING | channel KEY reset

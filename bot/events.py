@@ -8,6 +8,7 @@ errbot's backends).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -53,6 +54,7 @@ class GifCard:
     bytes: int
     width: int
     height: int
+    credit: str = ""  # attribution the provider asks for ("Powered By GIPHY · by @user")
 
     @property
     def alt_text(self) -> str:
@@ -106,6 +108,21 @@ DEFAULT_TEXT: dict[str, str] = {
     "error": "Sorry, I couldn't do that.",
     "ack": "Thanks!",
 }
+
+
+_PROVIDER_USER = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def credit_line(attribution: dict | None) -> str:
+    """The attribution a provider's terms ask for, one line for every adapter.
+
+    GIPHY GIFs: "Powered By GIPHY", plus the uploader ("by @user") when GIPHY names one.
+    The user name is checked again here, so no markup can reach a post through it.
+    """
+    if not isinstance(attribution, dict) or attribution.get("provider") != "giphy":
+        return ""
+    user = str(attribution.get("username") or "")
+    return "Powered By GIPHY" + (f" · by @{user}" if _PROVIDER_USER.match(user) else "")
 
 
 def reply_text(reply: Reply) -> str:

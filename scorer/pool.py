@@ -9,7 +9,9 @@ A SOURCE is one of
   A `path` is relative to the manifest's folder and must stay inside it or inside one of
   `settings.allowed_source_dirs`, after following symlinks;
 * a text file of URLs (any other file name): one http(s) URL a line, `#` comments;
-* a single GIF file or a single URL.
+* a single GIF file or a single URL;
+* `giphy:QUERY`, `giphy:trending` or `giphy:id:ID,ID,...`: GIFs from GIPHY's API
+  (`scorer.giphy_import`, with the admin's `GIPHY_API_KEY`).
 
 The GIF's own words are kept (they feed the zero-shot prior, `scorer.prior`): a folder
 file `happy-dance.gif` gets the title "happy dance"; a URL keeps its slug
@@ -39,6 +41,7 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import Engine
@@ -522,14 +525,22 @@ def ingest(
     progress: bool = False,
     trusted_endpoints: Collection[tuple[str, int]] = (),
     confine: Sequence[Path] | None = None,
+    **source_options: Any,
 ) -> IngestReport:
     """Add every usable GIF of SOURCE to the pool (created if new); see the module doc.
 
     Raises PoolError only when SOURCE or the name as a whole is unusable; a bad file is a
     refusal in the report. `trusted_endpoints` exempts exact (ip, port) pairs from the
     private-address check (tests use it to reach a local server). `confine` limits the
-    server files it may read to those folders (a chat/web admin's source).
+    server files it may read to those folders (a chat/web admin's source). A `giphy:...`
+    SOURCE goes to `scorer.giphy_import` (`source_options`: limit, rating; GiphyError when
+    GIPHY fails).
     """
+    if str(source).lower().startswith("giphy:"):
+        from scorer.giphy_import import ingest_giphy
+
+        return ingest_giphy(settings, engine, pool_name, str(source), progress=progress,
+                            trusted_endpoints=trusted_endpoints, **source_options)
     from tqdm import tqdm
 
     items = read_source(settings, source, confine=confine)

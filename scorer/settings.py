@@ -83,6 +83,11 @@ class Settings:
     max_gif_total_pixels: int = _f(1_000_000_000, doc="cap on width x height x frames (decoded "
                                    "pixels per file): stops a GIF bomb before it is decoded")
 
+    # --- GIPHY (pool add NAME giphy:QUERY, pool starter) ---------------------------------
+    giphy_api_key: str = _f("", env="GIPHY_API_KEY", secret=True,
+                            doc="GIPHY API key (developers.giphy.com); using it accepts GIPHY's API terms")
+    giphy_api_url: str = _f("https://api.giphy.com", doc="GIPHY API base URL (tests point it at a local fake)")
+
     # --- scoring ------------------------------------------------------------------------
     encoder: str = _f("nsfw-resnet50thin+motion", doc="default encoder id")
     sampling: str = _f("sparse", doc="frame sampling scheme: sparse or dense")

@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from scorer.emotions import INDEX, N_EMOTIONS, NAMES
 from scorer.settings import Settings
-from scorer.store import Comparison, Pool, PoolGif, Post, session_scope, utcnow
+from scorer.store import Comparison, Gif, Pool, PoolGif, Post, session_scope, utcnow
 
 log = logging.getLogger("moodgif.training.comparisons")
 
@@ -248,7 +248,8 @@ def _pool_aliases(s: Session) -> dict[str, str]:
     """Names an import may use for a pooled GIF: its SHA-256, or its source file's stem.
 
     The GIFGIF images come named `<giphy_id>.gif`, so a pool ingested from that folder
-    is addressable by the GIPHY ids of the vote dump.
+    is addressable by the GIPHY ids of the vote dump. So is a GIF imported from GIPHY:
+    by its provider id ("giphy:abc123") and by the bare id ("abc123").
     """
     aliases: dict[str, str] = {}
     for sha, ref in s.execute(select(PoolGif.gif_sha, PoolGif.source_ref)):
@@ -257,15 +258,21 @@ def _pool_aliases(s: Session) -> dict[str, str]:
             stem = PurePath(ref.split("?", 1)[0]).stem
             if stem and stem not in aliases:
                 aliases[stem] = sha
+    pooled = select(PoolGif.gif_sha).distinct()
+    for sha, ext in s.execute(select(Gif.sha256, Gif.external_id).where(
+            Gif.external_id.is_not(None), Gif.sha256.in_(pooled))):
+        aliases[ext] = sha
+        aliases.setdefault(ext.split(":", 1)[-1], sha)
     return aliases
 
 
 def import_pairs(engine: Engine, rows: Iterable[Sequence[str]], source: str = "import",
-                 batch: int = 5000) -> ImportReport:
+                 batch: int = 5000, platform: str = "") -> ImportReport:
     """Add GIFGIF-style `(metric, left, right, choice)` rows; bad rows are counted and skipped.
 
     `choice` is left or right (a decision) or anything else (neither, a tie row). A GIF is
     named by its SHA-256 or the stem of its pooled file name; GIFs in no pool are skipped.
+    `platform` tags the rows (e.g. "gifgif"), so a dataset import can be replaced whole.
     """
     if source not in SOURCES:
         raise LedgerError(f"unknown source {source!r}")
@@ -304,7 +311,7 @@ def import_pairs(engine: Engine, rows: Iterable[Sequence[str]], source: str = "i
         tie = choice not in {"left", "right"}
         winner, loser = (b, a) if choice == "right" else (a, b)
         pending.append({"emotion": emotion, "winner": winner, "loser": loser, "tie": tie,
-                        "weight": 1.0, "source": source, "who": "", "platform": "",
+                        "weight": 1.0, "source": source, "who": "", "platform": platform,
                         "workspace": "", "channel": "", "post_id": None, "vote_key": None,
                         "created_at": utcnow()})
         report.added += 1

@@ -49,6 +49,8 @@ class Message:
 def media(card: GifCard, public_url: str, upload_limit: int) -> tuple[str | None, discord.File | None]:
     """Where the embed's image comes from: the local file as an attachment when it fits the
     upload limit, else a public URL (the GIF's source, or moodgif's /gifs/ under public_url)."""
+    if card.credit and card.source_url and card.source_url.startswith("https://"):
+        return card.source_url, None  # a provider's GIF is shown from its own CDN, as it asks
     if card.bytes <= upload_limit and card.local_path.is_file():
         name = f"{card.sha256}.gif"  # ASCII, as attachment:// needs
         return f"attachment://{name}", discord.File(card.local_path, filename=name, description=card.alt_text[:1000])
@@ -65,8 +67,10 @@ def card_embed(card: GifCard, url: str | None, *, title: str | None = None, desc
         embed.set_image(url=url)
     else:
         embed.description = ((description + "\n") if description else "") + "_(this GIF is too large to show here)_"
-    if card.title and title != card.title:
-        embed.set_footer(text=card.title[:2048])
+    footer = [card.title[:1900]] if card.title and title != card.title else []
+    footer += [card.credit] if card.credit else []
+    if footer:
+        embed.set_footer(text=" · ".join(footer))
     return embed
 
 

@@ -55,6 +55,8 @@ def _button(label: str, action_id: str, value: str, style: str | None = None) ->
 
 def image_block(card: GifCard, ref: ImageRef, title: str | None = None) -> dict[str, Any]:
     block: dict[str, Any] = {"type": "image", "alt_text": esc(card.alt_text)[:MAX_ALT_TEXT], **ref}
+    if card.credit:  # the provider's attribution goes wherever its GIF is shown
+        title = f"{title[: 1990 - len(card.credit)]} · {card.credit}" if title else card.credit
     if title:
         block["title"] = {"type": "plain_text", "text": esc(title)[:2000], "emoji": True}
     return block
@@ -119,7 +121,8 @@ def post_message(post: PostView, ref: ImageRef) -> dict[str, Any]:
     """The public post: the GIF, "requested by @user", and 👍 / 👎."""
     card = post.card
     return {
-        "text": f"{esc(card.alt_text)} (requested by <@{esc(post.requested_by)}>)",
+        "text": f"{esc(card.alt_text)} (requested by <@{esc(post.requested_by)}>)"
+                + (f" · {esc(card.credit)}" if card.credit else ""),
         "blocks": [
             image_block(card, ref, card.title or None),
             {

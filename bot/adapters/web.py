@@ -99,7 +99,7 @@ def gif_url(card: GifCard) -> str:
 def card_json(card: GifCard) -> dict[str, Any]:
     return {"sha256": card.sha256, "url": gif_url(card), "title": card.title,
             "alt": card.alt_text, "width": card.width, "height": card.height,
-            "bytes": card.bytes, "emotion": card.emotion}
+            "bytes": card.bytes, "emotion": card.emotion, "credit": card.credit}
 
 
 def reply_json(reply: Reply) -> dict[str, Any]:
@@ -309,7 +309,7 @@ async def admin_pools(request: web.Request) -> web.Response:
         + request.app[ACCESS_KEY].hidden_field() +
         "<label>name <input name=name required pattern='[A-Za-z0-9_.-]+'></label> "
         "<label>source <input name=source required size=50 "
-        "placeholder='a folder, a manifest (.csv/.json) or a URL list (.txt)'></label> "
+        "placeholder='a folder, a manifest (.csv/.json), a URL list (.txt) or giphy:WORDS'></label> "
         "<button>add and score</button></form>"
         + (f"<h2>Jobs</h2><ul>{jobs}</ul>" if jobs else "")
     )

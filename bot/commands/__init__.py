@@ -1,5 +1,17 @@
 """Subcommand modules of `moodgif`; each has `register(group)`."""
 
-from bot.commands import bt, chat, config, discord_cmds, intent, ops, pool, score, simulate, train
+from bot.commands import (
+    bt,
+    chat,
+    config,
+    discord_cmds,
+    intent,
+    ops,
+    pool,
+    score,
+    simulate,
+    sources,
+    train,
+)
 
-COMMAND_MODULES = (config, pool, score, train, chat, discord_cmds, ops, bt, intent, simulate)
+COMMAND_MODULES = (config, pool, sources, score, train, chat, discord_cmds, ops, bt, intent, simulate)

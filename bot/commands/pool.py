@@ -54,23 +54,36 @@ def pool_group() -> None:
 @pool_group.command("add")
 @click.argument("name")
 @click.argument("source")
+@click.option("--limit", type=click.IntRange(min=1, max=5000), default=None,
+              help="giphy:QUERY / giphy:trending: how many GIFs at most [default: 25]")
+@click.option("--rating", type=click.Choice(["g", "pg", "pg-13", "r"]), default=None,
+              help="giphy:...: rating ceiling of this import [default: setting rating_ceiling]")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 @click.pass_obj
-def pool_add(settings: Settings, name: str, source: str, as_json: bool) -> None:
+def pool_add(settings: Settings, name: str, source: str, limit: int | None, rating: str | None,
+             as_json: bool) -> None:
     """Add the GIFs of SOURCE to pool NAME (created if new).
 
     SOURCE is a folder (its *.gif/*.webp files), a manifest (.csv, .jsonl or .json with
-    path|url, title, tags, rating), a text file of URLs, one GIF file or one URL.
+    path|url, title, tags, rating), a text file of URLs, one GIF file or one URL; or
+    giphy:QUERY, giphy:trending, giphy:id:ID,ID,... with GIPHY_API_KEY set.
     Exit code 0 when every file was added or already there, 1 when some were refused.
     """
+    from scorer.giphy import GiphyError
     from scorer.pool import PoolError, ingest
     from scorer.store import init_db
 
+    giphy = source.lower().startswith("giphy:")
+    if not giphy and (limit is not None or rating is not None):
+        raise click.UsageError("--limit and --rating apply to giphy: sources only")
+    options = {"limit": limit, "rating": rating} if giphy else {}
     engine = init_db(settings.db_url)
     try:
-        report = ingest(settings, engine, name, source, progress=not as_json)
+        report = ingest(settings, engine, name, source, progress=not as_json, **options)
     except PoolError as exc:
         raise click.UsageError(str(exc)) from None
+    except GiphyError as exc:
+        raise click.ClickException(str(exc)) from None
     if as_json:
         click.echo(report.to_json())
     else:

@@ -118,7 +118,8 @@ function renderPost(reply, container) {
   const up = el("button", { "data-action": "up", "aria-label": "thumbs up", title: "fits the feeling" }, "👍 fits");
   const down = el("button", { "data-action": "down", "aria-label": "thumbs down", title: "does not fit" }, "👎 not really");
   const box = addMessage("bot post",
-    el("div", { class: "meta" }, `${post.emotion} · requested by @${post.requested_by}`),
+    el("div", { class: "meta" }, `${post.emotion} · requested by @${post.requested_by}`
+                                 + (post.card.credit ? ` · ${post.card.credit}` : "")),
     gifImg(post.card), el("div", { class: "buttons" }, up, down), ack);
   box.dataset.post = post.post_id;
   let current = null;

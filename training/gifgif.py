@@ -1,0 +1,361 @@
+"""`moodgif pretrain gifgif`: the paper's experiment on the real GIFGIF data, as a prior.
+
+Steps (each resumable; a rerun skips what is done):
+
+1. **Files**: the comparison CSV (`metric,left,right,choice`, gzipped) and, optionally, the
+   tar of `<giphy_id>.gif`; local paths, or URLs downloaded with HTTP Range resume and an
+   optional SHA-256 check (`scorer.download`), into `$MOODGIF_HOME/gifgif/`.
+2. **GIFs** into the pool `gifgif`, each with `external_id = "giphy:<id>"`: read straight
+   from the tar (never unpacked to disk; a GIF already stored is skipped without being
+   decoded), or, without a tar (or with `--giphy-ids`), fetched from GIPHY by id
+   (`giphy:id:`, with the admin's key).
+3. **Comparisons**: the CSV's rows go into the ledger through the same import as
+   `moodgif import-votes` (GIFs named by GIPHY id), tagged `platform="gifgif"`; a rerun
+   with the same CSV and the same GIFs skips this step, a changed one replaces the
+   previous GIFGIF rows whole (never doubles them).
+4. **Train**: Bradley-Terry on the GIFGIF comparisons alone (no model prior), a head on
+   the pool's features (`training.workflow.train_version`), and, unless `table=False`, the
+   paper's Table 1 (`evaluate_table`) as a Markdown report.
+5. **Activate** the new version when its ranking of held-out comparisons (between test
+   GIFs it never trained on) beats chance and the active version's, if any; its config
+   records `trained_on = {"pool": "gifgif", "domain": "real", ...}` so real pools can use
+   it as their prior and the domain checks can tell it from the synthetic demo's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import tarfile
+import time
+from collections.abc import Collection
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from sqlalchemy import delete, select
+from sqlalchemy.engine import Engine
+
+from scorer.download import obtain, sha256_file
+from scorer.giphy import GIPHY_ID, GiphyGif
+from scorer.giphy_import import _join_known, _record, _run, import_gifs, list_gifs
+from scorer.pool import (
+    IngestReport,
+    SourceItem,
+    _Accepted,
+    _get_or_create_pool,
+    _record_refusals,
+    _validate,
+)
+from scorer.settings import Settings
+from scorer.store import Comparison, Gif, ModelVersion, session_scope
+
+POOL = "gifgif"
+DOMAIN = "real"
+DATASET = "GIFGIF (MIT Media Lab), comparisons until 2015-01-21"
+_BATCH = 64
+
+
+class PretrainError(RuntimeError):
+    """An expected stop; the message says what to do."""
+
+
+@dataclass
+class PretrainReport:
+    csv: str = ""
+    images: str = ""
+    gifs: dict = field(default_factory=dict)
+    comparisons: dict = field(default_factory=dict)
+    model_version_id: int | None = None
+    metrics: dict = field(default_factory=dict)
+    table_report: str = ""
+    activated: bool = False
+    decision: str = ""
+    seconds: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _giphy_ids_known(engine: Engine) -> dict[str, str]:
+    """external_id -> sha256 for every GIPHY GIF already stored."""
+    with session_scope(engine) as s:
+        return dict(s.execute(select(Gif.external_id, Gif.sha256)
+                              .where(Gif.external_id.like("giphy:%"))).tuples().all())
+
+
+def _tar_gif(gid: str) -> GiphyGif:
+    return GiphyGif(id=gid, giphy_url=f"https://giphy.com/gifs/{gid}")
+
+
+def ingest_tar(settings: Settings, engine: Engine, tar_path: Path, *, pool: str = POOL,
+               wanted: Collection[str] | None = None, progress: bool = False) -> IngestReport:
+    """Every `<giphy_id>.gif` of the tar (or those in `wanted`) into the pool, streamed."""
+    from tqdm import tqdm
+
+    pool_id = _get_or_create_pool(engine, pool)
+    report = IngestReport(pool=pool)
+    known = _giphy_ids_known(engine)
+    wanted_set = set(wanted) if wanted is not None else None
+    seen: set[str] = set()
+    refused: list[tuple[str, str]] = []
+    joins: list[tuple[GiphyGif, str]] = []
+    batch: list[tuple[GiphyGif, bytes]] = []
+    workers = max(1, min(4, os.cpu_count() or 1))
+
+    def flush(executor: ThreadPoolExecutor) -> None:
+        def check(item: tuple[GiphyGif, bytes]) -> tuple[GiphyGif, _Accepted | str]:
+            g, data = item
+            return g, _validate(settings, SourceItem(ref=g.external_id), data)
+
+        accepted = []
+        for g, outcome in executor.map(check, batch):
+            if isinstance(outcome, str):
+                refused.append((g.external_id, outcome))
+            else:
+                accepted.append((g, outcome))
+        if accepted:
+            _record(engine, pool_id, accepted, seen, report)
+        batch.clear()
+
+    try:
+        # A stream: the 5.3 GB tar is read once, in order; closed by the `with` below.
+        tf = tarfile.open(tar_path, "r|*")  # noqa: SIM115
+    except (tarfile.TarError, OSError) as exc:
+        raise PretrainError(f"{tar_path}: not a readable tar ({exc})") from None
+    with tf, ThreadPoolExecutor(max_workers=workers) as executor, tqdm(
+            desc="gifgif GIFs", unit="gif", disable=None if progress else True,
+            file=sys.stderr) as bar:
+        try:
+            for member in tf:
+                if not member.isfile():
+                    continue  # folders, links and devices are never followed or written
+                name = PurePosixPath(member.name).name
+                stem, _, ext = name.rpartition(".")
+                if ext.lower() != "gif" or not GIPHY_ID.match(stem):
+                    continue  # not a GIFGIF image (a README, "._" metadata files)
+                if wanted_set is not None and stem not in wanted_set:
+                    continue
+                bar.update(1)
+                g = _tar_gif(stem)
+                if g.external_id in known:
+                    joins.append((g, known[g.external_id]))
+                    continue
+                if member.size > settings.max_gif_bytes:
+                    refused.append((g.external_id, f"too large: {member.size:,} bytes "
+                                                   f"(cap {settings.max_gif_bytes:,})"))
+                    continue
+                fh = tf.extractfile(member)
+                if fh is None:
+                    continue
+                batch.append((g, fh.read()))
+                if len(batch) >= _BATCH:
+                    flush(executor)
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            refused.append((str(tar_path), f"the tar ends early or is damaged: {exc}"))
+        if batch:
+            flush(executor)
+    _join_known(engine, pool_id, joins, seen, report)
+    report.refused = refused
+    _record_refusals(engine, pool_id, refused)
+    return report
+
+
+def ingest_ids(settings: Settings, engine: Engine, ids: list[str], *, pool: str = POOL,
+               progress: bool = False, trusted_endpoints: Collection[tuple[str, int]] = (),
+               backoff_s: float = 1.0) -> IngestReport:
+    """The GIFs by GIPHY id through GIPHY's API (`giphy:id:`); ids already stored cost nothing."""
+    from scorer.giphy_import import GiphySource
+
+    known = _giphy_ids_known(engine)
+    todo = [i for i in ids if f"giphy:{i}" not in known]
+    gifs = []
+    if todo:
+        gifs = _run(list_gifs(settings, GiphySource("ids", ids=tuple(todo)), limit=len(todo),
+                              rating=None, backoff_s=backoff_s))
+    got = {g.id for g in gifs}
+    missing = [(f"giphy:{i}", "GIPHY has no GIF with this id (removed, private or mistyped)")
+               for i in todo if i not in got]
+    stored = [_tar_gif(i) for i in ids if f"giphy:{i}" in known]
+    report = import_gifs(settings, engine, pool, gifs, progress=progress,
+                         trusted_endpoints=trusted_endpoints, refused=missing)
+    if stored:  # already stored: pool membership only
+        pool_id = _get_or_create_pool(engine, pool)
+        _join_known(engine, pool_id, [(g, known[g.external_id]) for g in stored],
+                    set(report.added), report)
+    return report
+
+
+def _state_path(settings: Settings) -> Path:
+    return settings.home / "gifgif" / "state.json"
+
+
+def _read_state(settings: Settings) -> dict:
+    try:
+        return json.loads(_state_path(settings).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_state(settings: Settings, state: dict) -> None:
+    path = _state_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".state.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(state, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def import_comparisons(settings: Settings, engine: Engine, csv_path: Path, data) -> dict:  # type: ignore[no-untyped-def]
+    """The dump's rows into the ledger (replacing earlier GIFGIF rows); skipped when unchanged."""
+    from scorer.emotions import NAMES
+    from training.bt_csv import LEFT, RIGHT
+    from training.comparisons import import_pairs, pooled_gifs
+
+    key = {"csv_sha256": sha256_file(csv_path), "gifs": len(pooled_gifs(engine, POOL))}
+    state = _read_state(settings)
+    if state.get("comparisons_key") == key:
+        return {**state.get("comparisons", {}), "skipped_step": "already imported"}
+    words = {LEFT: "left", RIGHT: "right"}
+    rows = ((NAMES[int(e)], data.gif_ids[int(a)], data.gif_ids[int(b)], words.get(int(c), "neither"))
+            for e, a, b, c in zip(data.emotion, data.left, data.right, data.choice, strict=True))
+    with session_scope(engine) as s:
+        s.execute(delete(Comparison).where(Comparison.platform == "gifgif",
+                                           Comparison.source == "import"))
+    rep = import_pairs(engine, rows, source="import", platform="gifgif")
+    skipped = {k: v for k, v in data.skipped.items() if v}
+    skipped.update(rep.skipped)
+    out = {"rows": data.rows, "added": rep.added, "neither": rep.ties, "skipped": skipped}
+    _write_state(settings, {**state, "comparisons_key": key, "comparisons": out})
+    return out
+
+
+def _held_out_accuracy(engine: Engine, mv_id: int, other_id: int | None, seed: int) -> dict:
+    """Pair accuracy on comparisons between test GIFs, of the new version and another one."""
+    import numpy as np
+
+    from training.comparisons import load_ledger, pooled_gifs
+    from training.dataset import split_of
+    from training.evaluate import held_out_pairs, pairwise_accuracy
+    from training.retrain import prediction_matrix
+
+    gifs = sorted(pooled_gifs(engine, POOL))
+    split = split_of(gifs, seed)
+    test = sorted(s for s in gifs if split[s] == "test")
+    ledger, _ = load_ledger(engine, known_gifs=set(gifs), items=gifs)
+    pairs = held_out_pairs(ledger, set(test))
+    new = pairwise_accuracy(prediction_matrix(engine, mv_id, test), test, pairs)
+    old = math.nan
+    if other_id is not None:
+        pred = prediction_matrix(engine, other_id, test)
+        if not np.isnan(pred).all():
+            old = pairwise_accuracy(np.nan_to_num(pred, nan=0.5), test, pairs)
+    return {"held_out_pairs": len(pairs), "pair_accuracy": new, "pair_accuracy_active": old}
+
+
+def pretrain_gifgif(settings: Settings, engine: Engine, *, csv: str, images: str | None = None,
+                    giphy_ids: bool = False, csv_sha256: str | None = None,
+                    images_sha256: str | None = None, head: str = "fc-maxpool-2",
+                    epochs: int = 100, table: bool = True, activate: bool = True,
+                    device: str = "auto", progress: bool = False,
+                    trusted_endpoints: Collection[tuple[str, int]] = (),
+                    backoff_s: float = 1.0) -> PretrainReport:
+    """Steps 1-5 of the module doc; raises PretrainError (or DownloadError, GiphyError)."""
+    from scorer.pipeline import write_predictions
+    from training.bradley_terry import read_gifgif_csv
+    from training.comparisons import pooled_gifs
+    from training.retrain import active_version
+    from training.workflow import activate_version, evaluate_table, train_version
+
+    report = PretrainReport()
+    t = time.perf_counter()
+    where = settings.home / "gifgif"
+    csv_path = obtain(settings, csv, where, sha256=csv_sha256, progress=progress, backoff_s=backoff_s)
+    report.csv = str(csv_path)
+    try:
+        data = read_gifgif_csv(csv_path)
+    except (OSError, ValueError, EOFError) as exc:
+        raise PretrainError(f"{csv_path}: cannot read the comparisons: {exc}") from None
+    if data.kept == 0:
+        raise PretrainError(f"{csv_path}: no usable comparisons (header metric,left,right,choice)")
+    ids = [i for i in data.gif_ids if GIPHY_ID.match(i)]
+    report.seconds["files"] = round(time.perf_counter() - t, 2)
+
+    t = time.perf_counter()
+    if images and not giphy_ids:
+        tar_path = obtain(settings, images, where, sha256=images_sha256, progress=progress,
+                          backoff_s=backoff_s)
+        report.images = str(tar_path)
+        gifs = ingest_tar(settings, engine, tar_path, wanted=set(ids), progress=progress)
+    else:
+        report.images = "GIPHY API (giphy:id:)"
+        gifs = ingest_ids(settings, engine, ids, progress=progress,
+                          trusted_endpoints=trusted_endpoints, backoff_s=backoff_s)
+    report.gifs = {"added": len(gifs.added), "already": len(gifs.duplicates),
+                   "refused": len(gifs.refused), "first_refusals": gifs.refused[:5],
+                   "in_pool": len(pooled_gifs(engine, POOL)) if gifs.added or gifs.duplicates else 0}
+    report.seconds["gifs"] = round(time.perf_counter() - t, 2)
+    if not report.gifs["in_pool"]:
+        raise PretrainError("no GIFGIF GIF could be stored; see the refusals: "
+                            + "; ".join(f"{r}: {w}" for r, w in gifs.refused[:3]))
+
+    t = time.perf_counter()
+    report.comparisons = import_comparisons(settings, engine, csv_path, data)
+    report.seconds["comparisons"] = round(time.perf_counter() - t, 2)
+
+    # Votes alone: the GIFGIF fit must not lean on whatever model happens to be active.
+    votes_only = dataclasses.replace(settings, bt_prior_strength=0.0)
+    t = time.perf_counter()
+    trained = train_version(votes_only, engine, pool=POOL, head=head, epochs=epochs,
+                            device=device, progress=progress)
+    report.model_version_id = trained.model_version_id
+    report.metrics = {k: v for k, v in trained.metrics.items()
+                      if k in {"train_rmse", "dev_rmse", "test_rmse", "test_rmse_mean_only"}}
+    report.seconds["train"] = round(time.perf_counter() - t, 2)
+    if table:
+        t = time.perf_counter()
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        _table, path = evaluate_table(votes_only, engine, settings.home / "reports" / f"gifgif-{stamp}",
+                                      pool=POOL, epochs=epochs, device=device, progress=progress)
+        report.table_report = str(path)
+        report.seconds["table"] = round(time.perf_counter() - t, 2)
+
+    t = time.perf_counter()
+    active = active_version(engine)
+    mv_id = trained.model_version_id
+    write_predictions(settings, engine, mv_id, sorted(pooled_gifs(engine)))
+    held = _held_out_accuracy(engine, mv_id, active.id if active else None, settings.seed)
+    report.metrics.update(held)
+    with session_scope(engine) as s:
+        mv = s.get(ModelVersion, mv_id)
+        assert mv is not None
+        mv.name = f"gifgif-{mv.name}"
+        mv.config = {**(mv.config or {}), "domain": DOMAIN,
+                     "trained_on": {"pool": POOL, "domain": DOMAIN, "dataset": DATASET,
+                                    "comparisons": report.comparisons.get("added", 0),
+                                    "gifs": report.gifs["in_pool"]}}
+        mv.metrics = {**(mv.metrics or {}), **{k: v for k, v in held.items()
+                                               if not (isinstance(v, float) and math.isnan(v))}}
+        fit_id = (mv.config or {}).get("bt_fit_id")
+    new, old = held["pair_accuracy"], held["pair_accuracy_active"]
+    if not activate:
+        report.decision = "not activated (--no-activate)"
+    elif math.isnan(new) or new <= 0.5:
+        report.decision = (f"not activated: held-out pair accuracy {new:.3f} is no better than "
+                           "chance (too few comparisons between test GIFs?)")
+    elif not math.isnan(old) and new <= old:
+        report.decision = (f"not activated: held-out pair accuracy {new:.3f} does not beat the "
+                           f"active version v{active.id if active else '?'} ({old:.3f})")
+    else:
+        activate_version(engine, mv_id, fit_id)
+        report.activated = True
+        report.decision = (f"activated v{mv_id}: held-out pair accuracy {new:.3f}"
+                           + (f" (active was {old:.3f})" if not math.isnan(old) else ""))
+    report.seconds["activate"] = round(time.perf_counter() - t, 2)
+    return report
+
+
+__all__ = ["POOL", "PretrainError", "PretrainReport", "ingest_ids", "ingest_tar",
+           "pretrain_gifgif"]
