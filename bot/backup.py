@@ -424,7 +424,13 @@ def read_archive(src: Path, staging: Path | None, *, progress: bool = False) -> 
                     raise BackupError(f"unexpected archive member {info.name!r}")
                 seen[info.name] = (_copy_member(f, staging.joinpath(*rel.parts) if staging else None), info.size)
                 bar.update(1)
-    except (tarfile.TarError, EOFError, OSError, json.JSONDecodeError) as exc:
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            # Writing the staging copy failed, not reading the archive: say so.
+            raise BackupError(f"no space left to unpack {src} ({exc.strerror}); the archive is "
+                              "fine and nothing was changed: free some space and retry") from None
+        raise BackupError(f"{src} is damaged, truncated or not a tar.gz: {exc}") from None
+    except (tarfile.TarError, EOFError, json.JSONDecodeError) as exc:
         raise BackupError(f"{src} is damaged, truncated or not a tar.gz: {exc}") from None
     finally:
         bar.close()

@@ -332,7 +332,10 @@ class BotCore:
         state = sess.load_session(self.engine, session_id)
         if state is None or state.kind != kind:
             return None, Reply(kind="expired", text=f"That {what} is gone. Ask again with `/gif`.")
-        if state.platform != actor.platform or state.user_hash != self._who(actor):
+        # The same person, in the same workspace and channel: a click forged for another
+        # workspace or channel must not post where the preview was never shown.
+        if (state.platform != actor.platform or state.user_hash != self._who(actor)
+                or state.workspace != actor.workspace or state.channel != actor.channel):
             return None, Reply(kind="forbidden", text=(
                 f"That {what} belongs to someone else. Ask for your own with `/gif`."))
         if state.state != "open":

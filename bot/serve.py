@@ -39,6 +39,11 @@ HOUSEKEEPING_S = 60.0
 # fetch, a file that never ends): supervisors (systemd, Docker) escalate to SIGKILL later,
 # and a half-stopped bot that still holds its port is worse than a prompt exit.
 SHUTDOWN_DEADLINE_S = 20.0
+# aiohttp closes a connection that has not sent a complete request within its keep-alive
+# timeout (armed when the connection opens, and again after each response): that is the
+# slow-header limit too. aiohttp's default is an hour, which let 300 half-open connections
+# sit; Slack and browsers simply reconnect after 15 s idle.
+CONNECTION_IDLE_S = 15.0
 
 
 def _hard_exit(reason: str) -> None:
@@ -151,7 +156,7 @@ async def serve(settings: Settings, engine: Engine, *, open_browser: bool = Fals
     await core.warm_up()
     app = build_app(core, settings, engine)
     mounted = mount_adapters(app, core, settings, engine)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=CONNECTION_IDLE_S)
     await runner.setup()
     site = web.TCPSite(runner, settings.http_host, settings.http_port)
     try:

@@ -426,16 +426,19 @@ def async_db_url(url: str) -> str:
 
 def _oauth_settings(settings: Settings) -> Any:
     from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
-    from slack_sdk.oauth.state_store.sqlalchemy import AsyncSQLAlchemyOAuthStateStore
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    from bot.adapters.slack_tokens import EncryptedInstallationStore, TokenCipher
+    from bot.adapters.slack_tokens import (
+        EncryptedInstallationStore,
+        PurgingOAuthStateStore,
+        TokenCipher,
+    )
 
     engine = create_async_engine(async_db_url(settings.db_url))
     # Every workspace's bot token, encrypted with MOODGIF_SECRET_KEY (bot/adapters/slack_tokens.py).
     installations = EncryptedInstallationStore(TokenCipher(settings.secret_key),
                                                client_id=settings.slack_client_id, engine=engine)
-    states = AsyncSQLAlchemyOAuthStateStore(expiration_seconds=600, engine=engine)
+    states = PurgingOAuthStateStore(expiration_seconds=600, engine=engine)
     return AsyncOAuthSettings(
         client_id=settings.slack_client_id,
         client_secret=settings.slack_client_secret,

@@ -14,12 +14,15 @@ A key that does not open the stored tokens is a clear error, never a silent fail
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import logging
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
 from slack_sdk.oauth.installation_store.sqlalchemy import AsyncSQLAlchemyInstallationStore
-from sqlalchemy import Text, select, update
+from slack_sdk.oauth.sqlalchemy_utils import normalize_datetime_for_db
+from slack_sdk.oauth.state_store.sqlalchemy import AsyncSQLAlchemyOAuthStateStore
+from sqlalchemy import Text, delete, select, update
 
 log = logging.getLogger(__name__)
 
@@ -115,4 +118,17 @@ class EncryptedInstallationStore(AsyncSQLAlchemyInstallationStore):
         return changed
 
 
-__all__ = ["EncryptedInstallationStore", "TokenCipher", "TokenKeyError", "new_key"]
+class PurgingOAuthStateStore(AsyncSQLAlchemyOAuthStateStore):
+    """slack_sdk's OAuth state store, which never deletes a state nobody came back with:
+    every anonymous `GET /slack/install` left a row forever. Expired states are deleted each
+    time a new one is issued, so the table holds at most `expiration_seconds` of visits."""
+
+    async def async_issue(self, *args: Any, **kwargs: Any) -> str:
+        now = normalize_datetime_for_db(dt.datetime.now(tz=dt.UTC))
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(self.oauth_states).where(self.oauth_states.c.expire_at <= now))
+        return await super().async_issue(*args, **kwargs)
+
+
+__all__ = ["EncryptedInstallationStore", "PurgingOAuthStateStore", "TokenCipher", "TokenKeyError",
+           "new_key"]

@@ -235,6 +235,16 @@ def test_disk_full_on_backup_and_ingest_is_a_clear_error_and_loses_nothing(tmp_p
     ok = subprocess.run([*MOODGIF, "backup", str(out)], env=env, capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0 and out.exists()
     assert (out.stat().st_mode & 0o777) == 0o600
+    # restore on a full disk blames the disk, not the archive, and changes nothing
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT count(*) FROM pool_gifs").fetchone()[0]
+    rs = subprocess.run([*MOODGIF, "restore", str(out), "--force"], env=env, capture_output=True,
+                        text=True, timeout=120, preexec_fn=_limit_file_size(4096))
+    assert rs.returncode != 0 and "Traceback" not in rs.stderr, rs.stderr[-2000:]
+    assert "damaged" not in rs.stderr and ("no space left" in rs.stderr or "disk full" in rs.stderr)
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM pool_gifs").fetchone()[0] == rows
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
 def test_file_modes_are_owner_only(tmp_path) -> None:

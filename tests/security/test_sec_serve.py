@@ -92,3 +92,39 @@ def test_ipv6_wildcard_prints_a_url_that_reaches_it() -> None:
     s = load_settings(env={}, http_host="::", http_port=8080)
     assert playground_url(s) == "http://[::1]:8080/"
     assert playground_url(load_settings(env={}, http_host="0.0.0.0"), 9) == "http://127.0.0.1:9/"
+
+
+async def test_slow_request_headers_are_cut_off(sqlite_settings, sqlite_engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+    import dataclasses
+
+    from bot import serve as serve_mod
+    from bot.core import BotCore
+    from bot.intent import IntentParser
+
+    monkeypatch.setattr(serve_mod, "CONNECTION_IDLE_S", 1.0)
+    settings = dataclasses.replace(sqlite_settings, http_port=0, retrain_cron="")
+    core = BotCore(settings, sqlite_engine, intent_parser=IntentParser(settings, use_embeddings=False))
+    stop = asyncio.Event()
+    urls: list[str] = []
+    task = asyncio.create_task(serve_mod.serve(settings, sqlite_engine, core=core, stop=stop,
+                                               on_ready=urls.append))
+    try:
+        for _ in range(400):
+            if urls or task.done():
+                break
+            await asyncio.sleep(0.05)
+        port = int(urls[0].rstrip("/").rsplit(":", 1)[1])
+        conns = []
+        for _ in range(20):  # half-open connections, headers trickling in
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: a")
+            await writer.drain()
+            conns.append((reader, writer))
+        for reader, writer in conns:
+            # the server hangs up (an hour, before); bounded wait, no timing asserted
+            assert await asyncio.wait_for(reader.read(), 30) == b""
+            writer.close()
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)

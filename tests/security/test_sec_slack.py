@@ -102,3 +102,28 @@ async def test_a_replayed_reaction_cannot_restore_a_withdrawn_vote(sqlite_settin
         assert await stack.post(added, content_type="application/json") == 200
         await asyncio.sleep(0.5)
         assert ledger(sqlite_engine) == []
+
+
+async def test_a_click_from_another_workspace_or_channel_posts_nothing(sqlite_settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    import urllib.parse
+
+    from _sec_slack import CHANNEL
+
+    async with slack_stack(sqlite_settings, sqlite_engine) as stack:
+        await stack.command("happy", user="U0ALICE", command="/gif")
+        preview = (await stack.fake.wait_for("webhook", 1))[0].data
+        send = next(e["value"] for b in preview["blocks"] if b["type"] == "actions"
+                    for e in b["elements"] if e["action_id"] == blocks.SEND)
+        for team, channel in (("T0OTHER", CHANNEL), ("T0001", "C0ELSEWHERE")):
+            payload = {
+                "type": "block_actions", "api_app_id": "A0MOOD", "token": "legacy", "trigger_id": "1",
+                "team": {"id": team}, "user": {"id": "U0ALICE", "username": "alice", "team_id": team},
+                "container": {"type": "message", "channel_id": channel, "is_ephemeral": True},
+                "channel": {"id": channel}, "response_url": stack.hook(),
+                "actions": [{"action_id": blocks.SEND, "block_id": "b", "value": send, "type": "button"}],
+            }
+            assert await stack.post("payload=" + urllib.parse.quote(json.dumps(payload))) == 200
+        answers = await stack.fake.wait_for("webhook", 3)
+        assert all("someone else" in a.data.get("text", "") or "someone else" in json.dumps(a.data)
+                   for a in answers[1:])
+        assert stack.fake.calls_to("chat.postMessage") == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import sqlite3
 
 import aiohttp
@@ -89,3 +90,27 @@ def test_oauth_without_a_secret_key_is_off_with_a_clear_log(sqlite_settings, cap
     assert "MOODGIF_SECRET_KEY" in caplog.text
     with pytest.raises(TokenKeyError):
         TokenCipher("not-a-key")
+
+
+async def test_anonymous_install_visits_do_not_pile_up(sqlite_settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import update
+
+    settings = dataclasses.replace(sqlite_settings, slack_client_id="111.222", slack_client_secret="s",
+                                   slack_signing_secret=SECRET, secret_key=new_key(),
+                                   public_url="https://gifs.example.org")
+    core, settings, _ = make_core(settings, sqlite_engine)
+    db = settings.db_url.split("///", 1)[1]
+    async with running(core, settings, sqlite_engine) as url, aiohttp.ClientSession() as http:
+        for _ in range(30):
+            async with http.get(url + "/slack/install", allow_redirects=False) as r:
+                assert r.status in (200, 302)
+        bolt = slack_adapter.build_app(core, settings, socket_mode=False)
+        store = bolt.oauth_flow.settings.state_store  # type: ignore[union-attr]
+        async with store.engine.begin() as conn:  # ten minutes later: all of them expired
+            await conn.execute(update(store.oauth_states).values(expire_at=store.oauth_states.c.expire_at
+                                                                 - datetime.timedelta(hours=1)))
+        async with http.get(url + "/slack/install", allow_redirects=False) as r:
+            assert r.status in (200, 302)
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM slack_oauth_states").fetchone()[0] == 1
+    await core.close()
