@@ -67,6 +67,10 @@ class PreviewView:
     cards: tuple[GifCard, ...]  # 1, or 3 in "show 3" mode
     can_shuffle: bool
     confidence: float = 1.0
+    # How the request was read, for every platform to show as is:
+    # "Read as feeling: happiness (95%); topic: cat". Empty when there is nothing to add.
+    interpretation: str = ""
+    topic: str = ""  # the topic words GIFs matched ("cat"), empty for a feeling alone
 
 
 @dataclass(frozen=True)
