@@ -238,6 +238,11 @@ class BotCore:
                     rate=self.settings.exploration_rate, exclude=exclude, soft_exclude=recent,
                     candidates=reading.rows if reading is not None else None)
 
+    def interpret(self, text: str) -> Reading:
+        """How a request would be read now (feeling and topic); for hints such as Discord's
+        autocomplete. Synchronous and cheap: call it from a worker thread."""
+        return self._read(clean_text(text or "")[:MAX_TEXT_CHARS])
+
     def _read(self, query: str) -> Reading:
         """The request's feeling and topic against the current snapshot's words (cached per
         query and snapshot, so a preview's buttons re-read it for free)."""
@@ -267,7 +272,8 @@ class BotCore:
         view = PreviewView(session_id=state.id, emotion=emotion, query=state.query, cards=cards,
                            can_shuffle=can_shuffle, confidence=confidence,
                            interpretation=reading.describe() if reading else "",
-                           topic=" ".join(reading.topic) if reading else "")
+                           topic=" ".join(reading.topic) if reading else "",
+                           topic_only=bool(reading and reading.topic_only))
         return Reply(kind="preview", text=text, preview=view)
 
     # ------------------------------------------------------------------ request

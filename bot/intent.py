@@ -133,6 +133,8 @@ _URL = re.compile(r"(?:https?://|www\.)\S+|<https?://[^>]*>", re.IGNORECASE)
 _AT_MENTION = re.compile(r"(?<![\w.])@[\w.\-]+")
 _COMMAND = re.compile(r"^\s*/\w+\s*")  # a pasted "/gif happy"
 _SHORTCODE = re.compile(r":([a-z0-9_+\-]{2,40}):")  # Slack's :joy: style emoji names
+# Code is never a feeling: ```blocks``` (an unclosed one runs to the end) and `inline code`.
+_CODE = re.compile(r"```.*?(?:```|$)|`[^`\n]*`", re.DOTALL)
 
 
 def _shortcode(m: re.Match[str]) -> str:
@@ -141,6 +143,7 @@ def _shortcode(m: re.Match[str]) -> str:
 
 
 def _clean(text: str) -> str:
+    text = _CODE.sub(" ", text)
     text = _SLACK_LINK.sub(r" \2 ", text)
     text = _DISCORD_EMOJI.sub(lambda m: " " + m.group(1).replace("_", " ") + " ", text)
     text = _MARKUP.sub(" ", text)

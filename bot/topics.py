@@ -9,7 +9,8 @@ union or intersection of sorted arrays: cheap at a million GIFs (benchmarks/benc
 
 How a request is read (`read_request`):
 
-- a short request (at most `TOPIC_MAX_WORDS` content words) may name a topic: a word that is
+- a short request (at most `TOPIC_MAX_WORDS` content words, `TOPIC_MAX_TOKENS` words) may
+  name a topic: a word that is
   not an emotion word (or is a thing a GIF can show, like "coffee") and that GIFs here have;
 - the rest of the request is the feeling: `/gif happy cat` is happiness among cat GIFs,
   `/gif coffee monday` is Monday's feeling among coffee GIFs;
@@ -35,7 +36,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("moodgif.bot.topics")
 
-TOPIC_MAX_WORDS = 3  # more content words than this is a sentence: a situation, not a topic
+# A request longer than this (content words / all words) is a sentence: a situation, not a topic.
+TOPIC_MAX_WORDS = 3
+TOPIC_MAX_TOKENS = 4
 # When every word of a 2-3 word request matches GIF words, it is still read as a situation
 # if the sentence model is at least this sure of a feeling ("deadline missed").
 SITUATION_MIN_CONFIDENCE = 0.6
@@ -218,7 +221,7 @@ class Reading:
             parts.append("no feeling named, so the best-liked ones first")
         if self.missing:
             parts.append("no GIFs here about " + _quote(self.missing))
-        return "Read as " + "; ".join(parts) if parts else ""
+        return ("Read as " + "; ".join(parts))[:300] if parts else ""
 
 
 def _quote(words: tuple[str, ...]) -> str:
@@ -243,7 +246,8 @@ def read_request(parser: IntentParser, index: TopicIndex | None, text: str) -> R
     full = parser.parse(text)
     roles = parser.word_roles(text)
     content = [(t, r) for t, r in roles if r != "function"]
-    if not content or len(content) > TOPIC_MAX_WORDS or full.kind == "help":
+    if (not content or len(content) > TOPIC_MAX_WORDS or len(roles) > TOPIC_MAX_TOKENS
+            or full.kind == "help"):
         return Reading(full)
     candidates = [t for t, r in content if r == "other" or t in TOPIC_WORDS]
     if not candidates:
@@ -270,7 +274,8 @@ def read_request(parser: IntentParser, index: TopicIndex | None, text: str) -> R
         if intent.kind == "match":
             return Reading(intent, topic, rows, tuple(missing))
         return Reading(_no_feeling(Intent), topic, rows, tuple(missing))
-    if len(content) >= 2 and full.kind == "match" and full.confidence >= SITUATION_MIN_CONFIDENCE:
+    if (len(content) >= 2 and all(r == "other" for _, r in content) and full.kind == "match"
+            and full.confidence >= SITUATION_MIN_CONFIDENCE):
         return Reading(full)  # a situation told in nouns ("deadline moved"), not a subject
     return Reading(_no_feeling(Intent), topic, rows, tuple(missing))
 
