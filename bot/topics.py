@@ -145,9 +145,19 @@ class TopicIndex:
         found = sorted(found, key=lambda a: a.size)
         rows = found[0]
         for other in found[1:]:
-            rows = np.intersect1d(rows, other, assume_unique=True)
+            # Binary search of the smaller list in the larger: O(small * log large), so a
+            # word that is in most GIFs costs no more than the rare word it is paired with.
+            at = np.minimum(np.searchsorted(other, rows), other.size - 1)
+            rows = rows[other[at] == rows]
         if rows.size == 0 and len(found) > 1:
-            rows = np.unique(np.concatenate(found))
+            total = sum(a.size for a in found)
+            if total > 50_000:  # a bitmap beats sorting a long concatenation
+                mask = np.zeros(self.size, dtype=bool)
+                for a in found:
+                    mask[a] = True
+                rows = np.flatnonzero(mask).astype(np.int32)
+            else:
+                rows = np.unique(np.concatenate(found))
         return rows
 
 
