@@ -107,6 +107,7 @@ class TopicIndex:
     size: int
     appeal: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     appeal_sd: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    _bitmaps: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
 
     @classmethod
     def build(cls, words_per_row: list[set[str]], matrix: ScoreMatrix | None = None) -> TopicIndex:
@@ -139,26 +140,34 @@ class TopicIndex:
         return None, np.zeros(0, dtype=np.int32)
 
     def rows_for(self, found: list[np.ndarray]) -> np.ndarray:
-        """GIFs with every topic word; when no GIF has them all, GIFs with any."""
+        """GIFs with every topic word; when no GIF has them all, GIFs with the rarest one
+        (the most specific word: "coffee cat" with no GIF of both is the rarer of the two).
+        Never a merge of long lists, so a very common word costs nothing extra."""
         if not found:
             return np.zeros(0, dtype=np.int32)
-        found = sorted(found, key=lambda a: a.size)
+        found = sorted({id(a): a for a in found}.values(), key=lambda a: a.size)
         rows = found[0]
         for other in found[1:]:
-            # Binary search of the smaller list in the larger: O(small * log large), so a
-            # word that is in most GIFs costs no more than the rare word it is paired with.
-            at = np.minimum(np.searchsorted(other, rows), other.size - 1)
-            rows = rows[other[at] == rows]
-        if rows.size == 0 and len(found) > 1:
-            total = sum(a.size for a in found)
-            if total > 50_000:  # a bitmap beats sorting a long concatenation
-                mask = np.zeros(self.size, dtype=bool)
-                for a in found:
-                    mask[a] = True
-                rows = np.flatnonzero(mask).astype(np.int32)
+            if other.size * 16 > self.size:
+                # A word in many GIFs: one gather from its cached bitmap, O(small).
+                rows = rows[self._bitmap(other)[rows]]
             else:
-                rows = np.unique(np.concatenate(found))
-        return rows
+                # Binary search of the smaller list in the larger: O(small * log large).
+                at = np.minimum(np.searchsorted(other, rows), other.size - 1)
+                rows = rows[other[at] == rows]
+        return rows if rows.size else found[0]
+
+    def _bitmap(self, rows: np.ndarray) -> np.ndarray:
+        """A bool mask over all rows for a common word's list, made once per snapshot
+        (few words are in more than 1/16 of the GIFs, so this stays small)."""
+        key = id(rows)  # the postings arrays live as long as the index: ids are stable
+        mask = self._bitmaps.get(key)
+        if mask is None:
+            mask = np.zeros(self.size, dtype=bool)
+            mask[rows] = True
+            if len(self._bitmaps) < 256:
+                self._bitmaps[key] = mask
+        return mask
 
 
 def appeal_of(matrix: ScoreMatrix) -> tuple[np.ndarray, np.ndarray]:

@@ -40,15 +40,15 @@ def test_gif_words_reads_title_tags_alt_text_and_slug() -> None:
 
 def test_lookup_exact_plural_and_fuzzy() -> None:
     index = TopicIndex.build([gif_words("cat", [], "", ""), gif_words("dog", [], "", ""),
-                              gif_words("coffee cat", [], "", ""), set()])
+                              gif_words("coffee cat", [], "", ""), gif_words("dog", [], "", "")])
     assert index.lookup("cat")[1].tolist() == [0, 2]
     assert index.lookup("Cats")[1].tolist() == [0, 2]
     assert index.lookup("coffe")[1].tolist() == [2]  # one edit away
     assert index.lookup("zebra")[0] is None and index.lookup("zebra")[1].size == 0
     both = index.rows_for([index.lookup("cat")[1], index.lookup("coffee")[1]])
     assert both.tolist() == [2]  # GIFs with every word first
-    either = index.rows_for([index.lookup("dog")[1], index.lookup("coffee")[1]])
-    assert either.tolist() == [1, 2]  # none has both: any of them
+    rarest = index.rows_for([index.lookup("dog")[1], index.lookup("coffee")[1]])
+    assert rarest.tolist() == [2]  # none has both: the rarer word's GIFs
 
 
 def test_reading_splits_feeling_and_topic() -> None:
