@@ -41,6 +41,7 @@ from sqlalchemy.exc import OperationalError
 from bot import session as sess
 from bot.events import Actor, GifCard, PollView, PostView, PreviewView, Reply, credit_line
 from bot.ranking import Ranked, Ranker, rank
+from bot.topics import Reading, missing_note, rank_topic, read_request
 from scorer.emotions import INDEX, N_EMOTIONS, NAMES
 from scorer.settings import RATINGS, Settings
 from scorer.store import (
@@ -111,6 +112,8 @@ class BotCore:
         self._cards: OrderedDict[str, Gif] = OrderedDict()
         self._cards_lock = threading.Lock()
         self._jobs: list[Job] = []
+        self._readings: OrderedDict[tuple[str, int], Reading] = OrderedDict()
+        self._readings_lock = threading.Lock()
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -245,17 +248,53 @@ class BotCore:
         return tuple(out)
 
     # ------------------------------------------------------------------ ranking
+    def _recent(self, actor: Actor) -> list[str]:
+        if self.settings.repeat_window_hours <= 0:
+            return []
+        since = self._now() - dt.timedelta(hours=self.settings.repeat_window_hours)
+        return sess.recent_in_channel(self.engine, actor.platform, actor.workspace,
+                                      actor.channel, since)
+
     def _rank(self, actor: Actor, emotion: int, k: int, scoped: dict[str, Any],
-              exclude: tuple[str, ...] = ()) -> Ranked:
+              exclude: tuple[str, ...] = (), reading: Reading | None = None) -> Ranked:
         matrix = self.ranker.matrix()
-        recent: list[str] = []
-        if self.settings.repeat_window_hours > 0:
-            since = self._now() - dt.timedelta(hours=self.settings.repeat_window_hours)
-            recent = sess.recent_in_channel(self.engine, actor.platform, actor.workspace,
-                                            actor.channel, since)
+        recent = self._recent(actor)
+        if reading is not None and reading.topic_only and matrix.topics is not None:
+            # No feeling named: the topic's GIFs by overall appeal (bot.topics).
+            shas, eligible = rank_topic(
+                matrix, matrix.topics, reading.rows, k, rng=self._rng(),
+                pools=scoped["pools"] or None, ceiling=scoped["rating_ceiling"],
+                rate=self.settings.exploration_rate, exclude=exclude, soft_exclude=recent)
+            return Ranked(shas=shas, scores=[0.0] * len(shas), means=[0.0] * len(shas),
+                          eligible=eligible)
         return rank(matrix, emotion, k, rng=self._rng(), pools=scoped["pools"] or None,
                     ceiling=scoped["rating_ceiling"], exploration=self.settings.exploration,
-                    rate=self.settings.exploration_rate, exclude=exclude, soft_exclude=recent)
+                    rate=self.settings.exploration_rate, exclude=exclude, soft_exclude=recent,
+                    candidates=reading.rows if reading is not None else None)
+
+    def interpret(self, text: str) -> Reading:
+        """How a request would be read now (feeling and topic); for hints such as Discord's
+        autocomplete. Synchronous and cheap: call it from a worker thread."""
+        return self._read(clean_text(text or "")[:MAX_TEXT_CHARS])
+
+    def _read(self, query: str) -> Reading:
+        """The request's feeling and topic against the current snapshot's words (cached per
+        query and snapshot, so a preview's buttons re-read it for free)."""
+        matrix = self.ranker.matrix()
+        key = (query, id(matrix.topics))
+        with self._readings_lock:
+            hit = self._readings.get(key)
+            if hit is not None:
+                return hit
+        if hasattr(self.parser, "word_roles"):
+            reading = read_request(self.parser, matrix.topics, query)
+        else:  # a parser without word roles (a test double) reads feelings only
+            reading = Reading(self.parser.parse(query))
+        with self._readings_lock:
+            self._readings[key] = reading
+            while len(self._readings) > 2048:
+                self._readings.popitem(last=False)
+        return reading
 
     def _preview_reply(self, state: sess.SessionState, ranked_eligible: int, *, text: str = "",
                        confidence: float = 1.0, can_shuffle: bool | None = None) -> Reply:
@@ -263,8 +302,12 @@ class BotCore:
         cards = self._cards_for(list(state.current), emotion)
         if can_shuffle is None:
             can_shuffle = ranked_eligible > len(state.shown)
+        reading = self._read(state.query) if state.query else None
         view = PreviewView(session_id=state.id, emotion=emotion, query=state.query, cards=cards,
-                           can_shuffle=can_shuffle, confidence=confidence)
+                           can_shuffle=can_shuffle, confidence=confidence,
+                           interpretation=reading.describe() if reading else "",
+                           topic=" ".join(reading.topic) if reading else "",
+                           topic_only=bool(reading and reading.topic_only))
         return Reply(kind="preview", text=text, preview=view)
 
     # ------------------------------------------------------------------ request
@@ -280,49 +323,73 @@ class BotCore:
             return Reply(kind="error", text=(
                 "That's a lot of text for a GIF request. Try a word or two, like `/gif happy`."))
         query = clean_text(raw)
-        intent = self.parser.parse(query)
+        reading = self._read(query)
+        intent = reading.intent
         if intent.kind == "help" or not query:
             from bot.intent import help_text
 
             return Reply(kind="help", text=help_text(), choices=NAMES)
-        if intent.kind != "match" or intent.emotion not in INDEX:
+        note = missing_note(reading)
+        if not reading.topic_only and (intent.kind != "match" or intent.emotion not in INDEX):
             self._metric("REQUESTS", actor.platform, "unknown")
             choices = tuple(e for e, _c in intent.alternatives if e in INDEX)[:3]
             reason = intent.reason or f"I'm not sure which feeling “{query[:60]}” is."
+            lead = note + " " if note else ""
             if choices:
-                lead = "" if intent.kind == "did_you_mean" else reason.rstrip(".") + ". "
+                if intent.kind != "did_you_mean":
+                    lead += reason.rstrip(".") + ". "
                 return Reply(kind="did_you_mean",
                              text=f"{lead}Did you mean {_or_list(choices)}?", choices=choices)
             from bot.intent import help_text
 
-            return Reply(kind="help", text=f"{reason}\n\n{help_text()}", choices=NAMES)
-        emotion = INDEX[intent.emotion]
-        self._metric("REQUESTS", actor.platform, intent.emotion)
+            return Reply(kind="help", text=f"{lead}{reason}\n\n{help_text()}", choices=NAMES)
+        emotion = INDEX.get(intent.emotion or "", -1)
+        self._metric("REQUESTS", actor.platform, intent.emotion or "topic")
         scoped = sess.get_all_scoped(self.engine, self.settings, actor.platform, actor.workspace,
                                      actor.channel)
         wait = self.cooldown.take((actor.platform, actor.user_id), float(scoped["cooldown_s"]))
         if wait > 0:
             return Reply(kind="cooldown",
                          text=f"Easy there! You can ask for another GIF in {max(1, round(wait))} s.")
-        reply = self._open_preview(actor, query, emotion, scoped, confidence=intent.confidence)
+        reply = self._open_preview(actor, query, emotion, scoped, confidence=intent.confidence,
+                                   text=note, reading=reading)
+        if reply.kind == "empty_pool" and reading.rows is not None and emotion >= 0:
+            # The topic's GIFs are all filtered out here: say so, and offer the feeling alone.
+            word = " ".join(reading.topic)
+            reply = self._open_preview(
+                actor, query, emotion, scoped, confidence=intent.confidence,
+                text=f"No {word} GIFs allowed in this channel; here's {intent.emotion}.",
+                reading=Reading(intent))
         self._metric("SUGGEST_LATENCY", value=time.perf_counter() - started)
         return reply
 
     def _open_preview(self, actor: Actor, query: str, emotion: int, scoped: dict[str, Any], *,
-                      confidence: float = 1.0, text: str = "") -> Reply:
-        ranked = self._rank(actor, emotion, int(scoped["preview_count"]), scoped)
+                      confidence: float = 1.0, text: str = "",
+                      reading: Reading | None = None) -> Reply:
+        ranked = self._rank(actor, emotion, int(scoped["preview_count"]), scoped, reading=reading)
         if not ranked.shas:
+            what = (" ".join(reading.topic) if reading is not None and reading.topic_only
+                    else NAMES[emotion])
             return Reply(kind="empty_pool", text=(
-                f"I have no GIFs for {NAMES[emotion]} in this channel yet"
+                f"I have no GIFs for {what} in this channel yet"
                 + (" (the pool is empty)." if not self.ranker.matrix().size else
                    " (its pools or rating ceiling leave none).")
                 + " An admin can add a pool with `moodgif pool add` or `/gif-admin pools add`."))
+        if emotion < 0:  # a topic alone: the session keeps its first GIF's clearest emotion
+            emotion = self._clearest_emotion(ranked.shas[0])
         state = sess.create_session(
             self.engine, kind="preview", platform=actor.platform, workspace=actor.workspace,
             channel=actor.channel, user_hash=self._who(actor), query=query, emotion=emotion,
             shas=ranked.shas, now=self._now(), ttl_s=self.settings.preview_ttl_s)
         note = text or (f"({ranked.note})" if ranked.note else "")
         return self._preview_reply(state, ranked.eligible, text=note, confidence=confidence)
+
+    def _clearest_emotion(self, sha: str) -> int:
+        matrix = self.ranker.matrix()
+        i = matrix.index.get(sha)
+        if i is None or not matrix.scored:
+            return INDEX["happiness"]
+        return int(np.argmax(matrix.mean[:, i]))
 
     # ------------------------------------------------------------------ the preview's buttons
     def _own_open(self, actor: Actor, session_id: str, kind: str = "preview"
@@ -358,12 +425,16 @@ class BotCore:
         assert state is not None
         scoped = sess.get_all_scoped(self.engine, self.settings, actor.platform, actor.workspace,
                                      actor.channel)
+        reading = self._read(state.query) if state.query else None
+        if reading is not None and reading.rows is None:
+            reading = None
         ranked = self._rank(actor, state.emotion, int(scoped["preview_count"]), scoped,
-                            exclude=state.shown)
+                            exclude=state.shown, reading=reading)
         if not ranked.shas:
             reply = self._preview_reply(state, 0, can_shuffle=False)
+            what = " ".join(reading.topic) if reading is not None and reading.topic_only else NAMES[state.emotion]
             return Reply(kind="exhausted", preview=reply.preview, text=(
-                f"That's every {NAMES[state.emotion]} GIF I have here. "
+                f"That's every {what} GIF I have here. "
                 "Send the one you see or cancel."))
         new_state = sess.advance_session(self.engine, state.id, ranked.shas, self._now())
         if new_state is None:  # sent or cancelled meanwhile (a click from another device)
@@ -386,21 +457,31 @@ class BotCore:
         if post_id is None:  # a double click: the first click already posted it
             return Reply(kind="expired", text="That preview was already sent.")
         who = self._who(actor)
-        try:
-            added = record_send(self.engine, emotion=state.emotion, sent=chosen,
-                                skipped=sess.skipped_for(state, chosen), who=who,
-                                platform=actor.platform, workspace=actor.workspace,
-                                channel=actor.channel, post_id=post_id)
-            if added:
-                self._metric("VOTES", actor.platform, "send", value=added)
-        except LedgerError as exc:  # e.g. the GIF left the pool meanwhile: post anyway
-            log.warning("send on post %s not recorded: %s", post_id, exc)
+        if state.query and self._read(state.query).topic_only:
+            # No feeling was asked for: the send says nothing about which GIF is more
+            # <emotion>, so it is not put in the ledger.
+            added = 0
+        else:
+            added = self._record_send(state, chosen, who, actor, post_id)
+        if added:
+            self._metric("VOTES", actor.platform, "send", value=added)
         emotion = NAMES[state.emotion]
         card = self._cards_for([chosen], emotion)
         if not card:
             return Reply(kind="error", text="That GIF is no longer available.")
         return Reply(kind="posted", post=PostView(post_id=post_id, card=card[0], emotion=emotion,
                                                   requested_by=actor.user_id))
+
+    def _record_send(self, state: sess.SessionState, chosen: str, who: str, actor: Actor,
+                     post_id: int) -> int:
+        try:
+            return record_send(self.engine, emotion=state.emotion, sent=chosen,
+                                skipped=sess.skipped_for(state, chosen), who=who,
+                                platform=actor.platform, workspace=actor.workspace,
+                                channel=actor.channel, post_id=post_id) or 0
+        except LedgerError as exc:  # e.g. the GIF left the pool meanwhile: post anyway
+            log.warning("send on post %s not recorded: %s", post_id, exc)
+            return 0
 
     async def cancel(self, actor: Actor, session_id: str) -> Reply:
         return await self._for_user(self._cancel, actor, session_id)

@@ -69,6 +69,18 @@ class PreviewView:
     cards: tuple[GifCard, ...]  # 1, or 3 in "show 3" mode
     can_shuffle: bool
     confidence: float = 1.0
+    # How the request was read, for every platform to show as is:
+    # "Read as feeling: happiness (95%); topic: cat". Empty when there is nothing to add.
+    interpretation: str = ""
+    topic: str = ""  # the topic words GIFs matched ("cat"), empty for a feeling alone
+    topic_only: bool = False  # no feeling was named: `emotion` is only the first GIF's clearest
+
+    @property
+    def label(self) -> str:
+        """What the preview is of: "happiness", "happiness · cat" or just "cat"."""
+        if self.topic_only and self.topic:
+            return self.topic
+        return f"{self.emotion} · {self.topic}" if self.topic else self.emotion
 
 
 @dataclass(frozen=True)

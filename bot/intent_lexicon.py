@@ -14,6 +14,7 @@ from importlib import resources
 from scorer.emotions import NAMES
 
 LEXICON_FILE = "lexicon.tsv"
+SITUATIONS_FILE = "situations.tsv"
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,22 @@ def load_lexicon() -> tuple[dict[str, Entry], dict[str, Entry]]:
     return words, symbols
 
 
+@cache
+def load_situations() -> tuple[tuple[str, str], ...]:
+    """The hand-written situation bank: (emotion, sentence) pairs from `situations.tsv`."""
+    text = resources.files("bot").joinpath("data", SITUATIONS_FILE).read_text(encoding="utf-8")
+    out: list[tuple[str, str]] = []
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, _, sentence = line.partition("\t")
+        if name not in NAMES or not sentence.strip():
+            raise LexiconError(f"{SITUATIONS_FILE}:{lineno}: expected EMOTION<TAB>sentence")
+        out.append((name, sentence.strip()))
+    return tuple(out)
+
+
 def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
@@ -119,6 +136,48 @@ INTENSIFIERS: frozenset[str] = _words(
     "so very really super totally extremely incredibly absolutely completely utterly "
     "insanely hella mega ultra too most sooo soo freaking fucking damn bloody"
 )
+
+# Everyday work words that are real words, not typos of an emotion word, though MiniLM's
+# vocabulary lacks them ("prod" is not "proud", "outage" is not "outrage").
+WORK_WORDS: frozenset[str] = _words(
+    """
+    prod staging repo repos deploy deploys redeploy rollback hotfix outage outages oncall
+    standup standups retro retros sprint sprints backlog jira slack zoom ci cd pr prs mr
+    pipeline pipelines linter lint flaky kubernetes k8s infra devops sre qa ux ui api apis
+    sdk cli vpn wifi laptop repo codebase refactor refactored merge merged commit commits
+    postmortem incident incidents pager pagerduty offsite onboarding okr okrs kpi kpis
+    roadmap stakeholder stakeholders intern interns manager managers ceo cto vp hr
+    donut donuts pizza bagel bagels kitchen fridge microwave printer
+    """
+)
+
+# Lexicon words that are also things a GIF can show: in a short request they may be its
+# topic ("/gif coffee monday": coffee GIFs, Monday's feeling), when the pool has them.
+TOPIC_WORDS: frozenset[str] = _words(
+    """
+    coffee tea beer wine pizza food cake cookie cookies chocolate bacon donut donuts taco tacos
+    burger fries icecream party birthday vacation beach dog dogs puppy puppies cat cats kitten
+    kittens baby babies christmas halloween fireworks dance dancing sunday friday weekend
+    """
+)
+
+# Cheap sarcasm markers: positive words said this way usually mean the opposite
+# ("great, just great", "oh wonderful", "/s"). Matched on the cleaned, lower-cased request.
+SARCASM_PATTERNS: tuple[str, ...] = (
+    r"\b(great|wonderful|fantastic|perfect|lovely|awesome|brilliant|amazing|super|nice)\W+"
+    r"(just|simply|absolutely|really)\W+\1\b",
+    r"^\W*oh\W+(great|wonderful|fantastic|perfect|lovely|joy|goody|brilliant|awesome|sure|yay)\b",
+    r"(^|\s)/s\s*$",
+    r"\byeah,? right\b",
+    r"\bjust what i (needed|wanted)\b",
+    r"\bthanks a lot\b",
+    r"\bwhat a surprise\b.*\bagain\b",
+    r"\bcan'?t wait\b.*\b(meeting|training|reorg|paperwork|timesheets?)\b",
+)
+# Where a sarcastic request's positive reading goes instead.
+SARCASM_TARGETS: tuple[tuple[str, float], ...] = (("contempt", 0.6), ("anger", 0.4))
+POSITIVE: frozenset[str] = frozenset(
+    {"happiness", "excitement", "satisfaction", "pleasure", "contentment", "pride", "relief"})
 
 # What "not X" most often means in chat, with lower weights than a plain hit: negation is
 # a cheap guess, and a sentence like "not happy with the deploy" also reads as anger.

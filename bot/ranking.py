@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from sqlalchemy import func, select
@@ -69,6 +70,7 @@ class ScoreMatrix:
     fit_id: int | None = None
     n_bt: int = 0  # GIFs with a Bradley-Terry estimate
     built_at: float = 0.0
+    topics: Any = None  # bot.topics.TopicIndex over these rows, built with the snapshot
     # (pools, ceiling) -> float32 (N,) of 0 / -inf; filled lazily, dies with the snapshot
     _penalties: dict[tuple, tuple[np.ndarray, int]] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -208,16 +210,23 @@ def rank(
     rate: float = 1.0,
     exclude: Iterable[str] = (),
     soft_exclude: Iterable[str] = (),
+    candidates: np.ndarray | None = None,
 ) -> Ranked:
     """The top `k` GIFs for one emotion by sampled (Thompson) or optimistic (UCB) score.
 
     `exclude` is never offered (already shown in this session); `soft_exclude` (shown in the
-    channel recently) is offered only when nothing else is left.
+    channel recently) is offered only when nothing else is left. `candidates` (row indices,
+    e.g. a topic's GIFs from `bot.topics`) limits the offer to those rows.
     """
     n = matrix.size
     if n == 0 or k <= 0:
         return Ranked([], [], [], note="" if n else "the pool is empty")
     pen, eligible = matrix.penalty(pools, ceiling)
+    if candidates is not None:
+        only = np.full(n, -np.inf, dtype=np.float32)
+        only[candidates] = 0.0
+        only += pen
+        pen, eligible = only, int(np.isfinite(only).sum())
     if matrix.scored:
         mu = matrix.mean[emotion]
         if exploration == "thompson" and rate > 0:
@@ -538,6 +547,9 @@ class Ranker:
         """Rebuild now from the database and swap it in."""
         with self._lock:
             m = load_matrix(self.engine)
+            from bot.topics import attach_topics  # the words index lives with the snapshot
+
+            attach_topics(self.engine, m)
             self._matrix = m
             self._checked_at = self.clock()
             log.info("ranking: %d GIFs loaded (model version %s, BT fit %s, %d with votes)%s",

@@ -64,3 +64,18 @@ def posts(engine: Engine) -> list[tuple[int, str, str, str]]:
 def n_sessions(engine: Engine) -> int:
     with session_scope(engine) as s:
         return len(s.execute(select(ChatSession.id)).all())
+
+
+def give_words(core: BotCore, engine: Engine, n: int = 4, *, title: str = "Cat being silly",
+               tags: tuple[str, ...] = ("cats", "kitten")) -> list[str]:
+    """Give the first `n` GIFs (by sha) a title and tags, as ingest keeps them, and rebuild
+    the core's snapshot so its topic index has them. Returns those GIFs' shas."""
+    from sqlalchemy import update
+
+    from scorer.store import Gif
+
+    with session_scope(engine) as s:
+        shas = sorted(s.scalars(select(Gif.sha256)))[:n]
+        s.execute(update(Gif).where(Gif.sha256.in_(shas)).values(title=title, tags=list(tags)))
+    core.ranker.refresh()
+    return shas

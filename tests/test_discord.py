@@ -11,7 +11,7 @@ from typing import Any
 
 import discord
 import pytest
-from _adapter_core import Clock, ledger, make_core, posts, sources
+from _adapter_core import Clock, give_words, ledger, make_core, posts, sources
 from fake_discord import APP_ID, CHANNEL, GUILD, MANAGE_GUILD, DiscordDriver, FakeDiscord, buttons
 
 from bot import session as sess
@@ -278,3 +278,21 @@ async def test_sync_registers_the_commands_through_discords_rest_api(sqlite_sett
     assert admin.get("contexts") == [0] or admin.get("dm_permission") is False
     gif = next(c for c in put[2] if c["name"] == "gif")
     assert gif["options"][0]["autocomplete"] is True
+
+
+async def test_preview_and_autocomplete_show_how_the_request_was_read(stack: Stack) -> None:
+    d, fake = stack.d, stack.fake
+    give_words(stack.core, stack.engine)
+    await d.slash("gif", words("happy cat"), user=ALICE)
+    embed = fake.calls[-1].payload["embeds"][0]
+    assert embed["title"] == "happiness · cat"
+    assert "happiness" in embed["description"] and "topic: cat" in embed["description"]
+
+    await d.slash("gif", [{"name": "words", "type": 3, "value": "happy cat", "focused": True}],
+                  user=ALICE, autocomplete=True)
+    first = fake.calls[-1].payload["data"]["choices"][0]
+    assert first == {"name": "→ happiness · topic: cat", "value": "happy cat"}
+    await d.slash("gif", [{"name": "words", "type": 3, "value": "happy unicorn", "focused": True}],
+                  user=ALICE, autocomplete=True)
+    first = fake.calls[-1].payload["data"]["choices"][0]
+    assert first["name"] == "→ happiness · no GIFs about unicorn"

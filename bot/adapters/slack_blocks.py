@@ -73,9 +73,12 @@ def parse_send_value(value: str) -> tuple[str, str | None]:
 
 def preview_message(preview: PreviewView, refs: Mapping[str, ImageRef], text: str = "") -> dict[str, Any]:
     """The private preview: the GIF(s), then Send / Shuffle / Cancel."""
-    default = f"*{preview.emotion}* for “{preview.query}”" if preview.query else f"*{preview.emotion}*"
+    default = f"*{preview.label}* for “{preview.query}”" if preview.query else f"*{preview.label}*"
     heading = text or default
     blocks: list[dict[str, Any]] = [_text(heading)]
+    if preview.interpretation:  # how the request was read (bot.topics.Reading.describe)
+        blocks.append({"type": "context", "block_id": "reading",
+                       "elements": [{"type": "mrkdwn", "text": esc(preview.interpretation)}]})
     sid = preview.session_id
     if len(preview.cards) == 1:
         card = preview.cards[0]
@@ -97,7 +100,7 @@ def preview_message(preview: PreviewView, refs: Mapping[str, ImageRef], text: st
         buttons.append(_button("Shuffle", SHUFFLE, sid))
     buttons.append(_button("Cancel", CANCEL, sid))
     blocks.append({"type": "actions", "block_id": "preview_actions", "elements": buttons})
-    return {"text": f"GIF preview: {esc(preview.emotion)} (only you can see this)", "blocks": blocks}
+    return {"text": f"GIF preview: {esc(preview.label)} (only you can see this)", "blocks": blocks}
 
 
 def choices_message(reply: Reply) -> dict[str, Any]:

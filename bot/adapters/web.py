@@ -107,6 +107,8 @@ def reply_json(reply: Reply) -> dict[str, Any]:
     if reply.preview is not None:
         p = reply.preview
         out["preview"] = {"session_id": p.session_id, "emotion": p.emotion, "query": p.query,
+                          "label": p.label, "interpretation": p.interpretation,
+                          "topic": p.topic, "topic_only": p.topic_only,
                           "can_shuffle": p.can_shuffle, "confidence": round(p.confidence, 3),
                           "cards": [card_json(c) for c in p.cards]}
     if reply.post is not None:

@@ -85,7 +85,8 @@ function renderPreview(reply, container) {
   const box = container || addMessage("bot ephemeral preview");
   box.replaceChildren();
   box.dataset.session = p.session_id;
-  box.append(el("div", { class: "only-you" }, `Only visible to you · ${p.emotion}`));
+  box.append(el("div", { class: "only-you" }, `Only visible to you · ${p.label || p.emotion}`));
+  if (p.interpretation) box.append(el("div", { class: "reading" }, p.interpretation));
   if (reply.text) box.append(textNode(reply.text));
   const cards = el("div", { class: "cards" });
   for (const card of p.cards) {

@@ -1,0 +1,344 @@
+"""Topics: the words of a request that name a subject, not a feeling ("cat" in `/gif happy cat`).
+
+A GIF's own words (title, tags, alt text, URL slug) are indexed with every ranking snapshot
+(`attach_topics`, called by `Ranker.refresh`): word -> light stem -> a sorted int32 array of
+the GIF's rows in the snapshot's score matrix (an inverted index). A lookup is one dict get,
+and for a word the index lacks up to a few hundred one-edit variants ("kat" -> "cat"), then a
+union or intersection of sorted arrays: cheap at a million GIFs (benchmarks/bench_suggest.py
+--topics).
+
+How a request is read (`read_request`):
+
+- a short request (at most `TOPIC_MAX_WORDS` content words, `TOPIC_MAX_TOKENS` words) may
+  name a topic: a word that is
+  not an emotion word (or is a thing a GIF can show, like "coffee") and that GIFs here have;
+- the rest of the request is the feeling: `/gif happy cat` is happiness among cat GIFs,
+  `/gif coffee monday` is Monday's feeling among coffee GIFs;
+- only a topic (`/gif cat`): the topic's GIFs ranked by their overall appeal (`appeal`);
+- a topic nothing matches: said so, and the feeling alone is used ("no cat GIFs here").
+A sentence is a situation, never a topic: "i broke prod" asks for a feeling.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from bot.intent import Intent, IntentParser
+    from bot.ranking import ScoreMatrix
+
+log = logging.getLogger("moodgif.bot.topics")
+
+# A request longer than this (content words / all words) is a sentence: a situation, not a topic.
+TOPIC_MAX_WORDS = 3
+TOPIC_MAX_TOKENS = 4
+# When every word of a 2-3 word request matches GIF words, it is still read as a situation
+# if the sentence model is at least this sure of a feeling ("deadline missed").
+SITUATION_MIN_CONFIDENCE = 0.6
+# Words of a GIF that never make a topic: too common to mean anything.
+_GIF_STOPWORDS = frozenset(re.findall(r"\S+", """
+    a an the and or of to in on at by for with from is are was be it this that gif gifs
+    animated animation reaction giphy tenor via com www http https
+"""))
+_TOKEN = re.compile(r"[a-z0-9]+")
+_ID_LIKE = re.compile(r"^(?=.*\d)[a-z0-9]{8,}$")  # slug tails such as "abc123xyz9" are ids
+
+
+def stem(word: str) -> str:
+    """A light stemmer for GIF words and requests alike (cats -> cat, dancing -> danc,
+    puppies -> puppy). Both sides go through it, so it only has to be consistent."""
+    w = word.lower()
+    if len(w) > 4 and w.endswith("ies"):
+        return w[:-3] + "y"
+    if len(w) > 4 and w.endswith(("sses", "shes", "ches", "xes", "zes")):
+        w = w[:-2]
+    elif len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is")):
+        w = w[:-1]
+    for suffix, min_len in (("ing", 6), ("ed", 5)):
+        if len(w) >= min_len and w.endswith(suffix):
+            w = w[: -len(suffix)]
+            if len(w) > 2 and w[-1] == w[-2] and w[-1] not in "lsz":  # running -> run
+                w = w[:-1]
+            break
+    if len(w) > 3 and w.endswith("e"):
+        w = w[:-1]
+    return w
+
+
+def gif_words(title: str | None, tags: Any, alt_text: str | None, slug: str | None) -> set[str]:
+    """The stems a GIF can be found by."""
+    parts = [title or "", alt_text or "", (slug or "").replace("-", " ").replace("_", " ")]
+    if isinstance(tags, (list, tuple)):
+        parts += [str(t) for t in tags]
+    elif isinstance(tags, str):
+        parts.append(tags)
+    out = set()
+    for tok in _TOKEN.findall(" ".join(parts).lower()):
+        if tok in _GIF_STOPWORDS or len(tok) < 2 or tok.isdigit() or _ID_LIKE.match(tok):
+            continue
+        out.add(stem(tok))
+    return out
+
+
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def _edits1(word: str) -> set[str]:
+    splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
+    deletes = {a + b[1:] for a, b in splits if b}
+    swaps = {a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1}
+    subs = {a + c + b[1:] for a, b in splits if b for c in _LETTERS}
+    inserts = {a + c + b for a, b in splits for c in _LETTERS}
+    return (deletes | swaps | subs | inserts) - {word}
+
+
+@dataclass
+class TopicIndex:
+    """Inverted index over one snapshot's GIFs, plus each GIF's overall appeal."""
+
+    postings: dict[str, np.ndarray]  # stem -> sorted int32 row indices
+    size: int
+    appeal: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    appeal_sd: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    _bitmaps: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def build(cls, words_per_row: list[set[str]], matrix: ScoreMatrix | None = None) -> TopicIndex:
+        lists: dict[str, list[int]] = {}
+        for i, words in enumerate(words_per_row):
+            for w in words:
+                lst = lists.get(w)
+                if lst is None:
+                    lists[w] = [i]
+                else:
+                    lst.append(i)
+        postings = {w: np.asarray(rows, dtype=np.int32) for w, rows in lists.items()}
+        index = cls(postings, len(words_per_row))
+        if matrix is not None:
+            index.appeal, index.appeal_sd = appeal_of(matrix)
+        return index
+
+    def lookup(self, word: str) -> tuple[str | None, np.ndarray]:
+        """(the indexed stem that matched, its rows); (None, empty) when nothing does.
+        Exact stem first, then the most common stem one edit away (for words of 4+ letters)."""
+        s = stem(word)
+        rows = self.postings.get(s)
+        if rows is not None:
+            return s, rows
+        if len(s) >= 4:
+            near = [c for c in _edits1(s) if c in self.postings]
+            if near:
+                best = max(near, key=lambda c: (self.postings[c].size, c))
+                return best, self.postings[best]
+        return None, np.zeros(0, dtype=np.int32)
+
+    def rows_for(self, found: list[np.ndarray]) -> np.ndarray:
+        """GIFs with every topic word; when no GIF has them all, GIFs with the rarest one
+        (the most specific word: "coffee cat" with no GIF of both is the rarer of the two).
+        Never a merge of long lists, so a very common word costs nothing extra."""
+        if not found:
+            return np.zeros(0, dtype=np.int32)
+        found = sorted({id(a): a for a in found}.values(), key=lambda a: a.size)
+        rows = found[0]
+        for other in found[1:]:
+            if other.size * 16 > self.size:
+                # A word in many GIFs: one gather from its cached bitmap, O(small).
+                rows = rows[self._bitmap(other)[rows]]
+            else:
+                # Binary search of the smaller list in the larger: O(small * log large).
+                at = np.minimum(np.searchsorted(other, rows), other.size - 1)
+                rows = rows[other[at] == rows]
+        return rows if rows.size else found[0]
+
+    def _bitmap(self, rows: np.ndarray) -> np.ndarray:
+        """A bool mask over all rows for a common word's list, made once per snapshot
+        (few words are in more than 1/16 of the GIFs, so this stays small)."""
+        key = id(rows)  # the postings arrays live as long as the index: ids are stable
+        mask = self._bitmaps.get(key)
+        if mask is None:
+            mask = np.zeros(self.size, dtype=bool)
+            mask[rows] = True
+            if len(self._bitmaps) < 256:
+                self._bitmaps[key] = mask
+        return mask
+
+
+def appeal_of(matrix: ScoreMatrix) -> tuple[np.ndarray, np.ndarray]:
+    """A GIF's overall appeal: the posterior mean of its clearest emotion (the model's
+    prediction moved by people's votes), and that estimate's standard deviation. A GIF that
+    says one thing strongly beats a vague one; votes count through the posterior."""
+    if matrix.size == 0:
+        z = np.zeros(0, np.float32)
+        return z, z
+    best = np.argmax(matrix.mean, axis=0)
+    cols = np.arange(matrix.size)
+    return (matrix.mean[best, cols].astype(np.float32), matrix.sd[best, cols].astype(np.float32))
+
+
+def load_words(engine: Engine, shas: list[str], chunk: int = 5000) -> list[set[str]]:
+    """Each snapshot row's stems, read from the gifs table in chunks."""
+    from sqlalchemy import select
+
+    from scorer.store import Gif
+
+    index = {s: i for i, s in enumerate(shas)}
+    out: list[set[str]] = [set() for _ in shas]
+    with engine.connect() as conn:
+        for start in range(0, len(shas), chunk):
+            part = shas[start: start + chunk]
+            for sha, title, tags, alt, slug in conn.execute(
+                    select(Gif.sha256, Gif.title, Gif.tags, Gif.alt_text, Gif.slug)
+                    .where(Gif.sha256.in_(part))):
+                out[index[sha]] = gif_words(title, tags, alt, slug)
+    return out
+
+
+def attach_topics(engine: Engine, matrix: ScoreMatrix) -> None:
+    """Build the snapshot's topic index (called with every rebuild; never fails a rebuild)."""
+    try:
+        matrix.topics = TopicIndex.build(load_words(engine, matrix.shas), matrix)
+    except Exception:
+        log.exception("topics: index not built; topic words are ignored until the next rebuild")
+        matrix.topics = None
+
+
+# ---------------------------------------------------------------------------------------
+# Reading a request
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Reading:
+    """How a request was read: its feeling (`intent`) and its topic, if any."""
+
+    intent: Intent
+    topic: tuple[str, ...] = ()  # topic words as typed that GIFs here have
+    rows: np.ndarray | None = None  # those GIFs' rows in the snapshot; None: no topic
+    missing: tuple[str, ...] = ()  # topic words no GIF here has
+
+    @property
+    def emotion(self) -> str | None:
+        return self.intent.emotion if self.intent.kind == "match" else None
+
+    @property
+    def topic_only(self) -> bool:
+        return self.rows is not None and self.emotion is None
+
+    def describe(self) -> str:
+        """One line for the preview: how the request was read."""
+        parts = []
+        if self.emotion:
+            parts.append(f"feeling: {self.emotion} ({self.intent.confidence:.0%})")
+        if self.topic:
+            parts.append("topic: " + " ".join(self.topic))
+        if self.topic_only:
+            parts.append("no feeling named, so the best-liked ones first")
+        if self.missing:
+            parts.append("no GIFs here about " + _quote(self.missing))
+        return ("Read as " + "; ".join(parts))[:300] if parts else ""
+
+
+def _quote(words: tuple[str, ...]) -> str:
+    return " ".join(f"“{w}”" for w in words)
+
+
+def missing_note(reading: Reading) -> str:
+    """"no cat GIFs in this pool; here's happiness" when a topic matched nothing."""
+    if not reading.missing:
+        return ""
+    what = " ".join(reading.missing)
+    if reading.emotion:
+        return f"No {what} GIFs in this pool; here's {reading.emotion}."
+    return f"No {what} GIFs in this pool."
+
+
+def read_request(parser: IntentParser, index: TopicIndex | None, text: str) -> Reading:
+    """Split a request into its feeling and its topic (see the module docstring)."""
+    from bot.intent import Intent
+    from bot.intent_lexicon import TOPIC_WORDS
+
+    full = parser.parse(text)
+    roles = parser.word_roles(text)
+    content = [(t, r) for t, r in roles if r != "function"]
+    if (not content or len(content) > TOPIC_MAX_WORDS or len(roles) > TOPIC_MAX_TOKENS
+            or full.kind == "help"):
+        return Reading(full)
+    candidates = [t for t, r in content if r == "other" or t in TOPIC_WORDS]
+    if not candidates:
+        return Reading(full)
+    found: dict[str, np.ndarray] = {}
+    missing: list[str] = []
+    for word in dict.fromkeys(candidates):
+        rows = index.lookup(word)[1] if index is not None else np.zeros(0, np.int32)
+        if rows.size:
+            found[word] = rows
+        else:
+            missing.append(word)
+    feeling_words = [t for t, r in content if r in ("feeling", "weak") and t not in found]
+    if not found:
+        # Nothing here shows those words: say so, and answer the feeling (if any) alone.
+        if feeling_words or len(content) == 1:
+            return Reading(full, missing=tuple(missing))
+        return Reading(full)
+    rows = index.rows_for(list(found.values())) if index is not None else None
+    topic = tuple(found)
+    rest = _without(text, topic)
+    if feeling_words or [t for t, _ in content if t not in found]:
+        intent = parser.parse(rest)
+        if intent.kind == "match":
+            return Reading(intent, topic, rows, tuple(missing))
+        return Reading(_no_feeling(Intent), topic, rows, tuple(missing))
+    if (len(content) >= 2 and all(r == "other" for _, r in content) and full.kind == "match"
+            and full.confidence >= SITUATION_MIN_CONFIDENCE):
+        return Reading(full)  # a situation told in nouns ("deadline moved"), not a subject
+    return Reading(_no_feeling(Intent), topic, rows, tuple(missing))
+
+
+def _no_feeling(intent_cls: Any) -> Intent:
+    return intent_cls(None, 0.0, [], "no feeling named", "topic")
+
+
+def _without(text: str, words: tuple[str, ...]) -> str:
+    out = text
+    for w in words:
+        out = re.sub(r"(?<![\w'])" + re.escape(w) + r"(?![\w'])", " ", out, flags=re.IGNORECASE)
+    return " ".join(out.split())
+
+
+def rank_topic(matrix: ScoreMatrix, index: TopicIndex, rows: np.ndarray, k: int, *,
+               rng: np.random.Generator, pools: list[str] | None, ceiling: str,
+               rate: float = 1.0, exclude: tuple[str, ...] | list[str] = (),
+               soft_exclude: tuple[str, ...] | list[str] = ()) -> tuple[list[str], int]:
+    """A topic's GIFs by overall appeal, Thompson-sampled like the emotion ranking; only the
+    topic's rows are scored, so a small topic is cheap in a huge pool.
+    Returns (shas, how many of the topic's GIFs this channel allows)."""
+    if rows.size == 0 or k <= 0:
+        return [], 0
+    pen, _ = matrix.penalty(pools, ceiling)
+    allowed = rows[np.isfinite(pen[rows])]
+    if allowed.size == 0:
+        return [], 0
+    if matrix.scored and index.appeal.size == matrix.size:
+        score = index.appeal[allowed].copy()
+        if rate > 0:
+            score += rng.standard_normal(allowed.size).astype(np.float32) * index.appeal_sd[allowed] * rate
+    else:
+        score = rng.random(allowed.size, dtype=np.float32)
+    hard = set(exclude)
+    soft = set(soft_exclude)
+    need = k + len(hard) + len(soft)
+    if allowed.size > need:  # select before sorting: a huge topic costs one partition
+        top = np.argpartition(-score, need - 1)[:need]
+        allowed, score = allowed[top], score[top]
+    order = allowed[np.argsort(-score, kind="stable")]
+    fresh = [matrix.shas[i] for i in order if matrix.shas[i] not in hard and matrix.shas[i] not in soft]
+    picked = fresh[:k]
+    if len(picked) < k:  # everything fresh is used up: the channel's recent ones again
+        picked += [matrix.shas[i] for i in order
+                   if matrix.shas[i] in soft and matrix.shas[i] not in hard][: k - len(picked)]
+    return picked, int(allowed.size)

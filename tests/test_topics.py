@@ -1,0 +1,183 @@
+"""Topics (issue 15): the index, reading a request, and topic requests through the bot core
+on a real database, with and without a feeling, and the no-match fallback."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+import pytest
+from _bot_pool import add_model_version, demo_manifest, designed_scores, ingest_demo
+from sqlalchemy import select, update
+
+from bot.core import BotCore
+from bot.events import Actor
+from bot.intent import IntentParser
+from bot.topics import TopicIndex, gif_words, read_request, stem
+from scorer.emotions import INDEX
+from scorer.store import Comparison, Gif, session_scope
+
+HAPPY = INDEX["happiness"]
+
+
+# --- the index ----------------------------------------------------------------------------
+def test_stem_is_consistent_for_plurals_and_endings() -> None:
+    for a, b in [("cats", "cat"), ("puppies", "puppy"), ("dancing", "dance"), ("danced", "dance"),
+                 ("boxes", "box"), ("running", "run"), ("coffees", "coffee")]:
+        assert stem(a) == stem(b), (a, b)
+    assert stem("glass") == stem("glass") and stem("bus") == "bus"
+
+
+def test_gif_words_reads_title_tags_alt_text_and_slug() -> None:
+    words = gif_words("Happy Cat Dance", ["Kitten", "funny"], "a cat dancing on a table",
+                      "happy-cat-dance-x8Fq2LmZ9")
+    assert {stem("cat"), stem("kitten"), stem("dance"), stem("table"), stem("funny")} <= words
+    assert "x8fq2lmz9" not in words and "a" not in words  # ids and stop words are not topics
+    assert gif_words(None, None, None, None) == set()
+    assert stem("tag") in gif_words("", "tag;other", "", "")
+
+
+def test_lookup_exact_plural_and_fuzzy() -> None:
+    index = TopicIndex.build([gif_words("cat", [], "", ""), gif_words("dog", [], "", ""),
+                              gif_words("coffee cat", [], "", ""), gif_words("dog", [], "", "")])
+    assert index.lookup("cat")[1].tolist() == [0, 2]
+    assert index.lookup("Cats")[1].tolist() == [0, 2]
+    assert index.lookup("coffe")[1].tolist() == [2]  # one edit away
+    assert index.lookup("zebra")[0] is None and index.lookup("zebra")[1].size == 0
+    both = index.rows_for([index.lookup("cat")[1], index.lookup("coffee")[1]])
+    assert both.tolist() == [2]  # GIFs with every word first
+    rarest = index.rows_for([index.lookup("dog")[1], index.lookup("coffee")[1]])
+    assert rarest.tolist() == [2]  # none has both: the rarer word's GIFs
+
+
+def test_reading_splits_feeling_and_topic() -> None:
+    parser = IntentParser(use_embeddings=False)
+    index = TopicIndex.build([gif_words("cat", ["kitten"], "", ""),
+                              gif_words("coffee time", [], "", ""), gif_words("dog", [], "", "")])
+    r = read_request(parser, index, "happy cat")
+    assert r.emotion == "happiness" and r.topic == ("cat",) and r.rows.tolist() == [0]
+    r = read_request(parser, index, "cat")
+    assert r.emotion is None and r.topic_only and r.rows.tolist() == [0]
+    r = read_request(parser, index, "coffee monday")
+    assert r.topic == ("coffee",) and r.emotion == "sadness"
+    r = read_request(parser, index, "happy unicorn")
+    assert r.emotion == "happiness" and r.rows is None and r.missing == ("unicorn",)
+    r = read_request(parser, index, "my cat knocked the vase over again")  # a sentence
+    assert r.rows is None and r.topic == ()
+    assert read_request(parser, index, "").intent.kind == "help"
+    assert read_request(parser, None, "happy cat").emotion == "happiness"  # no index yet
+
+
+# --- through the core ---------------------------------------------------------------------
+CATS = (0, 3, 5, 8)  # positions in the demo pool given cat words
+COFFEE = (1, 3)
+
+
+class Env:
+    def __init__(self, settings, engine) -> None:
+        self.settings = dataclasses.replace(settings, cooldown_s=0.0, poll_share=0.0,
+                                            exploration="none", preview_count=1)
+        self.engine = engine
+        self.pool = ingest_demo(self.settings, engine, demo_manifest())
+        self.scores = designed_scores(len(self.pool.shas))
+        add_model_version(engine, self.pool.shas, self.scores)
+        with session_scope(engine) as s:  # what ingest keeps from titles, tags and slugs
+            for i in CATS:
+                s.execute(update(Gif).where(Gif.sha256 == self.pool.shas[i]).values(
+                    title="Cat being silly", tags=["cats", "kitten"], slug="cat-silly-a1b2c3d4e5"))
+            for i in COFFEE:
+                s.execute(update(Gif).where(Gif.sha256 == self.pool.shas[i]).values(
+                    alt_text="a cup of coffee" + (" and a cat" if i in CATS else "")))
+        self.core = BotCore(self.settings, engine,
+                            intent_parser=IntentParser(self.settings, use_embeddings=False),
+                            clock=time.time, seed=1)
+        self.alice = Actor("test", "T1", "general", "alice", "Alice")
+
+    def shas(self, positions: tuple[int, ...]) -> set[str]:
+        return {self.pool.shas[i] for i in positions}
+
+    def best_among(self, positions: tuple[int, ...], emotion: int) -> str:
+        return self.pool.shas[max(positions, key=lambda i: (self.scores[i, emotion], -i))]
+
+
+@pytest.fixture
+def env(sqlite_settings, sqlite_engine) -> Env:
+    return Env(sqlite_settings, sqlite_engine)
+
+
+async def test_feeling_and_topic(env: Env) -> None:
+    r = await env.core.request(env.alice, "/gif happy cat")
+    assert r.kind == "preview" and r.preview.emotion == "happiness"
+    assert r.preview.cards[0].sha256 == env.best_among(CATS, HAPPY)  # best happy among cats
+    assert r.preview.topic == "cat"
+    assert "happiness" in r.preview.interpretation and "topic: cat" in r.preview.interpretation
+    seen = {r.preview.cards[0].sha256}
+    for _ in range(len(CATS) - 1):  # shuffle keeps the topic
+        r = await env.core.shuffle(env.alice, r.preview.session_id)
+        assert r.kind == "preview"
+        seen.add(r.preview.cards[0].sha256)
+    assert seen == env.shas(CATS)
+    r = await env.core.shuffle(env.alice, r.preview.session_id)
+    assert r.kind == "exhausted"
+
+
+async def test_topic_alone_ranks_by_appeal_and_keeps_the_ledger_clean(env: Env) -> None:
+    r = await env.core.request(env.alice, "/gif cats")
+    assert r.kind == "preview" and r.preview.topic == "cats"  # as typed
+    appeal = {i: env.scores[i].max() for i in CATS}
+    assert r.preview.cards[0].sha256 == env.pool.shas[max(CATS, key=lambda i: (appeal[i], -i))]
+    assert "best-liked" in r.preview.interpretation and "feeling:" not in r.preview.interpretation
+    r = await env.core.shuffle(env.alice, r.preview.session_id)
+    assert r.preview.cards[0].sha256 in env.shas(CATS)
+    posted = await env.core.send(env.alice, r.preview.session_id)
+    assert posted.kind == "posted"
+    with session_scope(env.engine) as s:  # no feeling was asked for: nothing to compare
+        assert list(s.scalars(select(Comparison))) == []
+
+
+async def test_topic_words_combine_and_forgive_typos(env: Env) -> None:
+    r = await env.core.request(env.alice, "/gif coffee monday")
+    assert r.kind == "preview" and r.preview.emotion == "sadness"
+    assert r.preview.cards[0].sha256 in env.shas(COFFEE) and r.preview.topic == "coffee"
+    r = await env.core.request(env.alice, "/gif happy kittens")
+    assert r.preview.cards[0].sha256 in env.shas(CATS)
+    r = await env.core.request(env.alice, "/gif kiten")  # a typo of a GIF's word
+    assert r.preview.cards[0].sha256 in env.shas(CATS)
+    r = await env.core.request(env.alice, "/gif coffee cat")  # GIFs with both words first
+    assert r.preview.cards[0].sha256 in env.shas(tuple(set(COFFEE) & set(CATS)))
+
+
+async def test_no_match_falls_back_to_the_feeling_and_says_so(env: Env) -> None:
+    r = await env.core.request(env.alice, "/gif happy unicorn")
+    assert r.kind == "preview" and r.preview.emotion == "happiness"
+    assert r.text == "No unicorn GIFs in this pool; here's happiness."
+    assert "no GIFs here about “unicorn”" in r.preview.interpretation
+    assert r.preview.cards[0].sha256 == env.pool.shas[int(np.argmax(env.scores[:, HAPPY]))]
+    alone = await env.core.request(env.alice, "/gif unicorn")
+    assert alone.kind in {"help", "did_you_mean"} and alone.preview is None  # never a random GIF
+    assert alone.text.startswith("No unicorn GIFs in this pool.")
+
+
+async def test_a_sentence_is_a_feeling_not_a_topic(env: Env) -> None:
+    r = await env.core.request(env.alice, "/gif my cat is so happy today")
+    assert r.kind == "preview" and r.preview.emotion == "happiness" and r.preview.topic == ""
+
+
+@pytest.mark.parametrize("text", [
+    "x" * 5000,
+    "```python\ndef f(x):\n    return x * 2\n```",
+    "https://example.com/some/page?x=1 <https://example.com|link>",
+    "<@U123ABC> <#C42|general> @here",
+    "これはテストです", "Привет, как дела?", "¿Qué tal?",
+    "!!!???...", "\u200b\u200c\u200d\ufeff", "🦄" * 50,
+])
+async def test_bad_input_is_never_a_random_gif(env: Env, text: str) -> None:
+    r = await env.core.request(env.alice, text)
+    assert r.kind in {"help", "did_you_mean", "error"}, (text[:40], r)
+    assert r.text and r.preview is None
+
+
+async def test_many_emoji_read_clearly(env: Env) -> None:
+    r = await env.core.request(env.alice, "😂" * 50)
+    assert r.kind == "preview" and r.preview.emotion == "amusement"
