@@ -167,16 +167,17 @@ def report_aucs(title: str, rows: list[dict], scores: dict[str, np.ndarray]) -> 
     return means
 
 
-def time_scoring(work: Path, folder: Path, n: int, name: str) -> dict:
+def time_scoring(work: Path, folder: Path, n: int, name: str, workers: int = 2) -> dict:
     """Today's scoring (features only) before and after the scoring with the prior, each on
-    a fresh home, all in this process (no decode workers: every CPU second is counted, and
-    the face work cannot hide behind the encoder); ratio = prior / mean of the two."""
+    a fresh home; ratio = prior / mean of the two. `workers` decode processes (2, the
+    default, is what `moodgif score` uses: the face work runs there, one torch thread each;
+    their CPU is counted once they exit); 0 = all in this process."""
     from scorer.pool import ingest
     from scorer.store import dispose_engines, init_db
 
     runs = {}
     for tag, prior in (("today-1", False), ("prior", True), ("today-2", False)):
-        settings = _settings(work / f"home-{tag}", MOODGIF_SCORE_WORKERS="0")
+        settings = _settings(work / f"home-{tag}", MOODGIF_SCORE_WORKERS=str(workers))
         ingest(settings, init_db(settings.db_url), "p", folder)
         _, _, wall, cpu = _score(settings, "p", prior=prior)
         runs[tag] = (wall, cpu)
@@ -184,7 +185,7 @@ def time_scoring(work: Path, folder: Path, n: int, name: str) -> dict:
     today_wall = (runs["today-1"][0] + runs["today-2"][0]) / 2
     today_cpu = (runs["today-1"][1] + runs["today-2"][1]) / 2
     wall, cpu = runs["prior"]
-    print(f"\n{name}: scoring {n} GIFs on the CPU, one process: today (features only) "
+    print(f"\n{name}: scoring {n} GIFs on the CPU, {workers} decode workers: today (features only) "
           f"{runs['today-1'][0]:.1f} / {runs['today-2'][0]:.1f} s wall, {runs['today-1'][1]:.1f} / "
           f"{runs['today-2'][1]:.1f} s CPU; with the prior (faces + words) {wall:.1f} s wall, "
           f"{cpu:.1f} s CPU: ratio {wall / today_wall:.2f} wall, {cpu / today_cpu:.2f} CPU "
@@ -226,13 +227,16 @@ def main() -> None:
     ap.add_argument("--sets", default=",".join(SETS), help="comma-separated subset of " + ", ".join(SETS))
     ap.add_argument("--no-timing", action="store_true", help="skip the scoring-time comparison")
     ap.add_argument("--timing-only", action="store_true", help="only the scoring-time comparison")
+    ap.add_argument("--timing-workers", type=int, default=2,
+                    help="decode workers in the timing runs (0 = all in one process)")
     args = ap.parse_args()
     results = {}
     with tempfile.TemporaryDirectory(prefix="moodgif-real-") as tmp:
         if args.timing_only:
             rows = read_set("real-gifs")
             (Path(tmp) / "t").mkdir()
-            time_scoring(Path(tmp) / "t", _folder(Path(tmp) / "t", rows, "hidden"), len(rows), "real-gifs")
+            time_scoring(Path(tmp) / "t", _folder(Path(tmp) / "t", rows, "hidden"), len(rows), "real-gifs",
+                         args.timing_workers)
             return
         for i, name in enumerate(s for s in args.sets.split(",") if s):
             if not (DATA / name / "manifest.csv").is_file():

@@ -386,8 +386,10 @@ def score_pool(
         _write_gif_updates(engine, settings, backfill[i : i + DB_CHUNK])
 
     if todo:
+        # Ray's stages return features only: its GIFs get their faces in the driver below.
         limits = Limits(settings.max_gif_frames, settings.max_gif_pixels,
-                        settings.max_gif_total_pixels, face_dir)
+                        settings.max_gif_total_pixels,
+                        face_dir if engine_kind == "local" else "")
         if engine_kind == "ray":
             from scorer.ray_engine import encode_with_ray
 
