@@ -248,8 +248,9 @@ def _validate(s: Settings) -> None:
         raise SettingsError(f"MOODGIF_DEVICE must be auto, cpu or cuda, not {s.device!r}")
     if s.bt_ties not in {"drop", "half", "davidson"}:
         raise SettingsError(f"MOODGIF_BT_TIES must be drop, half or davidson, not {s.bt_ties!r}")
-    if s.exploration not in {"thompson", "ucb", "none"}:
-        raise SettingsError(f"MOODGIF_EXPLORATION must be thompson, ucb or none, not {s.exploration!r}")
+    if s.exploration not in {"bounded", "thompson", "ucb", "none"}:
+        raise SettingsError("MOODGIF_EXPLORATION must be bounded, thompson, ucb or none, "
+                            f"not {s.exploration!r}")
     if s.preview_count not in {1, 3}:
         raise SettingsError(f"MOODGIF_PREVIEW_COUNT must be 1 or 3, not {s.preview_count}")
     if s.score_batch_size < 0:

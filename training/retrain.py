@@ -86,6 +86,9 @@ RMSE_TOLERANCE = 1e-6
 # rehearsal, so a head retrained on the few GIFs people compared (each emotion's top) does
 # not forget the rest of the pool. A GIF with 2 comparisons weighs 0.5, so votes still lead.
 DISTILL_WEIGHT = 0.2
+# Weight of a 👍/👎 (a GIF against its emotion's reference item) relative to a pairwise
+# comparison between two GIFs (a send over a skip, a poll answer).
+REFERENCE_WEIGHT = 1.0
 # Held-out comparisons (both GIFs in the dev split) needed to judge a candidate by them;
 # fewer: dev RMSE on the compared dev GIFs decides, as before.
 MIN_HELDOUT_PAIRS = 30
@@ -211,7 +214,11 @@ def refit_bt(settings: Settings, engine: Engine, ledger: LedgerArrays, gifs: lis
                 np.zeros(N_EMOTIONS), np.ones(N_EMOTIONS))
             prior_mean = bt.prediction_to_prior(preds, centre, spread)
             strength = settings.bt_prior_strength if settings.bt_prior_strength > 0 else 0.0
-    results = bt.fit_all(n, ledger.emotion, ledger.winner, ledger.loser, ledger.tie, ledger.weight,
+    weight = ledger.weight
+    if REFERENCE_WEIGHT != 1.0 and n:
+        ref = np.asarray([is_reference(item) for item in ids], bool)
+        weight = weight * np.where(ref[ledger.winner] | ref[ledger.loser], REFERENCE_WEIGHT, 1.0)
+    results = bt.fit_all(n, ledger.emotion, ledger.winner, ledger.loser, ledger.tie, weight,
                          ties=settings.bt_ties, alpha=settings.bt_alpha,
                          prior_mean=prior_mean if strength > 0 else None, prior_strength=strength)
     theta = np.stack([r.theta for r in results], axis=1)
