@@ -523,7 +523,7 @@ def load_matrix(engine: Engine) -> ScoreMatrix:
         mv_id = conn.scalar(
             select(func.max(ModelVersion.id)).where(ModelVersion.status == "active"))
         fit_row = conn.execute(
-            select(BTFit.id, BTFit.prior_model_version_id, BTFit.last_comparison_id)
+            select(BTFit.id, BTFit.prior_model_version_id, BTFit.last_comparison_id, BTFit.stats)
             .where(BTFit.active.is_(True)).order_by(BTFit.id.desc()).limit(1)).first()
         rows = conn.execute(
             select(PoolGif.gif_sha, Gif.rating, Pool.name)
@@ -570,13 +570,17 @@ def load_matrix(engine: Engine) -> ScoreMatrix:
         fit_id = fit_prior = None
         evidence = None
         if fit_row is not None:
-            fit_id, fit_prior, fit_last_id = fit_row
+            fit_id, fit_prior, fit_last_id, fit_stats = fit_row
             fit_last_id = fit_last_id or None  # 0 / None: a fit that did not record it
             bt_rows = conn.execute(
                 select(BTScore.gif_sha, BTScore.theta, BTScore.se, BTScore.scaled)
                 .where(BTScore.fit_id == fit_id)
             ).all()
             counts = evidence_counts(conn, index, n, fit_last_id)
+            if (fit_stats or {}).get("ledger", {}).get("bar_judgements"):
+                from training.judgements import judgement_counts
+
+                counts += judgement_counts(engine, index, n)
             bt_scaled, bt_sd, bt_mask = _bt_posterior(bt_rows, index, n, counts)
             evidence = counts.sum(axis=0)  # GIF-sides: a pair counts twice, a thumb once
 

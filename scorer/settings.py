@@ -92,7 +92,8 @@ class Settings:
     seed: int = _f(0)
 
     # --- ranking and sessions -----------------------------------------------------------
-    exploration: str = _f("thompson", doc="thompson, ucb or none")
+    exploration: str = _f("bounded", doc="bounded (the best-known GIF first; shuffles explore "
+                          "near-top uncertain GIFs, cooling with evidence), thompson, ucb or none")
     exploration_rate: float = _f(1.0, doc="scale of the exploration bonus/noise")
     repeat_window_hours: float = _f(24.0, doc="a GIF shown in a channel is not reshown within this")
     rating_ceiling: str = _f("pg-13", doc="default rating ceiling: g, pg, pg-13 or r")
