@@ -100,7 +100,9 @@ class Settings:
     preview_count: int = _f(1, doc="GIFs per preview: 1 or 3")
     cooldown_s: float = _f(3.0, doc="per-user seconds between /gif requests")
     preview_ttl_s: float = _f(900.0, doc="a preview expires after this")
-    poll_share: float = _f(0.15, doc="share of requests that also get a 'which is more X?' poll")
+    poll_share: float = _f(0.0, doc="share of requests that also get a 'which is more X?' poll; "
+                           "0 = off: at 0.15 they cost P@1 in the closed-loop benchmark "
+                           "(docs/learning-loop.md)")
     intent_threshold: float = _f(0.45, doc="below this confidence the answer is 'did you mean'")
     watch_cooldown_min: float = _f(30.0, doc="watched channels: at most one offer per person per N min")
     user_hash_salt: str = _f("", secret=True, doc="salt for hashing user ids; generated if empty")
