@@ -49,7 +49,7 @@ def main() -> None:
     cli.main(argv, prog_name="moodgif", standalone_mode=False)
     wall = time.perf_counter() - t0
 
-    from bot.simulate import SimResult, first_reaching
+    from bot.simulate import SimResult, check_targets, first_reaching
 
     data = json.loads((args.cache / "learning-loop.json").read_text())
     res = SimResult(data["config"], data["prepared"], data["runs"], data["seconds"], {})
@@ -80,6 +80,18 @@ def main() -> None:
     if "both+polls@adv" in runs:
         d = runs["both+polls@adv"][-1]["ndcg5"] - runs["both+polls"][-1]["ndcg5"]
         print(f"10 % adversarial users: final NDCG@5 moved by {d:+.3f}")
+    print("\nwhat people feel, per checkpoint (window metrics since the previous checkpoint)")
+    print(f"{'strategy':<16}{'requests':>9}{'NDCG@5':>8}{'P@1':>7}{'sent 1st':>10}"
+          f"{'shuf/send':>10}{'regret':>8}{'P@1 / prior':>12}")
+    for name in runs:
+        for p in res.run(name)["curve"][1:]:
+            prior_p1 = res.at("prior", p["requests"], "p1") if "prior" in runs else float("nan")
+            print(f"{name:<16}{p['requests']:>9}{p['ndcg5']:8.3f}{p['p1']:7.3f}"
+                  f"{p.get('sent_without_shuffle', 0):10.3f}{p.get('shuffles_per_send', 0):10.2f}"
+                  f"{p.get('regret', 0):8.3f}{p['p1'] / max(prior_p1, 1e-9):12.2f}")
+    print("\nissue 12's targets")
+    for target, ok, numbers in check_targets(res):
+        print(f"  [{'--' if ok is None else ('ok' if ok else 'NO')}] {target}: {numbers}")
 
 
 if __name__ == "__main__":

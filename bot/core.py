@@ -40,7 +40,7 @@ from sqlalchemy.exc import OperationalError
 
 from bot import session as sess
 from bot.events import Actor, GifCard, PollView, PostView, PreviewView, Reply, credit_line
-from bot.ranking import Ranked, Ranker, rank
+from bot.ranking import Ranked, Ranker, poll_pair, rank
 from bot.topics import Reading, missing_note, rank_topic, read_request
 from scorer.emotions import INDEX, N_EMOTIONS, NAMES
 from scorer.settings import RATINGS, Settings
@@ -540,13 +540,17 @@ class BotCore:
     def _poll(self, actor: Actor, emotion: int) -> Reply | None:
         scoped = sess.get_all_scoped(self.engine, self.settings, actor.platform, actor.workspace,
                                      actor.channel)
-        # Two Thompson draws near the top: the pair the ranking is least sure how to order.
-        ranked = rank(self.ranker.matrix(), emotion, 2, rng=self._rng(),
-                      pools=scoped["pools"] or None, ceiling=scoped["rating_ceiling"],
-                      exploration="thompson", rate=max(self.settings.exploration_rate, 1.0))
-        if len(ranked.shas) < 2:
+        # The pair whose answer tells most about the top of this emotion's ranking (active
+        # sorting near the top; bot.ranking.poll_pair), skipping pairs asked recently here.
+        since = self._now() - dt.timedelta(hours=max(self.settings.repeat_window_hours, 1.0))
+        asked = sess.recent_poll_pairs(self.engine, actor.platform, actor.workspace, emotion,
+                                       since)
+        pair = poll_pair(self.ranker.matrix(), emotion, rng=self._rng(),
+                         pools=scoped["pools"] or None, ceiling=scoped["rating_ceiling"],
+                         avoid=asked)
+        if pair is None:
             return None
-        left, right = ranked.shas
+        left, right = pair
         state = sess.create_session(
             self.engine, kind="poll", platform=actor.platform, workspace=actor.workspace,
             channel=actor.channel, user_hash=self._who(actor), query="", emotion=emotion,

@@ -69,6 +69,9 @@ class ScoreMatrix:
     model_version_id: int | None = None
     fit_id: int | None = None
     n_bt: int = 0  # GIFs with a Bradley-Terry estimate
+    # comparisons per emotion in the ledger the active fit read: how much people have taught
+    # the ranker about each emotion (exploration cools as it grows)
+    evidence: np.ndarray = field(default_factory=lambda: np.zeros(N_EMOTIONS))
     built_at: float = 0.0
     topics: Any = None  # bot.topics.TopicIndex over these rows, built with the snapshot
     # (pools, ceiling) -> float32 (N,) of 0 / -inf; filled lazily, dies with the snapshot
@@ -133,6 +136,7 @@ def build_matrix(
     model_version_id: int | None = None,
     fit_id: int | None = None,
     prior_sd: np.ndarray | None = None,
+    evidence: np.ndarray | None = None,
 ) -> ScoreMatrix:
     """Combine the model prior and the BT evidence into one snapshot (all arrays (N, 17)).
 
@@ -195,6 +199,8 @@ def build_matrix(
         fit_id=fit_id,
         n_bt=int((gif_has_bt & keep).sum()),
         built_at=time.time(),
+        evidence=(np.zeros(N_EMOTIONS) if evidence is None
+                  else np.asarray(evidence, np.float64).reshape(N_EMOTIONS)),
     )
 
 
@@ -227,6 +233,9 @@ def rank(
         only[candidates] = 0.0
         only += pen
         pen, eligible = only, int(np.isfinite(only).sum())
+    if matrix.scored and exploration == "bounded":
+        return _rank_bounded(matrix, emotion, k, rng=rng, pen=pen, eligible=eligible, rate=rate,
+                             exclude=exclude, soft_exclude=soft_exclude)
     if matrix.scored:
         mu = matrix.mean[emotion]
         if exploration == "thompson" and rate > 0:
@@ -269,6 +278,188 @@ def rank(
         eligible=eligible,
         relaxed_repeats=relaxed,
     )
+
+
+# --- "bounded" exploration: the best-known GIF first, exploration only where it can pay ---
+#
+# Thompson sampling over the whole pool never cools: a GIF nobody voted on keeps the prior's
+# width (PRIOR_SD) forever, so once people's votes have narrowed the known-good GIFs, the
+# one-in-hundreds lucky draw of an unknown GIF beats them on most requests and people shuffle
+# more the more they use the bot (docs/learning-loop.md has the measurement). Instead:
+#
+# - the first GIF of a request is the best posterior mean (what the ranker believes is best),
+#   unless the ranker is truly unsure (every candidate's mean within TIED_SPREAD);
+# - the other slots and every shuffle explore, by Thompson draws restricted to the GIFs whose
+#   upper bound (mean + BOUND_Z sd) beats the best remaining mean: near-top, uncertain GIFs,
+#   never the tail;
+# - the draws' width cools with the emotion's evidence, rate / sqrt(1 + n / COOL_EVIDENCE),
+#   n = the comparisons on that emotion in the active fit's ledger.
+BOUND_Z = 1.5
+COOL_EVIDENCE = 200.0
+TIED_SPREAD = 1e-3
+
+
+def cooling(matrix: ScoreMatrix, emotion: int) -> float:
+    """How much of the exploration width is left for this emotion (1 with no evidence)."""
+    n = float(matrix.evidence[emotion]) if matrix.evidence.shape[0] > emotion else 0.0
+    return 1.0 / float(np.sqrt(1.0 + max(n, 0.0) / COOL_EVIDENCE))
+
+
+def _rank_bounded(matrix: ScoreMatrix, emotion: int, k: int, *, rng: np.random.Generator,
+                  pen: np.ndarray, eligible: int, rate: float, exclude: Iterable[str],
+                  soft_exclude: Iterable[str]) -> Ranked:
+    mu = matrix.mean[emotion]
+    base = mu + pen
+    hard = _indices(matrix, exclude)
+    fresh = hard.size == 0  # a new request (not a shuffle): its first slot is the best-known
+    if hard.size:
+        base[hard] = -np.inf
+    soft = _indices(matrix, soft_exclude)
+    relaxed = False
+    first_pass = base
+    if soft.size:
+        first_pass = base.copy()
+        first_pass[soft] = -np.inf
+    width = matrix.sd[emotion] * np.float32(max(rate, 0.0) * cooling(matrix, emotion))
+    picked, score = _bounded_pick(first_pass, width, k, rng, fresh=fresh)
+    if soft.size and len(picked) < k:
+        # Everything fresh is used up: offer the channel's recent GIFs again, best first.
+        chosen = set(picked)
+        more = [i for i in _top(base, k) if i not in chosen]
+        relaxed = bool(more)
+        for i in more[: k - len(picked)]:
+            score[i] = base[i]
+            picked.append(i)
+    return Ranked(
+        shas=[matrix.shas[i] for i in picked],
+        scores=[float(score[i]) for i in picked],
+        means=[float(mu[i]) for i in picked],
+        eligible=eligible,
+        relaxed_repeats=relaxed,
+    )
+
+
+def _bounded_pick(base: np.ndarray, width: np.ndarray, k: int, rng: np.random.Generator, *,
+                  fresh: bool) -> tuple[list[int], np.ndarray]:
+    """`k` indices: the best `base` first when `fresh`, then Thompson draws among the GIFs
+    whose upper bound beats the best remaining mean. `base` is -inf where not allowed."""
+    finite = np.isfinite(base)
+    if not finite.any():
+        return [], base.copy()
+    rest = base.copy()
+    picked: list[int] = []
+    best = float(rest.max())
+    cand = finite & (rest + np.float32(BOUND_Z) * width >= best)
+    # truly unsure: several candidates and no mean stands out (e.g. an emotion nobody voted
+    # on in a pool scored by votes alone: every mean is the same 0.5)
+    tied = int(cand.sum()) > 1 and float(best - rest[cand].min()) < TIED_SPREAD
+    if fresh and not tied:
+        picked = _top(rest, 1)
+        rest[picked] = -np.inf
+        if not np.isfinite(rest).any() or k <= 1:
+            return picked, base.copy()
+        best = float(rest.max())
+        cand = np.isfinite(rest) & (rest + np.float32(BOUND_Z) * width >= best)
+    draw = standard_normal_f32(rng, rest.shape[0])
+    draw *= width
+    draw += rest
+    score = np.where(cand, draw, np.float32(-np.inf)).astype(np.float32)
+    more = _top(score, k - len(picked))
+    for i in picked:
+        score[i] = base[i]
+    picked += more
+    if len(picked) < k:  # fewer candidates than slots: the best remaining means fill up
+        chosen = set(picked)
+        for i in _top(rest, k):
+            if len(picked) >= k:
+                break
+            if i not in chosen:
+                score[i] = rest[i]
+                picked.append(i)
+    return picked, score
+
+
+# --- polls: the pair whose answer tells most about the top of an emotion's ranking -------
+#
+# Active sorting (Maystre & Grossglauser, "Just Sort It!", ICML 2017, on GIFGIF): compare
+# items adjacent in the current estimate, where the order is still uncertain; spent on the
+# top of each emotion's ranking, which is all a person ever sees. A pair earns its place by
+#   P(i in the top) * P(j in the top) * 4 p (1 - p) * (sd_i^2 + sd_j^2),
+# p = P(i beats j) under the posterior: both could be in the top, nobody knows their order,
+# and the answer would move the estimate (a pair of well-known GIFs teaches little);
+# the top-membership estimated from POLL_DRAWS Thompson draws over the candidates (GIFs whose
+# upper bound reaches the POLL_TOP-th best mean). Pairs are drawn in proportion to that
+# value, not taken greedily: the matrix changes only at the next retrain, and asking the one
+# best pair a hundred times teaches nothing after the first few answers.
+POLL_TOP = 5
+POLL_CANDIDATES = 30
+POLL_DRAWS = 64
+
+
+def poll_pair(matrix: ScoreMatrix, emotion: int, *, rng: np.random.Generator,
+              pools: Sequence[str] | None = None, ceiling: str = "pg-13",
+              avoid: Iterable[tuple[str, str]] = ()) -> tuple[str, str] | None:
+    """Two GIFs to ask "which is more X?" about, or None when fewer than two are allowed.
+
+    `avoid`: pairs asked recently (either order), skipped while any other pair is left.
+    """
+    n = matrix.size
+    if n < 2:
+        return None
+    pen, eligible = matrix.penalty(pools, ceiling)
+    if eligible < 2:
+        return None
+    if not matrix.scored:  # nothing known: any two allowed GIFs are as good as any
+        allowed = np.flatnonzero(np.isfinite(pen))
+        a, b = rng.choice(allowed, 2, replace=False)
+        return matrix.shas[int(a)], matrix.shas[int(b)]
+    mu = (matrix.mean[emotion] + pen).astype(np.float64)
+    sd = matrix.sd[emotion].astype(np.float64)
+    top = _top(mu.astype(np.float32), POLL_TOP)
+    kth = float(mu[top[-1]])
+    ucb = np.where(np.isfinite(mu), mu + 2.0 * sd, -np.inf)
+    reach = np.flatnonzero(ucb >= kth)
+    if reach.size > POLL_CANDIDATES:  # the most optimistic few, the current top included
+        reach = reach[np.argsort(-ucb[reach], kind="stable")[:POLL_CANDIDATES]]
+    cand = np.union1d(reach, np.asarray(top, np.int64))
+    if cand.size < 2:
+        return None
+    m_c, s_c = mu[cand], np.maximum(sd[cand], 1e-6)
+    draws = m_c[None, :] + s_c[None, :] * rng.standard_normal((POLL_DRAWS, cand.size))
+    k = min(POLL_TOP, cand.size - 1)
+    in_top = np.zeros(cand.size)
+    for row in draws:
+        in_top[np.argpartition(-row, k - 1)[:k]] += 1.0
+    p_top = in_top / POLL_DRAWS
+    from scipy.special import ndtr
+
+    diff = (m_c[:, None] - m_c[None, :]) / np.sqrt(s_c[:, None] ** 2 + s_c[None, :] ** 2)
+    p = ndtr(diff)
+    # p (1 - p) is the Fisher information of one answer about the difference; times the
+    # difference's prior variance it is (to first order) the variance the answer removes
+    var = s_c[:, None] ** 2 + s_c[None, :] ** 2
+    value = np.outer(p_top, p_top) * 4.0 * p * (1.0 - p) * var
+    np.fill_diagonal(value, 0.0)
+    value = np.triu(value, 1)
+    pos = {matrix.shas[int(c)]: j for j, c in enumerate(cand)}
+    asked = np.zeros_like(value, dtype=bool)
+    for a, b in avoid:
+        ia, ib = pos.get(a), pos.get(b)
+        if ia is not None and ib is not None:
+            asked[min(ia, ib), max(ia, ib)] = True
+    if (value[~asked] > 0).any():
+        value = np.where(asked, 0.0, value)
+    flat = value.ravel()
+    total = flat.sum()
+    if not total > 0:  # no pair with any doubt left: the two best means
+        a, b = _top(mu.astype(np.float32), 2)
+        return matrix.shas[a], matrix.shas[b]
+    pick = int(rng.choice(flat.size, p=flat / total))
+    i, j = divmod(pick, cand.size)
+    a, b = int(cand[i]), int(cand[j])
+    if rng.random() < 0.5:  # no side bias
+        a, b = b, a
+    return matrix.shas[a], matrix.shas[b]
 
 
 _NORMAL_TABLE: np.ndarray | None = None
@@ -349,7 +540,7 @@ def load_matrix(engine: Engine) -> ScoreMatrix:
         mv_id = conn.scalar(
             select(func.max(ModelVersion.id)).where(ModelVersion.status == "active"))
         fit_row = conn.execute(
-            select(BTFit.id, BTFit.prior_model_version_id, BTFit.last_comparison_id)
+            select(BTFit.id, BTFit.prior_model_version_id, BTFit.last_comparison_id, BTFit.stats)
             .where(BTFit.active.is_(True)).order_by(BTFit.id.desc()).limit(1)).first()
         rows = conn.execute(
             select(PoolGif.gif_sha, Gif.rating, Pool.name)
@@ -379,15 +570,21 @@ def load_matrix(engine: Engine) -> ScoreMatrix:
 
         bt_scaled = bt_sd = bt_mask = None
         fit_id = fit_prior = None
+        evidence = None
         if fit_row is not None:
-            fit_id, fit_prior, fit_last_id = fit_row
+            fit_id, fit_prior, fit_last_id, fit_stats = fit_row
             fit_last_id = fit_last_id or None  # 0 / None: a fit that did not record it
             bt_rows = conn.execute(
                 select(BTScore.gif_sha, BTScore.theta, BTScore.se, BTScore.scaled)
                 .where(BTScore.fit_id == fit_id)
             ).all()
             counts = evidence_counts(conn, index, n, fit_last_id)
+            if (fit_stats or {}).get("ledger", {}).get("bar_judgements"):
+                from training.judgements import judgement_counts
+
+                counts += judgement_counts(engine, index, n)
             bt_scaled, bt_sd, bt_mask = _bt_posterior(bt_rows, index, n, counts)
+            evidence = counts.sum(axis=0)  # GIF-sides: a pair counts twice, a thumb once
 
     return build_matrix(
         shas, ratings, pools,
@@ -395,6 +592,7 @@ def load_matrix(engine: Engine) -> ScoreMatrix:
         bt_scaled=bt_scaled, bt_sd=bt_sd, bt_mask=bt_mask,
         fit_has_prior=fit_prior is not None,
         stamp=stamp, model_version_id=mv_id, fit_id=fit_id, prior_sd=prior_sd,
+        evidence=evidence,
     )
 
 

@@ -353,6 +353,21 @@ def recent_in_channel(engine: Engine, platform: str, workspace: str, channel: st
         ))
 
 
+def recent_poll_pairs(engine: Engine, platform: str, workspace: str, emotion: int,
+                      since: dt.datetime, limit: int = 500) -> list[tuple[str, str]]:
+    """The GIF pairs this workspace was polled about on `emotion` since `since` (newest first):
+    the poll picker skips them so one pair is not asked again and again between retrains."""
+    with session_scope(engine) as s:
+        rows = s.execute(
+            select(ChatSession.current).where(
+                ChatSession.kind == "poll", ChatSession.platform == platform[:16],
+                ChatSession.workspace == workspace[:64], ChatSession.emotion == emotion,
+                ChatSession.created_at >= since,
+            ).order_by(ChatSession.created_at.desc()).limit(limit)
+        ).all()
+    return [(c[0], c[1]) for (c,) in rows if c and len(c) == 2]
+
+
 def expire_old_sessions(engine: Engine, now: dt.datetime) -> int:
     """Mark open sessions past their time as expired (housekeeping; clicks check anyway)."""
     with session_scope(engine) as s:

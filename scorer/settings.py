@@ -114,14 +114,17 @@ class Settings:
     seed: int = _f(0)
 
     # --- ranking and sessions -----------------------------------------------------------
-    exploration: str = _f("thompson", doc="thompson, ucb or none")
+    exploration: str = _f("bounded", doc="bounded (the best-known GIF first; shuffles explore "
+                          "near-top uncertain GIFs, cooling with evidence), thompson, ucb or none")
     exploration_rate: float = _f(1.0, doc="scale of the exploration bonus/noise")
     repeat_window_hours: float = _f(24.0, doc="a GIF shown in a channel is not reshown within this")
     rating_ceiling: str = _f("pg-13", doc="default rating ceiling: g, pg, pg-13 or r")
     preview_count: int = _f(1, doc="GIFs per preview: 1 or 3")
     cooldown_s: float = _f(3.0, doc="per-user seconds between /gif requests")
     preview_ttl_s: float = _f(900.0, doc="a preview expires after this")
-    poll_share: float = _f(0.15, doc="share of requests that also get a 'which is more X?' poll")
+    poll_share: float = _f(0.0, doc="share of requests that also get a 'which is more X?' poll; "
+                           "0 = off: at 0.15 they cost P@1 in the closed-loop benchmark "
+                           "(docs/learning-loop.md)")
     intent_threshold: float = _f(0.45, doc="below this confidence the answer is 'did you mean'")
     watch_cooldown_min: float = _f(30.0, doc="watched channels: at most one offer per person per N min")
     user_hash_salt: str = _f("", secret=True, doc="salt for hashing user ids; generated if empty")
@@ -277,8 +280,9 @@ def _validate(s: Settings) -> None:
         raise SettingsError(f"MOODGIF_DEVICE must be auto, cpu or cuda, not {s.device!r}")
     if s.bt_ties not in {"drop", "half", "davidson"}:
         raise SettingsError(f"MOODGIF_BT_TIES must be drop, half or davidson, not {s.bt_ties!r}")
-    if s.exploration not in {"thompson", "ucb", "none"}:
-        raise SettingsError(f"MOODGIF_EXPLORATION must be thompson, ucb or none, not {s.exploration!r}")
+    if s.exploration not in {"bounded", "thompson", "ucb", "none"}:
+        raise SettingsError("MOODGIF_EXPLORATION must be bounded, thompson, ucb or none, "
+                            f"not {s.exploration!r}")
     if s.preview_count not in {1, 3}:
         raise SettingsError(f"MOODGIF_PREVIEW_COUNT must be 1 or 3, not {s.preview_count}")
     if s.score_batch_size < 0:

@@ -339,6 +339,8 @@ class LedgerArrays:
     tie: np.ndarray  # bool (M,)
     weight: np.ndarray  # float64 (M,)
     max_id: int  # highest comparison id read (0 when empty): the fit's watermark
+    # bool (M,): the row is a "sent beats skipped" pair (None: not known)
+    is_send: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.emotion.shape[0])
@@ -385,6 +387,7 @@ def load_ledger(engine: Engine, *, known_gifs: set[str] | None = None,
     lose: list[int] = []
     tie: list[bool] = []
     wt: list[float] = []
+    sends: list[bool] = []
     info: dict = {"rows": 0, "used": 0, "skipped_unknown_gif": 0, "skipped_bad_emotion": 0,
                   "by_source": Counter(), "ties": 0}
     max_id = 0
@@ -407,6 +410,7 @@ def load_ledger(engine: Engine, *, known_gifs: set[str] | None = None,
             lose.append(index[l_])
             tie.append(bool(t))
             wt.append(float(weight if weight is not None else 1.0))
+            sends.append(src == "send")
             info["by_source"][src] += 1
             info["ties"] += bool(t)
     info["used"] = len(em)
@@ -422,6 +426,7 @@ def load_ledger(engine: Engine, *, known_gifs: set[str] | None = None,
         tie=np.asarray(tie, dtype=bool),
         weight=np.asarray(wt, dtype=np.float64),
         max_id=max_id,
+        is_send=np.asarray(sends, dtype=bool),
     )
     return arrays, info
 

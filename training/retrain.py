@@ -87,6 +87,17 @@ RMSE_TOLERANCE = 1e-6
 # rehearsal, so a head retrained on the few GIFs people compared (each emotion's top) does
 # not forget the rest of the pool. A GIF with 2 comparisons weighs 0.5, so votes still lead.
 DISTILL_WEIGHT = 0.2
+# The scorer's prediction is clipped to [PRIOR_CLIP, 1 - PRIOR_CLIP] before it becomes the
+# fit's prior mean in logit units. A head that says 0.999 (logit 6.9 spreads) would
+# otherwise pin its GIF to the top whatever people say: a handful of lost comparisons moves
+# theta by about one unit, and on the saturated end of the logistic scale that is nothing.
+PRIOR_CLIP = 0.03
+# Fit each preview decision as a judgement against the sender's bar (training.judgements)
+# instead of the adversely selected "sent beats skipped" pairs.
+USE_BAR_JUDGEMENTS = True
+# Weight of a 👍/👎 (a GIF against its emotion's reference item) relative to a pairwise
+# comparison between two GIFs (a send over a skip, a poll answer).
+REFERENCE_WEIGHT = 1.0
 # Held-out comparisons (both GIFs in the dev split) needed to judge a candidate by them;
 # fewer: dev RMSE on the compared dev GIFs decides, as before.
 MIN_HELDOUT_PAIRS = 30
@@ -225,9 +236,13 @@ def refit_bt(settings: Settings, engine: Engine, ledger: LedgerArrays, gifs: lis
         if np.isfinite(preds).any():
             centre, spread = model_scale if model_scale is not None else (
                 np.zeros(N_EMOTIONS), np.ones(N_EMOTIONS))
-            prior_mean = bt.prediction_to_prior(preds, centre, spread)
+            prior_mean = bt.prediction_to_prior(preds, centre, spread, eps=PRIOR_CLIP)
             strength = settings.bt_prior_strength if settings.bt_prior_strength > 0 else 0.0
-    results = bt.fit_all(n, ledger.emotion, ledger.winner, ledger.loser, ledger.tie, ledger.weight,
+    weight = ledger.weight
+    if REFERENCE_WEIGHT != 1.0 and n:
+        ref = np.asarray([is_reference(item) for item in ids], bool)
+        weight = weight * np.where(ref[ledger.winner] | ref[ledger.loser], REFERENCE_WEIGHT, 1.0)
+    results = bt.fit_all(n, ledger.emotion, ledger.winner, ledger.loser, ledger.tie, weight,
                          ties=settings.bt_ties, alpha=settings.bt_alpha,
                          prior_mean=prior_mean if strength > 0 else None, prior_strength=strength)
     theta = np.stack([r.theta for r in results], axis=1)
@@ -513,9 +528,18 @@ def _run_locked(settings: Settings, engine: Engine, *, trigger: str, head_kind: 
             raise _Skip(f"nothing to learn yet: none of the {info['rows']} comparisons names a "
                         "GIF that is in a pool")
 
+        fit_ledger = ledger
+        if USE_BAR_JUDGEMENTS:
+            from training.judgements import preview_judgements, with_judgements
+
+            judged = preview_judgements(engine, set(gifs))
+            fit_ledger = with_judgements(ledger, judged)
+            metrics["ledger"]["bar_judgements"] = len(judged)
+
         step("bt-fit")
         active = active_version(engine)
-        fit = refit_bt(settings, engine, ledger, gifs, prior_version=active, ledger_info=metrics["ledger"])
+        fit = refit_bt(settings, engine, fit_ledger, gifs, prior_version=active,
+                       ledger_info=metrics["ledger"])
         state["fit_id"] = fit.fit_id
         metrics["bt"] = {"fit_id": fit.fit_id, "prior_model_version_id": active.id if active else None}
 
