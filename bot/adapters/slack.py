@@ -16,6 +16,7 @@ threads, so the ack is never stuck behind a retrain.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -441,6 +442,16 @@ def build_app(core: BotCore, settings: Settings, *, socket_mode: bool | None = N
     return app
 
 
+def _is_slash_command(body: str) -> bool:
+    """A slash command's form body (``command=/gif&...``), not an interaction payload."""
+    if "payload=" in body[:16]:
+        return False
+    from urllib.parse import parse_qs
+
+    form = parse_qs(body, max_num_fields=64)
+    return "command" in form and "response_url" in form and "payload" not in form
+
+
 def mount(web_app: web.Application, core: BotCore, settings: Settings) -> AsyncApp | None:
     """Add Slack's HTTP routes to the one aiohttp app; None when Slack HTTP is not configured.
 
@@ -454,8 +465,32 @@ def mount(web_app: web.Application, core: BotCore, settings: Settings) -> AsyncA
             log.warning("Slack: SLACK_SIGNING_SECRET is not set, so Slack HTTP events are off")
         return None
 
+    from slack_sdk.signature import SignatureVerifier
+
+    verifier = SignatureVerifier(settings.slack_signing_secret)
+    running: set[asyncio.Task[Any]] = set()
+
+    async def dispatch_later(bolt_request: Any) -> None:
+        try:
+            await app.async_dispatch(bolt_request)
+        except Exception:
+            log.exception("slack: a slash command failed after its ack")
+
     async def events(request: web.Request) -> web.StreamResponse:
-        return await to_aiohttp_response(await app.async_dispatch(await to_bolt_request(request)))
+        bolt_request = await to_bolt_request(request)
+        if _is_slash_command(bolt_request.raw_body) and verifier.is_valid(
+                body=bolt_request.raw_body,
+                timestamp=request.headers.get("X-Slack-Request-Timestamp", ""),
+                signature=request.headers.get("X-Slack-Signature", "")):
+            # Ack first: a burst of /gif must not queue each ack behind the others' bolt
+            # middleware, intent parsing and ranking (p99 359 ms for 200 at once). The
+            # signature is checked here; bolt then runs the command after the 200 is sent
+            # (its own ack() goes nowhere; the preview goes to response_url as before).
+            task = asyncio.get_running_loop().create_task(dispatch_later(bolt_request))
+            running.add(task)
+            task.add_done_callback(running.discard)
+            return web.Response(status=200)
+        return await to_aiohttp_response(await app.async_dispatch(bolt_request))
 
     web_app.router.add_post(EVENTS_PATH, events)
     flow = app.oauth_flow
