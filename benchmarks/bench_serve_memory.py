@@ -15,6 +15,7 @@ the process mapped (torch, onnxruntime, ...) - the point of the lean chat proces
 
     .venv/bin/python benchmarks/bench_serve_memory.py [--requests 1000] [--sizes 40,100000]
         [--embedder auto|onnx|torch]
+    .venv/bin/python benchmarks/bench_serve_memory.py --compare-embedders
 
 Pools are cached in bench-out/serve-memory-N/ (git ignores bench-out/).
 """
@@ -187,6 +188,46 @@ async def measure(n_gifs: int, requests: int, embedder: str) -> dict:
             "load_s": load_s}
 
 
+EMBED_PROBE = """
+import json, resource, sys, time
+import numpy as np
+from bot import embedder
+kind = sys.argv[1]
+t0 = time.perf_counter()
+model = embedder.load_sentence_model(kind)
+load = time.perf_counter() - t0
+texts = [f"{w} {i}" for i, w in enumerate(["so happy", "ugh mondays", "proud of you team",
+         "that was close phew", "lol what", "my cat knocked it over"] * 40)]
+model.encode(texts[:8], normalize_embeddings=True, show_progress_bar=False)
+lat = []
+for t in texts:
+    a = time.perf_counter()
+    model.encode([t], normalize_embeddings=True, show_progress_bar=False)
+    lat.append(time.perf_counter() - a)
+rss = [int(x.split()[1]) for x in open("/proc/self/status") if x.startswith("VmRSS")][0]
+print(json.dumps({"kind": kind, "load_s": load, "p50_ms": float(np.percentile(lat, 50) * 1e3),
+                  "p99_ms": float(np.percentile(lat, 99) * 1e3), "rss_mb": rss / 1024,
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def compare_embedders() -> None:
+    """ONNX Runtime vs sentence-transformers (torch), each alone in a fresh process: load
+    time, per-sentence latency (one text at a time, as a request does) and RSS."""
+    home = ROOT / "bench-out" / "serve-memory-40"
+    home.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MOODGIF_HOME": str(home)}
+    print("\n| sentence model runtime | load | encode p50 | encode p99 | RSS after 240 "
+          "encodes | peak RSS |")
+    print("|---|---|---|---|---|---|")
+    for kind in ("onnx", "torch"):
+        out = subprocess.run([sys.executable, "-c", EMBED_PROBE, kind], env=env, cwd=ROOT,
+                             capture_output=True, text=True, check=True).stdout
+        r = json.loads(out.strip().splitlines()[-1])
+        print(f"| {kind} | {r['load_s']:.1f} s | {r['p50_ms']:.1f} ms | {r['p99_ms']:.1f} ms | "
+              f"{r['rss_mb']:.0f} MB | {r['peak_mb']:.0f} MB |", flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--requests", type=int, default=1000)
@@ -194,7 +235,12 @@ def main() -> int:
     ap.add_argument("--embedder", default="auto", choices=["auto", "onnx", "torch"],
                     help="the intent sentence model's runtime (setting intent_embedder)")
     ap.add_argument("--budget-mb", type=float, default=600.0)
+    ap.add_argument("--compare-embedders", action="store_true",
+                    help="only compare the ONNX and torch sentence models (latency, RSS)")
     args = ap.parse_args()
+    if args.compare_embedders:
+        compare_embedders()
+        return 0
     print(f"# moodgif serve memory - {platform.node()}, {os.cpu_count()} CPUs, Python "
           f"{platform.python_version()}, load average {os.getloadavg()[0]:.1f}, embedder "
           f"{args.embedder}")
