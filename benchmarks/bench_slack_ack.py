@@ -2,7 +2,8 @@
 
 One moodgif process, as `moodgif serve` runs it: the aiohttp app with the Slack adapter
 mounted (real bolt, signature checks on), the real bot core on a SQLite demo database, and
-the retrain job (`training.retrain.run_retrain`, forced, in a loop) in a worker thread.
+the retrain job (`training.retrain.run_retrain`, forced, in a loop) in a worker process as
+serve's scheduler runs it (`bot.retrain_worker`).
 "Slack" is a child process: it hosts the fake Web API / response_url server
 (tests/fake_slack.py) and fires N concurrent signed `/gif` requests over loopback.
 
@@ -115,13 +116,15 @@ class RetrainLoop(threading.Thread):
         self.runs: list[tuple[float, float, str]] = []
 
     def run(self) -> None:
-        from training.retrain import run_retrain
+        # As `moodgif serve` runs it now: in a worker process (bot/retrain_worker.py), so it
+        # competes with the chat process for the CPU only, not for its GIL or memory.
+        from bot.retrain_worker import run_in_worker
 
         while not self.stop_flag.is_set():
             t0 = time.perf_counter()
-            outcome = run_retrain(self.settings, self.engine, trigger="manual", force=True,
-                                  on_step=lambda step: self.started_run.set())
-            self.runs.append((t0, time.perf_counter(), outcome.status))
+            self.started_run.set()
+            status = run_in_worker(self.settings, force=True)
+            self.runs.append((t0, time.perf_counter(), "ok" if status == 0 else "failed"))
 
 
 async def main_async(args: argparse.Namespace) -> int:

@@ -45,13 +45,15 @@ def make_trigger(settings: Settings) -> Any:
     return None
 
 
-def run_in_worker(settings: Settings, timeout_s: float | None = None) -> int:
+def run_in_worker(settings: Settings, timeout_s: float | None = None, *,
+                  force: bool = False) -> int:
     """Run one scheduled retrain in a child process; returns its exit status.
 
+    ``force``: retrain even without enough new comparisons (a manual run; benchmarks).
     The child's log lines go to this process's stderr (same handlers as the CLI's).
     """
-    proc = subprocess.run([sys.executable, "-m", "bot.retrain_worker"],
-                          input=pickle.dumps(settings), timeout=timeout_s, check=False)
+    cmd = [sys.executable, "-m", "bot.retrain_worker", *(["--force"] if force else [])]
+    proc = subprocess.run(cmd, input=pickle.dumps(settings), timeout=timeout_s, check=False)
     if proc.returncode != 0:
         log.warning("scheduled retrain worker exited with status %d", proc.returncode)
     return proc.returncode
@@ -81,9 +83,12 @@ def main() -> int:
     from bot.logs import setup_logging
 
     setup_logging(settings)
-    from training.retrain import scheduled_job
+    from training.retrain import run_retrain, scheduled_job
 
-    outcome = scheduled_job(settings)
+    if "--force" in sys.argv[1:]:
+        outcome = run_retrain(settings, trigger="manual", force=True)
+    else:
+        outcome = scheduled_job(settings)
     return 1 if outcome.status == "failed" else 0
 
 
