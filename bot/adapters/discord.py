@@ -74,9 +74,9 @@ def watch_enabled(settings: Settings) -> bool:
     """Did some Discord channel or server opt in to watching? (Then ask for message content.)"""
     from sqlalchemy import select
 
-    from scorer.store import ScopedSetting, make_engine, session_scope
+    from scorer.store import ScopedSetting, init_db, session_scope
 
-    engine = make_engine(settings.db_url)  # serve migrated the schema already; no upgrade here
+    engine = init_db(settings.db_url)
     with session_scope(engine) as s:
         rows = s.scalars(
             select(ScopedSetting.value).where(ScopedSetting.platform == PLATFORM, ScopedSetting.key == "watch")
