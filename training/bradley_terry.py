@@ -40,6 +40,7 @@ only marginally stable for GIFs that never lost (see the notes).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -673,14 +674,24 @@ def fit_all(
     ``progress``: an optional callable called with the emotion index after each fit.
     """
     pairs = aggregate_by_emotion(n_items, emotion, winners, losers, ties_mask, weights)
-    out = []
-    for e, data in enumerate(pairs):
+
+    def one(e: int) -> BTResult:
         pm = None if prior_mean is None else np.asarray(prior_mean)[:, e]
         t0 = None if theta0 is None else np.asarray(theta0)[:, e]
-        out.append(fit(data, prior_mean=pm, theta0=t0, **kw))
+        res = fit(pairs[e], prior_mean=pm, theta0=t0, **kw)
         if progress is not None:
             progress(e)
-    return out
+        return res
+
+    # Emotions are independent and numpy/scipy release the GIL in the per-pair passes, so
+    # two threads use both cores; small fits stay on one (thread start-up would dominate).
+    workers = min(2, os.cpu_count() or 1) if sum(p.n_pairs for p in pairs) > 200_000 else 1
+    if workers == 1:
+        return [one(e) for e in range(len(pairs))]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="bt-fit") as pool:
+        return list(pool.map(one, range(len(pairs))))
 
 
 # --- scales -------------------------------------------------------------------------------
