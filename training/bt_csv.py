@@ -204,6 +204,15 @@ class _Rows:
                           dict(self.unknown.most_common()))
 
 
+def _indices(chunk) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """A dictionary chunk's int32 codes as a numpy view of Arrow's buffer. (Arrow's own
+    ``to_numpy`` imports pandas: 0.3 s of a 1 s read.) The columns have no nulls."""
+    ind = chunk.indices
+    if ind.null_count:
+        raise ValueError("unexpected null in a CSV column")
+    return np.frombuffer(ind.buffers()[1], dtype=np.int32, count=len(ind), offset=ind.offset * 4)
+
+
 class _LineByLine(Exception):
     """The file needs the line-by-line reader."""
 
@@ -248,12 +257,11 @@ def _read_arrow(path: Path, order: list[int], skip_header: bool, block_size: int
     def codes(col, f) -> tuple[np.ndarray, list[bytes]]:
         values = col.chunk(0).dictionary.to_pylist()
         lookup = np.array([f(x) for x in values] or [0], np.int32)
-        idx = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in col.chunks])
+        idx = np.concatenate([_indices(c) for c in col.chunks])
         return lookup[idx], values
 
     emo, metric_values = codes(metric, v.emotion)
-    metric_idx = np.concatenate([c.indices.to_numpy(zero_copy_only=False)
-                                 for c in metric.chunks])
+    metric_idx = np.concatenate([_indices(c) for c in metric.chunks])
     lcodes, _ = codes(left, v.gif)
     rcodes, _ = codes(right, v.gif)
     ccodes, _ = codes(choice, v.choice)
