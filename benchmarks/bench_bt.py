@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{cmd['neither']:,}, skipped {cmd['skipped']}")
     print(f"`moodgif bt-fit` wall {cmd['wall']:.2f} s (read {cmd['seconds']['read']:.2f} s, "
           f"fit 17 emotions {cmd['seconds']['fit']:.2f} s), CPU time {cmd['cpu']:.2f} s "
-          f"(single-threaded: the wall time on an idle core), peak RSS "
+          f"(Arrow's reader and the fit use both cores), peak RSS "
           f"{cmd['peak_rss_mb']:.0f} MB, converged={cmd['converged']}")
     print(f"{len(runs)} runs: wall best {best['wall']:.2f} s, median {cmd['wall']:.2f} s; CPU "
           f"best {min(r['cpu'] for r in runs):.2f} s (Arrow's reader uses both cores, so CPU "
