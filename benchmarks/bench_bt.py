@@ -14,7 +14,8 @@
 5. With --big K: the same command on a K-times load (K x 6,170 GIFs, K x 2.7M rows): time and
    peak RSS. --big 10 is the issue's 60k GIFs / 27M rows (about 2 minutes here).
 
-    .venv/bin/python benchmarks/bench_bt.py [--choix-emotions relief,happiness] [--big 10]
+    .venv/bin/python benchmarks/bench_bt.py [--choix-emotions relief,happiness,fear] [--big 10]
+        [--repeat 3] [--no-stability]
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def run_command(csv_path: Path, out: Path) -> dict:
     return summary
 
 
-def compare_with_choix(csv_path: Path, emotions: list[int]) -> list[dict]:
+def compare_with_choix(csv_path: Path, emotions: list[int], truth) -> list[dict]:
     import choix
 
     data = bt.read_gifgif_csv(csv_path)
@@ -102,7 +103,10 @@ def compare_with_choix(csv_path: Path, emotions: list[int]) -> list[dict]:
         t_choix = time.process_time() - t0
         seen = ours.n_compared > 0
         a, b = bt.minmax_scale(ours.theta[seen]), bt.minmax_scale(ref[seen])
+        pos = {g: i for i, g in enumerate(truth["ids"])}
+        true_theta = truth["theta"][[pos[g] for g in data.gif_ids], e]
         rows.append({
+            "choix_truth": spearmanr(ref[seen], true_theta[seen]).statistic,
             "emotion": NAMES[e], "decisive": len(w), "ours_s": t_ours, "choix_s": t_choix,
             "ratio": t_choix / t_ours, "spearman": spearmanr(a, b).statistic,
             "max_diff": float(np.abs(a - b).max()),
@@ -177,8 +181,11 @@ def se_accuracy(csv_path: Path, emotion_name: str = "relief", n_sub: int = 2000,
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--choix-emotions", default="relief,happiness",
-                    help="emotions to run choix on (comma-separated; 'none' to skip)")
+    ap.add_argument("--choix-emotions", default="relief,happiness,fear",
+                    help="emotions to run choix on (comma-separated, at least 3 for the ratio "
+                         "the issue asks for; 'none' to skip)")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="runs of the whole command (the best and the median are reported)")
     ap.add_argument("--big", type=int, default=0,
                     help="also time a K-times load (10 = 60k GIFs, 27M rows)")
     ap.add_argument("--no-stability", action="store_true")
@@ -189,38 +196,51 @@ def main(argv: list[str] | None = None) -> None:
           f"{os.getloadavg()[0]:.1f} at start (the machine is shared: timings vary with it)")
     csv_path, truth_path = dataset(1)
     size_mb = csv_path.stat().st_size / 2**20
-    cmd = run_command(csv_path, OUT / "scores-x1.csv")
+    runs = sorted((run_command(csv_path, OUT / "scores-x1.csv") for _ in range(args.repeat)),
+                  key=lambda r: r["wall"])
+    cmd = runs[len(runs) // 2]  # the median run by wall time; the best is printed too
+    best = runs[0]
     dec = sum(cmd["decisive_per_emotion"].values())
     print(f"\n## Whole command, GIFGIF size ({csv_path.name}, {size_mb:.0f} MB)")
     print(f"rows {cmd['rows']:,}, GIFs {cmd['gifs']:,}, decisive {dec:,}, neither "
           f"{cmd['neither']:,}, skipped {cmd['skipped']}")
     print(f"`moodgif bt-fit` wall {cmd['wall']:.2f} s (read {cmd['seconds']['read']:.2f} s, "
           f"fit 17 emotions {cmd['seconds']['fit']:.2f} s), CPU time {cmd['cpu']:.2f} s "
-          f"(single-threaded: the wall time on an idle core), peak RSS "
+          f"(Arrow's reader and the fit use both cores), peak RSS "
           f"{cmd['peak_rss_mb']:.0f} MB, converged={cmd['converged']}")
-    print(f"target < 5 s: wall {'met' if cmd['wall'] < 5 else 'MISSED'}, CPU "
-          f"{'met' if cmd['cpu'] < 5 else 'MISSED'}")
+    print(f"{len(runs)} runs: wall best {best['wall']:.2f} s, median {cmd['wall']:.2f} s; CPU "
+          f"best {min(r['cpu'] for r in runs):.2f} s (Arrow's reader uses both cores, so CPU "
+          f"can exceed wall); load average now {os.getloadavg()[0]:.1f}")
+    print(f"target <= 1.5 s wall on a quiet machine: best run "
+          f"{'met' if best['wall'] <= 1.5 else 'MISSED'} (on a loaded machine see the ratio)")
     truth = np.load(truth_path)
-    _report_truth(OUT / "scores-x1.csv", truth)
+    ours_rho = _report_truth(OUT / "scores-x1.csv", truth)
 
     if args.choix_emotions != "none":
         emos = [emotion_index(x) for x in args.choix_emotions.split(",")]
-        rows = compare_with_choix(csv_path, emos)
+        rows = compare_with_choix(csv_path, emos, truth)
         print("\n## choix.mm_pairwise vs ours, same objective (decisive only, Gamma prior 0.1), "
               "CPU seconds")
         print("| emotion | decisive | choix | ours (aggregate + Newton) | ratio | Spearman | "
-              "max diff (min-max) |")
-        print("|---|---|---|---|---|---|---|")
+              "max diff (min-max) | Spearman vs truth: choix | bt-fit command (ties half) |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             print(f"| {r['emotion']} | {r['decisive']:,} | {r['choix_s']:.1f} s | "
                   f"{r['ours_s']:.3f} s | {r['ratio']:.0f}x | {r['spearman']:.6f} | "
-                  f"{r['max_diff']:.1e} |")
+                  f"{r['max_diff']:.1e} | {r['choix_truth']:.4f} | "
+                  f"{ours_rho[emotion_index(r['emotion'])]:.4f} |")
         rate = sum(r["choix_s"] for r in rows) / sum(r["decisive"] for r in rows)
         est = rate * dec
-        print(f"choix on {len(rows)} of 17 emotions: {sum(r['choix_s'] for r in rows):.1f} s. "
-              f"At its measured {rate * 1e6:.0f} us per decisive comparison, all 17 emotions "
-              f"would take ~{est:.0f} s (extrapolated, not run, and without reading the CSV) vs "
-              f"{cmd['cpu']:.1f} s CPU for the whole bt-fit command: ~{est / cmd['cpu']:.0f}x.")
+        print(f"choix on {len(rows)} of 17 emotions: {sum(r['choix_s'] for r in rows):.1f} s CPU. "
+              f"At its measured {rate * 1e6:.1f} us per decisive comparison, all 17 emotions "
+              f"would take ~{est:.0f} s (scaled by comparisons, not run, and without reading "
+              f"the CSV). Whole bt-fit command, same run: ~{est / cmd['wall']:.0f}x its median "
+              f"wall ({cmd['wall']:.2f} s), ~{est / best['wall']:.0f}x its best wall, "
+              f"~{est / cmd['cpu']:.0f}x its CPU ({cmd['cpu']:.2f} s). Target >= 100x.")
+        better = all(ours_rho[emotion_index(r["emotion"])] >= r["choix_truth"] - 1e-9
+                     for r in rows)
+        print(f"ranking of the generator's truth at least as good as choix's on these "
+              f"emotions: {'yes' if better else 'NO'}")
 
     if not args.no_stability:
         st = stability(csv_path)
@@ -254,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
               f"{big['peak_rss_mb']:.0f} MB, converged={big['converged']}")
 
 
-def _report_truth(scores_csv: Path, truth) -> None:
+def _report_truth(scores_csv: Path, truth) -> list[float]:
     import csv
 
     with open(scores_csv, newline="") as fh:
@@ -266,6 +286,7 @@ def _report_truth(scores_csv: Path, truth) -> None:
            for e in range(len(NAMES))]
     print(f"Spearman of the written scores vs the generator's true strengths: median "
           f"{np.median(rho):.3f} (min {min(rho):.3f}) over the 17 emotions")
+    return rho
 
 
 if __name__ == "__main__":

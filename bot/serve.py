@@ -5,7 +5,7 @@
   HTTP events, all on one aiohttp application;
 - Slack over Socket Mode and Discord, when their tokens are set (skipped cleanly otherwise);
 - the retrain scheduler (APScheduler 3, `settings.retrain_cron` or `retrain_interval_min`),
-  whose job runs in a worker thread, never on the loop;
+  whose job runs in a worker process (bot/retrain_worker.py), never in this one;
 - housekeeping: expire old previews, pick up a newly activated model version.
 
 SIGINT / SIGTERM stop it gracefully: the scheduler and the adapters are closed and the HTTP
@@ -103,9 +103,10 @@ async def _start_platforms(core: BotCore, settings: Settings) -> list[tuple[str,
 
 
 def _start_scheduler(settings: Settings) -> Any:
-    from training.retrain import make_scheduler
+    # The job runs in a worker process: torch and the training data never enter this one.
+    from bot.retrain_worker import make_scheduler
 
-    sched = make_scheduler(settings, kind="asyncio")
+    sched = make_scheduler(settings)
     if sched is None:
         log.info("scheduled retraining is off (empty retrain_cron, no retrain_interval_min)")
         return None
@@ -149,9 +150,6 @@ async def serve(settings: Settings, engine: Engine, *, open_browser: bool = Fals
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
 
-    # The scheduler imports training (torch, scipy.stats) here, on this thread, before the
-    # intent warm-up imports torch on another: two threads importing torch at once can
-    # leave one with a half-initialised module.
     sched = _start_scheduler(settings)
     await core.warm_up()
     app = build_app(core, settings, engine)

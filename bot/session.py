@@ -284,11 +284,14 @@ def close_session(engine: Engine, session_id: str, to_state: str, now: dt.dateti
         return (res.rowcount or 0) == 1
 
 
-def send_session(engine: Engine, session: SessionState, sha: str, now: dt.datetime) -> int | None:
+def send_session(engine: Engine, session: SessionState, sha: str, now: dt.datetime,
+                 also: Callable[[Session, int], None] | None = None) -> int | None:
     """Close an open preview as sent and create its post, in one transaction.
 
-    Returns the new post id, or None when the preview was no longer open (a double click
-    on Send, or a click racing a cancel): then nothing is written.
+    ``also(s, post_id)`` adds more rows to that transaction (the Send's comparisons), so a
+    crash in between leaves neither. Returns the new post id, or None when the preview was
+    no longer open (a double click on Send, or a click racing a cancel): then nothing is
+    written.
     """
     with session_scope(engine) as s:
         res = s.execute(
@@ -298,7 +301,10 @@ def send_session(engine: Engine, session: SessionState, sha: str, now: dt.dateti
         )
         if (res.rowcount or 0) != 1:
             return None
-        return _add_post(s, session, sha, now)
+        post_id = _add_post(s, session, sha, now)
+        if also is not None:
+            also(s, post_id)
+        return post_id
 
 
 def skipped_for(session: SessionState, sent: str) -> list[str]:

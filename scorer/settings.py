@@ -126,6 +126,7 @@ class Settings:
                            "0 = off: at 0.15 they cost P@1 in the closed-loop benchmark "
                            "(docs/learning-loop.md)")
     intent_threshold: float = _f(0.45, doc="below this confidence the answer is 'did you mean'")
+    intent_embedder: str = _f("auto", doc="sentence model runtime: auto (ONNX, else torch), onnx or torch")
     watch_cooldown_min: float = _f(30.0, doc="watched channels: at most one offer per person per N min")
     user_hash_salt: str = _f("", secret=True, doc="salt for hashing user ids; generated if empty")
 
@@ -278,6 +279,8 @@ def _validate(s: Settings) -> None:
         raise SettingsError(f"MOODGIF_SAMPLING must be sparse or dense, not {s.sampling!r}")
     if s.device not in {"auto", "cpu", "cuda"} and not s.device.startswith("cuda:"):
         raise SettingsError(f"MOODGIF_DEVICE must be auto, cpu or cuda, not {s.device!r}")
+    if s.intent_embedder not in {"auto", "onnx", "torch"}:
+        raise SettingsError(f"MOODGIF_INTENT_EMBEDDER must be auto, onnx or torch, not {s.intent_embedder!r}")
     if s.bt_ties not in {"drop", "half", "davidson"}:
         raise SettingsError(f"MOODGIF_BT_TIES must be drop, half or davidson, not {s.bt_ties!r}")
     if s.exploration not in {"bounded", "thompson", "ucb", "none"}:

@@ -146,14 +146,24 @@ def record_send(engine: Engine, *, emotion: int, sent: str, skipped: Sequence[st
                 platform: str = "", workspace: str = "", channel: str = "",
                 post_id: int | None = None) -> int:
     """The sent GIF beats each GIF the user skipped (shuffled past); returns rows added."""
+    with session_scope(engine) as s:
+        return add_send(s, emotion=emotion, sent=sent, skipped=skipped, who=who,
+                        platform=platform, workspace=workspace, channel=channel, post_id=post_id)
+
+
+def add_send(s: Session, *, emotion: int, sent: str, skipped: Sequence[str], who: str,
+             platform: str = "", workspace: str = "", channel: str = "",
+             post_id: int | None = None) -> int:
+    """``record_send`` inside the caller's transaction (the bot's Send: the post and its
+    comparisons commit together). Checks everything before adding a row, so a
+    ``LedgerError`` leaves the transaction untouched."""
     _check_emotion(emotion)
     _check_who(who)
     losers = list(dict.fromkeys(g for g in skipped if g != sent))
-    with session_scope(engine) as s:
-        _check_in_pool(s, [sent, *losers])
-        for loser in losers:
-            s.add(_row(emotion, sent, loser, source="send", who=who, platform=platform,
-                       workspace=workspace, channel=channel, post_id=post_id))
+    _check_in_pool(s, [sent, *losers])
+    for loser in losers:
+        s.add(_row(emotion, sent, loser, source="send", who=who, platform=platform,
+                   workspace=workspace, channel=channel, post_id=post_id))
     return len(losers)
 
 

@@ -61,6 +61,7 @@ from scorer.store import (
     utcnow,
 )
 from training import bradley_terry as bt
+from training import bt_incremental
 from training.comparisons import (
     LedgerArrays,
     is_reference,
@@ -242,9 +243,12 @@ def refit_bt(settings: Settings, engine: Engine, ledger: LedgerArrays, gifs: lis
     if REFERENCE_WEIGHT != 1.0 and n:
         ref = np.asarray([is_reference(item) for item in ids], bool)
         weight = weight * np.where(ref[ledger.winner] | ref[ledger.loser], REFERENCE_WEIGHT, 1.0)
-    results = bt.fit_all(n, ledger.emotion, ledger.winner, ledger.loser, ledger.tie, weight,
-                         ties=settings.bt_ties, alpha=settings.bt_alpha,
-                         prior_mean=prior_mean if strength > 0 else None, prior_strength=strength)
+    # Only emotions with new votes (or a new prior) are refitted, warm from the active fit.
+    results, digests, refitted = bt_incremental.fit_all_incremental(
+        n, ledger.emotion, ledger.winner, ledger.loser, ledger.tie, weight,
+        previous=bt_incremental.load_previous(engine, ids), ties=settings.bt_ties,
+        alpha=settings.bt_alpha, prior_mean=prior_mean if strength > 0 else None,
+        prior_strength=strength)
     theta = np.stack([r.theta for r in results], axis=1)
     se = np.stack([r.se for r in results], axis=1)
     counts = np.stack([r.n_compared if r.n_compared is not None else np.zeros(n)
@@ -278,7 +282,8 @@ def refit_bt(settings: Settings, engine: Engine, ledger: LedgerArrays, gifs: lis
                     "reference_scaled": [None if math.isnan(x) else float(x) for x in ref_scaled]},
             stats={"converged": [bool(r.converged) for r in results],
                    "iterations": [int(r.iterations) for r in results],
-                   "ledger": ledger_info, "items": len(gifs)},
+                   "ledger": ledger_info, "items": len(gifs),
+                   "n_items": n, "emotion_digests": digests, "refitted": refitted},
             prior_model_version_id=prior_version.id if strength > 0 and prior_version else None,
             active=False,
         )

@@ -43,6 +43,7 @@ def bt_fit(settings: Settings, file: Path, out: Path, ties: str | None, alpha: f
     Writes one row per GIF with 17 scores in [0, 1]; a cell is empty where the GIF was never
     compared on that emotion. Bad rows are counted and skipped.
     """
+    _reuse_freed_memory()
     from tqdm import tqdm
 
     from training import bradley_terry as bt
@@ -119,6 +120,27 @@ def bt_fit(settings: Settings, file: Path, out: Path, ties: str | None, alpha: f
     state = "converged" if summary["converged"] else "NOT converged on some emotions"
     click.echo(f"fitted 17 emotions (ties={ties}, alpha={alpha:g}, {method}, {state}) in "
                f"{t_fit:.2f} s; wrote {out} ({scale} scale); total {total:.2f} s")
+
+
+def _reuse_freed_memory() -> None:
+    """Let glibc keep freed blocks of this short-lived process for reuse.
+
+    The fit makes many ~1 MB numpy temporaries; by default glibc hands each back to the OS
+    and the next one page-faults in fresh, which measured 10x the cost of the arithmetic
+    (1 / (1 + x) on 140k floats: 1.5 ms vs 0.09 ms). Raising the mmap and trim thresholds
+    keeps them in the heap. Only this command does it: its memory is released at exit.
+    Does nothing where mallopt is not glibc's.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        libc.mallopt(m_trim_threshold, 1 << 30)
+        libc.mallopt(m_mmap_threshold, 1 << 28)
+    except (OSError, AttributeError):
+        pass
 
 
 def _skips(skipped: dict[str, int]) -> str:

@@ -1,0 +1,96 @@
+"""The chat process's scheduled retrain, run in a worker process.
+
+`moodgif serve` answers chat; the retrain trains a torch head, rescoring every GIF. Run in
+the chat process (as before: a worker thread), it mapped torch and the training data into
+the process that users wait on, which then kept that memory for good (~1 GB RSS after the
+first run). Here the scheduler lives in the chat process but the job itself is a child
+process (`python -m bot.retrain_worker`) that gets the settings on stdin, runs
+`training.retrain.scheduled_job` and exits, returning its memory. This module imports
+neither torch nor training.
+
+The trigger is the one of `training.retrain.make_trigger` (interval, else crontab), built
+here from the same settings without importing training.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import pickle
+import subprocess
+import sys
+from typing import Any
+
+from scorer.settings import Settings, SettingsError
+
+log = logging.getLogger("moodgif.bot.retrain_worker")
+
+JOB_ID = "moodgif-retrain"
+
+
+def make_trigger(settings: Settings) -> Any:
+    """The same trigger as `training.retrain.make_trigger`; None = scheduling off."""
+    if settings.retrain_interval_min > 0:
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        return IntervalTrigger(minutes=settings.retrain_interval_min)
+    if settings.retrain_cron.strip():
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            return CronTrigger.from_crontab(settings.retrain_cron.strip(), timezone="UTC")
+        except ValueError as exc:
+            raise SettingsError(f"MOODGIF_RETRAIN_CRON {settings.retrain_cron!r} is not a "
+                                f"crontab: {exc}") from None
+    return None
+
+
+def run_in_worker(settings: Settings, timeout_s: float | None = None, *,
+                  force: bool = False) -> int:
+    """Run one scheduled retrain in a child process; returns its exit status.
+
+    ``force``: retrain even without enough new comparisons (a manual run; benchmarks).
+    The child's log lines go to this process's stderr (same handlers as the CLI's).
+    """
+    cmd = [sys.executable, "-m", "bot.retrain_worker", *(["--force"] if force else [])]
+    proc = subprocess.run(cmd, input=pickle.dumps(settings), timeout=timeout_s, check=False)
+    if proc.returncode != 0:
+        log.warning("scheduled retrain worker exited with status %d", proc.returncode)
+    return proc.returncode
+
+
+async def _job(settings: Settings) -> None:
+    # Waiting on the child happens in a thread: the event loop keeps answering chat.
+    await asyncio.to_thread(run_in_worker, settings)
+
+
+def make_scheduler(settings: Settings) -> Any:
+    """An AsyncIOScheduler (not started) whose retrain job runs in a worker process."""
+    trigger = make_trigger(settings)
+    if trigger is None:
+        return None
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    sched = AsyncIOScheduler(timezone="UTC")
+    sched.add_job(_job, trigger, args=[settings], id=JOB_ID, name="moodgif retrain",
+                  max_instances=1, coalesce=True, misfire_grace_time=3600,
+                  replace_existing=True)
+    return sched
+
+
+def main() -> int:
+    settings: Settings = pickle.loads(sys.stdin.buffer.read())
+    from bot.logs import setup_logging
+
+    setup_logging(settings)
+    from training.retrain import run_retrain, scheduled_job
+
+    if "--force" in sys.argv[1:]:
+        outcome = run_retrain(settings, trigger="manual", force=True)
+    else:
+        outcome = scheduled_job(settings)
+    return 1 if outcome.status == "failed" else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

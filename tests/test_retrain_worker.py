@@ -1,0 +1,44 @@
+"""The chat process's scheduled retrain runs in a worker process, never importing torch here."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+from test_retrain import make_pool
+
+from bot import retrain_worker
+from training.retrain import history, make_trigger
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_same_trigger_as_training(sqlite_settings) -> None:  # type: ignore[no-untyped-def]
+    for cron, minutes in (("17 3 * * *", 0.0), ("", 5.0), ("", 0.0), ("*/10 * * * *", 0.0)):
+        s = dataclasses.replace(sqlite_settings, retrain_cron=cron, retrain_interval_min=minutes)
+        ours, theirs = retrain_worker.make_trigger(s), make_trigger(s)
+        assert str(ours) == str(theirs)
+        sched = retrain_worker.make_scheduler(s)
+        assert (sched is None) == (theirs is None)
+        if sched is not None:
+            job = sched.get_job(retrain_worker.JOB_ID)
+            assert job.max_instances == 1 and job.coalesce is True
+
+
+def test_the_job_runs_in_a_child_process(sqlite_settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    make_pool(sqlite_settings, sqlite_engine, n=10)
+    assert retrain_worker.run_in_worker(sqlite_settings, timeout_s=300) == 0
+    runs = history(sqlite_engine)
+    assert runs and runs[0]["trigger"] == "schedule" and runs[0]["status"] == "skipped"
+
+
+def test_serving_modules_do_not_import_torch() -> None:
+    code = ("import sys, bot.serve, bot.cli, bot.retrain_worker, bot.adapters.slack, "
+            "bot.adapters.discord, bot.embedder; "
+            "bad = [m for m in ('torch', 'transformers', 'sentence_transformers', 'training.fit')"
+            " if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
