@@ -207,6 +207,7 @@ def main() -> None:
     ap.add_argument("--tune", action="store_true")
     ap.add_argument("--errors", action="store_true")
     ap.add_argument("--no-embeddings", action="store_true")
+    ap.add_argument("--skip-latency", action="store_true", help="accuracy only")
     args = ap.parse_args()
     rows = load_rows()
     sentences = load_rows(SENTENCES)
@@ -230,7 +231,8 @@ def main() -> None:
     report(parser, "eval-set sentences", [r for r in rows if not is_short(r[0])])
     report(parser, "chat sentences (#15)", sentences)
     report(parser, "everything", rows + sentences)
-    latency(parser, rows + sentences)
+    if not args.skip_latency:
+        latency(parser, rows + sentences)
 
 
 if __name__ == "__main__":
