@@ -207,7 +207,15 @@ def main() -> None:
     ap.add_argument("--tune", action="store_true")
     ap.add_argument("--errors", action="store_true")
     ap.add_argument("--no-embeddings", action="store_true")
+    ap.add_argument("--skip-latency", action="store_true", help="accuracy only")
+    ap.add_argument("--latency-only", action="store_true")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch intra-op threads (0: torch's default); 1 measures one core")
     args = ap.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     rows = load_rows()
     sentences = load_rows(SENTENCES)
     bad = [t for t, _, s in sentences if s != sentence_split(t)]
@@ -223,6 +231,9 @@ def main() -> None:
         tune(parser, rows, sentences)
     if args.errors:
         tune_errors(parser, rows + sentences)
+    if args.latency_only:
+        latency(parser, rows + sentences)
+        return
     print(f"threshold {parser.threshold}, K {intent_mod._EMBEDDER.top_k}, temperature "
           f"{parser.temperature}, blend {parser.blend_base}+{parser.blend_slope}*coverage, "
           f"sentence > {parser.sentence_words} words")
@@ -230,7 +241,8 @@ def main() -> None:
     report(parser, "eval-set sentences", [r for r in rows if not is_short(r[0])])
     report(parser, "chat sentences (#15)", sentences)
     report(parser, "everything", rows + sentences)
-    latency(parser, rows + sentences)
+    if not args.skip_latency:
+        latency(parser, rows + sentences)
 
 
 if __name__ == "__main__":

@@ -587,7 +587,10 @@ class IntentParser:
         ranked = sorted(range(N_EMOTIONS), key=lambda k: -probs[k])
         top = ranked[0]
         conf = probs[top]
-        if conf >= self.threshold:
+        # One word the lexicon does not know ("cat", "printer") names no feeling: the
+        # sentence model's nearest situation is only a guess, so it is offered, never sent.
+        lone_word = path == "embedding" and len(cleaned.split()) == 1
+        if conf >= self.threshold and not lone_word:
             alts = [(NAMES[k], probs[k]) for k in ranked[1:4] if probs[k] >= 0.01]
             return Intent(NAMES[top], conf, alts)
         alts = [(NAMES[k], probs[k]) for k in ranked[:3] if probs[k] > 0]
@@ -714,7 +717,7 @@ class IntentParser:
                 n_content = sum(1 for t in tokens[i: i + length] if _is_content(t)) or 1
                 content += n_content
                 # A generic word ("party", "down") leaves the sentence to the embedding.
-                covered += 0 if entry.weak and len(tokens) > 1 else n_content
+                covered += 0 if entry.weak and n_words > 1 else n_content
                 i += length
                 matched = True
                 break
