@@ -41,7 +41,8 @@ async def test_posts_of_giphy_gifs_carry_the_credit(sqlite_settings, sqlite_engi
     assert slack["blocks"][0]["title"]["text"] == "Happy Dance · Powered By GIPHY · by @someone"
     assert slack["text"].endswith("· Powered By GIPHY · by @someone")
     preview = slack_blocks.preview_message(r.preview, {best: {"image_url": GIPHY_URL}})
-    assert "Powered By GIPHY" in preview["blocks"][1]["title"]["text"]
+    image = next(b for b in preview["blocks"] if b["type"] == "image")
+    assert "Powered By GIPHY" in image["title"]["text"]
 
     msg = discord_views.post_message(posted.post, "", 10 * 1024 * 1024)
     assert msg.embeds[0].footer.text == "Happy Dance · Powered By GIPHY · by @someone"
