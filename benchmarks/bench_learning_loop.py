@@ -77,9 +77,12 @@ def main() -> None:
         if n >= 1000:
             print(f"both+polls at 1,000 / best other strategy = "
                   f"{at('both+polls', 1000) / max(others):.3f}")
-    if "both+polls@adv" in runs:
-        d = runs["both+polls@adv"][-1]["ndcg5"] - runs["both+polls"][-1]["ndcg5"]
-        print(f"10 % adversarial users: final NDCG@5 moved by {d:+.3f}")
+    for adv in [m for m in runs if m.endswith("@adv")]:
+        base = adv.removesuffix("@adv")
+        if base in runs:
+            d = runs[adv][-1]["ndcg5"] - runs[base][-1]["ndcg5"]
+            dp = runs[adv][-1]["p1"] - runs[base][-1]["p1"]
+            print(f"10 % adversarial users ({base}): final NDCG@5 moved by {d:+.3f}, P@1 by {dp:+.3f}")
     print("\nwhat people feel, per checkpoint (window metrics since the previous checkpoint)")
     print(f"{'strategy':<16}{'requests':>9}{'NDCG@5':>8}{'P@1':>7}{'sent 1st':>10}"
           f"{'shuf/send':>10}{'regret':>8}{'P@1 / prior':>12}")

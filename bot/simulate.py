@@ -58,7 +58,13 @@ from scorer.settings import Settings
 log = logging.getLogger("moodgif.bot.simulate")
 
 STRATEGIES: tuple[str, ...] = ("prior", "feedback", "both", "both+polls", "random")
-ADVERSARIAL_SUFFIX = "@adv"  # "both+polls@adv" = the same strategy with adversarial users
+ADVERSARIAL_SUFFIX = "@adv"  # "both@adv" = the same strategy with adversarial users
+
+
+def product_strategy() -> str:
+    """The strategy that is the product as shipped: prior + feedback, with polls only when
+    the `poll_share` default turns them on."""
+    return "both+polls" if Settings().poll_share > 0 else "both"
 SIM_PLATFORM = "sim"
 POLL_SHARE_WHEN_OFF = 0.15  # the poll share `both+polls` runs with when the default is 0
 SIM_WORKSPACE = "sim-team"
@@ -984,8 +990,9 @@ def check_targets(result: SimResult) -> list[tuple[str, bool | None, str]]:
                     f"P@1 {on['p1']:.3f} vs {off['p1']:.3f}; poll_share default "
                     f"{Settings().poll_share:g}"))
     adv = [n for n in names if n.endswith(ADVERSARIAL_SUFFIX)]
-    if adv and "both+polls" in names:
-        clean, dirty = result.run("both+polls")["curve"][-1], result.run(adv[0])["curve"][-1]
+    if adv and adv[0].removesuffix(ADVERSARIAL_SUFFIX) in names:
+        base = adv[0].removesuffix(ADVERSARIAL_SUFFIX)
+        clean, dirty = result.run(base)["curve"][-1], result.run(adv[0])["curve"][-1]
         dn, dp = dirty["ndcg5"] - clean["ndcg5"], dirty["p1"] - clean["p1"]
         out.append(("10 % adversarial users move the final NDCG@5 by < 0.02 and P@1 by < 0.05",
                     abs(dn) < 0.02 and abs(dp) < 0.05,
@@ -1143,9 +1150,10 @@ def report_markdown(result: SimResult, command: str, png_name: str) -> str:
             lines.append(f"- both+polls beats every other strategy at 1,000 requests: "
                          f"**{'yes' if beats else 'no'}** ({mine:.3f} vs "
                          + ", ".join(f"{k} {v:.3f}" for k, v in others.items()) + ")")
-    adv = [n for n in names if n.endswith("@adv")]
-    if adv and "both+polls" in names:
-        clean, dirty = result.final("both+polls"), result.final(adv[0])
+    adv = [n for n in names if n.endswith(ADVERSARIAL_SUFFIX)]
+    if adv and adv[0].removesuffix(ADVERSARIAL_SUFFIX) in names:
+        clean = result.final(adv[0].removesuffix(ADVERSARIAL_SUFFIX))
+        dirty = result.final(adv[0])
         share = result.run(adv[0]).get("adversarial", cfg.get("adversarial", 0.0))
         lines += [
             f"- {share:.0%} adversarial users (always 👎, send at random, answer polls against "

@@ -84,8 +84,13 @@ def simulate_cmd(settings: Settings, pool_size: int, n_requests: int, retrain_ev
     if fast:
         pool_size, seed_pool_size = min(pool_size, 300), min(seed_pool_size, 200)
         n_requests, retrain_every = min(n_requests, 600), min(retrain_every, 150)
-    if adversarial > 0 and "both+polls" in names:
-        names = (*names, "both+polls@adv")
+    if adversarial > 0:
+        # The adversarial check runs on the product as shipped: polls only when they are on.
+        from bot.simulate import product_strategy
+
+        product = product_strategy()
+        if product in names:
+            names = (*names, f"{product}@adv")
     cfg = SimConfig(pool_size=pool_size, requests=n_requests, retrain_every=retrain_every,
                     strategies=names, adversarial=adversarial, seed=seed, seeds=seeds,
                     pool_seed=pool_seed,
