@@ -1,6 +1,6 @@
 """Batched scoring of a pool: decode -> sample -> encode (cached) -> head -> predictions.
 
-The unit of work is one GIF: `prepare_job` (decode, sample, resize/crop, motion features;
+The unit of work is one GIF (`scorer.scoring_unit`): `prepare_job` (decode, sample, resize/crop, motion features;
 CPU, runs in worker processes) then the encoder's network on batches of frames gathered
 across GIFs (`encode_stream`, on the device) then one feature file per GIF. The local engine
 feeds `prepare_job` through a torch DataLoader (worker processes, bounded prefetch); the
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,13 +26,20 @@ from sqlalchemy.engine import Engine
 
 from scorer.encoders import (
     EncoderError,
-    Prepared,
-    Preprocessor,
     TorchEncoder,
     get_encoder,
     resolve_device,
 )
 from scorer.features import has_features, load_features, save_features
+from scorer.scoring_unit import (  # GifJob, PreparedGif re-exported for callers and tests
+    GifJob,
+    Limits,
+    PreparedGif,
+    encode_stream,
+    iter_prepared_local,
+    prepare_job,
+    read_faces,
+)
 from scorer.settings import Settings
 from scorer.store import Gif, ModelVersion, Pool, PoolGif, Prediction, pack_scores, session_scope
 
@@ -68,180 +74,6 @@ class ScoreReport:
     prior_wide: int = 0  # GIFs with neither: only the wide prior
     head_skipped: int = 0  # GIFs outside the active head's validated pools (the prior ranks them)
 
-
-@dataclass
-class GifJob:
-    sha: str
-    path: str
-    n_frames: int  # from the database; 0 = unknown (decode everything, then sample)
-
-
-@dataclass
-class PreparedGif:
-    sha: str
-    units: np.ndarray
-    extra: np.ndarray
-    frames: int = 0
-    error: str | None = None
-    faces: np.ndarray | None = None  # scorer.faces rows (T', 8), when the face channel ran
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_frames: int
-    max_pixels: int
-    max_total_pixels: int | None = None
-    face_model_dir: str = ""  # "" = no face channel in the workers
-
-
-# ---------------------------------------------------------------------------------------
-# worker side
-
-
-def prepare_job(prep: Preprocessor, job: GifJob, scheme: str, limits: Limits) -> PreparedGif:
-    """Decode, sample and preprocess one GIF; any failure becomes `error`, never a raise."""
-    from scorer.frames import GifDecodeError, decode_gif, sample_indices
-
-    empty = np.zeros((0,), np.uint8)
-    try:
-        kw = {"max_frames": limits.max_frames, "max_pixels": limits.max_pixels,
-              "max_total_pixels": limits.max_total_pixels}
-        decoded = None
-        if job.n_frames > 0:
-            try:
-                decoded = decode_gif(job.path, indices=sample_indices(job.n_frames, scheme), **kw)
-            except IndexError:
-                decoded = None  # the stored frame count is stale: decode all, then sample
-        if decoded is None:
-            full = decode_gif(job.path, **kw)
-            idx = sample_indices(full.n_frames, scheme)
-            frames, durations = full.frames[idx], full.durations_ms[idx]
-        else:
-            frames, durations = decoded.frames, decoded.durations_ms
-        prepared = prep.prepare(frames, durations)
-        faces = _faces(frames, limits.face_model_dir) if limits.face_model_dir else None
-        return PreparedGif(job.sha, prepared.units, prepared.extra, int(frames.shape[0]), faces=faces)
-    except GifDecodeError as exc:
-        return PreparedGif(job.sha, empty, empty, error=str(exc))
-    except FileNotFoundError:
-        return PreparedGif(job.sha, empty, empty, error=f"file missing: {job.path}")
-    except (OSError, ValueError, MemoryError) as exc:
-        return PreparedGif(job.sha, empty, empty, error=f"{type(exc).__name__}: {exc}")
-
-
-def _faces(frames: np.ndarray, folder: str) -> np.ndarray | None:
-    """The face channel's rows for decoded frames; None (not a failure) if it cannot run."""
-    from scorer.faces import get_model
-
-    try:
-        return get_model(Path(folder)).frame_expressions(frames)
-    except Exception as exc:  # the prior is a bonus: a face-model problem never loses the GIF
-        log.warning("face channel skipped: %s", exc)
-        return None
-
-
-class _JobDataset:
-    """A map-style dataset for torch's DataLoader (its workers are our decode processes)."""
-
-    def __init__(self, jobs: list[GifJob], prep: Preprocessor, scheme: str, limits: Limits) -> None:
-        self.jobs, self.prep, self.scheme, self.limits = jobs, prep, scheme, limits
-
-    def __len__(self) -> int:
-        return len(self.jobs)
-
-    def __getitem__(self, i: int) -> PreparedGif:
-        return prepare_job(self.prep, self.jobs[i], self.scheme, self.limits)
-
-
-def _identity(x: PreparedGif) -> PreparedGif:
-    return x
-
-
-def iter_prepared_local(
-    jobs: list[GifJob], prep: Preprocessor, scheme: str, limits: Limits, workers: int
-) -> Iterator[PreparedGif]:
-    """Prepared GIFs in job order, decoded by `workers` processes (0 = in this process)."""
-    if workers <= 0:
-        for job in jobs:
-            yield prepare_job(prep, job, scheme, limits)
-        return
-    from torch.utils.data import DataLoader
-
-    loader = DataLoader(
-        _JobDataset(jobs, prep, scheme, limits),  # type: ignore[arg-type]
-        batch_size=None,
-        shuffle=False,
-        num_workers=workers,
-        collate_fn=_identity,
-        prefetch_factor=4,  # bounded read-ahead: memory stays flat with the pool's size
-    )
-    yield from loader
-
-
-# ---------------------------------------------------------------------------------------
-# device side
-
-
-@dataclass
-class _Pending:
-    gif: PreparedGif
-    next_unit: int = 0
-    outs: list[np.ndarray] = field(default_factory=list)
-
-    @property
-    def n_units(self) -> int:
-        return 0 if self.gif.error else len(self.gif.units)
-
-    @property
-    def done(self) -> int:
-        return sum(len(o) for o in self.outs)
-
-
-def encode_stream(
-    encoder: TorchEncoder, prepared: Iterable[PreparedGif], batch_size: int
-) -> Iterator[tuple[PreparedGif, np.ndarray | None]]:
-    """(gif, (T, D) features or None on error), in input order; the network sees batches of
-    `batch_size` units (frames, or clips) gathered across GIFs."""
-    batch_size = max(1, int(batch_size))
-    queue: deque[_Pending] = deque()
-
-    def run(final: bool) -> Iterator[tuple[PreparedGif, np.ndarray | None]]:
-        while True:
-            avail = sum(p.n_units - p.next_unit for p in queue)
-            if avail == 0 or (avail < batch_size and not final):
-                break
-            pieces: list[tuple[_Pending, int, int]] = []
-            room = batch_size
-            for p in queue:
-                take = min(room, p.n_units - p.next_unit)
-                if take > 0:
-                    pieces.append((p, p.next_unit, p.next_unit + take))
-                    room -= take
-                if room == 0:
-                    break
-            units = np.concatenate([p.gif.units[a:b] for p, a, b in pieces])
-            out = encoder.forward_units(units)
-            offset = 0
-            for p, a, b in pieces:
-                p.outs.append(out[offset : offset + (b - a)])
-                p.next_unit = b
-                offset += b - a
-        while queue and queue[0].done >= queue[0].n_units and queue[0].next_unit >= queue[0].n_units:
-            p = queue.popleft()
-            if p.gif.error:
-                yield p.gif, None
-                continue
-            net_out = np.concatenate(p.outs) if p.outs else np.zeros((0, encoder.net_dim), np.float32)
-            yield p.gif, encoder.finish(net_out, Prepared(p.gif.units, p.gif.extra))
-
-    for gif in prepared:
-        queue.append(_Pending(gif))
-        yield from run(final=False)
-    yield from run(final=True)
-
-
-# ---------------------------------------------------------------------------------------
-# planning: what to encode, with what, under which model version
 
 
 def _resolve_version(
@@ -460,7 +292,7 @@ def _face_rows(settings: Settings, scheme: str, face_dir: str,
         except Exception as exc:  # the GIF was encoded before: a failure here loses only faces
             log.warning("gif %s: no face channel (%s)", sha[:12], exc)
             return None
-        out = _faces(frames, face_dir)
+        out = read_faces(frames, face_dir)
         if out is not None:
             save_features(settings, sha, FACE_FEATURES_ID, scheme, out)
         return out

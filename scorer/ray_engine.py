@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from scorer.encoders import EncoderError, Preprocessor, get_encoder
-from scorer.pipeline import GifJob, Limits, PreparedGif, encode_stream, prepare_job
+from scorer.scoring_unit import GifJob, Limits, PreparedGif, encode_stream, prepare_job
 from scorer.settings import Settings
 
 GIFS_PER_ACTOR_CALL = 16

@@ -24,7 +24,7 @@ from scorer.encoders import (
     motion_features,
 )
 from scorer.nsfw_net import caffe_input, load_resnet50thin, onnx_path
-from scorer.pipeline import PreparedGif, encode_stream
+from scorer.scoring_unit import PreparedGif, encode_stream
 
 
 @pytest.fixture(scope="module")
