@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from scorer.store import ModelVersion, Prediction, make_engine
@@ -22,6 +23,7 @@ def _demo(home: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_demo_from_nothing_then_again(tmp_path: Path) -> None:
     home = tmp_path / "home"
     first = _demo(home)

@@ -133,6 +133,7 @@ def test_missing_video_weights_name_the_file(sqlite_settings, base: str) -> None
         get_encoder(base, sqlite_settings, "cpu")
 
 
+@pytest.mark.slow
 def test_torchvision_video_model_loads_a_local_checkpoint(tmp_path: Path) -> None:
     import torchvision.models.video as tvv
 
