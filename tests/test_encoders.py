@@ -98,6 +98,7 @@ def test_motion_features_measure_what_they_say() -> None:
     np.testing.assert_allclose(col["position"], [0, 1 / 3, 2 / 3, 1], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_batching_across_gifs_gives_the_same_features_as_one_gif_at_a_time(nsfw_encoder) -> None:
     gifs = []
     for i, t in enumerate((3, 1, 4)):
