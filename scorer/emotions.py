@@ -58,7 +58,3 @@ def emotion_index(name: str) -> int:
         raise UnknownEmotionError(
             f"unknown emotion {name!r}; expected one of: {', '.join(NAMES)}"
         ) from None
-
-
-def by_name(name: str) -> Emotion:
-    return EMOTIONS[emotion_index(name)]

@@ -24,7 +24,7 @@ from scorer.emotions import INDEX
 from scorer.store import Comparison, session_scope
 from training.comparisons import reference_id
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.timeout(180)]
 
 CHROMIUM = os.environ.get("MOODGIF_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"

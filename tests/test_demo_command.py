@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from scorer.store import ModelVersion, Prediction, make_engine
@@ -22,6 +23,7 @@ def _demo(home: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_demo_from_nothing_then_again(tmp_path: Path) -> None:
     home = tmp_path / "home"
     first = _demo(home)
@@ -29,7 +31,9 @@ def test_demo_from_nothing_then_again(tmp_path: Path) -> None:
     summary = json.loads(first.stdout.strip().splitlines()[-1])
     assert summary["comparisons"] > 100
     assert summary["retrain"] == "activated"
-    assert -1.0 <= summary["spearman_mean"] <= 1.0
+    # The activated model orders the 40 demo GIFs by the hidden truth far better than chance
+    # (random = 0; a constant scorer gives 0). The demo is seeded: 0.337 in each of 3 runs.
+    assert summary["spearman_mean"] > 0.2, summary
     # The demo keeps its own home: nothing of it lands in the production home.
     assert not (home / "moodgif.db").exists() and not (home / "gifs").exists()
     engine = make_engine(f"sqlite:///{home / 'demo' / 'moodgif.db'}")

@@ -21,6 +21,7 @@ def onnx_file(tmp_path_factory):  # type: ignore[no-untyped-def]
     return embedder.ensure_onnx(path.parent.parent.parent)
 
 
+@pytest.mark.slow
 def test_onnx_embeddings_equal_sentence_transformers(onnx_file) -> None:  # type: ignore[no-untyped-def]
     pytest.importorskip("sentence_transformers")
     ours = embedder.OnnxMiniLM(onnx_file).encode(TEXTS, normalize_embeddings=True, batch_size=3)

@@ -98,6 +98,7 @@ def test_motion_features_measure_what_they_say() -> None:
     np.testing.assert_allclose(col["position"], [0, 1 / 3, 2 / 3, 1], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_batching_across_gifs_gives_the_same_features_as_one_gif_at_a_time(nsfw_encoder) -> None:
     gifs = []
     for i, t in enumerate((3, 1, 4)):
@@ -133,6 +134,7 @@ def test_missing_video_weights_name_the_file(sqlite_settings, base: str) -> None
         get_encoder(base, sqlite_settings, "cpu")
 
 
+@pytest.mark.slow
 def test_torchvision_video_model_loads_a_local_checkpoint(tmp_path: Path) -> None:
     import torchvision.models.video as tvv
 

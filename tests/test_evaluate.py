@@ -41,6 +41,7 @@ def test_measures_on_known_values() -> None:
     assert math.isnan(pairwise_accuracy(pred, ["a", "b"], HeldOutPairs(np.zeros(0, int), [], [])))
 
 
+@pytest.mark.slow
 def test_table_one_report_and_plots(tmp_path) -> None:  # type: ignore[no-untyped-def]
     torch.set_num_threads(1)
     feats, targets, frames = synthetic(80, dim=6, seed=2)

@@ -104,3 +104,21 @@ def test_search_logs_dev_loss_at_50_and_100(splits) -> None:  # type: ignore[no-
     for row in res.trials:
         assert row["dev_loss@50"] is not None and row["dev_loss@100"] is not None
     assert res.best.best_dev_loss == min(r["best_dev_loss"] for r in res.trials)
+
+
+def test_training_and_encoding_choose_the_device_by_one_rule(splits) -> None:  # type: ignore[no-untyped-def]
+    # training.fit uses scorer.encoders.resolve_device: the same answer and the same errors.
+    from scorer import encoders
+    from training import fit
+
+    assert fit.resolve_device is encoders.resolve_device
+    want = "cuda" if torch.cuda.is_available() else "cpu"
+    assert encoders.resolve_device("auto").type == want
+    cfg = HeadConfig(kind="fc-maxpool-2", hidden=8, batch_size=32, epochs=1, patience=1)
+    res = train_head(splits.train, splits.dev, cfg, device="auto")
+    assert next(res.module.parameters()).device.type == want
+    with pytest.raises(encoders.EncoderError, match="unknown device"):
+        train_head(splits.train, splits.dev, cfg, device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(encoders.EncoderError, match="CUDA is not available"):
+            train_head(splits.train, splits.dev, cfg, device="cuda")

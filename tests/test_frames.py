@@ -261,6 +261,7 @@ def test_decode_from_path(tmp_path) -> None:  # type: ignore[no-untyped-def]
 # --- real GIFs ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_decodes_every_real_gif(real_gifs) -> None:  # type: ignore[no-untyped-def]
     rows = list(csv.DictReader((real_gifs / "manifest.csv").open()))
     assert rows

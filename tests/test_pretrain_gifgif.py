@@ -24,6 +24,8 @@ from scorer.store import Comparison, Gif, ModelVersion, init_db, session_scope
 from training.bradley_terry import read_gifgif_csv
 from training.gifgif import PretrainError, import_comparisons, ingest_ids, ingest_tar
 
+pytestmark = pytest.mark.slow  # more than ~5 s: outside the `-m "not slow"` loop
+
 
 @pytest.fixture(scope="module")
 def dump(tmp_path_factory: pytest.TempPathFactory) -> Dump:

@@ -17,6 +17,8 @@ from scorer.heads import build_head, save_head
 from scorer.pipeline import score_pool
 from scorer.store import Gif, ModelVersion, Pool, PoolGif, Prediction, session_scope, unpack_scores
 
+pytestmark = pytest.mark.slow  # more than ~5 s: outside the `-m "not slow"` loop
+
 ray = pytest.importorskip("ray")
 
 

@@ -24,20 +24,13 @@ from slack_sdk.signature import SignatureVerifier
 from bot import session as sess
 from bot.adapters import slack as slack_adapter
 from bot.adapters import slack_blocks as blocks
+from bot.adapters.web import build_app
 from bot.core import BotCore
+from bot.serve import mount_adapters
 
 SECRET = "test-signing-secret-0123456789"
 TOKEN = "xoxb-test-token-0123456789"
 CHANNEL = "C0GENERAL"
-
-
-def build_web_app(core: BotCore, settings: Any, engine: Any) -> web.Application:
-    """The one aiohttp app of `moodgif serve` when it exists, else a bare one."""
-    try:
-        from bot.adapters.web import build_app
-    except ImportError:
-        return web.Application()
-    return build_app(core, settings, engine)
 
 
 @dataclass
@@ -102,8 +95,9 @@ async def stack(sqlite_settings, sqlite_engine) -> AsyncIterator[Stack]:
             sqlite_settings, sqlite_engine, slack_bot_token=TOKEN, slack_signing_secret=SECRET,
             slack_api_url=fake.api_url, public_url="https://gifs.example.org",
         )
-        app = build_web_app(core, settings, sqlite_engine)
-        assert slack_adapter.mount(app, core, settings) is not None
+        # The app `moodgif serve` runs: the web pages, the ops routes and Slack's routes.
+        app = build_app(core, settings, sqlite_engine)
+        assert "slack (HTTP events)" in mount_adapters(app, core, settings, sqlite_engine)
         server = TestServer(app, host="127.0.0.1")
         await server.start_server()
         async with aiohttp.ClientSession() as http:
@@ -195,6 +189,21 @@ async def test_gif_preview_shuffle_send_vote_and_reaction_reach_the_ledger(stack
                        "event_ts": "1.2"})
     await until(lambda: sources(engine)["reaction"] == 0)
     assert sources(engine) == {"send": 1, "vote": 1}
+
+
+async def test_slack_routes_live_in_the_serve_app_that_serves_the_preview_gif(stack: Stack) -> None:
+    # The image Slack is told to fetch must be served by the same app as the events route:
+    # the one `moodgif serve` builds (a bare aiohttp app would answer 404 here).
+    assert (await stack.command("happy")).status == 200
+    preview = (await stack.fake.wait_for("webhook", 1))[0].data
+    (image,) = _images(preview)
+    path = urllib.parse.urlsplit(image["image_url"]).path
+    base = stack.url.removesuffix(slack_adapter.EVENTS_PATH)
+    async with stack.http.get(base + path) as r:
+        assert r.status == 200
+        assert (await r.read())[:6] in (b"GIF87a", b"GIF89a")
+    async with stack.http.get(base + "/healthz") as r:
+        assert r.status == 200
 
 
 async def test_forged_and_stale_requests_get_401_and_record_nothing(stack: Stack) -> None:

@@ -151,11 +151,3 @@ class Augmenter:
         if self.progress is not None:
             self.progress(1)
         return copies
-
-
-def augmented_features(settings: Settings, shas: Sequence[str], *, encoder_id: str,
-                       sampling: str = "sparse", kinds: Sequence[str] = KINDS,
-                       device: str = "auto") -> dict[str, list[tuple[str, np.ndarray]]]:
-    """{sha: [(scheme, features), ...]} for these GIFs (see Augmenter)."""
-    aug = Augmenter(settings, encoder_id=encoder_id, sampling=sampling, kinds=kinds, device=device)
-    return {sha: aug(sha) for sha in shas}

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 
 import numpy as np
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -41,7 +41,6 @@ from scorer.store import Comparison, Gif, Pool, PoolGif, Post, session_scope, ut
 log = logging.getLogger("moodgif.training.comparisons")
 
 REFERENCE_PREFIX = "ref:"
-SALT_META_KEY = "user_hash_salt"
 # A post older than this no longer takes votes: late reactions on old messages are noise
 # from scrolling, not a judgement of the GIF in its moment.
 VOTE_WINDOW = dt.timedelta(days=30)
@@ -474,14 +473,3 @@ def stats(engine: Engine) -> dict:
         "last_at": last.isoformat() if last else None,
         "max_id": max_id,
     }
-
-
-def delete_for_gifs(engine: Engine, shas: Iterable[str]) -> int:
-    """Drop comparisons naming these GIFs (an admin removing GIFs for good); returns rows."""
-    shas = list(shas)
-    if not shas:
-        return 0
-    with session_scope(engine) as s:
-        res = s.execute(delete(Comparison).where(
-            Comparison.winner.in_(shas) | Comparison.loser.in_(shas)))
-        return int(res.rowcount or 0)

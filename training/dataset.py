@@ -22,8 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from scorer.emotions import N_EMOTIONS
-from scorer.settings import Settings
-from scorer.store import BTFit, BTScore, Gif, session_scope, unpack_scores
+from scorer.store import Gif, session_scope
 
 log = logging.getLogger("moodgif.training.dataset")
 
@@ -208,88 +207,9 @@ def assemble(
 # from the database
 
 
-def latest_fit_id(engine: Engine, *, active_only: bool = False) -> int | None:
-    """The active Bradley-Terry fit, else (unless active_only) the newest one."""
-    with session_scope(engine) as s:
-        fid = s.scalar(select(BTFit.id).where(BTFit.active.is_(True)).order_by(BTFit.id.desc()))
-        if fid is None and not active_only:
-            fid = s.scalar(select(BTFit.id).order_by(BTFit.id.desc()))
-        return fid
-
-
-def fit_targets(engine: Engine, fit_id: int, *, scale: str = "product",
-                shas: set[str] | None = None
-                ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, int]]:
-    """Targets from a stored fit: ({sha: (17,)}, {sha: evidence weight (17,)}, {sha: n}).
-
-    scale "product" uses the stored stable scale (`bt_scores.scaled`); "minmax" min-max
-    scales theta to [0, 1] per emotion over the GIFs read, as the paper did. The weight of a
-    target grows with the GIF's comparisons: a GIF nobody compared has weight ~0 (its score
-    is only the prior), so a head is not trained to copy its own predictions.
-    """
-    thetas: dict[str, np.ndarray] = {}
-    scaled: dict[str, np.ndarray] = {}
-    ses: dict[str, np.ndarray] = {}
-    counts: dict[str, int] = {}
-    with session_scope(engine) as s:
-        q = select(BTScore.gif_sha, BTScore.theta, BTScore.se, BTScore.scaled,
-                   BTScore.n_comparisons).where(BTScore.fit_id == fit_id)
-        for sha, th, se, sc, n in s.execute(q):
-            if shas is not None and sha not in shas:
-                continue
-            thetas[sha] = unpack_scores(th).astype(np.float64)
-            ses[sha] = unpack_scores(se).astype(np.float64)
-            scaled[sha] = unpack_scores(sc).astype(np.float64)
-            counts[sha] = int(n)
-    if scale == "minmax":
-        if thetas:
-            mat = np.stack([thetas[s] for s in thetas])
-            lo, hi = mat.min(axis=0), mat.max(axis=0)
-            span = np.where(hi > lo, hi - lo, 1.0)
-            targets = {s: ((thetas[s] - lo) / span).astype(np.float32) for s in thetas}
-        else:
-            targets = {}
-    elif scale == "product":
-        targets = {s: scaled[s].astype(np.float32) for s in scaled}
-    else:
-        raise ValueError(f"unknown target scale {scale!r}; expected product or minmax")
-    weights = {s: evidence_weight(ses[s]) for s in ses}
-    return targets, weights, counts
-
-
-def evidence_weight(se: np.ndarray) -> np.ndarray:
-    """Weight of a fitted score from its standard error: ~1 when well measured, ~0 when not.
-
-    1 / (1 + se^2) on the logit scale: a GIF with no comparisons has the prior's wide
-    standard error (several units) and weighs little; dozens of comparisons give se < 0.5.
-    """
-    se = np.nan_to_num(np.asarray(se, np.float64), nan=1e3, posinf=1e3)
-    return (1.0 / (1.0 + se**2)).astype(np.float32)
-
-
 def gif_frame_counts(engine: Engine, shas: Sequence[str] | None = None) -> dict[str, int]:
     with session_scope(engine) as s:
         q = select(Gif.sha256, Gif.n_frames)
         if shas is not None:
             q = q.where(Gif.sha256.in_(list(shas)))
         return {sha: int(n) for sha, n in s.execute(q)}
-
-
-def load_splits(settings: Settings, engine: Engine, targets: Mapping[str, np.ndarray], *,
-                encoder_id: str, set_name: str = "sparse-small",
-                weights: Mapping[str, np.ndarray] | None = None,
-                augment_features: Callable[[str], list[tuple[str, np.ndarray]]] | None = None
-                ) -> Splits:
-    """`assemble` over the feature cache (`scorer.features.load_features`)."""
-    from scorer.features import load_features
-
-    ts = training_set(set_name)
-
-    def features(sha: str) -> np.ndarray | None:
-        return load_features(settings, sha, encoder_id, ts.sampling)
-
-    return assemble(
-        targets, features, seed=settings.seed, n_frames=gif_frame_counts(engine, list(targets)),
-        weights=weights, augmented=augment_features if ts.augment else None,
-        set_name=set_name, encoder_id=encoder_id,
-    )

@@ -28,13 +28,13 @@ from scipy.stats import spearmanr
 from torch import nn
 
 from scorer.emotions import N_EMOTIONS, NAMES
+from scorer.encoders import resolve_device
 from training.dataset import Dataset, Splits
 from training.fit import (
     HEAD_KINDS,
     FitResult,
     HeadConfig,
     fit_baseline,
-    resolve_device,
     search,
     train_head,
 )

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+# One owner for the device choice: 'cuda' without CUDA is a clear error, as for encoding.
+from scorer.encoders import resolve_device
 from training.dataset import Dataset
 
 log = logging.getLogger("moodgif.training.fit")
@@ -76,12 +78,6 @@ class FitResult:
         for e in LOG_EPOCHS:
             out[f"dev_loss@{e}"] = self.dev_at(e)
         return out
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def build(kind: str, in_dim: int, cfg: HeadConfig) -> nn.Module:

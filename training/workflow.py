@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.engine import Engine
 
 from scorer.pipeline import pools_with_votes
@@ -275,8 +275,3 @@ def _truth_note(table: Table, splits: Splits, truth: dict[str, np.ndarray]) -> s
         rho = spearman_per_emotion(ev.test_pred[rows], y)
         parts.append(f"{ev.label} {np.nanmean(rho):.3f}" if np.isfinite(rho).any() else f"{ev.label} –")
     return "Mean Spearman against the demo pool's ground truth (test GIFs): " + ", ".join(parts) + "."
-
-
-def latest_active_fit(engine: Engine) -> int | None:
-    with session_scope(engine) as s:
-        return s.scalar(select(BTFit.id).where(BTFit.active.is_(True)))

@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 
 from scorer.store import Pool, session_scope
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.timeout(180)]
 
 CHROMIUM = os.environ.get("MOODGIF_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",

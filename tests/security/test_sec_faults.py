@@ -67,6 +67,7 @@ def _stored_files_ok(home: Path, shas: set[str]) -> None:
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.slow
 def test_kill_9_during_ingest_loses_nothing(tmp_path) -> None:
     home = tmp_path / "home"
     folder = tmp_path / "src"
@@ -195,6 +196,7 @@ def _limit_file_size(limit: int):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.timeout(240)
+@pytest.mark.slow
 def test_disk_full_on_backup_and_ingest_is_a_clear_error_and_loses_nothing(tmp_path) -> None:
     """A size-limited file (RLIMIT_FSIZE) stands for a full disk: writes fail with EFBIG."""
     home = tmp_path / "home"

@@ -47,6 +47,7 @@ def _wait_for_url(proc: subprocess.Popen, lines: list[str], limit_s: float) -> s
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.slow
 def test_sigterm_with_a_hung_admin_job_exits_within_the_deadline(tmp_path) -> None:
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))

@@ -134,6 +134,7 @@ def test_provider_and_url_sources_pass_the_check(sqlite_settings) -> None:
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.slow
 def test_cli_operator_keeps_full_access_and_bad_lines_are_refusals(tmp_path) -> None:
     gifs = tmp_path / "anywhere"
     gifs.mkdir()
