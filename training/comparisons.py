@@ -381,7 +381,7 @@ def load_ledger(engine: Engine, *, known_gifs: set[str] | None = None,
     if known_gifs is None:
         known_gifs = pooled_gifs(engine)
     cols = (Comparison.id, Comparison.emotion, Comparison.winner, Comparison.loser,
-            Comparison.tie, Comparison.weight, Comparison.source)
+            Comparison.tie, Comparison.weight, Comparison.source, Comparison.who)
     q = select(*cols).order_by(Comparison.id)
     if up_to_id is not None:
         q = q.where(Comparison.id <= up_to_id)
@@ -397,11 +397,12 @@ def load_ledger(engine: Engine, *, known_gifs: set[str] | None = None,
     tie: list[bool] = []
     wt: list[float] = []
     sends: list[bool] = []
+    thumbs: list[tuple[int, str, bool]] = []  # (row, who, up) of every 👍/👎 used
     info: dict = {"rows": 0, "used": 0, "skipped_unknown_gif": 0, "skipped_bad_emotion": 0,
                   "by_source": Counter(), "ties": 0}
     max_id = 0
     with engine.connect() as conn:
-        for cid, e, w, l_, t, weight, src in conn.execute(q):
+        for cid, e, w, l_, t, weight, src, who in conn.execute(q):
             info["rows"] += 1
             max_id = max(max_id, int(cid))
             if not 0 <= e < N_EMOTIONS:
@@ -420,10 +421,14 @@ def load_ledger(engine: Engine, *, known_gifs: set[str] | None = None,
             tie.append(bool(t))
             wt.append(float(weight if weight is not None else 1.0))
             sends.append(src == "send")
+            if src in THUMB_SOURCES and who and (is_reference(w) or is_reference(l_)):
+                thumbs.append((len(em) - 1, who, is_reference(l_)))
             info["by_source"][src] += 1
             info["ties"] += bool(t)
     info["used"] = len(em)
     info["by_source"] = dict(info["by_source"])
+    weights = np.asarray(wt, dtype=np.float64)
+    info["muted_voters"] = _weigh_thumbs_by_variation(weights, thumbs)
     if info["skipped_unknown_gif"]:
         log.info("ledger: %d comparisons name a GIF in no pool; skipped",
                  info["skipped_unknown_gif"])
@@ -433,11 +438,48 @@ def load_ledger(engine: Engine, *, known_gifs: set[str] | None = None,
         winner=np.asarray(win, dtype=np.int64),
         loser=np.asarray(lose, dtype=np.int64),
         tie=np.asarray(tie, dtype=bool),
-        weight=np.asarray(wt, dtype=np.float64),
+        weight=weights,
         max_id=max_id,
         is_send=np.asarray(sends, dtype=bool),
     )
     return arrays, info
+
+
+THUMB_SOURCES = ("vote", "reaction")
+# A voter's thumbs count fully once at least this share of them go the other way; below it
+# their weight shrinks in proportion (after THUMB_MIN_VOTES thumbs, so newcomers count fully).
+THUMB_MIN_MINORITY = 0.1
+THUMB_MIN_VOTES = 8
+
+
+def _weigh_thumbs_by_variation(weights: np.ndarray, thumbs: list[tuple[int, str, bool]]) -> int:
+    """Scale each voter's 👍/👎 by how much they vary; returns how many voters were muted.
+
+    A person whose thumbs always go one way (every GIF 👎, or every GIF 👍) says nothing
+    about which GIF is better, yet each of their votes moves one GIF against the reference
+    item, and posted GIFs are the top of the ranking: ten always-👎 users measurably pulled the
+    best GIFs down (docs/learning-loop.md). Their weight is their minority share over
+    THUMB_MIN_MINORITY, capped at 1, so a mixed voter counts fully and a one-note voter
+    fades out. Sends and polls are not affected.
+    """
+    if not thumbs:
+        return 0
+    per_user: dict[str, list[int]] = {}
+    ups: Counter[str] = Counter()
+    for row, who, up in thumbs:
+        per_user.setdefault(who, []).append(row)
+        ups[who] += bool(up)
+    muted = 0
+    for who, rows in per_user.items():
+        n = len(rows)
+        if n < THUMB_MIN_VOTES:
+            continue
+        minority = min(ups[who], n - ups[who]) / n
+        scale = min(1.0, minority / THUMB_MIN_MINORITY)
+        if scale < 1.0:
+            weights[rows] *= scale
+            muted += 1
+    return muted
 
 
 def latest_id(engine: Engine) -> int:
