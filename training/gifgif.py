@@ -264,9 +264,9 @@ def pretrain_gifgif(settings: Settings, engine: Engine, *, csv: str, images: str
                     backoff_s: float = 1.0) -> PretrainReport:
     """Steps 1-5 of the module doc; raises PretrainError (or DownloadError, GiphyError)."""
     from scorer.pipeline import write_predictions
+    from scorer.versions import active_version
     from training.bradley_terry import read_gifgif_csv
     from training.comparisons import pooled_gifs
-    from training.retrain import active_version
     from training.workflow import activate_version, evaluate_table, train_version
 
     report = PretrainReport()

@@ -45,6 +45,7 @@ import numpy as np
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Engine
 
+from scorer import versions
 from scorer.emotions import N_EMOTIONS
 from scorer.pipeline import pools_with_votes
 from scorer.settings import Settings
@@ -142,15 +143,8 @@ def _set_step(engine: Engine, run_id: int, step: str) -> None:
     _hold(step)
 
 
-def active_version(engine: Engine) -> ModelVersion | None:
-    with session_scope(engine) as s:
-        return s.scalars(select(ModelVersion).where(ModelVersion.status == "active")
-                         .order_by(ModelVersion.activated_at.desc(), ModelVersion.id.desc())).first()
-
-
-def _active_fit(engine: Engine) -> BTFit | None:
-    with session_scope(engine) as s:
-        return s.scalars(select(BTFit).where(BTFit.active.is_(True)).order_by(BTFit.id.desc())).first()
+# The active version / fit: one owner, scorer/versions.py (re-exported for old callers).
+active_version = versions.active_version
 
 
 def prediction_matrix(engine: Engine, model_version_id: int, shas: list[str]) -> np.ndarray:
@@ -173,17 +167,10 @@ def ranked_predictions(engine: Engine, model_version_id: int, shas: list[str]) -
     missing = np.flatnonzero(np.isnan(out).any(axis=1))
     if len(missing) == 0:
         return out
-    with session_scope(engine) as s:
-        zero_shot = s.scalar(select(ModelVersion.id).where(ModelVersion.head_kind == "prior")
-                             .order_by(ModelVersion.id.desc()).limit(1))
+    zero_shot = versions.zero_shot_version_id(engine)
     if zero_shot is not None and zero_shot != model_version_id:
         out[missing] = prediction_matrix(engine, zero_shot, [shas[i] for i in missing])
     return out
-
-
-def _head_file(settings: Settings, path: str) -> Path:
-    p = Path(path).expanduser()
-    return p if p.is_absolute() else settings.models_dir / p
 
 
 def cleanup_interrupted(engine: Engine) -> int:
@@ -512,7 +499,7 @@ def _run_locked(settings: Settings, engine: Engine, *, trigger: str, head_kind: 
     try:
         _hold("lock")
         step("ledger")
-        prev_fit = _active_fit(engine)
+        prev_fit = versions.active_fit(engine)
         last_seen = prev_fit.last_comparison_id if prev_fit else 0
         newest = latest_id(engine)
         if newest == 0:
@@ -579,7 +566,7 @@ def _run_locked(settings: Settings, engine: Engine, *, trigger: str, head_kind: 
         init = None
         base_cfg = HeadConfig(kind=head_kind or DEFAULT_HEAD, epochs=epochs, seed=settings.seed)
         if active is not None and active.path and (head_kind in (None, active.head_kind)):
-            path = _head_file(settings, active.path)
+            path = versions.head_file(settings, active.path)
             if path.is_file():
                 from scorer.heads import load_head
 
@@ -675,23 +662,19 @@ def _run_locked(settings: Settings, engine: Engine, *, trigger: str, head_kind: 
 
         step("activate")
         with session_scope(engine) as s:
-            current = s.scalars(select(ModelVersion.id).where(ModelVersion.status == "active")).all()
-            if active is not None and list(current) != [active.id]:
+            current = versions.active_ids(s)
+            if active is not None and current != [active.id]:
                 better = False
                 metrics["not_worse"] = False
                 metrics["why"] = "the active version changed during the run"
-            mv = s.get(ModelVersion, state["mv_id"])
-            assert mv is not None
             if better:
-                s.execute(update(ModelVersion).where(ModelVersion.status == "active")
-                          .values(status="retired"))
-                mv.status, mv.activated_at = "active", utcnow()
+                versions.activate(s, state["mv_id"])
             else:
+                mv = s.get(ModelVersion, state["mv_id"])
+                assert mv is not None
                 mv.status = "rejected"
-            s.execute(update(BTFit).where(BTFit.active.is_(True)).values(active=False))
-            f = s.get(BTFit, fit.fit_id)
-            assert f is not None
-            f.active = True
+            # The new fit is active either way: it holds the newest votes.
+            versions.activate_fit(s, fit.fit_id)
             r = s.get(RetrainRun, run_id)
             assert r is not None
             r.status = "activated" if better else "rejected"
