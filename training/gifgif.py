@@ -239,7 +239,7 @@ def _held_out_accuracy(engine: Engine, mv_id: int, other_id: int | None, seed: i
     from training.comparisons import load_ledger, pooled_gifs
     from training.dataset import split_of
     from training.evaluate import held_out_pairs, pairwise_accuracy
-    from training.retrain import prediction_matrix
+    from training.refit import prediction_matrix
 
     gifs = sorted(pooled_gifs(engine, POOL))
     split = split_of(gifs, seed)

@@ -36,7 +36,7 @@ from training.evaluate import (
     write_report,
 )
 from training.fit import HEAD_KINDS, FitResult, HeadConfig, fit_baseline, search, train_head
-from training.retrain import FitOutput, evidence_weights, refit_bt
+from training.refit import FitOutput, evidence_weights, refit_bt
 
 log = logging.getLogger("moodgif.training.workflow")
 
