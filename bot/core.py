@@ -46,7 +46,6 @@ from scorer.emotions import INDEX, N_EMOTIONS, NAMES
 from scorer.settings import RATINGS, Settings
 from scorer.store import (
     Gif,
-    ModelVersion,
     Pool,
     PoolGif,
     Post,
@@ -55,6 +54,7 @@ from scorer.store import (
     request_path,
     session_scope,
 )
+from scorer.versions import active_version
 from training.comparisons import LedgerError, add_send, record_poll, record_vote, user_hash
 
 log = logging.getLogger("moodgif.bot.core")
@@ -693,9 +693,7 @@ class BotCore:
         st = stats(self.engine)
         with session_scope(self.engine) as s:
             posts = s.scalar(select(func.count()).select_from(Post)) or 0
-            mv = s.execute(select(ModelVersion.id, ModelVersion.name)
-                           .where(ModelVersion.status == "active")
-                           .order_by(ModelVersion.id.desc()).limit(1)).first()
+            mv = active_version(s)
             run = s.execute(select(RetrainRun.id, RetrainRun.status, RetrainRun.finished_at)
                             .order_by(RetrainRun.id.desc()).limit(1)).first()
         matrix = self.ranker.matrix()
@@ -703,7 +701,7 @@ class BotCore:
         lines = [
             f"GIFs ranked: {matrix.size} ({matrix.n_bt} with votes)",
             f"posts: {posts}; comparisons: {st['total']} ({by_source}) from {st['people']} people",
-            f"active model: {f'#{mv[0]} {mv[1]}' if mv else 'none (not scored yet)'}",
+            f"active model: {f'#{mv.id} {mv.name}' if mv else 'none (not scored yet)'}",
             f"last retrain: {f'#{run[0]} {run[1]}' if run else 'never'}",
         ]
         lines += [f"job {j.id}: {j.what}: {j.state}{(' - ' + j.detail) if j.detail else ''}"

@@ -35,7 +35,8 @@ from bot.core import BotCore
 from bot.simulate import SIM_PLATFORM
 from scorer.emotions import N_EMOTIONS, NAMES
 from scorer.settings import Settings
-from scorer.store import Comparison, ModelVersion, Pool, PoolGif, RetrainRun, session_scope
+from scorer.store import Comparison, Pool, PoolGif, RetrainRun, session_scope
+from scorer.versions import active_version_id
 
 log = logging.getLogger("moodgif.bot.demo")
 
@@ -176,8 +177,7 @@ def run_demo(settings: Settings, engine: Engine, *, count: int = 600, sessions: 
     # 5. retrain
     activated = _count(engine, select(func.count()).select_from(RetrainRun)
                        .where(RetrainRun.status == "activated"))
-    active = _count(engine, select(func.count()).select_from(ModelVersion)
-                    .where(ModelVersion.status == "active"))
+    active = active_version_id(engine) is not None
     if activated and active:
         _say("[5/6] retrain: a retrained model version is already active")
     else:

@@ -38,6 +38,7 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
+from scorer import versions as registry
 from scorer.emotions import N_EMOTIONS
 from scorer.settings import RATINGS
 from scorer.store import BTFit, BTScore, Comparison, Gif, ModelVersion, Pool, PoolGif, Prediction
@@ -514,12 +515,10 @@ def _top(score: np.ndarray, k: int) -> list[int]:
 
 def version_stamp(engine: Engine) -> tuple:
     """A cheap fingerprint of what the matrix is built from; a change means rebuild."""
-    mv = (
-        select(func.max(ModelVersion.id)).where(ModelVersion.status == "active").scalar_subquery()
-    )
+    mv = registry.active_id_query()
     q = select(
         mv,
-        select(func.max(BTFit.id)).where(BTFit.active.is_(True)).scalar_subquery(),
+        registry.active_fit_id_query(),
         select(func.count()).select_from(PoolGif).scalar_subquery(),
         select(func.count()).select_from(Prediction).where(Prediction.model_version_id == mv)
         .scalar_subquery(),
@@ -527,7 +526,7 @@ def version_stamp(engine: Engine) -> tuple:
         # The zero-shot prior ranks what the active version does not: its rows count too.
         select(func.count()).select_from(Prediction).join(
             ModelVersion, ModelVersion.id == Prediction.model_version_id)
-        .where(ModelVersion.head_kind == "prior").scalar_subquery(),
+        .where(ModelVersion.head_kind == registry.PRIOR_HEAD_KIND).scalar_subquery(),
     )
     with engine.connect() as conn:
         return tuple(conn.execute(q).one())
@@ -537,11 +536,10 @@ def load_matrix(engine: Engine) -> ScoreMatrix:
     """Read the active model version's predictions and the active BT fit into a snapshot."""
     stamp = version_stamp(engine)
     with engine.connect() as conn:
-        mv_id = conn.scalar(
-            select(func.max(ModelVersion.id)).where(ModelVersion.status == "active"))
+        mv_id = registry.active_version_id(conn)
         fit_row = conn.execute(
             select(BTFit.id, BTFit.prior_model_version_id, BTFit.last_comparison_id, BTFit.stats)
-            .where(BTFit.active.is_(True)).order_by(BTFit.id.desc()).limit(1)).first()
+            .where(BTFit.id == registry.active_fit_id_query())).first()
         rows = conn.execute(
             select(PoolGif.gif_sha, Gif.rating, Pool.name)
             .join(Gif, Gif.sha256 == PoolGif.gif_sha)
@@ -596,16 +594,12 @@ def load_matrix(engine: Engine) -> ScoreMatrix:
     )
 
 
-def _zero_shot_id(conn) -> int | None:  # type: ignore[no-untyped-def]
-    return conn.scalar(select(func.max(ModelVersion.id)).where(ModelVersion.head_kind == "prior"))
-
-
 def _load_predictions(conn, index: dict[str, int], n: int, mv_id: int | None  # type: ignore[no-untyped-def]
                       ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """(prior, mask, sd) from the active version's predictions; GIFs it does not rank (a
     pool outside a trained head's domain, scorer.pipeline.in_domain) take the newest
     zero-shot prior's. sd is each prediction's own width, PRIOR_SD where it has none."""
-    versions = [v for v in dict.fromkeys((mv_id, _zero_shot_id(conn))) if v is not None]
+    versions = [v for v in dict.fromkeys((mv_id, registry.zero_shot_version_id(conn))) if v is not None]
     if not versions:
         return None, None, None
     prior = np.zeros((n, N_EMOTIONS), dtype=np.float32)

@@ -24,6 +24,7 @@ import numpy as np
 from sqlalchemy import delete, insert, select
 from sqlalchemy.engine import Engine
 
+from scorer import versions
 from scorer.encoders import (
     EncoderError,
     TorchEncoder,
@@ -90,7 +91,7 @@ def _resolve_version(
                     f"{encoder_id!r}; leave --encoder out or pass that one"
                 )
             return mv, mv.encoder_id, mv.sampling
-        mv = s.scalars(select(ModelVersion).where(ModelVersion.status == "active")).first()
+        mv = versions.active_version(s)
         if mv is not None and (encoder_id in (None, mv.encoder_id)) and mv.sampling == scheme:
             return mv, mv.encoder_id, mv.sampling
         return None, encoder_id, scheme
@@ -178,7 +179,7 @@ def score_pool(
     `text_model` is given) is written as its own model version for every GIF, and made the
     active version when none is. A trained head never ranks a pool outside its domain."""
     from scorer.pool import gif_path
-    from scorer.prior import PRIOR_HEAD_KIND
+    from scorer.versions import PRIOR_HEAD_KIND
 
     t0 = time.perf_counter()
     if engine_kind not in ("local", "ray"):
@@ -193,7 +194,7 @@ def score_pool(
     # weights and absent CUDA all stop here. Ray actors build their own on their devices.
     encoder = get_encoder(enc_id, settings, "cpu" if engine_kind == "ray" else device)
     if mv is not None:
-        _check_head_file(settings, mv)
+        _head_path(settings, mv)
     shas = _pool_shas(engine, pool)
     rows = _gif_rows(engine, shas)
     report = ScoreReport(model_version_id=mv.id if mv else None, encoder_id=enc_id, sampling=scheme)
@@ -356,19 +357,12 @@ def _consume(
         bar.close()
 
 
-def _head_path(settings: Settings, path: str) -> Path:
-    p = Path(path).expanduser()
-    if p.is_absolute():
-        return p
-    for base in (settings.models_dir, settings.home):
-        if (base / p).is_file():
-            return base / p
-    return settings.models_dir / p
-
-
-def _check_head_file(settings: Settings, mv: ModelVersion) -> None:
-    if not mv.path or not _head_path(settings, mv.path).is_file():
-        raise ScoreError(f"model version {mv.id} has no head file at {mv.path!r}")
+def _head_path(settings: Settings, mv: ModelVersion) -> Path:
+    """The version's head file (scorer.versions.head_path), as a ScoreError when missing."""
+    try:
+        return versions.head_path(settings, mv)
+    except versions.MissingHead as exc:
+        raise ScoreError(str(exc)) from exc
 
 
 def write_predictions(
@@ -382,10 +376,10 @@ def write_predictions(
         mv = s.get(ModelVersion, model_version_id)
         if mv is None:
             raise ScoreError(f"model version {model_version_id} does not exist")
-        enc_id, scheme, path = mv.encoder_id, mv.sampling, mv.path
-    _check_head_file(settings, mv)
+        enc_id, scheme = mv.encoder_id, mv.sampling
+    head = _head_path(settings, mv)
     shas = in_domain(engine, model_version_id, list(shas))
-    module, _meta = load_head(_head_path(settings, path), device)
+    module, _meta = load_head(head, device)
     written = 0
     for i in range(0, len(shas), 512):  # bounded: 512 GIFs' features at a time
         got = [(sha, load_features(settings, sha, enc_id, scheme)) for sha in shas[i : i + 512]]

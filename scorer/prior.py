@@ -32,15 +32,16 @@ import numpy as np
 from sqlalchemy import delete, insert, select
 from sqlalchemy.engine import Engine
 
+from scorer import versions
 from scorer.emotions import N_EMOTIONS, NAMES
 from scorer.faces import CLASSES, FACE_API_VERSION, N_CLASSES
-from scorer.store import Gif, ModelVersion, Prediction, pack_scores, session_scope, utcnow
+from scorer.store import Gif, ModelVersion, Prediction, pack_scores, session_scope
+from scorer.versions import PRIOR_HEAD_KIND
 
 log = logging.getLogger(__name__)
 
 TextModel = Callable[[str], tuple[Sequence[float], str]]
 
-PRIOR_HEAD_KIND = "prior"
 FACE_FEATURES_ID = f"faces-haar-faceapi-{FACE_API_VERSION}-v2"  # cache id of the per-frame rows
 
 # Each axis as a weighted mean of face-api's 7 classes. Why these: the classes are Ekman's
@@ -199,12 +200,7 @@ def prior_version(engine: Engine, encoder_id: str, sampling: str, with_faces: bo
 def activate_if_none(engine: Engine, mv_id: int) -> bool:
     """Make the prior the active version when nothing is active yet (a fresh home)."""
     with session_scope(engine) as s:
-        if s.scalars(select(ModelVersion.id).where(ModelVersion.status == "active")).first():
-            return False
-        mv = s.get(ModelVersion, mv_id)
-        assert mv is not None
-        mv.status, mv.activated_at = "active", utcnow()
-        return True
+        return versions.activate_if_none(s, mv_id)
 
 
 @dataclass
@@ -250,8 +246,7 @@ def prior_summary(engine: Engine, shas: Sequence[str]) -> dict:
     from scorer.store import unpack_scores
 
     with session_scope(engine) as s:
-        mv = s.scalars(select(ModelVersion).where(ModelVersion.head_kind == PRIOR_HEAD_KIND)
-                       .order_by(ModelVersion.id.desc())).first()
+        mv = versions.zero_shot_version(s)
         if mv is None:
             return {"version": None, "wide": 0, "scored": 0}
         wide = scored = 0

@@ -23,8 +23,9 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from scorer import versions
 from scorer.emotions import N_EMOTIONS
-from scorer.store import BTFit, BTScore, session_scope, unpack_scores
+from scorer.store import BTScore, session_scope, unpack_scores
 from training import bradley_terry as bt
 
 
@@ -54,8 +55,7 @@ def load_previous(engine: Engine, ids: list[str]) -> Previous | None:
     """The active fit's digests, theta and se for ``ids``; None if it cannot be reused
     (no active fit, no digests, or not exactly these items)."""
     with session_scope(engine) as s:
-        fit = s.scalars(select(BTFit).where(BTFit.active.is_(True))
-                        .order_by(BTFit.id.desc())).first()
+        fit = versions.active_fit(s)
         if fit is None:
             return None
         digests = (fit.stats or {}).get("emotion_digests")

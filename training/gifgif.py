@@ -239,7 +239,7 @@ def _held_out_accuracy(engine: Engine, mv_id: int, other_id: int | None, seed: i
     from training.comparisons import load_ledger, pooled_gifs
     from training.dataset import split_of
     from training.evaluate import held_out_pairs, pairwise_accuracy
-    from training.retrain import prediction_matrix
+    from training.refit import prediction_matrix
 
     gifs = sorted(pooled_gifs(engine, POOL))
     split = split_of(gifs, seed)
@@ -264,9 +264,9 @@ def pretrain_gifgif(settings: Settings, engine: Engine, *, csv: str, images: str
                     backoff_s: float = 1.0) -> PretrainReport:
     """Steps 1-5 of the module doc; raises PretrainError (or DownloadError, GiphyError)."""
     from scorer.pipeline import write_predictions
+    from scorer.versions import active_version
     from training.bradley_terry import read_gifgif_csv
     from training.comparisons import pooled_gifs
-    from training.retrain import active_version
     from training.workflow import activate_version, evaluate_table, train_version
 
     report = PretrainReport()

@@ -42,63 +42,53 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
+from scorer import versions
 from scorer.emotions import N_EMOTIONS
 from scorer.pipeline import pools_with_votes
 from scorer.settings import Settings
 from scorer.store import (
-    BTFit,
-    BTScore,
     ModelVersion,
-    Prediction,
     RetrainRun,
     init_db,
-    pack_scores,
     session_scope,
-    unpack_scores,
     utcnow,
 )
-from training import bradley_terry as bt
-from training import bt_incremental
 from training.comparisons import (
     LedgerArrays,
-    is_reference,
     latest_id,
     load_ledger,
     pooled_gifs,
-    reference_id,
 )
-from training.dataset import Dataset, assemble, gif_frame_counts
+from training.dataset import Dataset
 from training.evaluate import rmse
-from training.fit import HeadConfig, train_head
+from training.fit import FitResult, HeadConfig, train_head
 from training.locks import LockBusy, job_lock
+from training.refit import (  # re-exported: the refit and targets' old home
+    DISTILL_WEIGHT,
+    EVIDENCE_HALF,
+    PRIOR_CLIP,
+    REFERENCE_WEIGHT,
+    FitOutput,
+    build_dataset,
+    distilled_targets,
+    evidence_weights,
+    prediction_matrix,
+    ranked_predictions,
+    refit_bt,
+)
 
 log = logging.getLogger("moodgif.training.retrain")
 
 LOCK_NAME = "retrain"
-STEPS = ("lock", "ledger", "bt-fit", "dataset", "train", "evaluate", "save", "rescore", "activate")
 DEFAULT_HEAD = "fc-maxpool-2"
-# How many comparisons on an emotion make a GIF's fitted score a full-weight target.
-EVIDENCE_HALF = 2.0
 # A candidate may be this much worse in dev RMSE and still count as "not worse" (float noise).
 RMSE_TOLERANCE = 1e-6
-# Weight of the active version's prediction as an extra target on every (GIF, emotion):
-# rehearsal, so a head retrained on the few GIFs people compared (each emotion's top) does
-# not forget the rest of the pool. A GIF with 2 comparisons weighs 0.5, so votes still lead.
-DISTILL_WEIGHT = 0.2
-# The scorer's prediction is clipped to [PRIOR_CLIP, 1 - PRIOR_CLIP] before it becomes the
-# fit's prior mean in logit units. A head that says 0.999 (logit 6.9 spreads) would
-# otherwise pin its GIF to the top whatever people say: a handful of lost comparisons moves
-# theta by about one unit, and on the saturated end of the logistic scale that is nothing.
-PRIOR_CLIP = 0.03
 # Fit each preview decision as a judgement against the sender's bar (training.judgements)
 # instead of the adversely selected "sent beats skipped" pairs.
 USE_BAR_JUDGEMENTS = True
-# Weight of a 👍/👎 (a GIF against its emotion's reference item) relative to a pairwise
-# comparison between two GIFs (a send over a skip, a poll answer).
-REFERENCE_WEIGHT = 1.0
 # Held-out comparisons (both GIFs in the dev split) needed to judge a candidate by them;
 # fewer: dev RMSE on the compared dev GIFs decides, as before.
 MIN_HELDOUT_PAIRS = 30
@@ -142,48 +132,15 @@ def _set_step(engine: Engine, run_id: int, step: str) -> None:
     _hold(step)
 
 
-def active_version(engine: Engine) -> ModelVersion | None:
-    with session_scope(engine) as s:
-        return s.scalars(select(ModelVersion).where(ModelVersion.status == "active")
-                         .order_by(ModelVersion.activated_at.desc(), ModelVersion.id.desc())).first()
+# The active version / fit: one owner, scorer/versions.py (re-exported for old callers).
+active_version = versions.active_version
 
-
-def _active_fit(engine: Engine) -> BTFit | None:
-    with session_scope(engine) as s:
-        return s.scalars(select(BTFit).where(BTFit.active.is_(True)).order_by(BTFit.id.desc())).first()
-
-
-def prediction_matrix(engine: Engine, model_version_id: int, shas: list[str]) -> np.ndarray:
-    """(N, 17) stored predictions of a model version, NaN rows for GIFs it has not scored."""
-    out = np.full((len(shas), N_EMOTIONS), np.nan)
-    row = {s: i for i, s in enumerate(shas)}
-    with session_scope(engine) as s:
-        q = select(Prediction.gif_sha, Prediction.scores).where(
-            Prediction.model_version_id == model_version_id)
-        for sha, blob in s.execute(q):
-            if sha in row:
-                out[row[sha]] = unpack_scores(blob)
-    return out
-
-
-def ranked_predictions(engine: Engine, model_version_id: int, shas: list[str]) -> np.ndarray:
-    """`prediction_matrix` of the version, its NaN rows filled from the newest zero-shot
-    prior (scorer.prior), as the ranker does for pools outside a head's domain."""
-    out = prediction_matrix(engine, model_version_id, shas)
-    missing = np.flatnonzero(np.isnan(out).any(axis=1))
-    if len(missing) == 0:
-        return out
-    with session_scope(engine) as s:
-        zero_shot = s.scalar(select(ModelVersion.id).where(ModelVersion.head_kind == "prior")
-                             .order_by(ModelVersion.id.desc()).limit(1))
-    if zero_shot is not None and zero_shot != model_version_id:
-        out[missing] = prediction_matrix(engine, zero_shot, [shas[i] for i in missing])
-    return out
-
-
-def _head_file(settings: Settings, path: str) -> Path:
-    p = Path(path).expanduser()
-    return p if p.is_absolute() else settings.models_dir / p
+__all__ = [
+    "DISTILL_WEIGHT", "EVIDENCE_HALF", "PRIOR_CLIP", "REFERENCE_WEIGHT", "FitOutput",
+    "RetrainOutcome", "active_version", "build_dataset", "distilled_targets",
+    "evidence_weights", "history", "make_scheduler", "make_trigger", "prediction_matrix",
+    "ranked_predictions", "refit_bt", "run_retrain", "scheduled_job",
+]
 
 
 def cleanup_interrupted(engine: Engine) -> int:
@@ -204,198 +161,10 @@ def cleanup_interrupted(engine: Engine) -> int:
     return n
 
 
+
+
 # ---------------------------------------------------------------------------------------
-# steps
-
-
-@dataclass
-class FitOutput:
-    fit_id: int
-    items: list[str]  # GIF shas (no references), row order of the matrices
-    theta: np.ndarray  # (N, 17)
-    se: np.ndarray
-    scaled: np.ndarray
-    counts: np.ndarray  # (N, 17) comparisons per GIF and emotion
-    scale_params: dict  # {"centre": [17], "spread": [17]}
-    ref_scaled: np.ndarray  # (17,) where each emotion's reference item sits on the scale
-
-
-MIN_ANCHOR_GIFS = 10  # fewer compared GIFs than this: the unit scale (theta 0 -> 0.5)
-
-
-def refit_bt(settings: Settings, engine: Engine, ledger: LedgerArrays, gifs: list[str], *,
-             prior_version: ModelVersion | None, ledger_info: dict, store: bool = True
-             ) -> FitOutput:
-    """Fit all emotions on the ledger; store the fit (inactive) unless `store` is False."""
-    ids = ledger.ids
-    n = len(ids)
-    prior_mean = None
-    strength = 0.0
-    model_scale = _model_scale(prior_version)
-    if prior_version is not None:
-        preds = prediction_matrix(engine, prior_version.id, ids)
-        if np.isfinite(preds).any():
-            centre, spread = model_scale if model_scale is not None else (
-                np.zeros(N_EMOTIONS), np.ones(N_EMOTIONS))
-            prior_mean = bt.prediction_to_prior(preds, centre, spread, eps=PRIOR_CLIP)
-            strength = settings.bt_prior_strength if settings.bt_prior_strength > 0 else 0.0
-    weight = ledger.weight
-    if REFERENCE_WEIGHT != 1.0 and n:
-        ref = np.asarray([is_reference(item) for item in ids], bool)
-        weight = weight * np.where(ref[ledger.winner] | ref[ledger.loser], REFERENCE_WEIGHT, 1.0)
-    # Only emotions with new votes (or a new prior) are refitted, warm from the active fit.
-    results, digests, refitted = bt_incremental.fit_all_incremental(
-        n, ledger.emotion, ledger.winner, ledger.loser, ledger.tie, weight,
-        previous=bt_incremental.load_previous(engine, ids), ties=settings.bt_ties,
-        alpha=settings.bt_alpha, prior_mean=prior_mean if strength > 0 else None,
-        prior_strength=strength)
-    theta = np.stack([r.theta for r in results], axis=1)
-    se = np.stack([r.se for r in results], axis=1)
-    counts = np.stack([r.n_compared if r.n_compared is not None else np.zeros(n)
-                       for r in results], axis=1)
-    gif_rows = np.asarray([i for i, item in enumerate(ids) if not is_reference(item)], np.int64)
-    index = {item: i for i, item in enumerate(ids)}
-    scaled = np.zeros_like(theta)
-    centres, spreads, ref_scaled = [], [], np.full(N_EMOTIONS, np.nan)
-    for e in range(N_EMOTIONS):
-        compared = gif_rows[counts[gif_rows, e] > 0]
-        params = _emotion_scale(e, theta[compared, e],
-                                None if prior_mean is None else prior_mean[compared, e],
-                                model_scale, with_prior=strength > 0)
-        centres.append(params[0])
-        spreads.append(params[1])
-        scaled[:, e] = bt.robust_scale(theta[:, e], params=params)
-        ref = index.get(reference_id(e))
-        if ref is not None:
-            ref_scaled[e] = scaled[ref, e]
-    scale_params = {"centre": centres, "spread": spreads}
-    rows = [index[g] for g in gifs]
-    if not store:
-        return FitOutput(0, list(gifs), theta[rows], se[rows], scaled[rows], counts[rows],
-                         scale_params, ref_scaled)
-    with session_scope(engine) as s:
-        fit = BTFit(
-            n_comparisons=len(ledger), last_comparison_id=ledger.max_id,
-            params={"ties": settings.bt_ties, "alpha": settings.bt_alpha,
-                    "prior_strength": strength, "method": "newton",
-                    "scale": "robust", "scale_params": scale_params,
-                    "reference_scaled": [None if math.isnan(x) else float(x) for x in ref_scaled]},
-            stats={"converged": [bool(r.converged) for r in results],
-                   "iterations": [int(r.iterations) for r in results],
-                   "ledger": ledger_info, "items": len(gifs),
-                   "n_items": n, "emotion_digests": digests, "refitted": refitted},
-            prior_model_version_id=prior_version.id if strength > 0 and prior_version else None,
-            active=False,
-        )
-        s.add(fit)
-        s.flush()
-        fit_id = fit.id
-    for start in range(0, len(rows), 2000):
-        chunk = rows[start:start + 2000]
-        with session_scope(engine) as s:
-            s.execute(insert(BTScore), [
-                {"fit_id": fit_id, "gif_sha": ids[i], "theta": pack_scores(theta[i]),
-                 "se": pack_scores(se[i]), "scaled": pack_scores(scaled[i]),
-                 "n_comparisons": round(float(counts[i].sum()))}
-                for i in chunk
-            ])
-    return FitOutput(fit_id, list(gifs), theta[rows], se[rows], scaled[rows], counts[rows],
-                     scale_params, ref_scaled)
-
-
-def _model_scale(version: ModelVersion | None) -> tuple[np.ndarray, np.ndarray] | None:
-    """(centre, spread), one per emotion, of the fit a model version was trained on."""
-    sp = ((version.config or {}).get("scale_params") or {}) if version is not None else {}
-    try:
-        centre = np.asarray(sp["centre"], np.float64).reshape(N_EMOTIONS)
-        spread = np.asarray(sp["spread"], np.float64).reshape(N_EMOTIONS)
-    except (KeyError, TypeError, ValueError):
-        return None
-    if not (np.isfinite(centre).all() and np.isfinite(spread).all() and (spread > 0).all()):
-        return None
-    return centre, spread
-
-
-def _emotion_scale(e: int, theta_compared: np.ndarray, prior_compared: np.ndarray | None,
-                   model_scale: tuple[np.ndarray, np.ndarray] | None, *, with_prior: bool
-                   ) -> tuple[float, float]:
-    """(centre, spread) that puts emotion e's thetas on the [0, 1] scale of the predictions.
-
-    Predictions, the ranker's prior, the fit and the next head's targets must share one
-    scale. Re-anchoring each fit on its own percentiles collapsed it (docs/bench/
-    learning-loop.md): the compared GIFs are each emotion's top, so their spread is small
-    and the targets went to 0/1. So: with the model's predictions as the fit's prior, the
-    model's own scale (an unvoted GIF's target is then exactly its prediction); a fit on votes
-    alone keeps the model's unit and only moves its origin so the compared GIFs sit, in the
-    median, where the model put them; with no model scale, the compared GIFs' percentiles.
-    """
-    if model_scale is not None:
-        centre, spread = float(model_scale[0][e]), float(model_scale[1][e])
-        if with_prior:
-            return centre, spread
-        if prior_compared is not None:
-            d = theta_compared - prior_compared
-            d = d[np.isfinite(d)]
-            if len(d):
-                return centre + float(np.median(d)), spread
-        return centre, spread
-    if len(theta_compared) >= MIN_ANCHOR_GIFS:
-        return bt.robust_scale_params(theta_compared)
-    return 0.0, 1.0
-
-
-def evidence_weights(counts: np.ndarray) -> np.ndarray:
-    """n / (n + 2) per GIF and emotion: 0 with no comparisons, 0.5 at 2, ~1 at dozens."""
-    counts = np.asarray(counts, np.float64)
-    return (counts / (counts + EVIDENCE_HALF)).astype(np.float32)
-
-
-def distilled_targets(fit: FitOutput, active_pred: np.ndarray | None,
-                      distill_weight: float = DISTILL_WEIGHT) -> tuple[np.ndarray, np.ndarray]:
-    """(targets, weights), both (N, 17): the fit's scores weighted by their evidence, plus the
-    active version's prediction at `distill_weight` on every (GIF, emotion) it scored.
-
-    Two weighted squared errors on one output are one error against their weighted mean, so
-    the target is that mean and the weight their sum; an unvoted GIF keeps its prediction.
-    """
-    w_ev = evidence_weights(fit.counts).astype(np.float64)
-    scaled = np.asarray(fit.scaled, np.float64)
-    if active_pred is None or distill_weight <= 0:
-        return scaled.astype(np.float32), w_ev.astype(np.float32)
-    have = np.isfinite(active_pred)
-    d = np.where(have, distill_weight, 0.0)
-    w = w_ev + d
-    mixed = (w_ev * scaled + d * np.where(have, active_pred, 0.0)) / np.maximum(w, 1e-12)
-    targets = np.where(w > 0, mixed, scaled)
-    return targets.astype(np.float32), w.astype(np.float32)
-
-
-def build_dataset(settings: Settings, engine: Engine, fit: FitOutput, *, encoder_id: str,
-                  sampling: str, active_pred: np.ndarray | None = None
-                  ) -> tuple[Dataset, Dataset, dict]:
-    """(train, dev, info): features and targets of every GIF with a weighted target.
-
-    Without `active_pred` (the active version's predictions, rows as `fit.items`) those are
-    the GIFs with at least one comparison; with it, every GIF the active version scored.
-    `info["evidence"]` maps each GIF to its vote-only weights (for judging on votes alone).
-    """
-    from scorer.features import load_features
-
-    all_targets, weights = distilled_targets(fit, active_pred)
-    w_ev = evidence_weights(fit.counts)
-    keep = np.flatnonzero(weights.sum(axis=1) > 0)
-    targets = {fit.items[i]: all_targets[i] for i in keep}
-    wmap = {fit.items[i]: weights[i] for i in keep}
-    splits = assemble(
-        targets, lambda sha: load_features(settings, sha, encoder_id, sampling),
-        seed=settings.seed, n_frames=gif_frame_counts(engine, list(targets)), weights=wmap,
-        encoder_id=encoder_id,
-    )
-    # The test part is not needed to decide; dev and test together make a steadier dev set.
-    dev = splits.dev.with_extra(splits.test)
-    info = dict(splits.info)
-    info["evidence"] = {fit.items[i]: w_ev[i] for i in keep}
-    return splits.train, dev, info
+# evaluation helpers
 
 
 def _weighted_rmse(pred: np.ndarray, data: Dataset) -> float:
@@ -452,7 +221,55 @@ def heldout_pairs(ledger: LedgerArrays, dev_shas: list[str]) -> HeldOutPairs:
 
 
 # ---------------------------------------------------------------------------------------
-# the run
+# the run: one function per step, handing each other named values
+
+
+@dataclass
+class _Run:
+    """One run's context: its row, the callback, and what it records as it goes."""
+
+    settings: Settings
+    engine: Engine
+    run_id: int
+    on_step: Callable[[str], None] | None
+    metrics: dict = field(default_factory=dict)  # written to the run's row at the end
+    fit_id: int | None = None
+    mv_id: int | None = None
+
+    def step(self, name: str) -> None:
+        if self.on_step is not None:
+            self.on_step(name)
+        _set_step(self.engine, self.run_id, name)
+
+
+@dataclass
+class _Ledger:
+    gifs: list[str]  # every pooled GIF, sorted
+    ledger: LedgerArrays  # the comparisons (held-out pairs are judged on these)
+    fit_ledger: LedgerArrays  # plus the bar judgements: what the BT fit sees
+
+
+@dataclass
+class _Data:
+    train: Dataset
+    dev: Dataset
+    evidence: dict  # sha -> vote-only weights (17,)
+    encoder_id: str
+    sampling: str
+
+    def votes_only(self, data: Dataset) -> Dataset:
+        # Judge on the votes alone: the active version fits its own rehearsal targets
+        # exactly, so with them in the dev loss a warm start would never be beaten.
+        return Dataset(data.keys, data.shas, data.feats, data.targets,
+                       np.asarray([self.evidence[sha] for sha in data.shas],
+                                  np.float32).reshape(-1, N_EMOTIONS))
+
+
+@dataclass
+class _Verdict:
+    better: bool
+    new_rmse: float
+    old_rmse: float
 
 
 def run_retrain(settings: Settings, engine: Engine | None = None, *, trigger: str = "manual",
@@ -478,247 +295,289 @@ def _run_locked(settings: Settings, engine: Engine, *, trigger: str, head_kind: 
                 epochs: int, device: str, force: bool,
                 on_step: Callable[[str], None] | None) -> RetrainOutcome:
     cleanup_interrupted(engine)
-    with session_scope(engine) as s:
-        run = RetrainRun(trigger=trigger[:20], status="running", step="lock",
-                         host=f"{socket.gethostname()}:{os.getpid()}"[:100])
-        s.add(run)
-        s.flush()
-        run_id = run.id
-    metrics: dict = {}
-    state: dict = {}
-
-    def step(name: str) -> None:
-        if on_step is not None:
-            on_step(name)
-        _set_step(engine, run_id, name)
-
-    def finish(status: str, message: str, **extra: object) -> RetrainOutcome:
-        with session_scope(engine) as s:
-            r = s.get(RetrainRun, run_id)
-            assert r is not None
-            r.status, r.finished_at, r.metrics = status, utcnow(), {**metrics, "message": message}
-            if status == "failed":
-                r.error = message
-            r.bt_fit_id = state.get("fit_id")
-            r.model_version_id = state.get("mv_id")
-            if status == "failed" and state.get("mv_id") is not None:
-                mv = s.get(ModelVersion, state["mv_id"])
-                if mv is not None and mv.status == "candidate":
-                    mv.status = "failed"
-        log.info("retrain run %d: %s: %s", run_id, status, message)
-        return RetrainOutcome(status, message, run_id, state.get("mv_id"), state.get("fit_id"),
-                              metrics)
-
+    run = _start(settings, engine, trigger, on_step)
     try:
         _hold("lock")
-        step("ledger")
-        prev_fit = _active_fit(engine)
-        last_seen = prev_fit.last_comparison_id if prev_fit else 0
-        newest = latest_id(engine)
-        if newest == 0:
-            raise _Skip("nothing to learn yet: the ledger has no comparisons (votes, sends, "
-                        "polls or imported pairs); collect some, then run again")
-        if trigger == "schedule" and not force:
-            from training.comparisons import count_since
+        run.step("ledger")
+        led = _read_ledger(run, trigger, force)
+        run.step("bt-fit")
+        active = versions.active_version(engine)
+        fit = _fit_bt(run, led, active)
+        run.step("dataset")
+        data = _dataset(run, fit, active)
+        run.step("train")
+        result, cfg = _train(run, data, active, head_kind, epochs, device)
+        run.step("evaluate")
+        verdict = _evaluate(run, led.ledger, data, active, result)
+        run.step("save")
+        _save(run, data, fit, active, result, cfg)
+        run.step("rescore")
+        _rescore(run, led.gifs)
+        run.step("activate")
+        verdict.better = _activate(run, fit, active, verdict.better)
+        return _report(run, fit, verdict)
+    except _Skip as skip:
+        return _finish(run, "skipped", str(skip))
+    except Exception as exc:
+        log.error("retrain run %d failed: %s\n%s", run.run_id, exc, traceback.format_exc())
+        return _finish(run, "failed", f"{type(exc).__name__}: {exc}")
 
-            new = count_since(engine, last_seen)
-            if new < settings.retrain_min_new_comparisons:
-                raise _Skip(f"only {new} new comparisons since the last fit "
-                            f"(MOODGIF_RETRAIN_MIN_NEW_COMPARISONS={settings.retrain_min_new_comparisons})")
-        gifs = sorted(pooled_gifs(engine))
-        ledger, info = load_ledger(engine, known_gifs=set(gifs), items=gifs, up_to_id=newest)
-        metrics["ledger"] = {k: info[k] for k in ("rows", "used", "skipped_unknown_gif", "ties")}
-        metrics["ledger"]["by_source"] = info["by_source"]
-        if len(ledger) == 0:
-            raise _Skip(f"nothing to learn yet: none of the {info['rows']} comparisons names a "
-                        "GIF that is in a pool")
 
-        fit_ledger = ledger
-        if USE_BAR_JUDGEMENTS:
-            from training.judgements import preview_judgements, with_judgements
+def _start(settings: Settings, engine: Engine, trigger: str,
+           on_step: Callable[[str], None] | None) -> _Run:
+    with session_scope(engine) as s:
+        row = RetrainRun(trigger=trigger[:20], status="running", step="lock",
+                         host=f"{socket.gethostname()}:{os.getpid()}"[:100])
+        s.add(row)
+        s.flush()
+        return _Run(settings, engine, row.id, on_step)
 
-            judged = preview_judgements(engine, set(gifs))
-            fit_ledger = with_judgements(ledger, judged)
-            metrics["ledger"]["bar_judgements"] = len(judged)
 
-        step("bt-fit")
-        active = active_version(engine)
-        fit = refit_bt(settings, engine, fit_ledger, gifs, prior_version=active,
-                       ledger_info=metrics["ledger"])
-        state["fit_id"] = fit.fit_id
-        metrics["bt"] = {"fit_id": fit.fit_id, "prior_model_version_id": active.id if active else None}
+def _finish(run: _Run, status: str, message: str) -> RetrainOutcome:
+    """Close a run that did not reach activation (skipped or failed)."""
+    with session_scope(run.engine) as s:
+        r = s.get(RetrainRun, run.run_id)
+        assert r is not None
+        r.status, r.finished_at, r.metrics = status, utcnow(), {**run.metrics, "message": message}
+        if status == "failed":
+            r.error = message
+        r.bt_fit_id = run.fit_id
+        r.model_version_id = run.mv_id
+        if status == "failed" and run.mv_id is not None:
+            mv = s.get(ModelVersion, run.mv_id)
+            if mv is not None and mv.status == "candidate":
+                mv.status = "failed"
+    log.info("retrain run %d: %s: %s", run.run_id, status, message)
+    return RetrainOutcome(status, message, run.run_id, run.mv_id, run.fit_id, run.metrics)
 
-        step("dataset")
-        encoder_id = active.encoder_id if active else settings.encoder
-        sampling = active.sampling if active else settings.sampling
-        active_pred = None
-        if active is not None and DISTILL_WEIGHT > 0:
-            active_pred = prediction_matrix(engine, active.id, fit.items)
-            if not np.isfinite(active_pred).any():
-                active_pred = None
-        train, dev, dinfo = build_dataset(settings, engine, fit, encoder_id=encoder_id,
-                                          sampling=sampling, active_pred=active_pred)
-        evidence = dinfo.pop("evidence")
-        metrics["dataset"] = {**dinfo, "dev_used": len(dev), "encoder_id": encoder_id,
+
+def _read_ledger(run: _Run, trigger: str, force: bool) -> _Ledger:
+    """A fixed snapshot of the ledger (up to the newest comparison now); _Skip when there
+    is nothing (new enough) to learn."""
+    settings, engine = run.settings, run.engine
+    prev_fit = versions.active_fit(engine)
+    last_seen = prev_fit.last_comparison_id if prev_fit else 0
+    newest = latest_id(engine)
+    if newest == 0:
+        raise _Skip("nothing to learn yet: the ledger has no comparisons (votes, sends, "
+                    "polls or imported pairs); collect some, then run again")
+    if trigger == "schedule" and not force:
+        from training.comparisons import count_since
+
+        new = count_since(engine, last_seen)
+        if new < settings.retrain_min_new_comparisons:
+            raise _Skip(f"only {new} new comparisons since the last fit "
+                        f"(MOODGIF_RETRAIN_MIN_NEW_COMPARISONS={settings.retrain_min_new_comparisons})")
+    gifs = sorted(pooled_gifs(engine))
+    ledger, info = load_ledger(engine, known_gifs=set(gifs), items=gifs, up_to_id=newest)
+    run.metrics["ledger"] = {k: info[k] for k in ("rows", "used", "skipped_unknown_gif", "ties")}
+    run.metrics["ledger"]["by_source"] = info["by_source"]
+    if len(ledger) == 0:
+        raise _Skip(f"nothing to learn yet: none of the {info['rows']} comparisons names a "
+                    "GIF that is in a pool")
+    fit_ledger = ledger
+    if USE_BAR_JUDGEMENTS:
+        from training.judgements import preview_judgements, with_judgements
+
+        judged = preview_judgements(engine, set(gifs))
+        fit_ledger = with_judgements(ledger, judged)
+        run.metrics["ledger"]["bar_judgements"] = len(judged)
+    return _Ledger(gifs, ledger, fit_ledger)
+
+
+def _fit_bt(run: _Run, led: _Ledger, active: ModelVersion | None) -> FitOutput:
+    fit = refit_bt(run.settings, run.engine, led.fit_ledger, led.gifs, prior_version=active,
+                   ledger_info=run.metrics["ledger"])
+    run.fit_id = fit.fit_id
+    run.metrics["bt"] = {"fit_id": fit.fit_id,
+                         "prior_model_version_id": active.id if active else None}
+    return fit
+
+
+def _dataset(run: _Run, fit: FitOutput, active: ModelVersion | None) -> _Data:
+    settings, engine = run.settings, run.engine
+    encoder_id = active.encoder_id if active else settings.encoder
+    sampling = active.sampling if active else settings.sampling
+    active_pred = None
+    if active is not None and DISTILL_WEIGHT > 0:
+        active_pred = prediction_matrix(engine, active.id, fit.items)
+        if not np.isfinite(active_pred).any():
+            active_pred = None
+    train, dev, dinfo = build_dataset(settings, engine, fit, encoder_id=encoder_id,
+                                      sampling=sampling, active_pred=active_pred)
+    evidence = dinfo.pop("evidence")
+    run.metrics["dataset"] = {**dinfo, "dev_used": len(dev), "encoder_id": encoder_id,
                               "sampling": sampling,
                               "distill_weight": DISTILL_WEIGHT if active_pred is not None else 0.0}
-        if len(train) == 0:
-            if dinfo.get("no_features"):
-                raise _Skip(f"no cached features for the {dinfo['no_features']} compared GIFs "
-                            f"(encoder {encoder_id}, {sampling}): run `moodgif score` first")
-            raise _Skip("nothing to learn yet: too few compared GIFs with 4 or more frames")
+    if len(train) == 0:
+        if dinfo.get("no_features"):
+            raise _Skip(f"no cached features for the {dinfo['no_features']} compared GIFs "
+                        f"(encoder {encoder_id}, {sampling}): run `moodgif score` first")
+        raise _Skip("nothing to learn yet: too few compared GIFs with 4 or more frames")
+    return _Data(train, dev, evidence, encoder_id, sampling)
 
-        def votes_only(data: Dataset) -> Dataset:
-            # Judge on the votes alone: the active version fits its own rehearsal targets
-            # exactly, so with them in the dev loss a warm start would never be beaten.
-            return Dataset(data.keys, data.shas, data.feats, data.targets,
-                           np.asarray([evidence[sha] for sha in data.shas],
-                                      np.float32).reshape(-1, N_EMOTIONS))
 
-        step("train")
-        init = None
-        base_cfg = HeadConfig(kind=head_kind or DEFAULT_HEAD, epochs=epochs, seed=settings.seed)
-        if active is not None and active.path and (head_kind in (None, active.head_kind)):
-            path = _head_file(settings, active.path)
-            if path.is_file():
-                from scorer.heads import load_head
+def _train(run: _Run, data: _Data, active: ModelVersion | None, head_kind: str | None,
+           epochs: int, device: str) -> tuple[FitResult, HeadConfig]:
+    """The head, warm-started from the active version's when it is the same kind and size."""
+    settings = run.settings
+    init = None
+    cfg = HeadConfig(kind=head_kind or DEFAULT_HEAD, epochs=epochs, seed=settings.seed)
+    if active is not None and active.path and (head_kind in (None, active.head_kind)):
+        path = versions.head_file(settings, active.path)
+        if path.is_file():
+            from scorer.heads import load_head
 
-                module, meta = load_head(path)
-                if int(meta.get("in_dim", -1)) == train.dim and active.head_kind.startswith(("fc-", "rnn-")):
-                    init = module
-                    saved = (active.config or {}).get("head") or {}
-                    base_cfg = HeadConfig.from_dict({**saved, "epochs": epochs, "seed": settings.seed,
-                                                     "kind": active.head_kind})
-        result = train_head(train, votes_only(dev), base_cfg, device=device, init=init)
-        metrics["train"] = {**result.summary(), "warm_start": init is not None,
-                            "head": base_cfg.to_dict(), "n_train": len(train)}
+            module, meta = load_head(path)
+            if int(meta.get("in_dim", -1)) == data.train.dim and active.head_kind.startswith(("fc-", "rnn-")):
+                init = module
+                saved = (active.config or {}).get("head") or {}
+                cfg = HeadConfig.from_dict({**saved, "epochs": epochs, "seed": settings.seed,
+                                            "kind": active.head_kind})
+    result = train_head(data.train, data.votes_only(data.dev), cfg, device=device, init=init)
+    run.metrics["train"] = {**result.summary(), "warm_start": init is not None,
+                            "head": cfg.to_dict(), "n_train": len(data.train)}
+    return result, cfg
 
-        step("evaluate")
-        from scorer.heads import predict
 
-        new_pred = predict(result.module, dev.feats) if len(dev) else np.zeros((0, N_EMOTIONS))
-        eval_set = votes_only(dev)
-        on_dev = True
-        if len(dev) == 0 or float(eval_set.weights.sum()) == 0:  # type: ignore[union-attr]
-            # Too few compared GIFs for a dev set: judge on the training GIFs, and say so.
-            eval_set = votes_only(train)
-            on_dev = False
-            new_pred = predict(result.module, train.feats)
-            metrics["evaluate_on"] = "train (no dev GIFs with comparisons)"
-        new_rmse = _weighted_rmse(new_pred, eval_set)
-        # For scale: what predicting the training mean for every GIF scores here.
-        mean_pred = np.broadcast_to(column_means(train.targets, train.weights), eval_set.targets.shape)
-        metrics["dev_rmse_mean_only"] = _weighted_rmse(mean_pred, eval_set)
-        old_rmse = math.nan
-        old_pred = None
-        if active is not None:
-            # What ranks these GIFs now: the active version, or the zero-shot prior for the
-            # pools outside its domain. A new head must beat that on each GIF it would take over.
-            old_pred = ranked_predictions(engine, active.id, eval_set.shas)
-            have = np.isfinite(old_pred).all(axis=1)
-            if have.any():
-                sub = eval_set.subset(np.flatnonzero(have).tolist())
-                old_rmse = _weighted_rmse(old_pred[have], sub)
-                new_rmse_same = _weighted_rmse(new_pred[have], sub)
-                metrics["dev_compared_gifs"] = int(have.sum())
-                new_rmse = new_rmse_same
-        better = active is None or math.isnan(old_rmse) or new_rmse <= old_rmse + RMSE_TOLERANCE
-        metrics["judged_by"] = "dev RMSE"
-        # Better evidence than RMSE on the compared GIFs (each emotion's top, the very set the
-        # candidate was fitted to): the comparisons among dev GIFs, which no head trained on.
-        if old_pred is not None and on_dev:
-            pairs = heldout_pairs(ledger, dev.shas)
-            usable = (np.isfinite(old_pred[pairs.winner, pairs.emotion])
-                      & np.isfinite(old_pred[pairs.loser, pairs.emotion]))
-            metrics["heldout_pairs"] = int(usable.sum())
-            if int(usable.sum()) >= MIN_HELDOUT_PAIRS:
-                acc_new, _ = pairs.accuracy(new_pred, usable)
-                acc_old, _ = pairs.accuracy(np.nan_to_num(old_pred), usable)
-                metrics["heldout_accuracy_new"] = acc_new
-                metrics["heldout_accuracy_active"] = acc_old
-                better = acc_new >= acc_old
-                metrics["judged_by"] = "held-out comparisons"
-        metrics["dev_rmse_new"] = new_rmse
-        metrics["dev_rmse_active"] = None if math.isnan(old_rmse) else old_rmse
-        metrics["not_worse"] = bool(better)
+def _evaluate(run: _Run, ledger: LedgerArrays, data: _Data, active: ModelVersion | None,
+              result: FitResult) -> _Verdict:
+    """Is the candidate not worse than what ranks these GIFs now? Held-out comparisons
+    decide when there are enough of them, else dev RMSE on the votes."""
+    from scorer.heads import predict
 
-        step("save")
-        settings.models_dir.mkdir(parents=True, exist_ok=True)
-        rel = f"retrain-{run_id}-{base_cfg.kind}.pt"
-        from scorer.heads import save_head
+    metrics, train, dev = run.metrics, data.train, data.dev
+    new_pred = predict(result.module, dev.feats) if len(dev) else np.zeros((0, N_EMOTIONS))
+    eval_set = data.votes_only(dev)
+    on_dev = True
+    if len(dev) == 0 or float(eval_set.weights.sum()) == 0:  # type: ignore[union-attr]
+        # Too few compared GIFs for a dev set: judge on the training GIFs, and say so.
+        eval_set = data.votes_only(train)
+        on_dev = False
+        new_pred = predict(result.module, train.feats)
+        metrics["evaluate_on"] = "train (no dev GIFs with comparisons)"
+    new_rmse = _weighted_rmse(new_pred, eval_set)
+    # For scale: what predicting the training mean for every GIF scores here.
+    mean_pred = np.broadcast_to(column_means(train.targets, train.weights), eval_set.targets.shape)
+    metrics["dev_rmse_mean_only"] = _weighted_rmse(mean_pred, eval_set)
+    old_rmse = math.nan
+    old_pred = None
+    if active is not None:
+        # What ranks these GIFs now: the active version, or the zero-shot prior for the
+        # pools outside its domain. A new head must beat that on each GIF it would take over.
+        old_pred = ranked_predictions(run.engine, active.id, eval_set.shas)
+        have = np.isfinite(old_pred).all(axis=1)
+        if have.any():
+            sub = eval_set.subset(np.flatnonzero(have).tolist())
+            old_rmse = _weighted_rmse(old_pred[have], sub)
+            new_rmse = _weighted_rmse(new_pred[have], sub)
+            metrics["dev_compared_gifs"] = int(have.sum())
+    better = active is None or math.isnan(old_rmse) or new_rmse <= old_rmse + RMSE_TOLERANCE
+    metrics["judged_by"] = "dev RMSE"
+    # Better evidence than RMSE on the compared GIFs (each emotion's top, the very set the
+    # candidate was fitted to): the comparisons among dev GIFs, which no head trained on.
+    if old_pred is not None and on_dev:
+        pairs = heldout_pairs(ledger, dev.shas)
+        usable = (np.isfinite(old_pred[pairs.winner, pairs.emotion])
+                  & np.isfinite(old_pred[pairs.loser, pairs.emotion]))
+        metrics["heldout_pairs"] = int(usable.sum())
+        if int(usable.sum()) >= MIN_HELDOUT_PAIRS:
+            acc_new, _ = pairs.accuracy(new_pred, usable)
+            acc_old, _ = pairs.accuracy(np.nan_to_num(old_pred), usable)
+            metrics["heldout_accuracy_new"] = acc_new
+            metrics["heldout_accuracy_active"] = acc_old
+            better = acc_new >= acc_old
+            metrics["judged_by"] = "held-out comparisons"
+    metrics["dev_rmse_new"] = new_rmse
+    metrics["dev_rmse_active"] = None if math.isnan(old_rmse) else old_rmse
+    metrics["not_worse"] = bool(better)
+    return _Verdict(bool(better), new_rmse, old_rmse)
 
-        save_head(settings.models_dir / rel, result.module.cpu(), {
-            "kind": base_cfg.kind, "in_dim": train.dim, "cfg": base_cfg.head_kwargs(),
-            "encoder_id": encoder_id, "sampling": sampling,
-        })
-        with session_scope(engine) as s:
-            mv = ModelVersion(
-                name=f"retrain-{run_id}", encoder_id=encoder_id, sampling=sampling,
-                head_kind=base_cfg.kind, path=rel, status="candidate",
-                config={"head": base_cfg.to_dict(), "scale_params": fit.scale_params,
-                        "bt_fit_id": fit.fit_id, "in_dim": train.dim, "targets": "bt-robust",
-                        # The pools whose votes trained it: the only ones it may rank.
-                        "pools": pools_with_votes(engine) or None},
-                metrics={k: metrics[k] for k in ("dev_rmse_new", "dev_rmse_active") if k in metrics},
-                parent_id=active.id if active else None,
-            )
-            s.add(mv)
-            s.flush()
-            state["mv_id"] = mv.id
-            s.execute(update(RetrainRun).where(RetrainRun.id == run_id).values(
-                model_version_id=mv.id, bt_fit_id=fit.fit_id))
 
-        step("rescore")
-        from scorer.pipeline import write_predictions
+def _save(run: _Run, data: _Data, fit: FitOutput, active: ModelVersion | None,
+          result: FitResult, cfg: HeadConfig) -> None:
+    """The head file and a `candidate` model version (inactive: a kill here changes nothing)."""
+    from scorer.heads import save_head
 
-        metrics["rescored"] = write_predictions(settings, engine, state["mv_id"], gifs)
+    settings, engine = run.settings, run.engine
+    settings.models_dir.mkdir(parents=True, exist_ok=True)
+    rel = f"retrain-{run.run_id}-{cfg.kind}.pt"
+    save_head(settings.models_dir / rel, result.module.cpu(), {
+        "kind": cfg.kind, "in_dim": data.train.dim, "cfg": cfg.head_kwargs(),
+        "encoder_id": data.encoder_id, "sampling": data.sampling,
+    })
+    with session_scope(engine) as s:
+        mv = ModelVersion(
+            name=f"retrain-{run.run_id}", encoder_id=data.encoder_id, sampling=data.sampling,
+            head_kind=cfg.kind, path=rel, status="candidate",
+            config={"head": cfg.to_dict(), "scale_params": fit.scale_params,
+                    "bt_fit_id": fit.fit_id, "in_dim": data.train.dim, "targets": "bt-robust",
+                    # The pools whose votes trained it: the only ones it may rank.
+                    "pools": pools_with_votes(engine) or None},
+            metrics={k: run.metrics[k] for k in ("dev_rmse_new", "dev_rmse_active")
+                     if k in run.metrics},
+            parent_id=active.id if active else None,
+        )
+        s.add(mv)
+        s.flush()
+        run.mv_id = mv.id
+        s.execute(update(RetrainRun).where(RetrainRun.id == run.run_id).values(
+            model_version_id=mv.id, bt_fit_id=fit.fit_id))
 
-        step("activate")
-        with session_scope(engine) as s:
-            current = s.scalars(select(ModelVersion.id).where(ModelVersion.status == "active")).all()
-            if active is not None and list(current) != [active.id]:
-                better = False
-                metrics["not_worse"] = False
-                metrics["why"] = "the active version changed during the run"
-            mv = s.get(ModelVersion, state["mv_id"])
-            assert mv is not None
-            if better:
-                s.execute(update(ModelVersion).where(ModelVersion.status == "active")
-                          .values(status="retired"))
-                mv.status, mv.activated_at = "active", utcnow()
-            else:
-                mv.status = "rejected"
-            s.execute(update(BTFit).where(BTFit.active.is_(True)).values(active=False))
-            f = s.get(BTFit, fit.fit_id)
-            assert f is not None
-            f.active = True
-            r = s.get(RetrainRun, run_id)
-            assert r is not None
-            r.status = "activated" if better else "rejected"
-            r.finished_at = utcnow()
-            r.metrics = metrics
-        if "heldout_accuracy_new" in metrics:
-            judged = (f"held-out comparison accuracy {metrics['heldout_accuracy_new']:.4f} vs "
-                      f"{metrics['heldout_accuracy_active']:.4f} on {metrics['heldout_pairs']} pairs")
-        else:
-            judged = (f"dev RMSE {new_rmse:.4f}"
-                      + (f" vs {old_rmse:.4f}" if not math.isnan(old_rmse) else ", first version"))
+
+def _rescore(run: _Run, gifs: list[str]) -> None:
+    from scorer.pipeline import write_predictions
+
+    assert run.mv_id is not None
+    run.metrics["rescored"] = write_predictions(run.settings, run.engine, run.mv_id, gifs)
+
+
+def _activate(run: _Run, fit: FitOutput, active: ModelVersion | None, better: bool) -> bool:
+    """One transaction: the candidate active (or rejected), the new fit active either way.
+    Returns whether the candidate was activated."""
+    metrics = run.metrics
+    with session_scope(run.engine) as s:
+        if active is not None and versions.active_ids(s) != [active.id]:
+            better = False
+            metrics["not_worse"] = False
+            metrics["why"] = "the active version changed during the run"
+        assert run.mv_id is not None
         if better:
-            msg = f"model version {state['mv_id']} is active ({judged})"
+            versions.activate(s, run.mv_id)
         else:
-            msg = (f"model version {state['mv_id']} rejected: worse than the active version "
-                   f"({judged}); the new Bradley-Terry fit is active")
-        metrics["message"] = msg
-        with session_scope(engine) as s:
-            s.execute(update(RetrainRun).where(RetrainRun.id == run_id).values(metrics=metrics))
-        log.info("retrain run %d: %s", run_id, msg)
-        return RetrainOutcome("activated" if better else "rejected", msg, run_id, state["mv_id"],
-                              fit.fit_id, metrics)
-    except _Skip as skip:
-        return finish("skipped", str(skip))
-    except Exception as exc:
-        log.error("retrain run %d failed: %s\n%s", run_id, exc, traceback.format_exc())
-        return finish("failed", f"{type(exc).__name__}: {exc}")
+            mv = s.get(ModelVersion, run.mv_id)
+            assert mv is not None
+            mv.status = "rejected"
+        # The new fit is active either way: it holds the newest votes.
+        versions.activate_fit(s, fit.fit_id)
+        r = s.get(RetrainRun, run.run_id)
+        assert r is not None
+        r.status = "activated" if better else "rejected"
+        r.finished_at = utcnow()
+        r.metrics = metrics
+    return better
+
+
+def _report(run: _Run, fit: FitOutput, verdict: _Verdict) -> RetrainOutcome:
+    metrics = run.metrics
+    if "heldout_accuracy_new" in metrics:
+        judged = (f"held-out comparison accuracy {metrics['heldout_accuracy_new']:.4f} vs "
+                  f"{metrics['heldout_accuracy_active']:.4f} on {metrics['heldout_pairs']} pairs")
+    else:
+        judged = (f"dev RMSE {verdict.new_rmse:.4f}"
+                  + (f" vs {verdict.old_rmse:.4f}" if not math.isnan(verdict.old_rmse)
+                     else ", first version"))
+    if verdict.better:
+        msg = f"model version {run.mv_id} is active ({judged})"
+    else:
+        msg = (f"model version {run.mv_id} rejected: worse than the active version "
+               f"({judged}); the new Bradley-Terry fit is active")
+    metrics["message"] = msg
+    with session_scope(run.engine) as s:
+        s.execute(update(RetrainRun).where(RetrainRun.id == run.run_id).values(metrics=metrics))
+    log.info("retrain run %d: %s", run.run_id, msg)
+    status = "activated" if verdict.better else "rejected"
+    return RetrainOutcome(status, msg, run.run_id, run.mv_id, fit.fit_id, metrics)
 
 
 # ---------------------------------------------------------------------------------------

@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import update
 from sqlalchemy.engine import Engine
 
+from scorer import versions
 from scorer.pipeline import pools_with_votes
 from scorer.settings import Settings
-from scorer.store import BTFit, ModelVersion, session_scope, utcnow
+from scorer.store import ModelVersion, session_scope, utcnow
+from scorer.versions import active_version
 from training import bradley_terry as bt
 from training.comparisons import LedgerArrays, load_ledger, pooled_gifs
 from training.dataset import Splits, assemble, gif_frame_counts, training_set
@@ -35,7 +36,7 @@ from training.evaluate import (
     write_report,
 )
 from training.fit import HEAD_KINDS, FitResult, HeadConfig, fit_baseline, search, train_head
-from training.retrain import FitOutput, active_version, evidence_weights, refit_bt
+from training.refit import FitOutput, evidence_weights, refit_bt
 
 log = logging.getLogger("moodgif.training.workflow")
 
@@ -143,15 +144,7 @@ class TrainReport:
 def activate_version(engine: Engine, mv_id: int, fit_id: int | None) -> None:
     """Make this version (and its fit) the active ones, in one transaction."""
     with session_scope(engine) as s:
-        s.execute(update(ModelVersion).where(ModelVersion.status == "active").values(status="retired"))
-        mv = s.get(ModelVersion, mv_id)
-        assert mv is not None
-        mv.status, mv.activated_at = "active", utcnow()
-        if fit_id:
-            s.execute(update(BTFit).where(BTFit.active.is_(True)).values(active=False))
-            f = s.get(BTFit, fit_id)
-            if f is not None:
-                f.active = True
+        versions.activate(s, mv_id, fit_id)
 
 
 def _splits_for(settings: Settings, engine: Engine, targets: dict, weights: dict, *,

@@ -1,0 +1,183 @@
+"""Model versions and Bradley-Terry fits: the one owner of "which is active".
+
+Before this module the active model version was read in six places with three different
+tie-breaks (max id, newest activated_at, an unordered first row) and activation was written
+in three. Every reader and writer now asks here, so there is ONE rule:
+
+- the active version is the newest `activated_at` among rows with status "active", ties
+  (and rows without a timestamp, which sort last) broken by the highest id;
+- the zero-shot prior (scorer/prior.py) is the newest version whose head_kind is "prior";
+- the active BT fit is the highest id with `active` set;
+- activating a version retires every other active one in the same transaction.
+
+Readers take an `Engine`, an ORM `Session` or a Core `Connection` (`load_matrix` reads on a
+connection); writers take a `Session` so the caller decides the transaction.
+
+It sits in scorer/ (imports only scorer.store and scorer.settings) so that scorer, training
+and bot can all import it without an upward import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session
+
+from scorer.store import BTFit, ModelVersion, session_scope, utcnow
+
+if TYPE_CHECKING:
+    from scorer.settings import Settings
+
+# The zero-shot prior's head kind: a version with no head file (scorer/prior.py writes it).
+PRIOR_HEAD_KIND = "prior"
+
+# The one tie-break: newest activation first; a row activated without a timestamp sorts
+# last (explicit because PostgreSQL and SQLite disagree on where NULLs go), then highest id.
+ACTIVE_ORDER = (ModelVersion.activated_at.desc().nulls_last(), ModelVersion.id.desc())
+
+
+class MissingHead(FileNotFoundError):
+    """A model version whose head file is not where its row says."""
+
+
+Db = Engine | Session | Connection
+
+
+@contextmanager
+def _reader(db: Db) -> Iterator[Session | Connection]:
+    """A session for an Engine (closed after), or the caller's own session/connection."""
+    if isinstance(db, Engine):
+        with session_scope(db) as s:
+            yield s
+    else:
+        yield db
+
+
+# ---------------------------------------------------------------------------------------
+# model versions: queries
+
+
+def active_id_query() -> Any:
+    """A scalar subquery of the active version's id (for statements built elsewhere)."""
+    return (select(ModelVersion.id).where(ModelVersion.status == "active")
+            .order_by(*ACTIVE_ORDER).limit(1).scalar_subquery())
+
+
+def active_version_id(db: Db) -> int | None:
+    """The active version's id, or None when nothing is active yet."""
+    with _reader(db) as s:
+        return s.scalar(select(ModelVersion.id).where(ModelVersion.status == "active")
+                        .order_by(*ACTIVE_ORDER).limit(1))
+
+
+def active_version(db: Engine | Session) -> ModelVersion | None:
+    """The active ModelVersion row (usable after an Engine's session closes)."""
+    with _reader(db) as s:
+        assert isinstance(s, Session)
+        return s.scalars(select(ModelVersion).where(ModelVersion.status == "active")
+                         .order_by(*ACTIVE_ORDER).limit(1)).first()
+
+
+def active_ids(db: Db) -> list[int]:
+    """Every id marked active, in tie-break order (more than one only after a race)."""
+    with _reader(db) as s:
+        return list(s.scalars(select(ModelVersion.id).where(ModelVersion.status == "active")
+                              .order_by(*ACTIVE_ORDER)))
+
+
+def zero_shot_version_id(db: Db) -> int | None:
+    """The newest zero-shot prior version's id: it ranks the GIFs the active head does not."""
+    with _reader(db) as s:
+        return s.scalar(select(ModelVersion.id).where(ModelVersion.head_kind == PRIOR_HEAD_KIND)
+                        .order_by(ModelVersion.id.desc()).limit(1))
+
+
+def zero_shot_version(db: Engine | Session) -> ModelVersion | None:
+    with _reader(db) as s:
+        assert isinstance(s, Session)
+        return s.scalars(select(ModelVersion).where(ModelVersion.head_kind == PRIOR_HEAD_KIND)
+                         .order_by(ModelVersion.id.desc()).limit(1)).first()
+
+
+# ---------------------------------------------------------------------------------------
+# model versions: writes (the caller's session = the caller's transaction)
+
+
+def activate(s: Session, version_id: int, fit_id: int | None = None) -> ModelVersion:
+    """Make `version_id` the active version (retiring the others), and `fit_id` the active
+    BT fit when given, in the caller's transaction."""
+    mv = s.get(ModelVersion, version_id)
+    if mv is None:
+        raise LookupError(f"model version {version_id} does not exist")
+    s.execute(update(ModelVersion).where(ModelVersion.status == "active",
+                                         ModelVersion.id != version_id).values(status="retired"))
+    mv.status, mv.activated_at = "active", utcnow()
+    if fit_id:
+        activate_fit(s, fit_id)
+    return mv
+
+
+def activate_if_none(s: Session, version_id: int) -> bool:
+    """Activate `version_id` only when no version is active yet (a fresh home)."""
+    if active_version_id(s) is not None:
+        return False
+    activate(s, version_id)
+    return True
+
+
+# ---------------------------------------------------------------------------------------
+# Bradley-Terry fits
+
+
+def active_fit_id_query() -> Any:
+    return (select(BTFit.id).where(BTFit.active.is_(True))
+            .order_by(BTFit.id.desc()).limit(1).scalar_subquery())
+
+
+def active_fit(db: Engine | Session) -> BTFit | None:
+    """The active BT fit (the highest id marked active), or None."""
+    with _reader(db) as s:
+        assert isinstance(s, Session)
+        return s.scalars(select(BTFit).where(BTFit.active.is_(True))
+                         .order_by(BTFit.id.desc()).limit(1)).first()
+
+
+def activate_fit(s: Session, fit_id: int) -> None:
+    """Make `fit_id` the one active BT fit; a fit id that does not exist deactivates all."""
+    s.execute(update(BTFit).where(BTFit.active.is_(True)).values(active=False))
+    f = s.get(BTFit, fit_id)
+    if f is not None:
+        f.active = True
+
+
+# ---------------------------------------------------------------------------------------
+# head files
+
+
+def head_file(settings: Settings, path: str) -> Path:
+    """Where a version's head file `path` lives: absolute as is; relative under models_dir,
+    else under the home (older versions stored it relative to the home). When it is in
+    neither, the models_dir path (for the caller's error or `is_file` check)."""
+    p = Path(path).expanduser()
+    if p.is_absolute():
+        return p
+    for base in (settings.models_dir, settings.home):
+        if (base / p).is_file():
+            return base / p
+    return settings.models_dir / p
+
+
+def head_path(settings: Settings, mv: ModelVersion) -> Path:
+    """The version's head file; MissingHead (a clear message) when it has none on disk."""
+    if not mv.path:
+        raise MissingHead(f"model version {mv.id} ({mv.head_kind}) has no head file")
+    p = head_file(settings, mv.path)
+    if not p.is_file():
+        raise MissingHead(f"model version {mv.id} has no head file at {mv.path!r} "
+                          f"(looked in {settings.models_dir} and {settings.home})")
+    return p

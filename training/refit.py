@@ -1,0 +1,265 @@
+"""Bradley-Terry refit and the head's targets: what the retrain (training/retrain.py) and
+`moodgif train` (training/workflow.py) both build on, so neither imports the other's job.
+
+- `refit_bt` fits all 17 emotions on the ledger, with a model version's predictions as the
+  prior, and stores the fit (inactive; scorer/versions.py activates fits);
+- `distilled_targets` / `build_dataset` turn a fit into weighted targets and the split;
+- `prediction_matrix` / `ranked_predictions` read a version's stored predictions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import insert, select
+from sqlalchemy.engine import Engine
+
+from scorer import versions
+from scorer.emotions import N_EMOTIONS
+from scorer.settings import Settings
+from scorer.store import (
+    BTFit,
+    BTScore,
+    ModelVersion,
+    Prediction,
+    pack_scores,
+    session_scope,
+    unpack_scores,
+)
+from training import bradley_terry as bt
+from training import bt_incremental
+from training.comparisons import LedgerArrays, is_reference, reference_id
+from training.dataset import Dataset, assemble, gif_frame_counts
+
+# How many comparisons on an emotion make a GIF's fitted score a full-weight target.
+EVIDENCE_HALF = 2.0
+# Weight of the active version's prediction as an extra target on every (GIF, emotion):
+# rehearsal, so a head retrained on the few GIFs people compared (each emotion's top) does
+# not forget the rest of the pool. A GIF with 2 comparisons weighs 0.5, so votes still lead.
+DISTILL_WEIGHT = 0.2
+# The scorer's prediction is clipped to [PRIOR_CLIP, 1 - PRIOR_CLIP] before it becomes the
+# fit's prior mean in logit units. A head that says 0.999 (logit 6.9 spreads) would
+# otherwise pin its GIF to the top whatever people say: a handful of lost comparisons moves
+# theta by about one unit, and on the saturated end of the logistic scale that is nothing.
+PRIOR_CLIP = 0.03
+# Weight of a 👍/👎 (a GIF against its emotion's reference item) relative to a pairwise
+# comparison between two GIFs (a send over a skip, a poll answer).
+REFERENCE_WEIGHT = 1.0
+
+
+def prediction_matrix(engine: Engine, model_version_id: int, shas: list[str]) -> np.ndarray:
+    """(N, 17) stored predictions of a model version, NaN rows for GIFs it has not scored."""
+    out = np.full((len(shas), N_EMOTIONS), np.nan)
+    row = {s: i for i, s in enumerate(shas)}
+    with session_scope(engine) as s:
+        q = select(Prediction.gif_sha, Prediction.scores).where(
+            Prediction.model_version_id == model_version_id)
+        for sha, blob in s.execute(q):
+            if sha in row:
+                out[row[sha]] = unpack_scores(blob)
+    return out
+
+
+def ranked_predictions(engine: Engine, model_version_id: int, shas: list[str]) -> np.ndarray:
+    """`prediction_matrix` of the version, its NaN rows filled from the newest zero-shot
+    prior (scorer.prior), as the ranker does for pools outside a head's domain."""
+    out = prediction_matrix(engine, model_version_id, shas)
+    missing = np.flatnonzero(np.isnan(out).any(axis=1))
+    if len(missing) == 0:
+        return out
+    zero_shot = versions.zero_shot_version_id(engine)
+    if zero_shot is not None and zero_shot != model_version_id:
+        out[missing] = prediction_matrix(engine, zero_shot, [shas[i] for i in missing])
+    return out
+
+
+@dataclass
+class FitOutput:
+    fit_id: int
+    items: list[str]  # GIF shas (no references), row order of the matrices
+    theta: np.ndarray  # (N, 17)
+    se: np.ndarray
+    scaled: np.ndarray
+    counts: np.ndarray  # (N, 17) comparisons per GIF and emotion
+    scale_params: dict  # {"centre": [17], "spread": [17]}
+    ref_scaled: np.ndarray  # (17,) where each emotion's reference item sits on the scale
+
+
+MIN_ANCHOR_GIFS = 10  # fewer compared GIFs than this: the unit scale (theta 0 -> 0.5)
+
+
+def refit_bt(settings: Settings, engine: Engine, ledger: LedgerArrays, gifs: list[str], *,
+             prior_version: ModelVersion | None, ledger_info: dict, store: bool = True
+             ) -> FitOutput:
+    """Fit all emotions on the ledger; store the fit (inactive) unless `store` is False."""
+    ids = ledger.ids
+    n = len(ids)
+    prior_mean = None
+    strength = 0.0
+    model_scale = _model_scale(prior_version)
+    if prior_version is not None:
+        preds = prediction_matrix(engine, prior_version.id, ids)
+        if np.isfinite(preds).any():
+            centre, spread = model_scale if model_scale is not None else (
+                np.zeros(N_EMOTIONS), np.ones(N_EMOTIONS))
+            prior_mean = bt.prediction_to_prior(preds, centre, spread, eps=PRIOR_CLIP)
+            strength = settings.bt_prior_strength if settings.bt_prior_strength > 0 else 0.0
+    weight = ledger.weight
+    if REFERENCE_WEIGHT != 1.0 and n:
+        ref = np.asarray([is_reference(item) for item in ids], bool)
+        weight = weight * np.where(ref[ledger.winner] | ref[ledger.loser], REFERENCE_WEIGHT, 1.0)
+    # Only emotions with new votes (or a new prior) are refitted, warm from the active fit.
+    results, digests, refitted = bt_incremental.fit_all_incremental(
+        n, ledger.emotion, ledger.winner, ledger.loser, ledger.tie, weight,
+        previous=bt_incremental.load_previous(engine, ids), ties=settings.bt_ties,
+        alpha=settings.bt_alpha, prior_mean=prior_mean if strength > 0 else None,
+        prior_strength=strength)
+    theta = np.stack([r.theta for r in results], axis=1)
+    se = np.stack([r.se for r in results], axis=1)
+    counts = np.stack([r.n_compared if r.n_compared is not None else np.zeros(n)
+                       for r in results], axis=1)
+    gif_rows = np.asarray([i for i, item in enumerate(ids) if not is_reference(item)], np.int64)
+    index = {item: i for i, item in enumerate(ids)}
+    scaled = np.zeros_like(theta)
+    centres, spreads, ref_scaled = [], [], np.full(N_EMOTIONS, np.nan)
+    for e in range(N_EMOTIONS):
+        compared = gif_rows[counts[gif_rows, e] > 0]
+        params = _emotion_scale(e, theta[compared, e],
+                                None if prior_mean is None else prior_mean[compared, e],
+                                model_scale, with_prior=strength > 0)
+        centres.append(params[0])
+        spreads.append(params[1])
+        scaled[:, e] = bt.robust_scale(theta[:, e], params=params)
+        ref = index.get(reference_id(e))
+        if ref is not None:
+            ref_scaled[e] = scaled[ref, e]
+    scale_params = {"centre": centres, "spread": spreads}
+    rows = [index[g] for g in gifs]
+    if not store:
+        return FitOutput(0, list(gifs), theta[rows], se[rows], scaled[rows], counts[rows],
+                         scale_params, ref_scaled)
+    with session_scope(engine) as s:
+        fit = BTFit(
+            n_comparisons=len(ledger), last_comparison_id=ledger.max_id,
+            params={"ties": settings.bt_ties, "alpha": settings.bt_alpha,
+                    "prior_strength": strength, "method": "newton",
+                    "scale": "robust", "scale_params": scale_params,
+                    "reference_scaled": [None if math.isnan(x) else float(x) for x in ref_scaled]},
+            stats={"converged": [bool(r.converged) for r in results],
+                   "iterations": [int(r.iterations) for r in results],
+                   "ledger": ledger_info, "items": len(gifs),
+                   "n_items": n, "emotion_digests": digests, "refitted": refitted},
+            prior_model_version_id=prior_version.id if strength > 0 and prior_version else None,
+            active=False,
+        )
+        s.add(fit)
+        s.flush()
+        fit_id = fit.id
+    for start in range(0, len(rows), 2000):
+        chunk = rows[start:start + 2000]
+        with session_scope(engine) as s:
+            s.execute(insert(BTScore), [
+                {"fit_id": fit_id, "gif_sha": ids[i], "theta": pack_scores(theta[i]),
+                 "se": pack_scores(se[i]), "scaled": pack_scores(scaled[i]),
+                 "n_comparisons": round(float(counts[i].sum()))}
+                for i in chunk
+            ])
+    return FitOutput(fit_id, list(gifs), theta[rows], se[rows], scaled[rows], counts[rows],
+                     scale_params, ref_scaled)
+
+
+def _model_scale(version: ModelVersion | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """(centre, spread), one per emotion, of the fit a model version was trained on."""
+    sp = ((version.config or {}).get("scale_params") or {}) if version is not None else {}
+    try:
+        centre = np.asarray(sp["centre"], np.float64).reshape(N_EMOTIONS)
+        spread = np.asarray(sp["spread"], np.float64).reshape(N_EMOTIONS)
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not (np.isfinite(centre).all() and np.isfinite(spread).all() and (spread > 0).all()):
+        return None
+    return centre, spread
+
+
+def _emotion_scale(e: int, theta_compared: np.ndarray, prior_compared: np.ndarray | None,
+                   model_scale: tuple[np.ndarray, np.ndarray] | None, *, with_prior: bool
+                   ) -> tuple[float, float]:
+    """(centre, spread) that puts emotion e's thetas on the [0, 1] scale of the predictions.
+
+    Predictions, the ranker's prior, the fit and the next head's targets must share one
+    scale. Re-anchoring each fit on its own percentiles collapsed it (docs/bench/
+    learning-loop.md): the compared GIFs are each emotion's top, so their spread is small
+    and the targets went to 0/1. So: with the model's predictions as the fit's prior, the
+    model's own scale (an unvoted GIF's target is then exactly its prediction); a fit on votes
+    alone keeps the model's unit and only moves its origin so the compared GIFs sit, in the
+    median, where the model put them; with no model scale, the compared GIFs' percentiles.
+    """
+    if model_scale is not None:
+        centre, spread = float(model_scale[0][e]), float(model_scale[1][e])
+        if with_prior:
+            return centre, spread
+        if prior_compared is not None:
+            d = theta_compared - prior_compared
+            d = d[np.isfinite(d)]
+            if len(d):
+                return centre + float(np.median(d)), spread
+        return centre, spread
+    if len(theta_compared) >= MIN_ANCHOR_GIFS:
+        return bt.robust_scale_params(theta_compared)
+    return 0.0, 1.0
+
+
+def evidence_weights(counts: np.ndarray) -> np.ndarray:
+    """n / (n + 2) per GIF and emotion: 0 with no comparisons, 0.5 at 2, ~1 at dozens."""
+    counts = np.asarray(counts, np.float64)
+    return (counts / (counts + EVIDENCE_HALF)).astype(np.float32)
+
+
+def distilled_targets(fit: FitOutput, active_pred: np.ndarray | None,
+                      distill_weight: float = DISTILL_WEIGHT) -> tuple[np.ndarray, np.ndarray]:
+    """(targets, weights), both (N, 17): the fit's scores weighted by their evidence, plus the
+    active version's prediction at `distill_weight` on every (GIF, emotion) it scored.
+
+    Two weighted squared errors on one output are one error against their weighted mean, so
+    the target is that mean and the weight their sum; an unvoted GIF keeps its prediction.
+    """
+    w_ev = evidence_weights(fit.counts).astype(np.float64)
+    scaled = np.asarray(fit.scaled, np.float64)
+    if active_pred is None or distill_weight <= 0:
+        return scaled.astype(np.float32), w_ev.astype(np.float32)
+    have = np.isfinite(active_pred)
+    d = np.where(have, distill_weight, 0.0)
+    w = w_ev + d
+    mixed = (w_ev * scaled + d * np.where(have, active_pred, 0.0)) / np.maximum(w, 1e-12)
+    targets = np.where(w > 0, mixed, scaled)
+    return targets.astype(np.float32), w.astype(np.float32)
+
+
+def build_dataset(settings: Settings, engine: Engine, fit: FitOutput, *, encoder_id: str,
+                  sampling: str, active_pred: np.ndarray | None = None
+                  ) -> tuple[Dataset, Dataset, dict]:
+    """(train, dev, info): features and targets of every GIF with a weighted target.
+
+    Without `active_pred` (the active version's predictions, rows as `fit.items`) those are
+    the GIFs with at least one comparison; with it, every GIF the active version scored.
+    `info["evidence"]` maps each GIF to its vote-only weights (for judging on votes alone).
+    """
+    from scorer.features import load_features
+
+    all_targets, weights = distilled_targets(fit, active_pred)
+    w_ev = evidence_weights(fit.counts)
+    keep = np.flatnonzero(weights.sum(axis=1) > 0)
+    targets = {fit.items[i]: all_targets[i] for i in keep}
+    wmap = {fit.items[i]: weights[i] for i in keep}
+    splits = assemble(
+        targets, lambda sha: load_features(settings, sha, encoder_id, sampling),
+        seed=settings.seed, n_frames=gif_frame_counts(engine, list(targets)), weights=wmap,
+        encoder_id=encoder_id,
+    )
+    # The test part is not needed to decide; dev and test together make a steadier dev set.
+    dev = splits.dev.with_extra(splits.test)
+    info = dict(splits.info)
+    info["evidence"] = {fit.items[i]: w_ev[i] for i in keep}
+    return splits.train, dev, info
