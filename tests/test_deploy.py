@@ -331,6 +331,7 @@ def test_entrypoint_healthcheck(ops_server: int, tmp_path: Path) -> None:
     assert check("/healthz") == 1  # nothing listening
 
 
+@pytest.mark.slow
 def test_entrypoint_runs_the_image_commands(tmp_path: Path) -> None:
     home = tmp_path / "data"
     env = _clean_env(home)

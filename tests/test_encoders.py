@@ -112,6 +112,7 @@ def test_batching_across_gifs_gives_the_same_features_as_one_gif_at_a_time(nsfw_
         np.testing.assert_allclose(feats, alone, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_errors_are_one_clear_line(sqlite_settings) -> None:
     with pytest.raises(EncoderError, match="unknown encoder 'nope'"):
         get_encoder("nope", sqlite_settings, "cpu")

@@ -270,6 +270,7 @@ def test_cli_exit_code_when_refused(settings: Settings, engine, tmp_path: Path) 
     assert res.exit_code == 2 and "no such file" in res.output
 
 
+@pytest.mark.slow
 def test_large_demo_ingest_is_stable(sqlite_settings: Settings, sqlite_engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     manifest = make_demo_pool(tmp_path / "d", 250, seed=1)
     report = ingest(sqlite_settings, sqlite_engine, "demo", manifest)

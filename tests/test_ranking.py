@@ -122,6 +122,7 @@ def test_unscored_pool_is_random_with_a_note_and_unscored_gifs_wait_otherwise() 
     assert partial.scored and partial.size == 6
 
 
+@pytest.mark.slow
 def test_a_million_gifs_rank_without_a_python_loop() -> None:
     n = 1_000_000
     rng = np.random.default_rng(0)

@@ -149,7 +149,11 @@ def _wait_for(marker: Path, proc: subprocess.Popen) -> None:  # type: ignore[typ
         time.sleep(0.1)
 
 
-@pytest.mark.parametrize("step", ["train", "rescore"])
+# The kill-safety is the same code on both databases and both held steps; the fast loop keeps
+# SQLite at "train" (the cheapest), the full run all four.
+@pytest.mark.parametrize("db_url", ["sqlite", pytest.param("postgresql", marks=[pytest.mark.postgres, pytest.mark.slow])],
+                         indirect=True)
+@pytest.mark.parametrize("step", ["train", pytest.param("rescore", marks=pytest.mark.slow)])
 def test_kill_in_the_middle_keeps_the_active_version(settings, engine, tmp_path, step) -> None:  # type: ignore[no-untyped-def]
     truth = make_pool(settings, engine)
     simulate_votes(engine, truth, 1500)

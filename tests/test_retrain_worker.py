@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from test_retrain import make_pool
 
 from bot import retrain_worker
@@ -27,6 +28,7 @@ def test_same_trigger_as_training(sqlite_settings) -> None:  # type: ignore[no-u
             assert job.max_instances == 1 and job.coalesce is True
 
 
+@pytest.mark.slow
 def test_the_job_runs_in_a_child_process(sqlite_settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
     make_pool(sqlite_settings, sqlite_engine, n=10)
     assert retrain_worker.run_in_worker(sqlite_settings, timeout_s=300) == 0

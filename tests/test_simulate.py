@@ -59,6 +59,7 @@ def test_strategy_specs() -> None:
     assert SimConfig(requests=1200, retrain_every=500).checkpoints() == [0, 500, 1000, 1200]
 
 
+@pytest.mark.slow
 def test_simulate_command_product_beats_its_prior_and_random(tmp_path: Path) -> None:
     """A real run: demo pools drawn and encoded, v0 trained on crowd votes, virtual users
     through BotCore, the scheduled retrain job, the ranker's refresh; then the product must

@@ -114,6 +114,7 @@ HOLDER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 async def test_a_lock_held_by_another_process_gets_busy_replies_not_stalls(sqlite_settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
     core, settings, _ = make_core(sqlite_settings, sqlite_engine, cooldown_s=0.0)
