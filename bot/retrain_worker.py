@@ -6,10 +6,7 @@ the process that users wait on, which then kept that memory for good (~1 GB RSS 
 first run). Here the scheduler lives in the chat process but the job itself is a child
 process (`python -m bot.retrain_worker`) that gets the settings on stdin, runs
 `training.retrain.scheduled_job` and exits, returning its memory. This module imports
-neither torch nor training.
-
-The trigger is the one of `training.retrain.make_trigger` (interval, else crontab), built
-here from the same settings without importing training.
+neither torch nor the training code: only the light `training.schedule` for the trigger.
 """
 
 from __future__ import annotations
@@ -21,28 +18,12 @@ import subprocess
 import sys
 from typing import Any
 
-from scorer.settings import Settings, SettingsError
+from scorer.settings import Settings
+from training.schedule import make_trigger
 
 log = logging.getLogger("moodgif.bot.retrain_worker")
 
 JOB_ID = "moodgif-retrain"
-
-
-def make_trigger(settings: Settings) -> Any:
-    """The same trigger as `training.retrain.make_trigger`; None = scheduling off."""
-    if settings.retrain_interval_min > 0:
-        from apscheduler.triggers.interval import IntervalTrigger
-
-        return IntervalTrigger(minutes=settings.retrain_interval_min)
-    if settings.retrain_cron.strip():
-        from apscheduler.triggers.cron import CronTrigger
-
-        try:
-            return CronTrigger.from_crontab(settings.retrain_cron.strip(), timezone="UTC")
-        except ValueError as exc:
-            raise SettingsError(f"MOODGIF_RETRAIN_CRON {settings.retrain_cron!r} is not a "
-                                f"crontab: {exc}") from None
-    return None
 
 
 def run_in_worker(settings: Settings, timeout_s: float | None = None, *,

@@ -79,6 +79,7 @@ from training.refit import (  # re-exported: the refit and targets' old home
     ranked_predictions,
     refit_bt,
 )
+from training.schedule import make_trigger
 
 log = logging.getLogger("moodgif.training.retrain")
 
@@ -593,24 +594,6 @@ def history(engine: Engine, limit: int = 20) -> list[dict]:
             "bt_fit_id": r.bt_fit_id, "model_version_id": r.model_version_id,
             "metrics": r.metrics or {}, "error": r.error,
         } for r in runs]
-
-
-def make_trigger(settings: Settings):  # type: ignore[no-untyped-def]
-    """The APScheduler trigger from settings: an interval if set, else the crontab; None = off."""
-    if settings.retrain_interval_min > 0:
-        from apscheduler.triggers.interval import IntervalTrigger
-
-        return IntervalTrigger(minutes=settings.retrain_interval_min)
-    if settings.retrain_cron.strip():
-        from apscheduler.triggers.cron import CronTrigger
-
-        try:
-            return CronTrigger.from_crontab(settings.retrain_cron.strip(), timezone="UTC")
-        except ValueError as exc:
-            from scorer.settings import SettingsError
-
-            raise SettingsError(f"MOODGIF_RETRAIN_CRON {settings.retrain_cron!r} is not a crontab: {exc}") from None
-    return None
 
 
 def scheduled_job(settings: Settings) -> RetrainOutcome:
