@@ -1,0 +1,92 @@
+"""Button listeners: the private preview's buttons (choose, shuffle, cancel, send, dismiss)
+and the public post's feedback (vote, poll answers)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.adapters import slack_blocks as blocks
+from bot.adapters.slack_listeners.context import SlackContext, action_actor, log, message_ref
+
+
+async def choose(ctx: SlackContext, ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Any,
+                 client: AsyncWebClient) -> None:
+    await ack()
+    actor = action_actor(body)
+    reply = await ctx.core.request(actor, action.get("value") or "")
+    await ctx.answer_click(reply, respond, client, actor)
+
+
+async def shuffle(ctx: SlackContext, ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Any,
+                  client: AsyncWebClient) -> None:
+    await ack()
+    actor = action_actor(body)
+    reply = await ctx.core.shuffle(actor, action["value"])
+    await ctx.answer_click(reply, respond, client, actor)
+
+
+async def cancel(ctx: SlackContext, ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Any,
+                 client: AsyncWebClient) -> None:
+    await ack()
+    actor = action_actor(body)
+    reply = await ctx.core.cancel(actor, action["value"])
+    await ctx.answer_click(reply, respond, client, actor)
+
+
+async def send(ctx: SlackContext, ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Any,
+               client: AsyncWebClient) -> None:
+    await ack()
+    actor = action_actor(body)
+    session_id, sha = blocks.parse_send_value(action["value"])
+    reply = await ctx.core.send(actor, session_id, sha)
+    if reply.kind != "posted" or reply.post is None:
+        await ctx.answer_click(reply, respond, client, actor)
+        return
+    post = reply.post
+    ref = await ctx.images.ref(post.card, client, actor.workspace)
+    try:
+        result = await client.chat_postMessage(channel=actor.channel, **blocks.post_message(post, ref))
+    except SlackApiError as exc:
+        error = exc.response.get("error", "error") if exc.response is not None else "error"
+        log.warning("slack chat.postMessage failed in %s: %s", actor.channel, error)
+        await respond(
+            response_type="ephemeral",
+            replace_original=False,
+            text=f"I couldn't post in this channel ({blocks.esc(error)}). Invite me with `/invite @moodgif`.",
+        )
+        return
+    await ctx.core.attach_message(post.post_id, message_ref(str(result["channel"]), str(result["ts"])))
+    await respond(delete_original=True)
+
+
+async def dismiss(ctx: SlackContext, ack: Any, respond: Any) -> None:
+    await ack()
+    await respond(delete_original=True)
+
+
+async def vote(ctx: SlackContext, ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Any) -> None:
+    await ack()
+    actor = action_actor(body)
+    try:
+        post_id = int(action["value"])
+    except (KeyError, ValueError):
+        log.info("slack vote with a bad post id ignored")
+        return
+    reply = await ctx.core.vote(actor, post_id=post_id, up=action["action_id"] == blocks.VOTE_UP)
+    if reply.kind != "ack" or reply.text:
+        await respond(response_type="ephemeral", replace_original=False, **blocks.render(reply, {}))
+
+
+async def poll_answer(ctx: SlackContext, ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Any,
+                      client: AsyncWebClient) -> None:
+    await ack()
+    actor = action_actor(body)
+    answer = action["action_id"].split(":", 1)[1]
+    reply = await ctx.core.answer_poll(actor, action["value"], answer)
+    if reply.kind == "ack":
+        await respond(replace_original=True, **blocks.text_message(reply.text or "Thanks for voting!"))
+    else:
+        await ctx.answer_click(reply, respond, client, actor)

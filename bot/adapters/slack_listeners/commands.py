@@ -1,0 +1,41 @@
+"""Slash command listeners: /gif and /gif-admin. Plain async functions of the context and
+bolt's arguments, so a test can call one with a fake `ack` / `respond`."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.adapters import slack_blocks as blocks
+from bot.adapters.slack_listeners.context import SlackContext, command_actor
+from bot.events import reply_text
+
+
+async def gif_command(ctx: SlackContext, ack: Any, command: dict[str, Any], respond: Any,
+                      client: AsyncWebClient) -> None:
+    await ack()
+    actor = command_actor(command)
+    reply = await ctx.core.request(actor, command.get("text") or "")
+    await respond(response_type="ephemeral", **await ctx.private(reply, client, actor))
+    if reply.kind == "preview" and reply.preview is not None:
+        # Now and then a request also gets a "which is more X?" poll (the core decides).
+        poll = await ctx.core.maybe_poll(actor, reply.preview.emotion)
+        if poll is not None:
+            await respond(response_type="ephemeral", replace_original=False,
+                          **await ctx.private(poll, client, actor))
+
+
+async def admin_command(ctx: SlackContext, ack: Any, command: dict[str, Any], respond: Any,
+                        client: AsyncWebClient) -> None:
+    await ack()
+    is_admin = await ctx.is_workspace_admin(client, str(command.get("user_id")))
+    actor = command_actor(command, is_admin=is_admin)
+    text = command.get("text") or ""
+    try:
+        words = shlex.split(text)
+    except ValueError:
+        words = text.split()
+    reply = await ctx.core.admin(actor, words[0] if words else "help", words[1:])
+    await respond(response_type="ephemeral", text=blocks.esc(reply_text(reply)))
