@@ -14,7 +14,7 @@ from typing import Any
 
 from bot.events import GifCard, PollView, PostView, PreviewView, Reply, reply_text
 
-# action_ids the listeners in bot/adapters/slack.py match on
+# action_ids the listeners in bot/adapters/slack_listeners/ match on
 SEND = "moodgif_send"
 SHUFFLE = "moodgif_shuffle"
 CANCEL = "moodgif_cancel"
