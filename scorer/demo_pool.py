@@ -241,15 +241,8 @@ def _sparkle(draw: ImageDraw.ImageDraw, x: float, y: float, s: float, fill: int)
                   (x - w, y + w), (x - s, y), (x - w, y - w)], fill=fill)
 
 
-def render(spec: DemoSpec, size: int = SIZE) -> tuple[list[Image.Image], list[int]]:
-    """The frames (mode P, one shared palette) and per-frame delays in ms of one demo GIF."""
-    v = {name: float(spec.params[i]) for i, name in enumerate(PARAM_NAMES)}
-    nz = spec.nuisance
-    u = size / 128.0
-    rng = np.random.default_rng(int(nz["layout"]))
-    T = spec.n_frames
-    cycles = 1 + round(v["speed"] * 2)
-
+def _demo_palette(v: dict[str, float], nz: dict[str, float]) -> _Palette:
+    # Insertion order fixes the palette indices, and so the GIF bytes: append, never reorder.
     pal = _Palette()
     warm_t = (v["warmth"] + 1) / 2
     bg = np.asarray(_mix(_COOL, _WARM, warm_t), dtype=float) * (0.3 + 0.8 * v["brightness"])
@@ -270,11 +263,189 @@ def render(spec: DemoSpec, size: int = SIZE) -> tuple[list[Image.Image], list[in
     pal.add("heart", (230, 40, 90))
     pal.add("sparkle", (255, 232, 70))
     pal.add("mark", (255, 255, 255))
+    return pal
+
+
+@dataclass
+class _Frame:
+    """One frame's canvas and head geometry, shared by the drawing helpers below.
+
+    The helpers take it whole so each keeps the original arithmetic verbatim: any change
+    in float evaluation order would change the pixels, and the demo pool must stay
+    byte-identical per seed."""
+
+    d: ImageDraw.ImageDraw
+    pal: _Palette
+    v: dict[str, float]
+    nz: dict[str, float]
+    size: int
+    u: float
+    t: int
+    T: int
+    cycles: int
+    phase: float
+    cx: float
+    cy: float
+    r: float
+    tilt: float
+    feat: float
+
+
+def _draw_background(d: ImageDraw.ImageDraw, pal: _Palette, pattern: int, size: int, u: float) -> None:
+    if pattern == 1:
+        for x in range(-size, size, int(16 * u)):
+            d.line((x, size, x + size, 0), fill=pal["pattern"], width=max(1, int(4 * u)))
+    elif pattern == 2:
+        step = int(18 * u)
+        for yy in range(step // 2, size, step):
+            for xx in range(step // 2, size, step):
+                d.ellipse((xx - 2 * u, yy - 2 * u, xx + 2 * u, yy + 2 * u), fill=pal["pattern"])
+
+
+def _draw_steam(fc: _Frame) -> None:
+    # Drawn before the head so the puffs sit behind it.
+    d, pal, v, u, t, T, cycles = fc.d, fc.pal, fc.v, fc.u, fc.t, fc.T, fc.cycles
+    cx, cy, r = fc.cx, fc.cy, fc.r
+    if v["steam"] > 0.12:
+        for side in (-1, 1):
+            for k in range(1 + int(v["steam"] * 2)):
+                f = ((t / T) * cycles + k / 3) % 1.0
+                sx = cx + side * r * 0.75 + side * 4 * u * f
+                sy = cy - r * 0.8 - 18 * u * f
+                sr = (3 + 5 * v["steam"] * (1 - 0.5 * f)) * u
+                d.ellipse((sx - sr, sy - sr, sx + sr, sy + sr), fill=pal["steam"])
+
+
+def _draw_head(fc: _Frame) -> None:
+    d, pal, v, u, cx, cy, r, feat = fc.d, fc.pal, fc.v, fc.u, fc.cx, fc.cy, fc.r, fc.feat
+    d.ellipse((cx - r, cy - r, cx + r, cy + r), fill=pal["skin"], outline=pal["outline"],
+              width=max(1, int(2 * u)))
+    if v["blush"] > 0.08:
+        br = r * (0.1 + 0.14 * v["blush"])
+        for side in (-1, 1):
+            bx, by = cx + side * r * 0.52, cy + r * 0.2 + feat
+            d.ellipse((bx - br, by - br * 0.6, bx + br, by + br * 0.6), fill=pal["blush"])
+
+
+def _draw_eyes(fc: _Frame) -> tuple[float, float, float]:
+    """Eyes and brows; returns (half width, half height, centre y) of the eyes for the tears."""
+    d, pal, v, nz, u = fc.d, fc.pal, fc.v, fc.nz, fc.u
+    cx, cy, r, tilt, feat = fc.cx, fc.cy, fc.r, fc.tilt, fc.feat
+    ew = r * 0.2 * nz["eye_size"]
+    eh = ew * (0.1 + 1.25 * v["eye_open"])
+    ey = cy - r * 0.15 + feat
+    for side in (-1, 1):
+        ex = cx + side * r * 0.38
+        if v["eye_open"] < 0.18:
+            # closed: a happy arc when smiling, a flat lid otherwise
+            lift = ew * 0.6 * max(0.0, v["mouth_curve"])
+            d.line([(ex - ew, ey), (ex, ey - lift), (ex + ew, ey)], fill=pal["outline"],
+                   width=max(1, int(2 * u)), joint="curve")
+        else:
+            d.ellipse((ex - ew, ey - eh, ex + ew, ey + eh), fill=pal["white"],
+                      outline=pal["outline"], width=max(1, int(1.5 * u)))
+            pr = min(ew, eh) * 0.55
+            px = ex + nz["gaze_dir"] * v["gaze"] * (ew - pr)
+            py = ey + tilt * 0.4 * max(eh - pr, 0)
+            d.ellipse((px - pr, py - pr, px + pr, py + pr), fill=pal["pupil"])
+        # brows: inner end up (worry) or down (anger)
+        by = ey - max(eh, ew * 0.4) - (3 + 9 * v["brow_raise"]) * u
+        inner = (ex - side * ew * 1.1, by - v["brow_angle"] * 5 * u)
+        outer = (ex + side * ew * 1.1, by + v["brow_angle"] * 2 * u)
+        d.line([inner, outer], fill=pal["outline"], width=max(2, int(3 * u)))
+    return ew, eh, ey
+
+
+def _draw_tears(fc: _Frame, ew: float, eh: float, ey: float) -> None:
+    d, pal, v, u, t, T, cycles = fc.d, fc.pal, fc.v, fc.u, fc.t, fc.T, fc.cycles
+    cx, r = fc.cx, fc.r
+    if v["tears"] > 0.12:
+        n = 1 + int(v["tears"] * 2.5)
+        for side in (-1, 1):
+            ex = cx + side * r * 0.38
+            for k in range(n):
+                f = ((t / T) * cycles + k / n) % 1.0
+                tx, ty = ex + side * ew * 0.5, ey + eh + f * r * 0.9
+                tr = (2 + 2 * v["tears"]) * u
+                d.ellipse((tx - tr, ty - tr * 1.3, tx + tr, ty + tr * 1.3), fill=pal["tear"])
+
+
+def _draw_mouth(fc: _Frame) -> None:
+    # A curve whose corners rise for a smile, opened into a dark shape.
+    d, pal, v, nz, u, phase = fc.d, fc.pal, fc.v, fc.nz, fc.u, fc.phase
+    cx, cy, r, feat = fc.cx, fc.cy, fc.r, fc.feat
+    mw = r * 0.34 * nz["mouth_width"] * (1 - 0.35 * v["mouth_open"] * (1 - abs(v["mouth_curve"])))
+    my = cy + r * 0.45 + feat * 0.6
+    curve = v["mouth_curve"] * r * 0.22
+    asym = v["mouth_asym"] * r * 0.14
+    opening = v["mouth_open"] * r * 0.38 * (1 + 0.15 * math.sin(2 * phase))
+    xs = np.linspace(-1, 1, 9)
+    upper = [(cx + x * mw, my - curve * x * x - asym * max(x, 0)) for x in xs]
+    if opening > r * 0.05:
+        lower = [(cx + x * mw, my - curve * x * x - asym * max(x, 0) + opening * (1 - x * x))
+                 for x in xs[::-1]]
+        d.polygon(upper + lower, fill=pal["mouth"], outline=pal["outline"])
+    else:
+        d.line(upper, fill=pal["outline"], width=max(2, int(2.5 * u)), joint="curve")
+    if v["tongue"] > 0.2:
+        tr = r * (0.08 + 0.12 * v["tongue"])
+        ty = my + max(opening, 2 * u) * 0.8
+        d.ellipse((cx - tr, ty - tr * 0.5, cx + tr, ty + tr * 1.3), fill=pal["tongue"],
+                  outline=pal["outline"])
+
+
+def _draw_sweat(fc: _Frame) -> None:
+    d, pal, v, u, t, T, cycles = fc.d, fc.pal, fc.v, fc.u, fc.t, fc.T, fc.cycles
+    cx, cy, r = fc.cx, fc.cy, fc.r
+    if v["sweat"] > 0.12:
+        sx = cx + r * 0.62
+        sy = cy - r * 0.55 + (t / T * cycles % 1.0) * r * 0.25
+        sr = (2 + 4 * v["sweat"]) * u
+        d.polygon([(sx, sy - 2.2 * sr), (sx - sr, sy), (sx + sr, sy)], fill=pal["tear"])
+        d.ellipse((sx - sr, sy - sr, sx + sr, sy + sr), fill=pal["tear"])
+
+
+def _draw_symbols(fc: _Frame, heart_spots: np.ndarray, sparkle_spots: np.ndarray) -> None:
+    # The spots are drawn once per GIF (not per frame) so symbols stay put while they bob.
+    d, pal, v, u, size, phase = fc.d, fc.pal, fc.v, fc.u, fc.size, fc.phase
+    cx, cy, r = fc.cx, fc.cy, fc.r
+    for k in range(round(v["hearts"] * 4)):
+        a = heart_spots[k]
+        hx = cx + math.cos(a) * r * 1.15
+        hy = cy + math.sin(a) * r * 1.05 - 5 * u * math.sin(phase + k)
+        _heart(d, hx, hy, (4 + 3 * v["hearts"]) * u, pal["heart"])
+    for k in range(round(v["sparkles"] * 5)):
+        a = sparkle_spots[k]
+        sx = cx + math.cos(a) * r * 1.2
+        sy = cy + math.sin(a) * r * 1.2
+        s = (3 + 4 * v["sparkles"]) * u * (0.6 + 0.4 * abs(math.sin(phase * 2 + k)))
+        _sparkle(d, sx, sy, s, pal["sparkle"])
+    if v["exclaim"] > 0.15:
+        h = (8 + 10 * v["exclaim"]) * u
+        for k, ox in enumerate((0.0, 9 * u)[: 1 + int(v["exclaim"] > 0.6)]):
+            mx = min(cx + r * 0.95 + ox, size - 4 * u)
+            my0 = max(cy - r * 1.05 - h + 2 * u * math.sin(phase * 2 + k), 1)
+            d.rectangle((mx - 1.5 * u, my0, mx + 1.5 * u, my0 + h * 0.7), fill=pal["mark"])
+            d.ellipse((mx - 1.7 * u, my0 + h * 0.8, mx + 1.7 * u, my0 + h * 0.8 + 3.4 * u),
+                      fill=pal["mark"])
+
+
+def render(spec: DemoSpec, size: int = SIZE) -> tuple[list[Image.Image], list[int]]:
+    """The frames (mode P, one shared palette) and per-frame delays in ms of one demo GIF."""
+    v = {name: float(spec.params[i]) for i, name in enumerate(PARAM_NAMES)}
+    nz = spec.nuisance
+    u = size / 128.0
+    rng = np.random.default_rng(int(nz["layout"]))
+    T = spec.n_frames
+    cycles = 1 + round(v["speed"] * 2)
+    pal = _demo_palette(v, nz)
 
     radius = nz["radius"] * u
     base_cx = size / 2 + nz["dx"] * u
     base_cy = size / 2 + nz["dy"] * u
     tilt = v["head_tilt"]
+    # The layout rng is drawn in a fixed order (spots, then one shake sample per frame);
+    # keep it so every seed renders the same bytes.
     heart_spots = rng.uniform(0, 2 * math.pi, size=4)
     sparkle_spots = rng.uniform(0, 2 * math.pi, size=5)
     pattern = int(nz["pattern"])
@@ -285,122 +456,22 @@ def render(spec: DemoSpec, size: int = SIZE) -> tuple[list[Image.Image], list[in
         im = Image.new("P", (size, size), pal["bg"])
         im.putpalette(pal.flat())
         d = ImageDraw.Draw(im)
-        if pattern == 1:
-            for x in range(-size, size, int(16 * u)):
-                d.line((x, size, x + size, 0), fill=pal["pattern"], width=max(1, int(4 * u)))
-        elif pattern == 2:
-            step = int(18 * u)
-            for yy in range(step // 2, size, step):
-                for xx in range(step // 2, size, step):
-                    d.ellipse((xx - 2 * u, yy - 2 * u, xx + 2 * u, yy + 2 * u), fill=pal["pattern"])
+        _draw_background(d, pal, pattern, size, u)
 
         dx = v["shake"] * 6 * u * math.sin(3 * phase) + v["shake"] * 1.5 * u * rng.normal()
         dy = -v["bounce"] * 11 * u * abs(math.sin(phase)) + tilt * 5 * u
         cx, cy = base_cx + dx, base_cy + dy
         r = radius
-
-        # steam behind the head
-        if v["steam"] > 0.12:
-            for side in (-1, 1):
-                for k in range(1 + int(v["steam"] * 2)):
-                    f = ((t / T) * cycles + k / 3) % 1.0
-                    sx = cx + side * r * 0.75 + side * 4 * u * f
-                    sy = cy - r * 0.8 - 18 * u * f
-                    sr = (3 + 5 * v["steam"] * (1 - 0.5 * f)) * u
-                    d.ellipse((sx - sr, sy - sr, sx + sr, sy + sr), fill=pal["steam"])
-
-        d.ellipse((cx - r, cy - r, cx + r, cy + r), fill=pal["skin"], outline=pal["outline"],
-                  width=max(1, int(2 * u)))
         feat = tilt * r * 0.18  # features slide down when the head bows
-        if v["blush"] > 0.08:
-            br = r * (0.1 + 0.14 * v["blush"])
-            for side in (-1, 1):
-                bx, by = cx + side * r * 0.52, cy + r * 0.2 + feat
-                d.ellipse((bx - br, by - br * 0.6, bx + br, by + br * 0.6), fill=pal["blush"])
+        fc = _Frame(d, pal, v, nz, size, u, t, T, cycles, phase, cx, cy, r, tilt, feat)
 
-        # eyes
-        ew = r * 0.2 * nz["eye_size"]
-        eh = ew * (0.1 + 1.25 * v["eye_open"])
-        ey = cy - r * 0.15 + feat
-        for side in (-1, 1):
-            ex = cx + side * r * 0.38
-            if v["eye_open"] < 0.18:
-                # closed: a happy arc when smiling, a flat lid otherwise
-                lift = ew * 0.6 * max(0.0, v["mouth_curve"])
-                d.line([(ex - ew, ey), (ex, ey - lift), (ex + ew, ey)], fill=pal["outline"],
-                       width=max(1, int(2 * u)), joint="curve")
-            else:
-                d.ellipse((ex - ew, ey - eh, ex + ew, ey + eh), fill=pal["white"],
-                          outline=pal["outline"], width=max(1, int(1.5 * u)))
-                pr = min(ew, eh) * 0.55
-                px = ex + nz["gaze_dir"] * v["gaze"] * (ew - pr)
-                py = ey + tilt * 0.4 * max(eh - pr, 0)
-                d.ellipse((px - pr, py - pr, px + pr, py + pr), fill=pal["pupil"])
-            # brows: inner end up (worry) or down (anger)
-            by = ey - max(eh, ew * 0.4) - (3 + 9 * v["brow_raise"]) * u
-            inner = (ex - side * ew * 1.1, by - v["brow_angle"] * 5 * u)
-            outer = (ex + side * ew * 1.1, by + v["brow_angle"] * 2 * u)
-            d.line([inner, outer], fill=pal["outline"], width=max(2, int(3 * u)))
-
-        # tears fall from the eyes
-        if v["tears"] > 0.12:
-            n = 1 + int(v["tears"] * 2.5)
-            for side in (-1, 1):
-                ex = cx + side * r * 0.38
-                for k in range(n):
-                    f = ((t / T) * cycles + k / n) % 1.0
-                    tx, ty = ex + side * ew * 0.5, ey + eh + f * r * 0.9
-                    tr = (2 + 2 * v["tears"]) * u
-                    d.ellipse((tx - tr, ty - tr * 1.3, tx + tr, ty + tr * 1.3), fill=pal["tear"])
-
-        # mouth: a curve whose corners rise for a smile, opened into a dark shape
-        mw = r * 0.34 * nz["mouth_width"] * (1 - 0.35 * v["mouth_open"] * (1 - abs(v["mouth_curve"])))
-        my = cy + r * 0.45 + feat * 0.6
-        curve = v["mouth_curve"] * r * 0.22
-        asym = v["mouth_asym"] * r * 0.14
-        opening = v["mouth_open"] * r * 0.38 * (1 + 0.15 * math.sin(2 * phase))
-        xs = np.linspace(-1, 1, 9)
-        upper = [(cx + x * mw, my - curve * x * x - asym * max(x, 0)) for x in xs]
-        if opening > r * 0.05:
-            lower = [(cx + x * mw, my - curve * x * x - asym * max(x, 0) + opening * (1 - x * x))
-                     for x in xs[::-1]]
-            d.polygon(upper + lower, fill=pal["mouth"], outline=pal["outline"])
-        else:
-            d.line(upper, fill=pal["outline"], width=max(2, int(2.5 * u)), joint="curve")
-        if v["tongue"] > 0.2:
-            tr = r * (0.08 + 0.12 * v["tongue"])
-            ty = my + max(opening, 2 * u) * 0.8
-            d.ellipse((cx - tr, ty - tr * 0.5, cx + tr, ty + tr * 1.3), fill=pal["tongue"],
-                      outline=pal["outline"])
-
-        # sweat drop on the forehead
-        if v["sweat"] > 0.12:
-            sx = cx + r * 0.62
-            sy = cy - r * 0.55 + (t / T * cycles % 1.0) * r * 0.25
-            sr = (2 + 4 * v["sweat"]) * u
-            d.polygon([(sx, sy - 2.2 * sr), (sx - sr, sy), (sx + sr, sy)], fill=pal["tear"])
-            d.ellipse((sx - sr, sy - sr, sx + sr, sy + sr), fill=pal["tear"])
-
-        # floating symbols around the head
-        for k in range(round(v["hearts"] * 4)):
-            a = heart_spots[k]
-            hx = cx + math.cos(a) * r * 1.15
-            hy = cy + math.sin(a) * r * 1.05 - 5 * u * math.sin(phase + k)
-            _heart(d, hx, hy, (4 + 3 * v["hearts"]) * u, pal["heart"])
-        for k in range(round(v["sparkles"] * 5)):
-            a = sparkle_spots[k]
-            sx = cx + math.cos(a) * r * 1.2
-            sy = cy + math.sin(a) * r * 1.2
-            s = (3 + 4 * v["sparkles"]) * u * (0.6 + 0.4 * abs(math.sin(phase * 2 + k)))
-            _sparkle(d, sx, sy, s, pal["sparkle"])
-        if v["exclaim"] > 0.15:
-            h = (8 + 10 * v["exclaim"]) * u
-            for k, ox in enumerate((0.0, 9 * u)[: 1 + int(v["exclaim"] > 0.6)]):
-                mx = min(cx + r * 0.95 + ox, size - 4 * u)
-                my0 = max(cy - r * 1.05 - h + 2 * u * math.sin(phase * 2 + k), 1)
-                d.rectangle((mx - 1.5 * u, my0, mx + 1.5 * u, my0 + h * 0.7), fill=pal["mark"])
-                d.ellipse((mx - 1.7 * u, my0 + h * 0.8, mx + 1.7 * u, my0 + h * 0.8 + 3.4 * u),
-                          fill=pal["mark"])
+        _draw_steam(fc)
+        _draw_head(fc)
+        ew, eh, ey = _draw_eyes(fc)
+        _draw_tears(fc, ew, eh, ey)
+        _draw_mouth(fc)
+        _draw_sweat(fc)
+        _draw_symbols(fc, heart_spots, sparkle_spots)
         frames.append(im)
 
     base_cs = 12 - 8 * v["speed"] + nz["delay_jitter"]

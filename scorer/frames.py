@@ -184,8 +184,22 @@ class _GifLayout:
     frames: list[_GifFrame]
 
 
-def _walk_gif(data: bytes, max_pixels: int, max_frames: int,
-              max_total: int = _DEFAULT_MAX_TOTAL_PIXELS) -> _GifLayout:
+def _skip_sub_blocks(data: bytes, p: int, frame_no: int) -> int:
+    # Data sub-blocks: a length byte then that many bytes, ended by a zero length.
+    size = len(data)
+    while True:
+        if p >= size:
+            raise GifDecodeError(f"truncated GIF: the data ends inside frame {frame_no}")
+        n = data[p]
+        p += 1 + n
+        if n == 0:
+            return p
+
+
+def _read_gif_header(data: bytes, max_pixels: int) -> tuple[int, int, tuple[int, int] | None, int]:
+    """Return (width, height, global palette span, offset of the first block).
+
+    The canvas is checked against the cap here, before any frame is looked at."""
     size = len(data)
     if size < 13:
         raise GifDecodeError("truncated GIF: the header is incomplete")
@@ -201,24 +215,67 @@ def _walk_gif(data: bytes, max_pixels: int, max_frames: int,
         pos += length
         if pos > size:
             raise GifDecodeError("truncated GIF: the global palette is incomplete")
+    return w, h, global_palette, pos
+
+
+@dataclass
+class _ImageBlock:
+    left: int
+    top: int
+    width: int
+    height: int
+    interlaced: bool
+    local: tuple[int, int] | None  # local colour table
+    span: tuple[int, int]  # LZW code size byte .. end of its sub-blocks
+    end: int  # offset of the next block
+
+
+def _read_image_block(data: bytes, pos: int, frame_no: int, max_pixels: int) -> _ImageBlock:
+    """Parse the image descriptor at `pos` (frame number `frame_no`, 1-based).
+
+    The frame's declared size is capped before its data is walked, so a huge frame is
+    refused without reading it."""
+    size = len(data)
+    if pos + 10 > size:
+        raise GifDecodeError(f"truncated GIF: the data ends inside frame {frame_no}")
+    left = int.from_bytes(data[pos + 1 : pos + 3], "little")
+    top = int.from_bytes(data[pos + 3 : pos + 5], "little")
+    fw = int.from_bytes(data[pos + 5 : pos + 7], "little")
+    fh = int.from_bytes(data[pos + 7 : pos + 9], "little")
+    if fw * fh > max_pixels:
+        raise GifDecodeError(
+            f"too large: frame {frame_no} declares {fw}x{fh} pixels "
+            f"(cap {max_pixels:,})"
+        )
+    fpacked = data[pos + 9]
+    pos += 10
+    local = None
+    if fpacked & 0x80:
+        length = 3 << ((fpacked & 7) + 1)
+        local = (pos, length)
+        pos += length
+    if pos >= size:
+        raise GifDecodeError(f"truncated GIF: the data ends inside frame {frame_no}")
+    min_code = data[pos]
+    if not 1 <= min_code <= 11:
+        raise GifDecodeError(
+            f"corrupt GIF: frame {frame_no} has an invalid LZW code size {min_code}"
+        )
+    start = pos
+    pos = _skip_sub_blocks(data, pos + 1, frame_no)
+    return _ImageBlock(left, top, fw, fh, bool(fpacked & 0x40), local, (start, pos), pos)
+
+
+def _walk_gif(data: bytes, max_pixels: int, max_frames: int,
+              max_total: int = _DEFAULT_MAX_TOTAL_PIXELS) -> _GifLayout:
+    size = len(data)
+    w, h, global_palette, pos = _read_gif_header(data, max_pixels)
     frames: list[_GifFrame] = []
     drawn = 0  # sum of the frames' own rectangles: what verify_gif decodes
     # Graphic control extension values apply to the next image only.
     transparency: int | None = None
     disposal = 0
     delay = 0
-
-    def skip_sub_blocks(p: int) -> int:
-        # Data sub-blocks: a length byte then that many bytes, ended by a zero length.
-        while True:
-            if p >= size:
-                raise GifDecodeError(
-                    f"truncated GIF: the data ends inside frame {len(frames) + 1}"
-                )
-            n = data[p]
-            p += 1 + n
-            if n == 0:
-                return p
 
     while pos < size:
         marker = data[pos]
@@ -232,44 +289,19 @@ def _walk_gif(data: bytes, max_pixels: int, max_frames: int,
                 delay = int.from_bytes(data[pos + 4 : pos + 6], "little")
                 transparency = data[pos + 6] if flags & 1 else None
                 disposal = (flags >> 2) & 7
-            pos = skip_sub_blocks(pos + 2)
+            pos = _skip_sub_blocks(data, pos + 2, len(frames) + 1)
             continue
         if marker == 0x2C:  # image descriptor
-            if pos + 10 > size:
-                raise GifDecodeError(f"truncated GIF: the data ends inside frame {len(frames) + 1}")
-            left = int.from_bytes(data[pos + 1 : pos + 3], "little")
-            top = int.from_bytes(data[pos + 3 : pos + 5], "little")
-            fw = int.from_bytes(data[pos + 5 : pos + 7], "little")
-            fh = int.from_bytes(data[pos + 7 : pos + 9], "little")
-            if fw * fh > max_pixels:
-                raise GifDecodeError(
-                    f"too large: frame {len(frames) + 1} declares {fw}x{fh} pixels "
-                    f"(cap {max_pixels:,})"
-                )
-            fpacked = data[pos + 9]
-            pos += 10
-            local = None
-            if fpacked & 0x80:
-                length = 3 << ((fpacked & 7) + 1)
-                local = (pos, length)
-                pos += length
-            if pos >= size:
-                raise GifDecodeError(f"truncated GIF: the data ends inside frame {len(frames) + 1}")
-            min_code = data[pos]
-            if not 1 <= min_code <= 11:
-                raise GifDecodeError(
-                    f"corrupt GIF: frame {len(frames) + 1} has an invalid LZW code size {min_code}"
-                )
-            start = pos
-            pos = skip_sub_blocks(pos + 1)
+            img = _read_image_block(data, pos, len(frames) + 1, max_pixels)
+            pos = img.end
             if len(frames) >= max_frames:
                 raise _too_many_frames(max_frames)
-            drawn += fw * fh
+            drawn += img.width * img.height
             _check_total(w, h, len(frames) + 1, max_total, drawn)
             frames.append(
                 _GifFrame(
-                    left, top, fw, fh, bool(fpacked & 0x40), local, transparency, disposal,
-                    delay, (start, pos),
+                    img.left, img.top, img.width, img.height, img.interlaced, img.local,
+                    transparency, disposal, delay, img.span,
                 )
             )
             transparency, disposal, delay = None, 0, 0

@@ -155,6 +155,42 @@ def auto_batch_size(device: str) -> int:
     return CUDA_BATCH_SIZE if resolve_device(device).type == "cuda" else CPU_BATCH_SIZE
 
 
+def _plan_jobs(
+    settings: Settings,
+    engine: Engine,
+    encoder: TorchEncoder,
+    enc_id: str,
+    scheme: str,
+    shas: list[str],
+    rows: dict[str, tuple[int, str | None, float | None]],
+    report: ScoreReport,
+) -> list[GifJob]:
+    """Count cached and undecodable GIFs in `report`; return the jobs still to encode.
+
+    A cached GIF whose NSFW probability never reached the database is finished here, so a
+    run killed between writing features and the database row heals on the next one."""
+    from scorer.pool import gif_path
+
+    todo: list[GifJob] = []
+    backfill: list[tuple[str, float | None, str | None]] = []
+    for sha in shas:
+        n_frames, err, prob = rows.get(sha, (0, None, None))
+        if has_features(settings, sha, enc_id, scheme):
+            report.cached += 1
+            if prob is None and encoder.nsfw_index is not None:
+                # Killed between the feature file and the database last time: finish it.
+                feats = load_features(settings, sha, enc_id, scheme)
+                if feats is not None:
+                    backfill.append((sha, _nsfw(encoder, feats), None))
+        elif err:
+            report.skipped += 1
+        else:
+            todo.append(GifJob(sha, str(gif_path(settings, sha)), n_frames))
+    for i in range(0, len(backfill), DB_CHUNK):
+        _write_gif_updates(engine, settings, backfill[i : i + DB_CHUNK])
+    return todo
+
+
 def score_pool(
     settings: Settings,
     engine: Engine,
@@ -178,7 +214,6 @@ def score_pool(
     With `prior` (what `moodgif score` and `/gif-admin pools add` ask for) the zero-shot prior (`scorer.prior`: faces, and words when a
     `text_model` is given) is written as its own model version for every GIF, and made the
     active version when none is. A trained head never ranks a pool outside its domain."""
-    from scorer.pool import gif_path
     from scorer.versions import PRIOR_HEAD_KIND
 
     t0 = time.perf_counter()
@@ -200,23 +235,7 @@ def score_pool(
     report = ScoreReport(model_version_id=mv.id if mv else None, encoder_id=enc_id, sampling=scheme)
     face_dir = _face_dir(settings) if prior else ""
 
-    todo: list[GifJob] = []
-    backfill: list[tuple[str, float | None, str | None]] = []
-    for sha in shas:
-        n_frames, err, prob = rows.get(sha, (0, None, None))
-        if has_features(settings, sha, enc_id, scheme):
-            report.cached += 1
-            if prob is None and encoder.nsfw_index is not None:
-                # Killed between the feature file and the database last time: finish it.
-                feats = load_features(settings, sha, enc_id, scheme)
-                if feats is not None:
-                    backfill.append((sha, _nsfw(encoder, feats), None))
-        elif err:
-            report.skipped += 1
-        else:
-            todo.append(GifJob(sha, str(gif_path(settings, sha)), n_frames))
-    for i in range(0, len(backfill), DB_CHUNK):
-        _write_gif_updates(engine, settings, backfill[i : i + DB_CHUNK])
+    todo = _plan_jobs(settings, engine, encoder, enc_id, scheme, shas, rows, report)
 
     if todo:
         # Ray's stages return features only: its GIFs get their faces in the driver below.

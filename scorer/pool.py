@@ -516,6 +516,33 @@ def _record_refusals(engine: Engine, pool_id: int, refused: list[tuple[str, str]
         s.add_all(Refusal(pool_id=pool_id, source_ref=ref, reason=why) for ref, why in refused)
 
 
+def _fetch_window(
+    settings: Settings,
+    items: Sequence[SourceItem],
+    part: Sequence[int],
+    trusted: Collection[tuple[str, int]],
+    fbar: Any,
+    errors: dict[int, str],
+) -> dict[int, bytes]:
+    """Download the URLs of one window; a failed fetch becomes that item's refusal in `errors`.
+
+    Only this window's bytes are returned so the caller holds at most one window in memory."""
+    fetched: dict[int, bytes] = {}
+    url_idx = [i for i in part if items[i].url]
+    if url_idx:
+        results = fetch_urls(
+            settings, [items[i].url or "" for i in url_idx], trusted=trusted,
+            on_done=lambda _r: fbar.update(1),
+        )
+        for i, res in zip(url_idx, results, strict=True):
+            if res.data is not None:
+                fetched[i] = res.data
+            else:
+                errors[i] = res.error or "fetch failed"
+        del results
+    return fetched
+
+
 def ingest(
     settings: Settings,
     engine: Engine,
@@ -565,19 +592,7 @@ def ingest(
     ):
         for start in range(0, len(todo), window):
             part = todo[start:start + window]
-            fetched: dict[int, bytes] = {}
-            url_idx = [i for i in part if items[i].url]
-            if url_idx:
-                results = fetch_urls(
-                    settings, [items[i].url or "" for i in url_idx], trusted=trusted_endpoints,
-                    on_done=lambda _r: fbar.update(1),
-                )
-                for i, res in zip(url_idx, results, strict=True):
-                    if res.data is not None:
-                        fetched[i] = res.data
-                    else:
-                        errors[i] = res.error or "fetch failed"
-                del results
+            fetched = _fetch_window(settings, items, part, trusted_endpoints, fbar, errors)
             ready = [i for i in part if i not in errors]
             # Pillow's decoder releases the GIL, so threads validate files side by side.
             outcomes = pool.map(
