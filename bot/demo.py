@@ -117,12 +117,25 @@ def _bar(total: int, desc: str):  # type: ignore[no-untyped-def]
 def run_demo(settings: Settings, engine: Engine, *, count: int = 600, sessions: int = 2500,
              seed: int = 0, serve: bool = True, open_browser: bool = False) -> dict:
     """The whole demo; returns what it did (for tests and `--no-serve`)."""
-    from scorer.demo_pool import make_demo_pool, read_truth
-
     out: dict = {}
     t0 = time.perf_counter()
+    truth, manifest = _pool_files(settings, count, seed)
+    _ingest(settings, engine, truth, manifest)
+    _score(settings, engine)
+    out.update(_simulate_users(settings, engine, truth, sessions, seed))
+    out.update(_retrain(settings, engine))
+    out.update(_measure(engine, truth))
+    out["seconds"] = time.perf_counter() - t0
+    _say(f"demo ready in {out['seconds']:.0f} s")
+    if serve:
+        _serve(settings, engine, open_browser)
+    return out
 
-    # 1. the pool's files
+
+def _pool_files(settings: Settings, count: int, seed: int) -> tuple[dict, Path]:
+    """Step 1: the pool's files (drawn once, then reused); returns (truth, manifest)."""
+    from scorer.demo_pool import make_demo_pool, read_truth
+
     folder = demo_folder(settings, count, seed)
     manifest = folder / "manifest.csv"
     if manifest.is_file():
@@ -131,22 +144,26 @@ def run_demo(settings: Settings, engine: Engine, *, count: int = 600, sessions: 
         _say(f"[1/6] demo pool: drawing {count} GIFs into {folder}")
         with _bar(count, "draw") as bar:
             make_demo_pool(folder, count, seed, on_progress=bar.update)
-    truth = read_truth(manifest)
+    return read_truth(manifest), manifest
 
-    # 2. ingest
+
+def _ingest(settings: Settings, engine: Engine, truth: dict, manifest: Path) -> None:
+    """Step 2: ingest, skipped when the pool already holds every demo GIF."""
     in_pool = _count(engine, select(func.count()).select_from(PoolGif)
                      .join(Pool, Pool.id == PoolGif.pool_id).where(Pool.name == POOL)
                      .where(PoolGif.gif_sha.in_(list(truth))))
     if in_pool >= len(truth):
         _say(f"[2/6] ingest: pool {POOL!r} already holds the {in_pool} GIFs")
-    else:
-        from scorer.pool import ingest
+        return
+    from scorer.pool import ingest
 
-        _say(f"[2/6] ingest: adding {manifest} to pool {POOL!r}")
-        report = ingest(settings, engine, POOL, str(manifest), progress=True)
-        _say(f"      {report.summary()}")
+    _say(f"[2/6] ingest: adding {manifest} to pool {POOL!r}")
+    report = ingest(settings, engine, POOL, str(manifest), progress=True)
+    _say(f"      {report.summary()}")
 
-    # 3. score (cached features make a rerun quick)
+
+def _score(settings: Settings, engine: Engine) -> None:
+    """Step 3: score (cached features make a rerun quick)."""
     from scorer.pipeline import score_pool
 
     _say(f"[3/6] score: encoder {settings.encoder} (features are cached)")
@@ -154,7 +171,11 @@ def run_demo(settings: Settings, engine: Engine, *, count: int = 600, sessions: 
     _say(f"      {scored.encoded} encoded, {scored.cached} cached, {len(scored.failed)} failed, "
          f"{scored.scored} predictions in {scored.seconds:.0f} s")
 
-    # 4. virtual users
+
+def _simulate_users(settings: Settings, engine: Engine, truth: dict, sessions: int,
+                    seed: int) -> dict:
+    """Step 4: virtual users, unless earlier ones already left comparisons in the ledger."""
+    out: dict = {}
     done = _count(engine, select(func.count()).select_from(Comparison)
                   .where(Comparison.platform == SIM_PLATFORM))
     if done:
@@ -173,45 +194,46 @@ def run_demo(settings: Settings, engine: Engine, *, count: int = 600, sessions: 
         _say(f"      {sim.summary()}: {done} comparisons in the ledger")
         out["simulation"] = dataclasses.asdict(sim)
     out["comparisons"] = done
+    return out
 
-    # 5. retrain
+
+def _retrain(settings: Settings, engine: Engine) -> dict:
+    """Step 5: retrain, unless a retrained version is already active."""
     activated = _count(engine, select(func.count()).select_from(RetrainRun)
                        .where(RetrainRun.status == "activated"))
     active = active_version_id(engine) is not None
     if activated and active:
         _say("[5/6] retrain: a retrained model version is already active")
-    else:
-        from training.retrain import run_retrain
+        return {}
+    from training.retrain import run_retrain
 
-        _say("[5/6] retrain: Bradley-Terry fit, head training, rescore, activate")
-        outcome = run_retrain(settings, engine, trigger="demo", force=True)
-        _say(f"      {outcome.status}: {outcome.message}")
-        out["retrain"] = outcome.status
-        if not outcome.ok:
-            raise RuntimeError(f"the demo's retrain failed: {outcome.message}")
+    _say("[5/6] retrain: Bradley-Terry fit, head training, rescore, activate")
+    outcome = run_retrain(settings, engine, trigger="demo", force=True)
+    _say(f"      {outcome.status}: {outcome.message}")
+    if not outcome.ok:
+        raise RuntimeError(f"the demo's retrain failed: {outcome.message}")
+    return {"retrain": outcome.status}
 
-    # 6. how good is it now (the truth's second use: measuring)
+
+def _measure(engine: Engine, truth: dict) -> dict:
+    """Step 6: how good is it now (the truth's second use: measuring)."""
     quality = ranking_quality(engine, truth)
-    if quality:
-        mean_rho = float(np.mean(list(quality.values())))
-        best = sorted(quality.items(), key=lambda kv: -kv[1])[:3]
-        _say(f"[6/6] ranking vs ground truth: mean Spearman {mean_rho:.2f} over 17 emotions "
-             f"(best: {', '.join(f'{k} {v:.2f}' for k, v in best)}; random = 0)")
-        out["spearman_mean"] = mean_rho
-        out["spearman"] = quality
-    else:
+    if not quality:
         _say("[6/6] ranking vs ground truth: no active model yet")
-    out["seconds"] = time.perf_counter() - t0
-    _say(f"demo ready in {out['seconds']:.0f} s")
+        return {}
+    mean_rho = float(np.mean(list(quality.values())))
+    best = sorted(quality.items(), key=lambda kv: -kv[1])[:3]
+    _say(f"[6/6] ranking vs ground truth: mean Spearman {mean_rho:.2f} over 17 emotions "
+         f"(best: {', '.join(f'{k} {v:.2f}' for k, v in best)}; random = 0)")
+    return {"spearman_mean": mean_rho, "spearman": quality}
 
-    if serve:
-        from bot.serve import run_serve
 
-        run_serve(settings, engine, open_browser=open_browser, announce=lambda url: print(
-            f"\nmoodgif playground: {url}\n  type /gif happy · admin pages: {url}admin\n"
-            "  (Ctrl-C stops it; run `moodgif demo` again to come back)", flush=True))
-    return out
+def _serve(settings: Settings, engine: Engine, open_browser: bool) -> None:
+    from bot.serve import run_serve
 
+    run_serve(settings, engine, open_browser=open_browser, announce=lambda url: print(
+        f"\nmoodgif playground: {url}\n  type /gif happy · admin pages: {url}admin\n"
+        "  (Ctrl-C stops it; run `moodgif demo` again to come back)", flush=True))
 
 def demo_folder(settings: Settings, count: int, seed: int) -> Path:
     return settings.home / f"demo-{count}-{seed}"

@@ -152,34 +152,13 @@ def build_matrix(
     n = len(shas)
     prior_mask = np.ones(n, bool) if prior_mask is None and prior is not None else prior_mask
     has_prior = prior_mask if prior_mask is not None else np.zeros(n, bool)
-    if bt_mask is None:
-        has_bt = np.zeros((n, N_EMOTIONS), bool)
-    elif bt_mask.ndim == 1:
-        has_bt = np.repeat(bt_mask[:, None], N_EMOTIONS, axis=1)
-    else:
-        has_bt = bt_mask
+    has_bt = _bt_mask_per_emotion(bt_mask, n)
     gif_has_bt = has_bt.any(axis=1)
     scored = bool(has_prior.any() or gif_has_bt.any())
-    mean = np.full((n, N_EMOTIONS), 0.5, dtype=np.float64)
-    sd = np.full((n, N_EMOTIONS), PRIOR_SD, dtype=np.float64)
-    if prior is not None:
-        mean[has_prior] = prior[has_prior]
-    if prior_sd is not None:
-        sd[has_prior] = np.clip(prior_sd[has_prior], MIN_SD, 1.0)
+    mean, sd = _prior_estimate(n, has_prior, prior, prior_sd)
     if bt_scaled is not None and gif_has_bt.any():
         assert bt_sd is not None
-        b_mean = bt_scaled[has_bt].astype(np.float64)
-        b_sd = np.maximum(bt_sd[has_bt].astype(np.float64), MIN_SD)
-        if fit_has_prior:
-            # The fit already folded the prediction in: its estimate is the posterior.
-            mean[has_bt], sd[has_bt] = b_mean, b_sd
-        else:
-            p_prec = np.where(np.broadcast_to(has_prior[:, None], has_bt.shape)[has_bt],
-                              1.0 / sd[has_bt] ** 2, 0.0)
-            b_prec = 1.0 / b_sd**2
-            post_prec = p_prec + b_prec
-            mean[has_bt] = (mean[has_bt] * p_prec + b_mean * b_prec) / post_prec
-            sd[has_bt] = 1.0 / np.sqrt(post_prec)
+        _fold_in_bt(mean, sd, has_prior, has_bt, bt_scaled, bt_sd, fit_has_prior)
     keep = (has_prior | gif_has_bt) if scored else np.ones(n, bool)
     idx = np.flatnonzero(keep)
     kept = [shas[i] for i in idx]
@@ -203,6 +182,44 @@ def build_matrix(
         evidence=(np.zeros(N_EMOTIONS) if evidence is None
                   else np.asarray(evidence, np.float64).reshape(N_EMOTIONS)),
     )
+
+
+def _bt_mask_per_emotion(bt_mask: np.ndarray | None, n: int) -> np.ndarray:
+    """`bt_mask` as (N, 17): a per-GIF mask means evidence on every emotion."""
+    if bt_mask is None:
+        return np.zeros((n, N_EMOTIONS), bool)
+    if bt_mask.ndim == 1:
+        return np.repeat(bt_mask[:, None], N_EMOTIONS, axis=1)
+    return bt_mask
+
+
+def _prior_estimate(n: int, has_prior: np.ndarray, prior: np.ndarray | None,
+                    prior_sd: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and sd before any evidence: the prediction where there is one, else 0.5 ± PRIOR_SD."""
+    mean = np.full((n, N_EMOTIONS), 0.5, dtype=np.float64)
+    sd = np.full((n, N_EMOTIONS), PRIOR_SD, dtype=np.float64)
+    if prior is not None:
+        mean[has_prior] = prior[has_prior]
+    if prior_sd is not None:
+        sd[has_prior] = np.clip(prior_sd[has_prior], MIN_SD, 1.0)
+    return mean, sd
+
+
+def _fold_in_bt(mean: np.ndarray, sd: np.ndarray, has_prior: np.ndarray, has_bt: np.ndarray,
+                bt_scaled: np.ndarray, bt_sd: np.ndarray, fit_has_prior: bool) -> None:
+    """Update `mean` and `sd` in place where the BT fit has evidence (precision-weighted)."""
+    b_mean = bt_scaled[has_bt].astype(np.float64)
+    b_sd = np.maximum(bt_sd[has_bt].astype(np.float64), MIN_SD)
+    if fit_has_prior:
+        # The fit already folded the prediction in: its estimate is the posterior.
+        mean[has_bt], sd[has_bt] = b_mean, b_sd
+        return
+    p_prec = np.where(np.broadcast_to(has_prior[:, None], has_bt.shape)[has_bt],
+                      1.0 / sd[has_bt] ** 2, 0.0)
+    b_prec = 1.0 / b_sd**2
+    post_prec = p_prec + b_prec
+    mean[has_bt] = (mean[has_bt] * p_prec + b_mean * b_prec) / post_prec
+    sd[has_bt] = 1.0 / np.sqrt(post_prec)
 
 
 def rank(

@@ -1075,6 +1075,20 @@ def machine() -> str:
 
 def report_markdown(result: SimResult, command: str, png_name: str) -> str:
     """docs/learning-loop.md: what was run, the table, the targets, the adversarial check."""
+    lines = _report_intro(result, command, png_name)
+    for target, ok, numbers in check_targets(result):
+        verdict = "not measured" if ok is None else ("**met**" if ok else "**not met**")
+        lines.append(f"- {target}: {verdict} ({numbers})")
+    lines += ["", "## Every checkpoint", "", felt_table(result), "", "## Earlier targets", ""]
+    lines += _earlier_target_lines(result)
+    lines += _per_emotion_lines(result)
+    lines += _timing_lines(result)
+    lines += ["", CAUSE, "", HOW_TO, ""]
+    return "\n".join(lines)
+
+
+def _report_intro(result: SimResult, command: str, png_name: str) -> list[str]:
+    """What was run, at what scale, the results table and its legend."""
     cfg = result.config
     n_final = int(cfg["requests"])
     at = [n for n in (1000, n_final) if n <= n_final]
@@ -1131,10 +1145,15 @@ def report_markdown(result: SimResult, command: str, png_name: str) -> str:
         "## Issue 12's targets (what people feel)",
         "",
     ]
-    for target, ok, numbers in check_targets(result):
-        verdict = "not measured" if ok is None else ("**met**" if ok else "**not met**")
-        lines.append(f"- {target}: {verdict} ({numbers})")
-    lines += ["", "## Every checkpoint", "", felt_table(result), "", "## Earlier targets", ""]
+    return lines
+
+
+def _earlier_target_lines(result: SimResult) -> list[str]:
+    """The earlier targets: both+polls near the ceiling and ahead early; adversarial users."""
+    cfg = result.config
+    n_final = int(cfg["requests"])
+    names = result.names()
+    lines: list[str] = []
     if "both+polls" in names:
         reach = first_reaching(result, "both+polls", 0.9)
         lines.append("- both+polls holds 0.9 of the NDCG@5 ceiling: "
@@ -1160,11 +1179,25 @@ def report_markdown(result: SimResult, command: str, png_name: str) -> str:
             f"what they see) move the final NDCG@5 by **{dirty - clean:+.3f}** "
             f"({clean:.3f} → {dirty:.3f}; target: less than 0.02 in size)",
         ]
+    return lines
+
+
+def _per_emotion_lines(result: SimResult) -> list[str]:
+    """The final NDCG@5 of every strategy, one column per emotion."""
+    names = result.names()
+    lines: list[str] = []
     lines += ["", "## Per emotion (final checkpoint, NDCG@5)", "",
               "| strategy | " + " | ".join(NAMES) + " |", "|---|" + "---|" * N_EMOTIONS]
     for name in names:
         per = result.run(name)["curve"][-1]["per_emotion"]["ndcg5"]
         lines.append(f"| `{name}` | " + " | ".join(f"{x:.2f}" for x in per) + " |")
+    return lines
+
+
+def _timing_lines(result: SimResult) -> list[str]:
+    """Where the time went, and the settings each run used (so a rerun can match)."""
+    names = result.names()
+    lines: list[str] = []
     lines += ["", "## Where the time went", "",
               "Per run (mean over seeds; runs go side by side in `--workers` processes):", "",
               "| strategy | wall s | requests s | retrain s (count) | measuring s |",
@@ -1183,8 +1216,7 @@ def report_markdown(result: SimResult, command: str, png_name: str) -> str:
               "strategies with poll share 0):", ""]
     lines += [f"- `{name}`: " + ", ".join(f"{k}={v}" for k, v in result.run(name)["settings"].items())
               for name in names]
-    lines += ["", CAUSE, "", HOW_TO, ""]
-    return "\n".join(lines)
+    return lines
 
 
 CAUSE = """## Why learning used to make it feel worse (issue 12), measured

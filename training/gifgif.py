@@ -263,43 +263,21 @@ def pretrain_gifgif(settings: Settings, engine: Engine, *, csv: str, images: str
                     trusted_endpoints: Collection[tuple[str, int]] = (),
                     backoff_s: float = 1.0) -> PretrainReport:
     """Steps 1-5 of the module doc; raises PretrainError (or DownloadError, GiphyError)."""
-    from scorer.pipeline import write_predictions
-    from scorer.versions import active_version
-    from training.bradley_terry import read_gifgif_csv
-    from training.comparisons import pooled_gifs
-    from training.workflow import activate_version, evaluate_table, train_version
-
     report = PretrainReport()
+    fetch = {"progress": progress, "backoff_s": backoff_s}
     t = time.perf_counter()
-    where = settings.home / "gifgif"
-    csv_path = obtain(settings, csv, where, sha256=csv_sha256, progress=progress, backoff_s=backoff_s)
-    report.csv = str(csv_path)
-    try:
-        data = read_gifgif_csv(csv_path)
-    except (OSError, ValueError, EOFError) as exc:
-        raise PretrainError(f"{csv_path}: cannot read the comparisons: {exc}") from None
-    if data.kept == 0:
-        raise PretrainError(f"{csv_path}: no usable comparisons (header metric,left,right,choice)")
+    csv_path, data = _obtain_comparisons(settings, csv, csv_sha256, fetch, report)
     ids = [i for i in data.gif_ids if GIPHY_ID.match(i)]
     report.seconds["files"] = round(time.perf_counter() - t, 2)
 
     t = time.perf_counter()
-    if images and not giphy_ids:
-        tar_path = obtain(settings, images, where, sha256=images_sha256, progress=progress,
-                          backoff_s=backoff_s)
-        report.images = str(tar_path)
-        gifs = ingest_tar(settings, engine, tar_path, wanted=set(ids), progress=progress)
-    else:
-        report.images = "GIPHY API (giphy:id:)"
-        gifs = ingest_ids(settings, engine, ids, progress=progress,
-                          trusted_endpoints=trusted_endpoints, backoff_s=backoff_s)
-    report.gifs = {"added": len(gifs.added), "already": len(gifs.duplicates),
-                   "refused": len(gifs.refused), "first_refusals": gifs.refused[:5],
-                   "in_pool": len(pooled_gifs(engine, POOL)) if gifs.added or gifs.duplicates else 0}
+    refused = _store_gifs(settings, engine, ids, images=images, giphy_ids=giphy_ids,
+                          images_sha256=images_sha256, fetch=fetch,
+                          trusted_endpoints=trusted_endpoints, report=report)
     report.seconds["gifs"] = round(time.perf_counter() - t, 2)
     if not report.gifs["in_pool"]:
         raise PretrainError("no GIFGIF GIF could be stored; see the refusals: "
-                            + "; ".join(f"{r}: {w}" for r, w in gifs.refused[:3]))
+                            + "; ".join(f"{r}: {w}" for r, w in refused[:3]))
 
     t = time.perf_counter()
     report.comparisons = import_comparisons(settings, engine, csv_path, data)
@@ -307,6 +285,59 @@ def pretrain_gifgif(settings: Settings, engine: Engine, *, csv: str, images: str
 
     # Votes alone: the GIFGIF fit must not lean on whatever model happens to be active.
     votes_only = dataclasses.replace(settings, bt_prior_strength=0.0)
+    mv_id = _train(votes_only, engine, head=head, epochs=epochs, device=device,
+                   progress=progress, table=table, report=report)
+
+    t = time.perf_counter()
+    held, fit_id, active_id = _label_and_measure(settings, engine, mv_id, report)
+    _decide(engine, mv_id, fit_id, active_id, held, activate=activate, report=report)
+    report.seconds["activate"] = round(time.perf_counter() - t, 2)
+    return report
+
+
+def _obtain_comparisons(settings: Settings, csv: str, csv_sha256: str | None, fetch: dict,
+                        report: PretrainReport):
+    """Step 1: the comparisons file, downloaded once and checked; returns (path, parsed)."""
+    from training.bradley_terry import read_gifgif_csv
+
+    csv_path = obtain(settings, csv, settings.home / "gifgif", sha256=csv_sha256, **fetch)
+    report.csv = str(csv_path)
+    try:
+        data = read_gifgif_csv(csv_path)
+    except (OSError, ValueError, EOFError) as exc:
+        raise PretrainError(f"{csv_path}: cannot read the comparisons: {exc}") from None
+    if data.kept == 0:
+        raise PretrainError(f"{csv_path}: no usable comparisons (header metric,left,right,choice)")
+    return csv_path, data
+
+
+def _store_gifs(settings: Settings, engine: Engine, ids: list[str], *, images: str | None,
+                giphy_ids: bool, images_sha256: str | None, fetch: dict,
+                trusted_endpoints: Collection[tuple[str, int]],
+                report: PretrainReport) -> list[tuple[str, str]]:
+    """Step 2: the GIFs, from the images tar or else GIPHY by id; returns the refusals."""
+    from training.comparisons import pooled_gifs
+
+    if images and not giphy_ids:
+        tar_path = obtain(settings, images, settings.home / "gifgif", sha256=images_sha256,
+                          **fetch)
+        report.images = str(tar_path)
+        gifs = ingest_tar(settings, engine, tar_path, wanted=set(ids), progress=fetch["progress"])
+    else:
+        report.images = "GIPHY API (giphy:id:)"
+        gifs = ingest_ids(settings, engine, ids, progress=fetch["progress"],
+                          trusted_endpoints=trusted_endpoints, backoff_s=fetch["backoff_s"])
+    report.gifs = {"added": len(gifs.added), "already": len(gifs.duplicates),
+                   "refused": len(gifs.refused), "first_refusals": gifs.refused[:5],
+                   "in_pool": len(pooled_gifs(engine, POOL)) if gifs.added or gifs.duplicates else 0}
+    return gifs.refused
+
+
+def _train(votes_only: Settings, engine: Engine, *, head: str, epochs: int, device: str,
+           progress: bool, table: bool, report: PretrainReport) -> int:
+    """Step 4: train a version on the GIFGIF pool (and, if asked, the comparison table)."""
+    from training.workflow import evaluate_table, train_version
+
     t = time.perf_counter()
     trained = train_version(votes_only, engine, pool=POOL, head=head, epochs=epochs,
                             device=device, progress=progress)
@@ -317,14 +348,23 @@ def pretrain_gifgif(settings: Settings, engine: Engine, *, csv: str, images: str
     if table:
         t = time.perf_counter()
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        _table, path = evaluate_table(votes_only, engine, settings.home / "reports" / f"gifgif-{stamp}",
+        _table, path = evaluate_table(votes_only, engine,
+                                      votes_only.home / "reports" / f"gifgif-{stamp}",
                                       pool=POOL, epochs=epochs, device=device, progress=progress)
         report.table_report = str(path)
         report.seconds["table"] = round(time.perf_counter() - t, 2)
+    return trained.model_version_id
 
-    t = time.perf_counter()
+
+def _label_and_measure(settings: Settings, engine: Engine, mv_id: int,
+                       report: PretrainReport) -> tuple[dict, int | None, int | None]:
+    """Score every pooled GIF, measure held-out accuracy against the active version, and
+    label the new version with its domain; returns (held-out metrics, fit id, active id)."""
+    from scorer.pipeline import write_predictions
+    from scorer.versions import active_version
+    from training.comparisons import pooled_gifs
+
     active = active_version(engine)
-    mv_id = trained.model_version_id
     write_predictions(settings, engine, mv_id, sorted(pooled_gifs(engine)))
     held = _held_out_accuracy(engine, mv_id, active.id if active else None, settings.seed)
     report.metrics.update(held)
@@ -339,6 +379,14 @@ def pretrain_gifgif(settings: Settings, engine: Engine, *, csv: str, images: str
         mv.metrics = {**(mv.metrics or {}), **{k: v for k, v in held.items()
                                                if not (isinstance(v, float) and math.isnan(v))}}
         fit_id = (mv.config or {}).get("bt_fit_id")
+    return held, fit_id, active.id if active else None
+
+
+def _decide(engine: Engine, mv_id: int, fit_id: int | None, active_id: int | None, held: dict,
+            *, activate: bool, report: PretrainReport) -> None:
+    """Step 5: activate only a version that beats chance and the active one on held-out pairs."""
+    from training.workflow import activate_version
+
     new, old = held["pair_accuracy"], held["pair_accuracy_active"]
     if not activate:
         report.decision = "not activated (--no-activate)"
@@ -347,14 +395,12 @@ def pretrain_gifgif(settings: Settings, engine: Engine, *, csv: str, images: str
                            "chance (too few comparisons between test GIFs?)")
     elif not math.isnan(old) and new <= old:
         report.decision = (f"not activated: held-out pair accuracy {new:.3f} does not beat the "
-                           f"active version v{active.id if active else '?'} ({old:.3f})")
+                           f"active version v{active_id if active_id is not None else '?'} ({old:.3f})")
     else:
         activate_version(engine, mv_id, fit_id)
         report.activated = True
         report.decision = (f"activated v{mv_id}: held-out pair accuracy {new:.3f}"
                            + (f" (active was {old:.3f})" if not math.isnan(old) else ""))
-    report.seconds["activate"] = round(time.perf_counter() - t, 2)
-    return report
 
 
 __all__ = ["POOL", "PretrainError", "PretrainReport", "ingest_ids", "ingest_tar",

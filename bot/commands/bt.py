@@ -44,39 +44,73 @@ def bt_fit(settings: Settings, file: Path, out: Path, ties: str | None, alpha: f
     compared on that emotion. Bad rows are counted and skipped.
     """
     _reuse_freed_memory()
-    from tqdm import tqdm
-
     from training import bradley_terry as bt
 
     ties = ties or settings.bt_ties
     alpha = settings.bt_alpha if alpha is None else alpha
+    _check_options(ties, alpha, method)
+    t0 = time.perf_counter()
+    data = _read_comparisons(file)
+    t_read = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    results = _fit_with_bar(data, ties, alpha, method)
+    t_fit = time.perf_counter() - t1
+
+    _write_atomic(out, data.gif_ids, _score_columns(bt, results, data.n_gifs, scale))
+    total = time.perf_counter() - t0
+
+    seconds = (t_read, t_fit, total)
+    summary = _summary(file, out, data, results, ties=ties, alpha=alpha, method=method,
+                       scale=scale, seconds=seconds)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    _echo_summary(summary, data, file, out, seconds)
+
+
+def _check_options(ties: str, alpha: float, method: str) -> None:
     if not alpha > 0:
         raise click.ClickException("--alpha must be > 0 (the prior keeps unbeaten GIFs finite)")
     if method == "mm" and ties == "davidson":
         raise click.ClickException("--method mm supports --ties drop or half, not davidson")
-    t0 = time.perf_counter()
+
+
+def _read_comparisons(file: Path):
+    """The parsed file; a clear error when it cannot be read or holds nothing usable."""
+    from training import bradley_terry as bt
+
     try:
         data = bt.read_gifgif_csv(file)
     except OSError as exc:
         raise click.ClickException(f"cannot read {file}: {exc}") from None
-    t_read = time.perf_counter() - t0
     if data.kept == 0:
         raise click.ClickException(f"{file}: no usable comparisons ({_skips(data.skipped)})")
+    return data
+
+
+def _fit_with_bar(data, ties: str, alpha: float, method: str) -> list:
+    """One fit per emotion; the bar shows only on a terminal so piped output stays clean."""
+    from tqdm import tqdm
+
+    from training import bradley_terry as bt
 
     emotion, winners, losers, tie_mask = data.comparisons()
     bar = tqdm(total=len(NAMES), desc="bt-fit", unit="emotion", file=sys.stderr,
                disable=not sys.stderr.isatty())
-    t1 = time.perf_counter()
     results = bt.fit_all(data.n_gifs, emotion, winners, losers, tie_mask, ties=ties,
                          alpha=alpha, method=method, max_iter=200 if method == "newton" else 10000,
                          progress=lambda _e: bar.update())
     bar.close()
-    t_fit = time.perf_counter() - t1
+    return results
 
+
+def _score_columns(bt, results: list, n_gifs: int, scale: str) -> list[list[str]]:
+    """One column of formatted scores per emotion; empty where the GIF was never compared."""
     columns = []
     for res in results:
         seen = res.n_compared > 0
-        col = [""] * data.n_gifs
+        col = [""] * n_gifs
         if seen.any():
             theta = res.theta[seen]
             scaled = bt.minmax_scale(theta) if scale == "minmax" else bt.robust_scale(
@@ -84,10 +118,13 @@ def bt_fit(settings: Settings, file: Path, out: Path, ties: str | None, alpha: f
             for i, s in zip(seen.nonzero()[0], scaled, strict=True):
                 col[i] = f"{s:.6f}"
         columns.append(col)
-    _write_atomic(out, data.gif_ids, columns)
-    total = time.perf_counter() - t0
+    return columns
 
-    summary = {
+
+def _summary(file: Path, out: Path, data, results: list, *, ties: str, alpha: float,
+             method: str, scale: str, seconds: tuple[float, float, float]) -> dict:
+    t_read, t_fit, total = seconds
+    return {
         "file": str(file),
         "out": str(out),
         "rows": data.rows,
@@ -105,9 +142,13 @@ def bt_fit(settings: Settings, file: Path, out: Path, ties: str | None, alpha: f
         "iterations": [r.iterations for r in results],
         "seconds": {"read": round(t_read, 3), "fit": round(t_fit, 3), "total": round(total, 3)},
     }
-    if as_json:
-        click.echo(json.dumps(summary, indent=2))
-        return
+
+
+def _echo_summary(summary: dict, data, file: Path, out: Path,
+                  seconds: tuple[float, float, float]) -> None:
+    """The human-readable form of `summary`; `seconds` unrounded, so the text matches before."""
+    t_read, t_fit, total = seconds
+    ties, alpha, method, scale = summary["ties"], summary["alpha"], summary["method"], summary["scale"]
     decisive = data.per_emotion(True)
     click.echo(f"read {data.rows:,} rows from {file} in {t_read:.2f} s: kept {data.kept:,} "
                f"({int(decisive.sum()):,} decisive, {summary['neither']:,} neither); "
@@ -120,7 +161,6 @@ def bt_fit(settings: Settings, file: Path, out: Path, ties: str | None, alpha: f
     state = "converged" if summary["converged"] else "NOT converged on some emotions"
     click.echo(f"fitted 17 emotions (ties={ties}, alpha={alpha:g}, {method}, {state}) in "
                f"{t_fit:.2f} s; wrote {out} ({scale} scale); total {total:.2f} s")
-
 
 def _reuse_freed_memory() -> None:
     """Let glibc keep freed blocks of this short-lived process for reuse.
