@@ -16,6 +16,7 @@ from fake_discord import APP_ID, CHANNEL, GUILD, MANAGE_GUILD, DiscordDriver, Fa
 
 from bot import session as sess
 from bot.adapters import discord as discord_adapter
+from bot.adapters import discord_views
 from bot.core import BotCore
 
 ALICE = (950_000_000_000_000_001, "alice")
@@ -176,6 +177,16 @@ async def test_gif_admin_needs_manage_server(stack: Stack) -> None:
         {"name": "key", "type": 3, "value": "watch"}, {"name": "value", "type": 3, "value": "on"}]}],
         user=BOB, perms=MANAGE_GUILD)
     assert sess.get_scoped(stack.engine, stack.settings, "discord", str(GUILD), str(CHANNEL), "watch") is True
+
+
+async def test_one_cog_holds_the_core_and_answers_the_buttons(stack: Stack) -> None:
+    cog = stack.d.bot.get_cog(discord_views.COG_NAME)
+    assert isinstance(cog, discord_adapter.GifCog) and isinstance(cog, discord_views.Clicks)
+    assert cog.core is stack.core and not hasattr(stack.d.bot, "moodgif")
+    assert {c.name for c in cog.get_app_commands()} == {"gif", "gif-admin"}
+    # a bot built only to sync the commands has the cog but no core to answer with
+    with pytest.raises(RuntimeError, match="without a BotCore"):
+        _ = discord_adapter.build_bot(None, stack.settings).gif_cog.core
 
 
 async def test_mention_replies_with_a_preview_only_the_requester_can_use(stack: Stack) -> None:
