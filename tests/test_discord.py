@@ -222,11 +222,13 @@ async def test_watched_channel_offers_by_dm_only_when_opted_in(sqlite_settings, 
         await st.d.close()
 
 
-def test_intents_are_minimal_and_the_invite_asks_for_exactly_what_is_used(sqlite_settings) -> None:
+def test_intents_are_minimal_and_the_invite_asks_for_exactly_what_is_used(sqlite_engine) -> None:
     intents = discord_adapter.wanted_intents(False)
     assert not (intents.members or intents.presences or intents.message_content)
     assert intents.guilds and intents.guild_reactions and intents.guild_messages
-    assert discord_adapter.watch_enabled(sqlite_settings) is False
+    assert discord_adapter.watch_enabled(sqlite_engine) is False
+    sess.set_scoped(sqlite_engine, "discord", str(GUILD), str(CHANNEL), "watch", "on")
+    assert discord_adapter.watch_enabled(sqlite_engine) is True
     url = discord_adapter.invite_url(123)
     assert "client_id=123" in url and "applications.commands" in url
     assert f"permissions={discord_adapter.INVITE_PERMISSIONS.value}" in url

@@ -40,6 +40,8 @@ from bot.hints import typing_hint
 from scorer.settings import RATINGS, Settings
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
     from bot.core import BotCore
 
 log = logging.getLogger(__name__)
@@ -74,13 +76,13 @@ def client_id_from_token(token: str) -> int | None:
         return None
 
 
-def watch_enabled(settings: Settings) -> bool:
-    """Did some Discord channel or server opt in to watching? (Then ask for message content.)"""
+def watch_enabled(engine: Engine) -> bool:
+    """Did some Discord channel or server opt in to watching? (Then ask for message content.)
+    On the core's engine: the schema was migrated at start-up, not here."""
     from sqlalchemy import select
 
-    from scorer.store import ScopedSetting, init_db, session_scope
+    from scorer.store import ScopedSetting, session_scope
 
-    engine = init_db(settings.db_url)
     with session_scope(engine) as s:
         rows = s.scalars(
             select(ScopedSetting.value).where(ScopedSetting.platform == PLATFORM, ScopedSetting.key == "watch")
@@ -423,7 +425,7 @@ async def start(core: BotCore, settings: Settings) -> discord.Client | None:
     """Log in and connect in a background task; None without DISCORD_TOKEN. `close()` stops it."""
     if not settings.discord_token:
         return None
-    watch = await asyncio.to_thread(watch_enabled, settings)
+    watch = await asyncio.to_thread(watch_enabled, core.engine)
     bot = build_bot(core, settings, intents=wanted_intents(watch))
 
     async def run() -> None:
