@@ -16,6 +16,7 @@ from fake_discord import APP_ID, CHANNEL, GUILD, MANAGE_GUILD, DiscordDriver, Fa
 
 from bot import session as sess
 from bot.adapters import discord as discord_adapter
+from bot.adapters import discord_views
 from bot.core import BotCore
 
 ALICE = (950_000_000_000_000_001, "alice")
@@ -178,6 +179,16 @@ async def test_gif_admin_needs_manage_server(stack: Stack) -> None:
     assert sess.get_scoped(stack.engine, stack.settings, "discord", str(GUILD), str(CHANNEL), "watch") is True
 
 
+async def test_one_cog_holds_the_core_and_answers_the_buttons(stack: Stack) -> None:
+    cog = stack.d.bot.get_cog(discord_views.COG_NAME)
+    assert isinstance(cog, discord_adapter.GifCog) and isinstance(cog, discord_views.Clicks)
+    assert cog.core is stack.core and not hasattr(stack.d.bot, "moodgif")
+    assert {c.name for c in cog.get_app_commands()} == {"gif", "gif-admin"}
+    # a bot built only to sync the commands has the cog but no core to answer with
+    with pytest.raises(RuntimeError, match="without a BotCore"):
+        _ = discord_adapter.build_bot(None, stack.settings).gif_cog.core
+
+
 async def test_mention_replies_with_a_preview_only_the_requester_can_use(stack: Stack) -> None:
     d, fake = stack.d, stack.fake
     asked = await d.say(f"<@{APP_ID}> happy", user=ALICE, mention_bot=True)
@@ -211,11 +222,13 @@ async def test_watched_channel_offers_by_dm_only_when_opted_in(sqlite_settings, 
         await st.d.close()
 
 
-def test_intents_are_minimal_and_the_invite_asks_for_exactly_what_is_used(sqlite_settings) -> None:
+def test_intents_are_minimal_and_the_invite_asks_for_exactly_what_is_used(sqlite_engine) -> None:
     intents = discord_adapter.wanted_intents(False)
     assert not (intents.members or intents.presences or intents.message_content)
     assert intents.guilds and intents.guild_reactions and intents.guild_messages
-    assert discord_adapter.watch_enabled(sqlite_settings) is False
+    assert discord_adapter.watch_enabled(sqlite_engine) is False
+    sess.set_scoped(sqlite_engine, "discord", str(GUILD), str(CHANNEL), "watch", "on")
+    assert discord_adapter.watch_enabled(sqlite_engine) is True
     url = discord_adapter.invite_url(123)
     assert "client_id=123" in url and "applications.commands" in url
     assert f"permissions={discord_adapter.INVITE_PERMISSIONS.value}" in url

@@ -193,3 +193,41 @@ async def test_preview_shows_how_the_request_was_read(web) -> None:  # type: ign
     assert p["cards"][0]["sha256"] in cats
     r = await (await web.post("/api/request", json={"text": "/gif happy unicorn"})).json()
     assert r["preview"]["emotion"] == "happiness" and "unicorn" in r["text"]
+
+
+async def test_admin_pages_escape_a_gifs_hostile_words(web) -> None:  # type: ignore[no-untyped-def]
+    """Titles and tags come from manifests and GIPHY: the templates autoescape them."""
+    from _adapter_core import give_words
+
+    give_words(web.core, web.core.engine, n=len(web.pool.shas), title="<script>alert(1)</script>",
+               tags=("<img src=x onerror=alert(2)>",))
+    page = await (await web.get("/admin/top?emotion=happiness")).text()
+    assert "<script>alert(1)" not in page and "<img src=x" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+async def test_top_gifs_voted_means_compared_on_that_emotion(web) -> None:  # type: ignore[no-untyped-def]
+    r = await (await web.post("/api/request", json={"text": "/gif happy"})).json()
+    posted = await (await web.post("/api/send", json={"session_id": r["preview"]["session_id"]})).json()
+    sent = posted["post"]["card"]["sha256"]
+    await web.post("/api/vote", json={"post_id": posted["post"]["post_id"], "up": True, "user": "bob"})
+    happy = (await (await web.get("/admin/top?emotion=happiness&format=json")).json())["gifs"]
+    assert {g["sha256"] for g in happy if g["voted"]} == {sent}
+    assert all(g["url"] == f"/gifs/{g['sha256']}.gif" for g in happy)
+    fear = (await (await web.get("/admin/top?emotion=fear&format=json")).json())["gifs"]
+    assert not any(g["voted"] for g in fear)
+    page = await (await web.get("/admin/top?emotion=happiness")).text()
+    assert page.count(" · voted") == 1
+    png = await web.get("/admin/plot/happiness.png")  # drawn with the voted GIF apart
+    assert png.status == 200 and (await png.read())[:4] == b"\x89PNG"
+
+
+async def test_emotion_hints_come_from_the_core(web) -> None:  # type: ignore[no-untyped-def]
+    from _adapter_core import give_words
+
+    give_words(web.core, web.core.engine)
+    hint = await (await web.get("/api/emotions?q=hap")).json()
+    assert hint["emotions"][0] == "happiness" and len(hint["emotions"]) <= 8
+    hint = await (await web.get("/api/emotions", params={"q": "happy cat"})).json()
+    assert hint["reading"] == "happiness · topic: cat"
+    assert (await (await web.get("/api/emotions")).json())["reading"] == ""

@@ -1,9 +1,12 @@
 """The Discord adapter: discord.py 2.x translating between Discord and `bot.core.BotCore`.
 
-Only translation lives here: interactions, messages and reactions become `Actor`s and calls
-on the core; the core's `Reply`s become embeds and buttons (`bot.adapters.discord_views`).
+Only translation lives here, in one cog (`GifCog`, Red-DiscordBot style: the cog holds the
+`BotCore`; the bot object only connects, routes and reports health): interactions, messages
+and reactions become `Actor`s and calls on the core; the core's `Reply`s become embeds and
+buttons (`bot.adapters.discord_views`, whose `DynamicItem`s call the cog back).
 
-- `/gif [words]` (autocomplete suggests emotions for what is typed): an ephemeral preview
+- `/gif [words]` (autocomplete shows how the core reads what is typed, "→ happiness · topic:
+  cat", then emotion completions; both from the core via `bot.hints`): an ephemeral preview
   with Send / Shuffle / Cancel. Send posts an embed with the GIF publicly (an interaction
   follow-up, so the bot needs no channel permission for it) with 👍 / 👎 buttons; 👍 / 👎
   reactions on that post count too.
@@ -31,11 +34,14 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.adapters import discord_views as views
-from bot.events import Actor, Reply, reply_text
+from bot.events import Actor, PostView, Reply, reply_text
 from bot.health import get_health
+from bot.hints import typing_hint
 from scorer.settings import RATINGS, Settings
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
     from bot.core import BotCore
 
 log = logging.getLogger(__name__)
@@ -70,13 +76,13 @@ def client_id_from_token(token: str) -> int | None:
         return None
 
 
-def watch_enabled(settings: Settings) -> bool:
-    """Did some Discord channel or server opt in to watching? (Then ask for message content.)"""
+def watch_enabled(engine: Engine) -> bool:
+    """Did some Discord channel or server opt in to watching? (Then ask for message content.)
+    On the core's engine: the schema was migrated at start-up, not here."""
     from sqlalchemy import select
 
-    from scorer.store import ScopedSetting, init_db, session_scope
+    from scorer.store import ScopedSetting, session_scope
 
-    engine = init_db(settings.db_url)
     with session_scope(engine) as s:
         rows = s.scalars(
             select(ScopedSetting.value).where(ScopedSetting.platform == PLATFORM, ScopedSetting.key == "watch")
@@ -139,12 +145,31 @@ def strip_mention(text: str, user_id: int) -> str:
     return " ".join(text.split())
 
 
-class Bridge:
-    """Translation between discord.py objects and the core; the buttons call it too."""
+class GifCog(commands.Cog, name=views.COG_NAME):
+    """All of moodgif on Discord: /gif, /gif-admin, the buttons' clicks (the `DynamicItem`s in
+    `discord_views` call back here), and the reactions and messages the bot listens to.
 
-    def __init__(self, core: BotCore | None, settings: Settings) -> None:
-        self.core: Any = core
+    It holds the core (typed); the bot object only hosts it. Without a core (`moodgif discord
+    sync` only registers the commands) any handler raises.
+    """
+
+    admin = app_commands.Group(
+        name="gif-admin",
+        description="moodgif settings for this server",
+        guild_only=True,
+        default_permissions=discord.Permissions(manage_guild=True),
+    )
+
+    def __init__(self, bot: commands.Bot, core: BotCore | None, settings: Settings) -> None:
+        self.bot = bot
+        self._core = core
         self.settings = settings
+
+    @property
+    def core(self) -> BotCore:
+        if self._core is None:
+            raise RuntimeError("this Discord bot was built without a BotCore (commands sync only)")
+        return self._core
 
     def limit(self, interaction: discord.Interaction | None = None) -> int:
         limit = self.settings.discord_upload_limit_bytes
@@ -158,8 +183,10 @@ class Bridge:
         """A private note that leaves the message it was clicked on as it is."""
         await interaction.followup.send(self.render(reply).content or "OK.", ephemeral=True)
 
-    # --- /gif and its buttons -------------------------------------------------------
-    async def request(self, interaction: discord.Interaction, words: str) -> None:
+    # --- /gif ---------------------------------------------------------------------------
+    @app_commands.command(name="gif", description="A GIF for a feeling: a private preview first")
+    @app_commands.describe(words="a feeling, a word, an emoji: happy, ugh, finally done, 😭")
+    async def gif(self, interaction: discord.Interaction, words: str = "") -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         actor = interaction_actor(interaction)
         reply = await self.core.request(actor, words)
@@ -170,6 +197,20 @@ class Bridge:
             if poll is not None:
                 await interaction.followup.send(**self.render(poll, interaction).send_kwargs(), ephemeral=True)
 
+    @gif.autocomplete("words")
+    async def gif_words(self, interaction: discord.Interaction, current: str
+                        ) -> list[app_commands.Choice[str]]:
+        """While typing: first how the core reads the words so far (picking it sends them as
+        typed), then emotion completions (`bot.hints`)."""
+        hint = await asyncio.to_thread(typing_hint, self.core, current, 25)
+        choices = [app_commands.Choice(name=w[:100], value=w[:100]) for w in hint.completions[:25]]
+        if hint.reading:
+            typed = current.strip()[:100]
+            rest = [c for c in choices if c.value != typed][:24]
+            choices = [app_commands.Choice(name=("→ " + hint.reading)[:100], value=typed), *rest]
+        return choices
+
+    # --- the buttons (bot.adapters.discord_views.Clicks) ----------------------------------
     async def choice_click(self, interaction: discord.Interaction, emotion: str) -> None:
         await interaction.response.defer()
         reply = await self.core.request(interaction_actor(interaction), emotion)
@@ -189,7 +230,7 @@ class Bridge:
         else:
             reply = await self.core.send(actor, session_id, sha)
         if reply.kind == "posted" and reply.post is not None:
-            await self._post(interaction, reply)
+            await self._post(interaction, reply.post)
         elif reply.kind == "cancelled":
             await interaction.delete_original_response()
         elif reply.preview is not None or reply.kind == "expired":
@@ -197,9 +238,7 @@ class Bridge:
         else:  # forbidden, error: only the clicker sees why
             await self._note(interaction, reply)
 
-    async def _post(self, interaction: discord.Interaction, reply: Reply) -> None:
-        post = reply.post
-        assert post is not None
+    async def _post(self, interaction: discord.Interaction, post: PostView) -> None:
         msg = views.post_message(post, self.settings.public_url, self.limit(interaction))
         sent = await interaction.followup.send(
             **msg.send_kwargs(), wait=True, allowed_mentions=discord.AllowedMentions.none()
@@ -221,15 +260,55 @@ class Bridge:
             text = reply.text or "Thanks!"
             await interaction.edit_original_response(content=text, embeds=[], attachments=[], view=None)
 
-    async def admin(self, interaction: discord.Interaction, command: str, args: list[str]) -> None:
+    # --- /gif-admin -----------------------------------------------------------------------
+    async def _admin(self, interaction: discord.Interaction, command: str, args: list[str]) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         reply = await self.core.admin(interaction_actor(interaction, admin=True), command, args)
-        text = reply_text(reply)
-        await interaction.followup.send(text[:2000], ephemeral=True)
+        await interaction.followup.send(reply_text(reply)[:2000], ephemeral=True)
 
-    # --- reactions, mentions, watched channels ---------------------------------------
-    async def reaction(self, payload: discord.RawReactionActionEvent, me: int | None) -> None:
+    @admin.command(name="pools", description="list the GIF pools, or add one (scored in the background)")
+    @app_commands.describe(action="list or add", name="new pool name", source="folder, manifest or URL list")
+    @app_commands.choices(action=[app_commands.Choice(name=a, value=a) for a in ("list", "add")])
+    async def admin_pools(self, interaction: discord.Interaction, action: str = "list", name: str = "",
+                          source: str = "") -> None:
+        await self._admin(interaction, "pools", [action, name, source])
+
+    @admin.command(name="rating", description="the highest rating GIFs may have here")
+    @app_commands.choices(
+        ceiling=[app_commands.Choice(name=r, value=r) for r in RATINGS],
+        scope=[app_commands.Choice(name=s, value=s) for s in ("server", "channel")],
+    )
+    async def admin_rating(self, interaction: discord.Interaction, ceiling: str, scope: str = "server") -> None:
+        await self._admin(interaction, "rating", [ceiling] + (["channel"] if scope == "channel" else []))
+
+    @admin.command(name="channel", description="this channel's settings: show, pools, watch, preview, cooldown, rating")
+    @app_commands.choices(
+        key=[app_commands.Choice(name=k, value=k) for k in ("show", "pools", "watch", "preview", "cooldown", "rating")]
+    )
+    @app_commands.describe(value="the new value, or reset")
+    async def admin_channel(self, interaction: discord.Interaction, key: str = "show", value: str = "") -> None:
+        await self._admin(interaction, "channel", [key, *value.split()])
+
+    @admin.command(name="retrain", description="refit from the votes and retrain now")
+    async def admin_retrain(self, interaction: discord.Interaction) -> None:
+        await self._admin(interaction, "retrain", [])
+
+    @admin.command(name="stats", description="GIFs, posts, votes, model, last retrain")
+    async def admin_stats(self, interaction: discord.Interaction) -> None:
+        await self._admin(interaction, "stats", [])
+
+    # --- reactions, mentions, watched channels ---------------------------------------------
+    @commands.Cog.listener()
+    async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
+        await self._reaction(payload)
+
+    @commands.Cog.listener()
+    async def on_raw_reaction_remove(self, payload: discord.RawReactionActionEvent) -> None:
+        await self._reaction(payload)
+
+    async def _reaction(self, payload: discord.RawReactionActionEvent) -> None:
         up = reaction_vote(payload.emoji)
+        me = self.bot.user.id if self.bot.user else None
         if up is None or payload.user_id == me:
             return
         actor = Actor(platform=PLATFORM, workspace=_workspace(payload.guild_id),
@@ -238,13 +317,26 @@ class Bridge:
         await self.core.vote(actor, message_ref=str(payload.message_id), up=up if added else None,
                              source="reaction")
 
-    async def mention(self, message: discord.Message, me: int) -> None:
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        me = self.bot.user
+        if message.author.bot or message.guild is None or me is None:
+            return
+        try:
+            if me in message.mentions:
+                await self._mention(message, me.id)
+            elif self.bot.intents.message_content:
+                await self._watch(message)
+        except Exception:
+            log.exception("discord message handling failed")
+
+    async def _mention(self, message: discord.Message, me: int) -> None:
         reply = await self.core.request(message_actor(message), strip_mention(message.content, me))
         msg = self.render(reply)
         await message.reply(**msg.send_kwargs(), mention_author=False,
                             allowed_mentions=discord.AllowedMentions.none())
 
-    async def watch(self, message: discord.Message) -> None:
+    async def _watch(self, message: discord.Message) -> None:
         offer = await self.core.watch(message_actor(message), message.content)
         if offer is None:
             return
@@ -256,125 +348,6 @@ class Bridge:
             await message.author.send(**views.text_message(text, dismissible=True).send_kwargs())
         except discord.Forbidden:  # DMs closed: stay quiet rather than post publicly
             log.debug("watch offer not delivered: DMs closed")
-
-
-# ---------------------------------------------------------------------------------------
-# the cog
-
-
-async def _autocomplete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-    """While typing: first how the words so far are read (picking it sends them as typed),
-    then emotion completions."""
-    bridge: Bridge = interaction.client.moodgif  # type: ignore[attr-defined]
-    from bot.intent import get_parser
-
-    words = await asyncio.to_thread(lambda: get_parser(bridge.settings).suggest_emotions(current, limit=25))
-    choices = [app_commands.Choice(name=w[:100], value=w[:100]) for w in words[:25]]
-    reading = await asyncio.to_thread(_reading_line, bridge, current)
-    if reading:
-        typed = current.strip()[:100]
-        rest = [c for c in choices if c.value != typed][:24]
-        choices = [app_commands.Choice(name=reading, value=typed), *rest]
-    return choices
-
-
-def _reading_line(bridge: Bridge, current: str) -> str:
-    """"→ happiness · topic: cat" for what is typed so far; "" when there is nothing to say."""
-    if not (current or "").strip() or bridge.core is None:
-        return ""
-    try:
-        reading = bridge.core.interpret(current)
-    except Exception:  # autocomplete is a hint: never an error
-        log.debug("autocomplete reading failed", exc_info=True)
-        return ""
-    parts = []
-    if reading.emotion:
-        parts.append(reading.emotion)
-    elif reading.intent.kind == "did_you_mean":
-        parts.append("did you mean " + " / ".join(e for e, _ in reading.intent.alternatives[:3]))
-    if reading.topic:
-        parts.append("topic: " + " ".join(reading.topic))
-    if reading.missing:
-        parts.append("no GIFs about " + " ".join(reading.missing))
-    if not parts:
-        return ""
-    return ("→ " + " · ".join(parts))[:100]
-
-
-class GifCog(commands.Cog):
-    """/gif, /gif-admin, and the reactions and messages the bot listens to."""
-
-    admin = app_commands.Group(
-        name="gif-admin",
-        description="moodgif settings for this server",
-        guild_only=True,
-        default_permissions=discord.Permissions(manage_guild=True),
-    )
-
-    def __init__(self, bot: commands.Bot) -> None:
-        self.bot = bot
-
-    @property
-    def bridge(self) -> Bridge:
-        return self.bot.moodgif  # type: ignore[attr-defined]
-
-    @app_commands.command(name="gif", description="A GIF for a feeling: a private preview first")
-    @app_commands.describe(words="a feeling, a word, an emoji: happy, ugh, finally done, 😭")
-    @app_commands.autocomplete(words=_autocomplete)
-    async def gif(self, interaction: discord.Interaction, words: str = "") -> None:
-        await self.bridge.request(interaction, words)
-
-    @admin.command(name="pools", description="list the GIF pools, or add one (scored in the background)")
-    @app_commands.describe(action="list or add", name="new pool name", source="folder, manifest or URL list")
-    @app_commands.choices(action=[app_commands.Choice(name=a, value=a) for a in ("list", "add")])
-    async def admin_pools(self, interaction: discord.Interaction, action: str = "list", name: str = "",
-                          source: str = "") -> None:
-        await self.bridge.admin(interaction, "pools", [action, name, source])
-
-    @admin.command(name="rating", description="the highest rating GIFs may have here")
-    @app_commands.choices(
-        ceiling=[app_commands.Choice(name=r, value=r) for r in RATINGS],
-        scope=[app_commands.Choice(name=s, value=s) for s in ("server", "channel")],
-    )
-    async def admin_rating(self, interaction: discord.Interaction, ceiling: str, scope: str = "server") -> None:
-        await self.bridge.admin(interaction, "rating", [ceiling] + (["channel"] if scope == "channel" else []))
-
-    @admin.command(name="channel", description="this channel's settings: show, pools, watch, preview, cooldown, rating")
-    @app_commands.choices(
-        key=[app_commands.Choice(name=k, value=k) for k in ("show", "pools", "watch", "preview", "cooldown", "rating")]
-    )
-    @app_commands.describe(value="the new value, or reset")
-    async def admin_channel(self, interaction: discord.Interaction, key: str = "show", value: str = "") -> None:
-        await self.bridge.admin(interaction, "channel", [key, *value.split()])
-
-    @admin.command(name="retrain", description="refit from the votes and retrain now")
-    async def admin_retrain(self, interaction: discord.Interaction) -> None:
-        await self.bridge.admin(interaction, "retrain", [])
-
-    @admin.command(name="stats", description="GIFs, posts, votes, model, last retrain")
-    async def admin_stats(self, interaction: discord.Interaction) -> None:
-        await self.bridge.admin(interaction, "stats", [])
-
-    @commands.Cog.listener()
-    async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
-        await self.bridge.reaction(payload, self.bot.user.id if self.bot.user else None)
-
-    @commands.Cog.listener()
-    async def on_raw_reaction_remove(self, payload: discord.RawReactionActionEvent) -> None:
-        await self.bridge.reaction(payload, self.bot.user.id if self.bot.user else None)
-
-    @commands.Cog.listener()
-    async def on_message(self, message: discord.Message) -> None:
-        me = self.bot.user
-        if message.author.bot or message.guild is None or me is None:
-            return
-        try:
-            if me in message.mentions:
-                await self.bridge.mention(message, me.id)
-            elif self.bot.intents.message_content:
-                await self.bridge.watch(message)
-        except Exception:
-            log.exception("discord message handling failed")
 
 
 class MoodgifTree(app_commands.CommandTree):
@@ -396,11 +369,15 @@ class MoodgifTree(app_commands.CommandTree):
             pass
 
 
-class _Moodgif:
-    moodgif: Bridge
+class _Host:
+    """What both bot classes add to discord.py's: the cog and its buttons, gateway health.
+    `build_bot` sets `gif_cog`; `start` keeps its connection task in `runner`."""
+
+    gif_cog: GifCog
+    runner: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
-        await self.add_cog(GifCog(self))  # type: ignore[attr-defined, arg-type]
+        await self.add_cog(self.gif_cog)  # type: ignore[attr-defined]
         self.add_dynamic_items(*views.DYNAMIC_ITEMS)  # type: ignore[attr-defined]
 
     async def on_message(self, message: discord.Message) -> None:
@@ -420,16 +397,16 @@ class _Moodgif:
         get_health().set_component("discord", False, "gateway disconnected")
 
 
-class MoodgifBot(_Moodgif, commands.Bot):
+class MoodgifBot(_Host, commands.Bot):
     pass
 
 
-class ShardedMoodgifBot(_Moodgif, commands.AutoShardedBot):
+class ShardedMoodgifBot(_Host, commands.AutoShardedBot):
     pass
 
 
 def build_bot(core: BotCore | None, settings: Settings, *, intents: discord.Intents | None = None,
-              **kwargs: Any) -> commands.Bot:
+              **kwargs: Any) -> MoodgifBot | ShardedMoodgifBot:
     """The bot object (not connected): sharded when `settings.discord_sharded`."""
     cls = ShardedMoodgifBot if settings.discord_sharded else MoodgifBot
     bot = cls(
@@ -440,7 +417,7 @@ def build_bot(core: BotCore | None, settings: Settings, *, intents: discord.Inte
         allowed_mentions=discord.AllowedMentions.none(),
         **kwargs,
     )
-    bot.moodgif = Bridge(core, settings)
+    bot.gif_cog = GifCog(bot, core, settings)
     return bot
 
 
@@ -448,7 +425,7 @@ async def start(core: BotCore, settings: Settings) -> discord.Client | None:
     """Log in and connect in a background task; None without DISCORD_TOKEN. `close()` stops it."""
     if not settings.discord_token:
         return None
-    watch = await asyncio.to_thread(watch_enabled, settings)
+    watch = await asyncio.to_thread(watch_enabled, core.engine)
     bot = build_bot(core, settings, intents=wanted_intents(watch))
 
     async def run() -> None:
@@ -463,7 +440,7 @@ async def start(core: BotCore, settings: Settings) -> discord.Client | None:
             log.error("Discord stopped: %s", type(exc).__name__)
         get_health().set_component("discord", False, "stopped")
 
-    bot.moodgif_task = asyncio.get_running_loop().create_task(run(), name="discord")  # type: ignore[attr-defined]
+    bot.runner = asyncio.get_running_loop().create_task(run(), name="discord")
     log.info("Discord: starting (%s, message content %s)",
              "sharded" if settings.discord_sharded else "one shard", "on" if watch else "off")
     return bot

@@ -5,26 +5,27 @@ and is parsed back by a template, so a click works after a restart: discord.py r
 pattern to the classes registered with `client.add_dynamic_items(*DYNAMIC_ITEMS)`, not to a
 view object kept in memory.
 
-Buttons reach the core through `interaction.client.moodgif` (a `bot.adapters.discord.Bridge`).
+A click reaches the core through the bot's moodgif cog (`bot.adapters.discord.GifCog`), found
+by name and checked against `Clicks`, what the buttons need of it: this module never imports
+the cog's module, which imports this one.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, runtime_checkable
 
 import discord
+from discord.ext import commands
 
 from bot.events import GifCard, PollView, PostView, PreviewView, Reply, reply_text
-
-if TYPE_CHECKING:
-    from bot.adapters.discord import Bridge
 
 CUSTOM_ID_MAX = 100
 _SID = r"[A-Za-z0-9_-]{1,40}"
 
 COLOUR = discord.Colour.blurple()
+COG_NAME = "moodgif"
 
 
 @dataclass
@@ -158,8 +159,26 @@ def render(reply: Reply, public_url: str, limit: int, *, dismissible: bool = Fal
 # buttons
 
 
-def _bridge(interaction: discord.Interaction) -> Bridge:
-    return interaction.client.moodgif  # type: ignore[attr-defined]
+@runtime_checkable
+class Clicks(Protocol):
+    """What the buttons call: implemented by the cog named `COG_NAME`."""
+
+    async def preview_click(self, interaction: discord.Interaction, op: str, session_id: str,
+                            sha: str | None) -> None: ...
+
+    async def vote_click(self, interaction: discord.Interaction, post_id: int, up: bool) -> None: ...
+
+    async def poll_click(self, interaction: discord.Interaction, poll_id: str, answer: str) -> None: ...
+
+    async def choice_click(self, interaction: discord.Interaction, emotion: str) -> None: ...
+
+
+def _clicks(interaction: discord.Interaction) -> Clicks:
+    client = interaction.client
+    cog = client.get_cog(COG_NAME) if isinstance(client, commands.Bot) else None
+    if not isinstance(cog, Clicks):
+        raise RuntimeError(f"a moodgif button was clicked but the {COG_NAME!r} cog is not loaded")
+    return cog
 
 
 _PREVIEW_STYLE = {"send": discord.ButtonStyle.primary, "shuffle": discord.ButtonStyle.secondary,
@@ -187,7 +206,7 @@ class PreviewButton(
         return cls(match["op"], match["sid"], match["sha"], label=item.label)
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        await _bridge(interaction).preview_click(interaction, self.op, self.session_id, self.sha)
+        await _clicks(interaction).preview_click(interaction, self.op, self.session_id, self.sha)
 
 
 class VoteButton(discord.ui.DynamicItem[discord.ui.Button], template=r"mg:vote:(?P<dir>up|down):(?P<post>\d{1,18})$"):
@@ -207,7 +226,7 @@ class VoteButton(discord.ui.DynamicItem[discord.ui.Button], template=r"mg:vote:(
         return cls(match["dir"] == "up", int(match["post"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        await _bridge(interaction).vote_click(interaction, self.post_id, self.up)
+        await _clicks(interaction).vote_click(interaction, self.post_id, self.up)
 
 
 class PollButton(discord.ui.DynamicItem[discord.ui.Button],
@@ -225,7 +244,7 @@ class PollButton(discord.ui.DynamicItem[discord.ui.Button],
         return cls(match["answer"], match["pid"])
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        await _bridge(interaction).poll_click(interaction, self.poll_id, self.answer)
+        await _clicks(interaction).poll_click(interaction, self.poll_id, self.answer)
 
 
 class ChoiceButton(discord.ui.DynamicItem[discord.ui.Button], template=r"mg:pick:(?P<emotion>[a-z_-]{1,40})$"):
@@ -241,7 +260,7 @@ class ChoiceButton(discord.ui.DynamicItem[discord.ui.Button], template=r"mg:pick
         return cls(match["emotion"])
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        await _bridge(interaction).choice_click(interaction, self.emotion)
+        await _clicks(interaction).choice_click(interaction, self.emotion)
 
 
 class DismissButton(discord.ui.DynamicItem[discord.ui.Button], template=r"mg:dismiss$"):

@@ -11,6 +11,10 @@ machine (loopback, with no proxy header) while the server is private, else only 
 admin token; every state-changing request must be same-origin (and JSON or carry the CSRF
 token), and the Host must be this server's: `bot/adapters/web_guard.py` says how.
 
+Pages are Jinja2 templates (`bot/adapters/templates/`, aiohttp-jinja2, autoescaping on: GIF
+titles, tags and job details are outside input); what the admin pages show comes from
+`bot.reports` and `training.ledger_report`, so this module only checks input and renders.
+
 `build_app(core, settings, engine)` returns the application; `moodgif serve` mounts the
 Slack routes and the ops routes (`/healthz`, `/readyz`, `/metrics`) on the same one.
 """
@@ -18,8 +22,6 @@ Slack routes and the ops routes (`/healthz`, `/readyz`, `/metrics`) on the same 
 from __future__ import annotations
 
 import asyncio
-import html
-import io
 import json
 import logging
 import re
@@ -27,23 +29,27 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import aiohttp_jinja2
+import jinja2
 from aiohttp import web
-from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
-from bot.adapters.web_guard import Access, guard
+from bot import reports
+from bot.adapters.web_guard import CSRF_FIELD, Access, guard
 from bot.core import BotCore
 from bot.events import Actor, GifCard, Reply
-from bot.ranking import PRIOR_SD
+from bot.hints import typing_hint
 from scorer.emotions import INDEX, NAMES
 from scorer.settings import Settings
-from scorer.store import Comparison, is_busy_error, request_path, session_scope
+from scorer.store import is_busy_error, request_path
+from training import ledger_report
 
 log = logging.getLogger("moodgif.bot.web")
 
 STATIC_DIR = Path(__file__).with_name("web_static")
+# Jinja2 templates, package data of bot.adapters (pyproject's package-data ships them).
+TEMPLATES = jinja2.PackageLoader("bot.adapters", "templates")
 PLATFORM = "web"
 WORKSPACE = "local"
 DEFAULT_CHANNEL = "general"
@@ -83,21 +89,18 @@ async def busy(request: web.Request, handler: Any) -> web.StreamResponse:
                                          headers={"Retry-After": "5"}) from None
 
 
-def is_local(request: web.Request) -> bool:
-    """Trusted as the operator without a token (never on an exposed server)."""
-    return request.app[ACCESS_KEY].is_local(request)
-
-
 # ---------------------------------------------------------------------------------------
 # JSON forms of the core's replies
 
 
-def gif_url(card: GifCard) -> str:
-    return f"/gifs/{card.sha256}{card.local_path.suffix or '.gif'}"
+def gif_url(sha: str, suffix: str = ".gif") -> str:
+    """A pool file's URL here (served by `gif_file`, whatever its suffix)."""
+    return f"/gifs/{sha}{suffix}"
 
 
 def card_json(card: GifCard) -> dict[str, Any]:
-    return {"sha256": card.sha256, "url": gif_url(card), "title": card.title,
+    return {"sha256": card.sha256, "url": gif_url(card.sha256, card.local_path.suffix or ".gif"),
+            "title": card.title,
             "alt": card.alt_text, "width": card.width, "height": card.height,
             "bytes": card.bytes, "emotion": card.emotion, "credit": card.credit}
 
@@ -210,16 +213,13 @@ async def api_poll(request: web.Request) -> web.Response:
 
 
 async def api_emotions(request: web.Request) -> web.Response:
-    """Autocomplete: emotions matching what is typed so far."""
-    prefix = request.query.get("q", "")[:100]
-    core = request.app[CORE_KEY]
-    names = await _db(core.parser.suggest_emotions, prefix, 8) \
-        if hasattr(core.parser, "suggest_emotions") else [n for n in NAMES if n.startswith(prefix)]
-    return web.json_response({"emotions": names})
+    """While typing: emotion completions, and how the core reads the words so far."""
+    hint = await _db(typing_hint, request.app[CORE_KEY], request.query.get("q", "")[:100], 8)
+    return web.json_response({"emotions": hint.completions, "reading": hint.reading})
 
 
 async def index(request: web.Request) -> web.StreamResponse:
-    resp = web.FileResponse(STATIC_DIR / "index.html")
+    resp = aiohttp_jinja2.render_template("playground.html", request, {})
     if USER_COOKIE not in request.cookies:
         resp.set_cookie(USER_COOKIE, "web-" + secrets.token_hex(4), samesite="Strict",
                         httponly=True, max_age=365 * 24 * 3600)
@@ -245,22 +245,17 @@ async def gif_file(request: web.Request) -> web.StreamResponse:
 
 
 # ---------------------------------------------------------------------------------------
-# admin pages
+# admin pages: data from bot.reports / training.ledger_report, HTML from templates/
 
 
 def _admin_actor(channel: str = DEFAULT_CHANNEL) -> Actor:
     return Actor(PLATFORM, WORKSPACE, channel, "admin", "admin", is_admin=True)
 
 
-def _page(title: str, body: str) -> web.Response:
-    nav = " · ".join(f'<a href="{href}">{name}</a>' for href, name in (
-        ("/", "playground"), ("/admin", "pools"), ("/admin/top", "top GIFs"),
-        ("/admin/distribution", "score distribution"), ("/admin/comparisons", "comparisons"),
-        ("/admin/retrains", "retrains")))
-    doc = (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)} · moodgif</title>"
-           f'<link rel=stylesheet href="/static/style.css"></head><body class=admin>'
-           f"<nav>{nav}</nav><h1>{html.escape(title)}</h1>{body}</body></html>")
-    return web.Response(text=doc, content_type="text/html")
+def _page(request: web.Request, template: str, title: str, **context: Any) -> web.Response:
+    csrf = {"name": CSRF_FIELD, "token": request.app[ACCESS_KEY].csrf_token}
+    context.update(title=title, names=NAMES, csrf=csrf)
+    return aiohttp_jinja2.render_template(template, request, context)
 
 
 def _emotion_param(request: web.Request) -> int:
@@ -270,52 +265,16 @@ def _emotion_param(request: web.Request) -> int:
     return INDEX[name]
 
 
-def _emotion_picker(path: str, current: int) -> str:
-    links = " ".join(
-        f'<a href="{path}?emotion={n}"{" class=current" if i == current else ""}>{n}</a>'
-        for i, n in enumerate(NAMES))
-    return f"<p class=emotions>{links}</p>"
-
-
-def _pool_priors(engine, names: list[str]) -> dict[str, dict]:  # type: ignore[no-untyped-def]
-    """Per pool: GIFs the zero-shot prior scored, and how many of them have only its wide prior."""
-    from scorer.pool import pool_gifs
-    from scorer.prior import prior_summary
-
-    return {name: prior_summary(engine, pool_gifs(engine, name)) for name in names}
+def _wants_json(request: web.Request) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
 
 
 async def admin_pools(request: web.Request) -> web.Response:
-    from scorer.pool import list_pools
-
     core = request.app[CORE_KEY]
-    pools = await _db(list_pools, request.app[ENGINE_KEY])
-    priors = await _db(_pool_priors, request.app[ENGINE_KEY], [p["name"] for p in pools])
     matrix = await _db(core.ranker.matrix)
-    rows = "".join(
-        f"<tr><td>{html.escape(p['name'])}</td><td>{p['gifs']}</td>"
-        f"<td>{int(matrix.pools[p['name']].sum()) if p['name'] in matrix.pools else 0}</td>"
-        f"<td>{priors[p['name']]['scored']}</td><td>{priors[p['name']]['wide']}</td>"
-        f"<td>{html.escape(p['created_at'])}</td></tr>" for p in pools)
-    jobs = "".join(f"<li>job {j.id}: {html.escape(j.what)}: <b>{j.state}</b> {html.escape(j.detail)}</li>"
-                   for j in reversed(core.jobs))
-    body = (
-        f"<p>{matrix.size} GIFs ranked; scores from model version "
-        f"{matrix.model_version_id or '— (not scored yet)'}, Bradley-Terry fit {matrix.fit_id or '—'} "
-        f"({matrix.n_bt} GIFs with votes).</p>"
-        "<table><tr><th>pool</th><th>GIFs</th><th>ranked</th><th>zero-shot prior</th>"
-        "<th title='no face and no words: explored more until votes place them'>wide prior only</th>"
-        "<th>created</th></tr>"
-        f"{rows or '<tr><td colspan=6>no pools yet</td></tr>'}</table>"
-        "<h2>Add a pool</h2><form method=post action=/admin/pools>"
-        + request.app[ACCESS_KEY].hidden_field() +
-        "<label>name <input name=name required pattern='[A-Za-z0-9_.-]+'></label> "
-        "<label>source <input name=source required size=50 "
-        "placeholder='a folder, a manifest (.csv/.json), a URL list (.txt) or giphy:WORDS'></label> "
-        "<button>add and score</button></form>"
-        + (f"<h2>Jobs</h2><ul>{jobs}</ul>" if jobs else "")
-    )
-    return _page("Pools", body)
+    pools = await _db(reports.pool_rows, request.app[ENGINE_KEY], matrix)
+    return _page(request, "pools.html", "Pools", matrix=matrix, pools=pools,
+                 jobs=list(reversed(core.jobs)))
 
 
 async def admin_pools_add(request: web.Request) -> web.Response:
@@ -324,7 +283,7 @@ async def admin_pools_add(request: web.Request) -> web.Response:
     if not _NAME.match(name) or not source:
         raise web.HTTPBadRequest(text="a pool needs a name (letters, digits, . _ -) and a source\n")
     reply = await request.app[CORE_KEY].admin(_admin_actor(), "pools", ["add", name, source])
-    if "application/json" in request.headers.get("Accept", ""):
+    if _wants_json(request):
         return web.json_response(reply_json(reply))
     if reply.kind == "error":
         raise web.HTTPBadRequest(text=(reply.text or "refused") + "\n")
@@ -333,144 +292,42 @@ async def admin_pools_add(request: web.Request) -> web.Response:
 
 async def admin_retrain(request: web.Request) -> web.Response:
     reply = await request.app[CORE_KEY].admin(_admin_actor(), "retrain", [])
-    if "application/json" in request.headers.get("Accept", ""):
+    if _wants_json(request):
         return web.json_response(reply_json(reply))
     raise web.HTTPSeeOther("/admin/retrains")
 
 
-def top_gifs(core: BotCore, emotion: int, k: int = 24) -> list[dict[str, Any]]:
-    """The k GIFs with the highest posterior mean on one emotion, across every pool."""
-    m = core.ranker.matrix()
-    if not m.size:
-        return []
-    col = m.mean[emotion]
-    k = min(k, m.size)
-    idx = np.argpartition(-col, k - 1)[:k]
-    idx = idx[np.argsort(-col[idx], kind="stable")]
-    shas = [m.shas[int(i)] for i in idx]
-    words, voted = _words_and_votes(core.engine, shas)
-    out = []
-    for i, sha in zip(idx, shas, strict=True):
-        sd = float(m.sd[emotion, i])
-        out.append({"sha256": sha, "mean": float(col[i]), "sd": sd,
-                    "voted": sha in voted, "url": f"/gifs/{sha}.gif", **words.get(sha, {})})
-    return out
-
-
-def _words_and_votes(engine, shas: list[str]) -> tuple[dict[str, dict], set[str]]:  # type: ignore[no-untyped-def]
-    """The GIFs' own words (title, tags, slug) and which of them somebody compared: the
-    zero-shot prior has its own per-GIF width, so a narrow sd no longer means votes."""
-    from sqlalchemy import or_, select
-
-    from scorer.store import Comparison, Gif, session_scope
-
-    with session_scope(engine) as s:
-        words = {g.sha256: {"title": g.title or "", "tags": list(g.tags or []), "slug": g.slug or ""}
-                 for g in s.scalars(select(Gif).where(Gif.sha256.in_(shas)))}
-        rows = s.execute(select(Comparison.winner, Comparison.loser).where(
-            or_(Comparison.winner.in_(shas), Comparison.loser.in_(shas)))).all()
-    voted = {x for row in rows for x in row} & set(shas)
-    return words, voted
-
-
 async def admin_top(request: web.Request) -> web.Response:
     emotion = _emotion_param(request)
-    core = request.app[CORE_KEY]
-    rows = await _db(top_gifs, core, emotion)
+    matrix = await _db(request.app[CORE_KEY].ranker.matrix)
+    rows = await _db(reports.top_gifs, request.app[ENGINE_KEY], matrix, emotion)
+    for row in rows:
+        row["url"] = gif_url(row["sha256"])
     if request.query.get("format") == "json":
         return web.json_response({"emotion": NAMES[emotion], "gifs": rows})
-    scored = (await _db(core.ranker.matrix)).scored
-    cells = "".join(
-        f'<figure><img src="{r["url"]}" alt="" loading=lazy width=96 height=96>'
-        f"<figcaption>{r['mean']:.2f} ± {r['sd']:.2f}<br>{html.escape(_caption(r))}</figcaption></figure>"
-        for r in rows)
-    note = "" if scored else "<p><b>Not scored yet:</b> these are in no particular order.</p>"
-    return _page(f"Top GIFs: {NAMES[emotion]}", _emotion_picker("/admin/top", emotion) + note
-                 + f"<div class=grid>{cells or 'no GIFs'}</div>"
-                 "<p>Score = posterior mean ± sd on the [0, 1] scale (model prior + votes).</p>")
-
-
-def _caption(row: dict) -> str:
-    """A GIF's words on one short line (title, else slug; then tags)."""
-    text = row.get("title") or row.get("slug") or ""
-    if row.get("tags"):
-        text = f"{text} [{', '.join(row['tags'][:4])}]".strip()
-    return text[:60]
-
-
-def render_distribution(core: BotCore, emotion: int) -> bytes:
-    """PNG histogram of one emotion's posterior means (GIFs with votes drawn separately)."""
-    from matplotlib.figure import Figure  # no pyplot: thread-safe, no global state
-
-    m = core.ranker.matrix()
-    fig = Figure(figsize=(6, 3.2), dpi=100)
-    ax = fig.add_subplot()
-    if m.size and m.scored:
-        col = m.mean[emotion]
-        sd = m.sd[emotion]
-        voted = sd < np.float32(PRIOR_SD * 0.999)  # narrower than the prior: votes moved it
-        bins = np.linspace(0, 1, 31)
-        ax.hist(col[~voted], bins=bins, alpha=0.7, label=f"model only ({int((~voted).sum())})")
-        if voted.any():
-            ax.hist(col[voted], bins=bins, alpha=0.7, label=f"with votes ({int(voted.sum())})")
-        ax.legend(loc="upper right", fontsize=8)
-    else:
-        ax.text(0.5, 0.5, "not scored yet", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlim(0, 1)
-    ax.set_xlabel(f"{NAMES[emotion]} score (posterior mean)")
-    ax.set_ylabel("GIFs")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return _page(request, "top.html", f"Top GIFs: {NAMES[emotion]}", emotion=emotion, rows=rows,
+                 scored=matrix.scored)
 
 
 async def admin_plot(request: web.Request) -> web.Response:
     name = request.match_info["emotion"]
     if name not in INDEX:
         raise web.HTTPNotFound()
-    png = await _db(render_distribution, request.app[CORE_KEY], INDEX[name])
+    matrix = await _db(request.app[CORE_KEY].ranker.matrix)
+    png = await _db(reports.distribution_png, request.app[ENGINE_KEY], matrix, INDEX[name])
     return web.Response(body=png, content_type="image/png", headers={"Cache-Control": "no-store"})
 
 
 async def admin_distribution(request: web.Request) -> web.Response:
     emotion = _emotion_param(request)
-    return _page(f"Score distribution: {NAMES[emotion]}",
-                 _emotion_picker("/admin/distribution", emotion)
-                 + f'<img src="/admin/plot/{NAMES[emotion]}.png" alt="histogram" width=600 height=320>')
-
-
-def comparisons_summary(engine: Engine, limit: int = 50) -> dict[str, Any]:
-    from training.comparisons import stats
-
-    st = stats(engine)
-    with session_scope(engine) as s:
-        rows = s.execute(select(Comparison.id, Comparison.source, Comparison.emotion,
-                                Comparison.winner, Comparison.loser, Comparison.tie,
-                                Comparison.platform, Comparison.created_at)
-                         .order_by(Comparison.id.desc()).limit(limit)).all()
-    st["recent"] = [{"id": r[0], "source": r[1], "emotion": NAMES[r[2]] if 0 <= r[2] < len(NAMES) else r[2],
-                     "winner": r[3], "loser": r[4], "tie": bool(r[5]), "platform": r[6],
-                     "at": r[7].isoformat(timespec="seconds")} for r in rows]
-    return st
+    return _page(request, "distribution.html", f"Score distribution: {NAMES[emotion]}", emotion=emotion)
 
 
 async def admin_comparisons(request: web.Request) -> web.Response:
-    st = await _db(comparisons_summary, request.app[ENGINE_KEY])
+    st = await _db(ledger_report.summary, request.app[ENGINE_KEY])
     if request.query.get("format") == "json":
         return web.json_response(st)
-    src = ", ".join(f"{k}: {v}" for k, v in st["by_source"].items()) or "none yet"
-    emo = ", ".join(f"{k}: {v}" for k, v in st["by_emotion"].items()) or "none yet"
-    rows = "".join(
-        f"<tr><td>{r['id']}</td><td>{r['source']}</td><td>{r['emotion']}</td>"
-        f"<td>{html.escape(r['winner'][:12])}</td><td>{'tie' if r['tie'] else 'beats'}</td>"
-        f"<td>{html.escape(r['loser'][:12])}</td><td>{html.escape(r['platform'])}</td>"
-        f"<td>{r['at']}</td></tr>" for r in st["recent"])
-    body = (f"<p>{st['total']} comparisons from {st['people']} people ({src}); "
-            f"{st['ties']} ties.</p><p>By emotion: {emo}</p>"
-            "<table><tr><th>#</th><th>source</th><th>emotion</th><th>winner</th><th></th>"
-            f"<th>loser</th><th>platform</th><th>when (UTC)</th></tr>{rows}</table>")
-    return _page("Comparisons", body)
+    return _page(request, "comparisons.html", "Comparisons", st=st)
 
 
 async def admin_retrains(request: web.Request) -> web.Response:
@@ -479,23 +336,22 @@ async def admin_retrains(request: web.Request) -> web.Response:
     runs = await _db(history, request.app[ENGINE_KEY], 50)
     if request.query.get("format") == "json":
         return web.json_response(runs, dumps=lambda o: json.dumps(o, default=str))
+    return _page(request, "retrains.html", "Retrain history", runs=runs)
 
-    def metrics(m: dict) -> str:
-        flat = {k: v for k, v in (m or {}).items() if isinstance(v, int | float | str)}
-        return html.escape(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                     for k, v in list(flat.items())[:8]))
 
-    rows = "".join(
-        f"<tr><td>{r['id']}</td><td>{r['trigger']}</td><td>{r['status']}</td><td>{r['step']}</td>"
-        f"<td>{r['started_at']:%Y-%m-%d %H:%M}</td><td>{r['model_version_id'] or ''}</td>"
-        f"<td>{metrics(r['metrics'])}</td><td>{html.escape((r['error'] or '')[:120])}</td></tr>"
-        for r in runs)
-    body = ("<form method=post action=/admin/retrain>" + request.app[ACCESS_KEY].hidden_field()
-            + "<button>retrain now</button></form>"
-            "<table><tr><th>#</th><th>trigger</th><th>status</th><th>step</th><th>started</th>"
-            f"<th>model</th><th>metrics</th><th>error</th></tr>{rows or '<tr><td colspan=8>no runs yet</td></tr>'}"
-            "</table>")
-    return _page("Retrain history", body)
+def metrics_line(metrics: dict | None) -> str:
+    """A retrain's numeric and short metrics on one line (the first eight)."""
+    flat = {k: v for k, v in (metrics or {}).items() if isinstance(v, int | float | str)}
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in list(flat.items())[:8])
+
+
+def caption(row: dict) -> str:
+    """A GIF's words on one short line (title, else slug; then tags)."""
+    text = row.get("title") or row.get("slug") or ""
+    if row.get("tags"):
+        text = f"{text} [{', '.join(row['tags'][:4])}]".strip()
+    return text[:60]
 
 
 # ---------------------------------------------------------------------------------------
@@ -510,6 +366,9 @@ def build_app(core: BotCore, settings: Settings, engine: Engine) -> web.Applicat
     app[CORE_KEY] = core
     app[SETTINGS_KEY] = settings
     app[ENGINE_KEY] = engine
+    aiohttp_jinja2.setup(app, loader=TEMPLATES, autoescape=True,  # titles and tags are hostile input
+                         trim_blocks=True, lstrip_blocks=True,
+                         filters={"caption": caption, "metrics_line": metrics_line})
     app.router.add_get("/", index)
     app.router.add_static("/static/", STATIC_DIR, show_index=False, follow_symlinks=False)
     app.router.add_get("/gifs/{name}", gif_file)

@@ -183,9 +183,6 @@ class Access:
         given = str(form.get(CSRF_FIELD, ""))
         return hmac.compare_digest(given.encode(), self.csrf_token.encode())
 
-    def hidden_field(self) -> str:
-        return f"<input type=hidden name={CSRF_FIELD} value='{self.csrf_token}'>"
-
 
 def guard(access: Access) -> Callable:
     @web.middleware

@@ -1,0 +1,60 @@
+"""What to show while someone is still typing a request: how the words so far would be read
+(feeling, topic) and emotion completions. Both come from the core (`BotCore.interpret` and the
+core's own intent parser), so a hint never disagrees with the answer the request then gets.
+
+Used by Discord's `/gif` autocomplete and the playground's `/api/emotions`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from scorer.emotions import NAMES
+
+if TYPE_CHECKING:
+    from bot.core import BotCore
+    from bot.topics import Reading
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TypingHint:
+    reading: str  # "happiness · topic: cat"; "" when there is nothing to say yet
+    completions: list[str]  # emotion names and lexicon words that start like the last word
+
+
+def reading_line(reading: Reading) -> str:
+    """A short line for a hint: the feeling (or the closest ones), the topic, what is missing."""
+    parts = []
+    if reading.emotion:
+        parts.append(reading.emotion)
+    elif reading.intent.kind == "did_you_mean":
+        parts.append("did you mean " + " / ".join(e for e, _ in reading.intent.alternatives[:3]))
+    if reading.topic:
+        parts.append("topic: " + " ".join(reading.topic))
+    if reading.missing:
+        parts.append("no GIFs about " + " ".join(reading.missing))
+    return " · ".join(parts)
+
+
+def completions(core: BotCore, prefix: str, limit: int) -> list[str]:
+    parser = core.parser
+    if hasattr(parser, "suggest_emotions"):
+        return list(parser.suggest_emotions(prefix, limit=limit))[:limit]
+    # a parser without completions (a test double): emotion names only
+    return [n for n in NAMES if n.startswith(prefix.strip().lower())][:limit]
+
+
+def typing_hint(core: BotCore, text: str, limit: int = 25) -> TypingHint:
+    """Synchronous (the parser and the snapshot may be built on first use): call it from a
+    worker thread. Never raises for the reading: a hint that fails is just not shown."""
+    line = ""
+    if (text or "").strip():
+        try:
+            line = reading_line(core.interpret(text))
+        except Exception:
+            log.debug("typing hint: reading failed", exc_info=True)
+    return TypingHint(reading=line, completions=completions(core, text or "", limit))
