@@ -38,6 +38,9 @@ from scorer.emotions import NAMES  # noqa: E402
 
 EVAL = REPO / "tests" / "data" / "intent_eval.csv"
 SENTENCES = REPO / "tests" / "data" / "intent_sentences.csv"
+# A second held-out chat set, written before the fourth round of tuning and never tuned on
+# (every row is "holdout"; --tune and --errors never read it).
+EXTRA = REPO / "tests" / "data" / "intent_sentences_extra.csv"
 SHORT_WORDS = 3  # a request of at most this many words is "short"
 
 
@@ -240,6 +243,7 @@ def main() -> None:
     report(parser, "short requests (<=3 w)", [r for r in rows if is_short(r[0])])
     report(parser, "eval-set sentences", [r for r in rows if not is_short(r[0])])
     report(parser, "chat sentences (#15)", sentences)
+    report(parser, "own extra set (held out)", load_rows(EXTRA))
     report(parser, "everything", rows + sentences)
     if not args.skip_latency:
         latency(parser, rows + sentences)
