@@ -56,6 +56,7 @@ from bot.intent_lexicon import (
     load_situations,
     normalize_key,
 )
+from bot.situation_words import WordModel
 from scorer.emotions import EMOTIONS, INDEX, N_EMOTIONS, NAMES
 
 if TYPE_CHECKING:
@@ -73,14 +74,17 @@ EMBED_CHARS = 300  # MiniLM reads 256 word pieces at most anyway
 # the tune splits of both evaluation sets (benchmarks/bench_intent.py --tune, issue 15); a
 # low temperature commits more often, which the grid preferred over the lowest-NLL one.
 # See docs/bench/intent.md.
-EMBED_TEMPERATURE = 0.012
+EMBED_TEMPERATURE = 0.015
 # How much of a blended answer comes from the lexicon, as a function of how much of the
 # request the lexicon covered (tuned with the temperature).
-BLEND_BASE = 0.7
+BLEND_BASE = 0.5
 BLEND_SLOPE = 0.0
 # An emotion's similarity is the mean of its best K bank cosines (a kNN vote over the
 # prototypes and the situation bank).
 PROTOTYPE_TOP_K = 8
+# How much the bank's word model (bot.situation_words) counts beside the kNN vote, in
+# log-odds per unit of cosine / temperature (tune splits and the bank's own 5-fold CV).
+WORD_WEIGHT = 0.5
 # A request with more content words than this is a sentence: the lexicon alone never
 # answers it (its words may describe a situation rather than name a feeling), and typo
 # matching counts for less in it (a real word the vocabulary lacks is likelier than a typo).
@@ -380,6 +384,7 @@ class _Embedder:
         self._model: Any = None
         self._protos: np.ndarray | None = None  # (P, D) unit vectors
         self._owner: np.ndarray | None = None  # (P,) emotion index of each bank line
+        self.words: WordModel | None = None  # the same lines' words, per emotion
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
         self.error: str | None = None
@@ -412,6 +417,7 @@ class _Embedder:
                 texts, owner = bank_texts()
                 self._protos = _cached_bank_vectors(model, model_dir(), texts)
                 self._owner = np.asarray(owner)
+                self.words = WordModel(zip(texts, owner, strict=True))
                 self._model = model
             except Exception as exc:  # no model means lexicon-only answers, not a crash
                 self.error = f"{type(exc).__name__}: {exc}"
@@ -524,6 +530,7 @@ class IntentParser:
         self.blend_base = BLEND_BASE
         self.blend_slope = BLEND_SLOPE
         self.sentence_words = SENTENCE_WORDS
+        self.word_weight = WORD_WEIGHT
         self.lex = _Lexicon()
         self._warm_thread: threading.Thread | None = None
 
@@ -615,7 +622,7 @@ class IntentParser:
         snippet = " ".join(cleaned[:EMBED_CHARS].split())
         if not any(ch.isalnum() for ch in snippet):
             return _sarcasm(cleaned, probs), path  # only symbols the lexicon did not know
-        emb = _softmax(_EMBEDDER.emotion_scores(snippet), self.temperature)
+        emb = self._sentence_probs(snippet)
         if not path:
             return _sarcasm(cleaned, emb), "embedding"
         # The lexicon's probabilities sum to less than one by its doubt; that share, and
@@ -625,6 +632,16 @@ class IntentParser:
         rest = 1.0 - a * sum(probs)
         mixed = [a * p + rest * q for p, q in zip(probs, emb, strict=True)]
         return _sarcasm(cleaned, mixed), "blend"
+
+    def _sentence_probs(self, snippet: str) -> list[float]:
+        """The sentence model's probabilities: the kNN vote over the bank (cosines over the
+        temperature) plus the bank's word model, as log-odds."""
+        scores = _EMBEDDER.emotion_scores(snippet)
+        words = _EMBEDDER.words.log_likelihood(snippet) if _EMBEDDER.words is not None else None
+        if not words or not self.word_weight:
+            return _softmax(scores, self.temperature)
+        return _softmax([s / self.temperature + self.word_weight * w
+                         for s, w in zip(scores, words, strict=True)], 1.0)
 
     def _lexicon_distribution(self, cleaned: str, *, with_coverage: bool = False,
                               weak_doubt: bool = False) -> Any:

@@ -524,3 +524,23 @@ def test_knn_scores_are_the_mean_of_each_emotions_best_lines() -> None:
     scores = intent_mod.knn_scores(cos, owner, 2)
     assert scores[0] == pytest.approx(0.7) and scores[1] == pytest.approx(0.75)
     assert int(np.argmax(scores)) == 1  # two close lines beat one closer stray line
+
+
+def test_word_model_counts_the_words_that_tell_feelings_apart() -> None:
+    from bot.situation_words import WordModel, features
+
+    assert features("The meetings got cancelled again") == [
+        "meeting", "cancelled", "again", "meeting_cancelled", "cancelled_again"]
+    idx = {n: i for i, n in enumerate(NAMES)}
+    model = WordModel([("the meeting got cancelled", idx["relief"]),
+                       ("the meeting ran over again", idx["anger"]),
+                       ("lunch got cancelled, phew", idx["relief"])])
+    ll = model.log_likelihood("standup cancelled")
+    assert max(range(len(NAMES)), key=ll.__getitem__) == idx["relief"]
+    assert model.log_likelihood("zebra xylophone") == [0.0] * len(NAMES)  # no evidence
+
+
+def test_the_word_model_moves_a_topic_to_its_feeling(emb: IntentParser) -> None:
+    # Same topic, different feeling: the words decide, not the topic.
+    assert "relief" in emb.parse("the quarterly planning got cancelled").choices[:3]
+    assert emb.parse("the quarterly planning ran two hours over again").emotion == "anger"
