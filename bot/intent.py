@@ -433,10 +433,14 @@ class _Embedder:
             if hit is not None:
                 self._cache.move_to_end(text)
                 return hit
+        import numpy as np
 
         assert self._model is not None and self._protos is not None and self._owner is not None
         vec = self._model.encode([text], normalize_embeddings=True, show_progress_bar=False)[0]
-        scores = knn_scores(self._protos @ vec, self._owner, self.top_k)
+        # einsum, not `@`: OpenBLAS spreads a matrix-vector product over threads that cost
+        # more CPU than the product (1 ms against 0.13 ms for 1,440 x 384, measured).
+        cos = np.einsum("ij,j->i", self._protos, vec)
+        scores = knn_scores(cos, self._owner, self.top_k)
         with self._cache_lock:
             self._cache[text] = scores
             if len(self._cache) > EMBED_CACHE_SIZE:
