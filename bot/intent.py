@@ -82,6 +82,9 @@ BLEND_SLOPE = 0.0
 # An emotion's similarity is the mean of its best K bank cosines (a kNN vote over the
 # prototypes and the situation bank).
 PROTOTYPE_TOP_K = 8
+# A request with a known emoji or emoticon in it: someone who types 😭 told you the
+# feeling, so the lexicon's share of the blend is at least this.
+SYMBOL_BLEND = 0.8
 # How much the bank's word model (bot.situation_words) counts beside the kNN vote, in
 # log-odds per unit of cosine / temperature (tune splits and the bank's own 5-fold CV).
 WORD_WEIGHT = 0.5
@@ -633,6 +636,8 @@ class IntentParser:
         # the rest of the blend, goes to the sentence model.
         probs = self._lexicon_distribution(cleaned, weak_doubt=True)[0]
         a = min(1.0, self.blend_base + self.blend_slope * coverage)
+        if any(h.start < 0 for h in self._hits(cleaned)[0]):
+            a = max(a, SYMBOL_BLEND)  # "😭😭 the offsite got cancelled": the emoji says it
         rest = 1.0 - a * sum(probs)
         mixed = [a * p + rest * q for p, q in zip(probs, emb, strict=True)]
         return _sarcasm(cleaned, mixed), "blend"

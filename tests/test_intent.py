@@ -544,3 +544,12 @@ def test_the_word_model_moves_a_topic_to_its_feeling(emb: IntentParser) -> None:
     # Same topic, different feeling: the words decide, not the topic.
     assert "relief" in emb.parse("the quarterly planning got cancelled").choices[:3]
     assert emb.parse("the quarterly planning ran two hours over again").emotion == "anger"
+
+
+@pytest.mark.parametrize(("text", "emotion"), [
+    ("😭😭 the offsite got cancelled", "sadness"),
+    ("😡 they moved the deadline again", "anger"),
+    ("the printer is on fire again 😂😂", "amusement"),
+])
+def test_an_emoji_in_a_sentence_says_the_feeling(emb: IntentParser, text: str, emotion: str) -> None:
+    assert emb.parse(text).choices[0] == emotion, emb.parse(text)
