@@ -34,6 +34,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.adapters import discord_views as views
+from bot.adapters.markup import discord_plain
 from bot.events import Actor, PostView, Reply, reply_text
 from bot.health import get_health
 from bot.hints import typing_hint
@@ -189,7 +190,7 @@ class GifCog(commands.Cog, name=views.COG_NAME):
     async def gif(self, interaction: discord.Interaction, words: str = "") -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         actor = interaction_actor(interaction)
-        reply = await self.core.request(actor, words)
+        reply = await self.core.request(actor, discord_plain(words))
         await interaction.edit_original_response(**self.render(reply, interaction).edit_kwargs())
         if reply.kind == "preview" and reply.preview is not None:
             # Now and then a request also gets a "which is more X?" poll (the core decides).
@@ -202,7 +203,7 @@ class GifCog(commands.Cog, name=views.COG_NAME):
                         ) -> list[app_commands.Choice[str]]:
         """While typing: first how the core reads the words so far (picking it sends them as
         typed), then emotion completions (`bot.hints`)."""
-        hint = await asyncio.to_thread(typing_hint, self.core, current, 25)
+        hint = await asyncio.to_thread(typing_hint, self.core, discord_plain(current), 25)
         choices = [app_commands.Choice(name=w[:100], value=w[:100]) for w in hint.completions[:25]]
         if hint.reading:
             typed = current.strip()[:100]
@@ -331,13 +332,14 @@ class GifCog(commands.Cog, name=views.COG_NAME):
             log.exception("discord message handling failed")
 
     async def _mention(self, message: discord.Message, me: int) -> None:
-        reply = await self.core.request(message_actor(message), strip_mention(message.content, me))
+        reply = await self.core.request(message_actor(message),
+                                        discord_plain(strip_mention(message.content, me)))
         msg = self.render(reply)
         await message.reply(**msg.send_kwargs(), mention_author=False,
                             allowed_mentions=discord.AllowedMentions.none())
 
     async def _watch(self, message: discord.Message) -> None:
-        offer = await self.core.watch(message_actor(message), message.content)
+        offer = await self.core.watch(message_actor(message), discord_plain(message.content))
         if offer is None:
             return
         # No private message in a channel on Discord: offer by DM, pointing back to the channel.
