@@ -90,18 +90,21 @@ def _read_comparisons(file: Path):
 
 
 def _fit_with_bar(data, ties: str, alpha: float, method: str) -> list:
-    """One fit per emotion; the bar shows only on a terminal so piped output stays clean."""
-    from tqdm import tqdm
-
+    """One fit per emotion; the bar shows only on a terminal so piped output stays clean
+    (and tqdm is imported only then: every import counts in this command's time)."""
     from training import bradley_terry as bt
 
     emotion, winners, losers, tie_mask = data.comparisons()
-    bar = tqdm(total=len(NAMES), desc="bt-fit", unit="emotion", file=sys.stderr,
-               disable=not sys.stderr.isatty())
+    bar = None
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(NAMES), desc="bt-fit", unit="emotion", file=sys.stderr)
     results = bt.fit_all(data.n_gifs, emotion, winners, losers, tie_mask, ties=ties,
                          alpha=alpha, method=method, max_iter=200 if method == "newton" else 10000,
-                         progress=lambda _e: bar.update())
-    bar.close()
+                         progress=None if bar is None else lambda _e: bar.update())
+    if bar is not None:
+        bar.close()
     return results
 
 
@@ -115,8 +118,11 @@ def _score_columns(bt, results: list, n_gifs: int, scale: str) -> list[list[str]
             theta = res.theta[seen]
             scaled = bt.minmax_scale(theta) if scale == "minmax" else bt.robust_scale(
                 theta, res.se[seen])
-            for i, s in zip(seen.nonzero()[0], scaled, strict=True):
-                col[i] = f"{s:.6f}"
+            # One %-format of the whole column: the same text as f"{s:.6f}" per cell, ~5x
+            # faster than formatting 100k cells one by one.
+            texts = ("%.6f\n" * len(scaled) % tuple(scaled.tolist())).split("\n")
+            for i, text in zip(seen.nonzero()[0].tolist(), texts, strict=False):
+                col[i] = text
         columns.append(col)
     return columns
 
