@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import sys
@@ -194,16 +193,24 @@ def _skips(skipped: dict[str, int]) -> str:
     return ", ".join(parts) if parts else "none"
 
 
+def _csv_field(text: str) -> str:
+    """``text`` as csv.writer writes a field (QUOTE_MINIMAL)."""
+    if any(c in text for c in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
 def _write_atomic(out: Path, gif_ids: list[str], columns: list[list[str]]) -> None:
     """Write to a temporary file next to OUT and rename it: never a half-written file."""
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh)
-            w.writerow(["gif_id", *NAMES])
-            for i, gid in enumerate(gif_ids):
-                w.writerow([gid, *(col[i] for col in columns)])
+            # csv.writer's own text (QUOTE_MINIMAL, CRLF), one join per row instead of a
+            # writerow call: the scores never need quoting, an id only if it holds , " CR LF.
+            fh.write(",".join(["gif_id", *NAMES]) + "\r\n")
+            ids = [_csv_field(g) for g in gif_ids]
+            fh.write("".join(",".join(row) + "\r\n" for row in zip(ids, *columns, strict=True)))
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the scores are not secret
