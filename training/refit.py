@@ -163,7 +163,8 @@ def refit_bt(settings: Settings, engine: Engine, ledger: LedgerArrays, gifs: lis
             s.execute(insert(BTScore), [
                 {"fit_id": fit_id, "gif_sha": ids[i], "theta": pack_scores(theta[i]),
                  "se": pack_scores(se[i]), "scaled": pack_scores(scaled[i]),
-                 "n_comparisons": round(float(counts[i].sum()))}
+                 "n_comparisons": round(float(counts[i].sum())),
+                 "counts": pack_scores(counts[i])}
                 for i in chunk
             ])
     return FitOutput(fit_id, list(gifs), theta[rows], se[rows], scaled[rows], counts[rows],
