@@ -258,8 +258,11 @@ class _Model:
         # Pairs with nothing left to count (e.g. only ties, dropped) are removed: they would
         # only add zeros to every pass.
         live = (a + b + t) > 0
-        self.u, self.v = self.u[live], self.v[live]
-        self.a, self.b, self.t = a[live], b[live], t[live]
+        if live.all():
+            self.a, self.b, self.t = a, b, t
+        else:
+            self.u, self.v = self.u[live], self.v[live]
+            self.a, self.b, self.t = a[live], b[live], t[live]
         # The Hessian keeps the pairs in (left, right) order as an upper-triangular CSR whose
         # data *is* the per-pair curvature (no permutation per iteration). ``aggregate``
         # already returns them in that order; anything else is sorted once here.
@@ -591,9 +594,9 @@ def _newton_start(model: _Model, theta0: np.ndarray | None) -> np.ndarray:
     iteration closer to the optimum than zeros (the optimum itself does not move)."""
     if theta0 is not None or model.has_mean or model.ties == "davidson":
         return _start(model, theta0)
-    n, u, v = model.n, model.u, model.v
-    wins = np.bincount(u, model.a, n) + np.bincount(v, model.b, n)
-    losses = np.bincount(u, model.b, n) + np.bincount(v, model.a, n)
+    sums = model.sums
+    wins = sums.row(model.a) + sums.col(model.b)
+    losses = sums.row(model.b) + sums.col(model.a)
     theta = np.log((wins + 1.0) / (losses + 1.0))
     return theta - theta.mean()
 
@@ -722,7 +725,8 @@ def _posterior_se(model: _Model, theta: np.ndarray, method: str,
     """
     curv, pdiag = curvature or model.value_grad(theta, with_value=False)[2:]
     n, u, v = model.n, model.u, model.v
-    diag = np.bincount(u, curv, n) + np.bincount(v, curv, n) + pdiag
+    sums = model.sums  # per-item sums as sparse products: ~5x cheaper than np.bincount
+    diag = sums.row(curv) + sums.col(curv) + pdiag
     if method == "exact":
         hess = _Laplacian(n, u, v)
         hess.assemble(curv, pdiag)
@@ -736,7 +740,7 @@ def _posterior_se(model: _Model, theta: np.ndarray, method: str,
     if method != "neumann":
         raise ValueError(f"se_method must be 'neumann' or 'exact', not {method!r}")
     c2 = curv * curv
-    extra = np.bincount(u, c2 / diag[v], n) + np.bincount(v, c2 / diag[u], n)
+    extra = sums.row(c2 / diag[v]) + sums.col(c2 / diag[u])
     return np.sqrt((1.0 + extra / diag) / diag)
 
 
