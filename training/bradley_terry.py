@@ -293,8 +293,8 @@ class _Model:
         self.mean, self.strength = mean, strength
         self.sums = _PairSums(self.n, self.u, self.v)
         self.per_left = np.bincount(self.u, minlength=self.n)  # pairs per left item
-        # Scratch arrays and the curvature; value_grad's grad and curv live here until its
-        # next call (the Newton loop is done with them by then).
+        # Scratch arrays (row 0 unused) and the curvature; value_grad's grad and curv live
+        # here until its next call (the Newton loop is done with them by then).
         self._work = np.empty((4, len(self.u))) if ties != "davidson" else None
         self.has_mean = prior_mean is not None
         self.nu = 1.0
@@ -604,7 +604,7 @@ def _newton_start(model: _Model, theta0: np.ndarray | None) -> np.ndarray:
 # The CG solve of each Newton step stops at a residual of min(FORCING_CAP, sqrt(max |g|))
 # times the gradient's. 0.5 made the first iterations near-gradient steps (one CG
 # iteration each) and a cold fit took 8-9 of them; 0.003 takes 4-6, each a few CG
-# iterations dearer - a net saving, since one gradient costs about 5 Hessian products.
+# iterations dearer - a net saving, since one gradient pass costs several Hessian products.
 FORCING_CAP = 0.003
 ARMIJO = 1e-4
 
@@ -633,7 +633,7 @@ def _fit_newton(model: _Model, theta0, tol: float, max_iter: int):
         cand = theta + step
         t = 1.0
         if convex and _full_step_decreases(step, slope, _dot(step, hess @ step)):
-            f = None  # not needed: the next step is decided the same way or recomputes it
+            f = None  # f(cand) stays unknown: computed only if a later step needs Armijo
             f_new, g_new, curv_new, pdiag_new = model.value_grad(cand, with_value=False)
         else:
             if f is None:
