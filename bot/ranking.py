@@ -653,8 +653,8 @@ def _stack(blobs: list[bytes]) -> np.ndarray:
 
 
 def _fit_evidence(rows: Sequence, index: dict[str, int], n: int) -> np.ndarray | None:
-    """(N, 17) comparisons per GIF and emotion as the fit counted them (weighted, with the
-    bar judgements it fitted); None for a fit stored without them."""
+    """(N, 17) comparisons per GIF and emotion in the ledger the fit read (with the bar
+    judgements it fitted), as the refit stored them; None for a fit stored without them."""
     stored = registry.fit_counts([r[4] for r in rows])
     if stored is None:
         return None

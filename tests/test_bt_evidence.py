@@ -34,10 +34,15 @@ def test_refit_stores_counts_and_the_ranker_reads_them(settings, engine) -> None
         stored = dict(s.query(BTScore.gif_sha, BTScore.counts).filter_by(fit_id=fit.fit_id))
     counts = versions.fit_counts([stored[g] for g in fit.items])
     assert counts is not None
-    assert np.allclose(counts, fit.counts, atol=1e-4)
+    # Unweighted counts of the fitted ledger: what the ranker used to recount.
+    with engine.connect() as conn:
+        index = {g: i for i, g in enumerate(fit.items)}
+        recount = ranking.evidence_counts(conn, index, len(fit.items), None)
+    assert np.array_equal(counts, recount)
+    assert np.allclose(counts, fit.counts)  # all weights are 1 here
 
     before = ranking.load_matrix(engine)
-    assert np.allclose(before.evidence, fit.counts.sum(axis=0), atol=1e-3)
+    assert np.allclose(before.evidence, recount.sum(axis=0))
     # The ledger can no longer say what the fit saw: the ranker must not ask it.
     with session_scope(engine) as s:
         s.execute(delete(Comparison))
