@@ -781,8 +781,13 @@ def fit_all(
         return [one(e) for e in range(N_EMOTIONS)]
     from concurrent.futures import ThreadPoolExecutor
 
+    # Largest emotions first, so the two threads finish together instead of one waiting
+    # on the last big emotion.
+    sizes = np.bincount(np.asarray(emotion), minlength=N_EMOTIONS)
+    order = [int(e) for e in np.argsort(-sizes, kind="stable")]
     with ThreadPoolExecutor(workers, thread_name_prefix="bt-fit") as pool:
-        return list(pool.map(one, range(N_EMOTIONS)))
+        done = dict(zip(order, pool.map(one, order), strict=True))
+    return [done[e] for e in range(N_EMOTIONS)]
 
 
 # --- scales -------------------------------------------------------------------------------
