@@ -555,7 +555,8 @@ def load_matrix(engine: Engine) -> ScoreMatrix:
     with engine.connect() as conn:
         mv_id = registry.active_version_id(conn)
         fit_row = conn.execute(
-            select(BTFit.id, BTFit.prior_model_version_id, BTFit.last_comparison_id, BTFit.stats)
+            select(BTFit.id, BTFit.prior_model_version_id, BTFit.last_comparison_id, BTFit.stats,
+                   BTFit.params)
             .where(BTFit.id == registry.active_fit_id_query())).first()
         rows = conn.execute(
             select(PoolGif.gif_sha, Gif.rating, Pool.name)
@@ -587,18 +588,22 @@ def load_matrix(engine: Engine) -> ScoreMatrix:
         fit_id = fit_prior = None
         evidence = None
         if fit_row is not None:
-            fit_id, fit_prior, fit_last_id, fit_stats = fit_row
+            fit_id, fit_prior, fit_last_id, fit_stats, fit_params = fit_row
             fit_last_id = fit_last_id or None  # 0 / None: a fit that did not record it
             bt_rows = conn.execute(
-                select(BTScore.gif_sha, BTScore.theta, BTScore.se, BTScore.scaled)
+                select(BTScore.gif_sha, BTScore.theta, BTScore.se, BTScore.scaled,
+                       BTScore.counts)
                 .where(BTScore.fit_id == fit_id)
             ).all()
-            counts = evidence_counts(conn, index, n, fit_last_id)
-            if (fit_stats or {}).get("ledger", {}).get("bar_judgements"):
-                from training.judgements import judgement_counts
+            counts = _fit_evidence(bt_rows, index, n)
+            if counts is None:  # a fit stored without its counts: recount the ledger
+                counts = evidence_counts(conn, index, n, fit_last_id)
+                if (fit_stats or {}).get("ledger", {}).get("bar_judgements"):
+                    from training.judgements import judgement_counts
 
-                counts += judgement_counts(engine, index, n)
-            bt_scaled, bt_sd, bt_mask = _bt_posterior(bt_rows, index, n, counts)
+                    counts += judgement_counts(engine, index, n)
+            bt_scaled, bt_sd, bt_mask = _bt_posterior(
+                bt_rows, index, n, counts, registry.fit_scale_spreads(fit_params))
             evidence = counts.sum(axis=0)  # GIF-sides: a pair counts twice, a thumb once
 
     return build_matrix(
@@ -647,6 +652,19 @@ def _stack(blobs: list[bytes]) -> np.ndarray:
     return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(-1, N_EMOTIONS).astype(np.float32)
 
 
+def _fit_evidence(rows: Sequence, index: dict[str, int], n: int) -> np.ndarray | None:
+    """(N, 17) comparisons per GIF and emotion in the ledger the fit read (with the bar
+    judgements it fitted), as the refit stored them; None for a fit stored without them."""
+    stored = registry.fit_counts([r[4] for r in rows])
+    if stored is None:
+        return None
+    counts = np.zeros((n, N_EMOTIONS))
+    where = np.asarray([index.get(r[0], -1) for r in rows], np.int64)
+    ok = where >= 0
+    counts[where[ok]] = stored[ok]
+    return counts
+
+
 def evidence_counts(conn, index: dict[str, int], n: int, up_to_id: int | None) -> np.ndarray:  # type: ignore[no-untyped-def]
     """Comparisons per GIF and emotion in the ledger the fit read (ids <= its watermark).
 
@@ -665,15 +683,18 @@ def evidence_counts(conn, index: dict[str, int], n: int, up_to_id: int | None) -
     return counts
 
 
-def _bt_posterior(rows: Sequence, index: dict[str, int], n: int, counts: np.ndarray
+def _bt_posterior(rows: Sequence, index: dict[str, int], n: int, counts: np.ndarray,
+                  spreads: np.ndarray | None = None
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """BT estimates on the [0, 1] scale where the ledger has evidence, (N, 17) each.
 
     Only (GIF, emotion) pairs somebody actually compared count (`counts > 0`); elsewhere a
     fit only repeats its prior, and the current model's prediction is the better one.
-    The map from theta to [0, 1] is the fit's own (`scaled`: the logistic `robust_scale` or
-    min-max, recognised from the data), the standard error going through its derivative
-    (the delta method). Where that map is degenerate (most of `scaled` stuck at 0 or 1, as
+    The map from theta to [0, 1] is the fit's own (`scaled`), the standard error going
+    through its derivative (the delta method): `scaled (1 - scaled) / spread` with the
+    logistic's `spreads` the fit stored (scorer.versions.fit_scale_spreads); for a fit
+    stored without them, the logistic or min-max map is recognised from the data. Where
+    that map is degenerate (most of `scaled` stuck at 0 or 1, as
     when the fit's quartiles coincide), a robust logistic map over the compared GIFs is
     used instead, so a GIF's one or two votes can never pin it to 0 or 1.
     """
@@ -695,7 +716,9 @@ def _bt_posterior(rows: Sequence, index: dict[str, int], n: int, counts: np.ndar
         ev = evidence[:, e] & np.isfinite(theta[:, e]) & np.isfinite(se[:, e])
         if not ev.any():
             continue
-        col, deriv = fit_scaled[:, e], _scale_derivative(theta[:, e], fit_scaled[:, e])
+        col = fit_scaled[:, e]
+        deriv = (col * (1.0 - col) / spreads[e] if spreads is not None
+                 else _scale_derivative(theta[:, e], col))
         saturated = np.mean((col <= 1e-6) | (col >= 1 - 1e-6)) > 0.2
         if deriv is None or saturated:
             col, deriv = _own_scale(theta[:, e], ev)

@@ -8,12 +8,14 @@ in three. Every reader and writer now asks here, so there is ONE rule:
   (and rows without a timestamp, which sort last) broken by the highest id;
 - the zero-shot prior (scorer/prior.py) is the newest version whose head_kind is "prior";
 - the active BT fit is the highest id with `active` set;
-- activating a version retires every other active one in the same transaction.
+- activating a version retires every other active one in the same transaction;
+- a fit's scale (`fit_scale_spreads`) and its evidence per GIF and emotion (`fit_counts`)
+  are read as the refit stored them, not re-derived by their readers.
 
 Readers take an `Engine`, an ORM `Session` or a Core `Connection` (`load_matrix` reads on a
 connection); writers take a `Session` so the caller decides the transaction.
 
-It sits in scorer/ (imports only scorer.store and scorer.settings) so that scorer, training
+It sits in scorer/ (imports only scorer.store, scorer.emotions and scorer.settings) so that scorer, training
 and bot can all import it without an upward import.
 """
 
@@ -24,10 +26,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
+from scorer.emotions import N_EMOTIONS
 from scorer.store import BTFit, ModelVersion, session_scope, utcnow
 
 if TYPE_CHECKING:
@@ -145,6 +149,29 @@ def active_fit(db: Engine | Session) -> BTFit | None:
         assert isinstance(s, Session)
         return s.scalars(select(BTFit).where(BTFit.active.is_(True))
                          .order_by(BTFit.id.desc()).limit(1)).first()
+
+
+def fit_scale_spreads(params: dict | None) -> np.ndarray | None:
+    """The (17,) spreads of a fit's logistic scale, ``scaled = expit((theta - centre) /
+    spread)`` (training/refit.py stores them in ``BTFit.params``), so d scaled / d theta is
+    ``scaled (1 - scaled) / spread``; None for a fit stored without them."""
+    params = params or {}
+    try:
+        if params.get("scale") != "robust":
+            return None
+        spread = np.asarray(params["scale_params"]["spread"], np.float64).reshape(-1)
+    except (KeyError, TypeError, ValueError):
+        return None
+    ok = spread.shape == (N_EMOTIONS,) and bool(np.all(np.isfinite(spread) & (spread > 0)))
+    return spread if ok else None
+
+
+def fit_counts(blobs: list[bytes | None]) -> np.ndarray | None:
+    """A fit's stored comparisons per GIF and emotion, (len(blobs), 17), one row per
+    ``BTScore.counts``; None when any row lacks them (a fit stored before they were)."""
+    if not blobs or any(b is None for b in blobs):
+        return None
+    return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(-1, N_EMOTIONS).astype(np.float64)
 
 
 def activate_fit(s: Session, fit_id: int) -> None:

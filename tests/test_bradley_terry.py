@@ -370,3 +370,41 @@ def test_csv_without_header_and_empty_file(tmp_path) -> None:
     junk.write_bytes(bytes(range(256)) * 4)
     out = bt.read_gifgif_csv(junk)
     assert out.kept == 0 and out.rows == sum(out.skipped.values())
+
+
+@pytest.mark.parametrize("prior", [False, True])
+def test_full_step_certificate_only_accepts_steps_armijo_accepts(prior: bool) -> None:
+    """`_full_step_decreases` lets Newton skip the log-likelihood; it must never pass a step
+    that the Armijo test on the actual objective would reject (and must pass some)."""
+    rng = np.random.default_rng(11)
+    n, m = 60, 900
+    w = rng.integers(0, n, m)
+    lo = (w + rng.integers(1, n, m)) % n
+    data = bt.aggregate(n, w, lo, rng.random(m) < 0.15)
+    mean = rng.normal(size=n) if prior else None
+    model = bt._Model(data, "half", 0.1, mean, 0.5 if prior else 0.0)
+    hess = bt._UpperHessian(n, model.u, model.v)
+    optimum = bt.fit(data, ties="half", alpha=0.1, prior_mean=mean,
+                     prior_strength=0.5 if prior else 0.0).theta
+    certified = 0
+    for trial in range(400):
+        theta = optimum + rng.normal(scale=10.0 ** rng.uniform(-2, 0.3), size=n)
+        f, g, curv, pdiag = model.value_grad(theta)
+        hess.assemble(curv, pdiag)
+        # Newton-like steps (the certificate's use) at sizes from tiny to beyond its range
+        # limit, and random descent directions taken to 1-2.2 times the minimiser of the
+        # quadratic model, where Armijo's test is borderline on the true objective.
+        if trial % 2:
+            step = bt._pcg(hess, -g, 1.0 / hess.diag, 1e-10, 500)
+            step *= 10.0 ** rng.uniform(-3, 0.5)
+        else:
+            step = -g * rng.uniform(0.1, 1.0, n)
+            t_min = -float(g @ step) / float(step @ (hess @ step))
+            step *= t_min * rng.uniform(1.0, 2.2)
+        slope = float(g @ step)
+        curvature = float(step @ (hess @ step))
+        if bt._full_step_decreases(step, slope, curvature):
+            certified += 1
+            f_new = model.value_grad(theta + step)[0]
+            assert f_new <= f + bt.ARMIJO * slope + 1e-9 * abs(f)
+    assert certified > 50

@@ -75,5 +75,12 @@ def test_retrain_refit_reuses_the_active_fit(settings, engine) -> None:  # type:
     with session_scope(engine) as s:
         s.execute(update(BTFit).values(active=False))
     cold = refit()
+    with session_scope(engine) as s:
+        cold_stats = s.scalars(select(BTFit.stats).where(BTFit.id == cold.fit_id)).one()
+    assert all(cold_stats["refitted"])
+    # Only fear was fitted again, warm from the active fit: fewer iterations than cold.
+    fear = NAMES.index("fear")
+    assert sum(stats["iterations"]) == stats["iterations"][fear]
+    assert stats["iterations"][fear] < cold_stats["iterations"][fear]
     assert np.nanmax(np.abs(second.theta - cold.theta)) < 1e-4
     assert np.nanmax(np.abs(second.scaled - cold.scaled)) < 1e-4

@@ -55,6 +55,7 @@ class GifgifData:
     rows: int = 0  # data rows seen (header and blank lines excluded)
     skipped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SKIP_REASONS, 0))
     unknown_emotions: dict[str, int] = field(default_factory=dict)
+    _by_choice: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def n_gifs(self) -> int:
@@ -73,8 +74,11 @@ class GifgifData:
 
     def per_emotion(self, decisive: bool = True) -> np.ndarray:
         """Comparisons per emotion (decisive only, or "neither" answers only)."""
-        mask = self.choice != NEITHER if decisive else self.choice == NEITHER
-        return np.bincount(self.emotion[mask], minlength=N_EMOTIONS)
+        if self._by_choice is None:  # one pass for both questions
+            key = self.emotion.astype(np.intp) * 3 + self.choice
+            self._by_choice = np.bincount(key, minlength=3 * N_EMOTIONS).reshape(N_EMOTIONS, 3)
+        by = self._by_choice
+        return by[:, LEFT] + by[:, RIGHT] if decisive else by[:, NEITHER].copy()
 
 
 # --- the meaning of one raw value (applied to distinct values only) --------------------------
@@ -146,13 +150,24 @@ class _Rows:
         self.skipped = dict.fromkeys(SKIP_REASONS, 0)
         self.unknown: Counter[str] = Counter()
         self.parts: list[tuple[np.ndarray, ...]] = []
+        self.dropped_rows = False  # whether keep() ever skipped a row
 
-    def keep(self, emo, left, right, choice, metric_names=None, metric_codes=None) -> None:
-        """Codes per row (``_TOO_LONG``/``_BAD``/``_EMPTY``/-1 marking the bad ones)."""
-        suspect = (emo < 0) | (left < 0) | (right < 0) | (choice < 0) | (left == right)
-        if not suspect.any():  # the usual case: 4 passes instead of ~20
-            self.parts.append((emo.astype(np.int8), left.astype(np.int32, copy=False),
-                               right.astype(np.int32, copy=False), choice.astype(np.int8)))
+    def keep(self, emo, left, right, choice, metric_names=None, metric_codes=None,
+             clean_codes: bool = False) -> None:
+        """Codes per row (``_TOO_LONG``/``_BAD``/``_EMPTY``/-1 marking the bad ones).
+
+        ``clean_codes``: the caller knows no code is negative (every distinct value was
+        good), so only ``left == right`` is left to check row by row.
+        """
+        if clean_codes:
+            suspect = left == right
+        else:
+            suspect = (emo < 0) | (left < 0) | (right < 0) | (choice < 0) | (left == right)
+        if not suspect.any():  # the usual case: 1 to 5 passes instead of ~20
+            self.parts.append((emo.astype(np.int8, copy=False),
+                               left.astype(np.int32, copy=False),
+                               right.astype(np.int32, copy=False),
+                               choice.astype(np.int8, copy=False)))
             return
         if suspect.mean() < 0.5:  # the rules below only on the suspect rows
             good = ~suspect
@@ -183,16 +198,24 @@ class _Rows:
         self.skipped["empty_id"] += int(empty.sum())
         self.skipped["same_gif"] += int(same.sum())
         ok = ~(too_long | bad | unknown | empty | same)
+        self.dropped_rows = True
         self.parts.append((emo[ok].astype(np.int8), left[ok].astype(np.int32),
                            right[ok].astype(np.int32), choice[ok].astype(np.int8)))
 
     def result(self) -> GifgifData:
-        if self.parts:
+        if len(self.parts) == 1:
+            emo, left, right, choice = self.parts[0]
+        elif self.parts:
             emo, left, right, choice = (np.concatenate(x) for x in zip(*self.parts, strict=True))
         else:
             emo, choice = np.zeros(0, np.int8), np.zeros(0, np.int8)
             left, right = np.zeros(0, np.int32), np.zeros(0, np.int32)
         # Only GIFs of kept rows count (an id seen only in skipped rows is no GIF of the fit).
+        # Arrow's dictionaries hold only values of some row, so with no row skipped every
+        # id is used.
+        if not self.dropped_rows and not self.skipped["malformed"]:
+            return GifgifData(list(self.vocab.names), emo, left, right, choice, self.rows,
+                              dict(self.skipped), dict(self.unknown.most_common()))
         used = np.zeros(len(self.vocab.names), bool)
         used[left] = True
         used[right] = True
@@ -254,19 +277,24 @@ def _read_arrow(path: Path, order: list[int], skip_header: bool, block_size: int
     metric, left, right, choice = (table.column(names[p]) for p in order)
     v = out.vocab
 
-    def codes(col, f) -> tuple[np.ndarray, list[bytes]]:
-        values = col.chunk(0).dictionary.to_pylist()
-        lookup = np.array([f(x) for x in values] or [0], np.int32)
-        idx = np.concatenate([_indices(c) for c in col.chunks])
-        return lookup[idx], values
+    clean = [True]
 
-    emo, metric_values = codes(metric, v.emotion)
-    metric_idx = np.concatenate([_indices(c) for c in metric.chunks])
-    lcodes, _ = codes(left, v.gif)
-    rcodes, _ = codes(right, v.gif)
-    ccodes, _ = codes(choice, v.choice)
+    def codes(col, f, dtype) -> tuple[np.ndarray, list[bytes], np.ndarray]:  # type: ignore[no-untyped-def]
+        """Per-row codes (one gather from the codes of the distinct values), the values
+        and Arrow's per-row indices."""
+        values = col.chunk(0).dictionary.to_pylist()
+        lookup = np.array([f(x) for x in values] or [0], dtype)
+        clean[0] = clean[0] and bool(lookup.min() >= 0)
+        chunks = [_indices(c) for c in col.chunks]
+        idx = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+        return lookup[idx], values, idx
+
+    emo, metric_values, metric_idx = codes(metric, v.emotion, np.int8)
+    lcodes, _, _ = codes(left, v.gif, np.int32)
+    rcodes, _, _ = codes(right, v.gif, np.int32)
+    ccodes, _, _ = codes(choice, v.choice, np.int8)
     metric_names = [x.strip().decode("utf-8", "replace") for x in metric_values]
-    out.keep(emo, lcodes, rcodes, ccodes, metric_names, metric_idx)
+    out.keep(emo, lcodes, rcodes, ccodes, metric_names, metric_idx, clean_codes=clean[0])
 
 
 def _read_lines(path: Path, order: list[int], skip_header: bool, out: _Rows) -> None:

@@ -137,6 +137,7 @@ def refit_bt(settings: Settings, engine: Engine, ledger: LedgerArrays, gifs: lis
             ref_scaled[e] = scaled[ref, e]
     scale_params = {"centre": centres, "spread": spreads}
     rows = [index[g] for g in gifs]
+    per_emotion = comparison_counts(ledger, n)
     if not store:
         return FitOutput(0, list(gifs), theta[rows], se[rows], scaled[rows], counts[rows],
                          scale_params, ref_scaled)
@@ -163,11 +164,25 @@ def refit_bt(settings: Settings, engine: Engine, ledger: LedgerArrays, gifs: lis
             s.execute(insert(BTScore), [
                 {"fit_id": fit_id, "gif_sha": ids[i], "theta": pack_scores(theta[i]),
                  "se": pack_scores(se[i]), "scaled": pack_scores(scaled[i]),
-                 "n_comparisons": round(float(counts[i].sum()))}
+                 "n_comparisons": round(float(counts[i].sum())),
+                 "counts": pack_scores(per_emotion[i])}
                 for i in chunk
             ])
     return FitOutput(fit_id, list(gifs), theta[rows], se[rows], scaled[rows], counts[rows],
                      scale_params, ref_scaled)
+
+
+def comparison_counts(ledger: LedgerArrays, n: int) -> np.ndarray:
+    """(n, 17) how many of the fitted comparisons each item took part in, per emotion,
+    unweighted (ties included, self-comparisons not): the evidence the ranker reads from
+    ``bt_scores.counts`` instead of recounting the ledger."""
+    keep = ledger.winner != ledger.loser
+    e = np.asarray(ledger.emotion)[keep].astype(np.int64)
+    total = np.zeros(n * N_EMOTIONS)
+    for side in (ledger.winner, ledger.loser):
+        total += np.bincount(np.asarray(side)[keep].astype(np.int64) * N_EMOTIONS + e,
+                             minlength=n * N_EMOTIONS)
+    return total.reshape(n, N_EMOTIONS)
 
 
 def _model_scale(version: ModelVersion | None) -> tuple[np.ndarray, np.ndarray] | None:
