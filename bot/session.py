@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -112,18 +112,26 @@ def get_scoped(db: Db, settings: Settings, platform: str, workspace: str,
     return get_all_scoped(db, settings, platform, workspace, channel)[key]
 
 
+# Built once: every request runs these, and building a statement costs more than SQLite
+# takes to answer it (bind parameters carry the values).
+_SCOPED_ROWS = select(ScopedSetting.channel, ScopedSetting.key, ScopedSetting.value).where(
+    ScopedSetting.platform == bindparam("platform"),
+    ScopedSetting.workspace == bindparam("workspace"),
+    ScopedSetting.channel.in_([bindparam("workspace_scope"), bindparam("channel")]),
+)
+_RECENT = select(Impression.gif_sha).where(
+    Impression.platform == bindparam("platform"), Impression.workspace == bindparam("workspace"),
+    Impression.channel == bindparam("channel"), Impression.shown_at >= bindparam("since"),
+).distinct()
+
+
 def get_all_scoped(db: Db, settings: Settings, platform: str, workspace: str,
                    channel: str) -> dict[str, Any]:
     """Every scoped key at once (one query): what a request needs."""
     values = {key: default(settings) for key, (_, default) in SCOPED_KEYS.items()}
     with unit_of_work(db) as s:
-        rows = s.execute(
-            select(ScopedSetting.channel, ScopedSetting.key, ScopedSetting.value).where(
-                ScopedSetting.platform == platform[:16],
-                ScopedSetting.workspace == workspace[:64],
-                ScopedSetting.channel.in_(["", channel[:64]]),
-            )
-        ).all()
+        rows = s.execute(_SCOPED_ROWS, {"platform": platform[:16], "workspace": workspace[:64],
+                                        "workspace_scope": "", "channel": channel[:64]}).all()
     # workspace rows first, then the channel's, so the channel wins
     for _chan, key, value in sorted(rows, key=lambda r: r[0] != ""):
         if key in SCOPED_KEYS and isinstance(value, dict) and "v" in value:
@@ -355,12 +363,8 @@ def recent_in_channel(db: Db, platform: str, workspace: str, channel: str,
                       since: dt.datetime) -> list[str]:
     """GIFs posted in this channel since `since`: the ranker does not offer them again."""
     with unit_of_work(db) as s:
-        return list(s.scalars(
-            select(Impression.gif_sha).where(
-                Impression.platform == platform[:16], Impression.workspace == workspace[:64],
-                Impression.channel == channel[:64], Impression.shown_at >= since,
-            ).distinct()
-        ))
+        return list(s.scalars(_RECENT, {"platform": platform[:16], "workspace": workspace[:64],
+                                        "channel": channel[:64], "since": since}))
 
 
 def recent_poll_pairs(db: Db, platform: str, workspace: str, emotion: int,

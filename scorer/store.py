@@ -108,7 +108,9 @@ class Gif(Base):
 class PoolGif(Base):
     __tablename__ = "pool_gifs"
     pool_id: Mapped[int] = mapped_column(ForeignKey("pools.id", ondelete="CASCADE"), primary_key=True)
-    gif_sha: Mapped[str] = mapped_column(ForeignKey("gifs.sha256"), primary_key=True)
+    # Indexed on its own too: "is this GIF in any pool?" (every vote and Send) must not
+    # scan the whole table (the primary key leads with pool_id).
+    gif_sha: Mapped[str] = mapped_column(ForeignKey("gifs.sha256"), primary_key=True, index=True)
     source_ref: Mapped[str] = mapped_column(Text, default="")
     added_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
@@ -255,7 +257,9 @@ class Impression(Base):
     gif_sha: Mapped[str] = mapped_column(String(SHA_LEN))
     shown_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
-    __table_args__ = (Index("ix_impressions_scope", "platform", "workspace", "channel", "shown_at"),)
+    # gif_sha last: "what was posted here lately" (every request) reads the index alone.
+    __table_args__ = (Index("ix_impressions_recent", "platform", "workspace", "channel",
+                            "shown_at", "gif_sha"),)
 
 
 class ScopedSetting(Base):

@@ -1,4 +1,7 @@
-"""the admin job queue: pool adds and retrains asked for in chat, run by the worker
+"""the admin job queue (pool adds and retrains asked for in chat, run by the worker), and
+the request path's indexes: pool_gifs.gif_sha (every vote and Send asks whether its GIF is
+in a pool), and impressions with gif_sha last (every request reads the channel's recent GIFs
+from the index alone)
 
 Revision ID: 0004_core_jobs
 Revises: 0003_prior_sd
@@ -28,8 +31,16 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_core_jobs_state", "core_jobs", ["state"])
+    op.create_index("ix_pool_gifs_gif_sha", "pool_gifs", ["gif_sha"])
+    op.drop_index("ix_impressions_scope", table_name="impressions")
+    op.create_index("ix_impressions_recent", "impressions",
+                    ["platform", "workspace", "channel", "shown_at", "gif_sha"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_impressions_recent", table_name="impressions")
+    op.create_index("ix_impressions_scope", "impressions",
+                    ["platform", "workspace", "channel", "shown_at"])
+    op.drop_index("ix_pool_gifs_gif_sha", table_name="pool_gifs")
     op.drop_index("ix_core_jobs_state", table_name="core_jobs")
     op.drop_table("core_jobs")
