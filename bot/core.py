@@ -76,6 +76,10 @@ class BotCore:
     def settings(self) -> Settings:
         return self.ctx.settings
 
+    @settings.setter
+    def settings(self, value: Settings) -> None:
+        self.ctx.settings = value
+
     @property
     def engine(self) -> Engine:
         return self.ctx.engine
@@ -83,6 +87,10 @@ class BotCore:
     @property
     def clock(self) -> Callable[[], float]:
         return self.ctx.clock
+
+    @clock.setter
+    def clock(self, value: Callable[[], float]) -> None:
+        self.ctx.clock = value
 
     @property
     def ranker(self) -> Ranker:
