@@ -12,7 +12,7 @@ from sqlalchemy import event, select
 from test_core import Env
 
 from bot.flows import admin as adm
-from bot.flows.jobs import drain, enqueue, job_state
+from bot.flows.jobs import drain, enqueue, fail_abandoned, job_state
 from scorer.store import ChatSession, CoreJob, Gif, Post, session_scope
 
 
@@ -144,6 +144,21 @@ def test_the_worker_drains_the_queue_and_reports_failures(sqlite_settings, sqlit
     assert state == "failed" and "MOODGIF_ADMIN_SOURCE_DIRS" in detail  # checked again there
     assert job_state(sqlite_engine, odd) == ("failed", "unknown job kind 'no_such_kind'")
     assert drain(sqlite_settings, sqlite_engine) == 0  # a job runs once
+
+
+def test_a_job_whose_worker_died_is_marked_failed(sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    import datetime as dt
+
+    stuck = enqueue(sqlite_engine, "retrain", {}, "retrain")
+    fresh = enqueue(sqlite_engine, "retrain", {}, "retrain")
+    with session_scope(sqlite_engine) as s:
+        for job_id, age_h in ((stuck, 7), (fresh, 1)):
+            row = s.get(CoreJob, job_id)
+            row.state, row.started_at = "running", dt.datetime.now(dt.UTC).replace(
+                tzinfo=None) - dt.timedelta(hours=age_h)
+    assert fail_abandoned(sqlite_engine) == 1
+    assert job_state(sqlite_engine, stuck) == ("failed", "the worker stopped before the job finished")
+    assert job_state(sqlite_engine, fresh) == ("running", "")
 
 
 def test_suggest_uses_the_bots_rating_ceiling(sqlite_settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]

@@ -15,6 +15,7 @@ costs the chat process nothing.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import socket
 import time
@@ -149,8 +150,21 @@ def _finish(engine: Engine, job_id: int, state: str, detail: str) -> None:
 # the worker side
 
 
+def fail_abandoned(engine: Engine, older_than_s: float = JOB_TIMEOUT_S) -> int:
+    """Jobs "running" for longer than any job takes: their worker died (killed, the host
+    restarted). Marked failed, so `stats` stops showing them as running."""
+    cutoff = utcnow() - dt.timedelta(seconds=older_than_s)
+    with session_scope(engine) as s:
+        res = s.execute(update(CoreJob).where(CoreJob.state == "running",
+                                              CoreJob.started_at < cutoff)
+                        .values(state="failed", finished_at=utcnow(),
+                                detail="the worker stopped before the job finished"))
+        return int(res.rowcount or 0)
+
+
 def drain(settings: Settings, engine: Engine) -> int:
     """Run every queued job, oldest first; returns how many ran (worker process only)."""
+    fail_abandoned(engine)
     n = 0
     while (claimed := _claim(engine)) is not None:
         job_id, kind, args = claimed
@@ -206,5 +220,5 @@ def summary(report: Any) -> str:
     return str(report)[:300]
 
 
-__all__ = ["POOL_ADD", "RETRAIN", "Job", "JobQueue", "drain", "enqueue", "recent_jobs",
-           "summary"]
+__all__ = ["POOL_ADD", "RETRAIN", "Job", "JobQueue", "drain", "enqueue", "fail_abandoned",
+           "recent_jobs", "summary"]
