@@ -8,7 +8,6 @@ from sqlalchemy.orm import Session
 
 from bot.flows.context import CoreContext
 from bot.flows.jobs import recent_jobs
-from scorer.pool import list_pools
 from scorer.store import Post, RetrainRun
 from scorer.versions import active_version
 from training.comparisons import stats
@@ -19,6 +18,8 @@ class Reports:
         self.ctx = ctx
 
     def pools_text(self, db: Session) -> str:
+        from scorer.pool import list_pools  # ingest's module: not loaded until an admin asks
+
         pools = list_pools(db)
         if not pools:
             return "No pools yet. Add one with `pools add NAME FOLDER|MANIFEST|URL-LIST`."
