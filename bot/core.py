@@ -43,7 +43,7 @@ from bot.flows.feedback import FeedbackFlow
 from bot.flows.jobs import Job, JobQueue
 from bot.flows.polls import PollFlow
 from bot.flows.reports import Reports
-from bot.flows.requests import WATCH_MAX_CHARS, RequestFlow, Suggestion
+from bot.flows.requests import RequestFlow, Suggestion, worth_watching
 from bot.ranking import Ranker
 from bot.topics import Reading
 from scorer.emotions import INDEX, N_EMOTIONS
@@ -193,7 +193,7 @@ class BotCore:
     async def watch(self, actor: Actor, text: str) -> Reply | None:
         """In a channel that opted in, a private offer when a message clearly carries an
         emotion; at most once per person per `watch_cooldown_min`. None = stay quiet."""
-        if not text or len(text) > WATCH_MAX_CHARS or text.lstrip().startswith("/"):
+        if not worth_watching(text):
             return None
         return await self.ctx.for_user(self.requests.watch, actor, text, quiet=True)
 

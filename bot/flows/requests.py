@@ -251,7 +251,7 @@ class RequestFlow:
         """An unasked private offer when a watched channel's message clearly carries an
         emotion; at most once per person per `watch_cooldown_min`. None = stay quiet."""
         ctx = self.ctx
-        if not text or len(text) > WATCH_MAX_CHARS or text.lstrip().startswith("/"):
+        if not worth_watching(text):
             return None
         scoped = ctx.scoped(db, actor)
         if not scoped["watch"]:
@@ -295,6 +295,12 @@ class RequestFlow:
         return Suggestion(query, reading, emotion, ranked)
 
 
+def worth_watching(text: str) -> bool:
+    """Whether a channel message may carry a request at all (checked before any thread hop:
+    a watched channel sends every message here)."""
+    return bool(text) and len(text) <= WATCH_MAX_CHARS and not text.lstrip().startswith("/")
+
+
 def _not_understood(query: str, reading: Reading) -> Reply:
     """Did-you-mean choices when the parser has some, else help; with the topic's note."""
     from bot.intent import help_text
@@ -317,4 +323,5 @@ def _or_list(items: tuple[str, ...]) -> str:
     return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
 
 
-__all__ = ["WATCH_MAX_CHARS", "WATCH_MIN_CONFIDENCE", "RequestFlow", "Suggestion"]
+__all__ = ["WATCH_MAX_CHARS", "WATCH_MIN_CONFIDENCE", "RequestFlow", "Suggestion",
+           "worth_watching"]
