@@ -109,6 +109,24 @@ class Reply:
     choices: tuple[str, ...] = field(default_factory=tuple)  # emotions for did_you_mean / help
 
 
+@dataclass(frozen=True)
+class Answer:
+    """The whole answer to a `/gif` request (`BotCore.request_with_poll`): the private reply
+    and, now and then, a "which is more X?" poll to show after it."""
+
+    reply: Reply
+    poll: Reply | None = None
+
+
+@dataclass(frozen=True)
+class Published:
+    """A Send carried through (`BotCore.send_and_publish`): the core's reply and the
+    platform's id of the public post (None when it was not posted: see `reply`)."""
+
+    reply: Reply
+    message_ref: str | None = None
+
+
 # What an adapter shows when the core gave no text of its own: one wording for every platform.
 DEFAULT_TEXT: dict[str, str] = {
     "cancelled": "Cancelled.",

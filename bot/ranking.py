@@ -512,6 +512,9 @@ def _top(score: np.ndarray, k: int) -> list[int]:
     N-long int64 index array, which at a million GIFs is most of the cost.
     """
     n = score.shape[0]
+    if k == 1 and n:  # a new request's first slot: one pass, no selection (the first of ties)
+        i = int(np.argmax(score))
+        return [i] if np.isfinite(score[i]) else []
     if k < n:
         threshold = np.partition(score, n - k)[n - k]
         if np.isfinite(threshold):

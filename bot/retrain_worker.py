@@ -5,8 +5,9 @@ the chat process (as before: a worker thread), it mapped torch and the training 
 the process that users wait on, which then kept that memory for good (~1 GB RSS after the
 first run). Here the scheduler lives in the chat process but the job itself is a child
 process (`python -m bot.retrain_worker`) that gets the settings on stdin, runs
-`training.retrain.scheduled_job` and exits, returning its memory. This module imports
-neither torch nor the training code: only the light `training.schedule` for the trigger.
+`training.retrain.scheduled_job` and exits, returning its memory. The same child drains the
+admin job queue (`--jobs`: a pool add or "retrain now" asked for in chat; `bot.flows.jobs`).
+This module imports neither torch nor the training code: only the light `training.schedule`.
 """
 
 from __future__ import annotations
@@ -27,13 +28,15 @@ JOB_ID = "moodgif-retrain"
 
 
 def run_in_worker(settings: Settings, timeout_s: float | None = None, *,
-                  force: bool = False) -> int:
+                  force: bool = False, jobs: bool = False) -> int:
     """Run one scheduled retrain in a child process; returns its exit status.
 
     ``force``: retrain even without enough new comparisons (a manual run; benchmarks).
+    ``jobs``: only run the admin jobs the chat process queued (`bot.flows.jobs`).
     The child's log lines go to this process's stderr (same handlers as the CLI's).
     """
-    cmd = [sys.executable, "-m", "bot.retrain_worker", *(["--force"] if force else [])]
+    flags = [*(["--force"] if force else []), *(["--jobs"] if jobs else [])]
+    cmd = [sys.executable, "-m", "bot.retrain_worker", *flags]
     proc = subprocess.run(cmd, input=pickle.dumps(settings), timeout=timeout_s, check=False)
     if proc.returncode != 0:
         log.warning("scheduled retrain worker exited with status %d", proc.returncode)
@@ -64,12 +67,19 @@ def main() -> int:
     from bot.logs import setup_logging
 
     setup_logging(settings)
+    from bot.flows.jobs import drain
+    from scorer.store import make_engine
     from training.retrain import run_retrain, scheduled_job
 
+    engine = make_engine(settings.db_url)
+    if "--jobs" in sys.argv[1:]:
+        drain(settings, engine)
+        return 0
     if "--force" in sys.argv[1:]:
-        outcome = run_retrain(settings, trigger="manual", force=True)
+        outcome = run_retrain(settings, engine, trigger="manual", force=True)
     else:
         outcome = scheduled_job(settings)
+        drain(settings, engine)  # admin jobs queued while no worker ran
     return 1 if outcome.status == "failed" else 0
 
 

@@ -25,12 +25,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from scorer.settings import RATINGS, Settings
-from scorer.store import ChatSession, Impression, Post, ScopedSetting, session_scope, utcnow
+from scorer.store import ChatSession, Impression, Post, ScopedSetting, unit_of_work, utcnow
+
+# Every function takes the caller's Session (one user action = one transaction, committed by
+# the caller: `bot.flows`) or an Engine (a transaction of its own: tests, housekeeping).
+Db = Engine | Session
 
 # ---------------------------------------------------------------------------------------
 # scoped settings
@@ -101,25 +105,33 @@ def _check_key(key: str) -> None:
         raise ScopedSettingError(f"unknown setting {key!r}; known: {', '.join(SCOPED_KEYS)}")
 
 
-def get_scoped(engine: Engine, settings: Settings, platform: str, workspace: str,
+def get_scoped(db: Db, settings: Settings, platform: str, workspace: str,
                channel: str, key: str) -> Any:
     """The value for this channel: its own row, else the workspace's, else the Settings."""
     _check_key(key)
-    return get_all_scoped(engine, settings, platform, workspace, channel)[key]
+    return get_all_scoped(db, settings, platform, workspace, channel)[key]
 
 
-def get_all_scoped(engine: Engine, settings: Settings, platform: str, workspace: str,
+# Built once: every request runs these, and building a statement costs more than SQLite
+# takes to answer it (bind parameters carry the values).
+_SCOPED_ROWS = select(ScopedSetting.channel, ScopedSetting.key, ScopedSetting.value).where(
+    ScopedSetting.platform == bindparam("platform"),
+    ScopedSetting.workspace == bindparam("workspace"),
+    ScopedSetting.channel.in_([bindparam("workspace_scope"), bindparam("channel")]),
+)
+_RECENT = select(Impression.gif_sha).where(
+    Impression.platform == bindparam("platform"), Impression.workspace == bindparam("workspace"),
+    Impression.channel == bindparam("channel"), Impression.shown_at >= bindparam("since"),
+).distinct()
+
+
+def get_all_scoped(db: Db, settings: Settings, platform: str, workspace: str,
                    channel: str) -> dict[str, Any]:
     """Every scoped key at once (one query): what a request needs."""
     values = {key: default(settings) for key, (_, default) in SCOPED_KEYS.items()}
-    with session_scope(engine) as s:
-        rows = s.execute(
-            select(ScopedSetting.channel, ScopedSetting.key, ScopedSetting.value).where(
-                ScopedSetting.platform == platform[:16],
-                ScopedSetting.workspace == workspace[:64],
-                ScopedSetting.channel.in_(["", channel[:64]]),
-            )
-        ).all()
+    with unit_of_work(db) as s:
+        rows = s.execute(_SCOPED_ROWS, {"platform": platform[:16], "workspace": workspace[:64],
+                                        "workspace_scope": "", "channel": channel[:64]}).all()
     # workspace rows first, then the channel's, so the channel wins
     for _chan, key, value in sorted(rows, key=lambda r: r[0] != ""):
         if key in SCOPED_KEYS and isinstance(value, dict) and "v" in value:
@@ -130,7 +142,7 @@ def get_all_scoped(engine: Engine, settings: Settings, platform: str, workspace:
     return values
 
 
-def set_scoped(engine: Engine, platform: str, workspace: str, channel: str, key: str,
+def set_scoped(db: Db, platform: str, workspace: str, channel: str, key: str,
                value: Any) -> Any:
     """Set a key for a channel (or, with channel "", the workspace); None removes the row.
 
@@ -140,7 +152,7 @@ def set_scoped(engine: Engine, platform: str, workspace: str, channel: str, key:
     parsed = None if value is None else SCOPED_KEYS[key][0](value)
     pk = {"platform": platform[:16], "workspace": workspace[:64], "channel": channel[:64],
           "key": key}
-    with session_scope(engine) as s:
+    with unit_of_work(db) as s:
         row = s.get(ScopedSetting, pk)
         if parsed is None:
             if row is not None:
@@ -153,9 +165,9 @@ def set_scoped(engine: Engine, platform: str, workspace: str, channel: str, key:
     return parsed
 
 
-def list_scoped(engine: Engine, platform: str, workspace: str) -> list[tuple[str, str, Any]]:
+def list_scoped(db: Db, platform: str, workspace: str) -> list[tuple[str, str, Any]]:
     """(channel, key, value) rows of a workspace, for the admin pages."""
-    with session_scope(engine) as s:
+    with unit_of_work(db) as s:
         rows = s.execute(
             select(ScopedSetting.channel, ScopedSetting.key, ScopedSetting.value).where(
                 ScopedSetting.platform == platform[:16], ScopedSetting.workspace == workspace[:64])
@@ -237,32 +249,35 @@ def _state(row: ChatSession) -> SessionState:
                         tuple(row.current or ()), row.state, row.expires_at)
 
 
-def create_session(engine: Engine, *, kind: str, platform: str, workspace: str, channel: str,
+def create_session(db: Db, *, kind: str, platform: str, workspace: str, channel: str,
                    user_hash: str, query: str, emotion: int, shas: Sequence[str],
                    now: dt.datetime, ttl_s: float) -> SessionState:
-    row = ChatSession(
-        id=new_id(), kind=kind, platform=platform[:16], workspace=workspace[:64],
-        channel=channel[:64], user_hash=user_hash, query=query[:500], emotion=emotion,
-        shown=list(shas), current=list(shas), state="open", created_at=now, updated_at=now,
-        expires_at=now + dt.timedelta(seconds=ttl_s),
-    )
-    with session_scope(engine) as s:
-        s.add(row)
-    return _state(row)
+    state = SessionState(new_id(), kind, platform[:16], workspace[:64], channel[:64], user_hash,
+                         query[:500], int(emotion), tuple(shas), tuple(shas), "open",
+                         now + dt.timedelta(seconds=ttl_s))
+    with unit_of_work(db) as s:
+        # A plain INSERT: every request writes one, and the ORM's flush costs more than it.
+        s.execute(insert(ChatSession), [{
+            "id": state.id, "kind": kind, "platform": state.platform, "workspace": state.workspace,
+            "channel": state.channel, "user_hash": user_hash, "query": state.query,
+            "emotion": state.emotion, "shown": list(shas), "current": list(shas),
+            "state": "open", "created_at": now, "updated_at": now,
+            "expires_at": state.expires_at}])
+    return state
 
 
-def load_session(engine: Engine, session_id: str) -> SessionState | None:
+def load_session(db: Db, session_id: str) -> SessionState | None:
     if not isinstance(session_id, str) or not 0 < len(session_id) <= 32:
         return None
-    with session_scope(engine) as s:
+    with unit_of_work(db) as s:
         row = s.get(ChatSession, session_id)
         return _state(row) if row is not None else None
 
 
-def advance_session(engine: Engine, session_id: str, new: Sequence[str],
+def advance_session(db: Db, session_id: str, new: Sequence[str],
                     now: dt.datetime) -> SessionState | None:
     """Shuffle: put `new` on screen and add it to `shown`, only while the session is open."""
-    with session_scope(engine) as s:
+    with unit_of_work(db) as s:
         row = s.get(ChatSession, session_id, with_for_update=True)
         if row is None or row.state != "open":
             return None
@@ -273,9 +288,9 @@ def advance_session(engine: Engine, session_id: str, new: Sequence[str],
         return _state(row)
 
 
-def close_session(engine: Engine, session_id: str, to_state: str, now: dt.datetime) -> bool:
+def close_session(db: Db, session_id: str, to_state: str, now: dt.datetime) -> bool:
     """open -> to_state in one conditional UPDATE; False if someone else got there first."""
-    with session_scope(engine) as s:
+    with unit_of_work(db) as s:
         res = s.execute(
             update(ChatSession)
             .where(ChatSession.id == session_id, ChatSession.state == "open")
@@ -284,7 +299,7 @@ def close_session(engine: Engine, session_id: str, to_state: str, now: dt.dateti
         return (res.rowcount or 0) == 1
 
 
-def send_session(engine: Engine, session: SessionState, sha: str, now: dt.datetime,
+def send_session(db: Db, session: SessionState, sha: str, now: dt.datetime,
                  also: Callable[[Session, int], None] | None = None) -> int | None:
     """Close an open preview as sent and create its post, in one transaction.
 
@@ -293,7 +308,7 @@ def send_session(engine: Engine, session: SessionState, sha: str, now: dt.dateti
     no longer open (a double click on Send, or a click racing a cancel): then nothing is
     written.
     """
-    with session_scope(engine) as s:
+    with unit_of_work(db) as s:
         res = s.execute(
             update(ChatSession)
             .where(ChatSession.id == session.id, ChatSession.state == "open")
@@ -312,32 +327,31 @@ def skipped_for(session: SessionState, sent: str) -> list[str]:
     return [g for g in session.shown if g != sent]
 
 
-def create_post(engine: Engine, session: SessionState, sha: str, now: dt.datetime) -> int:
+def create_post(db: Db, session: SessionState, sha: str, now: dt.datetime) -> int:
     """The public post of a sent GIF, plus its impression in the channel."""
-    with session_scope(engine) as s:
+    with unit_of_work(db) as s:
         return _add_post(s, session, sha, now)
 
 
 def _add_post(s: Session, session: SessionState, sha: str, now: dt.datetime) -> int:
-    post = Post(session_id=session.id, platform=session.platform, workspace=session.workspace,
-                channel=session.channel, gif_sha=sha, emotion=session.emotion,
-                requested_by=session.user_hash, created_at=now)
-    s.add(post)
-    s.add(Impression(platform=session.platform, workspace=session.workspace,
-                     channel=session.channel, gif_sha=sha, shown_at=now))
-    s.flush()
-    return int(post.id)
+    where = {"platform": session.platform, "workspace": session.workspace,
+             "channel": session.channel, "gif_sha": sha}
+    post_id = s.execute(insert(Post).returning(Post.id), [{
+        **where, "session_id": session.id, "emotion": session.emotion,
+        "requested_by": session.user_hash, "created_at": now}]).scalar_one()
+    s.execute(insert(Impression), [{**where, "shown_at": now}])
+    return int(post_id)
 
 
-def attach_message(engine: Engine, post_id: int, message_ref: str) -> bool:
-    with session_scope(engine) as s:
+def attach_message(db: Db, post_id: int, message_ref: str) -> bool:
+    with unit_of_work(db) as s:
         res = s.execute(update(Post).where(Post.id == post_id).values(message_ref=message_ref[:100]))
         return (res.rowcount or 0) == 1
 
 
-def find_post(engine: Engine, *, post_id: int | None = None, platform: str = "",
+def find_post(db: Db, *, post_id: int | None = None, platform: str = "",
               message_ref: str | None = None) -> Post | None:
-    with session_scope(engine) as s:
+    with unit_of_work(db) as s:
         if post_id is not None:
             return s.get(Post, post_id)
         if message_ref:
@@ -347,23 +361,19 @@ def find_post(engine: Engine, *, post_id: int | None = None, platform: str = "",
     return None
 
 
-def recent_in_channel(engine: Engine, platform: str, workspace: str, channel: str,
+def recent_in_channel(db: Db, platform: str, workspace: str, channel: str,
                       since: dt.datetime) -> list[str]:
     """GIFs posted in this channel since `since`: the ranker does not offer them again."""
-    with session_scope(engine) as s:
-        return list(s.scalars(
-            select(Impression.gif_sha).where(
-                Impression.platform == platform[:16], Impression.workspace == workspace[:64],
-                Impression.channel == channel[:64], Impression.shown_at >= since,
-            ).distinct()
-        ))
+    with unit_of_work(db) as s:
+        return list(s.scalars(_RECENT, {"platform": platform[:16], "workspace": workspace[:64],
+                                        "channel": channel[:64], "since": since}))
 
 
-def recent_poll_pairs(engine: Engine, platform: str, workspace: str, emotion: int,
+def recent_poll_pairs(db: Db, platform: str, workspace: str, emotion: int,
                       since: dt.datetime, limit: int = 500) -> list[tuple[str, str]]:
     """The GIF pairs this workspace was polled about on `emotion` since `since` (newest first):
     the poll picker skips them so one pair is not asked again and again between retrains."""
-    with session_scope(engine) as s:
+    with unit_of_work(db) as s:
         rows = s.execute(
             select(ChatSession.current).where(
                 ChatSession.kind == "poll", ChatSession.platform == platform[:16],
@@ -374,16 +384,16 @@ def recent_poll_pairs(engine: Engine, platform: str, workspace: str, emotion: in
     return [(c[0], c[1]) for (c,) in rows if c and len(c) == 2]
 
 
-def expire_old_sessions(engine: Engine, now: dt.datetime) -> int:
+def expire_old_sessions(db: Db, now: dt.datetime) -> int:
     """Mark open sessions past their time as expired (housekeeping; clicks check anyway)."""
-    with session_scope(engine) as s:
+    with unit_of_work(db) as s:
         res = s.execute(update(ChatSession).where(ChatSession.state == "open",
                                                   ChatSession.expires_at <= now)
                         .values(state="expired", updated_at=now))
         return int(res.rowcount or 0)
 
 
-def forget_impressions(engine: Engine, before: dt.datetime) -> int:
-    with session_scope(engine) as s:
+def forget_impressions(db: Db, before: dt.datetime) -> int:
+    with unit_of_work(db) as s:
         res = s.execute(delete(Impression).where(Impression.shown_at < before))
         return int(res.rowcount or 0)

@@ -46,13 +46,14 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from scorer.admin_sources import url_problem
 from scorer.fetch import fetch_urls
 from scorer.frames import GifDecodeError, GifInfo, verify_gif
 from scorer.prior import prior_summary
 from scorer.settings import RATINGS, Settings
-from scorer.store import Gif, Pool, PoolGif, Refusal, session_scope
+from scorer.store import Gif, Pool, PoolGif, Refusal, session_scope, unit_of_work
 from scorer.words import (
     MAX_ALT,
     clean_tags,
@@ -626,9 +627,9 @@ def _pool_id(session, name: str) -> int:  # type: ignore[no-untyped-def]
     return pid
 
 
-def list_pools(engine: Engine) -> list[dict]:
-    """Every pool with its number of GIFs, by name."""
-    with session_scope(engine) as s:
+def list_pools(db: Engine | Session) -> list[dict]:
+    """Every pool with its number of GIFs, by name (in the caller's Session, or its own)."""
+    with unit_of_work(db) as s:
         rows = s.execute(
             select(Pool.name, Pool.description, Pool.created_at, func.count(PoolGif.gif_sha))
             .outerjoin(PoolGif, PoolGif.pool_id == Pool.id)

@@ -108,7 +108,9 @@ class Gif(Base):
 class PoolGif(Base):
     __tablename__ = "pool_gifs"
     pool_id: Mapped[int] = mapped_column(ForeignKey("pools.id", ondelete="CASCADE"), primary_key=True)
-    gif_sha: Mapped[str] = mapped_column(ForeignKey("gifs.sha256"), primary_key=True)
+    # Indexed on its own too: "is this GIF in any pool?" (every vote and Send) must not
+    # scan the whole table (the primary key leads with pool_id).
+    gif_sha: Mapped[str] = mapped_column(ForeignKey("gifs.sha256"), primary_key=True, index=True)
     source_ref: Mapped[str] = mapped_column(Text, default="")
     added_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
@@ -257,7 +259,9 @@ class Impression(Base):
     gif_sha: Mapped[str] = mapped_column(String(SHA_LEN))
     shown_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
-    __table_args__ = (Index("ix_impressions_scope", "platform", "workspace", "channel", "shown_at"),)
+    # gif_sha last: "what was posted here lately" (every request) reads the index alone.
+    __table_args__ = (Index("ix_impressions_recent", "platform", "workspace", "channel",
+                            "shown_at", "gif_sha"),)
 
 
 class ScopedSetting(Base):
@@ -291,6 +295,23 @@ class RetrainRun(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
+class CoreJob(Base):
+    """Heavy admin work asked for in chat or on the web (add a pool, retrain now): the chat
+    process only queues it; the worker process (`bot.retrain_worker`) claims and runs it."""
+
+    __tablename__ = "core_jobs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))  # pool_add, retrain
+    args: Mapped[dict] = mapped_column(JSON, default=dict)
+    label: Mapped[str] = mapped_column(String(400), default="")  # what the admin sees
+    state: Mapped[str] = mapped_column(String(12), default="queued", index=True)  # queued running done failed
+    detail: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    host: Mapped[str] = mapped_column(String(100), default="")
+
+
 class JobLock(Base):
     """A named lease: SQLite's stand-in for PostgreSQL advisory locks."""
 
@@ -315,6 +336,7 @@ __all__ = [
     "Base",
     "ChatSession",
     "Comparison",
+    "CoreJob",
     "Gif",
     "Impression",
     "JobLock",
@@ -426,10 +448,15 @@ def init_db(url: str) -> Engine:
     return engine
 
 
+_MAKERS: dict[int, sessionmaker] = {}
+
+
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
     """A session that commits on success and rolls back on any error."""
-    maker = sessionmaker(engine, expire_on_commit=False)
+    maker = _MAKERS.get(id(engine))
+    if maker is None or maker.kw.get("bind") is not engine:  # one maker per engine, not per call
+        maker = _MAKERS[id(engine)] = sessionmaker(engine, expire_on_commit=False)
     session = maker()
     try:
         yield session
@@ -439,3 +466,15 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+@contextmanager
+def unit_of_work(db: Engine | Session) -> Iterator[Session]:
+    """The session to work in: the caller's own (its transaction: one user action is one
+    unit of work, committed by whoever opened it), or, given an Engine, a fresh
+    `session_scope` that commits on success."""
+    if isinstance(db, Session):
+        yield db
+        return
+    with session_scope(db) as s:
+        yield s

@@ -152,9 +152,9 @@ class CoreDriver:
         return Actor(self.platform, self.workspace, self.channel, user, user.title())
 
     async def request(self, user: str, text: str) -> Shown:
-        reply = await self.core.request(self._actor(user), text)
+        answer = await self.core.request_with_poll(self._actor(user), text)
+        reply, poll = answer.reply, answer.poll
         assert reply.kind == "preview", reply
-        poll = await self.core.maybe_poll(self._actor(user), reply.preview.emotion)
         seen = PollSeen(poll.poll.poll_id, poll.poll.left.sha256, poll.poll.right.sha256) \
             if poll is not None else None
         return Shown(reply.preview.session_id, tuple(c.sha256 for c in reply.preview.cards), seen)
@@ -165,11 +165,13 @@ class CoreDriver:
         return Shown(shown.handle, tuple(c.sha256 for c in reply.preview.cards))
 
     async def send(self, user: str, shown: Shown) -> PostSeen | None:
-        reply = await self.core.send(self._actor(user), shown.handle)
-        if reply.kind != "posted":
+        async def publish(post) -> str:  # type: ignore[no-untyped-def]
+            return f"msg-{post.post_id}"
+
+        sent = await self.core.send_and_publish(self._actor(user), shown.handle, None, publish)
+        if sent.reply.kind != "posted":
             return None
-        await self.core.attach_message(reply.post.post_id, f"msg-{reply.post.post_id}")
-        return PostSeen(f"msg-{reply.post.post_id}", reply.post.card.sha256)
+        return PostSeen(sent.message_ref, sent.reply.post.card.sha256)
 
     async def vote(self, user: str, post: PostSeen, up: bool | None) -> None:
         reply = await self.core.vote(self._actor(user), message_ref=post.handle, up=up)

@@ -50,7 +50,7 @@ async def test_posts_of_giphy_gifs_carry_the_credit(sqlite_settings, sqlite_engi
     assert card_json(card)["credit"] == "Powered By GIPHY · by @someone"
 
     # a GIF not from GIPHY carries no credit at all
-    plain = env.core._to_card(env.core._gif_row(second), "happiness")
+    plain = env.core.card(second, "happiness")
     assert plain.credit == ""
     block = slack_blocks.image_block(plain, {"image_url": "x"}, "t")
     assert block["title"]["text"] == "t"

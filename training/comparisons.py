@@ -36,7 +36,16 @@ from sqlalchemy.orm import Session
 
 from scorer.emotions import INDEX, N_EMOTIONS, NAMES
 from scorer.settings import Settings
-from scorer.store import Comparison, Gif, Pool, PoolGif, Post, session_scope, utcnow
+from scorer.store import (
+    Comparison,
+    Gif,
+    Pool,
+    PoolGif,
+    Post,
+    session_scope,
+    unit_of_work,
+    utcnow,
+)
 
 log = logging.getLogger("moodgif.training.comparisons")
 
@@ -166,14 +175,16 @@ def add_send(s: Session, *, emotion: int, sent: str, skipped: Sequence[str], who
     return len(losers)
 
 
-def record_vote(engine: Engine, *, emotion: int, gif: str, up: bool | None, who: str,
+def record_vote(db: Engine | Session, *, emotion: int, gif: str, up: bool | None, who: str,
                 post_id: int, platform: str = "", workspace: str = "", channel: str = "",
                 source: str = "vote", window: dt.timedelta | None = VOTE_WINDOW) -> str:
     """A 👍 (up=True) / 👎 (up=False) on a post, or its removal (up=None).
 
     One vote per person per post: returns "recorded", "replaced" (the person changed their
     vote), "removed" or "unchanged". The post must exist, show this GIF on this emotion and
-    be younger than `window`.
+    be younger than `window`. Given the caller's Session, a double click racing this one to
+    the unique `vote_key` raises IntegrityError: the caller's unit of work retries the action
+    (`bot.flows.context`); given an Engine, the retry is here.
     """
     _check_emotion(emotion)
     if not who:
@@ -181,36 +192,13 @@ def record_vote(engine: Engine, *, emotion: int, gif: str, up: bool | None, who:
     _check_who(who)
     if source not in SOURCES:
         raise _fail(f"unknown source {source!r}")
-    key = f"{post_id}:{who}"
-    ref = reference_id(emotion)
+    vote = _Vote(emotion, gif, up, who, post_id, platform, workspace, channel, source, window)
+    if isinstance(db, Session):
+        return vote.apply(db)
     for attempt in range(2):
         try:
-            with session_scope(engine) as s:
-                post = s.get(Post, post_id)
-                if post is None:
-                    raise _fail(f"vote on a post that does not exist: {post_id}")
-                if post.gif_sha != gif or post.emotion != emotion:
-                    raise _fail(f"vote on post {post_id} names another GIF or emotion than the post")
-                if window is not None and post.created_at < utcnow() - window:
-                    raise _fail(f"vote on an expired post {post_id} (older than {window})")
-                _check_in_pool(s, [gif])
-                old = s.scalar(select(Comparison).where(Comparison.vote_key == key))
-                if up is None:
-                    if old is None:
-                        return "unchanged"
-                    s.delete(old)
-                    return "removed"
-                winner, loser = (gif, ref) if up else (ref, gif)
-                if old is None:
-                    s.add(_row(emotion, winner, loser, source=source, who=who, platform=platform,
-                               workspace=workspace, channel=channel, post_id=post_id,
-                               vote_key=key))
-                    s.flush()
-                    return "recorded"
-                if old.winner == winner and old.loser == loser:
-                    return "unchanged"
-                old.winner, old.loser, old.created_at = winner, loser, utcnow()
-                return "replaced"
+            with session_scope(db) as s:
+                return vote.apply(s)
         except IntegrityError:
             # A double click raced us to the unique vote_key; the second pass sees the row.
             if attempt:
@@ -218,7 +206,50 @@ def record_vote(engine: Engine, *, emotion: int, gif: str, up: bool | None, who:
     raise AssertionError("unreachable")
 
 
-def record_poll(engine: Engine, *, emotion: int, left: str, right: str, answer: str, who: str,
+@dataclass(frozen=True)
+class _Vote:
+    emotion: int
+    gif: str
+    up: bool | None
+    who: str
+    post_id: int
+    platform: str
+    workspace: str
+    channel: str
+    source: str
+    window: dt.timedelta | None
+
+    def apply(self, s: Session) -> str:
+        post = s.get(Post, self.post_id)
+        if post is None:
+            raise _fail(f"vote on a post that does not exist: {self.post_id}")
+        if post.gif_sha != self.gif or post.emotion != self.emotion:
+            raise _fail(f"vote on post {self.post_id} names another GIF or emotion than the post")
+        if self.window is not None and post.created_at < utcnow() - self.window:
+            raise _fail(f"vote on an expired post {self.post_id} (older than {self.window})")
+        _check_in_pool(s, [self.gif])
+        key = f"{self.post_id}:{self.who}"
+        old = s.scalar(select(Comparison).where(Comparison.vote_key == key))
+        if self.up is None:
+            if old is None:
+                return "unchanged"
+            s.delete(old)
+            return "removed"
+        ref = reference_id(self.emotion)
+        winner, loser = (self.gif, ref) if self.up else (ref, self.gif)
+        if old is None:
+            s.add(_row(self.emotion, winner, loser, source=self.source, who=self.who,
+                       platform=self.platform, workspace=self.workspace, channel=self.channel,
+                       post_id=self.post_id, vote_key=key))
+            s.flush()
+            return "recorded"
+        if old.winner == winner and old.loser == loser:
+            return "unchanged"
+        old.winner, old.loser, old.created_at = winner, loser, utcnow()
+        return "replaced"
+
+
+def record_poll(db: Engine | Session, *, emotion: int, left: str, right: str, answer: str, who: str,
                 platform: str = "", workspace: str = "", channel: str = "") -> int:
     """A "which is more X?" answer: left, right, or neither (a tie). Returns rows added (1)."""
     _check_emotion(emotion)
@@ -229,7 +260,7 @@ def record_poll(engine: Engine, *, emotion: int, left: str, right: str, answer: 
     if answer not in {"left", "right", "neither"}:
         raise _fail(f"poll answer must be left, right or neither, not {answer!r}")
     winner, loser = (right, left) if answer == "right" else (left, right)
-    with session_scope(engine) as s:
+    with unit_of_work(db) as s:
         _check_in_pool(s, [left, right])
         s.add(_row(emotion, winner, loser, source="poll", who=who, platform=platform,
                    workspace=workspace, channel=channel, tie=answer == "neither"))
@@ -493,9 +524,9 @@ def count_since(engine: Engine, after_id: int) -> int:
         return int(s.scalar(select(func.count()).where(Comparison.id > after_id)) or 0)
 
 
-def stats(engine: Engine) -> dict:
+def stats(db: Engine | Session) -> dict:
     """Counts by source and by emotion, for the admin pages and `moodgif retrain history`."""
-    with session_scope(engine) as s:
+    with unit_of_work(db) as s:
         by_source = dict(s.execute(
             select(Comparison.source, func.count()).group_by(Comparison.source)).all())
         by_emotion_raw = dict(s.execute(

@@ -52,7 +52,7 @@ from scorer.settings import Settings
 from scorer.store import (
     ModelVersion,
     RetrainRun,
-    init_db,
+    make_engine,
     session_scope,
     utcnow,
 )
@@ -283,7 +283,8 @@ def run_retrain(settings: Settings, engine: Engine | None = None, *, trigger: st
     `settings.retrain_min_new_comparisons` comparisons arrived since the active fit;
     `force` runs anyway.
     """
-    engine = engine or init_db(settings.db_url)
+    # The schema is migrated at `moodgif db upgrade` and at start-up, never by a job.
+    engine = engine or make_engine(settings.db_url)
     try:
         with job_lock(engine, LOCK_NAME):
             return _run_locked(settings, engine, trigger=trigger, head_kind=head_kind,

@@ -42,69 +42,68 @@ def suggest_cmd(settings: Settings, text: tuple[str, ...], k: int, as_json: bool
                 channel: str | None, explore: bool) -> None:
     """The top GIFs for an emotion or a request text, e.g. `moodgif suggest ugh mondays`.
 
+    Read and ranked by the bot core itself, with the bot's defaults (rating ceiling, topics);
+    `--channel` adds that channel's pools, ceiling and recent posts. Writes nothing.
     Exits with code 3 when the text maps to no emotion (the reason goes to stderr).
     """
-    import datetime as dt
+    import asyncio
 
-    import numpy as np
-
-    from bot.intent import get_parser
-    from bot.ranking import load_matrix, rank
-    from bot.session import get_all_scoped, recent_in_channel
-    from scorer.emotions import INDEX
-    from scorer.pool import gif_path
-    from scorer.store import Gif, init_db, session_scope
+    from bot.core import BotCore
+    from bot.events import Actor
+    from bot.ranking import Ranker
+    from scorer.store import init_db
 
     scope = _scope(channel)
     engine = init_db(settings.db_url)
-    query = " ".join(text)
-    intent = get_parser(settings).parse(query)
-    if intent.kind != "match" or intent.emotion not in INDEX:
+    core = BotCore(settings, engine, ranker=Ranker(engine, background=False))
+    actor = Actor(*scope, user_id="cli") if scope else None
+    got = asyncio.run(core.suggest(" ".join(text), k, actor=actor, explore=explore))
+    intent = got.reading.intent
+    if got.ranked is None:
         reason = intent.reason or "no emotion found"
         if intent.alternatives and intent.kind != "did_you_mean":  # that reason names them
             reason += f" (closest: {', '.join(e for e, _ in intent.alternatives[:3])})"
         click.echo(f"moodgif suggest: {reason}", err=True)
         sys.exit(3)
-    emotion = INDEX[intent.emotion]
-    pools, ceiling, recent = None, "r", []
-    if scope:
-        scoped = get_all_scoped(engine, settings, *scope)
-        pools, ceiling = scoped["pools"] or None, scoped["rating_ceiling"]
-        since = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(
-            hours=settings.repeat_window_hours)
-        recent = recent_in_channel(engine, *scope, since)
-    matrix = load_matrix(engine)
-    ranked = rank(matrix, emotion, k, rng=np.random.default_rng(),
-                  pools=pools, ceiling=ceiling,
-                  exploration=settings.exploration if explore else "none",
-                  rate=settings.exploration_rate, soft_exclude=recent)
-    with session_scope(engine) as s:
-        rows = {g.sha256: g for g in s.query(Gif).filter(Gif.sha256.in_(ranked.shas))}
-    gifs = []
-    for sha, mean, score in zip(ranked.shas, ranked.means, ranked.scores, strict=True):
-        i = matrix.index[sha]
-        g = rows.get(sha)
-        gifs.append({
-            "sha256": sha, "score": round(score, 4),
-            "mean": None if not matrix.scored else round(mean, 4),
-            "sd": None if not matrix.scored else round(float(matrix.sd[emotion, i]), 4),
-            "title": g.title if g else "", "rating": g.rating if g else None,
-            "path": str(gif_path(settings, sha)),
-            "url": (settings.public_url.rstrip("/") + f"/gifs/{sha}.gif") if settings.public_url else None,
-        })
+    gifs = _suggested_gifs(settings, core, got)
+    label = intent.emotion or " ".join(got.reading.topic)
     if as_json:
-        click.echo(json.dumps({"query": query, "emotion": intent.emotion,
+        click.echo(json.dumps({"query": got.query, "emotion": intent.emotion,
                                "confidence": round(intent.confidence, 3),
-                               "note": ranked.note or None, "gifs": gifs}, ensure_ascii=False))
+                               "note": got.ranked.note or None, "gifs": gifs}, ensure_ascii=False))
         return
-    click.echo(f"{intent.emotion} (confidence {intent.confidence:.2f})"
-               + (f" - {ranked.note}" if ranked.note else ""))
+    click.echo(f"{label} (confidence {intent.confidence:.2f})"
+               + (f" - {got.ranked.note}" if got.ranked.note else ""))
     if not gifs:
         click.echo("no GIFs to suggest: add a pool with `moodgif pool add NAME SOURCE`")
         return
     for n, g in enumerate(gifs, 1):
         score = f"{g['mean']:.3f} ± {g['sd']:.3f}" if g["mean"] is not None else "unscored"
         click.echo(f"{n:>2}. {g['sha256'][:12]}  {score}  {g['title'][:40]:<40}  {g['path']}")
+
+
+def _suggested_gifs(settings: Settings, core, got) -> list[dict]:  # type: ignore[no-untyped-def]
+    """The ranked GIFs as `suggest` prints them: scores, title, rating, file and URL."""
+    from scorer.pool import gif_path
+    from scorer.store import Gif, session_scope
+
+    matrix, ranked, emotion = core.ranker.matrix(), got.ranked, got.emotion
+    with session_scope(core.engine) as s:
+        rows = {g.sha256: (g.title, g.rating)
+                for g in s.query(Gif).filter(Gif.sha256.in_(ranked.shas))}
+    scored = matrix.scored and emotion >= 0
+    gifs = []
+    for sha, mean, score in zip(ranked.shas, ranked.means, ranked.scores, strict=True):
+        title, rating = rows.get(sha, ("", None))
+        gifs.append({
+            "sha256": sha, "score": round(score, 4),
+            "mean": round(mean, 4) if scored else None,
+            "sd": round(float(matrix.sd[emotion, matrix.index[sha]]), 4) if scored else None,
+            "title": title or "", "rating": rating,
+            "path": str(gif_path(settings, sha)),
+            "url": (settings.public_url.rstrip("/") + f"/gifs/{sha}.gif") if settings.public_url else None,
+        })
+    return gifs
 
 
 @click.command("demo")

@@ -10,6 +10,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.adapters import slack_blocks as blocks
 from bot.adapters.slack_listeners.context import SlackContext, action_actor, log, message_ref
+from bot.events import PostView
 
 
 async def choose(ctx: SlackContext, ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Any,
@@ -41,25 +42,27 @@ async def send(ctx: SlackContext, ack: Any, body: dict[str, Any], action: dict[s
     await ack()
     actor = action_actor(body)
     session_id, sha = blocks.parse_send_value(action["value"])
-    reply = await ctx.core.send(actor, session_id, sha)
-    if reply.kind != "posted" or reply.post is None:
-        await ctx.answer_click(reply, respond, client, actor)
-        return
-    post = reply.post
-    ref = await ctx.images.ref(post.card, client, actor.workspace)
-    try:
-        result = await client.chat_postMessage(channel=actor.channel, **blocks.post_message(post, ref))
-    except SlackApiError as exc:
-        error = exc.response.get("error", "error") if exc.response is not None else "error"
-        log.warning("slack chat.postMessage failed in %s: %s", actor.channel, error)
-        await respond(
-            response_type="ephemeral",
-            replace_original=False,
-            text=f"I couldn't post in this channel ({blocks.esc(error)}). Invite me with `/invite @moodgif`.",
-        )
-        return
-    await ctx.core.attach_message(post.post_id, message_ref(str(result["channel"]), str(result["ts"])))
-    await respond(delete_original=True)
+
+    async def publish(post: PostView) -> str | None:  # the core keeps the ref for reactions
+        ref = await ctx.images.ref(post.card, client, actor.workspace)
+        try:
+            result = await client.chat_postMessage(channel=actor.channel, **blocks.post_message(post, ref))
+        except SlackApiError as exc:
+            error = exc.response.get("error", "error") if exc.response is not None else "error"
+            log.warning("slack chat.postMessage failed in %s: %s", actor.channel, error)
+            await respond(
+                response_type="ephemeral",
+                replace_original=False,
+                text=f"I couldn't post in this channel ({blocks.esc(error)}). Invite me with `/invite @moodgif`.",
+            )
+            return None
+        return message_ref(str(result["channel"]), str(result["ts"]))
+
+    sent = await ctx.core.send_and_publish(actor, session_id, sha, publish)
+    if sent.reply.kind != "posted":
+        await ctx.answer_click(sent.reply, respond, client, actor)
+    elif sent.message_ref is not None:
+        await respond(delete_original=True)
 
 
 async def dismiss(ctx: SlackContext, ack: Any, respond: Any) -> None:

@@ -11,20 +11,19 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.adapters import slack_blocks as blocks
 from bot.adapters.slack_listeners.context import SlackContext, command_actor
 from bot.events import reply_text
+from bot.flows.admin import parse_admin
 
 
 async def gif_command(ctx: SlackContext, ack: Any, command: dict[str, Any], respond: Any,
                       client: AsyncWebClient) -> None:
     await ack()
     actor = command_actor(command)
-    reply = await ctx.core.request(actor, command.get("text") or "")
-    await respond(response_type="ephemeral", **await ctx.private(reply, client, actor))
-    if reply.kind == "preview" and reply.preview is not None:
-        # Now and then a request also gets a "which is more X?" poll (the core decides).
-        poll = await ctx.core.maybe_poll(actor, reply.preview.emotion)
-        if poll is not None:
-            await respond(response_type="ephemeral", replace_original=False,
-                          **await ctx.private(poll, client, actor))
+    # The whole answer: the preview and, now and then, a "which is more X?" poll after it.
+    answer = await ctx.core.request_with_poll(actor, command.get("text") or "")
+    await respond(response_type="ephemeral", **await ctx.private(answer.reply, client, actor))
+    if answer.poll is not None:
+        await respond(response_type="ephemeral", replace_original=False,
+                      **await ctx.private(answer.poll, client, actor))
 
 
 async def admin_command(ctx: SlackContext, ack: Any, command: dict[str, Any], respond: Any,
@@ -37,5 +36,5 @@ async def admin_command(ctx: SlackContext, ack: Any, command: dict[str, Any], re
         words = shlex.split(text)
     except ValueError:
         words = text.split()
-    reply = await ctx.core.admin(actor, words[0] if words else "help", words[1:])
+    reply = await ctx.core.run_admin(actor, parse_admin(words[0] if words else "help", words[1:]))
     await respond(response_type="ephemeral", text=blocks.esc(reply_text(reply)))

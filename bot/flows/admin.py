@@ -1,0 +1,180 @@
+"""Admin commands as typed values, and what each one does.
+
+Discord's slash commands and the web form already have typed options: they build a command
+object directly (`AddPool("cats", "giphy:cats")`) and call `BotCore.run_admin`. Only Slack's
+`/gif-admin` is a line of text: `parse_admin` turns its words into the same objects, so the
+words are parsed in one place and no adapter rebuilds a string for the core to re-parse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from bot import session as sess
+from bot.events import Actor, Reply
+from bot.flows.context import CoreContext
+from bot.flows.jobs import POOL_ADD, RETRAIN, JobQueue
+from bot.flows.reports import Reports
+from scorer.settings import RATINGS
+
+ADMIN_HELP = """Admin commands:
+pools list | pools add NAME FOLDER|MANIFEST|URL-LIST|giphy:WORDS|giphy:trending|giphy:id:ID,...
+rating g|pg|pg-13|r [channel]   (workspace-wide unless "channel")
+channel show | channel pools NAME[,NAME]|all | channel watch on|off
+channel preview 1|3 | channel cooldown SECONDS | channel rating CEILING | channel KEY reset
+retrain   (refit from the votes, retrain, rescore; activates only if not worse)
+stats"""
+
+POOLS_USAGE = "Usage: pools list | pools add NAME FOLDER|MANIFEST|URL-LIST|giphy:WORDS"
+CHANNEL_USAGE = ("Usage: channel show | channel pools NAME[,NAME] | channel watch on|off | "
+                 "channel preview 1|3 | channel cooldown SECONDS | channel rating CEILING | "
+                 "channel KEY reset")
+# the words an admin may type for a scoped setting -> its key in bot.session.SCOPED_KEYS
+CHANNEL_KEYS = {"pools": "pools", "pool": "pools", "watch": "watch", "preview": "preview_count",
+                "preview_count": "preview_count", "cooldown": "cooldown_s",
+                "cooldown_s": "cooldown_s", "rating": "rating_ceiling",
+                "rating_ceiling": "rating_ceiling"}
+
+
+@dataclass(frozen=True)
+class ListPools:
+    pass
+
+
+@dataclass(frozen=True)
+class AddPool:
+    name: str
+    source: str  # FOLDER | MANIFEST | URL-LIST | giphy:... (checked by scorer.admin_sources)
+
+
+@dataclass(frozen=True)
+class SetRating:
+    ceiling: str
+    channel_only: bool = False  # else workspace-wide
+
+
+@dataclass(frozen=True)
+class ShowChannel:
+    pass
+
+
+@dataclass(frozen=True)
+class SetChannel:
+    key: str  # a key of bot.session.SCOPED_KEYS (or an alias in CHANNEL_KEYS)
+    value: str | None  # None: back to the workspace's value or the default
+
+
+@dataclass(frozen=True)
+class Retrain:
+    pass
+
+
+@dataclass(frozen=True)
+class Stats:
+    pass
+
+
+@dataclass(frozen=True)
+class Help:
+    usage: str = ""  # a usage line for a malformed command; empty: the full help
+
+
+AdminCommand = ListPools | AddPool | SetRating | ShowChannel | SetChannel | Retrain | Stats | Help
+
+
+def parse_admin(command: str, args: list[str] | tuple[str, ...] = ()) -> AdminCommand:
+    """Slack's `/gif-admin` words (and the old string API) as a typed command."""
+    command = (command or "help").strip().lower()
+    args = [a for a in (args or []) if a]
+    if command in {"pools", "pool"}:
+        sub = args[0].lower() if args else "list"
+        if sub == "list":
+            return ListPools()
+        if sub == "add" and len(args) >= 3:
+            return AddPool(args[1], " ".join(args[2:]))
+        return Help(POOLS_USAGE)
+    if command in {"rating", "ceiling"}:
+        if not args:
+            return Help(f"Usage: rating {'|'.join(RATINGS)} [channel]")
+        return SetRating(args[0], len(args) > 1 and args[1].lower() in {"channel", "here"})
+    if command == "channel":
+        if not args or args[0].lower() == "show":
+            return ShowChannel()
+        if args[0].lower() not in CHANNEL_KEYS or len(args) < 2:
+            return Help(CHANNEL_USAGE)
+        reset = args[1].lower() in {"reset", "default"}
+        return SetChannel(args[0], None if reset else " ".join(args[1:]))
+    return {"retrain": Retrain(), "stats": Stats()}.get(command, Help())
+
+
+class AdminFlow:
+    """Runs typed admin commands; the caller has checked `actor.is_admin`."""
+
+    def __init__(self, ctx: CoreContext, jobs: JobQueue, reports: Reports) -> None:
+        self.ctx = ctx
+        self.jobs = jobs
+        self.reports = reports
+
+    async def run(self, actor: Actor, cmd: AdminCommand) -> Reply:
+        try:
+            if isinstance(cmd, AddPool):
+                return await self._add_pool(cmd)
+            if isinstance(cmd, Retrain):
+                job = await self.jobs.enqueue(RETRAIN, {}, "retrain")
+                return Reply(kind="ack", text=(f"Retraining now (job {job.id}, in the worker). "
+                                               "`stats` shows how it goes."))
+            if isinstance(cmd, Help):
+                return Reply(kind="error" if cmd.usage else "help", text=cmd.usage or ADMIN_HELP)
+            return await self.ctx.for_user(self._run_db, actor, cmd)
+        except sess.ScopedSettingError as exc:
+            return Reply(kind="error", text=str(exc))
+
+    def _run_db(self, db: Session, actor: Actor, cmd: AdminCommand) -> Reply:
+        """The commands that read or write the database only (one transaction)."""
+        if isinstance(cmd, ListPools):
+            return Reply(kind="ack", text=self.reports.pools_text(db))
+        if isinstance(cmd, Stats):
+            return Reply(kind="ack", text=self.reports.stats_text(db))
+        if isinstance(cmd, SetRating):
+            value = sess.set_scoped(db, actor.platform, actor.workspace,
+                                    actor.channel if cmd.channel_only else "", "rating_ceiling",
+                                    cmd.ceiling)
+            where = "channel" if cmd.channel_only else "workspace"
+            return Reply(kind="ack", text=f"Rating ceiling for this {where} is now {value}.")
+        if isinstance(cmd, ShowChannel):
+            return Reply(kind="ack", text="This channel:\n" + "\n".join(
+                _setting_line(k, v) for k, v in self.ctx.scoped(db, actor).items()))
+        if isinstance(cmd, SetChannel):
+            key = CHANNEL_KEYS.get(cmd.key.lower(), cmd.key)
+            value = sess.set_scoped(db, actor.platform, actor.workspace, actor.channel, key,
+                                    cmd.value)
+            shown = "the default" if value is None else (
+                ", ".join(value) or "every pool") if isinstance(value, list) else value
+            return Reply(kind="ack", text=f"{key} for this channel is now {shown}.")
+        raise TypeError(f"not an admin command: {cmd!r}")
+
+    async def _add_pool(self, cmd: AddPool) -> Reply:
+        from scorer.admin_sources import SourceNotAllowed, check_admin_source
+
+        # A chat or web admin is not the machine's operator: URLs, giphy: or the operator's
+        # allowed folders only, refused with one message whether or not a path exists.
+        try:
+            source = check_admin_source(self.ctx.settings, cmd.source).source
+        except SourceNotAllowed as exc:
+            return Reply(kind="error", text=str(exc))
+        job = await self.jobs.enqueue(POOL_ADD, {"name": cmd.name, "source": source},
+                                      f"add pool {cmd.name} from {source}")
+        return Reply(kind="ack", text=(f"Adding pool {cmd.name} from {source} and scoring it "
+                                       f"(job {job.id}, in the worker). `stats` shows how it goes."))
+
+
+def _setting_line(key: str, value: Any) -> str:
+    shown = ", ".join(value) if isinstance(value, list) else value
+    return f"{key}: {shown}" + (" (every pool)" if key == "pools" and not value else "")
+
+
+__all__ = ["ADMIN_HELP", "AddPool", "AdminCommand", "AdminFlow", "Help", "ListPools",
+           "Retrain", "SetChannel", "SetRating", "ShowChannel", "Stats", "parse_admin"]

@@ -1,0 +1,229 @@
+"""What every flow shares: settings, the database, the clock, the score matrix, the intent
+parser, and the per-process caches (user hashes, GIF cards, request readings).
+
+`CoreContext.for_user` is the one way a flow serves a person: it runs the flow's function in
+a worker thread, in ONE database transaction (a `Session` handed down to every query and
+write of that action, committed once at the end), with the request path's short lock wait.
+A database locked by another process becomes a polite "busy" reply, not a stall or a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import logging
+import random
+import re
+import threading
+import unicodedata
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from bot import session as sess
+from bot.events import Actor, GifCard, Reply, credit_line
+from bot.ranking import Ranker
+from bot.topics import Reading, read_request
+from scorer.settings import Settings
+from scorer.store import Gif, is_busy_error, request_path, session_scope
+from training.comparisons import user_hash
+
+log = logging.getLogger("moodgif.bot.core")
+
+BUSY_TEXT = "I'm busy for a moment (the database is locked by another job). Please try again."
+MAX_TEXT_CHARS = 1000  # longer than any real "/gif ..." request; 10 kB gets a polite no
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+_SPACES = re.compile(r"\s+")
+_LEADING_COMMAND = re.compile(r"^/?gif\b\s*", re.IGNORECASE)
+_CARDS_MAX, _READINGS_MAX, _HASHES_MAX = 4096, 2048, 50_000
+
+
+def clean_text(text: str) -> str:
+    """Drop control and direction-override characters, squeeze whitespace, drop `/gif`."""
+    text = unicodedata.normalize("NFC", text or "")
+    text = _CONTROL.sub("", text)
+    text = _SPACES.sub(" ", text).strip()
+    return _LEADING_COMMAND.sub("", text).strip()
+
+
+def metric(name: str, *labels: str, value: float = 1.0) -> None:
+    """Count on a Prometheus metric; best effort, never a reason to fail a request."""
+    try:
+        from bot import health
+
+        if name == "SUGGEST_LATENCY":
+            health.SUGGEST_LATENCY.observe(value)
+        elif name == "REQUESTS":
+            health.REQUESTS.labels(*labels).inc(value)
+        elif name == "VOTES":
+            health.VOTES.labels(*labels).inc(value)
+        else:
+            raise KeyError(name)
+    except Exception:
+        log.debug("metric %s failed", name, exc_info=True)
+
+
+class CoreContext:
+    """One per process, shared by every flow of a `BotCore`."""
+
+    def __init__(self, settings: Settings, engine: Engine, *, intent_parser: Any = None,
+                 clock: Callable[[], float] | None = None, ranker: Ranker | None = None,
+                 seed: int | None = None) -> None:
+        self.settings = settings
+        self.engine = engine
+        if clock is None:  # the database's clock: hosts sharing it agree on session times
+            from bot.dbclock import DbClock
+
+            clock = DbClock(engine)
+        self.clock = clock
+        self.ranker = ranker or Ranker(engine, background=True)
+        self.cooldown = sess.Cooldown(clock)
+        self._parser = intent_parser
+        self._parser_lock = threading.Lock()
+        self._rand = random.Random(seed)
+        self._rand_lock = threading.Lock()
+        self._hashes: dict[tuple[str, str], str] = {}
+        self._cards: OrderedDict[str, GifCard] = OrderedDict()
+        self._cards_lock = threading.Lock()
+        self._readings: OrderedDict[tuple[str, int], Reading] = OrderedDict()
+        self._readings_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ plumbing
+    @property
+    def parser(self) -> Any:
+        if self._parser is None:
+            with self._parser_lock:
+                if self._parser is None:
+                    from bot.intent import get_parser
+
+                    self._parser = get_parser(self.settings)
+        return self._parser
+
+    def warm_thread(self) -> Any:
+        """The parser's background model loading, if one was started."""
+        return getattr(self._parser, "_warm_thread", None)
+
+    async def for_user(self, fn: Callable[..., Any], *args: Any, quiet: bool = False) -> Any:
+        """`fn(db, *args)` in a worker thread, as one unit of work (`quiet`: an unasked offer
+        or poll is simply skipped when the database is busy)."""
+        try:
+            return await asyncio.to_thread(self.unit, fn, *args)
+        except OperationalError as exc:
+            if not is_busy_error(exc):
+                raise
+            log.warning("database busy (locked by another process): %s answered 'busy'",
+                        getattr(fn, "__name__", "request"))
+            return None if quiet else Reply(kind="error", text=BUSY_TEXT)
+
+    def unit(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """`fn(db, *args)` in one transaction, with the request path's short lock wait. A
+        double click that lost a race to a unique key is run once more: it then sees the
+        winner's row (one vote per person per post)."""
+        with request_path():
+            for attempt in range(2):
+                try:
+                    with session_scope(self.engine) as db:
+                        return fn(db, *args)
+                except IntegrityError:
+                    if attempt:
+                        raise
+        raise AssertionError("unreachable")
+
+    def now(self) -> dt.datetime:
+        return sess.to_datetime(self.clock())
+
+    def rng(self) -> np.random.Generator:
+        with self._rand_lock:
+            return np.random.default_rng(self._rand.getrandbits(64))
+
+    def chance(self, p: float) -> bool:
+        with self._rand_lock:
+            return self._rand.random() < p
+
+    def who(self, actor: Actor) -> str:
+        """The actor's salted hash (cached: the salt is read once per process)."""
+        key = (actor.platform, actor.user_id)
+        h = self._hashes.get(key)
+        if h is None:
+            h = user_hash(self.engine, self.settings, actor.platform, actor.user_id)
+            if len(self._hashes) > _HASHES_MAX:
+                self._hashes.clear()
+            self._hashes[key] = h
+        return h
+
+    def report_scores(self, matrix: Any) -> None:
+        try:
+            from bot.health import get_health
+
+            detail = (f"{matrix.size} GIFs, model version {matrix.model_version_id}, "
+                      f"fit {matrix.fit_id}")
+            get_health().set_component("scores", True, detail)
+        except Exception:  # metrics are best effort, never a reason to fail a request
+            log.debug("health report failed", exc_info=True)
+
+    # ------------------------------------------------------------------ cards
+    def cards(self, db: Session | None, shas: Sequence[str], emotion: str) -> tuple[GifCard, ...]:
+        """How adapters render these GIFs, in order (GIFs no longer stored are left out).
+        Cards are cached: a GIF's file, size and credit never change under its sha256."""
+        with self._cards_lock:
+            hits = {sha: self._cards[sha] for sha in shas if sha in self._cards}
+            for sha in hits:
+                self._cards.move_to_end(sha)
+        missing = [sha for sha in dict.fromkeys(shas) if sha not in hits]
+        if missing:
+            hits.update(self._load_cards(db, missing))
+        return tuple(dataclasses.replace(hits[sha], emotion=emotion) for sha in shas if sha in hits)
+
+    def _load_cards(self, db: Session | None, shas: list[str]) -> dict[str, GifCard]:
+        from scorer.pool import gif_path
+
+        if db is None:
+            with session_scope(self.engine) as s:
+                return self._load_cards(s, shas)
+        rows = db.execute(select(Gif.sha256, Gif.title, Gif.source_url, Gif.bytes, Gif.width,
+                                 Gif.height, Gif.attribution).where(Gif.sha256.in_(shas))).all()
+        out = {r.sha256: GifCard(
+            sha256=r.sha256, emotion="", title=r.title or "", source_url=r.source_url,
+            local_path=gif_path(self.settings, r.sha256), bytes=int(r.bytes),
+            width=int(r.width), height=int(r.height), credit=credit_line(r.attribution))
+            for r in rows}
+        with self._cards_lock:
+            self._cards.update(out)
+            while len(self._cards) > _CARDS_MAX:
+                self._cards.popitem(last=False)
+        return out
+
+    # ------------------------------------------------------------------ reading a request
+    def read(self, query: str) -> Reading:
+        """The request's feeling and topic against the current snapshot's words (cached per
+        query and snapshot, so a preview's buttons re-read it for free)."""
+        matrix = self.ranker.matrix()
+        key = (query, id(matrix.topics))
+        with self._readings_lock:
+            hit = self._readings.get(key)
+            if hit is not None:
+                return hit
+        if hasattr(self.parser, "word_roles"):
+            reading = read_request(self.parser, matrix.topics, query)
+        else:  # a parser without word roles (a test double) reads feelings only
+            reading = Reading(self.parser.parse(query))
+        with self._readings_lock:
+            self._readings[key] = reading
+            while len(self._readings) > _READINGS_MAX:
+                self._readings.popitem(last=False)
+        return reading
+
+    def scoped(self, db: Session, actor: Actor) -> dict[str, Any]:
+        """Every scoped setting for the actor's channel (one query)."""
+        return sess.get_all_scoped(db, self.settings, actor.platform, actor.workspace,
+                                   actor.channel)
+
+
+__all__ = ["BUSY_TEXT", "MAX_TEXT_CHARS", "CoreContext", "clean_text", "metric"]

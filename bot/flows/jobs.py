@@ -1,0 +1,224 @@
+"""Heavy admin work (add a pool: ingest, encode, score; retrain now) leaves the chat process.
+
+The chat process only queues a `core_jobs` row and starts the worker process
+(`python -m bot.retrain_worker --jobs`, the same child the scheduled retrain runs in), then
+reports the row's state; torch, the encoders and the training data never enter the process
+that users wait on. The worker claims queued rows one at a time (a conditional UPDATE, so two
+workers never run one job) and writes back "done" or "failed" with a one-line detail. The
+scheduled retrain's worker drains the queue too, so a job queued while no worker ran is
+picked up at the next run.
+
+`drain` and the runners import the heavy modules inside the functions: importing this module
+costs the chat process nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import Engine
+
+from bot.flows.context import CoreContext
+from scorer.settings import Settings
+from scorer.store import CoreJob, session_scope, utcnow
+
+log = logging.getLogger("moodgif.bot.jobs")
+
+POOL_ADD, RETRAIN = "pool_add", "retrain"
+FINISHED = ("done", "failed")
+JOB_TIMEOUT_S = 6 * 3600.0  # the chat process stops watching a job after this
+_POLL_S = 1.0
+
+
+@dataclass
+class Job:
+    """This process's handle on a queued job: its state is the `core_jobs` row's, read back
+    when the worker finishes; `task` completes then (adapters and tests may await it)."""
+
+    id: int
+    what: str
+    state: str = "queued"  # queued running done failed
+    detail: str = ""
+    started: float = field(default_factory=time.time)
+    task: asyncio.Task | None = field(default=None, repr=False)
+
+
+def _start_worker(settings: Settings) -> int:
+    from bot.retrain_worker import run_in_worker
+
+    return run_in_worker(settings, timeout_s=JOB_TIMEOUT_S, jobs=True)
+
+
+class JobQueue:
+    """The chat side: queue a job, start the worker, watch the row."""
+
+    def __init__(self, ctx: CoreContext,
+                 start_worker: Callable[[Settings], int] = _start_worker) -> None:
+        self.ctx = ctx
+        self.start_worker = start_worker
+        self._jobs: list[Job] = []
+
+    @property
+    def jobs(self) -> list[Job]:
+        return list(self._jobs)
+
+    async def enqueue(self, kind: str, args: dict[str, Any], label: str) -> Job:
+        job_id = await asyncio.to_thread(enqueue, self.ctx.engine, kind, args, label)
+        job = Job(id=job_id, what=label)
+        job.task = asyncio.get_running_loop().create_task(self._watch(job))
+        self._jobs.append(job)
+        return job
+
+    async def _watch(self, job: Job) -> None:
+        try:
+            await asyncio.to_thread(self.start_worker, self.ctx.settings)
+            deadline = time.monotonic() + JOB_TIMEOUT_S
+            while True:  # another worker (another host, the scheduler's) may hold it
+                job.state, job.detail = await asyncio.to_thread(job_state, self.ctx.engine, job.id)
+                if job.state in FINISHED or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(_POLL_S)
+        except Exception as exc:
+            log.exception("admin job %s: the worker could not be run", job.id)
+            job.state, job.detail = "failed", str(exc)[:300]
+        await asyncio.to_thread(self.ctx.ranker.refresh)
+
+    async def close(self, timeout_s: float) -> None:
+        for job in self._jobs:
+            if job.task is not None and not job.task.done():
+                log.info("waiting for admin job %s (%s)", job.id, job.what)
+                await asyncio.wait({job.task}, timeout=timeout_s)
+
+
+# ---------------------------------------------------------------------------------------
+# the queue in the database (both sides)
+
+
+def enqueue(engine: Engine, kind: str, args: dict[str, Any], label: str) -> int:
+    with session_scope(engine) as s:
+        row = CoreJob(kind=kind, args=args, label=label[:400], state="queued", detail="",
+                      created_at=utcnow(), host="")
+        s.add(row)
+        s.flush()
+        return int(row.id)
+
+
+def job_state(engine: Engine, job_id: int) -> tuple[str, str]:
+    with session_scope(engine) as s:
+        row = s.get(CoreJob, job_id)
+        return ("failed", "the job row is gone") if row is None else (row.state, row.detail)
+
+
+def recent_jobs(db: Any, limit: int = 5) -> list[tuple[int, str, str, str]]:
+    """(id, label, state, detail) of the newest jobs, newest last: what `stats` shows."""
+    rows = db.execute(select(CoreJob.id, CoreJob.label, CoreJob.state, CoreJob.detail)
+                      .order_by(CoreJob.id.desc()).limit(limit)).all()
+    return [tuple(r) for r in reversed(rows)]
+
+
+def _claim(engine: Engine) -> tuple[int, str, dict] | None:
+    """The oldest queued job, now marked running by this worker; None when there is none."""
+    while True:
+        with session_scope(engine) as s:
+            row = s.execute(select(CoreJob.id, CoreJob.kind, CoreJob.args)
+                            .where(CoreJob.state == "queued").order_by(CoreJob.id).limit(1)).first()
+            if row is None:
+                return None
+            took = s.execute(update(CoreJob).where(CoreJob.id == row.id, CoreJob.state == "queued")
+                             .values(state="running", started_at=utcnow(),
+                                     host=socket.gethostname()[:100]))
+            if (took.rowcount or 0) == 1:
+                return int(row.id), str(row.kind), dict(row.args or {})
+        # another worker claimed it between the read and the update: try the next one
+
+
+def _finish(engine: Engine, job_id: int, state: str, detail: str) -> None:
+    with session_scope(engine) as s:
+        s.execute(update(CoreJob).where(CoreJob.id == job_id)
+                  .values(state=state, detail=detail[:2000], finished_at=utcnow()))
+
+
+# ---------------------------------------------------------------------------------------
+# the worker side
+
+
+def fail_abandoned(engine: Engine, older_than_s: float = JOB_TIMEOUT_S) -> int:
+    """Jobs "running" for longer than any job takes: their worker died (killed, the host
+    restarted). Marked failed, so `stats` stops showing them as running."""
+    cutoff = utcnow() - dt.timedelta(seconds=older_than_s)
+    with session_scope(engine) as s:
+        res = s.execute(update(CoreJob).where(CoreJob.state == "running",
+                                              CoreJob.started_at < cutoff)
+                        .values(state="failed", finished_at=utcnow(),
+                                detail="the worker stopped before the job finished"))
+        return int(res.rowcount or 0)
+
+
+def drain(settings: Settings, engine: Engine) -> int:
+    """Run every queued job, oldest first; returns how many ran (worker process only)."""
+    fail_abandoned(engine)
+    n = 0
+    while (claimed := _claim(engine)) is not None:
+        job_id, kind, args = claimed
+        runner = RUNNERS.get(kind)
+        try:
+            if runner is None:
+                raise ValueError(f"unknown job kind {kind!r}")
+            detail, state = runner(settings, engine, args), "done"
+        except Exception as exc:
+            log.exception("admin job %s (%s) failed", job_id, kind)
+            detail, state = str(exc)[:300], "failed"
+        _finish(engine, job_id, state, detail)
+        n += 1
+    return n
+
+
+def _run_pool_add(settings: Settings, engine: Engine, args: dict[str, Any]) -> str:
+    from bot.intent import get_parser
+    from scorer.admin_sources import check_admin_source
+    from scorer.pipeline import score_pool
+    from scorer.pool import ingest
+
+    # Checked again here: the queue is a table, and only an allowed SOURCE may be read.
+    allowed = check_admin_source(settings, str(args["source"]))
+    name = str(args["name"])
+    report = ingest(settings, engine, name, allowed.source, confine=allowed.roots)
+    # The zero-shot prior too, its words read by the bot's own intent parser.
+    scored = score_pool(settings, engine, pool=name, prior=True,
+                        text_model=get_parser(settings).distribution)
+    return f"{summary(report)}; {summary(scored)}"
+
+
+def _run_retrain(settings: Settings, engine: Engine, args: dict[str, Any]) -> str:
+    from training.retrain import run_retrain
+
+    return summary(run_retrain(settings, engine, trigger="admin"))
+
+
+RUNNERS: dict[str, Callable[[Settings, Engine, dict[str, Any]], str]] = {
+    POOL_ADD: _run_pool_add, RETRAIN: _run_retrain}
+
+
+def summary(report: Any) -> str:
+    """One line for a job's outcome: a retrain's status, a report's own summary."""
+    if report is None:
+        return "done"
+    if hasattr(report, "status") and hasattr(report, "message"):  # a RetrainOutcome
+        return f"{report.status}: {report.message}"
+    for attr in ("summary", "describe"):
+        fn = getattr(report, attr, None)
+        if callable(fn):
+            return str(fn())
+    return str(report)[:300]
+
+
+__all__ = ["POOL_ADD", "RETRAIN", "Job", "JobQueue", "drain", "enqueue", "fail_abandoned",
+           "recent_jobs", "summary"]

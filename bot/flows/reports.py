@@ -1,0 +1,51 @@
+"""What an admin reads: the pools (from `scorer.pool.list_pools`, the one pool count) with
+how many of their GIFs are ranked now, and the stats (ledger, model, retrain, jobs)."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from bot.flows.context import CoreContext
+from bot.flows.jobs import recent_jobs
+from scorer.store import Post, RetrainRun
+from scorer.versions import active_version
+from training.comparisons import stats
+
+
+class Reports:
+    def __init__(self, ctx: CoreContext) -> None:
+        self.ctx = ctx
+
+    def pools_text(self, db: Session) -> str:
+        from scorer.pool import list_pools  # ingest's module: not loaded until an admin asks
+
+        pools = list_pools(db)
+        if not pools:
+            return "No pools yet. Add one with `pools add NAME FOLDER|MANIFEST|URL-LIST`."
+        matrix = self.ctx.ranker.matrix()
+        lines = [f"{p['name']}: {p['gifs']} GIFs, "
+                 f"{int(matrix.pools[p['name']].sum()) if p['name'] in matrix.pools else 0} ranked"
+                 for p in pools]
+        return "Pools:\n" + "\n".join(lines)
+
+    def stats_text(self, db: Session) -> str:
+        st = stats(db)
+        posts = db.scalar(select(func.count()).select_from(Post)) or 0
+        mv = active_version(db)
+        run = db.execute(select(RetrainRun.id, RetrainRun.status)
+                         .order_by(RetrainRun.id.desc()).limit(1)).first()
+        matrix = self.ctx.ranker.matrix()
+        by_source = ", ".join(f"{k} {v}" for k, v in st["by_source"].items()) or "none yet"
+        lines = [
+            f"GIFs ranked: {matrix.size} ({matrix.n_bt} with votes)",
+            f"posts: {posts}; comparisons: {st['total']} ({by_source}) from {st['people']} people",
+            f"active model: {f'#{mv.id} {mv.name}' if mv else 'none (not scored yet)'}",
+            f"last retrain: {f'#{run[0]} {run[1]}' if run else 'never'}",
+        ]
+        lines += [f"job {i}: {label}: {state}{(' - ' + detail) if detail else ''}"
+                  for i, label, state, detail in recent_jobs(db)]
+        return "\n".join(lines)
+
+
+__all__ = ["Reports"]

@@ -1,0 +1,188 @@
+"""The bot core's flows (bot/flows): typed admin commands, the whole answer to a request and
+to a Send, one transaction per user action, admin jobs queued for the worker, and
+`moodgif suggest` answering as the bot does."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from sqlalchemy import event, select
+from test_core import Env
+
+from bot.flows import admin as adm
+from bot.flows.jobs import drain, enqueue, fail_abandoned, job_state
+from scorer.store import ChatSession, CoreJob, Gif, Post, session_scope
+
+
+@pytest.fixture
+def env(sqlite_settings, sqlite_engine) -> Env:
+    return Env(sqlite_settings, sqlite_engine)
+
+
+@pytest.mark.parametrize(("command", "args", "typed"), [
+    ("pools", [], adm.ListPools()),
+    ("pool", ["list"], adm.ListPools()),
+    ("pools", ["add", "cats", "giphy:funny", "cats"], adm.AddPool("cats", "giphy:funny cats")),
+    ("pools", ["add", "cats"], adm.Help(adm.POOLS_USAGE)),
+    ("rating", ["pg"], adm.SetRating("pg", False)),
+    ("ceiling", ["g", "here"], adm.SetRating("g", True)),
+    ("rating", [], adm.Help("Usage: rating g|pg|pg-13|r [channel]")),
+    ("channel", [], adm.ShowChannel()),
+    ("channel", ["show"], adm.ShowChannel()),
+    ("channel", ["cooldown", "reset"], adm.SetChannel("cooldown", None)),
+    ("channel", ["pools", "a", "b"], adm.SetChannel("pools", "a b")),
+    ("channel", ["colour", "red"], adm.Help(adm.CHANNEL_USAGE)),
+    ("RETRAIN", [], adm.Retrain()),
+    ("stats", ["", ""], adm.Stats()),
+    ("what", [], adm.Help()),
+    ("", [], adm.Help()),
+])
+def test_admin_words_parse_to_typed_commands(command, args, typed) -> None:  # type: ignore[no-untyped-def]
+    assert adm.parse_admin(command, args) == typed
+
+
+async def test_typed_admin_commands_run_without_words(env: Env) -> None:
+    ada, alice = env.actor("ada", admin=True), env.actor()
+    assert (await env.core.run_admin(alice, adm.Stats())).kind == "forbidden"
+    ack = await env.core.run_admin(ada, adm.SetChannel("preview", "3"))
+    assert ack.kind == "ack" and "preview_count" in ack.text
+    assert len((await env.core.request(alice, "happy")).preview.cards) == 3
+    assert (await env.core.run_admin(ada, adm.SetRating("nc-17"))).kind == "error"
+    shown = (await env.core.run_admin(ada, adm.ShowChannel())).text
+    assert "preview_count: 3" in shown and "every pool" in shown
+    pools = (await env.core.run_admin(ada, adm.ListPools())).text
+    assert pools == "Pools:\ndemo: 24 GIFs, 24 ranked"  # scorer.pool.list_pools' count
+    assert (await env.core.run_admin(ada, adm.Help("Usage: x"))).kind == "error"
+
+
+async def test_request_with_poll_is_the_whole_answer_in_one_transaction(
+        sqlite_settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    env = Env(sqlite_settings, sqlite_engine, poll_share=1.0)
+    alice = env.actor()
+    await env.core.request(env.actor("bob"), "happy")  # warm: parser, scores, the salt
+    begins = _count_begins(env)
+    answer = await env.core.request_with_poll(alice, "happy")
+    assert answer.reply.kind == "preview" and answer.poll is not None
+    assert answer.poll.kind == "poll" and answer.poll.poll.emotion == "happiness"
+    assert begins() == 1  # the preview and the poll: one transaction
+    with session_scope(env.engine) as s:
+        kinds = sorted(s.scalars(select(ChatSession.kind)))
+    assert kinds == ["poll", "preview", "preview"]  # bob's, then alice's preview and poll
+    help_answer = await env.core.request_with_poll(alice, "")
+    assert help_answer.reply.kind == "help" and help_answer.poll is None
+
+
+async def test_send_and_publish_posts_attaches_and_is_one_transaction(env: Env) -> None:
+    alice = env.actor()
+    sid = (await env.core.request(alice, "happy")).preview.session_id
+    posted: list[int] = []
+
+    async def publish(post):  # type: ignore[no-untyped-def]
+        posted.append(post.post_id)
+        return f"C1:{post.post_id}"
+
+    begins = _count_begins(env)
+    sent = await env.core.send_and_publish(alice, sid, None, publish)
+    assert sent.reply.kind == "posted" and sent.message_ref == f"C1:{posted[0]}"
+    assert begins() == 2  # the Send; then, once the platform answered, its message id
+    vote = await env.core.vote(env.actor("bob"), message_ref=sent.message_ref, up=True)
+    assert vote.kind == "ack" and "Noted" in vote.text
+    again = await env.core.send_and_publish(alice, sid, None, publish)
+    assert again.reply.kind == "expired" and again.message_ref is None and len(posted) == 1
+
+    async def refused(post):  # type: ignore[no-untyped-def]
+        return None  # e.g. the bot is not in the channel
+
+    sid2 = (await env.core.request(alice, "happy")).preview.session_id
+    lost = await env.core.send_and_publish(alice, sid2, None, refused)
+    assert lost.reply.kind == "posted" and lost.message_ref is None
+    with session_scope(env.engine) as s:
+        assert not s.get(Post, lost.reply.post.post_id).message_ref
+
+
+async def test_a_request_is_one_transaction(env: Env) -> None:
+    alice = env.actor()
+    await env.core.request(env.actor("bob"), "happy")  # warm: parser, scores, the salt
+    begins = _count_begins(env)
+    r = await env.core.request(alice, "happy")
+    assert r.kind == "preview" and begins() == 1
+    begins = _count_begins(env)
+    assert (await env.core.shuffle(alice, r.preview.session_id)).kind == "preview"
+    assert begins() == 1
+
+
+async def test_admin_jobs_are_queued_for_the_worker(env: Env) -> None:
+    ada = env.actor("ada", admin=True)
+    started: list[str] = []
+
+    def fake_worker(settings):  # type: ignore[no-untyped-def]
+        # The worker process's part, run here so the test sees the queue as the worker does.
+        started.append("worker")
+        with session_scope(env.engine) as s:
+            row = s.scalars(select(CoreJob)).one()
+            assert (row.kind, row.state) == ("retrain", "queued")
+            row.state, row.detail = "done", "skipped: no new comparisons"
+        return 0
+
+    env.core.job_queue.start_worker = fake_worker
+    reply = await env.core.run_admin(ada, adm.Retrain())
+    assert reply.kind == "ack" and "in the worker" in reply.text
+    job = env.core.jobs[-1]
+    await asyncio.wait_for(job.task, 30)
+    assert started == ["worker"] and (job.state, job.detail) == ("done", "skipped: no new comparisons")
+    assert "job 1: retrain: done - skipped" in (await env.core.run_admin(ada, adm.Stats())).text
+
+
+def test_the_worker_drains_the_queue_and_reports_failures(sqlite_settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    bad = enqueue(sqlite_engine, "pool_add", {"name": "x", "source": "/etc"}, "add pool x")
+    odd = enqueue(sqlite_engine, "no_such_kind", {}, "mystery")
+    assert job_state(sqlite_engine, bad) == ("queued", "")
+    assert drain(sqlite_settings, sqlite_engine) == 2
+    state, detail = job_state(sqlite_engine, bad)
+    assert state == "failed" and "MOODGIF_ADMIN_SOURCE_DIRS" in detail  # checked again there
+    assert job_state(sqlite_engine, odd) == ("failed", "unknown job kind 'no_such_kind'")
+    assert drain(sqlite_settings, sqlite_engine) == 0  # a job runs once
+
+
+def test_a_job_whose_worker_died_is_marked_failed(sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    import datetime as dt
+
+    stuck = enqueue(sqlite_engine, "retrain", {}, "retrain")
+    fresh = enqueue(sqlite_engine, "retrain", {}, "retrain")
+    with session_scope(sqlite_engine) as s:
+        for job_id, age_h in ((stuck, 7), (fresh, 1)):
+            row = s.get(CoreJob, job_id)
+            row.state, row.started_at = "running", dt.datetime.now(dt.UTC).replace(
+                tzinfo=None) - dt.timedelta(hours=age_h)
+    assert fail_abandoned(sqlite_engine) == 1
+    assert job_state(sqlite_engine, stuck) == ("failed", "the worker stopped before the job finished")
+    assert job_state(sqlite_engine, fresh) == ("running", "")
+
+
+def test_suggest_uses_the_bots_rating_ceiling(sqlite_settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from bot.cli import cli
+
+    env = Env(sqlite_settings, sqlite_engine)
+    best = env.best(n=1)[0]
+    with session_scope(sqlite_engine) as s:
+        s.get(Gif, best).rating = "r"  # the best happy GIF is now above the bot's pg-13
+    out = CliRunner().invoke(cli, ["suggest", "happy", "--k", "3", "--json"],
+                             env={"MOODGIF_HOME": str(sqlite_settings.home)})
+    assert out.exit_code == 0, out.output
+    shas = [g["sha256"] for g in json.loads(out.stdout)["gifs"]]
+    assert len(shas) == 3 and best not in shas and shas == env.best(n=4)[1:]
+
+
+def _count_begins(env: Env):  # type: ignore[no-untyped-def]
+    """A counter of the transactions begun on the engine from now on."""
+    n = [0]
+
+    def on_begin(conn) -> None:  # type: ignore[no-untyped-def]
+        n[0] += 1
+
+    event.listen(env.engine, "begin", on_begin)
+    return lambda: n[0]
