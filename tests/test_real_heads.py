@@ -1,0 +1,216 @@
+"""Heads trained from votes read the prior's channels, and take a pool over from the
+zero-shot prior only where they beat it on that pool's held-out comparisons (issue 11, 2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from _h1_gifs import good_gif
+from _train_data import synthetic
+from sqlalchemy import select
+
+from bot.intent import IntentParser
+from scorer.channels import (
+    CHANNELS_ID,
+    N_CHANNELS,
+    channel_vector,
+    head_features,
+    load_channels,
+    save_channels,
+    with_channels,
+)
+from scorer.emotions import INDEX, N_EMOTIONS, NAMES
+from scorer.faces import N_CLASSES
+from scorer.features import save_features
+from scorer.settings import Settings
+from scorer.store import Gif, ModelVersion, Pool, PoolGif, Prediction, pack_scores, session_scope
+from training.comparisons import import_pairs
+
+LEXICON = IntentParser(use_embeddings=False).distribution
+
+
+def test_channel_vector_layout() -> None:
+    words = np.zeros(N_EMOTIONS)
+    words[INDEX["happiness"]] = 1.0
+    v = channel_vector(np.full(N_CLASSES, 0.5), 0.6, words, 0.8)
+    assert v.shape == (N_CHANNELS,) and v.dtype == np.float32
+    assert np.allclose(v[:N_CLASSES], 0.5) and v[N_CLASSES] == pytest.approx(0.6)
+    assert v[N_CLASSES + 1 + INDEX["happiness"]] == 1.0 and v[-1] == pytest.approx(0.8)
+    # No face, no words: all zeros (the same as a GIF scored without the prior).
+    assert not channel_vector(None, 0.0, None, 0.0).any()
+    assert not channel_vector(np.full(N_CLASSES, 0.9), 0.0, words, 0.0).any()
+    tiled = with_channels(np.ones((5, 3), np.float32), v)
+    assert tiled.shape == (5, 3 + N_CHANNELS) and np.allclose(tiled[:, 3:], v)
+
+
+def test_score_stores_channels_and_heads_with_and_without_them_run(
+        sqlite_settings: Settings, tmp_path: Path) -> None:
+    from scorer.encoders import get_encoder
+    from scorer.heads import build_head, save_head
+    from scorer.pipeline import score_pool, write_predictions
+    from scorer.pool import ingest, pool_details
+    from scorer.store import init_db
+
+    settings = sqlite_settings
+    engine = init_db(settings.db_url)
+    folder = tmp_path / "team"
+    folder.mkdir()
+    for i, name in enumerate(("so-happy-yay.gif", "crying-sad.gif", "3f9a2c1b7d8e4f60.gif")):
+        (folder / name).write_bytes(good_gif(40 + i, size=48, n=3))
+    ingest(settings, engine, "team", folder)
+    enc = "motion"
+    dim = get_encoder(enc, settings, "cpu").dim
+    report = score_pool(settings, engine, encoder_id=enc, device="cpu", workers=0, prior=True,
+                        text_model=LEXICON)
+    assert report.prior_written == 3
+    titles = {g["title"]: g["sha256"] for g in pool_details(engine, "team")["first"]}
+    happy = load_channels(settings, titles["so happy yay"], settings.sampling)
+    unknown = load_channels(settings, titles[""], settings.sampling)
+    assert happy[-1] > 0 and happy[N_CLASSES + 1 + INDEX["happiness"]] == happy[N_CLASSES + 1:-1].max()
+    assert unknown[-1] == 0 and not unknown[N_CLASSES + 1:].any()
+    assert head_features(settings, titles["crying sad"], enc, settings.sampling, CHANNELS_ID).shape[1] == dim + N_CHANNELS
+    # A head trained with the channels and an old one without: both load and score.
+    torch.manual_seed(0)
+    ids = []
+    for name, in_dim, extra in (("new", dim + N_CHANNELS, {"channels": CHANNELS_ID}), ("old", dim, {})):
+        path = save_head(settings.models_dir / f"{name}.pt", build_head("fc-maxpool-1", in_dim, hidden=4),
+                         {"kind": "fc-maxpool-1", "in_dim": in_dim, "cfg": {"hidden": 4},
+                          "encoder_id": enc, "sampling": "sparse", **extra})
+        with session_scope(engine) as s:
+            mv = ModelVersion(name=name, encoder_id=enc, sampling="sparse", head_kind="fc-maxpool-1",
+                              path=path.name, status="candidate", config={"pools": None})
+            s.add(mv)
+            s.flush()
+            ids.append(mv.id)
+    for mv_id in ids:
+        assert write_predictions(settings, engine, mv_id, list(titles.values())) == 3
+
+
+# --- per-pool activation -------------------------------------------------------------------
+
+N_PER_POOL = 40
+
+
+def _two_pools(settings: Settings, engine, channels: bool = False) -> dict[str, dict[str, np.ndarray]]:  # type: ignore[no-untyped-def]
+    """Pools p1 and p2 of synthetic GIFs with cached features: {pool: {sha: truth}}."""
+    feats, truth, frames = synthetic(2 * N_PER_POOL, dim=8, seed=3)
+    shas = sorted(feats)
+    out: dict[str, dict[str, np.ndarray]] = {"p1": {}, "p2": {}}
+    with session_scope(engine) as s:
+        for k, name in enumerate(out):
+            pool = Pool(name=name)
+            s.add(pool)
+            s.flush()
+            for sha in shas[k * N_PER_POOL:(k + 1) * N_PER_POOL]:
+                s.add(Gif(sha256=sha, bytes=100, width=8, height=8, n_frames=frames[sha]))
+                s.flush()
+                s.add(PoolGif(pool_id=pool.id, gif_sha=sha, source_ref=""))
+                out[name][sha] = truth[sha]
+    for sha, f in feats.items():
+        save_features(settings, sha, settings.encoder, settings.sampling, f)
+    return out
+
+
+def _sure_votes(engine, truth: dict[str, np.ndarray], n: int, seed: int) -> None:  # type: ignore[no-untyped-def]
+    """Votes that always prefer the truly stronger GIF: the truth orders every one right."""
+    rng = np.random.default_rng(seed)
+    shas = sorted(truth)
+    rows = []
+    for _ in range(n):
+        i, j = rng.choice(len(shas), 2, replace=False)
+        e = int(rng.integers(N_EMOTIONS))
+        rows.append((NAMES[e], shas[i], shas[j], "left" if truth[shas[i]][e] > truth[shas[j]][e] else "right"))
+    import_pairs(engine, rows, source="poll")
+
+
+def _prior(settings: Settings, engine, scores: dict[str, np.ndarray]) -> int:  # type: ignore[no-untyped-def]
+    """A zero-shot prior version, active (a fresh home), with the given predictions."""
+    from scorer.prior import activate_if_none, prior_version
+
+    zs = prior_version(engine, settings.encoder, settings.sampling, with_faces=False)
+    with session_scope(engine) as s:
+        for sha, row in scores.items():
+            s.add(Prediction(model_version_id=zs, gif_sha=sha, scores=pack_scores(row),
+                             sd=pack_scores(np.full(N_EMOTIONS, 0.1))))
+    assert activate_if_none(engine, zs)
+    return zs
+
+
+@pytest.mark.slow
+def test_head_takes_over_only_the_pool_where_it_beats_the_prior(sqlite_settings: Settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    """p1's prior is the truth itself (it orders every held-out vote right: no head can beat
+    it); p2's prior is the truth upside down. Same votes in both: the head gets p2 only."""
+    from bot.ranking import load_matrix
+    from training.refit import prediction_matrix, ranked_predictions
+    from training.retrain import run_retrain
+
+    settings, engine = sqlite_settings, sqlite_engine
+    pools = _two_pools(settings, engine)
+    zs = _prior(settings, engine, {**pools["p1"], **{s: 1 - t for s, t in pools["p2"].items()}})
+    for k, name in enumerate(pools):
+        _sure_votes(engine, pools[name], 2500, seed=k)
+    out = run_retrain(settings, engine, epochs=30)
+    per = out.metrics["pools"]
+    assert per["p1"]["takes_over"] is False and per["p1"]["accuracy_prior"] == 1.0
+    assert per["p2"]["takes_over"] is True and per["p2"]["accuracy_new"] > per["p2"]["accuracy_prior"]
+    assert min(per["p1"]["heldout_pairs"], per["p2"]["heldout_pairs"]) >= 10
+    assert out.status == "activated", out.message
+    assert "the zero-shot prior keeps p1" in out.message
+    with session_scope(engine) as s:
+        mv = s.get(ModelVersion, out.model_version_id)
+        assert mv.config["pools"] == ["p2"]
+        ranked = set(s.scalars(select(Prediction.gif_sha).where(Prediction.model_version_id == mv.id)))
+    assert ranked == set(pools["p2"])
+    # What ranks each GIF now: the new head on p2, the zero-shot prior still on p1.
+    assert load_matrix(engine).model_version_id == out.model_version_id
+    p1_gif, p2_gif = sorted(pools["p1"])[0], sorted(pools["p2"])[0]
+    now = ranked_predictions(engine, out.model_version_id, [p1_gif, p2_gif])
+    np.testing.assert_allclose(now[0], pools["p1"][p1_gif], atol=1e-6)
+    np.testing.assert_allclose(now[1], prediction_matrix(engine, out.model_version_id, [p2_gif])[0])
+    assert zs != out.model_version_id
+
+
+@pytest.mark.slow
+def test_head_that_beats_the_prior_nowhere_is_rejected(sqlite_settings: Settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    """The prior is the truth on both pools: the head ranks no pool and the prior stays."""
+    from training.retrain import run_retrain
+
+    settings, engine = sqlite_settings, sqlite_engine
+    pools = _two_pools(settings, engine)
+    zs = _prior(settings, engine, {**pools["p1"], **pools["p2"]})
+    for k, name in enumerate(pools):
+        _sure_votes(engine, pools[name], 2500, seed=k)
+    out = run_retrain(settings, engine, epochs=30)
+    assert out.status == "rejected", out.message
+    assert "beats the zero-shot prior on the held-out comparisons of no pool" in out.message
+    assert all(not row["takes_over"] for row in out.metrics["pools"].values())
+    with session_scope(engine) as s:
+        assert s.get(ModelVersion, out.model_version_id).config["pools"] == []
+        active = s.scalars(select(ModelVersion.id).where(ModelVersion.status == "active")).all()
+    assert active == [zs]
+
+
+@pytest.mark.slow
+def test_retrained_head_reads_the_stored_channels(sqlite_settings: Settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    from scorer.heads import load_head
+    from scorer.versions import head_path
+    from training.retrain import run_retrain
+
+    settings, engine = sqlite_settings, sqlite_engine
+    pools = _two_pools(settings, engine)
+    truth = {**pools["p1"], **pools["p2"]}
+    for sha, t in truth.items():  # the words say what the GIF is
+        save_channels(settings, sha, settings.sampling, channel_vector(None, 0.0, t, 1.0))
+    _prior(settings, engine, {sha: np.full(N_EMOTIONS, 0.5) for sha in truth})
+    _sure_votes(engine, truth, 3000, seed=5)
+    out = run_retrain(settings, engine, epochs=30)
+    assert out.metrics["dataset"]["channels"] == CHANNELS_ID
+    assert out.metrics["train"]["n_train"] > 0
+    with session_scope(engine) as s:
+        mv = s.get(ModelVersion, out.model_version_id)
+        assert mv.config["channels"] == CHANNELS_ID
+        _, meta = load_head(head_path(settings, mv))
+    assert meta["channels"] == CHANNELS_ID and meta["in_dim"] == 8 + N_CHANNELS
