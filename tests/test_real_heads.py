@@ -94,11 +94,12 @@ def test_score_stores_channels_and_heads_with_and_without_them_run(
 N_PER_POOL = 40
 
 
-def _two_pools(settings: Settings, engine, channels: bool = False) -> dict[str, dict[str, np.ndarray]]:  # type: ignore[no-untyped-def]
-    """Pools p1 and p2 of synthetic GIFs with cached features: {pool: {sha: truth}}."""
-    feats, truth, frames = synthetic(2 * N_PER_POOL, dim=8, seed=3)
+def _two_pools(settings: Settings, engine, names: tuple[str, ...] = ("p1", "p2")  # type: ignore[no-untyped-def]
+               ) -> dict[str, dict[str, np.ndarray]]:
+    """Pools (p1 and p2) of synthetic GIFs with cached features: {pool: {sha: truth}}."""
+    feats, truth, frames = synthetic(len(names) * N_PER_POOL, dim=8, seed=3)
     shas = sorted(feats)
-    out: dict[str, dict[str, np.ndarray]] = {"p1": {}, "p2": {}}
+    out: dict[str, dict[str, np.ndarray]] = {name: {} for name in names}
     with session_scope(engine) as s:
         for k, name in enumerate(out):
             pool = Pool(name=name)
@@ -214,3 +215,75 @@ def test_retrained_head_reads_the_stored_channels(sqlite_settings: Settings, sql
         assert mv.config["channels"] == CHANNELS_ID
         _, meta = load_head(head_path(settings, mv))
     assert meta["channels"] == CHANNELS_ID and meta["in_dim"] == 8 + N_CHANNELS
+
+
+# --- pretrain gifgif's result against the zero-shot prior ----------------------------------
+
+def _gifgif_version(settings: Settings, engine, prior_of) -> tuple[int, dict, object]:  # type: ignore[no-untyped-def]
+    """A head trained on the `gifgif` pool's votes (as step 4 does), a zero-shot prior with
+    `prior_of(pool, truth)` predictions (not active), then steps 5's measure and labels."""
+    from scorer.prior import prior_version
+    from training.gifgif import PretrainReport, _label_and_measure
+    from training.workflow import train_version
+
+    pools = _two_pools(settings, engine, ("gifgif", "team1", "team2"))
+    for k, name in enumerate(pools):
+        _sure_votes(engine, pools[name], 2000, seed=k)
+    mv_id = train_version(settings, engine, pool="gifgif", head="fc-maxpool-2", epochs=40,
+                          device="cpu").model_version_id
+    zs = prior_version(engine, settings.encoder, settings.sampling, with_faces=False)
+    with session_scope(engine) as s:
+        for name, truth in pools.items():
+            for sha, row in prior_of(name, truth).items():
+                s.add(Prediction(model_version_id=zs, gif_sha=sha, scores=pack_scores(row)))
+    report = PretrainReport()
+    report.gifs = {"in_pool": N_PER_POOL}
+    held, fit_id, active_id = _label_and_measure(settings, engine, mv_id, report)
+    return mv_id, held, (fit_id, active_id, report)
+
+
+@pytest.mark.slow
+def test_gifgif_head_is_not_activated_when_the_prior_orders_its_test_votes_better(
+        sqlite_settings: Settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    from training.gifgif import _decide
+
+    settings, engine = sqlite_settings, sqlite_engine
+    mv_id, held, (fit_id, active_id, report) = _gifgif_version(
+        settings, engine, lambda _pool, truth: dict(truth))  # the prior is the truth
+    assert held["pair_accuracy_prior"] == 1.0 and 0.5 < held["pair_accuracy"] < 1.0
+    assert active_id is None  # only the prior could stop it
+    _decide(engine, mv_id, fit_id, active_id, held, activate=True, report=report)
+    assert not report.activated and "does not beat the zero-shot prior" in report.decision
+    with session_scope(engine) as s:
+        assert s.get(ModelVersion, mv_id).status == "candidate"
+
+
+@pytest.mark.slow
+def test_gifgif_head_beats_the_prior_and_ranks_only_the_pools_it_orders_better(
+        sqlite_settings: Settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    """The prior is upside down on gifgif and team2, the truth on team1: the GIFGIF head is
+    activated, and ranks gifgif and team2 (judged on their own votes); team1 keeps the prior."""
+    from training.gifgif import _decide
+
+    settings, engine = sqlite_settings, sqlite_engine
+    mv_id, held, (fit_id, active_id, report) = _gifgif_version(
+        settings, engine,
+        lambda pool, truth: {s: (t if pool == "team1" else 1 - t) for s, t in truth.items()})
+    assert held["pair_accuracy"] > held["pair_accuracy_prior"]
+    _decide(engine, mv_id, fit_id, active_id, held, activate=True, report=report)
+    assert report.activated, report.decision
+    with session_scope(engine) as s:
+        mv = s.get(ModelVersion, mv_id)
+        assert mv.status == "active" and mv.config["pools"] == ["gifgif", "team2"]
+        checks = mv.config["pool_checks"]
+        ranked = set(s.scalars(select(Prediction.gif_sha).where(Prediction.model_version_id == mv_id)))
+    assert checks["team1"]["takes_over"] is False and checks["team1"]["accuracy_prior"] == 1.0
+    assert checks["team2"]["takes_over"] is True and checks["team2"]["pairs"] >= 10
+    team1 = {sha for sha in ranked if sha in _pool_shas(engine, "team1")}
+    assert not team1 and _pool_shas(engine, "team2") <= ranked
+
+
+def _pool_shas(engine, name: str) -> set[str]:  # type: ignore[no-untyped-def]
+    from training.comparisons import pooled_gifs
+
+    return set(pooled_gifs(engine, name))

@@ -471,7 +471,8 @@ def _evaluate(run: _Run, ledger: LedgerArrays, data: _Data, active: ModelVersion
         run.metrics["why"] = "it beats the zero-shot prior on the held-out comparisons of no pool"
         run.metrics["not_worse"] = False
         return _Verdict(False, math.nan, math.nan, [])
-    scope = None if pools is None else set().union(*(members[p] for p in pools))
+    # With a zero-shot prior, judged against the active version only where it takes over.
+    scope = set().union(*(members[p] for p in pools)) if pools and members else None
     better, new_rmse, old_rmse = _against_active(run, ledger, data, active, result, dev_pred, scope)
     return _Verdict(better, new_rmse, old_rmse, pools)
 
