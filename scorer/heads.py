@@ -15,6 +15,10 @@ Every head has the same call: `forward(x (B, T, D) zero-padded, lengths (B,)) ->
 Inputs are standardised inside the module (`in_mean`/`in_std` buffers, set with
 `fit_input_norm` by the trainer), because the default encoder concatenates a 1024-d CNN
 feature with small hand-made motion features of very different scales.
+
+A head trained from votes may also read the zero-shot prior's channels (faces, words),
+appended to every frame (`scorer.channels`); its meta then names them under "channels" and
+`in_dim` includes them. Heads without that key (older versions, the demo) read frames alone.
 """
 
 from __future__ import annotations
