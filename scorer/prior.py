@@ -156,12 +156,26 @@ def word_channel(text: str, model: TextModel | None) -> Channel:
     return Channel(p / p.max() * min(1.0, float(p.max()) * 2), conf)
 
 
+# The combination's constants in order, for a head that computes the prior itself
+# (scorer.heads.PriorResidual keeps them in its file, so a later change here is a new head).
+COMBINE_CONSTANTS = (W_WORDS, W_FACES, W0, X0, BASE, SPAN)
+
+
+def prior_mean(word_ev, word_conf, face_ev, face_conf, constants=COMBINE_CONSTANTS):  # type: ignore[no-untyped-def]
+    """The combination's mean; plain arithmetic, so it runs on floats and (17,) arrays
+    (combine) as on (B, 1) / (B, 17) torch tensors (PriorResidual)."""
+    w_words, w_faces, w0, x0, base, span = constants
+    ww, wf = w_words * word_conf, w_faces * face_conf
+    return base + span * (w0 * x0 + ww * word_ev + wf * face_ev) / (w0 + ww + wf)
+
+
 def combine(words: Channel, faces: Channel, *, w_words: float = W_WORDS,
             w_faces: float = W_FACES) -> tuple[np.ndarray, np.ndarray, float]:
     """(mean (17,), sd (17,), total weight) of the prior for one GIF."""
     ww, wf = w_words * words.confidence, w_faces * faces.confidence
     total = ww + wf
-    mean = BASE + SPAN * (W0 * X0 + ww * words.evidence + wf * faces.evidence) / (W0 + total)
+    mean = prior_mean(words.evidence, words.confidence, faces.evidence, faces.confidence,
+                      (w_words, w_faces, W0, X0, BASE, SPAN))
     sd = np.full(N_EMOTIONS, SD_WIDE / np.sqrt(1.0 + total))
     return mean.astype(np.float32), sd.astype(np.float32), float(total)
 

@@ -89,6 +89,28 @@ def test_score_stores_channels_and_heads_with_and_without_them_run(
         assert write_predictions(settings, engine, mv_id, list(titles.values())) == 3
 
 
+def test_prior_residual_head_starts_as_the_prior() -> None:
+    """Untrained, the residual head gives exactly scorer.prior.combine on the channels."""
+    from scorer.heads import build_head, predict
+    from scorer.prior import NONE, Channel, combine, face_matrix
+
+    rng = np.random.default_rng(0)
+    feats, want = [], []
+    for k in range(6):
+        classes, words = rng.random(N_CLASSES), rng.random(N_EMOTIONS)
+        face_conf, word_conf = (0.0, 1 / 3, 1.0)[k % 3], (0.0, 0.5, 1.0, 0.8, 0.0, 1.0)[k]
+        face = NONE if face_conf == 0 else Channel(np.clip(face_matrix() @ classes, 0, 1), face_conf)
+        word = NONE if word_conf == 0 else Channel(words, word_conf)
+        want.append(combine(word, face)[0])
+        vec = channel_vector(classes, face_conf, words, word_conf)
+        feats.append(with_channels(rng.normal(size=(3 + k, 10)).astype(np.float32), vec))
+    head = build_head("prior-residual", 10 + N_CHANNELS)
+    head.fit_input_norm(feats)
+    np.testing.assert_allclose(predict(head, feats), np.stack(want), atol=1e-5)
+    linear = build_head("channels-linear", 10 + N_CHANNELS)
+    assert predict(linear, feats).shape == (6, N_EMOTIONS)
+
+
 # --- per-pool activation -------------------------------------------------------------------
 
 N_PER_POOL = 40
@@ -210,6 +232,10 @@ def test_retrained_head_reads_the_stored_channels(sqlite_settings: Settings, sql
     out = run_retrain(settings, engine, epochs=30)
     assert out.metrics["dataset"]["channels"] == CHANNELS_ID
     assert out.metrics["train"]["n_train"] > 0
+    # Both heads were tried; the one kept had the lower dev loss on the votes.
+    tried = out.metrics["train"]["tried"]
+    assert set(tried) == {"fc-maxpool-2", "prior-residual"}
+    assert out.metrics["train"]["head"]["kind"] == min(tried, key=tried.get)
     with session_scope(engine) as s:
         mv = s.get(ModelVersion, out.model_version_id)
         assert mv.config["channels"] == CHANNELS_ID
