@@ -23,7 +23,7 @@ from scorer.channels import (
     with_channels,
 )
 from scorer.emotions import INDEX, N_EMOTIONS, NAMES
-from scorer.faces import N_CLASSES
+from scorer.faces import CLASSES, N_CLASSES
 from scorer.features import save_features
 from scorer.settings import Settings
 from scorer.store import Gif, ModelVersion, Pool, PoolGif, Prediction, pack_scores, session_scope
@@ -313,3 +313,52 @@ def _pool_shas(engine, name: str) -> set[str]:  # type: ignore[no-untyped-def]
     from training.comparisons import pooled_gifs
 
     return set(pooled_gifs(engine, name))
+
+
+@pytest.mark.slow
+def test_votes_on_half_a_pool_move_the_other_half_through_the_channels(
+        sqlite_settings: Settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    """An ironic pool: the GIFs people find amusing are those with *sad* faces, which the
+    prior's face map reads as sadness, not amusement. Votes on half the GIFs (frame features
+    carry nothing here) teach the head that through the face channel, and the other half,
+    never voted on, is ranked better than the prior ranks it."""
+    from scorer.prior import Channel, combine, face_matrix
+    from training.evaluate import HeldOutPairs, pairwise_accuracy
+    from training.refit import prediction_matrix
+    from training.retrain import run_retrain
+
+    settings, engine = sqlite_settings, sqlite_engine
+    shas = sorted(_two_pools(settings, engine, ("ironic",))["ironic"])
+    rng = np.random.default_rng(7)
+    amusement, sad = INDEX["amusement"], CLASSES.index("sad")
+    truth, prior = {}, {}
+    for sha in shas:
+        classes = rng.random(N_CLASSES)
+        save_channels(settings, sha, settings.sampling, channel_vector(classes, 1.0, None, 0.0))
+        prior[sha] = combine(Channel(np.zeros(N_EMOTIONS), 0.0),
+                             Channel(np.clip(face_matrix() @ classes, 0, 1), 1.0))[0]
+        truth[sha] = np.zeros(N_EMOTIONS)
+        truth[sha][amusement] = classes[sad]
+    _prior(settings, engine, prior)
+    voted, held = shas[::2], shas[1::2]
+    rows = []
+    for _ in range(1500):
+        a, b = rng.choice(len(voted), 2, replace=False)
+        wa, wb = truth[voted[a]][amusement], truth[voted[b]][amusement]
+        rows.append(("amusement", voted[a], voted[b], "left" if wa > wb else "right"))
+    import_pairs(engine, rows, source="poll")
+    out = run_retrain(settings, engine, epochs=100)
+    assert out.status == "activated" and out.metrics["pools"]["ironic"]["takes_over"], out.message
+    # Every pair of never-voted GIFs, ordered by the truth.
+    w = [x for x in held for y in held if truth[x][amusement] > truth[y][amusement]]
+    lo = [y for x in held for y in held if truth[x][amusement] > truth[y][amusement]]
+    pairs = HeldOutPairs(np.full(len(w), amusement, np.int64), w, lo)
+    acc_prior = pairwise_accuracy(prediction_matrix(engine, _zero_shot(engine), held), held, pairs)
+    acc_head = pairwise_accuracy(prediction_matrix(engine, out.model_version_id, held), held, pairs)
+    assert acc_prior < 0.6 and acc_head > acc_prior + 0.2, (acc_prior, acc_head)
+
+
+def _zero_shot(engine) -> int:  # type: ignore[no-untyped-def]
+    from scorer.versions import zero_shot_version_id
+
+    return zero_shot_version_id(engine)
