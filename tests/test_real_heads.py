@@ -197,6 +197,23 @@ def test_head_takes_over_only_the_pool_where_it_beats_the_prior(sqlite_settings:
 
 
 @pytest.mark.slow
+def test_a_pool_the_prior_never_scored_is_judged_against_chance(sqlite_settings: Settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    from training.retrain import run_retrain
+
+    settings, engine = sqlite_settings, sqlite_engine
+    pools = _two_pools(settings, engine)
+    _prior(settings, engine, dict(pools["p1"]))  # p2 was scored without the prior
+    for k, name in enumerate(pools):
+        _sure_votes(engine, pools[name], 2500, seed=k)
+    out = run_retrain(settings, engine, epochs=30)
+    per = out.metrics["pools"]
+    assert per["p1"]["takes_over"] is False
+    assert per["p2"]["takes_over"] is True and per["p2"]["accuracy_prior"] == 0.5
+    assert "against chance" in per["p2"]["why"] and per["p2"]["accuracy_new"] > 0.5
+    assert out.status == "activated", out.message
+
+
+@pytest.mark.slow
 def test_head_that_beats_the_prior_nowhere_is_rejected(sqlite_settings: Settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
     """The prior is the truth on both pools: the head ranks no pool and the prior stays."""
     from training.retrain import run_retrain

@@ -594,14 +594,18 @@ def _pool_domain(run: _Run, ledger: LedgerArrays, data: _Data, new_pred: np.ndar
     members_of = _pool_members(engine, voted)
     for pool, members in members_of.items():
         in_pool = np.asarray([sha in members for sha in dev.shas], bool)
-        ranked = in_pool & np.isfinite(prior).all(axis=1)
+        # A pool the prior never scored (scored without it): the head must beat chance.
+        unscored = not np.isfinite(prior[in_pool]).all(axis=1).any()
+        ranked = in_pool if unscored else in_pool & np.isfinite(prior).all(axis=1)
         usable = ranked[pairs.winner] & ranked[pairs.loser] if len(pairs) else np.zeros(0, bool)
         n = int(usable.sum())
         row: dict = {"heldout_pairs": n, "takes_over": False}
         if n >= MIN_POOL_PAIRS:
             row["accuracy_new"], _ = pairs.accuracy(new_pred, usable)
-            row["accuracy_prior"], _ = pairs.accuracy(np.nan_to_num(prior), usable)
+            row["accuracy_prior"] = 0.5 if unscored else pairs.accuracy(np.nan_to_num(prior), usable)[0]
             row["takes_over"] = bool(row["accuracy_new"] > row["accuracy_prior"])
+            if unscored:
+                row["why"] = "the zero-shot prior has not scored this pool: judged against chance"
         else:
             row["why"] = f"fewer than {MIN_POOL_PAIRS} held-out comparisons: the prior keeps it"
         per[pool] = row
