@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_real_gifs.py                # both sets + timing, ~15 min on 2 cores
     .venv/bin/python benchmarks/bench_real_gifs.py --no-timing    # AUCs only
     .venv/bin/python benchmarks/bench_real_gifs.py --timing-only  # the scoring-time ratio only
+    .venv/bin/python benchmarks/bench_real_gifs.py --votes        # votes on half, AUC on the rest
 
 For each set (`../shared/data/real-gifs`: 49 GIFs, one weak label each; `real-gifs-more`: 62,
 a set of weak labels each) on a fresh temporary home, through the real ingest and
@@ -225,6 +226,131 @@ def run_set(name: str, tmp: Path, timing: bool) -> dict:
     return result
 
 
+# --- votes on half a pool, measured on the other half (issue 11, item 2) ----------------
+
+VOTE_SPLITS = 5  # random halves per set and condition
+VOTES_PER_SPLIT = 400
+
+
+def _simulated_votes(rows: list[dict], voted: np.ndarray, emotions: list[str],
+                     rng: np.random.Generator) -> list[tuple[str, str, str, str]]:
+    """Poll answers on the voted half: a GIF labelled with the emotion beats one that is not."""
+    out = []
+    for _ in range(VOTES_PER_SPLIT):
+        e = emotions[int(rng.integers(len(emotions)))]
+        pos = [i for i in np.flatnonzero(voted) if e in rows[i]["labels"]]
+        neg = [i for i in np.flatnonzero(voted) if e not in rows[i]["labels"]]
+        if not pos or not neg:
+            continue
+        a, b = rows[int(rng.choice(pos))]["sha"], rows[int(rng.choice(neg))]["sha"]
+        out.append((e, a, b, "left") if rng.random() < 0.5 else (e, b, a, "right"))
+    return out
+
+
+def _reset_votes(engine, prior_id: int) -> None:  # type: ignore[no-untyped-def]
+    """Back to a fresh home's state: no votes, no active fit, the zero-shot prior active."""
+    from sqlalchemy import delete, update
+
+    from scorer import versions
+    from scorer.store import BTFit, Comparison, session_scope
+
+    with session_scope(engine) as s:
+        s.execute(delete(Comparison))
+        s.execute(update(BTFit).values(active=False))
+        versions.activate(s, prior_id)
+
+
+def _head_scores(settings, engine, mv_id: int, shas: list[str]) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """The candidate head's own scores (whatever the activation decided)."""
+    from scorer.channels import head_channels, head_features
+    from scorer.heads import load_head, predict
+    from scorer.store import ModelVersion, session_scope
+    from scorer.versions import head_path
+
+    with session_scope(engine) as s:
+        mv = s.get(ModelVersion, mv_id)
+        module, meta = load_head(head_path(settings, mv))
+        enc, scheme = mv.encoder_id, mv.sampling
+    return predict(module, [head_features(settings, sha, enc, scheme, head_channels(meta)) for sha in shas])
+
+
+def vote_spread(settings, engine, rows: list[dict], title: str,  # type: ignore[no-untyped-def]
+                head: str | None = None) -> dict[str, float]:
+    """Mean AUC on the unvoted half: the zero-shot prior, a head retrained on the voted half's
+    votes with the prior's channels, and the same without them (frame features only)."""
+    from unittest import mock
+
+    from scorer import channels
+    from scorer.emotions import NAMES
+    from scorer.versions import zero_shot_version_id
+    from training.comparisons import import_pairs
+    from training.refit import prediction_matrix
+    from training.retrain import run_retrain
+
+    emotions = [e for e in NAMES if sum(e in r["labels"] for r in rows) >= MIN_POSITIVES]
+    shas = [r["sha"] for r in rows]
+    prior_id = zero_shot_version_id(engine)
+    prior = prediction_matrix(engine, prior_id, shas)
+    got: dict[str, list[float]] = {"prior": [], "head+channels": [], "head (frames only)": []}
+    taken = []
+    for split in range(VOTE_SPLITS):
+        rng = np.random.default_rng(split)
+        voted = np.zeros(len(rows), bool)
+        voted[rng.permutation(len(rows))[: len(rows) // 2]] = True
+        held = ~voted
+        for name, use in (("head+channels", True), ("head (frames only)", False)):
+            _reset_votes(engine, prior_id)
+            import_pairs(engine, _simulated_votes(rows, voted, emotions, np.random.default_rng(split)),
+                         source="poll")
+            with mock.patch.object(channels, "any_channels", return_value=False) if not use else _null():
+                out = run_retrain(settings, engine, epochs=100, head_kind=head if use else None)
+            pred = _head_scores(settings, engine, out.model_version_id, shas)
+            got[name].append(_mean_auc(pred[held], [rows[i] for i in np.flatnonzero(held)], emotions))
+            if use:
+                taken.append(out.status)
+        got["prior"].append(_mean_auc(prior[held], [rows[i] for i in np.flatnonzero(held)], emotions))
+    means = {k: float(np.mean(v)) for k, v in got.items()}
+    print(f"\n{title}: votes on half the GIFs ({VOTES_PER_SPLIT} per split), mean AUC on the other "
+          f"half over {VOTE_SPLITS} splits: " + ", ".join(f"{k} {v:.3f}" for k, v in means.items())
+          + f"; retrain outcomes (with channels): {', '.join(taken)}")
+    return means
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _mean_auc(scores: np.ndarray, rows: list[dict], emotions: list[str]) -> float:
+    from scorer.emotions import NAMES
+
+    vals = [auc(scores[:, NAMES.index(e)], np.array([e in r["labels"] for r in rows])) for e in emotions]
+    return float(np.nanmean(vals))
+
+
+def run_votes(name: str, tmp: Path) -> dict:
+    """Both conditions of one set: names hidden (faces only), then shown (faces + words)."""
+    from scorer.pool import ingest
+    from scorer.store import dispose_engines, init_db
+
+    rows = read_set(name)
+    work = tmp / name
+    work.mkdir()
+    hidden, shown = _folder(work, rows, "hidden"), _folder(work, rows, "shown")
+    settings = _settings(work / "home")
+    ingest(settings, init_db(settings.db_url), "hidden", hidden)
+    engine, _, _, _ = _score(settings, "hidden", prior=True)
+    result = {"hidden": vote_spread(settings, engine, rows, f"{name}, names hidden")}
+    ingest(settings, engine, "shown", shown)
+    _score(settings, "shown", prior=True)
+    result["shown"] = vote_spread(settings, engine, rows, f"{name}, names shown")
+    dispose_engines()
+    return result
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sets", default=",".join(SETS), help="comma-separated subset of " + ", ".join(SETS))
@@ -232,9 +358,16 @@ def main() -> None:
     ap.add_argument("--timing-only", action="store_true", help="only the scoring-time comparison")
     ap.add_argument("--timing-workers", type=int, default=2,
                     help="decode workers in the timing runs (0 = all in one process)")
+    ap.add_argument("--votes", action="store_true",
+                    help="simulated votes on half of each set: AUC on the other half, prior vs "
+                         "retrained heads with and without the prior's channels")
     args = ap.parse_args()
     results = {}
     with tempfile.TemporaryDirectory(prefix="moodgif-real-") as tmp:
+        if args.votes:
+            for name in (s for s in args.sets.split(",") if s):
+                run_votes(name, Path(tmp))
+            return
         if args.timing_only:
             rows = read_set("real-gifs")
             (Path(tmp) / "t").mkdir()

@@ -15,6 +15,10 @@ Every head has the same call: `forward(x (B, T, D) zero-padded, lengths (B,)) ->
 Inputs are standardised inside the module (`in_mean`/`in_std` buffers, set with
 `fit_input_norm` by the trainer), because the default encoder concatenates a 1024-d CNN
 feature with small hand-made motion features of very different scales.
+
+A head trained from votes may also read the zero-shot prior's channels (faces, words),
+appended to every frame (`scorer.channels`); its meta then names them under "channels" and
+`in_dim` includes them. Heads without that key (older versions, the demo) read frames alone.
 """
 
 from __future__ import annotations
@@ -92,6 +96,61 @@ class LSTMHead(_Head):
         _, (h_n, _) = self.lstm(packed)
         # h_n[-1] is the top layer's output at each sequence's last valid step.
         return torch.sigmoid(self.out(self.drop(h_n[-1])))
+
+
+class ChannelLinear(_Head):
+    """"channels-linear": a linear read-out of the zero-shot prior's channels alone (the last
+    N_CHANNELS inputs of every frame, scorer.channels), for pools with few votes: 26 shared
+    inputs generalise from a few dozen voted GIFs where 1,000-d frame features cannot."""
+
+    def __init__(self, in_dim: int, dropout: float = 0.0) -> None:
+        from scorer.channels import N_CHANNELS
+
+        super().__init__(in_dim)
+        self.n_channels = N_CHANNELS
+        self.drop = nn.Dropout(dropout)
+        self.out = nn.Linear(N_CHANNELS, N_EMOTIONS)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        # The channels are the same on every frame: the first (always valid) one is enough.
+        x = self._norm(x)[:, 0, -self.n_channels:]
+        return torch.sigmoid(self.out(self.drop(x)))
+
+
+class PriorResidual(_Head):
+    """"prior-residual": the zero-shot prior itself, computed from its channels (the last
+    N_CHANNELS inputs, scorer.channels) with scorer.prior's formula, plus a learned linear
+    correction of the channels in logit units that starts at zero. Untrained it IS the prior;
+    votes move it, and through the 26 shared inputs they move every GIF with a similar face
+    or similar words, not only the voted ones."""
+
+    def __init__(self, in_dim: int, dropout: float = 0.0) -> None:
+        from scorer.channels import N_CHANNELS
+        from scorer.prior import COMBINE_CONSTANTS, face_matrix
+
+        super().__init__(in_dim)
+        self.n_channels = N_CHANNELS
+        self.register_buffer("face_map", torch.from_numpy(face_matrix().T.astype(np.float32)))
+        self.register_buffer("constants", torch.tensor(COMBINE_CONSTANTS, dtype=torch.float32))
+        self.drop = nn.Dropout(dropout)
+        self.out = nn.Linear(N_CHANNELS, N_EMOTIONS)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def prior(self, ch: torch.Tensor) -> torch.Tensor:
+        """(B, 17) the zero-shot prior's mean from (B, 26) raw channels."""
+        from scorer.faces import N_CLASSES
+        from scorer.prior import prior_mean
+
+        face_ev = (ch[:, :N_CLASSES] @ self.face_map).clamp(0.0, 1.0)
+        return prior_mean(ch[:, N_CLASSES + 1:-1], ch[:, -1:], face_ev, ch[:, N_CLASSES:N_CLASSES + 1],
+                          tuple(self.constants.unbind()))
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        # The channels are the same on every frame: the first (always valid) one is enough.
+        raw = x[:, 0, -self.n_channels:]
+        z = self._norm(x)[:, 0, -self.n_channels:]
+        return torch.sigmoid(torch.logit(self.prior(raw), eps=1e-4) + self.out(self.drop(z)))
 
 
 class MeanOnly(nn.Module):
@@ -180,13 +239,18 @@ def build_head(kind: str, in_dim: int, **cfg: Any) -> nn.Module:
         cls = MaxPoolFC if m.group(1) == "fc-maxpool" else LSTMHead
         return cls(in_dim, hidden=int(cfg.get("hidden", 256)), n_layers=int(m.group(2)),
                    dropout=float(cfg.get("dropout", 0.2)))
+    if kind == "prior-residual":
+        return PriorResidual(in_dim, dropout=float(cfg.get("dropout", 0.0)))
+    if kind == "channels-linear":
+        return ChannelLinear(in_dim, dropout=float(cfg.get("dropout", 0.0)))
     if kind == "mean":
         return MeanOnly(in_dim)
     if kind == "linear-first":
         return LinearFirstFrame(in_dim, alpha=float(cfg.get("alpha", 1.0)))
     if kind == "clip-zeroshot":
         return ZeroShotHead(in_dim, scale=float(cfg.get("scale", 50.0)))
-    raise ValueError(f"unknown head kind {kind!r}; expected fc-maxpool-N, rnn-N, mean, linear-first or clip-zeroshot")
+    raise ValueError(f"unknown head kind {kind!r}; expected fc-maxpool-N, rnn-N, prior-residual, channels-linear, "
+                     "mean, linear-first or clip-zeroshot")
 
 
 REQUIRED_META = ("kind", "in_dim", "cfg", "encoder_id", "sampling")

@@ -255,13 +255,13 @@ def score_pool(
         _consume(settings, engine, encoder, enc_id, scheme, results, report, len(todo), progress)
 
     have = [sha for sha in shas if has_features(settings, sha, enc_id, scheme)]
+    if prior:  # first: it stores the channels that a head trained with them reads
+        _score_prior(settings, engine, report, have, scheme, face_dir, rows, text_model)
     if mv is not None:
         report.scored = write_predictions(settings, engine, mv.id, have)
         report.head_skipped = len(have) - report.scored
     else:
         log.info("no trained head for encoder %s (%s)", enc_id, scheme)
-    if prior:
-        _score_prior(settings, engine, report, have, scheme, face_dir, rows, text_model)
     report.seconds = time.perf_counter() - t0
     return report
 
@@ -322,11 +322,13 @@ def _face_rows(settings: Settings, scheme: str, face_dir: str,
 
 def _score_prior(settings: Settings, engine: Engine, report: ScoreReport, shas: list[str],
                  scheme: str, face_dir: str, rows: dict, text_model: TextModel | None) -> None:
+    from scorer.channels import save_channels
     from scorer.prior import activate_if_none, prior_version, write_prior
 
     mv_id = prior_version(engine, report.encoder_id, scheme, with_faces=bool(face_dir))
     stats = write_prior(engine, mv_id, shas, _face_rows(settings, scheme, face_dir, rows),
-                        text_model, with_faces=bool(face_dir))
+                        text_model, with_faces=bool(face_dir),
+                        keep_channels=lambda sha, vec: save_channels(settings, sha, scheme, vec))
     if activate_if_none(engine, mv_id):
         log.info("the zero-shot prior (model version %d) is now the active version", mv_id)
     report.prior_version_id = mv_id
@@ -389,6 +391,7 @@ def write_predictions(
 ) -> int:
     """Run the version's head on the cached features of `shas` and (re)write their
     Prediction rows; GIFs without features are left out. Returns the rows written."""
+    from scorer.channels import head_channels, head_features
     from scorer.heads import load_head, predict
 
     with session_scope(engine) as s:
@@ -398,10 +401,12 @@ def write_predictions(
         enc_id, scheme = mv.encoder_id, mv.sampling
     head = _head_path(settings, mv)
     shas = in_domain(engine, model_version_id, list(shas))
-    module, _meta = load_head(head, device)
+    module, meta = load_head(head, device)
+    channels = head_channels(meta)  # a head trained with the prior's channels reads them too
     written = 0
     for i in range(0, len(shas), 512):  # bounded: 512 GIFs' features at a time
-        got = [(sha, load_features(settings, sha, enc_id, scheme)) for sha in shas[i : i + 512]]
+        got = [(sha, head_features(settings, sha, enc_id, scheme, channels))
+               for sha in shas[i : i + 512]]
         got = [(sha, f) for sha, f in got if f is not None and len(f)]
         if not got:
             continue

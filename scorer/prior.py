@@ -105,19 +105,26 @@ class Channel:
 NONE = Channel(np.zeros(N_EMOTIONS), 0.0)
 
 
-def face_channel(rows: np.ndarray | None) -> Channel:
-    """From `scorer.faces` rows ((T, 8): 7 class probabilities + face count per frame)."""
+def face_classes(rows: np.ndarray | None) -> tuple[np.ndarray, float]:
+    """(7 class evidences, confidence) from `scorer.faces` rows ((T, 8): 7 class
+    probabilities + face count per frame); zeros and 0 when no frame shows a face."""
     if rows is None or rows.ndim != 2 or rows.shape[1] != N_CLASSES + 1:
-        return NONE
+        return np.zeros(N_CLASSES), 0.0
     with_face = rows[rows[:, N_CLASSES] > 0, :N_CLASSES]
     if len(with_face) == 0:
-        return NONE
+        return np.zeros(N_CLASSES), 0.0
     k = min(FACE_TOP_K, len(with_face))
     # Each class by its own evidence: the mean of its k strongest frames.
-    per_class = np.sort(with_face, axis=0)[-k:].mean(axis=0)
-    evidence = np.clip(_FACE_M @ per_class, 0.0, 1.0)
-    conf = min(1.0, len(with_face) / FACE_FULL_FRAMES)
-    return Channel(evidence, conf)
+    per_class = np.sort(with_face, axis=0)[-k:].mean(axis=0).astype(np.float64)
+    return per_class, min(1.0, len(with_face) / FACE_FULL_FRAMES)
+
+
+def face_channel(rows: np.ndarray | None) -> Channel:
+    """The face channel on the 17 axes (FACE_MAP over `face_classes`)."""
+    per_class, conf = face_classes(rows)
+    if conf == 0:
+        return NONE
+    return Channel(np.clip(_FACE_M @ per_class, 0.0, 1.0), conf)
 
 
 def gif_text(title: str, tags: Iterable[str], alt_text: str, slug: str) -> str:
@@ -149,12 +156,26 @@ def word_channel(text: str, model: TextModel | None) -> Channel:
     return Channel(p / p.max() * min(1.0, float(p.max()) * 2), conf)
 
 
+# The combination's constants in order, for a head that computes the prior itself
+# (scorer.heads.PriorResidual keeps them in its file, so a later change here is a new head).
+COMBINE_CONSTANTS = (W_WORDS, W_FACES, W0, X0, BASE, SPAN)
+
+
+def prior_mean(word_ev, word_conf, face_ev, face_conf, constants=COMBINE_CONSTANTS):  # type: ignore[no-untyped-def]
+    """The combination's mean; plain arithmetic, so it runs on floats and (17,) arrays
+    (combine) as on (B, 1) / (B, 17) torch tensors (PriorResidual)."""
+    w_words, w_faces, w0, x0, base, span = constants
+    ww, wf = w_words * word_conf, w_faces * face_conf
+    return base + span * (w0 * x0 + ww * word_ev + wf * face_ev) / (w0 + ww + wf)
+
+
 def combine(words: Channel, faces: Channel, *, w_words: float = W_WORDS,
             w_faces: float = W_FACES) -> tuple[np.ndarray, np.ndarray, float]:
     """(mean (17,), sd (17,), total weight) of the prior for one GIF."""
     ww, wf = w_words * words.confidence, w_faces * faces.confidence
     total = ww + wf
-    mean = BASE + SPAN * (W0 * X0 + ww * words.evidence + wf * faces.evidence) / (W0 + total)
+    mean = prior_mean(words.evidence, words.confidence, faces.evidence, faces.confidence,
+                      (w_words, w_faces, W0, X0, BASE, SPAN))
     sd = np.full(N_EMOTIONS, SD_WIDE / np.sqrt(1.0 + total))
     return mean.astype(np.float32), sd.astype(np.float32), float(total)
 
@@ -213,8 +234,13 @@ class PriorStats:
 
 def write_prior(engine: Engine, mv_id: int, shas: Sequence[str],
                 face_rows: Callable[[str], np.ndarray | None], text_model: TextModel | None,
-                *, with_faces: bool) -> PriorStats:
-    """Compute and (re)write the prior's predictions (with per-GIF sd) for `shas`."""
+                *, with_faces: bool,
+                keep_channels: Callable[[str, np.ndarray], None] | None = None) -> PriorStats:
+    """Compute and (re)write the prior's predictions (with per-GIF sd) for `shas`;
+    `keep_channels(sha, vector)` stores each GIF's channels as head inputs
+    (`scorer.channels`), so a head trained on votes reads them without recomputing."""
+    from scorer.channels import channel_vector
+
     stats = PriorStats()
     for i in range(0, len(shas), 256):
         chunk = list(shas[i:i + 256])
@@ -224,7 +250,11 @@ def write_prior(engine: Engine, mv_id: int, shas: Sequence[str],
         rows = []
         for sha in chunk:
             w = word_channel(words.get(sha, ""), text_model)
-            f = face_channel(face_rows(sha)) if with_faces else NONE
+            classes, face_conf = face_classes(face_rows(sha)) if with_faces else (None, 0.0)
+            f = NONE if classes is None or face_conf == 0 else Channel(
+                np.clip(_FACE_M @ classes, 0.0, 1.0), face_conf)
+            if keep_channels is not None:
+                keep_channels(sha, channel_vector(classes, face_conf, w.evidence, w.confidence))
             mean, sd, total = combine(w, f)
             stats.faces += f.confidence > 0
             stats.words += w.confidence > 0
@@ -267,6 +297,7 @@ __all__ = [
     "TextModel",
     "combine",
     "face_channel",
+    "face_classes",
     "face_matrix",
     "gif_text",
     "prior_summary",

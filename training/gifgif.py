@@ -17,9 +17,12 @@ Steps (each resumable; a rerun skips what is done):
    the pool's features (`training.workflow.train_version`), and, unless `table=False`, the
    paper's Table 1 (`evaluate_table`) as a Markdown report.
 5. **Activate** the new version when its ranking of held-out comparisons (between test
-   GIFs it never trained on) beats chance and the active version's, if any; its config
-   records `trained_on = {"pool": "gifgif", "domain": "real", ...}` so real pools can use
-   it as their prior and the domain checks can tell it from the synthetic demo's.
+   GIFs it never trained on) beats chance, the active version's, if any, and the zero-shot
+   prior's (`scorer.prior`), where that has scored the GIFs; its config records
+   `trained_on = {"pool": "gifgif", "domain": "real", ...}`. It ranks the `gifgif` pool and
+   each other pool with votes where it orders that pool's comparisons (none of which it
+   trained on) better than the zero-shot prior does (`_real_pools`); every other pool keeps
+   the zero-shot prior.
 """
 
 from __future__ import annotations
@@ -247,12 +250,18 @@ def _held_out_accuracy(engine: Engine, mv_id: int, other_id: int | None, seed: i
     ledger, _ = load_ledger(engine, known_gifs=set(gifs), items=gifs)
     pairs = held_out_pairs(ledger, set(test))
     new = pairwise_accuracy(prediction_matrix(engine, mv_id, test), test, pairs)
-    old = math.nan
-    if other_id is not None:
-        pred = prediction_matrix(engine, other_id, test)
-        if not np.isnan(pred).all():
-            old = pairwise_accuracy(np.nan_to_num(pred, nan=0.5), test, pairs)
-    return {"held_out_pairs": len(pairs), "pair_accuracy": new, "pair_accuracy_active": old}
+
+    def accuracy(version: int | None) -> float:
+        pred = prediction_matrix(engine, version, test) if version is not None else None
+        if pred is None or np.isnan(pred).all():
+            return math.nan  # it has not scored these GIFs: nothing to beat
+        return pairwise_accuracy(np.nan_to_num(pred, nan=0.5), test, pairs)
+
+    from scorer.versions import zero_shot_version_id
+
+    return {"held_out_pairs": len(pairs), "pair_accuracy": new,
+            "pair_accuracy_active": accuracy(other_id),
+            "pair_accuracy_prior": accuracy(zero_shot_version_id(engine))}
 
 
 def pretrain_gifgif(settings: Settings, engine: Engine, *, csv: str, images: str | None = None,
@@ -365,6 +374,11 @@ def _label_and_measure(settings: Settings, engine: Engine, mv_id: int,
     from training.comparisons import pooled_gifs
 
     active = active_version(engine)
+    pools, per_pool = _real_pools(settings, engine, mv_id)
+    with session_scope(engine) as s:
+        mv = s.get(ModelVersion, mv_id)
+        assert mv is not None
+        mv.config = {**(mv.config or {}), "pools": pools, "pool_checks": per_pool}
     write_predictions(settings, engine, mv_id, sorted(pooled_gifs(engine)))
     held = _held_out_accuracy(engine, mv_id, active.id if active else None, settings.seed)
     report.metrics.update(held)
@@ -382,12 +396,61 @@ def _label_and_measure(settings: Settings, engine: Engine, mv_id: int,
     return held, fit_id, active.id if active else None
 
 
+MIN_POOL_PAIRS = 10  # comparisons of a pool needed before the GIFGIF head may rank it
+
+
+def _real_pools(settings: Settings, engine: Engine, mv_id: int) -> tuple[list[str], dict]:
+    """The pools the GIFGIF head may rank: its own, and each other pool with votes where it
+    orders that pool's comparisons (all held out: it never trained on them) better than the
+    zero-shot prior does, or than chance where the prior has not scored the pool."""
+    import numpy as np
+
+    from scorer.channels import head_channels, head_features
+    from scorer.heads import load_head, predict
+    from scorer.pipeline import pools_with_votes
+    from scorer.versions import head_path, zero_shot_version_id
+    from training.comparisons import load_ledger, pooled_gifs
+    from training.evaluate import held_out_pairs, pairwise_accuracy
+    from training.refit import prediction_matrix
+
+    with session_scope(engine) as s:
+        mv = s.get(ModelVersion, mv_id)
+        assert mv is not None
+        module, meta = load_head(head_path(settings, mv))
+        enc, scheme = mv.encoder_id, mv.sampling
+    zero_shot = zero_shot_version_id(engine)
+    pools, per = [POOL], {}
+    for pool in pools_with_votes(engine):
+        if pool == POOL:
+            continue
+        gifs = sorted(pooled_gifs(engine, pool))
+        ledger, _ = load_ledger(engine, known_gifs=set(gifs), items=gifs)
+        pairs = held_out_pairs(ledger, set(gifs))
+        got = [(g, head_features(settings, g, enc, scheme, head_channels(meta))) for g in gifs]
+        got = [(g, f) for g, f in got if f is not None and len(f)]
+        shas = [g for g, _ in got]
+        new = pairwise_accuracy(predict(module, [f for _, f in got]), shas, pairs) if got else math.nan
+        prior = math.nan
+        if zero_shot is not None and shas:
+            pm = prediction_matrix(engine, zero_shot, shas)
+            if not np.isnan(pm).all():
+                prior = pairwise_accuracy(np.nan_to_num(pm, nan=0.5), shas, pairs)
+        bar = 0.5 if math.isnan(prior) else prior
+        takes = len(pairs) >= MIN_POOL_PAIRS and not math.isnan(new) and new > bar
+        per[pool] = {"pairs": len(pairs), "takes_over": takes,  # JSON has no NaN: None
+                     "accuracy": None if math.isnan(new) else new,
+                     "accuracy_prior": None if math.isnan(prior) else prior}
+        if takes:
+            pools.append(pool)
+    return pools, per
+
+
 def _decide(engine: Engine, mv_id: int, fit_id: int | None, active_id: int | None, held: dict,
             *, activate: bool, report: PretrainReport) -> None:
     """Step 5: activate only a version that beats chance and the active one on held-out pairs."""
     from training.workflow import activate_version
 
-    new, old = held["pair_accuracy"], held["pair_accuracy_active"]
+    new, old, prior = held["pair_accuracy"], held["pair_accuracy_active"], held["pair_accuracy_prior"]
     if not activate:
         report.decision = "not activated (--no-activate)"
     elif math.isnan(new) or new <= 0.5:
@@ -396,6 +459,9 @@ def _decide(engine: Engine, mv_id: int, fit_id: int | None, active_id: int | Non
     elif not math.isnan(old) and new <= old:
         report.decision = (f"not activated: held-out pair accuracy {new:.3f} does not beat the "
                            f"active version v{active_id if active_id is not None else '?'} ({old:.3f})")
+    elif not math.isnan(prior) and new <= prior:
+        report.decision = (f"not activated: held-out pair accuracy {new:.3f} does not beat the "
+                           f"zero-shot prior ({prior:.3f}), which keeps ranking every pool")
     else:
         activate_version(engine, mv_id, fit_id)
         report.activated = True

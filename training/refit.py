@@ -253,15 +253,16 @@ def distilled_targets(fit: FitOutput, active_pred: np.ndarray | None,
 
 
 def build_dataset(settings: Settings, engine: Engine, fit: FitOutput, *, encoder_id: str,
-                  sampling: str, active_pred: np.ndarray | None = None
-                  ) -> tuple[Dataset, Dataset, dict]:
+                  sampling: str, active_pred: np.ndarray | None = None,
+                  channels: str | None = None) -> tuple[Dataset, Dataset, dict]:
     """(train, dev, info): features and targets of every GIF with a weighted target.
 
     Without `active_pred` (the active version's predictions, rows as `fit.items`) those are
     the GIFs with at least one comparison; with it, every GIF the active version scored.
     `info["evidence"]` maps each GIF to its vote-only weights (for judging on votes alone).
+    With `channels` (scorer.channels) each GIF's stored prior channels join its frames.
     """
-    from scorer.features import load_features
+    from scorer.channels import head_features
 
     all_targets, weights = distilled_targets(fit, active_pred)
     w_ev = evidence_weights(fit.counts)
@@ -269,7 +270,7 @@ def build_dataset(settings: Settings, engine: Engine, fit: FitOutput, *, encoder
     targets = {fit.items[i]: all_targets[i] for i in keep}
     wmap = {fit.items[i]: weights[i] for i in keep}
     splits = assemble(
-        targets, lambda sha: load_features(settings, sha, encoder_id, sampling),
+        targets, lambda sha: head_features(settings, sha, encoder_id, sampling, channels),
         seed=settings.seed, n_frames=gif_frame_counts(engine, list(targets)), weights=wmap,
         encoder_id=encoder_id,
     )

@@ -14,12 +14,18 @@ One run, step by step (each step's name is written to its `retrain_runs` row as 
 4. **dataset** — the GIFs' cached features with the fitted scores as targets, weighted by
    how many comparisons back each score; the 80/10/10 split by GIF (`settings.seed`).
 5. **train** — the head, warm-started from the active version when it is compatible.
-6. **evaluate** — the new head and the active version on the same dev GIFs and targets.
+6. **evaluate** — the new head and the active version on the same dev GIFs and targets;
+   then, pool by pool, the new head against the zero-shot prior on the held-out comparisons
+   of that pool: the head takes over a pool only where it wins (`_pool_domain`).
 7. **save** — the head file (atomic) and a `candidate` model version.
 8. **rescore** — predictions of the candidate for every pooled GIF.
 9. **activate** — one transaction: the candidate becomes active (the old one retired) only
-   if its dev RMSE is not worse, else it is "rejected"; the new fit becomes the active fit
-   either way (it holds the newest votes and was fitted with the active model's prior).
+   if it is not worse and takes over at least one pool, else it is "rejected"; the new fit
+   becomes the active fit either way (it holds the newest votes and was fitted with the
+   active model's prior).
+
+The head reads the zero-shot prior's channels (faces, words: `scorer.channels`) beside the
+frame features when `moodgif score` stored them, so votes on some GIFs move similar ones.
 
 A crash or kill at any step leaves the active version, the active fit and the ledger as they
 were: everything before step 9 only adds inactive rows and files, and step 9 is one commit.
@@ -93,6 +99,15 @@ USE_BAR_JUDGEMENTS = True
 # Held-out comparisons (both GIFs in the dev split) needed to judge a candidate by them;
 # fewer: dev RMSE on the compared dev GIFs decides, as before.
 MIN_HELDOUT_PAIRS = 30
+# Held-out comparisons of one pool needed before a head may take that pool over from the
+# zero-shot prior; with fewer the prior keeps ranking it.
+MIN_POOL_PAIRS = 10
+# The head that starts as the zero-shot prior and learns a correction from votes
+# (scorer.heads.PriorResidual); a 26-input linear correction from zero needs a larger step
+# than the default 1e-3 to move within 100 epochs of one batch each. Chosen on real-gifs
+# (the tuning set) only: docs/benchmarks.md, "Votes on half a pool".
+RESIDUAL_HEAD = "prior-residual"
+RESIDUAL_CONFIG = {"lr": 1e-2}
 
 
 @dataclass
@@ -257,6 +272,7 @@ class _Data:
     evidence: dict  # sha -> vote-only weights (17,)
     encoder_id: str
     sampling: str
+    channels: str | None = None  # the prior's channels the head reads (scorer.channels)
 
     def votes_only(self, data: Dataset) -> Dataset:
         # Judge on the votes alone: the active version fits its own rehearsal targets
@@ -271,6 +287,7 @@ class _Verdict:
     better: bool
     new_rmse: float
     old_rmse: float
+    pools: list[str] | None = None  # the pools the candidate takes over; None = any
 
 
 def run_retrain(settings: Settings, engine: Engine | None = None, *, trigger: str = "manual",
@@ -312,7 +329,7 @@ def _run_locked(settings: Settings, engine: Engine, *, trigger: str, head_kind: 
         run.step("evaluate")
         verdict = _evaluate(run, led.ledger, data, active, result)
         run.step("save")
-        _save(run, data, fit, active, result, cfg)
+        _save(run, data, fit, active, result, cfg, verdict.pools)
         run.step("rescore")
         _rescore(run, led.gifs)
         run.step("activate")
@@ -402,36 +419,64 @@ def _dataset(run: _Run, fit: FitOutput, active: ModelVersion | None) -> _Data:
     sampling = active.sampling if active else settings.sampling
     active_pred = None
     if active is not None and DISTILL_WEIGHT > 0:
-        active_pred = prediction_matrix(engine, active.id, fit.items)
+        # What ranks each GIF now (the prior where the active head does not): rehearsed.
+        active_pred = ranked_predictions(engine, active.id, fit.items)
         if not np.isfinite(active_pred).any():
             active_pred = None
+    from scorer.channels import CHANNELS_ID, any_channels
+
+    channels = CHANNELS_ID if any_channels(settings, fit.items, sampling) else None
     train, dev, dinfo = build_dataset(settings, engine, fit, encoder_id=encoder_id,
-                                      sampling=sampling, active_pred=active_pred)
+                                      sampling=sampling, active_pred=active_pred,
+                                      channels=channels)
     evidence = dinfo.pop("evidence")
     run.metrics["dataset"] = {**dinfo, "dev_used": len(dev), "encoder_id": encoder_id,
-                              "sampling": sampling,
+                              "sampling": sampling, "channels": channels,
                               "distill_weight": DISTILL_WEIGHT if active_pred is not None else 0.0}
     if len(train) == 0:
         if dinfo.get("no_features"):
             raise _Skip(f"no cached features for the {dinfo['no_features']} compared GIFs "
                         f"(encoder {encoder_id}, {sampling}): run `moodgif score` first")
         raise _Skip("nothing to learn yet: too few compared GIFs with 4 or more frames")
-    return _Data(train, dev, evidence, encoder_id, sampling)
+    return _Data(train, dev, evidence, encoder_id, sampling, channels)
 
 
 def _train(run: _Run, data: _Data, active: ModelVersion | None, head_kind: str | None,
            epochs: int, device: str) -> tuple[FitResult, HeadConfig]:
-    """The head, warm-started from the active version's when it is the same kind and size."""
+    """The head (warm-started from the active version's when it is the same kind and size);
+    with the prior's channels and no kind asked for, also a `prior-residual` head, and the
+    one with the lower dev loss on the votes is kept."""
+    result, cfg = _train_one(run, data, active, head_kind, epochs, device)
+    if head_kind is None and data.channels and cfg.kind != RESIDUAL_HEAD:
+        other = HeadConfig(kind=RESIDUAL_HEAD, epochs=epochs, seed=run.settings.seed,
+                           **RESIDUAL_CONFIG)
+        alt = train_head(data.train, data.votes_only(data.dev), other, device=device)
+        tried = {cfg.kind: result.best_dev_loss, RESIDUAL_HEAD: alt.best_dev_loss}
+        if alt.best_dev_loss < result.best_dev_loss:
+            result, cfg = alt, other
+            run.metrics["train"] = {**alt.summary(), "warm_start": False,
+                                    "head": other.to_dict(), "n_train": len(data.train)}
+        run.metrics["train"]["tried"] = tried
+    return result, cfg
+
+
+def _train_one(run: _Run, data: _Data, active: ModelVersion | None, head_kind: str | None,
+               epochs: int, device: str) -> tuple[FitResult, HeadConfig]:
     settings = run.settings
+    if head_kind in (RESIDUAL_HEAD, "channels-linear") and not data.channels:
+        raise ValueError(f"a {head_kind} head reads the zero-shot prior's channels, and none are "
+                         "stored: run `moodgif score` (it writes them) first")
     init = None
     cfg = HeadConfig(kind=head_kind or DEFAULT_HEAD, epochs=epochs, seed=settings.seed)
     if active is not None and active.path and (head_kind in (None, active.head_kind)):
         path = versions.head_file(settings, active.path)
         if path.is_file():
+            from scorer.channels import head_channels
             from scorer.heads import load_head
 
             module, meta = load_head(path)
-            if int(meta.get("in_dim", -1)) == data.train.dim and active.head_kind.startswith(("fc-", "rnn-")):
+            if (int(meta.get("in_dim", -1)) == data.train.dim and head_channels(meta) == data.channels
+                    and active.head_kind.startswith(("fc-", "rnn-", RESIDUAL_HEAD))):
                 init = module
                 saved = (active.config or {}).get("head") or {}
                 cfg = HeadConfig.from_dict({**saved, "epochs": epochs, "seed": settings.seed,
@@ -444,12 +489,32 @@ def _train(run: _Run, data: _Data, active: ModelVersion | None, head_kind: str |
 
 def _evaluate(run: _Run, ledger: LedgerArrays, data: _Data, active: ModelVersion | None,
               result: FitResult) -> _Verdict:
-    """Is the candidate not worse than what ranks these GIFs now? Held-out comparisons
-    decide when there are enough of them, else dev RMSE on the votes."""
+    """Which pools the candidate would take over from the zero-shot prior (`_pool_domain`),
+    then: is it not worse than what ranks the GIFs of those pools now?"""
+    from scorer.heads import predict
+
+    dev_pred = predict(result.module, data.dev.feats) if len(data.dev) else np.zeros((0, N_EMOTIONS))
+    pools, members = _pool_domain(run, ledger, data, dev_pred)
+    if pools is not None and not pools:
+        run.metrics["why"] = "it beats the zero-shot prior on the held-out comparisons of no pool"
+        run.metrics["not_worse"] = False
+        return _Verdict(False, math.nan, math.nan, [])
+    # With a zero-shot prior, judged against the active version only where it takes over.
+    scope = set().union(*(members[p] for p in pools)) if pools and members else None
+    better, new_rmse, old_rmse = _against_active(run, ledger, data, active, result, dev_pred, scope)
+    return _Verdict(better, new_rmse, old_rmse, pools)
+
+
+def _against_active(run: _Run, ledger: LedgerArrays, data: _Data, active: ModelVersion | None,
+                    result: FitResult, dev_pred: np.ndarray, scope: set[str] | None
+                    ) -> tuple[bool, float, float]:
+    """Is the candidate not worse than what ranks these GIFs (those in `scope`, when given)
+    now? Held-out comparisons decide when there are enough of them, else dev RMSE on the
+    votes. Returns (not worse, new RMSE, active RMSE)."""
     from scorer.heads import predict
 
     metrics, train, dev = run.metrics, data.train, data.dev
-    new_pred = predict(result.module, dev.feats) if len(dev) else np.zeros((0, N_EMOTIONS))
+    new_pred = dev_pred
     eval_set = data.votes_only(dev)
     on_dev = True
     if len(dev) == 0 or float(eval_set.weights.sum()) == 0:  # type: ignore[union-attr]
@@ -458,6 +523,9 @@ def _evaluate(run: _Run, ledger: LedgerArrays, data: _Data, active: ModelVersion
         on_dev = False
         new_pred = predict(result.module, train.feats)
         metrics["evaluate_on"] = "train (no dev GIFs with comparisons)"
+    if scope is not None:  # only the GIFs it would take over
+        rows = [i for i, sha in enumerate(eval_set.shas) if sha in scope]
+        eval_set, new_pred = eval_set.subset(rows), new_pred[rows]
     new_rmse = _weighted_rmse(new_pred, eval_set)
     # For scale: what predicting the training mean for every GIF scores here.
     mean_pred = np.broadcast_to(column_means(train.targets, train.weights), eval_set.targets.shape)
@@ -479,7 +547,7 @@ def _evaluate(run: _Run, ledger: LedgerArrays, data: _Data, active: ModelVersion
     # Better evidence than RMSE on the compared GIFs (each emotion's top, the very set the
     # candidate was fitted to): the comparisons among dev GIFs, which no head trained on.
     if old_pred is not None and on_dev:
-        pairs = heldout_pairs(ledger, dev.shas)
+        pairs = heldout_pairs(ledger, eval_set.shas)
         usable = (np.isfinite(old_pred[pairs.winner, pairs.emotion])
                   & np.isfinite(old_pred[pairs.loser, pairs.emotion]))
         metrics["heldout_pairs"] = int(usable.sum())
@@ -493,11 +561,61 @@ def _evaluate(run: _Run, ledger: LedgerArrays, data: _Data, active: ModelVersion
     metrics["dev_rmse_new"] = new_rmse
     metrics["dev_rmse_active"] = None if math.isnan(old_rmse) else old_rmse
     metrics["not_worse"] = bool(better)
-    return _Verdict(bool(better), new_rmse, old_rmse)
+    return bool(better), new_rmse, old_rmse
+
+
+def _pool_members(engine: Engine, pools: list[str]) -> dict[str, set[str]]:
+    from scorer.store import Pool, PoolGif
+
+    out: dict[str, set[str]] = {p: set() for p in pools}
+    with session_scope(engine) as s:
+        for name, sha in s.execute(select(Pool.name, PoolGif.gif_sha)
+                                   .join(PoolGif, PoolGif.pool_id == Pool.id)
+                                   .where(Pool.name.in_(pools))):
+            out[name].add(sha)
+    return out
+
+
+def _pool_domain(run: _Run, ledger: LedgerArrays, data: _Data, new_pred: np.ndarray
+                 ) -> tuple[list[str] | None, dict[str, set[str]]]:
+    """The voted pools whose ranking the candidate takes over from the zero-shot prior:
+    those where it orders more of the pool's held-out comparisons (both GIFs in the dev
+    split) right than the prior does, on at least MIN_POOL_PAIRS of them; and each pool's
+    GIFs. None (any pool with votes, as before) when the home has no zero-shot prior."""
+    engine, metrics = run.engine, run.metrics
+    voted = pools_with_votes(engine)
+    zero_shot = versions.zero_shot_version_id(engine)
+    if zero_shot is None:
+        metrics["pools"] = {p: {"takes_over": True, "why": "no zero-shot prior"} for p in voted}
+        return voted or None, {}
+    dev = data.dev
+    prior = prediction_matrix(engine, zero_shot, dev.shas)
+    pairs = heldout_pairs(ledger, dev.shas)
+    per: dict[str, dict] = {}
+    members_of = _pool_members(engine, voted)
+    for pool, members in members_of.items():
+        in_pool = np.asarray([sha in members for sha in dev.shas], bool)
+        # A pool the prior never scored (scored without it): the head must beat chance.
+        unscored = not np.isfinite(prior[in_pool]).all(axis=1).any()
+        ranked = in_pool if unscored else in_pool & np.isfinite(prior).all(axis=1)
+        usable = ranked[pairs.winner] & ranked[pairs.loser] if len(pairs) else np.zeros(0, bool)
+        n = int(usable.sum())
+        row: dict = {"heldout_pairs": n, "takes_over": False}
+        if n >= MIN_POOL_PAIRS:
+            row["accuracy_new"], _ = pairs.accuracy(new_pred, usable)
+            row["accuracy_prior"] = 0.5 if unscored else pairs.accuracy(np.nan_to_num(prior), usable)[0]
+            row["takes_over"] = bool(row["accuracy_new"] > row["accuracy_prior"])
+            if unscored:
+                row["why"] = "the zero-shot prior has not scored this pool: judged against chance"
+        else:
+            row["why"] = f"fewer than {MIN_POOL_PAIRS} held-out comparisons: the prior keeps it"
+        per[pool] = row
+    metrics["pools"] = per
+    return [p for p in voted if per[p]["takes_over"]], members_of
 
 
 def _save(run: _Run, data: _Data, fit: FitOutput, active: ModelVersion | None,
-          result: FitResult, cfg: HeadConfig) -> None:
+          result: FitResult, cfg: HeadConfig, pools: list[str] | None) -> None:
     """The head file and a `candidate` model version (inactive: a kill here changes nothing)."""
     from scorer.heads import save_head
 
@@ -507,6 +625,7 @@ def _save(run: _Run, data: _Data, fit: FitOutput, active: ModelVersion | None,
     save_head(settings.models_dir / rel, result.module.cpu(), {
         "kind": cfg.kind, "in_dim": data.train.dim, "cfg": cfg.head_kwargs(),
         "encoder_id": data.encoder_id, "sampling": data.sampling,
+        **({"channels": data.channels} if data.channels else {}),
     })
     with session_scope(engine) as s:
         mv = ModelVersion(
@@ -514,8 +633,10 @@ def _save(run: _Run, data: _Data, fit: FitOutput, active: ModelVersion | None,
             head_kind=cfg.kind, path=rel, status="candidate",
             config={"head": cfg.to_dict(), "scale_params": fit.scale_params,
                     "bt_fit_id": fit.fit_id, "in_dim": data.train.dim, "targets": "bt-robust",
-                    # The pools whose votes trained it: the only ones it may rank.
-                    "pools": pools_with_votes(engine) or None},
+                    "channels": data.channels,
+                    # The pools whose votes trained it and where it beat the zero-shot
+                    # prior: the only ones it may rank.
+                    "pools": pools},
             metrics={k: run.metrics[k] for k in ("dev_rmse_new", "dev_rmse_active")
                      if k in run.metrics},
             parent_id=active.id if active else None,
@@ -571,8 +692,13 @@ def _report(run: _Run, fit: FitOutput, verdict: _Verdict) -> RetrainOutcome:
                      else ", first version"))
     if verdict.better:
         msg = f"model version {run.mv_id} is active ({judged})"
+        if verdict.pools is not None:
+            kept = sorted(set(metrics.get("pools", {})) - set(verdict.pools))
+            msg += (f"; it ranks {', '.join(verdict.pools)}"
+                    + (f"; the zero-shot prior keeps {', '.join(kept)}" if kept else ""))
     else:
-        msg = (f"model version {run.mv_id} rejected: worse than the active version "
+        why = metrics.get("why") or "worse than the active version"
+        msg = (f"model version {run.mv_id} rejected: {why} "
                f"({judged}); the new Bradley-Terry fit is active")
     metrics["message"] = msg
     with session_scope(run.engine) as s:
