@@ -356,3 +356,12 @@ async def test_preview_shows_how_the_request_was_read(stack: Stack) -> None:
     assert "happiness · cat" in preview["blocks"][0]["text"]["text"]
     (image,) = _images(preview)
     assert image["image_url"].rsplit("/", 1)[1].removesuffix(".gif") in cats
+
+
+async def test_slack_emoji_shortcodes_are_read_as_the_emoji(stack: Stack) -> None:
+    # Slack sends every emoji as a :shortcode:; ":joy:" is 😂 (amusement), not the word "joy".
+    await stack.command(":joy: <@U0OTHER>")
+    preview = (await stack.fake.wait_for("webhook", 1))[0].data
+    (context,) = [b for b in preview["blocks"] if b["type"] == "context"]
+    reading = context["elements"][0]["text"]
+    assert "amusement" in reading and "happiness" not in reading, reading

@@ -9,6 +9,7 @@ from typing import Any
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.adapters import slack_blocks as blocks
+from bot.adapters.markup import slack_plain
 from bot.adapters.slack_listeners.context import SlackContext, command_actor
 from bot.events import reply_text
 from bot.flows.admin import parse_admin
@@ -19,7 +20,7 @@ async def gif_command(ctx: SlackContext, ack: Any, command: dict[str, Any], resp
     await ack()
     actor = command_actor(command)
     # The whole answer: the preview and, now and then, a "which is more X?" poll after it.
-    answer = await ctx.core.request_with_poll(actor, command.get("text") or "")
+    answer = await ctx.core.request_with_poll(actor, slack_plain(command.get("text")))
     await respond(response_type="ephemeral", **await ctx.private(answer.reply, client, actor))
     if answer.poll is not None:
         await respond(response_type="ephemeral", replace_original=False,

@@ -6,6 +6,7 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.adapters.markup import slack_plain
 from bot.adapters.slack_listeners.context import (
     SlackContext,
     event_actor,
@@ -40,7 +41,7 @@ async def app_mention(ctx: SlackContext, event: dict[str, Any], body: dict[str, 
     if not event.get("user") or event.get("bot_id"):
         return
     actor = event_actor(body, str(event["user"]), str(event.get("channel", "")))
-    reply = await ctx.core.request(actor, strip_mentions(event.get("text", "")))
+    reply = await ctx.core.request(actor, slack_plain(strip_mentions(event.get("text", ""))))
     await client.chat_postEphemeral(
         channel=actor.channel, user=actor.user_id, thread_ts=event.get("thread_ts"),
         **await ctx.private(reply, client, actor, dismissible=True),
@@ -57,7 +58,7 @@ async def message(ctx: SlackContext, event: dict[str, Any], body: dict[str, Any]
     if bot_user and f"<@{bot_user}" in text:
         return
     actor = event_actor(body, str(event["user"]), str(event.get("channel", "")))
-    offer = await ctx.core.watch(actor, text)
+    offer = await ctx.core.watch(actor, slack_plain(text))
     if offer is None:
         return
     await client.chat_postEphemeral(
