@@ -36,6 +36,19 @@ from discord.ext import commands
 from bot.adapters import discord_views as views
 from bot.adapters.markup import discord_plain
 from bot.events import Actor, PostView, Reply, reply_text
+from bot.flows.admin import (
+    CHANNEL_USAGE,
+    POOLS_USAGE,
+    AddPool,
+    AdminCommand,
+    Help,
+    ListPools,
+    Retrain,
+    SetChannel,
+    SetRating,
+    ShowChannel,
+    Stats,
+)
 from bot.health import get_health
 from bot.hints import typing_hint
 from scorer.settings import RATINGS, Settings
@@ -190,13 +203,11 @@ class GifCog(commands.Cog, name=views.COG_NAME):
     async def gif(self, interaction: discord.Interaction, words: str = "") -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         actor = interaction_actor(interaction)
-        reply = await self.core.request(actor, discord_plain(words))
-        await interaction.edit_original_response(**self.render(reply, interaction).edit_kwargs())
-        if reply.kind == "preview" and reply.preview is not None:
-            # Now and then a request also gets a "which is more X?" poll (the core decides).
-            poll = await self.core.maybe_poll(actor, reply.preview.emotion)
-            if poll is not None:
-                await interaction.followup.send(**self.render(poll, interaction).send_kwargs(), ephemeral=True)
+        answer = await self.core.request_with_poll(actor, discord_plain(words))
+        await interaction.edit_original_response(**self.render(answer.reply, interaction).edit_kwargs())
+        if answer.poll is not None:  # now and then a "which is more X?" poll (the core decides)
+            await interaction.followup.send(**self.render(answer.poll, interaction).send_kwargs(),
+                                            ephemeral=True)
 
     @gif.autocomplete("words")
     async def gif_words(self, interaction: discord.Interaction, current: str
@@ -229,9 +240,11 @@ class GifCog(commands.Cog, name=views.COG_NAME):
         elif op == "cancel":
             reply = await self.core.cancel(actor, session_id)
         else:
-            reply = await self.core.send(actor, session_id, sha)
+            sent = await self.core.send_and_publish(
+                actor, session_id, sha, lambda post: self._publish(interaction, post))
+            reply = sent.reply
         if reply.kind == "posted" and reply.post is not None:
-            await self._post(interaction, reply.post)
+            await interaction.delete_original_response()  # the preview; the post is out
         elif reply.kind == "cancelled":
             await interaction.delete_original_response()
         elif reply.preview is not None or reply.kind == "expired":
@@ -239,13 +252,12 @@ class GifCog(commands.Cog, name=views.COG_NAME):
         else:  # forbidden, error: only the clicker sees why
             await self._note(interaction, reply)
 
-    async def _post(self, interaction: discord.Interaction, post: PostView) -> None:
+    async def _publish(self, interaction: discord.Interaction, post: PostView) -> str:
         msg = views.post_message(post, self.settings.public_url, self.limit(interaction))
         sent = await interaction.followup.send(
             **msg.send_kwargs(), wait=True, allowed_mentions=discord.AllowedMentions.none()
         )
-        await self.core.attach_message(post.post_id, str(sent.id))
-        await interaction.delete_original_response()  # the preview
+        return str(sent.id)
 
     async def vote_click(self, interaction: discord.Interaction, post_id: int, up: bool) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
@@ -262,9 +274,9 @@ class GifCog(commands.Cog, name=views.COG_NAME):
             await interaction.edit_original_response(content=text, embeds=[], attachments=[], view=None)
 
     # --- /gif-admin -----------------------------------------------------------------------
-    async def _admin(self, interaction: discord.Interaction, command: str, args: list[str]) -> None:
+    async def _admin(self, interaction: discord.Interaction, command: AdminCommand) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        reply = await self.core.admin(interaction_actor(interaction, admin=True), command, args)
+        reply = await self.core.run_admin(interaction_actor(interaction, admin=True), command)
         await interaction.followup.send(reply_text(reply)[:2000], ephemeral=True)
 
     @admin.command(name="pools", description="list the GIF pools, or add one (scored in the background)")
@@ -272,7 +284,10 @@ class GifCog(commands.Cog, name=views.COG_NAME):
     @app_commands.choices(action=[app_commands.Choice(name=a, value=a) for a in ("list", "add")])
     async def admin_pools(self, interaction: discord.Interaction, action: str = "list", name: str = "",
                           source: str = "") -> None:
-        await self._admin(interaction, "pools", [action, name, source])
+        if action == "add" and name.strip() and source.strip():
+            await self._admin(interaction, AddPool(name.strip(), source.strip()))
+        else:
+            await self._admin(interaction, ListPools() if action == "list" else Help(POOLS_USAGE))
 
     @admin.command(name="rating", description="the highest rating GIFs may have here")
     @app_commands.choices(
@@ -280,7 +295,7 @@ class GifCog(commands.Cog, name=views.COG_NAME):
         scope=[app_commands.Choice(name=s, value=s) for s in ("server", "channel")],
     )
     async def admin_rating(self, interaction: discord.Interaction, ceiling: str, scope: str = "server") -> None:
-        await self._admin(interaction, "rating", [ceiling] + (["channel"] if scope == "channel" else []))
+        await self._admin(interaction, SetRating(ceiling, channel_only=scope == "channel"))
 
     @admin.command(name="channel", description="this channel's settings: show, pools, watch, preview, cooldown, rating")
     @app_commands.choices(
@@ -288,15 +303,21 @@ class GifCog(commands.Cog, name=views.COG_NAME):
     )
     @app_commands.describe(value="the new value, or reset")
     async def admin_channel(self, interaction: discord.Interaction, key: str = "show", value: str = "") -> None:
-        await self._admin(interaction, "channel", [key, *value.split()])
+        if key == "show":
+            command: AdminCommand = ShowChannel()
+        elif not value.strip():
+            command = Help(CHANNEL_USAGE)
+        else:
+            command = SetChannel(key, None if value.strip().lower() in {"reset", "default"} else value.strip())
+        await self._admin(interaction, command)
 
     @admin.command(name="retrain", description="refit from the votes and retrain now")
     async def admin_retrain(self, interaction: discord.Interaction) -> None:
-        await self._admin(interaction, "retrain", [])
+        await self._admin(interaction, Retrain())
 
     @admin.command(name="stats", description="GIFs, posts, votes, model, last retrain")
     async def admin_stats(self, interaction: discord.Interaction) -> None:
-        await self._admin(interaction, "stats", [])
+        await self._admin(interaction, Stats())
 
     # --- reactions, mentions, watched channels ---------------------------------------------
     @commands.Cog.listener()

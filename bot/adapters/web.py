@@ -38,7 +38,8 @@ from sqlalchemy.exc import OperationalError
 from bot import reports
 from bot.adapters.web_guard import CSRF_FIELD, Access, guard
 from bot.core import BotCore
-from bot.events import Actor, GifCard, Reply
+from bot.events import Actor, GifCard, PostView, Reply
+from bot.flows.admin import AddPool, Retrain
 from bot.hints import typing_hint
 from scorer.emotions import INDEX, NAMES
 from scorer.settings import Settings
@@ -161,12 +162,10 @@ async def api_request(request: web.Request) -> web.Response:
     if not isinstance(text, str):
         raise web.HTTPBadRequest(text="text is required\n")
     actor = _actor(request, data)
-    reply = await core.request(actor, text)
-    out = reply_json(reply)
-    if reply.kind == "preview" and reply.preview is not None:
-        poll = await core.maybe_poll(actor, reply.preview.emotion)
-        if poll is not None:
-            out["poll_reply"] = reply_json(poll)
+    answer = await core.request_with_poll(actor, text)
+    out = reply_json(answer.reply)
+    if answer.poll is not None:
+        out["poll_reply"] = reply_json(answer.poll)
     return web.json_response(out)
 
 
@@ -182,10 +181,12 @@ async def api_send(request: web.Request) -> web.Response:
     sha = data.get("sha")
     if sha is not None and not isinstance(sha, str):
         raise web.HTTPBadRequest(text="sha must be a string\n")
-    reply = await core.send(_actor(request, data), _str(data, "session_id"), sha or None)
-    if reply.kind == "posted" and reply.post is not None:
-        await core.attach_message(reply.post.post_id, f"web:{reply.post.post_id}")
-    return web.json_response(reply_json(reply))
+    async def publish(post: PostView) -> str:  # the playground's "channel" is this page
+        return f"web:{post.post_id}"
+
+    sent = await core.send_and_publish(_actor(request, data), _str(data, "session_id"), sha or None,
+                                       publish)
+    return web.json_response(reply_json(sent.reply))
 
 
 async def api_cancel(request: web.Request) -> web.Response:
@@ -282,7 +283,7 @@ async def admin_pools_add(request: web.Request) -> web.Response:
     name, source = str(form.get("name", "")).strip(), str(form.get("source", "")).strip()
     if not _NAME.match(name) or not source:
         raise web.HTTPBadRequest(text="a pool needs a name (letters, digits, . _ -) and a source\n")
-    reply = await request.app[CORE_KEY].admin(_admin_actor(), "pools", ["add", name, source])
+    reply = await request.app[CORE_KEY].run_admin(_admin_actor(), AddPool(name, source))
     if _wants_json(request):
         return web.json_response(reply_json(reply))
     if reply.kind == "error":
@@ -291,7 +292,7 @@ async def admin_pools_add(request: web.Request) -> web.Response:
 
 
 async def admin_retrain(request: web.Request) -> web.Response:
-    reply = await request.app[CORE_KEY].admin(_admin_actor(), "retrain", [])
+    reply = await request.app[CORE_KEY].run_admin(_admin_actor(), Retrain())
     if _wants_json(request):
         return web.json_response(reply_json(reply))
     raise web.HTTPSeeOther("/admin/retrains")
