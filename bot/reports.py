@@ -24,6 +24,11 @@ from training.ledger_report import compared
 TOP_K = 24
 
 
+def ranked_count(matrix: ScoreMatrix, pool: str) -> int:
+    """How many of a pool's GIFs the ranking snapshot can serve now."""
+    return int(matrix.pools[pool].sum()) if pool in matrix.pools else 0
+
+
 def pool_rows(engine: Engine, matrix: ScoreMatrix) -> list[dict[str, Any]]:
     """Every pool: GIFs, how many the snapshot ranks, how many the zero-shot prior scored and
     how many have only its wide prior (no face, no words: explored more until votes place them)."""
@@ -34,7 +39,7 @@ def pool_rows(engine: Engine, matrix: ScoreMatrix) -> list[dict[str, Any]]:
     for pool in list_pools(engine):
         name = pool["name"]
         prior = prior_summary(engine, pool_gifs(engine, name))
-        ranked = int(matrix.pools[name].sum()) if name in matrix.pools else 0
+        ranked = ranked_count(matrix, name)
         rows.append({**pool, "ranked": ranked, "prior_scored": prior["scored"],
                      "prior_wide": prior["wide"]})
     return rows

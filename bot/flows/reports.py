@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from bot.flows.context import CoreContext
 from bot.flows.jobs import recent_jobs
+from bot.reports import ranked_count
 from scorer.store import Post, RetrainRun
 from scorer.versions import active_version
 from training.comparisons import stats
@@ -24,8 +25,7 @@ class Reports:
         if not pools:
             return "No pools yet. Add one with `pools add NAME FOLDER|MANIFEST|URL-LIST`."
         matrix = self.ctx.ranker.matrix()
-        lines = [f"{p['name']}: {p['gifs']} GIFs, "
-                 f"{int(matrix.pools[p['name']].sum()) if p['name'] in matrix.pools else 0} ranked"
+        lines = [f"{p['name']}: {p['gifs']} GIFs, {ranked_count(matrix, p['name'])} ranked"
                  for p in pools]
         return "Pools:\n" + "\n".join(lines)
 
