@@ -55,9 +55,20 @@ class ReliabilityReport:
 
 
 def _codes(*cols: np.ndarray) -> tuple[np.ndarray, int]:
-    """One group code per row for the combination of the integer columns."""
-    stacked = np.stack([np.asarray(c, np.int64) for c in cols], axis=1)
-    uniq, inv = np.unique(stacked, axis=0, return_inverse=True)
+    """One group code per row for the combination of the non-negative integer columns
+    (one mixed-radix int64 key, so a ledger of millions of rows groups in a fraction of a
+    second; np.unique over rows when the key would overflow)."""
+    arrays = [np.asarray(c, np.int64) for c in cols]
+    key = np.zeros(len(arrays[0]), np.int64)
+    span = 1
+    for a in arrays:
+        radix = int(a.max()) + 2 if len(a) else 1  # +2: room for -1 ("nobody")
+        if span * radix >= 2 ** 62:
+            uniq, inv = np.unique(np.stack(arrays, axis=1), axis=0, return_inverse=True)
+            return inv.reshape(-1), len(uniq)
+        key = key * radix + (a + 1)
+        span *= radix
+    uniq, inv = np.unique(key, return_inverse=True)
     return inv.reshape(-1), len(uniq)
 
 
@@ -82,7 +93,8 @@ def cap_repeats(weight: np.ndarray, person: np.ndarray, emotion: np.ndarray,
 
 def _consensus(weight: np.ndarray, person: np.ndarray, emotion: np.ndarray,
                winner: np.ndarray, loser: np.ndarray, is_ref: np.ndarray) -> np.ndarray:
-    """Per row: the others' consensus (leave this row's person out) that its winner wins.
+    """Per row with a person: the others' consensus (leave this row's person out) that its
+    winner wins (0.5 elsewhere: only people's own rows are scored).
 
     Against a reference item: the others' weighted share of wins of that GIF against that
     reference (Laplace-smoothed). Between two GIFs: a Bradley-Terry guess from each GIF's
@@ -91,23 +103,22 @@ def _consensus(weight: np.ndarray, person: np.ndarray, emotion: np.ndarray,
     m = len(weight)
     c = np.full(m, 0.5)
     ref_w, ref_l = is_ref[winner], is_ref[loser]
+    ref_code = np.cumsum(is_ref) - 1  # item -> 0.. among the reference items
     one_ref = ref_w ^ ref_l
     if one_ref.any():
         r = np.flatnonzero(one_ref)
         gif = np.where(ref_l[r], winner[r], loser[r])
-        ref = np.where(ref_l[r], loser[r], winner[r])
+        ref = ref_code[np.where(ref_l[r], loser[r], winner[r])]
         won = ref_l[r].astype(np.float64)
         share = _others_share(weight[r], person[r], won, emotion[r], gif, ref)
         c[r] = np.where(ref_l[r], share, 1.0 - share)
-    pairs = np.flatnonzero(~ref_w & ~ref_l)
+    pairs = np.flatnonzero(~ref_w & ~ref_l & (person >= 0) & (weight > 0))
     if len(pairs):
         # every row as two sides: the winner's win and the loser's loss
         side_item = np.concatenate([winner, loser])
         side_won = np.concatenate([np.ones(m), np.zeros(m)])
-        side_w = np.concatenate([weight, weight])
-        side_p = np.concatenate([person, person])
-        side_e = np.concatenate([emotion, emotion])
-        share = _others_share(side_w, side_p, side_won, side_e, side_item,
+        share = _others_share(np.concatenate([weight, weight]), np.concatenate([person, person]),
+                              side_won, np.concatenate([emotion, emotion]), side_item,
                               np.zeros(2 * m, np.int64))
         logit = np.log(share) - np.log1p(-share)
         d = logit[pairs] - logit[m + pairs]
@@ -115,20 +126,33 @@ def _consensus(weight: np.ndarray, person: np.ndarray, emotion: np.ndarray,
     return c
 
 
+def _dense_key(*cols: np.ndarray) -> tuple[np.ndarray, int]:
+    """A mixed-radix key of non-negative integer columns and its span (no sorting)."""
+    key = np.zeros(len(cols[0]), np.int64)
+    span = 1
+    for col in cols:
+        radix = int(col.max()) + 1 if len(col) else 1
+        key = key * radix + col
+        span *= radix
+    return key, span
+
+
 def _others_share(w: np.ndarray, person: np.ndarray, won: np.ndarray, emotion: np.ndarray,
                   item: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """Per row: (wins + 1) / (judgements + 2) of `item` vs `ref` by everyone but the row's
-    person, weighted."""
-    key, n = _codes(emotion, item, ref)
-    wins = np.bincount(key, weights=w * won, minlength=n)
-    total = np.bincount(key, weights=w, minlength=n)
-    mine_key, k = _codes(key, person)
-    mine_wins = np.bincount(mine_key, weights=w * won, minlength=k)[mine_key]
-    mine_total = np.bincount(mine_key, weights=w, minlength=k)[mine_key]
-    own = person >= 0  # rows without a person are nobody's: the others are everyone
-    o_wins = wins[key] - np.where(own, mine_wins, 0.0)
-    o_total = total[key] - np.where(own, mine_total, 0.0)
-    return (np.maximum(o_wins, 0.0) + 1.0) / (np.maximum(o_total, 0.0) + 2.0)
+    person, weighted (only rows with a person get their own share taken out)."""
+    key, span = _dense_key(np.asarray(emotion, np.int64), np.asarray(item, np.int64),
+                           np.asarray(ref, np.int64))
+    if span > 1 << 26:  # too many cells for dense counts: number the groups that occur
+        key, span = _codes(key)
+    wins = np.bincount(key, weights=w * won, minlength=span)[key]
+    total = np.bincount(key, weights=w, minlength=span)[key]
+    own = np.flatnonzero(person >= 0)
+    if len(own):
+        mine_key, k = _codes(key[own], person[own])
+        wins[own] -= np.bincount(mine_key, weights=(w * won)[own], minlength=k)[mine_key]
+        total[own] -= np.bincount(mine_key, weights=w[own], minlength=k)[mine_key]
+    return (np.maximum(wins, 0.0) + 1.0) / (np.maximum(total, 0.0) + 2.0)
 
 
 def reliability(weight: np.ndarray, person: np.ndarray, consensus: np.ndarray, n_people: int
@@ -153,7 +177,7 @@ def weigh_people(weight: np.ndarray, who: np.ndarray, emotion: np.ndarray, winne
     """
     report = ReliabilityReport()
     who = np.asarray(who, dtype=object)
-    has = np.asarray([bool(x) for x in who], dtype=bool)
+    has = who != ""
     out = np.asarray(weight, dtype=np.float64).copy()
     if not has.any():
         return out, report
