@@ -83,6 +83,15 @@ def main() -> None:
             d = runs[adv][-1]["ndcg5"] - runs[base][-1]["ndcg5"]
             dp = runs[adv][-1]["p1"] - runs[base][-1]["p1"]
             print(f"10 % adversarial users ({base}): final NDCG@5 moved by {d:+.3f}, P@1 by {dp:+.3f}")
+            last = runs[adv][-1]
+            if "trust_adversarial" in last:
+                print(f"  how the retrain weighs people (training/reliability.py): mean trust "
+                      f"normal {last.get('trust_normal', float('nan')):.2f}, noisy "
+                      f"{last.get('trust_noisy', float('nan')):.2f}, adversarial "
+                      f"{last['trust_adversarial']:.2f}; adversarial share of the judgements "
+                      f"against the true top 1 % {last.get('adv_share_top_losses', 0):.2f}, "
+                      f"weight kept {last.get('adv_kept_top_losses', float('nan')):.2f} "
+                      f"(normal people's on those GIFs {last.get('normal_kept_top', float('nan')):.2f})")
     print("\nwhat people feel, per checkpoint (window metrics since the previous checkpoint)")
     print(f"{'strategy':<16}{'requests':>9}{'NDCG@5':>8}{'P@1':>7}{'sent 1st':>10}"
           f"{'shuf/send':>10}{'regret':>8}{'P@1 / prior':>12}")

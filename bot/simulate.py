@@ -45,7 +45,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -453,6 +453,46 @@ def measure(matrix: Any, truth: Truth, rng: np.random.Generator) -> dict[str, An
     return out
 
 
+def voter_weights(engine: Any, settings: Settings, pop: Population) -> dict[str, float]:
+    """How the retrain weighs each kind of virtual person (training/reliability.py): their
+    mean trust; the share of the judgements *against* the truly best GIFs (the true top 1 %
+    losing to the send bar or the thumbs reference) that adversarial people made; and how
+    much of the weight of those adversarial judgements, and of normal people's judgements
+    on the same GIFs, the weighing keeps. The fit never sees the kinds: this only measures."""
+    from training.comparisons import is_reference, load_ledger, user_hash
+    from training.judgements import preview_judgements, weigh_ledger_people, with_judgements
+
+    truth = pop.truth
+    known = set(truth.shas)
+    ledger, _ = load_ledger(engine, known_gifs=known, items=truth.shas)
+    if not len(ledger):
+        return {}
+    raw = with_judgements(ledger, preview_judgements(engine, known), weigh_people=False)
+    weighed, report = weigh_ledger_people(raw)
+    kind = {user_hash(engine, settings, SIM_PLATFORM, u.user_id): u.kind for u in pop.users}
+    out: dict[str, float] = {}
+    for k in ("normal", "noisy", "adversarial"):
+        trust = [t for who, t in report.trust.items() if kind.get(who) == k]
+        if trust:
+            out[f"trust_{k}"] = float(np.mean(trust))
+    ref = np.asarray([is_reference(i) for i in raw.ids], dtype=bool)
+    top = np.zeros((len(raw.ids), N_EMOTIONS), dtype=bool)
+    for e in range(N_EMOTIONS):
+        top[np.flatnonzero(truth.relevant[e]), e] = True  # ids lead with truth.shas
+    e = raw.emotion.astype(np.int64)
+    lost = ref[raw.winner] & top[raw.loser, e]
+    on_top = lost | (ref[raw.loser] & top[raw.winner, e])
+    kinds = np.asarray([kind.get(w, "") for w in raw.who], dtype=object)
+    adv, normal = kinds == "adversarial", kinds == "normal"
+    total = float(raw.weight[lost].sum())
+    out["adv_share_top_losses"] = float(raw.weight[lost & adv].sum()) / total if total else 0.0
+    for label, rows in (("adv_kept_top_losses", lost & adv), ("normal_kept_top", on_top & normal)):
+        before = float(raw.weight[rows].sum())
+        if before:
+            out[label] = float(weighed[rows].sum()) / before
+    return out
+
+
 # ---------------------------------------------------------------------------------------
 # virtual users
 
@@ -505,6 +545,7 @@ class Population:
         self.quant = np.quantile(truth.values, self.q_grid, axis=0)  # (201, 17)
         self.words = {e: [w for w in WORDS[NAMES[e]] if _maps_to(parser, w, NAMES[e])] or [NAMES[e]]
                       for e in range(N_EMOTIONS)}
+        self.posted: dict[str, list[tuple[float, int]]] = {}  # channel -> (time, truth row)
 
     def columns(self, matrix: Any) -> np.ndarray:
         """Each truth row's column in `matrix` (-1: not in it); cached per snapshot."""
@@ -512,6 +553,33 @@ class Population:
             self._cols = np.asarray([matrix.index.get(s, -1) for s in self.truth.shas], np.int64)
             self._cols_for = matrix
         return self._cols
+
+    def allowed(self, matrix: Any, ceiling: str) -> np.ndarray:
+        """Per truth row: in the snapshot and allowed by the rating ceiling; cached per
+        snapshot (read only: copy before changing it)."""
+        key = (id(matrix), ceiling)
+        if getattr(self, "_allowed_key", None) != key or self._allowed_for is not matrix:
+            pen, _ = matrix.penalty(None, ceiling)
+            cols = self.columns(matrix)
+            self._allowed = np.isfinite(pen[np.maximum(cols, 0)]) & (cols >= 0)
+            self._allowed_key, self._allowed_for = key, matrix
+        return self._allowed
+
+    def record_post(self, channel: str, sha: str, at: float) -> None:
+        """A GIF reached `channel` at simulated time `at` (what the core keeps as an
+        impression: the ranker does not offer it there again within the repeat window)."""
+        k = self.truth.index.get(sha)
+        if k is not None:
+            self.posted.setdefault(channel, []).append((at, k))
+
+    def posted_since(self, channel: str, since: float) -> list[int]:
+        """Truth rows of the GIFs posted in `channel` at or after `since`."""
+        posts = self.posted.get(channel)
+        if not posts:
+            return []
+        while posts and posts[0][0] < since:  # posts arrive in time order: drop the old
+            posts.pop(0)
+        return [k for _at, k in posts]
 
     def level(self, e: int, q: float) -> float:
         return float(np.interp(q, self.q_grid, self.quant[:, e]))
@@ -629,24 +697,21 @@ class Window:
 def first_regret(core: Any, pop: Population, actor: Any, e: int, first: str) -> float:
     """Regret of a preview's first GIF: the truth of the best GIF the bot could have shown
     first (allowed in the channel, not posted there within the repeat window, as the ranker
-    sees it) minus the first GIF's truth. 0 = the best possible first suggestion."""
-    from bot import session as sess
+    sees it) minus the first GIF's truth. 0 = the best possible first suggestion.
 
+    What was posted where comes from the simulation's own record of its sends (the same
+    rows the core writes as impressions), not from a database query per request."""
     truth = pop.truth
     matrix = core.ranker.matrix()
-    pen, _ = matrix.penalty(None, core.settings.rating_ceiling)
-    cols = pop.columns(matrix)
-    allowed = np.isfinite(pen[np.maximum(cols, 0)]) & (cols >= 0)
+    allowed = pop.allowed(matrix, core.settings.rating_ceiling)
     if core.settings.repeat_window_hours > 0:
-        since = sess.to_datetime(core.clock() - 3600 * core.settings.repeat_window_hours)
-        recent = sess.recent_in_channel(core.engine, actor.platform, actor.workspace,
-                                        actor.channel, since)
-        for sha in recent:
-            k = truth.index.get(sha)
-            if k is not None:
-                allowed[k] = False
+        since = core.clock() - 3600 * core.settings.repeat_window_hours
+        recent = pop.posted_since(actor.channel, since)
+        if recent:
+            allowed = allowed.copy()
+            allowed[recent] = False
     if not allowed.any():  # everything was posted recently: the ranker offers repeats
-        allowed = cols >= 0
+        allowed = pop.columns(matrix) >= 0
     best = float(truth.values[allowed, e].max()) if allowed.any() else 0.0
     return max(0.0, best - pop.t(first, e))
 
@@ -712,6 +777,7 @@ async def one_request(core: Any, pop: Population, w: Window) -> None:
                 w.cancels += 1
     if sent and posted is not None and posted.post is not None:
         w.sends += 1
+        pop.record_post(u.channel, posted.post.card.sha256, core.clock())
         for v in pop.voters(u):
             voter = Actor(SIM_PLATFORM, SIM_WORKSPACE, u.channel, v.user_id)
             r = await core.vote(voter, post_id=posted.post.post_id,
@@ -724,6 +790,23 @@ async def one_request(core: Any, pop: Population, w: Window) -> None:
         if answer is not None:
             r = await core.answer_poll(actor, poll.poll.poll_id, answer)
             w.polls_answered += r.kind == "ack"
+
+
+class InlineExecutor(ThreadPoolExecutor):
+    """Runs what the core hands to a worker thread right away, on the simulation's thread.
+
+    The core answers each user action in a worker thread (`asyncio.to_thread`), so that a
+    chat process keeps serving others meanwhile. The simulation awaits every action before
+    the next, so the hop buys nothing there and costs a thread hand-over per action (most
+    of a virtual request on a loaded machine). Same calls, same order, same results."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        fut: Future = Future()
+        try:
+            fut.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # handed to the awaiting coroutine, as a thread would
+            fut.set_exception(exc)
+        return fut
 
 
 def run_strategy(settings: Settings, cfg: SimConfig, prepared: Prepared, name: str,
@@ -758,6 +841,7 @@ async def _run_async(s: Settings, cfg: SimConfig, prepared: Prepared, spec: Stra
     from scorer.store import init_db
     from training.retrain import scheduled_job
 
+    asyncio.get_running_loop().set_default_executor(InlineExecutor(max_workers=1))
     engine = init_db(s.db_url)
     clock = SimClock(time.time())
     ranker = Ranker(engine, clock=clock)
@@ -779,6 +863,8 @@ async def _run_async(s: Settings, cfg: SimConfig, prepared: Prepared, spec: Stra
         point = {**measure(matrix, truth, mrng), **window.row(), "requests": done,
                  "model_version_id": matrix.model_version_id, "fit_id": matrix.fit_id,
                  "n_bt": matrix.n_bt}
+        if spec.retrain and done:
+            point.update(voter_weights(engine, s, pop))
         if retrain:
             point["retrain"] = retrain
         curve.append(point)
@@ -1179,6 +1265,16 @@ def _earlier_target_lines(result: SimResult) -> list[str]:
             f"what they see) move the final NDCG@5 by **{dirty - clean:+.3f}** "
             f"({clean:.3f} → {dirty:.3f}; target: less than 0.02 in size)",
         ]
+        last = result.run(adv[0])["curve"][-1]
+        if last.get("trust_adversarial") is not None:
+            lines.append(
+                f"- how the retrain weighs people (`training/reliability.py`, final checkpoint): "
+                f"mean trust normal {last.get('trust_normal') or 0:.2f}, noisy "
+                f"{last.get('trust_noisy') or 0:.2f}, adversarial {last['trust_adversarial']:.2f}; "
+                f"adversarial people made {last.get('adv_share_top_losses') or 0:.0%} of the "
+                "judgements against the true top 1 % and keep "
+                f"{last.get('adv_kept_top_losses') or 0:.0%} of their weight (normal people's "
+                f"judgements on those GIFs keep {last.get('normal_kept_top') or 0:.0%})")
     return lines
 
 

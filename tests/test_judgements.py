@@ -43,10 +43,12 @@ def test_every_decision_is_a_judgement_against_the_bar(sqlite_engine) -> None:
     assert open_one.state == "open"  # still open: no decision yet, nothing counted
     bar = bar_id(HAPPY)
     rows = preview_judgements(sqlite_engine, {a, b, c, d})
-    assert sorted(rows) == sorted([(HAPPY, a, bar), (HAPPY, a, bar), (HAPPY, bar, b),
-                                   (HAPPY, bar, c), (HAPPY, bar, d)])
+    who = "0" * 64  # the person who decided travels with each judgement (their reliability)
+    assert sorted(rows) == sorted([(HAPPY, a, bar, who), (HAPPY, a, bar, who),
+                                   (HAPPY, bar, b, who), (HAPPY, bar, c, who),
+                                   (HAPPY, bar, d, who)])
     # GIFs no longer in a pool are left out
-    assert preview_judgements(sqlite_engine, {a}) == [(HAPPY, a, bar), (HAPPY, a, bar)]
+    assert preview_judgements(sqlite_engine, {a}) == [(HAPPY, a, bar, who)] * 2
     counts = judgement_counts(sqlite_engine, {a: 0, b: 1, c: 2, d: 3}, 4)
     assert counts[:, HAPPY].tolist() == [2, 1, 1, 1] and counts.sum() == 5
 

@@ -64,7 +64,8 @@ def test_simulate_command_product_beats_its_prior_and_random(tmp_path: Path) -> 
     """A real run: demo pools drawn and encoded, v0 trained on crowd votes, virtual users
     through BotCore, the scheduled retrain job, the ranker's refresh; then the product must
     rank better than random suggestions and, what people feel, better than its own prior
-    alone (same exploration, no learning). The cheap `motion` encoder keeps it quick."""
+    alone (same exploration, no learning), and adversarial users must be contained. The
+    cheap `motion` encoder keeps it quick."""
     from bot.cli import cli
 
     out, cache = tmp_path / "docs", tmp_path / "cache"
@@ -72,13 +73,15 @@ def test_simulate_command_product_beats_its_prior_and_random(tmp_path: Path) -> 
            "MOODGIF_LOG_LEVEL": "WARNING"}
     result = CliRunner().invoke(cli, [
         "simulate", "--pool-size", "80", "--seed-pool-size", "60", "--requests", "300",
-        "--retrain-every", "100", "--strategies", "prior,both+polls,random", "--adversarial", "0",
+        "--retrain-every", "100", "--strategies", "prior,both,both+polls,random",
+        "--adversarial", "0.2",
         "--workers", "1", "--seed", "1", "--out", str(out), "--cache", str(cache),
     ], env=env, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     data = json.loads((cache / "learning-loop.json").read_text())
     runs = {r["strategy"]: r for r in data["runs"]}
     product, rand, prior = (runs[n]["curve"] for n in ("both+polls", "random", "prior"))
+    shipped, attacked = runs["both"]["curve"], runs["both@adv"]["curve"]
     assert [p["requests"] for p in product] == [0, 100, 200, 300]
     # the loop really ran: retrains activated new versions and the ranker picked them up
     statuses = [p["retrain"]["status"] for p in product if p.get("retrain")]
@@ -100,6 +103,18 @@ def test_simulate_command_product_beats_its_prior_and_random(tmp_path: Path) -> 
     assert late(product, "sent_without_shuffle") > late(prior, "sent_without_shuffle") + 0.1
     assert late(product, "regret") < late(prior, "regret") - 0.1
     assert product[-1]["p1"] > prior[-1]["p1"]
+    # the product as shipped (no polls) too: P@1 or sent-without-a-shuffle beat its own prior
+    assert (shipped[-1]["p1"] > prior[-1]["p1"]
+            or late(shipped, "sent_without_shuffle") > late(prior, "sent_without_shuffle") + 0.05)
+    # 20 % adversarial users are contained: the retrain finds them by their disagreement with
+    # everyone else and weighs them down (training/reliability.py), their judgements against
+    # the truly best GIFs keep less of their weight than normal people's judgements on the
+    # same GIFs, and the ranking holds
+    final = attacked[-1]
+    assert final["trust_adversarial"] < final["trust_normal"] - 0.2
+    assert final["trust_normal"] > 0.8
+    assert final["adv_kept_top_losses"] < final["normal_kept_top"]
+    assert abs(final["ndcg5"] - shipped[-1]["ndcg5"]) < 0.05
     md = (out / "learning-loop.md").read_text()
     assert "moodgif simulate --pool-size 80" in md and "| `both+polls` |" in md
     assert (out / "learning-curve.png").stat().st_size > 1000

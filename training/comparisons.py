@@ -381,6 +381,8 @@ class LedgerArrays:
     max_id: int  # highest comparison id read (0 when empty): the fit's watermark
     # bool (M,): the row is a "sent beats skipped" pair (None: not known)
     is_send: np.ndarray | None = None
+    # object (M,): the person (user hash) behind each row, "" for none (None: not known)
+    who: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.emotion.shape[0])
@@ -428,6 +430,7 @@ def load_ledger(engine: Engine, *, known_gifs: set[str] | None = None,
     tie: list[bool] = []
     wt: list[float] = []
     sends: list[bool] = []
+    people: list[str] = []
     thumbs: list[tuple[int, str, bool]] = []  # (row, who, up) of every 👍/👎 used
     info: dict = {"rows": 0, "used": 0, "skipped_unknown_gif": 0, "skipped_bad_emotion": 0,
                   "by_source": Counter(), "ties": 0}
@@ -452,6 +455,7 @@ def load_ledger(engine: Engine, *, known_gifs: set[str] | None = None,
             tie.append(bool(t))
             wt.append(float(weight if weight is not None else 1.0))
             sends.append(src == "send")
+            people.append(who or "")
             if src in THUMB_SOURCES and who and (is_reference(w) or is_reference(l_)):
                 thumbs.append((len(em) - 1, who, is_reference(l_)))
             info["by_source"][src] += 1
@@ -472,6 +476,7 @@ def load_ledger(engine: Engine, *, known_gifs: set[str] | None = None,
         weight=weights,
         max_id=max_id,
         is_send=np.asarray(sends, dtype=bool),
+        who=np.asarray(people, dtype=object),
     )
     return arrays, info
 

@@ -19,6 +19,8 @@ rows stay in the ledger (other tools read them); the retrain weighs them by
 from __future__ import annotations
 
 import datetime as dt
+import os
+from collections.abc import Sequence
 
 import numpy as np
 from sqlalchemy import select
@@ -26,11 +28,15 @@ from sqlalchemy.engine import Engine
 
 from scorer.emotions import N_EMOTIONS, NAMES
 from scorer.store import ChatSession, Post
-from training.comparisons import REFERENCE_PREFIX, LedgerArrays
+from training.comparisons import REFERENCE_PREFIX, LedgerArrays, is_reference
+from training.reliability import ReliabilityReport, weigh_people
 
 BAR_PREFIX = REFERENCE_PREFIX + "bar:"  # a reference item: never a GIF, never ranked
 # Weight of the ledger's "sent beats skipped" rows when the bar judgements are used.
 SEND_PAIR_WEIGHT = 0.0
+# Cap each person's repeated judgements and weigh them by their agreement with the others
+# (training/reliability.py); off only to measure what it does.
+WEIGH_PEOPLE = os.environ.get("MOODGIF_WEIGH_PEOPLE", "1") != "0"
 
 
 def bar_id(emotion: int) -> str:
@@ -39,39 +45,45 @@ def bar_id(emotion: int) -> str:
 
 
 def preview_judgements(engine: Engine, known: set[str], until: dt.datetime | None = None
-                       ) -> list[tuple[int, str, str]]:
-    """(emotion, winner, loser) per decision in closed previews: sent GIF > bar > skipped.
+                       ) -> list[tuple[int, str, str, str]]:
+    """(emotion, winner, loser, who) per decision in closed previews: sent GIF > bar >
+    skipped; `who` is the person who decided (their user hash).
 
     `known`: GIFs still in a pool (others are left out, like the ledger's unknown GIFs);
     `until`: only previews last touched before this (a stable snapshot for one fit).
     """
-    q = (select(ChatSession.emotion, ChatSession.shown, ChatSession.state, Post.gif_sha)
+    q = (select(ChatSession.emotion, ChatSession.shown, ChatSession.state, Post.gif_sha,
+                ChatSession.user_hash)
          .outerjoin(Post, Post.session_id == ChatSession.id)
          .where(ChatSession.kind == "preview", ChatSession.state.in_(("sent", "cancelled"))))
     if until is not None:
         q = q.where(ChatSession.updated_at <= until)
-    out: list[tuple[int, str, str]] = []
+    out: list[tuple[int, str, str, str]] = []
     with engine.connect() as conn:
-        for emotion, shown, state, sent in conn.execute(q):
+        for emotion, shown, state, sent, who in conn.execute(q):
             if not 0 <= int(emotion) < N_EMOTIONS or not shown:
                 continue
             bar = bar_id(int(emotion))
+            who = who or ""
             if state == "sent" and sent in known:
-                out.append((int(emotion), sent, bar))
+                out.append((int(emotion), sent, bar, who))
             for sha in dict.fromkeys(shown):
                 if sha != sent and sha in known:
-                    out.append((int(emotion), bar, sha))
+                    out.append((int(emotion), bar, sha, who))
     return out
 
 
-def with_judgements(ledger: LedgerArrays, rows: list[tuple[int, str, str]],
-                    send_pair_weight: float = SEND_PAIR_WEIGHT) -> LedgerArrays:
-    """The ledger plus the bar judgements; its "send" rows re-weighted by
-    `send_pair_weight`."""
+def with_judgements(ledger: LedgerArrays, rows: Sequence[tuple],
+                    send_pair_weight: float = SEND_PAIR_WEIGHT, *,
+                    weigh_people: bool = WEIGH_PEOPLE) -> LedgerArrays:
+    """The ledger plus the bar judgements (`(emotion, winner, loser[, who])` rows); its
+    "send" rows re-weighted by `send_pair_weight`; then, with `weigh_people`, each person's
+    rows capped and scaled by their reliability (training/reliability.py)."""
     ids = list(ledger.ids)
     index = {item: i for i, item in enumerate(ids)}
-    em, win, lose = [], [], []
-    for e, w, lo in rows:
+    em, win, lose, people = [], [], [], []
+    for row in rows:
+        e, w, lo = row[:3]
         for item in (w, lo):
             if item not in index:
                 index[item] = len(ids)
@@ -79,10 +91,12 @@ def with_judgements(ledger: LedgerArrays, rows: list[tuple[int, str, str]],
         em.append(e)
         win.append(index[w])
         lose.append(index[lo])
+        people.append(row[3] if len(row) > 3 else "")
     send_rows = ledger.is_send if ledger.is_send is not None else np.zeros(len(ledger), bool)
     weight = np.where(send_rows, ledger.weight * send_pair_weight, ledger.weight)
     k = len(em)
-    return LedgerArrays(
+    old_who = ledger.who if ledger.who is not None else np.full(len(ledger), "", dtype=object)
+    out = LedgerArrays(
         ids=ids,
         emotion=np.concatenate([ledger.emotion, np.asarray(em, np.int16)]),
         winner=np.concatenate([ledger.winner, np.asarray(win, np.int64)]),
@@ -91,13 +105,26 @@ def with_judgements(ledger: LedgerArrays, rows: list[tuple[int, str, str]],
         weight=np.concatenate([weight, np.ones(k)]),
         max_id=ledger.max_id,
         is_send=np.concatenate([send_rows, np.zeros(k, bool)]),
+        who=np.concatenate([old_who, np.asarray(people, dtype=object)]),
     )
+    if weigh_people:
+        out.weight, _ = weigh_ledger_people(out)
+    return out
+
+
+def weigh_ledger_people(ledger: LedgerArrays) -> tuple[np.ndarray, ReliabilityReport]:
+    """The ledger's weights after each person's repeat cap and reliability (a new array)."""
+    if ledger.who is None or not len(ledger):
+        return ledger.weight.copy(), ReliabilityReport()
+    is_ref = np.asarray([is_reference(item) for item in ledger.ids], dtype=bool)
+    return weigh_people(ledger.weight, ledger.who, ledger.emotion, ledger.winner,
+                        ledger.loser, is_ref)
 
 
 def judgement_counts(engine: Engine, index: dict[str, int], n: int) -> np.ndarray:
     """(n, 17) bar judgements per GIF and emotion: evidence the ranker counts like comparisons."""
     counts = np.zeros((n, N_EMOTIONS), dtype=np.int64)
-    for e, w, lo in preview_judgements(engine, set(index)):
+    for e, w, lo, _who in preview_judgements(engine, set(index)):
         for item in (w, lo):
             i = index.get(item)
             if i is not None:
