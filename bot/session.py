@@ -10,8 +10,8 @@ in process memory, so a preview survives a restart and any bot process can serve
   conditional UPDATE, so a double click on Send posts once.
 - A **post** is a GIF sent publicly from a preview; people vote on it.
 - A **poll** is a `chat_sessions` row of kind "poll" with the two GIFs in `current`.
-- **Scoped settings** (Red-DiscordBot's scopes): a channel row beats a workspace row beats
-  the `Settings` default. Keys and their checks are in `SCOPED_KEYS`.
+- **Scoped settings** (a channel row beats a workspace row beats the global setting) are
+  `bot.scoped_settings`; their functions are re-exported here for the chat flows.
 - **Cooldown**: an in-memory per (platform, user) token bucket, one token per
   `cooldown_s`; it only limits new requests, never votes.
 """
@@ -23,157 +23,30 @@ import secrets
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from scorer.settings import RATINGS, Settings
-from scorer.store import ChatSession, Impression, Post, ScopedSetting, unit_of_work, utcnow
+from bot.scoped_settings import (  # noqa: F401 (re-exported: the chat flows' one import)
+    ScopedSettingError,
+    get_all_scoped,
+    get_scoped,
+    list_scoped,
+    set_scoped,
+)
+from scorer.store import ChatSession, Impression, Post, unit_of_work
 
 # Every function takes the caller's Session (one user action = one transaction, committed by
 # the caller: `bot.flows`) or an Engine (a transaction of its own: tests, housekeeping).
 Db = Engine | Session
 
-# ---------------------------------------------------------------------------------------
-# scoped settings
-
-
-class ScopedSettingError(ValueError):
-    """An unknown key or a value that key cannot take; the message says which."""
-
-
-def _as_bool(v: Any) -> bool:
-    if isinstance(v, bool):
-        return v
-    text = str(v).strip().lower()
-    if text in {"1", "true", "yes", "on"}:
-        return True
-    if text in {"0", "false", "no", "off"}:
-        return False
-    raise ScopedSettingError(f"expected on or off, not {v!r}")
-
-
-def _as_rating(v: Any) -> str:
-    r = str(v).strip().lower()
-    if r not in RATINGS:
-        raise ScopedSettingError(f"rating ceiling must be one of {', '.join(RATINGS)}, not {v!r}")
-    return r
-
-
-def _as_pools(v: Any) -> list[str]:
-    items = v if isinstance(v, list | tuple) else str(v).replace(" ", ",").split(",")
-    names = [str(x).strip() for x in items if str(x).strip()]
-    if any(n in {"all", "*"} for n in names):
-        return []
-    return sorted(dict.fromkeys(names))
-
-
-def _as_cooldown(v: Any) -> float:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        raise ScopedSettingError(f"cooldown must be a number of seconds, not {v!r}") from None
-    if not 0 <= f <= 3600:
-        raise ScopedSettingError("cooldown must be between 0 and 3600 seconds")
-    return f
-
-
-def _as_preview_count(v: Any) -> int:
-    try:
-        n = int(v)
-    except (TypeError, ValueError):
-        raise ScopedSettingError(f"preview count must be 1 or 3, not {v!r}") from None
-    if n not in {1, 3}:
-        raise ScopedSettingError(f"preview count must be 1 or 3, not {v!r}")
-    return n
-
-
-# key -> (parser, default from Settings or a fixed default)
-SCOPED_KEYS: dict[str, tuple[Callable[[Any], Any], Callable[[Settings], Any]]] = {
-    "rating_ceiling": (_as_rating, lambda s: s.rating_ceiling),
-    "pools": (_as_pools, lambda s: []),  # [] = every pool
-    "cooldown_s": (_as_cooldown, lambda s: s.cooldown_s),
-    "preview_count": (_as_preview_count, lambda s: s.preview_count),
-    "watch": (_as_bool, lambda s: False),  # opt-in: the bot reads a channel only when asked
-}
-
-
-def _check_key(key: str) -> None:
-    if key not in SCOPED_KEYS:
-        raise ScopedSettingError(f"unknown setting {key!r}; known: {', '.join(SCOPED_KEYS)}")
-
-
-def get_scoped(db: Db, settings: Settings, platform: str, workspace: str,
-               channel: str, key: str) -> Any:
-    """The value for this channel: its own row, else the workspace's, else the Settings."""
-    _check_key(key)
-    return get_all_scoped(db, settings, platform, workspace, channel)[key]
-
-
-# Built once: every request runs these, and building a statement costs more than SQLite
+# Built once: every request runs it, and building a statement costs more than SQLite
 # takes to answer it (bind parameters carry the values).
-_SCOPED_ROWS = select(ScopedSetting.channel, ScopedSetting.key, ScopedSetting.value).where(
-    ScopedSetting.platform == bindparam("platform"),
-    ScopedSetting.workspace == bindparam("workspace"),
-    ScopedSetting.channel.in_([bindparam("workspace_scope"), bindparam("channel")]),
-)
 _RECENT = select(Impression.gif_sha).where(
     Impression.platform == bindparam("platform"), Impression.workspace == bindparam("workspace"),
     Impression.channel == bindparam("channel"), Impression.shown_at >= bindparam("since"),
 ).distinct()
-
-
-def get_all_scoped(db: Db, settings: Settings, platform: str, workspace: str,
-                   channel: str) -> dict[str, Any]:
-    """Every scoped key at once (one query): what a request needs."""
-    values = {key: default(settings) for key, (_, default) in SCOPED_KEYS.items()}
-    with unit_of_work(db) as s:
-        rows = s.execute(_SCOPED_ROWS, {"platform": platform[:16], "workspace": workspace[:64],
-                                        "workspace_scope": "", "channel": channel[:64]}).all()
-    # workspace rows first, then the channel's, so the channel wins
-    for _chan, key, value in sorted(rows, key=lambda r: r[0] != ""):
-        if key in SCOPED_KEYS and isinstance(value, dict) and "v" in value:
-            try:
-                values[key] = SCOPED_KEYS[key][0](value["v"])
-            except ScopedSettingError:
-                continue  # a row written by an older version: fall back to the wider scope
-    return values
-
-
-def set_scoped(db: Db, platform: str, workspace: str, channel: str, key: str,
-               value: Any) -> Any:
-    """Set a key for a channel (or, with channel "", the workspace); None removes the row.
-
-    Returns the stored (parsed) value; raises ScopedSettingError for a bad key or value.
-    """
-    _check_key(key)
-    parsed = None if value is None else SCOPED_KEYS[key][0](value)
-    pk = {"platform": platform[:16], "workspace": workspace[:64], "channel": channel[:64],
-          "key": key}
-    with unit_of_work(db) as s:
-        row = s.get(ScopedSetting, pk)
-        if parsed is None:
-            if row is not None:
-                s.delete(row)
-            return None
-        if row is None:
-            s.add(ScopedSetting(**pk, value={"v": parsed}, updated_at=utcnow()))
-        else:
-            row.value, row.updated_at = {"v": parsed}, utcnow()
-    return parsed
-
-
-def list_scoped(db: Db, platform: str, workspace: str) -> list[tuple[str, str, Any]]:
-    """(channel, key, value) rows of a workspace, for the admin pages."""
-    with unit_of_work(db) as s:
-        rows = s.execute(
-            select(ScopedSetting.channel, ScopedSetting.key, ScopedSetting.value).where(
-                ScopedSetting.platform == platform[:16], ScopedSetting.workspace == workspace[:64])
-            .order_by(ScopedSetting.channel, ScopedSetting.key)
-        ).all()
-    return [(c, k, v.get("v") if isinstance(v, dict) else v) for c, k, v in rows]
 
 
 # ---------------------------------------------------------------------------------------

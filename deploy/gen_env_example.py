@@ -9,16 +9,13 @@ One file serves docker compose (`env_file:` and `--env-file`) and systemd
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scorer.settings import Settings, env_name
+from scorer.settings import SPECS, Settings, Spec
 
 # Set (uncommented) in the example: what an admin fills in for a real team.
 SET_IN_EXAMPLE: dict[str, str] = {
@@ -61,19 +58,12 @@ HEADER = """\
 """
 
 
-def _sections() -> dict[str, str]:
-    """field name -> the `# --- section ---` comment it sits under in scorer/settings.py."""
-    out: dict[str, str] = {}
-    section = ""
-    for line in inspect.getsource(Settings).splitlines():
-        m = re.match(r"\s*# --- (.+?) -+\s*$", line)
-        if m:
-            section = m.group(1)
-            continue
-        m = re.match(r"\s+(\w+): .+ = _f\(", line)
-        if m:
-            out[m.group(1)] = section
-    return out
+def _section(spec: Spec) -> str:
+    """A group's docstring names its section; the top-level fields are where things live."""
+    if spec.group is None:
+        return "where things live"
+    doc = (type(getattr(Settings(), spec.group)).__doc__ or spec.group).strip()
+    return doc.splitlines()[0].rstrip(".")
 
 
 def _literal(value: Any) -> str:
@@ -88,24 +78,24 @@ def _literal(value: Any) -> str:
 
 def render() -> str:
     defaults = Settings()
-    sections = _sections()
     lines = [HEADER]
     current = None
-    for f in dataclasses.fields(Settings):
-        section = sections.get(f.name, "other")
+    for spec in SPECS:
+        section = _section(spec)
         if section != current:
             lines.append(f"\n# ===== {section} =====")
             current = section
-        name = env_name(f)
-        doc = f.metadata.get("doc") or f.name.replace("_", " ")
-        kind = "secret" if f.metadata.get("secret") else getattr(f.type, "__name__", str(f.type))
-        if f.name == "home":
+        doc = spec.doc or spec.key.replace("_", " ")
+        annotation = spec.info.annotation
+        name = str(annotation) if getattr(annotation, "__args__", None) else None
+        kind = "secret" if spec.secret else name or getattr(annotation, "__name__", str(annotation))
+        if spec.path == "home":
             doc += "; the images use /data, the systemd units /var/lib/moodgif"
         lines.append(f"# {doc}  [{kind}]")
-        if name in SET_IN_EXAMPLE:
-            lines.append(f"{name}={SET_IN_EXAMPLE[name]}")
+        if spec.env in SET_IN_EXAMPLE:
+            lines.append(f"{spec.env}={SET_IN_EXAMPLE[spec.env]}")
         else:
-            lines.append(f"# {name}={_literal(getattr(defaults, f.name))}")
+            lines.append(f"# {spec.env}={_literal(spec.get(defaults))}")
     lines.append("\n# ===== docker compose and libraries (not moodgif settings) =====")
     for name, value, is_set, doc in COMPOSE_ONLY:
         lines.append(f"# {doc}")

@@ -6,7 +6,6 @@ and the image's entrypoint commands run outside Docker."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import importlib.util
 import json
 import os
@@ -23,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scorer.settings import Settings, env_name, load_settings
+from scorer.settings import SPECS, Settings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
@@ -87,7 +86,7 @@ def test_env_example_is_generated_from_settings() -> None:
 def test_env_example_documents_every_setting_and_nothing_else() -> None:
     active, commented = _env_lines(DEPLOY / "moodgif.env.example")
     documented = {**commented, **active}
-    names = {env_name(f) for f in dataclasses.fields(Settings)}
+    names = {spec.env for spec in SPECS}
     missing = sorted(names - set(documented))
     assert not missing, f"settings without a line in moodgif.env.example: {missing}"
     compose_only = {name for name, *_ in _gen_module().COMPOSE_ONLY}
@@ -98,16 +97,16 @@ def test_env_example_documents_every_setting_and_nothing_else() -> None:
 def test_env_example_defaults_are_the_real_defaults(tmp_path: Path) -> None:
     """Uncommenting every documented default changes nothing: the example tells the truth."""
     active, commented = _env_lines(DEPLOY / "moodgif.env.example")
-    settings_names = {env_name(f): f.name for f in dataclasses.fields(Settings)}
+    settings_names = {spec.env: spec for spec in SPECS}
     env = {k: v for k, v in commented.items() if k in settings_names and k not in {"MOODGIF_HOME", "MOODGIF_CONFIG"}}
     env.update({k: v for k, v in active.items() if k in settings_names})
     loaded = load_settings(env=env, home=str(tmp_path))
     defaults = load_settings(env={}, home=str(tmp_path))
-    for var, field in settings_names.items():
+    for var, spec in settings_names.items():
         if var in active or var in {"MOODGIF_HOME", "MOODGIF_CONFIG"}:
             continue
-        assert getattr(loaded, field) == getattr(defaults, field), var
-    assert loaded.log_json is True  # set in the example: JSON logs for a deployment
+        assert spec.get(loaded) == spec.get(defaults), var
+    assert loaded.log.json_output is True  # set in the example: JSON logs for a deployment
 
 
 # ---------------------------------------------------------------------------------------

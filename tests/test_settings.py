@@ -1,12 +1,22 @@
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from pydantic import ValidationError
 
 from bot.cli import cli
-from scorer.settings import SettingsError, load_settings, rating_allowed
+from scorer.settings import (
+    BY_KEY,
+    FLAT_KEYS,
+    SPECS,
+    Settings,
+    SettingsError,
+    load_settings,
+    rating_allowed,
+)
 
 
 def test_defaults_env_and_toml(tmp_path: Path) -> None:
@@ -15,9 +25,9 @@ def test_defaults_env_and_toml(tmp_path: Path) -> None:
     (home / "moodgif.toml").write_text('http_port = 9000\nexploration_rate = 0.5\nslack_admin_user_ids = ["U1", "U2"]\n')
     s = load_settings(env={"MOODGIF_HOME": str(home), "MOODGIF_HTTP_PORT": "9100"})
     assert s.home == home
-    assert s.http_port == 9100  # environment beats the file
-    assert s.exploration_rate == 0.5
-    assert s.slack_admin_user_ids == ["U1", "U2"]
+    assert s.http.port == 9100  # environment beats the file
+    assert s.ranking.exploration_rate == 0.5
+    assert s.slack.admin_user_ids == ["U1", "U2"]
     assert s.db_url == f"sqlite:///{home / 'moodgif.db'}"
 
 
@@ -43,7 +53,7 @@ def test_config_show_masks_secrets(tmp_path: Path) -> None:
     assert "xoxb-very-secret-token" not in result.output
     assert "discord-secret-abc" not in result.output
     assert "hunter2" not in result.output
-    assert "slack_bot_token" in result.output and "***" in result.output
+    assert "slack.bot_token" in result.output and "***" in result.output
 
 
 def test_bad_config_is_one_clear_line(tmp_path: Path) -> None:
@@ -61,7 +71,80 @@ def test_rating_ceiling() -> None:
 def test_score_batch_size_zero_means_auto(tmp_path: Path) -> None:
     from scorer.pipeline import CPU_BATCH_SIZE, auto_batch_size
 
-    assert load_settings(env={"MOODGIF_HOME": str(tmp_path)}).score_batch_size == 0
+    assert load_settings(env={"MOODGIF_HOME": str(tmp_path)}).scoring.batch_size == 0
     assert auto_batch_size("cpu") == CPU_BATCH_SIZE
     with pytest.raises(SettingsError, match="SCORE_BATCH_SIZE"):
         load_settings(env={"MOODGIF_HOME": str(tmp_path), "MOODGIF_SCORE_BATCH_SIZE": "-1"})
+
+
+def test_nested_toml_tables_and_flat_keys_mix(tmp_path: Path) -> None:
+    (tmp_path / "moodgif.toml").write_text(
+        'poll_share = 0.25\n[http]\nport = 9001\n[slack]\nadmin_user_ids = ["U9"]\n'
+        '[chat]\nrating_ceiling = "G"\n')
+    s = load_settings(env={"MOODGIF_HOME": str(tmp_path)})
+    assert s.http.port == 9001 and s.slack.admin_user_ids == ["U9"]
+    assert s.ranking.poll_share == 0.25 and s.chat.rating_ceiling == "g"
+    assert s.config_file == str(tmp_path / "moodgif.toml")
+    (tmp_path / "moodgif.toml").write_text("[http]\nbogus = 1\n")
+    with pytest.raises(SettingsError, match="unknown setting 'http__bogus'"):
+        load_settings(env={"MOODGIF_HOME": str(tmp_path)})
+    (tmp_path / "moodgif.toml").write_text("[nowhere]\nport = 1\n")
+    with pytest.raises(SettingsError, match=r"unknown setting table \[nowhere\]"):
+        load_settings(env={"MOODGIF_HOME": str(tmp_path)})
+
+
+def test_a_bad_value_in_the_file_names_the_file_and_the_variable(tmp_path: Path) -> None:
+    (tmp_path / "moodgif.toml").write_text('[scoring]\nsampling = "sideways"\n')
+    with pytest.raises(SettingsError) as err:
+        load_settings(env={"MOODGIF_HOME": str(tmp_path)})
+    assert "MOODGIF_SAMPLING" in str(err.value) and str(tmp_path / "moodgif.toml") in str(err.value)
+
+
+def test_every_old_env_name_still_sets_its_field(tmp_path: Path) -> None:
+    """MOODGIF_<old flat key> and the platforms' own names reach the nested field."""
+    assert FLAT_KEYS["http_port"] == "http.port" and FLAT_KEYS["slack_bot_token"] == "slack.bot_token"
+    assert BY_KEY["slack_bot_token"].env == "SLACK_BOT_TOKEN"
+    assert BY_KEY["config_file"].env == "MOODGIF_CONFIG"
+    samples = {int: "7", float: "0.5", bool: "true", str: "x"}
+    for spec in SPECS:
+        kind = spec.info.annotation
+        if spec.path in {"home", "config_file"} or kind not in samples:
+            continue
+        if spec.key in {"rating_ceiling", "sampling", "device", "bt_ties", "exploration",
+                        "intent_embedder", "preview_count", "poll_share"}:
+            continue  # constrained values: covered by their own tests
+        s = load_settings(env={"MOODGIF_HOME": str(tmp_path), spec.env: samples[kind]})
+        assert spec.get(s) == kind(samples[kind]) if kind is not bool else spec.get(s) is True, spec
+    s = load_settings(env={"MOODGIF_HOME": str(tmp_path), "MOODGIF_ALLOWED_SOURCE_DIRS": "/a b, /c",
+                           "MOODGIF_LOG_JSON": ""})
+    assert s.fetch.allowed_source_dirs == ["/a b", "/c"] and s.log.json_output is False
+
+
+def test_override_validates_and_leaves_the_original(tmp_path: Path) -> None:
+    s = load_settings(env={"MOODGIF_HOME": str(tmp_path)})
+    t = s.override(ranking__poll_share=0.5, home=tmp_path / "o", **{"cooldown_s": 0})  # old key
+    assert (t.ranking.poll_share, t.chat.cooldown_s, t.home) == (0.5, 0.0, tmp_path / "o")
+    assert s.ranking.poll_share == 0.0 and s.home == tmp_path
+    with pytest.raises(SettingsError, match="MOODGIF_PREVIEW_COUNT"):
+        s.override(chat__preview_count=2)
+    with pytest.raises(SettingsError, match="unknown setting"):
+        s.override(chat__nope=1)
+    with pytest.raises(ValidationError):
+        s.chat.rating_ceiling = "nc-17"  # assignment is validated too
+
+
+def test_plain_settings_are_the_defaults_whatever_the_environment(monkeypatch) -> None:
+    monkeypatch.setenv("MOODGIF_HTTP_PORT", "1234")
+    assert Settings().http.port == 8080
+    assert load_settings(env={"MOODGIF_HOME": "/tmp"}).http.port == 8080
+
+
+def test_secrets_are_masked_and_listed_for_scrubbing(tmp_path: Path) -> None:
+    s = load_settings(env={"MOODGIF_HOME": str(tmp_path), "GIPHY_API_KEY": "gk-1",
+                           "MOODGIF_USER_HASH_SALT": "pepper",
+                           "MOODGIF_DATABASE_URL": "postgresql://u:pw@h/db?sslpassword=sp"})
+    shown = s.masked()
+    assert shown["giphy.api_key"] == "***" and shown["chat.user_hash_salt"] == "***"
+    assert "pw" not in shown["database_url"] and "sp" not in shown["db_url (effective)"]
+    assert {"gk-1", "pepper", "pw", "sp"} <= set(s.secret_values())
+    assert pickle.loads(pickle.dumps(s)) == s  # the retrain worker gets it on stdin

@@ -32,7 +32,7 @@ POOLS_USAGE = "Usage: pools list | pools add NAME FOLDER|MANIFEST|URL-LIST|giphy
 CHANNEL_USAGE = ("Usage: channel show | channel pools NAME[,NAME] | channel watch on|off | "
                  "channel preview 1|3 | channel cooldown SECONDS | channel rating CEILING | "
                  "channel KEY reset")
-# the words an admin may type for a scoped setting -> its key in bot.session.SCOPED_KEYS
+# the words an admin may type for a scoped setting -> its key in bot.scoped_settings.KEYS
 CHANNEL_KEYS = {"pools": "pools", "pool": "pools", "watch": "watch", "preview": "preview_count",
                 "preview_count": "preview_count", "cooldown": "cooldown_s",
                 "cooldown_s": "cooldown_s", "rating": "rating_ceiling",
@@ -63,7 +63,7 @@ class ShowChannel:
 
 @dataclass(frozen=True)
 class SetChannel:
-    key: str  # a key of bot.session.SCOPED_KEYS (or an alias in CHANNEL_KEYS)
+    key: str  # a key of bot.scoped_settings.KEYS (or an alias in CHANNEL_KEYS)
     value: str | None  # None: back to the workspace's value or the default
 
 
