@@ -66,7 +66,7 @@ def main() -> None:
 
     home = args.home or Path(tempfile.gettempdir()) / f"moodgif-bench-learning-{args.count}-{args.seed}"
     os.environ["MOODGIF_HOME"] = str(home)
-    settings = load_settings(env={"MOODGIF_HOME": str(home)}, seed=args.seed)
+    settings = load_settings(env={"MOODGIF_HOME": str(home)}, training__seed=args.seed)
     # A fresh ledger each run: the database is rebuilt, the pool files and features are kept.
     db = home / "moodgif.db"
     for suffix in ("", "-wal", "-shm"):
@@ -154,9 +154,9 @@ def compare_sets(settings, engine, fit, args, truth) -> None:  # type: ignore[no
     for name in args.sets.split(","):
         t0 = time.perf_counter()
         ts = training_set(name)
-        ensure_features(settings, engine, list(targets), pool="demo", encoder_id=settings.encoder,
+        ensure_features(settings, engine, list(targets), pool="demo", encoder_id=settings.scoring.encoder,
                         sampling=ts.sampling, device=args.device, progress=sys.stderr.isatty())
-        splits = build_splits(settings, engine, targets, None, encoder_id=settings.encoder,
+        splits = build_splits(settings, engine, targets, None, encoder_id=settings.scoring.encoder,
                               set_name=name, device=args.device, progress=sys.stderr.isatty())
         res = train_head(splits.train, splits.dev, HeadConfig(kind=args.sets_head, epochs=args.epochs,
                                                                seed=args.seed), device=args.device)

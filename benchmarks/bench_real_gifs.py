@@ -139,7 +139,7 @@ def channel_scores(settings, engine, rows: list[dict]) -> dict[str, np.ndarray]:
             select(Prediction.gif_sha, Prediction.scores).where(Prediction.model_version_id == mv))}
     for i, r in enumerate(rows):
         g = gifs[r["sha"]]
-        f = face_channel(load_features(settings, r["sha"], FACE_FEATURES_ID, settings.sampling))
+        f = face_channel(load_features(settings, r["sha"], FACE_FEATURES_ID, settings.scoring.sampling))
         w = word_channel(gif_text(g.title or "", g.tags or [], g.alt_text or "", g.slug or ""), model)
         out["faces"][i] = combine(w.__class__(w.evidence, 0.0), f)[0]
         out["words"][i] = combine(w, f.__class__(f.evidence, 0.0))[0]

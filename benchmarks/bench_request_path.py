@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import os
 import platform
 import sys
@@ -61,7 +60,7 @@ def engine_for(db: str, n: int):  # type: ignore[no-untyped-def]
             rows = [dict(r._mapping) for r in s.execute(model.__table__.select())]
             for i in range(0, len(rows), 5000):
                 d.execute(model.__table__.insert(), rows[i : i + 5000])
-    return dataclasses.replace(settings, database_url=url), pg, (admin, name)
+    return settings.override(database_url=url), pg, (admin, name)
 
 
 async def run(db: str, n: int, requests: int) -> dict:
@@ -72,7 +71,7 @@ async def run(db: str, n: int, requests: int) -> dict:
     from bot.intent import IntentParser
 
     settings, engine, cleanup = await asyncio.to_thread(engine_for, db, n)
-    settings = dataclasses.replace(settings, cooldown_s=0.0, poll_share=0.0)
+    settings = settings.override(chat__cooldown_s=0.0, ranking__poll_share=0.0)
     core = BotCore(settings, engine, intent_parser=IntentParser(settings, use_embeddings=False),
                    seed=1)
     await asyncio.to_thread(core.ranker.refresh)

@@ -165,17 +165,17 @@ def main() -> None:
         jobs = _jobs(settings, engine)
         enc = get_encoder(args.encoder, settings, args.device)
         print(f"encoder {enc.id} on {enc.device} (autocast {enc.amp}), {len(jobs)} demo GIFs, "
-              f"sampling {settings.sampling}, workers {args.workers}, batch {args.batch}")
-        limits = Limits(settings.max_gif_frames, settings.max_gif_pixels)
+              f"sampling {settings.scoring.sampling}, workers {args.workers}, batch {args.batch}")
+        limits = Limits(settings.fetch.max_gif_frames, settings.fetch.max_gif_pixels)
 
         # warm-up: first calls pay for allocator / kernel selection
-        warm = list(iter_prepared_local(jobs[:4], enc.prep, settings.sampling, limits, 0))
+        warm = list(iter_prepared_local(jobs[:4], enc.prep, settings.scoring.sampling, limits, 0))
         list(encode_stream(enc, warm, args.batch))
 
         if args.skip_throughput:
             args.scaling_workers = ""
         t = time.perf_counter()
-        prepared = list(iter_prepared_local(jobs, enc.prep, settings.sampling, limits, args.workers))
+        prepared = list(iter_prepared_local(jobs, enc.prep, settings.scoring.sampling, limits, args.workers))
         decode_s = time.perf_counter() - t
         frames = sum(g.frames for g in prepared)
         t = time.perf_counter()

@@ -48,7 +48,7 @@ def main() -> None:
         prof.disable()
     ms = 1000 * out["timing"]["requests_s"] / args.requests
     print(f"{args.requests} virtual requests of {args.strategy} on a {args.pool_size}-GIF pool: "
-          f"{ms:.2f} ms per request ({settings.encoder})")
+          f"{ms:.2f} ms per request ({settings.scoring.encoder})")
     if prof:
         pstats.Stats(prof).sort_stats("cumulative").print_stats(40)
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import json
 import os
 import platform
@@ -144,12 +143,12 @@ async def main_async(args: argparse.Namespace) -> int:
     assert child.stdout is not None and child.stdin is not None
     api_url = json.loads(await child.stdout.readline())["api_url"]
 
-    settings = load_settings(env={}, home=str(home), slack_bot_token=TOKEN, slack_signing_secret=SECRET,
-                             slack_api_url=api_url, public_url="https://gifs.example.org")
+    settings = load_settings(env={}, home=str(home), slack__bot_token=TOKEN, slack__signing_secret=SECRET,
+                             slack__api_url=api_url, http__public_url="https://gifs.example.org")
     engine = init_db(settings.db_url)
     print(f"preparing the demo database in {home} (reused when present) ...", file=sys.stderr)
     await asyncio.to_thread(run_demo, settings, engine, count=args.count, sessions=args.sessions, serve=False)
-    core = BotCore(dataclasses.replace(settings, cooldown_s=0.0, poll_share=0.0), engine)
+    core = BotCore(settings.override(chat__cooldown_s=0.0, ranking__poll_share=0.0), engine)
     await core.warm_up()
 
     app = web.Application()

@@ -207,7 +207,7 @@ class BotCore:
                                        source)
 
     async def maybe_poll(self, actor: Actor, emotion: str) -> Reply | None:
-        """A "which is more X?" poll for `settings.poll_share` of requests (None otherwise)."""
+        """A "which is more X?" poll for `settings.ranking.poll_share` of requests (None otherwise)."""
         if not self.polls.wanted(emotion):
             return None
         return await self.ctx.for_user(self.polls.poll, actor, INDEX[emotion], quiet=True)

@@ -166,7 +166,7 @@ def _score(settings: Settings, engine: Engine) -> None:
     """Step 3: score (cached features make a rerun quick)."""
     from scorer.pipeline import score_pool
 
-    _say(f"[3/6] score: encoder {settings.encoder} (features are cached)")
+    _say(f"[3/6] score: encoder {settings.scoring.encoder} (features are cached)")
     scored = score_pool(settings, engine, pool=POOL, progress=True)
     _say(f"      {scored.encoded} encoded, {scored.cached} cached, {len(scored.failed)} failed, "
          f"{scored.scored} predictions in {scored.seconds:.0f} s")
@@ -181,8 +181,8 @@ def _simulate_users(settings: Settings, engine: Engine, truth: dict, sessions: i
     if done:
         _say(f"[4/6] simulate: reusing the {done} comparisons of earlier virtual users")
     else:
-        sim_settings = dataclasses.replace(settings, cooldown_s=0.0, poll_share=0.3,
-                                           repeat_window_hours=0.0, preview_count=1)
+        sim_settings = settings.override(chat__cooldown_s=0.0, ranking__poll_share=0.3,
+                                         ranking__repeat_window_hours=0.0, chat__preview_count=1)
         core = BotCore(sim_settings, engine, seed=seed)
         _say(f"[4/6] simulate: {sessions} requests from virtual users (ground truth decides "
              "only their clicks)")

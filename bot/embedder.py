@@ -152,7 +152,7 @@ def load_sentence_model(kind: str | None = None) -> Any:
     if kind is None:
         from scorer.settings import load_settings
 
-        kind = load_settings().intent_embedder
+        kind = load_settings().chat.intent_embedder
     if kind == "torch":
         return _torch_model()
     try:

@@ -159,9 +159,9 @@ def _iso(ts: float) -> str:
 def required_components(settings: Settings) -> list[str]:
     """What must be ok for this process to be ready: scores, plus each configured adapter."""
     names = list(ALWAYS_REQUIRED)
-    if settings.slack_bot_token or settings.slack_app_token:
+    if settings.slack.bot_token or settings.slack.app_token:
         names.append("slack")
-    if settings.discord_token:
+    if settings.discord.token:
         names.append("discord")
     return names
 

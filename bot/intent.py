@@ -19,7 +19,7 @@ sarcasm markers ("great, just great", "/s") and emoji runs are handled on the wa
 blocks, links and mentions are never read. The text is plain: Slack and Discord markup is
 turned into it by the adapters (`bot.adapters.markup`).
 
-Below `settings.intent_threshold` the answer is "did you mean ...?" with the top choices and
+Below `settings.chat.intent_threshold` the answer is "did you mean ...?" with the top choices and
 no emotion, never a guess; an empty request gets help.
 """
 
@@ -534,7 +534,7 @@ def _softmax(scores: Iterable[float], temperature: float) -> list[float]:
 # ---------------------------------------------------------------------------------------
 class IntentParser:
     def __init__(self, settings: Settings | None = None, *, use_embeddings: bool = True) -> None:
-        self.threshold = settings.intent_threshold if settings is not None else DEFAULT_THRESHOLD
+        self.threshold = settings.chat.intent_threshold if settings is not None else DEFAULT_THRESHOLD
         self.use_embeddings = use_embeddings
         self.temperature = EMBED_TEMPERATURE
         self.blend_base = BLEND_BASE
@@ -883,7 +883,7 @@ _PARSERS_LOCK = threading.Lock()
 
 def get_parser(settings: Settings | None = None) -> IntentParser:
     """The process-wide parser (one per threshold; they share one sentence model)."""
-    threshold = settings.intent_threshold if settings is not None else DEFAULT_THRESHOLD
+    threshold = settings.chat.intent_threshold if settings is not None else DEFAULT_THRESHOLD
     with _PARSERS_LOCK:
         parser = _PARSERS.get(threshold)
         if parser is None:

@@ -54,7 +54,7 @@ class ScrubbingFormatter(logging.Formatter):
 def setup_logging(settings: Settings, level: int | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(SecretScrubber(settings.secret_values()))
-    if settings.log_json:
+    if settings.log.json_output:
         handler.setFormatter(ScrubbingFormatter(JsonFormatter(), settings.secret_values()))
     else:
         handler.setFormatter(ScrubbingFormatter(
@@ -62,6 +62,6 @@ def setup_logging(settings: Settings, level: int | None = None) -> None:
         ))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level or getattr(logging, settings.log_level.upper(), logging.INFO))
+    root.setLevel(level or getattr(logging, settings.log.level.upper(), logging.INFO))
     for noisy in ("urllib3", "httpx", "sentence_transformers", "filelock", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,10 +1,10 @@
 """`moodgif serve`: one asyncio process with everything the bot needs.
 
-- the HTTP server (`settings.http_host:http_port`): the web playground and admin pages,
+- the HTTP server (`settings.http.host:http_port`): the web playground and admin pages,
   `/gifs/`, the ops routes (`/healthz`, `/readyz`, `/metrics`) and, when configured, Slack's
   HTTP events, all on one aiohttp application;
 - Slack over Socket Mode and Discord, when their tokens are set (skipped cleanly otherwise);
-- the retrain scheduler (APScheduler 3, `settings.retrain_cron` or `retrain_interval_min`),
+- the retrain scheduler (APScheduler 3, `settings.training.retrain_cron` or `retrain_interval_min`),
   whose job runs in a worker process (bot/retrain_worker.py), never in this one;
 - housekeeping: expire old previews, pick up a newly activated model version.
 
@@ -60,14 +60,14 @@ def _arm_deadline(seconds: float) -> None:
 
 
 def playground_url(settings: Settings, port: int | None = None) -> str:
-    host = settings.http_host
+    host = settings.http.host
     if host in ("0.0.0.0", ""):
         host = "127.0.0.1"
     elif host == "::":  # IPv6 wildcard: reachable here as ::1 (not always as 127.0.0.1)
         host = "::1"
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port or settings.http_port}/"
+    return f"http://{host}:{port or settings.http.port}/"
 
 
 def mount_adapters(app: web.Application, core: BotCore, settings: Settings, engine: Engine) -> list[str]:
@@ -127,7 +127,7 @@ async def _housekeeping(core: BotCore, stop: asyncio.Event) -> None:
         try:
             now = to_datetime(core.clock())
             await asyncio.to_thread(expire_old_sessions, core.engine, now)
-            keep = dt.timedelta(hours=max(core.settings.repeat_window_hours, 1.0) * 2)
+            keep = dt.timedelta(hours=max(core.settings.ranking.repeat_window_hours, 1.0) * 2)
             await asyncio.to_thread(forget_impressions, core.engine, now - keep)
             await asyncio.to_thread(core.ranker.matrix)  # notices a new model version
         except Exception:
@@ -156,14 +156,14 @@ async def serve(settings: Settings, engine: Engine, *, open_browser: bool = Fals
     mounted = mount_adapters(app, core, settings, engine)
     runner = web.AppRunner(app, access_log=None, keepalive_timeout=CONNECTION_IDLE_S)
     await runner.setup()
-    site = web.TCPSite(runner, settings.http_host, settings.http_port)
+    site = web.TCPSite(runner, settings.http.host, settings.http.port)
     try:
         await site.start()
     except OSError as exc:
         await runner.cleanup()
         if sched is not None:
             sched.shutdown(wait=False)
-        raise RuntimeError(f"cannot listen on {settings.http_host}:{settings.http_port}: "
+        raise RuntimeError(f"cannot listen on {settings.http.host}:{settings.http.port}: "
                            f"{exc.strerror or exc}; set MOODGIF_HTTP_PORT to a free port") from None
     closers = await _start_platforms(core, settings)
     mounted += [name for name, _ in closers]

@@ -23,7 +23,7 @@ Strategies, each in its own fresh database and home (sharing one feature cache):
   with prior strength 0; everything the bot knows comes from the users (the heads the
   retrain trains on their votes included);
 - ``both``        the product: v0 as prior plus the retrain loop, no polls;
-- ``both+polls``  the product with "which is more X?" polls (`settings.poll_share`);
+- ``both+polls``  the product with "which is more X?" polls (`settings.ranking.poll_share`);
 - ``random``      nothing scored, nothing learned: uniform random suggestions.
 
 Everything heavy is cached under `cache_dir` (default `bench-out/sim-cache`): the demo pools,
@@ -64,7 +64,7 @@ ADVERSARIAL_SUFFIX = "@adv"  # "both@adv" = the same strategy with adversarial u
 def product_strategy() -> str:
     """The strategy that is the product as shipped: prior + feedback, with polls only when
     the `poll_share` default turns them on."""
-    return "both+polls" if Settings().poll_share > 0 else "both"
+    return "both+polls" if Settings().ranking.poll_share > 0 else "both"
 SIM_PLATFORM = "sim"
 POLL_SHARE_WHEN_OFF = 0.15  # the poll share `both+polls` runs with when the default is 0
 SIM_WORKSPACE = "sim-team"
@@ -151,8 +151,8 @@ class StrategySpec:
     name: str
     prior: bool  # start from v0's predictions
     retrain: bool  # run the scheduled retrain every K requests
-    polls: bool  # show polls (settings.poll_share); else poll_share = 0
-    prior_strength: float | None = None  # None = settings.bt_prior_strength
+    polls: bool  # show polls (settings.ranking.poll_share); else poll_share = 0
+    prior_strength: float | None = None  # None = settings.training.bt_prior_strength
     adversarial: float = 0.0
 
 
@@ -211,7 +211,7 @@ def _link_store(home: Path, store: Path) -> None:
 
 
 def _home_settings(base: Settings, home: Path, **overrides: Any) -> Settings:
-    return dataclasses.replace(base, home=home, database_url="", config_file="", **overrides)
+    return base.override(home=home, database_url="", config_file="", **overrides)
 
 
 def _copy_db(src: Path, dst: Path) -> None:
@@ -305,7 +305,7 @@ def prepare(settings: Settings, cfg: SimConfig, cache_dir: Path) -> Prepared:
 
     # v0: the scorer "trained elsewhere", on crowd comparisons of the seed pool.
     v0_key = {"n": cfg.seed_pool_size, "seed": seed_seed, "per": cfg.crowd_comparisons_per_gif,
-              "k": cfg.crowd_k, "enc": settings.encoder, "sampling": settings.sampling,
+              "k": cfg.crowd_k, "enc": settings.scoring.encoder, "sampling": settings.scoring.sampling,
               "version": 1}
     v0_dir = cache_dir / f"v0-{_stamp(v0_key)}"
     v0_meta = v0_dir / "v0.json"
@@ -703,9 +703,9 @@ def first_regret(core: Any, pop: Population, actor: Any, e: int, first: str) -> 
     rows the core writes as impressions), not from a database query per request."""
     truth = pop.truth
     matrix = core.ranker.matrix()
-    allowed = pop.allowed(matrix, core.settings.rating_ceiling)
-    if core.settings.repeat_window_hours > 0:
-        since = core.clock() - 3600 * core.settings.repeat_window_hours
+    allowed = pop.allowed(matrix, core.settings.chat.rating_ceiling)
+    if core.settings.ranking.repeat_window_hours > 0:
+        since = core.clock() - 3600 * core.settings.ranking.repeat_window_hours
         recent = pop.posted_since(actor.channel, since)
         if recent:
             allowed = allowed.copy()
@@ -823,9 +823,9 @@ def run_strategy(settings: Settings, cfg: SimConfig, prepared: Prepared, name: s
     _link_store(home, prepared.store)
     _copy_db(prepared.template_prior if spec.prior else prepared.template_plain,
              home / "moodgif.db")
-    # `both+polls` measures what polls add: with polls off by default (settings.poll_share 0)
+    # `both+polls` measures what polls add: with polls off by default (settings.ranking.poll_share 0)
     # it runs with POLL_SHARE_WHEN_OFF, so "polls on vs off" stays measured.
-    share = settings.poll_share if settings.poll_share > 0 else POLL_SHARE_WHEN_OFF
+    share = settings.ranking.poll_share if settings.ranking.poll_share > 0 else POLL_SHARE_WHEN_OFF
     overrides: dict[str, Any] = {"poll_share": share if spec.polls else 0.0,
                                  "user_hash_salt": f"simulate-{cfg.seed}"}
     if spec.prior_strength is not None:
@@ -892,9 +892,9 @@ async def _run_async(s: Settings, cfg: SimConfig, prepared: Prepared, spec: Stra
     engine.dispose()
     return {"strategy": spec.name, "seed": cfg.seed, "adversarial": spec.adversarial, "curve": curve,
             "timing": timing, "settings": {
-                "poll_share": s.poll_share, "bt_prior_strength": s.bt_prior_strength,
-                "exploration": s.exploration, "exploration_rate": s.exploration_rate,
-                "bt_alpha": s.bt_alpha, "bt_ties": s.bt_ties}}
+                "poll_share": s.ranking.poll_share, "bt_prior_strength": s.training.bt_prior_strength,
+                "exploration": s.ranking.exploration, "exploration_rate": s.ranking.exploration_rate,
+                "bt_alpha": s.training.bt_alpha, "bt_ties": s.training.bt_ties}}
 
 
 def _run_strategy_job(args: tuple) -> dict:
@@ -1039,7 +1039,7 @@ def felt_table(result: SimResult) -> str:
 def product_name(result: SimResult) -> str:
     """The strategy that is the product as shipped: with polls when they are on by default."""
     names = result.names()
-    polls_on = Settings().poll_share > 0
+    polls_on = Settings().ranking.poll_share > 0
     if polls_on and "both+polls" in names:
         return "both+polls"
     return "both" if "both" in names else "both+polls"
@@ -1069,12 +1069,12 @@ def check_targets(result: SimResult) -> list[tuple[str, bool | None, str]]:
     if {"both", "both+polls"} <= names:
         on, off = result.point("both+polls", 1000), result.point("both", 1000)
         better = on["ndcg5"] > off["ndcg5"] and on["p1"] > off["p1"]
-        default_off = Settings().poll_share == 0
+        default_off = Settings().ranking.poll_share == 0
         out.append(("polls on vs off: better at 1,000 requests on NDCG@5 and P@1, or off by "
                     "default", better or default_off,
                     f"at {on['requests']:,}: NDCG@5 {on['ndcg5']:.3f} vs {off['ndcg5']:.3f}, "
                     f"P@1 {on['p1']:.3f} vs {off['p1']:.3f}; poll_share default "
-                    f"{Settings().poll_share:g}"))
+                    f"{Settings().ranking.poll_share:g}"))
     adv = [n for n in names if n.endswith(ADVERSARIAL_SUFFIX)]
     if adv and adv[0].removesuffix(ADVERSARIAL_SUFFIX) in names:
         base = adv[0].removesuffix(ADVERSARIAL_SUFFIX)

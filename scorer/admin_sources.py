@@ -35,7 +35,7 @@ class AllowedSource:
 
 
 def admin_roots(settings: Settings) -> tuple[Path, ...]:
-    return tuple(Path(d).resolve() for d in settings.admin_source_dirs if d.strip() and os.path.isabs(d))
+    return tuple(Path(d).resolve() for d in settings.fetch.admin_source_dirs if d.strip() and os.path.isabs(d))
 
 
 def _refusal(settings: Settings) -> SourceNotAllowed:

@@ -5,7 +5,7 @@
 
 * bytes go to `<name>.part`; an interrupted download resumes from its size with
   `Range: bytes=N-` (a server that ignores the range answers 200, and the file restarts);
-* a connection error or a 5xx/429 is retried (`settings.fetch_retries`, backoff), each time
+* a connection error or a 5xx/429 is retried (`settings.fetch.retries`, backoff), each time
   resuming from where the bytes stopped;
 * when a SHA-256 is given, the finished file must match it, or it is deleted and the
   download fails with both digests; only then is `.part` renamed to its final name, so a
@@ -85,9 +85,9 @@ async def _download(settings: Settings, url: str, part: Path, *, progress: bool,
                     backoff_s: float) -> None:
     from tqdm import tqdm
 
-    attempts = 1 + max(0, settings.fetch_retries)
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.fetch_timeout_s,
-                                    sock_read=settings.fetch_timeout_s)
+    attempts = 1 + max(0, settings.fetch.retries)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.fetch.timeout_s,
+                                    sock_read=settings.fetch.timeout_s)
     last = ""
     bar = tqdm(unit="B", unit_scale=True, desc=part.name.removesuffix(".part"), file=sys.stderr,
                disable=None if progress else True)

@@ -13,7 +13,7 @@ Ids are a base network optionally followed by `+motion`:
 - `tv-r2plus1d_18`, `tv-r3d_18` (512-d), `tv-mvit_v2_s`, `tv-swin3d_t` (768-d) — Kinetics-400
   video models, one row per clip of 16 frames.
 - `clip-<open_clip architecture>[@tag]` — CLIP image tower (needs open_clip and
-  `settings.clip_weights`); the tag only names the checkpoint so features do not mix.
+  `settings.scoring.clip_weights`); the tag only names the checkpoint so features do not mix.
 - `motion` — no network: only the motion/colour features.
 
 `+motion` appends cheap per-frame features (see MOTION_FEATURES).
@@ -290,8 +290,8 @@ CLIP_LEN = 16
 
 def torchvision_weight_dirs(settings: Settings) -> list[Path]:
     dirs = []
-    if settings.torchvision_weights_dir:
-        dirs.append(Path(settings.torchvision_weights_dir).expanduser())
+    if settings.scoring.torchvision_weights_dir:
+        dirs.append(Path(settings.scoring.torchvision_weights_dir).expanduser())
     dirs.append(Path(torch.hub.get_dir()) / "checkpoints")  # $TORCH_HOME/hub/checkpoints
     return dirs
 
@@ -337,9 +337,9 @@ def _build_clip(arch: str, settings: Settings) -> tuple[nn.Module, int, int, obj
         raise EncoderError("CLIP encoders need open_clip: pip install 'moodgif[clip]'") from None
     if arch not in open_clip.list_models():
         raise EncoderError(f"unknown open_clip architecture {arch!r}")
-    if not settings.clip_weights:
+    if not settings.scoring.clip_weights:
         raise EncoderError(f"clip-{arch} needs a checkpoint: set MOODGIF_CLIP_WEIGHTS to the open_clip .pt/.safetensors file")
-    path = Path(settings.clip_weights).expanduser()
+    path = Path(settings.scoring.clip_weights).expanduser()
     if not path.is_file():
         raise EncoderError(f"the CLIP checkpoint {path} (MOODGIF_CLIP_WEIGHTS) does not exist")
     try:

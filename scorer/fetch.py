@@ -1,6 +1,6 @@
 """Fetch GIFs from URLs with aiohttp, safely.
 
-* Bounded concurrency (`settings.fetch_concurrency`), a total timeout per attempt
+* Bounded concurrency (`settings.fetch.concurrency`), a total timeout per attempt
   (`fetch_timeout_s`), retries with exponential backoff (`fetch_retries`) on timeouts,
   connection errors, 429 and 5xx; no retry on other 4xx or on a refusal.
 * A byte cap (`max_gif_bytes`) checked on Content-Length and again while streaming.
@@ -10,7 +10,7 @@
   public address (no loopback, private, link-local, multicast, reserved, unspecified,
   CGNAT, or their IPv6 / IPv4-mapped forms). The connection then goes to exactly the
   addresses that were checked (a pinned resolver), so a DNS answer cannot change between
-  the check and the connect. `settings.allow_private_urls` turns the address check off;
+  the check and the connect. `settings.fetch.allow_private_urls` turns the address check off;
   `trusted` exempts exact (ip, port) endpoints, which is how tests reach a local server
   while still checking every other address.
 """
@@ -151,7 +151,7 @@ class Fetcher:
         backoff_s: float = BACKOFF_S,
     ) -> None:
         self.settings = settings
-        self.policy = _Policy(settings.allow_private_urls, trusted, lookup or _system_lookup)
+        self.policy = _Policy(settings.fetch.allow_private_urls, trusted, lookup or _system_lookup)
         self.backoff_s = backoff_s
         self.pinned: dict[tuple[str, int], list[str]] = {}
 
@@ -159,12 +159,12 @@ class Fetcher:
         self, urls: Sequence[str], on_done: Callable[[FetchResult], None] | None = None
     ) -> list[FetchResult]:
         s = self.settings
-        sem = asyncio.Semaphore(max(1, s.fetch_concurrency))
+        sem = asyncio.Semaphore(max(1, s.fetch.concurrency))
         connector = aiohttp.TCPConnector(
-            resolver=_PinnedResolver(self.pinned), limit=max(1, s.fetch_concurrency),
+            resolver=_PinnedResolver(self.pinned), limit=max(1, s.fetch.concurrency),
             use_dns_cache=False,
         )
-        timeout = aiohttp.ClientTimeout(total=s.fetch_timeout_s, sock_connect=s.fetch_timeout_s)
+        timeout = aiohttp.ClientTimeout(total=s.fetch.timeout_s, sock_connect=s.fetch.timeout_s)
         async with aiohttp.ClientSession(
             connector=connector, timeout=timeout, headers={"User-Agent": USER_AGENT},
             auto_decompress=False,
@@ -180,7 +180,7 @@ class Fetcher:
             return list(await asyncio.gather(*(one(u) for u in urls)))
 
     async def _fetch_with_retries(self, session: aiohttp.ClientSession, url: str) -> FetchResult:
-        attempts = 1 + max(0, self.settings.fetch_retries)
+        attempts = 1 + max(0, self.settings.fetch.retries)
         last = "failed"
         for attempt in range(attempts):
             try:
@@ -225,7 +225,7 @@ class Fetcher:
                         raise FetchRefused(f"HTTP {resp.status} {resp.reason or ''}".strip())
                     return await self._read_body(resp), current
             except TimeoutError:
-                raise _Retryable(f"timed out after {self.settings.fetch_timeout_s:g} s") from None
+                raise _Retryable(f"timed out after {self.settings.fetch.timeout_s:g} s") from None
             except aiohttp.ClientError as exc:
                 refusal = _find_refusal(exc)
                 if refusal is not None:
@@ -234,7 +234,7 @@ class Fetcher:
         raise FetchRefused(f"too many redirects (more than {MAX_REDIRECTS})")
 
     async def _read_body(self, resp: aiohttp.ClientResponse) -> bytes:
-        cap = self.settings.max_gif_bytes
+        cap = self.settings.fetch.max_gif_bytes
         if resp.content_length is not None and resp.content_length > cap:
             raise FetchRefused(f"too large: {resp.content_length:,} bytes (cap {cap:,})")
         buf = bytearray()

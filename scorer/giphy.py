@@ -3,8 +3,8 @@
 Only the API calls live here (aiohttp, JSON). The renditions themselves are downloaded by
 `scorer.fetch` (SSRF-safe, size-capped) from `scorer.giphy_import`, which also stores them.
 
-* The base URL is `settings.giphy_api_url` (tests point it at a local fake); the key is
-  `settings.giphy_api_key` (`GIPHY_API_KEY`, a secret: it is sent as GIPHY asks, in the
+* The base URL is `settings.giphy.api_url` (tests point it at a local fake); the key is
+  `settings.giphy.api_key` (`GIPHY_API_KEY`, a secret: it is sent as GIPHY asks, in the
   `api_key` query parameter, and never appears in an error message or a log line).
 * 429 and 5xx are retried with exponential backoff, honouring `Retry-After`; 401/403 stop at
   once with one line about the key; every other failure is one `GiphyError` line.
@@ -198,20 +198,20 @@ class GiphyClient:
 
     def __init__(self, settings: Settings, *, backoff_s: float = 1.0, retries: int | None = None,
                  max_wait_s: float = 120.0) -> None:
-        if not settings.giphy_api_key:
+        if not settings.giphy.api_key:
             raise GiphyKeyError(
                 "GIPHY_API_KEY is not set: create a key at https://developers.giphy.com/dashboard/ "
                 "and export GIPHY_API_KEY=... (see the README's 'Real GIFs in one command')")
         self.settings = settings
-        self.base = settings.giphy_api_url.rstrip("/")
+        self.base = settings.giphy.api_url.rstrip("/")
         self.backoff_s = backoff_s
-        self.retries = settings.fetch_retries if retries is None else retries
+        self.retries = settings.fetch.retries if retries is None else retries
         self.max_wait_s = max_wait_s  # a Retry-After longer than this is not waited for
         self.calls = 0
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> GiphyClient:
-        timeout = aiohttp.ClientTimeout(total=self.settings.fetch_timeout_s)
+        timeout = aiohttp.ClientTimeout(total=self.settings.fetch.timeout_s)
         self._session = aiohttp.ClientSession(timeout=timeout)
         return self
 
@@ -220,11 +220,11 @@ class GiphyClient:
             await self._session.close()
 
     def _scrub(self, text: str) -> str:
-        return text.replace(self.settings.giphy_api_key, "***")
+        return text.replace(self.settings.giphy.api_key, "***")
 
     async def _get(self, path: str, params: dict[str, str]) -> dict:
         assert self._session is not None, "use `async with GiphyClient(...)`"
-        query = {"api_key": self.settings.giphy_api_key, **params}
+        query = {"api_key": self.settings.giphy.api_key, **params}
         url = f"{self.base}{path}"
         attempts = 1 + max(0, self.retries)
         last = ""
@@ -261,7 +261,7 @@ class GiphyClient:
             except GiphyError:
                 raise
             except TimeoutError:
-                last = f"GIPHY timed out after {self.settings.fetch_timeout_s:g} s"
+                last = f"GIPHY timed out after {self.settings.fetch.timeout_s:g} s"
             except aiohttp.ClientError as exc:
                 last = self._scrub(f"cannot reach GIPHY at {self.base}: {exc.__class__.__name__}")
             if attempt + 1 < attempts:

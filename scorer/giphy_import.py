@@ -116,7 +116,7 @@ def ingest_giphy(settings: Settings, engine: Engine, pool_name: str, source: str
                  backoff_s: float = 1.0) -> IngestReport:
     """Search (or trending, or ids) and import; raises GiphyError for a whole-import failure.
 
-    `rating` is the ceiling for this import (default: `settings.rating_ceiling` for search
+    `rating` is the ceiling for this import (default: `settings.chat.rating_ceiling` for search
     and trending; none for explicit ids, whose ratings are still stored and applied by the
     workspace ceiling at ranking time).
     """
@@ -124,7 +124,7 @@ def ingest_giphy(settings: Settings, engine: Engine, pool_name: str, source: str
     check_ceiling(rating)
     if limit is not None and limit < 1:
         raise GiphyError("--limit must be at least 1")
-    ceiling = rating or (settings.rating_ceiling if spec.kind != "ids" else None)
+    ceiling = rating or (settings.chat.rating_ceiling if spec.kind != "ids" else None)
     if not POOL_NAME.match(pool_name):  # a bad name fails before any API call
         _get_or_create_pool(engine, pool_name)
     gifs = _run(list_gifs(settings, spec, limit=limit or DEFAULT_LIMIT, rating=ceiling,
@@ -174,7 +174,7 @@ def import_gifs(settings: Settings, engine: Engine, pool_name: str, gifs: Sequen
         if ceiling and g.rating and RATINGS.index(g.rating) > RATINGS.index(ceiling):
             errors.append((g.external_id, f"rated {g.giphy_rating} by GIPHY, above the ceiling {ceiling}"))
             continue
-        choice = g.pick(settings.max_gif_bytes)
+        choice = g.pick(settings.fetch.max_gif_bytes)
         if isinstance(choice, str):
             errors.append((g.external_id, choice))
         else:

@@ -103,7 +103,7 @@ def build_starter(settings: Settings, engine: Engine, name: str = "starter", *,
         raise PoolError(f"bad pool name {name!r}: use letters, digits, '.', '_' or '-'")
     if per_emotion < 1:
         raise GiphyError("--per-emotion must be at least 1")
-    ceiling = check_ceiling(rating) or settings.rating_ceiling
+    ceiling = check_ceiling(rating) or settings.chat.rating_ceiling
     key = {"version": PLAN_VERSION, "per_emotion": per_emotion, "rating": ceiling,
            "phrases": {e: list(p) for e, p in PHRASES.items()}}
     path = plan_path(settings, name)

@@ -219,12 +219,12 @@ def score_pool(
     t0 = time.perf_counter()
     if engine_kind not in ("local", "ray"):
         raise ScoreError(f"unknown engine {engine_kind!r}; expected local or ray")
-    mv, enc_id, scheme = _resolve_version(engine, encoder_id, settings.sampling, model_version_id)
+    mv, enc_id, scheme = _resolve_version(engine, encoder_id, settings.scoring.sampling, model_version_id)
     if mv is not None and mv.head_kind == PRIOR_HEAD_KIND:
         mv = None  # the prior has no head: it is (re)written below from faces and words
-    enc_id = enc_id or settings.encoder
-    workers = settings.score_workers if workers is None else workers
-    batch_size = batch_size or settings.score_batch_size or auto_batch_size(device)
+    enc_id = enc_id or settings.scoring.encoder
+    workers = settings.scoring.workers if workers is None else workers
+    batch_size = batch_size or settings.scoring.batch_size or auto_batch_size(device)
     # Build (and so validate) the encoder before anything is written: unknown id, missing
     # weights and absent CUDA all stop here. Ray actors build their own on their devices.
     encoder = get_encoder(enc_id, settings, "cpu" if engine_kind == "ray" else device)
@@ -239,8 +239,8 @@ def score_pool(
 
     if todo:
         # Ray's stages return features only: its GIFs get their faces in the driver below.
-        limits = Limits(settings.max_gif_frames, settings.max_gif_pixels,
-                        settings.max_gif_total_pixels,
+        limits = Limits(settings.fetch.max_gif_frames, settings.fetch.max_gif_pixels,
+                        settings.fetch.max_gif_total_pixels,
                         face_dir if engine_kind == "local" else "")
         if engine_kind == "ray":
             from scorer.ray_engine import encode_with_ray
@@ -270,9 +270,9 @@ def _face_dir(settings: Settings) -> str:
     """The face model folder as a string for the workers, or "" when the channel is off."""
     from scorer.faces import model_dir
 
-    if not settings.face_channel:
+    if not settings.scoring.face_channel:
         return ""
-    found = model_dir(settings.face_model_dir or None)
+    found = model_dir(settings.scoring.face_model_dir or None)
     if found is None:
         log.warning("face channel off: no face-api weights (run scripts/fetch-face-model)")
         return ""
@@ -302,7 +302,7 @@ def _face_rows(settings: Settings, scheme: str, face_dir: str,
         if cached is not None or not face_dir:
             return cached
         n = rows.get(sha, (0, None, None))[0]
-        kw = {"max_frames": settings.max_gif_frames, "max_pixels": settings.max_gif_pixels}
+        kw = {"max_frames": settings.fetch.max_gif_frames, "max_pixels": settings.fetch.max_gif_pixels}
         try:
             if n > 0:
                 frames = decode_gif(str(gif_path(settings, sha)), indices=sample_indices(n, scheme), **kw).frames

@@ -7,7 +7,7 @@ A SOURCE is one of
   `title`, `tags` (a list, or a string split on `;`, `,` or `|`), `alt_text` (or
   `caption`), `slug` and `rating` (g, pg, pg-13, r); other columns are ignored (the demo pool's ground truth among them).
   A `path` is relative to the manifest's folder and must stay inside it or inside one of
-  `settings.allowed_source_dirs`, after following symlinks;
+  `settings.fetch.allowed_source_dirs`, after following symlinks;
 * a text file of URLs (any other file name): one http(s) URL a line, `#` comments;
 * a single GIF file or a single URL;
 * `giphy:QUERY`, `giphy:trending` or `giphy:id:ID,ID,...`: GIFs from GIPHY's API
@@ -154,7 +154,7 @@ def _roots(settings: Settings, base: Path, confine: Sequence[Path] | None = None
     if confine is not None:  # a chat/web admin's source: only the operator's folders
         return [Path(r).resolve() for r in confine]
     roots = [base.resolve()]
-    roots += [Path(os.path.expanduser(d)).resolve() for d in settings.allowed_source_dirs]
+    roots += [Path(os.path.expanduser(d)).resolve() for d in settings.fetch.allowed_source_dirs]
     return roots
 
 
@@ -404,14 +404,14 @@ def _read_file(settings: Settings, path: Path) -> bytes:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise GifDecodeError(f"not a regular file: {_kind_of(st.st_mode)}")
-        if st.st_size > settings.max_gif_bytes:
-            raise GifDecodeError(f"too large: {st.st_size:,} bytes (cap {settings.max_gif_bytes:,})")
+        if st.st_size > settings.fetch.max_gif_bytes:
+            raise GifDecodeError(f"too large: {st.st_size:,} bytes (cap {settings.fetch.max_gif_bytes:,})")
         os.set_blocking(fd, True)
         with os.fdopen(fd, "rb", closefd=True) as fh:
             fd = -1
-            data = fh.read(settings.max_gif_bytes + 1)
-        if len(data) > settings.max_gif_bytes:
-            raise GifDecodeError(f"too large: more than {settings.max_gif_bytes:,} bytes")
+            data = fh.read(settings.fetch.max_gif_bytes + 1)
+        if len(data) > settings.fetch.max_gif_bytes:
+            raise GifDecodeError(f"too large: more than {settings.fetch.max_gif_bytes:,} bytes")
         return data
     except OSError as exc:
         raise GifDecodeError(f"cannot read the file: {exc.strerror or exc}") from None
@@ -426,10 +426,10 @@ def _validate(settings: Settings, item: SourceItem, data: bytes | None) -> _Acce
         if data is None:
             assert item.path is not None
             data = _read_file(settings, item.path)
-        if len(data) > settings.max_gif_bytes:
-            return f"too large: {len(data):,} bytes (cap {settings.max_gif_bytes:,})"
-        info = verify_gif(data, max_pixels=settings.max_gif_pixels, max_frames=settings.max_gif_frames,
-                          max_total_pixels=settings.max_gif_total_pixels)
+        if len(data) > settings.fetch.max_gif_bytes:
+            return f"too large: {len(data):,} bytes (cap {settings.fetch.max_gif_bytes:,})"
+        info = verify_gif(data, max_pixels=settings.fetch.max_gif_pixels, max_frames=settings.fetch.max_gif_frames,
+                          max_total_pixels=settings.fetch.max_gif_total_pixels)
         sha = hashlib.sha256(data).hexdigest()
         _store_file(settings, sha, info.format, data)
         return _Accepted(item, sha, len(data), info)
@@ -585,7 +585,7 @@ def ingest(
     # A window of items at a time: its URLs are fetched, then every file in it is validated
     # and stored before the next window is fetched, so memory stays flat in the number of
     # URLs (at most one window of downloads is held), and order is the SOURCE's.
-    window = max(16, 4 * max(1, settings.fetch_concurrency))
+    window = max(16, 4 * max(1, settings.fetch.concurrency))
     with (
         tqdm(total=n_urls, desc="fetch", unit="url", disable=show or not n_urls, file=sys.stderr) as fbar,
         tqdm(total=len(todo), desc=f"ingest {pool_name}", unit="gif", disable=show, file=sys.stderr) as bar,

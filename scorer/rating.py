@@ -31,11 +31,11 @@ def gif_nsfw_prob(frame_probs: np.ndarray) -> float:
 
 
 def rating_from_nsfw(prob: float, settings: Settings) -> str:
-    if prob >= settings.nsfw_r_threshold:
+    if prob >= settings.scoring.nsfw_r_threshold:
         return "r"
-    if prob >= settings.nsfw_pg13_threshold:
+    if prob >= settings.scoring.nsfw_pg13_threshold:
         return "pg-13"
-    if prob >= settings.nsfw_pg_threshold:
+    if prob >= settings.scoring.nsfw_pg_threshold:
         return "pg"
     return "g"
 

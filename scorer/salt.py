@@ -71,8 +71,8 @@ def _create(path: Path, value: str) -> str:
 
 def load_salt(engine: Engine, settings: Settings) -> str:
     """The salt for `user_hash`; see the module doc. Raises SaltError on a mismatch."""
-    if settings.user_hash_salt:  # an explicit secret (several hosts, simulations) wins
-        return settings.user_hash_salt
+    if settings.chat.user_hash_salt:  # an explicit secret (several hosts, simulations) wins
+        return settings.chat.user_hash_salt
     path = salt_file(settings)
     with session_scope(engine) as s:
         legacy = s.get(Meta, LEGACY_KEY)

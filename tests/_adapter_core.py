@@ -6,7 +6,6 @@ rankable (no encoder runs), and `BotCore` is the real one on a real SQLite file.
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from typing import Any
 
@@ -35,7 +34,7 @@ class Clock:
 
 def make_core(settings: Settings, engine: Engine, **overrides: Any) -> tuple[BotCore, Settings, Clock]:
     """A core on a 24-GIF demo pool. `overrides` replace settings (tokens, URLs...)."""
-    settings = dataclasses.replace(settings, **{"poll_share": 0.0, **overrides})
+    settings = settings.override(**{"poll_share": 0.0, **overrides})
     pool = ingest_demo(settings, engine, demo_manifest())
     add_model_version(engine, pool.shas, designed_scores(len(pool.shas)))
     clock = Clock()

@@ -16,8 +16,8 @@ def _components() -> dict:
 
 def test_slack_http_mount_reports_ready(tmp_path) -> None:
     get_health().reset()
-    settings = load_settings(env={}, home=str(tmp_path), slack_bot_token="xoxb-test",
-                             slack_signing_secret="secret", slack_api_url="http://127.0.0.1:9/api/")
+    settings = load_settings(env={}, home=str(tmp_path), slack__bot_token="xoxb-test",
+                             slack__signing_secret="secret", slack__api_url="http://127.0.0.1:9/api/")
     assert "slack" not in _components()
     app = slack_adapter.mount(web.Application(), None, settings)  # type: ignore[arg-type]
     assert app is not None
@@ -33,7 +33,7 @@ def test_slack_without_credentials_reports_nothing(tmp_path) -> None:
 
 async def test_discord_gateway_events_drive_readiness(tmp_path) -> None:
     get_health().reset()
-    settings = load_settings(env={}, home=str(tmp_path), discord_token="x")
+    settings = load_settings(env={}, home=str(tmp_path), discord__token="x")
     bot = discord_adapter.build_bot(None, settings)
     await bot.on_ready()
     assert _components()["discord"]["ok"] is True

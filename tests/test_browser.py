@@ -7,7 +7,6 @@ screenshot goes to test-artifacts/playground.png.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 from pathlib import Path
@@ -44,7 +43,7 @@ def chromium() -> str:
 
 @pytest.fixture
 async def playground(sqlite_settings, sqlite_engine):  # type: ignore[no-untyped-def]
-    settings = dataclasses.replace(sqlite_settings, cooldown_s=0.0, poll_share=0.0)
+    settings = sqlite_settings.override(chat__cooldown_s=0.0, ranking__poll_share=0.0)
     pool = ingest_demo(settings, sqlite_engine, demo_manifest())
     add_model_version(sqlite_engine, pool.shas, designed_scores(len(pool.shas)))
     core = BotCore(settings, sqlite_engine,

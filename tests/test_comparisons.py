@@ -97,7 +97,7 @@ def test_user_hash_is_salted_stable_and_raw_ids_never_stored(engine, settings, g
 
 
 def test_explicit_salt_setting_wins(engine, settings) -> None:  # type: ignore[no-untyped-def]
-    settings.user_hash_salt = "pepper"
+    settings.chat.user_hash_salt = "pepper"
     expected = hashlib.sha256(b"pepper\x00slack\x00U1").hexdigest()
     assert user_hash(engine, settings, "slack", "U1") == expected
 

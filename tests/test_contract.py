@@ -3,8 +3,6 @@ every adapter. Slack and Discord add their drivers to the same `run_contract`.""
 
 from __future__ import annotations
 
-import dataclasses
-
 from _bot_pool import add_model_version, demo_manifest, designed_scores, ingest_demo
 from aiohttp.test_utils import TestClient, TestServer
 from contract import CONTRACT_SETTINGS, EXPECTED, CoreDriver, WebDriver, run_contract
@@ -15,7 +13,7 @@ from bot.intent import IntentParser
 
 
 def _core(settings, engine, scored: bool = True) -> BotCore:  # type: ignore[no-untyped-def]
-    settings = dataclasses.replace(settings, **CONTRACT_SETTINGS)
+    settings = settings.override(**CONTRACT_SETTINGS)
     pool = ingest_demo(settings, engine, demo_manifest())
     if scored:
         add_model_version(engine, pool.shas, designed_scores(len(pool.shas)))

@@ -22,7 +22,7 @@ HAPPY = INDEX["happiness"]
 
 class Env:
     def __init__(self, settings, engine, *, scored: bool = True, **overrides) -> None:
-        self.settings = dataclasses.replace(settings, **{
+        self.settings = settings.override(**{
             "cooldown_s": 0.0, "poll_share": 0.0, "exploration": "none", **overrides})
         self.engine = engine
         self.pool = ingest_demo(self.settings, engine, demo_manifest())
@@ -99,7 +99,7 @@ async def test_someone_elses_or_an_expired_preview_records_nothing(env: Env) -> 
     other_platform = dataclasses.replace(alice, platform="web")
     assert (await env.core.send(other_platform, sid)).kind == "forbidden"
     assert (await env.core.send(alice, "no-such-session")).kind == "expired"
-    env.now[0] += env.settings.preview_ttl_s + 1
+    env.now[0] += env.settings.chat.preview_ttl_s + 1
     assert (await env.core.send(alice, sid)).kind == "expired"
     assert (await env.core.shuffle(alice, sid)).kind == "expired"
     assert env.comparisons() == []
@@ -239,7 +239,7 @@ async def test_polls_record_one_answer(sqlite_settings, sqlite_engine) -> None:
     # a poll id is not a preview, and a preview id is not a poll
     assert (await env.core.send(alice, second.poll.poll_id)).kind == "expired"
     none = Env.__new__(Env)
-    none.core = BotCore(dataclasses.replace(env.settings, poll_share=0.0), env.engine,
+    none.core = BotCore(env.settings.override(ranking__poll_share=0.0), env.engine,
                         intent_parser=env.core.parser)
     assert await none.core.maybe_poll(alice, "happiness") is None
 
@@ -291,7 +291,7 @@ async def test_watch_offers_privately_and_rarely(env: Env) -> None:
     assert offer.kind == "preview" and "happiness" in offer.text
     assert await env.core.watch(alice, "so happy today") is None  # once per watch_cooldown_min
     assert (await env.core.watch(env.actor("bob"), "lol")).kind == "preview"
-    env.now[0] += env.settings.watch_cooldown_min * 60
+    env.now[0] += env.settings.chat.watch_cooldown_min * 60
     assert (await env.core.watch(alice, "lol")).kind == "preview"
     assert env.comparisons() == []  # an offer alone records nothing
 

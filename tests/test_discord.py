@@ -241,13 +241,12 @@ def test_intents_are_minimal_and_the_invite_asks_for_exactly_what_is_used(sqlite
 
 async def test_start_is_off_without_a_token(sqlite_settings) -> None:
     assert await discord_adapter.start(None, sqlite_settings) is None  # type: ignore[arg-type]
-    sharded = discord_adapter.build_bot(None, sqlite_settings.__class__(**{**sqlite_settings.__dict__, "discord_sharded": True}))
+    sharded = discord_adapter.build_bot(None, sqlite_settings.override(discord__sharded=True))
     assert isinstance(sharded, discord.AutoShardedClient)
 
 
 async def test_sync_registers_the_commands_through_discords_rest_api(sqlite_settings, monkeypatch) -> None:
     """`moodgif discord sync --guild G`: login, then one bulk PUT of /gif and /gif-admin."""
-    import dataclasses
 
     from aiohttp import web
     from aiohttp.test_utils import TestServer
@@ -279,7 +278,7 @@ async def test_sync_registers_the_commands_through_discords_rest_api(sqlite_sett
     await server.start_server()
     try:
         monkeypatch.setattr(discord.http.Route, "BASE", str(server.make_url("/api/v10")))
-        settings = dataclasses.replace(sqlite_settings, discord_token="bot-token-for-the-fake")
+        settings = sqlite_settings.override(discord__token="bot-token-for-the-fake")
         names = await discord_adapter.sync_commands(settings, GUILD)
     finally:
         await server.close()

@@ -146,7 +146,7 @@ def test_torchvision_video_model_loads_a_local_checkpoint(tmp_path: Path) -> Non
     weights_dir = tmp_path / "tv"
     weights_dir.mkdir()
     torch.save(model.state_dict(), weights_dir / TORCHVISION["tv-r3d_18"].weights_file())
-    settings = load_settings(env={}, home=str(tmp_path / "home"), torchvision_weights_dir=str(weights_dir))
+    settings = load_settings(env={}, home=str(tmp_path / "home"), scoring__torchvision_weights_dir=str(weights_dir))
     enc = get_encoder("tv-r3d_18+motion", settings, "cpu")
     loaded = enc.net.backbone.stem[0].weight  # type: ignore[union-attr]
     assert torch.equal(loaded, model.stem[0].weight)  # the saved weights, not a fresh init
@@ -193,7 +193,7 @@ def test_clip_zero_shot_mechanics_with_an_unweighted_model(tmp_path: Path) -> No
     torch.manual_seed(0)
     ckpt = tmp_path / "tiny.pt"
     torch.save(open_clip.create_model(arch).state_dict(), ckpt)
-    settings = load_settings(env={}, home=str(tmp_path / "home"), clip_weights=str(ckpt))
+    settings = load_settings(env={}, home=str(tmp_path / "home"), scoring__clip_weights=str(ckpt))
     enc = get_encoder(f"clip-{arch}@random", settings, "cpu")
     frames = np.stack([_picture(k, (48, 40)) for k in range(3)])
     feats = enc.encode(frames, np.full(3, 60, np.int32))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -87,7 +86,7 @@ def servers() -> Iterator[tuple[int, int]]:
 def _settings(base: Settings, **kw) -> Settings:  # type: ignore[no-untyped-def]
     defaults = {"fetch_timeout_s": 0.5, "fetch_retries": 1, "max_gif_bytes": 2000}
     defaults.update(kw)
-    return dataclasses.replace(base, **defaults)
+    return base.override(**defaults)
 
 
 def test_fetch_outcomes(sqlite_settings: Settings, servers: tuple[int, int]) -> None:

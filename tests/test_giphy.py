@@ -7,7 +7,6 @@ The renditions come through the real SSRF-safe fetcher: only the media server's 
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -45,10 +44,10 @@ def env(settings: Settings) -> Iterator[Env]:
     fake = FakeGiphy()
     with serve(fake.media_app()) as media_port, serve(fake.api_app()) as api_port:
         fake.media_base = f"http://127.0.0.1:{media_port}"
-        s = dataclasses.replace(settings, giphy_api_key=fake.key,
-                                giphy_api_url=f"http://127.0.0.1:{api_port}",
-                                fetch_retries=2, fetch_timeout_s=5.0, max_gif_bytes=4000,
-                                allow_private_urls=False)
+        s = settings.override(giphy__api_key=fake.key,
+                              giphy__api_url=f"http://127.0.0.1:{api_port}", fetch__retries=2,
+                              fetch__timeout_s=5.0, fetch__max_gif_bytes=4000,
+                              fetch__allow_private_urls=False)
         yield Env(fake, s, api_port, media_port)
 
 
@@ -162,11 +161,11 @@ def test_429_backoff_then_success_and_quota_errors(env: Env, engine) -> None:  #
 
 def test_bad_or_missing_key(env: Env, engine) -> None:  # type: ignore[no-untyped-def]
     env.fake.add(_gif("k1", "anything", seed=500))
-    bad = dataclasses.replace(env.settings, giphy_api_key="wrong-key-123")
+    bad = env.settings.override(giphy__api_key="wrong-key-123")
     with pytest.raises(GiphyKeyError, match=r"GIPHY refused the API key \(HTTP 403\)") as exc:
         ingest(bad, engine, "k", "giphy:anything", trusted_endpoints=env.trusted)
     assert "wrong-key-123" not in str(exc.value)
-    none = dataclasses.replace(env.settings, giphy_api_key="")
+    none = env.settings.override(giphy__api_key="")
     with pytest.raises(GiphyKeyError, match="GIPHY_API_KEY is not set"):
         ingest(none, engine, "k", "giphy:anything")
     assert env.fake.api_calls == [("/v1/gifs/search", env.fake.api_calls[0][1])]  # one call, refused
@@ -189,7 +188,7 @@ def test_hostile_words_are_cleaned(env: Env, engine) -> None:  # type: ignore[no
 
 def test_oversized_renditions(env: Env, engine) -> None:  # type: ignore[no-untyped-def]
     big = good_gif(700, size=64, n=10)  # over the 4,000-byte cap
-    assert len(big) > env.settings.max_gif_bytes
+    assert len(big) > env.settings.fetch.max_gif_bytes
     env.fake.add(FakeGif("fits", "big original", renditions={
         "original": big, "downsized": good_gif(701), "fixed_height": good_gif(702)}))
     env.fake.add(FakeGif("nofit", "all big", renditions={"original": big, "downsized": big}))

@@ -61,7 +61,6 @@ async def test_gif_admin_pools_add_giphy(sqlite_settings, sqlite_engine) -> None
     """`/gif-admin pools add NAME giphy:WORDS` (and the admin page's form, which calls the same
     core command) imports from GIPHY in a background job."""
     import asyncio
-    import dataclasses
 
     from _h1_gifs import good_gif
     from _h1_server import serve
@@ -77,8 +76,8 @@ async def test_gif_admin_pools_add_giphy(sqlite_settings, sqlite_engine) -> None
         fake.add(FakeGif(f"mic{i}", f"mic drop {i}", renditions={"original": good_gif(40 + i)}))
     with serve(fake.media_app()) as media_port, serve(fake.api_app()) as api_port:
         fake.media_base = f"http://127.0.0.1:{media_port}"
-        s = dataclasses.replace(sqlite_settings, giphy_api_key=fake.key, allow_private_urls=True,
-                                giphy_api_url=f"http://127.0.0.1:{api_port}")
+        s = sqlite_settings.override(giphy__api_key=fake.key, fetch__allow_private_urls=True,
+                                     giphy__api_url=f"http://127.0.0.1:{api_port}")
         core = BotCore(s, sqlite_engine, intent_parser=IntentParser(s, use_embeddings=False))
         admin = Actor("test", "T1", "general", "boss", is_admin=True)
         reply = await core.admin(admin, "pools", ["add", "mics", "giphy:mic", "drop"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,8 +53,8 @@ def served() -> Iterator[tuple[FakeGiphy, int, int]]:
 
 def test_starter_is_deduplicated_and_resumable(sqlite_settings: Settings, served) -> None:  # type: ignore[no-untyped-def]
     fake, api_port, media_port = served
-    s = dataclasses.replace(sqlite_settings, giphy_api_key=fake.key, fetch_retries=1,
-                            giphy_api_url=f"http://127.0.0.1:{api_port}")
+    s = sqlite_settings.override(giphy__api_key=fake.key, fetch__retries=1,
+                                 giphy__api_url=f"http://127.0.0.1:{api_port}")
     engine = init_db(s.db_url)
     trusted = [("127.0.0.1", media_port)]
     done: list[str] = []
@@ -110,6 +109,6 @@ def test_cli_pool_add_giphy_starter_and_masked_key(tmp_path: Path, served) -> No
     res = runner.invoke(cli, ["pool", "add", "x", "some/folder", "--limit", "3"], env=env)
     assert res.exit_code == 2 and "apply to giphy: sources only" in res.output
     res = runner.invoke(cli, ["config", "show"], env=env)
-    assert fake.key not in res.output and "giphy_api_key" in res.output
+    assert fake.key not in res.output and "giphy.api_key" in res.output
     settings = load_settings(env=env)
     assert fake.key in settings.secret_values()

@@ -89,7 +89,7 @@ def test_lexicon_hits(lex: IntentParser, text: str, emotion: str) -> None:
 
 def test_naming_an_emotion_is_always_understood(tmp_path: Path) -> None:
     # Even a parser that asks "did you mean" below 0.99 commits to a named emotion.
-    strict = IntentParser(load_settings(env={}, home=str(tmp_path), intent_threshold=0.99),
+    strict = IntentParser(load_settings(env={}, home=str(tmp_path), chat__intent_threshold=0.99),
                           use_embeddings=False)
     for name in NAMES:
         res = strict.parse(name.upper())
@@ -149,7 +149,7 @@ def test_real_words_are_not_bent_into_lexicon_words(lex: IntentParser) -> None:
 
 # --- threshold and empty requests ---------------------------------------------------------
 def test_below_threshold_is_did_you_mean_never_a_guess(tmp_path: Path) -> None:
-    strict = IntentParser(load_settings(env={}, home=str(tmp_path), intent_threshold=0.9),
+    strict = IntentParser(load_settings(env={}, home=str(tmp_path), chat__intent_threshold=0.9),
                           use_embeddings=False)
     res = strict.parse("ugh")
     assert_well_formed(res)
@@ -274,7 +274,7 @@ def test_warm_up_returns_and_shares_the_model(emb: IntentParser) -> None:
 # --- API pieces ----------------------------------------------------------------------------
 def test_get_parser_is_cached(tmp_path: Path) -> None:
     assert get_parser() is get_parser()
-    s = load_settings(env={}, home=str(tmp_path), intent_threshold=0.6)
+    s = load_settings(env={}, home=str(tmp_path), chat__intent_threshold=0.6)
     assert get_parser(s).threshold == 0.6 and get_parser(s) is get_parser(s)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import os
@@ -102,7 +101,7 @@ def test_more_bad_input(settings: Settings, engine, tmp_path: Path) -> None:  # 
     big.mkdir()
     (big / "big.gif").write_bytes(good_gif(43, size=40, n=8))
     (big / "ok.gif").write_bytes(good_gif(44, size=4, n=2))
-    small = dataclasses.replace(settings, max_gif_bytes=300)
+    small = settings.override(fetch__max_gif_bytes=300)
     report = ingest(small, engine, "bad", big)
     assert "too large" in dict(report.refused)["big.gif"] and len(report.added) == 1
 
@@ -155,7 +154,7 @@ def test_manifest_rows_outside_allowed_folders(settings: Settings, engine, tmp_p
         assert (gif.title, gif.tags, gif.rating, gif.rating_source) == ("inside", ["a", "b"], "pg", "manifest")
         assert gif.n_frames == 4 and (gif.width, gif.height) == (16, 16)
 
-    allowed = dataclasses.replace(settings, allowed_source_dirs=[str(outside)])
+    allowed = settings.override(fetch__allowed_source_dirs=[str(outside)])
     report2 = ingest(allowed, engine, "m", manifest)
     assert len(report2.added) == 1  # out.gif, now allowed (the other rows point to it too)
     assert len(report2.duplicates) == 3

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from collections.abc import Iterator
@@ -135,8 +134,8 @@ def test_gifs_by_giphy_id_then_comparisons(sqlite_settings: Settings, dump: Dump
         fake.add(FakeGif(gid, "", renditions={"original": dump.gifs[gid]}))
     with serve(fake.media_app()) as media_port, serve(fake.api_app()) as api_port:
         fake.media_base = f"http://127.0.0.1:{media_port}"
-        s = dataclasses.replace(sqlite_settings, giphy_api_key=fake.key,
-                                giphy_api_url=f"http://127.0.0.1:{api_port}")
+        s = sqlite_settings.override(giphy__api_key=fake.key,
+                                     giphy__api_url=f"http://127.0.0.1:{api_port}")
         engine = init_db(s.db_url)
         report = ingest_ids(s, engine, dump.ids[:12], trusted_endpoints=[("127.0.0.1", media_port)])
         assert len(report.added) == 10 and len(report.refused) == 2

@@ -315,10 +315,10 @@ def test_retrain_judges_a_new_head_against_what_ranks_each_gif(sqlite_settings: 
     _gif_named(folder, "crying-sad.gif", 31)
     ingest(settings, engine, "p", folder)
     a, b = pool_gifs(engine, "p")
-    zs = prior_version(engine, settings.encoder, settings.sampling, with_faces=False)
+    zs = prior_version(engine, settings.scoring.encoder, settings.scoring.sampling, with_faces=False)
     write_prior(engine, zs, [a, b], lambda _s: None, LEXICON, with_faces=False)
     with session_scope(engine) as s:
-        head = ModelVersion(name="h", encoder_id=settings.encoder, sampling="sparse",
+        head = ModelVersion(name="h", encoder_id=settings.scoring.encoder, sampling="sparse",
                             head_kind="fc-maxpool-1", path="h.pt", status="active",
                             config={"pools": ["elsewhere"]})
         s.add(head)

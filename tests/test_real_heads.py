@@ -67,11 +67,11 @@ def test_score_stores_channels_and_heads_with_and_without_them_run(
                         text_model=LEXICON)
     assert report.prior_written == 3
     titles = {g["title"]: g["sha256"] for g in pool_details(engine, "team")["first"]}
-    happy = load_channels(settings, titles["so happy yay"], settings.sampling)
-    unknown = load_channels(settings, titles[""], settings.sampling)
+    happy = load_channels(settings, titles["so happy yay"], settings.scoring.sampling)
+    unknown = load_channels(settings, titles[""], settings.scoring.sampling)
     assert happy[-1] > 0 and happy[N_CLASSES + 1 + INDEX["happiness"]] == happy[N_CLASSES + 1:-1].max()
     assert unknown[-1] == 0 and not unknown[N_CLASSES + 1:].any()
-    assert head_features(settings, titles["crying sad"], enc, settings.sampling, CHANNELS_ID).shape[1] == dim + N_CHANNELS
+    assert head_features(settings, titles["crying sad"], enc, settings.scoring.sampling, CHANNELS_ID).shape[1] == dim + N_CHANNELS
     # A head trained with the channels and an old one without: both load and score.
     torch.manual_seed(0)
     ids = []
@@ -133,7 +133,7 @@ def _two_pools(settings: Settings, engine, names: tuple[str, ...] = ("p1", "p2")
                 s.add(PoolGif(pool_id=pool.id, gif_sha=sha, source_ref=""))
                 out[name][sha] = truth[sha]
     for sha, f in feats.items():
-        save_features(settings, sha, settings.encoder, settings.sampling, f)
+        save_features(settings, sha, settings.scoring.encoder, settings.scoring.sampling, f)
     return out
 
 
@@ -153,7 +153,7 @@ def _prior(settings: Settings, engine, scores: dict[str, np.ndarray]) -> int:  #
     """A zero-shot prior version, active (a fresh home), with the given predictions."""
     from scorer.prior import activate_if_none, prior_version
 
-    zs = prior_version(engine, settings.encoder, settings.sampling, with_faces=False)
+    zs = prior_version(engine, settings.scoring.encoder, settings.scoring.sampling, with_faces=False)
     with session_scope(engine) as s:
         for sha, row in scores.items():
             s.add(Prediction(model_version_id=zs, gif_sha=sha, scores=pack_scores(row),
@@ -243,7 +243,7 @@ def test_retrained_head_reads_the_stored_channels(sqlite_settings: Settings, sql
     pools = _two_pools(settings, engine)
     truth = {**pools["p1"], **pools["p2"]}
     for sha, t in truth.items():  # the words say what the GIF is
-        save_channels(settings, sha, settings.sampling, channel_vector(None, 0.0, t, 1.0))
+        save_channels(settings, sha, settings.scoring.sampling, channel_vector(None, 0.0, t, 1.0))
     _prior(settings, engine, {sha: np.full(N_EMOTIONS, 0.5) for sha in truth})
     _sure_votes(engine, truth, 3000, seed=5)
     out = run_retrain(settings, engine, epochs=30)
@@ -274,7 +274,7 @@ def _gifgif_version(settings: Settings, engine, prior_of) -> tuple[int, dict, ob
         _sure_votes(engine, pools[name], 2000, seed=k)
     mv_id = train_version(settings, engine, pool="gifgif", head="fc-maxpool-2", epochs=40,
                           device="cpu").model_version_id
-    zs = prior_version(engine, settings.encoder, settings.sampling, with_faces=False)
+    zs = prior_version(engine, settings.scoring.encoder, settings.scoring.sampling, with_faces=False)
     with session_scope(engine) as s:
         for name, truth in pools.items():
             for sha, row in prior_of(name, truth).items():
@@ -351,7 +351,7 @@ def test_votes_on_half_a_pool_move_the_other_half_through_the_channels(
     truth, prior = {}, {}
     for sha in shas:
         classes = rng.random(N_CLASSES)
-        save_channels(settings, sha, settings.sampling, channel_vector(classes, 1.0, None, 0.0))
+        save_channels(settings, sha, settings.scoring.sampling, channel_vector(classes, 1.0, None, 0.0))
         prior[sha] = combine(Channel(np.zeros(N_EMOTIONS), 0.0),
                              Channel(np.clip(face_matrix() @ classes, 0, 1), 1.0))[0]
         truth[sha] = np.zeros(N_EMOTIONS)

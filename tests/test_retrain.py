@@ -48,7 +48,7 @@ def make_pool(settings, engine, n: int = N_GIFS, seed: int = 0) -> dict[str, np.
             s.flush()
             s.add(PoolGif(pool_id=pool.id, gif_sha=sha_, source_ref=""))
     for sha_, f in feats.items():
-        save_features(settings, sha_, settings.encoder, settings.sampling, f)
+        save_features(settings, sha_, settings.scoring.encoder, settings.scoring.sampling, f)
     return truth
 
 
@@ -118,7 +118,7 @@ def test_scheduled_run_waits_for_new_comparisons(settings, engine) -> None:  # t
     truth = make_pool(settings, engine)
     simulate_votes(engine, truth, 1500)
     assert run_retrain(settings, engine, epochs=5).status == "activated"
-    settings.retrain_min_new_comparisons = 10
+    settings.training.retrain_min_new_comparisons = 10
     out = run_retrain(settings, engine, trigger="schedule", epochs=5)
     assert out.status == "skipped" and "only 0 new comparisons" in out.message
     simulate_votes(engine, truth, 10, seed=2)
@@ -215,9 +215,9 @@ def test_schedule_from_settings(sqlite_settings, sqlite_engine) -> None:  # type
 
     s = sqlite_settings
     assert isinstance(make_trigger(s), CronTrigger)  # default "17 3 * * *"
-    s.retrain_cron = ""
+    s.training.retrain_cron = ""
     assert make_trigger(s) is None and make_scheduler(s) is None
-    s.retrain_interval_min = 0.01  # 0.6 s
+    s.training.retrain_interval_min = 0.01  # 0.6 s
     assert isinstance(make_trigger(s), IntervalTrigger)
     sched = make_scheduler(s)
     job = sched.get_jobs()[0]
@@ -299,7 +299,7 @@ def test_votes_refine_the_zero_shot_prior(sqlite_settings, sqlite_engine) -> Non
     settings, engine = sqlite_settings, sqlite_engine
     truth = make_pool(settings, engine)
     shas = sorted(truth)
-    mv_id = prior_version(engine, settings.encoder, settings.sampling, with_faces=False)
+    mv_id = prior_version(engine, settings.scoring.encoder, settings.scoring.sampling, with_faces=False)
     stats = write_prior(engine, mv_id, shas, lambda _sha: None, None, with_faces=False)
     assert stats.written == N_GIFS and stats.wide == N_GIFS  # no words, no faces: all wide
     assert activate_if_none(engine, mv_id) and active_ids(engine) == [mv_id]

@@ -53,7 +53,7 @@ def test_fit_with_a_model_prior_uses_that_models_scale(settings, engine) -> None
     assert first.status == "activated", first.message
     shas = sorted(truth)
     import_pairs(engine, [(NAMES[1], shas[0], shas[1], "left")], source="poll")
-    settings.bt_prior_strength = 2.0
+    settings.training.bt_prior_strength = 2.0
     gifs = sorted(pooled_gifs(engine))
     with session_scope(engine) as s:
         mv = s.get(ModelVersion, first.model_version_id)

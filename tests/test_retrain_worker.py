@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 def test_same_trigger_as_training(sqlite_settings) -> None:  # type: ignore[no-untyped-def]
     for cron, minutes in (("17 3 * * *", 0.0), ("", 5.0), ("", 0.0), ("*/10 * * * *", 0.0)):
-        s = dataclasses.replace(sqlite_settings, retrain_cron=cron, retrain_interval_min=minutes)
+        s = sqlite_settings.override(training__retrain_cron=cron,
+                                     training__retrain_interval_min=minutes)
         ours, theirs = retrain_worker.make_trigger(s), make_trigger(s)
         assert str(ours) == str(theirs)
         sched = retrain_worker.make_scheduler(s)

@@ -13,9 +13,9 @@ from scorer.store import ChatSession, Impression, Post, session_scope
 def test_scoped_settings_channel_beats_workspace_beats_settings(settings, engine) -> None:
     get = lambda key, channel="C1": sess.get_scoped(  # noqa: E731
         engine, settings, "slack", "T1", channel, key)
-    assert get("rating_ceiling") == settings.rating_ceiling
+    assert get("rating_ceiling") == settings.chat.rating_ceiling
     assert get("pools") == [] and get("watch") is False
-    assert get("preview_count") == settings.preview_count
+    assert get("preview_count") == settings.chat.preview_count
 
     sess.set_scoped(engine, "slack", "T1", "", "rating_ceiling", "g")
     assert get("rating_ceiling") == "g" and get("rating_ceiling", "C2") == "g"
@@ -29,7 +29,7 @@ def test_scoped_settings_channel_beats_workspace_beats_settings(settings, engine
     assert sess.set_scoped(engine, "slack", "T1", "C1", "watch", "on") is True
     assert sess.set_scoped(engine, "slack", "T1", "C1", "cooldown_s", "0") == 0.0
     values = sess.get_all_scoped(engine, settings, "slack", "T1", "C1")
-    assert values["pools"] == ["a", "b"] and values["watch"] is True and values["cooldown_s"] == 0
+    assert values.pools == ["a", "b"] and values.watch is True and values.cooldown_s == 0
     # changing a value updates the row, reset removes it
     sess.set_scoped(engine, "slack", "T1", "C1", "pools", "all")
     assert get("pools") == []

@@ -318,12 +318,13 @@ def test_manifest_matches_what_the_adapter_uses() -> None:
 
 
 async def test_multi_workspace_install_uses_oauth_stores_in_the_same_database(sqlite_settings) -> None:
-    import dataclasses
     import sqlite3
 
-    settings = dataclasses.replace(sqlite_settings, slack_client_id="111.222", slack_client_secret="oauth-secret-xyz",
-                                   slack_signing_secret=SECRET, public_url="https://moodgif.example.org",
-                                   secret_key="x6m0dJ8Vnq8l7z9kJf3mS0k4q2xY8bW1cD5eF7gH9iE=")
+    settings = sqlite_settings.override(slack__client_id="111.222",
+                                        slack__client_secret="oauth-secret-xyz",
+                                        slack__signing_secret=SECRET,
+                                        http__public_url="https://moodgif.example.org",
+                                        slack__secret_key="x6m0dJ8Vnq8l7z9kJf3mS0k4q2xY8bW1cD5eF7gH9iE=")
     app = web.Application()
     bolt = slack_adapter.mount(app, None, settings)  # type: ignore[arg-type]
     assert bolt is not None and bolt.oauth_flow is not None

@@ -3,7 +3,6 @@ on a real database, with and without a feeling, and the no-match fallback."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import numpy as np
@@ -76,8 +75,8 @@ COFFEE = (1, 3)
 
 class Env:
     def __init__(self, settings, engine) -> None:
-        self.settings = dataclasses.replace(settings, cooldown_s=0.0, poll_share=0.0,
-                                            exploration="none", preview_count=1)
+        self.settings = settings.override(chat__cooldown_s=0.0, ranking__poll_share=0.0,
+                                          ranking__exploration="none", chat__preview_count=1)
         self.engine = engine
         self.pool = ingest_demo(self.settings, engine, demo_manifest())
         self.scores = designed_scores(len(self.pool.shas))

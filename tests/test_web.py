@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 
 import pytest
 from _bot_pool import add_model_version, demo_manifest, designed_scores, ingest_demo
@@ -17,8 +16,8 @@ from scorer.store import Comparison, session_scope
 
 @pytest.fixture
 async def web(sqlite_settings, sqlite_engine):  # type: ignore[no-untyped-def]
-    settings = dataclasses.replace(sqlite_settings, cooldown_s=0.0, poll_share=0.0,
-                                   admin_token="s3cret-token")
+    settings = sqlite_settings.override(chat__cooldown_s=0.0, ranking__poll_share=0.0,
+                                        http__admin_token="s3cret-token")
     pool = ingest_demo(settings, sqlite_engine, demo_manifest())
     add_model_version(sqlite_engine, pool.shas, designed_scores(len(pool.shas)))
     core = BotCore(settings, sqlite_engine, intent_parser=IntentParser(settings, use_embeddings=False))
@@ -160,7 +159,7 @@ async def test_serve_runs_the_playground_and_stops(sqlite_settings, sqlite_engin
 
     from bot.serve import serve
 
-    settings = dataclasses.replace(sqlite_settings, http_port=0)
+    settings = sqlite_settings.override(http__port=0)
     core = BotCore(settings, sqlite_engine, intent_parser=IntentParser(settings, use_embeddings=False))
     stop = asyncio.Event()
     urls: list[str] = []

@@ -128,8 +128,8 @@ class Augmenter:
                 self.cached += 1
         if missing:
             try:
-                full = decode_gif(gif_path(self.settings, sha), max_frames=self.settings.max_gif_frames,
-                                  max_pixels=self.settings.max_gif_pixels)
+                full = decode_gif(gif_path(self.settings, sha), max_frames=self.settings.fetch.max_gif_frames,
+                                  max_pixels=self.settings.fetch.max_gif_pixels)
                 idx = sample_indices(full.n_frames, self.sampling)
                 frames, durations = full.frames[idx], full.durations_ms[idx]
             except (GifDecodeError, OSError) as exc:
@@ -143,7 +143,7 @@ class Augmenter:
                     self._encoder = get_encoder(self.encoder_id, self.settings, device=self.device)
                 for kind in missing:
                     scheme = scheme_name(self.sampling, kind)
-                    aug = augment_frames(frames, kind, seed=self.settings.seed, sha=sha)
+                    aug = augment_frames(frames, kind, seed=self.settings.training.seed, sha=sha)
                     feats = np.asarray(self._encoder.encode(aug, durations), np.float32)
                     save_features(self.settings, sha, self.encoder_id, scheme, feats)
                     copies.append((scheme, feats))

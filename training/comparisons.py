@@ -83,8 +83,8 @@ def _salt(engine: Engine, settings: Settings) -> str:
     """The salt (scorer/salt.py: an environment secret or a 0600 file, never the database)."""
     from scorer.salt import load_salt
 
-    if settings.user_hash_salt:
-        return settings.user_hash_salt
+    if settings.chat.user_hash_salt:
+        return settings.chat.user_hash_salt
     key = f"{engine.url}|{settings.home}"
     if key not in _SALTS:
         _SALTS[key] = load_salt(engine, settings)
@@ -94,7 +94,7 @@ def _salt(engine: Engine, settings: Settings) -> str:
 def user_hash(engine: Engine, settings: Settings, platform: str, user_id: str) -> str:
     """Salted SHA-256 (hex) of a platform user id; the only form of `who` the ledger keeps.
 
-    The salt is `settings.user_hash_salt`, or one generated once per installation and kept
+    The salt is `settings.chat.user_hash_salt`, or one generated once per installation and kept
     in `$MOODGIF_HOME/user_hash_salt` (scorer/salt.py), so the same person hashes the same
     across processes and restarts, and no copy of the database can re-identify anyone.
     """

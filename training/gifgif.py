@@ -147,9 +147,9 @@ def ingest_tar(settings: Settings, engine: Engine, tar_path: Path, *, pool: str 
                 if g.external_id in known:
                     joins.append((g, known[g.external_id]))
                     continue
-                if member.size > settings.max_gif_bytes:
+                if member.size > settings.fetch.max_gif_bytes:
                     refused.append((g.external_id, f"too large: {member.size:,} bytes "
-                                                   f"(cap {settings.max_gif_bytes:,})"))
+                                                   f"(cap {settings.fetch.max_gif_bytes:,})"))
                     continue
                 fh = tf.extractfile(member)
                 if fh is None:
@@ -293,7 +293,7 @@ def pretrain_gifgif(settings: Settings, engine: Engine, *, csv: str, images: str
     report.seconds["comparisons"] = round(time.perf_counter() - t, 2)
 
     # Votes alone: the GIFGIF fit must not lean on whatever model happens to be active.
-    votes_only = dataclasses.replace(settings, bt_prior_strength=0.0)
+    votes_only = settings.override(training__bt_prior_strength=0.0)
     mv_id = _train(votes_only, engine, head=head, epochs=epochs, device=device,
                    progress=progress, table=table, report=report)
 
@@ -380,7 +380,7 @@ def _label_and_measure(settings: Settings, engine: Engine, mv_id: int,
         assert mv is not None
         mv.config = {**(mv.config or {}), "pools": pools, "pool_checks": per_pool}
     write_predictions(settings, engine, mv_id, sorted(pooled_gifs(engine)))
-    held = _held_out_accuracy(engine, mv_id, active.id if active else None, settings.seed)
+    held = _held_out_accuracy(engine, mv_id, active.id if active else None, settings.training.seed)
     report.metrics.update(held)
     with session_scope(engine) as s:
         mv = s.get(ModelVersion, mv_id)

@@ -105,7 +105,7 @@ def refit_bt(settings: Settings, engine: Engine, ledger: LedgerArrays, gifs: lis
             centre, spread = model_scale if model_scale is not None else (
                 np.zeros(N_EMOTIONS), np.ones(N_EMOTIONS))
             prior_mean = bt.prediction_to_prior(preds, centre, spread, eps=PRIOR_CLIP)
-            strength = settings.bt_prior_strength if settings.bt_prior_strength > 0 else 0.0
+            strength = settings.training.bt_prior_strength if settings.training.bt_prior_strength > 0 else 0.0
     weight = ledger.weight
     if REFERENCE_WEIGHT != 1.0 and n:
         ref = np.asarray([is_reference(item) for item in ids], bool)
@@ -113,8 +113,8 @@ def refit_bt(settings: Settings, engine: Engine, ledger: LedgerArrays, gifs: lis
     # Only emotions with new votes (or a new prior) are refitted, warm from the active fit.
     results, digests, refitted = bt_incremental.fit_all_incremental(
         n, ledger.emotion, ledger.winner, ledger.loser, ledger.tie, weight,
-        previous=bt_incremental.load_previous(engine, ids), ties=settings.bt_ties,
-        alpha=settings.bt_alpha, prior_mean=prior_mean if strength > 0 else None,
+        previous=bt_incremental.load_previous(engine, ids), ties=settings.training.bt_ties,
+        alpha=settings.training.bt_alpha, prior_mean=prior_mean if strength > 0 else None,
         prior_strength=strength)
     theta = np.stack([r.theta for r in results], axis=1)
     se = np.stack([r.se for r in results], axis=1)
@@ -144,7 +144,7 @@ def refit_bt(settings: Settings, engine: Engine, ledger: LedgerArrays, gifs: lis
     with session_scope(engine) as s:
         fit = BTFit(
             n_comparisons=len(ledger), last_comparison_id=ledger.max_id,
-            params={"ties": settings.bt_ties, "alpha": settings.bt_alpha,
+            params={"ties": settings.training.bt_ties, "alpha": settings.training.bt_alpha,
                     "prior_strength": strength, "method": "newton",
                     "scale": "robust", "scale_params": scale_params,
                     "reference_scaled": [None if math.isnan(x) else float(x) for x in ref_scaled]},
@@ -271,7 +271,7 @@ def build_dataset(settings: Settings, engine: Engine, fit: FitOutput, *, encoder
     wmap = {fit.items[i]: weights[i] for i in keep}
     splits = assemble(
         targets, lambda sha: head_features(settings, sha, encoder_id, sampling, channels),
-        seed=settings.seed, n_frames=gif_frame_counts(engine, list(targets)), weights=wmap,
+        seed=settings.training.seed, n_frames=gif_frame_counts(engine, list(targets)), weights=wmap,
         encoder_id=encoder_id,
     )
     # The test part is not needed to decide; dev and test together make a steadier dev set.

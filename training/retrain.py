@@ -12,7 +12,7 @@ One run, step by step (each step's name is written to its `retrain_runs` row as 
    few votes stays near what the scorer thinks and many votes override it. Stored as a
    `BTFit` with `BTScore` rows, inactive for now.
 4. **dataset** — the GIFs' cached features with the fitted scores as targets, weighted by
-   how many comparisons back each score; the 80/10/10 split by GIF (`settings.seed`).
+   how many comparisons back each score; the 80/10/10 split by GIF (`settings.training.seed`).
 5. **train** — the head, warm-started from the active version when it is compatible.
 6. **evaluate** — the new head and the active version on the same dev GIFs and targets;
    then, pool by pool, the new head against the zero-shot prior on the held-out comparisons
@@ -297,7 +297,7 @@ def run_retrain(settings: Settings, engine: Engine | None = None, *, trigger: st
     """One retrain run; returns what happened (never raises for an expected failure).
 
     A scheduled run (`trigger="schedule"`) is skipped when fewer than
-    `settings.retrain_min_new_comparisons` comparisons arrived since the active fit;
+    `settings.training.retrain_min_new_comparisons` comparisons arrived since the active fit;
     `force` runs anyway.
     """
     # The schema is migrated at `moodgif db upgrade` and at start-up, never by a job.
@@ -384,9 +384,9 @@ def _read_ledger(run: _Run, trigger: str, force: bool) -> _Ledger:
         from training.comparisons import count_since
 
         new = count_since(engine, last_seen)
-        if new < settings.retrain_min_new_comparisons:
+        if new < settings.training.retrain_min_new_comparisons:
             raise _Skip(f"only {new} new comparisons since the last fit "
-                        f"(MOODGIF_RETRAIN_MIN_NEW_COMPARISONS={settings.retrain_min_new_comparisons})")
+                        f"(MOODGIF_RETRAIN_MIN_NEW_COMPARISONS={settings.training.retrain_min_new_comparisons})")
     gifs = sorted(pooled_gifs(engine))
     ledger, info = load_ledger(engine, known_gifs=set(gifs), items=gifs, up_to_id=newest)
     run.metrics["ledger"] = {k: info[k] for k in ("rows", "used", "skipped_unknown_gif", "ties")}
@@ -415,8 +415,8 @@ def _fit_bt(run: _Run, led: _Ledger, active: ModelVersion | None) -> FitOutput:
 
 def _dataset(run: _Run, fit: FitOutput, active: ModelVersion | None) -> _Data:
     settings, engine = run.settings, run.engine
-    encoder_id = active.encoder_id if active else settings.encoder
-    sampling = active.sampling if active else settings.sampling
+    encoder_id = active.encoder_id if active else settings.scoring.encoder
+    sampling = active.sampling if active else settings.scoring.sampling
     active_pred = None
     if active is not None and DISTILL_WEIGHT > 0:
         # What ranks each GIF now (the prior where the active head does not): rehearsed.
@@ -448,7 +448,7 @@ def _train(run: _Run, data: _Data, active: ModelVersion | None, head_kind: str |
     one with the lower dev loss on the votes is kept."""
     result, cfg = _train_one(run, data, active, head_kind, epochs, device)
     if head_kind is None and data.channels and cfg.kind != RESIDUAL_HEAD:
-        other = HeadConfig(kind=RESIDUAL_HEAD, epochs=epochs, seed=run.settings.seed,
+        other = HeadConfig(kind=RESIDUAL_HEAD, epochs=epochs, seed=run.settings.training.seed,
                            **RESIDUAL_CONFIG)
         alt = train_head(data.train, data.votes_only(data.dev), other, device=device)
         tried = {cfg.kind: result.best_dev_loss, RESIDUAL_HEAD: alt.best_dev_loss}
@@ -467,7 +467,7 @@ def _train_one(run: _Run, data: _Data, active: ModelVersion | None, head_kind: s
         raise ValueError(f"a {head_kind} head reads the zero-shot prior's channels, and none are "
                          "stored: run `moodgif score` (it writes them) first")
     init = None
-    cfg = HeadConfig(kind=head_kind or DEFAULT_HEAD, epochs=epochs, seed=settings.seed)
+    cfg = HeadConfig(kind=head_kind or DEFAULT_HEAD, epochs=epochs, seed=settings.training.seed)
     if active is not None and active.path and (head_kind in (None, active.head_kind)):
         path = versions.head_file(settings, active.path)
         if path.is_file():
@@ -479,7 +479,7 @@ def _train_one(run: _Run, data: _Data, active: ModelVersion | None, head_kind: s
                     and active.head_kind.startswith(("fc-", "rnn-", RESIDUAL_HEAD))):
                 init = module
                 saved = (active.config or {}).get("head") or {}
-                cfg = HeadConfig.from_dict({**saved, "epochs": epochs, "seed": settings.seed,
+                cfg = HeadConfig.from_dict({**saved, "epochs": epochs, "seed": settings.training.seed,
                                             "kind": active.head_kind})
     result = train_head(data.train, data.votes_only(data.dev), cfg, device=device, init=init)
     run.metrics["train"] = {**result.summary(), "warm_start": init is not None,

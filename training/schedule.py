@@ -13,16 +13,16 @@ from scorer.settings import Settings, SettingsError
 
 def make_trigger(settings: Settings) -> Any:
     """An interval if `retrain_interval_min` > 0, else the crontab; None = scheduling off."""
-    if settings.retrain_interval_min > 0:
+    if settings.training.retrain_interval_min > 0:
         from apscheduler.triggers.interval import IntervalTrigger
 
-        return IntervalTrigger(minutes=settings.retrain_interval_min)
-    if settings.retrain_cron.strip():
+        return IntervalTrigger(minutes=settings.training.retrain_interval_min)
+    if settings.training.retrain_cron.strip():
         from apscheduler.triggers.cron import CronTrigger
 
         try:
-            return CronTrigger.from_crontab(settings.retrain_cron.strip(), timezone="UTC")
+            return CronTrigger.from_crontab(settings.training.retrain_cron.strip(), timezone="UTC")
         except ValueError as exc:
-            raise SettingsError(f"MOODGIF_RETRAIN_CRON {settings.retrain_cron!r} is not a "
+            raise SettingsError(f"MOODGIF_RETRAIN_CRON {settings.training.retrain_cron!r} is not a "
                                 f"crontab: {exc}") from None
     return None

@@ -8,7 +8,6 @@ by GIF. `train_version` trains one head (or searches) and stores it as a model v
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -92,7 +91,7 @@ def ensure_features(settings: Settings, engine: Engine, shas: Sequence[str], *, 
     from scorer.pipeline import score_pool
 
     log.info("encoding %d GIFs with %s (%s)", len(missing), encoder_id, sampling)
-    report = score_pool(dataclasses.replace(settings, sampling=sampling), engine, pool=pool,
+    report = score_pool(settings.override(scoring__sampling=sampling), engine, pool=pool,
                         encoder_id=encoder_id, device=device, progress=progress)
     return report.encoded
 
@@ -118,7 +117,7 @@ def build_splits(settings: Settings, engine: Engine, targets: dict[str, np.ndarr
     try:
         splits = assemble(
             targets, lambda sha: load_features(settings, sha, encoder_id, ts.sampling),
-            seed=settings.seed, n_frames=gif_frame_counts(engine, list(targets)), weights=weights,
+            seed=settings.training.seed, n_frames=gif_frame_counts(engine, list(targets)), weights=weights,
             augmented=augmenter, set_name=set_name, encoder_id=encoder_id,
         )
     finally:
@@ -151,9 +150,9 @@ def _splits_for(settings: Settings, engine: Engine, targets: dict, weights: dict
                 pool: str | None, set_name: str, device: str, progress: bool) -> Splits:
     """Features for every target GIF (encoding what is missing), then the 80/10/10 split."""
     ts = training_set(set_name)
-    ensure_features(settings, engine, list(targets), pool=pool, encoder_id=settings.encoder,
+    ensure_features(settings, engine, list(targets), pool=pool, encoder_id=settings.scoring.encoder,
                     sampling=ts.sampling, device=device, progress=progress)
-    splits = build_splits(settings, engine, targets, weights, encoder_id=settings.encoder,
+    splits = build_splits(settings, engine, targets, weights, encoder_id=settings.scoring.encoder,
                           set_name=set_name, device=device, progress=progress)
     if len(splits.train) == 0:
         raise WorkflowError(f"no training examples ({splits.info}); score the pool first")
@@ -172,18 +171,18 @@ def train_version(settings: Settings, engine: Engine, *, pool: str | None = None
     ts = training_set(set_name)
     fit, _, _ = ledger_fit(settings, engine, pool=pool, store=True)
     targets, weights = targets_from(fit, "product")
-    encoder_id = settings.encoder
+    encoder_id = settings.scoring.encoder
     splits = _splits_for(settings, engine, targets, weights, pool=pool, set_name=set_name,
                          device=device, progress=progress)
     trials: list[dict] = []
     result: FitResult
     if search_trials > 0:
-        res = search(splits.train, splits.dev, head, search_trials, seed=settings.seed,
+        res = search(splits.train, splits.dev, head, search_trials, seed=settings.training.seed,
                      epochs=epochs, device=device, on_trial=on_trial)
         result, trials = res.best, res.trials
     else:
         result = train_head(splits.train, splits.dev,
-                            HeadConfig(kind=head, epochs=epochs, seed=settings.seed),
+                            HeadConfig(kind=head, epochs=epochs, seed=settings.training.seed),
                             device=device, on_epoch=on_epoch)
     module = result.module.cpu()
     metrics: dict = {"set": set_name, **result.summary()}
@@ -234,7 +233,7 @@ def evaluate_table(settings: Settings, engine: Engine, out_dir: Path, *, pool: s
     training_set(set_name)  # an unknown set name fails before any work
     fit, ledger, info = ledger_fit(settings, engine, pool=pool, with_prior=False, store=False)
     targets, weights = targets_from(fit, scale)
-    encoder_id = settings.encoder
+    encoder_id = settings.scoring.encoder
     splits = _splits_for(settings, engine, targets, weights, pool=pool, set_name=set_name,
                          device=device, progress=progress)
     splits.info["ledger_comparisons"] = info["used"]
@@ -242,7 +241,7 @@ def evaluate_table(settings: Settings, engine: Engine, out_dir: Path, *, pool: s
     pairs = held_out_pairs(ledger, set(splits.test.shas))
     splits.info["held_out_pairs"] = len(pairs)
     table = run_table(splits, models=models, pairs=pairs, search_trials=search_trials,
-                      epochs=epochs, seed=settings.seed, device=device, on_model=on_model)
+                      epochs=epochs, seed=settings.training.seed, device=device, on_model=on_model)
     notes = [f"Targets: Bradley-Terry fit of {info['used']} comparisons, "
              f"{'min-max scaled per emotion (the paper)' if scale == 'minmax' else 'the product scale, evidence-weighted'}; "
              f"training set {set_name}, encoder `{encoder_id}`."]

@@ -51,6 +51,7 @@ from bot.flows.admin import (
 )
 from bot.health import get_health
 from bot.hints import typing_hint
+from bot.scoped_settings import any_scope_sets
 from scorer.settings import RATINGS, Settings
 
 if TYPE_CHECKING:
@@ -93,15 +94,7 @@ def client_id_from_token(token: str) -> int | None:
 def watch_enabled(engine: Engine) -> bool:
     """Did some Discord channel or server opt in to watching? (Then ask for message content.)
     On the core's engine: the schema was migrated at start-up, not here."""
-    from sqlalchemy import select
-
-    from scorer.store import ScopedSetting, session_scope
-
-    with session_scope(engine) as s:
-        rows = s.scalars(
-            select(ScopedSetting.value).where(ScopedSetting.platform == PLATFORM, ScopedSetting.key == "watch")
-        ).all()
-    return any(isinstance(v, dict) and v.get("v") is True for v in rows)
+    return any_scope_sets(engine, PLATFORM, "watch", True)
 
 
 def wanted_intents(watch: bool) -> discord.Intents:
@@ -186,12 +179,12 @@ class GifCog(commands.Cog, name=views.COG_NAME):
         return self._core
 
     def limit(self, interaction: discord.Interaction | None = None) -> int:
-        limit = self.settings.discord_upload_limit_bytes
+        limit = self.settings.discord.upload_limit_bytes
         guild_limit = getattr(interaction, "filesize_limit", 0) if interaction is not None else 0
         return min(limit, guild_limit) if guild_limit else limit
 
     def render(self, reply: Reply, interaction: discord.Interaction | None = None, **kw: Any) -> views.Message:
-        return views.render(reply, self.settings.public_url, self.limit(interaction), **kw)
+        return views.render(reply, self.settings.http.public_url, self.limit(interaction), **kw)
 
     async def _note(self, interaction: discord.Interaction, reply: Reply) -> None:
         """A private note that leaves the message it was clicked on as it is."""
@@ -253,7 +246,7 @@ class GifCog(commands.Cog, name=views.COG_NAME):
             await self._note(interaction, reply)
 
     async def _publish(self, interaction: discord.Interaction, post: PostView) -> str:
-        msg = views.post_message(post, self.settings.public_url, self.limit(interaction))
+        msg = views.post_message(post, self.settings.http.public_url, self.limit(interaction))
         sent = await interaction.followup.send(
             **msg.send_kwargs(), wait=True, allowed_mentions=discord.AllowedMentions.none()
         )
@@ -430,8 +423,8 @@ class ShardedMoodgifBot(_Host, commands.AutoShardedBot):
 
 def build_bot(core: BotCore | None, settings: Settings, *, intents: discord.Intents | None = None,
               **kwargs: Any) -> MoodgifBot | ShardedMoodgifBot:
-    """The bot object (not connected): sharded when `settings.discord_sharded`."""
-    cls = ShardedMoodgifBot if settings.discord_sharded else MoodgifBot
+    """The bot object (not connected): sharded when `settings.discord.sharded`."""
+    cls = ShardedMoodgifBot if settings.discord.sharded else MoodgifBot
     bot = cls(
         command_prefix=commands.when_mentioned,
         intents=intents or wanted_intents(False),
@@ -446,14 +439,14 @@ def build_bot(core: BotCore | None, settings: Settings, *, intents: discord.Inte
 
 async def start(core: BotCore, settings: Settings) -> discord.Client | None:
     """Log in and connect in a background task; None without DISCORD_TOKEN. `close()` stops it."""
-    if not settings.discord_token:
+    if not settings.discord.token:
         return None
     watch = await asyncio.to_thread(watch_enabled, core.engine)
     bot = build_bot(core, settings, intents=wanted_intents(watch))
 
     async def run() -> None:
         try:
-            await bot.start(settings.discord_token)
+            await bot.start(settings.discord.token)
         except discord.LoginFailure:
             log.error("Discord: the token was refused; check DISCORD_TOKEN")
         except discord.PrivilegedIntentsRequired:
@@ -465,7 +458,7 @@ async def start(core: BotCore, settings: Settings) -> discord.Client | None:
 
     bot.runner = asyncio.get_running_loop().create_task(run(), name="discord")
     log.info("Discord: starting (%s, message content %s)",
-             "sharded" if settings.discord_sharded else "one shard", "on" if watch else "off")
+             "sharded" if settings.discord.sharded else "one shard", "on" if watch else "off")
     return bot
 
 
@@ -478,7 +471,7 @@ async def sync_commands(settings: Settings, guild_id: int | None = None) -> list
     bot = build_bot(None, settings, intents=discord.Intents.none())
     try:
         async with bot:
-            await bot.login(settings.discord_token)
+            await bot.login(settings.discord.token)
             if guild_id:
                 guild = discord.Object(id=guild_id)
                 bot.tree.copy_global_to(guild=guild)

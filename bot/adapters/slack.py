@@ -4,7 +4,7 @@ Only translation lives here: Slack payloads become `Actor`s and calls on the cor
 core's `Reply`s become Block Kit messages (`bot.adapters.slack_blocks`). Ranking, intent and
 feedback are the core's.
 
-Two transports, picked by `settings.slack_socket_mode`:
+Two transports, picked by `settings.slack.socket_mode`:
 - HTTP (default): `mount()` adds `POST /slack/events` (every slash command, button click and
   event; signatures checked by bolt) to the one aiohttp application, and, with OAuth
   credentials, `GET /slack/install` and `GET /slack/oauth_redirect`.
@@ -111,7 +111,7 @@ for _name in ("slack_bolt.AsyncRequestVerification", "slack_bolt.RequestVerifica
 
 
 def oauth_enabled(settings: Settings) -> bool:
-    return bool(settings.slack_client_id and settings.slack_client_secret)
+    return bool(settings.slack.client_id and settings.slack.client_secret)
 
 
 def async_db_url(url: str) -> str:
@@ -136,12 +136,12 @@ def _oauth_settings(settings: Settings) -> Any:
 
     engine = create_async_engine(async_db_url(settings.db_url))
     # Every workspace's bot token, encrypted with MOODGIF_SECRET_KEY (bot/adapters/slack_tokens.py).
-    installations = EncryptedInstallationStore(TokenCipher(settings.secret_key),
-                                               client_id=settings.slack_client_id, engine=engine)
+    installations = EncryptedInstallationStore(TokenCipher(settings.slack.secret_key),
+                                               client_id=settings.slack.client_id, engine=engine)
     states = PurgingOAuthStateStore(expiration_seconds=600, engine=engine)
     return AsyncOAuthSettings(
-        client_id=settings.slack_client_id,
-        client_secret=settings.slack_client_secret,
+        client_id=settings.slack.client_id,
+        client_secret=settings.slack.client_secret,
         scopes=BOT_SCOPES,
         installation_store=installations,
         state_store=states,
@@ -164,19 +164,19 @@ async def create_oauth_tables(app: AsyncApp) -> None:
 
 def build_app(core: BotCore, settings: Settings, *, socket_mode: bool | None = None) -> AsyncApp | None:
     """The bolt app for these settings, or None when Slack is not configured for that mode."""
-    socket = settings.slack_socket_mode if socket_mode is None else socket_mode
+    socket = settings.slack.socket_mode if socket_mode is None else socket_mode
     oauth = oauth_enabled(settings)
     if socket:
-        if not (settings.slack_app_token and settings.slack_bot_token):
+        if not (settings.slack.app_token and settings.slack.bot_token):
             return None
-    elif not settings.slack_signing_secret or not (settings.slack_bot_token or oauth):
+    elif not settings.slack.signing_secret or not (settings.slack.bot_token or oauth):
         return None
     client = AsyncWebClient(
-        token=None if oauth else settings.slack_bot_token or None, base_url=settings.slack_api_url
+        token=None if oauth else settings.slack.bot_token or None, base_url=settings.slack.api_url
     )
     app = AsyncApp(
         client=client,
-        signing_secret=settings.slack_signing_secret or "",
+        signing_secret=settings.slack.signing_secret or "",
         oauth_settings=_oauth_settings(settings) if oauth and not socket else None,
         # We pass every credential explicitly; never let bolt fall back to os.environ.
         process_before_response=False,
@@ -278,31 +278,31 @@ def mount(web_app: web.Application, core: BotCore, settings: Settings) -> AsyncA
 
     In Socket Mode only the OAuth routes (if any) are HTTP; events come over the socket.
     """
-    if settings.slack_socket_mode:
+    if settings.slack.socket_mode:
         return None
-    if oauth_enabled(settings) and not settings.secret_key:
+    if oauth_enabled(settings) and not settings.slack.secret_key:
         log.error("Slack: multi-workspace OAuth is OFF: set MOODGIF_SECRET_KEY (`moodgif config "
                   "secret-key` prints one); it encrypts the workspaces' bot tokens in the database")
         get_health().set_component("slack", False, "MOODGIF_SECRET_KEY is not set")
         return None
     app = build_app(core, settings, socket_mode=False)
     if app is None:
-        if settings.slack_bot_token and not settings.slack_signing_secret:
+        if settings.slack.bot_token and not settings.slack.signing_secret:
             log.warning("Slack: SLACK_SIGNING_SECRET is not set, so Slack HTTP events are off")
         return None
 
-    handler = _AckFirst(app, settings.slack_signing_secret)
+    handler = _AckFirst(app, settings.slack.signing_secret)
     web_app.on_cleanup.append(handler.stop)
     web_app.router.add_post(EVENTS_PATH, handler.events)
     _mount_oauth(web_app, app)
-    log.info("Slack: HTTP events at %s%s", settings.public_url or "<public url>", EVENTS_PATH)
+    log.info("Slack: HTTP events at %s%s", settings.http.public_url or "<public url>", EVENTS_PATH)
     get_health().set_component("slack", True, f"HTTP events at {EVENTS_PATH}")
     return app
 
 
 async def start_socket_mode(core: BotCore, settings: Settings) -> Any | None:
     """Connect over Socket Mode (SLACK_APP_TOKEN); returns the handler (`close_async()` to stop)."""
-    if not settings.slack_socket_mode:
+    if not settings.slack.socket_mode:
         return None
     app = build_app(core, settings, socket_mode=True)
     if app is None:
@@ -310,7 +310,7 @@ async def start_socket_mode(core: BotCore, settings: Settings) -> Any | None:
         return None
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
-    handler = AsyncSocketModeHandler(app, settings.slack_app_token)
+    handler = AsyncSocketModeHandler(app, settings.slack.app_token)
     try:
         await handler.connect_async()
     except Exception as exc:

@@ -4,7 +4,7 @@ A chat-like page at `/` where you type `/gif happy` and get the preview with its
 then the post with 👍/👎, through the same `BotCore` the Slack and Discord adapters use;
 admin pages under `/admin` (pools, top GIFs per emotion, score distributions, comparisons,
 retrain history); and the pool's files at `/gifs/<sha256>.gif`, the stable URLs the Slack
-adapter hands out behind `settings.public_url`.
+adapter hands out behind `settings.http.public_url`.
 
 Only `/gifs/` is public. The playground and the admin pages answer requests from this
 machine (loopback, with no proxy header) while the server is private, else only with the

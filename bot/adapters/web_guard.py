@@ -57,7 +57,7 @@ def _is_loopback_name(host: str) -> bool:
 
 def is_exposed(settings: Settings) -> bool:
     """Reachable from other machines: bound beyond loopback, or published under a URL."""
-    return bool(settings.public_url.strip()) or not _is_loopback_name(settings.http_host or "0.0.0.0")
+    return bool(settings.http.public_url.strip()) or not _is_loopback_name(settings.http.host or "0.0.0.0")
 
 
 def split_host(value: str) -> str:
@@ -72,17 +72,17 @@ def split_host(value: str) -> str:
 
 def allowed_hosts(settings: Settings) -> frozenset[str]:
     hosts = set(LOOPBACK_NAMES)
-    if settings.public_url.strip():
+    if settings.http.public_url.strip():
         try:
-            name = urlsplit(settings.public_url.strip()).hostname
+            name = urlsplit(settings.http.public_url.strip()).hostname
         except ValueError:
             name = None
         if name:
             hosts.add(name.lower())
-    bound = (settings.http_host or "").strip("[]").lower()
+    bound = (settings.http.host or "").strip("[]").lower()
     if bound and bound not in ("0.0.0.0", "::", ""):
         hosts.add(bound)
-    hosts.update(h.strip().lower() for h in settings.allowed_hosts if h.strip())
+    hosts.update(h.strip().lower() for h in settings.http.allowed_hosts if h.strip())
     return frozenset(hosts)
 
 
@@ -107,19 +107,19 @@ class Access:
         # balancer (and the next restart) accepts the forms the others rendered; a page on
         # another origin can read neither.
         self.csrf_token = (
-            base64.urlsafe_b64encode(hmac.digest(settings.admin_token.encode(), b"moodgif csrf v1",
+            base64.urlsafe_b64encode(hmac.digest(settings.http.admin_token.encode(), b"moodgif csrf v1",
                                                  "sha256")).decode().rstrip("=")
-            if settings.admin_token else secrets.token_urlsafe(32))
-        if self.exposed and not settings.admin_token:
+            if settings.http.admin_token else secrets.token_urlsafe(32))
+        if self.exposed and not settings.http.admin_token:
             log.warning(
                 "the playground and admin pages are OFF: this server is exposed (bound to %s%s) "
                 "and MOODGIF_ADMIN_TOKEN is empty; set it to use them (see docs/security.md)",
-                settings.http_host, f", public URL {settings.public_url}" if settings.public_url else "")
+                settings.http.host, f", public URL {settings.http.public_url}" if settings.http.public_url else "")
 
     # --- who ----------------------------------------------------------------------------
     def token_kind(self, request: web.Request) -> str | None:
         """'bearer' or 'basic' when the request carries the admin token, else None."""
-        token = self.settings.admin_token
+        token = self.settings.http.admin_token
         auth = request.headers.get("Authorization", "")
         if not token or not auth:
             return None
@@ -170,7 +170,7 @@ class Access:
             host_port = -1
         if origin_host != host_name or (host_port is not None and host_port != origin_port):
             # Behind a TLS-terminating proxy the public URL is the origin: allow it exactly.
-            public = self.settings.public_url.strip().rstrip("/")
+            public = self.settings.http.public_url.strip().rstrip("/")
             if not public or origin.rstrip("/").lower() != public.lower():
                 return "cross-origin request"
         return None
@@ -196,7 +196,7 @@ def guard(access: Access) -> Callable:
                 text="This server does not answer to that Host name (add it to MOODGIF_ALLOWED_HOSTS).\n")
         kind = access.token_kind(request)
         if kind is None and not access.is_local(request):
-            if access.exposed and not access.settings.admin_token:
+            if access.exposed and not access.settings.http.admin_token:
                 raise web.HTTPForbidden(
                     text="The playground and admin pages are off: this server is reachable from "
                          "other machines and MOODGIF_ADMIN_TOKEN is not set.\n")

@@ -43,8 +43,8 @@ def bt_fit(settings: Settings, file: Path, out: Path, ties: str | None, alpha: f
     compared on that emotion. Bad rows are counted and skipped.
     """
     _reuse_freed_memory()
-    ties = ties or settings.bt_ties
-    alpha = settings.bt_alpha if alpha is None else alpha
+    ties = ties or settings.training.bt_ties
+    alpha = settings.training.bt_alpha if alpha is None else alpha
     _check_options(ties, alpha, method)
     t0 = time.perf_counter()
     bt, data = _read_while_importing_the_fit(file)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -36,7 +35,7 @@ def _scope(channel: str | None) -> tuple[str, str, str] | None:
 @click.option("--channel", default=None, metavar="PLATFORM/WORKSPACE/CHANNEL",
               help="apply that channel's pools, rating ceiling and recent posts")
 @click.option("--explore", is_flag=True,
-              help="sample like the bot does (settings.exploration) instead of the best means")
+              help="sample like the bot does (settings.ranking.exploration) instead of the best means")
 @click.pass_obj
 def suggest_cmd(settings: Settings, text: tuple[str, ...], k: int, as_json: bool,
                 channel: str | None, explore: bool) -> None:
@@ -101,7 +100,7 @@ def _suggested_gifs(settings: Settings, core, got) -> list[dict]:  # type: ignor
             "sd": round(float(matrix.sd[emotion, matrix.index[sha]]), 4) if scored else None,
             "title": title or "", "rating": rating,
             "path": str(gif_path(settings, sha)),
-            "url": (settings.public_url.rstrip("/") + f"/gifs/{sha}.gif") if settings.public_url else None,
+            "url": (settings.http.public_url.rstrip("/") + f"/gifs/{sha}.gif") if settings.http.public_url else None,
         })
     return gifs
 
@@ -114,7 +113,7 @@ def _suggested_gifs(settings: Settings, core, got) -> list[dict]:  # type: ignor
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--no-serve", is_flag=True, help="stop after the retrain instead of serving")
 @click.option("--port", default=None, type=click.IntRange(1, 65535),
-              help="HTTP port (default: settings.http_port, 8080)")
+              help="HTTP port (default: settings.http.port, 8080)")
 @click.option("--open", "open_browser", is_flag=True, help="open the playground in a browser")
 @click.option("--home", "demo_home", default=None, type=click.Path(file_okay=False, path_type=Path),
               help="the demo's own home (default: $MOODGIF_HOME/demo)")
@@ -133,7 +132,7 @@ def demo_cmd(settings: Settings, count: int, sessions: int, seed: int, no_serve:
 
     settings = demo_settings(settings, demo_home)
     if port is not None:
-        settings = dataclasses.replace(settings, http_port=port)
+        settings = settings.override(http__port=port)
     engine = init_db(settings.db_url)
     click.echo(f"moodgif demo in {settings.home} ({settings.db_url.split(':', 1)[0]})", err=True)
     try:
@@ -148,13 +147,13 @@ def demo_cmd(settings: Settings, count: int, sessions: int, seed: int, no_serve:
 def demo_settings(settings: Settings, home: Path | None = None) -> Settings:
     """The demo's settings: its own home and SQLite file, whatever the production home uses."""
     home = (home or settings.home / "demo").expanduser()
-    return dataclasses.replace(settings, home=home, database_url="")
+    return settings.override(home=home, database_url="")
 
 
 @click.command("serve")
 @click.option("--port", default=None, type=click.IntRange(1, 65535),
-              help="HTTP port (default: settings.http_port)")
-@click.option("--host", default=None, help="bind address (default: settings.http_host)")
+              help="HTTP port (default: settings.http.port)")
+@click.option("--host", default=None, help="bind address (default: settings.http.host)")
 @click.option("--open", "open_browser", is_flag=True, help="open the playground in a browser")
 @click.pass_obj
 def serve_cmd(settings: Settings, port: int | None, host: str | None, open_browser: bool) -> None:
@@ -163,7 +162,7 @@ def serve_cmd(settings: Settings, port: int | None, host: str | None, open_brows
     from scorer.store import init_db
 
     overrides = {k: v for k, v in (("http_port", port), ("http_host", host)) if v is not None}
-    settings = dataclasses.replace(settings, **overrides)
+    settings = settings.override(**overrides)
     engine = init_db(settings.db_url)
     try:
         run_serve(settings, engine, open_browser=open_browser)

@@ -24,7 +24,7 @@ def discord_group() -> None:
 @click.pass_obj
 def sync(settings: Settings, guild_id: int | None) -> None:
     """Register /gif and /gif-admin with Discord (run once, and after upgrades; not at every start)."""
-    if not settings.discord_token:
+    if not settings.discord.token:
         raise click.ClickException("DISCORD_TOKEN is not set")
     from bot.adapters.discord import DiscordSetupError, sync_commands
 
@@ -44,7 +44,7 @@ def invite(settings: Settings, client_id: int | None) -> None:
     """Print the URL that adds the bot to a server with exactly the permissions it uses."""
     from bot.adapters.discord import INVITE_PERMISSIONS, client_id_from_token, invite_url
 
-    cid = client_id or (client_id_from_token(settings.discord_token) if settings.discord_token else None)
+    cid = client_id or (client_id_from_token(settings.discord.token) if settings.discord.token else None)
     if cid is None:
         raise click.ClickException("give --client-id (the Application ID in the Developer Portal) or set DISCORD_TOKEN")
     click.echo(invite_url(cid))

@@ -63,7 +63,7 @@ def score_cmd(
         text_model = get_parser(settings).distribution
     try:
         report = score_pool(
-            settings, engine, pool=pool, encoder_id=encoder_id, device=device or settings.device,
+            settings, engine, pool=pool, encoder_id=encoder_id, device=device or settings.scoring.device,
             model_version_id=model_version_id, engine_kind=engine_kind,
             progress=sys.stderr.isatty(), workers=workers, batch_size=batch_size, address=address,
             text_model=text_model, prior=not no_prior,

@@ -111,7 +111,7 @@ def pretrain_gifgif_cmd(settings: Settings, csv_src: str, images_src: str | None
         report = pretrain_gifgif(settings, init_db(settings.db_url), csv=csv_src,
                                  images=images_src, giphy_ids=giphy_ids, csv_sha256=csv_sha256,
                                  images_sha256=images_sha256, head=head, epochs=epochs,
-                                 table=table, activate=activate, device=device or settings.device,
+                                 table=table, activate=activate, device=device or settings.scoring.device,
                                  progress=not as_json)
     except (PretrainError, DownloadError, GiphyError, WorkflowError) as exc:
         raise click.ClickException(str(exc)) from None

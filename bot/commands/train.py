@@ -28,7 +28,7 @@ def _engine(settings: Settings):  # type: ignore[no-untyped-def]
 
 
 def _device(settings: Settings, device: str | None) -> str:
-    return device or settings.device
+    return device or settings.scoring.device
 
 
 @click.command("train")

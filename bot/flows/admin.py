@@ -146,7 +146,7 @@ class AdminFlow:
             return Reply(kind="ack", text=f"Rating ceiling for this {where} is now {value}.")
         if isinstance(cmd, ShowChannel):
             return Reply(kind="ack", text="This channel:\n" + "\n".join(
-                _setting_line(k, v) for k, v in self.ctx.scoped(db, actor).items()))
+                _setting_line(k, v) for k, v in self.ctx.scoped(db, actor).model_dump().items()))
         if isinstance(cmd, SetChannel):
             key = CHANNEL_KEYS.get(cmd.key.lower(), cmd.key)
             value = sess.set_scoped(db, actor.platform, actor.workspace, actor.channel, key,

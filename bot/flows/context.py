@@ -31,7 +31,7 @@ from bot import session as sess
 from bot.events import Actor, GifCard, Reply, credit_line
 from bot.ranking import Ranker
 from bot.topics import Reading, read_request
-from scorer.settings import Settings
+from scorer.settings import ChannelSettings, Settings
 from scorer.store import Gif, is_busy_error, request_path, session_scope
 from training.comparisons import user_hash
 
@@ -220,7 +220,7 @@ class CoreContext:
                 self._readings.popitem(last=False)
         return reading
 
-    def scoped(self, db: Session, actor: Actor) -> dict[str, Any]:
+    def scoped(self, db: Session, actor: Actor) -> ChannelSettings:
         """Every scoped setting for the actor's channel (one query)."""
         return sess.get_all_scoped(db, self.settings, actor.platform, actor.workspace,
                                    actor.channel)

@@ -22,8 +22,8 @@ class PollFlow:
         self.requests = requests  # whose `own_open` checks a poll's clicker too
 
     def wanted(self, emotion: str) -> bool:
-        """Whether this request gets a poll: `settings.poll_share` of them (a coin flip)."""
-        return emotion in INDEX and self.ctx.chance(self.ctx.settings.poll_share)
+        """Whether this request gets a poll: `settings.ranking.poll_share` of them (a coin flip)."""
+        return emotion in INDEX and self.ctx.chance(self.ctx.settings.ranking.poll_share)
 
     def poll(self, db: Session, actor: Actor, emotion: int) -> Reply | None:
         """The pair whose answer tells most about the top of this emotion's ranking (active
@@ -31,10 +31,10 @@ class PollFlow:
         None when the pool has no such pair."""
         ctx = self.ctx
         scoped = ctx.scoped(db, actor)
-        since = ctx.now() - dt.timedelta(hours=max(ctx.settings.repeat_window_hours, 1.0))
+        since = ctx.now() - dt.timedelta(hours=max(ctx.settings.ranking.repeat_window_hours, 1.0))
         asked = sess.recent_poll_pairs(db, actor.platform, actor.workspace, emotion, since)
         pair = poll_pair(ctx.ranker.matrix(), emotion, rng=ctx.rng(),
-                         pools=scoped["pools"] or None, ceiling=scoped["rating_ceiling"],
+                         pools=scoped.pools or None, ceiling=scoped.rating_ceiling,
                          avoid=asked)
         if pair is None:
             return None
@@ -45,7 +45,7 @@ class PollFlow:
         state = sess.create_session(
             db, kind="poll", platform=actor.platform, workspace=actor.workspace,
             channel=actor.channel, user_hash=ctx.who(actor), query="", emotion=emotion,
-            shas=list(pair), now=ctx.now(), ttl_s=ctx.settings.preview_ttl_s)
+            shas=list(pair), now=ctx.now(), ttl_s=ctx.settings.chat.preview_ttl_s)
         return Reply(kind="poll", text=f"Quick question: which is more *{name}*?",
                      poll=PollView(poll_id=state.id, emotion=name, left=cards[0], right=cards[1]))
 

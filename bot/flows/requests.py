@@ -12,7 +12,6 @@ import datetime as dt
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from sqlalchemy.orm import Session
@@ -23,6 +22,7 @@ from bot.flows.context import MAX_TEXT_CHARS, CoreContext, clean_text, metric
 from bot.ranking import Ranked, rank
 from bot.topics import Reading, missing_note, rank_topic
 from scorer.emotions import INDEX, NAMES
+from scorer.settings import ChannelSettings
 from training.comparisons import LedgerError, add_send
 
 log = logging.getLogger("moodgif.bot.core")
@@ -49,29 +49,29 @@ class RequestFlow:
 
     # ------------------------------------------------------------------ ranking
     def _recent(self, db: Session, actor: Actor) -> list[str]:
-        hours = self.ctx.settings.repeat_window_hours
+        hours = self.ctx.settings.ranking.repeat_window_hours
         if hours <= 0:
             return []
         since = self.ctx.now() - dt.timedelta(hours=hours)
         return sess.recent_in_channel(db, actor.platform, actor.workspace, actor.channel, since)
 
-    def rank(self, scoped: dict[str, Any], emotion: int, k: int, *, recent: list[str],
+    def rank(self, scoped: ChannelSettings, emotion: int, k: int, *, recent: list[str],
              exclude: tuple[str, ...] = (), reading: Reading | None = None,
              exploration: str | None = None) -> Ranked:
         ctx = self.ctx
         matrix = ctx.ranker.matrix()
-        pools, ceiling = scoped["pools"] or None, scoped["rating_ceiling"]
+        pools, ceiling = scoped.pools or None, scoped.rating_ceiling
         if reading is not None and reading.topic_only and matrix.topics is not None:
             # No feeling named: the topic's GIFs by overall appeal (bot.topics).
             shas, eligible = rank_topic(
                 matrix, matrix.topics, reading.rows, k, rng=ctx.rng(), pools=pools,
-                ceiling=ceiling, rate=ctx.settings.exploration_rate, exclude=exclude,
+                ceiling=ceiling, rate=ctx.settings.ranking.exploration_rate, exclude=exclude,
                 soft_exclude=recent)
             return Ranked(shas=shas, scores=[0.0] * len(shas), means=[0.0] * len(shas),
                           eligible=eligible)
         return rank(matrix, emotion, k, rng=ctx.rng(), pools=pools, ceiling=ceiling,
-                    exploration=exploration or ctx.settings.exploration,
-                    rate=ctx.settings.exploration_rate, exclude=exclude, soft_exclude=recent,
+                    exploration=exploration or ctx.settings.ranking.exploration,
+                    rate=ctx.settings.ranking.exploration_rate, exclude=exclude, soft_exclude=recent,
                     candidates=reading.rows if reading is not None else None)
 
     def _preview_reply(self, db: Session, state: sess.SessionState, eligible: int, *,
@@ -110,7 +110,7 @@ class RequestFlow:
         emotion = INDEX.get(intent.emotion or "", -1)
         metric("REQUESTS", actor.platform, intent.emotion or "topic")
         scoped = self.ctx.scoped(db, actor)
-        wait = self.ctx.cooldown.take((actor.platform, actor.user_id), float(scoped["cooldown_s"]))
+        wait = self.ctx.cooldown.take((actor.platform, actor.user_id), float(scoped.cooldown_s))
         if wait > 0:
             return Reply(kind="cooldown", text=(
                 f"Easy there! You can ask for another GIF in {max(1, round(wait))} s."))
@@ -126,9 +126,9 @@ class RequestFlow:
         return reply
 
     def open_preview(self, db: Session, actor: Actor, query: str, emotion: int,
-                     scoped: dict[str, Any], *, confidence: float = 1.0, text: str = "",
+                     scoped: ChannelSettings, *, confidence: float = 1.0, text: str = "",
                      reading: Reading | None = None) -> Reply:
-        ranked = self.rank(scoped, emotion, int(scoped["preview_count"]),
+        ranked = self.rank(scoped, emotion, int(scoped.preview_count),
                            recent=self._recent(db, actor), reading=reading)
         if not ranked.shas:
             what = (" ".join(reading.topic) if reading is not None and reading.topic_only
@@ -143,7 +143,7 @@ class RequestFlow:
         state = sess.create_session(
             db, kind="preview", platform=actor.platform, workspace=actor.workspace,
             channel=actor.channel, user_hash=self.ctx.who(actor), query=query, emotion=emotion,
-            shas=ranked.shas, now=self.ctx.now(), ttl_s=self.ctx.settings.preview_ttl_s)
+            shas=ranked.shas, now=self.ctx.now(), ttl_s=self.ctx.settings.chat.preview_ttl_s)
         note = text or (f"({ranked.note})" if ranked.note else "")
         return self._preview_reply(db, state, ranked.eligible, text=note, confidence=confidence)
 
@@ -187,7 +187,7 @@ class RequestFlow:
         reading = self.ctx.read(state.query) if state.query else None
         if reading is not None and reading.rows is None:
             reading = None
-        ranked = self.rank(scoped, state.emotion, int(scoped["preview_count"]),
+        ranked = self.rank(scoped, state.emotion, int(scoped.preview_count),
                            recent=self._recent(db, actor), exclude=state.shown, reading=reading)
         if not ranked.shas:
             reply = self._preview_reply(db, state, 0, can_shuffle=False)
@@ -254,16 +254,16 @@ class RequestFlow:
         if not worth_watching(text):
             return None
         scoped = ctx.scoped(db, actor)
-        if not scoped["watch"]:
+        if not scoped.watch:
             return None
         key = (actor.platform, actor.user_id)
         last = self._watch_offered.get(key)
-        if last is not None and ctx.clock() - last < ctx.settings.watch_cooldown_min * 60:
+        if last is not None and ctx.clock() - last < ctx.settings.chat.watch_cooldown_min * 60:
             return None
         query = clean_text(text)
         intent = ctx.parser.parse(query)
         if (intent.kind != "match" or intent.emotion not in INDEX
-                or intent.confidence < max(WATCH_MIN_CONFIDENCE, ctx.settings.intent_threshold)):
+                or intent.confidence < max(WATCH_MIN_CONFIDENCE, ctx.settings.chat.intent_threshold)):
             return None
         if len(self._watch_offered) > 100_000:  # forget old offers so memory stays bounded
             self._watch_offered.clear()

@@ -7,7 +7,6 @@ integrity check, and the error a person sees is one clear line.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import resource
@@ -180,7 +179,7 @@ async def test_hosts_with_skewed_clocks_agree_on_sessions(pg_url, tmp_path) -> N
         assert abs(fast() - time.time()) < 5  # B's session times are the database's
         # Without the database clock, B would have expired it (the failure this prevents).
         preview2 = await core_a.request(alice, "sad")
-        skewed = dataclasses.replace(settings)
+        skewed = settings.override()
         core_c = BotCore(skewed, engine, intent_parser=IntentParser(skewed, use_embeddings=False),
                          clock=lambda: time.time() + 1200)
         expire_old_sessions(engine, to_datetime(core_c.clock()))

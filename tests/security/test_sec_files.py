@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import os
 import tracemalloc
@@ -41,7 +40,7 @@ def test_gif_bomb_is_refused_before_decoding(sqlite_settings, sqlite_engine, tmp
     data = bomb()
     with pytest.raises(GifDecodeError, match="too large to decode"):
         verify_gif(data, max_pixels=4096 * 4096, max_frames=2000,
-                   max_total_pixels=sqlite_settings.max_gif_total_pixels)
+                   max_total_pixels=sqlite_settings.fetch.max_gif_total_pixels)
     (tmp_path / "bomb.gif").write_bytes(data)
     real = noise_gif(64, 3)
     (tmp_path / "fine.gif").write_bytes(real)
@@ -50,7 +49,7 @@ def test_gif_bomb_is_refused_before_decoding(sqlite_settings, sqlite_engine, tmp
     (ref, reason), = report.refused
     assert ref == "bomb.gif" and "decoded pixels" in reason and "MOODGIF_MAX_GIF_TOTAL_PIXELS" in reason
     # The cap is a setting: a real, decodable file over a small cap is refused too.
-    small = dataclasses.replace(sqlite_settings, max_gif_total_pixels=64 * 64 * 2)
+    small = sqlite_settings.override(fetch__max_gif_total_pixels=64 * 64 * 2)
     (tmp_path / "fine.gif").unlink()
     (tmp_path / "bomb.gif").unlink()
     (tmp_path / "three.gif").write_bytes(real)
@@ -86,7 +85,7 @@ async def test_url_import_memory_is_flat_in_the_number_of_urls(sqlite_settings, 
     app.router.add_get("/{n}.gif", gif)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
-    settings = dataclasses.replace(sqlite_settings, fetch_concurrency=2)  # a window of 16 URLs
+    settings = sqlite_settings.override(fetch__concurrency=2)  # a window of 16 URLs
     trusted = [("127.0.0.1", server.port)]
     peaks = {}
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import shutil
 
@@ -32,7 +31,7 @@ def test_old_salt_is_moved_out_and_old_hashes_still_match(engine, settings) -> N
 def test_a_host_without_the_salt_is_stopped_not_silently_different(engine, settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
     comparisons._SALTS.clear()
     load_salt(engine, settings)
-    other = dataclasses.replace(settings, home=tmp_path / "other-host")
+    other = settings.override(home=tmp_path / "other-host")
     with pytest.raises(SaltError, match="MOODGIF_USER_HASH_SALT"):
         load_salt(engine, other)
     (tmp_path / "other-host").mkdir(exist_ok=True)

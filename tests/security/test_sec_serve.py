@@ -90,21 +90,20 @@ def test_sigterm_with_a_hung_admin_job_exits_within_the_deadline(tmp_path) -> No
 
 
 def test_ipv6_wildcard_prints_a_url_that_reaches_it() -> None:
-    s = load_settings(env={}, http_host="::", http_port=8080)
+    s = load_settings(env={}, http__host="::", http__port=8080)
     assert playground_url(s) == "http://[::1]:8080/"
-    assert playground_url(load_settings(env={}, http_host="0.0.0.0"), 9) == "http://127.0.0.1:9/"
+    assert playground_url(load_settings(env={}, http__host="0.0.0.0"), 9) == "http://127.0.0.1:9/"
 
 
 async def test_slow_request_headers_are_cut_off(sqlite_settings, sqlite_engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import asyncio
-    import dataclasses
 
     from bot import serve as serve_mod
     from bot.core import BotCore
     from bot.intent import IntentParser
 
     monkeypatch.setattr(serve_mod, "CONNECTION_IDLE_S", 1.0)
-    settings = dataclasses.replace(sqlite_settings, http_port=0, retrain_cron="")
+    settings = sqlite_settings.override(http__port=0, training__retrain_cron="")
     core = BotCore(settings, sqlite_engine, intent_parser=IntentParser(settings, use_embeddings=False))
     stop = asyncio.Event()
     urls: list[str] = []

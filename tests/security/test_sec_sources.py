@@ -7,7 +7,6 @@ the real admin web form, and the real CLI (the operator, who keeps full access).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import re
 import shutil
@@ -125,7 +124,7 @@ async def test_web_admin_form_is_held_to_the_same_rule(sqlite_settings, sqlite_e
 
 
 def test_provider_and_url_sources_pass_the_check(sqlite_settings) -> None:
-    s = dataclasses.replace(sqlite_settings, admin_source_dirs=[])
+    s = sqlite_settings.override(fetch__admin_source_dirs=[])
     assert check_admin_source(s, "giphy:happy cats").source == "giphy:happy cats"
     assert check_admin_source(s, "https://example.org/list.txt").roots == ()
     for bad in ("http://example.org:99999/x", "http://[::1", "/tmp", "relative/path", "ftp://x/y"):

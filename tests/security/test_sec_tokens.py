@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import sqlite3
 
@@ -52,7 +51,7 @@ async def test_installation_tokens_are_sealed_at_rest_and_open_for_bolt(sqlite_s
             await fake.wait_for("webhook", 1)
             assert BOT_TOKEN in {c.token for c in fake.calls if c.path != "webhook"}
         # the same database under another key: a clear error, never a silent failure
-        other = slack_adapter.build_app(core, dataclasses.replace(settings, secret_key=new_key()),
+        other = slack_adapter.build_app(core, settings.override(slack__secret_key=new_key()),
                                         socket_mode=False)
         with pytest.raises(TokenKeyError, match="another MOODGIF_SECRET_KEY"):
             await other.oauth_flow.settings.installation_store.async_find_bot(  # type: ignore[union-attr]
@@ -71,8 +70,8 @@ async def test_plaintext_rows_from_before_are_sealed_at_start(sqlite_settings, s
                                       bot_id="B1", bot_user_id="UB1", installed_at=1_700_000_000.0))
     db = sqlite_settings.db_url.split("///", 1)[1]
     assert BOT_TOKEN in _raw_tokens(db)
-    settings = dataclasses.replace(sqlite_settings, slack_client_id="111.222", slack_client_secret="s",
-                                   slack_signing_secret=SECRET, secret_key=new_key())
+    settings = sqlite_settings.override(slack__client_id="111.222", slack__client_secret="s",
+                                        slack__signing_secret=SECRET, slack__secret_key=new_key())
     bolt = slack_adapter.build_app(None, settings, socket_mode=False)  # type: ignore[arg-type]
     await slack_adapter.create_oauth_tables(bolt)  # type: ignore[arg-type]
     assert BOT_TOKEN not in _raw_tokens(db)
@@ -84,8 +83,8 @@ async def test_plaintext_rows_from_before_are_sealed_at_start(sqlite_settings, s
 def test_oauth_without_a_secret_key_is_off_with_a_clear_log(sqlite_settings, caplog) -> None:  # type: ignore[no-untyped-def]
     from aiohttp import web
 
-    settings = dataclasses.replace(sqlite_settings, slack_client_id="111.222", slack_client_secret="s",
-                                   slack_signing_secret=SECRET)
+    settings = sqlite_settings.override(slack__client_id="111.222", slack__client_secret="s",
+                                        slack__signing_secret=SECRET)
     assert slack_adapter.mount(web.Application(), None, settings) is None  # type: ignore[arg-type]
     assert "MOODGIF_SECRET_KEY" in caplog.text
     with pytest.raises(TokenKeyError):
@@ -95,9 +94,9 @@ def test_oauth_without_a_secret_key_is_off_with_a_clear_log(sqlite_settings, cap
 async def test_anonymous_install_visits_do_not_pile_up(sqlite_settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
     from sqlalchemy import update
 
-    settings = dataclasses.replace(sqlite_settings, slack_client_id="111.222", slack_client_secret="s",
-                                   slack_signing_secret=SECRET, secret_key=new_key(),
-                                   public_url="https://gifs.example.org")
+    settings = sqlite_settings.override(slack__client_id="111.222", slack__client_secret="s",
+                                        slack__signing_secret=SECRET, slack__secret_key=new_key(),
+                                        http__public_url="https://gifs.example.org")
     core, settings, _ = make_core(settings, sqlite_engine)
     db = settings.db_url.split("///", 1)[1]
     async with running(core, settings, sqlite_engine) as url, aiohttp.ClientSession() as http:

@@ -8,7 +8,6 @@ the refusal is a clear 4xx.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 import re
 
@@ -113,8 +112,9 @@ async def test_foreign_host_names_are_refused(core_private, host) -> None:  # ty
 
 async def test_allowed_hosts_setting_and_public_url_host(core_private) -> None:  # type: ignore[no-untyped-def]
     core, settings, engine = core_private
-    settings = dataclasses.replace(settings, allowed_hosts=["gifbox.lan"], public_url="https://gifs.example.org",
-                                   admin_token=TOKEN)
+    settings = settings.override(http__allowed_hosts=["gifbox.lan"],
+                                 http__public_url="https://gifs.example.org",
+                                 http__admin_token=TOKEN)
     core.settings = settings
     auth = {"Authorization": f"Bearer {TOKEN}"}
     async with running(core, settings, engine) as url, aiohttp.ClientSession() as http:
@@ -133,7 +133,7 @@ async def test_allowed_hosts_setting_and_public_url_host(core_private) -> None: 
                                       {"http_host": "192.0.2.10"}])
 async def test_exposed_server_without_token_turns_admin_off(core_private, exposure, caplog) -> None:  # type: ignore[no-untyped-def]
     core, settings, engine = core_private
-    settings = dataclasses.replace(settings, admin_token="", **exposure)
+    settings = settings.override(http__admin_token="", **exposure)
     with caplog.at_level("WARNING", logger="moodgif.bot.web"):
         async with running(core, settings, engine) as url, aiohttp.ClientSession() as http:
             port = int(url.rsplit(":", 1)[1])
@@ -155,7 +155,8 @@ async def test_exposed_server_without_token_turns_admin_off(core_private, exposu
 
 async def test_exposed_server_needs_the_token_even_from_loopback(core_private) -> None:  # type: ignore[no-untyped-def]
     core, settings, engine = core_private
-    settings = dataclasses.replace(settings, admin_token=TOKEN, public_url="https://gifs.example.org")
+    settings = settings.override(http__admin_token=TOKEN,
+                                 http__public_url="https://gifs.example.org")
     basic = "Basic " + base64.b64encode(f"admin:{TOKEN}".encode()).decode()
     async with running(core, settings, engine) as url, aiohttp.ClientSession() as http:
         port = int(url.rsplit(":", 1)[1])

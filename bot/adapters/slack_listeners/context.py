@@ -96,7 +96,7 @@ class SlackImages:
     """
 
     def __init__(self, settings: Settings) -> None:
-        self.public_url = settings.public_url.rstrip("/")
+        self.public_url = settings.http.public_url.rstrip("/")
         self._uploaded: dict[tuple[str, str], str] = {}
 
     async def ref(self, card: GifCard, client: AsyncWebClient, workspace: str) -> blocks.ImageRef:
@@ -128,7 +128,7 @@ class SlackContext:
 
     @classmethod
     def create(cls, core: BotCore, settings: Settings) -> SlackContext:
-        return cls(core=core, images=SlackImages(settings), admin_ids=set(settings.slack_admin_user_ids))
+        return cls(core=core, images=SlackImages(settings), admin_ids=set(settings.slack.admin_user_ids))
 
     async def private(self, reply: Reply, client: AsyncWebClient, actor: Actor, **kw: Any) -> dict[str, Any]:
         """A reply as a private Block Kit message, its GIFs given public references."""
