@@ -8,6 +8,7 @@ in three. Every reader and writer now asks here, so there is ONE rule:
   (and rows without a timestamp, which sort last) broken by the highest id;
 - the zero-shot prior (scorer/prior.py) is the newest version whose head_kind is "prior";
 - the active BT fit is the highest id with `active` set;
+- a new version is created only by `create_candidate` (status "candidate");
 - activating a version retires every other active one in the same transaction;
 - a fit's scale (`fit_scale_spreads`) and its evidence per GIF and emotion (`fit_counts`)
   are read as the refit stored them, not re-derived by their readers.
@@ -123,6 +124,24 @@ def activate(s: Session, version_id: int, fit_id: int | None = None) -> ModelVer
     mv.status, mv.activated_at = "active", utcnow()
     if fit_id:
         activate_fit(s, fit_id)
+    return mv
+
+
+def create_candidate(s: Session, *, name: str, encoder_id: str, sampling: str, head_kind: str,
+                     config: dict, metrics: dict | None = None, path: str = "",
+                     parent_id: int | None = None) -> ModelVersion:
+    """A new `candidate` version in the caller's transaction (flushed, so it has an id).
+
+    The one creator of model-version rows: the retrain, `moodgif train`, the zero-shot prior
+    and the simulator's v0 all come here, so a new version always starts inactive and only
+    `activate` makes it serve. NaN metrics are dropped (JSON has no NaN)."""
+    metrics = {k: v for k, v in (metrics or {}).items()
+               if not (isinstance(v, float) and v != v)}
+    mv = ModelVersion(name=name, encoder_id=encoder_id, sampling=sampling, head_kind=head_kind,
+                      path=path, status="candidate", config=config, metrics=metrics,
+                      parent_id=parent_id)
+    s.add(mv)
+    s.flush()
     return mv
 
 

@@ -62,6 +62,7 @@ from scorer.store import (
     session_scope,
     utcnow,
 )
+from scorer.versions import create_candidate
 from training.comparisons import (
     LedgerArrays,
     latest_id,
@@ -70,14 +71,14 @@ from training.comparisons import (
 )
 from training.dataset import Dataset
 from training.evaluate import rmse
-from training.fit import FitResult, HeadConfig, train_head
+from training.fit import HeadConfig, HeadFit, train_head
 from training.locks import LockBusy, job_lock
 from training.refit import (  # re-exported: the refit and targets' old home
     DISTILL_WEIGHT,
     EVIDENCE_HALF,
     PRIOR_CLIP,
     REFERENCE_WEIGHT,
-    FitOutput,
+    BTFitOutput,
     build_dataset,
     distilled_targets,
     evidence_weights,
@@ -152,7 +153,7 @@ def _set_step(engine: Engine, run_id: int, step: str) -> None:
 active_version = versions.active_version
 
 __all__ = [
-    "DISTILL_WEIGHT", "EVIDENCE_HALF", "PRIOR_CLIP", "REFERENCE_WEIGHT", "FitOutput",
+    "DISTILL_WEIGHT", "EVIDENCE_HALF", "PRIOR_CLIP", "REFERENCE_WEIGHT", "BTFitOutput",
     "RetrainOutcome", "active_version", "build_dataset", "distilled_targets",
     "evidence_weights", "history", "make_scheduler", "make_trigger", "prediction_matrix",
     "ranked_predictions", "refit_bt", "run_retrain", "scheduled_job",
@@ -404,7 +405,7 @@ def _read_ledger(run: _Run, trigger: str, force: bool) -> _Ledger:
     return _Ledger(gifs, ledger, fit_ledger)
 
 
-def _fit_bt(run: _Run, led: _Ledger, active: ModelVersion | None) -> FitOutput:
+def _fit_bt(run: _Run, led: _Ledger, active: ModelVersion | None) -> BTFitOutput:
     fit = refit_bt(run.settings, run.engine, led.fit_ledger, led.gifs, prior_version=active,
                    ledger_info=run.metrics["ledger"])
     run.fit_id = fit.fit_id
@@ -413,7 +414,7 @@ def _fit_bt(run: _Run, led: _Ledger, active: ModelVersion | None) -> FitOutput:
     return fit
 
 
-def _dataset(run: _Run, fit: FitOutput, active: ModelVersion | None) -> _Data:
+def _dataset(run: _Run, fit: BTFitOutput, active: ModelVersion | None) -> _Data:
     settings, engine = run.settings, run.engine
     encoder_id = active.encoder_id if active else settings.scoring.encoder
     sampling = active.sampling if active else settings.scoring.sampling
@@ -442,7 +443,7 @@ def _dataset(run: _Run, fit: FitOutput, active: ModelVersion | None) -> _Data:
 
 
 def _train(run: _Run, data: _Data, active: ModelVersion | None, head_kind: str | None,
-           epochs: int, device: str) -> tuple[FitResult, HeadConfig]:
+           epochs: int, device: str) -> tuple[HeadFit, HeadConfig]:
     """The head (warm-started from the active version's when it is the same kind and size);
     with the prior's channels and no kind asked for, also a `prior-residual` head, and the
     one with the lower dev loss on the votes is kept."""
@@ -461,7 +462,7 @@ def _train(run: _Run, data: _Data, active: ModelVersion | None, head_kind: str |
 
 
 def _train_one(run: _Run, data: _Data, active: ModelVersion | None, head_kind: str | None,
-               epochs: int, device: str) -> tuple[FitResult, HeadConfig]:
+               epochs: int, device: str) -> tuple[HeadFit, HeadConfig]:
     settings = run.settings
     if head_kind in (RESIDUAL_HEAD, "channels-linear") and not data.channels:
         raise ValueError(f"a {head_kind} head reads the zero-shot prior's channels, and none are "
@@ -488,7 +489,7 @@ def _train_one(run: _Run, data: _Data, active: ModelVersion | None, head_kind: s
 
 
 def _evaluate(run: _Run, ledger: LedgerArrays, data: _Data, active: ModelVersion | None,
-              result: FitResult) -> _Verdict:
+              result: HeadFit) -> _Verdict:
     """Which pools the candidate would take over from the zero-shot prior (`_pool_domain`),
     then: is it not worse than what ranks the GIFs of those pools now?"""
     from scorer.heads import predict
@@ -506,7 +507,7 @@ def _evaluate(run: _Run, ledger: LedgerArrays, data: _Data, active: ModelVersion
 
 
 def _against_active(run: _Run, ledger: LedgerArrays, data: _Data, active: ModelVersion | None,
-                    result: FitResult, dev_pred: np.ndarray, scope: set[str] | None
+                    result: HeadFit, dev_pred: np.ndarray, scope: set[str] | None
                     ) -> tuple[bool, float, float]:
     """Is the candidate not worse than what ranks these GIFs (those in `scope`, when given)
     now? Held-out comparisons decide when there are enough of them, else dev RMSE on the
@@ -614,8 +615,8 @@ def _pool_domain(run: _Run, ledger: LedgerArrays, data: _Data, new_pred: np.ndar
     return [p for p in voted if per[p]["takes_over"]], members_of
 
 
-def _save(run: _Run, data: _Data, fit: FitOutput, active: ModelVersion | None,
-          result: FitResult, cfg: HeadConfig, pools: list[str] | None) -> None:
+def _save(run: _Run, data: _Data, fit: BTFitOutput, active: ModelVersion | None,
+          result: HeadFit, cfg: HeadConfig, pools: list[str] | None) -> None:
     """The head file and a `candidate` model version (inactive: a kill here changes nothing)."""
     from scorer.heads import save_head
 
@@ -628,9 +629,9 @@ def _save(run: _Run, data: _Data, fit: FitOutput, active: ModelVersion | None,
         **({"channels": data.channels} if data.channels else {}),
     })
     with session_scope(engine) as s:
-        mv = ModelVersion(
-            name=f"retrain-{run.run_id}", encoder_id=data.encoder_id, sampling=data.sampling,
-            head_kind=cfg.kind, path=rel, status="candidate",
+        mv = create_candidate(
+            s, name=f"retrain-{run.run_id}", encoder_id=data.encoder_id, sampling=data.sampling,
+            head_kind=cfg.kind, path=rel,
             config={"head": cfg.to_dict(), "scale_params": fit.scale_params,
                     "bt_fit_id": fit.fit_id, "in_dim": data.train.dim, "targets": "bt-robust",
                     "channels": data.channels,
@@ -641,8 +642,6 @@ def _save(run: _Run, data: _Data, fit: FitOutput, active: ModelVersion | None,
                      if k in run.metrics},
             parent_id=active.id if active else None,
         )
-        s.add(mv)
-        s.flush()
         run.mv_id = mv.id
         s.execute(update(RetrainRun).where(RetrainRun.id == run.run_id).values(
             model_version_id=mv.id, bt_fit_id=fit.fit_id))
@@ -655,7 +654,7 @@ def _rescore(run: _Run, gifs: list[str]) -> None:
     run.metrics["rescored"] = write_predictions(run.settings, run.engine, run.mv_id, gifs)
 
 
-def _activate(run: _Run, fit: FitOutput, active: ModelVersion | None, better: bool) -> bool:
+def _activate(run: _Run, fit: BTFitOutput, active: ModelVersion | None, better: bool) -> bool:
     """One transaction: the candidate active (or rejected), the new fit active either way.
     Returns whether the candidate was activated."""
     metrics = run.metrics
@@ -681,7 +680,7 @@ def _activate(run: _Run, fit: FitOutput, active: ModelVersion | None, better: bo
     return better
 
 
-def _report(run: _Run, fit: FitOutput, verdict: _Verdict) -> RetrainOutcome:
+def _report(run: _Run, fit: BTFitOutput, verdict: _Verdict) -> RetrainOutcome:
     metrics = run.metrics
     if "heldout_accuracy_new" in metrics:
         judged = (f"held-out comparison accuracy {metrics['heldout_accuracy_new']:.4f} vs "
