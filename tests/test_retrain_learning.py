@@ -11,7 +11,7 @@ from scorer.store import ModelVersion, session_scope
 from training.comparisons import LedgerArrays, import_pairs, load_ledger, pooled_gifs
 from training.retrain import (
     DISTILL_WEIGHT,
-    FitOutput,
+    BTFitOutput,
     column_means,
     distilled_targets,
     evidence_weights,
@@ -73,7 +73,7 @@ def test_distilled_targets_keep_unvoted_predictions() -> None:
     scaled = np.full((3, N_EMOTIONS), 0.9)
     pred = np.full((3, N_EMOTIONS), 0.3)
     pred[2] = np.nan  # never scored: no rehearsal target
-    fit = FitOutput(0, ["a", "b", "c"], scaled, scaled, scaled, counts, {}, np.zeros(N_EMOTIONS))
+    fit = BTFitOutput(0, ["a", "b", "c"], scaled, scaled, scaled, counts, {}, np.zeros(N_EMOTIONS))
     targets, weights = distilled_targets(fit, pred)
     assert weights[1, 0] == np.float32(DISTILL_WEIGHT) and targets[1, 0] == np.float32(0.3)
     assert weights[0, 0] == np.float32(0.5 + DISTILL_WEIGHT)

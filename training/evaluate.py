@@ -32,8 +32,8 @@ from scorer.encoders import resolve_device
 from training.dataset import Dataset, Splits
 from training.fit import (
     HEAD_KINDS,
-    FitResult,
     HeadConfig,
+    HeadFit,
     fit_baseline,
     search,
     train_head,
@@ -176,7 +176,7 @@ class ModelEval:
 
 
 def score_model(name: str, module: nn.Module, splits: Splits, pairs: HeldOutPairs | None,
-                fit: FitResult | None = None, device: str = "cpu") -> ModelEval:
+                fit: HeadFit | None = None, device: str = "cpu") -> ModelEval:
     label, kind = TABLE_MODELS.get(name, (name, name))
     preds = {part: predict(module, getattr(splits, part), device) for part in ("train", "dev", "test")}
     test = splits.test

@@ -76,7 +76,7 @@ def ranked_predictions(engine: Engine, model_version_id: int, shas: list[str]) -
 
 
 @dataclass
-class FitOutput:
+class BTFitOutput:
     fit_id: int
     items: list[str]  # GIF shas (no references), row order of the matrices
     theta: np.ndarray  # (N, 17)
@@ -92,7 +92,7 @@ MIN_ANCHOR_GIFS = 10  # fewer compared GIFs than this: the unit scale (theta 0 -
 
 def refit_bt(settings: Settings, engine: Engine, ledger: LedgerArrays, gifs: list[str], *,
              prior_version: ModelVersion | None, ledger_info: dict, store: bool = True
-             ) -> FitOutput:
+             ) -> BTFitOutput:
     """Fit all emotions on the ledger; store the fit (inactive) unless `store` is False."""
     ids = ledger.ids
     n = len(ids)
@@ -139,7 +139,7 @@ def refit_bt(settings: Settings, engine: Engine, ledger: LedgerArrays, gifs: lis
     rows = [index[g] for g in gifs]
     per_emotion = comparison_counts(ledger, n)
     if not store:
-        return FitOutput(0, list(gifs), theta[rows], se[rows], scaled[rows], counts[rows],
+        return BTFitOutput(0, list(gifs), theta[rows], se[rows], scaled[rows], counts[rows],
                          scale_params, ref_scaled)
     with session_scope(engine) as s:
         fit = BTFit(
@@ -168,7 +168,7 @@ def refit_bt(settings: Settings, engine: Engine, ledger: LedgerArrays, gifs: lis
                  "counts": pack_scores(per_emotion[i])}
                 for i in chunk
             ])
-    return FitOutput(fit_id, list(gifs), theta[rows], se[rows], scaled[rows], counts[rows],
+    return BTFitOutput(fit_id, list(gifs), theta[rows], se[rows], scaled[rows], counts[rows],
                      scale_params, ref_scaled)
 
 
@@ -232,7 +232,7 @@ def evidence_weights(counts: np.ndarray) -> np.ndarray:
     return (counts / (counts + EVIDENCE_HALF)).astype(np.float32)
 
 
-def distilled_targets(fit: FitOutput, active_pred: np.ndarray | None,
+def distilled_targets(fit: BTFitOutput, active_pred: np.ndarray | None,
                       distill_weight: float = DISTILL_WEIGHT) -> tuple[np.ndarray, np.ndarray]:
     """(targets, weights), both (N, 17): the fit's scores weighted by their evidence, plus the
     active version's prediction at `distill_weight` on every (GIF, emotion) it scored.
@@ -252,7 +252,7 @@ def distilled_targets(fit: FitOutput, active_pred: np.ndarray | None,
     return targets.astype(np.float32), w.astype(np.float32)
 
 
-def build_dataset(settings: Settings, engine: Engine, fit: FitOutput, *, encoder_id: str,
+def build_dataset(settings: Settings, engine: Engine, fit: BTFitOutput, *, encoder_id: str,
                   sampling: str, active_pred: np.ndarray | None = None,
                   channels: str | None = None) -> tuple[Dataset, Dataset, dict]:
     """(train, dev, info): features and targets of every GIF with a weighted target.
