@@ -70,7 +70,7 @@ from training.comparisons import (
     pooled_gifs,
 )
 from training.dataset import Dataset
-from training.evaluate import rmse
+from training.evaluate import held_out_pairs, rmse
 from training.fit import HeadConfig, HeadFit, train_head
 from training.locks import LockBusy, job_lock
 from training.refit import (  # re-exported: the refit and targets' old home
@@ -201,40 +201,6 @@ def column_means(targets: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
     total = w.sum(axis=0)
     weighted = (w * targets).sum(axis=0) / np.where(total > 0, total, 1.0)
     return np.where(total > 0, weighted, plain)
-
-
-@dataclass
-class HeldOutPairs:
-    """Decisive ledger comparisons whose two GIFs are both in the dev split."""
-
-    emotion: np.ndarray  # (P,)
-    winner: np.ndarray  # row in the dev set
-    loser: np.ndarray
-    weight: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.emotion.shape[0])
-
-    def accuracy(self, pred: np.ndarray, usable: np.ndarray | None = None) -> tuple[float, int]:
-        """(weighted share ordered right, ties half; pairs used) for predictions (rows, 17)."""
-        ok = np.ones(len(self), bool) if usable is None else usable
-        pw = pred[self.winner[ok], self.emotion[ok]]
-        pl = pred[self.loser[ok], self.emotion[ok]]
-        score = (pw > pl) + 0.5 * (pw == pl)
-        w = self.weight[ok]
-        return (float((w * score).sum() / w.sum()) if w.sum() > 0 else math.nan), int(ok.sum())
-
-
-def heldout_pairs(ledger: LedgerArrays, dev_shas: list[str]) -> HeldOutPairs:
-    row = {sha: i for i, sha in enumerate(dev_shas)}
-    to_row = np.asarray([row.get(item, -1) for item in ledger.ids], np.int64)
-    if len(ledger) == 0:
-        empty = np.zeros(0, np.int64)
-        return HeldOutPairs(empty, empty, empty, np.zeros(0))
-    w, lo = to_row[ledger.winner], to_row[ledger.loser]
-    keep = (w >= 0) & (lo >= 0) & ~ledger.tie.astype(bool) & (ledger.weight > 0) & (w != lo)
-    return HeldOutPairs(ledger.emotion[keep].astype(np.int64), w[keep], lo[keep],
-                        ledger.weight[keep].astype(np.float64))
 
 
 # ---------------------------------------------------------------------------------------
@@ -548,13 +514,13 @@ def _against_active(run: _Run, ledger: LedgerArrays, data: _Data, active: ModelV
     # Better evidence than RMSE on the compared GIFs (each emotion's top, the very set the
     # candidate was fitted to): the comparisons among dev GIFs, which no head trained on.
     if old_pred is not None and on_dev:
-        pairs = heldout_pairs(ledger, eval_set.shas)
-        usable = (np.isfinite(old_pred[pairs.winner, pairs.emotion])
-                  & np.isfinite(old_pred[pairs.loser, pairs.emotion]))
+        pairs = held_out_pairs(ledger, eval_set.shas)
+        w, lo, usable = pairs.rows(eval_set.shas)
+        usable &= np.isfinite(old_pred[w, pairs.emotion]) & np.isfinite(old_pred[lo, pairs.emotion])
         metrics["heldout_pairs"] = int(usable.sum())
         if int(usable.sum()) >= MIN_HELDOUT_PAIRS:
-            acc_new, _ = pairs.accuracy(new_pred, usable)
-            acc_old, _ = pairs.accuracy(np.nan_to_num(old_pred), usable)
+            acc_new, _ = pairs.accuracy(new_pred, eval_set.shas, usable)
+            acc_old, _ = pairs.accuracy(np.nan_to_num(old_pred), eval_set.shas, usable)
             metrics["heldout_accuracy_new"] = acc_new
             metrics["heldout_accuracy_active"] = acc_old
             better = acc_new >= acc_old
@@ -591,7 +557,8 @@ def _pool_domain(run: _Run, ledger: LedgerArrays, data: _Data, new_pred: np.ndar
         return voted or None, {}
     dev = data.dev
     prior = prediction_matrix(engine, zero_shot, dev.shas)
-    pairs = heldout_pairs(ledger, dev.shas)
+    pairs = held_out_pairs(ledger, dev.shas)
+    win, lose, present = pairs.rows(dev.shas)
     per: dict[str, dict] = {}
     members_of = _pool_members(engine, voted)
     for pool, members in members_of.items():
@@ -599,12 +566,13 @@ def _pool_domain(run: _Run, ledger: LedgerArrays, data: _Data, new_pred: np.ndar
         # A pool the prior never scored (scored without it): the head must beat chance.
         unscored = not np.isfinite(prior[in_pool]).all(axis=1).any()
         ranked = in_pool if unscored else in_pool & np.isfinite(prior).all(axis=1)
-        usable = ranked[pairs.winner] & ranked[pairs.loser] if len(pairs) else np.zeros(0, bool)
+        usable = present & ranked[win] & ranked[lose] if len(pairs) else np.zeros(0, bool)
         n = int(usable.sum())
         row: dict = {"heldout_pairs": n, "takes_over": False}
         if n >= MIN_POOL_PAIRS:
-            row["accuracy_new"], _ = pairs.accuracy(new_pred, usable)
-            row["accuracy_prior"] = 0.5 if unscored else pairs.accuracy(np.nan_to_num(prior), usable)[0]
+            row["accuracy_new"], _ = pairs.accuracy(new_pred, dev.shas, usable)
+            row["accuracy_prior"] = (0.5 if unscored else
+                                     pairs.accuracy(np.nan_to_num(prior), dev.shas, usable)[0])
             row["takes_over"] = bool(row["accuracy_new"] > row["accuracy_prior"])
             if unscored:
                 row["why"] = "the zero-shot prior has not scored this pool: judged against chance"
