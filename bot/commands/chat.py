@@ -83,6 +83,7 @@ def suggest_cmd(settings: Settings, text: tuple[str, ...], k: int, as_json: bool
 
 def _suggested_gifs(settings: Settings, core, got) -> list[dict]:  # type: ignore[no-untyped-def]
     """The ranked GIFs as `suggest` prints them: scores, title, rating, file and URL."""
+    from bot.events import gif_url
     from scorer.pool import gif_path
     from scorer.store import Gif, session_scope
 
@@ -100,7 +101,7 @@ def _suggested_gifs(settings: Settings, core, got) -> list[dict]:  # type: ignor
             "sd": round(float(matrix.sd[emotion, matrix.index[sha]]), 4) if scored else None,
             "title": title or "", "rating": rating,
             "path": str(gif_path(settings, sha)),
-            "url": (settings.http.public_url.rstrip("/") + f"/gifs/{sha}.gif") if settings.http.public_url else None,
+            "url": gif_url(sha, settings.http.public_url) if settings.http.public_url else None,
         })
     return gifs
 
