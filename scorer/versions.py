@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 
 # The zero-shot prior's head kind: a version with no head file (scorer/prior.py writes it).
 PRIOR_HEAD_KIND = "prior"
+# The heads `moodgif train` fits from frame features (the paper's Table 1 decoders; built by
+# scorer.heads.build_head). Here, torch-free, so the CLI's choices need no torch import.
+HEAD_KINDS = ("fc-maxpool-2", "fc-maxpool-4", "rnn-2", "rnn-4", "rnn-8")
 
 # The one tie-break: newest activation first; a row activated without a timestamp sorts
 # last (explicit because PostgreSQL and SQLite disagree on where NULLs go), then highest id.

@@ -29,10 +29,10 @@ from torch import nn
 
 from scorer.emotions import N_EMOTIONS, NAMES
 from scorer.encoders import resolve_device
+from scorer.versions import HEAD_KINDS
 from training.comparisons import LedgerArrays
 from training.dataset import Dataset, Splits
 from training.fit import (
-    HEAD_KINDS,
     HeadConfig,
     HeadFit,
     fit_baseline,

@@ -29,7 +29,6 @@ from training.dataset import Dataset
 
 log = logging.getLogger("moodgif.training.fit")
 
-HEAD_KINDS = ("fc-maxpool-2", "fc-maxpool-4", "rnn-2", "rnn-4", "rnn-8")
 HIDDEN_CHOICES = (32, 64, 128, 256, 512)
 BATCH_CHOICES = (64, 128, 256)
 LOG_EPOCHS = (50, 100)

@@ -20,7 +20,7 @@ from scorer import versions
 from scorer.pipeline import pools_with_votes
 from scorer.settings import Settings
 from scorer.store import session_scope, utcnow
-from scorer.versions import active_version, create_candidate
+from scorer.versions import HEAD_KINDS, active_version, create_candidate
 from training import bradley_terry as bt
 from training.comparisons import LedgerArrays, load_ledger, pooled_gifs
 from training.dataset import Splits, assemble, gif_frame_counts, training_set
@@ -33,7 +33,7 @@ from training.evaluate import (
     run_table,
     write_report,
 )
-from training.fit import HEAD_KINDS, HeadConfig, HeadFit, fit_baseline, search, train_head
+from training.fit import HeadConfig, HeadFit, fit_baseline, search, train_head
 from training.refit import BTFitOutput, evidence_weights, refit_bt
 
 log = logging.getLogger("moodgif.training.workflow")
