@@ -138,6 +138,7 @@ def prepare(settings: Settings, cfg: SimConfig, cache_dir: Path) -> Prepared:
     """Build (or reuse) the pools, the shared features, v0 and the template databases."""
     from scorer.demo_pool import read_truth
     from scorer.store import ModelVersion, session_scope
+    from scorer.versions import create_candidate, head_path
     from training.workflow import activate_version, train_version
 
     cache_dir = cache_dir.resolve()
@@ -172,7 +173,7 @@ def prepare(settings: Settings, cfg: SimConfig, cache_dir: Path) -> Prepared:
             mv = ss.get(ModelVersion, report.model_version_id)
             assert mv is not None
             head = v0_dir / "v0-head.pt"
-            shutil.copyfile(s.models_dir / mv.path, head)
+            shutil.copyfile(head_path(s, mv), head)
             meta = {"name": "v0", "encoder_id": mv.encoder_id, "sampling": mv.sampling,
                     "head_kind": mv.head_kind, "path": str(head), "config": mv.config,
                     "metrics": mv.metrics, "crowd_comparisons": rep.added, "key": v0_key}
@@ -192,13 +193,10 @@ def prepare(settings: Settings, cfg: SimConfig, cache_dir: Path) -> Prepared:
         engine.dispose()
         _copy_db(home / "moodgif.db", plain)
         with session_scope(engine) as ss:
-            mv = ModelVersion(name="v0 (trained on the seed pool's crowd votes)",
-                              encoder_id=v0["encoder_id"], sampling=v0["sampling"],
-                              head_kind=v0["head_kind"], path=v0["path"], config=v0["config"],
-                              metrics=v0["metrics"], status="candidate")
-            ss.add(mv)
-            ss.flush()
-            mv_id = mv.id
+            mv_id = create_candidate(ss, name="v0 (trained on the seed pool's crowd votes)",
+                                     encoder_id=v0["encoder_id"], sampling=v0["sampling"],
+                                     head_kind=v0["head_kind"], path=v0["path"],
+                                     config=v0["config"], metrics=v0["metrics"]).id
         from scorer.pipeline import write_predictions
         from scorer.pool import pool_gifs
 

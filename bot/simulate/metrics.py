@@ -6,6 +6,7 @@ Part of `bot.simulate` (`moodgif simulate`); see the package's doc for the whole
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,12 +73,11 @@ def _ndcg_at(scores: np.ndarray, gains: np.ndarray, k: int) -> float:
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    from scipy.stats import spearmanr
+    """`training.evaluate.spearman`, with 0 (no order learned) where it is undefined."""
+    from training.evaluate import spearman
 
-    if np.ptp(a) == 0 or np.ptp(b) == 0:
-        return 0.0
-    rho = spearmanr(a, b).statistic
-    return float(rho) if np.isfinite(rho) else 0.0
+    rho = spearman(a, b)
+    return 0.0 if math.isnan(rho) else rho
 
 
 def measure(matrix: Any, truth: Truth, rng: np.random.Generator) -> dict[str, Any]:
