@@ -4,7 +4,8 @@
 - `refit_bt` fits all 17 emotions on the ledger, with a model version's predictions as the
   prior, and stores the fit (inactive; scorer/versions.py activates fits);
 - `distilled_targets` / `build_dataset` turn a fit into weighted targets and the split;
-- `prediction_matrix` / `ranked_predictions` read a version's stored predictions.
+- `prediction_matrix` / `ranked_predictions` read a version's stored predictions;
+  `VersionPredictions` reads them once for a whole retrain run.
 """
 
 from __future__ import annotations
@@ -65,7 +66,12 @@ def prediction_matrix(engine: Engine, model_version_id: int, shas: list[str]) ->
 def ranked_predictions(engine: Engine, model_version_id: int, shas: list[str]) -> np.ndarray:
     """`prediction_matrix` of the version, its NaN rows filled from the newest zero-shot
     prior (scorer.prior), as the ranker does for pools outside a head's domain."""
-    out = prediction_matrix(engine, model_version_id, shas)
+    return _fill_from_zero_shot(engine, model_version_id, shas,
+                                prediction_matrix(engine, model_version_id, shas))
+
+
+def _fill_from_zero_shot(engine: Engine, model_version_id: int, shas: list[str],
+                         out: np.ndarray) -> np.ndarray:
     missing = np.flatnonzero(np.isnan(out).any(axis=1))
     if len(missing) == 0:
         return out
@@ -73,6 +79,41 @@ def ranked_predictions(engine: Engine, model_version_id: int, shas: list[str]) -
     if zero_shot is not None and zero_shot != model_version_id:
         out[missing] = prediction_matrix(engine, zero_shot, [shas[i] for i in missing])
     return out
+
+
+class VersionPredictions:
+    """A version's stored predictions, read once per retrain run for every GIF it needs, and
+    the zero-shot prior's for the rows the version lacks. The refit's prior (`raw`), the
+    distillation targets and the evaluation against the active version (`ranked`) all slice
+    this one read; a sha outside it is read when first asked for."""
+
+    def __init__(self, engine: Engine, model_version_id: int, shas: list[str]) -> None:
+        self.engine, self.model_version_id = engine, model_version_id
+        self._index: dict[str, int] = {}
+        self._raw = np.zeros((0, N_EMOTIONS))
+        self._filled = np.zeros((0, N_EMOTIONS))
+        self._read(shas)
+
+    def _read(self, shas: list[str]) -> None:
+        new = [s for s in dict.fromkeys(shas) if s not in self._index]
+        if not new:
+            return
+        self._index.update({s: len(self._index) + i for i, s in enumerate(new)})
+        raw = prediction_matrix(self.engine, self.model_version_id, new)
+        filled = _fill_from_zero_shot(self.engine, self.model_version_id, new, raw.copy())
+        self._raw, self._filled = np.vstack([self._raw, raw]), np.vstack([self._filled, filled])
+
+    def _rows(self, shas: list[str]) -> np.ndarray:
+        self._read(shas)
+        return np.asarray([self._index[s] for s in shas], np.int64)
+
+    def raw(self, shas: list[str]) -> np.ndarray:
+        """`prediction_matrix` of these shas (NaN rows where the version has not scored)."""
+        return self._raw[self._rows(shas)].copy()
+
+    def ranked(self, shas: list[str]) -> np.ndarray:
+        """`ranked_predictions` of these shas (the zero-shot prior where the version has none)."""
+        return self._filled[self._rows(shas)].copy()
 
 
 @dataclass
@@ -91,16 +132,18 @@ MIN_ANCHOR_GIFS = 10  # fewer compared GIFs than this: the unit scale (theta 0 -
 
 
 def refit_bt(settings: Settings, engine: Engine, ledger: LedgerArrays, gifs: list[str], *,
-             prior_version: ModelVersion | None, ledger_info: dict, store: bool = True
-             ) -> BTFitOutput:
-    """Fit all emotions on the ledger; store the fit (inactive) unless `store` is False."""
+             prior_version: ModelVersion | None, ledger_info: dict, store: bool = True,
+             prior_pred: VersionPredictions | None = None) -> BTFitOutput:
+    """Fit all emotions on the ledger; store the fit (inactive) unless `store` is False.
+    `prior_pred`: the prior version's predictions when the caller already read them."""
     ids = ledger.ids
     n = len(ids)
     prior_mean = None
     strength = 0.0
     model_scale = _model_scale(prior_version)
     if prior_version is not None:
-        preds = prediction_matrix(engine, prior_version.id, ids)
+        preds = (prior_pred.raw(ids) if prior_pred is not None
+                 else prediction_matrix(engine, prior_version.id, ids))
         if np.isfinite(preds).any():
             centre, spread = model_scale if model_scale is not None else (
                 np.zeros(N_EMOTIONS), np.ones(N_EMOTIONS))

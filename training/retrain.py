@@ -79,6 +79,7 @@ from training.refit import (  # re-exported: the refit and targets' old home
     PRIOR_CLIP,
     REFERENCE_WEIGHT,
     BTFitOutput,
+    VersionPredictions,
     build_dataset,
     distilled_targets,
     evidence_weights,
@@ -218,6 +219,9 @@ class _Run:
     metrics: dict = field(default_factory=dict)  # written to the run's row at the end
     fit_id: int | None = None
     mv_id: int | None = None
+    # The active version's predictions, read once (bt-fit) for the refit's prior, the
+    # distillation targets and the evaluation.
+    active_pred: VersionPredictions | None = None
 
     def step(self, name: str) -> None:
         if self.on_step is not None:
@@ -372,8 +376,11 @@ def _read_ledger(run: _Run, trigger: str, force: bool) -> _Ledger:
 
 
 def _fit_bt(run: _Run, led: _Ledger, active: ModelVersion | None) -> BTFitOutput:
+    if active is not None:
+        run.active_pred = VersionPredictions(run.engine, active.id,
+                                             list(dict.fromkeys([*led.fit_ledger.ids, *led.gifs])))
     fit = refit_bt(run.settings, run.engine, led.fit_ledger, led.gifs, prior_version=active,
-                   ledger_info=run.metrics["ledger"])
+                   ledger_info=run.metrics["ledger"], prior_pred=run.active_pred)
     run.fit_id = fit.fit_id
     run.metrics["bt"] = {"fit_id": fit.fit_id,
                          "prior_model_version_id": active.id if active else None}
@@ -385,9 +392,9 @@ def _dataset(run: _Run, fit: BTFitOutput, active: ModelVersion | None) -> _Data:
     encoder_id = active.encoder_id if active else settings.scoring.encoder
     sampling = active.sampling if active else settings.scoring.sampling
     active_pred = None
-    if active is not None and DISTILL_WEIGHT > 0:
+    if run.active_pred is not None and DISTILL_WEIGHT > 0:
         # What ranks each GIF now (the prior where the active head does not): rehearsed.
-        active_pred = ranked_predictions(engine, active.id, fit.items)
+        active_pred = run.active_pred.ranked(fit.items)
         if not np.isfinite(active_pred).any():
             active_pred = None
     from scorer.channels import CHANNELS_ID, any_channels
@@ -502,7 +509,8 @@ def _against_active(run: _Run, ledger: LedgerArrays, data: _Data, active: ModelV
     if active is not None:
         # What ranks these GIFs now: the active version, or the zero-shot prior for the
         # pools outside its domain. A new head must beat that on each GIF it would take over.
-        old_pred = ranked_predictions(run.engine, active.id, eval_set.shas)
+        assert run.active_pred is not None  # read at bt-fit for this same active version
+        old_pred = run.active_pred.ranked(eval_set.shas)
         have = np.isfinite(old_pred).all(axis=1)
         if have.any():
             sub = eval_set.subset(np.flatnonzero(have).tolist())
