@@ -34,7 +34,7 @@ from training.evaluate import (
     write_report,
 )
 from training.fit import HeadConfig, HeadFit, fit_baseline, search, train_head
-from training.refit import BTFitOutput, evidence_weights, refit_bt
+from training.refit import BTFitOutput, distilled_targets, refit_bt
 
 log = logging.getLogger("moodgif.training.workflow")
 
@@ -63,15 +63,16 @@ def ledger_fit(settings: Settings, engine: Engine, *, pool: str | None = None,
 def targets_from(fit: BTFitOutput, scale: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
     """Targets of the GIFs that were compared at least once.
 
-    "product": the stable robust scale, weighted by evidence (what the product trains on);
-    "minmax": theta min-max scaled per emotion over those GIFs, unweighted (the paper).
+    "product": `refit.distilled_targets` without an active version (the robust scale,
+    weighted by evidence: what the retrain trains on);
+    "minmax": theta min-max scaled per emotion over those GIFs, unweighted (the paper's Table 1).
     """
     compared = np.flatnonzero(fit.counts.sum(axis=1) > 0)
     shas = [fit.items[i] for i in compared]
     if scale == "product":
-        w = evidence_weights(fit.counts[compared])
-        return ({s: fit.scaled[i].astype(np.float32) for s, i in zip(shas, compared, strict=True)},
-                {s: w[k] for k, s in enumerate(shas)})
+        targets, weights = distilled_targets(fit, None)
+        return ({s: targets[i] for s, i in zip(shas, compared, strict=True)},
+                {s: weights[i] for s, i in zip(shas, compared, strict=True)})
     if scale == "minmax":
         theta = fit.theta[compared]
         mm = np.stack([bt.minmax_scale(theta[:, e]) for e in range(theta.shape[1])], axis=1)
