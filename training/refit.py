@@ -131,6 +131,24 @@ class BTFitOutput:
 MIN_ANCHOR_GIFS = 10  # fewer compared GIFs than this: the unit scale (theta 0 -> 0.5)
 
 
+def _bt_prior(settings: Settings, engine: Engine, ids: list[str],
+              prior_version: ModelVersion | None, prior_pred: VersionPredictions | None,
+              model_scale: tuple[np.ndarray, np.ndarray] | None
+              ) -> tuple[np.ndarray | None, float]:
+    """(prior mean in logit units, prior strength) from the prior version's predictions;
+    (None, 0) without a version or when it scored none of the ledger's GIFs."""
+    if prior_version is None:
+        return None, 0.0
+    preds = (prior_pred.raw(ids) if prior_pred is not None
+             else prediction_matrix(engine, prior_version.id, ids))
+    if not np.isfinite(preds).any():
+        return None, 0.0
+    centre, spread = model_scale if model_scale is not None else (
+        np.zeros(N_EMOTIONS), np.ones(N_EMOTIONS))
+    prior_mean = bt.prediction_to_prior(preds, centre, spread, eps=PRIOR_CLIP)
+    return prior_mean, max(settings.training.bt_prior_strength, 0.0)
+
+
 def refit_bt(settings: Settings, engine: Engine, ledger: LedgerArrays, gifs: list[str], *,
              prior_version: ModelVersion | None, ledger_info: dict, store: bool = True,
              prior_pred: VersionPredictions | None = None) -> BTFitOutput:
@@ -138,17 +156,8 @@ def refit_bt(settings: Settings, engine: Engine, ledger: LedgerArrays, gifs: lis
     `prior_pred`: the prior version's predictions when the caller already read them."""
     ids = ledger.ids
     n = len(ids)
-    prior_mean = None
-    strength = 0.0
     model_scale = _model_scale(prior_version)
-    if prior_version is not None:
-        preds = (prior_pred.raw(ids) if prior_pred is not None
-                 else prediction_matrix(engine, prior_version.id, ids))
-        if np.isfinite(preds).any():
-            centre, spread = model_scale if model_scale is not None else (
-                np.zeros(N_EMOTIONS), np.ones(N_EMOTIONS))
-            prior_mean = bt.prediction_to_prior(preds, centre, spread, eps=PRIOR_CLIP)
-            strength = settings.training.bt_prior_strength if settings.training.bt_prior_strength > 0 else 0.0
+    prior_mean, strength = _bt_prior(settings, engine, ids, prior_version, prior_pred, model_scale)
     weight = ledger.weight
     if REFERENCE_WEIGHT != 1.0 and n:
         ref = np.asarray([is_reference(item) for item in ids], bool)
@@ -183,7 +192,7 @@ def refit_bt(settings: Settings, engine: Engine, ledger: LedgerArrays, gifs: lis
     per_emotion = comparison_counts(ledger, n)
     if not store:
         return BTFitOutput(0, list(gifs), theta[rows], se[rows], scaled[rows], counts[rows],
-                         scale_params, ref_scaled)
+                           scale_params, ref_scaled)
     with session_scope(engine) as s:
         fit = BTFit(
             n_comparisons=len(ledger), last_comparison_id=ledger.max_id,
@@ -212,7 +221,7 @@ def refit_bt(settings: Settings, engine: Engine, ledger: LedgerArrays, gifs: lis
                 for i in chunk
             ])
     return BTFitOutput(fit_id, list(gifs), theta[rows], se[rows], scaled[rows], counts[rows],
-                     scale_params, ref_scaled)
+                       scale_params, ref_scaled)
 
 
 def comparison_counts(ledger: LedgerArrays, n: int) -> np.ndarray:
