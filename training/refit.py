@@ -4,8 +4,8 @@
 - `refit_bt` fits all 17 emotions on the ledger, with a model version's predictions as the
   prior, and stores the fit (inactive; scorer/versions.py activates fits);
 - `distilled_targets` / `build_dataset` turn a fit into weighted targets and the split;
-- `prediction_matrix` / `ranked_predictions` read a version's stored predictions;
-  `VersionPredictions` reads them once for a whole retrain run.
+- a version's stored predictions (`prediction_matrix`, `ranked_predictions`,
+  `VersionPredictions`) are read through `scorer.versions`, the model-version owner.
 """
 
 from __future__ import annotations
@@ -14,21 +14,19 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import insert, select
+from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 
-from scorer import versions
 from scorer.emotions import N_EMOTIONS
 from scorer.settings import Settings
 from scorer.store import (
     BTFit,
     BTScore,
     ModelVersion,
-    Prediction,
     pack_scores,
     session_scope,
-    unpack_scores,
 )
+from scorer.versions import VersionPredictions, prediction_matrix
 from training import bradley_terry as bt
 from training import bt_incremental
 from training.comparisons import LedgerArrays, is_reference, reference_id
@@ -48,72 +46,6 @@ PRIOR_CLIP = 0.03
 # Weight of a 👍/👎 (a GIF against its emotion's reference item) relative to a pairwise
 # comparison between two GIFs (a send over a skip, a poll answer).
 REFERENCE_WEIGHT = 1.0
-
-
-def prediction_matrix(engine: Engine, model_version_id: int, shas: list[str]) -> np.ndarray:
-    """(N, 17) stored predictions of a model version, NaN rows for GIFs it has not scored."""
-    out = np.full((len(shas), N_EMOTIONS), np.nan)
-    row = {s: i for i, s in enumerate(shas)}
-    with session_scope(engine) as s:
-        q = select(Prediction.gif_sha, Prediction.scores).where(
-            Prediction.model_version_id == model_version_id)
-        for sha, blob in s.execute(q):
-            if sha in row:
-                out[row[sha]] = unpack_scores(blob)
-    return out
-
-
-def ranked_predictions(engine: Engine, model_version_id: int, shas: list[str]) -> np.ndarray:
-    """`prediction_matrix` of the version, its NaN rows filled from the newest zero-shot
-    prior (scorer.prior), as the ranker does for pools outside a head's domain."""
-    return _fill_from_zero_shot(engine, model_version_id, shas,
-                                prediction_matrix(engine, model_version_id, shas))
-
-
-def _fill_from_zero_shot(engine: Engine, model_version_id: int, shas: list[str],
-                         out: np.ndarray) -> np.ndarray:
-    missing = np.flatnonzero(np.isnan(out).any(axis=1))
-    if len(missing) == 0:
-        return out
-    zero_shot = versions.zero_shot_version_id(engine)
-    if zero_shot is not None and zero_shot != model_version_id:
-        out[missing] = prediction_matrix(engine, zero_shot, [shas[i] for i in missing])
-    return out
-
-
-class VersionPredictions:
-    """A version's stored predictions, read once per retrain run for every GIF it needs, and
-    the zero-shot prior's for the rows the version lacks. The refit's prior (`raw`), the
-    distillation targets and the evaluation against the active version (`ranked`) all slice
-    this one read; a sha outside it is read when first asked for."""
-
-    def __init__(self, engine: Engine, model_version_id: int, shas: list[str]) -> None:
-        self.engine, self.model_version_id = engine, model_version_id
-        self._index: dict[str, int] = {}
-        self._raw = np.zeros((0, N_EMOTIONS))
-        self._filled = np.zeros((0, N_EMOTIONS))
-        self._read(shas)
-
-    def _read(self, shas: list[str]) -> None:
-        new = [s for s in dict.fromkeys(shas) if s not in self._index]
-        if not new:
-            return
-        self._index.update({s: len(self._index) + i for i, s in enumerate(new)})
-        raw = prediction_matrix(self.engine, self.model_version_id, new)
-        filled = _fill_from_zero_shot(self.engine, self.model_version_id, new, raw.copy())
-        self._raw, self._filled = np.vstack([self._raw, raw]), np.vstack([self._filled, filled])
-
-    def _rows(self, shas: list[str]) -> np.ndarray:
-        self._read(shas)
-        return np.asarray([self._index[s] for s in shas], np.int64)
-
-    def raw(self, shas: list[str]) -> np.ndarray:
-        """`prediction_matrix` of these shas (NaN rows where the version has not scored)."""
-        return self._raw[self._rows(shas)].copy()
-
-    def ranked(self, shas: list[str]) -> np.ndarray:
-        """`ranked_predictions` of these shas (the zero-shot prior where the version has none)."""
-        return self._filled[self._rows(shas)].copy()
 
 
 @dataclass

@@ -62,7 +62,12 @@ from scorer.store import (
     session_scope,
     utcnow,
 )
-from scorer.versions import create_candidate
+from scorer.versions import (  # prediction readers re-exported: their old home
+    VersionPredictions,
+    create_candidate,
+    prediction_matrix,
+    ranked_predictions,
+)
 from training.comparisons import (
     LedgerArrays,
     latest_id,
@@ -79,12 +84,9 @@ from training.refit import (  # re-exported: the refit and targets' old home
     PRIOR_CLIP,
     REFERENCE_WEIGHT,
     BTFitOutput,
-    VersionPredictions,
     build_dataset,
     distilled_targets,
     evidence_weights,
-    prediction_matrix,
-    ranked_predictions,
     refit_bt,
 )
 from training.schedule import make_trigger
