@@ -282,9 +282,8 @@ def vote_spread(settings, engine, rows: list[dict], title: str,  # type: ignore[
 
     from scorer import channels
     from scorer.emotions import NAMES
-    from scorer.versions import zero_shot_version_id
+    from scorer.versions import prediction_matrix, zero_shot_version_id
     from training.comparisons import import_pairs
-    from training.refit import prediction_matrix
     from training.retrain import run_retrain
 
     emotions = [e for e in NAMES if sum(e in r["labels"] for r in rows) >= MIN_POSITIVES]

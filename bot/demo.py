@@ -81,9 +81,8 @@ async def simulate(core: BotCore, truth: dict[str, np.ndarray], *, sessions: int
 
 def ranking_quality(engine: Engine, truth: dict[str, np.ndarray]) -> dict[str, float] | None:
     """Spearman correlation of the active model's predictions with the truth, per emotion."""
-    from scipy.stats import spearmanr
-
     from bot.ranking import load_matrix
+    from training.evaluate import spearman_per_emotion
 
     m = load_matrix(engine)
     if not m.scored:
@@ -92,11 +91,8 @@ def ranking_quality(engine: Engine, truth: dict[str, np.ndarray]) -> dict[str, f
     if len(idx) < 3:
         return None
     t = np.stack([truth[m.shas[i]] for i in idx])
-    out = {}
-    for e in range(N_EMOTIONS):
-        rho = spearmanr(m.mean[e, idx], t[:, e]).statistic
-        out[NAMES[e]] = float(rho) if np.isfinite(rho) else 0.0
-    return out
+    rho = np.nan_to_num(spearman_per_emotion(m.mean[:, idx].T, t), nan=0.0)
+    return {NAMES[e]: float(rho[e]) for e in range(N_EMOTIONS)}
 
 
 def _count(engine: Engine, stmt) -> int:  # type: ignore[no-untyped-def]

@@ -155,5 +155,11 @@ def credit_line(attribution: dict | None) -> str:
     return "Powered By GIPHY" + (f" · by @{user}" if _PROVIDER_USER.match(user) else "")
 
 
+def gif_url(sha: str, public_url: str = "", suffix: str = ".gif") -> str:
+    """A pool file's URL as moodgif serves it (`bot.adapters.web`'s `/gifs/{name}` route):
+    relative for the web pages, absolute under `public_url` for chat platforms."""
+    return f"{public_url.rstrip('/')}/gifs/{sha}{suffix}"
+
+
 def reply_text(reply: Reply) -> str:
     return reply.text or DEFAULT_TEXT.get(reply.kind, "OK.")

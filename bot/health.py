@@ -211,15 +211,11 @@ async def _ops_thread(fn: Any, *args: Any) -> Any:
 
 def refresh_db_gauges(engine: Engine) -> None:
     """Set the database-derived gauges (pool sizes, retrain runs); errors leave them as they were."""
-    from scorer.store import Pool, PoolGif, RetrainRun
+    from scorer.pool import list_pools
+    from scorer.store import RetrainRun
 
+    pools = [(p["name"], p["gifs"]) for p in list_pools(engine)]  # the one pool count
     with engine.connect() as conn:
-        pools = conn.execute(
-            select(Pool.name, func.count(PoolGif.gif_sha))
-            .select_from(Pool)
-            .outerjoin(PoolGif, PoolGif.pool_id == Pool.id)
-            .group_by(Pool.name)
-        ).all()
         runs = conn.execute(
             select(RetrainRun.status, func.count(), func.max(RetrainRun.finished_at)).group_by(
                 RetrainRun.status

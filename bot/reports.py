@@ -15,6 +15,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from bot.events import gif_url
 from bot.ranking import ScoreMatrix, rank
 from scorer.emotions import NAMES
 from scorer.settings import RATINGS
@@ -66,7 +67,7 @@ def top_gifs(engine: Engine, matrix: ScoreMatrix, emotion: int, k: int = TOP_K) 
         i = matrix.index[sha]
         out.append({"sha256": sha, "mean": float(matrix.mean[emotion, i]),
                     "sd": float(matrix.sd[emotion, i]), "voted": sha in voted,
-                    "url": f"/gifs/{sha}.gif", **words.get(sha, {})})
+                    "url": gif_url(sha), **words.get(sha, {})})
     return out
 
 

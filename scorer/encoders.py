@@ -69,7 +69,7 @@ class Encoder(Protocol):
     def encode(self, frames: np.ndarray, durations_ms: np.ndarray) -> np.ndarray: ...
 
 
-class Prepared(NamedTuple):
+class NetInput(NamedTuple):
     units: np.ndarray  # what the network eats: (U, ...) uint8; (0,) when there is no network
     extra: np.ndarray  # (U or T, N_MOTION) float32 motion/colour features, or (rows, 0)
 
@@ -168,21 +168,21 @@ class Preprocessor:
     clip_len: int = 0
     motion: bool = False
 
-    def prepare(self, frames: np.ndarray, durations_ms: np.ndarray) -> Prepared:
+    def prepare(self, frames: np.ndarray, durations_ms: np.ndarray) -> NetInput:
         frames = np.asarray(frames)
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise ValueError(f"expected (T, H, W, 3) uint8 frames, got {frames.shape} {frames.dtype}")
         t = frames.shape[0]
         extra = motion_features(frames, durations_ms) if self.motion else np.zeros((t, 0), np.float32)
         if not self.net:
-            return Prepared(np.zeros((0,), np.uint8), extra)
+            return NetInput(np.zeros((0,), np.uint8), extra)
         crops = np.stack([_resize_crop(f, self.resize, self.crop, self.resample, self.jpeg) for f in frames])
         if self.net == "frame":
-            return Prepared(crops, extra)
+            return NetInput(crops, extra)
         groups = clip_groups(t, self.clip_len)
         units = np.stack([crops[g] for g in groups])  # (clips, L, h, w, 3)
         pooled = np.stack([extra[g].mean(axis=0) for g in groups]) if self.motion else np.zeros((len(groups), 0), np.float32)
-        return Prepared(units, pooled.astype(np.float32))
+        return NetInput(units, pooled.astype(np.float32))
 
 
 # ---------------------------------------------------------------------------------------
@@ -391,7 +391,7 @@ class TorchEncoder:
                 net = net.to(memory_format=torch.channels_last)
             self.net = net
 
-    def prepare(self, frames: np.ndarray, durations_ms: np.ndarray) -> Prepared:
+    def prepare(self, frames: np.ndarray, durations_ms: np.ndarray) -> NetInput:
         return self.prep.prepare(frames, durations_ms)
 
     @torch.inference_mode()
@@ -406,7 +406,7 @@ class TorchEncoder:
             out = self.net(x)
         return out.float().cpu().numpy()
 
-    def finish(self, net_out: np.ndarray, prepared: Prepared) -> np.ndarray:
+    def finish(self, net_out: np.ndarray, prepared: NetInput) -> np.ndarray:
         if self.net is None:
             return prepared.extra.astype(np.float32)
         return np.concatenate([net_out, prepared.extra], axis=1).astype(np.float32)

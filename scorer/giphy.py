@@ -24,10 +24,8 @@ GIPHY ratings and moodgif's (a GIF is never rated more permissively than GIPHY r
 from __future__ import annotations
 
 import asyncio
-import html
 import random
 import re
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +33,7 @@ from typing import Any
 import aiohttp
 
 from scorer.settings import RATINGS, Settings
+from scorer.words import MAX_ALT, MAX_TITLE, clean_text
 
 GIPHY_RATING_MAP: dict[str, str] = {"y": "g", "g": "g", "pg": "pg", "pg-13": "pg-13", "r": "r"}
 # GIPHY's own rating filter for a moodgif ceiling: results at or below it.
@@ -49,10 +48,6 @@ PAGE_MAX = 50  # GIPHY's largest page for search and trending
 IDS_MAX = 100  # GIPHY's largest batch for /v1/gifs?ids=
 GIPHY_ID = re.compile(r"^[A-Za-z0-9]{1,64}$")
 _USERNAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_TAG = re.compile(r"<[^<>]{0,500}>")
-_SPACE = re.compile(r"\s+")
-MAX_TITLE = 300
-MAX_ALT = 1000
 
 
 class GiphyError(RuntimeError):
@@ -66,25 +61,6 @@ class GiphyKeyError(GiphyError):
 def map_rating(giphy_rating: str | None) -> str | None:
     """GIPHY's rating on moodgif's scale (see the module doc); None when unknown."""
     return GIPHY_RATING_MAP.get((giphy_rating or "").strip().lower())
-
-
-def clean_text(raw: Any, limit: int) -> str:
-    """Plain one-line text from a field someone else wrote: no tags, no control characters.
-
-    HTML tags are dropped and entities decoded (every renderer escapes again), control and
-    format characters other than the emoji joiner go, whitespace collapses, and the result
-    is cut at `limit` characters.
-    """
-    if not isinstance(raw, str):
-        return ""
-    text = html.unescape(_TAG.sub(" ", raw))
-    text = "".join(
-        " " if unicodedata.category(ch) in {"Cc", "Zl", "Zp"}
-        else "" if unicodedata.category(ch) == "Cf" and ch != "\u200d" else ch
-        for ch in text
-    )
-    text = _SPACE.sub(" ", _TAG.sub(" ", text)).strip()
-    return text[:limit].rstrip()
 
 
 def _int(raw: Any) -> int | None:

@@ -210,11 +210,9 @@ def prior_version(engine: Engine, encoder_id: str, sampling: str, with_faces: bo
             ModelVersion.name == name, ModelVersion.head_kind == PRIOR_HEAD_KIND,
             ModelVersion.encoder_id == encoder_id, ModelVersion.sampling == sampling)).first()
         if mv is None:
-            mv = ModelVersion(name=name, encoder_id=encoder_id, sampling=sampling,
-                              head_kind=PRIOR_HEAD_KIND, path="", status="candidate",
-                              config=prior_config(with_faces), metrics={})
-            s.add(mv)
-            s.flush()
+            mv = versions.create_candidate(s, name=name, encoder_id=encoder_id, sampling=sampling,
+                                           head_kind=PRIOR_HEAD_KIND,
+                                           config=prior_config(with_faces))
         return mv.id
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scorer.encoders import Prepared, Preprocessor, TorchEncoder
+from scorer.encoders import NetInput, Preprocessor, TorchEncoder
 
 log = logging.getLogger("scorer.pipeline")
 
@@ -185,7 +185,7 @@ def encode_stream(
                 yield p.gif, None
                 continue
             net_out = np.concatenate(p.outs) if p.outs else np.zeros((0, encoder.net_dim), np.float32)
-            yield p.gif, encoder.finish(net_out, Prepared(p.gif.units, p.gif.extra))
+            yield p.gif, encoder.finish(net_out, NetInput(p.gif.units, p.gif.extra))
 
     for gif in prepared:
         queue.append(_Pending(gif))

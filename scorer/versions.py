@@ -8,7 +8,10 @@ in three. Every reader and writer now asks here, so there is ONE rule:
   (and rows without a timestamp, which sort last) broken by the highest id;
 - the zero-shot prior (scorer/prior.py) is the newest version whose head_kind is "prior";
 - the active BT fit is the highest id with `active` set;
+- a new version is created only by `create_candidate` (status "candidate");
 - activating a version retires every other active one in the same transaction;
+- a version's stored predictions are read here (`prediction_matrix`, `ranked_predictions`
+  filling from the zero-shot prior, `VersionPredictions` once per retrain run);
 - a fit's scale (`fit_scale_spreads`) and its evidence per GIF and emotion (`fit_counts`)
   are read as the refit stored them, not re-derived by their readers.
 
@@ -32,13 +35,16 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from scorer.emotions import N_EMOTIONS
-from scorer.store import BTFit, ModelVersion, session_scope, utcnow
+from scorer.store import BTFit, ModelVersion, Prediction, session_scope, unpack_scores, utcnow
 
 if TYPE_CHECKING:
     from scorer.settings import Settings
 
 # The zero-shot prior's head kind: a version with no head file (scorer/prior.py writes it).
 PRIOR_HEAD_KIND = "prior"
+# The heads `moodgif train` fits from frame features (the paper's Table 1 decoders; built by
+# scorer.heads.build_head). Here, torch-free, so the CLI's choices need no torch import.
+HEAD_KINDS = ("fc-maxpool-2", "fc-maxpool-4", "rnn-2", "rnn-4", "rnn-8")
 
 # The one tie-break: newest activation first; a row activated without a timestamp sorts
 # last (explicit because PostgreSQL and SQLite disagree on where NULLs go), then highest id.
@@ -126,6 +132,24 @@ def activate(s: Session, version_id: int, fit_id: int | None = None) -> ModelVer
     return mv
 
 
+def create_candidate(s: Session, *, name: str, encoder_id: str, sampling: str, head_kind: str,
+                     config: dict, metrics: dict | None = None, path: str = "",
+                     parent_id: int | None = None) -> ModelVersion:
+    """A new `candidate` version in the caller's transaction (flushed, so it has an id).
+
+    The one creator of model-version rows: the retrain, `moodgif train`, the zero-shot prior
+    and the simulator's v0 all come here, so a new version always starts inactive and only
+    `activate` makes it serve. NaN metrics are dropped (JSON has no NaN)."""
+    metrics = {k: v for k, v in (metrics or {}).items()
+               if not (isinstance(v, float) and v != v)}
+    mv = ModelVersion(name=name, encoder_id=encoder_id, sampling=sampling, head_kind=head_kind,
+                      path=path, status="candidate", config=config, metrics=metrics,
+                      parent_id=parent_id)
+    s.add(mv)
+    s.flush()
+    return mv
+
+
 def activate_if_none(s: Session, version_id: int) -> bool:
     """Activate `version_id` only when no version is active yet (a fresh home)."""
     if active_version_id(s) is not None:
@@ -180,6 +204,76 @@ def activate_fit(s: Session, fit_id: int) -> None:
     f = s.get(BTFit, fit_id)
     if f is not None:
         f.active = True
+
+
+# ---------------------------------------------------------------------------------------
+# a version's stored predictions
+
+
+def prediction_matrix(engine: Engine, model_version_id: int, shas: list[str]) -> np.ndarray:
+    """(N, 17) stored predictions of a model version, NaN rows for GIFs it has not scored."""
+    out = np.full((len(shas), N_EMOTIONS), np.nan)
+    row = {s: i for i, s in enumerate(shas)}
+    with session_scope(engine) as s:
+        q = select(Prediction.gif_sha, Prediction.scores).where(
+            Prediction.model_version_id == model_version_id)
+        for sha, blob in s.execute(q):
+            if sha in row:
+                out[row[sha]] = unpack_scores(blob)
+    return out
+
+
+def ranked_predictions(engine: Engine, model_version_id: int, shas: list[str]) -> np.ndarray:
+    """`prediction_matrix` of the version, its NaN rows filled from the newest zero-shot
+    prior (scorer.prior), as the ranker does for pools outside a head's domain."""
+    return _fill_from_zero_shot(engine, model_version_id, shas,
+                                prediction_matrix(engine, model_version_id, shas))
+
+
+def _fill_from_zero_shot(engine: Engine, model_version_id: int, shas: list[str],
+                         out: np.ndarray) -> np.ndarray:
+    missing = np.flatnonzero(np.isnan(out).any(axis=1))
+    if len(missing) == 0:
+        return out
+    zero_shot = zero_shot_version_id(engine)
+    if zero_shot is not None and zero_shot != model_version_id:
+        out[missing] = prediction_matrix(engine, zero_shot, [shas[i] for i in missing])
+    return out
+
+
+class VersionPredictions:
+    """A version's stored predictions, read once per retrain run for every GIF it needs, and
+    the zero-shot prior's for the rows the version lacks. The refit's prior (`raw`), the
+    distillation targets and the evaluation against the active version (`ranked`) all slice
+    this one read; a sha outside it is read when first asked for."""
+
+    def __init__(self, engine: Engine, model_version_id: int, shas: list[str]) -> None:
+        self.engine, self.model_version_id = engine, model_version_id
+        self._index: dict[str, int] = {}
+        self._raw = np.zeros((0, N_EMOTIONS))
+        self._filled = np.zeros((0, N_EMOTIONS))
+        self._read(shas)
+
+    def _read(self, shas: list[str]) -> None:
+        new = [s for s in dict.fromkeys(shas) if s not in self._index]
+        if not new:
+            return
+        self._index.update({s: len(self._index) + i for i, s in enumerate(new)})
+        raw = prediction_matrix(self.engine, self.model_version_id, new)
+        filled = _fill_from_zero_shot(self.engine, self.model_version_id, new, raw.copy())
+        self._raw, self._filled = np.vstack([self._raw, raw]), np.vstack([self._filled, filled])
+
+    def _rows(self, shas: list[str]) -> np.ndarray:
+        self._read(shas)
+        return np.asarray([self._index[s] for s in shas], np.int64)
+
+    def raw(self, shas: list[str]) -> np.ndarray:
+        """`prediction_matrix` of these shas (NaN rows where the version has not scored)."""
+        return self._raw[self._rows(shas)].copy()
+
+    def ranked(self, shas: list[str]) -> np.ndarray:
+        """`ranked_predictions` of these shas (the zero-shot prior where the version has none)."""
+        return self._filled[self._rows(shas)].copy()
 
 
 # ---------------------------------------------------------------------------------------

@@ -28,13 +28,19 @@ _SPLIT = re.compile(r"[-_.\s+~]+")
 
 
 def clean_text(raw: object, cap: int = MAX_TITLE) -> str:
-    """Plain, printable, single-line text of at most `cap` characters ('' for None)."""
+    """Plain, printable, single-line text of at most `cap` characters ('' for None).
+
+    The one cleaner of words someone else wrote (manifests, GIPHY's fields): tags and
+    script bodies dropped, entities decoded (every renderer escapes again), cut at a word."""
     if raw is None:
         return ""
     text = html.unescape(_TAG_RE.sub(" ", str(raw)))
-    # Drop control/format characters (Cc, Cf: NUL, bidi overrides, zero-width...) but keep
-    # every script's letters: a Japanese or Arabic title is a title.
-    text = "".join(" " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in text)
+    # Controls and line breaks become spaces; format characters (bidi overrides,
+    # zero-width) go, except the emoji joiner that holds a family emoji together. Every
+    # script's letters stay: a Japanese or Arabic title is a title.
+    text = "".join(" " if unicodedata.category(ch) in ("Cc", "Zl", "Zp")
+                   else "" if unicodedata.category(ch) == "Cf" and ch != "\u200d" else ch
+                   for ch in text)
     text = _SPACE_RE.sub(" ", text).strip()
     text = text.replace("<", "").replace(">", "")  # stray brackets of a cut-off tag
     if len(text) > cap:

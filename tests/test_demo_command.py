@@ -53,7 +53,7 @@ def test_demo_from_nothing_then_again(tmp_path: Path) -> None:
 
 
 def test_demo_settings_never_touch_the_production_database(tmp_path: Path) -> None:
-    from bot.commands.chat import demo_settings
+    from bot.commands.serve import demo_settings
     from scorer.settings import load_settings
 
     prod = load_settings(env={"MOODGIF_DATABASE_URL": "postgresql://db/prod"}, home=str(tmp_path))

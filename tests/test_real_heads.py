@@ -167,7 +167,7 @@ def test_head_takes_over_only_the_pool_where_it_beats_the_prior(sqlite_settings:
     """p1's prior is the truth itself (it orders every held-out vote right: no head can beat
     it); p2's prior is the truth upside down. Same votes in both: the head gets p2 only."""
     from bot.ranking import load_matrix
-    from training.refit import prediction_matrix, ranked_predictions
+    from scorer.versions import prediction_matrix, ranked_predictions
     from training.retrain import run_retrain
 
     settings, engine = sqlite_settings, sqlite_engine
@@ -340,8 +340,8 @@ def test_votes_on_half_a_pool_move_the_other_half_through_the_channels(
     carry nothing here) teach the head that through the face channel, and the other half,
     never voted on, is ranked better than the prior ranks it."""
     from scorer.prior import Channel, combine, face_matrix
+    from scorer.versions import prediction_matrix
     from training.evaluate import HeldOutPairs, pairwise_accuracy
-    from training.refit import prediction_matrix
     from training.retrain import run_retrain
 
     settings, engine = sqlite_settings, sqlite_engine

@@ -30,10 +30,31 @@ from scorer.store import (
 )
 from training.comparisons import import_pairs
 from training.locks import LockBusy, job_lock
-from training.retrain import history, make_scheduler, make_trigger, run_retrain
+from training.retrain import (
+    RMSE_TOLERANCE,
+    RetrainOutcome,
+    history,
+    make_scheduler,
+    make_trigger,
+    run_retrain,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 N_GIFS = 40
+
+
+def assert_decided_by_its_judgement(out: RetrainOutcome) -> None:
+    """A run that reached the decision: activated exactly when its own measure said the
+    candidate is not worse (dev RMSE within tolerance, or held-out pair accuracy at least
+    the active version's). Which way it goes depends on the noisy votes; that the status
+    follows the measure does not (tests/test_real_heads.py forces each outcome)."""
+    assert out.status in ("activated", "rejected"), out.message
+    m = out.metrics
+    assert m["not_worse"] == (out.status == "activated"), m
+    if m.get("judged_by") == "held-out comparisons":
+        assert m["not_worse"] == (m["heldout_accuracy_new"] >= m["heldout_accuracy_active"]), m
+    elif m.get("judged_by") == "dev RMSE" and m.get("dev_rmse_active") is not None:
+        assert m["not_worse"] == (m["dev_rmse_new"] <= m["dev_rmse_active"] + RMSE_TOLERANCE), m
 
 
 def make_pool(settings, engine, n: int = N_GIFS, seed: int = 0) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
@@ -101,7 +122,7 @@ def test_first_run_activates_then_next_run_compares(settings, engine) -> None:  
 
     simulate_votes(engine, truth, 500, seed=1)
     second = run_retrain(settings, engine, epochs=10)
-    assert second.status in ("activated", "rejected"), second.message
+    assert_decided_by_its_judgement(second)
     assert second.metrics["train"]["warm_start"] is True
     assert second.metrics["dev_rmse_active"] is not None
     assert second.metrics["bt"]["prior_model_version_id"] == out.model_version_id
@@ -122,7 +143,7 @@ def test_scheduled_run_waits_for_new_comparisons(settings, engine) -> None:  # t
     out = run_retrain(settings, engine, trigger="schedule", epochs=5)
     assert out.status == "skipped" and "only 0 new comparisons" in out.message
     simulate_votes(engine, truth, 10, seed=2)
-    assert run_retrain(settings, engine, trigger="schedule", epochs=5).status in ("activated", "rejected")
+    assert_decided_by_its_judgement(run_retrain(settings, engine, trigger="schedule", epochs=5))
 
 
 def _spawn(settings, hold_at: str, marker: Path) -> subprocess.Popen:  # type: ignore[no-untyped-def]
@@ -181,7 +202,7 @@ def test_kill_in_the_middle_keeps_the_active_version(settings, engine, tmp_path,
         assert killed.step == step
 
     after = run_retrain(settings, engine, epochs=5)
-    assert after.status in ("activated", "rejected"), after.message
+    assert_decided_by_its_judgement(after)
     assert len(active_ids(engine)) == 1
     with session_scope(engine) as s:
         killed = s.get(RetrainRun, killed.id)
@@ -305,7 +326,7 @@ def test_votes_refine_the_zero_shot_prior(sqlite_settings, sqlite_engine) -> Non
     assert activate_if_none(engine, mv_id) and active_ids(engine) == [mv_id]
     simulate_votes(engine, truth, 3000)
     out = run_retrain(settings, engine, epochs=30)
-    assert out.status in ("activated", "rejected"), out.message
+    assert_decided_by_its_judgement(out)
     assert out.metrics["bt"]["prior_model_version_id"] == mv_id
     assert out.metrics["dev_rmse_active"] is not None  # judged against the prior
     assert out.metrics["train"]["warm_start"] is False  # the prior has no head to start from

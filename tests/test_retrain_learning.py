@@ -9,13 +9,13 @@ from test_retrain import active_ids, make_pool, simulate_votes
 from scorer.emotions import N_EMOTIONS, NAMES
 from scorer.store import ModelVersion, session_scope
 from training.comparisons import LedgerArrays, import_pairs, load_ledger, pooled_gifs
+from training.evaluate import held_out_pairs
 from training.retrain import (
     DISTILL_WEIGHT,
-    FitOutput,
+    BTFitOutput,
     column_means,
     distilled_targets,
     evidence_weights,
-    heldout_pairs,
     prediction_matrix,
     refit_bt,
     run_retrain,
@@ -73,7 +73,7 @@ def test_distilled_targets_keep_unvoted_predictions() -> None:
     scaled = np.full((3, N_EMOTIONS), 0.9)
     pred = np.full((3, N_EMOTIONS), 0.3)
     pred[2] = np.nan  # never scored: no rehearsal target
-    fit = FitOutput(0, ["a", "b", "c"], scaled, scaled, scaled, counts, {}, np.zeros(N_EMOTIONS))
+    fit = BTFitOutput(0, ["a", "b", "c"], scaled, scaled, scaled, counts, {}, np.zeros(N_EMOTIONS))
     targets, weights = distilled_targets(fit, pred)
     assert weights[1, 0] == np.float32(DISTILL_WEIGHT) and targets[1, 0] == np.float32(0.3)
     assert weights[0, 0] == np.float32(0.5 + DISTILL_WEIGHT)
@@ -90,11 +90,11 @@ def test_heldout_pairs_only_count_decisive_pairs_inside_dev() -> None:
     ledger = LedgerArrays(ids, np.array([0, 0, 1, 0], np.int16), np.array([0, 1, 0, 2]),
                           np.array([1, 0, 1, 0]), np.array([False, False, True, False]),
                           np.ones(4), 4)
-    pairs = heldout_pairs(ledger, ["b", "a"])  # c and d are not in dev; row 2 is a tie
+    pairs = held_out_pairs(ledger, ["b", "a"])  # c and d are not in dev; row 2 is a tie
     assert len(pairs) == 2
     pred = np.zeros((2, N_EMOTIONS))
     pred[1, 0] = 1.0  # a (row 1) above b (row 0): pair 1 right, pair 2 wrong
-    acc, used = pairs.accuracy(pred)
+    acc, used = pairs.accuracy(pred, ["b", "a"])
     assert used == 2 and acc == 0.5
 
 

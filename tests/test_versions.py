@@ -87,3 +87,21 @@ def test_head_path_looks_in_models_dir_then_home_and_says_when_missing(settings)
     with pytest.raises(versions.MissingHead, match="has no head file"):
         versions.head_path(settings, ModelVersion(id=8, name="p", encoder_id="e",
                                                   head_kind="prior", path=""))
+
+
+def test_create_candidate_is_inactive_until_activated(engine) -> None:  # type: ignore[no-untyped-def]
+    # The one creator: a new version never serves until `activate`, and NaN metrics
+    # (a split too small to measure) are dropped rather than written as invalid JSON.
+    with session_scope(engine) as s:
+        served = _mv(s, "served", status="active", activated_at=T0)
+        mv = versions.create_candidate(s, name="new", encoder_id="e", sampling="sparse",
+                                       head_kind="fc-1", config={"pools": None},
+                                       metrics={"dev_rmse": 0.2, "test_rmse": float("nan")},
+                                       parent_id=served)
+        new = mv.id
+        assert new is not None  # flushed: the caller can use the id in the same transaction
+    with session_scope(engine) as s:
+        row = s.get(ModelVersion, new)
+        assert row.status == "candidate" and row.parent_id == served  # type: ignore[union-attr]
+        assert row.metrics == {"dev_rmse": 0.2}  # type: ignore[union-attr]
+    assert versions.active_version_id(engine) == served

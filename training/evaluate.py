@@ -19,7 +19,7 @@ import datetime as dt
 import json
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,11 +29,12 @@ from torch import nn
 
 from scorer.emotions import N_EMOTIONS, NAMES
 from scorer.encoders import resolve_device
+from scorer.versions import HEAD_KINDS
+from training.comparisons import LedgerArrays
 from training.dataset import Dataset, Splits
 from training.fit import (
-    HEAD_KINDS,
-    FitResult,
     HeadConfig,
+    HeadFit,
     fit_baseline,
     search,
     train_head,
@@ -90,52 +91,73 @@ def explained_variance(pred: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(1.0 - resid.var(axis=0)[ok] / var_y[ok]))
 
 
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rho of two score vectors; NaN when either is constant or shorter than 3.
+    The one Spearman-vs-truth: Table 1, the demo's ranking quality and the simulator's."""
+    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return math.nan
+    rho = float(spearmanr(a, b).statistic)
+    return rho if math.isfinite(rho) else math.nan
+
+
 def spearman_per_emotion(pred: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """(17,) Spearman rho between predictions and targets; NaN where either is constant."""
-    out = np.full(N_EMOTIONS, np.nan)
-    if len(y) < 3:
-        return out
-    for e in range(N_EMOTIONS):
-        if np.ptp(pred[:, e]) > 0 and np.ptp(y[:, e]) > 0:
-            out[e] = spearmanr(pred[:, e], y[:, e]).statistic
-    return out
+    """(17,) Spearman rho between predictions (rows, 17) and targets; NaN where either is constant."""
+    return np.asarray([spearman(pred[:, e], y[:, e]) for e in range(N_EMOTIONS)])
 
 
 @dataclass
 class HeldOutPairs:
-    """Decisive comparisons between GIFs of one split: emotion, winner sha, loser sha."""
+    """Decisive ledger comparisons whose two GIFs are both in one held-out split: emotion,
+    winner sha, loser sha and the comparison's weight. The one held-out-pairs type: the
+    retrain's judgement, `moodgif train`'s Table 1 and the GIFGIF pretraining all use it."""
 
-    emotion: np.ndarray
+    emotion: np.ndarray  # (P,)
     winner: list[str]
     loser: list[str]
+    weight: np.ndarray | None = None  # (P,); None = every pair counts once
 
     def __len__(self) -> int:
         return len(self.winner)
 
+    def rows(self, shas: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(winner row, loser row, both present) of each pair in a matrix whose rows are `shas`."""
+        row = {s: i for i, s in enumerate(shas)}
+        w = np.asarray([row.get(s, -1) for s in self.winner], np.int64)
+        lo = np.asarray([row.get(s, -1) for s in self.loser], np.int64)
+        return np.maximum(w, 0), np.maximum(lo, 0), (w >= 0) & (lo >= 0)
 
-def held_out_pairs(ledger, shas: set[str]) -> HeldOutPairs:  # type: ignore[no-untyped-def]
-    """The ledger's decisive comparisons whose two GIFs are both in `shas` (e.g. test)."""
+    def accuracy(self, pred: np.ndarray, shas: Sequence[str],
+                 usable: np.ndarray | None = None) -> tuple[float, int]:
+        """(weighted share ordered right, ties half; pairs used) for `pred` (rows = `shas`),
+        on the pairs whose GIFs both have a row (and that `usable` keeps, when given)."""
+        w, lo, ok = self.rows(shas)
+        if usable is not None:
+            ok = ok & usable
+        e = self.emotion.astype(np.int64)
+        pw, pl = pred[w[ok], e[ok]], pred[lo[ok], e[ok]]
+        score = (pw > pl) + 0.5 * (pw == pl)
+        weight = np.ones(len(self)) if self.weight is None else self.weight
+        total = weight[ok].sum()
+        return (float((weight[ok] * score).sum() / total) if total > 0 else math.nan), int(ok.sum())
+
+
+def held_out_pairs(ledger: LedgerArrays, shas: Collection[str]) -> HeldOutPairs:
+    """The ledger's decisive, weighted comparisons of two different GIFs both in `shas`."""
+    inside = set(shas)
     ids = ledger.ids
-    keep = [k for k in range(len(ledger)) if not ledger.tie[k]
-            and ids[ledger.winner[k]] in shas and ids[ledger.loser[k]] in shas]
+    member = np.asarray([item in inside for item in ids], bool)
+    if len(ledger) == 0:
+        return HeldOutPairs(np.zeros(0, np.int64), [], [], np.zeros(0))
+    keep = np.flatnonzero(member[ledger.winner] & member[ledger.loser] & ~ledger.tie.astype(bool)
+                          & (ledger.weight > 0) & (ledger.winner != ledger.loser))
     return HeldOutPairs(ledger.emotion[keep].astype(np.int64),
-                        [ids[ledger.winner[k]] for k in keep], [ids[ledger.loser[k]] for k in keep])
+                        [ids[ledger.winner[k]] for k in keep], [ids[ledger.loser[k]] for k in keep],
+                        ledger.weight[keep].astype(np.float64))
 
 
 def pairwise_accuracy(pred: np.ndarray, shas: Sequence[str], pairs: HeldOutPairs) -> float:
     """Share of held-out comparisons where the winner scores higher (a tie in score = 0.5)."""
-    if len(pairs) == 0:
-        return math.nan
-    row = {s: i for i, s in enumerate(shas)}
-    hits = 0.0
-    n = 0
-    for e, w, lo in zip(pairs.emotion, pairs.winner, pairs.loser, strict=True):
-        if w not in row or lo not in row:
-            continue
-        a, b = pred[row[w], e], pred[row[lo], e]
-        hits += 1.0 if a > b else (0.5 if a == b else 0.0)
-        n += 1
-    return hits / n if n else math.nan
+    return pairs.accuracy(pred, shas)[0]
 
 
 # ---------------------------------------------------------------------------------------
@@ -176,7 +198,7 @@ class ModelEval:
 
 
 def score_model(name: str, module: nn.Module, splits: Splits, pairs: HeldOutPairs | None,
-                fit: FitResult | None = None, device: str = "cpu") -> ModelEval:
+                fit: HeadFit | None = None, device: str = "cpu") -> ModelEval:
     label, kind = TABLE_MODELS.get(name, (name, name))
     preds = {part: predict(module, getattr(splits, part), device) for part in ("train", "dev", "test")}
     test = splits.test

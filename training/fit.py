@@ -29,7 +29,6 @@ from training.dataset import Dataset
 
 log = logging.getLogger("moodgif.training.fit")
 
-HEAD_KINDS = ("fc-maxpool-2", "fc-maxpool-4", "rnn-2", "rnn-4", "rnn-8")
 HIDDEN_CHOICES = (32, 64, 128, 256, 512)
 BATCH_CHOICES = (64, 128, 256)
 LOG_EPOCHS = (50, 100)
@@ -60,7 +59,7 @@ class HeadConfig:
 
 
 @dataclass
-class FitResult:
+class HeadFit:
     module: nn.Module
     config: HeadConfig
     train_loss: list[float] = field(default_factory=list)  # per epoch (training mode)
@@ -130,7 +129,7 @@ def eval_loss(module: nn.Module, data: _Tensors, batch_size: int = 512) -> float
 
 def train_head(train: Dataset, dev: Dataset, cfg: HeadConfig, *, device: str = "auto",
                init: nn.Module | None = None,
-               on_epoch: Callable[[int, float, float], None] | None = None) -> FitResult:
+               on_epoch: Callable[[int, float, float], None] | None = None) -> HeadFit:
     """Train one head; returns it with its best-on-dev weights and the loss curves.
 
     `init` warm-starts from an existing module (copied, not modified). With an empty dev
@@ -153,7 +152,7 @@ def train_head(train: Dataset, dev: Dataset, cfg: HeadConfig, *, device: str = "
     dv = _Tensors(dev, dev_)
     opt = torch.optim.Adam(module.parameters(), lr=cfg.lr, betas=(0.9, 0.999),
                            weight_decay=cfg.weight_decay)
-    result = FitResult(module=module, config=cfg)
+    result = HeadFit(module=module, config=cfg)
     best_state = copy.deepcopy(module.state_dict())
     best = eval_loss(module, dv)
     result.best_dev_loss = best if not math.isnan(best) else math.inf
@@ -232,7 +231,7 @@ def fit_baseline(kind: str, train: Dataset) -> nn.Module:
 
 @dataclass
 class SearchResult:
-    best: FitResult
+    best: HeadFit
     trials: list[dict]  # one row per trial: config + dev losses
 
 
@@ -245,7 +244,7 @@ def search(train: Dataset, dev: Dataset, kind: str, n_trials: int, *, seed: int 
     and 100 epochs are comparable between trials (the best weights are still kept).
     """
     rng = np.random.default_rng(seed)
-    best: FitResult | None = None
+    best: HeadFit | None = None
     trials: list[dict] = []
     for t in range(n_trials):
         cfg = random_config(rng, kind, epochs=epochs, patience=patience, seed=seed + t)

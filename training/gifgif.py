@@ -239,10 +239,10 @@ def _held_out_accuracy(engine: Engine, mv_id: int, other_id: int | None, seed: i
     """Pair accuracy on comparisons between test GIFs, of the new version and another one."""
     import numpy as np
 
+    from scorer.versions import prediction_matrix
     from training.comparisons import load_ledger, pooled_gifs
     from training.dataset import split_of
     from training.evaluate import held_out_pairs, pairwise_accuracy
-    from training.refit import prediction_matrix
 
     gifs = sorted(pooled_gifs(engine, POOL))
     split = split_of(gifs, seed)
@@ -408,10 +408,9 @@ def _real_pools(settings: Settings, engine: Engine, mv_id: int) -> tuple[list[st
     from scorer.channels import head_channels, head_features
     from scorer.heads import load_head, predict
     from scorer.pipeline import pools_with_votes
-    from scorer.versions import head_path, zero_shot_version_id
+    from scorer.versions import head_path, prediction_matrix, zero_shot_version_id
     from training.comparisons import load_ledger, pooled_gifs
     from training.evaluate import held_out_pairs, pairwise_accuracy
-    from training.refit import prediction_matrix
 
     with session_scope(engine) as s:
         mv = s.get(ModelVersion, mv_id)

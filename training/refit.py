@@ -4,7 +4,8 @@
 - `refit_bt` fits all 17 emotions on the ledger, with a model version's predictions as the
   prior, and stores the fit (inactive; scorer/versions.py activates fits);
 - `distilled_targets` / `build_dataset` turn a fit into weighted targets and the split;
-- `prediction_matrix` / `ranked_predictions` read a version's stored predictions.
+- a version's stored predictions (`prediction_matrix`, `ranked_predictions`,
+  `VersionPredictions`) are read through `scorer.versions`, the model-version owner.
 """
 
 from __future__ import annotations
@@ -13,21 +14,19 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import insert, select
+from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 
-from scorer import versions
 from scorer.emotions import N_EMOTIONS
 from scorer.settings import Settings
 from scorer.store import (
     BTFit,
     BTScore,
     ModelVersion,
-    Prediction,
     pack_scores,
     session_scope,
-    unpack_scores,
 )
+from scorer.versions import VersionPredictions, prediction_matrix
 from training import bradley_terry as bt
 from training import bt_incremental
 from training.comparisons import LedgerArrays, is_reference, reference_id
@@ -49,34 +48,8 @@ PRIOR_CLIP = 0.03
 REFERENCE_WEIGHT = 1.0
 
 
-def prediction_matrix(engine: Engine, model_version_id: int, shas: list[str]) -> np.ndarray:
-    """(N, 17) stored predictions of a model version, NaN rows for GIFs it has not scored."""
-    out = np.full((len(shas), N_EMOTIONS), np.nan)
-    row = {s: i for i, s in enumerate(shas)}
-    with session_scope(engine) as s:
-        q = select(Prediction.gif_sha, Prediction.scores).where(
-            Prediction.model_version_id == model_version_id)
-        for sha, blob in s.execute(q):
-            if sha in row:
-                out[row[sha]] = unpack_scores(blob)
-    return out
-
-
-def ranked_predictions(engine: Engine, model_version_id: int, shas: list[str]) -> np.ndarray:
-    """`prediction_matrix` of the version, its NaN rows filled from the newest zero-shot
-    prior (scorer.prior), as the ranker does for pools outside a head's domain."""
-    out = prediction_matrix(engine, model_version_id, shas)
-    missing = np.flatnonzero(np.isnan(out).any(axis=1))
-    if len(missing) == 0:
-        return out
-    zero_shot = versions.zero_shot_version_id(engine)
-    if zero_shot is not None and zero_shot != model_version_id:
-        out[missing] = prediction_matrix(engine, zero_shot, [shas[i] for i in missing])
-    return out
-
-
 @dataclass
-class FitOutput:
+class BTFitOutput:
     fit_id: int
     items: list[str]  # GIF shas (no references), row order of the matrices
     theta: np.ndarray  # (N, 17)
@@ -90,22 +63,33 @@ class FitOutput:
 MIN_ANCHOR_GIFS = 10  # fewer compared GIFs than this: the unit scale (theta 0 -> 0.5)
 
 
+def _bt_prior(settings: Settings, engine: Engine, ids: list[str],
+              prior_version: ModelVersion | None, prior_pred: VersionPredictions | None,
+              model_scale: tuple[np.ndarray, np.ndarray] | None
+              ) -> tuple[np.ndarray | None, float]:
+    """(prior mean in logit units, prior strength) from the prior version's predictions;
+    (None, 0) without a version or when it scored none of the ledger's GIFs."""
+    if prior_version is None:
+        return None, 0.0
+    preds = (prior_pred.raw(ids) if prior_pred is not None
+             else prediction_matrix(engine, prior_version.id, ids))
+    if not np.isfinite(preds).any():
+        return None, 0.0
+    centre, spread = model_scale if model_scale is not None else (
+        np.zeros(N_EMOTIONS), np.ones(N_EMOTIONS))
+    prior_mean = bt.prediction_to_prior(preds, centre, spread, eps=PRIOR_CLIP)
+    return prior_mean, max(settings.training.bt_prior_strength, 0.0)
+
+
 def refit_bt(settings: Settings, engine: Engine, ledger: LedgerArrays, gifs: list[str], *,
-             prior_version: ModelVersion | None, ledger_info: dict, store: bool = True
-             ) -> FitOutput:
-    """Fit all emotions on the ledger; store the fit (inactive) unless `store` is False."""
+             prior_version: ModelVersion | None, ledger_info: dict, store: bool = True,
+             prior_pred: VersionPredictions | None = None) -> BTFitOutput:
+    """Fit all emotions on the ledger; store the fit (inactive) unless `store` is False.
+    `prior_pred`: the prior version's predictions when the caller already read them."""
     ids = ledger.ids
     n = len(ids)
-    prior_mean = None
-    strength = 0.0
     model_scale = _model_scale(prior_version)
-    if prior_version is not None:
-        preds = prediction_matrix(engine, prior_version.id, ids)
-        if np.isfinite(preds).any():
-            centre, spread = model_scale if model_scale is not None else (
-                np.zeros(N_EMOTIONS), np.ones(N_EMOTIONS))
-            prior_mean = bt.prediction_to_prior(preds, centre, spread, eps=PRIOR_CLIP)
-            strength = settings.training.bt_prior_strength if settings.training.bt_prior_strength > 0 else 0.0
+    prior_mean, strength = _bt_prior(settings, engine, ids, prior_version, prior_pred, model_scale)
     weight = ledger.weight
     if REFERENCE_WEIGHT != 1.0 and n:
         ref = np.asarray([is_reference(item) for item in ids], bool)
@@ -139,8 +123,8 @@ def refit_bt(settings: Settings, engine: Engine, ledger: LedgerArrays, gifs: lis
     rows = [index[g] for g in gifs]
     per_emotion = comparison_counts(ledger, n)
     if not store:
-        return FitOutput(0, list(gifs), theta[rows], se[rows], scaled[rows], counts[rows],
-                         scale_params, ref_scaled)
+        return BTFitOutput(0, list(gifs), theta[rows], se[rows], scaled[rows], counts[rows],
+                           scale_params, ref_scaled)
     with session_scope(engine) as s:
         fit = BTFit(
             n_comparisons=len(ledger), last_comparison_id=ledger.max_id,
@@ -168,8 +152,8 @@ def refit_bt(settings: Settings, engine: Engine, ledger: LedgerArrays, gifs: lis
                  "counts": pack_scores(per_emotion[i])}
                 for i in chunk
             ])
-    return FitOutput(fit_id, list(gifs), theta[rows], se[rows], scaled[rows], counts[rows],
-                     scale_params, ref_scaled)
+    return BTFitOutput(fit_id, list(gifs), theta[rows], se[rows], scaled[rows], counts[rows],
+                       scale_params, ref_scaled)
 
 
 def comparison_counts(ledger: LedgerArrays, n: int) -> np.ndarray:
@@ -232,7 +216,7 @@ def evidence_weights(counts: np.ndarray) -> np.ndarray:
     return (counts / (counts + EVIDENCE_HALF)).astype(np.float32)
 
 
-def distilled_targets(fit: FitOutput, active_pred: np.ndarray | None,
+def distilled_targets(fit: BTFitOutput, active_pred: np.ndarray | None,
                       distill_weight: float = DISTILL_WEIGHT) -> tuple[np.ndarray, np.ndarray]:
     """(targets, weights), both (N, 17): the fit's scores weighted by their evidence, plus the
     active version's prediction at `distill_weight` on every (GIF, emotion) it scored.
@@ -252,7 +236,7 @@ def distilled_targets(fit: FitOutput, active_pred: np.ndarray | None,
     return targets.astype(np.float32), w.astype(np.float32)
 
 
-def build_dataset(settings: Settings, engine: Engine, fit: FitOutput, *, encoder_id: str,
+def build_dataset(settings: Settings, engine: Engine, fit: BTFitOutput, *, encoder_id: str,
                   sampling: str, active_pred: np.ndarray | None = None,
                   channels: str | None = None) -> tuple[Dataset, Dataset, dict]:
     """(train, dev, info): features and targets of every GIF with a weighted target.

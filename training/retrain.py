@@ -62,6 +62,12 @@ from scorer.store import (
     session_scope,
     utcnow,
 )
+from scorer.versions import (  # prediction readers re-exported: their old home
+    VersionPredictions,
+    create_candidate,
+    prediction_matrix,
+    ranked_predictions,
+)
 from training.comparisons import (
     LedgerArrays,
     latest_id,
@@ -69,20 +75,18 @@ from training.comparisons import (
     pooled_gifs,
 )
 from training.dataset import Dataset
-from training.evaluate import rmse
-from training.fit import FitResult, HeadConfig, train_head
+from training.evaluate import held_out_pairs, rmse
+from training.fit import HeadConfig, HeadFit, train_head
 from training.locks import LockBusy, job_lock
 from training.refit import (  # re-exported: the refit and targets' old home
     DISTILL_WEIGHT,
     EVIDENCE_HALF,
     PRIOR_CLIP,
     REFERENCE_WEIGHT,
-    FitOutput,
+    BTFitOutput,
     build_dataset,
     distilled_targets,
     evidence_weights,
-    prediction_matrix,
-    ranked_predictions,
     refit_bt,
 )
 from training.schedule import make_trigger
@@ -152,7 +156,7 @@ def _set_step(engine: Engine, run_id: int, step: str) -> None:
 active_version = versions.active_version
 
 __all__ = [
-    "DISTILL_WEIGHT", "EVIDENCE_HALF", "PRIOR_CLIP", "REFERENCE_WEIGHT", "FitOutput",
+    "DISTILL_WEIGHT", "EVIDENCE_HALF", "PRIOR_CLIP", "REFERENCE_WEIGHT", "BTFitOutput",
     "RetrainOutcome", "active_version", "build_dataset", "distilled_targets",
     "evidence_weights", "history", "make_scheduler", "make_trigger", "prediction_matrix",
     "ranked_predictions", "refit_bt", "run_retrain", "scheduled_job",
@@ -202,40 +206,6 @@ def column_means(targets: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
     return np.where(total > 0, weighted, plain)
 
 
-@dataclass
-class HeldOutPairs:
-    """Decisive ledger comparisons whose two GIFs are both in the dev split."""
-
-    emotion: np.ndarray  # (P,)
-    winner: np.ndarray  # row in the dev set
-    loser: np.ndarray
-    weight: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.emotion.shape[0])
-
-    def accuracy(self, pred: np.ndarray, usable: np.ndarray | None = None) -> tuple[float, int]:
-        """(weighted share ordered right, ties half; pairs used) for predictions (rows, 17)."""
-        ok = np.ones(len(self), bool) if usable is None else usable
-        pw = pred[self.winner[ok], self.emotion[ok]]
-        pl = pred[self.loser[ok], self.emotion[ok]]
-        score = (pw > pl) + 0.5 * (pw == pl)
-        w = self.weight[ok]
-        return (float((w * score).sum() / w.sum()) if w.sum() > 0 else math.nan), int(ok.sum())
-
-
-def heldout_pairs(ledger: LedgerArrays, dev_shas: list[str]) -> HeldOutPairs:
-    row = {sha: i for i, sha in enumerate(dev_shas)}
-    to_row = np.asarray([row.get(item, -1) for item in ledger.ids], np.int64)
-    if len(ledger) == 0:
-        empty = np.zeros(0, np.int64)
-        return HeldOutPairs(empty, empty, empty, np.zeros(0))
-    w, lo = to_row[ledger.winner], to_row[ledger.loser]
-    keep = (w >= 0) & (lo >= 0) & ~ledger.tie.astype(bool) & (ledger.weight > 0) & (w != lo)
-    return HeldOutPairs(ledger.emotion[keep].astype(np.int64), w[keep], lo[keep],
-                        ledger.weight[keep].astype(np.float64))
-
-
 # ---------------------------------------------------------------------------------------
 # the run: one function per step, handing each other named values
 
@@ -251,6 +221,9 @@ class _Run:
     metrics: dict = field(default_factory=dict)  # written to the run's row at the end
     fit_id: int | None = None
     mv_id: int | None = None
+    # The active version's predictions, read once (bt-fit) for the refit's prior, the
+    # distillation targets and the evaluation.
+    active_pred: VersionPredictions | None = None
 
     def step(self, name: str) -> None:
         if self.on_step is not None:
@@ -404,23 +377,26 @@ def _read_ledger(run: _Run, trigger: str, force: bool) -> _Ledger:
     return _Ledger(gifs, ledger, fit_ledger)
 
 
-def _fit_bt(run: _Run, led: _Ledger, active: ModelVersion | None) -> FitOutput:
+def _fit_bt(run: _Run, led: _Ledger, active: ModelVersion | None) -> BTFitOutput:
+    if active is not None:
+        run.active_pred = VersionPredictions(run.engine, active.id,
+                                             list(dict.fromkeys([*led.fit_ledger.ids, *led.gifs])))
     fit = refit_bt(run.settings, run.engine, led.fit_ledger, led.gifs, prior_version=active,
-                   ledger_info=run.metrics["ledger"])
+                   ledger_info=run.metrics["ledger"], prior_pred=run.active_pred)
     run.fit_id = fit.fit_id
     run.metrics["bt"] = {"fit_id": fit.fit_id,
                          "prior_model_version_id": active.id if active else None}
     return fit
 
 
-def _dataset(run: _Run, fit: FitOutput, active: ModelVersion | None) -> _Data:
+def _dataset(run: _Run, fit: BTFitOutput, active: ModelVersion | None) -> _Data:
     settings, engine = run.settings, run.engine
     encoder_id = active.encoder_id if active else settings.scoring.encoder
     sampling = active.sampling if active else settings.scoring.sampling
     active_pred = None
-    if active is not None and DISTILL_WEIGHT > 0:
+    if run.active_pred is not None and DISTILL_WEIGHT > 0:
         # What ranks each GIF now (the prior where the active head does not): rehearsed.
-        active_pred = ranked_predictions(engine, active.id, fit.items)
+        active_pred = run.active_pred.ranked(fit.items)
         if not np.isfinite(active_pred).any():
             active_pred = None
     from scorer.channels import CHANNELS_ID, any_channels
@@ -442,7 +418,7 @@ def _dataset(run: _Run, fit: FitOutput, active: ModelVersion | None) -> _Data:
 
 
 def _train(run: _Run, data: _Data, active: ModelVersion | None, head_kind: str | None,
-           epochs: int, device: str) -> tuple[FitResult, HeadConfig]:
+           epochs: int, device: str) -> tuple[HeadFit, HeadConfig]:
     """The head (warm-started from the active version's when it is the same kind and size);
     with the prior's channels and no kind asked for, also a `prior-residual` head, and the
     one with the lower dev loss on the votes is kept."""
@@ -461,7 +437,7 @@ def _train(run: _Run, data: _Data, active: ModelVersion | None, head_kind: str |
 
 
 def _train_one(run: _Run, data: _Data, active: ModelVersion | None, head_kind: str | None,
-               epochs: int, device: str) -> tuple[FitResult, HeadConfig]:
+               epochs: int, device: str) -> tuple[HeadFit, HeadConfig]:
     settings = run.settings
     if head_kind in (RESIDUAL_HEAD, "channels-linear") and not data.channels:
         raise ValueError(f"a {head_kind} head reads the zero-shot prior's channels, and none are "
@@ -488,7 +464,7 @@ def _train_one(run: _Run, data: _Data, active: ModelVersion | None, head_kind: s
 
 
 def _evaluate(run: _Run, ledger: LedgerArrays, data: _Data, active: ModelVersion | None,
-              result: FitResult) -> _Verdict:
+              result: HeadFit) -> _Verdict:
     """Which pools the candidate would take over from the zero-shot prior (`_pool_domain`),
     then: is it not worse than what ranks the GIFs of those pools now?"""
     from scorer.heads import predict
@@ -506,7 +482,7 @@ def _evaluate(run: _Run, ledger: LedgerArrays, data: _Data, active: ModelVersion
 
 
 def _against_active(run: _Run, ledger: LedgerArrays, data: _Data, active: ModelVersion | None,
-                    result: FitResult, dev_pred: np.ndarray, scope: set[str] | None
+                    result: HeadFit, dev_pred: np.ndarray, scope: set[str] | None
                     ) -> tuple[bool, float, float]:
     """Is the candidate not worse than what ranks these GIFs (those in `scope`, when given)
     now? Held-out comparisons decide when there are enough of them, else dev RMSE on the
@@ -535,7 +511,8 @@ def _against_active(run: _Run, ledger: LedgerArrays, data: _Data, active: ModelV
     if active is not None:
         # What ranks these GIFs now: the active version, or the zero-shot prior for the
         # pools outside its domain. A new head must beat that on each GIF it would take over.
-        old_pred = ranked_predictions(run.engine, active.id, eval_set.shas)
+        assert run.active_pred is not None  # read at bt-fit for this same active version
+        old_pred = run.active_pred.ranked(eval_set.shas)
         have = np.isfinite(old_pred).all(axis=1)
         if have.any():
             sub = eval_set.subset(np.flatnonzero(have).tolist())
@@ -547,13 +524,13 @@ def _against_active(run: _Run, ledger: LedgerArrays, data: _Data, active: ModelV
     # Better evidence than RMSE on the compared GIFs (each emotion's top, the very set the
     # candidate was fitted to): the comparisons among dev GIFs, which no head trained on.
     if old_pred is not None and on_dev:
-        pairs = heldout_pairs(ledger, eval_set.shas)
-        usable = (np.isfinite(old_pred[pairs.winner, pairs.emotion])
-                  & np.isfinite(old_pred[pairs.loser, pairs.emotion]))
+        pairs = held_out_pairs(ledger, eval_set.shas)
+        w, lo, usable = pairs.rows(eval_set.shas)
+        usable &= np.isfinite(old_pred[w, pairs.emotion]) & np.isfinite(old_pred[lo, pairs.emotion])
         metrics["heldout_pairs"] = int(usable.sum())
         if int(usable.sum()) >= MIN_HELDOUT_PAIRS:
-            acc_new, _ = pairs.accuracy(new_pred, usable)
-            acc_old, _ = pairs.accuracy(np.nan_to_num(old_pred), usable)
+            acc_new, _ = pairs.accuracy(new_pred, eval_set.shas, usable)
+            acc_old, _ = pairs.accuracy(np.nan_to_num(old_pred), eval_set.shas, usable)
             metrics["heldout_accuracy_new"] = acc_new
             metrics["heldout_accuracy_active"] = acc_old
             better = acc_new >= acc_old
@@ -590,7 +567,8 @@ def _pool_domain(run: _Run, ledger: LedgerArrays, data: _Data, new_pred: np.ndar
         return voted or None, {}
     dev = data.dev
     prior = prediction_matrix(engine, zero_shot, dev.shas)
-    pairs = heldout_pairs(ledger, dev.shas)
+    pairs = held_out_pairs(ledger, dev.shas)
+    win, lose, present = pairs.rows(dev.shas)
     per: dict[str, dict] = {}
     members_of = _pool_members(engine, voted)
     for pool, members in members_of.items():
@@ -598,12 +576,13 @@ def _pool_domain(run: _Run, ledger: LedgerArrays, data: _Data, new_pred: np.ndar
         # A pool the prior never scored (scored without it): the head must beat chance.
         unscored = not np.isfinite(prior[in_pool]).all(axis=1).any()
         ranked = in_pool if unscored else in_pool & np.isfinite(prior).all(axis=1)
-        usable = ranked[pairs.winner] & ranked[pairs.loser] if len(pairs) else np.zeros(0, bool)
+        usable = present & ranked[win] & ranked[lose] if len(pairs) else np.zeros(0, bool)
         n = int(usable.sum())
         row: dict = {"heldout_pairs": n, "takes_over": False}
         if n >= MIN_POOL_PAIRS:
-            row["accuracy_new"], _ = pairs.accuracy(new_pred, usable)
-            row["accuracy_prior"] = 0.5 if unscored else pairs.accuracy(np.nan_to_num(prior), usable)[0]
+            row["accuracy_new"], _ = pairs.accuracy(new_pred, dev.shas, usable)
+            row["accuracy_prior"] = (0.5 if unscored else
+                                     pairs.accuracy(np.nan_to_num(prior), dev.shas, usable)[0])
             row["takes_over"] = bool(row["accuracy_new"] > row["accuracy_prior"])
             if unscored:
                 row["why"] = "the zero-shot prior has not scored this pool: judged against chance"
@@ -614,8 +593,8 @@ def _pool_domain(run: _Run, ledger: LedgerArrays, data: _Data, new_pred: np.ndar
     return [p for p in voted if per[p]["takes_over"]], members_of
 
 
-def _save(run: _Run, data: _Data, fit: FitOutput, active: ModelVersion | None,
-          result: FitResult, cfg: HeadConfig, pools: list[str] | None) -> None:
+def _save(run: _Run, data: _Data, fit: BTFitOutput, active: ModelVersion | None,
+          result: HeadFit, cfg: HeadConfig, pools: list[str] | None) -> None:
     """The head file and a `candidate` model version (inactive: a kill here changes nothing)."""
     from scorer.heads import save_head
 
@@ -628,9 +607,9 @@ def _save(run: _Run, data: _Data, fit: FitOutput, active: ModelVersion | None,
         **({"channels": data.channels} if data.channels else {}),
     })
     with session_scope(engine) as s:
-        mv = ModelVersion(
-            name=f"retrain-{run.run_id}", encoder_id=data.encoder_id, sampling=data.sampling,
-            head_kind=cfg.kind, path=rel, status="candidate",
+        mv = create_candidate(
+            s, name=f"retrain-{run.run_id}", encoder_id=data.encoder_id, sampling=data.sampling,
+            head_kind=cfg.kind, path=rel,
             config={"head": cfg.to_dict(), "scale_params": fit.scale_params,
                     "bt_fit_id": fit.fit_id, "in_dim": data.train.dim, "targets": "bt-robust",
                     "channels": data.channels,
@@ -641,8 +620,6 @@ def _save(run: _Run, data: _Data, fit: FitOutput, active: ModelVersion | None,
                      if k in run.metrics},
             parent_id=active.id if active else None,
         )
-        s.add(mv)
-        s.flush()
         run.mv_id = mv.id
         s.execute(update(RetrainRun).where(RetrainRun.id == run.run_id).values(
             model_version_id=mv.id, bt_fit_id=fit.fit_id))
@@ -655,7 +632,7 @@ def _rescore(run: _Run, gifs: list[str]) -> None:
     run.metrics["rescored"] = write_predictions(run.settings, run.engine, run.mv_id, gifs)
 
 
-def _activate(run: _Run, fit: FitOutput, active: ModelVersion | None, better: bool) -> bool:
+def _activate(run: _Run, fit: BTFitOutput, active: ModelVersion | None, better: bool) -> bool:
     """One transaction: the candidate active (or rejected), the new fit active either way.
     Returns whether the candidate was activated."""
     metrics = run.metrics
@@ -681,7 +658,7 @@ def _activate(run: _Run, fit: FitOutput, active: ModelVersion | None, better: bo
     return better
 
 
-def _report(run: _Run, fit: FitOutput, verdict: _Verdict) -> RetrainOutcome:
+def _report(run: _Run, fit: BTFitOutput, verdict: _Verdict) -> RetrainOutcome:
     metrics = run.metrics
     if "heldout_accuracy_new" in metrics:
         judged = (f"held-out comparison accuracy {metrics['heldout_accuracy_new']:.4f} vs "

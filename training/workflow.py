@@ -9,7 +9,6 @@ by GIF. `train_version` trains one head (or searches) and stores it as a model v
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +19,8 @@ from sqlalchemy.engine import Engine
 from scorer import versions
 from scorer.pipeline import pools_with_votes
 from scorer.settings import Settings
-from scorer.store import ModelVersion, session_scope, utcnow
-from scorer.versions import active_version
+from scorer.store import session_scope, utcnow
+from scorer.versions import HEAD_KINDS, active_version, create_candidate
 from training import bradley_terry as bt
 from training.comparisons import LedgerArrays, load_ledger, pooled_gifs
 from training.dataset import Splits, assemble, gif_frame_counts, training_set
@@ -34,8 +33,8 @@ from training.evaluate import (
     run_table,
     write_report,
 )
-from training.fit import HEAD_KINDS, FitResult, HeadConfig, fit_baseline, search, train_head
-from training.refit import FitOutput, evidence_weights, refit_bt
+from training.fit import HeadConfig, HeadFit, fit_baseline, search, train_head
+from training.refit import BTFitOutput, distilled_targets, refit_bt
 
 log = logging.getLogger("moodgif.training.workflow")
 
@@ -46,7 +45,7 @@ class WorkflowError(RuntimeError):
 
 def ledger_fit(settings: Settings, engine: Engine, *, pool: str | None = None,
                with_prior: bool = True, store: bool = False
-               ) -> tuple[FitOutput, LedgerArrays, dict]:
+               ) -> tuple[BTFitOutput, LedgerArrays, dict]:
     gifs = sorted(pooled_gifs(engine, pool))
     if not gifs:
         raise WorkflowError(f"no GIFs in {'pool ' + repr(pool) if pool else 'any pool'}: "
@@ -61,18 +60,19 @@ def ledger_fit(settings: Settings, engine: Engine, *, pool: str | None = None,
     return fit, ledger, info
 
 
-def targets_from(fit: FitOutput, scale: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
+def targets_from(fit: BTFitOutput, scale: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
     """Targets of the GIFs that were compared at least once.
 
-    "product": the stable robust scale, weighted by evidence (what the product trains on);
-    "minmax": theta min-max scaled per emotion over those GIFs, unweighted (the paper).
+    "product": `refit.distilled_targets` without an active version (the robust scale,
+    weighted by evidence: what the retrain trains on);
+    "minmax": theta min-max scaled per emotion over those GIFs, unweighted (the paper's Table 1).
     """
     compared = np.flatnonzero(fit.counts.sum(axis=1) > 0)
     shas = [fit.items[i] for i in compared]
     if scale == "product":
-        w = evidence_weights(fit.counts[compared])
-        return ({s: fit.scaled[i].astype(np.float32) for s, i in zip(shas, compared, strict=True)},
-                {s: w[k] for k, s in enumerate(shas)})
+        targets, weights = distilled_targets(fit, None)
+        return ({s: targets[i] for s, i in zip(shas, compared, strict=True)},
+                {s: weights[i] for s, i in zip(shas, compared, strict=True)})
     if scale == "minmax":
         theta = fit.theta[compared]
         mm = np.stack([bt.minmax_scale(theta[:, e]) for e in range(theta.shape[1])], axis=1)
@@ -175,7 +175,7 @@ def train_version(settings: Settings, engine: Engine, *, pool: str | None = None
     splits = _splits_for(settings, engine, targets, weights, pool=pool, set_name=set_name,
                          device=device, progress=progress)
     trials: list[dict] = []
-    result: FitResult
+    result: HeadFit
     if search_trials > 0:
         res = search(splits.train, splits.dev, head, search_trials, seed=settings.training.seed,
                      epochs=epochs, device=device, on_trial=on_trial)
@@ -202,19 +202,15 @@ def train_version(settings: Settings, engine: Engine, *, pool: str | None = None
     })
     active = active_version(engine)
     with session_scope(engine) as s:
-        mv = ModelVersion(
-            name=f"train-{stamp}", encoder_id=encoder_id, sampling=ts.sampling, head_kind=head,
-            path=rel, status="candidate", parent_id=active.id if active else None,
+        mv_id = create_candidate(
+            s, name=f"train-{stamp}", encoder_id=encoder_id, sampling=ts.sampling, head_kind=head,
+            path=rel, parent_id=active.id if active else None,
             config={"head": result.config.to_dict(), "scale_params": fit.scale_params,
                     "bt_fit_id": fit.fit_id, "in_dim": splits.train.dim, "set": set_name,
                     "targets": "bt-robust",
                     # The pools whose votes trained it: the only ones it may rank.
                     "pools": pools_with_votes(engine) or None},
-            metrics={k: v for k, v in metrics.items() if not (isinstance(v, float) and math.isnan(v))},
-        )
-        s.add(mv)
-        s.flush()
-        mv_id = mv.id
+            metrics=metrics).id
     if activate:
         from scorer.pipeline import write_predictions
 

@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 import discord
 from discord.ext import commands
 
-from bot.events import GifCard, PollView, PostView, PreviewView, Reply, reply_text
+from bot.events import GifCard, PollView, PostView, PreviewView, Reply, gif_url, reply_text
 
 CUSTOM_ID_MAX = 100
 _SID = r"[A-Za-z0-9_-]{1,40}"
@@ -58,7 +58,7 @@ def media(card: GifCard, public_url: str, upload_limit: int) -> tuple[str | None
     if card.source_url and card.source_url.startswith(("https://", "http://")):
         return card.source_url, None
     if public_url:
-        return f"{public_url.rstrip('/')}/gifs/{card.sha256}.gif", None
+        return gif_url(card.sha256, public_url), None
     return None, None
 
 

@@ -38,7 +38,7 @@ from sqlalchemy.exc import OperationalError
 from bot import reports
 from bot.adapters.web_guard import CSRF_FIELD, Access, guard
 from bot.core import BotCore
-from bot.events import Actor, GifCard, PostView, Reply
+from bot.events import Actor, GifCard, PostView, Reply, gif_url
 from bot.flows.admin import AddPool, Retrain
 from bot.hints import typing_hint
 from scorer.emotions import INDEX, NAMES
@@ -94,13 +94,8 @@ async def busy(request: web.Request, handler: Any) -> web.StreamResponse:
 # JSON forms of the core's replies
 
 
-def gif_url(sha: str, suffix: str = ".gif") -> str:
-    """A pool file's URL here (served by `gif_file`, whatever its suffix)."""
-    return f"/gifs/{sha}{suffix}"
-
-
 def card_json(card: GifCard) -> dict[str, Any]:
-    return {"sha256": card.sha256, "url": gif_url(card.sha256, card.local_path.suffix or ".gif"),
+    return {"sha256": card.sha256, "url": gif_url(card.sha256, suffix=card.local_path.suffix or ".gif"),
             "title": card.title,
             "alt": card.alt_text, "width": card.width, "height": card.height,
             "bytes": card.bytes, "emotion": card.emotion, "credit": card.credit}

@@ -2,16 +2,17 @@
 
 from bot.commands import (
     bt,
-    chat,
     config,
     discord_cmds,
     intent,
     ops,
     pool,
     score,
+    serve,
     simulate,
     sources,
+    suggest,
     train,
 )
 
-COMMAND_MODULES = (config, pool, sources, score, train, chat, discord_cmds, ops, bt, intent, simulate)
+COMMAND_MODULES = (config, pool, sources, score, train, suggest, serve, discord_cmds, ops, bt, intent, simulate)

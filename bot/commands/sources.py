@@ -9,6 +9,7 @@ import time
 import click
 
 from scorer.settings import Settings
+from scorer.versions import HEAD_KINDS
 
 
 def register(group: click.Group) -> None:
@@ -77,7 +78,7 @@ def pretrain_group() -> None:
               help="fetch the GIFs from GIPHY by id (needs GIPHY_API_KEY) even if --images is given")
 @click.option("--csv-sha256", default=None, help="expected SHA-256 of the CSV file")
 @click.option("--images-sha256", default=None, help="expected SHA-256 of the tar")
-@click.option("--head", type=click.Choice(["fc-maxpool-2", "fc-maxpool-4", "rnn-2", "rnn-4", "rnn-8"]),
+@click.option("--head", type=click.Choice(HEAD_KINDS),
               default="fc-maxpool-2", show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--table/--no-table", default=True, show_default=True,

@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 
 from scorer.settings import Settings
+from scorer.versions import HEAD_KINDS
 
-HEADS = ("fc-maxpool-2", "fc-maxpool-4", "rnn-2", "rnn-4", "rnn-8")
 SETS = ("sparse-small", "dense-small", "sparse-aug")
 
 
@@ -33,7 +33,7 @@ def _device(settings: Settings, device: str | None) -> str:
 
 @click.command("train")
 @click.option("--pool", default=None, help="train on this pool's GIFs (default: every pool)")
-@click.option("--head", type=click.Choice(HEADS), default="fc-maxpool-2", show_default=True)
+@click.option("--head", type=click.Choice(HEAD_KINDS), default="fc-maxpool-2", show_default=True)
 @click.option("--search", "search_n", type=click.IntRange(min=0), default=0,
               help="random search with N trials (the paper's space) instead of one config")
 @click.option("--set", "set_name", type=click.Choice(SETS), default="sparse-small", show_default=True,
@@ -92,7 +92,7 @@ def train_cmd(settings: Settings, pool: str | None, head: str, search_n: int, se
 @click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--search", "search_n", type=click.IntRange(min=0), default=0,
               help="random search with N trials per head")
-@click.option("--models", default=",".join(["lin-reg", "mean-only", *HEADS]), show_default=True,
+@click.option("--models", default=",".join(["lin-reg", "mean-only", *HEAD_KINDS]), show_default=True,
               help="comma-separated subset of the Table-1 models")
 @click.option("--truth", "truth_manifest", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               default=None, help="demo manifest with truth_* columns: also report Spearman vs truth")

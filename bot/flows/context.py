@@ -29,6 +29,9 @@ from sqlalchemy.orm import Session
 
 from bot import session as sess
 from bot.events import Actor, GifCard, Reply, credit_line
+
+# One length limit for a request: the parser reads no further, the core refuses longer.
+from bot.intent import MAX_CHARS as MAX_TEXT_CHARS
 from bot.ranking import Ranker
 from bot.topics import Reading, read_request
 from scorer.settings import ChannelSettings, Settings
@@ -38,7 +41,6 @@ from training.comparisons import user_hash
 log = logging.getLogger("moodgif.bot.core")
 
 BUSY_TEXT = "I'm busy for a moment (the database is locked by another job). Please try again."
-MAX_TEXT_CHARS = 1000  # longer than any real "/gif ..." request; 10 kB gets a polite no
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 _SPACES = re.compile(r"\s+")
 _LEADING_COMMAND = re.compile(r"^/?gif\b\s*", re.IGNORECASE)

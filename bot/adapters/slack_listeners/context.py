@@ -13,7 +13,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.adapters import slack_blocks as blocks
-from bot.events import Actor, GifCard, Reply
+from bot.events import Actor, GifCard, Reply, gif_url
 from scorer.settings import Settings
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ class SlackImages:
         if card.source_url and card.source_url.startswith(("https://", "http://")):
             return {"image_url": card.source_url}
         if self.public_url:
-            return {"image_url": f"{self.public_url}/gifs/{card.sha256}.gif"}
+            return {"image_url": gif_url(card.sha256, self.public_url)}
         key = (workspace, card.sha256)
         if key not in self._uploaded:
             result = await client.files_upload_v2(

@@ -1,0 +1,81 @@
+"""`moodgif serve` and `moodgif demo`: run the HTTP server, adapters and scheduler, for a
+real home or for the demo's own home (demo pool, simulated votes, a retrain first)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from scorer.settings import Settings
+
+
+def register(group: click.Group) -> None:
+    group.add_command(demo_cmd)
+    group.add_command(serve_cmd)
+
+
+@click.command("demo")
+@click.option("--count", default=600, show_default=True, type=click.IntRange(20, 100_000),
+              help="GIFs in the demo pool")
+@click.option("--sessions", default=2500, show_default=True, type=click.IntRange(0, 1_000_000),
+              help="requests made by the virtual users")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--no-serve", is_flag=True, help="stop after the retrain instead of serving")
+@click.option("--port", default=None, type=click.IntRange(1, 65535),
+              help="HTTP port (default: settings.http.port, 8080)")
+@click.option("--open", "open_browser", is_flag=True, help="open the playground in a browser")
+@click.option("--home", "demo_home", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="the demo's own home (default: $MOODGIF_HOME/demo)")
+@click.pass_obj
+def demo_cmd(settings: Settings, count: int, sessions: int, seed: int, no_serve: bool,
+             port: int | None, open_browser: bool, demo_home: Path | None) -> None:
+    """Demo pool -> ingest -> score -> simulated votes -> retrain -> playground.
+
+    Needs no token and no network. Everything goes into the demo's own home,
+    $MOODGIF_HOME/demo with its own SQLite database (never MOODGIF_DATABASE_URL), so the
+    synthetic GIFs and the head trained on them never reach a production home.
+    A second run reuses what exists and starts the playground within seconds.
+    """
+    from bot.demo import run_demo
+    from scorer.store import init_db
+
+    settings = demo_settings(settings, demo_home)
+    if port is not None:
+        settings = settings.override(http__port=port)
+    engine = init_db(settings.db_url)
+    click.echo(f"moodgif demo in {settings.home} ({settings.db_url.split(':', 1)[0]})", err=True)
+    try:
+        result = run_demo(settings, engine, count=count, sessions=sessions, seed=seed,
+                          serve=not no_serve, open_browser=open_browser)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    if no_serve:
+        click.echo(json.dumps({k: v for k, v in result.items() if k != "spearman"}, default=str))
+
+
+def demo_settings(settings: Settings, home: Path | None = None) -> Settings:
+    """The demo's settings: its own home and SQLite file, whatever the production home uses."""
+    home = (home or settings.home / "demo").expanduser()
+    return settings.override(home=home, database_url="")
+
+
+@click.command("serve")
+@click.option("--port", default=None, type=click.IntRange(1, 65535),
+              help="HTTP port (default: settings.http.port)")
+@click.option("--host", default=None, help="bind address (default: settings.http.host)")
+@click.option("--open", "open_browser", is_flag=True, help="open the playground in a browser")
+@click.pass_obj
+def serve_cmd(settings: Settings, port: int | None, host: str | None, open_browser: bool) -> None:
+    """Run the playground, the configured Slack/Discord adapters and the retrain scheduler."""
+    from bot.serve import run_serve
+    from scorer.store import init_db
+
+    overrides = {k: v for k, v in (("http_port", port), ("http_host", host)) if v is not None}
+    settings = settings.override(**overrides)
+    engine = init_db(settings.db_url)
+    try:
+        run_serve(settings, engine, open_browser=open_browser)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None

@@ -1,0 +1,150 @@
+"""What is measured against the truth: NDCG@5, P@1, Spearman and pair accuracy of the
+ranking the bot would show, and how much each virtual voter counts in the retrain's fit.
+
+Part of `bot.simulate` (`moodgif simulate`); see the package's doc for the whole loop.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from bot.simulate.config import SIM_PLATFORM
+from scorer.emotions import N_EMOTIONS
+from scorer.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.simulate.population import Population  # an annotation: no import cycle
+
+
+# ---------------------------------------------------------------------------------------
+# metrics
+
+
+@dataclass
+class Truth:
+    """The evaluation pool's truth, aligned to a list of shas, and the held-out pairs."""
+
+    shas: list[str]
+    index: dict[str, int]
+    values: np.ndarray  # (N, 17)
+    pairs: list[tuple[np.ndarray, np.ndarray]]  # per emotion: (i, j) with truth[i] > truth[j]
+    relevant: list[np.ndarray]  # per emotion: bool (N,) the true top 1 %
+
+    @classmethod
+    def load(cls, manifest: Path, n_pairs: int, seed: int) -> Truth:
+        from scorer.demo_pool import read_truth
+
+        return cls.from_mapping(read_truth(manifest), n_pairs, seed)
+
+    @classmethod
+    def from_mapping(cls, truth: dict[str, np.ndarray], n_pairs: int, seed: int) -> Truth:
+        shas = sorted(truth)
+        values = np.stack([truth[s] for s in shas])
+        rng = np.random.default_rng(seed + 777)
+        n = len(shas)
+        pairs, relevant = [], []
+        top = max(5, n // 100)
+        for e in range(N_EMOTIONS):
+            i = rng.integers(0, n, n_pairs * 3)
+            j = rng.integers(0, n, n_pairs * 3)
+            d = values[i, e] - values[j, e]
+            ok = np.flatnonzero(np.abs(d) >= 0.05)[:n_pairs]
+            a = np.where(d[ok] > 0, i[ok], j[ok])
+            b = np.where(d[ok] > 0, j[ok], i[ok])
+            pairs.append((a, b))
+            rel = np.zeros(n, bool)
+            rel[np.argsort(-values[:, e], kind="stable")[:top]] = True
+            relevant.append(rel)
+        return cls(shas, {s: k for k, s in enumerate(shas)}, values, pairs, relevant)
+
+
+def _ndcg_at(scores: np.ndarray, gains: np.ndarray, k: int) -> float:
+    top = np.argsort(-scores, kind="stable")[:k]
+    disc = 1.0 / np.log2(np.arange(2, k + 2))
+    dcg = float((gains[top] * disc[: len(top)]).sum())
+    ideal = np.sort(gains)[::-1][:k]
+    idcg = float((ideal * disc[: len(ideal)]).sum())
+    return dcg / idcg if idcg > 0 else 0.0
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """`training.evaluate.spearman`, with 0 (no order learned) where it is undefined."""
+    from training.evaluate import spearman
+
+    rho = spearman(a, b)
+    return 0.0 if math.isnan(rho) else rho
+
+
+def measure(matrix: Any, truth: Truth, rng: np.random.Generator) -> dict[str, Any]:
+    """What the bot would show (deterministic top 5 of the posterior, no exploration) against
+    the truth, per emotion and averaged over emotions."""
+    n = len(truth.shas)
+    cols = np.full(n, -1, dtype=np.int64)
+    for k, sha in enumerate(truth.shas):
+        cols[k] = matrix.index.get(sha, -1)
+    per: dict[str, list[float]] = {"ndcg5": [], "p1": [], "spearman": [], "pair_acc": []}
+    for e in range(N_EMOTIONS):
+        if matrix.scored:
+            post = np.where(cols >= 0, matrix.mean[e][np.maximum(cols, 0)], -np.inf)
+            post = post.astype(np.float64)
+        else:  # nothing scored: the bot shows GIFs in random order
+            post = rng.random(n)
+        # ties (e.g. many GIFs with the same prior) broken at random, not by sha order
+        jitter = rng.random(n) * 1e-9
+        score = post + jitter
+        gains = truth.values[:, e]
+        per["ndcg5"].append(_ndcg_at(score, gains, 5))
+        per["p1"].append(float(truth.relevant[e][int(np.argmax(score))]))
+        finite = np.isfinite(post)
+        per["spearman"].append(_spearman(post[finite], gains[finite]) if matrix.scored else 0.0)
+        a, b = truth.pairs[e]
+        diff = score[a] - score[b]
+        per["pair_acc"].append(float(np.mean((diff > 0) + 0.5 * (diff == 0))) if len(a) else 0.5)
+    out: dict[str, Any] = {k: float(np.mean(v)) for k, v in per.items()}
+    out["per_emotion"] = {k: [round(x, 4) for x in v] for k, v in per.items()}
+    return out
+
+
+def voter_weights(engine: Any, settings: Settings, pop: Population) -> dict[str, float]:
+    """How the retrain weighs each kind of virtual person (training/reliability.py): their
+    mean trust; the share of the judgements *against* the truly best GIFs (the true top 1 %
+    losing to the send bar or the thumbs reference) that adversarial people made; and how
+    much of the weight of those adversarial judgements, and of normal people's judgements
+    on the same GIFs, the weighing keeps. The fit never sees the kinds: this only measures."""
+    from training.comparisons import is_reference, load_ledger, user_hash
+    from training.judgements import preview_judgements, weigh_ledger_people, with_judgements
+
+    truth = pop.truth
+    known = set(truth.shas)
+    ledger, _ = load_ledger(engine, known_gifs=known, items=truth.shas)
+    if not len(ledger):
+        return {}
+    raw = with_judgements(ledger, preview_judgements(engine, known), weigh_people=False)
+    weighed, report = weigh_ledger_people(raw)
+    kind = {user_hash(engine, settings, SIM_PLATFORM, u.user_id): u.kind for u in pop.users}
+    out: dict[str, float] = {}
+    for k in ("normal", "noisy", "adversarial"):
+        trust = [t for who, t in report.trust.items() if kind.get(who) == k]
+        if trust:
+            out[f"trust_{k}"] = float(np.mean(trust))
+    ref = np.asarray([is_reference(i) for i in raw.ids], dtype=bool)
+    top = np.zeros((len(raw.ids), N_EMOTIONS), dtype=bool)
+    for e in range(N_EMOTIONS):
+        top[np.flatnonzero(truth.relevant[e]), e] = True  # ids lead with truth.shas
+    e = raw.emotion.astype(np.int64)
+    lost = ref[raw.winner] & top[raw.loser, e]
+    on_top = lost | (ref[raw.loser] & top[raw.winner, e])
+    kinds = np.asarray([kind.get(w, "") for w in raw.who], dtype=object)
+    adv, normal = kinds == "adversarial", kinds == "normal"
+    total = float(raw.weight[lost].sum())
+    out["adv_share_top_losses"] = float(raw.weight[lost & adv].sum()) / total if total else 0.0
+    for label, rows in (("adv_kept_top_losses", lost & adv), ("normal_kept_top", on_top & normal)):
+        before = float(raw.weight[rows].sum())
+        if before:
+            out[label] = float(weighed[rows].sum()) / before
+    return out
