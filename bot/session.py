@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, delete, select, text, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, Row
 from sqlalchemy.orm import Session
 
 from bot.scoped_settings import (  # noqa: F401 (re-exported: the chat flows' one import)
@@ -123,7 +123,7 @@ class SessionState:
         return now >= self.expires_at
 
 
-def _state(row: ChatSession) -> SessionState:
+def _state(row: ChatSession | Row) -> SessionState:
     return SessionState(row.id, row.kind, row.platform, row.workspace, row.channel, row.user_hash,
                         row.query, int(row.emotion), tuple(row.shown or ()),
                         tuple(row.current or ()), row.state, row.expires_at)
@@ -157,11 +157,18 @@ def preview_only(db: Session) -> None:
 _ASYNC_COMMIT = text("SET LOCAL synchronous_commit = off")
 
 
+_LOAD_SESSION = select(*ChatSession.__table__.c).where(ChatSession.id == bindparam("id"))
+# open -> another state, only while open: a double click on Send posts once
+_CLOSE_SESSION = (update(ChatSession.__table__)
+                  .where(ChatSession.id == bindparam("sid"), ChatSession.state == "open")
+                  .values(state=bindparam("to_state"), updated_at=bindparam("now")))
+
+
 def load_session(db: Db, session_id: str) -> SessionState | None:
     if not isinstance(session_id, str) or not 0 < len(session_id) <= 32:
         return None
     with unit_of_work(db) as s:
-        row = s.get(ChatSession, session_id)
+        row = s.connection().execute(_LOAD_SESSION, {"id": session_id}).first()
         return _state(row) if row is not None else None
 
 
@@ -182,11 +189,8 @@ def advance_session(db: Db, session_id: str, new: Sequence[str],
 def close_session(db: Db, session_id: str, to_state: str, now: dt.datetime) -> bool:
     """open -> to_state in one conditional UPDATE; False if someone else got there first."""
     with unit_of_work(db) as s:
-        res = s.execute(
-            update(ChatSession)
-            .where(ChatSession.id == session_id, ChatSession.state == "open")
-            .values(state=to_state, updated_at=now)
-        )
+        res = s.connection().execute(_CLOSE_SESSION,
+                                     {"sid": session_id, "to_state": to_state, "now": now})
         return (res.rowcount or 0) == 1
 
 
@@ -200,11 +204,8 @@ def send_session(db: Db, session: SessionState, sha: str, now: dt.datetime,
     written.
     """
     with unit_of_work(db) as s:
-        res = s.execute(
-            update(ChatSession)
-            .where(ChatSession.id == session.id, ChatSession.state == "open")
-            .values(state="sent", updated_at=now)
-        )
+        res = s.connection().execute(_CLOSE_SESSION,
+                                     {"sid": session.id, "to_state": "sent", "now": now})
         if (res.rowcount or 0) != 1:
             return None
         post_id = _add_post(s, session, sha, now)
