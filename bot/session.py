@@ -18,6 +18,7 @@ in process memory, so a preview survives a restart and any bot process can serve
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import secrets
 import threading
@@ -158,6 +159,10 @@ _ASYNC_COMMIT = text("SET LOCAL synchronous_commit = off")
 
 
 _LOAD_SESSION = select(*ChatSession.__table__.c).where(ChatSession.id == bindparam("id"))
+_LOAD_SESSION_LOCKED = _LOAD_SESSION.with_for_update()
+_ADVANCE_SESSION = (update(ChatSession.__table__).where(ChatSession.id == bindparam("sid"))
+                    .values(shown=bindparam("shown"), current=bindparam("current"),
+                            updated_at=bindparam("now")))
 # open -> another state, only while open: a double click on Send posts once
 _CLOSE_SESSION = (update(ChatSession.__table__)
                   .where(ChatSession.id == bindparam("sid"), ChatSession.state == "open")
@@ -174,16 +179,18 @@ def load_session(db: Db, session_id: str) -> SessionState | None:
 
 def advance_session(db: Db, session_id: str, new: Sequence[str],
                     now: dt.datetime) -> SessionState | None:
-    """Shuffle: put `new` on screen and add it to `shown`, only while the session is open."""
+    """Shuffle: put `new` on screen and add it to `shown`, only while the session is open
+    (the row locked while it is read and written: two clicks do not lose each other's GIFs)."""
     with unit_of_work(db) as s:
-        row = s.get(ChatSession, session_id, with_for_update=True)
+        conn = s.connection()
+        row = conn.execute(_LOAD_SESSION_LOCKED, {"id": session_id}).first()
         if row is None or row.state != "open":
             return None
-        row.shown = [*row.shown, *[x for x in new if x not in row.shown]]
-        row.current = list(new)
-        row.updated_at = now
-        s.flush()
-        return _state(row)
+        old = _state(row)
+        shown = [*old.shown, *[x for x in new if x not in old.shown]]
+        conn.execute(_ADVANCE_SESSION, {"sid": session_id, "shown": shown, "current": list(new),
+                                        "now": now})
+        return dataclasses.replace(old, shown=tuple(shown), current=tuple(new))
 
 
 def close_session(db: Db, session_id: str, to_state: str, now: dt.datetime) -> bool:
