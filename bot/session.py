@@ -265,8 +265,9 @@ def recent_in_channel(db: Db, platform: str, workspace: str, channel: str,
                       since: dt.datetime) -> list[str]:
     """GIFs posted in this channel since `since`: the ranker does not offer them again."""
     with unit_of_work(db) as s:
-        return list(s.scalars(_RECENT, {"platform": platform[:16], "workspace": workspace[:64],
-                                        "channel": channel[:64], "since": since}))
+        return list(s.connection().execute(_RECENT, {
+            "platform": platform[:16], "workspace": workspace[:64], "channel": channel[:64],
+            "since": since}).scalars())
 
 
 def recent_poll_pairs(db: Db, platform: str, workspace: str, emotion: int,
