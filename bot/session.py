@@ -160,7 +160,8 @@ _ASYNC_COMMIT = text("SET LOCAL synchronous_commit = off")
 
 _LOAD_SESSION = select(*ChatSession.__table__.c).where(ChatSession.id == bindparam("id"))
 _LOAD_SESSION_LOCKED = _LOAD_SESSION.with_for_update()
-_ADVANCE_SESSION = (update(ChatSession.__table__).where(ChatSession.id == bindparam("sid"))
+_ADVANCE_SESSION = (update(ChatSession.__table__)
+                    .where(ChatSession.id == bindparam("sid"), ChatSession.state == "open")
                     .values(shown=bindparam("shown"), current=bindparam("current"),
                             updated_at=bindparam("now")))
 # open -> another state, only while open: a double click on Send posts once
@@ -169,27 +170,35 @@ _CLOSE_SESSION = (update(ChatSession.__table__)
                   .values(state=bindparam("to_state"), updated_at=bindparam("now")))
 
 
-def load_session(db: Db, session_id: str) -> SessionState | None:
+def load_session(db: Db, session_id: str, *, lock: bool = False) -> SessionState | None:
+    """The session; `lock`: the row stays locked to the end of the caller's transaction
+    (PostgreSQL; what a click that will write to it asks for)."""
     if not isinstance(session_id, str) or not 0 < len(session_id) <= 32:
         return None
     with unit_of_work(db) as s:
-        row = s.connection().execute(_LOAD_SESSION, {"id": session_id}).first()
+        row = s.connection().execute(_LOAD_SESSION_LOCKED if lock else _LOAD_SESSION,
+                                     {"id": session_id}).first()
         return _state(row) if row is not None else None
 
 
-def advance_session(db: Db, session_id: str, new: Sequence[str],
-                    now: dt.datetime) -> SessionState | None:
+def advance_session(db: Db, session_id: str, new: Sequence[str], now: dt.datetime, *,
+                    loaded: SessionState | None = None) -> SessionState | None:
     """Shuffle: put `new` on screen and add it to `shown`, only while the session is open
-    (the row locked while it is read and written: two clicks do not lose each other's GIFs)."""
+    (the row locked while it is read and written: two clicks do not lose each other's GIFs).
+    `loaded`: the session as this transaction read it with `load_session(lock=True)`."""
     with unit_of_work(db) as s:
         conn = s.connection()
-        row = conn.execute(_LOAD_SESSION_LOCKED, {"id": session_id}).first()
-        if row is None or row.state != "open":
+        old = loaded
+        if old is None:
+            row = conn.execute(_LOAD_SESSION_LOCKED, {"id": session_id}).first()
+            old = _state(row) if row is not None else None
+        if old is None or old.state != "open":
             return None
-        old = _state(row)
         shown = [*old.shown, *[x for x in new if x not in old.shown]]
-        conn.execute(_ADVANCE_SESSION, {"sid": session_id, "shown": shown, "current": list(new),
-                                        "now": now})
+        res = conn.execute(_ADVANCE_SESSION, {"sid": session_id, "shown": shown,
+                                              "current": list(new), "now": now})
+        if (res.rowcount or 0) != 1:
+            return None
         return dataclasses.replace(old, shown=tuple(shown), current=tuple(new))
 
 
