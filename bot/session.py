@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, delete, select, text, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.engine import Engine, Row
 from sqlalchemy.orm import Session
 
@@ -144,18 +144,6 @@ def create_session(db: Db, *, kind: str, platform: str, workspace: str, channel:
             "state": "open", "created_at": now, "updated_at": now,
             "expires_at": state.expires_at}])
     return state
-
-
-def preview_only(db: Session) -> None:
-    """Say that this transaction writes nothing but a preview (or a shuffle of one): on
-    PostgreSQL its COMMIT need not wait for the WAL flush (`synchronous_commit = off` for
-    this transaction alone; a server crash in the next ~0.6 s loses at most the preview,
-    and the person asks again). Votes, posts and the ledger keep the durable commit."""
-    if db.get_bind().dialect.name == "postgresql":
-        db.execute(_ASYNC_COMMIT)
-
-
-_ASYNC_COMMIT = text("SET LOCAL synchronous_commit = off")
 
 
 _LOAD_SESSION = select(*ChatSession.__table__.c).where(ChatSession.id == bindparam("id"))

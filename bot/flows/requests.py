@@ -140,7 +140,6 @@ class RequestFlow:
                 + " An admin can add a pool with `moodgif pool add` or `/gif-admin pools add`."))
         if emotion < 0:  # a topic alone: the session keeps its first GIF's clearest emotion
             emotion = self._clearest_emotion(ranked.shas[0])
-        sess.preview_only(db)
         state = sess.create_session(
             db, kind="preview", platform=actor.platform, workspace=actor.workspace,
             channel=actor.channel, user_hash=self.ctx.who(actor), query=query, emotion=emotion,
@@ -196,7 +195,6 @@ class RequestFlow:
                     else NAMES[state.emotion])
             return Reply(kind="exhausted", preview=reply.preview, text=(
                 f"That's every {what} GIF I have here. Send the one you see or cancel."))
-        sess.preview_only(db)
         new_state = sess.advance_session(db, state.id, ranked.shas, self.ctx.now(), loaded=state)
         if new_state is None:  # sent or cancelled meanwhile (a click from another device)
             return Reply(kind="expired", text="That preview is closed.")
