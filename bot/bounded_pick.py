@@ -44,6 +44,11 @@ class Heads:
         self._lock = threading.Lock()
         self._head: _Head | None = None
 
+    @property
+    def nbytes(self) -> int:
+        h = self._head
+        return 0 if h is None else sum(a.nbytes for a in h if isinstance(a, np.ndarray))
+
     def head(self, need: int) -> _Head:
         h = self._head
         if h is not None and (h.complete or h.order.size >= need):

@@ -58,6 +58,7 @@ PRIOR_SD = 0.2
 MIN_SD = 1e-3
 STAMP_INTERVAL_S = 5.0
 UNKNOWN_RATING = RATINGS.index("pg-13")  # unknown is not assumed safe (settings.rating_allowed)
+HEADS_MAX_BYTES = 64 << 20  # ScoreMatrix.heads' cache, all emotions and channels together
 NOT_SCORED_NOTE = "not scored yet: these GIFs are in random order until the pool is scored"
 
 
@@ -102,7 +103,10 @@ class ScoreMatrix:
         pen, eligible = self.penalty(pools, ceiling)
         entry = Heads(self.mean[emotion], self.sd[emotion], factor, pen, eligible)
         with self._lock:
-            if len(self._heads) > 256:  # many distinct channel configs: keep memory bounded
+            # many channel configs, or an unvoted big pool (its candidate sets are half the
+            # pool): keep the memory bounded
+            if (len(self._heads) > 256
+                    or sum(h.nbytes for h in self._heads.values()) > HEADS_MAX_BYTES):
                 self._heads.clear()
             self._heads[key] = entry
         return entry
