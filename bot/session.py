@@ -246,15 +246,21 @@ def attach_message(db: Db, post_id: int, message_ref: str) -> bool:
         return (res.rowcount or 0) == 1
 
 
+_POST_BY_ID = select(*Post.__table__.c).where(Post.id == bindparam("id"))
+_POST_BY_REF = (select(*Post.__table__.c)
+                .where(Post.platform == bindparam("platform"), Post.message_ref == bindparam("ref"))
+                .order_by(Post.id.desc()).limit(1))
+
+
 def find_post(db: Db, *, post_id: int | None = None, platform: str = "",
-              message_ref: str | None = None) -> Post | None:
+              message_ref: str | None = None) -> Row | None:
+    """The post's row (its columns as attributes), by id or by the platform's message id."""
     with unit_of_work(db) as s:
         if post_id is not None:
-            return s.get(Post, post_id)
+            return s.connection().execute(_POST_BY_ID, {"id": post_id}).first()
         if message_ref:
-            return s.scalar(select(Post).where(Post.platform == platform[:16],
-                                               Post.message_ref == message_ref[:100])
-                            .order_by(Post.id.desc()).limit(1))
+            return s.connection().execute(
+                _POST_BY_REF, {"platform": platform[:16], "ref": message_ref[:100]}).first()
     return None
 
 
