@@ -8,7 +8,11 @@ Send. Counts the transactions (SQLAlchemy connection `begin` events; a read-only
 one too) and statement executions per action, and the wall time per action (p50/p99).
 
     .venv/bin/python benchmarks/bench_request_path.py [--gifs 100000] [--requests 300]
-        [--db sqlite|postgresql]
+        [--db sqlite|postgresql] [--profile]
+
+Each run works on a fresh copy of the built pool (the runs add impressions to one channel,
+so a reused database gets slower). `--profile`: the actions run inline (no worker-thread
+hop) under cProfile, and the top functions by own and cumulative time are printed.
 """
 
 from __future__ import annotations
@@ -40,7 +44,15 @@ def engine_for(db: str, n: int):  # type: ignore[no-untyped-def]
     # BENCH_OUT: share the pools with another checkout (e.g. timing the previous commit)
     home = Path(os.environ.get("BENCH_OUT", ROOT / "bench-out")) / f"serve-memory-{n}"
     build_pool(home, n)
-    settings = load_settings(env={}, home=str(home))
+    import shutil
+    import tempfile
+
+    fresh = Path(tempfile.mkdtemp(prefix="bench-request-path-"))
+    shutil.copytree(home, fresh, dirs_exist_ok=True)
+    import atexit
+
+    atexit.register(shutil.rmtree, fresh, True)
+    settings = load_settings(env={}, home=str(fresh))
     if db == "sqlite":
         return settings, init_db(settings.db_url), None
     # PostgreSQL: copy the SQLite rows into a fresh database.
@@ -63,7 +75,7 @@ def engine_for(db: str, n: int):  # type: ignore[no-untyped-def]
     return settings.override(database_url=url), pg, (admin, name)
 
 
-async def run(db: str, n: int, requests: int) -> dict:
+async def run(db: str, n: int, requests: int, profile: bool = False, warmup: int = 5) -> dict:
     from sqlalchemy import event
 
     from bot.core import BotCore
@@ -85,11 +97,23 @@ async def run(db: str, n: int, requests: int) -> dict:
 
     event.listen(engine, "begin", on_begin)
     event.listen(engine, "before_cursor_execute", on_exec)
+    prof = None
+    if profile:
+        import cProfile
+
+        async def inline(fn, *args):  # type: ignore[no-untyped-def]
+            return fn(*args)
+
+        asyncio.to_thread = inline  # type: ignore[assignment]  # the profiler sees one thread
+        prof = cProfile.Profile()  # enabled after the warm-up: the steady state only
     texts = ["happy", "ugh", "so proud of you", "lol", "phew", "angry cat"]
     stats: dict[str, list[float]] = {"request": [], "send": []}
+    first: list[float] = []
     tx: dict[str, list[int]] = {"request": [], "send": []}
     ex: dict[str, list[int]] = {"request": [], "send": []}
-    for i in range(requests):
+    for i in range(-warmup, requests):  # the process's first actions are timed apart
+        if i == 0 and prof is not None:
+            prof.enable()
         actor = Actor("bench", "T1", "C1", f"user{i}", f"User {i}")
         for what in ("request", "send"):
             before = dict(counts)
@@ -101,9 +125,18 @@ async def run(db: str, n: int, requests: int) -> dict:
                 if sid is None:
                     continue
                 reply = await core.send(actor, sid)
+            if i < 0:
+                first.append(time.perf_counter() - t0)
+                continue
             stats[what].append(time.perf_counter() - t0)
             tx[what].append(counts["begin"] - before["begin"])
             ex[what].append(counts["exec"] - before["exec"])
+    if prof is not None:
+        import pstats
+
+        prof.disable()
+        for key in ("tottime", "cumulative"):
+            pstats.Stats(prof).sort_stats(key).print_stats(60)
     await core.close()
     if cleanup is not None:
         from sqlalchemy import text
@@ -112,7 +145,7 @@ async def run(db: str, n: int, requests: int) -> dict:
         admin, name = cleanup
         with admin.connect() as c:
             c.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    return {"stats": stats, "tx": tx, "ex": ex}
+    return {"stats": stats, "tx": tx, "ex": ex, "first": first}
 
 
 def main() -> int:
@@ -120,8 +153,11 @@ def main() -> int:
     ap.add_argument("--gifs", type=int, default=100_000)
     ap.add_argument("--requests", type=int, default=300)
     ap.add_argument("--db", default="sqlite", choices=["sqlite", "postgresql"])
+    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--warmup", type=int, default=5,
+                    help="request+Send pairs before timing (the process's first: imports, salt)")
     args = ap.parse_args()
-    r = asyncio.run(run(args.db, args.gifs, args.requests))
+    r = asyncio.run(run(args.db, args.gifs, args.requests, args.profile, args.warmup))
     print(f"# bot core per action - {platform.node()}, {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f}; {args.gifs:,} GIFs on {args.db}, {args.requests} users, "
           "intent lexicon-only (no sentence embedding)")
@@ -132,6 +168,9 @@ def main() -> int:
         print(f"| {what} | {int(np.median(r['tx'][what]))} / {max(r['tx'][what])} | "
               f"{int(np.median(r['ex'][what]))} | {np.percentile(t, 50):.1f} ms | "
               f"{np.percentile(t, 99):.1f} ms |")
+    if r["first"]:
+        print(f"warm-up ({args.warmup} request+Send pairs, not above): first action "
+              f"{r['first'][0] * 1e3:.1f} ms, the rest max {max(r['first'][1:] or [0]) * 1e3:.1f} ms")
     return 0
 
 

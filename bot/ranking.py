@@ -38,6 +38,12 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
+from bot.bounded_pick import (  # noqa: F401 (BOUND_Z, TIED_SPREAD: the exploration's knobs)
+    BOUND_Z,
+    TIED_SPREAD,
+    Heads,
+    bounded_pick,
+)
 from scorer import versions as registry
 from scorer.emotions import N_EMOTIONS
 from scorer.settings import RATINGS
@@ -52,6 +58,7 @@ PRIOR_SD = 0.2
 MIN_SD = 1e-3
 STAMP_INTERVAL_S = 5.0
 UNKNOWN_RATING = RATINGS.index("pg-13")  # unknown is not assumed safe (settings.rating_allowed)
+HEADS_MAX_BYTES = 64 << 20  # ScoreMatrix.heads' cache, all emotions and channels together
 NOT_SCORED_NOTE = "not scored yet: these GIFs are in random order until the pool is scored"
 
 
@@ -77,11 +84,32 @@ class ScoreMatrix:
     topics: Any = None  # bot.topics.TopicIndex over these rows, built with the snapshot
     # (pools, ceiling) -> float32 (N,) of 0 / -inf; filled lazily, dies with the snapshot
     _penalties: dict[tuple, tuple[np.ndarray, int]] = field(default_factory=dict, repr=False)
+    # (emotion, pools, ceiling, width factor) -> bot.bounded_pick.Heads; dies with the snapshot
+    _heads: dict[tuple, Heads] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def size(self) -> int:
         return len(self.shas)
+
+    def heads(self, emotion: int, pools: Sequence[str] | None, ceiling: str,
+              factor: float) -> Heads:
+        """The bounded pick's orders for one emotion in one channel's allowed set, kept
+        across requests (the work of a pass over the pool is done once per snapshot)."""
+        key = (emotion, tuple(sorted(pools)) if pools else (), ceiling, factor)
+        cached = self._heads.get(key)
+        if cached is not None:
+            return cached
+        pen, eligible = self.penalty(pools, ceiling)
+        entry = Heads(self.mean[emotion], self.sd[emotion], factor, pen, eligible)
+        with self._lock:
+            # many channel configs, or an unvoted big pool (its candidate sets are half the
+            # pool): keep the memory bounded
+            if (len(self._heads) > 256
+                    or sum(h.nbytes for h in self._heads.values()) > HEADS_MAX_BYTES):
+                self._heads.clear()
+            self._heads[key] = entry
+        return entry
 
     def penalty(self, pools: Sequence[str] | None, ceiling: str) -> tuple[np.ndarray, int]:
         """0 where a GIF is allowed (in one of `pools`, rating <= ceiling), -inf elsewhere;
@@ -252,7 +280,10 @@ def rank(
         only += pen
         pen, eligible = only, int(np.isfinite(only).sum())
     if matrix.scored and exploration == "bounded":
-        return _rank_bounded(matrix, emotion, k, rng=rng, pen=pen, eligible=eligible, rate=rate,
+        factor = max(rate, 0.0) * cooling(matrix, emotion)
+        heads = (matrix.heads(emotion, pools, ceiling, factor) if candidates is None
+                 else Heads(matrix.mean[emotion], matrix.sd[emotion], factor, pen, eligible))
+        return _rank_bounded(matrix, heads, emotion, k, rng=rng, eligible=eligible,
                              exclude=exclude, soft_exclude=soft_exclude)
     if matrix.scored:
         mu = matrix.mean[emotion]
@@ -312,9 +343,8 @@ def rank(
 #   never the tail;
 # - the draws' width cools with the emotion's evidence, rate / sqrt(1 + n / COOL_EVIDENCE),
 #   n = the comparisons on that emotion in the active fit's ledger.
-BOUND_Z = 1.5
+# The pick itself (bot.bounded_pick) reads only the top of two per-snapshot orders.
 COOL_EVIDENCE = 200.0
-TIED_SPREAD = 1e-3
 
 
 def cooling(matrix: ScoreMatrix, emotion: int) -> float:
@@ -323,78 +353,32 @@ def cooling(matrix: ScoreMatrix, emotion: int) -> float:
     return 1.0 / float(np.sqrt(1.0 + max(n, 0.0) / COOL_EVIDENCE))
 
 
-def _rank_bounded(matrix: ScoreMatrix, emotion: int, k: int, *, rng: np.random.Generator,
-                  pen: np.ndarray, eligible: int, rate: float, exclude: Iterable[str],
+def _rank_bounded(matrix: ScoreMatrix, heads: Heads, emotion: int, k: int, *,
+                  rng: np.random.Generator, eligible: int, exclude: Iterable[str],
                   soft_exclude: Iterable[str]) -> Ranked:
-    mu = matrix.mean[emotion]
-    base = mu + pen
-    hard = _indices(matrix, exclude)
-    fresh = hard.size == 0  # a new request (not a shuffle): its first slot is the best-known
-    if hard.size:
-        base[hard] = -np.inf
-    soft = _indices(matrix, soft_exclude)
+    hard = set(_indices(matrix, exclude).tolist())
+    soft = set(_indices(matrix, soft_exclude).tolist())
+    # a new request (not a shuffle): its first slot is the best-known
+    picked, scores = bounded_pick(heads, k, rng, normal_table(), skip=hard | soft,
+                                  fresh=not hard)
     relaxed = False
-    first_pass = base
-    if soft.size:
-        first_pass = base.copy()
-        first_pass[soft] = -np.inf
-    width = matrix.sd[emotion] * np.float32(max(rate, 0.0) * cooling(matrix, emotion))
-    picked, score = _bounded_pick(first_pass, width, k, rng, fresh=fresh)
-    if soft.size and len(picked) < k:
+    if soft and len(picked) < k:
         # Everything fresh is used up: offer the channel's recent GIFs again, best first.
         chosen = set(picked)
-        more = [i for i in _top(base, k) if i not in chosen]
+        top = [i for _, i in zip(range(k), heads.by_mean(hard), strict=False)]
+        more = [i for i in top if i not in chosen]
         relaxed = bool(more)
         for i in more[: k - len(picked)]:
-            score[i] = base[i]
             picked.append(i)
+            scores.append(float(heads.mean[i]))
+    mu = matrix.mean[emotion]
     return Ranked(
         shas=[matrix.shas[i] for i in picked],
-        scores=[float(score[i]) for i in picked],
+        scores=scores,
         means=[float(mu[i]) for i in picked],
         eligible=eligible,
         relaxed_repeats=relaxed,
     )
-
-
-def _bounded_pick(base: np.ndarray, width: np.ndarray, k: int, rng: np.random.Generator, *,
-                  fresh: bool) -> tuple[list[int], np.ndarray]:
-    """`k` indices: the best `base` first when `fresh`, then Thompson draws among the GIFs
-    whose upper bound beats the best remaining mean. `base` is -inf where not allowed."""
-    finite = np.isfinite(base)
-    if not finite.any():
-        return [], base.copy()
-    rest = base.copy()
-    picked: list[int] = []
-    best = float(rest.max())
-    cand = finite & (rest + np.float32(BOUND_Z) * width >= best)
-    # truly unsure: several candidates and no mean stands out (e.g. an emotion nobody voted
-    # on in a pool scored by votes alone: every mean is the same 0.5)
-    tied = int(cand.sum()) > 1 and float(best - rest[cand].min()) < TIED_SPREAD
-    if fresh and not tied:
-        picked = _top(rest, 1)
-        rest[picked] = -np.inf
-        if not np.isfinite(rest).any() or k <= 1:
-            return picked, base.copy()
-        best = float(rest.max())
-        cand = np.isfinite(rest) & (rest + np.float32(BOUND_Z) * width >= best)
-    draw = standard_normal_f32(rng, rest.shape[0])
-    draw *= width
-    draw += rest
-    score = np.where(cand, draw, np.float32(-np.inf)).astype(np.float32)
-    more = _top(score, k - len(picked))
-    for i in picked:
-        score[i] = base[i]
-    picked += more
-    if len(picked) < k:  # fewer candidates than slots: the best remaining means fill up
-        chosen = set(picked)
-        for i in _top(rest, k):
-            if len(picked) >= k:
-                break
-            if i not in chosen:
-                score[i] = rest[i]
-                picked.append(i)
-    return picked, score
 
 
 # --- polls: the pair whose answer tells most about the top of an emotion's ranking -------
@@ -483,6 +467,16 @@ def poll_pair(matrix: ScoreMatrix, emotion: int, *, rng: np.random.Generator,
 _NORMAL_TABLE: np.ndarray | None = None
 
 
+def normal_table() -> np.ndarray:
+    """65,536 quantiles of the standard normal (float32): see `standard_normal_f32`."""
+    global _NORMAL_TABLE
+    if _NORMAL_TABLE is None:
+        from scipy.special import ndtri
+
+        _NORMAL_TABLE = ndtri((np.arange(65536) + 0.5) / 65536).astype(np.float32)
+    return _NORMAL_TABLE
+
+
 def standard_normal_f32(rng: np.random.Generator, n: int) -> np.ndarray:
     """n independent N(0, 1) draws, float32, about 4x faster than `standard_normal`.
 
@@ -491,12 +485,7 @@ def standard_normal_f32(rng: np.random.Generator, n: int) -> np.ndarray:
     probability 2e-5), which is all Thompson sampling needs; at a million GIFs this is
     the difference between ~20 ms and ~5 ms per request.
     """
-    global _NORMAL_TABLE
-    if _NORMAL_TABLE is None:
-        from scipy.special import ndtri
-
-        _NORMAL_TABLE = ndtri((np.arange(65536) + 0.5) / 65536).astype(np.float32)
-    return np.take(_NORMAL_TABLE, rng.integers(0, 65536, n, dtype=np.uint16))
+    return np.take(normal_table(), rng.integers(0, 65536, n, dtype=np.uint16))
 
 
 def _indices(matrix: ScoreMatrix, shas: Iterable[str]) -> np.ndarray:

@@ -18,14 +18,15 @@ in process memory, so a preview survives a restart and any bot process can serve
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import secrets
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, delete, insert, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy.engine import Engine, Row
 from sqlalchemy.orm import Session
 
 from bot.scoped_settings import (  # noqa: F401 (re-exported: the chat flows' one import)
@@ -40,6 +41,13 @@ from scorer.store import ChatSession, Impression, Post, unit_of_work
 # Every function takes the caller's Session (one user action = one transaction, committed by
 # the caller: `bot.flows`) or an Engine (a transaction of its own: tests, housekeeping).
 Db = Engine | Session
+
+# Plain Core INSERTs, built once: every request or Send writes these rows, and the ORM's
+# bulk-insert path (statement building, cache keys, the mapper's bookkeeping) costs more
+# than SQLite takes to store them.
+_INSERT_SESSION = ChatSession.__table__.insert()
+_INSERT_POST = Post.__table__.insert().returning(Post.__table__.c.id)
+_INSERT_IMPRESSION = Impression.__table__.insert()
 
 # Built once: every request runs it, and building a statement costs more than SQLite
 # takes to answer it (bind parameters carry the values).
@@ -116,7 +124,7 @@ class SessionState:
         return now >= self.expires_at
 
 
-def _state(row: ChatSession) -> SessionState:
+def _state(row: ChatSession | Row) -> SessionState:
     return SessionState(row.id, row.kind, row.platform, row.workspace, row.channel, row.user_hash,
                         row.query, int(row.emotion), tuple(row.shown or ()),
                         tuple(row.current or ()), row.state, row.expires_at)
@@ -129,8 +137,7 @@ def create_session(db: Db, *, kind: str, platform: str, workspace: str, channel:
                          query[:500], int(emotion), tuple(shas), tuple(shas), "open",
                          now + dt.timedelta(seconds=ttl_s))
     with unit_of_work(db) as s:
-        # A plain INSERT: every request writes one, and the ORM's flush costs more than it.
-        s.execute(insert(ChatSession), [{
+        s.connection().execute(_INSERT_SESSION, [{
             "id": state.id, "kind": kind, "platform": state.platform, "workspace": state.workspace,
             "channel": state.channel, "user_hash": user_hash, "query": state.query,
             "emotion": state.emotion, "shown": list(shas), "current": list(shas),
@@ -139,36 +146,55 @@ def create_session(db: Db, *, kind: str, platform: str, workspace: str, channel:
     return state
 
 
-def load_session(db: Db, session_id: str) -> SessionState | None:
+_LOAD_SESSION = select(*ChatSession.__table__.c).where(ChatSession.id == bindparam("id"))
+_LOAD_SESSION_LOCKED = _LOAD_SESSION.with_for_update()
+_ADVANCE_SESSION = (update(ChatSession.__table__)
+                    .where(ChatSession.id == bindparam("sid"), ChatSession.state == "open")
+                    .values(shown=bindparam("shown"), current=bindparam("current"),
+                            updated_at=bindparam("now")))
+# open -> another state, only while open: a double click on Send posts once
+_CLOSE_SESSION = (update(ChatSession.__table__)
+                  .where(ChatSession.id == bindparam("sid"), ChatSession.state == "open")
+                  .values(state=bindparam("to_state"), updated_at=bindparam("now")))
+
+
+def load_session(db: Db, session_id: str, *, lock: bool = False) -> SessionState | None:
+    """The session; `lock`: the row stays locked to the end of the caller's transaction
+    (PostgreSQL; what a click that will write to it asks for)."""
     if not isinstance(session_id, str) or not 0 < len(session_id) <= 32:
         return None
     with unit_of_work(db) as s:
-        row = s.get(ChatSession, session_id)
+        row = s.connection().execute(_LOAD_SESSION_LOCKED if lock else _LOAD_SESSION,
+                                     {"id": session_id}).first()
         return _state(row) if row is not None else None
 
 
-def advance_session(db: Db, session_id: str, new: Sequence[str],
-                    now: dt.datetime) -> SessionState | None:
-    """Shuffle: put `new` on screen and add it to `shown`, only while the session is open."""
+def advance_session(db: Db, session_id: str, new: Sequence[str], now: dt.datetime, *,
+                    loaded: SessionState | None = None) -> SessionState | None:
+    """Shuffle: put `new` on screen and add it to `shown`, only while the session is open
+    (the row locked while it is read and written: two clicks do not lose each other's GIFs).
+    `loaded`: the session as this transaction read it with `load_session(lock=True)`."""
     with unit_of_work(db) as s:
-        row = s.get(ChatSession, session_id, with_for_update=True)
-        if row is None or row.state != "open":
+        conn = s.connection()
+        old = loaded
+        if old is None:
+            row = conn.execute(_LOAD_SESSION_LOCKED, {"id": session_id}).first()
+            old = _state(row) if row is not None else None
+        if old is None or old.state != "open":
             return None
-        row.shown = [*row.shown, *[x for x in new if x not in row.shown]]
-        row.current = list(new)
-        row.updated_at = now
-        s.flush()
-        return _state(row)
+        shown = [*old.shown, *[x for x in new if x not in old.shown]]
+        res = conn.execute(_ADVANCE_SESSION, {"sid": session_id, "shown": shown,
+                                              "current": list(new), "now": now})
+        if (res.rowcount or 0) != 1:
+            return None
+        return dataclasses.replace(old, shown=tuple(shown), current=tuple(new))
 
 
 def close_session(db: Db, session_id: str, to_state: str, now: dt.datetime) -> bool:
     """open -> to_state in one conditional UPDATE; False if someone else got there first."""
     with unit_of_work(db) as s:
-        res = s.execute(
-            update(ChatSession)
-            .where(ChatSession.id == session_id, ChatSession.state == "open")
-            .values(state=to_state, updated_at=now)
-        )
+        res = s.connection().execute(_CLOSE_SESSION,
+                                     {"sid": session_id, "to_state": to_state, "now": now})
         return (res.rowcount or 0) == 1
 
 
@@ -182,11 +208,8 @@ def send_session(db: Db, session: SessionState, sha: str, now: dt.datetime,
     written.
     """
     with unit_of_work(db) as s:
-        res = s.execute(
-            update(ChatSession)
-            .where(ChatSession.id == session.id, ChatSession.state == "open")
-            .values(state="sent", updated_at=now)
-        )
+        res = s.connection().execute(_CLOSE_SESSION,
+                                     {"sid": session.id, "to_state": "sent", "now": now})
         if (res.rowcount or 0) != 1:
             return None
         post_id = _add_post(s, session, sha, now)
@@ -209,10 +232,11 @@ def create_post(db: Db, session: SessionState, sha: str, now: dt.datetime) -> in
 def _add_post(s: Session, session: SessionState, sha: str, now: dt.datetime) -> int:
     where = {"platform": session.platform, "workspace": session.workspace,
              "channel": session.channel, "gif_sha": sha}
-    post_id = s.execute(insert(Post).returning(Post.id), [{
+    conn = s.connection()
+    post_id = conn.execute(_INSERT_POST, {
         **where, "session_id": session.id, "emotion": session.emotion,
-        "requested_by": session.user_hash, "created_at": now}]).scalar_one()
-    s.execute(insert(Impression), [{**where, "shown_at": now}])
+        "requested_by": session.user_hash, "created_at": now}).scalar_one()
+    conn.execute(_INSERT_IMPRESSION, [{**where, "shown_at": now}])
     return int(post_id)
 
 
@@ -222,15 +246,21 @@ def attach_message(db: Db, post_id: int, message_ref: str) -> bool:
         return (res.rowcount or 0) == 1
 
 
+_POST_BY_ID = select(*Post.__table__.c).where(Post.id == bindparam("id"))
+_POST_BY_REF = (select(*Post.__table__.c)
+                .where(Post.platform == bindparam("platform"), Post.message_ref == bindparam("ref"))
+                .order_by(Post.id.desc()).limit(1))
+
+
 def find_post(db: Db, *, post_id: int | None = None, platform: str = "",
-              message_ref: str | None = None) -> Post | None:
+              message_ref: str | None = None) -> Row | None:
+    """The post's row (its columns as attributes), by id or by the platform's message id."""
     with unit_of_work(db) as s:
         if post_id is not None:
-            return s.get(Post, post_id)
+            return s.connection().execute(_POST_BY_ID, {"id": post_id}).first()
         if message_ref:
-            return s.scalar(select(Post).where(Post.platform == platform[:16],
-                                               Post.message_ref == message_ref[:100])
-                            .order_by(Post.id.desc()).limit(1))
+            return s.connection().execute(
+                _POST_BY_REF, {"platform": platform[:16], "ref": message_ref[:100]}).first()
     return None
 
 
@@ -238,8 +268,9 @@ def recent_in_channel(db: Db, platform: str, workspace: str, channel: str,
                       since: dt.datetime) -> list[str]:
     """GIFs posted in this channel since `since`: the ranker does not offer them again."""
     with unit_of_work(db) as s:
-        return list(s.scalars(_RECENT, {"platform": platform[:16], "workspace": workspace[:64],
-                                        "channel": channel[:64], "since": since}))
+        return list(s.connection().execute(_RECENT, {
+            "platform": platform[:16], "workspace": workspace[:64], "channel": channel[:64],
+            "since": since}).scalars())
 
 
 def recent_poll_pairs(db: Db, platform: str, workspace: str, emotion: int,

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -45,6 +45,9 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u
 _SPACES = re.compile(r"\s+")
 _LEADING_COMMAND = re.compile(r"^/?gif\b\s*", re.IGNORECASE)
 _CARDS_MAX, _READINGS_MAX, _HASHES_MAX = 4096, 2048, 50_000
+# Built once (an expanding IN): building a statement costs more than SQLite takes to answer it
+_CARDS = select(Gif.sha256, Gif.title, Gif.source_url, Gif.bytes, Gif.width, Gif.height,
+                Gif.attribution).where(Gif.sha256.in_(bindparam("shas", expanding=True)))
 
 
 def clean_text(text: str) -> str:
@@ -189,8 +192,7 @@ class CoreContext:
         if db is None:
             with session_scope(self.engine) as s:
                 return self._load_cards(s, shas)
-        rows = db.execute(select(Gif.sha256, Gif.title, Gif.source_url, Gif.bytes, Gif.width,
-                                 Gif.height, Gif.attribution).where(Gif.sha256.in_(shas))).all()
+        rows = db.connection().execute(_CARDS, {"shas": shas}).all()
         out = {r.sha256: GifCard(
             sha256=r.sha256, emotion="", title=r.title or "", source_url=r.source_url,
             local_path=gif_path(self.settings, r.sha256), bytes=int(r.bytes),

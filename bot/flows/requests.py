@@ -159,7 +159,7 @@ class RequestFlow:
                  ) -> tuple[sess.SessionState | None, Reply | None]:
         """The session if `actor` may act on it now; else the polite Reply to give instead."""
         what = "poll" if kind == "poll" else "preview"
-        state = sess.load_session(db, session_id)
+        state = sess.load_session(db, session_id, lock=True)  # its callers advance or close it
         if state is None or state.kind != kind:
             return None, Reply(kind="expired", text=f"That {what} is gone. Ask again with `/gif`.")
         # The same person, in the same workspace and channel: a click forged for another
@@ -195,7 +195,7 @@ class RequestFlow:
                     else NAMES[state.emotion])
             return Reply(kind="exhausted", preview=reply.preview, text=(
                 f"That's every {what} GIF I have here. Send the one you see or cancel."))
-        new_state = sess.advance_session(db, state.id, ranked.shas, self.ctx.now())
+        new_state = sess.advance_session(db, state.id, ranked.shas, self.ctx.now(), loaded=state)
         if new_state is None:  # sent or cancelled meanwhile (a click from another device)
             return Reply(kind="expired", text="That preview is closed.")
         note = f"({ranked.note})" if ranked.note else ""

@@ -257,7 +257,10 @@ async def _run_async(s: Settings, cfg: SimConfig, prepared: Prepared, spec: Stra
     asyncio.get_running_loop().set_default_executor(InlineExecutor(max_workers=1))
     engine = init_db(s.db_url)
     clock = SimClock(time.time())
-    ranker = Ranker(engine, clock=clock)
+    # The ranker's own clock moves only at checkpoints, where new versions appear: on the
+    # shared clock (a minute per request) it re-checked the version stamp every request.
+    versions = SimClock(0.0)
+    ranker = Ranker(engine, clock=versions)
     parser = get_parser(s)
     core = BotCore(s, engine, intent_parser=parser, clock=clock, ranker=ranker,
                    seed=cfg.seed + 3)
@@ -271,7 +274,8 @@ async def _run_async(s: Settings, cfg: SimConfig, prepared: Prepared, spec: Stra
 
     def checkpoint(done: int, window: Window, retrain: dict | None) -> None:
         t = time.perf_counter()
-        clock.advance(10 * 60)  # past the ranker's stamp interval: it sees new versions
+        clock.advance(10 * 60)
+        versions.advance(10 * 60)  # past the ranker's stamp interval: it sees new versions
         matrix = core.ranker.matrix()
         point = {**measure(matrix, truth, mrng), **window.row(), "requests": done,
                  "model_version_id": matrix.model_version_id, "fit_id": matrix.fit_id,
