@@ -145,11 +145,6 @@ class Ranked:
     relaxed_repeats: bool = False  # the channel's recent GIFs had to be offered again
 
 
-def empty_matrix(stamp: tuple = ()) -> ScoreMatrix:
-    z = np.zeros((N_EMOTIONS, 0), dtype=np.float32)
-    return ScoreMatrix([], {}, z, z.copy(), np.zeros(0, dtype=np.uint8), {}, False, stamp)
-
-
 def build_matrix(
     shas: Sequence[str],
     ratings: Sequence[str | None],

@@ -223,12 +223,6 @@ def skipped_for(session: SessionState, sent: str) -> list[str]:
     return [g for g in session.shown if g != sent]
 
 
-def create_post(db: Db, session: SessionState, sha: str, now: dt.datetime) -> int:
-    """The public post of a sent GIF, plus its impression in the channel."""
-    with unit_of_work(db) as s:
-        return _add_post(s, session, sha, now)
-
-
 def _add_post(s: Session, session: SessionState, sha: str, now: dt.datetime) -> int:
     where = {"platform": session.platform, "workspace": session.workspace,
              "channel": session.channel, "gif_sha": sha}
