@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import update
 from test_core import HAPPY, Env
 
@@ -57,6 +58,7 @@ async def test_posts_of_giphy_gifs_carry_the_credit(sqlite_settings, sqlite_engi
     assert "GIPHY" not in (discord_views.card_embed(plain, "https://x/y.gif").footer.text or "")
 
 
+@pytest.mark.slow  # an admin pool add runs in the worker child (a Python start-up)
 async def test_gif_admin_pools_add_giphy(sqlite_settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
     """`/gif-admin pools add NAME giphy:WORDS` (and the admin page's form, which calls the same
     core command) imports from GIPHY in a background job."""

@@ -130,6 +130,7 @@ async def test_admin_and_playground_need_local_or_token(web) -> None:  # type: i
     assert (await web.get(f"/gifs/{sha}.gif", headers=proxied)).status == 200
 
 
+@pytest.mark.slow  # an admin pool add runs in the worker child (a Python start-up)
 async def test_admin_pool_add_reports_a_bad_source(web, tmp_path) -> None:  # type: ignore[no-untyped-def]
     import re
 

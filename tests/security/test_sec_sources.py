@@ -64,6 +64,7 @@ async def test_slack_admin_cannot_name_server_paths(sqlite_settings, sqlite_engi
     assert "leak" not in db and "xoxb" not in db and "hunter2" not in db
 
 
+@pytest.mark.slow  # an admin pool add runs in the worker child (a Python start-up)
 async def test_allowed_folder_contents_never_echo_and_escapes_are_refused(
         sqlite_settings, sqlite_engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
     secrets = _secrets(tmp_path)

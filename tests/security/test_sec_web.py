@@ -45,6 +45,7 @@ async def _csrf(http: aiohttp.ClientSession, url: str, **kw) -> str:  # type: ig
         return re.search(r"name=csrf value='([^']+)'", await r.text()).group(1)  # type: ignore[union-attr]
 
 
+@pytest.mark.slow  # an admin pool add runs in the worker child (a Python start-up)
 async def test_cross_site_posts_change_nothing(core_private, tmp_path) -> None:  # type: ignore[no-untyped-def]
     core, settings, engine = core_private
     folder = tmp_path / "server-folder"
@@ -153,6 +154,7 @@ async def test_exposed_server_without_token_turns_admin_off(core_private, exposu
     assert n_sessions(engine) == 0
 
 
+@pytest.mark.slow  # an admin pool add runs in the worker child (a Python start-up)
 async def test_exposed_server_needs_the_token_even_from_loopback(core_private) -> None:  # type: ignore[no-untyped-def]
     core, settings, engine = core_private
     settings = settings.override(http__admin_token=TOKEN,
