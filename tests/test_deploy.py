@@ -209,7 +209,11 @@ def _compose_commands() -> list[tuple[str, list[str]]]:
     return [(name, s["command"]) for name, s in sorted(services.items()) if "command" in s]
 
 
-@pytest.mark.parametrize(("service", "command"), _compose_commands(), ids=[s for s, _ in _compose_commands()])
+# Each check starts a Python process (~1.5 s): the first runs in the fast loop, all in the full run.
+@pytest.mark.parametrize(("service", "command"), [
+    pytest.param(s, c, id=s, marks=() if i == 0 else pytest.mark.slow)
+    for i, (s, c) in enumerate(_compose_commands())
+])
 def test_compose_commands_exist(service: str, command: list[str], tmp_path: Path) -> None:
     """Each service's command, through the image's entrypoint, outside Docker: `--help` works."""
     if command[0] != "ray":
@@ -354,7 +358,11 @@ def test_entrypoint_runs_the_image_commands(tmp_path: Path) -> None:
     assert proc.returncode != 0 and "No such command" in proc.stderr
 
 
-@pytest.mark.parametrize("args", [["serve"], ["retrain"], ["score"]], ids=["serve", "retrain", "score"])
+@pytest.mark.parametrize("args", [
+    pytest.param(["serve"], id="serve"),
+    pytest.param(["retrain"], id="retrain", marks=pytest.mark.slow),
+    pytest.param(["score"], id="score", marks=pytest.mark.slow),
+])
 def test_entrypoint_default_commands_exist(args: list[str], tmp_path: Path) -> None:
     _require_subcommand(args)
     proc = subprocess.run([str(ENTRYPOINT), *args, "--help"], env=_clean_env(tmp_path),
