@@ -36,6 +36,7 @@ def test_onnx_embeddings_equal_sentence_transformers(onnx_file) -> None:  # type
     assert np.abs(one[0] - ours[3]).max() < 2e-6
 
 
+@pytest.mark.slow  # the ONNX export of MiniLM (7 s); the intent tests use the embedder in the fast loop
 def test_cached_export_is_reused_and_settings_choose_the_runtime(onnx_file, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     home = onnx_file.parent.parent.parent
     mtime = onnx_file.stat().st_mtime_ns

@@ -129,7 +129,8 @@ def test_errors_are_one_clear_line(sqlite_settings) -> None:
     assert "nsfw-resnet50thin+motion" in list_encoders() and "tv-r2plus1d_18" in list_encoders()
 
 
-@pytest.mark.parametrize("base", ["tv-mvit_v2_s", "tv-r2plus1d_18", "tv-swin3d_t"])
+@pytest.mark.parametrize("base", [pytest.param("tv-mvit_v2_s", marks=pytest.mark.slow), "tv-r2plus1d_18",
+                                  "tv-swin3d_t"])
 def test_missing_video_weights_name_the_file(sqlite_settings, base: str) -> None:
     with pytest.raises(EncoderError, match=TORCHVISION[base].weights_file().replace(".", r"\.")):
         get_encoder(base, sqlite_settings, "cpu")
@@ -179,6 +180,7 @@ def test_preprocessor_rejects_wrong_input() -> None:
         Preprocessor(motion=True).prepare(np.zeros((2, 4, 4, 3), np.float32), np.ones(2))
 
 
+@pytest.mark.slow  # builds an open_clip model (2 s)
 def test_clip_zero_shot_mechanics_with_an_unweighted_model(tmp_path: Path) -> None:
     open_clip = pytest.importorskip("open_clip")
     from scorer.heads import build_head, predict

@@ -255,6 +255,7 @@ def test_schedule_from_settings(sqlite_settings, sqlite_engine) -> None:  # type
     assert runs and runs[-1]["trigger"] == "schedule" and runs[-1]["status"] == "skipped"
 
 
+@pytest.mark.slow  # every retrain command in turn (2-5 s)
 def test_commands_end_to_end(sqlite_settings, sqlite_engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from click.testing import CliRunner
 
