@@ -1,35 +1,5 @@
-"""`moodgif simulate`: the closed loop with virtual users, proving suggestions improve with use.
-
-A demo pool whose true 17 scores are known stands in for a team's GIF pool. Virtual users
-send `/gif` requests through the same `BotCore` the adapters use; the scheduled retrain job
-(`training.retrain.scheduled_job`, called directly every K requests on a simulated clock)
-turns their clicks into a new Bradley-Terry fit, head and scores; the ranker picks the new
-version up through its own refresh. After every retrain the ranking the bot would show is
-measured against the truth.
-
-**The truth is used only to drive the virtual users and to measure.** The ranker sees the
-model's predictions and the votes, never the manifest's truth columns.
-
-Where the scorer prior comes from: the product ships a scorer trained elsewhere (the paper
-trained on GIFGIF). The simulation does the same honestly: a separate *seed* demo pool (its
-own random seed, so other GIFs) gets GIFGIF-style crowd comparisons drawn from its truth with
-Bradley-Terry noise; the real training code fits Bradley-Terry and trains a head on them
-(model version "v0"); v0 scores the evaluation pool, and that is the prior.
-
-Strategies, each in its own fresh database and home (sharing one feature cache):
-
-- ``prior``       the scorer prior only: v0 ranks, no retrain ever runs;
-- ``feedback``    no scorer prior: the pool starts unscored (random order), Bradley-Terry
-  with prior strength 0; everything the bot knows comes from the users (the heads the
-  retrain trains on their votes included);
-- ``both``        the product: v0 as prior plus the retrain loop, no polls;
-- ``both+polls``  the product with "which is more X?" polls (`settings.ranking.poll_share`);
-- ``random``      nothing scored, nothing learned: uniform random suggestions.
-
-Everything heavy is cached under `cache_dir` (default `bench-out/sim-cache`): the demo pools,
-the GIF files and their features (shared by every strategy and every run), v0 and the
-template databases, so only the first run pays for encoding.
-"""
+"""One virtual request, one strategy from a fresh database to its last checkpoint, and the
+whole run over strategies and seeds (the package docstring, `bot.simulate`, tells the story)."""
 
 
 from __future__ import annotations
