@@ -34,12 +34,12 @@ from scorer.fetch import fetch_urls
 from scorer.giphy import GIPHY_ID, GiphyClient, GiphyError, GiphyGif, check_ceiling
 from scorer.pool import (
     POOL_NAME,
+    AcceptedGif,
     IngestReport,
     SourceItem,
-    _Accepted,
-    _get_or_create_pool,
-    _record_refusals,
-    _validate,
+    get_or_create_pool,
+    record_refusals,
+    validate_gif,
 )
 from scorer.settings import RATINGS, Settings
 from scorer.store import Gif, PoolGif, session_scope
@@ -92,7 +92,7 @@ def parse_giphy_source(source: str) -> GiphySource:
     return GiphySource("search", query=query)
 
 
-def _run(coro):  # type: ignore[no-untyped-def]
+def run_coroutine(coro):  # type: ignore[no-untyped-def]
     """Run a coroutine from sync code, also from a thread that already runs a loop."""
     try:
         asyncio.get_running_loop()
@@ -126,8 +126,8 @@ def ingest_giphy(settings: Settings, engine: Engine, pool_name: str, source: str
         raise GiphyError("--limit must be at least 1")
     ceiling = rating or (settings.chat.rating_ceiling if spec.kind != "ids" else None)
     if not POOL_NAME.match(pool_name):  # a bad name fails before any API call
-        _get_or_create_pool(engine, pool_name)
-    gifs = _run(list_gifs(settings, spec, limit=limit or DEFAULT_LIMIT, rating=ceiling,
+        get_or_create_pool(engine, pool_name)
+    gifs = run_coroutine(list_gifs(settings, spec, limit=limit or DEFAULT_LIMIT, rating=ceiling,
                           backoff_s=backoff_s))
     missing: list[tuple[str, str]] = []
     if spec.kind == "ids":
@@ -160,7 +160,7 @@ def import_gifs(settings: Settings, engine: Engine, pool_name: str, gifs: Sequen
     """Store these GIPHY GIFs in the pool (see the module doc); never raises for one GIF."""
     from tqdm import tqdm
 
-    pool_id = _get_or_create_pool(engine, pool_name)
+    pool_id = get_or_create_pool(engine, pool_name)
     report = IngestReport(pool=pool_name)
     errors: list[tuple[str, str]] = list(refused)
     unique = list({g.id: g for g in gifs}.values())
@@ -179,7 +179,7 @@ def import_gifs(settings: Settings, engine: Engine, pool_name: str, gifs: Sequen
             errors.append((g.external_id, choice))
         else:
             todo.append((g, choice.url))
-    _join_known(engine, pool_id, joins, seen, report)
+    join_known(engine, pool_id, joins, seen, report)
 
     disable = None if progress else True  # None: tqdm shows itself on a terminal only
     results = []
@@ -193,13 +193,13 @@ def import_gifs(settings: Settings, engine: Engine, pool_name: str, gifs: Sequen
         if r.data is None:
             errors.append((g.external_id, r.error or "download failed"))
 
-    def validate(item: tuple[GiphyGif, str, bytes]) -> tuple[GiphyGif, _Accepted | str]:
+    def validate(item: tuple[GiphyGif, str, bytes]) -> tuple[GiphyGif, AcceptedGif | str]:
         g, url, data = item
         src = SourceItem(ref=g.external_id, url=url, title=g.title, rating=g.rating)
-        return g, _validate(settings, src, data)
+        return g, validate_gif(settings, src, data)
 
     ok = [(g, url, r.data) for g, url, r in fetched if r.data is not None]
-    pending: list[tuple[GiphyGif, _Accepted]] = []
+    pending: list[tuple[GiphyGif, AcceptedGif]] = []
     with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
         for g, outcome in pool.map(validate, ok):
             if isinstance(outcome, str):
@@ -207,16 +207,16 @@ def import_gifs(settings: Settings, engine: Engine, pool_name: str, gifs: Sequen
                 continue
             pending.append((g, outcome))
             if len(pending) >= _CHUNK:
-                _record(engine, pool_id, pending, seen, report)
+                record_giphy_gifs(engine, pool_id, pending, seen, report)
                 pending = []
     if pending:
-        _record(engine, pool_id, pending, seen, report)
+        record_giphy_gifs(engine, pool_id, pending, seen, report)
     report.refused = errors
-    _record_refusals(engine, pool_id, errors)
+    record_refusals(engine, pool_id, errors)
     return report
 
 
-def _join_known(engine: Engine, pool_id: int, joins: list[tuple[GiphyGif, str]], seen: set[str],
+def join_known(engine: Engine, pool_id: int, joins: list[tuple[GiphyGif, str]], seen: set[str],
                 report: IngestReport) -> None:
     """GIFs stored by an earlier import: membership only, no download."""
     if not joins:
@@ -234,7 +234,7 @@ def _join_known(engine: Engine, pool_id: int, joins: list[tuple[GiphyGif, str]],
             report.added.append(sha)
 
 
-def _record(engine: Engine, pool_id: int, chunk: list[tuple[GiphyGif, _Accepted]],
+def record_giphy_gifs(engine: Engine, pool_id: int, chunk: list[tuple[GiphyGif, AcceptedGif]],
             seen: set[str], report: IngestReport) -> None:
     """The gifs rows (with GIPHY's words) and memberships of one chunk, one transaction."""
     shas = list({a.sha for _, a in chunk})

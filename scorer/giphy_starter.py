@@ -25,7 +25,7 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from scorer.giphy import GiphyClient, GiphyError, GiphyGif, Rendition, check_ceiling
-from scorer.giphy_import import _run, import_gifs
+from scorer.giphy_import import import_gifs, run_coroutine
 from scorer.pool import POOL_NAME, IngestReport, PoolError
 from scorer.settings import Settings
 from scorer.starter_phrases import PHRASES
@@ -123,7 +123,7 @@ def build_starter(settings: Settings, engine: Engine, name: str = "starter", *,
                     bar.update(1)
 
     if todo:
-        _run(run_plan())
+        run_coroutine(run_plan())
     gifs = [g for e in PHRASES for g in plan.get(e, [])]
     counts = {e: len(plan.get(e, [])) for e in PHRASES}
     if not gifs:

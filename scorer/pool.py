@@ -364,7 +364,7 @@ def _url_item(url: str) -> SourceItem:
 
 
 @dataclass
-class _Accepted:
+class AcceptedGif:
     item: SourceItem
     sha: str
     size: int
@@ -420,7 +420,7 @@ def _read_file(settings: Settings, path: Path) -> bytes:
             os.close(fd)
 
 
-def _validate(settings: Settings, item: SourceItem, data: bytes | None) -> _Accepted | str:
+def validate_gif(settings: Settings, item: SourceItem, data: bytes | None) -> AcceptedGif | str:
     """The accepted file, or the reason it is refused."""
     try:
         if data is None:
@@ -432,7 +432,7 @@ def _validate(settings: Settings, item: SourceItem, data: bytes | None) -> _Acce
                           max_total_pixels=settings.fetch.max_gif_total_pixels)
         sha = hashlib.sha256(data).hexdigest()
         _store_file(settings, sha, info.format, data)
-        return _Accepted(item, sha, len(data), info)
+        return AcceptedGif(item, sha, len(data), info)
     except GifDecodeError as exc:
         return str(exc)
     except OSError as exc:
@@ -443,7 +443,7 @@ def _validate(settings: Settings, item: SourceItem, data: bytes | None) -> _Acce
 # the database side
 
 
-def _get_or_create_pool(engine: Engine, name: str) -> int:
+def get_or_create_pool(engine: Engine, name: str) -> int:
     if not POOL_NAME.match(name):
         raise PoolError(
             f"bad pool name {name!r}: use letters, digits, '.', '_' or '-' (at most 100)"
@@ -462,7 +462,7 @@ def _get_or_create_pool(engine: Engine, name: str) -> int:
     raise PoolError(f"cannot create pool {name!r}")
 
 
-def _record(engine: Engine, pool_id: int, chunk: list[_Accepted], seen: set[str],
+def _record(engine: Engine, pool_id: int, chunk: list[AcceptedGif], seen: set[str],
             report: IngestReport) -> None:
     """Insert the gifs rows and memberships of one chunk in one transaction."""
     shas = list({a.sha for a in chunk})
@@ -510,7 +510,7 @@ def _record(engine: Engine, pool_id: int, chunk: list[_Accepted], seen: set[str]
             report.added.append(a.sha)
 
 
-def _record_refusals(engine: Engine, pool_id: int, refused: list[tuple[str, str]]) -> None:
+def record_refusals(engine: Engine, pool_id: int, refused: list[tuple[str, str]]) -> None:
     if not refused:
         return
     with session_scope(engine) as s:
@@ -572,7 +572,7 @@ def ingest(
     from tqdm import tqdm
 
     items = read_source(settings, source, confine=confine)
-    pool_id = _get_or_create_pool(engine, pool_name)
+    pool_id = get_or_create_pool(engine, pool_name)
     report = IngestReport(pool=pool_name)
     show = None if progress else True  # None: tqdm shows itself only on a terminal
 
@@ -580,7 +580,7 @@ def ingest(
     todo = [i for i in range(len(items)) if i not in errors]
     n_urls = sum(1 for i in todo if items[i].url)
     seen: set[str] = set()
-    pending: list[_Accepted] = []
+    pending: list[AcceptedGif] = []
     workers = max(1, min(4, os.cpu_count() or 1))
     # A window of items at a time: its URLs are fetched, then every file in it is validated
     # and stored before the next window is fetched, so memory stays flat in the number of
@@ -597,7 +597,7 @@ def ingest(
             ready = [i for i in part if i not in errors]
             # Pillow's decoder releases the GIL, so threads validate files side by side.
             outcomes = pool.map(
-                lambda i, got=fetched: (i, _validate(settings, items[i], got.pop(i, None))), ready)
+                lambda i, got=fetched: (i, validate_gif(settings, items[i], got.pop(i, None))), ready)
             for i, outcome in outcomes:
                 bar.update(1)
                 if isinstance(outcome, str):
@@ -612,7 +612,7 @@ def ingest(
             _record(engine, pool_id, pending, seen, report)
 
     report.refused = [(items[i].ref, errors[i]) for i in sorted(errors)]
-    _record_refusals(engine, pool_id, report.refused)
+    record_refusals(engine, pool_id, report.refused)
     return report
 
 

@@ -392,6 +392,15 @@ class LedgerArrays:
         return {item: i for i, item in enumerate(self.ids)}
 
 
+def intern_item(item: str, index: dict[str, int], ids: list[str]) -> int:
+    """The item's column in a ledger's arrays, appending it to `ids` the first time."""
+    at = index.get(item)
+    if at is None:
+        at = index[item] = len(ids)
+        ids.append(item)
+    return at
+
+
 def pooled_gifs(engine: Engine, pool: str | None = None) -> set[str]:
     """SHA-256 of every GIF in any pool (or in the named one)."""
     with session_scope(engine) as s:
@@ -445,13 +454,9 @@ def load_ledger(engine: Engine, *, known_gifs: set[str] | None = None,
             if not ((w in known_gifs or is_reference(w)) and (l_ in known_gifs or is_reference(l_))):
                 info["skipped_unknown_gif"] += 1
                 continue
-            for item in (w, l_):
-                if item not in index:
-                    index[item] = len(ids)
-                    ids.append(item)
             em.append(e)
-            win.append(index[w])
-            lose.append(index[l_])
+            win.append(intern_item(w, index, ids))
+            lose.append(intern_item(l_, index, ids))
             tie.append(bool(t))
             wt.append(float(weight if weight is not None else 1.0))
             sends.append(src == "send")

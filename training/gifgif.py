@@ -44,14 +44,14 @@ from sqlalchemy.engine import Engine
 
 from scorer.download import obtain, sha256_file
 from scorer.giphy import GIPHY_ID, GiphyGif
-from scorer.giphy_import import _join_known, _record, _run, import_gifs, list_gifs
+from scorer.giphy_import import import_gifs, join_known, list_gifs, record_giphy_gifs, run_coroutine
 from scorer.pool import (
+    AcceptedGif,
     IngestReport,
     SourceItem,
-    _Accepted,
-    _get_or_create_pool,
-    _record_refusals,
-    _validate,
+    get_or_create_pool,
+    record_refusals,
+    validate_gif,
 )
 from scorer.settings import Settings
 from scorer.store import Comparison, Gif, ModelVersion, session_scope
@@ -99,7 +99,7 @@ def ingest_tar(settings: Settings, engine: Engine, tar_path: Path, *, pool: str 
     """Every `<giphy_id>.gif` of the tar (or those in `wanted`) into the pool, streamed."""
     from tqdm import tqdm
 
-    pool_id = _get_or_create_pool(engine, pool)
+    pool_id = get_or_create_pool(engine, pool)
     report = IngestReport(pool=pool)
     known = _giphy_ids_known(engine)
     wanted_set = set(wanted) if wanted is not None else None
@@ -110,9 +110,9 @@ def ingest_tar(settings: Settings, engine: Engine, tar_path: Path, *, pool: str 
     workers = max(1, min(4, os.cpu_count() or 1))
 
     def flush(executor: ThreadPoolExecutor) -> None:
-        def check(item: tuple[GiphyGif, bytes]) -> tuple[GiphyGif, _Accepted | str]:
+        def check(item: tuple[GiphyGif, bytes]) -> tuple[GiphyGif, AcceptedGif | str]:
             g, data = item
-            return g, _validate(settings, SourceItem(ref=g.external_id), data)
+            return g, validate_gif(settings, SourceItem(ref=g.external_id), data)
 
         accepted = []
         for g, outcome in executor.map(check, batch):
@@ -121,7 +121,7 @@ def ingest_tar(settings: Settings, engine: Engine, tar_path: Path, *, pool: str 
             else:
                 accepted.append((g, outcome))
         if accepted:
-            _record(engine, pool_id, accepted, seen, report)
+            record_giphy_gifs(engine, pool_id, accepted, seen, report)
         batch.clear()
 
     try:
@@ -161,9 +161,9 @@ def ingest_tar(settings: Settings, engine: Engine, tar_path: Path, *, pool: str 
             refused.append((str(tar_path), f"the tar ends early or is damaged: {exc}"))
         if batch:
             flush(executor)
-    _join_known(engine, pool_id, joins, seen, report)
+    join_known(engine, pool_id, joins, seen, report)
     report.refused = refused
-    _record_refusals(engine, pool_id, refused)
+    record_refusals(engine, pool_id, refused)
     return report
 
 
@@ -177,7 +177,7 @@ def ingest_ids(settings: Settings, engine: Engine, ids: list[str], *, pool: str 
     todo = [i for i in ids if f"giphy:{i}" not in known]
     gifs = []
     if todo:
-        gifs = _run(list_gifs(settings, GiphySource("ids", ids=tuple(todo)), limit=len(todo),
+        gifs = run_coroutine(list_gifs(settings, GiphySource("ids", ids=tuple(todo)), limit=len(todo),
                               rating=None, backoff_s=backoff_s))
     got = {g.id for g in gifs}
     missing = [(f"giphy:{i}", "GIPHY has no GIF with this id (removed, private or mistyped)")
@@ -186,8 +186,8 @@ def ingest_ids(settings: Settings, engine: Engine, ids: list[str], *, pool: str 
     report = import_gifs(settings, engine, pool, gifs, progress=progress,
                          trusted_endpoints=trusted_endpoints, refused=missing)
     if stored:  # already stored: pool membership only
-        pool_id = _get_or_create_pool(engine, pool)
-        _join_known(engine, pool_id, [(g, known[g.external_id]) for g in stored],
+        pool_id = get_or_create_pool(engine, pool)
+        join_known(engine, pool_id, [(g, known[g.external_id]) for g in stored],
                     set(report.added), report)
     return report
 

@@ -28,7 +28,7 @@ from sqlalchemy.engine import Engine
 
 from scorer.emotions import N_EMOTIONS, NAMES
 from scorer.store import ChatSession, Post
-from training.comparisons import REFERENCE_PREFIX, LedgerArrays, is_reference
+from training.comparisons import REFERENCE_PREFIX, LedgerArrays, intern_item, is_reference
 from training.reliability import ReliabilityReport, weigh_people
 
 BAR_PREFIX = REFERENCE_PREFIX + "bar:"  # a reference item: never a GIF, never ranked
@@ -84,13 +84,9 @@ def with_judgements(ledger: LedgerArrays, rows: Sequence[tuple],
     em, win, lose, people = [], [], [], []
     for row in rows:
         e, w, lo = row[:3]
-        for item in (w, lo):
-            if item not in index:
-                index[item] = len(ids)
-                ids.append(item)
         em.append(e)
-        win.append(index[w])
-        lose.append(index[lo])
+        win.append(intern_item(w, index, ids))
+        lose.append(intern_item(lo, index, ids))
         people.append(row[3] if len(row) > 3 else "")
     send_rows = ledger.is_send if ledger.is_send is not None else np.zeros(len(ledger), bool)
     weight = np.where(send_rows, ledger.weight * send_pair_weight, ledger.weight)
