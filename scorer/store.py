@@ -310,6 +310,8 @@ class CoreJob(Base):
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     host: Mapped[str] = mapped_column(String(100), default="")
+    # Stamped by the running worker every few seconds: a stale stamp means it died.
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class JobLock(Base):

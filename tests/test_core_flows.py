@@ -5,14 +5,16 @@ to a Send, one transaction per user action, admin jobs queued for the worker, an
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
+import time
 
 import pytest
 from sqlalchemy import event, select
 from test_core import Env
 
 from bot.flows import admin as adm
-from bot.flows.jobs import drain, enqueue, fail_abandoned, job_state
+from bot.flows.jobs import DEAD_WORKER, LEASE_S, RUNNERS, drain, enqueue, fail_abandoned, job_state
 from scorer.store import ChatSession, CoreJob, Gif, Post, session_scope
 
 
@@ -146,19 +148,68 @@ def test_the_worker_drains_the_queue_and_reports_failures(sqlite_settings, sqlit
     assert drain(sqlite_settings, sqlite_engine) == 0  # a job runs once
 
 
-def test_a_job_whose_worker_died_is_marked_failed(sqlite_engine) -> None:  # type: ignore[no-untyped-def]
-    import datetime as dt
+def _age(engine, job_id: int, *, started_h: float, beat_s: float | None) -> None:  # type: ignore[no-untyped-def]
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    with session_scope(engine) as s:
+        row = s.get(CoreJob, job_id)
+        row.state, row.started_at = "running", now - dt.timedelta(hours=started_h)
+        row.heartbeat_at = None if beat_s is None else now - dt.timedelta(seconds=beat_s)
 
-    stuck = enqueue(sqlite_engine, "retrain", {}, "retrain")
-    fresh = enqueue(sqlite_engine, "retrain", {}, "retrain")
-    with session_scope(sqlite_engine) as s:
-        for job_id, age_h in ((stuck, 7), (fresh, 1)):
-            row = s.get(CoreJob, job_id)
-            row.state, row.started_at = "running", dt.datetime.now(dt.UTC).replace(
-                tzinfo=None) - dt.timedelta(hours=age_h)
-    assert fail_abandoned(sqlite_engine) == 1
-    assert job_state(sqlite_engine, stuck) == ("failed", "the worker stopped before the job finished")
-    assert job_state(sqlite_engine, fresh) == ("running", "")
+
+def test_a_job_whose_worker_stopped_beating_is_marked_failed(sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    silent = enqueue(sqlite_engine, "retrain", {}, "retrain")
+    beating = enqueue(sqlite_engine, "retrain", {}, "retrain")
+    old_row = enqueue(sqlite_engine, "retrain", {}, "retrain")  # from before the heartbeat
+    _age(sqlite_engine, silent, started_h=0.5, beat_s=LEASE_S + 60)
+    _age(sqlite_engine, beating, started_h=5, beat_s=2)  # a long job, alive
+    _age(sqlite_engine, old_row, started_h=1, beat_s=None)
+    assert fail_abandoned(sqlite_engine) == 2
+    assert job_state(sqlite_engine, silent) == ("failed", DEAD_WORKER)
+    assert job_state(sqlite_engine, old_row) == ("failed", DEAD_WORKER)
+    assert job_state(sqlite_engine, beating) == ("running", "")
+    assert fail_abandoned(sqlite_engine, job_id=beating, lease_s=1) == 1  # one job only
+    assert job_state(sqlite_engine, beating) == ("failed", DEAD_WORKER)
+
+
+def test_a_running_job_keeps_beating(sqlite_settings, sqlite_engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    seen: list[tuple[dt.datetime, dt.datetime]] = []
+
+    def slow_job(settings, engine, args):  # type: ignore[no-untyped-def]
+        # Wait (bounded) for the side thread's beat instead of sleeping a fixed time: a
+        # loaded machine may schedule the thread late, never not at all.
+        for _ in range(3000):
+            with session_scope(engine) as s:
+                row = s.get(CoreJob, job_id)
+                if row.heartbeat_at > row.started_at:
+                    seen.append((row.started_at, row.heartbeat_at))
+                    return "beat seen"
+            time.sleep(0.01)
+        return "no beat"
+
+    monkeypatch.setitem(RUNNERS, "slow", slow_job)
+    job_id = enqueue(sqlite_engine, "slow", {}, "a slow job")
+    assert drain(sqlite_settings, sqlite_engine, heartbeat_s=0.02) == 1
+    assert job_state(sqlite_engine, job_id) == ("done", "beat seen") and len(seen) == 1
+    assert fail_abandoned(sqlite_engine, lease_s=0) == 0  # finished jobs are never touched
+
+
+async def test_the_chat_side_reports_a_dead_worker(env: Env) -> None:
+    ada = env.actor("ada", admin=True)
+
+    def dying_worker(settings):  # type: ignore[no-untyped-def]
+        # The worker claimed the job, beat once long ago and was killed (no finish written).
+        with session_scope(env.engine) as s:
+            row = s.scalars(select(CoreJob)).one()
+            row.state, row.host = "running", "elsewhere"
+            row.started_at = row.heartbeat_at = dt.datetime.now(dt.UTC).replace(
+                tzinfo=None) - dt.timedelta(seconds=LEASE_S + 30)
+        return -9
+
+    env.core.job_queue.start_worker = dying_worker
+    await env.core.run_admin(ada, adm.Retrain())
+    job = env.core.jobs[-1]
+    await asyncio.wait_for(job.task, 30)
+    assert (job.state, job.detail) == ("failed", DEAD_WORKER)
 
 
 def test_suggest_uses_the_bots_rating_ceiling(sqlite_settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]

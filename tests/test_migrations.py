@@ -32,6 +32,15 @@ from scorer.store import (
     unpack_scores,
 )
 
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, home) -> str:  # type: ignore[no-untyped-def]
+    """Empty databases here (the shared fixture's PostgreSQL copy is already at head)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{home / 'moodgif.db'}"
+    return request.getfixturevalue("pg_url")
+
+
 SHA_A, SHA_B = "a" * 64, "b" * 64
 NOW = dt.datetime(2024, 5, 1, 12, 0, 0)
 SCORES = np.linspace(0.0, 1.0, 17, dtype="<f4")

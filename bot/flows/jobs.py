@@ -8,6 +8,11 @@ workers never run one job) and writes back "done" or "failed" with a one-line de
 scheduled retrain's worker drains the queue too, so a job queued while no worker ran is
 picked up at the next run.
 
+A running job carries a heartbeat: the worker stamps its row every `HEARTBEAT_S` from a side
+thread, and a row whose stamp is older than `LEASE_S` is a dead worker's (killed, host
+restarted). The next worker and the chat process watching the job both mark it failed, so an
+admin hears within a couple of minutes instead of after `JOB_TIMEOUT_S`.
+
 `drain` and the runners import the heavy modules inside the functions: importing this module
 costs the chat process nothing.
 """
@@ -18,11 +23,13 @@ import asyncio
 import datetime as dt
 import logging
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
@@ -35,6 +42,12 @@ log = logging.getLogger("moodgif.bot.jobs")
 POOL_ADD, RETRAIN = "pool_add", "retrain"
 FINISHED = ("done", "failed")
 JOB_TIMEOUT_S = 6 * 3600.0  # the chat process stops watching a job after this
+HEARTBEAT_S = 10.0
+# Several missed beats, so a worker busy in one long C call (a Bradley-Terry fit, a batch of
+# frames through the encoder: the beat is a Python thread and waits for the GIL) is not
+# declared dead.
+LEASE_S = 120.0
+DEAD_WORKER = "the worker stopped before the job finished"
 _POLL_S = 1.0
 
 
@@ -81,8 +94,13 @@ class JobQueue:
         try:
             await asyncio.to_thread(self.start_worker, self.ctx.settings)
             deadline = time.monotonic() + JOB_TIMEOUT_S
+            next_lease_check = time.monotonic()
             while True:  # another worker (another host, the scheduler's) may hold it
                 job.state, job.detail = await asyncio.to_thread(job_state, self.ctx.engine, job.id)
+                if job.state == "running" and time.monotonic() > next_lease_check:
+                    next_lease_check = time.monotonic() + HEARTBEAT_S
+                    if await asyncio.to_thread(fail_abandoned, self.ctx.engine, job_id=job.id):
+                        job.state, job.detail = "failed", DEAD_WORKER
                 if job.state in FINISHED or time.monotonic() > deadline:
                     break
                 await asyncio.sleep(_POLL_S)
@@ -133,7 +151,7 @@ def _claim(engine: Engine) -> tuple[int, str, dict] | None:
             if row is None:
                 return None
             took = s.execute(update(CoreJob).where(CoreJob.id == row.id, CoreJob.state == "queued")
-                             .values(state="running", started_at=utcnow(),
+                             .values(state="running", started_at=utcnow(), heartbeat_at=utcnow(),
                                      host=socket.gethostname()[:100]))
             if (took.rowcount or 0) == 1:
                 return int(row.id), str(row.kind), dict(row.args or {})
@@ -150,19 +168,50 @@ def _finish(engine: Engine, job_id: int, state: str, detail: str) -> None:
 # the worker side
 
 
-def fail_abandoned(engine: Engine, older_than_s: float = JOB_TIMEOUT_S) -> int:
-    """Jobs "running" for longer than any job takes: their worker died (killed, the host
-    restarted). Marked failed, so `stats` stops showing them as running."""
-    cutoff = utcnow() - dt.timedelta(seconds=older_than_s)
+def fail_abandoned(engine: Engine, lease_s: float = LEASE_S, job_id: int | None = None) -> int:
+    """Running jobs whose worker stopped beating more than `lease_s` ago (or, for rows from
+    before the heartbeat, started that long ago): marked failed, so `stats` stops showing
+    them as running. Only one job when `job_id` is given (the chat side's watch)."""
+    cutoff = utcnow() - dt.timedelta(seconds=lease_s)
+    last_sign = sa.func.coalesce(CoreJob.heartbeat_at, CoreJob.started_at)
+    stale = update(CoreJob).where(CoreJob.state == "running", last_sign < cutoff)
+    if job_id is not None:
+        stale = stale.where(CoreJob.id == job_id)
     with session_scope(engine) as s:
-        res = s.execute(update(CoreJob).where(CoreJob.state == "running",
-                                              CoreJob.started_at < cutoff)
-                        .values(state="failed", finished_at=utcnow(),
-                                detail="the worker stopped before the job finished"))
+        res = s.execute(stale.values(state="failed", finished_at=utcnow(), detail=DEAD_WORKER))
         return int(res.rowcount or 0)
 
 
-def drain(settings: Settings, engine: Engine) -> int:
+class _Heartbeat:
+    """Stamps one running job's row every `interval_s` until stopped (a daemon thread, so a
+    killed worker stops beating with it)."""
+
+    def __init__(self, engine: Engine, job_id: int, interval_s: float = HEARTBEAT_S) -> None:
+        self.engine, self.job_id, self.interval_s = engine, job_id, interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"job-{job_id}-heartbeat",
+                                        daemon=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                with session_scope(self.engine) as s:
+                    s.execute(update(CoreJob).where(CoreJob.id == self.job_id,
+                                                    CoreJob.state == "running")
+                              .values(heartbeat_at=utcnow()))
+            except Exception:  # a busy database misses one beat; the lease allows several
+                log.warning("job %s: heartbeat not written", self.job_id, exc_info=True)
+
+
+def drain(settings: Settings, engine: Engine, heartbeat_s: float = HEARTBEAT_S) -> int:
     """Run every queued job, oldest first; returns how many ran (worker process only)."""
     fail_abandoned(engine)
     n = 0
@@ -172,7 +221,8 @@ def drain(settings: Settings, engine: Engine) -> int:
         try:
             if runner is None:
                 raise ValueError(f"unknown job kind {kind!r}")
-            detail, state = runner(settings, engine, args), "done"
+            with _Heartbeat(engine, job_id, heartbeat_s):
+                detail, state = runner(settings, engine, args), "done"
         except Exception as exc:
             log.exception("admin job %s (%s) failed", job_id, kind)
             detail, state = str(exc)[:300], "failed"
@@ -220,5 +270,5 @@ def summary(report: Any) -> str:
     return str(report)[:300]
 
 
-__all__ = ["POOL_ADD", "RETRAIN", "Job", "JobQueue", "drain", "enqueue", "fail_abandoned",
+__all__ = ["DEAD_WORKER", "HEARTBEAT_S", "LEASE_S", "POOL_ADD", "RETRAIN", "Job", "JobQueue", "drain", "enqueue", "fail_abandoned",
            "recent_jobs", "summary"]
