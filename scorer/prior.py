@@ -128,12 +128,13 @@ def face_channel(rows: np.ndarray | None) -> Channel:
 
 
 def gif_text(title: str, tags: Iterable[str], alt_text: str, slug: str) -> str:
-    """The words of one GIF as one line, each piece once (a slug often repeats the title)."""
-    from scorer.words import words_from_name
+    """The words of one GIF as one line, each piece once (a slug often repeats the title),
+    without words about the file format ("gif", "reaction": `scorer.words.FORMAT_WORDS`)."""
+    from scorer.words import reading_text, words_from_name
 
     parts: list[str] = []
     for piece in [title, *list(tags or [])[:20], alt_text[:300], words_from_name(slug or "")]:
-        piece = (piece or "").strip()
+        piece = reading_text(piece or "")
         if piece and piece.lower() not in (p.lower() for p in parts):
             parts.append(piece)
     return " ; ".join(parts)
@@ -180,7 +181,7 @@ def combine(words: Channel, faces: Channel, *, w_words: float = W_WORDS,
     return mean.astype(np.float32), sd.astype(np.float32), float(total)
 
 
-REVISION = 3  # bump when FACE_MAP or the aggregation changes: a new model version
+REVISION = 4  # bump when FACE_MAP, the aggregation or the reading of words changes: a new model version
 
 
 def version_name(with_faces: bool) -> str:
