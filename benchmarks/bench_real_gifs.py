@@ -197,7 +197,7 @@ def time_scoring(work: Path, folder: Path, n: int, name: str, workers: int = 2) 
     return {"ratio_wall": wall / today_wall, "ratio_cpu": cpu / today_cpu if workers == 0 else None}
 
 
-def run_set(name: str, tmp: Path, timing: bool) -> dict:
+def run_set(name: str, tmp: Path, timing: bool, dump: Path | None = None) -> dict:
     rows = read_set(name)
     work = tmp / name
     work.mkdir()
@@ -222,8 +222,39 @@ def run_set(name: str, tmp: Path, timing: bool) -> dict:
     print(f"{name}: readable words in {rep2.prior_words}/{len(rows)} titles")
     scores = channel_scores(settings, engine, rows)
     result["shown"] = report_aucs(f"{name}, names shown", rows, scores)
+    if dump is not None:
+        dump_channels(settings, engine, rows, dump / f"{name}.npz")
     dispose_engines()
     return result
+
+
+def dump_channels(settings, engine, rows: list[dict], path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Per GIF: the face channel's cached rows summarised (7 classes + confidence), the
+    words the word channel read, and the weak labels: enough to study the channels
+    without scoring again (`--dump DIR`)."""
+    from sqlalchemy import select
+
+    from scorer.features import load_features
+    from scorer.prior import FACE_FEATURES_ID, face_classes, gif_text
+    from scorer.store import Gif, session_scope
+
+    with session_scope(engine) as s:
+        gifs = {g.sha256: gif_text(g.title or "", g.tags or [], g.alt_text or "", g.slug or "")
+                for g in s.scalars(select(Gif))}
+    faces, conf, texts, frames = [], [], [], []
+    for r in rows:
+        got = load_features(settings, r["sha"], FACE_FEATURES_ID, settings.scoring.sampling)
+        c, k = face_classes(got)
+        faces.append(c)
+        conf.append(k)
+        frames.append(np.zeros((0, 8)) if got is None else got)
+        texts.append(gifs[r["sha"]])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, face_classes=np.array(faces), face_conf=np.array(conf), text=np.array(texts),
+             labels=np.array([";".join(sorted(r["labels"])) for r in rows]),
+             sha=np.array([r["sha"] for r in rows]),
+             face_rows=np.array(frames, dtype=object), allow_pickle=True)
+    print(f"channels of {len(rows)} GIFs written to {path}")
 
 
 # --- votes on half a pool, measured on the other half (issue 11, item 2) ----------------
@@ -360,6 +391,8 @@ def main() -> None:
     ap.add_argument("--votes", action="store_true",
                     help="simulated votes on half of each set: AUC on the other half, prior vs "
                          "retrained heads with and without the prior's channels")
+    ap.add_argument("--dump", type=Path, default=None,
+                    help="also write each set's channels (faces, words, labels) to DIR/<set>.npz")
     args = ap.parse_args()
     results = {}
     with tempfile.TemporaryDirectory(prefix="moodgif-real-") as tmp:
@@ -377,7 +410,8 @@ def main() -> None:
             if not (DATA / name / "manifest.csv").is_file():
                 print(f"{name}: not present under {DATA}, skipped")
                 continue
-            results[name] = run_set(name, Path(tmp), timing=not args.no_timing and i == 0)
+            results[name] = run_set(name, Path(tmp), timing=not args.no_timing and i == 0,
+                                    dump=args.dump)
     print("\nsummary (mean AUC over emotions with >= 4 GIFs; targets: hidden >= 0.65, shown >= 0.80)")
     for name, r in results.items():
         print(f"  {name:<16} hidden {r['hidden']['combined']:.3f}   shown {r['shown']['combined']:.3f}")

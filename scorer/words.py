@@ -27,6 +27,26 @@ _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _SPLIT = re.compile(r"[-_.\s+~]+")
 
 
+# Words about the file, not the feeling: a title like "i dont give a fuck gif" or a tag
+# "reaction gif" says what the thing is, and the sentence model reads "gif" alone as
+# amusement (0.95). Dropped from what the prior's word channel reads (`reading_text`), never
+# from the title shown to admins.
+FORMAT_WORDS = frozenset({"gif", "gifs", "giphy", "gifv", "webp", "mp4", "animated", "animation",
+                          "reaction", "reactions", "meme", "memes", "hd", "loop", "tumblr"})
+_WORD = re.compile(r"[^\W_]+")
+
+
+def reading_text(text: str) -> str:
+    """`text` without FORMAT_WORDS (whole words, any case); '' when only punctuation is left
+    (dashes, spaces) of a text that had them ("reaction-gif"). Emoji and emoticons stay."""
+    text = text.strip()
+    kept = _SPACE_RE.sub(" ", _WORD.sub(
+        lambda m: "" if m.group(0).lower() in FORMAT_WORDS else m.group(0), text)).strip()
+    if kept == text:
+        return kept
+    return kept if any(unicodedata.category(ch) not in ("Pd", "Pc", "Zs") for ch in kept) else ""
+
+
 def clean_text(raw: object, cap: int = MAX_TITLE) -> str:
     """Plain, printable, single-line text of at most `cap` characters ('' for None).
 
@@ -106,5 +126,5 @@ def slug_from_url(url: str) -> str:
     return ""
 
 
-__all__ = ["MAX_ALT", "MAX_TAG", "MAX_TITLE", "clean_tags", "clean_text", "slug_from_url",
-           "title_from_path", "words_from_name"]
+__all__ = ["FORMAT_WORDS", "MAX_ALT", "MAX_TAG", "MAX_TITLE", "clean_tags", "clean_text", "reading_text",
+           "slug_from_url", "title_from_path", "words_from_name"]

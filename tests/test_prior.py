@@ -112,6 +112,9 @@ def test_word_channel_survives_a_broken_model() -> None:
 
 def test_gif_text_keeps_each_piece_once() -> None:
     assert gif_text("Happy dance", ["happy dance", "yay"], "", "happy-dance") == "Happy dance ; yay"
+    # Words about the file are not read; a piece made only of them is dropped.
+    assert gif_text("so happy gif", ["reaction gif", "yay", "GIF"], "", "happy-gif") == "so happy ; yay ; happy"
+    assert gif_text("gif", ["meme"], "", "") == ""
 
 
 # --- combination ---------------------------------------------------------------------------
@@ -184,6 +187,74 @@ def test_real_gif_faces_and_a_crowd() -> None:
     crowd = np.tile(with_face, (5, 5, 1))[None]
     crowd_rows = model.frame_expressions(crowd)
     assert 0 <= crowd_rows[0, N_CLASSES] <= MAX_FACES
+
+
+@needs_faces
+def test_a_tiny_face_is_not_read() -> None:
+    """A face shrunk below MIN_FACE_PX in a large frame: no face (its expression would be
+    noise), no crash; the same frame at full size has one."""
+    gif = REAL / "gifs" / "awkward__white-guys.gif"
+    if not gif.is_file():
+        pytest.skip("../shared/data/real-gifs is not present")
+    from scorer.faces import MIN_FACE_PX
+    from scorer.frames import decode_gif, sample_indices
+
+    d = decode_gif(str(gif))
+    frames = d.frames[sample_indices(d.n_frames, "sparse")]
+    model = get_model(model_dir())  # type: ignore[arg-type]
+    rows = model.frame_expressions(frames)
+    frame = frames[int(np.flatnonzero(rows[:, N_CLASSES] > 0)[0])]
+    h, w = frame.shape[:2]
+    small = np.asarray(Image.fromarray(frame).resize((max(1, w // 10), max(1, h // 10))))
+    assert max(small.shape[:2]) < 4 * MIN_FACE_PX
+    canvas = np.zeros((h, w, 3), np.uint8)
+    canvas[:small.shape[0], :small.shape[1]] = small
+    got = model.frame_expressions(canvas[None])
+    assert got[0, N_CLASSES] == 0
+    assert face_channel(got) is NONE
+
+
+def test_a_pool_of_bad_input_gets_a_prior_and_no_crash(sqlite_settings: Settings, tmp_path: Path) -> None:
+    """Text-only frames, no face, titles in other scripts, hostile and format-only tags, and
+    a tag list of thousands: every GIF is scored, nothing hostile is stored or read, and a
+    GIF with nothing readable keeps the wide prior."""
+    from scorer.channels import load_channels
+    from scorer.pipeline import score_pool
+    from scorer.pool import ingest
+    from scorer.store import Gif, init_db
+
+    settings = sqlite_settings.override(scoring__encoder="motion")
+    engine = init_db(settings.db_url)
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    text = Image.fromarray(_text_frame())
+    text.save(folder / "نعم-لا.gif", save_all=True, append_images=[text.rotate(1), text.rotate(2)],
+              duration=100, loop=0)
+    _gif_named(folder, "悲しい猫.gif", 5)  # noise frames: no face
+    _gif_named(folder, "plain.gif", 6)
+    manifest = tmp_path / "m.csv"
+    hostile = ";".join(["<script>alert(1)</script>", "\u202eevil", "reaction gif", "GIF"]
+                       + [f"t{i}" for i in range(3000)])
+    manifest.write_text("path,title,tags,alt_text\n"
+                        f'bad/plain.gif,"<img src=x onerror=alert(1)>gif","{hostile}",{"x" * 5000}\n')
+    ingest(settings, engine, "bad", folder)
+    ingest(settings, engine, "bad2", manifest)
+    report = score_pool(settings, engine, device="cpu", workers=0, prior=True, text_model=LEXICON)
+    assert report.prior_written == 3 and report.encoded == 3
+    with session_scope(engine) as s:
+        gifs = list(s.scalars(select(Gif)))
+        stored = {g.sha256: unpack_scores(p.sd) for g in gifs for p in s.scalars(
+            select(Prediction).where(Prediction.gif_sha == g.sha256,
+                                     Prediction.model_version_id == report.prior_version_id))}
+        words = {g.sha256: gif_text(g.title or "", g.tags or [], g.alt_text or "", g.slug or "") for g in gifs}
+    assert len(stored) == 3
+    for sha, text_read in words.items():
+        assert "<" not in text_read and "\u202e" not in text_read and "gif" not in text_read.lower()
+        ch = load_channels(settings, sha, "sparse")
+        assert ch[N_CLASSES] == 0  # no face in any of them
+        assert np.isfinite(stored[sha]).all()
+        if not text_read.strip():
+            assert stored[sha][0] == pytest.approx(SD_WIDE)
 
 
 # --- a fresh home --------------------------------------------------------------------------

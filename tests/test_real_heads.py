@@ -379,3 +379,76 @@ def _zero_shot(engine) -> int:  # type: ignore[no-untyped-def]
     from scorer.versions import zero_shot_version_id
 
     return zero_shot_version_id(engine)
+
+
+# --- `moodgif train` reads the channels as the retrain does (issue 11) ------------------------
+
+def test_train_reads_the_prior_channels_and_keeps_the_better_head(sqlite_settings: Settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    """The words say what each GIF is; `train_version` with no head asked for trains the
+    default head and a prior-residual head on frames + channels, keeps the lower dev loss,
+    and records the channel set so scoring reads the same inputs; `channels=False` (or no
+    channels stored) trains on frames alone, as before."""
+    from scorer.heads import load_head
+    from scorer.versions import head_path
+    from training.workflow import WorkflowError, train_version
+
+    settings, engine = sqlite_settings, sqlite_engine
+    truth = _two_pools(settings, engine, ("team",))["team"]
+    for sha, t in truth.items():
+        save_channels(settings, sha, settings.scoring.sampling, channel_vector(None, 0.0, t, 1.0))
+    _sure_votes(engine, truth, 2000, seed=2)
+
+    rep = train_version(settings, engine, epochs=20, device="cpu")
+    assert rep.metrics["channels"] == CHANNELS_ID
+    tried = rep.metrics["tried"]
+    assert set(tried) == {"fc-maxpool-2", "prior-residual"} and rep.kind == min(tried, key=tried.get)
+    with session_scope(engine) as s:
+        mv = s.get(ModelVersion, rep.model_version_id)
+        assert mv.head_kind == rep.kind and mv.config["channels"] == CHANNELS_ID
+        _, meta = load_head(head_path(settings, mv))
+    assert meta["channels"] == CHANNELS_ID and meta["in_dim"] == 8 + N_CHANNELS
+
+    plain = train_version(settings, engine, head="fc-maxpool-2", epochs=5, device="cpu", channels=False)
+    assert plain.metrics["channels"] is None and set(plain.metrics["tried"]) == {"fc-maxpool-2"}
+    with session_scope(engine) as s:
+        _, meta = load_head(head_path(settings, s.get(ModelVersion, plain.model_version_id)))
+    assert "channels" not in meta and meta["in_dim"] == 8
+    with pytest.raises(WorkflowError, match="prior's channels"):
+        train_version(settings, engine, head="prior-residual", epochs=2, device="cpu", channels=False)
+
+
+def test_train_scores_gifs_without_channels_with_the_prior_first(sqlite_settings: Settings, tmp_path: Path) -> None:
+    """A pool scored without the prior (no channels stored): given the bot's text model,
+    `train_version` scores it with the prior first, so the head reads the GIFs' words."""
+    from scorer.pipeline import score_pool
+    from scorer.pool import ingest, pool_details
+    from scorer.store import init_db
+    from training.workflow import train_version
+
+    settings = sqlite_settings.override(scoring__encoder="motion")
+    engine = init_db(settings.db_url)
+    folder = tmp_path / "team"
+    folder.mkdir()
+    names = ["so-happy-yay", "crying-sad", "angry-rage", "scared-fear", "lol-funny", "gross-disgust"]
+    for i, name in enumerate(names * 2):
+        (folder / f"{name}-{i}.gif").write_bytes(good_gif(60 + i, size=32, n=5))
+    ingest(settings, engine, "team", folder)
+    score_pool(settings, engine, device="cpu", workers=0)  # features only, no prior
+    shas = {g["title"]: g["sha256"] for g in pool_details(engine, "team", limit=100)["first"]}
+    assert not load_channels(settings, shas["so happy yay"], "sparse").any()
+    rng = np.random.default_rng(0)
+    ids = sorted(shas.values())
+    import_pairs(engine, [(NAMES[int(rng.integers(N_EMOTIONS))], ids[i], ids[j], "left")
+                          for i, j in (rng.choice(len(ids), 2, replace=False) for _ in range(300))],
+                 source="poll")
+    rep = train_version(settings, engine, epochs=3, device="cpu", text_model=LEXICON)
+    assert rep.metrics["channels"] == CHANNELS_ID
+    happy = load_channels(settings, shas["so happy yay"], "sparse")
+    assert happy[-1] > 0 and happy[N_CLASSES + 1 + INDEX["happiness"]] == happy[N_CLASSES + 1:-1].max()
+
+
+def test_cli_train_heads_match_the_workflow() -> None:
+    from bot.commands.train import TRAIN_HEADS as cli_heads
+    from training.workflow import TRAIN_HEADS
+
+    assert cli_heads == TRAIN_HEADS

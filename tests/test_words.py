@@ -12,7 +12,14 @@ from sqlalchemy import select
 from scorer.pool import ingest, pool_details, read_source
 from scorer.settings import Settings
 from scorer.store import Gif, session_scope
-from scorer.words import MAX_TITLE, clean_tags, clean_text, slug_from_url, title_from_path
+from scorer.words import (
+    MAX_TITLE,
+    clean_tags,
+    clean_text,
+    reading_text,
+    slug_from_url,
+    title_from_path,
+)
 
 
 def test_title_from_file_name() -> None:
@@ -40,6 +47,17 @@ def test_hostile_text_is_cleaned() -> None:
     assert 0 < len(long) <= MAX_TITLE
     assert clean_text("悲しい 😢 حزين") == "悲しい 😢 حزين"
     assert clean_tags(["a", "A", "", "<i>b</i>"] + ["t"] * 100) == ["a", "b", "t"]
+
+
+def test_format_words_are_not_read() -> None:
+    """'gif', 'reaction', 'meme' describe the file, not a feeling: the word channel skips
+    them (the sentence model reads "gif" alone as amusement); everything else stays."""
+    assert reading_text("i dont give a fuck boba fett gif") == "i dont give a fuck boba fett"
+    assert reading_text("Reaction GIF") == "" and reading_text("reaction-gif") == ""
+    assert reading_text("reaction_gif") == "" and reading_text("GIF") == ""
+    assert reading_text("happy-dance") == "happy-dance" and reading_text("giffy gift") == "giffy gift"
+    assert reading_text("悲しい gif 😢") == "悲しい 😢" and reading_text("😂😂😂") == "😂😂😂"
+    assert reading_text("gif :)") == ":)" and reading_text("") == ""
 
 
 def test_ingest_keeps_words(sqlite_settings: Settings, sqlite_engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -38,6 +38,7 @@ from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
@@ -56,6 +57,9 @@ from scorer.pool import (
 from scorer.settings import Settings
 from scorer.store import Comparison, Gif, ModelVersion, session_scope
 
+if TYPE_CHECKING:
+    from scorer.prior import TextModel
+
 POOL = "gifgif"
 DOMAIN = "real"
 DATASET = "GIFGIF (MIT Media Lab), comparisons until 2015-01-21"
@@ -73,6 +77,8 @@ class PretrainReport:
     gifs: dict = field(default_factory=dict)
     comparisons: dict = field(default_factory=dict)
     model_version_id: int | None = None
+    head: str = ""  # the kind kept (fc-maxpool-2, or prior-residual when it had the lower dev loss)
+    channels: str | None = None  # the prior's channels the head reads (scorer.channels), if any
     metrics: dict = field(default_factory=dict)
     table_report: str = ""
     activated: bool = False
@@ -266,8 +272,9 @@ def _held_out_accuracy(engine: Engine, mv_id: int, other_id: int | None, seed: i
 
 def pretrain_gifgif(settings: Settings, engine: Engine, *, csv: str, images: str | None = None,
                     giphy_ids: bool = False, csv_sha256: str | None = None,
-                    images_sha256: str | None = None, head: str = "fc-maxpool-2",
+                    images_sha256: str | None = None, head: str | None = None,
                     epochs: int = 100, table: bool = True, activate: bool = True,
+                    text_model: TextModel | None = None,
                     device: str = "auto", progress: bool = False,
                     trusted_endpoints: Collection[tuple[str, int]] = (),
                     backoff_s: float = 1.0) -> PretrainReport:
@@ -295,7 +302,7 @@ def pretrain_gifgif(settings: Settings, engine: Engine, *, csv: str, images: str
     # Votes alone: the GIFGIF fit must not lean on whatever model happens to be active.
     votes_only = settings.override(training__bt_prior_strength=0.0)
     mv_id = _train(votes_only, engine, head=head, epochs=epochs, device=device,
-                   progress=progress, table=table, report=report)
+                   progress=progress, table=table, report=report, text_model=text_model)
 
     t = time.perf_counter()
     held, fit_id, active_id = _label_and_measure(settings, engine, mv_id, report)
@@ -342,14 +349,18 @@ def _store_gifs(settings: Settings, engine: Engine, ids: list[str], *, images: s
     return gifs.refused
 
 
-def _train(votes_only: Settings, engine: Engine, *, head: str, epochs: int, device: str,
-           progress: bool, table: bool, report: PretrainReport) -> int:
-    """Step 4: train a version on the GIFGIF pool (and, if asked, the comparison table)."""
+def _train(votes_only: Settings, engine: Engine, *, head: str | None, epochs: int, device: str,
+           progress: bool, table: bool, report: PretrainReport,
+           text_model: TextModel | None = None) -> int:
+    """Step 4: train a version on the GIFGIF pool (and, if asked, the comparison table); the
+    head reads the prior's channels as the retrain's do (`training.workflow.train_version`)."""
     from training.workflow import evaluate_table, train_version
 
     t = time.perf_counter()
     trained = train_version(votes_only, engine, pool=POOL, head=head, epochs=epochs,
-                            device=device, progress=progress)
+                            device=device, progress=progress, text_model=text_model)
+    report.head = trained.kind
+    report.channels = trained.metrics.get("channels")
     report.model_version_id = trained.model_version_id
     report.metrics = {k: v for k, v in trained.metrics.items()
                       if k in {"train_rmse", "dev_rmse", "test_rmse", "test_rmse_mean_only"}}

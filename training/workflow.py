@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy.engine import Engine
@@ -35,6 +36,9 @@ from training.evaluate import (
 )
 from training.fit import HeadConfig, HeadFit, fit_baseline, search, train_head
 from training.refit import BTFitOutput, distilled_targets, refit_bt
+
+if TYPE_CHECKING:
+    from scorer.prior import TextModel
 
 log = logging.getLogger("moodgif.training.workflow")
 
@@ -98,8 +102,10 @@ def ensure_features(settings: Settings, engine: Engine, shas: Sequence[str], *, 
 
 def build_splits(settings: Settings, engine: Engine, targets: dict[str, np.ndarray],
                  weights: dict[str, np.ndarray] | None, *, encoder_id: str, set_name: str,
-                 device: str = "auto", progress: bool = False) -> Splits:
-    from scorer.features import load_features
+                 device: str = "auto", progress: bool = False, channels: str | None = None) -> Splits:
+    """With `channels` (scorer.channels) each GIF's stored prior channels join its frames,
+    augmented copies included (a flipped or shifted copy keeps its GIF's face and words)."""
+    from scorer.channels import head_features
 
     ts = training_set(set_name)
     augmenter = None
@@ -114,11 +120,14 @@ def build_splits(settings: Settings, engine: Engine, targets: dict[str, np.ndarr
                    disable=not progress)
         augmenter = Augmenter(settings, encoder_id=encoder_id, sampling=ts.sampling,
                               device=device, progress=bar.update)
+    augmented: Callable[[str], list[tuple[str, np.ndarray]]] | None = augmenter
+    if augmenter is not None and channels:
+        augmented = _channels_appended(augmenter, settings, ts.sampling, channels)
     try:
         splits = assemble(
-            targets, lambda sha: load_features(settings, sha, encoder_id, ts.sampling),
+            targets, lambda sha: head_features(settings, sha, encoder_id, ts.sampling, channels),
             seed=settings.training.seed, n_frames=gif_frame_counts(engine, list(targets)), weights=weights,
-            augmented=augmenter, set_name=set_name, encoder_id=encoder_id,
+            augmented=augmented, set_name=set_name, encoder_id=encoder_id,
         )
     finally:
         if bar is not None:
@@ -128,6 +137,17 @@ def build_splits(settings: Settings, engine: Engine, targets: dict[str, np.ndarr
         splits.info["augment_cached"] = augmenter.cached
         splits.info["augment_failed"] = len(augmenter.failed)
     return splits
+
+
+def _channels_appended(augmenter: Callable[[str], list[tuple[str, np.ndarray]]], settings: Settings,
+                       sampling: str, channels: str) -> Callable[[str], list[tuple[str, np.ndarray]]]:
+    from scorer.channels import load_channels, with_channels
+
+    def augmented(sha: str) -> list[tuple[str, np.ndarray]]:
+        vector = load_channels(settings, sha, sampling, channels)
+        return [(kind, with_channels(f, vector)) for kind, f in augmenter(sha)]
+
+    return augmented
 
 
 @dataclass
@@ -147,45 +167,111 @@ def activate_version(engine: Engine, mv_id: int, fit_id: int | None) -> None:
 
 
 def _splits_for(settings: Settings, engine: Engine, targets: dict, weights: dict, *,
-                pool: str | None, set_name: str, device: str, progress: bool) -> Splits:
+                pool: str | None, set_name: str, device: str, progress: bool,
+                channels: str | None = None) -> Splits:
     """Features for every target GIF (encoding what is missing), then the 80/10/10 split."""
     ts = training_set(set_name)
     ensure_features(settings, engine, list(targets), pool=pool, encoder_id=settings.scoring.encoder,
                     sampling=ts.sampling, device=device, progress=progress)
     splits = build_splits(settings, engine, targets, weights, encoder_id=settings.scoring.encoder,
-                          set_name=set_name, device=device, progress=progress)
+                          set_name=set_name, device=device, progress=progress, channels=channels)
     if len(splits.train) == 0:
         raise WorkflowError(f"no training examples ({splits.info}); score the pool first")
     return splits
 
 
+# Heads `moodgif train` can train: the paper's kinds, and the two that read only the prior's
+# channels (scorer.heads.PriorResidual, ChannelsLinear).
+RESIDUAL_HEAD = "prior-residual"
+CHANNEL_HEADS = (RESIDUAL_HEAD, "channels-linear")
+TRAIN_HEADS = (*HEAD_KINDS, *CHANNEL_HEADS)
+DEFAULT_HEAD = "fc-maxpool-2"
+
+
+def ensure_channels(settings: Settings, engine: Engine, shas: Sequence[str], *, pool: str | None,
+                    encoder_id: str, sampling: str, device: str, progress: bool,
+                    text_model: TextModel | None) -> str | None:
+    """The prior's channel set the head will read (scorer.channels), or None when none of
+    `shas` has channels. GIFs without them are scored with the prior first when a text model
+    is given (the bot's intent model, from the CLI): without it the word channel would be
+    empty, and re-scoring would overwrite the words a `moodgif score` already stored."""
+    from scorer.channels import CHANNELS_ID, any_channels
+    from scorer.features import has_features
+
+    missing = [s for s in shas if not has_features(settings, s, CHANNELS_ID, sampling)]
+    if missing and text_model is not None:
+        from scorer.pipeline import score_pool
+
+        log.info("%d GIFs have no prior channels: scoring them with the prior", len(missing))
+        score_pool(settings.override(scoring__sampling=sampling), engine, pool=pool,
+                   encoder_id=encoder_id, device=device, progress=progress,
+                   text_model=text_model, prior=True)
+    return CHANNELS_ID if any_channels(settings, shas, sampling) else None
+
+
+def _train_heads(splits: Splits, head: str | None, channels: str | None, *, search_trials: int,
+                 epochs: int, seed: int, device: str,
+                 on_epoch: Callable[[int, float, float], None] | None,
+                 on_trial: Callable[[int, dict], None] | None) -> tuple[HeadFit, list[dict], dict]:
+    """One head of kind `head`; with no kind asked for, the default head and, when the
+    channels are there, a `prior-residual` head too (as the retrain does): the one with
+    the lower dev loss is kept. Returns (fit kept, every search trial, {kind: best dev loss})."""
+    kinds = [head] if head else [DEFAULT_HEAD, *([RESIDUAL_HEAD] if channels else [])]
+    fits: dict[str, tuple[HeadFit, list[dict]]] = {}
+    for kind in kinds:
+        if search_trials > 0 and kind not in CHANNEL_HEADS:
+            res = search(splits.train, splits.dev, kind, search_trials, seed=seed, epochs=epochs,
+                         device=device, on_trial=on_trial)
+            fits[kind] = (res.best, res.trials)
+            continue
+        extra = {}
+        if kind == RESIDUAL_HEAD:
+            from training.retrain import RESIDUAL_CONFIG
+
+            extra = RESIDUAL_CONFIG
+        cfg = HeadConfig(kind=kind, epochs=epochs, seed=seed, **extra)
+        fits[kind] = (train_head(splits.train, splits.dev, cfg, device=device, on_epoch=on_epoch), [])
+    tried = {k: f.best_dev_loss for k, (f, _) in fits.items()}
+    best = min(fits, key=lambda k: tried[k])
+    return fits[best][0], [t for _, trials in fits.values() for t in trials], tried
+
+
 def train_version(settings: Settings, engine: Engine, *, pool: str | None = None,
-                  head: str = "fc-maxpool-2", search_trials: int = 0,
+                  head: str | None = None, search_trials: int = 0,
                   set_name: str = "sparse-small", epochs: int = 100, activate: bool = False,
-                  device: str = "auto", progress: bool = False,
+                  device: str = "auto", progress: bool = False, channels: bool = True,
+                  text_model: TextModel | None = None,
                   on_epoch: Callable[[int, float, float], None] | None = None,
                   on_trial: Callable[[int, dict], None] | None = None) -> TrainReport:
-    """Fit the ledger, train one head (or search), store it as a model version."""
-    if head not in HEAD_KINDS:
-        raise WorkflowError(f"unknown head {head!r}; expected one of {', '.join(HEAD_KINDS)}")
+    """Fit the ledger, train one head (or search), store it as a model version.
+
+    With `channels` (the default) the head reads the zero-shot prior's channels beside the
+    frames, as the retrain's heads do (`scorer.channels`): GIFs without stored channels are
+    scored with the prior first when `text_model` is given; with none stored anywhere the
+    head reads frames alone. `head=None` trains `fc-maxpool-2` and, with channels, also a
+    `prior-residual` head, keeping the lower dev loss."""
+    if head is not None and head not in TRAIN_HEADS:
+        raise WorkflowError(f"unknown head {head!r}; expected one of {', '.join(TRAIN_HEADS)}")
     ts = training_set(set_name)
     fit, _, _ = ledger_fit(settings, engine, pool=pool, store=True)
     targets, weights = targets_from(fit, "product")
     encoder_id = settings.scoring.encoder
+    channels_id = None
+    if channels:
+        channels_id = ensure_channels(settings, engine, list(targets), pool=pool,
+                                      encoder_id=encoder_id, sampling=ts.sampling, device=device,
+                                      progress=progress, text_model=text_model)
+    if head in CHANNEL_HEADS and channels_id is None:
+        raise WorkflowError(f"a {head} head reads the zero-shot prior's channels, and none are "
+                            "stored: run `moodgif score` (it writes them) first")
     splits = _splits_for(settings, engine, targets, weights, pool=pool, set_name=set_name,
-                         device=device, progress=progress)
-    trials: list[dict] = []
-    result: HeadFit
-    if search_trials > 0:
-        res = search(splits.train, splits.dev, head, search_trials, seed=settings.training.seed,
-                     epochs=epochs, device=device, on_trial=on_trial)
-        result, trials = res.best, res.trials
-    else:
-        result = train_head(splits.train, splits.dev,
-                            HeadConfig(kind=head, epochs=epochs, seed=settings.training.seed),
-                            device=device, on_epoch=on_epoch)
+                         device=device, progress=progress, channels=channels_id)
+    result, trials, tried = _train_heads(splits, head, channels_id, search_trials=search_trials,
+                                         epochs=epochs, seed=settings.training.seed,
+                                         device=device, on_epoch=on_epoch, on_trial=on_trial)
+    kind = result.config.kind
     module = result.module.cpu()
-    metrics: dict = {"set": set_name, **result.summary()}
+    metrics: dict = {"set": set_name, **result.summary(), "channels": channels_id, "tried": tried}
     for part in ("train", "dev", "test"):
         data = getattr(splits, part)
         metrics[f"{part}_rmse"] = rmse(predict(module, data), data.targets, data.weights)
@@ -195,19 +281,20 @@ def train_version(settings: Settings, engine: Engine, *, pool: str | None = None
     from scorer.heads import save_head
 
     stamp = utcnow().strftime("%Y%m%d-%H%M%S")
-    rel = f"train-{stamp}-{head}-{set_name}.pt"
+    rel = f"train-{stamp}-{kind}-{set_name}.pt"
     save_head(settings.models_dir / rel, module, {
-        "kind": head, "in_dim": splits.train.dim, "cfg": result.config.head_kwargs(),
+        "kind": kind, "in_dim": splits.train.dim, "cfg": result.config.head_kwargs(),
         "encoder_id": encoder_id, "sampling": ts.sampling,
+        **({"channels": channels_id} if channels_id else {}),
     })
     active = active_version(engine)
     with session_scope(engine) as s:
         mv_id = create_candidate(
-            s, name=f"train-{stamp}", encoder_id=encoder_id, sampling=ts.sampling, head_kind=head,
+            s, name=f"train-{stamp}", encoder_id=encoder_id, sampling=ts.sampling, head_kind=kind,
             path=rel, parent_id=active.id if active else None,
             config={"head": result.config.to_dict(), "scale_params": fit.scale_params,
                     "bt_fit_id": fit.fit_id, "in_dim": splits.train.dim, "set": set_name,
-                    "targets": "bt-robust",
+                    "targets": "bt-robust", "channels": channels_id,
                     # The pools whose votes trained it: the only ones it may rank.
                     "pools": pools_with_votes(engine) or None},
             metrics=metrics).id
@@ -216,7 +303,7 @@ def train_version(settings: Settings, engine: Engine, *, pool: str | None = None
 
         write_predictions(settings, engine, mv_id, sorted(pooled_gifs(engine)))
         activate_version(engine, mv_id, fit.fit_id)
-    return TrainReport(mv_id, head, splits.summary(), metrics, activate, trials)
+    return TrainReport(mv_id, kind, splits.summary(), metrics, activate, trials)
 
 
 def evaluate_table(settings: Settings, engine: Engine, out_dir: Path, *, pool: str | None = None,

@@ -12,6 +12,13 @@ from scorer.settings import Settings
 from scorer.versions import HEAD_KINDS
 
 
+def _text_model(settings: Settings):  # type: ignore[no-untyped-def]
+    """The bot's intent parser as the prior's word channel (training never imports bot)."""
+    from bot.intent import get_parser
+
+    return get_parser(settings).distribution
+
+
 def register(group: click.Group) -> None:
     pool = group.commands.get("pool")
     if isinstance(pool, click.Group):
@@ -78,8 +85,9 @@ def pretrain_group() -> None:
               help="fetch the GIFs from GIPHY by id (needs GIPHY_API_KEY) even if --images is given")
 @click.option("--csv-sha256", default=None, help="expected SHA-256 of the CSV file")
 @click.option("--images-sha256", default=None, help="expected SHA-256 of the tar")
-@click.option("--head", type=click.Choice(HEAD_KINDS),
-              default="fc-maxpool-2", show_default=True)
+@click.option("--head", type=click.Choice(HEAD_KINDS), default=None,
+              help="head kind (default: fc-maxpool-2, and with the prior's channels also "
+                   "prior-residual; the lower dev loss is kept)")
 @click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--table/--no-table", default=True, show_default=True,
               help="also train the paper's seven models and write Table 1")
@@ -90,7 +98,7 @@ def pretrain_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 @click.pass_obj
 def pretrain_gifgif_cmd(settings: Settings, csv_src: str, images_src: str | None, giphy_ids: bool,
-                        csv_sha256: str | None, images_sha256: str | None, head: str,
+                        csv_sha256: str | None, images_sha256: str | None, head: str | None,
                         epochs: int, table: bool, activate: bool, device: str | None,
                         as_json: bool) -> None:
     """Pretrain the scorer on GIFGIF's 2.7M comparisons (the paper's experiment).
@@ -113,7 +121,7 @@ def pretrain_gifgif_cmd(settings: Settings, csv_src: str, images_src: str | None
                                  images=images_src, giphy_ids=giphy_ids, csv_sha256=csv_sha256,
                                  images_sha256=images_sha256, head=head, epochs=epochs,
                                  table=table, activate=activate, device=device or settings.scoring.device,
-                                 progress=not as_json)
+                                 progress=not as_json, text_model=_text_model(settings))
     except (PretrainError, DownloadError, GiphyError, WorkflowError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
@@ -126,7 +134,9 @@ def pretrain_gifgif_cmd(settings: Settings, csv_src: str, images_src: str | None
         click.echo(f"  refused {ref}: {why}")
     click.echo(f"comparisons: {c.get('added', 0)} imported ({c.get('neither', 0)} neither) from "
                f"{c.get('rows', 0)} rows" + (f", {c['skipped_step']}" if c.get("skipped_step") else ""))
-    click.echo(f"model v{report.model_version_id}: test RMSE {m.get('test_rmse', float('nan')):.4f} "
+    click.echo(f"model v{report.model_version_id} ({report.head}"
+               + (f", with the prior's channels {report.channels}" if report.channels else "")
+               + f"): test RMSE {m.get('test_rmse', float('nan')):.4f} "
                f"(mean-only {m.get('test_rmse_mean_only', float('nan')):.4f}), held-out pair "
                f"accuracy {m.get('pair_accuracy', float('nan')):.3f} on {m.get('held_out_pairs', 0)} pairs")
     if report.table_report:

@@ -12,6 +12,9 @@ from scorer.settings import Settings
 from scorer.versions import HEAD_KINDS
 
 SETS = ("sparse-small", "dense-small", "sparse-aug")
+# training.workflow.TRAIN_HEADS, spelled out so that the CLI starts without importing torch
+# (a test checks they agree).
+TRAIN_HEADS = (*HEAD_KINDS, "prior-residual", "channels-linear")
 
 
 def register(group: click.Group) -> None:
@@ -31,19 +34,32 @@ def _device(settings: Settings, device: str | None) -> str:
     return device or settings.scoring.device
 
 
+def _text_model(settings: Settings):  # type: ignore[no-untyped-def]
+    """The word channel's model: the bot's own intent parser (scorer and training never
+    import bot, so the command hands it down, as `moodgif score` does)."""
+    from bot.intent import get_parser
+
+    return get_parser(settings).distribution
+
+
 @click.command("train")
 @click.option("--pool", default=None, help="train on this pool's GIFs (default: every pool)")
-@click.option("--head", type=click.Choice(HEAD_KINDS), default="fc-maxpool-2", show_default=True)
+@click.option("--head", type=click.Choice(TRAIN_HEADS), default=None,
+              help="head kind (default: fc-maxpool-2, and with the prior's channels also "
+                   "prior-residual; the lower dev loss is kept)")
 @click.option("--search", "search_n", type=click.IntRange(min=0), default=0,
               help="random search with N trials (the paper's space) instead of one config")
 @click.option("--set", "set_name", type=click.Choice(SETS), default="sparse-small", show_default=True,
               help="training set: sparse/dense sampling, or sparse plus augmented copies")
 @click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--activate", is_flag=True, help="rescore the pool and make this version active")
+@click.option("--channels/--no-channels", default=True, show_default=True,
+              help="the head also reads the zero-shot prior's channels (faces, words), as the "
+                   "retrain's heads do; GIFs without them are scored with the prior first")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None)
 @click.pass_obj
-def train_cmd(settings: Settings, pool: str | None, head: str, search_n: int, set_name: str,
-              epochs: int, activate: bool, device: str | None) -> None:
+def train_cmd(settings: Settings, pool: str | None, head: str | None, search_n: int, set_name: str,
+              epochs: int, activate: bool, channels: bool, device: str | None) -> None:
     """Fit Bradley-Terry on the ledger and train a head on the fitted scores.
 
     Stores a new model version (a candidate unless --activate). Missing features are
@@ -55,12 +71,13 @@ def train_cmd(settings: Settings, pool: str | None, head: str, search_n: int, se
 
     engine = _engine(settings)
     tty = sys.stderr.isatty()
-    bar = tqdm(total=epochs * max(1, search_n), unit="epoch", desc=f"training {head}",
+    bar = tqdm(total=epochs * max(1, search_n), unit="epoch", desc=f"training {head or 'heads'}",
                disable=not tty, file=sys.stderr)
     try:
         report = train_version(
             settings, engine, pool=pool, head=head, search_trials=search_n, set_name=set_name,
             epochs=epochs, activate=activate, device=_device(settings, device), progress=tty,
+            channels=channels, text_model=_text_model(settings) if channels else None,
             on_epoch=lambda e, tr, dv: (bar.update(1), bar.set_postfix(train=f"{tr:.4f}", dev=f"{dv:.4f}")),
             on_trial=lambda t, row: bar.update(epochs),
         )
@@ -69,8 +86,11 @@ def train_cmd(settings: Settings, pool: str | None, head: str, search_n: int, se
     finally:
         bar.close()
     m = report.metrics
-    click.echo(f"{report.splits}")
-    click.echo(f"{head}: best epoch {m['best_epoch']}, RMSE train {m['train_rmse']:.4f} "
+    click.echo(f"{report.splits}" + (f" (with the prior's channels {m['channels']})" if m.get("channels") else ""))
+    if len(m.get("tried", {})) > 1:
+        click.echo("dev loss: " + ", ".join(f"{k} {v:.5f}" for k, v in m["tried"].items())
+                   + f": {report.kind} kept")
+    click.echo(f"{report.kind}: best epoch {m['best_epoch']}, RMSE train {m['train_rmse']:.4f} "
                f"dev {m['dev_rmse']:.4f} test {m['test_rmse']:.4f} "
                f"(mean-only test {m['test_rmse_mean_only']:.4f})")
     for e in (50, 100):
