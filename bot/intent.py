@@ -705,22 +705,33 @@ class IntentParser:
 
     def _hits(self, cleaned: str, tokens_out: list[str] | None = None
               ) -> tuple[list[_Hit], int, int, bool]:
-        """Lexicon hits, the number of content tokens and how many the hits cover
-        (`tokens_out`, when given, receives the words the hits' positions refer to)."""
-        lex = self.lex
-        hits: list[_Hit] = []
-        content = covered = 0
+        """Lexicon hits, the number of content tokens and how many the hits cover, and
+        whether the whole request is shouted (`tokens_out`, when given, receives the words
+        the hits' positions refer to). Symbols are read first, then the words left."""
         shouting = sum(ch.isupper() for ch in cleaned) >= 3 and cleaned.upper() == cleaned
         intense_all = shouting or "!!" in cleaned
+        rest, symbol_hits, symbols, symbols_known = self._symbol_hits(cleaned)
+        tokens, stretched = self._tokens(rest)
+        if tokens_out is not None:
+            tokens_out.extend(tokens)
+        word_hits, content, covered = self._word_hits(tokens, stretched)
+        return symbol_hits + word_hits, symbols + content, symbols_known + covered, intense_all
 
-        # Emoticons first (case matters: D: and :D differ), then emoji clusters.
+    def _symbol_hits(self, cleaned: str) -> tuple[str, list[_Hit], int, int]:
+        """Emoticons, then emoji clusters: (the text with them blanked, their hits, how many
+        symbols there were, how many the lexicon knew). Emoticons come first because case
+        matters to them (D: and :D differ) and the words are lower-cased after."""
+        lex = self.lex
+        hits: list[_Hit] = []
+        seen = known = 0
+
         def _emoticon(m: re.Match[str]) -> str:
-            nonlocal content, covered
+            nonlocal seen, known
             entry = lex.symbols.get(m.group(1))
             if entry is not None:
                 hits.append(_Hit(entry.weights, -1, 0))
-                content += 1
-                covered += 1
+                seen += 1
+                known += 1
             return " "
 
         rest = lex.emoticon_re.sub(_emoticon, cleaned)
@@ -730,49 +741,53 @@ class IntentParser:
                 chars.append(cluster)
                 continue
             chars.append(" ")
-            content += 1
+            seen += 1
             entry = _emoji_entry(cluster, lex.symbols)
             if entry is not None:
                 hits.append(_Hit(entry.weights, -1, 0))
-                covered += 1
+                known += 1
+        return "".join(chars), hits, seen, known
 
-        words = _WORD.findall("".join(chars).lower().replace("’", "'"))[:MAX_TOKENS]
-        tokens: list[str] = []
-        stretched: list[bool] = []
-        for w in words:
-            canon, s = _canonical(w, lex.known)
-            tokens.append(canon)
-            stretched.append(s)
-        if tokens_out is not None:
-            tokens_out.extend(tokens)
+    def _tokens(self, text: str) -> tuple[list[str], list[bool]]:
+        """The words in their lexicon form, and whether each was stretched for emphasis."""
+        words = _WORD.findall(text.lower().replace("’", "'"))[:MAX_TOKENS]
+        pairs = [_canonical(w, self.lex.known) for w in words]
+        return [c for c, _ in pairs], [s for _, s in pairs]
 
+    def _phrase_at(self, tokens: list[str], i: int) -> tuple[Entry, int] | None:
+        """The longest lexicon entry starting at token i, and how many tokens it spans."""
+        lex = self.lex
+        for length in range(min(lex.max_phrase, len(tokens) - i), 0, -1):
+            entry = lex.words.get(" ".join(tokens[i: i + length]))
+            if length == 1:
+                if tokens[i] in STOPWORDS and len(tokens) > 1:
+                    return None  # "what", "oh", "ok" only mean something on their own
+                if entry is None:
+                    entry = _stem_lookup(tokens[i], lex.single)
+            if entry is not None:
+                return entry, length
+        return None
+
+    def _word_hits(self, tokens: list[str], stretched: list[bool]) -> tuple[list[_Hit], int, int]:
+        """Phrase and word hits (typos last): the hits, content words, covered words."""
+        hits: list[_Hit] = []
+        content = covered = 0
         n_words = sum(1 for t in tokens if _is_content(t))
         i = 0
         while i < len(tokens):
-            tok = tokens[i]
-            matched = False
-            for length in range(min(lex.max_phrase, len(tokens) - i), 0, -1):
-                key = " ".join(tokens[i: i + length])
-                entry = lex.words.get(key)
-                if length == 1 and tok in STOPWORDS and len(tokens) > 1:
-                    entry = None  # "what", "oh", "ok" only mean something on their own
-                elif entry is None and length == 1:
-                    entry = _stem_lookup(tok, lex.single)
-                if entry is None:
-                    continue
+            found = self._phrase_at(tokens, i)
+            if found is not None:
+                entry, length = found
                 hits.append(self._word_hit(entry, tokens, stretched, i, length))
                 n_content = sum(1 for t in tokens[i: i + length] if _is_content(t)) or 1
                 content += n_content
                 # A generic word ("party", "down") leaves the sentence to the embedding.
                 covered += 0 if entry.weak and n_words > 1 else n_content
                 i += length
-                matched = True
-                break
-            if matched:
                 continue
-            if _is_content(tok):
+            if _is_content(tokens[i]):
                 content += 1
-                fuzzy = self._typo_hit(tok, tokens, stretched, i)
+                fuzzy = self._typo_hit(tokens[i], tokens, stretched, i)
                 if fuzzy is not None:
                     if n_words > self.sentence_words:  # likelier a word we lack than a typo
                         fuzzy.strength *= SENTENCE_TYPO_WEIGHT
@@ -780,7 +795,7 @@ class IntentParser:
                         covered += 1
                     hits.append(fuzzy)
             i += 1
-        return hits, content, covered, intense_all
+        return hits, content, covered
 
     def _word_hit(self, entry: Entry, tokens: list[str], stretched: list[bool], i: int,
                   length: int) -> _Hit:
