@@ -3,6 +3,8 @@ the TUNE sentences, then on the held-out sets once.
 
     .venv/bin/python benchmarks/bench_intent_cv.py             # CV, then held-out once
     .venv/bin/python benchmarks/bench_intent_cv.py --cv-only   # never reads a held-out row
+    .venv/bin/python benchmarks/bench_intent_cv.py --fresh NEW.csv   # only: every method,
+        # fitted on the tune rows, on a new set (text,accepted[,split]) nobody has tuned on
 
 The rows: the tune split of tests/data/intent_sentences.csv plus the tune split's sentences
 (more than 3 words) of tests/data/intent_eval.csv. Each fold's free choices (regularisation,
@@ -238,9 +240,23 @@ def pooled(parts: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
+def load_fresh(path: Path) -> list[Row]:
+    """A new evaluation set: a CSV with `text` and `accepted` (emotions joined by |)."""
+    import csv
+
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = [(r["text"], set(r["accepted"].split("|")), "holdout") for r in csv.DictReader(fh)]
+    unknown = sorted({e for _, acc, _ in rows for e in acc} - set(NAMES))
+    if unknown or not rows:
+        sys.exit(f"{path}: no rows, or emotions that are not among the 17: {unknown}")
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cv-only", action="store_true", help="never read a held-out row")
+    ap.add_argument("--fresh", type=Path, metavar="CSV",
+                    help="skip the CV and the held-out sets: read only this new set, once")
     args = ap.parse_args()
     rows = bench.load_rows()
     sentences = bench.load_rows(bench.SENTENCES)
@@ -252,6 +268,8 @@ def main() -> None:
         "eval-set sentences holdout": [r for r in rows if r[2] == "holdout" and not bench.is_short(r[0])],
         "short requests holdout": [r for r in rows if r[2] == "holdout" and bench.is_short(r[0])],
     }
+    if args.fresh is not None:
+        held = {args.fresh.name: [(t, a, "holdout") for t, a, _ in load_fresh(args.fresh)]}
     parser = IntentParser()
     if not intent_mod._EMBEDDER.load():
         sys.exit(f"sentence model unavailable: {intent_mod._EMBEDDER.error}")
@@ -260,7 +278,7 @@ def main() -> None:
     setup = Setup(parser, Vectors(texts))
     print(f"logreg L2 {setup.l2:g} (bank CV); setup {time.perf_counter() - t0:.0f} s")
     fold = np.random.default_rng(SEED).permutation(len(tune)) % FOLDS
-    for name, method in METHODS.items():
+    for name, method in ({} if args.fresh is not None else METHODS).items():
         parts = []
         for f in range(FOLDS):
             train = [r for r, k in zip(tune, fold, strict=True) if k != f]
