@@ -518,6 +518,23 @@ def test_a_generic_word_leaves_a_sentence_to_the_model(emb: IntentParser) -> Non
     assert IntentParser(use_embeddings=False).parse("deployed").kind == "match"
 
 
+def test_the_lexicon_stage_reads_a_request_on_its_own(lex: IntentParser) -> None:
+    """bot.intent_reader is usable without the parser: its hits say where each feeling
+    word is, what it covers, and its distribution is the parser's lexicon-only answer."""
+    from bot.intent_reader import LexiconReader
+
+    reader = LexiconReader()
+    hits, content, covered, intense = reader.hits("not happy :(")
+    assert [(h.start, h.length) for h in hits] == [(-1, 0), (1, 1)]  # the emoticon first
+    assert (content, covered, intense) == (2, 2, False)
+    assert "happiness" not in dict(hits[1].weights)  # "not happy" is flipped
+    assert reader.hits("NOT HAPPY!!")[3]  # shouted
+    for text in ("ugh mondays", "sooo happyyy", "hapy", "😭😭", "not scared anymore"):
+        cleaned = intent_mod._clean(text)
+        assert reader.distribution(cleaned) == lex._lexicon_distribution(cleaned)
+        assert lex.distribution(text)[1] == "lexicon"
+
+
 def test_knn_scores_are_the_mean_of_each_emotions_best_lines() -> None:
     import numpy as np
 
