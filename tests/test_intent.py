@@ -449,7 +449,7 @@ def test_bank_is_loaded_and_never_copies_the_evaluation_sets() -> None:
         return " ".join("".join(ch for ch in t.lower() if ch.isalnum() or ch == " ").split())
 
     texts = {norm(s) for _, s in bank} | {norm(p) for ps in PROTOTYPES.values() for p in ps}
-    for path in (EVAL, SENTENCES, EXTRA):
+    for path in (EVAL, SENTENCES, EXTRA, REPO / "tests" / "data" / "intent_sentences_fresh.csv"):
         with path.open(newline="", encoding="utf-8") as fh:
             copied = [r["text"] for r in csv.DictReader(fh) if norm(r["text"]) in texts]
         assert copied == [], copied
