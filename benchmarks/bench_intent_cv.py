@@ -11,7 +11,8 @@ The rows: the tune split of tests/data/intent_sentences.csv plus the tune split'
 weights) are made on the other four folds only, and every method is scored by the whole
 parser (lexicon, blend, sarcasm, threshold) with only its sentence model swapped. Methods:
 
-- ``current``: the shipped sentence model (kNN vote over the bank + the bank's word model);
+- ``current``: the kNN vote over the bank + the bank's word model (shipped for sentences until
+  2026-11-29, still for one to three words; the regression + word model reads sentences now);
 - ``knn+words+logreg``: the same plus a multinomial logistic regression on the bank's
   MiniLM embeddings (L2 by the bank's own 5-fold CV), its weight chosen on the four folds;
 - ``words+logreg``: the regression and the word model without the kNN vote;

@@ -87,6 +87,14 @@ SYMBOL_BLEND = 0.8
 # How much the bank's word model (bot.situation_words) counts beside the kNN vote, in
 # log-odds per unit of cosine / temperature (tune splits and the bank's own 5-fold CV).
 WORD_WEIGHT = 0.5
+# Sentences (this many words or more) are read by the bank regression plus the word model,
+# in these proportions: the grid word weight (0.25, 0.5) x regression weight (0.5, 1, 2) on
+# the 204 tune sentences, best top-1 + top-3 (benchmarks/bench_intent_cv.py). (0.5, 1) and
+# (0.5, 2) tie at 340/204; the higher top-1 (0.735 against 0.721) breaks it. Shorter
+# requests are read by the kNN vote above.
+LOGREG_MIN_WORDS = 4
+LOGREG_WEIGHT = 2.0
+LOGREG_WORD_WEIGHT = 0.5
 # Below this top probability the request is "unknown" rather than "did you mean".
 UNKNOWN_FLOOR = 0.2
 EMBED_CACHE_SIZE = 4096
@@ -179,6 +187,7 @@ class _Embedder:
         self._protos: np.ndarray | None = None  # (P, D) unit vectors
         self._owner: np.ndarray | None = None  # (P,) emotion index of each bank line
         self.words: WordModel | None = None  # the same lines' words, per emotion
+        self.logreg: tuple[np.ndarray, np.ndarray] | None = None  # the bank's regression
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
         self.error: str | None = None
@@ -211,6 +220,9 @@ class _Embedder:
                 texts, owner = bank_texts()
                 self._protos = _cached_bank_vectors(model, model_dir(), texts)
                 self._owner = np.asarray(owner)
+                from bot.sentence_logreg import cached_regression
+
+                self.logreg = cached_regression(self._protos, self._owner, _bank_cache_dir())
                 self.words = WordModel(zip(texts, owner, strict=True))
                 self._model = model
             except Exception as exc:  # no model means lexicon-only answers, not a crash
@@ -222,6 +234,11 @@ class _Embedder:
     def emotion_scores(self, text: str) -> np.ndarray:
         """Per-emotion similarity: the mean of that emotion's K best bank cosines (a kNN
         vote that one stray line cannot win alone), cached per text."""
+        return self.evidence(text)[0]
+
+    def evidence(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """The kNN vote (`emotion_scores`) and the bank regression's logits for one text,
+        from one embedding, cached per text."""
         with self._cache_lock:
             hit = self._cache.get(text)
             if hit is not None:
@@ -230,16 +247,18 @@ class _Embedder:
         import numpy as np
 
         assert self._model is not None and self._protos is not None and self._owner is not None
+        assert self.logreg is not None
         vec = self._model.encode([text], normalize_embeddings=True, show_progress_bar=False)[0]
         # einsum, not `@`: OpenBLAS spreads a matrix-vector product over threads that cost
         # more CPU than the product (1 ms against 0.13 ms for 1,440 x 384, measured).
         cos = np.einsum("ij,j->i", self._protos, vec)
-        scores = knn_scores(cos, self._owner, self.top_k)
+        found = (knn_scores(cos, self._owner, self.top_k),
+                 np.einsum("ij,i->j", self.logreg[0], vec) + self.logreg[1])
         with self._cache_lock:
-            self._cache[text] = scores
+            self._cache[text] = found
             if len(self._cache) > EMBED_CACHE_SIZE:
                 self._cache.popitem(last=False)
-        return scores
+        return found
 
 
 def knn_scores(cos: np.ndarray, owner: np.ndarray, top_k: int) -> np.ndarray:
@@ -443,10 +462,17 @@ class IntentParser:
         return _sarcasm(cleaned, mixed), "blend"
 
     def _sentence_probs(self, snippet: str) -> list[float]:
-        """The sentence model's probabilities: the kNN vote over the bank (cosines over the
-        temperature) plus the bank's word model, as log-odds."""
-        scores = _EMBEDDER.emotion_scores(snippet)
+        """The sentence model's probabilities, as log-odds: on a sentence (four words or
+        more) the bank regression's logits plus the bank's word model; on one to three words
+        the kNN vote over the bank (cosines over the temperature) plus the word model
+        (`bot.sentence_logreg` says why each)."""
+        scores, logits = _EMBEDDER.evidence(snippet)
         words = _EMBEDDER.words.log_likelihood(snippet) if _EMBEDDER.words is not None else None
+        if len(snippet.split()) >= LOGREG_MIN_WORDS:
+            z = [LOGREG_WEIGHT * float(x) for x in logits]
+            if words:
+                z = [a + LOGREG_WORD_WEIGHT * w for a, w in zip(z, words, strict=True)]
+            return _softmax(z, 1.0)
         if not words or not self.word_weight:
             return _softmax(scores, self.temperature)
         return _softmax([s / self.temperature + self.word_weight * w
