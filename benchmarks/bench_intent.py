@@ -42,7 +42,7 @@ SENTENCES = REPO / "tests" / "data" / "intent_sentences.csv"
 # A second held-out chat set, written before the fourth round of tuning and never tuned on
 # (every row is "holdout"; --tune and --errors never read it).
 EXTRA = REPO / "tests" / "data" / "intent_sentences_extra.csv"
-# A third chat set (133 lines), written by someone who had not read the bank, after the rule
+# A third chat set (126 lines), written by someone who had not read the bank, after the rule
 # for choosing the sentence model was fixed; it chose between the kNN vote and the bank
 # regression once (issue 15, 2026-11-29), so it is a selection set now, not held out.
 FRESH = REPO / "tests" / "data" / "intent_sentences_fresh.csv"

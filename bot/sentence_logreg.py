@@ -2,8 +2,8 @@
 of the situation bank, fitted once per bank and kept on disk beside the bank's vectors.
 
 Why a regression and not only the kNN vote: on sentences of four words or more it read every
-set we could not tune on better (issue 15's fresh set of 133 lines, written after the choice
-rule was fixed: top-1 0.880 against 0.820; the three held-out sets too), while on one to
+set we could not tune on better (issue 15's fresh set, written after the choice rule was
+fixed: top-1 0.873 against 0.810 on its 126 lines; the three held-out sets too), while on one to
 three words the kNN vote over near-duplicate bank lines stays better on the tune split
 (0.976 against 0.956). So `bot.intent` uses both, by length. Measured with
 `benchmarks/bench_intent_cv.py`; the choice is written up in docs/bench/intent.md.
