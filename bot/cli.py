@@ -3,7 +3,6 @@ only when one of them runs (see `bot.commands`): start-up is most of a short com
 
 from __future__ import annotations
 
-import difflib
 import os
 import sys
 
@@ -32,6 +31,8 @@ class MoodgifGroup(click.Group):
         name = args[0] if args else ""
         if (name and not name.startswith("-") and not ctx.resilient_parsing
                 and self.get_command(ctx, name) is None):
+            import difflib
+
             close = difflib.get_close_matches(name, self.list_commands(ctx), n=3)
             hint = f" Did you mean {' or '.join(close)}?" if close else ""
             ctx.fail(f"No such command {name!r}.{hint}")

@@ -10,7 +10,6 @@ tests/test_cli_lazy.py checks them against the modules' own commands.
 from __future__ import annotations
 
 import importlib
-import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -101,6 +100,8 @@ def command_settings(ctx: click.Context) -> Settings:
     which call it when they need them. Bad settings raise SettingsError: one line, exit 2."""
     root = ctx.find_root()
     if root.obj is None:
+        import logging
+
         from bot.logs import setup_logging
         from scorer.settings import load_settings
 
