@@ -195,6 +195,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--workers", type=int, default=2, help="decode workers for parts 1-3")
     ap.add_argument("--batch", type=int, default=64, help="frames per batch for parts 1-3")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="runs of parts 1-3, in turn; the best of each is reported")
     ap.add_argument("--scaling-workers", default="1,2")
     ap.add_argument("--batch-sizes", default="16,64")
     ap.add_argument("--rss", default="200,800", help="two pool sizes for peak RSS ('' = skip)")
@@ -252,19 +254,18 @@ def main() -> None:
 
         if args.skip_throughput:
             args.scaling_workers = ""
-        t = time.perf_counter()
-        prepared = list(iter_prepared_local(jobs, enc.prep, settings.scoring.sampling, limits, args.workers))
-        decode_s = time.perf_counter() - t
-        frames = sum(g.frames for g in prepared)
-        t = time.perf_counter()
-        for _ in encode_stream(enc, prepared, args.batch):
-            pass
-        if enc.device.type == "cuda":
-            torch.cuda.synchronize()
-        encode_s = time.perf_counter() - t
-        del prepared
+        def decode_only() -> tuple[float, int, list]:
+            t = time.perf_counter()
+            got = list(iter_prepared_local(jobs, enc.prep, settings.scoring.sampling, limits, args.workers))
+            return time.perf_counter() - t, sum(g.frames for g in got), got
 
-        words_s = _words_only(engine, [j.sha for j in jobs], text_model) if text_model else 0.0
+        def encode_only(prepared: list) -> float:
+            t = time.perf_counter()
+            for _ in encode_stream(enc, prepared, args.batch):
+                pass
+            if enc.device.type == "cuda":
+                torch.cuda.synchronize()
+            return time.perf_counter() - t
 
         def full(workers: int, batch: int, channels: bool = args.channels) -> float:
             shutil.rmtree(settings.features_dir, ignore_errors=True)
@@ -275,21 +276,40 @@ def main() -> None:
             assert r.encoded == len(jobs), r
             return time.perf_counter() - t
 
-        full_s = full(args.workers, args.batch)
+        # The parts in turn, --repeat times; each part's best run: on a shared machine a
+        # burst of other work slows one run of a part, not all of them.
+        times: dict[str, list[float]] = {"decode": [], "encode": [], "words": [], "full": [], "off": []}
+        for _ in range(args.repeat):
+            decode_s, frames, prepared = decode_only()
+            times["decode"].append(decode_s)
+            times["encode"].append(encode_only(prepared))
+            del prepared
+            if text_model:
+                times["words"].append(_words_only(engine, [j.sha for j in jobs], text_model))
+            times["full"].append(full(args.workers, args.batch))
+            if args.channels:
+                times["off"].append(full(args.workers, args.batch, channels=False))
+        decode_s, encode_s, full_s = min(times["decode"]), min(times["encode"]), min(times["full"])
         n = len(jobs)
         dec, encr, ful = n / decode_s, n / encode_s, n / full_s
         side = " (with faces)" if face_dir else ""
+        print(f"best of {args.repeat} run(s) of each part, in turn:")
         print(f"decode-only : {dec:7.2f} GIFs/s  {frames / decode_s:8.1f} frames/s{side}")
         print(f"encode-only : {encr:7.2f} GIFs/s  {frames / encode_s:8.1f} frames/s")
         if text_model:
-            print(f"words-only  : {n / words_s:7.2f} GIFs/s  (the word channel in this process)")
+            print(f"words-only  : {n / min(times['words']):7.2f} GIFs/s  (the word channel in this "
+                  f"process)")
         print(f"full        : {ful:7.2f} GIFs/s  {frames / full_s:8.1f} frames/s"
               + (" (features, faces, words, the prior written)" if args.channels else ""))
         print(f"efficiency  : {ful / min(dec, encr):.2f}  (full / min(decode-only, encode-only))"
               + (f"; target >= 0.9 with the channels on (load average now "
                  f"{os.getloadavg()[0]:.1f})" if args.channels else ""))
+        if args.repeat > 1:
+            per_run = [f"{(n / f) / min(n / d, n / e):.2f}" for d, e, f in
+                       zip(times["decode"], times["encode"], times["full"], strict=True)]
+            print(f"efficiency of each run in turn: {' '.join(per_run)}")
         if args.channels:
-            off_s = full(args.workers, args.batch, channels=False)
+            off_s = min(times["off"])
             print(f"full, channels off, same run: {n / off_s:7.2f} GIFs/s: the channels cost "
                   f"{full_s / off_s:.2f}x its time")
 
