@@ -122,6 +122,12 @@ def _words_only(engine, shas: list[str], text_model) -> float:  # type: ignore[n
     return time.perf_counter() - t
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and of its children that have exited."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def _rss_setup(home: str, count: int) -> None:
     _setup(Path(home), count)
 
@@ -278,17 +284,30 @@ def main() -> None:
 
         # The parts in turn, --repeat times; each part's best run: on a shared machine a
         # burst of other work slows one run of a part, not all of them.
+        # CPU seconds too (this process + its reaped decode workers): a load-independent
+        # check that the full pipeline does the parts' work and no more.
         times: dict[str, list[float]] = {"decode": [], "encode": [], "words": [], "full": [], "off": []}
+        cpu: dict[str, list[float]] = {k: [] for k in times}
         for _ in range(args.repeat):
+            c = _cpu()
             decode_s, frames, prepared = decode_only()
             times["decode"].append(decode_s)
+            cpu["decode"].append(_cpu() - c)
+            c = _cpu()
             times["encode"].append(encode_only(prepared))
+            cpu["encode"].append(_cpu() - c)
             del prepared
             if text_model:
+                c = _cpu()
                 times["words"].append(_words_only(engine, [j.sha for j in jobs], text_model))
+                cpu["words"].append(_cpu() - c)
+            c = _cpu()
             times["full"].append(full(args.workers, args.batch))
+            cpu["full"].append(_cpu() - c)
             if args.channels:
+                c = _cpu()
                 times["off"].append(full(args.workers, args.batch, channels=False))
+                cpu["off"].append(_cpu() - c)
         decode_s, encode_s, full_s = min(times["decode"]), min(times["encode"]), min(times["full"])
         n = len(jobs)
         dec, encr, ful = n / decode_s, n / encode_s, n / full_s
@@ -308,6 +327,13 @@ def main() -> None:
             per_run = [f"{(n / f) / min(n / d, n / e):.2f}" for d, e, f in
                        zip(times["decode"], times["encode"], times["full"], strict=True)]
             print(f"efficiency of each run in turn: {' '.join(per_run)}")
+        slowest = max(decode_s, encode_s)
+        parts = min(cpu["decode"]) + min(cpu["encode"]) + (min(cpu["words"]) if cpu["words"] else 0.0)
+        print(f"CPU seconds (best of each): decode-only {min(cpu['decode']):.1f}, encode-only "
+              f"{min(cpu['encode']):.1f}" + (f", words-only {min(cpu['words']):.1f}" if cpu["words"] else "")
+              + f", full {min(cpu['full']):.1f}: full / sum of the parts {min(cpu['full']) / parts:.2f}; "
+              f"when every part runs on these {os.cpu_count()} cores (the encoder too), their "
+              f"CPU bounds the efficiency at {slowest / max(slowest, parts / (os.cpu_count() or 1)):.2f}")
         if args.channels:
             off_s = min(times["off"])
             print(f"full, channels off, same run: {n / off_s:7.2f} GIFs/s: the channels cost "

@@ -2,8 +2,9 @@
 
 The zero-shot prior (`scorer.prior.write_prior`) reads each GIF's words through the intent
 model (`TextModel`: lexicon, then MiniLM). Called once per GIF after the last GIF was
-encoded, that was a serial stage in the scoring process: ~26 ms a GIF on this CPU, which
-on a GPU machine (where encoding takes a fraction of that) would bound the whole pipeline.
+encoded, that was a serial stage in the scoring process: ~11 ms a real GIF on the project's
+loaded 2-core VM (docs/benchmarks.md, issue 17), little beside a CPU encoder but a cap of
+~90 GIFs/s for a GPU one.
 `WordsAhead` runs the same model on the same texts (`scorer.prior.gif_text` of the rows
 read up front) in one thread while the stream runs, and hands `write_prior` a text model
 that answers from those results: the same function on the same text, so the same scores.
