@@ -2,15 +2,21 @@
 
     .venv/bin/python benchmarks/bench_scoring.py                  # CPU defaults, a few minutes
     .venv/bin/python benchmarks/bench_scoring.py --device cuda --gifs 2000 --batch-sizes 64,256
+    .venv/bin/python benchmarks/bench_scoring.py --gifs-dir ../shared/data/real-gifs/gifs --rss ""
 
-What it prints (all on the demo pool that scorer.demo_pool generates, so anyone can rerun it):
+What it prints (on the demo pool that scorer.demo_pool generates, so anyone can rerun it, or
+with --gifs-dir on a folder of real GIFs, read in place). The zero-shot prior's channels are
+on, as `moodgif score` has them (--no-channels: off): faces in the decode workers, words
+through the bot's intent model in the scoring process.
 
-1. decode-only: GIFs/s of the worker side alone (decode, sample, resize/crop, motion features)
-   through the same DataLoader workers the pipeline uses;
+1. decode-only: GIFs/s of the worker side alone (decode, sample, resize/crop, motion features,
+   the face channel) through the same DataLoader workers the pipeline uses;
 2. encode-only: GIFs/s and frames/s of the encoder's network alone on already-prepared frames;
-3. full: `score_pool` end to end (decode workers + encoder + feature files + database);
+   words-only: the word channel alone;
+3. full: `score_pool` end to end (decode workers + encoder + feature files + database, and
+   with the channels the faces, the words and the prior's rows);
    efficiency = full / min(decode-only, encode-only). 1.0 means decoding is hidden entirely
-   behind encoding (or the reverse);
+   behind encoding (or the reverse), and the words behind both;
 4. full-pipeline GIFs/s for workers x batch sizes;
 5. peak RSS (the scoring process plus its largest decode worker) of `score_pool` on two pool
    sizes, each in a fresh subprocess.
@@ -33,17 +39,47 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
-def _setup(home: Path, count: int, seed: int = 0):  # type: ignore[no-untyped-def]
-    from scorer.demo_pool import make_demo_pool
+def _setup(home: Path, count: int, seed: int = 0, gifs_dir: Path | None = None):  # type: ignore[no-untyped-def]
     from scorer.pool import ingest
     from scorer.settings import load_settings
     from scorer.store import init_db
+
+    if gifs_dir is not None:
+        settings = load_settings(env={}, home=str(home), allowed_source_dirs=[str(gifs_dir)])
+        engine = init_db(settings.db_url)
+        ingest(settings, engine, "bench", _in_place_manifest(settings, gifs_dir, count))
+        return settings, engine
+    from scorer.demo_pool import make_demo_pool
 
     settings = load_settings(env={}, home=str(home))
     engine = init_db(settings.db_url)
     manifest = make_demo_pool(home.parent / f"demo-src-{count}", count, seed)
     ingest(settings, engine, "bench", manifest)
     return settings, engine
+
+
+def _in_place_manifest(settings, gifs_dir: Path, count: int) -> Path:  # type: ignore[no-untyped-def]
+    """A manifest of up to `count` GIFs of a folder of third-party GIFs, read where they are:
+    each one's place in the pool store is a symlink to it, so ingest finds the file already
+    stored and writes no copy. Titles are what ingesting the folder would give, from the
+    file's own name without the collection's `<category>__` prefix (that is the label)."""
+    import csv
+    import hashlib
+
+    from scorer.words import title_from_path
+
+    files = sorted(p for p in gifs_dir.iterdir() if p.suffix.lower() == ".gif")[:count]
+    manifest = settings.home / "bench-source.csv"
+    with open(manifest, "w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["path", "title"])
+        for f in files:
+            sha = hashlib.sha256(f.read_bytes()).hexdigest()
+            stored = settings.gifs_dir / sha[:2] / f"{sha}.gif"
+            stored.parent.mkdir(parents=True, exist_ok=True)
+            stored.symlink_to(f.resolve())
+            out.writerow([str(f.resolve()), title_from_path(f.name.split("__", 1)[-1])])
+    return manifest
 
 
 def _jobs(settings, engine):  # type: ignore[no-untyped-def]
@@ -53,6 +89,43 @@ def _jobs(settings, engine):  # type: ignore[no-untyped-def]
     shas = pool_gifs(engine, "bench")
     rows = _gif_rows(engine, shas)
     return [GifJob(s, str(gif_path(settings, s)), rows[s][0]) for s in shas]
+
+
+def _channels(settings):  # type: ignore[no-untyped-def]
+    """(face model folder or "", the word channel's text model) as `moodgif score` has them;
+    the intent model's sentence model is loaded here, before any clock starts."""
+    from bot.intent import get_parser
+    from scorer.faces import model_dir
+
+    found = model_dir(settings.scoring.face_model_dir or None)
+    if found is None:
+        print("face channel off: no face-api weights (scripts/fetch-face-model)")
+    text_model = get_parser(settings).distribution
+    text_model("when the plan finally comes together after a long week")  # loads MiniLM
+    return (str(found) if found else ""), text_model
+
+
+def _words_only(engine, shas: list[str], text_model) -> float:  # type: ignore[no-untyped-def]
+    """Seconds of the word channel alone on these GIFs (their words read from the database,
+    then the intent model), as `scorer.prior.write_prior` computes it."""
+    from sqlalchemy import select
+
+    from scorer.prior import gif_text, word_channel
+    from scorer.store import Gif, session_scope
+
+    t = time.perf_counter()
+    with session_scope(engine) as s:
+        texts = [gif_text(g.title or "", g.tags or [], g.alt_text or "", g.slug or "")
+                 for g in s.scalars(select(Gif).where(Gif.sha256.in_(shas)))]
+    for text in texts:
+        word_channel(text, text_model)
+    return time.perf_counter() - t
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and of its children that have exited."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def _rss_setup(home: str, count: int) -> None:
@@ -128,6 +201,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--workers", type=int, default=2, help="decode workers for parts 1-3")
     ap.add_argument("--batch", type=int, default=64, help="frames per batch for parts 1-3")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="runs of parts 1-3, in turn; the best of each is reported")
     ap.add_argument("--scaling-workers", default="1,2")
     ap.add_argument("--batch-sizes", default="16,64")
     ap.add_argument("--rss", default="200,800", help="two pool sizes for peak RSS ('' = skip)")
@@ -136,6 +211,12 @@ def main() -> None:
     ap.add_argument("--rss-setup", nargs=2, metavar=("HOME", "COUNT"), help=argparse.SUPPRESS)
     ap.add_argument("--skip-throughput", action="store_true", help="only the peak-RSS part")
     ap.add_argument("--face-probe", metavar="REAL_GIFS_DIR", help="only measure the Haar face channel on real GIFs")
+    ap.add_argument("--no-channels", dest="channels", action="store_false",
+                    help="score without the zero-shot prior's channels (faces in the decode "
+                         "workers, words through the intent model), as before issue 17 item 5")
+    ap.add_argument("--gifs-dir", type=Path, default=None,
+                    help="a folder of real GIFs (e.g. ../shared/data/real-gifs/gifs), read in "
+                         "place, instead of the demo pool; --gifs caps how many")
     args = ap.parse_args()
 
     if args.face_probe:
@@ -161,12 +242,17 @@ def main() -> None:
               f"load average {os.getloadavg()[0]:.1f} (other work on the machine slows every figure)")
         if args.skip_throughput:
             args.gifs = 4
-        settings, engine = _setup(tmp / "home", args.gifs)
+        settings, engine = _setup(tmp / "home", args.gifs, gifs_dir=args.gifs_dir)
         jobs = _jobs(settings, engine)
         enc = get_encoder(args.encoder, settings, args.device)
-        print(f"encoder {enc.id} on {enc.device} (autocast {enc.amp}), {len(jobs)} demo GIFs, "
-              f"sampling {settings.scoring.sampling}, workers {args.workers}, batch {args.batch}")
-        limits = Limits(settings.fetch.max_gif_frames, settings.fetch.max_gif_pixels)
+        face_dir, text_model = _channels(settings) if args.channels else ("", None)
+        what = f"GIFs of {args.gifs_dir} (read in place)" if args.gifs_dir else "demo GIFs"
+        print(f"encoder {enc.id} on {enc.device} (autocast {enc.amp}), {len(jobs)} {what}, "
+              f"sampling {settings.scoring.sampling}, workers {args.workers}, batch {args.batch}; "
+              f"channels: faces {'on (in the decode workers)' if face_dir else 'off'}, words "
+              f"{'on (intent model, loaded before the clock)' if text_model else 'off'}")
+        limits = Limits(settings.fetch.max_gif_frames, settings.fetch.max_gif_pixels,
+                        face_model_dir=face_dir)
 
         # warm-up: first calls pay for allocator / kernel selection
         warm = list(iter_prepared_local(jobs[:4], enc.prep, settings.scoring.sampling, limits, 0))
@@ -174,33 +260,84 @@ def main() -> None:
 
         if args.skip_throughput:
             args.scaling_workers = ""
-        t = time.perf_counter()
-        prepared = list(iter_prepared_local(jobs, enc.prep, settings.scoring.sampling, limits, args.workers))
-        decode_s = time.perf_counter() - t
-        frames = sum(g.frames for g in prepared)
-        t = time.perf_counter()
-        for _ in encode_stream(enc, prepared, args.batch):
-            pass
-        if enc.device.type == "cuda":
-            torch.cuda.synchronize()
-        encode_s = time.perf_counter() - t
-        del prepared
+        def decode_only() -> tuple[float, int, list]:
+            t = time.perf_counter()
+            got = list(iter_prepared_local(jobs, enc.prep, settings.scoring.sampling, limits, args.workers))
+            return time.perf_counter() - t, sum(g.frames for g in got), got
 
-        def full(workers: int, batch: int) -> float:
+        def encode_only(prepared: list) -> float:
+            t = time.perf_counter()
+            for _ in encode_stream(enc, prepared, args.batch):
+                pass
+            if enc.device.type == "cuda":
+                torch.cuda.synchronize()
+            return time.perf_counter() - t
+
+        def full(workers: int, batch: int, channels: bool = args.channels) -> float:
             shutil.rmtree(settings.features_dir, ignore_errors=True)
             t = time.perf_counter()
             r = score_pool(settings, engine, pool="bench", encoder_id=args.encoder, device=args.device,
-                           workers=workers, batch_size=batch)
+                           workers=workers, batch_size=batch, prior=channels,
+                           text_model=text_model if channels else None)
             assert r.encoded == len(jobs), r
             return time.perf_counter() - t
 
-        full_s = full(args.workers, args.batch)
+        # The parts in turn, --repeat times; each part's best run: on a shared machine a
+        # burst of other work slows one run of a part, not all of them.
+        # CPU seconds too (this process + its reaped decode workers): a load-independent
+        # check that the full pipeline does the parts' work and no more.
+        times: dict[str, list[float]] = {"decode": [], "encode": [], "words": [], "full": [], "off": []}
+        cpu: dict[str, list[float]] = {k: [] for k in times}
+        for _ in range(args.repeat):
+            c = _cpu()
+            decode_s, frames, prepared = decode_only()
+            times["decode"].append(decode_s)
+            cpu["decode"].append(_cpu() - c)
+            c = _cpu()
+            times["encode"].append(encode_only(prepared))
+            cpu["encode"].append(_cpu() - c)
+            del prepared
+            if text_model:
+                c = _cpu()
+                times["words"].append(_words_only(engine, [j.sha for j in jobs], text_model))
+                cpu["words"].append(_cpu() - c)
+            c = _cpu()
+            times["full"].append(full(args.workers, args.batch))
+            cpu["full"].append(_cpu() - c)
+            if args.channels:
+                c = _cpu()
+                times["off"].append(full(args.workers, args.batch, channels=False))
+                cpu["off"].append(_cpu() - c)
+        decode_s, encode_s, full_s = min(times["decode"]), min(times["encode"]), min(times["full"])
         n = len(jobs)
         dec, encr, ful = n / decode_s, n / encode_s, n / full_s
-        print(f"decode-only : {dec:7.2f} GIFs/s  {frames / decode_s:8.1f} frames/s")
+        side = " (with faces)" if face_dir else ""
+        print(f"best of {args.repeat} run(s) of each part, in turn:")
+        print(f"decode-only : {dec:7.2f} GIFs/s  {frames / decode_s:8.1f} frames/s{side}")
         print(f"encode-only : {encr:7.2f} GIFs/s  {frames / encode_s:8.1f} frames/s")
-        print(f"full        : {ful:7.2f} GIFs/s  {frames / full_s:8.1f} frames/s")
-        print(f"efficiency  : {ful / min(dec, encr):.2f}  (full / min(decode-only, encode-only))")
+        if text_model:
+            print(f"words-only  : {n / min(times['words']):7.2f} GIFs/s  (the word channel in this "
+                  f"process)")
+        print(f"full        : {ful:7.2f} GIFs/s  {frames / full_s:8.1f} frames/s"
+              + (" (features, faces, words, the prior written)" if args.channels else ""))
+        print(f"efficiency  : {ful / min(dec, encr):.2f}  (full / min(decode-only, encode-only))"
+              + (f"; target >= 0.9 with the channels on (load average now "
+                 f"{os.getloadavg()[0]:.1f})" if args.channels else ""))
+        if args.repeat > 1:
+            per_run = [f"{(n / f) / min(n / d, n / e):.2f}" for d, e, f in
+                       zip(times["decode"], times["encode"], times["full"], strict=True)]
+            print(f"efficiency of each run in turn: {' '.join(per_run)}")
+        slowest = max(decode_s, encode_s)
+        parts = min(cpu["decode"]) + min(cpu["encode"]) + (min(cpu["words"]) if cpu["words"] else 0.0)
+        print(f"CPU seconds (best of each): decode-only {min(cpu['decode']):.1f}, encode-only "
+              f"{min(cpu['encode']):.1f}" + (f", words-only {min(cpu['words']):.1f}" if cpu["words"] else "")
+              + f", full {min(cpu['full']):.1f}: full / sum of the parts {min(cpu['full']) / parts:.2f}; "
+              f"when every part runs on these {os.cpu_count()} cores (the encoder too), their "
+              f"CPU bounds the efficiency at {slowest / max(slowest, parts / (os.cpu_count() or 1)):.2f}")
+        if args.channels:
+            off_s = min(times["off"])
+            print(f"full, channels off, same run: {n / off_s:7.2f} GIFs/s: the channels cost "
+                  f"{full_s / off_s:.2f}x its time")
 
         print("scaling (full pipeline GIFs/s):")
         for w in [int(x) for x in args.scaling_workers.split(",") if x]:

@@ -1,21 +1,62 @@
-"""The `moodgif` command. Each area registers its subcommands from bot/commands/."""
+"""The `moodgif` command. Each area registers its subcommands from bot/commands/, imported
+only when one of them runs (see `bot.commands`): start-up is most of a short command's time."""
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
 import click
 
-from bot.commands import COMMAND_MODULES
-from scorer.settings import SettingsError, load_settings
+from bot.commands import (
+    LOAD_SETTINGS_THEMSELVES,
+    SUBCOMMANDS,
+    VERBOSE,
+    command_settings,
+    register_subcommand,
+)
 
 
 class MoodgifGroup(click.Group):
-    """Turns expected errors (bad settings, bad input) into one clear line and exit code 2."""
+    """Loads a subcommand's module when it is invoked; turns expected errors (bad settings,
+    bad input) into one clear line and exit code 2."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(SUBCOMMANDS) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return self.commands.get(cmd_name) or register_subcommand(self, cmd_name)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):  # type: ignore[no-untyped-def]
+        name = args[0] if args else ""
+        if (name and not name.startswith("-") and not ctx.resilient_parsing
+                and self.get_command(ctx, name) is None):
+            import difflib
+
+            close = difflib.get_close_matches(name, self.list_commands(ctx), n=3)
+            hint = f" Did you mean {' or '.join(close)}?" if close else ""
+            ctx.fail(f"No such command {name!r}.{hint}")
+        return super().resolve_command(ctx, args)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The listing from `bot.commands.SUBCOMMANDS`: without importing every module."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(n) for n in names)
+        rows = []
+        for name in names:
+            loaded = self.commands.get(name)
+            if loaded is not None:
+                if not loaded.hidden:
+                    rows.append((name, loaded.get_short_help_str(limit)))
+            else:  # click's own shortening, on the summary instead of the module's help
+                summary = click.Command(name, help=SUBCOMMANDS[name].summary)
+                rows.append((name, summary.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
+        from scorer.settings import SettingsError
+
         try:
             return super().invoke(ctx)
         except SettingsError as exc:
@@ -52,15 +93,9 @@ def cli(ctx: click.Context, verbose: bool) -> None:
     # Everything moodgif writes (database, WAL, backups, pool files, the salt) is for its
     # own user only: the ledger and the Slack installations are in there.
     os.umask(0o077)
-    settings = load_settings()
-    from bot.logs import setup_logging
-
-    setup_logging(settings, level=logging.DEBUG if verbose else None)
-    ctx.obj = settings
-
-
-for _module in COMMAND_MODULES:
-    _module.register(cli)
+    ctx.meta[VERBOSE] = verbose
+    if ctx.invoked_subcommand not in LOAD_SETTINGS_THEMSELVES:
+        ctx.obj = command_settings(ctx)
 
 
 def main() -> None:

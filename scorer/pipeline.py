@@ -43,6 +43,7 @@ from scorer.scoring_unit import (  # GifJob, PreparedGif re-exported for callers
 )
 from scorer.settings import Settings
 from scorer.store import Gif, ModelVersion, Pool, PoolGif, Prediction, pack_scores, session_scope
+from scorer.words_ahead import WordsAhead
 
 if TYPE_CHECKING:
     from scorer.prior import TextModel
@@ -236,6 +237,8 @@ def score_pool(
     face_dir = _face_dir(settings) if prior else ""
 
     todo = _plan_jobs(settings, engine, encoder, enc_id, scheme, shas, rows, report)
+    # The word channel needs no pixels: it runs beside the decoding and encoding below.
+    words = WordsAhead(engine, shas, text_model) if prior and text_model is not None else None
 
     if todo:
         # Ray's stages return features only: its GIFs get their faces in the driver below.
@@ -256,7 +259,8 @@ def score_pool(
 
     have = [sha for sha in shas if has_features(settings, sha, enc_id, scheme)]
     if prior:  # first: it stores the channels that a head trained with them reads
-        _score_prior(settings, engine, report, have, scheme, face_dir, rows, text_model)
+        _score_prior(settings, engine, report, have, scheme, face_dir, rows,
+                     words.model() if words is not None else None)
     if mv is not None:
         report.scored = write_predictions(settings, engine, mv.id, have)
         report.head_skipped = len(have) - report.scored

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import click
 
+from bot.commands import command_settings
 from scorer.emotions import NAMES
-from scorer.settings import Settings
 
 
 def register(group: click.Group) -> None:
@@ -34,8 +34,8 @@ def register(group: click.Group) -> None:
 @click.option("--method", type=click.Choice(["newton", "mm"]), default="newton",
               show_default=True, help="solver (both reach the same optimum)")
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
-@click.pass_obj
-def bt_fit(settings: Settings, file: Path, out: Path, ties: str | None, alpha: float | None,
+@click.pass_context
+def bt_fit(ctx: click.Context, file: Path, out: Path, ties: str | None, alpha: float | None,
            scale: str, method: str, as_json: bool) -> None:
     """Fit per-emotion Bradley-Terry scores from FILE (metric,left,right,choice; .gz ok).
 
@@ -43,11 +43,11 @@ def bt_fit(settings: Settings, file: Path, out: Path, ties: str | None, alpha: f
     compared on that emotion. Bad rows are counted and skipped.
     """
     _reuse_freed_memory()
-    ties = ties or settings.training.bt_ties
-    alpha = settings.training.bt_alpha if alpha is None else alpha
-    _check_options(ties, alpha, method)
+    # What the command line alone gets wrong fails before the file is read; the settings
+    # are loaded (and their defaults checked) while it is read.
+    _check_options(ties or "half", 1.0 if alpha is None else alpha, method)
     t0 = time.perf_counter()
-    bt, data = _read_while_importing_the_fit(file)
+    bt, data, ties, alpha = _read_while_importing_the_fit(ctx, file, ties, alpha, method)
     t_read = time.perf_counter() - t0
 
     t1 = time.perf_counter()
@@ -73,20 +73,25 @@ def _check_options(ties: str, alpha: float, method: str) -> None:
         raise click.ClickException("--method mm supports --ties drop or half, not davidson")
 
 
-def _read_while_importing_the_fit(file: Path):  # type: ignore[no-untyped-def]
-    """(the fit module, the parsed file). Arrow parses in a thread while this one imports
-    the fit's modules (scipy.sparse: ~0.2 s of one core, which would otherwise leave the
-    second core idle); pyarrow is imported first so the two imports do not take turns on
-    the GIL before the parse can start."""
+def _read_while_importing_the_fit(ctx: click.Context, file: Path, ties: str | None,
+                                  alpha: float | None, method: str):  # type: ignore[no-untyped-def]
+    """(the fit module, the parsed file, ties, alpha). Arrow parses in a thread while this
+    one loads the settings (pydantic: ~0.17 s of one core) and imports the fit's modules
+    (scipy.sparse: ~0.2 s), which would otherwise leave the second core idle; pyarrow is
+    imported first so the imports do not take turns on the GIL before the parse can start."""
     from concurrent.futures import ThreadPoolExecutor
 
     import pyarrow.csv  # noqa: F401
 
     with ThreadPoolExecutor(1, thread_name_prefix="bt-read") as pool:
         reading = pool.submit(_read_comparisons, file)
+        settings = command_settings(ctx)
+        ties = ties or settings.training.bt_ties
+        alpha = settings.training.bt_alpha if alpha is None else alpha
+        _check_options(ties, alpha, method)
         from training import bradley_terry as bt
 
-        return bt, reading.result()
+        return bt, reading.result(), ties, alpha
 
 
 def _read_comparisons(file: Path):
@@ -188,13 +193,14 @@ def _reuse_freed_memory() -> None:
     and the next one page-faults in fresh, which measured 10x the cost of the arithmetic
     (1 / (1 + x) on 140k floats: 1.5 ms vs 0.09 ms). Raising the mmap and trim thresholds
     keeps them in the heap. Only this command does it: its memory is released at exit.
-    Does nothing where mallopt is not glibc's.
+    Does nothing where mallopt is not glibc's. The C library is reached through the
+    interpreter's own symbols (dlopen(NULL)): `ctypes.util.find_library` would import
+    subprocess and run `ldconfig -p`, 20-100 ms of this command's start-up.
     """
     import ctypes
-    import ctypes.util
 
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL(None)
         m_trim_threshold, m_mmap_threshold = -1, -3
         libc.mallopt(m_trim_threshold, 1 << 30)
         libc.mallopt(m_mmap_threshold, 1 << 28)

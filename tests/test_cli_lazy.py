@@ -1,0 +1,113 @@
+"""`moodgif` imports a subcommand's module only when it runs; the listing stays complete."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+from click.testing import CliRunner
+
+from bot.cli import MoodgifGroup, cli
+from bot.commands import SUBCOMMANDS, register_all, register_subcommand
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _eager() -> click.Group:
+    group = click.Group("moodgif")
+    register_all(group)
+    return group
+
+
+def _listing(help_text: str) -> list[str]:
+    return help_text.split("Commands:\n", 1)[1].splitlines()
+
+
+def test_the_table_names_every_command_the_modules_register() -> None:
+    visible = {n for n, c in _eager().commands.items() if not c.hidden}
+    assert visible == set(SUBCOMMANDS)
+
+
+def test_summaries_shorten_exactly_like_the_commands_own_help() -> None:
+    for name, cmd in _eager().commands.items():
+        summary = click.Command(name, help=SUBCOMMANDS[name].summary)
+        for limit in (20, 45, 74, 1000):
+            assert summary.get_short_help_str(limit) == cmd.get_short_help_str(limit), (name, limit)
+
+
+def test_help_lists_every_subcommand_as_the_eager_group_would() -> None:
+    lazy = CliRunner().invoke(cli, ["--help"])
+    assert lazy.exit_code == 0
+    eager = CliRunner().invoke(_eager(), ["--help"])
+    assert _listing(lazy.output) == _listing(eager.output)
+    for name in SUBCOMMANDS:
+        assert any(line.split()[0] == name for line in _listing(lazy.output)), name
+
+
+def _fresh_process(args: list[str], tmp_path: Path) -> dict:
+    """Run `moodgif ARGS` in a new interpreter; which modules it had imported at the end."""
+    code = (
+        "import json, sys\n"
+        "from bot.cli import cli\n"
+        "try:\n"
+        f"    cli({args!r}, prog_name='moodgif')\n"
+        "except SystemExit as e:\n"
+        "    code = e.code\n"
+        "mods = sorted(m for m in sys.modules if m.startswith(('bot.commands.', 'sqlalchemy', "
+        "'torch', 'pydantic')))\n"
+        "print('\\n' + json.dumps({'code': code, 'modules': mods}))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MOODGIF_HOME": str(tmp_path / "home")}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=300)
+    return {**json.loads(out.stdout.strip().splitlines()[-1]), "stdout": out.stdout}
+
+
+def test_help_imports_no_subcommand_module_and_no_settings(tmp_path: Path) -> None:
+    got = _fresh_process(["--help"], tmp_path)
+    assert got["code"] == 0
+    assert got["modules"] == []
+    assert "bt-fit" in got["stdout"] and "simulate" in got["stdout"]
+
+
+def test_bt_fit_imports_its_own_module_only(tmp_path: Path) -> None:
+    data = tmp_path / "votes.csv"
+    data.write_text("metric,left,right,choice\nhappiness,a,b,left\nhappiness,b,c,right\n"
+                    "fear,a,c,neither\n")
+    got = _fresh_process(["bt-fit", str(data), "--out", str(tmp_path / "s.csv")], tmp_path)
+    assert got["code"] == 0
+    assert (tmp_path / "s.csv").read_text().startswith("gif_id,")
+    commands = [m for m in got["modules"] if m.startswith("bot.commands.")]
+    assert commands == ["bot.commands.bt"]
+    assert not [m for m in got["modules"] if m.startswith(("sqlalchemy", "torch"))]
+
+
+def test_an_unknown_subcommand_is_one_clear_error() -> None:
+    res = CliRunner().invoke(cli, ["bt-fitt", "x.csv"])
+    assert res.exit_code == 2
+    assert "No such command 'bt-fitt'. Did you mean bt-fit?" in res.output
+    res = CliRunner().invoke(cli, ["frobnicate"])
+    assert res.exit_code == 2
+    assert "No such command 'frobnicate'." in res.output and "Did you mean" not in res.output
+
+
+def test_pool_starter_is_there_whichever_module_loads_first() -> None:
+    group = MoodgifGroup("moodgif")
+    assert register_subcommand(group, "pretrain") is not None  # sources, before pool
+    pool = group.get_command(click.Context(group), "pool")
+    assert isinstance(pool, click.Group)
+    assert {"add", "list", "show", "remove", "starter"} <= set(pool.commands)
+
+
+def test_bt_fit_reports_bad_settings_in_one_line(tmp_path: Path) -> None:
+    data = tmp_path / "votes.csv"
+    data.write_text("metric,left,right,choice\nhappiness,a,b,left\n")
+    env = {"MOODGIF_HOME": str(tmp_path / "home"), "MOODGIF_BT_ALPHA": "lots"}
+    res = CliRunner().invoke(cli, ["bt-fit", str(data), "--out", str(tmp_path / "s.csv")], env=env)
+    assert res.exit_code == 2
+    assert "configuration error: MOODGIF_BT_ALPHA" in res.output
+    assert not (tmp_path / "s.csv").exists()
