@@ -81,8 +81,26 @@ def get_all_scoped(db: Db, settings: Settings, platform: str, workspace: str,
     """Every scoped key for this channel at once (one query): what a request needs."""
     values = global_values(settings)
     scope = _scope_key(platform, workspace, channel)
-    with unit_of_work(db) as s:
-        rows = s.execute(_SCOPED_ROWS, {**scope, "workspace_scope": ""}).all()
+    with unit_of_work(db) as s:  # Core on the action's connection: no ORM layer per request
+        rows = s.connection().execute(_SCOPED_ROWS, {**scope, "workspace_scope": ""}).all()
+    # The same global values and rows give the same (frozen) answer: validating them again
+    # on every request costs more than the query
+    key = (repr(sorted(values.items())), repr(sorted(tuple(r) for r in rows)))
+    hit = _RESOLVED.get(key)
+    if hit is None:
+        hit = _resolve(values, rows)
+        if len(_RESOLVED) >= _RESOLVED_MAX:
+            _RESOLVED.clear()
+        _RESOLVED[key] = hit
+    return hit
+
+
+_RESOLVED: dict[tuple[str, str], ChannelSettings] = {}
+_RESOLVED_MAX = 4096
+
+
+def _resolve(values: dict[str, Any], rows: Any) -> ChannelSettings:
+    """The global values overlaid by the workspace's rows, then the channel's."""
     # workspace rows first, then the channel's, so the channel wins
     for _chan, key, value in sorted(rows, key=lambda r: r[0] != ""):
         if key in KEYS and isinstance(value, dict) and "v" in value:

@@ -94,6 +94,10 @@ class CoreContext:
         self._parser_lock = threading.Lock()
         self._rand = random.Random(seed)
         self._rand_lock = threading.Lock()
+        # One generator for every ranking (numpy's Generator locks its bit generator per
+        # call, so worker threads may share it): seeding a new one per request
+        # (SeedSequence) cost more than the request's draws
+        self._np_rng = np.random.default_rng(self._rand.getrandbits(64))
         self._hashes: dict[tuple[str, str], str] = {}
         self._cards: OrderedDict[str, GifCard] = OrderedDict()
         self._cards_lock = threading.Lock()
@@ -145,8 +149,7 @@ class CoreContext:
         return sess.to_datetime(self.clock())
 
     def rng(self) -> np.random.Generator:
-        with self._rand_lock:
-            return np.random.default_rng(self._rand.getrandbits(64))
+        return self._np_rng
 
     def chance(self, p: float) -> bool:
         with self._rand_lock:
