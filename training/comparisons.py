@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePath
+from typing import Any
 
 import numpy as np
 from sqlalchemy import bindparam, delete, func, select, update
@@ -191,14 +192,16 @@ def add_send(s: Session, *, emotion: int, sent: str, skipped: Sequence[str], who
 
 def record_vote(db: Engine | Session, *, emotion: int, gif: str, up: bool | None, who: str,
                 post_id: int, platform: str = "", workspace: str = "", channel: str = "",
-                source: str = "vote", window: dt.timedelta | None = VOTE_WINDOW) -> str:
+                source: str = "vote", window: dt.timedelta | None = VOTE_WINDOW,
+                post: Any = None) -> str:
     """A 👍 (up=True) / 👎 (up=False) on a post, or its removal (up=None).
 
     One vote per person per post: returns "recorded", "replaced" (the person changed their
     vote), "removed" or "unchanged". The post must exist, show this GIF on this emotion and
     be younger than `window`. Given the caller's Session, a double click racing this one to
     the unique `vote_key` raises IntegrityError: the caller's unit of work retries the action
-    (`bot.flows.context`); given an Engine, the retry is here.
+    (`bot.flows.context`); given an Engine, the retry is here. `post`: the post's row as
+    the caller's transaction just read it (its gif_sha, emotion, created_at), not read again.
     """
     _check_emotion(emotion)
     if not who:
@@ -206,7 +209,10 @@ def record_vote(db: Engine | Session, *, emotion: int, gif: str, up: bool | None
     _check_who(who)
     if source not in SOURCES:
         raise _fail(f"unknown source {source!r}")
-    vote = _Vote(emotion, gif, up, who, post_id, platform, workspace, channel, source, window)
+    if post is not None and int(post.id) != int(post_id):
+        raise _fail(f"vote on post {post_id} given the row of post {post.id}")
+    vote = _Vote(emotion, gif, up, who, post_id, platform, workspace, channel, source, window,
+                 post)
     if isinstance(db, Session):
         return vote.apply(db)
     for attempt in range(2):
@@ -232,10 +238,12 @@ class _Vote:
     channel: str
     source: str
     window: dt.timedelta | None
+    known: Any = None  # the post's row, read by the caller in this transaction
 
     def apply(self, s: Session) -> str:
         conn = s.connection()
-        post = conn.execute(_POST_FOR_VOTE, {"id": self.post_id}).first()
+        post = (self.known if self.known is not None
+                else conn.execute(_POST_FOR_VOTE, {"id": self.post_id}).first())
         if post is None:
             raise _fail(f"vote on a post that does not exist: {self.post_id}")
         if post.gif_sha != self.gif or post.emotion != self.emotion:
