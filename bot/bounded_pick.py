@@ -148,10 +148,12 @@ class Heads:
         neg_means = f.means
         # the rows with best - mean >= TIED_SPREAD are a suffix of the order by mean
         p = int(np.searchsorted(neg_means, -(best - TIED_SPREAD), side="left"))
+        # float32 vs float64 at the boundary: the exact test decides, a block of equal
+        # means at a time (at most a value or two away)
         while p > 0 and best + float(neg_means[p - 1]) >= TIED_SPREAD:
-            p -= 1  # float32 vs float64 at the boundary: the exact test decides
+            p = int(np.searchsorted(neg_means, neg_means[p - 1], side="left"))
         while p < neg_means.size and not best + float(neg_means[p]) >= TIED_SPREAD:
-            p += 1
+            p = int(np.searchsorted(neg_means, neg_means[p], side="right"))
         # the last position whose suffix still reaches `best` holds a row that does
         q = int(np.searchsorted(f.upper_max, -best, side="right")) - 1
         return q >= p and int(h.reach_rows[f.by_mean[q]]) not in skip
@@ -178,7 +180,7 @@ def bounded_pick(heads: Heads, k: int, rng: np.random.Generator, normal: np.ndar
         return [], []
     depth = len(skip) + 1  # the best remaining mean is among this many rows of the head
     best = float(mean[first])
-    tied = heads.unsure(best, skip, depth)
+    tied = fresh and heads.unsure(best, skip, depth)  # a shuffle draws either way
     picked: list[int] = []
     scores: list[float] = []
     if fresh and not tied:
