@@ -9,6 +9,11 @@ walk past its own exclusions and the draws of its candidates, with no N-long arr
 The mean head holds the best `size` GIFs (grown 4x by one `np.partition` when a request
 excludes more); the upper-bound set holds every GIF reaching the head's last mean, so any
 best remaining mean found in the head is covered by it.
+
+Whether the ranker is "truly unsure" (no candidate's mean TIED_SPREAD below the best)
+is, for a kept `Heads`, one binary search: its upper-bound set ordered by mean keeps the
+suffix maxima of the upper bound, so a new request's one-GIF preview (the common action)
+touches no candidate array at all; only draws (shuffles, previews of several GIFs) do.
 """
 
 from __future__ import annotations
@@ -33,21 +38,36 @@ class _Head(NamedTuple):
     reach_width: np.ndarray  # their widths
 
 
+class _Far(NamedTuple):
+    """A head's reach set by mean, best first (positions into reach_*), its means, and the
+    suffix maxima of the upper bound along it: "is any candidate far below the best?" in
+    log time instead of a pass over the candidates."""
+
+    head: _Head
+    by_mean: np.ndarray
+    means: np.ndarray
+    upper_max: np.ndarray
+
+
 class Heads:
     """The allowed GIFs of one (snapshot, emotion, allowed set, width), as far down the
-    order by mean as requests have needed."""
+    order by mean as requests have needed. `kept`: cached across requests (ScoreMatrix.heads),
+    so sorting its candidates once pays; a one-off (a topic's rows) answers by passes."""
 
     def __init__(self, mean: np.ndarray, sd: np.ndarray, factor: float, pen: np.ndarray,
-                 n_allowed: int) -> None:
+                 n_allowed: int, *, kept: bool = False) -> None:
         self.mean, self.sd, self.pen, self.n_allowed = mean, sd, pen, n_allowed
         self.factor = np.float32(factor)
+        self.kept = kept
         self._lock = threading.Lock()
         self._head: _Head | None = None
+        self._far: _Far | None = None
 
     @property
     def nbytes(self) -> int:
-        h = self._head
-        return 0 if h is None else sum(a.nbytes for a in h if isinstance(a, np.ndarray))
+        h, f = self._head, self._far
+        return sum(a.nbytes for part in (h, f) if part is not None
+                   for a in part if isinstance(a, np.ndarray))
 
     def head(self, need: int) -> _Head:
         h = self._head
@@ -73,6 +93,15 @@ class Heads:
         reach = np.flatnonzero(upper >= floor)
         return _Head(order, rows.size >= self.n_allowed, reach, upper[reach], self.mean[reach],
                      width[reach])
+
+    def _far_of(self, h: _Head) -> _Far:
+        f = self._far
+        if f is not None and f.head is h:
+            return f
+        by_mean = np.argsort(-h.reach_mean, kind="stable")
+        upper_max = np.maximum.accumulate(h.reach_upper[by_mean][::-1])[::-1]
+        self._far = f = _Far(h, by_mean, -h.reach_mean[by_mean], -upper_max)  # negated:
+        return f  # ascending, for searchsorted
 
     def by_mean(self, skip: set[int]) -> Iterator[int]:
         """Allowed rows not in `skip`, best mean first."""
@@ -102,6 +131,33 @@ class Heads:
                 rows, mean, width = rows[ok], mean[ok], width[ok]
         return rows, mean, width
 
+    def unsure(self, best: float, skip: set[int], need: int) -> bool:
+        """Truly unsure: several candidates for `best` (rows not in `skip`, upper bound >=
+        best) and none with a mean TIED_SPREAD or more below it (e.g. an emotion nobody
+        voted on in a pool scored by votes alone: every mean is the same 0.5)."""
+        if self.kept and self._any_far(best, skip, need):
+            return False  # the common case, without a pass over the candidates
+        rows, mean, _ = self.reaching(best, skip, need)
+        return rows.size > 1 and best - float(mean.min()) < TIED_SPREAD
+
+    def _any_far(self, best: float, skip: set[int], need: int) -> bool:
+        """Some row not in `skip` with upper bound >= best and best - mean >= TIED_SPREAD?
+        False may also mean "not found cheaply" (a skipped row in the way)."""
+        h = self.head(need)
+        f = self._far_of(h)
+        neg_means = f.means
+        # the rows with best - mean >= TIED_SPREAD are a suffix of the order by mean
+        p = int(np.searchsorted(neg_means, -(best - TIED_SPREAD), side="left"))
+        # float32 vs float64 at the boundary: the exact test decides, a block of equal
+        # means at a time (at most a value or two away)
+        while p > 0 and best + float(neg_means[p - 1]) >= TIED_SPREAD:
+            p = int(np.searchsorted(neg_means, neg_means[p - 1], side="left"))
+        while p < neg_means.size and not best + float(neg_means[p]) >= TIED_SPREAD:
+            p = int(np.searchsorted(neg_means, neg_means[p], side="right"))
+        # the last position whose suffix still reaches `best` holds a row that does
+        q = int(np.searchsorted(f.upper_max, -best, side="right")) - 1
+        return q >= p and int(h.reach_rows[f.by_mean[q]]) not in skip
+
 
 def _hits(rows: np.ndarray, drop: np.ndarray) -> np.ndarray:
     """Positions in `rows` (ascending) of the values of `drop` that are in it."""
@@ -124,10 +180,7 @@ def bounded_pick(heads: Heads, k: int, rng: np.random.Generator, normal: np.ndar
         return [], []
     depth = len(skip) + 1  # the best remaining mean is among this many rows of the head
     best = float(mean[first])
-    rows, c_mean, c_width = heads.reaching(best, skip, depth)
-    # truly unsure: several candidates and no mean stands out (e.g. an emotion nobody voted
-    # on in a pool scored by votes alone: every mean is the same 0.5)
-    tied = rows.size > 1 and best - float(c_mean.min()) < TIED_SPREAD
+    tied = fresh and heads.unsure(best, skip, depth)  # a shuffle draws either way
     picked: list[int] = []
     scores: list[float] = []
     if fresh and not tied:
@@ -135,7 +188,8 @@ def bounded_pick(heads: Heads, k: int, rng: np.random.Generator, normal: np.ndar
         second = next(free, None)
         if second is None or k <= 1:
             return picked, scores
-        rows, c_mean, c_width = heads.reaching(float(mean[second]), skip | {first}, depth + 1)
+        skip, best, depth = skip | {first}, float(mean[second]), depth + 1
+    rows, c_mean, c_width = heads.reaching(best, skip, depth)
     draw = np.take(normal, rng.integers(0, 65536, rows.size, dtype=np.uint16))
     draw *= c_width
     draw += c_mean

@@ -101,7 +101,7 @@ class ScoreMatrix:
         if cached is not None:
             return cached
         pen, eligible = self.penalty(pools, ceiling)
-        entry = Heads(self.mean[emotion], self.sd[emotion], factor, pen, eligible)
+        entry = Heads(self.mean[emotion], self.sd[emotion], factor, pen, eligible, kept=True)
         with self._lock:
             # many channel configs, or an unvoted big pool (its candidate sets are half the
             # pool): keep the memory bounded

@@ -29,9 +29,9 @@ KEYS: tuple[str, ...] = tuple(ChannelSettings.model_fields)
 # or an Engine (a transaction of its own).
 Db = Engine | Session
 
-# Built once: every request runs it, and building a statement costs more than SQLite takes
-# to answer it (bind parameters carry the values).
-_SCOPED_ROWS = select(ScopedSetting.channel, ScopedSetting.key, ScopedSetting.value).where(
+# Built once: every request runs it (bot.flows.context folds it with the channel's recent
+# GIFs), and building a statement costs more than SQLite takes to answer it.
+SCOPED_ROWS = select(ScopedSetting.channel, ScopedSetting.key, ScopedSetting.value).where(
     ScopedSetting.platform == bindparam("platform"),
     ScopedSetting.workspace == bindparam("workspace"),
     ScopedSetting.channel.in_([bindparam("workspace_scope"), bindparam("channel")]),
@@ -79,10 +79,38 @@ def _scope_key(platform: str, workspace: str, channel: str) -> dict[str, str]:
 def get_all_scoped(db: Db, settings: Settings, platform: str, workspace: str,
                    channel: str) -> ChannelSettings:
     """Every scoped key for this channel at once (one query): what a request needs."""
+    with unit_of_work(db) as s:  # Core on the action's connection: no ORM layer per request
+        rows = s.connection().execute(SCOPED_ROWS, scope_params(platform, workspace,
+                                                                 channel)).all()
+    return resolve_rows(settings, rows)
+
+
+def scope_params(platform: str, workspace: str, channel: str) -> dict[str, str]:
+    """The bind parameters of `SCOPED_ROWS` for this channel."""
+    return {**_scope_key(platform, workspace, channel), "workspace_scope": ""}
+
+
+def resolve_rows(settings: Settings, rows: Any) -> ChannelSettings:
+    """The channel's settings from its `SCOPED_ROWS` (channel, key, value): the global
+    values overlaid by the workspace's rows, then the channel's."""
     values = global_values(settings)
-    scope = _scope_key(platform, workspace, channel)
-    with unit_of_work(db) as s:
-        rows = s.execute(_SCOPED_ROWS, {**scope, "workspace_scope": ""}).all()
+    # The same global values and rows give the same (frozen) answer: validating them again
+    # on every request costs more than the query
+    key = (repr(sorted(values.items())), repr(sorted(tuple(r) for r in rows)))
+    hit = _RESOLVED.get(key)
+    if hit is None:
+        hit = _resolve(values, rows)
+        if len(_RESOLVED) >= _RESOLVED_MAX:
+            _RESOLVED.clear()
+        _RESOLVED[key] = hit
+    return hit
+
+
+_RESOLVED: dict[tuple[str, str], ChannelSettings] = {}
+_RESOLVED_MAX = 4096
+
+
+def _resolve(values: dict[str, Any], rows: Any) -> ChannelSettings:
     # workspace rows first, then the channel's, so the channel wins
     for _chan, key, value in sorted(rows, key=lambda r: r[0] != ""):
         if key in KEYS and isinstance(value, dict) and "v" in value:

@@ -51,7 +51,7 @@ _INSERT_IMPRESSION = Impression.__table__.insert()
 
 # Built once: every request runs it, and building a statement costs more than SQLite
 # takes to answer it (bind parameters carry the values).
-_RECENT = select(Impression.gif_sha).where(
+RECENT_GIFS = select(Impression.gif_sha).where(
     Impression.platform == bindparam("platform"), Impression.workspace == bindparam("workspace"),
     Impression.channel == bindparam("channel"), Impression.shown_at >= bindparam("since"),
 ).distinct()
@@ -262,7 +262,7 @@ def recent_in_channel(db: Db, platform: str, workspace: str, channel: str,
                       since: dt.datetime) -> list[str]:
     """GIFs posted in this channel since `since`: the ranker does not offer them again."""
     with unit_of_work(db) as s:
-        return list(s.connection().execute(_RECENT, {
+        return list(s.connection().execute(RECENT_GIFS, {
             "platform": platform[:16], "workspace": workspace[:64], "channel": channel[:64],
             "since": since}).scalars())
 

@@ -237,3 +237,31 @@ def _count_begins(env: Env):  # type: ignore[no-untyped-def]
 
     event.listen(env.engine, "begin", on_begin)
     return lambda: n[0]
+
+
+async def test_one_read_gives_the_channel_settings_and_recent_gifs(settings, engine) -> None:
+    """The folded read (scoped rows + recent GIFs in one statement) answers as the two
+    reads it replaces, on SQLite and on PostgreSQL."""
+    from bot import session as sess
+    from bot.scoped_settings import set_scoped
+
+    env = Env(settings, engine)
+    alice = env.actor()
+    set_scoped(engine, "test", "T1", "", "cooldown_s", 7)  # the workspace's row ...
+    set_scoped(engine, "test", "T1", "general", "cooldown_s", 3)  # ... the channel's wins
+    set_scoped(engine, "test", "T1", "general", "pools", ["demo"])
+    for _ in range(2):
+        env.now[0] += 60  # past the channel's cooldown
+        sid = (await env.core.request(alice, "happy")).preview.session_id
+        assert (await env.core.send(alice, sid)).kind == "posted"
+    ctx = env.core.ctx
+    assert ctx.recent_since() is not None  # the default repeat window reads recent posts
+    with session_scope(engine) as db:
+        scoped, recent = ctx.scoped_and_recent(db, alice)
+        two = (ctx.scoped(db, alice), sess.recent_in_channel(
+            db, "test", "T1", "general", ctx.recent_since()))
+    assert scoped == two[0] and scoped.cooldown_s == 3 and scoped.pools == ["demo"]
+    assert sorted(recent) == sorted(two[1]) and len(recent) == 2
+    with session_scope(engine) as db:  # another channel: the workspace's row, no posts
+        other = ctx.scoped_and_recent(db, env.actor(channel="random"))
+    assert other[0].cooldown_s == 7 and other[1] == []

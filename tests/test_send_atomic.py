@@ -24,7 +24,7 @@ async def test_a_crash_between_post_and_comparisons_leaves_neither(env: Env, mon
     def crash(*_a, **_k):  # the process dies after the post row, before the comparisons
         raise RuntimeError("killed mid-send")
 
-    monkeypatch.setattr(comparisons, "_row", crash)
+    monkeypatch.setattr(comparisons, "_values", crash)
     with pytest.raises(RuntimeError, match="killed mid-send"):
         await env.core.send(alice, sid)
     with session_scope(env.engine) as s:

@@ -27,9 +27,10 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePath
+from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -54,6 +55,19 @@ REFERENCE_PREFIX = "ref:"
 # from scrolling, not a judgement of the GIF in its moment.
 VOTE_WINDOW = dt.timedelta(days=30)
 SOURCES = ("vote", "send", "poll", "import", "reaction")
+# The request path's statements, built once and run on the action's connection (Core, no
+# ORM flush or identity map): building a statement costs more than SQLite takes to answer it
+_IN_POOL = (select(PoolGif.gif_sha).where(PoolGif.gif_sha.in_(bindparam("shas", expanding=True)))
+            .distinct())
+_INSERT_COMPARISON = Comparison.__table__.insert()
+_POST_FOR_VOTE = select(Post.gif_sha, Post.emotion, Post.created_at).where(
+    Post.id == bindparam("id"))
+_VOTE_BY_KEY = select(Comparison.id, Comparison.winner, Comparison.loser).where(
+    Comparison.vote_key == bindparam("key"))
+_REPLACE_VOTE = (update(Comparison.__table__).where(Comparison.__table__.c.id == bindparam("_id"))
+                 .values(winner=bindparam("winner"), loser=bindparam("loser"),
+                         created_at=bindparam("created_at")))
+_REMOVE_VOTE = delete(Comparison.__table__).where(Comparison.__table__.c.id == bindparam("_id"))
 _HASH_RE = re.compile(r"^[0-9a-f]{64}$")
 _MAX_ITEM_LEN = 64  # comparisons.winner / loser are String(64)
 
@@ -130,20 +144,20 @@ def _check_in_pool(s: Session, gifs: Iterable[str]) -> None:
     for g in wanted:
         if not g or len(g) > _MAX_ITEM_LEN or is_reference(g):
             raise _fail(f"not a GIF id: {g!r}")
-    found = set(s.scalars(select(PoolGif.gif_sha).where(PoolGif.gif_sha.in_(wanted)).distinct()))
+    found = set(s.connection().execute(_IN_POOL, {"shas": list(wanted)}).scalars())
     missing = sorted(wanted - found)
     if missing:
         raise _fail(f"GIF not in any pool: {', '.join(m[:16] for m in missing)}")
 
 
-def _row(emotion: int, winner: str, loser: str, *, source: str, who: str, platform: str,
-         workspace: str, channel: str, tie: bool = False, weight: float = 1.0,
-         post_id: int | None = None, vote_key: str | None = None) -> Comparison:
-    return Comparison(
-        emotion=int(emotion), winner=winner, loser=loser, tie=tie, weight=weight, source=source,
-        who=who, platform=platform[:16], workspace=workspace[:64], channel=channel[:64],
-        post_id=post_id, vote_key=vote_key,
-    )
+def _values(emotion: int, winner: str, loser: str, *, source: str, who: str, platform: str,
+            workspace: str, channel: str, tie: bool = False, weight: float = 1.0,
+            post_id: int | None = None, vote_key: str | None = None) -> dict:
+    """One ledger row's columns (created_at: the column's default)."""
+    return {"emotion": int(emotion), "winner": winner, "loser": loser, "tie": tie,
+            "weight": weight, "source": source, "who": who, "platform": platform[:16],
+            "workspace": workspace[:64], "channel": channel[:64], "post_id": post_id,
+            "vote_key": vote_key}
 
 
 # ---------------------------------------------------------------------------------------
@@ -169,22 +183,25 @@ def add_send(s: Session, *, emotion: int, sent: str, skipped: Sequence[str], who
     _check_who(who)
     losers = list(dict.fromkeys(g for g in skipped if g != sent))
     _check_in_pool(s, [sent, *losers])
-    for loser in losers:
-        s.add(_row(emotion, sent, loser, source="send", who=who, platform=platform,
-                   workspace=workspace, channel=channel, post_id=post_id))
+    if losers:
+        s.connection().execute(_INSERT_COMPARISON, [
+            _values(emotion, sent, loser, source="send", who=who, platform=platform,
+                    workspace=workspace, channel=channel, post_id=post_id) for loser in losers])
     return len(losers)
 
 
 def record_vote(db: Engine | Session, *, emotion: int, gif: str, up: bool | None, who: str,
                 post_id: int, platform: str = "", workspace: str = "", channel: str = "",
-                source: str = "vote", window: dt.timedelta | None = VOTE_WINDOW) -> str:
+                source: str = "vote", window: dt.timedelta | None = VOTE_WINDOW,
+                post: Any = None) -> str:
     """A 👍 (up=True) / 👎 (up=False) on a post, or its removal (up=None).
 
     One vote per person per post: returns "recorded", "replaced" (the person changed their
     vote), "removed" or "unchanged". The post must exist, show this GIF on this emotion and
     be younger than `window`. Given the caller's Session, a double click racing this one to
     the unique `vote_key` raises IntegrityError: the caller's unit of work retries the action
-    (`bot.flows.context`); given an Engine, the retry is here.
+    (`bot.flows.context`); given an Engine, the retry is here. `post`: the post's row as
+    the caller's transaction just read it (its gif_sha, emotion, created_at), not read again.
     """
     _check_emotion(emotion)
     if not who:
@@ -192,7 +209,10 @@ def record_vote(db: Engine | Session, *, emotion: int, gif: str, up: bool | None
     _check_who(who)
     if source not in SOURCES:
         raise _fail(f"unknown source {source!r}")
-    vote = _Vote(emotion, gif, up, who, post_id, platform, workspace, channel, source, window)
+    if post is not None and int(post.id) != int(post_id):
+        raise _fail(f"vote on post {post_id} given the row of post {post.id}")
+    vote = _Vote(emotion, gif, up, who, post_id, platform, workspace, channel, source, window,
+                 post)
     if isinstance(db, Session):
         return vote.apply(db)
     for attempt in range(2):
@@ -218,9 +238,12 @@ class _Vote:
     channel: str
     source: str
     window: dt.timedelta | None
+    known: Any = None  # the post's row, read by the caller in this transaction
 
     def apply(self, s: Session) -> str:
-        post = s.get(Post, self.post_id)
+        conn = s.connection()
+        post = (self.known if self.known is not None
+                else conn.execute(_POST_FOR_VOTE, {"id": self.post_id}).first())
         if post is None:
             raise _fail(f"vote on a post that does not exist: {self.post_id}")
         if post.gif_sha != self.gif or post.emotion != self.emotion:
@@ -229,23 +252,24 @@ class _Vote:
             raise _fail(f"vote on an expired post {self.post_id} (older than {self.window})")
         _check_in_pool(s, [self.gif])
         key = f"{self.post_id}:{self.who}"
-        old = s.scalar(select(Comparison).where(Comparison.vote_key == key))
+        old = conn.execute(_VOTE_BY_KEY, {"key": key}).first()
         if self.up is None:
             if old is None:
                 return "unchanged"
-            s.delete(old)
+            conn.execute(_REMOVE_VOTE, {"_id": old.id})
             return "removed"
         ref = reference_id(self.emotion)
         winner, loser = (self.gif, ref) if self.up else (ref, self.gif)
         if old is None:
-            s.add(_row(self.emotion, winner, loser, source=self.source, who=self.who,
-                       platform=self.platform, workspace=self.workspace, channel=self.channel,
-                       post_id=self.post_id, vote_key=key))
-            s.flush()
+            conn.execute(_INSERT_COMPARISON, _values(
+                self.emotion, winner, loser, source=self.source, who=self.who,
+                platform=self.platform, workspace=self.workspace, channel=self.channel,
+                post_id=self.post_id, vote_key=key))
             return "recorded"
         if old.winner == winner and old.loser == loser:
             return "unchanged"
-        old.winner, old.loser, old.created_at = winner, loser, utcnow()
+        conn.execute(_REPLACE_VOTE, {"_id": old.id, "winner": winner, "loser": loser,
+                                     "created_at": utcnow()})
         return "replaced"
 
 
@@ -262,8 +286,9 @@ def record_poll(db: Engine | Session, *, emotion: int, left: str, right: str, an
     winner, loser = (right, left) if answer == "right" else (left, right)
     with unit_of_work(db) as s:
         _check_in_pool(s, [left, right])
-        s.add(_row(emotion, winner, loser, source="poll", who=who, platform=platform,
-                   workspace=workspace, channel=channel, tie=answer == "neither"))
+        s.connection().execute(_INSERT_COMPARISON, _values(
+            emotion, winner, loser, source="poll", who=who, platform=platform,
+            workspace=workspace, channel=channel, tie=answer == "neither"))
     return 1
 
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import bindparam, select
+from sqlalchemy import JSON, String, bindparam, cast, literal_column, null, select, union_all
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -33,9 +33,10 @@ from bot.events import Actor, GifCard, Reply, credit_line
 # One length limit for a request: the parser reads no further, the core refuses longer.
 from bot.intent import MAX_CHARS as MAX_TEXT_CHARS
 from bot.ranking import Ranker
+from bot.scoped_settings import SCOPED_ROWS, resolve_rows, scope_params
 from bot.topics import Reading, read_request
 from scorer.settings import ChannelSettings, Settings
-from scorer.store import Gif, is_busy_error, request_path, session_scope
+from scorer.store import Gif, Impression, is_busy_error, request_path, session_scope
 from training.comparisons import user_hash
 
 log = logging.getLogger("moodgif.bot.core")
@@ -48,6 +49,19 @@ _CARDS_MAX, _READINGS_MAX, _HASHES_MAX = 4096, 2048, 50_000
 # Built once (an expanding IN): building a statement costs more than SQLite takes to answer it
 _CARDS = select(Gif.sha256, Gif.title, Gif.source_url, Gif.bytes, Gif.width, Gif.height,
                 Gif.attribution).where(Gif.sha256.in_(bindparam("shas", expanding=True)))
+
+# What a request or shuffle reads first, in one statement (on PostgreSQL one round trip, not
+# two): the channel's scoped settings rows (part "s") and the GIFs posted in it recently
+# (part "r", bot.session.RECENT_GIFS; GROUP BY, not DISTINCT: json has no equality).
+_SCOPED_AND_RECENT = union_all(
+    SCOPED_ROWS.add_columns(literal_column("'s'").label("part")),
+    select(Impression.gif_sha, cast(null(), String), cast(null(), JSON),
+           literal_column("'r'").label("part"))
+    .where(Impression.platform == bindparam("platform"),
+           Impression.workspace == bindparam("workspace"),
+           Impression.channel == bindparam("channel"), Impression.shown_at >= bindparam("since"))
+    .group_by(Impression.gif_sha),
+)
 
 
 def clean_text(text: str) -> str:
@@ -94,6 +108,10 @@ class CoreContext:
         self._parser_lock = threading.Lock()
         self._rand = random.Random(seed)
         self._rand_lock = threading.Lock()
+        # One generator for every ranking (numpy's Generator locks its bit generator per
+        # call, so worker threads may share it): seeding a new one per request
+        # (SeedSequence) cost more than the request's draws
+        self._np_rng = np.random.default_rng(self._rand.getrandbits(64))
         self._hashes: dict[tuple[str, str], str] = {}
         self._cards: OrderedDict[str, GifCard] = OrderedDict()
         self._cards_lock = threading.Lock()
@@ -145,8 +163,7 @@ class CoreContext:
         return sess.to_datetime(self.clock())
 
     def rng(self) -> np.random.Generator:
-        with self._rand_lock:
-            return np.random.default_rng(self._rand.getrandbits(64))
+        return self._np_rng
 
     def chance(self, p: float) -> bool:
         with self._rand_lock:
@@ -228,6 +245,26 @@ class CoreContext:
         """Every scoped setting for the actor's channel (one query)."""
         return sess.get_all_scoped(db, self.settings, actor.platform, actor.workspace,
                                    actor.channel)
+
+    def recent_since(self) -> dt.datetime | None:
+        """Posts since when the ranker does not offer again; None: no repeat window."""
+        hours = self.settings.ranking.repeat_window_hours
+        return self.now() - dt.timedelta(hours=hours) if hours > 0 else None
+
+    def scoped_and_recent(self, db: Session, actor: Actor) -> tuple[ChannelSettings, list[str]]:
+        """`scoped` and the channel's recently posted GIFs (bot.session.recent_in_channel),
+        read by one statement."""
+        since = self.recent_since()
+        if since is None:
+            return self.scoped(db, actor), []
+        params = {**scope_params(actor.platform, actor.workspace, actor.channel), "since": since}
+        rows, recent = [], []
+        for a, b, v, part in db.connection().execute(_SCOPED_AND_RECENT, params):
+            if part == "s":
+                rows.append((a, b, v))
+            else:
+                recent.append(a)
+        return resolve_rows(self.settings, rows), recent
 
 
 __all__ = ["BUSY_TEXT", "MAX_TEXT_CHARS", "CoreContext", "clean_text", "metric"]

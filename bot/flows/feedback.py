@@ -31,7 +31,7 @@ class FeedbackFlow:
             outcome = record_vote(db, emotion=int(post.emotion), gif=post.gif_sha, up=up,
                                   who=self.ctx.who(actor), post_id=int(post.id),
                                   platform=actor.platform, workspace=actor.workspace,
-                                  channel=actor.channel, source=source)
+                                  channel=actor.channel, source=source, post=post)
         except LedgerError as exc:
             return Reply(kind="ack", text=f"That vote could not be counted: {exc}.")
         if outcome in {"recorded", "replaced"}:

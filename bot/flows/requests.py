@@ -8,7 +8,6 @@ close, post, impression and comparisons commit together.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
 from dataclasses import dataclass
@@ -49,10 +48,9 @@ class RequestFlow:
 
     # ------------------------------------------------------------------ ranking
     def _recent(self, db: Session, actor: Actor) -> list[str]:
-        hours = self.ctx.settings.ranking.repeat_window_hours
-        if hours <= 0:
+        since = self.ctx.recent_since()
+        if since is None:
             return []
-        since = self.ctx.now() - dt.timedelta(hours=hours)
         return sess.recent_in_channel(db, actor.platform, actor.workspace, actor.channel, since)
 
     def rank(self, scoped: ChannelSettings, emotion: int, k: int, *, recent: list[str],
@@ -109,27 +107,29 @@ class RequestFlow:
             return _not_understood(query, reading)
         emotion = INDEX.get(intent.emotion or "", -1)
         metric("REQUESTS", actor.platform, intent.emotion or "topic")
-        scoped = self.ctx.scoped(db, actor)
+        scoped, recent = self.ctx.scoped_and_recent(db, actor)
         wait = self.ctx.cooldown.take((actor.platform, actor.user_id), float(scoped.cooldown_s))
         if wait > 0:
             return Reply(kind="cooldown", text=(
                 f"Easy there! You can ask for another GIF in {max(1, round(wait))} s."))
         reply = self.open_preview(db, actor, query, emotion, scoped, confidence=intent.confidence,
-                                  text=missing_note(reading), reading=reading)
+                                  text=missing_note(reading), reading=reading, recent=recent)
         if reply.kind == "empty_pool" and reading.rows is not None and emotion >= 0:
             # The topic's GIFs are all filtered out here: say so, and offer the feeling alone.
             reply = self.open_preview(
                 db, actor, query, emotion, scoped, confidence=intent.confidence,
                 text=f"No {' '.join(reading.topic)} GIFs allowed in this channel; "
-                     f"here's {intent.emotion}.", reading=Reading(intent))
+                     f"here's {intent.emotion}.", reading=Reading(intent), recent=recent)
         metric("SUGGEST_LATENCY", value=time.perf_counter() - started)
         return reply
 
     def open_preview(self, db: Session, actor: Actor, query: str, emotion: int,
                      scoped: ChannelSettings, *, confidence: float = 1.0, text: str = "",
-                     reading: Reading | None = None) -> Reply:
+                     reading: Reading | None = None, recent: list[str] | None = None) -> Reply:
+        """`recent`: the channel's recent GIFs if the caller read them (else read here)."""
         ranked = self.rank(scoped, emotion, int(scoped.preview_count),
-                           recent=self._recent(db, actor), reading=reading)
+                           recent=self._recent(db, actor) if recent is None else recent,
+                           reading=reading)
         if not ranked.shas:
             what = (" ".join(reading.topic) if reading is not None and reading.topic_only
                     else NAMES[emotion])
@@ -183,12 +183,12 @@ class RequestFlow:
         if refusal:
             return refusal
         assert state is not None
-        scoped = self.ctx.scoped(db, actor)
+        scoped, recent = self.ctx.scoped_and_recent(db, actor)
         reading = self.ctx.read(state.query) if state.query else None
         if reading is not None and reading.rows is None:
             reading = None
         ranked = self.rank(scoped, state.emotion, int(scoped.preview_count),
-                           recent=self._recent(db, actor), exclude=state.shown, reading=reading)
+                           recent=recent, exclude=state.shown, reading=reading)
         if not ranked.shas:
             reply = self._preview_reply(db, state, 0, can_shuffle=False)
             what = (" ".join(reading.topic) if reading is not None and reading.topic_only

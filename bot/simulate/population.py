@@ -66,6 +66,7 @@ class Population:
         ranks = np.array([POPULARITY.index(name) + 1 for name in NAMES], dtype=np.float64)
         p = ranks ** -model.zipf_s
         self.emotion_p = p / p.sum()
+        self._cdfs: tuple[np.ndarray, ...] | None = None
         # per emotion: truth quantiles (what "good" means to a person asking for it)
         self.q_grid = np.linspace(0.0, 1.0, 201)
         self.quant = np.quantile(truth.values, self.q_grid, axis=0)  # (201, 17)
@@ -115,8 +116,12 @@ class Population:
         return float(self.truth.values[k, e]) if k is not None else 0.0
 
     def draw_request(self) -> tuple[VirtualUser, int, str]:
-        u = self.users[int(self.rng.choice(len(self.users), p=self.user_p))]
-        e = int(self.rng.choice(N_EMOTIONS, p=self.emotion_p))
+        # rng.choice(n, p=p)'s own draw (one uniform, searchsorted on p's cumulative sum),
+        # without re-checking and re-summing p on every call
+        if self._cdfs is None:
+            self._cdfs = tuple(_cdf(p) for p in (self.user_p, self.emotion_p))
+        u = self.users[int(self._cdfs[0].searchsorted(self.rng.random(), side="right"))]
+        e = int(self._cdfs[1].searchsorted(self.rng.random(), side="right"))
         words = self.words[e]
         return u, e, words[int(self.rng.integers(len(words)))]
 
@@ -173,3 +178,10 @@ def _maps_to(parser: Any, word: str, emotion: str) -> bool:
     except Exception:  # a parser hiccup must not stop the simulation: fall back to the name
         return False
     return r.kind == "match" and r.emotion == emotion
+
+
+def _cdf(p: np.ndarray) -> np.ndarray:
+    cdf = p.cumsum()
+    cdf /= cdf[-1]
+    return cdf
+
