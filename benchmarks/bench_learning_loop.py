@@ -83,6 +83,14 @@ def main() -> None:
             d = runs[adv][-1]["ndcg5"] - runs[base][-1]["ndcg5"]
             dp = runs[adv][-1]["p1"] - runs[base][-1]["p1"]
             print(f"10 % adversarial users ({base}): final NDCG@5 moved by {d:+.3f}, P@1 by {dp:+.3f}")
+            if "top_pct" in runs[adv][-1]:
+                # P@1 moves in steps of 1/(17 x seeds): the first GIF's true percentile and
+                # each seed's P@1 say whether a P@1 gap is a move or a few emotions' luck
+                dt = runs[adv][-1]["top_pct"] - runs[base][-1]["top_pct"]
+                seeds = {m: [f"{r['curve'][-1]['p1']:.2f}" for r in res.of(m)] for m in (base, adv)}
+                print(f"  the first GIF's true percentile moved by {dt:+.4f} "
+                      f"({runs[base][-1]['top_pct']:.4f} -> {runs[adv][-1]['top_pct']:.4f}); "
+                      f"P@1 per seed {' / '.join(seeds[base])} -> {' / '.join(seeds[adv])}")
             last = runs[adv][-1]
             if "trust_adversarial" in last:
                 print(f"  how the retrain weighs people (training/reliability.py): mean trust "

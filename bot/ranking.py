@@ -57,6 +57,11 @@ log = logging.getLogger("moodgif.bot.ranking")
 PRIOR_SD = 0.2
 MIN_SD = 1e-3
 STAMP_INTERVAL_S = 5.0
+# Weighted judgements (training/refit.comparison_counts) a (GIF, emotion) needs before the
+# fit's estimate replaces the prior: half of one fully trusted judgement. Below it the
+# evidence is a muted or nearly muted person's (training/reliability.py) and the fit's
+# estimate there only repeats its prior, so it must not narrow the posterior.
+EVIDENCE_FLOOR = 0.5
 UNKNOWN_RATING = RATINGS.index("pg-13")  # unknown is not assumed safe (settings.rating_allowed)
 HEADS_MAX_BYTES = 64 << 20  # ScoreMatrix.heads' cache, all emotions and channels together
 NOT_SCORED_NOTE = "not scored yet: these GIFs are in random order until the pool is scored"
@@ -640,8 +645,9 @@ def _stack(blobs: list[bytes]) -> np.ndarray:
 
 
 def _fit_evidence(rows: Sequence, index: dict[str, int], n: int) -> np.ndarray | None:
-    """(N, 17) comparisons per GIF and emotion in the ledger the fit read (with the bar
-    judgements it fitted), as the refit stored them; None for a fit stored without them."""
+    """(N, 17) weighted comparisons per GIF and emotion in the ledger the fit read (with the
+    bar judgements it fitted, each person's reliability applied), as the refit stored them;
+    None for a fit stored without them."""
     stored = registry.fit_counts([r[4] for r in rows])
     if stored is None:
         return None
@@ -675,8 +681,9 @@ def _bt_posterior(rows: Sequence, index: dict[str, int], n: int, counts: np.ndar
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """BT estimates on the [0, 1] scale where the ledger has evidence, (N, 17) each.
 
-    Only (GIF, emotion) pairs somebody actually compared count (`counts > 0`); elsewhere a
-    fit only repeats its prior, and the current model's prediction is the better one.
+    Only (GIF, emotion) pairs with `EVIDENCE_FLOOR` of the fit's weighted evidence count;
+    elsewhere a fit only repeats its prior, and the current model's prediction is the better
+    one.
     The map from theta to [0, 1] is the fit's own (`scaled`), the standard error going
     through its derivative (the delta method): `scaled (1 - scaled) / spread` with the
     logistic's `spreads` the fit stored (scorer.versions.fit_scale_spreads); for a fit
@@ -698,7 +705,7 @@ def _bt_posterior(rows: Sequence, index: dict[str, int], n: int, counts: np.ndar
     theta = _stack([r[1] for r in rows]).astype(np.float64)[ok_rows]
     se = _stack([r[2] for r in rows]).astype(np.float64)[ok_rows]
     fit_scaled = _stack([r[3] for r in rows]).astype(np.float64)[ok_rows]
-    evidence = counts[rows_idx] > 0
+    evidence = counts[rows_idx] >= EVIDENCE_FLOOR
     for e in range(N_EMOTIONS):
         ev = evidence[:, e] & np.isfinite(theta[:, e]) & np.isfinite(se[:, e])
         if not ev.any():

@@ -191,8 +191,10 @@ def fit_scale_spreads(params: dict | None) -> np.ndarray | None:
 
 
 def fit_counts(blobs: list[bytes | None]) -> np.ndarray | None:
-    """A fit's stored comparisons per GIF and emotion, (len(blobs), 17), one row per
-    ``BTScore.counts``; None when any row lacks them (a fit stored before they were)."""
+    """A fit's stored evidence per GIF and emotion, (len(blobs), 17), one row per
+    ``BTScore.counts``: its comparisons summed with the weights the fit gave them
+    (training/refit.comparison_counts; fits stored before the weighing hold head counts);
+    None when any row lacks them (a fit stored before they were)."""
     if not blobs or any(b is None for b in blobs):
         return None
     return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(-1, N_EMOTIONS).astype(np.float64)

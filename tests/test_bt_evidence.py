@@ -101,3 +101,79 @@ def test_stored_fit_params_carry_the_spread(settings, engine) -> None:  # type: 
     with session_scope(engine) as s:
         params = s.get(BTFit, fit.fit_id).params
     assert np.allclose(versions.fit_scale_spreads(params), fit.scale_params["spread"])
+
+
+def _person(k: int) -> str:
+    return f"{k:064x}"  # the shape of a user_hash (the ledger keeps nothing else)
+
+
+def _votes_with_a_contrarian(engine, truth: dict[str, np.ndarray]) -> tuple[str, list[str]]:  # type: ignore[no-untyped-def]
+    """Three honest people and one contrarian answer polls on emotion 0 over the same pairs;
+    the contrarian alone also judges four GIFs nobody else did. Returns (contrarian, those)."""
+    from training.comparisons import record_poll
+
+    shas = sorted(truth)
+    shared, lonely = shas[:30], shas[30:34]
+    contrarian = _person(99)
+    rng = np.random.default_rng(1)
+    for _ in range(120):
+        i, j = rng.choice(len(shared), 2, replace=False)
+        left, right = shared[i], shared[j]
+        better = "left" if truth[left][0] > truth[right][0] else "right"
+        for k in range(3):
+            record_poll(engine, emotion=0, left=left, right=right, answer=better, who=_person(k))
+        record_poll(engine, emotion=0, left=left, right=right,
+                    answer="right" if better == "left" else "left", who=contrarian)
+    for a in range(4):
+        for b in range(a + 1, 4):
+            for _ in range(2):
+                record_poll(engine, emotion=0, left=lonely[a], right=lonely[b], answer="left",
+                            who=contrarian)
+    return contrarian, lonely
+
+
+def test_a_muted_persons_votes_do_not_narrow_a_posterior(settings, engine) -> None:  # type: ignore[no-untyped-def]
+    """The evidence the ranker narrows a posterior with is the fit's weighted evidence: the
+    refit stores each GIF's comparisons weighted as the fit weighed them (a person the
+    reliability weighing mutes adds nothing), and GIFs only such a person judged keep their
+    prior and its width. Counting rows instead, the contrarian's votes narrowed those GIFs
+    without moving them (docs/learning-loop.md, "Adversarial users")."""
+    from _bot_pool import add_model_version
+
+    from training.judgements import weigh_ledger_people, with_judgements
+    from training.refit import comparison_counts
+
+    truth = make_pool(settings, engine)
+    contrarian, lonely = _votes_with_a_contrarian(engine, truth)
+    gifs = sorted(pooled_gifs(engine))
+    add_model_version(engine, gifs, np.full((len(gifs), N_EMOTIONS), 0.5, np.float32))
+    raw, _ = load_ledger(engine, known_gifs=set(gifs), items=gifs)
+    _, report = weigh_ledger_people(raw)
+    assert report.trust[contrarian] == 0.0
+    assert min(report.trust[_person(k)] for k in range(3)) > 0.9
+
+    def fit_and_read(weigh: bool):  # type: ignore[no-untyped-def]
+        ledger = with_judgements(raw, [], weigh_people=weigh)
+        fit = refit_bt(settings, engine, ledger, gifs, prior_version=None, ledger_info={})
+        with session_scope(engine) as s:
+            versions.activate_fit(s, fit.fit_id)
+            stored = dict(s.query(BTScore.gif_sha, BTScore.counts).filter_by(fit_id=fit.fit_id))
+        counts = versions.fit_counts([stored[g] for g in gifs])
+        expected = comparison_counts(ledger, len(ledger.ids), ledger.weight)[:len(gifs)]
+        assert np.allclose(counts, expected, atol=1e-4)  # stored as weighed, read back
+        return counts, ranking.load_matrix(engine)
+
+    counts, matrix = fit_and_read(weigh=True)
+    cols = [matrix.index[g] for g in lonely]
+    assert np.all(counts[[gifs.index(g) for g in lonely], 0] == 0)
+    assert np.allclose(matrix.sd[0, cols], ranking.PRIOR_SD)  # the prior, untouched
+    assert np.allclose(matrix.mean[0, cols], 0.5)
+    assert np.isclose(matrix.evidence[0], counts[:, 0].sum())
+    assert counts[:30, 0].sum() > 0
+    assert (matrix.sd[0, [matrix.index[g] for g in gifs[:30]]] < ranking.PRIOR_SD).any()
+
+    # The same votes without the weighing: the contrarian's judgements are evidence.
+    unweighed, plain = fit_and_read(weigh=False)
+    assert np.all(unweighed[[gifs.index(g) for g in lonely], 0] > 0)
+    assert not np.allclose(plain.sd[0, cols], ranking.PRIOR_SD)
+    assert plain.evidence[0] > matrix.evidence[0]

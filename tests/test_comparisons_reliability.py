@@ -85,3 +85,24 @@ def test_one_person_repeating_a_judgement_counts_at_most_the_cap() -> None:
 def test_rows_without_a_person_are_left_alone() -> None:
     ledger = with_judgements(_empty(), [(HAPPY, _sha(1), bar_id(HAPPY))] * 5)
     assert ledger.weight.tolist() == [1.0] * 5 and list(ledger.who) == [""] * 5
+
+
+def test_a_contrarian_between_two_gifs_stays_muted_in_every_round() -> None:
+    """Poll answers (GIF against GIF, no reference item): the first round mutes the
+    contrarian; the second, whose consensus gives their rows weight 0, must not give them
+    back their trust (it did: their rows were skipped and scored as nobody's 0.5)."""
+    rng = np.random.default_rng(4)
+    truth = np.linspace(0.0, 1.0, N_GIFS)
+    honest = [_sha(100 + k) for k in range(3)]
+    contrarian = _sha(999)
+    rows = []
+    for _ in range(120):
+        i, j = rng.choice(N_GIFS, 2, replace=False)
+        better, worse = (i, j) if truth[i] > truth[j] else (j, i)
+        rows += [(HAPPY, _sha(better), _sha(worse), who) for who in honest]
+        rows.append((HAPPY, _sha(worse), _sha(better), contrarian))
+    ledger = with_judgements(_empty(), rows, weigh_people=False)
+    weight, report = weigh_ledger_people(ledger)
+    assert report.trust[contrarian] == 0.0 and report.reliability[contrarian] < 0
+    assert min(report.trust[p] for p in honest) == 1.0
+    assert weight[ledger.who == contrarian].sum() == 0.0

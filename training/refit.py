@@ -121,7 +121,7 @@ def refit_bt(settings: Settings, engine: Engine, ledger: LedgerArrays, gifs: lis
             ref_scaled[e] = scaled[ref, e]
     scale_params = {"centre": centres, "spread": spreads}
     rows = [index[g] for g in gifs]
-    per_emotion = comparison_counts(ledger, n)
+    per_emotion = comparison_counts(ledger, n, weight)
     if not store:
         return BTFitOutput(0, list(gifs), theta[rows], se[rows], scaled[rows], counts[rows],
                            scale_params, ref_scaled)
@@ -156,16 +156,23 @@ def refit_bt(settings: Settings, engine: Engine, ledger: LedgerArrays, gifs: lis
                        scale_params, ref_scaled)
 
 
-def comparison_counts(ledger: LedgerArrays, n: int) -> np.ndarray:
-    """(n, 17) how many of the fitted comparisons each item took part in, per emotion,
-    unweighted (ties included, self-comparisons not): the evidence the ranker reads from
-    ``bt_scores.counts`` instead of recounting the ledger."""
+def comparison_counts(ledger: LedgerArrays, n: int, weight: np.ndarray | None = None
+                      ) -> np.ndarray:
+    """(n, 17) how much of the fitted evidence each item took part in, per emotion: the sum of
+    the fit's own `weight` over its comparisons (ties included, self-comparisons not; 1 per
+    comparison without `weight`). What the ranker reads from ``bt_scores.counts``.
+
+    Weighted, not a head count: the evidence the ranker narrows a GIF's posterior with and
+    cools exploration by must be the evidence the fit used. Counting rows, a person the
+    reliability weighing muted (training/reliability.py) still narrowed the posterior of
+    every GIF they judged without moving it (docs/learning-loop.md, "Adversarial users")."""
     keep = ledger.winner != ledger.loser
     e = np.asarray(ledger.emotion)[keep].astype(np.int64)
+    w = None if weight is None else np.asarray(weight, np.float64)[keep]
     total = np.zeros(n * N_EMOTIONS)
     for side in (ledger.winner, ledger.loser):
         total += np.bincount(np.asarray(side)[keep].astype(np.int64) * N_EMOTIONS + e,
-                             minlength=n * N_EMOTIONS)
+                             weights=w, minlength=n * N_EMOTIONS)
     return total.reshape(n, N_EMOTIONS)
 
 

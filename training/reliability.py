@@ -112,7 +112,10 @@ def _consensus(weight: np.ndarray, person: np.ndarray, emotion: np.ndarray,
         won = ref_l[r].astype(np.float64)
         share = _others_share(weight[r], person[r], won, emotion[r], gif, ref)
         c[r] = np.where(ref_l[r], share, 1.0 - share)
-    pairs = np.flatnonzero(~ref_w & ~ref_l & (person >= 0) & (weight > 0))
+    # Every person's row is scored, whatever its weight: in the second round a person the
+    # first muted has weight 0 here, and skipping their rows gave them the 0.5 of nobody's
+    # consensus, so the muted contrarian came back with full trust.
+    pairs = np.flatnonzero(~ref_w & ~ref_l & (person >= 0))
     if len(pairs):
         # every row as two sides: the winner's win and the loser's loss
         side_item = np.concatenate([winner, loser])

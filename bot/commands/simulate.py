@@ -47,7 +47,8 @@ def _strategies(raw: str) -> tuple[str, ...]:
 @click.option("--strategies", default="prior,feedback,both,both+polls,random", show_default=True,
               help="comma-separated: prior, feedback, both, both+polls, random")
 @click.option("--adversarial", type=click.FloatRange(0.0, 0.9), default=0.1, show_default=True,
-              help="share of adversarial users in one more run of both+polls (0 = skip it)")
+              help="share of adversarial users in one more run of the product as shipped "
+                   "(`both`, or `both+polls` when polls are on by default; 0 = skip it)")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="seed of the virtual users and the bot's random draws")
 @click.option("--seeds", type=click.IntRange(1, 20), default=1, show_default=True,

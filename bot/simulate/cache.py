@@ -184,7 +184,7 @@ def prepare(settings: Settings, cfg: SimConfig, cache_dir: Path) -> Prepared:
 
     # the evaluation pool's templates
     t2 = time.perf_counter()
-    tpl_key = {"n": cfg.pool_size, "seed": eval_seed, "v0": v0_dir.name, "version": 1}
+    tpl_key = {"n": cfg.pool_size, "seed": eval_seed, "v0": v0_dir.name, "version": 2}
     tpl_dir = cache_dir / f"eval-{_stamp(tpl_key)}"
     plain, prior = tpl_dir / "plain.db", tpl_dir / "prior.db"
     if not prior.is_file():
@@ -192,15 +192,23 @@ def prepare(settings: Settings, cfg: SimConfig, cache_dir: Path) -> Prepared:
         s, engine = _pool_home(settings, home, store, "eval", eval_manifest)
         engine.dispose()
         _copy_db(home / "moodgif.db", plain)
+        # v0 is the scorer shipped to every installation, so it ranks any pool: the "pools"
+        # its training home recorded (["seed"]) would make the evaluation pool out of its
+        # domain (scorer.pipeline.in_domain) and v0 would write no predictions there, leaving
+        # `prior` unscored (random) and `both` without its prior.
+        v0_config = {**(v0["config"] or {}), "pools": None}
         with session_scope(engine) as ss:
             mv_id = create_candidate(ss, name="v0 (trained on the seed pool's crowd votes)",
                                      encoder_id=v0["encoder_id"], sampling=v0["sampling"],
                                      head_kind=v0["head_kind"], path=v0["path"],
-                                     config=v0["config"], metrics=v0["metrics"]).id
+                                     config=v0_config, metrics=v0["metrics"]).id
         from scorer.pipeline import write_predictions
         from scorer.pool import pool_gifs
 
-        write_predictions(s, engine, mv_id, pool_gifs(engine, "eval"))
+        written = write_predictions(s, engine, mv_id, pool_gifs(engine, "eval"))
+        if not written:
+            raise ValueError("v0 wrote no predictions on the evaluation pool: the prior "
+                             "strategies would run unscored")
         activate_version(engine, mv_id, None)
         engine.dispose()
         _copy_db(home / "moodgif.db", tpl_dir / "prior.tmp.db")

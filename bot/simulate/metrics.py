@@ -1,5 +1,5 @@
-"""What is measured against the truth: NDCG@5, P@1, Spearman and pair accuracy of the
-ranking the bot would show, and how much each virtual voter counts in the retrain's fit.
+"""What is measured against the truth: NDCG@5, P@1, the first GIF's true percentile,
+Spearman and pair accuracy of the ranking the bot would show, and how much each virtual voter counts in the retrain's fit.
 
 Part of `bot.simulate` (`moodgif simulate`); see the package's doc for the whole loop.
 """
@@ -87,7 +87,8 @@ def measure(matrix: Any, truth: Truth, rng: np.random.Generator) -> dict[str, An
     cols = np.full(n, -1, dtype=np.int64)
     for k, sha in enumerate(truth.shas):
         cols[k] = matrix.index.get(sha, -1)
-    per: dict[str, list[float]] = {"ndcg5": [], "p1": [], "spearman": [], "pair_acc": []}
+    per: dict[str, list[float]] = {"ndcg5": [], "p1": [], "top_pct": [], "spearman": [],
+                                   "pair_acc": []}
     for e in range(N_EMOTIONS):
         if matrix.scored:
             post = np.where(cols >= 0, matrix.mean[e][np.maximum(cols, 0)], -np.inf)
@@ -99,7 +100,9 @@ def measure(matrix: Any, truth: Truth, rng: np.random.Generator) -> dict[str, An
         score = post + jitter
         gains = truth.values[:, e]
         per["ndcg5"].append(_ndcg_at(score, gains, 5))
-        per["p1"].append(float(truth.relevant[e][int(np.argmax(score))]))
+        first = int(np.argmax(score))
+        per["p1"].append(float(truth.relevant[e][first]))
+        per["top_pct"].append(top_percentile(gains, first))
         finite = np.isfinite(post)
         per["spearman"].append(_spearman(post[finite], gains[finite]) if matrix.scored else 0.0)
         a, b = truth.pairs[e]
@@ -108,6 +111,22 @@ def measure(matrix: Any, truth: Truth, rng: np.random.Generator) -> dict[str, An
     out: dict[str, Any] = {k: float(np.mean(v)) for k, v in per.items()}
     out["per_emotion"] = {k: [round(x, 4) for x in v] for k, v in per.items()}
     return out
+
+
+def top_percentile(gains: np.ndarray, k: int) -> float:
+    """Where GIF `k` stands in the pool by its true score: the share of the other GIFs it
+    beats (ties half), 1.0 = the truly best GIF, 0.5 = a median one.
+
+    P@1 says only whether the first GIF is in the true top 1 % (0 or 1 per emotion, so a
+    17-emotion mean moves in steps of 1/17 per seed); this says how near the top it is, so
+    two runs whose first GIFs sit at the 98.9th and 99.1st percentile are not 0 and 1 apart.
+    """
+    others = len(gains) - 1
+    if others <= 0:
+        return 1.0
+    below = float((gains < gains[k]).sum())
+    tied = float((gains == gains[k]).sum()) - 1.0
+    return (below + 0.5 * tied) / others
 
 
 def voter_weights(engine: Any, settings: Settings, pop: Population) -> dict[str, float]:

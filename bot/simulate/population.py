@@ -48,8 +48,10 @@ class Population:
         order = rng.permutation(model.n_users)
         n_adv = round(adversarial * model.n_users)
         n_noisy = round(model.noisy_share * model.n_users)
-        kinds[order[:n_adv]] = "adversarial"
-        kinds[order[n_adv:n_adv + n_noisy]] = "noisy"
+        # The noisy people are the same with or without adversarial ones, so `both` and
+        # `both@adv` differ only in normal people turned adversarial (a paired comparison).
+        kinds[order[:n_noisy]] = "noisy"
+        kinds[order[n_noisy:n_noisy + n_adv]] = "adversarial"
         lo, hi = model.accept_quantile
         self.users = [
             VirtualUser(f"u{i:04d}", str(kinds[i]), float(rng.uniform(lo, hi)),

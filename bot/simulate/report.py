@@ -22,7 +22,8 @@ from scorer.settings import Settings
 # outputs
 
 
-METRICS = (("ndcg5", "NDCG@5"), ("p1", "P@1"), ("sent_without_shuffle", "sent 1st"),
+METRICS = (("ndcg5", "NDCG@5"), ("p1", "P@1"), ("top_pct", "1st %ile"),
+           ("sent_without_shuffle", "sent 1st"),
            ("shuffles_per_send", "shuffles/send"), ("regret", "regret"),
            ("spearman", "Spearman"), ("pair_acc", "pair acc."))
 
@@ -63,6 +64,35 @@ def product_name(result: SimResult) -> str:
     return "both" if "both" in names else "both+polls"
 
 
+def adversarial_pair(result: SimResult) -> tuple[str, str] | None:
+    """(clean, attacked): the product's adversarial run and its clean twin when both ran (the
+    product as shipped first: `both@adv` before `both+polls@adv`), else any such pair."""
+    names = result.names()
+    product = product_name(result)
+    runs = [n for n in names if n.endswith(ADVERSARIAL_SUFFIX)
+            and n.removesuffix(ADVERSARIAL_SUFFIX) in names]
+    runs.sort(key=lambda n: n.removesuffix(ADVERSARIAL_SUFFIX) != product)
+    return (runs[0].removesuffix(ADVERSARIAL_SUFFIX), runs[0]) if runs else None
+
+
+def adversarial_seed_table(result: SimResult) -> str:
+    """Per user seed, the clean run against the attacked one at the last checkpoint: P@1 is
+    0 or 1 per emotion, so each seed's mean moves in steps of 1/17; the first GIF's true
+    percentile and the window's shown-first P@1 (over hundreds of previews) say how far."""
+    pair = adversarial_pair(result)
+    if pair is None:
+        return ""
+    head = ["seed", "run", "NDCG@5", "P@1", "1st %ile", "shown 1st in top 1 %", "sent 1st"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in pair:
+        for r in result.of(name):
+            p = r["curve"][-1]
+            lines.append(f"| {r.get('seed')} | `{name}` | {p['ndcg5']:.3f} | {p['p1']:.3f} | "
+                         f"{p.get('top_pct', float('nan')):.4f} | {p.get('first_p1', 0.0):.3f} | "
+                         f"{p.get('sent_without_shuffle', 0.0):.3f} |")
+    return "\n".join(lines)
+
+
 def check_targets(result: SimResult) -> list[tuple[str, bool | None, str]]:
     """Issue 12's targets, each as (target, met or None when not measured, the numbers)."""
     names = set(result.names())
@@ -93,15 +123,20 @@ def check_targets(result: SimResult) -> list[tuple[str, bool | None, str]]:
                     f"at {on['requests']:,}: NDCG@5 {on['ndcg5']:.3f} vs {off['ndcg5']:.3f}, "
                     f"P@1 {on['p1']:.3f} vs {off['p1']:.3f}; poll_share default "
                     f"{Settings().ranking.poll_share:g}"))
-    adv = [n for n in names if n.endswith(ADVERSARIAL_SUFFIX)]
-    if adv and adv[0].removesuffix(ADVERSARIAL_SUFFIX) in names:
-        base = adv[0].removesuffix(ADVERSARIAL_SUFFIX)
-        clean, dirty = result.run(base)["curve"][-1], result.run(adv[0])["curve"][-1]
+    pair = adversarial_pair(result)
+    if pair is not None:
+        base, attacked = pair
+        clean, dirty = result.run(base)["curve"][-1], result.run(attacked)["curve"][-1]
         dn, dp = dirty["ndcg5"] - clean["ndcg5"], dirty["p1"] - clean["p1"]
-        out.append(("10 % adversarial users move the final NDCG@5 by < 0.02 and P@1 by < 0.05",
+        pct = ""
+        if clean.get("top_pct") is not None and dirty.get("top_pct") is not None:
+            pct = (f"; the first GIF's true percentile {clean['top_pct']:.4f} → "
+                   f"{dirty['top_pct']:.4f} ({dirty['top_pct'] - clean['top_pct']:+.4f})")
+        out.append((f"10 % adversarial users move the final NDCG@5 by < 0.02 and P@1 by < 0.05 "
+                    f"(`{base}` vs `{attacked}`)",
                     abs(dn) < 0.02 and abs(dp) < 0.05,
                     f"NDCG@5 {clean['ndcg5']:.3f} → {dirty['ndcg5']:.3f} ({dn:+.3f}), "
-                    f"P@1 {clean['p1']:.3f} → {dirty['p1']:.3f} ({dp:+.3f})"))
+                    f"P@1 {clean['p1']:.3f} → {dirty['p1']:.3f} ({dp:+.3f}){pct}"))
     if "feedback" in names:
         curve = result.run("feedback")["curve"]
         best = max(p["ndcg5"] for p in curve)
@@ -183,6 +218,9 @@ def report_markdown(result: SimResult, command: str, png_name: str) -> str:
     for target, ok, numbers in check_targets(result):
         verdict = "not measured" if ok is None else ("**met**" if ok else "**not met**")
         lines.append(f"- {target}: {verdict} ({numbers})")
+    seeds = adversarial_seed_table(result)
+    if seeds:
+        lines += ["", "Adversarial users, per user seed (last checkpoint):", "", seeds]
     lines += ["", "## Every checkpoint", "", felt_table(result), "", "## Earlier targets", ""]
     lines += _earlier_target_lines(result)
     lines += _per_emotion_lines(result)
@@ -236,6 +274,8 @@ def _report_intro(result: SimResult, command: str, png_name: str) -> list[str]:
         "emotion, gain = the true score; the ceiling is the truth's own top 5, so the value is "
         "already a share of the ceiling (1.0 = the truth's ranking).",
         "- **P@1**: the first GIF is in the true top 1 % of the pool for that emotion.",
+        "- **1st %ile**: the share of the pool the first GIF beats on the truth (1 = the best "
+        "GIF); P@1 is 0 or 1 per emotion, this says how near the top the first GIF is.",
         "- **sent 1st**: share of previews sent without a shuffle (since the previous checkpoint).",
         "- **shuffles/send**: shuffles people made per GIF that reached the channel (since the "
         "previous checkpoint; shuffles before a cancel count too).",
@@ -273,17 +313,17 @@ def _earlier_target_lines(result: SimResult) -> list[str]:
             lines.append(f"- both+polls beats every other strategy at 1,000 requests: "
                          f"**{'yes' if beats else 'no'}** ({mine:.3f} vs "
                          + ", ".join(f"{k} {v:.3f}" for k, v in others.items()) + ")")
-    adv = [n for n in names if n.endswith(ADVERSARIAL_SUFFIX)]
-    if adv and adv[0].removesuffix(ADVERSARIAL_SUFFIX) in names:
-        clean = result.final(adv[0].removesuffix(ADVERSARIAL_SUFFIX))
-        dirty = result.final(adv[0])
-        share = result.run(adv[0]).get("adversarial", cfg.get("adversarial", 0.0))
+    pair = adversarial_pair(result)
+    if pair is not None:
+        clean = result.final(pair[0])
+        dirty = result.final(pair[1])
+        share = result.run(pair[1]).get("adversarial", cfg.get("adversarial", 0.0))
         lines += [
             f"- {share:.0%} adversarial users (always 👎, send at random, answer polls against "
-            f"what they see) move the final NDCG@5 by **{dirty - clean:+.3f}** "
+            f"what they see) move the final NDCG@5 of `{pair[0]}` by **{dirty - clean:+.3f}** "
             f"({clean:.3f} → {dirty:.3f}; target: less than 0.02 in size)",
         ]
-        last = result.run(adv[0])["curve"][-1]
+        last = result.run(pair[1])["curve"][-1]
         if last.get("trust_adversarial") is not None:
             lines.append(
                 f"- how the retrain weighs people (`training/reliability.py`, final checkpoint): "

@@ -54,8 +54,9 @@ moodgif simulate [--pool-size 2000] [--requests 5000] [--retrain-every 500]
   retrain), no polls; `both+polls` = the product with "which is more X?" polls for
   `MOODGIF_POLL_SHARE` of requests (the core picks the pair by two Thompson draws near the
   top: the pair the ranking is least sure how to order); `random` = nothing scored.
-  `--adversarial 0.1` adds one more run of `both+polls` in which 10 % of the users are
-  adversarial.
+  `--adversarial 0.1` adds one more run of the product as shipped (`both@adv`; `both+polls@adv`
+  when polls are on by default) in which 10 % of the users are adversarial (normal people
+  turned adversarial; the noisy 5 % stay the same).
 - **The shipped scorer (v0)**: a separate seed demo pool gets GIFGIF-style crowd comparisons
   drawn from its truth (Bradley-Terry noise, about 6 per GIF and emotion); `moodgif train`'s
   code fits Bradley-Terry and trains the default head on them. v0 then scores the evaluation
