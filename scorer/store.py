@@ -206,7 +206,8 @@ class BTScore(Base):
     se: Mapped[bytes] = mapped_column(LargeBinary)  # 17 x float32 standard errors
     scaled: Mapped[bytes] = mapped_column(LargeBinary)  # 17 x float32 product scale in [0, 1]
     n_comparisons: Mapped[int] = mapped_column(Integer, default=0)
-    # 17 x float32 comparisons per emotion in the fitted ledger; NULL for older fits
+    # 17 x float32 evidence per emotion in the fitted ledger: comparisons weighed as the fit
+    # weighed them (a muted person adds nothing); NULL for older fits
     counts: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
