@@ -15,6 +15,9 @@ from bot.commands import (
     command_settings,
     register_subcommand,
 )
+from scorer.openmp import prefer_passive_waits
+
+prefer_passive_waits()  # before any subcommand imports torch
 
 
 class MoodgifGroup(click.Group):

@@ -19,8 +19,11 @@ import subprocess
 import sys
 from typing import Any
 
+from scorer.openmp import prefer_passive_waits
 from scorer.settings import Settings
 from training.schedule import make_trigger
+
+prefer_passive_waits()  # the worker child trains and scores: before torch is imported
 
 log = logging.getLogger("moodgif.bot.retrain_worker")
 

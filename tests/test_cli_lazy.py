@@ -111,3 +111,15 @@ def test_bt_fit_reports_bad_settings_in_one_line(tmp_path: Path) -> None:
     assert res.exit_code == 2
     assert "configuration error: MOODGIF_BT_ALPHA" in res.output
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_openmp_threads_wait_passively_unless_the_admin_chose(tmp_path: Path) -> None:
+    probe = "import os, bot.cli, bot.retrain_worker; print(os.environ['OMP_WAIT_POLICY'])"
+    for preset, expected in ((None, "PASSIVE"), ("ACTIVE", "ACTIVE")):
+        env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+        env["PYTHONPATH"] = str(REPO)
+        if preset:
+            env["OMP_WAIT_POLICY"] = preset
+        out = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120, check=True)
+        assert out.stdout.strip() == expected
