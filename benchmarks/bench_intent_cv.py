@@ -44,6 +44,7 @@ import bench_intent as bench  # noqa: E402
 
 from bot import intent as intent_mod  # noqa: E402
 from bot.intent import IntentParser  # noqa: E402
+from bot.sentence_logreg import fit_softmax_regression, one_hot  # noqa: E402
 from bot.situation_words import WordModel  # noqa: E402
 from scorer.emotions import N_EMOTIONS, NAMES  # noqa: E402
 
@@ -75,34 +76,6 @@ class Vectors:
         if v is None:
             v = self.vec[snip] = self.model.encode([snip], normalize_embeddings=True)[0]
         return v
-
-
-def fit_softmax_regression(x: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, np.ndarray]:
-    """Multinomial logistic regression with soft targets `y` (rows sum to one) and an L2
-    penalty on the weights, by L-BFGS."""
-    from scipy.optimize import minimize
-
-    n, d = x.shape
-    c = y.shape[1]
-
-    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
-        weights, bias = w[: d * c].reshape(d, c), w[d * c:]
-        z = x @ weights + bias
-        z -= z.max(axis=1, keepdims=True)
-        p = np.exp(z)
-        p /= p.sum(axis=1, keepdims=True)
-        value = -(y * np.log(p + 1e-12)).sum() / n + 0.5 * l2 * float((weights ** 2).sum())
-        g = (p - y) / n
-        return value, np.concatenate([(x.T @ g + l2 * weights).ravel(), g.sum(axis=0)])
-
-    res = minimize(loss, np.zeros(d * c + c), jac=True, method="L-BFGS-B", options={"maxiter": 400})
-    return res.x[: d * c].reshape(d, c), res.x[d * c:]
-
-
-def one_hot(owner: np.ndarray) -> np.ndarray:
-    y = np.zeros((len(owner), N_EMOTIONS))
-    y[np.arange(len(owner)), owner] = 1.0
-    return y
 
 
 def soft_targets(rows: list[Row]) -> np.ndarray:

@@ -168,8 +168,9 @@ def test_bad_frames_never_crash() -> None:
     assert model.frame_expressions(grey)[0, N_CLASSES] == 0
 
 
-@needs_faces
-def test_real_gif_faces_and_a_crowd() -> None:
+def _sofa_frames() -> tuple[np.ndarray, np.ndarray, object]:
+    """The sampled frames of a real GIF with two people on a sofa, their face rows and the
+    face model (skips when ../shared/data/real-gifs is not present)."""
     gif = REAL / "gifs" / "awkward__white-guys.gif"
     if not gif.is_file():
         pytest.skip("../shared/data/real-gifs is not present")
@@ -178,7 +179,12 @@ def test_real_gif_faces_and_a_crowd() -> None:
     d = decode_gif(str(gif))
     frames = d.frames[sample_indices(d.n_frames, "sparse")]
     model = get_model(model_dir())  # type: ignore[arg-type]
-    rows = model.frame_expressions(frames)
+    return frames, model.frame_expressions(frames), model
+
+
+@needs_faces
+def test_real_gif_faces_and_a_crowd() -> None:
+    frames, rows, model = _sofa_frames()
     assert (rows[:, N_CLASSES] > 0).any()  # two people on a sofa: faces found
     ch = face_channel(rows)
     assert ch.confidence > 0
@@ -193,16 +199,9 @@ def test_real_gif_faces_and_a_crowd() -> None:
 def test_a_tiny_face_is_not_read() -> None:
     """A face shrunk below MIN_FACE_PX in a large frame: no face (its expression would be
     noise), no crash; the same frame at full size has one."""
-    gif = REAL / "gifs" / "awkward__white-guys.gif"
-    if not gif.is_file():
-        pytest.skip("../shared/data/real-gifs is not present")
     from scorer.faces import MIN_FACE_PX
-    from scorer.frames import decode_gif, sample_indices
 
-    d = decode_gif(str(gif))
-    frames = d.frames[sample_indices(d.n_frames, "sparse")]
-    model = get_model(model_dir())  # type: ignore[arg-type]
-    rows = model.frame_expressions(frames)
+    frames, rows, model = _sofa_frames()
     frame = frames[int(np.flatnonzero(rows[:, N_CLASSES] > 0)[0])]
     h, w = frame.shape[:2]
     small = np.asarray(Image.fromarray(frame).resize((max(1, w // 10), max(1, h // 10))))
