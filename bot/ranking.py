@@ -285,39 +285,9 @@ def rank(
                  else Heads(matrix.mean[emotion], matrix.sd[emotion], factor, pen, eligible))
         return _rank_bounded(matrix, heads, emotion, k, rng=rng, eligible=eligible,
                              exclude=exclude, soft_exclude=soft_exclude)
-    if matrix.scored:
-        mu = matrix.mean[emotion]
-        if exploration == "thompson" and rate > 0:
-            z = standard_normal_f32(rng, n)
-            z *= np.float32(rate)
-            z *= matrix.sd[emotion]
-            score = z
-            score += mu
-        elif exploration == "ucb" and rate > 0:
-            score = matrix.sd[emotion] * np.float32(rate)
-            score += mu
-        else:
-            score = mu.copy()
-        note = ""
-    else:
-        score = rng.random(n, dtype=np.float32)
-        note = NOT_SCORED_NOTE
+    score, note = _sampled_scores(matrix, emotion, rng=rng, exploration=exploration, rate=rate)
     score += pen
-    hard = _indices(matrix, exclude)
-    if hard.size:
-        score[hard] = -np.inf
-    soft = _indices(matrix, soft_exclude)
-    relaxed = False
-    if soft.size:
-        saved = score[soft].copy()
-        score[soft] = -np.inf
-    picked = _top(score, k)
-    if soft.size and len(picked) < k:
-        # Everything fresh is used up: offer the channel's recent GIFs again, best first.
-        score[soft] = saved
-        more = [i for i in _top(score, k) if i not in set(picked)]
-        relaxed = bool(more)
-        picked = picked + more[: k - len(picked)]
+    picked, relaxed = _top_excluding(matrix, score, k, exclude, soft_exclude)
     mu_all = matrix.mean[emotion]
     return Ranked(
         shas=[matrix.shas[i] for i in picked],
@@ -327,6 +297,49 @@ def rank(
         eligible=eligible,
         relaxed_repeats=relaxed,
     )
+
+
+def _sampled_scores(matrix: ScoreMatrix, emotion: int, *, rng: np.random.Generator,
+                    exploration: str, rate: float) -> tuple[np.ndarray, str]:
+    """Every GIF's score for one request (a fresh array) and the note to show: a Thompson
+    draw, an optimistic bound, the plain mean, or random order when nothing is scored."""
+    n = matrix.size
+    if not matrix.scored:
+        return rng.random(n, dtype=np.float32), NOT_SCORED_NOTE
+    mu = matrix.mean[emotion]
+    if exploration == "thompson" and rate > 0:
+        score = standard_normal_f32(rng, n)
+        score *= np.float32(rate)
+        score *= matrix.sd[emotion]
+        score += mu
+    elif exploration == "ucb" and rate > 0:
+        score = matrix.sd[emotion] * np.float32(rate)
+        score += mu
+    else:
+        score = mu.copy()
+    return score, ""
+
+
+def _top_excluding(matrix: ScoreMatrix, score: np.ndarray, k: int, exclude: Iterable[str],
+                   soft_exclude: Iterable[str]) -> tuple[list[int], bool]:
+    """The best `k` rows of `score` (edited in place) without `exclude`; `soft_exclude` only
+    when nothing else is left (then `relaxed` is True)."""
+    hard = _indices(matrix, exclude)
+    if hard.size:
+        score[hard] = -np.inf
+    soft = _indices(matrix, soft_exclude)
+    if soft.size:
+        saved = score[soft].copy()
+        score[soft] = -np.inf
+    picked = _top(score, k)
+    relaxed = False
+    if soft.size and len(picked) < k:
+        # Everything fresh is used up: offer the channel's recent GIFs again, best first.
+        score[soft] = saved
+        more = [i for i in _top(score, k) if i not in set(picked)]
+        relaxed = bool(more)
+        picked = picked + more[: k - len(picked)]
+    return picked, relaxed
 
 
 # --- "bounded" exploration: the best-known GIF first, exploration only where it can pay ---

@@ -241,21 +241,9 @@ def score_pool(
     words = WordsAhead(engine, shas, text_model) if prior and text_model is not None else None
 
     if todo:
-        # Ray's stages return features only: its GIFs get their faces in the driver below.
-        limits = Limits(settings.fetch.max_gif_frames, settings.fetch.max_gif_pixels,
-                        settings.fetch.max_gif_total_pixels,
-                        face_dir if engine_kind == "local" else "")
-        if engine_kind == "ray":
-            from scorer.ray_engine import encode_with_ray
-
-            results: Iterable[tuple[str, np.ndarray | None, str | None, int]] = encode_with_ray(
-                todo, enc_id, settings, device=device, scheme=scheme, limits=limits,
-                workers=workers, batch_size=batch_size, address=address,
-            )
-        else:
-            stream = encode_stream(encoder, iter_prepared_local(todo, encoder.prep, scheme, limits, workers), batch_size)
-            results = _keep_faces(settings, scheme, stream)
-        _consume(settings, engine, encoder, enc_id, scheme, results, report, len(todo), progress)
+        _encode_todo(settings, engine, encoder, enc_id, scheme, todo, report,
+                     face_dir=face_dir, engine_kind=engine_kind, device=device, workers=workers,
+                     batch_size=batch_size, address=address, progress=progress)
 
     have = [sha for sha in shas if has_features(settings, sha, enc_id, scheme)]
     if prior:  # first: it stores the channels that a head trained with them reads
@@ -268,6 +256,29 @@ def score_pool(
         log.info("no trained head for encoder %s (%s)", enc_id, scheme)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _encode_todo(settings: Settings, engine: Engine, encoder: TorchEncoder, enc_id: str, scheme: str,
+                 todo: list, report: ScoreReport, *, face_dir: str, engine_kind: str,
+                 device: str, workers: int, batch_size: int, address: str | None,
+                 progress: bool) -> None:
+    """Decode, encode and store the GIFs that have no cached features (local or Ray)."""
+    # Ray's stages return features only: its GIFs get their faces later, in the driver
+    # (`_score_prior` -> `_face_rows`); the local workers find them while decoding.
+    limits = Limits(settings.fetch.max_gif_frames, settings.fetch.max_gif_pixels,
+                    settings.fetch.max_gif_total_pixels,
+                    face_dir if engine_kind == "local" else "")
+    if engine_kind == "ray":
+        from scorer.ray_engine import encode_with_ray
+
+        results: Iterable[tuple[str, np.ndarray | None, str | None, int]] = encode_with_ray(
+            todo, enc_id, settings, device=device, scheme=scheme, limits=limits,
+            workers=workers, batch_size=batch_size, address=address,
+        )
+    else:
+        stream = encode_stream(encoder, iter_prepared_local(todo, encoder.prep, scheme, limits, workers), batch_size)
+        results = _keep_faces(settings, scheme, stream)
+    _consume(settings, engine, encoder, enc_id, scheme, results, report, len(todo), progress)
 
 
 def _face_dir(settings: Settings) -> str:

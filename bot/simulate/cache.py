@@ -136,11 +136,6 @@ def _pool_home(settings: Settings, home: Path, store: Path, pool: str, manifest:
 
 def prepare(settings: Settings, cfg: SimConfig, cache_dir: Path) -> Prepared:
     """Build (or reuse) the pools, the shared features, v0 and the template databases."""
-    from scorer.demo_pool import read_truth
-    from scorer.store import ModelVersion, session_scope
-    from scorer.versions import create_candidate, head_path
-    from training.workflow import activate_version, train_version
-
     cache_dir = cache_dir.resolve()
     store = cache_dir / "store"
     seconds: dict[str, float] = {}
@@ -151,21 +146,33 @@ def prepare(settings: Settings, cfg: SimConfig, cache_dir: Path) -> Prepared:
     eval_manifest = _make_pool(cache_dir / "pools" / f"eval-{cfg.pool_size}-{eval_seed}",
                                cfg.pool_size, eval_seed)
     seconds["pools"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    v0_dir, v0 = _prepare_v0(settings, cfg, cache_dir, store, seed_manifest, seed_seed)
+    seconds["v0"] = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    plain, prior = _prepare_templates(settings, cfg, cache_dir, store, eval_manifest, eval_seed,
+                                      v0_dir, v0)
+    seconds["eval"] = time.perf_counter() - t2
+    return Prepared(cache_dir, store, eval_manifest, plain, prior, v0, seconds)
 
-    # v0: the scorer "trained elsewhere", on crowd comparisons of the seed pool.
+
+def _prepare_v0(settings: Settings, cfg: SimConfig, cache_dir: Path, store: Path,
+                seed_manifest: Path, seed_seed: int) -> tuple[Path, dict]:
+    """v0: the scorer "trained elsewhere", on crowd comparisons of the seed pool (cached)."""
+    from scorer.demo_pool import read_truth
+    from scorer.store import ModelVersion, session_scope
+    from scorer.versions import head_path
+    from training.comparisons import import_pairs
+    from training.workflow import train_version
+
     v0_key = {"n": cfg.seed_pool_size, "seed": seed_seed, "per": cfg.crowd_comparisons_per_gif,
               "k": cfg.crowd_k, "enc": settings.scoring.encoder, "sampling": settings.scoring.sampling,
               "version": 1}
     v0_dir = cache_dir / f"v0-{_stamp(v0_key)}"
     v0_meta = v0_dir / "v0.json"
-    t1 = time.perf_counter()
     if not v0_meta.is_file():
-        home = v0_dir / "home"
-        s, engine = _pool_home(settings, home, store, "seed", seed_manifest)
-        from training.comparisons import import_pairs
-
-        truth_seed = read_truth(seed_manifest)
-        rep = import_pairs(engine, crowd_rows(truth_seed, cfg.crowd_comparisons_per_gif,
+        s, engine = _pool_home(settings, v0_dir / "home", store, "seed", seed_manifest)
+        rep = import_pairs(engine, crowd_rows(read_truth(seed_manifest), cfg.crowd_comparisons_per_gif,
                                               cfg.crowd_k, seed_seed), source="import")
         _say(f"simulate: v0 is trained on {rep.added} crowd comparisons of the seed pool")
         report = train_version(s, engine, pool="seed", device="cpu")
@@ -179,39 +186,44 @@ def prepare(settings: Settings, cfg: SimConfig, cache_dir: Path) -> Prepared:
                     "metrics": mv.metrics, "crowd_comparisons": rep.added, "key": v0_key}
         engine.dispose()
         v0_meta.write_text(json.dumps(meta, indent=1, default=str))
-    v0 = json.loads(v0_meta.read_text())
-    seconds["v0"] = time.perf_counter() - t1
+    return v0_dir, json.loads(v0_meta.read_text())
 
-    # the evaluation pool's templates
-    t2 = time.perf_counter()
+
+def _prepare_templates(settings: Settings, cfg: SimConfig, cache_dir: Path, store: Path,
+                       eval_manifest: Path, eval_seed: int, v0_dir: Path, v0: dict
+                       ) -> tuple[Path, Path]:
+    """The evaluation pool's two template databases: unscored ("plain") and ranked by v0
+    ("prior"), cached by pool and v0."""
+    from scorer.pipeline import write_predictions
+    from scorer.pool import pool_gifs
+    from scorer.store import session_scope
+    from scorer.versions import create_candidate
+    from training.workflow import activate_version
+
     tpl_key = {"n": cfg.pool_size, "seed": eval_seed, "v0": v0_dir.name, "version": 2}
     tpl_dir = cache_dir / f"eval-{_stamp(tpl_key)}"
     plain, prior = tpl_dir / "plain.db", tpl_dir / "prior.db"
-    if not prior.is_file():
-        home = tpl_dir / "home"
-        s, engine = _pool_home(settings, home, store, "eval", eval_manifest)
-        engine.dispose()
-        _copy_db(home / "moodgif.db", plain)
-        # v0 is the scorer shipped to every installation, so it ranks any pool: the "pools"
-        # its training home recorded (["seed"]) would make the evaluation pool out of its
-        # domain (scorer.pipeline.in_domain) and v0 would write no predictions there, leaving
-        # `prior` unscored (random) and `both` without its prior.
-        v0_config = {**(v0["config"] or {}), "pools": None}
-        with session_scope(engine) as ss:
-            mv_id = create_candidate(ss, name="v0 (trained on the seed pool's crowd votes)",
-                                     encoder_id=v0["encoder_id"], sampling=v0["sampling"],
-                                     head_kind=v0["head_kind"], path=v0["path"],
-                                     config=v0_config, metrics=v0["metrics"]).id
-        from scorer.pipeline import write_predictions
-        from scorer.pool import pool_gifs
-
-        written = write_predictions(s, engine, mv_id, pool_gifs(engine, "eval"))
-        if not written:
-            raise ValueError("v0 wrote no predictions on the evaluation pool: the prior "
-                             "strategies would run unscored")
-        activate_version(engine, mv_id, None)
-        engine.dispose()
-        _copy_db(home / "moodgif.db", tpl_dir / "prior.tmp.db")
-        os.replace(tpl_dir / "prior.tmp.db", prior)
-    seconds["eval"] = time.perf_counter() - t2
-    return Prepared(cache_dir, store, eval_manifest, plain, prior, v0, seconds)
+    if prior.is_file():
+        return plain, prior
+    home = tpl_dir / "home"
+    s, engine = _pool_home(settings, home, store, "eval", eval_manifest)
+    engine.dispose()
+    _copy_db(home / "moodgif.db", plain)
+    # v0 is the scorer shipped to every installation, so it ranks any pool: the "pools" its
+    # training home recorded (["seed"]) would make the evaluation pool out of its domain
+    # (scorer.pipeline.in_domain) and v0 would write no predictions there, leaving `prior`
+    # unscored (random) and `both` without its prior.
+    v0_config = {**(v0["config"] or {}), "pools": None}
+    with session_scope(engine) as ss:
+        mv_id = create_candidate(ss, name="v0 (trained on the seed pool's crowd votes)",
+                                 encoder_id=v0["encoder_id"], sampling=v0["sampling"],
+                                 head_kind=v0["head_kind"], path=v0["path"],
+                                 config=v0_config, metrics=v0["metrics"]).id
+    if not write_predictions(s, engine, mv_id, pool_gifs(engine, "eval")):
+        raise ValueError("v0 wrote no predictions on the evaluation pool: the prior "
+                         "strategies would run unscored")
+    activate_version(engine, mv_id, None)
+    engine.dispose()
+    _copy_db(home / "moodgif.db", tpl_dir / "prior.tmp.db")
+    os.replace(tpl_dir / "prior.tmp.db", prior)
+    return plain, prior
