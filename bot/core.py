@@ -41,9 +41,10 @@ from bot.flows.admin import ADMIN_HELP, AdminCommand, AdminFlow, parse_admin
 from bot.flows.context import BUSY_TEXT, MAX_TEXT_CHARS, CoreContext, clean_text
 from bot.flows.feedback import FeedbackFlow
 from bot.flows.jobs import Job, JobQueue
+from bot.flows.offers import OfferFlow, Suggestion, worth_watching
 from bot.flows.polls import PollFlow
 from bot.flows.reports import Reports
-from bot.flows.requests import RequestFlow, Suggestion, worth_watching
+from bot.flows.requests import RequestFlow
 from bot.ranking import Ranker
 from bot.topics import Reading
 from scorer.emotions import INDEX, N_EMOTIONS
@@ -65,6 +66,7 @@ class BotCore:
         self.ctx = CoreContext(settings, engine, intent_parser=intent_parser, clock=clock,
                                ranker=ranker, seed=seed)
         self.requests = RequestFlow(self.ctx)
+        self.offers = OfferFlow(self.ctx, self.requests)
         self.feedback = FeedbackFlow(self.ctx)
         self.polls = PollFlow(self.ctx, self.requests)
         self.job_queue = JobQueue(self.ctx)
@@ -141,7 +143,7 @@ class BotCore:
                       explore: bool = False) -> Suggestion:
         """The top `k` GIFs for a request, read and ranked as the bot would (nothing is
         written); `moodgif suggest`."""
-        return await asyncio.to_thread(self.ctx.unit, self.requests.suggest, actor, text, k,
+        return await asyncio.to_thread(self.ctx.unit, self.offers.suggest, actor, text, k,
                                        explore)
 
     # ------------------------------------------------------------------ a request
@@ -195,7 +197,7 @@ class BotCore:
         emotion; at most once per person per `watch_cooldown_min`. None = stay quiet."""
         if not worth_watching(text):
             return None
-        return await self.ctx.for_user(self.requests.watch, actor, text, quiet=True)
+        return await self.ctx.for_user(self.offers.watch, actor, text, quiet=True)
 
     # ------------------------------------------------------------------ feedback and polls
     async def vote(self, actor: Actor, *, post_id: int | None = None,

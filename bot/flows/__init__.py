@@ -2,7 +2,8 @@
 
 - `context`  what every flow shares (settings, DB, clock, ranker, parser, caches) and the
              unit of work: one Session, one transaction per user action (`for_user`).
-- `requests` `/gif` -> preview; Shuffle, Send, Cancel; a watched channel's offer; `suggest`.
+- `requests` `/gif` -> preview; Shuffle, Send, Cancel.
+- `offers` what nobody typed `/gif` for: a watched channel's offer; `suggest`.
 - `feedback` 👍/👎 votes and reactions on a post; the post's platform message id.
 - `polls`    "which is more X?" polls and their answers.
 - `admin`    typed admin commands (`AddPool`, `SetRating`, ...) and `parse_admin` for text.

@@ -1,5 +1,5 @@
 """A person asks for a GIF: `/gif <text>` -> a private preview, and the preview's buttons
-(Shuffle, Send, Cancel); a watched channel's unasked offer; `moodgif suggest`.
+(Shuffle, Send, Cancel). Offers nobody typed `/gif` for are in `bot.flows.offers`.
 
 Every public function here takes the action's `Session` first (`CoreContext.for_user`
 opens it): the preview's reads and its one write share one transaction, and a Send's
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy.orm import Session
@@ -26,28 +25,15 @@ from training.comparisons import LedgerError, add_send
 
 log = logging.getLogger("moodgif.bot.core")
 
-WATCH_MAX_CHARS = 300
-WATCH_MIN_CONFIDENCE = 0.8  # an unasked offer must be a clear case
 TOO_LONG = "That's a lot of text for a GIF request. Try a word or two, like `/gif happy`."
-
-
-@dataclass(frozen=True)
-class Suggestion:
-    """`moodgif suggest`'s answer: the reading and the ranked GIFs, nothing written."""
-
-    query: str
-    reading: Reading
-    emotion: int  # -1: no feeling named (a topic alone) or none understood
-    ranked: Ranked | None  # None when the text maps to no emotion or topic
 
 
 class RequestFlow:
     def __init__(self, ctx: CoreContext) -> None:
         self.ctx = ctx
-        self._watch_offered: dict[tuple[str, str], float] = {}
 
     # ------------------------------------------------------------------ ranking
-    def _recent(self, db: Session, actor: Actor) -> list[str]:
+    def recent(self, db: Session, actor: Actor) -> list[str]:
         since = self.ctx.recent_since()
         if since is None:
             return []
@@ -128,7 +114,7 @@ class RequestFlow:
                      reading: Reading | None = None, recent: list[str] | None = None) -> Reply:
         """`recent`: the channel's recent GIFs if the caller read them (else read here)."""
         ranked = self.rank(scoped, emotion, int(scoped.preview_count),
-                           recent=self._recent(db, actor) if recent is None else recent,
+                           recent=self.recent(db, actor) if recent is None else recent,
                            reading=reading)
         if not ranked.shas:
             what = (" ".join(reading.topic) if reading is not None and reading.topic_only
@@ -246,60 +232,6 @@ class RequestFlow:
         sess.close_session(db, state.id, "cancelled", self.ctx.now())
         return Reply(kind="cancelled")
 
-    # ------------------------------------------------------------------ watched channels
-    def watch(self, db: Session, actor: Actor, text: str) -> Reply | None:
-        """An unasked private offer when a watched channel's message clearly carries an
-        emotion; at most once per person per `watch_cooldown_min`. None = stay quiet."""
-        ctx = self.ctx
-        if not worth_watching(text):
-            return None
-        scoped = ctx.scoped(db, actor)
-        if not scoped.watch:
-            return None
-        key = (actor.platform, actor.user_id)
-        last = self._watch_offered.get(key)
-        if last is not None and ctx.clock() - last < ctx.settings.chat.watch_cooldown_min * 60:
-            return None
-        query = clean_text(text)
-        intent = ctx.parser.parse(query)
-        if (intent.kind != "match" or intent.emotion not in INDEX
-                or intent.confidence < max(WATCH_MIN_CONFIDENCE, ctx.settings.chat.intent_threshold)):
-            return None
-        if len(self._watch_offered) > 100_000:  # forget old offers so memory stays bounded
-            self._watch_offered.clear()
-        self._watch_offered[key] = ctx.clock()
-        reply = self.open_preview(db, actor, query, INDEX[intent.emotion], scoped,
-                                  confidence=intent.confidence,
-                                  text=f"Sounds like *{intent.emotion}*. Want to send a GIF?")
-        return reply if reply.kind == "preview" else None
-
-    # ------------------------------------------------------------------ moodgif suggest
-    def suggest(self, db: Session, actor: Actor | None, text: str, k: int,
-                explore: bool = False) -> Suggestion:
-        """The top `k` GIFs for a request as the bot reads it, with the bot's defaults (the
-        rating ceiling from settings; a channel's own pools, ceiling and recent posts when
-        `actor` names one). Writes nothing: no preview, no cooldown."""
-        query = clean_text(text or "")[:MAX_TEXT_CHARS]
-        reading = self.ctx.read(query)
-        intent = reading.intent
-        emotion = INDEX.get(intent.emotion or "", -1) if intent.kind == "match" else -1
-        if emotion < 0 and not reading.topic_only:
-            return Suggestion(query, reading, -1, None)
-        if actor is not None:
-            scoped, recent = self.ctx.scoped(db, actor), self._recent(db, actor)
-        else:
-            scoped = sess.get_all_scoped(db, self.ctx.settings, "", "", "")
-            recent = []
-        ranked = self.rank(scoped, emotion, k, recent=recent, reading=reading,
-                           exploration=None if explore else "none")
-        return Suggestion(query, reading, emotion, ranked)
-
-
-def worth_watching(text: str) -> bool:
-    """Whether a channel message may carry a request at all (checked before any thread hop:
-    a watched channel sends every message here)."""
-    return bool(text) and len(text) <= WATCH_MAX_CHARS and not text.lstrip().startswith("/")
-
 
 def _not_understood(query: str, reading: Reading) -> Reply:
     """Did-you-mean choices when the parser has some, else help; with the topic's note."""
@@ -323,5 +255,4 @@ def _or_list(items: tuple[str, ...]) -> str:
     return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
 
 
-__all__ = ["WATCH_MAX_CHARS", "WATCH_MIN_CONFIDENCE", "RequestFlow", "Suggestion",
-           "worth_watching"]
+__all__ = ["RequestFlow"]
