@@ -194,6 +194,58 @@ def _face_probe(root: Path) -> None:
         print(f"  {lab:14s} n={len(vals):2d} face-frame share {arr[:, 0].mean():.2f}  smile share {arr[:, 1].mean():.2f}")
 
 
+def _report_parts(n: int, frames: int, times: dict[str, list[float]], cpu: dict[str, list[float]],
+                  *, repeat: int, channels: bool, faces: bool, words: bool) -> None:
+    """Each part's best run, the efficiency, each part's CPU seconds and the channels' cost."""
+    decode_s, encode_s, full_s = min(times["decode"]), min(times["encode"]), min(times["full"])
+    dec, encr, ful = n / decode_s, n / encode_s, n / full_s
+    side = " (with faces)" if faces else ""
+    print(f"best of {repeat} run(s) of each part, in turn:")
+    print(f"decode-only : {dec:7.2f} GIFs/s  {frames / decode_s:8.1f} frames/s{side}")
+    print(f"encode-only : {encr:7.2f} GIFs/s  {frames / encode_s:8.1f} frames/s")
+    if words:
+        print(f"words-only  : {n / min(times['words']):7.2f} GIFs/s  (the word channel in this "
+              f"process)")
+    print(f"full        : {ful:7.2f} GIFs/s  {frames / full_s:8.1f} frames/s"
+          + (" (features, faces, words, the prior written)" if channels else ""))
+    print(f"efficiency  : {ful / min(dec, encr):.2f}  (full / min(decode-only, encode-only))"
+          + (f"; target >= 0.9 with the channels on (load average now "
+             f"{os.getloadavg()[0]:.1f})" if channels else ""))
+    if repeat > 1:
+        per_run = [f"{(n / f) / min(n / d, n / e):.2f}" for d, e, f in
+                   zip(times["decode"], times["encode"], times["full"], strict=True)]
+        print(f"efficiency of each run in turn: {' '.join(per_run)}")
+    slowest = max(decode_s, encode_s)
+    parts = min(cpu["decode"]) + min(cpu["encode"]) + (min(cpu["words"]) if cpu["words"] else 0.0)
+    print(f"CPU seconds (best of each): decode-only {min(cpu['decode']):.1f}, encode-only "
+          f"{min(cpu['encode']):.1f}" + (f", words-only {min(cpu['words']):.1f}" if cpu["words"] else "")
+          + f", full {min(cpu['full']):.1f}: full / sum of the parts {min(cpu['full']) / parts:.2f}; "
+          f"when every part runs on these {os.cpu_count()} cores (the encoder too), their "
+          f"CPU bounds the efficiency at {slowest / max(slowest, parts / (os.cpu_count() or 1)):.2f}")
+    if channels:
+        off_s = min(times["off"])
+        print(f"full, channels off, same run: {n / off_s:7.2f} GIFs/s: the channels cost "
+              f"{full_s / off_s:.2f}x its time")
+
+
+def _peak_rss(args: argparse.Namespace, tmp: Path) -> None:
+    """Peak RSS of scoring pools of the given sizes, each in a fresh child process."""
+    print(f"peak RSS ({args.rss_encoder or args.encoder}):")
+    for count in [int(x) for x in args.rss.split(",") if x]:
+        cmd = [sys.executable, __file__, "--rss-child", str(tmp / f"rss-{count}" / "home"), str(count),
+               "--encoder", args.encoder, "--device", args.device, "--workers", str(args.workers),
+               "--batch", str(args.batch)]
+        if args.rss_encoder:
+            cmd += ["--rss-encoder", args.rss_encoder]
+        (tmp / f"rss-{count}").mkdir()
+        subprocess.run([sys.executable, __file__, "--rss-setup", str(tmp / f"rss-{count}" / "home"), str(count)],
+                       check=True, capture_output=True)
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        r = json.loads(out)
+        print(f"  {count:5d} GIFs: scorer {r['rss_self_mb']:6.0f} MB (after imports {r['rss_before_mb']:.0f}), "
+              f"largest decode worker {r['rss_worker_mb']:5.0f} MB, {r['encoded'] / r['seconds']:.1f} GIFs/s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--gifs", type=int, default=120, help="GIFs for the throughput runs")
@@ -308,36 +360,9 @@ def main() -> None:
                 c = _cpu()
                 times["off"].append(full(args.workers, args.batch, channels=False))
                 cpu["off"].append(_cpu() - c)
-        decode_s, encode_s, full_s = min(times["decode"]), min(times["encode"]), min(times["full"])
         n = len(jobs)
-        dec, encr, ful = n / decode_s, n / encode_s, n / full_s
-        side = " (with faces)" if face_dir else ""
-        print(f"best of {args.repeat} run(s) of each part, in turn:")
-        print(f"decode-only : {dec:7.2f} GIFs/s  {frames / decode_s:8.1f} frames/s{side}")
-        print(f"encode-only : {encr:7.2f} GIFs/s  {frames / encode_s:8.1f} frames/s")
-        if text_model:
-            print(f"words-only  : {n / min(times['words']):7.2f} GIFs/s  (the word channel in this "
-                  f"process)")
-        print(f"full        : {ful:7.2f} GIFs/s  {frames / full_s:8.1f} frames/s"
-              + (" (features, faces, words, the prior written)" if args.channels else ""))
-        print(f"efficiency  : {ful / min(dec, encr):.2f}  (full / min(decode-only, encode-only))"
-              + (f"; target >= 0.9 with the channels on (load average now "
-                 f"{os.getloadavg()[0]:.1f})" if args.channels else ""))
-        if args.repeat > 1:
-            per_run = [f"{(n / f) / min(n / d, n / e):.2f}" for d, e, f in
-                       zip(times["decode"], times["encode"], times["full"], strict=True)]
-            print(f"efficiency of each run in turn: {' '.join(per_run)}")
-        slowest = max(decode_s, encode_s)
-        parts = min(cpu["decode"]) + min(cpu["encode"]) + (min(cpu["words"]) if cpu["words"] else 0.0)
-        print(f"CPU seconds (best of each): decode-only {min(cpu['decode']):.1f}, encode-only "
-              f"{min(cpu['encode']):.1f}" + (f", words-only {min(cpu['words']):.1f}" if cpu["words"] else "")
-              + f", full {min(cpu['full']):.1f}: full / sum of the parts {min(cpu['full']) / parts:.2f}; "
-              f"when every part runs on these {os.cpu_count()} cores (the encoder too), their "
-              f"CPU bounds the efficiency at {slowest / max(slowest, parts / (os.cpu_count() or 1)):.2f}")
-        if args.channels:
-            off_s = min(times["off"])
-            print(f"full, channels off, same run: {n / off_s:7.2f} GIFs/s: the channels cost "
-                  f"{full_s / off_s:.2f}x its time")
+        _report_parts(n, frames, times, cpu, repeat=args.repeat, channels=args.channels,
+                      faces=bool(face_dir), words=text_model is not None)
 
         print("scaling (full pipeline GIFs/s):")
         for w in [int(x) for x in args.scaling_workers.split(",") if x]:
@@ -346,20 +371,7 @@ def main() -> None:
                 print(f"  workers={w} batch={b:4d}: {n / s:7.2f} GIFs/s  {frames / s:8.1f} frames/s")
 
         if args.rss:
-            print(f"peak RSS ({args.rss_encoder or args.encoder}):")
-            for count in [int(x) for x in args.rss.split(",") if x]:
-                cmd = [sys.executable, __file__, "--rss-child", str(tmp / f"rss-{count}" / "home"), str(count),
-                       "--encoder", args.encoder, "--device", args.device, "--workers", str(args.workers),
-                       "--batch", str(args.batch)]
-                if args.rss_encoder:
-                    cmd += ["--rss-encoder", args.rss_encoder]
-                (tmp / f"rss-{count}").mkdir()
-                subprocess.run([sys.executable, __file__, "--rss-setup", str(tmp / f"rss-{count}" / "home"), str(count)],
-                               check=True, capture_output=True)
-                out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-                r = json.loads(out)
-                print(f"  {count:5d} GIFs: scorer {r['rss_self_mb']:6.0f} MB (after imports {r['rss_before_mb']:.0f}), "
-                      f"largest decode worker {r['rss_worker_mb']:5.0f} MB, {r['encoded'] / r['seconds']:.1f} GIFs/s")
+            _peak_rss(args, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
