@@ -136,3 +136,29 @@ def test_simulate_command_product_beats_its_prior_and_random(tmp_path: Path) -> 
     md = (out / "learning-loop.md").read_text()
     assert "moodgif simulate --pool-size 80" in md and "| `both+polls` |" in md
     assert (out / "learning-curve.png").stat().st_size > 1000
+
+
+def test_adversarial_move_is_paired_by_seed_and_met_only_inside_its_interval() -> None:
+    from bot.simulate.report import paired_move
+    from bot.simulate.run import SimResult
+
+    def runs(name: str, p1s: list[float]) -> list[dict]:
+        return [{"strategy": name, "seed": s, "curve": [{"requests": 5000, "p1": v, "ndcg5": 0.9}]}
+                for s, v in enumerate(p1s)]
+
+    # The same small move on every seed: a tight interval, inside the bound.
+    steady = SimResult({}, {}, runs("both", [0.30, 0.40, 0.35, 0.50])
+                       + runs("both@adv", [0.32, 0.42, 0.37, 0.52]), 0.0, {})
+    move = paired_move(steady, "both", "both@adv", "p1")
+    assert move.n == 4 and move.mean == pytest.approx(0.02)
+    assert move.low == pytest.approx(0.02) and move.within(0.05)
+    # The same mean from moves of ±1/17 steps: the interval is wide, so it is not shown.
+    noisy = SimResult({}, {}, runs("both", [0.30, 0.40, 0.35, 0.50])
+                      + runs("both@adv", [0.42, 0.30, 0.47, 0.44]), 0.0, {})
+    move = paired_move(noisy, "both", "both@adv", "p1")
+    assert move.mean == pytest.approx(0.02) and not move.within(0.05)
+    assert move.low is not None and move.low < -0.05
+    # One seed has no interval: the point estimate decides, and the text says so.
+    one = SimResult({}, {}, runs("both", [0.3]) + runs("both@adv", [0.33]), 0.0, {})
+    assert paired_move(one, "both", "both@adv", "p1").within(0.05)
+    assert "no interval" in paired_move(one, "both", "both@adv", "p1").text()

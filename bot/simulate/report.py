@@ -75,6 +75,47 @@ def adversarial_pair(result: SimResult) -> tuple[str, str] | None:
     return (runs[0].removesuffix(ADVERSARIAL_SUFFIX), runs[0]) if runs else None
 
 
+@dataclasses.dataclass(frozen=True)
+class Move:
+    """How far the attacked runs moved a metric from their clean twins at the last checkpoint,
+    paired by user seed: the mean move and its 95 % t-interval (None with a single seed)."""
+
+    mean: float
+    low: float | None
+    high: float | None
+    n: int
+
+    def within(self, bound: float) -> bool:
+        """True only when the whole interval lies inside ±bound: a point estimate near zero
+        from a few seeds says nothing when one emotion of one seed moves P@1 by 1/17."""
+        if self.low is None or self.high is None:
+            return abs(self.mean) < bound
+        return -bound < self.low and self.high < bound
+
+    def text(self) -> str:
+        if self.low is None or self.high is None:
+            return f"{self.mean:+.3f} (1 seed: no interval)"
+        return f"{self.mean:+.3f}, 95 % interval {self.low:+.3f} to {self.high:+.3f} over {self.n} seeds"
+
+
+def paired_move(result: SimResult, base: str, attacked: str, key: str) -> Move:
+    """`attacked` minus `base` at the last checkpoint, seed by seed (the same user seed meets the
+    same people and requests until the adversaries change what they see)."""
+    clean = {r.get("seed"): r["curve"][-1][key] for r in result.of(base)}
+    dirty = {r.get("seed"): r["curve"][-1][key] for r in result.of(attacked)}
+    diffs = [float(dirty[s]) - float(clean[s]) for s in clean if s in dirty]
+    if not diffs:
+        raise ValueError(f"no user seed ran both {base} and {attacked}")
+    mean = sum(diffs) / len(diffs)
+    if len(diffs) < 2:
+        return Move(mean, None, None, 1)
+    from scipy.stats import t  # the report's only scipy use; imported when an interval is due
+
+    sd = (sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)) ** 0.5
+    half = float(t.ppf(0.975, len(diffs) - 1)) * sd / len(diffs) ** 0.5
+    return Move(mean, mean - half, mean + half, len(diffs))
+
+
 def adversarial_seed_table(result: SimResult) -> str:
     """Per user seed, the clean run against the attacked one at the last checkpoint: P@1 is
     0 or 1 per emotion, so each seed's mean moves in steps of 1/17; the first GIF's true
@@ -127,16 +168,18 @@ def check_targets(result: SimResult) -> list[tuple[str, bool | None, str]]:
     if pair is not None:
         base, attacked = pair
         clean, dirty = result.run(base)["curve"][-1], result.run(attacked)["curve"][-1]
-        dn, dp = dirty["ndcg5"] - clean["ndcg5"], dirty["p1"] - clean["p1"]
         pct = ""
         if clean.get("top_pct") is not None and dirty.get("top_pct") is not None:
             pct = (f"; the first GIF's true percentile {clean['top_pct']:.4f} → "
                    f"{dirty['top_pct']:.4f} ({dirty['top_pct'] - clean['top_pct']:+.4f})")
+        move_n = paired_move(result, base, attacked, "ndcg5")
+        move_p = paired_move(result, base, attacked, "p1")
         out.append((f"10 % adversarial users move the final NDCG@5 by < 0.02 and P@1 by < 0.05 "
-                    f"(`{base}` vs `{attacked}`)",
-                    abs(dn) < 0.02 and abs(dp) < 0.05,
-                    f"NDCG@5 {clean['ndcg5']:.3f} → {dirty['ndcg5']:.3f} ({dn:+.3f}), "
-                    f"P@1 {clean['p1']:.3f} → {dirty['p1']:.3f} ({dp:+.3f}){pct}"))
+                    f"(`{base}` vs `{attacked}`; met when the seed-paired 95 % interval lies "
+                    "inside the bound)",
+                    move_n.within(0.02) and move_p.within(0.05),
+                    f"NDCG@5 {clean['ndcg5']:.3f} → {dirty['ndcg5']:.3f} ({move_n.text()}), "
+                    f"P@1 {clean['p1']:.3f} → {dirty['p1']:.3f} ({move_p.text()}){pct}"))
     if "feedback" in names:
         curve = result.run("feedback")["curve"]
         best = max(p["ndcg5"] for p in curve)
