@@ -12,6 +12,9 @@ Two channels, each a 17-axis evidence vector in [0, 1] with a confidence in [0, 
   `text -> (17 probabilities, path)`: `scorer` must not import `bot`, so whoever can import
   both (the `moodgif score` command, the benchmark) passes `bot.intent`'s parser in.
   Confidence depends on how the text was read: the lexicon is surer than the embedding.
+  The model's probabilities are softened (a square root relative to the top) so a GIF's
+  second and third readings still rank it; words of the GIF-title reaction vocabulary
+  (`scorer.reactions`: "slow clap", "facepalm", "thumbs up") are read too and merged in.
 
 Combination: mean_e = BASE + SPAN * (W0 * X0 + sum_c W_c * conf_c * x_c,e) / (W0 + sum_c W_c * conf_c):
 shrinkage towards X0, the evidence a typical GIF has on an axis. A GIF with no evidence sits
@@ -86,6 +89,13 @@ SD_WIDE = 0.3  # a GIF with no face and no words: explored like a fresh one
 # model answers a title of nouns ("hair", "popcorn eating") with one emotion at 0.9+: its
 # softmax was tuned for requests, which always mean a feeling; a title often does not.
 WORD_CONF = {"lexicon": 1.0, "blend": 0.7, "embedding": 0.2, "": 0.0}
+# How the intent model's probabilities become evidence: p ** (1 / T) relative to the top.
+# T = 2 (a square root) on a sweep over 1-5 on real-gifs (docs/benchmarks.md, "realwords");
+# a floor added to every axis was tried and rejected there.
+WORD_TEMPERATURE = 2.0
+# The GIF-title reaction vocabulary (scorer/data/reaction_words.tsv) is hand-written like the
+# lexicon, so it is trusted like the lexicon.
+REACTION_CONF = 1.0
 FACE_TOP_K = 2  # frames averaged per class
 FACE_FULL_FRAMES = 3  # frames with a face at which the face channel is fully confident
 
@@ -146,9 +156,9 @@ def gif_text(title: str, tags: Iterable[str], alt_text: str, slug: str) -> str:
     return " ; ".join(parts)
 
 
-def word_channel(text: str, model: TextModel | None) -> Channel:
-    if model is None or not text.strip():
-        return NONE
+def intent_reading(text: str, model: TextModel) -> Channel:
+    """The intent model's reading of a GIF's words: evidence per axis relative to its top
+    emotion, softened by WORD_TEMPERATURE; NONE when it read nothing or failed."""
     try:
         probs, path = model(text)
     except Exception:  # a text model bug must not stop scoring: no words, wide prior
@@ -158,9 +168,30 @@ def word_channel(text: str, model: TextModel | None) -> Channel:
     conf = WORD_CONF.get(path, 0.0)
     if p.shape[0] != N_EMOTIONS or not np.isfinite(p).all() or p.sum() <= 0 or conf == 0:
         return NONE
-    # Evidence relative to the GIF's own top emotion: a confident lexicon hit on one axis
-    # reaches 1 there, a blurred reading spreads lower.
-    return Channel(p / p.max() * min(1.0, float(p.max()) * 2), conf)
+    # Relative to the GIF's own top emotion: a confident lexicon hit on one axis reaches 1
+    # there, a blurred reading spreads lower. The root (temperature 2) keeps the second and
+    # third readings in the ranking: the prior is compared across GIFs per emotion, and a
+    # reading of 0.9 / 0.01 / 0.001 otherwise puts every GIF's second reading near zero,
+    # under the faces of GIFs that have none.
+    soft = (p / p.max()) ** (1.0 / WORD_TEMPERATURE)
+    return Channel(soft * min(1.0, float(p.max()) * 2), conf)
+
+
+def word_channel(text: str, model: TextModel | None) -> Channel:
+    """The words channel: the intent model's reading merged with the GIF-title reaction
+    vocabulary (`scorer.reactions`: "slow clap", "facepalm"), each weighted by its
+    confidence; a title with a reaction term is read with the vocabulary's confidence."""
+    if model is None or not isinstance(text, str) or not text.strip():
+        return NONE
+    from scorer.reactions import reading
+
+    intent = intent_reading(text, model)
+    react = reading(text)
+    if react is None:
+        return intent
+    c_i, c_r = intent.confidence, REACTION_CONF
+    merged = (c_r * react + c_i * intent.evidence) / (c_r + c_i)
+    return Channel(np.clip(merged, 0.0, 1.0), max(c_i, c_r))
 
 
 # The combination's constants in order, for a head that computes the prior itself
@@ -187,7 +218,7 @@ def combine(words: Channel, faces: Channel, *, w_words: float = W_WORDS,
     return mean.astype(np.float32), sd.astype(np.float32), float(total)
 
 
-REVISION = 4  # bump when FACE_MAP, the aggregation or the reading of words changes: a new model version
+REVISION = 5  # bump when FACE_MAP, the aggregation or the reading of words changes: a new model version
 
 
 def version_name(with_faces: bool) -> str:
@@ -199,7 +230,9 @@ def version_name(with_faces: bool) -> str:
 
 def prior_config(with_faces: bool) -> dict:
     channels: dict = {"words": {"weight": W_WORDS, "model": "bot.intent (lexicon + all-MiniLM-L6-v2)",
-                                "confidence": WORD_CONF}}
+                                "confidence": WORD_CONF, "temperature": WORD_TEMPERATURE,
+                                "reactions": {"vocabulary": "scorer/data/reaction_words.tsv",
+                                              "confidence": REACTION_CONF}}}
     if with_faces:
         channels["faces"] = {"weight": W_FACES, "detector": "opencv haarcascade_frontalface_default",
                              "model": f"@vladmandic/face-api {FACE_API_VERSION} face_expression_model",
