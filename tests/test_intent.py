@@ -108,7 +108,7 @@ def test_naming_an_emotion_is_always_understood(tmp_path: Path) -> None:
     ("snuggled up", "contentment"), ("can't complain", "contentment"), ("grodyyy", "disgust"),
     ("awks", "embarrassment"), ("foot in mouth", "embarrassment"), ("we are so doomed", "fear"),
     ("stressed out", "fear"), ("that's on me", "guilt"), ("overjoyed", "happiness"),
-    ("awww", "happiness"), ("mouthwatering", "pleasure"), ("pure bliss", "pleasure"),
+    ("awww", "contentment"), ("mouthwatering", "pleasure"), ("pure bliss", "pleasure"),
     ("head held high", "pride"), ("ate and left no crumbs", "pride"), ("false alarm", "relief"),
     ("thankfully", "relief"), ("so gutted", "sadness"), ("🥲", "sadness"),
     ("squeaky clean", "satisfaction"), ("so worth it", "satisfaction"), ("i'm the worst", "shame"),
