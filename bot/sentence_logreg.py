@@ -28,13 +28,20 @@ L2 = 1e-4
 MAX_ITER = 400
 
 
-def fit_softmax_regression(x: np.ndarray, y: np.ndarray, l2: float = L2) -> tuple[np.ndarray, np.ndarray]:
+def fit_softmax_regression(x: np.ndarray, y: np.ndarray, l2: float = L2,
+                           sample_weight: np.ndarray | None = None,
+                           start: tuple[np.ndarray, np.ndarray] | None = None,
+                           ) -> tuple[np.ndarray, np.ndarray]:
     """Weights (D, C) and bias (C,) of a multinomial logistic regression with soft targets
-    `y` (rows sum to one) and an L2 penalty on the weights, by L-BFGS."""
+    `y` (rows sum to one) and an L2 penalty on the weights, by L-BFGS. `sample_weight`
+    (mean one for the loss to keep its scale) counts some rows more; `start` warm-starts
+    the search from an earlier fit (benchmarks/bench_intent_cv.py refits per fold)."""
     from scipy.optimize import minimize  # only when the fit is not cached
 
     n, d = x.shape
     c = y.shape[1]
+    if sample_weight is not None:
+        y = y * (np.asarray(sample_weight, dtype=float) * n / float(np.sum(sample_weight)))[:, None]
 
     def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
         weights, bias = w[: d * c].reshape(d, c), w[d * c:]
@@ -43,10 +50,11 @@ def fit_softmax_regression(x: np.ndarray, y: np.ndarray, l2: float = L2) -> tupl
         p = np.exp(z)
         p /= p.sum(axis=1, keepdims=True)
         value = -(y * np.log(p + 1e-12)).sum() / n + 0.5 * l2 * float((weights ** 2).sum())
-        g = (p - y) / n
+        g = (p * y.sum(axis=1, keepdims=True) - y) / n
         return value, np.concatenate([(x.T @ g + l2 * weights).ravel(), g.sum(axis=0)])
 
-    res = minimize(loss, np.zeros(d * c + c), jac=True, method="L-BFGS-B",
+    x0 = np.zeros(d * c + c) if start is None else np.concatenate([start[0].ravel(), start[1]])
+    res = minimize(loss, x0, jac=True, method="L-BFGS-B",
                    options={"maxiter": MAX_ITER})
     return res.x[: d * c].reshape(d, c), res.x[d * c:]
 
