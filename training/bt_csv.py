@@ -24,11 +24,15 @@ read line by line with the csv module under the same rules, so it still never ra
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
+import sys
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -240,6 +244,25 @@ class _LineByLine(Exception):
     """The file needs the line-by-line reader."""
 
 
+@contextlib.contextmanager
+def _quiet_undecodable_rows(handler: Callable[..., str]) -> Iterator[None]:
+    """Arrow decodes a malformed row as UTF-8 before it calls `handler`; a row that is not
+    UTF-8 makes that decoding fail inside Arrow, which prints it as an "exception ignored in
+    <handler>" and then fails the read (ArrowInvalid), so the caller reads the file line by
+    line, as it should. Only that report is silenced; any other one goes through."""
+    previous = sys.unraisablehook
+
+    def hook(info: Any) -> None:
+        if not (isinstance(info.exc_value, UnicodeDecodeError) and info.object is handler):
+            previous(info)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
+
+
 def _read_arrow(path: Path, order: list[int], skip_header: bool, block_size: int,
                 out: _Rows) -> None:
     import pyarrow as pa
@@ -258,15 +281,16 @@ def _read_arrow(path: Path, order: list[int], skip_header: bool, block_size: int
     # A memory map spares copying the file into fresh buffers (measured: half the CPU time
     # of the read in a new process); gzip goes through Arrow's decompressing stream.
     source = path if path.suffix == ".gz" else pa.memory_map(str(path))
-    table = pacsv.read_csv(
-        source,
-        read_options=pacsv.ReadOptions(column_names=names, skip_rows=int(skip_header),
-                                       block_size=max(int(block_size), 1 << 16)),
-        parse_options=pacsv.ParseOptions(invalid_row_handler=bad_row),
-        convert_options=pacsv.ConvertOptions(
-            column_types=dict.fromkeys(names, pa.dictionary(pa.int32(), pa.binary())),
-            strings_can_be_null=False, quoted_strings_can_be_null=False),
-    ).unify_dictionaries()
+    with _quiet_undecodable_rows(bad_row):
+        table = pacsv.read_csv(
+            source,
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=int(skip_header),
+                                           block_size=max(int(block_size), 1 << 16)),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=bad_row),
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(names, pa.dictionary(pa.int32(), pa.binary())),
+                strings_can_be_null=False, quoted_strings_can_be_null=False),
+        ).unify_dictionaries()
     if multiline[0]:
         # Arrow joined lines inside an open quote; a row is one line here (see the docstring).
         raise _LineByLine
