@@ -30,6 +30,15 @@ adopted only if the holdout split's mean AUC improves by >= 0.02 over the commit
 its settings are chosen on the tune split only, and the real-gifs tuning set
 (bench_real_gifs.py --sets real-gifs --no-timing, names shown) must not fall by more than 0.02.
 
+Candidates, chosen on the tune split and written here before the holdout split was read
+(2026-11-29), judged in this order, each against the channel as it stands after the previous
+decision: (c) the reaction-situation block of scorer/data/reaction_words.tsv (tune 0.790 ->
+0.845); (a) spreading by the meaning matrix (scorer.prior.AFFINITY) with a = 0.3 at T = 2
+(tune, after (c): 0.845 -> 0.857; the co-occurrence matrix was no better on tune and is not a
+candidate). Rejected on tune, never judged on holdout: (b) another WORD_TEMPERATURE (1-4; at
+most +0.002 over T = 2 at any spread), and dropping digit-free GIPHY ids from slugs in
+scorer/words.py (0.845 -> 0.844).
+
 `--affinity cooc` estimates the spreading matrix from the tune split's label co-occurrence
 (an experiment: the adopted matrix, if any, lives in scorer/prior.py).
 """
