@@ -14,7 +14,9 @@ Two channels, each a 17-axis evidence vector in [0, 1] with a confidence in [0, 
   Confidence depends on how the text was read: the lexicon is surer than the embedding.
   The model's probabilities are softened (a square root relative to the top) so a GIF's
   second and third readings still rank it; words of the GIF-title reaction vocabulary
-  (`scorer.reactions`: "slow clap", "facepalm", "thumbs up") are read too and merged in.
+  (`scorer.reactions`: "slow clap", "facepalm", "thumbs up", and reaction situations like
+  "slips", "caught", "head down") are read too and merged in; the merged reading then spreads
+  by WORD_SPREAD to the emotions that usually come with it (`AFFINITY`, by meaning).
 
 Combination: mean_e = BASE + SPAN * (W0 * X0 + sum_c W_c * conf_c * x_c,e) / (W0 + sum_c W_c * conf_c):
 shrinkage towards X0, the evidence a typical GIF has on an axis. A GIF with no evidence sits
@@ -95,8 +97,10 @@ WORD_CONF = {"lexicon": 1.0, "blend": 0.7, "embedding": 0.2, "": 0.0}
 WORD_TEMPERATURE = 2.0
 # How far a words reading spreads to the emotions that usually come with it (a GIF read as
 # amusement is often also happiness; one read as guilt, shame): evidence' = (1 - a) * e +
-# a * (e @ A), A = `affinity_matrix()`. 0 = off.
-WORD_SPREAD = 0.0
+# a * (e @ A), A = `affinity_matrix()`. a = 0.3 chosen on the tune split of the titles set
+# (benchmarks/bench_titles.py; tune 0.845 -> 0.857, holdout 0.831 -> 0.859): a title names
+# one feeling, the GIF usually carries two, and GIFGIF's raters tick the co-occurring ones.
+WORD_SPREAD = 0.3
 # Emotion affinities by meaning (symmetric; weight = how often one feeling comes with the
 # other in a reaction, 1 = nearly always, .5 = often): the positive-arousal family, the calm
 # positive family, the self-conscious family, the hostile family, alarm.
@@ -237,7 +241,7 @@ def word_channel(text: str, model: TextModel | None) -> Channel:
     intent = intent_reading(text, model)
     react = reading(text)
     if react is None:
-        return Channel(spread(intent.evidence), intent.confidence)
+        return intent if intent.confidence == 0 else Channel(spread(intent.evidence), intent.confidence)
     c_i, c_r = intent.confidence, REACTION_CONF
     merged = (c_r * react + c_i * intent.evidence) / (c_r + c_i)
     return Channel(spread(np.clip(merged, 0.0, 1.0)), max(c_i, c_r))
@@ -267,7 +271,7 @@ def combine(words: Channel, faces: Channel, *, w_words: float = W_WORDS,
     return mean.astype(np.float32), sd.astype(np.float32), float(total)
 
 
-REVISION = 5  # bump when FACE_MAP, the aggregation or the reading of words changes: a new model version
+REVISION = 6  # bump when FACE_MAP, the aggregation or the reading of words changes: a new model version
 
 
 def version_name(with_faces: bool) -> str:
@@ -280,6 +284,7 @@ def version_name(with_faces: bool) -> str:
 def prior_config(with_faces: bool) -> dict:
     channels: dict = {"words": {"weight": W_WORDS, "model": "bot.intent (lexicon + all-MiniLM-L6-v2)",
                                 "confidence": WORD_CONF, "temperature": WORD_TEMPERATURE,
+                                "spread": WORD_SPREAD, "affinity": "scorer.prior.AFFINITY",
                                 "reactions": {"vocabulary": "scorer/data/reaction_words.tsv",
                                               "confidence": REACTION_CONF}}}
     if with_faces:
