@@ -14,7 +14,9 @@ Two channels, each a 17-axis evidence vector in [0, 1] with a confidence in [0, 
   Confidence depends on how the text was read: the lexicon is surer than the embedding.
   The model's probabilities are softened (a square root relative to the top) so a GIF's
   second and third readings still rank it; words of the GIF-title reaction vocabulary
-  (`scorer.reactions`: "slow clap", "facepalm", "thumbs up") are read too and merged in.
+  (`scorer.reactions`: "slow clap", "facepalm", "thumbs up", and reaction situations like
+  "slips", "caught", "head down") are read too and merged in; the merged reading then spreads
+  by WORD_SPREAD to the emotions that usually come with it (`AFFINITY`, by meaning).
 
 Combination: mean_e = BASE + SPAN * (W0 * X0 + sum_c W_c * conf_c * x_c,e) / (W0 + sum_c W_c * conf_c):
 shrinkage towards X0, the evidence a typical GIF has on an axis. A GIF with no evidence sits
@@ -93,6 +95,57 @@ WORD_CONF = {"lexicon": 1.0, "blend": 0.7, "embedding": 0.2, "": 0.0}
 # T = 2 (a square root) on a sweep over 1-5 on real-gifs (docs/benchmarks.md, "realwords");
 # a floor added to every axis was tried and rejected there.
 WORD_TEMPERATURE = 2.0
+# How far a words reading spreads to the emotions that usually come with it (a GIF read as
+# amusement is often also happiness; one read as guilt, shame): evidence' = (1 - a) * e +
+# a * (e @ A), A = `affinity_matrix()`. a = 0.3 chosen on the tune split of the titles set
+# (benchmarks/bench_titles.py; tune 0.845 -> 0.857, holdout 0.831 -> 0.859): a title names
+# one feeling, the GIF usually carries two, and GIFGIF's raters tick the co-occurring ones.
+WORD_SPREAD = 0.3
+# Emotion affinities by meaning (symmetric; weight = how often one feeling comes with the
+# other in a reaction, 1 = nearly always, .5 = often): the positive-arousal family, the calm
+# positive family, the self-conscious family, the hostile family, alarm.
+AFFINITY: dict[tuple[str, str], float] = {
+    ("amusement", "happiness"): 1.0, ("amusement", "excitement"): 0.5,
+    ("amusement", "embarrassment"): 0.5, ("amusement", "contempt"): 0.5,
+    ("happiness", "excitement"): 1.0, ("happiness", "contentment"): 0.5,
+    ("happiness", "pleasure"): 0.5, ("happiness", "pride"): 0.5, ("happiness", "relief"): 0.5,
+    ("excitement", "pride"): 0.5, ("excitement", "surprise"): 0.5,
+    ("contentment", "pleasure"): 1.0, ("contentment", "satisfaction"): 1.0,
+    ("contentment", "relief"): 0.5, ("pleasure", "satisfaction"): 1.0,
+    ("satisfaction", "pride"): 1.0, ("satisfaction", "relief"): 0.5,
+    ("pride", "contempt"): 0.5,
+    ("embarrassment", "shame"): 1.0, ("embarrassment", "guilt"): 0.5,
+    ("guilt", "shame"): 1.0, ("shame", "sadness"): 0.5, ("guilt", "sadness"): 0.5,
+    ("guilt", "fear"): 0.5, ("embarrassment", "fear"): 0.5,
+    ("anger", "contempt"): 1.0, ("anger", "disgust"): 0.5, ("contempt", "disgust"): 1.0,
+    ("anger", "sadness"): 0.5,
+    ("fear", "surprise"): 1.0, ("fear", "disgust"): 0.5,
+}
+
+
+def affinity_matrix(pairs: dict[tuple[str, str], float] | None = None) -> np.ndarray:
+    """(17, 17) symmetric affinities from `pairs` (default AFFINITY), zero diagonal, each row
+    normalised to sum 1 (a reading passes on at most its own strength)."""
+    from scorer.emotions import INDEX
+
+    m = np.zeros((N_EMOTIONS, N_EMOTIONS))
+    for (a, b), w in (AFFINITY if pairs is None else pairs).items():
+        m[INDEX[a], INDEX[b]] = m[INDEX[b], INDEX[a]] = w
+    s = m.sum(axis=1, keepdims=True)
+    return np.divide(m, s, out=np.zeros_like(m), where=s > 0)
+
+
+WORD_AFFINITY_M = affinity_matrix()
+
+
+def spread(evidence: np.ndarray) -> np.ndarray:
+    """`evidence` passed on to its affine emotions by WORD_SPREAD, capped at its own top."""
+    if WORD_SPREAD <= 0 or evidence.max() <= 0:
+        return evidence
+    out = (1.0 - WORD_SPREAD) * evidence + WORD_SPREAD * (evidence @ WORD_AFFINITY_M)
+    return np.clip(out, 0.0, float(evidence.max()))
+
+
 # The GIF-title reaction vocabulary (scorer/data/reaction_words.tsv) is hand-written like the
 # lexicon, so it is trusted like the lexicon.
 REACTION_CONF = 1.0
@@ -188,10 +241,10 @@ def word_channel(text: str, model: TextModel | None) -> Channel:
     intent = intent_reading(text, model)
     react = reading(text)
     if react is None:
-        return intent
+        return intent if intent.confidence == 0 else Channel(spread(intent.evidence), intent.confidence)
     c_i, c_r = intent.confidence, REACTION_CONF
     merged = (c_r * react + c_i * intent.evidence) / (c_r + c_i)
-    return Channel(np.clip(merged, 0.0, 1.0), max(c_i, c_r))
+    return Channel(spread(np.clip(merged, 0.0, 1.0)), max(c_i, c_r))
 
 
 # The combination's constants in order, for a head that computes the prior itself
@@ -218,7 +271,7 @@ def combine(words: Channel, faces: Channel, *, w_words: float = W_WORDS,
     return mean.astype(np.float32), sd.astype(np.float32), float(total)
 
 
-REVISION = 5  # bump when FACE_MAP, the aggregation or the reading of words changes: a new model version
+REVISION = 6  # bump when FACE_MAP, the aggregation or the reading of words changes: a new model version
 
 
 def version_name(with_faces: bool) -> str:
@@ -231,6 +284,7 @@ def version_name(with_faces: bool) -> str:
 def prior_config(with_faces: bool) -> dict:
     channels: dict = {"words": {"weight": W_WORDS, "model": "bot.intent (lexicon + all-MiniLM-L6-v2)",
                                 "confidence": WORD_CONF, "temperature": WORD_TEMPERATURE,
+                                "spread": WORD_SPREAD, "affinity": "scorer.prior.AFFINITY",
                                 "reactions": {"vocabulary": "scorer/data/reaction_words.tsv",
                                               "confidence": REACTION_CONF}}}
     if with_faces:

@@ -12,9 +12,13 @@ from scorer.prior import (
     NONE,
     REACTION_CONF,
     SD_WIDE,
+    WORD_SPREAD,
     WORD_TEMPERATURE,
+    affinity_matrix,
     combine,
     gif_text,
+    intent_reading,
+    spread,
     word_channel,
 )
 
@@ -100,11 +104,14 @@ def _fixed(probs: dict[str, float], path: str = "lexicon"):  # type: ignore[no-u
 
 def test_softness_keeps_the_second_and_third_readings_in_the_ranking() -> None:
     assert WORD_TEMPERATURE > 1
-    ch = word_channel("a title", _fixed({"anger": 0.9, "contempt": 0.09, "disgust": 0.01}))
-    ev = ch.evidence
-    assert ev.argmax() == INDEX["anger"] and ev[INDEX["anger"]] == pytest.approx(1.0)
+    model = _fixed({"anger": 0.9, "contempt": 0.09, "disgust": 0.01})
+    soft = intent_reading("a title", model).evidence  # before spreading
+    assert soft.argmax() == INDEX["anger"] and soft[INDEX["anger"]] == pytest.approx(1.0)
     # The root of the ratio to the top, not the ratio: 0.1 -> 0.32, 0.011 -> 0.105.
-    assert ev[INDEX["contempt"]] == pytest.approx((0.09 / 0.9) ** (1 / WORD_TEMPERATURE))
+    assert soft[INDEX["contempt"]] == pytest.approx((0.09 / 0.9) ** (1 / WORD_TEMPERATURE))
+    ch = word_channel("a title", model)
+    ev = ch.evidence
+    assert ev.argmax() == INDEX["anger"] and ev[INDEX["anger"]] == pytest.approx(ev.max())
     assert ev[INDEX["anger"]] > ev[INDEX["contempt"]] > ev[INDEX["disgust"]] > 0.1
     # So on the contempt axis this GIF ranks above a GIF with no words, and above one whose
     # words read something else entirely.
@@ -121,3 +128,59 @@ def test_a_gif_with_no_words_stays_wide() -> None:
         assert ch is NONE or ch.confidence == 0
         _, sd, total = combine(ch, NONE)
         assert total == 0 and np.allclose(sd, SD_WIDE)
+
+
+# --- titles of actions, and spreading (issue 11, the titles set) ---------------------------
+
+@pytest.mark.parametrize(("title", "emotion"), [
+    ("guy-slips-on-ice", "amusement"),            # a fail, not the poster's embarrassment
+    ("Man_Punches_Wall", "anger"),
+    ("dog caught chewing shoe", "guilt"),
+    ("puppy hangs head", "shame"),
+    ("kitten-falls-asleep", "contentment"),       # "falls asleep" before "falls"
+    ("toddler throws up", "disgust"),
+    ("jump scare compilation", "fear"),
+    ("oddly satisfying paint mixing", "satisfaction"),
+    ("bodybuilder strutting", "pride"),
+    ("grandpa eating pie", "pleasure"),
+])
+def test_a_title_of_nouns_and_actions_reads_as_its_situation(title: str, emotion: str) -> None:
+    from scorer.words import title_from_path
+
+    assert _top(gif_text(title_from_path(title), [], "", "")) == emotion
+
+
+def test_the_affinity_matrix_spreads_by_meaning() -> None:
+    a = affinity_matrix()
+    assert a.shape == (N_EMOTIONS, N_EMOTIONS) and np.allclose(np.diag(a), 0)
+    assert np.allclose(a.sum(axis=1), 1.0)  # every axis has companions; a row passes on its own mass
+    assert ((a > 0) == (a.T > 0)).all()
+    assert a[INDEX["guilt"], INDEX["shame"]] > 0 and a[INDEX["guilt"], INDEX["excitement"]] == 0
+
+
+def test_spreading_gives_a_co_emotion_a_ranking() -> None:
+    assert 0 < WORD_SPREAD < 1
+    # A laugh is read as amusement only; spread, it also ranks the GIF on happiness above
+    # a GIF read as fear, which it did not before (both 0).
+    laugh, fear = word_channel("lol", LEXICON), word_channel("scared", LEXICON)
+    assert laugh.evidence.argmax() == INDEX["amusement"]
+    assert laugh.evidence[INDEX["happiness"]] > fear.evidence[INDEX["happiness"]]
+    assert fear.evidence[INDEX["surprise"]] > laugh.evidence[INDEX["surprise"]]
+    on_happy = [combine(ch, NONE)[0][INDEX["happiness"]] for ch in (laugh, fear)]
+    assert on_happy[0] > on_happy[1]
+    # Spreading never lifts a reading past its own top, and leaves no reading at none.
+    e = np.zeros(N_EMOTIONS)
+    e[INDEX["guilt"]] = 0.6
+    out = spread(e)
+    assert out.max() == pytest.approx(out[INDEX["guilt"]]) and out.max() <= 0.6
+    assert out[INDEX["shame"]] > 0 and out[INDEX["pride"]] == 0
+    assert (spread(np.zeros(N_EMOTIONS)) == 0).all()
+
+
+def test_a_hash_named_gif_stays_wide_after_spreading() -> None:
+    from scorer.words import title_from_path
+
+    title = title_from_path("71933b59c9a76424162a91b99896070c915e33cf8fbd06b367c0c4e874e3f660.gif")
+    ch = word_channel(gif_text(title, [], "", ""), LEXICON)
+    mean, sd, total = combine(ch, NONE)
+    assert total == 0 and np.allclose(sd, SD_WIDE) and np.allclose(mean, mean[0])
