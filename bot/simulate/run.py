@@ -111,61 +111,82 @@ async def one_request(core: Any, pop: Population, w: Window) -> None:
         w.not_preview[reply.kind] = w.not_preview.get(reply.kind, 0) + 1
         return
     w.previews += 1
-    sid = reply.preview.session_id
+    _measure_first_card(core, pop, actor, e, reply, w)
+    if u.kind == "adversarial":
+        posted = await _adversary_sends(core, pop, actor, reply.preview.session_id, w)
+    else:
+        posted = await _person_chooses(core, pop, u, actor, e, reply, w)
+    if posted is not None and posted.kind == "posted" and posted.post is not None:
+        await _post_is_voted_on(core, pop, u, e, posted.post, w)
+    await _maybe_answer_poll(core, pop, u, actor, e, w)
+
+
+def _measure_first_card(core: Any, pop: Population, actor: Any, e: int, reply: Any, w: Window) -> None:
+    """Regret and top-1 % of the GIF the bot showed first (what the ranking chose)."""
     if reply.preview.cards:
         first = reply.preview.cards[0].sha256
         w.regret_sum += first_regret(core, pop, actor, e, first)
         k = pop.truth.index.get(first)
         w.first_top += bool(k is not None and pop.truth.relevant[e][k])
+
+
+async def _adversary_sends(core: Any, pop: Population, actor: Any, sid: str, w: Window) -> Any:
+    """Shuffles a random 0-3 times and sends whatever is showing (never counted as a send
+    without a shuffle: that figure is about people who judge what they see)."""
+    for _ in range(int(pop.rng.integers(0, pop.m.max_shuffles + 1))):
+        nxt = await core.shuffle(actor, sid)
+        if nxt.kind != "preview":
+            break
+        w.shuffles += 1
+    return await core.send(actor, sid)
+
+
+async def _person_chooses(core: Any, pop: Population, u: Any, actor: Any, e: int, reply: Any,
+                          w: Window) -> Any:
+    """Sends the first card they want, shuffling up to max_shuffles times; else settles for
+    the best card seen or cancels. The send's reply, or None when nothing was sent."""
+    sid = reply.preview.session_id
     best_sha, best = None, -1.0
-    sent = False
-    if u.kind == "adversarial":
-        for _ in range(int(pop.rng.integers(0, pop.m.max_shuffles + 1))):
-            nxt = await core.shuffle(actor, sid)
-            if nxt.kind != "preview":
-                break
-            w.shuffles += 1
-        r = await core.send(actor, sid)
-        sent = r.kind == "posted"
-        posted = r
-    else:
-        posted = None
-        for step in range(pop.m.max_shuffles + 1):
-            cards = reply.preview.cards if reply.preview else ()
-            card = cards[0] if cards else None
-            if card is None:
-                break
-            s = pop.t(card.sha256, e)
-            if s > best:
-                best_sha, best = card.sha256, s
-            if pop.wants(u, card.sha256, e):
-                posted = await core.send(actor, sid, card.sha256)
-                sent = posted.kind == "posted"
-                if sent and step == 0:
-                    w.sent_first += 1
-                break
-            if step == pop.m.max_shuffles:
-                break
-            nxt = await core.shuffle(actor, sid)
-            if nxt.kind != "preview":
-                break
-            w.shuffles += 1
-            reply = nxt
-        if posted is None:
-            if best_sha is not None and pop.settle(u, best, e):
-                posted = await core.send(actor, sid, best_sha)
-                sent = posted.kind == "posted"
-            else:
-                await core.cancel(actor, sid)
-                w.cancels += 1
-    if sent and posted is not None and posted.post is not None:
-        w.sends += 1
-        pop.record_post(u.channel, posted.post.card.sha256, core.clock())
-        for v in pop.voters(u):
-            voter = Actor(SIM_PLATFORM, SIM_WORKSPACE, u.channel, v.user_id)
-            r = await core.vote(voter, post_id=posted.post.post_id,
-                                up=pop.thumb(v, posted.post.card.sha256, e))
-            w.votes += r.kind == "ack"
+    for step in range(pop.m.max_shuffles + 1):
+        cards = reply.preview.cards if reply.preview else ()
+        card = cards[0] if cards else None
+        if card is None:
+            break
+        s = pop.t(card.sha256, e)
+        if s > best:
+            best_sha, best = card.sha256, s
+        if pop.wants(u, card.sha256, e):
+            posted = await core.send(actor, sid, card.sha256)
+            if posted.kind == "posted" and step == 0:
+                w.sent_first += 1
+            return posted
+        if step == pop.m.max_shuffles:
+            break
+        nxt = await core.shuffle(actor, sid)
+        if nxt.kind != "preview":
+            break
+        w.shuffles += 1
+        reply = nxt
+    if best_sha is not None and pop.settle(u, best, e):
+        return await core.send(actor, sid, best_sha)
+    await core.cancel(actor, sid)
+    w.cancels += 1
+    return None
+
+
+async def _post_is_voted_on(core: Any, pop: Population, u: Any, e: int, post: Any, w: Window) -> None:
+    """The channel sees the post; some of its people thumb it."""
+    from bot.events import Actor
+
+    w.sends += 1
+    pop.record_post(u.channel, post.card.sha256, core.clock())
+    for v in pop.voters(u):
+        voter = Actor(SIM_PLATFORM, SIM_WORKSPACE, u.channel, v.user_id)
+        r = await core.vote(voter, post_id=post.post_id, up=pop.thumb(v, post.card.sha256, e))
+        w.votes += r.kind == "ack"
+
+
+async def _maybe_answer_poll(core: Any, pop: Population, u: Any, actor: Any, e: int, w: Window) -> None:
     poll = await core.maybe_poll(actor, NAMES[e])
     if poll is not None and poll.poll is not None:
         w.polls_shown += 1
