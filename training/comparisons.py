@@ -435,6 +435,69 @@ def pooled_gifs(engine: Engine, pool: str | None = None) -> set[str]:
         return set(s.scalars(q))
 
 
+@dataclass
+class _LedgerRows:
+    """The usable comparisons of one ledger read, column by column, and what was skipped."""
+
+    known_gifs: set[str]
+    index: dict[str, int] = field(default_factory=dict)
+    ids: list[str] = field(default_factory=list)
+    em: list[int] = field(default_factory=list)
+    win: list[int] = field(default_factory=list)
+    lose: list[int] = field(default_factory=list)
+    tie: list[bool] = field(default_factory=list)
+    wt: list[float] = field(default_factory=list)
+    sends: list[bool] = field(default_factory=list)
+    people: list[str] = field(default_factory=list)
+    thumbs: list[tuple[int, str, bool]] = field(default_factory=list)  # (row, who, up) of 👍/👎
+    info: dict = field(default_factory=lambda: {
+        "rows": 0, "used": 0, "skipped_unknown_gif": 0, "skipped_bad_emotion": 0,
+        "by_source": Counter(), "ties": 0})
+    max_id: int = 0
+
+    def add(self, cid: int, e: int, w: str, l_: str, t: bool, weight: float | None,
+            src: str, who: str | None) -> None:
+        info = self.info
+        info["rows"] += 1
+        self.max_id = max(self.max_id, int(cid))
+        if not 0 <= e < N_EMOTIONS:
+            info["skipped_bad_emotion"] += 1
+            return
+        if not ((w in self.known_gifs or is_reference(w)) and (l_ in self.known_gifs or is_reference(l_))):
+            info["skipped_unknown_gif"] += 1
+            return
+        self.em.append(e)
+        self.win.append(intern_item(w, self.index, self.ids))
+        self.lose.append(intern_item(l_, self.index, self.ids))
+        self.tie.append(bool(t))
+        self.wt.append(float(weight if weight is not None else 1.0))
+        self.sends.append(src == "send")
+        self.people.append(who or "")
+        if src in THUMB_SOURCES and who and (is_reference(w) or is_reference(l_)):
+            self.thumbs.append((len(self.em) - 1, who, is_reference(l_)))
+        info["by_source"][src] += 1
+        info["ties"] += bool(t)
+
+    def arrays(self) -> tuple[LedgerArrays, dict]:
+        """The arrays, with one-note voters' thumbs weighed down, and the read's counts."""
+        info = self.info
+        info["used"] = len(self.em)
+        info["by_source"] = dict(info["by_source"])
+        weights = np.asarray(self.wt, dtype=np.float64)
+        info["muted_voters"] = _weigh_thumbs_by_variation(weights, self.thumbs)
+        return LedgerArrays(
+            ids=self.ids,
+            emotion=np.asarray(self.em, dtype=np.int16),
+            winner=np.asarray(self.win, dtype=np.int64),
+            loser=np.asarray(self.lose, dtype=np.int64),
+            tie=np.asarray(self.tie, dtype=bool),
+            weight=weights,
+            max_id=self.max_id,
+            is_send=np.asarray(self.sends, dtype=bool),
+            who=np.asarray(self.people, dtype=object),
+        ), info
+
+
 def load_ledger(engine: Engine, *, known_gifs: set[str] | None = None,
                 items: Sequence[str] | None = None,
                 up_to_id: int | None = None) -> tuple[LedgerArrays, dict]:
@@ -445,69 +508,21 @@ def load_ledger(engine: Engine, *, known_gifs: set[str] | None = None,
     get a slot); items met in the ledger but not listed are appended. `up_to_id` reads a
     stable snapshot while new votes keep arriving.
     """
-    if known_gifs is None:
-        known_gifs = pooled_gifs(engine)
-    cols = (Comparison.id, Comparison.emotion, Comparison.winner, Comparison.loser,
-            Comparison.tie, Comparison.weight, Comparison.source, Comparison.who)
-    q = select(*cols).order_by(Comparison.id)
+    rows = _LedgerRows(pooled_gifs(engine) if known_gifs is None else known_gifs)
+    for item in items or ():
+        intern_item(item, rows.index, rows.ids)
+    q = select(Comparison.id, Comparison.emotion, Comparison.winner, Comparison.loser,
+               Comparison.tie, Comparison.weight, Comparison.source, Comparison.who
+               ).order_by(Comparison.id)
     if up_to_id is not None:
         q = q.where(Comparison.id <= up_to_id)
-    index: dict[str, int] = {}
-    ids: list[str] = []
-    for item in items or ():
-        if item not in index:
-            index[item] = len(ids)
-            ids.append(item)
-    em: list[int] = []
-    win: list[int] = []
-    lose: list[int] = []
-    tie: list[bool] = []
-    wt: list[float] = []
-    sends: list[bool] = []
-    people: list[str] = []
-    thumbs: list[tuple[int, str, bool]] = []  # (row, who, up) of every 👍/👎 used
-    info: dict = {"rows": 0, "used": 0, "skipped_unknown_gif": 0, "skipped_bad_emotion": 0,
-                  "by_source": Counter(), "ties": 0}
-    max_id = 0
     with engine.connect() as conn:
-        for cid, e, w, l_, t, weight, src, who in conn.execute(q):
-            info["rows"] += 1
-            max_id = max(max_id, int(cid))
-            if not 0 <= e < N_EMOTIONS:
-                info["skipped_bad_emotion"] += 1
-                continue
-            if not ((w in known_gifs or is_reference(w)) and (l_ in known_gifs or is_reference(l_))):
-                info["skipped_unknown_gif"] += 1
-                continue
-            em.append(e)
-            win.append(intern_item(w, index, ids))
-            lose.append(intern_item(l_, index, ids))
-            tie.append(bool(t))
-            wt.append(float(weight if weight is not None else 1.0))
-            sends.append(src == "send")
-            people.append(who or "")
-            if src in THUMB_SOURCES and who and (is_reference(w) or is_reference(l_)):
-                thumbs.append((len(em) - 1, who, is_reference(l_)))
-            info["by_source"][src] += 1
-            info["ties"] += bool(t)
-    info["used"] = len(em)
-    info["by_source"] = dict(info["by_source"])
-    weights = np.asarray(wt, dtype=np.float64)
-    info["muted_voters"] = _weigh_thumbs_by_variation(weights, thumbs)
+        for row in conn.execute(q):
+            rows.add(*row)
+    arrays, info = rows.arrays()
     if info["skipped_unknown_gif"]:
         log.info("ledger: %d comparisons name a GIF in no pool; skipped",
                  info["skipped_unknown_gif"])
-    arrays = LedgerArrays(
-        ids=ids,
-        emotion=np.asarray(em, dtype=np.int16),
-        winner=np.asarray(win, dtype=np.int64),
-        loser=np.asarray(lose, dtype=np.int64),
-        tie=np.asarray(tie, dtype=bool),
-        weight=weights,
-        max_id=max_id,
-        is_send=np.asarray(sends, dtype=bool),
-        who=np.asarray(people, dtype=object),
-    )
     return arrays, info
 
 
