@@ -104,6 +104,35 @@ def refit_bt(settings: Settings, engine: Engine, ledger: LedgerArrays, gifs: lis
     se = np.stack([r.se for r in results], axis=1)
     counts = np.stack([r.n_compared if r.n_compared is not None else np.zeros(n)
                        for r in results], axis=1)
+    scaled, scale_params, ref_scaled = _scale_fit(ids, theta, counts, prior_mean, model_scale,
+                                                  with_prior=strength > 0)
+    index = {item: i for i, item in enumerate(ids)}
+    rows = [index[g] for g in gifs]
+    fit_id = 0
+    if store:
+        params = {"ties": settings.training.bt_ties, "alpha": settings.training.bt_alpha,
+                  "prior_strength": strength, "method": "newton",
+                  "scale": "robust", "scale_params": scale_params,
+                  "reference_scaled": [None if math.isnan(x) else float(x) for x in ref_scaled]}
+        stats = {"converged": [bool(r.converged) for r in results],
+                 "iterations": [int(r.iterations) for r in results],
+                 "ledger": ledger_info, "items": len(gifs),
+                 "n_items": n, "emotion_digests": digests, "refitted": refitted}
+        fit = BTFit(n_comparisons=len(ledger), last_comparison_id=ledger.max_id,
+                    params=params, stats=stats, active=False,
+                    prior_model_version_id=prior_version.id if strength > 0 and prior_version else None)
+        fit_id = _store_fit(engine, fit, ids, rows, theta, se, scaled, counts,
+                            comparison_counts(ledger, n, weight))
+    return BTFitOutput(fit_id, list(gifs), theta[rows], se[rows], scaled[rows], counts[rows],
+                       scale_params, ref_scaled)
+
+
+def _scale_fit(ids: list[str], theta: np.ndarray, counts: np.ndarray,
+               prior_mean: np.ndarray | None,
+               model_scale: tuple[np.ndarray, np.ndarray] | None, *, with_prior: bool
+               ) -> tuple[np.ndarray, dict, np.ndarray]:
+    """Each emotion's thetas on the robust 0-1 scale (fitted on the GIFs compared in it), the
+    scale's parameters, and where each emotion's reference item lands on it."""
     gif_rows = np.asarray([i for i, item in enumerate(ids) if not is_reference(item)], np.int64)
     index = {item: i for i, item in enumerate(ids)}
     scaled = np.zeros_like(theta)
@@ -112,36 +141,24 @@ def refit_bt(settings: Settings, engine: Engine, ledger: LedgerArrays, gifs: lis
         compared = gif_rows[counts[gif_rows, e] > 0]
         params = _emotion_scale(e, theta[compared, e],
                                 None if prior_mean is None else prior_mean[compared, e],
-                                model_scale, with_prior=strength > 0)
+                                model_scale, with_prior=with_prior)
         centres.append(params[0])
         spreads.append(params[1])
         scaled[:, e] = bt.robust_scale(theta[:, e], params=params)
         ref = index.get(reference_id(e))
         if ref is not None:
             ref_scaled[e] = scaled[ref, e]
-    scale_params = {"centre": centres, "spread": spreads}
-    rows = [index[g] for g in gifs]
-    per_emotion = comparison_counts(ledger, n, weight)
-    if not store:
-        return BTFitOutput(0, list(gifs), theta[rows], se[rows], scaled[rows], counts[rows],
-                           scale_params, ref_scaled)
+    return scaled, {"centre": centres, "spread": spreads}, ref_scaled
+
+
+def _store_fit(engine: Engine, fit: BTFit, ids: list[str], rows: list[int], theta: np.ndarray,
+               se: np.ndarray, scaled: np.ndarray, counts: np.ndarray, per_emotion: np.ndarray
+               ) -> int:
+    """The fit's row (inactive), then its GIFs' scores in chunks of 2,000; the fit's id."""
     with session_scope(engine) as s:
-        fit = BTFit(
-            n_comparisons=len(ledger), last_comparison_id=ledger.max_id,
-            params={"ties": settings.training.bt_ties, "alpha": settings.training.bt_alpha,
-                    "prior_strength": strength, "method": "newton",
-                    "scale": "robust", "scale_params": scale_params,
-                    "reference_scaled": [None if math.isnan(x) else float(x) for x in ref_scaled]},
-            stats={"converged": [bool(r.converged) for r in results],
-                   "iterations": [int(r.iterations) for r in results],
-                   "ledger": ledger_info, "items": len(gifs),
-                   "n_items": n, "emotion_digests": digests, "refitted": refitted},
-            prior_model_version_id=prior_version.id if strength > 0 and prior_version else None,
-            active=False,
-        )
         s.add(fit)
         s.flush()
-        fit_id = fit.id
+        fit_id = int(fit.id)
     for start in range(0, len(rows), 2000):
         chunk = rows[start:start + 2000]
         with session_scope(engine) as s:
@@ -152,8 +169,7 @@ def refit_bt(settings: Settings, engine: Engine, ledger: LedgerArrays, gifs: lis
                  "counts": pack_scores(per_emotion[i])}
                 for i in chunk
             ])
-    return BTFitOutput(fit_id, list(gifs), theta[rows], se[rows], scaled[rows], counts[rows],
-                       scale_params, ref_scaled)
+    return fit_id
 
 
 def comparison_counts(ledger: LedgerArrays, n: int, weight: np.ndarray | None = None
