@@ -165,7 +165,7 @@ async def test_empty_gif_gives_choices_and_autocomplete_suggests_emotions(stack:
 
 async def test_gif_admin_needs_manage_server(stack: Stack) -> None:
     d, fake = stack.d, stack.fake
-    cmd = discord_adapter.GifCog.admin
+    cmd = discord_adapter.AdminCog.admin
     assert cmd.guild_only and cmd.default_permissions == discord.Permissions(manage_guild=True)
     stats = [{"name": "stats", "type": 1, "options": []}]
     await d.slash("gif-admin", stats, user=BOB)
@@ -179,14 +179,20 @@ async def test_gif_admin_needs_manage_server(stack: Stack) -> None:
     assert sess.get_scoped(stack.engine, stack.settings, "discord", str(GUILD), str(CHANNEL), "watch") is True
 
 
-async def test_one_cog_holds_the_core_and_answers_the_buttons(stack: Stack) -> None:
+async def test_the_cogs_share_the_core_and_the_gif_cog_answers_the_buttons(stack: Stack) -> None:
     cog = stack.d.bot.get_cog(discord_views.COG_NAME)
     assert isinstance(cog, discord_adapter.GifCog) and isinstance(cog, discord_views.Clicks)
     assert cog.core is stack.core and not hasattr(stack.d.bot, "moodgif")
-    assert {c.name for c in cog.get_app_commands()} == {"gif", "gif-admin"}
-    # a bot built only to sync the commands has the cog but no core to answer with
-    with pytest.raises(RuntimeError, match="without a BotCore"):
-        _ = discord_adapter.build_bot(None, stack.settings).gif_cog.core
+    assert {c.name for c in cog.get_app_commands()} == {"gif"}
+    admin = stack.d.bot.get_cog("moodgif admin")
+    assert isinstance(admin, discord_adapter.AdminCog) and admin.core is stack.core
+    assert {c.name for c in admin.get_app_commands()} == {"gif-admin"}
+    assert {c.name for c in stack.d.bot.tree.get_commands()} >= {"gif", "gif-admin"}
+    # a bot built only to sync the commands has the cogs but no core to answer with
+    bare = discord_adapter.build_bot(None, stack.settings)
+    for holder in (bare.gif_cog, bare.admin_cog):
+        with pytest.raises(RuntimeError, match="without a BotCore"):
+            _ = holder.core
 
 
 async def test_mention_replies_with_a_preview_only_the_requester_can_use(stack: Stack) -> None:

@@ -152,20 +152,9 @@ def strip_mention(text: str, user_id: int) -> str:
     return " ".join(text.split())
 
 
-class GifCog(commands.Cog, name=views.COG_NAME):
-    """All of moodgif on Discord: /gif, /gif-admin, the buttons' clicks (the `DynamicItem`s in
-    `discord_views` call back here), and the reactions and messages the bot listens to.
-
-    It holds the core (typed); the bot object only hosts it. Without a core (`moodgif discord
-    sync` only registers the commands) any handler raises.
-    """
-
-    admin = app_commands.Group(
-        name="gif-admin",
-        description="moodgif settings for this server",
-        guild_only=True,
-        default_permissions=discord.Permissions(manage_guild=True),
-    )
+class _CoreCog(commands.Cog):
+    """A cog that answers through the core (typed). Without one (`moodgif discord sync` only
+    registers the commands) any handler raises."""
 
     def __init__(self, bot: commands.Bot, core: BotCore | None, settings: Settings) -> None:
         self.bot = bot
@@ -177,6 +166,12 @@ class GifCog(commands.Cog, name=views.COG_NAME):
         if self._core is None:
             raise RuntimeError("this Discord bot was built without a BotCore (commands sync only)")
         return self._core
+
+
+class GifCog(_CoreCog, name=views.COG_NAME):
+    """moodgif for everyone on Discord: /gif, the buttons' clicks (the `DynamicItem`s in
+    `discord_views` call back here), and the reactions and messages the bot listens to.
+    /gif-admin is `AdminCog`'s."""
 
     def limit(self, interaction: discord.Interaction | None = None) -> int:
         limit = self.settings.discord.upload_limit_bytes
@@ -266,52 +261,6 @@ class GifCog(commands.Cog, name=views.COG_NAME):
             text = reply.text or "Thanks!"
             await interaction.edit_original_response(content=text, embeds=[], attachments=[], view=None)
 
-    # --- /gif-admin -----------------------------------------------------------------------
-    async def _admin(self, interaction: discord.Interaction, command: AdminCommand) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        reply = await self.core.run_admin(interaction_actor(interaction, admin=True), command)
-        await interaction.followup.send(reply_text(reply)[:2000], ephemeral=True)
-
-    @admin.command(name="pools", description="list the GIF pools, or add one (scored in the background)")
-    @app_commands.describe(action="list or add", name="new pool name", source="folder, manifest or URL list")
-    @app_commands.choices(action=[app_commands.Choice(name=a, value=a) for a in ("list", "add")])
-    async def admin_pools(self, interaction: discord.Interaction, action: str = "list", name: str = "",
-                          source: str = "") -> None:
-        if action == "add" and name.strip() and source.strip():
-            await self._admin(interaction, AddPool(name.strip(), source.strip()))
-        else:
-            await self._admin(interaction, ListPools() if action == "list" else Help(POOLS_USAGE))
-
-    @admin.command(name="rating", description="the highest rating GIFs may have here")
-    @app_commands.choices(
-        ceiling=[app_commands.Choice(name=r, value=r) for r in RATINGS],
-        scope=[app_commands.Choice(name=s, value=s) for s in ("server", "channel")],
-    )
-    async def admin_rating(self, interaction: discord.Interaction, ceiling: str, scope: str = "server") -> None:
-        await self._admin(interaction, SetRating(ceiling, channel_only=scope == "channel"))
-
-    @admin.command(name="channel", description="this channel's settings: show, pools, watch, preview, cooldown, rating")
-    @app_commands.choices(
-        key=[app_commands.Choice(name=k, value=k) for k in ("show", "pools", "watch", "preview", "cooldown", "rating")]
-    )
-    @app_commands.describe(value="the new value, or reset")
-    async def admin_channel(self, interaction: discord.Interaction, key: str = "show", value: str = "") -> None:
-        if key == "show":
-            command: AdminCommand = ShowChannel()
-        elif not value.strip():
-            command = Help(CHANNEL_USAGE)
-        else:
-            command = SetChannel(key, None if value.strip().lower() in {"reset", "default"} else value.strip())
-        await self._admin(interaction, command)
-
-    @admin.command(name="retrain", description="refit from the votes and retrain now")
-    async def admin_retrain(self, interaction: discord.Interaction) -> None:
-        await self._admin(interaction, Retrain())
-
-    @admin.command(name="stats", description="GIFs, posts, votes, model, last retrain")
-    async def admin_stats(self, interaction: discord.Interaction) -> None:
-        await self._admin(interaction, Stats())
-
     # --- reactions, mentions, watched channels ---------------------------------------------
     @commands.Cog.listener()
     async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
@@ -366,6 +315,63 @@ class GifCog(commands.Cog, name=views.COG_NAME):
             log.debug("watch offer not delivered: DMs closed")
 
 
+class AdminCog(_CoreCog, name="moodgif admin"):
+    """/gif-admin: a server's pools, rating ceiling, channel settings, retrain and stats, for
+    people who may manage the server (Discord enforces the default permission)."""
+
+    admin = app_commands.Group(
+        name="gif-admin",
+        description="moodgif settings for this server",
+        guild_only=True,
+        default_permissions=discord.Permissions(manage_guild=True),
+    )
+
+    async def _admin(self, interaction: discord.Interaction, command: AdminCommand) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        reply = await self.core.run_admin(interaction_actor(interaction, admin=True), command)
+        await interaction.followup.send(reply_text(reply)[:2000], ephemeral=True)
+
+    @admin.command(name="pools", description="list the GIF pools, or add one (scored in the background)")
+    @app_commands.describe(action="list or add", name="new pool name", source="folder, manifest or URL list")
+    @app_commands.choices(action=[app_commands.Choice(name=a, value=a) for a in ("list", "add")])
+    async def admin_pools(self, interaction: discord.Interaction, action: str = "list", name: str = "",
+                          source: str = "") -> None:
+        if action == "add" and name.strip() and source.strip():
+            await self._admin(interaction, AddPool(name.strip(), source.strip()))
+        else:
+            await self._admin(interaction, ListPools() if action == "list" else Help(POOLS_USAGE))
+
+    @admin.command(name="rating", description="the highest rating GIFs may have here")
+    @app_commands.choices(
+        ceiling=[app_commands.Choice(name=r, value=r) for r in RATINGS],
+        scope=[app_commands.Choice(name=s, value=s) for s in ("server", "channel")],
+    )
+    async def admin_rating(self, interaction: discord.Interaction, ceiling: str, scope: str = "server") -> None:
+        await self._admin(interaction, SetRating(ceiling, channel_only=scope == "channel"))
+
+    @admin.command(name="channel", description="this channel's settings: show, pools, watch, preview, cooldown, rating")
+    @app_commands.choices(
+        key=[app_commands.Choice(name=k, value=k) for k in ("show", "pools", "watch", "preview", "cooldown", "rating")]
+    )
+    @app_commands.describe(value="the new value, or reset")
+    async def admin_channel(self, interaction: discord.Interaction, key: str = "show", value: str = "") -> None:
+        if key == "show":
+            command: AdminCommand = ShowChannel()
+        elif not value.strip():
+            command = Help(CHANNEL_USAGE)
+        else:
+            command = SetChannel(key, None if value.strip().lower() in {"reset", "default"} else value.strip())
+        await self._admin(interaction, command)
+
+    @admin.command(name="retrain", description="refit from the votes and retrain now")
+    async def admin_retrain(self, interaction: discord.Interaction) -> None:
+        await self._admin(interaction, Retrain())
+
+    @admin.command(name="stats", description="GIFs, posts, votes, model, last retrain")
+    async def admin_stats(self, interaction: discord.Interaction) -> None:
+        await self._admin(interaction, Stats())
+
+
 class MoodgifTree(app_commands.CommandTree):
     async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         if isinstance(error, app_commands.CommandOnCooldown):
@@ -386,14 +392,16 @@ class MoodgifTree(app_commands.CommandTree):
 
 
 class _Host:
-    """What both bot classes add to discord.py's: the cog and its buttons, gateway health.
-    `build_bot` sets `gif_cog`; `start` keeps its connection task in `runner`."""
+    """What both bot classes add to discord.py's: the cogs and the buttons, gateway health.
+    `build_bot` sets `gif_cog` and `admin_cog`; `start` keeps its connection task in `runner`."""
 
     gif_cog: GifCog
+    admin_cog: AdminCog
     runner: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
         await self.add_cog(self.gif_cog)  # type: ignore[attr-defined]
+        await self.add_cog(self.admin_cog)  # type: ignore[attr-defined]
         self.add_dynamic_items(*views.DYNAMIC_ITEMS)  # type: ignore[attr-defined]
 
     async def on_message(self, message: discord.Message) -> None:
@@ -434,6 +442,7 @@ def build_bot(core: BotCore | None, settings: Settings, *, intents: discord.Inte
         **kwargs,
     )
     bot.gif_cog = GifCog(bot, core, settings)
+    bot.admin_cog = AdminCog(bot, core, settings)
     return bot
 
 
