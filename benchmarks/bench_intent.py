@@ -112,7 +112,7 @@ def tune(parser: IntentParser, rows: list[tuple[str, set[str], str]],
     best = None
     for k in (5, 8):
         intent_mod._EMBEDDER.top_k = k
-        intent_mod._EMBEDDER._cache.clear()
+        intent_mod._EMBEDDER.clear_cache()
         nlls = {t: embedding_nll(tune_rows + tune_sent, t) for t in (0.015, 0.02, 0.025, 0.03, 0.04)}
         print(f"K={k} embedding-only nll " + " ".join(f"T={t}:{v:.3f}" for t, v in nlls.items()))
         # The temperature also decides how often the parser commits, so it is searched with
@@ -131,7 +131,7 @@ def tune(parser: IntentParser, rows: list[tuple[str, set[str], str]],
     assert best is not None
     _, k, t, ww, base = best
     intent_mod._EMBEDDER.top_k = k
-    intent_mod._EMBEDDER._cache.clear()
+    intent_mod._EMBEDDER.clear_cache()
     parser.temperature, parser.word_weight, parser.blend_base = t, ww, base
     print(f"best: K={k} T={t} word weight={ww} blend base={base}")
 
@@ -167,7 +167,7 @@ def latency(parser: IntentParser, rows: list[tuple[str, set[str], str]]) -> None
         return
     emb_times = []
     for _ in range(3):
-        intent_mod._EMBEDDER._cache.clear()
+        intent_mod._EMBEDDER.clear_cache()
         for t in emb_texts:
             t0 = time.perf_counter()
             parser.parse(t)
@@ -183,7 +183,7 @@ def latency(parser: IntentParser, rows: list[tuple[str, set[str], str]]) -> None
     print(f"ratio embedding p50 / lexicon p50: {statistics.median(emb_times) / statistics.median(lex_times):.0f}x")
     every, cpu = [], []
     for _ in range(2):
-        intent_mod._EMBEDDER._cache.clear()
+        intent_mod._EMBEDDER.clear_cache()
         for t, _a, _s in rows:
             c0 = time.process_time()
             t0 = time.perf_counter()
@@ -234,6 +234,12 @@ def main() -> None:
         sys.exit(f"sentence model unavailable: {intent_mod._EMBEDDER.error}")
     print(f"model load + bank ({len(intent_mod.bank_texts()[0])} lines): "
           f"{time.perf_counter() - t0:.1f} s")
+    if not args.no_embeddings:
+        # The figures are the shipped parser's: sentences by the tuned model (built here
+        # first when scripts/setup has not: about 90 s).
+        if not intent_mod._EMBEDDER.wait_tuned(3600):
+            sys.exit("the tuned sentence model could not be built (python -m bot.sentence_tuning)")
+        print(f"sentences: tuned MiniLM ({intent_mod._EMBEDDER.tuned.files.folder.name})")
     if args.tune:
         tune(parser, rows, sentences)
     if args.errors:

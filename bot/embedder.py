@@ -54,12 +54,13 @@ def onnx_path(home: Path | None = None) -> Path:
     return Path(home) / "cache" / "onnx" / f"all-minilm-l6-v2-{key}.onnx"
 
 
-def export_onnx(out: Path) -> None:
-    """Export the transformer to ONNX (needs torch; call in a child process)."""
+def export_onnx(out: Path, source: Path | None = None) -> None:
+    """Export the transformer (the wheel's, or a fine-tuned copy saved in `source`) to ONNX
+    (needs torch; call in a child process)."""
     import torch
     from transformers import AutoModel
 
-    model = AutoModel.from_pretrained(str(model_dir()), attn_implementation="eager").eval()
+    model = AutoModel.from_pretrained(str(source or model_dir()), attn_implementation="eager").eval()
 
     class Hidden(torch.nn.Module):
         def __init__(self, m: Any) -> None:

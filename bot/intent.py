@@ -31,6 +31,7 @@ import math
 import os
 import re
 import threading
+import time
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -62,6 +63,7 @@ from scorer.emotions import EMOTIONS, INDEX, N_EMOTIONS, NAMES
 if TYPE_CHECKING:
     import numpy as np
 
+    from bot.sentence_tuning import TunedReader
     from scorer.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -95,6 +97,11 @@ WORD_WEIGHT = 0.5
 LOGREG_MIN_WORDS = 4
 LOGREG_WEIGHT = 2.0
 LOGREG_WORD_WEIGHT = 0.5
+# With the fine-tuned encoder (bot.sentence_tuning, the default once it is built) a sentence is
+# its head's logits plus the word model, one to one: the grid (1, 1.5, 2, 3, 4) x (0.25, 0.5, 1)
+# on the 204 tune sentences, best top-1 + top-3 (docs/bench/intent.md).
+TUNED_WEIGHT = 1.0
+TUNED_WORD_WEIGHT = 1.0
 # Below this top probability the request is "unknown" rather than "did you mean".
 UNKNOWN_FLOOR = 0.2
 EMBED_CACHE_SIZE = 4096
@@ -188,6 +195,8 @@ class _Embedder:
         self._owner: np.ndarray | None = None  # (P,) emotion index of each bank line
         self.words: WordModel | None = None  # the same lines' words, per emotion
         self.logreg: tuple[np.ndarray, np.ndarray] | None = None  # the bank's regression
+        self.tuned: TunedReader | None = None  # MiniLM fine-tuned on the bank, once built
+        self._tuned_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
         self.error: str | None = None
@@ -224,12 +233,63 @@ class _Embedder:
 
                 self.logreg = cached_regression(self._protos, self._owner, _bank_cache_dir())
                 self.words = WordModel(zip(texts, owner, strict=True))
+                self._start_tuned(texts, owner)
                 self._model = model
             except Exception as exc:  # no model means lexicon-only answers, not a crash
                 self.error = f"{type(exc).__name__}: {exc}"
                 log.warning("intent: sentence model unavailable, lexicon only (%s)", self.error)
                 return False
         return True
+
+    def _start_tuned(self, texts: list[str], owner: list[int]) -> None:
+        """Read the bank's fine-tuned encoder, or build it in the background if it is missing
+        (sentences use the bank regression until it is ready)."""
+        from scorer.settings import load_settings
+
+        if load_settings().chat.intent_sentence_model != "tuned":
+            return
+        from bot.sentence_tuning import BackgroundBuild, load_reader, tuned_files
+
+        files = tuned_files(texts, owner)
+        self.tuned = load_reader(files)
+        if self.tuned is None:
+            BackgroundBuild(files, self._tuned_ready).start()
+
+    def _tuned_ready(self, reader: TunedReader) -> None:
+        with self._cache_lock:
+            self._tuned_cache.clear()
+            self.tuned = reader
+
+    def clear_cache(self) -> None:
+        """Forget every cached reading (benchmarks time the uncached path)."""
+        with self._cache_lock:
+            self._cache.clear()
+            self._tuned_cache.clear()
+
+    def wait_tuned(self, timeout_s: float) -> bool:
+        """Block until the tuned encoder is in use (benchmarks; a test of the build)."""
+        deadline = time.monotonic() + timeout_s
+        while self.tuned is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        return self.tuned is not None
+
+    def sentence_logits(self, text: str) -> tuple[np.ndarray, bool]:
+        """A sentence's 17 logits: the tuned encoder's head when it is ready (True), else the
+        bank regression on the plain vector (False)."""
+        tuned = self.tuned
+        if tuned is None:
+            return self.evidence(text)[1], False
+        with self._cache_lock:
+            hit = self._tuned_cache.get(text)
+            if hit is not None:
+                self._tuned_cache.move_to_end(text)
+                return hit, True
+        logits = tuned.logits([text])[0]
+        with self._cache_lock:
+            self._tuned_cache[text] = logits
+            if len(self._tuned_cache) > EMBED_CACHE_SIZE:
+                self._tuned_cache.popitem(last=False)
+        return logits, True
 
     def emotion_scores(self, text: str) -> np.ndarray:
         """Per-emotion similarity: the mean of that emotion's K best bank cosines (a kNN
@@ -466,13 +526,15 @@ class IntentParser:
         more) the bank regression's logits plus the bank's word model; on one to three words
         the kNN vote over the bank (cosines over the temperature) plus the word model
         (`bot.sentence_logreg` says why each)."""
-        scores, logits = _EMBEDDER.evidence(snippet)
         words = _EMBEDDER.words.log_likelihood(snippet) if _EMBEDDER.words is not None else None
         if len(snippet.split()) >= LOGREG_MIN_WORDS:
-            z = [LOGREG_WEIGHT * float(x) for x in logits]
+            logits, tuned = _EMBEDDER.sentence_logits(snippet)
+            a, ww = (TUNED_WEIGHT, TUNED_WORD_WEIGHT) if tuned else (LOGREG_WEIGHT, LOGREG_WORD_WEIGHT)
+            z = [a * float(x) for x in logits]
             if words:
-                z = [a + LOGREG_WORD_WEIGHT * w for a, w in zip(z, words, strict=True)]
+                z = [x + ww * w for x, w in zip(z, words, strict=True)]
             return _softmax(z, 1.0)
+        scores, _ = _EMBEDDER.evidence(snippet)
         if not words or not self.word_weight:
             return _softmax(scores, self.temperature)
         return _softmax([s / self.temperature + self.word_weight * w

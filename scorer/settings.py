@@ -264,6 +264,10 @@ class ChatSettings(Group):
                                  doc="below this confidence the answer is 'did you mean'")
     intent_embedder: Annotated[str, _one_of("auto", "onnx", "torch")] = _s(
         "auto", "intent_embedder", doc="sentence model runtime: auto (ONNX, else torch), onnx or torch")
+    intent_sentence_model: Annotated[str, _one_of("tuned", "regression")] = _s(
+        "tuned", "intent_sentence_model",
+        doc="sentences of 4+ words: tuned (MiniLM fine-tuned on the situation bank, built once "
+            "per bank) or regression (the bank regression on plain MiniLM vectors)")
     watch_cooldown_min: float = _s(30.0, "watch_cooldown_min",
                                    doc="watched channels: at most one offer per person per N min")
     user_hash_salt: str = _s("", "user_hash_salt", secret=True,

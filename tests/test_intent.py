@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from bot import intent as intent_mod
 from bot.intent import Intent, IntentParser, get_parser, help_text, typo_cost
 from bot.intent_lexicon import EXAMPLES, NEGATED, PROTOTYPES, load_lexicon
+from bot.sentence_tuning import BUILD_TIMEOUT_S
 from scorer.emotions import NAMES
 from scorer.settings import load_settings
 
@@ -43,6 +44,10 @@ def emb() -> IntentParser:
     parser = IntentParser()
     if not intent_mod._EMBEDDER.load():
         pytest.fail(f"sentence model did not load: {intent_mod._EMBEDDER.error}")
+    # scripts/setup builds the tuned sentence model; without it, load() starts the build and
+    # sentences would be read by the regression until it lands, mid-module.
+    if not intent_mod._EMBEDDER.wait_tuned(BUILD_TIMEOUT_S):
+        pytest.fail("the tuned sentence model was not built (python -m bot.sentence_tuning)")
     return parser
 
 
@@ -287,7 +292,7 @@ def test_sentences_use_the_embedding(emb: IntentParser, text: str, accepted: set
 def test_embedding_results_are_cached(emb: IntentParser) -> None:
     text = "a sentence the cache has not seen before, about a walk in the rain"
     first = emb.parse(text)
-    assert " ".join(text.split()) in intent_mod._EMBEDDER._cache
+    assert " ".join(text.split()) in intent_mod._EMBEDDER._tuned_cache  # a sentence: tuned
     assert emb.parse(text) == first
 
 
@@ -480,7 +485,7 @@ def test_bank_is_loaded_and_never_copies_the_evaluation_sets() -> None:
 
     texts = {norm(s) for _, s in bank} | {norm(p) for ps in PROTOTYPES.values() for p in ps}
     for path in (EVAL, SENTENCES, EXTRA, REPO / "tests" / "data" / "intent_sentences_fresh.csv",
-                 FRESH2_SENTENCES):
+                 FRESH2_SENTENCES, REPO / "tests" / "data" / "intent_sentences_fresh3.csv"):
         with path.open(newline="", encoding="utf-8") as fh:
             copied = [r["text"] for r in csv.DictReader(fh) if norm(r["text"]) in texts]
         assert copied == [], copied
@@ -646,8 +651,9 @@ def test_readme_sentence_examples(emb: IntentParser, text: str, emotion: str) ->
 
 def test_readme_reads_the_sarcasm_and_asks_when_unsure(emb: IntentParser) -> None:
     assert emb.parse("great, just great, the build is red again").emotion in {"anger", "contempt"}
-    unsure = emb.parse("the standup got cancelled")
-    assert unsure.kind == "did_you_mean" and set(unsure.choices) == {"anger", "relief", "sadness"}, unsure
+    unsure = emb.parse("got a text from my ex")
+    assert unsure.kind == "did_you_mean" and len(unsure.choices) == 3, unsure
+    assert set(unsure.choices) == {"happiness", "surprise", "embarrassment"}, unsure
 
 
 def test_sentences_use_the_regression_and_short_requests_the_vote(emb: IntentParser) -> None:

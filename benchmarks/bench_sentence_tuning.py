@@ -1,0 +1,97 @@
+"""Issue 15: the fine-tuned sentence model (bot.sentence_tuning) against the bank regression,
+each read by the whole parser (lexicon, blend, sarcasm, threshold), only the sentence model
+switched.
+
+    .venv/bin/python benchmarks/bench_sentence_tuning.py                 # the tune sentences
+    .venv/bin/python benchmarks/bench_sentence_tuning.py --fresh NEW.csv # a set nobody tuned on
+    .venv/bin/python benchmarks/bench_sentence_tuning.py --held          # the held-out sets, once
+
+The tuned model is the one `scripts/setup` built for this bank (built here first if missing).
+Rows of a --fresh set that copy a bank line or a line of another set are dropped first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import re
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import bench_intent as bench  # noqa: E402
+
+from bot import intent as intent_mod  # noqa: E402
+from bot.intent import IntentParser  # noqa: E402
+from bot.sentence_tuning import load_reader, tuned_files  # noqa: E402
+from scorer.emotions import NAMES  # noqa: E402
+
+Row = tuple[str, set[str], str]
+OTHER_SETS = ("intent_sentences_fresh.csv", "intent_sentences_fresh2.csv",
+              "intent_short_fresh2.csv", "intent_sentences_extra.csv", "intent_sentences_fresh3.csv")
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"[^a-z0-9 ]", "", text.lower()).strip()
+
+
+def load_fresh(path: Path) -> list[Row]:
+    """A new set (text, accepted), less the lines that copy the bank or another set."""
+    seen = {_norm(t) for t in intent_mod.bank_texts()[0]}
+    seen |= {_norm(r[0]) for r in bench.load_rows(bench.SENTENCES) + bench.load_rows()}
+    for name in OTHER_SETS:
+        if (REPO / "tests" / "data" / name).resolve() != path.resolve():
+            with (REPO / "tests" / "data" / name).open(newline="", encoding="utf-8") as fh:
+                seen |= {_norm(r["text"]) for r in csv.DictReader(fh)}
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = [(r["text"], set(r["accepted"].split("|")), "fresh") for r in csv.DictReader(fh)]
+    unknown = sorted({e for _, acc, _ in rows for e in acc} - set(NAMES))
+    if unknown:
+        sys.exit(f"{path}: emotions that are not among the 17: {unknown}")
+    kept = [r for r in rows if _norm(r[0]) not in seen]
+    print(f"{path.name}: {len(rows)} lines, {len(rows) - len(kept)} dropped as copies")
+    return kept
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--fresh", type=Path, metavar="CSV", help="read only this new set")
+    ap.add_argument("--held", action="store_true", help="read the held-out sets (once!)")
+    args = ap.parse_args()
+    parser = IntentParser()
+    if not intent_mod._EMBEDDER.load():
+        sys.exit(f"sentence model unavailable: {intent_mod._EMBEDDER.error}")
+    rows, sentences = bench.load_rows(), bench.load_rows(bench.SENTENCES)
+    if args.fresh is not None:
+        sets = {args.fresh.name: load_fresh(args.fresh)}
+    elif args.held:
+        sets = {
+            "chat sentences holdout": [r for r in sentences if r[2] == "holdout"],
+            "own extra set (holdout)": bench.load_rows(bench.EXTRA),
+            "eval-set sentences holdout": [r for r in rows if r[2] == "holdout" and not bench.is_short(r[0])],
+            "short requests holdout": [r for r in rows if r[2] == "holdout" and bench.is_short(r[0])],
+        }
+    else:
+        sets = {"tune sentences": [r for r in sentences if r[2] == "tune"]
+                + [r for r in rows if r[2] == "tune" and not bench.is_short(r[0])]}
+    emb = intent_mod._EMBEDDER
+    if emb.tuned is None:
+        texts, owner = intent_mod.bank_texts()
+        if load_reader(tuned_files(texts, owner)) is None:
+            print("building the tuned model first (python -m bot.sentence_tuning)", flush=True)
+        if not emb.wait_tuned(3600):
+            sys.exit("the tuned sentence model could not be built (see the log)")
+    tuned = emb.tuned
+    for name, rs in sets.items():
+        for label, reader in (("bank regression", None), ("tuned MiniLM", tuned)):
+            emb._tuned_ready(reader)  # type: ignore[arg-type]  # None: the regression
+            m = bench.evaluate(parser, rs)
+            print(f"{name:27} {label:16} n={len(rs):<4} top-1 {m['top1']:.3f}  best guess "
+                  f"{m['best_guess']:.3f}  top-3 {m['top3']:.3f}  answered {m['answered']:.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""The fine-tuned sentence model (bot.sentence_tuning): its build, its cache key, a damaged
+cache, the background build, and that the parser reads sentences with it."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bot import intent as intent_mod
+from bot.intent import IntentParser, bank_texts
+from bot.sentence_tuning import (
+    BUILD_TIMEOUT_S,
+    BackgroundBuild,
+    Recipe,
+    TunedFiles,
+    bank_key,
+    fine_tune,
+    load_reader,
+    tuned_files,
+)
+from scorer.emotions import INDEX
+
+
+def _small_bank() -> tuple[list[str], list[int]]:
+    """Twelve bank lines of each of four clearly different emotions."""
+    texts, owner = bank_texts()
+    picked: list[tuple[str, int]] = []
+    for name in ("amusement", "anger", "fear", "relief"):
+        picked += [(t, k) for t, k in zip(texts, owner, strict=True) if k == INDEX[name]][:12]
+    return [t for t, _ in picked], [k for _, k in picked]
+
+
+@pytest.fixture(scope="module")
+def small_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[TunedFiles, list[str], list[int]]:
+    texts, owner = _small_bank()
+    root = tmp_path_factory.mktemp("tuned")
+    files = tuned_files(texts, owner, Recipe(epochs=1, batch=16), root=root)
+    steps: list[int] = []
+    fine_tune(texts, owner, files, Recipe(epochs=1, batch=16, threads=1),
+              progress=lambda step, total, loss: steps.append(step))
+    assert steps == [1, 2, 3]  # 48 lines, batches of 16, one epoch
+    return files, texts, owner
+
+
+def test_a_build_writes_a_whole_model_that_reads_its_own_lines(small_build) -> None:  # type: ignore[no-untyped-def]
+    files, texts, owner = small_build
+    assert files.complete()
+    assert not list(files.folder.parent.glob("*.tmp"))  # built aside, then renamed
+    assert not (files.folder / "hf").exists()  # only the ONNX file and the head are kept
+    reader = load_reader(files)
+    assert reader is not None
+    logits = reader.logits(texts)
+    assert logits.shape == (len(texts), 17)
+    # Read back through ONNX Runtime, the tuned encoder and its head still sort the lines
+    # they were trained on: a broken export or a head that lost its rows would not.
+    assert float(np.mean(logits.argmax(1) == np.asarray(owner))) >= 0.9
+    # ... and it is not the plain model: its vectors moved.
+    plain = intent_mod._EMBEDDER
+    assert plain.load()
+    base = plain._model.encode(texts[:4], normalize_embeddings=True)
+    tuned = reader.encoder.encode(texts[:4], normalize_embeddings=True)
+    assert not np.allclose(base, tuned, atol=1e-3)
+
+
+def test_the_cache_key_follows_the_bank_and_the_recipe_but_not_the_threads() -> None:
+    texts, owner = _small_bank()
+    key = bank_key(texts, owner, Recipe())
+    assert bank_key(texts, owner, Recipe(threads=1)) == key
+    assert bank_key(texts, owner, Recipe(epochs=4)) != key
+    assert bank_key([*texts[:-1], texts[-1] + "!"], owner, Recipe()) != key
+    assert bank_key(texts, [*owner[:-1], INDEX["shame"]], Recipe()) != key
+
+
+def test_a_damaged_model_is_dropped_so_it_is_built_again(tmp_path: Path, small_build) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    files, _, _ = small_build
+    copy = TunedFiles(tmp_path / "tuned-copy")
+    shutil.copytree(files.folder, copy.folder)
+    copy.head.write_bytes(b"not an npz file")
+    assert load_reader(copy) is None
+    assert not copy.folder.exists()
+    assert load_reader(TunedFiles(tmp_path / "never-built")) is None
+
+
+def test_a_bad_bank_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="empty"):
+        fine_tune([], [], TunedFiles(tmp_path / "t"), Recipe(epochs=1))
+    with pytest.raises(ValueError):
+        fine_tune(["one line"], [0, 1], TunedFiles(tmp_path / "t"), Recipe(epochs=1))
+
+
+def test_the_background_build_hands_over_the_model() -> None:
+    """The chat process's path when the model is missing: a child process builds it (here it
+    finds the one scripts/setup built, or builds it: about 90 s) and the reader arrives."""
+    texts, owner = bank_texts()
+    got: list[object] = []
+    arrived = threading.Event()
+
+    def done(reader: object) -> None:
+        got.append(reader)
+        arrived.set()
+
+    files = tuned_files(texts, owner)
+    assert BackgroundBuild(files, done).start()
+    assert arrived.wait(BUILD_TIMEOUT_S)
+    assert files.complete() and got and got[0].logits(["the build is green"]).shape == (1, 17)
+
+
+def test_sentences_are_read_by_the_tuned_model_and_short_requests_by_the_vote() -> None:
+    parser = IntentParser()
+    emb = intent_mod._EMBEDDER
+    assert emb.load() and emb.wait_tuned(BUILD_TIMEOUT_S)
+    text = "the rollback went fine in the end"
+    logits, tuned = emb.sentence_logits(text)
+    assert tuned
+    words = np.asarray(emb.words.log_likelihood(text))
+    z = intent_mod.TUNED_WEIGHT * logits + intent_mod.TUNED_WORD_WEIGHT * words
+    expected = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+    assert np.allclose(parser._sentence_probs(text), expected, atol=1e-6)
+    assert parser.parse("we survived the outage").emotion == "relief"
+    assert parser.parse("someone ate my lunch from the fridge again").emotion == "anger"
+    knn, _ = emb.evidence("rollback went fine")  # three words: the kNN vote, not the tuned model
+    z = knn / intent_mod.EMBED_TEMPERATURE + intent_mod.WORD_WEIGHT * np.asarray(
+        emb.words.log_likelihood("rollback went fine"))
+    assert np.allclose(parser._sentence_probs("rollback went fine"),
+                       np.exp(z - z.max()) / np.exp(z - z.max()).sum(), atol=1e-5)
+
+
+def test_the_regression_setting_keeps_sentences_on_the_bank_regression(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("MOODGIF_INTENT_SENTENCE_MODEL", "regression")
+    other = intent_mod._Embedder()
+    assert other.load()
+    assert other.tuned is None
+    logits, tuned = other.sentence_logits("the rollback went fine in the end")
+    assert not tuned
+    assert np.allclose(logits, other.evidence("the rollback went fine in the end")[1])
+
+
+def test_a_bad_sentence_model_setting_is_refused(tmp_path: Path) -> None:
+    from scorer.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError, match="MOODGIF_INTENT_SENTENCE_MODEL"):
+        load_settings(env={"MOODGIF_HOME": str(tmp_path), "MOODGIF_INTENT_SENTENCE_MODEL": "bert"})
+
+
+def test_tuned_readers_swap_in_without_stale_answers() -> None:
+    """A reader that lands mid-run replaces the regression's answers, never mixes them."""
+    emb = intent_mod._Embedder()
+    assert emb.load()
+    kept = emb.tuned
+    emb._tuned_ready(None)  # type: ignore[arg-type]
+    before, tuned = emb.sentence_logits("the deploy went out without a hitch")
+    assert not tuned
+    if kept is None:
+        assert emb.wait_tuned(BUILD_TIMEOUT_S)
+        kept = emb.tuned
+    emb._tuned_ready(kept)  # type: ignore[arg-type]
+    after, tuned = emb.sentence_logits("the deploy went out without a hitch")
+    assert tuned and not np.allclose(before, after)
+
