@@ -271,7 +271,9 @@ def combine(words: Channel, faces: Channel, *, w_words: float = W_WORDS,
     return mean.astype(np.float32), sd.astype(np.float32), float(total)
 
 
-REVISION = 6  # bump when FACE_MAP, the aggregation or the reading of words changes: a new model version
+# Bump when FACE_MAP, the aggregation or the reading of words changes: a new model version.
+# 7: sentences (titles of four words or more) read by MiniLM fine-tuned on the grown bank.
+REVISION = 7
 
 
 def version_name(with_faces: bool) -> str:
@@ -282,7 +284,7 @@ def version_name(with_faces: bool) -> str:
 
 
 def prior_config(with_faces: bool) -> dict:
-    channels: dict = {"words": {"weight": W_WORDS, "model": "bot.intent (lexicon + all-MiniLM-L6-v2)",
+    channels: dict = {"words": {"weight": W_WORDS, "model": "bot.intent (lexicon + all-MiniLM-L6-v2, fine-tuned on the bank for sentences)",
                                 "confidence": WORD_CONF, "temperature": WORD_TEMPERATURE,
                                 "spread": WORD_SPREAD, "affinity": "scorer.prior.AFFINITY",
                                 "reactions": {"vocabulary": "scorer/data/reaction_words.tsv",
