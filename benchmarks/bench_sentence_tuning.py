@@ -4,7 +4,7 @@ switched.
 
     .venv/bin/python benchmarks/bench_sentence_tuning.py                 # the tune sentences
     .venv/bin/python benchmarks/bench_sentence_tuning.py --fresh NEW.csv # a set nobody tuned on
-    .venv/bin/python benchmarks/bench_sentence_tuning.py --held          # the held-out sets, once
+    .venv/bin/python benchmarks/bench_sentence_tuning.py --held          # the held-out sets
 
 The tuned model is the one `scripts/setup` built for this bank (built here first if missing).
 Rows of a --fresh set that copy a bank line or a line of another set are dropped first.
@@ -32,7 +32,7 @@ from scorer.emotions import NAMES  # noqa: E402
 Row = tuple[str, set[str], str]
 OTHER_SETS = ("intent_sentences_fresh.csv", "intent_sentences_fresh2.csv",
               "intent_short_fresh2.csv", "intent_sentences_extra.csv", "intent_sentences_fresh3.csv",
-              "intent_sentences_fresh4.csv")
+              "intent_sentences_fresh4.csv", "intent_sentences_fresh5.csv")
 
 
 def _norm(text: str) -> str:
@@ -74,6 +74,8 @@ def main() -> None:
             "own extra set (holdout)": bench.load_rows(bench.EXTRA),
             "eval-set sentences holdout": [r for r in rows if r[2] == "holdout" and not bench.is_short(r[0])],
             "short requests holdout": [r for r in rows if r[2] == "holdout" and bench.is_short(r[0])],
+            # written after every choice of 2026-11-29's third session, never used for one
+            "fresh5 team chat (holdout)": bench.load_rows(REPO / "tests" / "data" / "intent_sentences_fresh5.csv"),
         }
     else:
         sets = {"tune sentences": [r for r in sentences if r[2] == "tune"]
