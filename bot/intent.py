@@ -34,7 +34,7 @@ import threading
 import time
 import unicodedata
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,7 +63,7 @@ from scorer.emotions import EMOTIONS, INDEX, N_EMOTIONS, NAMES
 if TYPE_CHECKING:
     import numpy as np
 
-    from bot.sentence_tuning import TunedReader
+    from bot.sentence_tuning import BackgroundBuild, TunedReader
     from scorer.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -196,6 +196,7 @@ class _Embedder:
         self.words: WordModel | None = None  # the same lines' words, per emotion
         self.logreg: tuple[np.ndarray, np.ndarray] | None = None  # the bank's regression
         self.tuned: TunedReader | None = None  # MiniLM fine-tuned on the bank, once built
+        self._build: BackgroundBuild | None = None  # building it, when it was missing
         self._tuned_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
@@ -253,7 +254,9 @@ class _Embedder:
         files = tuned_files(texts, owner)
         self.tuned = load_reader(files)
         if self.tuned is None:
-            BackgroundBuild(files, self._tuned_ready).start()
+            build = BackgroundBuild(files, self._tuned_ready)
+            if build.start():
+                self._build = build
 
     def _tuned_ready(self, reader: TunedReader) -> None:
         with self._cache_lock:
@@ -266,10 +269,16 @@ class _Embedder:
             self._cache.clear()
             self._tuned_cache.clear()
 
+    @property
+    def building(self) -> bool:
+        """The tuned encoder is being built in the background."""
+        return self.tuned is None and self._build is not None and self._build.running
+
     def wait_tuned(self, timeout_s: float) -> bool:
-        """Block until the tuned encoder is in use (benchmarks; a test of the build)."""
+        """Block until the tuned encoder is in use, or until no build is coming (the
+        setting says regression, or the build failed). True when it is in use."""
         deadline = time.monotonic() + timeout_s
-        while self.tuned is None and time.monotonic() < deadline:
+        while self.building and time.monotonic() < deadline:
             time.sleep(0.5)
         return self.tuned is not None
 
@@ -428,6 +437,20 @@ class IntentParser:
         self._warm_thread = threading.Thread(target=_EMBEDDER.load, name="intent-warm-up",
                                              daemon=True)
         self._warm_thread.start()
+
+    def settle(self, notify: Callable[[str], None] | None = None) -> None:
+        """For work whose readings are kept (the prior's words channel of `moodgif score`
+        and `moodgif pool starter`): load the sentence model and, when the tuned one is being
+        built (a bank edited since setup), wait for it, so every reading comes from one model."""
+        if not self.use_embeddings or not _EMBEDDER.load():
+            return
+        if _EMBEDDER.building:
+            if notify is not None:
+                notify("building the tuned sentence model once for this bank "
+                       "(about 90 s on two cores; python -m bot.sentence_tuning does it ahead)")
+            from bot.sentence_tuning import BUILD_TIMEOUT_S
+
+            _EMBEDDER.wait_tuned(BUILD_TIMEOUT_S)
 
     def parse(self, text: str) -> Intent:
         """Map a request to an emotion; never raises on any input."""

@@ -248,13 +248,20 @@ class BackgroundBuild:
 
     def __init__(self, files: TunedFiles, done: Callable[[TunedReader], None]) -> None:
         self.files, self.done = files, done
+        self._thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        """True until the build has ended (`done` has been called by then if it worked)."""
+        return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> bool:
         with self._lock:
             if self.files.folder in self._running:
                 return False
             self._running.add(self.files.folder)
-        threading.Thread(target=self._run, name="intent-fine-tune", daemon=True).start()
+        self._thread = threading.Thread(target=self._run, name="intent-fine-tune", daemon=True)
+        self._thread.start()
         return True
 
     def _run(self) -> None:

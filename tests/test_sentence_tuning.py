@@ -162,3 +162,20 @@ def test_tuned_readers_swap_in_without_stale_answers() -> None:
     after, tuned = emb.sentence_logits("the deploy went out without a hitch")
     assert tuned and not np.allclose(before, after)
 
+
+
+def test_settle_waits_for_a_build_and_returns_at_once_when_none_is_coming(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`moodgif score` settles the parser so a pool's prior is read by one model."""
+    said: list[str] = []
+    parser = IntentParser()
+    assert intent_mod._EMBEDDER.load()
+    parser.settle(notify=said.append)  # built already (scripts/setup) or being built: waits
+    assert intent_mod._EMBEDDER.tuned is not None and not intent_mod._EMBEDDER.building
+
+    monkeypatch.setenv("MOODGIF_INTENT_SENTENCE_MODEL", "regression")
+    other = intent_mod._Embedder()
+    monkeypatch.setattr(intent_mod, "_EMBEDDER", other)
+    IntentParser().settle(notify=said.append)  # nothing to wait for
+    assert other.loaded and other.tuned is None and not other.building
+    assert other.wait_tuned(BUILD_TIMEOUT_S) is False  # returns at once: no build is coming
+    assert said == [] or said[0].startswith("building the tuned sentence model")

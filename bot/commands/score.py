@@ -60,7 +60,9 @@ def score_cmd(
         # handed down to the scorer here rather than imported there (bot -> scorer only).
         from bot.intent import get_parser
 
-        text_model = get_parser(settings).distribution
+        parser = get_parser(settings)
+        parser.settle(notify=lambda line: click.echo(line, err=True))
+        text_model = parser.distribution
     try:
         report = score_pool(
             settings, engine, pool=pool, encoder_id=encoder_id, device=device or settings.scoring.device,

@@ -16,7 +16,9 @@ def _text_model(settings: Settings):  # type: ignore[no-untyped-def]
     """The bot's intent parser as the prior's word channel (training never imports bot)."""
     from bot.intent import get_parser
 
-    return get_parser(settings).distribution
+    parser = get_parser(settings)
+    parser.settle(notify=lambda line: click.echo(line, err=True))
+    return parser.distribution
 
 
 def register(group: click.Group) -> None:
