@@ -32,7 +32,8 @@ from scorer.emotions import NAMES  # noqa: E402
 Row = tuple[str, set[str], str]
 OTHER_SETS = ("intent_sentences_fresh.csv", "intent_sentences_fresh2.csv",
               "intent_short_fresh2.csv", "intent_sentences_extra.csv", "intent_sentences_fresh3.csv",
-              "intent_sentences_fresh4.csv", "intent_sentences_fresh5.csv")
+              "intent_sentences_fresh4.csv", "intent_sentences_fresh5.csv",
+              "intent_sentences_fresh6.csv")
 
 
 def _norm(text: str) -> str:

@@ -487,7 +487,8 @@ def test_bank_is_loaded_and_never_copies_the_evaluation_sets() -> None:
     for path in (EVAL, SENTENCES, EXTRA, REPO / "tests" / "data" / "intent_sentences_fresh.csv",
                  FRESH2_SENTENCES, REPO / "tests" / "data" / "intent_sentences_fresh3.csv",
                  REPO / "tests" / "data" / "intent_sentences_fresh4.csv",
-                 REPO / "tests" / "data" / "intent_sentences_fresh5.csv"):
+                 REPO / "tests" / "data" / "intent_sentences_fresh5.csv",
+                 REPO / "tests" / "data" / "intent_sentences_fresh6.csv"):
         with path.open(newline="", encoding="utf-8") as fh:
             copied = [r["text"] for r in csv.DictReader(fh) if norm(r["text"]) in texts]
         assert copied == [], copied
