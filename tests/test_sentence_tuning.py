@@ -18,6 +18,7 @@ from bot.sentence_tuning import (
     TunedFiles,
     bank_key,
     fine_tune,
+    load_no_feeling,
     load_reader,
     tuned_files,
 )
@@ -33,15 +34,22 @@ def _small_bank() -> tuple[list[str], list[int]]:
     return [t for t, _ in picked], [k for _, k in picked]
 
 
+SMALL_NO_FEELING = ["can we move the sync to 3pm", "the doc is in the shared drive",
+                    "which branch is the hotfix on", "lorem ipsum dolor sit amet",
+                    "train leaves at 8:15 from platform 2", "test test 123, ignore this",
+                    "ticket 4821 is assigned to the platform team", "noted, will do"]
+
+
 @pytest.fixture(scope="module")
 def small_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[TunedFiles, list[str], list[int]]:
     texts, owner = _small_bank()
     root = tmp_path_factory.mktemp("tuned")
-    files = tuned_files(texts, owner, Recipe(epochs=1, batch=16), root=root)
+    files = tuned_files(texts, owner, Recipe(epochs=1, batch=16), root=root,
+                        no_feeling=SMALL_NO_FEELING)
     steps: list[int] = []
     fine_tune(texts, owner, files, Recipe(epochs=1, batch=16, threads=1),
-              progress=lambda step, total, loss: steps.append(step))
-    assert steps == [1, 2, 3]  # 48 lines, batches of 16, one epoch
+              progress=lambda step, total, loss: steps.append(step), no_feeling=SMALL_NO_FEELING)
+    assert steps == [1, 2, 3, 4]  # 48 + 8 lines, batches of 16, one epoch
     return files, texts, owner
 
 
@@ -52,11 +60,12 @@ def test_a_build_writes_a_whole_model_that_reads_its_own_lines(small_build) -> N
     assert not (files.folder / "hf").exists()  # only the ONNX file and the head are kept
     reader = load_reader(files)
     assert reader is not None
+    assert reader.no_feeling
     logits = reader.logits(texts)
-    assert logits.shape == (len(texts), 17)
+    assert logits.shape == (len(texts), 18)
     # Read back through ONNX Runtime, the tuned encoder and its head still sort the lines
     # they were trained on: a broken export or a head that lost its rows would not.
-    assert float(np.mean(logits.argmax(1) == np.asarray(owner))) >= 0.9
+    assert float(np.mean(logits[:, :17].argmax(1) == np.asarray(owner))) >= 0.9
     # ... and it is not the plain model: its vectors moved.
     plain = intent_mod._EMBEDDER
     assert plain.load()
@@ -70,6 +79,7 @@ def test_the_cache_key_follows_the_bank_and_the_recipe_but_not_the_threads() -> 
     key = bank_key(texts, owner, Recipe())
     assert bank_key(texts, owner, Recipe(threads=1)) == key
     assert bank_key(texts, owner, Recipe(epochs=4)) != key
+    assert bank_key(texts, owner, Recipe(), ["plain line"]) != key
     assert bank_key([*texts[:-1], texts[-1] + "!"], owner, Recipe()) != key
     assert bank_key(texts, [*owner[:-1], INDEX["shame"]], Recipe()) != key
 
@@ -104,7 +114,7 @@ def test_the_background_build_hands_over_the_model() -> None:
         got.append(reader)
         arrived.set()
 
-    files = tuned_files(texts, owner)
+    files = tuned_files(texts, owner, no_feeling=load_no_feeling())
     assert BackgroundBuild(files, done).start()
     assert arrived.wait(BUILD_TIMEOUT_S)
     assert files.complete() and got and got[0].logits(["the build is green"]).shape == (1, 17)
@@ -117,10 +127,13 @@ def test_sentences_are_read_by_the_tuned_model_and_short_requests_by_the_vote() 
     text = "the rollback went fine in the end"
     logits, tuned = emb.sentence_logits(text)
     assert tuned
+    assert logits.shape == (18,)  # 17 emotions and "no feeling"
     words = np.asarray(emb.words.log_likelihood(text))
+    words = np.append(words, words.mean())  # no-feeling gets the emotions' mean word evidence
     z = intent_mod.TUNED_WEIGHT * logits + intent_mod.TUNED_WORD_WEIGHT * words
-    expected = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
-    assert np.allclose(parser._sentence_probs(text), expected, atol=1e-6)
+    expected = (np.exp(z - z.max()) / np.exp(z - z.max()).sum())[:17]  # the rest is doubt
+    got = parser._sentence_probs(text)
+    assert len(got) == 17 and np.allclose(got, expected, atol=1e-6)
     assert parser.parse("we survived the outage").emotion == "relief"
     assert parser.parse("someone ate my lunch from the fridge again").emotion == "anger"
     knn, _ = emb.evidence("rollback went fine")  # three words: the kNN vote, not the tuned model
