@@ -5,6 +5,9 @@ switched.
     .venv/bin/python benchmarks/bench_sentence_tuning.py                 # the tune sentences
     .venv/bin/python benchmarks/bench_sentence_tuning.py --fresh NEW.csv # a set nobody tuned on
     .venv/bin/python benchmarks/bench_sentence_tuning.py --held          # the held-out sets
+    .venv/bin/python benchmarks/bench_sentence_tuning.py --neutral tests/data/no_feeling_eval.csv
+        # lines with no feeling: how often a feeling is committed, and how often watch mode
+        # would offer a GIF (confidence >= its 0.8)
 
 The tuned model is the one `scripts/setup` built for this bank (built here first if missing).
 Rows of a --fresh set that copy a bank line or a line of another set are dropped first.
@@ -58,10 +61,36 @@ def load_fresh(path: Path) -> list[Row]:
     return kept
 
 
+def neutral_shares(parser: IntentParser, path: Path, tuned: object) -> None:
+    """Lines that carry no feeling should be asked about, not answered: the share the parser
+    commits to a feeling, and the share watch mode would offer a GIF for, per kind of line."""
+    from collections import defaultdict
+
+    from bot.flows.offers import WATCH_MIN_CONFIDENCE
+
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = [(r["text"], r.get("kind", "")) for r in csv.DictReader(fh)]
+    for label, reader in (("bank regression", None), ("tuned MiniLM", tuned)):
+        intent_mod._EMBEDDER._tuned_ready(reader)  # type: ignore[arg-type]
+        per: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+        for text, kind in rows:
+            res = parser.parse(text)
+            for key in (kind, "all"):
+                per[key][0] += 1
+                per[key][1] += res.emotion is not None
+                per[key][2] += res.emotion is not None and res.confidence >= WATCH_MIN_CONFIDENCE
+        for key in ["all", *sorted(k for k in per if k != "all")]:
+            n, committed, offered = per[key]
+            print(f"{path.name} {label:16} {key:15} n={n:<4} committed {committed / n:.3f}  "
+                  f"watch offer {offered / n:.3f}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--fresh", type=Path, metavar="CSV", help="read only this new set")
     ap.add_argument("--held", action="store_true", help="read the held-out sets (once!)")
+    ap.add_argument("--neutral", type=Path, metavar="CSV",
+                    help="lines with no feeling (text,kind): commit and watch-offer shares")
     args = ap.parse_args()
     parser = IntentParser()
     if not intent_mod._EMBEDDER.load():
@@ -89,6 +118,9 @@ def main() -> None:
         if not emb.wait_tuned(3600):
             sys.exit("the tuned sentence model could not be built (see the log)")
     tuned = emb.tuned
+    if args.neutral is not None:
+        neutral_shares(parser, args.neutral, tuned)
+        return
     for name, rs in sets.items():
         for label, reader in (("bank regression", None), ("tuned MiniLM", tuned)):
             emb._tuned_ready(reader)  # type: ignore[arg-type]  # None: the regression

@@ -253,7 +253,7 @@ class _Embedder:
 
         files = tuned_files(texts, owner, no_feeling=load_no_feeling())
         self.tuned = load_reader(files)
-        if self.tuned is None:
+        if self.tuned is None and not files.complete():  # missing (or damaged and removed)
             build = BackgroundBuild(files, self._tuned_ready)
             if build.start():
                 self._build = build
@@ -546,9 +546,10 @@ class IntentParser:
 
     def _sentence_probs(self, snippet: str) -> list[float]:
         """The sentence model's probabilities, as log-odds: on a sentence (four words or
-        more) the bank regression's logits plus the bank's word model; on one to three words
-        the kNN vote over the bank (cosines over the temperature) plus the word model
-        (`bot.sentence_logreg` says why each)."""
+        more) the fine-tuned encoder's logits (`bot.sentence_tuning`; the bank regression's
+        until it is built, or by the setting) plus the bank's word model; on one to three
+        words the kNN vote over the bank (cosines over the temperature) plus the word model
+        (`bot.sentence_logreg` says why the two paths)."""
         words = _EMBEDDER.words.log_likelihood(snippet) if _EMBEDDER.words is not None else None
         if len(snippet.split()) >= LOGREG_MIN_WORDS:
             logits, tuned = _EMBEDDER.sentence_logits(snippet)

@@ -258,6 +258,10 @@ def load_reader(files: TunedFiles) -> TunedReader | None:
         return None
     try:
         return TunedReader(files)
+    except ImportError as exc:  # no ONNX Runtime here: the files are fine, keep them
+        log.warning("intent: the tuned sentence model needs ONNX Runtime (%s); sentences use "
+                    "the bank regression", exc)
+        return None
     except Exception as exc:  # a damaged file: rebuild rather than crash the bot
         log.warning("intent: the tuned sentence model in %s cannot be read (%s: %s); "
                     "removing it so it is built again", files.folder, type(exc).__name__, exc)
