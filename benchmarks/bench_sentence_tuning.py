@@ -29,7 +29,7 @@ import bench_intent as bench  # noqa: E402
 
 from bot import intent as intent_mod  # noqa: E402
 from bot.intent import IntentParser  # noqa: E402
-from bot.sentence_tuning import load_reader, tuned_files  # noqa: E402
+from bot.sentence_tuning import load_no_feeling, load_reader, tuned_files  # noqa: E402
 from scorer.emotions import NAMES  # noqa: E402
 
 Row = tuple[str, set[str], str]
@@ -113,7 +113,7 @@ def main() -> None:
     emb = intent_mod._EMBEDDER
     if emb.tuned is None:
         texts, owner = intent_mod.bank_texts()
-        if load_reader(tuned_files(texts, owner)) is None:
+        if load_reader(tuned_files(texts, owner, no_feeling=load_no_feeling())) is None:
             print("building the tuned model first (python -m bot.sentence_tuning)", flush=True)
         if not emb.wait_tuned(3600):
             sys.exit("the tuned sentence model could not be built (see the log)")

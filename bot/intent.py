@@ -249,9 +249,9 @@ class _Embedder:
 
         if load_settings().chat.intent_sentence_model != "tuned":
             return
-        from bot.sentence_tuning import BackgroundBuild, load_reader, tuned_files
+        from bot.sentence_tuning import BackgroundBuild, load_no_feeling, load_reader, tuned_files
 
-        files = tuned_files(texts, owner)
+        files = tuned_files(texts, owner, no_feeling=load_no_feeling())
         self.tuned = load_reader(files)
         if self.tuned is None and not files.complete():  # missing (or damaged and removed)
             build = BackgroundBuild(files, self._tuned_ready)
@@ -447,7 +447,7 @@ class IntentParser:
         if _EMBEDDER.building:
             if notify is not None:
                 notify("building the tuned sentence model once for this bank "
-                       "(about 90 s on two cores; python -m bot.sentence_tuning does it ahead)")
+                       "(about 2.5 min on two cores; python -m bot.sentence_tuning does it ahead)")
             from bot.sentence_tuning import BUILD_TIMEOUT_S
 
             _EMBEDDER.wait_tuned(BUILD_TIMEOUT_S)
@@ -556,8 +556,13 @@ class IntentParser:
             a, ww = (TUNED_WEIGHT, TUNED_WORD_WEIGHT) if tuned else (LOGREG_WEIGHT, LOGREG_WORD_WEIGHT)
             z = [a * float(x) for x in logits]
             if words:
+                # The no-feeling class has no word model of its own: it gets the emotions'
+                # mean, so the words move it no more than a typical emotion.
+                words = [*words, sum(words) / len(words)] if len(z) > N_EMOTIONS else words
                 z = [x + ww * w for x, w in zip(z, words, strict=True)]
-            return _softmax(z, 1.0)
+            # A no-feeling share ("can you send me the link") is doubt: the 17 probabilities
+            # then sum to less than one, and the parser asks rather than guesses.
+            return _softmax(z, 1.0)[:N_EMOTIONS]
         scores, _ = _EMBEDDER.evidence(snippet)
         if not words or not self.word_weight:
             return _softmax(scores, self.temperature)

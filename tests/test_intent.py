@@ -483,12 +483,17 @@ def test_bank_is_loaded_and_never_copies_the_evaluation_sets() -> None:
     def norm(t: str) -> str:
         return " ".join("".join(ch for ch in t.lower() if ch.isalnum() or ch == " ").split())
 
+    from bot.sentence_tuning import load_no_feeling
+
     texts = {norm(s) for _, s in bank} | {norm(p) for ps in PROTOTYPES.values() for p in ps}
+    texts |= {norm(t) for t in load_no_feeling()}  # the fine-tune's no-feeling lines too
     for path in (EVAL, SENTENCES, EXTRA, REPO / "tests" / "data" / "intent_sentences_fresh.csv",
                  FRESH2_SENTENCES, REPO / "tests" / "data" / "intent_sentences_fresh3.csv",
                  REPO / "tests" / "data" / "intent_sentences_fresh4.csv",
                  REPO / "tests" / "data" / "intent_sentences_fresh5.csv",
-                 REPO / "tests" / "data" / "intent_sentences_fresh6.csv"):
+                 REPO / "tests" / "data" / "intent_sentences_fresh6.csv",
+                 REPO / "tests" / "data" / "no_feeling_eval.csv",
+                 REPO / "tests" / "data" / "no_feeling_eval2.csv"):
         with path.open(newline="", encoding="utf-8") as fh:
             copied = [r["text"] for r in csv.DictReader(fh) if norm(r["text"]) in texts]
         assert copied == [], copied

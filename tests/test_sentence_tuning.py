@@ -18,6 +18,7 @@ from bot.sentence_tuning import (
     TunedFiles,
     bank_key,
     fine_tune,
+    load_no_feeling,
     load_reader,
     tuned_files,
 )
@@ -33,15 +34,22 @@ def _small_bank() -> tuple[list[str], list[int]]:
     return [t for t, _ in picked], [k for _, k in picked]
 
 
+SMALL_NO_FEELING = ["can we move the sync to 3pm", "the doc is in the shared drive",
+                    "which branch is the hotfix on", "lorem ipsum dolor sit amet",
+                    "train leaves at 8:15 from platform 2", "test test 123, ignore this",
+                    "ticket 4821 is assigned to the platform team", "noted, will do"]
+
+
 @pytest.fixture(scope="module")
 def small_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[TunedFiles, list[str], list[int]]:
     texts, owner = _small_bank()
     root = tmp_path_factory.mktemp("tuned")
-    files = tuned_files(texts, owner, Recipe(epochs=1, batch=16), root=root)
+    files = tuned_files(texts, owner, Recipe(epochs=1, batch=16), root=root,
+                        no_feeling=SMALL_NO_FEELING)
     steps: list[int] = []
     fine_tune(texts, owner, files, Recipe(epochs=1, batch=16, threads=1),
-              progress=lambda step, total, loss: steps.append(step))
-    assert steps == [1, 2, 3]  # 48 lines, batches of 16, one epoch
+              progress=lambda step, total, loss: steps.append(step), no_feeling=SMALL_NO_FEELING)
+    assert steps == [1, 2, 3, 4]  # 48 + 8 lines, batches of 16, one epoch
     return files, texts, owner
 
 
@@ -52,11 +60,12 @@ def test_a_build_writes_a_whole_model_that_reads_its_own_lines(small_build) -> N
     assert not (files.folder / "hf").exists()  # only the ONNX file and the head are kept
     reader = load_reader(files)
     assert reader is not None
+    assert reader.no_feeling
     logits = reader.logits(texts)
-    assert logits.shape == (len(texts), 17)
+    assert logits.shape == (len(texts), 18)
     # Read back through ONNX Runtime, the tuned encoder and its head still sort the lines
     # they were trained on: a broken export or a head that lost its rows would not.
-    assert float(np.mean(logits.argmax(1) == np.asarray(owner))) >= 0.9
+    assert float(np.mean(logits[:, :17].argmax(1) == np.asarray(owner))) >= 0.9
     # ... and it is not the plain model: its vectors moved.
     plain = intent_mod._EMBEDDER
     assert plain.load()
@@ -70,6 +79,7 @@ def test_the_cache_key_follows_the_bank_and_the_recipe_but_not_the_threads() -> 
     key = bank_key(texts, owner, Recipe())
     assert bank_key(texts, owner, Recipe(threads=1)) == key
     assert bank_key(texts, owner, Recipe(epochs=4)) != key
+    assert bank_key(texts, owner, Recipe(), ["plain line"]) != key
     assert bank_key([*texts[:-1], texts[-1] + "!"], owner, Recipe()) != key
     assert bank_key(texts, [*owner[:-1], INDEX["shame"]], Recipe()) != key
 
@@ -95,7 +105,7 @@ def test_a_bad_bank_is_refused(tmp_path: Path) -> None:
 
 def test_the_background_build_hands_over_the_model() -> None:
     """The chat process's path when the model is missing: a child process builds it (here it
-    finds the one scripts/setup built, or builds it: about 90 s) and the reader arrives."""
+    finds the one scripts/setup built, or builds it: about 2.5 min) and the reader arrives."""
     texts, owner = bank_texts()
     got: list[object] = []
     arrived = threading.Event()
@@ -104,10 +114,10 @@ def test_the_background_build_hands_over_the_model() -> None:
         got.append(reader)
         arrived.set()
 
-    files = tuned_files(texts, owner)
+    files = tuned_files(texts, owner, no_feeling=load_no_feeling())
     assert BackgroundBuild(files, done).start()
     assert arrived.wait(BUILD_TIMEOUT_S)
-    assert files.complete() and got and got[0].logits(["the build is green"]).shape == (1, 17)
+    assert files.complete() and got and got[0].logits(["the build is green"]).shape == (1, 18)
 
 
 def test_sentences_are_read_by_the_tuned_model_and_short_requests_by_the_vote() -> None:
@@ -117,10 +127,13 @@ def test_sentences_are_read_by_the_tuned_model_and_short_requests_by_the_vote() 
     text = "the rollback went fine in the end"
     logits, tuned = emb.sentence_logits(text)
     assert tuned
+    assert logits.shape == (18,)  # 17 emotions and "no feeling"
     words = np.asarray(emb.words.log_likelihood(text))
+    words = np.append(words, words.mean())  # no-feeling gets the emotions' mean word evidence
     z = intent_mod.TUNED_WEIGHT * logits + intent_mod.TUNED_WORD_WEIGHT * words
-    expected = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
-    assert np.allclose(parser._sentence_probs(text), expected, atol=1e-6)
+    expected = (np.exp(z - z.max()) / np.exp(z - z.max()).sum())[:17]  # the rest is doubt
+    got = parser._sentence_probs(text)
+    assert len(got) == 17 and np.allclose(got, expected, atol=1e-6)
     assert parser.parse("we survived the outage").emotion == "relief"
     assert parser.parse("someone ate my lunch from the fridge again").emotion == "anger"
     knn, _ = emb.evidence("rollback went fine")  # three words: the kNN vote, not the tuned model
@@ -160,7 +173,7 @@ def test_tuned_readers_swap_in_without_stale_answers() -> None:
         kept = emb.tuned
     emb._tuned_ready(kept)  # type: ignore[arg-type]
     after, tuned = emb.sentence_logits("the deploy went out without a hitch")
-    assert tuned and not np.allclose(before, after)
+    assert tuned and not np.allclose(before, after[:17])
 
 
 
@@ -179,3 +192,25 @@ def test_settle_waits_for_a_build_and_returns_at_once_when_none_is_coming(monkey
     assert other.loaded and other.tuned is None and not other.building
     assert other.wait_tuned(BUILD_TIMEOUT_S) is False  # returns at once: no build is coming
     assert said == [] or said[0].startswith("building the tuned sentence model")
+
+
+FLAT = ["the quarterly numbers are in the shared folder", "is the staging env up to date",
+        "can you send me the link", "which dashboard has the error rate for eu-west"]
+FELT = {"we survived the outage": "relief", "someone ate my lunch again": "anger",
+        "my pull request got rejected again": "sadness", "free donuts in the kitchen": "pleasure"}
+
+
+def test_flat_chat_reads_as_doubt_and_feelings_stay() -> None:
+    """The no-feeling class: a logistics line is asked about (no GIF, no watch offer), while
+    a line with a feeling keeps it. These lines are not training lines."""
+    from bot.flows.offers import WATCH_MIN_CONFIDENCE
+
+    assert not set(FLAT) & set(load_no_feeling())
+    parser = IntentParser()
+    assert intent_mod._EMBEDDER.load() and intent_mod._EMBEDDER.wait_tuned(BUILD_TIMEOUT_S)
+    for text in FLAT:
+        res = parser.parse(text)
+        assert res.emotion is None and res.confidence < WATCH_MIN_CONFIDENCE, (text, res)
+        assert sum(parser.distribution(text)[0]) < 0.5, text  # most of it is doubt
+    for text, feeling in FELT.items():
+        assert parser.parse(text).emotion == feeling, text
