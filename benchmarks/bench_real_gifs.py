@@ -97,7 +97,7 @@ def _score(settings, pool: str, *, prior: bool):  # type: ignore[no-untyped-def]
     text = None
     if prior:
         parser = get_parser(settings)
-        parser.distribution("warm up the sentence model")
+        parser.settle(notify=print)  # the model `moodgif score` would use, loaded (and built)
         text = parser.distribution
     t0, c0 = time.perf_counter(), _cpu()
     report = score_pool(settings, engine, pool=pool, device="cpu", prior=prior, text_model=text)
@@ -129,7 +129,9 @@ def channel_scores(settings, engine, rows: list[dict]) -> dict[str, np.ndarray]:
     )
     from scorer.store import Gif, ModelVersion, Prediction, session_scope, unpack_scores
 
-    model = get_parser(settings).distribution
+    parser = get_parser(settings)
+    parser.settle(notify=print)
+    model = parser.distribution
     out = {k: np.zeros((len(rows), 17)) for k in ("faces", "words", "combined", "stored")}
     with session_scope(engine) as s:
         gifs = {g.sha256: g for g in s.scalars(select(Gif))}

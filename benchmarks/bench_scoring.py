@@ -100,8 +100,9 @@ def _channels(settings):  # type: ignore[no-untyped-def]
     found = model_dir(settings.scoring.face_model_dir or None)
     if found is None:
         print("face channel off: no face-api weights (scripts/fetch-face-model)")
-    text_model = get_parser(settings).distribution
-    text_model("when the plan finally comes together after a long week")  # loads MiniLM
+    parser = get_parser(settings)
+    parser.settle(notify=print)  # loads MiniLM (and the tuned model, as `moodgif score` does)
+    text_model = parser.distribution
     return (str(found) if found else ""), text_model
 
 

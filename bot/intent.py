@@ -232,7 +232,7 @@ class _Embedder:
                 self._owner = np.asarray(owner)
                 from bot.sentence_logreg import cached_regression
 
-                self.logreg = cached_regression(self._protos, self._owner, _bank_cache_dir())
+                self.logreg = cached_regression(self._protos, self._owner, bank_cache_dir())
                 self.words = WordModel(zip(texts, owner, strict=True))
                 self._start_tuned(texts, owner)
                 self._model = model
@@ -358,7 +358,9 @@ def bank_texts() -> tuple[list[str], list[int]]:
     return texts, owner
 
 
-def _bank_cache_dir() -> Path:
+def bank_cache_dir() -> Path:
+    """Where the bank's vectors, its regression and its tuned model are kept (one folder for
+    every home on the machine: they depend on the bank, not on a workspace)."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "moodgif"
 
@@ -375,7 +377,7 @@ def _cached_bank_vectors(model: Any, model_path: Path, texts: list[str]) -> np.n
         st = f.stat()
         h.update(f"{f.name}:{st.st_size}".encode())
     h.update("\n".join(texts).encode("utf-8"))
-    path = _bank_cache_dir() / f"bank-{h.hexdigest()[:24]}.npy"
+    path = bank_cache_dir() / f"bank-{h.hexdigest()[:24]}.npy"
     try:
         vecs = np.load(path)
         if vecs.shape[0] == len(texts):

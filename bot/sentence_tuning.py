@@ -92,9 +92,10 @@ class TunedFiles:
 
 
 def cache_root() -> Path:
-    """Beside the bank's vectors (`bot.intent`): shared by every home on the machine."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "moodgif"
+    """Beside the bank's vectors: shared by every home on the machine."""
+    from bot.intent import bank_cache_dir
+
+    return bank_cache_dir()
 
 
 def bank_key(texts: Sequence[str], owner: Sequence[int], recipe: Recipe,
@@ -139,49 +140,83 @@ def fine_tune(texts: Sequence[str], owner: Sequence[int], out: TunedFiles,
     """Fine-tune MiniLM on the bank (cross-entropy over the 17 emotions, plus an 18th class
     for the no-feeling lines when there are any), export the encoder to ONNX and write the
     head; the folder appears whole or not at all."""
-    import warnings
-
     import torch
-    from transformers import AutoModel, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
-    from bot.embedder import export_onnx, model_dir
-
-    hf_logging.disable_progress_bar()  # our own progress lines say where the build is
-    from bot.sentence_logreg import fit_softmax_regression
 
     if len(texts) != len(owner) or not texts:
         raise ValueError("the bank is empty or its owners do not match its lines")
     torch.manual_seed(recipe.seed)
     torch.set_num_threads(max(1, recipe.threads))
-    tok = AutoTokenizer.from_pretrained(str(model_dir()))
-    model = AutoModel.from_pretrained(str(model_dir()))
-    emotional = len(texts)
-    texts = [*texts, *no_feeling]
-    y = torch.tensor(np.asarray([*owner, *([N_EMOTIONS] * len(no_feeling))]), dtype=torch.int64)
+    data = _Lines([*texts, *no_feeling], [*owner, *([N_EMOTIONS] * len(no_feeling))],
+                  recipe.max_tokens)
+    model = data.encoder()
+    head = _starting_head(model, data, N_EMOTIONS + 1 if no_feeling else N_EMOTIONS)
+    steps, last_loss = _train(model, head, data, recipe, progress)
+    _write(out, model, head, {"recipe": asdict(recipe), "recipe_version": RECIPE_VERSION,
+                              "lines": len(texts), "no_feeling_lines": len(no_feeling),
+                              "steps": steps, "last_loss": last_loss})
+    return out
 
-    def batches(idx: Sequence[int], max_tokens: int) -> Any:
-        return tok([texts[i] for i in idx], padding=True, truncation=True,
-                   max_length=max_tokens, return_tensors="pt")
 
-    # The head starts where the bank regression ends, so training refines a good reader
-    # rather than first learning one from noise.
-    # (A no-feeling column started flat did not learn in three epochs: it needs the same start.)
+class _Lines:
+    """The training lines, their classes and the tokenizer that batches them."""
+
+    def __init__(self, texts: list[str], labels: list[int], max_tokens: int) -> None:
+        import torch
+        from transformers import AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        from bot.embedder import model_dir
+
+        hf_logging.disable_progress_bar()  # our own progress lines say where the build is
+        self.texts, self.max_tokens = texts, max_tokens
+        self.labels = torch.tensor(np.asarray(labels), dtype=torch.int64)
+        self.tok = AutoTokenizer.from_pretrained(str(model_dir()))
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def encoder(self) -> Any:
+        from transformers import AutoModel
+
+        from bot.embedder import model_dir
+
+        return AutoModel.from_pretrained(str(model_dir()))
+
+    def batch(self, idx: Sequence[int]) -> Any:
+        return self.tok([self.texts[i] for i in idx], padding=True, truncation=True,
+                        max_length=self.max_tokens, return_tensors="pt")
+
+
+def _starting_head(model: Any, data: _Lines, classes: int) -> tuple[Any, Any]:
+    """The head starts where a regression on the plain vectors ends, so training refines a
+    good reader rather than first learning one from noise. (A no-feeling column started flat
+    did not learn in three epochs: it needs the same start.)"""
+    import torch
+
+    from bot.sentence_logreg import fit_softmax_regression
+
     model.eval()
     with torch.no_grad():
-        base = torch.cat([_pool(model, batches(range(s, min(s + 64, len(texts))), recipe.max_tokens))
-                          for s in range(0, len(texts), 64)]).numpy().astype(np.float64)
-    classes = N_EMOTIONS + 1 if no_feeling else N_EMOTIONS
-    start = np.zeros((len(texts), classes))
-    start[np.arange(len(texts)), y.numpy()] = 1.0
-    w0, b0 = fit_softmax_regression(base, start)
-    head_w = torch.nn.Parameter(torch.tensor(w0, dtype=torch.float32))
-    head_b = torch.nn.Parameter(torch.tensor(b0, dtype=torch.float32))
+        base = torch.cat([_pool(model, data.batch(range(s, min(s + 64, len(data)))))
+                          for s in range(0, len(data), 64)]).numpy().astype(np.float64)
+    targets = np.zeros((len(data), classes))
+    targets[np.arange(len(data)), data.labels.numpy()] = 1.0
+    w0, b0 = fit_softmax_regression(base, targets)
+    return (torch.nn.Parameter(torch.tensor(w0, dtype=torch.float32)),
+            torch.nn.Parameter(torch.tensor(b0, dtype=torch.float32)))
+
+
+def _train(model: Any, head: tuple[Any, Any], data: _Lines, recipe: Recipe,
+           progress: Callable[[int, int, float], None] | None) -> tuple[int, float]:
+    """AdamW over the encoder and the head, warm-up then linear decay, shuffled batches;
+    (steps, last loss)."""
+    import torch
+
+    head_w, head_b = head
     opt = torch.optim.AdamW([{"params": list(model.parameters()), "lr": recipe.lr},
                              {"params": [head_w, head_b], "lr": recipe.head_lr, "weight_decay": 0.0}],
                             weight_decay=recipe.weight_decay)
-    per_epoch = -(-len(texts) // recipe.batch)
-    steps = max(1, int(per_epoch * recipe.epochs))
+    steps = max(1, int(-(-len(data) // recipe.batch) * recipe.epochs))
     warm = max(1.0, recipe.warmup * steps)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * max(0.0, (steps - s) / steps))
@@ -189,13 +224,13 @@ def fine_tune(texts: Sequence[str], owner: Sequence[int], out: TunedFiles,
     model.train()
     step, loss_value = 0, float("nan")
     while step < steps:
-        order = rng.permutation(len(texts))
-        for start in range(0, len(texts), recipe.batch):
+        order = rng.permutation(len(data))
+        for first in range(0, len(data), recipe.batch):
             if step >= steps:
                 break
-            idx = order[start:start + recipe.batch]
-            logits = _pool(model, batches(idx, recipe.max_tokens)) @ head_w + head_b
-            loss = torch.nn.functional.cross_entropy(logits, y[idx])
+            idx = order[first:first + recipe.batch]
+            logits = _pool(model, data.batch(idx)) @ head_w + head_b
+            loss = torch.nn.functional.cross_entropy(logits, data.labels[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -205,6 +240,14 @@ def fine_tune(texts: Sequence[str], owner: Sequence[int], out: TunedFiles,
             if progress is not None:
                 progress(step, steps, loss_value)
     model.eval()
+    return steps, loss_value
+
+
+def _write(out: TunedFiles, model: Any, head: tuple[Any, Any], meta: dict[str, Any]) -> None:
+    """The ONNX encoder, the head and build.json, written aside and renamed into place."""
+    import warnings
+
+    from bot.embedder import export_onnx
 
     out.folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.folder.with_name(f"{out.folder.name}.{os.getpid()}.tmp")
@@ -216,11 +259,9 @@ def fine_tune(texts: Sequence[str], owner: Sequence[int], out: TunedFiles,
             warnings.simplefilter("ignore")
             export_onnx(TunedFiles(tmp).onnx, source=hf)
         shutil.rmtree(hf)
-        np.savez(TunedFiles(tmp).head, weights=head_w.detach().numpy(), bias=head_b.detach().numpy())
-        TunedFiles(tmp).meta.write_text(json.dumps(
-            {"recipe": asdict(recipe), "recipe_version": RECIPE_VERSION, "lines": emotional,
-             "no_feeling_lines": len(no_feeling),
-             "steps": steps, "last_loss": loss_value}, indent=1))
+        np.savez(TunedFiles(tmp).head, weights=head[0].detach().numpy(),
+                 bias=head[1].detach().numpy())
+        TunedFiles(tmp).meta.write_text(json.dumps(meta, indent=1))
         try:
             os.replace(tmp, out.folder)  # atomic: a reader never sees half a model
         except OSError:
@@ -228,7 +269,6 @@ def fine_tune(texts: Sequence[str], owner: Sequence[int], out: TunedFiles,
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return out
 
 
 # ---------------------------------------------------------------------------------------
