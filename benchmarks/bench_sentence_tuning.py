@@ -36,7 +36,8 @@ Row = tuple[str, set[str], str]
 OTHER_SETS = ("intent_sentences_fresh.csv", "intent_sentences_fresh2.csv",
               "intent_short_fresh2.csv", "intent_sentences_extra.csv", "intent_sentences_fresh3.csv",
               "intent_sentences_fresh4.csv", "intent_sentences_fresh5.csv",
-              "intent_sentences_fresh6.csv")
+              "intent_sentences_fresh6.csv", "intent_sentences_fresh7.csv",
+              "intent_sentences_fresh8.csv")
 
 
 def _norm(text: str) -> str:
@@ -106,6 +107,8 @@ def main() -> None:
             "short requests holdout": [r for r in rows if r[2] == "holdout" and bench.is_short(r[0])],
             # written after every choice of 2026-11-29's third session, never used for one
             "fresh5 team chat (holdout)": bench.load_rows(REPO / "tests" / "data" / "intent_sentences_fresh5.csv"),
+            # written during 2026-11-29's fourth session, read once after its bank round
+            "fresh8 chat (holdout)": bench.load_rows(REPO / "tests" / "data" / "intent_sentences_fresh8.csv"),
         }
     else:
         sets = {"tune sentences": [r for r in sentences if r[2] == "tune"]
