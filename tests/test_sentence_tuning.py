@@ -105,7 +105,7 @@ def test_a_bad_bank_is_refused(tmp_path: Path) -> None:
 
 def test_the_background_build_hands_over_the_model() -> None:
     """The chat process's path when the model is missing: a child process builds it (here it
-    finds the one scripts/setup built, or builds it: about 2.5 min) and the reader arrives."""
+    finds the one scripts/setup built, or builds it: about 7 min) and the reader arrives."""
     texts, owner = bank_texts()
     got: list[object] = []
     arrived = threading.Event()
