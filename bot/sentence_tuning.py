@@ -377,15 +377,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--force", action="store_true", help="build even if this bank's model exists")
     ap.add_argument("--threads", type=int, default=Recipe.threads, help="torch threads")
     ap.add_argument("--quiet", action="store_true", help="no progress lines")
+    ap.add_argument("--seed", type=int, default=Recipe.seed, help="a candidate's seed (with --out)")
+    ap.add_argument("--no-feeling-weight", type=float, default=Recipe.no_feeling_weight,
+                    help="the no-feeling class's loss weight (a candidate, with --out)")
+    ap.add_argument("--out", type=Path, help="build a candidate into this folder, not the cache "
+                    "(benchmarks/bench_candidates.py scores it)")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from bot.intent import bank_texts
 
     texts, owner = bank_texts()
-    recipe = Recipe()
+    recipe = Recipe(seed=args.seed, no_feeling_weight=args.no_feeling_weight)
+    if args.out is None and recipe != Recipe():
+        ap.error("--seed and --no-feeling-weight build a candidate: give --out as well")
     none = load_no_feeling()
-    files = tuned_files(texts, owner, recipe, no_feeling=none)
+    files = TunedFiles(args.out) if args.out else tuned_files(texts, owner, recipe, no_feeling=none)
     if files.complete() and not args.force:
         print(f"tuned sentence model already built: {files.folder}")
         return 0

@@ -79,9 +79,37 @@ def test_the_cache_key_follows_the_bank_and_the_recipe_but_not_the_threads() -> 
     key = bank_key(texts, owner, Recipe())
     assert bank_key(texts, owner, Recipe(threads=1)) == key
     assert bank_key(texts, owner, Recipe(epochs=4)) != key
+    assert bank_key(texts, owner, Recipe(no_feeling_weight=1.0)) != key
     assert bank_key(texts, owner, Recipe(), ["plain line"]) != key
     assert bank_key([*texts[:-1], texts[-1] + "!"], owner, Recipe()) != key
     assert bank_key(texts, [*owner[:-1], INDEX["shame"]], Recipe()) != key
+
+
+def test_the_no_feeling_weight_pulls_flat_lines_toward_doubt(tmp_path: Path, small_build) -> None:  # type: ignore[no-untyped-def]
+    """The class weight is really in the loss: the same build with the flat class weighted
+    more gives flat lines a larger no-feeling share."""
+    files, texts, owner = small_build
+    heavy = TunedFiles(tmp_path / "tuned-heavy")
+    fine_tune(texts, owner, heavy, Recipe(epochs=1, batch=16, threads=1, no_feeling_weight=4.0),
+              no_feeling=SMALL_NO_FEELING)
+
+    def flat_log_odds(f: TunedFiles) -> float:
+        """The no-feeling class's log-odds on the flat lines (shares saturate near one)."""
+        reader = load_reader(f)
+        assert reader is not None
+        z = reader.logits(SMALL_NO_FEELING).astype(np.float64)
+        rest = np.log(np.exp(z[:, :17]).sum(axis=1))
+        return float(np.mean(z[:, 17] - rest))
+
+    assert flat_log_odds(heavy) > flat_log_odds(files) + 0.1
+
+
+def test_a_candidate_build_needs_a_folder_of_its_own() -> None:
+    from bot.sentence_tuning import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--seed", "1"])  # would otherwise pass a candidate off as the bank's model
+    assert exc.value.code == 2
 
 
 def test_a_damaged_model_is_dropped_so_it_is_built_again(tmp_path: Path, small_build) -> None:  # type: ignore[no-untyped-def]

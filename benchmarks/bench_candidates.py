@@ -1,0 +1,103 @@
+"""Score candidate sentence models, each through the whole parser (lexicon, blend, sarcasm,
+threshold), on the sets a bank round is judged by (docs/bench/intent.md, tenth round).
+
+    .venv/bin/python -m bot.sentence_tuning --out /tmp/cand/seed1 --seed 1
+    .venv/bin/python benchmarks/bench_candidates.py /tmp/cand/seed1
+    .venv/bin/python benchmarks/bench_candidates.py A B C      # the softmax mean of three
+    .venv/bin/python benchmarks/bench_candidates.py --sets fresh7,neutral1 FOLDER
+
+A folder is what `python -m bot.sentence_tuning` writes (model.onnx, head.npz, build.json).
+The short-request sets read the bank of this checkout (the kNN vote and the word model), so
+score a candidate bank from its own checkout. Never pass a held-out set's name here while a
+choice is open: `bench_sentence_tuning.py --held` reads those, once, after it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO / "tests" / "data"
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+# The reader is set below; no background build of this checkout's own model meanwhile.
+os.environ["MOODGIF_INTENT_SENTENCE_MODEL"] = "regression"
+
+import bench_intent as bench  # noqa: E402
+
+from bot import intent as intent_mod  # noqa: E402
+from bot.flows.offers import WATCH_MIN_CONFIDENCE  # noqa: E402
+from bot.intent import IntentParser  # noqa: E402
+from bot.sentence_tuning import TunedFiles, TunedReader  # noqa: E402
+
+FLAT = {"neutral1": "no_feeling_eval.csv", "neutral2": "no_feeling_eval2.csv"}
+DEFAULT_SETS = "fresh7,pool346,neutral2,neutral1,shorttune,short2"
+
+
+class MeanReader:
+    """Several tuned readers as one: the log of their mean softmax."""
+
+    def __init__(self, readers: list[TunedReader]) -> None:
+        self.readers = readers
+        self.no_feeling = readers[0].no_feeling
+
+    def logits(self, texts: list[str]) -> np.ndarray:
+        probs = []
+        for reader in self.readers:
+            z = reader.logits(texts)
+            e = np.exp(z - z.max(axis=1, keepdims=True))
+            probs.append(e / e.sum(axis=1, keepdims=True))
+        return np.log(np.mean(probs, axis=0) + 1e-12)
+
+
+def rows_of(name: str) -> list[tuple[str, set[str], str]]:
+    if name == "shorttune":
+        return [r for r in bench.load_rows() if r[2] == "tune" and bench.is_short(r[0])]
+    if name == "short2":
+        return bench.load_rows(DATA / "intent_short_fresh2.csv")
+    if name == "pool346":
+        return [r for k in (3, 4, 6) for r in bench.load_rows(DATA / f"intent_sentences_fresh{k}.csv")]
+    return bench.load_rows(DATA / f"intent_sentences_{name}.csv")
+
+
+def flat_shares(parser: IntentParser, name: str) -> str:
+    with (DATA / FLAT[name]).open(newline="", encoding="utf-8") as fh:
+        texts = [r["text"] for r in csv.DictReader(fh)]
+    results = [parser.parse(t) for t in texts]
+    committed = sum(r.emotion is not None for r in results) / len(texts)
+    offered = sum(r.emotion is not None and r.confidence >= WATCH_MIN_CONFIDENCE
+                  for r in results) / len(texts)
+    return f"{name} n={len(texts)} commits {committed:.3f} watch offers {offered:.3f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("folders", nargs="+", type=Path, help="tuned model folders (several: their mean)")
+    ap.add_argument("--sets", default=DEFAULT_SETS, help=f"comma-separated (default {DEFAULT_SETS})")
+    args = ap.parse_args()
+    held = {"fresh5", "fresh8", "extra", "neutral3"} & set(args.sets.split(","))
+    if held:
+        sys.exit(f"{', '.join(sorted(held))}: held out; read with bench_sentence_tuning.py --held")
+    readers = [TunedReader(TunedFiles(f)) for f in args.folders]
+    parser = IntentParser()
+    if not intent_mod._EMBEDDER.load():
+        sys.exit(f"sentence model unavailable: {intent_mod._EMBEDDER.error}")
+    intent_mod._EMBEDDER._tuned_ready(readers[0] if len(readers) == 1 else MeanReader(readers))  # type: ignore[arg-type]
+    for name in args.sets.split(","):
+        if name in FLAT:
+            print(flat_shares(parser, name), flush=True)
+            continue
+        rows = rows_of(name)
+        m = bench.evaluate(parser, rows)
+        print(f"{name} n={len(rows)} top-1 {m['top1']:.3f} top-3 {m['top3']:.3f} "
+              f"best guess {m['best_guess']:.3f} answered {m['answered']:.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
