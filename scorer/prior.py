@@ -275,7 +275,8 @@ def combine(words: Channel, faces: Channel, *, w_words: float = W_WORDS,
 # 7: sentences (titles of four words or more) read by MiniLM fine-tuned on the grown bank.
 # 8: ... whose no-feeling class turns a flat title's reading into doubt (a wider prior).
 # 9: the bank's tenth round (4,953 lines) and 1,673 flat lines retrain that model.
-REVISION = 9
+# 10: ... and its encoder is read with int8 weights.
+REVISION = 10
 
 
 def version_name(with_faces: bool) -> str:
