@@ -89,16 +89,14 @@ def _cpu() -> float:
 def _score(settings, pool: str, *, prior: bool):  # type: ignore[no-untyped-def]
     """(engine, report, wall s, cpu s) of one score_pool run; the intent model is loaded
     before the clock starts (a once-per-process cost, not a per-GIF one)."""
-    from bot.intent import get_parser
+    from bot.intent import text_model
     from scorer.pipeline import score_pool
     from scorer.store import init_db
 
     engine = init_db(settings.db_url)
     text = None
     if prior:
-        parser = get_parser(settings)
-        parser.settle(notify=print)  # the model `moodgif score` would use, loaded (and built)
-        text = parser.distribution
+        text = text_model(settings, notify=print)  # what `moodgif score` uses, loaded (and built)
     t0, c0 = time.perf_counter(), _cpu()
     report = score_pool(settings, engine, pool=pool, device="cpu", prior=prior, text_model=text)
     return engine, report, time.perf_counter() - t0, _cpu() - c0
@@ -117,7 +115,7 @@ def channel_scores(settings, engine, rows: list[dict]) -> dict[str, np.ndarray]:
     """(N, 17) per channel alone and combined, recomputed from what the home stored."""
     from sqlalchemy import select
 
-    from bot.intent import get_parser
+    from bot.intent import text_model
     from scorer.features import load_features
     from scorer.prior import (
         FACE_FEATURES_ID,
@@ -129,9 +127,7 @@ def channel_scores(settings, engine, rows: list[dict]) -> dict[str, np.ndarray]:
     )
     from scorer.store import Gif, ModelVersion, Prediction, session_scope, unpack_scores
 
-    parser = get_parser(settings)
-    parser.settle(notify=print)
-    model = parser.distribution
+    model = text_model(settings, notify=print)
     out = {k: np.zeros((len(rows), 17)) for k in ("faces", "words", "combined", "stored")}
     with session_scope(engine) as s:
         gifs = {g.sha256: g for g in s.scalars(select(Gif))}

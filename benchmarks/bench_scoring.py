@@ -94,15 +94,13 @@ def _jobs(settings, engine):  # type: ignore[no-untyped-def]
 def _channels(settings):  # type: ignore[no-untyped-def]
     """(face model folder or "", the word channel's text model) as `moodgif score` has them;
     the intent model's sentence model is loaded here, before any clock starts."""
-    from bot.intent import get_parser
+    from bot.intent import text_model as settled_text_model
     from scorer.faces import model_dir
 
     found = model_dir(settings.scoring.face_model_dir or None)
     if found is None:
         print("face channel off: no face-api weights (scripts/fetch-face-model)")
-    parser = get_parser(settings)
-    parser.settle(notify=print)  # loads MiniLM (and the tuned model, as `moodgif score` does)
-    text_model = parser.distribution
+    text_model = settled_text_model(settings, notify=print)  # as `moodgif score` loads it
     return (str(found) if found else ""), text_model
 
 

@@ -640,3 +640,13 @@ def get_parser(settings: Settings | None = None) -> IntentParser:
         if parser is None:
             parser = _PARSERS[threshold] = IntentParser(settings)
         return parser
+
+
+def text_model(settings: Settings | None = None,
+               notify: Callable[[str], None] | None = None) -> Callable[[str], tuple[list[float], str]]:
+    """The parser's distribution for work whose readings are kept (the prior's words channel
+    of `moodgif score`, `pool starter` and `train`): scorer and training never import bot, so
+    the commands hand this down. It is settled first, so every reading comes from one model."""
+    parser = get_parser(settings)
+    parser.settle(notify)
+    return parser.distribution

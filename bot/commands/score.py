@@ -58,11 +58,9 @@ def score_cmd(
     if not no_prior:
         # The word channel uses the bot's own intent model: it lives in bot/, so it is
         # handed down to the scorer here rather than imported there (bot -> scorer only).
-        from bot.intent import get_parser
+        from bot.intent import text_model as settled_text_model
 
-        parser = get_parser(settings)
-        parser.settle(notify=lambda line: click.echo(line, err=True))
-        text_model = parser.distribution
+        text_model = settled_text_model(settings, notify=lambda line: click.echo(line, err=True))
     try:
         report = score_pool(
             settings, engine, pool=pool, encoder_id=encoder_id, device=device or settings.scoring.device,

@@ -14,11 +14,9 @@ from scorer.versions import HEAD_KINDS
 
 def _text_model(settings: Settings):  # type: ignore[no-untyped-def]
     """The bot's intent parser as the prior's word channel (training never imports bot)."""
-    from bot.intent import get_parser
+    from bot.intent import text_model
 
-    parser = get_parser(settings)
-    parser.settle(notify=lambda line: click.echo(line, err=True))
-    return parser.distribution
+    return text_model(settings, notify=lambda line: click.echo(line, err=True))
 
 
 def register(group: click.Group) -> None:

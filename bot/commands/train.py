@@ -37,9 +37,9 @@ def _device(settings: Settings, device: str | None) -> str:
 def _text_model(settings: Settings):  # type: ignore[no-untyped-def]
     """The word channel's model: the bot's own intent parser (scorer and training never
     import bot, so the command hands it down, as `moodgif score` does)."""
-    from bot.intent import get_parser
+    from bot.intent import text_model
 
-    return get_parser(settings).distribution
+    return text_model(settings, notify=lambda line: click.echo(line, err=True))
 
 
 @click.command("train")
