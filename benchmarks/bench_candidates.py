@@ -1,10 +1,10 @@
 """Score candidate sentence models, each through the whole parser (lexicon, blend, sarcasm,
-threshold), on the sets a bank round is judged by (docs/bench/intent.md, tenth round).
+threshold), on the sets a bank round is judged by (docs/bench/intent.md, tenth and eleventh rounds).
 
     .venv/bin/python -m bot.sentence_tuning --out /tmp/cand/seed1 --seed 1
     .venv/bin/python benchmarks/bench_candidates.py /tmp/cand/seed1
     .venv/bin/python benchmarks/bench_candidates.py A B C      # the softmax mean of three
-    .venv/bin/python benchmarks/bench_candidates.py --sets fresh7,neutral1 FOLDER
+    .venv/bin/python benchmarks/bench_candidates.py --sets fresh9,neutral1 FOLDER
 
 A folder is what `python -m bot.sentence_tuning` writes (model.onnx, head.npz, build.json).
 The short-request sets read the bank of this checkout (the kNN vote and the word model), so
@@ -36,8 +36,10 @@ from bot.flows.offers import WATCH_MIN_CONFIDENCE  # noqa: E402
 from bot.intent import IntentParser  # noqa: E402
 from bot.sentence_tuning import TunedFiles, TunedReader  # noqa: E402
 
-FLAT = {"neutral1": "no_feeling_eval.csv", "neutral2": "no_feeling_eval2.csv"}
-DEFAULT_SETS = "fresh7,pool346,neutral2,neutral1,shorttune,short2"
+FLAT = {"neutral1": "no_feeling_eval.csv", "neutral2": "no_feeling_eval2.csv",
+        "neutral3": "no_feeling_eval3.csv"}  # the third: a guard from the eleventh round on
+DEFAULT_SETS = "fresh9,fresh7,pool346,neutral2,neutral3,shorttune,short2"
+HELD_OUT = {"fresh5", "fresh8", "fresh10", "extra", "neutral4"}
 
 
 class MeanReader:
@@ -61,6 +63,8 @@ def rows_of(name: str) -> list[tuple[str, set[str], str]]:
         return [r for r in bench.load_rows() if r[2] == "tune" and bench.is_short(r[0])]
     if name == "short2":
         return bench.load_rows(DATA / "intent_short_fresh2.csv")
+    if name == "issuetune":  # the tune split of the issue's own chat sentences
+        return [r for r in bench.load_rows(bench.SENTENCES) if r[2] == "tune"]
     if name == "pool346":
         return [r for k in (3, 4, 6) for r in bench.load_rows(DATA / f"intent_sentences_fresh{k}.csv")]
     return bench.load_rows(DATA / f"intent_sentences_{name}.csv")
@@ -81,7 +85,7 @@ def main() -> None:
     ap.add_argument("folders", nargs="+", type=Path, help="tuned model folders (several: their mean)")
     ap.add_argument("--sets", default=DEFAULT_SETS, help=f"comma-separated (default {DEFAULT_SETS})")
     args = ap.parse_args()
-    held = {"fresh5", "fresh8", "extra", "neutral3"} & set(args.sets.split(","))
+    held = HELD_OUT & set(args.sets.split(","))
     if held:
         sys.exit(f"{', '.join(sorted(held))}: held out; read with bench_sentence_tuning.py --held")
     readers = [TunedReader(TunedFiles(f)) for f in args.folders]

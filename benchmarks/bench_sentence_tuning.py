@@ -37,7 +37,8 @@ OTHER_SETS = ("intent_sentences_fresh.csv", "intent_sentences_fresh2.csv",
               "intent_short_fresh2.csv", "intent_sentences_extra.csv", "intent_sentences_fresh3.csv",
               "intent_sentences_fresh4.csv", "intent_sentences_fresh5.csv",
               "intent_sentences_fresh6.csv", "intent_sentences_fresh7.csv",
-              "intent_sentences_fresh8.csv")
+              "intent_sentences_fresh8.csv", "intent_sentences_fresh9.csv",
+              "intent_sentences_fresh10.csv")
 
 
 def _norm(text: str) -> str:
@@ -109,6 +110,8 @@ def main() -> None:
             "fresh5 team chat (holdout)": bench.load_rows(REPO / "tests" / "data" / "intent_sentences_fresh5.csv"),
             # written during 2026-11-29's fourth session, read once after its bank round
             "fresh8 chat (holdout)": bench.load_rows(REPO / "tests" / "data" / "intent_sentences_fresh8.csv"),
+            # written during 2026-11-29's fifth session, read once after its bank round
+            "fresh10 team chat (holdout)": bench.load_rows(REPO / "tests" / "data" / "intent_sentences_fresh10.csv"),
         }
     else:
         sets = {"tune sentences": [r for r in sentences if r[2] == "tune"]
