@@ -545,6 +545,46 @@ def _fetch_window(
     return fetched
 
 
+@dataclass
+class _IngestRun:
+    """What one ingest carries from window to window."""
+
+    settings: Settings
+    engine: Engine
+    pool_id: int
+    items: list[SourceItem]
+    report: IngestReport
+    todo: list[int]  # the items not refused while reading the SOURCE
+    errors: dict[int, str]  # item index -> the reason it is refused
+    seen: set[str] = field(default_factory=set)  # sha256 this run has added to the pool
+    pending: list[AcceptedGif] = field(default_factory=list)  # not yet in the database
+
+    @classmethod
+    def start(cls, settings: Settings, engine: Engine, pool_id: int, items: list[SourceItem],
+              report: IngestReport) -> _IngestRun:
+        errors: dict[int, str] = {i: it.error for i, it in enumerate(items) if it.error}
+        todo = [i for i in range(len(items)) if i not in errors]
+        return cls(settings, engine, pool_id, items, report, todo, errors)
+
+    @property
+    def n_urls(self) -> int:
+        return sum(1 for i in self.todo if self.items[i].url)
+
+    def accept(self, gif: AcceptedGif) -> None:
+        self.pending.append(gif)
+        if len(self.pending) >= _DB_CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            _record(self.engine, self.pool_id, self.pending, self.seen, self.report)
+            self.pending = []
+
+    def store_refusals(self) -> None:
+        self.report.refused = [(self.items[i].ref, self.errors[i]) for i in sorted(self.errors)]
+        record_refusals(self.engine, self.pool_id, self.report.refused)
+
+
 def _is_giphy_source(source: str | Path) -> bool:
     return str(source).lower().startswith("giphy:")
 
@@ -591,6 +631,26 @@ def _windows(todo: list[int], size: int) -> Iterator[list[int]]:
         yield todo[start:start + size]
 
 
+def _validate_window(run: _IngestRun, ready: list[int], fetched: dict[int, bytes],
+                     workers: ThreadPoolExecutor) -> Iterator[tuple[int, AcceptedGif | str]]:
+    # Pillow's decoder releases the GIL, so threads validate files side by side.
+    return workers.map(
+        lambda i: (i, validate_gif(run.settings, run.items[i], fetched.pop(i, None))), ready)
+
+
+def _ingest_window(run: _IngestRun, part: list[int], trusted_endpoints: Collection[tuple[str, int]],
+                   workers: ThreadPoolExecutor, fbar: Any, bar: Any) -> None:
+    fetched = _fetch_window(run.settings, run.items, part, trusted_endpoints, fbar, run.errors)
+    ready = [i for i in part if i not in run.errors]
+    for i, outcome in _validate_window(run, ready, fetched, workers):
+        bar.update(1)
+        if isinstance(outcome, str):
+            run.errors[i] = outcome
+        else:
+            run.accept(outcome)
+    bar.update(len(part) - len(ready))  # the items whose fetch failed are done too
+
+
 def ingest(
     settings: Settings,
     engine: Engine,
@@ -616,39 +676,16 @@ def ingest(
                                   trusted_endpoints=trusted_endpoints, **source_options)
     items = read_source(settings, source, confine=confine)
     pool_id = get_or_create_pool(engine, pool_name)
-    report = IngestReport(pool=pool_name)
-
-    errors: dict[int, str] = {i: it.error for i, it in enumerate(items) if it.error}
-    todo = [i for i in range(len(items)) if i not in errors]
-    n_urls = sum(1 for i in todo if items[i].url)
-    seen: set[str] = set()
-    pending: list[AcceptedGif] = []
+    run = _IngestRun.start(settings, engine, pool_id, items, IngestReport(pool=pool_name))
     with (
-        _progress_bars(pool_name, n_urls, len(todo), progress) as (fbar, bar),
+        _progress_bars(pool_name, run.n_urls, len(run.todo), progress) as (fbar, bar),
         ThreadPoolExecutor(max_workers=_validation_workers()) as workers,
     ):
-        for part in _windows(todo, _window_size(settings)):
-            fetched = _fetch_window(settings, items, part, trusted_endpoints, fbar, errors)
-            ready = [i for i in part if i not in errors]
-            # Pillow's decoder releases the GIL, so threads validate files side by side.
-            outcomes = workers.map(
-                lambda i, got=fetched: (i, validate_gif(settings, items[i], got.pop(i, None))), ready)
-            for i, outcome in outcomes:
-                bar.update(1)
-                if isinstance(outcome, str):
-                    errors[i] = outcome
-                    continue
-                pending.append(outcome)
-                if len(pending) >= _DB_CHUNK:
-                    _record(engine, pool_id, pending, seen, report)
-                    pending = []
-            bar.update(len(part) - len(ready))
-        if pending:
-            _record(engine, pool_id, pending, seen, report)
-
-    report.refused = [(items[i].ref, errors[i]) for i in sorted(errors)]
-    record_refusals(engine, pool_id, report.refused)
-    return report
+        for part in _windows(run.todo, _window_size(settings)):
+            _ingest_window(run, part, trusted_endpoints, workers, fbar, bar)
+        run.flush()
+    run.store_refusals()
+    return run.report
 
 
 # ---------------------------------------------------------------------------------------
