@@ -39,6 +39,7 @@ import sys
 import uuid
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -544,6 +545,112 @@ def _fetch_window(
     return fetched
 
 
+@dataclass
+class _IngestRun:
+    """What one ingest carries from window to window."""
+
+    settings: Settings
+    engine: Engine
+    pool_id: int
+    items: list[SourceItem]
+    report: IngestReport
+    todo: list[int]  # the items not refused while reading the SOURCE
+    errors: dict[int, str]  # item index -> the reason it is refused
+    seen: set[str] = field(default_factory=set)  # sha256 this run has added to the pool
+    pending: list[AcceptedGif] = field(default_factory=list)  # not yet in the database
+
+    @classmethod
+    def start(cls, settings: Settings, engine: Engine, pool_id: int, items: list[SourceItem],
+              report: IngestReport) -> _IngestRun:
+        errors: dict[int, str] = {i: it.error for i, it in enumerate(items) if it.error}
+        todo = [i for i in range(len(items)) if i not in errors]
+        return cls(settings, engine, pool_id, items, report, todo, errors)
+
+    @property
+    def n_urls(self) -> int:
+        return sum(1 for i in self.todo if self.items[i].url)
+
+    def accept(self, gif: AcceptedGif) -> None:
+        self.pending.append(gif)
+        if len(self.pending) >= _DB_CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            _record(self.engine, self.pool_id, self.pending, self.seen, self.report)
+            self.pending = []
+
+    def store_refusals(self) -> None:
+        self.report.refused = [(self.items[i].ref, self.errors[i]) for i in sorted(self.errors)]
+        record_refusals(self.engine, self.pool_id, self.report.refused)
+
+
+def _is_giphy_source(source: str | Path) -> bool:
+    return str(source).lower().startswith("giphy:")
+
+
+def _ingest_from_giphy(settings: Settings, engine: Engine, pool_name: str, source: str | Path, *,
+                       progress: bool, trusted_endpoints: Collection[tuple[str, int]],
+                       **source_options: Any) -> IngestReport:
+    # Imported here: scorer.giphy_import imports this module.
+    from scorer.giphy_import import ingest_giphy
+
+    return ingest_giphy(settings, engine, pool_name, str(source), progress=progress,
+                        trusted_endpoints=trusted_endpoints, **source_options)
+
+
+@contextmanager
+def _progress_bars(pool_name: str, n_urls: int, n_items: int,
+                   progress: bool) -> Iterator[tuple[Any, Any]]:
+    """(fetch bar, ingest bar), on stderr."""
+    from tqdm import tqdm
+
+    disable = None if progress else True  # None: tqdm shows itself only on a terminal
+    with (
+        tqdm(total=n_urls, desc="fetch", unit="url", disable=disable or not n_urls,
+             file=sys.stderr) as fbar,
+        tqdm(total=n_items, desc=f"ingest {pool_name}", unit="gif", disable=disable,
+             file=sys.stderr) as bar,
+    ):
+        yield fbar, bar
+
+
+def _validation_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _window_size(settings: Settings) -> int:
+    # A window of items at a time: its URLs are fetched, then every file in it is validated
+    # and stored before the next window is fetched, so memory stays flat in the number of
+    # URLs (at most one window of downloads is held), and order is the SOURCE's.
+    return max(16, 4 * max(1, settings.fetch.concurrency))
+
+
+def _windows(todo: list[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(todo), size):
+        yield todo[start:start + size]
+
+
+def _validate_window(run: _IngestRun, ready: list[int], fetched: dict[int, bytes],
+                     workers: ThreadPoolExecutor) -> Iterator[tuple[int, AcceptedGif | str]]:
+    # Pillow's decoder releases the GIL, so threads validate files side by side.
+    return workers.map(
+        lambda i: (i, validate_gif(run.settings, run.items[i], fetched.pop(i, None))), ready)
+
+
+def _ingest_window(run: _IngestRun, part: list[int], trusted_endpoints: Collection[tuple[str, int]],
+                   workers: ThreadPoolExecutor, fbar: Any, bar: Any) -> None:
+    fetched = _fetch_window(run.settings, run.items, part, trusted_endpoints, fbar, run.errors)
+    ready = [i for i in part if i not in run.errors]
+    for i, outcome in _validate_window(run, ready, fetched, workers):
+        bar.update(1)
+        if isinstance(outcome, str):
+            run.errors[i] = outcome
+        else:
+            run.accept(outcome)
+    bar.update(len(part) - len(ready))  # the items whose fetch failed are done too
+
+
 def ingest(
     settings: Settings,
     engine: Engine,
@@ -564,56 +671,21 @@ def ingest(
     SOURCE goes to `scorer.giphy_import` (`source_options`: limit, rating; GiphyError when
     GIPHY fails).
     """
-    if str(source).lower().startswith("giphy:"):
-        from scorer.giphy_import import ingest_giphy
-
-        return ingest_giphy(settings, engine, pool_name, str(source), progress=progress,
-                            trusted_endpoints=trusted_endpoints, **source_options)
-    from tqdm import tqdm
-
+    if _is_giphy_source(source):
+        return _ingest_from_giphy(settings, engine, pool_name, source, progress=progress,
+                                  trusted_endpoints=trusted_endpoints, **source_options)
     items = read_source(settings, source, confine=confine)
     pool_id = get_or_create_pool(engine, pool_name)
-    report = IngestReport(pool=pool_name)
-    show = None if progress else True  # None: tqdm shows itself only on a terminal
-
-    errors: dict[int, str] = {i: it.error for i, it in enumerate(items) if it.error}
-    todo = [i for i in range(len(items)) if i not in errors]
-    n_urls = sum(1 for i in todo if items[i].url)
-    seen: set[str] = set()
-    pending: list[AcceptedGif] = []
-    workers = max(1, min(4, os.cpu_count() or 1))
-    # A window of items at a time: its URLs are fetched, then every file in it is validated
-    # and stored before the next window is fetched, so memory stays flat in the number of
-    # URLs (at most one window of downloads is held), and order is the SOURCE's.
-    window = max(16, 4 * max(1, settings.fetch.concurrency))
+    run = _IngestRun.start(settings, engine, pool_id, items, IngestReport(pool=pool_name))
     with (
-        tqdm(total=n_urls, desc="fetch", unit="url", disable=show or not n_urls, file=sys.stderr) as fbar,
-        tqdm(total=len(todo), desc=f"ingest {pool_name}", unit="gif", disable=show, file=sys.stderr) as bar,
-        ThreadPoolExecutor(max_workers=workers) as pool,
+        _progress_bars(pool_name, run.n_urls, len(run.todo), progress) as (fbar, bar),
+        ThreadPoolExecutor(max_workers=_validation_workers()) as workers,
     ):
-        for start in range(0, len(todo), window):
-            part = todo[start:start + window]
-            fetched = _fetch_window(settings, items, part, trusted_endpoints, fbar, errors)
-            ready = [i for i in part if i not in errors]
-            # Pillow's decoder releases the GIL, so threads validate files side by side.
-            outcomes = pool.map(
-                lambda i, got=fetched: (i, validate_gif(settings, items[i], got.pop(i, None))), ready)
-            for i, outcome in outcomes:
-                bar.update(1)
-                if isinstance(outcome, str):
-                    errors[i] = outcome
-                    continue
-                pending.append(outcome)
-                if len(pending) >= _DB_CHUNK:
-                    _record(engine, pool_id, pending, seen, report)
-                    pending = []
-            bar.update(len(part) - len(ready))
-        if pending:
-            _record(engine, pool_id, pending, seen, report)
-
-    report.refused = [(items[i].ref, errors[i]) for i in sorted(errors)]
-    record_refusals(engine, pool_id, report.refused)
-    return report
+        for part in _windows(run.todo, _window_size(settings)):
+            _ingest_window(run, part, trusted_endpoints, workers, fbar, bar)
+        run.flush()
+    run.store_refusals()
+    return run.report
 
 
 # ---------------------------------------------------------------------------------------

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -198,6 +201,35 @@ def test_url_ingest(settings: Settings, engine, servers: tuple[int, int], tmp_pa
     assert len(pool_gifs(engine, "web")) == 3
     again = ingest(s, engine, "web", url_file, trusted_endpoints=[("127.0.0.1", port)])
     assert not again.added and len(again.duplicates) == 3
+
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_url_ingest_progress_counts_every_item(sqlite_settings: Settings, sqlite_engine, servers: tuple[int, int],  # type: ignore[no-untyped-def]
+                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a terminal, the fetch bar counts the URLs and the ingest bar every item, a failed
+    fetch included; without `progress` no bar is drawn."""
+    port, _ = servers
+    base = f"http://127.0.0.1:{port}"
+    url_file = tmp_path / "urls.txt"
+    url_file.write_text("".join(f"{base}/gif/{n}.gif\n" for n in range(3)) + f"{base}/missing.gif\n")
+    s = _settings(sqlite_settings, allow_private_urls=False, fetch_retries=0)
+    trusted = [("127.0.0.1", port)]
+    quiet = _Terminal()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    ingest(s, sqlite_engine, "quiet", url_file, trusted_endpoints=trusted)
+    assert "%|" not in quiet.getvalue()
+    shown = _Terminal()
+    monkeypatch.setattr(sys, "stderr", shown)
+    report = ingest(s, sqlite_engine, "shown", url_file, trusted_endpoints=trusted, progress=True)
+    assert len(report.added) == 3 and len(report.refused) == 1
+    out = shown.getvalue()
+    assert re.search(r"fetch: 100%\|[^|]*\| 4/4 ", out), out
+    assert re.search(r"ingest shown: 100%\|[^|]*\| 4/4 ", out), out
 
 
 async def test_fetch_urls_inside_a_running_loop(sqlite_settings: Settings, servers: tuple[int, int]) -> None:
