@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 
 from bot.cli import cli
 from scorer.settings import Settings, load_settings
-from scorer.store import Comparison, Gif, ModelVersion, init_db, session_scope
+from scorer.store import Comparison, Gif, ModelVersion, Refusal, init_db, session_scope
 from training.bradley_terry import read_gifgif_csv
 from training.gifgif import PretrainError, import_comparisons, ingest_ids, ingest_tar
 
@@ -133,6 +133,25 @@ def test_tar_is_streamed_safely(sqlite_settings: Settings, dump: Dump, tmp_path:
     notatar.write_bytes(b"hello")
     with pytest.raises(PretrainError, match="not a readable tar"):
         ingest_tar(sqlite_settings, engine, notatar)
+
+
+def test_tar_refuses_oversized_members_and_records_every_batch(
+        sqlite_settings: Settings, dump: Dump, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 40 GIFs never fill a batch of 64: a small batch makes batches be recorded mid-tar.
+    monkeypatch.setattr("training.gifgif._BATCH", 3)
+    cap = sorted(len(b) for b in dump.gifs.values())[len(dump.gifs) // 2]  # one GIF is exactly at it
+    over = [gid for gid in dump.ids if len(dump.gifs[gid]) > cap]
+    assert 0 < len(over) < len(dump.ids)
+    settings = sqlite_settings.override(fetch__max_gif_bytes=cap)
+    engine = init_db(settings.db_url)
+    report = ingest_tar(settings, engine, dump.tar)
+    assert report.refused == [(f"giphy:{gid}", f"too large: {len(dump.gifs[gid]):,} bytes (cap {cap:,})")
+                              for gid in over]
+    assert len(report.added) == len(dump.ids) - len(over) and not report.duplicates
+    with session_scope(engine) as s:
+        assert s.scalar(select(func.count()).select_from(Gif)) == len(report.added)
+        recorded = s.execute(select(Refusal.source_ref, Refusal.reason).order_by(Refusal.id)).all()
+    assert [tuple(r) for r in recorded] == report.refused
 
 
 def test_gifs_by_giphy_id_then_comparisons(sqlite_settings: Settings, dump: Dump) -> None:

@@ -58,6 +58,8 @@ from scorer.settings import Settings
 from scorer.store import Comparison, Gif, ModelVersion, session_scope
 
 if TYPE_CHECKING:
+    from tqdm import tqdm
+
     from scorer.prior import TextModel
 
 POOL = "gifgif"
@@ -103,74 +105,120 @@ def _tar_gif(gid: str) -> GiphyGif:
 def ingest_tar(settings: Settings, engine: Engine, tar_path: Path, *, pool: str = POOL,
                wanted: Collection[str] | None = None, progress: bool = False) -> IngestReport:
     """Every `<giphy_id>.gif` of the tar (or those in `wanted`) into the pool, streamed."""
-    from tqdm import tqdm
-
     pool_id = get_or_create_pool(engine, pool)
-    report = IngestReport(pool=pool)
-    known = _giphy_ids_known(engine)
-    wanted_set = set(wanted) if wanted is not None else None
-    seen: set[str] = set()
-    refused: list[tuple[str, str]] = []
-    joins: list[tuple[GiphyGif, str]] = []
-    batch: list[tuple[GiphyGif, bytes]] = []
-    workers = max(1, min(4, os.cpu_count() or 1))
+    run = _TarIngest(settings, engine, pool_id, IngestReport(pool=pool),
+                     known=_giphy_ids_known(engine),
+                     wanted=set(wanted) if wanted is not None else None)
+    tf = _open_tar_stream(tar_path)
+    with (tf, ThreadPoolExecutor(max_workers=_validation_workers()) as executor,
+          _progress_bar(progress) as bar):
+        run.read_members(tf, tar_path, executor, bar)
+        run.flush(executor)
+    return run.finish()
 
-    def flush(executor: ThreadPoolExecutor) -> None:
-        def check(item: tuple[GiphyGif, bytes]) -> tuple[GiphyGif, AcceptedGif | str]:
-            g, data = item
-            return g, validate_gif(settings, SourceItem(ref=g.external_id), data)
 
+@dataclass
+class _TarIngest:
+    """What one `ingest_tar` run carries from the tar's members to the database."""
+
+    settings: Settings
+    engine: Engine
+    pool_id: int
+    report: IngestReport
+    known: dict[str, str]  # external_id -> sha256 of the GIPHY GIFs stored before this run
+    wanted: set[str] | None
+    # Shared by the batches and the joins, so a GIF met twice counts once as added.
+    seen: set[str] = field(default_factory=set)
+    refused: list[tuple[str, str]] = field(default_factory=list)
+    joins: list[tuple[GiphyGif, str]] = field(default_factory=list)
+    batch: list[tuple[GiphyGif, bytes]] = field(default_factory=list)
+
+    def read_members(self, tf: tarfile.TarFile, tar_path: Path, executor: ThreadPoolExecutor,
+                     bar: tqdm) -> None:
+        """Queue each wanted GIF of the tar, validating and recording every full batch."""
+        try:
+            for member in tf:
+                gid = _giphy_id_of(member)
+                if gid is None or not self._wants(gid):
+                    continue
+                bar.update(1)
+                self._take(tf, member, gid)
+                if len(self.batch) >= _BATCH:
+                    self.flush(executor)
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            # What came before the damage is kept; the tar itself is the refusal.
+            self.refused.append((str(tar_path), f"the tar ends early or is damaged: {exc}"))
+
+    def _wants(self, gid: str) -> bool:
+        return self.wanted is None or gid in self.wanted
+
+    def _take(self, tf: tarfile.TarFile, member: tarfile.TarInfo, gid: str) -> None:
+        """Set a stored GIF aside to join, refuse an oversized one, or queue its bytes to validate."""
+        g = _tar_gif(gid)
+        if g.external_id in self.known:
+            # Membership only: a GIF stored before is neither read nor decoded again.
+            self.joins.append((g, self.known[g.external_id]))
+            return
+        cap = self.settings.fetch.max_gif_bytes
+        if member.size > cap:
+            # The header's size is enough: a huge member is never read into memory.
+            self.refused.append((g.external_id, f"too large: {member.size:,} bytes (cap {cap:,})"))
+            return
+        fh = tf.extractfile(member)
+        if fh is not None:
+            self.batch.append((g, fh.read()))
+
+    def flush(self, executor: ThreadPoolExecutor) -> None:
+        """Validate the queued GIFs in parallel and record the accepted ones in one go."""
         accepted = []
-        for g, outcome in executor.map(check, batch):
+        for g, outcome in executor.map(self._validate, self.batch):
             if isinstance(outcome, str):
-                refused.append((g.external_id, outcome))
+                self.refused.append((g.external_id, outcome))
             else:
                 accepted.append((g, outcome))
         if accepted:
-            record_giphy_gifs(engine, pool_id, accepted, seen, report)
-        batch.clear()
+            record_giphy_gifs(self.engine, self.pool_id, accepted, self.seen, self.report)
+        self.batch.clear()
 
+    def _validate(self, item: tuple[GiphyGif, bytes]) -> tuple[GiphyGif, AcceptedGif | str]:
+        g, data = item
+        return g, validate_gif(self.settings, SourceItem(ref=g.external_id), data)
+
+    def finish(self) -> IngestReport:
+        """Join the GIFs stored before and record every refusal; the finished report."""
+        join_known(self.engine, self.pool_id, self.joins, self.seen, self.report)
+        self.report.refused = self.refused
+        record_refusals(self.engine, self.pool_id, self.refused)
+        return self.report
+
+
+def _open_tar_stream(tar_path: Path) -> tarfile.TarFile:
     try:
-        # A stream: the 5.3 GB tar is read once, in order; closed by the `with` below.
-        tf = tarfile.open(tar_path, "r|*")  # noqa: SIM115
+        # A stream: the 5.3 GB tar is read once, in order; the caller's `with` closes it.
+        return tarfile.open(tar_path, "r|*")
     except (tarfile.TarError, OSError) as exc:
         raise PretrainError(f"{tar_path}: not a readable tar ({exc})") from None
-    with tf, ThreadPoolExecutor(max_workers=workers) as executor, tqdm(
-            desc="gifgif GIFs", unit="gif", disable=None if progress else True,
-            file=sys.stderr) as bar:
-        try:
-            for member in tf:
-                if not member.isfile():
-                    continue  # folders, links and devices are never followed or written
-                name = PurePosixPath(member.name).name
-                stem, _, ext = name.rpartition(".")
-                if ext.lower() != "gif" or not GIPHY_ID.match(stem):
-                    continue  # not a GIFGIF image (a README, "._" metadata files)
-                if wanted_set is not None and stem not in wanted_set:
-                    continue
-                bar.update(1)
-                g = _tar_gif(stem)
-                if g.external_id in known:
-                    joins.append((g, known[g.external_id]))
-                    continue
-                if member.size > settings.fetch.max_gif_bytes:
-                    refused.append((g.external_id, f"too large: {member.size:,} bytes "
-                                                   f"(cap {settings.fetch.max_gif_bytes:,})"))
-                    continue
-                fh = tf.extractfile(member)
-                if fh is None:
-                    continue
-                batch.append((g, fh.read()))
-                if len(batch) >= _BATCH:
-                    flush(executor)
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            refused.append((str(tar_path), f"the tar ends early or is damaged: {exc}"))
-        if batch:
-            flush(executor)
-    join_known(engine, pool_id, joins, seen, report)
-    report.refused = refused
-    record_refusals(engine, pool_id, refused)
-    return report
+
+
+def _validation_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _progress_bar(progress: bool) -> tqdm:
+    from tqdm import tqdm
+
+    return tqdm(desc="gifgif GIFs", unit="gif", disable=None if progress else True,
+                file=sys.stderr)
+
+
+def _giphy_id_of(member: tarfile.TarInfo) -> str | None:
+    """The GIPHY id a member's name gives, or None when the member is not a GIFGIF image."""
+    if not member.isfile():
+        return None  # folders, links and devices are never followed or written
+    stem, _, ext = PurePosixPath(member.name).name.rpartition(".")
+    if ext.lower() != "gif" or not GIPHY_ID.match(stem):
+        return None  # not a GIFGIF image (a README, "._" metadata files)
+    return stem
 
 
 def ingest_ids(settings: Settings, engine: Engine, ids: list[str], *, pool: str = POOL,
