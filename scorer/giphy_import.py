@@ -20,7 +20,6 @@ and `/gif-admin pools add NAME giphy:...` all end here (through `scorer.pool.ing
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import sys
 from collections.abc import Collection, Sequence
@@ -40,6 +39,7 @@ from scorer.pool import (
     get_or_create_pool,
     record_refusals,
     validate_gif,
+    validation_workers,
 )
 from scorer.settings import RATINGS, Settings
 from scorer.store import Gif, PoolGif, session_scope
@@ -200,7 +200,7 @@ def import_gifs(settings: Settings, engine: Engine, pool_name: str, gifs: Sequen
 
     ok = [(g, url, r.data) for g, url, r in fetched if r.data is not None]
     pending: list[tuple[GiphyGif, AcceptedGif]] = []
-    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+    with ThreadPoolExecutor(max_workers=validation_workers()) as pool:
         for g, outcome in pool.map(validate, ok):
             if isinstance(outcome, str):
                 errors.append((g.external_id, outcome))

@@ -607,7 +607,7 @@ def _progress_bars(pool_name: str, n_urls: int, n_items: int,
 
     disable = None if progress else True  # None: tqdm shows itself only on a terminal
     with (
-        tqdm(total=n_urls, desc="fetch", unit="url", disable=disable or not n_urls,
+        tqdm(total=n_urls, desc="fetch", unit="url", disable=True if not n_urls else disable,
              file=sys.stderr) as fbar,
         tqdm(total=n_items, desc=f"ingest {pool_name}", unit="gif", disable=disable,
              file=sys.stderr) as bar,
@@ -615,7 +615,8 @@ def _progress_bars(pool_name: str, n_urls: int, n_items: int,
         yield fbar, bar
 
 
-def _validation_workers() -> int:
+def validation_workers() -> int:
+    """Threads that validate GIFs side by side (Pillow releases the GIL while decoding)."""
     return max(1, min(4, os.cpu_count() or 1))
 
 
@@ -679,7 +680,7 @@ def ingest(
     run = _IngestRun.start(settings, engine, pool_id, items, IngestReport(pool=pool_name))
     with (
         _progress_bars(pool_name, run.n_urls, len(run.todo), progress) as (fbar, bar),
-        ThreadPoolExecutor(max_workers=_validation_workers()) as workers,
+        ThreadPoolExecutor(max_workers=validation_workers()) as workers,
     ):
         for part in _windows(run.todo, _window_size(settings)):
             _ingest_window(run, part, trusted_endpoints, workers, fbar, bar)

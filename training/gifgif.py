@@ -53,6 +53,7 @@ from scorer.pool import (
     get_or_create_pool,
     record_refusals,
     validate_gif,
+    validation_workers,
 )
 from scorer.settings import Settings
 from scorer.store import Comparison, Gif, ModelVersion, session_scope
@@ -110,7 +111,7 @@ def ingest_tar(settings: Settings, engine: Engine, tar_path: Path, *, pool: str 
                      known=_giphy_ids_known(engine),
                      wanted=set(wanted) if wanted is not None else None)
     tf = _open_tar_stream(tar_path)
-    with (tf, ThreadPoolExecutor(max_workers=_validation_workers()) as executor,
+    with (tf, ThreadPoolExecutor(max_workers=validation_workers()) as executor,
           _progress_bar(progress) as bar):
         run.read_members(tf, tar_path, executor, bar)
         run.flush(executor)
@@ -198,10 +199,6 @@ def _open_tar_stream(tar_path: Path) -> tarfile.TarFile:
         return tarfile.open(tar_path, "r|*")
     except (tarfile.TarError, OSError) as exc:
         raise PretrainError(f"{tar_path}: not a readable tar ({exc})") from None
-
-
-def _validation_workers() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
 
 
 def _progress_bar(progress: bool) -> tqdm:
