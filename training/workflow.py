@@ -236,6 +236,28 @@ def _train_heads(splits: Splits, head: str | None, channels: str | None, *, sear
     return fits[best][0], [t for _, trials in fits.values() for t in trials], tried
 
 
+def _check_head_kind(head: str | None) -> None:
+    """Checked before the ledger is fitted, so a mistyped kind costs no BT fit and stores none."""
+    if head is not None and head not in TRAIN_HEADS:
+        raise WorkflowError(f"unknown head {head!r}; expected one of {', '.join(TRAIN_HEADS)}")
+
+
+def _channels_for_head(settings: Settings, engine: Engine, shas: Sequence[str], head: str | None,
+                       *, wanted: bool, pool: str | None, encoder_id: str, sampling: str,
+                       device: str, progress: bool, text_model: TextModel | None) -> str | None:
+    """The channel set the head will read (None: frames alone). The prior may score the
+    GIFs first, so a channels-only head is refused only after that had its chance."""
+    channels_id = None
+    if wanted:
+        channels_id = ensure_channels(settings, engine, shas, pool=pool, encoder_id=encoder_id,
+                                      sampling=sampling, device=device, progress=progress,
+                                      text_model=text_model)
+    if head in CHANNEL_HEADS and channels_id is None:
+        raise WorkflowError(f"a {head} head reads the zero-shot prior's channels, and none are "
+                            "stored: run `moodgif score` (it writes them) first")
+    return channels_id
+
+
 def train_version(settings: Settings, engine: Engine, *, pool: str | None = None,
                   head: str | None = None, search_trials: int = 0,
                   set_name: str = "sparse-small", epochs: int = 100, activate: bool = False,
@@ -250,20 +272,14 @@ def train_version(settings: Settings, engine: Engine, *, pool: str | None = None
     scored with the prior first when `text_model` is given; with none stored anywhere the
     head reads frames alone. `head=None` trains `fc-maxpool-2` and, with channels, also a
     `prior-residual` head, keeping the lower dev loss."""
-    if head is not None and head not in TRAIN_HEADS:
-        raise WorkflowError(f"unknown head {head!r}; expected one of {', '.join(TRAIN_HEADS)}")
+    _check_head_kind(head)
     ts = training_set(set_name)
     fit, _, _ = ledger_fit(settings, engine, pool=pool, store=True)
     targets, weights = targets_from(fit, "product")
     encoder_id = settings.scoring.encoder
-    channels_id = None
-    if channels:
-        channels_id = ensure_channels(settings, engine, list(targets), pool=pool,
-                                      encoder_id=encoder_id, sampling=ts.sampling, device=device,
-                                      progress=progress, text_model=text_model)
-    if head in CHANNEL_HEADS and channels_id is None:
-        raise WorkflowError(f"a {head} head reads the zero-shot prior's channels, and none are "
-                            "stored: run `moodgif score` (it writes them) first")
+    channels_id = _channels_for_head(settings, engine, list(targets), head, wanted=channels,
+                                     pool=pool, encoder_id=encoder_id, sampling=ts.sampling,
+                                     device=device, progress=progress, text_model=text_model)
     splits = _splits_for(settings, engine, targets, weights, pool=pool, set_name=set_name,
                          device=device, progress=progress, channels=channels_id)
     result, trials, tried = _train_heads(splits, head, channels_id, search_trials=search_trials,
