@@ -38,6 +38,8 @@ from training.fit import HeadConfig, HeadFit, fit_baseline, search, train_head
 from training.refit import BTFitOutput, distilled_targets, refit_bt
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from scorer.prior import TextModel
 
 log = logging.getLogger("moodgif.training.workflow")
@@ -258,6 +260,18 @@ def _channels_for_head(settings: Settings, engine: Engine, shas: Sequence[str], 
     return channels_id
 
 
+def _rmse_metrics(module: nn.Module, splits: Splits) -> dict[str, float]:
+    """RMSE on each split, and a mean-only baseline's on test: the bar any head must clear."""
+    metrics = {}
+    for part in ("train", "dev", "test"):
+        data = getattr(splits, part)
+        metrics[f"{part}_rmse"] = rmse(predict(module, data), data.targets, data.weights)
+    mean = fit_baseline("mean", splits.train)
+    metrics["test_rmse_mean_only"] = rmse(predict(mean, splits.test), splits.test.targets,
+                                          splits.test.weights)
+    return metrics
+
+
 def train_version(settings: Settings, engine: Engine, *, pool: str | None = None,
                   head: str | None = None, search_trials: int = 0,
                   set_name: str = "sparse-small", epochs: int = 100, activate: bool = False,
@@ -287,13 +301,8 @@ def train_version(settings: Settings, engine: Engine, *, pool: str | None = None
                                          device=device, on_epoch=on_epoch, on_trial=on_trial)
     kind = result.config.kind
     module = result.module.cpu()
-    metrics: dict = {"set": set_name, **result.summary(), "channels": channels_id, "tried": tried}
-    for part in ("train", "dev", "test"):
-        data = getattr(splits, part)
-        metrics[f"{part}_rmse"] = rmse(predict(module, data), data.targets, data.weights)
-    mean = fit_baseline("mean", splits.train)
-    metrics["test_rmse_mean_only"] = rmse(predict(mean, splits.test), splits.test.targets,
-                                          splits.test.weights)
+    metrics: dict = {"set": set_name, **result.summary(), "channels": channels_id, "tried": tried,
+                     **_rmse_metrics(module, splits)}
     from scorer.heads import save_head
 
     stamp = utcnow().strftime("%Y%m%d-%H%M%S")
