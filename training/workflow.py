@@ -272,6 +272,68 @@ def _rmse_metrics(module: nn.Module, splits: Splits) -> dict[str, float]:
     return metrics
 
 
+@dataclass(frozen=True)
+class _HeadRecord:
+    """What the head file's meta and the version row both say about a trained head: scoring
+    must feed it the inputs it was trained on (encoder, sampling, channels)."""
+
+    config: HeadConfig
+    in_dim: int
+    set_name: str
+    encoder_id: str
+    sampling: str
+    channels: str | None
+    stamp: str
+
+    @property
+    def kind(self) -> str:
+        return self.config.kind
+
+    @property
+    def version_name(self) -> str:
+        return f"train-{self.stamp}"
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.version_name}-{self.kind}-{self.set_name}.pt"
+
+
+def _save_head_file(settings: Settings, module: nn.Module, record: _HeadRecord) -> None:
+    from scorer.heads import save_head
+
+    save_head(settings.models_dir / record.file_name, module, {
+        "kind": record.kind, "in_dim": record.in_dim, "cfg": record.config.head_kwargs(),
+        "encoder_id": record.encoder_id, "sampling": record.sampling,
+        **({"channels": record.channels} if record.channels else {}),
+    })
+
+
+def _create_version(engine: Engine, record: _HeadRecord, fit: BTFitOutput, metrics: dict) -> int:
+    """The saved head as a candidate version, a child of the active one; returns its id."""
+    active = active_version(engine)
+    with session_scope(engine) as s:
+        mv_id = create_candidate(
+            s, name=record.version_name, encoder_id=record.encoder_id, sampling=record.sampling,
+            head_kind=record.kind, path=record.file_name, parent_id=active.id if active else None,
+            config={"head": record.config.to_dict(), "scale_params": fit.scale_params,
+                    "bt_fit_id": fit.fit_id, "in_dim": record.in_dim, "set": record.set_name,
+                    "targets": "bt-robust", "channels": record.channels,
+                    # The pools whose votes trained it: the only ones it may rank.
+                    "pools": pools_with_votes(engine) or None},
+            metrics=metrics).id
+    return mv_id
+
+
+def _activate_with_predictions(settings: Settings, engine: Engine, mv_id: int,
+                               fit_id: int | None) -> None:
+    """Predictions first, so the version already has scores for the pooled GIFs when it
+    becomes the one that ranks them."""
+    from scorer.pipeline import write_predictions
+
+    write_predictions(settings, engine, mv_id, sorted(pooled_gifs(engine)))
+    activate_version(engine, mv_id, fit_id)
+
+
 def train_version(settings: Settings, engine: Engine, *, pool: str | None = None,
                   head: str | None = None, search_trials: int = 0,
                   set_name: str = "sparse-small", epochs: int = 100, activate: bool = False,
@@ -299,36 +361,17 @@ def train_version(settings: Settings, engine: Engine, *, pool: str | None = None
     result, trials, tried = _train_heads(splits, head, channels_id, search_trials=search_trials,
                                          epochs=epochs, seed=settings.training.seed,
                                          device=device, on_epoch=on_epoch, on_trial=on_trial)
-    kind = result.config.kind
     module = result.module.cpu()
     metrics: dict = {"set": set_name, **result.summary(), "channels": channels_id, "tried": tried,
                      **_rmse_metrics(module, splits)}
-    from scorer.heads import save_head
-
-    stamp = utcnow().strftime("%Y%m%d-%H%M%S")
-    rel = f"train-{stamp}-{kind}-{set_name}.pt"
-    save_head(settings.models_dir / rel, module, {
-        "kind": kind, "in_dim": splits.train.dim, "cfg": result.config.head_kwargs(),
-        "encoder_id": encoder_id, "sampling": ts.sampling,
-        **({"channels": channels_id} if channels_id else {}),
-    })
-    active = active_version(engine)
-    with session_scope(engine) as s:
-        mv_id = create_candidate(
-            s, name=f"train-{stamp}", encoder_id=encoder_id, sampling=ts.sampling, head_kind=kind,
-            path=rel, parent_id=active.id if active else None,
-            config={"head": result.config.to_dict(), "scale_params": fit.scale_params,
-                    "bt_fit_id": fit.fit_id, "in_dim": splits.train.dim, "set": set_name,
-                    "targets": "bt-robust", "channels": channels_id,
-                    # The pools whose votes trained it: the only ones it may rank.
-                    "pools": pools_with_votes(engine) or None},
-            metrics=metrics).id
+    record = _HeadRecord(config=result.config, in_dim=splits.train.dim, set_name=set_name,
+                         encoder_id=encoder_id, sampling=ts.sampling, channels=channels_id,
+                         stamp=utcnow().strftime("%Y%m%d-%H%M%S"))
+    _save_head_file(settings, module, record)
+    mv_id = _create_version(engine, record, fit, metrics)
     if activate:
-        from scorer.pipeline import write_predictions
-
-        write_predictions(settings, engine, mv_id, sorted(pooled_gifs(engine)))
-        activate_version(engine, mv_id, fit.fit_id)
-    return TrainReport(mv_id, kind, splits.summary(), metrics, activate, trials)
+        _activate_with_predictions(settings, engine, mv_id, fit.fit_id)
+    return TrainReport(mv_id, record.kind, splits.summary(), metrics, activate, trials)
 
 
 def evaluate_table(settings: Settings, engine: Engine, out_dir: Path, *, pool: str | None = None,
