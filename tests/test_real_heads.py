@@ -447,6 +447,40 @@ def test_train_scores_gifs_without_channels_with_the_prior_first(sqlite_settings
     assert happy[-1] > 0 and happy[N_CLASSES + 1 + INDEX["happiness"]] == happy[N_CLASSES + 1:-1].max()
 
 
+def test_train_activate_ranks_the_pool_with_the_new_version_and_its_fit(
+        sqlite_settings: Settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    """`activate=True`: every pooled GIF gets the new version's predictions, and the version
+    and the BT fit it was trained on become the active ones; its row names the head file."""
+    from scorer.heads import load_head
+    from scorer.versions import active_fit, active_version, head_path
+    from training.workflow import train_version
+
+    settings, engine = sqlite_settings, sqlite_engine
+    truth = _two_pools(settings, engine, ("team",))["team"]
+    _sure_votes(engine, truth, 600, seed=4)
+    rep = train_version(settings, engine, head="fc-maxpool-2", epochs=3, device="cpu",
+                        channels=False, activate=True)
+    assert rep.activated and active_version(engine).id == rep.model_version_id
+    assert list(rep.metrics)[-4:] == ["train_rmse", "dev_rmse", "test_rmse", "test_rmse_mean_only"]
+    with session_scope(engine) as s:
+        mv = s.get(ModelVersion, rep.model_version_id)
+        fit = active_fit(s)
+        assert fit is not None and fit.id == mv.config["bt_fit_id"]
+        assert mv.name.startswith("train-") and mv.path == f"{mv.name}-fc-maxpool-2-sparse-small.pt"
+        _, meta = load_head(head_path(settings, mv))
+        ranked = set(s.scalars(select(Prediction.gif_sha).where(Prediction.model_version_id == mv.id)))
+    assert meta["kind"] == "fc-maxpool-2" and meta["in_dim"] == 8
+    assert ranked == set(truth)
+
+
+def test_train_refuses_an_unknown_head_before_any_work(sqlite_settings: Settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    """An empty home would fail on "no GIFs": the head kind is checked first."""
+    from training.workflow import WorkflowError, train_version
+
+    with pytest.raises(WorkflowError, match=r"unknown head 'rnn-3'; expected one of fc-maxpool-2, .*prior-residual"):
+        train_version(sqlite_settings, sqlite_engine, head="rnn-3", device="cpu")
+
+
 def test_cli_train_heads_match_the_workflow() -> None:
     from bot.commands.train import TRAIN_HEADS as cli_heads
     from training.workflow import TRAIN_HEADS

@@ -38,6 +38,8 @@ from training.fit import HeadConfig, HeadFit, fit_baseline, search, train_head
 from training.refit import BTFitOutput, distilled_targets, refit_bt
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from scorer.prior import TextModel
 
 log = logging.getLogger("moodgif.training.workflow")
@@ -236,6 +238,102 @@ def _train_heads(splits: Splits, head: str | None, channels: str | None, *, sear
     return fits[best][0], [t for _, trials in fits.values() for t in trials], tried
 
 
+def _check_head_kind(head: str | None) -> None:
+    """Checked before the ledger is fitted, so a mistyped kind costs no BT fit and stores none."""
+    if head is not None and head not in TRAIN_HEADS:
+        raise WorkflowError(f"unknown head {head!r}; expected one of {', '.join(TRAIN_HEADS)}")
+
+
+def _channels_for_head(settings: Settings, engine: Engine, shas: Sequence[str], head: str | None,
+                       *, wanted: bool, pool: str | None, encoder_id: str, sampling: str,
+                       device: str, progress: bool, text_model: TextModel | None) -> str | None:
+    """The channel set the head will read (None: frames alone). The prior may score the
+    GIFs first, so a channels-only head is refused only after that had its chance."""
+    channels_id = None
+    if wanted:
+        channels_id = ensure_channels(settings, engine, shas, pool=pool, encoder_id=encoder_id,
+                                      sampling=sampling, device=device, progress=progress,
+                                      text_model=text_model)
+    if head in CHANNEL_HEADS and channels_id is None:
+        raise WorkflowError(f"a {head} head reads the zero-shot prior's channels, and none are "
+                            "stored: run `moodgif score` (it writes them) first")
+    return channels_id
+
+
+def _rmse_metrics(module: nn.Module, splits: Splits) -> dict[str, float]:
+    """RMSE on each split, and a mean-only baseline's on test: the bar any head must clear."""
+    metrics = {}
+    for part in ("train", "dev", "test"):
+        data = getattr(splits, part)
+        metrics[f"{part}_rmse"] = rmse(predict(module, data), data.targets, data.weights)
+    mean = fit_baseline("mean", splits.train)
+    metrics["test_rmse_mean_only"] = rmse(predict(mean, splits.test), splits.test.targets,
+                                          splits.test.weights)
+    return metrics
+
+
+@dataclass(frozen=True)
+class _HeadRecord:
+    """What the head file's meta and the version row both say about a trained head: scoring
+    must feed it the inputs it was trained on (encoder, sampling, channels)."""
+
+    config: HeadConfig
+    in_dim: int
+    set_name: str
+    encoder_id: str
+    sampling: str
+    channels: str | None
+    stamp: str
+
+    @property
+    def kind(self) -> str:
+        return self.config.kind
+
+    @property
+    def version_name(self) -> str:
+        return f"train-{self.stamp}"
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.version_name}-{self.kind}-{self.set_name}.pt"
+
+
+def _save_head_file(settings: Settings, module: nn.Module, record: _HeadRecord) -> None:
+    from scorer.heads import save_head
+
+    save_head(settings.models_dir / record.file_name, module, {
+        "kind": record.kind, "in_dim": record.in_dim, "cfg": record.config.head_kwargs(),
+        "encoder_id": record.encoder_id, "sampling": record.sampling,
+        **({"channels": record.channels} if record.channels else {}),
+    })
+
+
+def _create_version(engine: Engine, record: _HeadRecord, fit: BTFitOutput, metrics: dict) -> int:
+    """The saved head as a candidate version, a child of the active one; returns its id."""
+    active = active_version(engine)
+    with session_scope(engine) as s:
+        mv_id = create_candidate(
+            s, name=record.version_name, encoder_id=record.encoder_id, sampling=record.sampling,
+            head_kind=record.kind, path=record.file_name, parent_id=active.id if active else None,
+            config={"head": record.config.to_dict(), "scale_params": fit.scale_params,
+                    "bt_fit_id": fit.fit_id, "in_dim": record.in_dim, "set": record.set_name,
+                    "targets": "bt-robust", "channels": record.channels,
+                    # The pools whose votes trained it: the only ones it may rank.
+                    "pools": pools_with_votes(engine) or None},
+            metrics=metrics).id
+    return mv_id
+
+
+def _activate_with_predictions(settings: Settings, engine: Engine, mv_id: int,
+                               fit_id: int | None) -> None:
+    """Predictions first, so the version already has scores for the pooled GIFs when it
+    becomes the one that ranks them."""
+    from scorer.pipeline import write_predictions
+
+    write_predictions(settings, engine, mv_id, sorted(pooled_gifs(engine)))
+    activate_version(engine, mv_id, fit_id)
+
+
 def train_version(settings: Settings, engine: Engine, *, pool: str | None = None,
                   head: str | None = None, search_trials: int = 0,
                   set_name: str = "sparse-small", epochs: int = 100, activate: bool = False,
@@ -250,60 +348,30 @@ def train_version(settings: Settings, engine: Engine, *, pool: str | None = None
     scored with the prior first when `text_model` is given; with none stored anywhere the
     head reads frames alone. `head=None` trains `fc-maxpool-2` and, with channels, also a
     `prior-residual` head, keeping the lower dev loss."""
-    if head is not None and head not in TRAIN_HEADS:
-        raise WorkflowError(f"unknown head {head!r}; expected one of {', '.join(TRAIN_HEADS)}")
+    _check_head_kind(head)
     ts = training_set(set_name)
     fit, _, _ = ledger_fit(settings, engine, pool=pool, store=True)
     targets, weights = targets_from(fit, "product")
     encoder_id = settings.scoring.encoder
-    channels_id = None
-    if channels:
-        channels_id = ensure_channels(settings, engine, list(targets), pool=pool,
-                                      encoder_id=encoder_id, sampling=ts.sampling, device=device,
-                                      progress=progress, text_model=text_model)
-    if head in CHANNEL_HEADS and channels_id is None:
-        raise WorkflowError(f"a {head} head reads the zero-shot prior's channels, and none are "
-                            "stored: run `moodgif score` (it writes them) first")
+    channels_id = _channels_for_head(settings, engine, list(targets), head, wanted=channels,
+                                     pool=pool, encoder_id=encoder_id, sampling=ts.sampling,
+                                     device=device, progress=progress, text_model=text_model)
     splits = _splits_for(settings, engine, targets, weights, pool=pool, set_name=set_name,
                          device=device, progress=progress, channels=channels_id)
     result, trials, tried = _train_heads(splits, head, channels_id, search_trials=search_trials,
                                          epochs=epochs, seed=settings.training.seed,
                                          device=device, on_epoch=on_epoch, on_trial=on_trial)
-    kind = result.config.kind
     module = result.module.cpu()
-    metrics: dict = {"set": set_name, **result.summary(), "channels": channels_id, "tried": tried}
-    for part in ("train", "dev", "test"):
-        data = getattr(splits, part)
-        metrics[f"{part}_rmse"] = rmse(predict(module, data), data.targets, data.weights)
-    mean = fit_baseline("mean", splits.train)
-    metrics["test_rmse_mean_only"] = rmse(predict(mean, splits.test), splits.test.targets,
-                                          splits.test.weights)
-    from scorer.heads import save_head
-
-    stamp = utcnow().strftime("%Y%m%d-%H%M%S")
-    rel = f"train-{stamp}-{kind}-{set_name}.pt"
-    save_head(settings.models_dir / rel, module, {
-        "kind": kind, "in_dim": splits.train.dim, "cfg": result.config.head_kwargs(),
-        "encoder_id": encoder_id, "sampling": ts.sampling,
-        **({"channels": channels_id} if channels_id else {}),
-    })
-    active = active_version(engine)
-    with session_scope(engine) as s:
-        mv_id = create_candidate(
-            s, name=f"train-{stamp}", encoder_id=encoder_id, sampling=ts.sampling, head_kind=kind,
-            path=rel, parent_id=active.id if active else None,
-            config={"head": result.config.to_dict(), "scale_params": fit.scale_params,
-                    "bt_fit_id": fit.fit_id, "in_dim": splits.train.dim, "set": set_name,
-                    "targets": "bt-robust", "channels": channels_id,
-                    # The pools whose votes trained it: the only ones it may rank.
-                    "pools": pools_with_votes(engine) or None},
-            metrics=metrics).id
+    metrics: dict = {"set": set_name, **result.summary(), "channels": channels_id, "tried": tried,
+                     **_rmse_metrics(module, splits)}
+    record = _HeadRecord(config=result.config, in_dim=splits.train.dim, set_name=set_name,
+                         encoder_id=encoder_id, sampling=ts.sampling, channels=channels_id,
+                         stamp=utcnow().strftime("%Y%m%d-%H%M%S"))
+    _save_head_file(settings, module, record)
+    mv_id = _create_version(engine, record, fit, metrics)
     if activate:
-        from scorer.pipeline import write_predictions
-
-        write_predictions(settings, engine, mv_id, sorted(pooled_gifs(engine)))
-        activate_version(engine, mv_id, fit.fit_id)
-    return TrainReport(mv_id, kind, splits.summary(), metrics, activate, trials)
+        _activate_with_predictions(settings, engine, mv_id, fit.fit_id)
+    return TrainReport(mv_id, record.kind, splits.summary(), metrics, activate, trials)
 
 
 def evaluate_table(settings: Settings, engine: Engine, out_dir: Path, *, pool: str | None = None,
