@@ -65,6 +65,9 @@ def rows_of(name: str) -> list[tuple[str, set[str], str]]:
         return bench.load_rows(DATA / "intent_short_fresh2.csv")
     if name == "issuetune":  # the tune split of the issue's own chat sentences
         return [r for r in bench.load_rows(bench.SENTENCES) if r[2] == "tune"]
+    if name == "tunesent":  # every tune sentence: the and the eval set's (204)
+        return ([r for r in bench.load_rows(bench.SENTENCES) if r[2] == "tune"]
+                + [r for r in bench.load_rows() if r[2] == "tune" and not bench.is_short(r[0])])
     if name == "pool346":
         return [r for k in (3, 4, 6) for r in bench.load_rows(DATA / f"intent_sentences_fresh{k}.csv")]
     return bench.load_rows(DATA / f"intent_sentences_{name}.csv")
