@@ -5,6 +5,7 @@ threshold), on the sets a bank round is judged by (docs/bench/intent.md, tenth a
     .venv/bin/python benchmarks/bench_candidates.py /tmp/cand/seed1
     .venv/bin/python benchmarks/bench_candidates.py A B C      # the softmax mean of three
     .venv/bin/python benchmarks/bench_candidates.py --sets fresh9,neutral1 FOLDER
+    .venv/bin/python benchmarks/bench_candidates.py --calibration --sets fresh7,fresh9,pool346,neutral2,neutral3 FOLDER
 
 A folder is what `python -m bot.sentence_tuning` writes (model.onnx, head.npz, build.json).
 The short-request sets read the bank of this checkout (the kNN vote and the word model), so
@@ -18,6 +19,7 @@ import argparse
 import csv
 import os
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -83,10 +85,36 @@ def flat_shares(parser: IntentParser, name: str) -> str:
     return f"{name} n={len(texts)} commits {committed:.3f} watch offers {offered:.3f}"
 
 
+BINS = (0.0, 0.2, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01)
+
+
+def reliability(parser: IntentParser, names: list[str]) -> None:
+    """How often the best guess is right at each confidence, the sets pooled; flat lines are
+    counted per bin (any feeling read into them is wrong)."""
+    seen: list[tuple[float, bool]] = []
+    flat: list[float] = []
+    for name in names:
+        if name in FLAT:
+            with (DATA / FLAT[name]).open(newline="", encoding="utf-8") as fh:
+                flat += [max(parser.distribution(r["text"])[0], default=0.0) for r in csv.DictReader(fh)]
+            continue
+        for text, accepted, _ in rows_of(name):
+            probs = parser.distribution(text)[0]
+            best = int(np.argmax(probs))
+            seen.append((float(probs[best]), bench.NAMES[best] in accepted))
+    for lo, hi in pairwise(BINS):
+        cell = [ok for conf, ok in seen if lo <= conf < hi]
+        n_flat = sum(lo <= conf < hi for conf in flat)
+        right = f"best guess right {sum(cell) / len(cell):.2f}" if cell else "-"
+        print(f"confidence [{lo:.2f}, {hi:.2f}): sentences n={len(cell):4} {right:24} flat lines n={n_flat}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("folders", nargs="+", type=Path, help="tuned model folders (several: their mean)")
     ap.add_argument("--sets", default=DEFAULT_SETS, help=f"comma-separated (default {DEFAULT_SETS})")
+    ap.add_argument("--calibration", action="store_true",
+                    help="how often the best guess is right per confidence bin, the sets pooled")
     args = ap.parse_args()
     held = HELD_OUT & set(args.sets.split(","))
     if held:
@@ -96,6 +124,9 @@ def main() -> None:
     if not intent_mod._EMBEDDER.load():
         sys.exit(f"sentence model unavailable: {intent_mod._EMBEDDER.error}")
     intent_mod._EMBEDDER._tuned_ready(readers[0] if len(readers) == 1 else MeanReader(readers))  # type: ignore[arg-type]
+    if args.calibration:
+        reliability(parser, args.sets.split(","))
+        return
     for name in args.sets.split(","):
         if name in FLAT:
             print(flat_shares(parser, name), flush=True)
