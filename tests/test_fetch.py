@@ -203,7 +203,6 @@ def test_url_ingest(settings: Settings, engine, servers: tuple[int, int], tmp_pa
     assert not again.added and len(again.duplicates) == 3
 
 
-
 class _Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True
