@@ -500,6 +500,7 @@ def test_bank_is_loaded_and_never_copies_the_evaluation_sets() -> None:
                  REPO / "tests" / "data" / "intent_sentences_fresh9.csv",
                  REPO / "tests" / "data" / "intent_sentences_fresh10.csv",
                  REPO / "tests" / "data" / "intent_sentences_fresh11.csv",
+                 REPO / "tests" / "data" / "intent_sentences_fresh12.csv",
                  REPO / "tests" / "data" / "no_feeling_eval3.csv",
                  REPO / "tests" / "data" / "no_feeling_eval4.csv"):
         with path.open(newline="", encoding="utf-8") as fh:
