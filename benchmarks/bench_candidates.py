@@ -75,9 +75,13 @@ def rows_of(name: str) -> list[tuple[str, set[str], str]]:
     return bench.load_rows(DATA / f"intent_sentences_{name}.csv")
 
 
-def flat_shares(parser: IntentParser, name: str) -> str:
+def flat_texts(name: str) -> list[str]:
     with (DATA / FLAT[name]).open(newline="", encoding="utf-8") as fh:
-        texts = [r["text"] for r in csv.DictReader(fh)]
+        return [r["text"] for r in csv.DictReader(fh)]
+
+
+def flat_shares(parser: IntentParser, name: str) -> str:
+    texts = flat_texts(name)
     results = [parser.parse(t) for t in texts]
     committed = sum(r.emotion is not None for r in results) / len(texts)
     offered = sum(r.emotion is not None and r.confidence >= WATCH_MIN_CONFIDENCE
@@ -95,8 +99,7 @@ def reliability(parser: IntentParser, names: list[str]) -> None:
     flat: list[float] = []
     for name in names:
         if name in FLAT:
-            with (DATA / FLAT[name]).open(newline="", encoding="utf-8") as fh:
-                flat += [max(parser.distribution(r["text"])[0], default=0.0) for r in csv.DictReader(fh)]
+            flat += [max(parser.distribution(t)[0], default=0.0) for t in flat_texts(name)]
             continue
         for text, accepted, _ in rows_of(name):
             probs = parser.distribution(text)[0]
@@ -123,7 +126,7 @@ def main() -> None:
     parser = IntentParser()
     if not intent_mod._EMBEDDER.load():
         sys.exit(f"sentence model unavailable: {intent_mod._EMBEDDER.error}")
-    intent_mod._EMBEDDER._tuned_ready(readers[0] if len(readers) == 1 else MeanReader(readers))  # type: ignore[arg-type]
+    intent_mod._EMBEDDER.use_tuned(readers[0] if len(readers) == 1 else MeanReader(readers))  # type: ignore[arg-type]
     if args.calibration:
         reliability(parser, args.sets.split(","))
         return

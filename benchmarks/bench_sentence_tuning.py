@@ -73,7 +73,7 @@ def neutral_shares(parser: IntentParser, path: Path, tuned: object) -> None:
     with path.open(newline="", encoding="utf-8") as fh:
         rows = [(r["text"], r.get("kind", "")) for r in csv.DictReader(fh)]
     for label, reader in (("bank regression", None), ("tuned MiniLM", tuned)):
-        intent_mod._EMBEDDER._tuned_ready(reader)  # type: ignore[arg-type]
+        intent_mod._EMBEDDER.use_tuned(reader)
         per: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
         for text, kind in rows:
             res = parser.parse(text)
@@ -129,7 +129,7 @@ def main() -> None:
         return
     for name, rs in sets.items():
         for label, reader in (("bank regression", None), ("tuned MiniLM", tuned)):
-            emb._tuned_ready(reader)  # type: ignore[arg-type]  # None: the regression
+            emb.use_tuned(reader)  # None: the regression
             m = bench.evaluate(parser, rs)
             print(f"{name:27} {label:16} n={len(rs):<4} top-1 {m['top1']:.3f}  best guess "
                   f"{m['best_guess']:.3f}  top-3 {m['top3']:.3f}  answered {m['answered']:.3f}", flush=True)

@@ -15,7 +15,6 @@ so a long line's words weigh about as much as a short one's. Held-out sets are r
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 import math
 import sys
@@ -30,7 +29,6 @@ import bench_intent as bench  # noqa: E402
 
 from bot import intent as intent_mod  # noqa: E402
 from bot import situation_words  # noqa: E402
-from bot.flows.offers import WATCH_MIN_CONFIDENCE  # noqa: E402
 from bot.intent import IntentParser  # noqa: E402
 from bot.sentence_tuning import load_no_feeling, load_reader, tuned_files  # noqa: E402
 
@@ -55,11 +53,6 @@ class ScaledWordModel(situation_words.WordModel):
         return out
 
 
-def flat_texts(name: str) -> list[str]:
-    with (bc.DATA / bc.FLAT[name]).open(newline="", encoding="utf-8") as fh:
-        return [r["text"] for r in csv.DictReader(fh)]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sets", default=DEFAULT_SETS, help=f"comma-separated (default {DEFAULT_SETS})")
@@ -75,21 +68,16 @@ def main() -> None:
     reader = load_reader(tuned_files(texts, owner, no_feeling=load_no_feeling()))
     if reader is None:
         sys.exit("the tuned sentence model is not built: python -m bot.sentence_tuning")
-    emb._tuned_ready(reader)
+    emb.use_tuned(reader)
     rows = {n: bc.rows_of(n) for n in names if n not in bc.FLAT}
-    flats = {n: flat_texts(n) for n in names if n in bc.FLAT}
     lines = list(zip(texts, owner, strict=True))
     for alpha, evidence, weight in itertools.product(ALPHAS, EVIDENCE, WEIGHTS):
         emb.words = ScaledWordModel(lines, alpha, evidence)
         intent_mod.TUNED_WORD_WEIGHT = weight
         cells = []
         for n in names:
-            if n in flats:
-                results = [parser.parse(t) for t in flats[n]]
-                commits = sum(r.emotion is not None for r in results) / len(results)
-                offers = sum(r.emotion is not None and r.confidence >= WATCH_MIN_CONFIDENCE
-                             for r in results) / len(results)
-                cells.append(f"{n} commits {commits:.3f} offers {offers:.3f}")
+            if n in bc.FLAT:
+                cells.append(bc.flat_shares(parser, n))
             else:
                 m = bench.evaluate(parser, rows[n])
                 cells.append(f"{n} {m['top1']:.3f}/{m['top3']:.3f}")

@@ -256,11 +256,13 @@ class _Embedder:
         files = tuned_files(texts, owner, no_feeling=load_no_feeling())
         self.tuned = load_reader(files)
         if self.tuned is None and not files.complete():  # missing (or damaged and removed)
-            build = BackgroundBuild(files, self._tuned_ready)
+            build = BackgroundBuild(files, self.use_tuned)
             if build.start():
                 self._build = build
 
-    def _tuned_ready(self, reader: TunedReader) -> None:
+    def use_tuned(self, reader: TunedReader | None) -> None:
+        """Read sentences with this tuned encoder from now on (None: the bank regression);
+        the background build hands its model over here, benchmarks swap candidates."""
         with self._cache_lock:
             self._tuned_cache.clear()
             self.tuned = reader

@@ -197,13 +197,13 @@ def test_tuned_readers_swap_in_without_stale_answers() -> None:
     emb = intent_mod._Embedder()
     assert emb.load()
     kept = emb.tuned
-    emb._tuned_ready(None)  # type: ignore[arg-type]
+    emb.use_tuned(None)
     before, tuned = emb.sentence_logits("the deploy went out without a hitch")
     assert not tuned
     if kept is None:
         assert emb.wait_tuned(BUILD_TIMEOUT_S)
         kept = emb.tuned
-    emb._tuned_ready(kept)  # type: ignore[arg-type]
+    emb.use_tuned(kept)
     after, tuned = emb.sentence_logits("the deploy went out without a hitch")
     assert tuned and not np.allclose(before, after[:17])
 
