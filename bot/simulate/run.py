@@ -303,38 +303,55 @@ class _StrategyRun:
         self.curve.append(point)
         self.timing["measure_s"] += time.perf_counter() - t
 
-
-async def _run_async(s: Settings, cfg: SimConfig, prepared: Prepared, spec: StrategySpec) -> dict:
-    asyncio.get_running_loop().set_default_executor(InlineExecutor(max_workers=1))
-    run = _StrategyRun.open(s, cfg, prepared, spec)
-    clock, core, pop, timing = run.clock, run.core, run.pop, run.timing
-    points = cfg.checkpoints()
-
-    run.checkpoint(0, Window(), None)
-    done = 0
-    for target in points[1:]:
-        window = Window()
+    async def serve_requests(self, done: int, target: int, window: Window) -> int:
+        """Virtual requests, a simulated interval apart, until `target` in all; the new count."""
         t = time.perf_counter()
         while done < target:
-            clock.advance(cfg.users.seconds_between_requests)
-            await one_request(core, pop, window)
+            self.clock.advance(self.cfg.users.seconds_between_requests)
+            await one_request(self.core, self.pop, window)
             done += 1
-        timing["requests_s"] += time.perf_counter() - t
-        retrain = None
-        if spec.retrain and target % cfg.retrain_every == 0:
-            t = time.perf_counter()
-            outcome = await asyncio.to_thread(run.retrain_job, s)
-            took = time.perf_counter() - t
-            timing["retrain_s"] += took
-            retrain = {"status": outcome.status, "message": outcome.message[:200],
-                       "model_version_id": outcome.model_version_id, "seconds": round(took, 1)}
+        self.timing["requests_s"] += time.perf_counter() - t
+        return done
+
+    async def retrain_if_due(self, target: int) -> dict | None:
+        """The scheduled retrain at every `retrain_every` requests, for strategies that learn;
+        what it did, for the checkpoint, or None when none ran."""
+        if not (self.spec.retrain and target % self.cfg.retrain_every == 0):
+            return None
+        t = time.perf_counter()
+        outcome = await asyncio.to_thread(self.retrain_job, self.s)
+        took = time.perf_counter() - t
+        self.timing["retrain_s"] += took
+        return {"status": outcome.status, "message": outcome.message[:200],
+                "model_version_id": outcome.model_version_id, "seconds": round(took, 1)}
+
+    def result(self) -> dict:
+        s = self.s
+        return {"strategy": self.spec.name, "seed": self.cfg.seed,
+                "adversarial": self.spec.adversarial, "curve": self.curve, "timing": self.timing,
+                "settings": {
+                    "poll_share": s.ranking.poll_share,
+                    "bt_prior_strength": s.training.bt_prior_strength,
+                    "exploration": s.ranking.exploration,
+                    "exploration_rate": s.ranking.exploration_rate,
+                    "bt_alpha": s.training.bt_alpha, "bt_ties": s.training.bt_ties}}
+
+
+async def _run_async(s: Settings, cfg: SimConfig, prepared: Prepared, spec: StrategySpec) -> dict:
+    """One strategy's run on its prepared home: checkpoint 0, then for each later checkpoint
+    the requests up to it, the retrain when due, and a measurement; returns the run's
+    record (its curve, timing and settings)."""
+    asyncio.get_running_loop().set_default_executor(InlineExecutor(max_workers=1))
+    run = _StrategyRun.open(s, cfg, prepared, spec)
+    run.checkpoint(0, Window(), None)
+    done = 0
+    for target in cfg.checkpoints()[1:]:
+        window = Window()
+        done = await run.serve_requests(done, target, window)
+        retrain = await run.retrain_if_due(target)
         run.checkpoint(done, window, retrain)
     run.engine.dispose()
-    return {"strategy": spec.name, "seed": cfg.seed, "adversarial": spec.adversarial,
-            "curve": run.curve, "timing": timing, "settings": {
-                "poll_share": s.ranking.poll_share, "bt_prior_strength": s.training.bt_prior_strength,
-                "exploration": s.ranking.exploration, "exploration_rate": s.ranking.exploration_rate,
-                "bt_alpha": s.training.bt_alpha, "bt_ties": s.training.bt_ties}}
+    return run.result()
 
 
 def _run_strategy_job(args: tuple) -> dict:
