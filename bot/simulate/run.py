@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +31,12 @@ from bot.simulate.metrics import Truth, measure, voter_weights
 from bot.simulate.population import Population
 from scorer.emotions import NAMES
 from scorer.settings import Settings
+
+if TYPE_CHECKING:  # annotations only: importing this module loads no core, database or training
+    from sqlalchemy.engine import Engine
+
+    from bot.core import BotCore
+    from training.retrain import RetrainOutcome
 
 # ---------------------------------------------------------------------------------------
 # one strategy
@@ -238,71 +244,114 @@ def run_strategy(settings: Settings, cfg: SimConfig, prepared: Prepared, name: s
     return asyncio.run(_run_async(s, cfg, prepared, spec))
 
 
-async def _run_async(s: Settings, cfg: SimConfig, prepared: Prepared, spec: StrategySpec) -> dict:
-    from bot.core import BotCore
-    from bot.intent import get_parser
-    from bot.ranking import Ranker
-    from scorer.store import init_db
-    from training.retrain import scheduled_job
+@dataclass
+class _StrategyRun:
+    """What one strategy's run threads from step to step: the core under test on its own
+    database, the virtual people, the two clocks, and the curve measured so far."""
 
-    asyncio.get_running_loop().set_default_executor(InlineExecutor(max_workers=1))
-    engine = init_db(s.db_url)
-    clock = SimClock(time.time())
-    # The ranker's own clock moves only at checkpoints, where new versions appear: on the
-    # shared clock (a minute per request) it re-checked the version stamp every request.
-    versions = SimClock(0.0)
-    ranker = Ranker(engine, clock=versions)
-    parser = get_parser(s)
-    core = BotCore(s, engine, intent_parser=parser, clock=clock, ranker=ranker,
-                   seed=cfg.seed + 3)
-    truth = Truth.load(prepared.eval_manifest, cfg.heldout_pairs, cfg.seed)
-    pop = Population(cfg.users, truth, adversarial=spec.adversarial, seed=cfg.seed + 11,
-                     parser=parser)
-    mrng = np.random.default_rng(cfg.seed + 5)
-    points = cfg.checkpoints()
-    curve: list[dict] = []
-    timing = {"requests_s": 0.0, "retrain_s": 0.0, "measure_s": 0.0}
+    s: Settings
+    cfg: SimConfig
+    spec: StrategySpec
+    engine: Engine
+    clock: SimClock
+    versions: SimClock
+    core: BotCore
+    truth: Truth
+    pop: Population
+    mrng: np.random.Generator
+    retrain_job: Callable[[Settings], RetrainOutcome]
+    curve: list[dict] = field(default_factory=list)
+    timing: dict[str, float] = field(
+        default_factory=lambda: {"requests_s": 0.0, "retrain_s": 0.0, "measure_s": 0.0})
 
-    def checkpoint(done: int, window: Window, retrain: dict | None) -> None:
+    @classmethod
+    def open(cls, s: Settings, cfg: SimConfig, prepared: Prepared,
+             spec: StrategySpec) -> _StrategyRun:
+        from bot.core import BotCore
+        from bot.intent import get_parser
+        from bot.ranking import Ranker
+        from scorer.store import init_db
+        from training.retrain import scheduled_job
+
+        engine = init_db(s.db_url)
+        clock = SimClock(time.time())
+        # The ranker's own clock moves only at checkpoints, where new versions appear: on the
+        # shared clock (a minute per request) it re-checked the version stamp every request.
+        versions = SimClock(0.0)
+        ranker = Ranker(engine, clock=versions)
+        parser = get_parser(s)
+        core = BotCore(s, engine, intent_parser=parser, clock=clock, ranker=ranker,
+                       seed=cfg.seed + 3)
+        truth = Truth.load(prepared.eval_manifest, cfg.heldout_pairs, cfg.seed)
+        pop = Population(cfg.users, truth, adversarial=spec.adversarial, seed=cfg.seed + 11,
+                         parser=parser)
+        mrng = np.random.default_rng(cfg.seed + 5)
+        return cls(s, cfg, spec, engine, clock, versions, core, truth, pop, mrng, scheduled_job)
+
+    def checkpoint(self, done: int, window: Window, retrain: dict | None) -> None:
         t = time.perf_counter()
-        clock.advance(10 * 60)
-        versions.advance(10 * 60)  # past the ranker's stamp interval: it sees new versions
-        matrix = core.ranker.matrix()
-        point = {**measure(matrix, truth, mrng), **window.row(), "requests": done,
+        self.clock.advance(10 * 60)
+        self.versions.advance(10 * 60)  # past the ranker's stamp interval: it sees new versions
+        matrix = self.core.ranker.matrix()
+        point = {**measure(matrix, self.truth, self.mrng), **window.row(), "requests": done,
                  "model_version_id": matrix.model_version_id, "fit_id": matrix.fit_id,
                  "n_bt": matrix.n_bt}
-        if spec.retrain and done:
-            point.update(voter_weights(engine, s, pop))
+        if self.spec.retrain and done:
+            point.update(voter_weights(self.engine, self.s, self.pop))
         if retrain:
             point["retrain"] = retrain
-        curve.append(point)
-        timing["measure_s"] += time.perf_counter() - t
+        self.curve.append(point)
+        self.timing["measure_s"] += time.perf_counter() - t
 
-    checkpoint(0, Window(), None)
-    done = 0
-    for target in points[1:]:
-        window = Window()
+    async def serve_requests(self, done: int, target: int, window: Window) -> int:
+        """Virtual requests, a simulated interval apart, until `target` in all; the new count."""
         t = time.perf_counter()
         while done < target:
-            clock.advance(cfg.users.seconds_between_requests)
-            await one_request(core, pop, window)
+            self.clock.advance(self.cfg.users.seconds_between_requests)
+            await one_request(self.core, self.pop, window)
             done += 1
-        timing["requests_s"] += time.perf_counter() - t
-        retrain = None
-        if spec.retrain and target % cfg.retrain_every == 0:
-            t = time.perf_counter()
-            outcome = await asyncio.to_thread(scheduled_job, s)
-            took = time.perf_counter() - t
-            timing["retrain_s"] += took
-            retrain = {"status": outcome.status, "message": outcome.message[:200],
-                       "model_version_id": outcome.model_version_id, "seconds": round(took, 1)}
-        checkpoint(done, window, retrain)
-    engine.dispose()
-    return {"strategy": spec.name, "seed": cfg.seed, "adversarial": spec.adversarial, "curve": curve,
-            "timing": timing, "settings": {
-                "poll_share": s.ranking.poll_share, "bt_prior_strength": s.training.bt_prior_strength,
-                "exploration": s.ranking.exploration, "exploration_rate": s.ranking.exploration_rate,
-                "bt_alpha": s.training.bt_alpha, "bt_ties": s.training.bt_ties}}
+        self.timing["requests_s"] += time.perf_counter() - t
+        return done
+
+    async def retrain_if_due(self, target: int) -> dict | None:
+        """The scheduled retrain at every `retrain_every` requests, for strategies that learn;
+        what it did, for the checkpoint, or None when none ran."""
+        if not (self.spec.retrain and target % self.cfg.retrain_every == 0):
+            return None
+        t = time.perf_counter()
+        outcome = await asyncio.to_thread(self.retrain_job, self.s)
+        took = time.perf_counter() - t
+        self.timing["retrain_s"] += took
+        return {"status": outcome.status, "message": outcome.message[:200],
+                "model_version_id": outcome.model_version_id, "seconds": round(took, 1)}
+
+    def result(self) -> dict:
+        s = self.s
+        return {"strategy": self.spec.name, "seed": self.cfg.seed,
+                "adversarial": self.spec.adversarial, "curve": self.curve, "timing": self.timing,
+                "settings": {
+                    "poll_share": s.ranking.poll_share,
+                    "bt_prior_strength": s.training.bt_prior_strength,
+                    "exploration": s.ranking.exploration,
+                    "exploration_rate": s.ranking.exploration_rate,
+                    "bt_alpha": s.training.bt_alpha, "bt_ties": s.training.bt_ties}}
+
+
+async def _run_async(s: Settings, cfg: SimConfig, prepared: Prepared, spec: StrategySpec) -> dict:
+    """One strategy's run on its prepared home: checkpoint 0, then for each later checkpoint
+    the requests up to it, the retrain when due, and a measurement; returns the run's
+    record (its curve, timing and settings)."""
+    asyncio.get_running_loop().set_default_executor(InlineExecutor(max_workers=1))
+    run = _StrategyRun.open(s, cfg, prepared, spec)
+    run.checkpoint(0, Window(), None)
+    done = 0
+    for target in cfg.checkpoints()[1:]:
+        window = Window()
+        done = await run.serve_requests(done, target, window)
+        retrain = await run.retrain_if_due(target)
+        run.checkpoint(done, window, retrain)
+    run.engine.dispose()
+    return run.result()
 
 
 def _run_strategy_job(args: tuple) -> dict:
