@@ -134,6 +134,60 @@ async def _housekeeping(core: BotCore, stop: asyncio.Event) -> None:
             log.exception("housekeeping failed; will retry")
 
 
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _on_stop_signals(loop: asyncio.AbstractEventLoop, callback: Callable[..., object],
+                     *args: object) -> None:
+    for sig in _STOP_SIGNALS:
+        # No signal handlers on Windows or off the main thread: `stop` still works there.
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, callback, *args)
+
+
+def _release_stop_signals(loop: asyncio.AbstractEventLoop) -> None:
+    for sig in _STOP_SIGNALS:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.remove_signal_handler(sig)
+
+
+def _stop_scheduler(sched: Any) -> None:
+    if sched is not None:
+        sched.shutdown(wait=False)
+
+
+async def _listen(app: web.Application, settings: Settings, sched: Any) -> web.AppRunner:
+    """Start the HTTP server; if the port is taken, stop the scheduler too and say what to do."""
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=CONNECTION_IDLE_S)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.http.host, settings.http.port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        _stop_scheduler(sched)
+        raise RuntimeError(f"cannot listen on {settings.http.host}:{settings.http.port}: "
+                           f"{exc.strerror or exc}; set MOODGIF_HTTP_PORT to a free port") from None
+    return runner
+
+
+def _announce(settings: Settings, runner: web.AppRunner, mounted: list[str],
+              on_ready: Callable[[str], None] | None) -> str:
+    """Log what is served where, tell `on_ready`; returns the playground's URL."""
+    bound = runner.addresses[0][1] if runner.addresses else None  # port 0 = any free port
+    url = playground_url(settings, bound)
+    log.info("serving %s on %s", ", ".join(mounted), url)
+    if on_ready is not None:
+        on_ready(url)
+    return url
+
+
+async def _open_in_browser(url: str) -> None:
+    import webbrowser
+
+    await asyncio.to_thread(webbrowser.open, url)
+
+
 async def serve(settings: Settings, engine: Engine, *, open_browser: bool = False,
                 core: BotCore | None = None, stop: asyncio.Event | None = None,
                 on_ready: Callable[[str], None] | None = None,
@@ -146,48 +200,27 @@ async def serve(settings: Settings, engine: Engine, *, open_browser: bool = Fals
     core = core or BotCore(settings, engine)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
+    _on_stop_signals(loop, stop.set)
 
     sched = _start_scheduler(settings)
     await core.warm_up()
     app = build_app(core, settings, engine)
     mounted = mount_adapters(app, core, settings, engine)
-    runner = web.AppRunner(app, access_log=None, keepalive_timeout=CONNECTION_IDLE_S)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.http.host, settings.http.port)
-    try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        if sched is not None:
-            sched.shutdown(wait=False)
-        raise RuntimeError(f"cannot listen on {settings.http.host}:{settings.http.port}: "
-                           f"{exc.strerror or exc}; set MOODGIF_HTTP_PORT to a free port") from None
+    runner = await _listen(app, settings, sched)
     closers = await _start_platforms(core, settings)
     mounted += [name for name, _ in closers]
     house = loop.create_task(_housekeeping(core, stop), name="housekeeping")
-    bound = runner.addresses[0][1] if runner.addresses else None  # port 0 = any free port
-    url = playground_url(settings, bound)
-    log.info("serving %s on %s", ", ".join(mounted), url)
-    if on_ready is not None:
-        on_ready(url)
+    url = _announce(settings, runner, mounted, on_ready)
     if open_browser:
-        import webbrowser
-
-        await asyncio.to_thread(webbrowser.open, url)
+        await _open_in_browser(url)
     try:
         await stop.wait()
     finally:
         log.info("shutting down")
         if hard_deadline_s is not None:
             _arm_deadline(hard_deadline_s)
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                    loop.add_signal_handler(sig, _hard_exit, "a second signal while stopping")
-        if sched is not None:
-            sched.shutdown(wait=False)
+            _on_stop_signals(loop, _hard_exit, "a second signal while stopping")
+        _stop_scheduler(sched)
         for name, close in closers:
             try:
                 await asyncio.wait_for(close(), 10)
@@ -198,9 +231,7 @@ async def serve(settings: Settings, engine: Engine, *, open_browser: bool = Fals
             await house
         await runner.cleanup()
         await core.close()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.remove_signal_handler(sig)
+        _release_stop_signals(loop)
 
 
 def run_serve(settings: Settings, engine: Engine, *, open_browser: bool = False,
