@@ -23,6 +23,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -188,6 +189,50 @@ async def _open_in_browser(url: str) -> None:
     await asyncio.to_thread(webbrowser.open, url)
 
 
+@dataclass
+class _Running:
+    """What `serve` started and must stop, each in its own way."""
+
+    core: BotCore
+    sched: Any
+    runner: web.AppRunner
+    closers: list[tuple[str, Callable[[], Any]]]
+    house: asyncio.Task[None]
+
+
+def _exit_hard_when_stuck(loop: asyncio.AbstractEventLoop, seconds: float) -> None:
+    """From now on the process ends within `seconds`, and at once on a second signal."""
+    _arm_deadline(seconds)
+    _on_stop_signals(loop, _hard_exit, "a second signal while stopping")
+
+
+async def _close_platforms(closers: list[tuple[str, Callable[[], Any]]]) -> None:
+    for name, close in closers:
+        try:
+            await asyncio.wait_for(close(), 10)
+        except Exception as exc:  # one platform failing to close must not keep the others open
+            log.warning("closing %s: %s", name, exc)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _shut_down(loop: asyncio.AbstractEventLoop, running: _Running,
+                     hard_deadline_s: float | None) -> None:
+    log.info("shutting down")
+    if hard_deadline_s is not None:
+        _exit_hard_when_stuck(loop, hard_deadline_s)
+    _stop_scheduler(running.sched)
+    await _close_platforms(running.closers)
+    await _cancel(running.house)
+    await running.runner.cleanup()
+    await running.core.close()
+    _release_stop_signals(loop)
+
+
 async def serve(settings: Settings, engine: Engine, *, open_browser: bool = False,
                 core: BotCore | None = None, stop: asyncio.Event | None = None,
                 on_ready: Callable[[str], None] | None = None,
@@ -210,28 +255,14 @@ async def serve(settings: Settings, engine: Engine, *, open_browser: bool = Fals
     closers = await _start_platforms(core, settings)
     mounted += [name for name, _ in closers]
     house = loop.create_task(_housekeeping(core, stop), name="housekeeping")
+    running = _Running(core, sched, runner, closers, house)
     url = _announce(settings, runner, mounted, on_ready)
     if open_browser:
         await _open_in_browser(url)
     try:
         await stop.wait()
     finally:
-        log.info("shutting down")
-        if hard_deadline_s is not None:
-            _arm_deadline(hard_deadline_s)
-            _on_stop_signals(loop, _hard_exit, "a second signal while stopping")
-        _stop_scheduler(sched)
-        for name, close in closers:
-            try:
-                await asyncio.wait_for(close(), 10)
-            except Exception as exc:
-                log.warning("closing %s: %s", name, exc)
-        house.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await house
-        await runner.cleanup()
-        await core.close()
-        _release_stop_signals(loop)
+        await _shut_down(loop, running, hard_deadline_s)
 
 
 def run_serve(settings: Settings, engine: Engine, *, open_browser: bool = False,
