@@ -23,6 +23,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -134,6 +135,104 @@ async def _housekeeping(core: BotCore, stop: asyncio.Event) -> None:
             log.exception("housekeeping failed; will retry")
 
 
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _on_stop_signals(loop: asyncio.AbstractEventLoop, callback: Callable[..., object],
+                     *args: object) -> None:
+    for sig in _STOP_SIGNALS:
+        # No signal handlers on Windows or off the main thread: `stop` still works there.
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, callback, *args)
+
+
+def _release_stop_signals(loop: asyncio.AbstractEventLoop) -> None:
+    for sig in _STOP_SIGNALS:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.remove_signal_handler(sig)
+
+
+def _stop_scheduler(sched: Any) -> None:
+    if sched is not None:
+        sched.shutdown(wait=False)
+
+
+async def _listen(app: web.Application, settings: Settings, sched: Any) -> web.AppRunner:
+    """Start the HTTP server; if the port is taken, stop the scheduler too and say what to do."""
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=CONNECTION_IDLE_S)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.http.host, settings.http.port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        _stop_scheduler(sched)
+        raise RuntimeError(f"cannot listen on {settings.http.host}:{settings.http.port}: "
+                           f"{exc.strerror or exc}; set MOODGIF_HTTP_PORT to a free port") from None
+    return runner
+
+
+def _announce(settings: Settings, runner: web.AppRunner, mounted: list[str],
+              on_ready: Callable[[str], None] | None) -> str:
+    """Log what is served where, tell `on_ready`; returns the playground's URL."""
+    bound = runner.addresses[0][1] if runner.addresses else None  # port 0 = any free port
+    url = playground_url(settings, bound)
+    log.info("serving %s on %s", ", ".join(mounted), url)
+    if on_ready is not None:
+        on_ready(url)
+    return url
+
+
+async def _open_in_browser(url: str) -> None:
+    import webbrowser
+
+    await asyncio.to_thread(webbrowser.open, url)
+
+
+@dataclass
+class _Running:
+    """What `serve` started and must stop, each in its own way."""
+
+    core: BotCore
+    sched: Any
+    runner: web.AppRunner
+    closers: list[tuple[str, Callable[[], Any]]]
+    house: asyncio.Task[None]
+
+
+def _exit_hard_when_stuck(loop: asyncio.AbstractEventLoop, seconds: float) -> None:
+    """From now on the process ends within `seconds`, and at once on a second signal."""
+    _arm_deadline(seconds)
+    _on_stop_signals(loop, _hard_exit, "a second signal while stopping")
+
+
+async def _close_platforms(closers: list[tuple[str, Callable[[], Any]]]) -> None:
+    for name, close in closers:
+        try:
+            await asyncio.wait_for(close(), 10)
+        except Exception as exc:  # one platform failing to close must not keep the others open
+            log.warning("closing %s: %s", name, exc)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _shut_down(loop: asyncio.AbstractEventLoop, running: _Running,
+                     hard_deadline_s: float | None) -> None:
+    log.info("shutting down")
+    if hard_deadline_s is not None:
+        _exit_hard_when_stuck(loop, hard_deadline_s)
+    _stop_scheduler(running.sched)
+    await _close_platforms(running.closers)
+    await _cancel(running.house)
+    await running.runner.cleanup()
+    await running.core.close()
+    _release_stop_signals(loop)
+
+
 async def serve(settings: Settings, engine: Engine, *, open_browser: bool = False,
                 core: BotCore | None = None, stop: asyncio.Event | None = None,
                 on_ready: Callable[[str], None] | None = None,
@@ -146,61 +245,24 @@ async def serve(settings: Settings, engine: Engine, *, open_browser: bool = Fals
     core = core or BotCore(settings, engine)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
+    _on_stop_signals(loop, stop.set)
 
     sched = _start_scheduler(settings)
     await core.warm_up()
     app = build_app(core, settings, engine)
     mounted = mount_adapters(app, core, settings, engine)
-    runner = web.AppRunner(app, access_log=None, keepalive_timeout=CONNECTION_IDLE_S)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.http.host, settings.http.port)
-    try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        if sched is not None:
-            sched.shutdown(wait=False)
-        raise RuntimeError(f"cannot listen on {settings.http.host}:{settings.http.port}: "
-                           f"{exc.strerror or exc}; set MOODGIF_HTTP_PORT to a free port") from None
+    runner = await _listen(app, settings, sched)
     closers = await _start_platforms(core, settings)
     mounted += [name for name, _ in closers]
     house = loop.create_task(_housekeeping(core, stop), name="housekeeping")
-    bound = runner.addresses[0][1] if runner.addresses else None  # port 0 = any free port
-    url = playground_url(settings, bound)
-    log.info("serving %s on %s", ", ".join(mounted), url)
-    if on_ready is not None:
-        on_ready(url)
+    running = _Running(core, sched, runner, closers, house)
+    url = _announce(settings, runner, mounted, on_ready)
     if open_browser:
-        import webbrowser
-
-        await asyncio.to_thread(webbrowser.open, url)
+        await _open_in_browser(url)
     try:
         await stop.wait()
     finally:
-        log.info("shutting down")
-        if hard_deadline_s is not None:
-            _arm_deadline(hard_deadline_s)
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                    loop.add_signal_handler(sig, _hard_exit, "a second signal while stopping")
-        if sched is not None:
-            sched.shutdown(wait=False)
-        for name, close in closers:
-            try:
-                await asyncio.wait_for(close(), 10)
-            except Exception as exc:
-                log.warning("closing %s: %s", name, exc)
-        house.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await house
-        await runner.cleanup()
-        await core.close()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.remove_signal_handler(sig)
+        await _shut_down(loop, running, hard_deadline_s)
 
 
 def run_serve(settings: Settings, engine: Engine, *, open_browser: bool = False,

@@ -182,6 +182,32 @@ async def test_serve_runs_the_playground_and_stops(sqlite_settings, sqlite_engin
     await asyncio.wait_for(task, 20)
 
 
+async def test_serve_on_a_taken_port_says_which_and_how_to_fix_it(sqlite_settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    from bot.serve import serve
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    port = taken.getsockname()[1]
+    try:
+        settings = sqlite_settings.override(http__host="127.0.0.1", http__port=port,
+                                            training__retrain_cron="")
+        core = BotCore(settings, sqlite_engine,
+                       intent_parser=IntentParser(settings, use_embeddings=False))
+        urls: list[str] = []
+        with pytest.raises(RuntimeError) as err:
+            await asyncio.wait_for(serve(settings, sqlite_engine, core=core, stop=asyncio.Event(),
+                                         on_ready=urls.append), 60)
+    finally:
+        taken.close()
+    text = str(err.value)
+    assert text.startswith(f"cannot listen on 127.0.0.1:{port}: ")
+    assert "in use" in text and text.endswith("; set MOODGIF_HTTP_PORT to a free port")
+    assert err.value.__suppress_context__ and not urls  # `from None`; never announced
+
+
 async def test_preview_shows_how_the_request_was_read(web) -> None:  # type: ignore[no-untyped-def]
     from _adapter_core import give_words
 
