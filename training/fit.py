@@ -127,6 +127,39 @@ def eval_loss(module: nn.Module, data: _Tensors, batch_size: int = 512) -> float
     return num / den if den > 0 else math.nan
 
 
+def _initial_module(train: Dataset, cfg: HeadConfig, init: nn.Module | None) -> nn.Module:
+    """A copy of `init` (never trained in place), else a fresh head fitted to the input scale."""
+    if init is not None:
+        return copy.deepcopy(init)
+    module = build(cfg.kind, train.dim, cfg)
+    if hasattr(module, "fit_input_norm"):
+        # The default encoder mixes 1024-d CNN features with small motion features.
+        module.fit_input_norm(train.feats)
+    return module
+
+
+def _adam(module: nn.Module, cfg: HeadConfig) -> torch.optim.Adam:
+    return torch.optim.Adam(module.parameters(), lr=cfg.lr, betas=(0.9, 0.999),
+                            weight_decay=cfg.weight_decay)
+
+
+def _train_one_epoch(module: nn.Module, tr: _Tensors, opt: torch.optim.Optimizer,
+                     batch_size: int, gen: torch.Generator, device: torch.device) -> float:
+    """One shuffled pass over the training set; returns its example-weighted mean loss."""
+    module.train()
+    # The permutation is drawn on the CPU generator so a seed gives the same order anywhere.
+    perm = torch.randperm(tr.n, generator=gen).to(device)
+    total = 0.0
+    for start in range(0, tr.n, batch_size):
+        x, lengths, y, w = tr.batch(perm[start:start + batch_size])
+        loss = weighted_mse(module(x, lengths), y, w)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += float(loss.detach()) * len(x)
+    return total / tr.n
+
+
 def train_head(train: Dataset, dev: Dataset, cfg: HeadConfig, *, device: str = "auto",
                init: nn.Module | None = None,
                on_epoch: Callable[[int, float, float], None] | None = None) -> HeadFit:
@@ -140,35 +173,18 @@ def train_head(train: Dataset, dev: Dataset, cfg: HeadConfig, *, device: str = "
     dev_ = resolve_device(device)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
-    if init is not None:
-        module = copy.deepcopy(init)
-    else:
-        module = build(cfg.kind, train.dim, cfg)
-        if hasattr(module, "fit_input_norm"):
-            # The default encoder mixes 1024-d CNN features with small motion features.
-            module.fit_input_norm(train.feats)
+    module = _initial_module(train, cfg, init)
     module.to(dev_)
     tr = _Tensors(train, dev_)
     dv = _Tensors(dev, dev_)
-    opt = torch.optim.Adam(module.parameters(), lr=cfg.lr, betas=(0.9, 0.999),
-                           weight_decay=cfg.weight_decay)
+    opt = _adam(module, cfg)
     result = HeadFit(module=module, config=cfg)
     best_state = copy.deepcopy(module.state_dict())
     best = eval_loss(module, dv)
     result.best_dev_loss = best if not math.isnan(best) else math.inf
     since_best = 0
     for epoch in range(1, cfg.epochs + 1):
-        module.train()
-        perm = torch.randperm(tr.n, generator=gen).to(dev_)
-        total = 0.0
-        for start in range(0, tr.n, cfg.batch_size):
-            x, lengths, y, w = tr.batch(perm[start:start + cfg.batch_size])
-            loss = weighted_mse(module(x, lengths), y, w)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(x)
-        train_loss = total / tr.n
+        train_loss = _train_one_epoch(module, tr, opt, cfg.batch_size, gen, dev_)
         dev_loss = eval_loss(module, dv)
         result.train_loss.append(train_loss)
         result.dev_loss.append(dev_loss)
