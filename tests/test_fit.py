@@ -64,6 +64,22 @@ def test_warm_start_continues_from_init(splits) -> None:  # type: ignore[no-unty
     assert warm.dev_loss[0] < cold_start_loss
 
 
+def test_empty_dev_set_keeps_the_last_epochs_weights(splits) -> None:  # type: ignore[no-untyped-def]
+    # Dev evaluation does not touch the training trajectory, so a run whose dev loss last
+    # improved at its final epoch holds exactly the weights an empty-dev run must keep.
+    cfg = HeadConfig(kind="fc-maxpool-2", hidden=16, dropout=0.0, lr=3e-3, batch_size=32,
+                     epochs=3, patience=1)
+    judged = train_head(splits.train, splits.dev, cfg, device="cpu")
+    assert judged.best_epoch == 3  # precondition: the last epoch was the best one
+    blind = train_head(splits.train, splits.dev.subset([]), cfg, device="cpu")
+    assert all(np.isnan(blind.dev_loss)) and len(blind.dev_loss) == 3
+    assert blind.best_epoch == 3 and blind.best_dev_loss == float("inf")
+    assert not blind.stopped_early  # NaN dev losses never count against patience
+    assert blind.train_loss == judged.train_loss
+    for k, v in judged.module.state_dict().items():
+        assert torch.equal(blind.module.state_dict()[k], v), k
+
+
 def test_weights_zero_out_unmeasured_targets(splits) -> None:  # type: ignore[no-untyped-def]
     train = splits.train.subset(range(len(splits.train)))
     train.targets = train.targets.copy()

@@ -127,6 +127,85 @@ def eval_loss(module: nn.Module, data: _Tensors, batch_size: int = 512) -> float
     return num / den if den > 0 else math.nan
 
 
+def _initial_module(train: Dataset, cfg: HeadConfig, init: nn.Module | None) -> nn.Module:
+    """A copy of `init` (never trained in place), else a fresh head fitted to the input scale."""
+    if init is not None:
+        return copy.deepcopy(init)
+    module = build(cfg.kind, train.dim, cfg)
+    if hasattr(module, "fit_input_norm"):
+        # The default encoder mixes 1024-d CNN features with small motion features.
+        module.fit_input_norm(train.feats)
+    return module
+
+
+def _adam(module: nn.Module, cfg: HeadConfig) -> torch.optim.Adam:
+    return torch.optim.Adam(module.parameters(), lr=cfg.lr, betas=(0.9, 0.999),
+                            weight_decay=cfg.weight_decay)
+
+
+def _train_one_epoch(module: nn.Module, tr: _Tensors, opt: torch.optim.Optimizer,
+                     batch_size: int, gen: torch.Generator, device: torch.device) -> float:
+    """One shuffled pass over the training set; returns its example-weighted mean loss."""
+    module.train()
+    # The permutation is drawn on the CPU generator so a seed gives the same order anywhere.
+    perm = torch.randperm(tr.n, generator=gen).to(device)
+    total = 0.0
+    for start in range(0, tr.n, batch_size):
+        x, lengths, y, w = tr.batch(perm[start:start + batch_size])
+        loss = weighted_mse(module(x, lengths), y, w)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += float(loss.detach()) * len(x)
+    return total / tr.n
+
+
+def _record_epoch(result: HeadFit, epoch: int, train_loss: float, dev_loss: float,
+                  on_epoch: Callable[[int, float, float], None] | None) -> None:
+    result.train_loss.append(train_loss)
+    result.dev_loss.append(dev_loss)
+    if on_epoch is not None:
+        on_epoch(epoch, train_loss, dev_loss)
+    if epoch in LOG_EPOCHS:
+        log.info("%s epoch %d: train %.5f dev %.5f", result.config.kind, epoch, train_loss,
+                 dev_loss)
+
+
+@dataclass
+class _BestWeights:
+    """The weights train_head will return, and the epochs since the dev loss last improved."""
+
+    state: dict[str, torch.Tensor]
+    since_best: int = 0
+
+    @classmethod
+    def of_initial(cls, module: nn.Module, dv: _Tensors, result: HeadFit) -> _BestWeights:
+        # The untrained weights are the bar to beat, so epoch 0 can win (best_epoch stays 0).
+        best = cls(copy.deepcopy(module.state_dict()))
+        initial = eval_loss(module, dv)
+        result.best_dev_loss = initial if not math.isnan(initial) else math.inf
+        return best
+
+    def observe(self, module: nn.Module, result: HeadFit, epoch: int, dev_loss: float) -> bool:
+        """Keep this epoch's weights if they are the best yet; True when patience runs out."""
+        if math.isnan(dev_loss):
+            # Nothing to judge by (no dev examples, or none with weight): keep the latest.
+            self._keep(module, result, epoch)
+            return False
+        if dev_loss < result.best_dev_loss - 1e-9:
+            result.best_dev_loss = dev_loss
+            self._keep(module, result, epoch)
+            self.since_best = 0
+            return False
+        self.since_best += 1
+        patience = result.config.patience
+        return patience is not None and self.since_best >= patience
+
+    def _keep(self, module: nn.Module, result: HeadFit, epoch: int) -> None:
+        self.state = copy.deepcopy(module.state_dict())
+        result.best_epoch = epoch
+
+
 def train_head(train: Dataset, dev: Dataset, cfg: HeadConfig, *, device: str = "auto",
                init: nn.Module | None = None,
                on_epoch: Callable[[int, float, float], None] | None = None) -> HeadFit:
@@ -140,57 +219,21 @@ def train_head(train: Dataset, dev: Dataset, cfg: HeadConfig, *, device: str = "
     dev_ = resolve_device(device)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
-    if init is not None:
-        module = copy.deepcopy(init)
-    else:
-        module = build(cfg.kind, train.dim, cfg)
-        if hasattr(module, "fit_input_norm"):
-            # The default encoder mixes 1024-d CNN features with small motion features.
-            module.fit_input_norm(train.feats)
+    module = _initial_module(train, cfg, init)
     module.to(dev_)
     tr = _Tensors(train, dev_)
     dv = _Tensors(dev, dev_)
-    opt = torch.optim.Adam(module.parameters(), lr=cfg.lr, betas=(0.9, 0.999),
-                           weight_decay=cfg.weight_decay)
+    opt = _adam(module, cfg)
     result = HeadFit(module=module, config=cfg)
-    best_state = copy.deepcopy(module.state_dict())
-    best = eval_loss(module, dv)
-    result.best_dev_loss = best if not math.isnan(best) else math.inf
-    since_best = 0
+    best = _BestWeights.of_initial(module, dv, result)
     for epoch in range(1, cfg.epochs + 1):
-        module.train()
-        perm = torch.randperm(tr.n, generator=gen).to(dev_)
-        total = 0.0
-        for start in range(0, tr.n, cfg.batch_size):
-            x, lengths, y, w = tr.batch(perm[start:start + cfg.batch_size])
-            loss = weighted_mse(module(x, lengths), y, w)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(x)
-        train_loss = total / tr.n
+        train_loss = _train_one_epoch(module, tr, opt, cfg.batch_size, gen, dev_)
         dev_loss = eval_loss(module, dv)
-        result.train_loss.append(train_loss)
-        result.dev_loss.append(dev_loss)
-        if on_epoch is not None:
-            on_epoch(epoch, train_loss, dev_loss)
-        if epoch in LOG_EPOCHS:
-            log.info("%s epoch %d: train %.5f dev %.5f", cfg.kind, epoch, train_loss, dev_loss)
-        if math.isnan(dev_loss):
-            best_state = copy.deepcopy(module.state_dict())
-            result.best_epoch = epoch
-            continue
-        if dev_loss < result.best_dev_loss - 1e-9:
-            result.best_dev_loss = dev_loss
-            result.best_epoch = epoch
-            best_state = copy.deepcopy(module.state_dict())
-            since_best = 0
-        else:
-            since_best += 1
-            if cfg.patience is not None and since_best >= cfg.patience:
-                result.stopped_early = True
-                break
-    module.load_state_dict(best_state)
+        _record_epoch(result, epoch, train_loss, dev_loss, on_epoch)
+        if best.observe(module, result, epoch, dev_loss):
+            result.stopped_early = True
+            break
+    module.load_state_dict(best.state)
     module.eval()
     return result
 
