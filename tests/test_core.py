@@ -311,3 +311,12 @@ async def test_demo_virtual_users_land_in_the_ledger(sqlite_settings, sqlite_eng
     # the virtual users follow the truth: what they send beats what they skip on it
     gain = np.mean([truth[c.winner][c.emotion] - truth[c.loser][c.emotion] for c in sends])
     assert gain > 0.05
+
+
+async def test_a_click_forged_for_another_channel_or_workspace_is_refused(env: Env) -> None:
+    alice = env.actor()
+    sid = (await env.core.request(alice, "happy")).preview.session_id
+    for forged in (env.actor(channel="random"), dataclasses.replace(alice, workspace="T2")):
+        assert (await env.core.send(forged, sid)).kind == "forbidden"
+    with session_scope(env.engine) as s:
+        assert s.query(Post).count() == 0

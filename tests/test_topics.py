@@ -180,3 +180,15 @@ async def test_bad_input_is_never_a_random_gif(env: Env, text: str) -> None:
 async def test_many_emoji_read_clearly(env: Env) -> None:
     r = await env.core.request(env.alice, "😂" * 50)
     assert r.kind == "preview" and r.preview.emotion == "amusement"
+
+
+async def test_a_topic_the_channel_filters_out_falls_back_to_the_feeling(env: Env) -> None:
+    with session_scope(env.engine) as s:  # every cat GIF above the default pg-13 ceiling
+        s.execute(update(Gif).where(Gif.sha256.in_(env.shas(CATS))).values(rating="r"))
+    env.core.ctx.ranker.refresh()
+    r = await env.core.request(env.alice, "/gif happy cat")
+    assert r.kind == "preview" and r.preview.emotion == "happiness"
+    assert r.text == "No cat GIFs allowed in this channel; here's happiness."
+    assert r.preview.topic == "cat" and r.preview.cards[0].sha256 not in env.shas(CATS)
+    alone = await env.core.request(env.alice, "/gif cats")  # no feeling to fall back to
+    assert alone.kind == "empty_pool" and alone.text.startswith("I have no GIFs for cats")

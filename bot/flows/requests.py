@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import numpy as np
 from sqlalchemy.orm import Session
@@ -17,8 +18,8 @@ from sqlalchemy.orm import Session
 from bot import session as sess
 from bot.events import Actor, PostView, PreviewView, Reply
 from bot.flows.context import MAX_TEXT_CHARS, CoreContext, clean_text, metric
-from bot.ranking import Ranked, rank
-from bot.topics import Reading, missing_note, rank_topic
+from bot.ranking import Ranked, ScoreMatrix, rank
+from bot.topics import Reading, TopicIndex, missing_note, rank_topic
 from scorer.emotions import INDEX, NAMES
 from scorer.settings import ChannelSettings
 from training.comparisons import LedgerError, add_send
@@ -42,36 +43,8 @@ class RequestFlow:
     def rank(self, scoped: ChannelSettings, emotion: int, k: int, *, recent: list[str],
              exclude: tuple[str, ...] = (), reading: Reading | None = None,
              exploration: str | None = None) -> Ranked:
-        ctx = self.ctx
-        matrix = ctx.ranker.matrix()
-        pools, ceiling = scoped.pools or None, scoped.rating_ceiling
-        if reading is not None and reading.topic_only and matrix.topics is not None:
-            # No feeling named: the topic's GIFs by overall appeal (bot.topics).
-            shas, eligible = rank_topic(
-                matrix, matrix.topics, reading.rows, k, rng=ctx.rng(), pools=pools,
-                ceiling=ceiling, rate=ctx.settings.ranking.exploration_rate, exclude=exclude,
-                soft_exclude=recent)
-            return Ranked(shas=shas, scores=[0.0] * len(shas), means=[0.0] * len(shas),
-                          eligible=eligible)
-        return rank(matrix, emotion, k, rng=ctx.rng(), pools=pools, ceiling=ceiling,
-                    exploration=exploration or ctx.settings.ranking.exploration,
-                    rate=ctx.settings.ranking.exploration_rate, exclude=exclude, soft_exclude=recent,
-                    candidates=reading.rows if reading is not None else None)
-
-    def _preview_reply(self, db: Session, state: sess.SessionState, eligible: int, *,
-                       text: str = "", confidence: float = 1.0,
-                       can_shuffle: bool | None = None) -> Reply:
-        emotion = NAMES[state.emotion]
-        cards = self.ctx.cards(db, list(state.current), emotion)
-        if can_shuffle is None:
-            can_shuffle = eligible > len(state.shown)
-        reading = self.ctx.read(state.query) if state.query else None
-        view = PreviewView(session_id=state.id, emotion=emotion, query=state.query, cards=cards,
-                           can_shuffle=can_shuffle, confidence=confidence,
-                           interpretation=reading.describe() if reading else "",
-                           topic=" ".join(reading.topic) if reading else "",
-                           topic_only=bool(reading and reading.topic_only))
-        return Reply(kind="preview", text=text, preview=view)
+        return _rank(self.ctx, scoped, emotion, k, recent=recent, exclude=exclude,
+                     reading=reading, exploration=exploration)
 
     # ------------------------------------------------------------------ request
     def request(self, db: Session, actor: Actor, text: str) -> Reply:
@@ -83,30 +56,30 @@ class RequestFlow:
             return Reply(kind="error", text=TOO_LONG)
         query = clean_text(raw)
         reading = self.ctx.read(query)
-        intent = reading.intent
-        if intent.kind == "help" or not query:
-            from bot.intent import help_text
-
-            return Reply(kind="help", text=help_text(), choices=NAMES)
-        if not reading.topic_only and (intent.kind != "match" or intent.emotion not in INDEX):
-            metric("REQUESTS", actor.platform, "unknown")
-            return _not_understood(query, reading)
-        emotion = INDEX.get(intent.emotion or "", -1)
-        metric("REQUESTS", actor.platform, intent.emotion or "topic")
+        unmatched = _unmatched_reply(actor.platform, query, reading)
+        if unmatched is not None:
+            return unmatched
+        metric("REQUESTS", actor.platform, reading.intent.emotion or "topic")
         scoped, recent = self.ctx.scoped_and_recent(db, actor)
         wait = self.ctx.cooldown.take((actor.platform, actor.user_id), float(scoped.cooldown_s))
         if wait > 0:
-            return Reply(kind="cooldown", text=(
-                f"Easy there! You can ask for another GIF in {max(1, round(wait))} s."))
+            return _cooldown_reply(wait)
+        reply = self._open_for_reading(db, actor, query, reading, scoped, recent)
+        metric("SUGGEST_LATENCY", value=time.perf_counter() - started)
+        return reply
+
+    def _open_for_reading(self, db: Session, actor: Actor, query: str, reading: Reading,
+                          scoped: ChannelSettings, recent: list[str]) -> Reply:
+        intent = reading.intent
+        emotion = INDEX.get(intent.emotion or "", -1)
         reply = self.open_preview(db, actor, query, emotion, scoped, confidence=intent.confidence,
                                   text=missing_note(reading), reading=reading, recent=recent)
         if reply.kind == "empty_pool" and reading.rows is not None and emotion >= 0:
             # The topic's GIFs are all filtered out here: say so, and offer the feeling alone.
-            reply = self.open_preview(
-                db, actor, query, emotion, scoped, confidence=intent.confidence,
-                text=f"No {' '.join(reading.topic)} GIFs allowed in this channel; "
-                     f"here's {intent.emotion}.", reading=Reading(intent), recent=recent)
-        metric("SUGGEST_LATENCY", value=time.perf_counter() - started)
+            reply = self.open_preview(db, actor, query, emotion, scoped,
+                                      confidence=intent.confidence,
+                                      text=_topic_filtered_note(reading), reading=Reading(intent),
+                                      recent=recent)
         return reply
 
     def open_preview(self, db: Session, actor: Actor, query: str, emotion: int,
@@ -117,28 +90,16 @@ class RequestFlow:
                            recent=self.recent(db, actor) if recent is None else recent,
                            reading=reading)
         if not ranked.shas:
-            what = (" ".join(reading.topic) if reading is not None and reading.topic_only
-                    else NAMES[emotion])
-            return Reply(kind="empty_pool", text=(
-                f"I have no GIFs for {what} in this channel yet"
-                + (" (the pool is empty)." if not self.ctx.ranker.matrix().size else
-                   " (its pools or rating ceiling leave none).")
-                + " An admin can add a pool with `moodgif pool add` or `/gif-admin pools add`."))
+            pool_empty = not self.ctx.ranker.matrix().size
+            return _empty_pool_reply(_subject(reading, emotion), pool_empty=pool_empty)
         if emotion < 0:  # a topic alone: the session keeps its first GIF's clearest emotion
-            emotion = self._clearest_emotion(ranked.shas[0])
+            emotion = _clearest_emotion(self.ctx.ranker.matrix(), ranked.shas[0])
         state = sess.create_session(
             db, kind="preview", platform=actor.platform, workspace=actor.workspace,
             channel=actor.channel, user_hash=self.ctx.who(actor), query=query, emotion=emotion,
             shas=ranked.shas, now=self.ctx.now(), ttl_s=self.ctx.settings.chat.preview_ttl_s)
-        note = text or (f"({ranked.note})" if ranked.note else "")
-        return self._preview_reply(db, state, ranked.eligible, text=note, confidence=confidence)
-
-    def _clearest_emotion(self, sha: str) -> int:
-        matrix = self.ctx.ranker.matrix()
-        i = matrix.index.get(sha)
-        if i is None or not matrix.scored:
-            return INDEX["happiness"]
-        return int(np.argmax(matrix.mean[:, i]))
+        return _preview_reply(self.ctx, db, state, ranked.eligible,
+                              text=text or _ranked_note(ranked), confidence=confidence)
 
     # ------------------------------------------------------------------ the preview's buttons
     def own_open(self, db: Session, actor: Actor, session_id: str, kind: str = "preview"
@@ -148,16 +109,11 @@ class RequestFlow:
         state = sess.load_session(db, session_id, lock=True)  # its callers advance or close it
         if state is None or state.kind != kind:
             return None, Reply(kind="expired", text=f"That {what} is gone. Ask again with `/gif`.")
-        # The same person, in the same workspace and channel: a click forged for another
-        # workspace or channel must not post where the preview was never shown.
-        if (state.platform != actor.platform or state.user_hash != self.ctx.who(actor)
-                or state.workspace != actor.workspace or state.channel != actor.channel):
+        if not _shown_to(state, actor, self.ctx.who):
             return None, Reply(kind="forbidden", text=(
                 f"That {what} belongs to someone else. Ask for your own with `/gif`."))
         if state.state != "open":
-            done = {"sent": "was already sent", "cancelled": "was cancelled",
-                    "answered": "was already answered"}.get(state.state, "has expired")
-            return None, Reply(kind="expired", text=f"That {what} {done}.")
+            return None, _closed_reply(what, state.state)
         if state.expired(self.ctx.now()):
             sess.close_session(db, state.id, "expired", self.ctx.now())
             return None, Reply(kind="expired",
@@ -170,22 +126,21 @@ class RequestFlow:
             return refusal
         assert state is not None
         scoped, recent = self.ctx.scoped_and_recent(db, actor)
-        reading = self.ctx.read(state.query) if state.query else None
-        if reading is not None and reading.rows is None:
-            reading = None
+        reading = self._topic_reading(state.query)
         ranked = self.rank(scoped, state.emotion, int(scoped.preview_count),
                            recent=recent, exclude=state.shown, reading=reading)
         if not ranked.shas:
-            reply = self._preview_reply(db, state, 0, can_shuffle=False)
-            what = (" ".join(reading.topic) if reading is not None and reading.topic_only
-                    else NAMES[state.emotion])
-            return Reply(kind="exhausted", preview=reply.preview, text=(
-                f"That's every {what} GIF I have here. Send the one you see or cancel."))
+            last = _preview_reply(self.ctx, db, state, 0, can_shuffle=False)
+            return _exhausted_reply(_subject(reading, state.emotion), last)
         new_state = sess.advance_session(db, state.id, ranked.shas, self.ctx.now(), loaded=state)
         if new_state is None:  # sent or cancelled meanwhile (a click from another device)
             return Reply(kind="expired", text="That preview is closed.")
-        note = f"({ranked.note})" if ranked.note else ""
-        return self._preview_reply(db, new_state, ranked.eligible, text=note)
+        return _preview_reply(self.ctx, db, new_state, ranked.eligible, text=_ranked_note(ranked))
+
+    def _topic_reading(self, query: str) -> Reading | None:
+        """The query's reading, kept only if it names a topic: a shuffle stays in its topic."""
+        reading = self.ctx.read(query) if query else None
+        return reading if reading is not None and reading.rows is not None else None
 
     def send(self, db: Session, actor: Actor, session_id: str, sha: str | None) -> Reply:
         state, refusal = self.own_open(db, actor, session_id)
@@ -198,31 +153,8 @@ class RequestFlow:
         post_id = sess.send_session(db, state, chosen, self.ctx.now())
         if post_id is None:  # a double click: the first click already posted it
             return Reply(kind="expired", text="That preview was already sent.")
-        self._record_send(db, actor, state, chosen, post_id)
-        emotion = NAMES[state.emotion]
-        card = self.ctx.cards(db, [chosen], emotion)
-        if not card:
-            return Reply(kind="error", text="That GIF is no longer available.")
-        return Reply(kind="posted", post=PostView(post_id=post_id, card=card[0], emotion=emotion,
-                                                  requested_by=actor.user_id))
-
-    def _record_send(self, db: Session, actor: Actor, state: sess.SessionState, chosen: str,
-                     post_id: int) -> None:
-        """The sent GIF beats every GIF skipped in the preview, in the post's transaction.
-        A topic-only request named no feeling: its send says nothing about which GIF is
-        more <emotion>, so it is not put in the ledger."""
-        if state.query and self.ctx.read(state.query).topic_only:
-            return
-        try:
-            added = add_send(db, emotion=state.emotion, sent=chosen,
-                             skipped=sess.skipped_for(state, chosen), who=self.ctx.who(actor),
-                             platform=actor.platform, workspace=actor.workspace,
-                             channel=actor.channel, post_id=post_id)
-        except LedgerError as exc:  # e.g. the GIF left the pool meanwhile: post anyway
-            log.warning("send on post %s not recorded: %s", post_id, exc)
-            return
-        if added:
-            metric("VOTES", actor.platform, "send", value=added)
+        _record_send(self.ctx, db, actor, state, chosen, post_id)
+        return _posted_reply(self.ctx, db, actor, state.emotion, chosen, post_id)
 
     def cancel(self, db: Session, actor: Actor, session_id: str) -> Reply:
         state, refusal = self.own_open(db, actor, session_id)
@@ -231,6 +163,149 @@ class RequestFlow:
         assert state is not None
         sess.close_session(db, state.id, "cancelled", self.ctx.now())
         return Reply(kind="cancelled")
+
+
+# ---------------------------------------------------------------------- ranking
+def _rank(ctx: CoreContext, scoped: ChannelSettings, emotion: int, k: int, *,
+          recent: list[str], exclude: tuple[str, ...], reading: Reading | None,
+          exploration: str | None) -> Ranked:
+    matrix = ctx.ranker.matrix()
+    pools, ceiling = scoped.pools or None, scoped.rating_ceiling
+    rate = ctx.settings.ranking.exploration_rate
+    if reading is not None and reading.topic_only and matrix.topics is not None:
+        return _rank_by_appeal(matrix, matrix.topics, reading, k, rng=ctx.rng(), pools=pools,
+                               ceiling=ceiling, rate=rate, exclude=exclude, recent=recent)
+    return rank(matrix, emotion, k, rng=ctx.rng(), pools=pools, ceiling=ceiling,
+                exploration=exploration or ctx.settings.ranking.exploration,
+                rate=rate, exclude=exclude, soft_exclude=recent,
+                candidates=reading.rows if reading is not None else None)
+
+
+def _rank_by_appeal(matrix: ScoreMatrix, topics: TopicIndex, reading: Reading, k: int, *,
+                    rng: np.random.Generator, pools: list[str] | None, ceiling: str, rate: float,
+                    exclude: tuple[str, ...], recent: list[str]) -> Ranked:
+    """No feeling named: the topic's GIFs by overall appeal (bot.topics), so no scores."""
+    shas, eligible = rank_topic(matrix, topics, reading.rows, k, rng=rng, pools=pools,
+                                ceiling=ceiling, rate=rate, exclude=exclude, soft_exclude=recent)
+    return Ranked(shas=shas, scores=[0.0] * len(shas), means=[0.0] * len(shas),
+                  eligible=eligible)
+
+
+def _clearest_emotion(matrix: ScoreMatrix, sha: str) -> int:
+    i = matrix.index.get(sha)
+    if i is None or not matrix.scored:
+        return INDEX["happiness"]
+    return int(np.argmax(matrix.mean[:, i]))
+
+
+def _subject(reading: Reading | None, emotion: int) -> str:
+    """What the person asked for, in words: the topic if they named no feeling."""
+    if reading is not None and reading.topic_only:
+        return " ".join(reading.topic)
+    return NAMES[emotion]
+
+
+def _ranked_note(ranked: Ranked) -> str:
+    return f"({ranked.note})" if ranked.note else ""
+
+
+# ---------------------------------------------------------------------- sessions and the ledger
+def _shown_to(state: sess.SessionState, actor: Actor, who: Callable[[Actor], str]) -> bool:
+    """The same person, in the same workspace and channel: a click forged for another
+    workspace or channel must not post where the preview was never shown. `who` is called
+    only when the platform matches, as hashing may read the salt."""
+    return (state.platform == actor.platform and state.user_hash == who(actor)
+            and state.workspace == actor.workspace and state.channel == actor.channel)
+
+
+def _record_send(ctx: CoreContext, db: Session, actor: Actor, state: sess.SessionState,
+                 chosen: str, post_id: int) -> None:
+    """The sent GIF beats every GIF skipped in the preview, in the post's transaction.
+    A topic-only request named no feeling: its send says nothing about which GIF is
+    more <emotion>, so it is not put in the ledger."""
+    if state.query and ctx.read(state.query).topic_only:
+        return
+    try:
+        added = add_send(db, emotion=state.emotion, sent=chosen,
+                         skipped=sess.skipped_for(state, chosen), who=ctx.who(actor),
+                         platform=actor.platform, workspace=actor.workspace,
+                         channel=actor.channel, post_id=post_id)
+    except LedgerError as exc:  # e.g. the GIF left the pool meanwhile: post anyway
+        log.warning("send on post %s not recorded: %s", post_id, exc)
+        return
+    if added:
+        metric("VOTES", actor.platform, "send", value=added)
+
+
+# ---------------------------------------------------------------------- replies
+def _preview_reply(ctx: CoreContext, db: Session, state: sess.SessionState, eligible: int, *,
+                   text: str = "", confidence: float = 1.0,
+                   can_shuffle: bool | None = None) -> Reply:
+    emotion = NAMES[state.emotion]
+    cards = ctx.cards(db, list(state.current), emotion)
+    if can_shuffle is None:
+        can_shuffle = eligible > len(state.shown)
+    reading = ctx.read(state.query) if state.query else None
+    view = PreviewView(session_id=state.id, emotion=emotion, query=state.query, cards=cards,
+                       can_shuffle=can_shuffle, confidence=confidence,
+                       interpretation=reading.describe() if reading else "",
+                       topic=" ".join(reading.topic) if reading else "",
+                       topic_only=bool(reading and reading.topic_only))
+    return Reply(kind="preview", text=text, preview=view)
+
+
+def _posted_reply(ctx: CoreContext, db: Session, actor: Actor, emotion_index: int, chosen: str,
+                  post_id: int) -> Reply:
+    emotion = NAMES[emotion_index]
+    card = ctx.cards(db, [chosen], emotion)
+    if not card:
+        return Reply(kind="error", text="That GIF is no longer available.")
+    return Reply(kind="posted", post=PostView(post_id=post_id, card=card[0], emotion=emotion,
+                                              requested_by=actor.user_id))
+
+
+def _cooldown_reply(wait: float) -> Reply:
+    return Reply(kind="cooldown", text=(
+        f"Easy there! You can ask for another GIF in {max(1, round(wait))} s."))
+
+
+def _empty_pool_reply(what: str, *, pool_empty: bool) -> Reply:
+    return Reply(kind="empty_pool", text=(
+        f"I have no GIFs for {what} in this channel yet"
+        + (" (the pool is empty)." if pool_empty else
+           " (its pools or rating ceiling leave none).")
+        + " An admin can add a pool with `moodgif pool add` or `/gif-admin pools add`."))
+
+
+def _topic_filtered_note(reading: Reading) -> str:
+    return (f"No {' '.join(reading.topic)} GIFs allowed in this channel; "
+            f"here's {reading.intent.emotion}.")
+
+
+def _exhausted_reply(what: str, last: Reply) -> Reply:
+    """The preview as it was, with nothing left to shuffle to."""
+    return Reply(kind="exhausted", preview=last.preview, text=(
+        f"That's every {what} GIF I have here. Send the one you see or cancel."))
+
+
+def _closed_reply(what: str, state: str) -> Reply:
+    done = {"sent": "was already sent", "cancelled": "was cancelled",
+            "answered": "was already answered"}.get(state, "has expired")
+    return Reply(kind="expired", text=f"That {what} {done}.")
+
+
+def _unmatched_reply(platform: str, query: str, reading: Reading) -> Reply | None:
+    """Help, or did-you-mean, when the request names no feeling we know and no topic;
+    None when it can be ranked."""
+    intent = reading.intent
+    if intent.kind == "help" or not query:
+        from bot.intent import help_text
+
+        return Reply(kind="help", text=help_text(), choices=NAMES)
+    if not reading.topic_only and (intent.kind != "match" or intent.emotion not in INDEX):
+        metric("REQUESTS", platform, "unknown")
+        return _not_understood(query, reading)
+    return None
 
 
 def _not_understood(query: str, reading: Reading) -> Reply:
