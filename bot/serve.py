@@ -157,8 +157,8 @@ def _stop_scheduler(sched: Any) -> None:
         sched.shutdown(wait=False)
 
 
-async def _listen(app: web.Application, settings: Settings, sched: Any) -> web.AppRunner:
-    """Start the HTTP server; if the port is taken, stop the scheduler too and say what to do."""
+async def _listen(app: web.Application, settings: Settings) -> web.AppRunner:
+    """Start the HTTP server; if the port is taken, say what to do."""
     runner = web.AppRunner(app, access_log=None, keepalive_timeout=CONNECTION_IDLE_S)
     await runner.setup()
     site = web.TCPSite(runner, settings.http.host, settings.http.port)
@@ -166,7 +166,6 @@ async def _listen(app: web.Application, settings: Settings, sched: Any) -> web.A
         await site.start()
     except OSError as exc:
         await runner.cleanup()
-        _stop_scheduler(sched)
         raise RuntimeError(f"cannot listen on {settings.http.host}:{settings.http.port}: "
                            f"{exc.strerror or exc}; set MOODGIF_HTTP_PORT to a free port") from None
     return runner
@@ -248,10 +247,18 @@ async def serve(settings: Settings, engine: Engine, *, open_browser: bool = Fals
     _on_stop_signals(loop, stop.set)
 
     sched = _start_scheduler(settings)
-    await core.warm_up()
-    app = build_app(core, settings, engine)
-    mounted = mount_adapters(app, core, settings, engine)
-    runner = await _listen(app, settings, sched)
+    try:
+        await core.warm_up()
+        app = build_app(core, settings, engine)
+        mounted = mount_adapters(app, core, settings, engine)
+        runner = await _listen(app, settings)
+    except BaseException:
+        # Nothing is serving yet, but the warm-up thread and the job queue are: a port that
+        # is taken must not leave them running under a caller that goes on (tests, embedders).
+        _stop_scheduler(sched)
+        await core.close()
+        _release_stop_signals(loop)
+        raise
     closers = await _start_platforms(core, settings)
     mounted += [name for name, _ in closers]
     house = loop.create_task(_housekeeping(core, stop), name="housekeeping")

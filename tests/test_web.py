@@ -194,8 +194,15 @@ async def test_serve_on_a_taken_port_says_which_and_how_to_fix_it(sqlite_setting
     try:
         settings = sqlite_settings.override(http__host="127.0.0.1", http__port=port,
                                             training__retrain_cron="")
-        core = BotCore(settings, sqlite_engine,
-                       intent_parser=IntentParser(settings, use_embeddings=False))
+        closed: list[bool] = []
+
+        class RecordingCore(BotCore):  # the real core; only close() is watched
+            async def close(self, timeout_s: float = 30.0) -> None:
+                await super().close(timeout_s)
+                closed.append(True)
+
+        core = RecordingCore(settings, sqlite_engine,
+                             intent_parser=IntentParser(settings, use_embeddings=False))
         urls: list[str] = []
         with pytest.raises(RuntimeError) as err:
             await asyncio.wait_for(serve(settings, sqlite_engine, core=core, stop=asyncio.Event(),
@@ -206,6 +213,11 @@ async def test_serve_on_a_taken_port_says_which_and_how_to_fix_it(sqlite_setting
     assert text.startswith(f"cannot listen on 127.0.0.1:{port}: ")
     assert "in use" in text and text.endswith("; set MOODGIF_HTTP_PORT to a free port")
     assert err.value.__suppress_context__ and not urls  # `from None`; never announced
+    # What started before the port was tried is stopped: the core, and the signal handlers.
+    assert closed == [True]
+    import signal
+
+    assert not asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
 
 
 async def test_preview_shows_how_the_request_was_read(web) -> None:  # type: ignore[no-untyped-def]
