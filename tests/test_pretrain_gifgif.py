@@ -154,6 +154,27 @@ def test_tar_refuses_oversized_members_and_records_every_batch(
     assert [tuple(r) for r in recorded] == report.refused
 
 
+def test_a_failure_to_record_a_batch_is_not_called_a_damaged_tar(
+        sqlite_settings: Settings, dump: Dump, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("training.gifgif._BATCH", 3)  # a batch is recorded mid-tar
+
+    from training import gifgif
+
+    record, calls = gifgif.record_giphy_gifs, []
+
+    def full_disk_once(*args: object) -> None:  # the first batch fails, later ones would not
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError(28, "No space left on device")
+        record(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("training.gifgif.record_giphy_gifs", full_disk_once)
+    engine = init_db(sqlite_settings.db_url)
+    with pytest.raises(OSError, match="No space left"):  # not a refusal of the tar as damaged
+        ingest_tar(sqlite_settings, engine, dump.tar)
+    assert calls == [1]
+
+
 def test_gifs_by_giphy_id_then_comparisons(sqlite_settings: Settings, dump: Dump) -> None:
     fake = FakeGiphy()
     for gid in dump.ids[:10]:

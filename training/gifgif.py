@@ -137,18 +137,24 @@ class _TarIngest:
     def read_members(self, tf: tarfile.TarFile, tar_path: Path, executor: ThreadPoolExecutor,
                      bar: tqdm) -> None:
         """Queue each wanted GIF of the tar, validating and recording every full batch."""
-        try:
-            for member in tf:
+        members = iter(tf)
+        while True:
+            try:
+                member = next(members, None)
+                if member is None:
+                    return
                 gid = _giphy_id_of(member)
                 if gid is None or not self._wants(gid):
                     continue
                 bar.update(1)
                 self._take(tf, member, gid)
-                if len(self.batch) >= _BATCH:
-                    self.flush(executor)
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            # What came before the damage is kept; the tar itself is the refusal.
-            self.refused.append((str(tar_path), f"the tar ends early or is damaged: {exc}"))
+            except (tarfile.TarError, OSError, EOFError) as exc:
+                # What came before the damage is kept; the tar itself is the refusal.
+                self.refused.append((str(tar_path), f"the tar ends early or is damaged: {exc}"))
+                return
+            if len(self.batch) >= _BATCH:
+                # Outside the tar's handler: a failure to record is not a damaged tar.
+                self.flush(executor)
 
     def _wants(self, gid: str) -> bool:
         return self.wanted is None or gid in self.wanted
