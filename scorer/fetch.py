@@ -39,6 +39,13 @@ USER_AGENT = "moodgif/0.1 (+https://github.com/moodgif)"
 Lookup = Callable[[str, int], Awaitable[list[str]]]
 
 
+def too_large(size: int | None, cap: int) -> str:
+    """The one wording of a refusal over the byte cap (fetch, file, tar); `size` None when only
+    "more than the cap" is known (a stream cut off at the cap)."""
+    said = f"{size:,} bytes" if size is not None else f"more than {cap:,} bytes"
+    return f"too large: {said} (cap {cap:,})"
+
+
 class FetchRefused(Exception):
     """A URL that will not be fetched (or kept); the message is the reason. Not retried."""
 
@@ -236,13 +243,13 @@ class Fetcher:
     async def _read_body(self, resp: aiohttp.ClientResponse) -> bytes:
         cap = self.settings.fetch.max_gif_bytes
         if resp.content_length is not None and resp.content_length > cap:
-            raise FetchRefused(f"too large: {resp.content_length:,} bytes (cap {cap:,})")
+            raise FetchRefused(too_large(resp.content_length, cap))
         buf = bytearray()
         checked = False
         async for chunk in resp.content.iter_chunked(64 * 1024):
             buf += chunk
             if len(buf) > cap:
-                raise FetchRefused(f"too large: more than {cap:,} bytes (cap {cap:,})")
+                raise FetchRefused(too_large(None, cap))
             if not checked and len(buf) >= 16:
                 # Stop a wrong type after its first bytes instead of downloading it all.
                 kind = sniff_format(bytes(buf[:512]))

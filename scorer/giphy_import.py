@@ -149,7 +149,7 @@ def _known(engine: Engine, ext_ids: list[str]) -> dict[str, str]:
         for start in range(0, len(ext_ids), 500):
             chunk = ext_ids[start : start + 500]
             out.update(s.execute(select(Gif.external_id, Gif.sha256)
-                                 .where(Gif.external_id.in_(chunk))).tuples().all())
+                                 .where(Gif.external_id.in_(chunk))).all())
     return out
 
 

@@ -50,7 +50,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from scorer.admin_sources import url_problem
-from scorer.fetch import fetch_urls
+from scorer.fetch import fetch_urls, too_large
 from scorer.frames import GifDecodeError, GifInfo, verify_gif
 from scorer.prior import prior_summary
 from scorer.settings import RATINGS, Settings
@@ -406,13 +406,13 @@ def _read_file(settings: Settings, path: Path) -> bytes:
         if not stat.S_ISREG(st.st_mode):
             raise GifDecodeError(f"not a regular file: {_kind_of(st.st_mode)}")
         if st.st_size > settings.fetch.max_gif_bytes:
-            raise GifDecodeError(f"too large: {st.st_size:,} bytes (cap {settings.fetch.max_gif_bytes:,})")
+            raise GifDecodeError(too_large(st.st_size, settings.fetch.max_gif_bytes))
         os.set_blocking(fd, True)
         with os.fdopen(fd, "rb", closefd=True) as fh:
             fd = -1
             data = fh.read(settings.fetch.max_gif_bytes + 1)
         if len(data) > settings.fetch.max_gif_bytes:
-            raise GifDecodeError(f"too large: more than {settings.fetch.max_gif_bytes:,} bytes")
+            raise GifDecodeError(too_large(None, settings.fetch.max_gif_bytes))
         return data
     except OSError as exc:
         raise GifDecodeError(f"cannot read the file: {exc.strerror or exc}") from None
@@ -428,7 +428,7 @@ def validate_gif(settings: Settings, item: SourceItem, data: bytes | None) -> Ac
             assert item.path is not None
             data = _read_file(settings, item.path)
         if len(data) > settings.fetch.max_gif_bytes:
-            return f"too large: {len(data):,} bytes (cap {settings.fetch.max_gif_bytes:,})"
+            return too_large(len(data), settings.fetch.max_gif_bytes)
         info = verify_gif(data, max_pixels=settings.fetch.max_gif_pixels, max_frames=settings.fetch.max_gif_frames,
                           max_total_pixels=settings.fetch.max_gif_total_pixels)
         sha = hashlib.sha256(data).hexdigest()

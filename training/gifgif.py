@@ -44,6 +44,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 
 from scorer.download import obtain, sha256_file
+from scorer.fetch import too_large
 from scorer.giphy import GIPHY_ID, GiphyGif
 from scorer.giphy_import import import_gifs, join_known, list_gifs, record_giphy_gifs, run_coroutine
 from scorer.pool import (
@@ -96,7 +97,7 @@ def _giphy_ids_known(engine: Engine) -> dict[str, str]:
     """external_id -> sha256 for every GIPHY GIF already stored."""
     with session_scope(engine) as s:
         return dict(s.execute(select(Gif.external_id, Gif.sha256)
-                              .where(Gif.external_id.like("giphy:%"))).tuples().all())
+                              .where(Gif.external_id.like("giphy:%"))).all())
 
 
 def _tar_gif(gid: str) -> GiphyGif:
@@ -169,7 +170,7 @@ class _TarIngest:
         cap = self.settings.fetch.max_gif_bytes
         if member.size > cap:
             # The header's size is enough: a huge member is never read into memory.
-            self.refused.append((g.external_id, f"too large: {member.size:,} bytes (cap {cap:,})"))
+            self.refused.append((g.external_id, too_large(member.size, cap)))
             return
         fh = tf.extractfile(member)
         if fh is not None:
