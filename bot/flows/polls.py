@@ -53,10 +53,9 @@ class PollFlow:
         answer = (answer or "").strip().lower()
         if answer not in {"left", "right", "neither"}:
             return Reply(kind="error", text="A poll answer is left, right or neither.")
-        state, refusal = self.requests.own_open(db, actor, poll_id, kind="poll")
-        if refusal:
-            return refusal
-        assert state is not None
+        state = self.requests.own_open(db, actor, poll_id, kind="poll")
+        if isinstance(state, Reply):
+            return state
         if not sess.close_session(db, state.id, "answered", self.ctx.now()):
             return Reply(kind="expired", text="That poll was already answered.")
         try:

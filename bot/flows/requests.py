@@ -103,28 +103,26 @@ class RequestFlow:
 
     # ------------------------------------------------------------------ the preview's buttons
     def own_open(self, db: Session, actor: Actor, session_id: str, kind: str = "preview"
-                 ) -> tuple[sess.SessionState | None, Reply | None]:
+                 ) -> sess.SessionState | Reply:
         """The session if `actor` may act on it now; else the polite Reply to give instead."""
         what = "poll" if kind == "poll" else "preview"
         state = sess.load_session(db, session_id, lock=True)  # its callers advance or close it
         if state is None or state.kind != kind:
-            return None, Reply(kind="expired", text=f"That {what} is gone. Ask again with `/gif`.")
+            return Reply(kind="expired", text=f"That {what} is gone. Ask again with `/gif`.")
         if not _shown_to(state, actor, self.ctx.who):
-            return None, Reply(kind="forbidden", text=(
+            return Reply(kind="forbidden", text=(
                 f"That {what} belongs to someone else. Ask for your own with `/gif`."))
         if state.state != "open":
-            return None, _closed_reply(what, state.state)
+            return _closed_reply(what, state.state)
         if state.expired(self.ctx.now()):
             sess.close_session(db, state.id, "expired", self.ctx.now())
-            return None, Reply(kind="expired",
-                               text=f"That {what} has expired. Ask again with `/gif`.")
-        return state, None
+            return Reply(kind="expired", text=f"That {what} has expired. Ask again with `/gif`.")
+        return state
 
     def shuffle(self, db: Session, actor: Actor, session_id: str) -> Reply:
-        state, refusal = self.own_open(db, actor, session_id)
-        if refusal:
-            return refusal
-        assert state is not None
+        state = self.own_open(db, actor, session_id)
+        if isinstance(state, Reply):
+            return state
         scoped, recent = self.ctx.scoped_and_recent(db, actor)
         reading = self._topic_reading(state.query)
         ranked = self.rank(scoped, state.emotion, int(scoped.preview_count),
@@ -143,10 +141,9 @@ class RequestFlow:
         return reading if reading is not None and reading.rows is not None else None
 
     def send(self, db: Session, actor: Actor, session_id: str, sha: str | None) -> Reply:
-        state, refusal = self.own_open(db, actor, session_id)
-        if refusal:
-            return refusal
-        assert state is not None
+        state = self.own_open(db, actor, session_id)
+        if isinstance(state, Reply):
+            return state
         chosen = sha or (state.current[0] if state.current else None)
         if chosen is None or chosen not in state.shown:
             return Reply(kind="error", text="That GIF is not in this preview.")
@@ -157,10 +154,9 @@ class RequestFlow:
         return _posted_reply(self.ctx, db, actor, state.emotion, chosen, post_id)
 
     def cancel(self, db: Session, actor: Actor, session_id: str) -> Reply:
-        state, refusal = self.own_open(db, actor, session_id)
-        if refusal:
-            return refusal if refusal.kind == "forbidden" else Reply(kind="cancelled")
-        assert state is not None
+        state = self.own_open(db, actor, session_id)
+        if isinstance(state, Reply):  # gone or closed: cancelled anyway; someone else's: said so
+            return state if state.kind == "forbidden" else Reply(kind="cancelled")
         sess.close_session(db, state.id, "cancelled", self.ctx.now())
         return Reply(kind="cancelled")
 
