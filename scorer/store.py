@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
+import math
 import os
 import threading
 from collections.abc import Iterator
@@ -417,6 +419,27 @@ def _sqlite_checkout(dbapi_conn, _record, _proxy) -> None:  # type: ignore[no-un
     cur.close()
 
 
+def finite_json(value: object) -> object:
+    """`value` with every NaN or infinite float (a metric with no dev set, nothing compared)
+    turned into None, at any depth."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_json(v) for v in value]
+    return value
+
+
+def json_dumps(value: object) -> str:
+    """The serializer of every JSON column: strict JSON, which PostgreSQL requires (it refuses
+    the NaN and Infinity tokens Python writes by default); SQLite then stores the same."""
+    try:
+        return json.dumps(value, allow_nan=False)
+    except ValueError:  # the rare row with a non-finite float: walk it only then
+        return json.dumps(finite_json(value), allow_nan=False)
+
+
 def make_engine(url: str) -> Engine:
     """An engine for the URL (cached per URL); SQLite files get WAL and a busy timeout."""
     if url in _ENGINES:
@@ -425,13 +448,14 @@ def make_engine(url: str) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
+                               json_serializer=json_dumps)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "checkout", _sqlite_checkout)
     else:
         if url.startswith("postgresql://"):
             url = "postgresql+psycopg://" + url[len("postgresql://"):]
-        engine = create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, pool_pre_ping=True, json_serializer=json_dumps)
     _ENGINES[url] = engine
     return engine
 

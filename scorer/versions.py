@@ -24,6 +24,7 @@ and bot can all import it without an upward import.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -132,6 +133,13 @@ def activate(s: Session, version_id: int, fit_id: int | None = None) -> ModelVer
     return mv
 
 
+def finite_metrics(metrics: dict | None) -> dict:
+    """A version's metrics as its row keeps them: a NaN or infinite figure (no dev set, nothing
+    to compare) is left out rather than stored as null, so "absent" means "not measured"."""
+    return {k: v for k, v in (metrics or {}).items()
+            if not (isinstance(v, float) and not math.isfinite(v))}
+
+
 def create_candidate(s: Session, *, name: str, encoder_id: str, sampling: str, head_kind: str,
                      config: dict, metrics: dict | None = None, path: str = "",
                      parent_id: int | None = None) -> ModelVersion:
@@ -139,9 +147,8 @@ def create_candidate(s: Session, *, name: str, encoder_id: str, sampling: str, h
 
     The one creator of model-version rows: the retrain, `moodgif train`, the zero-shot prior
     and the simulator's v0 all come here, so a new version always starts inactive and only
-    `activate` makes it serve. NaN metrics are dropped (JSON has no NaN)."""
-    metrics = {k: v for k, v in (metrics or {}).items()
-               if not (isinstance(v, float) and v != v)}
+    `activate` makes it serve. Non-finite metrics are dropped (`finite_metrics`)."""
+    metrics = finite_metrics(metrics)
     mv = ModelVersion(name=name, encoder_id=encoder_id, sampling=sampling, head_kind=head_kind,
                       path=path, status="candidate", config=config, metrics=metrics,
                       parent_id=parent_id)

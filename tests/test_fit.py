@@ -51,6 +51,29 @@ def test_early_stopping_keeps_best_weights(splits) -> None:  # type: ignore[no-u
         assert len(res.dev_loss) < 40
 
 
+def test_a_diverged_head_is_the_worst_dev_loss_not_a_missing_one(splits) -> None:  # type: ignore[no-untyped-def]
+    from training.fit import HeadFit, _BestWeights, _Tensors, eval_loss
+
+    class Diverged(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+            return torch.full((x.shape[0], 17), float("nan")) + self.w
+
+    dev = _Tensors(splits.dev, torch.device("cpu"))
+    assert eval_loss(Diverged(), dev) == float("inf")
+    assert np.isnan(eval_loss(Diverged(), _Tensors(splits.dev.subset([]), torch.device("cpu"))))
+    module = Diverged()
+    result = HeadFit(config=HeadConfig(kind="fc-maxpool-2", patience=2), module=module)
+    best = _BestWeights(state={}, since_best=0)
+    result.best_dev_loss, result.best_epoch = 0.1, 1
+    assert not best.observe(module, result, 2, float("inf"))
+    assert best.observe(module, result, 3, float("inf"))  # patience runs out
+    assert result.best_epoch == 1 and best.state == {}  # the diverged weights were never kept
+
+
 def test_warm_start_continues_from_init(splits) -> None:  # type: ignore[no-untyped-def]
     cfg = HeadConfig(kind="rnn-2", hidden=16, lr=3e-3, batch_size=32, epochs=8, patience=None)
     first = train_head(splits.train, splits.dev, cfg, device="cpu")

@@ -105,3 +105,20 @@ def test_create_candidate_is_inactive_until_activated(engine) -> None:  # type: 
         assert row.status == "candidate" and row.parent_id == served  # type: ignore[union-attr]
         assert row.metrics == {"dev_rmse": 0.2}  # type: ignore[union-attr]
     assert versions.active_version_id(engine) == served
+
+
+def test_non_finite_figures_never_break_a_json_column(engine) -> None:  # type: ignore[no-untyped-def]
+    # PostgreSQL refuses the NaN and Infinity tokens Python writes: an empty dev set's
+    # best_dev_loss (inf) or a nested NaN must still store, on both databases.
+    inf, nan = float("inf"), float("nan")
+    with session_scope(engine) as s:
+        new = versions.create_candidate(
+            s, name="blind", encoder_id="e", sampling="sparse", head_kind="fc-1",
+            config={"train": {"best_dev_loss": inf, "dev_loss@5": nan, "curve": [nan, 0.5]}},
+            metrics={"best_dev_loss": inf, "worst": -inf, "test_rmse": nan, "dev_rmse": 0.2}).id
+    with session_scope(engine) as s:
+        row = s.get(ModelVersion, new)
+        assert row.metrics == {"dev_rmse": 0.2}  # type: ignore[union-attr]
+        assert row.config == {"train": {"best_dev_loss": None, "dev_loss@5": None,  # type: ignore[union-attr]
+                                        "curve": [None, 0.5]}}
+    assert versions.finite_metrics({"a": inf, "b": 1, "c": "x"}) == {"b": 1, "c": "x"}

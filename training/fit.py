@@ -124,7 +124,11 @@ def eval_loss(module: nn.Module, data: _Tensors, batch_size: int = 512) -> float
         pred = module(x, lengths)
         num += float((w * (pred - y) ** 2).sum())
         den += float(w.sum())
-    return num / den if den > 0 else math.nan
+    if den <= 0:
+        return math.nan  # nothing to judge by: no example with weight
+    # A diverged head (NaN or inf predictions) is the worst possible, never "no dev set":
+    # NaN would make train_head keep its latest weights, the broken ones.
+    return num / den if math.isfinite(num) else math.inf
 
 
 def _initial_module(train: Dataset, cfg: HeadConfig, init: nn.Module | None) -> nn.Module:

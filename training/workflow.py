@@ -21,7 +21,7 @@ from scorer import versions
 from scorer.pipeline import pools_with_votes
 from scorer.settings import Settings
 from scorer.store import session_scope, utcnow
-from scorer.versions import HEAD_KINDS, active_version, create_candidate
+from scorer.versions import HEAD_KINDS, active_version, create_candidate, finite_metrics
 from training import bradley_terry as bt
 from training.comparisons import LedgerArrays, load_ledger, pooled_gifs
 from training.dataset import Splits, assemble, gif_frame_counts, training_set
@@ -362,8 +362,9 @@ def train_version(settings: Settings, engine: Engine, *, pool: str | None = None
                                          epochs=epochs, seed=settings.training.seed,
                                          device=device, on_epoch=on_epoch, on_trial=on_trial)
     module = result.module.cpu()
-    metrics: dict = {"set": set_name, **result.summary(), "channels": channels_id, "tried": tried,
-                     **_rmse_metrics(module, splits)}
+    # The report says what the stored row says: the same dict, non-finite figures left out.
+    metrics = finite_metrics({"set": set_name, **result.summary(), "channels": channels_id,
+                              "tried": tried, **_rmse_metrics(module, splits)})
     record = _HeadRecord(config=result.config, in_dim=splits.train.dim, set_name=set_name,
                          encoder_id=encoder_id, sampling=ts.sampling, channels=channels_id,
                          stamp=utcnow().strftime("%Y%m%d-%H%M%S"))
