@@ -39,7 +39,8 @@ WEIGHTS = (0.5, 0.75, 1.0)
 
 
 class ScaledWordModel(situation_words.WordModel):
-    """The bank's word model with its evidence summed (as shipped) or divided by sqrt(n)."""
+    """The bank's word model as shipped (its evidence summed, capped at EVIDENCE_CAP features'
+    worth since the fifteenth round) or that divided by sqrt(n)."""
 
     def __init__(self, lines: list[tuple[str, int]], alpha: float, evidence: str) -> None:
         super().__init__(lines, alpha=alpha)

@@ -25,6 +25,11 @@ ALPHA = 0.1
 # Function words that still separate feelings: "again" (anger), "finally" (relief).
 _KEEP = frozenset({"not", "no", "never", "again", "finally", "still", "anymore"})
 _WORD = re.compile(r"[a-z0-9]+")
+# A text's evidence counts as at most this many known features: the sums grow with length,
+# and on a long flat message ("handover for the weekend: the export runs at 01:00, ...") they
+# outweighed the sentence model's no-feeling class, so long logistics read as a feeling.
+# A typical chat sentence has fewer and is unchanged (docs/bench/intent.md, fifteenth round).
+EVIDENCE_CAP = 8
 
 
 def features(text: str) -> list[str]:
@@ -53,12 +58,18 @@ class WordModel:
         }
 
     def log_likelihood(self, text: str) -> list[float]:
-        """Sum over the text's known features of log P(feature | emotion), per emotion;
-        all zeros when the bank never used any of its words (no evidence either way)."""
+        """Sum over the text's known features of log P(feature | emotion), per emotion, scaled
+        to `EVIDENCE_CAP` features' worth when it knows more; all zeros when the bank never
+        used any of its words (no evidence either way)."""
         out = [0.0] * N_EMOTIONS
+        known = 0
         for f in features(text):
             row = self._logp.get(f)
             if row is not None:
+                known += 1
                 for k in range(N_EMOTIONS):
                     out[k] += row[k]
+        if known > EVIDENCE_CAP:
+            scale = EVIDENCE_CAP / known
+            out = [x * scale for x in out]
         return out

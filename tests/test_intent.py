@@ -501,8 +501,10 @@ def test_bank_is_loaded_and_never_copies_the_evaluation_sets() -> None:
                  REPO / "tests" / "data" / "intent_sentences_fresh10.csv",
                  REPO / "tests" / "data" / "intent_sentences_fresh11.csv",
                  REPO / "tests" / "data" / "intent_sentences_fresh12.csv",
+                 REPO / "tests" / "data" / "intent_sentences_fresh13.csv",
                  REPO / "tests" / "data" / "no_feeling_eval3.csv",
-                 REPO / "tests" / "data" / "no_feeling_eval4.csv"):
+                 REPO / "tests" / "data" / "no_feeling_eval4.csv",
+                 REPO / "tests" / "data" / "no_feeling_eval5.csv"):
         with path.open(newline="", encoding="utf-8") as fh:
             copied = [r["text"] for r in csv.DictReader(fh) if norm(r["text"]) in texts]
         assert copied == [], copied
@@ -639,6 +641,28 @@ def test_word_model_counts_the_words_that_tell_feelings_apart() -> None:
     ll = model.log_likelihood("standup cancelled")
     assert max(range(len(NAMES)), key=ll.__getitem__) == idx["relief"]
     assert model.log_likelihood("zebra xylophone") == [0.0] * len(NAMES)  # no evidence
+
+
+def test_a_long_message_counts_as_evidence_cap_features_at_most() -> None:
+    # Summed evidence grows with length: a long flat message used to outweigh the sentence
+    # model's no-feeling class. Up to the cap nothing changes; beyond it the sum is scaled.
+    from bot.situation_words import EVIDENCE_CAP, WordModel, features
+
+    idx = {n: i for i, n in enumerate(NAMES)}
+    words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
+             "juliet", "kilo", "lima"]
+    model = WordModel([(" ".join(words), idx["relief"]), ("alpha zulu", idx["anger"])])
+
+    def summed(text: str) -> list[float]:
+        rows = [model._logp[f] for f in features(text) if f in model._logp]
+        return [sum(r[k] for r in rows) for k in range(len(NAMES))]
+
+    short = " ".join(words[:4])  # 4 words and 3 pairs: 7 known features
+    assert model.log_likelihood(short) == pytest.approx(summed(short))
+    long = " ".join(words)  # 12 words and 11 pairs: 23 known features
+    n = sum(f in model._logp for f in features(long))
+    assert n == 23 > EVIDENCE_CAP
+    assert model.log_likelihood(long) == pytest.approx([x * EVIDENCE_CAP / n for x in summed(long)])
 
 
 def test_the_word_model_moves_a_topic_to_its_feeling(emb: IntentParser) -> None:
