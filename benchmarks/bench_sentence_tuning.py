@@ -38,7 +38,8 @@ OTHER_SETS = ("intent_sentences_fresh.csv", "intent_sentences_fresh2.csv",
               "intent_sentences_fresh4.csv", "intent_sentences_fresh5.csv",
               "intent_sentences_fresh6.csv", "intent_sentences_fresh7.csv",
               "intent_sentences_fresh8.csv", "intent_sentences_fresh9.csv",
-              "intent_sentences_fresh10.csv")
+              "intent_sentences_fresh10.csv", "intent_sentences_terse1.csv",
+              "intent_sentences_terse2.csv")
 
 
 def _norm(text: str) -> str:
@@ -112,6 +113,8 @@ def main() -> None:
             "fresh8 chat (holdout)": bench.load_rows(REPO / "tests" / "data" / "intent_sentences_fresh8.csv"),
             # written during 2026-11-29's fifth session, read once after its bank round
             "fresh10 team chat (holdout)": bench.load_rows(REPO / "tests" / "data" / "intent_sentences_fresh10.csv"),
+            # written during 2026-11-29's sixth session in the issue's terse style, read once after
+            "terse2 short lines (holdout)": bench.load_rows(REPO / "tests" / "data" / "intent_sentences_terse2.csv"),
         }
     else:
         sets = {"tune sentences": [r for r in sentences if r[2] == "tune"]

@@ -502,6 +502,8 @@ def test_bank_is_loaded_and_never_copies_the_evaluation_sets() -> None:
                  REPO / "tests" / "data" / "intent_sentences_fresh11.csv",
                  REPO / "tests" / "data" / "intent_sentences_fresh12.csv",
                  REPO / "tests" / "data" / "intent_sentences_fresh13.csv",
+                 REPO / "tests" / "data" / "intent_sentences_terse1.csv",
+                 REPO / "tests" / "data" / "intent_sentences_terse2.csv",
                  REPO / "tests" / "data" / "no_feeling_eval3.csv",
                  REPO / "tests" / "data" / "no_feeling_eval4.csv",
                  REPO / "tests" / "data" / "no_feeling_eval5.csv"):
