@@ -563,62 +563,75 @@ def load_matrix(engine: Engine) -> ScoreMatrix:
             select(BTFit.id, BTFit.prior_model_version_id, BTFit.last_comparison_id, BTFit.stats,
                    BTFit.params)
             .where(BTFit.id == registry.active_fit_id_query())).first()
-        rows = conn.execute(
-            select(PoolGif.gif_sha, Gif.rating, Pool.name)
-            .join(Gif, Gif.sha256 == PoolGif.gif_sha)
-            .join(Pool, Pool.id == PoolGif.pool_id)
-            .where(Gif.score_error.is_(None))
-        ).all()
-        shas: list[str] = []
-        index: dict[str, int] = {}
-        ratings: list[str | None] = []
-        member_lists: dict[str, list[int]] = {}
-        for sha, rating, pool in rows:
-            i = index.get(sha)
-            if i is None:
-                i = index[sha] = len(shas)
-                shas.append(sha)
-                ratings.append(rating)
-            member_lists.setdefault(pool, []).append(i)
-        n = len(shas)
-        pools = {}
-        for name, members in member_lists.items():
-            m = np.zeros(n, dtype=bool)
-            m[members] = True
-            pools[name] = m
-
-        prior, prior_mask, prior_sd = _load_predictions(conn, index, n, mv_id)
-
-        bt_scaled = bt_sd = bt_mask = None
-        fit_id = fit_prior = None
-        evidence = None
-        if fit_row is not None:
-            fit_id, fit_prior, fit_last_id, fit_stats, fit_params = fit_row
-            fit_last_id = fit_last_id or None  # 0 / None: a fit that did not record it
-            bt_rows = conn.execute(
-                select(BTScore.gif_sha, BTScore.theta, BTScore.se, BTScore.scaled,
-                       BTScore.counts)
-                .where(BTScore.fit_id == fit_id)
-            ).all()
-            counts = _fit_evidence(bt_rows, index, n)
-            if counts is None:  # a fit stored without its counts: recount the ledger
-                counts = evidence_counts(conn, index, n, fit_last_id)
-                if (fit_stats or {}).get("ledger", {}).get("bar_judgements"):
-                    from training.judgements import judgement_counts
-
-                    counts += judgement_counts(engine, index, n)
-            bt_scaled, bt_sd, bt_mask = _bt_posterior(
-                bt_rows, index, n, counts, registry.fit_scale_spreads(fit_params))
-            evidence = counts.sum(axis=0)  # GIF-sides: a pair counts twice, a thumb once
+        shas, index, ratings, pools = _load_members(conn)
+        prior, prior_mask, prior_sd = _load_predictions(conn, index, len(shas), mv_id)
+        fit = _load_fit(conn, engine, fit_row, index, len(shas)) if fit_row is not None else None
 
     return build_matrix(
         shas, ratings, pools,
         prior=prior, prior_mask=prior_mask,
-        bt_scaled=bt_scaled, bt_sd=bt_sd, bt_mask=bt_mask,
-        fit_has_prior=fit_prior is not None,
-        stamp=stamp, model_version_id=mv_id, fit_id=fit_id, prior_sd=prior_sd,
-        evidence=evidence,
+        bt_scaled=fit.scaled if fit else None, bt_sd=fit.sd if fit else None,
+        bt_mask=fit.mask if fit else None,
+        fit_has_prior=fit_row is not None and fit_row[1] is not None,
+        stamp=stamp, model_version_id=mv_id, fit_id=fit_row[0] if fit_row is not None else None,
+        prior_sd=prior_sd, evidence=fit.evidence if fit else None,
     )
+
+
+def _load_members(conn) -> tuple[list[str], dict[str, int], list[str | None], dict[str, np.ndarray]]:  # type: ignore[no-untyped-def]
+    """Every scored GIF of any pool once (shas, their index, ratings) and each pool's members
+    as a boolean mask over them."""
+    rows = conn.execute(
+        select(PoolGif.gif_sha, Gif.rating, Pool.name)
+        .join(Gif, Gif.sha256 == PoolGif.gif_sha)
+        .join(Pool, Pool.id == PoolGif.pool_id)
+        .where(Gif.score_error.is_(None))
+    ).all()
+    shas: list[str] = []
+    index: dict[str, int] = {}
+    ratings: list[str | None] = []
+    member_lists: dict[str, list[int]] = {}
+    for sha, rating, pool in rows:
+        i = index.get(sha)
+        if i is None:
+            i = index[sha] = len(shas)
+            shas.append(sha)
+            ratings.append(rating)
+        member_lists.setdefault(pool, []).append(i)
+    pools = {}
+    for name, members in member_lists.items():
+        m = np.zeros(len(shas), dtype=bool)
+        m[members] = True
+        pools[name] = m
+    return shas, index, ratings, pools
+
+
+@dataclass(frozen=True)
+class _FitPosterior:
+    """The active BT fit read for the matrix: its posterior on the 0-1 scale, and the evidence."""
+
+    scaled: np.ndarray
+    sd: np.ndarray
+    mask: np.ndarray
+    evidence: np.ndarray  # GIF-sides per emotion: a pair counts twice, a thumb once
+
+
+def _load_fit(conn, engine: Engine, fit_row: Any, index: dict[str, int], n: int) -> _FitPosterior:  # type: ignore[no-untyped-def]
+    fit_id, _, fit_last_id, fit_stats, fit_params = fit_row
+    fit_last_id = fit_last_id or None  # 0 / None: a fit that did not record it
+    bt_rows = conn.execute(
+        select(BTScore.gif_sha, BTScore.theta, BTScore.se, BTScore.scaled, BTScore.counts)
+        .where(BTScore.fit_id == fit_id)
+    ).all()
+    counts = _fit_evidence(bt_rows, index, n)
+    if counts is None:  # a fit stored without its counts: recount the ledger
+        counts = evidence_counts(conn, index, n, fit_last_id)
+        if (fit_stats or {}).get("ledger", {}).get("bar_judgements"):
+            from training.judgements import judgement_counts
+
+            counts += judgement_counts(engine, index, n)
+    scaled, sd, mask = _bt_posterior(bt_rows, index, n, counts, registry.fit_scale_spreads(fit_params))
+    return _FitPosterior(scaled, sd, mask, counts.sum(axis=0))
 
 
 def _load_predictions(conn, index: dict[str, int], n: int, mv_id: int | None  # type: ignore[no-untyped-def]
