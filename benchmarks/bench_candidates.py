@@ -36,7 +36,7 @@ import bench_intent as bench  # noqa: E402
 from bot import intent as intent_mod  # noqa: E402
 from bot.flows.offers import WATCH_MIN_CONFIDENCE  # noqa: E402
 from bot.intent import IntentParser  # noqa: E402
-from bot.sentence_tuning import TunedFiles, TunedReader  # noqa: E402
+from bot.sentence_tuning import TunedFiles, TunedReader, load_no_feeling, load_reader, tuned_files  # noqa: E402
 
 FLAT = {"neutral1": "no_feeling_eval.csv", "neutral2": "no_feeling_eval2.csv",
         "neutral3": "no_feeling_eval3.csv",  # the third: a guard from the eleventh round on
@@ -90,6 +90,37 @@ def flat_shares(parser: IntentParser, name: str) -> str:
     return f"{name} n={len(texts)} commits {committed:.3f} watch offers {offered:.3f}"
 
 
+def set_line(parser: IntentParser, name: str) -> str:
+    """One set's figures through the whole parser, as every candidate script prints them."""
+    if name in FLAT:
+        return flat_shares(parser, name)
+    rows = rows_of(name)
+    m = bench.evaluate(parser, rows)
+    return (f"{name} n={len(rows)} top-1 {m['top1']:.3f} top-3 {m['top3']:.3f} "
+            f"best guess {m['best_guess']:.3f} answered {m['answered']:.3f}")
+
+
+def refuse_held_out(names: list[str]) -> None:
+    if held := HELD_OUT & set(names):
+        sys.exit(f"{', '.join(sorted(held))}: held out; read with bench_sentence_tuning.py --held")
+
+
+def shipped_parser(names: list[str]) -> IntentParser:
+    """A parser that reads with this checkout's built sentence model, after refusing any
+    held-out set among `names`; exits when the model is not built."""
+    refuse_held_out(names)
+    parser = IntentParser()
+    emb = intent_mod._EMBEDDER
+    if not emb.load():
+        sys.exit(f"sentence model unavailable: {emb.error}")
+    texts, owner = intent_mod.bank_texts()
+    reader = load_reader(tuned_files(texts, owner, no_feeling=load_no_feeling()))
+    if reader is None:
+        sys.exit("the tuned sentence model is not built: python -m bot.sentence_tuning")
+    emb.use_tuned(reader)
+    return parser
+
+
 BINS = (0.0, 0.2, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01)
 
 
@@ -120,9 +151,7 @@ def main() -> None:
     ap.add_argument("--calibration", action="store_true",
                     help="how often the best guess is right per confidence bin, the sets pooled")
     args = ap.parse_args()
-    held = HELD_OUT & set(args.sets.split(","))
-    if held:
-        sys.exit(f"{', '.join(sorted(held))}: held out; read with bench_sentence_tuning.py --held")
+    refuse_held_out(args.sets.split(","))
     readers = [TunedReader(TunedFiles(f)) for f in args.folders]
     parser = IntentParser()
     if not intent_mod._EMBEDDER.load():
@@ -132,13 +161,7 @@ def main() -> None:
         reliability(parser, args.sets.split(","))
         return
     for name in args.sets.split(","):
-        if name in FLAT:
-            print(flat_shares(parser, name), flush=True)
-            continue
-        rows = rows_of(name)
-        m = bench.evaluate(parser, rows)
-        print(f"{name} n={len(rows)} top-1 {m['top1']:.3f} top-3 {m['top3']:.3f} "
-              f"best guess {m['best_guess']:.3f} answered {m['answered']:.3f}", flush=True)
+        print(set_line(parser, name), flush=True)
 
 
 if __name__ == "__main__":

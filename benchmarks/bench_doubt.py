@@ -29,7 +29,6 @@ import bench_candidates as bc  # noqa: E402
 from bot import intent as intent_mod  # noqa: E402
 from bot.flows.offers import WATCH_MIN_CONFIDENCE  # noqa: E402
 from bot.intent import IntentParser, _softmax  # noqa: E402
-from bot.sentence_tuning import load_no_feeling, load_reader, tuned_files  # noqa: E402
 from scorer.emotions import N_EMOTIONS  # noqa: E402
 
 DEFAULT_SETS = "fresh13,fresh9,fresh11,fresh12,fresh7,pool346,issuetune,neutral2,neutral3,neutral5,shorttune,short2"
@@ -89,17 +88,7 @@ def main() -> None:
     ap.add_argument("--watch", action="store_true", help="watch offers with and without gate G")
     args = ap.parse_args()
     names = args.sets.split(",")
-    if held := bc.HELD_OUT & set(names):
-        sys.exit(f"{', '.join(sorted(held))}: held out; read with bench_sentence_tuning.py --held")
-    parser = IntentParser()
-    emb = intent_mod._EMBEDDER
-    if not emb.load():
-        sys.exit(f"sentence model unavailable: {emb.error}")
-    texts, owner = intent_mod.bank_texts()
-    reader = load_reader(tuned_files(texts, owner, no_feeling=load_no_feeling()))
-    if reader is None:
-        sys.exit("the tuned sentence model is not built: python -m bot.sentence_tuning")
-    emb.use_tuned(reader)
+    parser = bc.shipped_parser(names)
     if args.watch:
         for name in names:
             print(watch_offers(parser, name), flush=True)
@@ -108,13 +97,7 @@ def main() -> None:
         IntentParser._sentence_probs = w4_probs if variant.startswith("W4") else SHIPPED  # type: ignore[method-assign]
         parser.threshold = THRESHOLDS[variant]
         for name in names:
-            if name in bc.FLAT:
-                print(variant, bc.flat_shares(parser, name), flush=True)
-                continue
-            rows = bc.rows_of(name)
-            m = bc.bench.evaluate(parser, rows)
-            print(f"{variant} {name} n={len(rows)} top-1 {m['top1']:.3f} top-3 {m['top3']:.3f} "
-                  f"best guess {m['best_guess']:.3f} answered {m['answered']:.3f}", flush=True)
+            print(variant, bc.set_line(parser, name), flush=True)
 
 
 if __name__ == "__main__":

@@ -29,8 +29,6 @@ import bench_intent as bench  # noqa: E402
 
 from bot import intent as intent_mod  # noqa: E402
 from bot import situation_words  # noqa: E402
-from bot.intent import IntentParser  # noqa: E402
-from bot.sentence_tuning import load_no_feeling, load_reader, tuned_files  # noqa: E402
 
 DEFAULT_SETS = "tunesent,fresh7,fresh9,pool346,neutral2,neutral3,shorttune,short2"
 ALPHAS = (0.1, 0.3, 1.0)
@@ -59,17 +57,9 @@ def main() -> None:
     ap.add_argument("--sets", default=DEFAULT_SETS, help=f"comma-separated (default {DEFAULT_SETS})")
     args = ap.parse_args()
     names = args.sets.split(",")
-    if held := bc.HELD_OUT & set(names):
-        sys.exit(f"{', '.join(sorted(held))}: held out; read with bench_sentence_tuning.py --held")
-    parser = IntentParser()
+    parser = bc.shipped_parser(names)
     emb = intent_mod._EMBEDDER
-    if not emb.load():
-        sys.exit(f"sentence model unavailable: {emb.error}")
     texts, owner = intent_mod.bank_texts()
-    reader = load_reader(tuned_files(texts, owner, no_feeling=load_no_feeling()))
-    if reader is None:
-        sys.exit("the tuned sentence model is not built: python -m bot.sentence_tuning")
-    emb.use_tuned(reader)
     rows = {n: bc.rows_of(n) for n in names if n not in bc.FLAT}
     lines = list(zip(texts, owner, strict=True))
     for alpha, evidence, weight in itertools.product(ALPHAS, EVIDENCE, WEIGHTS):
