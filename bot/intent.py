@@ -25,7 +25,6 @@ no emotion, never a guess; an empty request gets help.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
@@ -36,16 +35,14 @@ import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot.intent_lexicon import (
     EXAMPLES,
     POSITIVE,
-    PROTOTYPES,
     SARCASM_PATTERNS,
     SARCASM_TARGETS,
-    load_situations,
+    load_situations,  # noqa: F401  (bot.intent's API, beside the bank's names)
     normalize_key,
 )
 from bot.intent_reader import (  # noqa: F401  (typo_cost and the constants: bot.intent's API)
@@ -57,6 +54,8 @@ from bot.intent_reader import (  # noqa: F401  (typo_cost and the constants: bot
     is_content,
     typo_cost,
 )
+from bot.situation_bank import bank_cache_dir, bank_texts
+from bot.situation_bank import cached_bank_vectors as _cached_bank_vectors
 from bot.situation_words import WordModel
 from scorer.emotions import EMOTIONS, INDEX, N_EMOTIONS, NAMES
 
@@ -347,57 +346,6 @@ def knn_scores(cos: np.ndarray, owner: np.ndarray, top_k: int) -> np.ndarray:
         top = np.partition(mine, len(mine) - top_k)[-top_k:] if len(mine) > top_k else mine
         scores[k] = float(top.mean())
     return scores
-
-
-def bank_texts() -> tuple[list[str], list[int]]:
-    """Every sentence the request is compared with, and the emotion index owning each."""
-    texts, owner = [], []
-    for name in NAMES:
-        for phrase in PROTOTYPES[name]:
-            texts.append(phrase)
-            owner.append(INDEX[name])
-    for name, sentence in load_situations():
-        texts.append(sentence)
-        owner.append(INDEX[name])
-    return texts, owner
-
-
-def bank_cache_dir() -> Path:
-    """Where the bank's vectors, its regression and its tuned model are kept (one folder for
-    every home on the machine: they depend on the bank, not on a workspace)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "moodgif"
-
-
-def _cached_bank_vectors(model: Any, model_path: Path, texts: list[str]) -> np.ndarray:
-    """The bank's embeddings, computed once and kept on disk: the file name is a hash of
-    the model files' identity and every bank line, so an edit to the bank re-embeds it.
-    A cache that cannot be read or written only costs the few seconds of embedding."""
-    import numpy as np
-
-    h = hashlib.sha256()
-    h.update(type(model).__name__.encode())  # ONNX and torch agree only to ~1e-6
-    for f in sorted(Path(model_path).glob("*.safetensors")):
-        st = f.stat()
-        h.update(f"{f.name}:{st.st_size}".encode())
-    h.update("\n".join(texts).encode("utf-8"))
-    path = bank_cache_dir() / f"bank-{h.hexdigest()[:24]}.npy"
-    try:
-        vecs = np.load(path)
-        if vecs.shape[0] == len(texts):
-            return vecs.astype(np.float32)
-    except Exception:  # missing or corrupt: embed again
-        pass
-    vecs = model.encode(texts, normalize_embeddings=True, batch_size=64,
-                        show_progress_bar=False).astype(np.float32)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-        np.save(tmp, vecs)
-        os.replace(tmp, path)
-    except OSError as exc:
-        log.info("intent: bank embeddings not cached on disk (%s)", exc)
-    return vecs
 
 
 _EMBEDDER = _Embedder()

@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from bot.situation_bank import bank_cache_dir, bank_texts
 from scorer.emotions import N_EMOTIONS
 
 log = logging.getLogger(__name__)
@@ -100,8 +101,6 @@ class TunedFiles:
 
 def cache_root() -> Path:
     """Beside the bank's vectors: shared by every home on the machine."""
-    from bot.intent import bank_cache_dir
-
     return bank_cache_dir()
 
 
@@ -406,8 +405,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    from bot.intent import bank_texts
-
     texts, owner = bank_texts()
     recipe = Recipe(seed=args.seed, no_feeling_weight=args.no_feeling_weight, int8=not args.fp32)
     if args.out is None and recipe != Recipe():
