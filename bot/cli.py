@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import click
 
@@ -24,11 +25,20 @@ class MoodgifGroup(click.Group):
     """Loads a subcommand's module when it is invoked; turns expected errors (bad settings,
     bad input) into one clear line and exit code 2."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._loaded: set[str] = set()  # subcommands whose modules have all registered
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(SUBCOMMANDS) | set(self.commands))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        return self.commands.get(cmd_name) or register_subcommand(self, cmd_name)
+        # Registered by another name's module is not enough: `demo-pool` loads `pool`'s
+        # group, but `pool starter` comes from a second module (SUBCOMMANDS says which).
+        if cmd_name not in self._loaded and cmd_name in SUBCOMMANDS:
+            register_subcommand(self, cmd_name)
+            self._loaded.add(cmd_name)
+        return self.commands.get(cmd_name)
 
     def resolve_command(self, ctx: click.Context, args: list[str]):  # type: ignore[no-untyped-def]
         name = args[0] if args else ""

@@ -103,6 +103,18 @@ def test_pool_starter_is_there_whichever_module_loads_first() -> None:
     assert {"add", "list", "show", "remove", "starter"} <= set(pool.commands)
 
 
+def test_pool_starter_is_there_after_demo_pool_in_the_same_process() -> None:
+    # demo-pool's module also registers the `pool` group, without `starter` (another module):
+    # a fresh process, so no earlier test has loaded that module already.
+    probe = ("from click.testing import CliRunner; from bot.cli import cli; r = CliRunner(); "
+             "print(r.invoke(cli, ['demo-pool', '--help']).exit_code, "
+             "r.invoke(cli, ['pool', 'starter', '--help']).exit_code)")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
+                         timeout=120, check=True)
+    assert out.stdout.split() == ["0", "0"], out.stdout + out.stderr
+
+
 def test_bt_fit_reports_bad_settings_in_one_line(tmp_path: Path) -> None:
     data = tmp_path / "votes.csv"
     data.write_text("metric,left,right,choice\nhappiness,a,b,left\n")
