@@ -10,7 +10,7 @@ and `/gif-admin pools add NAME giphy:...` all end here (through `scorer.pool.ing
 3. A GIPHY id already stored (`gifs.external_id = "giphy:<id>"`) only joins the pool: its
    rendition is not downloaded again. So an interrupted import, rerun, resumes.
 4. The others are downloaded by the SSRF-safe fetcher, checked and stored once under their
-   SHA-256 like every other file (`scorer.pool`); identical bytes under two GIPHY ids are
+   SHA-256 like every other file (`scorer.pool_storage`); identical bytes under two GIPHY ids are
    one GIF (a duplicate in the report).
 5. Rows are written a chunk per transaction, each GIF complete (file on disk first, then
    its row with GIPHY's title, slug, alt text, rating and attribution): nothing
@@ -31,7 +31,7 @@ from sqlalchemy.engine import Engine
 
 from scorer.fetch import fetch_urls
 from scorer.giphy import GIPHY_ID, GiphyClient, GiphyError, GiphyGif, check_ceiling
-from scorer.pool import (
+from scorer.pool_storage import (
     POOL_NAME,
     AcceptedGif,
     IngestReport,
