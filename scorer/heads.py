@@ -256,6 +256,15 @@ def build_head(kind: str, in_dim: int, **cfg: Any) -> nn.Module:
 REQUIRED_META = ("kind", "in_dim", "cfg", "encoder_id", "sampling")
 
 
+def head_meta(*, kind: str, in_dim: int, cfg: dict, encoder_id: str, sampling: str,
+              channels: str | None) -> dict:
+    """What a trained head's file says about the inputs it was trained on, so scoring feeds
+    it the same (encoder, frame sampling, the prior's channels); `moodgif train` and the
+    retrain both write it."""
+    return {"kind": kind, "in_dim": in_dim, "cfg": cfg, "encoder_id": encoder_id,
+            "sampling": sampling, **({"channels": channels} if channels else {})}
+
+
 def save_head(path: str | Path, module: nn.Module, meta: dict) -> Path:
     """Write {state_dict, meta} atomically (a reader never sees half a file)."""
     missing = [k for k in REQUIRED_META if k not in meta]

@@ -14,6 +14,7 @@ from scorer.heads import (
     MaxPoolFC,
     MeanOnly,
     build_head,
+    head_meta,
     load_head,
     pad_batch,
     predict,
@@ -89,6 +90,18 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     assert [p.name for p in path.parent.iterdir()] == ["h.pt"]  # no temporary left behind
     with pytest.raises(ValueError, match="lacks"):
         save_head(tmp_path / "x.pt", head, {"kind": "rnn-2"})
+
+
+def test_head_meta_is_what_load_head_needs(tmp_path: Path) -> None:
+    head = build_head("fc-maxpool-1", 4, hidden=3)
+    plain = head_meta(kind="fc-maxpool-1", in_dim=4, cfg={"hidden": 3}, encoder_id="motion",
+                      sampling="sparse", channels=None)
+    assert "channels" not in plain  # a head on frames alone names no channel set
+    path = save_head(tmp_path / "h.pt", head, {**plain})
+    assert load_head(path)[1] == plain
+    with_channels = head_meta(kind="fc-maxpool-1", in_dim=4, cfg={}, encoder_id="motion",
+                              sampling="sparse", channels="faces7+words17")
+    assert with_channels["channels"] == "faces7+words17"
 
 
 def test_build_head_kinds() -> None:

@@ -596,16 +596,14 @@ def _pool_domain(run: _Run, ledger: LedgerArrays, data: _Data, new_pred: np.ndar
 def _save(run: _Run, data: _Data, fit: BTFitOutput, active: ModelVersion | None,
           result: HeadFit, cfg: HeadConfig, pools: list[str] | None) -> None:
     """The head file and a `candidate` model version (inactive: a kill here changes nothing)."""
-    from scorer.heads import save_head
+    from scorer.heads import head_meta, save_head
 
     settings, engine = run.settings, run.engine
     settings.models_dir.mkdir(parents=True, exist_ok=True)
     rel = f"retrain-{run.run_id}-{cfg.kind}.pt"
-    save_head(settings.models_dir / rel, result.module.cpu(), {
-        "kind": cfg.kind, "in_dim": data.train.dim, "cfg": cfg.head_kwargs(),
-        "encoder_id": data.encoder_id, "sampling": data.sampling,
-        **({"channels": data.channels} if data.channels else {}),
-    })
+    save_head(settings.models_dir / rel, result.module.cpu(), head_meta(
+        kind=cfg.kind, in_dim=data.train.dim, cfg=cfg.head_kwargs(), encoder_id=data.encoder_id,
+        sampling=data.sampling, channels=data.channels))
     with session_scope(engine) as s:
         mv = create_candidate(
             s, name=f"retrain-{run.run_id}", encoder_id=data.encoder_id, sampling=data.sampling,

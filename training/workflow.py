@@ -299,13 +299,11 @@ class _HeadRecord:
 
 
 def _save_head_file(settings: Settings, module: nn.Module, record: _HeadRecord) -> None:
-    from scorer.heads import save_head
+    from scorer.heads import head_meta, save_head
 
-    save_head(settings.models_dir / record.file_name, module, {
-        "kind": record.kind, "in_dim": record.in_dim, "cfg": record.config.head_kwargs(),
-        "encoder_id": record.encoder_id, "sampling": record.sampling,
-        **({"channels": record.channels} if record.channels else {}),
-    })
+    save_head(settings.models_dir / record.file_name, module, head_meta(
+        kind=record.kind, in_dim=record.in_dim, cfg=record.config.head_kwargs(),
+        encoder_id=record.encoder_id, sampling=record.sampling, channels=record.channels))
 
 
 def _create_version(engine: Engine, record: _HeadRecord, fit: BTFitOutput, metrics: dict) -> int:
