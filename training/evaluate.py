@@ -336,61 +336,116 @@ def write_report(table: Table, out_dir: Path, *, all_targets: np.ndarray | None 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     best = table.best_head()
+    _plot_figures(table, best, out_dir, all_targets)
+    # Every section ends with a blank line, so they join as they are.
+    lines = [*_header_section(table, title, notes), *_table_one_section(table, best),
+             *_per_emotion_section(table), *_plots_section(best, out_dir),
+             *_search_section(table.trials), *_data_section(table.info)]
+    report = out_dir / "report.md"
+    report.write_text("\n".join(lines))
+    _write_table_json(table, out_dir / "table.json")
+    return report
+
+
+def _plot_figures(table: Table, best: ModelEval, out_dir: Path,
+                  all_targets: np.ndarray | None) -> None:
+    """scores.png (only with targets to draw) with the best head's test predictions, losses.png."""
     if all_targets is not None and len(all_targets):
         plot_distributions(all_targets, out_dir / "scores.png", best.test_pred,
                            f"{best.label} on test")
     plot_losses(table.evals, out_dir / "losses.png")
+
+
+def _header_section(table: Table, title: str, notes: Sequence[str]) -> list[str]:
     lines = [f"# {title}", "", f"_{dt.datetime.now().isoformat(timespec='seconds')}_ — "
              f"{table.splits_summary}", ""]
-    lines += [*notes, ""] if notes else []
-    lines += ["## Table 1", "",
-              "| model | train RMSE | dev RMSE | test RMSE | test explained var. | mean Spearman (test) | pair accuracy (test) | spread ratio |",
-              "|---|---|---|---|---|---|---|---|"]
-    for ev in table.evals:
-        r = ev.row()
-        lines.append(f"| {r['model']} | {_f(r['train_rmse'])} | {_f(r['dev_rmse'])} | "
-                     f"{_f(r['test_rmse'])} | {_f(r['test_explained_variance'], 3)} | "
-                     f"{_f(r['mean_spearman'], 3)} | {_f(r['pair_accuracy'], 3)} | "
-                     f"{_f(r['spread_ratio'], 2)} |")
+    return lines + ([*notes, ""] if notes else [])
+
+
+_SPREAD_RATIO_NOTE = (
+    "Spread ratio: median over emotions of (std of predictions) / (std of fitted "
+    "scores) on test. Near 0 means the model predicts the mean for every GIF — the "
+    "paper's failure mode — even when its RMSE looks fine.")
+
+
+def _table_one_section(table: Table, best: ModelEval) -> list[str]:
+    """The paper's Table 1, one row per model, then the best head and what the spread ratio is."""
+    lines = ["## Table 1", "",
+             "| model | train RMSE | dev RMSE | test RMSE | test explained var. | mean Spearman (test) | pair accuracy (test) | spread ratio |",
+             "|---|---|---|---|---|---|---|---|"]
+    lines += [_table_one_row(ev) for ev in table.evals]
+    return [*lines, "", *_best_head_lines(table, best), "", _SPREAD_RATIO_NOTE, ""]
+
+
+def _table_one_row(ev: ModelEval) -> str:
+    r = ev.row()
+    return (f"| {r['model']} | {_f(r['train_rmse'])} | {_f(r['dev_rmse'])} | "
+            f"{_f(r['test_rmse'])} | {_f(r['test_explained_variance'], 3)} | "
+            f"{_f(r['mean_spearman'], 3)} | {_f(r['pair_accuracy'], 3)} | "
+            f"{_f(r['spread_ratio'], 2)} |")
+
+
+def _best_head_lines(table: Table, best: ModelEval) -> list[str]:
+    """The best head by dev RMSE and, when Mean-only has a test RMSE, how far below it it is."""
+    lines = [f"Best head by dev RMSE: **{best.label}**."]
     mean_only = next((e for e in table.evals if e.name == "mean-only"), None)
-    lines += ["", f"Best head by dev RMSE: **{best.label}**."]
     if mean_only is not None and not math.isnan(mean_only.rmse["test"]):
         margin = mean_only.rmse["test"] - best.rmse["test"]
         lines.append(f"Test RMSE {best.label} {_f(best.rmse['test'])} vs Mean-only "
                      f"{_f(mean_only.rmse['test'])}: margin {_f(margin)} "
                      f"({_f(100 * margin / mean_only.rmse['test'], 1)} % lower).")
-    lines += ["", "Spread ratio: median over emotions of (std of predictions) / (std of fitted "
-              "scores) on test. Near 0 means the model predicts the mean for every GIF — the "
-              "paper's failure mode — even when its RMSE looks fine.", "",
-              "## Per emotion (test)", "",
-              "| emotion | true std | " + " | ".join(f"{e.label} std / ρ" for e in table.evals) + " |",
-              "|---|---|" + "---|" * len(table.evals)]
+    return lines
+
+
+def _per_emotion_section(table: Table) -> list[str]:
+    """One row per emotion: the true spread on test, then each model's spread and Spearman rho."""
+    lines = ["## Per emotion (test)", "",
+             "| emotion | true std | " + " | ".join(f"{e.label} std / ρ" for e in table.evals) + " |",
+             "|---|---|" + "---|" * len(table.evals)]
     for k in range(N_EMOTIONS):
         cells = [f"{_f(float(e.pred_std[k]), 3)} / {_f(float(e.spearman[k]), 2)}" for e in table.evals]
         lines.append(f"| {NAMES[k]} | {_f(float(table.evals[0].true_std[k]), 3)} | " + " | ".join(cells) + " |")
-    lines += ["", "## Plots", ""]
+    return [*lines, ""]
+
+
+def _plots_section(best: ModelEval, out_dir: Path) -> list[str]:
+    lines = ["## Plots", ""]
+    # scores.png is drawn only when there were targets; link whichever one is in out_dir.
     if (out_dir / "scores.png").exists():
         lines += ["Score distribution per emotion (paper Fig. 1), fitted scores of all GIFs with "
                   f"the {best.label} test predictions overlaid:", "", "![scores](scores.png)", ""]
-    lines += ["Train / dev loss per epoch (paper Fig. 3); the dotted line is the kept epoch:", "",
-              "![losses](losses.png)", ""]
-    if table.trials:
-        lines += ["## Search", ""]
-        for kind, rows in table.trials.items():
-            lines += [f"### {kind}", "", "| trial | lr | hidden | dropout | weight decay | batch | dev@50 | dev@100 | best dev |",
-                      "|---|---|---|---|---|---|---|---|---|"]
-            for r in rows:
-                lines.append(f"| {r['trial']} | {r['lr']:.2e} | {r['hidden']} | {r['dropout']:.2f} | "
-                             f"{r['weight_decay']:.1e} | {r['batch_size']} | {_f(r['dev_loss@50'], 5)} | "
-                             f"{_f(r['dev_loss@100'], 5)} | {_f(r['best_dev_loss'], 5)} |")
-            lines.append("")
-    lines += ["## Data", "", "```", json.dumps(table.info, indent=1, default=str), "```", ""]
-    report = out_dir / "report.md"
-    report.write_text("\n".join(lines))
-    (out_dir / "table.json").write_text(json.dumps(
+    return [*lines, "Train / dev loss per epoch (paper Fig. 3); the dotted line is the kept epoch:",
+            "", "![losses](losses.png)", ""]
+
+
+def _search_section(trials: dict[str, list[dict]]) -> list[str]:
+    """One table of trials per searched head kind; nothing when no search ran."""
+    if not trials:
+        return []
+    lines = ["## Search", ""]
+    for kind, rows in trials.items():
+        lines += [f"### {kind}", "", "| trial | lr | hidden | dropout | weight decay | batch | dev@50 | dev@100 | best dev |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += [_search_trial_row(r) for r in rows]
+        lines.append("")
+    return lines
+
+
+def _search_trial_row(r: dict) -> str:
+    return (f"| {r['trial']} | {r['lr']:.2e} | {r['hidden']} | {r['dropout']:.2f} | "
+            f"{r['weight_decay']:.1e} | {r['batch_size']} | {_f(r['dev_loss@50'], 5)} | "
+            f"{_f(r['dev_loss@100'], 5)} | {_f(r['best_dev_loss'], 5)} |")
+
+
+def _data_section(info: dict) -> list[str]:
+    return ["## Data", "", "```", json.dumps(info, indent=1, default=str), "```", ""]
+
+
+def _write_table_json(table: Table, out: Path) -> None:
+    """Table 1's rows with the per-emotion arrays (NaN rho as null), the split and the trials."""
+    out.write_text(json.dumps(
         {"splits": table.splits_summary, "info": table.info,
          "models": [e.row() | {"spearman": [None if math.isnan(x) else float(x) for x in e.spearman],
                                "pred_std": e.pred_std.tolist(), "true_std": e.true_std.tolist()}
                     for e in table.evals],
          "trials": table.trials}, indent=1, default=str))
-    return report
