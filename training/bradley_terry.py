@@ -235,6 +235,64 @@ class BTResult:
 # --- the per-pair likelihood -------------------------------------------------------------
 
 
+_PairArrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _counted_pairs(data: PairData, ties: str) -> _PairArrays:
+    """``(left, right, wins_left, wins_right, ties)`` as the tie model counts them: ``"half"``
+    makes a tie half a win each way, ``"drop"`` forgets it.
+
+    Pairs with nothing left to count (e.g. only ties, dropped) are removed: they would only
+    add zeros to every pass.
+    """
+    u, v = data.left.astype(np.intp), data.right.astype(np.intp)
+    a, b, t = data.wins_left, data.wins_right, data.ties
+    if ties == "half":
+        a, b, t = a + 0.5 * t, b + 0.5 * t, np.zeros_like(t)
+    elif ties == "drop":
+        t = np.zeros_like(t)
+    live = (a + b + t) > 0
+    if live.all():
+        return u, v, a, b, t
+    return u[live], v[live], a[live], b[live], t[live]
+
+
+def _in_csr_order(n: int, u: np.ndarray, v: np.ndarray, a: np.ndarray, b: np.ndarray,
+                  t: np.ndarray) -> _PairArrays:
+    """The pairs sorted by (left, right), checked distinct with left < right.
+
+    The Hessian keeps the pairs in that order as an upper-triangular CSR whose data *is* the
+    per-pair curvature (no permutation per iteration). ``aggregate`` already returns them in
+    that order; anything else is sorted once here.
+    """
+    key = u.astype(np.int64) * np.int64(max(n, 1)) + v
+    if len(key) > 1 and not bool(np.all(key[1:] > key[:-1])):
+        order = np.argsort(key, kind="stable")
+        key = key[order]
+        if np.any(key[1:] == key[:-1]) or np.any(u >= v):
+            raise ValueError(
+                "PairData pairs must be distinct with left < right (use aggregate)")
+        return u[order], v[order], a[order], b[order], t[order]
+    if len(key) and np.any(u >= v):
+        raise ValueError("PairData pairs must be distinct with left < right (use aggregate)")
+    return u, v, a, b, t
+
+
+def _gaussian_prior(n: int, prior_mean: np.ndarray | None,
+                    prior_strength: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-item mean and strength of the Gaussian prior (fresh arrays, the caller's untouched)."""
+    strength = np.broadcast_to(np.asarray(prior_strength, np.float64), (n,)).copy()
+    if prior_mean is None:
+        return np.zeros(n), strength  # prior_strength alone is an L2 penalty (choix.opt's)
+    mean = np.asarray(prior_mean, np.float64).copy()
+    if mean.shape != (n,):
+        raise ValueError(f"prior_mean must have shape ({n},), not {mean.shape}")
+    missing = ~np.isfinite(mean)  # a GIF with no prediction has no Gaussian prior
+    mean[missing] = 0.0
+    strength[missing] = 0.0
+    return mean, strength
+
+
 class _Model:
     """Objective, gradient and Hessian pieces of the log-posterior (negated: we minimise)."""
 
@@ -247,61 +305,25 @@ class _Model:
         prior_strength: float | np.ndarray,
     ) -> None:
         self.n = data.n_items
-        self.u = data.left.astype(np.intp)
-        self.v = data.right.astype(np.intp)
         self.ties = ties
-        a, b, t = data.wins_left, data.wins_right, data.ties
-        if ties == "half":
-            a, b, t = a + 0.5 * t, b + 0.5 * t, np.zeros_like(t)
-        elif ties == "drop":
-            t = np.zeros_like(t)
-        # Pairs with nothing left to count (e.g. only ties, dropped) are removed: they would
-        # only add zeros to every pass.
-        live = (a + b + t) > 0
-        if live.all():
-            self.a, self.b, self.t = a, b, t
-        else:
-            self.u, self.v = self.u[live], self.v[live]
-            self.a, self.b, self.t = a[live], b[live], t[live]
-        # The Hessian keeps the pairs in (left, right) order as an upper-triangular CSR whose
-        # data *is* the per-pair curvature (no permutation per iteration). ``aggregate``
-        # already returns them in that order; anything else is sorted once here.
-        key = self.u.astype(np.int64) * np.int64(max(self.n, 1)) + self.v
-        if len(key) > 1 and not bool(np.all(key[1:] > key[:-1])):
-            order = np.argsort(key, kind="stable")
-            key = key[order]
-            if np.any(key[1:] == key[:-1]) or np.any(self.u >= self.v):
-                raise ValueError(
-                    "PairData pairs must be distinct with left < right (use aggregate)")
-            self.u, self.v = self.u[order], self.v[order]
-            self.a, self.b, self.t = self.a[order], self.b[order], self.t[order]
-        elif len(key) and np.any(self.u >= self.v):
-            raise ValueError("PairData pairs must be distinct with left < right (use aggregate)")
+        pairs = _counted_pairs(data, ties)
+        self.u, self.v, self.a, self.b, self.t = _in_csr_order(self.n, *pairs)
         self.total = self.a + self.b + self.t
         self.n_ties = float(self.t.sum())
         self.alpha = float(alpha)
-        strength = np.broadcast_to(np.asarray(prior_strength, np.float64), (self.n,)).copy()
-        if prior_mean is None:
-            mean = np.zeros(self.n)  # prior_strength alone is an L2 penalty (choix.opt's)
-        else:
-            mean = np.asarray(prior_mean, np.float64).copy()
-            if mean.shape != (self.n,):
-                raise ValueError(f"prior_mean must have shape ({self.n},), not {mean.shape}")
-            missing = ~np.isfinite(mean)  # a GIF with no prediction has no Gaussian prior
-            mean[missing] = 0.0
-            strength[missing] = 0.0
-        self.mean, self.strength = mean, strength
+        self.mean, self.strength = _gaussian_prior(self.n, prior_mean, prior_strength)
         self.sums = _PairSums(self.n, self.u, self.v)
         self.per_left = np.bincount(self.u, minlength=self.n)  # pairs per left item
         # Scratch arrays (row 0 unused) and the curvature; value_grad's grad and curv live
         # here until its next call (the Newton loop is done with them by then).
         self._work = np.empty((4, len(self.u))) if ties != "davidson" else None
         self.has_mean = prior_mean is not None
-        self.nu = 1.0
-        if ties == "davidson":
-            decisive = float(self.a.sum() + self.b.sum())
-            # P(tie) = nu / (2 + nu) between equal items: a moment start for nu.
-            self.nu = float(np.clip(2 * self.n_ties / max(decisive, 1e-12), 1e-6, 1e6))
+        self.nu = self._moment_nu() if ties == "davidson" else 1.0
+
+    def _moment_nu(self) -> float:
+        """Davidson's nu from the share of ties: P(tie) = nu / (2 + nu) between equal items."""
+        decisive = float(self.a.sum() + self.b.sum())
+        return float(np.clip(2 * self.n_ties / max(decisive, 1e-12), 1e-6, 1e6))
 
     # Per-pair terms as functions of d = theta_u - theta_v: (loglik sum, dloglik/dd, -d2/dd2).
     def pair_terms(self, d: np.ndarray, with_value: bool = True):
