@@ -360,6 +360,91 @@ def _softmax(scores: Iterable[float], temperature: float) -> list[float]:
 
 
 # ---------------------------------------------------------------------------------------
+# The sentence model's reading: probabilities over the 17 emotions
+# ---------------------------------------------------------------------------------------
+# The weights are read from this module at call time: benchmarks patch them on `bot.intent`.
+def _read_sentence(snippet: str, temperature: float, word_weight: float) -> list[float]:
+    """The sentence model's probabilities, as log-odds: on a sentence (four words or
+    more) the fine-tuned encoder's logits (`bot.sentence_tuning`; the bank regression's
+    until it is built, or by the setting) plus the bank's word model; on one to three
+    words the kNN vote over the bank (cosines over the temperature) plus the word model
+    (`bot.sentence_logreg` says why the two paths)."""
+    words = _EMBEDDER.words.log_likelihood(snippet) if _EMBEDDER.words is not None else None
+    if len(snippet.split()) >= LOGREG_MIN_WORDS:
+        return _read_by_logits(snippet, words)
+    return _read_by_knn_vote(snippet, words, temperature, word_weight)
+
+
+def _read_by_logits(snippet: str, words: list[float] | None) -> list[float]:
+    """A sentence: the tuned encoder's (or the bank regression's) logits plus the word model."""
+    logits, tuned = _EMBEDDER.sentence_logits(snippet)
+    a, ww = (TUNED_WEIGHT, TUNED_WORD_WEIGHT) if tuned else (LOGREG_WEIGHT, LOGREG_WORD_WEIGHT)
+    z = [a * float(x) for x in logits]
+    if words:
+        # The no-feeling class has no word model of its own: it gets the emotions'
+        # mean, so the words move it no more than a typical emotion.
+        words = [*words, sum(words) / len(words)] if len(z) > N_EMOTIONS else words
+        z = [x + ww * w for x, w in zip(z, words, strict=True)]
+    # A no-feeling share ("can you send me the link") is doubt: the 17 probabilities
+    # then sum to less than one, and the parser asks rather than guesses.
+    return _softmax(z, 1.0)[:N_EMOTIONS]
+
+
+def _read_by_knn_vote(snippet: str, words: list[float] | None, temperature: float,
+                      word_weight: float) -> list[float]:
+    """One to three words: the kNN vote over the bank plus the word model."""
+    scores, _ = _EMBEDDER.evidence(snippet)
+    if not words or not word_weight:
+        return _softmax(scores, temperature)
+    return _softmax([s / temperature + word_weight * w
+                     for s, w in zip(scores, words, strict=True)], 1.0)
+
+
+# ---------------------------------------------------------------------------------------
+# The answer: help, unknown, a match or "did you mean"
+# ---------------------------------------------------------------------------------------
+def _answer_without_reading(raw: str, cleaned: str) -> Intent | None:
+    """Help for an empty request or one asking for the list, "unknown" when cleaning left
+    nothing; None when there is something to read."""
+    if not raw.strip():
+        return Intent(None, 0.0, [], _HELP_REASON, "help")
+    key = normalize_key(cleaned).strip("?!. ")
+    if key in {"help", "list", "emotions"} or cleaned == "?":
+        return Intent(None, 0.0, [], "here are the 17 emotions I know", "help")
+    if not cleaned:
+        skipped = any(p.search(raw) for p in (_CODE, _ENTITY, _URL, _AT_MENTION))
+        said = "I only saw mentions, links or code; " if skipped else ""
+        return Intent(None, 0.0, [], said + _UNKNOWN_REASON, "unknown")
+    return None
+
+
+def _answer(cleaned: str, probs: list[float], path: str, threshold: float) -> Intent:
+    """A match at `threshold` or above; below it "did you mean" with the top choices, or
+    "unknown" when nothing was read or the sentence model alone is barely sure."""
+    if not path:
+        if _non_latin_share(cleaned) > 0.5:
+            reason = "I can only read English requests so far; try happy, lol or an emoji like 😂"
+        else:
+            reason = _UNKNOWN_REASON
+        return Intent(None, 0.0, [], reason, "unknown")
+    ranked = sorted(range(N_EMOTIONS), key=lambda k: -probs[k])
+    top = ranked[0]
+    conf = probs[top]
+    # One word the lexicon does not know ("cat", "printer") names no feeling: the
+    # sentence model's nearest situation is only a guess, so it is offered, never sent.
+    lone_word = path == "embedding" and len(cleaned.split()) == 1
+    if conf >= threshold and not lone_word:
+        alts = [(NAMES[k], probs[k]) for k in ranked[1:4] if probs[k] >= 0.01]
+        return Intent(NAMES[top], conf, alts)
+    alts = [(NAMES[k], probs[k]) for k in ranked[:3] if probs[k] > 0]
+    if conf < UNKNOWN_FLOOR and path == "embedding":
+        return Intent(None, conf, alts, _UNKNOWN_REASON, "unknown")
+    names = [e for e, _ in alts]
+    said = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+    return Intent(None, conf, alts, f"did you mean {said}?", "did_you_mean")
+
+
+# ---------------------------------------------------------------------------------------
 # The parser
 # ---------------------------------------------------------------------------------------
 class IntentParser:
@@ -442,38 +527,12 @@ class IntentParser:
     # --- internals ------------------------------------------------------------------------
     def _parse(self, text: str) -> Intent:
         raw = _coerce(text)[:MAX_CHARS]
-        if not raw.strip():
-            return Intent(None, 0.0, [], _HELP_REASON, "help")
         cleaned = _clean(raw)
-        key = normalize_key(cleaned).strip("?!. ")
-        if key in {"help", "list", "emotions"} or cleaned == "?":
-            return Intent(None, 0.0, [], "here are the 17 emotions I know", "help")
-        if not cleaned:
-            skipped = any(p.search(raw) for p in (_CODE, _ENTITY, _URL, _AT_MENTION))
-            said = "I only saw mentions, links or code; " if skipped else ""
-            return Intent(None, 0.0, [], said + _UNKNOWN_REASON, "unknown")
+        unread = _answer_without_reading(raw, cleaned)
+        if unread is not None:
+            return unread
         probs, path = self._distribution(cleaned)
-        if not path:
-            if _non_latin_share(cleaned) > 0.5:
-                reason = "I can only read English requests so far; try happy, lol or an emoji like 😂"
-            else:
-                reason = _UNKNOWN_REASON
-            return Intent(None, 0.0, [], reason, "unknown")
-        ranked = sorted(range(N_EMOTIONS), key=lambda k: -probs[k])
-        top = ranked[0]
-        conf = probs[top]
-        # One word the lexicon does not know ("cat", "printer") names no feeling: the
-        # sentence model's nearest situation is only a guess, so it is offered, never sent.
-        lone_word = path == "embedding" and len(cleaned.split()) == 1
-        if conf >= self.threshold and not lone_word:
-            alts = [(NAMES[k], probs[k]) for k in ranked[1:4] if probs[k] >= 0.01]
-            return Intent(NAMES[top], conf, alts)
-        alts = [(NAMES[k], probs[k]) for k in ranked[:3] if probs[k] > 0]
-        if conf < UNKNOWN_FLOOR and path == "embedding":
-            return Intent(None, conf, alts, _UNKNOWN_REASON, "unknown")
-        names = [e for e, _ in alts]
-        said = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
-        return Intent(None, conf, alts, f"did you mean {said}?", "did_you_mean")
+        return _answer(cleaned, probs, path, self.threshold)
 
     def _distribution(self, cleaned: str) -> tuple[list[float], str]:
         probs, path, coverage, n_content = self._lexicon_distribution(cleaned, with_coverage=True)
@@ -499,29 +558,9 @@ class IntentParser:
         return _sarcasm(cleaned, mixed), "blend"
 
     def _sentence_probs(self, snippet: str) -> list[float]:
-        """The sentence model's probabilities, as log-odds: on a sentence (four words or
-        more) the fine-tuned encoder's logits (`bot.sentence_tuning`; the bank regression's
-        until it is built, or by the setting) plus the bank's word model; on one to three
-        words the kNN vote over the bank (cosines over the temperature) plus the word model
-        (`bot.sentence_logreg` says why the two paths)."""
-        words = _EMBEDDER.words.log_likelihood(snippet) if _EMBEDDER.words is not None else None
-        if len(snippet.split()) >= LOGREG_MIN_WORDS:
-            logits, tuned = _EMBEDDER.sentence_logits(snippet)
-            a, ww = (TUNED_WEIGHT, TUNED_WORD_WEIGHT) if tuned else (LOGREG_WEIGHT, LOGREG_WORD_WEIGHT)
-            z = [a * float(x) for x in logits]
-            if words:
-                # The no-feeling class has no word model of its own: it gets the emotions'
-                # mean, so the words move it no more than a typical emotion.
-                words = [*words, sum(words) / len(words)] if len(z) > N_EMOTIONS else words
-                z = [x + ww * w for x, w in zip(z, words, strict=True)]
-            # A no-feeling share ("can you send me the link") is doubt: the 17 probabilities
-            # then sum to less than one, and the parser asks rather than guesses.
-            return _softmax(z, 1.0)[:N_EMOTIONS]
-        scores, _ = _EMBEDDER.evidence(snippet)
-        if not words or not self.word_weight:
-            return _softmax(scores, self.temperature)
-        return _softmax([s / self.temperature + self.word_weight * w
-                         for s, w in zip(scores, words, strict=True)], 1.0)
+        """The sentence model's probabilities (`_read_sentence`). A method, with this
+        parser's temperature and word weight, so that benchmarks can swap it."""
+        return _read_sentence(snippet, self.temperature, self.word_weight)
 
     def _lexicon_distribution(self, cleaned: str, *, with_coverage: bool = False,
                               weak_doubt: bool = False) -> Any:
