@@ -215,22 +215,13 @@ def score_pool(
     With `prior` (what `moodgif score` and `/gif-admin pools add` ask for) the zero-shot prior (`scorer.prior`: faces, and words when a
     `text_model` is given) is written as its own model version for every GIF, and made the
     active version when none is. A trained head never ranks a pool outside its domain."""
-    from scorer.versions import PRIOR_HEAD_KIND
-
     t0 = time.perf_counter()
     if engine_kind not in ("local", "ray"):
         raise ScoreError(f"unknown engine {engine_kind!r}; expected local or ray")
-    mv, enc_id, scheme = _resolve_version(engine, encoder_id, settings.scoring.sampling, model_version_id)
-    if mv is not None and mv.head_kind == PRIOR_HEAD_KIND:
-        mv = None  # the prior has no head: it is (re)written below from faces and words
-    enc_id = enc_id or settings.scoring.encoder
+    mv, enc_id, scheme = _scoring_version(settings, engine, encoder_id, model_version_id)
     workers = settings.scoring.workers if workers is None else workers
     batch_size = batch_size or settings.scoring.batch_size or auto_batch_size(device)
-    # Build (and so validate) the encoder before anything is written: unknown id, missing
-    # weights and absent CUDA all stop here. Ray actors build their own on their devices.
-    encoder = get_encoder(enc_id, settings, "cpu" if engine_kind == "ray" else device)
-    if mv is not None:
-        _head_path(settings, mv)
+    encoder = _checked_encoder(settings, enc_id, mv, engine_kind, device)
     shas = _pool_shas(engine, pool)
     rows = _gif_rows(engine, shas)
     report = ScoreReport(model_version_id=mv.id if mv else None, encoder_id=enc_id, sampling=scheme)
@@ -249,13 +240,42 @@ def score_pool(
     if prior:  # first: it stores the channels that a head trained with them reads
         _score_prior(settings, engine, report, have, scheme, face_dir, rows,
                      words.model() if words is not None else None)
-    if mv is not None:
-        report.scored = write_predictions(settings, engine, mv.id, have)
-        report.head_skipped = len(have) - report.scored
-    else:
-        log.info("no trained head for encoder %s (%s)", enc_id, scheme)
+    _predict_with_head(settings, engine, mv, have, report)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _scoring_version(
+    settings: Settings, engine: Engine, encoder_id: str | None, model_version_id: int | None
+) -> tuple[ModelVersion | None, str, str]:
+    """(the version whose trained head runs, or None; encoder id; sampling scheme)."""
+    from scorer.versions import PRIOR_HEAD_KIND
+
+    mv, enc_id, scheme = _resolve_version(engine, encoder_id, settings.scoring.sampling, model_version_id)
+    if mv is not None and mv.head_kind == PRIOR_HEAD_KIND:
+        mv = None  # the prior has no head: score_pool (re)writes it from faces and words
+    return mv, enc_id or settings.scoring.encoder, scheme
+
+
+def _checked_encoder(settings: Settings, enc_id: str, mv: ModelVersion | None, engine_kind: str,
+                     device: str) -> TorchEncoder:
+    """The encoder, built (and so validated), and the head file checked, before anything is
+    written: unknown id, missing weights, a missing head and absent CUDA all stop here."""
+    # Ray actors build their own on their devices.
+    encoder = get_encoder(enc_id, settings, "cpu" if engine_kind == "ray" else device)
+    if mv is not None:
+        _head_path(settings, mv)
+    return encoder
+
+
+def _predict_with_head(settings: Settings, engine: Engine, mv: ModelVersion | None, shas: list[str],
+                       report: ScoreReport) -> None:
+    """Write the trained head's predictions for `shas` (those in its domain); count them in `report`."""
+    if mv is not None:
+        report.scored = write_predictions(settings, engine, mv.id, shas)
+        report.head_skipped = len(shas) - report.scored
+    else:
+        log.info("no trained head for encoder %s (%s)", report.encoder_id, report.sampling)
 
 
 def _encode_todo(settings: Settings, engine: Engine, encoder: TorchEncoder, enc_id: str, scheme: str,
