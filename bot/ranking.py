@@ -418,8 +418,7 @@ def poll_pair(matrix: ScoreMatrix, emotion: int, *, rng: np.random.Generator,
 
     `avoid`: pairs asked recently (either order), skipped while any other pair is left.
     """
-    n = matrix.size
-    if n < 2:
+    if matrix.size < 2:
         return None
     pen, eligible = matrix.penalty(pools, ceiling)
     if eligible < 2:
@@ -430,22 +429,45 @@ def poll_pair(matrix: ScoreMatrix, emotion: int, *, rng: np.random.Generator,
         return matrix.shas[int(a)], matrix.shas[int(b)]
     mu = (matrix.mean[emotion] + pen).astype(np.float64)
     sd = matrix.sd[emotion].astype(np.float64)
+    cand = _poll_candidates(mu, sd)
+    if cand.size < 2:
+        return None
+    m_c, s_c = mu[cand], np.maximum(sd[cand], 1e-6)
+    value = _pair_values(m_c, s_c, _top_share(m_c, s_c, rng))
+    value = _skip_asked(value, matrix, cand, avoid)
+    pair = _draw_pair(value, cand, rng)
+    if pair is None:  # no pair with any doubt left: the two best means
+        a, b = _top(mu.astype(np.float32), 2)
+    else:
+        a, b = pair
+    return matrix.shas[a], matrix.shas[b]
+
+
+def _poll_candidates(mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """Rows that could be in the top, sorted: the current top POLL_TOP and the GIFs whose
+    upper bound (mean + 2 sd) reaches its last mean, at most the POLL_CANDIDATES highest."""
     top = _top(mu.astype(np.float32), POLL_TOP)
     kth = float(mu[top[-1]])
     ucb = np.where(np.isfinite(mu), mu + 2.0 * sd, -np.inf)
     reach = np.flatnonzero(ucb >= kth)
     if reach.size > POLL_CANDIDATES:  # the most optimistic few, the current top included
         reach = reach[np.argsort(-ucb[reach], kind="stable")[:POLL_CANDIDATES]]
-    cand = np.union1d(reach, np.asarray(top, np.int64))
-    if cand.size < 2:
-        return None
-    m_c, s_c = mu[cand], np.maximum(sd[cand], 1e-6)
-    draws = m_c[None, :] + s_c[None, :] * rng.standard_normal((POLL_DRAWS, cand.size))
-    k = min(POLL_TOP, cand.size - 1)
-    in_top = np.zeros(cand.size)
+    return np.union1d(reach, np.asarray(top, np.int64))
+
+
+def _top_share(m_c: np.ndarray, s_c: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """P(each candidate is in the top), the share of POLL_DRAWS Thompson draws it is in."""
+    draws = m_c[None, :] + s_c[None, :] * rng.standard_normal((POLL_DRAWS, m_c.size))
+    k = min(POLL_TOP, m_c.size - 1)
+    in_top = np.zeros(m_c.size)
     for row in draws:
         in_top[np.argpartition(-row, k - 1)[:k]] += 1.0
-    p_top = in_top / POLL_DRAWS
+    return in_top / POLL_DRAWS
+
+
+def _pair_values(m_c: np.ndarray, s_c: np.ndarray, p_top: np.ndarray) -> np.ndarray:
+    """Each candidate pair's worth as a poll (the module's formula above), upper triangle only:
+    value[i, j] for i < j, zero elsewhere."""
     from scipy.special import ndtr
 
     diff = (m_c[:, None] - m_c[None, :]) / np.sqrt(s_c[:, None] ** 2 + s_c[None, :] ** 2)
@@ -455,7 +477,12 @@ def poll_pair(matrix: ScoreMatrix, emotion: int, *, rng: np.random.Generator,
     var = s_c[:, None] ** 2 + s_c[None, :] ** 2
     value = np.outer(p_top, p_top) * 4.0 * p * (1.0 - p) * var
     np.fill_diagonal(value, 0.0)
-    value = np.triu(value, 1)
+    return np.triu(value, 1)
+
+
+def _skip_asked(value: np.ndarray, matrix: ScoreMatrix, cand: np.ndarray,
+                avoid: Iterable[tuple[str, str]]) -> np.ndarray:
+    """`value` with the pairs in `avoid` zeroed, unless no other pair is worth anything."""
     pos = {matrix.shas[int(c)]: j for j, c in enumerate(cand)}
     asked = np.zeros_like(value, dtype=bool)
     for a, b in avoid:
@@ -464,17 +491,23 @@ def poll_pair(matrix: ScoreMatrix, emotion: int, *, rng: np.random.Generator,
             asked[min(ia, ib), max(ia, ib)] = True
     if (value[~asked] > 0).any():
         value = np.where(asked, 0.0, value)
+    return value
+
+
+def _draw_pair(value: np.ndarray, cand: np.ndarray,
+               rng: np.random.Generator) -> tuple[int, int] | None:
+    """Rows of one pair drawn in proportion to `value`, in random order (no side bias);
+    None when no pair is worth anything."""
     flat = value.ravel()
     total = flat.sum()
-    if not total > 0:  # no pair with any doubt left: the two best means
-        a, b = _top(mu.astype(np.float32), 2)
-        return matrix.shas[a], matrix.shas[b]
+    if not total > 0:
+        return None
     pick = int(rng.choice(flat.size, p=flat / total))
     i, j = divmod(pick, cand.size)
     a, b = int(cand[i]), int(cand[j])
     if rng.random() < 0.5:  # no side bias
         a, b = b, a
-    return matrix.shas[a], matrix.shas[b]
+    return a, b
 
 
 _NORMAL_TABLE: np.ndarray | None = None
