@@ -39,6 +39,8 @@ import subprocess
 import tarfile
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
@@ -311,68 +313,118 @@ def create_backup(
 
 def _create_backup(settings: Settings, dest: Path, url: str, dialect: str, parts_wanted: list[str],
                    partial: Path, progress: bool) -> tuple[Path, dict[str, Any]]:
+    with tempfile.TemporaryDirectory(prefix=".moodgif-backup-", dir=dest.parent) as tmp:
+        snapshot = _snapshot_database(url, dialect, Path(tmp))
+        with _archive_written_atomically(partial, dest) as tar:
+            parts = {"database": _add_database(tar, snapshot)}
+            parts |= _add_data_files(tar, settings, parts_wanted, progress)
+            manifest = _manifest(snapshot, parts, parts_wanted)
+            _add_manifest(tar, manifest)
+    return dest, manifest
+
+
+@dataclass(frozen=True)
+class _DatabaseSnapshot:
+    """The database at one point in time: the file to archive, and what it holds."""
+
+    file: Path
+    member: str
+    dialect: str
+    counts: dict[str, int]
+    revision: str | None
+    pg_schema: str | None = None
+
+
+def _snapshot_database(url: str, dialect: str, tmp: Path) -> _DatabaseSnapshot:
+    """Taken first, before any file is listed (see the module docstring for why)."""
     from scorer.store import make_engine
 
-    with tempfile.TemporaryDirectory(prefix=".moodgif-backup-", dir=dest.parent) as tmp:
-        pg_schema = None
-        if dialect == "sqlite":
-            db_file, member = Path(tmp) / "moodgif.sqlite3", SQLITE_MEMBER
-            counts, revision = _sqlite_snapshot(url, db_file)
-        else:
-            db_file, member = Path(tmp) / "moodgif.sql", PG_MEMBER
-            counts, revision, pg_schema = _pg_snapshot(make_engine(url), url, db_file)
+    if dialect == "sqlite":
+        db_file = tmp / "moodgif.sqlite3"
+        counts, revision = _sqlite_snapshot(url, db_file)
+        return _DatabaseSnapshot(db_file, SQLITE_MEMBER, dialect, counts, revision)
+    db_file = tmp / "moodgif.sql"
+    counts, revision, pg_schema = _pg_snapshot(make_engine(url), url, db_file)
+    return _DatabaseSnapshot(db_file, PG_MEMBER, dialect, counts, revision, pg_schema)
 
-        try:
-            # 0600 before the first byte: the archive holds the whole ledger.
-            os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
-            os.chmod(partial, 0o600)
-            with tarfile.open(partial, "w:gz", compresslevel=6) as tar:
-                sha, size = _add_stable_file(tar, db_file, member)
-                parts: dict[str, Any] = {
-                    "database": {"member": member, "sha256": sha, "bytes": size, "dialect": dialect}
-                }
-                if pg_schema:
-                    parts["database"]["schema"] = pg_schema
-                listings = {p: list(_walk_files(part_dir(settings, p))) for p in parts_wanted}
-                bar = _progress(sum(len(v) for v in listings.values()), "backup", progress)
-                for part, entries in listings.items():
-                    files: dict[str, dict[str, Any]] = {}
-                    for rel, path in entries:
-                        added = _add_live_file(tar, path, f"files/{part}/{rel}")
-                        bar.update(1)
-                        if added is not None:
-                            files[rel] = {"sha256": added[0], "bytes": added[1]}
-                    parts[part] = {
-                        "member": f"files/{part}/",
-                        "count": len(files),
-                        "bytes": sum(f["bytes"] for f in files.values()),
-                        "sha256": _listing_sha(files),
-                        "files": files,
-                    }
-                bar.close()
-                manifest = {
-                    "format": FORMAT,
-                    "version": FORMAT_VERSION,
-                    "moodgif_version": _moodgif_version(),
-                    "revision": revision,
-                    "dialect": dialect,
-                    "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                    "host": socket.gethostname(),
-                    "counts": {
-                        "tables": counts,
-                        "files": {p: parts[p]["count"] for p in parts_wanted},
-                    },
-                    "parts": parts,
-                }
-                data = json.dumps(manifest, indent=1, sort_keys=True).encode()
-                info = tarfile.TarInfo(MANIFEST)
-                info.size, info.mode = len(data), 0o644
-                info.mtime = int(dt.datetime.now().timestamp())
-                tar.addfile(info, io.BytesIO(data))
-            os.replace(partial, dest)
-        finally:
-            partial.unlink(missing_ok=True)
-    return dest, manifest
+
+@contextmanager
+def _archive_written_atomically(partial: Path, dest: Path) -> Iterator[tarfile.TarFile]:
+    """A tar.gz written as `partial` and renamed to `dest` only when complete; removed on failure."""
+    try:
+        # 0600 before the first byte: the archive holds the whole ledger.
+        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        os.chmod(partial, 0o600)
+        with tarfile.open(partial, "w:gz", compresslevel=6) as tar:
+            yield tar
+        os.replace(partial, dest)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _add_database(tar: tarfile.TarFile, snapshot: _DatabaseSnapshot) -> dict[str, Any]:
+    sha, size = _add_stable_file(tar, snapshot.file, snapshot.member)
+    part: dict[str, Any] = {
+        "member": snapshot.member, "sha256": sha, "bytes": size, "dialect": snapshot.dialect
+    }
+    if snapshot.pg_schema:
+        part["schema"] = snapshot.pg_schema
+    return part
+
+
+def _add_data_files(tar: tarfile.TarFile, settings: Settings, parts_wanted: list[str],
+                    progress: bool) -> dict[str, dict[str, Any]]:
+    """Each wanted data folder, listed only now that the database snapshot is taken."""
+    listings = {p: list(_walk_files(part_dir(settings, p))) for p in parts_wanted}
+    bar = _progress(sum(len(v) for v in listings.values()), "backup", progress)
+    parts = {part: _add_part_files(tar, part, entries, bar) for part, entries in listings.items()}
+    bar.close()
+    return parts
+
+
+def _add_part_files(tar: tarfile.TarFile, part: str, entries: list[tuple[str, Path]],
+                    bar: tqdm) -> dict[str, Any]:
+    """Add one folder's files; returns its manifest entry (a file deleted since listing is left out)."""
+    files: dict[str, dict[str, Any]] = {}
+    for rel, path in entries:
+        added = _add_live_file(tar, path, f"files/{part}/{rel}")
+        bar.update(1)
+        if added is not None:
+            files[rel] = {"sha256": added[0], "bytes": added[1]}
+    return {
+        "member": f"files/{part}/",
+        "count": len(files),
+        "bytes": sum(f["bytes"] for f in files.values()),
+        "sha256": _listing_sha(files),
+        "files": files,
+    }
+
+
+def _manifest(snapshot: _DatabaseSnapshot, parts: dict[str, Any],
+              parts_wanted: list[str]) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "moodgif_version": _moodgif_version(),
+        "revision": snapshot.revision,
+        "dialect": snapshot.dialect,
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "host": socket.gethostname(),
+        "counts": {
+            "tables": snapshot.counts,
+            "files": {p: parts[p]["count"] for p in parts_wanted},
+        },
+        "parts": parts,
+    }
+
+
+def _add_manifest(tar: tarfile.TarFile, manifest: dict[str, Any]) -> None:
+    """Added last: it holds the checksums of every member before it."""
+    data = json.dumps(manifest, indent=1, sort_keys=True).encode()
+    info = tarfile.TarInfo(MANIFEST)
+    info.size, info.mode = len(data), 0o644
+    info.mtime = int(dt.datetime.now().timestamp())
+    tar.addfile(info, io.BytesIO(data))
 
 
 def _moodgif_version() -> str:
