@@ -8,8 +8,9 @@ scored through the whole parser with the shipped sentence model (docs/bench/inte
 W1: as shipped. W4: the no-feeling share is the fine-tuned model's own softmax share, and the
 17 emotions split the rest by its logits plus the bank's word model. W4a / W4b: W4 with the
 commit threshold at 0.40 / 0.35. G (`--watch`): an unasked offer also needs the fine-tuned
-model to read more feeling than not (1 - its no-feeling share >= 0.5). None is shipped: each
-failed its rule. Held-out sets are refused, as in bench_candidates.py.
+model to read more feeling than not (`IntentParser.feeling_share` >= 0.5). None is the
+default: each failed its rule; G ships as the opt-in `channel strict on` (bot.flows.offers).
+Held-out sets are refused, as in bench_candidates.py.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ os.environ["MOODGIF_INTENT_SENTENCE_MODEL"] = "regression"  # the tuned reader i
 import bench_candidates as bc  # noqa: E402
 
 from bot import intent as intent_mod  # noqa: E402
-from bot.flows.offers import WATCH_MIN_CONFIDENCE  # noqa: E402
+from bot.flows.offers import WATCH_MIN_CONFIDENCE, WATCH_STRICT_FEELING  # noqa: E402
 from bot.intent import IntentParser, _softmax  # noqa: E402
 from scorer.emotions import N_EMOTIONS  # noqa: E402
 
@@ -53,17 +54,6 @@ def w4_probs(self: IntentParser, snippet: str) -> list[float]:
     return [(1.0 - doubt) * p for p in _softmax(mixed, 1.0)]
 
 
-def feeling_share(parser: IntentParser, text: str) -> float:
-    """1 - the fine-tuned model's no-feeling share; 1.0 where that model does not read the line."""
-    cleaned = intent_mod._clean(text)
-    path = parser._distribution(cleaned)[1]
-    snippet = " ".join(cleaned[:intent_mod.EMBED_CHARS].split())
-    if path not in ("embedding", "blend") or len(snippet.split()) < intent_mod.LOGREG_MIN_WORDS:
-        return 1.0
-    z = _tuned_logits(snippet)
-    return 1.0 if z is None else 1.0 - _softmax(z, 1.0)[N_EMOTIONS]
-
-
 def watch_offers(parser: IntentParser, name: str) -> str:
     if name in bc.FLAT:
         texts, accepted = bc.flat_texts(name), None
@@ -76,7 +66,7 @@ def watch_offers(parser: IntentParser, name: str) -> str:
         right = (it.kind == "match" and it.emotion is not None and it.confidence >= WATCH_MIN_CONFIDENCE
                  and (accepted is None or it.emotion in accepted[i]))
         plain += right
-        gated += right and feeling_share(parser, text) >= 0.5
+        gated += right and parser.feeling_share(text) >= WATCH_STRICT_FEELING
     what = "flat offers" if accepted is None else "right offers"
     return f"{name} n={len(texts)} {what}: W1 {plain / len(texts):.3f}  G {gated / len(texts):.3f}"
 

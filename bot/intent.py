@@ -505,6 +505,20 @@ class IntentParser:
         cleaned = _clean(_coerce(text)[:MAX_CHARS])
         return self._distribution(cleaned)
 
+    def feeling_share(self, text: str) -> float:
+        """How likely the fine-tuned sentence model finds any feeling in `text` (1 - its
+        no-feeling share, before the bank's words); 1.0 where that model does not read the
+        text: short requests, the lexicon's own answers, or before it is built."""
+        cleaned = _clean(_coerce(text)[:MAX_CHARS])
+        snippet = " ".join(cleaned[:EMBED_CHARS].split())
+        if (len(snippet.split()) < LOGREG_MIN_WORDS
+                or self._distribution(cleaned)[1] not in ("embedding", "blend")):
+            return 1.0
+        logits, tuned = _EMBEDDER.sentence_logits(snippet)
+        if not tuned or len(logits) <= N_EMOTIONS:
+            return 1.0
+        return 1.0 - _softmax([TUNED_WEIGHT * float(x) for x in logits], 1.0)[N_EMOTIONS]
+
     def suggest_emotions(self, prefix: str, limit: int = 25) -> list[str]:
         """Completions for what is typed so far: emotion names, then lexicon words."""
         p = normalize_key(_clean(_coerce(prefix)[:100]))

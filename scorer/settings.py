@@ -295,6 +295,9 @@ class ChannelSettings(BaseModel):
     cooldown_s: CooldownS
     preview_count: PreviewCount
     watch: OnOff = Field(default=False, description="opt-in: the bot reads a channel only when asked")
+    watch_strict: OnOff = Field(
+        default=False, description="watched channel: offer only when the sentence model finds a feeling "
+                                   "more likely than none (about half the offers on flat chat)")
 
 
 # ---------------------------------------------------------------------------------------

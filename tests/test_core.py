@@ -21,7 +21,8 @@ HAPPY = INDEX["happiness"]
 
 
 class Env:
-    def __init__(self, settings, engine, *, scored: bool = True, **overrides) -> None:
+    def __init__(self, settings, engine, *, scored: bool = True, parser: IntentParser | None = None,
+                 **overrides) -> None:
         self.settings = settings.override(**{
             "cooldown_s": 0.0, "poll_share": 0.0, "exploration": "none", **overrides})
         self.engine = engine
@@ -31,7 +32,7 @@ class Env:
             add_model_version(engine, self.pool.shas, self.scores)
         self.now = [time.time()]
         self.core = BotCore(self.settings, engine,
-                            intent_parser=IntentParser(self.settings, use_embeddings=False),
+                            intent_parser=parser or IntentParser(self.settings, use_embeddings=False),
                             clock=lambda: self.now[0], seed=1)
 
     def actor(self, user: str = "alice", channel: str = "general", admin: bool = False) -> Actor:
@@ -294,6 +295,34 @@ async def test_watch_offers_privately_and_rarely(env: Env) -> None:
     env.now[0] += env.settings.chat.watch_cooldown_min * 60
     assert (await env.core.watch(alice, "lol")).kind == "preview"
     assert env.comparisons() == []  # an offer alone records nothing
+
+
+@pytest.mark.slow  # loads the sentence model
+async def test_a_strict_channel_offers_only_where_the_model_finds_a_feeling(sqlite_settings, sqlite_engine) -> None:
+    from bot import intent as intent_mod
+    from bot.sentence_tuning import BUILD_TIMEOUT_S
+
+    parser = IntentParser(sqlite_settings)
+    if not intent_mod._EMBEDDER.load() or not intent_mod._EMBEDDER.wait_tuned(BUILD_TIMEOUT_S):
+        pytest.fail(f"the tuned sentence model is not available: {intent_mod._EMBEDDER.error}")
+    env = Env(sqlite_settings, sqlite_engine, parser=parser)
+    ada = env.actor("ada", admin=True)
+    flat = "the discord event for movie night is set for friday 9pm"
+    felt = "someone microwaved fish in the office again"
+    # The case the setting is for: the bank's words read a clear feeling into a logistics
+    # line that the fine-tuned model itself finds flat.
+    assert parser.parse(flat).confidence >= 0.8 and parser.feeling_share(flat) < 0.2
+    assert parser.feeling_share(felt) > 0.8
+    await env.core.admin(ada, "channel", ["watch", "on"])
+    assert (await env.core.watch(env.actor("bob"), flat)).kind == "preview"
+    assert (await env.core.admin(ada, "channel", ["strict", "on"])).kind == "ack"
+    assert "watch_strict: True" in (await env.core.admin(ada, "channel", ["show"])).text
+    assert await env.core.watch(env.actor("cy"), flat) is None
+    offer = await env.core.watch(env.actor("di"), felt)
+    assert offer.kind == "preview" and "disgust" in offer.text
+    assert (await env.core.watch(env.actor("ed"), "so happy today")).kind == "preview"  # short: the lexicon's
+    await env.core.admin(ada, "channel", ["strict", "reset"])
+    assert (await env.core.watch(env.actor("flo"), flat)).kind == "preview"
 
 
 async def test_demo_virtual_users_land_in_the_ledger(sqlite_settings, sqlite_engine) -> None:

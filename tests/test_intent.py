@@ -754,3 +754,14 @@ def test_chat_sentence_floor_on_the_tune_split(emb: IntentParser) -> None:
         rows = [(r["text"], set(r["accepted"].split("|")), r["split"]) for r in csv.DictReader(fh)]
     top1, top3 = _accuracy(emb, [r for r in rows if r[2] == "tune"])
     assert top1 >= FLOOR_CHAT_TUNE["top1"] and top3 >= FLOOR_CHAT_TUNE["top3"], (top1, top3)
+
+
+def test_feeling_share_is_the_tuned_models_own_doubt(emb: IntentParser) -> None:
+    """What a strict watched channel asks (bot.flows.offers): the fine-tuned model's share of
+    "some feeling" before the bank's words; 1.0 where that model does not read the text."""
+    assert emb.feeling_share("lol") == 1.0  # the lexicon's
+    assert emb.feeling_share("happy cat") == 1.0  # too short for the fine-tuned model
+    assert emb.feeling_share("") == 1.0
+    assert emb.feeling_share("bug filed as JIRA-2231, repro steps are in the description") < 0.2
+    assert emb.feeling_share("i accidentally deleted the production database") > 0.8
+    assert IntentParser(use_embeddings=False).feeling_share("the meeting notes are in the wiki") == 1.0

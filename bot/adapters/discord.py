@@ -349,10 +349,10 @@ class AdminCog(_CoreCog, name="moodgif admin"):
     async def admin_rating(self, interaction: discord.Interaction, ceiling: str, scope: str = "server") -> None:
         await self._admin(interaction, SetRating(ceiling, channel_only=scope == "channel"))
 
-    @admin.command(name="channel", description="this channel's settings: show, pools, watch, preview, cooldown, rating")
-    @app_commands.choices(
-        key=[app_commands.Choice(name=k, value=k) for k in ("show", "pools", "watch", "preview", "cooldown", "rating")]
-    )
+    @admin.command(name="channel",
+                   description="this channel's settings: show, pools, watch, strict, preview, cooldown, rating")
+    @app_commands.choices(key=[app_commands.Choice(name=k, value=k)
+                               for k in ("show", "pools", "watch", "strict", "preview", "cooldown", "rating")])
     @app_commands.describe(value="the new value, or reset")
     async def admin_channel(self, interaction: discord.Interaction, key: str = "show", value: str = "") -> None:
         if key == "show":

@@ -19,6 +19,10 @@ from scorer.emotions import INDEX
 
 WATCH_MAX_CHARS = 300
 WATCH_MIN_CONFIDENCE = 0.8  # an unasked offer must be a clear case
+# A strict channel (`channel strict on`) also needs the sentence model to find a feeling more
+# likely than none: flat chat draws about half the offers, right offers fall by about 1 in
+# 100 (docs/bench/intent.md, eighteenth round).
+WATCH_STRICT_FEELING = 0.5
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,8 @@ class OfferFlow:
         intent = ctx.parser.parse(query)
         if (intent.kind != "match" or intent.emotion not in INDEX
                 or intent.confidence < max(WATCH_MIN_CONFIDENCE, ctx.settings.chat.intent_threshold)):
+            return None
+        if scoped.watch_strict and ctx.parser.feeling_share(query) < WATCH_STRICT_FEELING:
             return None
         if len(self._watch_offered) > 100_000:  # forget old offers so memory stays bounded
             self._watch_offered.clear()
@@ -91,4 +97,4 @@ def worth_watching(text: str) -> bool:
     return bool(text) and len(text) <= WATCH_MAX_CHARS and not text.lstrip().startswith("/")
 
 
-__all__ = ["WATCH_MAX_CHARS", "WATCH_MIN_CONFIDENCE", "OfferFlow", "Suggestion", "worth_watching"]
+__all__ = ["WATCH_MAX_CHARS", "WATCH_MIN_CONFIDENCE", "WATCH_STRICT_FEELING", "OfferFlow", "Suggestion", "worth_watching"]
