@@ -178,8 +178,7 @@ def build_matrix(
     every GIF stays, in random order.
     """
     n = len(shas)
-    prior_mask = np.ones(n, bool) if prior_mask is None and prior is not None else prior_mask
-    has_prior = prior_mask if prior_mask is not None else np.zeros(n, bool)
+    has_prior = _prior_rows(n, prior, prior_mask)
     has_bt = _bt_mask_per_emotion(bt_mask, n)
     gif_has_bt = has_bt.any(axis=1)
     scored = bool(has_prior.any() or gif_has_bt.any())
@@ -190,10 +189,7 @@ def build_matrix(
     keep = (has_prior | gif_has_bt) if scored else np.ones(n, bool)
     idx = np.flatnonzero(keep)
     kept = [shas[i] for i in idx]
-    rating = np.array(
-        [RATINGS.index(r) if r in RATINGS else UNKNOWN_RATING for r in (ratings[i] for i in idx)],
-        dtype=np.uint8,
-    )
+    rating = _rating_codes(ratings, idx)
     return ScoreMatrix(
         shas=kept,
         index={s: i for i, s in enumerate(kept)},
@@ -207,9 +203,30 @@ def build_matrix(
         fit_id=fit_id,
         n_bt=int((gif_has_bt & keep).sum()),
         built_at=time.time(),
-        evidence=(np.zeros(N_EMOTIONS) if evidence is None
-                  else np.asarray(evidence, np.float64).reshape(N_EMOTIONS)),
+        evidence=_evidence_per_emotion(evidence),
     )
+
+
+def _prior_rows(n: int, prior: np.ndarray | None, prior_mask: np.ndarray | None) -> np.ndarray:
+    """(N,) bool, GIF i has a prediction: `prior_mask`, else every row when a prior is given."""
+    if prior_mask is not None:
+        return prior_mask
+    return np.ones(n, bool) if prior is not None else np.zeros(n, bool)
+
+
+def _rating_codes(ratings: Sequence[str | None], idx: np.ndarray) -> np.ndarray:
+    """uint8 index into RATINGS of each kept row's rating (UNKNOWN_RATING when none or unknown)."""
+    return np.array(
+        [RATINGS.index(r) if r in RATINGS else UNKNOWN_RATING for r in (ratings[i] for i in idx)],
+        dtype=np.uint8,
+    )
+
+
+def _evidence_per_emotion(evidence: np.ndarray | None) -> np.ndarray:
+    """float64 (17,) comparisons per emotion; zeros when the caller gave none."""
+    if evidence is None:
+        return np.zeros(N_EMOTIONS)
+    return np.asarray(evidence, np.float64).reshape(N_EMOTIONS)
 
 
 def _bt_mask_per_emotion(bt_mask: np.ndarray | None, n: int) -> np.ndarray:

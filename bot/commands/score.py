@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
 
 from scorer.settings import Settings
+
+if TYPE_CHECKING:
+    from scorer.pipeline import ScoreReport
 
 
 def register(group: click.Group) -> None:
@@ -44,23 +49,15 @@ def score_cmd(
     trained on; the prior ranks the others.
     """
     from scorer.encoders import EncoderError
-    from scorer.encoders import list_encoders as known
 
     if list_encoders:
-        for e in known():
-            click.echo(e)
+        _echo_known_encoders()
         return
     from scorer.pipeline import ScoreError, score_pool
     from scorer.store import init_db
 
     engine = init_db(settings.db_url)
-    text_model = None
-    if not no_prior:
-        # The word channel uses the bot's own intent model: it lives in bot/, so it is
-        # handed down to the scorer here rather than imported there (bot -> scorer only).
-        from bot.intent import text_model as settled_text_model
-
-        text_model = settled_text_model(settings, notify=lambda line: click.echo(line, err=True))
+    text_model = None if no_prior else _settled_text_model(settings)
     try:
         report = score_pool(
             settings, engine, pool=pool, encoder_id=encoder_id, device=device or settings.scoring.device,
@@ -70,6 +67,30 @@ def score_cmd(
         )
     except (EncoderError, ScoreError) as exc:
         raise click.ClickException(str(exc)) from None
+    _echo_encoding(report)
+    _echo_prior(report)
+    _echo_head(report)
+
+
+def _echo_known_encoders() -> None:
+    """The known encoder ids, one a line."""
+    from scorer.encoders import list_encoders as known
+
+    for e in known():
+        click.echo(e)
+
+
+def _settled_text_model(settings: Settings) -> Callable[[str], tuple[list[float], str]]:
+    """The intent model's reading of a text, for the prior's word channel; settled first."""
+    # The word channel uses the bot's own intent model: it lives in bot/, so it is
+    # handed down to the scorer here rather than imported there (bot -> scorer only).
+    from bot.intent import text_model as settled_text_model
+
+    return settled_text_model(settings, notify=lambda line: click.echo(line, err=True))
+
+
+def _echo_encoding(report: ScoreReport) -> None:
+    """What was encoded, how fast, and the first 20 failures (on stderr)."""
     rate = report.encoded / report.seconds if report.seconds > 0 else 0.0
     click.echo(
         f"encoder {report.encoder_id} ({report.sampling}): {report.encoded} encoded "
@@ -78,12 +99,20 @@ def score_cmd(
     )
     for sha, reason in report.failed[:20]:
         click.echo(f"  failed {sha[:12]}: {reason}", err=True)
+
+
+def _echo_prior(report: ScoreReport) -> None:
+    """What the zero-shot prior wrote, when it ran."""
     if report.prior_version_id is not None:
         click.echo(
             f"zero-shot prior (model version {report.prior_version_id}): {report.prior_written} GIFs, "
             f"{report.prior_faces} with a face, {report.prior_words} with readable words, "
             f"{report.prior_wide} with only a wide prior (explored more)"
         )
+
+
+def _echo_head(report: ScoreReport) -> None:
+    """What the trained head scored, or why none did."""
     if report.model_version_id is None:
         click.echo("no trained head yet: the zero-shot prior ranks these GIFs until votes train one"
                    if report.prior_version_id is not None else

@@ -276,11 +276,20 @@ def _report_intro(result: SimResult, command: str, png_name: str) -> list[str]:
     """What was run, at what scale, the results table and its legend."""
     cfg = result.config
     n_final = int(cfg["requests"])
-    at = [n for n in (1000, n_final) if n <= n_final]
-    at = list(dict.fromkeys(at))
-    names = result.names()
-    n_seeds = len(result.run(names[0])["seeds"]) if names else 0
-    lines = [
+    return [
+        *_loop_summary_lines(cfg),
+        *_made_by_lines(result, command),
+        *_reduced_scale_lines(cfg, n_final),
+        *_evaluation_pool_lines(result, png_name, n_final),
+        *_results_lines(result, n_final),
+        "## Issue 12's targets (what people feel)",
+        "",
+    ]
+
+
+def _loop_summary_lines(cfg: dict) -> list[str]:
+    """The page's title and what the simulated loop is."""
+    return [
         "# The learning loop: suggestions get better with use",
         "",
         "Virtual users with known tastes use the bot through the same core the chat adapters "
@@ -290,17 +299,37 @@ def _report_intro(result: SimResult, command: str, png_name: str) -> list[str]:
         "show is measured against the demo pool's ground truth after every retrain. The truth "
         "only drives the virtual users and the measurement; the ranker never sees it.",
         "",
+    ]
+
+
+def _made_by_lines(result: SimResult, command: str) -> list[str]:
+    """The machine, the time in all and the command that made the page."""
+    return [
         "Made by (on " + machine() + f", {result.seconds:.0f} s in all):",
         "",
         "```",
         command,
         "```",
         "",
-        *(["**Reduced scale.** The benchmark (`benchmarks/bench_learning_loop.py`) is a "
-            "2,000-GIF pool and 5,000 requests per run; this page was made at the scale in the "
-            "command above (the shared 2-core machine could not run the full one in time); "
-            "`docs/bench/learning-loop.md` says what was and was not measured.", ""]
-          if cfg["pool_size"] < 2000 or n_final < 5000 else []),
+    ]
+
+
+def _reduced_scale_lines(cfg: dict, n_final: int) -> list[str]:
+    """A warning when the run was smaller than the benchmark's; nothing otherwise."""
+    if cfg["pool_size"] < 2000 or n_final < 5000:
+        return ["**Reduced scale.** The benchmark (`benchmarks/bench_learning_loop.py`) is a "
+                "2,000-GIF pool and 5,000 requests per run; this page was made at the scale in the "
+                "command above (the shared 2-core machine could not run the full one in time); "
+                "`docs/bench/learning-loop.md` says what was and was not measured.", ""]
+    return []
+
+
+def _evaluation_pool_lines(result: SimResult, png_name: str, n_final: int) -> list[str]:
+    """The curves' plot, then the pools, requests, seeds and the shipped scorer behind them."""
+    cfg = result.config
+    names = result.names()
+    n_seeds = len(result.run(names[0])["seeds"]) if names else 0
+    return [
         f"![NDCG@5 versus requests per strategy]({png_name})",
         "",
         f"Evaluation pool: {cfg['pool_size']} demo GIFs; {n_final:,} requests per strategy, "
@@ -309,10 +338,26 @@ def _report_intro(result: SimResult, command: str, png_name: str) -> list[str]:
         f"with {result.prepared['v0'].get('crowd_comparisons') or '?'} GIFGIF-style crowd "
         "comparisons (Bradley-Terry noise), through the real training code.",
         "",
+    ]
+
+
+def _results_lines(result: SimResult, n_final: int) -> list[str]:
+    """The results table at 1,000 requests and at the end, then what each column means."""
+    at = [n for n in (1000, n_final) if n <= n_final]
+    at = list(dict.fromkeys(at))
+    return [
         "## Results (means over the 17 emotions)",
         "",
         markdown_table(result, at),
         "",
+        *_metric_legend_lines(),
+        "",
+    ]
+
+
+def _metric_legend_lines() -> list[str]:
+    """One bullet per column of the results table."""
+    return [
         "- **NDCG@5**: the deterministic top 5 of the posterior (no exploration) for each "
         "emotion, gain = the true score; the ceiling is the truth's own top 5, so the value is "
         "already a share of the ceiling (1.0 = the truth's ranking).",
@@ -328,11 +373,7 @@ def _report_intro(result: SimResult, command: str, png_name: str) -> list[str]:
         "- **Spearman**: posterior means against the truth over the whole pool.",
         "- **pair acc.**: a fixed held-out set of truth-derived pairs per emotion (never "
         "recorded as comparisons), ordered correctly by the posterior.",
-        "",
-        "## Issue 12's targets (what people feel)",
-        "",
     ]
-    return lines
 
 
 def _earlier_target_lines(result: SimResult) -> list[str]:
