@@ -524,15 +524,28 @@ def decode_gif(
     max_pixels = max_pixels or _DEFAULT_MAX_PIXELS
     max_frames = max_frames or _DEFAULT_MAX_FRAMES
     total = max_total_pixels or _DEFAULT_MAX_TOTAL_PIXELS
-    kind = sniff_format(data[:512])
-    if kind == "gif":
-        layout = _walk_gif(data, max_pixels, max_frames, total)
-        n_total, width, height = len(layout.frames), layout.width, layout.height
-    else:
-        width, height, n_total, _ = probe_gif(data, max_pixels=max_pixels, max_frames=max_frames,
-                                              max_total_pixels=total)
-        layout = None
+    layout, width, height, n_total = _probe_for_decode(data, max_pixels, max_frames, total)
+    order = _frame_order(indices, n_total)
+    _check_output_size(len(order), width, height, max_output_bytes)
+    if layout is not None:
+        return _decode_gif_frames(data, layout, order)
+    return _decode_webp_frames(data, order, n_total)
 
+
+def _probe_for_decode(
+    data: bytes, max_pixels: int, max_frames: int, max_total: int
+) -> tuple[_GifLayout | None, int, int, int]:
+    """(GIF layout, or None for WebP; width; height; frame count), within the caps."""
+    if sniff_format(data[:512]) == "gif":
+        layout = _walk_gif(data, max_pixels, max_frames, max_total)
+        return layout, layout.width, layout.height, len(layout.frames)
+    width, height, n_total, _ = probe_gif(data, max_pixels=max_pixels, max_frames=max_frames,
+                                          max_total_pixels=max_total)
+    return None, width, height, n_total
+
+
+def _frame_order(indices: Sequence[int] | None, n_total: int) -> list[int]:
+    """The frames to return, in order: all of them, or the checked `indices`."""
     if indices is None:
         order = list(range(n_total))
     else:
@@ -542,20 +555,30 @@ def decode_gif(
                 raise IndexError(f"frame index {i} out of range for {n_total} frames")
     if not order:
         raise IndexError("no frame indices asked for")
-    last = max(order)
-    if len(order) * width * height * 3 > max_output_bytes:
+    return order
+
+
+def _check_output_size(n_frames: int, width: int, height: int, max_output_bytes: int) -> None:
+    if n_frames * width * height * 3 > max_output_bytes:
         raise GifDecodeError(
-            f"too large to return at once: {len(order)} frames of {width}x{height} "
+            f"too large to return at once: {n_frames} frames of {width}x{height} "
             f"(more than {max_output_bytes:,} bytes); ask for fewer frames"
         )
 
-    if layout is not None:
-        try:
-            frames, durations = _composite_gif(data, layout, order)
-        except MemoryError:
-            raise GifDecodeError(f"too large to decode: {width}x{height}") from None
-        return DecodedGif(frames=frames, durations_ms=durations, width=width, height=height)
-    by_index, by_index_ms, width, height = _composite_pillow(data, set(order), last)
+
+def _decode_gif_frames(data: bytes, layout: _GifLayout, order: list[int]) -> DecodedGif:
+    """GIF: composited here, in numpy (see the module doc)."""
+    width, height = layout.width, layout.height
+    try:
+        frames, durations = _composite_gif(data, layout, order)
+    except MemoryError:
+        raise GifDecodeError(f"too large to decode: {width}x{height}") from None
+    return DecodedGif(frames=frames, durations_ms=durations, width=width, height=height)
+
+
+def _decode_webp_frames(data: bytes, order: list[int], n_total: int) -> DecodedGif:
+    """Animated WebP: composited by libwebp through Pillow."""
+    by_index, by_index_ms, width, height = _composite_pillow(data, set(order), max(order))
     missing = [i for i in order if i not in by_index]
     if missing:
         raise GifDecodeError(

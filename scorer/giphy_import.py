@@ -158,19 +158,36 @@ def import_gifs(settings: Settings, engine: Engine, pool_name: str, gifs: Sequen
                 trusted_endpoints: Collection[tuple[str, int]] = (),
                 refused: Sequence[tuple[str, str]] = ()) -> IngestReport:
     """Store these GIPHY GIFs in the pool (see the module doc); never raises for one GIF."""
-    from tqdm import tqdm
-
     pool_id = get_or_create_pool(engine, pool_name)
     report = IngestReport(pool=pool_name)
     errors: list[tuple[str, str]] = list(refused)
+    seen: set[str] = set()
+    joins, new = _split_known(engine, gifs)
+    todo = _pick_renditions(settings, new, ceiling, errors)
+    join_known(engine, pool_id, joins, seen, report)
+    downloads = _download_renditions(settings, pool_name, todo, progress=progress,
+                                     trusted_endpoints=trusted_endpoints, errors=errors)
+    _validate_and_record(settings, engine, pool_id, downloads, seen=seen, report=report,
+                         errors=errors)
+    report.refused = errors
+    record_refusals(engine, pool_id, errors)
+    return report
+
+
+def _split_known(engine: Engine, gifs: Sequence[GiphyGif]
+                 ) -> tuple[list[tuple[GiphyGif, str]], list[GiphyGif]]:
+    """(GIFs already stored, with their sha256; the others), each GIPHY id once."""
     unique = list({g.id: g for g in gifs}.values())
     known = _known(engine, [g.external_id for g in unique])
-    seen: set[str] = set()
     joins = [(g, known[g.external_id]) for g in unique if g.external_id in known]
-    todo: list[tuple[GiphyGif, str]] = []  # (gif, rendition url)
-    for g in unique:
-        if g.external_id in known:
-            continue
+    return joins, [g for g in unique if g.external_id not in known]
+
+
+def _pick_renditions(settings: Settings, gifs: list[GiphyGif], ceiling: str | None,
+                     errors: list[tuple[str, str]]) -> list[tuple[GiphyGif, str]]:
+    """(gif, rendition url) to download; GIFs above the ceiling or the size cap go to `errors`."""
+    todo: list[tuple[GiphyGif, str]] = []
+    for g in gifs:
         if ceiling and g.rating and RATINGS.index(g.rating) > RATINGS.index(ceiling):
             errors.append((g.external_id, f"rated {g.giphy_rating} by GIPHY, above the ceiling {ceiling}"))
             continue
@@ -179,7 +196,14 @@ def import_gifs(settings: Settings, engine: Engine, pool_name: str, gifs: Sequen
             errors.append((g.external_id, choice))
         else:
             todo.append((g, choice.url))
-    join_known(engine, pool_id, joins, seen, report)
+    return todo
+
+
+def _download_renditions(settings: Settings, pool_name: str, todo: list[tuple[GiphyGif, str]], *,
+                         progress: bool, trusted_endpoints: Collection[tuple[str, int]],
+                         errors: list[tuple[str, str]]) -> list[tuple[GiphyGif, str, bytes]]:
+    """(gif, url, bytes) of the renditions that downloaded; failures go to `errors`."""
+    from tqdm import tqdm
 
     disable = None if progress else True  # None: tqdm shows itself on a terminal only
     results = []
@@ -192,16 +216,21 @@ def import_gifs(settings: Settings, engine: Engine, pool_name: str, gifs: Sequen
     for g, _url, r in fetched:
         if r.data is None:
             errors.append((g.external_id, r.error or "download failed"))
+    return [(g, url, r.data) for g, url, r in fetched if r.data is not None]
 
+
+def _validate_and_record(settings: Settings, engine: Engine, pool_id: int,
+                         downloads: list[tuple[GiphyGif, str, bytes]], *, seen: set[str],
+                         report: IngestReport, errors: list[tuple[str, str]]) -> None:
+    """Check the files side by side; record the accepted ones a chunk per transaction."""
     def validate(item: tuple[GiphyGif, str, bytes]) -> tuple[GiphyGif, AcceptedGif | str]:
         g, url, data = item
         src = SourceItem(ref=g.external_id, url=url, title=g.title, rating=g.rating)
         return g, validate_gif(settings, src, data)
 
-    ok = [(g, url, r.data) for g, url, r in fetched if r.data is not None]
     pending: list[tuple[GiphyGif, AcceptedGif]] = []
     with ThreadPoolExecutor(max_workers=validation_workers()) as pool:
-        for g, outcome in pool.map(validate, ok):
+        for g, outcome in pool.map(validate, downloads):
             if isinstance(outcome, str):
                 errors.append((g.external_id, outcome))
                 continue
@@ -211,9 +240,6 @@ def import_gifs(settings: Settings, engine: Engine, pool_name: str, gifs: Sequen
                 pending = []
     if pending:
         record_giphy_gifs(engine, pool_id, pending, seen, report)
-    report.refused = errors
-    record_refusals(engine, pool_id, errors)
-    return report
 
 
 def join_known(engine: Engine, pool_id: int, joins: list[tuple[GiphyGif, str]], seen: set[str],

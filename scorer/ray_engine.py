@@ -15,12 +15,17 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from scorer.encoders import EncoderError, Preprocessor, get_encoder
 from scorer.scoring_unit import GifJob, Limits, PreparedGif, encode_stream, prepare_job
 from scorer.settings import Settings
+
+if TYPE_CHECKING:
+    from ray.data import Dataset
 
 GIFS_PER_ACTOR_CALL = 16
 
@@ -82,52 +87,83 @@ def encode_with_ray(
     address: str | None = None,
 ) -> Iterator[tuple[str, np.ndarray | None, str | None, int]]:
     """Yield (sha, features or None, error or None, frames) for every job, in any order."""
+    ray = _import_ray()
+    started = _start_ray(ray, address)
+    try:
+        gpus = _actor_gpus(ray, device)
+        prep = get_encoder(encoder_id, settings, "cpu").prep  # validated on the driver already
+        items = [{"sha": j.sha, "path": j.path, "n_frames": j.n_frames} for j in jobs]
+        ds = ray.data.from_items(items)
+        ds = _add_prepare_stage(ds, prep, scheme, limits)
+        ds = _add_encode_stage(ds, encoder_id, settings, gpus=gpus, workers=workers,
+                               batch_size=batch_size)
+        yield from _iter_results(ds)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _import_ray() -> ModuleType:
     try:
         import ray
     except ImportError:
         raise EncoderError("--engine ray needs Ray: pip install 'moodgif[ray]'") from None
+    return ray
 
-    started = False
-    if not ray.is_initialized():
-        ray.init(address=address or None, include_dashboard=False, log_to_driver=False)
-        started = True
-    try:
-        gpus = float(ray.cluster_resources().get("GPU", 0))
-        if device.startswith("cuda") and gpus < 1:
-            raise EncoderError(f"--device {device} was asked for but the Ray cluster has no GPU")
-        use_gpu = gpus >= 1 and device != "cpu"
-        actor_device = "cuda" if use_gpu else "cpu"
-        prep = get_encoder(encoder_id, settings, "cpu").prep  # validated on the driver already
-        items = [{"sha": j.sha, "path": j.path, "n_frames": j.n_frames} for j in jobs]
-        ds = ray.data.from_items(items)
-        ds = ds.map_batches(
-            _prepare_batch,
-            fn_kwargs={"prep": prep, "scheme": scheme, "limits": limits},
-            batch_size=1,
-            batch_format="numpy",
-            num_cpus=1,
-        )
-        ds = ds.map_batches(
-            _EncodeActor,
-            fn_constructor_kwargs={
-                "encoder_id": encoder_id, "settings": settings,
-                "device": actor_device, "batch_size": batch_size,
-            },
-            batch_size=GIFS_PER_ACTOR_CALL,
-            batch_format="numpy",
-            # A range lets Ray Data leave CPUs to the decode stage on small clusters.
-            concurrency=(1, max(1, int(gpus) if use_gpu else int(workers))),
-            num_gpus=1 if use_gpu else 0,
-            num_cpus=1,
-        )
-        for batch in ds.iter_batches(batch_size=GIFS_PER_ACTOR_CALL, batch_format="numpy"):
-            for sha, feats, frames, error in zip(
-                batch["sha"], batch["feats"], batch["frames"], batch["error"], strict=True
-            ):
-                if error:
-                    yield str(sha), None, str(error), int(frames)
-                else:
-                    yield str(sha), _from_bytes(feats), None, int(frames)
-    finally:
-        if started:
-            ray.shutdown()
+
+def _start_ray(ray: ModuleType, address: str | None) -> bool:
+    """Connect to Ray unless it already runs here; True when this call started it."""
+    if ray.is_initialized():
+        return False
+    ray.init(address=address or None, include_dashboard=False, log_to_driver=False)
+    return True
+
+
+def _actor_gpus(ray: ModuleType, device: str) -> int:
+    """How many GPUs the encode actors may use (0: they run on CPU)."""
+    gpus = float(ray.cluster_resources().get("GPU", 0))
+    if device.startswith("cuda") and gpus < 1:
+        raise EncoderError(f"--device {device} was asked for but the Ray cluster has no GPU")
+    return int(gpus) if gpus >= 1 and device != "cpu" else 0
+
+
+def _add_prepare_stage(ds: Dataset, prep: Preprocessor, scheme: str, limits: Limits) -> Dataset:
+    """Stage 1: decode, sample and preprocess, one GIF per CPU task."""
+    return ds.map_batches(
+        _prepare_batch,
+        fn_kwargs={"prep": prep, "scheme": scheme, "limits": limits},
+        batch_size=1,
+        batch_format="numpy",
+        num_cpus=1,
+    )
+
+
+def _add_encode_stage(ds: Dataset, encoder_id: str, settings: Settings, *, gpus: int, workers: int,
+                      batch_size: int) -> Dataset:
+    """Stage 2: encoder actors, one GPU each when `gpus`, else up to `workers` on CPU."""
+    use_gpu = gpus > 0
+    return ds.map_batches(
+        _EncodeActor,
+        fn_constructor_kwargs={
+            "encoder_id": encoder_id, "settings": settings,
+            "device": "cuda" if use_gpu else "cpu", "batch_size": batch_size,
+        },
+        batch_size=GIFS_PER_ACTOR_CALL,
+        batch_format="numpy",
+        # A range lets Ray Data leave CPUs to the decode stage on small clusters.
+        concurrency=(1, max(1, gpus if use_gpu else int(workers))),
+        num_gpus=1 if use_gpu else 0,
+        num_cpus=1,
+    )
+
+
+def _iter_results(ds: Dataset) -> Iterator[tuple[str, np.ndarray | None, str | None, int]]:
+    """The encode stage's rows back on the driver, features decoded."""
+    for batch in ds.iter_batches(batch_size=GIFS_PER_ACTOR_CALL, batch_format="numpy"):
+        for sha, feats, frames, error in zip(
+            batch["sha"], batch["feats"], batch["frames"], batch["error"], strict=True
+        ):
+            if error:
+                yield str(sha), None, str(error), int(frames)
+            else:
+                yield str(sha), _from_bytes(feats), None, int(frames)
