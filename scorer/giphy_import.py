@@ -157,7 +157,9 @@ def import_gifs(settings: Settings, engine: Engine, pool_name: str, gifs: Sequen
                 ceiling: str | None = None, progress: bool = False,
                 trusted_endpoints: Collection[tuple[str, int]] = (),
                 refused: Sequence[tuple[str, str]] = ()) -> IngestReport:
-    """Store these GIPHY GIFs in the pool (see the module doc); never raises for one GIF."""
+    """Store these GIPHY GIFs in the pool (see the module doc); never raises for one GIF.
+    An unknown `ceiling` raises GiphyError before anything is stored."""
+    check_ceiling(ceiling)
     pool_id = get_or_create_pool(engine, pool_name)
     report = IngestReport(pool=pool_name)
     errors: list[tuple[str, str]] = list(refused)

@@ -139,6 +139,18 @@ def test_rating_mapping_and_ceiling(env: Env, engine) -> None:  # type: ignore[n
     assert env.ingest(engine, "wild", "giphy:wild", rating="r").added
 
 
+def test_an_unknown_ceiling_is_refused_before_anything_is_stored(env: Env, engine) -> None:  # type: ignore[no-untyped-def]
+    from scorer.giphy_import import import_gifs
+
+    gifs = [parse_gif(env.fake._entry(env.fake.add(_gif("ceil0", "any", seed=500))))]
+    with pytest.raises(GiphyError, match="unknown rating ceiling 'nc-17'"):
+        import_gifs(env.settings, engine, "ceil", gifs, ceiling="nc-17")
+    with session_scope(engine) as s:
+        from scorer.store import Pool
+
+        assert s.scalar(select(Pool).where(Pool.name == "ceil")) is None
+
+
 def test_429_backoff_then_success_and_quota_errors(env: Env, engine) -> None:  # type: ignore[no-untyped-def]
     env.fake.add(_gif("phew1", "phew relief", seed=400))
     env.fake.fail_429 = 2
