@@ -315,8 +315,8 @@ async def test_a_strict_channel_offers_only_where_the_model_finds_a_feeling(sqli
     assert parser.feeling_share(felt) > 0.8
     await env.core.admin(ada, "channel", ["watch", "on"])
     assert (await env.core.watch(env.actor("bob"), flat)).kind == "preview"
-    assert (await env.core.admin(ada, "channel", ["strict", "on"])).kind == "ack"
-    assert "watch_strict: True" in (await env.core.admin(ada, "channel", ["show"])).text
+    assert (await env.core.admin(ada, "channel", ["strict", "on"])).text == "watch_strict for this channel is now on."
+    assert "watch_strict: on" in (await env.core.admin(ada, "channel", ["show"])).text
     assert await env.core.watch(env.actor("cy"), flat) is None
     offer = await env.core.watch(env.actor("di"), felt)
     assert offer.kind == "preview" and "disgust" in offer.text

@@ -152,8 +152,7 @@ class AdminFlow:
             key = CHANNEL_KEYS.get(cmd.key.lower(), cmd.key)
             value = sess.set_scoped(db, actor.platform, actor.workspace, actor.channel, key,
                                     cmd.value)
-            shown = "the default" if value is None else (
-                ", ".join(value) or "every pool") if isinstance(value, list) else value
+            shown = "the default" if value is None else _shown(value) or "every pool"
             return Reply(kind="ack", text=f"{key} for this channel is now {shown}.")
         raise TypeError(f"not an admin command: {cmd!r}")
 
@@ -172,9 +171,15 @@ class AdminFlow:
                                        f"(job {job.id}, in the worker). `stats` shows how it goes."))
 
 
+def _shown(value: Any) -> str:
+    """A setting as an admin types it: on/off, a comma list, or the value."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return ", ".join(value) if isinstance(value, list) else str(value)
+
+
 def _setting_line(key: str, value: Any) -> str:
-    shown = ", ".join(value) if isinstance(value, list) else value
-    return f"{key}: {shown}" + (" (every pool)" if key == "pools" and not value else "")
+    return f"{key}: {_shown(value)}" + (" (every pool)" if key == "pools" and not value else "")
 
 
 __all__ = ["ADMIN_HELP", "AddPool", "AdminCommand", "AdminFlow", "Help", "ListPools",
