@@ -32,7 +32,6 @@ import bench_candidates as bc  # noqa: E402
 import build_acceptance as ba  # noqa: E402
 
 from bot import intent as intent_mod  # noqa: E402
-from bot.intent import IntentParser  # noqa: E402
 from scorer.emotions import N_EMOTIONS  # noqa: E402
 
 # (weight, threshold)
@@ -73,20 +72,6 @@ def acceptance_answer(cleaned: str, probs: list[float], path: str, threshold: fl
     return SHIPPED_ANSWER(cleaned, probs, path, threshold)
 
 
-def group_counts(parser: IntentParser, group: list[str]) -> dict[str, float]:
-    """Row counts pooled over a group's sets: n, right commits, top-3 hits, wrong commits."""
-    out = {"n": 0.0, "top1": 0.0, "top3": 0.0, "wrong": 0.0}
-    for name in group:
-        _use_table(name)
-        m = bc.bench.evaluate(parser, bc.rows_of(name))
-        n = m["n"]
-        out["n"] += n
-        out["top1"] += m["top1"] * n
-        out["top3"] += m["top3"] * n
-        out["wrong"] += (m["answered"] - m["top1"]) * n
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--variants", default=",".join(VARIANTS))
@@ -99,16 +84,7 @@ def main() -> None:
     intent_mod._answer = acceptance_answer  # type: ignore[assignment]
     for variant in args.variants.split(","):
         _STATE["weight"], parser.threshold = VARIANTS[variant]
-        pooled = {"n": 0.0, "top1": 0.0, "top3": 0.0, "wrong": 0.0}
-        for g in groups:
-            c = group_counts(parser, GROUPS[g])
-            for k in pooled:
-                pooled[k] += c[k]
-            print(f"{variant} {g} n={int(c['n'])} top-1 {c['top1'] / c['n']:.3f} "
-                  f"top-3 {c['top3'] / c['n']:.3f} wrong commits {c['wrong'] / c['n']:.3f}", flush=True)
-        n = pooled["n"]
-        print(f"{variant} POOLED n={int(n)} top-1 {pooled['top1'] / n:.3f} top-3 {pooled['top3'] / n:.3f} "
-              f"wrong commits {pooled['wrong'] / n:.3f}", flush=True)
+        bc.pooled_groups(parser, {g: GROUPS[g] for g in groups}, variant, before_set=_use_table)
         _use_table(None)
         for name in guards:
             print(variant, bc.set_line(parser, name), flush=True)

@@ -19,6 +19,7 @@ import argparse
 import csv
 import os
 import sys
+from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
 
@@ -98,6 +99,33 @@ def set_line(parser: IntentParser, name: str) -> str:
     m = bench.evaluate(parser, rows)
     return (f"{name} n={len(rows)} top-1 {m['top1']:.3f} top-3 {m['top3']:.3f} "
             f"best guess {m['best_guess']:.3f} answered {m['answered']:.3f}")
+
+
+def pooled_groups(parser: IntentParser, groups: dict[str, list[str]], label: str,
+                  before_set: Callable[[str], None] | None = None) -> None:
+    """Each group's figures and all groups pooled, by rows: top-1, top-3 and wrong commits
+    (answered, not accepted), as the rounds from the twenty-first on judge a candidate.
+    `before_set(name)` runs before each set is read (a table counted without it, say)."""
+    total = dict.fromkeys(("n", "top1", "top3", "wrong"), 0.0)
+
+    def line(name: str, c: dict[str, float]) -> str:
+        n = c["n"]
+        return (f"{label} {name} n={int(n)} top-1 {c['top1'] / n:.4f} top-3 {c['top3'] / n:.4f} "
+                f"wrong commits {c['wrong'] / n:.4f}")
+
+    for group, names in groups.items():
+        c = dict.fromkeys(total, 0.0)
+        for name in names:
+            if before_set is not None:
+                before_set(name)
+            m = bench.evaluate(parser, rows_of(name))
+            c["n"] += m["n"]
+            c["top1"] += m["top1"] * m["n"]
+            c["top3"] += m["top3"] * m["n"]
+            c["wrong"] += (m["answered"] - m["top1"]) * m["n"]
+        total = {k: total[k] + c[k] for k in total}
+        print(line(group, c), flush=True)
+    print(line("POOLED", total), flush=True)
 
 
 def refuse_held_out(names: list[str]) -> None:

@@ -114,23 +114,7 @@ def patched_reader(enc: Mpnet, reg: Any, beta: float) -> Any:
 
 
 def pooled_report(parser: intent_mod.IntentParser, label: str) -> None:
-    total = {"n": 0.0, "top1": 0.0, "top3": 0.0, "wrong": 0.0}
-    for group, names in GROUPS.items():
-        c = {"n": 0.0, "top1": 0.0, "top3": 0.0, "wrong": 0.0}
-        for name in names:
-            m = bc.bench.evaluate(parser, bc.rows_of(name))
-            n = m["n"]
-            c["n"] += n
-            c["top1"] += m["top1"] * n
-            c["top3"] += m["top3"] * n
-            c["wrong"] += (m["answered"] - m["top1"]) * n
-        for k in total:
-            total[k] += c[k]
-        print(f"{label} {group} n={int(c['n'])} top-1 {c['top1'] / c['n']:.3f} top-3 {c['top3'] / c['n']:.3f} "
-              f"wrong commits {c['wrong'] / c['n']:.3f}", flush=True)
-    n = total["n"]
-    print(f"{label} POOLED n={int(n)} top-1 {total['top1'] / n:.4f} top-3 {total['top3'] / n:.4f} "
-          f"wrong commits {total['wrong'] / n:.4f}", flush=True)
+    bc.pooled_groups(parser, GROUPS, label)
     for name in GUARDS:
         print(label, bc.set_line(parser, name), flush=True)
 
