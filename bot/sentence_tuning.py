@@ -400,15 +400,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-feeling-weight", type=float, default=Recipe.no_feeling_weight,
                     help="the no-feeling class's loss weight (a candidate, with --out)")
     ap.add_argument("--fp32", action="store_true", help="keep float weights (a candidate, with --out)")
+    ap.add_argument("--epochs", type=float, default=Recipe.epochs, help="passes over the lines (a candidate, with --out)")
+    ap.add_argument("--lr", type=float, default=Recipe.lr, help="the encoder's learning rate (a candidate, with --out)")
     ap.add_argument("--out", type=Path, help="build a candidate into this folder, not the cache "
                     "(benchmarks/bench_candidates.py scores it)")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     texts, owner = bank_texts()
-    recipe = Recipe(seed=args.seed, no_feeling_weight=args.no_feeling_weight, int8=not args.fp32)
+    recipe = Recipe(seed=args.seed, no_feeling_weight=args.no_feeling_weight, int8=not args.fp32,
+                    epochs=args.epochs, lr=args.lr)
     if args.out is None and recipe != Recipe():
-        ap.error("--seed, --no-feeling-weight and --fp32 build a candidate: give --out as well")
+        ap.error("--seed, --no-feeling-weight, --fp32, --epochs and --lr build a candidate: "
+                 "give --out as well")
     none = load_no_feeling()
     files = TunedFiles(args.out) if args.out else tuned_files(texts, owner, recipe, no_feeling=none)
     if files.complete() and not args.force:

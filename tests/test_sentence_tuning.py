@@ -111,9 +111,10 @@ def test_the_no_feeling_weight_pulls_flat_lines_toward_doubt(tmp_path: Path, sma
 def test_a_candidate_build_needs_a_folder_of_its_own() -> None:
     from bot.sentence_tuning import main
 
-    with pytest.raises(SystemExit) as exc:
-        main(["--seed", "1"])  # would otherwise pass a candidate off as the bank's model
-    assert exc.value.code == 2
+    for args in (["--seed", "1"], ["--epochs", "2"], ["--lr", "1e-5"]):
+        with pytest.raises(SystemExit) as exc:
+            main(args)  # would otherwise pass a candidate off as the bank's model
+        assert exc.value.code == 2
 
 
 def test_a_damaged_model_is_dropped_so_it_is_built_again(tmp_path: Path, small_build) -> None:  # type: ignore[no-untyped-def]
