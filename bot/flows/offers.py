@@ -20,8 +20,8 @@ from scorer.emotions import INDEX
 WATCH_MAX_CHARS = 300
 WATCH_MIN_CONFIDENCE = 0.8  # an unasked offer must be a clear case
 # A strict channel (`channel strict on`) also needs the sentence model to find a feeling more
-# likely than none: flat chat then draws half as many offers or fewer, at about 1 right offer
-# in 100 (docs/bench/intent.md, eighteenth and twenty-first to twenty-third rounds).
+# likely than none: flat chat then draws half as many offers or fewer, and about one line in
+# a hundred loses a right offer (docs/bench/intent.md, eighteenth to twenty-fourth rounds).
 WATCH_STRICT_FEELING = 0.5
 
 
