@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -130,9 +129,8 @@ def latency(parser: intent_mod.IntentParser, enc: Mpnet | None, label: str) -> N
         t = time.perf_counter()
         parser.parse(text)
         times.append((time.perf_counter() - t) * 1000)
-    times.sort()
-    print(f"{label} latency n={len(times)} p50 {statistics.median(times):.1f} ms "
-          f"p99 {times[int(0.99 * len(times))]:.1f} ms", flush=True)
+    print(f"{label} latency n={len(times)} p50 {bc.bench.percentile(times, 50):.1f} ms "
+          f"p99 {bc.bench.percentile(times, 99):.1f} ms", flush=True)
 
 
 def main() -> None:
