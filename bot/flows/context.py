@@ -16,7 +16,6 @@ import random
 import re
 import threading
 import unicodedata
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -29,12 +28,13 @@ from sqlalchemy.orm import Session
 from bot import session as sess
 from bot.events import Actor, GifCard, Reply
 from bot.flows.cards import CardCache
+from bot.flows.readings import ReadingCache
 
 # One length limit for a request: the parser reads no further, the core refuses longer.
 from bot.intent import MAX_CHARS as MAX_TEXT_CHARS
 from bot.ranking import Ranker
 from bot.scoped_settings import SCOPED_ROWS, resolve_rows, scope_params
-from bot.topics import Reading, read_request
+from bot.topics import Reading
 from scorer.settings import ChannelSettings, Settings
 from scorer.store import Impression, is_busy_error, request_path, session_scope
 from training.comparisons import user_hash
@@ -45,7 +45,7 @@ BUSY_TEXT = "I'm busy for a moment (the database is locked by another job). Plea
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 _SPACES = re.compile(r"\s+")
 _LEADING_COMMAND = re.compile(r"^/?gif\b\s*", re.IGNORECASE)
-_READINGS_MAX, _HASHES_MAX = 2048, 50_000
+_HASHES_MAX = 50_000
 
 # What a request or shuffle reads first, in one statement (on PostgreSQL one round trip, not
 # two): the channel's scoped settings rows (part "s") and the GIFs posted in it recently
@@ -111,8 +111,7 @@ class CoreContext:
         self._np_rng = np.random.default_rng(self._rand.getrandbits(64))
         self._hashes: dict[tuple[str, str], str] = {}
         self._cards = CardCache()
-        self._readings: OrderedDict[tuple[str, int], Reading] = OrderedDict()
-        self._readings_lock = threading.Lock()
+        self._readings = ReadingCache()
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -196,21 +195,7 @@ class CoreContext:
     def read(self, query: str) -> Reading:
         """The request's feeling and topic against the current snapshot's words (cached per
         query and snapshot, so a preview's buttons re-read it for free)."""
-        matrix = self.ranker.matrix()
-        key = (query, id(matrix.topics))
-        with self._readings_lock:
-            hit = self._readings.get(key)
-            if hit is not None:
-                return hit
-        if hasattr(self.parser, "word_roles"):
-            reading = read_request(self.parser, matrix.topics, query)
-        else:  # a parser without word roles (a test double) reads feelings only
-            reading = Reading(self.parser.parse(query))
-        with self._readings_lock:
-            self._readings[key] = reading
-            while len(self._readings) > _READINGS_MAX:
-                self._readings.popitem(last=False)
-        return reading
+        return self._readings.read(query, self.ranker.matrix().topics, lambda: self.parser)
 
     def scoped(self, db: Session, actor: Actor) -> ChannelSettings:
         """Every scoped setting for the actor's channel (one query)."""
