@@ -2,6 +2,7 @@
 
 - `context`  what every flow shares (settings, DB, clock, ranker, parser, caches) and the
              unit of work: one Session, one transaction per user action (`for_user`).
+- `cards`, `readings` the context's per-process caches of GIF cards and request readings.
 - `requests` `/gif` -> preview; Shuffle, Send, Cancel.
 - `offers` what nobody typed `/gif` for: a watched channel's offer; `suggest`.
 - `feedback` 👍/👎 votes and reactions on a post; the post's platform message id.

@@ -10,14 +10,12 @@ A database locked by another process becomes a polite "busy" reply, not a stall 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime as dt
 import logging
 import random
 import re
 import threading
 import unicodedata
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -28,15 +26,17 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from bot import session as sess
-from bot.events import Actor, GifCard, Reply, credit_line
+from bot.events import Actor, GifCard, Reply
+from bot.flows.cards import CardCache
+from bot.flows.readings import ReadingCache
 
 # One length limit for a request: the parser reads no further, the core refuses longer.
 from bot.intent import MAX_CHARS as MAX_TEXT_CHARS
 from bot.ranking import Ranker
 from bot.scoped_settings import SCOPED_ROWS, resolve_rows, scope_params
-from bot.topics import Reading, read_request
+from bot.topics import Reading
 from scorer.settings import ChannelSettings, Settings
-from scorer.store import Gif, Impression, is_busy_error, request_path, session_scope
+from scorer.store import Impression, is_busy_error, request_path, session_scope
 from training.comparisons import user_hash
 
 log = logging.getLogger("moodgif.bot.core")
@@ -45,10 +45,7 @@ BUSY_TEXT = "I'm busy for a moment (the database is locked by another job). Plea
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 _SPACES = re.compile(r"\s+")
 _LEADING_COMMAND = re.compile(r"^/?gif\b\s*", re.IGNORECASE)
-_CARDS_MAX, _READINGS_MAX, _HASHES_MAX = 4096, 2048, 50_000
-# Built once (an expanding IN): building a statement costs more than SQLite takes to answer it
-_CARDS = select(Gif.sha256, Gif.title, Gif.source_url, Gif.bytes, Gif.width, Gif.height,
-                Gif.attribution).where(Gif.sha256.in_(bindparam("shas", expanding=True)))
+_HASHES_MAX = 50_000
 
 # What a request or shuffle reads first, in one statement (on PostgreSQL one round trip, not
 # two): the channel's scoped settings rows (part "s") and the GIFs posted in it recently
@@ -113,10 +110,8 @@ class CoreContext:
         # (SeedSequence) cost more than the request's draws
         self._np_rng = np.random.default_rng(self._rand.getrandbits(64))
         self._hashes: dict[tuple[str, str], str] = {}
-        self._cards: OrderedDict[str, GifCard] = OrderedDict()
-        self._cards_lock = threading.Lock()
-        self._readings: OrderedDict[tuple[str, int], Reading] = OrderedDict()
-        self._readings_lock = threading.Lock()
+        self._cards = CardCache()
+        self._readings = ReadingCache()
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -194,52 +189,13 @@ class CoreContext:
     def cards(self, db: Session | None, shas: Sequence[str], emotion: str) -> tuple[GifCard, ...]:
         """How adapters render these GIFs, in order (GIFs no longer stored are left out).
         Cards are cached: a GIF's file, size and credit never change under its sha256."""
-        with self._cards_lock:
-            hits = {sha: self._cards[sha] for sha in shas if sha in self._cards}
-            for sha in hits:
-                self._cards.move_to_end(sha)
-        missing = [sha for sha in dict.fromkeys(shas) if sha not in hits]
-        if missing:
-            hits.update(self._load_cards(db, missing))
-        return tuple(dataclasses.replace(hits[sha], emotion=emotion) for sha in shas if sha in hits)
-
-    def _load_cards(self, db: Session | None, shas: list[str]) -> dict[str, GifCard]:
-        from scorer.pool import gif_path
-
-        if db is None:
-            with session_scope(self.engine) as s:
-                return self._load_cards(s, shas)
-        rows = db.connection().execute(_CARDS, {"shas": shas}).all()
-        out = {r.sha256: GifCard(
-            sha256=r.sha256, emotion="", title=r.title or "", source_url=r.source_url,
-            local_path=gif_path(self.settings, r.sha256), bytes=int(r.bytes),
-            width=int(r.width), height=int(r.height), credit=credit_line(r.attribution))
-            for r in rows}
-        with self._cards_lock:
-            self._cards.update(out)
-            while len(self._cards) > _CARDS_MAX:
-                self._cards.popitem(last=False)
-        return out
+        return self._cards.cards(db, self.engine, self.settings, shas, emotion)
 
     # ------------------------------------------------------------------ reading a request
     def read(self, query: str) -> Reading:
         """The request's feeling and topic against the current snapshot's words (cached per
         query and snapshot, so a preview's buttons re-read it for free)."""
-        matrix = self.ranker.matrix()
-        key = (query, id(matrix.topics))
-        with self._readings_lock:
-            hit = self._readings.get(key)
-            if hit is not None:
-                return hit
-        if hasattr(self.parser, "word_roles"):
-            reading = read_request(self.parser, matrix.topics, query)
-        else:  # a parser without word roles (a test double) reads feelings only
-            reading = Reading(self.parser.parse(query))
-        with self._readings_lock:
-            self._readings[key] = reading
-            while len(self._readings) > _READINGS_MAX:
-                self._readings.popitem(last=False)
-        return reading
+        return self._readings.read(query, self.ranker.matrix().topics, lambda: self.parser)
 
     def scoped(self, db: Session, actor: Actor) -> ChannelSettings:
         """Every scoped setting for the actor's channel (one query)."""

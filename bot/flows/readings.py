@@ -1,0 +1,49 @@
+"""A request's reading (feeling and topic), cached per process (`CoreContext.read`).
+
+Cached per query and snapshot, so a preview's buttons re-read a request for free.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from bot.topics import Reading, TopicIndex, read_request
+
+_READINGS_MAX = 2048
+
+
+class ReadingCache:
+    """Readings by (query, snapshot's words), the oldest dropped first; safe across threads."""
+
+    def __init__(self) -> None:
+        self._readings: OrderedDict[tuple[str, int], Reading] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def read(self, query: str, topics: TopicIndex | None, parser: Callable[[], Any]) -> Reading:
+        """`query` read against `topics`; `parser` is asked for only when not cached (it may
+        load a model)."""
+        key = (query, id(topics))
+        with self._lock:
+            hit = self._readings.get(key)
+            if hit is not None:
+                return hit
+        reading = _read_fresh(parser, topics, query)
+        with self._lock:
+            self._readings[key] = reading
+            while len(self._readings) > _READINGS_MAX:
+                self._readings.popitem(last=False)
+        return reading
+
+
+def _read_fresh(parser: Callable[[], Any], topics: TopicIndex | None, query: str) -> Reading:
+    intent = parser()
+    if hasattr(intent, "word_roles"):
+        return read_request(intent, topics, query)
+    # a parser without word roles (a test double) reads feelings only
+    return Reading(intent.parse(query))
+
+
+__all__ = ["ReadingCache"]
