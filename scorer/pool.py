@@ -212,10 +212,7 @@ def read_source(settings: Settings, source: str | Path, *,
     """
     text = str(source)
     if _is_url(text):
-        problem = url_problem(text)
-        if problem:
-            return [SourceItem(ref="url", error=problem)]
-        return [_url_item(text)]
+        return [_single_url_item(text)]
     path = Path(os.path.expanduser(text))
     if not path.exists():
         raise PoolError(f"no such file or folder: {path}")
@@ -227,21 +224,41 @@ def read_source(settings: Settings, source: str | Path, *,
     if not stat.S_ISREG(path.stat().st_mode):
         raise PoolError(f"{path}: not a regular file ({file_kind(path.stat().st_mode)})")
     if suffix in MANIFEST_CSV + MANIFEST_JSON:
-        base = path.parent
-        roots = _roots(settings, base, confine)
-        items = []
-        try:
-            for where, row, error in _read_manifest_rows(path):
-                if row is None:
-                    items.append(SourceItem(ref=where, error=error))
-                else:
-                    items.append(_row_item(settings, row, where, base, roots))
-        except UnicodeDecodeError:
-            raise PoolError(f"{path}: the manifest is not UTF-8 text") from None
-        except (RecursionError, csv.Error) as exc:
-            raise PoolError(f"{path}: cannot read the manifest ({type(exc).__name__})") from None
-        return items
+        return _manifest_items(settings, path, confine)
     # anything else: a list of URLs
+    return _url_list_items(path)
+
+
+def _single_url_item(url: str) -> SourceItem:
+    """A SOURCE that is one URL: its item, or a refusal saying what is wrong with it."""
+    problem = url_problem(url)
+    if problem:
+        return SourceItem(ref="url", error=problem)
+    return _url_item(url)
+
+
+def _manifest_items(settings: Settings, path: Path,
+                    confine: Sequence[Path] | None) -> list[SourceItem]:
+    """One item per row of a CSV or JSON manifest; a bad row is a refusal, an unreadable
+    manifest a PoolError."""
+    base = path.parent
+    roots = _roots(settings, base, confine)
+    items = []
+    try:
+        for where, row, error in _read_manifest_rows(path):
+            if row is None:
+                items.append(SourceItem(ref=where, error=error))
+            else:
+                items.append(_row_item(settings, row, where, base, roots))
+    except UnicodeDecodeError:
+        raise PoolError(f"{path}: the manifest is not UTF-8 text") from None
+    except (RecursionError, csv.Error) as exc:
+        raise PoolError(f"{path}: cannot read the manifest ({type(exc).__name__})") from None
+    return items
+
+
+def _url_list_items(path: Path) -> list[SourceItem]:
+    """One item per URL line of a text file (blank lines and `#` comments skipped)."""
     items = []
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()

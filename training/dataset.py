@@ -160,20 +160,45 @@ def assemble(
     `n_frames` gives the GIF's own frame count for the under-4-frames filter (the feature
     length is used when absent); `augmented(sha)` returns [(kind, features)] for train GIFs.
     """
-    info = {"candidates": len(targets), "no_features": 0, "too_short": 0, "augmented": 0}
-    keep: list[str] = []
+    feats, skipped = _usable_features(targets, features, n_frames, min_frames)
+    info = {"candidates": len(targets), **skipped, "augmented": 0}
+    parts = _split_datasets(targets, feats, weights, seed)
+    if augmented is not None:
+        parts["train"], info["augmented"] = _with_augmented(parts["train"], augmented)
+    info.update({k: len(v) for k, v in parts.items()})
+    return Splits(parts["train"], parts["dev"], parts["test"], set_name, encoder_id, info)
+
+
+def _usable_features(
+    targets: Mapping[str, np.ndarray],
+    features: Callable[[str], np.ndarray | None],
+    n_frames: Mapping[str, int] | None,
+    min_frames: int,
+) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """{sha: float32 features} in sha order, and how many GIFs had none or too few frames."""
+    skipped = {"no_features": 0, "too_short": 0}
     feats: dict[str, np.ndarray] = {}
     for sha in sorted(targets):
         f = features(sha)
         if f is None or f.ndim != 2 or f.shape[0] == 0:
-            info["no_features"] += 1
+            skipped["no_features"] += 1
             continue
         frames = n_frames.get(sha) if n_frames is not None else None
         if (frames if frames is not None else f.shape[0]) < min_frames:
-            info["too_short"] += 1
+            skipped["too_short"] += 1
             continue
-        keep.append(sha)
         feats[sha] = np.asarray(f, dtype=np.float32)
+    return feats, skipped
+
+
+def _split_datasets(
+    targets: Mapping[str, np.ndarray],
+    feats: Mapping[str, np.ndarray],
+    weights: Mapping[str, np.ndarray] | None,
+    seed: int,
+) -> dict[str, Dataset]:
+    """{"train" | "dev" | "test": Dataset} of the kept GIFs, each in sha order."""
+    keep = list(feats)
     which = split_of(keep, seed)
     parts: dict[str, Dataset] = {}
     for name in ("train", "dev", "test"):
@@ -184,23 +209,26 @@ def assemble(
             weights=None if weights is None else np.asarray(
                 [weights[s] for s in shas], np.float32).reshape(-1, N_EMOTIONS),
         )
-    if augmented is not None:
-        train = parts["train"]
-        keys, shas_, fs, ys, ws = [], [], [], [], []
-        for i, sha in enumerate(train.shas):
-            for kind, f in augmented(sha):
-                keys.append(f"{sha}#{kind}")
-                shas_.append(sha)
-                fs.append(np.asarray(f, np.float32))
-                ys.append(train.targets[i])
-                ws.append(_w(train)[i])
-        if keys:
-            extra = Dataset(keys, shas_, fs, np.asarray(ys, np.float32),
-                            None if train.weights is None else np.asarray(ws, np.float32))
-            parts["train"] = train.with_extra(extra)
-        info["augmented"] = len(keys)
-    info.update({k: len(v) for k, v in parts.items()})
-    return Splits(parts["train"], parts["dev"], parts["test"], set_name, encoder_id, info)
+    return parts
+
+
+def _with_augmented(
+    train: Dataset, augmented: Callable[[str], list[tuple[str, np.ndarray]]]
+) -> tuple[Dataset, int]:
+    """The training set followed by each GIF's augmented copies, and how many were added."""
+    keys, shas_, fs, ys, ws = [], [], [], [], []
+    for i, sha in enumerate(train.shas):
+        for kind, f in augmented(sha):
+            keys.append(f"{sha}#{kind}")
+            shas_.append(sha)
+            fs.append(np.asarray(f, np.float32))
+            ys.append(train.targets[i])
+            ws.append(_w(train)[i])
+    if keys:
+        extra = Dataset(keys, shas_, fs, np.asarray(ys, np.float32),
+                        None if train.weights is None else np.asarray(ws, np.float32))
+        train = train.with_extra(extra)
+    return train, len(keys)
 
 
 # ---------------------------------------------------------------------------------------

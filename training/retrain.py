@@ -487,58 +487,84 @@ def _against_active(run: _Run, ledger: LedgerArrays, data: _Data, active: ModelV
     """Is the candidate not worse than what ranks these GIFs (those in `scope`, when given)
     now? Held-out comparisons decide when there are enough of them, else dev RMSE on the
     votes. Returns (not worse, new RMSE, active RMSE)."""
-    from scorer.heads import predict
-
-    metrics, train, dev = run.metrics, data.train, data.dev
-    new_pred = dev_pred
-    eval_set = data.votes_only(dev)
-    on_dev = True
-    if len(dev) == 0 or float(eval_set.weights.sum()) == 0:  # type: ignore[union-attr]
-        # Too few compared GIFs for a dev set: judge on the training GIFs, and say so.
-        eval_set = data.votes_only(train)
-        on_dev = False
-        new_pred = predict(result.module, train.feats)
-        metrics["evaluate_on"] = "train (no dev GIFs with comparisons)"
+    metrics = run.metrics
+    eval_set, new_pred, on_dev = _evaluation_set(run, data, result, dev_pred)
     if scope is not None:  # only the GIFs it would take over
         rows = [i for i, sha in enumerate(eval_set.shas) if sha in scope]
         eval_set, new_pred = eval_set.subset(rows), new_pred[rows]
     new_rmse = _weighted_rmse(new_pred, eval_set)
     # For scale: what predicting the training mean for every GIF scores here.
-    mean_pred = np.broadcast_to(column_means(train.targets, train.weights), eval_set.targets.shape)
+    mean_pred = np.broadcast_to(column_means(data.train.targets, data.train.weights),
+                                eval_set.targets.shape)
     metrics["dev_rmse_mean_only"] = _weighted_rmse(mean_pred, eval_set)
     old_rmse = math.nan
     old_pred = None
     if active is not None:
-        # What ranks these GIFs now: the active version, or the zero-shot prior for the
-        # pools outside its domain. A new head must beat that on each GIF it would take over.
-        assert run.active_pred is not None  # read at bt-fit for this same active version
-        old_pred = run.active_pred.ranked(eval_set.shas)
-        have = np.isfinite(old_pred).all(axis=1)
-        if have.any():
-            sub = eval_set.subset(np.flatnonzero(have).tolist())
-            old_rmse = _weighted_rmse(old_pred[have], sub)
-            new_rmse = _weighted_rmse(new_pred[have], sub)
-            metrics["dev_compared_gifs"] = int(have.sum())
+        old_pred, old_rmse, new_rmse = _rmse_against_active(run, eval_set, new_pred, new_rmse)
     better = active is None or math.isnan(old_rmse) or new_rmse <= old_rmse + RMSE_TOLERANCE
     metrics["judged_by"] = "dev RMSE"
     # Better evidence than RMSE on the compared GIFs (each emotion's top, the very set the
     # candidate was fitted to): the comparisons among dev GIFs, which no head trained on.
     if old_pred is not None and on_dev:
-        pairs = held_out_pairs(ledger, eval_set.shas)
-        w, lo, usable = pairs.rows(eval_set.shas)
-        usable &= np.isfinite(old_pred[w, pairs.emotion]) & np.isfinite(old_pred[lo, pairs.emotion])
-        metrics["heldout_pairs"] = int(usable.sum())
-        if int(usable.sum()) >= MIN_HELDOUT_PAIRS:
-            acc_new, _ = pairs.accuracy(new_pred, eval_set.shas, usable)
-            acc_old, _ = pairs.accuracy(np.nan_to_num(old_pred), eval_set.shas, usable)
-            metrics["heldout_accuracy_new"] = acc_new
-            metrics["heldout_accuracy_active"] = acc_old
-            better = acc_new >= acc_old
-            metrics["judged_by"] = "held-out comparisons"
+        verdict = _heldout_verdict(metrics, ledger, eval_set, new_pred, old_pred)
+        better = better if verdict is None else verdict
     metrics["dev_rmse_new"] = new_rmse
     metrics["dev_rmse_active"] = None if math.isnan(old_rmse) else old_rmse
     metrics["not_worse"] = bool(better)
     return bool(better), new_rmse, old_rmse
+
+
+def _evaluation_set(run: _Run, data: _Data, result: HeadFit, dev_pred: np.ndarray
+                    ) -> tuple[Dataset, np.ndarray, bool]:
+    """The GIFs to judge on (votes only), the candidate's predictions for them, and whether
+    they are the dev GIFs (else the training GIFs)."""
+    from scorer.heads import predict
+
+    train, dev = data.train, data.dev
+    eval_set = data.votes_only(dev)
+    if len(dev) == 0 or float(eval_set.weights.sum()) == 0:  # type: ignore[union-attr]
+        # Too few compared GIFs for a dev set: judge on the training GIFs, and say so.
+        eval_set = data.votes_only(train)
+        new_pred = predict(result.module, train.feats)
+        run.metrics["evaluate_on"] = "train (no dev GIFs with comparisons)"
+        return eval_set, new_pred, False
+    return eval_set, dev_pred, True
+
+
+def _rmse_against_active(run: _Run, eval_set: Dataset, new_pred: np.ndarray, new_rmse: float
+                         ) -> tuple[np.ndarray, float, float]:
+    """What ranks these GIFs now, and both RMSEs on the GIFs it ranks (`new_rmse` as given
+    when it ranks none): (its predictions, its RMSE, the candidate's RMSE)."""
+    # What ranks these GIFs now: the active version, or the zero-shot prior for the
+    # pools outside its domain. A new head must beat that on each GIF it would take over.
+    assert run.active_pred is not None  # read at bt-fit for this same active version
+    old_pred = run.active_pred.ranked(eval_set.shas)
+    old_rmse = math.nan
+    have = np.isfinite(old_pred).all(axis=1)
+    if have.any():
+        sub = eval_set.subset(np.flatnonzero(have).tolist())
+        old_rmse = _weighted_rmse(old_pred[have], sub)
+        new_rmse = _weighted_rmse(new_pred[have], sub)
+        run.metrics["dev_compared_gifs"] = int(have.sum())
+    return old_pred, old_rmse, new_rmse
+
+
+def _heldout_verdict(metrics: dict, ledger: LedgerArrays, eval_set: Dataset,
+                     new_pred: np.ndarray, old_pred: np.ndarray) -> bool | None:
+    """Does the candidate order the held-out comparisons among these GIFs at least as well
+    as what ranks them now? None when fewer than MIN_HELDOUT_PAIRS can be judged."""
+    pairs = held_out_pairs(ledger, eval_set.shas)
+    w, lo, usable = pairs.rows(eval_set.shas)
+    usable &= np.isfinite(old_pred[w, pairs.emotion]) & np.isfinite(old_pred[lo, pairs.emotion])
+    metrics["heldout_pairs"] = int(usable.sum())
+    if int(usable.sum()) < MIN_HELDOUT_PAIRS:
+        return None
+    acc_new, _ = pairs.accuracy(new_pred, eval_set.shas, usable)
+    acc_old, _ = pairs.accuracy(np.nan_to_num(old_pred), eval_set.shas, usable)
+    metrics["heldout_accuracy_new"] = acc_new
+    metrics["heldout_accuracy_active"] = acc_old
+    metrics["judged_by"] = "held-out comparisons"
+    return acc_new >= acc_old
 
 
 def _pool_members(engine: Engine, pools: list[str]) -> dict[str, set[str]]:
