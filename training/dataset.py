@@ -217,13 +217,14 @@ def _with_augmented(
 ) -> tuple[Dataset, int]:
     """The training set followed by each GIF's augmented copies, and how many were added."""
     keys, shas_, fs, ys, ws = [], [], [], [], []
+    weights = _w(train)  # once: without weights it is a fresh array of ones
     for i, sha in enumerate(train.shas):
         for kind, f in augmented(sha):
             keys.append(f"{sha}#{kind}")
             shas_.append(sha)
             fs.append(np.asarray(f, np.float32))
             ys.append(train.targets[i])
-            ws.append(_w(train)[i])
+            ws.append(weights[i])
     if keys:
         extra = Dataset(keys, shas_, fs, np.asarray(ys, np.float32),
                         None if train.weights is None else np.asarray(ws, np.float32))
