@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,10 +14,13 @@ from sqlalchemy import select
 
 from bot.core import BotCore, clean_text
 from bot.events import Actor
+from bot.flows.offers import WATCH_MIN_CONFIDENCE
 from bot.intent import IntentParser
 from scorer.emotions import INDEX, NAMES
 from scorer.store import ChatSession, Comparison, Post, session_scope
 from training.comparisons import reference_id
+
+DATA = Path(__file__).parent / "data"
 
 HAPPY = INDEX["happiness"]
 
@@ -297,6 +302,16 @@ async def test_watch_offers_privately_and_rarely(env: Env) -> None:
     assert env.comparisons() == []  # an offer alone records nothing
 
 
+def _flat_lines() -> list[str]:
+    """Logistics chat with no feeling in it (the flat evaluation sets), the line this test
+    was written with first."""
+    lines = ["the discord event for movie night is set for friday 9pm"]
+    for name in ("no_feeling_eval2.csv", "no_feeling_eval3.csv", "no_feeling_eval5.csv"):
+        with (DATA / name).open(newline="", encoding="utf-8") as fh:
+            lines += [row["text"] for row in csv.DictReader(fh)]
+    return lines
+
+
 @pytest.mark.slow  # loads the sentence model
 async def test_a_strict_channel_offers_only_where_the_model_finds_a_feeling(sqlite_settings, sqlite_engine) -> None:
     from bot import intent as intent_mod
@@ -307,11 +322,13 @@ async def test_a_strict_channel_offers_only_where_the_model_finds_a_feeling(sqli
         pytest.fail(f"the tuned sentence model is not available: {intent_mod._EMBEDDER.error}")
     env = Env(sqlite_settings, sqlite_engine, parser=parser)
     ada = env.actor("ada", admin=True)
-    flat = "the discord event for movie night is set for friday 9pm"
-    felt = "someone microwaved fish in the office again"
     # The case the setting is for: the bank's words read a clear feeling into a logistics
-    # line that the fine-tuned model itself finds flat.
-    assert parser.parse(flat).confidence >= 0.8 and parser.feeling_share(flat) < 0.2
+    # line that the fine-tuned model itself finds flat. Which flat lines do that depends on
+    # the build (int8 weights differ a little between CPUs), so the line is looked up.
+    flat = next((t for t in _flat_lines() if parser.parse(t).confidence >= WATCH_MIN_CONFIDENCE
+                 and parser.feeling_share(t) < 0.2), None)
+    assert flat is not None, "no flat line that the lexicon reads as a clear feeling"
+    felt = "someone microwaved fish in the office again"
     assert parser.feeling_share(felt) > 0.8
     await env.core.admin(ada, "channel", ["watch", "on"])
     assert (await env.core.watch(env.actor("bob"), flat)).kind == "preview"
