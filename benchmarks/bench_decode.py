@@ -31,7 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from scorer.demo_pool import make_demo_pool
 from scorer.frames import decode_gif, probe_gif, sample_indices
 
-REAL = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "real-gifs"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from shared_data import SHARED_DATA
+
+REAL = SHARED_DATA / "real-gifs"
 
 
 def pillow_raw(data: bytes) -> int:

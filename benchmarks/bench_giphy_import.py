@@ -38,16 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-
-def _shared_data() -> Path:
-    """../shared/data of the main checkout, also from a worktree one level further down."""
-    for base in (REPO, *REPO.parents):
-        if (base / "shared" / "data").is_dir():
-            return base / "shared" / "data"
-    return REPO.parent / "shared" / "data"
-
-
-SHARED = _shared_data()
+from shared_data import SHARED_DATA as SHARED  # noqa: E402
 
 
 def _gif_bytes(min_count: int) -> tuple[list[bytes], str]:

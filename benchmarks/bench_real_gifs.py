@@ -42,9 +42,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-DATA = (REPO / ".." / "shared" / "data").resolve()
-if not DATA.is_dir():  # a worktree one level deeper
-    DATA = (REPO / ".." / ".." / "shared" / "data").resolve()
+sys.path.insert(0, str(REPO / "tests"))
+from shared_data import SHARED_DATA as DATA  # noqa: E402
+
 SETS = {"real-gifs": "weak_label", "real-gifs-more": "weak_labels"}
 MIN_POSITIVES = 4
 

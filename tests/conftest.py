@@ -8,13 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from shared_data import SHARED_DATA
 
 from scorer.settings import Settings, load_settings
 from scorer.store import dispose_engines, init_db
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
-REAL_GIFS = SHARED / "data" / "real-gifs"
+REAL_GIFS = SHARED_DATA / "real-gifs"
 PG_ADMIN_URL = os.environ.get("MOODGIF_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from shared_data import SHARED_DATA
 
 from bot import intent as intent_mod
 from bot.intent import Intent, IntentParser, get_parser, help_text, typo_cost
@@ -22,7 +23,7 @@ from scorer.settings import load_settings
 
 REPO = Path(__file__).resolve().parent.parent
 EVAL = REPO / "tests" / "data" / "intent_eval.csv"
-TWEETS = REPO.parent / "shared" / "data" / "emotiongif"
+TWEETS = SHARED_DATA / "emotiongif"
 KINDS = {"match", "did_you_mean", "help", "unknown"}
 
 # Measured with benchmarks/bench_intent.py (docs/bench/intent.md) minus a margin, so a change

@@ -9,6 +9,7 @@ import pytest
 from _h1_gifs import good_gif
 from click.testing import CliRunner
 from PIL import Image, ImageDraw
+from shared_data import SHARED_DATA
 from sqlalchemy import select
 
 from bot.intent import IntentParser
@@ -29,9 +30,7 @@ from scorer.prior import (
 from scorer.settings import Settings
 from scorer.store import ModelVersion, Prediction, session_scope, unpack_scores
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real-gifs"
-if not REAL.is_dir():
-    REAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real-gifs"
+REAL = SHARED_DATA / "real-gifs"
 needs_faces = pytest.mark.skipif(model_dir() is None, reason="face-api weights not installed "
                                  "(scripts/fetch-face-model)")
 LEXICON = IntentParser(use_embeddings=False).distribution  # the bot's own lexicon stage
