@@ -1,5 +1,5 @@
 """What every flow shares: settings, the database, the clock, the score matrix, the intent
-parser, and the per-process caches (user hashes, GIF cards, request readings).
+parser, and the per-process caches (GIF cards, request readings).
 
 `CoreContext.for_user` is the one way a flow serves a person: it runs the flow's function in
 a worker thread, in ONE database transaction (a `Session` handed down to every query and
@@ -45,7 +45,6 @@ BUSY_TEXT = "I'm busy for a moment (the database is locked by another job). Plea
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 _SPACES = re.compile(r"\s+")
 _LEADING_COMMAND = re.compile(r"^/?gif\b\s*", re.IGNORECASE)
-_HASHES_MAX = 50_000
 
 # What a request or shuffle reads first, in one statement (on PostgreSQL one round trip, not
 # two): the channel's scoped settings rows (part "s") and the GIFs posted in it recently
@@ -109,7 +108,6 @@ class CoreContext:
         # call, so worker threads may share it): seeding a new one per request
         # (SeedSequence) cost more than the request's draws
         self._np_rng = np.random.default_rng(self._rand.getrandbits(64))
-        self._hashes: dict[tuple[str, str], str] = {}
         self._cards = CardCache()
         self._readings = ReadingCache()
 
@@ -165,15 +163,9 @@ class CoreContext:
             return self._rand.random() < p
 
     def who(self, actor: Actor) -> str:
-        """The actor's salted hash (cached: the salt is read once per process)."""
-        key = (actor.platform, actor.user_id)
-        h = self._hashes.get(key)
-        if h is None:
-            h = user_hash(self.engine, self.settings, actor.platform, actor.user_id)
-            if len(self._hashes) > _HASHES_MAX:
-                self._hashes.clear()
-            self._hashes[key] = h
-        return h
+        """The actor's salted hash. Not memoised: the salt is read once per process
+        (`training.comparisons`), and a hash then costs about 5 us."""
+        return user_hash(self.engine, self.settings, actor.platform, actor.user_id)
 
     def report_scores(self, matrix: Any) -> None:
         try:
