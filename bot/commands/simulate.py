@@ -6,10 +6,14 @@ import json
 import shlex
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from scorer.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.simulate import SimConfig
 
 DEFAULT_CACHE = Path("bench-out/sim-cache")
 
@@ -35,6 +39,40 @@ def _strategies(raw: str) -> tuple[str, ...]:
         raise click.BadParameter(f"unknown strategy {', '.join(bad) or '(none)'}; "
                                  f"choose from {', '.join(STRATEGIES)}", param_hint="--strategies")
     return names
+
+
+def _sim_config(strategies: str, *, pool_size: int, n_requests: int, retrain_every: int,
+                adversarial: float, seed: int, seeds: int, pool_seed: int, seed_pool_size: int,
+                workers: int, fast: bool) -> SimConfig:
+    """The run as asked, smaller with `fast`, plus the shipped strategy under attack when
+    `adversarial` is set."""
+    from bot.simulate import SimConfig
+
+    names = _strategies(strategies)
+    if fast:
+        pool_size, seed_pool_size = min(pool_size, 300), min(seed_pool_size, 200)
+        n_requests, retrain_every = min(n_requests, 600), min(retrain_every, 150)
+    if adversarial > 0:
+        # The adversarial check runs on the product as shipped: polls only when they are on.
+        from bot.simulate import product_strategy
+
+        product = product_strategy()
+        if product in names:
+            names = (*names, f"{product}@adv")
+    return SimConfig(pool_size=pool_size, requests=n_requests, retrain_every=retrain_every,
+                     strategies=names, adversarial=adversarial, seed=seed, seeds=seeds,
+                     pool_seed=pool_seed, seed_pool_size=seed_pool_size, workers=workers,
+                     extra_checkpoints=(1000,) if n_requests >= 1000 else ())
+
+
+def _command(cfg: SimConfig, strategies: str, out_dir: Path) -> str:
+    """The command line that reproduces this run, for the report."""
+    return " ".join([
+        "moodgif simulate", f"--pool-size {cfg.pool_size}", f"--requests {cfg.requests}",
+        f"--retrain-every {cfg.retrain_every}", f"--strategies {shlex.quote(strategies)}",
+        f"--adversarial {cfg.adversarial:g}", f"--seed {cfg.seed}", f"--seeds {cfg.seeds}",
+        f"--pool-seed {cfg.pool_seed}", f"--seed-pool-size {cfg.seed_pool_size}",
+        f"--out {shlex.quote(_shown(out_dir))}"])
 
 
 @click.command("simulate")
@@ -79,27 +117,14 @@ def simulate_cmd(settings: Settings, pool_size: int, n_requests: int, retrain_ev
     Writes OUT/learning-loop.md (table, adversarial comparison, the command) and
     OUT/learning-curve.png (NDCG@5 vs requests per strategy).
     """
-    from bot.simulate import SimConfig, simulate, write_report
+    from bot.simulate import simulate, write_report
 
-    names = _strategies(strategies)
-    if fast:
-        pool_size, seed_pool_size = min(pool_size, 300), min(seed_pool_size, 200)
-        n_requests, retrain_every = min(n_requests, 600), min(retrain_every, 150)
-    if adversarial > 0:
-        # The adversarial check runs on the product as shipped: polls only when they are on.
-        from bot.simulate import product_strategy
-
-        product = product_strategy()
-        if product in names:
-            names = (*names, f"{product}@adv")
-    cfg = SimConfig(pool_size=pool_size, requests=n_requests, retrain_every=retrain_every,
-                    strategies=names, adversarial=adversarial, seed=seed, seeds=seeds,
-                    pool_seed=pool_seed,
-                    seed_pool_size=seed_pool_size, workers=workers,
-                    extra_checkpoints=(1000,) if n_requests >= 1000 else ())
+    cfg = _sim_config(strategies, pool_size=pool_size, n_requests=n_requests,
+                      retrain_every=retrain_every, adversarial=adversarial, seed=seed, seeds=seeds,
+                      pool_seed=pool_seed, seed_pool_size=seed_pool_size, workers=workers, fast=fast)
     started = time.perf_counter()
-    click.echo(f"simulate: {len(names)} strategies x {seeds} seeds x {n_requests} requests on a {pool_size}-GIF pool, "
-               f"retrain every {retrain_every}; cache {cache_dir}", err=True)
+    click.echo(f"simulate: {len(cfg.strategies)} strategies x {seeds} seeds x {cfg.requests} requests on a "
+               f"{cfg.pool_size}-GIF pool, retrain every {cfg.retrain_every}; cache {cache_dir}", err=True)
 
     def done(name: str, run: dict) -> None:
         last = run["curve"][-1]
@@ -111,14 +136,8 @@ def simulate_cmd(settings: Settings, pool_size: int, n_requests: int, retrain_ev
         result = simulate(settings, cfg, cache_dir=cache_dir, on_done=done)
     except (OSError, ValueError) as exc:
         raise click.ClickException(f"simulation failed: {exc}") from exc
-    command = " ".join([
-        "moodgif simulate", f"--pool-size {cfg.pool_size}", f"--requests {cfg.requests}",
-        f"--retrain-every {cfg.retrain_every}", f"--strategies {shlex.quote(strategies)}",
-        f"--adversarial {adversarial:g}", f"--seed {seed}", f"--seeds {seeds}",
-        f"--pool-seed {pool_seed}", f"--seed-pool-size {cfg.seed_pool_size}",
-        f"--out {shlex.quote(_shown(out_dir))}"])
     raw = cache_dir / "learning-loop.json"
-    md, png = write_report(result, out_dir, command=command, json_path=raw)
+    md, png = write_report(result, out_dir, command=_command(cfg, strategies, out_dir), json_path=raw)
     click.echo(f"simulate: done in {time.perf_counter() - started:.0f} s; wrote {md}, {png} "
                f"and the raw curves {raw}", err=True)
     if as_json:
