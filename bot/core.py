@@ -171,6 +171,10 @@ class BotCore:
     async def cancel(self, actor: Actor, session_id: str) -> Reply:
         return await self.ctx.for_user(self.requests.cancel, actor, session_id)
 
+    async def switch(self, actor: Actor, session_id: str, emotion: str) -> Reply:
+        """The preview's request as another feeling (a switch button): a new preview."""
+        return await self.ctx.for_user(self.requests.switch, actor, session_id, emotion)
+
     async def send(self, actor: Actor, session_id: str, sha: str | None = None) -> Reply:
         """Close the preview and create the post with its comparisons (one transaction);
         the adapter then posts `reply.post` and calls `attach_message`."""

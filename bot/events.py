@@ -74,6 +74,9 @@ class PreviewView:
     interpretation: str = ""
     topic: str = ""  # the topic words GIFs matched ("cat"), empty for a feeling alone
     topic_only: bool = False  # no feeling was named: `emotion` is only the first GIF's clearest
+    # Other feelings the request may mean, offered as one-click switches ("ugh": anger, or
+    # contempt, disgust, sadness?): a sentence's second reading is often the one meant.
+    alternatives: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:

@@ -131,6 +131,36 @@ async def test_send_refuses_a_gif_that_was_not_shown(env: Env) -> None:
     assert (await env.core.send(alice, r.preview.session_id)).kind == "posted"
 
 
+async def test_an_unsure_reading_offers_its_other_feelings_and_a_switch_keeps_the_request(
+        sqlite_settings, sqlite_engine) -> None:
+    env = Env(sqlite_settings, sqlite_engine, cooldown_s=30.0)  # a switch is not a new request
+    alice, bob = env.actor("alice"), env.actor("bob")
+    assert (await env.core.request(env.actor("cy"), "phew")).preview.alternatives == ()  # sure
+    r = await env.core.request(alice, "ugh")  # anger 45 %, contempt 30 %, disgust and sadness 10 %
+    assert r.preview.emotion == "anger"
+    assert r.preview.alternatives == ("contempt", "disgust", "sadness")
+    old = r.preview.session_id
+    assert (await env.core.switch(bob, old, "contempt")).kind == "forbidden"
+    assert (await env.core.switch(alice, old, "smugness")).kind == "error"
+
+    r = await env.core.switch(alice, old, "contempt")
+    assert r.kind == "preview" and r.preview.emotion == "contempt" and r.preview.query == "ugh"
+    assert r.preview.alternatives[0] == "anger"  # the way back
+    assert "contempt" not in r.preview.alternatives
+    assert r.preview.interpretation.endswith("you picked contempt")
+    assert r.preview.cards[0].sha256 == env.best(INDEX["contempt"], 1)[0]
+    assert (await env.core.shuffle(alice, old)).kind == "expired"  # the old preview is closed
+    sid = r.preview.session_id
+    second = (await env.core.shuffle(alice, sid)).preview
+    assert second.emotion == "contempt" and second.alternatives == r.preview.alternatives
+
+    posted = await env.core.send(alice, sid)
+    assert posted.kind == "posted" and posted.post.emotion == "contempt"
+    sends = env.comparisons()
+    assert len(sends) == 1 and sends[0].emotion == INDEX["contempt"]
+    assert (sends[0].winner, sends[0].loser) == (second.cards[0].sha256, r.preview.cards[0].sha256)
+
+
 async def test_cooldown_limits_requests_not_votes(sqlite_settings, sqlite_engine) -> None:
     env = Env(sqlite_settings, sqlite_engine, cooldown_s=3.0)
     alice, bob = env.actor("alice"), env.actor("bob")

@@ -27,6 +27,11 @@ from training.comparisons import LedgerError, add_send
 log = logging.getLogger("moodgif.bot.core")
 
 TOO_LONG = "That's a lot of text for a GIF request. Try a word or two, like `/gif happy`."
+# A preview offers the request's other likely feelings as switches unless the reading is
+# this sure, and only those with at least this share (bot.intent's alternatives).
+SWITCH_SURE = 0.9
+SWITCH_MIN_SHARE = 0.1
+MAX_SWITCHES = 3
 
 
 class RequestFlow:
@@ -153,6 +158,20 @@ class RequestFlow:
         _record_send(self.ctx, db, actor, state, chosen, post_id)
         return _posted_reply(self.ctx, db, actor, state.emotion, chosen, post_id)
 
+    def switch(self, db: Session, actor: Actor, session_id: str, emotion: str) -> Reply:
+        """The preview's request read as another feeling (one of its switches, or any of the
+        17): this preview closes and one for `emotion` opens, same words and topic. Not a
+        new request, so no cooldown; a Send then records comparisons under `emotion`."""
+        state = self.own_open(db, actor, session_id)
+        if isinstance(state, Reply):
+            return state
+        if emotion not in INDEX:
+            return Reply(kind="error", text=f"I don't know the feeling “{emotion[:40]}”.")
+        scoped, recent = self.ctx.scoped_and_recent(db, actor)
+        sess.close_session(db, state.id, "cancelled", self.ctx.now())
+        return self.open_preview(db, actor, state.query, INDEX[emotion], scoped,
+                                 reading=self._topic_reading(state.query), recent=recent)
+
     def cancel(self, db: Session, actor: Actor, session_id: str) -> Reply:
         state = self.own_open(db, actor, session_id)
         if isinstance(state, Reply):  # gone or closed: cancelled anyway; someone else's: said so
@@ -242,12 +261,29 @@ def _preview_reply(ctx: CoreContext, db: Session, state: sess.SessionState, elig
     if can_shuffle is None:
         can_shuffle = eligible > len(state.shown)
     reading = ctx.read(state.query) if state.query else None
+    interpretation = reading.describe() if reading else ""
+    if reading is not None and reading.emotion and reading.emotion != emotion:
+        interpretation += f"; you picked {emotion}"  # a switch
     view = PreviewView(session_id=state.id, emotion=emotion, query=state.query, cards=cards,
                        can_shuffle=can_shuffle, confidence=confidence,
-                       interpretation=reading.describe() if reading else "",
+                       interpretation=interpretation,
                        topic=" ".join(reading.topic) if reading else "",
-                       topic_only=bool(reading and reading.topic_only))
+                       topic_only=bool(reading and reading.topic_only),
+                       alternatives=_switches(reading, emotion))
     return Reply(kind="preview", text=text, preview=view)
+
+
+def _switches(reading: Reading | None, shown: str) -> tuple[str, ...]:
+    """The feelings a preview of `shown` offers to switch to: the reading's own answer when
+    the person switched away from it, then its alternatives with a real share, unless the
+    reading was sure. None for a topic alone (no feeling was named)."""
+    if reading is None or not reading.emotion:
+        return ()
+    intent = reading.intent
+    if intent.emotion == shown and intent.confidence >= SWITCH_SURE:
+        return ()
+    options = [intent.emotion] + [e for e, p in intent.alternatives if p >= SWITCH_MIN_SHARE]
+    return tuple(e for e in dict.fromkeys(options) if e in INDEX and e != shown)[:MAX_SWITCHES]
 
 
 def _posted_reply(ctx: CoreContext, db: Session, actor: Actor, emotion_index: int, chosen: str,
