@@ -58,6 +58,7 @@ class Shown:
     handle: str
     shas: tuple[str, ...]
     poll: PollSeen | None = None  # a poll that came with the request, if any
+    alternatives: tuple[str, ...] = ()  # the feelings it offers to switch to, in order
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,10 @@ class Driver(Protocol):
     async def vote(self, user: str, post: PostSeen, up: bool | None) -> None: ...
 
     async def answer_poll(self, user: str, poll: PollSeen, answer: str) -> None: ...
+
+    async def switch(self, user: str, shown: Shown, emotion: str) -> Shown:
+        """Click the preview's switch to `emotion`: the new preview."""
+        ...
 
 
 EXPECTED = sorted([
@@ -131,6 +136,26 @@ async def run_contract(driver: Driver, engine: Engine) -> list[tuple]:
     return got
 
 
+SWITCH_EXPECTED = [("send", "contempt", "B", "A", False)]
+
+
+async def run_switch_contract(driver: Driver, engine: Engine) -> list[tuple]:
+    """An unsure reading offers its other feelings; a switch reopens the preview as one of
+    them, and a Send then records under the feeling picked (`SWITCH_EXPECTED`)."""
+    first = await driver.request("alice", "/gif ugh")  # the lexicon: anger 45 %, contempt 30 %, ...
+    assert first.alternatives == ("contempt", "disgust", "sadness"), first
+    switched = await driver.switch("alice", first, "contempt")
+    assert switched.handle != first.handle and switched.alternatives[0] == "anger", switched
+    second = await driver.shuffle("alice", switched)
+    post = await driver.send("alice", second)
+    assert post is not None and post.sha == second.shas[0]
+    labels = {switched.shas[0]: "A", second.shas[0]: "B"}
+    got = sorted((r.source, NAMES[r.emotion], labels.get(r.winner, r.winner[:8]),
+                  labels.get(r.loser, r.loser[:8]), bool(r.tie)) for r in _rows(engine))
+    assert got == SWITCH_EXPECTED, f"{driver.platform}: ledger {got} != {SWITCH_EXPECTED}"
+    return got
+
+
 def _rows(engine: Engine) -> list[Comparison]:
     with session_scope(engine) as s:
         return list(s.scalars(select(Comparison).order_by(Comparison.id)))
@@ -157,12 +182,19 @@ class CoreDriver:
         assert reply.kind == "preview", reply
         seen = PollSeen(poll.poll.poll_id, poll.poll.left.sha256, poll.poll.right.sha256) \
             if poll is not None else None
-        return Shown(reply.preview.session_id, tuple(c.sha256 for c in reply.preview.cards), seen)
+        return Shown(reply.preview.session_id, tuple(c.sha256 for c in reply.preview.cards), seen,
+                     reply.preview.alternatives)
 
     async def shuffle(self, user: str, shown: Shown) -> Shown:
         reply = await self.core.shuffle(self._actor(user), shown.handle)
         assert reply.kind == "preview", reply
         return Shown(shown.handle, tuple(c.sha256 for c in reply.preview.cards))
+
+    async def switch(self, user: str, shown: Shown, emotion: str) -> Shown:
+        reply = await self.core.switch(self._actor(user), shown.handle, emotion)
+        assert reply.kind == "preview", reply
+        return Shown(reply.preview.session_id, tuple(c.sha256 for c in reply.preview.cards),
+                     alternatives=reply.preview.alternatives)
 
     async def send(self, user: str, shown: Shown) -> PostSeen | None:
         async def publish(post) -> str:  # type: ignore[no-untyped-def]
@@ -201,12 +233,18 @@ class WebDriver:
         p = r.get("poll_reply", {}).get("poll")
         poll = PollSeen(p["poll_id"], p["left"]["sha256"], p["right"]["sha256"]) if p else None
         return Shown(r["preview"]["session_id"], tuple(c["sha256"] for c in r["preview"]["cards"]),
-                     poll)
+                     poll, tuple(r["preview"]["alternatives"]))
 
     async def shuffle(self, user: str, shown: Shown) -> Shown:
         r = await self._post("/api/shuffle", user, session_id=shown.handle)
         assert r["kind"] == "preview", r
         return Shown(shown.handle, tuple(c["sha256"] for c in r["preview"]["cards"]))
+
+    async def switch(self, user: str, shown: Shown, emotion: str) -> Shown:
+        r = await self._post("/api/switch", user, session_id=shown.handle, emotion=emotion)
+        assert r["kind"] == "preview", r
+        return Shown(r["preview"]["session_id"], tuple(c["sha256"] for c in r["preview"]["cards"]),
+                     alternatives=tuple(r["preview"]["alternatives"]))
 
     async def send(self, user: str, shown: Shown) -> PostSeen | None:
         r = await self._post("/api/send", user, session_id=shown.handle)

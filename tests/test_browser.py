@@ -20,7 +20,7 @@ from bot.adapters.web import build_app
 from bot.core import BotCore
 from bot.intent import IntentParser
 from scorer.emotions import INDEX
-from scorer.store import Comparison, session_scope
+from scorer.store import Comparison, Post, session_scope
 from training.comparisons import reference_id
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.timeout(180)]
@@ -103,3 +103,35 @@ async def test_gif_happy_shuffle_twice_send_and_thumbs_up(chromium, playground) 
         ("send", seen[2], seen[1], False, "web", happy),
         ("vote", seen[2], reference_id(happy), False, "web", happy),
     ])
+
+
+async def test_an_unsure_reading_switches_feeling_in_the_page(chromium, playground) -> None:  # type: ignore[no-untyped-def]
+    from playwright.async_api import async_playwright
+
+    url, engine = playground
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=chromium, args=ARGS, headless=True)
+        try:
+            page = await browser.new_page(viewport={"width": 900, "height": 900})
+            await page.goto(url)
+            await page.fill("#text", "/gif ugh")
+            await page.press("#text", "Enter")
+            preview = page.locator(".msg.preview")
+            await preview.locator("img.gif").wait_for()
+            switches = preview.locator("[data-action=switch]")
+            assert await switches.all_inner_texts() == ["contempt", "disgust", "sadness"]
+            await preview.locator("[data-action=switch][data-emotion=contempt]").click()
+            await page.wait_for_function(
+                "() => document.querySelector('.msg.preview .reading')?.textContent"
+                ".endsWith('you picked contempt')")
+            assert "contempt" in await preview.locator(".only-you").inner_text()
+            assert (await switches.all_inner_texts())[0] == "anger"  # the way back
+            sha = await preview.locator("img.gif").get_attribute("data-sha")
+            await preview.locator("[data-action=send]").click()
+            await page.locator(".msg.post").wait_for()
+        finally:
+            await browser.close()
+
+    with session_scope(engine) as s:
+        posts = [p.gif_sha for p in s.scalars(select(Post))]
+    assert posts == [sha]

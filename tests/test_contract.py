@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from _bot_pool import add_model_version, demo_manifest, designed_scores, ingest_demo
 from aiohttp.test_utils import TestClient, TestServer
-from contract import CONTRACT_SETTINGS, EXPECTED, CoreDriver, WebDriver, run_contract
+from contract import (
+    CONTRACT_SETTINGS,
+    EXPECTED,
+    SWITCH_EXPECTED,
+    CoreDriver,
+    WebDriver,
+    run_contract,
+    run_switch_contract,
+)
 
 from bot.adapters.web import build_app
 from bot.core import BotCore
@@ -33,3 +41,14 @@ async def test_web_driver_meets_the_contract(settings, engine) -> None:
     core = _core(settings, engine)
     async with TestClient(TestServer(build_app(core, core.settings, engine))) as client:
         assert await run_contract(WebDriver(client), engine) == EXPECTED
+
+
+
+async def test_core_driver_meets_the_switch_contract(settings, engine) -> None:
+    assert await run_switch_contract(CoreDriver(_core(settings, engine)), engine) == SWITCH_EXPECTED
+
+
+async def test_web_driver_meets_the_switch_contract(settings, engine) -> None:
+    core = _core(settings, engine)
+    async with TestClient(TestServer(build_app(core, core.settings, engine))) as client:
+        assert await run_switch_contract(WebDriver(client), engine) == SWITCH_EXPECTED

@@ -7,10 +7,20 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import aiohttp
+import pytest
 from _adapter_core import make_core
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from contract import CONTRACT_SETTINGS, EXPECTED, PollSeen, PostSeen, Shown, run_contract
+from contract import (
+    CONTRACT_SETTINGS,
+    EXPECTED,
+    SWITCH_EXPECTED,
+    PollSeen,
+    PostSeen,
+    Shown,
+    run_contract,
+    run_switch_contract,
+)
 from fake_discord import DiscordDriver, FakeDiscord, buttons
 from fake_slack import FakeSlack
 from test_slack import SECRET, TOKEN, Stack, _buttons, _images
@@ -60,7 +70,14 @@ class SlackDriver:
         poll_buttons = _buttons(poll)
         left, right = (_sha_of_url(i["image_url"]) for i in _images(poll))
         seen = PollSeen(poll_buttons[f"{blocks.POLL}:left"], left, right)
-        return Shown(bts[blocks.SEND], shas, seen)
+        return Shown(bts[blocks.SEND], shas, seen, _switches(preview))
+
+    async def switch(self, user: str, shown: Shown, emotion: str) -> Shown:
+        await self.s.click(f"{blocks.SWITCH}:{emotion}", f"{shown.handle}|{emotion}", user=self._uid(user))
+        (msg,) = await self._answers(str(self.s.hooks), 1)
+        assert msg.get("replace_original") is True, msg
+        return Shown(_buttons(msg)[blocks.SEND], tuple(_sha_of_url(i["image_url"]) for i in _images(msg)),
+                     alternatives=_switches(msg))
 
     async def shuffle(self, user: str, shown: Shown) -> Shown:
         await self.s.click(blocks.SHUFFLE, shown.handle, user=self._uid(user))
@@ -90,6 +107,11 @@ class SlackDriver:
         await self.s.click(f"{blocks.POLL}:{answer}", poll.handle, user=self._uid(user))
         (msg,) = await self._answers(str(self.s.hooks), 1)
         assert msg.get("replace_original") is True and "Thanks" in msg["text"], msg
+
+
+def _switches(message: dict[str, Any]) -> tuple[str, ...]:
+    """The feelings a Slack preview offers to switch to, in order."""
+    return tuple(a.split(":", 1)[1] for a in _buttons(message) if a.startswith(f"{blocks.SWITCH}:"))
 
 
 async def _sleep() -> None:
@@ -124,7 +146,21 @@ class DiscordContractDriver:
         left, right = self._shas(poll.payload)
         poll_id = buttons(poll.payload)[0]
         self.messages[poll_id] = self.fake.messages[poll.message_id]  # type: ignore[index]
-        return Shown(send, self._shas(edit.payload), PollSeen(poll_id, left, right))
+        return Shown(send, self._shas(edit.payload), PollSeen(poll_id, left, right),
+                     self._switches(edit.payload))
+
+    @staticmethod
+    def _switches(payload: dict[str, Any]) -> tuple[str, ...]:
+        return tuple(c.split(":")[2] for c in buttons(payload) if c.startswith("mg:switch:"))
+
+    async def switch(self, user: str, shown: Shown, emotion: str) -> Shown:
+        sid = shown.handle.split(":")[2]
+        token = await self.d.click(self.messages[shown.handle], f"mg:switch:{emotion}:{sid}", user=self.USERS[user])
+        edit = self.fake.calls[-1]
+        assert edit.kind == "edit_original", edit
+        send = buttons(edit.payload)[0]
+        self.messages[send] = self.fake.originals[token]
+        return Shown(send, self._shas(edit.payload), alternatives=self._switches(edit.payload))
 
     async def shuffle(self, user: str, shown: Shown) -> Shown:
         sid = shown.handle.split(":")[2]
@@ -157,7 +193,13 @@ class DiscordContractDriver:
         assert "Thanks" in (self.fake.calls[-1].payload.get("content") or ""), self.fake.calls[-1]
 
 
-async def test_slack_driver_meets_the_contract(sqlite_settings, sqlite_engine) -> None:
+SCRIPTS = pytest.mark.parametrize("script, expected", [(run_contract, EXPECTED),
+                                                      (run_switch_contract, SWITCH_EXPECTED)],
+                                   ids=["contract", "switch"])
+
+
+@SCRIPTS
+async def test_slack_driver_meets_the_contract(sqlite_settings, sqlite_engine, script, expected) -> None:
     async with FakeSlack() as fake:
         core, settings, clock = make_core(sqlite_settings, sqlite_engine, slack_bot_token=TOKEN,
                                           slack_signing_secret=SECRET, slack_api_url=fake.api_url,
@@ -169,18 +211,20 @@ async def test_slack_driver_meets_the_contract(sqlite_settings, sqlite_engine) -
         try:
             async with aiohttp.ClientSession() as http:
                 stack = Stack(fake, core, sqlite_engine, clock, str(server.make_url(slack_adapter.EVENTS_PATH)), http)
-                assert await run_contract(SlackDriver(stack), sqlite_engine) == EXPECTED
+                assert await script(SlackDriver(stack), sqlite_engine) == expected
         finally:
             await server.close()
 
 
-async def test_discord_driver_meets_the_contract(sqlite_settings, sqlite_engine) -> None:
+@SCRIPTS
+async def test_discord_driver_meets_the_contract(sqlite_settings, sqlite_engine, script, expected) -> None:
     core, settings, _clock = make_core(sqlite_settings, sqlite_engine, public_url=PUBLIC, **CONTRACT_SETTINGS)
     d = DiscordDriver(discord_adapter.build_bot(core, settings), FakeDiscord())
     await d.setup()
     try:
-        assert await run_contract(DiscordContractDriver(d), sqlite_engine) == EXPECTED
+        assert await script(DiscordContractDriver(d), sqlite_engine) == expected
     finally:
         await d.close()
+
 
 

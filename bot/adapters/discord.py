@@ -219,6 +219,14 @@ class GifCog(_CoreCog, name=views.COG_NAME):
         else:
             await interaction.edit_original_response(**self.render(reply, interaction).edit_kwargs())
 
+    async def switch_click(self, interaction: discord.Interaction, session_id: str, emotion: str) -> None:
+        await interaction.response.defer()
+        reply = await self.core.switch(interaction_actor(interaction), session_id, emotion)
+        if reply.preview is not None or reply.kind == "expired":
+            await interaction.edit_original_response(**self.render(reply, interaction).edit_kwargs())
+        else:  # forbidden, error: only the clicker sees why
+            await self._note(interaction, reply)
+
     async def preview_click(self, interaction: discord.Interaction, op: str, session_id: str,
                             sha: str | None) -> None:
         await interaction.response.defer()

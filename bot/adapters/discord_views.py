@@ -103,6 +103,8 @@ def preview_message(preview: PreviewView, public_url: str, limit: int, text: str
     if preview.can_shuffle:
         view.add_item(PreviewButton("shuffle", preview.session_id))
     view.add_item(PreviewButton("cancel", preview.session_id))
+    for emotion in preview.alternatives:  # the request's other likely feelings, a row below
+        view.add_item(SwitchButton(emotion, preview.session_id))
     msg.view = view
     return msg
 
@@ -171,6 +173,8 @@ class Clicks(Protocol):
     async def poll_click(self, interaction: discord.Interaction, poll_id: str, answer: str) -> None: ...
 
     async def choice_click(self, interaction: discord.Interaction, emotion: str) -> None: ...
+
+    async def switch_click(self, interaction: discord.Interaction, session_id: str, emotion: str) -> None: ...
 
 
 def _clicks(interaction: discord.Interaction) -> Clicks:
@@ -263,6 +267,26 @@ class ChoiceButton(discord.ui.DynamicItem[discord.ui.Button], template=r"mg:pick
         await _clicks(interaction).choice_click(interaction, self.emotion)
 
 
+class SwitchButton(discord.ui.DynamicItem[discord.ui.Button],
+                   template=re.compile(rf"mg:switch:(?P<emotion>[a-z_-]{{1,40}}):(?P<sid>{_SID})$")):
+    """"Not quite? contempt": the preview's request read as another feeling."""
+
+    def __init__(self, emotion: str, session_id: str) -> None:
+        super().__init__(
+            discord.ui.Button(label=f"or {emotion}", style=discord.ButtonStyle.secondary, row=1,
+                              custom_id=f"mg:switch:{emotion}:{session_id}")
+        )
+        self.emotion, self.session_id = emotion, session_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button,
+                             match: re.Match[str], /) -> SwitchButton:
+        return cls(match["emotion"], match["sid"])
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await _clicks(interaction).switch_click(interaction, self.session_id, self.emotion)
+
+
 class DismissButton(discord.ui.DynamicItem[discord.ui.Button], template=r"mg:dismiss$"):
     def __init__(self) -> None:
         super().__init__(discord.ui.Button(label="Dismiss", style=discord.ButtonStyle.secondary, custom_id="mg:dismiss"))
@@ -278,4 +302,4 @@ class DismissButton(discord.ui.DynamicItem[discord.ui.Button], template=r"mg:dis
             await interaction.delete_original_response()
 
 
-DYNAMIC_ITEMS = (PreviewButton, VoteButton, PollButton, ChoiceButton, DismissButton)
+DYNAMIC_ITEMS = (PreviewButton, VoteButton, PollButton, ChoiceButton, SwitchButton, DismissButton)

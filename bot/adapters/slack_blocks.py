@@ -19,6 +19,7 @@ SEND = "moodgif_send"
 SHUFFLE = "moodgif_shuffle"
 CANCEL = "moodgif_cancel"
 CHOOSE = "moodgif_choose"  # + ":<emotion>" (action_ids must be unique within a block)
+SWITCH = "moodgif_switch"  # + ":<emotion>"; value "<session id>|<emotion>"
 VOTE_UP = "moodgif_vote_up"
 VOTE_DOWN = "moodgif_vote_down"
 POLL = "moodgif_poll"  # + ":left" / ":right" / ":neither"
@@ -100,6 +101,10 @@ def preview_message(preview: PreviewView, refs: Mapping[str, ImageRef], text: st
         buttons.append(_button("Shuffle", SHUFFLE, sid))
     buttons.append(_button("Cancel", CANCEL, sid))
     blocks.append({"type": "actions", "block_id": "preview_actions", "elements": buttons})
+    if preview.alternatives:  # the request's other likely feelings, one click away
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": "Not quite? Switch to:"}]})
+        blocks.append({"type": "actions", "block_id": "switch_actions", "elements": [
+            _button(e, f"{SWITCH}:{e}", f"{sid}|{e}") for e in preview.alternatives]})
     return {"text": f"GIF preview: {esc(preview.label)} (only you can see this)", "blocks": blocks}
 
 

@@ -109,6 +109,7 @@ def reply_json(reply: Reply) -> dict[str, Any]:
                           "label": p.label, "interpretation": p.interpretation,
                           "topic": p.topic, "topic_only": p.topic_only,
                           "can_shuffle": p.can_shuffle, "confidence": round(p.confidence, 3),
+                          "alternatives": list(p.alternatives),
                           "cards": [card_json(c) for c in p.cards]}
     if reply.post is not None:
         out["post"] = {"post_id": reply.post.post_id, "emotion": reply.post.emotion,
@@ -167,6 +168,13 @@ async def api_request(request: web.Request) -> web.Response:
 async def api_shuffle(request: web.Request) -> web.Response:
     data = await _body(request)
     reply = await request.app[CORE_KEY].shuffle(_actor(request, data), _str(data, "session_id"))
+    return web.json_response(reply_json(reply))
+
+
+async def api_switch(request: web.Request) -> web.Response:
+    data = await _body(request)
+    reply = await request.app[CORE_KEY].switch(_actor(request, data), _str(data, "session_id"),
+                                               _str(data, "emotion", 40))
     return web.json_response(reply_json(reply))
 
 
@@ -370,6 +378,7 @@ def build_app(core: BotCore, settings: Settings, engine: Engine) -> web.Applicat
     app.router.add_get("/gifs/{name}", gif_file)
     app.router.add_post("/api/request", api_request)
     app.router.add_post("/api/shuffle", api_shuffle)
+    app.router.add_post("/api/switch", api_switch)
     app.router.add_post("/api/send", api_send)
     app.router.add_post("/api/cancel", api_cancel)
     app.router.add_post("/api/vote", api_vote)

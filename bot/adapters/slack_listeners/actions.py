@@ -29,6 +29,15 @@ async def shuffle(ctx: SlackContext, ack: Any, body: dict[str, Any], action: dic
     await ctx.answer_click(reply, respond, client, actor)
 
 
+async def switch(ctx: SlackContext, ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Any,
+                 client: AsyncWebClient) -> None:
+    await ack()
+    actor = action_actor(body)
+    session_id, _, emotion = (action.get("value") or "").partition("|")
+    reply = await ctx.core.switch(actor, session_id, emotion)
+    await ctx.answer_click(reply, respond, client, actor)
+
+
 async def cancel(ctx: SlackContext, ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Any,
                  client: AsyncWebClient) -> None:
     await ack()

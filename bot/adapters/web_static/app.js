@@ -107,7 +107,16 @@ function renderPreview(reply, container) {
   shuffleBtn.disabled = !p.can_shuffle;
   buttons.append(shuffleBtn);
   buttons.append(el("button", { "data-action": "cancel", onclick: () => cancel(box) }, "Cancel"));
-  box.append(buttons, el("div", { class: "ack" }));
+  box.append(buttons);
+  if ((p.alternatives || []).length) {  // the request's other likely feelings
+    const other = el("div", { class: "buttons switches" }, el("span", { class: "reading" }, "Not quite? "));
+    for (const emotion of p.alternatives) {
+      other.append(el("button", { "data-action": "switch", "data-emotion": emotion,
+                                  onclick: () => switchTo(box, emotion) }, emotion));
+    }
+    box.append(other);
+  }
+  box.append(el("div", { class: "ack" }));
   box.scrollIntoView({ block: "end" });
   return box;
 }
@@ -181,6 +190,12 @@ async function request(text) {
 async function shuffle(box) {
   const reply = await api("/api/shuffle", { session_id: box.dataset.session });
   render(reply, box);
+}
+
+async function switchTo(box, emotion) {
+  const reply = await api("/api/switch", { session_id: box.dataset.session, emotion });
+  if (reply.kind === "preview") render(reply, box);
+  else box.querySelector(".ack").textContent = reply.text;
 }
 
 async function send(box, sha) {
