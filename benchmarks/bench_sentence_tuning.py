@@ -88,6 +88,32 @@ def neutral_shares(parser: IntentParser, path: Path, tuned: object) -> None:
                   f"watch offer {offered / n:.3f}", flush=True)
 
 
+def held_sets() -> dict[str, list[Row]]:
+    """The held-out sets, by name: read once, after a choice is made."""
+    rows, sentences = bench.load_rows(), bench.load_rows(bench.SENTENCES)
+    data = REPO / "tests" / "data"
+    return {
+        "chat sentences holdout": [r for r in sentences if r[2] == "holdout"],
+        "own extra set (holdout)": bench.load_rows(bench.EXTRA),
+        "eval-set sentences holdout": [r for r in rows if r[2] == "holdout" and not bench.is_short(r[0])],
+        "short requests holdout": [r for r in rows if r[2] == "holdout" and bench.is_short(r[0])],
+        # written after every choice of 2026-11-29's third session, never used for one
+        "fresh5 team chat (holdout)": bench.load_rows(data / "intent_sentences_fresh5.csv"),
+        # written during 2026-11-29's fourth session, read once after its bank round
+        "fresh8 chat (holdout)": bench.load_rows(data / "intent_sentences_fresh8.csv"),
+        # written during 2026-11-29's fifth session, read once after its bank round
+        "fresh10 team chat (holdout)": bench.load_rows(data / "intent_sentences_fresh10.csv"),
+        # written during 2026-11-29's sixth session in the issue's terse style, read once after
+        "terse2 short lines (holdout)": bench.load_rows(data / "intent_sentences_terse2.csv"),
+    }
+
+
+def tune_sets() -> dict[str, list[Row]]:
+    rows, sentences = bench.load_rows(), bench.load_rows(bench.SENTENCES)
+    return {"tune sentences": [r for r in sentences if r[2] == "tune"]
+            + [r for r in rows if r[2] == "tune" and not bench.is_short(r[0])]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--fresh", type=Path, metavar="CSV", help="read only this new set")
@@ -98,27 +124,12 @@ def main() -> None:
     parser = IntentParser()
     if not intent_mod._EMBEDDER.load():
         sys.exit(f"sentence model unavailable: {intent_mod._EMBEDDER.error}")
-    rows, sentences = bench.load_rows(), bench.load_rows(bench.SENTENCES)
     if args.fresh is not None:
         sets = {args.fresh.name: load_fresh(args.fresh)}
     elif args.held:
-        sets = {
-            "chat sentences holdout": [r for r in sentences if r[2] == "holdout"],
-            "own extra set (holdout)": bench.load_rows(bench.EXTRA),
-            "eval-set sentences holdout": [r for r in rows if r[2] == "holdout" and not bench.is_short(r[0])],
-            "short requests holdout": [r for r in rows if r[2] == "holdout" and bench.is_short(r[0])],
-            # written after every choice of 2026-11-29's third session, never used for one
-            "fresh5 team chat (holdout)": bench.load_rows(REPO / "tests" / "data" / "intent_sentences_fresh5.csv"),
-            # written during 2026-11-29's fourth session, read once after its bank round
-            "fresh8 chat (holdout)": bench.load_rows(REPO / "tests" / "data" / "intent_sentences_fresh8.csv"),
-            # written during 2026-11-29's fifth session, read once after its bank round
-            "fresh10 team chat (holdout)": bench.load_rows(REPO / "tests" / "data" / "intent_sentences_fresh10.csv"),
-            # written during 2026-11-29's sixth session in the issue's terse style, read once after
-            "terse2 short lines (holdout)": bench.load_rows(REPO / "tests" / "data" / "intent_sentences_terse2.csv"),
-        }
+        sets = held_sets()
     else:
-        sets = {"tune sentences": [r for r in sentences if r[2] == "tune"]
-                + [r for r in rows if r[2] == "tune" and not bench.is_short(r[0])]}
+        sets = tune_sets()
     emb = intent_mod._EMBEDDER
     if emb.tuned is None:
         texts, owner = intent_mod.bank_texts()
