@@ -7,9 +7,12 @@ screenshot goes to test-artifacts/playground.png.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _bot_pool import add_model_version, demo_manifest, designed_scores, ingest_demo
@@ -57,41 +60,48 @@ async def playground(sqlite_settings, sqlite_engine):  # type: ignore[no-untyped
     await runner.cleanup()
 
 
-async def test_gif_happy_shuffle_twice_send_and_thumbs_up(chromium, playground) -> None:  # type: ignore[no-untyped-def]
+@contextlib.asynccontextmanager
+async def _asked(chromium: str, url: str, text: str) -> AsyncIterator[Any]:
+    """A headless page of the playground at `url` after typing `text`."""
     from playwright.async_api import async_playwright
 
-    url, engine = playground
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=chromium, args=ARGS, headless=True)
         try:
             page = await browser.new_page(viewport={"width": 900, "height": 900})
             await page.goto(url)
-            await page.fill("#text", "/gif happy")
+            await page.fill("#text", text)
             await page.press("#text", "Enter")
-            preview = page.locator(".msg.preview")
-            img = preview.locator("img.gif")
-            await img.wait_for()
-            seen = [await img.get_attribute("data-sha")]
-            for _ in range(2):
-                await preview.locator("[data-action=shuffle]").click()
-                await page.wait_for_function(
-                    "prev => document.querySelector('.msg.preview img.gif')"
-                    "?.dataset.sha !== prev", arg=seen[-1])
-                seen.append(await img.get_attribute("data-sha"))
-            # the browser really loaded the GIF from /gifs/<sha>.gif
-            assert await img.evaluate("el => el.complete && el.naturalWidth > 0")
-            await preview.locator("[data-action=send]").click()
-            post = page.locator(".msg.post")
-            await post.wait_for()
-            assert await post.locator("img.gif").get_attribute("data-sha") == seen[-1]
-            assert "requested by" in await post.inner_text()
-            await post.locator("[data-action=up]").click()
-            await page.wait_for_function(
-                "() => document.querySelector('.msg.post .ack')?.textContent.startsWith('Thanks')")
-            ARTIFACTS.mkdir(exist_ok=True)
-            await page.screenshot(path=str(ARTIFACTS / "playground.png"), full_page=True)
+            yield page
         finally:
             await browser.close()
+
+
+async def test_gif_happy_shuffle_twice_send_and_thumbs_up(chromium, playground) -> None:  # type: ignore[no-untyped-def]
+    url, engine = playground
+    async with _asked(chromium, url, "/gif happy") as page:
+        preview = page.locator(".msg.preview")
+        img = preview.locator("img.gif")
+        await img.wait_for()
+        seen = [await img.get_attribute("data-sha")]
+        for _ in range(2):
+            await preview.locator("[data-action=shuffle]").click()
+            await page.wait_for_function(
+                "prev => document.querySelector('.msg.preview img.gif')"
+                "?.dataset.sha !== prev", arg=seen[-1])
+            seen.append(await img.get_attribute("data-sha"))
+        # the browser really loaded the GIF from /gifs/<sha>.gif
+        assert await img.evaluate("el => el.complete && el.naturalWidth > 0")
+        await preview.locator("[data-action=send]").click()
+        post = page.locator(".msg.post")
+        await post.wait_for()
+        assert await post.locator("img.gif").get_attribute("data-sha") == seen[-1]
+        assert "requested by" in await post.inner_text()
+        await post.locator("[data-action=up]").click()
+        await page.wait_for_function(
+            "() => document.querySelector('.msg.post .ack')?.textContent.startsWith('Thanks')")
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=str(ARTIFACTS / "playground.png"), full_page=True)
 
     assert len(set(seen)) == 3
     with session_scope(engine) as s:
@@ -106,31 +116,21 @@ async def test_gif_happy_shuffle_twice_send_and_thumbs_up(chromium, playground) 
 
 
 async def test_an_unsure_reading_switches_feeling_in_the_page(chromium, playground) -> None:  # type: ignore[no-untyped-def]
-    from playwright.async_api import async_playwright
-
     url, engine = playground
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=chromium, args=ARGS, headless=True)
-        try:
-            page = await browser.new_page(viewport={"width": 900, "height": 900})
-            await page.goto(url)
-            await page.fill("#text", "/gif ugh")
-            await page.press("#text", "Enter")
-            preview = page.locator(".msg.preview")
-            await preview.locator("img.gif").wait_for()
-            switches = preview.locator("[data-action=switch]")
-            assert await switches.all_inner_texts() == ["contempt", "disgust", "sadness"]
-            await preview.locator("[data-action=switch][data-emotion=contempt]").click()
-            await page.wait_for_function(
-                "() => document.querySelector('.msg.preview .reading')?.textContent"
-                ".endsWith('you picked contempt')")
-            assert "contempt" in await preview.locator(".only-you").inner_text()
-            assert (await switches.all_inner_texts())[0] == "anger"  # the way back
-            sha = await preview.locator("img.gif").get_attribute("data-sha")
-            await preview.locator("[data-action=send]").click()
-            await page.locator(".msg.post").wait_for()
-        finally:
-            await browser.close()
+    async with _asked(chromium, url, "/gif ugh") as page:
+        preview = page.locator(".msg.preview")
+        await preview.locator("img.gif").wait_for()
+        switches = preview.locator("[data-action=switch]")
+        assert await switches.all_inner_texts() == ["contempt", "disgust", "sadness"]
+        await preview.locator("[data-action=switch][data-emotion=contempt]").click()
+        await page.wait_for_function(
+            "() => document.querySelector('.msg.preview .reading')?.textContent"
+            ".endsWith('you picked contempt')")
+        assert "contempt" in await preview.locator(".only-you").inner_text()
+        assert (await switches.all_inner_texts())[0] == "anger"  # the way back
+        sha = await preview.locator("img.gif").get_attribute("data-sha")
+        await preview.locator("[data-action=send]").click()
+        await page.locator(".msg.post").wait_for()
 
     with session_scope(engine) as s:
         posts = [p.gif_sha for p in s.scalars(select(Post))]

@@ -109,7 +109,7 @@ function renderPreview(reply, container) {
   buttons.append(el("button", { "data-action": "cancel", onclick: () => cancel(box) }, "Cancel"));
   box.append(buttons);
   if ((p.alternatives || []).length) {  // the request's other likely feelings
-    const other = el("div", { class: "buttons switches" }, el("span", { class: "reading" }, "Not quite? "));
+    const other = el("div", { class: "buttons switches" }, el("span", { class: "switch-lead" }, "Not quite? Switch to:"));
     for (const emotion of p.alternatives) {
       other.append(el("button", { "data-action": "switch", "data-emotion": emotion,
                                   onclick: () => switchTo(box, emotion) }, emotion));
