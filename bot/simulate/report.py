@@ -134,62 +134,84 @@ def adversarial_seed_table(result: SimResult) -> str:
     return "\n".join(lines)
 
 
-def check_targets(result: SimResult) -> list[tuple[str, bool | None, str]]:
+Target = tuple[str, bool | None, str]
+
+
+def check_targets(result: SimResult) -> list[Target]:
     """Issue 12's targets, each as (target, met or None when not measured, the numbers)."""
     names = set(result.names())
-    out: list[tuple[str, bool | None, str]] = []
+    out: list[Target] = []
     product = product_name(result)
     if product in names and "prior" in names:
-        curve = result.run(product)["curve"]
-        late = [p for p in curve if p["requests"] >= 2000]
-        felt = [(p["requests"], p["p1"], result.at("prior", p["requests"], "p1"),
-                 p["sent_without_shuffle"],
-                 result.at("prior", p["requests"], "sent_without_shuffle")) for p in late]
-        ok = bool(felt) and all(a > b and c > d for _n, a, b, c, d in felt)
-        out.append((f"`{product}` beats `prior` on P@1 and on sent without a shuffle at "
-                    "2,000 requests and after", ok if felt else None,
-                    "; ".join(f"{n:,}: P@1 {a:.3f} vs {b:.3f}, sent 1st {c:.3f} vs {d:.3f}"
-                              for n, a, b, c, d in felt) or "not run to 2,000"))
-        from_1k = [p for p in curve if p["requests"] >= 1000]
-        nd = [(p["requests"], p["ndcg5"], result.at("prior", p["requests"])) for p in from_1k]
-        out.append((f"`{product}` beats `prior` on NDCG@5 at every checkpoint from 1,000",
-                    all(a > b for _n, a, b in nd) if nd else None,
-                    ", ".join(f"{n:,}: {a:.3f} vs {b:.3f}" for n, a, b in nd) or "not run"))
+        out += _product_vs_prior(result, product)
     if {"both", "both+polls"} <= names:
-        on, off = result.point("both+polls", 1000), result.point("both", 1000)
-        better = on["ndcg5"] > off["ndcg5"] and on["p1"] > off["p1"]
-        default_off = Settings().ranking.poll_share == 0
-        out.append(("polls on vs off: better at 1,000 requests on NDCG@5 and P@1, or off by "
-                    "default", better or default_off,
-                    f"at {on['requests']:,}: NDCG@5 {on['ndcg5']:.3f} vs {off['ndcg5']:.3f}, "
-                    f"P@1 {on['p1']:.3f} vs {off['p1']:.3f}; poll_share default "
-                    f"{Settings().ranking.poll_share:g}"))
+        out.append(_polls_on_vs_off(result))
     pair = adversarial_pair(result)
     if pair is not None:
-        base, attacked = pair
-        clean, dirty = result.run(base)["curve"][-1], result.run(attacked)["curve"][-1]
-        pct = ""
-        if clean.get("top_pct") is not None and dirty.get("top_pct") is not None:
-            pct = (f"; the first GIF's true percentile {clean['top_pct']:.4f} → "
-                   f"{dirty['top_pct']:.4f} ({dirty['top_pct'] - clean['top_pct']:+.4f})")
-        move_n = paired_move(result, base, attacked, "ndcg5")
-        move_p = paired_move(result, base, attacked, "p1")
-        out.append((f"10 % adversarial users move the final NDCG@5 by < 0.02 and P@1 by < 0.05 "
-                    f"(`{base}` vs `{attacked}`; met when the seed-paired 95 % interval lies "
-                    "inside the bound)",
-                    move_n.within(0.02) and move_p.within(0.05),
-                    f"NDCG@5 {clean['ndcg5']:.3f} → {dirty['ndcg5']:.3f} ({move_n.text()}), "
-                    f"P@1 {clean['p1']:.3f} → {dirty['p1']:.3f} ({move_p.text()}){pct}"))
+        out.append(_adversarial_move(result, *pair))
     if "feedback" in names:
-        curve = result.run("feedback")["curve"]
-        best = max(p["ndcg5"] for p in curve)
-        first = next((p["requests"] for p in curve if p["ndcg5"] >= 0.8), None)
-        out.append(("from no prior (`feedback`), NDCG@5 ≥ 0.8 of the ceiling within 5,000 "
-                    "requests", first is not None and first <= 5000,
-                    f"first reached at {first:,} requests" if first is not None else
-                    f"best {best:.3f}, final {curve[-1]['ndcg5']:.3f} at "
-                    f"{curve[-1]['requests']:,}"))
+        out.append(_from_no_prior(result))
     return out
+
+
+def _product_vs_prior(result: SimResult, product: str) -> list[Target]:
+    """What people feel (P@1, sent without a shuffle) from 2,000 requests, and NDCG@5 from
+    1,000: the shipped strategy against its own prior alone."""
+    curve = result.run(product)["curve"]
+    late = [p for p in curve if p["requests"] >= 2000]
+    felt = [(p["requests"], p["p1"], result.at("prior", p["requests"], "p1"),
+             p["sent_without_shuffle"],
+             result.at("prior", p["requests"], "sent_without_shuffle")) for p in late]
+    ok = bool(felt) and all(a > b and c > d for _n, a, b, c, d in felt)
+    from_1k = [p for p in curve if p["requests"] >= 1000]
+    nd = [(p["requests"], p["ndcg5"], result.at("prior", p["requests"])) for p in from_1k]
+    return [
+        (f"`{product}` beats `prior` on P@1 and on sent without a shuffle at "
+         "2,000 requests and after", ok if felt else None,
+         "; ".join(f"{n:,}: P@1 {a:.3f} vs {b:.3f}, sent 1st {c:.3f} vs {d:.3f}"
+                   for n, a, b, c, d in felt) or "not run to 2,000"),
+        (f"`{product}` beats `prior` on NDCG@5 at every checkpoint from 1,000",
+         all(a > b for _n, a, b in nd) if nd else None,
+         ", ".join(f"{n:,}: {a:.3f} vs {b:.3f}" for n, a, b in nd) or "not run"),
+    ]
+
+
+def _polls_on_vs_off(result: SimResult) -> Target:
+    on, off = result.point("both+polls", 1000), result.point("both", 1000)
+    better = on["ndcg5"] > off["ndcg5"] and on["p1"] > off["p1"]
+    default_off = Settings().ranking.poll_share == 0
+    return ("polls on vs off: better at 1,000 requests on NDCG@5 and P@1, or off by "
+            "default", better or default_off,
+            f"at {on['requests']:,}: NDCG@5 {on['ndcg5']:.3f} vs {off['ndcg5']:.3f}, "
+            f"P@1 {on['p1']:.3f} vs {off['p1']:.3f}; poll_share default "
+            f"{Settings().ranking.poll_share:g}")
+
+
+def _adversarial_move(result: SimResult, base: str, attacked: str) -> Target:
+    clean, dirty = result.run(base)["curve"][-1], result.run(attacked)["curve"][-1]
+    pct = ""
+    if clean.get("top_pct") is not None and dirty.get("top_pct") is not None:
+        pct = (f"; the first GIF's true percentile {clean['top_pct']:.4f} → "
+               f"{dirty['top_pct']:.4f} ({dirty['top_pct'] - clean['top_pct']:+.4f})")
+    move_n = paired_move(result, base, attacked, "ndcg5")
+    move_p = paired_move(result, base, attacked, "p1")
+    return (f"10 % adversarial users move the final NDCG@5 by < 0.02 and P@1 by < 0.05 "
+            f"(`{base}` vs `{attacked}`; met when the seed-paired 95 % interval lies "
+            "inside the bound)",
+            move_n.within(0.02) and move_p.within(0.05),
+            f"NDCG@5 {clean['ndcg5']:.3f} → {dirty['ndcg5']:.3f} ({move_n.text()}), "
+            f"P@1 {clean['p1']:.3f} → {dirty['p1']:.3f} ({move_p.text()}){pct}")
+
+
+def _from_no_prior(result: SimResult) -> Target:
+    curve = result.run("feedback")["curve"]
+    best = max(p["ndcg5"] for p in curve)
+    first = next((p["requests"] for p in curve if p["ndcg5"] >= 0.8), None)
+    return ("from no prior (`feedback`), NDCG@5 ≥ 0.8 of the ceiling within 5,000 "
+            "requests", first is not None and first <= 5000,
+            f"first reached at {first:,} requests" if first is not None else
+            f"best {best:.3f}, final {curve[-1]['ndcg5']:.3f} at "
+            f"{curve[-1]['requests']:,}")
 
 
 def plot_curves(result: SimResult, path: Path, title: str = "") -> None:
