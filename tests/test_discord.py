@@ -314,3 +314,23 @@ async def test_preview_and_autocomplete_show_how_the_request_was_read(stack: Sta
                   user=ALICE, autocomplete=True)
     first = fake.calls[-1].payload["data"]["choices"][0]
     assert first["name"] == "→ happiness · no GIFs about unicorn"
+
+
+async def test_switch_buttons_are_the_askers_alone_and_refuse_a_forged_feeling(stack: Stack) -> None:
+    d, fake = stack.d, stack.fake
+    token = await d.slash("gif", words("ugh"), user=ALICE)
+    preview = fake.originals[token]
+    sid = buttons(preview)[0].split(":")[2]
+    switches = [c for c in buttons(preview) if c.startswith("mg:switch:")]
+    assert switches == [f"mg:switch:{e}:{sid}" for e in ("contempt", "disgust", "sadness")]
+    rows = [[c.get("label") for c in row["components"]] for row in preview["components"]]
+    assert rows[-1] == ["or contempt", "or disgust", "or sadness"]  # a row of their own
+    await d.click(preview, switches[0], user=BOB)
+    assert "someone else" in fake.calls[-1].payload["content"]
+    await d.click(preview, f"mg:switch:smug:{sid}", user=ALICE)  # a forged custom id
+    assert "don't know the feeling" in fake.calls[-1].payload["content"]
+    click = await d.click(preview, switches[0], user=ALICE)
+    switched = fake.calls[-1]
+    assert switched.kind == "edit_original" and "contempt" in json.dumps(switched.payload["embeds"])
+    assert f"mg:switch:anger:{buttons(switched.payload)[0].split(':')[2]}" in buttons(fake.originals[click])
+    assert ledger(stack.engine) == []

@@ -27,6 +27,7 @@ from bot.adapters import slack_blocks as blocks
 from bot.adapters.web import build_app
 from bot.core import BotCore
 from bot.serve import mount_adapters
+from scorer.store import session_scope
 
 SECRET = "test-signing-secret-0123456789"
 TOKEN = "xoxb-test-token-0123456789"
@@ -366,3 +367,26 @@ async def test_slack_emoji_shortcodes_are_read_as_the_emoji(stack: Stack) -> Non
     (context,) = [b for b in preview["blocks"] if b["type"] == "context"]
     reading = context["elements"][0]["text"]
     assert "amusement" in reading and "happiness" not in reading, reading
+
+
+async def test_a_switch_click_is_the_askers_alone_and_a_forged_one_records_nothing(stack: Stack) -> None:
+    await stack.command("ugh")
+    preview = (await stack.fake.wait_for("webhook", 1))[0].data
+    switches = {k: v for k, v in _buttons(preview).items() if k.startswith(f"{blocks.SWITCH}:")}
+    assert list(switches) == [f"{blocks.SWITCH}:{e}" for e in ("contempt", "disgust", "sadness")]
+    value = switches[f"{blocks.SWITCH}:contempt"]
+    sid = _buttons(preview)[blocks.SEND]
+    assert value == f"{sid}|contempt"
+    await stack.click(f"{blocks.SWITCH}:contempt", value, user="U0BOB")  # not his preview
+    assert "someone else" in (await stack.fake.wait_for("webhook", 2))[1].data["text"]
+    await stack.click(f"{blocks.SWITCH}:smug", f"{sid}|smug")  # a forged feeling
+    assert "don't know the feeling" in (await stack.fake.wait_for("webhook", 3))[2].data["text"]
+    await stack.click(f"{blocks.SWITCH}:contempt", "no-such-session|contempt")
+    assert "gone" in (await stack.fake.wait_for("webhook", 4))[3].data["text"]
+    await stack.click(f"{blocks.SWITCH}:contempt", value)  # alice's own click
+    switched = (await stack.fake.wait_for("webhook", 5))[4].data
+    assert switched["replace_original"] is True and "contempt" in switched["text"]
+    assert ledger(stack.engine) == [] and n_sessions(stack.engine) == 2  # the asked, the switched
+    with session_scope(stack.engine) as db:
+        assert sess.load_session(db, sid).state == "cancelled"
+
