@@ -21,8 +21,6 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "tests" / "data"
 sys.path.insert(0, str(REPO))
@@ -66,8 +64,6 @@ def half_of(sets: dict[str, list[Row]], half: str) -> list[Row]:
 
 
 def build(half: str, out: Path) -> None:
-    from bot.embedder import load_sentence_model
-
     rows = half_of(train_sets(), half)
     bank = {" ".join(t.lower().split()) for _, t in near_copies.read_tsv(near_copies.BANK)}
     fresh, seen = [], set()
@@ -77,11 +73,7 @@ def build(half: str, out: Path) -> None:
             continue
         seen.add(key)
         fresh.append((text, accepted))
-    held = held_out_lines()
-    model = load_sentence_model()
-    a = np.asarray(model.encode([t for t, _ in fresh], normalize_embeddings=True))
-    b = np.asarray(model.encode(held, normalize_embeddings=True))
-    close = (a @ b.T).max(axis=1) >= near_copies.NEAR
+    close = near_copies.nearest([t for t, _ in fresh], held_out_lines())[1] >= near_copies.NEAR
     kept = [row for row, near in zip(fresh, close, strict=True) if not near]
     lines = [f"{e}\t{' '.join(t.split())}\n" for t, acc in kept for e in sorted(acc)]
     out.write_text("# The labelled chat lines that are not held out, one line per accepted feeling\n"

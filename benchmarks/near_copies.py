@@ -52,6 +52,16 @@ def test_lines() -> list[str]:
     return lines
 
 
+def nearest(texts: list[str], against: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """For each text, the index of its closest line in `against` and their MiniLM cosine."""
+    model = load_sentence_model()
+    a = np.asarray(model.encode(texts, normalize_embeddings=True))
+    b = np.asarray(model.encode(against, normalize_embeddings=True))
+    sims = a @ b.T
+    best = sims.argmax(axis=1)
+    return best, sims[np.arange(len(texts)), best]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("inputs", nargs="+", type=Path)
@@ -69,13 +79,10 @@ def main() -> None:
             seen.add(key)
             new.append((emotion, text))
     tests = test_lines()
-    model = load_sentence_model()
-    a = np.asarray(model.encode([t for _, t in new], normalize_embeddings=True))
-    b = np.asarray(model.encode(tests, normalize_embeddings=True))
-    best = (a @ b.T).argmax(axis=1)
+    best, cosines = nearest([t for _, t in new], tests)
     kept = []
     for i, (emotion, text) in enumerate(new):
-        cos = float(a[i] @ b[best[i]])
+        cos = float(cosines[i])
         if cos >= NEAR:
             print(f"dropped (cosine {cos:.2f} to a test line {tests[best[i]]!r}): {text}")
         else:
