@@ -1,5 +1,5 @@
 """How far is the right feeling from the person who typed the request? With a preview's
-switches ("Not quite? Switch to: ...", `bot.flows.requests._switches`) and the did-you-mean
+switches ("Not quite? Switch to: ...", `bot.flows.requests.switches_for`) and the did-you-mean
 buttons, a request lands in one of three ways:
 
 - right at once: the parser commits to an accepted feeling (top-1);
@@ -28,7 +28,7 @@ import bench_intent as bench  # noqa: E402
 import bench_sentence_tuning as bst  # noqa: E402
 
 from bot import intent as intent_mod  # noqa: E402
-from bot.flows.requests import _switches  # noqa: E402
+from bot.flows.requests import switches_for  # noqa: E402
 from bot.intent import IntentParser  # noqa: E402
 from bot.sentence_tuning import BUILD_TIMEOUT_S  # noqa: E402
 from bot.topics import Reading  # noqa: E402
@@ -41,7 +41,7 @@ def one_click(parser: IntentParser, rows: list[bst.Row]) -> dict[str, float]:
         intent = parser.parse(text)
         if intent.kind == "match" and intent.emotion:
             committed += 1
-            options = _switches(Reading(intent), intent.emotion)
+            options = switches_for(Reading(intent), intent.emotion)
             shown += bool(options)
             if intent.emotion in accepted:
                 right += 1

@@ -28,9 +28,12 @@ class TypingHint:
 
 def reading_line(reading: Reading) -> str:
     """A short line for a hint: the feeling (or the closest ones), the topic, what is missing."""
+    from bot.flows.requests import switches_for
+
     parts = []
-    if reading.emotion:
-        parts.append(reading.emotion)
+    if reading.emotion:  # with the preview's switches when it is unsure: "anger (or contempt / ...)"
+        others = switches_for(reading, reading.emotion)
+        parts.append(reading.emotion + (f" (or {' / '.join(others)})" if others else ""))
     elif reading.intent.kind == "did_you_mean":
         parts.append("did you mean " + " / ".join(e for e, _ in reading.intent.alternatives[:3]))
     if reading.topic:

@@ -314,6 +314,9 @@ async def test_preview_and_autocomplete_show_how_the_request_was_read(stack: Sta
                   user=ALICE, autocomplete=True)
     first = fake.calls[-1].payload["data"]["choices"][0]
     assert first["name"] == "→ happiness · no GIFs about unicorn"
+    await d.slash("gif", [{"name": "words", "type": 3, "value": "ugh", "focused": True}],
+                  user=ALICE, autocomplete=True)  # unsure: the switches the preview will offer
+    assert fake.calls[-1].payload["data"]["choices"][0]["name"] == "→ anger (or contempt / disgust / sadness)"
 
 
 async def test_switch_buttons_are_the_askers_alone_and_a_forged_one_goes_nowhere(stack: Stack) -> None:

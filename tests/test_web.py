@@ -268,4 +268,6 @@ async def test_emotion_hints_come_from_the_core(web) -> None:  # type: ignore[no
     assert hint["emotions"][0] == "happiness" and len(hint["emotions"]) <= 8
     hint = await (await web.get("/api/emotions", params={"q": "happy cat"})).json()
     assert hint["reading"] == "happiness · topic: cat"
+    hint = await (await web.get("/api/emotions", params={"q": "ugh"})).json()
+    assert hint["reading"] == "anger (or contempt / disgust / sadness)"  # what the preview will offer
     assert (await (await web.get("/api/emotions")).json())["reading"] == ""

@@ -269,11 +269,11 @@ def _preview_reply(ctx: CoreContext, db: Session, state: sess.SessionState, elig
                        interpretation=interpretation,
                        topic=" ".join(reading.topic) if reading else "",
                        topic_only=bool(reading and reading.topic_only),
-                       alternatives=_switches(reading, emotion))
+                       alternatives=switches_for(reading, emotion))
     return Reply(kind="preview", text=text, preview=view)
 
 
-def _switches(reading: Reading | None, shown: str) -> tuple[str, ...]:
+def switches_for(reading: Reading | None, shown: str) -> tuple[str, ...]:
     """The feelings a preview of `shown` offers to switch to: the reading's own answer when
     the person switched away from it, then its alternatives with a real share, unless the
     reading was sure. None for a topic alone (no feeling was named)."""
@@ -362,4 +362,4 @@ def _or_list(items: tuple[str, ...]) -> str:
     return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
 
 
-__all__ = ["RequestFlow"]
+__all__ = ["RequestFlow", "switches_for"]
