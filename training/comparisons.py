@@ -354,27 +354,11 @@ def import_pairs(engine: Engine, rows: Iterable[Sequence[str]], source: str = "i
 
     for raw in rows:
         report.rows += 1
-        if len(raw) < 4:
-            report.skipped["malformed row"] += 1
+        parsed = _import_row(raw, aliases)
+        if isinstance(parsed, str):
+            report.skipped[parsed] += 1
             continue
-        metric, left, right, choice = (str(x).strip() for x in raw[:4])
-        emotion = INDEX.get(metric.lower())
-        if emotion is None:
-            report.skipped["unknown emotion"] += 1
-            continue
-        if not left or not right:
-            report.skipped["empty id"] += 1
-            continue
-        a, b = aliases.get(left), aliases.get(right)
-        if a is None or b is None:
-            report.skipped["GIF not in any pool"] += 1
-            continue
-        if a == b:
-            report.skipped["same GIF on both sides"] += 1
-            continue
-        choice = choice.lower()
-        tie = choice not in {"left", "right"}
-        winner, loser = (b, a) if choice == "right" else (a, b)
+        emotion, winner, loser, tie = parsed
         pending.append({"emotion": emotion, "winner": winner, "loser": loser, "tie": tie,
                         "weight": 1.0, "source": source, "who": "", "platform": platform,
                         "workspace": "", "channel": "", "post_id": None, "vote_key": None,
@@ -387,6 +371,26 @@ def import_pairs(engine: Engine, rows: Iterable[Sequence[str]], source: str = "i
     if report.skipped:
         log.warning("import: %s", report.summary())
     return report
+
+
+def _import_row(raw: Sequence[str], aliases: dict[str, str]) -> tuple[int, str, str, bool] | str:
+    """One imported row as (emotion, winner, loser, tie), or why it is skipped."""
+    if len(raw) < 4:
+        return "malformed row"
+    metric, left, right, choice = (str(x).strip() for x in raw[:4])
+    emotion = INDEX.get(metric.lower())
+    if emotion is None:
+        return "unknown emotion"
+    if not left or not right:
+        return "empty id"
+    a, b = aliases.get(left), aliases.get(right)
+    if a is None or b is None:
+        return "GIF not in any pool"
+    if a == b:
+        return "same GIF on both sides"
+    choice = choice.lower()
+    winner, loser = (b, a) if choice == "right" else (a, b)
+    return emotion, winner, loser, choice not in {"left", "right"}
 
 
 # ---------------------------------------------------------------------------------------
