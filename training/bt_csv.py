@@ -265,6 +265,25 @@ def _quiet_undecodable_rows(handler: Callable[..., str]) -> Iterator[None]:
 
 def _read_arrow(path: Path, order: list[int], skip_header: bool, block_size: int,
                 out: _Rows) -> None:
+    table, wrong_width = _arrow_table(path, skip_header, block_size)
+    out.rows += table.num_rows + wrong_width
+    out.skipped["malformed"] += wrong_width
+    if table.num_rows == 0:
+        return
+    metric, left, right, choice = (table.column(f"c{p}") for p in order)
+    v = out.vocab
+    emo, metric_values, metric_idx, clean_m = _dictionary_codes(metric, v.emotion, np.int8)
+    lcodes, _, _, clean_l = _dictionary_codes(left, v.gif, np.int32)
+    rcodes, _, _, clean_r = _dictionary_codes(right, v.gif, np.int32)
+    ccodes, _, _, clean_c = _dictionary_codes(choice, v.choice, np.int8)
+    metric_names = [x.strip().decode("utf-8", "replace") for x in metric_values]
+    out.keep(emo, lcodes, rcodes, ccodes, metric_names, metric_idx,
+             clean_codes=clean_m and clean_l and clean_r and clean_c)
+
+
+def _arrow_table(path: Path, skip_header: bool, block_size: int) -> tuple[Any, int]:
+    """The file as four dictionary-encoded columns c0..c3, and how many rows had another
+    number of fields (skipped). Raises `_LineByLine` when a quote ran over a line end."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -294,31 +313,18 @@ def _read_arrow(path: Path, order: list[int], skip_header: bool, block_size: int
     if multiline[0]:
         # Arrow joined lines inside an open quote; a row is one line here (see the docstring).
         raise _LineByLine
-    out.rows += table.num_rows + wrong_width[0]
-    out.skipped["malformed"] += wrong_width[0]
-    if table.num_rows == 0:
-        return
-    metric, left, right, choice = (table.column(names[p]) for p in order)
-    v = out.vocab
+    return table, wrong_width[0]
 
-    clean = [True]
 
-    def codes(col, f, dtype) -> tuple[np.ndarray, list[bytes], np.ndarray]:  # type: ignore[no-untyped-def]
-        """Per-row codes (one gather from the codes of the distinct values), the values
-        and Arrow's per-row indices."""
-        values = col.chunk(0).dictionary.to_pylist()
-        lookup = np.array([f(x) for x in values] or [0], dtype)
-        clean[0] = clean[0] and bool(lookup.min() >= 0)
-        chunks = [_indices(c) for c in col.chunks]
-        idx = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
-        return lookup[idx], values, idx
-
-    emo, metric_values, metric_idx = codes(metric, v.emotion, np.int8)
-    lcodes, _, _ = codes(left, v.gif, np.int32)
-    rcodes, _, _ = codes(right, v.gif, np.int32)
-    ccodes, _, _ = codes(choice, v.choice, np.int8)
-    metric_names = [x.strip().decode("utf-8", "replace") for x in metric_values]
-    out.keep(emo, lcodes, rcodes, ccodes, metric_names, metric_idx, clean_codes=clean[0])
+def _dictionary_codes(col: Any, f: Callable[[bytes], int], dtype: Any
+                      ) -> tuple[np.ndarray, list[bytes], np.ndarray, bool]:
+    """Per-row codes of a dictionary column (one gather from the codes of its distinct
+    values), the values, Arrow's per-row indices, and whether every value had a code."""
+    values = col.chunk(0).dictionary.to_pylist()
+    lookup = np.array([f(x) for x in values] or [0], dtype)
+    chunks = [_indices(c) for c in col.chunks]
+    idx = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+    return lookup[idx], values, idx, bool(lookup.min() >= 0)
 
 
 def _read_lines(path: Path, order: list[int], skip_header: bool, out: _Rows) -> None:
