@@ -561,54 +561,47 @@ def pool_details(engine: Engine, pool_name: str, *, limit: int | None = 20) -> d
         pid = _pool_id(s, pool_name)
         pool = s.get(Pool, pid)
         assert pool is not None
-        base = (
-            select(Gif).join(PoolGif, PoolGif.gif_sha == Gif.sha256).where(PoolGif.pool_id == pid)
-        )
         n, total_bytes, frames = s.execute(
-            select(func.count(Gif.sha256), func.coalesce(func.sum(Gif.bytes), 0),
-                   func.coalesce(func.sum(Gif.n_frames), 0))
-            .join(PoolGif, PoolGif.gif_sha == Gif.sha256).where(PoolGif.pool_id == pid)
+            _in_pool(select(func.count(Gif.sha256), func.coalesce(func.sum(Gif.bytes), 0),
+                            func.coalesce(func.sum(Gif.n_frames), 0)), pid)
         ).one()
-        ratings = {
-            (rating or "unrated"): count
-            for rating, count in s.execute(
-                select(Gif.rating, func.count())
-                .join(PoolGif, PoolGif.gif_sha == Gif.sha256).where(PoolGif.pool_id == pid)
-                .group_by(Gif.rating)
-            ).all()
-        }
-        formats = dict(
-            s.execute(
-                select(Gif.format, func.count())
-                .join(PoolGif, PoolGif.gif_sha == Gif.sha256).where(PoolGif.pool_id == pid)
-                .group_by(Gif.format)
-            ).all()
-        )
+        ratings = _counts_by(s, pid, Gif.rating)
+        formats = _counts_by(s, pid, Gif.format)
         refusals = s.scalar(select(func.count(Refusal.id)).where(Refusal.pool_id == pid)) or 0
         members = list(s.scalars(select(PoolGif.gif_sha).where(PoolGif.pool_id == pid)))
-        query = base.order_by(PoolGif.added_at, Gif.sha256)
-        if limit is not None:
-            query = query.limit(limit)
-        gifs = [
-            {
-                "sha256": g.sha256, "title": g.title, "tags": list(g.tags or []),
-                "alt_text": g.alt_text or "", "slug": g.slug or "", "width": g.width, "height": g.height,
-                "frames": g.n_frames, "duration_ms": g.duration_ms, "bytes": g.bytes,
-                "format": g.format, "rating": g.rating, "source_url": g.source_url,
-            }
-            for g in s.scalars(query)
-        ]
+        query = _in_pool(select(Gif), pid).order_by(PoolGif.added_at, Gif.sha256)
+        gifs = [_gif_details(g) for g in s.scalars(query if limit is None else query.limit(limit))]
     return {
         "name": pool.name,
         "created_at": pool.created_at.isoformat(timespec="seconds"),
         "gifs": int(n),
         "bytes": int(total_bytes),
         "frames": int(frames),
-        "ratings": {str(k): int(v) for k, v in ratings.items()},
-        "formats": {str(k): int(v) for k, v in formats.items()},
+        "ratings": {(str(k) if k else "unrated"): v for k, v in ratings.items()},
+        "formats": {str(k): v for k, v in formats.items()},
         "refusals_recorded": int(refusals),
         "prior": prior_summary(engine, members),
         "first": gifs,
+    }
+
+
+def _in_pool(query: Any, pool_id: int) -> Any:
+    """`query` over the GIFs of one pool."""
+    return query.join(PoolGif, PoolGif.gif_sha == Gif.sha256).where(PoolGif.pool_id == pool_id)
+
+
+def _counts_by(s: Session, pool_id: int, column: Any) -> dict[Any, int]:
+    """How many of the pool's GIFs have each value of `column`."""
+    rows = s.execute(_in_pool(select(column, func.count()), pool_id).group_by(column)).all()
+    return {value: int(count) for value, count in rows}
+
+
+def _gif_details(g: Gif) -> dict:
+    return {
+        "sha256": g.sha256, "title": g.title, "tags": list(g.tags or []),
+        "alt_text": g.alt_text or "", "slug": g.slug or "", "width": g.width, "height": g.height,
+        "frames": g.n_frames, "duration_ms": g.duration_ms, "bytes": g.bytes,
+        "format": g.format, "rating": g.rating, "source_url": g.source_url,
     }
 
 
