@@ -34,7 +34,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session
 
 from bot.events import Actor, Answer, GifCard, PostView, Published, Reply
 from bot.flows.admin import ADMIN_HELP, AdminCommand, AdminFlow, parse_admin
@@ -154,16 +153,8 @@ class BotCore:
     async def request_with_poll(self, actor: Actor, text: str) -> Answer:
         """The whole answer to a `/gif ...` request: the reply, and for `poll_share` of
         previews a poll to show after it; one transaction."""
-        answer = await self.ctx.for_user(self._request_with_poll, actor, text)
+        answer = await self.ctx.for_user(self.polls.request_with_poll, actor, text)
         return answer if isinstance(answer, Answer) else Answer(answer)
-
-    def _request_with_poll(self, db: Session, actor: Actor, text: str) -> Answer:
-        reply = self.requests.request(db, actor, text)
-        poll = None
-        if reply.kind == "preview" and reply.preview is not None \
-                and self.polls.wanted(reply.preview.emotion):
-            poll = self.polls.poll(db, actor, INDEX[reply.preview.emotion])
-        return Answer(reply, poll)
 
     async def shuffle(self, actor: Actor, session_id: str) -> Reply:
         return await self.ctx.for_user(self.requests.shuffle, actor, session_id)

@@ -8,7 +8,7 @@ import datetime as dt
 from sqlalchemy.orm import Session
 
 from bot import session as sess
-from bot.events import Actor, PollView, Reply
+from bot.events import Actor, Answer, PollView, Reply
 from bot.flows.context import CoreContext, metric
 from bot.flows.requests import RequestFlow
 from bot.ranking import poll_pair
@@ -24,6 +24,14 @@ class PollFlow:
     def wanted(self, emotion: str) -> bool:
         """Whether this request gets a poll: `settings.ranking.poll_share` of them (a coin flip)."""
         return emotion in INDEX and self.ctx.chance(self.ctx.settings.ranking.poll_share)
+
+    def request_with_poll(self, db: Session, actor: Actor, text: str) -> Answer:
+        """A `/gif` request's reply and, for `poll_share` of previews, a poll to show after it."""
+        reply = self.requests.request(db, actor, text)
+        poll = None
+        if reply.kind == "preview" and reply.preview is not None and self.wanted(reply.preview.emotion):
+            poll = self.poll(db, actor, INDEX[reply.preview.emotion])
+        return Answer(reply, poll)
 
     def poll(self, db: Session, actor: Actor, emotion: int) -> Reply | None:
         """The pair whose answer tells most about the top of this emotion's ranking (active
