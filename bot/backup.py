@@ -570,7 +570,7 @@ def restore_backup(
     settings: Settings, src: Path, *, force: bool = False, progress: bool = False
 ) -> dict[str, Any]:
     """Replace the installation's database and files with an archive's; returns its manifest."""
-    from scorer.migrate import alembic_config, upgrade
+    from scorer.migrate import upgrade
     from scorer.store import dispose_engines, make_engine
 
     url = settings.db_url
@@ -578,12 +578,7 @@ def restore_backup(
     if not Path(src).is_file():
         raise BackupError(f"no backup archive at {src}")
     if not force:
-        found = existing_data(settings)
-        if found:
-            raise BackupError(
-                "the installation already holds data (" + ", ".join(found[:4])
-                + (", ..." if len(found) > 4 else "") + "): restore with --force to replace it"
-            )
+        _refuse_if_in_use(settings)
     settings.home.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".restore-", dir=settings.home))
     try:
@@ -594,18 +589,7 @@ def restore_backup(
                 f"{dialect}: restore into a {manifest['dialect']} installation"
             )
         engine = make_engine(url)
-        revision = manifest.get("revision")
-        if revision is not None:
-            from alembic.script import ScriptDirectory
-            from alembic.util import CommandError
-
-            try:
-                ScriptDirectory.from_config(alembic_config(engine)).get_revision(revision)
-            except CommandError:
-                raise BackupError(
-                    f"the backup's schema revision {revision} is unknown to this moodgif "
-                    "(made by a newer version?): upgrade moodgif first"
-                ) from None
+        _check_revision_known(engine, manifest.get("revision"))
         swapped = _swap_in_dirs(settings, staging, manifest)
         try:
             if dialect == "sqlite":
@@ -621,6 +605,33 @@ def restore_backup(
         return manifest
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _refuse_if_in_use(settings: Settings) -> None:
+    found = existing_data(settings)
+    if found:
+        raise BackupError(
+            "the installation already holds data (" + ", ".join(found[:4])
+            + (", ..." if len(found) > 4 else "") + "): restore with --force to replace it"
+        )
+
+
+def _check_revision_known(engine: Any, revision: str | None) -> None:
+    """A backup made by a newer moodgif (a schema revision this code lacks) is refused."""
+    if revision is None:
+        return
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
+    from scorer.migrate import alembic_config
+
+    try:
+        ScriptDirectory.from_config(alembic_config(engine)).get_revision(revision)
+    except CommandError:
+        raise BackupError(
+            f"the backup's schema revision {revision} is unknown to this moodgif "
+            "(made by a newer version?): upgrade moodgif first"
+        ) from None
 
 
 def _swap_in_dirs(settings: Settings, staging: Path, manifest: dict[str, Any]) -> list[tuple[Path, Path | None]]:
