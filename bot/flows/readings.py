@@ -39,11 +39,11 @@ class ReadingCache:
 
 
 def _read_fresh(parser: Callable[[], Any], topics: TopicIndex | None, query: str) -> Reading:
-    intent = parser()
-    if hasattr(intent, "word_roles"):
-        return read_request(intent, topics, query)
+    reader = parser()
+    if hasattr(reader, "word_roles"):
+        return read_request(reader, topics, query)
     # a parser without word roles (a test double) reads feelings only
-    return Reading(intent.parse(query))
+    return Reading(reader.parse(query))
 
 
 __all__ = ["ReadingCache"]
