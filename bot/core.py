@@ -133,10 +133,15 @@ class BotCore:
             raise KeyError(f"no such GIF: {sha[:16]}")
         return cards[0]
 
-    def interpret(self, text: str) -> Reading:
-        """How a request would be read now (feeling and topic); for hints such as Discord's
+    def interpret(self, text: str, actor: Actor | None = None) -> Reading:
+        """How a request would be read now (feeling and topic), for `actor` as the request
+        would be (their workspace's words) when given; for hints such as Discord's
         autocomplete. Synchronous and cheap: call it from a worker thread."""
-        return self.ctx.read(clean_text(text or "")[:MAX_TEXT_CHARS])
+        query = clean_text(text or "")[:MAX_TEXT_CHARS]
+        if actor is None:
+            return self.ctx.read(query)
+        return self.ctx.unit(lambda db: self.requests.read_here(db, actor, query,
+                                                                self.ctx.scoped(db, actor)))
 
     async def suggest(self, text: str, k: int, *, actor: Actor | None = None,
                       explore: bool = False) -> Suggestion:

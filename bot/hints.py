@@ -15,6 +15,7 @@ from scorer.emotions import NAMES
 
 if TYPE_CHECKING:
     from bot.core import BotCore
+    from bot.events import Actor
     from bot.topics import Reading
 
 log = logging.getLogger(__name__)
@@ -51,13 +52,14 @@ def completions(core: BotCore, prefix: str, limit: int) -> list[str]:
     return [n for n in NAMES if n.startswith(prefix.strip().lower())][:limit]
 
 
-def typing_hint(core: BotCore, text: str, limit: int = 25) -> TypingHint:
+def typing_hint(core: BotCore, text: str, limit: int = 25, actor: Actor | None = None) -> TypingHint:
     """Synchronous (the parser and the snapshot may be built on first use): call it from a
-    worker thread. Never raises for the reading: a hint that fails is just not shown."""
+    worker thread. `actor`: who is typing, so the hint reads their workspace's words as the
+    request will. Never raises for the reading: a hint that fails is just not shown."""
     line = ""
     if (text or "").strip():
         try:
-            line = reading_line(core.interpret(text))
+            line = reading_line(core.interpret(text, actor))
         except Exception:
             log.debug("typing hint: reading failed", exc_info=True)
     return TypingHint(reading=line, completions=completions(core, text or "", limit))

@@ -132,7 +132,9 @@ def _state(row: ChatSession | Row) -> SessionState:
 
 def create_session(db: Db, *, kind: str, platform: str, workspace: str, channel: str,
                    user_hash: str, query: str, emotion: int, shas: Sequence[str],
-                   now: dt.datetime, ttl_s: float) -> SessionState:
+                   now: dt.datetime, ttl_s: float, query_key: str = "") -> SessionState:
+    """`query_key`: the words as `bot.learned_phrases` matches them, where a Send would say
+    which feeling a person wanted for them; "" where it would not (a topic alone, a poll)."""
     state = SessionState(new_id(), kind, platform[:16], workspace[:64], channel[:64], user_hash,
                          query[:500], int(emotion), tuple(shas), tuple(shas), "open",
                          now + dt.timedelta(seconds=ttl_s))
@@ -140,6 +142,7 @@ def create_session(db: Db, *, kind: str, platform: str, workspace: str, channel:
         s.connection().execute(_INSERT_SESSION, [{
             "id": state.id, "kind": kind, "platform": state.platform, "workspace": state.workspace,
             "channel": state.channel, "user_hash": user_hash, "query": state.query,
+            "query_key": query_key,
             "emotion": state.emotion, "shown": list(shas), "current": list(shas),
             "state": "open", "created_at": now, "updated_at": now,
             "expires_at": state.expires_at}])
@@ -265,6 +268,31 @@ def recent_in_channel(db: Db, platform: str, workspace: str, channel: str,
         return list(s.connection().execute(RECENT_GIFS, {
             "platform": platform[:16], "workspace": workspace[:64], "channel": channel[:64],
             "since": since}).scalars())
+
+
+# Built once: requests the parser is unsure of run it. Newest first, so the first row per
+# person is their latest Send; the index ix_chat_sessions_phrase finds the rows.
+_PHRASE_SENDS = (select(ChatSession.user_hash, ChatSession.emotion)
+                 .where(ChatSession.platform == bindparam("platform"),
+                        ChatSession.workspace == bindparam("workspace"),
+                        ChatSession.query_key == bindparam("key"), ChatSession.kind == "preview",
+                        ChatSession.state == "sent", ChatSession.updated_at >= bindparam("since"))
+                 .order_by(ChatSession.updated_at.desc()).limit(bindparam("limit")))
+
+
+def latest_sends_for(db: Db, platform: str, workspace: str, key: str, since: dt.datetime,
+                     limit: int = 500) -> dict[str, int]:
+    """Each person's latest sent feeling for these words in this workspace since `since`
+    (user hash -> emotion index), from the newest `limit` Sends."""
+    if not key:
+        return {}
+    latest: dict[str, int] = {}
+    with unit_of_work(db) as s:
+        for user_hash, emotion in s.connection().execute(_PHRASE_SENDS, {
+                "platform": platform[:16], "workspace": workspace[:64], "key": key,
+                "since": since, "limit": limit}):
+            latest.setdefault(user_hash, int(emotion))
+    return latest
 
 
 def recent_poll_pairs(db: Db, platform: str, workspace: str, emotion: int,

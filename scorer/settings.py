@@ -270,6 +270,10 @@ class ChatSettings(Group):
             "per bank) or regression (the bank regression on plain MiniLM vectors)")
     watch_cooldown_min: float = _s(30.0, "watch_cooldown_min",
                                    doc="watched channels: at most one offer per person per N min")
+    phrase_memory_days: Annotated[float, Field(ge=0)] = _s(
+        90.0, "phrase_memory_days",
+        doc="a request is read the way people in its workspace sent the same words in the "
+            "last N days (bot.learned_phrases); 0 = never")
     user_hash_salt: str = _s("", "user_hash_salt", secret=True,
                              doc="salt for hashing user ids; generated if empty")
 
@@ -295,6 +299,9 @@ class ChannelSettings(BaseModel):
     cooldown_s: CooldownS
     preview_count: PreviewCount
     watch: OnOff = Field(default=False, description="opt-in: the bot reads a channel only when asked")
+    learn_phrases: OnOff = Field(
+        default=True, description="read a request the way people in this workspace sent the same words "
+                                  "before, and keep this channel's sent words for that (phrase_memory_days)")
     watch_strict: OnOff = Field(
         default=False, description="watched channel: offer only when the sentence model finds a feeling "
                                    "more likely than none (about half the offers on flat chat)")

@@ -217,6 +217,8 @@ class ChatSession(Base):
     """A preview (or a poll) shown privately to one user."""
 
     __tablename__ = "chat_sessions"
+    # bot.learned_phrases: what people in a workspace sent for the same words
+    __table_args__ = (Index("ix_chat_sessions_phrase", "platform", "workspace", "query_key"),)
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     kind: Mapped[str] = mapped_column(String(10), default="preview")  # preview | poll
     platform: Mapped[str] = mapped_column(String(16))
@@ -224,6 +226,8 @@ class ChatSession(Base):
     channel: Mapped[str] = mapped_column(String(64))
     user_hash: Mapped[str] = mapped_column(String(64))
     query: Mapped[str] = mapped_column(Text, default="")
+    # the words as bot.learned_phrases matches them; "" where no feeling was picked for them
+    query_key: Mapped[str] = mapped_column(String(200), default="", server_default="")
     emotion: Mapped[int] = mapped_column(SmallInteger)
     shown: Mapped[list] = mapped_column(JSON, default=list)  # shas in order shown
     current: Mapped[list] = mapped_column(JSON, default=list)  # shas on screen now

@@ -15,7 +15,7 @@ from bot.events import Actor
 from bot.intent import IntentParser
 from bot.topics import TopicIndex, gif_words, read_request, stem
 from scorer.emotions import INDEX
-from scorer.store import Comparison, Gif, session_scope
+from scorer.store import ChatSession, Comparison, Gif, session_scope
 
 HAPPY = INDEX["happiness"]
 
@@ -192,3 +192,20 @@ async def test_a_topic_the_channel_filters_out_falls_back_to_the_feeling(env: En
     assert r.preview.topic == "cat" and r.preview.cards[0].sha256 not in env.shas(CATS)
     alone = await env.core.request(env.alice, "/gif cats")  # no feeling to fall back to
     assert alone.kind == "empty_pool" and alone.text.startswith("I have no GIFs for cats")
+
+
+async def test_a_topic_alone_teaches_no_feeling_and_a_learned_feeling_keeps_its_topic(env: Env) -> None:
+    r = await env.core.request(env.alice, "cats")
+    assert (await env.core.send(env.alice, r.preview.session_id)).kind == "posted"
+    with session_scope(env.engine) as s:  # a topic alone named no feeling: nothing learned
+        assert s.scalar(select(ChatSession.query_key)) == ""
+
+    for who in ("bob", "cy"):  # "ugh cats" reads anger; both wanted contempt
+        actor = Actor("test", "T1", "general", who, who)
+        r = await env.core.request(actor, "ugh cats")
+        r = await env.core.switch(actor, r.preview.session_id, "contempt")
+        assert (await env.core.send(actor, r.preview.session_id)).kind == "posted"
+    r = await env.core.request(Actor("test", "T1", "general", "dan", "Dan"), "ugh cats")
+    assert r.preview.emotion == "contempt" and r.preview.topic == "cats"
+    assert r.preview.cards[0].sha256 in env.shas(CATS)
+    assert "people here" in r.preview.interpretation and "topic: cats" in r.preview.interpretation

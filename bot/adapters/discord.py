@@ -202,7 +202,8 @@ class GifCog(_CoreCog, name=views.COG_NAME):
                         ) -> list[app_commands.Choice[str]]:
         """While typing: first how the core reads the words so far (picking it sends them as
         typed), then emotion completions (`bot.hints`)."""
-        hint = await asyncio.to_thread(typing_hint, self.core, discord_plain(current), 25)
+        hint = await asyncio.to_thread(typing_hint, self.core, discord_plain(current), 25,
+                                       interaction_actor(interaction))
         choices = [app_commands.Choice(name=w[:100], value=w[:100]) for w in hint.completions[:25]]
         if hint.reading:
             typed = current.strip()[:100]
@@ -358,9 +359,10 @@ class AdminCog(_CoreCog, name="moodgif admin"):
         await self._admin(interaction, SetRating(ceiling, channel_only=scope == "channel"))
 
     @admin.command(name="channel",
-                   description="this channel's settings: show, pools, watch, strict, preview, cooldown, rating")
+                   description="this channel's settings: show, pools, watch, strict, preview, cooldown, rating, phrases")
     @app_commands.choices(key=[app_commands.Choice(name=k, value=k)
-                               for k in ("show", "pools", "watch", "strict", "preview", "cooldown", "rating")])
+                               for k in ("show", "pools", "watch", "strict", "preview", "cooldown", "rating",
+                                         "phrases")])
     @app_commands.describe(value="the new value, or reset")
     async def admin_channel(self, interaction: discord.Interaction, key: str = "show", value: str = "") -> None:
         if key == "show":

@@ -218,7 +218,8 @@ async def api_poll(request: web.Request) -> web.Response:
 
 async def api_emotions(request: web.Request) -> web.Response:
     """While typing: emotion completions, and how the core reads the words so far."""
-    hint = await _db(typing_hint, request.app[CORE_KEY], request.query.get("q", "")[:100], 8)
+    hint = await _db(typing_hint, request.app[CORE_KEY], request.query.get("q", "")[:100], 8,
+                     _actor(request, dict(request.query)))
     return web.json_response({"emotions": hint.completions, "reading": hint.reading})
 
 

@@ -24,20 +24,22 @@ ADMIN_HELP = """Admin commands:
 pools list | pools add NAME FOLDER|MANIFEST|URL-LIST|giphy:WORDS|giphy:trending|giphy:id:ID,...
 rating g|pg|pg-13|r [channel]   (workspace-wide unless "channel")
 channel show | channel pools NAME[,NAME]|all | channel watch on|off | channel strict on|off
-channel preview 1|3 | channel cooldown SECONDS | channel rating CEILING | channel KEY reset
+channel preview 1|3 | channel cooldown SECONDS | channel rating CEILING | channel phrases on|off
+channel KEY reset
 retrain   (refit from the votes, retrain, rescore; activates only if not worse)
 stats"""
 
 POOLS_USAGE = "Usage: pools list | pools add NAME FOLDER|MANIFEST|URL-LIST|giphy:WORDS"
 CHANNEL_USAGE = ("Usage: channel show | channel pools NAME[,NAME] | channel watch on|off | "
                  "channel strict on|off | channel preview 1|3 | channel cooldown SECONDS | channel rating CEILING | "
-                 "channel KEY reset")
+                 "channel phrases on|off | channel KEY reset")
 # the words an admin may type for a scoped setting -> its key in bot.scoped_settings.KEYS
 CHANNEL_KEYS = {"pools": "pools", "pool": "pools", "watch": "watch", "strict": "watch_strict",
                 "watch_strict": "watch_strict", "preview": "preview_count",
                 "preview_count": "preview_count", "cooldown": "cooldown_s",
                 "cooldown_s": "cooldown_s", "rating": "rating_ceiling",
-                "rating_ceiling": "rating_ceiling"}
+                "rating_ceiling": "rating_ceiling", "phrases": "learn_phrases",
+                "learn_phrases": "learn_phrases"}
 
 
 @dataclass(frozen=True)

@@ -76,16 +76,16 @@ class OfferFlow:
         rating ceiling from settings; a channel's own pools, ceiling and recent posts when
         `actor` names one). Writes nothing: no preview, no cooldown."""
         query = clean_text(text or "")[:MAX_TEXT_CHARS]
-        reading = self.ctx.read(query)
+        if actor is not None:  # read as that workspace's words are read there
+            scoped, recent = self.ctx.scoped_and_recent(db, actor)
+            reading = self.requests.read_here(db, actor, query, scoped)
+        else:
+            scoped, recent = sess.get_all_scoped(db, self.ctx.settings, "", "", ""), []
+            reading = self.ctx.read(query)
         intent = reading.intent
         emotion = INDEX.get(intent.emotion or "", -1) if intent.kind == "match" else -1
         if emotion < 0 and not reading.topic_only:
             return Suggestion(query, reading, -1, None)
-        if actor is not None:
-            scoped, recent = self.ctx.scoped(db, actor), self.requests.recent(db, actor)
-        else:
-            scoped = sess.get_all_scoped(db, self.ctx.settings, "", "", "")
-            recent = []
         ranked = self.requests.rank(scoped, emotion, k, recent=recent, reading=reading,
                            exploration=None if explore else "none")
         return Suggestion(query, reading, emotion, ranked)

@@ -8,6 +8,8 @@ close, post, impression and comparisons commit together.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable
@@ -18,6 +20,7 @@ from sqlalchemy.orm import Session
 from bot import session as sess
 from bot.events import Actor, PostView, PreviewView, Reply
 from bot.flows.context import MAX_TEXT_CHARS, CoreContext, clean_text, metric
+from bot.learned_phrases import learned_feeling, phrase_key, read_as_learned
 from bot.ranking import Ranked, ScoreMatrix, rank
 from bot.topics import Reading, TopicIndex, missing_note, rank_topic
 from scorer.emotions import INDEX, NAMES
@@ -60,18 +63,30 @@ class RequestFlow:
             metric("REQUESTS", actor.platform, "unknown")
             return Reply(kind="error", text=TOO_LONG)
         query = clean_text(raw)
-        reading = self.ctx.read(query)
+        scoped, recent = self.ctx.scoped_and_recent(db, actor)
+        reading = self.read_here(db, actor, query, scoped)
         unmatched = _unmatched_reply(actor.platform, query, reading)
         if unmatched is not None:
             return unmatched
         metric("REQUESTS", actor.platform, reading.intent.emotion or "topic")
-        scoped, recent = self.ctx.scoped_and_recent(db, actor)
         wait = self.ctx.cooldown.take((actor.platform, actor.user_id), float(scoped.cooldown_s))
         if wait > 0:
             return _cooldown_reply(wait)
         reply = self._open_for_reading(db, actor, query, reading, scoped, recent)
         metric("SUGGEST_LATENCY", value=time.perf_counter() - started)
         return reply
+
+    def read_here(self, db: Session, actor: Actor, query: str, scoped: ChannelSettings) -> Reading:
+        """The request's reading, with its feeling as the asker or people in this workspace
+        sent the same words before (bot.learned_phrases), where that applies."""
+        reading = self.ctx.read(query)
+        days = self.ctx.settings.chat.phrase_memory_days
+        if not scoped.learn_phrases or days <= 0 or reading.intent.kind not in ("match", "did_you_mean"):
+            return reading
+        since = self.ctx.now() - dt.timedelta(days=days)
+        latest = sess.latest_sends_for(db, actor.platform, actor.workspace, phrase_key(query), since)
+        learned = learned_feeling(latest, self.ctx.who(actor), reading, sure=SWITCH_SURE)
+        return reading if learned is None else read_as_learned(reading, learned)
 
     def _open_for_reading(self, db: Session, actor: Actor, query: str, reading: Reading,
                           scoped: ChannelSettings, recent: list[str]) -> Reply:
@@ -83,14 +98,20 @@ class RequestFlow:
             # The topic's GIFs are all filtered out here: say so, and offer the feeling alone.
             reply = self.open_preview(db, actor, query, emotion, scoped,
                                       confidence=intent.confidence,
-                                      text=_topic_filtered_note(reading), reading=Reading(intent),
-                                      recent=recent)
+                                      text=_topic_filtered_note(reading),
+                                      reading=dataclasses.replace(reading, rows=None), recent=recent)
         return reply
 
     def open_preview(self, db: Session, actor: Actor, query: str, emotion: int,
                      scoped: ChannelSettings, *, confidence: float = 1.0, text: str = "",
                      reading: Reading | None = None, recent: list[str] | None = None) -> Reply:
-        """`recent`: the channel's recent GIFs if the caller read them (else read here)."""
+        """`reading`: how the request was read (its topic narrows the ranking; the preview
+        says it and offers its other feelings); read here when not given. `recent`: the
+        channel's recent GIFs if the caller read them (else read here)."""
+        if reading is None and query:
+            reading = self.ctx.read(query)
+        # a Send from this preview says which feeling the person wanted for these words
+        key = phrase_key(query) if emotion >= 0 and scoped.learn_phrases else ""
         ranked = self.rank(scoped, emotion, int(scoped.preview_count),
                            recent=self.recent(db, actor) if recent is None else recent,
                            reading=reading)
@@ -102,8 +123,9 @@ class RequestFlow:
         state = sess.create_session(
             db, kind="preview", platform=actor.platform, workspace=actor.workspace,
             channel=actor.channel, user_hash=self.ctx.who(actor), query=query, emotion=emotion,
-            shas=ranked.shas, now=self.ctx.now(), ttl_s=self.ctx.settings.chat.preview_ttl_s)
-        return _preview_reply(self.ctx, db, state, ranked.eligible,
+            shas=ranked.shas, now=self.ctx.now(), ttl_s=self.ctx.settings.chat.preview_ttl_s,
+            query_key=key)
+        return _preview_reply(self.ctx, db, state, ranked.eligible, reading,
                               text=text or _ranked_note(ranked), confidence=confidence)
 
     # ------------------------------------------------------------------ the preview's buttons
@@ -129,21 +151,17 @@ class RequestFlow:
         if isinstance(state, Reply):
             return state
         scoped, recent = self.ctx.scoped_and_recent(db, actor)
-        reading = self._topic_reading(state.query)
+        reading = self.read_here(db, actor, state.query, scoped) if state.query else None
         ranked = self.rank(scoped, state.emotion, int(scoped.preview_count),
                            recent=recent, exclude=state.shown, reading=reading)
         if not ranked.shas:
-            last = _preview_reply(self.ctx, db, state, 0, can_shuffle=False)
+            last = _preview_reply(self.ctx, db, state, 0, reading, can_shuffle=False)
             return _exhausted_reply(_subject(reading, state.emotion), last)
         new_state = sess.advance_session(db, state.id, ranked.shas, self.ctx.now(), loaded=state)
         if new_state is None:  # sent or cancelled meanwhile (a click from another device)
             return Reply(kind="expired", text="That preview is closed.")
-        return _preview_reply(self.ctx, db, new_state, ranked.eligible, text=_ranked_note(ranked))
-
-    def _topic_reading(self, query: str) -> Reading | None:
-        """The query's reading, kept only if it names a topic: a shuffle stays in its topic."""
-        reading = self.ctx.read(query) if query else None
-        return reading if reading is not None and reading.rows is not None else None
+        return _preview_reply(self.ctx, db, new_state, ranked.eligible, reading,
+                              text=_ranked_note(ranked))
 
     def send(self, db: Session, actor: Actor, session_id: str, sha: str | None) -> Reply:
         state = self.own_open(db, actor, session_id)
@@ -169,8 +187,9 @@ class RequestFlow:
             return Reply(kind="error", text=f"I don't know the feeling “{emotion[:40]}”.")
         scoped, recent = self.ctx.scoped_and_recent(db, actor)
         sess.close_session(db, state.id, "cancelled", self.ctx.now())
+        reading = self.read_here(db, actor, state.query, scoped) if state.query else None
         return self.open_preview(db, actor, state.query, INDEX[emotion], scoped,
-                                 reading=self._topic_reading(state.query), recent=recent)
+                                 reading=reading, recent=recent)
 
     def cancel(self, db: Session, actor: Actor, session_id: str) -> Reply:
         state = self.own_open(db, actor, session_id)
@@ -253,14 +272,14 @@ def _record_send(ctx: CoreContext, db: Session, actor: Actor, state: sess.Sessio
 
 
 # ---------------------------------------------------------------------- replies
-def _preview_reply(ctx: CoreContext, db: Session, state: sess.SessionState, eligible: int, *,
-                   text: str = "", confidence: float = 1.0,
+def _preview_reply(ctx: CoreContext, db: Session, state: sess.SessionState, eligible: int,
+                   reading: Reading | None, *, text: str = "", confidence: float = 1.0,
                    can_shuffle: bool | None = None) -> Reply:
+    """`reading`: how the session's request was read (None for a session without words)."""
     emotion = NAMES[state.emotion]
     cards = ctx.cards(db, list(state.current), emotion)
     if can_shuffle is None:
         can_shuffle = eligible > len(state.shown)
-    reading = ctx.read(state.query) if state.query else None
     interpretation = reading.describe() if reading else ""
     if reading is not None and reading.emotion and reading.emotion != emotion:
         interpretation += f"; you picked {emotion}"  # a switch

@@ -1,0 +1,89 @@
+"""A workspace's own words: how people here sent the same request before.
+
+Teams say things the parser cannot know ("monday again" means anger in one team and
+sadness in another). Every Send from a preview already says which feeling a person wanted
+for their words, and previews keep the words (`chat_sessions.query_key`). So a request whose
+words were sent before in the same workspace is read the way people here sent it:
+
+- **Your own last pick** for these words wins for you, always: a switch then a Send is
+  remembered for the next time you type the same thing.
+- **The workspace's pick** applies where the parser is not sure (no answer, "did you mean",
+  or below the confidence from which a
+  preview shows no switches): the feeling the most people here last sent for these words, if
+  at least `MIN_PEOPLE` did and no other feeling has as many. A sure reading ("happy") is
+  never overruled by others, so two people cannot turn a plain word into a prank.
+
+Each person counts once, by their latest Send, so repeating a request adds nothing. Only
+Sends within `chat.phrase_memory_days` count, only previews count (a poll's answer or a
+topic-only preview names no feeling), and a channel with `learn_phrases` off neither keeps
+its words nor reads by them. The parser's own reading stays one click away: it leads the
+preview's switches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass
+
+from bot.intent import Intent
+from bot.topics import Reading
+from scorer.emotions import NAMES
+
+MIN_PEOPLE = 2  # different people whose latest Send agrees before the workspace's pick applies
+KEY_CHARS = 200  # the key column's width; longer requests are keyed by their start
+
+
+def phrase_key(query: str) -> str:
+    """The form in which requests are matched: case, punctuation and spacing do not count,
+    emoji do ("Monday again..." and "monday again" match; "ugh 😭" and "ugh 😂" do not)."""
+    kept = "".join(" " if unicodedata.category(ch).startswith(("P", "Z", "C")) else ch
+                   for ch in unicodedata.normalize("NFKC", query).casefold())
+    return " ".join(kept.split())[:KEY_CHARS]
+
+
+@dataclass(frozen=True)
+class Learned:
+    """What people here last sent for one request's words."""
+
+    emotion: str
+    people: int  # people whose latest Send was `emotion`
+    senders: int  # people who sent anything for these words
+    yours: bool  # the asker's own latest Send
+
+
+def learned_feeling(latest: dict[str, int], asker: str, reading: Reading, *,
+                    sure: float) -> Learned | None:
+    """The feeling to read these words as, from each person's latest Send (`latest`: user
+    hash -> emotion index); None when the parser's reading should stand. `sure`: the
+    confidence from which others' picks no longer apply (the preview's `SWITCH_SURE`)."""
+    if not latest:
+        return None
+    if asker in latest:
+        own = NAMES[latest[asker]]
+        return Learned(own, sum(1 for e in latest.values() if NAMES[e] == own), len(latest), True)
+    if reading.emotion and reading.intent.confidence >= sure:
+        return None
+    ranked = Counter(latest.values()).most_common(2)
+    (best, people), rest = ranked[0], ranked[1:]
+    if people < MIN_PEOPLE or (rest and rest[0][1] == people):
+        return None
+    return Learned(NAMES[best], people, len(latest), False)
+
+
+def read_as_learned(reading: Reading, learned: Learned) -> Reading:
+    """`reading` with its feeling as people here sent it; the parser's own choices become
+    the alternatives (the preview's switches), and the topic is kept."""
+    if reading.emotion == learned.emotion:
+        return reading
+    parser_choices = [(reading.intent.emotion, reading.intent.confidence)] if reading.intent.emotion else []
+    parser_choices += reading.intent.alternatives
+    alternatives = [(e, p) for e, p in parser_choices if e and e != learned.emotion]
+    # Laplace's rule of succession: two of two people is a likely, not a sure, reading.
+    confidence = (learned.people + 1) / (learned.senders + 2)
+    intent = Intent(learned.emotion, confidence, alternatives)
+    return dataclasses.replace(reading, intent=intent, learned=learned)
+
+
+__all__ = ["KEY_CHARS", "MIN_PEOPLE", "Learned", "learned_feeling", "phrase_key", "read_as_learned"]

@@ -1,0 +1,125 @@
+"""A workspace's own words (bot.learned_phrases): a request is read the way the asker, or
+people in the same workspace, sent the same words before. End to end through BotCore on
+real databases; the parser is the lexicon alone, so its readings are fixed."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from test_core import Env
+
+from bot.learned_phrases import Learned, learned_feeling, phrase_key
+from bot.topics import Reading
+from scorer.emotions import INDEX
+from scorer.store import ChatSession, session_scope
+
+
+@pytest.fixture
+def env(sqlite_settings, sqlite_engine) -> Env:
+    return Env(sqlite_settings, sqlite_engine)
+
+
+async def _pick_and_send(env: Env, who: str, words: str, emotion: str, workspace: str = "T1") -> None:
+    """`who` asks for `words`, switches to `emotion` unless it is already shown, and sends."""
+    actor = dataclasses.replace(env.actor(who), workspace=workspace)
+    r = await env.core.request(actor, words)
+    assert r.kind == "preview", r
+    if r.preview.emotion != emotion:
+        r = await env.core.switch(actor, r.preview.session_id, emotion)
+        assert r.kind == "preview" and r.preview.emotion == emotion
+    assert (await env.core.send(actor, r.preview.session_id)).kind == "posted"
+
+
+def test_phrase_keys_ignore_case_punctuation_and_spacing_but_not_emoji() -> None:
+    assert phrase_key("  Monday   again...!! ") == phrase_key("monday again") == "monday again"
+    assert phrase_key("can't even") == phrase_key("CAN'T EVEN")
+    assert phrase_key("ugh 😭") != phrase_key("ugh 😂")
+    assert phrase_key("x" * 500) == "x" * 200  # the column's width
+    assert phrase_key("!!!") == ""
+
+
+async def test_your_own_pick_for_the_same_words_is_remembered_for_you(env: Env) -> None:
+    alice, bob = env.actor("alice"), env.actor("bob")
+    assert (await env.core.request(bob, "monday again")).preview.emotion == "sadness"  # the parser
+    await _pick_and_send(env, "alice", "monday again", "anger")
+
+    r = await env.core.request(alice, "Monday again!!")
+    assert r.preview.emotion == "anger"
+    assert "your last pick for these words" in r.preview.interpretation
+    assert r.preview.alternatives[0] == "sadness"  # the parser's reading, one click away
+    assert r.preview.cards[0].sha256 in env.best(INDEX["anger"], 2)  # the best was just posted here
+    hint = env.core.interpret("monday again", alice)
+    assert hint.emotion == "anger" and env.core.interpret("monday again").emotion == "sadness"
+    # one person's pick is theirs: the rest of the workspace still gets the parser's reading
+    assert (await env.core.request(bob, "monday again")).preview.emotion == "sadness"
+
+    env.now[0] += 60
+    await _pick_and_send(env, "alice", "monday again", "contempt")  # her latest pick wins
+    assert (await env.core.request(alice, "monday again")).preview.emotion == "contempt"
+
+
+async def test_unsure_words_are_read_the_way_most_people_here_sent_them(settings, engine) -> None:
+    env = Env(settings, engine)  # on SQLite and on PostgreSQL
+    for who in ("alice", "bob"):
+        await _pick_and_send(env, who, "ugh", "contempt")  # the parser reads anger, 45 %
+    for _ in range(3):  # one person sending again and again counts once
+        env.now[0] += 60
+        await _pick_and_send(env, "mallory", "ugh", "disgust")
+
+    r = await env.core.request(env.actor("carol"), "UGH.")
+    assert r.preview.emotion == "contempt"
+    assert "how 2 of 3 people here sent these words" in r.preview.interpretation
+    assert r.preview.confidence == pytest.approx(3 / 5)  # (2 + 1) / (3 + 2)
+    assert r.preview.alternatives[0] == "anger"
+    # a Send from the learned preview counts like any other
+    assert (await env.core.send(env.actor("carol"), r.preview.session_id)).kind == "posted"
+    r = await env.core.request(env.actor("dan"), "ugh")
+    assert "how 3 of 4 people" in r.preview.interpretation
+
+    other = dataclasses.replace(env.actor("carol"), workspace="T2")
+    assert (await env.core.request(other, "ugh")).preview.emotion == "anger"  # never across workspaces
+
+
+async def test_a_sure_reading_is_not_overruled_and_a_tie_changes_nothing(env: Env) -> None:
+    for who in ("alice", "bob", "cy"):
+        await _pick_and_send(env, who, "happy", "sadness")  # a prank: "happy" is 95 % sure
+    r = await env.core.request(env.actor("dan"), "happy")
+    assert r.preview.emotion == "happiness" and "people here" not in r.preview.interpretation
+    assert (await env.core.request(env.actor("alice"), "happy")).preview.emotion == "sadness"  # her own
+
+    await _pick_and_send(env, "alice", "meh", "sadness")
+    await _pick_and_send(env, "bob", "meh", "contentment")
+    assert (await env.core.request(env.actor("dan"), "meh")).preview.emotion == "contempt"  # the parser
+
+
+async def test_a_channel_may_turn_it_off_and_old_sends_are_forgotten(env: Env) -> None:
+    admin = env.actor("ada", admin=True)
+    off = await env.core.admin(admin, "channel", ["phrases", "off"])
+    assert off.text == "learn_phrases for this channel is now off."
+    for who in ("alice", "bob"):
+        await _pick_and_send(env, who, "ugh", "contempt")
+    with session_scope(env.engine) as s:  # a channel with it off keeps no words for it
+        assert {k for (k,) in s.query(ChatSession.query_key)} == {""}
+    assert (await env.core.request(env.actor("carol"), "ugh")).preview.emotion == "anger"
+
+    await env.core.admin(admin, "channel", ["phrases", "reset"])
+    for who in ("alice", "bob"):
+        await _pick_and_send(env, who, "ugh", "contempt")
+    assert (await env.core.request(env.actor("carol"), "ugh")).preview.emotion == "contempt"
+    env.now[0] += (env.settings.chat.phrase_memory_days + 1) * 86400
+    assert (await env.core.request(env.actor("carol"), "ugh")).preview.emotion == "anger"
+
+
+def test_the_rule_itself() -> None:
+    from bot.intent import Intent
+
+    unsure = Reading(Intent("anger", 0.45, [("contempt", 0.3)]))
+    sure = Reading(Intent("happiness", 0.95, []))
+    a, s, d = INDEX["anger"], INDEX["sadness"], INDEX["disgust"]
+    assert learned_feeling({}, "me", unsure, sure=0.9) is None
+    assert learned_feeling({"x": s}, "me", unsure, sure=0.9) is None  # one other person
+    assert learned_feeling({"x": s, "y": s, "z": d}, "me", unsure, sure=0.9) == Learned("sadness", 2, 3, False)
+    assert learned_feeling({"x": s, "y": s}, "me", sure, sure=0.9) is None
+    assert learned_feeling({"me": d, "x": s, "y": s}, "me", sure, sure=0.9) == Learned("disgust", 1, 3, True)
+    assert learned_feeling({"x": s, "y": s, "z": a, "w": a}, "me", unsure, sure=0.9) is None  # a tie
