@@ -167,6 +167,11 @@ class BotCore:
     async def cancel(self, actor: Actor, session_id: str) -> Reply:
         return await self.ctx.for_user(self.requests.cancel, actor, session_id)
 
+    async def choose(self, actor: Actor, ask_id: str, emotion: str) -> Reply:
+        """A "did you mean" button (`Reply.ask_id`): a preview of `emotion` for the words asked
+        about; an old question's button answers as `/gif <emotion>`."""
+        return await self.ctx.for_user(self.requests.choose, actor, ask_id, emotion)
+
     async def switch(self, actor: Actor, session_id: str, emotion: str) -> Reply:
         """The preview's request as another feeling (a switch button): a new preview."""
         return await self.ctx.for_user(self.requests.switch, actor, session_id, emotion)

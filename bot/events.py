@@ -110,6 +110,9 @@ class Reply:
     post: PostView | None = None
     poll: PollView | None = None
     choices: tuple[str, ...] = field(default_factory=tuple)  # emotions for did_you_mean / help
+    # did_you_mean: the question's id; its buttons carry it, so a pick opens a preview for
+    # the words asked about (BotCore.choose), not for the feeling's name
+    ask_id: str = ""
 
 
 @dataclass(frozen=True)

@@ -5,13 +5,14 @@ sadness in another). Every Send from a preview already says which feeling a pers
 for their words, and previews keep the words (`chat_sessions.query_key`). So a request whose
 words were sent before in the same workspace is read the way people here sent it:
 
-- **Your own last pick** for these words wins for you, always: a switch then a Send is
-  remembered for the next time you type the same thing.
-- **The workspace's pick** applies where the parser is not sure (no answer, "did you mean",
-  or below the confidence from which a
-  preview shows no switches): the feeling the most people here last sent for these words, if
-  at least `MIN_PEOPLE` did and no other feeling has as many. A sure reading ("happy") is
-  never overruled by others, so two people cannot turn a plain word into a prank.
+- Only where the parser is not sure (below the confidence from which a preview offers no
+  switches: "ugh", "monday again", a sentence it half reads). A sure reading ("happy") is
+  never overruled, so two people cannot turn a plain word into a prank, and sure requests,
+  most short ones, cost no lookup.
+- **Your own last pick** for these words comes first: a switch then a Send is remembered
+  for the next time you type the same thing.
+- Else **the workspace's pick**: the feeling the most people here last sent for these
+  words, if at least `MIN_PEOPLE` did and no other feeling has as many.
 
 Each person counts once, by their latest Send, so repeating a request adds nothing. Only
 Sends within `chat.phrase_memory_days` count, only previews count (a poll's answer or a
@@ -58,18 +59,21 @@ def learned_feeling(latest: dict[str, int], asker: str, reading: Reading, *,
     """The feeling to read these words as, from each person's latest Send (`latest`: user
     hash -> emotion index); None when the parser's reading should stand. `sure`: the
     confidence from which others' picks no longer apply (the preview's `SWITCH_SURE`)."""
-    if not latest:
+    if not latest or is_sure(reading, sure):
         return None
     if asker in latest:
         own = NAMES[latest[asker]]
         return Learned(own, sum(1 for e in latest.values() if NAMES[e] == own), len(latest), True)
-    if reading.emotion and reading.intent.confidence >= sure:
-        return None
     ranked = Counter(latest.values()).most_common(2)
     (best, people), rest = ranked[0], ranked[1:]
     if people < MIN_PEOPLE or (rest and rest[0][1] == people):
         return None
     return Learned(NAMES[best], people, len(latest), False)
+
+
+def is_sure(reading: Reading, sure: float) -> bool:
+    """Whether the parser's own answer stands whatever people here sent."""
+    return bool(reading.emotion) and reading.intent.confidence >= sure
 
 
 def read_as_learned(reading: Reading, learned: Learned) -> Reading:
@@ -86,4 +90,5 @@ def read_as_learned(reading: Reading, learned: Learned) -> Reading:
     return dataclasses.replace(reading, intent=intent, learned=learned)
 
 
-__all__ = ["KEY_CHARS", "MIN_PEOPLE", "Learned", "learned_feeling", "phrase_key", "read_as_learned"]
+__all__ = ["KEY_CHARS", "MIN_PEOPLE", "Learned", "is_sure", "learned_feeling", "phrase_key",
+           "read_as_learned"]

@@ -271,7 +271,8 @@ def recent_in_channel(db: Db, platform: str, workspace: str, channel: str,
 
 
 # Built once: requests the parser is unsure of run it. Newest first, so the first row per
-# person is their latest Send; the index ix_chat_sessions_phrase finds the rows.
+# person is their latest Send; ix_chat_sessions_phrase ends in updated_at, so the newest
+# `limit` rows of a phrase sent a million times are read from the index in order, not sorted.
 _PHRASE_SENDS = (select(ChatSession.user_hash, ChatSession.emotion)
                  .where(ChatSession.platform == bindparam("platform"),
                         ChatSession.workspace == bindparam("workspace"),
@@ -281,7 +282,7 @@ _PHRASE_SENDS = (select(ChatSession.user_hash, ChatSession.emotion)
 
 
 def latest_sends_for(db: Db, platform: str, workspace: str, key: str, since: dt.datetime,
-                     limit: int = 500) -> dict[str, int]:
+                     limit: int = 200) -> dict[str, int]:
     """Each person's latest sent feeling for these words in this workspace since `since`
     (user hash -> emotion index), from the newest `limit` Sends."""
     if not key:

@@ -218,7 +218,7 @@ class ChatSession(Base):
 
     __tablename__ = "chat_sessions"
     # bot.learned_phrases: what people in a workspace sent for the same words
-    __table_args__ = (Index("ix_chat_sessions_phrase", "platform", "workspace", "query_key"),)
+    __table_args__ = (Index("ix_chat_sessions_phrase", "platform", "workspace", "query_key", "updated_at"),)
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     kind: Mapped[str] = mapped_column(String(10), default="preview")  # preview | poll
     platform: Mapped[str] = mapped_column(String(16))

@@ -62,6 +62,14 @@ class Shown:
 
 
 @dataclass(frozen=True)
+class Asked:
+    """A "did you mean" as the user sees it: its buttons, in order."""
+
+    handle: str  # whatever the driver needs to click one of them
+    choices: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class PostSeen:
     handle: str
     sha: str
@@ -87,6 +95,14 @@ class Driver(Protocol):
 
     async def switch(self, user: str, shown: Shown, emotion: str) -> Shown:
         """Click the preview's switch to `emotion`: the new preview."""
+        ...
+
+    async def ask(self, user: str, text: str) -> Asked:
+        """A request the bot answers with "did you mean" buttons."""
+        ...
+
+    async def choose(self, user: str, asked: Asked, emotion: str) -> Shown:
+        """Click the "did you mean" button for `emotion`: the preview."""
         ...
 
 
@@ -156,6 +172,30 @@ async def run_switch_contract(driver: Driver, engine: Engine) -> list[tuple]:
     return got
 
 
+CHOICE_EXPECTED = [("send", "embarrassment", "B", "A", False)]
+
+
+async def run_choice_contract(driver: Driver, engine: Engine) -> list[tuple]:
+    """A "did you mean" pick opens a preview for the words asked about, offers the other
+    guesses as switches, and a Send is remembered: the same words then read as that
+    feeling for that person (bot.learned_phrases). The ledger: `CHOICE_EXPECTED`."""
+    asked = await driver.ask("alice", "/gif welp")  # the lexicon: sadness 35 %, embarrassment 30 %, ...
+    assert asked.choices == ("sadness", "embarrassment", "contempt"), asked
+    picked = await driver.choose("alice", asked, "embarrassment")
+    assert picked.alternatives == ("sadness", "contempt"), picked
+    second = await driver.shuffle("alice", picked)
+    post = await driver.send("alice", second)
+    assert post is not None and post.sha == second.shas[0]
+    again = await driver.request("alice", "/gif welp")  # no question this time: her pick
+    assert again.alternatives == ("sadness", "contempt"), again
+    labels = {picked.shas[0]: "A", second.shas[0]: "B"}
+    got = sorted((r.source, NAMES[r.emotion], labels.get(r.winner, r.winner[:8]),
+                  labels.get(r.loser, r.loser[:8]), bool(r.tie))
+                 for r in _rows(engine) if r.source == "send")
+    assert got == CHOICE_EXPECTED, f"{driver.platform}: ledger {got} != {CHOICE_EXPECTED}"
+    return got
+
+
 def _rows(engine: Engine) -> list[Comparison]:
     with session_scope(engine) as s:
         return list(s.scalars(select(Comparison).order_by(Comparison.id)))
@@ -192,6 +232,17 @@ class CoreDriver:
 
     async def switch(self, user: str, shown: Shown, emotion: str) -> Shown:
         reply = await self.core.switch(self._actor(user), shown.handle, emotion)
+        assert reply.kind == "preview", reply
+        return Shown(reply.preview.session_id, tuple(c.sha256 for c in reply.preview.cards),
+                     alternatives=reply.preview.alternatives)
+
+    async def ask(self, user: str, text: str) -> Asked:
+        reply = (await self.core.request_with_poll(self._actor(user), text)).reply
+        assert reply.kind == "did_you_mean" and reply.ask_id, reply
+        return Asked(reply.ask_id, reply.choices)
+
+    async def choose(self, user: str, asked: Asked, emotion: str) -> Shown:
+        reply = await self.core.choose(self._actor(user), asked.handle, emotion)
         assert reply.kind == "preview", reply
         return Shown(reply.preview.session_id, tuple(c.sha256 for c in reply.preview.cards),
                      alternatives=reply.preview.alternatives)
@@ -242,6 +293,17 @@ class WebDriver:
 
     async def switch(self, user: str, shown: Shown, emotion: str) -> Shown:
         r = await self._post("/api/switch", user, session_id=shown.handle, emotion=emotion)
+        assert r["kind"] == "preview", r
+        return Shown(r["preview"]["session_id"], tuple(c["sha256"] for c in r["preview"]["cards"]),
+                     alternatives=tuple(r["preview"]["alternatives"]))
+
+    async def ask(self, user: str, text: str) -> Asked:
+        r = await self._post("/api/request", user, text=text)
+        assert r["kind"] == "did_you_mean" and r.get("ask_id"), r
+        return Asked(r["ask_id"], tuple(r["choices"]))
+
+    async def choose(self, user: str, asked: Asked, emotion: str) -> Shown:
+        r = await self._post("/api/choose", user, ask_id=asked.handle, emotion=emotion)
         assert r["kind"] == "preview", r
         return Shown(r["preview"]["session_id"], tuple(c["sha256"] for c in r["preview"]["cards"]),
                      alternatives=tuple(r["preview"]["alternatives"]))

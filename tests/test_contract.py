@@ -6,11 +6,13 @@ from __future__ import annotations
 from _bot_pool import add_model_version, demo_manifest, designed_scores, ingest_demo
 from aiohttp.test_utils import TestClient, TestServer
 from contract import (
+    CHOICE_EXPECTED,
     CONTRACT_SETTINGS,
     EXPECTED,
     SWITCH_EXPECTED,
     CoreDriver,
     WebDriver,
+    run_choice_contract,
     run_contract,
     run_switch_contract,
 )
@@ -52,3 +54,13 @@ async def test_web_driver_meets_the_switch_contract(settings, engine) -> None:
     core = _core(settings, engine)
     async with TestClient(TestServer(build_app(core, core.settings, engine))) as client:
         assert await run_switch_contract(WebDriver(client), engine) == SWITCH_EXPECTED
+
+
+async def test_core_driver_meets_the_choice_contract(settings, engine) -> None:
+    assert await run_choice_contract(CoreDriver(_core(settings, engine)), engine) == CHOICE_EXPECTED
+
+
+async def test_web_driver_meets_the_choice_contract(settings, engine) -> None:
+    core = _core(settings, engine)
+    async with TestClient(TestServer(build_app(core, core.settings, engine))) as client:
+        assert await run_choice_contract(WebDriver(client), engine) == CHOICE_EXPECTED

@@ -12,12 +12,15 @@ from _adapter_core import make_core
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from contract import (
+    CHOICE_EXPECTED,
     CONTRACT_SETTINGS,
     EXPECTED,
     SWITCH_EXPECTED,
+    Asked,
     PollSeen,
     PostSeen,
     Shown,
+    run_choice_contract,
     run_contract,
     run_switch_contract,
 )
@@ -76,6 +79,19 @@ class SlackDriver:
         await self.s.click(f"{blocks.SWITCH}:{emotion}", f"{shown.handle}|{emotion}", user=self._uid(user))
         (msg,) = await self._answers(str(self.s.hooks), 1)
         assert msg.get("replace_original") is True, msg
+        return Shown(_buttons(msg)[blocks.SEND], tuple(_sha_of_url(i["image_url"]) for i in _images(msg)),
+                     alternatives=_switches(msg))
+
+    async def ask(self, user: str, text: str) -> Asked:
+        await self.s.command(text.removeprefix("/gif").strip(), user=self._uid(user))
+        (msg,) = await self._answers(str(self.s.hooks), 1)
+        values = {a.split(":", 1)[1]: v for a, v in _buttons(msg).items() if a.startswith(f"{blocks.CHOOSE}:")}
+        assert values, msg
+        return Asked(next(iter(values.values())).split("|")[0], tuple(values))
+
+    async def choose(self, user: str, asked: Asked, emotion: str) -> Shown:
+        await self.s.click(f"{blocks.CHOOSE}:{emotion}", f"{asked.handle}|{emotion}", user=self._uid(user))
+        (msg,) = await self._answers(str(self.s.hooks), 1)
         return Shown(_buttons(msg)[blocks.SEND], tuple(_sha_of_url(i["image_url"]) for i in _images(msg)),
                      alternatives=_switches(msg))
 
@@ -162,6 +178,25 @@ class DiscordContractDriver:
         self.messages[send] = self.fake.originals[token]
         return Shown(send, self._shas(edit.payload), alternatives=self._switches(edit.payload))
 
+    async def ask(self, user: str, text: str) -> Asked:
+        token = await self.d.slash("gif", [{"name": "words", "type": 3, "value": text.removeprefix("/gif").strip()}],
+                                   user=self.USERS[user])
+        edit = self.fake.calls[-1]
+        assert edit.kind == "edit_original", edit
+        picks = [c for c in buttons(edit.payload) if c.startswith("mg:pick:")]
+        assert picks, edit.payload
+        self.messages[picks[0]] = self.fake.originals[token]
+        return Asked(picks[0], tuple(c.split(":")[2] for c in picks))
+
+    async def choose(self, user: str, asked: Asked, emotion: str) -> Shown:
+        ask_id = asked.handle.split(":")[3]
+        token = await self.d.click(self.messages[asked.handle], f"mg:pick:{emotion}:{ask_id}", user=self.USERS[user])
+        edit = self.fake.calls[-1]
+        assert edit.kind == "edit_original", edit
+        send = buttons(edit.payload)[0]
+        self.messages[send] = self.fake.originals[token]
+        return Shown(send, self._shas(edit.payload), alternatives=self._switches(edit.payload))
+
     async def shuffle(self, user: str, shown: Shown) -> Shown:
         sid = shown.handle.split(":")[2]
         token = await self.d.click(self.messages[shown.handle], f"mg:shuffle:{sid}", user=self.USERS[user])
@@ -194,8 +229,9 @@ class DiscordContractDriver:
 
 
 SCRIPTS = pytest.mark.parametrize("script, expected", [(run_contract, EXPECTED),
-                                                      (run_switch_contract, SWITCH_EXPECTED)],
-                                   ids=["contract", "switch"])
+                                                      (run_switch_contract, SWITCH_EXPECTED),
+                                                      (run_choice_contract, CHOICE_EXPECTED)],
+                                   ids=["contract", "switch", "choice"])
 
 
 @SCRIPTS

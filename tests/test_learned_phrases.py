@@ -86,7 +86,7 @@ async def test_a_sure_reading_is_not_overruled_and_a_tie_changes_nothing(env: En
         await _pick_and_send(env, who, "happy", "sadness")  # a prank: "happy" is 95 % sure
     r = await env.core.request(env.actor("dan"), "happy")
     assert r.preview.emotion == "happiness" and "people here" not in r.preview.interpretation
-    assert (await env.core.request(env.actor("alice"), "happy")).preview.emotion == "sadness"  # her own
+    assert (await env.core.request(env.actor("alice"), "happy")).preview.emotion == "happiness"  # hers too
 
     await _pick_and_send(env, "alice", "meh", "sadness")
     await _pick_and_send(env, "bob", "meh", "contentment")
@@ -121,5 +121,33 @@ def test_the_rule_itself() -> None:
     assert learned_feeling({"x": s}, "me", unsure, sure=0.9) is None  # one other person
     assert learned_feeling({"x": s, "y": s, "z": d}, "me", unsure, sure=0.9) == Learned("sadness", 2, 3, False)
     assert learned_feeling({"x": s, "y": s}, "me", sure, sure=0.9) is None
-    assert learned_feeling({"me": d, "x": s, "y": s}, "me", sure, sure=0.9) == Learned("disgust", 1, 3, True)
+    assert learned_feeling({"me": d, "x": s, "y": s}, "me", sure, sure=0.9) is None
+    assert learned_feeling({"me": d, "x": s, "y": s}, "me", unsure, sure=0.9) == Learned("disgust", 1, 3, True)
     assert learned_feeling({"x": s, "y": s, "z": a, "w": a}, "me", unsure, sure=0.9) is None  # a tie
+
+
+async def test_a_did_you_mean_pick_opens_a_preview_for_the_words_asked_about(env: Env) -> None:
+    alice, bob = env.actor("alice"), env.actor("bob")
+    asked = await env.core.request(alice, "welp")
+    assert asked.kind == "did_you_mean" and asked.ask_id
+    assert asked.choices == ("sadness", "embarrassment", "contempt")
+    assert (await env.core.choose(bob, asked.ask_id, "sadness")).kind == "forbidden"
+    assert (await env.core.choose(alice, asked.ask_id, "smugness")).kind == "error"
+
+    r = await env.core.choose(alice, asked.ask_id, "embarrassment")
+    assert r.kind == "preview" and r.preview.query == "welp" and r.preview.emotion == "embarrassment"
+    assert r.preview.interpretation == "You picked embarrassment"
+    assert r.preview.alternatives == ("sadness", "contempt")  # the question's other guesses
+    second = await env.core.choose(alice, asked.ask_id, "sadness")  # answered: as `/gif sadness`
+    assert second.preview.query == "sadness"
+    await env.core.cancel(alice, second.preview.session_id)
+    assert (await env.core.send(alice, r.preview.session_id)).kind == "posted"
+    again = await env.core.request(alice, "welp")
+    assert again.kind == "preview" and again.preview.emotion == "embarrassment"
+
+    # an old question's button (or a forged id) answers as `/gif <feeling>` did before
+    old = await env.core.request(bob, "welp")
+    env.now[0] += env.settings.chat.preview_ttl_s + 1
+    late = await env.core.choose(bob, old.ask_id, "contempt")
+    assert late.kind == "preview" and late.preview.query == "contempt"
+    assert (await env.core.choose(bob, "no-such-question", "sadness")).preview.query == "sadness"

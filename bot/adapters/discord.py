@@ -212,9 +212,11 @@ class GifCog(_CoreCog, name=views.COG_NAME):
         return choices
 
     # --- the buttons (bot.adapters.discord_views.Clicks) ----------------------------------
-    async def choice_click(self, interaction: discord.Interaction, emotion: str) -> None:
+    async def choice_click(self, interaction: discord.Interaction, emotion: str, ask_id: str) -> None:
         await interaction.response.defer()
-        reply = await self.core.request(interaction_actor(interaction), emotion)
+        actor = interaction_actor(interaction)
+        # a "did you mean" pick opens a preview for the words asked about; the help's, the name
+        reply = await (self.core.choose(actor, ask_id, emotion) if ask_id else self.core.request(actor, emotion))
         if reply.kind in ("cooldown", "forbidden", "error"):
             await self._note(interaction, reply)
         else:

@@ -134,7 +134,7 @@ def choices_message(reply: Reply) -> Message:
     text = reply.text or ("Did you mean:" if reply.kind == "did_you_mean" else "Pick a feeling:")
     view = discord.ui.View(timeout=None)
     for emotion in reply.choices[:25]:  # 5 rows of 5 buttons
-        view.add_item(ChoiceButton(emotion))
+        view.add_item(ChoiceButton(emotion, reply.ask_id))
     return Message(content=text, view=view)
 
 
@@ -172,7 +172,7 @@ class Clicks(Protocol):
 
     async def poll_click(self, interaction: discord.Interaction, poll_id: str, answer: str) -> None: ...
 
-    async def choice_click(self, interaction: discord.Interaction, emotion: str) -> None: ...
+    async def choice_click(self, interaction: discord.Interaction, emotion: str, ask_id: str) -> None: ...
 
     async def switch_click(self, interaction: discord.Interaction, session_id: str, emotion: str) -> None: ...
 
@@ -251,20 +251,25 @@ class PollButton(discord.ui.DynamicItem[discord.ui.Button],
         await _clicks(interaction).poll_click(interaction, self.poll_id, self.answer)
 
 
-class ChoiceButton(discord.ui.DynamicItem[discord.ui.Button], template=r"mg:pick:(?P<emotion>[a-z_-]{1,40})$"):
-    def __init__(self, emotion: str) -> None:
+class ChoiceButton(discord.ui.DynamicItem[discord.ui.Button],
+                   template=re.compile(rf"mg:pick:(?P<emotion>[a-z_-]{{1,40}})(?::(?P<ask>{_SID}))?$")):
+    """A feeling to pick: from a "did you mean" (`ask_id`: the words asked about) or the help."""
+
+    def __init__(self, emotion: str, ask_id: str = "") -> None:
+        custom_id = f"mg:pick:{emotion}" + (f":{ask_id}" if ask_id else "")
         super().__init__(
-            discord.ui.Button(label=emotion, style=discord.ButtonStyle.secondary, custom_id=f"mg:pick:{emotion}")
+            discord.ui.Button(label=emotion, style=discord.ButtonStyle.secondary, custom_id=custom_id)
         )
         self.emotion = emotion
+        self.ask_id = ask_id
 
     @classmethod
     async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button,
                              match: re.Match[str], /) -> ChoiceButton:
-        return cls(match["emotion"])
+        return cls(match["emotion"], match["ask"] or "")
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        await _clicks(interaction).choice_click(interaction, self.emotion)
+        await _clicks(interaction).choice_click(interaction, self.emotion, self.ask_id)
 
 
 class SwitchButton(discord.ui.DynamicItem[discord.ui.Button],

@@ -108,6 +108,12 @@ def preview_message(preview: PreviewView, refs: Mapping[str, ImageRef], text: st
     return {"text": f"GIF preview: {esc(preview.label)} (only you can see this)", "blocks": blocks}
 
 
+def _choice_value(reply: Reply, emotion: str) -> str:
+    """A choice button's value: `ask_id|emotion` for a "did you mean" (the pick opens a preview
+    for the words asked about), the emotion alone for the help's list."""
+    return f"{reply.ask_id}|{emotion}" if reply.ask_id else emotion
+
+
 def choices_message(reply: Reply) -> dict[str, Any]:
     """Help (empty request) or "did you mean": the emotions as buttons to click."""
     text = reply.text or ("Did you mean:" if reply.kind == "did_you_mean" else "Pick a feeling:")
@@ -119,7 +125,7 @@ def choices_message(reply: Reply) -> dict[str, Any]:
             {
                 "type": "actions",
                 "block_id": f"choices_{start}",
-                "elements": [_button(c, f"{CHOOSE}:{c}", c) for c in chunk],
+                "elements": [_button(c, f"{CHOOSE}:{c}", _choice_value(reply, c)) for c in chunk],
             }
         )
     return {"text": esc(text), "blocks": blocks}

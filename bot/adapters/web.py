@@ -103,6 +103,8 @@ def card_json(card: GifCard) -> dict[str, Any]:
 
 def reply_json(reply: Reply) -> dict[str, Any]:
     out: dict[str, Any] = {"kind": reply.kind, "text": reply.text, "choices": list(reply.choices)}
+    if reply.ask_id:
+        out["ask_id"] = reply.ask_id
     if reply.preview is not None:
         p = reply.preview
         out["preview"] = {"session_id": p.session_id, "emotion": p.emotion, "query": p.query,
@@ -168,6 +170,14 @@ async def api_request(request: web.Request) -> web.Response:
 async def api_shuffle(request: web.Request) -> web.Response:
     data = await _body(request)
     reply = await request.app[CORE_KEY].shuffle(_actor(request, data), _str(data, "session_id"))
+    return web.json_response(reply_json(reply))
+
+
+async def api_choose(request: web.Request) -> web.Response:
+    """A "did you mean" button: the words asked about (`ask_id`) as the feeling picked."""
+    data = await _body(request)
+    reply = await request.app[CORE_KEY].choose(_actor(request, data), _str(data, "ask_id"),
+                                               _str(data, "emotion", 40))
     return web.json_response(reply_json(reply))
 
 
@@ -380,6 +390,7 @@ def build_app(core: BotCore, settings: Settings, engine: Engine) -> web.Applicat
     app.router.add_post("/api/request", api_request)
     app.router.add_post("/api/shuffle", api_shuffle)
     app.router.add_post("/api/switch", api_switch)
+    app.router.add_post("/api/choose", api_choose)
     app.router.add_post("/api/send", api_send)
     app.router.add_post("/api/cancel", api_cancel)
     app.router.add_post("/api/vote", api_vote)

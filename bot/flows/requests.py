@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from bot import session as sess
 from bot.events import Actor, PostView, PreviewView, Reply
 from bot.flows.context import MAX_TEXT_CHARS, CoreContext, clean_text, metric
-from bot.learned_phrases import learned_feeling, phrase_key, read_as_learned
+from bot.learned_phrases import is_sure, learned_feeling, phrase_key, read_as_learned
 from bot.ranking import Ranked, ScoreMatrix, rank
 from bot.topics import Reading, TopicIndex, missing_note, rank_topic
 from scorer.emotions import INDEX, NAMES
@@ -67,7 +67,7 @@ class RequestFlow:
         reading = self.read_here(db, actor, query, scoped)
         unmatched = _unmatched_reply(actor.platform, query, reading)
         if unmatched is not None:
-            return unmatched
+            return self._ask(db, actor, query, unmatched) if unmatched.kind == "did_you_mean" else unmatched
         metric("REQUESTS", actor.platform, reading.intent.emotion or "topic")
         wait = self.ctx.cooldown.take((actor.platform, actor.user_id), float(scoped.cooldown_s))
         if wait > 0:
@@ -81,12 +81,39 @@ class RequestFlow:
         sent the same words before (bot.learned_phrases), where that applies."""
         reading = self.ctx.read(query)
         days = self.ctx.settings.chat.phrase_memory_days
-        if not scoped.learn_phrases or days <= 0 or reading.intent.kind not in ("match", "did_you_mean"):
+        if (not scoped.learn_phrases or days <= 0 or is_sure(reading, SWITCH_SURE)
+                or reading.intent.kind not in ("match", "did_you_mean")):
             return reading
         since = self.ctx.now() - dt.timedelta(days=days)
         latest = sess.latest_sends_for(db, actor.platform, actor.workspace, phrase_key(query), since)
         learned = learned_feeling(latest, self.ctx.who(actor), reading, sure=SWITCH_SURE)
         return reading if learned is None else read_as_learned(reading, learned)
+
+    def _ask(self, db: Session, actor: Actor, query: str, reply: Reply) -> Reply:
+        """A "did you mean" keeps the words it asks about (a session of kind "ask"), so the
+        feeling picked opens a preview for them: same topic, and a Send says what they meant."""
+        state = sess.create_session(
+            db, kind="ask", platform=actor.platform, workspace=actor.workspace,
+            channel=actor.channel, user_hash=self.ctx.who(actor), query=query, emotion=-1, shas=(),
+            now=self.ctx.now(), ttl_s=self.ctx.settings.chat.preview_ttl_s)
+        return dataclasses.replace(reply, ask_id=state.id)
+
+    def choose(self, db: Session, actor: Actor, ask_id: str, emotion: str) -> Reply:
+        """A "did you mean" button: a preview of `emotion` for the words asked about. A
+        question that has expired or is gone answers as `/gif <emotion>` would."""
+        if emotion not in INDEX:
+            return Reply(kind="error", text=f"I don't know the feeling “{emotion[:40]}”.")
+        state = self.own_open(db, actor, ask_id, kind="ask")
+        if isinstance(state, Reply):
+            return self.request(db, actor, emotion) if state.kind == "expired" else state
+        scoped, recent = self.ctx.scoped_and_recent(db, actor)
+        wait = self.ctx.cooldown.take((actor.platform, actor.user_id), float(scoped.cooldown_s))
+        if wait > 0:
+            return _cooldown_reply(wait)
+        sess.close_session(db, state.id, "answered", self.ctx.now())
+        reading = self.read_here(db, actor, state.query, scoped)
+        return self.open_preview(db, actor, state.query, INDEX[emotion], scoped, reading=reading,
+                                 recent=recent)
 
     def _open_for_reading(self, db: Session, actor: Actor, query: str, reading: Reading,
                           scoped: ChannelSettings, recent: list[str]) -> Reply:
@@ -132,7 +159,7 @@ class RequestFlow:
     def own_open(self, db: Session, actor: Actor, session_id: str, kind: str = "preview"
                  ) -> sess.SessionState | Reply:
         """The session if `actor` may act on it now; else the polite Reply to give instead."""
-        what = "poll" if kind == "poll" else "preview"
+        what = {"poll": "poll", "ask": "question"}.get(kind, "preview")
         state = sess.load_session(db, session_id, lock=True)  # its callers advance or close it
         if state is None or state.kind != kind:
             return Reply(kind="expired", text=f"That {what} is gone. Ask again with `/gif`.")
@@ -281,8 +308,9 @@ def _preview_reply(ctx: CoreContext, db: Session, state: sess.SessionState, elig
     if can_shuffle is None:
         can_shuffle = eligible > len(state.shown)
     interpretation = reading.describe() if reading else ""
-    if reading is not None and reading.emotion and reading.emotion != emotion:
-        interpretation += f"; you picked {emotion}"  # a switch
+    if reading is not None and not reading.topic_only and reading.emotion != emotion:
+        # a switch, or a "did you mean" pick (a reading with no feeling of its own)
+        interpretation = (interpretation + "; you" if interpretation else "You") + f" picked {emotion}"
     view = PreviewView(session_id=state.id, emotion=emotion, query=state.query, cards=cards,
                        can_shuffle=can_shuffle, confidence=confidence,
                        interpretation=interpretation,
@@ -295,8 +323,9 @@ def _preview_reply(ctx: CoreContext, db: Session, state: sess.SessionState, elig
 def switches_for(reading: Reading | None, shown: str) -> tuple[str, ...]:
     """The feelings a preview of `shown` offers to switch to: the reading's own answer when
     the person switched away from it, then its alternatives with a real share, unless the
-    reading was sure. None for a topic alone (no feeling was named)."""
-    if reading is None or not reading.emotion:
+    reading was sure; after a "did you mean" pick, its other guesses. None for a topic alone
+    (no feeling was named)."""
+    if reading is None or not (reading.emotion or reading.intent.kind == "did_you_mean"):
         return ()
     intent = reading.intent
     if intent.emotion == shown and intent.confidence >= SWITCH_SURE:

@@ -17,7 +17,11 @@ async def choose(ctx: SlackContext, ack: Any, body: dict[str, Any], action: dict
                  client: AsyncWebClient) -> None:
     await ack()
     actor = action_actor(body)
-    reply = await ctx.core.request(actor, action.get("value") or "")
+    ask_id, sep, emotion = (action.get("value") or "").rpartition("|")
+    if sep:  # a "did you mean" button: the words asked about, as that feeling
+        reply = await ctx.core.choose(actor, ask_id, emotion)
+    else:  # the help's list: the feeling's name as a request
+        reply = await ctx.core.request(actor, emotion)
     await ctx.answer_click(reply, respond, client, actor)
 
 

@@ -173,7 +173,9 @@ function renderPoll(reply) {
 function renderChoices(reply) {
   const buttons = el("div", { class: "buttons" });
   for (const choice of reply.choices || []) {
-    buttons.append(el("button", { "data-action": "choice", onclick: () => request(`/gif ${choice}`) }, choice));
+    // a "did you mean" pick opens a preview for the words asked about; the help's, the name
+    const pick = reply.ask_id ? () => choose(reply.ask_id, choice) : () => request(`/gif ${choice}`);
+    buttons.append(el("button", { "data-action": "choice", onclick: pick }, choice));
   }
   return addMessage(`bot ephemeral ${reply.kind}`, textNode(reply.text), buttons);
 }
@@ -185,6 +187,11 @@ async function request(text) {
   const reply = await api("/api/request", { text });
   render(reply, null);
   if (reply.poll_reply) render(reply.poll_reply, null);
+}
+
+async function choose(askId, emotion) {
+  addMessage("user", textNode(emotion));
+  render(await api("/api/choose", { ask_id: askId, emotion }), null);
 }
 
 async function shuffle(box) {

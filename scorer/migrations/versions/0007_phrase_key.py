@@ -19,7 +19,7 @@ depends_on = None
 def upgrade() -> None:
     op.add_column("chat_sessions", sa.Column("query_key", sa.String(length=200), nullable=False,
                                              server_default=""))
-    op.create_index("ix_chat_sessions_phrase", "chat_sessions", ["platform", "workspace", "query_key"])
+    op.create_index("ix_chat_sessions_phrase", "chat_sessions", ["platform", "workspace", "query_key", "updated_at"])
 
 
 def downgrade() -> None:
