@@ -135,3 +135,26 @@ async def test_an_unsure_reading_switches_feeling_in_the_page(chromium, playgrou
     with session_scope(engine) as s:
         posts = [p.gif_sha for p in s.scalars(select(Post))]
     assert posts == [sha]
+
+
+async def test_a_did_you_mean_pick_is_remembered_in_the_page(chromium, playground) -> None:  # type: ignore[no-untyped-def]
+    url, engine = playground
+    async with _asked(chromium, url, "/gif welp") as page:
+        choices = page.locator(".msg.did_you_mean [data-action=choice]")
+        await choices.first.wait_for()
+        assert await choices.all_inner_texts() == ["sadness", "embarrassment", "contempt"]
+        await page.locator(".msg.did_you_mean [data-action=choice]", has_text="embarrassment").click()
+        preview = page.locator(".msg.preview")
+        await preview.locator("img.gif").wait_for()
+        assert await preview.locator(".reading").inner_text() == "You picked embarrassment"
+        await preview.locator("[data-action=send]").click()
+        await page.locator(".msg.post").wait_for()
+        await page.fill("#text", "/gif welp")  # the same words again: no question this time
+        await page.press("#text", "Enter")
+        await page.wait_for_function(
+            "() => document.querySelectorAll('.msg.preview').length === 1"
+            " && document.querySelector('.msg.preview .reading')?.textContent.includes('your last pick')")
+        assert "embarrassment" in await page.locator(".msg.preview .only-you").inner_text()
+
+    with session_scope(engine) as s:
+        assert len(list(s.scalars(select(Post)))) == 1
