@@ -118,8 +118,9 @@ def _start_scheduler(settings: Settings) -> Any:
 
 
 async def _housekeeping(core: BotCore, stop: asyncio.Event) -> None:
-    from bot.session import expire_old_sessions, forget_impressions, to_datetime
+    from bot.session import expire_old_sessions, forget_impressions, forget_old_words, to_datetime
 
+    words_since: dt.datetime | None = None  # the first pass reads every old session
     while not stop.is_set():
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), HOUSEKEEPING_S)
@@ -130,9 +131,18 @@ async def _housekeeping(core: BotCore, stop: asyncio.Event) -> None:
             await asyncio.to_thread(expire_old_sessions, core.engine, now)
             keep = dt.timedelta(hours=max(core.settings.ranking.repeat_window_hours, 1.0) * 2)
             await asyncio.to_thread(forget_impressions, core.engine, now - keep)
+            words_before = now - words_kept(core.settings)
+            await asyncio.to_thread(forget_old_words, core.engine, words_before, words_since)
+            words_since = words_before
             await asyncio.to_thread(core.ranker.matrix)  # notices a new model version
         except Exception:
             log.exception("housekeeping failed; will retry")
+
+
+def words_kept(settings: Settings) -> dt.timedelta:
+    """How long a closed preview keeps the words it was asked with: as long as a workspace's
+    own words read them (`chat.phrase_memory_days`), and at least a day."""
+    return dt.timedelta(days=max(settings.chat.phrase_memory_days, 1.0))
 
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)

@@ -320,6 +320,20 @@ def expire_old_sessions(db: Db, now: dt.datetime) -> int:
         return int(res.rowcount or 0)
 
 
+def forget_old_words(db: Db, before: dt.datetime, since: dt.datetime | None = None) -> int:
+    """Blank the words (`query`, `query_key`) of sessions closed before `before` (and, when
+    given, not before `since`: the previous call's `before`, so each call reads only the new
+    slice of `ix_chat_sessions_updated`). A closed session needs its words for nothing but
+    `bot.learned_phrases`, which reads no further back than this."""
+    cond = [ChatSession.updated_at < before, ChatSession.state != "open",
+            (ChatSession.query != "") | (ChatSession.query_key != "")]
+    if since is not None:
+        cond.append(ChatSession.updated_at >= since)
+    with unit_of_work(db) as s:
+        res = s.execute(update(ChatSession).where(*cond).values(query="", query_key=""))
+        return int(res.rowcount or 0)
+
+
 def forget_impressions(db: Db, before: dt.datetime) -> int:
     with unit_of_work(db) as s:
         res = s.execute(delete(Impression).where(Impression.shown_at < before))

@@ -218,7 +218,8 @@ class ChatSession(Base):
 
     __tablename__ = "chat_sessions"
     # bot.learned_phrases: what people in a workspace sent for the same words
-    __table_args__ = (Index("ix_chat_sessions_phrase", "platform", "workspace", "query_key", "updated_at"),)
+    __table_args__ = (Index("ix_chat_sessions_phrase", "platform", "workspace", "query_key", "updated_at"),
+                      Index("ix_chat_sessions_updated", "updated_at"))  # forgetting old words
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     kind: Mapped[str] = mapped_column(String(10), default="preview")  # preview | poll
     platform: Mapped[str] = mapped_column(String(16))

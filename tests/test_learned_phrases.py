@@ -5,6 +5,7 @@ real databases; the parser is the lexicon alone, so its readings are fixed."""
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 
 import pytest
 from test_core import Env
@@ -151,3 +152,22 @@ async def test_a_did_you_mean_pick_opens_a_preview_for_the_words_asked_about(env
     late = await env.core.choose(bob, old.ask_id, "contempt")
     assert late.kind == "preview" and late.preview.query == "contempt"
     assert (await env.core.choose(bob, "no-such-question", "sadness")).preview.query == "sadness"
+
+
+async def test_closed_previews_forget_their_words_once_the_memory_has_passed(env: Env) -> None:
+    from bot.serve import words_kept
+    from bot.session import forget_old_words, to_datetime
+
+    await _pick_and_send(env, "alice", "ugh", "contempt")  # one preview cancelled by the switch, one sent
+    await env.core.request(env.actor("bob"), "monday again")  # still open
+    now = to_datetime(env.now[0])
+    kept = words_kept(env.settings)
+    assert kept.days == env.settings.chat.phrase_memory_days
+    assert forget_old_words(env.engine, now - kept) == 0  # too recent
+    later = now + kept + dt.timedelta(seconds=1)
+    assert forget_old_words(env.engine, later) == 2
+    with session_scope(env.engine) as s:
+        rows = sorted((st, q, k) for st, q, k in s.query(ChatSession.state, ChatSession.query,
+                                                         ChatSession.query_key))
+    assert rows == [("cancelled", "", ""), ("open", "monday again", "monday again"), ("sent", "", "")]
+    assert forget_old_words(env.engine, later, since=later) == 0  # the next slice is empty
