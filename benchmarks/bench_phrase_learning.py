@@ -18,7 +18,7 @@ Printed per week: the share of requests whose first answer is the meant feeling 
 once") and the share where it is at most one click away, with learning and without.
 
     .venv/bin/python benchmarks/bench_phrase_learning.py [--set fresh14] [--phrases 60]
-        [--people 25] [--days 28] [--per-day 40] [--seed 0]
+        [--people 25] [--days 28] [--per-day 40] [--seeds 0,1,2,3,4]
 """
 
 from __future__ import annotations
@@ -107,9 +107,9 @@ def core_for(home: Path, parser: IntentParser, learn: bool, clock: list[float]) 
     return BotCore(settings, engine, intent_parser=parser, clock=lambda: clock[0], seed=1)
 
 
-async def main_async(args: argparse.Namespace) -> None:
-    parser = bc.shipped_parser([args.set])  # refuses a held-out set
-    asks = workload(bc.rows_of(args.set), args)
+async def one_workspace(parser: IntentParser, rows: list[tuple[str, set[str], str]],
+                        args: argparse.Namespace) -> tuple[list[Ask], dict[bool, list[tuple[bool, bool]]]]:
+    asks = workload(rows, args)
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-phrase-learning-") as tmp:
         for learn in (False, True):
@@ -118,18 +118,35 @@ async def main_async(args: argparse.Namespace) -> None:
             t0 = time.perf_counter()
             results[learn] = await play(core, asks, clock)
             await core.close()
-            print(f"learning {'on' if learn else 'off'}: {len(asks)} requests in "
+            print(f"seed {args.seed}, learning {'on' if learn else 'off'}: {len(asks)} requests in "
                   f"{time.perf_counter() - t0:.0f} s", flush=True)
+    return asks, results
+
+
+def shares(asks: list[Ask], results: dict[bool, list[tuple[bool, bool]]], week: int | None) -> list[float]:
+    """Right at once off / on, within one click off / on, over `week` (None: all)."""
+    idx = [i for i, a in enumerate(asks) if week is None or a.day // 7 == week]
+    return [float(np.mean([results[learn][i][k] for i in idx])) for k in (0, 1) for learn in (False, True)]
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    parser = bc.shipped_parser([args.set])  # refuses a held-out set
+    rows = bc.rows_of(args.set)
+    runs = []
+    for seed in [int(x) for x in args.seeds.split(",")]:
+        runs.append(await one_workspace(parser, rows, argparse.Namespace(**{**vars(args), "seed": seed})))
     print(f"\n# {args.set}: {args.phrases} phrases, {args.people} people, {args.per_day} requests a "
-          f"day for {args.days} days (seed {args.seed})")
+          f"day for {args.days} days; seeds {args.seeds} (each a workspace of its own)")
     print("| week | right at once, off | on | within one click, off | on |")
     print("|---|---|---|---|---|")
-    weeks = sorted({a.day // 7 for a in asks})
+    weeks = sorted({a.day // 7 for a in runs[0][0]})
     for week in [*weeks, None]:
-        idx = [i for i, a in enumerate(asks) if week is None or a.day // 7 == week]
-        row = [np.mean([results[learn][i][k] for i in idx]) for k in (0, 1) for learn in (False, True)]
+        row = np.mean([shares(asks, results, week) for asks, results in runs], axis=0)
         label = "all" if week is None else str(week + 1)
         print(f"| {label} | {row[0]:.3f} | **{row[1]:.3f}** | {row[2]:.3f} | {row[3]:.3f} |")
+    if len(runs) > 1:
+        per_seed = [shares(asks, results, None) for asks, results in runs]
+        print("per seed, right at once off -> on: " + ", ".join(f"{r[0]:.3f} -> {r[1]:.3f}" for r in per_seed))
 
 
 def main() -> None:
@@ -139,7 +156,7 @@ def main() -> None:
     ap.add_argument("--people", type=int, default=25)
     ap.add_argument("--days", type=int, default=28)
     ap.add_argument("--per-day", type=int, default=40)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated; each is a workspace")
     asyncio.run(main_async(ap.parse_args()))
 
 

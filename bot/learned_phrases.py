@@ -72,8 +72,9 @@ def learned_feeling(latest: dict[str, int], asker: str, reading: Reading, *,
 
 
 def is_sure(reading: Reading, sure: float) -> bool:
-    """Whether the parser's own answer stands whatever people here sent."""
-    return bool(reading.emotion) and reading.intent.confidence >= sure
+    """Whether the parser's own answer stands whatever people here sent: a feeling word read
+    at `sure` or above. A sentence's reading never is (`Intent.is_guess`)."""
+    return bool(reading.emotion) and reading.intent.confidence >= sure and not reading.intent.is_guess
 
 
 def read_as_learned(reading: Reading, learned: Learned) -> Reading:
@@ -86,7 +87,7 @@ def read_as_learned(reading: Reading, learned: Learned) -> Reading:
     alternatives = [(e, p) for e, p in parser_choices if e and e != learned.emotion]
     # Laplace's rule of succession: two of two people is a likely, not a sure, reading.
     confidence = (learned.people + 1) / (learned.senders + 2)
-    intent = Intent(learned.emotion, confidence, alternatives)
+    intent = Intent(learned.emotion, confidence, alternatives, is_guess=True)
     return dataclasses.replace(reading, intent=intent, learned=learned)
 
 

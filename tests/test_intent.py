@@ -751,3 +751,22 @@ def test_feeling_share_is_the_tuned_models_own_doubt(emb: IntentParser) -> None:
     assert emb.feeling_share("bug filed as JIRA-2231, repro steps are in the description") < 0.2
     assert emb.feeling_share("i accidentally deleted the production database") > 0.8
     assert IntentParser(use_embeddings=False).feeling_share("the meeting notes are in the wiki") == 1.0
+
+
+def test_a_sentence_reading_is_a_guess_that_keeps_its_next_feelings() -> None:
+    """A sentence (four words or more) read by the sentence model is a guess however sure:
+    its next three feelings stay on offer as the preview's switches. A feeling word read as
+    sure offers none, and a short request read by the blend path is not a guess."""
+    from bot.flows.requests import switches_for
+    from bot.topics import Reading
+
+    probs = [0.0] * len(NAMES)
+    probs[INDEX["fear"]], probs[INDEX["anger"]] = 0.985, 0.009
+    probs[INDEX["sadness"]], probs[INDEX["surprise"]] = 0.004, 0.002
+    sure_sentence = intent_mod._answer("they moved the deadline up again", probs, "embedding", 0.45)
+    assert sure_sentence.emotion == "fear" and sure_sentence.is_guess
+    assert switches_for(Reading(sure_sentence), "fear") == ("anger", "sadness", "surprise")
+    short = intent_mod._answer("finally done", probs, "blend", 0.45)
+    assert not short.is_guess and switches_for(Reading(short), "fear") == ()
+    word = intent_mod._answer("scared", probs, "lexicon", 0.45)
+    assert not word.is_guess and switches_for(Reading(word), "fear") == ()

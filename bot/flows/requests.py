@@ -31,7 +31,8 @@ log = logging.getLogger("moodgif.bot.core")
 
 TOO_LONG = "That's a lot of text for a GIF request. Try a word or two, like `/gif happy`."
 # A preview offers the request's other likely feelings as switches unless the reading is
-# this sure, and only those with at least this share (bot.intent's alternatives).
+# this sure, and only those with at least this share (bot.intent's alternatives). A guess
+# (a sentence's reading, `Intent.is_guess`) offers its next ones whatever its confidence.
 SWITCH_SURE = 0.9
 SWITCH_MIN_SHARE = 0.1
 MAX_SWITCHES = 3
@@ -328,9 +329,10 @@ def switches_for(reading: Reading | None, shown: str) -> tuple[str, ...]:
     if reading is None or not (reading.emotion or reading.intent.kind == "did_you_mean"):
         return ()
     intent = reading.intent
-    if intent.emotion == shown and intent.confidence >= SWITCH_SURE:
+    if intent.emotion == shown and intent.confidence >= SWITCH_SURE and not intent.is_guess:
         return ()
-    options = [intent.emotion] + [e for e, p in intent.alternatives if p >= SWITCH_MIN_SHARE]
+    min_share = 0.0 if intent.is_guess else SWITCH_MIN_SHARE
+    options = [intent.emotion] + [e for e, p in intent.alternatives if p >= min_share]
     return tuple(e for e in dict.fromkeys(options) if e in INDEX and e != shown)[:MAX_SWITCHES]
 
 
