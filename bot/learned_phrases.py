@@ -71,6 +71,31 @@ def learned_feeling(latest: dict[str, int], asker: str, reading: Reading, *,
     return Learned(NAMES[best], people, len(latest), False)
 
 
+@dataclass(frozen=True)
+class WorkspacePhrase:
+    """A workspace's pick for some words, as an admin sees it."""
+
+    key: str
+    learned: Learned
+
+
+def workspace_phrases(sends: list[tuple[str, str, int]], limit: int = 20) -> list[WorkspacePhrase]:
+    """The words that have a workspace pick (`MIN_PEOPLE` agreeing, no tie), most people first,
+    from Sends newest first (key, user hash, emotion): what `/gif-admin phrases` lists. A
+    person's own pick, which applies to them alone, is not listed."""
+    latest: dict[str, dict[str, int]] = {}
+    for key, who, emotion in sends:
+        latest.setdefault(key, {}).setdefault(who, emotion)
+    out = []
+    for key, people in latest.items():
+        ranked = Counter(people.values()).most_common(2)
+        (best, agree), rest = ranked[0], ranked[1:]
+        if agree >= MIN_PEOPLE and not (rest and rest[0][1] == agree):
+            out.append(WorkspacePhrase(key, Learned(NAMES[best], agree, len(people), False)))
+    out.sort(key=lambda p: (-p.learned.people, p.key))
+    return out[:limit]
+
+
 def is_sure(reading: Reading, sure: float) -> bool:
     """Whether the parser's own answer stands whatever people here sent: a feeling word read
     at `sure` or above. A sentence's reading never is (`Intent.is_guess`)."""
@@ -91,5 +116,5 @@ def read_as_learned(reading: Reading, learned: Learned) -> Reading:
     return dataclasses.replace(reading, intent=intent, learned=learned)
 
 
-__all__ = ["KEY_CHARS", "MIN_PEOPLE", "Learned", "is_sure", "learned_feeling", "phrase_key",
-           "read_as_learned"]
+__all__ = ["KEY_CHARS", "MIN_PEOPLE", "Learned", "WorkspacePhrase", "is_sure", "learned_feeling",
+           "phrase_key", "read_as_learned", "workspace_phrases"]

@@ -296,6 +296,30 @@ def latest_sends_for(db: Db, platform: str, workspace: str, key: str, since: dt.
     return latest
 
 
+def phrase_sends(db: Db, platform: str, workspace: str, since: dt.datetime,
+                 limit: int = 50_000) -> list[tuple[str, str, int]]:
+    """(key, user hash, emotion) of the workspace's newest `limit` keyed Sends since `since`,
+    newest first: what `bot.learned_phrases.workspace_phrases` lists for an admin."""
+    q = (select(ChatSession.query_key, ChatSession.user_hash, ChatSession.emotion)
+         .where(ChatSession.platform == platform[:16], ChatSession.workspace == workspace[:64],
+                ChatSession.query_key != "", ChatSession.kind == "preview", ChatSession.state == "sent",
+                ChatSession.updated_at >= since)
+         .order_by(ChatSession.updated_at.desc()).limit(limit))
+    with unit_of_work(db) as s:
+        return [(k, u, int(e)) for k, u, e in s.execute(q)]
+
+
+def forget_phrase(db: Db, platform: str, workspace: str, key: str) -> int:
+    """Unkey every session of these words in this workspace: its Sends no longer teach."""
+    if not key:
+        return 0
+    with unit_of_work(db) as s:
+        res = s.execute(update(ChatSession).where(
+            ChatSession.platform == platform[:16], ChatSession.workspace == workspace[:64],
+            ChatSession.query_key == key).values(query_key=""))
+        return int(res.rowcount or 0)
+
+
 def recent_poll_pairs(db: Db, platform: str, workspace: str, emotion: int,
                       since: dt.datetime, limit: int = 500) -> list[tuple[str, str]]:
     """The GIF pairs this workspace was polled about on `emotion` since `since` (newest first):

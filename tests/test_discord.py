@@ -177,6 +177,11 @@ async def test_gif_admin_needs_manage_server(stack: Stack) -> None:
         {"name": "key", "type": 3, "value": "watch"}, {"name": "value", "type": 3, "value": "on"}]}],
         user=BOB, perms=MANAGE_GUILD)
     assert sess.get_scoped(stack.engine, stack.settings, "discord", str(GUILD), str(CHANNEL), "watch") is True
+    await d.slash("gif-admin", [{"name": "phrases", "type": 1, "options": []}], user=BOB, perms=MANAGE_GUILD)
+    assert "No words read the workspace's way yet" in fake.calls[-1].payload["content"]
+    await d.slash("gif-admin", [{"name": "phrases", "type": 1, "options": [
+        {"name": "forget", "type": 3, "value": "monday again"}]}], user=BOB, perms=MANAGE_GUILD)
+    assert "Nothing was learned for “monday again”" in fake.calls[-1].payload["content"]
 
 
 async def test_the_cogs_share_the_core_and_the_gif_cog_answers_the_buttons(stack: Stack) -> None:

@@ -171,3 +171,22 @@ async def test_closed_previews_forget_their_words_once_the_memory_has_passed(env
                                                          ChatSession.query_key))
     assert rows == [("cancelled", "", ""), ("open", "monday again", "monday again"), ("sent", "", "")]
     assert forget_old_words(env.engine, later, since=later) == 0  # the next slice is empty
+
+
+async def test_an_admin_sees_what_the_workspace_taught_and_can_forget_it(env: Env) -> None:
+    admin = env.actor("ada", admin=True)
+    assert "No words read the workspace's way yet" in (await env.core.admin(admin, "phrases", [])).text
+    for who in ("alice", "bob"):
+        await _pick_and_send(env, who, "ugh", "contempt")
+    await _pick_and_send(env, "cy", "ugh", "disgust")
+    await _pick_and_send(env, "cy", "monday again", "anger")  # one person: theirs alone, not listed
+    listed = (await env.core.admin(admin, "phrases", [])).text
+    assert "“ugh” → contempt (2 of 3 people)" in listed and "monday" not in listed
+    assert (await env.core.admin(env.actor("alice"), "phrases", [])).kind == "forbidden"
+
+    gone = await env.core.admin(admin, "phrases", ["forget", "UGH!"])
+    assert gone.text.startswith("Forgot “ugh”")
+    assert "Nothing was learned" in (await env.core.admin(admin, "phrases", ["forget", "ugh"])).text
+    assert (await env.core.request(env.actor("dan"), "ugh")).preview.emotion == "anger"
+    assert (await env.core.request(env.actor("cy"), "ugh")).preview.emotion == "anger"  # own picks too
+    assert (await env.core.admin(admin, "phrases", ["nonsense"])).kind == "error"

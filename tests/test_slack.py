@@ -240,6 +240,9 @@ async def test_gif_admin_only_for_workspace_admins(stack: Stack) -> None:
     stats = (await stack.fake.wait_for("webhook", 2))[1].data
     assert "comparisons" in stats["text"]
     assert [c.data["user"] for c in stack.fake.calls_to("users.info")] == ["U0ALICE", "U0ADMIN"]
+    await stack.command("phrases forget monday again", command="/gif-admin", user="U0ADMIN")
+    forgot = (await stack.fake.wait_for("webhook", 3))[2].data
+    assert "Nothing was learned for “monday again”" in forgot["text"]
 
 
 async def test_mention_and_watched_channel_answer_privately(stack: Stack) -> None:

@@ -41,7 +41,9 @@ from bot.flows.admin import (
     POOLS_USAGE,
     AddPool,
     AdminCommand,
+    ForgetPhrase,
     Help,
+    ListPhrases,
     ListPools,
     Retrain,
     SetChannel,
@@ -374,6 +376,11 @@ class AdminCog(_CoreCog, name="moodgif admin"):
         else:
             command = SetChannel(key, None if value.strip().lower() in {"reset", "default"} else value.strip())
         await self._admin(interaction, command)
+
+    @admin.command(name="phrases", description="words read the way people here sent them; or forget some")
+    @app_commands.describe(forget="words to unlearn (leave empty to list)")
+    async def admin_phrases(self, interaction: discord.Interaction, forget: str = "") -> None:
+        await self._admin(interaction, ForgetPhrase(forget.strip()) if forget.strip() else ListPhrases())
 
     @admin.command(name="retrain", description="refit from the votes and retrain now")
     async def admin_retrain(self, interaction: discord.Interaction) -> None:

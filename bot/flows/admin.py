@@ -8,6 +8,7 @@ words are parsed in one place and no adapter rebuilds a string for the core to r
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from bot.events import Actor, Reply
 from bot.flows.context import CoreContext
 from bot.flows.jobs import POOL_ADD, RETRAIN, JobQueue
 from bot.flows.reports import Reports
+from bot.learned_phrases import MIN_PEOPLE, phrase_key, workspace_phrases
 from scorer.settings import RATINGS
 
 ADMIN_HELP = """Admin commands:
@@ -26,6 +28,7 @@ rating g|pg|pg-13|r [channel]   (workspace-wide unless "channel")
 channel show | channel pools NAME[,NAME]|all | channel watch on|off | channel strict on|off
 channel preview 1|3 | channel cooldown SECONDS | channel rating CEILING | channel phrases on|off
 channel KEY reset
+phrases | phrases forget WORDS   (what this workspace's Sends have taught moodgif; forget some words)
 retrain   (refit from the votes, retrain, rescore; activates only if not worse)
 stats"""
 
@@ -71,6 +74,16 @@ class SetChannel:
 
 
 @dataclass(frozen=True)
+class ListPhrases:
+    pass
+
+
+@dataclass(frozen=True)
+class ForgetPhrase:
+    words: str  # as typed; matched as bot.learned_phrases.phrase_key matches requests
+
+
+@dataclass(frozen=True)
 class Retrain:
     pass
 
@@ -85,7 +98,9 @@ class Help:
     usage: str = ""  # a usage line for a malformed command; empty: the full help
 
 
-AdminCommand = ListPools | AddPool | SetRating | ShowChannel | SetChannel | Retrain | Stats | Help
+AdminCommand = (ListPools | AddPool | SetRating | ShowChannel | SetChannel | ListPhrases | ForgetPhrase
+                | Retrain | Stats | Help)
+PHRASES_USAGE = "Usage: phrases | phrases forget WORDS"
 
 
 def parse_admin(command: str, args: list[str] | tuple[str, ...] = ()) -> AdminCommand:
@@ -110,6 +125,12 @@ def parse_admin(command: str, args: list[str] | tuple[str, ...] = ()) -> AdminCo
             return Help(CHANNEL_USAGE)
         reset = args[1].lower() in {"reset", "default"}
         return SetChannel(args[0], None if reset else " ".join(args[1:]))
+    if command in {"phrases", "phrase", "words"}:
+        if not args:
+            return ListPhrases()
+        if args[0].lower() == "forget" and len(args) > 1:
+            return ForgetPhrase(" ".join(args[1:]))
+        return Help(PHRASES_USAGE)
     return {"retrain": Retrain(), "stats": Stats()}.get(command, Help())
 
 
@@ -150,6 +171,14 @@ class AdminFlow:
         if isinstance(cmd, ShowChannel):
             return Reply(kind="ack", text="This channel:\n" + "\n".join(
                 _setting_line(k, v) for k, v in self.ctx.scoped(db, actor).model_dump().items()))
+        if isinstance(cmd, ListPhrases):
+            return Reply(kind="ack", text=self._phrases_text(db, actor))
+        if isinstance(cmd, ForgetPhrase):
+            key = phrase_key(cmd.words)
+            n = sess.forget_phrase(db, actor.platform, actor.workspace, key)
+            if not n:
+                return Reply(kind="ack", text=f"Nothing was learned for “{key[:80]}” here.")
+            return Reply(kind="ack", text=f"Forgot “{key[:80]}”: its {n} previews teach nothing now.")
         if isinstance(cmd, SetChannel):
             key = CHANNEL_KEYS.get(cmd.key.lower(), cmd.key)
             value = sess.set_scoped(db, actor.platform, actor.workspace, actor.channel, key,
@@ -157,6 +186,20 @@ class AdminFlow:
             shown = "the default" if value is None else _shown(value) or "every pool"
             return Reply(kind="ack", text=f"{key} for this channel is now {shown}.")
         raise TypeError(f"not an admin command: {cmd!r}")
+
+    def _phrases_text(self, db: Session, actor: Actor) -> str:
+        days = self.ctx.settings.chat.phrase_memory_days
+        if days <= 0:
+            return "Learning a workspace's words is off (MOODGIF_PHRASE_MEMORY_DAYS=0)."
+        since = self.ctx.now() - dt.timedelta(days=days)
+        phrases = workspace_phrases(sess.phrase_sends(db, actor.platform, actor.workspace, since))
+        if not phrases:
+            return (f"No words read the workspace's way yet: {MIN_PEOPLE} people must send the same "
+                    f"words as the same feeling (last {days:g} days).")
+        lines = [f"“{p.key[:60]}” → {p.learned.emotion} ({p.learned.people} of {p.learned.senders} people)"
+                 for p in phrases]
+        return (f"Words read the way people here sent them (last {days:g} days; "
+                "`phrases forget WORDS` to unlearn):\n" + "\n".join(lines))
 
     async def _add_pool(self, cmd: AddPool) -> Reply:
         from scorer.admin_sources import SourceNotAllowed, check_admin_source
@@ -184,5 +227,5 @@ def _setting_line(key: str, value: Any) -> str:
     return f"{key}: {_shown(value)}" + (" (every pool)" if key == "pools" and not value else "")
 
 
-__all__ = ["ADMIN_HELP", "AddPool", "AdminCommand", "AdminFlow", "Help", "ListPools",
-           "Retrain", "SetChannel", "SetRating", "ShowChannel", "Stats", "parse_admin"]
+__all__ = ["ADMIN_HELP", "AddPool", "AdminCommand", "AdminFlow", "ForgetPhrase", "Help", "ListPhrases",
+           "ListPools", "Retrain", "SetChannel", "SetRating", "ShowChannel", "Stats", "parse_admin"]
