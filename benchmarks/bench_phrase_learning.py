@@ -11,8 +11,9 @@ before this script existed.
 - Meaning: the team gives each phrase one meaning (one of its accepted feelings, at
   random); each person means the team's meaning with probability 0.8, else an accepted
   feeling of their own (fixed per person and phrase).
-- Gestures: a preview of the meant feeling is sent; else a switch to it, if offered, then
-  Send; else a "did you mean" button for it, if offered, then Send; else Cancel.
+- Gestures: a preview of the meant feeling is sent; else a switch or the "Another
+  feeling…" menu to it, if the preview offers them, then Send; else a "did you mean" button
+  for it, if offered, then Send; else Cancel.
 
 Printed per week: the share of requests whose first answer is the meant feeling ("right at
 once") and the share where it is at most one click away, with learning and without.
@@ -84,7 +85,8 @@ async def play(core: BotCore, asks: list[Ask], clock: list[float]) -> list[tuple
         reply = await core.request(actor, ask.phrase)
         right = reply.preview is not None and reply.preview.emotion == ask.meant
         picked = None
-        if reply.preview is not None and not right and ask.meant in reply.preview.alternatives:
+        offered = (*reply.preview.alternatives, *reply.preview.more_feelings) if reply.preview else ()
+        if reply.preview is not None and not right and ask.meant in offered:  # a switch, or the menu
             picked = await core.switch(actor, reply.preview.session_id, ask.meant)
         elif reply.kind == "did_you_mean" and ask.meant in reply.choices:
             picked = await core.choose(actor, reply.ask_id, ask.meant)

@@ -77,6 +77,9 @@ class PreviewView:
     # Other feelings the request may mean, offered as one-click switches ("ugh": anger, or
     # contempt, disgust, sadness?): a sentence's second reading is often the one meant.
     alternatives: tuple[str, ...] = ()
+    # Every other feeling, for an "Another feeling…" menu beside the switches: the one meant
+    # is then always one pick away, and its Send teaches the workspace's words.
+    more_feelings: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:

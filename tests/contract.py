@@ -59,6 +59,7 @@ class Shown:
     shas: tuple[str, ...]
     poll: PollSeen | None = None  # a poll that came with the request, if any
     alternatives: tuple[str, ...] = ()  # the feelings it offers to switch to, in order
+    more: tuple[str, ...] = ()  # the "Another feeling…" menu's feelings
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,10 @@ class Driver(Protocol):
 
     async def ask(self, user: str, text: str) -> Asked:
         """A request the bot answers with "did you mean" buttons."""
+        ...
+
+    async def switch_other(self, user: str, shown: Shown, emotion: str) -> Shown:
+        """Pick `emotion` in the preview's "Another feeling…" menu: the new preview."""
         ...
 
     async def choose(self, user: str, asked: Asked, emotion: str) -> Shown:
@@ -172,6 +177,26 @@ async def run_switch_contract(driver: Driver, engine: Engine) -> list[tuple]:
     return got
 
 
+OTHER_EXPECTED = [("send", "fear", "B", "A", False)]
+
+
+async def run_other_feeling_contract(driver: Driver, engine: Engine) -> list[tuple]:
+    """A feeling no switch offers is one pick away in the "Another feeling…" menu, and a Send
+    then records under it (`OTHER_EXPECTED`)."""
+    first = await driver.request("alice", "/gif ugh")  # switches: contempt, disgust, sadness
+    assert "fear" in first.more and not set(first.more) & {"anger", *first.alternatives}, first
+    picked = await driver.switch_other("alice", first, "fear")
+    assert picked.handle != first.handle and picked.alternatives[0] == "anger", picked
+    second = await driver.shuffle("alice", picked)
+    post = await driver.send("alice", second)
+    assert post is not None and post.sha == second.shas[0]
+    labels = {picked.shas[0]: "A", second.shas[0]: "B"}
+    got = sorted((r.source, NAMES[r.emotion], labels.get(r.winner, r.winner[:8]),
+                  labels.get(r.loser, r.loser[:8]), bool(r.tie)) for r in _rows(engine))
+    assert got == OTHER_EXPECTED, f"{driver.platform}: ledger {got} != {OTHER_EXPECTED}"
+    return got
+
+
 CHOICE_EXPECTED = [("send", "embarrassment", "B", "A", False)]
 
 
@@ -223,7 +248,7 @@ class CoreDriver:
         seen = PollSeen(poll.poll.poll_id, poll.poll.left.sha256, poll.poll.right.sha256) \
             if poll is not None else None
         return Shown(reply.preview.session_id, tuple(c.sha256 for c in reply.preview.cards), seen,
-                     reply.preview.alternatives)
+                     reply.preview.alternatives, reply.preview.more_feelings)
 
     async def shuffle(self, user: str, shown: Shown) -> Shown:
         reply = await self.core.shuffle(self._actor(user), shown.handle)
@@ -235,6 +260,9 @@ class CoreDriver:
         assert reply.kind == "preview", reply
         return Shown(reply.preview.session_id, tuple(c.sha256 for c in reply.preview.cards),
                      alternatives=reply.preview.alternatives)
+
+    async def switch_other(self, user: str, shown: Shown, emotion: str) -> Shown:
+        return await self.switch(user, shown, emotion)  # the menu and a switch are the same call
 
     async def ask(self, user: str, text: str) -> Asked:
         reply = (await self.core.request_with_poll(self._actor(user), text)).reply
@@ -284,7 +312,7 @@ class WebDriver:
         p = r.get("poll_reply", {}).get("poll")
         poll = PollSeen(p["poll_id"], p["left"]["sha256"], p["right"]["sha256"]) if p else None
         return Shown(r["preview"]["session_id"], tuple(c["sha256"] for c in r["preview"]["cards"]),
-                     poll, tuple(r["preview"]["alternatives"]))
+                     poll, tuple(r["preview"]["alternatives"]), tuple(r["preview"]["more_feelings"]))
 
     async def shuffle(self, user: str, shown: Shown) -> Shown:
         r = await self._post("/api/shuffle", user, session_id=shown.handle)
@@ -296,6 +324,9 @@ class WebDriver:
         assert r["kind"] == "preview", r
         return Shown(r["preview"]["session_id"], tuple(c["sha256"] for c in r["preview"]["cards"]),
                      alternatives=tuple(r["preview"]["alternatives"]))
+
+    async def switch_other(self, user: str, shown: Shown, emotion: str) -> Shown:
+        return await self.switch(user, shown, emotion)  # the page's menu posts /api/switch too
 
     async def ask(self, user: str, text: str) -> Asked:
         r = await self._post("/api/request", user, text=text)

@@ -245,6 +245,16 @@ class DiscordDriver:
         await self.settle()
         return data["token"]
 
+    async def select(self, message: dict[str, Any], custom_id: str, values: list[str], *, user: tuple[int, str],
+                     perms: discord.Permissions = MEMBER_PERMS) -> str:
+        """Pick `values` in a select menu of a message we captured; returns the interaction token."""
+        data = self._base(3, user, perms)
+        data["message"] = message
+        data["data"] = {"custom_id": custom_id, "component_type": 3, "values": values}
+        self.bot._connection.parse_interaction_create(data)
+        await self.settle()
+        return data["token"]
+
     async def react(self, message_id: int, emoji: str, *, user: tuple[int, str], add: bool = True) -> None:
         data = {"user_id": str(user[0]), "channel_id": str(CHANNEL), "message_id": str(message_id),
                 "guild_id": str(GUILD), "emoji": {"id": None, "name": emoji}, "burst": False, "type": 0}
@@ -270,6 +280,14 @@ class DiscordDriver:
 def _is_view_timer(task: asyncio.Task[Any]) -> bool:
     """discord.py's 15-minute timer of an ephemeral view: runs on, by design."""
     return "timeout_task_impl" in getattr(task.get_coro(), "__qualname__", "")
+
+
+def select_options(message_or_payload: dict[str, Any], prefix: str) -> tuple[str, ...]:
+    """The option values of the message's select menu whose custom_id starts with `prefix`."""
+    return tuple(o["value"] for row in message_or_payload.get("components") or []
+                 for comp in row.get("components", [])
+                 if comp.get("type") == 3 and str(comp.get("custom_id", "")).startswith(prefix)
+                 for o in comp.get("options", []))
 
 
 def buttons(message_or_payload: dict[str, Any]) -> list[str]:

@@ -158,3 +158,17 @@ async def test_a_did_you_mean_pick_is_remembered_in_the_page(chromium, playgroun
 
     with session_scope(engine) as s:
         assert len(list(s.scalars(select(Post)))) == 1
+
+
+async def test_another_feeling_is_one_pick_away_in_the_page(chromium, playground) -> None:  # type: ignore[no-untyped-def]
+    url, _engine = playground
+    async with _asked(chromium, url, "/gif ugh") as page:
+        preview = page.locator(".msg.preview")
+        await preview.locator("img.gif").wait_for()
+        menu = preview.locator("select[data-action=other]")
+        options = await menu.locator("option").all_inner_texts()
+        assert options[0] == "Another feeling…" and "fear" in options and "anger" not in options
+        await menu.select_option("fear")
+        await page.wait_for_function(
+            "() => document.querySelector('.msg.preview .reading')?.textContent.endsWith('you picked fear')")
+        assert "fear" in await preview.locator(".only-you").inner_text()

@@ -9,11 +9,13 @@ from contract import (
     CHOICE_EXPECTED,
     CONTRACT_SETTINGS,
     EXPECTED,
+    OTHER_EXPECTED,
     SWITCH_EXPECTED,
     CoreDriver,
     WebDriver,
     run_choice_contract,
     run_contract,
+    run_other_feeling_contract,
     run_switch_contract,
 )
 
@@ -64,3 +66,13 @@ async def test_web_driver_meets_the_choice_contract(settings, engine) -> None:
     core = _core(settings, engine)
     async with TestClient(TestServer(build_app(core, core.settings, engine))) as client:
         assert await run_choice_contract(WebDriver(client), engine) == CHOICE_EXPECTED
+
+
+async def test_core_driver_meets_the_other_feeling_contract(settings, engine) -> None:
+    assert await run_other_feeling_contract(CoreDriver(_core(settings, engine)), engine) == OTHER_EXPECTED
+
+
+async def test_web_driver_meets_the_other_feeling_contract(settings, engine) -> None:
+    core = _core(settings, engine)
+    async with TestClient(TestServer(build_app(core, core.settings, engine))) as client:
+        assert await run_other_feeling_contract(WebDriver(client), engine) == OTHER_EXPECTED

@@ -15,6 +15,7 @@ from contract import (
     CHOICE_EXPECTED,
     CONTRACT_SETTINGS,
     EXPECTED,
+    OTHER_EXPECTED,
     SWITCH_EXPECTED,
     Asked,
     PollSeen,
@@ -22,11 +23,12 @@ from contract import (
     Shown,
     run_choice_contract,
     run_contract,
+    run_other_feeling_contract,
     run_switch_contract,
 )
-from fake_discord import DiscordDriver, FakeDiscord, buttons
+from fake_discord import DiscordDriver, FakeDiscord, buttons, select_options
 from fake_slack import FakeSlack
-from test_slack import SECRET, TOKEN, Stack, _buttons, _images
+from test_slack import SECRET, TOKEN, Stack, _buttons, _images, _menu
 
 from bot.adapters import discord as discord_adapter
 from bot.adapters import slack as slack_adapter
@@ -73,10 +75,17 @@ class SlackDriver:
         poll_buttons = _buttons(poll)
         left, right = (_sha_of_url(i["image_url"]) for i in _images(poll))
         seen = PollSeen(poll_buttons[f"{blocks.POLL}:left"], left, right)
-        return Shown(bts[blocks.SEND], shas, seen, _switches(preview))
+        return Shown(bts[blocks.SEND], shas, seen, _switches(preview), tuple(_menu(preview, blocks.OTHER)))
 
     async def switch(self, user: str, shown: Shown, emotion: str) -> Shown:
         await self.s.click(f"{blocks.SWITCH}:{emotion}", f"{shown.handle}|{emotion}", user=self._uid(user))
+        (msg,) = await self._answers(str(self.s.hooks), 1)
+        assert msg.get("replace_original") is True, msg
+        return Shown(_buttons(msg)[blocks.SEND], tuple(_sha_of_url(i["image_url"]) for i in _images(msg)),
+                     alternatives=_switches(msg))
+
+    async def switch_other(self, user: str, shown: Shown, emotion: str) -> Shown:
+        await self.s.select(blocks.OTHER, f"{shown.handle}|{emotion}", user=self._uid(user))
         (msg,) = await self._answers(str(self.s.hooks), 1)
         assert msg.get("replace_original") is True, msg
         return Shown(_buttons(msg)[blocks.SEND], tuple(_sha_of_url(i["image_url"]) for i in _images(msg)),
@@ -163,7 +172,7 @@ class DiscordContractDriver:
         poll_id = buttons(poll.payload)[0]
         self.messages[poll_id] = self.fake.messages[poll.message_id]  # type: ignore[index]
         return Shown(send, self._shas(edit.payload), PollSeen(poll_id, left, right),
-                     self._switches(edit.payload))
+                     self._switches(edit.payload), select_options(edit.payload, "mg:other:"))
 
     @staticmethod
     def _switches(payload: dict[str, Any]) -> tuple[str, ...]:
@@ -172,6 +181,15 @@ class DiscordContractDriver:
     async def switch(self, user: str, shown: Shown, emotion: str) -> Shown:
         sid = shown.handle.split(":")[2]
         token = await self.d.click(self.messages[shown.handle], f"mg:switch:{emotion}:{sid}", user=self.USERS[user])
+        edit = self.fake.calls[-1]
+        assert edit.kind == "edit_original", edit
+        send = buttons(edit.payload)[0]
+        self.messages[send] = self.fake.originals[token]
+        return Shown(send, self._shas(edit.payload), alternatives=self._switches(edit.payload))
+
+    async def switch_other(self, user: str, shown: Shown, emotion: str) -> Shown:
+        sid = shown.handle.split(":")[2]
+        token = await self.d.select(self.messages[shown.handle], f"mg:other:{sid}", [emotion], user=self.USERS[user])
         edit = self.fake.calls[-1]
         assert edit.kind == "edit_original", edit
         send = buttons(edit.payload)[0]
@@ -230,8 +248,9 @@ class DiscordContractDriver:
 
 SCRIPTS = pytest.mark.parametrize("script, expected", [(run_contract, EXPECTED),
                                                       (run_switch_contract, SWITCH_EXPECTED),
-                                                      (run_choice_contract, CHOICE_EXPECTED)],
-                                   ids=["contract", "switch", "choice"])
+                                                      (run_choice_contract, CHOICE_EXPECTED),
+                                                      (run_other_feeling_contract, OTHER_EXPECTED)],
+                                   ids=["contract", "switch", "choice", "other"])
 
 
 @SCRIPTS

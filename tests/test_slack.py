@@ -83,6 +83,23 @@ class Stack:
         }
         return await self.post("payload=" + urllib.parse.quote(json.dumps(payload)))
 
+    async def select(self, action_id: str, value: str, *, user: str = "U0ALICE") -> aiohttp.ClientResponse:
+        """Pick the option whose value is `value` in a private message's select menu."""
+        payload = {
+            "type": "block_actions", "api_app_id": "A0MOOD", "token": "legacy", "trigger_id": "1.2.3",
+            "team": {"id": TEAM, "domain": "fake"},
+            "user": {"id": user, "username": user.lower(), "team_id": TEAM},
+            "container": {"type": "message", "message_ts": "1700000000.000001", "channel_id": CHANNEL,
+                          "is_ephemeral": True},
+            "channel": {"id": CHANNEL, "name": "general"},
+            "response_url": self.hook(),
+            "actions": [{"action_id": action_id, "block_id": "switch_actions", "type": "static_select",
+                         "selected_option": {"text": {"type": "plain_text", "text": value.split("|")[-1]},
+                                             "value": value},
+                         "action_ts": "1700000000.1"}],
+        }
+        return await self.post("payload=" + urllib.parse.quote(json.dumps(payload)))
+
     async def event(self, event: dict[str, Any]) -> aiohttp.ClientResponse:
         body = json.dumps({"token": "legacy", "team_id": TEAM, "api_app_id": "A0MOOD", "type": "event_callback",
                            "event_id": f"Ev{time.monotonic_ns()}", "event_time": int(time.time()), "event": event})
@@ -110,8 +127,15 @@ def _buttons(message: dict[str, Any]) -> dict[str, str]:
     """action_id -> value of every button in a message payload."""
     return {
         e["action_id"]: e["value"]
-        for b in message.get("blocks", []) if b["type"] == "actions" for e in b["elements"]
+        for b in message.get("blocks", []) if b["type"] == "actions" for e in b["elements"] if "value" in e
     }
+
+
+def _menu(message: dict[str, Any], action_id: str) -> dict[str, str]:
+    """option text -> value of the message's select menu `action_id` (empty if it has none)."""
+    return {o["text"]["text"]: o["value"]
+            for b in message.get("blocks", []) if b["type"] == "actions" for e in b["elements"]
+            if e.get("action_id") == action_id for o in e["options"]}
 
 
 def _images(message: dict[str, Any]) -> list[dict[str, Any]]:

@@ -105,6 +105,8 @@ def preview_message(preview: PreviewView, public_url: str, limit: int, text: str
     view.add_item(PreviewButton("cancel", preview.session_id))
     for emotion in preview.alternatives:  # the request's other likely feelings, a row below
         view.add_item(SwitchButton(emotion, preview.session_id))
+    if preview.more_feelings:  # and every other one, a menu on the row below that
+        view.add_item(OtherFeelingSelect(preview.session_id, preview.more_feelings))
     msg.view = view
     return msg
 
@@ -292,6 +294,27 @@ class SwitchButton(discord.ui.DynamicItem[discord.ui.Button],
         await _clicks(interaction).switch_click(interaction, self.session_id, self.emotion)
 
 
+class OtherFeelingSelect(discord.ui.DynamicItem[discord.ui.Select], template=re.compile(rf"mg:other:(?P<sid>{_SID})$")):
+    """"Another feeling…": any feeling the switches do not offer, one pick away."""
+
+    def __init__(self, session_id: str, feelings: tuple[str, ...] = ()) -> None:
+        super().__init__(
+            discord.ui.Select(placeholder="Another feeling…", row=2, custom_id=f"mg:other:{session_id}",
+                              options=[discord.SelectOption(label=e, value=e) for e in feelings[:25]]
+                              or [discord.SelectOption(label="…", value="")])
+        )
+        self.session_id = session_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Select,
+                             match: re.Match[str], /) -> OtherFeelingSelect:
+        return cls(match["sid"])
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        values = (interaction.data or {}).get("values") or [""]
+        await _clicks(interaction).switch_click(interaction, self.session_id, str(values[0])[:40])
+
+
 class DismissButton(discord.ui.DynamicItem[discord.ui.Button], template=r"mg:dismiss$"):
     def __init__(self) -> None:
         super().__init__(discord.ui.Button(label="Dismiss", style=discord.ButtonStyle.secondary, custom_id="mg:dismiss"))
@@ -307,4 +330,5 @@ class DismissButton(discord.ui.DynamicItem[discord.ui.Button], template=r"mg:dis
             await interaction.delete_original_response()
 
 
-DYNAMIC_ITEMS = (PreviewButton, VoteButton, PollButton, ChoiceButton, SwitchButton, DismissButton)
+DYNAMIC_ITEMS = (PreviewButton, VoteButton, PollButton, ChoiceButton, SwitchButton, OtherFeelingSelect,
+                 DismissButton)

@@ -20,6 +20,7 @@ SHUFFLE = "moodgif_shuffle"
 CANCEL = "moodgif_cancel"
 CHOOSE = "moodgif_choose"  # + ":<emotion>" (action_ids must be unique within a block)
 SWITCH = "moodgif_switch"  # + ":<emotion>"; value "<session id>|<emotion>"
+OTHER = "moodgif_other"  # the "Another feeling…" menu; each option's value "<session id>|<emotion>"
 VOTE_UP = "moodgif_vote_up"
 VOTE_DOWN = "moodgif_vote_down"
 POLL = "moodgif_poll"  # + ":left" / ":right" / ":neither"
@@ -103,8 +104,13 @@ def preview_message(preview: PreviewView, refs: Mapping[str, ImageRef], text: st
     blocks.append({"type": "actions", "block_id": "preview_actions", "elements": buttons})
     if preview.alternatives:  # the request's other likely feelings, one click away
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": "Not quite? Switch to:"}]})
-        blocks.append({"type": "actions", "block_id": "switch_actions", "elements": [
-            _button(e, f"{SWITCH}:{e}", f"{sid}|{e}") for e in preview.alternatives]})
+        elements = [_button(e, f"{SWITCH}:{e}", f"{sid}|{e}") for e in preview.alternatives]
+        if preview.more_feelings:
+            elements.append({"type": "static_select", "action_id": OTHER,
+                             "placeholder": {"type": "plain_text", "text": "Another feeling…"},
+                             "options": [{"text": {"type": "plain_text", "text": e}, "value": f"{sid}|{e}"}
+                                         for e in preview.more_feelings]})
+        blocks.append({"type": "actions", "block_id": "switch_actions", "elements": elements})
     return {"text": f"GIF preview: {esc(preview.label)} (only you can see this)", "blocks": blocks}
 
 

@@ -111,7 +111,7 @@ def reply_json(reply: Reply) -> dict[str, Any]:
                           "label": p.label, "interpretation": p.interpretation,
                           "topic": p.topic, "topic_only": p.topic_only,
                           "can_shuffle": p.can_shuffle, "confidence": round(p.confidence, 3),
-                          "alternatives": list(p.alternatives),
+                          "alternatives": list(p.alternatives), "more_feelings": list(p.more_feelings),
                           "cards": [card_json(c) for c in p.cards]}
     if reply.post is not None:
         out["post"] = {"post_id": reply.post.post_id, "emotion": reply.post.emotion,

@@ -312,12 +312,15 @@ def _preview_reply(ctx: CoreContext, db: Session, state: sess.SessionState, elig
     if reading is not None and not reading.topic_only and reading.emotion != emotion:
         # a switch, or a "did you mean" pick (a reading with no feeling of its own)
         interpretation = (interpretation + "; you" if interpretation else "You") + f" picked {emotion}"
+    switches = switches_for(reading, emotion)
     view = PreviewView(session_id=state.id, emotion=emotion, query=state.query, cards=cards,
                        can_shuffle=can_shuffle, confidence=confidence,
                        interpretation=interpretation,
                        topic=" ".join(reading.topic) if reading else "",
                        topic_only=bool(reading and reading.topic_only),
-                       alternatives=switches_for(reading, emotion))
+                       alternatives=switches,
+                       more_feelings=tuple(n for n in NAMES if n != emotion and n not in switches)
+                       if switches else ())
     return Reply(kind="preview", text=text, preview=view)
 
 

@@ -35,9 +35,11 @@ async def shuffle(ctx: SlackContext, ack: Any, body: dict[str, Any], action: dic
 
 async def switch(ctx: SlackContext, ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Any,
                  client: AsyncWebClient) -> None:
+    """A switch button, or the "Another feeling…" menu (its option carries the same value)."""
     await ack()
     actor = action_actor(body)
-    session_id, _, emotion = (action.get("value") or "").partition("|")
+    value = action.get("value") or (action.get("selected_option") or {}).get("value") or ""
+    session_id, _, emotion = value.partition("|")
     reply = await ctx.core.switch(actor, session_id, emotion)
     await ctx.answer_click(reply, respond, client, actor)
 

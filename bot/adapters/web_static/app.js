@@ -114,6 +114,13 @@ function renderPreview(reply, container) {
       other.append(el("button", { "data-action": "switch", "data-emotion": emotion,
                                   onclick: () => switchTo(box, emotion) }, emotion));
     }
+    if ((p.more_feelings || []).length) {  // every other feeling, one pick away
+      const menu = el("select", { "data-action": "other", "aria-label": "Another feeling" },
+                      el("option", { value: "" }, "Another feeling…"));
+      for (const emotion of p.more_feelings) menu.append(el("option", { value: emotion }, emotion));
+      menu.onchange = () => { if (menu.value) switchTo(box, menu.value); };
+      other.append(menu);
+    }
     box.append(other);
   }
   box.append(el("div", { class: "ack" }));
