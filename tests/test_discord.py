@@ -12,7 +12,16 @@ from typing import Any
 import discord
 import pytest
 from _adapter_core import Clock, give_words, ledger, make_core, posts, sources
-from fake_discord import APP_ID, CHANNEL, GUILD, MANAGE_GUILD, DiscordDriver, FakeDiscord, buttons
+from fake_discord import (
+    APP_ID,
+    CHANNEL,
+    GUILD,
+    MANAGE_GUILD,
+    DiscordDriver,
+    FakeDiscord,
+    buttons,
+    select_options,
+)
 
 from bot import session as sess
 from bot.adapters import discord as discord_adapter
@@ -331,9 +340,12 @@ async def test_switch_buttons_are_the_askers_alone_and_a_forged_one_goes_nowhere
     sid = buttons(preview)[0].split(":")[2]
     switches = [c for c in buttons(preview) if c.startswith("mg:switch:")]
     assert switches == [f"mg:switch:{e}:{sid}" for e in ("contempt", "disgust", "sadness")]
-    rows = [[c.get("label") for c in row["components"]] for row in preview["components"]]
-    assert rows[-1] == ["or contempt", "or disgust", "or sadness"]  # a row of their own
+    rows = [[c.get("label") or c.get("placeholder") for c in row["components"]] for row in preview["components"]]
+    assert rows[-2:] == [["or contempt", "or disgust", "or sadness"], ["Another feeling…"]]  # rows of their own
+    assert "fear" in select_options(preview, "mg:other:") and "anger" not in select_options(preview, "mg:other:")
     await d.click(preview, switches[0], user=BOB)
+    assert "someone else" in fake.calls[-1].payload["content"]
+    await d.select(preview, f"mg:other:{sid}", ["fear"], user=BOB)  # the menu is hers alone too
     assert "someone else" in fake.calls[-1].payload["content"]
     before = len(fake.calls)
     await d.click(preview, f"mg:switch:smug:{sid}", user=ALICE)  # a custom id the message lacks
