@@ -102,16 +102,23 @@ def preview_message(preview: PreviewView, refs: Mapping[str, ImageRef], text: st
         buttons.append(_button("Shuffle", SHUFFLE, sid))
     buttons.append(_button("Cancel", CANCEL, sid))
     blocks.append({"type": "actions", "block_id": "preview_actions", "elements": buttons})
-    if preview.alternatives:  # the request's other likely feelings, one click away
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": "Not quite? Switch to:"}]})
-        elements = [_button(e, f"{SWITCH}:{e}", f"{sid}|{e}") for e in preview.alternatives]
-        if preview.more_feelings:
-            elements.append({"type": "static_select", "action_id": OTHER,
-                             "placeholder": {"type": "plain_text", "text": "Another feeling…"},
-                             "options": [{"text": {"type": "plain_text", "text": e}, "value": f"{sid}|{e}"}
-                                         for e in preview.more_feelings]})
-        blocks.append({"type": "actions", "block_id": "switch_actions", "elements": elements})
+    blocks += _switch_blocks(preview)
     return {"text": f"GIF preview: {esc(preview.label)} (only you can see this)", "blocks": blocks}
+
+
+def _switch_blocks(preview: PreviewView) -> list[dict[str, Any]]:
+    """The request's other likely feelings as buttons, and every other one in a menu."""
+    if not preview.alternatives:
+        return []
+    sid = preview.session_id
+    elements: list[dict[str, Any]] = [_button(e, f"{SWITCH}:{e}", f"{sid}|{e}") for e in preview.alternatives]
+    if preview.more_feelings:
+        elements.append({"type": "static_select", "action_id": OTHER,
+                         "placeholder": {"type": "plain_text", "text": "Another feeling…"},
+                         "options": [{"text": {"type": "plain_text", "text": e}, "value": f"{sid}|{e}"}
+                                     for e in preview.more_feelings]})
+    return [{"type": "context", "elements": [{"type": "mrkdwn", "text": "Not quite? Switch to:"}]},
+            {"type": "actions", "block_id": "switch_actions", "elements": elements}]
 
 
 def _choice_value(reply: Reply, emotion: str) -> str:
