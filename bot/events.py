@@ -116,6 +116,8 @@ class Reply:
     # did_you_mean: the question's id; its buttons carry it, so a pick opens a preview for
     # the words asked about (BotCore.choose), not for the feeling's name
     ask_id: str = ""
+    # did_you_mean: every other feeling, for an "Another feeling…" menu beside the buttons
+    more_choices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,7 @@ class Asked:
 
     handle: str  # whatever the driver needs to click one of them
     choices: tuple[str, ...]
+    more: tuple[str, ...] = ()  # its "Another feeling…" menu
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,10 @@ class Driver(Protocol):
 
     async def switch_other(self, user: str, shown: Shown, emotion: str) -> Shown:
         """Pick `emotion` in the preview's "Another feeling…" menu: the new preview."""
+        ...
+
+    async def choose_other(self, user: str, asked: Asked, emotion: str) -> Shown:
+        """Pick `emotion` in a "did you mean"'s "Another feeling…" menu: the preview."""
         ...
 
     async def choose(self, user: str, asked: Asked, emotion: str) -> Shown:
@@ -213,6 +218,10 @@ async def run_choice_contract(driver: Driver, engine: Engine) -> list[tuple]:
     assert post is not None and post.sha == second.shas[0]
     again = await driver.request("alice", "/gif welp")  # no question this time: her pick
     assert again.alternatives == ("sadness", "contempt"), again
+    asked = await driver.ask("bob", "/gif welp")  # one person's pick is theirs: bob is asked
+    assert "fear" in asked.more and not set(asked.more) & set(asked.choices), asked
+    menu_pick = await driver.choose_other("bob", asked, "fear")  # any feeling, one pick away
+    assert menu_pick.alternatives[:2] == ("sadness", "embarrassment"), menu_pick
     labels = {picked.shas[0]: "A", second.shas[0]: "B"}
     got = sorted((r.source, NAMES[r.emotion], labels.get(r.winner, r.winner[:8]),
                   labels.get(r.loser, r.loser[:8]), bool(r.tie))
@@ -267,7 +276,10 @@ class CoreDriver:
     async def ask(self, user: str, text: str) -> Asked:
         reply = (await self.core.request_with_poll(self._actor(user), text)).reply
         assert reply.kind == "did_you_mean" and reply.ask_id, reply
-        return Asked(reply.ask_id, reply.choices)
+        return Asked(reply.ask_id, reply.choices, reply.more_choices)
+
+    async def choose_other(self, user: str, asked: Asked, emotion: str) -> Shown:
+        return await self.choose(user, asked, emotion)  # the menu and a button are the same call
 
     async def choose(self, user: str, asked: Asked, emotion: str) -> Shown:
         reply = await self.core.choose(self._actor(user), asked.handle, emotion)
@@ -331,7 +343,10 @@ class WebDriver:
     async def ask(self, user: str, text: str) -> Asked:
         r = await self._post("/api/request", user, text=text)
         assert r["kind"] == "did_you_mean" and r.get("ask_id"), r
-        return Asked(r["ask_id"], tuple(r["choices"]))
+        return Asked(r["ask_id"], tuple(r["choices"]), tuple(r["more_choices"]))
+
+    async def choose_other(self, user: str, asked: Asked, emotion: str) -> Shown:
+        return await self.choose(user, asked, emotion)  # the page's menu posts /api/choose too
 
     async def choose(self, user: str, asked: Asked, emotion: str) -> Shown:
         r = await self._post("/api/choose", user, ask_id=asked.handle, emotion=emotion)

@@ -143,6 +143,8 @@ async def test_a_did_you_mean_pick_is_remembered_in_the_page(chromium, playgroun
         choices = page.locator(".msg.did_you_mean [data-action=choice]")
         await choices.first.wait_for()
         assert await choices.all_inner_texts() == ["sadness", "embarrassment", "contempt"]
+        menu = page.locator(".msg.did_you_mean select[data-action=choice-other] option")
+        assert "fear" in await menu.all_inner_texts()  # every other feeling, one pick away
         await page.locator(".msg.did_you_mean [data-action=choice]", has_text="embarrassment").click()
         preview = page.locator(".msg.preview")
         await preview.locator("img.gif").wait_for()

@@ -96,7 +96,13 @@ class SlackDriver:
         (msg,) = await self._answers(str(self.s.hooks), 1)
         values = {a.split(":", 1)[1]: v for a, v in _buttons(msg).items() if a.startswith(f"{blocks.CHOOSE}:")}
         assert values, msg
-        return Asked(next(iter(values.values())).split("|")[0], tuple(values))
+        return Asked(next(iter(values.values())).split("|")[0], tuple(values), tuple(_menu(msg, blocks.CHOOSE_OTHER)))
+
+    async def choose_other(self, user: str, asked: Asked, emotion: str) -> Shown:
+        await self.s.select(blocks.CHOOSE_OTHER, f"{asked.handle}|{emotion}", user=self._uid(user))
+        (msg,) = await self._answers(str(self.s.hooks), 1)
+        return Shown(_buttons(msg)[blocks.SEND], tuple(_sha_of_url(i["image_url"]) for i in _images(msg)),
+                     alternatives=_switches(msg))
 
     async def choose(self, user: str, asked: Asked, emotion: str) -> Shown:
         await self.s.click(f"{blocks.CHOOSE}:{emotion}", f"{asked.handle}|{emotion}", user=self._uid(user))
@@ -204,7 +210,17 @@ class DiscordContractDriver:
         picks = [c for c in buttons(edit.payload) if c.startswith("mg:pick:")]
         assert picks, edit.payload
         self.messages[picks[0]] = self.fake.originals[token]
-        return Asked(picks[0], tuple(c.split(":")[2] for c in picks))
+        return Asked(picks[0], tuple(c.split(":")[2] for c in picks), select_options(edit.payload, "mg:pickother:"))
+
+    async def choose_other(self, user: str, asked: Asked, emotion: str) -> Shown:
+        ask_id = asked.handle.split(":")[3]
+        token = await self.d.select(self.messages[asked.handle], f"mg:pickother:{ask_id}", [emotion],
+                                    user=self.USERS[user])
+        edit = self.fake.calls[-1]
+        assert edit.kind == "edit_original", edit
+        send = buttons(edit.payload)[0]
+        self.messages[send] = self.fake.originals[token]
+        return Shown(send, self._shas(edit.payload), alternatives=self._switches(edit.payload))
 
     async def choose(self, user: str, asked: Asked, emotion: str) -> Shown:
         ask_id = asked.handle.split(":")[3]

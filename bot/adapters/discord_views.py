@@ -137,6 +137,8 @@ def choices_message(reply: Reply) -> Message:
     view = discord.ui.View(timeout=None)
     for emotion in reply.choices[:25]:  # 5 rows of 5 buttons
         view.add_item(ChoiceButton(emotion, reply.ask_id))
+    if reply.ask_id and reply.more_choices:  # every other feeling, one pick away
+        view.add_item(OtherChoiceSelect(reply.ask_id, reply.more_choices))
     return Message(content=text, view=view)
 
 
@@ -300,8 +302,7 @@ class OtherFeelingSelect(discord.ui.DynamicItem[discord.ui.Select], template=re.
     def __init__(self, session_id: str, feelings: tuple[str, ...] = ()) -> None:
         super().__init__(
             discord.ui.Select(placeholder="Another feeling…", row=2, custom_id=f"mg:other:{session_id}",
-                              options=[discord.SelectOption(label=e, value=e) for e in feelings[:25]]
-                              or [discord.SelectOption(label="…", value="")])
+                              options=_feeling_options(feelings))
         )
         self.session_id = session_id
 
@@ -311,8 +312,38 @@ class OtherFeelingSelect(discord.ui.DynamicItem[discord.ui.Select], template=re.
         return cls(match["sid"])
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        values = (interaction.data or {}).get("values") or [""]
-        await _clicks(interaction).switch_click(interaction, self.session_id, str(values[0])[:40])
+        await _clicks(interaction).switch_click(interaction, self.session_id, _picked(interaction))
+
+
+class OtherChoiceSelect(discord.ui.DynamicItem[discord.ui.Select],
+                        template=re.compile(rf"mg:pickother:(?P<ask>{_SID})$")):
+    """A "did you mean"'s "Another feeling…": the words asked about, as any other feeling."""
+
+    def __init__(self, ask_id: str, feelings: tuple[str, ...] = ()) -> None:
+        super().__init__(
+            discord.ui.Select(placeholder="Another feeling…", row=4, custom_id=f"mg:pickother:{ask_id}",
+                              options=_feeling_options(feelings))
+        )
+        self.ask_id = ask_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Select,
+                             match: re.Match[str], /) -> OtherChoiceSelect:
+        return cls(match["ask"])
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await _clicks(interaction).choice_click(interaction, _picked(interaction), self.ask_id)
+
+
+def _feeling_options(feelings: tuple[str, ...]) -> list[discord.SelectOption]:
+    """A menu's options; a placeholder when rebuilt from a click (its options are not needed)."""
+    return [discord.SelectOption(label=e, value=e) for e in feelings[:25]] or [discord.SelectOption(label="…", value="")]
+
+
+def _picked(interaction: discord.Interaction) -> str:
+    """The value picked in a select menu's interaction ("" if none)."""
+    values = (interaction.data or {}).get("values") or [""]
+    return str(values[0])[:40]
 
 
 class DismissButton(discord.ui.DynamicItem[discord.ui.Button], template=r"mg:dismiss$"):
@@ -331,4 +362,4 @@ class DismissButton(discord.ui.DynamicItem[discord.ui.Button], template=r"mg:dis
 
 
 DYNAMIC_ITEMS = (PreviewButton, VoteButton, PollButton, ChoiceButton, SwitchButton, OtherFeelingSelect,
-                 DismissButton)
+                 OtherChoiceSelect, DismissButton)

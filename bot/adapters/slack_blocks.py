@@ -21,6 +21,7 @@ CANCEL = "moodgif_cancel"
 CHOOSE = "moodgif_choose"  # + ":<emotion>" (action_ids must be unique within a block)
 SWITCH = "moodgif_switch"  # + ":<emotion>"; value "<session id>|<emotion>"
 OTHER = "moodgif_other"  # the "Another feeling…" menu; each option's value "<session id>|<emotion>"
+CHOOSE_OTHER = "moodgif_choose_other"  # a "did you mean"'s menu; each option's value "<question id>|<emotion>"
 VOTE_UP = "moodgif_vote_up"
 VOTE_DOWN = "moodgif_vote_down"
 POLL = "moodgif_poll"  # + ":left" / ":right" / ":neither"
@@ -106,6 +107,14 @@ def preview_message(preview: PreviewView, refs: Mapping[str, ImageRef], text: st
     return {"text": f"GIF preview: {esc(preview.label)} (only you can see this)", "blocks": blocks}
 
 
+def _menu(action_id: str, options: list[tuple[str, str]]) -> dict[str, Any]:
+    """An "Another feeling…" select menu: (label, value) options."""
+    return {"type": "static_select", "action_id": action_id,
+            "placeholder": {"type": "plain_text", "text": "Another feeling…"},
+            "options": [{"text": {"type": "plain_text", "text": label}, "value": value}
+                        for label, value in options]}
+
+
 def _switch_blocks(preview: PreviewView) -> list[dict[str, Any]]:
     """The request's other likely feelings as buttons, and every other one in a menu."""
     if not preview.alternatives:
@@ -113,10 +122,7 @@ def _switch_blocks(preview: PreviewView) -> list[dict[str, Any]]:
     sid = preview.session_id
     elements: list[dict[str, Any]] = [_button(e, f"{SWITCH}:{e}", f"{sid}|{e}") for e in preview.alternatives]
     if preview.more_feelings:
-        elements.append({"type": "static_select", "action_id": OTHER,
-                         "placeholder": {"type": "plain_text", "text": "Another feeling…"},
-                         "options": [{"text": {"type": "plain_text", "text": e}, "value": f"{sid}|{e}"}
-                                     for e in preview.more_feelings]})
+        elements.append(_menu(OTHER, [(e, f"{sid}|{e}") for e in preview.more_feelings]))
     return [{"type": "context", "elements": [{"type": "mrkdwn", "text": "Not quite? Switch to:"}]},
             {"type": "actions", "block_id": "switch_actions", "elements": elements}]
 
@@ -141,6 +147,9 @@ def choices_message(reply: Reply) -> dict[str, Any]:
                 "elements": [_button(c, f"{CHOOSE}:{c}", _choice_value(reply, c)) for c in chunk],
             }
         )
+    if reply.ask_id and reply.more_choices:  # every other feeling, one pick away
+        blocks.append({"type": "actions", "block_id": "choose_other", "elements": [_menu(
+            CHOOSE_OTHER, [(e, _choice_value(reply, e)) for e in reply.more_choices])]})
     return {"text": esc(text), "blocks": blocks}
 
 

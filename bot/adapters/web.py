@@ -105,6 +105,7 @@ def reply_json(reply: Reply) -> dict[str, Any]:
     out: dict[str, Any] = {"kind": reply.kind, "text": reply.text, "choices": list(reply.choices)}
     if reply.ask_id:
         out["ask_id"] = reply.ask_id
+        out["more_choices"] = list(reply.more_choices)
     if reply.preview is not None:
         p = reply.preview
         out["preview"] = {"session_id": p.session_id, "emotion": p.emotion, "query": p.query,

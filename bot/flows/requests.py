@@ -97,7 +97,8 @@ class RequestFlow:
             db, kind="ask", platform=actor.platform, workspace=actor.workspace,
             channel=actor.channel, user_hash=self.ctx.who(actor), query=query, emotion=-1, shas=(),
             now=self.ctx.now(), ttl_s=self.ctx.settings.chat.preview_ttl_s)
-        return dataclasses.replace(reply, ask_id=state.id)
+        return dataclasses.replace(reply, ask_id=state.id,
+                                   more_choices=tuple(n for n in NAMES if n not in reply.choices))
 
     def choose(self, db: Session, actor: Actor, ask_id: str, emotion: str) -> Reply:
         """A "did you mean" button: a preview of `emotion` for the words asked about. A

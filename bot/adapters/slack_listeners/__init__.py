@@ -64,6 +64,7 @@ def register(app: AsyncApp, ctx: SlackContext) -> None:
     app.action(re.compile(rf"^{blocks.CHOOSE}:"))(g("choose", actions.choose))
     app.action(re.compile(rf"^{blocks.SWITCH}:"))(g("switch", actions.switch))
     app.action(blocks.OTHER)(g("switch", actions.switch))
+    app.action(blocks.CHOOSE_OTHER)(g("choose", actions.choose))
     app.action(re.compile(rf"^({blocks.VOTE_UP}|{blocks.VOTE_DOWN})$"))(g("vote", actions.vote))
     app.action(re.compile(rf"^{blocks.POLL}:(left|right|neither)$"))(g("poll", actions.poll_answer))
     app.event("reaction_added")(g("reaction_added", events.reaction_added))

@@ -17,7 +17,8 @@ async def choose(ctx: SlackContext, ack: Any, body: dict[str, Any], action: dict
                  client: AsyncWebClient) -> None:
     await ack()
     actor = action_actor(body)
-    ask_id, sep, emotion = (action.get("value") or "").rpartition("|")
+    value = action.get("value") or (action.get("selected_option") or {}).get("value") or ""  # a button, or the menu
+    ask_id, sep, emotion = value.rpartition("|")
     if sep:  # a "did you mean" button: the words asked about, as that feeling
         reply = await ctx.core.choose(actor, ask_id, emotion)
     else:  # the help's list: the feeling's name as a request

@@ -184,6 +184,13 @@ function renderChoices(reply) {
     const pick = reply.ask_id ? () => choose(reply.ask_id, choice) : () => request(`/gif ${choice}`);
     buttons.append(el("button", { "data-action": "choice", onclick: pick }, choice));
   }
+  if (reply.ask_id && (reply.more_choices || []).length) {  // every other feeling, one pick away
+    const menu = el("select", { "data-action": "choice-other", "aria-label": "Another feeling" },
+                    el("option", { value: "" }, "Another feeling…"));
+    for (const emotion of reply.more_choices) menu.append(el("option", { value: emotion }, emotion));
+    menu.onchange = () => { if (menu.value) choose(reply.ask_id, menu.value); };
+    buttons.append(menu);
+  }
   return addMessage(`bot ephemeral ${reply.kind}`, textNode(reply.text), buttons);
 }
 
