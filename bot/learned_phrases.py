@@ -5,10 +5,11 @@ sadness in another). Every Send from a preview already says which feeling a pers
 for their words, and previews keep the words (`chat_sessions.query_key`). So a request whose
 words were sent before in the same workspace is read the way people here sent it:
 
-- Only where the parser is not sure (below the confidence from which a preview offers no
-  switches: "ugh", "monday again", a sentence it half reads). A sure reading ("happy") is
-  never overruled, so two people cannot turn a plain word into a prank, and sure requests,
-  most short ones, cost no lookup.
+- Only where the parser is not sure: a sentence (however sure the model is, a situation
+  can mean several feelings) or a feeling word below the confidence from which a preview
+  offers no switches ("ugh", "monday again"). A feeling word read as sure ("happy") is never
+  overruled, so two people cannot turn a plain word into a prank, and sure requests, most
+  short ones, cost no lookup.
 - **Your own last pick** for these words comes first: a switch then a Send is remembered
   for the next time you type the same thing.
 - Else **the workspace's pick**: the feeling the most people here last sent for these
@@ -64,6 +65,12 @@ def learned_feeling(latest: dict[str, int], asker: str, reading: Reading, *,
     if asker in latest:
         own = NAMES[latest[asker]]
         return Learned(own, sum(1 for e in latest.values() if NAMES[e] == own), len(latest), True)
+    return _workspace_pick(latest)
+
+
+def _workspace_pick(latest: dict[str, int]) -> Learned | None:
+    """The feeling the most people last sent, if at least `MIN_PEOPLE` did and no other
+    feeling has as many."""
     ranked = Counter(latest.values()).most_common(2)
     (best, people), rest = ranked[0], ranked[1:]
     if people < MIN_PEOPLE or (rest and rest[0][1] == people):
@@ -86,12 +93,8 @@ def workspace_phrases(sends: list[tuple[str, str, int]], limit: int = 20) -> lis
     latest: dict[str, dict[str, int]] = {}
     for key, who, emotion in sends:
         latest.setdefault(key, {}).setdefault(who, emotion)
-    out = []
-    for key, people in latest.items():
-        ranked = Counter(people.values()).most_common(2)
-        (best, agree), rest = ranked[0], ranked[1:]
-        if agree >= MIN_PEOPLE and not (rest and rest[0][1] == agree):
-            out.append(WorkspacePhrase(key, Learned(NAMES[best], agree, len(people), False)))
+    out = [WorkspacePhrase(key, pick) for key, people in latest.items()
+           if (pick := _workspace_pick(people)) is not None]
     out.sort(key=lambda p: (-p.learned.people, p.key))
     return out[:limit]
 
