@@ -175,9 +175,7 @@ async def run_switch_contract(driver: Driver, engine: Engine) -> list[tuple]:
     second = await driver.shuffle("alice", switched)
     post = await driver.send("alice", second)
     assert post is not None and post.sha == second.shas[0]
-    labels = {switched.shas[0]: "A", second.shas[0]: "B"}
-    got = sorted((r.source, NAMES[r.emotion], labels.get(r.winner, r.winner[:8]),
-                  labels.get(r.loser, r.loser[:8]), bool(r.tie)) for r in _rows(engine))
+    got = _sends(engine, {switched.shas[0]: "A", second.shas[0]: "B"})
     assert got == SWITCH_EXPECTED, f"{driver.platform}: ledger {got} != {SWITCH_EXPECTED}"
     return got
 
@@ -195,9 +193,7 @@ async def run_other_feeling_contract(driver: Driver, engine: Engine) -> list[tup
     second = await driver.shuffle("alice", picked)
     post = await driver.send("alice", second)
     assert post is not None and post.sha == second.shas[0]
-    labels = {picked.shas[0]: "A", second.shas[0]: "B"}
-    got = sorted((r.source, NAMES[r.emotion], labels.get(r.winner, r.winner[:8]),
-                  labels.get(r.loser, r.loser[:8]), bool(r.tie)) for r in _rows(engine))
+    got = _sends(engine, {picked.shas[0]: "A", second.shas[0]: "B"})
     assert got == OTHER_EXPECTED, f"{driver.platform}: ledger {got} != {OTHER_EXPECTED}"
     return got
 
@@ -222,12 +218,15 @@ async def run_choice_contract(driver: Driver, engine: Engine) -> list[tuple]:
     assert "fear" in asked.more and not set(asked.more) & set(asked.choices), asked
     menu_pick = await driver.choose_other("bob", asked, "fear")  # any feeling, one pick away
     assert menu_pick.alternatives[:2] == ("sadness", "embarrassment"), menu_pick
-    labels = {picked.shas[0]: "A", second.shas[0]: "B"}
-    got = sorted((r.source, NAMES[r.emotion], labels.get(r.winner, r.winner[:8]),
-                  labels.get(r.loser, r.loser[:8]), bool(r.tie))
-                 for r in _rows(engine) if r.source == "send")
+    got = _sends(engine, {picked.shas[0]: "A", second.shas[0]: "B"})
     assert got == CHOICE_EXPECTED, f"{driver.platform}: ledger {got} != {CHOICE_EXPECTED}"
     return got
+
+
+def _sends(engine: Engine, labels: dict[str, str]) -> list[tuple]:
+    """The ledger's Send rows, sorted, with the GIFs named by `labels`."""
+    return sorted((r.source, NAMES[r.emotion], labels.get(r.winner, r.winner[:8]),
+                   labels.get(r.loser, r.loser[:8]), bool(r.tie)) for r in _rows(engine) if r.source == "send")
 
 
 def _rows(engine: Engine) -> list[Comparison]:

@@ -70,6 +70,17 @@ class Stack:
         return await self.post(body, **kw)
 
     async def click(self, action_id: str, value: str, *, user: str = "U0ALICE", ephemeral: bool = True) -> aiohttp.ClientResponse:
+        return await self._act({"action_id": action_id, "block_id": "b", "value": value, "type": "button",
+                                "action_ts": "1700000000.1"}, user, ephemeral)
+
+    async def select(self, action_id: str, value: str, *, user: str = "U0ALICE") -> aiohttp.ClientResponse:
+        """Pick the option whose value is `value` in a private message's select menu."""
+        option = {"text": {"type": "plain_text", "text": value.split("|")[-1]}, "value": value}
+        return await self._act({"action_id": action_id, "block_id": "menu", "type": "static_select",
+                                "selected_option": option, "action_ts": "1700000000.1"}, user, True)
+
+    async def _act(self, action: dict[str, Any], user: str, ephemeral: bool) -> aiohttp.ClientResponse:
+        """One signed block_actions payload with `action`, from `user`."""
         payload = {
             "type": "block_actions", "api_app_id": "A0MOOD", "token": "legacy", "trigger_id": "1.2.3",
             "team": {"id": TEAM, "domain": "fake"},
@@ -78,25 +89,7 @@ class Stack:
                           "is_ephemeral": ephemeral},
             "channel": {"id": CHANNEL, "name": "general"},
             "response_url": self.hook(),
-            "actions": [{"action_id": action_id, "block_id": "b", "value": value, "type": "button",
-                         "action_ts": "1700000000.1"}],
-        }
-        return await self.post("payload=" + urllib.parse.quote(json.dumps(payload)))
-
-    async def select(self, action_id: str, value: str, *, user: str = "U0ALICE") -> aiohttp.ClientResponse:
-        """Pick the option whose value is `value` in a private message's select menu."""
-        payload = {
-            "type": "block_actions", "api_app_id": "A0MOOD", "token": "legacy", "trigger_id": "1.2.3",
-            "team": {"id": TEAM, "domain": "fake"},
-            "user": {"id": user, "username": user.lower(), "team_id": TEAM},
-            "container": {"type": "message", "message_ts": "1700000000.000001", "channel_id": CHANNEL,
-                          "is_ephemeral": True},
-            "channel": {"id": CHANNEL, "name": "general"},
-            "response_url": self.hook(),
-            "actions": [{"action_id": action_id, "block_id": "switch_actions", "type": "static_select",
-                         "selected_option": {"text": {"type": "plain_text", "text": value.split("|")[-1]},
-                                             "value": value},
-                         "action_ts": "1700000000.1"}],
+            "actions": [action],
         }
         return await self.post("payload=" + urllib.parse.quote(json.dumps(payload)))
 
