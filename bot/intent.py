@@ -179,6 +179,12 @@ def _clean(text: str) -> str:
     ).strip()
 
 
+def readable_text(text: Any) -> str:
+    """What the parser reads of a request: code, mentions, links and control characters
+    dropped ("" when nothing else was there)."""
+    return _clean(_coerce(text)[:MAX_CHARS])
+
+
 def _non_latin_share(text: str) -> float:
     letters = [ch for ch in text if ch.isalpha()]
     if not letters:

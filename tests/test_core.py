@@ -197,9 +197,11 @@ async def test_bad_or_unclear_input_never_gives_a_random_gif(env: Env, text: str
     if kind == "did_you_mean":
         assert set(r.choices) <= set(NAMES) and 1 <= len(r.choices) <= 3
     assert r.preview is None
-    with session_scope(env.engine) as s:  # no preview; a "did you mean" keeps its words
+    with session_scope(env.engine) as s:  # no preview; a question about words keeps them
         kinds = [k for (k,) in s.query(ChatSession.kind)]
-    assert kinds == (["ask"] if kind == "did_you_mean" else [])
+    asks_about_words = kind == "did_you_mean" or text in ("asdfgh qwerty", "これは何ですか")
+    assert kinds == (["ask"] if asks_about_words else [])
+    assert bool(r.ask_id) == asks_about_words
 
 
 @pytest.mark.parametrize(("text", "emotion"), [

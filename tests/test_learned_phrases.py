@@ -190,3 +190,18 @@ async def test_an_admin_sees_what_the_workspace_taught_and_can_forget_it(env: En
     assert (await env.core.request(env.actor("dan"), "ugh")).preview.emotion == "anger"
     assert (await env.core.request(env.actor("cy"), "ugh")).preview.emotion == "anger"  # own picks too
     assert (await env.core.admin(admin, "phrases", ["nonsense"])).kind == "error"
+
+
+async def test_words_not_read_at_all_are_learned_from_the_feeling_picked(env: Env) -> None:
+    alice, bob = env.actor("alice"), env.actor("bob")
+    asked = await env.core.request(alice, "yeet")  # the parser knows no feeling in it
+    assert asked.kind == "help" and asked.ask_id and len(asked.choices) == 17
+    r = await env.core.choose(alice, asked.ask_id, "excitement")
+    assert r.preview.query == "yeet" and r.preview.interpretation == "You picked excitement"
+    assert (await env.core.send(alice, r.preview.session_id)).kind == "posted"
+    again = await env.core.request(alice, "Yeet!")
+    assert again.kind == "preview" and again.preview.emotion == "excitement"
+    assert "your last pick for these words" in again.preview.interpretation
+    assert (await env.core.request(bob, "yeet")).kind == "help"  # one person's pick is theirs
+
+    assert (await env.core.request(alice, "")).ask_id == ""  # the plain help asks about nothing

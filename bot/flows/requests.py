@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from bot import session as sess
 from bot.events import Actor, PostView, PreviewView, Reply
 from bot.flows.context import MAX_TEXT_CHARS, CoreContext, clean_text, metric
+from bot.intent import readable_text
 from bot.learned_phrases import is_sure, learned_feeling, phrase_key, read_as_learned
 from bot.ranking import Ranked, ScoreMatrix, rank
 from bot.topics import Reading, TopicIndex, missing_note, rank_topic
@@ -68,7 +69,7 @@ class RequestFlow:
         reading = self.read_here(db, actor, query, scoped)
         unmatched = _unmatched_reply(actor.platform, query, reading)
         if unmatched is not None:
-            return self._ask(db, actor, query, unmatched) if unmatched.kind == "did_you_mean" else unmatched
+            return self._ask(db, actor, query, unmatched) if _asks_about(query, reading, unmatched) else unmatched
         metric("REQUESTS", actor.platform, reading.intent.emotion or "topic")
         wait = self.ctx.cooldown.take((actor.platform, actor.user_id), float(scoped.cooldown_s))
         if wait > 0:
@@ -83,7 +84,7 @@ class RequestFlow:
         reading = self.ctx.read(query)
         days = self.ctx.settings.chat.phrase_memory_days
         if (not scoped.learn_phrases or days <= 0 or is_sure(reading, SWITCH_SURE)
-                or reading.intent.kind not in ("match", "did_you_mean")):
+                or reading.intent.kind not in ("match", "did_you_mean", "unknown")):
             return reading
         since = self.ctx.now() - dt.timedelta(days=days)
         latest = sess.latest_sends_for(db, actor.platform, actor.workspace, phrase_key(query), since)
@@ -91,8 +92,9 @@ class RequestFlow:
         return reading if learned is None else read_as_learned(reading, learned)
 
     def _ask(self, db: Session, actor: Actor, query: str, reply: Reply) -> Reply:
-        """A "did you mean" keeps the words it asks about (a session of kind "ask"), so the
-        feeling picked opens a preview for them: same topic, and a Send says what they meant."""
+        """A "did you mean" (or the feelings offered for words not read at all: "yeet") keeps
+        the words it asks about (a session of kind "ask"), so the feeling picked opens a preview
+        for them: same topic, and a Send says what they meant."""
         state = sess.create_session(
             db, kind="ask", platform=actor.platform, workspace=actor.workspace,
             channel=actor.channel, user_hash=self.ctx.who(actor), query=query, emotion=-1, shas=(),
@@ -392,6 +394,15 @@ def _unmatched_reply(platform: str, query: str, reading: Reading) -> Reply | Non
         metric("REQUESTS", platform, "unknown")
         return _not_understood(query, reading)
     return None
+
+
+def _asks_about(query: str, reading: Reading, reply: Reply) -> bool:
+    """Whether an answer asks which feeling some words mean, so the pick should open a
+    preview for them: a "did you mean", or the 17 feelings for words not read at all."""
+    if reply.kind == "did_you_mean":
+        return True
+    words = phrase_key(readable_text(query))  # mentions, links or code alone are no words
+    return reply.kind == "help" and reading.intent.kind == "unknown" and bool(words)
 
 
 def _not_understood(query: str, reading: Reading) -> Reply:
