@@ -12,8 +12,8 @@ before this script existed.
   random); each person means the team's meaning with probability 0.8, else an accepted
   feeling of their own (fixed per person and phrase).
 - Gestures: a preview of the meant feeling is sent; else a switch or the "Another
-  feeling…" menu to it, if the preview offers them, then Send; else a "did you mean" button
-  or its menu, then Send; else Cancel.
+  feeling…" menu to it, if the preview offers them, then Send; else a question's button or
+  menu for it ("did you mean", or the 17 feelings for words not read), then Send; else Cancel.
 
 Printed per week: the share of requests whose first answer is the meant feeling ("right at
 once") and the share where it is at most one click away, with learning and without.
@@ -88,7 +88,7 @@ async def play(core: BotCore, asks: list[Ask], clock: list[float]) -> list[tuple
         offered = (*reply.preview.alternatives, *reply.preview.more_feelings) if reply.preview else ()
         if reply.preview is not None and not right and ask.meant in offered:  # a switch, or the menu
             picked = await core.switch(actor, reply.preview.session_id, ask.meant)
-        elif reply.kind == "did_you_mean" and ask.meant in (*reply.choices, *reply.more_choices):
+        elif reply.ask_id and ask.meant in (*reply.choices, *reply.more_choices):  # a question's buttons
             picked = await core.choose(actor, reply.ask_id, ask.meant)
         final = picked if picked is not None else reply
         if final.preview is not None and final.preview.emotion == ask.meant:
