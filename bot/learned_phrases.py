@@ -54,6 +54,12 @@ class Learned:
     senders: int  # people who sent anything for these words
     yours: bool  # the asker's own latest Send
 
+    def said(self) -> str:
+        """Where the feeling came from, as a preview says it."""
+        if self.yours:
+            return "your last pick for these words"
+        return f"how {self.people} of {self.senders} people here sent these words"
+
 
 def learned_feeling(latest: dict[str, int], asker: str, reading: Reading, *,
                     sure: float) -> Learned | None:
@@ -116,7 +122,7 @@ def read_as_learned(reading: Reading, learned: Learned) -> Reading:
     # Laplace's rule of succession: two of two people is a likely, not a sure, reading.
     confidence = (learned.people + 1) / (learned.senders + 2)
     intent = Intent(learned.emotion, confidence, alternatives, is_guess=True)
-    return dataclasses.replace(reading, intent=intent, learned=learned)
+    return dataclasses.replace(reading, intent=intent, feeling_source=learned.said())
 
 
 __all__ = ["KEY_CHARS", "MIN_PEOPLE", "Learned", "WorkspacePhrase", "is_sure", "learned_feeling",

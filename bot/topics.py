@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from bot.intent import Intent, IntentParser
-    from bot.learned_phrases import Learned
     from bot.ranking import ScoreMatrix
 
 log = logging.getLogger("moodgif.bot.topics")
@@ -221,7 +220,9 @@ class Reading:
     topic: tuple[str, ...] = ()  # topic words as typed that GIFs here have
     rows: np.ndarray | None = None  # those GIFs' rows in the snapshot; None: no topic
     missing: tuple[str, ...] = ()  # topic words no GIF here has
-    learned: Learned | None = None  # the feeling is how people here sent these words
+    # Where the feeling came from when not the parser ("your last pick for these words",
+    # bot.learned_phrases); "" shows the parser's confidence instead.
+    feeling_source: str = ""
 
     @property
     def emotion(self) -> str | None:
@@ -235,7 +236,7 @@ class Reading:
         """One line for the preview: how the request was read."""
         parts = []
         if self.emotion:
-            parts.append(f"feeling: {self.emotion} ({self._feeling_source()})")
+            parts.append(f"feeling: {self.emotion} ({self.feeling_source or f'{self.intent.confidence:.0%}'})")
         if self.topic:
             parts.append("topic: " + " ".join(self.topic))
         if self.topic_only:
@@ -243,14 +244,6 @@ class Reading:
         if self.missing:
             parts.append("no GIFs here about " + _quote(self.missing))
         return ("Read as " + "; ".join(parts))[:300] if parts else ""
-
-    def _feeling_source(self) -> str:
-        learned = self.learned
-        if learned is None:
-            return f"{self.intent.confidence:.0%}"
-        if learned.yours:
-            return "your last pick for these words"
-        return f"how {learned.people} of {learned.senders} people here sent these words"
 
 
 def _quote(words: tuple[str, ...]) -> str:
