@@ -430,14 +430,21 @@ POLL_DRAWS = 64
 
 def poll_pair(matrix: ScoreMatrix, emotion: int, *, rng: np.random.Generator,
               pools: Sequence[str] | None = None, ceiling: str = "pg-13",
-              avoid: Iterable[tuple[str, str]] = ()) -> tuple[str, str] | None:
+              avoid: Iterable[tuple[str, str]] = (),
+              exclude: Iterable[str] = ()) -> tuple[str, str] | None:
     """Two GIFs to ask "which is more X?" about, or None when fewer than two are allowed.
 
     `avoid`: pairs asked recently (either order), skipped while any other pair is left.
+    `exclude`: GIFs never asked about (an admin hid them here).
     """
     if matrix.size < 2:
         return None
     pen, eligible = matrix.penalty(pools, ceiling)
+    rows = [i for sha in exclude if (i := matrix.index.get(sha)) is not None and np.isfinite(pen[i])]
+    if rows:
+        pen = pen.copy()  # the cached penalty is shared by every channel with these settings
+        pen[rows] = -np.inf
+        eligible -= len(rows)
     if eligible < 2:
         return None
     if not matrix.scored:  # nothing known: any two allowed GIFs are as good as any

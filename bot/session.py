@@ -320,6 +320,14 @@ def forget_phrase(db: Db, platform: str, workspace: str, key: str) -> int:
         return int(res.rowcount or 0)
 
 
+def last_post_in(db: Db, platform: str, workspace: str, channel: str) -> str | None:
+    """The GIF most recently posted in this channel (an admin's `hide last`)."""
+    with unit_of_work(db) as s:
+        return s.execute(select(Post.gif_sha).where(
+            Post.platform == platform[:16], Post.workspace == workspace[:64], Post.channel == channel[:64],
+        ).order_by(Post.id.desc()).limit(1)).scalar()
+
+
 def recent_poll_pairs(db: Db, platform: str, workspace: str, emotion: int,
                       since: dt.datetime, limit: int = 500) -> list[tuple[str, str]]:
     """The GIF pairs this workspace was polled about on `emotion` since `since` (newest first):

@@ -85,6 +85,16 @@ Names = Annotated[list[str], BeforeValidator(_split_commas)]
 PoolNames = Annotated[list[str], BeforeValidator(_split_words), AfterValidator(_pool_names)]
 
 
+def _gif_shas(v: list[str]) -> list[str]:
+    bad = [s for s in v if not re.fullmatch(r"[0-9a-f]{64}", s)]
+    if bad:
+        raise ValueError(f"not a GIF's SHA-256: {bad[0][:70]!r}")
+    return sorted(dict.fromkeys(v))
+
+
+GifShas = Annotated[list[str], AfterValidator(_gif_shas)]
+
+
 def _home(v: Any) -> Path:
     return Path(os.path.expanduser(str(v))) if str(v) else Path()
 
@@ -299,6 +309,8 @@ class ChannelSettings(BaseModel):
     cooldown_s: CooldownS
     preview_count: PreviewCount
     watch: OnOff = Field(default=False, description="opt-in: the bot reads a channel only when asked")
+    hidden_gifs: GifShas = Field(
+        default_factory=list, description="GIFs an admin hid here (`hide`): never offered, in previews or polls")
     learn_phrases: OnOff = Field(
         default=True, description="read a request the way people in this workspace sent the same words "
                                   "before, and keep this channel's sent words for that (phrase_memory_days)")

@@ -191,6 +191,11 @@ async def test_gif_admin_needs_manage_server(stack: Stack) -> None:
     await d.slash("gif-admin", [{"name": "phrases", "type": 1, "options": [
         {"name": "forget", "type": 3, "value": "monday again"}]}], user=BOB, perms=MANAGE_GUILD)
     assert "Nothing was learned for “monday again”" in fake.calls[-1].payload["content"]
+    await d.slash("gif-admin", [{"name": "hide", "type": 1, "options": []}], user=BOB, perms=MANAGE_GUILD)
+    assert fake.calls[-1].payload["content"] == "No GIF was posted in this channel yet."
+    await d.slash("gif-admin", [{"name": "unhide", "type": 1, "options": [
+        {"name": "gif", "type": 3, "value": "all"}]}], user=BOB, perms=MANAGE_GUILD)
+    assert fake.calls[-1].payload["content"] == "No GIF is hidden in this workspace."
 
 
 async def test_the_cogs_share_the_core_and_the_gif_cog_answers_the_buttons(stack: Stack) -> None:

@@ -260,6 +260,9 @@ async def test_gif_admin_only_for_workspace_admins(stack: Stack) -> None:
     await stack.command("phrases forget monday again", command="/gif-admin", user="U0ADMIN")
     forgot = (await stack.fake.wait_for("webhook", 3))[2].data
     assert "Nothing was learned for “monday again”" in forgot["text"]
+    await stack.command("hide", command="/gif-admin", user="U0ADMIN")
+    hide = (await stack.fake.wait_for("webhook", 4))[3].data
+    assert hide["text"] == "No GIF was posted in this channel yet."
 
 
 async def test_mention_and_watched_channel_answer_privately(stack: Stack) -> None:

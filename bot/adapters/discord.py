@@ -50,6 +50,7 @@ from bot.flows.admin import (
     SetRating,
     ShowChannel,
     Stats,
+    parse_admin,
 )
 from bot.health import get_health
 from bot.hints import typing_hint
@@ -381,6 +382,16 @@ class AdminCog(_CoreCog, name="moodgif admin"):
     @app_commands.describe(forget="words to unlearn (leave empty to list)")
     async def admin_phrases(self, interaction: discord.Interaction, forget: str = "") -> None:
         await self._admin(interaction, ForgetPhrase(forget.strip()) if forget.strip() else ListPhrases())
+
+    @admin.command(name="hide", description="never offer a GIF in this server again (the last one posted here, or by SHA)")
+    @app_commands.describe(gif="last (the default), 8+ hex digits of its SHA-256, or list")
+    async def admin_hide(self, interaction: discord.Interaction, gif: str = "last") -> None:
+        await self._admin(interaction, parse_admin("hide", [gif.strip()]))
+
+    @admin.command(name="unhide", description="offer a hidden GIF again")
+    @app_commands.describe(gif="8+ hex digits of its SHA-256 (see hide gif:list), or all")
+    async def admin_unhide(self, interaction: discord.Interaction, gif: str) -> None:
+        await self._admin(interaction, parse_admin("unhide", [gif.strip()]))
 
     @admin.command(name="retrain", description="refit from the votes and retrain now")
     async def admin_retrain(self, interaction: discord.Interaction) -> None:

@@ -9,6 +9,7 @@ words are parsed in one place and no adapter rebuilds a string for the core to r
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,7 @@ channel show | channel pools NAME[,NAME]|all | channel watch on|off | channel st
 channel preview 1|3 | channel cooldown SECONDS | channel rating CEILING | channel phrases on|off
 channel KEY reset
 phrases | phrases forget WORDS   (what this workspace's Sends have taught moodgif; forget some words)
+hide [last|SHA] | unhide SHA|all | hidden   (a GIF never offered in this workspace again)
 retrain   (refit from the votes, retrain, rescore; activates only if not worse)
 stats"""
 
@@ -84,6 +86,21 @@ class ForgetPhrase:
 
 
 @dataclass(frozen=True)
+class HideGif:
+    gif: str  # "last": the GIF last posted in this channel; else 8+ hex digits of its SHA-256
+
+
+@dataclass(frozen=True)
+class UnhideGif:
+    gif: str  # 8+ hex digits of a hidden GIF's SHA-256, or "all"
+
+
+@dataclass(frozen=True)
+class ListHidden:
+    pass
+
+
+@dataclass(frozen=True)
 class Retrain:
     pass
 
@@ -99,8 +116,10 @@ class Help:
 
 
 AdminCommand = (ListPools | AddPool | SetRating | ShowChannel | SetChannel | ListPhrases | ForgetPhrase
-                | Retrain | Stats | Help)
+                | HideGif | UnhideGif | ListHidden | Retrain | Stats | Help)
 PHRASES_USAGE = "Usage: phrases | phrases forget WORDS"
+HIDE_USAGE = "Usage: hide [last|SHA] | unhide SHA|all | hidden   (SHA: 8 or more hex digits of the GIF's SHA-256)"
+_SHA_PREFIX = re.compile(r"[0-9a-f]{8,64}")
 
 
 def parse_admin(command: str, args: list[str] | tuple[str, ...] = ()) -> AdminCommand:
@@ -131,7 +150,20 @@ def parse_admin(command: str, args: list[str] | tuple[str, ...] = ()) -> AdminCo
         if args[0].lower() == "forget" and len(args) > 1:
             return ForgetPhrase(" ".join(args[1:]))
         return Help(PHRASES_USAGE)
+    if command in {"hide", "unhide", "hidden"}:
+        return _parse_hide(command, args)
     return {"retrain": Retrain(), "stats": Stats()}.get(command, Help())
+
+
+def _parse_hide(command: str, args: list[str]) -> AdminCommand:
+    gif = args[0].lower() if args else ""
+    if command == "hidden" or gif == "list":
+        return ListHidden()
+    if command == "hide" and (not gif or gif == "last"):
+        return HideGif("last")
+    if _SHA_PREFIX.fullmatch(gif) or (command == "unhide" and gif == "all"):
+        return HideGif(gif) if command == "hide" else UnhideGif(gif)
+    return Help(HIDE_USAGE)
 
 
 class AdminFlow:
@@ -179,6 +211,8 @@ class AdminFlow:
             if not n:
                 return Reply(kind="ack", text=f"Nothing was learned for “{key[:80]}” here.")
             return Reply(kind="ack", text=f"Forgot “{key[:80]}”: its {n} previews teach nothing now.")
+        if isinstance(cmd, HideGif | UnhideGif | ListHidden):
+            return Reply(kind="ack", text=self._hiding(db, actor, cmd))
         if isinstance(cmd, SetChannel):
             key = CHANNEL_KEYS.get(cmd.key.lower(), cmd.key)
             value = sess.set_scoped(db, actor.platform, actor.workspace, actor.channel, key,
@@ -186,6 +220,44 @@ class AdminFlow:
             shown = "the default" if value is None else _shown(value) or "every pool"
             return Reply(kind="ack", text=f"{key} for this channel is now {shown}.")
         raise TypeError(f"not an admin command: {cmd!r}")
+
+    def _hiding(self, db: Session, actor: Actor, cmd: HideGif | UnhideGif | ListHidden) -> str:
+        """Hide a GIF from this workspace (the workspace's `hidden_gifs`), show it again, or list."""
+        hidden = list(sess.get_scoped(db, self.ctx.settings, actor.platform, actor.workspace, "",
+                                      "hidden_gifs"))
+        if not hidden and not isinstance(cmd, HideGif):
+            return "No GIF is hidden in this workspace."
+        if isinstance(cmd, ListHidden):
+            return "Hidden in this workspace (`unhide SHA` shows one again):\n" + "\n".join(
+                f"{sha[:12]}  {self._title(db, sha)}" for sha in hidden)
+        if isinstance(cmd, UnhideGif):
+            gone = hidden if cmd.gif == "all" else [s for s in hidden if s.startswith(cmd.gif)]
+            if len(gone) != 1 and cmd.gif != "all":
+                return (f"No hidden GIF starts with {cmd.gif}." if not gone
+                        else f"{cmd.gif} matches {len(gone)} hidden GIFs; give more digits.")
+            sess.set_scoped(db, actor.platform, actor.workspace, "", "hidden_gifs",
+                            [s for s in hidden if s not in gone] or None)
+            return f"Shown again: {len(gone)} GIF(s)."
+        sha = self._which_gif(db, actor, cmd.gif)
+        if sha is None:
+            return ("No GIF was posted in this channel yet." if cmd.gif == "last"
+                    else f"No GIF here has a SHA-256 starting with {cmd.gif}, or more than one does.")
+        sess.set_scoped(db, actor.platform, actor.workspace, "", "hidden_gifs", [*hidden, sha])
+        return (f"Hidden: {self._title(db, sha)} ({sha[:12]}). moodgif will not offer it in this workspace "
+                f"again (`unhide {sha[:12]}` undoes it); a message that already shows it stays until "
+                "someone deletes it.")
+
+    def _which_gif(self, db: Session, actor: Actor, gif: str) -> str | None:
+        if gif == "last":
+            return sess.last_post_in(db, actor.platform, actor.workspace, actor.channel)
+        matches = [sha for sha in self.ctx.ranker.matrix().shas if sha.startswith(gif)]
+        return matches[0] if len(matches) == 1 else None
+
+    def _title(self, db: Session, sha: str) -> str:
+        cards = self.ctx.cards(db, [sha], "")
+        if not cards:
+            return "a GIF no longer stored"
+        return f"“{cards[0].title[:60]}”" if cards[0].title else "an untitled GIF"
 
     def _phrases_text(self, db: Session, actor: Actor) -> str:
         days = self.ctx.settings.chat.phrase_memory_days
@@ -224,8 +296,11 @@ def _shown(value: Any) -> str:
 
 
 def _setting_line(key: str, value: Any) -> str:
+    if key == "hidden_gifs":  # SHA-256s: `hidden` lists them with their titles
+        return f"{key}: {len(value)} in this workspace (`hidden` lists them)"
     return f"{key}: {_shown(value)}" + (" (every pool)" if key == "pools" and not value else "")
 
 
-__all__ = ["ADMIN_HELP", "AddPool", "AdminCommand", "AdminFlow", "ForgetPhrase", "Help", "ListPhrases",
-           "ListPools", "Retrain", "SetChannel", "SetRating", "ShowChannel", "Stats", "parse_admin"]
+__all__ = ["ADMIN_HELP", "AddPool", "AdminCommand", "AdminFlow", "ForgetPhrase", "Help", "HideGif",
+           "ListHidden", "ListPhrases", "ListPools", "Retrain", "SetChannel", "SetRating", "ShowChannel",
+           "Stats", "UnhideGif", "parse_admin"]

@@ -43,7 +43,7 @@ class PollFlow:
         asked = sess.recent_poll_pairs(db, actor.platform, actor.workspace, emotion, since)
         pair = poll_pair(ctx.ranker.matrix(), emotion, rng=ctx.rng(),
                          pools=scoped.pools or None, ceiling=scoped.rating_ceiling,
-                         avoid=asked)
+                         avoid=asked, exclude=scoped.hidden_gifs)
         if pair is None:
             return None
         name = NAMES[emotion]

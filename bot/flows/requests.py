@@ -237,6 +237,7 @@ def _rank(ctx: CoreContext, scoped: ChannelSettings, emotion: int, k: int, *,
     matrix = ctx.ranker.matrix()
     pools, ceiling = scoped.pools or None, scoped.rating_ceiling
     rate = ctx.settings.ranking.exploration_rate
+    exclude = (*exclude, *scoped.hidden_gifs)  # an admin's `hide`: never offered here
     if reading is not None and reading.topic_only and matrix.topics is not None:
         return _rank_by_appeal(matrix, matrix.topics, reading, k, rng=ctx.rng(), pools=pools,
                                ceiling=ceiling, rate=rate, exclude=exclude, recent=recent)
