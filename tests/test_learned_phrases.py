@@ -202,6 +202,8 @@ async def test_words_not_read_at_all_are_learned_from_the_feeling_picked(env: En
     again = await env.core.request(alice, "Yeet!")
     assert again.kind == "preview" and again.preview.emotion == "excitement"
     assert "your last pick for these words" in again.preview.interpretation
+    assert again.preview.alternatives == ()
+    assert len(again.preview.more_feelings) == 16  # changing your mind stays one pick away
     assert (await env.core.request(bob, "yeet")).kind == "help"  # one person's pick is theirs
 
     assert (await env.core.request(alice, "")).ask_id == ""  # the plain help asks about nothing

@@ -117,7 +117,7 @@ def _menu(action_id: str, options: list[tuple[str, str]]) -> dict[str, Any]:
 
 def _switch_blocks(preview: PreviewView) -> list[dict[str, Any]]:
     """The request's other likely feelings as buttons, and every other one in a menu."""
-    if not preview.alternatives:
+    if not preview.alternatives and not preview.more_feelings:
         return []
     sid = preview.session_id
     elements: list[dict[str, Any]] = [_button(e, f"{SWITCH}:{e}", f"{sid}|{e}") for e in preview.alternatives]

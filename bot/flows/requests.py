@@ -323,9 +323,17 @@ def _preview_reply(ctx: CoreContext, db: Session, state: sess.SessionState, elig
                        topic=" ".join(reading.topic) if reading else "",
                        topic_only=bool(reading and reading.topic_only),
                        alternatives=switches,
-                       more_feelings=tuple(n for n in NAMES if n != emotion and n not in switches)
-                       if switches else ())
+                       more_feelings=_more_feelings(reading, emotion, switches))
     return Reply(kind="preview", text=text, preview=view)
+
+
+def _more_feelings(reading: Reading | None, shown: str, switches: tuple[str, ...]) -> tuple[str, ...]:
+    """Every other feeling, for the "Another feeling…" menu: wherever the preview admits doubt
+    (it offers switches, or its reading is a guess, such as a workspace's pick for words the
+    parser could not read)."""
+    if not switches and not (reading is not None and reading.emotion and reading.intent.is_guess):
+        return ()
+    return tuple(n for n in NAMES if n != shown and n not in switches)
 
 
 def switches_for(reading: Reading | None, shown: str) -> tuple[str, ...]:

@@ -108,7 +108,7 @@ function renderPreview(reply, container) {
   buttons.append(shuffleBtn);
   buttons.append(el("button", { "data-action": "cancel", onclick: () => cancel(box) }, "Cancel"));
   box.append(buttons);
-  if ((p.alternatives || []).length) {  // the request's other likely feelings
+  if ((p.alternatives || []).length || (p.more_feelings || []).length) {  // the request's other likely feelings
     const other = el("div", { class: "buttons switches" }, el("span", { class: "switch-lead" }, "Not quite? Switch to:"));
     for (const emotion of p.alternatives) {
       other.append(el("button", { "data-action": "switch", "data-emotion": emotion,
