@@ -1,5 +1,5 @@
 """How far is the right feeling from the person who typed the request? With a preview's
-switches ("Not quite? Switch to: ...", `bot.flows.requests.switches_for`) and the did-you-mean
+switches ("Not quite? Switch to: ...", `bot.flows.switches.switches_for`) and the did-you-mean
 buttons, a request lands in one of three ways:
 
 - right at once: the parser commits to an accepted feeling (top-1);
@@ -31,7 +31,7 @@ import bench_intent as bench  # noqa: E402
 import bench_sentence_tuning as bst  # noqa: E402
 
 from bot import intent as intent_mod  # noqa: E402
-from bot.flows.requests import switches_for  # noqa: E402
+from bot.flows.switches import switches_for  # noqa: E402
 from bot.intent import IntentParser  # noqa: E402
 from bot.sentence_tuning import BUILD_TIMEOUT_S  # noqa: E402
 from bot.topics import Reading  # noqa: E402
@@ -40,7 +40,7 @@ from bot.topics import Reading  # noqa: E402
 def rule_before_round_30(reading: Reading | None, shown: str) -> tuple[str, ...]:
     """`switches_for` as it was before the thirtieth round: a sentence's reading, too, offered
     no switches at 90 % or above, and only feelings with a 10 % share."""
-    from bot.flows.requests import MAX_SWITCHES, SWITCH_MIN_SHARE, SWITCH_SURE
+    from bot.flows.switches import MAX_SWITCHES, SWITCH_MIN_SHARE, SWITCH_SURE
     from scorer.emotions import INDEX
 
     if reading is None or not (reading.emotion or reading.intent.kind == "did_you_mean"):

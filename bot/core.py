@@ -41,6 +41,7 @@ from bot.flows.context import BUSY_TEXT, MAX_TEXT_CHARS, CoreContext, clean_text
 from bot.flows.feedback import FeedbackFlow
 from bot.flows.jobs import Job, JobQueue
 from bot.flows.offers import OfferFlow, Suggestion, worth_watching
+from bot.flows.picks import PickFlow
 from bot.flows.polls import PollFlow
 from bot.flows.reports import Reports
 from bot.flows.requests import RequestFlow
@@ -66,6 +67,7 @@ class BotCore:
                                ranker=ranker, seed=seed)
         self.requests = RequestFlow(self.ctx)
         self.offers = OfferFlow(self.ctx, self.requests)
+        self.picks = PickFlow(self.ctx, self.requests)
         self.feedback = FeedbackFlow(self.ctx)
         self.polls = PollFlow(self.ctx, self.requests)
         self.job_queue = JobQueue(self.ctx)
@@ -140,8 +142,7 @@ class BotCore:
         query = clean_text(text or "")[:MAX_TEXT_CHARS]
         if actor is None:
             return self.ctx.read(query)
-        return self.ctx.unit(lambda db: self.requests.read_here(db, actor, query,
-                                                                self.ctx.scoped(db, actor)))
+        return self.ctx.unit(lambda db: self.ctx.read_here(db, actor, query, self.ctx.scoped(db, actor)))
 
     async def suggest(self, text: str, k: int, *, actor: Actor | None = None,
                       explore: bool = False) -> Suggestion:
@@ -170,11 +171,11 @@ class BotCore:
     async def choose(self, actor: Actor, ask_id: str, emotion: str) -> Reply:
         """A "did you mean" button (`Reply.ask_id`): a preview of `emotion` for the words asked
         about; an old question's button answers as `/gif <emotion>`."""
-        return await self.ctx.for_user(self.requests.choose, actor, ask_id, emotion)
+        return await self.ctx.for_user(self.picks.choose, actor, ask_id, emotion)
 
     async def switch(self, actor: Actor, session_id: str, emotion: str) -> Reply:
         """The preview's request as another feeling (a switch button): a new preview."""
-        return await self.ctx.for_user(self.requests.switch, actor, session_id, emotion)
+        return await self.ctx.for_user(self.picks.switch, actor, session_id, emotion)
 
     async def send(self, actor: Actor, session_id: str, sha: str | None = None) -> Reply:
         """Close the preview and create the post with its comparisons (one transaction);

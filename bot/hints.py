@@ -29,7 +29,7 @@ class TypingHint:
 
 def reading_line(reading: Reading) -> str:
     """A short line for a hint: the feeling (or the closest ones), the topic, what is missing."""
-    from bot.flows.requests import switches_for
+    from bot.flows.switches import switches_for
 
     parts = []
     if reading.emotion:  # with the preview's switches when it is unsure: "anger (or contempt / ...)"

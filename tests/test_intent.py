@@ -757,7 +757,7 @@ def test_a_sentence_reading_is_a_guess_that_keeps_its_next_feelings() -> None:
     """A sentence (four words or more) read by the sentence model is a guess however sure:
     its next three feelings stay on offer as the preview's switches. A feeling word read as
     sure offers none, and a short request read by the blend path is not a guess."""
-    from bot.flows.requests import switches_for
+    from bot.flows.switches import switches_for
     from bot.topics import Reading
 
     probs = [0.0] * len(NAMES)

@@ -78,7 +78,7 @@ class OfferFlow:
         query = clean_text(text or "")[:MAX_TEXT_CHARS]
         if actor is not None:  # read as that workspace's words are read there
             scoped, recent = self.ctx.scoped_and_recent(db, actor)
-            reading = self.requests.read_here(db, actor, query, scoped)
+            reading = self.ctx.read_here(db, actor, query, scoped)
         else:
             scoped, recent = sess.get_all_scoped(db, self.ctx.settings, "", "", ""), []
             reading = self.ctx.read(query)

@@ -1,5 +1,7 @@
 """A person asks for a GIF: `/gif <text>` -> a private preview, and the preview's buttons
-(Shuffle, Send, Cancel). Offers nobody typed `/gif` for are in `bot.flows.offers`.
+(Shuffle, Send, Cancel). Offers nobody typed `/gif` for are in `bot.flows.offers`; a feeling
+picked instead of the one led with (a switch, a question's button) is `bot.flows.picks`; what a
+preview offers besides its GIF is `bot.flows.switches`.
 
 Every public function here takes the action's `Session` first (`CoreContext.for_user`
 opens it): the preview's reads and its one write share one transaction, and a Send's
@@ -9,7 +11,6 @@ close, post, impression and comparisons commit together.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import logging
 import time
 from collections.abc import Callable
@@ -20,8 +21,9 @@ from sqlalchemy.orm import Session
 from bot import session as sess
 from bot.events import Actor, PostView, PreviewView, Reply
 from bot.flows.context import MAX_TEXT_CHARS, CoreContext, clean_text, metric
+from bot.flows.switches import more_feelings, switches_for
 from bot.intent import readable_text
-from bot.learned_phrases import is_sure, learned_feeling, phrase_key, read_as_learned
+from bot.learned_phrases import phrase_key
 from bot.ranking import Ranked, ScoreMatrix, rank
 from bot.topics import Reading, TopicIndex, missing_note, rank_topic
 from scorer.emotions import INDEX, NAMES
@@ -31,12 +33,6 @@ from training.comparisons import LedgerError, add_send
 log = logging.getLogger("moodgif.bot.core")
 
 TOO_LONG = "That's a lot of text for a GIF request. Try a word or two, like `/gif happy`."
-# A preview offers the request's other likely feelings as switches unless the reading is
-# this sure, and only those with at least this share (bot.intent's alternatives). A guess
-# (a sentence's reading, `Intent.is_guess`) offers its next ones whatever its confidence.
-SWITCH_SURE = 0.9
-SWITCH_MIN_SHARE = 0.1
-MAX_SWITCHES = 3
 
 
 class RequestFlow:
@@ -66,30 +62,23 @@ class RequestFlow:
             return Reply(kind="error", text=TOO_LONG)
         query = clean_text(raw)
         scoped, recent = self.ctx.scoped_and_recent(db, actor)
-        reading = self.read_here(db, actor, query, scoped)
+        reading = self.ctx.read_here(db, actor, query, scoped)
         unmatched = _unmatched_reply(actor.platform, query, reading)
         if unmatched is not None:
             return self._ask(db, actor, query, unmatched) if _asks_about(query, reading, unmatched) else unmatched
         metric("REQUESTS", actor.platform, reading.intent.emotion or "topic")
-        wait = self.ctx.cooldown.take((actor.platform, actor.user_id), float(scoped.cooldown_s))
-        if wait > 0:
-            return _cooldown_reply(wait)
+        wait = self.wait_reply(actor, scoped)
+        if wait is not None:
+            return wait
         reply = self._open_for_reading(db, actor, query, reading, scoped, recent)
         metric("SUGGEST_LATENCY", value=time.perf_counter() - started)
         return reply
 
-    def read_here(self, db: Session, actor: Actor, query: str, scoped: ChannelSettings) -> Reading:
-        """The request's reading, with its feeling as the asker or people in this workspace
-        sent the same words before (bot.learned_phrases), where that applies."""
-        reading = self.ctx.read(query)
-        days = self.ctx.settings.chat.phrase_memory_days
-        if (not scoped.learn_phrases or days <= 0 or is_sure(reading, SWITCH_SURE)
-                or reading.intent.kind not in ("match", "did_you_mean", "unknown")):
-            return reading
-        since = self.ctx.now() - dt.timedelta(days=days)
-        latest = sess.latest_sends_for(db, actor.platform, actor.workspace, phrase_key(query), since)
-        learned = learned_feeling(latest, self.ctx.who(actor), reading, sure=SWITCH_SURE)
-        return reading if learned is None else read_as_learned(reading, learned)
+    def wait_reply(self, actor: Actor, scoped: ChannelSettings) -> Reply | None:
+        """A new preview takes one of the person's cooldown tokens: "ask again in N s" when
+        there is none left, else None."""
+        wait = self.ctx.cooldown.take((actor.platform, actor.user_id), float(scoped.cooldown_s))
+        return _cooldown_reply(wait) if wait > 0 else None
 
     def _ask(self, db: Session, actor: Actor, query: str, reply: Reply) -> Reply:
         """A "did you mean" (or the feelings offered for words not read at all: "yeet") keeps
@@ -101,23 +90,6 @@ class RequestFlow:
             now=self.ctx.now(), ttl_s=self.ctx.settings.chat.preview_ttl_s)
         return dataclasses.replace(reply, ask_id=state.id,
                                    more_choices=tuple(n for n in NAMES if n not in reply.choices))
-
-    def choose(self, db: Session, actor: Actor, ask_id: str, emotion: str) -> Reply:
-        """A "did you mean" button: a preview of `emotion` for the words asked about. A
-        question that has expired or is gone answers as `/gif <emotion>` would."""
-        if emotion not in INDEX:
-            return Reply(kind="error", text=f"I don't know the feeling “{emotion[:40]}”.")
-        state = self.own_open(db, actor, ask_id, kind="ask")
-        if isinstance(state, Reply):
-            return self.request(db, actor, emotion) if state.kind == "expired" else state
-        scoped, recent = self.ctx.scoped_and_recent(db, actor)
-        wait = self.ctx.cooldown.take((actor.platform, actor.user_id), float(scoped.cooldown_s))
-        if wait > 0:
-            return _cooldown_reply(wait)
-        sess.close_session(db, state.id, "answered", self.ctx.now())
-        reading = self.read_here(db, actor, state.query, scoped)
-        return self.open_preview(db, actor, state.query, INDEX[emotion], scoped, reading=reading,
-                                 recent=recent)
 
     def _open_for_reading(self, db: Session, actor: Actor, query: str, reading: Reading,
                           scoped: ChannelSettings, recent: list[str]) -> Reply:
@@ -182,7 +154,7 @@ class RequestFlow:
         if isinstance(state, Reply):
             return state
         scoped, recent = self.ctx.scoped_and_recent(db, actor)
-        reading = self.read_here(db, actor, state.query, scoped) if state.query else None
+        reading = self.ctx.read_here(db, actor, state.query, scoped) if state.query else None
         ranked = self.rank(scoped, state.emotion, int(scoped.preview_count),
                            recent=recent, exclude=state.shown, reading=reading)
         if not ranked.shas:
@@ -206,21 +178,6 @@ class RequestFlow:
             return Reply(kind="expired", text="That preview was already sent.")
         _record_send(self.ctx, db, actor, state, chosen, post_id)
         return _posted_reply(self.ctx, db, actor, state.emotion, chosen, post_id)
-
-    def switch(self, db: Session, actor: Actor, session_id: str, emotion: str) -> Reply:
-        """The preview's request read as another feeling (one of its switches, or any of the
-        17): this preview closes and one for `emotion` opens, same words and topic. Not a
-        new request, so no cooldown; a Send then records comparisons under `emotion`."""
-        state = self.own_open(db, actor, session_id)
-        if isinstance(state, Reply):
-            return state
-        if emotion not in INDEX:
-            return Reply(kind="error", text=f"I don't know the feeling “{emotion[:40]}”.")
-        scoped, recent = self.ctx.scoped_and_recent(db, actor)
-        sess.close_session(db, state.id, "cancelled", self.ctx.now())
-        reading = self.read_here(db, actor, state.query, scoped) if state.query else None
-        return self.open_preview(db, actor, state.query, INDEX[emotion], scoped,
-                                 reading=reading, recent=recent)
 
     def cancel(self, db: Session, actor: Actor, session_id: str) -> Reply:
         state = self.own_open(db, actor, session_id)
@@ -323,32 +280,8 @@ def _preview_reply(ctx: CoreContext, db: Session, state: sess.SessionState, elig
                        topic=" ".join(reading.topic) if reading else "",
                        topic_only=bool(reading and reading.topic_only),
                        alternatives=switches,
-                       more_feelings=_more_feelings(reading, emotion, switches))
+                       more_feelings=more_feelings(reading, emotion, switches))
     return Reply(kind="preview", text=text, preview=view)
-
-
-def _more_feelings(reading: Reading | None, shown: str, switches: tuple[str, ...]) -> tuple[str, ...]:
-    """Every other feeling, for the "Another feeling…" menu: wherever the preview admits doubt
-    (it offers switches, or its reading is a guess, such as a workspace's pick for words the
-    parser could not read)."""
-    if not switches and not (reading is not None and reading.emotion and reading.intent.is_guess):
-        return ()
-    return tuple(n for n in NAMES if n != shown and n not in switches)
-
-
-def switches_for(reading: Reading | None, shown: str) -> tuple[str, ...]:
-    """The feelings a preview of `shown` offers to switch to: the reading's own answer when
-    the person switched away from it, then its alternatives with a real share, unless the
-    reading was sure; after a "did you mean" pick, its other guesses. None for a topic alone
-    (no feeling was named)."""
-    if reading is None or not (reading.emotion or reading.intent.kind == "did_you_mean"):
-        return ()
-    intent = reading.intent
-    if intent.emotion == shown and intent.confidence >= SWITCH_SURE and not intent.is_guess:
-        return ()
-    min_share = 0.0 if intent.is_guess else SWITCH_MIN_SHARE
-    options = [intent.emotion] + [e for e, p in intent.alternatives if p >= min_share]
-    return tuple(e for e in dict.fromkeys(options) if e in INDEX and e != shown)[:MAX_SWITCHES]
 
 
 def _posted_reply(ctx: CoreContext, db: Session, actor: Actor, emotion_index: int, chosen: str,
@@ -436,4 +369,4 @@ def _or_list(items: tuple[str, ...]) -> str:
     return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
 
 
-__all__ = ["RequestFlow", "switches_for"]
+__all__ = ["RequestFlow"]
