@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -107,25 +108,43 @@ class ResNet50Thin(nn.Module):
 
 def _read_onnx(path: Path) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray, np.ndarray]:
     """Walk the graph: each Conv with its folded bias, in graph order; and the final linear."""
-    import onnx
-    from onnx import numpy_helper
+    graph = _Graph(path)
+    convs = [_folded_conv(graph, node) for node in graph.nodes if node.op_type == "Conv"]
+    matmul = next(n for n in graph.nodes if n.op_type == "MatMul")
+    fc_w = graph.const(matmul.input[1])  # (1024, 2)
+    _, fc_b = graph.next_op(matmul.output[0], "Add")
+    assert fc_b is not None
+    return convs, fc_w.T.astype(np.float32), fc_b.reshape(-1).astype(np.float32)
 
-    graph = onnx.load(str(path)).graph
-    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    alias: dict[str, str] = {}
-    for node in graph.node:
-        if node.op_type in ("Cast", "Identity"):
-            alias[node.output[0]] = alias.get(node.input[0], node.input[0])
-    consumers: dict[str, list] = defaultdict(list)
-    for node in graph.node:
-        for name in node.input:
-            consumers[alias.get(name, name)].append(node)
 
-    def next_op(value: str, op: str) -> tuple[object, np.ndarray | None]:
-        """The single consumer of `value` (through casts/transposes) of type `op`."""
+class _Graph:
+    """An ONNX graph's constants and consumers, seen through its Cast and Identity nodes."""
+
+    def __init__(self, path: Path) -> None:
+        import onnx
+        from onnx import numpy_helper
+
+        graph = onnx.load(str(path)).graph
+        self.nodes = list(graph.node)
+        self.inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+        self.alias: dict[str, str] = {}
+        for node in self.nodes:
+            if node.op_type in ("Cast", "Identity"):
+                self.alias[node.output[0]] = self.alias.get(node.input[0], node.input[0])
+        self.consumers: dict[str, list] = defaultdict(list)
+        for node in self.nodes:
+            for name in node.input:
+                self.consumers[self.alias.get(name, name)].append(node)
+
+    def const(self, name: str) -> np.ndarray:
+        return self.inits[self.alias.get(name, name)]
+
+    def next_op(self, value: str, op: str) -> tuple[Any, np.ndarray | None]:
+        """The single consumer of `value` (through casts/transposes) of type `op`, and its
+        constant input if it has one."""
         seen = value
         while True:
-            nodes = [n for n in consumers[seen] if n.op_type not in ("Cast", "Identity")]
+            nodes = [n for n in self.consumers[seen] if n.op_type not in ("Cast", "Identity")]
             if len(nodes) == 1 and nodes[0].op_type == "Transpose":
                 seen = nodes[0].output[0]
                 continue
@@ -134,28 +153,23 @@ def _read_onnx(path: Path) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndar
         if len(match) != 1:
             raise ValueError(f"open_nsfw.onnx: expected one {op} after {value}, found {len(match)}")
         node = match[0]
-        const = next((inits[alias.get(i, i)] for i in node.input if alias.get(i, i) in inits), None)
+        const = next((self.inits[self.alias.get(i, i)] for i in node.input
+                      if self.alias.get(i, i) in self.inits), None)
         return node, const
 
-    convs: list[tuple[np.ndarray, np.ndarray]] = []
-    for node in graph.node:
-        if node.op_type != "Conv":
-            continue
-        weight = inits[alias.get(node.input[1], node.input[1])]
-        add_b, bias = next_op(node.output[0], "Add")
-        sub, mean = next_op(add_b.output[0], "Sub")  # type: ignore[attr-defined]
-        mul, scale = next_op(sub.output[0], "Mul")  # type: ignore[attr-defined]
-        _, shift = next_op(mul.output[0], "Add")  # type: ignore[attr-defined]
-        assert bias is not None and mean is not None and scale is not None and shift is not None
-        scale_c = scale.reshape(-1)
-        folded_w = weight * scale_c[:, None, None, None]
-        folded_b = (bias.reshape(-1) - mean.reshape(-1)) * scale_c + shift.reshape(-1)
-        convs.append((folded_w.astype(np.float32), folded_b.astype(np.float32)))
-    matmul = next(n for n in graph.node if n.op_type == "MatMul")
-    fc_w = inits[alias.get(matmul.input[1], matmul.input[1])]  # (1024, 2)
-    _, fc_b = next_op(matmul.output[0], "Add")
-    assert fc_b is not None
-    return convs, fc_w.T.astype(np.float32), fc_b.reshape(-1).astype(np.float32)
+
+def _folded_conv(graph: _Graph, node: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A Conv with the Add (bias), Sub (mean), Mul (scale), Add (shift) after it folded in."""
+    weight = graph.const(node.input[1])
+    add_b, bias = graph.next_op(node.output[0], "Add")
+    sub, mean = graph.next_op(add_b.output[0], "Sub")
+    mul, scale = graph.next_op(sub.output[0], "Mul")
+    _, shift = graph.next_op(mul.output[0], "Add")
+    assert bias is not None and mean is not None and scale is not None and shift is not None
+    scale_c = scale.reshape(-1)
+    folded_w = weight * scale_c[:, None, None, None]
+    folded_b = (bias.reshape(-1) - mean.reshape(-1)) * scale_c + shift.reshape(-1)
+    return folded_w.astype(np.float32), folded_b.astype(np.float32)
 
 
 def load_resnet50thin(path: Path | None = None) -> ResNet50Thin:
