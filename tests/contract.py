@@ -172,12 +172,7 @@ async def run_switch_contract(driver: Driver, engine: Engine) -> list[tuple]:
     assert first.alternatives == ("contempt", "disgust", "sadness"), first
     switched = await driver.switch("alice", first, "contempt")
     assert switched.handle != first.handle and switched.alternatives[0] == "anger", switched
-    second = await driver.shuffle("alice", switched)
-    post = await driver.send("alice", second)
-    assert post is not None and post.sha == second.shas[0]
-    got = _sends(engine, {switched.shas[0]: "A", second.shas[0]: "B"})
-    assert got == SWITCH_EXPECTED, f"{driver.platform}: ledger {got} != {SWITCH_EXPECTED}"
-    return got
+    return await _shuffle_send_and_check(driver, engine, switched, SWITCH_EXPECTED)
 
 
 OTHER_EXPECTED = [("send", "fear", "B", "A", False)]
@@ -190,12 +185,7 @@ async def run_other_feeling_contract(driver: Driver, engine: Engine) -> list[tup
     assert "fear" in first.more and not set(first.more) & {"anger", *first.alternatives}, first
     picked = await driver.switch_other("alice", first, "fear")
     assert picked.handle != first.handle and picked.alternatives[0] == "anger", picked
-    second = await driver.shuffle("alice", picked)
-    post = await driver.send("alice", second)
-    assert post is not None and post.sha == second.shas[0]
-    got = _sends(engine, {picked.shas[0]: "A", second.shas[0]: "B"})
-    assert got == OTHER_EXPECTED, f"{driver.platform}: ledger {got} != {OTHER_EXPECTED}"
-    return got
+    return await _shuffle_send_and_check(driver, engine, picked, OTHER_EXPECTED)
 
 
 CHOICE_EXPECTED = [("send", "embarrassment", "B", "A", False)]
@@ -209,17 +199,26 @@ async def run_choice_contract(driver: Driver, engine: Engine) -> list[tuple]:
     assert asked.choices == ("sadness", "embarrassment", "contempt"), asked
     picked = await driver.choose("alice", asked, "embarrassment")
     assert picked.alternatives == ("sadness", "contempt"), picked
-    second = await driver.shuffle("alice", picked)
-    post = await driver.send("alice", second)
-    assert post is not None and post.sha == second.shas[0]
+    got = await _shuffle_send_and_check(driver, engine, picked, CHOICE_EXPECTED)
     again = await driver.request("alice", "/gif welp")  # no question this time: her pick
     assert again.alternatives == ("sadness", "contempt"), again
     asked = await driver.ask("bob", "/gif welp")  # one person's pick is theirs: bob is asked
     assert "fear" in asked.more and not set(asked.more) & set(asked.choices), asked
     menu_pick = await driver.choose_other("bob", asked, "fear")  # any feeling, one pick away
     assert menu_pick.alternatives[:2] == ("sadness", "embarrassment"), menu_pick
+    assert len(_rows(engine)) == len(got), "bob's menu pick recorded something before any Send"
+    return got
+
+
+async def _shuffle_send_and_check(driver: Driver, engine: Engine, picked: Shown,
+                                  expected: list[tuple]) -> list[tuple]:
+    """alice shuffles the preview of the feeling she picked once and sends: the ledger must
+    hold `expected`, the second GIF (B) sent over the first (A) under the feeling picked."""
+    second = await driver.shuffle("alice", picked)
+    post = await driver.send("alice", second)
+    assert post is not None and post.sha == second.shas[0]
     got = _sends(engine, {picked.shas[0]: "A", second.shas[0]: "B"})
-    assert got == CHOICE_EXPECTED, f"{driver.platform}: ledger {got} != {CHOICE_EXPECTED}"
+    assert got == expected, f"{driver.platform}: ledger {got} != {expected}"
     return got
 
 

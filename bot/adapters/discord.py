@@ -50,7 +50,7 @@ from bot.flows.admin import (
     SetRating,
     ShowChannel,
     Stats,
-    parse_admin,
+    hide_command,
 )
 from bot.health import get_health
 from bot.hints import typing_hint
@@ -386,12 +386,12 @@ class AdminCog(_CoreCog, name="moodgif admin"):
     @admin.command(name="hide", description="never offer a GIF in this server again (the last one posted here, or by SHA)")
     @app_commands.describe(gif="last (the default), 8+ hex digits of its SHA-256, or list")
     async def admin_hide(self, interaction: discord.Interaction, gif: str = "last") -> None:
-        await self._admin(interaction, parse_admin("hide", [gif.strip()]))
+        await self._admin(interaction, hide_command("hide", gif))
 
     @admin.command(name="unhide", description="offer a hidden GIF again")
     @app_commands.describe(gif="8+ hex digits of its SHA-256 (see hide gif:list), or all")
     async def admin_unhide(self, interaction: discord.Interaction, gif: str) -> None:
-        await self._admin(interaction, parse_admin("unhide", [gif.strip()]))
+        await self._admin(interaction, hide_command("unhide", gif))
 
     @admin.command(name="retrain", description="refit from the votes and retrain now")
     async def admin_retrain(self, interaction: discord.Interaction) -> None:

@@ -1,7 +1,8 @@
 """Admin commands as typed values, and what each one does.
 
 Discord's slash commands and the web form already have typed options: they build a command
-object directly (`AddPool("cats", "giphy:cats")`) and call `BotCore.run_admin`. Only Slack's
+object directly (`AddPool("cats", "giphy:cats")`; `hide_command` for a GIF named by one word) and
+call `BotCore.run_admin`. Only Slack's
 `/gif-admin` is a line of text: `parse_admin` turns its words into the same objects, so the
 words are parsed in one place and no adapter rebuilds a string for the core to re-parse.
 """
@@ -151,12 +152,14 @@ def parse_admin(command: str, args: list[str] | tuple[str, ...] = ()) -> AdminCo
             return ForgetPhrase(" ".join(args[1:]))
         return Help(PHRASES_USAGE)
     if command in {"hide", "unhide", "hidden"}:
-        return _parse_hide(command, args)
+        return hide_command(command, args[0] if args else "")
     return {"retrain": Retrain(), "stats": Stats()}.get(command, Help())
 
 
-def _parse_hide(command: str, args: list[str]) -> AdminCommand:
-    gif = args[0].lower() if args else ""
+def hide_command(command: str, gif: str) -> AdminCommand:
+    """`hide`, `unhide` or `hidden` with the one word an admin typed (Slack's words and
+    Discord's `gif` option alike): which GIF, checked here once."""
+    gif = gif.strip().lower()
     if command == "hidden" or gif == "list":
         return ListHidden()
     if command == "hide" and (not gif or gif == "last"):
@@ -303,4 +306,4 @@ def _setting_line(key: str, value: Any) -> str:
 
 __all__ = ["ADMIN_HELP", "AddPool", "AdminCommand", "AdminFlow", "ForgetPhrase", "Help", "HideGif",
            "ListHidden", "ListPhrases", "ListPools", "Retrain", "SetChannel", "SetRating", "ShowChannel",
-           "Stats", "UnhideGif", "parse_admin"]
+           "Stats", "UnhideGif", "hide_command", "parse_admin"]
