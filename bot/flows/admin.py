@@ -18,7 +18,9 @@ from sqlalchemy.orm import Session
 
 from bot import session as sess
 from bot.events import Actor, Reply
+from bot.flows import hiding
 from bot.flows.context import CoreContext
+from bot.flows.hiding import HideGif, ListHidden, UnhideGif
 from bot.flows.jobs import POOL_ADD, RETRAIN, JobQueue
 from bot.flows.reports import Reports
 from bot.learned_phrases import MIN_PEOPLE, phrase_key, workspace_phrases
@@ -84,21 +86,6 @@ class ListPhrases:
 @dataclass(frozen=True)
 class ForgetPhrase:
     words: str  # as typed; matched as bot.learned_phrases.phrase_key matches requests
-
-
-@dataclass(frozen=True)
-class HideGif:
-    gif: str  # "last": the GIF last posted in this channel; else 8+ hex digits of its SHA-256
-
-
-@dataclass(frozen=True)
-class UnhideGif:
-    gif: str  # 8+ hex digits of a hidden GIF's SHA-256, or "all"
-
-
-@dataclass(frozen=True)
-class ListHidden:
-    pass
 
 
 @dataclass(frozen=True)
@@ -215,7 +202,7 @@ class AdminFlow:
                 return Reply(kind="ack", text=f"Nothing was learned for “{key[:80]}” here.")
             return Reply(kind="ack", text=f"Forgot “{key[:80]}”: its {n} previews teach nothing now.")
         if isinstance(cmd, HideGif | UnhideGif | ListHidden):
-            return Reply(kind="ack", text=self._hiding(db, actor, cmd))
+            return Reply(kind="ack", text=hiding.answer(self.ctx, db, actor, cmd))
         if isinstance(cmd, SetChannel):
             key = CHANNEL_KEYS.get(cmd.key.lower(), cmd.key)
             value = sess.set_scoped(db, actor.platform, actor.workspace, actor.channel, key,
@@ -223,44 +210,6 @@ class AdminFlow:
             shown = "the default" if value is None else _shown(value) or "every pool"
             return Reply(kind="ack", text=f"{key} for this channel is now {shown}.")
         raise TypeError(f"not an admin command: {cmd!r}")
-
-    def _hiding(self, db: Session, actor: Actor, cmd: HideGif | UnhideGif | ListHidden) -> str:
-        """Hide a GIF from this workspace (the workspace's `hidden_gifs`), show it again, or list."""
-        hidden = list(sess.get_scoped(db, self.ctx.settings, actor.platform, actor.workspace, "",
-                                      "hidden_gifs"))
-        if not hidden and not isinstance(cmd, HideGif):
-            return "No GIF is hidden in this workspace."
-        if isinstance(cmd, ListHidden):
-            return "Hidden in this workspace (`unhide SHA` shows one again):\n" + "\n".join(
-                f"{sha[:12]}  {self._title(db, sha)}" for sha in hidden)
-        if isinstance(cmd, UnhideGif):
-            gone = hidden if cmd.gif == "all" else [s for s in hidden if s.startswith(cmd.gif)]
-            if len(gone) != 1 and cmd.gif != "all":
-                return (f"No hidden GIF starts with {cmd.gif}." if not gone
-                        else f"{cmd.gif} matches {len(gone)} hidden GIFs; give more digits.")
-            sess.set_scoped(db, actor.platform, actor.workspace, "", "hidden_gifs",
-                            [s for s in hidden if s not in gone] or None)
-            return f"Shown again: {len(gone)} GIF(s)."
-        sha = self._which_gif(db, actor, cmd.gif)
-        if sha is None:
-            return ("No GIF was posted in this channel yet." if cmd.gif == "last"
-                    else f"No GIF here has a SHA-256 starting with {cmd.gif}, or more than one does.")
-        sess.set_scoped(db, actor.platform, actor.workspace, "", "hidden_gifs", [*hidden, sha])
-        return (f"Hidden: {self._title(db, sha)} ({sha[:12]}). moodgif will not offer it in this workspace "
-                f"again (`unhide {sha[:12]}` undoes it); a message that already shows it stays until "
-                "someone deletes it.")
-
-    def _which_gif(self, db: Session, actor: Actor, gif: str) -> str | None:
-        if gif == "last":
-            return sess.last_post_in(db, actor.platform, actor.workspace, actor.channel)
-        matches = [sha for sha in self.ctx.ranker.matrix().shas if sha.startswith(gif)]
-        return matches[0] if len(matches) == 1 else None
-
-    def _title(self, db: Session, sha: str) -> str:
-        cards = self.ctx.cards(db, [sha], "")
-        if not cards:
-            return "a GIF no longer stored"
-        return f"“{cards[0].title[:60]}”" if cards[0].title else "an untitled GIF"
 
     def _phrases_text(self, db: Session, actor: Actor) -> str:
         days = self.ctx.settings.chat.phrase_memory_days

@@ -17,8 +17,7 @@ async def choose(ctx: SlackContext, ack: Any, body: dict[str, Any], action: dict
                  client: AsyncWebClient) -> None:
     await ack()
     actor = action_actor(body)
-    value = action.get("value") or (action.get("selected_option") or {}).get("value") or ""  # a button, or the menu
-    ask_id, sep, emotion = value.rpartition("|")
+    ask_id, sep, emotion = _value(action).rpartition("|")
     if sep:  # a "did you mean" button: the words asked about, as that feeling
         reply = await ctx.core.choose(actor, ask_id, emotion)
     else:  # the help's list: the feeling's name as a request
@@ -39,8 +38,7 @@ async def switch(ctx: SlackContext, ack: Any, body: dict[str, Any], action: dict
     """A switch button, or the "Another feeling…" menu (its option carries the same value)."""
     await ack()
     actor = action_actor(body)
-    value = action.get("value") or (action.get("selected_option") or {}).get("value") or ""
-    session_id, _, emotion = value.partition("|")
+    session_id, _, emotion = _value(action).partition("|")
     reply = await ctx.core.switch(actor, session_id, emotion)
     await ctx.answer_click(reply, respond, client, actor)
 
@@ -109,3 +107,8 @@ async def poll_answer(ctx: SlackContext, ack: Any, body: dict[str, Any], action:
         await respond(replace_original=True, **blocks.text_message(reply.text or "Thanks for voting!"))
     else:
         await ctx.answer_click(reply, respond, client, actor)
+
+
+def _value(action: dict[str, Any]) -> str:
+    """A button's value, or the value of the option picked in an "Another feeling…" menu."""
+    return action.get("value") or (action.get("selected_option") or {}).get("value") or ""
