@@ -25,6 +25,7 @@ preview's switches.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass
@@ -32,9 +33,16 @@ from dataclasses import dataclass
 from bot.intent import Intent
 from bot.topics import Reading
 from scorer.emotions import NAMES
+from scorer.settings import Settings
 
 MIN_PEOPLE = 2  # different people whose latest Send agrees before the workspace's pick applies
 KEY_CHARS = 200  # the key column's width; longer requests are keyed by their start
+
+
+def memory_since(settings: Settings, now: dt.datetime) -> dt.datetime | None:
+    """The oldest Send that still teaches (`chat.phrase_memory_days`); None: learning is off."""
+    days = settings.chat.phrase_memory_days
+    return now - dt.timedelta(days=days) if days > 0 else None
 
 
 def phrase_key(query: str) -> str:
@@ -126,4 +134,4 @@ def read_as_learned(reading: Reading, learned: Learned) -> Reading:
 
 
 __all__ = ["KEY_CHARS", "MIN_PEOPLE", "Learned", "WorkspacePhrase", "is_sure", "learned_feeling",
-           "phrase_key", "read_as_learned", "workspace_phrases"]
+           "memory_since", "phrase_key", "read_as_learned", "workspace_phrases"]

@@ -8,6 +8,7 @@ top GIFs is the ranker's (`bot.ranking.rank` without exploration), "voted" is th
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 from typing import Any
 
@@ -15,14 +16,18 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from bot import session as sess
 from bot.events import gif_url
+from bot.learned_phrases import memory_since, workspace_phrases
 from bot.ranking import ScoreMatrix, rank
+from bot.scoped_settings import workspaces_setting
 from scorer.emotions import NAMES
-from scorer.settings import RATINGS
+from scorer.settings import RATINGS, Settings
 from scorer.store import Gif, session_scope
 from training.ledger_report import compared
 
 TOP_K = 24
+ACTIVE_DAYS = 90  # the workspaces listed when learning words is off (no memory window)
 
 
 def ranked_count(matrix: ScoreMatrix, pool: str) -> int:
@@ -51,6 +56,33 @@ def gif_words(engine: Engine, shas: list[str]) -> dict[str, dict[str, Any]]:
     with session_scope(engine) as s:
         return {g.sha256: {"title": g.title or "", "tags": list(g.tags or []), "slug": g.slug or ""}
                 for g in s.scalars(select(Gif).where(Gif.sha256.in_(shas)))}
+
+
+def workspace_rows(engine: Engine, settings: Settings, now: dt.datetime,
+                   limit: int = 50) -> list[dict[str, Any]]:
+    """The workspaces an operator looks after: those with previews in the phrase memory's
+    window (else the last `ACTIVE_DAYS`; the most recently active first, at most `limit`) and those that hide GIFs; each
+    with the words its people's Sends have taught (`bot.learned_phrases`) and its hidden GIFs.
+    The same facts as a chat admin's `phrases` and `hidden`, for every workspace at once."""
+    since = memory_since(settings, now)
+    active_since = since or now - dt.timedelta(days=ACTIVE_DAYS)
+    seen = {(p, w): {"previews": n, "last_active": at}
+            for p, w, n, at in sess.active_workspaces(engine, active_since, limit)}
+    hidden = {(p, w): list(v or []) for p, w, v in workspaces_setting(engine, "hidden_gifs") if v}
+    words = gif_words(engine, sorted({sha for shas in hidden.values() for sha in shas}))
+    rows = []
+    for platform, workspace in [*seen, *(k for k in hidden if k not in seen)]:
+        phrases = ([] if since is None else
+                   workspace_phrases(sess.phrase_sends(engine, platform, workspace, since), limit=100))
+        rows.append({
+            "platform": platform, "workspace": workspace,
+            **seen.get((platform, workspace), {"previews": 0, "last_active": None}),
+            "phrases": [{"words": p.key, "emotion": p.learned.emotion, "people": p.learned.people,
+                         "senders": p.learned.senders} for p in phrases],
+            "hidden": [{"sha256": sha, "title": words.get(sha, {}).get("title", ""),
+                        "stored": sha in words} for sha in hidden.get((platform, workspace), [])],
+        })
+    return rows
 
 
 def top_gifs(engine: Engine, matrix: ScoreMatrix, emotion: int, k: int = TOP_K) -> list[dict[str, Any]]:

@@ -160,6 +160,16 @@ def list_scoped(db: Db, platform: str, workspace: str) -> list[tuple[str, str, A
     return [(c, k, v.get("v") if isinstance(v, dict) else v) for c, k, v in rows]
 
 
+def workspaces_setting(db: Db, key: str) -> list[tuple[str, str, Any]]:
+    """(platform, workspace, value) of every workspace-scope row of `key` (the web admin's
+    list of what each workspace hides)."""
+    _check_key(key)
+    with unit_of_work(db) as s:
+        rows = s.execute(select(ScopedSetting.platform, ScopedSetting.workspace, ScopedSetting.value)
+                         .where(ScopedSetting.key == key, ScopedSetting.channel == "")).all()
+    return [(p, w, v.get("v") if isinstance(v, dict) else v) for p, w, v in rows]
+
+
 def any_scope_sets(db: Db, platform: str, key: str, value: Any) -> bool:
     """Does some workspace or channel of this platform set `key` to `value`? (Discord: watch.)"""
     _check_key(key)

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.engine import Engine, Row
 from sqlalchemy.orm import Session
 
@@ -307,6 +307,18 @@ def phrase_sends(db: Db, platform: str, workspace: str, since: dt.datetime,
          .order_by(ChatSession.updated_at.desc()).limit(limit))
     with unit_of_work(db) as s:
         return [(k, u, int(e)) for k, u, e in s.execute(q)]
+
+
+def active_workspaces(db: Db, since: dt.datetime, limit: int = 50) -> list[tuple[str, str, int, dt.datetime]]:
+    """(platform, workspace, previews, last active) of the workspaces with previews since
+    `since`, the most recently active first: the web admin's list of workspaces."""
+    last = func.max(ChatSession.updated_at)
+    with unit_of_work(db) as s:
+        rows = s.execute(select(ChatSession.platform, ChatSession.workspace, func.count(), last)
+                         .where(ChatSession.updated_at >= since, ChatSession.kind == "preview")
+                         .group_by(ChatSession.platform, ChatSession.workspace)
+                         .order_by(last.desc()).limit(limit)).all()
+    return [(p, w, int(n), at) for p, w, n, at in rows]
 
 
 def forget_phrase(db: Db, platform: str, workspace: str, key: str) -> int:

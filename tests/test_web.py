@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bot.adapters.web import build_app
 from bot.core import BotCore
+from bot.events import Actor
 from bot.intent import IntentParser
 from scorer.store import Comparison, session_scope
 
@@ -118,7 +119,7 @@ async def test_admin_pages_render(web) -> None:  # type: ignore[no-untyped-def]
 
 async def test_admin_and_playground_need_local_or_token(web) -> None:  # type: ignore[no-untyped-def]
     proxied = {"X-Forwarded-For": "203.0.113.9"}
-    for path in ("/", "/admin", "/admin/comparisons"):
+    for path in ("/", "/admin", "/admin/comparisons", "/admin/workspaces"):
         assert (await web.get(path, headers=proxied)).status == 403
     assert (await web.post("/api/request", json={"text": "happy"}, headers=proxied)).status == 403
     wrong = {**proxied, "Authorization": "Bearer nope"}
@@ -271,3 +272,68 @@ async def test_emotion_hints_come_from_the_core(web) -> None:  # type: ignore[no
     hint = await (await web.get("/api/emotions", params={"q": "ugh"})).json()
     assert hint["reading"] == "anger (or contempt / disgust / sadness)"  # what the preview will offer
     assert (await (await web.get("/api/emotions")).json())["reading"] == ""
+
+
+async def _teach(core: BotCore, actor: Actor, words: str, emotion: str) -> str:
+    """`actor` asks for `words`, switches to `emotion` and sends; the GIF posted."""
+    r = await core.request(actor, words)
+    if r.preview.emotion != emotion:
+        r = await core.switch(actor, r.preview.session_id, emotion)
+    posted = await core.send(actor, r.preview.session_id)
+    assert posted.kind == "posted", posted
+    return posted.post.card.sha256
+
+
+async def test_admin_sees_each_workspaces_words_and_hidden_gifs_and_undoes_them(web) -> None:  # type: ignore[no-untyped-def]
+    import re
+
+    core = web.core
+    people = {who: Actor("slack", "T1", "C1", who) for who in ("alice", "bob", "carol")}
+    for who in ("alice", "bob"):
+        sent = await _teach(core, people[who], "ugh", "contempt")  # the lexicon reads anger
+    await _teach(core, Actor("discord", "G9", "c", "dan"), "<b>meh</b>", "sadness")
+    admin = Actor("slack", "T1", "C1", "ada", is_admin=True)
+    assert (await core.admin(admin, "hide", ["last"])).text.startswith("Hidden: ")
+    assert (await core.request(people["carol"], "ugh")).preview.emotion == "contempt"
+
+    rows = await (await web.get("/admin/workspaces?format=json")).json()
+    t1 = next(w for w in rows if w["workspace"] == "T1")
+    assert t1["platform"] == "slack" and t1["previews"] >= 3
+    assert t1["phrases"] == [{"words": "ugh", "emotion": "contempt", "people": 2, "senders": 2}]
+    assert [h["sha256"] for h in t1["hidden"]] == [sent] and t1["hidden"][0]["stored"]
+    g9 = next(w for w in rows if w["workspace"] == "G9")
+    assert g9["phrases"] == [] and g9["hidden"] == []  # one person's pick is theirs alone
+    page = await (await web.get("/admin/workspaces")).text()
+    assert "slack · T1" in page and "“ugh”" in page and "2 of 2" in page and sent[:12] in page
+    csrf = re.search(r"name=csrf value='([^']+)'", page).group(1)
+
+    form = {"platform": "slack", "workspace": "T1", "csrf": csrf}
+    forgot = await web.post("/admin/workspaces/forget", data={**form, "words": "UGH!"},
+                            allow_redirects=False)
+    assert forgot.status == 303 and forgot.headers["Location"] == "/admin/workspaces"
+    assert (await core.request(people["carol"], "ugh")).preview.emotion == "anger"  # the parser again
+    shown = await web.post("/admin/workspaces/unhide", data={**form, "sha256": sent},
+                           headers={"Accept": "application/json"})
+    assert (await shown.json())["text"] == "Shown again: 1 GIF(s)."
+    t1 = next(w for w in await (await web.get("/admin/workspaces?format=json")).json() if w["workspace"] == "T1")
+    assert t1["phrases"] == [] and t1["hidden"] == []
+
+    # another workspace's words are untouched; bad forms are a clear 400, a forged one a 403
+    bad = [("/admin/workspaces/forget", {**form, "words": ""}),
+           ("/admin/workspaces/forget", {**form, "platform": "irc", "words": "ugh"}),
+           ("/admin/workspaces/forget", {**form, "workspace": "../T1", "words": "ugh"}),
+           ("/admin/workspaces/unhide", {**form, "sha256": "zz"})]
+    for path, data in bad:
+        resp = await web.post(path, data=data)
+        assert resp.status == 400 and (await resp.text()).strip(), (path, data)
+    forged = await web.post("/admin/workspaces/forget", data={**form, "csrf": "x", "words": "ugh"})
+    assert forged.status == 403
+    assert (await web.post("/admin/workspaces/forget", data={**form, "words": "nothing here"},
+                           headers={"Accept": "application/json"})).status == 200
+
+
+async def test_the_workspaces_page_escapes_what_people_typed(web) -> None:  # type: ignore[no-untyped-def]
+    for who in ("alice", "bob"):
+        await _teach(web.core, Actor("slack", "T1", "C1", who), "ugh <script>", "fear")
+    page = await (await web.get("/admin/workspaces")).text()
+    assert "<script" not in page and "“ugh &lt;script&gt;”" in page

@@ -39,7 +39,8 @@ from bot import reports
 from bot.adapters.web_guard import CSRF_FIELD, Access, guard
 from bot.core import BotCore
 from bot.events import Actor, GifCard, PostView, Reply, gif_url
-from bot.flows.admin import AddPool, Retrain
+from bot.flows.admin import AddPool, AdminCommand, ForgetPhrase, Retrain
+from bot.flows.hiding import UnhideGif
 from bot.hints import typing_hint
 from scorer.emotions import INDEX, NAMES
 from scorer.settings import Settings
@@ -57,6 +58,9 @@ DEFAULT_CHANNEL = "general"
 USER_COOKIE = "moodgif_user"
 _SHA_FILE = re.compile(r"^([0-9a-f]{64})\.(gif|webp)$")
 _NAME = re.compile(r"^[\w.-]{1,64}$")  # user and channel names a request may pick
+_SHA_PREFIX = re.compile(r"^[0-9a-f]{8,64}$")
+PLATFORMS = ("slack", "discord", "web")
+MAX_WORDS = 500
 CORE_KEY: web.AppKey[BotCore] = web.AppKey("moodgif_core", BotCore)
 SETTINGS_KEY: web.AppKey[Settings] = web.AppKey("moodgif_settings", Settings)
 ENGINE_KEY: web.AppKey[Engine] = web.AppKey("moodgif_engine", Engine)
@@ -298,12 +302,17 @@ async def admin_pools_add(request: web.Request) -> web.Response:
     name, source = str(form.get("name", "")).strip(), str(form.get("source", "")).strip()
     if not _NAME.match(name) or not source:
         raise web.HTTPBadRequest(text="a pool needs a name (letters, digits, . _ -) and a source\n")
-    reply = await request.app[CORE_KEY].run_admin(_admin_actor(), AddPool(name, source))
+    return await _run_admin(request, _admin_actor(), AddPool(name, source), back="/admin")
+
+
+async def _run_admin(request: web.Request, actor: Actor, command: AdminCommand, back: str) -> web.Response:
+    """An admin command from a form: its reply as JSON when asked, else back to the page."""
+    reply = await request.app[CORE_KEY].run_admin(actor, command)
     if _wants_json(request):
         return web.json_response(reply_json(reply))
     if reply.kind == "error":
         raise web.HTTPBadRequest(text=(reply.text or "refused") + "\n")
-    raise web.HTTPSeeOther("/admin")
+    raise web.HTTPSeeOther(back)
 
 
 async def admin_retrain(request: web.Request) -> web.Response:
@@ -353,6 +362,41 @@ async def admin_retrains(request: web.Request) -> web.Response:
     if request.query.get("format") == "json":
         return web.json_response(runs, dumps=lambda o: json.dumps(o, default=str))
     return _page(request, "retrains.html", "Retrain history", runs=runs)
+
+
+async def admin_workspaces(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS_KEY]
+    rows = await _db(reports.workspace_rows, request.app[ENGINE_KEY], settings,
+                     request.app[CORE_KEY].ctx.now())
+    if request.query.get("format") == "json":
+        return web.json_response(rows, dumps=lambda o: json.dumps(o, default=str))
+    return _page(request, "workspaces.html", "Workspaces", rows=rows,
+                 memory_days=settings.chat.phrase_memory_days)
+
+
+async def admin_forget_words(request: web.Request) -> web.Response:
+    form = await request.post()
+    words = str(form.get("words", "")).strip()
+    if not words:
+        raise web.HTTPBadRequest(text="which words? (the `words` field is empty)\n")
+    return await _run_admin(request, _workspace_admin(form), ForgetPhrase(words[:MAX_WORDS]),
+                            back="/admin/workspaces")
+
+
+async def admin_unhide(request: web.Request) -> web.Response:
+    form = await request.post()
+    sha = str(form.get("sha256", "")).strip().lower()
+    if not _SHA_PREFIX.match(sha):
+        raise web.HTTPBadRequest(text="sha256: 8 to 64 hex digits of a hidden GIF's SHA-256\n")
+    return await _run_admin(request, _workspace_admin(form), UnhideGif(sha), back="/admin/workspaces")
+
+
+def _workspace_admin(form: Any) -> Actor:
+    """The operator acting as an admin of one workspace (the form's `platform` and `workspace`)."""
+    platform, workspace = str(form.get("platform", "")), str(form.get("workspace", ""))
+    if platform not in PLATFORMS or not _NAME.match(workspace):
+        raise web.HTTPBadRequest(text=f"platform: one of {', '.join(PLATFORMS)}; workspace: its ID\n")
+    return Actor(platform, workspace, "", "admin", "admin", is_admin=True)
 
 
 def metrics_line(metrics: dict | None) -> str:
@@ -405,4 +449,7 @@ def build_app(core: BotCore, settings: Settings, engine: Engine) -> web.Applicat
     app.router.add_get("/admin/plot/{emotion}.png", admin_plot)
     app.router.add_get("/admin/comparisons", admin_comparisons)
     app.router.add_get("/admin/retrains", admin_retrains)
+    app.router.add_get("/admin/workspaces", admin_workspaces)
+    app.router.add_post("/admin/workspaces/forget", admin_forget_words)
+    app.router.add_post("/admin/workspaces/unhide", admin_unhide)
     return app

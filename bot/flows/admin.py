@@ -9,7 +9,6 @@ words are parsed in one place and no adapter rebuilds a string for the core to r
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +22,7 @@ from bot.flows.context import CoreContext
 from bot.flows.hiding import HideGif, ListHidden, UnhideGif
 from bot.flows.jobs import POOL_ADD, RETRAIN, JobQueue
 from bot.flows.reports import Reports
-from bot.learned_phrases import MIN_PEOPLE, phrase_key, workspace_phrases
+from bot.learned_phrases import MIN_PEOPLE, memory_since, phrase_key, workspace_phrases
 from scorer.settings import RATINGS
 
 ADMIN_HELP = """Admin commands:
@@ -213,9 +212,9 @@ class AdminFlow:
 
     def _phrases_text(self, db: Session, actor: Actor) -> str:
         days = self.ctx.settings.chat.phrase_memory_days
-        if days <= 0:
+        since = memory_since(self.ctx.settings, self.ctx.now())
+        if since is None:
             return "Learning a workspace's words is off (MOODGIF_PHRASE_MEMORY_DAYS=0)."
-        since = self.ctx.now() - dt.timedelta(days=days)
         phrases = workspace_phrases(sess.phrase_sends(db, actor.platform, actor.workspace, since))
         if not phrases:
             return (f"No words read the workspace's way yet: {MIN_PEOPLE} people must send the same "

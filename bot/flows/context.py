@@ -33,7 +33,7 @@ from bot.flows.switches import SWITCH_SURE
 
 # One length limit for a request: the parser reads no further, the core refuses longer.
 from bot.intent import MAX_CHARS as MAX_TEXT_CHARS
-from bot.learned_phrases import is_sure, learned_feeling, phrase_key, read_as_learned
+from bot.learned_phrases import is_sure, learned_feeling, memory_since, phrase_key, read_as_learned
 from bot.ranking import Ranker
 from bot.scoped_settings import SCOPED_ROWS, resolve_rows, scope_params
 from bot.topics import Reading
@@ -195,11 +195,10 @@ class CoreContext:
         """`read`, with the feeling as the asker or people in this workspace sent the same
         words before (bot.learned_phrases), where the reading admits doubt."""
         reading = self.read(query)
-        days = self.settings.chat.phrase_memory_days
-        if (not scoped.learn_phrases or days <= 0 or is_sure(reading, SWITCH_SURE)
+        since = memory_since(self.settings, self.now())
+        if (not scoped.learn_phrases or since is None or is_sure(reading, SWITCH_SURE)
                 or reading.intent.kind not in ("match", "did_you_mean", "unknown")):
             return reading
-        since = self.now() - dt.timedelta(days=days)
         latest = sess.latest_sends_for(db, actor.platform, actor.workspace, phrase_key(query), since)
         learned = learned_feeling(latest, self.who(actor), reading, sure=SWITCH_SURE)
         return reading if learned is None else read_as_learned(reading, learned)
