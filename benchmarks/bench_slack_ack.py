@@ -9,10 +9,9 @@ serve's scheduler runs it (`bot.retrain_worker`).
 
 Per request it measures the ack (HTTP 200 of the slash command: Slack's 3-second limit) and
 the preview (the response_url message arriving). Rounds: idle, then with the retrain
-running, with the adapter's ack-first path (the 200 before any work) and with the ack left
-to bolt (`bot.adapters.slack.ACK_FIRST = False`, the former behaviour), in the same run; the
-loaded rounds alternate the worker at niceness 0 (as before) and at `retrain_worker_nice`
-(`--pairs` times); prints p50/p99/max and the ratios, and exits 1 if any ack took 3 s or more or a
+running, each with the adapter's ack-first path (the 200 before any work) and with the
+ack left to bolt (`bot.adapters.slack.ACK_FIRST = False`, the former behaviour), in the
+same run; prints p50/p99/max and the ratios, and exits 1 if any ack took 3 s or more or a
 preview was not delivered.
 
     .venv/bin/python benchmarks/bench_slack_ack.py [--requests 200] [--count 120] [--home DIR]
@@ -174,72 +173,48 @@ async def main_async(args: argparse.Namespace) -> int:
     idle_old = await round_("idle, ack in bolt")
     slack_adapter.ACK_FIRST = True
     idle = await round_("idle")
-
-    nice = settings.training.retrain_worker_nice
-    loaded: dict[str, list[dict]] = {"equal": [], "niced": [], "bolt": []}
-    runs: list[tuple[float, float, str]] = []
-    overlap = loaded_s = 0.0
-    # The worker at niceness 0 (as before) and at the default, alternating, each pair in one
-    # run: the machine's load drifts between minutes more than between these rounds.
-    for phase in (("niced", "equal") if args.niced_first else ("equal", "niced")) * args.pairs:
-        loop_thread = RetrainLoop(settings.override(training__retrain_worker_nice=0 if phase == "equal" else nice),
-                                  engine)
-        loop_thread.start()
-        await asyncio.to_thread(loop_thread.started_run.wait, 120)
-        await asyncio.sleep(args.settle)  # past the child's start-up, into its training
-        t_load = time.perf_counter()
-        loaded[phase].append(await round_(f"retrain, nice {0 if phase == 'equal' else nice}"))
-        if phase == "niced" and not loaded["bolt"]:
-            slack_adapter.ACK_FIRST = False
-            loaded["bolt"].append(await round_("retrain, ack in bolt"))
-            slack_adapter.ACK_FIRST = True
-        t_end = time.perf_counter()
-        loop_thread.stop_flag.set()
-        await asyncio.to_thread(loop_thread.join, 600)
-        runs += loop_thread.runs
-        loaded_s += t_end - t_load
-        overlap += sum(max(0.0, min(e, t_end) - max(s, t_load)) for s, e, _ in loop_thread.runs)
+    loop_thread = RetrainLoop(settings, engine)
+    loop_thread.start()
+    await asyncio.to_thread(loop_thread.started_run.wait, 120)
+    t_load = time.perf_counter()
+    busy = await round_("retrain running")
+    slack_adapter.ACK_FIRST = False
+    busy_old = await round_("retrain, ack in bolt")
+    slack_adapter.ACK_FIRST = True
+    t_end = time.perf_counter()
+    loop_thread.stop_flag.set()
     child.stdin.write(b'{"go": false}\n')
     await child.stdin.drain()
+    await asyncio.to_thread(loop_thread.join, 600)
     await child.wait()
     await runner.cleanup()
 
-    def merged(rounds: list[dict], label: str) -> dict:
-        return {"label": label, **{k: [x for r in rounds for x in r[k]] for k in ("acks", "statuses", "previews")}}
-
-    equal, busy = merged(loaded["equal"], "retrain, nice 0"), merged(loaded["niced"], f"retrain, nice {nice}")
-    busy_old = merged(loaded["bolt"], "retrain, ack in bolt")
+    overlap = sum(max(0.0, min(e, t_end) - max(s, t_load)) for s, e, _ in loop_thread.runs)
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, "
           f"python {platform.python_version()}")
-    print(f"{args.requests} concurrent signed /gif requests on loopback, demo pool of {args.count} GIFs; "
-          f"loaded rounds: {args.pairs} pair(s) of worker at nice 0 / nice {nice}, alternating")
-    print(f"{'round':20} {'ack p50':>9} {'ack p99':>9} {'ack max':>9} {'preview p50':>12} {'preview p99':>12} "
+    print(f"{args.requests} concurrent signed /gif requests on loopback, demo pool of {args.count} GIFs")
+    print(f"{'round':18} {'ack p50':>9} {'ack p99':>9} {'ack max':>9} {'preview p50':>12} {'preview p99':>12} "
           f"{'non-200':>8}")
-    for r in (idle_old, idle, equal, busy, busy_old):
+    for r in (idle_old, idle, busy, busy_old):
         bad = sum(1 for s in r["statuses"] if s != 200)
-        print(f"{r['label']:20} {pct(r['acks'], 50):8.1f}ms {pct(r['acks'], 99):8.1f}ms "
+        print(f"{r['label']:18} {pct(r['acks'], 50):8.1f}ms {pct(r['acks'], 99):8.1f}ms "
               f"{max(r['acks']) * 1e3:8.1f}ms {pct(r['previews'], 50):11.1f}ms {pct(r['previews'], 99):11.1f}ms "
               f"{bad:>8}")
-    for i, (a, b) in enumerate(zip(loaded["equal"], loaded["niced"], strict=True), 1):
-        print(f"pair {i}: ack p99 nice 0 {pct(a['acks'], 99):.1f} ms -> nice {nice} {pct(b['acks'], 99):.1f} ms "
-              f"({pct(a['acks'], 99) / pct(b['acks'], 99):.1f}x); preview p99 {pct(a['previews'], 99):.0f} -> "
-              f"{pct(b['previews'], 99):.0f} ms")
-    print(f"ratio ack p99 retrain/idle: nice 0 {pct(equal['acks'], 99) / pct(idle['acks'], 99):.2f}x, "
-          f"nice {nice} {pct(busy['acks'], 99) / pct(idle['acks'], 99):.2f}x; previews delivered: idle "
-          f"{len(idle['previews'])}/{args.requests}, retrain {len(busy['previews']) + len(equal['previews'])}/"
-          f"{args.requests * 2 * args.pairs}")
+    print(f"ratio ack p99 retrain/idle: {pct(busy['acks'], 99) / pct(idle['acks'], 99):.2f}x; "
+          f"previews delivered: idle {len(idle['previews'])}/{args.requests}, retrain "
+          f"{len(busy['previews'])}/{args.requests}")
     print(f"ack p99, acked before the work vs inside bolt (same run): idle "
           f"{pct(idle_old['acks'], 99) / pct(idle['acks'], 99):.1f}x lower, retrain running "
-          f"{pct(busy_old['acks'], 99) / pct(loaded['niced'][0]['acks'], 99):.1f}x lower; target p99 <= 100 ms: "
+          f"{pct(busy_old['acks'], 99) / pct(busy['acks'], 99):.1f}x lower; target p99 <= 100 ms: "
           f"idle {'met' if pct(idle['acks'], 99) <= 100 else 'MISSED'}, retrain "
           f"{'met' if pct(busy['acks'], 99) <= 100 else 'MISSED'} "
           f"(load average {os.getloadavg()[0]:.1f})")
-    statuses = [s for _a, _b, s in runs]
+    statuses = [s for _a, _b, s in loop_thread.runs]
     print(f"retrain runs during the benchmark: {len(statuses)} ({', '.join(statuses)}); "
-          f"retrain overlapped {overlap:.1f} s of the {loaded_s:.1f} s loaded rounds")
-    worst = max(idle["acks"] + busy["acks"] + equal["acks"])
-    ok = worst < 3.0 and all(s == 200 for s in idle["statuses"] + busy["statuses"] + equal["statuses"]) and len(
-        idle["previews"]) * 2 * args.pairs == len(busy["previews"]) + len(equal["previews"]) == 2 * args.pairs * args.requests
+          f"retrain overlapped {overlap:.1f} s of the {t_end - t_load:.1f} s loaded round")
+    worst = max(idle["acks"] + busy["acks"])
+    ok = worst < 3.0 and all(s == 200 for s in idle["statuses"] + busy["statuses"]) and len(
+        idle["previews"]) == len(busy["previews"]) == args.requests
     print(f"every ack under 3 s: {'yes' if ok else 'NO'} (worst {worst * 1e3:.0f} ms)")
     return 0 if ok else 1
 
@@ -250,9 +225,6 @@ def main() -> int:
     ap.add_argument("--count", type=int, default=120, help="demo pool size")
     ap.add_argument("--sessions", type=int, default=300, help="simulated requests for the demo votes")
     ap.add_argument("--home", default="/tmp/moodgif-bench-slack")
-    ap.add_argument("--pairs", type=int, default=2, help="loaded rounds: worker at nice 0, then niced, N times")
-    ap.add_argument("--niced-first", action="store_true", help="each pair runs the niced worker first")
-    ap.add_argument("--settle", type=float, default=3.0, help="seconds after a worker starts before a round")
     ap.add_argument("--slack-side", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.slack_side:

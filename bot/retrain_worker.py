@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import pickle
 import subprocess
 import sys
@@ -66,24 +65,11 @@ def make_scheduler(settings: Settings) -> Any:
     return sched
 
 
-def yield_cpu(niceness: int) -> None:
-    """Lower this process's priority: on a small machine a retrain's torch threads take every
-    core, and chat acks (Slack's 3-second limit) then wait behind them. Niced, the retrain
-    only takes a little longer (docs/benchmarks.md, "Slack ack")."""
-    if niceness > 0 and hasattr(os, "nice"):
-        try:
-            os.nice(niceness)
-        except OSError as exc:  # a container may refuse it; the retrain still runs
-            log.warning("could not lower the worker's priority: %s", exc)
-
-
 def main() -> int:
     settings: Settings = pickle.loads(sys.stdin.buffer.read())
-    yield_cpu(settings.training.retrain_worker_nice)
     from bot.logs import setup_logging
 
     setup_logging(settings)
-    log.info("worker started at niceness %d", os.nice(0) if hasattr(os, "nice") else 0)
     from bot.flows.jobs import drain
     from scorer.store import make_engine
     from training.retrain import run_retrain, scheduled_job

@@ -246,9 +246,6 @@ class TrainingSettings(Group):
                                      doc="if > 0, retrain every N minutes instead of cron")
     retrain_min_new_comparisons: int = _s(1, "retrain_min_new_comparisons",
                                           doc="skip a scheduled retrain with fewer new comparisons")
-    retrain_worker_nice: int = _s(10, "retrain_worker_nice", ge=0, le=19,
-                                  doc="niceness of serve's worker process (retrain, pool adds): "
-                                      "the chat process wins the CPU while it runs; 0 = equal")
 
 
 class RankingSettings(Group):

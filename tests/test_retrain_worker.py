@@ -44,20 +44,3 @@ def test_serving_modules_do_not_import_torch() -> None:
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                           env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-
-
-def test_the_worker_yields_the_cpu_to_chat(sqlite_settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
-    """serve's worker child (retrain, pool adds) runs niced, so chat acks are not queued behind
-    its torch threads; 0 turns that off."""
-    import os
-    import pickle
-
-    base = os.nice(0)
-    for nice, expected in ((None, min(19, base + 10)), (3, min(19, base + 3)), (0, base)):
-        settings = sqlite_settings if nice is None else sqlite_settings.override(
-            training__retrain_worker_nice=nice)
-        proc = subprocess.run([sys.executable, "-m", "bot.retrain_worker", "--jobs"],
-                              input=pickle.dumps(settings), capture_output=True, cwd=REPO,
-                              env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120, check=False)
-        assert proc.returncode == 0, proc.stderr.decode()[-2000:]
-        assert f"worker started at niceness {expected}" in proc.stderr.decode()
