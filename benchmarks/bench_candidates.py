@@ -42,7 +42,8 @@ from bot.sentence_tuning import TunedFiles, TunedReader, load_no_feeling, load_r
 FLAT = {"neutral1": "no_feeling_eval.csv", "neutral2": "no_feeling_eval2.csv",
         "neutral3": "no_feeling_eval3.csv",  # the third: a guard from the eleventh round on
         "neutral5": "no_feeling_eval5.csv",  # flat lines in the fourteenth round's six registers
-        "neutral6": "no_feeling_eval6.csv"}  # written for the twenty-ninth round
+        "neutral6": "no_feeling_eval6.csv",  # written for the twenty-ninth round
+        "neutral7": "no_feeling_eval7.csv"}  # and for the thirty-second
 DEFAULT_SETS = "fresh9,fresh7,pool346,neutral2,neutral3,shorttune,short2"
 HELD_OUT = {"fresh5", "fresh8", "fresh10", "extra", "neutral4", "terse2"}
 

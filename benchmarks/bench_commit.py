@@ -1,16 +1,18 @@
-"""The twenty-seventh and twenty-ninth rounds: commit earlier where the fine-tuned model finds a feeling, now
+"""The twenty-seventh, twenty-ninth and thirty-second rounds: commit earlier where the fine-tuned model finds a feeling, now
 that a wrong preview offers its other feelings as switches (docs/bench/intent.md; the rule is
 in docs/bench/eleventh-round-rule.md).
 
     .venv/bin/python benchmarks/bench_commit.py
     .venv/bin/python benchmarks/bench_commit.py --variants T0,T1
     .venv/bin/python benchmarks/bench_commit.py --round 29   # fresh14 and neutral6 too
+    .venv/bin/python benchmarks/bench_commit.py --round 32 --variants T0,T2,T4   # and fresh15, neutral7
 
 T0: as shipped (commit at confidence >= 0.45). T1: also commit at >= 0.35 on the sentence
 path (embedding or blend, four words or more) when `IntentParser.feeling_share` >= 0.5.
 T2: the same at 0.30. T3: the threshold at 0.35 for everything, no gate. T4 (round 29): the
 gate at 0.25. Scored on the selection pool (held-out sets are refused, as in
-bench_candidates.py); round 29 adds fresh14 as its own group and neutral6 as a guard.
+bench_candidates.py); round 29 adds fresh14 as its own group and neutral6 as a guard;
+round 32 keeps those and judges fresh15 alone (and pooled), with neutral7 as a guard.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ GROUPS = {"fresh13": ["fresh13"], "fresh9+11+12": ["fresh9", "fresh11", "fresh12
 GUARDS = ["neutral2", "neutral3", "neutral5", "shorttune", "short2"]
 ROUND_29_GROUP = {"fresh14": ["fresh14"]}  # written after round 27; judged alone and pooled
 ROUND_29_GUARDS = ["neutral6"]
+ROUND_32_GROUP = {"fresh15": ["fresh15"]}  # written after round 29
+ROUND_32_GUARDS = ["neutral7"]
 FEELING_GATE = 0.5
 SHIPPED_ANSWER = intent_mod._answer
 
@@ -59,14 +63,18 @@ def gated_answer(parser: IntentParser, low: float | None):  # type: ignore[no-un
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--variants", default=",".join(VARIANTS))
-    ap.add_argument("--round", type=int, choices=(27, 29), default=27)
+    ap.add_argument("--round", type=int, choices=(27, 29, 32), default=27)
     args = ap.parse_args()
-    groups, guards = dict(GROUPS), list(GUARDS)
-    if args.round == 29:
+    groups, guards, judged = dict(GROUPS), list(GUARDS), dict(GROUPS)
+    if args.round >= 29:
         groups |= ROUND_29_GROUP
         guards += ROUND_29_GUARDS
+        judged = ROUND_29_GROUP
+    if args.round >= 32:
+        groups |= ROUND_32_GROUP
+        guards += ROUND_32_GUARDS
+        judged = ROUND_32_GROUP
     parser = bc.shipped_parser([s for names in groups.values() for s in names] + guards)
-    judged = ROUND_29_GROUP if args.round == 29 else groups
     pooled = [r for names in judged.values() for name in names for r in bc.rows_of(name)]
     for variant in args.variants.split(","):
         parser.threshold, low = VARIANTS[variant]

@@ -39,7 +39,8 @@ OTHER_SETS = ("intent_sentences_fresh.csv", "intent_sentences_fresh2.csv",
               "intent_sentences_fresh6.csv", "intent_sentences_fresh7.csv",
               "intent_sentences_fresh8.csv", "intent_sentences_fresh9.csv",
               "intent_sentences_fresh10.csv", "intent_sentences_terse1.csv",
-              "intent_sentences_terse2.csv", "intent_sentences_fresh14.csv")
+              "intent_sentences_terse2.csv", "intent_sentences_fresh14.csv",
+              "intent_sentences_fresh15.csv")
 
 
 def _norm(text: str) -> str:
