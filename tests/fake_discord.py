@@ -235,6 +235,25 @@ class DiscordDriver:
         await self.settle()
         return data["token"]
 
+    async def message_command(self, name: str, target: dict[str, Any], *, user: tuple[int, str],
+                              perms: discord.Permissions = MEMBER_PERMS) -> str:
+        """Run a message context-menu command (type 2, data type 3) on a captured message."""
+        data = self._base(2, user, perms)
+        cmd = self.bot.tree.get_command(name, type=discord.AppCommandType.message)
+        data["data"] = {"id": str(APP_ID + 8), "name": name, "type": 3, "target_id": target["id"],
+                        "resolved": {"messages": {target["id"]: target}},
+                        "guild_id": None if cmd is not None else str(GUILD)}
+        self.bot._connection.parse_interaction_create(data)
+        await self.settle()
+        return data["token"]
+
+    def chat_message(self, text: str, *, user: tuple[int, str]) -> dict[str, Any]:
+        """A MESSAGE payload someone posted in the channel (not sent through the bot)."""
+        return {"id": str(self.fake.next_id()), "channel_id": str(CHANNEL), "author": user_payload(*user),
+                "content": text, "timestamp": TIMESTAMP, "edited_timestamp": None, "tts": False,
+                "mention_everyone": False, "mentions": [], "mention_roles": [], "attachments": [],
+                "embeds": [], "pinned": False, "type": 0, "flags": 0, "components": []}
+
     async def click(self, message: dict[str, Any], custom_id: str, *, user: tuple[int, str],
                     perms: discord.Permissions = MEMBER_PERMS) -> str:
         """Click a button of a message we captured; returns the click's interaction token."""

@@ -271,7 +271,8 @@ async def test_start_is_off_without_a_token(sqlite_settings) -> None:
 
 
 async def test_sync_registers_the_commands_through_discords_rest_api(sqlite_settings, monkeypatch) -> None:
-    """`moodgif discord sync --guild G`: login, then one bulk PUT of /gif and /gif-admin."""
+    """`moodgif discord sync --guild G`: login, then one bulk PUT of /gif, /gif-admin and the
+    message menu's "GIF for this message"."""
 
     from aiohttp import web
     from aiohttp.test_utils import TestServer
@@ -293,7 +294,8 @@ async def test_sync_registers_the_commands_through_discords_rest_api(sqlite_sett
                                       "rpc_origins": [], "bot_public": True, "bot_require_code_grant": False,
                                       "owner": BOT_USER, "summary": "", "verify_key": "k", "flags": 0})
         if request.method == "PUT" and request.path.endswith("/commands"):
-            return json_response([{**c, "id": str(APP_ID + i + 1), "application_id": str(APP_ID),
+            # as Discord answers: a context menu's description comes back empty
+            return json_response([{"description": "", **c, "id": str(APP_ID + i + 1), "application_id": str(APP_ID),
                                        "version": "1", "guild_id": str(GUILD)} for i, c in enumerate(body)])
         return json_response({"message": "unknown", "code": 0}, status=404)
 
@@ -307,7 +309,7 @@ async def test_sync_registers_the_commands_through_discords_rest_api(sqlite_sett
         names = await discord_adapter.sync_commands(settings, GUILD)
     finally:
         await server.close()
-    assert sorted(names) == ["gif", "gif-admin"]
+    assert sorted(names) == [discord_adapter.FOR_MESSAGE, "gif", "gif-admin"]
     (put,) = [s for s in seen if s[0] == "PUT"]
     assert put[1] == f"/api/v10/applications/{APP_ID}/guilds/{GUILD}/commands"
     admin = next(c for c in put[2] if c["name"] == "gif-admin")
@@ -315,6 +317,8 @@ async def test_sync_registers_the_commands_through_discords_rest_api(sqlite_sett
     assert admin.get("contexts") == [0] or admin.get("dm_permission") is False
     gif = next(c for c in put[2] if c["name"] == "gif")
     assert gif["options"][0]["autocomplete"] is True
+    menu = next(c for c in put[2] if c["name"] == discord_adapter.FOR_MESSAGE)
+    assert menu["type"] == 3 and "options" not in menu  # a message's Apps menu
 
 
 async def test_preview_and_autocomplete_show_how_the_request_was_read(stack: Stack) -> None:
@@ -360,3 +364,30 @@ async def test_switch_buttons_are_the_askers_alone_and_a_forged_one_goes_nowhere
     assert switched.kind == "edit_original" and "contempt" in json.dumps(switched.payload["embeds"])
     assert f"mg:switch:anger:{buttons(switched.payload)[0].split(':')[2]}" in buttons(fake.originals[click])
     assert ledger(stack.engine) == []
+
+
+async def test_gif_for_someones_message_reads_its_words_privately(stack: Stack) -> None:
+    """A message's Apps menu -> "GIF for this message": the preview reads that message's words
+    and is the clicker's alone; Send posts as from /gif."""
+    d, fake = stack.d, stack.fake
+    said = d.chat_message("my pull request got rejected again 😭", user=BOB)
+    token = await d.message_command(discord_adapter.FOR_MESSAGE, said, user=ALICE)
+    callback, edit = fake.calls[-2:]
+    assert callback.payload["type"] == 5 and callback.payload["data"]["flags"] & EPHEMERAL
+    assert edit.kind == "edit_original" and edit.token == token
+    assert "Read as feeling: sadness" in json.dumps(edit.payload)
+    ids = buttons(edit.payload)
+    assert ids[0].startswith("mg:send:")
+    assert "belongs to someone else" in await _clicked_by_someone_else(d, fake, token, ids[0])
+    await d.click(fake.originals[token], ids[0], user=ALICE)
+    (post,) = fake.calls_of("followup")[-1:]
+    assert "<@950000000000000001>" in post.payload["embeds"][0]["description"]
+
+    # a message with no words (an image, a sticker) gets the feelings to pick from
+    await d.message_command(discord_adapter.FOR_MESSAGE, d.chat_message("", user=BOB), user=ALICE)
+    assert len(buttons(fake.calls[-1].payload)) == 17
+
+
+async def _clicked_by_someone_else(d: DiscordDriver, fake: FakeDiscord, token: str, custom_id: str) -> str:
+    await d.click(fake.originals[token], custom_id, user=CAROL)
+    return json.dumps(fake.calls[-1].payload)

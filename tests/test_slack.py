@@ -334,6 +334,8 @@ def test_manifest_matches_what_the_adapter_uses() -> None:
     assert sorted(manifest["settings"]["event_subscriptions"]["bot_events"]) == [
         "app_mention", "message.channels", "reaction_added", "reaction_removed"]
     assert [c["command"] for c in manifest["features"]["slash_commands"]] == ["/gif", "/gif-admin"]
+    assert [(s["type"], s["callback_id"]) for s in manifest["features"]["shortcuts"]] == [
+        ("message", blocks.FOR_MESSAGE)]
     urls = [c["url"] for c in manifest["features"]["slash_commands"]]
     urls += [manifest["settings"]["interactivity"]["request_url"],
              manifest["settings"]["event_subscriptions"]["request_url"]]
@@ -413,3 +415,33 @@ async def test_a_switch_click_is_the_askers_alone_and_a_forged_one_records_nothi
     with session_scope(stack.engine) as db:
         assert sess.load_session(db, sid).state == "cancelled"
 
+
+
+async def test_gif_for_someones_message_is_a_private_preview_of_its_words(stack: Stack) -> None:
+    """The message shortcut "GIF for this message": the preview reads that message's words
+    (its mentions dropped) and is private to the clicker; Send posts as from /gif."""
+    payload = {
+        "type": "message_action", "callback_id": blocks.FOR_MESSAGE, "token": "legacy",
+        "action_ts": "1700000001.000200", "trigger_id": "1.2.4", "response_url": stack.hook(),
+        "team": {"id": TEAM, "domain": "fake"}, "channel": {"id": CHANNEL, "name": "general"},
+        "user": {"id": "U0ALICE", "username": "alice", "team_id": TEAM},
+        "message": {"type": "message", "user": "U0BOB", "ts": "1700000000.000100",
+                    "text": "<@U0ALICE> my pull request got rejected again :sob:"},
+    }
+    r = await stack.post("payload=" + urllib.parse.quote(json.dumps(payload)))
+    assert r.status == 200
+    preview = (await stack.fake.wait_for("webhook", 1))[0].data
+    assert preview["response_type"] == "ephemeral"
+    assert "Read as feeling: sadness" in json.dumps(preview)
+    sid = _buttons(preview)[blocks.SEND]
+    assert (await stack.click(blocks.SEND, sid, user="U0BOB")).status == 200  # not Bob's preview
+    assert not stack.fake.calls_to("chat.postMessage")
+    await stack.click(blocks.SEND, sid)
+    (post_call,) = await stack.fake.wait_for("chat.postMessage", 1)
+    assert post_call.data["channel"] == CHANNEL
+
+    # a message with no words (a file, an image) gets the feelings to pick from
+    empty = {**payload, "response_url": stack.hook(), "message": {**payload["message"], "text": ""}}
+    await stack.post("payload=" + urllib.parse.quote(json.dumps(empty)))
+    calls = await stack.fake.wait_for("webhook", 3)
+    assert len([k for k in _buttons(calls[-1].data) if k.startswith(blocks.CHOOSE)]) == 17

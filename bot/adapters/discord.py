@@ -65,6 +65,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PLATFORM = "discord"
+FOR_MESSAGE = "GIF for this message"  # the message menu's app command (Apps -> ...)
 THUMBS_UP = "👍"
 THUMBS_DOWN = "👎"
 
@@ -172,9 +173,21 @@ class _CoreCog(commands.Cog):
 
 
 class GifCog(_CoreCog, name=views.COG_NAME):
-    """moodgif for everyone on Discord: /gif, the buttons' clicks (the `DynamicItem`s in
-    `discord_views` call back here), and the reactions and messages the bot listens to.
-    /gif-admin is `AdminCog`'s."""
+    """moodgif for everyone on Discord: /gif, the "GIF for this message" app command, the
+    buttons' clicks (the `DynamicItem`s in `discord_views` call back here), and the reactions
+    and messages the bot listens to. /gif-admin is `AdminCog`'s."""
+
+    def __init__(self, bot: commands.Bot, core: BotCore | None, settings: Settings) -> None:
+        super().__init__(bot, core, settings)
+        # discord.py has no decorator for a context menu inside a cog: it is built here and
+        # joins the tree when the cog loads.
+        self.for_message = app_commands.ContextMenu(name=FOR_MESSAGE, callback=self.gif_for_message)
+
+    async def cog_load(self) -> None:
+        self.bot.tree.add_command(self.for_message)
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(self.for_message.name, type=self.for_message.type)
 
     def limit(self, interaction: discord.Interaction | None = None) -> int:
         limit = self.settings.discord.upload_limit_bytes
@@ -199,6 +212,13 @@ class GifCog(_CoreCog, name=views.COG_NAME):
         if answer.poll is not None:  # now and then a "which is more X?" poll (the core decides)
             await interaction.followup.send(**self.render(answer.poll, interaction).send_kwargs(),
                                             ephemeral=True)
+
+    async def gif_for_message(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        """A message's menu, Apps -> "GIF for this message": its words read as a `/gif`
+        request, so answering someone takes no typing; the preview is the clicker's alone."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        reply = await self.core.request(interaction_actor(interaction), discord_plain(message.content))
+        await interaction.edit_original_response(**self.render(reply, interaction).edit_kwargs())
 
     @gif.autocomplete("words")
     async def gif_words(self, interaction: discord.Interaction, current: str

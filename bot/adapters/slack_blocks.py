@@ -26,6 +26,7 @@ VOTE_UP = "moodgif_vote_up"
 VOTE_DOWN = "moodgif_vote_down"
 POLL = "moodgif_poll"  # + ":left" / ":right" / ":neither"
 DISMISS = "moodgif_dismiss"
+FOR_MESSAGE = "moodgif_gif_for_message"  # the message shortcut's callback_id (deploy/slack-manifest.yml)
 
 # One image reference per GIF: {"image_url": "https://..."} or {"slack_file": {"id": "F..."}}
 ImageRef = Mapping[str, Any]

@@ -57,6 +57,7 @@ def register(app: AsyncApp, ctx: SlackContext) -> None:
 
     app.command("/gif")(g("/gif", commands.gif_command))
     app.command("/gif-admin")(g("/gif-admin", commands.admin_command))
+    app.shortcut(blocks.FOR_MESSAGE)(g("gif for message", commands.gif_for_message))
     app.action(blocks.SEND)(g("send", actions.send))
     app.action(blocks.SHUFFLE)(g("shuffle", actions.shuffle))
     app.action(blocks.CANCEL)(g("cancel", actions.cancel))

@@ -1,5 +1,6 @@
-"""Slash command listeners: /gif and /gif-admin. Plain async functions of the context and
-bolt's arguments, so a test can call one with a fake `ack` / `respond`."""
+"""Slash command listeners, /gif and /gif-admin, and the message shortcut "GIF for this
+message" (a /gif with someone's message as the words). Plain async functions of the context
+and bolt's arguments, so a test can call one with a fake `ack` / `respond`."""
 
 from __future__ import annotations
 
@@ -10,7 +11,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.adapters import slack_blocks as blocks
 from bot.adapters.markup import slack_plain
-from bot.adapters.slack_listeners.context import SlackContext, command_actor
+from bot.adapters.slack_listeners.context import (
+    SlackContext,
+    action_actor,
+    command_actor,
+    strip_mentions,
+)
 from bot.events import reply_text
 from bot.flows.admin import parse_admin
 
@@ -25,6 +31,17 @@ async def gif_command(ctx: SlackContext, ack: Any, command: dict[str, Any], resp
     if answer.poll is not None:
         await respond(response_type="ephemeral", replace_original=False,
                       **await ctx.private(answer.poll, client, actor))
+
+
+async def gif_for_message(ctx: SlackContext, ack: Any, shortcut: dict[str, Any], respond: Any,
+                          client: AsyncWebClient) -> None:
+    """A message's ⋮ menu -> "GIF for this message": its words read as a /gif request, so
+    answering someone takes no typing; the preview is private to the clicker."""
+    await ack()
+    actor = action_actor(shortcut)
+    words = slack_plain(strip_mentions(str((shortcut.get("message") or {}).get("text") or "")))
+    reply = await ctx.core.request(actor, words)
+    await respond(response_type="ephemeral", **await ctx.private(reply, client, actor))
 
 
 async def admin_command(ctx: SlackContext, ack: Any, command: dict[str, Any], respond: Any,
