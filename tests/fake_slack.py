@@ -34,6 +34,7 @@ class FakeSlack:
     def __init__(self, *, admins: tuple[str, ...] = ()) -> None:
         self.calls: list[Call] = []
         self.admins = set(admins)
+        self.outside: set[str] = set()  # channels the bot is not a member of (not_in_channel)
         self._ts = itertools.count(1)
         self._files = itertools.count(1)
         self._changed = asyncio.Condition()
@@ -102,11 +103,13 @@ class FakeSlack:
         if method == "auth.test":
             return {"ok": True, "url": "https://fake.slack.com/", "team": "Fake", "user": "moodgif",
                     "team_id": TEAM, "user_id": BOT_USER, "bot_id": "BMOOD"}
-        if method == "chat.postMessage":
+        if method == "chat.postMessage" and data.get("channel") not in self.outside:
             ts = f"{1700000000 + next(self._ts)}.000100"
             return {"ok": True, "channel": data.get("channel"), "ts": ts,
                     "message": {"type": "message", "ts": ts, "text": data.get("text", ""),
                                 "bot_id": "BMOOD", "blocks": data.get("blocks", [])}}
+        if method in ("chat.postEphemeral", "chat.postMessage") and data.get("channel") in self.outside:
+            return {"ok": False, "error": "not_in_channel"}
         if method == "chat.postEphemeral":
             return {"ok": True, "message_ts": f"{1700000000 + next(self._ts)}.000200"}
         if method == "users.info":

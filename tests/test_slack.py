@@ -69,9 +69,10 @@ class Stack:
         })
         return await self.post(body, **kw)
 
-    async def click(self, action_id: str, value: str, *, user: str = "U0ALICE", ephemeral: bool = True) -> aiohttp.ClientResponse:
+    async def click(self, action_id: str, value: str, *, user: str = "U0ALICE", ephemeral: bool = True,
+                    thread: str | None = None) -> aiohttp.ClientResponse:
         return await self._act({"action_id": action_id, "block_id": "b", "value": value, "type": "button",
-                                "action_ts": "1700000000.1"}, user, ephemeral)
+                                "action_ts": "1700000000.1"}, user, ephemeral, thread)
 
     async def select(self, action_id: str, value: str, *, user: str = "U0ALICE") -> aiohttp.ClientResponse:
         """Pick the option whose value is `value` in a private message's select menu."""
@@ -79,8 +80,10 @@ class Stack:
         return await self._act({"action_id": action_id, "block_id": "menu", "type": "static_select",
                                 "selected_option": option, "action_ts": "1700000000.1"}, user, True)
 
-    async def _act(self, action: dict[str, Any], user: str, ephemeral: bool) -> aiohttp.ClientResponse:
-        """One signed block_actions payload with `action`, from `user`."""
+    async def _act(self, action: dict[str, Any], user: str, ephemeral: bool,
+                   thread: str | None = None) -> aiohttp.ClientResponse:
+        """One signed block_actions payload with `action`, from `user` (on a message in
+        `thread`: Slack then names it in the container)."""
         payload = {
             "type": "block_actions", "api_app_id": "A0MOOD", "token": "legacy", "trigger_id": "1.2.3",
             "team": {"id": TEAM, "domain": "fake"},
@@ -91,6 +94,8 @@ class Stack:
             "response_url": self.hook(),
             "actions": [action],
         }
+        if thread:
+            payload["container"]["thread_ts"] = thread
         return await self.post("payload=" + urllib.parse.quote(json.dumps(payload)))
 
     async def event(self, event: dict[str, Any]) -> aiohttp.ClientResponse:
@@ -445,3 +450,36 @@ async def test_gif_for_someones_message_is_a_private_preview_of_its_words(stack:
     await stack.post("payload=" + urllib.parse.quote(json.dumps(empty)))
     calls = await stack.fake.wait_for("webhook", 3)
     assert len([k for k in _buttons(calls[-1].data) if k.startswith(blocks.CHOOSE)]) == 17
+
+
+async def test_a_preview_in_a_thread_posts_its_gif_in_that_thread(stack: Stack) -> None:
+    """"GIF for this message" on a reply in a thread: the preview shows in the thread and Send
+    posts there; where the bot may not post ephemerally (not a member), the preview comes back
+    through the response_url instead."""
+    fake = stack.fake
+    reply = {"type": "message", "user": "U0BOB", "ts": "1700000000.000300", "thread_ts": "1700000000.000100",
+             "text": "we survived the outage"}
+    payload = {
+        "type": "message_action", "callback_id": blocks.FOR_MESSAGE, "token": "legacy",
+        "action_ts": "1700000001.000400", "trigger_id": "1.2.5", "response_url": stack.hook(),
+        "team": {"id": TEAM, "domain": "fake"}, "channel": {"id": CHANNEL, "name": "general"},
+        "user": {"id": "U0ALICE", "username": "alice", "team_id": TEAM}, "message": reply,
+    }
+    await stack.post("payload=" + urllib.parse.quote(json.dumps(payload)))
+    (shown,) = await fake.wait_for("chat.postEphemeral", 1)
+    assert shown.data["thread_ts"] == reply["thread_ts"] and shown.data["user"] == "U0ALICE"
+    blocks_sent = shown.data["blocks"]  # form-encoded by the SDK: a JSON string
+    sid = _buttons({"blocks": json.loads(blocks_sent) if isinstance(blocks_sent, str) else blocks_sent})[blocks.SEND]
+    await stack.click(blocks.SEND, sid, thread=reply["thread_ts"])
+    (post_call,) = await fake.wait_for("chat.postMessage", 1)
+    assert post_call.data["channel"] == CHANNEL and post_call.data["thread_ts"] == reply["thread_ts"]
+    (removed,) = await fake.wait_for("webhook", 1)  # the preview goes once the GIF is out
+    assert removed.data["delete_original"] is True
+
+    # the bot is not in the channel: the preview falls back to the response_url
+    fake.outside.add(CHANNEL)
+    stack.clock.advance(60)  # past the cooldown
+    await stack.post("payload=" + urllib.parse.quote(json.dumps({**payload, "response_url": stack.hook()})))
+    await fake.wait_for("chat.postEphemeral", 2)
+    fallback = (await fake.wait_for("webhook", 2))[1].data
+    assert fallback["response_type"] == "ephemeral" and blocks.SEND in _buttons(fallback), fallback

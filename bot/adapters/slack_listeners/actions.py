@@ -56,11 +56,14 @@ async def send(ctx: SlackContext, ack: Any, body: dict[str, Any], action: dict[s
     await ack()
     actor = action_actor(body)
     session_id, sha = blocks.parse_send_value(action["value"])
+    # A preview shown in a thread (a mention there, "GIF for this message" on a reply) posts
+    # its GIF in that thread, not in the channel: Slack names the thread in the click.
+    thread = {"thread_ts": ts} if (ts := (body.get("container") or {}).get("thread_ts")) else {}
 
     async def publish(post: PostView) -> str | None:  # the core keeps the ref for reactions
         ref = await ctx.images.ref(post.card, client, actor.workspace)
         try:
-            result = await client.chat_postMessage(channel=actor.channel, **blocks.post_message(post, ref))
+            result = await client.chat_postMessage(channel=actor.channel, **thread, **blocks.post_message(post, ref))
         except SlackApiError as exc:
             error = exc.response.get("error", "error") if exc.response is not None else "error"
             log.warning("slack chat.postMessage failed in %s: %s", actor.channel, error)

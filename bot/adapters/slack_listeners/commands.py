@@ -7,6 +7,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.adapters import slack_blocks as blocks
@@ -15,6 +16,7 @@ from bot.adapters.slack_listeners.context import (
     SlackContext,
     action_actor,
     command_actor,
+    log,
     strip_mentions,
 )
 from bot.events import reply_text
@@ -39,9 +41,17 @@ async def gif_for_message(ctx: SlackContext, ack: Any, shortcut: dict[str, Any],
     answering someone takes no typing; the preview is private to the clicker."""
     await ack()
     actor = action_actor(shortcut)
-    words = slack_plain(strip_mentions(str((shortcut.get("message") or {}).get("text") or "")))
-    reply = await ctx.core.request(actor, words)
-    await respond(response_type="ephemeral", **await ctx.private(reply, client, actor))
+    message = shortcut.get("message") or {}
+    reply = await ctx.core.request(actor, slack_plain(strip_mentions(str(message.get("text") or ""))))
+    private = await ctx.private(reply, client, actor)
+    if thread := message.get("thread_ts"):  # a reply in a thread: the preview (and its post) stay there
+        try:
+            await client.chat_postEphemeral(channel=actor.channel, user=actor.user_id, thread_ts=thread, **private)
+            return
+        except SlackApiError as exc:  # not a member of the channel: the response_url still works
+            log.info("slack preview in a thread failed (%s); answering in the channel",
+                     exc.response.get("error") if exc.response is not None else "error")
+    await respond(response_type="ephemeral", **private)
 
 
 async def admin_command(ctx: SlackContext, ack: Any, command: dict[str, Any], respond: Any,
