@@ -194,6 +194,11 @@ class BotCore:
             await self.attach_message(reply.post.post_id, ref)
         return Published(reply, ref)
 
+    async def undo(self, actor: Actor, post_id: int) -> Reply:
+        """The sender takes a Send back (within `UNDO_MINUTES`): on "undone" the adapter
+        deletes the public post, `reply.message_ref`."""
+        return await self.ctx.for_user(self.feedback.undo, actor, int(post_id))
+
     async def attach_message(self, post_id: int, message_ref: str) -> None:
         """The adapter tells the core the platform's id of the public post (for reactions)."""
         await self.ctx.for_user(self.feedback.attach, int(post_id), str(message_ref))

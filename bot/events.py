@@ -19,6 +19,7 @@ ReplyKind = Literal[
     "did_you_mean",  # low confidence: choices to click
     "posted",  # Send: the adapter now posts `post` publicly
     "cancelled",  # Cancel: remove the preview
+    "undone",  # Undo after a Send: the adapter deletes the public post (`message_ref`)
     "poll",  # "which is more X?"
     "ack",  # a vote / poll answer was taken (text says so, may be empty)
     "cooldown",  # too fast; polite text
@@ -118,6 +119,8 @@ class Reply:
     ask_id: str = ""
     # did_you_mean: every other feeling, for an "Another feeling…" menu beside the buttons
     more_choices: tuple[str, ...] = ()
+    # undone: the platform's id of the public post to delete ("" if it was never attached)
+    message_ref: str = ""
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from bot.scoped_settings import (  # noqa: F401 (re-exported: the chat flows' on
     list_scoped,
     set_scoped,
 )
-from scorer.store import ChatSession, Impression, Post, unit_of_work
+from scorer.store import ChatSession, Comparison, Impression, Post, unit_of_work
 
 # Every function takes the caller's Session (one user action = one transaction, committed by
 # the caller: `bot.flows`) or an Engine (a transaction of its own: tests, housekeeping).
@@ -235,6 +235,19 @@ def _add_post(s: Session, session: SessionState, sha: str, now: dt.datetime) -> 
         "requested_by": session.user_hash, "created_at": now}).scalar_one()
     conn.execute(_INSERT_IMPRESSION, [{**where, "shown_at": now}])
     return int(post_id)
+
+
+def take_back_send(db: Db, post_id: int, session_id: str | None, now: dt.datetime) -> int:
+    """A Send its sender took back: its comparisons leave the ledger and its preview counts
+    as cancelled (so it teaches no words, and the GIFs it showed, the sent one too, count as
+    passed over). The post row stays: others' votes on it happened. Returns the comparisons
+    removed."""
+    with unit_of_work(db) as s:
+        res = s.execute(delete(Comparison).where(Comparison.post_id == post_id, Comparison.source == "send"))
+        if session_id:
+            s.execute(update(ChatSession).where(ChatSession.id == session_id, ChatSession.state == "sent")
+                      .values(state="cancelled", updated_at=now))
+        return int(res.rowcount or 0)
 
 
 def attach_message(db: Db, post_id: int, message_ref: str) -> bool:

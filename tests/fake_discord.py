@@ -50,7 +50,7 @@ def channel_payload(cid: int = CHANNEL) -> dict[str, Any]:
 
 @dataclass
 class Call:
-    kind: str  # callback, edit_original, delete_original, followup, channel_message, dm_open
+    kind: str  # callback, edit_original, delete_original, followup, channel_message, dm_open, message_delete
     payload: dict[str, Any]
     files: list[str] = field(default_factory=list)
     token: str = ""
@@ -102,6 +102,11 @@ class FakeDiscord:
             self.calls.append(Call("channel_message", {**payload, "channel_id": channel}, names,
                                    message_id=int(msg["id"])))
             return msg
+        if route.method == "DELETE" and route.path == "/channels/{channel_id}/messages/{message_id}":
+            mid = int(route.url.rstrip("/").rsplit("/", 1)[1])  # a Route keeps only channel_id apart
+            self.messages.pop(mid, None)
+            self.calls.append(Call("message_delete", {"channel_id": int(route.channel_id)}, [], message_id=mid))
+            return None
         raise AssertionError(f"unexpected bot HTTP call {route.method} {path}")
 
 

@@ -110,6 +110,8 @@ class FakeSlack:
                                 "bot_id": "BMOOD", "blocks": data.get("blocks", [])}}
         if method in ("chat.postEphemeral", "chat.postMessage") and data.get("channel") in self.outside:
             return {"ok": False, "error": "not_in_channel"}
+        if method == "chat.delete":
+            return {"ok": True, "channel": data.get("channel"), "ts": data.get("ts")}
         if method == "chat.postEphemeral":
             return {"ok": True, "message_ts": f"{1700000000 + next(self._ts)}.000200"}
         if method == "users.info":

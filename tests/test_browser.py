@@ -174,3 +174,24 @@ async def test_another_feeling_is_one_pick_away_in_the_page(chromium, playground
         await page.wait_for_function(
             "() => document.querySelector('.msg.preview .reading')?.textContent.endsWith('you picked fear')")
         assert "fear" in await preview.locator(".only-you").inner_text()
+
+
+async def test_undo_takes_a_send_back_in_the_page(chromium, playground) -> None:  # type: ignore[no-untyped-def]
+    url, engine = playground
+    async with _asked(chromium, url, "/gif relief") as page:
+        preview = page.locator(".msg.preview")
+        img = preview.locator("img.gif")
+        await img.wait_for()
+        first = await img.get_attribute("data-sha")
+        await preview.locator("[data-action=shuffle]").click()  # one GIF passed over: a Send's comparison
+        await page.wait_for_function(
+            "prev => document.querySelector('.msg.preview img.gif')?.dataset.sha !== prev", arg=first)
+        await preview.locator("[data-action=send]").click()
+        post = page.locator(".msg.post")
+        await post.wait_for()
+        with session_scope(engine) as s:
+            assert s.query(Comparison).filter(Comparison.source == "send").count() >= 1
+        await post.locator("[data-action=undo]").click()
+        await post.wait_for(state="detached")  # the GIF is gone from the "channel"
+    with session_scope(engine) as s:
+        assert s.query(Comparison).filter(Comparison.source == "send").count() == 0

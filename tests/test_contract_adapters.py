@@ -124,7 +124,7 @@ class SlackDriver:
         if not posted:
             assert "already" in msg.get("text", ""), msg
             return None
-        assert msg.get("delete_original") is True
+        assert msg.get("replace_original") is True and blocks.UNDO in _buttons(msg)  # "Sent ✓", Undo
         data = posted[0].data
         return PostSeen(_buttons(data)[blocks.VOTE_UP], _sha_of_url(_images(data)[0]["image_url"]))
 

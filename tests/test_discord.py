@@ -98,7 +98,9 @@ async def test_gif_preview_shuffle_send_vote_and_reaction_reach_the_ledger(stack
     assert post.files and embed_images(post.payload) == [f"attachment://{post.files[0]}"]
     vote_ids = buttons(post.payload)
     assert [i.split(":")[2] for i in vote_ids] == ["up", "down"]
-    assert fake.calls[-1].kind == "delete_original"
+    sent_note = fake.calls[-1]  # the preview now says it is out, with Undo and Dismiss
+    assert sent_note.kind == "edit_original" and sent_note.payload["content"] == "Sent ✓"
+    assert [i.split(":")[1] for i in buttons(sent_note.payload)] == ["undo", "dismiss"]
     (_pid, platform, ref, sent_sha) = posts(engine)[0]
     assert (platform, ref) == ("discord", str(post.message_id))
     assert post.files == [f"{sent_sha}.gif"]
@@ -391,3 +393,25 @@ async def test_gif_for_someones_message_reads_its_words_privately(stack: Stack) 
 async def _clicked_by_someone_else(d: DiscordDriver, fake: FakeDiscord, token: str, custom_id: str) -> str:
     await d.click(fake.originals[token], custom_id, user=CAROL)
     return json.dumps(fake.calls[-1].payload)
+
+
+async def test_the_sender_can_undo_a_send_and_the_post_is_deleted(stack: Stack) -> None:
+    d, fake, engine = stack.d, stack.fake, stack.engine
+    token = await d.slash("gif", words("happy"), user=ALICE)
+    click = await d.click(fake.originals[token], buttons(fake.calls[-1].payload)[1], user=ALICE)  # shuffle
+    sent = await d.click(fake.originals[click], buttons(fake.calls[-1].payload)[0], user=ALICE)  # send
+    (post,) = fake.calls_of("followup")
+    sent_note = fake.calls[-1]
+    undo_id = buttons(sent_note.payload)[0]
+    assert undo_id == f"mg:undo:{posts(engine)[0][0]}" and sources(engine)["send"] == 1
+
+    note = fake.originals[sent]
+    await d.click(note, undo_id, user=BOB)  # Bob may not take Alice's Send back
+    assert "Only the person who sent" in fake.calls[-1].payload["content"]
+    assert not fake.calls_of("message_delete")
+    await d.click(note, undo_id, user=ALICE)
+    (deleted,) = fake.calls_of("message_delete")
+    assert deleted.message_id == post.message_id and post.message_id not in fake.messages
+    assert "Taken back" in fake.calls[-1].payload["content"] and sources(engine)["send"] == 0
+    await d.click(note, undo_id, user=ALICE)  # twice: nothing more to take back
+    assert "already taken back" in fake.calls[-1].payload["content"]

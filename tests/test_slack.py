@@ -181,7 +181,8 @@ async def test_gif_preview_shuffle_send_vote_and_reaction_reach_the_ledger(stack
                for e in b["elements"])
     vote_buttons = _buttons(post_call.data)
     assert set(vote_buttons) == {blocks.VOTE_UP, blocks.VOTE_DOWN}
-    assert (await fake.wait_for("webhook", 3))[2].data["delete_original"] is True
+    sent_note = (await fake.wait_for("webhook", 3))[2].data  # the preview becomes "Sent ✓" with Undo
+    assert sent_note["replace_original"] is True and set(_buttons(sent_note)) == {blocks.UNDO, blocks.DISMISS}
     await until(lambda: bool(posts(engine)) and posts(engine)[0][2] != "")
     (_post_id, platform, ref, gif) = posts(engine)[0]
     assert (platform, gif) == ("slack", sent_sha)
@@ -473,8 +474,8 @@ async def test_a_preview_in_a_thread_posts_its_gif_in_that_thread(stack: Stack) 
     await stack.click(blocks.SEND, sid, thread=reply["thread_ts"])
     (post_call,) = await fake.wait_for("chat.postMessage", 1)
     assert post_call.data["channel"] == CHANNEL and post_call.data["thread_ts"] == reply["thread_ts"]
-    (removed,) = await fake.wait_for("webhook", 1)  # the preview goes once the GIF is out
-    assert removed.data["delete_original"] is True
+    (sent_note,) = await fake.wait_for("webhook", 1)  # the preview says it is out, with Undo
+    assert blocks.UNDO in _buttons(sent_note.data)
 
     # the bot is not in the channel: the preview falls back to the response_url
     fake.outside.add(CHANNEL)
@@ -483,3 +484,30 @@ async def test_a_preview_in_a_thread_posts_its_gif_in_that_thread(stack: Stack) 
     await fake.wait_for("chat.postEphemeral", 2)
     fallback = (await fake.wait_for("webhook", 2))[1].data
     assert fallback["response_type"] == "ephemeral" and blocks.SEND in _buttons(fallback), fallback
+
+
+async def test_the_sender_can_undo_a_send_and_the_post_is_deleted(stack: Stack) -> None:
+    fake, engine = stack.fake, stack.engine
+    await stack.command("happy")
+    preview = (await fake.wait_for("webhook", 1))[0].data
+    await stack.click(blocks.SHUFFLE, _buttons(preview)[blocks.SHUFFLE])
+    shuffled = (await fake.wait_for("webhook", 2))[1].data
+    await stack.click(blocks.SEND, _buttons(shuffled)[blocks.SEND])
+    await fake.wait_for("chat.postMessage", 1)
+    sent_note = (await fake.wait_for("webhook", 3))[2].data
+    undo_value = _buttons(sent_note)[blocks.UNDO]
+    await until(lambda: bool(posts(engine)) and posts(engine)[0][2] != "")
+    assert sources(engine)["send"] == 1  # the sent GIF beat the one shuffled past
+
+    await stack.click(blocks.UNDO, undo_value, user="U0BOB")  # not Bob's Send
+    refused = (await fake.wait_for("webhook", 4))[3].data
+    assert "Only the person who sent" in refused["text"] and not fake.calls_to("chat.delete")
+
+    await stack.click(blocks.UNDO, undo_value)
+    (deleted,) = await fake.wait_for("chat.delete", 1)
+    assert f"{deleted.data['channel']}:{deleted.data['ts']}" == posts(engine)[0][2]
+    done = (await fake.wait_for("webhook", 5))[4].data
+    assert done["replace_original"] is True and "Taken back" in done["text"]
+    assert sources(engine)["send"] == 0
+    await stack.click(blocks.UNDO, "not-a-number")
+    assert "can't find" in (await fake.wait_for("webhook", 6))[5].data["text"]

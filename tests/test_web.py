@@ -58,6 +58,10 @@ async def test_request_send_vote_through_the_api(web) -> None:  # type: ignore[n
     with session_scope(web.core.engine) as s:
         assert s.query(Comparison).filter(Comparison.source == "vote").count() == 1
         assert {c.platform for c in s.query(Comparison)} == {"web"}
+    post_id = posted["post"]["post_id"]
+    assert (await (await web.post("/api/undo", json={"post_id": post_id, "user": "bob"})).json())["kind"] == "forbidden"
+    undone = await (await web.post("/api/undo", json={"post_id": post_id})).json()
+    assert undone["kind"] == "undone" and "Taken back" in undone["text"]
 
 
 @pytest.mark.parametrize(("path", "body"), [
@@ -69,6 +73,8 @@ async def test_request_send_vote_through_the_api(web) -> None:  # type: ignore[n
     ("/api/vote", {"post_id": True, "up": True}),
     ("/api/vote", {"post_id": 1, "up": "yes"}),
     ("/api/poll", {"poll_id": "x"}),
+    ("/api/undo", {"post_id": "1"}),
+    ("/api/undo", {}),
     ("/api/request", {"text": "happy", "user": "../../etc"}),
     ("/api/request", {"text": "happy", "channel": "a" * 100}),
 ])

@@ -265,14 +265,30 @@ class GifCog(_CoreCog, name=views.COG_NAME):
             sent = await self.core.send_and_publish(
                 actor, session_id, sha, lambda post: self._publish(interaction, post))
             reply = sent.reply
-        if reply.kind == "posted" and reply.post is not None:
-            await interaction.delete_original_response()  # the preview; the post is out
+        if reply.kind == "posted" and reply.post is not None:  # the preview says so, with Undo
+            await interaction.edit_original_response(**views.sent_message(reply.post.post_id).edit_kwargs())
         elif reply.kind == "cancelled":
             await interaction.delete_original_response()
         elif reply.preview is not None or reply.kind == "expired":
             await interaction.edit_original_response(**self.render(reply, interaction).edit_kwargs())
         else:  # forbidden, error: only the clicker sees why
             await self._note(interaction, reply)
+
+    async def undo_click(self, interaction: discord.Interaction, post_id: int) -> None:
+        """The sender's Undo: the core takes the Send back, then the public post is deleted
+        (the bot's own message: no Manage Messages needed)."""
+        await interaction.response.defer()
+        reply = await self.core.undo(interaction_actor(interaction), post_id)
+        if reply.kind != "undone":
+            await self._note(interaction, reply)
+            return
+        partial = getattr(interaction.channel, "get_partial_message", None)
+        if reply.message_ref.isdigit() and partial is not None:
+            try:
+                await partial(int(reply.message_ref)).delete()
+            except discord.HTTPException as exc:  # deleted meanwhile: the Send is taken back all the same
+                log.info("discord delete of a taken-back post failed: %s", exc.status)
+        await interaction.edit_original_response(**views.text_message(reply.text, dismissible=True).edit_kwargs())
 
     async def _publish(self, interaction: discord.Interaction, post: PostView) -> str:
         msg = views.post_message(post, self.settings.http.public_url, self.limit(interaction))

@@ -150,6 +150,15 @@ def text_message(text: str, *, dismissible: bool = False) -> Message:
     return Message(content=text, view=view)
 
 
+def sent_message(post_id: int) -> Message:
+    """What the sender's preview turns into once the GIF is out: Undo takes the Send back
+    (`BotCore.undo`), Dismiss just closes this note."""
+    view = discord.ui.View(timeout=None)
+    view.add_item(UndoButton(post_id))
+    view.add_item(DismissButton())
+    return Message(content="Sent ✓", view=view)
+
+
 def render(reply: Reply, public_url: str, limit: int, *, dismissible: bool = False) -> Message:
     """Any private reply (posts are rendered by `post_message`)."""
     if reply.preview is not None:  # a preview, or "exhausted" with the last one still shown
@@ -179,6 +188,8 @@ class Clicks(Protocol):
     async def choice_click(self, interaction: discord.Interaction, emotion: str, ask_id: str) -> None: ...
 
     async def switch_click(self, interaction: discord.Interaction, session_id: str, emotion: str) -> None: ...
+
+    async def undo_click(self, interaction: discord.Interaction, post_id: int) -> None: ...
 
 
 def _clicks(interaction: discord.Interaction) -> Clicks:
@@ -361,5 +372,20 @@ class DismissButton(discord.ui.DynamicItem[discord.ui.Button], template=r"mg:dis
             await interaction.delete_original_response()
 
 
+class UndoButton(discord.ui.DynamicItem[discord.ui.Button], template=r"mg:undo:(?P<post>\d{1,18})$"):
+    def __init__(self, post_id: int) -> None:
+        super().__init__(discord.ui.Button(label="Undo", style=discord.ButtonStyle.secondary,
+                                           custom_id=f"mg:undo:{post_id}"))
+        self.post_id = post_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button,
+                             match: re.Match[str], /) -> UndoButton:
+        return cls(int(match["post"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await _clicks(interaction).undo_click(interaction, self.post_id)
+
+
 DYNAMIC_ITEMS = (PreviewButton, VoteButton, PollButton, ChoiceButton, SwitchButton, OtherFeelingSelect,
-                 OtherChoiceSelect, DismissButton)
+                 OtherChoiceSelect, DismissButton, UndoButton)

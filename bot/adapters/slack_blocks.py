@@ -26,6 +26,7 @@ VOTE_UP = "moodgif_vote_up"
 VOTE_DOWN = "moodgif_vote_down"
 POLL = "moodgif_poll"  # + ":left" / ":right" / ":neither"
 DISMISS = "moodgif_dismiss"
+UNDO = "moodgif_undo"  # value: the post id
 FOR_MESSAGE = "moodgif_gif_for_message"  # the message shortcut's callback_id (deploy/slack-manifest.yml)
 
 # One image reference per GIF: {"image_url": "https://..."} or {"slack_file": {"id": "F..."}}
@@ -209,6 +210,14 @@ def text_message(text: str, *, dismissible: bool = False) -> dict[str, Any]:
     if dismissible:
         blocks.append({"type": "actions", "elements": [_button("Dismiss", DISMISS, "x")]})
     return {"text": esc(text), "blocks": blocks}
+
+
+def sent_message(post_id: int) -> dict[str, Any]:
+    """What the sender's preview turns into once the GIF is out: Undo takes the Send back
+    (`BotCore.undo`), Dismiss just closes this note."""
+    text = "Sent ✓"
+    return {"text": text, "blocks": [_text(text), {"type": "actions", "elements": [
+        _button("Undo", UNDO, str(post_id)), _button("Dismiss", DISMISS, "x")]}]}
 
 
 def cards_of(reply: Reply) -> list[GifCard]:

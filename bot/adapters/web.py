@@ -213,6 +213,15 @@ async def api_cancel(request: web.Request) -> web.Response:
     return web.json_response(reply_json(reply))
 
 
+async def api_undo(request: web.Request) -> web.Response:
+    data = await _body(request)
+    post_id = data.get("post_id")
+    if isinstance(post_id, bool) or not isinstance(post_id, int) or not 0 < post_id < 2**63:
+        raise web.HTTPBadRequest(text="post_id (a number) is required\n")
+    reply = await request.app[CORE_KEY].undo(_actor(request, data), post_id)
+    return web.json_response(reply_json(reply))  # the playground's "channel" is the page: it drops the post
+
+
 async def api_vote(request: web.Request) -> web.Response:
     data = await _body(request)
     post_id = data.get("post_id")
@@ -439,6 +448,7 @@ def build_app(core: BotCore, settings: Settings, engine: Engine) -> web.Applicat
     app.router.add_post("/api/send", api_send)
     app.router.add_post("/api/cancel", api_cancel)
     app.router.add_post("/api/vote", api_vote)
+    app.router.add_post("/api/undo", api_undo)
     app.router.add_post("/api/poll", api_poll)
     app.router.add_get("/api/emotions", api_emotions)
     app.router.add_get("/admin", admin_pools)

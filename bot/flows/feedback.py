@@ -1,7 +1,10 @@
 """Feedback on a public post: 👍/👎 from a button or a reaction, and the platform's id of the
-post (`attach`) that reactions are matched by. One vote per person per post."""
+post (`attach`) that reactions are matched by. One vote per person per post. And the
+sender's Undo: a Send taken back within `UNDO_MINUTES`."""
 
 from __future__ import annotations
+
+import datetime as dt
 
 from sqlalchemy.orm import Session
 
@@ -11,6 +14,9 @@ from bot.flows.context import CoreContext, metric
 from training.comparisons import LedgerError, record_vote
 
 _GONE = "I can't find that GIF post any more."
+# A Send can be taken back for this long: Undo is for "wrong GIF", not for editing history;
+# later, a channel's moderators delete the message as they would any other.
+UNDO_MINUTES = 60
 
 
 class FeedbackFlow:
@@ -45,10 +51,31 @@ class FeedbackFlow:
         }[outcome]
         return Reply(kind="ack", text=text)
 
+    def undo(self, db: Session, actor: Actor, post_id: int) -> Reply:
+        """The sender takes their Send back: the adapter deletes the public post
+        (`Reply.message_ref`), and the Send teaches nothing (`session.take_back_send`)."""
+        if not 0 < post_id < 2**63:  # a forged button value
+            return Reply(kind="expired", text=_GONE)
+        post = sess.find_post(db, post_id=post_id)
+        if post is None or post.platform != actor.platform or post.workspace != actor.workspace:
+            return Reply(kind="expired", text=_GONE)
+        if post.requested_by != self.ctx.who(actor):
+            return Reply(kind="forbidden", text="Only the person who sent that GIF can take it back.")
+        if self.ctx.now() - post.created_at > dt.timedelta(minutes=UNDO_MINUTES):
+            return Reply(kind="expired", text=(
+                f"A GIF can be taken back within {UNDO_MINUTES} minutes of sending it; "
+                "a moderator of the channel can still delete it."))
+        state = sess.load_session(db, post.session_id) if post.session_id else None
+        if state is not None and state.state != "sent":
+            return Reply(kind="expired", text="That GIF was already taken back.")
+        sess.take_back_send(db, int(post.id), post.session_id, self.ctx.now())
+        return Reply(kind="undone", text="Taken back: the GIF is gone, and that Send teaches nothing.",
+                     message_ref=post.message_ref or "")
+
     def attach(self, db: Session, post_id: int, message_ref: str) -> bool:
         """The platform's id of the public post (for reactions): a Slack channel:ts, a
         Discord message id."""
         return sess.attach_message(db, int(post_id), str(message_ref))
 
 
-__all__ = ["FeedbackFlow"]
+__all__ = ["UNDO_MINUTES", "FeedbackFlow"]

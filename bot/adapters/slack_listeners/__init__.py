@@ -62,6 +62,7 @@ def register(app: AsyncApp, ctx: SlackContext) -> None:
     app.action(blocks.SHUFFLE)(g("shuffle", actions.shuffle))
     app.action(blocks.CANCEL)(g("cancel", actions.cancel))
     app.action(blocks.DISMISS)(g("dismiss", actions.dismiss))
+    app.action(blocks.UNDO)(g("undo", actions.undo))
     app.action(re.compile(rf"^{blocks.CHOOSE}:"))(g("choose", actions.choose))
     app.action(re.compile(rf"^{blocks.SWITCH}:"))(g("switch", actions.switch))
     app.action(blocks.OTHER)(g("switch", actions.switch))

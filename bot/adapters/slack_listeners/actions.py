@@ -78,8 +78,30 @@ async def send(ctx: SlackContext, ack: Any, body: dict[str, Any], action: dict[s
     sent = await ctx.core.send_and_publish(actor, session_id, sha, publish)
     if sent.reply.kind != "posted":
         await ctx.answer_click(sent.reply, respond, client, actor)
-    elif sent.message_ref is not None:
-        await respond(delete_original=True)
+    elif sent.message_ref is not None and sent.reply.post is not None:
+        await respond(replace_original=True, **blocks.sent_message(sent.reply.post.post_id))
+
+
+async def undo(ctx: SlackContext, ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Any,
+               client: AsyncWebClient) -> None:
+    """The sender's Undo: the core takes the Send back, then the public post is deleted."""
+    await ack()
+    try:
+        post_id = int(action["value"])
+    except (KeyError, ValueError):
+        post_id = 0  # the core answers a forged value
+    reply = await ctx.core.undo(action_actor(body), post_id)
+    if reply.kind != "undone":
+        await respond(response_type="ephemeral", replace_original=False, **blocks.render(reply, {}))
+        return
+    channel, _, ts = reply.message_ref.partition(":")
+    if ts:
+        try:
+            await client.chat_delete(channel=channel, ts=ts)
+        except SlackApiError as exc:  # deleted meanwhile: the Send is taken back all the same
+            log.info("slack chat.delete of a taken-back post failed: %s",
+                     exc.response.get("error") if exc.response is not None else "error")
+    await respond(replace_original=True, **blocks.text_message(reply.text, dismissible=True))
 
 
 async def dismiss(ctx: SlackContext, ack: Any, respond: Any) -> None:

@@ -134,11 +134,17 @@ function renderPost(reply, container) {
   const ack = el("div", { class: "ack" });
   const up = el("button", { "data-action": "up", "aria-label": "thumbs up", title: "fits the feeling" }, "👍 fits");
   const down = el("button", { "data-action": "down", "aria-label": "thumbs down", title: "does not fit" }, "👎 not really");
+  const undo = el("button", { "data-action": "undo", title: "take this Send back" }, "Undo");
   const box = addMessage("bot post",
     el("div", { class: "meta" }, `${post.emotion} · requested by @${post.requested_by}`
                                  + (post.card.credit ? ` · ${post.card.credit}` : "")),
-    gifImg(post.card), el("div", { class: "buttons" }, up, down), ack);
+    gifImg(post.card), el("div", { class: "buttons" }, up, down, undo), ack);
   box.dataset.post = post.post_id;
+  undo.addEventListener("click", async () => {  // the sender takes the Send back
+    const r = await api("/api/undo", { post_id: post.post_id });
+    if (r.kind === "undone") box.remove();
+    else ack.textContent = r.text;
+  });
   let current = null;
   const vote = async (value) => {
     const next = current === value ? null : value;  // clicking your vote again withdraws it
