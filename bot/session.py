@@ -238,15 +238,16 @@ def _add_post(s: Session, session: SessionState, sha: str, now: dt.datetime) -> 
 
 
 def take_back_send(db: Db, post_id: int, session_id: str | None, now: dt.datetime) -> int:
-    """A Send its sender took back: its comparisons leave the ledger and its preview counts
-    as cancelled (so it teaches no words, and the GIFs it showed, the sent one too, count as
-    passed over). The post row stays: others' votes on it happened. Returns the comparisons
-    removed."""
+    """A Send its sender took back: its comparisons leave the ledger and its preview is
+    "undone", which neither the learned words (`latest_sends_for`: Sends only) nor the send
+    bar's judgements (`training.judgements`: sent or cancelled previews) read: the whole
+    decision is withdrawn. The post row stays: others' votes on it happened. Returns the
+    comparisons removed."""
     with unit_of_work(db) as s:
         res = s.execute(delete(Comparison).where(Comparison.post_id == post_id, Comparison.source == "send"))
         if session_id:
             s.execute(update(ChatSession).where(ChatSession.id == session_id, ChatSession.state == "sent")
-                      .values(state="cancelled", updated_at=now))
+                      .values(state="undone", updated_at=now))
         return int(res.rowcount or 0)
 
 

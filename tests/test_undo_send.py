@@ -9,6 +9,7 @@ from test_core import Env
 
 from bot.flows.feedback import UNDO_MINUTES
 from scorer.store import ChatSession, session_scope
+from training.judgements import preview_judgements
 
 
 @pytest.fixture
@@ -32,13 +33,15 @@ async def test_the_sender_takes_a_send_back_and_it_teaches_nothing(settings, eng
     post_id = await _shuffle_and_send(env, "alice", "happy")
     await env.core.vote(bob, post_id=post_id, up=True)
     assert {c.source for c in env.comparisons()} == {"send", "vote"}
+    assert preview_judgements(env.engine, set(env.pool.shas))  # the sent GIF over the bar, ...
 
     assert (await env.core.undo(bob, post_id)).kind == "forbidden"  # not Bob's to take back
     undone = await env.core.undo(alice, post_id)
     assert undone.kind == "undone" and undone.message_ref == f"C1:{post_id}.0001"
     assert {c.source for c in env.comparisons()} == {"vote"}  # Bob's vote happened; the Send did not
     with session_scope(env.engine) as s:
-        assert {row.state for row in s.query(ChatSession)} == {"cancelled"}
+        assert {row.state for row in s.query(ChatSession)} == {"undone"}
+    assert preview_judgements(env.engine, set(env.pool.shas)) == []  # the decision is withdrawn whole
     again = await env.core.undo(alice, post_id)
     assert again.kind == "expired" and "already" in again.text
 
