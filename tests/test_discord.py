@@ -244,6 +244,8 @@ async def test_watched_channel_offers_by_dm_only_when_opted_in(sqlite_settings, 
         assert st.fake.calls_of("dm_open")[0].payload["recipient_id"] == BOB[0]
         (offer,) = st.fake.calls_of("channel_message")
         assert offer.payload["channel_id"] != CHANNEL and "/gif" in offer.payload["content"]
+        jump = f"https://discord.com/channels/{GUILD}/{CHANNEL}/"
+        assert jump in offer.payload["content"] and discord_adapter.FOR_MESSAGE in offer.payload["content"]
         assert buttons(offer.payload) == ["mg:dismiss"]
     finally:
         await st.d.close()

@@ -358,7 +358,8 @@ class GifCog(_CoreCog, name=views.COG_NAME):
         # No private message in a channel on Discord: offer by DM, pointing back to the channel.
         emotion = offer.preview.emotion if offer.preview is not None else ""
         text = (offer.text or "Want to send a GIF?") + (
-            f"\nType `/gif {emotion}` in <#{message.channel.id}>." if emotion else "")
+            f"\nType `/gif {emotion}` in <#{message.channel.id}>, or answer [your message]"
+            f"({message.jump_url}) itself: *Apps → {FOR_MESSAGE}*." if emotion else "")
         try:
             await message.author.send(**views.text_message(text, dismissible=True).send_kwargs())
         except discord.Forbidden:  # DMs closed: stay quiet rather than post publicly
