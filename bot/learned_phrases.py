@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ from scorer.settings import Settings
 
 MIN_PEOPLE = 2  # different people whose latest Send agrees before the workspace's pick applies
 KEY_CHARS = 200  # the key column's width; longer requests are keyed by their start
+_DRAWN_OUT = re.compile(r"([^\W\d_])\1{2,}")  # a letter three times or more ("ughhh"); not digits
+_REPEATED_EMOJI = re.compile(r"([\U0001F000-\U0001FAFF\u2600-\u27BF])\1+")
 
 
 def memory_since(settings: Settings, now: dt.datetime) -> dt.datetime | None:
@@ -47,10 +50,15 @@ def memory_since(settings: Settings, now: dt.datetime) -> dt.datetime | None:
 
 def phrase_key(query: str) -> str:
     """The form in which requests are matched: case, punctuation and spacing do not count,
-    emoji do ("Monday again..." and "monday again" match; "ugh 😭" and "ugh 😂" do not)."""
+    emoji do ("Monday again..." and "monday again" match; "ugh 😭" and "ugh 😂" do not). Nor
+    does how long a word or an emoji is drawn out, or said again: "ughhh", "ugh ugh" and
+    "ugh" match, "😭😭😭" and "😭" too. A request keyed before this rule keeps its key; a plain
+    one ("monday again") was keyed the same under both."""
     kept = "".join(" " if unicodedata.category(ch).startswith(("P", "Z", "C")) else ch
                    for ch in unicodedata.normalize("NFKC", query).casefold())
-    return " ".join(kept.split())[:KEY_CHARS]
+    tokens = _REPEATED_EMOJI.sub(r"\1", _DRAWN_OUT.sub(r"\1", kept)).split()
+    words = [w for i, w in enumerate(tokens) if i == 0 or w != tokens[i - 1]]
+    return " ".join(words)[:KEY_CHARS]
 
 
 @dataclass(frozen=True)

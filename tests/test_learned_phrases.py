@@ -36,7 +36,15 @@ def test_phrase_keys_ignore_case_punctuation_and_spacing_but_not_emoji() -> None
     assert phrase_key("  Monday   again...!! ") == phrase_key("monday again") == "monday again"
     assert phrase_key("can't even") == phrase_key("CAN'T EVEN")
     assert phrase_key("ugh 😭") != phrase_key("ugh 😂")
-    assert phrase_key("x" * 500) == "x" * 200  # the column's width
+    assert phrase_key("ab " * 300) == "ab"  # said again and again: once
+    assert phrase_key(" ".join(f"w{i}" for i in range(300)))[-3:] != "299"  # the column's width
+    assert len(phrase_key(" ".join(f"w{i}" for i in range(300)))) == 200
+    # drawn out or repeated, the same request; digits and other words stay apart
+    assert phrase_key("ughhh") == phrase_key("Ugh ugh UGH!!") == phrase_key("ugh") == "ugh"
+    assert phrase_key("looool 😭😭😭") == phrase_key("lol 😭") == "lol 😭"
+    assert phrase_key("soooo tired") == phrase_key("so tired") != phrase_key("tired")
+    assert phrase_key("1000 comments") != phrase_key("10 comments")
+    assert phrase_key("good morning") == "good morning"
     assert phrase_key("!!!") == ""
 
 
@@ -207,3 +215,9 @@ async def test_words_not_read_at_all_are_learned_from_the_feeling_picked(env: En
     assert (await env.core.request(bob, "yeet")).kind == "help"  # one person's pick is theirs
 
     assert (await env.core.request(alice, "")).ask_id == ""  # the plain help asks about nothing
+
+
+async def test_drawn_out_words_are_the_same_words(env: Env) -> None:
+    await _pick_and_send(env, "alice", "monday again", "anger")
+    r = await env.core.request(env.actor("alice"), "MONDAYYYY again again")
+    assert r.preview.emotion == "anger" and "your last pick" in r.preview.interpretation
