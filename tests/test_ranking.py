@@ -278,6 +278,23 @@ def test_suggest_cli(sqlite_settings, sqlite_engine) -> None:
     bad = runner.invoke(cli, ["suggest", "happy", "--channel", "nope"], env=env)
     assert bad.exit_code == 2
 
+    # topics: a topic alone, a feeling among a topic's GIFs, and a topic no GIF has
+    from sqlalchemy import select, update
+
+    from scorer.store import Gif
+
+    with session_scope(sqlite_engine) as s:  # four GIFs about cats, as ingest keeps their words
+        cats = sorted(s.scalars(select(Gif.sha256)))[:4]
+        s.execute(update(Gif).where(Gif.sha256.in_(cats)).values(title="Cat being silly", tags=["cats"]))
+    topic = json.loads(runner.invoke(cli, ["suggest", "cats", "--json"], env=env).stdout)
+    assert topic["emotion"] is None and topic["topic"] == ["cats"] and {g["sha256"] for g in topic["gifs"]} == set(cats)
+    shown = runner.invoke(cli, ["suggest", "cats", "--k", "2"], env=env).stdout
+    assert shown.startswith("topic: cats (no feeling named") and "appeal " in shown and "unscored" not in shown
+    both = json.loads(runner.invoke(cli, ["suggest", "happy", "cats", "--json"], env=env).stdout)
+    assert both["emotion"] == "happiness" and both["topic"] == ["cats"]
+    missing = runner.invoke(cli, ["suggest", "happy", "unicorn"], env=env).stdout
+    assert missing.startswith("happiness (confidence") and "No unicorn GIFs in this pool; here's happiness." in missing
+
 
 def test_background_ranker_keeps_serving_while_it_rebuilds(settings, engine, pool) -> None:
     now = [0.0]

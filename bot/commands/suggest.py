@@ -61,20 +61,28 @@ def suggest_cmd(settings: Settings, text: tuple[str, ...], k: int, as_json: bool
             reason += f" (closest: {', '.join(e for e, _ in intent.alternatives[:3])})"
         click.echo(f"moodgif suggest: {reason}", err=True)
         sys.exit(3)
+    from bot.topics import missing_note
+
     gifs = _suggested_gifs(settings, core, got)
-    label = intent.emotion or " ".join(got.reading.topic)
+    topic = " ".join(got.reading.topic)
+    # "No unicorn GIFs in this pool; here's happiness." as a preview says it, and the ranking's own
+    notes = [n for n in (missing_note(got.reading), got.ranked.note) if n]
     if as_json:
         click.echo(json.dumps({"query": got.query, "emotion": intent.emotion,
-                               "confidence": round(intent.confidence, 3),
-                               "note": got.ranked.note or None, "gifs": gifs}, ensure_ascii=False))
+                               "confidence": round(intent.confidence, 3), "topic": list(got.reading.topic),
+                               "note": "; ".join(notes) or None, "gifs": gifs}, ensure_ascii=False))
         return
-    click.echo(f"{label} (confidence {intent.confidence:.2f})"
-               + (f" - {got.ranked.note}" if got.ranked.note else ""))
+    if got.emotion < 0:
+        head = f"topic: {topic} (no feeling named: the best-liked first)"
+    else:
+        head = f"{intent.emotion} (confidence {intent.confidence:.2f})" + (f"; topic: {topic}" if topic else "")
+    click.echo(head + "".join(f" - {n}" for n in notes))
     if not gifs:
         click.echo("no GIFs to suggest: add a pool with `moodgif pool add NAME SOURCE`")
         return
     for n, g in enumerate(gifs, 1):
-        score = f"{g['mean']:.3f} ± {g['sd']:.3f}" if g["mean"] is not None else "unscored"
+        score = (f"{g['mean']:.3f} ± {g['sd']:.3f}" if g["mean"] is not None
+                 else f"appeal {g['score']:.3f}" if got.emotion < 0 else "unscored")
         click.echo(f"{n:>2}. {g['sha256'][:12]}  {score}  {g['title'][:40]:<40}  {g['path']}")
 
 
