@@ -171,10 +171,13 @@ def _clean(text: str) -> str:
     text = _URL.sub(" ", text)
     text = _AT_MENTION.sub(" ", text)
     text = _COMMAND.sub("", text)
-    # Control and format characters go, but the zero-width joiner and variation selectors
-    # are part of emoji such as 😮‍💨 and ❤️.
+    # Control characters and line separators part words; invisible format characters (a
+    # zero-width space, a soft hyphen) go without a trace, as the core's `clean_text` drops
+    # them, so "hap\u200bpy" is "happy" here too. The zero-width joiner and variation
+    # selectors stay: they are part of emoji such as 😮‍💨 and ❤️.
     return "".join(
-        " " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") and ch not in "\u200d\ufe0f" else ch
+        " " if unicodedata.category(ch) in ("Cc", "Zl", "Zp")
+        else "" if unicodedata.category(ch) == "Cf" and ch not in "\u200d\ufe0f" else ch
         for ch in text
     ).strip()
 

@@ -241,6 +241,7 @@ def test_mentions_urls_and_control_characters_are_ignored(lex: IntentParser) -> 
     assert lex.parse("@bob\x00 so\x07 sad").emotion == "sadness"
     assert lex.parse("/gif happy").emotion == "happiness"
     assert lex.parse("so\u200b sad\u200b").emotion == "sadness"
+    assert lex.parse("hap\u200bpy").emotion == lex.parse("ha\u00adppy").emotion == "happiness"  # invisible: gone
     res = lex.parse("<@U123ABC> https://example.com")
     assert res.kind == "unknown" and "mentions, links or code" in (res.reason or "")
     res = lex.parse("\u200b\u200b")  # nothing was skipped: no talk of mentions
