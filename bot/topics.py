@@ -15,7 +15,8 @@ How a request is read (`read_request`):
 - the rest of the request is the feeling: `/gif happy cat` is happiness among cat GIFs,
   `/gif coffee monday` is Monday's feeling among coffee GIFs;
 - only a topic (`/gif cat`): the topic's GIFs ranked by their overall appeal (`appeal`);
-- a topic nothing matches: said so, and the feeling alone is used ("no cat GIFs here").
+- a topic nothing matches: said so, and the feeling alone is used ("no cat GIFs here"); only
+  a single unknown word is said to be missing, since several are a situation told short.
 A sentence is a situation, never a topic: "i broke prod" asks for a feeling.
 """
 
@@ -284,8 +285,10 @@ def read_request(parser: IntentParser, index: TopicIndex | None, text: str) -> R
             missing.append(word)
     feeling_words = [t for t, r in content if r in ("feeling", "weak") and t not in found]
     if not found:
-        # Nothing here shows those words: say so, and answer the feeling (if any) alone.
-        if feeling_words or len(content) == 1:
+        # Nothing here shows those words: say so, and answer the feeling (if any) alone. Only
+        # for one word ("happy unicorn"): two or more unknown words are a situation told short
+        # ("the build finally passed"), not a subject the pool lacks.
+        if (feeling_words or len(content) == 1) and len(missing) == 1:
             return Reading(full, missing=tuple(missing))
         return Reading(full)
     rows = index.rows_for(list(found.values())) if index is not None else None

@@ -62,6 +62,8 @@ def test_reading_splits_feeling_and_topic() -> None:
     assert r.topic == ("coffee",) and r.emotion == "sadness"
     r = read_request(parser, index, "happy unicorn")
     assert r.emotion == "happiness" and r.rows is None and r.missing == ("unicorn",)
+    r = read_request(parser, index, "the build finally passed")  # a situation told short: no topic to miss
+    assert r.rows is None and r.missing == () and r.topic == ()
     r = read_request(parser, index, "my cat knocked the vase over again")  # a sentence
     assert r.rows is None and r.topic == ()
     assert read_request(parser, index, "").intent.kind == "help"
