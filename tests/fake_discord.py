@@ -265,6 +265,7 @@ class DiscordDriver:
         data = self._base(3, user, perms)
         data["message"] = message
         data["data"] = {"custom_id": custom_id, "component_type": 2}
+        self.fake.originals[data["token"]] = message  # a click's @original is the clicked message
         self.bot._connection.parse_interaction_create(data)
         await self.settle()
         return data["token"]
@@ -275,6 +276,7 @@ class DiscordDriver:
         data = self._base(3, user, perms)
         data["message"] = message
         data["data"] = {"custom_id": custom_id, "component_type": 3, "values": values}
+        self.fake.originals[data["token"]] = message
         self.bot._connection.parse_interaction_create(data)
         await self.settle()
         return data["token"]

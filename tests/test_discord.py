@@ -229,6 +229,11 @@ async def test_mention_replies_with_a_preview_only_the_requester_can_use(stack: 
     assert "someone else" in fake.calls[-1].payload["content"] and posts(stack.engine) == []
     await d.click(fake.messages[reply.message_id], send, user=ALICE)
     assert len(posts(stack.engine)) == 1
+    # the public preview goes; "Sent ✓" with Undo is Alice's alone, never a note in the channel
+    gone, note = fake.calls[-2:]
+    assert gone.kind == "delete_original"
+    assert note.kind == "followup" and note.payload["flags"] & EPHEMERAL and note.payload["content"] == "Sent ✓"
+    assert buttons(note.payload)[0].startswith("mg:undo:")
     await d.say("happy", user=BOB)  # no mention, not watched: nothing
     assert len(fake.calls_of("channel_message")) == 1
 

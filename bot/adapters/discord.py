@@ -265,8 +265,13 @@ class GifCog(_CoreCog, name=views.COG_NAME):
             sent = await self.core.send_and_publish(
                 actor, session_id, sha, lambda post: self._publish(interaction, post))
             reply = sent.reply
-        if reply.kind == "posted" and reply.post is not None:  # the preview says so, with Undo
-            await interaction.edit_original_response(**views.sent_message(reply.post.post_id).edit_kwargs())
+        if reply.kind == "posted" and reply.post is not None:
+            note = views.sent_message(reply.post.post_id)  # "Sent ✓" with Undo: the sender's alone
+            if interaction.message is not None and interaction.message.flags.ephemeral:
+                await interaction.edit_original_response(**note.edit_kwargs())
+            else:  # a mention's preview is a reply in the channel: it goes, and the note is private
+                await interaction.delete_original_response()
+                await interaction.followup.send(**note.send_kwargs(), ephemeral=True)
         elif reply.kind == "cancelled":
             await interaction.delete_original_response()
         elif reply.preview is not None or reply.kind == "expired":
