@@ -77,6 +77,16 @@ async def _asked(chromium: str, url: str, text: str) -> AsyncIterator[Any]:
             await browser.close()
 
 
+async def _shuffled(page, preview) -> str:  # type: ignore[no-untyped-def]
+    """Shuffle the preview once and wait for the new GIF; returns its SHA-256."""
+    img = preview.locator("img.gif")
+    before = await img.get_attribute("data-sha")
+    await preview.locator("[data-action=shuffle]").click()
+    await page.wait_for_function(
+        "prev => document.querySelector('.msg.preview img.gif')?.dataset.sha !== prev", arg=before)
+    return await img.get_attribute("data-sha")
+
+
 async def test_gif_happy_shuffle_twice_send_and_thumbs_up(chromium, playground) -> None:  # type: ignore[no-untyped-def]
     url, engine = playground
     async with _asked(chromium, url, "/gif happy") as page:
@@ -85,11 +95,7 @@ async def test_gif_happy_shuffle_twice_send_and_thumbs_up(chromium, playground) 
         await img.wait_for()
         seen = [await img.get_attribute("data-sha")]
         for _ in range(2):
-            await preview.locator("[data-action=shuffle]").click()
-            await page.wait_for_function(
-                "prev => document.querySelector('.msg.preview img.gif')"
-                "?.dataset.sha !== prev", arg=seen[-1])
-            seen.append(await img.get_attribute("data-sha"))
+            seen.append(await _shuffled(page, preview))
         # the browser really loaded the GIF from /gifs/<sha>.gif
         assert await img.evaluate("el => el.complete && el.naturalWidth > 0")
         await preview.locator("[data-action=send]").click()
@@ -180,12 +186,8 @@ async def test_undo_takes_a_send_back_in_the_page(chromium, playground) -> None:
     url, engine = playground
     async with _asked(chromium, url, "/gif relief") as page:
         preview = page.locator(".msg.preview")
-        img = preview.locator("img.gif")
-        await img.wait_for()
-        first = await img.get_attribute("data-sha")
-        await preview.locator("[data-action=shuffle]").click()  # one GIF passed over: a Send's comparison
-        await page.wait_for_function(
-            "prev => document.querySelector('.msg.preview img.gif')?.dataset.sha !== prev", arg=first)
+        await preview.locator("img.gif").wait_for()
+        await _shuffled(page, preview)  # one GIF passed over: a Send's comparison
         await preview.locator("[data-action=send]").click()
         post = page.locator(".msg.post")
         await post.wait_for()
