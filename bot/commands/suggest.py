@@ -65,7 +65,7 @@ def suggest_cmd(settings: Settings, text: tuple[str, ...], k: int, as_json: bool
 
     gifs = _suggested_gifs(settings, core, got)
     topic = " ".join(got.reading.topic)
-    # "No unicorn GIFs in this pool; here's happiness." as a preview says it, and the ranking's own
+    # What a preview adds ("No unicorn GIFs in this pool; here's happiness.") and the ranking's note
     notes = [n for n in (missing_note(got.reading), got.ranked.note) if n]
     if as_json:
         click.echo(json.dumps({"query": got.query, "emotion": intent.emotion,
