@@ -28,6 +28,7 @@ from training.ledger_report import compared
 
 TOP_K = 24
 ACTIVE_DAYS = 90  # the workspaces listed when learning words is off (no memory window)
+SENDS_READ = 10_000  # per workspace on the workspaces page (a chat admin's `phrases` reads 50,000)
 
 
 def ranked_count(matrix: ScoreMatrix, pool: str) -> int:
@@ -72,8 +73,9 @@ def workspace_rows(engine: Engine, settings: Settings, now: dt.datetime,
     words = gif_words(engine, sorted({sha for shas in hidden.values() for sha in shas}))
     rows = []
     for platform, workspace in [*seen, *(k for k in hidden if k not in seen)]:
-        phrases = ([] if since is None else
-                   workspace_phrases(sess.phrase_sends(engine, platform, workspace, since), limit=100))
+        phrases = ([] if since is None else  # each workspace's newest Sends: the page stays quick at 50
+                   workspace_phrases(sess.phrase_sends(engine, platform, workspace, since, limit=SENDS_READ),
+                                     limit=100))
         rows.append({
             "platform": platform, "workspace": workspace,
             **seen.get((platform, workspace), {"previews": 0, "last_active": None}),
