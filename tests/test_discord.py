@@ -209,9 +209,13 @@ async def test_the_cogs_share_the_core_and_the_gif_cog_answers_the_buttons(stack
     assert isinstance(admin, discord_adapter.AdminCog) and admin.core is stack.core
     assert {c.name for c in admin.get_app_commands()} == {"gif-admin"}
     assert {c.name for c in stack.d.bot.tree.get_commands()} >= {"gif", "gif-admin"}
+    listen = stack.d.bot.get_cog("moodgif listeners")  # reactions, mentions, watched channels
+    assert isinstance(listen, discord_adapter.ListenCog) and listen.core is stack.core
+    assert not listen.get_app_commands() and {n for n, _ in listen.get_listeners()} >= {
+        "on_message", "on_raw_reaction_add", "on_raw_reaction_remove"}
     # a bot built only to sync the commands has the cogs but no core to answer with
     bare = discord_adapter.build_bot(None, stack.settings)
-    for holder in (bare.gif_cog, bare.admin_cog):
+    for holder in (bare.gif_cog, bare.listen_cog, bare.admin_cog):
         with pytest.raises(RuntimeError, match="without a BotCore"):
             _ = holder.core
 

@@ -171,11 +171,23 @@ class _CoreCog(commands.Cog):
             raise RuntimeError("this Discord bot was built without a BotCore (commands sync only)")
         return self._core
 
+    def limit(self, interaction: discord.Interaction | None = None) -> int:
+        limit = self.settings.discord.upload_limit_bytes
+        guild_limit = getattr(interaction, "filesize_limit", 0) if interaction is not None else 0
+        return min(limit, guild_limit) if guild_limit else limit
+
+    def render(self, reply: Reply, interaction: discord.Interaction | None = None, **kw: Any) -> views.Message:
+        return views.render(reply, self.settings.http.public_url, self.limit(interaction), **kw)
+
+    async def _note(self, interaction: discord.Interaction, reply: Reply) -> None:
+        """A private note that leaves the message it was clicked on as it is."""
+        await interaction.followup.send(self.render(reply).content or "OK.", ephemeral=True)
+
 
 class GifCog(_CoreCog, name=views.COG_NAME):
-    """moodgif for everyone on Discord: /gif, the "GIF for this message" app command, the
-    buttons' clicks (the `DynamicItem`s in `discord_views` call back here), and the reactions
-    and messages the bot listens to. /gif-admin is `AdminCog`'s."""
+    """moodgif for everyone on Discord: /gif, the "GIF for this message" app command and the
+    buttons' clicks (the `DynamicItem`s in `discord_views` call back here). Reactions and
+    messages are `ListenCog`'s; /gif-admin is `AdminCog`'s."""
 
     def __init__(self, bot: commands.Bot, core: BotCore | None, settings: Settings) -> None:
         super().__init__(bot, core, settings)
@@ -188,18 +200,6 @@ class GifCog(_CoreCog, name=views.COG_NAME):
 
     async def cog_unload(self) -> None:
         self.bot.tree.remove_command(self.for_message.name, type=self.for_message.type)
-
-    def limit(self, interaction: discord.Interaction | None = None) -> int:
-        limit = self.settings.discord.upload_limit_bytes
-        guild_limit = getattr(interaction, "filesize_limit", 0) if interaction is not None else 0
-        return min(limit, guild_limit) if guild_limit else limit
-
-    def render(self, reply: Reply, interaction: discord.Interaction | None = None, **kw: Any) -> views.Message:
-        return views.render(reply, self.settings.http.public_url, self.limit(interaction), **kw)
-
-    async def _note(self, interaction: discord.Interaction, reply: Reply) -> None:
-        """A private note that leaves the message it was clicked on as it is."""
-        await interaction.followup.send(self.render(reply).content or "OK.", ephemeral=True)
 
     # --- /gif ---------------------------------------------------------------------------
     @app_commands.command(name="gif", description="A GIF for a feeling: a private preview first")
@@ -316,7 +316,11 @@ class GifCog(_CoreCog, name=views.COG_NAME):
             text = reply.text or "Thanks!"
             await interaction.edit_original_response(content=text, embeds=[], attachments=[], view=None)
 
-    # --- reactions, mentions, watched channels ---------------------------------------------
+
+class ListenCog(_CoreCog, name="moodgif listeners"):
+    """What moodgif hears without being asked by a command: 👍/👎 reactions on its posts (votes),
+    mentions (`@moodgif ugh`, a preview in reply) and watched channels (an unasked offer by DM)."""
+
     @commands.Cog.listener()
     async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
         await self._reaction(payload)
@@ -465,19 +469,22 @@ class MoodgifTree(app_commands.CommandTree):
 
 class _Host:
     """What both bot classes add to discord.py's: the cogs and the buttons, gateway health.
-    `build_bot` sets `gif_cog` and `admin_cog`; `start` keeps its connection task in `runner`."""
+    `build_bot` sets `gif_cog`, `listen_cog` and `admin_cog`; `start` keeps its connection task
+    in `runner`."""
 
     gif_cog: GifCog
+    listen_cog: ListenCog
     admin_cog: AdminCog
     runner: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
         await self.add_cog(self.gif_cog)  # type: ignore[attr-defined]
+        await self.add_cog(self.listen_cog)  # type: ignore[attr-defined]
         await self.add_cog(self.admin_cog)  # type: ignore[attr-defined]
         self.add_dynamic_items(*views.DYNAMIC_ITEMS)  # type: ignore[attr-defined]
 
     async def on_message(self, message: discord.Message) -> None:
-        """No prefix commands: the cog's listener handles mentions and watched channels."""
+        """No prefix commands: `ListenCog` handles mentions and watched channels."""
 
     async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
         log.exception("discord event %s failed", event_method)
@@ -514,6 +521,7 @@ def build_bot(core: BotCore | None, settings: Settings, *, intents: discord.Inte
         **kwargs,
     )
     bot.gif_cog = GifCog(bot, core, settings)
+    bot.listen_cog = ListenCog(bot, core, settings)
     bot.admin_cog = AdminCog(bot, core, settings)
     return bot
 
