@@ -77,6 +77,13 @@ async def _asked(chromium: str, url: str, text: str) -> AsyncIterator[Any]:
             await browser.close()
 
 
+async def _preview(page):  # type: ignore[no-untyped-def]
+    """The page's private preview, once its GIF is shown."""
+    preview = page.locator(".msg.preview")
+    await preview.locator("img.gif").wait_for()
+    return preview
+
+
 async def _shuffled(page, preview) -> str:  # type: ignore[no-untyped-def]
     """Shuffle the preview once and wait for the new GIF; returns its SHA-256."""
     img = preview.locator("img.gif")
@@ -90,9 +97,8 @@ async def _shuffled(page, preview) -> str:  # type: ignore[no-untyped-def]
 async def test_gif_happy_shuffle_twice_send_and_thumbs_up(chromium, playground) -> None:  # type: ignore[no-untyped-def]
     url, engine = playground
     async with _asked(chromium, url, "/gif happy") as page:
-        preview = page.locator(".msg.preview")
+        preview = await _preview(page)
         img = preview.locator("img.gif")
-        await img.wait_for()
         seen = [await img.get_attribute("data-sha")]
         for _ in range(2):
             seen.append(await _shuffled(page, preview))
@@ -124,8 +130,7 @@ async def test_gif_happy_shuffle_twice_send_and_thumbs_up(chromium, playground) 
 async def test_an_unsure_reading_switches_feeling_in_the_page(chromium, playground) -> None:  # type: ignore[no-untyped-def]
     url, engine = playground
     async with _asked(chromium, url, "/gif ugh") as page:
-        preview = page.locator(".msg.preview")
-        await preview.locator("img.gif").wait_for()
+        preview = await _preview(page)
         switches = preview.locator("[data-action=switch]")
         assert await switches.all_inner_texts() == ["contempt", "disgust", "sadness"]
         await preview.locator("[data-action=switch][data-emotion=contempt]").click()
@@ -152,8 +157,7 @@ async def test_a_did_you_mean_pick_is_remembered_in_the_page(chromium, playgroun
         menu = page.locator(".msg.did_you_mean select[data-action=choice-other] option")
         assert "fear" in await menu.all_inner_texts()  # every other feeling, one pick away
         await page.locator(".msg.did_you_mean [data-action=choice]", has_text="embarrassment").click()
-        preview = page.locator(".msg.preview")
-        await preview.locator("img.gif").wait_for()
+        preview = await _preview(page)
         assert await preview.locator(".reading").inner_text() == "You picked embarrassment"
         await preview.locator("[data-action=send]").click()
         await page.locator(".msg.post").wait_for()
@@ -171,8 +175,7 @@ async def test_a_did_you_mean_pick_is_remembered_in_the_page(chromium, playgroun
 async def test_another_feeling_is_one_pick_away_in_the_page(chromium, playground) -> None:  # type: ignore[no-untyped-def]
     url, _engine = playground
     async with _asked(chromium, url, "/gif ugh") as page:
-        preview = page.locator(".msg.preview")
-        await preview.locator("img.gif").wait_for()
+        preview = await _preview(page)
         menu = preview.locator("select[data-action=other]")
         options = await menu.locator("option").all_inner_texts()
         assert options[0] == "Another feeling…" and "fear" in options and "anger" not in options
@@ -185,8 +188,7 @@ async def test_another_feeling_is_one_pick_away_in_the_page(chromium, playground
 async def test_undo_takes_a_send_back_in_the_page(chromium, playground) -> None:  # type: ignore[no-untyped-def]
     url, engine = playground
     async with _asked(chromium, url, "/gif relief") as page:
-        preview = page.locator(".msg.preview")
-        await preview.locator("img.gif").wait_for()
+        preview = await _preview(page)
         await _shuffled(page, preview)  # one GIF passed over: a Send's comparison
         await preview.locator("[data-action=send]").click()
         post = page.locator(".msg.post")
