@@ -1,0 +1,152 @@
+"""Should a workspace's learned words also teach their paraphrases, and by which likeness?
+
+`bot.learned_phrases` reads a request the way people here sent the *same* words before. A
+teammate who says the same thing differently ("prod went down AGAIN" after "prod is down
+again" was sent as anger) gets the parser's own reading. This measures whether matching a
+request to the nearest learned phrase would help, and what it would break.
+
+Data (`tests/data/phrase_paraphrases.csv`, written for this project by two writers who saw no
+file of it): groups of six lines, a *source* (what someone sent), three *paras* (the same
+situation and feeling in other words) and two *contrasts* (the same topic, another situation
+and feeling). Groups split by id into a tune half (odd numbers) and a held-out half (even),
+read only once a rule is fixed.
+
+The workspace's book is every source of the split, each learned as its feeling. Each para and
+contrast is then asked: if its nearest book phrase is at least `theta` alike and the parser is
+not sure of it (`bot.learned_phrases.is_sure`, what the exact match already requires), the
+answer is that phrase's learned feeling; else the parser's. Two scenarios:
+
+- **label**: the book's feelings are the writers' labels (a team that means what most would).
+- **idiom**: each source is learned as a random other feeling and its paras mean that too (a
+  team's own idiom: "monday again" as anger); contrasts keep their labels.
+
+Printed per likeness and threshold: right at once on paras and on contrasts, and the
+transfers that were right and wrong. Likenesses: `plain` (MiniLM cosine, the short path's
+encoder), `tuned` (the fine-tuned encoder's cosine) and `words` (Jaccard of stemmed content
+words).
+
+    .venv/bin/python benchmarks/bench_phrase_likeness.py [--split tune|held] [--seeds 0,1,2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bot.flows.switches import SWITCH_SURE  # noqa: E402
+from bot.intent import _EMBEDDER, IntentParser  # noqa: E402
+from bot.intent_lexicon import STOPWORDS  # noqa: E402
+from bot.learned_phrases import is_sure, phrase_key  # noqa: E402
+from bot.topics import Reading, stem  # noqa: E402
+from scorer.emotions import NAMES  # noqa: E402
+
+DATA = REPO / "tests" / "data" / "phrase_paraphrases.csv"
+THETAS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+
+
+@dataclass(frozen=True)
+class Line:
+    group: str
+    role: str
+    emotion: str
+    text: str
+
+
+def load(split: str) -> list[Line]:
+    with DATA.open(newline="", encoding="utf-8") as f:
+        rows = [Line(r["group"], r["role"], r["emotion"], r["text"]) for r in csv.DictReader(f)]
+    want = 1 if split == "tune" else 0
+    return [r for r in rows if int(r.group[1:]) % 2 == want]
+
+
+def content_words(text: str) -> set[str]:
+    return {stem(w) for w in phrase_key(text).split() if w.isalnum() and w not in STOPWORDS}
+
+
+def likeness(kind: str, texts: list[str]) -> np.ndarray:
+    """(n, n) similarity of every pair of texts."""
+    if kind == "words":
+        sets = [content_words(t) for t in texts]
+        return np.array([[len(a & b) / max(1, len(a | b)) for b in sets] for a in sets])
+    assert _EMBEDDER.load()
+    keys = [phrase_key(t) for t in texts]  # what the book would keep
+    if kind == "plain":
+        vecs = _EMBEDDER._model.encode(keys, normalize_embeddings=True)
+    else:
+        assert _EMBEDDER.tuned is not None, "the tuned sentence model is not built"
+        vecs = _EMBEDDER.tuned.encoder.encode(keys, normalize_embeddings=True)
+    vecs = np.asarray(vecs)
+    return vecs @ vecs.T
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--split", choices=("tune", "held"), default="tune")
+    ap.add_argument("--seeds", default="0,1,2", help="idiom scenario draws")
+    ap.add_argument("--kinds", default="plain,tuned,words")
+    args = ap.parse_args()
+
+    lines = load(args.split)
+    parser = IntentParser()
+    _EMBEDDER.load()
+    _EMBEDDER.wait_tuned(1800)
+    readings = [Reading(parser.parse(r.text)) for r in lines]
+    sources = [i for i, r in enumerate(lines) if r.role == "source"]
+    asked = [i for i, r in enumerate(lines) if r.role != "source"]
+    groups = {r.group for r in lines}
+    print(f"{args.split}: {len(groups)} groups, {len(asked)} lines asked "
+          f"({sum(lines[i].role == 'para' for i in asked)} paras)")
+
+    scenarios: list[tuple[str, dict[str, str]]] = [("label", {lines[i].group: lines[i].emotion for i in sources})]
+    for seed in (int(s) for s in args.seeds.split(",")):
+        rng = np.random.default_rng(seed)
+        meaning = {}
+        for i in sources:
+            taken = {r.emotion for r in lines if r.group == lines[i].group}
+            meaning[lines[i].group] = str(rng.choice([e for e in NAMES if e not in taken]))
+        scenarios.append((f"idiom{seed}", meaning))
+
+    for kind in args.kinds.split(","):
+        sim = likeness(kind, [r.text for r in lines])
+        print(f"\n## likeness: {kind}")
+        print("| scenario | theta | paras right | contrasts right | transfers right / wrong | own group nearest |")
+        print("|---|---|---|---|---|---|")
+        for name, meaning in scenarios:
+            truth = {i: (meaning[lines[i].group] if lines[i].role == "para" else lines[i].emotion)
+                     for i in asked}
+            for theta in (None, *THETAS):
+                right = {"para": 0, "contrast": 0}
+                moved_right = moved_wrong = own = unsure = 0
+                for i in asked:
+                    reading = readings[i]
+                    answer = reading.emotion
+                    if theta is not None and not is_sure(reading, SWITCH_SURE):
+                        unsure += 1
+                        j = max(sources, key=lambda s: sim[i, s])
+                        own += lines[j].group == lines[i].group
+                        if sim[i, j] >= theta:
+                            answer = meaning[lines[j].group]
+                            if answer != reading.emotion:
+                                if answer == truth[i]:
+                                    moved_right += 1
+                                elif reading.emotion == truth[i]:
+                                    moved_wrong += 1
+                    right[lines[i].role] += answer == truth[i]
+                n_para = sum(lines[i].role == "para" for i in asked)
+                n_con = len(asked) - n_para
+                label = "parser alone" if theta is None else f"{theta:.2f}"
+                print(f"| {name} | {label} | {right['para'] / n_para:.3f} | "
+                      f"{right['contrast'] / n_con:.3f} | {moved_right} / {moved_wrong} | "
+                      f"{'' if theta is None else f'{own / max(1, unsure):.2f}'} |")
+
+
+if __name__ == "__main__":
+    main()
