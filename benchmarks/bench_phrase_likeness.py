@@ -21,7 +21,8 @@ answer is that phrase's learned feeling; else the parser's. Two scenarios:
 - **idiom**: each source is learned as a random other feeling and its paras mean that too (a
   team's own idiom: "monday again" as anger); contrasts keep their labels.
 
-Printed per likeness and threshold: right at once on paras and on contrasts, and the
+A gate (`--gates`) may also ask that the parser read the request as it reads the learned words
+(the thirty-fourth round). Printed per likeness, gate and threshold: right at once on paras and on contrasts, and the
 transfers that were right and wrong. Likenesses: `plain` (MiniLM cosine, the short path's
 encoder), `tuned` (the fine-tuned encoder's cosine) and `words` (Jaccard of stemmed content
 words).
@@ -43,7 +44,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bot.flows.switches import SWITCH_SURE  # noqa: E402
-from bot.intent import _EMBEDDER, IntentParser  # noqa: E402
+from bot.intent import _EMBEDDER, Intent, IntentParser  # noqa: E402
 from bot.intent_lexicon import STOPWORDS  # noqa: E402
 from bot.learned_phrases import is_sure, phrase_key  # noqa: E402
 from bot.topics import Reading, stem  # noqa: E402
@@ -86,9 +87,27 @@ def likeness(kind: str, texts: list[str]) -> np.ndarray:
         vecs = _EMBEDDER._model.encode(keys, normalize_embeddings=True)
     else:
         assert _EMBEDDER.tuned is not None, "the tuned sentence model is not built"
-        vecs = _EMBEDDER.tuned.encoder.encode(keys, normalize_embeddings=True)
+        vecs = _EMBEDDER.tuned.vectors(keys)
     vecs = np.asarray(vecs)
     return vecs @ vecs.T
+
+
+def first_choices(intent: Intent, n: int) -> list[str]:
+    """The parser's first `n` choices: its feeling, else its "did you mean"s, then the rest."""
+    return [e for e in intent.choices if e][:n]
+
+
+def gate_passes(gate: str, asked: Intent, learned: Intent) -> bool:
+    """Whether the parser reads the request as it reads the learned words: `same` first
+    choice, or either first choice among the other's first three (`overlap`)."""
+    if gate == "none":
+        return True
+    a, b = first_choices(asked, 3), first_choices(learned, 3)
+    if not a or not b:
+        return False
+    if gate == "same":
+        return a[0] == b[0]
+    return a[0] in b or b[0] in a
 
 
 def main() -> None:
@@ -98,6 +117,7 @@ def main() -> None:
                          "or the new groups that judged it")
     ap.add_argument("--seeds", default="0,1,2", help="idiom scenario draws")
     ap.add_argument("--kinds", default="plain,tuned,words")
+    ap.add_argument("--gates", default="none", help="comma list of none, same, overlap (see `gate_passes`)")
     args = ap.parse_args()
 
     lines = load(args.split)
@@ -120,9 +140,9 @@ def main() -> None:
             meaning[lines[i].group] = str(rng.choice([e for e in NAMES if e not in taken]))
         scenarios.append((f"idiom{seed}", meaning))
 
-    for kind in args.kinds.split(","):
+    for kind, gate in ((k, g) for k in args.kinds.split(",") for g in args.gates.split(",")):
         sim = likeness(kind, [r.text for r in lines])
-        print(f"\n## likeness: {kind}")
+        print(f"\n## likeness: {kind}, gate: {gate}")
         print("| scenario | theta | paras right | contrasts right | transfers right / wrong | own group nearest |")
         print("|---|---|---|---|---|---|")
         for name, meaning in scenarios:
@@ -138,7 +158,7 @@ def main() -> None:
                         unsure += 1
                         j = max(sources, key=lambda s: sim[i, s])
                         own += lines[j].group == lines[i].group
-                        if sim[i, j] >= theta:
+                        if sim[i, j] >= theta and gate_passes(gate, reading.intent, readings[j].intent):
                             answer = meaning[lines[j].group]
                             if answer != reading.emotion:
                                 if answer == truth[i]:
