@@ -27,7 +27,13 @@ transfers that were right and wrong. Likenesses: `plain` (MiniLM cosine, the sho
 encoder), `tuned` (the fine-tuned encoder's cosine) and `words` (Jaccard of stemmed content
 words).
 
-    .venv/bin/python benchmarks/bench_phrase_likeness.py [--split tune|held] [--seeds 0,1,2]
+    .venv/bin/python benchmarks/bench_phrase_likeness.py [--split tune|held|all|new] [--seeds 0,1,2]
+        [--kinds plain,tuned,words] [--gates none,same,overlap]
+    .venv/bin/python benchmarks/bench_phrase_likeness.py --latency [--keys 2000]
+
+`--latency` times what the request path adds (`bot.phrase_book` as the bot runs it: the
+request's vector, the nearest of a full shelf of learned keys, the gate) against the parser's
+own reading of the same unseen sentences, in one run.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from bot.flows.switches import SWITCH_SURE  # noqa: E402
 from bot.intent import _EMBEDDER, Intent, IntentParser  # noqa: E402
 from bot.intent_lexicon import STOPWORDS  # noqa: E402
 from bot.learned_phrases import is_sure, phrase_key  # noqa: E402
+from bot.phrase_book import first_choice, reads_alike  # noqa: E402
 from bot.topics import Reading, stem  # noqa: E402
 from scorer.emotions import NAMES  # noqa: E402
 
@@ -106,8 +113,46 @@ def gate_passes(gate: str, asked: Intent, learned: Intent) -> bool:
     if not a or not b:
         return False
     if gate == "same":
-        return a[0] == b[0]
+        return reads_alike(asked, first_choice(learned))  # what the bot ships
     return a[0] in b or b[0] in a
+
+
+def latency(n_keys: int) -> None:
+    import time
+
+    from bot.phrase_book import PhraseBook
+    from bot.situation_bank import bank_texts
+
+    parser = IntentParser()
+    _EMBEDDER.load()
+    _EMBEDDER.wait_tuned(1800)
+    texts = bank_texts()[0]
+    keys = [phrase_key(t) for t in texts[:n_keys]]
+    asked = [r.text for r in load("all")][: 300]
+    book = PhraseBook(lambda p, w: keys, parser.likeness_vectors, parser.parse)
+    t = time.perf_counter()
+    book.refresh_soon("bench", "T1")
+    book.wait(3600)
+    print(f"shelf of {len(book.keys('bench', 'T1'))} keys loaded in the background in {time.perf_counter() - t:.1f} s")
+    parser.parse("warm up the encoder")
+    alone, added = [], []
+    for text in asked:
+        _EMBEDDER.clear_cache()
+        t0 = time.perf_counter()
+        intent = parser.parse(text)
+        t1 = time.perf_counter()
+        key = phrase_key(text)
+        near = book.nearest("bench", "T1", lambda key=key: parser.likeness_vectors([key]), key)
+        if near is not None:
+            reads_alike(intent, near.first)
+        t2 = time.perf_counter()
+        alone.append(t1 - t0)
+        added.append(t2 - t1)
+    a, b = np.array(alone) * 1e3, (np.array(alone) + np.array(added)) * 1e3
+    print(f"{len(asked)} unseen lines (the paraphrase groups), uncached, one thread:")
+    print(f"  parser alone      p50 {np.percentile(a, 50):.1f} ms  p99 {np.percentile(a, 99):.1f} ms")
+    print(f"  with the book     p50 {np.percentile(b, 50):.1f} ms  p99 {np.percentile(b, 99):.1f} ms"
+          f"  (x{np.percentile(b, 99) / np.percentile(a, 99):.2f} at p99)")
 
 
 def main() -> None:
@@ -118,7 +163,12 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2", help="idiom scenario draws")
     ap.add_argument("--kinds", default="plain,tuned,words")
     ap.add_argument("--gates", default="none", help="comma list of none, same, overlap (see `gate_passes`)")
+    ap.add_argument("--latency", action="store_true", help="time the request path instead")
+    ap.add_argument("--keys", type=int, default=2000, help="--latency: keys on the shelf")
     args = ap.parse_args()
+    if args.latency:
+        latency(args.keys)
+        return
 
     lines = load(args.split)
     parser = IntentParser()

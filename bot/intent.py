@@ -211,7 +211,7 @@ class _Embedder:
         self.logreg: tuple[np.ndarray, np.ndarray] | None = None  # the bank's regression
         self.tuned: TunedReader | None = None  # MiniLM fine-tuned on the bank, once built
         self._build: BackgroundBuild | None = None  # building it, when it was missing
-        self._tuned_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._tuned_cache: OrderedDict[str, tuple[np.ndarray, TunedReader]] = OrderedDict()
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
         self.error: str | None = None
@@ -304,17 +304,35 @@ class _Embedder:
         tuned = self.tuned
         if tuned is None:
             return self.evidence(text)[1], False
+        vec = self._tuned_vector(tuned, text)
+        return vec @ tuned.weights + tuned.bias, True
+
+    def tuned_vectors(self, texts: list[str]) -> tuple[np.ndarray, object] | None:
+        """The tuned encoder's unit vectors (bot.phrase_book's likeness) and the encoder they
+        came from (a rebuilt one makes them stale); None until it is ready."""
+        import numpy as np
+
+        tuned = self.tuned
+        if tuned is None:
+            return None
+        if len(texts) == 1:  # a request: shares the cache of the sentences read
+            return self._tuned_vector(tuned, texts[0])[None, :], tuned
+        return np.asarray(tuned.vectors(texts), dtype=np.float32), tuned
+
+    def _tuned_vector(self, tuned: TunedReader, text: str) -> np.ndarray:
+        """One text's tuned vector, cached: a sentence's reading and its likeness to a
+        workspace's learned words (bot.phrase_book) encode it once."""
         with self._cache_lock:
             hit = self._tuned_cache.get(text)
-            if hit is not None:
+            if hit is not None and hit[1] is tuned:
                 self._tuned_cache.move_to_end(text)
-                return hit, True
-        logits = tuned.logits([text])[0]
+                return hit[0]
+        vec = tuned.vectors([text])[0]
         with self._cache_lock:
-            self._tuned_cache[text] = logits
+            self._tuned_cache[text] = (vec, tuned)
             if len(self._tuned_cache) > EMBED_CACHE_SIZE:
                 self._tuned_cache.popitem(last=False)
-        return logits, True
+        return vec
 
     def emotion_scores(self, text: str) -> np.ndarray:
         """Per-emotion similarity: the mean of that emotion's K best bank cosines (a kNN
@@ -533,6 +551,14 @@ class IntentParser:
         if not tuned or len(logits) <= N_EMOTIONS:
             return 1.0
         return 1.0 - _softmax([TUNED_WEIGHT * float(x) for x in logits], 1.0)[N_EMOTIONS]
+
+    def likeness_vectors(self, texts: list[str]) -> tuple[np.ndarray, object] | None:
+        """The vectors by which a workspace's learned words find a request's paraphrase
+        (bot.phrase_book): the tuned sentence encoder's, which keep feelings apart ("prod is
+        back up" is far from "prod is down again"), with that encoder; None until it is ready."""
+        if not self.use_embeddings or not texts or not _EMBEDDER.load():
+            return None
+        return _EMBEDDER.tuned_vectors(texts)
 
     def suggest_emotions(self, prefix: str, limit: int = 25) -> list[str]:
         """Completions for what is typed so far: emotion names, then lexicon words."""

@@ -69,12 +69,14 @@ class Learned:
     people: int  # people whose latest Send was `emotion`
     senders: int  # people who sent anything for these words
     yours: bool  # the asker's own latest Send
+    like: str = ""  # the learned words a paraphrase was read as (bot.phrase_book); "": the same words
 
     def said(self) -> str:
         """Where the feeling came from, as a preview says it."""
+        words = f"“{self.like[:60]}”" if self.like else "these words"
         if self.yours:
-            return "your last pick for these words"
-        return f"how {self.people} of {self.senders} people here sent these words"
+            return f"your last pick for {words}"
+        return f"how {self.people} of {self.senders} people here sent {words}"
 
 
 def learned_feeling(latest: dict[str, int], asker: str, reading: Reading, *,

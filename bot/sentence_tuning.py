@@ -317,9 +317,12 @@ class TunedReader:
         self.encoder = OnnxMiniLM(files.onnx)
         self.files = files
 
+    def vectors(self, texts: list[str]) -> np.ndarray:
+        """The tuned encoder's unit vectors, which the head reads."""
+        return self.encoder.encode(texts, normalize_embeddings=True)
+
     def logits(self, texts: list[str]) -> np.ndarray:
-        vecs = self.encoder.encode(texts, normalize_embeddings=True)
-        return vecs @ self.weights + self.bias
+        return self.vectors(texts) @ self.weights + self.bias
 
 
 def load_reader(files: TunedFiles) -> TunedReader | None:

@@ -323,6 +323,13 @@ def phrase_sends(db: Db, platform: str, workspace: str, since: dt.datetime,
         return [(k, u, int(e)) for k, u, e in s.execute(q)]
 
 
+def phrase_keys(db: Db, platform: str, workspace: str, since: dt.datetime,
+                sends: int = 5_000) -> list[str]:
+    """The keys of the workspace's newest `sends` keyed Sends since `since`, newest first and
+    each once: what `bot.phrase_book` finds a request's paraphrase among."""
+    return list(dict.fromkeys(k for k, _, _ in phrase_sends(db, platform, workspace, since, sends)))
+
+
 def active_workspaces(db: Db, since: dt.datetime, limit: int = 50) -> list[tuple[str, str, int, dt.datetime]]:
     """(platform, workspace, previews, last active) of the workspaces with previews since
     `since`, the most recently active first: the web admin's list of workspaces."""

@@ -10,6 +10,7 @@ A database locked by another process becomes a polite "busy" reply, not a stall 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 import random
@@ -34,6 +35,7 @@ from bot.flows.switches import SWITCH_SURE
 # One length limit for a request: the parser reads no further, the core refuses longer.
 from bot.intent import MAX_CHARS as MAX_TEXT_CHARS
 from bot.learned_phrases import is_sure, learned_feeling, memory_since, phrase_key, read_as_learned
+from bot.phrase_book import PhraseBook, reads_alike
 from bot.ranking import Ranker
 from bot.scoped_settings import SCOPED_ROWS, resolve_rows, scope_params
 from bot.topics import Reading
@@ -112,6 +114,7 @@ class CoreContext:
         self._np_rng = np.random.default_rng(self._rand.getrandbits(64))
         self._cards = CardCache()
         self._readings = ReadingCache()
+        self.phrases = PhraseBook(self._learned_keys, self._likeness_vectors, lambda key: self.parser.parse(key))
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -193,15 +196,38 @@ class CoreContext:
 
     def read_here(self, db: Session, actor: Actor, query: str, scoped: ChannelSettings) -> Reading:
         """`read`, with the feeling as the asker or people in this workspace sent the same
-        words before (bot.learned_phrases), where the reading admits doubt."""
+        words before (bot.learned_phrases), or other words that read alike (bot.phrase_book),
+        where the reading admits doubt."""
         reading = self.read(query)
         since = memory_since(self.settings, self.now())
         if (not scoped.learn_phrases or since is None or is_sure(reading, SWITCH_SURE)
                 or reading.intent.kind not in ("match", "did_you_mean", "unknown")):
             return reading
-        latest = sess.latest_sends_for(db, actor.platform, actor.workspace, phrase_key(query), since)
+        key = phrase_key(query)
+        latest = sess.latest_sends_for(db, actor.platform, actor.workspace, key, since)
+        like = ""
+        if not latest:  # other words for something people here sent (bot.phrase_book)
+            near = self.phrases.nearest(actor.platform, actor.workspace,
+                                        lambda: self._likeness_vectors([key]), key)
+            if near is not None and reads_alike(reading.intent, near.first):
+                like = near.key
+                latest = sess.latest_sends_for(db, actor.platform, actor.workspace, like, since)
         learned = learned_feeling(latest, self.who(actor), reading, sure=SWITCH_SURE)
-        return reading if learned is None else read_as_learned(reading, learned)
+        if learned is None:
+            return reading
+        return read_as_learned(reading, dataclasses.replace(learned, like=like) if like else learned)
+
+    def _likeness_vectors(self, texts: list[str]) -> Any:
+        """The parser's likeness vectors (bot.phrase_book); None with one that has none."""
+        likeness_vectors = getattr(self.parser, "likeness_vectors", None)
+        return likeness_vectors(texts) if likeness_vectors is not None else None
+
+    def _learned_keys(self, platform: str, workspace: str) -> list[str]:
+        since = memory_since(self.settings, self.now())
+        if since is None:
+            return []
+        with session_scope(self.engine) as db:
+            return sess.phrase_keys(db, platform, workspace, since)
 
     def scoped(self, db: Session, actor: Actor) -> ChannelSettings:
         """Every scoped setting for the actor's channel (one query)."""

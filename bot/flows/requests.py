@@ -177,6 +177,7 @@ class RequestFlow:
         if post_id is None:  # a double click: the first click already posted it
             return Reply(kind="expired", text="That preview was already sent.")
         _record_send(self.ctx, db, actor, state, chosen, post_id)
+        self.ctx.phrases.stale(actor.platform, actor.workspace)  # its words may teach now
         return _posted_reply(self.ctx, db, actor, state.emotion, chosen, post_id)
 
     def cancel(self, db: Session, actor: Actor, session_id: str) -> Reply:
