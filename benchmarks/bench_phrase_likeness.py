@@ -24,8 +24,9 @@ answer is that phrase's learned feeling; else the parser's. Two scenarios:
 A gate (`--gates`) may also ask that the parser read the request as it reads the learned words
 (the thirty-fourth round). Printed per likeness, gate and threshold: right at once on paras and on contrasts, and the
 transfers that were right and wrong. Likenesses: `plain` (MiniLM cosine, the short path's
-encoder), `tuned` (the fine-tuned encoder's cosine) and `words` (Jaccard of stemmed content
-words).
+encoder), `tuned` (the fine-tuned encoder's cosine), `shipped` (the same encoder as the bot
+runs it: the request as the sentence model reads it, the learned words as keys) and `words`
+(Jaccard of stemmed content words).
 
     .venv/bin/python benchmarks/bench_phrase_likeness.py [--split tune|held|all|new] [--seeds 0,1,2]
         [--kinds plain,tuned,words] [--gates none,same,overlap]
@@ -83,20 +84,26 @@ def content_words(text: str) -> set[str]:
     return {stem(w) for w in phrase_key(text).split() if w.isalnum() and w not in STOPWORDS}
 
 
-def likeness(kind: str, texts: list[str]) -> np.ndarray:
-    """(n, n) similarity of every pair of texts."""
+def likeness(kind: str, texts: list[str], parser: IntentParser) -> np.ndarray:
+    """(n, n) likeness of every asked text (rows) to every learned key (columns)."""
     if kind == "words":
         sets = [content_words(t) for t in texts]
         return np.array([[len(a & b) / max(1, len(a | b)) for b in sets] for a in sets])
     assert _EMBEDDER.load()
-    keys = [phrase_key(t) for t in texts]  # what the book would keep
+    keys = [phrase_key(t) for t in texts]  # what the book keeps
     if kind == "plain":
-        vecs = _EMBEDDER._model.encode(keys, normalize_embeddings=True)
-    else:
-        assert _EMBEDDER.tuned is not None, "the tuned sentence model is not built"
+        vecs = np.asarray(_EMBEDDER._model.encode(keys, normalize_embeddings=True))
+        return vecs @ vecs.T
+    assert _EMBEDDER.tuned is not None, "the tuned sentence model is not built"
+    if kind == "tuned":  # rounds 33-34: requests embedded as their keys too
         vecs = _EMBEDDER.tuned.vectors(keys)
-    vecs = np.asarray(vecs)
-    return vecs @ vecs.T
+        return vecs @ vecs.T
+    # "shipped": as the bot does it, the request as the sentence model reads it (so a
+    # sentence's reading and its likeness share one encoding), the learned words as keys
+    asked = parser.likeness_vectors(texts)
+    book = parser.likeness_vectors(keys)
+    assert asked is not None and book is not None
+    return asked[0] @ book[0].T
 
 
 def first_choices(intent: Intent, n: int) -> list[str]:
@@ -142,7 +149,7 @@ def latency(n_keys: int) -> None:
         intent = parser.parse(text)
         t1 = time.perf_counter()
         key = phrase_key(text)
-        near = book.nearest("bench", "T1", lambda key=key: parser.likeness_vectors([key]), key)
+        near = book.nearest("bench", "T1", lambda text=text: parser.likeness_vectors([text]), key)
         if near is not None:
             reads_alike(intent, near.first)
         t2 = time.perf_counter()
@@ -191,7 +198,7 @@ def main() -> None:
         scenarios.append((f"idiom{seed}", meaning))
 
     for kind, gate in ((k, g) for k in args.kinds.split(",") for g in args.gates.split(",")):
-        sim = likeness(kind, [r.text for r in lines])
+        sim = likeness(kind, [r.text for r in lines], parser)
         print(f"\n## likeness: {kind}, gate: {gate}")
         print("| scenario | theta | paras right | contrasts right | transfers right / wrong | own group nearest |")
         print("|---|---|---|---|---|---|")

@@ -394,6 +394,11 @@ def _softmax(scores: Iterable[float], temperature: float) -> list[float]:
 # The sentence model's reading: probabilities over the 17 emotions
 # ---------------------------------------------------------------------------------------
 # The weights are read from this module at call time: benchmarks patch them on `bot.intent`.
+def _snippet(cleaned: str) -> str:
+    """What the sentence model reads of a cleaned request."""
+    return " ".join(cleaned[:EMBED_CHARS].split())
+
+
 def _read_sentence(snippet: str, temperature: float, word_weight: float) -> list[float]:
     """The sentence model's probabilities, as log-odds: on a sentence (four words or
     more) the fine-tuned encoder's logits (`bot.sentence_tuning`; the bank regression's
@@ -543,7 +548,7 @@ class IntentParser:
         no-feeling share, before the bank's words); 1.0 where that model does not read the
         text: short requests, the lexicon's own answers, or before it is built."""
         cleaned = _clean(_coerce(text)[:MAX_CHARS])
-        snippet = " ".join(cleaned[:EMBED_CHARS].split())
+        snippet = _snippet(cleaned)
         if (len(snippet.split()) < LOGREG_MIN_WORDS
                 or self._distribution(cleaned)[1] not in ("embedding", "blend")):
             return 1.0
@@ -554,11 +559,12 @@ class IntentParser:
 
     def likeness_vectors(self, texts: list[str]) -> tuple[np.ndarray, object] | None:
         """The vectors by which a workspace's learned words find a request's paraphrase
-        (bot.phrase_book): the tuned sentence encoder's, which keep feelings apart ("prod is
-        back up" is far from "prod is down again"), with that encoder; None until it is ready."""
+        (bot.phrase_book), with the encoder they came from; None until it is ready. The tuned
+        sentence encoder's, of the text the sentence model reads (`_snippet`), so a sentence
+        just read costs no second encoding."""
         if not self.use_embeddings or not texts or not _EMBEDDER.load():
             return None
-        return _EMBEDDER.tuned_vectors(texts)
+        return _EMBEDDER.tuned_vectors([_snippet(_clean(_coerce(t)[:MAX_CHARS])) for t in texts])
 
     def suggest_emotions(self, prefix: str, limit: int = 25) -> list[str]:
         """Completions for what is typed so far: emotion names, then lexicon words."""
@@ -596,7 +602,7 @@ class IntentParser:
             return _sarcasm(cleaned, probs), path
         if not self.use_embeddings or _non_latin_share(cleaned) > 0.5 or not _EMBEDDER.load():
             return _sarcasm(cleaned, probs), path
-        snippet = " ".join(cleaned[:EMBED_CHARS].split())
+        snippet = _snippet(cleaned)
         if not any(ch.isalnum() for ch in snippet):
             return _sarcasm(cleaned, probs), path  # only symbols the lexicon did not know
         emb = self._sentence_probs(snippet)

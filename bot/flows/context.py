@@ -208,7 +208,7 @@ class CoreContext:
         like = ""
         if not latest:  # other words for something people here sent (bot.phrase_book)
             near = self.phrases.nearest(actor.platform, actor.workspace,
-                                        lambda: self._likeness_vectors([key]), key)
+                                        lambda: self._likeness_vectors([query]), key)
             if near is not None and reads_alike(reading.intent, near.first):
                 like = near.key
                 latest = sess.latest_sends_for(db, actor.platform, actor.workspace, like, since)
