@@ -479,7 +479,9 @@ def _answer(cleaned: str, probs: list[float], path: str, threshold: float) -> In
         return Intent(None, conf, alts, _UNKNOWN_REASON, "unknown")
     names = [e for e, _ in alts]
     said = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
-    return Intent(None, conf, alts, f"did you mean {said}?", "did_you_mean")
+    # A lone word's guesses are the nearest situations, not a reading of the word: its
+    # confidence is none, whatever the guesses' shares ("printer" is 100 % amusement's).
+    return Intent(None, 0.0 if lone_word else conf, alts, f"did you mean {said}?", "did_you_mean")
 
 
 # ---------------------------------------------------------------------------------------

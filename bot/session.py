@@ -241,8 +241,9 @@ def take_back_send(db: Db, post_id: int, session_id: str | None, now: dt.datetim
     """A Send its sender took back: its comparisons leave the ledger and its preview is
     "undone", which neither the learned words (`latest_sends_for`: Sends only) nor the send
     bar's judgements (`training.judgements`: sent or cancelled previews) read: the whole
-    decision is withdrawn. The post row stays: others' votes on it happened. Returns the
-    comparisons removed."""
+    decision is withdrawn. The post row stays: votes cast before the Undo were people's
+    judgements of the GIF and stay too; later ones are refused (`FeedbackFlow.vote`). Returns
+    the comparisons removed."""
     with unit_of_work(db) as s:
         res = s.execute(delete(Comparison).where(Comparison.post_id == post_id, Comparison.source == "send"))
         if session_id:

@@ -44,6 +44,12 @@ async def test_the_sender_takes_a_send_back_and_it_teaches_nothing(settings, eng
     assert preview_judgements(env.engine, set(env.pool.shas)) == []  # the decision is withdrawn whole
     again = await env.core.undo(alice, post_id)
     assert again.kind == "expired" and "already" in again.text
+    # a click that raced the Undo (a button still on someone's screen, a reaction) counts nothing
+    late = await env.core.vote(env.actor("carol"), post_id=post_id, up=True)
+    assert late.kind == "expired" and "took it back" in late.text
+    changed = await env.core.vote(bob, post_id=post_id, up=False)
+    assert changed.kind == "expired"
+    assert [c.source for c in env.comparisons()] == ["vote"]  # Bob's first vote, unchanged
 
 
 async def test_undo_has_a_time_limit_and_refuses_forged_posts(env: Env) -> None:

@@ -25,10 +25,12 @@ def register(group: click.Group) -> None:
 def intent_cmd(settings: Settings, text: tuple[str, ...], as_json: bool, no_embeddings: bool) -> None:
     """Map TEXT to one of the 17 emotions, with a confidence and alternatives.
 
-    Exits with code 3 when the request cannot be mapped. With no TEXT, reads one request per
-    line from standard input and prints one JSON line each (the model loads once).
+    Exits with code 3 when the request cannot be mapped; `help` (or `?`) prints the 17 emotions.
+    With no TEXT, reads one request per line from standard input and prints one JSON line each
+    (the model loads once).
     """
-    from bot.intent import IntentParser
+    from bot.intent import IntentParser, help_text
+    from scorer.emotions import NAMES
 
     parser = IntentParser(settings, use_embeddings=not no_embeddings)
     if not text:
@@ -37,6 +39,12 @@ def intent_cmd(settings: Settings, text: tuple[str, ...], as_json: bool, no_embe
             click.echo(json.dumps(result.to_json(), ensure_ascii=False))
         return
     result = parser.parse(" ".join(text))
+    if result.kind == "help":  # asked for the list: it is the answer
+        if as_json:
+            click.echo(json.dumps({**result.to_json(), "emotions": list(NAMES)}, ensure_ascii=False))
+        else:
+            click.echo(help_text())
+        return
     if as_json:
         click.echo(json.dumps(result.to_json(), ensure_ascii=False))
     elif result.emotion is not None:

@@ -40,7 +40,8 @@ def suggest_cmd(settings: Settings, text: tuple[str, ...], k: int, as_json: bool
 
     Read and ranked by the bot core itself, with the bot's defaults (rating ceiling, topics);
     `--channel` adds that channel's pools, ceiling and recent posts. Writes nothing.
-    Exits with code 3 when the text maps to no emotion (the reason goes to stderr).
+    Exits with code 3 when the text maps to no emotion (the reason goes to stderr; with --json
+    a JSON answer with "emotion": null still goes to stdout); `help` prints the 17 emotions.
     """
     import asyncio
 
@@ -56,9 +57,18 @@ def suggest_cmd(settings: Settings, text: tuple[str, ...], k: int, as_json: bool
     got = asyncio.run(core.suggest(" ".join(text), k, actor=actor, explore=explore))
     intent = got.reading.intent
     if got.ranked is None:
+        if intent.kind == "help":  # asked for the list: it is the answer
+            from bot.intent import help_text
+
+            click.echo(help_text())
+            return
         reason = intent.reason or "no emotion found"
         if intent.alternatives and intent.kind != "did_you_mean":  # that reason names them
             reason += f" (closest: {', '.join(e for e, _ in intent.alternatives[:3])})"
+        if as_json:  # a script still gets an answer it can read, as `moodgif intent --json`
+            click.echo(json.dumps({"query": got.query, "emotion": None, "reason": reason,
+                                   "alternatives": [e for e, _ in intent.alternatives[:3]],
+                                   "topic": list(got.reading.topic), "gifs": []}, ensure_ascii=False))
         click.echo(f"moodgif suggest: {reason}", err=True)
         sys.exit(3)
     from bot.topics import missing_note

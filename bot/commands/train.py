@@ -131,6 +131,10 @@ def evaluate_cmd(settings: Settings, out_dir: Path | None, pool: str | None, set
 
     engine = _engine(settings)
     out_dir = out_dir or settings.home / "reports" / f"evaluate-{utcnow():%Y%m%d-%H%M%S}"
+    try:  # before minutes of training, not after
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write the report to {out_dir}: {exc.strerror or exc}") from None
     names = tuple(m.strip() for m in models.split(",") if m.strip())
     truth = None
     if truth_manifest is not None:
@@ -219,7 +223,7 @@ def _run_schedule(settings: Settings) -> None:
 def retrain_history(settings: Settings, limit: int, as_json: bool) -> None:
     """The last retrain runs: status, step reached, model version and dev RMSE."""
     from training.comparisons import stats
-    from training.retrain import history
+    from training.run_history import history  # no torch: a plain read
 
     engine = _engine(settings)
     runs = history(engine, limit)

@@ -19,6 +19,15 @@ _GONE = "I can't find that GIF post any more."
 UNDO_MINUTES = 60
 
 
+_TAKEN_BACK = "The person who sent that GIF took it back, so it takes no votes."
+
+
+def _taken_back(db: Session, session_id: str) -> bool:
+    """The post's Send was undone (`session.take_back_send`)."""
+    state = sess.load_session(db, session_id)
+    return state is not None and state.state == "undone"
+
+
 class FeedbackFlow:
     def __init__(self, ctx: CoreContext) -> None:
         self.ctx = ctx
@@ -33,6 +42,8 @@ class FeedbackFlow:
                               message_ref=message_ref)
         if post is None or post.platform != actor.platform or post.workspace != actor.workspace:
             return Reply(kind="expired", text=_GONE)
+        if post.session_id and _taken_back(db, post.session_id):  # a click that raced the Undo
+            return Reply(kind="expired", text=_TAKEN_BACK)
         try:
             outcome = record_vote(db, emotion=int(post.emotion), gif=post.gif_sha, up=up,
                                   who=self.ctx.who(actor), post_id=int(post.id),
@@ -65,8 +76,7 @@ class FeedbackFlow:
             return Reply(kind="expired", text=(
                 f"A GIF can be taken back within {UNDO_MINUTES} minutes of sending it; "
                 "a moderator of the channel can still delete it."))
-        state = sess.load_session(db, post.session_id) if post.session_id else None
-        if state is not None and state.state != "sent":
+        if post.session_id and _taken_back(db, post.session_id):
             return Reply(kind="expired", text="That GIF was already taken back.")
         sess.take_back_send(db, int(post.id), post.session_id, self.ctx.now())
         return Reply(kind="undone", text="Taken back: the GIF is gone, and that Send teaches nothing.",
