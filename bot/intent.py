@@ -42,6 +42,7 @@ from bot.intent_lexicon import (
     POSITIVE,
     SARCASM_PATTERNS,
     SARCASM_TARGETS,
+    SHORTCODES,
     load_situations,  # noqa: F401  (bot.intent's API, beside the bank's names)
     normalize_key,
 )
@@ -161,11 +162,24 @@ _ENTITY = re.compile(r"<[^<>\s]{1,200}>")
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 _AT_MENTION = re.compile(r"(?<![\w.])@[\w.\-]+")
 _COMMAND = re.compile(r"^\s*/\w+\s*")  # a pasted "/gif happy"
+_SHORTCODE = re.compile(r":([A-Za-z0-9_+\-]{1,40}):")
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
 # Code is never a feeling: ```blocks``` (an unclosed one runs to the end) and `inline code`.
 _CODE = re.compile(r"```.*?(?:```|$)|`[^`\n]*`", re.DOTALL)
 
 
+def _shortcode(m: re.Match[str]) -> str:
+    return f" {SHORTCODES[m.group(1).lower()]} " if m.group(1).lower() in SHORTCODES else m.group(0)
+
+
+def drop_terminal_codes(text: str) -> str:
+    """A pasted terminal line's colour codes are not words ("happy\\x1b[31mred" is "happy red")."""
+    return _ANSI.sub(" ", text)
+
+
 def _clean(text: str) -> str:
+    text = drop_terminal_codes(text)
+    text = _SHORTCODE.sub(_shortcode, text)  # :joy: typed in the playground is 😂, as in Slack
     text = _CODE.sub(" ", text)
     text = _ENTITY.sub(" ", text)
     text = _URL.sub(" ", text)

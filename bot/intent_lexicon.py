@@ -13,6 +13,25 @@ from importlib import resources
 
 from scorer.emotions import NAMES
 
+# Emoji shortcodes whose names would read wrong as words (:joy: is 😂, not "joy"). Slack sends
+# every emoji so (bot.adapters.markup turns these into the emoji and any other into its name as
+# words: :thinking_face: -> "thinking face"), and people type them anywhere (the parser reads
+# these as their emoji too).
+SHORTCODES: dict[str, str] = {
+    "joy": "😂", "rofl": "🤣", "sob": "😭", "cry": "😢", "rage": "😡", "angry": "😠",
+    "scream": "😱", "fearful": "😨", "cold_sweat": "😰", "flushed": "😳", "see_no_evil": "🙈",
+    "face_palm": "🤦", "facepalm": "🤦", "roll_eyes": "🙄", "face_with_rolling_eyes": "🙄",
+    "unamused": "😒", "smirk": "😏", "relieved": "😌", "partying_face": "🥳", "tada": "🎉",
+    "star_struck": "🤩", "nauseated_face": "🤢", "face_vomiting": "🤮", "grimacing": "😬",
+    "sunglasses": "😎", "muscle": "💪", "trophy": "🏆", "ok_hand": "👌", "+1": "👍",
+    "thumbsup": "👍", "white_check_mark": "✅", "100": "💯", "skull": "💀", "yum": "😋",
+    "drooling_face": "🤤", "open_mouth": "😮", "astonished": "😲", "exploding_head": "🤯",
+    "heart": "❤", "broken_heart": "💔", "smile": "😄", "grin": "😁", "slightly_smiling_face": "🙂",
+    "disappointed": "😞", "pensive": "😔", "sweat_smile": "😅", "fire": "🔥", "pray": "🙏",
+    "innocent": "😇", "pleading_face": "🥺", "weary": "😩", "triumph": "😤", "eyes": "👀",
+    "face_exhaling": "😮‍💨", "melting_face": "🫠", "thumbsdown": "👎", "-1": "👎",
+}
+
 LEXICON_FILE = "lexicon.tsv"
 SITUATIONS_FILE = "situations.tsv"
 

@@ -273,6 +273,23 @@ def test_only_emoji(lex: IntentParser) -> None:
     assert lex.parse("🦄").kind == "unknown"
 
 
+def test_shortcodes_read_as_their_emoji_wherever_they_are_typed(lex: IntentParser) -> None:
+    """Slack sends :joy:; people type it in the playground and the CLI too: the same 😂."""
+    assert lex.parse(":joy:") == lex.parse("😂") and lex.parse(":joy:").emotion == "amusement"
+    assert lex.parse(":SOB: :sob:").emotion == "sadness"
+    assert lex.parse("12:30:45").kind == "unknown"  # a time is not a shortcode
+    assert intent_mod._clean("ok :thinking_face: hmm") == "ok :thinking_face: hmm"  # not ours to name
+
+
+def test_terminal_colour_codes_are_not_words(lex: IntentParser) -> None:
+    from bot.flows.context import clean_text
+
+    pasted = "happy\x1b[31mred\x1b[0m"
+    assert intent_mod._clean(pasted).split() == ["happy", "red"]
+    assert clean_text(pasted) == "happy red" and lex.parse(pasted).emotion == "happiness"
+    assert clean_text("\x1b]0;title\x07sad") == "sad"
+
+
 def test_long_input_is_cut_early(lex: IntentParser) -> None:
     # The request is its first MAX_CHARS characters; what follows is never read.
     head = "sad " + "x" * (intent_mod.MAX_CHARS - 4)
@@ -365,6 +382,13 @@ def test_cli_intent(tmp_path: Path, emb: IntentParser) -> None:
     assert bad.exit_code == 3
     assert json.loads(bad.stdout)["emotion"] is None
     assert bad.stderr.startswith("moodgif: ") and len(bad.stderr.strip().splitlines()) == 1
+    listed = runner.invoke(cli, ["intent", "help"], env=env)  # the list is the answer
+    assert listed.exit_code == 0 and all(name in listed.stdout for name in NAMES), listed.output
+    listed = runner.invoke(cli, ["intent", "?", "--json"], env=env)
+    assert listed.exit_code == 0 and json.loads(listed.stdout)["emotions"] == list(NAMES)
+    lone = runner.invoke(cli, ["intent", "printer", "--json"], env=env)  # offered, never committed
+    assert lone.exit_code == 3 and json.loads(lone.stdout)["confidence"] == 0.0
+    assert len(json.loads(lone.stdout)["alternatives"]) == 3
     many = runner.invoke(cli, ["intent"], env=env, input="happy\n\n<@U1>\nugh mondays\n😂\n")
     assert many.exit_code == 0, many.output
     lines = [json.loads(line) for line in many.stdout.splitlines()]

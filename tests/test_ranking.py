@@ -15,7 +15,7 @@ from sqlalchemy import update
 
 from bot.ranking import NOT_SCORED_NOTE, PRIOR_SD, Ranker, build_matrix, load_matrix, rank
 from scorer.demo_pool import read_truth
-from scorer.emotions import INDEX, N_EMOTIONS
+from scorer.emotions import INDEX, N_EMOTIONS, NAMES
 from scorer.store import Gif, ModelVersion, session_scope
 from training.comparisons import record_poll
 
@@ -273,8 +273,12 @@ def test_suggest_cli(sqlite_settings, sqlite_engine) -> None:
     assert text.exit_code == 0 and expected[0][:12] in text.stdout
     scoped = runner.invoke(cli, ["suggest", "happy", "--channel", "web/local/general"], env=env)
     assert scoped.exit_code == 0
-    unknown = runner.invoke(cli, ["suggest", "help"], env=env)
+    listed = runner.invoke(cli, ["suggest", "help"], env=env)  # asked for the list: it is the answer
+    assert listed.exit_code == 0 and all(name in listed.stdout for name in NAMES), listed.output
+    unknown = runner.invoke(cli, ["suggest", "qwzx", "vbnm", "--json"], env=env)
     assert unknown.exit_code == 3 and "moodgif suggest:" in unknown.stderr
+    answer = json.loads(unknown.stdout)  # a script still reads an answer
+    assert answer["emotion"] is None and answer["gifs"] == [] and answer["reason"]
     bad = runner.invoke(cli, ["suggest", "happy", "--channel", "nope"], env=env)
     assert bad.exit_code == 2
 

@@ -17,22 +17,7 @@ from __future__ import annotations
 
 import re
 
-# Slack's own names whose words would read wrong as text (:joy: is 😂, not "joy"); any other
-# shortcode keeps its name as words (:thinking_face: -> "thinking face").
-SHORTCODES: dict[str, str] = {
-    "joy": "😂", "rofl": "🤣", "sob": "😭", "cry": "😢", "rage": "😡", "angry": "😠",
-    "scream": "😱", "fearful": "😨", "cold_sweat": "😰", "flushed": "😳", "see_no_evil": "🙈",
-    "face_palm": "🤦", "facepalm": "🤦", "roll_eyes": "🙄", "face_with_rolling_eyes": "🙄",
-    "unamused": "😒", "smirk": "😏", "relieved": "😌", "partying_face": "🥳", "tada": "🎉",
-    "star_struck": "🤩", "nauseated_face": "🤢", "face_vomiting": "🤮", "grimacing": "😬",
-    "sunglasses": "😎", "muscle": "💪", "trophy": "🏆", "ok_hand": "👌", "+1": "👍",
-    "thumbsup": "👍", "white_check_mark": "✅", "100": "💯", "skull": "💀", "yum": "😋",
-    "drooling_face": "🤤", "open_mouth": "😮", "astonished": "😲", "exploding_head": "🤯",
-    "heart": "❤", "broken_heart": "💔", "smile": "😄", "grin": "😁", "slightly_smiling_face": "🙂",
-    "disappointed": "😞", "pensive": "😔", "sweat_smile": "😅", "fire": "🔥", "pray": "🙏",
-    "innocent": "😇", "pleading_face": "🥺", "weary": "😩", "triumph": "😤", "eyes": "👀",
-    "face_exhaling": "😮‍💨", "melting_face": "🫠", "thumbsdown": "👎", "-1": "👎",
-}
+from bot.intent_lexicon import SHORTCODES  # the shortcodes whose names would read wrong as words
 
 _SLACK_LINK = re.compile(r"<((?:https?|mailto):[^>|]*)(?:\|([^>]*))?>")
 _SLACK_CHANNEL = re.compile(r"<#[A-Z0-9]+(?:\|([^>]*))?>")

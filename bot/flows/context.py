@@ -34,6 +34,7 @@ from bot.flows.switches import SWITCH_SURE
 
 # One length limit for a request: the parser reads no further, the core refuses longer.
 from bot.intent import MAX_CHARS as MAX_TEXT_CHARS
+from bot.intent import drop_terminal_codes
 from bot.learned_phrases import is_sure, learned_feeling, memory_since, phrase_key, read_as_learned
 from bot.phrase_book import PhraseBook, reads_alike
 from bot.ranking import Ranker
@@ -67,7 +68,7 @@ _SCOPED_AND_RECENT = union_all(
 def clean_text(text: str) -> str:
     """Drop control and direction-override characters, squeeze whitespace, drop `/gif`."""
     text = unicodedata.normalize("NFC", text or "")
-    text = _CONTROL.sub("", text)
+    text = _CONTROL.sub("", drop_terminal_codes(text))
     text = _SPACES.sub(" ", text).strip()
     return _LEADING_COMMAND.sub("", text).strip()
 
