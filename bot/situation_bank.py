@@ -9,9 +9,11 @@ data: the prototype sentences and `load_situations` (`bot/data/situations.tsv`) 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +37,13 @@ def bank_texts() -> tuple[list[str], list[int]]:
         texts.append(sentence)
         owner.append(INDEX[name])
     return texts, owner
+
+
+@functools.cache
+def bank_vocabulary() -> frozenset[str]:
+    """Every word of the bank's lines, lower case: the English that chat requests are made of
+    (`bot.intent` tells another language by how few of a request's words are here)."""
+    return frozenset(w for text in bank_texts()[0] for w in re.findall(r"[a-z]+", text.lower()))
 
 
 def bank_cache_dir() -> Path:

@@ -290,6 +290,20 @@ def test_terminal_colour_codes_are_not_words(lex: IntentParser) -> None:
     assert clean_text("\x1b]0;title\x07sad") == "sad"
 
 
+def test_other_languages_in_latin_letters_get_the_english_only_answer(lex: IntentParser) -> None:
+    for text in ("je suis très heureux", "estoy muy feliz hoy", "mdr trop drôle"):
+        res = lex.parse(text)
+        assert res.kind == "unknown" and "English" in (res.reason or ""), (text, res)
+    assert lex.parse("je suis très heureux 😂").emotion == "amusement"  # the emoji still says it
+    assert lex.parse("je suis très heureux lol").emotion == "amusement"
+    # never an English line: every line of the evaluation and paraphrase sets reads as before
+    data = Path(__file__).parent / "data"
+    lines = [row[0] for f in [*data.glob("intent_*.csv"), *data.glob("phrase_paraphrases*.csv")]
+             for row in csv.reader(f.open(encoding="utf-8"))][1:]
+    flagged = [t for t in lines if lex._other_language(intent_mod._clean(t))]
+    assert len(lines) > 5000 and flagged == [], flagged[:5]
+
+
 def test_long_input_is_cut_early(lex: IntentParser) -> None:
     # The request is its first MAX_CHARS characters; what follows is never read.
     head = "sad " + "x" * (intent_mod.MAX_CHARS - 4)
