@@ -131,9 +131,10 @@ class Intent:
     alternatives: list[tuple[str, float]] = field(default_factory=list)
     reason: str | None = None
     kind: str = "match"  # "match" | "did_you_mean" | "help" | "unknown"
-    # A reading of a situation, not of a feeling word: a sentence's (four words or more, read
-    # by the sentence model) or a workspace's own words (bot.learned_phrases). However sure it
-    # is, a person may mean another of the situation's feelings, so its next ones stay on offer.
+    # A reading of a situation, not of a feeling word: the sentence model's (a sentence of four
+    # words or more, or shorter words without a feeling word, "my laptop died") or a
+    # workspace's own words (bot.learned_phrases). However sure it is, a person may mean
+    # another of the situation's feelings, so its next ones stay on offer.
     is_guess: bool = False
 
     def to_json(self) -> dict[str, Any]:
@@ -490,7 +491,9 @@ def _answer(cleaned: str, probs: list[float], path: str, threshold: float) -> In
     # sentence model's nearest situation is only a guess, so it is offered, never sent.
     lone_word = path == "embedding" and len(cleaned.split()) == 1
     if conf >= threshold and not lone_word:
-        guess = path in ("embedding", "blend") and len(cleaned.split()) >= LOGREG_MIN_WORDS
+        # a situation the model read (any sentence, or words without a feeling word: "my laptop
+        # died") keeps its next feelings on offer however sure; a feeling word does not
+        guess = path == "embedding" or (path == "blend" and len(cleaned.split()) >= LOGREG_MIN_WORDS)
         floor = 0.0 if guess else 0.01  # a guess keeps its next three, however unlikely
         alts = [(NAMES[k], probs[k]) for k in ranked[1:4] if probs[k] > floor]
         return Intent(NAMES[top], conf, alts, is_guess=guess)

@@ -724,6 +724,19 @@ def test_readme_sentence_examples(emb: IntentParser, text: str, emotion: str) ->
     assert emb.parse(text).emotion == emotion, emb.parse(text)
 
 
+def test_a_situation_in_few_words_keeps_its_next_feelings_on_offer(emb: IntentParser) -> None:
+    """"my laptop died" names no feeling: however sure the model is, a person may mean
+    another of the situation's feelings (a new user met it read as relief at 94 %, no switch)."""
+    from bot.flows.switches import switches_for
+    from bot.topics import Reading
+
+    for text in ("my laptop died", "missed the bus"):
+        res = emb.parse(text)
+        assert res.emotion is not None and res.is_guess and len(res.alternatives) == 3, res
+        assert len(switches_for(Reading(res), res.emotion)) == 3
+    assert not emb.parse("happy").is_guess and not emb.parse("so happy today").is_guess  # feeling words
+
+
 def test_readme_reads_the_sarcasm_and_asks_when_unsure(emb: IntentParser) -> None:
     assert emb.parse("great, just great, the build is red again").emotion in {"anger", "contempt"}
     unsure = emb.parse("printer")
