@@ -199,3 +199,12 @@ async def test_undo_takes_a_send_back_in_the_page(chromium, playground) -> None:
         await post.wait_for(state="detached")  # the GIF is gone from the "channel"
     with session_scope(engine) as s:
         assert s.query(Comparison).filter(Comparison.source == "send").count() == 0
+
+
+async def test_a_huge_paste_gets_the_cores_answer_not_the_servers_limit(chromium, playground) -> None:  # type: ignore[no-untyped-def]
+    url, _ = playground
+    async with _asked(chromium, url, "happy " * 15_000) as page:  # 90 kB, over the 64 kB body limit
+        answer = page.locator(".msg.bot.error")
+        await answer.wait_for()
+        assert "a lot of text for a GIF request" in await answer.inner_text()
+        assert "Maximum request body size" not in await page.locator("#log").inner_text()

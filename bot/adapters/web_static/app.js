@@ -243,7 +243,9 @@ async function cancel(box) {
 
 form.addEventListener("submit", (ev) => {
   ev.preventDefault();
-  const text = input.value.trim();
+  // The core answers anything over its length limit with its own words; a pasted megabyte
+  // need not travel for that (and would meet the server's 64 kB body limit first).
+  const text = input.value.trim().slice(0, 4000);
   input.value = "";
   request(text);
 });
