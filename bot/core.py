@@ -65,6 +65,8 @@ class BotCore:
                  seed: int | None = None) -> None:
         self.ctx = CoreContext(settings, engine, intent_parser=intent_parser, clock=clock,
                                ranker=ranker, seed=seed)
+        # /readyz's "scores" follows every snapshot the ranker loads, not only the first.
+        self.ctx.ranker.add_listener(self.ctx.report_scores)
         self.requests = RequestFlow(self.ctx)
         self.offers = OfferFlow(self.ctx, self.requests)
         self.picks = PickFlow(self.ctx, self.requests)
@@ -114,7 +116,7 @@ class BotCore:
             parser = self.ctx.parser
             if hasattr(parser, "warm_up"):
                 parser.warm_up()
-            self.ctx.report_scores(self.ctx.ranker.refresh())
+            self.ctx.ranker.refresh()  # reported to /readyz by the listener
 
         await asyncio.to_thread(work)
 

@@ -838,7 +838,8 @@ class Ranker:
     Thread-safe: requests run in worker threads (`asyncio.to_thread`) and readers keep the
     old snapshot until the new one is assigned. With `background=True` (what the bot uses)
     a rebuild after a change runs in its own thread, so no user's request waits for a
-    million rows to load; only the very first load is synchronous.
+    million rows to load; only the very first load is synchronous. Every new snapshot is
+    handed to the listeners (`add_listener`): the bot core reports it to /readyz.
     """
 
     def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.monotonic,
@@ -851,6 +852,18 @@ class Ranker:
         self._checked_at = -1e18
         self._lock = threading.Lock()
         self._rebuilding = threading.Event()
+        self._listeners: list[Callable[[ScoreMatrix], None]] = []
+
+    def add_listener(self, fn: Callable[[ScoreMatrix], None]) -> None:
+        """Call `fn(matrix)` after each load (in the loading thread; it must be quick)."""
+        self._listeners.append(fn)
+
+    def _loaded(self, m: ScoreMatrix) -> None:
+        for fn in list(self._listeners):
+            try:
+                fn(m)
+            except Exception:  # a listener's failure never costs the new scores
+                log.exception("ranking: a listener failed on the new snapshot")
 
     def refresh(self) -> ScoreMatrix:
         """Rebuild now from the database and swap it in."""
@@ -864,6 +877,7 @@ class Ranker:
             log.info("ranking: %d GIFs loaded (model version %s, BT fit %s, %d with votes)%s",
                      m.size, m.model_version_id, m.fit_id, m.n_bt,
                      "" if m.scored else "; not scored yet")
+            self._loaded(m)
             return m
 
     def _refresh_in_background(self) -> None:

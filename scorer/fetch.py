@@ -105,9 +105,9 @@ class _Policy:
         if self.allow_private or (str(ipaddress.ip_address(ip.split("%", 1)[0])), port) in self.trusted:
             return
         problem = address_problem(ip)
-        if problem:
-            shown = host if host == ip else f"{host} ({ip})"
-            raise FetchRefused(f"refused: {shown} is a {problem}")
+        if problem:  # the problem names the address; the host only when it is a name
+            raise FetchRefused(f"refused: {problem}" if host == ip
+                               else f"refused: {host} resolves to a {problem}")
 
     async def resolve(self, host: str, port: int) -> list[str]:
         try:

@@ -169,15 +169,21 @@ class Page:
     skipped: int = 0  # entries without a usable id
 
 
+def check_key(settings: Settings) -> None:
+    """GiphyKeyError, with what to do, when no GIPHY key is set: the CLI, chat and the web
+    admin refuse a `giphy:` source with this one line before anything is queued."""
+    if not settings.giphy.api_key:
+        raise GiphyKeyError(
+            "GIPHY_API_KEY is not set: create a key at https://developers.giphy.com/dashboard/ "
+            "and export GIPHY_API_KEY=... (see the README's 'Real GIFs in one command')")
+
+
 class GiphyClient:
     """GIPHY's API over one aiohttp session; use as `async with GiphyClient(settings) as c`."""
 
     def __init__(self, settings: Settings, *, backoff_s: float = 1.0, retries: int | None = None,
                  max_wait_s: float = 120.0) -> None:
-        if not settings.giphy.api_key:
-            raise GiphyKeyError(
-                "GIPHY_API_KEY is not set: create a key at https://developers.giphy.com/dashboard/ "
-                "and export GIPHY_API_KEY=... (see the README's 'Real GIFs in one command')")
+        check_key(settings)
         self.settings = settings
         self.base = settings.giphy.api_url.rstrip("/")
         self.backoff_s = backoff_s
@@ -316,4 +322,4 @@ def check_ceiling(rating: str | None) -> str | None:
 
 
 __all__ = ["GIPHY_RATING_MAP", "GiphyClient", "GiphyError", "GiphyGif", "GiphyKeyError",
-           "clean_text", "map_rating", "parse_gif"]
+           "check_key", "clean_text", "map_rating", "parse_gif"]

@@ -172,7 +172,9 @@ def import_gifs(settings: Settings, engine: Engine, pool_name: str, gifs: Sequen
     _validate_and_record(settings, engine, pool_id, downloads, seen=seen, report=report,
                          errors=errors)
     report.refused = errors
-    record_refusals(engine, pool_id, errors)
+    refused = {ref for ref, _ in errors}
+    record_refusals(engine, pool_id, errors,
+                    accepted=[g.external_id for g in gifs if g.external_id not in refused])
     return report
 
 

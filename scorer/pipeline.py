@@ -76,6 +76,17 @@ class ScoreReport:
     prior_wide: int = 0  # GIFs with neither: only the wide prior
     head_skipped: int = 0  # GIFs outside the active head's validated pools (the prior ranks them)
 
+    def summary(self) -> str:
+        """One line for people (an admin job's outcome): what was encoded and scored."""
+        parts = [f"scored: {self.encoded} encoded, {self.cached} cached"
+                 + (f", {len(self.failed)} failed" if self.failed else "")]
+        if self.prior_version_id is not None:
+            parts.append(f"zero-shot prior for {self.prior_written} GIFs ({self.prior_faces} with "
+                         f"a face, {self.prior_words} with readable words)")
+        if self.model_version_id is not None:
+            parts.append(f"{self.scored} scored by model version {self.model_version_id}")
+        return "; ".join(parts) + f" in {self.seconds:.1f} s"
+
 
 
 def _resolve_version(

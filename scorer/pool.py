@@ -56,9 +56,11 @@ from scorer.pool_storage import (
     IngestReport,
     PoolError,
     SourceItem,
+    drop_pool_if_empty,
     file_kind,
     get_or_create_pool,
     gif_path,
+    pool_exists,
     record_refusals,
     validate_gif,
     validation_workers,
@@ -111,17 +113,19 @@ def _inside(path: Path, roots: Iterable[Path]) -> bool:
     return any(resolved.is_relative_to(root) for root in roots)
 
 
-def _printable(text: str) -> str:
-    """Control characters (terminal escape codes) dropped from a name that is shown."""
-    return "".join(ch for ch in text if ch.isprintable())
-
-
 def _split_tags(raw: object) -> list[str]:
     if raw is None:
         return []
     if isinstance(raw, list):
         return [str(t).strip() for t in raw if str(t).strip()]
     return [t.strip() for t in re.split(r"[;,|]", str(raw)) if t.strip()]
+
+
+def _refuse(item: SourceItem, where: str, problem: str) -> SourceItem:
+    """`item` refused for `problem`; the reason names the row only when the ref does not
+    (the CLI prints "ref: reason", so "row 4: row 4: ..." must never be stored)."""
+    item.error = problem if item.ref == where else f"{where}: {problem}"
+    return item
 
 
 def _row_item(settings: Settings, row: dict, where: str, base: Path, roots: list[Path]) -> SourceItem:
@@ -138,31 +142,26 @@ def _row_item(settings: Settings, row: dict, where: str, base: Path, roots: list
     if rating_raw:
         if rating_raw not in RATINGS:
             # The value itself is not echoed: refusal reasons never carry a file's content.
-            item.error = f"{where}: unknown rating (expected {', '.join(RATINGS)})"
-            return item
+            return _refuse(item, where, f"unknown rating (expected {', '.join(RATINGS)})")
         item.rating = rating_raw
     if raw_path:
         path = Path(os.path.expanduser(raw_path))
         path = path if path.is_absolute() else base / path
         if not _inside(path, roots):
-            item.error = (
-                f"{where}: {_printable(raw_path)[:200]} is outside the manifest's folder and the "
-                "allowed source folders (allowed_source_dirs)"
-            )
-            return item
+            return _refuse(item, where, "outside the manifest's folder and the allowed "
+                                        "source folders (allowed_source_dirs)")
         item.path = path
         item.title = item.title or title_from_path(raw_path)
     elif url:
         problem = None if _is_url(url) else "not an http(s) URL"
         problem = problem or url_problem(url)
         if problem:
-            item.ref = where
-            item.error = f"{where}: {problem}"
-            return item
+            item.ref = where  # a bad URL is not echoed as the ref: it may be anything
+            return _refuse(item, where, problem)
         item.url = url
         item.title = item.title or words_from_name(slug)
     else:
-        item.error = f"{where}: no path or url"
+        _refuse(item, where, "no path or url")
     return item
 
 
@@ -187,7 +186,7 @@ def _read_manifest_rows(path: Path) -> Iterator[tuple[str, dict | None, str | No
             if isinstance(row, dict):
                 yield f"item {n}", row, None
             else:
-                yield f"item {n}", None, f"item {n}: not a JSON object"
+                yield f"item {n}", None, "not a JSON object"
         return
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -195,12 +194,12 @@ def _read_manifest_rows(path: Path) -> Iterator[tuple[str, dict | None, str | No
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            yield f"line {n}", None, f"line {n}: not valid JSON ({exc.msg})"
+            yield f"line {n}", None, f"not valid JSON ({exc.msg})"
             continue
         if isinstance(row, dict):
             yield f"line {n}", row, None
         else:
-            yield f"line {n}", None, f"line {n}: not a JSON object"
+            yield f"line {n}", None, "not a JSON object"
 
 
 def read_source(settings: Settings, source: str | Path, *,
@@ -275,7 +274,7 @@ def _url_list_items(path: Path) -> list[SourceItem]:
         problem = None if _is_url(line) else "not an http(s) URL"
         problem = problem or url_problem(line)
         if problem:
-            items.append(SourceItem(ref=f"line {n}", error=f"line {n}: {problem}"))
+            items.append(SourceItem(ref=f"line {n}", error=problem))
         else:
             items.append(_url_item(line))
     return items
@@ -294,15 +293,15 @@ def _folder_items(settings: Settings, path: Path, roots: list[Path]) -> list[Sou
         except OSError as exc:
             reason = "a symlink loop" if exc.errno == errno.ELOOP else (
                 "a broken symlink" if exc.errno == errno.ENOENT else f"cannot stat: {exc.strerror}")
-            items.append(SourceItem(ref=str(rel), error=f"{rel}: skipped: {reason}"))
+            items.append(SourceItem(ref=str(rel), error=f"skipped: {reason}"))
             continue
         if stat.S_ISDIR(mode):
             continue
         item = SourceItem(ref=str(rel), path=p, title=title_from_path(p.name))
         if not stat.S_ISREG(mode):
-            item.error = f"{rel}: skipped: {file_kind(mode)}"
+            item.error = f"skipped: {file_kind(mode)}"
         elif not _inside(p, roots):
-            item.error = f"{rel} links outside the folder and the allowed source folders"
+            item.error = "a link to outside the folder and the allowed source folders"
         items.append(item)
     return items
 
@@ -428,7 +427,8 @@ class _IngestRun:
 
     def store_refusals(self) -> None:
         self.report.refused = [(self.items[i].ref, self.errors[i]) for i in sorted(self.errors)]
-        record_refusals(self.engine, self.pool_id, self.report.refused)
+        accepted = [self.items[i].ref for i in self.todo if i not in self.errors]
+        record_refusals(self.engine, self.pool_id, self.report.refused, accepted)
 
 
 @contextmanager
@@ -497,8 +497,26 @@ def ingest(
     private-address check (tests use it to reach a local server). `confine` limits the
     server files it may read to those folders (a chat/web admin's source). A `giphy:...`
     SOURCE goes to `scorer.giphy_import` (`source_options`: limit, rating; GiphyError when
-    GIPHY fails).
+    GIPHY fails). A pool this call created that ends with no GIF is removed again
+    (`report.pool_dropped`): a source whose every file was refused leaves no empty pool.
     """
+    existed = pool_exists(engine, pool_name)
+    try:
+        report = _ingest_source(settings, engine, pool_name, source, progress=progress,
+                                trusted_endpoints=trusted_endpoints, confine=confine,
+                                **source_options)
+    except BaseException:
+        if not existed:
+            drop_pool_if_empty(engine, pool_name)
+        raise
+    if not existed and report.nothing_in:
+        report.pool_dropped = drop_pool_if_empty(engine, pool_name)
+    return report
+
+
+def _ingest_source(settings: Settings, engine: Engine, pool_name: str, source: str | Path, *,
+                   progress: bool, trusted_endpoints: Collection[tuple[str, int]],
+                   confine: Sequence[Path] | None, **source_options: Any) -> IngestReport:
     if is_giphy_source(source):
         return ingest_giphy(settings, engine, pool_name, str(source), progress=progress,
                             trusted_endpoints=trusted_endpoints, **source_options)
@@ -568,6 +586,7 @@ def pool_details(engine: Engine, pool_name: str, *, limit: int | None = 20) -> d
         ratings = _counts_by(s, pid, Gif.rating)
         formats = _counts_by(s, pid, Gif.format)
         refusals = s.scalar(select(func.count(Refusal.id)).where(Refusal.pool_id == pid)) or 0
+        latest = _latest_refusals(s, pid)
         members = list(s.scalars(select(PoolGif.gif_sha).where(PoolGif.pool_id == pid)))
         query = _in_pool(select(Gif), pid).order_by(PoolGif.added_at, Gif.sha256)
         gifs = [_gif_details(g) for g in s.scalars(query if limit is None else query.limit(limit))]
@@ -580,9 +599,19 @@ def pool_details(engine: Engine, pool_name: str, *, limit: int | None = 20) -> d
         "ratings": {(str(k) if k else "unrated"): v for k, v in ratings.items()},
         "formats": {str(k): v for k, v in formats.items()},
         "refusals_recorded": int(refusals),
+        "refusals_latest": latest,
         "prior": prior_summary(engine, members),
         "first": gifs,
     }
+
+
+def _latest_refusals(s: Session, pool_id: int, n: int = 5) -> list[dict]:
+    """The newest `n` refusals still standing in the pool: what to fix first."""
+    rows = s.execute(select(Refusal.source_ref, Refusal.reason, Refusal.created_at)
+                     .where(Refusal.pool_id == pool_id)
+                     .order_by(Refusal.created_at.desc(), Refusal.id.desc()).limit(n)).all()
+    return [{"source": ref, "reason": why, "at": at.isoformat(timespec="seconds")}
+            for ref, why, at in rows]
 
 
 def _in_pool(query: Any, pool_id: int) -> Any:

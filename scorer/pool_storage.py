@@ -18,19 +18,21 @@ import os
 import re
 import stat
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from scorer.fetch import too_large
 from scorer.frames import GifDecodeError, GifInfo, verify_gif
 from scorer.settings import Settings
-from scorer.store import Pool, Refusal, session_scope
+from scorer.store import Pool, PoolGif, Refusal, session_scope
 
 POOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_DB_CHUNK = 500  # refs per IN (...) list: well under SQLite's and PostgreSQL's bind limits
 
 
 class PoolError(ValueError):
@@ -55,10 +57,16 @@ class IngestReport:
     duplicates: list[str] = field(default_factory=list)  # sha256 already in the pool (or twice in the source)
     refused: list[tuple[str, str]] = field(default_factory=list)  # (source_ref, reason)
     sources: dict[str, str] = field(default_factory=dict)  # sha256 -> the source_ref it came from
+    pool_dropped: bool = False  # the pool was new and nothing went in: it was not kept
 
     @property
     def ok(self) -> bool:
         return not self.refused
+
+    @property
+    def nothing_in(self) -> bool:
+        """No GIF of the source is in the pool now, not even as a duplicate."""
+        return not self.added and not self.duplicates
 
     def to_dict(self) -> dict:
         return {
@@ -71,16 +79,24 @@ class IngestReport:
             "added": [{"sha256": s, "source": self.sources.get(s, "")} for s in self.added],
             "duplicates": [{"sha256": s, "source": self.sources.get(s, "")} for s in self.duplicates],
             "refused": [{"source": ref, "reason": why} for ref, why in self.refused],
+            "pool_kept": not self.pool_dropped,
         }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
     def summary(self) -> str:
-        return (
-            f"pool {self.pool}: {len(self.added)} added, {len(self.duplicates)} duplicates, "
-            f"{len(self.refused)} refused"
-        )
+        line = (f"pool {self.pool}: {len(self.added)} added, {len(self.duplicates)} duplicates, "
+                f"{len(self.refused)} refused")
+        if self.pool_dropped:
+            line += f"; nothing added, so the new pool {self.pool} was not kept"
+        return line
+
+    def first_refusals(self, n: int = 3) -> str:
+        """The first `n` refusals on one line, each "source: reason" (a job's detail)."""
+        shown = "; ".join(f"{ref}: {why}" for ref, why in self.refused[:n])
+        more = len(self.refused) - n
+        return shown + (f"; and {more} more" if more > 0 else "")
 
 
 @dataclass
@@ -217,11 +233,40 @@ def get_or_create_pool(engine: Engine, name: str) -> int:
     raise PoolError(f"cannot create pool {name!r}")
 
 
-def record_refusals(engine: Engine, pool_id: int, refused: list[tuple[str, str]]) -> None:
-    if not refused:
+def record_refusals(engine: Engine, pool_id: int, refused: Sequence[tuple[str, str]],
+                    accepted: Iterable[str] = ()) -> None:
+    """The refusals of one ingest, replacing what earlier ingests recorded for the same
+    sources in this pool; `accepted` (the refs that are in the pool now) clears theirs.
+
+    So the `refusals` table holds what is refused *now*: a file refused twice counts once,
+    and a file refused once and added later (fixed, or from another source with the same
+    name) is no longer counted by `pool show`.
+    """
+    stale = list(dict.fromkeys([*accepted, *(ref for ref, _ in refused)]))
+    if not stale:
         return
     with session_scope(engine) as s:
+        for start in range(0, len(stale), _DB_CHUNK):
+            s.execute(delete(Refusal).where(Refusal.pool_id == pool_id,
+                                            Refusal.source_ref.in_(stale[start:start + _DB_CHUNK])))
         s.add_all(Refusal(pool_id=pool_id, source_ref=ref, reason=why) for ref, why in refused)
+
+
+def pool_exists(engine: Engine, name: str) -> bool:
+    with session_scope(engine) as s:
+        return s.scalar(select(Pool.id).where(Pool.name == name)) is not None
+
+
+def drop_pool_if_empty(engine: Engine, name: str) -> bool:
+    """Delete pool `name` when it holds no GIF (an add that refused everything created it);
+    True when it was deleted. Its refusals stay, detached, as `remove_pool` leaves them."""
+    with session_scope(engine) as s:
+        pid = s.scalar(select(Pool.id).where(Pool.name == name))
+        if pid is None or s.scalar(select(PoolGif.gif_sha).where(PoolGif.pool_id == pid).limit(1)):
+            return False
+        s.execute(update(Refusal).where(Refusal.pool_id == pid).values(pool_id=None))
+        s.execute(delete(Pool).where(Pool.id == pid))
+    return True
 
 
 __all__ = [
@@ -230,9 +275,11 @@ __all__ = [
     "IngestReport",
     "PoolError",
     "SourceItem",
+    "drop_pool_if_empty",
     "file_kind",
     "get_or_create_pool",
     "gif_path",
+    "pool_exists",
     "record_refusals",
     "validate_gif",
     "validation_workers",

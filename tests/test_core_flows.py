@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import event, select
 from test_core import Env
 
+from bot.events import Actor
 from bot.flows import admin as adm
 from bot.flows.jobs import DEAD_WORKER, LEASE_S, RUNNERS, drain, enqueue, fail_abandoned, job_state
 from scorer.store import ChatSession, CoreJob, Gif, Post, session_scope
@@ -265,3 +266,51 @@ async def test_one_read_gives_the_channel_settings_and_recent_gifs(settings, eng
     with session_scope(engine) as db:  # another channel: the workspace's row, no posts
         other = ctx.scoped_and_recent(db, env.actor(channel="random"))
     assert other[0].cooldown_s == 7 and other[1] == []
+
+
+def test_a_pool_add_that_adds_nothing_fails_with_its_reasons_and_leaves_no_pool(
+        sqlite_settings, sqlite_engine, caplog) -> None:  # type: ignore[no-untyped-def]
+    from scorer.pool import list_pools
+
+    url = "http://127.0.0.1:9/nope.gif"  # a loopback address: refused before any connection
+    job = enqueue(sqlite_engine, "pool_add", {"name": "u", "source": url}, "add pool u")
+    with caplog.at_level("INFO", logger="moodgif.bot.jobs"):
+        assert drain(sqlite_settings, sqlite_engine) == 1
+    state, detail = job_state(sqlite_engine, job)
+    assert state == "failed", detail
+    assert detail == (f"nothing added to pool u: 1 refused ({url}: refused: loopback address "
+                      "127.0.0.1); the new pool was not kept")
+    assert "u" not in [p["name"] for p in list_pools(sqlite_engine)]
+    # an expected failure is one line in the log, never a traceback
+    failed = [r for r in caplog.records if "failed" in r.getMessage()]
+    assert len(failed) == 1 and failed[0].exc_info is None
+
+
+def test_a_job_summary_is_words_not_a_repr() -> None:
+    from bot.flows.jobs import summary
+    from scorer.pipeline import ScoreReport
+
+    line = summary(ScoreReport(encoded=3, cached=1, failed=[("ab", "bad")], scored=4,
+                               model_version_id=7, seconds=2.345, prior_version_id=6,
+                               prior_written=4, prior_faces=1, prior_words=3))
+    assert line == ("scored: 3 encoded, 1 cached, 1 failed; zero-shot prior for 4 GIFs (1 with a "
+                    "face, 3 with readable words); 4 scored by model version 7 in 2.3 s")
+    assert "ScoreReport(" not in summary(ScoreReport())
+
+
+async def test_a_giphy_source_without_a_key_is_refused_at_once(env: Env, caplog) -> None:
+    web_admin = Actor("web", "local", "general", "admin", "admin", is_admin=True)
+    env.core.job_queue.start_worker = lambda settings: pytest.fail("nothing may be queued")
+    reply = await env.core.run_admin(web_admin, adm.AddPool("g", "giphy:cat"))
+    assert reply.kind == "error" and reply.text.startswith("GIPHY_API_KEY is not set: ")
+    assert "\n" not in reply.text and env.core.jobs == []
+    # with a key, the web admin is pointed at its own Jobs list, chat at `stats`
+    env.core.settings = env.core.settings.override(giphy__api_key="k")
+    env.core.job_queue.start_worker = lambda settings: 0
+    queued = await env.core.run_admin(web_admin, adm.AddPool("g", "giphy:cat"))
+    assert queued.kind == "ack" and "Jobs list on /admin" in queued.text and "stats" not in queued.text
+    chat = await env.core.run_admin(env.actor("ada", admin=True), adm.Retrain())
+    assert "`stats` shows how it goes" in chat.text
+    for job in env.core.jobs:  # no worker will run them: stop watching
+        job.task.cancel()
+    await asyncio.gather(*(job.task for job in env.core.jobs), return_exceptions=True)

@@ -241,3 +241,26 @@ def test_secrets_are_scrubbed_from_logs(tmp_path: Path, capsys: pytest.CaptureFi
     if log_json:
         lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
         assert {rec["level"] for rec in lines} >= {"INFO", "WARNING", "ERROR"}
+
+
+async def test_readyz_scores_follow_every_snapshot_the_ranker_loads(sqlite_settings: Settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    """Not only the start-up one: a newer model version (or fit) picked up later shows too."""
+    from _bot_pool import add_model_version, demo_manifest, designed_scores, ingest_demo
+
+    from bot.core import BotCore
+    from bot.intent import IntentParser
+    from bot.ranking import Ranker
+
+    pool = ingest_demo(sqlite_settings, sqlite_engine, demo_manifest())
+    n = len(pool.shas)
+    first = add_model_version(sqlite_engine, pool.shas, designed_scores(n))
+    ranker = Ranker(sqlite_engine, stamp_interval_s=0.0)  # checks the stamp on every read
+    core = BotCore(sqlite_settings, sqlite_engine, ranker=ranker,
+                   intent_parser=IntentParser(sqlite_settings, use_embeddings=False))
+    await core.warm_up()  # what `moodgif serve` does at start
+    scores = get_health().snapshot()["components"]["scores"]
+    assert scores["ok"] and scores["detail"] == f"{n} GIFs, model version {first}, fit None"
+    newer = add_model_version(sqlite_engine, pool.shas, designed_scores(n)[::-1].copy())
+    assert core.ranker.matrix().model_version_id == newer  # the stamp moved: reloaded
+    detail = get_health().snapshot()["components"]["scores"]["detail"]
+    assert detail == f"{n} GIFs, model version {newer}, fit None"

@@ -276,3 +276,57 @@ def test_large_demo_ingest_is_stable(sqlite_settings: Settings, sqlite_engine, t
     assert len(report.added) == 250 and report.ok  # more than one database chunk
     assert len(pool_gifs(sqlite_engine, "demo")) == 250
     assert len(os.listdir(sqlite_settings.gifs_dir)) > 100  # spread over sha prefixes
+
+
+def test_a_refusal_names_its_place_once(settings: Settings, engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The ref says where ("line 2", "row 3"); the reason never repeats it, so every caller
+    (the CLI's "ref: reason", the job line, `pool show`) prints it once."""
+    urls = tmp_path / "notes.md"
+    urls.write_text("https://example.org/a.gif\nsecret=hunter2\n")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,url,rating\n,ftp://x/y.gif,\n,,\na.gif,,nc-17\n")
+    items = read_source(settings, urls) + read_source(settings, manifest)
+    refused = [(i.ref, i.error) for i in items if i.error]
+    assert refused == [("line 2", "not an http(s) URL"), ("row 2", "not an http(s) URL"),
+                       ("row 3", "no path or url"),
+                       ("a.gif", "row 4: unknown rating (expected g, pg, pg-13, r)")]
+    res = _cli(settings, "pool", "add", "x", str(urls))
+    assert "  line 2: not an http(s) URL\n" in res.output and "line 2: line 2" not in res.output
+
+
+def test_an_add_that_adds_nothing_leaves_no_empty_pool(settings: Settings, engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "bad.gif").write_bytes(b"GIF89a nope")
+    res = _cli(settings, "pool", "add", "empty", str(folder))
+    assert res.exit_code == 1, res.output
+    assert "nothing added, so the new pool empty was not kept" in res.output and "bad.gif:" in res.output
+    assert list_pools(engine) == []
+    # a pool that existed before keeps existing, whatever one add refuses
+    (folder / "good.gif").write_bytes(good_gif(7))
+    assert len(ingest(settings, engine, "kept", folder).added) == 1
+    (folder / "good.gif").unlink()
+    again = ingest(settings, engine, "kept", folder)
+    assert again.nothing_in and not again.pool_dropped
+    assert [p["name"] for p in list_pools(engine)] == ["kept"]
+
+
+def test_pool_show_counts_only_what_is_still_refused_and_says_why(settings: Settings, engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    folder = tmp_path / "f"
+    (folder / "gifs").mkdir(parents=True)
+    for i in range(3):
+        (folder / "gifs" / f"{i}.gif").write_bytes(good_gif(300 + i))
+    (folder / "gifs" / "bad.gif").write_bytes(b"GIF89a nope")
+    manifest = folder / "m.csv"  # its paths lack the gifs/ folder: every row is refused
+    manifest.write_text("path\n0.gif\n1.gif\n2.gif\n")
+    ingest(settings, engine, "p", folder / "gifs" / "0.gif")
+    for _ in range(2):  # the same refusals twice count once
+        ingest(settings, engine, "p", manifest)
+    assert pool_details(engine, "p")["refusals_recorded"] == 3
+    ingest(settings, engine, "p", folder / "gifs")  # 0, 1 and 2 are in now; bad.gif is not
+    info = pool_details(engine, "p")
+    assert info["gifs"] == 3 and info["refusals_recorded"] == 1
+    assert [r["source"] for r in info["refusals_latest"]] == ["bad.gif"]
+    res = _cli(settings, "pool", "show", "p")
+    assert res.exit_code == 0 and "refusals  1:" in res.output
+    assert "bad.gif: " in res.output.split("refusals", 1)[1]

@@ -336,3 +336,30 @@ def test_votes_refine_the_zero_shot_prior(sqlite_settings, sqlite_engine) -> Non
         assert new.config["pools"] == ["demo"]
     # Votes that follow the truth beat a prior that knows nothing about these GIFs.
     assert out.status == "activated" and active_ids(engine) == [out.model_version_id]
+
+
+def test_a_run_that_could_not_be_measured_says_so_without_nan() -> None:
+    import math
+
+    from training.retrain import _judged, _Verdict
+    from training.run_history import NOT_MEASURED
+
+    first = _judged({}, _Verdict(True, math.nan, math.nan, None))
+    assert first == f"{NOT_MEASURED}, first version" and "nan" not in first
+    assert _judged({}, _Verdict(True, 0.125, math.nan, None)) == "dev RMSE 0.1250, first version"
+    assert _judged({}, _Verdict(True, 0.125, 0.25, None)) == "dev RMSE 0.1250 vs 0.2500"
+
+
+def test_retrain_now_while_one_runs_is_skipped_not_done(settings, engine) -> None:  # type: ignore[no-untyped-def]
+    """A second "retrain now" finds the first holding the lock: its job never ran, and its
+    state says so ("skipped"), not "done"."""
+    from bot.flows.jobs import RETRAIN, drain, enqueue, job_state
+
+    job = enqueue(engine, RETRAIN, {}, "retrain")
+    with job_lock(engine, "retrain"):  # the first retrain, still running
+        worker = threading.Thread(target=drain, args=(settings, engine))
+        worker.start()
+        worker.join(120)
+    state, detail = job_state(engine, job)
+    assert state == "skipped" and detail.startswith("a retrain was already running"), detail
+    assert count(engine, RetrainRun) == 0  # it did not start a run

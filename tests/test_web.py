@@ -147,7 +147,7 @@ async def test_admin_pool_add_reports_a_bad_source(web, tmp_path) -> None:  # ty
                                                 "csrf": csrf},
                           headers={"Accept": "application/json"})
     # Server paths from the web need MOODGIF_ADMIN_SOURCE_DIRS (tests/security/ has the rest).
-    assert resp.status == 200 and (await resp.json())["kind"] == "error"
+    assert resp.status == 400 and (await resp.json())["kind"] == "error"
     assert "MOODGIF_ADMIN_SOURCE_DIRS" in (await resp.json())["text"] and not web.core.jobs
     # A URL is taken; one that fails to fetch shows as a failed job on the admin page.
     resp = await web.post("/admin/pools", data={"name": "extra", "csrf": csrf,
@@ -343,3 +343,130 @@ async def test_the_workspaces_page_escapes_what_people_typed(web) -> None:  # ty
         await _teach(web.core, Actor("slack", "T1", "C1", who), "ugh <script>", "fear")
     page = await (await web.get("/admin/workspaces")).text()
     assert "<script" not in page and "“ugh &lt;script&gt;”" in page
+
+
+# What the admin pages' handlers import, driven in a fresh interpreter: /admin/retrains once
+# pulled in training.retrain, and torch with it (+750 MB in the chat process, docs/bot.md).
+_ADMIN_PAGES_NO_TORCH = """
+import asyncio, json, sys
+from aiohttp.test_utils import TestClient, TestServer
+from bot.adapters.web import build_app
+from bot.core import BotCore
+from bot.intent import IntentParser
+from scorer.settings import load_settings
+from scorer.store import make_engine
+
+settings = load_settings(env={}, home=sys.argv[1])
+engine = make_engine(settings.db_url)
+core = BotCore(settings, engine, intent_parser=IntentParser(settings, use_embeddings=False))
+PAGES = ["/admin", "/admin/top?emotion=fear", "/admin/top?emotion=fear&format=json",
+         "/admin/distribution?emotion=anger", "/admin/plot/anger.png", "/admin/comparisons",
+         "/admin/comparisons?format=json", "/admin/retrains", "/admin/retrains?format=json",
+         "/admin/workspaces", "/admin/workspaces?format=json"]
+
+async def main():
+    async with TestClient(TestServer(build_app(core, settings, engine))) as client:
+        statuses = {p: (await client.get(p)).status for p in PAGES}
+    await core.close()
+    return statuses
+
+statuses = asyncio.run(main())
+heavy = [m for m in ("torch", "training.retrain", "training.fit") if m in sys.modules]
+print(json.dumps({"statuses": statuses, "heavy": heavy}))
+"""
+
+
+def test_admin_pages_never_load_torch(sqlite_settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from scorer.store import RetrainRun
+
+    pool = ingest_demo(sqlite_settings, sqlite_engine, demo_manifest())
+    add_model_version(sqlite_engine, pool.shas, designed_scores(len(pool.shas)))
+    with session_scope(sqlite_engine) as s:  # a run from before "nan" was kept out of metrics
+        s.add(RetrainRun(trigger="admin", status="activated", step="activate",
+                         metrics={"dev_rmse_new": float("nan"),
+                                  "message": "model version 1 is active (dev RMSE nan, first version)"}))
+    repo = Path(__file__).resolve().parent.parent
+    proc = subprocess.run([sys.executable, "-c", _ADMIN_PAGES_NO_TORCH, str(sqlite_settings.home)],
+                          cwd=repo, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(repo)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(got["statuses"].values()) == {200}, got
+    assert got["heavy"] == [], got
+
+
+async def test_retrain_history_never_shows_nan(web) -> None:  # type: ignore[no-untyped-def]
+    from scorer.store import RetrainRun
+    from training.run_history import NOT_MEASURED
+
+    with session_scope(web.core.engine) as s:  # as runs before the fix stored them
+        s.add(RetrainRun(trigger="admin", status="activated", step="activate",
+                         metrics={"dev_rmse_new": float("nan"), "dev_rmse_mean_only": 0.25,
+                                  "message": "model version 1 is active (dev RMSE nan, first version)"}))
+    page = await (await web.get("/admin/retrains")).text()
+    assert "nan" not in page.lower() and "dev_rmse_mean_only=0.25" in page
+    run = (await (await web.get("/admin/retrains?format=json")).json())[0]
+    assert run["metrics"]["dev_rmse_new"] is None
+    assert run["metrics"]["message"] == f"model version 1 is active ({NOT_MEASURED}, first version)"
+
+
+async def test_admin_forms_take_json_and_answer_errors_in_json(web) -> None:  # type: ignore[no-untyped-def]
+    import re
+
+    page = await (await web.get("/admin")).text()
+    csrf = re.search(r"name=csrf value='([^']+)'", page).group(1)
+    as_json = {"X-CSRF-Token": csrf, "Accept": "application/json"}
+    # A JSON body is read (not "a pool needs a name"): here the command itself refuses, at
+    # once and with a 4xx, a giphy: source while no GIPHY key is set.
+    resp = await web.post("/admin/pools", json={"name": "g", "source": "giphy:cat"}, headers=as_json)
+    body = await resp.json()
+    assert resp.status == 400 and body["kind"] == "error"
+    assert body["text"].startswith("GIPHY_API_KEY is not set") and not web.core.jobs
+    # bad input: a JSON error when JSON was asked for, one line of text otherwise
+    for path, data in [("/admin/pools", {"name": "../x", "source": "y"}),
+                       ("/admin/pools", {"name": "x", "source": 5}),
+                       ("/admin/workspaces/forget", {"platform": "irc", "workspace": "T", "words": "ugh"}),
+                       ("/admin/workspaces/unhide", {"platform": "slack", "workspace": "T", "sha256": "zz"})]:
+        resp = await web.post(path, json=data, headers=as_json)
+        assert resp.status == 400 and resp.content_type == "application/json", (path, data)
+        assert (await resp.json())["kind"] == "error"
+    resp = await web.post("/admin/pools", data="[1]", headers={**as_json, "Content-Type": "application/json"})
+    assert resp.status == 400 and (await resp.json())["text"] == "expected a JSON object"
+    resp = await web.post("/admin/pools", data={"name": "../x", "source": "y", "csrf": csrf})
+    assert resp.status == 400 and resp.content_type == "text/plain"
+    # without the token in the header a JSON body is a forged request
+    assert (await web.post("/admin/pools", json={"name": "g", "source": "giphy:x"})).status == 403
+
+
+async def test_web_unhide_takes_all_as_chat_does(web) -> None:  # type: ignore[no-untyped-def]
+    import re
+
+    admin = Actor("slack", "T1", "C1", "ada", is_admin=True)
+    for sha in web.pool.shas[:2]:
+        assert (await web.core.admin(admin, "hide", [sha])).text.startswith("Hidden: ")
+    page = await (await web.get("/admin/workspaces")).text()
+    assert "show all 2 again" in page
+    csrf = re.search(r"name=csrf value='([^']+)'", page).group(1)
+    resp = await web.post("/admin/workspaces/unhide",
+                          json={"platform": "slack", "workspace": "T1", "sha256": "ALL"},
+                          headers={"X-CSRF-Token": csrf, "Accept": "application/json"})
+    assert resp.status == 200 and (await resp.json())["text"] == "Shown again: 2 GIF(s)."
+    t1 = [w for w in await (await web.get("/admin/workspaces?format=json")).json() if w["workspace"] == "T1"]
+    assert all(not w["hidden"] for w in t1)
+
+
+async def test_a_skipped_retrain_job_shows_as_skipped(web) -> None:  # type: ignore[no-untyped-def]
+    """"retrain now" twice: the second job never ran; both admin pages say so."""
+    from bot.flows.jobs import Job
+
+    web.core.job_queue._jobs.append(Job(id=4, what="retrain", state="skipped",
+                                        detail="a retrain was already running (host:1)"))
+    for path in ("/admin", "/admin/retrains"):
+        page = await (await web.get(path)).text()
+        assert "job 4: retrain: <b>skipped</b> a retrain was already running" in page, path

@@ -89,6 +89,8 @@ from training.refit import (  # re-exported: the refit and targets' old home
     evidence_weights,
     refit_bt,
 )
+from training.run_history import NOT_MEASURED
+from training.run_history import history as history  # re-exported: its old home (torch-free)
 from training.schedule import make_trigger
 
 log = logging.getLogger("moodgif.training.retrain")
@@ -496,7 +498,8 @@ def _against_active(run: _Run, ledger: LedgerArrays, data: _Data, active: ModelV
     # For scale: what predicting the training mean for every GIF scores here.
     mean_pred = np.broadcast_to(column_means(data.train.targets, data.train.weights),
                                 eval_set.targets.shape)
-    metrics["dev_rmse_mean_only"] = _weighted_rmse(mean_pred, eval_set)
+    mean_only = _weighted_rmse(mean_pred, eval_set)
+    metrics["dev_rmse_mean_only"] = None if math.isnan(mean_only) else mean_only
     old_rmse = math.nan
     old_pred = None
     if active is not None:
@@ -508,7 +511,8 @@ def _against_active(run: _Run, ledger: LedgerArrays, data: _Data, active: ModelV
     if old_pred is not None and on_dev:
         verdict = _heldout_verdict(metrics, ledger, eval_set, new_pred, old_pred)
         better = better if verdict is None else verdict
-    metrics["dev_rmse_new"] = new_rmse
+    # None, not NaN, for "not measured": the metrics are JSON shown to people.
+    metrics["dev_rmse_new"] = None if math.isnan(new_rmse) else new_rmse
     metrics["dev_rmse_active"] = None if math.isnan(old_rmse) else old_rmse
     metrics["not_worse"] = bool(better)
     return bool(better), new_rmse, old_rmse
@@ -682,15 +686,22 @@ def _activate(run: _Run, fit: BTFitOutput, active: ModelVersion | None, better: 
     return better
 
 
+def _judged(metrics: dict, verdict: _Verdict) -> str:
+    """What the verdict rests on, in words: never "nan" (a candidate with no vote on a GIF it
+    was not trained on could not be measured, and the message says so)."""
+    if "heldout_accuracy_new" in metrics:
+        return (f"held-out comparison accuracy {metrics['heldout_accuracy_new']:.4f} vs "
+                f"{metrics['heldout_accuracy_active']:.4f} on {metrics['heldout_pairs']} pairs")
+    first = math.isnan(verdict.old_rmse)
+    if math.isnan(verdict.new_rmse):
+        return NOT_MEASURED + (", first version" if first else "")
+    return f"dev RMSE {verdict.new_rmse:.4f}" + (", first version" if first
+                                                 else f" vs {verdict.old_rmse:.4f}")
+
+
 def _report(run: _Run, fit: BTFitOutput, verdict: _Verdict) -> RetrainOutcome:
     metrics = run.metrics
-    if "heldout_accuracy_new" in metrics:
-        judged = (f"held-out comparison accuracy {metrics['heldout_accuracy_new']:.4f} vs "
-                  f"{metrics['heldout_accuracy_active']:.4f} on {metrics['heldout_pairs']} pairs")
-    else:
-        judged = (f"dev RMSE {verdict.new_rmse:.4f}"
-                  + (f" vs {verdict.old_rmse:.4f}" if not math.isnan(verdict.old_rmse)
-                     else ", first version"))
+    judged = _judged(metrics, verdict)
     if verdict.better:
         msg = f"model version {run.mv_id} is active ({judged})"
         if verdict.pools is not None:
@@ -699,8 +710,9 @@ def _report(run: _Run, fit: BTFitOutput, verdict: _Verdict) -> RetrainOutcome:
                     + (f"; the zero-shot prior keeps {', '.join(kept)}" if kept else ""))
     else:
         why = metrics.get("why") or "worse than the active version"
-        msg = (f"model version {run.mv_id} rejected: {why} "
-               f"({judged}); the new Bradley-Terry fit is active")
+        # Rejected before any measuring (it wins no pool): the why is the whole story.
+        shown = why if verdict.pools == [] else f"{why} ({judged})"
+        msg = f"model version {run.mv_id} rejected: {shown}; the new Bradley-Terry fit is active"
     metrics["message"] = msg
     with session_scope(run.engine) as s:
         s.execute(update(RetrainRun).where(RetrainRun.id == run.run_id).values(metrics=metrics))
@@ -711,17 +723,6 @@ def _report(run: _Run, fit: BTFitOutput, verdict: _Verdict) -> RetrainOutcome:
 
 # ---------------------------------------------------------------------------------------
 # history and scheduling
-
-
-def history(engine: Engine, limit: int = 20) -> list[dict]:
-    with session_scope(engine) as s:
-        runs = s.scalars(select(RetrainRun).order_by(RetrainRun.id.desc()).limit(limit)).all()
-        return [{
-            "id": r.id, "trigger": r.trigger, "status": r.status, "step": r.step,
-            "started_at": r.started_at, "finished_at": r.finished_at, "host": r.host,
-            "bt_fit_id": r.bt_fit_id, "model_version_id": r.model_version_id,
-            "metrics": r.metrics or {}, "error": r.error,
-        } for r in runs]
 
 
 def scheduled_job(settings: Settings) -> RetrainOutcome:

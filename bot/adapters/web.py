@@ -39,13 +39,13 @@ from bot import reports
 from bot.adapters.web_guard import CSRF_FIELD, Access, guard
 from bot.core import BotCore
 from bot.events import Actor, GifCard, PostView, Reply, gif_url
-from bot.flows.admin import AddPool, AdminCommand, ForgetPhrase, Retrain
+from bot.flows.admin import AddPool, AdminCommand, ForgetPhrase, Retrain, hide_command
 from bot.flows.hiding import UnhideGif
 from bot.hints import typing_hint
 from scorer.emotions import INDEX, NAMES
 from scorer.settings import Settings
 from scorer.store import is_busy_error, request_path
-from training import ledger_report
+from training import ledger_report, run_history  # torch-free: this is the chat process
 
 log = logging.getLogger("moodgif.bot.web")
 
@@ -58,7 +58,6 @@ DEFAULT_CHANNEL = "general"
 USER_COOKIE = "moodgif_user"
 _SHA_FILE = re.compile(r"^([0-9a-f]{64})\.(gif|webp)$")
 _NAME = re.compile(r"^[\w.-]{1,64}$")  # user and channel names a request may pick
-_SHA_PREFIX = re.compile(r"^[0-9a-f]{8,64}$")
 PLATFORMS = ("slack", "discord", "web")
 MAX_WORDS = 500
 CORE_KEY: web.AppKey[BotCore] = web.AppKey("moodgif_core", BotCore)
@@ -298,6 +297,32 @@ def _wants_json(request: web.Request) -> bool:
     return "application/json" in request.headers.get("Accept", "")
 
 
+def _bad_input(request: web.Request, text: str) -> web.HTTPBadRequest:
+    """A 400 for an admin form's input, in JSON (`{"kind": "error", "text": ...}`, as the
+    command's own refusals) when the client asked for JSON, else one line of text."""
+    if _wants_json(request):
+        return web.HTTPBadRequest(text=json.dumps({"kind": "error", "text": text}),
+                                  content_type="application/json")
+    return web.HTTPBadRequest(text=text + "\n")
+
+
+async def _admin_input(request: web.Request) -> dict[str, str]:
+    """An admin form's fields: a browser's form post, or a script's JSON object (which
+    carries the CSRF token in the X-CSRF-Token header, `web_guard`)."""
+    if request.content_type != "application/json":
+        return {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+    try:
+        data = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError, RecursionError):
+        raise _bad_input(request, "expected a JSON object") from None
+    if not isinstance(data, dict):
+        raise _bad_input(request, "expected a JSON object")
+    for key, value in data.items():
+        if not isinstance(value, str):
+            raise _bad_input(request, f"{str(key)[:40]} must be a string")
+    return data
+
+
 async def admin_pools(request: web.Request) -> web.Response:
     core = request.app[CORE_KEY]
     matrix = await _db(core.ranker.matrix)
@@ -307,28 +332,26 @@ async def admin_pools(request: web.Request) -> web.Response:
 
 
 async def admin_pools_add(request: web.Request) -> web.Response:
-    form = await request.post()
-    name, source = str(form.get("name", "")).strip(), str(form.get("source", "")).strip()
+    form = await _admin_input(request)
+    name, source = form.get("name", "").strip(), form.get("source", "").strip()
     if not _NAME.match(name) or not source:
-        raise web.HTTPBadRequest(text="a pool needs a name (letters, digits, . _ -) and a source\n")
+        raise _bad_input(request, "a pool needs a name (letters, digits, . _ -) and a source")
     return await _run_admin(request, _admin_actor(), AddPool(name, source), back="/admin")
 
 
 async def _run_admin(request: web.Request, actor: Actor, command: AdminCommand, back: str) -> web.Response:
-    """An admin command from a form: its reply as JSON when asked, else back to the page."""
+    """An admin command from a form: its reply as JSON when asked (a refusal with status
+    400, like bad input), else back to the page (a refusal: a 400 with its text)."""
     reply = await request.app[CORE_KEY].run_admin(actor, command)
+    if reply.kind == "error":
+        raise _bad_input(request, reply.text or "refused")
     if _wants_json(request):
         return web.json_response(reply_json(reply))
-    if reply.kind == "error":
-        raise web.HTTPBadRequest(text=(reply.text or "refused") + "\n")
     raise web.HTTPSeeOther(back)
 
 
 async def admin_retrain(request: web.Request) -> web.Response:
-    reply = await request.app[CORE_KEY].run_admin(_admin_actor(), Retrain())
-    if _wants_json(request):
-        return web.json_response(reply_json(reply))
-    raise web.HTTPSeeOther("/admin/retrains")
+    return await _run_admin(request, _admin_actor(), Retrain(), back="/admin/retrains")
 
 
 async def admin_top(request: web.Request) -> web.Response:
@@ -365,12 +388,12 @@ async def admin_comparisons(request: web.Request) -> web.Response:
 
 
 async def admin_retrains(request: web.Request) -> web.Response:
-    from training.retrain import history
-
-    runs = await _db(history, request.app[ENGINE_KEY], 50)
+    runs = await _db(run_history.history, request.app[ENGINE_KEY], 50)
     if request.query.get("format") == "json":
         return web.json_response(runs, dumps=lambda o: json.dumps(o, default=str))
-    return _page(request, "retrains.html", "Retrain history", runs=runs)
+    # "retrain now" lands here: its job's state too (a skipped one started no run above)
+    jobs = [j for j in reversed(request.app[CORE_KEY].jobs) if j.what == "retrain"]
+    return _page(request, "retrains.html", "Retrain history", runs=runs, jobs=jobs)
 
 
 async def admin_workspaces(request: web.Request) -> web.Response:
@@ -384,27 +407,29 @@ async def admin_workspaces(request: web.Request) -> web.Response:
 
 
 async def admin_forget_words(request: web.Request) -> web.Response:
-    form = await request.post()
-    words = str(form.get("words", "")).strip()
+    form = await _admin_input(request)
+    words = form.get("words", "").strip()
     if not words:
-        raise web.HTTPBadRequest(text="which words? (the `words` field is empty)\n")
-    return await _run_admin(request, _workspace_admin(form), ForgetPhrase(words[:MAX_WORDS]),
+        raise _bad_input(request, "which words? (the `words` field is empty)")
+    return await _run_admin(request, _workspace_admin(request, form), ForgetPhrase(words[:MAX_WORDS]),
                             back="/admin/workspaces")
 
 
 async def admin_unhide(request: web.Request) -> web.Response:
-    form = await request.post()
-    sha = str(form.get("sha256", "")).strip().lower()
-    if not _SHA_PREFIX.match(sha):
-        raise web.HTTPBadRequest(text="sha256: 8 to 64 hex digits of a hidden GIF's SHA-256\n")
-    return await _run_admin(request, _workspace_admin(form), UnhideGif(sha), back="/admin/workspaces")
+    form = await _admin_input(request)
+    # Read as chat reads `unhide SHA|all`: one parser for the word.
+    command = hide_command("unhide", form.get("sha256", "")) if form.get("sha256") else None
+    if not isinstance(command, UnhideGif):
+        raise _bad_input(request, "sha256: 8 to 64 hex digits of a hidden GIF's SHA-256, or all")
+    return await _run_admin(request, _workspace_admin(request, form), command,
+                            back="/admin/workspaces")
 
 
-def _workspace_admin(form: Any) -> Actor:
+def _workspace_admin(request: web.Request, form: dict[str, str]) -> Actor:
     """The operator acting as an admin of one workspace (the form's `platform` and `workspace`)."""
-    platform, workspace = str(form.get("platform", "")), str(form.get("workspace", ""))
+    platform, workspace = form.get("platform", ""), form.get("workspace", "")
     if platform not in PLATFORMS or not _NAME.match(workspace):
-        raise web.HTTPBadRequest(text=f"platform: one of {', '.join(PLATFORMS)}; workspace: its ID\n")
+        raise _bad_input(request, f"platform: one of {', '.join(PLATFORMS)}; workspace: its ID")
     return Actor(platform, workspace, "", "admin", "admin", is_admin=True)
 
 

@@ -139,7 +139,7 @@ def pool_show(settings: Settings, name: str, limit: int, as_json: bool) -> None:
     click.echo(f"  GIFs      {info['gifs']}  ({info['bytes'] / 1e6:.1f} MB, {info['frames']} frames)")
     click.echo(f"  ratings   {ratings}")
     click.echo(f"  formats   {formats}")
-    click.echo(f"  refusals  {info['refusals_recorded']} recorded")
+    _echo_refusals(info)
     if "prior" in info:
         click.echo(f"  prior     {_prior_line(info['prior'])}")
     for g in info["first"]:
@@ -152,6 +152,19 @@ def pool_show(settings: Settings, name: str, limit: int, as_json: bool) -> None:
             click.echo(f"                {words}")
     if info["gifs"] > len(info["first"]):
         click.echo(f"  ... and {info['gifs'] - len(info['first'])} more")
+
+
+def _echo_refusals(info: dict) -> None:
+    """How many files are refused now (a file added since counts no more), and the latest
+    reasons: what to fix first."""
+    n = info["refusals_recorded"]
+    if not n:
+        click.echo("  refusals  none")
+        return
+    latest = info["refusals_latest"]
+    click.echo(f"  refusals  {n}" + (f"; the latest {len(latest)}:" if n > len(latest) else ":"))
+    for r in latest:
+        click.echo(f"            {_safe(r['source'])}: {_safe(r['reason'])}")
 
 
 def _words_line(g: dict) -> str:

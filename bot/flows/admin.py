@@ -166,11 +166,11 @@ class AdminFlow:
     async def run(self, actor: Actor, cmd: AdminCommand) -> Reply:
         try:
             if isinstance(cmd, AddPool):
-                return await self._add_pool(cmd)
+                return await self._add_pool(actor, cmd)
             if isinstance(cmd, Retrain):
                 job = await self.jobs.enqueue(RETRAIN, {}, "retrain")
                 return Reply(kind="ack", text=(f"Retraining now (job {job.id}, in the worker). "
-                                               "`stats` shows how it goes."))
+                                               f"{_where_jobs_show(actor)}"))
             if isinstance(cmd, Help):
                 return Reply(kind="error" if cmd.usage else "help", text=cmd.usage or ADMIN_HELP)
             return await self.ctx.for_user(self._run_db, actor, cmd)
@@ -224,19 +224,31 @@ class AdminFlow:
         return (f"Words read the way people here sent them (last {days:g} days; "
                 "`phrases forget WORDS` to unlearn):\n" + "\n".join(lines))
 
-    async def _add_pool(self, cmd: AddPool) -> Reply:
+    async def _add_pool(self, actor: Actor, cmd: AddPool) -> Reply:
         from scorer.admin_sources import SourceNotAllowed, check_admin_source
+        from scorer.giphy import GiphyKeyError, check_key
+        from scorer.giphy_import import is_giphy_source
 
         # A chat or web admin is not the machine's operator: URLs, giphy: or the operator's
         # allowed folders only, refused with one message whether or not a path exists.
         try:
             source = check_admin_source(self.ctx.settings, cmd.source).source
-        except SourceNotAllowed as exc:
+            if is_giphy_source(source):  # refused now, as the CLI does, not by a failed job
+                check_key(self.ctx.settings)
+        except (SourceNotAllowed, GiphyKeyError) as exc:
             return Reply(kind="error", text=str(exc))
         job = await self.jobs.enqueue(POOL_ADD, {"name": cmd.name, "source": source},
                                       f"add pool {cmd.name} from {source}")
         return Reply(kind="ack", text=(f"Adding pool {cmd.name} from {source} and scoring it "
-                                       f"(job {job.id}, in the worker). `stats` shows how it goes."))
+                                       f"(job {job.id}, in the worker). {_where_jobs_show(actor)}"))
+
+
+def _where_jobs_show(actor: Actor) -> str:
+    """Where this admin follows a queued job: `stats` is a chat command; the web admin has
+    the Jobs list on its own page."""
+    if actor.platform == "web":
+        return "The Jobs list on /admin shows how it goes."
+    return "`stats` shows how it goes."
 
 
 def _shown(value: Any) -> str:

@@ -4,7 +4,10 @@ The chat process only queues a `core_jobs` row and starts the worker process
 (`python -m bot.retrain_worker --jobs`, the same child the scheduled retrain runs in), then
 reports the row's state; torch, the encoders and the training data never enter the process
 that users wait on. The worker claims queued rows one at a time (a conditional UPDATE, so two
-workers never run one job) and writes back "done" or "failed" with a one-line detail. The
+workers never run one job) and writes back "done", "failed" or "skipped" (it did not run, and
+need not: a retrain was already running) with a one-line detail. A job that fails for a
+reason the admin can act on (no GIPHY key, every file of a pool add refused) logs one line,
+not a traceback. The
 scheduled retrain's worker drains the queue too, so a job queued while no worker ran is
 picked up at the next run.
 
@@ -40,7 +43,7 @@ from scorer.store import CoreJob, session_scope, utcnow
 log = logging.getLogger("moodgif.bot.jobs")
 
 POOL_ADD, RETRAIN = "pool_add", "retrain"
-FINISHED = ("done", "failed")
+FINISHED = ("done", "failed", "skipped")
 JOB_TIMEOUT_S = 6 * 3600.0  # the chat process stops watching a job after this
 HEARTBEAT_S = 10.0
 # Several missed beats, so a worker busy in one long C call (a Bradley-Terry fit, a batch of
@@ -58,10 +61,20 @@ class Job:
 
     id: int
     what: str
-    state: str = "queued"  # queued running done failed
+    state: str = "queued"  # queued running done failed skipped
     detail: str = ""
     started: float = field(default_factory=time.time)
     task: asyncio.Task | None = field(default=None, repr=False)
+
+
+class JobSkipped(Exception):
+    """The job did not run and need not (another run of it was already going); the message
+    says why. The row ends "skipped", never "done"."""
+
+
+class JobRefused(Exception):
+    """The job failed for a reason the admin can act on, said in its one-line message (the
+    log gets that line, no traceback)."""
 
 
 def _start_worker(settings: Settings) -> int:
@@ -223,34 +236,67 @@ def drain(settings: Settings, engine: Engine, heartbeat_s: float = HEARTBEAT_S) 
                 raise ValueError(f"unknown job kind {kind!r}")
             with _Heartbeat(engine, job_id, heartbeat_s):
                 detail, state = runner(settings, engine, args), "done"
+        except JobSkipped as exc:
+            log.info("admin job %s (%s) skipped: %s", job_id, kind, exc)
+            detail, state = str(exc)[:600], "skipped"
         except Exception as exc:
-            log.exception("admin job %s (%s) failed", job_id, kind)
-            detail, state = str(exc)[:300], "failed"
+            detail, state = _failed(job_id, kind, exc), "failed"
         _finish(engine, job_id, state, detail)
         n += 1
     return n
 
 
+def _failed(job_id: int, kind: str, exc: Exception) -> str:
+    """The failed job's detail; logged as one line when the reason is an expected one (the
+    configuration, the source), with its traceback otherwise (a bug to fix)."""
+    from scorer.admin_sources import SourceNotAllowed
+    from scorer.giphy import GiphyError
+    from scorer.pool_storage import PoolError
+
+    if isinstance(exc, JobRefused | GiphyError | PoolError | SourceNotAllowed):
+        log.warning("admin job %s (%s) failed: %s", job_id, kind, exc)
+        return str(exc)[:600]
+    log.exception("admin job %s (%s) failed", job_id, kind)
+    return str(exc)[:300]
+
+
 def _run_pool_add(settings: Settings, engine: Engine, args: dict[str, Any]) -> str:
-    from bot.intent import get_parser
     from scorer.admin_sources import check_admin_source
-    from scorer.pipeline import score_pool
     from scorer.pool import ingest
 
     # Checked again here: the queue is a table, and only an allowed SOURCE may be read.
     allowed = check_admin_source(settings, str(args["source"]))
     name = str(args["name"])
     report = ingest(settings, engine, name, allowed.source, confine=allowed.roots)
+    if report.nothing_in:  # nothing to score: say why, with the reasons themselves
+        raise JobRefused(_nothing_added(report))
+    from bot.intent import get_parser
+    from scorer.pipeline import score_pool
+
     # The zero-shot prior too, its words read by the bot's own intent parser.
     scored = score_pool(settings, engine, pool=name, prior=True,
                         text_model=get_parser(settings).distribution)
-    return f"{summary(report)}; {summary(scored)}"
+    refused = f" (refused: {report.first_refusals()})" if report.refused else ""
+    return f"{summary(report)}{refused}; {summary(scored)}"
+
+
+def _nothing_added(report: Any) -> str:
+    """Why a pool add put no GIF in the pool, in one line."""
+    kept = "; the new pool was not kept" if report.pool_dropped else ""
+    if not report.refused:
+        return f"nothing added to pool {report.pool}: the source names no GIF{kept}"
+    return (f"nothing added to pool {report.pool}: {len(report.refused)} refused "
+            f"({report.first_refusals()}){kept}")
 
 
 def _run_retrain(settings: Settings, engine: Engine, args: dict[str, Any]) -> str:
     from training.retrain import run_retrain
 
-    return summary(run_retrain(settings, engine, trigger="admin"))
+    outcome = run_retrain(settings, engine, trigger="admin")
+    if outcome.status == "busy":  # never ran: "done" would say it had
+        raise JobSkipped(outcome.message.replace("a retrain is already running",
+                                                 "a retrain was already running", 1))
+    return summary(outcome)
 
 
 RUNNERS: dict[str, Callable[[Settings, Engine, dict[str, Any]], str]] = {
@@ -270,5 +316,5 @@ def summary(report: Any) -> str:
     return str(report)[:300]
 
 
-__all__ = ["DEAD_WORKER", "HEARTBEAT_S", "LEASE_S", "POOL_ADD", "RETRAIN", "Job", "JobQueue", "drain", "enqueue", "fail_abandoned",
-           "recent_jobs", "summary"]
+__all__ = ["DEAD_WORKER", "HEARTBEAT_S", "LEASE_S", "POOL_ADD", "RETRAIN", "Job", "JobQueue", "JobRefused",
+           "JobSkipped", "drain", "enqueue", "fail_abandoned", "recent_jobs", "summary"]
