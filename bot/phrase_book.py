@@ -7,7 +7,7 @@ the parser's reading. The book keeps, per workspace, the words its recent Sends 
 own is read as its nearest key if the two are at least `LIKENESS` alike **and** the parser reads
 them alike (`reads_alike`: the same first choice, read for each key in the background). The gate is what keeps a team's pick for its
 own situation: "prod is back up" is 0.77 like "prod is down again", but the parser reads one as
-relief and the other as anger, so the first never takes the second's amusement.
+relief and the other as sadness, so the first never takes the second's amusement.
 
 Why (docs/bench/intent.md, `benchmarks/bench_phrase_likeness.py`): chosen on 136 groups of a
 source, three paraphrases and two same-topic lines of other feelings

