@@ -55,33 +55,46 @@ def suggest_cmd(settings: Settings, text: tuple[str, ...], k: int, as_json: bool
     core = BotCore(settings, engine, ranker=Ranker(engine, background=False))
     actor = Actor(*scope, user_id="cli") if scope else None
     got = asyncio.run(core.suggest(" ".join(text), k, actor=actor, explore=explore))
-    intent = got.reading.intent
     if got.ranked is None:
-        if intent.kind == "help":  # asked for the list: it is the answer
-            from bot.intent import help_text
-
-            click.echo(help_text())
-            return
-        reason = intent.reason or "no emotion found"
-        if intent.alternatives and intent.kind != "did_you_mean":  # that reason names them
-            reason += f" (closest: {', '.join(e for e, _ in intent.alternatives[:3])})"
-        if as_json:  # a script still gets an answer it can read, as `moodgif intent --json`
-            click.echo(json.dumps({"query": got.query, "emotion": None, "reason": reason,
-                                   "alternatives": [e for e, _ in intent.alternatives[:3]],
-                                   "topic": list(got.reading.topic), "gifs": []}, ensure_ascii=False))
-        click.echo(f"moodgif suggest: {reason}", err=True)
-        sys.exit(3)
+        _unmapped(got, as_json)
+        return
     from bot.topics import missing_note
 
     gifs = _suggested_gifs(settings, core, got)
-    topic = " ".join(got.reading.topic)
     # What a preview adds ("No unicorn GIFs in this pool; here's happiness.") and the ranking's note
     notes = [n for n in (missing_note(got.reading), got.ranked.note) if n]
     if as_json:
+        intent = got.reading.intent
         click.echo(json.dumps({"query": got.query, "emotion": intent.emotion,
                                "confidence": round(intent.confidence, 3), "topic": list(got.reading.topic),
                                "note": "; ".join(notes) or None, "gifs": gifs}, ensure_ascii=False))
+    else:
+        _print_ranked(got, gifs, notes)
+
+
+def _unmapped(got, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+    """Text the core mapped to no emotion: the list when that was asked for (exit 0), else
+    the reason on stderr (and a JSON answer for scripts) and exit 3."""
+    intent = got.reading.intent
+    if intent.kind == "help":  # asked for the list: it is the answer
+        from bot.intent import help_text
+
+        click.echo(help_text())
         return
+    reason = intent.reason or "no emotion found"
+    if intent.alternatives and intent.kind != "did_you_mean":  # that reason names them
+        reason += f" (closest: {', '.join(e for e, _ in intent.alternatives[:3])})"
+    if as_json:  # a script still gets an answer it can read, as `moodgif intent --json`
+        click.echo(json.dumps({"query": got.query, "emotion": None, "reason": reason,
+                               "alternatives": [e for e, _ in intent.alternatives[:3]],
+                               "topic": list(got.reading.topic), "gifs": []}, ensure_ascii=False))
+    click.echo(f"moodgif suggest: {reason}", err=True)
+    sys.exit(3)
+
+
+def _print_ranked(got, gifs: list[dict], notes: list[str]) -> None:  # type: ignore[no-untyped-def]
+    """The reading on one line, then one line per GIF."""
+    intent, topic = got.reading.intent, " ".join(got.reading.topic)
     if got.emotion < 0:
         head = f"topic: {topic} (no feeling named: the best-liked first)"
     else:
