@@ -64,6 +64,9 @@ class FakeDiscord:
         self._tokens = itertools.count(1)
         self.originals: dict[str, dict[str, Any]] = {}  # interaction token -> its message
         self.messages: dict[int, dict[str, Any]] = {}
+        # interaction id -> the `interaction_metadata` Discord puts on its response message
+        self.interactions: dict[int, dict[str, Any]] = {}
+        self.refuse_channel_messages = False  # answer the bot's own posts 403 (no Send Messages)
         self.adapter = FakeWebhookAdapter(self)
 
     def next_id(self) -> int:
@@ -84,6 +87,12 @@ class FakeDiscord:
             "mentions": [], "mention_roles": [], "mention_everyone": False, "pinned": False, "tts": False,
             "timestamp": TIMESTAMP, "edited_timestamp": None,
         }
+        if ref := payload.get("message_reference"):  # a reply, as Discord returns one
+            msg["type"] = 19
+            msg["message_reference"] = {"type": 0, "message_id": str(ref["message_id"]),
+                                        "channel_id": str(ref.get("channel_id") or channel)}
+        if meta := payload.get("interaction_metadata"):
+            msg["interaction_metadata"] = meta
         self.messages[mid] = msg
         return msg
 
@@ -97,6 +106,9 @@ class FakeDiscord:
             return {"id": str(dm), "type": 1, "recipients": [user_payload(int(payload["recipient_id"]), "x")],
                     "last_message_id": None}
         if route.method == "POST" and route.path == "/channels/{channel_id}/messages":
+            if self.refuse_channel_messages:
+                self.calls.append(Call("refused", payload, names))
+                raise discord.Forbidden(_Response(403, "Forbidden"), {"code": 50013, "message": "Missing Permissions"})
             channel = int(route.channel_id)
             msg = self.message(payload, names, channel=channel)
             self.calls.append(Call("channel_message", {**payload, "channel_id": channel}, names,
@@ -128,7 +140,8 @@ class FakeWebhookAdapter(AsyncWebhookAdapter):
             data = body.get("data") or {}
             msg = None
             if body.get("type") in (4, 5):  # a new message (or "thinking" placeholder)
-                msg = fake.message(data, names)
+                meta = fake.interactions.get(int(route.webhook_id))
+                msg = fake.message({**data, "interaction_metadata": meta} if meta else data, names)
                 fake.originals[token] = msg
             elif body.get("type") == 7:  # update the clicked message
                 msg = fake.originals.get(token)
@@ -155,6 +168,12 @@ class FakeWebhookAdapter(AsyncWebhookAdapter):
             fake.calls.append(Call("delete_message", {}, [], token))
             return None
         raise AssertionError(f"unexpected webhook call {method} {path}")
+
+
+@dataclass
+class _Response:  # what discord.HTTPException reads off an aiohttp response
+    status: int
+    reason: str
 
 
 def _unpack(payload: Any, multipart: Any, files: Any) -> tuple[dict[str, Any], list[str]]:
@@ -236,6 +255,8 @@ class DiscordDriver:
         cmd = self.bot.tree.get_command(name)
         data["data"] = {"id": str(APP_ID + 7), "name": name, "type": 1, "options": options,
                         "guild_id": None if cmd is not None else str(GUILD)}
+        self.fake.interactions[int(data["id"])] = {
+            "id": data["id"], "type": 2, "user": user_payload(*user), "authorizing_integration_owners": {}}
         self.bot._connection.parse_interaction_create(data)
         await self.settle()
         return data["token"]
@@ -248,6 +269,9 @@ class DiscordDriver:
         data["data"] = {"id": str(APP_ID + 8), "name": name, "type": 3, "target_id": target["id"],
                         "resolved": {"messages": {target["id"]: target}},
                         "guild_id": None if cmd is not None else str(GUILD)}
+        self.fake.interactions[int(data["id"])] = {
+            "id": data["id"], "type": 2, "user": user_payload(*user), "authorizing_integration_owners": {},
+            "target_message_id": target["id"]}
         self.bot._connection.parse_interaction_create(data)
         await self.settle()
         return data["token"]

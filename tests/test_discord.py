@@ -238,8 +238,10 @@ async def test_mention_replies_with_a_preview_only_the_requester_can_use(stack: 
     assert gone.kind == "delete_original"
     assert note.kind == "followup" and note.payload["flags"] & EPHEMERAL and note.payload["content"] == "Sent ✓"
     assert buttons(note.payload)[0].startswith("mg:undo:")
+    (_, post) = fake.calls_of("channel_message")  # the GIF answers the mention, as the preview did
+    assert post.payload["message_reference"]["message_id"] == asked and post.payload["embeds"]
     await d.say("happy", user=BOB)  # no mention, not watched: nothing
-    assert len(fake.calls_of("channel_message")) == 1
+    assert len(fake.calls_of("channel_message")) == 2
 
 
 async def test_watched_channel_offers_by_dm_only_when_opted_in(sqlite_settings, sqlite_engine) -> None:
@@ -393,8 +395,21 @@ async def test_gif_for_someones_message_reads_its_words_privately(stack: Stack) 
     assert ids[0].startswith("mg:send:")
     assert "belongs to someone else" in await _clicked_by_someone_else(d, fake, token, ids[0])
     await d.click(fake.originals[token], ids[0], user=ALICE)
-    (post,) = fake.calls_of("followup")[-1:]
+    # Send answers Bob's message: the GIF is a reply to it, pinging nobody
+    (post,) = fake.calls_of("channel_message")
+    assert post.payload["message_reference"]["message_id"] == int(said["id"])
+    assert not post.payload["allowed_mentions"]["parse"] and not post.payload["allowed_mentions"]["replied_user"]
     assert "<@950000000000000001>" in post.payload["embeds"][0]["description"]
+    assert posts(stack.engine)[-1][2] == str(post.message_id)  # votes and Undo find the reply
+    assert not fake.calls_of("followup")[-1].payload.get("embeds")  # only the private "Sent ✓"
+
+    # where the bot may not write (a user-installed app, a locked channel) it posts as /gif does
+    fake.refuse_channel_messages = True
+    again = await d.message_command(discord_adapter.FOR_MESSAGE, said, user=CAROL)  # Alice: cooldown
+    await d.click(fake.originals[again], buttons(fake.calls[-1].payload)[0], user=CAROL)
+    assert fake.calls_of("refused") and len(fake.calls_of("channel_message")) == 1
+    (fallback,) = [c for c in fake.calls_of("followup") if c.payload.get("embeds")]
+    assert posts(stack.engine)[-1][2] == str(fallback.message_id)
 
     # a message with no words (an image, a sticker) gets the feelings to pick from
     await d.message_command(discord_adapter.FOR_MESSAGE, d.chat_message("", user=BOB), user=ALICE)

@@ -9,7 +9,8 @@ buttons (`bot.adapters.discord_views`, whose `DynamicItem`s call the cog back).
   cat", then emotion completions; both from the core via `bot.hints`): an ephemeral preview
   with Send / Shuffle / Cancel. Send posts an embed with the GIF publicly (an interaction
   follow-up, so the bot needs no channel permission for it) with 👍 / 👎 buttons; 👍 / 👎
-  reactions on that post count too.
+  reactions on that post count too. A preview that answers a message (*Apps → GIF for this
+  message*, or a mention) posts as a reply to it when the bot may write in the channel.
 - `/gif-admin ...`: guild-only, hidden from members without Manage Server by default.
 - `@moodgif ugh` works like `/gif ugh`. Discord has no private reply to a message, so the
   preview is a reply only its requester can click; `/gif` is the private way.
@@ -148,6 +149,18 @@ def reaction_vote(emoji: discord.PartialEmoji) -> bool | None:
     if emoji.id is None and name.startswith(THUMBS_DOWN):
         return False
     return None
+
+
+def answered_message(message: discord.Message | None) -> int | None:
+    """The message a preview answers, so its Send can reply to it: the one whose menu opened
+    the preview (*Apps -> GIF for this message*), or the mention the preview replies to. A
+    `/gif` preview answers nothing."""
+    if message is None:
+        return None
+    meta = message.interaction_metadata
+    if meta is not None and meta.target_message_id:
+        return meta.target_message_id
+    return message.reference.message_id if message.reference is not None else None
 
 
 def strip_mention(text: str, user_id: int) -> str:
@@ -296,10 +309,22 @@ class GifCog(_CoreCog, name=views.COG_NAME):
         await interaction.edit_original_response(**views.text_message(reply.text, dismissible=True).edit_kwargs())
 
     async def _publish(self, interaction: discord.Interaction, post: PostView) -> str:
-        msg = views.post_message(post, self.settings.http.public_url, self.limit(interaction))
-        sent = await interaction.followup.send(
-            **msg.send_kwargs(), wait=True, allowed_mentions=discord.AllowedMentions.none()
-        )
+        def message() -> views.Message:  # built per try: a File is spent once sent
+            return views.post_message(post, self.settings.http.public_url, self.limit(interaction))
+
+        quiet = discord.AllowedMentions.none()
+        target, channel = answered_message(interaction.message), interaction.channel
+        if target is not None and isinstance(channel, discord.abc.Messageable):
+            reference = discord.MessageReference(message_id=target, channel_id=interaction.channel_id or 0,
+                                                 fail_if_not_exists=False)
+            try:
+                replied = await channel.send(**message().send_kwargs(), reference=reference,
+                                             mention_author=False, allowed_mentions=quiet)
+                return str(replied.id)
+            except discord.HTTPException as exc:  # no Send Messages here (or a user-installed app)
+                log.info("discord reply to the answered message failed (%s): posting as a follow-up",
+                         exc.status)
+        sent = await interaction.followup.send(**message().send_kwargs(), wait=True, allowed_mentions=quiet)
         return str(sent.id)
 
     async def vote_click(self, interaction: discord.Interaction, post_id: int, up: bool) -> None:
