@@ -619,6 +619,7 @@ class IntentParser:
             return unread
         if self._other_language(cleaned):
             return Intent(None, 0.0, [], _ENGLISH_ONLY, "unknown")
+        cleaned = self._one_word_repeated(cleaned)
         probs, path = self._distribution(cleaned)
         return _answer(cleaned, probs, path, self.threshold)
 
@@ -635,6 +636,19 @@ class IntentParser:
             return False
         # an emoji still says it; a word one typo from a feeling word does not ("suis": "sus")
         return not any(h.start < 0 for h in self.reader.hits(cleaned)[0])
+
+    def _one_word_repeated(self, cleaned: str) -> str:
+        """One word said over and over ("cat cat cat cat", "word word word") means that word
+        once: as a sentence the model would read a situation into it. A repetition the
+        lexicon knows as a phrase ("no no no") stays that phrase."""
+        words = cleaned.casefold().split()
+        if len(words) < 3 or len(set(words)) > 1:
+            return cleaned
+        for n in range(min(len(words), self.lex.max_phrase), 1, -1):
+            phrase = " ".join(words[:n])
+            if phrase in self.lex.words:
+                return phrase
+        return words[0]
 
     def _distribution(self, cleaned: str) -> tuple[list[float], str]:
         probs, path, coverage, n_content = self._lexicon_distribution(cleaned, with_coverage=True)

@@ -39,11 +39,17 @@ def bank_texts() -> tuple[list[str], list[int]]:
     return texts, owner
 
 
+# Words the bank quotes that are not English: placeholder Latin ("the email went out with
+# lorem ipsum in it"). Counted as English they let pasted filler text read as a sentence.
+QUOTED_FOREIGN = frozenset({"lorem", "ipsum", "dolor", "amet"})
+
+
 @functools.cache
 def bank_vocabulary() -> frozenset[str]:
     """Every word of the bank's lines, lower case: the English that chat requests are made of
     (`bot.intent` tells another language by how few of a request's words are here)."""
-    return frozenset(w for text in bank_texts()[0] for w in re.findall(r"[a-z]+", text.lower()))
+    words = frozenset(w for text in bank_texts()[0] for w in re.findall(r"[a-z]+", text.lower()))
+    return words - QUOTED_FOREIGN
 
 
 def bank_cache_dir() -> Path:

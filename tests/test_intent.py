@@ -294,6 +294,11 @@ def test_other_languages_in_latin_letters_get_the_english_only_answer(lex: Inten
     for text in ("je suis très heureux", "estoy muy feliz hoy", "mdr trop drôle"):
         res = lex.parse(text)
         assert res.kind == "unknown" and "English" in (res.reason or ""), (text, res)
+    # pasted placeholder Latin too, although the bank quotes "lorem ipsum" in English lines
+    for text in ("Lorem ipsum dolor sit amet, consectetur adipiscing elit",
+                 "lorem ipsum dolor sit amet, sed do eiusmod tempor incididunt ut labore et dolore"):
+        assert "English" in (lex.parse(text).reason or ""), text
+    assert not lex._other_language(intent_mod._clean("the marketing email went out with lorem ipsum in it"))
     assert lex.parse("je suis très heureux 😂").emotion == "amusement"  # the emoji still says it
     assert lex.parse("je suis très heureux lol").emotion == "amusement"
     # never an English line: every line of the evaluation and paraphrase sets reads as before
@@ -302,6 +307,18 @@ def test_other_languages_in_latin_letters_get_the_english_only_answer(lex: Inten
              for row in csv.reader(f.open(encoding="utf-8"))][1:]
     flagged = [t for t in lines if lex._other_language(intent_mod._clean(t))]
     assert len(lines) > 5000 and flagged == [], flagged[:5]
+
+
+def test_one_word_said_over_and_over_reads_as_that_word(lex: IntentParser) -> None:
+    # as a sentence the model would read a situation into "cat cat cat cat" (amusement 0.98)
+    assert lex._one_word_repeated("cat cat cat cat cat") == "cat"
+    assert lex._one_word_repeated("Word word WORD word") == "word"
+    assert lex._one_word_repeated("no no no no no") == "no no no"  # a phrase the lexicon knows
+    assert lex._one_word_repeated("nope nope nope nope") == "nope nope"
+    for kept in ("happy cat", "so so happy", "cat cat dog cat"):
+        assert lex._one_word_repeated(kept) == kept
+    assert lex.parse("yes yes yes yes").emotion == lex.parse("yes").emotion == "excitement"
+    assert lex.parse("no no no no no").emotion == lex.parse("no no no").emotion
 
 
 def test_long_input_is_cut_early(lex: IntentParser) -> None:
