@@ -281,6 +281,9 @@ def test_suggest_cli(sqlite_settings, sqlite_engine) -> None:
     assert answer["emotion"] is None and answer["gifs"] == [] and answer["reason"]
     bad = runner.invoke(cli, ["suggest", "happy", "--channel", "nope"], env=env)
     assert bad.exit_code == 2
+    # a wall of text gets what chat answers it, not its first lines' GIFs
+    wall = runner.invoke(cli, ["suggest", "--json", "I am so happy today because " * 60], env=env)
+    assert wall.exit_code == 3 and json.loads(wall.stdout)["reason"].startswith("That's a lot of text")
 
     # topics: a topic alone, a feeling among a topic's GIFs, and a topic no GIF has
     from sqlalchemy import select, update
