@@ -210,6 +210,9 @@ def read_source(settings: Settings, source: str | Path, *,
     files may come from: the manifest's own folder and `allowed_source_dirs` no longer count.
     """
     text = str(source)
+    if not text.strip():  # an unset $DIR: never "every GIF under the current folder"
+        raise PoolError("SOURCE is empty: give a folder, a manifest (.csv/.json/.jsonl), "
+                        "a URL list (.txt), a URL or giphy:QUERY")
     if _is_url(text):
         return [_single_url_item(text)]
     path = Path(os.path.expanduser(text))

@@ -204,6 +204,10 @@ def test_list_show_remove(settings: Settings, engine, tmp_path: Path) -> None:  
 def test_bad_sources(settings: Settings, engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(PoolError, match="no such file"):
         ingest(settings, engine, "p", tmp_path / "missing")
+    for empty in ("", "  "):  # an unset $DIR: not every GIF under the current folder
+        with pytest.raises(PoolError, match="SOURCE is empty"):
+            ingest(settings, engine, "p", empty)
+    assert "p" not in [row["name"] for row in list_pools(engine)]
     with pytest.raises(PoolError, match="bad pool name"):
         ingest(settings, engine, "no spaces please", tmp_path)
     m = tmp_path / "m.csv"
