@@ -120,7 +120,7 @@ class HttpSettings(Group):
     """HTTP server (Slack events, playground, /gifs/)."""
 
     host: str = _s("127.0.0.1", "http_host", doc="address the one HTTP server binds")
-    port: int = _s(8080, "http_port", doc="port of the one HTTP server")
+    port: int = _s(8080, "http_port", ge=0, le=65535, doc="port of the one HTTP server (0: any free one)")
     public_url: str = _s("", "public_url", doc="how the outside world reaches the HTTP server")
     admin_token: str = _s("", "admin_token", secret=True, doc="token for the playground and admin "
                           "pages (Bearer, or the password of HTTP Basic); required when the server "
@@ -525,6 +525,8 @@ def load_settings(env: dict[str, str] | None = None, **overrides: Any) -> Settin
     home = _home(home_raw) if home_raw else Path(platformdirs.user_data_dir("moodgif", appauthor=False))
     config_file = overrides.get("config_file") or env.get("MOODGIF_CONFIG") or ""
     path = Path(config_file) if config_file else home / "moodgif.toml"
+    if config_file and not path.is_file():  # named on purpose: a typo must not drop its settings
+        raise SettingsError(f"MOODGIF_CONFIG names {path}, which is not a file")
     from_file = _nest(_read_toml(path), str(path)) if path.is_file() else {}
     from_env = _nest(_read_env(env), "environment")
     init = _nest(overrides, "override")

@@ -36,6 +36,12 @@ def test_bad_values_name_the_variable(tmp_path: Path) -> None:
         load_settings(env={"MOODGIF_HOME": str(tmp_path), "MOODGIF_HTTP_PORT": "eighty"})
     with pytest.raises(SettingsError, match="RATING_CEILING"):
         load_settings(env={"MOODGIF_HOME": str(tmp_path), "MOODGIF_RATING_CEILING": "x"})
+    for port in ("99999", "-1"):  # bind() would fail later with a traceback
+        with pytest.raises(SettingsError, match="MOODGIF_HTTP_PORT"):
+            load_settings(env={"MOODGIF_HOME": str(tmp_path), "MOODGIF_HTTP_PORT": port})
+    for named in (tmp_path / "typo.toml", tmp_path):  # a file named on purpose must be read
+        with pytest.raises(SettingsError, match="MOODGIF_CONFIG names"):
+            load_settings(env={"MOODGIF_HOME": str(tmp_path), "MOODGIF_CONFIG": str(named)})
     (tmp_path / "moodgif.toml").write_text("nonsense_key = 1\n")
     with pytest.raises(SettingsError, match="unknown setting"):
         load_settings(env={"MOODGIF_HOME": str(tmp_path)})
