@@ -171,7 +171,9 @@ def help_text() -> str:
 _ENTITY = re.compile(r"<[^<>\s]{1,200}>")
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 _AT_MENTION = re.compile(r"(?<![\w.])@[\w.\-]+")
-_COMMAND = re.compile(r"^\s*/\w+\s*")  # a pasted "/gif happy"
+_COMMAND = re.compile(r"^\s*/[\w-]+\s*")  # a pasted "/gif happy"
+_ADMIN_COMMAND = re.compile(r"^\s*/gif-admin\b", re.IGNORECASE)  # a pasted admin command
+_ADMIN_REASON = "that is the `/gif-admin` command: send it on its own, not as a GIF request"
 _SHORTCODE = re.compile(r":([A-Za-z0-9_+\-]{1,40}):")
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
 # Code is never a feeling: ```blocks``` (an unclosed one runs to the end) and `inline code`.
@@ -468,6 +470,8 @@ def _answer_without_reading(raw: str, cleaned: str) -> Intent | None:
     nothing; None when there is something to read."""
     if not raw.strip():
         return Intent(None, 0.0, [], _HELP_REASON, "help")
+    if _ADMIN_COMMAND.match(raw):  # "/gif /gif-admin pools list": its words are no feeling
+        return Intent(None, 0.0, [], _ADMIN_REASON, "unknown")
     key = normalize_key(cleaned).strip("?!. ")
     if key in {"help", "list", "emotions"} or cleaned == "?":
         return Intent(None, 0.0, [], "here are the 17 emotions I know", "help")

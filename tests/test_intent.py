@@ -240,6 +240,8 @@ def test_mentions_urls_and_control_characters_are_ignored(lex: IntentParser) -> 
     assert lex.parse("<@U123ABC> lol https://x.example/y").emotion == "amusement"
     assert lex.parse("@bob\x00 so\x07 sad").emotion == "sadness"
     assert lex.parse("/gif happy").emotion == "happiness"
+    admin = lex.parse("/gif-admin pools list")  # not a feeling: it says which command it is
+    assert admin.kind == "unknown" and "/gif-admin" in (admin.reason or "")
     assert lex.parse("so\u200b sad\u200b").emotion == "sadness"
     assert lex.parse("hap\u200bpy").emotion == lex.parse("ha\u00adppy").emotion == "happiness"  # invisible: gone
     res = lex.parse("<@U123ABC> https://example.com")
