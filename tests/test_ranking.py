@@ -275,6 +275,9 @@ def test_suggest_cli(sqlite_settings, sqlite_engine) -> None:
     assert scoped.exit_code == 0
     listed = runner.invoke(cli, ["suggest", "help"], env=env)  # asked for the list: it is the answer
     assert listed.exit_code == 0 and all(name in listed.stdout for name in NAMES), listed.output
+    for asked in ("help", ""):  # a script asking for the list still reads JSON
+        as_json = runner.invoke(cli, ["suggest", "--json", asked], env=env)
+        assert as_json.exit_code == 0 and json.loads(as_json.stdout)["emotions"] == list(NAMES)
     unknown = runner.invoke(cli, ["suggest", "qwzx", "vbnm", "--json"], env=env)
     assert unknown.exit_code == 3 and "moodgif suggest:" in unknown.stderr
     answer = json.loads(unknown.stdout)  # a script still reads an answer

@@ -290,6 +290,10 @@ def test_commands_end_to_end(sqlite_settings, sqlite_engine, tmp_path) -> None: 
     assert code == 0, out
     assert "1500 comparisons added" in out and "4 skipped" in out
     assert "GIF not in any pool" in out
+    wrong = tmp_path / "notes.csv"  # the wrong file: the summary, then a failing exit
+    wrong.write_text("metric,left,right,choice\nsympathy,a,b,left\n")
+    code, out = run("import-votes", str(wrong))
+    assert code == 1 and "0 comparisons added" in out and "no comparisons imported" in out
 
     code, out = run("retrain", "--once", "--epochs", "3")
     assert code == 0 and "activated" in out, out

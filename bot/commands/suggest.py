@@ -78,8 +78,11 @@ def _unmapped(got, as_json: bool) -> None:  # type: ignore[no-untyped-def]
     intent = got.reading.intent
     if intent.kind == "help":  # asked for the list: it is the answer
         from bot.intent import help_text
+        from scorer.emotions import NAMES
 
-        click.echo(help_text())
+        click.echo(json.dumps({"query": got.query, "emotion": None, "reason": intent.reason,
+                               "emotions": list(NAMES), "topic": [], "gifs": []}, ensure_ascii=False)
+                   if as_json else help_text())
         return
     reason = intent.reason or "no emotion found"
     if intent.alternatives and intent.kind != "did_you_mean":  # that reason names them

@@ -278,3 +278,6 @@ def import_votes_cmd(settings: Settings, csv_file: Path, source: str) -> None:
     click.echo(f"{data.rows} rows read, {report.added} comparisons added ({report.ties} 'neither'), "
                f"{total_skipped} skipped" + (f": {', '.join(f'{n} {k}' for k, n in sorted(skipped.items()))}"
                                              if skipped else ""))
+    if not report.added:  # the wrong file, or GIFs not pooled yet: a script must notice
+        raise click.ClickException(f"{csv_file}: no comparisons imported (rows need metric,left,right,"
+                                   "choice with an emotion and two GIFs in a pool)")
