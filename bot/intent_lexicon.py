@@ -59,6 +59,14 @@ def normalize_key(term: str) -> str:
     return " ".join(t.split())
 
 
+def fold_accents(text: str) -> str:
+    """Latin letters without their accents (café -> cafe, jalapeño -> jalapeno), so that a word
+    is one word whether typed with them or not, and never cut at an accented letter."""
+    if text.isascii():
+        return text
+    return "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
+
+
 def emoji_key(text: str) -> str:
     """Emoji without variation selectors and skin tones, so 👍🏽 and ❤️ find 👍 and ❤."""
     return "".join(

@@ -29,6 +29,7 @@ from bot.intent_lexicon import (
     WORK_WORDS,
     Entry,
     emoji_key,
+    fold_accents,
     is_emoji_char,
     load_lexicon,
 )
@@ -302,7 +303,7 @@ class LexiconReader:
 
     def _tokens(self, text: str) -> tuple[list[str], list[bool]]:
         """The words in their lexicon form, and whether each was stretched for emphasis."""
-        words = _WORD.findall(text.lower().replace("’", "'"))[:MAX_TOKENS]
+        words = _WORD.findall(fold_accents(text.lower()).replace("’", "'"))[:MAX_TOKENS]
         pairs = [_canonical(w, self.lex.known) for w in words]
         return [c for c, _ in pairs], [s for _, s in pairs]
 

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bot.intent_lexicon import fold_accents
+
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
@@ -81,7 +83,7 @@ def gif_words(title: str | None, tags: Any, alt_text: str | None, slug: str | No
     elif isinstance(tags, str):
         parts.append(tags)
     out = set()
-    for tok in _TOKEN.findall(" ".join(parts).lower()):
+    for tok in _TOKEN.findall(fold_accents(" ".join(parts).lower())):
         if tok in _GIF_STOPWORDS or len(tok) < 2 or tok.isdigit() or _ID_LIKE.match(tok):
             continue
         out.add(stem(tok))

@@ -70,6 +70,16 @@ def test_reading_splits_feeling_and_topic() -> None:
     assert read_request(parser, None, "happy cat").emotion == "happiness"  # no index yet
 
 
+def test_accented_words_are_whole_words_typed_either_way() -> None:
+    parser = IntentParser(use_embeddings=False)
+    index = TopicIndex.build([gif_words("Café au lait", ["Jalapeño"], "", ""), gif_words("señor", [], "", "")])
+    for typed in ("happy café", "happy cafe"):  # was read as the topic "caf"
+        r = read_request(parser, index, typed)
+        assert r.emotion == "happiness" and r.topic == ("cafe",) and r.rows.tolist() == [0], typed
+    assert read_request(parser, index, "jalapeno").rows.tolist() == [0]
+    assert read_request(parser, index, "señor").topic == ("senor",)  # not "se" and "or"
+
+
 # --- through the core ---------------------------------------------------------------------
 CATS = (0, 3, 5, 8)  # positions in the demo pool given cat words
 COFFEE = (1, 3)
