@@ -34,6 +34,7 @@ from bot.scoped_settings import (  # noqa: F401 (re-exported: the chat flows' on
     get_all_scoped,
     get_scoped,
     list_scoped,
+    parse,
     set_scoped,
 )
 from scorer.store import ChatSession, Comparison, Impression, Post, unit_of_work

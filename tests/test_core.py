@@ -301,7 +301,14 @@ async def test_unscored_pool_and_empty_pool(sqlite_settings, sqlite_engine, tmp_
     env = Env(sqlite_settings, sqlite_engine, scored=False)
     r = await env.core.request(env.actor(), "happy")
     assert r.kind == "preview" and "not scored yet" in r.text
-    await env.core.admin(env.actor("ada", admin=True), "channel", ["pools", "nonexistent"])
+    ada = env.actor("ada", admin=True)
+    for typo in (["nonexistent"], ["demo", "typo"], ["Demo"]):  # refused, naming the pools there are
+        refused = await env.core.admin(ada, "channel", ["pools", *typo])
+        assert refused.kind == "error" and "the pools are demo" in refused.text, refused.text
+    assert (await env.core.request(env.actor("dan"), "happy")).kind == "preview"  # nothing changed
+    assert (await env.core.admin(ada, "channel", ["pools", "demo"])).kind == "ack"
+    from bot.scoped_settings import set_scoped  # a pool chosen here, then removed
+    set_scoped(sqlite_engine, "test", "T1", "general", "pools", ["removed-since"])
     empty = await env.core.request(env.actor("carol"), "happy")
     assert empty.kind == "empty_pool" and "happiness" in empty.text
 

@@ -155,6 +155,19 @@ def hide_command(command: str, gif: str) -> AdminCommand:
     return Help(HIDE_USAGE)
 
 
+def _unknown_pools(db: Session, value: str) -> str:
+    """Why a channel's pool list is refused ("" when every name is a pool): a typo would
+    otherwise take all of the channel's GIFs away without a word."""
+    from scorer.pool import list_pools
+
+    known = [row["name"] for row in list_pools(db)]
+    unknown = [n for n in sess.parse("pools", value) if n not in known]
+    if not unknown:
+        return ""
+    return (f"No pool named {', '.join(unknown)} here; the pools are {', '.join(known) or 'none yet'} "
+            "(`pools list`). Nothing was changed.")
+
+
 class AdminFlow:
     """Runs typed admin commands; the caller has checked `actor.is_admin`."""
 
@@ -204,6 +217,8 @@ class AdminFlow:
             return Reply(kind="ack", text=hiding.answer(self.ctx, db, actor, cmd))
         if isinstance(cmd, SetChannel):
             key = CHANNEL_KEYS.get(cmd.key.lower(), cmd.key)
+            if key == "pools" and cmd.value is not None and (refused := _unknown_pools(db, cmd.value)):
+                return Reply(kind="error", text=refused)
             value = sess.set_scoped(db, actor.platform, actor.workspace, actor.channel, key,
                                     cmd.value)
             shown = "the default" if value is None else _shown(value) or "every pool"
