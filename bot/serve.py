@@ -31,6 +31,7 @@ from sqlalchemy.engine import Engine
 
 from bot.adapters.web import build_app
 from bot.core import BotCore
+from scorer.salt import load_salt
 from scorer.settings import Settings
 
 log = logging.getLogger("moodgif.bot.serve")
@@ -258,6 +259,9 @@ async def serve(settings: Settings, engine: Engine, *, open_browser: bool = Fals
 
     sched = _start_scheduler(settings)
     try:
+        # every vote and Send hashes its person: a host without the ledger's salt (a restore
+        # onto a new machine) stops here with the fix, not at each request with a 500
+        await asyncio.to_thread(load_salt, engine, settings)
         await core.warm_up()
         app = build_app(core, settings, engine)
         mounted = mount_adapters(app, core, settings, engine)

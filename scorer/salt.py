@@ -69,6 +69,34 @@ def _create(path: Path, value: str) -> str:
     return value
 
 
+def _missing(path: Path) -> str:
+    return (f"the ledger's votes were hashed with a salt this host does not have ({path} is "
+            "missing): copy that file from the host that made it, or set "
+            "MOODGIF_USER_HASH_SALT to the same secret on every host")
+
+
+def _wrong(path: Path) -> str:
+    return (f"{path} is not the salt the ledger was hashed with: restore the right file or set "
+            "MOODGIF_USER_HASH_SALT to the secret the other hosts use")
+
+
+def salt_problem(engine: Engine, settings: Settings) -> str:
+    """Why `load_salt` would refuse this host, without writing anything ("" when it would
+    not): `moodgif restore` says it at once, since a backup never carries the salt."""
+    if settings.chat.user_hash_salt:
+        return ""
+    with session_scope(engine) as s:
+        check, legacy = s.get(Meta, CHECK_KEY), s.get(Meta, LEGACY_KEY)
+        check_value, legacy_value = (check.value if check else None), (legacy.value if legacy else None)
+    path = salt_file(settings)
+    salt = _read(path) or legacy_value
+    if check_value is None:
+        return ""
+    if salt is None:
+        return _missing(path)
+    return "" if fingerprint(salt) == check_value else _wrong(path)
+
+
 def load_salt(engine: Engine, settings: Settings) -> str:
     """The salt for `user_hash`; see the module doc. Raises SaltError on a mismatch."""
     if settings.chat.user_hash_salt:  # an explicit secret (several hosts, simulations) wins
@@ -84,10 +112,7 @@ def load_salt(engine: Engine, settings: Settings) -> str:
         salt = _create(path, legacy_value)  # migrate: the old hashes keep matching
     if salt is None:
         if check_value is not None:
-            raise SaltError(
-                f"the ledger's votes were hashed with a salt this host does not have ({path} is "
-                "missing): copy that file from the host that made it, or set "
-                "MOODGIF_USER_HASH_SALT to the same secret on every host")
+            raise SaltError(_missing(path))
         salt = _create(path, secrets.token_hex(32))
     mine = fingerprint(salt)
     if check_value is None:
@@ -96,9 +121,7 @@ def load_salt(engine: Engine, settings: Settings) -> str:
         with session_scope(engine) as s:
             check_value = s.get(Meta, CHECK_KEY).value  # type: ignore[union-attr]
     if check_value != mine:
-        raise SaltError(
-            f"{path} is not the salt the ledger was hashed with: restore the right file or set "
-            "MOODGIF_USER_HASH_SALT to the secret the other hosts use")
+        raise SaltError(_wrong(path))
     if legacy_value is not None:
         with session_scope(engine) as s:  # moved out: no copy of the database carries it now
             row = s.get(Meta, LEGACY_KEY)
@@ -110,4 +133,4 @@ def load_salt(engine: Engine, settings: Settings) -> str:
     return salt
 
 
-__all__ = ["SaltError", "fingerprint", "load_salt", "salt_file"]
+__all__ = ["SaltError", "fingerprint", "load_salt", "salt_file", "salt_problem"]

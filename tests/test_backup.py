@@ -271,3 +271,31 @@ def test_cli_backup_and_restore(settings: Settings, engine, tmp_path: Path, monk
     assert _state(settings) == before
     res = runner.invoke(cli, ["restore", str(tmp_path / "missing.tar.gz")])
     assert res.exit_code == 1 and "no backup archive" in res.output
+
+
+def test_restore_on_a_host_without_the_salt_says_so_and_serve_stops(
+        sqlite_settings: Settings, sqlite_engine, tmp_path: Path, monkeypatch) -> None:
+    """The salt is never in a backup (docs/deploy.md): a restore onto a new host warns at once,
+    and `serve` stops with the fix instead of answering every /gif with a 500."""
+    from bot.cli import cli
+    from scorer.salt import load_salt, salt_file, salt_problem
+
+    settings, engine = sqlite_settings, sqlite_engine
+    _fill(settings, engine)
+    salt = load_salt(engine, settings)  # what the first vote does: the ledger's fingerprint
+    monkeypatch.setenv("MOODGIF_HOME", str(settings.home))
+    monkeypatch.setenv("MOODGIF_DATABASE_URL", settings.db_url)
+    monkeypatch.setenv("MOODGIF_HTTP_PORT", "0")
+    runner = CliRunner()
+    archive = tmp_path / "b.tar.gz"
+    assert runner.invoke(cli, ["backup", str(archive)]).exit_code == 0
+    _wipe(settings)
+    salt_file(settings).unlink()  # a new machine: the backup, not the secret
+    res = runner.invoke(cli, ["restore", str(archive)])
+    assert res.exit_code == 0 and "restored" in res.stdout
+    assert "warning:" in res.stderr and "user_hash_salt is missing" in res.stderr, res.stderr
+    served = runner.invoke(cli, ["serve"])
+    assert served.exit_code == 1 and "user_hash_salt is missing" in served.output, served.output
+    assert not salt_file(settings).exists()  # nothing made up in its place
+    salt_file(settings).write_text(salt + "\n")  # the fix it names
+    assert salt_problem(make_engine(settings.db_url), settings) == ""

@@ -84,3 +84,16 @@ def restore_cmd(settings: Settings, path: Path, force: bool, check_only: bool) -
     except BackupError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(_summary(manifest))
+    if not check_only:
+        _warn_about_salt(settings)
+
+
+def _warn_about_salt(settings: Settings) -> None:
+    """A backup never holds the user-hash salt (docs/deploy.md): say now, not at the first /gif,
+    that this host lacks the one the restored votes were hashed with."""
+    from scorer.salt import salt_problem
+    from scorer.store import init_db
+
+    problem = salt_problem(init_db(settings.db_url), settings)
+    if problem:
+        click.echo(f"warning: {problem}. Until then moodgif serve will not start.", err=True)
