@@ -115,6 +115,7 @@ def run_demo(settings: Settings, engine: Engine, *, count: int = 600, sessions: 
     """The whole demo; returns what it did (for tests and `--no-serve`)."""
     out: dict = {}
     t0 = time.perf_counter()
+    _refuse_another_draw(settings, engine, count, seed)
     truth, manifest = _pool_files(settings, count, seed)
     _ingest(settings, engine, truth, manifest)
     _score(settings, engine)
@@ -126,6 +127,25 @@ def run_demo(settings: Settings, engine: Engine, *, count: int = 600, sessions: 
     if serve:
         _serve(settings, engine, open_browser)
     return out
+
+
+def _refuse_another_draw(settings: Settings, engine: Engine, count: int, seed: int) -> None:
+    """A home keeps its demo (pool, votes, model): other --count or --seed would silently mix
+    with or be hidden by it, so they ask for a home of their own."""
+    from scorer.demo_pool import read_truth
+
+    with session_scope(engine) as s:
+        in_pool = set(s.scalars(select(PoolGif.gif_sha).join(Pool, Pool.id == PoolGif.pool_id)
+                                .where(Pool.name == POOL)))
+    wanted = demo_folder(settings, count, seed)
+    manifest = wanted / "manifest.csv"
+    if not in_pool or (manifest.is_file() and in_pool <= set(read_truth(manifest))):
+        return
+    raise RuntimeError(
+        f"{settings.home} already holds a demo of {len(in_pool)} GIFs drawn with other options "
+        f"(its pool, votes and model are kept between runs), so --count {count} --seed {seed} "
+        f"would not apply there: give this draw a home of its own, e.g. moodgif demo --count "
+        f"{count} --seed {seed} --home {settings.home.parent / wanted.name}")
 
 
 def _pool_files(settings: Settings, count: int, seed: int) -> tuple[dict, Path]:
@@ -175,7 +195,8 @@ def _simulate_users(settings: Settings, engine: Engine, truth: dict, sessions: i
     done = _count(engine, select(func.count()).select_from(Comparison)
                   .where(Comparison.platform == SIM_PLATFORM))
     if done:
-        _say(f"[4/6] simulate: reusing the {done} comparisons of earlier virtual users")
+        _say(f"[4/6] simulate: reusing the {done} comparisons of earlier virtual users "
+             "(--sessions counts in a fresh home only)")
     else:
         sim_settings = settings.override(chat__cooldown_s=0.0, ranking__poll_share=0.3,
                                          ranking__repeat_window_hours=0.0, chat__preview_count=1)

@@ -14,11 +14,11 @@ from sqlalchemy import func, select
 from scorer.store import ModelVersion, Prediction, make_engine
 
 
-def _demo(home: Path) -> subprocess.CompletedProcess[str]:
+def _demo(home: Path, count: int = 40) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "MOODGIF_HOME": str(home)}
     env.pop("MOODGIF_DATABASE_URL", None)
     return subprocess.run(
-        [sys.executable, "-m", "bot.cli", "demo", "--count", "40", "--sessions", "160", "--no-serve"],
+        [sys.executable, "-m", "bot.cli", "demo", "--count", str(count), "--sessions", "160", "--no-serve"],
         env=env, capture_output=True, text=True, timeout=900,
     )
 
@@ -49,6 +49,10 @@ def test_demo_from_nothing_then_again(tmp_path: Path) -> None:
     assert "reusing" in second.stderr
     assert "0 encoded" in second.stderr  # features come from the cache
     assert "already active" in second.stderr
+    # another draw in the same home would be hidden by this one: it asks for its own home
+    other = _demo(home, count=20)
+    assert other.returncode == 1 and "already holds a demo of 40 GIFs" in other.stderr
+    assert f"--home {home / 'demo-20-0'}" in other.stderr and not (home / "demo" / "demo-20-0").exists()
     engine.dispose()
 
 
