@@ -28,7 +28,7 @@ os.environ["MOODGIF_INTENT_SENTENCE_MODEL"] = "regression"  # the tuned reader i
 import bench_candidates as bc  # noqa: E402
 
 from bot import intent as intent_mod  # noqa: E402
-from bot.flows.offers import WATCH_MIN_CONFIDENCE, WATCH_STRICT_FEELING  # noqa: E402
+from bot.flows.offers import WATCH_STRICT_FEELING, clearly_felt  # noqa: E402
 from bot.intent import IntentParser, _softmax  # noqa: E402
 from scorer.emotions import N_EMOTIONS  # noqa: E402
 
@@ -63,8 +63,7 @@ def watch_offers(parser: IntentParser, name: str) -> str:
     plain = gated = 0
     for i, text in enumerate(texts):
         it = parser.parse(text)
-        right = (it.kind == "match" and it.emotion is not None and it.confidence >= WATCH_MIN_CONFIDENCE
-                 and (accepted is None or it.emotion in accepted[i]))
+        right = clearly_felt(it, text, 0.0) and (accepted is None or it.emotion in accepted[i])
         plain += right
         gated += right and parser.feeling_share(text) >= WATCH_STRICT_FEELING
     what = "flat offers" if accepted is None else "right offers"

@@ -380,6 +380,13 @@ async def test_a_strict_channel_offers_only_where_the_model_finds_a_feeling(sqli
     assert (await env.core.watch(env.actor("ed"), "so happy today")).kind == "preview"  # short: the lexicon's
     await env.core.admin(ada, "channel", ["strict", "reset"])
     assert (await env.core.watch(env.actor("flo"), flat)).kind == "preview"
+    # a few words with no feeling word or emoji are no clear case, however sure the vote
+    # over the bank ("standup in 5" read contentment at 100 % and drew an offer)
+    for i, line in enumerate(("standup in 5", "pr review", "status update", "meeting at 3")):
+        read = parser.parse(line)
+        assert read.is_guess, read
+        assert await env.core.watch(env.actor(f"g{i}"), line) is None, line
+    assert (await env.core.watch(env.actor("gil"), "standup in 5 😂")).kind == "preview"  # the emoji says it
 
 
 async def test_demo_virtual_users_land_in_the_ledger(sqlite_settings, sqlite_engine) -> None:

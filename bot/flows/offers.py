@@ -13,7 +13,7 @@ from bot import session as sess
 from bot.events import Actor, Reply
 from bot.flows.context import MAX_TEXT_CHARS, CoreContext, clean_text
 from bot.flows.requests import TOO_LONG, RequestFlow
-from bot.intent import Intent
+from bot.intent import LOGREG_MIN_WORDS, Intent
 from bot.ranking import Ranked
 from bot.topics import Reading
 from scorer.emotions import INDEX
@@ -57,8 +57,7 @@ class OfferFlow:
             return None
         query = clean_text(text)
         intent = ctx.parser.parse(query)
-        if (intent.kind != "match" or intent.emotion not in INDEX
-                or intent.confidence < max(WATCH_MIN_CONFIDENCE, ctx.settings.chat.intent_threshold)):
+        if not clearly_felt(intent, query, ctx.settings.chat.intent_threshold):
             return None
         if scoped.watch_strict and ctx.parser.feeling_share(query) < WATCH_STRICT_FEELING:
             return None
@@ -94,10 +93,22 @@ class OfferFlow:
         return Suggestion(query, reading, emotion, ranked)
 
 
+def clearly_felt(intent: Intent, query: str, threshold: float) -> bool:
+    """Whether a watched message's reading is clear enough for an unasked offer: sure, and not
+    a line of one to three words that only the sentence model read ("standup in 5" votes
+    contentment at 100 %: with no feeling word or emoji, a few words are no clear case)."""
+    if intent.kind != "match" or intent.emotion not in INDEX:
+        return False
+    if intent.confidence < max(WATCH_MIN_CONFIDENCE, threshold):
+        return False
+    return not (intent.is_guess and len(query.split()) < LOGREG_MIN_WORDS)
+
+
 def worth_watching(text: str) -> bool:
     """Whether a channel message may carry a request at all (checked before any thread hop:
     a watched channel sends every message here)."""
     return bool(text) and len(text) <= WATCH_MAX_CHARS and not text.lstrip().startswith("/")
 
 
-__all__ = ["WATCH_MAX_CHARS", "WATCH_MIN_CONFIDENCE", "WATCH_STRICT_FEELING", "OfferFlow", "Suggestion", "worth_watching"]
+__all__ = ["WATCH_MAX_CHARS", "WATCH_MIN_CONFIDENCE", "WATCH_STRICT_FEELING", "OfferFlow", "Suggestion",
+           "clearly_felt", "worth_watching"]
