@@ -76,6 +76,10 @@ class MoodgifGroup(click.Group):
             click.echo(f"moodgif: configuration error: {exc}", err=True)
             sys.exit(2)
         except Exception as exc:
+            unusable = _database_failure(exc, ctx.obj)
+            if unusable is not None:
+                click.echo(f"moodgif: {unusable[0]}", err=True)
+                sys.exit(unusable[1])
             reason = _storage_failure(exc)
             if reason is None:
                 raise
@@ -83,6 +87,25 @@ class MoodgifGroup(click.Group):
             click.echo(f"moodgif: {reason}; nothing already stored was lost: fix it and run the "
                        "same command again", err=True)
             sys.exit(1)
+
+
+def _database_failure(exc: BaseException, settings: Any) -> tuple[str, int] | None:
+    """A database URL that names no database moodgif can use (exit 2, like any bad setting),
+    or a server that does not answer (exit 1: start it and run again); None for anything else."""
+    sa_exc = sys.modules.get("sqlalchemy.exc")  # not loaded: not SQLAlchemy's error
+    if sa_exc is None:
+        return None
+    if isinstance(exc, sa_exc.ArgumentError | sa_exc.NoSuchModuleError):
+        return (f"configuration error: MOODGIF_DATABASE_URL (database_url) is no database URL moodgif "
+                f"can use: {str(exc).splitlines()[0]}", 2)
+    if isinstance(exc, sa_exc.OperationalError) and _storage_failure(exc) is None:
+        from sqlalchemy.engine import make_url
+
+        url = getattr(settings, "db_url", "")
+        where = make_url(url).render_as_string(hide_password=True) if url else "the database"
+        first = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"cannot reach {where} (MOODGIF_DATABASE_URL): {first}", 1
+    return None
 
 
 def _storage_failure(exc: BaseException) -> str | None:

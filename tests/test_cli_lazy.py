@@ -125,6 +125,16 @@ def test_bt_fit_reports_bad_settings_in_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "s.csv").exists()
 
 
+def test_a_database_url_that_cannot_be_used_is_one_line(tmp_path: Path) -> None:
+    home = str(tmp_path / "home")
+    for url, code, says in (("not a url", 2, "configuration error: MOODGIF_DATABASE_URL"),
+                            ("foo://bar", 2, "configuration error: MOODGIF_DATABASE_URL"),
+                            ("postgresql://u:sekrit@127.0.0.1:1/x", 1, "cannot reach postgresql://u:***@127.0.0.1:1/x")):
+        res = CliRunner().invoke(cli, ["pool", "list"], env={"MOODGIF_HOME": home, "MOODGIF_DATABASE_URL": url})
+        assert res.exit_code == code and says in res.output, res.output
+        assert "Traceback" not in res.output and "sekrit" not in res.output
+
+
 def test_openmp_threads_wait_passively_unless_the_admin_chose(tmp_path: Path) -> None:
     probe = "import os, bot.cli, bot.retrain_worker; print(os.environ['OMP_WAIT_POLICY'])"
     for preset, expected in ((None, "PASSIVE"), ("ACTIVE", "ACTIVE")):
