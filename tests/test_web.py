@@ -89,6 +89,8 @@ async def test_not_json_and_too_big(web) -> None:  # type: ignore[no-untyped-def
     as_json = {"Content-Type": "application/json"}
     assert (await web.post("/api/request", data="not json", headers=as_json)).status == 400
     assert (await web.post("/api/request", data="[1, 2]", headers=as_json)).status == 400
+    long_name = await web.post("/api/choose", json={"ask_id": "a", "emotion": "a" * 41})
+    assert long_name.status == 400 and "emotion is too long" in await long_name.text()
     big = await web.post("/api/request", json={"text": "x" * 100_000})
     assert big.status == 413
     ten_kb = await (await web.post("/api/request", json={"text": "happy " * 1700})).json()

@@ -152,8 +152,10 @@ def _actor(request: web.Request, data: dict[str, Any]) -> Actor:
 
 def _str(data: dict[str, Any], key: str, limit: int = 200) -> str:
     value = data.get(key)
-    if not isinstance(value, str) or not value or len(value) > limit:
+    if not isinstance(value, str) or not value:
         raise web.HTTPBadRequest(text=f"{key} is required\n")
+    if len(value) > limit:
+        raise web.HTTPBadRequest(text=f"{key} is too long (at most {limit} characters)\n")
     return value
 
 
