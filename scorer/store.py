@@ -232,7 +232,7 @@ class ChatSession(Base):
     emotion: Mapped[int] = mapped_column(SmallInteger)
     shown: Mapped[list] = mapped_column(JSON, default=list)  # shas in order shown
     current: Mapped[list] = mapped_column(JSON, default=list)  # shas on screen now
-    state: Mapped[str] = mapped_column(String(12), default="open")  # open sent cancelled expired answered
+    state: Mapped[str] = mapped_column(String(12), default="open")  # open sent cancelled switched expired answered undone
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime)

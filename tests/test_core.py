@@ -149,7 +149,9 @@ async def test_an_unsure_reading_offers_its_other_feelings_and_a_switch_keeps_th
     assert "contempt" not in r.preview.alternatives
     assert r.preview.interpretation.endswith("you picked contempt")
     assert r.preview.cards[0].sha256 == env.best(INDEX["contempt"], 1)[0]
-    assert (await env.core.shuffle(alice, old)).kind == "expired"  # the old preview is closed
+    closed = await env.core.shuffle(alice, old)  # the old preview is closed, and says why
+    assert closed.kind == "expired" and "switched to another feeling" in closed.text
+    assert (await env.core.switch(alice, old, "disgust")).kind == "expired"
     sid = r.preview.session_id
     second = (await env.core.shuffle(alice, sid)).preview
     assert second.emotion == "contempt" and second.alternatives == r.preview.alternatives
@@ -159,6 +161,11 @@ async def test_an_unsure_reading_offers_its_other_feelings_and_a_switch_keeps_th
     sends = env.comparisons()
     assert len(sends) == 1 and sends[0].emotion == INDEX["contempt"]
     assert (sends[0].winner, sends[0].loser) == (second.cards[0].sha256, r.preview.cards[0].sha256)
+    # the retrain's judgements: the contempt preview's, none from the anger one switched away from
+    from training.judgements import preview_judgements
+
+    judged = preview_judgements(env.engine, set(env.pool.shas))
+    assert judged and {e for e, *_ in judged} == {INDEX["contempt"]}
 
 
 async def test_cooldown_limits_requests_not_votes(sqlite_settings, sqlite_engine) -> None:

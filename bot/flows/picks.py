@@ -29,7 +29,9 @@ class PickFlow:
         if emotion not in INDEX:
             return _unknown_feeling(emotion)
         scoped, recent = self.ctx.scoped_and_recent(db, actor)
-        sess.close_session(db, state.id, "cancelled", self.ctx.now())
+        # "switched", not "cancelled": its GIFs were passed over for the feeling, not for
+        # themselves, so the retrain's judgements (training/judgements.py) leave them out
+        sess.close_session(db, state.id, "switched", self.ctx.now())
         reading = self.ctx.read_here(db, actor, state.query, scoped) if state.query else None
         return self.requests.open_preview(db, actor, state.query, INDEX[emotion], scoped,
                                           reading=reading, recent=recent)

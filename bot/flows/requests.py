@@ -321,7 +321,8 @@ def _exhausted_reply(what: str, last: Reply) -> Reply:
 
 def _closed_reply(what: str, state: str) -> Reply:
     done = {"sent": "was already sent", "cancelled": "was cancelled",
-            "answered": "was already answered"}.get(state, "has expired")
+            "answered": "was already answered",
+            "switched": "was switched to another feeling: use the newer one"}.get(state, "has expired")
     return Reply(kind="expired", text=f"That {what} {done}.")
 
 
