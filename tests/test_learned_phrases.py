@@ -166,7 +166,7 @@ async def test_closed_previews_forget_their_words_once_the_memory_has_passed(env
     from bot.serve import words_kept
     from bot.session import forget_old_words, to_datetime
 
-    await _pick_and_send(env, "alice", "ugh", "contempt")  # one preview cancelled by the switch, one sent
+    await _pick_and_send(env, "alice", "ugh", "contempt")  # one preview closed by the switch, one sent
     await env.core.request(env.actor("bob"), "monday again")  # still open
     now = to_datetime(env.now[0])
     kept = words_kept(env.settings)
@@ -177,7 +177,7 @@ async def test_closed_previews_forget_their_words_once_the_memory_has_passed(env
     with session_scope(env.engine) as s:
         rows = sorted((st, q, k) for st, q, k in s.query(ChatSession.state, ChatSession.query,
                                                          ChatSession.query_key))
-    assert rows == [("cancelled", "", ""), ("open", "monday again", "monday again"), ("sent", "", "")]
+    assert rows == [("open", "monday again", "monday again"), ("sent", "", ""), ("switched", "", "")]
     assert forget_old_words(env.engine, later, since=later) == 0  # the next slice is empty
 
 

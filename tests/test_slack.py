@@ -419,7 +419,7 @@ async def test_a_switch_click_is_the_askers_alone_and_a_forged_one_records_nothi
     assert switched["replace_original"] is True and "contempt" in switched["text"]
     assert ledger(stack.engine) == [] and n_sessions(stack.engine) == 2  # the asked, the switched
     with session_scope(stack.engine) as db:
-        assert sess.load_session(db, sid).state == "cancelled"
+        assert sess.load_session(db, sid).state == "switched"
 
 
 
