@@ -277,6 +277,15 @@ def test_intents_are_minimal_and_the_invite_asks_for_exactly_what_is_used(sqlite
 
     token = base64.b64encode(b"123456789012345678").decode().rstrip("=") + ".x.y"
     assert discord_adapter.client_id_from_token(token) == 123456789012345678
+    from click.testing import CliRunner
+
+    from bot.cli import cli
+
+    home = {"MOODGIF_HOME": str(sqlite_engine.url.database).rsplit("/", 1)[0]}
+    ok = CliRunner().invoke(cli, ["discord", "invite-url"], env={**home, "DISCORD_TOKEN": token})
+    assert ok.exit_code == 0 and "client_id=123456789012345678" in ok.stdout
+    bad = CliRunner().invoke(cli, ["discord", "invite-url"], env={**home, "DISCORD_TOKEN": "not-a-token"})
+    assert bad.exit_code == 1 and "does not look like a bot token" in bad.output  # it is set: say what is wrong
 
 
 async def test_start_is_off_without_a_token(sqlite_settings) -> None:

@@ -45,6 +45,10 @@ def invite(settings: Settings, client_id: int | None) -> None:
     from bot.adapters.discord import INVITE_PERMISSIONS, client_id_from_token, invite_url
 
     cid = client_id or (client_id_from_token(settings.discord.token) if settings.discord.token else None)
+    if cid is None and settings.discord.token:
+        raise click.ClickException("DISCORD_TOKEN does not look like a bot token (its first part names "
+                                   "the application): check it, or give --client-id (the Application "
+                                   "ID in the Developer Portal)")
     if cid is None:
         raise click.ClickException("give --client-id (the Application ID in the Developer Portal) or set DISCORD_TOKEN")
     click.echo(invite_url(cid))
