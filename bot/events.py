@@ -30,6 +30,8 @@ ReplyKind = Literal[
     "error",  # bad input; text says what
 ]
 
+PLATFORMS = ("slack", "discord", "web")  # every chat surface an Actor comes from
+
 
 @dataclass(frozen=True)
 class Actor:

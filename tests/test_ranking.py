@@ -282,8 +282,9 @@ def test_suggest_cli(sqlite_settings, sqlite_engine) -> None:
     assert unknown.exit_code == 3 and "moodgif suggest:" in unknown.stderr
     answer = json.loads(unknown.stdout)  # a script still reads an answer
     assert answer["emotion"] is None and answer["gifs"] == [] and answer["reason"]
-    bad = runner.invoke(cli, ["suggest", "happy", "--channel", "nope"], env=env)
-    assert bad.exit_code == 2
+    for channel in ("nope", "irc/T1/C1", f"slack/T1/{'c' * 300}"):
+        bad = runner.invoke(cli, ["suggest", "happy", "--channel", channel], env=env)
+        assert bad.exit_code == 2 and "--channel" in bad.output, channel
     # a wall of text gets what chat answers it, not its first lines' GIFs
     wall = runner.invoke(cli, ["suggest", "--json", "I am so happy today because " * 60], env=env)
     assert wall.exit_code == 3 and json.loads(wall.stdout)["reason"].startswith("That's a lot of text")

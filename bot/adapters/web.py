@@ -38,7 +38,7 @@ from sqlalchemy.exc import OperationalError
 from bot import reports
 from bot.adapters.web_guard import CSRF_FIELD, Access, guard
 from bot.core import BotCore
-from bot.events import Actor, GifCard, PostView, Reply, gif_url
+from bot.events import PLATFORMS, Actor, GifCard, PostView, Reply, gif_url
 from bot.flows.admin import AddPool, AdminCommand, ForgetPhrase, Retrain, hide_command
 from bot.flows.hiding import UnhideGif
 from bot.hints import typing_hint
@@ -58,7 +58,6 @@ DEFAULT_CHANNEL = "general"
 USER_COOKIE = "moodgif_user"
 _SHA_FILE = re.compile(r"^([0-9a-f]{64})\.(gif|webp)$")
 _NAME = re.compile(r"^[\w.-]{1,64}$")  # user and channel names a request may pick
-PLATFORMS = ("slack", "discord", "web")
 MAX_WORDS = 500
 CORE_KEY: web.AppKey[BotCore] = web.AppKey("moodgif_core", BotCore)
 SETTINGS_KEY: web.AppKey[Settings] = web.AppKey("moodgif_settings", Settings)

@@ -17,10 +17,14 @@ def register(group: click.Group) -> None:
 def _scope(channel: str | None) -> tuple[str, str, str] | None:
     if not channel:
         return None
+    from bot.events import PLATFORMS
+
     parts = channel.split("/")
-    if len(parts) != 3 or not all(parts):
+    if len(parts) != 3 or not all(parts) or any(len(p) > 64 for p in parts):
         raise click.BadParameter("use PLATFORM/WORKSPACE/CHANNEL, e.g. slack/T0123/C0456",
                                  param_hint="--channel")
+    if parts[0] not in PLATFORMS:
+        raise click.BadParameter(f"the platform is one of {', '.join(PLATFORMS)}", param_hint="--channel")
     return parts[0], parts[1], parts[2]
 
 
