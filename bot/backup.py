@@ -569,14 +569,27 @@ def existing_data(settings: Settings) -> list[str]:
 def restore_backup(
     settings: Settings, src: Path, *, force: bool = False, progress: bool = False
 ) -> dict[str, Any]:
-    """Replace the installation's database and files with an archive's; returns its manifest."""
+    """Replace the installation's database and files with an archive's; returns its manifest.
+    Refused while a server or retrain worker runs on this home (`bot.home_lock`)."""
+    from bot.home_lock import HomeBusy, home_lock
+
+    _dialect(settings.db_url)
+    if not Path(src).is_file():
+        raise BackupError(f"no backup archive at {src}")
+    try:
+        with home_lock(settings.home, exclusive=True, doing="restore"):
+            return _restore_unused(settings, Path(src), force=force, progress=progress)
+    except HomeBusy as exc:
+        raise BackupError(str(exc)) from None
+
+
+def _restore_unused(settings: Settings, src: Path, *, force: bool, progress: bool) -> dict[str, Any]:
+    """`restore_backup`, with no server or worker running on the home."""
     from scorer.migrate import upgrade
     from scorer.store import dispose_engines, make_engine
 
     url = settings.db_url
     dialect = _dialect(url)
-    if not Path(src).is_file():
-        raise BackupError(f"no backup archive at {src}")
     if not force:
         _refuse_if_in_use(settings)
     settings.home.mkdir(parents=True, exist_ok=True)

@@ -292,5 +292,9 @@ def run_serve(settings: Settings, engine: Engine, *, open_browser: bool = False,
     def ready(url: str) -> None:
         (announce or (lambda u: print(f"moodgif is up: {u}  (Ctrl-C stops it)", file=sys.stderr)))(url)
 
-    asyncio.run(serve(settings, engine, open_browser=open_browser, on_ready=ready,
-                      hard_deadline_s=SHUTDOWN_DEADLINE_S))
+    from bot.home_lock import home_lock
+
+    # a restore must not swap the database under a running bot (bot.home_lock)
+    with home_lock(settings.home, exclusive=False, doing="serve"):
+        asyncio.run(serve(settings, engine, open_browser=open_browser, on_ready=ready,
+                          hard_deadline_s=SHUTDOWN_DEADLINE_S))

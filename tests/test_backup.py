@@ -299,3 +299,25 @@ def test_restore_on_a_host_without_the_salt_says_so_and_serve_stops(
     assert not salt_file(settings).exists()  # nothing made up in its place
     salt_file(settings).write_text(salt + "\n")  # the fix it names
     assert salt_problem(make_engine(settings.db_url), settings) == ""
+
+
+def test_restore_is_refused_while_a_server_runs_on_the_home(sqlite_settings: Settings, sqlite_engine,
+                                                            tmp_path: Path) -> None:
+    """`restore --force` once swapped the database under a running `serve`, whose next Send
+    then landed in the restored file; the home's lock (bot.home_lock) stops it now."""
+    from bot.home_lock import HomeBusy, home_lock
+
+    settings, engine = sqlite_settings, sqlite_engine
+    _fill(settings, engine)
+    archive = tmp_path / "b.tar.gz"
+    create_backup(settings, archive)
+    with home_lock(settings.home, exclusive=False, doing="serve"):  # what `serve` holds
+        with pytest.raises(BackupError, match="server or retrain worker is running"):
+            restore_backup(settings, archive, force=True)
+        with home_lock(settings.home, exclusive=False, doing="run the retrain worker"):
+            pass  # a server and the worker share the home
+    with home_lock(settings.home, exclusive=True, doing="restore"):  # a restore running
+        with pytest.raises(HomeBusy, match="a restore is running"):
+            with home_lock(settings.home, exclusive=False, doing="serve"):
+                pass
+    restore_backup(settings, archive, force=True)  # nothing runs: it goes ahead

@@ -205,15 +205,21 @@ def _run_schedule(settings: Settings) -> None:
     if sched is None:
         raise click.ClickException("scheduling is off: set MOODGIF_RETRAIN_CRON or "
                                    "MOODGIF_RETRAIN_INTERVAL_MIN")
+    from bot.home_lock import HomeBusy, home_lock
+
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    sched.start()
-    job = sched.get_jobs()[0]
-    click.echo(f"retrain worker: next run at {job.next_run_time:%Y-%m-%d %H:%M:%S %Z} "
-               f"({job.trigger}); Ctrl-C to stop", err=True)
-    stop.wait()
-    sched.shutdown(wait=True)
+    try:
+        with home_lock(settings.home, exclusive=False, doing="run the retrain worker"):
+            sched.start()
+            job = sched.get_jobs()[0]
+            click.echo(f"retrain worker: next run at {job.next_run_time:%Y-%m-%d %H:%M:%S %Z} "
+                       f"({job.trigger}); Ctrl-C to stop", err=True)
+            stop.wait()
+            sched.shutdown(wait=True)
+    except HomeBusy as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @retrain_group.command("history")
