@@ -32,10 +32,10 @@ from sqlalchemy.engine import Engine
 from scorer.fetch import fetch_urls
 from scorer.giphy import GIPHY_ID, GiphyClient, GiphyError, GiphyGif, check_ceiling
 from scorer.pool_storage import (
-    POOL_NAME,
     AcceptedGif,
     IngestReport,
     SourceItem,
+    check_pool_name,
     get_or_create_pool,
     record_refusals,
     validate_gif,
@@ -125,8 +125,7 @@ def ingest_giphy(settings: Settings, engine: Engine, pool_name: str, source: str
     if limit is not None and limit < 1:
         raise GiphyError("--limit must be at least 1")
     ceiling = rating or (settings.chat.rating_ceiling if spec.kind != "ids" else None)
-    if not POOL_NAME.match(pool_name):  # a bad name fails before any API call
-        get_or_create_pool(engine, pool_name)
+    check_pool_name(pool_name)  # a bad name fails before any API call
     gifs = run_coroutine(list_gifs(settings, spec, limit=limit or DEFAULT_LIMIT, rating=ceiling,
                           backoff_s=backoff_s))
     missing: list[tuple[str, str]] = []

@@ -26,7 +26,8 @@ from sqlalchemy.engine import Engine
 
 from scorer.giphy import GiphyClient, GiphyError, GiphyGif, Rendition, check_ceiling
 from scorer.giphy_import import import_gifs, run_coroutine
-from scorer.pool import POOL_NAME, IngestReport, PoolError
+from scorer.pool import IngestReport
+from scorer.pool_storage import check_pool_name
 from scorer.settings import Settings
 from scorer.starter_phrases import PHRASES
 
@@ -99,8 +100,7 @@ def build_starter(settings: Settings, engine: Engine, name: str = "starter", *,
     """
     from tqdm import tqdm
 
-    if not POOL_NAME.match(name):
-        raise PoolError(f"bad pool name {name!r}: use letters, digits, '.', '_' or '-'")
+    check_pool_name(name)
     if per_emotion < 1:
         raise GiphyError("--per-emotion must be at least 1")
     ceiling = check_ceiling(rating) or settings.chat.rating_ceiling

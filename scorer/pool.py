@@ -50,7 +50,6 @@ from sqlalchemy.orm import Session
 from scorer.admin_sources import url_problem
 from scorer.fetch import fetch_urls
 from scorer.giphy_import import ingest_giphy, is_giphy_source
-from scorer.pool_storage import POOL_NAME as POOL_NAME  # giphy_starter imports it from here
 from scorer.pool_storage import (
     AcceptedGif,
     IngestReport,

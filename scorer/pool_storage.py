@@ -32,11 +32,24 @@ from scorer.settings import Settings
 from scorer.store import Pool, PoolGif, Refusal, session_scope
 
 POOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+# `channel pools all` means every pool (scorer.settings): a pool by that name could never be
+# chosen alone, and a channel limited to it would see every pool instead.
+RESERVED_POOL_NAMES = frozenset({"all"})
+
 _DB_CHUNK = 500  # refs per IN (...) list: well under SQLite's and PostgreSQL's bind limits
 
 
 class PoolError(ValueError):
     """A pool name or SOURCE that cannot be used at all (not one bad file)."""
+
+
+def check_pool_name(name: str) -> None:
+    """Raise PoolError unless `name` can be a pool's name (the one rule every way in uses)."""
+    if not POOL_NAME.match(name):
+        raise PoolError(f"bad pool name {name!r}: start with a letter or digit, then letters, digits, "
+                        "'.', '_' or '-' (at most 100)")
+    if name.lower() in RESERVED_POOL_NAMES:
+        raise PoolError(f"{name!r} cannot be a pool's name: `channel pools all` means every pool")
 
 
 def gif_path(settings: Settings, sha256: str) -> Path:
@@ -215,10 +228,7 @@ def validation_workers() -> int:
 
 
 def get_or_create_pool(engine: Engine, name: str) -> int:
-    if not POOL_NAME.match(name):
-        raise PoolError(
-            f"bad pool name {name!r}: use letters, digits, '.', '_' or '-' (at most 100)"
-        )
+    check_pool_name(name)
     for _ in range(2):
         try:
             with session_scope(engine) as s:
@@ -271,10 +281,12 @@ def drop_pool_if_empty(engine: Engine, name: str) -> bool:
 
 __all__ = [
     "POOL_NAME",
+    "RESERVED_POOL_NAMES",
     "AcceptedGif",
     "IngestReport",
     "PoolError",
     "SourceItem",
+    "check_pool_name",
     "drop_pool_if_empty",
     "file_kind",
     "get_or_create_pool",

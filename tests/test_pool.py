@@ -210,6 +210,9 @@ def test_bad_sources(settings: Settings, engine, tmp_path: Path) -> None:  # typ
     assert "p" not in [row["name"] for row in list_pools(engine)]
     with pytest.raises(PoolError, match="bad pool name"):
         ingest(settings, engine, "no spaces please", tmp_path)
+    for reserved in ("all", "ALL"):  # `channel pools all` means every pool
+        with pytest.raises(PoolError, match="means every pool"):
+            ingest(settings, engine, reserved, tmp_path)
     m = tmp_path / "m.csv"
     m.write_text("title\nx\n")
     with pytest.raises(PoolError, match="'path' or 'url' column"):

@@ -162,6 +162,14 @@ async def test_admin_pool_add_reports_a_bad_source(web, tmp_path) -> None:  # ty
     assert "extra" in page and job.state in ("failed", "done") and job.detail
     bad = await web.post("/admin/pools", data={"name": "../x", "source": "y", "csrf": csrf})
     assert bad.status == 400
+    queued = len(web.core.jobs)
+    for name, says in (("_x", "start with a letter or digit"), ("émoji", "bad pool name"),
+                       ("all", "means every pool")):  # refused at once, never a failed job
+        resp = await web.post("/admin/pools", data={"name": name, "csrf": csrf,
+                                                    "source": "http://127.0.0.1:9/list.txt"},
+                              headers={"Accept": "application/json"})
+        assert resp.status == 400 and says in (await resp.json())["text"], name
+    assert len(web.core.jobs) == queued
 
 
 async def test_serve_runs_the_playground_and_stops(sqlite_settings, sqlite_engine) -> None:

@@ -246,11 +246,14 @@ class AdminFlow:
 
         # A chat or web admin is not the machine's operator: URLs, giphy: or the operator's
         # allowed folders only, refused with one message whether or not a path exists.
+        from scorer.pool_storage import PoolError, check_pool_name
+
         try:
+            check_pool_name(cmd.name)  # refused now, not by a job failing in the worker
             source = check_admin_source(self.ctx.settings, cmd.source).source
             if is_giphy_source(source):  # refused now, as the CLI does, not by a failed job
                 check_key(self.ctx.settings)
-        except (SourceNotAllowed, GiphyKeyError) as exc:
+        except (PoolError, SourceNotAllowed, GiphyKeyError) as exc:
             return Reply(kind="error", text=str(exc))
         job = await self.jobs.enqueue(POOL_ADD, {"name": cmd.name, "source": source},
                                       f"add pool {cmd.name} from {source}")
