@@ -316,8 +316,8 @@ def test_restore_is_refused_while_a_server_runs_on_the_home(sqlite_settings: Set
             restore_backup(settings, archive, force=True)
         with home_lock(settings.home, exclusive=False, doing="run the retrain worker"):
             pass  # a server and the worker share the home
-    with home_lock(settings.home, exclusive=True, doing="restore"):  # a restore running
-        with pytest.raises(HomeBusy, match="a restore is running"):
-            with home_lock(settings.home, exclusive=False, doing="serve"):
-                pass
+    with (home_lock(settings.home, exclusive=True, doing="restore"),  # a restore running
+          pytest.raises(HomeBusy, match="a restore is running"),
+          home_lock(settings.home, exclusive=False, doing="serve")):
+        pass
     restore_backup(settings, archive, force=True)  # nothing runs: it goes ahead
