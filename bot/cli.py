@@ -135,7 +135,21 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
 
 def main() -> None:
+    unwind_on_sigterm()
     cli(prog_name="moodgif")
+
+
+def unwind_on_sigterm() -> None:
+    """systemd and `docker stop` end a process with SIGTERM, which by default kills it where it
+    stands: raised as SystemExit instead, it unwinds like Ctrl-C, so work half done cleans up
+    after itself (a pool add that added nothing removes its new pool). `serve` and the retrain
+    worker put their own graceful stop in its place while they run."""
+    import signal
+
+    def stop(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 if __name__ == "__main__":

@@ -66,6 +66,9 @@ def make_scheduler(settings: Settings) -> Any:
 
 
 def main() -> int:
+    from bot.cli import unwind_on_sigterm
+
+    unwind_on_sigterm()  # a stopped bot's queued pool add must not leave an empty pool behind
     settings: Settings = pickle.loads(sys.stdin.buffer.read())
     from bot.logs import setup_logging
 

@@ -170,6 +170,16 @@ def workspaces_setting(db: Db, key: str) -> list[tuple[str, str, Any]]:
     return [(p, w, v.get("v") if isinstance(v, dict) else v) for p, w, v in rows]
 
 
+def scopes_limited_to(db: Db, pool: str) -> list[str]:
+    """"platform/workspace[/channel]" of every scope whose `pools` names `pool` (what a pool's
+    removal leaves pointing at nothing)."""
+    with unit_of_work(db) as s:
+        rows = s.execute(select(ScopedSetting.platform, ScopedSetting.workspace, ScopedSetting.channel,
+                                ScopedSetting.value).where(ScopedSetting.key == "pools")).all()
+    return ["/".join(part for part in (p, w, c) if part) for p, w, c, v in rows
+            if pool in ((v.get("v") if isinstance(v, dict) else v) or [])]
+
+
 def any_scope_sets(db: Db, platform: str, key: str, value: Any) -> bool:
     """Does some workspace or channel of this platform set `key` to `value`? (Discord: watch.)"""
     _check_key(key)

@@ -337,3 +337,67 @@ def test_pool_show_counts_only_what_is_still_refused_and_says_why(settings: Sett
     res = _cli(settings, "pool", "show", "p")
     assert res.exit_code == 0 and "refusals  1:" in res.output
     assert "bad.gif: " in res.output.split("refusals", 1)[1]
+
+
+def test_removing_a_pool_names_the_channels_limited_to_it(sqlite_settings: Settings, sqlite_engine,
+                                                          tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from bot.cli import cli
+    from bot.scoped_settings import scopes_limited_to, set_scoped
+
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "a.gif").write_bytes(good_gif(301))
+    ingest(sqlite_settings, sqlite_engine, "alpha", folder)
+    set_scoped(sqlite_engine, "slack", "T1", "C1", "pools", ["alpha"])
+    set_scoped(sqlite_engine, "discord", "G1", "", "pools", ["alpha", "beta"])
+    set_scoped(sqlite_engine, "slack", "T1", "C2", "pools", ["beta"])
+    assert sorted(scopes_limited_to(sqlite_engine, "alpha")) == ["discord/G1", "slack/T1/C1"]
+    env = {"MOODGIF_HOME": str(sqlite_settings.home), "MOODGIF_DATABASE_URL": sqlite_settings.db_url}
+    res = CliRunner().invoke(cli, ["pool", "remove", "alpha"], env=env)
+    assert res.exit_code == 0 and "removed pool alpha" in res.stdout
+    assert "warning: 2 channel(s)" in res.stderr and "slack/T1/C1" in res.stderr, res.stderr
+
+
+@pytest.mark.slow  # a subprocess and a server that never answers in time
+def test_a_pool_add_stopped_by_sigterm_leaves_no_empty_pool(sqlite_settings: Settings, sqlite_engine,
+                                                           tmp_path: Path) -> None:
+    """systemd and `docker stop` send SIGTERM; it once killed `pool add` where it stood and
+    left the new pool behind, empty (Ctrl-C cleaned up)."""
+    import http.server
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    class Slow(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+            time.sleep(30)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    urls = tmp_path / "slow.txt"
+    urls.write_text(f"http://127.0.0.1:{server.server_port}/slow.gif\n")
+    env = {**os.environ, "MOODGIF_HOME": str(sqlite_settings.home), "MOODGIF_DATABASE_URL": sqlite_settings.db_url,
+           "MOODGIF_ALLOW_PRIVATE_URLS": "1", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "pool", "add", "slow", str(urls)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        engine = sqlite_engine
+        deadline = time.monotonic() + 120
+        while "slow" not in [p["name"] for p in list_pools(engine)]:  # created, now fetching
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+        assert proc.returncode == 128 + signal.SIGTERM
+        assert "slow" not in [p["name"] for p in list_pools(engine)]
+    finally:
+        proc.kill()
+        server.shutdown()

@@ -191,11 +191,18 @@ def _prior_line(p: dict) -> str:
 @click.pass_obj
 def pool_remove(settings: Settings, name: str) -> None:
     """Remove pool NAME: its memberships only; GIF files, scores and comparisons stay."""
+    from bot.scoped_settings import scopes_limited_to
     from scorer.pool import UnknownPoolError, remove_pool
     from scorer.store import init_db
 
+    engine = init_db(settings.db_url)
     try:
-        n = remove_pool(init_db(settings.db_url), name)
+        n = remove_pool(engine, name)
     except UnknownPoolError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"removed pool {name} ({n} memberships; the GIFs themselves stay)")
+    if limited := scopes_limited_to(engine, name):  # they keep the name: never "every pool" now
+        click.echo(f"warning: {len(limited)} channel(s) or workspace(s) are limited to pools that "
+                   f"included {name}: {', '.join(limited[:10])}{' ...' if len(limited) > 10 else ''}; "
+                   "with no other pool left they offer nothing until an admin sets `/gif-admin "
+                   "channel pools NAME` (or `reset`) there", err=True)

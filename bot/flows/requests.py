@@ -119,8 +119,9 @@ class RequestFlow:
                            recent=self.recent(db, actor) if recent is None else recent,
                            reading=reading)
         if not ranked.shas:
-            pool_empty = not self.ctx.ranker.matrix().size
-            return _empty_pool_reply(_subject(reading, emotion), pool_empty=pool_empty)
+            matrix = self.ctx.ranker.matrix()
+            gone = [name for name in scoped.pools if name not in matrix.pools]
+            return _empty_pool_reply(_subject(reading, emotion), pool_empty=not matrix.size, gone=gone)
         if emotion < 0:  # a topic alone: the session keeps its first GIF's clearest emotion
             emotion = _clearest_emotion(self.ctx.ranker.matrix(), ranked.shas[0])
         state = sess.create_session(
@@ -300,7 +301,12 @@ def _cooldown_reply(wait: float) -> Reply:
         f"Easy there! You can ask for another GIF in {max(1, round(wait))} s."))
 
 
-def _empty_pool_reply(what: str, *, pool_empty: bool) -> Reply:
+def _empty_pool_reply(what: str, *, pool_empty: bool, gone: list[str] | None = None) -> Reply:
+    if gone:  # limited to pools removed since: say so, not "add a pool"
+        return Reply(kind="empty_pool", text=(
+            f"I have no GIFs for {what} in this channel: it is limited to pools that no longer "
+            f"exist ({', '.join(gone)}). An admin can pick others with `/gif-admin channel pools "
+            "NAME` or `channel pools reset`."))
     return Reply(kind="empty_pool", text=(
         f"I have no GIFs for {what} in this channel yet"
         + (" (the pool is empty)." if pool_empty else
