@@ -373,7 +373,7 @@ def test_a_pool_add_stopped_by_sigterm_leaves_no_empty_pool(sqlite_settings: Set
     import time
 
     class Slow(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+        def do_GET(self) -> None:
             time.sleep(30)
 
         def log_message(self, *_: object) -> None:
