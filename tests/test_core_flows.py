@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import threading
 import time
 
 import pytest
@@ -136,6 +137,37 @@ async def test_admin_jobs_are_queued_for_the_worker(env: Env) -> None:
     await asyncio.wait_for(job.task, 30)
     assert started == ["worker"] and (job.state, job.detail) == ("done", "skipped: no new comparisons")
     assert "job 1: retrain: done - skipped" in (await env.core.run_admin(ada, adm.Stats())).text
+
+
+async def test_many_queued_jobs_share_one_worker_child(env: Env) -> None:
+    """Six quick clicks on "retrain now" once started six worker children at once (each
+    imports torch); one drains the queue now, and another starts only for a job it missed."""
+    ada = env.actor("ada", admin=True)
+    running, starts, most = [0], [0], [0]
+    release = threading.Event()
+
+    def fake_worker(settings):  # type: ignore[no-untyped-def]
+        running[0] += 1
+        starts[0] += 1
+        most[0] = max(most[0], running[0])
+        release.wait(10)  # every click lands while this child runs
+        with session_scope(env.engine) as s:  # the worker's part: it drains every queued job
+            for row in s.scalars(select(CoreJob).where(CoreJob.state == "queued")):
+                row.state, row.detail = "done", "drained"
+        running[0] -= 1
+        return 0
+
+    env.core.job_queue.start_worker = fake_worker
+    for _ in range(6):
+        assert (await env.core.run_admin(ada, adm.Retrain())).kind == "ack"
+    await asyncio.sleep(0.2)
+    release.set()
+    await asyncio.wait_for(asyncio.gather(*(job.task for job in env.core.jobs)), 30)
+    assert most[0] == 1 and starts[0] == 1
+    assert {(job.state, job.detail) for job in env.core.jobs} == {("done", "drained")}
+    await env.core.run_admin(ada, adm.Retrain())  # a later click: a new child, the first has ended
+    await asyncio.wait_for(env.core.jobs[-1].task, 30)
+    assert starts[0] == 2 and env.core.jobs[-1].state == "done"
 
 
 def test_the_worker_drains_the_queue_and_reports_failures(sqlite_settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]

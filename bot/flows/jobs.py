@@ -84,13 +84,14 @@ def _start_worker(settings: Settings) -> int:
 
 
 class JobQueue:
-    """The chat side: queue a job, start the worker, watch the row."""
+    """The chat side: queue a job, keep one worker running while any is queued, watch the row."""
 
     def __init__(self, ctx: CoreContext,
                  start_worker: Callable[[Settings], int] = _start_worker) -> None:
         self.ctx = ctx
         self.start_worker = start_worker
         self._jobs: list[Job] = []
+        self._worker: asyncio.Task | None = None  # the one worker child running now, if any
 
     @property
     def jobs(self) -> list[Job]:
@@ -103,13 +104,30 @@ class JobQueue:
         self._jobs.append(job)
         return job
 
+    def _ensure_worker(self) -> asyncio.Task:
+        """One worker child at a time: it drains the whole queue, so six clicks on "retrain
+        now" start one process (each child imports torch), not six."""
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.get_running_loop().create_task(self._run_workers())
+        return self._worker
+
+    async def _run_workers(self) -> None:
+        while True:  # a job queued while the child was finishing is one it may not have seen
+            await asyncio.to_thread(self.start_worker, self.ctx.settings)
+            if not await asyncio.to_thread(has_queued, self.ctx.engine):
+                return
+
     async def _watch(self, job: Job) -> None:
         try:
-            await asyncio.to_thread(self.start_worker, self.ctx.settings)
+            worker = self._ensure_worker()
             deadline = time.monotonic() + JOB_TIMEOUT_S
             next_lease_check = time.monotonic()
             while True:  # another worker (another host, the scheduler's) may hold it
+                if worker.done() and worker.exception() is not None:
+                    raise worker.exception()  # type: ignore[misc]
                 job.state, job.detail = await asyncio.to_thread(job_state, self.ctx.engine, job.id)
+                if job.state == "queued" and worker.done():
+                    worker = self._ensure_worker()
                 if job.state == "running" and time.monotonic() > next_lease_check:
                     next_lease_check = time.monotonic() + HEARTBEAT_S
                     if await asyncio.to_thread(fail_abandoned, self.ctx.engine, job_id=job.id):
@@ -140,6 +158,11 @@ def enqueue(engine: Engine, kind: str, args: dict[str, Any], label: str) -> int:
         s.add(row)
         s.flush()
         return int(row.id)
+
+
+def has_queued(engine: Engine) -> bool:
+    with session_scope(engine) as s:
+        return s.scalar(select(CoreJob.id).where(CoreJob.state == "queued").limit(1)) is not None
 
 
 def job_state(engine: Engine, job_id: int) -> tuple[str, str]:
