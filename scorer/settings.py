@@ -156,7 +156,7 @@ class DiscordSettings(Group):
 
     token: str = _s("", "discord_token", env="DISCORD_TOKEN", secret=True)
     sharded: OnOff = _s(False, "discord_sharded", doc="run as AutoShardedClient")
-    upload_limit_bytes: int = _s(10 * 1024 * 1024, "discord_upload_limit_bytes")
+    upload_limit_bytes: int = _s(10 * 1024 * 1024, "discord_upload_limit_bytes", gt=0)
 
 
 class FetchSettings(Group):
@@ -169,13 +169,13 @@ class FetchSettings(Group):
     admin_source_dirs: Names = _s([], "admin_source_dirs", doc="server folders that chat and web "
                                   "admins (`/gif-admin pools add`, the admin page) may add pools "
                                   "from; empty = URLs only (the CLI is not limited)")
-    concurrency: int = _s(8, "fetch_concurrency")
-    timeout_s: float = _s(20.0, "fetch_timeout_s")
-    retries: int = _s(3, "fetch_retries")
-    max_gif_bytes: int = _s(20 * 1024 * 1024, "max_gif_bytes")
-    max_gif_pixels: int = _s(4096 * 4096, "max_gif_pixels", doc="cap on width x height")
-    max_gif_frames: int = _s(2000, "max_gif_frames")
-    max_gif_total_pixels: int = _s(1_000_000_000, "max_gif_total_pixels", doc="cap on width x "
+    concurrency: int = _s(8, "fetch_concurrency", ge=1)
+    timeout_s: float = _s(20.0, "fetch_timeout_s", gt=0, allow_inf_nan=False)
+    retries: int = _s(3, "fetch_retries", ge=0)
+    max_gif_bytes: int = _s(20 * 1024 * 1024, "max_gif_bytes", gt=0)
+    max_gif_pixels: int = _s(4096 * 4096, "max_gif_pixels", gt=0, doc="cap on width x height")
+    max_gif_frames: int = _s(2000, "max_gif_frames", gt=0)
+    max_gif_total_pixels: int = _s(1_000_000_000, "max_gif_total_pixels", gt=0, doc="cap on width x "
                                    "height x frames (decoded pixels per file): stops a GIF bomb "
                                    "before it is decoded")
 
@@ -214,7 +214,7 @@ class ScoringSettings(Group):
                                                                doc="auto, cpu or cuda")
     batch_size: int = _s(0, "score_batch_size", ge=0,
                          doc="frames per encoder batch; 0 = auto (8 on CPU, 64 on CUDA)")
-    workers: int = _s(2, "score_workers", doc="decode worker processes")
+    workers: int = _s(2, "score_workers", ge=0, doc="decode worker processes")
     torchvision_weights_dir: str = _s("", "torchvision_weights_dir",
                                       doc="folder with torchvision checkpoints")
     clip_weights: str = _s("", "clip_weights", doc="open_clip checkpoint file for the zero-shot prior")
@@ -223,10 +223,10 @@ class ScoringSettings(Group):
     face_model_dir: str = _s("", "face_model_dir", doc="folder with face-api's "
                              "face_expression_model files; empty = where scripts/setup puts them "
                              "(<venv>/share/moodgif)")
-    nsfw_r_threshold: float = _s(0.8, "nsfw_r_threshold",
+    nsfw_r_threshold: float = _s(0.8, "nsfw_r_threshold", ge=0, le=1,
                                  doc="NSFW probability at or above which a GIF is rated r")
-    nsfw_pg13_threshold: float = _s(0.4, "nsfw_pg13_threshold")
-    nsfw_pg_threshold: float = _s(0.15, "nsfw_pg_threshold")
+    nsfw_pg13_threshold: float = _s(0.4, "nsfw_pg13_threshold", ge=0, le=1)
+    nsfw_pg_threshold: float = _s(0.15, "nsfw_pg_threshold", ge=0, le=1)
 
 
 class TrainingSettings(Group):
@@ -234,17 +234,18 @@ class TrainingSettings(Group):
 
     bt_ties: Annotated[str, _one_of("drop", "half", "davidson")] = _s(
         "half", "bt_ties", doc="'neither' answers: drop, half or davidson")
-    bt_alpha: float = _s(0.1, "bt_alpha", doc="Gamma prior pseudo-count per GIF")
-    bt_prior_strength: float = _s(2.0, "bt_prior_strength", doc="weight of the scorer's "
+    bt_alpha: float = _s(0.1, "bt_alpha", gt=0, allow_inf_nan=False,
+                         doc="Gamma prior pseudo-count per GIF (> 0: it keeps unbeaten GIFs finite)")
+    bt_prior_strength: float = _s(2.0, "bt_prior_strength", ge=0, allow_inf_nan=False, doc="weight of the scorer's "
                                   "prediction as a prior in the fit (on that model's own scale); "
                                   "0 = votes alone (the ranker still adds the prediction); 2 won "
                                   "the closed-loop benchmark, docs/bench/learning-loop.md")
     seed: int = _s(0, "seed")
     retrain_cron: str = _s("17 3 * * *", "retrain_cron",
                            doc="crontab for the scheduled retrain; empty = off")
-    retrain_interval_min: float = _s(0.0, "retrain_interval_min",
+    retrain_interval_min: float = _s(0.0, "retrain_interval_min", ge=0, allow_inf_nan=False,
                                      doc="if > 0, retrain every N minutes instead of cron")
-    retrain_min_new_comparisons: int = _s(1, "retrain_min_new_comparisons",
+    retrain_min_new_comparisons: int = _s(1, "retrain_min_new_comparisons", ge=0,
                                           doc="skip a scheduled retrain with fewer new comparisons")
 
 
@@ -254,8 +255,8 @@ class RankingSettings(Group):
     exploration: Annotated[str, _one_of("bounded", "thompson", "ucb", "none")] = _s(
         "bounded", "exploration", doc="bounded (the best-known GIF first; shuffles explore "
         "near-top uncertain GIFs, cooling with evidence), thompson, ucb or none")
-    exploration_rate: float = _s(1.0, "exploration_rate", doc="scale of the exploration bonus/noise")
-    repeat_window_hours: float = _s(24.0, "repeat_window_hours",
+    exploration_rate: float = _s(1.0, "exploration_rate", ge=0, allow_inf_nan=False, doc="scale of the exploration bonus/noise")
+    repeat_window_hours: float = _s(24.0, "repeat_window_hours", ge=0, allow_inf_nan=False,
                                     doc="a GIF shown in a channel is not reshown within this")
     poll_share: float = _s(0.0, "poll_share", ge=0.0, le=1.0, doc="share of requests that also "
                            "get a 'which is more X?' poll; 0 = off: at 0.15 they cost P@1 in the "
@@ -269,8 +270,8 @@ class ChatSettings(Group):
                                 doc="default rating ceiling: g, pg, pg-13 or r")
     preview_count: PreviewCount = _s(1, "preview_count", doc="GIFs per preview: 1 or 3")
     cooldown_s: CooldownS = _s(3.0, "cooldown_s", doc="per-user seconds between /gif requests")
-    preview_ttl_s: float = _s(900.0, "preview_ttl_s", doc="a preview expires after this")
-    intent_threshold: float = _s(0.45, "intent_threshold",
+    preview_ttl_s: float = _s(900.0, "preview_ttl_s", gt=0, allow_inf_nan=False, doc="a preview expires after this")
+    intent_threshold: float = _s(0.45, "intent_threshold", ge=0, le=1,
                                  doc="below this confidence the answer is 'did you mean'")
     intent_embedder: Annotated[str, _one_of("auto", "onnx", "torch")] = _s(
         "auto", "intent_embedder", doc="sentence model runtime: auto (ONNX, else torch), onnx or torch")
@@ -278,7 +279,7 @@ class ChatSettings(Group):
         "tuned", "intent_sentence_model",
         doc="sentences of 4+ words: tuned (MiniLM fine-tuned on the situation bank, built once "
             "per bank) or regression (the bank regression on plain MiniLM vectors)")
-    watch_cooldown_min: float = _s(30.0, "watch_cooldown_min",
+    watch_cooldown_min: float = _s(30.0, "watch_cooldown_min", ge=0, allow_inf_nan=False,
                                    doc="watched channels: at most one offer per person per N min")
     phrase_memory_days: Annotated[float, Field(ge=0)] = _s(
         90.0, "phrase_memory_days",

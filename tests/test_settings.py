@@ -36,6 +36,11 @@ def test_bad_values_name_the_variable(tmp_path: Path) -> None:
         load_settings(env={"MOODGIF_HOME": str(tmp_path), "MOODGIF_HTTP_PORT": "eighty"})
     with pytest.raises(SettingsError, match="RATING_CEILING"):
         load_settings(env={"MOODGIF_HOME": str(tmp_path), "MOODGIF_RATING_CEILING": "x"})
+    for name, bad in (("MOODGIF_BT_ALPHA", "nan"), ("MOODGIF_BT_ALPHA", "0"), ("MOODGIF_BT_ALPHA", "inf"),
+                      ("MOODGIF_FETCH_TIMEOUT_S", "-1"), ("MOODGIF_INTENT_THRESHOLD", "1.5"),
+                      ("MOODGIF_PREVIEW_TTL_S", "0"), ("MOODGIF_FETCH_CONCURRENCY", "0")):
+        with pytest.raises(SettingsError, match=name):  # a fit of NaNs, a hung fetch...: refused
+            load_settings(env={"MOODGIF_HOME": str(tmp_path), name: bad})
     for port in ("99999", "-1"):  # bind() would fail later with a traceback
         with pytest.raises(SettingsError, match="MOODGIF_HTTP_PORT"):
             load_settings(env={"MOODGIF_HOME": str(tmp_path), "MOODGIF_HTTP_PORT": port})

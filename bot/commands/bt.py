@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import tempfile
@@ -67,8 +68,9 @@ def bt_fit(ctx: click.Context, file: Path, out: Path, ties: str | None, alpha: f
 
 
 def _check_options(ties: str, alpha: float, method: str) -> None:
-    if not alpha > 0:
-        raise click.ClickException("--alpha must be > 0 (the prior keeps unbeaten GIFs finite)")
+    if not (alpha > 0 and math.isfinite(alpha)):
+        raise click.ClickException("--alpha must be a finite number > 0 (the prior keeps unbeaten "
+                                   "GIFs finite)")
     if method == "mm" and ties == "davidson":
         raise click.ClickException("--method mm supports --ties drop or half, not davidson")
 
