@@ -119,6 +119,7 @@ class BotCore:
             self.ctx.ranker.refresh()  # reported to /readyz by the listener
 
         await asyncio.to_thread(work)
+        await self.job_queue.resume()
 
     async def close(self, timeout_s: float = 30.0) -> None:
         """Let background loading finish: a thread killed inside torch at interpreter exit

@@ -170,6 +170,29 @@ async def test_many_queued_jobs_share_one_worker_child(env: Env) -> None:
     assert starts[0] == 2 and env.core.jobs[-1].state == "done"
 
 
+async def test_jobs_left_queued_by_a_stopped_bot_run_when_the_next_one_starts(env: Env) -> None:
+    left = enqueue(env.engine, "retrain", {}, "retrain")  # queued, then the bot was stopped
+    ran: list[int] = []
+
+    def fake_worker(settings):  # type: ignore[no-untyped-def]
+        ran.append(1)
+        return drain(settings, env.engine)
+
+    env.core.job_queue.start_worker = fake_worker
+    monkey = pytest.MonkeyPatch()
+    monkey.setitem(RUNNERS, "retrain", lambda settings, engine, args: "ran after the restart")
+    try:
+        await env.core.job_queue.resume()
+        worker = env.core.job_queue._worker
+        assert worker is not None
+        await asyncio.wait_for(worker, 30)
+    finally:
+        monkey.undo()
+    assert ran == [1] and job_state(env.engine, left) == ("done", "ran after the restart")
+    await env.core.job_queue.resume()  # nothing queued: no worker
+    assert env.core.job_queue._worker is worker
+
+
 def test_the_worker_drains_the_queue_and_reports_failures(sqlite_settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
     bad = enqueue(sqlite_engine, "pool_add", {"name": "x", "source": "/etc"}, "add pool x")
     odd = enqueue(sqlite_engine, "no_such_kind", {}, "mystery")

@@ -198,13 +198,18 @@ def _run_schedule(settings: Settings) -> None:
     import signal
     import threading
 
+    from bot.flows.jobs import drain
     from training.retrain import make_scheduler
 
-    _engine(settings)
+    engine = _engine(settings)
     sched = make_scheduler(settings, kind="background")
     if sched is None:
         raise click.ClickException("scheduling is off: set MOODGIF_RETRAIN_CRON or "
                                    "MOODGIF_RETRAIN_INTERVAL_MIN")
+    # Admin jobs (pool adds, "retrain now") a bot queued and could not run (it stopped, its
+    # child died): this worker runs them too, as the bot's own scheduled child does.
+    sched.add_job(drain, "interval", args=[settings, engine], minutes=1, id="moodgif-admin-jobs",
+                  name="moodgif admin jobs", max_instances=1, coalesce=True)
     from bot.home_lock import HomeBusy, home_lock
 
     stop = threading.Event()

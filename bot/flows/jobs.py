@@ -104,6 +104,13 @@ class JobQueue:
         self._jobs.append(job)
         return job
 
+    async def resume(self) -> None:
+        """At start: jobs left queued by a process that stopped before running them (a
+        restart, a killed worker) get a worker now instead of waiting for the next click."""
+        if await asyncio.to_thread(has_queued, self.ctx.engine):
+            log.info("admin jobs left queued: starting the worker for them")
+            self._ensure_worker()
+
     def _ensure_worker(self) -> asyncio.Task:
         """One worker child at a time: it drains the whole queue, so six clicks on "retrain
         now" start one process (each child imports torch), not six."""
