@@ -184,6 +184,17 @@ class Access:
         return hmac.compare_digest(given.encode(), self.csrf_token.encode())
 
 
+# No page of moodgif's may be shown inside another site's frame: a framed admin page's one-click
+# buttons (forget, show again, retrain now) would pass every origin and CSRF check.
+NO_FRAMING = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
+
+
+async def refuse_framing(request: web.Request, response: web.StreamResponse) -> None:
+    """`on_response_prepare`: every response, errors included, forbids framing."""
+    for name, value in NO_FRAMING.items():
+        response.headers.setdefault(name, value)
+
+
 def guard(access: Access) -> Callable:
     @web.middleware
     async def middleware(request: web.Request,

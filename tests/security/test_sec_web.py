@@ -95,6 +95,18 @@ async def test_cross_site_posts_change_nothing(core_private, tmp_path) -> None: 
         await core.close()
 
 
+async def test_no_page_may_be_framed_by_another_site(core_private) -> None:  # type: ignore[no-untyped-def]
+    """A framed admin page's one-click buttons would pass every origin and CSRF check."""
+    core, settings, engine = core_private
+    async with running(core, settings, engine) as url, aiohttp.ClientSession() as http:
+        for path in ("/", "/admin", "/admin/pools", "/admin/comparisons", "/no-such-page"):
+            async with http.get(url + path) as r:
+                assert r.headers.get("X-Frame-Options") == "DENY", (path, r.status)
+                assert "frame-ancestors 'none'" in r.headers.get("Content-Security-Policy", ""), path
+        async with http.get(url + "/", headers={"Host": "evil.example"}) as r:  # refusals too
+            assert r.status == 421 and r.headers.get("X-Frame-Options") == "DENY"
+
+
 @pytest.mark.parametrize("host", ["evil.example", "evil.example:80", "127.0.0.1.nip.io", "[::2]"])
 async def test_foreign_host_names_are_refused(core_private, host) -> None:  # type: ignore[no-untyped-def]
     core, settings, engine = core_private
