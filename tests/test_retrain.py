@@ -312,6 +312,9 @@ def test_commands_end_to_end(sqlite_settings, sqlite_engine, tmp_path) -> None: 
     assert code == 0, out
     assert "FC-MaxPool-2" in out and (report_dir / "report.md").is_file()
     assert (report_dir / "scores.png").is_file() and (report_dir / "losses.png").is_file()
+    for models, says in (("lin-reg,mean-only", "at least one head"), ("rnn-9", "unknown model")):
+        code, out = run("evaluate", "--out", str(tmp_path / "none"), "--models", models)
+        assert code == 2 and says in out and not (tmp_path / "none").exists(), out  # before any training
 
     code, out = run("retrain")
     assert code == 2 and "exactly one of" in out

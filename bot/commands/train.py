@@ -129,13 +129,19 @@ def evaluate_cmd(settings: Settings, out_dir: Path | None, pool: str | None, set
     from scorer.store import utcnow
     from training.workflow import WorkflowError, evaluate_table
 
+    names = tuple(m.strip() for m in models.split(",") if m.strip())
+    if unknown := [n for n in names if n not in ("lin-reg", "mean-only", *HEAD_KINDS)]:
+        raise click.BadParameter(f"unknown model {unknown[0]!r}; the models are lin-reg, mean-only, "
+                                 f"{', '.join(HEAD_KINDS)}", param_hint="--models")
+    if not set(names) & set(HEAD_KINDS):  # the report is the heads against the baselines
+        raise click.BadParameter(f"name at least one head ({', '.join(HEAD_KINDS)}) besides the "
+                                 "baselines: the report compares the heads with them", param_hint="--models")
     engine = _engine(settings)
     out_dir = out_dir or settings.home / "reports" / f"evaluate-{utcnow():%Y%m%d-%H%M%S}"
     try:  # before minutes of training, not after
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise click.ClickException(f"cannot write the report to {out_dir}: {exc.strerror or exc}") from None
-    names = tuple(m.strip() for m in models.split(",") if m.strip())
     truth = None
     if truth_manifest is not None:
         from scorer.demo_pool import read_truth
