@@ -369,3 +369,17 @@ async def test_a_giphy_source_without_a_key_is_refused_at_once(env: Env, caplog)
     for job in env.core.jobs:  # no worker will run them: stop watching
         job.task.cancel()
     await asyncio.gather(*(job.task for job in env.core.jobs), return_exceptions=True)
+
+
+def test_a_pool_add_names_the_gifs_of_other_pools_still_unscored(sqlite_settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    """Once anything is scored the ranker leaves unscored GIFs out: a web or chat admin's
+    pool add (scored by its job) once hid another pool's never-scored GIFs without a word."""
+    from _bot_pool import add_model_version, demo_manifest, designed_scores, ingest_demo
+
+    from bot.flows.jobs import unscored_elsewhere
+
+    pool = ingest_demo(sqlite_settings, sqlite_engine, demo_manifest(), pool="older")
+    assert unscored_elsewhere(sqlite_engine, "new") == len(pool.shas)
+    assert unscored_elsewhere(sqlite_engine, "older") == 0  # its own GIFs the job scores
+    add_model_version(sqlite_engine, pool.shas[:5], designed_scores(5))
+    assert unscored_elsewhere(sqlite_engine, "new") == len(pool.shas) - 5
