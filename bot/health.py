@@ -65,26 +65,14 @@ VOTES = Counter(
     ["platform", "source"],
     registry=REGISTRY,
 )
-RETRAIN_DURATION = Histogram(
-    "moodgif_retrain_seconds",
-    "Wall time of one retrain run (refit + train + rescore + activate)",
-    buckets=(10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400),
-    registry=REGISTRY,
-)
-RETRAIN_OUTCOME = Counter(
-    "moodgif_retrain_total",
-    "Retrain runs by outcome (activated, rejected, failed, skipped)",
-    ["outcome"],
-    registry=REGISTRY,
-)
 POOL_SIZE = Gauge(
     "moodgif_pool_gifs",
     "GIFs in each pool (refreshed from the database on every scrape)",
     ["pool"],
     registry=REGISTRY,
 )
-# The retrain job usually runs in another process (the worker), so its in-process counters
-# are not visible here; these two come from the database on every scrape instead.
+# The retrain job runs in another process (the bot's worker child, or the worker service),
+# which serves no /metrics: what it did comes from the database on every scrape instead.
 RETRAIN_RUNS = Gauge(
     "moodgif_retrain_runs",
     "Retrain runs recorded in the database, by status",
@@ -94,6 +82,12 @@ RETRAIN_RUNS = Gauge(
 LAST_RETRAIN = Gauge(
     "moodgif_last_retrain_finished_timestamp_seconds",
     "When the newest finished retrain run ended (Unix time), by status",
+    ["status"],
+    registry=REGISTRY,
+)
+LAST_RETRAIN_SECONDS = Gauge(
+    "moodgif_last_retrain_seconds",
+    "Wall time of the newest finished retrain run (refit + train + rescore + activate), by status",
     ["status"],
     registry=REGISTRY,
 )
@@ -221,15 +215,21 @@ def refresh_db_gauges(engine: Engine) -> None:
                 RetrainRun.status
             )
         ).all()
+        took = {status: conn.execute(  # the newest run of each status: a handful of statuses
+            select(RetrainRun.started_at).where(RetrainRun.status == status, RetrainRun.finished_at == finished)
+            .limit(1)).scalar() for status, _, finished in runs if finished is not None}
     POOL_SIZE.clear()
     for name, n in pools:
         POOL_SIZE.labels(pool=name).set(n)
     RETRAIN_RUNS.clear()
     LAST_RETRAIN.clear()
+    LAST_RETRAIN_SECONDS.clear()
     for status, n, finished in runs:
         RETRAIN_RUNS.labels(status=status).set(n)
         if finished is not None:
             LAST_RETRAIN.labels(status=status).set(finished.replace(tzinfo=dt.UTC).timestamp())
+            if took.get(status) is not None:
+                LAST_RETRAIN_SECONDS.labels(status=status).set((finished - took[status]).total_seconds())
 
 
 def _short(fn: Any) -> Any:

@@ -17,8 +17,6 @@ from bot.health import (
     POOL_SIZE,
     REGISTRY,
     REQUESTS,
-    RETRAIN_DURATION,
-    RETRAIN_OUTCOME,
     SUGGEST_LATENCY,
     VOTES,
     add_ops_routes,
@@ -153,12 +151,15 @@ async def test_metrics_exposes_every_metric(client: TestClient, sqlite_engine) -
         s.add(Gif(sha256="a" * 64, bytes=1, width=1, height=1, n_frames=1))
         s.flush()
         s.add(PoolGif(pool_id=1, gif_sha="a" * 64))
-        s.add(RetrainRun(trigger="schedule", status="activated"))
+        import datetime as _dt
+
+        began = _dt.datetime(2026, 11, 30, 3, 17)
+        s.add(RetrainRun(trigger="schedule", status="activated", started_at=began,
+                         finished_at=began + _dt.timedelta(seconds=321)))
+        s.add(RetrainRun(trigger="schedule", status="failed", started_at=began - _dt.timedelta(days=1)))
     REQUESTS.labels(platform="slack", emotion="happiness").inc()
     SUGGEST_LATENCY.observe(0.042)
     VOTES.labels(platform="discord", source="vote").inc(2)
-    RETRAIN_DURATION.observe(321.0)
-    RETRAIN_OUTCOME.labels(outcome="activated").inc()
 
     resp = await client.get("/metrics")
     assert resp.status == 200
@@ -168,8 +169,7 @@ async def test_metrics_exposes_every_metric(client: TestClient, sqlite_engine) -
         "moodgif_requests_total",
         "moodgif_suggest_seconds_bucket",
         "moodgif_votes_total",
-        "moodgif_retrain_seconds_count",
-        "moodgif_retrain_total",
+        "moodgif_last_retrain_seconds",
         "moodgif_pool_gifs",
         "moodgif_retrain_runs",
         "process_resident_memory_bytes",
@@ -180,6 +180,9 @@ async def test_metrics_exposes_every_metric(client: TestClient, sqlite_engine) -
     assert 'moodgif_pool_gifs{pool="reactions"} 1.0' in body
     assert 'moodgif_pool_gifs{pool="empty-pool"} 0.0' in body
     assert 'moodgif_retrain_runs{status="activated"} 1.0' in body
+    # what the worker's runs took, from the database (the worker serves no /metrics)
+    assert 'moodgif_last_retrain_seconds{status="activated"} 321.0' in body
+    assert 'moodgif_last_retrain_seconds{status="failed"}' not in body  # never finished
     assert REGISTRY.get_sample_value("moodgif_pool_gifs", {"pool": "reactions"}) == 1.0
     assert POOL_SIZE is not None
 
