@@ -125,6 +125,20 @@ async def test_admin_pages_render(web) -> None:  # type: ignore[no-untyped-def]
     assert stats["total"] == 0 and stats["recent"] == []
 
 
+async def test_admin_lists_the_jobs_of_every_process_from_the_table(web) -> None:  # type: ignore[no-untyped-def]
+    """The Jobs lists once showed this process's memory: empty after a restart, and blind to
+    jobs queued from chat in another replica, which `stats` showed."""
+    from bot.flows.jobs import enqueue
+
+    added = enqueue(web.core.engine, "pool_add", {"name": "x", "source": "giphy:cat"}, "add pool x from giphy:cat")
+    retrain = enqueue(web.core.engine, "retrain", {}, "retrain")
+    assert not web.core.jobs  # queued elsewhere: nothing in this process's memory
+    pools = await (await web.get("/admin")).text()
+    assert f"job {added}: add pool x from giphy:cat" in pools and f"job {retrain}: retrain" in pools
+    runs = await (await web.get("/admin/retrains")).text()
+    assert f"job {retrain}: retrain" in runs and "add pool x" not in runs
+
+
 async def test_admin_and_playground_need_local_or_token(web) -> None:  # type: ignore[no-untyped-def]
     proxied = {"X-Forwarded-For": "203.0.113.9"}
     for path in ("/", "/admin", "/admin/comparisons", "/admin/workspaces"):

@@ -41,6 +41,7 @@ from bot.core import BotCore
 from bot.events import PLATFORMS, Actor, GifCard, PostView, Reply, gif_url
 from bot.flows.admin import AddPool, AdminCommand, ForgetPhrase, Retrain, hide_command
 from bot.flows.hiding import UnhideGif
+from bot.flows.jobs import newest_jobs
 from bot.hints import typing_hint
 from scorer.emotions import INDEX, NAMES
 from scorer.settings import Settings
@@ -328,8 +329,8 @@ async def admin_pools(request: web.Request) -> web.Response:
     core = request.app[CORE_KEY]
     matrix = await _db(core.ranker.matrix)
     pools = await _db(reports.pool_rows, request.app[ENGINE_KEY], matrix)
-    return _page(request, "pools.html", "Pools", matrix=matrix, pools=pools,
-                 jobs=list(reversed(core.jobs)))
+    jobs = await _db(newest_jobs, request.app[ENGINE_KEY])
+    return _page(request, "pools.html", "Pools", matrix=matrix, pools=pools, jobs=jobs)
 
 
 async def admin_pools_add(request: web.Request) -> web.Response:
@@ -393,7 +394,7 @@ async def admin_retrains(request: web.Request) -> web.Response:
     if request.query.get("format") == "json":
         return web.json_response(runs, dumps=lambda o: json.dumps(o, default=str))
     # "retrain now" lands here: its job's state too (a skipped one started no run above)
-    jobs = [j for j in reversed(request.app[CORE_KEY].jobs) if j.what == "retrain"]
+    jobs = await _db(newest_jobs, request.app[ENGINE_KEY], 20, "retrain")
     return _page(request, "retrains.html", "Retrain history", runs=runs, jobs=jobs)
 
 

@@ -185,6 +185,16 @@ def recent_jobs(db: Any, limit: int = 5) -> list[tuple[int, str, str, str]]:
     return [tuple(r) for r in reversed(rows)]
 
 
+def newest_jobs(engine: Engine, limit: int = 20, label: str | None = None) -> list[Job]:
+    """The newest jobs from the table, newest first (the web admin's Jobs list): every
+    process's and every replica's, and still there after a restart."""
+    q = select(CoreJob.id, CoreJob.label, CoreJob.state, CoreJob.detail).order_by(CoreJob.id.desc()).limit(limit)
+    if label is not None:
+        q = q.where(CoreJob.label == label)
+    with session_scope(engine) as s:
+        return [Job(id=i, what=what, state=state, detail=detail) for i, what, state, detail in s.execute(q)]
+
+
 def _claim(engine: Engine) -> tuple[int, str, dict] | None:
     """The oldest queued job, now marked running by this worker; None when there is none."""
     while True:
