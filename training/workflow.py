@@ -53,6 +53,11 @@ def ledger_fit(settings: Settings, engine: Engine, *, pool: str | None = None,
                with_prior: bool = True, store: bool = False
                ) -> tuple[BTFitOutput, LedgerArrays, dict]:
     gifs = sorted(pooled_gifs(engine, pool))
+    if not gifs and pool:
+        from scorer.pool_storage import pool_exists
+
+        if not pool_exists(engine, pool):
+            raise WorkflowError(f"no pool named {pool!r} (`moodgif pool list` shows the pools)")
     if not gifs:
         raise WorkflowError(f"no GIFs in {'pool ' + repr(pool) if pool else 'any pool'}: "
                             "add some with `moodgif pool add` (or `moodgif demo-pool`)")
