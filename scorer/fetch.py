@@ -156,8 +156,10 @@ class Fetcher:
         trusted: Collection[tuple[str, int]] = (),
         lookup: Lookup | None = None,
         backoff_s: float = BACKOFF_S,
+        accept: Collection[str] = SUPPORTED_FORMATS,
     ) -> None:
         self.settings = settings
+        self.accept = frozenset(accept)  # sniffed kinds kept: GIF/WebP, or "text" for a list
         self.policy = _Policy(settings.fetch.allow_private_urls, trusted, lookup or _system_lookup)
         self.backoff_s = backoff_s
         self.pinned: dict[tuple[str, int], list[str]] = {}
@@ -253,12 +255,12 @@ class Fetcher:
             if not checked and len(buf) >= 16:
                 # Stop a wrong type after its first bytes instead of downloading it all.
                 kind = sniff_format(bytes(buf[:512]))
-                if kind not in SUPPORTED_FORMATS:
+                if kind not in self.accept:
                     raise FetchRefused(_wrong_type(kind, resp))
                 checked = True
         if not checked:
             kind = sniff_format(bytes(buf[:512]))
-            if kind not in SUPPORTED_FORMATS:
+            if kind not in self.accept:
                 raise FetchRefused(_wrong_type(kind, resp))
         return bytes(buf)
 
@@ -288,13 +290,15 @@ def fetch_urls(
     lookup: Lookup | None = None,
     backoff_s: float = BACKOFF_S,
     on_done: Callable[[FetchResult], None] | None = None,
+    accept: Collection[str] = SUPPORTED_FORMATS,
 ) -> list[FetchResult]:
-    """Fetch every URL (results in the same order); never raises for one bad URL.
+    """Fetch every URL (results in the same order); never raises for one bad URL. `accept`:
+    the sniffed kinds kept (GIF and WebP; {"text"} for a URL list or manifest).
 
     Runs its own event loop; called from a thread that already runs one (a bot handler
     that forgot to use a worker thread), it runs that loop in a helper thread instead.
     """
-    fetcher = Fetcher(settings, trusted=trusted, lookup=lookup, backoff_s=backoff_s)
+    fetcher = Fetcher(settings, trusted=trusted, lookup=lookup, backoff_s=backoff_s, accept=accept)
     try:
         asyncio.get_running_loop()
     except RuntimeError:

@@ -127,7 +127,8 @@ def _refuse(item: SourceItem, where: str, problem: str) -> SourceItem:
     return item
 
 
-def _row_item(settings: Settings, row: dict, where: str, base: Path, roots: list[Path]) -> SourceItem:
+def _row_item(settings: Settings, row: dict, where: str, base: Path, roots: list[Path],
+              files_allowed: bool = True) -> SourceItem:
     row = {str(k).strip().lower(): v for k, v in row.items() if k is not None}
     raw_path = str(row.get("path") or row.get("file") or "").strip()
     url = str(row.get("url") or "").strip()
@@ -143,6 +144,9 @@ def _row_item(settings: Settings, row: dict, where: str, base: Path, roots: list
             # The value itself is not echoed: refusal reasons never carry a file's content.
             return _refuse(item, where, f"unknown rating (expected {', '.join(RATINGS)})")
         item.rating = rating_raw
+    if raw_path and not files_allowed:  # a manifest fetched by URL never reads this server's files
+        item.ref = where
+        return _refuse(item, where, "a manifest fetched by URL may name URLs only, not files")
     if raw_path:
         path = Path(os.path.expanduser(raw_path))
         path = path if path.is_absolute() else base / path
@@ -202,18 +206,23 @@ def _read_manifest_rows(path: Path) -> Iterator[tuple[str, dict | None, str | No
 
 
 def read_source(settings: Settings, source: str | Path, *,
-                confine: Sequence[Path] | None = None) -> list[SourceItem]:
+                confine: Sequence[Path] | None = None,
+                trusted: Collection[tuple[str, int]] = ()) -> list[SourceItem]:
     """The items a SOURCE names, in a stable order. Raises PoolError if SOURCE is unusable.
 
     `confine` (a chat/web admin's source, see `scorer.admin_sources`) replaces the folders
     files may come from: the manifest's own folder and `allowed_source_dirs` no longer count.
+    A URL ending in .txt, .csv, .json or .jsonl is a list or manifest to fetch (its rows name
+    URLs only); any other URL is one GIF. `trusted` exempts (ip, port) pairs from the
+    private-address check, as for the GIFs' own fetches.
     """
     text = str(source)
     if not text.strip():  # an unset $DIR: never "every GIF under the current folder"
         raise PoolError("SOURCE is empty: give a folder, a manifest (.csv/.json/.jsonl), "
                         "a URL list (.txt), a URL or giphy:QUERY")
     if _is_url(text):
-        return [_single_url_item(text)]
+        listed = _listed_at(settings, text, trusted)
+        return listed if listed is not None else [_single_url_item(text)]
     path = Path(os.path.expanduser(text))
     if not path.exists():
         raise PoolError(f"no such file or folder: {path}")
@@ -230,6 +239,35 @@ def read_source(settings: Settings, source: str | Path, *,
     return _url_list_items(path)
 
 
+LIST_BY_URL = (".txt", *MANIFEST_CSV, *MANIFEST_JSON)
+
+
+def _listed_at(settings: Settings, url: str, trusted: Collection[tuple[str, int]]) -> list[SourceItem] | None:
+    """A URL list (.txt) or manifest (.csv/.json/.jsonl) fetched by URL, as a chat admin with no
+    access to the server gives one: its items (URL rows only), or None for any other URL (a GIF).
+    Fetched with the same guards as a GIF (no private address, a byte cap)."""
+    import tempfile
+    from urllib.parse import urlsplit
+
+    suffix = Path(urlsplit(url).path).suffix.lower()
+    if suffix not in LIST_BY_URL:
+        return None
+    if problem := url_problem(url):
+        raise PoolError(f"{url}: {problem}")
+    (got,) = fetch_urls(settings, [url], trusted=trusted, accept={"text"})
+    if not got.ok:
+        raise PoolError(f"the list at {url} could not be read: {got.error}")
+    with tempfile.TemporaryDirectory(prefix="moodgif-list-") as tmp:
+        local = Path(tmp) / f"list{suffix}"
+        local.write_bytes(got.data or b"")
+        try:
+            if suffix == ".txt":
+                return _url_list_items(local)
+            return _manifest_items(settings, local, confine=[], files_allowed=False)
+        except PoolError as exc:  # named by its URL, not by the temporary copy
+            raise PoolError(str(exc).replace(str(local), url)) from None
+
+
 def _single_url_item(url: str) -> SourceItem:
     """A SOURCE that is one URL: its item, or a refusal saying what is wrong with it."""
     problem = url_problem(url)
@@ -238,8 +276,8 @@ def _single_url_item(url: str) -> SourceItem:
     return _url_item(url)
 
 
-def _manifest_items(settings: Settings, path: Path,
-                    confine: Sequence[Path] | None) -> list[SourceItem]:
+def _manifest_items(settings: Settings, path: Path, confine: Sequence[Path] | None,
+                    files_allowed: bool = True) -> list[SourceItem]:
     """One item per row of a CSV or JSON manifest; a bad row is a refusal, an unreadable
     manifest a PoolError."""
     base = path.parent
@@ -250,7 +288,7 @@ def _manifest_items(settings: Settings, path: Path,
             if row is None:
                 items.append(SourceItem(ref=where, error=error))
             else:
-                items.append(_row_item(settings, row, where, base, roots))
+                items.append(_row_item(settings, row, where, base, roots, files_allowed))
     except UnicodeDecodeError:
         raise PoolError(f"{path}: the manifest is not UTF-8 text") from None
     except (RecursionError, csv.Error) as exc:
@@ -522,7 +560,7 @@ def _ingest_source(settings: Settings, engine: Engine, pool_name: str, source: s
     if is_giphy_source(source):
         return ingest_giphy(settings, engine, pool_name, str(source), progress=progress,
                             trusted_endpoints=trusted_endpoints, **source_options)
-    items = read_source(settings, source, confine=confine)
+    items = read_source(settings, source, confine=confine, trusted=trusted_endpoints)
     pool_id = get_or_create_pool(engine, pool_name)
     run = _IngestRun.start(settings, engine, pool_id, items, IngestReport(pool=pool_name))
     with (

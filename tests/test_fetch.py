@@ -236,3 +236,42 @@ async def test_fetch_urls_inside_a_running_loop(sqlite_settings: Settings, serve
     s = _settings(sqlite_settings, allow_private_urls=True)
     res = fetch_urls(s, [f"http://127.0.0.1:{port}/gif/1.gif"])
     assert res[0].data == GIFS[1]
+
+
+def test_a_list_or_manifest_by_url_is_read_for_its_urls(settings: Settings, engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A chat admin has no server folder: `pools add NAME https://.../list.txt` (or a .csv /
+    .json manifest) is fetched as a list, with a GIF's guards; its rows may name URLs only."""
+    texts: dict[str, str] = {}
+
+    async def listed(request: web.Request) -> web.Response:
+        return web.Response(text=texts[request.match_info["name"]], content_type="text/plain")
+
+    async def gif(request: web.Request) -> web.Response:
+        return web.Response(body=GIFS[int(request.match_info["n"])], content_type="image/gif")
+
+    app = web.Application()
+    app.router.add_get("/lists/{name}", listed)
+    app.router.add_get("/gif/{n}.gif", gif)
+    app.router.add_get("/page.html", lambda _r: web.Response(text="<html>hi</html>", content_type="text/html"))
+    with serve(app) as port:
+        base = f"http://127.0.0.1:{port}"
+        texts["team.txt"] = f"# our GIFs\n{base}/gif/0.gif\n{base}/gif/1.gif\nnot a url\n"
+        texts["team.csv"] = (f"url,title,tags\n{base}/gif/2.gif,Happy dance,happy;dance\n"
+                             f"{base}/gif/3.gif,Facepalm,\n")
+        texts["local.csv"] = "path,title\n/etc/passwd,secrets\n../moodgif.db,db\n"
+        trusted = [("127.0.0.1", port)]
+        s = _settings(settings, max_gif_bytes=200_000)
+        report = ingest(s, engine, "listed", f"{base}/lists/team.txt", trusted_endpoints=trusted)
+        assert len(report.added) == 2 and dict(report.refused) == {"line 4": "not an http(s) URL"}
+        report = ingest(s, engine, "listed", f"{base}/lists/team.csv", trusted_endpoints=trusted)
+        assert len(report.added) == 2 and len(pool_gifs(engine, "listed")) == 4
+        # a manifest by URL never reads this server's files
+        report = ingest(s, engine, "local", f"{base}/lists/local.csv", trusted_endpoints=trusted)
+        assert not report.added and report.pool_dropped
+        assert {why for _, why in report.refused} == {"a manifest fetched by URL may name URLs only, not files"}
+        # the guards hold for the list itself: private addresses unless trusted, HTML is no list
+        with pytest.raises(Exception, match=r"could not be read: .*(private|loopback)"):
+            ingest(s, engine, "x", f"{base}/lists/team.txt")
+        texts["page.txt"] = "<html><body>a login page</body></html>"
+        with pytest.raises(Exception, match="could not be read: wrong type"):
+            ingest(s, engine, "x", f"{base}/lists/page.txt", trusted_endpoints=trusted)
