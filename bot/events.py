@@ -98,6 +98,12 @@ class PostView:
     card: GifCard
     emotion: str
     requested_by: str  # the platform user id, for the "requested by @user" line
+    topic: str = ""  # a request that named no feeling: its topic, shown instead of `emotion`
+
+    @property
+    def caption(self) -> str:
+        """What the post says it was asked for: the feeling, or "topic: cat"."""
+        return f"topic: {self.topic}" if self.topic else self.emotion
 
 
 @dataclass(frozen=True)

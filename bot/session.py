@@ -120,6 +120,7 @@ class SessionState:
     current: tuple[str, ...]
     state: str
     expires_at: dt.datetime
+    topic: str = ""  # a request that named no feeling: its topic words (ChatSession.topic)
 
     def expired(self, now: dt.datetime) -> bool:
         return now >= self.expires_at
@@ -128,22 +129,23 @@ class SessionState:
 def _state(row: ChatSession | Row) -> SessionState:
     return SessionState(row.id, row.kind, row.platform, row.workspace, row.channel, row.user_hash,
                         row.query, int(row.emotion), tuple(row.shown or ()),
-                        tuple(row.current or ()), row.state, row.expires_at)
+                        tuple(row.current or ()), row.state, row.expires_at, row.topic or "")
 
 
 def create_session(db: Db, *, kind: str, platform: str, workspace: str, channel: str,
                    user_hash: str, query: str, emotion: int, shas: Sequence[str],
-                   now: dt.datetime, ttl_s: float, query_key: str = "") -> SessionState:
+                   now: dt.datetime, ttl_s: float, query_key: str = "", topic: str = "") -> SessionState:
     """`query_key`: the words as `bot.learned_phrases` matches them, where a Send would say
-    which feeling a person wanted for them; "" where it would not (a topic alone, a poll)."""
+    which feeling a person wanted for them; "" where it would not (a topic alone, a poll).
+    `topic`: the topic words of a request that named no feeling (its emotion is a stand-in)."""
     state = SessionState(new_id(), kind, platform[:16], workspace[:64], channel[:64], user_hash,
                          query[:500], int(emotion), tuple(shas), tuple(shas), "open",
-                         now + dt.timedelta(seconds=ttl_s))
+                         now + dt.timedelta(seconds=ttl_s), topic[:200])
     with unit_of_work(db) as s:
         s.connection().execute(_INSERT_SESSION, [{
             "id": state.id, "kind": kind, "platform": state.platform, "workspace": state.workspace,
             "channel": state.channel, "user_hash": user_hash, "query": state.query,
-            "query_key": query_key,
+            "query_key": query_key, "topic": state.topic,
             "emotion": state.emotion, "shown": list(shas), "current": list(shas),
             "state": "open", "created_at": now, "updated_at": now,
             "expires_at": state.expires_at}])

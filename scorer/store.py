@@ -229,6 +229,9 @@ class ChatSession(Base):
     query: Mapped[str] = mapped_column(Text, default="")
     # the words as bot.learned_phrases matches them; "" where no feeling was picked for them
     query_key: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    # The topic words of a request that named no feeling ("cat"): its `emotion` is only the
+    # first GIF's clearest, so neither its Send, its judgements nor votes on its post teach it.
+    topic: Mapped[str] = mapped_column(String(200), default="", server_default="")
     emotion: Mapped[int] = mapped_column(SmallInteger)
     shown: Mapped[list] = mapped_column(JSON, default=list)  # shas in order shown
     current: Mapped[list] = mapped_column(JSON, default=list)  # shas on screen now

@@ -143,8 +143,21 @@ async def test_topic_alone_ranks_by_appeal_and_keeps_the_ledger_clean(env: Env) 
     assert r.preview.cards[0].sha256 in env.shas(CATS)
     posted = await env.core.send(env.alice, r.preview.session_id)
     assert posted.kind == "posted"
+    # the post says what was asked for, not the first GIF's clearest feeling standing in
+    assert posted.post.topic == "cats" and posted.post.caption == "topic: cats"
+    bob = Actor("test", "T1", "general", "bob", "Bob")
+    voted = await env.core.vote(bob, post_id=posted.post.post_id, up=True)
+    assert voted.kind == "ack" and "not counted" in voted.text
     with session_scope(env.engine) as s:  # no feeling was asked for: nothing to compare
         assert list(s.scalars(select(Comparison))) == []
+    from training.judgements import preview_judgements
+
+    assert preview_judgements(env.engine, set(env.pool.shas)) == []  # nor a send bar to judge
+    happy = await env.core.request(env.alice, "/gif happy cat")  # a feeling and a topic: it counts
+    sent = await env.core.send(env.alice, happy.preview.session_id)
+    assert sent.post.caption == "happiness" and not sent.post.topic
+    assert "Thanks! Noted" in (await env.core.vote(bob, post_id=sent.post.post_id, up=True)).text
+    assert preview_judgements(env.engine, set(env.pool.shas))
 
 
 async def test_topic_words_combine_and_forgive_typos(env: Env) -> None:

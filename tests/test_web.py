@@ -487,10 +487,10 @@ async def test_web_unhide_takes_all_as_chat_does(web) -> None:  # type: ignore[n
 
 async def test_a_skipped_retrain_job_shows_as_skipped(web) -> None:  # type: ignore[no-untyped-def]
     """"retrain now" twice: the second job never ran; both admin pages say so."""
-    from bot.flows.jobs import Job
+    from bot.flows.jobs import _finish, enqueue
 
-    web.core.job_queue._jobs.append(Job(id=4, what="retrain", state="skipped",
-                                        detail="a retrain was already running (host:1)"))
+    job = enqueue(web.core.engine, "retrain", {}, "retrain")
+    _finish(web.core.engine, job, "skipped", "a retrain was already running (host:1)")
     for path in ("/admin", "/admin/retrains"):
         page = await (await web.get(path)).text()
-        assert "job 4: retrain: <b>skipped</b> a retrain was already running" in page, path
+        assert f"job {job}: retrain: <b>skipped</b> a retrain was already running" in page, path

@@ -55,7 +55,8 @@ def preview_judgements(engine: Engine, known: set[str], until: dt.datetime | Non
     q = (select(ChatSession.emotion, ChatSession.shown, ChatSession.state, Post.gif_sha,
                 ChatSession.user_hash)
          .outerjoin(Post, Post.session_id == ChatSession.id)
-         .where(ChatSession.kind == "preview", ChatSession.state.in_(("sent", "cancelled"))))
+         .where(ChatSession.kind == "preview", ChatSession.state.in_(("sent", "cancelled")),
+                ChatSession.topic == ""))  # a topic's preview named no feeling: it judges none
     if until is not None:
         q = q.where(ChatSession.updated_at <= until)
     out: list[tuple[int, str, str, str]] = []

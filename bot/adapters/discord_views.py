@@ -113,7 +113,7 @@ def preview_message(preview: PreviewView, public_url: str, limit: int, text: str
 
 def post_message(post: PostView, public_url: str, limit: int) -> Message:
     msg = Message()
-    desc = f"requested by <@{post.requested_by}> · *{post.emotion}*"
+    desc = f"requested by <@{post.requested_by}> · *{post.caption}*"
     _add_cards(msg, [post.card], public_url, limit, [None], desc)
     view = discord.ui.View(timeout=None)
     view.add_item(VoteButton(True, post.post_id))

@@ -167,7 +167,7 @@ def post_message(post: PostView, ref: ImageRef) -> dict[str, Any]:
                 "type": "context",
                 "elements": [
                     {"type": "mrkdwn",
-                     "text": f"requested by <@{esc(post.requested_by)}> · _{esc(post.emotion)}_"}
+                     "text": f"requested by <@{esc(post.requested_by)}> · _{esc(post.caption)}_"}
                 ],
             },
             {

@@ -119,6 +119,7 @@ def reply_json(reply: Reply) -> dict[str, Any]:
                           "cards": [card_json(c) for c in p.cards]}
     if reply.post is not None:
         out["post"] = {"post_id": reply.post.post_id, "emotion": reply.post.emotion,
+                       "topic": reply.post.topic, "caption": reply.post.caption,
                        "requested_by": reply.post.requested_by, "card": card_json(reply.post.card)}
     if reply.poll is not None:
         out["poll"] = {"poll_id": reply.poll.poll_id, "emotion": reply.poll.emotion,

@@ -42,8 +42,14 @@ class FeedbackFlow:
                               message_ref=message_ref)
         if post is None or post.platform != actor.platform or post.workspace != actor.workspace:
             return Reply(kind="expired", text=_GONE)
-        if post.session_id and _taken_back(db, post.session_id):  # a click that raced the Undo
+        asked = sess.load_session(db, post.session_id) if post.session_id else None
+        if asked is not None and asked.state == "undone":  # a click that raced the Undo
             return Reply(kind="expired", text=_TAKEN_BACK)
+        if asked is not None and asked.topic:
+            # Its feeling label was a stand-in (the request named none): a vote says the GIF
+            # fits the topic, not that it is more of that feeling, so it teaches nothing.
+            return Reply(kind="ack", text="" if up is None else (
+                "Thanks! This GIF answered a topic, not a feeling, so votes on it are not counted."))
         try:
             outcome = record_vote(db, emotion=int(post.emotion), gif=post.gif_sha, up=up,
                                   who=self.ctx.who(actor), post_id=int(post.id),

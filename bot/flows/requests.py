@@ -122,13 +122,16 @@ class RequestFlow:
             matrix = self.ctx.ranker.matrix()
             gone = [name for name in scoped.pools if name not in matrix.pools]
             return _empty_pool_reply(_subject(reading, emotion), pool_empty=not matrix.size, gone=gone)
-        if emotion < 0:  # a topic alone: the session keeps its first GIF's clearest emotion
+        topic = ""
+        if emotion < 0:  # a topic alone: its first GIF's clearest emotion stands in, and the
+            # topic marks it so that nothing learns that feeling from it
             emotion = _clearest_emotion(self.ctx.ranker.matrix(), ranked.shas[0])
+            topic = (" ".join(reading.topic) if reading is not None else "") or "no feeling named"
         state = sess.create_session(
             db, kind="preview", platform=actor.platform, workspace=actor.workspace,
             channel=actor.channel, user_hash=self.ctx.who(actor), query=query, emotion=emotion,
             shas=ranked.shas, now=self.ctx.now(), ttl_s=self.ctx.settings.chat.preview_ttl_s,
-            query_key=key)
+            query_key=key, topic=topic)
         return _preview_reply(self.ctx, db, state, ranked.eligible, reading,
                               text=text or _ranked_note(ranked), confidence=confidence)
 
@@ -179,7 +182,7 @@ class RequestFlow:
             return Reply(kind="expired", text="That preview was already sent.")
         _record_send(self.ctx, db, actor, state, chosen, post_id)
         self.ctx.phrases.stale(actor.platform, actor.workspace)  # its words may teach now
-        return _posted_reply(self.ctx, db, actor, state.emotion, chosen, post_id)
+        return _posted_reply(self.ctx, db, actor, state.emotion, chosen, post_id, topic=state.topic)
 
     def cancel(self, db: Session, actor: Actor, session_id: str) -> Reply:
         state = self.own_open(db, actor, session_id)
@@ -248,7 +251,7 @@ def _record_send(ctx: CoreContext, db: Session, actor: Actor, state: sess.Sessio
     """The sent GIF beats every GIF skipped in the preview, in the post's transaction.
     A topic-only request named no feeling: its send says nothing about which GIF is
     more <emotion>, so it is not put in the ledger."""
-    if state.query and ctx.read(state.query).topic_only:
+    if state.topic or (state.query and ctx.read(state.query).topic_only):  # (older rows: no topic)
         return
     try:
         added = add_send(db, emotion=state.emotion, sent=chosen,
@@ -287,13 +290,13 @@ def _preview_reply(ctx: CoreContext, db: Session, state: sess.SessionState, elig
 
 
 def _posted_reply(ctx: CoreContext, db: Session, actor: Actor, emotion_index: int, chosen: str,
-                  post_id: int) -> Reply:
+                  post_id: int, topic: str = "") -> Reply:
     emotion = NAMES[emotion_index]
     card = ctx.cards(db, [chosen], emotion)
     if not card:
         return Reply(kind="error", text="That GIF is no longer available.")
     return Reply(kind="posted", post=PostView(post_id=post_id, card=card[0], emotion=emotion,
-                                              requested_by=actor.user_id))
+                                              requested_by=actor.user_id, topic=topic))
 
 
 def _cooldown_reply(wait: float) -> Reply:

@@ -136,7 +136,7 @@ function renderPost(reply, container) {
   const down = el("button", { "data-action": "down", "aria-label": "thumbs down", title: "does not fit" }, "👎 not really");
   const undo = el("button", { "data-action": "undo", title: "take this Send back" }, "Undo");
   const box = addMessage("bot post",
-    el("div", { class: "meta" }, `${post.emotion} · requested by @${post.requested_by}`
+    el("div", { class: "meta" }, `${post.caption || post.emotion} · requested by @${post.requested_by}`
                                  + (post.card.credit ? ` · ${post.card.credit}` : "")),
     gifImg(post.card), el("div", { class: "buttons" }, up, down, undo), ack);
   box.dataset.post = post.post_id;
