@@ -846,3 +846,23 @@ def test_a_sentence_reading_is_a_guess_that_keeps_its_next_feelings() -> None:
     assert not short.is_guess and switches_for(Reading(short), "fear") == ()
     word = intent_mod._answer("scared", probs, "lexicon", 0.45)
     assert not word.is_guess and switches_for(Reading(word), "fear") == ()
+
+
+def test_a_doubtful_preview_keeps_its_other_feelings_one_pick_away() -> None:
+    """A "did you mean" pick once lost the question's weaker guesses (under 10 %) and with
+    them the "Another feeling…" menu; "lol" read at 85 % with no other feeling at 10 % had
+    neither although the preview said 85 %."""
+    from bot.flows.switches import more_feelings, switches_for
+    from bot.intent import Intent
+    from bot.topics import Reading
+
+    asked = Intent(None, 0.2, [("excitement", 0.2), ("happiness", 0.05), ("relief", 0.03)],
+                   "did you mean?", "did_you_mean")
+    picked = switches_for(Reading(asked), "excitement")
+    assert picked == ("happiness", "relief")  # the other buttons of the question
+    assert len(more_feelings(Reading(asked), "excitement", picked)) == len(NAMES) - 3
+    unsure = Intent("amusement", 0.85, [("contempt", 0.04)])
+    assert switches_for(Reading(unsure), "amusement") == ()  # nothing with a real share...
+    assert len(more_feelings(Reading(unsure), "amusement", ())) == len(NAMES) - 1  # ...but the menu
+    sure = Intent("happiness", 0.95, [("pleasure", 0.03)])
+    assert switches_for(Reading(sure), "happiness") == () and more_feelings(Reading(sure), "happiness", ()) == ()

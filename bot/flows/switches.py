@@ -20,11 +20,21 @@ MAX_SWITCHES = 3
 
 def more_feelings(reading: Reading | None, shown: str, switches: tuple[str, ...]) -> tuple[str, ...]:
     """Every other feeling, for the "Another feeling…" menu: wherever the preview admits doubt
-    (it offers switches, or its reading is a guess, such as a workspace's pick for words the
-    parser could not read)."""
-    if not switches and not (reading is not None and reading.emotion and reading.intent.is_guess):
+    (it offers switches; its reading is a guess, such as a workspace's pick for words the
+    parser could not read; it says under 90 % ("lol" 85 %, with no other feeling at 10 %); or
+    it answers a "did you mean")."""
+    if not switches and not _doubted(reading):
         return ()
     return tuple(n for n in NAMES if n != shown and n not in switches)
+
+
+def _doubted(reading: Reading | None) -> bool:
+    if reading is None:
+        return False
+    intent = reading.intent
+    if intent.kind == "did_you_mean":
+        return True
+    return bool(reading.emotion) and (intent.is_guess or intent.confidence < SWITCH_SURE)
 
 
 def switches_for(reading: Reading | None, shown: str) -> tuple[str, ...]:
@@ -37,7 +47,9 @@ def switches_for(reading: Reading | None, shown: str) -> tuple[str, ...]:
     intent = reading.intent
     if intent.emotion == shown and intent.confidence >= SWITCH_SURE and not intent.is_guess:
         return ()
-    min_share = 0.0 if intent.is_guess else SWITCH_MIN_SHARE
+    # a guess offers its next ones whatever their share; so does a "did you mean" pick, whose
+    # other guesses were the buttons beside it a moment ago
+    min_share = 0.0 if intent.is_guess or intent.kind == "did_you_mean" else SWITCH_MIN_SHARE
     options = [intent.emotion] + [e for e, p in intent.alternatives if p >= min_share]
     return tuple(e for e in dict.fromkeys(options) if e in INDEX and e != shown)[:MAX_SWITCHES]
 
