@@ -244,9 +244,11 @@ class Reading:
             parts.append("topic: " + " ".join(self.topic))
         if self.topic_only:
             parts.append("no feeling named, so the best-liked ones first")
-        if self.missing:
-            parts.append("no GIFs here about " + _quote(self.missing))
-        return ("Read as " + "; ".join(parts))[:300] if parts else ""
+        line = "Read as " + "; ".join(parts) if parts else ""
+        if self.missing:  # not a reading: what the pool lacks ("Read as no GIFs..." read oddly)
+            lacking = "no GIFs here about " + _quote(self.missing)
+            line = f"{line}; {lacking}" if line else lacking[0].upper() + lacking[1:]
+        return line[:300]
 
 
 def _quote(words: tuple[str, ...]) -> str:

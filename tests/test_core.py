@@ -183,6 +183,17 @@ async def test_cooldown_limits_requests_not_votes(sqlite_settings, sqlite_engine
     assert len([c for c in env.comparisons() if c.source == "vote"]) == 1
     env.now[0] += 3.0
     assert (await env.core.request(alice, "sad")).kind == "preview"
+    pasted = await env.core.request(bob, "/gif-admin hide last")  # once a "-admin hide last" GIF
+    assert pasted.kind != "preview" and "/gif-admin" in (pasted.text or ""), pasted
+    # a question is a request too: rate-limited when asked, and its answer opens at once
+    carol = env.actor("carol")
+    assert (await env.core.request(carol, "happy")).kind == "preview"
+    assert (await env.core.request(carol, "welp")).kind == "cooldown"  # no free questions
+    env.now[0] += 3.0
+    asked = await env.core.request(carol, "welp")
+    assert asked.kind == "did_you_mean"
+    picked = await env.core.choose(carol, asked.ask_id, asked.choices[0])
+    assert picked.kind == "preview"  # the question took the token, not the pick
 
 
 @pytest.mark.parametrize(("text", "kind"), [

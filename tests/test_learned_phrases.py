@@ -90,6 +90,22 @@ async def test_unsure_words_are_read_the_way_most_people_here_sent_them(settings
     assert (await env.core.request(other, "ugh")).preview.emotion == "anger"  # never across workspaces
 
 
+async def test_a_shuffle_keeps_the_reading_its_preview_opened_with(env: Env) -> None:
+    """Others sending the same words as another feeling while a preview is open once made its
+    Shuffle say "Read as feeling: contempt (how 2 of 2 people...); you picked anger": nobody
+    picked anything, the person only shuffled."""
+    opened = await env.core.request(env.actor("zoe"), "ugh")
+    assert opened.preview.emotion == "anger" and "picked" not in opened.preview.interpretation
+    for who in ("alice", "bob"):
+        await _pick_and_send(env, who, "ugh", "contempt")
+    again = await env.core.shuffle(env.actor("zoe"), opened.preview.session_id)
+    assert again.kind == "preview" and again.preview.emotion == "anger"
+    assert "picked" not in again.preview.interpretation, again.preview.interpretation
+    switched = await env.core.switch(env.actor("zoe"), again.preview.session_id, "disgust")
+    shuffled = await env.core.shuffle(env.actor("zoe"), switched.preview.session_id)
+    assert "you picked disgust" in shuffled.preview.interpretation  # a real pick still says so
+
+
 async def test_a_sure_reading_is_not_overruled_and_a_tie_changes_nothing(env: Env) -> None:
     for who in ("alice", "bob", "cy"):
         await _pick_and_send(env, who, "happy", "sadness")  # a prank: "happy" is 95 % sure

@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from bot.core import BotCore
 from bot.events import Actor
 from bot.intent import IntentParser
-from bot.topics import TopicIndex, gif_words, read_request, stem
+from bot.topics import Reading, TopicIndex, gif_words, read_request, stem
 from scorer.emotions import INDEX
 from scorer.store import ChatSession, Comparison, Gif, session_scope
 
@@ -234,3 +234,14 @@ async def test_a_topic_alone_teaches_no_feeling_and_a_learned_feeling_keeps_its_
     assert r.preview.emotion == "contempt" and r.preview.topic == "cats"
     assert r.preview.cards[0].sha256 in env.shas(CATS)
     assert "people here" in r.preview.interpretation and "topic: cats" in r.preview.interpretation
+
+
+def test_a_pool_lacking_the_words_is_said_plainly_not_read_as() -> None:
+    """A "did you mean" pick for words no GIF has once said "Read as no GIFs here about
+    “printer”; you picked surprise"."""
+    from bot.intent import Intent
+
+    asked = Reading(Intent(None, 0.3, [("amusement", 0.3)], "did you mean?", "did_you_mean"), missing=("printer",))
+    assert asked.describe() == "No GIFs here about “printer”"
+    felt = Reading(Intent("happiness", 0.95), missing=("unicorn",))
+    assert felt.describe() == "Read as feeling: happiness (95%); no GIFs here about “unicorn”"

@@ -49,7 +49,7 @@ log = logging.getLogger("moodgif.bot.core")
 BUSY_TEXT = "I'm busy for a moment (the database is locked by another job). Please try again."
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 _SPACES = re.compile(r"\s+")
-_LEADING_COMMAND = re.compile(r"^/?gif\b\s*", re.IGNORECASE)
+_LEADING_COMMAND = re.compile(r"^/?gif(?=\s|$)\s*", re.IGNORECASE)  # not "/gif-admin"
 
 # What a request or shuffle reads first, in one statement (on PostgreSQL one round trip, not
 # two): the channel's scoped settings rows (part "s") and the GIFs posted in it recently

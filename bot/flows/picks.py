@@ -44,10 +44,7 @@ class PickFlow:
         state = self.requests.own_open(db, actor, ask_id, kind="ask")
         if isinstance(state, Reply):
             return self.requests.request(db, actor, emotion) if state.kind == "expired" else state
-        scoped, recent = self.ctx.scoped_and_recent(db, actor)
-        wait = self.requests.wait_reply(actor, scoped)
-        if wait is not None:
-            return wait
+        scoped, recent = self.ctx.scoped_and_recent(db, actor)  # the question took the cooldown token
         sess.close_session(db, state.id, "answered", self.ctx.now())
         reading = self.ctx.read_here(db, actor, state.query, scoped)
         return self.requests.open_preview(db, actor, state.query, INDEX[emotion], scoped,

@@ -64,12 +64,16 @@ class RequestFlow:
         scoped, recent = self.ctx.scoped_and_recent(db, actor)
         reading = self.ctx.read_here(db, actor, query, scoped)
         unmatched = _unmatched_reply(actor.platform, query, reading)
-        if unmatched is not None:
-            return self._ask(db, actor, query, unmatched) if _asks_about(query, reading, unmatched) else unmatched
-        metric("REQUESTS", actor.platform, reading.intent.emotion or "topic")
+        if unmatched is not None and not _asks_about(query, reading, unmatched):
+            return unmatched  # help, or nothing read: never rate-limited
+        # A question ("did you mean") is a request too: it takes the cooldown token, and the
+        # pick that answers it opens its preview without taking another (bot.flows.picks).
         wait = self.wait_reply(actor, scoped)
         if wait is not None:
             return wait
+        if unmatched is not None:
+            return self._ask(db, actor, query, unmatched)
+        metric("REQUESTS", actor.platform, reading.intent.emotion or "topic")
         reply = self._open_for_reading(db, actor, query, reading, scoped, recent)
         metric("SUGGEST_LATENCY", value=time.perf_counter() - started)
         return reply
@@ -159,6 +163,12 @@ class RequestFlow:
             return state
         scoped, recent = self.ctx.scoped_and_recent(db, actor)
         reading = self.ctx.read_here(db, actor, state.query, scoped) if state.query else None
+        if reading is not None and reading.emotion not in (None, NAMES[state.emotion]):
+            plain = self.ctx.read(state.query)
+            if plain.emotion == NAMES[state.emotion]:
+                # the workspace's reading of these words moved since this preview opened (others
+                # sent them as another feeling): a Shuffle is no pick, so it must not say one
+                reading = plain
         ranked = self.rank(scoped, state.emotion, int(scoped.preview_count),
                            recent=recent, exclude=state.shown, reading=reading)
         if not ranked.shas:
