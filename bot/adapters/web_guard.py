@@ -168,7 +168,10 @@ class Access:
             host_port = int(tail.rsplit(":", 1)[1]) if ":" in tail else None
         except ValueError:
             host_port = -1
-        if origin_host != host_name or (host_port is not None and host_port != origin_port):
+        # A Host without a port was sent to a default port: 80, or 443 through a TLS proxy (the
+        # server cannot tell which); an Origin on any other port of the same host is another site.
+        ports = {host_port} if host_port is not None else {80, 443}
+        if origin_host != host_name or origin_port not in ports:
             # Behind a TLS-terminating proxy the public URL is the origin: allow it exactly.
             public = self.settings.http.public_url.strip().rstrip("/")
             if not public or origin.rstrip("/").lower() != public.lower():

@@ -213,3 +213,23 @@ async def test_bad_inputs_are_400_not_500(core_private) -> None:  # type: ignore
 
     reply = await core.vote(Actor("slack", "T1", "C1", "U1"), post_id=10**30, up=True)
     assert reply.kind == "expired"
+
+
+@pytest.mark.parametrize(("host", "origin", "ok"), [
+    ("127.0.0.1:8080", "http://127.0.0.1:8080", True),
+    ("127.0.0.1:8080", "http://127.0.0.1:8000", False),
+    ("moodgif.example", "https://moodgif.example", True),  # 443 through a TLS proxy
+    ("moodgif.example", "http://moodgif.example", True),
+    # a Host with no port was sent to a default port: another app on :8000 of the same host
+    # is another site (it was accepted)
+    ("localhost", "http://localhost:8000", False),
+    ("moodgif.example", "https://moodgif.example:8443", False),
+    ("moodgif.example", "https://evil.example", False),
+])
+def test_same_origin_compares_ports_even_when_the_host_names_none(sqlite_settings, host, origin, ok) -> None:  # type: ignore[no-untyped-def]
+    from aiohttp.test_utils import make_mocked_request
+
+    from bot.adapters.web_guard import Access
+
+    request = make_mocked_request("POST", "/admin/pools", headers={"Host": host, "Origin": origin})
+    assert (Access(sqlite_settings).same_origin(request) is None) == ok
