@@ -205,6 +205,8 @@ def guard(access: Access) -> Callable:
                          ) -> web.StreamResponse:
         if request.path.startswith(PUBLIC_PREFIXES):
             return await handler(request)
+        if getattr(request.match_info, "http_exception", None) is not None:
+            return await handler(request)  # no such route or method: its 404/405, nothing to guard
         if not access.host_ok(request):
             raise web.HTTPMisdirectedRequest(
                 text="This server does not answer to that Host name (add it to MOODGIF_ALLOWED_HOSTS).\n")

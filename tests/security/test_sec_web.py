@@ -105,6 +105,11 @@ async def test_no_page_may_be_framed_by_another_site(core_private) -> None:  # t
                 assert "frame-ancestors 'none'" in r.headers.get("Content-Security-Policy", ""), path
         async with http.get(url + "/", headers={"Host": "evil.example"}) as r:  # refusals too
             assert r.status == 421 and r.headers.get("X-Frame-Options") == "DENY"
+        # a wrong method is a 405, not a "missing CSRF token" 403 (the guard has nothing to guard)
+        pools = _pools(engine)
+        async with http.put(url + "/admin/pools", data={"name": "x", "source": "giphy:cat"}) as r:
+            assert r.status == 405
+        assert _pools(engine) == pools
 
 
 @pytest.mark.parametrize("host", ["evil.example", "evil.example:80", "127.0.0.1.nip.io", "[::2]"])
