@@ -175,7 +175,7 @@ def _read_manifest_rows(path: Path) -> Iterator[tuple[str, dict | None, str | No
             reader = csv.DictReader(fh)
             fields = {(f or "").strip().lower() for f in reader.fieldnames or []}
             if not fields & {"path", "file", "url"}:
-                raise PoolError(f"{path}: a manifest needs a 'path' or 'url' column")
+                raise PoolError(f"{path}: a manifest needs a 'path' (or 'file') or 'url' column")
             for n, row in enumerate(reader, start=2):
                 yield f"row {n}", row, None
         return

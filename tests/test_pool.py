@@ -215,7 +215,7 @@ def test_bad_sources(settings: Settings, engine, tmp_path: Path) -> None:  # typ
             ingest(settings, engine, reserved, tmp_path)
     m = tmp_path / "m.csv"
     m.write_text("title\nx\n")
-    with pytest.raises(PoolError, match="'path' or 'url' column"):
+    with pytest.raises(PoolError, match=r"'path' \(or 'file'\) or 'url' column"):
         ingest(settings, engine, "p", m)
 
 
