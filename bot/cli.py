@@ -103,8 +103,8 @@ def _database_failure(exc: BaseException, settings: Any) -> tuple[str, int] | No
 
         url = getattr(settings, "db_url", "")
         where = make_url(url).render_as_string(hide_password=True) if url else "the database"
-        first = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return f"cannot reach {where} (MOODGIF_DATABASE_URL): {first}", 1
+        said = str(getattr(exc, "orig", None) or exc).strip()
+        return f"cannot reach {where} (MOODGIF_DATABASE_URL): {said.splitlines()[0] if said else type(exc).__name__}", 1
     return None
 
 
@@ -135,21 +135,10 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
 
 def main() -> None:
+    from bot.sigterm import unwind_on_sigterm
+
     unwind_on_sigterm()
     cli(prog_name="moodgif")
-
-
-def unwind_on_sigterm() -> None:
-    """systemd and `docker stop` end a process with SIGTERM, which by default kills it where it
-    stands: raised as SystemExit instead, it unwinds like Ctrl-C, so work half done cleans up
-    after itself (a pool add that added nothing removes its new pool). `serve` and the retrain
-    worker put their own graceful stop in its place while they run."""
-    import signal
-
-    def stop(signum: int, _frame: Any) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, stop)
 
 
 if __name__ == "__main__":

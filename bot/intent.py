@@ -52,6 +52,7 @@ from bot.intent_reader import (  # noqa: F401  (typo_cost and the constants: bot
     SENTENCE_TYPO_WEIGHT,
     SENTENCE_WORDS,
     WEAK_WEIGHT,
+    Lexicon,
     LexiconReader,
     is_content,
     typo_cost,
@@ -482,6 +483,35 @@ def _answer_without_reading(raw: str, cleaned: str) -> Intent | None:
     return None
 
 
+def other_language(reader: LexiconReader, cleaned: str) -> bool:
+    """A request in another language written in Latin letters ("je suis très heureux"):
+    the sentence model would only guess at it. Feeling words and emoji still read."""
+    words = re.findall(r"[^\W\d_]{2,}", cleaned.casefold())
+    if len(words) < 3:
+        return False
+    if any(w in reader.lex.words for w in words):  # "lol", "ugh": read them
+        return False
+    known = bank_vocabulary()
+    if sum(w in known or w in STOPWORDS for w in words) > OTHER_LANGUAGE_SHARE * len(words):
+        return False
+    # an emoji still says it; a word one typo from a feeling word does not ("suis": "sus")
+    return not any(h.start < 0 for h in reader.hits(cleaned)[0])
+
+
+def one_word_repeated(lex: Lexicon, cleaned: str) -> str:
+    """One word said over and over ("cat cat cat cat", "word word word") means that word
+    once: as a sentence the model would read a situation into it. A repetition the
+    lexicon knows as a phrase ("no no no") stays that phrase."""
+    words = cleaned.casefold().split()
+    if len(words) < 3 or len(set(words)) > 1:
+        return cleaned
+    for n in range(min(len(words), lex.max_phrase), 1, -1):
+        phrase = " ".join(words[:n])
+        if phrase in lex.words:
+            return phrase
+    return words[0]
+
+
 def _answer(cleaned: str, probs: list[float], path: str, threshold: float) -> Intent:
     """A match at `threshold` or above; below it "did you mean" with the top choices, or
     "unknown" when nothing was read or the sentence model alone is barely sure."""
@@ -621,38 +651,11 @@ class IntentParser:
         unread = _answer_without_reading(raw, cleaned)
         if unread is not None:
             return unread
-        if self._other_language(cleaned):
+        if other_language(self.reader, cleaned):
             return Intent(None, 0.0, [], _ENGLISH_ONLY, "unknown")
-        cleaned = self._one_word_repeated(cleaned)
+        cleaned = one_word_repeated(self.lex, cleaned)
         probs, path = self._distribution(cleaned)
         return _answer(cleaned, probs, path, self.threshold)
-
-    def _other_language(self, cleaned: str) -> bool:
-        """A request in another language written in Latin letters ("je suis très heureux"):
-        the sentence model would only guess at it. Feeling words and emoji still read."""
-        words = re.findall(r"[^\W\d_]{2,}", cleaned.casefold())
-        if len(words) < 3:
-            return False
-        if any(w in self.lex.words for w in words):  # "lol", "ugh": read them
-            return False
-        known = bank_vocabulary()
-        if sum(w in known or w in STOPWORDS for w in words) > OTHER_LANGUAGE_SHARE * len(words):
-            return False
-        # an emoji still says it; a word one typo from a feeling word does not ("suis": "sus")
-        return not any(h.start < 0 for h in self.reader.hits(cleaned)[0])
-
-    def _one_word_repeated(self, cleaned: str) -> str:
-        """One word said over and over ("cat cat cat cat", "word word word") means that word
-        once: as a sentence the model would read a situation into it. A repetition the
-        lexicon knows as a phrase ("no no no") stays that phrase."""
-        words = cleaned.casefold().split()
-        if len(words) < 3 or len(set(words)) > 1:
-            return cleaned
-        for n in range(min(len(words), self.lex.max_phrase), 1, -1):
-            phrase = " ".join(words[:n])
-            if phrase in self.lex.words:
-                return phrase
-        return words[0]
 
     def _distribution(self, cleaned: str) -> tuple[list[float], str]:
         probs, path, coverage, n_content = self._lexicon_distribution(cleaned, with_coverage=True)

@@ -66,7 +66,7 @@ def make_scheduler(settings: Settings) -> Any:
 
 
 def main() -> int:
-    from bot.cli import unwind_on_sigterm
+    from bot.sigterm import unwind_on_sigterm
 
     unwind_on_sigterm()  # a stopped bot's queued pool add must not leave an empty pool behind
     settings: Settings = pickle.loads(sys.stdin.buffer.read())

@@ -390,7 +390,7 @@ class BackgroundBuild:
                 self._running.discard(self.files.folder)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _arguments() -> Any:
     import argparse
 
     ap = argparse.ArgumentParser(
@@ -407,6 +407,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=Recipe.lr, help="the encoder's learning rate (a candidate, with --out)")
     ap.add_argument("--out", type=Path, help="build a candidate into this folder, not the cache "
                     "(benchmarks/bench_candidates.py scores it)")
+    return ap
+
+
+def _progress(quiet: bool) -> Callable[[int, int, float], None]:
+    """A progress line at most every 10 s, and the last step's."""
+    t0, last = time.monotonic(), [0.0]
+
+    def report(step: int, steps: int, loss: float) -> None:
+        now = time.monotonic()
+        if not quiet and (now - last[0] > 10 or step == steps):
+            last[0] = now
+            print(f"  fine-tuning the sentence model: step {step}/{steps}, loss {loss:.3f}, "
+                  f"{now - t0:.0f} s", flush=True)
+
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = _arguments()
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -422,22 +441,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tuned sentence model already built: {files.folder}")
         return 0
     t0 = time.monotonic()
-    last = [0.0]
-
-    def report(step: int, steps: int, loss: float) -> None:
-        now = time.monotonic()
-        if not args.quiet and (now - last[0] > 10 or step == steps):
-            last[0] = now
-            print(f"  fine-tuning the sentence model: step {step}/{steps}, loss {loss:.3f}, "
-                  f"{now - t0:.0f} s", flush=True)
-
     if not args.quiet:
         print(f"==> fine-tuning the sentence model on {len(texts)} bank lines and {len(none)} "
               f"no-feeling lines "
               f"(about 14 min of CPU on two cores, once per bank)", flush=True)
     from dataclasses import replace
 
-    fine_tune(texts, owner, files, replace(recipe, threads=args.threads), progress=report,
+    fine_tune(texts, owner, files, replace(recipe, threads=args.threads), progress=_progress(args.quiet),
               no_feeling=none)
     print(f"tuned sentence model: {files.folder} ({time.monotonic() - t0:.0f} s)")
     return 0

@@ -80,14 +80,19 @@ def _wrong(path: Path) -> str:
             "MOODGIF_USER_HASH_SALT to the secret the other hosts use")
 
 
+def _ledger_marks(engine: Engine) -> tuple[str | None, str | None]:
+    """(the ledger's salt fingerprint, a legacy salt still in the database), either None."""
+    with session_scope(engine) as s:
+        check, legacy = s.get(Meta, CHECK_KEY), s.get(Meta, LEGACY_KEY)
+        return (check.value if check else None), (legacy.value if legacy else None)
+
+
 def salt_problem(engine: Engine, settings: Settings) -> str:
     """Why `load_salt` would refuse this host, without writing anything ("" when it would
     not): `moodgif restore` says it at once, since a backup never carries the salt."""
     if settings.chat.user_hash_salt:
         return ""
-    with session_scope(engine) as s:
-        check, legacy = s.get(Meta, CHECK_KEY), s.get(Meta, LEGACY_KEY)
-        check_value, legacy_value = (check.value if check else None), (legacy.value if legacy else None)
+    check_value, legacy_value = _ledger_marks(engine)
     path = salt_file(settings)
     salt = _read(path) or legacy_value
     if check_value is None:
@@ -102,11 +107,7 @@ def load_salt(engine: Engine, settings: Settings) -> str:
     if settings.chat.user_hash_salt:  # an explicit secret (several hosts, simulations) wins
         return settings.chat.user_hash_salt
     path = salt_file(settings)
-    with session_scope(engine) as s:
-        legacy = s.get(Meta, LEGACY_KEY)
-        check = s.get(Meta, CHECK_KEY)
-        legacy_value = legacy.value if legacy else None
-        check_value = check.value if check else None
+    check_value, legacy_value = _ledger_marks(engine)
     salt = _read(path)
     if salt is None and legacy_value is not None:
         salt = _create(path, legacy_value)  # migrate: the old hashes keep matching

@@ -300,25 +300,25 @@ def test_other_languages_in_latin_letters_get_the_english_only_answer(lex: Inten
     for text in ("Lorem ipsum dolor sit amet, consectetur adipiscing elit",
                  "lorem ipsum dolor sit amet, sed do eiusmod tempor incididunt ut labore et dolore"):
         assert "English" in (lex.parse(text).reason or ""), text
-    assert not lex._other_language(intent_mod._clean("the marketing email went out with lorem ipsum in it"))
+    assert not intent_mod.other_language(lex.reader, intent_mod._clean("the marketing email went out with lorem ipsum in it"))
     assert lex.parse("je suis très heureux 😂").emotion == "amusement"  # the emoji still says it
     assert lex.parse("je suis très heureux lol").emotion == "amusement"
     # never an English line: every line of the evaluation and paraphrase sets reads as before
     data = Path(__file__).parent / "data"
     lines = [row[0] for f in [*data.glob("intent_*.csv"), *data.glob("phrase_paraphrases*.csv")]
              for row in csv.reader(f.open(encoding="utf-8"))][1:]
-    flagged = [t for t in lines if lex._other_language(intent_mod._clean(t))]
+    flagged = [t for t in lines if intent_mod.other_language(lex.reader, intent_mod._clean(t))]
     assert len(lines) > 5000 and flagged == [], flagged[:5]
 
 
 def test_one_word_said_over_and_over_reads_as_that_word(lex: IntentParser) -> None:
     # as a sentence the model would read a situation into "cat cat cat cat" (amusement 0.98)
-    assert lex._one_word_repeated("cat cat cat cat cat") == "cat"
-    assert lex._one_word_repeated("Word word WORD word") == "word"
-    assert lex._one_word_repeated("no no no no no") == "no no no"  # a phrase the lexicon knows
-    assert lex._one_word_repeated("nope nope nope nope") == "nope nope"
+    assert intent_mod.one_word_repeated(lex.lex, "cat cat cat cat cat") == "cat"
+    assert intent_mod.one_word_repeated(lex.lex, "Word word WORD word") == "word"
+    assert intent_mod.one_word_repeated(lex.lex, "no no no no no") == "no no no"  # a phrase the lexicon knows
+    assert intent_mod.one_word_repeated(lex.lex, "nope nope nope nope") == "nope nope"
     for kept in ("happy cat", "so so happy", "cat cat dog cat"):
-        assert lex._one_word_repeated(kept) == kept
+        assert intent_mod.one_word_repeated(lex.lex, kept) == kept
     assert lex.parse("yes yes yes yes").emotion == lex.parse("yes").emotion == "excitement"
     assert lex.parse("no no no no no").emotion == lex.parse("no no no").emotion
 

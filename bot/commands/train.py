@@ -205,6 +205,7 @@ def _run_schedule(settings: Settings) -> None:
     import threading
 
     from bot.flows.jobs import drain
+    from bot.home_lock import HomeBusy, home_lock
     from training.retrain import make_scheduler
 
     engine = _engine(settings)
@@ -216,8 +217,6 @@ def _run_schedule(settings: Settings) -> None:
     # child died): this worker runs them too, as the bot's own scheduled child does.
     sched.add_job(drain, "interval", args=[settings, engine], minutes=1, id="moodgif-admin-jobs",
                   name="moodgif admin jobs", max_instances=1, coalesce=True)
-    from bot.home_lock import HomeBusy, home_lock
-
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -130,8 +130,8 @@ class JobQueue:
             deadline = time.monotonic() + JOB_TIMEOUT_S
             next_lease_check = time.monotonic()
             while True:  # another worker (another host, the scheduler's) may hold it
-                if worker.done() and worker.exception() is not None:
-                    raise worker.exception()  # type: ignore[misc]
+                if worker.done() and (failed := worker.exception()) is not None:
+                    raise failed
                 job.state, job.detail = await asyncio.to_thread(job_state, self.ctx.engine, job.id)
                 if job.state == "queued" and worker.done():
                     worker = self._ensure_worker()

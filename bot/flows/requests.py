@@ -261,7 +261,7 @@ def _record_send(ctx: CoreContext, db: Session, actor: Actor, state: sess.Sessio
     """The sent GIF beats every GIF skipped in the preview, in the post's transaction.
     A topic-only request named no feeling: its send says nothing about which GIF is
     more <emotion>, so it is not put in the ledger."""
-    if state.topic or (state.query and ctx.read(state.query).topic_only):  # (older rows: no topic)
+    if state.topic:
         return
     try:
         added = add_send(db, emotion=state.emotion, sent=chosen,

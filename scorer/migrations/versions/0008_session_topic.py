@@ -2,7 +2,8 @@
 
 Its `emotion` is only the first GIF's clearest, so the Send, the retrain's judgements and
 votes on its post must not teach that feeling. Sessions from before this revision keep an
-empty topic (their Sends were already kept out of the ledger by re-reading their words).
+empty topic: closed ones have taught what they taught, and an open one is at most
+MOODGIF_PREVIEW_TTL_S (15 min) from expiring.
 
 Revision ID: 0008_session_topic
 Revises: 0007_phrase_key
