@@ -188,6 +188,10 @@ def _announce(settings: Settings, runner: web.AppRunner, mounted: list[str],
     bound = runner.addresses[0][1] if runner.addresses else None  # port 0 = any free port
     url = playground_url(settings, bound)
     log.info("serving %s on %s", ", ".join(mounted), url)
+    if settings.http.host in ("0.0.0.0", "", "::"):
+        # The URL above is this machine's own; others reach it through this host's address.
+        log.info("listening on every interface (%s, port %s): other machines use this "
+                 "host's address", settings.http.host or "0.0.0.0", bound or settings.http.port)
     if on_ready is not None:
         on_ready(url)
     return url

@@ -305,6 +305,8 @@ def test_suggest_cli(sqlite_settings, sqlite_engine) -> None:
     assert both["emotion"] == "happiness" and both["topic"] == ["cats"]
     missing = runner.invoke(cli, ["suggest", "happy", "unicorn"], env=env).stdout
     assert missing.startswith("happiness (confidence") and "No unicorn GIFs in this pool; here's happiness." in missing
+    missing_json = json.loads(runner.invoke(cli, ["suggest", "happy", "unicorn", "--json"], env=env).stdout)
+    assert missing_json["topic_missing"] == ["unicorn"] and missing_json["note"] == "No unicorn GIFs in this pool; here's happiness"
 
 
 def test_background_ranker_keeps_serving_while_it_rebuilds(settings, engine, pool) -> None:

@@ -65,13 +65,17 @@ def suggest_cmd(settings: Settings, text: tuple[str, ...], k: int, as_json: bool
     from bot.topics import missing_note
 
     gifs = _suggested_gifs(settings, core, got)
-    # What a preview adds ("No unicorn GIFs in this pool; here's happiness.") and the ranking's note
+    # What a preview adds ("No unicorn GIFs in this pool; here's happiness."), unless the
+    # ranking's own note says more (an empty pool has no GIFs about anything)
     notes = [n for n in (missing_note(got.reading), got.ranked.note) if n]
+    if not gifs and got.ranked.note:
+        notes = [got.ranked.note]
     if as_json:
         intent = got.reading.intent
         click.echo(json.dumps({"query": got.query, "emotion": intent.emotion,
                                "confidence": round(intent.confidence, 3), "topic": list(got.reading.topic),
-                               "note": "; ".join(notes) or None, "gifs": gifs}, ensure_ascii=False))
+                               "topic_missing": list(got.reading.missing),
+                               "note": "; ".join(n.rstrip(".") for n in notes) or None, "gifs": gifs}, ensure_ascii=False))
     else:
         _print_ranked(got, gifs, notes)
 

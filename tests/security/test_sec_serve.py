@@ -95,6 +95,23 @@ def test_ipv6_wildcard_prints_a_url_that_reaches_it() -> None:
     assert playground_url(load_settings(env={}, http__host="0.0.0.0"), 9) == "http://127.0.0.1:9/"
 
 
+def test_a_wildcard_bind_says_other_machines_use_this_hosts_address(caplog) -> None:  # type: ignore[no-untyped-def]
+    import logging
+    from types import SimpleNamespace
+
+    from bot.serve import _announce
+
+    runner = SimpleNamespace(addresses=[("0.0.0.0", 8123)])
+    with caplog.at_level(logging.INFO, logger="moodgif"):
+        url = _announce(load_settings(env={}, http__host="0.0.0.0"), runner, ["playground"], None)  # type: ignore[arg-type]
+    assert url == "http://127.0.0.1:8123/"
+    assert "every interface (0.0.0.0, port 8123)" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="moodgif"):
+        _announce(load_settings(env={}, http__host="127.0.0.1"), runner, ["playground"], None)  # type: ignore[arg-type]
+    assert "serving playground" in caplog.text and "every interface" not in caplog.text
+
+
 async def test_slow_request_headers_are_cut_off(sqlite_settings, sqlite_engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import asyncio
 
