@@ -53,8 +53,11 @@ from scorer.settings import Settings
 log = logging.getLogger("moodgif.bot.core")
 
 # What an adapter gives `send_and_publish`: post this publicly, return the platform's id of
-# the message (None: it could not be posted; the adapter has told the user why).
+# the message. None: the platform refused it and the adapter has told the user why; an
+# exception: it could not be posted either, and the core says so. Either way the Send is
+# taken back and the preview stays open.
 Publish = Callable[[PostView], Awaitable[str | None]]
+NOT_POSTED_TEXT = "I couldn't post that GIF just now, so nothing was sent: try Send again in a moment."
 
 
 class BotCore:
@@ -192,9 +195,17 @@ class BotCore:
         reply = await self.send(actor, session_id, sha)
         if reply.kind != "posted" or reply.post is None:
             return Published(reply)
-        ref = await publish(reply.post)
-        if ref is not None:
-            await self.attach_message(reply.post.post_id, ref)
+        post_id = reply.post.post_id
+        try:
+            ref = await publish(reply.post)
+        except Exception:  # an outage, a permission the platform refused: nothing was sent
+            log.exception("posting a sent GIF failed; the Send is taken back")
+            await self.ctx.for_user(self.requests.unsend, actor, post_id)
+            return Published(Reply(kind="error", text=NOT_POSTED_TEXT))
+        if ref is None:
+            await self.ctx.for_user(self.requests.unsend, actor, post_id)
+            return Published(Reply(kind="not_posted"))
+        await self.attach_message(post_id, ref)
         return Published(reply, ref)
 
     async def undo(self, actor: Actor, post_id: int) -> Reply:

@@ -18,6 +18,7 @@ ReplyKind = Literal[
     "help",  # empty request: the 17 emotions
     "did_you_mean",  # low confidence: choices to click
     "posted",  # Send: the adapter now posts `post` publicly
+    "not_posted",  # the platform refused that post (the adapter said why): nothing was sent
     "cancelled",  # Cancel: remove the preview
     "undone",  # Undo after a Send: the adapter deletes the public post (`message_ref`)
     "poll",  # "which is more X?"
@@ -158,6 +159,7 @@ DEFAULT_TEXT: dict[str, str] = {
     "exhausted": "That's every GIF I have for this one. Try another word.",
     "empty_pool": "I have no GIFs for that here yet.",
     "error": "Sorry, I couldn't do that.",
+    "not_posted": "That GIF could not be posted here, so nothing was sent.",
     "ack": "Thanks!",
 }
 

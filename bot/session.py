@@ -255,6 +255,27 @@ def take_back_send(db: Db, post_id: int, session_id: str | None, now: dt.datetim
         return int(res.rowcount or 0)
 
 
+def unpost_send(db: Db, post_id: int) -> bool:
+    """A Send the platform refused to post (the bot is not in the channel, an outage): it
+    never happened. Its comparisons, post and impression go, and its preview is open again,
+    so the person can Send once the bot may post (a vote or the learned words never see it).
+    Returns whether the post was there to take back."""
+    with unit_of_work(db) as s:
+        post = s.get(Post, post_id)
+        if post is None:
+            return False
+        s.execute(delete(Comparison).where(Comparison.post_id == post_id))
+        s.execute(delete(Impression).where(
+            Impression.platform == post.platform, Impression.workspace == post.workspace,
+            Impression.channel == post.channel, Impression.gif_sha == post.gif_sha,
+            Impression.shown_at == post.created_at))
+        if post.session_id:
+            s.execute(update(ChatSession).where(ChatSession.id == post.session_id, ChatSession.state == "sent")
+                      .values(state="open"))
+        s.delete(post)
+        return True
+
+
 def attach_message(db: Db, post_id: int, message_ref: str) -> bool:
     with unit_of_work(db) as s:
         res = s.execute(update(Post).where(Post.id == post_id).values(message_ref=message_ref[:100]))

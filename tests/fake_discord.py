@@ -67,6 +67,7 @@ class FakeDiscord:
         # interaction id -> the `interaction_metadata` Discord puts on its response message
         self.interactions: dict[int, dict[str, Any]] = {}
         self.refuse_channel_messages = False  # answer the bot's own posts 403 (no Send Messages)
+        self.failing_followups = 0  # answer this many public follow-ups 500 (an outage)
         self.adapter = FakeWebhookAdapter(self)
 
     def next_id(self) -> int:
@@ -161,6 +162,10 @@ class FakeWebhookAdapter(AsyncWebhookAdapter):
                 return msg
             return original
         if method == "POST" and path == "/webhooks/{webhook_id}/{webhook_token}":
+            if fake.failing_followups and not body.get("flags", 0) & 64:
+                fake.failing_followups -= 1
+                fake.calls.append(Call("followup_failed", body, names, token))
+                raise discord.HTTPException(_Response(500, "Internal Server Error"), {"code": 0, "message": "outage"})
             msg = fake.message(body, names)
             fake.calls.append(Call("followup", body, names, token, int(msg["id"])))
             return msg

@@ -450,3 +450,20 @@ async def test_the_sender_can_undo_a_send_and_the_post_is_deleted(stack: Stack) 
     assert "Taken back" in fake.calls[-1].payload["content"] and sources(engine)["send"] == 0
     await d.click(note, undo_id, user=ALICE)  # twice: nothing more to take back
     assert "already taken back" in fake.calls[-1].payload["content"]
+
+
+async def test_a_send_discord_failed_to_post_is_taken_back_and_can_be_sent_again(stack: Stack) -> None:
+    d, fake, engine = stack.d, stack.fake, stack.engine
+    token = await d.slash("gif", words("happy"), user=ALICE)
+    click = await d.click(fake.originals[token], buttons(fake.calls[-1].payload)[1], user=ALICE)  # shuffle
+    send_id = buttons(fake.calls[-1].payload)[0]
+    fake.failing_followups = 1
+    await d.click(fake.originals[click], send_id, user=ALICE)
+    assert fake.calls_of("followup_failed") and not fake.calls_of("edit_original")[2:]
+    note = fake.calls[-1]  # said privately; the preview is left as it was
+    assert note.kind == "followup" and note.payload["flags"] & EPHEMERAL
+    assert "nothing was sent" in note.payload["content"]
+    assert posts(engine) == [] and sources(engine)["send"] == 0
+    await d.click(fake.originals[click], send_id, user=ALICE)  # the outage is over
+    (post,) = [c for c in fake.calls_of("followup") if not c.payload.get("flags", 0) & EPHEMERAL]
+    assert posts(engine)[0][2] == str(post.message_id) and sources(engine)["send"] == 1

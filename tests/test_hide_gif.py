@@ -77,3 +77,27 @@ async def test_a_poll_never_shows_a_hidden_gif(sqlite_settings, sqlite_engine) -
         assert poll is not None and poll.poll is not None  # asked about the GIFs left
         shown += [poll.poll.left.sha256, poll.poll.right.sha256]
     assert not set(shown) & hidden
+
+
+async def test_a_gif_hidden_or_rated_out_while_its_preview_is_open_is_not_sent(env: Env) -> None:
+    from sqlalchemy import update
+
+    from scorer.store import Gif, session_scope
+
+    alice, ada = env.actor("alice"), env.actor("ada", admin=True)
+    r = await env.core.request(alice, "happy")
+    shown = r.preview.cards[0].sha256
+    await env.core.admin(ada, "hide", [shown[:16]])
+    refused = await env.core.send(alice, r.preview.session_id)
+    assert refused.kind == "error" and "Shuffle for another" in refused.text
+    after = await env.core.shuffle(alice, r.preview.session_id)  # the preview is still open
+    assert after.kind == "preview" and after.preview.cards[0].sha256 != shown
+    assert (await env.core.send(alice, r.preview.session_id)).kind == "posted"
+
+    r = await env.core.request(env.actor("bob"), "happy")
+    rated = r.preview.cards[0].sha256
+    with session_scope(env.engine) as s:
+        s.execute(update(Gif).where(Gif.sha256 == rated).values(rating="pg-13"))
+    env.core.ranker.refresh()
+    await env.core.admin(ada, "rating", ["pg"])
+    assert (await env.core.send(env.actor("bob"), r.preview.session_id)).kind == "error"

@@ -492,6 +492,29 @@ async def test_a_preview_in_a_thread_posts_its_gif_in_that_thread(stack: Stack) 
     assert fallback["response_type"] == "ephemeral" and blocks.SEND in _buttons(fallback), fallback
 
 
+async def test_a_send_the_channel_refused_is_taken_back_and_can_be_sent_again(stack: Stack) -> None:
+    """Not in the channel: the Send never happened (no post, no comparison, nothing learned),
+    the preview stays open, and once the bot is invited the same Send posts."""
+    fake, engine = stack.fake, stack.engine
+    await stack.command("happy")
+    preview = (await fake.wait_for("webhook", 1))[0].data
+    await stack.click(blocks.SHUFFLE, _buttons(preview)[blocks.SHUFFLE])
+    shuffled = (await fake.wait_for("webhook", 2))[1].data
+    fake.outside.add(CHANNEL)
+    await stack.click(blocks.SEND, _buttons(shuffled)[blocks.SEND])
+    refused = (await fake.wait_for("webhook", 3))[2].data
+    assert "couldn't post in this channel" in refused["text"] and refused["replace_original"] is False
+    await asyncio.sleep(0.2)  # nothing else may follow: the preview is left as it was
+    assert len(fake.calls_to("webhook")) == 3
+    assert posts(engine) == [] and sources(engine)["send"] == 0
+
+    fake.outside.discard(CHANNEL)  # invited: the same button now posts
+    await stack.click(blocks.SEND, _buttons(shuffled)[blocks.SEND])
+    await fake.wait_for("chat.postMessage", 1)
+    await until(lambda: bool(posts(engine)) and posts(engine)[0][2] != "")
+    assert sources(engine)["send"] == 1 and len(posts(engine)) == 1
+
+
 async def test_the_sender_can_undo_a_send_and_the_post_is_deleted(stack: Stack) -> None:
     fake, engine = stack.fake, stack.engine
     await stack.command("happy")

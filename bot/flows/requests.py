@@ -27,7 +27,7 @@ from bot.learned_phrases import phrase_key
 from bot.ranking import Ranked, ScoreMatrix, rank
 from bot.topics import Reading, TopicIndex, missing_note, rank_topic
 from scorer.emotions import INDEX, NAMES
-from scorer.settings import ChannelSettings
+from scorer.settings import RATINGS, ChannelSettings
 from training.comparisons import LedgerError, add_send
 
 log = logging.getLogger("moodgif.bot.core")
@@ -187,12 +187,33 @@ class RequestFlow:
         chosen = sha or (state.current[0] if state.current else None)
         if chosen is None or chosen not in state.shown:
             return Reply(kind="error", text="That GIF is not in this preview.")
+        if not self._still_allowed(db, actor, chosen):
+            return Reply(kind="error", text=(
+                "An admin has hidden that GIF here, or lowered the rating it must meet, since this "
+                "preview opened: Shuffle for another."))
         post_id = sess.send_session(db, state, chosen, self.ctx.now())
         if post_id is None:  # a double click: the first click already posted it
             return Reply(kind="expired", text="That preview was already sent.")
         _record_send(self.ctx, db, actor, state, chosen, post_id)
         self.ctx.phrases.stale(actor.platform, actor.workspace)  # its words may teach now
         return _posted_reply(self.ctx, db, actor, state.emotion, chosen, post_id, topic=state.topic)
+
+    def _still_allowed(self, db: Session, actor: Actor, sha: str) -> bool:
+        """A preview lives for minutes: an admin's `hide` or a lower rating ceiling set
+        meanwhile counts at Send too (a GIF that left the snapshot is not judged here)."""
+        scoped = self.ctx.scoped(db, actor)
+        if sha in scoped.hidden_gifs:
+            return False
+        matrix = self.ctx.ranker.matrix()
+        row = matrix.index.get(sha)
+        return row is None or int(matrix.rating[row]) <= RATINGS.index(scoped.rating_ceiling)
+
+    def unsend(self, db: Session, actor: Actor, post_id: int) -> bool:
+        """The platform refused the post a Send made: take it back whole, the preview open."""
+        if not sess.unpost_send(db, post_id):
+            return False
+        self.ctx.phrases.stale(actor.platform, actor.workspace)  # its words taught nothing
+        return True
 
     def cancel(self, db: Session, actor: Actor, session_id: str) -> Reply:
         state = self.own_open(db, actor, session_id)

@@ -76,6 +76,8 @@ async def send(ctx: SlackContext, ack: Any, body: dict[str, Any], action: dict[s
         return message_ref(str(result["channel"]), str(result["ts"]))
 
     sent = await ctx.core.send_and_publish(actor, session_id, sha, publish)
+    if sent.reply.kind == "not_posted":  # `publish` said why; the preview is still open
+        return
     if sent.reply.kind != "posted":
         await ctx.answer_click(sent.reply, respond, client, actor)
     elif sent.message_ref is not None and sent.reply.post is not None:
