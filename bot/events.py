@@ -24,7 +24,9 @@ ReplyKind = Literal[
     "poll",  # "which is more X?"
     "ack",  # a vote / poll answer was taken (text says so, may be empty)
     "cooldown",  # too fast; polite text
-    "expired",  # the preview or poll is no longer valid
+    "expired",  # the preview or poll is no longer valid (timed out, gone)
+    "closed",  # an earlier click already closed it (sent, answered, cancelled): its message
+               # was replaced by that click's answer, so this one is a private note beside it
     "forbidden",  # someone else's preview, or an admin command by a non-admin
     "exhausted",  # shuffle ran out of GIFs
     "empty_pool",  # nothing to show for this emotion in this channel
@@ -155,6 +157,7 @@ DEFAULT_TEXT: dict[str, str] = {
     "cancelled": "Cancelled.",
     "cooldown": "Easy there: one GIF at a time. Try again in a moment.",
     "expired": "That preview has expired. Ask again with `/gif`.",
+    "closed": "That preview is closed.",
     "forbidden": "Only the person who asked can use these buttons.",
     "exhausted": "That's every GIF I have for this one. Try another word.",
     "empty_pool": "I have no GIFs for that here yet.",

@@ -75,8 +75,8 @@ async def test_request_shuffle_send_vote_lands_in_the_ledger(settings, engine) -
     posted = await env.core.send(alice, sid)
     assert posted.kind == "posted" and posted.post.card.sha256 == seen[-1]
     assert posted.post.requested_by == "alice" and posted.post.emotion == "happiness"
-    again = await env.core.send(alice, sid)  # a double click
-    assert again.kind == "expired"
+    again = await env.core.send(alice, sid)  # a double click: a note beside "Sent"
+    assert again.kind == "closed" and again.text == "That preview was already sent."
     sends = env.comparisons()
     assert sorted((c.winner, c.loser) for c in sends) == sorted(
         [(seen[2], seen[0]), (seen[2], seen[1])])
@@ -119,7 +119,7 @@ async def test_cancel_and_a_send_after_it(env: Env) -> None:
     sid = (await env.core.request(alice, "happy")).preview.session_id
     assert (await env.core.cancel(alice, sid)).kind == "cancelled"
     assert (await env.core.cancel(alice, sid)).kind == "cancelled"  # idempotent
-    assert (await env.core.send(alice, sid)).kind == "expired"
+    assert (await env.core.send(alice, sid)).kind == "closed"
     assert env.comparisons() == []
 
 
@@ -150,8 +150,8 @@ async def test_an_unsure_reading_offers_its_other_feelings_and_a_switch_keeps_th
     assert r.preview.interpretation.endswith("you picked contempt")
     assert r.preview.cards[0].sha256 == env.best(INDEX["contempt"], 1)[0]
     closed = await env.core.shuffle(alice, old)  # the old preview is closed, and says why
-    assert closed.kind == "expired" and "switched to another feeling" in closed.text
-    assert (await env.core.switch(alice, old, "disgust")).kind == "expired"
+    assert closed.kind == "closed" and "switched to another feeling" in closed.text
+    assert (await env.core.switch(alice, old, "disgust")).kind == "closed"
     sid = r.preview.session_id
     second = (await env.core.shuffle(alice, sid)).preview
     assert second.emotion == "contempt" and second.alternatives == r.preview.alternatives
@@ -286,7 +286,7 @@ async def test_polls_record_one_answer(sqlite_settings, sqlite_engine) -> None:
     assert (await env.core.answer_poll(bob, poll.poll.poll_id, "left")).kind == "forbidden"
     assert (await env.core.answer_poll(alice, poll.poll.poll_id, "up")).kind == "error"
     assert (await env.core.answer_poll(alice, poll.poll.poll_id, "right")).kind == "ack"
-    assert (await env.core.answer_poll(alice, poll.poll.poll_id, "left")).kind == "expired"
+    assert (await env.core.answer_poll(alice, poll.poll.poll_id, "left")).kind == "closed"
     second = await env.core.maybe_poll(alice, "happiness")
     assert (await env.core.answer_poll(alice, second.poll.poll_id, "Neither")).kind == "ack"
     rows = env.comparisons()

@@ -163,9 +163,8 @@ async def test_a_did_you_mean_pick_opens_a_preview_for_the_words_asked_about(env
     assert r.kind == "preview" and r.preview.query == "welp" and r.preview.emotion == "embarrassment"
     assert r.preview.interpretation == "You picked embarrassment"
     assert r.preview.alternatives == ("sadness", "contempt")  # the question's other guesses
-    second = await env.core.choose(alice, asked.ask_id, "sadness")  # answered: as `/gif sadness`
-    assert second.preview.query == "sadness"
-    await env.core.cancel(alice, second.preview.session_id)
+    second = await env.core.choose(alice, asked.ask_id, "sadness")  # a double click: answered
+    assert second.kind == "closed" and second.text == "That question was already answered."
     assert (await env.core.send(alice, r.preview.session_id)).kind == "posted"
     again = await env.core.request(alice, "welp")
     assert again.kind == "preview" and again.preview.emotion == "embarrassment"

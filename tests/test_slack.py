@@ -513,6 +513,12 @@ async def test_a_send_the_channel_refused_is_taken_back_and_can_be_sent_again(st
     await fake.wait_for("chat.postMessage", 1)
     await until(lambda: bool(posts(engine)) and posts(engine)[0][2] != "")
     assert sources(engine)["send"] == 1 and len(posts(engine)) == 1
+    sent_note = (await fake.wait_for("webhook", 4))[3].data
+    assert sent_note["replace_original"] is True and blocks.UNDO in _buttons(sent_note)
+    # a second click on the same Send: a note beside "Sent ✓", which keeps its Undo
+    await stack.click(blocks.SEND, _buttons(shuffled)[blocks.SEND])
+    twice = (await fake.wait_for("webhook", 5))[4].data
+    assert twice["replace_original"] is False and "already sent" in twice["text"]
 
 
 async def test_the_sender_can_undo_a_send_and_the_post_is_deleted(stack: Stack) -> None:

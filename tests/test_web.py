@@ -51,7 +51,7 @@ async def test_request_send_vote_through_the_api(web) -> None:  # type: ignore[n
     posted = await (await web.post("/api/send", json={"session_id": sid})).json()
     assert posted["kind"] == "posted" and posted["post"]["requested_by"] == "you"
     twice = await (await web.post("/api/send", json={"session_id": sid})).json()
-    assert twice["kind"] == "expired"
+    assert twice["kind"] == "closed"
     vote = await (await web.post("/api/vote", json={"post_id": posted["post"]["post_id"],
                                                     "up": True, "user": "bob"})).json()
     assert vote["kind"] == "ack"

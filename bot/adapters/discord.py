@@ -253,7 +253,7 @@ class GifCog(_CoreCog, name=views.COG_NAME):
         actor = interaction_actor(interaction)
         # a "did you mean" pick opens a preview for the words asked about; the help's, the name
         reply = await (self.core.choose(actor, ask_id, emotion) if ask_id else self.core.request(actor, emotion))
-        if reply.kind in ("cooldown", "forbidden", "error"):
+        if reply.kind in ("cooldown", "forbidden", "error", "closed"):
             await self._note(interaction, reply)
         else:
             await interaction.edit_original_response(**self.render(reply, interaction).edit_kwargs())

@@ -38,7 +38,8 @@ class PickFlow:
 
     def choose(self, db: Session, actor: Actor, ask_id: str, emotion: str) -> Reply:
         """A question's button: a preview of `emotion` for the words asked about. A question
-        that has expired or is gone answers as `/gif <emotion>` would."""
+        that has expired or is gone answers as `/gif <emotion>` would; one already answered
+        (a second click: "closed") says so, since its words went with the first."""
         if emotion not in INDEX:
             return _unknown_feeling(emotion)
         state = self.requests.own_open(db, actor, ask_id, kind="ask")

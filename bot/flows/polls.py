@@ -65,7 +65,7 @@ class PollFlow:
         if isinstance(state, Reply):
             return state
         if not sess.close_session(db, state.id, "answered", self.ctx.now()):
-            return Reply(kind="expired", text="That poll was already answered.")
+            return Reply(kind="closed", text="That poll was already answered.")
         try:
             record_poll(db, emotion=state.emotion, left=state.current[0], right=state.current[1],
                         answer=answer, who=self.ctx.who(actor), platform=actor.platform,

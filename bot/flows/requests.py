@@ -176,7 +176,7 @@ class RequestFlow:
             return _exhausted_reply(_subject(reading, state.emotion), last)
         new_state = sess.advance_session(db, state.id, ranked.shas, self.ctx.now(), loaded=state)
         if new_state is None:  # sent or cancelled meanwhile (a click from another device)
-            return Reply(kind="expired", text="That preview is closed.")
+            return Reply(kind="closed", text="That preview is closed.")
         return _preview_reply(self.ctx, db, new_state, ranked.eligible, reading,
                               text=_ranked_note(ranked))
 
@@ -193,7 +193,7 @@ class RequestFlow:
                 "preview opened: Shuffle for another."))
         post_id = sess.send_session(db, state, chosen, self.ctx.now())
         if post_id is None:  # a double click: the first click already posted it
-            return Reply(kind="expired", text="That preview was already sent.")
+            return Reply(kind="closed", text="That preview was already sent.")
         _record_send(self.ctx, db, actor, state, chosen, post_id)
         self.ctx.phrases.stale(actor.platform, actor.workspace)  # its words may teach now
         return _posted_reply(self.ctx, db, actor, state.emotion, chosen, post_id, topic=state.topic)
@@ -359,11 +359,14 @@ def _exhausted_reply(what: str, last: Reply) -> Reply:
         f"That's every {what} GIF I have here. Send the one you see or cancel."))
 
 
+_CLOSED_BY_A_CLICK = ("sent", "cancelled", "answered", "switched")
+
+
 def _closed_reply(what: str, state: str) -> Reply:
     done = {"sent": "was already sent", "cancelled": "was cancelled",
             "answered": "was already answered",
             "switched": "was switched to another feeling: use the newer one"}.get(state, "has expired")
-    return Reply(kind="expired", text=f"That {what} {done}.")
+    return Reply(kind="closed" if state in _CLOSED_BY_A_CLICK else "expired", text=f"That {what} {done}.")
 
 
 def _unmatched_reply(platform: str, query: str, reading: Reading) -> Reply | None:
