@@ -243,6 +243,21 @@ async def test_mention_replies_with_a_preview_only_the_requester_can_use(stack: 
     await d.say("happy", user=BOB)  # no mention, not watched: nothing
     assert len(fake.calls_of("channel_message")) == 2
 
+    # a mention with no words: the feelings, in public, but they are Alice's to pick
+    stack.clock.advance(60)
+    await d.say(f"<@{APP_ID}>", user=ALICE, mention_bot=True)
+    choices = fake.calls_of("channel_message")[-1]
+    happiness = next(i for i in buttons(choices.payload) if i.startswith("mg:pick:happiness"))
+    assert happiness == f"mg:pick:happiness/{ALICE[0]}"
+    n_sessions_before = len(fake.calls)
+    await d.click(fake.messages[choices.message_id], happiness, user=BOB)
+    refused = fake.calls[-1]
+    assert refused.kind == "followup" and refused.payload["flags"] & EPHEMERAL
+    assert "Only the person who asked" in refused.payload["content"]
+    assert not [c for c in fake.calls[n_sessions_before:] if c.kind == "edit_original"]
+    await d.click(fake.messages[choices.message_id], happiness, user=ALICE)
+    assert fake.calls[-1].kind == "edit_original" and buttons(fake.calls[-1].payload)[0].startswith("mg:send:")
+
 
 async def test_watched_channel_offers_by_dm_only_when_opted_in(sqlite_settings, sqlite_engine) -> None:
     st = await _stack(sqlite_settings, sqlite_engine, watch=True)

@@ -248,8 +248,12 @@ class GifCog(_CoreCog, name=views.COG_NAME):
         return choices
 
     # --- the buttons (bot.adapters.discord_views.Clicks) ----------------------------------
-    async def choice_click(self, interaction: discord.Interaction, emotion: str, ask_id: str) -> None:
+    async def choice_click(self, interaction: discord.Interaction, emotion: str, ask_id: str,
+                           owner: int = 0) -> None:
         await interaction.response.defer()
+        if owner and interaction.user.id != owner:  # a mention's public reply: the asker's alone
+            await self._note(interaction, Reply(kind="forbidden"))
+            return
         actor = interaction_actor(interaction)
         # a "did you mean" pick opens a preview for the words asked about; the help's, the name
         reply = await (self.core.choose(actor, ask_id, emotion) if ask_id else self.core.request(actor, emotion))
@@ -381,7 +385,7 @@ class ListenCog(_CoreCog, name="moodgif listeners"):
     async def _mention(self, message: discord.Message, me: int) -> None:
         reply = await self.core.request(message_actor(message),
                                         discord_plain(strip_mention(message.content, me)))
-        msg = self.render(reply)
+        msg = self.render(reply, owner=message.author.id)  # everyone sees it: its buttons are the asker's
         await message.reply(**msg.send_kwargs(), mention_author=False,
                             allowed_mentions=discord.AllowedMentions.none())
 

@@ -132,11 +132,11 @@ def poll_message(poll: PollView, public_url: str, limit: int, text: str = "") ->
     return msg
 
 
-def choices_message(reply: Reply) -> Message:
+def choices_message(reply: Reply, owner: int = 0) -> Message:
     text = reply.text or ("Did you mean:" if reply.kind == "did_you_mean" else "Pick a feeling:")
     view = discord.ui.View(timeout=None)
     for emotion in reply.choices[:25]:  # 5 rows of 5 buttons
-        view.add_item(ChoiceButton(emotion, reply.ask_id))
+        view.add_item(ChoiceButton(emotion, reply.ask_id, owner))
     if reply.ask_id and reply.more_choices:  # every other feeling, one pick away
         view.add_item(OtherChoiceSelect(reply.ask_id, reply.more_choices))
     return Message(content=text, view=view)
@@ -159,12 +159,14 @@ def sent_message(post_id: int) -> Message:
     return Message(content="Sent ✓", view=view)
 
 
-def render(reply: Reply, public_url: str, limit: int, *, dismissible: bool = False) -> Message:
-    """Any private reply (posts are rendered by `post_message`)."""
+def render(reply: Reply, public_url: str, limit: int, *, dismissible: bool = False,
+           owner: int = 0) -> Message:
+    """Any private reply (posts are rendered by `post_message`); `owner` is who asked, for a
+    reply everyone sees (a mention's)."""
     if reply.preview is not None:  # a preview, or "exhausted" with the last one still shown
         return preview_message(reply.preview, public_url, limit, reply.text)
     if reply.kind in ("help", "did_you_mean") and reply.choices:
-        return choices_message(reply)
+        return choices_message(reply, owner)
     if reply.kind == "poll" and reply.poll is not None:
         return poll_message(reply.poll, public_url, limit, reply.text)
     return text_message(reply_text(reply), dismissible=dismissible)
@@ -185,7 +187,8 @@ class Clicks(Protocol):
 
     async def poll_click(self, interaction: discord.Interaction, poll_id: str, answer: str) -> None: ...
 
-    async def choice_click(self, interaction: discord.Interaction, emotion: str, ask_id: str) -> None: ...
+    async def choice_click(self, interaction: discord.Interaction, emotion: str, ask_id: str,
+                           owner: int = 0) -> None: ...
 
     async def switch_click(self, interaction: discord.Interaction, session_id: str, emotion: str) -> None: ...
 
@@ -267,24 +270,27 @@ class PollButton(discord.ui.DynamicItem[discord.ui.Button],
 
 
 class ChoiceButton(discord.ui.DynamicItem[discord.ui.Button],
-                   template=re.compile(rf"mg:pick:(?P<emotion>[a-z_-]{{1,40}})(?::(?P<ask>{_SID}))?$")):
-    """A feeling to pick: from a "did you mean" (`ask_id`: the words asked about) or the help."""
+                   template=re.compile(rf"mg:pick:(?P<emotion>[a-z_-]{{1,40}})(?::(?P<ask>{_SID}))?"
+                                       r"(?:/(?P<owner>\d{1,20}))?$")):
+    """A feeling to pick: from a "did you mean" (`ask_id`: the words asked about) or the help.
+    `owner`: who asked, on a public reply (a mention's), where everyone sees the buttons."""
 
-    def __init__(self, emotion: str, ask_id: str = "") -> None:
-        custom_id = f"mg:pick:{emotion}" + (f":{ask_id}" if ask_id else "")
+    def __init__(self, emotion: str, ask_id: str = "", owner: int = 0) -> None:
+        custom_id = f"mg:pick:{emotion}" + (f":{ask_id}" if ask_id else "") + (f"/{owner}" if owner else "")
         super().__init__(
             discord.ui.Button(label=emotion, style=discord.ButtonStyle.secondary, custom_id=custom_id)
         )
         self.emotion = emotion
         self.ask_id = ask_id
+        self.owner = owner
 
     @classmethod
     async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button,
                              match: re.Match[str], /) -> ChoiceButton:
-        return cls(match["emotion"], match["ask"] or "")
+        return cls(match["emotion"], match["ask"] or "", int(match["owner"] or 0))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        await _clicks(interaction).choice_click(interaction, self.emotion, self.ask_id)
+        await _clicks(interaction).choice_click(interaction, self.emotion, self.ask_id, self.owner)
 
 
 class SwitchButton(discord.ui.DynamicItem[discord.ui.Button],
