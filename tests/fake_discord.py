@@ -68,6 +68,7 @@ class FakeDiscord:
         self.interactions: dict[int, dict[str, Any]] = {}
         self.refuse_channel_messages = False  # answer the bot's own posts 403 (no Send Messages)
         self.failing_followups = 0  # answer this many public follow-ups 500 (an outage)
+        self.dm_channels: set[int] = set()  # refuse_channel_messages spares DMs
         self.adapter = FakeWebhookAdapter(self)
 
     def next_id(self) -> int:
@@ -103,11 +104,12 @@ class FakeDiscord:
         path = route.url
         if route.method == "POST" and route.path == "/users/@me/channels":
             dm = self.next_id()
+            self.dm_channels.add(dm)
             self.calls.append(Call("dm_open", payload, names))
             return {"id": str(dm), "type": 1, "recipients": [user_payload(int(payload["recipient_id"]), "x")],
                     "last_message_id": None}
         if route.method == "POST" and route.path == "/channels/{channel_id}/messages":
-            if self.refuse_channel_messages:
+            if self.refuse_channel_messages and int(route.channel_id) not in self.dm_channels:
                 self.calls.append(Call("refused", payload, names))
                 raise discord.Forbidden(_Response(403, "Forbidden"), {"code": 50013, "message": "Missing Permissions"})
             channel = int(route.channel_id)

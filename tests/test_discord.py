@@ -27,6 +27,7 @@ from bot import session as sess
 from bot.adapters import discord as discord_adapter
 from bot.adapters import discord_views
 from bot.core import BotCore
+from scorer.store import ChatSession, session_scope
 
 ALICE = (950_000_000_000_000_001, "alice")
 BOB = (950_000_000_000_000_002, "bob")
@@ -257,6 +258,18 @@ async def test_mention_replies_with_a_preview_only_the_requester_can_use(stack: 
     assert not [c for c in fake.calls[n_sessions_before:] if c.kind == "edit_original"]
     await d.click(fake.messages[choices.message_id], happiness, user=ALICE)
     assert fake.calls[-1].kind == "edit_original" and buttons(fake.calls[-1].payload)[0].startswith("mg:send:")
+
+
+async def test_a_mention_where_the_bot_may_not_write_is_answered_by_dm(stack: Stack, caplog) -> None:  # type: ignore[no-untyped-def]
+    d, fake = stack.d, stack.fake
+    fake.refuse_channel_messages = True
+    await d.say(f"<@{APP_ID}> happy", user=ALICE, mention_bot=True)
+    assert fake.calls_of("refused") and fake.calls_of("dm_open")
+    (note,) = [c for c in fake.calls_of("channel_message") if c.payload["channel_id"] in fake.dm_channels]
+    assert "I can't write in" in note.payload["content"] and "/gif" in note.payload["content"]
+    assert "message handling failed" not in caplog.text
+    with session_scope(stack.engine) as s:  # the preview nobody could see is closed
+        assert [row.state for row in s.query(ChatSession)] == ["cancelled"]
 
 
 async def test_watched_channel_offers_by_dm_only_when_opted_in(sqlite_settings, sqlite_engine) -> None:

@@ -383,11 +383,27 @@ class ListenCog(_CoreCog, name="moodgif listeners"):
             log.exception("discord message handling failed")
 
     async def _mention(self, message: discord.Message, me: int) -> None:
-        reply = await self.core.request(message_actor(message),
-                                        discord_plain(strip_mention(message.content, me)))
+        actor = message_actor(message)
+        reply = await self.core.request(actor, discord_plain(strip_mention(message.content, me)))
         msg = self.render(reply, owner=message.author.id)  # everyone sees it: its buttons are the asker's
-        await message.reply(**msg.send_kwargs(), mention_author=False,
-                            allowed_mentions=discord.AllowedMentions.none())
+        try:
+            await message.reply(**msg.send_kwargs(), mention_author=False,
+                                allowed_mentions=discord.AllowedMentions.none())
+        except discord.Forbidden:  # no Send Messages here: the preview nobody can see goes
+            log.info("discord: may not reply in channel %s; the asker is told by DM", message.channel.id)
+            if reply.preview is not None:
+                await self.core.cancel(actor, reply.preview.session_id)
+            await self._tell_by_dm(message.author, (
+                f"I can't write in <#{message.channel.id}>, so I couldn't answer your mention there. "
+                "Use `/gif` in that channel (its preview is private to you), or ask a server admin "
+                "to let me send messages there."))
+
+    @staticmethod
+    async def _tell_by_dm(user: discord.abc.User, text: str) -> None:
+        try:
+            await user.send(**views.text_message(text, dismissible=True).send_kwargs())
+        except discord.HTTPException:  # DMs closed: stay quiet rather than post publicly
+            log.debug("discord: note not delivered, DMs closed")
 
     async def _watch(self, message: discord.Message) -> None:
         offer = await self.core.watch(message_actor(message), discord_plain(message.content))
@@ -398,10 +414,7 @@ class ListenCog(_CoreCog, name="moodgif listeners"):
         text = (offer.text or "Want to send a GIF?") + (
             f"\nType `/gif {emotion}` in <#{message.channel.id}>, or answer [your message]"
             f"({message.jump_url}) itself: *Apps → {FOR_MESSAGE}*." if emotion else "")
-        try:
-            await message.author.send(**views.text_message(text, dismissible=True).send_kwargs())
-        except discord.Forbidden:  # DMs closed: stay quiet rather than post publicly
-            log.debug("watch offer not delivered: DMs closed")
+        await self._tell_by_dm(message.author, text)
 
 
 class AdminCog(_CoreCog, name="moodgif admin"):
