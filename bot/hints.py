@@ -35,7 +35,8 @@ def reading_line(reading: Reading) -> str:
     if reading.emotion:  # with the preview's switches when it is unsure: "anger (or contempt / ...)"
         others = switches_for(reading, reading.emotion)
         parts.append(reading.emotion + (f" (or {' / '.join(others)})" if others else ""))
-    elif reading.intent.kind == "did_you_mean":
+    elif reading.intent.kind in ("did_you_mean", "unknown") and reading.intent.alternatives:
+        # an unsure reading's guesses are the buttons the request will answer with
         parts.append("did you mean " + " / ".join(e for e, _ in reading.intent.alternatives[:3]))
     if reading.topic:
         parts.append("topic: " + " ".join(reading.topic))

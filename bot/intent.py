@@ -112,6 +112,8 @@ EMBED_CACHE_SIZE = 4096
 
 _HELP_REASON = "empty request: try a feeling like happy, lol, ugh, phew or an emoji like 😂"
 _UNKNOWN_REASON = "I couldn't read an emotion in that; try a word like happy, lol or an emoji like 😱"
+# The sentence model's faint guesses come with it, as buttons: no "try a word" beside them.
+_FAINT_REASON = "I couldn't read a clear feeling in that"
 _ENGLISH_ONLY = "I can only read English requests so far; try happy, lol or an emoji like 😂"
 # Of a request's words (three or more, two letters or more), at most this share known English
 # (the bank's words, stop words), and no feeling word or emoji: another language. Not one of
@@ -533,7 +535,7 @@ def _answer(cleaned: str, probs: list[float], path: str, threshold: float) -> In
         return Intent(NAMES[top], conf, alts, is_guess=guess)
     alts = [(NAMES[k], probs[k]) for k in ranked[:3] if probs[k] > 0]
     if conf < UNKNOWN_FLOOR and path == "embedding":
-        return Intent(None, conf, alts, _UNKNOWN_REASON, "unknown")
+        return Intent(None, conf, alts, _FAINT_REASON, "unknown")
     names = [e for e, _ in alts]
     said = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
     # A lone word's guesses are the nearest situations, not a reading of the word: its

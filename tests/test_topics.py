@@ -245,3 +245,14 @@ def test_a_pool_lacking_the_words_is_said_plainly_not_read_as() -> None:
     assert asked.describe() == "No GIFs here about “printer”"
     felt = Reading(Intent("happiness", 0.95), missing=("unicorn",))
     assert felt.describe() == "Read as feeling: happiness (95%); no GIFs here about “unicorn”"
+
+
+def test_the_typing_hint_shows_the_guesses_an_unsure_reading_will_offer() -> None:
+    """A faint reading ("can you send me the link") answers with its guesses as buttons, so
+    Discord's autocomplete shows them while typing, as it does for a "did you mean"."""
+    from bot.hints import reading_line
+    from bot.intent import Intent
+
+    faint = Reading(Intent(None, 0.2, [("fear", 0.2), ("contempt", 0.1)], "I couldn't read a clear feeling in that", "unknown"))
+    assert reading_line(faint) == "did you mean fear / contempt"
+    assert reading_line(Reading(Intent(None, 0.0, [], "nothing read", "unknown"))) == ""
