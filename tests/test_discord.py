@@ -190,7 +190,7 @@ async def test_gif_admin_needs_manage_server(stack: Stack) -> None:
         user=BOB, perms=MANAGE_GUILD)
     assert sess.get_scoped(stack.engine, stack.settings, "discord", str(GUILD), str(CHANNEL), "watch") is True
     await d.slash("gif-admin", [{"name": "phrases", "type": 1, "options": []}], user=BOB, perms=MANAGE_GUILD)
-    assert "No words read the workspace's way yet" in fake.calls[-1].payload["content"]
+    assert "No words read the server's way yet" in fake.calls[-1].payload["content"]
     await d.slash("gif-admin", [{"name": "phrases", "type": 1, "options": [
         {"name": "forget", "type": 3, "value": "monday again"}]}], user=BOB, perms=MANAGE_GUILD)
     assert "Nothing was learned for “monday again”" in fake.calls[-1].payload["content"]
@@ -198,7 +198,23 @@ async def test_gif_admin_needs_manage_server(stack: Stack) -> None:
     assert fake.calls[-1].payload["content"] == "No GIF was posted in this channel yet."
     await d.slash("gif-admin", [{"name": "unhide", "type": 1, "options": [
         {"name": "gif", "type": 3, "value": "all"}]}], user=BOB, perms=MANAGE_GUILD)
-    assert fake.calls[-1].payload["content"] == "No GIF is hidden in this workspace."
+    assert fake.calls[-1].payload["content"] == "No GIF is hidden in this server."
+    # usage and hints in Discord's own syntax, never Slack's typed one
+    admin = {"user": BOB, "perms": MANAGE_GUILD}
+    await d.slash("gif-admin", [{"name": "pools", "type": 1, "options": [
+        {"name": "action", "type": 3, "value": "add"}, {"name": "name", "type": 3, "value": "team"}]}], **admin)
+    assert fake.calls[-1].payload["content"].startswith("Usage: `/gif-admin pools action:list`")
+    await d.slash("gif-admin", [{"name": "channel", "type": 1, "options": [
+        {"name": "key", "type": 3, "value": "watch"}]}], **admin)
+    assert "`/gif-admin channel key:KEY value:VALUE`" in fake.calls[-1].payload["content"]
+    await d.slash("gif-admin", [{"name": "rating", "type": 1, "options": [
+        {"name": "ceiling", "type": 3, "value": "pg"}]}], **admin)
+    assert fake.calls[-1].payload["content"] == "Rating ceiling for this server is now pg."
+    await d.slash("gif-admin", [{"name": "hide", "type": 1, "options": [
+        {"name": "gif", "type": 3, "value": "zz"}]}], **admin)
+    assert fake.calls[-1].payload["content"].startswith("Usage: `/gif-admin hide gif:last|SHA|list`")
+    assert discord_views.admin_wording("Hidden: x (0123456789ab). (`unhide 0123456789ab` undoes it)") == (
+        "Hidden: x (0123456789ab). (`/gif-admin unhide gif:0123456789ab` undoes it)")
 
 
 async def test_the_cogs_share_the_core_and_the_gif_cog_answers_the_buttons(stack: Stack) -> None:

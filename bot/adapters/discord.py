@@ -431,7 +431,7 @@ class AdminCog(_CoreCog, name="moodgif admin"):
     async def _admin(self, interaction: discord.Interaction, command: AdminCommand) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         reply = await self.core.run_admin(interaction_actor(interaction, admin=True), command)
-        await interaction.followup.send(reply_text(reply)[:2000], ephemeral=True)
+        await interaction.followup.send(views.admin_wording(reply_text(reply))[:2000], ephemeral=True)
 
     @admin.command(name="pools", description="list the GIF pools, or add one (scored in the background)")
     @app_commands.describe(action="list or add", name="new pool name", source="folder, manifest or URL list")

@@ -20,6 +20,7 @@ import discord
 from discord.ext import commands
 
 from bot.events import GifCard, PollView, PostView, PreviewView, Reply, gif_url, reply_text
+from bot.flows.admin import CHANNEL_USAGE, HIDE_USAGE, POOLS_USAGE
 
 CUSTOM_ID_MAX = 100
 _SID = r"[A-Za-z0-9_-]{1,40}"
@@ -140,6 +141,33 @@ def choices_message(reply: Reply, owner: int = 0) -> Message:
     if reply.ask_id and reply.more_choices:  # every other feeling, one pick away
         view.add_item(OtherChoiceSelect(reply.ask_id, reply.more_choices))
     return Message(content=text, view=view)
+
+
+# The core's admin texts name the typed syntax of Slack's `/gif-admin pools list`; Discord's
+# /gif-admin has options instead, and calls a workspace a server.
+_ADMIN_WORDING: tuple[tuple[str, str], ...] = (
+    (POOLS_USAGE, "Usage: `/gif-admin pools action:list`, or `/gif-admin pools action:add name:NAME "
+                  "source:FOLDER|MANIFEST|URL-LIST|giphy:WORDS`"),
+    (CHANNEL_USAGE, "Give a value too: `/gif-admin channel key:KEY value:VALUE` (pools NAME[,NAME] · "
+                    "watch on|off · strict on|off · preview 1|3 · cooldown SECONDS · rating CEILING · "
+                    "phrases on|off), or `value:reset`"),
+    (HIDE_USAGE, "Usage: `/gif-admin hide gif:last|SHA|list`, `/gif-admin unhide gif:SHA|all` "
+                 "(SHA: 8 or more hex digits of the GIF's SHA-256)"),
+    ("`pools list`", "`/gif-admin pools`"),
+    ("`phrases forget WORDS`", "`/gif-admin phrases forget:WORDS`"),
+    ("`stats`", "`/gif-admin stats`"),
+    ("`hidden` lists them", "`/gif-admin hide gif:list` lists them"),
+    ("`unhide SHA`", "`/gif-admin unhide gif:SHA`"),
+    ("workspace", "server"),
+)
+_UNHIDE_ONE = re.compile(r"`unhide ([0-9a-f]{8,64})`")
+
+
+def admin_wording(text: str) -> str:
+    """A /gif-admin answer in Discord's words."""
+    for slack, ours in _ADMIN_WORDING:
+        text = text.replace(slack, ours)
+    return _UNHIDE_ONE.sub(r"`/gif-admin unhide gif:\1`", text)
 
 
 def text_message(text: str, *, dismissible: bool = False) -> Message:
