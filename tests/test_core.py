@@ -406,6 +406,9 @@ async def test_a_strict_channel_offers_only_where_the_model_finds_a_feeling(sqli
         assert read.is_guess, read
         assert await env.core.watch(env.actor(f"g{i}"), line) is None, line
     assert (await env.core.watch(env.actor("gil"), "standup in 5 😂")).kind == "preview"  # the emoji says it
+    # the examples docs/slack.md and docs/discord.md give of a line that draws an offer
+    for i, line in enumerate(("lol that demo was hilarious 😂", "this is outrageous, they cancelled our launch 😡")):
+        assert (await env.core.watch(env.actor(f"doc{i}"), line)).kind == "preview", line
 
 
 async def test_demo_virtual_users_land_in_the_ledger(sqlite_settings, sqlite_engine) -> None:
