@@ -19,7 +19,7 @@ transparent index's palette colour). Animated WebP is composited by libwebp via 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -317,18 +317,14 @@ def _walk_gif(data: bytes, max_pixels: int, max_frames: int,
 
 
 def _probe_webp_chunks(data: bytes, max_pixels: int, max_frames: int) -> tuple[int, int, int]:
+    """Canvas and frame count from the chunks. Every size a chunk declares is held to the cap,
+    not only the first: the decoder trusts each image's own bitstream, so a small VP8X canvas
+    placed after a 10,000² VP8L must not pass (nor one inside an animation frame)."""
     size = min(len(data), 8 + int.from_bytes(data[4:8], "little"))
-    pos = 12
-    w = h = 0
-    frames = 0
+    w = h = frames = 0
     still = False
-    while pos + 8 <= size:
-        tag = data[pos : pos + 4]
-        n = int.from_bytes(data[pos + 4 : pos + 8], "little")
-        body = data[pos + 8 : pos + 8 + n]
-        if len(body) < n:
-            raise GifDecodeError("truncated WebP: a chunk ends past the end of the file")
-        if tag == b"VP8X" and n >= 10:
+    for tag, body in _webp_chunks(data, 12, size):
+        if tag == b"VP8X" and len(body) >= 10:
             w = 1 + int.from_bytes(body[4:7], "little")
             h = 1 + int.from_bytes(body[7:10], "little")
             _check_canvas(w, h, max_pixels)
@@ -336,21 +332,46 @@ def _probe_webp_chunks(data: bytes, max_pixels: int, max_frames: int) -> tuple[i
             frames += 1
             if frames > max_frames:
                 raise _too_many_frames(max_frames)
-        elif tag == b"VP8 " and n >= 10 and not w:
-            w = int.from_bytes(body[6:8], "little") & 0x3FFF
-            h = int.from_bytes(body[8:10], "little") & 0x3FFF
+            if len(body) >= 16:  # the frame's own size, then its image's
+                _check_canvas(1 + int.from_bytes(body[6:9], "little"),
+                              1 + int.from_bytes(body[9:12], "little"), max_pixels)
+                for sub_tag, sub_body in _webp_chunks(body, 16, len(body)):
+                    if (dims := _bitstream_size(sub_tag, sub_body)) is not None:
+                        _check_canvas(*dims, max_pixels)
+        elif (dims := _bitstream_size(tag, body)) is not None:
+            _check_canvas(*dims, max_pixels)
+            if not w:
+                w, h = dims
             still = True
-        elif tag == b"VP8L" and n >= 5 and not w:
-            bits = int.from_bytes(body[1:5], "little")
-            w, h = (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
-            still = True
-        pos += 8 + n + (n & 1)
     if still and frames == 0:
         frames = 1
     _check_canvas(w, h, max_pixels)
     if frames == 0:
         raise GifDecodeError("no frames: the WebP contains no image")
     return w, h, frames
+
+
+def _webp_chunks(data: bytes, pos: int, end: int) -> Iterator[tuple[bytes, bytes]]:
+    """(tag, body) of each RIFF chunk in data[pos:end]; a chunk cut short is an error."""
+    while pos + 8 <= end:
+        tag = data[pos : pos + 4]
+        n = int.from_bytes(data[pos + 4 : pos + 8], "little")
+        body = data[pos + 8 : pos + 8 + n]
+        if len(body) < n or pos + 8 + n > end:
+            raise GifDecodeError("truncated WebP: a chunk ends past the end of the file")
+        yield tag, body
+        pos += 8 + n + (n & 1)
+
+
+def _bitstream_size(tag: bytes, body: bytes) -> tuple[int, int] | None:
+    """The width and height a lossy (VP8) or lossless (VP8L) image declares, else None."""
+    if tag == b"VP8 " and len(body) >= 10:
+        return (int.from_bytes(body[6:8], "little") & 0x3FFF,
+                int.from_bytes(body[8:10], "little") & 0x3FFF)
+    if tag == b"VP8L" and len(body) >= 5:
+        bits = int.from_bytes(body[1:5], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    return None
 
 
 # ---------------------------------------------------------------------------------------

@@ -208,6 +208,38 @@ def test_probe_refuses_bombs_cheaply() -> None:
     assert probe_gif(many, max_pixels=10, max_frames=10_000) == (1, 1, 10_000, "gif")
 
 
+def _riff(*chunks: bytes) -> bytes:
+    body = b"WEBP" + b"".join(chunks)
+    return b"RIFF" + len(body).to_bytes(4, "little") + body
+
+
+def _chunk(tag: bytes, body: bytes) -> bytes:
+    return tag + len(body).to_bytes(4, "little") + body + b"\0" * (len(body) & 1)
+
+
+def _vp8l(w: int, h: int) -> bytes:  # a lossless image's header: what the decoder allocates for
+    return _chunk(b"VP8L", b"\x2f" + ((w - 1) | (h - 1) << 14).to_bytes(4, "little") + b"\0" * 8)
+
+
+def _vp8x(w: int, h: int) -> bytes:
+    return _chunk(b"VP8X", b"\x02\0\0\0" + (w - 1).to_bytes(3, "little") + (h - 1).to_bytes(3, "little"))
+
+
+def test_every_size_a_webp_declares_is_held_to_the_cap() -> None:
+    """A small canvas placed after a huge image chunk, or a huge image inside an animation
+    frame, once passed the probe and cost the decoder 700 MB (QA, 2026-11-30)."""
+    with pytest.raises(GifDecodeError, match="too large: declares 10000x10000"):
+        probe_gif(_riff(_vp8l(10_000, 10_000), _vp8x(1, 1)), **CAPS)
+    frame = (b"\0" * 6 + (7).to_bytes(3, "little") + (5).to_bytes(3, "little") + b"\x50\0\0\0"
+             + _vp8l(10_000, 10_000))
+    with pytest.raises(GifDecodeError, match="too large: declares 10000x10000"):
+        probe_gif(_riff(_vp8x(8, 6), _chunk(b"ANIM", b"\0" * 6), _chunk(b"ANMF", frame)), **CAPS)
+    big_frame = b"\0" * 6 + (9_999).to_bytes(3, "little") + (9_999).to_bytes(3, "little") + b"\0" * 4
+    with pytest.raises(GifDecodeError, match="too large"):
+        probe_gif(_riff(_vp8x(8, 6), _chunk(b"ANMF", big_frame + _vp8l(8, 6))), **CAPS)
+    assert probe_gif(_riff(_vp8l(8, 6), _vp8x(8, 6)), **CAPS)[:3] == (8, 6, 1)
+
+
 def test_truncated_gif() -> None:
     data = good_gif(1, size=32, n=6)
     for cut in (len(data) // 2, len(data) - 3, 20):
