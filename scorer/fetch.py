@@ -256,18 +256,19 @@ class Fetcher:
                 # Stop a wrong type after its first bytes instead of downloading it all.
                 kind = sniff_format(bytes(buf[:512]))
                 if kind not in self.accept:
-                    raise FetchRefused(_wrong_type(kind, resp))
+                    raise FetchRefused(_wrong_type(kind, resp, self.accept))
                 checked = True
         if not checked:
             kind = sniff_format(bytes(buf[:512]))
             if kind not in self.accept:
-                raise FetchRefused(_wrong_type(kind, resp))
+                raise FetchRefused(_wrong_type(kind, resp, self.accept))
         return bytes(buf)
 
 
-def _wrong_type(kind: str, resp: aiohttp.ClientResponse) -> str:
+def _wrong_type(kind: str, resp: aiohttp.ClientResponse, accept: Collection[str]) -> str:
     declared = resp.headers.get("Content-Type", "")
-    reason = describe_format(kind)
+    # a URL list or manifest is text: "not a GIF" would name the wrong thing
+    reason = f"not a text list ({kind} data)" if "text" in accept else describe_format(kind)
     return f"wrong type: {reason}" + (f" (served as {declared})" if declared else "")
 
 

@@ -18,6 +18,7 @@ transparent index's palette colour). Animated WebP is composited by libwebp via 
 
 from __future__ import annotations
 
+import codecs
 import io
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -91,11 +92,14 @@ def sniff_format(head: bytes) -> str:
     sample = head[:512]
     if sample.lstrip().lower().startswith((b"<!doctype html", b"<html")):
         return "html"
+    # A list saved by Excel starts with a BOM, a cut at byte 512 may split a character, and
+    # a no-break space is text too: none of them makes a URL list "not text".
+    decoder = codecs.getincrementaldecoder("utf-8")()
     try:
-        text = sample.decode("utf-8")
+        text = decoder.decode(sample.removeprefix(codecs.BOM_UTF8), final=False)
     except UnicodeDecodeError:
         return "unknown"
-    if all(ch.isprintable() or ch in "\r\n\t" for ch in text):
+    if all(ch.isprintable() or ch.isspace() for ch in text):
         return "text"
     return "unknown"
 

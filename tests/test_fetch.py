@@ -275,3 +275,11 @@ def test_a_list_or_manifest_by_url_is_read_for_its_urls(settings: Settings, engi
         texts["page.txt"] = "<html><body>a login page</body></html>"
         with pytest.raises(Exception, match="could not be read: wrong type"):
             ingest(s, engine, "x", f"{base}/lists/page.txt", trusted_endpoints=trusted)
+        # text as people save it: Excel's BOM, a no-break space, an accent across byte 512
+        texts["excel.csv"] = "\ufeffurl,title\n" + f"{base}/gif/0.gif,Caf\u00e9\u00a0time\n"
+        report = ingest(s, engine, "bom", f"{base}/lists/excel.csv", trusted_endpoints=trusted)
+        assert len(report.added) == 1 and not report.refused
+        texts["long.txt"] = "#" + "x" * 510 + "\u00e9 a comment\n" + f"{base}/gif/1.gif\n"
+        assert texts["long.txt"].encode()[511:513] == "\u00e9".encode()  # cut by the 512-byte sniff
+        report = ingest(s, engine, "cut", f"{base}/lists/long.txt", trusted_endpoints=trusted)
+        assert len(report.added) == 1
