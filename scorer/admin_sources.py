@@ -46,7 +46,10 @@ def _refusal(settings: Settings) -> SourceNotAllowed:
 
 
 def url_problem(url: str) -> str | None:
-    """Why a URL cannot even be parsed (bad port, bracket, no host), or None."""
+    """Why a URL cannot even be parsed (bad port, bracket, no host, a control character or
+    space, which no server means and PostgreSQL cannot store: NUL), or None."""
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        return "malformed URL (a space or control character in it)"
     try:
         parts = urlsplit(url)
         _ = parts.port  # raises ValueError for a port out of range or not a number

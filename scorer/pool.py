@@ -147,6 +147,9 @@ def _row_item(settings: Settings, row: dict, where: str, base: Path, roots: list
     if raw_path and not files_allowed:  # a manifest fetched by URL never reads this server's files
         item.ref = where
         return _refuse(item, where, "a manifest fetched by URL may name URLs only, not files")
+    if "\x00" in raw_path:  # no file has one; pathlib would raise on it
+        item.ref = where
+        return _refuse(item, where, "a NUL character in the path")
     if raw_path:
         path = Path(os.path.expanduser(raw_path))
         path = path if path.is_absolute() else base / path

@@ -252,6 +252,9 @@ def record_refusals(engine: Engine, pool_id: int, refused: Sequence[tuple[str, s
     and a file refused once and added later (fixed, or from another source with the same
     name) is no longer counted by `pool show`.
     """
+    # PostgreSQL refuses NUL in text, and one such ref (a file name, a row) would sink the report
+    refused = [(ref.replace("\x00", ""), why.replace("\x00", "")) for ref, why in refused]
+    accepted = [ref.replace("\x00", "") for ref in accepted]
     stale = list(dict.fromkeys([*accepted, *(ref for ref, _ in refused)]))
     if not stale:
         return

@@ -301,6 +301,20 @@ def test_a_refusal_names_its_place_once(settings: Settings, engine, tmp_path: Pa
     assert "  line 2: not an http(s) URL\n" in res.output and "line 2: line 2" not in res.output
 
 
+def test_a_nul_or_space_in_a_row_is_a_refusal_not_a_crash(settings: Settings, engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL cannot store NUL: a URL or path with one once sank the whole report there."""
+    good = tmp_path / "good.gif"
+    good.write_bytes(good_gif(1))
+    manifest = tmp_path / "mixed.csv"
+    manifest.write_text("path,url,title\ngood.gif,,fine\n,http://127.0.0.1/c\x00d.gif,t\n"
+                        ",http://example.org/a b.gif,t\nbad\x00.gif,,t\n")
+    res = _cli(settings, "pool", "add", "mixed", str(manifest))
+    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    assert "1 added, 0 duplicates, 3 refused" in res.output
+    assert "row 3: malformed URL (a space or control character in it)" in res.output
+    assert "row 4: malformed URL" in res.output and "row 5: a NUL character in the path" in res.output
+
+
 def test_an_add_that_adds_nothing_leaves_no_empty_pool(settings: Settings, engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     folder = tmp_path / "f"
     folder.mkdir()
