@@ -62,6 +62,31 @@ async def test_forged_requests_are_401_and_their_bodies_are_not_logged(sqlite_se
         assert stack.core.jobs == []
 
 
+async def test_unsigned_bodies_bolt_cannot_parse_are_401_not_500(sqlite_settings, sqlite_engine,
+                                                                  caplog) -> None:  # type: ignore[no-untyped-def]
+    """Bolt parses a body before it checks the signature: forged bad JSON, a list, a body that
+    is no UTF-8 or a timestamp that is no number each raised a 500 with a logged traceback."""
+    import aiohttp
+
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    cases = [
+        (b"command=/gif&text=hi&response_url=https://x", form),
+        (b"payload=%7Bnot-json", form), (b"payload=%5B1%5D", form), (b"payload=null", form),
+        (b'{"type":', {"Content-Type": "application/json"}), (b"[1]", {"Content-Type": "application/json"}),
+        (b"command=/gif&text=\xff", form),
+    ] + [(b"command=/gif&text=hi", {**form, "X-Slack-Request-Timestamp": ts, "X-Slack-Signature": "v0=00"})
+         for ts in ("abc", "", "1796029688.5", "\u0661\u0662".encode().decode("latin-1"))]
+    async with slack_stack(sqlite_settings, sqlite_engine) as stack:
+        with caplog.at_level(logging.INFO):
+            async with aiohttp.ClientSession() as http:
+                for body, headers in cases:
+                    async with http.post(stack.url + "/slack/events", data=body, headers=headers) as r:
+                        assert r.status == 401, (body, headers)
+        assert "Traceback" not in caplog.text and "Error handling request" not in caplog.text
+        assert "without a valid signature (HTTP 401)" in caplog.text
+        assert stack.core.jobs == [] and stack.fake.calls == []
+
+
 async def test_a_replayed_reaction_cannot_restore_a_withdrawn_vote(sqlite_settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
     import asyncio
     import time
