@@ -36,7 +36,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
 from bot import reports
-from bot.adapters.web_guard import CSRF_FIELD, Access, guard, refuse_framing
+from bot.adapters.web_guard import CSRF_FIELD, Access, body_deadline, guard, refuse_framing
 from bot.core import BotCore
 from bot.events import PLATFORMS, Actor, GifCard, PostView, Reply, gif_url
 from bot.flows.admin import AddPool, AdminCommand, ForgetPhrase, Retrain, hide_command
@@ -458,7 +458,7 @@ def caption(row: dict) -> str:
 def build_app(core: BotCore, settings: Settings, engine: Engine) -> web.Application:
     """The playground, admin pages and `/gifs/`; other routes can be added by the caller."""
     access = Access(settings)
-    app = web.Application(middlewares=[guard(access), busy], client_max_size=64 * 1024)
+    app = web.Application(middlewares=[body_deadline, guard(access), busy], client_max_size=64 * 1024)
     app.on_response_prepare.append(refuse_framing)
     app[ACCESS_KEY] = access
     app[CORE_KEY] = core

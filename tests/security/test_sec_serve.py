@@ -145,3 +145,45 @@ async def test_slow_request_headers_are_cut_off(sqlite_settings, sqlite_engine, 
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
+
+
+async def test_slow_or_oversized_request_bodies_are_cut_off(sqlite_settings, sqlite_engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Headers complete, then a body dripping a byte at a time: once held open for good."""
+    import asyncio
+
+    from bot import serve as serve_mod
+    from bot.adapters import web_guard
+    from bot.core import BotCore
+    from bot.intent import IntentParser
+
+    monkeypatch.setattr(web_guard, "BODY_READ_S", 1.0)
+    settings = sqlite_settings.override(http__port=0, training__retrain_cron="")
+    core = BotCore(settings, sqlite_engine, intent_parser=IntentParser(settings, use_embeddings=False))
+    stop = asyncio.Event()
+    urls: list[str] = []
+    task = asyncio.create_task(serve_mod.serve(settings, sqlite_engine, core=core, stop=stop,
+                                               on_ready=urls.append))
+    try:
+        for _ in range(400):
+            if urls or task.done():
+                break
+            await asyncio.sleep(0.05)
+        port = int(urls[0].rstrip("/").rsplit(":", 1)[1])
+
+        async def send(length: int) -> bytes:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"POST /api/request HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n{" % length)
+            await writer.drain()
+            try:  # the server answers at once (and hangs up after aiohttp's bounded linger)
+                return await asyncio.wait_for(reader.read(200), 30)
+            finally:
+                writer.close()
+
+        slow = await send(60_000)
+        assert slow.startswith(b"HTTP/1.1 408") and b"Connection: close" in slow
+        huge = await send(10**12)
+        assert huge.startswith(b"HTTP/1.1 413") and b"Connection: close" in huge
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
