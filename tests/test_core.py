@@ -237,6 +237,7 @@ async def test_messy_but_clear_requests_work(env: Env, text: str, emotion: str) 
 def test_clean_text() -> None:
     assert clean_text("/gif  happy\x00 now") == "happy now"
     assert clean_text("gif") == ""
+    assert clean_text("happy \ud800 cat") == "happy cat"  # a lone surrogate: no database stores it
     assert clean_text("gifts") == "gifts"
 
 

@@ -138,6 +138,10 @@ async def _body(request: web.Request) -> dict[str, Any]:
         raise web.HTTPBadRequest(text="expected a JSON body\n") from None
     if not isinstance(data, dict):
         raise web.HTTPBadRequest(text="expected a JSON object\n")
+    try:  # JSON may spell a lone surrogate ("\\ud800"), which no database can store
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise web.HTTPBadRequest(text="the JSON holds a broken character (a lone surrogate)\n") from None
     return data
 
 

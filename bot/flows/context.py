@@ -47,7 +47,8 @@ from training.comparisons import user_hash
 log = logging.getLogger("moodgif.bot.core")
 
 BUSY_TEXT = "I'm busy for a moment (the database is locked by another job). Please try again."
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+# Controls, zero-width and direction overrides, and lone surrogates (no database stores them)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 _SPACES = re.compile(r"\s+")
 _LEADING_COMMAND = re.compile(r"^/?gif(?=\s|$)\s*", re.IGNORECASE)  # not "/gif-admin"
 

@@ -211,7 +211,8 @@ async def test_bad_inputs_are_400_not_500(core_private) -> None:  # type: ignore
                            ("/api/shuffle", {"session_id": 5}), ("/api/request", {"text": "x", "user": ["a"]})):
             async with http.post(url + path, json=body) as r:
                 assert r.status == 400, (path, body)
-        for raw in (b"[" * 50_000, b"\xff\xfe"):  # nested past the recursion limit, not UTF-8
+        for raw in (b"[" * 50_000, b"\xff\xfe",  # nested past the recursion limit, not UTF-8
+                    b'{"text": "happy \\ud800", "user": "alice"}'):  # a lone surrogate: no database stores it
             async with http.post(url + "/api/request", data=raw, headers={"Content-Type": "application/json"}) as r:
                 assert r.status == 400
     from bot.events import Actor
