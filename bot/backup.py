@@ -486,14 +486,22 @@ def read_archive(src: Path, staging: Path | None, *, progress: bool = False) -> 
         raise BackupError(f"{src} is damaged, truncated or not a tar.gz: {exc}") from None
     finally:
         bar.close()
-    if manifest is None or manifest.get("format") != FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BackupError(f"{src} has no moodgif manifest: not a moodgif backup, or truncated")
-    if int(manifest.get("version", 0)) > FORMAT_VERSION:
-        raise BackupError(
-            f"{src} is backup format {manifest['version']}, newer than this moodgif reads "
-            f"({FORMAT_VERSION}): upgrade moodgif first"
-        )
-    _verify(manifest, seen)
+    try:
+        version = int(manifest.get("version", 0))
+        if version > FORMAT_VERSION:
+            raise BackupError(
+                f"{src} is backup format {version}, newer than this moodgif reads "
+                f"({FORMAT_VERSION}): upgrade moodgif first"
+            )
+        # what restore reads later, here, so a damaged manifest is one clear line
+        if not (isinstance(manifest["dialect"], str) and isinstance(manifest["counts"]["tables"], dict)):
+            raise TypeError("dialect or table counts of the wrong kind")
+        _verify(manifest, seen)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BackupError(f"{src} has a damaged moodgif manifest ({type(exc).__name__}: {exc}); "
+                          "nothing was changed") from None
     return manifest
 
 

@@ -157,6 +157,24 @@ def test_damaged_archive_changes_nothing(settings: Settings, engine, tmp_path: P
     assert not list(settings.home.glob(".restore-*")), "staging folders are cleaned up"
 
 
+@pytest.mark.parametrize("manifest", [
+    {"format": "moodgif-backup", "version": 1},  # no parts
+    {"format": "moodgif-backup", "version": "x"},
+    {"format": "moodgif-backup", "version": 1, "dialect": "sqlite", "counts": {"tables": {}},
+     "parts": {"database": {}}},
+    [1],
+])
+def test_a_damaged_manifest_is_one_clear_error(tmp_path: Path, manifest: object) -> None:
+    archive = tmp_path / "odd.tar.gz"
+    data = json.dumps(manifest).encode()
+    with tarfile.open(archive, "w:gz") as tar:
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(BackupError, match="(damaged moodgif manifest|no moodgif manifest)"):
+        read_archive(archive, None)
+
+
 def test_failing_database_step_keeps_old_data(settings: Settings, engine, tmp_path: Path) -> None:
     """The manifest promises more rows than the dump holds: SQLite stops before writing,
     PostgreSQL's replay fails its in-transaction check and rolls back; files are swapped back."""
