@@ -171,7 +171,7 @@ def test_a_damaged_manifest_is_one_clear_error(tmp_path: Path, manifest: object)
         info = tarfile.TarInfo("manifest.json")
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
-    with pytest.raises(BackupError, match="(damaged moodgif manifest|no moodgif manifest)"):
+    with pytest.raises(BackupError, match=r"(damaged moodgif manifest|no moodgif manifest)"):
         read_archive(archive, None)
 
 
