@@ -242,8 +242,8 @@ class DiscordContractDriver:
     async def send(self, user: str, shown: Shown) -> PostSeen | None:
         before = len(self.fake.calls_of("followup"))
         await self.d.click(self.messages[shown.handle], shown.handle, user=self.USERS[user])
-        new = self.fake.calls_of("followup")[before:]
-        if not new:
+        new = [c for c in self.fake.calls_of("followup")[before:] if not c.payload.get("flags", 0) & 64]
+        if not new:  # refused: a private note ("already sent"), nothing in the channel
             assert "already" in (self.fake.calls[-1].payload.get("content") or ""), self.fake.calls[-1]
             return None
         post = new[0]

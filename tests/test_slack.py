@@ -5,6 +5,7 @@ the real bot core on a real SQLite database."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 import urllib.parse
@@ -33,6 +34,14 @@ SECRET = "test-signing-secret-0123456789"
 TOKEN = "xoxb-test-token-0123456789"
 CHANNEL = "C0GENERAL"
 
+
+
+_TRIGGERS = itertools.count(1)
+
+
+def next_trigger() -> str:
+    """A new `trigger_id`, as Slack gives each command and click (a repeated one is a replay)."""
+    return f"{next(_TRIGGERS)}.1700000000.abc"
 
 @dataclass
 class Stack:
@@ -65,7 +74,7 @@ class Stack:
         body = urllib.parse.urlencode({
             "token": "legacy", "team_id": TEAM, "team_domain": "fake", "channel_id": CHANNEL,
             "channel_name": "general", "user_id": user, "user_name": user.lower(), "command": command,
-            "text": text, "api_app_id": "A0MOOD", "response_url": self.hook(), "trigger_id": "1.2.3",
+            "text": text, "api_app_id": "A0MOOD", "response_url": self.hook(), "trigger_id": next_trigger(),
         })
         return await self.post(body, **kw)
 
@@ -85,7 +94,7 @@ class Stack:
         """One signed block_actions payload with `action`, from `user` (on a message in
         `thread`: Slack then names it in the container)."""
         payload = {
-            "type": "block_actions", "api_app_id": "A0MOOD", "token": "legacy", "trigger_id": "1.2.3",
+            "type": "block_actions", "api_app_id": "A0MOOD", "token": "legacy", "trigger_id": next_trigger(),
             "team": {"id": TEAM, "domain": "fake"},
             "user": {"id": user, "username": user.lower(), "team_id": TEAM},
             "container": {"type": "message", "message_ts": "1700000000.000001", "channel_id": CHANNEL,
@@ -447,7 +456,7 @@ async def test_gif_for_someones_message_is_a_private_preview_of_its_words(stack:
     assert post_call.data["channel"] == CHANNEL
 
     # a message with no words (a file, an image) gets the feelings to pick from
-    empty = {**payload, "response_url": stack.hook(), "message": {**payload["message"], "text": ""}}
+    empty = {**payload, "response_url": stack.hook(), "trigger_id": next_trigger(), "message": {**payload["message"], "text": ""}}
     await stack.post("payload=" + urllib.parse.quote(json.dumps(empty)))
     asked = None  # the preview, Bob's note, its "Sent ✓" and this answer arrive in any order
     for n in range(3, 6):
@@ -486,7 +495,7 @@ async def test_a_preview_in_a_thread_posts_its_gif_in_that_thread(stack: Stack) 
     # the bot is not in the channel: the preview falls back to the response_url
     fake.outside.add(CHANNEL)
     stack.clock.advance(60)  # past the cooldown
-    await stack.post("payload=" + urllib.parse.quote(json.dumps({**payload, "response_url": stack.hook()})))
+    await stack.post("payload=" + urllib.parse.quote(json.dumps({**payload, "response_url": stack.hook(), "trigger_id": next_trigger()})))
     await fake.wait_for("chat.postEphemeral", 2)
     fallback = (await fake.wait_for("webhook", 2))[1].data
     assert fallback["response_type"] == "ephemeral" and blocks.SEND in _buttons(fallback), fallback

@@ -21,7 +21,9 @@ threads, so the ack is never stuck behind a retrain.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -32,6 +34,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.adapters.slack_listeners import register as register_listeners
 from bot.adapters.slack_listeners.context import (
     PLATFORM,
+    SEEN_EVENTS_MAX,
     SlackContext,
     SlackImages,
     action_actor,
@@ -190,6 +193,24 @@ ACK_FIRST = True  # HTTP slash commands: 200 at once, the work after (bench_slac
 ACK_FIRST_WORKERS = 4  # slash commands worked on at once after their ack
 
 
+def trigger_id(body: str) -> str:
+    """The id Slack gives one slash command or one click (`trigger_id`), "" if none: a
+    request sent again within the signature's 5 minutes carries the same one."""
+    from urllib.parse import parse_qs
+
+    try:
+        form = parse_qs(body, max_num_fields=64)
+    except ValueError:
+        return ""
+    if "payload" in form:
+        try:
+            payload = json.loads(form["payload"][0])
+        except ValueError:
+            return ""
+        return str(payload.get("trigger_id") or "") if isinstance(payload, dict) else ""
+    return (form.get("trigger_id") or [""])[0]
+
+
 def _is_slash_command(body: str) -> bool:
     """A slash command's form body (``command=/gif&...``), not an interaction payload."""
     if "payload=" in body[:16]:
@@ -214,6 +235,7 @@ class _AckFirst:
         self.verifier = SignatureVerifier(signing_secret)
         self.queue: asyncio.Queue[Any] | None = None
         self.workers: list[asyncio.Task[Any]] = []
+        self.seen_triggers: OrderedDict[str, None] = OrderedDict()
 
     async def _worker(self) -> None:
         assert self.queue is not None
@@ -244,11 +266,27 @@ class _AckFirst:
         if body is None or not self._signed(request, body):
             log.info("slack: refused a request to %s without a valid signature (HTTP 401)", EVENTS_PATH)
             return web.Response(status=401, text="invalid request signature\n")
+        if self._replayed(body):
+            # a captured click sent again could restore a vote its owner changed; Slack itself
+            # never resends a command or a click, so the copy is answered and dropped
+            log.info("slack: a command or click seen before (same trigger_id); ignored")
+            return web.Response(status=200)
         try:
             return await self._dispatch(request, body)
         except (ValueError, AttributeError, TypeError) as exc:  # signed, yet not a body bolt can read
             log.warning("slack: a signed request bolt could not read (%s): HTTP 400", type(exc).__name__)
             return web.Response(status=400, text="malformed request body\n")
+
+    def _replayed(self, body: str) -> bool:
+        trigger = trigger_id(body)
+        if not trigger:
+            return False
+        if trigger in self.seen_triggers:
+            return True
+        self.seen_triggers[trigger] = None
+        while len(self.seen_triggers) > SEEN_EVENTS_MAX:
+            self.seen_triggers.popitem(last=False)
+        return False
 
     async def _dispatch(self, request: web.Request, body: str) -> web.StreamResponse:
         if ACK_FIRST and _is_slash_command(body):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import time
 import urllib.parse
@@ -22,6 +23,14 @@ SECRET = "test-signing-secret-0123456789"
 TOKEN = "xoxb-test-token-0123456789"
 CHANNEL = "C0GENERAL"
 
+
+
+_TRIGGERS = itertools.count(1)
+
+
+def next_trigger() -> str:
+    """A new `trigger_id`, as Slack gives each command and click (a repeated one is a replay)."""
+    return f"{next(_TRIGGERS)}.1700000000.abc"
 
 @dataclass
 class SlackStack:
@@ -51,12 +60,12 @@ class SlackStack:
         return await self.post(urllib.parse.urlencode({
             "token": "legacy", "team_id": TEAM, "team_domain": "fake", "channel_id": CHANNEL,
             "channel_name": "general", "user_id": user, "user_name": user.lower(), "command": command,
-            "text": text, "api_app_id": "A0MOOD", "response_url": self.hook(), "trigger_id": "1.2.3",
+            "text": text, "api_app_id": "A0MOOD", "response_url": self.hook(), "trigger_id": next_trigger(),
         }))
 
     async def click(self, action_id: str, value: str, *, user: str = "U0ALICE") -> int:
         payload = {
-            "type": "block_actions", "api_app_id": "A0MOOD", "token": "legacy", "trigger_id": "1.2.3",
+            "type": "block_actions", "api_app_id": "A0MOOD", "token": "legacy", "trigger_id": next_trigger(),
             "team": {"id": TEAM, "domain": "fake"},
             "user": {"id": user, "username": user.lower(), "team_id": TEAM},
             "container": {"type": "message", "message_ts": "1700000000.000001", "channel_id": CHANNEL,

@@ -129,6 +129,61 @@ async def test_a_replayed_reaction_cannot_restore_a_withdrawn_vote(sqlite_settin
         assert ledger(sqlite_engine) == []
 
 
+async def test_a_replayed_click_or_command_does_nothing(sqlite_settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    """Slack gives every command and click its own trigger_id: the same one again, signed
+    within the 5-minute window, is a captured request replayed (it restored a changed vote)."""
+    import asyncio
+    import urllib.parse
+
+    from _adapter_core import ledger
+    from _sec_slack import CHANNEL
+
+    async with slack_stack(sqlite_settings, sqlite_engine) as stack:
+        await stack.command("happy", user="U0ALICE", command="/gif")
+        preview = (await stack.fake.wait_for("webhook", 1))[0].data
+        send = next(e["value"] for b in preview["blocks"] if b["type"] == "actions"
+                    for e in b["elements"] if e["action_id"] == blocks.SEND)
+        await stack.click(blocks.SEND, send)
+        posted = (await stack.fake.wait_for("chat.postMessage", 1))[0]
+        shown = posted.data["blocks"]
+        post_id = next(e["value"] for b in (json.loads(shown) if isinstance(shown, str) else shown)
+                       if b["type"] == "actions"
+                       for e in b["elements"] if e["action_id"] == blocks.VOTE_UP)
+
+        def vote(action_id: str, trigger: str) -> str:
+            return "payload=" + urllib.parse.quote(json.dumps({
+                "type": "block_actions", "api_app_id": "A0MOOD", "token": "legacy", "trigger_id": trigger,
+                "team": {"id": "T0001"}, "user": {"id": "U0BOB", "username": "bob", "team_id": "T0001"},
+                "container": {"type": "message", "channel_id": CHANNEL, "is_ephemeral": False},
+                "channel": {"id": CHANNEL}, "response_url": stack.hook(),
+                "actions": [{"action_id": action_id, "block_id": "b", "value": post_id, "type": "button"}]}))
+
+        async def settled(rows: int) -> list:
+            for _ in range(100):
+                if len(got := [r for r in ledger(sqlite_engine) if r[0] == "vote"]) == rows:
+                    return got
+                await asyncio.sleep(0.05)
+            return got
+
+        up = vote(blocks.VOTE_UP, "77.1")
+        assert await stack.post(up) == 200
+        (before,) = await settled(1)
+        assert await stack.post(vote(blocks.VOTE_DOWN, "77.2")) == 200
+        await asyncio.sleep(0.3)
+        (changed,) = await settled(1)
+        assert changed[1:3] == before[2:0:-1]  # 👎: the winner and loser swapped
+        assert await stack.post(up) == 200  # the captured 👍, sent again
+        await asyncio.sleep(0.5)
+        assert await settled(1) == [changed]
+        n_hooks = len(stack.fake.calls_to("webhook"))
+        body = urllib.parse.urlencode({"team_id": "T0001", "channel_id": CHANNEL, "user_id": "U0ALICE",
+                                       "command": "/gif", "text": "sad", "response_url": stack.hook(),
+                                       "trigger_id": "77.3"})
+        assert await stack.post(body) == 200 and await stack.post(body) == 200
+        await asyncio.sleep(0.5)
+        assert len(stack.fake.calls_to("webhook")) == n_hooks + 1  # one preview, not two
+
+
 async def test_a_click_from_another_workspace_or_channel_posts_nothing(sqlite_settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
     import urllib.parse
 
@@ -141,7 +196,7 @@ async def test_a_click_from_another_workspace_or_channel_posts_nothing(sqlite_se
                     for e in b["elements"] if e["action_id"] == blocks.SEND)
         for team, channel in (("T0OTHER", CHANNEL), ("T0001", "C0ELSEWHERE")):
             payload = {
-                "type": "block_actions", "api_app_id": "A0MOOD", "token": "legacy", "trigger_id": "1",
+                "type": "block_actions", "api_app_id": "A0MOOD", "token": "legacy", "trigger_id": f"{team}.{channel}",
                 "team": {"id": team}, "user": {"id": "U0ALICE", "username": "alice", "team_id": team},
                 "container": {"type": "message", "channel_id": channel, "is_ephemeral": True},
                 "channel": {"id": channel}, "response_url": stack.hook(),
