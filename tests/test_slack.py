@@ -555,3 +555,27 @@ async def test_the_sender_can_undo_a_send_and_the_post_is_deleted(stack: Stack) 
     assert sources(engine)["send"] == 0
     await stack.click(blocks.UNDO, "not-a-number")
     assert "can't find" in (await fake.wait_for("webhook", 6))[5].data["text"]
+
+
+async def test_chat_shows_the_checked_copy_before_a_source_url_its_host_could_change(tmp_path: Path) -> None:
+    """A URL pool's host could serve other bytes after ingest, past the type, size and rating
+    checks: with a public URL set, Slack and Discord show moodgif's own copy. A provider's GIF
+    still comes from its CDN, as its terms ask."""
+    from bot.adapters import discord_views
+    from bot.adapters.slack_listeners.context import SlackImages
+    from bot.events import GifCard
+    from scorer.settings import load_settings
+
+    local = tmp_path / "a.gif"
+    local.write_bytes(b"GIF89a" + b"\0" * 100)
+    card = GifCard("ab" * 32, "happiness", "t", "https://host.example/x.gif", local, 20_000_000, 10, 10)
+    giphy = GifCard("cd" * 32, "happiness", "t", "https://media.giphy.com/y.gif", local, 100, 10, 10,
+                    credit="Powered By GIPHY")
+    images = SlackImages(load_settings(env={}, http__public_url="https://gifs.example.org"))
+    assert await images.ref(card, None, "T1") == {"image_url": f"https://gifs.example.org/gifs/{'ab' * 32}.gif"}  # type: ignore[arg-type]
+    assert await images.ref(giphy, None, "T1") == {"image_url": "https://media.giphy.com/y.gif"}  # type: ignore[arg-type]
+    no_public = SlackImages(load_settings(env={}))
+    assert await no_public.ref(card, None, "T1") == {"image_url": "https://host.example/x.gif"}  # type: ignore[arg-type]
+    # Discord: too big to attach, so a URL: the checked copy first
+    assert discord_views.media(card, "https://gifs.example.org", 10)[0] == f"https://gifs.example.org/gifs/{'ab' * 32}.gif"
+    assert discord_views.media(card, "", 10)[0] == "https://host.example/x.gif"

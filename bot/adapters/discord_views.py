@@ -50,16 +50,17 @@ class Message:
 
 def media(card: GifCard, public_url: str, upload_limit: int) -> tuple[str | None, discord.File | None]:
     """Where the embed's image comes from: the local file as an attachment when it fits the
-    upload limit, else a public URL (the GIF's source, or moodgif's /gifs/ under public_url)."""
+    upload limit, else a public URL: moodgif's checked copy under public_url before the GIF's
+    source (whose host could serve other bytes later)."""
     if card.credit and card.source_url and card.source_url.startswith("https://"):
         return card.source_url, None  # a provider's GIF is shown from its own CDN, as it asks
     if card.bytes <= upload_limit and card.local_path.is_file():
         name = f"{card.sha256}.gif"  # ASCII, as attachment:// needs
         return f"attachment://{name}", discord.File(card.local_path, filename=name, description=card.alt_text[:1000])
-    if card.source_url and card.source_url.startswith(("https://", "http://")):
-        return card.source_url, None
     if public_url:
         return gif_url(card.sha256, public_url), None
+    if card.source_url and card.source_url.startswith(("https://", "http://")):
+        return card.source_url, None
     return None, None
 
 

@@ -90,9 +90,10 @@ def event_actor(body: dict[str, Any], user: str, channel: str) -> Actor:
 class SlackImages:
     """Public references for GIF images: Slack fetches image blocks itself, so they must be.
 
-    The GIF's own source URL when it has one; else the moodgif HTTP server's `/gifs/<sha>.gif`
-    under `public_url`; else the file is uploaded once per workspace (files_upload_v2) and
-    referenced as a `slack_file`.
+    A provider's GIF (GIPHY) from its own CDN, as its terms ask; else the copy moodgif checked,
+    at `/gifs/<sha>.gif` under `public_url` (a source URL's host could serve other bytes
+    later, past the type, size and rating checks); else the GIF's source URL; else the file
+    is uploaded once per workspace (files_upload_v2) and referenced as a `slack_file`.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -100,10 +101,13 @@ class SlackImages:
         self._uploaded: dict[tuple[str, str], str] = {}
 
     async def ref(self, card: GifCard, client: AsyncWebClient, workspace: str) -> blocks.ImageRef:
-        if card.source_url and card.source_url.startswith(("https://", "http://")):
+        from_source = bool(card.source_url) and card.source_url.startswith(("https://", "http://"))
+        if from_source and card.credit:
             return {"image_url": card.source_url}
         if self.public_url:
             return {"image_url": gif_url(card.sha256, self.public_url)}
+        if from_source:
+            return {"image_url": card.source_url}
         key = (workspace, card.sha256)
         if key not in self._uploaded:
             result = await client.files_upload_v2(
