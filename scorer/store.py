@@ -295,7 +295,7 @@ class RetrainRun(Base):
     __tablename__ = "retrain_runs"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     trigger: Mapped[str] = mapped_column(String(20), default="manual")  # manual, schedule, admin
-    status: Mapped[str] = mapped_column(String(12), default="running")  # running activated rejected failed skipped
+    status: Mapped[str] = mapped_column(String(12), default="running")  # running activated kept rejected failed skipped
     step: Mapped[str] = mapped_column(String(20), default="")
     started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)

@@ -14,6 +14,9 @@ One run, step by step (each step's name is written to its `retrain_runs` row as 
 4. **dataset** — the GIFs' cached features with the fitted scores as targets, weighted by
    how many comparisons back each score; the 80/10/10 split by GIF (`settings.training.seed`).
 5. **train** — the head, warm-started from the active version when it is compatible.
+   When the head was warm-started and no epoch beat it on the dev votes, the candidate
+   would be the active head itself: the run ends there as "kept" (the active version stays,
+   the new fit becomes active), with no copy saved or rescored.
 6. **evaluate** — the new head and the active version on the same dev GIFs and targets;
    then, pool by pool, the new head against the zero-shot prior on the held-out comparisons
    of that pool: the head takes over a pool only where it wins (`_pool_domain`).
@@ -118,7 +121,7 @@ RESIDUAL_CONFIG = {"lr": 1e-2}
 
 @dataclass
 class RetrainOutcome:
-    status: str  # activated | rejected | skipped | failed | busy
+    status: str  # activated | kept | rejected | skipped | failed | busy
     message: str
     run_id: int | None = None
     model_version_id: int | None = None
@@ -127,7 +130,7 @@ class RetrainOutcome:
 
     @property
     def ok(self) -> bool:
-        return self.status in ("activated", "rejected", "skipped")
+        return self.status in ("activated", "kept", "rejected", "skipped")
 
 
 class _Skip(Exception):
@@ -301,6 +304,8 @@ def _run_locked(settings: Settings, engine: Engine, *, trigger: str, head_kind: 
         data = _dataset(run, fit, active)
         run.step("train")
         result, cfg = _train(run, data, active, head_kind, epochs, device)
+        if _active_head_unbeaten(run):
+            return _keep_active_head(run, fit, active)
         run.step("evaluate")
         verdict = _evaluate(run, led.ledger, data, active, result)
         run.step("save")
@@ -463,6 +468,35 @@ def _train_one(run: _Run, data: _Data, active: ModelVersion | None, head_kind: s
     run.metrics["train"] = {**result.summary(), "warm_start": init is not None,
                             "head": cfg.to_dict(), "n_train": len(data.train)}
     return result, cfg
+
+
+def _active_head_unbeaten(run: _Run) -> bool:
+    """No epoch beat the warm start on the dev votes: the candidate would be the active head
+    itself, weight for weight (saving and activating it published identical copies)."""
+    train = run.metrics.get("train", {})
+    return bool(train.get("warm_start")) and train.get("best_epoch") == 0
+
+
+def _keep_active_head(run: _Run, fit: BTFitOutput, active: ModelVersion | None) -> RetrainOutcome:
+    """The active version stays, the new fit becomes active (it holds the newest votes): one
+    transaction, unless the active version changed meanwhile (then the fit waits too)."""
+    assert active is not None
+    metrics = run.metrics
+    loss = metrics["train"].get("best_dev_loss")
+    msg = (f"model version {active.id} stays active: no training epoch beat its head on the dev "
+           f"votes (dev loss {loss:.4f}); the new Bradley-Terry fit is active")
+    with session_scope(run.engine) as s:
+        if versions.active_ids(s) != [active.id]:
+            msg = "the active version changed during the run; nothing was changed"
+        else:
+            versions.activate_fit(s, fit.fit_id)
+        r = s.get(RetrainRun, run.run_id)
+        assert r is not None
+        r.status, r.finished_at = "kept", utcnow()
+        metrics["message"] = msg
+        r.metrics = metrics
+    log.info("retrain run %d: %s", run.run_id, msg)
+    return RetrainOutcome("kept", msg, run.run_id, active.id, fit.fit_id, metrics)
 
 
 def _evaluate(run: _Run, ledger: LedgerArrays, data: _Data, active: ModelVersion | None,
