@@ -157,6 +157,36 @@ def test_a_head_no_epoch_improves_is_kept_not_copied(settings, engine) -> None: 
     assert not list(settings.models_dir.glob(f"retrain-{kept.run_id}-*.pt"))
 
 
+def test_sends_without_a_shuffle_and_cancels_are_something_to_learn(settings, engine) -> None:  # type: ignore[no-untyped-def]
+    """A GIF sent as first shown adds no comparison row, only a win against the sender's bar:
+    such decisions once left the ledger "empty" and the scheduled job idle."""
+    import datetime as dt
+
+    from bot import session as sess
+    from scorer.emotions import NAMES
+
+    truth = make_pool(settings, engine)
+    shas = sorted(truth)
+    now = dt.datetime(2026, 1, 1, 12, 0)
+    for n in range(60):
+        e = n % len(NAMES)
+        best = max(shas, key=lambda g: truth[g][e])
+        state = sess.create_session(engine, kind="preview", platform="t", workspace="w", channel="c",
+                                    user_hash=f"{n % 7:064x}", query=NAMES[e], emotion=e, shas=[best],
+                                    now=now, ttl_s=900)
+        assert sess.send_session(engine, state, best, now) is not None
+    cancelled = sess.create_session(engine, kind="preview", platform="t", workspace="w", channel="c",
+                                    user_hash="f" * 64, query="happy", emotion=0, shas=[shas[0]],
+                                    now=now, ttl_s=900)
+    sess.close_session(engine, cancelled.id, "cancelled", now)
+    out = run_retrain(settings, engine, epochs=5)
+    assert out.status != "skipped" and out.ok, out.message
+    assert out.metrics["ledger"]["used"] == 0 and out.metrics["ledger"]["bar_judgements"] == 61
+    assert out.metrics["ledger"]["previews_decided_since_last_fit"] == 61
+    later = run_retrain(settings, engine, trigger="schedule", epochs=5)  # nothing new since
+    assert later.status == "skipped" and "only 0 new comparisons and decided previews" in later.message
+
+
 def test_scheduled_run_waits_for_new_comparisons(settings, engine) -> None:  # type: ignore[no-untyped-def]
     truth = make_pool(settings, engine)
     simulate_votes(engine, truth, 1500)

@@ -23,7 +23,7 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from scorer.emotions import N_EMOTIONS, NAMES
@@ -72,6 +72,19 @@ def preview_judgements(engine: Engine, known: set[str], until: dt.datetime | Non
                 if sha != sent and sha in known:
                     out.append((int(emotion), bar, sha, who))
     return out
+
+
+def previews_decided_since(engine: Engine, since: dt.datetime | None) -> int:
+    """Previews sent or cancelled (a feeling named) after `since` (None: ever): decisions the
+    next fit learns from even when they add no comparison row (a GIF sent without a shuffle
+    is one win against the bar)."""
+    q = (select(func.count()).select_from(ChatSession)
+         .where(ChatSession.kind == "preview", ChatSession.state.in_(("sent", "cancelled")),
+                ChatSession.topic == ""))
+    if since is not None:
+        q = q.where(ChatSession.updated_at > since)
+    with engine.connect() as conn:
+        return int(conn.execute(q).scalar() or 0)
 
 
 def with_judgements(ledger: LedgerArrays, rows: Sequence[tuple],

@@ -354,33 +354,39 @@ def _read_ledger(run: _Run, trigger: str, force: bool) -> _Ledger:
     """A fixed snapshot of the ledger (up to the newest comparison now); _Skip when there
     is nothing (new enough) to learn."""
     settings, engine = run.settings, run.engine
+    from training.judgements import previews_decided_since, preview_judgements, with_judgements
+
     prev_fit = versions.active_fit(engine)
     last_seen = prev_fit.last_comparison_id if prev_fit else 0
     newest = latest_id(engine)
-    if newest == 0:
-        raise _Skip("nothing to learn yet: the ledger has no comparisons (votes, sends, "
-                    "polls or imported pairs); collect some, then run again")
+    # A preview sent without a shuffle, or cancelled, adds no comparison row but is a
+    # decision the fit learns from: it counts as something new (the better the bot, the more
+    # first GIFs are sent as they are).
+    decided = (previews_decided_since(engine, prev_fit.created_at if prev_fit else None)
+               if USE_BAR_JUDGEMENTS else 0)
+    if newest == 0 and decided == 0 and prev_fit is None:
+        raise _Skip("nothing to learn yet: no comparisons (votes, sends, polls or imported "
+                    "pairs) and no decided previews; collect some, then run again")
     if trigger == "schedule" and not force:
         from training.comparisons import count_since
 
-        new = count_since(engine, last_seen)
+        new = count_since(engine, last_seen) + decided
         if new < settings.training.retrain_min_new_comparisons:
-            raise _Skip(f"only {new} new comparisons since the last fit "
+            raise _Skip(f"only {new} new comparisons and decided previews since the last fit "
                         f"(MOODGIF_RETRAIN_MIN_NEW_COMPARISONS={settings.training.retrain_min_new_comparisons})")
     gifs = sorted(pooled_gifs(engine))
     ledger, info = load_ledger(engine, known_gifs=set(gifs), items=gifs, up_to_id=newest)
     run.metrics["ledger"] = {k: info[k] for k in ("rows", "used", "skipped_unknown_gif", "ties")}
     run.metrics["ledger"]["by_source"] = info["by_source"]
-    if len(ledger) == 0:
-        raise _Skip(f"nothing to learn yet: none of the {info['rows']} comparisons names a "
-                    "GIF that is in a pool")
     fit_ledger = ledger
     if USE_BAR_JUDGEMENTS:
-        from training.judgements import preview_judgements, with_judgements
-
         judged = preview_judgements(engine, set(gifs))
         fit_ledger = with_judgements(ledger, judged)
         run.metrics["ledger"]["bar_judgements"] = len(judged)
+        run.metrics["ledger"]["previews_decided_since_last_fit"] = decided
+    if len(fit_ledger) == 0:
+        raise _Skip(f"nothing to learn yet: none of the {info['rows']} comparisons or decided "
+                    "previews names a GIF that is in a pool")
     return _Ledger(gifs, ledger, fit_ledger)
 
 
