@@ -354,7 +354,7 @@ def _read_ledger(run: _Run, trigger: str, force: bool) -> _Ledger:
     """A fixed snapshot of the ledger (up to the newest comparison now); _Skip when there
     is nothing (new enough) to learn."""
     settings, engine = run.settings, run.engine
-    from training.judgements import previews_decided_since, preview_judgements, with_judgements
+    from training.judgements import preview_judgements, previews_decided_since, with_judgements
 
     prev_fit = versions.active_fit(engine)
     last_seen = prev_fit.last_comparison_id if prev_fit else 0
