@@ -88,20 +88,38 @@ def mount_adapters(app: web.Application, core: BotCore, settings: Settings, engi
 async def _start_platforms(core: BotCore, settings: Settings) -> list[tuple[str, Callable[[], Any]]]:
     """Start Slack Socket Mode and Discord when configured; returns (name, async closer)."""
     from bot.adapters import discord as discord_adapter
-    from bot.adapters import slack
 
     closers: list[tuple[str, Callable[[], Any]]] = []
-    try:
-        handler = await slack.start_socket_mode(core, settings)
-    except Exception as exc:  # a platform outage must not stop the playground
-        log.error("Slack Socket Mode did not start: %s", type(exc).__name__)
-        handler = None
-    if handler is not None:
-        closers.append(("slack", handler.close_async))
+    if settings.slack.socket_mode:
+        # Connecting retries for as long as Slack is unreachable: in the background, so the
+        # playground, Discord and a stop signal never wait on it.
+        connecting = asyncio.create_task(_connect_slack(core, settings), name="slack-socket-mode")
+        closers.append(("slack (Socket Mode)", lambda: _close_slack(connecting)))
     client = await discord_adapter.start(core, settings)
     if client is not None:
         closers.append(("discord", client.close))
     return closers
+
+
+async def _connect_slack(core: BotCore, settings: Settings) -> Any:
+    from bot.adapters import slack
+
+    try:
+        return await slack.start_socket_mode(core, settings)
+    except Exception as exc:  # a platform outage must not stop the playground
+        log.error("Slack Socket Mode did not start: %s", type(exc).__name__)
+        return None
+
+
+async def _close_slack(connecting: asyncio.Task[Any]) -> None:
+    if not connecting.done():  # still trying to reach Slack: stop trying
+        connecting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await connecting
+        return
+    handler = connecting.result()
+    if handler is not None:
+        await handler.close_async()
 
 
 def _start_scheduler(settings: Settings) -> Any:

@@ -187,3 +187,38 @@ async def test_slow_or_oversized_request_bodies_are_cut_off(sqlite_settings, sql
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
+
+
+async def test_an_unreachable_slack_in_socket_mode_delays_nothing_and_stop_still_stops(sqlite_settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    """Socket Mode retries for as long as Slack is unreachable: serve once awaited that before
+    announcing itself, never started Discord, and ignored SIGTERM (QA, 2026-11-30)."""
+    import asyncio
+
+    from aiohttp import ClientSession
+
+    from bot import serve as serve_mod
+    from bot.core import BotCore
+    from bot.intent import IntentParser
+
+    with socket.socket() as closed:  # a port nobody listens on: every connect is refused
+        closed.bind(("127.0.0.1", 0))
+        dead = closed.getsockname()[1]
+    settings = sqlite_settings.override(
+        http__port=0, training__retrain_cron="", slack__socket_mode=True, slack__app_token="xapp-1-test",
+        slack__bot_token="xoxb-test", slack__api_url=f"http://127.0.0.1:{dead}/api/")
+    core = BotCore(settings, sqlite_engine, intent_parser=IntentParser(settings, use_embeddings=False))
+    stop = asyncio.Event()
+    urls: list[str] = []
+    task = asyncio.create_task(serve_mod.serve(settings, sqlite_engine, core=core, stop=stop,
+                                               on_ready=urls.append))
+    try:
+        for _ in range(400):
+            if urls or task.done():
+                break
+            await asyncio.sleep(0.05)
+        assert urls, "serve never announced itself while Slack was unreachable"
+        async with ClientSession() as http, http.get(urls[0] + "healthz") as resp:
+            assert resp.status == 200
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)  # stops although Slack never answered
