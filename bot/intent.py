@@ -139,6 +139,9 @@ class Intent:
     # workspace's own words (bot.learned_phrases). However sure it is, a person may mean
     # another of the situation's feelings, so its next ones stay on offer.
     is_guess: bool = False
+    # The reason is about the text as a whole (a pasted admin command, another language): no
+    # word of it is a topic to look up either (bot.topics.read_request).
+    whole: bool = False
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -474,7 +477,7 @@ def _answer_without_reading(raw: str, cleaned: str) -> Intent | None:
     if not raw.strip():
         return Intent(None, 0.0, [], _HELP_REASON, "help")
     if _ADMIN_COMMAND.match(raw):  # "/gif /gif-admin pools list": its words are no feeling
-        return Intent(None, 0.0, [], _ADMIN_REASON, "unknown")
+        return Intent(None, 0.0, [], _ADMIN_REASON, "unknown", whole=True)
     key = normalize_key(cleaned).strip("?!. ")
     if key in {"help", "list", "emotions"} or cleaned == "?":
         return Intent(None, 0.0, [], "here are the 17 emotions I know", "help")
@@ -654,7 +657,7 @@ class IntentParser:
         if unread is not None:
             return unread
         if other_language(self.reader, cleaned):
-            return Intent(None, 0.0, [], _ENGLISH_ONLY, "unknown")
+            return Intent(None, 0.0, [], _ENGLISH_ONLY, "unknown", whole=True)
         cleaned = one_word_repeated(self.lex, cleaned)
         probs, path = self._distribution(cleaned)
         return _answer(cleaned, probs, path, self.threshold)

@@ -274,7 +274,7 @@ def read_request(parser: IntentParser, index: TopicIndex | None, text: str) -> R
     roles = parser.word_roles(text)
     content = [(t, r) for t, r in roles if r != "function"]
     if (not content or len(content) > TOPIC_MAX_WORDS or len(roles) > TOPIC_MAX_TOKENS
-            or full.kind == "help"):
+            or full.kind == "help" or full.whole):
         return Reading(full)
     candidates = [t for t, r in content if r == "other" or t in TOPIC_WORDS]
     if not candidates:

@@ -185,6 +185,14 @@ async def test_cooldown_limits_requests_not_votes(sqlite_settings, sqlite_engine
     assert (await env.core.request(alice, "sad")).kind == "preview"
     pasted = await env.core.request(bob, "/gif-admin hide last")  # once a "-admin hide last" GIF
     assert pasted.kind != "preview" and "/gif-admin" in (pasted.text or ""), pasted
+    # nor are its words topics, even where GIFs carry them ("list" once matched a "fist pump")
+    from _adapter_core import give_words
+
+    give_words(env.core, env.engine, title="Pools list help", tags=("pools", "list", "help", "stats"))
+    for pasted_line in ("/gif-admin pools list", "/gif-admin help", "/gif-admin stats"):
+        env.now[0] += 3.0
+        pasted = await env.core.request(bob, pasted_line)
+        assert pasted.kind != "preview" and "No " not in (pasted.text or "") and "/gif-admin" in (pasted.text or ""), pasted
     # a question is a request too: rate-limited when asked, and its answer opens at once
     carol = env.actor("carol")
     assert (await env.core.request(carol, "happy")).kind == "preview"
