@@ -301,6 +301,7 @@ def test_suggest_cli(sqlite_settings, sqlite_engine) -> None:
     assert topic["emotion"] is None and topic["topic"] == ["cats"] and {g["sha256"] for g in topic["gifs"]} == set(cats)
     shown = runner.invoke(cli, ["suggest", "cats", "--k", "2"], env=env).stdout
     assert shown.startswith("topic: cats (no feeling named") and "appeal " in shown and "unscored" not in shown
+    assert "appeal 0.000" not in shown and all(g["score"] > 0 for g in topic["gifs"])  # each one's appeal
     both = json.loads(runner.invoke(cli, ["suggest", "happy", "cats", "--json"], env=env).stdout)
     assert both["emotion"] == "happiness" and both["topic"] == ["cats"]
     missing = runner.invoke(cli, ["suggest", "happy", "unicorn"], env=env).stdout

@@ -243,11 +243,12 @@ def _rank(ctx: CoreContext, scoped: ChannelSettings, emotion: int, k: int, *,
 def _rank_by_appeal(matrix: ScoreMatrix, topics: TopicIndex, reading: Reading, k: int, *,
                     rng: np.random.Generator, pools: list[str] | None, ceiling: str, rate: float,
                     exclude: tuple[str, ...], recent: list[str]) -> Ranked:
-    """No feeling named: the topic's GIFs by overall appeal (bot.topics), so no scores."""
+    """No feeling named: the topic's GIFs by overall appeal (bot.topics), which is also
+    their score (the posterior mean of each one's clearest feeling)."""
     shas, eligible = rank_topic(matrix, topics, reading.rows, k, rng=rng, pools=pools,
                                 ceiling=ceiling, rate=rate, exclude=exclude, soft_exclude=recent)
-    return Ranked(shas=shas, scores=[0.0] * len(shas), means=[0.0] * len(shas),
-                  eligible=eligible)
+    appeal = [float(topics.appeal[matrix.index[sha]]) if topics.appeal.size else 0.0 for sha in shas]
+    return Ranked(shas=shas, scores=appeal, means=appeal, eligible=eligible)
 
 
 def _clearest_emotion(matrix: ScoreMatrix, sha: str) -> int:
