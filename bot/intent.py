@@ -162,7 +162,7 @@ class Intent:
 
 def help_text() -> str:
     """The 17 emotions, one line each with its description and example requests."""
-    lines = ["Ask for a feeling, e.g. `/gif happy`, `/gif ugh mondays` or `/gif 😱`. The 17 emotions:"]
+    lines = ["Ask for a feeling, e.g. `/gif happy`, `/gif i broke prod` or `/gif 😱`. The 17 emotions:"]
     for e in EMOTIONS:
         lines.append(f"{e.emoji} {e.name}: {e.description} (try: {EXAMPLES[e.name]})")
     return "\n".join(lines)

@@ -40,7 +40,8 @@ COMPOSE_ONLY: list[tuple[str, str, bool, str]] = [
     ("MOODGIF_ENV_FILE", "moodgif.env", False,
      "this file's path for compose, relative to deploy/ (set it in the shell, not here)"),
     ("RAY_ADDRESS", "ray-head:6379", False,
-     "Ray cluster the scoring pipeline joins (compose profile `ray` starts ray-head)"),
+     "Ray cluster that `moodgif score --engine ray` joins when given no --address (compose "
+     "profile `ray` starts ray-head); the scheduled retrain and queued jobs never use Ray"),
 ]
 
 HEADER = """\

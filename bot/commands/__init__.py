@@ -62,7 +62,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
                            "core; the real retrain job runs every K requests; the ranking is "
                            "measured against the truth after every retrain, for each strategy."),
     "suggest": Subcommand(("suggest",), "The top GIFs for an emotion or a request text, e.g. "
-                          "`moodgif suggest ugh mondays`."),
+                          "`moodgif suggest i broke prod`."),
     "train": Subcommand(("train",), "Fit Bradley-Terry on the ledger and train a head on the "
                         "fitted scores."),
 }
