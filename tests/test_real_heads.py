@@ -26,7 +26,7 @@ from scorer.emotions import INDEX, N_EMOTIONS, NAMES
 from scorer.faces import CLASSES, N_CLASSES
 from scorer.features import save_features
 from scorer.settings import Settings
-from scorer.store import Gif, ModelVersion, Pool, PoolGif, Prediction, pack_scores, session_scope
+from scorer.store import BTFit, Gif, ModelVersion, Pool, PoolGif, Prediction, pack_scores, session_scope
 from training.comparisons import import_pairs
 
 LEXICON = IntentParser(use_embeddings=False).distribution
@@ -406,6 +406,10 @@ def test_train_reads_the_prior_channels_and_keeps_the_better_head(sqlite_setting
         mv = s.get(ModelVersion, rep.model_version_id)
         assert mv.head_kind == rep.kind and mv.config["channels"] == CHANNELS_ID
         _, meta = load_head(head_path(settings, mv))
+        # fitted as the retrain fits: the previews' judgements against the bar were asked for
+        # (none here), so a `train --activate` fit never drops them
+        fit = s.get(BTFit, mv.config["bt_fit_id"])
+        assert fit.stats["ledger"]["bar_judgements"] == 0
     assert meta["channels"] == CHANNELS_ID and meta["in_dim"] == 8 + N_CHANNELS
 
     plain = train_version(settings, engine, head="fc-maxpool-2", epochs=5, device="cpu", channels=False)

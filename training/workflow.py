@@ -50,8 +50,12 @@ class WorkflowError(RuntimeError):
 
 
 def ledger_fit(settings: Settings, engine: Engine, *, pool: str | None = None,
-               with_prior: bool = True, store: bool = False
+               with_prior: bool = True, store: bool = False, judgements: bool = False
                ) -> tuple[BTFitOutput, LedgerArrays, dict]:
+    """The Bradley-Terry fit of the ledger's comparisons between pooled GIFs, and the
+    ledger. `judgements`: with the previews' decisions against each sender's bar, weighed
+    per person, as the retrain fits them (a fit that becomes active must: without them the
+    sent-beats-skipped pairs count in full and the top of the ranking got worse)."""
     gifs = sorted(pooled_gifs(engine, pool))
     if not gifs and pool:
         from scorer.pool_storage import pool_exists
@@ -66,7 +70,14 @@ def ledger_fit(settings: Settings, engine: Engine, *, pool: str | None = None,
         raise WorkflowError("nothing to learn yet: the ledger has no comparisons between these "
                             "GIFs; collect votes or run `moodgif import-votes FILE.csv`")
     prior = active_version(engine) if with_prior else None
-    fit = refit_bt(settings, engine, ledger, gifs, prior_version=prior, ledger_info=info,
+    fit_ledger = ledger
+    if judgements:
+        from training.judgements import preview_judgements, with_judgements
+
+        judged = preview_judgements(engine, set(gifs))
+        fit_ledger = with_judgements(ledger, judged)
+        info = {**info, "bar_judgements": len(judged)}
+    fit = refit_bt(settings, engine, fit_ledger, gifs, prior_version=prior, ledger_info=info,
                    store=store)
     return fit, ledger, info
 
@@ -353,7 +364,7 @@ def train_version(settings: Settings, engine: Engine, *, pool: str | None = None
     `prior-residual` head, keeping the lower dev loss."""
     _check_head_kind(head)
     ts = training_set(set_name)
-    fit, _, _ = ledger_fit(settings, engine, pool=pool, store=True)
+    fit, _, _ = ledger_fit(settings, engine, pool=pool, store=True, judgements=True)
     targets, weights = targets_from(fit, "product")
     encoder_id = settings.scoring.encoder
     channels_id = _channels_for_head(settings, engine, list(targets), head, wanted=channels,
