@@ -26,7 +26,16 @@ from scorer.emotions import INDEX, N_EMOTIONS, NAMES
 from scorer.faces import CLASSES, N_CLASSES
 from scorer.features import save_features
 from scorer.settings import Settings
-from scorer.store import BTFit, Gif, ModelVersion, Pool, PoolGif, Prediction, pack_scores, session_scope
+from scorer.store import (
+    BTFit,
+    Gif,
+    ModelVersion,
+    Pool,
+    PoolGif,
+    Prediction,
+    pack_scores,
+    session_scope,
+)
 from training.comparisons import import_pairs
 
 LEXICON = IntentParser(use_embeddings=False).distribution
