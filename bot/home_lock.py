@@ -44,7 +44,7 @@ def home_lock(home: Path, *, exclusive: bool, doing: str) -> Iterator[None]:
 
 def _busy_text(home: Path, exclusive: bool, doing: str) -> str:
     if exclusive:
-        return (f"cannot {doing}: a moodgif server or retrain worker is running on {home}; stop it "
+        return (f"cannot {doing}: a moodgif server, retrain or worker is running on {home}; stop it "
                 "first (systemctl stop moodgif-bot moodgif-worker, or docker compose stop bot worker)")
     return f"cannot {doing}: a restore is running on {home}; start again when it has finished"
 

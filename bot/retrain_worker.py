@@ -17,6 +17,8 @@ import logging
 import pickle
 import subprocess
 import sys
+import threading
+import time
 from typing import Any
 
 from scorer.openmp import prefer_passive_waits
@@ -28,6 +30,10 @@ prefer_passive_waits()  # the worker child trains and scores: before torch is im
 log = logging.getLogger("moodgif.bot.retrain_worker")
 
 JOB_ID = "moodgif-retrain"
+# A stopping bot gives its worker children this long to unwind (inside serve's 20 s deadline).
+WORKER_GRACE_S = 10.0
+_LIVE: set[subprocess.Popen[bytes]] = set()  # worker children running now
+_LIVE_LOCK = threading.Lock()
 
 
 def run_in_worker(settings: Settings, timeout_s: float | None = None, *,
@@ -40,10 +46,42 @@ def run_in_worker(settings: Settings, timeout_s: float | None = None, *,
     """
     flags = [*(["--force"] if force else []), *(["--jobs"] if jobs else [])]
     cmd = [sys.executable, "-m", "bot.retrain_worker", *flags]
-    proc = subprocess.run(cmd, input=pickle.dumps(settings), timeout=timeout_s, check=False)
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
+    with _LIVE_LOCK:
+        _LIVE.add(proc)
+    try:
+        proc.communicate(pickle.dumps(settings), timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        with _LIVE_LOCK:
+            _LIVE.discard(proc)
     if proc.returncode != 0:
         log.warning("scheduled retrain worker exited with status %d", proc.returncode)
     return proc.returncode
+
+
+def stop_workers(grace_s: float = WORKER_GRACE_S) -> int:
+    """Stop every worker child this process started (SIGTERM: a retrain unwinds and marks its
+    run failed, a pool add drops its empty pool), killing those still there after `grace_s`:
+    a bot that stops must not leave a retrain behind that activates a model later.
+    Returns how many were running."""
+    with _LIVE_LOCK:
+        procs = [p for p in _LIVE if p.poll() is None]
+    for proc in procs:
+        log.info("stopping worker child %d", proc.pid)
+        proc.terminate()
+    deadline = time.monotonic() + grace_s
+    for proc in procs:
+        try:
+            proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("worker child %d did not stop within %g s: killed", proc.pid, grace_s)
+            proc.kill()
+            proc.wait()
+    return len(procs)
 
 
 async def _job(settings: Settings) -> None:
@@ -73,6 +111,17 @@ def main() -> int:
     from bot.logs import setup_logging
 
     setup_logging(settings)
+    from bot.home_lock import HomeBusy, home_lock
+
+    try:  # a restore must not swap the database under a running retrain or pool add
+        with home_lock(settings.home, exclusive=False, doing="run a retrain or an admin job"):
+            return _work(settings)
+    except HomeBusy as exc:
+        log.warning("%s", exc)
+        return 3
+
+
+def _work(settings: Settings) -> int:
     from bot.flows.jobs import drain
     from scorer.store import make_engine
     from training.retrain import run_retrain, scheduled_job

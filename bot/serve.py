@@ -258,6 +258,9 @@ async def _shut_down(loop: asyncio.AbstractEventLoop, running: _Running,
     if hard_deadline_s is not None:
         _exit_hard_when_stuck(loop, hard_deadline_s)
     _stop_scheduler(running.sched)
+    from bot.retrain_worker import stop_workers
+
+    await asyncio.to_thread(stop_workers)  # no retrain may outlive the bot and activate later
     await _close_platforms(running.closers)
     await _cancel(running.house)
     await running.runner.cleanup()

@@ -330,7 +330,7 @@ def test_restore_is_refused_while_a_server_runs_on_the_home(sqlite_settings: Set
     archive = tmp_path / "b.tar.gz"
     create_backup(settings, archive)
     with home_lock(settings.home, exclusive=False, doing="serve"):  # what `serve` holds
-        with pytest.raises(BackupError, match="server or retrain worker is running"):
+        with pytest.raises(BackupError, match="server, retrain or worker is running"):
             restore_backup(settings, archive, force=True)
         with home_lock(settings.home, exclusive=False, doing="run the retrain worker"):
             pass  # a server and the worker share the home
@@ -338,4 +338,14 @@ def test_restore_is_refused_while_a_server_runs_on_the_home(sqlite_settings: Set
           pytest.raises(HomeBusy, match="a restore is running"),
           home_lock(settings.home, exclusive=False, doing="serve")):
         pass
+    # `retrain --once` holds the lock too: it once ran on, under a restore, into a bare
+    # AssertionError and left a stray candidate in the restored database
+    from click.testing import CliRunner
+
+    from bot.cli import cli
+
+    with home_lock(settings.home, exclusive=True, doing="restore"):
+        res = CliRunner().invoke(cli, ["retrain", "--once"], env={
+            "MOODGIF_HOME": str(settings.home), "MOODGIF_DATABASE_URL": settings.db_url})
+    assert res.exit_code == 1 and "cannot retrain: a restore is running" in res.output, res.output
     restore_backup(settings, archive, force=True)  # nothing runs: it goes ahead

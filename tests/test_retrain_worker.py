@@ -44,3 +44,33 @@ def test_serving_modules_do_not_import_torch() -> None:
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                           env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_stopping_bot_stops_its_retrain_child_which_says_it_was_interrupted(
+        sqlite_settings, sqlite_engine, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """serve's shutdown once left the child running (parent PID 1), and it activated a model
+    90 s after the bot had gone; the run also stayed "running" until the next one."""
+    import threading
+    import time
+
+    from test_retrain import simulate_votes
+
+    truth = make_pool(sqlite_settings, sqlite_engine)
+    simulate_votes(sqlite_engine, truth, 1500)
+    marker = tmp_path / "held"
+    monkeypatch.setenv("MOODGIF_RETRAIN_HOLD_AT", "train")
+    monkeypatch.setenv("MOODGIF_RETRAIN_HOLD_FILE", str(marker))
+    monkeypatch.setenv("MOODGIF_RETRAIN_HOLD_S", "300")
+    codes: list[int] = []
+    child = threading.Thread(target=lambda: codes.append(retrain_worker.run_in_worker(sqlite_settings)))
+    child.start()
+    deadline = time.monotonic() + 180
+    while not marker.exists() and time.monotonic() < deadline and child.is_alive():
+        time.sleep(0.1)
+    assert marker.exists(), "the retrain child never reached its held step"
+    assert retrain_worker.stop_workers(grace_s=60) == 1
+    child.join(60)
+    assert not child.is_alive() and codes and codes[0] != 0
+    (run,) = history(sqlite_engine)
+    assert run["status"] == "failed" and "interrupted at step train" in run["error"], run
+    assert retrain_worker.stop_workers() == 0

@@ -229,8 +229,10 @@ class _Run:
     # The active version's predictions, read once (bt-fit) for the refit's prior, the
     # distillation targets and the evaluation.
     active_pred: VersionPredictions | None = None
+    current_step: str = ""
 
     def step(self, name: str) -> None:
+        self.current_step = name
         if self.on_step is not None:
             self.on_step(name)
         _set_step(self.engine, self.run_id, name)
@@ -320,6 +322,10 @@ def _run_locked(settings: Settings, engine: Engine, *, trigger: str, head_kind: 
     except Exception as exc:
         log.error("retrain run %d failed: %s\n%s", run.run_id, exc, traceback.format_exc())
         return _finish(run, "failed", f"{type(exc).__name__}: {exc}")
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM unwinding (bot.sigterm)
+        # said now, not by the next run's cleanup: until then `history` showed it "running"
+        _finish(run, "failed", f"interrupted at step {run.current_step or 'start'} (stopped by a signal)")
+        raise
 
 
 def _start(settings: Settings, engine: Engine, trigger: str,
@@ -337,6 +343,8 @@ def _finish(run: _Run, status: str, message: str) -> RetrainOutcome:
     with session_scope(run.engine) as s:
         r = s.get(RetrainRun, run.run_id)
         assert r is not None
+        if r.status != "running":  # decided already (a signal after the activation's commit)
+            return RetrainOutcome(r.status, message, run.run_id, run.mv_id, run.fit_id, run.metrics)
         r.status, r.finished_at, r.metrics = status, utcnow(), {**run.metrics, "message": message}
         if status == "failed":
             r.error = message

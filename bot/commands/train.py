@@ -184,12 +184,17 @@ def retrain_group(ctx: click.Context, once: bool, schedule: bool, epochs: int, d
     if once == schedule:
         raise click.UsageError("give exactly one of --once, --schedule (or the `history` subcommand)")
     if once:
+        from bot.home_lock import HomeBusy, home_lock
         from training.retrain import run_retrain
 
         engine = _engine(settings)
-        out = run_retrain(settings, engine, trigger="manual", epochs=epochs,
-                          device=_device(settings, device),
-                          on_step=lambda step: click.echo(f"  {step} ...", err=True))
+        try:  # a restore must not swap the database under the run
+            with home_lock(settings.home, exclusive=False, doing="retrain"):
+                out = run_retrain(settings, engine, trigger="manual", epochs=epochs,
+                                  device=_device(settings, device),
+                                  on_step=lambda step: click.echo(f"  {step} ...", err=True))
+        except HomeBusy as exc:
+            raise click.ClickException(str(exc)) from None
         if out.status == "busy":
             click.echo(f"moodgif: {out.message}", err=True)
             sys.exit(3)
