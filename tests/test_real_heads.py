@@ -242,6 +242,22 @@ def test_head_that_beats_the_prior_nowhere_is_rejected(sqlite_settings: Settings
     assert active == [zs]
 
 
+def test_a_head_too_few_votes_can_judge_says_so_not_that_it_lost(sqlite_settings: Settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    """With under MIN_POOL_PAIRS held-out comparisons in every pool the head was never
+    measured against the prior: "beats the prior in no pool" said it had lost."""
+    from training.retrain import MIN_POOL_PAIRS, run_retrain
+
+    settings, engine = sqlite_settings, sqlite_engine
+    pools = _two_pools(settings, engine)
+    _prior(settings, engine, {**pools["p1"], **pools["p2"]})
+    _sure_votes(engine, pools["p1"], 40, seed=5)
+    out = run_retrain(settings, engine, epochs=5)
+    assert out.status == "rejected", out.message
+    assert all(row["heldout_pairs"] < MIN_POOL_PAIRS for row in out.metrics["pools"].values())
+    assert f"no pool has {MIN_POOL_PAIRS} held-out comparisons yet" in out.message
+    assert "beats the zero-shot prior" not in out.message
+
+
 @pytest.mark.slow
 def test_retrained_head_reads_the_stored_channels(sqlite_settings: Settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
     from scorer.heads import load_head

@@ -522,7 +522,13 @@ def _evaluate(run: _Run, ledger: LedgerArrays, data: _Data, active: ModelVersion
     dev_pred = predict(result.module, data.dev.feats) if len(data.dev) else np.zeros((0, N_EMOTIONS))
     pools, members = _pool_domain(run, ledger, data, dev_pred)
     if pools is not None and not pools:
-        run.metrics["why"] = "it beats the zero-shot prior on the held-out comparisons of no pool"
+        per = run.metrics.get("pools", {})
+        if per and all(row.get("heldout_pairs", 0) < MIN_POOL_PAIRS for row in per.values()):
+            # never measured, not beaten: say what it waits for
+            run.metrics["why"] = (f"no pool has {MIN_POOL_PAIRS} held-out comparisons yet to judge it "
+                                  "against the zero-shot prior, which keeps ranking them; more votes will")
+        else:
+            run.metrics["why"] = "it beats the zero-shot prior on the held-out comparisons of no pool"
         run.metrics["not_worse"] = False
         return _Verdict(False, math.nan, math.nan, [])
     # With a zero-shot prior, judged against the active version only where it takes over.
