@@ -363,6 +363,7 @@ def test_commands_end_to_end(sqlite_settings, sqlite_engine, tmp_path) -> None: 
                     "--models", "lin-reg,mean-only,fc-maxpool-2")
     assert code == 0, out
     assert "FC-MaxPool-2" in out and (report_dir / "report.md").is_file()
+    assert "nan" not in out.lower()  # Mean-only's rho is undefined: "–", as in report.md
     assert (report_dir / "scores.png").is_file() and (report_dir / "losses.png").is_file()
     for models, says in (("lin-reg,mean-only", "at least one head"), ("rnn-9", "unknown model")):
         code, out = run("evaluate", "--out", str(tmp_path / "none"), "--models", models)

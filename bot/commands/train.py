@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -161,11 +162,17 @@ def evaluate_cmd(settings: Settings, out_dir: Path | None, pool: str | None, set
         raise click.ClickException(str(exc)) from None
     click.echo(table.splits_summary)
     click.echo(f"{'model':<14} {'train':>7} {'dev':>7} {'test':>7} {'expl.var':>8} {'rho':>6} {'pairs':>6} {'spread':>6}")
+    def cell(value: float | None, width: int, digits: int) -> str:
+        # "–" where a figure is undefined (rho of Mean-only: a constant has no rank), as report.md
+        ok = value is not None and math.isfinite(value)
+        return f"{value:{width}.{digits}f}" if ok else f"{'–':>{width}}"
+
     for ev in table.evals:
         r = ev.row()
-        click.echo(f"{r['model']:<14} {r['train_rmse']:7.4f} {r['dev_rmse']:7.4f} {r['test_rmse']:7.4f} "
-                   f"{r['test_explained_variance']:8.3f} {r['mean_spearman']:6.3f} "
-                   f"{r['pair_accuracy']:6.3f} {r['spread_ratio']:6.2f}")
+        click.echo(f"{r['model']:<14} {cell(r['train_rmse'], 7, 4)} {cell(r['dev_rmse'], 7, 4)} "
+                   f"{cell(r['test_rmse'], 7, 4)} {cell(r['test_explained_variance'], 8, 3)} "
+                   f"{cell(r['mean_spearman'], 6, 3)} {cell(r['pair_accuracy'], 6, 3)} "
+                   f"{cell(r['spread_ratio'], 6, 2)}")
     click.echo(f"report: {report}")
 
 
