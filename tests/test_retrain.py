@@ -342,6 +342,8 @@ def test_commands_end_to_end(sqlite_settings, sqlite_engine, tmp_path) -> None: 
     assert code == 0, out
     assert "1500 comparisons added" in out and "4 skipped" in out
     assert "GIF not in any pool" in out
+    code, out = run("import-votes", str(csv_path))  # the same file twice would count each vote twice
+    assert code == 1 and "imported already (1500 comparisons on " in out and "--again" in out
     wrong = tmp_path / "notes.csv"  # the wrong file: the summary, then a failing exit
     wrong.write_text("metric,left,right,choice\nsympathy,a,b,left\n")
     code, out = run("import-votes", str(wrong))

@@ -369,7 +369,7 @@ def import_pairs(engine: Engine, rows: Iterable[Sequence[str]], source: str = "i
             flush()
     flush()
     if report.skipped:
-        log.info("import: %s", report.summary())  # the caller reports its own summary
+        log.debug("import: %s", report.summary())  # the caller reports its own, whole-file tally
     return report
 
 

@@ -278,20 +278,31 @@ def retrain_history(settings: Settings, limit: int, as_json: bool) -> None:
 @click.argument("csv_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option("--source", type=click.Choice(["import", "poll", "vote"]), default="import",
               show_default=True, help="source recorded on each comparison")
+@click.option("--again", is_flag=True, help="import a file whose very bytes were imported before")
 @click.pass_obj
-def import_votes_cmd(settings: Settings, csv_file: Path, source: str) -> None:
+def import_votes_cmd(settings: Settings, csv_file: Path, source: str, again: bool) -> None:
     """Add GIFGIF-format comparisons (metric,left,right,choice) to the ledger.
 
     GIFs are named by SHA-256 or by their pooled file name without extension (the GIFGIF
     images are `<giphy_id>.gif`). Malformed rows, unknown emotions, empty ids and GIFs in no
-    pool are counted and skipped.
+    pool are counted and skipped. A file is imported once: the same bytes again are refused
+    (they would count every vote twice) unless `--again`.
     """
+    import hashlib
+
     from scorer.emotions import NAMES
+    from scorer.store import Meta, session_scope, utcnow
     from training.bradley_terry import read_gifgif_csv
     from training.bt_csv import LEFT, RIGHT
     from training.comparisons import import_pairs
 
     engine = _engine(settings)
+    key = "import:" + hashlib.sha256(csv_file.read_bytes()).hexdigest()[:40]
+    with session_scope(engine) as s:
+        before = s.get(Meta, key)
+        if before is not None and not again:
+            raise click.ClickException(f"{csv_file}: these very rows were imported already ({before.value}); "
+                                       "importing them again counts every vote twice (`--again` does)")
     try:
         data = read_gifgif_csv(csv_file)
     except (OSError, ValueError) as exc:
@@ -309,3 +320,5 @@ def import_votes_cmd(settings: Settings, csv_file: Path, source: str) -> None:
     if not report.added:  # the wrong file, or GIFs not pooled yet: a script must notice
         raise click.ClickException(f"{csv_file}: no comparisons imported (rows need metric,left,right,"
                                    "choice with an emotion and two GIFs in a pool)")
+    with session_scope(engine) as s:
+        s.merge(Meta(key=key, value=f"{report.added} comparisons on {utcnow():%Y-%m-%d %H:%M} UTC"))
