@@ -94,16 +94,26 @@ async def test_send_and_publish_posts_attaches_and_is_one_transaction(env: Env) 
     vote = await env.core.vote(env.actor("bob"), message_ref=sent.message_ref, up=True)
     assert vote.kind == "ack" and "Noted" in vote.text
     again = await env.core.send_and_publish(alice, sid, None, publish)
-    assert again.reply.kind == "expired" and again.message_ref is None and len(posted) == 1
+    assert again.reply.kind == "closed" and again.message_ref is None and len(posted) == 1
 
     async def refused(post):  # type: ignore[no-untyped-def]
         return None  # e.g. the bot is not in the channel
 
+    async def outage(post):  # type: ignore[no-untyped-def]
+        raise ConnectionError("the platform is down")
+
     sid2 = (await env.core.request(alice, "happy")).preview.session_id
+    sends_before = len([c for c in env.comparisons() if c.source == "send"])
     lost = await env.core.send_and_publish(alice, sid2, None, refused)
-    assert lost.reply.kind == "posted" and lost.message_ref is None
-    with session_scope(env.engine) as s:
-        assert not s.get(Post, lost.reply.post.post_id).message_ref
+    assert lost.reply.kind == "not_posted" and lost.message_ref is None  # the adapter said why
+    failed = await env.core.send_and_publish(alice, sid2, None, outage)
+    assert failed.reply.kind == "error" and "nothing was sent" in failed.reply.text
+    with session_scope(env.engine) as s:  # taken back whole: no post, the preview still open
+        assert s.scalars(select(Post).where(Post.session_id == sid2)).all() == []
+        assert s.get(ChatSession, sid2).state == "open"
+    assert len([c for c in env.comparisons() if c.source == "send"]) == sends_before
+    kept = await env.core.send_and_publish(alice, sid2, None, publish)  # the platform is back
+    assert kept.reply.kind == "posted" and kept.message_ref == f"C1:{posted[-1]}"
 
 
 async def test_a_request_is_one_transaction(env: Env) -> None:
