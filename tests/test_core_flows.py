@@ -149,6 +149,25 @@ async def test_admin_jobs_are_queued_for_the_worker(env: Env) -> None:
     assert "job 1: retrain: done - skipped" in (await env.core.run_admin(ada, adm.Stats())).text
 
 
+async def test_a_bot_with_its_schedule_off_leaves_admin_jobs_to_the_worker(sqlite_settings, sqlite_engine,
+                                                                            monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """compose and systemd switch the bot's schedule off because a worker (`retrain
+    --schedule`, the GPU host) runs it; a pool add or "retrain now" once ran beside chat
+    anyway, in the bot's own child."""
+    env = Env(sqlite_settings, sqlite_engine, training__retrain_cron="", training__retrain_interval_min=0)
+    ada = env.actor("ada", admin=True)
+    env.core.job_queue.start_worker = lambda settings: pytest.fail("the bot started a worker child")
+    monkeypatch.setitem(RUNNERS, "retrain", lambda settings, engine, args: "ran in the worker")
+    await env.core.job_queue.resume()
+    assert (await env.core.run_admin(ada, adm.Retrain())).kind == "ack"
+    job = env.core.jobs[-1]
+    await asyncio.sleep(0.3)
+    assert job.state == "queued" and env.core.job_queue._worker is None
+    assert await asyncio.to_thread(drain, env.settings, env.engine) == 1  # the worker's minute
+    await asyncio.wait_for(job.task, 30)
+    assert (job.state, job.detail) == ("done", "ran in the worker")
+
+
 async def test_many_queued_jobs_share_one_worker_child(env: Env) -> None:
     """Six quick clicks on "retrain now" once started six worker children at once (each
     imports torch); one drains the queue now, and another starts only for a job it missed."""

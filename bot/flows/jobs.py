@@ -88,10 +88,16 @@ class JobQueue:
 
     def __init__(self, ctx: CoreContext,
                  start_worker: Callable[[Settings], int] = _start_worker) -> None:
+        from training.schedule import make_trigger
+
         self.ctx = ctx
         self.start_worker = start_worker
         self._jobs: list[Job] = []
         self._worker: asyncio.Task | None = None  # the one worker child running now, if any
+        # A bot whose own retrain schedule is off (MOODGIF_RETRAIN_CRON= and _INTERVAL_MIN=0,
+        # as compose and systemd set it) has a worker for that: `moodgif retrain --schedule`
+        # drains the queue every minute, on its own host (the GPU one), not beside chat.
+        self.runs_jobs = make_trigger(ctx.settings) is not None
 
     @property
     def jobs(self) -> list[Job]:
@@ -107,13 +113,16 @@ class JobQueue:
     async def resume(self) -> None:
         """At start: jobs left queued by a process that stopped before running them (a
         restart, a killed worker) get a worker now instead of waiting for the next click."""
-        if await asyncio.to_thread(has_queued, self.ctx.engine):
+        if self.runs_jobs and await asyncio.to_thread(has_queued, self.ctx.engine):
             log.info("admin jobs left queued: starting the worker for them")
             self._ensure_worker()
 
-    def _ensure_worker(self) -> asyncio.Task:
+    def _ensure_worker(self) -> asyncio.Task | None:
         """One worker child at a time: it drains the whole queue, so six clicks on "retrain
-        now" start one process (each child imports torch), not six."""
+        now" start one process (each child imports torch), not six. None: the jobs are the
+        separate worker's (`runs_jobs`)."""
+        if not self.runs_jobs:
+            return None
         if self._worker is None or self._worker.done():
             self._worker = asyncio.get_running_loop().create_task(self._run_workers())
         return self._worker
@@ -130,10 +139,10 @@ class JobQueue:
             deadline = time.monotonic() + JOB_TIMEOUT_S
             next_lease_check = time.monotonic()
             while True:  # another worker (another host, the scheduler's) may hold it
-                if worker.done() and (failed := worker.exception()) is not None:
+                if worker is not None and worker.done() and (failed := worker.exception()) is not None:
                     raise failed
                 job.state, job.detail = await asyncio.to_thread(job_state, self.ctx.engine, job.id)
-                if job.state == "queued" and worker.done():
+                if job.state == "queued" and (worker is None or worker.done()):
                     worker = self._ensure_worker()
                 if job.state == "running" and time.monotonic() > next_lease_check:
                     next_lease_check = time.monotonic() + HEARTBEAT_S
