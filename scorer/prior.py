@@ -370,12 +370,15 @@ def write_prior(engine: Engine, mv_id: int, shas: Sequence[str],
 
 
 def prior_summary(engine: Engine, shas: Sequence[str]) -> dict:
-    """For `pool show` and the admin page: the newest prior version and how many GIFs of
-    `shas` have only its wide prior (no face, no words)."""
+    """For `pool show` and the admin page: the prior version that scores these GIFs before
+    any vote, and how many of `shas` have only its wide prior (no face, no words). That is
+    the active version when it is a prior (it ranks first: bot.ranking), else the newest."""
     from scorer.store import unpack_scores
 
     with session_scope(engine) as s:
-        mv = versions.zero_shot_version(s)
+        active = versions.active_version(s)
+        mv = (active if active is not None and active.head_kind == PRIOR_HEAD_KIND
+              else versions.zero_shot_version(s))
         if mv is None:
             return {"version": None, "wide": 0, "scored": 0}
         wide = scored = 0

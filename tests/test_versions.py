@@ -122,3 +122,24 @@ def test_non_finite_figures_never_break_a_json_column(engine) -> None:  # type: 
         assert row.config == {"train": {"best_dev_loss": None, "dev_loss@5": None,  # type: ignore[union-attr]
                                         "curve": [None, 0.5]}}
     assert versions.finite_metrics({"a": inf, "b": 1, "c": "x"}) == {"b": 1, "c": "x"}
+
+
+def test_pool_show_names_the_prior_that_scores_the_pool(engine) -> None:  # type: ignore[no-untyped-def]
+    """An active prior ranks first (bot.ranking): a newer prior that scored none of these GIFs
+    (a `score` run without the face model) once stood in the report with "0 GIFs scored"."""
+    from scorer.prior import prior_summary
+    from scorer.store import Gif, Prediction, pack_scores
+
+    shas = [f"{i:064x}" for i in range(3)]
+    with session_scope(engine) as s:
+        a, b = _mv(s, "words+faces", head_kind="prior"), _mv(s, "words", head_kind="prior")
+        s.add_all(Gif(sha256=sha, bytes=1, width=1, height=1, n_frames=1) for sha in shas)
+        s.flush()
+        for sha in shas:
+            s.add(Prediction(model_version_id=a, gif_sha=sha, scores=pack_scores([0.5] * 17),
+                             sd=pack_scores([0.1] * 17)))
+    assert prior_summary(engine, shas)["version_id"] == b  # nothing active: the newest
+    with session_scope(engine) as s:
+        versions.activate(s, a)
+    summary = prior_summary(engine, shas)
+    assert (summary["version_id"], summary["scored"], summary["wide"]) == (a, 3, 0)
