@@ -157,6 +157,19 @@ def test_a_head_no_epoch_improves_is_kept_not_copied(settings, engine) -> None: 
     assert not list(settings.models_dir.glob(f"retrain-{kept.run_id}-*.pt"))
 
 
+def test_a_damaged_active_head_file_means_a_cold_start_not_a_failure_every_run(settings, engine) -> None:  # type: ignore[no-untyped-def]
+    truth = make_pool(settings, engine)
+    simulate_votes(engine, truth, 2000)
+    first = run_retrain(settings, engine, epochs=10)
+    assert first.status == "activated", first.message
+    head = settings.models_dir / f"retrain-{first.run_id}-fc-maxpool-2.pt"
+    head.write_bytes(head.read_bytes()[:1000])  # a disk error, a copy cut short
+    simulate_votes(engine, truth, 300, seed=4)
+    second = run_retrain(settings, engine, epochs=10)
+    assert second.status != "failed", second.message
+    assert second.metrics["train"]["warm_start"] is False and "warm_start_error" in second.metrics
+
+
 def test_sends_without_a_shuffle_and_cancels_are_something_to_learn(settings, engine) -> None:  # type: ignore[no-untyped-def]
     """A GIF sent as first shown adds no comparison row, only a win against the sender's bar:
     such decisions once left the ledger "empty" and the scheduled job idle."""

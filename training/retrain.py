@@ -471,8 +471,15 @@ def _train_one(run: _Run, data: _Data, active: ModelVersion | None, head_kind: s
             from scorer.channels import head_channels
             from scorer.heads import load_head
 
-            module, meta = load_head(path)
-            if (int(meta.get("in_dim", -1)) == data.train.dim and head_channels(meta) == data.channels
+            try:
+                module, meta = load_head(path)
+            except Exception as exc:  # a damaged file must not block every later run
+                log.warning("retrain: the active head %s cannot be read (%s: %s); training from "
+                            "scratch", path.name, type(exc).__name__, str(exc)[:200])
+                run.metrics["warm_start_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+                module, meta = None, {}
+            if (module is not None and int(meta.get("in_dim", -1)) == data.train.dim
+                    and head_channels(meta) == data.channels
                     and active.head_kind.startswith(("fc-", "rnn-", RESIDUAL_HEAD))):
                 init = module
                 saved = (active.config or {}).get("head") or {}
