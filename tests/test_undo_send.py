@@ -50,6 +50,8 @@ async def test_the_sender_takes_a_send_back_and_it_teaches_nothing(settings, eng
     changed = await env.core.vote(bob, post_id=post_id, up=False)
     assert changed.kind == "expired"
     assert [c.source for c in env.comparisons()] == ["vote"]  # Bob's first vote, unchanged
+    withdrawn = await env.core.vote(bob, post_id=post_id, up=None)  # his reaction removed
+    assert withdrawn.kind == "ack" and env.comparisons() == []  # a withdrawal still withdraws
 
 
 async def test_undo_has_a_time_limit_and_refuses_forged_posts(env: Env) -> None:

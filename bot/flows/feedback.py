@@ -43,7 +43,8 @@ class FeedbackFlow:
         if post is None or post.platform != actor.platform or post.workspace != actor.workspace:
             return Reply(kind="expired", text=_GONE)
         asked = sess.load_session(db, post.session_id) if post.session_id else None
-        if asked is not None and asked.state == "undone":  # a click that raced the Undo
+        if asked is not None and asked.state == "undone" and up is not None:
+            # no new vote on a taken-back GIF; withdrawing one cast before the Undo still works
             return Reply(kind="expired", text=_TAKEN_BACK)
         if asked is not None and asked.topic:
             # Its feeling label was a stand-in (the request named none): a vote says the GIF
