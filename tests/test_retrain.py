@@ -170,6 +170,41 @@ def test_a_damaged_active_head_file_means_a_cold_start_not_a_failure_every_run(s
     assert second.metrics["train"]["warm_start"] is False and "warm_start_error" in second.metrics
 
 
+def test_a_version_activated_during_a_run_keeps_its_own_fit(settings, engine, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`train --activate` while a retrain runs: the run is rejected, and its fit (made on the
+    old version's prior) must not become active beside the new version either."""
+    import threading
+
+    from _bot_pool import add_model_version
+
+    truth = make_pool(settings, engine)
+    simulate_votes(engine, truth, 2000)
+    assert run_retrain(settings, engine, epochs=5).status == "activated"
+    simulate_votes(engine, truth, 300, seed=6)
+    with session_scope(engine) as s:
+        fit_before = s.scalars(select(BTFit.id).where(BTFit.active.is_(True))).one()
+    marker = tmp_path / "held"
+    monkeypatch.setenv("MOODGIF_RETRAIN_HOLD_AT", "activate")
+    monkeypatch.setenv("MOODGIF_RETRAIN_HOLD_FILE", str(marker))
+    monkeypatch.setenv("MOODGIF_RETRAIN_HOLD_S", "2")
+    outcomes: list = []
+    run = threading.Thread(target=lambda: outcomes.append(run_retrain(settings, engine, epochs=5)))
+    run.start()
+    for _ in range(600):
+        if marker.exists():
+            break
+        time.sleep(0.05)
+    shas = sorted(truth)
+    other = add_model_version(engine, shas, np.stack([truth[g] for g in shas]), name="activated meanwhile")
+    run.join(120)
+    (out,) = outcomes
+    assert out.status == "rejected" and "changed during the run" in out.message, out.message
+    assert "the active version's own fit stays" in out.message
+    assert active_ids(engine) == [other]
+    with session_scope(engine) as s:
+        assert s.scalars(select(BTFit.id).where(BTFit.active.is_(True))).one() == fit_before != out.bt_fit_id
+
+
 def test_sends_without_a_shuffle_and_cancels_are_something_to_learn(settings, engine) -> None:  # type: ignore[no-untyped-def]
     """A GIF sent as first shown adds no comparison row, only a win against the sender's bar:
     such decisions once left the ledger "empty" and the scheduled job idle."""

@@ -726,7 +726,8 @@ def _activate(run: _Run, fit: BTFitOutput, active: ModelVersion | None, better: 
     Returns whether the candidate was activated."""
     metrics = run.metrics
     with session_scope(run.engine) as s:
-        if active is not None and versions.active_ids(s) != [active.id]:
+        changed = active is not None and versions.active_ids(s) != [active.id]
+        if changed:
             better = False
             metrics["not_worse"] = False
             metrics["why"] = "the active version changed during the run"
@@ -737,8 +738,10 @@ def _activate(run: _Run, fit: BTFitOutput, active: ModelVersion | None, better: 
             mv = s.get(ModelVersion, run.mv_id)
             assert mv is not None
             mv.status = "rejected"
-        # The new fit is active either way: it holds the newest votes.
-        versions.activate_fit(s, fit.fit_id)
+        if not changed:
+            # The new fit is active either way: it holds the newest votes. Not beside a version
+            # activated meanwhile (`train --activate`): it was fitted on the old one's prior.
+            versions.activate_fit(s, fit.fit_id)
         r = s.get(RetrainRun, run.run_id)
         assert r is not None
         r.status = "activated" if better else "rejected"
@@ -773,7 +776,9 @@ def _report(run: _Run, fit: BTFitOutput, verdict: _Verdict) -> RetrainOutcome:
         why = metrics.get("why") or "worse than the active version"
         # Rejected before any measuring (it wins no pool): the why is the whole story.
         shown = why if verdict.pools == [] else f"{why} ({judged})"
-        msg = f"model version {run.mv_id} rejected: {shown}; the new Bradley-Terry fit is active"
+        fit_note = ("the active version's own fit stays" if why == "the active version changed during the run"
+                    else "the new Bradley-Terry fit is active")
+        msg = f"model version {run.mv_id} rejected: {shown}; {fit_note}"
     metrics["message"] = msg
     with session_scope(run.engine) as s:
         s.execute(update(RetrainRun).where(RetrainRun.id == run.run_id).values(metrics=metrics))
