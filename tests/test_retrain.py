@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -407,6 +408,24 @@ def test_commands_end_to_end(sqlite_settings, sqlite_engine, tmp_path) -> None: 
     assert "rnn-2: best epoch" in out and "candidate" in out
     code, out = run("train", "--search", "2", "--epochs", "2", "--activate")
     assert code == 0 and "search: 2 trials" in out and ": active" in out, out
+
+    # a rollback: the retrain's version ranks again, its votes fitted again on its scale
+    code, out = run("model", "list", "--json")
+    listed = json.loads(out)
+    retrained = next(r for r in listed if r["name"].startswith("retrain-") and r["status"] == "retired")
+    assert [r["status"] for r in listed].count("active") == 1
+    code, out = run("model", "activate", str(retrained["id"]))
+    assert code == 0 and f"model version {retrained['id']} is active" in out and "votes fitted again" in out, out
+    assert active_ids(sqlite_engine) == [retrained["id"]]
+    assert count(sqlite_engine, Prediction, Prediction.model_version_id == retrained["id"]) == N_GIFS
+    with session_scope(sqlite_engine) as s:
+        fit = s.scalars(select(BTFit).where(BTFit.active.is_(True))).one()
+        assert fit.prior_model_version_id == retrained["id"]
+    for bad, says in ((str(retrained["id"]), "is the active one already"), ("9999", "does not exist")):
+        code, out = run("model", "activate", bad)
+        assert code == 1 and says in out, out
+    code, out = run("model", "list")
+    assert code == 0 and "active since" in out
 
     report_dir = tmp_path / "report"
     code, out = run("evaluate", "--out", str(report_dir), "--epochs", "3",

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from scorer import versions
 from scorer.pipeline import pools_with_votes
 from scorer.settings import Settings
-from scorer.store import session_scope, utcnow
+from scorer.store import ModelVersion, session_scope, utcnow
 from scorer.versions import HEAD_KINDS, active_version, create_candidate, finite_metrics
 from training import bradley_terry as bt
 from training.comparisons import LedgerArrays, load_ledger, pooled_gifs
@@ -50,8 +50,8 @@ class WorkflowError(RuntimeError):
 
 
 def ledger_fit(settings: Settings, engine: Engine, *, pool: str | None = None,
-               with_prior: bool = True, store: bool = False, judgements: bool = False
-               ) -> tuple[BTFitOutput, LedgerArrays, dict]:
+               with_prior: bool = True, store: bool = False, judgements: bool = False,
+               prior: ModelVersion | None = None) -> tuple[BTFitOutput, LedgerArrays, dict]:
     """The Bradley-Terry fit of the ledger's comparisons between pooled GIFs, and the
     ledger. `judgements`: with the previews' decisions against each sender's bar, weighed
     per person, as the retrain fits them (a fit that becomes active must: without them the
@@ -69,7 +69,10 @@ def ledger_fit(settings: Settings, engine: Engine, *, pool: str | None = None,
     if len(ledger) == 0:
         raise WorkflowError("nothing to learn yet: the ledger has no comparisons between these "
                             "GIFs; collect votes or run `moodgif import-votes FILE.csv`")
-    prior = active_version(engine) if with_prior else None
+    if with_prior and prior is None:
+        prior = active_version(engine)
+    elif not with_prior:
+        prior = None
     fit_ledger = ledger
     if judgements:
         from training.judgements import preview_judgements, with_judgements
@@ -336,6 +339,39 @@ def _create_version(engine: Engine, record: _HeadRecord, fit: BTFitOutput, metri
                     "pools": pools_with_votes(engine) or None},
             metrics=metrics).id
     return mv_id
+
+
+def reactivate_version(settings: Settings, engine: Engine, mv_id: int) -> tuple[int, int | None]:
+    """Make an earlier version the one that ranks again (a rollback): its head predicts the
+    GIFs pooled since, the ledger is fitted again with it as the prior (a fit is on its
+    prior's scale), then both become active in one transaction. Returns (predictions
+    written, the new fit's id, None when nothing has been compared yet)."""
+    from scorer.pipeline import write_predictions
+    from scorer.versions import PRIOR_HEAD_KIND, head_path
+
+    with session_scope(engine) as s:
+        mv = s.get(ModelVersion, mv_id)
+        if mv is None:
+            raise WorkflowError(f"model version {mv_id} does not exist (`moodgif model list` shows them)")
+        if mv.status == "active":
+            raise WorkflowError(f"model version {mv_id} is the active one already")
+        if mv.status == "failed":
+            raise WorkflowError(f"model version {mv_id} is a failed run's: it was never finished")
+        s.expunge(mv)
+    written = 0
+    if mv.head_kind != PRIOR_HEAD_KIND:
+        try:
+            head_path(settings, mv)
+        except Exception as exc:
+            raise WorkflowError(str(exc)) from None
+        written = write_predictions(settings, engine, mv_id, sorted(pooled_gifs(engine)))
+    try:
+        fit, _, _ = ledger_fit(settings, engine, store=True, judgements=True, prior=mv)
+        fit_id: int | None = fit.fit_id
+    except WorkflowError:  # nothing compared yet: the version alone
+        fit_id = None
+    activate_version(engine, mv_id, fit_id)
+    return written, fit_id
 
 
 def _activate_with_predictions(settings: Settings, engine: Engine, mv_id: int,

@@ -45,6 +45,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "intent": Subcommand(("intent",), "Map TEXT to one of the 17 emotions, with a confidence "
                          "and alternatives."),
     # `pool starter` lives in sources (it is a GIPHY source): registered after the group.
+    "model": Subcommand(("train",), "Model versions: list them, or make an earlier one rank "
+                        "again (a rollback)."),
     "pool": Subcommand(("pool", "sources"), "GIF pools: add files, folders, URL lists or "
                        "manifests; list, show, remove."),
     "pretrain": Subcommand(("sources",), "Train the scorer on a public comparison dataset "

@@ -23,6 +23,7 @@ def register(group: click.Group) -> None:
     group.add_command(evaluate_cmd)
     group.add_command(retrain_group)
     group.add_command(import_votes_cmd)
+    group.add_command(model_group)
 
 
 def _engine(settings: Settings):  # type: ignore[no-untyped-def]
@@ -322,3 +323,55 @@ def import_votes_cmd(settings: Settings, csv_file: Path, source: str, again: boo
                                    "choice with an emotion and two GIFs in a pool)")
     with session_scope(engine) as s:
         s.merge(Meta(key=key, value=f"{report.added} comparisons on {utcnow():%Y-%m-%d %H:%M} UTC"))
+
+
+@click.group("model")
+def model_group() -> None:
+    """Model versions: list them, or make an earlier one rank again (a rollback)."""
+
+
+@model_group.command("list")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.pass_obj
+def model_list(settings: Settings, limit: int, as_json: bool) -> None:
+    """The newest versions first: id, status, kind, name, when made and activated."""
+    from sqlalchemy import select
+
+    from scorer.store import ModelVersion, session_scope
+
+    with session_scope(_engine(settings)) as s:
+        rows = [{"id": mv.id, "status": mv.status, "kind": mv.head_kind, "name": mv.name,
+                 "created_at": mv.created_at.isoformat(timespec="seconds") if mv.created_at else None,
+                 "activated_at": mv.activated_at.isoformat(timespec="seconds") if mv.activated_at else None}
+                for mv in s.scalars(select(ModelVersion).order_by(ModelVersion.id.desc()).limit(limit))]
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    if not rows:
+        click.echo("no model versions yet: `moodgif score` makes the first (the zero-shot prior)")
+        return
+    for r in rows:
+        click.echo(f"{r['id']:>4}  {r['status']:<9} {r['kind']:<16} {r['name'][:40]:<40} "
+                   f"made {r['created_at'] or '-'}" + (f", active since {r['activated_at']}"
+                                                       if r["status"] == "active" else ""))
+
+
+@model_group.command("activate")
+@click.argument("version_id", type=click.IntRange(min=1))
+@click.pass_obj
+def model_activate(settings: Settings, version_id: int) -> None:
+    """Make VERSION_ID rank again (a rollback after a retrain you do not like): its head
+    scores the GIFs pooled since, the votes are fitted again with it as the prior, and both
+    become active at once. Running bots pick it up within seconds."""
+    from bot.home_lock import HomeBusy, home_lock
+    from training.workflow import WorkflowError, reactivate_version
+
+    engine = _engine(settings)
+    try:
+        with home_lock(settings.home, exclusive=False, doing="activate a model version"):
+            written, fit_id = reactivate_version(settings, engine, version_id)
+    except (WorkflowError, HomeBusy) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"model version {version_id} is active ({written} predictions written; "
+               + (f"votes fitted again as fit {fit_id})" if fit_id else "no votes to fit yet)"))
