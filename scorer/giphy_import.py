@@ -296,7 +296,9 @@ def record_giphy_gifs(engine: Engine, pool_id: int, chunk: list[tuple[GiphyGif, 
                         setattr(row, attr, getattr(g, attr))
                 if not row.attribution:
                     row.attribution = g.attribution()
-                if row.rating is None and g.rating:
+                if g.rating in RATINGS and (row.rating not in RATINGS
+                                            or RATINGS.index(g.rating) > RATINGS.index(row.rating)):
+                    # never more permissive than GIPHY rates it, whoever rated it first
                     row.rating, row.rating_source = g.rating, "giphy"
                 if row.source_url is None:
                     row.source_url = a.item.url

@@ -139,6 +139,26 @@ def test_rating_mapping_and_ceiling(env: Env, engine) -> None:  # type: ignore[n
     assert env.ingest(engine, "wild", "giphy:wild", rating="r").added
 
 
+def test_giphys_stricter_rating_wins_over_one_stored_before(env: Env, engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The same bytes added first from a manifest that said "g": GIPHY's "r" once left it g,
+    offered in a g-only workspace."""
+    local = tmp_path / "eyeroll.gif"
+    local.write_bytes(good_gif(400))
+    (tmp_path / "m.csv").write_text("path,title,rating\neyeroll.gif,eye roll,g\n")
+    assert env.ingest(engine, "team", str(tmp_path / "m.csv")).added
+    env.fake.add(FakeGif(id="roll", title="eye roll", rating="r",
+                         renditions={"original": good_gif(400), "fixed_height": good_gif(400)}))
+    env.ingest(engine, "gip", "giphy:id:roll", rating="r")
+    with session_scope(engine) as s:
+        (row,) = s.scalars(select(Gif)).all()
+        assert (row.rating, row.rating_source) == ("r", "giphy")
+    env.fake.add(FakeGif(id="mild", title="eye roll", rating="g",
+                         renditions={"original": good_gif(400), "fixed_height": good_gif(400)}))
+    env.ingest(engine, "gip2", "giphy:id:mild")  # a milder rating never lowers it
+    with session_scope(engine) as s:
+        assert s.scalars(select(Gif.rating)).one() == "r"
+
+
 def test_an_unknown_ceiling_is_refused_before_anything_is_stored(env: Env, engine) -> None:  # type: ignore[no-untyped-def]
     from scorer.giphy_import import import_gifs
 
