@@ -167,6 +167,17 @@ def auto_batch_size(device: str) -> int:
     return CUDA_BATCH_SIZE if resolve_device(device).type == "cuda" else CPU_BATCH_SIZE
 
 
+# Failures that say nothing about the GIF's bytes (a file missing while a mount was late, a
+# read error, memory): the next `score` tries again. A GIF's bytes never change (its name is
+# their SHA-256), so a decoding failure would only repeat and stays skipped.
+_TRANSIENT = ("file missing:", "cannot read ", "OSError", "PermissionError", "FileNotFoundError",
+              "MemoryError", "encoder returned nothing")
+
+
+def transient_failure(error: str) -> bool:
+    return error.startswith(_TRANSIENT)
+
+
 def _plan_jobs(
     settings: Settings,
     engine: Engine,
@@ -194,9 +205,9 @@ def _plan_jobs(
                 feats = load_features(settings, sha, enc_id, scheme)
                 if feats is not None:
                     backfill.append((sha, _nsfw(encoder, feats), None))
-        elif err:
+        elif err and not transient_failure(err):
             report.skipped += 1
-        else:
+        else:  # never tried, or a failure that was not the bytes' (a missing file): try again
             todo.append(GifJob(sha, str(gif_path(settings, sha)), n_frames))
     for i in range(0, len(backfill), DB_CHUNK):
         _write_gif_updates(engine, settings, backfill[i : i + DB_CHUNK])

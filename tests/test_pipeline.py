@@ -95,6 +95,24 @@ def test_default_encoder_writes_features_ratings_and_marks_broken_gifs(settings,
     assert (again.encoded, again.cached, again.skipped, again.failed) == (0, 3, 1, [])
 
 
+def test_a_gif_whose_file_was_missing_is_scored_once_it_is_back(sqlite_settings, sqlite_engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A file missing while a mount was late once failed its GIF for good: skipped by every
+    later run, never ranked, though nothing was wrong with its bytes."""
+    from scorer.pool import gif_path
+
+    (sha,) = add_pool(sqlite_settings, sqlite_engine, "p", [(make_gif(7, 3), 3)])
+    stored = gif_path(sqlite_settings, sha)
+    aside = tmp_path / "aside.gif"
+    stored.rename(aside)
+    first = score_pool(sqlite_settings, sqlite_engine, pool="p", device="cpu", workers=1)
+    assert [s for s, _ in first.failed] == [sha] and first.failed[0][1].startswith("cannot read")
+    aside.rename(stored)
+    back = score_pool(sqlite_settings, sqlite_engine, pool="p", device="cpu", workers=1)
+    assert (back.encoded, back.skipped, back.failed) == (1, 0, [])
+    with session_scope(sqlite_engine) as s:
+        assert s.get(Gif, sha).score_error is None
+
+
 def test_resume_encodes_only_what_is_missing_and_repairs_the_rating(sqlite_settings, sqlite_engine) -> None:
     settings, engine = sqlite_settings, sqlite_engine
     shas = add_pool(settings, engine, "p", [(make_gif(i, 4), 4) for i in range(3)])
