@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -93,6 +94,18 @@ def gif_words(title: str | None, tags: Any, alt_text: str | None, slug: str | No
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 
+@lru_cache(maxsize=1)
+def _feeling_stems() -> frozenset[str]:
+    """Stems of the lexicon's one-word feeling terms and the 17 names (scared -> scar); not
+    its weak words, which are things as well ("coffee", "beer", "birthday")."""
+    from bot.intent_lexicon import TOPIC_WORDS, load_lexicon
+    from scorer.emotions import NAMES
+
+    words, _symbols = load_lexicon()
+    felt = [w for w, entry in words.items() if not entry.weak and w not in TOPIC_WORDS]
+    return frozenset(stem(w) for w in [*felt, *NAMES] if " " not in w and w.isalpha())
+
+
 def _edits1(word: str) -> set[str]:
     splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
     deletes = {a + b[1:] for a, b in splits if b}
@@ -136,7 +149,9 @@ class TopicIndex:
         if rows is not None:
             return s, rows
         if len(s) >= 4:
-            near = [c for c in _edits1(s) if c in self.postings]
+            # a typo's neighbour, never a feeling word's stem: "star" is one edit from "scar"
+            # (scared) and "bear" from "tear", and found scared and crying GIFs
+            near = [c for c in _edits1(s) if c in self.postings and c not in _feeling_stems()]
             if near:
                 best = max(near, key=lambda c: (self.postings[c].size, c))
                 return best, self.postings[best]
