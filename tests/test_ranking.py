@@ -302,6 +302,10 @@ def test_suggest_cli(sqlite_settings, sqlite_engine) -> None:
     shown = runner.invoke(cli, ["suggest", "cats", "--k", "2"], env=env).stdout
     assert shown.startswith("topic: cats (no feeling named") and "appeal " in shown and "unscored" not in shown
     assert "appeal 0.000" not in shown and all(g["score"] > 0 for g in topic["gifs"])  # each one's appeal
+    scores = [g["score"] for g in topic["gifs"]]
+    assert scores == sorted(scores, reverse=True)  # the best-liked first, without --explore
+    again = json.loads(runner.invoke(cli, ["suggest", "cats", "--json"], env=env).stdout)
+    assert [g["sha256"] for g in again["gifs"]] == [g["sha256"] for g in topic["gifs"]]
     both = json.loads(runner.invoke(cli, ["suggest", "happy", "cats", "--json"], env=env).stdout)
     assert both["emotion"] == "happiness" and both["topic"] == ["cats"]
     missing = runner.invoke(cli, ["suggest", "happy", "unicorn"], env=env).stdout

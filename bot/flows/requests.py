@@ -232,6 +232,8 @@ def _rank(ctx: CoreContext, scoped: ChannelSettings, emotion: int, k: int, *,
     rate = ctx.settings.ranking.exploration_rate
     exclude = (*exclude, *scoped.hidden_gifs)  # an admin's `hide`: never offered here
     if reading is not None and reading.topic_only and matrix.topics is not None:
+        if (exploration or ctx.settings.ranking.exploration) == "none":
+            rate = 0.0  # the best-liked first, as `suggest` without --explore promises
         return _rank_by_appeal(matrix, matrix.topics, reading, k, rng=ctx.rng(), pools=pools,
                                ceiling=ceiling, rate=rate, exclude=exclude, recent=recent)
     return rank(matrix, emotion, k, rng=ctx.rng(), pools=pools, ceiling=ceiling,
