@@ -330,6 +330,14 @@ def test_an_add_that_adds_nothing_leaves_no_empty_pool(settings: Settings, engin
     again = ingest(settings, engine, "kept", folder)
     assert again.nothing_in and not again.pool_dropped
     assert [p["name"] for p in list_pools(engine)] == ["kept"]
+    # an empty folder for a new pool: nothing refused, yet no pool either, so a script's
+    # `pool add && score --pool` must stop here; --json answers errors in JSON too
+    empty = tmp_path / "none"
+    empty.mkdir()
+    res = _cli(settings, "pool", "add", "nothing", str(empty), "--json")
+    assert res.exit_code == 1 and json.loads(res.stdout)["pool_kept"] is False, res.output
+    res = _cli(settings, "pool", "add", "nothing", str(tmp_path / "missing"), "--json")
+    assert res.exit_code == 2 and json.loads(res.stdout)["error"].startswith("no such file or folder")
 
 
 def test_pool_show_counts_only_what_is_still_refused_and_says_why(settings: Settings, engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

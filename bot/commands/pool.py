@@ -67,7 +67,9 @@ def pool_add(settings: Settings, name: str, source: str, limit: int | None, rati
     SOURCE is a folder (its *.gif/*.webp files), a manifest (.csv, .jsonl or .json with
     path|url, title, tags, rating), a text file of URLs, one GIF file or one URL; or
     giphy:QUERY, giphy:trending, giphy:id:ID,ID,... with GIPHY_API_KEY set.
-    Exit code 0 when every file was added or already there, 1 when some were refused.
+    Exit code 0 when every file was added or already there, 1 when some were refused or
+    nothing was added to a new pool (so it was not kept: `pool add && score --pool` stops).
+    With --json an error is a JSON object too ({"error": ...}).
     """
     from scorer.giphy import GiphyError
     from scorer.pool import PoolError, ingest
@@ -80,9 +82,11 @@ def pool_add(settings: Settings, name: str, source: str, limit: int | None, rati
     engine = init_db(settings.db_url)
     try:
         report = ingest(settings, engine, name, source, progress=not as_json, **options)
-    except PoolError as exc:
-        raise click.UsageError(str(exc)) from None
-    except GiphyError as exc:
+    except (PoolError, GiphyError) as exc:
+        if as_json:  # a script still reads an answer
+            click.echo(json.dumps({"pool": name, "error": str(exc)}))
+        if isinstance(exc, PoolError):
+            raise click.UsageError(str(exc)) from None
         raise click.ClickException(str(exc)) from None
     if as_json:
         click.echo(report.to_json())
@@ -92,7 +96,7 @@ def pool_add(settings: Settings, name: str, source: str, limit: int | None, rati
             click.echo("refused:")
             for ref, reason in report.refused:
                 click.echo(f"  {_safe(ref)}: {_safe(reason)}")
-    sys.exit(1 if report.refused else 0)
+    sys.exit(1 if report.refused or report.pool_dropped else 0)
 
 
 @pool_group.command("list")
