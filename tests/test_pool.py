@@ -423,3 +423,11 @@ def test_a_pool_add_stopped_by_sigterm_leaves_no_empty_pool(sqlite_settings: Set
     finally:
         proc.kill()
         server.shutdown()
+
+
+def test_a_private_address_refusal_says_how_to_allow_a_test_server(sqlite_settings: Settings, tmp_path: Path) -> None:
+    urls = tmp_path / "urls.txt"
+    urls.write_text("http://127.0.0.1:9/a.gif\n")
+    res = _cli(sqlite_settings, "pool", "add", "local", str(urls))
+    assert res.exit_code == 1 and "loopback address 127.0.0.1" in res.output
+    assert res.output.count("MOODGIF_ALLOW_PRIVATE_URLS=1") == 1

@@ -96,6 +96,10 @@ def pool_add(settings: Settings, name: str, source: str, limit: int | None, rati
             click.echo("refused:")
             for ref, reason in report.refused:
                 click.echo(f"  {_safe(ref)}: {_safe(reason)}")
+            if any(word in reason for _, reason in report.refused
+                   for word in ("loopback address", "private address", "link-local address")):
+                click.echo("note: GIFs are never fetched from private addresses; for a test "
+                           "server on this machine set MOODGIF_ALLOW_PRIVATE_URLS=1 (docs/pools.md)")
     sys.exit(1 if report.refused or report.pool_dropped else 0)
 
 
