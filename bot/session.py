@@ -154,6 +154,9 @@ def create_session(db: Db, *, kind: str, platform: str, workspace: str, channel:
 
 _LOAD_SESSION = select(*ChatSession.__table__.c).where(ChatSession.id == bindparam("id"))
 _LOAD_SESSION_LOCKED = _LOAD_SESSION.with_for_update()
+# SQLite's stand-in for FOR UPDATE: a write that changes nothing, made before the read
+_TOUCH_SESSION = (update(ChatSession.__table__).where(ChatSession.id == bindparam("sid"))
+                  .values(state=ChatSession.__table__.c.state))
 _ADVANCE_SESSION = (update(ChatSession.__table__)
                     .where(ChatSession.id == bindparam("sid"), ChatSession.state == "open")
                     .values(shown=bindparam("shown"), current=bindparam("current"),
@@ -166,12 +169,18 @@ _CLOSE_SESSION = (update(ChatSession.__table__)
 
 def load_session(db: Db, session_id: str, *, lock: bool = False) -> SessionState | None:
     """The session; `lock`: the row stays locked to the end of the caller's transaction
-    (PostgreSQL; what a click that will write to it asks for)."""
+    (what a click that will write to it asks for). PostgreSQL locks the row (FOR UPDATE);
+    SQLite ignores FOR UPDATE, so there a write comes first: it takes the database's write
+    lock before the read, and a second click waits for the first to commit (two quick
+    Shuffles once showed the same GIF, and Send posted one no longer on screen)."""
     if not isinstance(session_id, str) or not 0 < len(session_id) <= 32:
         return None
     with unit_of_work(db) as s:
-        row = s.connection().execute(_LOAD_SESSION_LOCKED if lock else _LOAD_SESSION,
-                                     {"id": session_id}).first()
+        conn = s.connection()
+        if lock and conn.dialect.name == "sqlite":
+            conn.execute(_TOUCH_SESSION, {"sid": session_id})
+        row = conn.execute(_LOAD_SESSION_LOCKED if lock else _LOAD_SESSION,
+                           {"id": session_id}).first()
         return _state(row) if row is not None else None
 
 
@@ -182,10 +191,7 @@ def advance_session(db: Db, session_id: str, new: Sequence[str], now: dt.datetim
     `loaded`: the session as this transaction read it with `load_session(lock=True)`."""
     with unit_of_work(db) as s:
         conn = s.connection()
-        old = loaded
-        if old is None:
-            row = conn.execute(_LOAD_SESSION_LOCKED, {"id": session_id}).first()
-            old = _state(row) if row is not None else None
+        old = loaded if loaded is not None else load_session(s, session_id, lock=True)
         if old is None or old.state != "open":
             return None
         shown = [*old.shown, *[x for x in new if x not in old.shown]]

@@ -412,3 +412,26 @@ def test_a_pool_add_names_the_gifs_of_other_pools_still_unscored(sqlite_settings
     assert unscored_elsewhere(sqlite_engine, "older") == 0  # its own GIFs the job scores
     add_model_version(sqlite_engine, pool.shas[:5], designed_scores(5))
     assert unscored_elsewhere(sqlite_engine, "new") == len(pool.shas) - 5
+
+
+async def test_quick_parallel_shuffles_and_picks_lose_nothing(settings, engine) -> None:  # type: ignore[no-untyped-def]
+    """SQLite ignores FOR UPDATE: three Shuffles at once once returned the same GIF three
+    times and lost GIFs from `shown` (Send then posted one no longer on screen); three picks on
+    one question opened three previews. On SQLite and PostgreSQL alike."""
+    env = Env(settings, engine)
+    alice = env.actor()
+    for _trial in range(3):
+        env.now[0] += 60
+        first = await env.core.request(alice, "happy")
+        sid = first.preview.session_id
+        got = await asyncio.gather(*(env.core.shuffle(alice, sid) for _ in range(3)))
+        shown_now = [r.preview.cards[0].sha256 for r in got if r.kind == "preview"]
+        assert len(shown_now) == 3 and len(set(shown_now) | {first.preview.cards[0].sha256}) == 4
+        with session_scope(env.engine) as s:
+            assert len(set(s.get(ChatSession, sid).shown)) == 4
+        await env.core.cancel(alice, sid)
+    env.now[0] += 60
+    asked = await env.core.request(alice, "welp")
+    assert asked.kind == "did_you_mean"
+    picks = await asyncio.gather(*(env.core.choose(alice, asked.ask_id, e) for e in asked.choices))
+    assert sorted(r.kind for r in picks) == ["closed", "closed", "preview"], picks

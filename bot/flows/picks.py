@@ -31,7 +31,8 @@ class PickFlow:
         scoped, recent = self.ctx.scoped_and_recent(db, actor)
         # "switched", not "cancelled": its GIFs were passed over for the feeling, not for
         # themselves, so the retrain's judgements (training/judgements.py) leave them out
-        sess.close_session(db, state.id, "switched", self.ctx.now())
+        if not sess.close_session(db, state.id, "switched", self.ctx.now()):
+            return Reply(kind="closed", text="That preview is closed.")  # another click got there first
         reading = self.ctx.read_here(db, actor, state.query, scoped) if state.query else None
         return self.requests.open_preview(db, actor, state.query, INDEX[emotion], scoped,
                                           reading=reading, recent=recent)
@@ -46,7 +47,8 @@ class PickFlow:
         if isinstance(state, Reply):
             return self.requests.request(db, actor, emotion) if state.kind == "expired" else state
         scoped, recent = self.ctx.scoped_and_recent(db, actor)  # the question took the cooldown token
-        sess.close_session(db, state.id, "answered", self.ctx.now())
+        if not sess.close_session(db, state.id, "answered", self.ctx.now()):
+            return Reply(kind="closed", text="That question was already answered.")
         reading = self.ctx.read_here(db, actor, state.query, scoped)
         return self.requests.open_preview(db, actor, state.query, INDEX[emotion], scoped,
                                           reading=reading, recent=recent)

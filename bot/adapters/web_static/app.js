@@ -214,8 +214,18 @@ async function choose(askId, emotion) {
   render(await api("/api/choose", { ask_id: askId, emotion }), null);
 }
 
+// One click at a time on a preview: a double click once sent two Shuffles at once.
+function busy(box, on) {
+  box.querySelectorAll("button").forEach((b) => {
+    if (on) { b.dataset.was = b.disabled ? "1" : ""; b.disabled = true; }
+    else { b.disabled = b.dataset.was === "1"; }
+  });
+}
+
 async function shuffle(box) {
+  busy(box, true);
   const reply = await api("/api/shuffle", { session_id: box.dataset.session });
+  if (reply.kind !== "preview") busy(box, false);  // a new preview brings its own buttons
   render(reply, box);
 }
 
@@ -226,9 +236,11 @@ async function switchTo(box, emotion) {
 }
 
 async function send(box, sha) {
-  box.querySelectorAll("button").forEach((b) => { b.disabled = true; });
+  busy(box, true);
   const reply = await api("/api/send", { session_id: box.dataset.session, sha });
   if (reply.kind !== "posted") {
+    // e.g. the GIF was hidden meanwhile ("Shuffle for another"): the preview stays usable
+    if (reply.kind !== "closed" && reply.kind !== "expired") busy(box, false);
     box.querySelector(".ack").textContent = reply.text;
     return;
   }
