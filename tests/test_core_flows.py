@@ -435,3 +435,16 @@ async def test_quick_parallel_shuffles_and_picks_lose_nothing(settings, engine) 
     assert asked.kind == "did_you_mean"
     picks = await asyncio.gather(*(env.core.choose(alice, asked.ask_id, e) for e in asked.choices))
     assert sorted(r.kind for r in picks) == ["closed", "closed", "preview"], picks
+
+
+async def test_a_vote_that_cannot_count_says_so_plainly_and_is_no_ack(env: Env) -> None:
+    """Its pool removed, a posted GIF's vote once came back "ack" (the page marked it as
+    chosen) with the ledger's own reason, a SHA prefix and all."""
+    from scorer.pool import remove_pool
+
+    alice = env.actor()
+    sid = (await env.core.request(alice, "happy")).preview.session_id
+    posted = await env.core.send(alice, sid)
+    remove_pool(env.engine, "demo")
+    vote = await env.core.vote(env.actor("bob"), post_id=posted.post.post_id, up=True)
+    assert vote.kind == "error" and vote.text == "That vote was not counted: that GIF is no longer in any pool here."

@@ -74,6 +74,15 @@ def clean_text(text: str) -> str:
     return _LEADING_COMMAND.sub("", text).strip()
 
 
+def uncounted(what: str, exc: Exception) -> str:
+    """Why a vote or poll answer was not counted, in the user's words (the ledger's own
+    reason names GIF ids and is for the log)."""
+    log.info("%s not counted: %s", what, exc)
+    if "not in any pool" in str(exc):
+        return f"That {what} was not counted: that GIF is no longer in any pool here."
+    return f"That {what} could not be counted."
+
+
 def metric(name: str, *labels: str, value: float = 1.0) -> None:
     """Count on a Prometheus metric; best effort, never a reason to fail a request."""
     try:

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from bot import session as sess
 from bot.events import Actor, Reply
-from bot.flows.context import CoreContext, metric
+from bot.flows.context import CoreContext, metric, uncounted
 from training.comparisons import LedgerError, record_vote
 
 _GONE = "I can't find that GIF post any more."
@@ -57,7 +57,7 @@ class FeedbackFlow:
                                   platform=actor.platform, workspace=actor.workspace,
                                   channel=actor.channel, source=source, post=post)
         except LedgerError as exc:
-            return Reply(kind="ack", text=f"That vote could not be counted: {exc}.")
+            return Reply(kind="error", text=uncounted("vote", exc))
         if outcome in {"recorded", "replaced"}:
             metric("VOTES", actor.platform, source)
         thumb = "👍" if up else "👎"

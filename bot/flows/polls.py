@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from bot import session as sess
 from bot.events import Actor, Answer, PollView, Reply
-from bot.flows.context import CoreContext, metric
+from bot.flows.context import CoreContext, metric, uncounted
 from bot.flows.requests import RequestFlow
 from bot.ranking import poll_pair
 from scorer.emotions import INDEX, NAMES
@@ -71,7 +71,7 @@ class PollFlow:
                         answer=answer, who=self.ctx.who(actor), platform=actor.platform,
                         workspace=actor.workspace, channel=actor.channel)
         except LedgerError as exc:
-            return Reply(kind="ack", text=f"That answer could not be counted: {exc}.")
+            return Reply(kind="error", text=uncounted("answer", exc))
         metric("VOTES", actor.platform, "poll")
         return Reply(kind="ack", text="Thanks! That helps me learn what feels "
                      f"{NAMES[state.emotion]}.")
