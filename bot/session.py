@@ -246,15 +246,20 @@ def _add_post(s: Session, session: SessionState, sha: str, now: dt.datetime) -> 
     return int(post_id)
 
 
-def take_back_send(db: Db, post_id: int, session_id: str | None, now: dt.datetime) -> int:
+def take_back_send(db: Db, post_id: int, session_id: str | None, now: dt.datetime,
+                   sender: str = "") -> int:
     """A Send its sender took back: its comparisons leave the ledger and its preview is
     "undone", which neither the learned words (`latest_sends_for`: Sends only) nor the send
     bar's judgements (`training.judgements`: sent or cancelled previews) read: the whole
     decision is withdrawn. The post row stays: votes cast before the Undo were people's
     judgements of the GIF and stay too; later ones are refused (`FeedbackFlow.vote`). Returns
-    the comparisons removed."""
+    the comparisons removed. The `sender`'s own 👍/👎 on the post goes too: the page that took
+    the Send back no longer shows the post, so they could not withdraw it."""
     with unit_of_work(db) as s:
         res = s.execute(delete(Comparison).where(Comparison.post_id == post_id, Comparison.source == "send"))
+        if sender:
+            s.execute(delete(Comparison).where(Comparison.post_id == post_id, Comparison.who == sender,
+                                               Comparison.source.in_(("vote", "reaction"))))
         if session_id:
             s.execute(update(ChatSession).where(ChatSession.id == session_id, ChatSession.state == "sent")
                       .values(state="undone", updated_at=now))

@@ -32,7 +32,9 @@ async def test_the_sender_takes_a_send_back_and_it_teaches_nothing(settings, eng
     alice, bob = env.actor("alice"), env.actor("bob")
     post_id = await _shuffle_and_send(env, "alice", "happy")
     await env.core.vote(bob, post_id=post_id, up=True)
+    await env.core.vote(alice, post_id=post_id, up=True)  # the sender's own 👍 goes with the Send
     assert {c.source for c in env.comparisons()} == {"send", "vote"}
+    assert len([c for c in env.comparisons() if c.source == "vote"]) == 2
     assert preview_judgements(env.engine, set(env.pool.shas))  # the sent GIF over the bar, ...
 
     assert (await env.core.undo(bob, post_id)).kind == "forbidden"  # not Bob's to take back

@@ -85,7 +85,7 @@ class FeedbackFlow:
                 "a moderator of the channel can still delete it."))
         if post.session_id and _taken_back(db, post.session_id):
             return Reply(kind="expired", text="That GIF was already taken back.")
-        sess.take_back_send(db, int(post.id), post.session_id, self.ctx.now())
+        sess.take_back_send(db, int(post.id), post.session_id, self.ctx.now(), sender=post.requested_by)
         return Reply(kind="undone", text="Taken back: the GIF is gone, and that Send teaches nothing.",
                      message_ref=post.message_ref or "")
 
