@@ -360,6 +360,9 @@ async def test_admin_sees_each_workspaces_words_and_hidden_gifs_and_undoes_them(
     assert forged.status == 403
     assert (await web.post("/admin/workspaces/forget", data={**form, "words": "nothing here"},
                            headers={"Accept": "application/json"})).status == 200
+    # the demo's virtual users' workspace is listed on the page: its buttons work too
+    assert (await web.post("/admin/workspaces/forget", data={**form, "platform": "sim", "words": "happy"},
+                           headers={"Accept": "application/json"})).status == 200
 
 
 async def test_the_workspaces_page_escapes_what_people_typed(web) -> None:  # type: ignore[no-untyped-def]

@@ -434,8 +434,12 @@ async def admin_unhide(request: web.Request) -> web.Response:
 
 def _workspace_admin(request: web.Request, form: dict[str, str]) -> Actor:
     """The operator acting as an admin of one workspace (the form's `platform` and `workspace`)."""
+    from bot.simulate.config import SIM_PLATFORM
+
     platform, workspace = form.get("platform", ""), form.get("workspace", "")
-    if platform not in PLATFORMS or not _NAME.match(workspace):
+    # the demo's virtual users are a workspace too ("sim"): the page lists them, so its
+    # buttons work on them
+    if platform not in (*PLATFORMS, SIM_PLATFORM) or not _NAME.match(workspace):
         raise _bad_input(request, f"platform: one of {', '.join(PLATFORMS)}; workspace: its ID")
     return Actor(platform, workspace, "", "admin", "admin", is_admin=True)
 
