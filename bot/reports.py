@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -60,7 +61,8 @@ def gif_words(engine: Engine, shas: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def workspace_rows(engine: Engine, settings: Settings, now: dt.datetime,
-                   limit: int = 50) -> list[dict[str, Any]]:
+                   limit: int = 50, teaches: Callable[[str], bool] = lambda _key: True
+                   ) -> list[dict[str, Any]]:
     """The workspaces an operator looks after: those with previews in the phrase memory's
     window (else the last `ACTIVE_DAYS`; the most recently active first, at most `limit`) and those that hide GIFs; each
     with the words its people's Sends have taught (`bot.learned_phrases`) and its hidden GIFs.
@@ -79,8 +81,9 @@ def workspace_rows(engine: Engine, settings: Settings, now: dt.datetime,
         rows.append({
             "platform": platform, "workspace": workspace,
             **seen.get((platform, workspace), {"previews": 0, "last_active": None}),
+            # only words whose reading the Sends change (`teaches`: not a sure feeling word)
             "phrases": [{"words": p.key, "emotion": p.learned.emotion, "people": p.learned.people,
-                         "senders": p.learned.senders} for p in phrases],
+                         "senders": p.learned.senders} for p in phrases if teaches(p.key)],
             "hidden": [{"sha256": sha, "title": words.get(sha, {}).get("title", ""),
                         "stored": sha in words} for sha in hidden.get((platform, workspace), [])],
         })

@@ -203,8 +203,11 @@ async def test_an_admin_sees_what_the_workspace_taught_and_can_forget_it(env: En
         await _pick_and_send(env, who, "ugh", "contempt")
     await _pick_and_send(env, "cy", "ugh", "disgust")
     await _pick_and_send(env, "cy", "monday again", "anger")  # one person: theirs alone, not listed
+    for who in ("alice", "bob"):  # a sure feeling word teaches nothing: not listed either
+        await _pick_and_send(env, who, "happy", "happiness")
     listed = (await env.core.admin(admin, "phrases", [])).text
     assert "“ugh” → contempt (2 of 3 people)" in listed and "monday" not in listed
+    assert "happy" not in listed
     assert (await env.core.admin(env.actor("alice"), "phrases", [])).kind == "forbidden"
 
     gone = await env.core.admin(admin, "phrases", ["forget", "UGH!"])

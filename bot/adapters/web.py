@@ -405,8 +405,9 @@ async def admin_retrains(request: web.Request) -> web.Response:
 
 async def admin_workspaces(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS_KEY]
-    rows = await _db(reports.workspace_rows, request.app[ENGINE_KEY], settings,
-                     request.app[CORE_KEY].ctx.now())
+    ctx = request.app[CORE_KEY].ctx
+    rows = await _db(reports.workspace_rows, request.app[ENGINE_KEY], settings, ctx.now(),
+                     50, ctx.teaches)
     if request.query.get("format") == "json":
         return web.json_response(rows, dumps=lambda o: json.dumps(o, default=str))
     return _page(request, "workspaces.html", "Workspaces", rows=rows,

@@ -230,7 +230,8 @@ class AdminFlow:
         since = memory_since(self.ctx.settings, self.ctx.now())
         if since is None:
             return "Learning a workspace's words is off (MOODGIF_PHRASE_MEMORY_DAYS=0)."
-        phrases = workspace_phrases(sess.phrase_sends(db, actor.platform, actor.workspace, since))
+        phrases = [p for p in workspace_phrases(sess.phrase_sends(db, actor.platform, actor.workspace, since))
+                   if self.ctx.teaches(p.key)]
         if not phrases:
             return (f"No words read the workspace's way yet: {MIN_PEOPLE} people must send the same "
                     f"words as the same feeling (last {days:g} days).")

@@ -205,6 +205,13 @@ class CoreContext:
         query and snapshot, so a preview's buttons re-read it for free)."""
         return self._readings.read(query, self.ranker.matrix().topics, lambda: self.parser)
 
+    def teaches(self, key: str) -> bool:
+        """Whether people's Sends of these words change how they are read: not where the
+        parser is sure of a feeling word ("happy", "so mad"), which stands whatever they sent."""
+        reading = self.read(key)
+        return (not is_sure(reading, SWITCH_SURE)
+                and reading.intent.kind in ("match", "did_you_mean", "unknown"))
+
     def read_here(self, db: Session, actor: Actor, query: str, scoped: ChannelSettings) -> Reading:
         """`read`, with the feeling as the asker or people in this workspace sent the same
         words before (bot.learned_phrases), or other words that read alike (bot.phrase_book),
