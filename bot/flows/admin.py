@@ -181,7 +181,11 @@ class AdminFlow:
             if isinstance(cmd, AddPool):
                 return await self._add_pool(actor, cmd)
             if isinstance(cmd, Retrain):
-                job = await self.jobs.enqueue(RETRAIN, {}, "retrain")
+                job = await self.jobs.enqueue(RETRAIN, {}, "retrain", once=True)
+                if job.joined:
+                    return Reply(kind="ack", text=(
+                        f"A retrain is already waiting to run (job {job.id}): it will learn from "
+                        f"every vote up to when it starts. {_where_jobs_show(actor)}"))
                 return Reply(kind="ack", text=(f"Retraining now (job {job.id}, in the worker). "
                                                f"{_where_jobs_show(actor)}"))
             if isinstance(cmd, Help):

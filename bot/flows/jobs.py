@@ -23,6 +23,7 @@ costs the chat process nothing.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 import socket
@@ -65,6 +66,7 @@ class Job:
     detail: str = ""
     started: float = field(default_factory=time.time)
     task: asyncio.Task | None = field(default=None, repr=False)
+    joined: bool = False  # `enqueue(once=True)` found this one already waiting
 
 
 class JobSkipped(Exception):
@@ -103,7 +105,15 @@ class JobQueue:
     def jobs(self) -> list[Job]:
         return list(self._jobs)
 
-    async def enqueue(self, kind: str, args: dict[str, Any], label: str) -> Job:
+    async def enqueue(self, kind: str, args: dict[str, Any], label: str, *, once: bool = False) -> Job:
+        """Queue a job and watch it. `once`: a job of this kind already waiting to run is
+        the answer instead (six quick "retrain now" clicks once ran six retrains in a row;
+        the one waiting will see every vote up to when it starts)."""
+        if once:
+            waiting = next((j for j in self._jobs if j.what == label and j.state == "queued"
+                            and j.task is not None and not j.task.done()), None)
+            if waiting is not None:
+                return dataclasses.replace(waiting, joined=True)
         job_id = await asyncio.to_thread(enqueue, self.ctx.engine, kind, args, label)
         job = Job(id=job_id, what=label)
         job.task = asyncio.get_running_loop().create_task(self._watch(job))
