@@ -208,3 +208,24 @@ async def test_a_huge_paste_gets_the_cores_answer_not_the_servers_limit(chromium
         await answer.wait_for()
         assert "a lot of text for a GIF request" in await answer.inner_text()
         assert "Maximum request body size" not in await page.locator("#log").inner_text()
+
+
+async def test_the_page_shows_how_the_words_will_be_read_while_typing(chromium, playground) -> None:  # type: ignore[no-untyped-def]
+    """Discord's autocomplete showed the reading while typing; the playground never asked
+    its own /api/emotions for it."""
+    from playwright.async_api import async_playwright
+
+    url, _engine = playground
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=chromium, args=ARGS, headless=True)
+        try:
+            page = await browser.new_page(viewport={"width": 900, "height": 900})
+            await page.goto(url)
+            await page.type("#text", "/gif so happy", delay=20)
+            await page.wait_for_function(
+                "() => document.getElementById('hint').textContent.startsWith('→ happiness')")
+            await page.press("#text", "Enter")  # sent: the hint goes with the words
+            await _preview(page)
+            assert await page.locator("#hint").inner_text() == ""
+        finally:
+            await browser.close()

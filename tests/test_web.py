@@ -137,6 +137,10 @@ async def test_admin_lists_the_jobs_of_every_process_from_the_table(web) -> None
     assert f"job {added}: add pool x from giphy:cat" in pools and f"job {retrain}: retrain" in pools
     runs = await (await web.get("/admin/retrains")).text()
     assert f"job {retrain}: retrain" in runs and "add pool x" not in runs
+    # a script that queued a pool add follows it in JSON
+    listed = await (await web.get("/admin?format=json")).json()
+    assert {(j["id"], j["state"]) for j in listed["jobs"]} == {(added, "queued"), (retrain, "queued")}
+    assert isinstance(listed["pools"], list)
 
 
 async def test_admin_and_playground_need_local_or_token(web) -> None:  # type: ignore[no-untyped-def]

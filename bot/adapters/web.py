@@ -335,7 +335,14 @@ async def admin_pools(request: web.Request) -> web.Response:
     matrix = await _db(core.ranker.matrix)
     pools = await _db(reports.pool_rows, request.app[ENGINE_KEY], matrix)
     jobs = await _db(newest_jobs, request.app[ENGINE_KEY])
+    if request.query.get("format") == "json":  # a script follows its queued pool add here
+        return web.json_response({"pools": pools, "jobs": [_job_json(j) for j in jobs]},
+                                 dumps=lambda o: json.dumps(o, default=str))
     return _page(request, "pools.html", "Pools", matrix=matrix, pools=pools, jobs=jobs)
+
+
+def _job_json(job: Any) -> dict[str, Any]:
+    return {"id": job.id, "what": job.what, "state": job.state, "detail": job.detail}
 
 
 async def admin_pools_add(request: web.Request) -> web.Response:
@@ -396,10 +403,10 @@ async def admin_comparisons(request: web.Request) -> web.Response:
 
 async def admin_retrains(request: web.Request) -> web.Response:
     runs = await _db(run_history.history, request.app[ENGINE_KEY], 50)
-    if request.query.get("format") == "json":
-        return web.json_response(runs, dumps=lambda o: json.dumps(o, default=str))
     # "retrain now" lands here: its job's state too (a skipped one started no run above)
     jobs = await _db(newest_jobs, request.app[ENGINE_KEY], 20, "retrain")
+    if request.query.get("format") == "json":  # the jobs, every kind: /admin?format=json
+        return web.json_response(runs, dumps=lambda o: json.dumps(o, default=str))
     return _page(request, "retrains.html", "Retrain history", runs=runs, jobs=jobs)
 
 

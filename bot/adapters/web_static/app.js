@@ -253,8 +253,30 @@ async function cancel(box) {
   else box.querySelector(".ack").textContent = reply.text;
 }
 
+// While typing: how the request would be read ("→ guilt (or embarrassment / fear)"), as
+// Discord's autocomplete shows it; asked once the typing pauses, the last answer wins.
+const hint = document.getElementById("hint");
+let hintTimer = null;
+let hintAsked = 0;
+input.addEventListener("input", () => {
+  clearTimeout(hintTimer);
+  const words = input.value.replace(/^\s*\/gif\b/i, "").trim();
+  if (!words) { hint.textContent = ""; return; }
+  hintTimer = setTimeout(async () => {
+    const asked = ++hintAsked;
+    try {
+      const res = await fetch(`/api/emotions?q=${encodeURIComponent(words.slice(0, 100))}`);
+      const data = res.ok ? await res.json() : {};
+      if (asked === hintAsked) hint.textContent = data.reading ? `→ ${data.reading}` : "";
+    } catch (_) { /* a hint that fails is just not shown */ }
+  }, 250);
+});
+
 form.addEventListener("submit", (ev) => {
   ev.preventDefault();
+  clearTimeout(hintTimer);
+  hintAsked++;
+  hint.textContent = "";
   // The core answers anything over its length limit with its own words; a pasted megabyte
   // need not travel for that (and would meet the server's 64 kB body limit first).
   const text = input.value.trim().slice(0, 4000);
