@@ -208,8 +208,10 @@ def _announce(settings: Settings, runner: web.AppRunner, mounted: list[str],
     log.info("serving %s on %s", ", ".join(mounted), url)
     if settings.http.host in ("0.0.0.0", "", "::"):
         # The URL above is this machine's own; others reach it through this host's address.
-        log.info("listening on every interface (%s, port %s): other machines use this "
-                 "host's address", settings.http.host or "0.0.0.0", bound or settings.http.port)
+        log.info("listening on every interface (%s, port %s): other machines reach it by a name "
+                 "in MOODGIF_ALLOWED_HOSTS (or MOODGIF_PUBLIC_URL's host), with MOODGIF_ADMIN_TOKEN "
+                 "for the playground and admin pages", settings.http.host or "0.0.0.0",
+                 bound or settings.http.port)
     if on_ready is not None:
         on_ready(url)
     return url
