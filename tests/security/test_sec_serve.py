@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -11,7 +12,9 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -112,29 +115,46 @@ def test_a_wildcard_bind_says_other_machines_use_this_hosts_address(caplog) -> N
     assert "serving playground" in caplog.text and "every interface" not in caplog.text
 
 
-async def test_slow_request_headers_are_cut_off(sqlite_settings, sqlite_engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+@contextlib.asynccontextmanager
+async def _serving(settings: Any, engine: Any) -> AsyncIterator[str]:
+    """`serve` running in this loop on a free port; yields the URL it announced (None when
+    it never did), and stops it, bounded, whatever the test did."""
     import asyncio
 
     from bot import serve as serve_mod
     from bot.core import BotCore
     from bot.intent import IntentParser
 
-    monkeypatch.setattr(serve_mod, "CONNECTION_IDLE_S", 1.0)
-    settings = sqlite_settings.override(http__port=0, training__retrain_cron="")
-    core = BotCore(settings, sqlite_engine, intent_parser=IntentParser(settings, use_embeddings=False))
+    settings = settings.override(http__port=0, training__retrain_cron="")
+    core = BotCore(settings, engine, intent_parser=IntentParser(settings, use_embeddings=False))
     stop = asyncio.Event()
     urls: list[str] = []
-    task = asyncio.create_task(serve_mod.serve(settings, sqlite_engine, core=core, stop=stop,
-                                               on_ready=urls.append))
+    task = asyncio.create_task(serve_mod.serve(settings, engine, core=core, stop=stop, on_ready=urls.append))
     try:
         for _ in range(400):
             if urls or task.done():
                 break
             await asyncio.sleep(0.05)
-        port = int(urls[0].rstrip("/").rsplit(":", 1)[1])
+        yield urls[0] if urls else ""
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)  # stops, whatever the test left hanging
+
+
+def _port(url: str) -> int:
+    return int(url.rstrip("/").rsplit(":", 1)[1])
+
+
+async def test_slow_request_headers_are_cut_off(sqlite_settings, sqlite_engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from bot import serve as serve_mod
+
+    monkeypatch.setattr(serve_mod, "CONNECTION_IDLE_S", 1.0)
+    async with _serving(sqlite_settings, sqlite_engine) as url:
         conns = []
         for _ in range(20):  # half-open connections, headers trickling in
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            reader, writer = await asyncio.open_connection("127.0.0.1", _port(url))
             writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: a")
             await writer.drain()
             conns.append((reader, writer))
@@ -142,36 +162,19 @@ async def test_slow_request_headers_are_cut_off(sqlite_settings, sqlite_engine, 
             # the server hangs up (an hour, before); bounded wait, no timing asserted
             assert await asyncio.wait_for(reader.read(), 30) == b""
             writer.close()
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
 
 
 async def test_slow_or_oversized_request_bodies_are_cut_off(sqlite_settings, sqlite_engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Headers complete, then a body dripping a byte at a time: once held open for good."""
     import asyncio
 
-    from bot import serve as serve_mod
     from bot.adapters import web_guard
-    from bot.core import BotCore
-    from bot.intent import IntentParser
 
     monkeypatch.setattr(web_guard, "BODY_READ_S", 1.0)
-    settings = sqlite_settings.override(http__port=0, training__retrain_cron="")
-    core = BotCore(settings, sqlite_engine, intent_parser=IntentParser(settings, use_embeddings=False))
-    stop = asyncio.Event()
-    urls: list[str] = []
-    task = asyncio.create_task(serve_mod.serve(settings, sqlite_engine, core=core, stop=stop,
-                                               on_ready=urls.append))
-    try:
-        for _ in range(400):
-            if urls or task.done():
-                break
-            await asyncio.sleep(0.05)
-        port = int(urls[0].rstrip("/").rsplit(":", 1)[1])
+    async with _serving(sqlite_settings, sqlite_engine) as url:
 
         async def send(length: int) -> bytes:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            reader, writer = await asyncio.open_connection("127.0.0.1", _port(url))
             writer.write(b"POST /api/request HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                          b"Content-Length: %d\r\n\r\n{" % length)
             await writer.drain()
@@ -184,41 +187,20 @@ async def test_slow_or_oversized_request_bodies_are_cut_off(sqlite_settings, sql
         assert slow.startswith(b"HTTP/1.1 408") and b"Connection: close" in slow
         huge = await send(10**12)
         assert huge.startswith(b"HTTP/1.1 413") and b"Connection: close" in huge
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
 
 
 async def test_an_unreachable_slack_in_socket_mode_delays_nothing_and_stop_still_stops(sqlite_settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
     """Socket Mode retries for as long as Slack is unreachable: serve once awaited that before
     announcing itself, never started Discord, and ignored SIGTERM (QA, 2026-11-30)."""
-    import asyncio
-
     from aiohttp import ClientSession
-
-    from bot import serve as serve_mod
-    from bot.core import BotCore
-    from bot.intent import IntentParser
 
     with socket.socket() as closed:  # a port nobody listens on: every connect is refused
         closed.bind(("127.0.0.1", 0))
         dead = closed.getsockname()[1]
     settings = sqlite_settings.override(
-        http__port=0, training__retrain_cron="", slack__socket_mode=True, slack__app_token="xapp-1-test",
-        slack__bot_token="xoxb-test", slack__api_url=f"http://127.0.0.1:{dead}/api/")
-    core = BotCore(settings, sqlite_engine, intent_parser=IntentParser(settings, use_embeddings=False))
-    stop = asyncio.Event()
-    urls: list[str] = []
-    task = asyncio.create_task(serve_mod.serve(settings, sqlite_engine, core=core, stop=stop,
-                                               on_ready=urls.append))
-    try:
-        for _ in range(400):
-            if urls or task.done():
-                break
-            await asyncio.sleep(0.05)
-        assert urls, "serve never announced itself while Slack was unreachable"
-        async with ClientSession() as http, http.get(urls[0] + "healthz") as resp:
+        slack__socket_mode=True, slack__app_token="xapp-1-test", slack__bot_token="xoxb-test",
+        slack__api_url=f"http://127.0.0.1:{dead}/api/")
+    async with _serving(settings, sqlite_engine) as url:  # and it stops although Slack never answered
+        assert url, "serve never announced itself while Slack was unreachable"
+        async with ClientSession() as http, http.get(url + "healthz") as resp:
             assert resp.status == 200
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)  # stops although Slack never answered

@@ -87,6 +87,16 @@ async def test_unsigned_bodies_bolt_cannot_parse_are_401_not_500(sqlite_settings
         assert stack.core.jobs == [] and stack.fake.calls == []
 
 
+async def _alice_sends_happy(stack: Any) -> Any:
+    """Alice's `/gif happy`, sent: the fake's chat.postMessage call."""
+    await stack.command("happy", user="U0ALICE", command="/gif")
+    preview = (await stack.fake.wait_for("webhook", 1))[0].data
+    send = next(e["value"] for b in preview["blocks"] if b["type"] == "actions"
+                for e in b["elements"] if e["action_id"] == blocks.SEND)
+    await stack.click(blocks.SEND, send)
+    return (await stack.fake.wait_for("chat.postMessage", 1))[0]
+
+
 async def test_a_replayed_reaction_cannot_restore_a_withdrawn_vote(sqlite_settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
     import asyncio
     import time
@@ -95,12 +105,7 @@ async def test_a_replayed_reaction_cannot_restore_a_withdrawn_vote(sqlite_settin
     from _sec_slack import CHANNEL
 
     async with slack_stack(sqlite_settings, sqlite_engine) as stack:
-        await stack.command("happy", user="U0ALICE", command="/gif")
-        preview = (await stack.fake.wait_for("webhook", 1))[0].data
-        send = next(e["value"] for b in preview["blocks"] if b["type"] == "actions"
-                    for e in b["elements"] if e["action_id"] == blocks.SEND)
-        await stack.click(blocks.SEND, send)
-        posted = (await stack.fake.wait_for("chat.postMessage", 1))[0]
+        posted = await _alice_sends_happy(stack)
         await stack.fake.wait_for("webhook", 2)
         assert posted.data["channel"] == CHANNEL
         item = {"type": "message", "channel": CHANNEL, "ts": "1700000001.000100"}  # the fake's first ts
@@ -139,12 +144,7 @@ async def test_a_replayed_click_or_command_does_nothing(sqlite_settings, sqlite_
     from _sec_slack import CHANNEL
 
     async with slack_stack(sqlite_settings, sqlite_engine) as stack:
-        await stack.command("happy", user="U0ALICE", command="/gif")
-        preview = (await stack.fake.wait_for("webhook", 1))[0].data
-        send = next(e["value"] for b in preview["blocks"] if b["type"] == "actions"
-                    for e in b["elements"] if e["action_id"] == blocks.SEND)
-        await stack.click(blocks.SEND, send)
-        posted = (await stack.fake.wait_for("chat.postMessage", 1))[0]
+        posted = await _alice_sends_happy(stack)
         shown = posted.data["blocks"]
         post_id = next(e["value"] for b in (json.loads(shown) if isinstance(shown, str) else shown)
                        if b["type"] == "actions"
