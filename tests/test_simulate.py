@@ -92,11 +92,12 @@ def test_simulate_command_product_beats_its_prior_and_random(tmp_path: Path) -> 
     product, rand, prior = (runs[n]["curve"] for n in ("both+polls", "random", "prior"))
     shipped, attacked = runs["both"]["curve"], runs["both@adv"]["curve"]
     assert [p["requests"] for p in product] == [0, 100, 200, 300]
-    # the loop really ran: retrains activated new versions and the ranker picked them up
+    # the loop really ran: every retrain refitted the votes (a head no epoch improved on is
+    # "kept": once it was saved and "activated" as an identical copy) and the ranker picked
+    # the new fits up
     statuses = [p["retrain"]["status"] for p in product if p.get("retrain")]
-    assert len(statuses) == 3 and "activated" in statuses
-    assert product[-1]["model_version_id"] != product[0]["model_version_id"]
-    assert product[-1]["n_bt"] > 0
+    assert len(statuses) == 3 and set(statuses) <= {"activated", "kept"}, statuses
+    assert product[-1]["n_bt"] > product[1]["n_bt"] > 0
     assert sum(p["sends"] for p in product) > 50 and sum(p["polls_answered"] for p in product) > 0
     # the claim: the product's ranking beats random suggestions
     assert product[-1]["ndcg5"] > rand[-1]["ndcg5"] + 0.05
