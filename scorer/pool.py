@@ -112,6 +112,16 @@ def _inside(path: Path, roots: Iterable[Path]) -> bool:
     return any(resolved.is_relative_to(root) for root in roots)
 
 
+def _guesses(item: SourceItem) -> set[str]:
+    """The titles an ingest without a manifest would have guessed for this item's file."""
+    out = set()
+    if item.path is not None:
+        out.add(title_from_path(item.path.name))
+    if item.slug:
+        out.add(words_from_name(item.slug))
+    return out - {""}
+
+
 def _split_tags(raw: object) -> list[str]:
     if raw is None:
         return []
@@ -138,7 +148,8 @@ def _row_item(settings: Settings, row: dict, where: str, base: Path, roots: list
     alt = clean_text(row.get("alt_text") or row.get("caption"), MAX_ALT)
     slug = clean_text(row.get("slug")) or (slug_from_url(url) if _is_url(url) else "")
     rating_raw = str(row.get("rating") or "").strip().lower()
-    item = SourceItem(ref=raw_path or url or where, title=title, tags=tags, alt_text=alt, slug=slug)
+    item = SourceItem(ref=raw_path or url or where, title=title, tags=tags, alt_text=alt, slug=slug,
+                      title_given=bool(title))
     if rating_raw:
         if rating_raw not in RATINGS:
             # The value itself is not echoed: refusal reasons never carry a file's content.
@@ -383,8 +394,10 @@ def _record(engine: Engine, pool_id: int, chunk: list[AcceptedGif], seen: set[st
                 s.add(gif)
                 known[a.sha] = gif
             else:
-                # Fill what an earlier ingest did not know; never overwrite what it did.
-                if not gif.title and it.title:
+                # Fill what an earlier ingest did not know; never overwrite what it did, except
+                # a title it only guessed from the same file's name ("IMG_0042.gif" -> "img"),
+                # which a manifest naming that file now tells.
+                if it.title and (not gif.title or (it.title_given and gif.title in _guesses(it))):
                     gif.title = it.title
                 if not gif.tags and it.tags:
                     gif.tags = it.tags

@@ -123,6 +123,7 @@ class SourceItem:
     slug: str = ""
     rating: str | None = None
     error: str | None = None  # refused before reading (bad row, outside allowed folders)
+    title_given: bool = False  # a manifest's own title, not one guessed from a file name
 
 
 # ---------------------------------------------------------------------------------------

@@ -431,3 +431,27 @@ def test_a_private_address_refusal_says_how_to_allow_a_test_server(sqlite_settin
     res = _cli(sqlite_settings, "pool", "add", "local", str(urls))
     assert res.exit_code == 1 and "loopback address 127.0.0.1" in res.output
     assert res.output.count("MOODGIF_ALLOW_PRIVATE_URLS=1") == 1
+
+
+def test_a_manifest_tells_the_title_a_folder_add_only_guessed(settings: Settings, engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A folder's IMG_0042.gif was titled "img"; a manifest naming that file with a real title
+    was then ignored ("never overwrite"), leaving an admin no way to fix it."""
+    from sqlalchemy import select
+
+    from scorer.store import Gif, session_scope
+
+    folder = tmp_path / "t1"
+    folder.mkdir()
+    (folder / "IMG_0042.gif").write_bytes(good_gif(42))
+    assert len(ingest(settings, engine, "team", folder).added) == 1
+    with session_scope(engine) as s:
+        guessed = s.scalars(select(Gif.title)).one()
+    (folder / "m.csv").write_text("path,title,tags\nIMG_0042.gif,Kramer shocked,kramer;shocked\n")
+    ingest(settings, engine, "team", folder / "m.csv")
+    with session_scope(engine) as s:
+        row = s.scalars(select(Gif)).one()
+        assert guessed != row.title == "Kramer shocked" and row.tags == ["kramer", "shocked"]
+    (folder / "m2.csv").write_text("path,title\nIMG_0042.gif,something else\n")
+    ingest(settings, engine, "team", folder / "m2.csv")  # a title someone gave is kept
+    with session_scope(engine) as s:
+        assert s.scalars(select(Gif.title)).one() == "Kramer shocked"
