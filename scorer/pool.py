@@ -331,6 +331,10 @@ def _url_list_items(path: Path) -> list[SourceItem]:
             items.append(SourceItem(ref=f"line {n}", error=problem))
         else:
             items.append(_url_item(line))
+    if items and all(it.error == "not an http(s) URL" for it in items):
+        # a README or a notes file, not a list: one line says so, not one per line of it
+        raise PoolError(f"{path}: not a folder, manifest (.csv/.jsonl/.json), URL list or "
+                        ".gif/.webp file: no line of it is an http(s) URL")
     return items
 
 

@@ -455,3 +455,11 @@ def test_a_manifest_tells_the_title_a_folder_add_only_guessed(settings: Settings
     ingest(settings, engine, "team", folder / "m2.csv")  # a title someone gave is kept
     with session_scope(engine) as s:
         assert s.scalars(select(Gif.title)).one() == "Kramer shocked"
+
+
+def test_a_text_file_with_no_url_is_one_error_not_one_per_line(sqlite_settings: Settings, tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text("# notes\n" + "".join(f"line {i} of prose\n" for i in range(39)))
+    res = _cli(sqlite_settings, "pool", "add", "x", str(readme))
+    assert res.exit_code == 2 and "no line of it is an http(s) URL" in res.output
+    assert res.output.count("not an http(s) URL") == 0 and "prose" not in res.output
