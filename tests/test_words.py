@@ -86,8 +86,10 @@ def test_ingest_keeps_words(sqlite_settings: Settings, sqlite_engine, tmp_path: 
         rows = {g.title: g for g in s.scalars(select(Gif))}
     assert "happy dance" in rows
     assert "" in rows  # the hash-named file
-    # The folder's title came first and stays; the manifest fills tags and caption.
-    assert (rows["m"].tags, rows["m"].alt_text) == (["win", "yay"], "a kid raises a trophy")
+    # The folder only guessed "m" from the file's name: the manifest's own title replaces it,
+    # and its tags and caption fill what was unknown.
+    assert "m" not in rows
+    assert (rows["So proud"].tags, rows["So proud"].alt_text) == (["win", "yay"], "a kid raises a trophy")
     o = rows["o"]
     assert o.slug == "facepalm-xyz" and "<" not in o.alt_text and len(o.alt_text) <= 1000
     details = pool_details(sqlite_engine, "f")
