@@ -486,6 +486,12 @@ def read_archive(src: Path, staging: Path | None, *, progress: bool = False) -> 
         raise BackupError(f"{src} is damaged, truncated or not a tar.gz: {exc}") from None
     finally:
         bar.close()
+    return _checked_manifest(src, manifest, seen)
+
+
+def _checked_manifest(src: Path, manifest: Any, seen: dict[str, tuple[str, int]]) -> dict[str, Any]:
+    """The manifest, once its shape and every member's checksum are as it says; a damaged
+    manifest is one clear BackupError, never a KeyError deep in the restore."""
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BackupError(f"{src} has no moodgif manifest: not a moodgif backup, or truncated")
     try:

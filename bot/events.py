@@ -34,6 +34,7 @@ ReplyKind = Literal[
 ]
 
 PLATFORMS = ("slack", "discord", "web")  # every chat surface an Actor comes from
+SIM_PLATFORM = "sim"  # the simulator's and the demo's virtual users (bot.simulate)
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,10 @@ class LedgerError(ValueError):
     """A signal that cannot be recorded; the message says why. Nothing was written."""
 
 
+class NotPooled(LedgerError):
+    """A comparison names a GIF that is in no pool (any more): nothing to rank it in."""
+
+
 # ---------------------------------------------------------------------------------------
 # reference items and user hashes
 
@@ -147,7 +151,9 @@ def _check_in_pool(s: Session, gifs: Iterable[str]) -> None:
     found = set(s.connection().execute(_IN_POOL, {"shas": list(wanted)}).scalars())
     missing = sorted(wanted - found)
     if missing:
-        raise _fail(f"GIF not in any pool: {', '.join(m[:16] for m in missing)}")
+        reason = f"GIF not in any pool: {', '.join(m[:16] for m in missing)}"
+        log.warning("ledger: refused: %s", reason)
+        raise NotPooled(reason)
 
 
 def _values(emotion: int, winner: str, loser: str, *, source: str, who: str, platform: str,

@@ -34,7 +34,6 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.adapters.slack_listeners import register as register_listeners
 from bot.adapters.slack_listeners.context import (
     PLATFORM,
-    SEEN_EVENTS_MAX,
     SlackContext,
     SlackImages,
     action_actor,
@@ -42,6 +41,7 @@ from bot.adapters.slack_listeners.context import (
     event_actor,
     message_ref,
     reaction_vote,
+    seen_before,
     strip_mentions,
 )
 from bot.health import get_health
@@ -193,15 +193,19 @@ ACK_FIRST = True  # HTTP slash commands: 200 at once, the work after (bench_slac
 ACK_FIRST_WORKERS = 4  # slash commands worked on at once after their ack
 
 
-def trigger_id(body: str) -> str:
-    """The id Slack gives one slash command or one click (`trigger_id`), "" if none: a
-    request sent again within the signature's 5 minutes carries the same one."""
+def _form(body: str) -> dict[str, list[str]]:
+    """A form-encoded body's fields (a JSON body, an event, has none)."""
     from urllib.parse import parse_qs
 
     try:
-        form = parse_qs(body, max_num_fields=64)
+        return parse_qs(body, max_num_fields=64)
     except ValueError:
-        return ""
+        return {}
+
+
+def trigger_id(form: dict[str, list[str]]) -> str:
+    """The id Slack gives one slash command or one click (`trigger_id`), "" if none: a
+    request sent again within the signature's 5 minutes carries the same one."""
     if "payload" in form:
         try:
             payload = json.loads(form["payload"][0])
@@ -211,13 +215,8 @@ def trigger_id(body: str) -> str:
     return (form.get("trigger_id") or [""])[0]
 
 
-def _is_slash_command(body: str) -> bool:
+def _is_slash_command(form: dict[str, list[str]]) -> bool:
     """A slash command's form body (``command=/gif&...``), not an interaction payload."""
-    if "payload=" in body[:16]:
-        return False
-    from urllib.parse import parse_qs
-
-    form = parse_qs(body, max_num_fields=64)
     return "command" in form and "response_url" in form and "payload" not in form
 
 
@@ -266,30 +265,20 @@ class _AckFirst:
         if body is None or not self._signed(request, body):
             log.info("slack: refused a request to %s without a valid signature (HTTP 401)", EVENTS_PATH)
             return web.Response(status=401, text="invalid request signature\n")
-        if self._replayed(body):
+        form = _form(body)
+        if seen_before(self.seen_triggers, trigger_id(form)):
             # a captured click sent again could restore a vote its owner changed; Slack itself
             # never resends a command or a click, so the copy is answered and dropped
             log.info("slack: a command or click seen before (same trigger_id); ignored")
             return web.Response(status=200)
         try:
-            return await self._dispatch(request, body)
+            return await self._dispatch(request, form)
         except (ValueError, AttributeError, TypeError) as exc:  # signed, yet not a body bolt can read
             log.warning("slack: a signed request bolt could not read (%s): HTTP 400", type(exc).__name__)
             return web.Response(status=400, text="malformed request body\n")
 
-    def _replayed(self, body: str) -> bool:
-        trigger = trigger_id(body)
-        if not trigger:
-            return False
-        if trigger in self.seen_triggers:
-            return True
-        self.seen_triggers[trigger] = None
-        while len(self.seen_triggers) > SEEN_EVENTS_MAX:
-            self.seen_triggers.popitem(last=False)
-        return False
-
-    async def _dispatch(self, request: web.Request, body: str) -> web.StreamResponse:
-        if ACK_FIRST and _is_slash_command(body):
+    async def _dispatch(self, request: web.Request, form: dict[str, list[str]]) -> web.StreamResponse:
+        if ACK_FIRST and _is_slash_command(form):
             # Ack first: the 200 goes out before bolt, intent parsing and ranking run (a
             # burst of 200 /gif queued each ack behind the others': p99 359 ms). The
             # signature is checked here; bolt checks it again and runs the command later

@@ -38,7 +38,7 @@ from sqlalchemy.exc import OperationalError
 from bot import reports
 from bot.adapters.web_guard import CSRF_FIELD, Access, body_deadline, guard, refuse_framing
 from bot.core import BotCore
-from bot.events import PLATFORMS, Actor, GifCard, PostView, Reply, gif_url
+from bot.events import PLATFORMS, SIM_PLATFORM, Actor, GifCard, PostView, Reply, gif_url
 from bot.flows.admin import AddPool, AdminCommand, ForgetPhrase, Retrain, hide_command
 from bot.flows.hiding import UnhideGif
 from bot.flows.jobs import newest_jobs
@@ -442,8 +442,6 @@ async def admin_unhide(request: web.Request) -> web.Response:
 
 def _workspace_admin(request: web.Request, form: dict[str, str]) -> Actor:
     """The operator acting as an admin of one workspace (the form's `platform` and `workspace`)."""
-    from bot.simulate.config import SIM_PLATFORM
-
     platform, workspace = form.get("platform", ""), form.get("workspace", "")
     # the demo's virtual users are a workspace too ("sim"): the page lists them, so its
     # buttons work on them

@@ -6,6 +6,7 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -131,13 +132,7 @@ def evaluate_cmd(settings: Settings, out_dir: Path | None, pool: str | None, set
     from scorer.store import utcnow
     from training.workflow import WorkflowError, evaluate_table
 
-    names = tuple(m.strip() for m in models.split(",") if m.strip())
-    if unknown := [n for n in names if n not in ("lin-reg", "mean-only", *HEAD_KINDS)]:
-        raise click.BadParameter(f"unknown model {unknown[0]!r}; the models are lin-reg, mean-only, "
-                                 f"{', '.join(HEAD_KINDS)}", param_hint="--models")
-    if not set(names) & set(HEAD_KINDS):  # the report is the heads against the baselines
-        raise click.BadParameter(f"name at least one head ({', '.join(HEAD_KINDS)}) besides the "
-                                 "baselines: the report compares the heads with them", param_hint="--models")
+    names = _table_models(models)
     engine = _engine(settings)
     out_dir = out_dir or settings.home / "reports" / f"evaluate-{utcnow():%Y%m%d-%H%M%S}"
     try:  # before minutes of training, not after
@@ -161,20 +156,39 @@ def evaluate_cmd(settings: Settings, out_dir: Path | None, pool: str | None, set
         )
     except (WorkflowError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
+    _echo_table(table)
+    click.echo(f"report: {report}")
+
+
+def _table_models(models: str) -> tuple[str, ...]:
+    """`--models`, checked: known names, and at least one head to compare with the baselines."""
+    names = tuple(m.strip() for m in models.split(",") if m.strip())
+    if unknown := [n for n in names if n not in ("lin-reg", "mean-only", *HEAD_KINDS)]:
+        raise click.BadParameter(f"unknown model {unknown[0]!r}; the models are lin-reg, mean-only, "
+                                 f"{', '.join(HEAD_KINDS)}", param_hint="--models")
+    if not set(names) & set(HEAD_KINDS):  # the report is the heads against the baselines
+        raise click.BadParameter(f"name at least one head ({', '.join(HEAD_KINDS)}) besides the "
+                                 "baselines: the report compares the heads with them", param_hint="--models")
+    return names
+
+
+def _cell(value: float | None, width: int, digits: int) -> str:
+    """A table figure; "–" where it is undefined (rho of Mean-only: a constant has no rank),
+    as report.md writes it."""
+    ok = value is not None and math.isfinite(value)
+    return f"{value:{width}.{digits}f}" if ok else f"{'–':>{width}}"
+
+
+def _echo_table(table: Any) -> None:
+    """The Table-1 rows on the terminal, one line per model."""
     click.echo(table.splits_summary)
     click.echo(f"{'model':<14} {'train':>7} {'dev':>7} {'test':>7} {'expl.var':>8} {'rho':>6} {'pairs':>6} {'spread':>6}")
-    def cell(value: float | None, width: int, digits: int) -> str:
-        # "–" where a figure is undefined (rho of Mean-only: a constant has no rank), as report.md
-        ok = value is not None and math.isfinite(value)
-        return f"{value:{width}.{digits}f}" if ok else f"{'–':>{width}}"
-
     for ev in table.evals:
         r = ev.row()
-        click.echo(f"{r['model']:<14} {cell(r['train_rmse'], 7, 4)} {cell(r['dev_rmse'], 7, 4)} "
-                   f"{cell(r['test_rmse'], 7, 4)} {cell(r['test_explained_variance'], 8, 3)} "
-                   f"{cell(r['mean_spearman'], 6, 3)} {cell(r['pair_accuracy'], 6, 3)} "
-                   f"{cell(r['spread_ratio'], 6, 2)}")
-    click.echo(f"report: {report}")
+        click.echo(f"{r['model']:<14} {_cell(r['train_rmse'], 7, 4)} {_cell(r['dev_rmse'], 7, 4)} "
+                   f"{_cell(r['test_rmse'], 7, 4)} {_cell(r['test_explained_variance'], 8, 3)} "
+                   f"{_cell(r['mean_spearman'], 6, 3)} {_cell(r['pair_accuracy'], 6, 3)} "
+                   f"{_cell(r['spread_ratio'], 6, 2)}")
 
 
 @click.group("retrain", invoke_without_command=True)

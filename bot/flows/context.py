@@ -42,7 +42,7 @@ from bot.scoped_settings import SCOPED_ROWS, resolve_rows, scope_params
 from bot.topics import Reading
 from scorer.settings import ChannelSettings, Settings
 from scorer.store import Impression, is_busy_error, request_path, session_scope
-from training.comparisons import user_hash
+from training.comparisons import NotPooled, user_hash
 
 log = logging.getLogger("moodgif.bot.core")
 
@@ -74,11 +74,17 @@ def clean_text(text: str) -> str:
     return _LEADING_COMMAND.sub("", text).strip()
 
 
+def _learnable(reading: Reading) -> bool:
+    """Whether people's Sends may change this reading: not where the parser is sure of a
+    feeling word ("happy", "so mad"), which stands whatever they sent, nor help."""
+    return not is_sure(reading, SWITCH_SURE) and reading.intent.kind in ("match", "did_you_mean", "unknown")
+
+
 def uncounted(what: str, exc: Exception) -> str:
     """Why a vote or poll answer was not counted, in the user's words (the ledger's own
     reason names GIF ids and is for the log)."""
     log.info("%s not counted: %s", what, exc)
-    if "not in any pool" in str(exc):
+    if isinstance(exc, NotPooled):
         return f"That {what} was not counted: that GIF is no longer in any pool here."
     return f"That {what} could not be counted."
 
@@ -206,11 +212,8 @@ class CoreContext:
         return self._readings.read(query, self.ranker.matrix().topics, lambda: self.parser)
 
     def teaches(self, key: str) -> bool:
-        """Whether people's Sends of these words change how they are read: not where the
-        parser is sure of a feeling word ("happy", "so mad"), which stands whatever they sent."""
-        reading = self.read(key)
-        return (not is_sure(reading, SWITCH_SURE)
-                and reading.intent.kind in ("match", "did_you_mean", "unknown"))
+        """Whether people's Sends of these words change how they are read (`_learnable`)."""
+        return _learnable(self.read(key))
 
     def read_here(self, db: Session, actor: Actor, query: str, scoped: ChannelSettings) -> Reading:
         """`read`, with the feeling as the asker or people in this workspace sent the same
@@ -218,8 +221,7 @@ class CoreContext:
         where the reading admits doubt."""
         reading = self.read(query)
         since = memory_since(self.settings, self.now())
-        if (not scoped.learn_phrases or since is None or is_sure(reading, SWITCH_SURE)
-                or reading.intent.kind not in ("match", "did_you_mean", "unknown")):
+        if not scoped.learn_phrases or since is None or not _learnable(reading):
             return reading
         key = phrase_key(query)
         latest = sess.latest_sends_for(db, actor.platform, actor.workspace, key, since)

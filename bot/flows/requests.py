@@ -27,7 +27,7 @@ from bot.learned_phrases import phrase_key
 from bot.ranking import Ranked, ScoreMatrix, rank
 from bot.topics import Reading, TopicIndex, missing_note, rank_topic
 from scorer.emotions import INDEX, NAMES
-from scorer.settings import RATINGS, ChannelSettings
+from scorer.settings import RATINGS, ChannelSettings, rating_allowed
 from training.comparisons import LedgerError, add_send
 
 log = logging.getLogger("moodgif.bot.core")
@@ -206,7 +206,7 @@ class RequestFlow:
             return False
         matrix = self.ctx.ranker.matrix()
         row = matrix.index.get(sha)
-        return row is None or int(matrix.rating[row]) <= RATINGS.index(scoped.rating_ceiling)
+        return row is None or rating_allowed(RATINGS[int(matrix.rating[row])], scoped.rating_ceiling)
 
     def unsend(self, db: Session, actor: Actor, post_id: int) -> bool:
         """The platform refused the post a Send made: take it back whole, the preview open."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from bot.events import SIM_PLATFORM  # noqa: F401 (the simulator's name for it)
 from scorer.settings import Settings
 
 STRATEGIES: tuple[str, ...] = ("prior", "feedback", "both", "both+polls", "random")
@@ -18,7 +19,6 @@ def product_strategy() -> str:
     """The strategy that is the product as shipped: prior + feedback, with polls only when
     the `poll_share` default turns them on."""
     return "both+polls" if Settings().ranking.poll_share > 0 else "both"
-SIM_PLATFORM = "sim"
 POLL_SHARE_WHEN_OFF = 0.15  # the poll share `both+polls` runs with when the default is 0
 SIM_WORKSPACE = "sim-team"
 

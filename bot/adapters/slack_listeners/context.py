@@ -121,6 +121,19 @@ class SlackImages:
         return {c.sha256: await self.ref(c, client, workspace) for c in blocks.cards_of(reply)}
 
 
+def seen_before(memory: OrderedDict[str, None], key: str) -> bool:
+    """Whether `key` (an event id, a trigger id) came before; remembers it, the newest
+    `SEEN_EVENTS_MAX` only. An empty key is never seen."""
+    if not key:
+        return False
+    if key in memory:
+        return True
+    memory[key] = None
+    while len(memory) > SEEN_EVENTS_MAX:
+        memory.popitem(last=False)
+    return False
+
+
 @dataclass
 class SlackContext:
     """The bot core and the adapter's own state, handed explicitly to every listener."""
@@ -154,15 +167,10 @@ class SlackContext:
         """Slack gives each event one id; a request replayed inside the signature's 5-minute
         window carries the same one (it could bring back a vote its owner withdrew)."""
         event_id = str(body.get("event_id") or "")
-        if not event_id:
+        if not seen_before(self.seen_events, event_id):
             return False
-        if event_id in self.seen_events:
-            log.info("slack: event %s seen before; ignored", event_id[:40])
-            return True
-        self.seen_events[event_id] = None
-        while len(self.seen_events) > SEEN_EVENTS_MAX:
-            self.seen_events.popitem(last=False)
-        return False
+        log.info("slack: event %s seen before; ignored", event_id[:40])
+        return True
 
     async def is_workspace_admin(self, client: AsyncWebClient, user_id: str) -> bool:
         if user_id in self.admin_ids:
