@@ -118,6 +118,11 @@ def _storage_failure(exc: BaseException) -> str | None:
         return "the database is locked by another process"
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         return f"no space left ({exc.strerror})"
+    # A home or folder setting that names a file, a read-only place or one not ours: a path
+    # to fix, not a bug (a traceback told a new user nothing more).
+    if (isinstance(exc, OSError) and exc.filename is not None
+            and exc.errno in (errno.ENOTDIR, errno.EEXIST, errno.EROFS, errno.EACCES, errno.EISDIR)):
+        return f"cannot use {exc.filename} ({exc.strerror})"
     return None
 
 

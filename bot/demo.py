@@ -35,7 +35,7 @@ from bot.core import BotCore
 from bot.simulate import SIM_PLATFORM
 from scorer.emotions import N_EMOTIONS, NAMES
 from scorer.settings import Settings
-from scorer.store import Comparison, Pool, PoolGif, RetrainRun, session_scope
+from scorer.store import Comparison, Meta, Pool, PoolGif, RetrainRun, session_scope
 from scorer.versions import active_version_id
 
 log = logging.getLogger("moodgif.bot.demo")
@@ -104,10 +104,11 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _bar(total: int, desc: str):  # type: ignore[no-untyped-def]
+def _bar(total: int, desc: str, initial: int = 0):  # type: ignore[no-untyped-def]
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="", file=sys.stderr, disable=None, leave=False)
+    return tqdm(total=total, desc=desc, unit="", file=sys.stderr, disable=None, leave=False,
+                initial=initial)
 
 
 def run_demo(settings: Settings, engine: Engine, *, count: int = 600, sessions: int = 2500,
@@ -182,34 +183,67 @@ def _score(settings: Settings, engine: Engine) -> None:
     """Step 3: score (cached features make a rerun quick)."""
     from scorer.pipeline import score_pool
 
-    _say(f"[3/6] score: encoder {settings.scoring.encoder} (features are cached)")
+    _say(f"[3/6] score: encoder {settings.scoring.encoder} (features are kept, so a rerun is quick)")
     scored = score_pool(settings, engine, pool=POOL, progress=True)
     _say(f"      {scored.encoded} encoded, {scored.cached} cached, {len(scored.failed)} failed, "
          f"{scored.scored} predictions in {scored.seconds:.0f} s")
 
 
+SIM_TARGET_KEY, SIM_DONE_KEY = "demo_sim_target", "demo_sim_done"
+SIM_SAVE_EVERY = 25  # requests between notes of how far the virtual users got
+
+
+def _meta(engine: Engine, key: str) -> int | None:
+    with session_scope(engine) as s:
+        row = s.get(Meta, key)
+        return int(row.value) if row is not None else None
+
+
+def _set_meta(engine: Engine, key: str, value: int) -> None:
+    with session_scope(engine) as s:
+        s.merge(Meta(key=key, value=str(value)))
+
+
 def _simulate_users(settings: Settings, engine: Engine, truth: dict, sessions: int,
                     seed: int) -> dict:
-    """Step 4: virtual users, unless earlier ones already left comparisons in the ledger."""
+    """Step 4: virtual users. A run that was stopped part way (Ctrl-C) is finished by the
+    next one, so an interrupted demo does not stay weaker for good; a finished one is reused."""
     out: dict = {}
     done = _count(engine, select(func.count()).select_from(Comparison)
                   .where(Comparison.platform == SIM_PLATFORM))
-    if done:
+    target, reached = _meta(engine, SIM_TARGET_KEY), _meta(engine, SIM_DONE_KEY) or 0
+    if done and (target is None or reached >= target):  # finished (or a home from before the notes)
         _say(f"[4/6] simulate: reusing the {done} comparisons of earlier virtual users "
              "(--sessions counts in a fresh home only)")
-    else:
-        sim_settings = settings.override(chat__cooldown_s=0.0, ranking__poll_share=0.3,
-                                         ranking__repeat_window_hours=0.0, chat__preview_count=1)
-        core = BotCore(sim_settings, engine, seed=seed)
-        _say(f"[4/6] simulate: {sessions} requests from virtual users (ground truth decides "
+        out["comparisons"] = done
+        return out
+    if target is None:
+        target, reached = sessions, 0
+        _set_meta(engine, SIM_TARGET_KEY, target)
+        _say(f"[4/6] simulate: {target} requests from virtual users (ground truth decides "
              "only their clicks)")
-        with _bar(sessions, "simulate") as bar:
-            sim = asyncio.run(simulate(core, truth, sessions=sessions, seed=seed,
-                                       on_progress=bar.update))
-        done = _count(engine, select(func.count()).select_from(Comparison)
-                      .where(Comparison.platform == SIM_PLATFORM))
-        _say(f"      {sim.summary()}: {done} comparisons in the ledger")
-        out["simulation"] = dataclasses.asdict(sim)
+    else:
+        _say(f"[4/6] simulate: an earlier run stopped after {reached} of {target} requests; "
+             f"the virtual users make the other {target - reached}")
+    sim_settings = settings.override(chat__cooldown_s=0.0, ranking__poll_share=0.3,
+                                     ranking__repeat_window_hours=0.0, chat__preview_count=1)
+    core = BotCore(sim_settings, engine, seed=seed + reached)
+    progress = [reached]
+
+    def step(n: int, bar: Callable[[int], object]) -> None:
+        bar(n)
+        progress[0] += n
+        if progress[0] % SIM_SAVE_EVERY == 0:
+            _set_meta(engine, SIM_DONE_KEY, progress[0])
+
+    with _bar(target, "simulate", initial=reached) as bar:
+        sim = asyncio.run(simulate(core, truth, sessions=target - reached, seed=seed + reached,
+                                   on_progress=lambda n: step(n, bar.update)))
+    _set_meta(engine, SIM_DONE_KEY, target)
+    done = _count(engine, select(func.count()).select_from(Comparison)
+                  .where(Comparison.platform == SIM_PLATFORM))
+    _say(f"      {sim.summary()}: {done} comparisons in the ledger")
+    out["simulation"] = dataclasses.asdict(sim)
     out["comparisons"] = done
     return out
 
@@ -246,11 +280,16 @@ def _measure(engine: Engine, truth: dict) -> dict:
 
 
 def _serve(settings: Settings, engine: Engine, open_browser: bool) -> None:
+    import shlex
+
     from bot.serve import run_serve
 
+    # The exact way back: a plain `moodgif demo` may mean another home (scripts/demo sets
+    # MOODGIF_HOME), and another home draws a new demo.
+    again = f"moodgif demo --home {shlex.quote(str(settings.home))} --port {settings.http.port}"
     run_serve(settings, engine, open_browser=open_browser, announce=lambda url: print(
         f"\nmoodgif playground: {url}\n  type /gif happy · admin pages: {url}admin\n"
-        "  (Ctrl-C stops it; run `moodgif demo` again to come back)", flush=True))
+        f"  (Ctrl-C stops it; `{again}` comes back)", flush=True))
 
 def demo_folder(settings: Settings, count: int, seed: int) -> Path:
     return settings.home / f"demo-{count}-{seed}"

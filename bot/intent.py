@@ -588,7 +588,7 @@ class IntentParser:
         if _EMBEDDER.building:
             if notify is not None:
                 notify("building the tuned sentence model once for this bank "
-                       "(about 14 min on two cores; python -m bot.sentence_tuning does it ahead)")
+                       "(10-15 min on two cores; python -m bot.sentence_tuning does it ahead)")
             from bot.sentence_tuning import BUILD_TIMEOUT_S
 
             _EMBEDDER.wait_tuned(BUILD_TIMEOUT_S)

@@ -11,7 +11,7 @@ questions, other languages, code and filler), so "can you send me the link" read
 rather than as the nearest feeling: on 218 flat lines nobody tuned on, the parser commits to a
 feeling for 23 % of them instead of 74 % (since the tenth round; 29 % before it).
 
-The tuned encoder is built once per bank (about 14 min of CPU on two cores; `scripts/setup`
+The tuned encoder is built once per bank (10-15 min of CPU on two cores; `scripts/setup`
 does it, `python -m bot.sentence_tuning` does it by hand) and kept under the cache folder as an
 ONNX file plus the head, keyed by a hash of the base model, every bank line and the recipe,
 so an edit to the bank builds it again. Torch is needed only for the build, which runs in a
@@ -371,7 +371,7 @@ class BackgroundBuild:
         t0 = time.monotonic()
         try:
             log.info("intent: fine-tuning the sentence model on the bank in the background "
-                     "(about 14 min of CPU on two cores); sentences use the bank regression meanwhile")
+                     "(10-15 min of CPU on two cores); sentences use the bank regression meanwhile")
             proc = subprocess.run([sys.executable, "-m", "bot.sentence_tuning", "--quiet",
                                    "--threads", "1"], capture_output=True,
                                   timeout=BUILD_TIMEOUT_S, check=False)
@@ -444,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quiet:
         print(f"==> fine-tuning the sentence model on {len(texts)} bank lines and {len(none)} "
               f"no-feeling lines "
-              f"(about 14 min of CPU on two cores, once per bank)", flush=True)
+              f"(10-15 min of CPU on two cores, once per bank)", flush=True)
     from dataclasses import replace
 
     fine_tune(texts, owner, files, replace(recipe, threads=args.threads), progress=_progress(args.quiet),

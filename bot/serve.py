@@ -196,7 +196,7 @@ async def _listen(app: web.Application, settings: Settings) -> web.AppRunner:
     except OSError as exc:
         await runner.cleanup()
         raise RuntimeError(f"cannot listen on {settings.http.host}:{settings.http.port}: "
-                           f"{exc.strerror or exc}; set MOODGIF_HTTP_PORT to a free port") from None
+                           f"{exc.strerror or exc}; choose a free port (--port N, or MOODGIF_HTTP_PORT)") from None
     return runner
 
 

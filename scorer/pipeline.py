@@ -410,7 +410,8 @@ def _consume(
 ) -> None:
     from tqdm import tqdm
 
-    bar = tqdm(total=total, unit="gif", desc="encoding", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=total, unit="gif", desc="encoding", disable=None if progress else True,
+               dynamic_ncols=True)
     pending: list[tuple[str, float | None, str | None]] = []
     try:
         for sha, feats, error, n_frames in results:

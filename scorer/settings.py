@@ -51,6 +51,20 @@ def _check_preview_count(v: int) -> int:
     return v
 
 
+def _database_url(v: str) -> str:
+    """SQLite or PostgreSQL only. "postgres://", what hosted databases often hand out, is
+    SQLAlchemy's "postgresql://"; any other scheme is refused here rather than as a driver's
+    traceback later."""
+    v = v.strip()
+    if v.startswith("postgres://"):
+        v = "postgresql://" + v[len("postgres://"):]
+    scheme = v.split("://", 1)[0].split("+", 1)[0] if "://" in v else ""
+    if v and scheme not in ("sqlite", "postgresql"):
+        said = f"not {scheme}://..." if scheme else "a URL with a scheme"
+        raise ValueError(f"database URL must be sqlite:///PATH or postgresql://... ({said})")
+    return v
+
+
 def _split_commas(v: Any) -> Any:
     # A list setting written as text (an env var): "a, b,c"; a folder name may hold spaces.
     if isinstance(v, str):
@@ -331,7 +345,8 @@ class Settings(BaseSettings):
 
     home: Annotated[Path, BeforeValidator(_home)] = _s(
         Path(), "home", doc="data directory (database, pool files, features, models)")
-    database_url: str = _s("", "database_url", doc="SQLAlchemy URL; empty = SQLite file in home")
+    database_url: Annotated[str, AfterValidator(_database_url)] = _s(
+        "", "database_url", doc="SQLAlchemy URL (sqlite or postgresql); empty = SQLite file in home")
     config_file: str = _s("", "config_file", env="MOODGIF_CONFIG",
                           doc="optional TOML file with these keys")
     http: HttpSettings = Field(default_factory=HttpSettings)

@@ -129,6 +129,10 @@ def test_a_database_url_that_cannot_be_used_is_one_line(tmp_path: Path) -> None:
     home = str(tmp_path / "home")
     for url, code, says in (("not a url", 2, "configuration error: MOODGIF_DATABASE_URL"),
                             ("foo://bar", 2, "configuration error: MOODGIF_DATABASE_URL"),
+                            # a driver moodgif does not ship was a ModuleNotFoundError traceback
+                            ("mysql://u@127.0.0.1/x", 2, "sqlite:///PATH or postgresql://... (not mysql://...)"),
+                            # what hosted databases hand out is PostgreSQL, not an unknown plugin
+                            ("postgres://u:sekrit@127.0.0.1:1/x", 1, "cannot reach postgresql://u:***@127.0.0.1:1/x"),
                             ("postgresql://u:sekrit@127.0.0.1:1/x", 1, "cannot reach postgresql://u:***@127.0.0.1:1/x")):
         res = CliRunner().invoke(cli, ["pool", "list"], env={"MOODGIF_HOME": home, "MOODGIF_DATABASE_URL": url})
         assert res.exit_code == code and says in res.output, res.output
@@ -145,3 +149,13 @@ def test_openmp_threads_wait_passively_unless_the_admin_chose(tmp_path: Path) ->
         out = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path,
                              capture_output=True, text=True, timeout=120, check=True)
         assert out.stdout.strip() == expected
+
+
+def test_a_home_that_cannot_be_a_folder_is_one_line(tmp_path: Path) -> None:
+    """A home under a file, or a file itself: a path to fix, said in one line (it was a
+    NotADirectoryError or FileExistsError traceback)."""
+    (tmp_path / "f").write_text("a file, not a folder")
+    for home, says in ((tmp_path / "f", "(File exists)"), (tmp_path / "f" / "sub", "(Not a directory)")):
+        res = CliRunner().invoke(cli, ["pool", "list"], env={"MOODGIF_HOME": str(home)})
+        assert res.exit_code == 1 and f"cannot use {home} {says}" in res.output, res.output
+        assert "Traceback" not in res.output

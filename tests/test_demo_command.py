@@ -64,3 +64,77 @@ def test_demo_settings_never_touch_the_production_database(tmp_path: Path) -> No
     demo = demo_settings(prod)
     assert demo.home == tmp_path / "demo" and demo.db_url == f"sqlite:///{tmp_path / 'demo' / 'moodgif.db'}"
     assert demo_settings(prod, tmp_path / "elsewhere").home == tmp_path / "elsewhere"
+
+
+def test_an_interrupted_simulation_is_finished_by_the_next_run(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Ctrl-C during step 4 used to leave the demo with the few comparisons made so far for
+    good (a rerun saw comparisons and reused them); now the rerun makes the rest."""
+    from bot import demo
+    from bot.commands.serve import demo_settings
+    from bot.simulate import SIM_PLATFORM
+    from scorer.settings import load_settings
+    from scorer.store import Comparison, init_db
+
+    settings = demo_settings(load_settings(env={}, home=str(tmp_path)))
+    engine = init_db(settings.db_url)
+    truth, manifest = demo._pool_files(settings, 20, 0)
+    demo._ingest(settings, engine, truth, manifest)
+
+    class CtrlC:
+        """The progress bar, with a Ctrl-C arriving at the 60th request."""
+
+        def __init__(self, total: int, desc: str, initial: int = 0) -> None:
+            self.n = initial
+
+        def __enter__(self) -> CtrlC:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def update(self, n: int) -> None:
+            self.n += n
+            if self.n == 60:
+                raise KeyboardInterrupt
+
+    def comparisons() -> int:
+        return demo._count(engine, select(func.count()).select_from(Comparison)
+                           .where(Comparison.platform == SIM_PLATFORM))
+
+    with monkeypatch.context() as m:
+        m.setattr(demo, "_bar", CtrlC)
+        with pytest.raises(KeyboardInterrupt):
+            demo._simulate_users(settings, engine, truth, 120, 0)
+    cut_short = comparisons()
+    assert demo._meta(engine, demo.SIM_DONE_KEY) == 50  # noted every 25 requests
+    finished = demo._simulate_users(settings, engine, truth, 400, 0)  # --sessions of the first run holds
+    assert "simulation" in finished and comparisons() > cut_short
+    assert demo._meta(engine, demo.SIM_DONE_KEY) == demo._meta(engine, demo.SIM_TARGET_KEY) == 120
+    again = demo._simulate_users(settings, engine, truth, 120, 0)
+    assert "simulation" not in again and again["comparisons"] == comparisons()
+    engine.dispose()
+
+
+def test_a_taken_port_or_an_unusable_demo_database_is_said_before_any_work(tmp_path: Path) -> None:
+    """Both were found late or named the wrong thing: a taken port after the whole pipeline
+    had run, and a demo database that cannot be opened as the production one
+    (MOODGIF_DATABASE_URL), which the demo never uses."""
+    import socket
+
+    from click.testing import CliRunner
+
+    from bot.cli import cli
+
+    env = {"MOODGIF_HOME": str(tmp_path / "home"), "MOODGIF_DATABASE_URL": ""}
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        res = CliRunner().invoke(cli, ["demo", "--count", "20", "--port", str(port),
+                                       "--home", str(tmp_path / "demo")], env=env)
+    assert res.exit_code == 1 and f"cannot listen on 127.0.0.1:{port}" in res.output, res.output
+    assert "--port N" in res.output and not list((tmp_path / "demo").glob("demo-*"))  # nothing drawn
+
+    blocked = tmp_path / "blocked"
+    (blocked / "moodgif.db").mkdir(parents=True)  # the file's place is taken: SQLite cannot open it
+    res = CliRunner().invoke(cli, ["demo", "--count", "20", "--no-serve", "--home", str(blocked)], env=env)
+    assert res.exit_code == 1 and f"cannot open the demo's database in {blocked}" in res.output, res.output
+    assert "MOODGIF_DATABASE_URL" not in res.output and "Traceback" not in res.output

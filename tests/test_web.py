@@ -246,7 +246,7 @@ async def test_serve_on_a_taken_port_says_which_and_how_to_fix_it(sqlite_setting
         taken.close()
     text = str(err.value)
     assert text.startswith(f"cannot listen on 127.0.0.1:{port}: ")
-    assert "in use" in text and text.endswith("; set MOODGIF_HTTP_PORT to a free port")
+    assert "in use" in text and text.endswith("; choose a free port (--port N, or MOODGIF_HTTP_PORT)")
     assert err.value.__suppress_context__ and not urls  # `from None`; never announced
     # What started before the port was tried is stopped: the core, and the signal handlers.
     assert closed == [True]

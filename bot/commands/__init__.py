@@ -63,8 +63,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {
                            "users on a demo pool with known true scores drive the real bot "
                            "core; the real retrain job runs every K requests; the ranking is "
                            "measured against the truth after every retrain, for each strategy."),
-    "suggest": Subcommand(("suggest",), "The top GIFs for an emotion or a request text, e.g. "
-                          "`moodgif suggest i broke prod`."),
+    "suggest": Subcommand(("suggest",), "The top GIFs for an emotion or a request text "
+                          "(`moodgif suggest i broke prod`)."),
     "train": Subcommand(("train",), "Fit Bradley-Terry on the ledger and train a head on the "
                         "fitted scores."),
 }

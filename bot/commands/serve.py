@@ -33,18 +33,28 @@ def demo_cmd(settings: Settings, count: int, sessions: int, seed: int, no_serve:
              port: int | None, open_browser: bool, demo_home: Path | None) -> None:
     """Demo pool -> ingest -> score -> simulated votes -> retrain -> playground.
 
-    Needs no token and no network. Everything goes into the demo's own home,
+    Needs no token and no network. Everything it makes goes into the demo's own home,
     $MOODGIF_HOME/demo with its own SQLite database (never MOODGIF_DATABASE_URL), so the
-    synthetic GIFs and the head trained on them never reach a production home.
+    synthetic GIFs and the head trained on them never reach a production home (the sentence
+    model's ONNX export is shared with every home, in $MOODGIF_HOME/cache).
     A second run reuses what exists and starts the playground within seconds.
     """
+    from sqlalchemy.exc import OperationalError
+
     from bot.demo import run_demo
     from scorer.store import init_db
 
     settings = demo_settings(settings, demo_home)
     if port is not None:
         settings = settings.override(http__port=port)
-    engine = init_db(settings.db_url)
+    if not no_serve:
+        _port_free_or_fail(settings.http.host, settings.http.port)
+    try:
+        engine = init_db(settings.db_url)
+    except OperationalError as exc:  # the demo's own file: MOODGIF_DATABASE_URL is not the cause
+        raise click.ClickException(
+            f"cannot open the demo's database in {settings.home} ({str(exc.orig).strip()}): the "
+            "demo home must be a folder you can write to (--home DIR)") from None
     click.echo(f"moodgif demo in {settings.home} ({settings.db_url.split(':', 1)[0]})", err=True)
     try:
         result = run_demo(settings, engine, count=count, sessions=sessions, seed=seed,
@@ -53,6 +63,19 @@ def demo_cmd(settings: Settings, count: int, sessions: int, seed: int, no_serve:
         raise click.ClickException(str(exc)) from None
     if no_serve:
         click.echo(json.dumps({k: v for k, v in result.items() if k != "spearman"}, default=str))
+
+
+def _port_free_or_fail(host: str, port: int) -> None:
+    """A taken port is found before the minutes of work that come before serving, not after."""
+    import socket
+
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}): choose a free port with "
+            "--port N, or --no-serve") from None
 
 
 def demo_settings(settings: Settings, home: Path | None = None) -> Settings:

@@ -40,7 +40,7 @@ def _scope(channel: str | None) -> tuple[str, str, str] | None:
 @click.pass_obj
 def suggest_cmd(settings: Settings, text: tuple[str, ...], k: int, as_json: bool,
                 channel: str | None, explore: bool) -> None:
-    """The top GIFs for an emotion or a request text, e.g. `moodgif suggest i broke prod`.
+    """The top GIFs for an emotion or a request text (`moodgif suggest i broke prod`).
 
     Read and ranked by the bot core itself, with the bot's defaults (rating ceiling, topics);
     `--channel` adds that channel's pools, ceiling and recent posts. Writes nothing.
