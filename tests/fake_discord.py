@@ -10,6 +10,9 @@ discord.py's own tests and dpytest do:
   bot-token calls (a reply to a mention, a DM) go through `HTTPClient.request`, replaced on
   the instance by `FakeDiscord.bot_request`. Both record what would have been sent and
   answer with the message payloads Discord would return.
+
+`FakeDiscordServer` is the other way in: a local REST API and gateway websocket for the real
+login and connection (`start`), to test what happens when Discord cannot be reached.
 """
 
 from __future__ import annotations
@@ -17,10 +20,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
 import discord
+import yarl
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from discord.webhook.async_ import AsyncWebhookAdapter, async_context
 
 APP_ID = 900_000_000_000_000_001
@@ -355,3 +362,91 @@ def buttons(message_or_payload: dict[str, Any]) -> list[str]:
             if comp.get("custom_id"):
                 out.append(comp["custom_id"])
     return out
+
+
+class FakeDiscordServer:
+    """Discord's REST API and gateway on a local port, for the real login and connection of
+    `bot.adapters.discord.start`: `/users/@me`, the application, `/gateway/bot`, and a gateway
+    websocket that says HELLO and answers IDENTIFY with READY (no guilds).
+
+    `point_here(monkeypatch)` sends discord.py here before the server listens, so until `start()`
+    every connection is refused, as when Discord cannot be reached. Then `failing` answers that
+    many REST calls 503 (an outage at Discord), `refuse_token` answers the login 401, and
+    `refuse_intents` closes the gateway with 4014 (a privileged intent the app lacks)."""
+
+    def __init__(self) -> None:
+        with socket.socket() as s:  # a free port, closed again: nothing listens there yet
+            s.bind(("127.0.0.1", 0))
+            self.port: int = s.getsockname()[1]
+        self.failing = 0
+        self.failing_gateway_lookups = 0  # answer this many GET /gateway/bot 503 (sharded bots ask)
+        self.refuse_token = False
+        self.refuse_intents = False
+        self.rest: list[str] = []  # "GET /api/v10/users/@me", ... as answered (503s included)
+        self.identified: list[dict[str, Any]] = []  # the IDENTIFY payloads' "d"
+        self._server: TestServer | None = None
+
+    @property
+    def gateway(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/gateway"
+
+    def point_here(self, monkeypatch: Any) -> None:
+        monkeypatch.setattr(discord.http.Route, "BASE", f"http://127.0.0.1:{self.port}/api/v10")
+        monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(self.gateway))
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/gateway", self._gateway)
+        app.router.add_route("*", "/api/v10/{tail:.*}", self._rest)
+        self._server = TestServer(app, host="127.0.0.1", port=self.port)
+        await self._server.start_server()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            await self._server.close()
+
+    async def _rest(self, request: web.Request) -> web.Response:
+        self.rest.append(f"{request.method} {request.path}")
+        tail = request.match_info["tail"]
+        if self.failing or (tail == "gateway/bot" and self.failing_gateway_lookups):
+            if self.failing:
+                self.failing -= 1
+            else:
+                self.failing_gateway_lookups -= 1
+            return _json({"message": "503: Service Unavailable", "code": 0}, 503)
+        if tail == "users/@me":
+            if self.refuse_token:
+                return _json({"message": "401: Unauthorized", "code": 0}, 401)
+            return _json(BOT_USER)
+        if tail == "oauth2/applications/@me":
+            return _json({"id": str(APP_ID), "name": "moodgif", "icon": None, "description": "",
+                          "rpc_origins": [], "bot_public": True, "bot_require_code_grant": False,
+                          "owner": BOT_USER, "summary": "", "verify_key": "k", "flags": 0})
+        if tail == "gateway/bot":
+            return _json({"url": self.gateway, "shards": 1, "session_start_limit": {
+                "total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}})
+        return _json({"message": "404: Not Found", "code": 0}, 404)
+
+    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_json({"op": 10, "d": {"heartbeat_interval": 45_000}, "s": None, "t": None})
+        async for frame in ws:
+            msg = json.loads(frame.data)
+            if msg["op"] == 1:  # heartbeat
+                await ws.send_json({"op": 11, "d": None, "s": None, "t": None})
+            elif msg["op"] == 2:  # identify
+                self.identified.append(msg["d"])
+                if self.refuse_intents:
+                    await ws.close(code=4014, message=b"Disallowed intent(s).")
+                    break
+                await ws.send_json({"op": 0, "s": 1, "t": "READY", "d": {
+                    "v": 10, "user": BOT_USER, "guilds": [], "session_id": "fake-session",
+                    "resume_gateway_url": self.gateway, "shard": msg["d"].get("shard") or [0, 1],
+                    "application": {"id": str(APP_ID), "flags": 0}}})
+        return ws
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    # discord.py reads JSON only for exactly "application/json" (no charset), as Discord sends
+    return web.Response(body=json.dumps(data).encode(), status=status, content_type="application/json")

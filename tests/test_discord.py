@@ -4,8 +4,10 @@ webhook adapter (tests/fake_discord.py); the real bot core on a real SQLite data
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +21,7 @@ from fake_discord import (
     MANAGE_GUILD,
     DiscordDriver,
     FakeDiscord,
+    FakeDiscordServer,
     buttons,
     select_options,
 )
@@ -27,6 +30,7 @@ from bot import session as sess
 from bot.adapters import discord as discord_adapter
 from bot.adapters import discord_views
 from bot.core import BotCore
+from bot.health import get_health
 from scorer.store import ChatSession, session_scope
 
 ALICE = (950_000_000_000_000_001, "alice")
@@ -511,3 +515,162 @@ async def test_a_send_discord_failed_to_post_is_taken_back_and_can_be_sent_again
     await d.click(fake.originals[click], send_id, user=ALICE)  # the outage is over
     (post,) = [c for c in fake.calls_of("followup") if not c.payload.get("flags", 0) & EPHEMERAL]
     assert posts(engine)[0][2] == str(post.message_id) and sources(engine)["send"] == 1
+
+
+# --- connecting: an unreachable Discord is retried; a refused token or intent is not ----------
+FAST = discord_adapter.Retry(first_s=0.001, max_s=0.004)  # no test waits real seconds
+
+
+async def _until(check: Callable[[], object], what: str, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        if loop.time() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        await asyncio.sleep(0.005)
+
+
+def _discord_health() -> dict[str, Any]:
+    return get_health().snapshot()["components"].get("discord") or {}
+
+
+async def _start(sqlite_settings: Any, sqlite_engine: Any, *, sharded: bool = False,
+                 retry: discord_adapter.Retry = FAST) -> Any:
+    core, settings, _ = make_core(sqlite_settings, sqlite_engine, discord__token="bot-token-for-the-fake",
+                                  discord__sharded=sharded)
+    get_health().reset()
+    bot = await discord_adapter.start(core, settings, retry=retry)
+    assert bot is not None
+    bot._connection.guild_ready_timeout = 0  # READY lists no guilds: wait for none
+    return bot
+
+
+@pytest.mark.parametrize("sharded", [False, True], ids=["one-shard", "sharded"])
+async def test_start_retries_while_discord_cannot_be_reached_then_connects(
+        sqlite_settings, sqlite_engine, monkeypatch, caplog, sharded: bool) -> None:  # type: ignore[no-untyped-def]
+    caplog.set_level(logging.INFO, logger="bot.adapters.discord")
+    server = FakeDiscordServer()
+    server.point_here(monkeypatch)  # nothing listens there yet: the network is down
+    bot = await _start(sqlite_settings, sqlite_engine, sharded=sharded)
+    try:
+        await _until(lambda: caplog.text.count("cannot reach Discord") >= 3, "three tries")
+        tries = [r.getMessage() for r in caplog.records if "cannot reach Discord" in r.getMessage()]
+        assert all(r.startswith("Discord: cannot reach Discord (network: ClientConnectorError: ")
+                   and " s" in r.rsplit("retrying in ", 1)[1] for r in tries)
+        assert not bot.runner.done()
+        state = _discord_health()  # what /readyz lists as failing meanwhile, without the address
+        assert state["ok"] is False and state["detail"].startswith(
+            "cannot reach Discord (network: ClientConnectorError: ") and "127.0.0.1" not in state["detail"]
+
+        # the network is back, but Discord answers 503 once (and, sharded, its gateway lookup once)
+        server.failing = 1
+        server.failing_gateway_lookups = 1 if sharded else 0
+        await server.start()
+        await _until(lambda: _discord_health().get("ok"), "connected")
+        assert _discord_health()["detail"] == "gateway connected"
+        assert "cannot reach Discord (Discord answered 503)" in caplog.text
+        assert ("cannot reach Discord (gateway lookup: Discord answered 503)" in caplog.text) is sharded
+        (identify,) = server.identified
+        assert identify["intents"] == discord_adapter.wanted_intents(False).value
+        assert "Unclosed" not in caplog.text  # each failed login's HTTP session was closed
+        assert "Discord stopped" not in caplog.text
+    finally:
+        await bot.close()
+        await server.close()
+    assert bot.runner.done() and _discord_health()["detail"] == "stopped: closed"
+
+
+async def test_a_dns_failure_is_named_as_such() -> None:
+    """What aiohttp raises when the name does not resolve (a resolver that fails as the
+    system's does when DNS is down), in the words the log and /readyz use."""
+    import socket
+
+    import aiohttp
+
+    class NoDns(aiohttp.abc.AbstractResolver):
+        async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> Any:
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+        async def close(self) -> None:
+            pass
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=NoDns())) as session:
+        with pytest.raises(aiohttp.ClientConnectorError) as failed:
+            await session.get("https://discord.com/api/v10/users/@me")
+    assert isinstance(failed.value, discord_adapter.UNREACHABLE)
+    assert discord_adapter.unreachable_reason(failed.value) == (
+        "DNS: ClientConnectorDNSError: Temporary failure in name resolution")
+
+
+async def test_a_shutdown_does_not_wait_for_the_next_try(sqlite_settings, sqlite_engine, monkeypatch,
+                                                         caplog) -> None:  # type: ignore[no-untyped-def]
+    FakeDiscordServer().point_here(monkeypatch)  # never listens
+    slow = discord_adapter.Retry(first_s=600.0, max_s=600.0)
+    bot = await _start(sqlite_settings, sqlite_engine, retry=slow)
+    await _until(lambda: "cannot reach Discord" in caplog.text, "a first try")
+    wait = float(caplog.text.split("retrying in ", 1)[1].split(" s", 1)[0])
+    assert 480 <= wait <= 600  # the first wait, drawn from its top fifth down
+    await asyncio.wait_for(bot.close(), timeout=2.0)
+    assert bot.runner.done() and bot.is_closed()
+
+
+async def test_a_refused_token_or_intent_stops_discord_at_once_saying_what_to_do(
+        sqlite_settings, sqlite_engine, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    server = FakeDiscordServer()
+    server.point_here(monkeypatch)
+    server.refuse_token = True
+    await server.start()
+    try:
+        bot = await _start(sqlite_settings, sqlite_engine)
+        await asyncio.wait_for(bot.runner, timeout=10)
+        await bot.close()
+        assert server.rest == ["GET /api/v10/users/@me"]  # once: a retry cannot mend a token
+        assert "the token was refused; check DISCORD_TOKEN" in caplog.text
+        assert _discord_health() == {**_discord_health(), "ok": False, "detail": "stopped: the token was refused"}
+
+        # a channel watches, so the bot asks for Message Content, which the Portal does not allow
+        sess.set_scoped(sqlite_engine, "discord", str(GUILD), str(CHANNEL), "watch", "on")
+        server.refuse_token, server.refuse_intents = False, True
+        bot = await _start(sqlite_settings, sqlite_engine)
+        await asyncio.wait_for(bot.runner, timeout=10)
+        await bot.close()
+        (identify,) = server.identified
+        assert identify["intents"] == discord_adapter.wanted_intents(True).value
+        (refused,) = [r.getMessage() for r in caplog.records if "refused the connection" in r.getMessage()]
+        assert "/gif-admin channel key:watch value:on" in refused
+        assert "Privileged Gateway Intents → Message Content Intent" in refused and "restart moodgif" in refused
+        assert _discord_health()["detail"] == (
+            "stopped: the Message Content intent is not enabled in the Developer Portal")
+        assert "cannot reach Discord" not in caplog.text and "Discord stopped" not in caplog.text
+    finally:
+        await server.close()
+
+
+async def test_watch_on_says_it_waits_for_the_message_content_intent(sqlite_settings, sqlite_engine,
+                                                                     caplog) -> None:  # type: ignore[no-untyped-def]
+    def watch(value: str) -> list[dict[str, Any]]:
+        return [{"name": "channel", "type": 1, "options": [
+            {"name": "key", "type": 3, "value": "watch"}, {"name": "value", "type": 3, "value": value}]}]
+
+    admin: dict[str, Any] = {"user": BOB, "perms": MANAGE_GUILD}
+    st = await _stack(sqlite_settings, sqlite_engine)  # started with no channel watching: intent off
+    try:
+        await st.d.slash("gif-admin", watch("on"), **admin)
+        answer = st.fake.calls[-1].payload["content"]
+        assert answer.startswith("watch for this channel is now on.\n")
+        assert "Watching starts only after the bot's operator enables the **Message Content** intent" in answer
+        assert "restarts the bot" in answer
+        (line,) = [r for r in caplog.records if "Message Content intent" in r.getMessage()]
+        assert line.levelno == logging.WARNING and str(CHANNEL) in line.getMessage()
+        await st.d.slash("gif-admin", watch("off"), **admin)
+        assert st.fake.calls[-1].payload["content"] == "watch for this channel is now off."
+    finally:
+        await st.d.close()
+    caplog.clear()
+    st = await _stack(sqlite_settings, sqlite_engine, watch=True)  # the bot reads messages already
+    try:
+        await st.d.slash("gif-admin", watch("on"), **admin)
+        assert st.fake.calls[-1].payload["content"] == "watch for this channel is now on."
+        assert "Message Content intent" not in caplog.text
+    finally:
+        await st.d.close()

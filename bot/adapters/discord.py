@@ -16,7 +16,11 @@ buttons (`bot.adapters.discord_views`, whose `DynamicItem`s call the cog back).
   preview is a reply only its requester can click; `/gif` is the private way.
 - Watched channels (opt-in per channel with `/gif-admin channel watch on`): the offer goes by
   direct message, never as a public post. Reading those messages needs the privileged
-  message-content intent, requested only when some channel opted in (read at start).
+  message-content intent, requested only when some channel opted in (read at start; until a
+  restart, turning watching on says it waits for the intent).
+
+`start` logs in in the background and keeps trying while Discord cannot be reached (network,
+DNS, a 5xx), with growing waits; a refused token or intent stops it at once.
 
 Every handler answers Discord first (defer) and then asks the core, so the 3-second window
 is kept even when the database is busy. Command tree sync is an explicit CLI step
@@ -28,8 +32,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import random
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import discord
 from discord import app_commands
 from discord.ext import commands
@@ -38,6 +47,7 @@ from bot.adapters import discord_views as views
 from bot.adapters.markup import discord_plain
 from bot.events import Actor, PostView, Reply, reply_text
 from bot.flows.admin import (
+    CHANNEL_KEYS,
     CHANNEL_USAGE,
     POOLS_USAGE,
     AddPool,
@@ -53,9 +63,9 @@ from bot.flows.admin import (
     Stats,
     hide_command,
 )
-from bot.health import get_health
+from bot.health import get_health, redact
 from bot.hints import typing_hint
-from bot.scoped_settings import any_scope_sets
+from bot.scoped_settings import any_scope_sets, get_scoped
 from scorer.settings import RATINGS, Settings
 
 if TYPE_CHECKING:
@@ -110,6 +120,16 @@ def wanted_intents(watch: bool) -> discord.Intents:
     intents.guild_reactions = True  # 👍 / 👎 on posts
     intents.message_content = watch
     return intents
+
+
+# Where the privileged intent is allowed: without it there, Discord refuses every login that
+# asks for it (close code 4014), in every server at once.
+INTENT_SETTING = ("discord.com/developers/applications → your app → Bot → Privileged Gateway "
+                  "Intents → Message Content Intent")
+WATCH_WAITS_FOR_INTENT = (
+    "Watching starts only after the bot's operator enables the **Message Content** intent in the "
+    "Discord Developer Portal (Bot → Privileged Gateway Intents) and restarts the bot: "
+    "it runs without that intent now.")
 
 
 def _workspace(guild_id: int | None) -> str:
@@ -430,8 +450,27 @@ class AdminCog(_CoreCog, name="moodgif admin"):
 
     async def _admin(self, interaction: discord.Interaction, command: AdminCommand) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        reply = await self.core.run_admin(interaction_actor(interaction, admin=True), command)
-        await interaction.followup.send(views.admin_wording(reply_text(reply))[:2000], ephemeral=True)
+        actor = interaction_actor(interaction, admin=True)
+        reply = await self.core.run_admin(actor, command)
+        text = views.admin_wording(reply_text(reply))
+        if reply.kind == "ack" and await self._watch_waits_for_intent(actor, command):
+            text += "\n" + WATCH_WAITS_FOR_INTENT
+        await interaction.followup.send(text[:2000], ephemeral=True)
+
+    async def _watch_waits_for_intent(self, actor: Actor, command: AdminCommand) -> bool:
+        """Did this command leave the channel watched while the running bot cannot read
+        messages? The intent is chosen at login (`start`), so the setting waits for a restart,
+        and for the operator to allow the intent in the Developer Portal first."""
+        if self.bot.intents.message_content or not (
+                isinstance(command, SetChannel) and CHANNEL_KEYS.get(command.key.lower()) == "watch"):
+            return False
+        watched = await asyncio.to_thread(get_scoped, self.core.engine, self.settings, actor.platform,
+                                          actor.workspace, actor.channel, "watch")
+        if watched:
+            log.warning("Discord: watching was turned on in channel %s of server %s, but this bot "
+                        "runs without the Message Content intent: enable it in the Developer Portal "
+                        "(%s), then restart moodgif", actor.channel, actor.workspace, INTENT_SETTING)
+        return bool(watched)
 
     @admin.command(name="pools", description="list the GIF pools, or add one (scored in the background)")
     @app_commands.describe(action="list or add", name="new pool name", source="folder, manifest or URL list")
@@ -512,12 +551,23 @@ class MoodgifTree(app_commands.CommandTree):
 class _Host:
     """What both bot classes add to discord.py's: the cogs and the buttons, gateway health.
     `build_bot` sets `gif_cog`, `listen_cog` and `admin_cog`; `start` keeps its connection task
-    in `runner`."""
+    in `runner`, which sets `in_gateway` while discord.py's `connect` runs."""
 
     gif_cog: GifCog
     listen_cog: ListenCog
     admin_cog: AdminCog
     runner: asyncio.Task[None] | None = None
+    in_gateway: bool = False
+
+    async def close(self) -> None:
+        runner = self.runner
+        # Logging in or waiting to retry: discord.py has nothing running to wind down, and a
+        # wait of minutes (or a hanging DNS lookup) must not hold up a shutdown.
+        if runner is not None and not runner.done() and not self.in_gateway \
+                and runner is not asyncio.current_task():
+            runner.cancel()
+            await asyncio.wait([runner])
+        await super().close()  # type: ignore[misc]
 
     async def setup_hook(self) -> None:
         await self.add_cog(self.gif_cog)  # type: ignore[attr-defined]
@@ -539,7 +589,8 @@ class _Host:
         get_health().set_component("discord", True, "gateway resumed")
 
     async def on_disconnect(self) -> None:
-        get_health().set_component("discord", False, "gateway disconnected")
+        if self.runner is None or not self.runner.done():  # else it has said why it stopped
+            get_health().set_component("discord", False, "gateway disconnected")
 
 
 class MoodgifBot(_Host, commands.Bot):
@@ -568,26 +619,117 @@ def build_bot(core: BotCore | None, settings: Settings, *, intents: discord.Inte
     return bot
 
 
-async def start(core: BotCore, settings: Settings) -> discord.Client | None:
-    """Log in and connect in a background task; None without DISCORD_TOKEN. `close()` stops it."""
+@dataclass(frozen=True)
+class Retry:
+    """Waits between tries to reach Discord at start: doubling from `first_s` up to `max_s`,
+    each drawn from its top fifth down, so many bots cut off together do not retry in step."""
+
+    first_s: float = 5.0
+    max_s: float = 300.0
+
+    def waits(self) -> Iterator[float]:
+        delay = self.first_s
+        while True:
+            yield delay * random.uniform(0.8, 1.0)
+            delay = min(delay * 2, self.max_s)
+
+
+# What a network or Discord outage raises before the gateway is up: discord.py's own
+# reconnect loop covers an established connection, but not the login nor a sharded bot's
+# gateway lookup. LoginFailure and PrivilegedIntentsRequired are no such errors: retrying
+# cannot fix them.
+UNREACHABLE = (OSError, aiohttp.ClientError, TimeoutError, discord.GatewayNotFound,
+               discord.DiscordServerError)
+
+
+_DNS_ERROR = getattr(aiohttp, "ClientConnectorDNSError", ())  # aiohttp 3.10+; before, a gaierror inside
+
+
+def unreachable_reason(exc: BaseException) -> str:
+    """The failure in words for the log and /readyz: "DNS: ...", "network: ...", "Discord answered 503"."""
+    cause = exc.__cause__ if isinstance(exc, discord.GatewayNotFound) else None
+    if isinstance(cause, discord.HTTPException):
+        return f"gateway lookup: Discord answered {cause.status}"
+    if isinstance(exc, discord.GatewayNotFound):
+        return "gateway lookup failed"
+    if isinstance(exc, discord.HTTPException):
+        return f"Discord answered {exc.status}"
+    if isinstance(exc, TimeoutError):
+        return "network: timed out"
+    os_error = getattr(exc, "os_error", exc)  # aiohttp's connector errors wrap the OSError
+    detail = getattr(os_error, "strerror", None) or str(exc) or type(exc).__name__
+    dns = isinstance(os_error, socket.gaierror) or isinstance(exc, _DNS_ERROR)
+    kind = "DNS" if dns else "network"
+    return f"{kind}: {type(exc).__name__}: {detail}"
+
+
+async def _forget_session(bot: discord.Client) -> None:
+    """A failed login leaves discord.py's HTTP session open: close it (which closes its
+    connector too) and let the next login open both anew."""
+    await bot.http.close()
+    bot.http.connector = discord.utils.MISSING
+
+
+def _stopped(detail: str) -> None:
+    get_health().set_component("discord", False, f"stopped: {detail}")
+
+
+async def _run(bot: MoodgifBot | ShardedMoodgifBot, token: str, retry: Retry) -> None:
+    """Log in and stay connected; an unreachable Discord is tried again, forever, with growing
+    waits (the process serves everything else meanwhile, so no supervisor would restart it)."""
+    health = get_health()
+    waits = retry.waits()
+    logged_in = False
+    while True:
+        try:
+            if not logged_in:
+                await bot.login(token)
+                logged_in = True
+            health.set_component("discord", False, "connecting to the gateway")
+            bot.in_gateway = True
+            await bot.connect()
+            _stopped("closed")
+            return
+        except discord.LoginFailure:
+            log.error("Discord: the token was refused; check DISCORD_TOKEN")
+            _stopped("the token was refused")
+            return
+        except discord.PrivilegedIntentsRequired:
+            # No "turn watching off instead": /gif-admin cannot answer while Discord refuses us.
+            log.error("Discord refused the connection: a channel watches messages "
+                      "(/gif-admin channel key:watch value:on), so the bot asks for the privileged "
+                      "Message Content intent, which the application does not have. Enable it in "
+                      "the Developer Portal (%s), then restart moodgif", INTENT_SETTING)
+            _stopped("the Message Content intent is not enabled in the Developer Portal")
+            return
+        except UNREACHABLE as exc:
+            bot.in_gateway = False
+            if bot.is_closed():  # shutting down: the close broke the connection
+                return
+            reason, wait = unreachable_reason(exc), next(waits)
+            log.warning("Discord: cannot reach Discord (%s); retrying in %.1f s", reason, wait)
+            health.set_component("discord", False,
+                                 f"cannot reach Discord ({redact(reason)[:200]}); retrying in {wait:.0f} s")
+            if not logged_in:
+                await _forget_session(bot)
+            await asyncio.sleep(wait)
+        except Exception as exc:
+            if bot.is_closed():  # shutting down meanwhile
+                return
+            log.error("Discord stopped: %s", type(exc).__name__)
+            _stopped(type(exc).__name__)
+            return
+
+
+async def start(core: BotCore, settings: Settings, *, retry: Retry | None = None) -> discord.Client | None:
+    """Log in and connect in a background task; None without DISCORD_TOKEN. `close()` stops it.
+    `retry`: the waits while Discord cannot be reached (tests shorten them)."""
     if not settings.discord.token:
         return None
     watch = await asyncio.to_thread(watch_enabled, core.engine)
     bot = build_bot(core, settings, intents=wanted_intents(watch))
-
-    async def run() -> None:
-        try:
-            await bot.start(settings.discord.token)
-        except discord.LoginFailure:
-            log.error("Discord: the token was refused; check DISCORD_TOKEN")
-        except discord.PrivilegedIntentsRequired:
-            log.error("Discord: a channel watches messages, so the bot needs the Message Content "
-                      "intent: enable it in the Developer Portal (Bot page) or turn watching off")
-        except Exception as exc:
-            log.error("Discord stopped: %s", type(exc).__name__)
-        get_health().set_component("discord", False, "stopped")
-
-    bot.runner = asyncio.get_running_loop().create_task(run(), name="discord")
+    bot.runner = asyncio.get_running_loop().create_task(
+        _run(bot, settings.discord.token, retry or Retry()), name="discord")
     log.info("Discord: starting (%s, message content %s)",
              "sharded" if settings.discord.sharded else "one shard", "on" if watch else "off")
     return bot
