@@ -153,7 +153,10 @@ def _iso(ts: float) -> str:
 def required_components(settings: Settings) -> list[str]:
     """What must be ok for this process to be ready: scores, plus each configured adapter."""
     names = list(ALWAYS_REQUIRED)
-    if settings.slack.bot_token or settings.slack.app_token:
+    slack = settings.slack
+    # Any Slack credential means Slack is wanted: a half-configured one reports why it is off.
+    if slack.socket_mode or any((slack.bot_token, slack.app_token, slack.signing_secret,
+                                 slack.client_id, slack.client_secret)):
         names.append("slack")
     if settings.discord.token:
         names.append("discord")

@@ -88,9 +88,10 @@ def mount_adapters(app: web.Application, core: BotCore, settings: Settings, engi
 async def _start_platforms(core: BotCore, settings: Settings) -> list[tuple[str, Callable[[], Any]]]:
     """Start Slack Socket Mode and Discord when configured; returns (name, async closer)."""
     from bot.adapters import discord as discord_adapter
+    from bot.adapters.slack_setup import slack_setup
 
     closers: list[tuple[str, Callable[[], Any]]] = []
-    if settings.slack.socket_mode:
+    if slack_setup(settings.slack).mode == "socket":  # off (and why) was logged at mount
         # Connecting retries for as long as Slack is unreachable: in the background, so the
         # playground, Discord and a stop signal never wait on it.
         connecting = asyncio.create_task(_connect_slack(core, settings), name="slack-socket-mode")

@@ -8,7 +8,11 @@ Two transports, picked by `settings.slack.socket_mode`:
 - HTTP (default): `mount()` adds `POST /slack/events` (every slash command, button click and
   event; signatures checked by bolt) to the one aiohttp application, and, with OAuth
   credentials, `GET /slack/install` and `GET /slack/oauth_redirect`.
-- Socket Mode: `start_socket_mode()` opens the websocket with the app-level token.
+- Socket Mode: `start_socket_mode()` opens the websocket with the app-level token; one
+  workspace, with SLACK_BOT_TOKEN (no HTTP routes, so no OAuth installs).
+
+Which one the credentials turn on, and whether Slack accepts the bot token, is
+`bot.adapters.slack_setup`'s: `mount()` logs it in one line at startup.
 
 The listeners themselves live in `bot.adapters.slack_listeners` (bolt's starter-template
 layout: plain async functions per kind, wired by its `register`); this module builds the
@@ -29,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.adapters.slack_listeners import register as register_listeners
@@ -44,6 +49,7 @@ from bot.adapters.slack_listeners.context import (
     seen_before,
     strip_mentions,
 )
+from bot.adapters.slack_setup import SlackSetup, TokenCheck, padded_secrets, slack_setup
 from bot.health import get_health
 from scorer.settings import Settings
 
@@ -77,6 +83,7 @@ REDIRECT_PATH = "/slack/oauth_redirect"
 BOT_SCOPES = [
     "app_mentions:read",  # @moodgif ugh
     "channels:history",  # message events in opted-in public channels
+    "groups:history",  # ... and in opted-in private channels the bot was invited to
     "chat:write",  # the public post and ephemeral offers
     "chat:write.public",  # post in public channels the bot was not invited to
     "commands",  # /gif, /gif-admin
@@ -113,8 +120,17 @@ for _name in ("slack_bolt.AsyncRequestVerification", "slack_bolt.RequestVerifica
     logging.getLogger(_name).addFilter(_NoBodies())
 
 
-def oauth_enabled(settings: Settings) -> bool:
-    return bool(settings.slack.client_id and settings.slack.client_secret)
+class _NoEnvTokenNote(logging.Filter):
+    """bolt reads SLACK_BOT_TOKEN from os.environ even when it is given a client, and then
+    warns at every start that the env token is unused. We always pass the client (carrying the
+    token from our settings, or none under OAuth), so that one note is noise; every other bolt
+    warning still passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
+
+
+logging.getLogger("slack_bolt.AsyncApp").addFilter(_NoEnvTokenNote())
 
 
 def async_db_url(url: str) -> str:
@@ -165,22 +181,24 @@ async def create_oauth_tables(app: AsyncApp) -> None:
         await seal()
 
 
-def build_app(core: BotCore, settings: Settings, *, socket_mode: bool | None = None) -> AsyncApp | None:
-    """The bolt app for these settings, or None when Slack is not configured for that mode."""
-    socket = settings.slack.socket_mode if socket_mode is None else socket_mode
-    oauth = oauth_enabled(settings)
-    if socket:
-        if not (settings.slack.app_token and settings.slack.bot_token):
-            return None
-    elif not settings.slack.signing_secret or not (settings.slack.bot_token or oauth):
+def build_app(core: BotCore, settings: Settings, *, socket_mode: bool | None = None,
+              token_check: TokenCheck | None = None) -> AsyncApp | None:
+    """The bolt app for these settings, or None when Slack is not configured for that mode.
+
+    With one bot token (no OAuth), `token_check` (a new one if not given) answers for a token
+    Slack refused, before bolt's authorization."""
+    setup = slack_setup(settings.slack, socket_mode=socket_mode)
+    if not setup.on:
         return None
+    oauth = setup.mode == "oauth"
     client = AsyncWebClient(
         token=None if oauth else settings.slack.bot_token or None, base_url=settings.slack.api_url
     )
     app = AsyncApp(
         client=client,
         signing_secret=settings.slack.signing_secret or "",
-        oauth_settings=_oauth_settings(settings) if oauth and not socket else None,
+        oauth_settings=_oauth_settings(settings) if oauth else None,
+        before_authorize=None if oauth else (token_check or TokenCheck()).middleware(),
         # We pass every credential explicitly; never let bolt fall back to os.environ.
         process_before_response=False,
         name="moodgif-slack",  # bolt configures a logger of this name; keep it off our "moodgif" tree
@@ -318,30 +336,57 @@ def _mount_oauth(web_app: web.Application, app: AsyncApp) -> None:
     web_app.on_startup.append(_tables)
 
 
-def mount(web_app: web.Application, core: BotCore, settings: Settings) -> AsyncApp | None:
-    """Add Slack's HTTP routes to the one aiohttp app; None when Slack HTTP is not configured.
+def events_url(settings: Settings) -> str:
+    """Where Slack sends events: MOODGIF_PUBLIC_URL (with or without a trailing slash) + the path."""
+    return (settings.http.public_url.rstrip("/") or "<public url>") + EVENTS_PATH
 
-    In Socket Mode only the OAuth routes (if any) are HTTP; events come over the socket.
+
+def announce(settings: Settings) -> SlackSetup:
+    """Log Slack's state in one line (off: why; on: how), warn of padded secrets, and tell
+    /readyz why a half-configured Slack is off."""
+    setup = slack_setup(settings.slack)
+    for name in padded_secrets(settings.slack):
+        log.warning("Slack: %s starts or ends with a space or line break (pasted along with it?): "
+                    "Slack refuses it as it is; remove it", name)
+    if setup.broken:
+        log.error("Slack: off: %s", setup.detail)
+        get_health().set_component("slack", False, f"off: {setup.detail}")
+    elif not setup.on:
+        log.info("Slack: off (no Slack credentials set)")
+    elif setup.mode == "socket":
+        log.info("Slack: on, Socket Mode (%s); connecting in the background", setup.detail)
+        get_health().set_component("slack", False, "Socket Mode: connecting to Slack")
+    else:
+        log.info("Slack: on, HTTP events at %s (%s)", events_url(settings), setup.detail)
+    return setup
+
+
+def mount(web_app: web.Application, core: BotCore, settings: Settings) -> AsyncApp | None:
+    """Log Slack's state (`announce`) and add its HTTP routes to the one aiohttp app; None
+    when Slack HTTP is not configured.
+
+    In Socket Mode nothing is HTTP: events come over the socket, and OAuth installs (which need
+    `/slack/oauth_redirect`) are not served.
     """
-    if settings.slack.socket_mode:
+    setup = announce(settings)
+    if setup.mode not in ("http", "oauth"):
         return None
-    if oauth_enabled(settings) and not settings.slack.secret_key:
-        log.error("Slack: multi-workspace OAuth is OFF: set MOODGIF_SECRET_KEY (`moodgif config "
-                  "secret-key` prints one); it encrypts the workspaces' bot tokens in the database")
-        get_health().set_component("slack", False, "MOODGIF_SECRET_KEY is not set")
-        return None
-    app = build_app(core, settings, socket_mode=False)
-    if app is None:
-        if settings.slack.bot_token and not settings.slack.signing_secret:
-            log.warning("Slack: SLACK_SIGNING_SECRET is not set, so Slack HTTP events are off")
-        return None
+    check = TokenCheck()
+    app = build_app(core, settings, socket_mode=False, token_check=check)
+    assert app is not None  # announce said HTTP is on
 
     handler = _AckFirst(app, settings.slack.signing_secret)
     web_app.on_cleanup.append(handler.stop)
     web_app.router.add_post(EVENTS_PATH, handler.events)
     _mount_oauth(web_app, app)
-    log.info("Slack: HTTP events at %s%s", settings.http.public_url or "<public url>", EVENTS_PATH)
     get_health().set_component("slack", True, f"HTTP events at {EVENTS_PATH}")
+    if setup.mode == "http":  # a refused token shows in /readyz before anyone types /gif
+
+        async def _check_token(_: web.Application) -> None:
+            check.start(app.client)
+
+        web_app.on_startup.append(_check_token)
+        web_app.on_cleanup.append(check.stop)
     return app
 
 
@@ -349,9 +394,9 @@ async def start_socket_mode(core: BotCore, settings: Settings) -> Any | None:
     """Connect over Socket Mode (SLACK_APP_TOKEN); returns the handler (`close_async()` to stop)."""
     if not settings.slack.socket_mode:
         return None
-    app = build_app(core, settings, socket_mode=True)
-    if app is None:
-        log.warning("Slack: Socket Mode needs SLACK_APP_TOKEN and SLACK_BOT_TOKEN; Slack is off")
+    check = TokenCheck()
+    app = build_app(core, settings, socket_mode=True, token_check=check)
+    if app is None:  # `announce` (at mount) said why
         return None
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
@@ -363,4 +408,5 @@ async def start_socket_mode(core: BotCore, settings: Settings) -> Any | None:
         raise
     get_health().set_component("slack", True, "Socket Mode connected")
     log.info("Slack: connected in Socket Mode")
+    await check.check(app.client)  # a refused token turns /readyz back to failing, with why
     return handler
