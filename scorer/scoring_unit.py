@@ -110,6 +110,15 @@ def _identity(x: PreparedGif) -> PreparedGif:
     return x
 
 
+def _leave_ctrl_c_to_the_parent(_worker: int) -> None:
+    """A Ctrl-C reaches the whole process group. A decode worker that dies of it mid-GIF
+    makes torch wait out its 5 s join timeout per worker (about 11 s with two) and print its
+    tracebacks; ignoring it lets the parent stop the workers, which then exit at once."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def iter_prepared_local(
     jobs: list[GifJob], prep: Preprocessor, scheme: str, limits: Limits, workers: int
 ) -> Iterator[PreparedGif]:
@@ -126,6 +135,7 @@ def iter_prepared_local(
         shuffle=False,
         num_workers=workers,
         collate_fn=_identity,
+        worker_init_fn=_leave_ctrl_c_to_the_parent,
         prefetch_factor=4,  # bounded read-ahead: memory stays flat with the pool's size
     )
     yield from loader

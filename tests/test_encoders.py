@@ -208,3 +208,19 @@ def test_clip_zero_shot_mechanics_with_an_unweighted_model(tmp_path: Path) -> No
     scores = predict(head, [np.stack([text[7], text[7] * 2]), feats], "cpu")
     assert scores.shape == (2, 17) and scores[0].argmax() == 7
     assert ((scores >= 0) & (scores <= 1)).all()
+
+
+def test_decode_workers_leave_ctrl_c_to_the_parent(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A Ctrl-C reaches every process of the group: workers that died of it mid-GIF made
+    torch wait 5 s per worker before `moodgif score` or the demo stopped (11.2 s with two,
+    0.9 s now: docs/benchmarks.md). The workers ignore it; the parent stops them."""
+    import signal
+
+    from scorer import scoring_unit
+
+    # Forked workers inherit this stand-in: it reports the worker's own SIGINT handling.
+    monkeypatch.setattr(scoring_unit, "prepare_job",
+                        lambda prep, job, scheme, limits: signal.getsignal(signal.SIGINT) == signal.SIG_IGN)
+    seen = list(scoring_unit.iter_prepared_local([None] * 4, None, "x", None, workers=2))  # type: ignore[arg-type]
+    assert seen == [True] * 4
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the parent keeps Ctrl-C
