@@ -19,11 +19,12 @@ Steps (each skipped when its result already exists, so a second run is quick):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,17 +118,38 @@ def run_demo(settings: Settings, engine: Engine, *, count: int = 600, sessions: 
     out: dict = {}
     t0 = time.perf_counter()
     _refuse_another_draw(settings, engine, count, seed)
-    truth, manifest = _pool_files(settings, count, seed)
-    _ingest(settings, engine, truth, manifest)
-    _score(settings, engine)
-    out.update(_simulate_users(settings, engine, truth, sessions, seed))
-    out.update(_retrain(settings, engine))
-    out.update(_measure(engine, truth))
+    with _steps_speak_for_themselves():
+        truth, manifest = _pool_files(settings, count, seed)
+        _ingest(settings, engine, truth, manifest)
+        _score(settings, engine)
+        out.update(_simulate_users(settings, engine, truth, sessions, seed))
+        out.update(_retrain(settings, engine))
+        out.update(_measure(engine, truth))
     out["seconds"] = time.perf_counter() - t0
     _say(f"demo ready in {out['seconds']:.0f} s")
     if serve:
         _serve(settings, engine, open_browser)
     return out
+
+
+@contextlib.contextmanager
+def _steps_speak_for_themselves() -> Iterator[None]:
+    """Each step prints its own summary; the modules' INFO lines said the same again, or,
+    on a first run, things that read like failures ("no trained head", "not scored yet")
+    before the step that trains the first head. `moodgif -v demo` keeps them."""
+    loggers = [logging.getLogger(name) for name in
+               ("scorer.pipeline", "moodgif.bot.ranking", "moodgif.training.retrain")]
+    if logging.getLogger().isEnabledFor(logging.DEBUG):
+        yield
+        return
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 def _refuse_another_draw(settings: Settings, engine: Engine, count: int, seed: int) -> None:
@@ -185,8 +207,9 @@ def _score(settings: Settings, engine: Engine) -> None:
 
     _say(f"[3/6] score: encoder {settings.scoring.encoder} (features are kept, so a rerun is quick)")
     scored = score_pool(settings, engine, pool=POOL, progress=True)
+    first = " (no model yet: step 5 trains the first)" if not scored.scored else ""
     _say(f"      {scored.encoded} encoded, {scored.cached} cached, {len(scored.failed)} failed, "
-         f"{scored.scored} predictions in {scored.seconds:.0f} s")
+         f"{scored.scored} predictions in {scored.seconds:.0f} s{first}")
 
 
 SIM_TARGET_KEY, SIM_DONE_KEY = "demo_sim_target", "demo_sim_done"
