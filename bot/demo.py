@@ -112,7 +112,10 @@ def _bar(total: int, desc: str, initial: int = 0):  # type: ignore[no-untyped-de
                 initial=initial)
 
 
-def run_demo(settings: Settings, engine: Engine, *, count: int = 600, sessions: int = 2500,
+DEFAULT_COUNT = 600  # GIFs in a demo pool unless --count says otherwise
+
+
+def run_demo(settings: Settings, engine: Engine, *, count: int = DEFAULT_COUNT, sessions: int = 2500,
              seed: int = 0, serve: bool = True, open_browser: bool = False) -> dict:
     """The whole demo; returns what it did (for tests and `--no-serve`)."""
     out: dict = {}
@@ -128,7 +131,7 @@ def run_demo(settings: Settings, engine: Engine, *, count: int = 600, sessions: 
     out["seconds"] = time.perf_counter() - t0
     _say(f"demo ready in {out['seconds']:.0f} s")
     if serve:
-        _serve(settings, engine, open_browser)
+        _serve(settings, engine, open_browser, count, seed)
     return out
 
 
@@ -235,7 +238,7 @@ def _simulate_users(settings: Settings, engine: Engine, truth: dict, sessions: i
     done = _count(engine, select(func.count()).select_from(Comparison)
                   .where(Comparison.platform == SIM_PLATFORM))
     target, reached = _meta(engine, SIM_TARGET_KEY), _meta(engine, SIM_DONE_KEY) or 0
-    if done and (target is None or reached >= target):  # finished (or a home from before the notes)
+    if (target is not None and reached >= target) or (target is None and done):  # finished (or a home from before the notes)
         _say(f"[4/6] simulate: reusing the {done} comparisons of earlier virtual users "
              "(--sessions counts in a fresh home only)")
         out["comparisons"] = done
@@ -302,14 +305,15 @@ def _measure(engine: Engine, truth: dict) -> dict:
     return {"spearman_mean": mean_rho, "spearman": quality}
 
 
-def _serve(settings: Settings, engine: Engine, open_browser: bool) -> None:
+def _serve(settings: Settings, engine: Engine, open_browser: bool, count: int, seed: int) -> None:
     import shlex
 
     from bot.serve import run_serve
 
     # The exact way back: a plain `moodgif demo` may mean another home (scripts/demo sets
     # MOODGIF_HOME), and another home draws a new demo.
-    again = f"moodgif demo --home {shlex.quote(str(settings.home))} --port {settings.http.port}"
+    again = (f"moodgif demo --home {shlex.quote(str(settings.home))} --port {settings.http.port}"
+             f"{f' --count {count}' if count != DEFAULT_COUNT else ''}{f' --seed {seed}' if seed else ''}")
     run_serve(settings, engine, open_browser=open_browser, announce=lambda url: print(
         f"\nmoodgif playground: {url}\n  type /gif happy · admin pages: {url}admin\n"
         f"  (Ctrl-C stops it; `{again}` comes back)", flush=True))

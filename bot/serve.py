@@ -118,9 +118,9 @@ async def _close_slack(connecting: asyncio.Task[Any]) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await connecting
         return
-    handler = connecting.result()
-    if handler is not None:
-        await handler.close_async()
+    run = connecting.result()
+    if run is not None:
+        await run.close()
 
 
 def _start_scheduler(settings: Settings) -> Any:

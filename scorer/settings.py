@@ -574,8 +574,18 @@ def _explain(err: Any, where: dict[str, Any]) -> str:
     from_env = where.get("env", {})
     in_env = spec.name in (from_env.get(spec.group, {}) if spec.group else from_env)
     source = "" if in_env or "file" not in where else f" (from {where['file']})"
-    got = repr(err.get("input"))
+    got = repr(_shown(spec, err.get("input")))
     return f"{spec.env} ({spec.path}){source}: {msg}" + ("" if got in msg else f"; got {got}")
+
+
+def _shown(spec: Spec, value: Any) -> Any:
+    """A refused value as an error may print it (to a terminal, a journal): never a secret,
+    never a database password, even in a URL too broken to parse."""
+    if spec.secret:
+        return "***"
+    if spec.path == "database_url" and isinstance(value, str):
+        return _mask_url(value) if "://" in value else "(hidden: it may hold a password)"
+    return value
 
 
 # ...?password=x or &sslpassword=x in a URL's query (libpq takes the password there too)

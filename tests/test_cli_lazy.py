@@ -130,7 +130,9 @@ def test_a_database_url_that_cannot_be_used_is_one_line(tmp_path: Path) -> None:
     for url, code, says in (("not a url", 2, "configuration error: MOODGIF_DATABASE_URL"),
                             ("foo://bar", 2, "configuration error: MOODGIF_DATABASE_URL"),
                             # a driver moodgif does not ship was a ModuleNotFoundError traceback
-                            ("mysql://u@127.0.0.1/x", 2, "sqlite:///PATH or postgresql://... (not mysql://...)"),
+                            ("mysql://u:sekrit@127.0.0.1/x?sslpassword=sekrit", 2,
+                             "sqlite:///PATH or postgresql://... (not mysql://...); got 'mysql://u:***@127.0.0.1/x?sslpassword=***'"),
+                            ("u:sekrit@127.0.0.1/x", 2, "got '(hidden: it may hold a password)'"),
                             # what hosted databases hand out is PostgreSQL, not an unknown plugin
                             ("postgres://u:sekrit@127.0.0.1:1/x", 1, "cannot reach postgresql://u:***@127.0.0.1:1/x"),
                             ("postgresql://u:sekrit@127.0.0.1:1/x", 1, "cannot reach postgresql://u:***@127.0.0.1:1/x")):

@@ -138,3 +138,38 @@ def test_a_taken_port_or_an_unusable_demo_database_is_said_before_any_work(tmp_p
     res = CliRunner().invoke(cli, ["demo", "--count", "20", "--no-serve", "--home", str(blocked)], env=env)
     assert res.exit_code == 1 and f"cannot open the demo's database in {blocked}" in res.output, res.output
     assert "MOODGIF_DATABASE_URL" not in res.output and "Traceback" not in res.output
+
+
+def test_a_demo_without_virtual_users_is_finished_not_resumed(tmp_path: Path) -> None:
+    """--sessions 0 leaves no comparisons: it is a finished simulation, not one that stopped
+    after 0 of 0 requests at every later run."""
+    from bot import demo
+    from bot.commands.serve import demo_settings
+    from scorer.settings import load_settings
+    from scorer.store import init_db
+
+    settings = demo_settings(load_settings(env={}, home=str(tmp_path)))
+    engine = init_db(settings.db_url)
+    truth, manifest = demo._pool_files(settings, 20, 0)
+    demo._ingest(settings, engine, truth, manifest)
+    assert "simulation" in demo._simulate_users(settings, engine, truth, 0, 0)
+    assert demo._simulate_users(settings, engine, truth, 0, 0) == {"comparisons": 0}
+    engine.dispose()
+
+
+def test_the_demo_port_check_takes_ipv6_hosts_as_serve_does() -> None:
+    import socket
+
+    import click
+
+    from bot.commands.serve import _port_free_or_fail
+
+    try:
+        probe = socket.create_server(("::1", 0), family=socket.AF_INET6)
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    with probe:
+        port = probe.getsockname()[1]
+        with pytest.raises(click.ClickException, match=rf"cannot listen on \[::1\]:{port} "):
+            _port_free_or_fail("::1", port)
+    _port_free_or_fail("::1", port)  # free again: no error (it was "address family not supported")

@@ -6,6 +6,7 @@ fake Slack (tests/fake_slack.py); the fake refuses any token that is not an `xox
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator
@@ -99,7 +100,8 @@ async def test_a_refused_bot_token_fails_readyz_and_each_user_is_told(refused, c
 
 
 async def test_a_token_first_refused_at_a_request_is_reported_then(sqlite_settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
-    """No startup check answered (Slack was unreachable then): the first request asks."""
+    """No startup check answered (Slack was unreachable then): the first request starts one in
+    the background, without waiting on it, and the requests after Slack's answer get the note."""
     import time
     import urllib.parse
 
@@ -111,18 +113,28 @@ async def test_a_token_first_refused_at_a_request_is_reported_then(sqlite_settin
                                       slack_signing_secret=SECRET, slack_api_url=fake.api_url)
         bolt = slack_adapter.build_app(core, settings)
         assert bolt is not None and _slack() is None
-        body = urllib.parse.urlencode({"team_id": TEAM, "channel_id": "C1", "user_id": "U0ALICE",
-                                       "command": "/gif", "text": "happy", "trigger_id": "9.9.9",
-                                       "response_url": fake.response_url("first")})
-        stamp = str(int(time.time()))
-        headers = {"X-Slack-Request-Timestamp": stamp, "Content-Type": "application/x-www-form-urlencoded",
-                   "X-Slack-Signature": SignatureVerifier(SECRET).generate_signature(timestamp=stamp, body=body)}
-        response = await bolt.async_dispatch(AsyncBoltRequest(body=body, headers=headers))
-        assert (response.status, response.body) == (200, "")
-        (note,) = await fake.wait_for("webhook", 1)
-        assert note.data["text"] == MISCONFIGURED
+
+        async def ask(name: str, trigger: str) -> Any:
+            body = urllib.parse.urlencode({"team_id": TEAM, "channel_id": "C1", "user_id": "U0ALICE",
+                                           "command": "/gif", "text": "happy", "trigger_id": trigger,
+                                           "response_url": fake.response_url(name)})
+            stamp = str(int(time.time()))
+            headers = {"X-Slack-Request-Timestamp": stamp, "Content-Type": "application/x-www-form-urlencoded",
+                       "X-Slack-Signature": SignatureVerifier(SECRET).generate_signature(timestamp=stamp, body=body)}
+            return await bolt.async_dispatch(AsyncBoltRequest(body=body, headers=headers))
+
+        first = await ask("first", "9.9.9")  # bolt's own authorization answers this one
+        assert first.status == 200 and "reinstall" in first.body
+        for _ in range(500):  # the background check's answer (no wall-clock bound: a count)
+            if (_slack() or {}).get("detail") == REFUSED:
+                break
+            await asyncio.sleep(0.01)
         slack = _slack() or {}
         assert (slack.get("ok"), slack.get("detail")) == (False, REFUSED)
+        second = await ask("second", "9.9.10")
+        assert (second.status, second.body) == (200, "")
+        notes = await fake.wait_for("webhook", 1)
+        assert [n.data["text"] for n in notes] == [MISCONFIGURED]
         await core.close()
 
 
@@ -168,9 +180,10 @@ def _state_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
     ({"slack__socket_mode": True, "slack__bot_token": TOKEN}, "ERROR",
      "Slack: off: SLACK_APP_TOKEN is not set (Socket Mode (MOODGIF_SLACK_SOCKET_MODE=true) needs it)"),
     ({"slack__socket_mode": True, "slack__bot_token": TOKEN, "slack__app_token": "xapp-1-a",
-      "slack__client_id": "1.2", "slack__client_secret": "s"}, "ERROR",
-     "Slack: off: Socket Mode serves one workspace with SLACK_BOT_TOKEN: unset SLACK_CLIENT_ID and "
-     "SLACK_CLIENT_SECRET (installing in several workspaces needs HTTP mode)"),
+      "slack__client_id": "1.2", "slack__client_secret": "s"}, "INFO",
+     "Slack: on, Socket Mode (one workspace, SLACK_APP_TOKEN and SLACK_BOT_TOKEN; SLACK_CLIENT_ID and "
+     "SLACK_CLIENT_SECRET are not used: installing in several workspaces needs HTTP mode); "
+     "connecting in the background"),
     ({"slack__client_id": "1.2", "slack__signing_secret": SECRET}, "ERROR",
      "Slack: off: SLACK_CLIENT_SECRET (or SLACK_BOT_TOKEN for one workspace) is not set (HTTP mode "
      "needs it)"),
@@ -259,3 +272,104 @@ async def test_a_watched_private_channel_gets_offers_too(sqlite_settings, sqlite
         finally:
             await server.close()
             await core.close()
+
+
+async def test_a_slack_that_does_not_answer_holds_up_no_request() -> None:
+    """auth.test hanging (Slack slow or gone): requests went through the check one by one,
+    each waiting out its own attempt; now none waits, one attempt runs at a time, and a
+    failed one is not repeated at once."""
+    from types import SimpleNamespace
+
+    from slack_bolt.response import BoltResponse
+
+    from bot.adapters.slack_setup import TokenCheck
+
+    never = asyncio.Event()
+
+    class HungSlack:
+        calls = 0
+
+        async def auth_test(self) -> None:
+            HungSlack.calls += 1
+            await never.wait()
+
+    check = TokenCheck()
+    middleware = check.middleware()
+    context = SimpleNamespace(client=HungSlack(), response_url=None)
+
+    async def next_() -> BoltResponse:
+        return BoltResponse(status=200, body="through")
+
+    answers = await asyncio.gather(*(middleware(context=context, body={"type": "block_actions"}, next_=next_)
+                                     for _ in range(5)))
+    assert [a.body for a in answers] == ["through"] * 5  # none waited on Slack
+    await asyncio.sleep(0)
+    assert HungSlack.calls == 1 and check._task is not None and not check._task.done()
+    check._task.cancel()  # as if it timed out: the next request does not ask again at once
+    with pytest.raises(asyncio.CancelledError):
+        await check._task
+    check._failed_at = asyncio.get_running_loop().time()
+    await middleware(context=context, body={"type": "block_actions"}, next_=next_)
+    await asyncio.sleep(0)
+    assert HungSlack.calls == 1
+    await check.stop()
+
+
+async def test_a_stop_while_slack_is_slow_to_check_the_token_closes_socket_mode(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Socket Mode checked the token inside its start, so a stop while auth.test hung
+    cancelled the start and left the websocket open; the check runs beside it now."""
+    from scorer.settings import load_settings
+
+    open_sockets: set[web.WebSocketResponse] = set()
+    never = asyncio.Event()
+
+    async def connections_open(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "url": f"ws://127.0.0.1:{server.port}/ws"})
+
+    async def auth_test(request: web.Request) -> web.Response:
+        await never.wait()  # Slack's Web API slow or gone
+        return web.json_response({"ok": True})
+
+    async def ws(request: web.Request) -> web.WebSocketResponse:
+        sock = web.WebSocketResponse()
+        await sock.prepare(request)
+        open_sockets.add(sock)
+        await sock.send_json({"type": "hello", "num_connections": 1, "debug_info": {}, "connection_info": {}})
+        async for _ in sock:
+            pass
+        open_sockets.discard(sock)
+        return sock
+
+    app = web.Application()
+    app.router.add_post("/api/apps.connections.open", connections_open)
+    app.router.add_post("/api/auth.test", auth_test)
+    app.router.add_get("/ws", ws)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        settings = load_settings(env={"MOODGIF_HOME": str(tmp_path)}).override(
+            slack__socket_mode=True, slack__bot_token="xoxb-1", slack__app_token="xapp-1",
+            slack__api_url=f"http://127.0.0.1:{server.port}/api/")
+        connecting = asyncio.create_task(serve._connect_slack(None, settings))  # type: ignore[arg-type]
+        await until(lambda: bool(open_sockets) and connecting.done())
+        await serve._close_slack(connecting)  # what `serve` does on SIGTERM
+        await until(lambda: not open_sockets)
+    finally:
+        never.set()
+        await server.close()
+
+
+def test_empty_oauth_variables_in_the_environment_do_not_turn_bolt_to_oauth(sqlite_settings, sqlite_engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """An env file with `SLACK_CLIENT_ID=` and `SLACK_CLIENT_SECRET=` left empty: bolt built
+    its own OAuth flow from them and ignored the bot token, while the start-up line said
+    "one workspace"."""
+    import os
+
+    monkeypatch.setenv("SLACK_CLIENT_ID", "")
+    monkeypatch.setenv("SLACK_CLIENT_SECRET", "")
+    core, settings, _ = make_core(sqlite_settings, sqlite_engine, slack_bot_token=TOKEN,
+                                  slack_signing_secret=SECRET)
+    for socket_mode in (False, True):
+        app = slack_adapter.build_app(core, settings.override(slack__app_token="xapp-1-a"), socket_mode=socket_mode)
+        assert app is not None and app.oauth_flow is None, socket_mode
+    assert os.environ["SLACK_CLIENT_ID"] == "" and os.environ["SLACK_CLIENT_SECRET"] == ""  # put back

@@ -25,9 +25,13 @@ threads, so the ack is never stuck behind a retrain.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
 from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -63,6 +67,7 @@ __all__ = [
     "PLATFORM",
     "SlackContext",
     "SlackImages",
+    "SocketModeRun",
     "action_actor",
     "build_app",
     "command_actor",
@@ -133,6 +138,20 @@ class _NoEnvTokenNote(logging.Filter):
 logging.getLogger("slack_bolt.AsyncApp").addFilter(_NoEnvTokenNote())
 
 
+@contextlib.contextmanager
+def _bolt_sees_no_oauth_env(unless: bool) -> Iterator[None]:
+    """bolt builds its own OAuth flow (a file-based installation store, the bot token ignored)
+    whenever SLACK_CLIENT_ID and SLACK_CLIENT_SECRET exist in the environment, even empty ones
+    left in an env file; moodgif's settings decide whether Slack runs with OAuth, so bolt does
+    not see them while it is built for one bot token."""
+    hidden = {} if unless else {k: os.environ.pop(k) for k in ("SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET")
+                                if k in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(hidden)
+
+
 def async_db_url(url: str) -> str:
     """The async driver URL of the same database: slack_sdk's OAuth stores need an AsyncEngine."""
     if url.startswith("sqlite:"):
@@ -194,15 +213,16 @@ def build_app(core: BotCore, settings: Settings, *, socket_mode: bool | None = N
     client = AsyncWebClient(
         token=None if oauth else settings.slack.bot_token or None, base_url=settings.slack.api_url
     )
-    app = AsyncApp(
-        client=client,
-        signing_secret=settings.slack.signing_secret or "",
-        oauth_settings=_oauth_settings(settings) if oauth else None,
-        before_authorize=None if oauth else (token_check or TokenCheck()).middleware(),
-        # We pass every credential explicitly; never let bolt fall back to os.environ.
-        process_before_response=False,
-        name="moodgif-slack",  # bolt configures a logger of this name; keep it off our "moodgif" tree
-    )
+    with _bolt_sees_no_oauth_env(unless=oauth):
+        app = AsyncApp(
+            client=client,
+            signing_secret=settings.slack.signing_secret or "",
+            oauth_settings=_oauth_settings(settings) if oauth else None,
+            before_authorize=None if oauth else (token_check or TokenCheck()).middleware(),
+            # We pass every credential explicitly; never let bolt fall back to os.environ.
+            process_before_response=False,
+            name="moodgif-slack",  # bolt configures a logger of this name; keep it off our "moodgif" tree
+        )
     register(app, core, settings)
     return app
 
@@ -390,8 +410,20 @@ def mount(web_app: web.Application, core: BotCore, settings: Settings) -> AsyncA
     return app
 
 
-async def start_socket_mode(core: BotCore, settings: Settings) -> Any | None:
-    """Connect over Socket Mode (SLACK_APP_TOKEN); returns the handler (`close_async()` to stop)."""
+@dataclass
+class SocketModeRun:
+    """A Socket Mode connection and its background token check: `close()` ends both."""
+
+    handler: Any
+    check: TokenCheck
+
+    async def close(self) -> None:
+        await self.check.stop()
+        await self.handler.close_async()
+
+
+async def start_socket_mode(core: BotCore, settings: Settings) -> SocketModeRun | None:
+    """Connect over Socket Mode (SLACK_APP_TOKEN); None when it is off or not configured."""
     if not settings.slack.socket_mode:
         return None
     check = TokenCheck()
@@ -408,5 +440,7 @@ async def start_socket_mode(core: BotCore, settings: Settings) -> Any | None:
         raise
     get_health().set_component("slack", True, "Socket Mode connected")
     log.info("Slack: connected in Socket Mode")
-    await check.check(app.client)  # a refused token turns /readyz back to failing, with why
-    return handler
+    # In the background: a stop that comes while Slack is slow to answer must find a handler
+    # to close, not a cancelled start that leaves the websocket open.
+    check.start(app.client)
+    return SocketModeRun(handler, check)

@@ -60,13 +60,9 @@ def _socket_setup(slack: SlackSettings) -> SlackSetup:
                                         ("SLACK_BOT_TOKEN", slack.bot_token)) if not value]
     if missing:
         return SlackSetup("off", _not_set(missing, "Socket Mode (MOODGIF_SLACK_SOCKET_MODE=true)"))
-    if slack.client_id and slack.client_secret:
-        # bolt reads SLACK_CLIENT_ID/SECRET from the environment by itself and then ignores
-        # the bot token for an empty file-based installation store: nothing would authorize.
-        return SlackSetup("off", "Socket Mode serves one workspace with SLACK_BOT_TOKEN: unset "
-                                 "SLACK_CLIENT_ID and SLACK_CLIENT_SECRET (installing in several "
-                                 "workspaces needs HTTP mode)")
-    return SlackSetup("socket", "one workspace, SLACK_APP_TOKEN and SLACK_BOT_TOKEN")
+    unused = ("; SLACK_CLIENT_ID and SLACK_CLIENT_SECRET are not used: installing in several "
+              "workspaces needs HTTP mode") if slack.client_id or slack.client_secret else ""
+    return SlackSetup("socket", f"one workspace, SLACK_APP_TOKEN and SLACK_BOT_TOKEN{unused}")
 
 
 def _http_setup(slack: SlackSettings) -> SlackSetup:
@@ -126,49 +122,61 @@ _NO_AUTH = frozenset({"url_verification", "ssl_check"})  # bolt answers these wi
 
 
 class TokenCheck:
-    """Slack's answer to the one bot token (auth.test), asked at startup and, until Slack
-    answered, at each request; remembered either way, as a token does not change while the
-    process runs.
+    """Slack's answer to the one bot token (auth.test), asked in the background at startup
+    and again, at most every `RETRY_AFTER_S`, while Slack has not answered; remembered once it
+    has, as a token does not change while the process runs. No request ever waits on it: a
+    Slack that does not answer must not hold up clicks, which Slack wants answered in 3 s.
 
     A refused token is told once: an ERROR line, the `slack` component of `/readyz`, and then
     an ephemeral "tell your admin" note to each user who asks (through the request's
     response_url) instead of bolt's authorization, whose reply the ack-first path loses.
     """
 
+    RETRY_AFTER_S = 30.0
+    TIMEOUT_S = 10.0
+
     def __init__(self) -> None:
         self.ok = False
         self.refused = ""  # why, once Slack refused the token
-        self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._failed_at = float("-inf")
 
     async def check(self, client: AsyncWebClient) -> None:
-        async with self._lock:  # a burst of first requests asks Slack once
-            if self.ok or self.refused:
+        """One attempt (the background task's)."""
+        if self.ok or self.refused:
+            return
+        try:
+            await asyncio.wait_for(client.auth_test(), self.TIMEOUT_S)
+        except SlackApiError as exc:
+            error = str(exc.response.get("error") if exc.response is not None else "") or "error"
+            if error not in REFUSED:
+                self._unanswered(f"auth.test: {error}")
                 return
-            try:
-                await client.auth_test()
-            except SlackApiError as exc:
-                error = str(exc.response.get("error") if exc.response is not None else "") or "error"
-                if error not in REFUSED:
-                    log.warning("Slack: could not check the bot token (auth.test: %s); "
-                                "asking again at the next request", error)
-                    return
-                self.refused = (f"the bot token was refused by Slack ({error}): reinstall the app "
-                                "or fix SLACK_BOT_TOKEN")
-                log.error("Slack: %s; until then each user who asks is told to tell the admin",
-                          self.refused)
-                get_health().set_component("slack", False, self.refused)
-                return
-            except Exception as exc:  # Slack unreachable: not the token's fault
-                log.warning("Slack: could not check the bot token (%s); asking again at the next "
-                            "request", type(exc).__name__)
-                return
-            self.ok = True
+            self.refused = (f"the bot token was refused by Slack ({error}): reinstall the app "
+                            "or fix SLACK_BOT_TOKEN")
+            log.error("Slack: %s; until then each user who asks is told to tell the admin",
+                      self.refused)
+            get_health().set_component("slack", False, self.refused)
+            return
+        except Exception as exc:  # Slack unreachable or slow: not the token's fault
+            self._unanswered(type(exc).__name__)
+            return
+        self.ok = True
+
+    def _unanswered(self, why: str) -> None:
+        self._failed_at = asyncio.get_running_loop().time()
+        log.warning("Slack: could not check the bot token (%s); asking again in %.0f s at the "
+                    "next request", why, self.RETRY_AFTER_S)
 
     def start(self, client: AsyncWebClient) -> None:
-        """Ask in the background: serving never waits on Slack."""
-        self._task = asyncio.get_running_loop().create_task(self.check(client),
-                                                             name="slack-token-check")
+        """Ask in the background, unless Slack answered, an attempt is under way or one
+        failed moments ago."""
+        if self.ok or self.refused or (self._task is not None and not self._task.done()):
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._failed_at < self.RETRY_AFTER_S:
+            return
+        self._task = loop.create_task(self.check(client), name="slack-token-check")
 
     async def stop(self, *_: Any) -> None:
         if self._task is not None and not self._task.done():
@@ -182,9 +190,9 @@ class TokenCheck:
                                   next_: Callable[[], Awaitable[BoltResponse]]) -> BoltResponse:
             if isinstance(body, dict) and body.get("type") in _NO_AUTH:
                 return await next_()
-            if not self.ok:
-                await self.check(context.client)
             if not self.refused:
+                if not self.ok:
+                    self.start(context.client)
                 return await next_()
             if context.response_url:
                 with contextlib.suppress(Exception):  # the log and /readyz already tell the admin

@@ -17,6 +17,7 @@ def register(group: click.Group) -> None:
 
 
 @click.command("demo")
+# 600 is bot.demo.DEFAULT_COUNT, not imported here so that --help stays light
 @click.option("--count", default=600, show_default=True, type=click.IntRange(20, 100_000),
               help="GIFs in the demo pool")
 @click.option("--sessions", default=2500, show_default=True, type=click.IntRange(0, 1_000_000),
@@ -69,12 +70,14 @@ def _port_free_or_fail(host: str, port: int) -> None:
     """A taken port is found before the minutes of work that come before serving, not after."""
     import socket
 
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # "::" serves as it does in `serve`
+    shown = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
     try:
-        with socket.create_server((host, port)):
+        with socket.create_server((host, port), family=family):
             pass
     except OSError as exc:
         raise click.ClickException(
-            f"cannot listen on {host}:{port} ({exc.strerror or exc}): choose a free port with "
+            f"cannot listen on {shown} ({exc.strerror or exc}): choose a free port with "
             "--port N, or --no-serve") from None
 
 
