@@ -28,7 +28,7 @@ from fake_discord import (
 
 from bot import session as sess
 from bot.adapters import discord as discord_adapter
-from bot.adapters import discord_views
+from bot.adapters import discord_connect, discord_views
 from bot.core import BotCore
 from bot.health import get_health
 from scorer.store import ChatSession, session_scope
@@ -597,8 +597,8 @@ async def test_a_dns_failure_is_named_as_such() -> None:
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=NoDns())) as session:
         with pytest.raises(aiohttp.ClientConnectorError) as failed:
             await session.get("https://discord.com/api/v10/users/@me")
-    assert isinstance(failed.value, discord_adapter.UNREACHABLE)
-    assert discord_adapter.unreachable_reason(failed.value) == (
+    assert isinstance(failed.value, discord_connect.UNREACHABLE)
+    assert discord_connect.unreachable_reason(failed.value) == (
         "DNS: ClientConnectorDNSError: Temporary failure in name resolution")
 
 
