@@ -98,13 +98,26 @@ def _database_failure(exc: BaseException, settings: Any) -> tuple[str, int] | No
     if isinstance(exc, sa_exc.ArgumentError | sa_exc.NoSuchModuleError):
         return (f"configuration error: MOODGIF_DATABASE_URL (database_url) is no database URL moodgif "
                 f"can use: {str(exc).splitlines()[0]}", 2)
-    if isinstance(exc, sa_exc.OperationalError) and _storage_failure(exc) is None:
+    url = getattr(settings, "db_url", "")
+    if url:
         from sqlalchemy.engine import make_url
 
-        url = getattr(settings, "db_url", "")
-        where = make_url(url).render_as_string(hide_password=True) if url else "the database"
-        said = str(getattr(exc, "orig", None) or exc).strip()
-        return f"cannot reach {where} (MOODGIF_DATABASE_URL): {said.splitlines()[0] if said else type(exc).__name__}", 1
+        where = make_url(url).render_as_string(hide_password=True)
+    else:
+        where = "the database"
+    said = str(getattr(exc, "orig", None) or exc).strip()
+    first = said.splitlines()[0] if said else type(exc).__name__
+    if isinstance(exc, sa_exc.OperationalError) and _storage_failure(exc) is None:
+        return f"cannot reach {where} (MOODGIF_DATABASE_URL): {first}", 1
+    if isinstance(exc, sa_exc.ProgrammingError) and "permission denied" in said.lower():
+        return (f"the database user may not do this in {where}: {first}; the role needs to own "
+                "the database, or rights on it and its public schema (docs/deploy.md)", 1)
+    alembic_exc = sys.modules.get("alembic.util.exc")
+    if alembic_exc is not None and isinstance(exc, alembic_exc.CommandError) \
+            and "Can't locate revision" in said:
+        # a host left behind in a rolling upgrade: its code is older than the database
+        return (f"{where} is at a newer schema than this moodgif knows ({first}): upgrade moodgif "
+                "on this host, or restore a backup made by this version", 1)
     return None
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -20,9 +22,17 @@ def alembic_config(engine: Engine) -> Config:
     return cfg
 
 
+# Every command migrates at start, so a bot, a worker and `db upgrade` starting together on
+# one PostgreSQL database raced to create alembic's table (a UniqueViolation traceback for
+# all but one). The lock lasts the migration's transaction; the others then find it done.
+MIGRATE_LOCK_KEY = int.from_bytes(hashlib.sha256(b"moodgif:migrate").digest()[:8], "big", signed=True)
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     cfg = alembic_config(engine)
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATE_LOCK_KEY})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
 

@@ -58,8 +58,9 @@ def _database_url(v: str) -> str:
     v = v.strip()
     if v.startswith("postgres://"):
         v = "postgresql://" + v[len("postgres://"):]
-    scheme = v.split("://", 1)[0].split("+", 1)[0] if "://" in v else ""
-    if v and scheme not in ("sqlite", "postgresql"):
+    scheme = v.split("://", 1)[0] if "://" in v else ""
+    # psycopg (3) is the driver moodgif ships; +psycopg2 or +asyncpg would fail at connect
+    if v and scheme not in ("sqlite", "postgresql", "postgresql+psycopg"):
         said = f"not {scheme}://..." if scheme else "a URL with a scheme"
         raise ValueError(f"database URL must be sqlite:///PATH or postgresql://... ({said})")
     return v

@@ -463,9 +463,15 @@ def make_engine(url: str) -> Engine:
     else:
         if url.startswith("postgresql://"):
             url = "postgresql+psycopg://" + url[len("postgresql://"):]
-        engine = create_engine(url, pool_pre_ping=True, json_serializer=json_dumps)
+        # A server that accepts and never answers hung every command without a word; the
+        # URL's own connect_timeout wins.
+        connect = {} if "connect_timeout=" in url else {"connect_timeout": PG_CONNECT_TIMEOUT_S}
+        engine = create_engine(url, pool_pre_ping=True, json_serializer=json_dumps, connect_args=connect)
     _ENGINES[url] = engine
     return engine
+
+
+PG_CONNECT_TIMEOUT_S = 10
 
 
 def dispose_engines() -> None:

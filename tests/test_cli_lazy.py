@@ -161,3 +161,56 @@ def test_a_home_that_cannot_be_a_folder_is_one_line(tmp_path: Path) -> None:
         res = CliRunner().invoke(cli, ["pool", "list"], env={"MOODGIF_HOME": str(home)})
         assert res.exit_code == 1 and f"cannot use {home} {says}" in res.output, res.output
         assert "Traceback" not in res.output
+
+
+def test_a_database_that_never_answers_is_one_line_not_a_hang(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A server that accepts and never answers (a firewall, a frozen proxy) hung every command
+    silently; now the connection gives up after PG_CONNECT_TIMEOUT_S (1 s here)."""
+    import socket
+
+    from scorer import store
+
+    monkeypatch.setattr(store, "PG_CONNECT_TIMEOUT_S", 1)
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # listens, never accepts nor answers
+        port = silent.getsockname()[1]
+        res = CliRunner().invoke(cli, ["db", "status"], env={
+            "MOODGIF_HOME": str(tmp_path), "MOODGIF_DATABASE_URL": f"postgresql://u@127.0.0.1:{port}/x"})
+    assert res.exit_code == 1 and f"cannot reach postgresql://u@127.0.0.1:{port}/x" in res.output, res.output
+    assert "timeout" in res.output and "Traceback" not in res.output
+
+
+def test_a_database_at_a_newer_schema_or_without_rights_is_one_line(tmp_path: Path, pg_url: str) -> None:
+    """A host left behind in a rolling upgrade, and a role that may not create tables: each
+    was a 100-line traceback."""
+    import uuid
+
+    import psycopg
+    from sqlalchemy import text
+
+    from scorer.store import init_db
+
+    home = tmp_path / "home"
+    engine = init_db(f"sqlite:///{home / 'moodgif.db'}")
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0099_future'"))
+    engine.dispose()
+    res = CliRunner().invoke(cli, ["pool", "list"], env={"MOODGIF_HOME": str(home), "MOODGIF_DATABASE_URL": ""})
+    assert res.exit_code == 1 and "is at a newer schema than this moodgif knows" in res.output, res.output
+    assert "Traceback" not in res.output
+
+    role = f"moodgif_norights_{uuid.uuid4().hex[:8]}"
+    admin = pg_url.replace("+psycopg", "")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE ROLE "{role}" LOGIN')
+        conn.execute(f'REVOKE CREATE ON SCHEMA public FROM PUBLIC, "{role}"')
+    try:
+        url = admin.replace("postgresql://postgres@", f"postgresql://{role}@")
+        res = CliRunner().invoke(cli, ["pool", "list"], env={"MOODGIF_HOME": str(home), "MOODGIF_DATABASE_URL": url})
+        assert res.exit_code == 1 and "the database user may not do this in" in res.output, res.output
+        assert "Traceback" not in res.output
+    finally:
+        from scorer.store import dispose_engines
+
+        dispose_engines()
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP ROLE IF EXISTS "{role}"')

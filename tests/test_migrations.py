@@ -8,6 +8,7 @@ are read back after `upgrade(engine, "head")` both with SQL and through today's 
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -168,3 +169,17 @@ def test_head_schema_matches_the_models(pg_url: str) -> None:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == [], f"scorer/store.py and the migrations disagree: {diff}"
     dispose_engines()
+
+
+def test_processes_starting_together_on_a_new_postgresql_database_all_migrate(pg_url: str) -> None:
+    """A bot, a worker and `db upgrade` starting at once: all but one died of alembic's
+    table being created twice (UniqueViolation). One migrates; the others wait and find it done."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MOODGIF_DATABASE_URL": pg_url, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    runs = [subprocess.Popen([sys.executable, "-m", "bot.cli", "db", "upgrade"], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    results = [(p.wait(timeout=300), p.stderr.read() if p.stderr else "") for p in runs]
+    assert [rc for rc, _ in results] == [0, 0, 0], [err[-800:] for _, err in results]

@@ -479,11 +479,14 @@ def test_a_run_that_could_not_be_measured_says_so_without_nan() -> None:
     assert _judged({}, _Verdict(True, 0.125, 0.25, None)) == "dev RMSE 0.1250 vs 0.2500"
 
 
-def test_retrain_now_while_one_runs_is_skipped_not_done(settings, engine) -> None:  # type: ignore[no-untyped-def]
-    """A second "retrain now" finds the first holding the lock: its job never ran, and its
-    state says so ("skipped"), not "done"."""
+def test_retrain_now_while_one_runs_to_the_end_is_skipped_not_done(settings, engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A "retrain now" that waits out its whole wait for another run's lock: its job never
+    ran, and its state says so ("skipped"), not "done"."""
+    from bot.flows import jobs
     from bot.flows.jobs import RETRAIN, drain, enqueue, job_state
 
+    monkeypatch.setattr(jobs, "BUSY_WAIT_S", 0.2)
+    monkeypatch.setattr(jobs, "BUSY_POLL_S", 0.05)
     job = enqueue(engine, RETRAIN, {}, "retrain")
     with job_lock(engine, "retrain"):  # the first retrain, still running
         worker = threading.Thread(target=drain, args=(settings, engine))
@@ -492,3 +495,36 @@ def test_retrain_now_while_one_runs_is_skipped_not_done(settings, engine) -> Non
     state, detail = job_state(engine, job)
     assert state == "skipped" and detail.startswith("a retrain was already running"), detail
     assert count(engine, RetrainRun) == 0  # it did not start a run
+
+
+def test_retrain_now_waits_for_a_run_under_way_then_runs(settings, engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A worker on an interval starts its own run at the minute it drains admin jobs: the
+    click found the lock held and was "skipped" for a run with nothing new. It waits now."""
+    from bot.flows import jobs
+    from bot.flows.jobs import RETRAIN, drain, enqueue, job_state
+
+    monkeypatch.setattr(jobs, "BUSY_POLL_S", 0.05)
+    job = enqueue(engine, RETRAIN, {}, "retrain")
+    held = threading.Event()
+    release = threading.Event()
+
+    def other_run() -> None:
+        with job_lock(engine, "retrain"):
+            held.set()
+            release.wait(60)
+
+    other = threading.Thread(target=other_run)
+    other.start()
+    held.wait(60)
+    worker = threading.Thread(target=drain, args=(settings, engine))
+    worker.start()
+    for _ in range(200):  # the job is running and finds the lock taken at least once
+        if job_state(engine, job)[0] == "running":
+            break
+        time.sleep(0.01)
+    release.set()
+    other.join(60)
+    worker.join(120)
+    state, detail = job_state(engine, job)
+    assert state == "done", (state, detail)
+    assert count(engine, RetrainRun) == 1

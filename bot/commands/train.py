@@ -377,7 +377,7 @@ def model_list(settings: Settings, limit: int, as_json: bool) -> None:
 def model_activate(settings: Settings, version_id: int) -> None:
     """Make VERSION_ID rank again (a rollback after a retrain you do not like): its head
     scores the GIFs pooled since, the votes are fitted again with it as the prior, and both
-    become active at once. Running bots pick it up within seconds."""
+    become active at once. Running bots pick it up within a minute (their housekeeping)."""
     from bot.home_lock import HomeBusy, home_lock
     from training.workflow import WorkflowError, reactivate_version
 

@@ -363,10 +363,21 @@ def _nothing_added(report: Any) -> str:
             f"({report.first_refusals()}){kept}")
 
 
+# "Retrain now" that finds a retrain under way waits for it, then runs: a worker on an
+# interval starts its own run at the same minute as it drains admin jobs, so the click was
+# mostly thrown away ("skipped") for a run that had nothing new to learn.
+BUSY_WAIT_S = 900.0
+BUSY_POLL_S = 5.0
+
+
 def _run_retrain(settings: Settings, engine: Engine, args: dict[str, Any]) -> str:
     from training.retrain import run_retrain
 
+    deadline = time.monotonic() + BUSY_WAIT_S
     outcome = run_retrain(settings, engine, trigger="admin")
+    while outcome.status == "busy" and time.monotonic() < deadline:
+        time.sleep(BUSY_POLL_S)
+        outcome = run_retrain(settings, engine, trigger="admin")
     if outcome.status == "busy":  # never ran: "done" would say it had
         raise JobSkipped(outcome.message.replace("a retrain is already running",
                                                  "a retrain was already running", 1))
