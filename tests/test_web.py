@@ -501,3 +501,25 @@ async def test_a_skipped_retrain_job_shows_as_skipped(web) -> None:  # type: ign
     for path in ("/admin", "/admin/retrains"):
         page = await (await web.get(path)).text()
         assert f"job {job}: retrain: <b>skipped</b> a retrain was already running" in page, path
+
+
+async def test_a_database_that_went_away_is_a_503_that_says_so(web, sqlite_engine, caplog) -> None:  # type: ignore[no-untyped-def]
+    """It was "500 Server got itself in trouble" in the playground and a traceback a request."""
+    import logging
+    import shutil
+    from pathlib import Path
+
+    db = Path(sqlite_engine.url.database)
+    sqlite_engine.dispose()
+    shutil.move(db, db.with_suffix(".away"))
+    db.mkdir()  # what the database was is now something SQLite cannot open
+    try:
+        with caplog.at_level(logging.ERROR):
+            resp = await web.post("/api/request", json={"text": "/gif happy"})
+        assert resp.status == 503 and "does not answer right now" in await resp.text()
+        assert resp.headers["Retry-After"] == "15"
+        assert "Traceback" not in caplog.text and "the database does not answer" in caplog.text
+    finally:
+        db.rmdir()
+        sqlite_engine.dispose()
+        shutil.move(db.with_suffix(".away"), db)

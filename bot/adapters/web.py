@@ -85,12 +85,19 @@ async def busy(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
         return await handler(request)
     except OperationalError as exc:
-        if not is_busy_error(exc):
-            raise
-        log.warning("%s %s: database busy (locked by another process)", request.method, request.path)
-        raise web.HTTPServiceUnavailable(text="The database is busy (locked by another job); "
-                                              "try again in a moment.\n",
-                                         headers={"Retry-After": "5"}) from None
+        if is_busy_error(exc):
+            log.warning("%s %s: database busy (locked by another process)", request.method, request.path)
+            raise web.HTTPServiceUnavailable(text="The database is busy (locked by another job); "
+                                                  "try again in a moment.\n",
+                                             headers={"Retry-After": "5"}) from None
+        # The database went away (a restart, a network cut): one line, not a traceback per
+        # request, and a page that says so rather than "Server got itself in trouble".
+        said = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        log.error("%s %s: the database does not answer (%s)", request.method, request.path,
+                  said[0] if said else type(exc).__name__)
+        raise web.HTTPServiceUnavailable(text="The database does not answer right now; nothing "
+                                              "was lost: try again in a moment.\n",
+                                         headers={"Retry-After": "15"}) from None
 
 
 # ---------------------------------------------------------------------------------------
