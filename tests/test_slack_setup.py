@@ -189,6 +189,10 @@ def _state_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
      "needs it)"),
     ({"slack__bot_token": TOKEN, "slack__signing_secret": SECRET, "http__public_url": "https://h.example/"},
      "INFO", "Slack: on, HTTP events at https://h.example/slack/events (one workspace, SLACK_BOT_TOKEN)"),
+    ({"slack__bot_token": TOKEN, "slack__signing_secret": SECRET, "slack__client_id": "1.2",
+      "http__public_url": "https://h.example/"}, "INFO",
+     "Slack: on, HTTP events at https://h.example/slack/events (one workspace, SLACK_BOT_TOKEN; "
+     "SLACK_CLIENT_ID is unused (SLACK_CLIENT_SECRET is not set, so no OAuth installs))"),
     ({"slack__socket_mode": True, "slack__bot_token": TOKEN, "slack__app_token": "xapp-1-a"}, "INFO",
      "Slack: on, Socket Mode (one workspace, SLACK_APP_TOKEN and SLACK_BOT_TOKEN); connecting in "
      "the background"),

@@ -87,6 +87,10 @@ def _http_setup(slack: SlackSettings) -> SlackSetup:
         return SlackSetup("off", _not_set(missing, "HTTP mode") + hint)
     unused = "; SLACK_APP_TOKEN is unused (MOODGIF_SLACK_SOCKET_MODE is off)" if slack.app_token else ""
     if not oauth:
+        if slack.client_id or slack.client_secret:  # half of OAuth: say it is not what runs
+            half = "SLACK_CLIENT_ID" if slack.client_id else "SLACK_CLIENT_SECRET"
+            other = "SLACK_CLIENT_SECRET" if slack.client_id else "SLACK_CLIENT_ID"
+            unused += f"; {half} is unused ({other} is not set, so no OAuth installs)"
         return SlackSetup("http", f"one workspace, SLACK_BOT_TOKEN{unused}")
     if not slack.secret_key:
         return SlackSetup("off", "multi-workspace OAuth needs MOODGIF_SECRET_KEY (`moodgif config "
