@@ -560,6 +560,7 @@ def existing_data(settings: Settings) -> list[str]:
     """What the installation already holds, e.g. ['gifs: 120 rows', 'gifs dir: 120 files']."""
     from sqlalchemy import inspect
 
+    from scorer.salt import CHECK_KEY
     from scorer.store import make_engine
 
     found: list[str] = []
@@ -570,7 +571,10 @@ def existing_data(settings: Settings) -> list[str]:
             for table in inspect(conn).get_table_names():
                 if table == "alembic_version":
                     continue
-                n = conn.execute(text(f'SELECT count(*) FROM "{table}"')).scalar_one()
+                # A bot started once on a new database (deploy.md's `enable --now`) has written
+                # only its salt check: nothing a restore would lose.
+                where = f" WHERE key <> '{CHECK_KEY}'" if table == "meta" else ""
+                n = conn.execute(text(f'SELECT count(*) FROM "{table}"{where}')).scalar_one()
                 if n:
                     found.append(f"{table}: {n} rows")
     for part in FILE_PARTS:

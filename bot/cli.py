@@ -139,11 +139,15 @@ def _storage_failure(exc: BaseException) -> str | None:
     return None
 
 
-@click.group(cls=MoodgifGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=MoodgifGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             invoke_without_command=True)
 @click.option("-v", "--verbose", is_flag=True, help="debug logging")
 @click.pass_context
 def cli(ctx: click.Context, verbose: bool) -> None:
     """moodgif: GIF suggestions that know what a GIF feels like."""
+    if ctx.invoked_subcommand is None:  # a bare `moodgif` asks what there is: help, not an error
+        click.echo(ctx.get_help())
+        ctx.exit(0)
     # Everything moodgif writes (database, WAL, backups, pool files, the salt) is for its
     # own user only: the ledger and the Slack installations are in there.
     os.umask(0o077)

@@ -349,3 +349,16 @@ def test_restore_is_refused_while_a_server_runs_on_the_home(sqlite_settings: Set
             "MOODGIF_HOME": str(settings.home), "MOODGIF_DATABASE_URL": settings.db_url})
     assert res.exit_code == 1 and "cannot retrain: a restore is running" in res.output, res.output
     restore_backup(settings, archive, force=True)  # nothing runs: it goes ahead
+
+
+def test_a_database_a_bot_only_started_on_restores_without_force(sqlite_settings: Settings, sqlite_engine) -> None:
+    """deploy.md's `systemctl enable --now` starts the bot on the new database before the
+    admin restores: its only row, the salt check, is no data to lose."""
+    from bot.backup import existing_data
+    from scorer.salt import load_salt
+
+    load_salt(sqlite_engine, sqlite_settings)  # what a first `serve` writes
+    assert existing_data(sqlite_settings) == []
+    with session_scope(sqlite_engine) as s:
+        s.add(Pool(name="real-data"))
+    assert existing_data(sqlite_settings) == ["pools: 1 rows"]

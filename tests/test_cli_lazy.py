@@ -214,3 +214,8 @@ def test_a_database_at_a_newer_schema_or_without_rights_is_one_line(tmp_path: Pa
         dispose_engines()
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+def test_a_bare_moodgif_shows_the_help_and_succeeds() -> None:
+    res = CliRunner().invoke(cli, [])
+    assert res.exit_code == 0 and "Commands:" in res.output and "demo" in res.output, res.output
