@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 # A judged folder's reader is set explicitly; no background build of this checkout's model meanwhile.
 os.environ["MOODGIF_INTENT_SENTENCE_MODEL"] = "regression"
 
-from bot.sentence_tuning import Recipe, load_no_feeling  # noqa: E402
+from bot.sentence_tuning import Recipe, load_no_feeling, optimiser  # noqa: E402
 from bot.situation_bank import bank_texts  # noqa: E402
 from scorer.emotions import N_EMOTIONS, NAMES  # noqa: E402
 
@@ -128,13 +128,7 @@ def teach(mp: Mpnet, texts: list[str], labels: np.ndarray, recipe: Recipe, steps
     w0, b0 = fit_softmax_regression(base.astype(np.float64), targets)
     head_w = torch.nn.Parameter(torch.tensor(w0, dtype=torch.float32))
     head_b = torch.nn.Parameter(torch.tensor(b0, dtype=torch.float32))
-    opt = torch.optim.AdamW([{"params": list(mp.top.parameters()), "lr": recipe.lr},
-                             {"params": [head_w, head_b], "lr": recipe.head_lr, "weight_decay": 0.0}],
-                            weight_decay=recipe.weight_decay)
-    steps = max(1, int(-(-len(texts) // recipe.batch) * recipe.epochs))
-    warm = max(1.0, recipe.warmup * steps)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * max(0.0, (steps - s) / steps))
+    opt, sched, steps = optimiser(list(mp.top.parameters()), (head_w, head_b), len(texts), recipe)
     weight = torch.ones(CLASSES)
     weight[N_EMOTIONS] = recipe.no_feeling_weight
     y = torch.tensor(labels, dtype=torch.int64)

@@ -245,6 +245,22 @@ def _short(fn: Any) -> Any:
     return run
 
 
+def failing_components(components: dict[str, dict[str, Any]], required: list[str]) -> dict[str, str]:
+    """Why each part keeps this process from being ready: a required one that has not
+    reported or is not ok, and anything else that reported itself broken (the database)."""
+    failing: dict[str, str] = {}
+    for name in required:
+        c = components.get(name)
+        if c is None:
+            failing[name] = "not reported yet"
+        elif not c["ok"]:
+            failing[name] = c["detail"] or "not ok"
+    for name, c in components.items():
+        if not c["ok"] and name not in failing:
+            failing[name] = c["detail"] or "not ok"
+    return failing
+
+
 def add_ops_routes(app: web.Application, settings: Settings, engine: Engine) -> None:
     """Mount GET /healthz, /readyz and /metrics on an aiohttp application."""
     health = get_health()
@@ -262,17 +278,7 @@ def add_ops_routes(app: web.Application, settings: Settings, engine: Engine) -> 
         health.set_component("database", ok, detail)
         snap = health.snapshot()
         components = snap["components"]
-        failing: dict[str, str] = {}
-        for name in required_components(settings):
-            c = components.get(name)
-            if c is None:
-                failing[name] = "not reported yet"
-            elif not c["ok"]:
-                failing[name] = c["detail"] or "not ok"
-        # Anything else that reported itself broken (e.g. "database") also blocks readiness.
-        for name, c in components.items():
-            if not c["ok"] and name not in failing:
-                failing[name] = c["detail"] or "not ok"
+        failing = failing_components(components, required_components(settings))
         body = {
             "status": "ready" if not failing else "not ready",
             "failing": failing,

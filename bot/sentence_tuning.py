@@ -212,6 +212,22 @@ def _starting_head(model: Any, data: _Lines, classes: int) -> tuple[Any, Any]:
             torch.nn.Parameter(torch.tensor(b0, dtype=torch.float32)))
 
 
+def optimiser(encoder_params: list[Any], head: tuple[Any, Any], lines: int,
+              recipe: Recipe) -> tuple[Any, Any, int]:
+    """The recipe's AdamW (encoder and head at their own rates), warm-up then linear decay:
+    (optimiser, scheduler, steps). benchmarks/bench_distill.py trains its teacher by it too."""
+    import torch
+
+    opt = torch.optim.AdamW([{"params": encoder_params, "lr": recipe.lr},
+                             {"params": list(head), "lr": recipe.head_lr, "weight_decay": 0.0}],
+                            weight_decay=recipe.weight_decay)
+    steps = max(1, int(-(-lines // recipe.batch) * recipe.epochs))
+    warm = max(1.0, recipe.warmup * steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * max(0.0, (steps - s) / steps))
+    return opt, sched, steps
+
+
 def _train(model: Any, head: tuple[Any, Any], data: _Lines, recipe: Recipe,
            progress: Callable[[int, int, float], None] | None) -> tuple[int, float]:
     """AdamW over the encoder and the head, warm-up then linear decay, shuffled batches;
@@ -219,13 +235,7 @@ def _train(model: Any, head: tuple[Any, Any], data: _Lines, recipe: Recipe,
     import torch
 
     head_w, head_b = head
-    opt = torch.optim.AdamW([{"params": list(model.parameters()), "lr": recipe.lr},
-                             {"params": [head_w, head_b], "lr": recipe.head_lr, "weight_decay": 0.0}],
-                            weight_decay=recipe.weight_decay)
-    steps = max(1, int(-(-len(data) // recipe.batch) * recipe.epochs))
-    warm = max(1.0, recipe.warmup * steps)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * max(0.0, (steps - s) / steps))
+    opt, sched, steps = optimiser(list(model.parameters()), head, len(data), recipe)
     rng = np.random.default_rng(recipe.seed)
     weight = torch.ones(head_b.shape[0])
     if len(weight) > N_EMOTIONS:

@@ -7,6 +7,7 @@ fake Slack (tests/fake_slack.py); the fake refuses any token that is not an `xox
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator
@@ -49,6 +50,22 @@ async def _serving(core: Any, settings: Settings, engine: Any) -> tuple[TestServ
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     return server, str(server.make_url("")).rstrip("/")
+
+
+@contextlib.asynccontextmanager
+async def _served(sqlite_settings: Settings, sqlite_engine: Any, fake: FakeSlack) -> AsyncIterator[Stack]:
+    """The bot with a good token, served with the Slack adapter mounted, and a signed-request
+    driver for it; closed after."""
+    core, settings, clock = make_core(sqlite_settings, sqlite_engine, slack_bot_token=TOKEN,
+                                      slack_signing_secret=SECRET, slack_api_url=fake.api_url,
+                                      public_url="https://gifs.example.org")
+    server, base = await _serving(core, settings, sqlite_engine)
+    try:
+        async with aiohttp.ClientSession() as http:
+            yield Stack(fake, core, sqlite_engine, clock, base + slack_adapter.EVENTS_PATH, http)
+    finally:
+        await server.close()
+        await core.close()
 
 
 async def _readyz(http: aiohttp.ClientSession, base: str) -> dict[str, Any]:
@@ -139,22 +156,12 @@ async def test_a_token_first_refused_at_a_request_is_reported_then(sqlite_settin
 
 
 async def test_a_good_bot_token_is_checked_at_startup_and_slack_stays_ready(sqlite_settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
-    async with FakeSlack() as fake:
-        core, settings, _ = make_core(sqlite_settings, sqlite_engine, slack_bot_token=TOKEN,
-                                      slack_signing_secret=SECRET, slack_api_url=fake.api_url,
-                                      public_url="https://gifs.example.org")
-        server, base = await _serving(core, settings, sqlite_engine)
-        try:
-            async with aiohttp.ClientSession() as http:
-                await fake.wait_for("auth.test", 1)
-                stack = Stack(fake, core, sqlite_engine, None, base + slack_adapter.EVENTS_PATH, http)  # type: ignore[arg-type]
-                await stack.command("happy")
-                preview = (await fake.wait_for("webhook", 1))[0].data
-                assert blocks.SEND in json.dumps(preview)
-                assert (_slack() or {}).get("ok") is True
-        finally:
-            await server.close()
-            await core.close()
+    async with FakeSlack() as fake, _served(sqlite_settings, sqlite_engine, fake) as stack:
+        await fake.wait_for("auth.test", 1)
+        await stack.command("happy")
+        preview = (await fake.wait_for("webhook", 1))[0].data
+        assert blocks.SEND in json.dumps(preview)
+        assert (_slack() or {}).get("ok") is True
 
 
 # ---------------------------------------------------------------------------------------
@@ -260,22 +267,12 @@ async def test_a_watched_private_channel_gets_offers_too(sqlite_settings, sqlite
     from bot import session as sess
     from bot.adapters.slack import PLATFORM
 
-    async with FakeSlack() as fake:
-        core, settings, clock = make_core(sqlite_settings, sqlite_engine, slack_bot_token=TOKEN,
-                                          slack_signing_secret=SECRET, slack_api_url=fake.api_url,
-                                          public_url="https://gifs.example.org")
-        server, base = await _serving(core, settings, sqlite_engine)
-        try:
-            async with aiohttp.ClientSession() as http:
-                stack = Stack(fake, core, sqlite_engine, clock, base + slack_adapter.EVENTS_PATH, http)
-                sess.set_scoped(sqlite_engine, PLATFORM, TEAM, "G0PRIVATE", "watch", "on")
-                await stack.event({"type": "message", "channel_type": "group", "user": "U0BOB",
-                                   "channel": "G0PRIVATE", "text": "happy happy joy", "ts": "1.5"})
-                (offer,) = await fake.wait_for("chat.postEphemeral", 1)
-                assert offer.data["channel"] == "G0PRIVATE" and offer.data["user"] == "U0BOB"
-        finally:
-            await server.close()
-            await core.close()
+    async with FakeSlack() as fake, _served(sqlite_settings, sqlite_engine, fake) as stack:
+        sess.set_scoped(sqlite_engine, PLATFORM, TEAM, "G0PRIVATE", "watch", "on")
+        await stack.event({"type": "message", "channel_type": "group", "user": "U0BOB",
+                           "channel": "G0PRIVATE", "text": "happy happy joy", "ts": "1.5"})
+        (offer,) = await fake.wait_for("chat.postEphemeral", 1)
+        assert offer.data["channel"] == "G0PRIVATE" and offer.data["user"] == "U0BOB"
 
 
 async def test_a_slack_that_does_not_answer_holds_up_no_request() -> None:
