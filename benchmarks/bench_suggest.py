@@ -37,7 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bot.intent import IntentParser
-from bot.ranking import build_matrix, rank
+from bot.ranking import FitPosterior, build_matrix, rank
 from bot.topics import TopicIndex, rank_topic, stem
 from scorer.emotions import INDEX, N_EMOTIONS
 
@@ -56,8 +56,8 @@ def make_matrix(n: int, seed: int = 0):  # type: ignore[no-untyped-def]
     pools = {f"pool{j}": which == j for j in range(3)}
     ratings = np.array(["g", "pg", "pg-13", "r"])[rng.integers(0, 4, n)].tolist()
     shas = [f"{i:064x}" for i in range(n)]
-    return build_matrix(shas, ratings, pools, prior=prior, bt_scaled=bt, bt_sd=sd,
-                        bt_mask=voted, fit_has_prior=True)
+    return build_matrix(shas, ratings, pools, prior=prior,
+                        fit=FitPosterior(bt, sd, voted, has_prior=True))
 
 
 def pct(xs: list[float], q: float) -> float:

@@ -150,6 +150,21 @@ class Ranked:
     relaxed_repeats: bool = False  # the channel's recent GIFs had to be offered again
 
 
+@dataclass(frozen=True)
+class FitPosterior:
+    """A Bradley-Terry fit as the matrix reads it: its estimates on the 0-1 scale (N, 17),
+    where it has evidence, and how much people have compared on each emotion."""
+
+    scaled: np.ndarray
+    sd: np.ndarray
+    # (N,) a GIF was compared, or (N, 17) per emotion: people compare a GIF on one emotion
+    # at a time, so its other emotions keep the prior
+    mask: np.ndarray
+    evidence: np.ndarray | None = None  # (17,) GIF-sides: a pair counts twice, a thumb once
+    has_prior: bool = False  # the fit already folded the model's predictions in
+    fit_id: int | None = None
+
+
 def build_matrix(
     shas: Sequence[str],
     ratings: Sequence[str | None],
@@ -157,35 +172,28 @@ def build_matrix(
     *,
     prior: np.ndarray | None,
     prior_mask: np.ndarray | None = None,
-    bt_scaled: np.ndarray | None = None,
-    bt_sd: np.ndarray | None = None,
-    bt_mask: np.ndarray | None = None,
-    fit_has_prior: bool = False,
+    prior_sd: np.ndarray | None = None,
+    fit: FitPosterior | None = None,
     stamp: tuple = (),
     model_version_id: int | None = None,
-    fit_id: int | None = None,
-    prior_sd: np.ndarray | None = None,
-    evidence: np.ndarray | None = None,
 ) -> ScoreMatrix:
-    """Combine the model prior and the BT evidence into one snapshot (all arrays (N, 17)).
+    """Combine the model prior and the BT evidence into one snapshot (arrays (N, 17)).
 
-    `prior_mask[i]` says GIF i has a prediction; `bt_mask` says where the BT fit has
-    evidence: (N,) per GIF or (N, 17) per GIF and emotion (people compare a GIF on one
-    emotion at a time, so its other emotions keep the prior). `prior_sd` (N, 17), when
-    given, is each prediction's own width (the zero-shot prior's); else `PRIOR_SD`.
+    `prior_mask[i]` says GIF i has a prediction; `prior_sd` (N, 17), when given, is each
+    prediction's own width (the zero-shot prior's); else `PRIOR_SD`. `fit` is the active
+    Bradley-Terry fit (`FitPosterior`), where people's votes have spoken.
     GIFs with neither are dropped when anything is scored (a GIF the scorer has not reached
     yet would otherwise be offered at random for every emotion); with nothing scored at all
     every GIF stays, in random order.
     """
     n = len(shas)
     has_prior = _prior_rows(n, prior, prior_mask)
-    has_bt = _bt_mask_per_emotion(bt_mask, n)
+    has_bt = _bt_mask_per_emotion(fit.mask if fit is not None else None, n)
     gif_has_bt = has_bt.any(axis=1)
     scored = bool(has_prior.any() or gif_has_bt.any())
     mean, sd = _prior_estimate(n, has_prior, prior, prior_sd)
-    if bt_scaled is not None and gif_has_bt.any():
-        assert bt_sd is not None
-        _fold_in_bt(mean, sd, has_prior, has_bt, bt_scaled, bt_sd, fit_has_prior)
+    if fit is not None and gif_has_bt.any():
+        _fold_in_bt(mean, sd, has_prior, has_bt, fit)
     keep = (has_prior | gif_has_bt) if scored else np.ones(n, bool)
     idx = np.flatnonzero(keep)
     kept = [shas[i] for i in idx]
@@ -200,10 +208,10 @@ def build_matrix(
         scored=scored,
         stamp=stamp,
         model_version_id=model_version_id,
-        fit_id=fit_id,
+        fit_id=fit.fit_id if fit is not None else None,
         n_bt=int((gif_has_bt & keep).sum()),
         built_at=time.time(),
-        evidence=_evidence_per_emotion(evidence),
+        evidence=_evidence_per_emotion(fit.evidence if fit is not None else None),
     )
 
 
@@ -251,11 +259,11 @@ def _prior_estimate(n: int, has_prior: np.ndarray, prior: np.ndarray | None,
 
 
 def _fold_in_bt(mean: np.ndarray, sd: np.ndarray, has_prior: np.ndarray, has_bt: np.ndarray,
-                bt_scaled: np.ndarray, bt_sd: np.ndarray, fit_has_prior: bool) -> None:
+                fit: FitPosterior) -> None:
     """Update `mean` and `sd` in place where the BT fit has evidence (precision-weighted)."""
-    b_mean = bt_scaled[has_bt].astype(np.float64)
-    b_sd = np.maximum(bt_sd[has_bt].astype(np.float64), MIN_SD)
-    if fit_has_prior:
+    b_mean = fit.scaled[has_bt].astype(np.float64)
+    b_sd = np.maximum(fit.sd[has_bt].astype(np.float64), MIN_SD)
+    if fit.has_prior:
         # The fit already folded the prediction in: its estimate is the posterior.
         mean[has_bt], sd[has_bt] = b_mean, b_sd
         return
@@ -623,16 +631,8 @@ def load_matrix(engine: Engine) -> ScoreMatrix:
         shas, index, ratings, pools = _load_members(conn)
         prior, prior_mask, prior_sd = _load_predictions(conn, index, len(shas), mv_id)
         fit = _load_fit(conn, engine, fit_row, index, len(shas)) if fit_row is not None else None
-
-    return build_matrix(
-        shas, ratings, pools,
-        prior=prior, prior_mask=prior_mask,
-        bt_scaled=fit.scaled if fit else None, bt_sd=fit.sd if fit else None,
-        bt_mask=fit.mask if fit else None,
-        fit_has_prior=fit_row is not None and fit_row[1] is not None,
-        stamp=stamp, model_version_id=mv_id, fit_id=fit_row[0] if fit_row is not None else None,
-        prior_sd=prior_sd, evidence=fit.evidence if fit else None,
-    )
+    return build_matrix(shas, ratings, pools, prior=prior, prior_mask=prior_mask,
+                        prior_sd=prior_sd, fit=fit, stamp=stamp, model_version_id=mv_id)
 
 
 def _load_members(conn) -> tuple[list[str], dict[str, int], list[str | None], dict[str, np.ndarray]]:  # type: ignore[no-untyped-def]
@@ -663,18 +663,8 @@ def _load_members(conn) -> tuple[list[str], dict[str, int], list[str | None], di
     return shas, index, ratings, pools
 
 
-@dataclass(frozen=True)
-class _FitPosterior:
-    """The active BT fit read for the matrix: its posterior on the 0-1 scale, and the evidence."""
-
-    scaled: np.ndarray
-    sd: np.ndarray
-    mask: np.ndarray
-    evidence: np.ndarray  # GIF-sides per emotion: a pair counts twice, a thumb once
-
-
-def _load_fit(conn, engine: Engine, fit_row: Any, index: dict[str, int], n: int) -> _FitPosterior:  # type: ignore[no-untyped-def]
-    fit_id, _, fit_last_id, fit_stats, fit_params = fit_row
+def _load_fit(conn, engine: Engine, fit_row: Any, index: dict[str, int], n: int) -> FitPosterior:  # type: ignore[no-untyped-def]
+    fit_id, prior_version, fit_last_id, fit_stats, fit_params = fit_row
     fit_last_id = fit_last_id or None  # 0 / None: a fit that did not record it
     bt_rows = conn.execute(
         select(BTScore.gif_sha, BTScore.theta, BTScore.se, BTScore.scaled, BTScore.counts)
@@ -688,7 +678,8 @@ def _load_fit(conn, engine: Engine, fit_row: Any, index: dict[str, int], n: int)
 
             counts += judgement_counts(engine, index, n)
     scaled, sd, mask = _bt_posterior(bt_rows, index, n, counts, registry.fit_scale_spreads(fit_params))
-    return _FitPosterior(scaled, sd, mask, counts.sum(axis=0))
+    return FitPosterior(scaled, sd, mask, counts.sum(axis=0),
+                        has_prior=prior_version is not None, fit_id=fit_id)
 
 
 def _load_predictions(conn, index: dict[str, int], n: int, mv_id: int | None  # type: ignore[no-untyped-def]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bot.ranking import PRIOR_SD, build_matrix, cooling, poll_pair, rank
+from bot.ranking import PRIOR_SD, FitPosterior, build_matrix, cooling, poll_pair, rank
 from scorer.emotions import INDEX, N_EMOTIONS
 
 HAPPY = INDEX["happiness"]
@@ -19,17 +19,15 @@ def _matrix(mean: np.ndarray, sd: np.ndarray | None = None, evidence: float = 0.
     n = len(mean)
     prior = np.full((n, N_EMOTIONS), 0.5, np.float32)
     prior[:, HAPPY] = mean
-    kw: dict = {}
+    bt_sd = np.full((n, N_EMOTIONS), PRIOR_SD, np.float32)
+    voted = np.zeros((n, N_EMOTIONS), bool)
     if sd is not None:
-        bt_sd = np.full((n, N_EMOTIONS), PRIOR_SD, np.float32)
         bt_sd[:, HAPPY] = sd
-        kw = {"bt_scaled": prior.copy(), "bt_sd": bt_sd, "fit_has_prior": True,
-              "bt_mask": np.broadcast_to((np.arange(N_EMOTIONS) == HAPPY), (n, N_EMOTIONS))
-              & (np.asarray(sd)[:, None] < PRIOR_SD)}
+        voted[:, HAPPY] = np.asarray(sd) < PRIOR_SD
     ev = np.zeros(N_EMOTIONS)
     ev[HAPPY] = evidence
-    return build_matrix(_shas(n), ["g"] * n, {"p": np.ones(n, bool)}, prior=prior,
-                        evidence=ev, **kw)
+    fit = FitPosterior(prior.copy(), bt_sd, voted, ev, has_prior=True)
+    return build_matrix(_shas(n), ["g"] * n, {"p": np.ones(n, bool)}, prior=prior, fit=fit)
 
 
 def test_the_first_gif_is_the_best_known_one_and_shuffles_explore_near_the_top() -> None:

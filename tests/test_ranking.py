@@ -13,7 +13,15 @@ from _bot_pool import (
 )
 from sqlalchemy import update
 
-from bot.ranking import NOT_SCORED_NOTE, PRIOR_SD, Ranker, build_matrix, load_matrix, rank
+from bot.ranking import (
+    NOT_SCORED_NOTE,
+    PRIOR_SD,
+    FitPosterior,
+    Ranker,
+    build_matrix,
+    load_matrix,
+    rank,
+)
 from scorer.demo_pool import read_truth
 from scorer.emotions import INDEX, N_EMOTIONS, NAMES
 from scorer.store import Gif, ModelVersion, session_scope
@@ -83,8 +91,7 @@ def test_thompson_explores_uncertain_gifs_and_ucb_is_optimistic() -> None:
     bt_sd = np.full((n, N_EMOTIONS), 1e-3, np.float32)
     bt_mask = np.ones(n, bool)
     bt_mask[1] = False  # GIF 1 keeps the prior's width: nobody voted on it
-    m = _matrix(n, prior=prior, bt_scaled=bt_scaled, bt_sd=bt_sd, bt_mask=bt_mask,
-                fit_has_prior=True)
+    m = _matrix(n, prior=prior, fit=FitPosterior(bt_scaled, bt_sd, bt_mask, has_prior=True))
     rng = np.random.default_rng(1)
     firsts = [rank(m, HAPPY, 1, rng=rng).shas[0] for _ in range(400)]
     share_new = firsts.count(_shas(n)[1]) / len(firsts)
@@ -101,11 +108,11 @@ def test_bt_evidence_updates_the_prior() -> None:
     bt = np.full((n, N_EMOTIONS), 0.9, np.float32)
     sd = np.full((n, N_EMOTIONS), PRIOR_SD, np.float32)  # as sure as the prior
     mask = np.array([True, False, False, False])
-    m = _matrix(n, prior=prior, bt_scaled=bt, bt_sd=sd, bt_mask=mask)
+    m = _matrix(n, prior=prior, fit=FitPosterior(bt, sd, mask))
     assert m.mean[HAPPY, 0] == pytest.approx(0.7, abs=1e-5)  # halfway: equal precisions
     assert m.sd[HAPPY, 0] == pytest.approx(PRIOR_SD / np.sqrt(2), rel=1e-4)
     assert m.mean[HAPPY, 1] == pytest.approx(0.5) and m.sd[HAPPY, 1] == pytest.approx(PRIOR_SD)
-    m2 = _matrix(n, prior=prior, bt_scaled=bt, bt_sd=sd, bt_mask=mask, fit_has_prior=True)
+    m2 = _matrix(n, prior=prior, fit=FitPosterior(bt, sd, mask, has_prior=True))
     assert m2.mean[HAPPY, 0] == pytest.approx(0.9)  # the fit already is the posterior
 
 
