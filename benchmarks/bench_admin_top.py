@@ -12,7 +12,8 @@ import time
 
 import numpy as np
 
-from bot.ranking import ScoreMatrix, build_matrix, rank
+from bot.ranking import rank
+from bot.score_matrix import ScoreMatrix, build_matrix
 from scorer.settings import RATINGS
 
 

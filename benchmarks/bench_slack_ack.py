@@ -115,9 +115,9 @@ class RetrainLoop(threading.Thread):
         self.runs: list[tuple[float, float, str]] = []
 
     def run(self) -> None:
-        # As `moodgif serve` runs it now: in a worker process (bot/retrain_worker.py), so it
+        # As `moodgif serve` runs it now: in a worker process (bot/workers.py starts it), so it
         # competes with the chat process for the CPU only, not for its GIL or memory.
-        from bot.retrain_worker import run_in_worker
+        from bot.workers import run_in_worker
 
         while not self.stop_flag.is_set():
             t0 = time.perf_counter()

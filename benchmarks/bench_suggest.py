@@ -37,7 +37,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bot.intent import IntentParser
-from bot.ranking import FitPosterior, build_matrix, rank
+from bot.ranking import rank
+from bot.score_matrix import FitPosterior, build_matrix
 from bot.topics import TopicIndex, rank_topic, stem
 from scorer.emotions import INDEX, N_EMOTIONS
 

@@ -82,7 +82,7 @@ async def simulate(core: BotCore, truth: dict[str, np.ndarray], *, sessions: int
 
 def ranking_quality(engine: Engine, truth: dict[str, np.ndarray]) -> dict[str, float] | None:
     """Spearman correlation of the active model's predictions with the truth, per emotion."""
-    from bot.ranking import load_matrix
+    from bot.score_matrix import load_matrix
     from training.evaluate import spearman_per_emotion
 
     m = load_matrix(engine)

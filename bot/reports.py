@@ -20,8 +20,9 @@ from sqlalchemy.engine import Engine
 from bot import session as sess
 from bot.events import gif_url
 from bot.learned_phrases import memory_since, workspace_phrases
-from bot.ranking import ScoreMatrix, rank
+from bot.ranking import rank
 from bot.scoped_settings import workspaces_setting
+from bot.score_matrix import ScoreMatrix
 from scorer.emotions import NAMES
 from scorer.settings import RATINGS, Settings
 from scorer.store import Gif, session_scope

@@ -5,7 +5,7 @@
   HTTP events, all on one aiohttp application;
 - Slack over Socket Mode and Discord, when their tokens are set (skipped cleanly otherwise);
 - the retrain scheduler (APScheduler 3, `settings.training.retrain_cron` or `retrain_interval_min`),
-  whose job runs in a worker process (bot/retrain_worker.py), never in this one;
+  whose job runs in a worker process (started by bot/workers.py), never in this one;
 - housekeeping: expire old previews, pick up a newly activated model version.
 
 SIGINT / SIGTERM stop it gracefully: the scheduler and the adapters are closed and the HTTP
@@ -125,7 +125,7 @@ async def _close_slack(connecting: asyncio.Task[Any]) -> None:
 
 def _start_scheduler(settings: Settings) -> Any:
     # The job runs in a worker process: torch and the training data never enter this one.
-    from bot.retrain_worker import make_scheduler
+    from bot.workers import make_scheduler
 
     sched = make_scheduler(settings)
     if sched is None:
@@ -261,7 +261,7 @@ async def _shut_down(loop: asyncio.AbstractEventLoop, running: _Running,
     if hard_deadline_s is not None:
         _exit_hard_when_stuck(loop, hard_deadline_s)
     _stop_scheduler(running.sched)
-    from bot.retrain_worker import stop_workers
+    from bot.workers import stop_workers
 
     await asyncio.to_thread(stop_workers)  # no retrain may outlive the bot and activate later
     await _close_platforms(running.closers)

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from bot.intent import Intent, IntentParser
-    from bot.ranking import ScoreMatrix
+    from bot.score_matrix import ScoreMatrix
 
 log = logging.getLogger("moodgif.bot.topics")
 

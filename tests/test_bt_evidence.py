@@ -8,7 +8,7 @@ import numpy as np
 from sqlalchemy import delete, update
 from test_retrain import make_pool, simulate_votes
 
-from bot import ranking
+from bot import score_matrix
 from scorer import versions
 from scorer.emotions import N_EMOTIONS
 from scorer.store import BTFit, BTScore, Comparison, pack_scores, session_scope
@@ -37,23 +37,23 @@ def test_refit_stores_counts_and_the_ranker_reads_them(settings, engine) -> None
     # Unweighted counts of the fitted ledger: what the ranker used to recount.
     with engine.connect() as conn:
         index = {g: i for i, g in enumerate(fit.items)}
-        recount = ranking.evidence_counts(conn, index, len(fit.items), None)
+        recount = score_matrix.evidence_counts(conn, index, len(fit.items), None)
     assert np.array_equal(counts, recount)
     assert np.allclose(counts, fit.counts)  # all weights are 1 here
 
-    before = ranking.load_matrix(engine)
+    before = score_matrix.load_matrix(engine)
     assert np.allclose(before.evidence, recount.sum(axis=0))
     # The ledger can no longer say what the fit saw: the ranker must not ask it.
     with session_scope(engine) as s:
         s.execute(delete(Comparison))
-    after = ranking.load_matrix(engine)
+    after = score_matrix.load_matrix(engine)
     assert np.allclose(after.evidence, before.evidence)
     assert after.evidence.sum() > 0
 
     # A fit stored before the counts column: the ledger recount, as before.
     with session_scope(engine) as s:
         s.execute(update(BTScore).values(counts=None))
-    assert ranking.load_matrix(engine).evidence.sum() == 0
+    assert score_matrix.load_matrix(engine).evidence.sum() == 0
 
 
 def test_the_fits_stored_spread_gives_the_scaled_sd() -> None:
@@ -72,14 +72,14 @@ def test_the_fits_stored_spread_gives_the_scaled_sd() -> None:
                                                   "spread": spread.tolist()}}
     spreads = versions.fit_scale_spreads(params)
     assert spreads is not None and np.allclose(spreads, spread)
-    got_scaled, got_sd, mask = ranking._bt_posterior(rows, index, n, counts, spreads)
+    got_scaled, got_sd, mask = score_matrix._bt_posterior(rows, index, n, counts, spreads)
     assert np.allclose(got_scaled, scaled, atol=1e-6)
     p = scaled.astype(np.float32).astype(np.float64)
     expected = se.astype(np.float32) * p * (1 - p) / spread
     assert mask.all()
     assert np.allclose(got_sd, expected, rtol=1e-5)
     # On a clean logistic the data-recognised map agrees (the fallback for older fits).
-    _, old_sd, _ = ranking._bt_posterior(rows, index, n, counts, None)
+    _, old_sd, _ = score_matrix._bt_posterior(rows, index, n, counts, None)
     assert np.allclose(old_sd, got_sd, rtol=1e-3)
     # Anything but a stored logistic scale: no spreads.
     assert versions.fit_scale_spreads({"scale": "minmax"}) is None
@@ -161,19 +161,19 @@ def test_a_muted_persons_votes_do_not_narrow_a_posterior(settings, engine) -> No
         counts = versions.fit_counts([stored[g] for g in gifs])
         expected = comparison_counts(ledger, len(ledger.ids), ledger.weight)[:len(gifs)]
         assert np.allclose(counts, expected, atol=1e-4)  # stored as weighed, read back
-        return counts, ranking.load_matrix(engine)
+        return counts, score_matrix.load_matrix(engine)
 
     counts, matrix = fit_and_read(weigh=True)
     cols = [matrix.index[g] for g in lonely]
     assert np.all(counts[[gifs.index(g) for g in lonely], 0] == 0)
-    assert np.allclose(matrix.sd[0, cols], ranking.PRIOR_SD)  # the prior, untouched
+    assert np.allclose(matrix.sd[0, cols], score_matrix.PRIOR_SD)  # the prior, untouched
     assert np.allclose(matrix.mean[0, cols], 0.5)
     assert np.isclose(matrix.evidence[0], counts[:, 0].sum())
     assert counts[:30, 0].sum() > 0
-    assert (matrix.sd[0, [matrix.index[g] for g in gifs[:30]]] < ranking.PRIOR_SD).any()
+    assert (matrix.sd[0, [matrix.index[g] for g in gifs[:30]]] < score_matrix.PRIOR_SD).any()
 
     # The same votes without the weighing: the contrarian's judgements are evidence.
     unweighed, plain = fit_and_read(weigh=False)
     assert np.all(unweighed[[gifs.index(g) for g in lonely], 0] > 0)
-    assert not np.allclose(plain.sd[0, cols], ranking.PRIOR_SD)
+    assert not np.allclose(plain.sd[0, cols], score_matrix.PRIOR_SD)
     assert plain.evidence[0] > matrix.evidence[0]

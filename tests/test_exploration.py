@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from bot.ranking import PRIOR_SD, FitPosterior, build_matrix, cooling, poll_pair, rank
+from bot.ranking import cooling, poll_pair, rank
+from bot.score_matrix import PRIOR_SD, FitPosterior, build_matrix
 from scorer.emotions import INDEX, N_EMOTIONS
 
 HAPPY = INDEX["happiness"]

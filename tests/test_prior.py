@@ -270,7 +270,7 @@ def _cli(settings: Settings, *args: str):  # type: ignore[no-untyped-def]
 
 
 def test_fresh_home_ranks_a_real_pool_before_any_vote(sqlite_settings: Settings, tmp_path: Path) -> None:
-    from bot.ranking import load_matrix
+    from bot.score_matrix import load_matrix
     from scorer.store import init_db
 
     settings = sqlite_settings
@@ -311,7 +311,7 @@ def test_a_head_trained_on_one_pool_never_ranks_another(sqlite_settings: Setting
     """The demo's head, in the same home as a real pool: the real pool gets the prior."""
     import torch
 
-    from bot.ranking import load_matrix
+    from bot.score_matrix import load_matrix
     from scorer.encoders import get_encoder
     from scorer.heads import build_head, save_head
     from scorer.pipeline import score_pool

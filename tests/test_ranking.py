@@ -13,15 +13,8 @@ from _bot_pool import (
 )
 from sqlalchemy import update
 
-from bot.ranking import (
-    NOT_SCORED_NOTE,
-    PRIOR_SD,
-    FitPosterior,
-    Ranker,
-    build_matrix,
-    load_matrix,
-    rank,
-)
+from bot.ranking import NOT_SCORED_NOTE, Ranker, rank
+from bot.score_matrix import PRIOR_SD, FitPosterior, build_matrix, load_matrix
 from scorer.demo_pool import read_truth
 from scorer.emotions import INDEX, N_EMOTIONS, NAMES
 from scorer.store import Gif, ModelVersion, session_scope

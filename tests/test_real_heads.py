@@ -175,7 +175,7 @@ def _prior(settings: Settings, engine, scores: dict[str, np.ndarray]) -> int:  #
 def test_head_takes_over_only_the_pool_where_it_beats_the_prior(sqlite_settings: Settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
     """p1's prior is the truth itself (it orders every held-out vote right: no head can beat
     it); p2's prior is the truth upside down. Same votes in both: the head gets p2 only."""
-    from bot.ranking import load_matrix
+    from bot.score_matrix import load_matrix
     from scorer.versions import prediction_matrix, ranked_predictions
     from training.retrain import run_retrain
 

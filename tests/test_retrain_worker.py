@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from test_retrain import make_pool
 
-from bot import retrain_worker
+from bot import workers
 from training.retrain import history, make_trigger
 
 REPO = Path(__file__).resolve().parent.parent
@@ -19,25 +19,25 @@ def test_same_trigger_as_training(sqlite_settings) -> None:  # type: ignore[no-u
     for cron, minutes in (("17 3 * * *", 0.0), ("", 5.0), ("", 0.0), ("*/10 * * * *", 0.0)):
         s = sqlite_settings.override(training__retrain_cron=cron,
                                      training__retrain_interval_min=minutes)
-        ours, theirs = retrain_worker.make_trigger(s), make_trigger(s)
+        ours, theirs = workers.make_trigger(s), make_trigger(s)
         assert str(ours) == str(theirs)
-        sched = retrain_worker.make_scheduler(s)
+        sched = workers.make_scheduler(s)
         assert (sched is None) == (theirs is None)
         if sched is not None:
-            job = sched.get_job(retrain_worker.JOB_ID)
+            job = sched.get_job(workers.JOB_ID)
             assert job.max_instances == 1 and job.coalesce is True
 
 
 @pytest.mark.slow
 def test_the_job_runs_in_a_child_process(sqlite_settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
     make_pool(sqlite_settings, sqlite_engine, n=10)
-    assert retrain_worker.run_in_worker(sqlite_settings, timeout_s=300) == 0
+    assert workers.run_in_worker(sqlite_settings, timeout_s=300) == 0
     runs = history(sqlite_engine)
     assert runs and runs[0]["trigger"] == "schedule" and runs[0]["status"] == "skipped"
 
 
 def test_serving_modules_do_not_import_torch() -> None:
-    code = ("import sys, bot.serve, bot.cli, bot.retrain_worker, bot.adapters.slack, "
+    code = ("import sys, bot.serve, bot.cli, bot.workers, bot.retrain_worker, bot.adapters.slack, "
             "bot.adapters.discord, bot.embedder; "
             "bad = [m for m in ('torch', 'transformers', 'sentence_transformers', 'training.fit')"
             " if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
@@ -62,15 +62,15 @@ def test_a_stopping_bot_stops_its_retrain_child_which_says_it_was_interrupted(
     monkeypatch.setenv("MOODGIF_RETRAIN_HOLD_FILE", str(marker))
     monkeypatch.setenv("MOODGIF_RETRAIN_HOLD_S", "300")
     codes: list[int] = []
-    child = threading.Thread(target=lambda: codes.append(retrain_worker.run_in_worker(sqlite_settings)))
+    child = threading.Thread(target=lambda: codes.append(workers.run_in_worker(sqlite_settings)))
     child.start()
     deadline = time.monotonic() + 180
     while not marker.exists() and time.monotonic() < deadline and child.is_alive():
         time.sleep(0.1)
     assert marker.exists(), "the retrain child never reached its held step"
-    assert retrain_worker.stop_workers(grace_s=60) == 1
+    assert workers.stop_workers(grace_s=60) == 1
     child.join(60)
     assert not child.is_alive() and codes and codes[0] != 0
     (run,) = history(sqlite_engine)
     assert run["status"] == "failed" and "interrupted at step train" in run["error"], run
-    assert retrain_worker.stop_workers() == 0
+    assert workers.stop_workers() == 0

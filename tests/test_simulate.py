@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from bot.ranking import build_matrix
+from bot.score_matrix import build_matrix
 from bot.simulate import SimConfig, Truth, measure, strategy_spec
 from scorer.emotions import N_EMOTIONS
 

@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from bot.ranking import load_matrix, version_stamp
+from bot.score_matrix import load_matrix, version_stamp
 from scorer import versions
 from scorer.store import BTFit, ModelVersion, session_scope
 

@@ -1,7 +1,7 @@
 """When the retrain runs: the APScheduler trigger from settings (one definition).
 
 Light on purpose (settings and apscheduler only): the chat process builds the same trigger
-for its retrain worker (`bot.retrain_worker`) without importing torch or the training code.
+for its retrain worker (`bot.workers`) without importing torch or the training code.
 """
 
 from __future__ import annotations

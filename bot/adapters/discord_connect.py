@@ -16,15 +16,12 @@ import random
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import aiohttp
 import discord
 
 from bot.health import get_health, redact
-
-if TYPE_CHECKING:
-    from bot.adapters.discord import MoodgifBot, ShardedMoodgifBot
 
 log = logging.getLogger("bot.adapters.discord")
 
@@ -32,6 +29,19 @@ log = logging.getLogger("bot.adapters.discord")
 # asks for it (close code 4014), in every server at once.
 INTENT_SETTING = ("discord.com/developers/applications → your app → Bot → Privileged Gateway "
                   "Intents → Message Content Intent")
+
+
+class GatewayBot(Protocol):
+    """What `run` needs of the bot: a discord.Client (sharded or not) that says while it is
+    inside the gateway (`bot.adapters.discord.MoodgifBot`)."""
+
+    in_gateway: bool
+    http: Any
+
+    async def login(self, token: str) -> None: ...
+    async def connect(self) -> None: ...
+    def is_closed(self) -> bool: ...
+
 
 @dataclass(frozen=True)
 class Retry:
@@ -75,7 +85,7 @@ def unreachable_reason(exc: BaseException) -> str:
     return f"{kind}: {type(exc).__name__}: {detail}"
 
 
-async def _forget_session(bot: discord.Client) -> None:
+async def _forget_session(bot: GatewayBot) -> None:
     """A failed login leaves discord.py's HTTP session open: close it (which closes its
     connector too) and let the next login open both anew."""
     await bot.http.close()
@@ -86,7 +96,7 @@ def _stopped(detail: str) -> None:
     get_health().set_component("discord", False, f"stopped: {detail}")
 
 
-async def run(bot: MoodgifBot | ShardedMoodgifBot, token: str, retry: Retry) -> None:
+async def run(bot: GatewayBot, token: str, retry: Retry) -> None:
     """Log in and stay connected; an unreachable Discord is tried again, forever, with growing
     waits (the process serves everything else meanwhile, so no supervisor would restart it)."""
     health = get_health()

@@ -80,7 +80,7 @@ class JobRefused(Exception):
 
 
 def _start_worker(settings: Settings) -> int:
-    from bot.retrain_worker import run_in_worker
+    from bot.workers import run_in_worker
 
     return run_in_worker(settings, timeout_s=JOB_TIMEOUT_S, jobs=True)
 

@@ -24,7 +24,8 @@ from bot.flows.context import MAX_TEXT_CHARS, CoreContext, clean_text, metric
 from bot.flows.switches import more_feelings, switches_for
 from bot.intent import readable_text
 from bot.learned_phrases import phrase_key
-from bot.ranking import Ranked, ScoreMatrix, rank
+from bot.ranking import Ranked, rank
+from bot.score_matrix import ScoreMatrix
 from bot.topics import Reading, TopicIndex, missing_note, rank_topic
 from scorer.emotions import INDEX, NAMES
 from scorer.settings import RATINGS, ChannelSettings, rating_allowed

@@ -49,7 +49,7 @@ from bot.simulate.config import (
     product_strategy,
     strategy_spec,
 )
-from bot.simulate.metrics import Truth, measure
+from bot.simulate.metrics import measure
 from bot.simulate.population import Population
 from bot.simulate.report import (
     check_targets,
@@ -59,6 +59,7 @@ from bot.simulate.report import (
     write_report,
 )
 from bot.simulate.run import SimResult, Window, one_request, run_strategy, simulate
+from bot.simulate.truth import Truth
 
 __all__ = [
     "SIM_PLATFORM",

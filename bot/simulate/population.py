@@ -16,7 +16,7 @@ from bot.simulate.config import POPULARITY, WORDS, UserModel
 from scorer.emotions import N_EMOTIONS, NAMES
 
 if TYPE_CHECKING:
-    from bot.simulate.metrics import Truth  # an annotation: no import cycle
+    from bot.simulate.truth import Truth
 
 
 # ---------------------------------------------------------------------------------------

@@ -27,8 +27,9 @@ from bot.simulate.config import (
     StrategySpec,
     strategy_spec,
 )
-from bot.simulate.metrics import Truth, measure, voter_weights
+from bot.simulate.metrics import measure, voter_weights
 from bot.simulate.population import Population
+from bot.simulate.truth import Truth
 from scorer.emotions import NAMES
 from scorer.settings import Settings
 
