@@ -33,7 +33,8 @@ import threading
 import time
 import unicodedata
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -248,6 +249,7 @@ class _Embedder:
         self._cache_lock = threading.Lock()
         self.error: str | None = None
         self.top_k = PROTOTYPE_TOP_K
+        self.may_build = True  # False in a one-off command: no build may outlive it
 
     @property
     def loaded(self) -> bool:
@@ -300,6 +302,11 @@ class _Embedder:
         files = tuned_files(texts, owner, no_feeling=load_no_feeling())
         self.tuned = load_reader(files)
         if self.tuned is None and not files.complete():  # missing (or damaged and removed)
+            if not self.may_build:
+                log.warning("intent: the fine-tuned sentence model is not built for this bank "
+                            "yet, so sentences are read with the bank regression (build it once: "
+                            "python -m bot.sentence_tuning, 10-15 min on two cores)")
+                return
             build = BackgroundBuild(files, self.use_tuned)
             if build.start():
                 self._build = build
@@ -747,6 +754,18 @@ def _coerce(text: Any) -> str:
 
 _PARSERS: dict[float, IntentParser] = {}
 _PARSERS_LOCK = threading.Lock()
+
+
+@contextmanager
+def without_background_build() -> Iterator[None]:
+    """For a one-off command (`moodgif intent`, `moodgif suggest`): read with the models that
+    are built, and start no fine-tune (10-15 min) that would outlive the command; a missing
+    tuned model is said once instead."""
+    before, _EMBEDDER.may_build = _EMBEDDER.may_build, False
+    try:
+        yield
+    finally:
+        _EMBEDDER.may_build = before
 
 
 def get_parser(settings: Settings | None = None) -> IntentParser:

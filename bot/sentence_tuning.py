@@ -383,8 +383,8 @@ class BackgroundBuild:
             log.info("intent: fine-tuning the sentence model on the bank in the background "
                      "(10-15 min of CPU on two cores); sentences use the bank regression meanwhile")
             proc = subprocess.run([sys.executable, "-m", "bot.sentence_tuning", "--quiet",
-                                   "--threads", "1"], capture_output=True,
-                                  timeout=BUILD_TIMEOUT_S, check=False)
+                                   "--threads", "1", "--exit-with", str(os.getpid())],
+                                  capture_output=True, timeout=BUILD_TIMEOUT_S, check=False)
             reader = load_reader(self.files)
             if proc.returncode != 0 or reader is None:
                 tail = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
@@ -417,7 +417,43 @@ def _arguments() -> Any:
     ap.add_argument("--lr", type=float, default=Recipe.lr, help="the encoder's learning rate (a candidate, with --out)")
     ap.add_argument("--out", type=Path, help="build a candidate into this folder, not the cache "
                     "(benchmarks/bench_candidates.py scores it)")
+    ap.add_argument("--exit-with", type=int, metavar="PID",
+                    help="stop when process PID has gone (a bot's background build)")
     return ap
+
+
+def _exit_with(pid: int) -> None:
+    """A background build is its bot's: when the bot has gone (it stopped, or it was a
+    one-off command) the build stops too, instead of taking the CPU for 15 minutes unowned."""
+    def watch() -> None:
+        while os.getppid() == pid:
+            time.sleep(2.0)
+        os._exit(0)  # the partial folder is NAME.PID.tmp: the next build clears its own
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def build_lock(files: TunedFiles) -> Any:
+    """One build of a model per machine at a time: the cache is shared by every home, and two
+    builds at once on two cores each take twice as long (four were seen at once).
+    Blocks until the running one has finished; a context manager."""
+    import fcntl
+    from contextlib import contextmanager
+
+    @contextmanager
+    def held() -> Any:
+        files.folder.parent.mkdir(parents=True, exist_ok=True)
+        with open(files.folder.with_name(files.folder.name + ".lock"), "a+b") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.info("another build of this sentence model is running: waiting for it")
+                print("  another build of this sentence model is running on this machine: "
+                      "waiting for it", flush=True)
+                fcntl.flock(fh, fcntl.LOCK_EX)
+            yield
+
+    return held()
 
 
 def _progress(quiet: bool) -> Callable[[int, int, float], None]:
@@ -447,9 +483,20 @@ def main(argv: list[str] | None = None) -> int:
                  "give --out as well")
     none = load_no_feeling()
     files = TunedFiles(args.out) if args.out else tuned_files(texts, owner, recipe, no_feeling=none)
+    if args.exit_with:
+        _exit_with(args.exit_with)
     if files.complete() and not args.force:
         print(f"tuned sentence model already built: {files.folder}")
         return 0
+    with build_lock(files):
+        if files.complete() and not args.force:  # the build we waited for made it
+            print(f"tuned sentence model built meanwhile: {files.folder}")
+            return 0
+        return _build(args, texts, owner, recipe, none, files)
+
+
+def _build(args: Any, texts: list[str], owner: list[int], recipe: Recipe, none: list[str],
+           files: TunedFiles) -> int:
     t0 = time.monotonic()
     if not args.quiet:
         print(f"==> fine-tuning the sentence model on {len(texts)} bank lines and {len(none)} "

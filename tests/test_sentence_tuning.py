@@ -258,3 +258,79 @@ def test_flat_chat_reads_as_doubt_and_feelings_stay() -> None:
     assert committed < 0.35 and offered < 0.2, (committed, offered)
     for text, feeling in FELT.items():
         assert parser.parse(text).emotion == feeling, text
+
+
+def test_a_background_build_stops_when_its_bot_has_gone(tmp_path: Path) -> None:
+    """`moodgif intent` once left a 15-minute fine-tune running after it exited (parent PID 1),
+    and each call added another: four at once on two cores."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    repo = Path(__file__).resolve().parent.parent
+    child = ("import time; from bot.sentence_tuning import _exit_with; "
+             "import sys; _exit_with(int(sys.argv[1])); time.sleep(120)")
+    parent = ("import subprocess, sys, os; "
+              f"p = subprocess.Popen([sys.executable, '-c', {child!r}, str(os.getpid())]); "
+              "print(p.pid, flush=True)")
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    out = subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True,
+                         env=env, check=True, timeout=60)
+    pid = int(out.stdout.split()[0])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists() \
+            and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]:
+        time.sleep(0.2)
+    gone = not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    if not gone:
+        os.kill(pid, 9)
+    assert gone, "the build outlived the process that started it"
+
+
+def test_a_second_build_of_one_model_waits_for_the_first_and_uses_what_it_made(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bot.sentence_tuning import build_lock, main
+
+    files = TunedFiles(tmp_path / "model")
+    holding, release, result = threading.Event(), threading.Event(), []
+
+    def first_build() -> None:
+        with build_lock(files):
+            holding.set()
+            release.wait(60)
+            files.folder.mkdir(parents=True)
+            for path in (files.onnx, files.head, files.meta):
+                path.write_bytes(b"built by the first")
+
+    first = threading.Thread(target=first_build)
+    first.start()
+    assert holding.wait(60)
+    second = threading.Thread(target=lambda: result.append(main(["--out", str(files.folder)])))
+    second.start()
+    second.join(1.0)
+    assert second.is_alive() and not result  # waiting, not building beside the first
+    release.set()
+    first.join(60)
+    second.join(60)
+    assert result == [0]
+    assert "built meanwhile" in capsys.readouterr().out
+    assert files.onnx.read_bytes() == b"built by the first"
+
+
+def test_a_one_off_command_starts_no_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    """`moodgif intent` / `suggest` read with what is built and say what is missing."""
+    import bot.sentence_tuning as tuning
+
+    started: list[object] = []
+    monkeypatch.setattr(tuning, "tuned_files", lambda *a, **k: TunedFiles(tmp_path / "missing"))
+    monkeypatch.setattr(tuning.BackgroundBuild, "start", lambda self: started.append(self) or True)
+    monkeypatch.setattr(intent_mod, "_EMBEDDER", intent_mod._Embedder())
+    with intent_mod.without_background_build():
+        assert intent_mod._EMBEDDER.load()
+    assert started == [] and intent_mod._EMBEDDER.tuned is None
+    assert "python -m bot.sentence_tuning" in caplog.text
+    assert intent_mod._EMBEDDER.may_build  # the flag does not outlive the command
+    monkeypatch.setattr(intent_mod, "_EMBEDDER", intent_mod._Embedder())
+    assert intent_mod._EMBEDDER.load() and len(started) == 1  # a bot builds it in the background

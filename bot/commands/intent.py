@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from scorer.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.intent import IntentParser
 
 EXIT_CANNOT_MAP = 3
 
@@ -29,10 +33,17 @@ def intent_cmd(settings: Settings, text: tuple[str, ...], as_json: bool, no_embe
     With no TEXT, reads one request per line from standard input and prints one JSON line each
     (the model loads once).
     """
-    from bot.intent import IntentParser, help_text
-    from scorer.emotions import NAMES
+    from bot.intent import IntentParser, without_background_build
 
     parser = IntentParser(settings, use_embeddings=not no_embeddings)
+    with without_background_build():
+        _answer(parser, text, as_json)
+
+
+def _answer(parser: IntentParser, text: tuple[str, ...], as_json: bool) -> None:
+    from bot.intent import help_text
+    from scorer.emotions import NAMES
+
     if not text:
         for line in sys.stdin:
             result = parser.parse(line.rstrip("\r\n"))

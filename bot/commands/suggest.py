@@ -51,6 +51,7 @@ def suggest_cmd(settings: Settings, text: tuple[str, ...], k: int, as_json: bool
 
     from bot.core import BotCore
     from bot.events import Actor
+    from bot.intent import without_background_build
     from bot.ranking import Ranker
     from scorer.store import init_db
 
@@ -58,7 +59,8 @@ def suggest_cmd(settings: Settings, text: tuple[str, ...], k: int, as_json: bool
     engine = init_db(settings.db_url)
     core = BotCore(settings, engine, ranker=Ranker(engine, background=False))
     actor = Actor(*scope, user_id="cli") if scope else None
-    got = asyncio.run(core.suggest(" ".join(text), k, actor=actor, explore=explore))
+    with without_background_build():
+        got = asyncio.run(core.suggest(" ".join(text), k, actor=actor, explore=explore))
     if got.ranked is None:
         _unmapped(got, as_json)
         return
