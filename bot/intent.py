@@ -45,6 +45,7 @@ from bot.intent_lexicon import (
     SARCASM_TARGETS,
     SHORTCODES,
     STOPWORDS,
+    TOPIC_WORDS,
     load_situations,  # noqa: F401  (bot.intent's API, beside the bank's names)
     normalize_key,
 )
@@ -715,8 +716,8 @@ class IntentParser:
             return []
         roles = ["other" if is_content(t) else "function" for t in tokens]
         for h in hits:
-            if h.start < 0:
-                continue
+            if h.start < 0 or (h.fixed and set(h.fixed) <= TOPIC_WORDS):
+                continue  # a typo of a subject ("coffe") is a topic to look up, as "coffee" is
             for j in range(h.start, min(len(tokens), h.start + max(h.length, 1))):
                 if roles[j] != "function" or h.length > 1:
                     roles[j] = "weak" if h.weak else "feeling"

@@ -56,6 +56,8 @@ class Hit:
     strength: float = 1.0
     intense: bool = False
     weak: bool = False
+    fixed: tuple[str, ...] = ()  # a typo's: the lexicon words it was read as
+
 
 
 class Lexicon:
@@ -385,7 +387,9 @@ class LexiconReader:
                 merged[name] = merged.get(name, 0.0) + x * mult / len(best)
         entry = Entry(tuple(sorted(merged.items(), key=lambda p: -p[1])),
                       any(self.lex.single[w].weak for w in best))
-        return self._word_hit(entry, tokens, stretched, i, 1)
+        hit = self._word_hit(entry, tokens, stretched, i, 1)
+        hit.fixed = tuple(best)
+        return hit
 
 
     def distribution(self, cleaned: str, *, with_coverage: bool = False,

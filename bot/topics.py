@@ -312,16 +312,28 @@ def read_request(parser: IntentParser, index: TopicIndex | None, text: str) -> R
         return Reading(full)
     rows = index.rows_for(list(found.values())) if index is not None else None
     topic = tuple(found)
-    rest = _without(text, topic)
+    # Beside a topic that was found, an unmatched word is part of what is said ("i broke
+    # prod": "broke"), not a subject the pool lacks.
     if feeling_words or [t for t, _ in content if t not in found]:
-        intent = parser.parse(rest)
+        intent = _feeling_beside(parser, text, full, topic)
         if intent.kind == "match":
-            return Reading(intent, topic, rows, tuple(missing))
-        return Reading(_no_feeling(Intent), topic, rows, tuple(missing))
+            return Reading(intent, topic, rows)
+        return Reading(_no_feeling(Intent), topic, rows)
     if (len(content) >= 2 and all(r == "other" for _, r in content) and full.kind == "match"
             and full.confidence >= SITUATION_MIN_CONFIDENCE):
         return Reading(full)  # a situation told in nouns ("deadline moved"), not a subject
-    return Reading(_no_feeling(Intent), topic, rows, tuple(missing))
+    return Reading(_no_feeling(Intent), topic, rows)
+
+
+def _feeling_beside(parser: IntentParser, text: str, full: Intent, topic: tuple[str, ...]) -> Intent:
+    """The feeling of a request that also names a topic: the whole request's reading, so it
+    reads as `moodgif intent` and every surface read it, and a noun keeps its sentence ("prod is
+    down" without "prod" is another situation); only a topic that is a feeling word of its own
+    ("coffee monday": coffee, pizza, party; `TOPIC_WORDS`) is left out of it."""
+    from bot.intent_lexicon import TOPIC_WORDS
+
+    loaded = tuple(w for w in topic if w in TOPIC_WORDS)
+    return parser.parse(_without(text, loaded)) if loaded else full
 
 
 def _no_feeling(intent_cls: Any) -> Intent:
@@ -354,6 +366,7 @@ def rank_topic(matrix: ScoreMatrix, index: TopicIndex, rows: np.ndarray, k: int,
             score += rng.standard_normal(allowed.size).astype(np.float32) * index.appeal_sd[allowed] * rate
     else:
         score = rng.random(allowed.size, dtype=np.float32)
+    eligible = int(allowed.size)  # before the selection below narrows `allowed` to `need`
     hard = set(exclude)
     soft = set(soft_exclude)
     need = k + len(hard) + len(soft)
@@ -366,4 +379,4 @@ def rank_topic(matrix: ScoreMatrix, index: TopicIndex, rows: np.ndarray, k: int,
     if len(picked) < k:  # everything fresh is used up: the channel's recent ones again
         picked += [matrix.shas[i] for i in order
                    if matrix.shas[i] in soft and matrix.shas[i] not in hard][: k - len(picked)]
-    return picked, int(allowed.size)
+    return picked, eligible

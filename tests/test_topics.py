@@ -166,6 +166,35 @@ async def test_topic_alone_ranks_by_appeal_and_keeps_the_ledger_clean(env: Env) 
     assert preview_judgements(env.engine, set(env.pool.shas))
 
 
+async def test_a_topic_with_more_gifs_offers_shuffle(env: Env) -> None:
+    """The topic's GIF count was taken after narrowing it to the k needed: no Shuffle button
+    on any platform for `/gif cats`, though three more cat GIFs were there."""
+    r = await env.core.request(env.alice, "/gif cats")
+    assert r.kind == "preview" and r.preview.can_shuffle
+    for _ in range(len(CATS) - 1):
+        r = await env.core.shuffle(env.alice, r.preview.session_id)
+    assert r.kind == "preview" and not r.preview.can_shuffle  # the last cat: nothing left
+
+
+async def test_words_beside_a_found_topic_are_part_of_the_sentence(env: Env) -> None:
+    """"No broke GIFs in this pool" was said for `/gif i broke cats`: beside a topic that was
+    found, an unmatched word is what is said about it, not a subject the pool lacks. And the
+    feeling is the whole request's, as `moodgif intent` reads it."""
+    for text in ("i broke the cats", "great, another cat", "my cat died"):
+        r = await env.core.request(env.alice, f"/gif {text}")
+        assert "No " not in (r.text or "") and "no GIFs here" not in (
+            r.preview.interpretation if r.preview else ""), (text, r.text)
+        reading = env.core.interpret(text)
+        assert reading.topic and reading.emotion == env.core.parser.parse(text).emotion, text
+
+
+async def test_a_typo_of_a_topic_word_is_that_topic(env: Env) -> None:
+    """`coffe` was read as the feeling of "coffee" (a lexicon word), never looked up."""
+    r = await env.core.request(env.alice, "/gif coffe")
+    assert r.kind == "preview" and r.preview.cards[0].sha256 in env.shas(COFFEE)
+    assert r.preview.topic == "coffe" and r.preview.topic_only
+
+
 async def test_topic_words_combine_and_forgive_typos(env: Env) -> None:
     r = await env.core.request(env.alice, "/gif coffee monday")
     assert r.kind == "preview" and r.preview.emotion == "sadness"
