@@ -65,6 +65,13 @@ VOTES = Counter(
     ["platform", "source"],
     registry=REGISTRY,
 )
+SENDS = Counter(
+    "moodgif_sends_total",
+    "GIFs sent from a preview ('posted'), and Sends taken back because the platform refused "
+    "the post ('taken_back'); a Send after no Shuffle makes no comparison, so it is not a vote",
+    ["platform", "outcome"],
+    registry=REGISTRY,
+)
 POOL_SIZE = Gauge(
     "moodgif_pool_gifs",
     "GIFs in each pool (refreshed from the database on every scrape)",

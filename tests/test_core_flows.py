@@ -450,3 +450,36 @@ async def test_a_vote_that_cannot_count_says_so_plainly_and_is_no_ack(env: Env) 
     remove_pool(env.engine, "demo")
     vote = await env.core.vote(env.actor("bob"), post_id=posted.post.post_id, up=True)
     assert vote.kind == "error" and vote.text == "That vote was not counted: that GIF is no longer in any pool here."
+
+
+async def test_metrics_count_sends_and_only_requests_that_were_answered(sqlite_settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    """A busy workspace's /metrics showed 1,068 "unknown" requests where 351 were asked
+    about (the rest were turned away by the cooldown), and no count of Sends at all."""
+    from bot.health import REGISTRY
+
+    env = Env(sqlite_settings, sqlite_engine, cooldown_s=60.0)
+
+    def count(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, {"platform": "test", **labels}) or 0.0
+
+    unknown, posted, back = (count("moodgif_requests_total", emotion="unknown"),
+                             count("moodgif_sends_total", outcome="posted"),
+                             count("moodgif_sends_total", outcome="taken_back"))
+    alice, bob = env.actor(), env.actor("bob")
+    asked = await env.core.request(alice, "printer")  # asks which feeling: takes the cooldown token
+    assert asked.kind in {"did_you_mean", "help"} and asked.ask_id
+    assert (await env.core.request(alice, "printer")).kind == "cooldown"
+    assert (await env.core.request(alice, "")).kind == "help"  # the list: no GIF request
+    assert count("moodgif_requests_total", emotion="unknown") == unknown + 1
+
+    async def publish(post):  # type: ignore[no-untyped-def]
+        return f"C1:{post.post_id}"
+
+    async def refused(post):  # type: ignore[no-untyped-def]
+        return None
+
+    sid = (await env.core.request(bob, "happy")).preview.session_id
+    assert (await env.core.send_and_publish(bob, sid, None, refused)).reply.kind == "not_posted"
+    assert (await env.core.send_and_publish(bob, sid, None, publish)).reply.kind == "posted"
+    assert count("moodgif_sends_total", outcome="posted") == posted + 2
+    assert count("moodgif_sends_total", outcome="taken_back") == back + 1

@@ -100,6 +100,8 @@ def metric(name: str, *labels: str, value: float = 1.0) -> None:
             health.REQUESTS.labels(*labels).inc(value)
         elif name == "VOTES":
             health.VOTES.labels(*labels).inc(value)
+        elif name == "SENDS":
+            health.SENDS.labels(*labels).inc(value)
         else:
             raise KeyError(name)
     except Exception:

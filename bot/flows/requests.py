@@ -66,13 +66,15 @@ class RequestFlow:
         reading = self.ctx.read_here(db, actor, query, scoped)
         unmatched = _unmatched_reply(actor.platform, query, reading)
         if unmatched is not None and not _asks_about(query, reading, unmatched):
+            _count_unread(actor.platform, query, reading)
             return unmatched  # help, or nothing read: never rate-limited
         # A question ("did you mean") is a request too: it takes the cooldown token, and the
         # pick that answers it opens its preview without taking another (bot.flows.picks).
         wait = self.wait_reply(actor, scoped)
         if wait is not None:
             return wait
-        if unmatched is not None:
+        if unmatched is not None:  # counted only now: a request the cooldown turned away is none
+            _count_unread(actor.platform, query, reading)
             return self._ask(db, actor, query, unmatched)
         metric("REQUESTS", actor.platform, reading.intent.emotion or "topic")
         reply = self._open_for_reading(db, actor, query, reading, scoped, recent)
@@ -196,6 +198,7 @@ class RequestFlow:
         if post_id is None:  # a double click: the first click already posted it
             return Reply(kind="closed", text="That preview was already sent.")
         _record_send(self.ctx, db, actor, state, chosen, post_id)
+        metric("SENDS", actor.platform, "posted")
         self.ctx.phrases.stale(actor.platform, actor.workspace)  # its words may teach now
         return _posted_reply(self.ctx, db, actor, state.emotion, chosen, post_id, topic=state.topic)
 
@@ -213,6 +216,7 @@ class RequestFlow:
         """The platform refused the post a Send made: take it back whole, the preview open."""
         if not sess.unpost_send(db, post_id):
             return False
+        metric("SENDS", actor.platform, "taken_back")
         self.ctx.phrases.stale(actor.platform, actor.workspace)  # its words taught nothing
         return True
 
@@ -382,9 +386,15 @@ def _unmatched_reply(platform: str, query: str, reading: Reading) -> Reply | Non
 
         return Reply(kind="help", text=help_text(), choices=NAMES)
     if not reading.topic_only and (intent.kind != "match" or intent.emotion not in INDEX):
-        metric("REQUESTS", platform, "unknown")
         return _not_understood(query, reading)
     return None
+
+
+def _count_unread(platform: str, query: str, reading: Reading) -> None:
+    """A request answered without a GIF (did-you-mean, or help for words not read) counts
+    as "unknown"; an empty one, or one asking for the list of emotions, is no GIF request."""
+    if query and reading.intent.kind != "help":
+        metric("REQUESTS", platform, "unknown")
 
 
 def _asks_about(query: str, reading: Reading, reply: Reply) -> bool:
