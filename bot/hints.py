@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from bot.topics import Reading
 
 log = logging.getLogger(__name__)
+TOO_LONG_HINT = "too long for a GIF request: a word or two will do"
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,10 @@ def typing_hint(core: BotCore, text: str, limit: int = 25, actor: Actor | None =
     """Synchronous (the parser and the snapshot may be built on first use): call it from a
     worker thread. `actor`: who is typing, so the hint reads their workspace's words as the
     request will. Never raises for the reading: a hint that fails is just not shown."""
+    from bot.flows.context import MAX_TEXT_CHARS
+
+    if len(text or "") > MAX_TEXT_CHARS:  # the request will be refused: say so, not a reading
+        return TypingHint(reading=TOO_LONG_HINT, completions=[])
     line = ""
     if (text or "").strip():
         try:

@@ -56,6 +56,7 @@ from bot.intent_reader import (  # noqa: F401  (typo_cost and the constants: bot
     WEAK_WEIGHT,
     Lexicon,
     LexiconReader,
+    english_vocab,
     is_content,
     typo_cost,
 )
@@ -511,6 +512,24 @@ def other_language(reader: LexiconReader, cleaned: str) -> bool:
     return not any(h.start < 0 for h in reader.hits(cleaned)[0])
 
 
+# Four consonants in a row: no English word a vocabulary lacks looks like that ("goosebumps"
+# does not), while a keyboard mash does ("asdfghjkl", "qwzx vbnm", "xxxxxx").
+_MASH = re.compile(r"[bcdfghjklmnpqrstvwxz]{4}")
+
+
+def not_words(lex: Lexicon, cleaned: str) -> bool:
+    """Letters that are no word at all: the sentence model would find its nearest situation
+    in them and offer it as "did you mean". Every word must be unknown to the lexicon, the
+    bank and MiniLM's own vocabulary, and unpronounceable; digits and emoji are not judged."""
+    tokens = cleaned.casefold().split()
+    vocab = english_vocab()
+    if not tokens or not vocab or not all(t.isalpha() for t in tokens):
+        return False
+    known = bank_vocabulary()
+    return all(t not in vocab and t not in known and t not in lex.words and _MASH.search(t)
+               for t in tokens)
+
+
 def one_word_repeated(lex: Lexicon, cleaned: str) -> str:
     """One word said over and over ("cat cat cat cat", "word word word") means that word
     once: as a sentence the model would read a situation into it. A repetition the
@@ -650,7 +669,7 @@ class IntentParser:
         )
         out += words
         out += [n for n in NAMES if p in n and n not in out]
-        if not out:  # a typo or an emoji: offer what it most likely means
+        if not out and not other_language(self.reader, p):  # a typo or an emoji: what it means
             probs, path = self._lexicon_distribution(p if p else prefix)
             if path:
                 ranked = sorted(range(N_EMOTIONS), key=lambda k: -probs[k])
@@ -668,6 +687,8 @@ class IntentParser:
             return Intent(None, 0.0, [], _ENGLISH_ONLY, "unknown", whole=True)
         cleaned = one_word_repeated(self.lex, cleaned)
         probs, path = self._distribution(cleaned)
+        if path == "embedding" and not_words(self.lex, cleaned):
+            return Intent(None, 0.0, [], _UNKNOWN_REASON, "unknown")
         return _answer(cleaned, probs, path, self.threshold)
 
     def _distribution(self, cleaned: str) -> tuple[list[float], str]:

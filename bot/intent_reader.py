@@ -74,7 +74,7 @@ class Lexicon:
             r"(?<!\S)(" + "|".join(re.escape(e) for e in emoticons) + r")(?=$|[\s.,!?])"
         )
         self.fuzzy = _FuzzyIndex(k for k in self.single if len(k) >= 3)
-        self.vocab = _english_vocab() | WORK_WORDS
+        self.vocab = english_vocab() | WORK_WORDS
 
 
 # ---------------------------------------------------------------------------------------
@@ -169,7 +169,7 @@ class _FuzzyIndex:
 
 
 @cache
-def _english_vocab() -> frozenset[str]:
+def english_vocab() -> frozenset[str]:
     """Whole words of MiniLM's vocabulary: a typed real word is not treated as a typo
     (otherwise "man" would become "mad"). Reading the text file needs no torch."""
     try:

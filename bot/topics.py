@@ -307,7 +307,8 @@ def read_request(parser: IntentParser, index: TopicIndex | None, text: str) -> R
         # Nothing here shows those words: say so, and answer the feeling (if any) alone. Only
         # for one word ("happy unicorn"): two or more unknown words are a situation told short
         # ("the build finally passed"), not a subject the pool lacks.
-        if (feeling_words or len(content) == 1) and len(missing) == 1:
+        # Nor for letters that are no word at all ("asdfghjkl").
+        if (feeling_words or len(content) == 1) and len(missing) == 1 and not _mash(parser, missing[0]):
             return Reading(full, missing=tuple(missing))
         return Reading(full)
     rows = index.rows_for(list(found.values())) if index is not None else None
@@ -334,6 +335,13 @@ def _feeling_beside(parser: IntentParser, text: str, full: Intent, topic: tuple[
 
     loaded = tuple(w for w in topic if w in TOPIC_WORDS)
     return parser.parse(_without(text, loaded)) if loaded else full
+
+
+def _mash(parser: IntentParser, word: str) -> bool:
+    from bot.intent import not_words
+
+    lex = getattr(parser, "lex", None)
+    return lex is not None and not_words(lex, word)
 
 
 def _no_feeling(intent_cls: Any) -> Intent:

@@ -270,6 +270,17 @@ def test_unknown_language_and_gibberish(lex: IntentParser, emb: IntentParser) ->
     assert emb.parse("qwzx vbnm").emotion is None
 
 
+def test_a_keyboard_mash_is_unread_not_a_did_you_mean(emb: IntentParser) -> None:
+    """The sentence model finds a nearest situation in anything: "asdfghjkl" was offered as
+    "did you mean embarrassment, amusement or satisfaction?". A real word a vocabulary lacks
+    still gets its guesses (and its topic, when GIFs say it)."""
+    for text in ("asdfghjkl", "qwzx vbnm", "x" * 30, "zzzz"):
+        res = emb.parse(text)
+        assert res.kind == "unknown" and not res.alternatives, (text, res)
+    for text in ("printer", "goosebumps", "kubernetes", "blorp"):
+        assert emb.parse(text).kind == "did_you_mean", text
+
+
 def test_only_emoji(lex: IntentParser) -> None:
     assert lex.parse("😂😂😂").emotion == "amusement"
     assert lex.parse("🦄").kind == "unknown"
@@ -388,6 +399,8 @@ def test_suggest_emotions(lex: IntentParser) -> None:
     assert lex.suggest_emotions("hapy")[0] == "happiness"
     assert lex.suggest_emotions("😂")[0] == "amusement"
     assert lex.suggest_emotions("zzzzqx") == []
+    # another language gets no typo guesses ("heureux" is no feeling word misspelt)
+    assert lex.suggest_emotions("je suis très heureux aujourd'hui") == []
 
 
 def test_lexicon_data_is_complete() -> None:
@@ -419,6 +432,8 @@ def test_cli_intent(tmp_path: Path, emb: IntentParser) -> None:
     assert listed.exit_code == 0 and all(name in listed.stdout for name in NAMES), listed.output
     listed = runner.invoke(cli, ["intent", "?", "--json"], env=env)
     assert listed.exit_code == 0 and json.loads(listed.stdout)["emotions"] == list(NAMES)
+    long = runner.invoke(cli, ["intent", "so happy " * 200], env=env)  # refused, as in chat
+    assert long.exit_code == 3 and "a lot of text" in long.stderr and not long.stdout
     lone = runner.invoke(cli, ["intent", "printer", "--json"], env=env)  # offered, never committed
     assert lone.exit_code == 3 and json.loads(lone.stdout)["confidence"] == 0.0
     assert len(json.loads(lone.stdout)["alternatives"]) == 3

@@ -19,6 +19,8 @@ def lex() -> IntentParser:
     ("<@U123ABC|bob> so sad", "so sad"),
     ("<!here> <!channel> <!subteam^S1|@devs> yay", "yay"),
     ("see <#C42|general>", "see #general"),
+    ("<#C42|general>", "@mention"),  # mentions alone: "I only saw mentions", as on Discord
+    ("<@U1> <#C42|general> <!here>", "@mention"),
     ("<#C42> lol", "lol"),
     ("<https://x.example/a|the deploy> broke", "the deploy broke"),
     ("<https://x.example/a> lol", "https://x.example/a lol"),
@@ -62,6 +64,12 @@ def test_line_breaks_survive_so_code_blocks_stay_code() -> None:
 ])
 def test_cleaned_markup_reads_as_the_user_meant(lex: IntentParser, wire, clean, emotion) -> None:
     assert lex.parse(clean(wire)).emotion == emotion
+
+
+def test_a_lone_slack_channel_mention_is_a_mention_not_a_word(lex: IntentParser) -> None:
+    """`/gif <#C0123|general>` answered "No general GIFs in this pool. Did you mean ...?"."""
+    res = lex.parse(slack_plain("<#C0123|general>"))
+    assert res.kind == "unknown" and res.reason.startswith("I only saw mentions")
 
 
 def test_intent_drops_leftover_markup_without_reading_it(lex: IntentParser) -> None:

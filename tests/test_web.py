@@ -306,6 +306,9 @@ async def test_emotion_hints_come_from_the_core(web) -> None:  # type: ignore[no
     hint = await (await web.get("/api/emotions", params={"q": "ugh"})).json()
     assert hint["reading"] == "anger (or contempt / disgust / sadness)"  # what the preview will offer
     assert (await (await web.get("/api/emotions")).json())["reading"] == ""
+    # what the request will get: refused as too long, not a reading of its first words
+    long = await (await web.get("/api/emotions", params={"q": "so happy " * 200})).json()
+    assert long["reading"].startswith("too long") and long["emotions"] == []
 
 
 async def _teach(core: BotCore, actor: Actor, words: str, emotion: str) -> str:

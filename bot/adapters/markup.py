@@ -4,7 +4,8 @@ The core (and `bot.intent`) take already-clean text: what the user typed, with e
 emoji. Each platform's wire format is its adapter's business, so the adapters call these on
 a `/gif` request, a mention or a watched message before handing it to the core:
 
-- Slack: ``<@U1>``, ``<!here>`` and ``<!subteam^S1>`` go; ``<#C1|general>`` -> ``#general``;
+- Slack: ``<@U1>``, ``<!here>`` and ``<!subteam^S1>`` go; ``<#C1|general>`` -> ``#general``
+  (a message of mentions alone -> ``@mention``, which the core knows for one);
   ``<https://x|label>`` -> ``label``; ``<https://x>`` -> the URL; ``&amp; &lt; &gt;`` are
   unescaped; ``:joy:`` shortcodes (Slack sends them for every emoji, skin tones as
   ``::skin-tone-2:``) -> the emoji.
@@ -39,6 +40,10 @@ def _shortcode(m: re.Match[str]) -> str:
 def slack_plain(text: str | None) -> str:
     """A Slack message's text (a slash command, a mention, a channel message) as plain text."""
     text = text or ""
+    if text.strip() and not _SLACK_ENTITY.sub("", _SLACK_CHANNEL.sub("", text)).strip():
+        # Nothing but mentions: the core answers "I only saw mentions" (a bare @name is one to
+        # it), as it does on Discord; "#general" alone would read as a word to find GIFs for.
+        return "@mention"
     text = _SLACK_LINK.sub(lambda m: " " + (m.group(2) or m.group(1)) + " ", text)
     text = _SLACK_CHANNEL.sub(lambda m: " #" + m.group(1) + " " if m.group(1) else " ", text)
     text = _SLACK_ENTITY.sub(" ", text)

@@ -40,6 +40,7 @@ from bot.adapters.web_guard import CSRF_FIELD, Access, body_deadline, guard, ref
 from bot.core import BotCore
 from bot.events import PLATFORMS, SIM_PLATFORM, Actor, GifCard, PostView, Reply, gif_url
 from bot.flows.admin import AddPool, AdminCommand, ForgetPhrase, Retrain, hide_command
+from bot.flows.context import MAX_TEXT_CHARS
 from bot.flows.hiding import UnhideGif
 from bot.flows.jobs import newest_jobs
 from bot.hints import typing_hint
@@ -255,7 +256,8 @@ async def api_poll(request: web.Request) -> web.Response:
 
 async def api_emotions(request: web.Request) -> web.Response:
     """While typing: emotion completions, and how the core reads the words so far."""
-    hint = await _db(typing_hint, request.app[CORE_KEY], request.query.get("q", "")[:100], 8,
+    # one character past the limit is enough to tell a request that will be refused
+    hint = await _db(typing_hint, request.app[CORE_KEY], request.query.get("q", "")[:MAX_TEXT_CHARS + 1], 8,
                      _actor(request, dict(request.query)))
     return web.json_response({"emotions": hint.completions, "reading": hint.reading})
 

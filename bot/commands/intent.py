@@ -41,9 +41,13 @@ def intent_cmd(settings: Settings, text: tuple[str, ...], as_json: bool, no_embe
 
 
 def _answer(parser: IntentParser, text: tuple[str, ...], as_json: bool) -> None:
-    from bot.intent import help_text
+    from bot.flows.requests import TOO_LONG
+    from bot.intent import MAX_CHARS, help_text
     from scorer.emotions import NAMES
 
+    if len(" ".join(text)) > MAX_CHARS:  # what a chat request this long gets, not its start read
+        click.echo(f"moodgif: {TOO_LONG}", err=True)
+        sys.exit(EXIT_CANNOT_MAP)
     if not text:
         for line in sys.stdin:
             result = parser.parse(line.rstrip("\r\n"))

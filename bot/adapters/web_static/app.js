@@ -265,7 +265,7 @@ input.addEventListener("input", () => {
   hintTimer = setTimeout(async () => {
     const asked = ++hintAsked;
     try {
-      const res = await fetch(`/api/emotions?q=${encodeURIComponent(words.slice(0, 100))}`);
+      const res = await fetch(`/api/emotions?q=${encodeURIComponent(words.slice(0, 1001))}`);
       const data = res.ok ? await res.json() : {};
       if (asked === hintAsked) hint.textContent = data.reading ? `→ ${data.reading}` : "";
     } catch (_) { /* a hint that fails is just not shown */ }
