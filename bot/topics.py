@@ -159,8 +159,15 @@ class TopicIndex:
 
     def rows_for(self, found: list[np.ndarray]) -> np.ndarray:
         """GIFs with every topic word; when no GIF has them all, GIFs with the rarest one
-        (the most specific word: "coffee cat" with no GIF of both is the rarer of the two).
-        Never a merge of long lists, so a very common word costs nothing extra."""
+        (the most specific word: "coffee cat" with no GIF of both is the rarer of the two)."""
+        if not found:
+            return np.zeros(0, dtype=np.int32)
+        rows = self.rows_with_all(found)
+        return rows if rows.size else min(found, key=lambda a: a.size)
+
+    def rows_with_all(self, found: list[np.ndarray]) -> np.ndarray:
+        """GIFs with every topic word (maybe none). Never a merge of long lists, so a very
+        common word costs nothing extra."""
         if not found:
             return np.zeros(0, dtype=np.int32)
         found = sorted({id(a): a for a in found}.values(), key=lambda a: a.size)
@@ -173,7 +180,7 @@ class TopicIndex:
                 # Binary search of the smaller list in the larger: O(small * log large).
                 at = np.minimum(np.searchsorted(other, rows), other.size - 1)
                 rows = rows[other[at] == rows]
-        return rows if rows.size else found[0]
+        return rows
 
     def _bitmap(self, rows: np.ndarray) -> np.ndarray:
         """A bool mask over all rows for a common word's list, made once per snapshot
@@ -322,7 +329,12 @@ def read_request(parser: IntentParser, index: TopicIndex | None, text: str) -> R
         return Reading(_no_feeling(Intent), topic, rows)
     if (len(content) >= 2 and all(r == "other" for _, r in content) and full.kind == "match"
             and full.confidence >= SITUATION_MIN_CONFIDENCE):
-        return Reading(full)  # a situation told in nouns ("deadline moved"), not a subject
+        # A situation told in nouns ("deadline moved"), not a subject; but GIFs that say
+        # every one of its words ("keyboard smash", a GIF's own title) are what was asked for.
+        both = index.rows_with_all(list(found.values())) if index is not None else None
+        if both is not None and both.size:
+            return Reading(full, topic, both)
+        return Reading(full)
     return Reading(_no_feeling(Intent), topic, rows)
 
 

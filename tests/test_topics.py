@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from bot.core import BotCore
 from bot.events import Actor
 from bot.intent import IntentParser
-from bot.topics import Reading, TopicIndex, gif_words, read_request, stem
+from bot.topics import SITUATION_MIN_CONFIDENCE, Reading, TopicIndex, gif_words, read_request, stem
 from scorer.emotions import INDEX
 from scorer.store import ChatSession, Comparison, Gif, session_scope
 
@@ -74,6 +74,20 @@ def test_reading_splits_feeling_and_topic() -> None:
     assert r.rows is None and r.topic == ()
     assert read_request(parser, index, "").intent.kind == "help"
     assert read_request(parser, None, "happy cat").emotion == "happiness"  # no index yet
+
+
+def test_a_gifs_own_title_finds_it_though_it_reads_as_a_situation() -> None:
+    """`/gif keyboard smash` (a pool GIF's title) read as disgust over the whole pool: every
+    word matched, so the confident sentence model made it a situation, not a subject."""
+    parser = IntentParser()
+    index = TopicIndex.build([gif_words("keyboard smash", [], "", ""), gif_words("keyboard cat", [], "", ""),
+                              gif_words("smash bros", [], "", "")])
+    full = parser.parse("keyboard smash")
+    assert full.kind == "match" and full.confidence >= SITUATION_MIN_CONFIDENCE  # the case at hand
+    r = read_request(parser, index, "keyboard smash")
+    assert r.rows.tolist() == [0] and r.emotion == full.emotion
+    none_has_both = TopicIndex.build([gif_words("keyboard cat", [], "", ""), gif_words("smash bros", [], "", "")])
+    assert read_request(parser, none_has_both, "keyboard smash").rows is None  # a situation, then
 
 
 def test_accented_words_are_whole_words_typed_either_way() -> None:
