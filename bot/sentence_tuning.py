@@ -29,7 +29,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -433,27 +434,23 @@ def _exit_with(pid: int) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
-def build_lock(files: TunedFiles) -> Any:
+@contextmanager
+def build_lock(files: TunedFiles) -> Iterator[None]:
     """One build of a model per machine at a time: the cache is shared by every home, and two
-    builds at once on two cores each take twice as long (four were seen at once).
-    Blocks until the running one has finished; a context manager."""
+    builds at once on two cores each take twice as long (four were seen at once). Blocks
+    until the running build has finished."""
     import fcntl
-    from contextlib import contextmanager
 
-    @contextmanager
-    def held() -> Any:
-        files.folder.parent.mkdir(parents=True, exist_ok=True)
-        with open(files.folder.with_name(files.folder.name + ".lock"), "a+b") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                log.info("another build of this sentence model is running: waiting for it")
-                print("  another build of this sentence model is running on this machine: "
-                      "waiting for it", flush=True)
-                fcntl.flock(fh, fcntl.LOCK_EX)
-            yield
-
-    return held()
+    files.folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(files.folder.with_name(files.folder.name + ".lock"), "a+b") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("another build of this sentence model is running: waiting for it")
+            print("  another build of this sentence model is running on this machine: "
+                  "waiting for it", flush=True)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
 
 
 def _progress(quiet: bool) -> Callable[[int, int, float], None]:
