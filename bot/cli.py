@@ -92,6 +92,9 @@ class MoodgifGroup(click.Group):
 def _database_failure(exc: BaseException, settings: Any) -> tuple[str, int] | None:
     """A database URL that names no database moodgif can use (exit 2, like any bad setting),
     or a server that does not answer (exit 1: start it and run again); None for anything else."""
+    migrate = sys.modules.get("scorer.migrate")
+    if migrate is not None and isinstance(exc, migrate.SchemaHalfApplied):
+        return str(exc), 1  # it names the database's state and the way out (a restore)
     sa_exc = sys.modules.get("sqlalchemy.exc")  # not loaded: not SQLAlchemy's error
     if sa_exc is None:
         return None
@@ -142,6 +145,8 @@ def _storage_failure(exc: BaseException) -> str | None:
 @click.group(cls=MoodgifGroup, context_settings={"help_option_names": ["-h", "--help"]},
              invoke_without_command=True)
 @click.option("-v", "--verbose", is_flag=True, help="debug logging")
+# from the installed package's metadata: what `pip install` put there, whatever the checkout
+@click.version_option(package_name="moodgif", prog_name="moodgif")
 @click.pass_context
 def cli(ctx: click.Context, verbose: bool) -> None:
     """moodgif: GIF suggestions that know what a GIF feels like."""

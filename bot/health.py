@@ -172,7 +172,7 @@ def required_components(settings: Settings) -> list[str]:
 
 def check_database(engine: Engine) -> tuple[bool, str]:
     """A real round trip: read the schema revision and compare it with the code's head."""
-    from scorer.migrate import head_revision
+    from scorer.migrate import head_revision, is_known_revision
     from scorer.store import is_busy_error, request_path
 
     try:
@@ -189,6 +189,10 @@ def check_database(engine: Engine) -> tuple[bool, str]:
         return False, f"{type(exc).__name__}: {redact(first)[:200]}"
     current = rows[0][0] if rows else None
     head = head_revision(engine)
+    if current != head and current is not None and not is_known_revision(engine, current):
+        # an old process left running through an upgrade: `db upgrade` is done already
+        return False, (f"schema at {current}, newer than this process's code ({head}): restart it "
+                       "on the new install")
     if current != head:
         return False, f"schema at {current}, code expects {head}: run `moodgif db upgrade`"
     return True, f"revision {current}"

@@ -46,7 +46,7 @@ from scorer.store import Gif, ModelVersion, Pool, PoolGif, Prediction, pack_scor
 from scorer.words_ahead import WordsAhead
 
 if TYPE_CHECKING:
-    from scorer.prior import TextModel
+    from scorer.prior import PriorStanding, TextModel
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,7 @@ class ScoreReport:
     prior_words: int = 0  # GIFs whose words the intent model could read
     prior_wide: int = 0  # GIFs with neither: only the wide prior
     head_skipped: int = 0  # GIFs outside the active head's validated pools (the prior ranks them)
+    prior_standing: PriorStanding | None = None  # which version is active after the prior ran
 
     def summary(self) -> str:
         """One line for people (an admin job's outcome): what was encoded and scored."""
@@ -236,7 +237,7 @@ def score_pool(
 
     With `prior` (what `moodgif score` and `/gif-admin pools add` ask for) the zero-shot prior (`scorer.prior`: faces, and words when a
     `text_model` is given) is written as its own model version for every GIF, and made the
-    active version when none is. A trained head never ranks a pool outside its domain."""
+    active version when none is or an older prior is (`scorer.prior.activate_prior`). A trained head never ranks a pool outside its domain."""
     t0 = time.perf_counter()
     if engine_kind not in ("local", "ray"):
         raise ScoreError(f"unknown engine {engine_kind!r}; expected local or ray")
@@ -380,14 +381,13 @@ def _face_rows(settings: Settings, scheme: str, face_dir: str,
 def _score_prior(settings: Settings, engine: Engine, report: ScoreReport, shas: list[str],
                  scheme: str, face_dir: str, rows: dict, text_model: TextModel | None) -> None:
     from scorer.channels import save_channels
-    from scorer.prior import activate_if_none, prior_version, write_prior
+    from scorer.prior import activate_prior, prior_version, write_prior
 
     mv_id = prior_version(engine, report.encoder_id, scheme, with_faces=bool(face_dir))
     stats = write_prior(engine, mv_id, shas, _face_rows(settings, scheme, face_dir, rows),
                         text_model, with_faces=bool(face_dir),
                         keep_channels=lambda sha, vec: save_channels(settings, sha, scheme, vec))
-    if activate_if_none(engine, mv_id):
-        log.info("the zero-shot prior (model version %d) is now the active version", mv_id)
+    report.prior_standing = activate_prior(engine, mv_id)
     report.prior_version_id = mv_id
     report.prior_written, report.prior_faces = stats.written, stats.faces
     report.prior_words, report.prior_wide = stats.words, stats.wide

@@ -34,13 +34,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, exists, func, insert, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, aliased
 
 from scorer import versions
 from scorer.emotions import N_EMOTIONS, NAMES
 from scorer.faces import CLASSES, FACE_API_VERSION, N_CLASSES
-from scorer.store import Gif, ModelVersion, Prediction, pack_scores, session_scope
+from scorer.store import Gif, ModelVersion, PoolGif, Prediction, pack_scores, session_scope
 from scorer.versions import PRIOR_HEAD_KIND
 
 log = logging.getLogger(__name__)
@@ -317,10 +318,68 @@ def prior_version(engine: Engine, encoder_id: str, sampling: str, with_faces: bo
         return mv.id
 
 
-def activate_if_none(engine: Engine, mv_id: int) -> bool:
-    """Make the prior the active version when nothing is active yet (a fresh home)."""
+@dataclass(frozen=True)
+class PriorStanding:
+    """Which version is active once a prior has been written, and why (`activate_prior`)."""
+
+    prior_id: int  # the prior just written
+    active_id: int
+    active_name: str
+    active_kind: str
+    replaced: str = ""  # "id (name)" of the older prior it took over from
+    missing: int = 0  # pooled GIFs the older active prior scores and this one does not yet
+    lacks: tuple[str, ...] = ()  # channels the older active prior reads and this one does not
+
+    def describe(self) -> str:
+        if self.active_id == self.prior_id:
+            took_over = f", replacing model version {self.replaced}" if self.replaced else ""
+            return f"it is the active version{took_over}"
+        where = f"the active version is model version {self.active_id} ({self.active_name})"
+        if self.active_kind != PRIOR_HEAD_KIND:
+            return f"{where}, a head trained on votes; this prior ranks the GIFs outside its pools"
+        if self.lacks:
+            return (f"{where}: it reads {', '.join(self.lacks)}, which this prior lacks "
+                    "(scripts/fetch-face-model, then moodgif score, to replace it)")
+        return (f"{where}: {self.missing} GIFs in pools have no scores from this prior yet "
+                "(moodgif score without --pool scores them and replaces it)")
+
+
+def activate_prior(engine: Engine, mv_id: int) -> PriorStanding:
+    """The rule for a prior just written: it becomes the active version when none is, or when
+    the active one is an older prior that it can stand in for: it reads every channel that one
+    reads and scores every pooled GIF that one scores (a `score --pool X` alone must not leave
+    the other pools unranked). A head trained on votes is never replaced by a prior: only a
+    retrain decides that. An install upgraded from an older prior kept ranking with it."""
     with session_scope(engine) as s:
-        return versions.activate_if_none(s, mv_id)
+        new = s.get(ModelVersion, mv_id)
+        assert new is not None
+        active = versions.active_version(s)
+        if active is None:
+            versions.activate(s, mv_id)
+            return PriorStanding(mv_id, mv_id, new.name, new.head_kind)
+        standing = PriorStanding(mv_id, active.id, active.name, active.head_kind)
+        if active.id == mv_id or active.head_kind != PRIOR_HEAD_KIND:
+            return standing
+        lacks = tuple(sorted(set(_channels(active)) - set(_channels(new))))
+        missing = 0 if lacks else _pooled_gifs_only_in(s, active.id, mv_id)
+        if lacks or missing:
+            return PriorStanding(mv_id, active.id, active.name, active.head_kind,
+                                 missing=missing, lacks=lacks)
+        versions.activate(s, mv_id)
+        return PriorStanding(mv_id, mv_id, new.name, new.head_kind, replaced=f"{active.id} ({active.name})")
+
+
+def _channels(mv: ModelVersion) -> list[str]:
+    return list(((mv.config or {}).get("channels") or {}).keys())
+
+
+def _pooled_gifs_only_in(s: Session, old_id: int, new_id: int) -> int:
+    """How many GIFs of any pool version `old_id` scores and `new_id` does not."""
+    newer = aliased(Prediction)
+    covered = exists().where(newer.model_version_id == new_id, newer.gif_sha == Prediction.gif_sha)
+    return s.scalar(select(func.count(func.distinct(Prediction.gif_sha)))
+                    .join(PoolGif, PoolGif.gif_sha == Prediction.gif_sha)
+                    .where(Prediction.model_version_id == old_id, ~covered)) or 0
 
 
 @dataclass
@@ -396,7 +455,9 @@ __all__ = [
     "FACE_MAP",
     "PRIOR_HEAD_KIND",
     "Channel",
+    "PriorStanding",
     "TextModel",
+    "activate_prior",
     "combine",
     "face_channel",
     "face_classes",

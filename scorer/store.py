@@ -42,6 +42,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from scorer.emotions import N_EMOTIONS
 
@@ -472,6 +473,33 @@ def make_engine(url: str) -> Engine:
 
 
 PG_CONNECT_TIMEOUT_S = 10
+
+
+def transactional_sqlite_engine(url: str) -> Engine:
+    """A private, uncached engine on a SQLite file whose transactions cover DDL: for the
+    migrations only (the app's engine keeps pysqlite's usual handling).
+
+    Python 3.11's pysqlite opens no transaction before ALTER or CREATE, so each ran on its
+    own: a migration killed half way kept its first columns but not its new revision, and
+    every later run failed on them ("duplicate column name"). Here pysqlite's transaction
+    handling is off and SQLAlchemy's begin emits the BEGIN itself (SQLAlchemy's recipe
+    "Serializable isolation / Savepoints / Transactional DDL" for pysqlite). IMMEDIATE takes
+    the write lock first, so processes starting together migrate one after the other, as the
+    advisory lock makes them on PostgreSQL."""
+    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
+                           json_serializer=json_dumps, poolclass=NullPool)
+    event.listen(engine, "connect", _sqlite_pragmas)
+    event.listen(engine, "connect", _no_pysqlite_transactions)
+    event.listen(engine, "begin", _begin_immediate)
+    return engine
+
+
+def _no_pysqlite_transactions(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    dbapi_conn.isolation_level = None
+
+
+def _begin_immediate(conn) -> None:  # type: ignore[no-untyped-def]
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def dispose_engines() -> None:

@@ -219,3 +219,11 @@ def test_a_database_at_a_newer_schema_or_without_rights_is_one_line(tmp_path: Pa
 def test_a_bare_moodgif_shows_the_help_and_succeeds() -> None:
     res = CliRunner().invoke(cli, [])
     assert res.exit_code == 0 and "Commands:" in res.output and "demo" in res.output, res.output
+
+
+def test_version_is_the_installed_packages() -> None:
+    """An admin upgrading must be able to tell which moodgif a host runs."""
+    from importlib.metadata import version
+
+    ran = CliRunner().invoke(cli, ["--version"])
+    assert ran.exit_code == 0 and ran.output == f"moodgif, version {version('moodgif')}\n"

@@ -267,3 +267,21 @@ async def test_readyz_scores_follow_every_snapshot_the_ranker_loads(sqlite_setti
     assert core.ranker.matrix().model_version_id == newer  # the stamp moved: reloaded
     detail = get_health().snapshot()["components"]["scores"]["detail"]
     assert detail == f"{n} GIFs, model version {newer}, fit None"
+
+
+async def test_readyz_of_a_process_older_than_the_schema_says_restart_it(sqlite_settings: Settings) -> None:
+    """An old bot kept serving through an upgrade told the admin to run `db upgrade`, already done."""
+    from sqlalchemy import text
+
+    engine = init_db(sqlite_settings.db_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0099_from_a_newer_moodgif'"))
+    client = await _client(sqlite_settings, engine)
+    try:
+        get_health().set_component("scores", True)
+        resp = await client.get("/readyz")
+        said = (await resp.json())["failing"]["database"]
+        assert resp.status == 503 and "restart it on the new install" in said and "db upgrade" not in said
+    finally:
+        await client.close()
+        dispose_engines()

@@ -183,3 +183,157 @@ def test_processes_starting_together_on_a_new_postgresql_database_all_migrate(pg
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
     results = [(p.wait(timeout=300), p.stderr.read() if p.stderr else "") for p in runs]
     assert [rc for rc, _ in results] == [0, 0, 0], [err[-800:] for _, err in results]
+
+
+# ---------------------------------------------------------------------------------------
+# An upgrade killed in the middle of a migration
+
+# Run in a child: `moodgif db upgrade`, held right after the DDL statement that names MARK
+# (the test then kills it with SIGKILL, as a power cut or `kill -9` would).
+_HELD_UPGRADE = """
+import os, sys, time
+import sqlalchemy as sa
+from sqlalchemy import event
+
+mark, flag = os.environ["TEST_HOLD_AFTER"], os.environ["TEST_HOLD_FILE"]
+
+@event.listens_for(sa.engine.Engine, "after_cursor_execute")
+def hold(conn, cursor, statement, params, context, executemany):
+    if mark in statement:
+        open(flag, "w").close()
+        time.sleep(300)
+
+sys.argv = ["moodgif", "db", "upgrade"]
+from bot.cli import main
+main()
+"""
+
+
+def _cli_env(settings: Settings, **extra: str) -> dict[str, str]:
+    import os
+
+    return {**os.environ, "MOODGIF_HOME": str(settings.home), "MOODGIF_DATABASE_URL": settings.db_url,
+            "MOODGIF_LOG_LEVEL": "INFO", "PYTHONPATH": str(Path(__file__).resolve().parent.parent), **extra}
+
+
+def _moodgif(settings: Settings, *args: str):  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "bot.cli", *args], env=_cli_env(settings),
+                          capture_output=True, text=True, timeout=300)
+
+
+def _kill_upgrade_after(settings: Settings, mark: str, flag: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    env = _cli_env(settings, TEST_HOLD_AFTER=mark, TEST_HOLD_FILE=str(flag))
+    proc = subprocess.Popen([sys.executable, "-c", _HELD_UPGRADE], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while not flag.exists():
+            assert proc.poll() is None, f"the upgrade ended before {mark!r}: {proc.stdout.read().decode()}"  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, f"the upgrade never ran {mark!r}"
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+
+
+def _columns(engine, table: str) -> set[str]:  # type: ignore[no-untyped-def]
+    from sqlalchemy import inspect
+
+    return {c["name"] for c in inspect(engine).get_columns(table)}
+
+
+# 0002's second column (its first statements done), and 0007's index after its column
+@pytest.mark.parametrize("mark", ["ADD COLUMN slug", "CREATE INDEX ix_chat_sessions_phrase"])
+def test_an_upgrade_killed_mid_migration_changes_nothing_and_runs_again(settings: Settings, tmp_path: Path,
+                                                                         mark: str) -> None:
+    """Python 3.11's pysqlite ran each ALTER on its own: a kill after the first ones kept the
+    columns but not the revision, and every later command failed ("duplicate column name")."""
+    engine = make_engine(settings.db_url)
+    first = _first_revision(engine)
+    upgrade(engine, first)
+    _seed_first_revision(engine)
+    dispose_engines()
+
+    _kill_upgrade_after(settings, mark, tmp_path / "held")
+
+    engine = make_engine(settings.db_url)
+    assert current_revision(engine) == first
+    assert "alt_text" not in _columns(engine, "gifs") and "query_key" not in _columns(engine, "chat_sessions")
+    dispose_engines()
+    ran = _moodgif(settings, "db", "upgrade")
+    assert ran.returncode == 0, ran.stderr
+    head = head_revision(engine)
+    steps = len(list(ScriptDirectory.from_config(alembic_config(engine)).iterate_revisions(head, first)))
+    # every command that migrates says so, and `db upgrade` says from where to where
+    assert f"upgrading the database schema {first} -> {head} ({steps} steps)" in ran.stderr
+    assert f"database at revision {head} (upgraded from {first}: {steps} migrations)" in ran.stdout
+    assert current_revision(engine) == head
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT title FROM gifs WHERE sha256 = :s"), {"s": SHA_A}).scalar_one() == "cat"
+    dispose_engines()
+
+
+def test_a_database_half_upgraded_by_an_older_moodgif_says_to_restore_the_backup(settings: Settings) -> None:
+    """What an older build's interrupted SQLite upgrade left: 0002's first column, revision 0001."""
+    engine = make_engine(settings.db_url)
+    first = _first_revision(engine)
+    upgrade(engine, first)
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE gifs ADD COLUMN alt_text TEXT DEFAULT '' NOT NULL"))
+    dispose_engines()
+    for command in (["db", "upgrade"], ["pool", "list"]):
+        ran = _moodgif(settings, *command)
+        assert ran.returncode == 1, ran.stderr
+        said = ran.stderr.strip().splitlines()[-1]
+        assert said.startswith("moodgif: the database is half-upgraded: it records schema revision "
+                               f"{first}"), said
+        assert "moodgif restore --force FILE" in said and "cannot reach" not in said
+        assert "Traceback" not in ran.stderr
+
+
+def test_a_command_on_an_up_to_date_database_says_nothing_about_upgrading(settings: Settings) -> None:
+    upgrade(make_engine(settings.db_url))
+    dispose_engines()
+    ran = _moodgif(settings, "db", "upgrade")
+    assert ran.returncode == 0, ran.stderr
+    assert "upgrading" not in ran.stderr and "(already the newest)" in ran.stdout
+
+
+# ---------------------------------------------------------------------------------------
+# 0009: chat_sessions' indexes on databases made by an earlier version of 0007
+
+SESSION_INDEXES = {"ix_chat_sessions_phrase": ["platform", "workspace", "query_key", "updated_at"],
+                   "ix_chat_sessions_updated": ["updated_at"]}
+
+
+def _session_indexes(engine) -> dict[str, list[str]]:  # type: ignore[no-untyped-def]
+    from sqlalchemy import inspect
+
+    return {ix["name"]: list(ix["column_names"]) for ix in inspect(engine).get_indexes("chat_sessions")}
+
+
+# What 0007 made at 79b62a3 and at 4061b4e (it was changed twice after it first shipped)
+EARLY_0007 = {
+    "79b62a3": ["DROP INDEX ix_chat_sessions_updated", "DROP INDEX ix_chat_sessions_phrase",
+                "CREATE INDEX ix_chat_sessions_phrase ON chat_sessions (platform, workspace, query_key)"],
+    "4061b4e": ["DROP INDEX ix_chat_sessions_updated"],
+}
+
+
+@pytest.mark.parametrize("made_by", [*EARLY_0007, "today"])
+def test_0009_makes_the_session_indexes_what_0007_makes_today(settings: Settings, made_by: str) -> None:
+    engine = make_engine(settings.db_url)
+    upgrade(engine, "0007_phrase_key")
+    with engine.begin() as conn:
+        for statement in EARLY_0007.get(made_by, []):
+            conn.execute(text(statement))
+    upgrade(engine, "head")
+    assert _session_indexes(engine) == SESSION_INDEXES
+    dispose_engines()

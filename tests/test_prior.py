@@ -399,3 +399,101 @@ def test_retrain_judges_a_new_head_against_what_ranks_each_gif(sqlite_settings: 
     with session_scope(engine) as s:
         want = unpack_scores(s.get(Prediction, (zs, b)).scores)
     np.testing.assert_allclose(got[1], want, atol=1e-6)
+
+
+# --- which version is active once a prior is written (an upgraded install) -----------------
+
+def _pooled(engine, *shas: str) -> None:  # type: ignore[no-untyped-def]
+    from scorer.store import Gif, Pool, PoolGif
+
+    with session_scope(engine) as s:
+        pool = Pool(name="team")
+        s.add(pool)
+        s.flush()
+        for sha in shas:
+            s.add(Gif(sha256=sha, bytes=1, width=4, height=4, n_frames=1, duration_ms=0))
+            s.flush()
+            s.add(PoolGif(pool_id=pool.id, gif_sha=sha))
+
+
+def _version(engine, name: str, head_kind: str, shas: list[str], *, channels=("words",),  # type: ignore[no-untyped-def]
+             active: bool = False, encoder: str = "enc") -> int:
+    from scorer import versions
+    from scorer.store import pack_scores
+
+    with session_scope(engine) as s:
+        mv = versions.create_candidate(s, name=name, encoder_id=encoder, sampling="sparse", head_kind=head_kind,
+                                       config={"channels": {c: {} for c in channels}})
+        for sha in shas:
+            s.add(Prediction(model_version_id=mv.id, gif_sha=sha, scores=pack_scores(np.full(N_EMOTIONS, 0.5))))
+        if active:
+            versions.activate(s, mv.id)
+        return mv.id
+
+
+def _add_predictions(engine, mv_id: int, shas: list[str]) -> None:  # type: ignore[no-untyped-def]
+    from scorer.store import pack_scores
+
+    with session_scope(engine) as s:
+        for sha in shas:
+            s.add(Prediction(model_version_id=mv_id, gif_sha=sha, scores=pack_scores(np.full(N_EMOTIONS, 0.4))))
+
+
+def test_a_new_prior_replaces_an_older_active_prior_once_it_covers_its_pools(engine) -> None:  # type: ignore[no-untyped-def]
+    from scorer import versions
+    from scorer.prior import activate_prior
+
+    a, b = "a" * 64, "b" * 64
+    _pooled(engine, a, b)
+    old = _version(engine, "prior:words v6", "prior", [a, b], active=True)
+    new = _version(engine, "prior:words v12", "prior", [a])
+    # `score --pool X` wrote it for one pool only: the other would lose its scores
+    held = activate_prior(engine, new)
+    assert (held.active_id, held.missing) == (old, 1) and versions.active_version_id(engine) == old
+    assert "1 GIFs in pools have no scores from this prior yet" in held.describe()
+    _add_predictions(engine, new, [b])
+    took = activate_prior(engine, new)
+    assert took.active_id == new and versions.active_ids(engine) == [new]
+    assert took.describe() == f"it is the active version, replacing model version {old} (prior:words v6)"
+    assert activate_prior(engine, new).describe() == "it is the active version"
+
+
+def test_a_prior_never_replaces_a_trained_head_or_a_prior_reading_more(engine) -> None:  # type: ignore[no-untyped-def]
+    from scorer import versions
+    from scorer.prior import activate_prior
+
+    a = "a" * 64
+    _pooled(engine, a)
+    faces = _version(engine, "prior:words+faces v6", "prior", [a], channels=("words", "faces"), active=True)
+    words = _version(engine, "prior:words v12", "prior", [a])
+    kept = activate_prior(engine, words)
+    assert kept.active_id == faces and kept.lacks == ("faces",) and "reads faces" in kept.describe()
+    head = _version(engine, "retrain-3", "fc-maxpool-2", [a], active=True)
+    newer = _version(engine, "prior:words+faces v12", "prior", [a], channels=("words", "faces"))
+    kept = activate_prior(engine, newer)
+    assert kept.active_id == head and versions.active_ids(engine) == [head]
+    assert "a head trained on votes" in kept.describe()
+
+
+def test_score_makes_its_prior_active_in_place_of_an_older_one(sqlite_settings: Settings, tmp_path: Path) -> None:
+    """An install upgraded from an older prior kept ranking with it: `moodgif score` wrote the
+    new prior as a candidate beside it, and said nothing about which one ranks."""
+    from bot.score_matrix import load_matrix
+    from scorer.pool import pool_gifs
+    from scorer.store import init_db
+
+    settings = sqlite_settings
+    folder = tmp_path / "team"
+    folder.mkdir()
+    _gif_named(folder, "so-happy-yay.gif", 1)
+    _gif_named(folder, "crying-sad.gif", 2)
+    assert _cli(settings, "pool", "add", "team", str(folder)).exit_code == 0
+    engine = init_db(settings.db_url)
+    old = _version(engine, "prior:words v6 w=2 x0=0.15", "prior", pool_gifs(engine, "team"), active=True,
+                   encoder=settings.scoring.encoder)
+    out = _cli(settings, "score", "--device", "cpu")
+    assert out.exit_code == 0, out.output
+    matrix = load_matrix(engine)
+    assert matrix.model_version_id != old
+    assert (f"it is the active version, replacing model version {old} (prior:words v6 w=2 x0=0.15)"
+            in out.output), out.output

@@ -160,14 +160,14 @@ def _sure_votes(engine, truth: dict[str, np.ndarray], n: int, seed: int) -> None
 
 def _prior(settings: Settings, engine, scores: dict[str, np.ndarray]) -> int:  # type: ignore[no-untyped-def]
     """A zero-shot prior version, active (a fresh home), with the given predictions."""
-    from scorer.prior import activate_if_none, prior_version
+    from scorer.prior import activate_prior, prior_version
 
     zs = prior_version(engine, settings.scoring.encoder, settings.scoring.sampling, with_faces=False)
     with session_scope(engine) as s:
         for sha, row in scores.items():
             s.add(Prediction(model_version_id=zs, gif_sha=sha, scores=pack_scores(row),
                              sd=pack_scores(np.full(N_EMOTIONS, 0.1))))
-    assert activate_if_none(engine, zs)
+    assert activate_prior(engine, zs).active_id == zs
     return zs
 
 

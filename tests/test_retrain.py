@@ -445,7 +445,7 @@ def test_commands_end_to_end(sqlite_settings, sqlite_engine, tmp_path) -> None: 
 def test_votes_refine_the_zero_shot_prior(sqlite_settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
     """A fresh home's active version is the prior: the retrain job fits with it as the BT
     prior, judges the new head against it, and the new head records its pools."""
-    from scorer.prior import activate_if_none, prior_version, write_prior
+    from scorer.prior import activate_prior, prior_version, write_prior
 
     settings, engine = sqlite_settings, sqlite_engine
     truth = make_pool(settings, engine)
@@ -453,7 +453,7 @@ def test_votes_refine_the_zero_shot_prior(sqlite_settings, sqlite_engine) -> Non
     mv_id = prior_version(engine, settings.scoring.encoder, settings.scoring.sampling, with_faces=False)
     stats = write_prior(engine, mv_id, shas, lambda _sha: None, None, with_faces=False)
     assert stats.written == N_GIFS and stats.wide == N_GIFS  # no words, no faces: all wide
-    assert activate_if_none(engine, mv_id) and active_ids(engine) == [mv_id]
+    assert activate_prior(engine, mv_id).active_id == mv_id and active_ids(engine) == [mv_id]
     simulate_votes(engine, truth, 3000)
     out = run_retrain(settings, engine, epochs=30)
     assert_decided_by_its_judgement(out)

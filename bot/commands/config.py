@@ -50,11 +50,15 @@ def db_group() -> None:
 @click.pass_obj
 def db_upgrade(settings: Settings) -> None:
     """Run the Alembic migrations up to head."""
-    from scorer.migrate import current_revision
-    from scorer.store import init_db
+    from scorer.migrate import upgrade
+    from scorer.store import make_engine
 
-    engine = init_db(settings.db_url)
-    click.echo(f"database at revision {current_revision(engine)}")
+    change = upgrade(make_engine(settings.db_url))
+    if change.steps:
+        click.echo(f"database at revision {change.after} (upgraded from {change.before or 'an empty database'}: "
+                   f"{change.steps} migration{'s' if change.steps != 1 else ''})")
+    else:
+        click.echo(f"database at revision {change.after} (already the newest)")
 
 
 @db_group.command("status")

@@ -109,6 +109,8 @@ def _echo_prior(report: ScoreReport) -> None:
             f"{report.prior_faces} with a face, {report.prior_words} with readable words, "
             f"{report.prior_wide} with only a wide prior (explored more)"
         )
+    if report.prior_standing is not None:
+        click.echo(f"  {report.prior_standing.describe()}")
 
 
 def _echo_head(report: ScoreReport) -> None:

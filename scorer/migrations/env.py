@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+from scorer.migrate import migration_connection
 from scorer.store import Base
 
 config = context.config
@@ -13,8 +14,7 @@ target_metadata = Base.metadata
 def run() -> None:
     connection = config.attributes.get("connection")
     if connection is None:
-        engine = config.attributes["engine"]
-        with engine.begin() as conn:
+        with migration_connection(config.attributes["engine"]) as conn:
             _migrate(conn)
     else:
         _migrate(connection)
@@ -25,6 +25,9 @@ def _migrate(connection) -> None:  # type: ignore[no-untyped-def]
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
+        # SQLite's DDL is transactional too once pysqlite stays out of the way
+        # (scorer.migrate.migration_connection): all of a migration or none of it.
+        transactional_ddl=True,
     )
     with context.begin_transaction():
         context.run_migrations()
