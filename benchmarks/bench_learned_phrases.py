@@ -83,7 +83,7 @@ def main() -> int:
     args = ap.parse_args()
     from sqlalchemy import create_engine, text
 
-    from scorer.store import init_db
+    from scorer.migrate import init_db
 
     cleanup = None
     if args.db == "sqlite":

@@ -30,8 +30,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from scorer.emotions import NAMES  # noqa: E402
+from scorer.migrate import init_db  # noqa: E402
 from scorer.settings import load_settings  # noqa: E402
-from scorer.store import init_db  # noqa: E402
 
 
 def simulate(truth: dict[str, np.ndarray], n: int, k: float, seed: int) -> list[tuple[str, str, str, str]]:

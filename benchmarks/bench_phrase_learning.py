@@ -45,8 +45,8 @@ from _bot_pool import add_model_version, demo_manifest, designed_scores, ingest_
 from bot.core import BotCore  # noqa: E402
 from bot.events import Actor  # noqa: E402
 from bot.intent import IntentParser  # noqa: E402
+from scorer.migrate import init_db  # noqa: E402
 from scorer.settings import load_settings  # noqa: E402
-from scorer.store import init_db  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)

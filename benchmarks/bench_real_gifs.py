@@ -90,8 +90,8 @@ def _score(settings, pool: str, *, prior: bool):  # type: ignore[no-untyped-def]
     """(engine, report, wall s, cpu s) of one score_pool run; the intent model is loaded
     before the clock starts (a once-per-process cost, not a per-GIF one)."""
     from bot.intent import text_model
+    from scorer.migrate import init_db
     from scorer.pipeline import score_pool
-    from scorer.store import init_db
 
     engine = init_db(settings.db_url)
     text = None
@@ -172,8 +172,9 @@ def time_scoring(work: Path, folder: Path, n: int, name: str, workers: int = 2) 
     a fresh home; ratio = prior / mean of the two. `workers` decode processes (2, the
     default, is what `moodgif score` uses: the face work runs there, one torch thread each;
     their CPU is counted once they exit); 0 = all in this process."""
+    from scorer.migrate import init_db
     from scorer.pool import ingest
-    from scorer.store import dispose_engines, init_db
+    from scorer.store import dispose_engines
 
     runs = {}
     for tag, prior in (("today-1", False), ("prior", True), ("today-2", False)):
@@ -200,8 +201,9 @@ def run_set(name: str, tmp: Path, timing: bool, dump: Path | None = None) -> dic
     work = tmp / name
     work.mkdir()
     hidden, shown = _folder(work, rows, "hidden"), _folder(work, rows, "shown")
+    from scorer.migrate import init_db
     from scorer.pool import ingest
-    from scorer.store import dispose_engines, init_db
+    from scorer.store import dispose_engines
 
     result: dict = {}
     if timing:
@@ -361,8 +363,9 @@ def _mean_auc(scores: np.ndarray, rows: list[dict], emotions: list[str]) -> floa
 
 def run_votes(name: str, tmp: Path) -> dict:
     """Both conditions of one set: names hidden (faces only), then shown (faces + words)."""
+    from scorer.migrate import init_db
     from scorer.pool import ingest
-    from scorer.store import dispose_engines, init_db
+    from scorer.store import dispose_engines
 
     rows = read_set(name)
     work = tmp / name

@@ -38,8 +38,8 @@ PG_ADMIN = os.environ.get("MOODGIF_TEST_PG", "postgresql://postgres@127.0.0.1:54
 def engine_for(db: str, n: int):  # type: ignore[no-untyped-def]
     from bench_serve_memory import build_pool
 
+    from scorer.migrate import init_db
     from scorer.settings import load_settings
-    from scorer.store import init_db
 
     # BENCH_OUT: share the pools with another checkout (e.g. timing the previous commit)
     home = Path(os.environ.get("BENCH_OUT", ROOT / "bench-out")) / f"serve-memory-{n}"

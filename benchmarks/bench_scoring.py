@@ -40,9 +40,9 @@ sys.path.insert(0, str(REPO))
 
 
 def _setup(home: Path, count: int, seed: int = 0, gifs_dir: Path | None = None):  # type: ignore[no-untyped-def]
+    from scorer.migrate import init_db
     from scorer.pool import ingest
     from scorer.settings import load_settings
-    from scorer.store import init_db
 
     if gifs_dir is not None:
         settings = load_settings(env={}, home=str(home), allowed_source_dirs=[str(gifs_dir)])
@@ -133,9 +133,9 @@ def _rss_setup(home: str, count: int) -> None:
 
 def _rss_child(home: str, count: int, encoder: str, device: str, workers: int, batch: int) -> None:
     """Score an already ingested pool in a fresh process: the peak RSS is scoring's alone."""
+    from scorer.migrate import init_db
     from scorer.pipeline import score_pool
     from scorer.settings import load_settings
-    from scorer.store import init_db
 
     settings = load_settings(env={}, home=home)
     engine = init_db(settings.db_url)

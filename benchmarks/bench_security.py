@@ -30,9 +30,10 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scorer.frames import GifDecodeError, verify_gif
+from scorer.migrate import init_db
 from scorer.pool import ingest
 from scorer.settings import load_settings
-from scorer.store import dispose_engines, init_db
+from scorer.store import dispose_engines
 
 
 def bomb(width: int = 4096, height: int = 4096, frames: int = 790) -> bytes:

@@ -51,8 +51,9 @@ def build_pool(home: Path, n: int) -> None:
     from bench_sizing import TABLES, _rows
     from sqlalchemy import update
 
+    from scorer.migrate import init_db
     from scorer.settings import load_settings
-    from scorer.store import ModelVersion, Pool, dispose_engines, init_db, session_scope
+    from scorer.store import ModelVersion, Pool, dispose_engines, session_scope
 
     marker = home / "built"
     if marker.exists():

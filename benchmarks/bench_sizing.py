@@ -29,6 +29,7 @@ from sqlalchemy import insert, select, text
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scorer.emotions import N_EMOTIONS
+from scorer.migrate import init_db
 from scorer.store import (
     BTFit,
     BTScore,
@@ -39,7 +40,6 @@ from scorer.store import (
     PoolGif,
     Prediction,
     dispose_engines,
-    init_db,
 )
 
 PG_ADMIN = os.environ.get("MOODGIF_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")

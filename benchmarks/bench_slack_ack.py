@@ -132,8 +132,8 @@ async def main_async(args: argparse.Namespace) -> int:
     from bot.adapters import slack as slack_adapter
     from bot.core import BotCore
     from bot.demo import run_demo
+    from scorer.migrate import init_db
     from scorer.settings import load_settings
-    from scorer.store import init_db
 
     home = Path(args.home)
     home.mkdir(parents=True, exist_ok=True)

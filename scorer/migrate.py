@@ -19,6 +19,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from scorer.store import make_engine, transactional_sqlite_engine
+
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 log = logging.getLogger(__name__)
@@ -64,8 +66,6 @@ def migration_connection(engine: Engine) -> Iterator[Connection]:
     """A connection in one real transaction that the migrations' DDL is part of: all of a
     migration or none of it, whenever the process is killed. Only one process at a time
     holds it (PostgreSQL: an advisory lock; SQLite: BEGIN IMMEDIATE)."""
-    from scorer.store import transactional_sqlite_engine
-
     private = None
     if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
         private = transactional_sqlite_engine(engine.url.render_as_string(hide_password=False))
@@ -123,6 +123,13 @@ def _half_applied_advice(change: SchemaChange, exc: DBAPIError) -> str:
             f"the next migration is already in it ({first}). An older moodgif's upgrade was stopped "
             "in the middle. Restore the backup taken before the upgrade with `moodgif restore "
             "--force FILE`, then run `moodgif db upgrade`")
+
+
+def init_db(url: str) -> Engine:
+    """Create or upgrade the schema to the newest migration and return the engine."""
+    engine = make_engine(url)
+    upgrade(engine)
+    return engine
 
 
 def current_revision(engine: Engine) -> str | None:

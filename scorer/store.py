@@ -508,15 +508,6 @@ def dispose_engines() -> None:
     _ENGINES.clear()
 
 
-def init_db(url: str) -> Engine:
-    """Create or upgrade the schema to the newest migration and return the engine."""
-    from scorer.migrate import upgrade
-
-    engine = make_engine(url)
-    upgrade(engine)
-    return engine
-
-
 _MAKERS: dict[int, sessionmaker] = {}
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from shared_data import SHARED_DATA
 
+from scorer.migrate import init_db
 from scorer.settings import Settings, load_settings
-from scorer.store import dispose_engines, init_db
+from scorer.store import dispose_engines
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_GIFS = SHARED_DATA / "real-gifs"

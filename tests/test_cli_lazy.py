@@ -187,7 +187,7 @@ def test_a_database_at_a_newer_schema_or_without_rights_is_one_line(tmp_path: Pa
     import psycopg
     from sqlalchemy import text
 
-    from scorer.store import init_db
+    from scorer.migrate import init_db
 
     home = tmp_path / "home"
     engine = init_db(f"sqlite:///{home / 'moodgif.db'}")

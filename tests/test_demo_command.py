@@ -72,8 +72,9 @@ def test_an_interrupted_simulation_is_finished_by_the_next_run(tmp_path: Path, m
     from bot import demo
     from bot.commands.serve import demo_settings
     from bot.simulate import SIM_PLATFORM
+    from scorer.migrate import init_db
     from scorer.settings import load_settings
-    from scorer.store import Comparison, init_db
+    from scorer.store import Comparison
 
     settings = demo_settings(load_settings(env={}, home=str(tmp_path)))
     engine = init_db(settings.db_url)
@@ -145,8 +146,8 @@ def test_a_demo_without_virtual_users_is_finished_not_resumed(tmp_path: Path) ->
     after 0 of 0 requests at every later run."""
     from bot import demo
     from bot.commands.serve import demo_settings
+    from scorer.migrate import init_db
     from scorer.settings import load_settings
-    from scorer.store import init_db
 
     settings = demo_settings(load_settings(env={}, home=str(tmp_path)))
     engine = init_db(settings.db_url)

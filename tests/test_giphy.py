@@ -18,9 +18,10 @@ from sqlalchemy import select
 
 from scorer.giphy import GiphyError, GiphyKeyError, clean_text, map_rating, parse_gif
 from scorer.giphy_import import GiphyEmpty, parse_giphy_source
+from scorer.migrate import init_db
 from scorer.pool import ingest, pool_gifs
 from scorer.settings import Settings
-from scorer.store import Gif, Refusal, init_db, session_scope
+from scorer.store import Gif, Refusal, session_scope
 
 
 @dataclass

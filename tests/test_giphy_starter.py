@@ -17,10 +17,11 @@ from bot.cli import cli
 from scorer.emotions import NAMES
 from scorer.giphy import GiphyError
 from scorer.giphy_starter import build_starter, plan_path
+from scorer.migrate import init_db
 from scorer.pool import pool_gifs
 from scorer.settings import Settings, load_settings
 from scorer.starter_phrases import PHRASES
-from scorer.store import Gif, init_db, session_scope
+from scorer.store import Gif, session_scope
 
 
 def test_phrases_cover_every_emotion_with_reactions() -> None:

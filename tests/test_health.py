@@ -22,8 +22,9 @@ from bot.health import (
     add_ops_routes,
     get_health,
 )
+from scorer.migrate import init_db
 from scorer.settings import Settings, load_settings
-from scorer.store import Gif, Pool, PoolGif, RetrainRun, dispose_engines, init_db, session_scope
+from scorer.store import Gif, Pool, PoolGif, RetrainRun, dispose_engines, session_scope
 
 
 @pytest.fixture(autouse=True)

@@ -18,8 +18,9 @@ from fake_giphy import FakeGif, FakeGiphy
 from sqlalchemy import func, select
 
 from bot.cli import cli
+from scorer.migrate import init_db
 from scorer.settings import Settings, load_settings
-from scorer.store import Comparison, Gif, ModelVersion, Refusal, init_db, session_scope
+from scorer.store import Comparison, Gif, ModelVersion, Refusal, session_scope
 from training.bradley_terry import read_gifgif_csv
 from training.gifgif import PretrainError, import_comparisons, ingest_ids, ingest_tar
 

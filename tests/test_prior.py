@@ -217,9 +217,10 @@ def test_a_pool_of_bad_input_gets_a_prior_and_no_crash(sqlite_settings: Settings
     a tag list of thousands: every GIF is scored, nothing hostile is stored or read, and a
     GIF with nothing readable keeps the wide prior."""
     from scorer.channels import load_channels
+    from scorer.migrate import init_db
     from scorer.pipeline import score_pool
     from scorer.pool import ingest
-    from scorer.store import Gif, init_db
+    from scorer.store import Gif
 
     settings = sqlite_settings.override(scoring__encoder="motion")
     engine = init_db(settings.db_url)
@@ -271,7 +272,7 @@ def _cli(settings: Settings, *args: str):  # type: ignore[no-untyped-def]
 
 def test_fresh_home_ranks_a_real_pool_before_any_vote(sqlite_settings: Settings, tmp_path: Path) -> None:
     from bot.score_matrix import load_matrix
-    from scorer.store import init_db
+    from scorer.migrate import init_db
 
     settings = sqlite_settings
     folder = tmp_path / "team"
@@ -314,9 +315,10 @@ def test_a_head_trained_on_one_pool_never_ranks_another(sqlite_settings: Setting
     from bot.score_matrix import load_matrix
     from scorer.encoders import get_encoder
     from scorer.heads import build_head, save_head
+    from scorer.migrate import init_db
     from scorer.pipeline import score_pool
     from scorer.pool import ingest, pool_gifs
-    from scorer.store import Comparison, init_db
+    from scorer.store import Comparison
 
     settings = sqlite_settings
     engine = init_db(settings.db_url)
@@ -371,9 +373,10 @@ def test_a_head_trained_on_one_pool_never_ranks_another(sqlite_settings: Setting
 
 def test_retrain_judges_a_new_head_against_what_ranks_each_gif(sqlite_settings: Settings, tmp_path: Path) -> None:
     """Held-out comparison uses the active head where it predicts, the prior elsewhere."""
+    from scorer.migrate import init_db
     from scorer.pool import ingest, pool_gifs
     from scorer.prior import prior_version, write_prior
-    from scorer.store import init_db, pack_scores
+    from scorer.store import pack_scores
     from training.retrain import ranked_predictions
 
     settings = sqlite_settings
@@ -479,8 +482,8 @@ def test_score_makes_its_prior_active_in_place_of_an_older_one(sqlite_settings: 
     """An install upgraded from an older prior kept ranking with it: `moodgif score` wrote the
     new prior as a candidate beside it, and said nothing about which one ranks."""
     from bot.score_matrix import load_matrix
+    from scorer.migrate import init_db
     from scorer.pool import pool_gifs
-    from scorer.store import init_db
 
     settings = sqlite_settings
     folder = tmp_path / "team"

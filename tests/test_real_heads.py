@@ -59,9 +59,9 @@ def test_score_stores_channels_and_heads_with_and_without_them_run(
         sqlite_settings: Settings, tmp_path: Path) -> None:
     from scorer.encoders import get_encoder
     from scorer.heads import build_head, save_head
+    from scorer.migrate import init_db
     from scorer.pipeline import score_pool, write_predictions
     from scorer.pool import ingest, pool_details
-    from scorer.store import init_db
 
     settings = sqlite_settings
     engine = init_db(settings.db_url)
@@ -449,9 +449,9 @@ def test_train_reads_the_prior_channels_and_keeps_the_better_head(sqlite_setting
 def test_train_scores_gifs_without_channels_with_the_prior_first(sqlite_settings: Settings, tmp_path: Path) -> None:
     """A pool scored without the prior (no channels stored): given the bot's text model,
     `train_version` scores it with the prior first, so the head reads the GIFs' words."""
+    from scorer.migrate import init_db
     from scorer.pipeline import score_pool
     from scorer.pool import ingest, pool_details
-    from scorer.store import init_db
     from training.workflow import train_version
 
     settings = sqlite_settings.override(scoring__encoder="motion")

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from scorer.emotions import N_EMOTIONS, NAMES, emotion_index
-from scorer.migrate import current_revision, head_revision
+from scorer.migrate import current_revision, head_revision, init_db
 from scorer.store import (
     Comparison,
     Gif,
@@ -16,7 +16,6 @@ from scorer.store import (
     Pool,
     PoolGif,
     Prediction,
-    init_db,
     pack_scores,
     session_scope,
     unpack_scores,

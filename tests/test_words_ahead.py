@@ -10,9 +10,10 @@ from _h1_gifs import good_gif
 from sqlalchemy import select
 
 from bot.intent import IntentParser
+from scorer.migrate import init_db
 from scorer.prior import prior_version, write_prior
 from scorer.settings import Settings
-from scorer.store import Prediction, init_db, session_scope, unpack_scores
+from scorer.store import Prediction, session_scope, unpack_scores
 from scorer.words_ahead import WordsAhead
 
 LEXICON = IntentParser(use_embeddings=False).distribution

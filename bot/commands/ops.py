@@ -91,8 +91,8 @@ def restore_cmd(settings: Settings, path: Path, force: bool, check_only: bool) -
 def _warn_about_salt(settings: Settings) -> None:
     """A backup never holds the user-hash salt (docs/deploy.md): say now, not at the first /gif,
     that this host lacks the one the restored votes were hashed with."""
+    from scorer.migrate import init_db
     from scorer.salt import salt_problem
-    from scorer.store import init_db
 
     problem = salt_problem(init_db(settings.db_url), settings)
     if problem:

@@ -72,8 +72,8 @@ def pool_add(settings: Settings, name: str, source: str, limit: int | None, rati
     With --json an error is a JSON object too ({"error": ...}).
     """
     from scorer.giphy import GiphyError
+    from scorer.migrate import init_db
     from scorer.pool import PoolError, ingest
-    from scorer.store import init_db
 
     giphy = source.lower().startswith("giphy:")
     if not giphy and (limit is not None or rating is not None):
@@ -108,8 +108,8 @@ def pool_add(settings: Settings, name: str, source: str, limit: int | None, rati
 @click.pass_obj
 def pool_list(settings: Settings, as_json: bool) -> None:
     """Every pool and how many GIFs it holds."""
+    from scorer.migrate import init_db
     from scorer.pool import list_pools
-    from scorer.store import init_db
 
     pools = list_pools(init_db(settings.db_url))
     if as_json:
@@ -131,8 +131,8 @@ def pool_list(settings: Settings, as_json: bool) -> None:
 @click.pass_obj
 def pool_show(settings: Settings, name: str, limit: int, as_json: bool) -> None:
     """Totals, ratings and formats of pool NAME and its first GIFs."""
+    from scorer.migrate import init_db
     from scorer.pool import UnknownPoolError, pool_details
-    from scorer.store import init_db
 
     try:
         info = pool_details(init_db(settings.db_url), name, limit=limit)
@@ -200,8 +200,8 @@ def _prior_line(p: dict) -> str:
 def pool_remove(settings: Settings, name: str) -> None:
     """Remove pool NAME: its memberships only; GIF files, scores and comparisons stay."""
     from bot.scoped_settings import scopes_limited_to
+    from scorer.migrate import init_db
     from scorer.pool import UnknownPoolError, remove_pool
-    from scorer.store import init_db
 
     engine = init_db(settings.db_url)
     try:

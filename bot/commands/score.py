@@ -53,8 +53,8 @@ def score_cmd(
     if list_encoders:
         _echo_known_encoders()
         return
+    from scorer.migrate import init_db
     from scorer.pipeline import ScoreError, score_pool
-    from scorer.store import init_db
 
     engine = init_db(settings.db_url)
     text_model = None if no_prior else _settled_text_model(settings)

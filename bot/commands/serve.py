@@ -43,7 +43,7 @@ def demo_cmd(settings: Settings, count: int, sessions: int, seed: int, no_serve:
     from sqlalchemy.exc import OperationalError
 
     from bot.demo import run_demo
-    from scorer.store import init_db
+    from scorer.migrate import init_db
 
     settings = demo_settings(settings, demo_home)
     if port is not None:
@@ -96,7 +96,7 @@ def demo_settings(settings: Settings, home: Path | None = None) -> Settings:
 def serve_cmd(settings: Settings, port: int | None, host: str | None, open_browser: bool) -> None:
     """Run the playground, the configured Slack/Discord adapters and the retrain scheduler."""
     from bot.serve import run_serve
-    from scorer.store import init_db
+    from scorer.migrate import init_db
 
     overrides = {k: v for k, v in (("http_port", port), ("http_host", host)) if v is not None}
     settings = settings.override(**overrides)

@@ -45,8 +45,8 @@ def pool_starter(settings: Settings, per_emotion: int, name: str, rating: str | 
     """
     from scorer.giphy import GiphyError
     from scorer.giphy_starter import build_starter
+    from scorer.migrate import init_db
     from scorer.pool import PoolError
-    from scorer.store import init_db
 
     start = time.perf_counter()
     try:
@@ -111,7 +111,7 @@ def pretrain_gifgif_cmd(settings: Settings, csv_src: str, images_src: str | None
     """
     from scorer.download import DownloadError
     from scorer.giphy import GiphyError
-    from scorer.store import init_db
+    from scorer.migrate import init_db
     from training.gifgif import PretrainError, pretrain_gifgif
     from training.workflow import WorkflowError
 

@@ -53,7 +53,7 @@ def suggest_cmd(settings: Settings, text: tuple[str, ...], k: int, as_json: bool
     from bot.events import Actor
     from bot.intent import without_background_build
     from bot.ranking import Ranker
-    from scorer.store import init_db
+    from scorer.migrate import init_db
 
     scope = _scope(channel)
     engine = init_db(settings.db_url)

@@ -28,7 +28,7 @@ def register(group: click.Group) -> None:
 
 
 def _engine(settings: Settings):  # type: ignore[no-untyped-def]
-    from scorer.store import init_db
+    from scorer.migrate import init_db
 
     return init_db(settings.db_url)
 

@@ -121,8 +121,8 @@ def crowd_rows(truth: dict[str, np.ndarray], per_gif: int, k: float, seed: int
 def _pool_home(settings: Settings, home: Path, store: Path, pool: str, manifest: Path
                ) -> tuple[Settings, Any]:
     """A fresh home sharing the GIF/feature store, with `manifest` ingested and encoded."""
+    from scorer.migrate import init_db
     from scorer.pool import ingest
-    from scorer.store import init_db
 
     if home.exists():
         shutil.rmtree(home)

@@ -271,7 +271,7 @@ class _StrategyRun:
         from bot.core import BotCore
         from bot.intent import get_parser
         from bot.ranking import Ranker
-        from scorer.store import init_db
+        from scorer.migrate import init_db
         from training.retrain import scheduled_job
 
         engine = init_db(s.db_url)

@@ -29,8 +29,9 @@ from sqlalchemy import select
 from bot.core import BUSY_TEXT, BotCore
 from bot.dbclock import DbClock
 from bot.intent import IntentParser
+from scorer.migrate import init_db
 from scorer.settings import load_settings
-from scorer.store import Gif, dispose_engines, init_db, session_scope
+from scorer.store import Gif, dispose_engines, session_scope
 
 REPO = Path(__file__).resolve().parents[2]
 MOODGIF = [sys.executable, "-m", "bot.cli"]
