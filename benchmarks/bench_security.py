@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import io
 import sys
 import tempfile
@@ -92,7 +91,7 @@ def bench_urls(counts: list[int]) -> None:
             row = []
             for n in counts:
                 with tempfile.TemporaryDirectory() as home:
-                    settings = dataclasses.replace(load_settings(env={}, home=home), fetch_concurrency=conc)
+                    settings = load_settings(env={}, home=home).override(fetch__concurrency=conc)
                     engine = init_db(settings.db_url)
                     lst = Path(home) / "urls.txt"
                     lst.write_text("".join(f"http://127.0.0.1:{port}/{i}.gif\n" for i in range(n)))

@@ -159,7 +159,7 @@ async def measure(n_gifs: int, requests: int, embedder: str) -> dict:
                         "team_id": "T0BENCH", "channel_id": "C0BENCH", "user_id": f"U{i % 50:04d}",
                         "user_name": f"user{i}", "command": "/gif",
                         "text": ["happy", "ugh", "phew", "lol", "so proud of you", "cat"][i % 6],
-                        "response_url": fake.response_url(f"m{i}"), "trigger_id": "1"})
+                        "response_url": fake.response_url(f"m{i}"), "trigger_id": f"m.{i}"})  # unique, as Slack sends them
                     ts = str(int(time.time()))
                     headers = {"X-Slack-Request-Timestamp": ts,
                                "X-Slack-Signature": verifier.generate_signature(timestamp=ts,

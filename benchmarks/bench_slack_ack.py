@@ -72,7 +72,7 @@ async def slack_side(n: int) -> None:
                     body = urllib.parse.urlencode({
                         "team_id": "T0BENCH", "channel_id": "C0BENCH", "user_id": f"U{round_no}X{i:04d}",
                         "user_name": f"user{i}", "command": "/gif", "text": ["happy", "ugh", "phew", "lol"][i % 4],
-                        "response_url": fake.response_url(hook), "trigger_id": "1",
+                        "response_url": fake.response_url(hook), "trigger_id": f"{round_no}.{i}",  # Slack never repeats one: a repeat is a retry
                     })
                     ts = str(int(time.time()))
                     headers = {"X-Slack-Request-Timestamp": ts,

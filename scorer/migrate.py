@@ -82,7 +82,10 @@ def migration_connection(engine: Engine) -> Iterator[Connection]:
 def upgrade(engine: Engine, revision: str = "head") -> SchemaChange:
     """Migrate to `revision`, logging one line when there is anything to do."""
     cfg = alembic_config(engine)
-    with migration_connection(engine) as conn:
+    current = _already_at(engine, cfg, revision)
+    if current is not None:  # every command's start-up: no write lock just to find that out
+        return SchemaChange(current, current, 0)
+    with migration_connection(engine) as conn:  # read again under the lock: another may have migrated
         change = _planned_change(conn, cfg, revision)
         if change.steps:
             log.info("%s", change.describe())
@@ -94,6 +97,15 @@ def upgrade(engine: Engine, revision: str = "head") -> SchemaChange:
                 raise SchemaHalfApplied(_half_applied_advice(change, exc)) from exc
             raise
     return change
+
+
+def _already_at(engine: Engine, cfg: Config, revision: str) -> str | None:
+    """The database's revision when it is `revision` already (a plain read, no lock); None
+    when there is work to do, or an answer only alembic's upgrade gives (a newer schema)."""
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+    target = ScriptDirectory.from_config(cfg).get_revision(revision)
+    return current if current is not None and target is not None and target.revision == current else None
 
 
 def _planned_change(conn: Connection, cfg: Config, revision: str) -> SchemaChange:
@@ -120,9 +132,10 @@ def _already_there(exc: DBAPIError) -> bool:
 def _half_applied_advice(change: SchemaChange, exc: DBAPIError) -> str:
     first = str(exc.orig).strip().splitlines()[0]
     return (f"the database is half-upgraded: it records schema revision {change.before}, but part of "
-            f"the next migration is already in it ({first}). An older moodgif's upgrade was stopped "
-            "in the middle. Restore the backup taken before the upgrade with `moodgif restore "
-            "--force FILE`, then run `moodgif db upgrade`")
+            f"the next migration is already in it ({first}). An older moodgif's SQLite upgrade "
+            "stopped in the middle leaves this, as does a schema changed by hand. Restore the "
+            "backup taken before the upgrade with `moodgif restore --force FILE`, then run "
+            "`moodgif db upgrade`")
 
 
 def init_db(url: str) -> Engine:
