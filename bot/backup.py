@@ -649,16 +649,9 @@ def _refuse_if_in_use(settings: Settings) -> None:
 
 def _check_revision_known(engine: Any, revision: str | None) -> None:
     """A backup made by a newer moodgif (a schema revision this code lacks) is refused."""
-    if revision is None:
-        return
-    from alembic.script import ScriptDirectory
-    from alembic.util import CommandError
+    from scorer.migrate import is_known_revision
 
-    from scorer.migrate import alembic_config
-
-    try:
-        ScriptDirectory.from_config(alembic_config(engine)).get_revision(revision)
-    except CommandError:
+    if revision is not None and not is_known_revision(engine, revision):
         raise BackupError(
             f"the backup's schema revision {revision} is unknown to this moodgif "
             "(made by a newer version?): upgrade moodgif first"

@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from bot.topics import Reading
 
 log = logging.getLogger(__name__)
-TOO_LONG_HINT = "too long for a GIF request: a word or two will do"
 
 
 @dataclass(frozen=True)
@@ -54,14 +53,16 @@ def completions(core: BotCore, prefix: str, limit: int) -> list[str]:
     return [n for n in NAMES if n.startswith(prefix.strip().lower())][:limit]
 
 
-def typing_hint(core: BotCore, text: str, limit: int = 25, actor: Actor | None = None) -> TypingHint:
+def typing_hint(core: BotCore, text: str, limit: int = 25, actor: Actor | None = None,
+                length: int | None = None) -> TypingHint:
     """Synchronous (the parser and the snapshot may be built on first use): call it from a
     worker thread. `actor`: who is typing, so the hint reads their workspace's words as the
-    request will. Never raises for the reading: a hint that fails is just not shown."""
-    from bot.flows.context import MAX_TEXT_CHARS
+    request will. `length`: how long the whole text is, when only its start was sent (the
+    playground). Never raises for the reading: a hint that fails is just not shown."""
+    from bot.intent import MAX_CHARS, TOO_LONG, too_long
 
-    if len(text or "") > MAX_TEXT_CHARS:  # the request will be refused: say so, not a reading
-        return TypingHint(reading=TOO_LONG_HINT, completions=[])
+    if too_long(text) or (length or 0) > MAX_CHARS:  # the request will be refused: say so
+        return TypingHint(reading=TOO_LONG, completions=[])
     line = ""
     if (text or "").strip():
         try:

@@ -75,6 +75,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_THRESHOLD = 0.45
 MAX_CHARS = 1000  # a request is a chat line; the rest of a 10 kB paste is never looked at
+TOO_LONG = "That's a lot of text for a GIF request. Try a word or two, like `/gif happy`."
 EMBED_CHARS = 300  # MiniLM reads 256 word pieces at most anyway
 # Softmax temperature over per-emotion cosine scores, K and the blend: chosen together on
 # the tune splits of both evaluation sets (benchmarks/bench_intent.py --tune, issue 15); a
@@ -512,22 +513,32 @@ def other_language(reader: LexiconReader, cleaned: str) -> bool:
     return not any(h.start < 0 for h in reader.hits(cleaned)[0])
 
 
-# Four consonants in a row: no English word a vocabulary lacks looks like that ("goosebumps"
-# does not), while a keyboard mash does ("asdfghjkl", "qwzx vbnm", "xxxxxx").
-_MASH = re.compile(r"[bcdfghjklmnpqrstvwxz]{4}")
+# A keyboard mash is a run of keys that sit side by side ("asdf", "jkl", "vbnm", either way)
+# or one key held ("zzzz"); a word no vocabulary has ("schnitzel", "goosebumps") is neither.
+_KEY_ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
+_KEY_RUN = 4
+
+
+def _keyboard_mash(token: str) -> bool:
+    if len(token) >= _KEY_RUN and any(token[i:i + _KEY_RUN] == token[i] * _KEY_RUN
+                                      for i in range(len(token) - _KEY_RUN + 1)):
+        return True
+    return any(token[i:i + _KEY_RUN] in row or token[i:i + _KEY_RUN] in row[::-1]
+               for row in _KEY_ROWS for i in range(len(token) - _KEY_RUN + 1))
 
 
 def not_words(lex: Lexicon, cleaned: str) -> bool:
-    """Letters that are no word at all: the sentence model would find its nearest situation
-    in them and offer it as "did you mean". Every word must be unknown to the lexicon, the
-    bank and MiniLM's own vocabulary, and unpronounceable; digits and emoji are not judged."""
+    """Letters that are no word at all ("asdfghjkl", "asdf asdf", "zzzz"): the sentence model
+    would find its nearest situation in them and offer it as "did you mean". Every word must
+    be unknown to the lexicon, the bank and MiniLM's own vocabulary, and one at least a
+    keyboard mash; digits and emoji are not judged."""
     tokens = cleaned.casefold().split()
     vocab = english_vocab()
     if not tokens or not vocab or not all(t.isalpha() for t in tokens):
         return False
     known = bank_vocabulary()
-    return all(t not in vocab and t not in known and t not in lex.words and _MASH.search(t)
-               for t in tokens)
+    unknown = all(t not in vocab and t not in known and t not in lex.words for t in tokens)
+    return unknown and any(_keyboard_mash(t) for t in tokens)
 
 
 def one_word_repeated(lex: Lexicon, cleaned: str) -> str:
@@ -776,6 +787,12 @@ def _coerce(text: Any) -> str:
 
 _PARSERS: dict[float, IntentParser] = {}
 _PARSERS_LOCK = threading.Lock()
+
+
+def too_long(text: str | None) -> bool:
+    """Over `MAX_CHARS`: refused in the same words (`TOO_LONG`) wherever it is typed (a chat
+    request, a watched message, the typing hints, `moodgif intent`), never its start read."""
+    return len(text or "") > MAX_CHARS
 
 
 @contextmanager

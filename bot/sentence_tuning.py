@@ -429,16 +429,16 @@ def _exit_with(pid: int) -> None:
     def watch() -> None:
         while os.getppid() == pid:
             time.sleep(2.0)
-        os._exit(0)  # the partial folder is NAME.PID.tmp: the next build clears its own
+        os._exit(1)  # abandoned; its partial NAME.PID.tmp is cleared by the next build (build_lock)
 
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 @contextmanager
-def build_lock(files: TunedFiles) -> Iterator[None]:
+def build_lock(files: TunedFiles, quiet: bool = False) -> Iterator[None]:
     """One build of a model per machine at a time: the cache is shared by every home, and two
     builds at once on two cores each take twice as long (four were seen at once). Blocks
-    until the running build has finished."""
+    until the running build has finished; then clears what builds that were stopped left."""
     import fcntl
 
     files.folder.parent.mkdir(parents=True, exist_ok=True)
@@ -447,9 +447,12 @@ def build_lock(files: TunedFiles) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             log.info("another build of this sentence model is running: waiting for it")
-            print("  another build of this sentence model is running on this machine: "
-                  "waiting for it", flush=True)
+            if not quiet:
+                print("  another build of this sentence model is running on this machine: "
+                      "waiting for it", flush=True)
             fcntl.flock(fh, fcntl.LOCK_EX)
+        for left in files.folder.parent.glob(files.folder.name + ".*.tmp"):  # no build runs now
+            shutil.rmtree(left, ignore_errors=True)
         yield
 
 
@@ -485,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     if files.complete() and not args.force:
         print(f"tuned sentence model already built: {files.folder}")
         return 0
-    with build_lock(files):
+    with build_lock(files, quiet=args.quiet):
         if files.complete() and not args.force:  # the build we waited for made it
             print(f"tuned sentence model built meanwhile: {files.folder}")
             return 0

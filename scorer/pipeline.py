@@ -237,7 +237,7 @@ def score_pool(
 
     With `prior` (what `moodgif score` and `/gif-admin pools add` ask for) the zero-shot prior (`scorer.prior`: faces, and words when a
     `text_model` is given) is written as its own model version for every GIF, and made the
-    active version when none is or an older prior is (`scorer.prior.activate_prior`). A trained head never ranks a pool outside its domain."""
+    active version when none is, or in place of an active prior it covers (`scorer.prior.activate_prior`). A trained head never ranks a pool outside its domain."""
     t0 = time.perf_counter()
     if engine_kind not in ("local", "ray"):
         raise ScoreError(f"unknown engine {engine_kind!r}; expected local or ray")

@@ -326,7 +326,7 @@ class PriorStanding:
     active_id: int
     active_name: str
     active_kind: str
-    replaced: str = ""  # "id (name)" of the older prior it took over from
+    replaced: str = ""  # "id (name)" of the prior it took over from
     missing: int = 0  # pooled GIFs the older active prior scores and this one does not yet
     lacks: tuple[str, ...] = ()  # channels the older active prior reads and this one does not
 
@@ -340,16 +340,18 @@ class PriorStanding:
         if self.lacks:
             return (f"{where}: it reads {', '.join(self.lacks)}, which this prior lacks "
                     "(scripts/fetch-face-model, then moodgif score, to replace it)")
-        return (f"{where}: {self.missing} GIFs in pools have no scores from this prior yet "
+        gifs = "1 GIF in a pool has" if self.missing == 1 else f"{self.missing} GIFs in pools have"
+        return (f"{where}: {gifs} no scores from this prior yet "
                 "(moodgif score without --pool scores them and replaces it)")
 
 
 def activate_prior(engine: Engine, mv_id: int) -> PriorStanding:
     """The rule for a prior just written: it becomes the active version when none is, or when
-    the active one is an older prior that it can stand in for: it reads every channel that one
+    the active one is another prior that it can stand in for: it reads every channel that one
     reads and scores every pooled GIF that one scores (a `score --pool X` alone must not leave
-    the other pools unranked). A head trained on votes is never replaced by a prior: only a
-    retrain decides that. An install upgraded from an older prior kept ranking with it."""
+    the other pools unranked). The prior written last wins (an install upgraded from an older
+    prior kept ranking with it). A head trained on votes is never replaced by a prior: only a
+    retrain decides that."""
     with session_scope(engine) as s:
         new = s.get(ModelVersion, mv_id)
         assert new is not None
@@ -431,7 +433,7 @@ def write_prior(engine: Engine, mv_id: int, shas: Sequence[str],
 def prior_summary(engine: Engine, shas: Sequence[str]) -> dict:
     """For `pool show` and the admin page: the prior version that scores these GIFs before
     any vote, and how many of `shas` have only its wide prior (no face, no words). That is
-    the active version when it is a prior (it ranks first: bot.ranking), else the newest."""
+    the active version when it is a prior (it ranks first: bot.score_matrix), else the newest."""
     from scorer.store import unpack_scores
 
     with session_scope(engine) as s:

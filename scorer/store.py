@@ -7,7 +7,7 @@ and are stored as 68-byte blobs so a million of them load with one query and one
 `np.frombuffer`.
 
 The schema is created and upgraded by the Alembic migrations in `scorer/migrations/`;
-`init_db` runs them to head.
+`scorer.migrate.init_db` runs them to head.
 """
 
 from __future__ import annotations

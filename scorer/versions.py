@@ -157,14 +157,6 @@ def create_candidate(s: Session, *, name: str, encoder_id: str, sampling: str, h
     return mv
 
 
-def activate_if_none(s: Session, version_id: int) -> bool:
-    """Activate `version_id` only when no version is active yet (a fresh home)."""
-    if active_version_id(s) is not None:
-        return False
-    activate(s, version_id)
-    return True
-
-
 # ---------------------------------------------------------------------------------------
 # Bradley-Terry fits
 

@@ -453,7 +453,7 @@ def test_a_new_prior_replaces_an_older_active_prior_once_it_covers_its_pools(eng
     # `score --pool X` wrote it for one pool only: the other would lose its scores
     held = activate_prior(engine, new)
     assert (held.active_id, held.missing) == (old, 1) and versions.active_version_id(engine) == old
-    assert "1 GIFs in pools have no scores from this prior yet" in held.describe()
+    assert "1 GIF in a pool has no scores from this prior yet" in held.describe()
     _add_predictions(engine, new, [b])
     took = activate_prior(engine, new)
     assert took.active_id == new and versions.active_ids(engine) == [new]

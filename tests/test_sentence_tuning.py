@@ -318,6 +318,20 @@ def test_a_second_build_of_one_model_waits_for_the_first_and_uses_what_it_made(
     assert files.onnx.read_bytes() == b"built by the first"
 
 
+def test_a_build_clears_what_a_stopped_build_left(tmp_path: Path) -> None:
+    """A build stopped with its bot (`--exit-with`) leaves its NAME.PID.tmp: the next one to
+    hold the lock removes it, as no other build can be running then."""
+    from bot.sentence_tuning import build_lock
+
+    files = TunedFiles(tmp_path / "model")
+    left = tmp_path / "model.4242.tmp"
+    (left / "hf").mkdir(parents=True)
+    other = tmp_path / "other-model.4242.tmp"
+    other.mkdir()
+    with build_lock(files, quiet=True):
+        assert not left.exists() and other.exists()  # only this model's leftovers
+
+
 def test_a_one_off_command_starts_no_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                            caplog: pytest.LogCaptureFixture) -> None:
     """`moodgif intent` / `suggest` read with what is built and say what is missing."""

@@ -63,13 +63,11 @@ def test_activate_retires_the_others_and_moves_the_fit(engine) -> None:  # type:
         versions.activate(s, 999)
 
 
-def test_activate_if_none_only_on_a_fresh_home(engine) -> None:  # type: ignore[no-untyped-def]
+def test_the_zero_shot_prior_is_the_newest_active_or_not(engine) -> None:  # type: ignore[no-untyped-def]
     with session_scope(engine) as s:
         a, b = _mv(s, "a", head_kind="prior"), _mv(s, "b", head_kind="prior")
     with session_scope(engine) as s:
-        assert versions.activate_if_none(s, a)
-    with session_scope(engine) as s:
-        assert not versions.activate_if_none(s, b)
+        versions.activate(s, a)
     assert versions.active_ids(engine) == [a]
     assert versions.zero_shot_version_id(engine) == b  # the newest prior, active or not
     assert versions.zero_shot_version(engine).id == b  # type: ignore[union-attr]

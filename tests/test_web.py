@@ -307,8 +307,10 @@ async def test_emotion_hints_come_from_the_core(web) -> None:  # type: ignore[no
     assert hint["reading"] == "anger (or contempt / disgust / sadness)"  # what the preview will offer
     assert (await (await web.get("/api/emotions")).json())["reading"] == ""
     # what the request will get: refused as too long, not a reading of its first words
-    long = await (await web.get("/api/emotions", params={"q": "so happy " * 200})).json()
-    assert long["reading"].startswith("too long") and long["emotions"] == []
+    long = await (await web.get("/api/emotions", params={"q": "so happy " * 11, "n": "1800"})).json()
+    assert long["reading"].startswith("That's a lot of text") and long["emotions"] == []
+    cjk = await web.get("/api/emotions", params={"q": "日本語" * 33, "n": "3000"})  # a short URL in any script
+    assert cjk.status == 200 and (await cjk.json())["reading"].startswith("That's a lot of text")
 
 
 async def _teach(core: BotCore, actor: Actor, words: str, emotion: str) -> str:

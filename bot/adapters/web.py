@@ -40,7 +40,6 @@ from bot.adapters.web_guard import CSRF_FIELD, Access, body_deadline, guard, ref
 from bot.core import BotCore
 from bot.events import PLATFORMS, SIM_PLATFORM, Actor, GifCard, PostView, Reply, gif_url
 from bot.flows.admin import AddPool, AdminCommand, ForgetPhrase, Retrain, hide_command
-from bot.flows.context import MAX_TEXT_CHARS
 from bot.flows.hiding import UnhideGif
 from bot.flows.jobs import newest_jobs
 from bot.hints import typing_hint
@@ -256,9 +255,12 @@ async def api_poll(request: web.Request) -> web.Response:
 
 async def api_emotions(request: web.Request) -> web.Response:
     """While typing: emotion completions, and how the core reads the words so far."""
-    # one character past the limit is enough to tell a request that will be refused
-    hint = await _db(typing_hint, request.app[CORE_KEY], request.query.get("q", "")[:MAX_TEXT_CHARS + 1], 8,
-                     _actor(request, dict(request.query)))
+    # The page sends the first 100 characters and how many there are in all (`n`): a long
+    # request's hint is the refusal, and a query string stays short in any script.
+    typed = request.query.get("q", "")[:100]
+    n = request.query.get("n", "")
+    hint = await _db(typing_hint, request.app[CORE_KEY], typed, 8,
+                     _actor(request, dict(request.query)), int(n) if n.isdigit() else None)
     return web.json_response({"emotions": hint.completions, "reading": hint.reading})
 
 

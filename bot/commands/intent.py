@@ -41,16 +41,16 @@ def intent_cmd(settings: Settings, text: tuple[str, ...], as_json: bool, no_embe
 
 
 def _answer(parser: IntentParser, text: tuple[str, ...], as_json: bool) -> None:
-    from bot.flows.requests import TOO_LONG
-    from bot.intent import MAX_CHARS, help_text
+    from bot.intent import TOO_LONG, Intent, help_text, too_long
     from scorer.emotions import NAMES
 
-    if len(" ".join(text)) > MAX_CHARS:  # what a chat request this long gets, not its start read
+    if too_long(" ".join(text)):  # what a chat request this long gets, not its start read
         click.echo(f"moodgif: {TOO_LONG}", err=True)
         sys.exit(EXIT_CANNOT_MAP)
     if not text:
         for line in sys.stdin:
-            result = parser.parse(line.rstrip("\r\n"))
+            line = line.rstrip("\r\n")
+            result = Intent(None, 0.0, [], TOO_LONG, "unknown") if too_long(line) else parser.parse(line)
             click.echo(json.dumps(result.to_json(), ensure_ascii=False))
         return
     result = parser.parse(" ".join(text))

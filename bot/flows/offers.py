@@ -11,9 +11,9 @@ from sqlalchemy.orm import Session
 
 from bot import session as sess
 from bot.events import Actor, Reply
-from bot.flows.context import MAX_TEXT_CHARS, CoreContext, clean_text
-from bot.flows.requests import TOO_LONG, RequestFlow
-from bot.intent import LOGREG_MIN_WORDS, Intent
+from bot.flows.context import CoreContext, clean_text
+from bot.flows.requests import RequestFlow
+from bot.intent import LOGREG_MIN_WORDS, TOO_LONG, Intent, too_long
 from bot.ranking import Ranked
 from bot.topics import Reading
 from scorer.emotions import INDEX
@@ -75,7 +75,7 @@ class OfferFlow:
         """The top `k` GIFs for a request as the bot reads it, with the bot's defaults (the
         rating ceiling from settings; a channel's own pools, ceiling and recent posts when
         `actor` names one). Writes nothing: no preview, no cooldown."""
-        if len(text or "") > MAX_TEXT_CHARS:  # what a chat request this long gets
+        if too_long(text):  # what a chat request this long gets
             return Suggestion("", Reading(Intent(None, 0.0, [], TOO_LONG, "unknown")), -1, None)
         query = clean_text(text or "")
         if actor is not None:  # read as that workspace's words are read there

@@ -20,9 +20,9 @@ from sqlalchemy.orm import Session
 
 from bot import session as sess
 from bot.events import Actor, PostView, PreviewView, Reply
-from bot.flows.context import MAX_TEXT_CHARS, CoreContext, clean_text, metric
+from bot.flows.context import CoreContext, clean_text, metric
 from bot.flows.switches import more_feelings, switches_for
-from bot.intent import readable_text
+from bot.intent import TOO_LONG, readable_text, too_long
 from bot.learned_phrases import phrase_key
 from bot.ranking import Ranked, rank
 from bot.score_matrix import ScoreMatrix
@@ -33,7 +33,6 @@ from training.comparisons import LedgerError, add_send
 
 log = logging.getLogger("moodgif.bot.core")
 
-TOO_LONG = "That's a lot of text for a GIF request. Try a word or two, like `/gif happy`."
 
 
 class RequestFlow:
@@ -58,7 +57,7 @@ class RequestFlow:
         """A `/gif ...` request: a preview, help, did-you-mean, or a polite no."""
         started = time.perf_counter()
         raw = text or ""
-        if len(raw) > MAX_TEXT_CHARS:
+        if too_long(raw):
             metric("REQUESTS", actor.platform, "unknown")
             return Reply(kind="error", text=TOO_LONG)
         query = clean_text(raw)

@@ -265,7 +265,10 @@ input.addEventListener("input", () => {
   hintTimer = setTimeout(async () => {
     const asked = ++hintAsked;
     try {
-      const res = await fetch(`/api/emotions?q=${encodeURIComponent(words.slice(0, 1001))}`);
+      // the first 100 characters (code points: an emoji is one) and how many in all
+      const chars = Array.from(words);
+      const q = encodeURIComponent(chars.slice(0, 100).join(""));
+      const res = await fetch(`/api/emotions?q=${q}&n=${chars.length}`);
       const data = res.ok ? await res.json() : {};
       if (asked === hintAsked) hint.textContent = data.reading ? `→ ${data.reading}` : "";
     } catch (_) { /* a hint that fails is just not shown */ }
