@@ -19,11 +19,32 @@ prefer_passive_waits()  # the worker child trains and scores: before torch is im
 log = logging.getLogger("moodgif.bot.retrain_worker")
 
 
+BY_HAND = ("moodgif: bot.retrain_worker is the worker child that `moodgif serve` and `moodgif retrain "
+           "--schedule` start, with their settings on its standard input; by hand, run `moodgif "
+           "retrain --once` (a retrain) or `moodgif retrain --schedule` (the worker that also runs "
+           "queued admin jobs)")
+
+
+def _settings_from_parent() -> Settings | None:
+    """The pickled settings `bot.workers.run_in_worker` writes; None when a person ran this
+    (a terminal, or nothing readable on standard input)."""
+    if sys.stdin.isatty():
+        return None
+    try:
+        settings = pickle.loads(sys.stdin.buffer.read())
+    except (EOFError, pickle.UnpicklingError, ValueError):
+        return None
+    return settings if isinstance(settings, Settings) else None
+
+
 def main() -> int:
     from bot.sigterm import unwind_on_sigterm
 
     unwind_on_sigterm()  # a stopped bot's queued pool add must not leave an empty pool behind
-    settings: Settings = pickle.loads(sys.stdin.buffer.read())
+    settings = _settings_from_parent()
+    if settings is None:
+        print(BY_HAND, file=sys.stderr)
+        return 2
     from bot.logs import setup_logging
 
     setup_logging(settings)

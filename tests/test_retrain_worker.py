@@ -74,3 +74,13 @@ def test_a_stopping_bot_stops_its_retrain_child_which_says_it_was_interrupted(
     (run,) = history(sqlite_engine)
     assert run["status"] == "failed" and "interrupted at step train" in run["error"], run
     assert workers.stop_workers() == 0
+
+
+def test_the_worker_child_run_by_hand_says_what_to_run_instead(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The docs name `python -m bot.retrain_worker --jobs`: typed by hand it was an EOFError
+    traceback (it reads the parent's pickled settings on standard input)."""
+    proc = subprocess.run([sys.executable, "-m", "bot.retrain_worker", "--jobs"], cwd=REPO,
+                          input=b"", capture_output=True, timeout=120, check=False,
+                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "MOODGIF_HOME": str(tmp_path)})
+    said = proc.stderr.decode()
+    assert proc.returncode == 2 and "moodgif retrain --schedule" in said and "Traceback" not in said
