@@ -36,4 +36,7 @@ def main(rows: int = 3_000_000, gifs: int = 6200, with_person: int = 200_000) ->
 
 
 if __name__ == "__main__":
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # --help, not a run
     main()
