@@ -44,6 +44,7 @@ def demo_cmd(settings: Settings, count: int, sessions: int, seed: int, no_serve:
 
     from bot.demo import run_demo
     from scorer.migrate import init_db
+    from scorer.store import is_busy_error
 
     settings = demo_settings(settings, demo_home)
     if port is not None:
@@ -53,6 +54,10 @@ def demo_cmd(settings: Settings, count: int, sessions: int, seed: int, no_serve:
     try:
         engine = init_db(settings.db_url)
     except OperationalError as exc:  # the demo's own file: MOODGIF_DATABASE_URL is not the cause
+        if is_busy_error(exc):  # another demo in this home is migrating or writing
+            raise click.ClickException(
+                f"the demo's database in {settings.home} is busy: another moodgif is using this "
+                "home; wait for it, or give this one its own (--home DIR)") from None
         raise click.ClickException(
             f"cannot open the demo's database in {settings.home} ({str(exc.orig).strip()}): the "
             "demo home must be a folder you can write to (--home DIR)") from None
