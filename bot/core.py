@@ -118,7 +118,7 @@ class BotCore:
         def work() -> None:
             parser = self.ctx.parser
             if hasattr(parser, "warm_up"):
-                parser.warm_up()
+                parser.warm_up(self.ctx.report_intent)
             self.ctx.ranker.refresh()  # reported to /readyz by the listener
 
         await asyncio.to_thread(work)

@@ -332,6 +332,16 @@ class _Embedder:
         """The tuned encoder is being built in the background."""
         return self.tuned is None and self._build is not None and self._build.running
 
+    def describe(self) -> str:
+        """What reads sentences now, in a few words (for /readyz)."""
+        if self.error is not None:
+            return f"lexicon only: the sentence model did not load ({self.error[:120]})"
+        if self.tuned is not None:
+            return "sentence model loaded (fine-tuned)"
+        if self.building:
+            return "sentence model loaded (the bank regression while the fine-tuned one builds)"
+        return "sentence model loaded (the bank regression)"
+
     def wait_tuned(self, timeout_s: float) -> bool:
         """Block until the tuned encoder is in use, or until no build is coming (the
         setting says regression, or the build failed). True when it is in use."""
@@ -609,12 +619,25 @@ class IntentParser:
         self.reader.sentence_words = value
 
     # --- public ---------------------------------------------------------------------------
-    def warm_up(self) -> None:
-        """Start loading the sentence model in a background thread (returns at once)."""
-        if not self.use_embeddings or _EMBEDDER.loaded or self._warm_thread is not None:
+    def warm_up(self, on_state: Callable[[bool, str], None] | None = None) -> None:
+        """Start loading the sentence model in a background thread (returns at once).
+        `on_state(ready, detail)` hears "loading" now and the outcome when it is in (the bot's
+        /readyz: the first sentences after a start otherwise waited for the load unannounced)."""
+        say = on_state or (lambda _ready, _detail: None)
+        if not self.use_embeddings:
+            say(True, "lexicon only: the sentence model is off")
             return
-        self._warm_thread = threading.Thread(target=_EMBEDDER.load, name="intent-warm-up",
-                                             daemon=True)
+        if _EMBEDDER.loaded or self._warm_thread is not None:
+            if _EMBEDDER.loaded:
+                say(True, _EMBEDDER.describe())
+            return
+        say(False, "loading the sentence model")
+
+        def load() -> None:
+            _EMBEDDER.load()  # never raises: a failure leaves lexicon-only answers
+            say(True, _EMBEDDER.describe())
+
+        self._warm_thread = threading.Thread(target=load, name="intent-warm-up", daemon=True)
         self._warm_thread.start()
 
     def settle(self, notify: Callable[[str], None] | None = None) -> None:

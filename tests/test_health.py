@@ -286,3 +286,46 @@ async def test_readyz_of_a_process_older_than_the_schema_says_restart_it(sqlite_
     finally:
         await client.close()
         dispose_engines()
+
+
+async def test_readyz_waits_for_the_sentence_model_loaded_at_start(sqlite_settings: Settings, sqlite_engine,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """A busy workspace's first sentences after a start waited 12 s for the sentence model,
+    which loads in the background, while /readyz already said ready."""
+    import threading
+
+    from _bot_pool import add_model_version, demo_manifest, designed_scores, ingest_demo
+
+    from bot import intent as intent_mod
+    from bot.core import BotCore
+    from bot.intent import IntentParser
+
+    pool = ingest_demo(sqlite_settings, sqlite_engine, demo_manifest())
+    add_model_version(sqlite_engine, pool.shas, designed_scores(len(pool.shas)))
+    embedder, release = intent_mod._Embedder(), threading.Event()
+    real_load = embedder.load
+
+    def slow_load() -> bool:  # the ONNX session and the bank's vectors, on a busy machine
+        release.wait(60)
+        return real_load()
+
+    monkeypatch.setattr(embedder, "load", slow_load)
+    monkeypatch.setattr(intent_mod, "_EMBEDDER", embedder)
+    parser = IntentParser(sqlite_settings)
+    core = BotCore(sqlite_settings, sqlite_engine, intent_parser=parser)
+    client = await _client(sqlite_settings, sqlite_engine)
+    try:
+        await core.warm_up()
+        loading = await client.get("/readyz")
+        assert loading.status == 503
+        assert (await loading.json())["failing"] == {"intent": "loading the sentence model"}
+        release.set()
+        parser._warm_thread.join(120)
+        ready = await client.get("/readyz")
+        body = await ready.json()
+        assert ready.status == 200, body
+        assert body["components"]["intent"]["detail"].startswith("sentence model loaded")
+    finally:
+        release.set()
+        await client.close()
+        await core.close()

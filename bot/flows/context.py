@@ -191,6 +191,15 @@ class CoreContext:
         (`training.comparisons`), and a hash then costs about 5 us."""
         return user_hash(self.engine, self.settings, actor.platform, actor.user_id)
 
+    def report_intent(self, ready: bool, detail: str) -> None:
+        """/readyz's "intent": not ready while the sentence model loads at start."""
+        try:
+            from bot.health import get_health
+
+            get_health().set_component("intent", ready, detail)
+        except Exception:  # health is best effort, never a reason to fail
+            log.debug("health report failed", exc_info=True)
+
     def report_scores(self, matrix: Any) -> None:
         try:
             from bot.health import get_health
