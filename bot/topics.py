@@ -315,7 +315,7 @@ def read_request(parser: IntentParser, index: TopicIndex | None, text: str) -> R
         # for one word ("happy unicorn"): two or more unknown words are a situation told short
         # ("the build finally passed"), not a subject the pool lacks.
         # Nor for letters that are no word at all ("asdfghjkl").
-        if (feeling_words or len(content) == 1) and len(missing) == 1 and not _mash(parser, missing[0]):
+        if (feeling_words or len(content) == 1) and len(missing) == 1 and not _mash(parser, text):
             return Reading(full, missing=tuple(missing))
         return Reading(full)
     rows = index.rows_for(list(found.values())) if index is not None else None
@@ -349,11 +349,12 @@ def _feeling_beside(parser: IntentParser, text: str, full: Intent, topic: tuple[
     return parser.parse(_without(text, loaded)) if loaded else full
 
 
-def _mash(parser: IntentParser, word: str) -> bool:
-    from bot.intent import not_words
+def _mash(parser: IntentParser, text: str) -> bool:
+    """The request as typed is a keyboard mash (thirty x's read as the word "xx")."""
+    from bot.intent import not_words, readable_text
 
     lex = getattr(parser, "lex", None)
-    return lex is not None and not_words(lex, word)
+    return lex is not None and not_words(lex, readable_text(text))
 
 
 def _no_feeling(intent_cls: Any) -> Intent:

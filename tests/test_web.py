@@ -309,6 +309,8 @@ async def test_emotion_hints_come_from_the_core(web) -> None:  # type: ignore[no
     # what the request will get: refused as too long, not a reading of its first words
     long = await (await web.get("/api/emotions", params={"q": "so happy " * 11, "n": "1800"})).json()
     assert long["reading"].startswith("That's a lot of text") and long["emotions"] == []
+    bare = await (await web.get("/api/emotions", params={"q": "x" * 1200})).json()  # no n: q's own length
+    assert bare["reading"].startswith("That's a lot of text")
     cjk = await web.get("/api/emotions", params={"q": "日本語" * 33, "n": "3000"})  # a short URL in any script
     assert cjk.status == 200 and (await cjk.json())["reading"].startswith("That's a lot of text")
 

@@ -257,10 +257,9 @@ async def api_emotions(request: web.Request) -> web.Response:
     """While typing: emotion completions, and how the core reads the words so far."""
     # The page sends the first 100 characters and how many there are in all (`n`): a long
     # request's hint is the refusal, and a query string stays short in any script.
-    typed = request.query.get("q", "")[:100]
-    n = request.query.get("n", "")
-    hint = await _db(typing_hint, request.app[CORE_KEY], typed, 8,
-                     _actor(request, dict(request.query)), int(n) if n.isdigit() else None)
+    q, n = request.query.get("q", ""), request.query.get("n", "")
+    hint = await _db(typing_hint, request.app[CORE_KEY], q[:100], 8,
+                     _actor(request, dict(request.query)), int(n) if n.isdigit() else len(q))
     return web.json_response({"emotions": hint.completions, "reading": hint.reading})
 
 
