@@ -177,33 +177,15 @@ def test_the_demo_port_check_takes_ipv6_hosts_as_serve_does() -> None:
 
 
 def test_a_demo_home_another_moodgif_is_writing_is_said_busy_not_unwritable(tmp_path: Path) -> None:
-    import sqlite3
-    import threading
-
+    from _sqlite_writer import write_lock_held
     from click.testing import CliRunner
 
     from bot.cli import cli
 
     home = tmp_path / "demo"
     home.mkdir()
-    holding, done = threading.Event(), threading.Event()
-
-    def writer() -> None:  # another demo in this home, in the middle of its migration
-        conn = sqlite3.connect(home / "moodgif.db", isolation_level=None)
-        conn.execute("BEGIN IMMEDIATE")
-        holding.set()
-        done.wait(120)
-        conn.execute("ROLLBACK")
-        conn.close()
-
-    thread = threading.Thread(target=writer)
-    thread.start()
-    try:
-        assert holding.wait(60)
+    with write_lock_held(home / "moodgif.db"):  # another demo in this home, migrating
         res = CliRunner().invoke(cli, ["demo", "--count", "20", "--no-serve", "--home", str(home)],
                                  env={"MOODGIF_HOME": str(tmp_path / "home"), "MOODGIF_DATABASE_URL": ""})
-    finally:
-        done.set()
-        thread.join(60)
     assert res.exit_code == 1 and "is busy: another moodgif is using this home" in res.output, res.output
     assert "folder you can write to" not in res.output

@@ -311,34 +311,17 @@ def test_an_up_to_date_sqlite_database_opens_while_another_process_writes(settin
     """Every command's start-up runs `upgrade`: it took SQLite's write lock (BEGIN IMMEDIATE)
     even with nothing to migrate, so `pool list` waited behind a worker writing predictions,
     and failed "database is locked" behind a long write."""
-    import sqlite3
-    import threading
+    from _sqlite_writer import write_lock_held
 
     if not settings.db_url.startswith("sqlite"):
         pytest.skip("SQLite's write lock; PostgreSQL migrates under an advisory lock")
     upgrade(make_engine(settings.db_url))
     dispose_engines()
-    path = settings.db_url.removeprefix("sqlite:///")
-    holding, done, released = threading.Event(), threading.Event(), threading.Event()
-
-    def writer() -> None:  # another process's long write transaction
-        conn = sqlite3.connect(path, isolation_level=None)
-        conn.execute("BEGIN IMMEDIATE")
-        holding.set()
-        done.wait(120)
-        released.set()
-        conn.execute("ROLLBACK")
-        conn.close()
-
-    thread = threading.Thread(target=writer)
-    thread.start()
     try:
-        assert holding.wait(60)
-        change = upgrade(make_engine(settings.db_url))
-        returned_while_held = not released.is_set()
+        with write_lock_held(settings.db_url.removeprefix("sqlite:///")) as released:
+            change = upgrade(make_engine(settings.db_url))
+            returned_while_held = not released.is_set()
     finally:
-        done.set()
-        thread.join(60)
         dispose_engines()
     assert change.steps == 0 and returned_while_held
 
