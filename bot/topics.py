@@ -143,12 +143,15 @@ class TopicIndex:
 
     def lookup(self, word: str) -> tuple[str | None, np.ndarray]:
         """(the indexed stem that matched, its rows); (None, empty) when nothing does.
-        Exact stem first, then the most common stem one edit away (for words of 4+ letters)."""
+        Exact stem first, then the most common stem one edit away (for words of 4+ letters
+        that are no English word: "prom" is not a typo of "prod")."""
+        from bot.intent_reader import english_vocab
+
         s = stem(word)
         rows = self.postings.get(s)
         if rows is not None:
             return s, rows
-        if len(s) >= 4:
+        if len(s) >= 4 and word.casefold() not in english_vocab():
             # a typo's neighbour, never a feeling word's stem: "star" is one edit from "scar"
             # (scared) and "bear" from "tear", and found scared and crying GIFs
             near = [c for c in _edits1(s) if c in self.postings and c not in _feeling_stems()]

@@ -50,6 +50,10 @@ def test_lookup_exact_plural_and_fuzzy() -> None:
                              gif_words("star trek", [], "", "")])
     assert felt.lookup("star")[1].tolist() == [1] and felt.lookup("bear")[0] is None
     assert felt.lookup("scared")[1].tolist() == [0]
+    # a real word is never corrected: "prom" and "prof" found the "prod" GIFs
+    prod = TopicIndex.build([gif_words("prod is on fire", [], "", "")])
+    assert prod.lookup("prom")[0] is None and prod.lookup("prof")[0] is None
+    assert prod.lookup("prood")[1].tolist() == [0]  # a typo still is
     both = index.rows_for([index.lookup("cat")[1], index.lookup("coffee")[1]])
     assert both.tolist() == [2]  # GIFs with every word first
     rarest = index.rows_for([index.lookup("dog")[1], index.lookup("coffee")[1]])
