@@ -68,6 +68,7 @@ def migration_connection(engine: Engine) -> Iterator[Connection]:
     holds it (PostgreSQL: an advisory lock; SQLite: BEGIN IMMEDIATE)."""
     private = None
     if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        _say_if_sqlite_busy(engine.url.database)
         private = transactional_sqlite_engine(engine.url.render_as_string(hide_password=False))
     try:
         with (private or engine).begin() as conn:
@@ -77,6 +78,22 @@ def migration_connection(engine: Engine) -> Iterator[Connection]:
     finally:
         if private is not None:
             private.dispose()
+
+
+def _say_if_sqlite_busy(path: str) -> None:
+    """One line when another process holds the write lock, so an upgrade that waits for it
+    (SQLite's busy wait, up to 30 s) is not a silent hang."""
+    import sqlite3
+
+    conn = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            log.info("another process is writing to %s: the schema upgrade waits for it (up to 30 s)", path)
+    finally:
+        conn.close()
 
 
 def upgrade(engine: Engine, revision: str = "head") -> SchemaChange:

@@ -326,6 +326,34 @@ def test_an_up_to_date_sqlite_database_opens_while_another_process_writes(settin
     assert change.steps == 0 and returned_while_held
 
 
+def test_an_upgrade_waiting_for_another_process_says_so(settings: Settings,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """A database that needs an upgrade waits for another process's write (up to 30 s): it
+    waited silently, as if hung."""
+    import threading
+    import time
+
+    from _sqlite_writer import write_lock_held
+
+    if not settings.db_url.startswith("sqlite"):
+        pytest.skip("SQLite's write lock; PostgreSQL migrates under an advisory lock")
+    engine = make_engine(settings.db_url)
+    upgrade(engine, _first_revision(engine))
+    dispose_engines()
+    done: list[object] = []
+    with caplog.at_level("INFO", logger="scorer.migrate"), \
+            write_lock_held(settings.db_url.removeprefix("sqlite:///")):
+        worker = threading.Thread(target=lambda: done.append(upgrade(make_engine(settings.db_url))))
+        worker.start()
+        deadline = time.monotonic() + 60
+        while "waits for it" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.05)
+        said_while_waiting = "waits for it" in caplog.text and not done
+    worker.join(60)
+    dispose_engines()
+    assert said_while_waiting and done and done[0].steps > 0
+
+
 # ---------------------------------------------------------------------------------------
 # 0009: chat_sessions' indexes on databases made by an earlier version of 0007
 
