@@ -142,6 +142,21 @@ def _emotion_aggregators(n_items: int, emotion, winners, losers, ties_mask, weig
                          n_emotions: int) -> list:
     """Checks the comparisons and groups them by emotion; returns one callable per emotion
     that aggregates its pairs (so ``fit_all`` can run them in its worker threads)."""
+    emotion, w, lo, tie, wt = _checked_comparisons(n_items, emotion, winners, losers, ties_mask,
+                                                   weights, n_emotions)
+    # Group by emotion with a stable sort of a 16-bit key (numpy radix-sorts those), then one
+    # small sort per emotion: 17 cache-sized sorts beat one sort of everything by ~5x. The
+    # inputs keep their dtype (int32 from the reader) to spare memory at 27M rows.
+    order = np.argsort(emotion.astype(np.int16), kind="stable")
+    bounds = np.searchsorted(emotion[order], np.arange(n_emotions + 1))
+    return [lambda e=e: _aggregate_rows(order[bounds[e]: bounds[e + 1]], w, lo, tie, wt, n_items)
+            for e in range(n_emotions)]
+
+
+def _checked_comparisons(n_items: int, emotion, winners, losers, ties_mask, weights,  # type: ignore[no-untyped-def]
+                         n_emotions: int) -> tuple:
+    """The comparisons as arrays (emotion, winners, losers, ties, weights or None), or a
+    ValueError that says which input is wrong."""
     emotion = np.asarray(emotion)
     w = np.asarray(winners)
     lo = np.asarray(losers)
@@ -160,33 +175,28 @@ def _emotion_aggregators(n_items: int, emotion, winners, losers, ties_mask, weig
         raise ValueError(f"emotion indices must lie in 0..{n_emotions - 1}")
     if wt is not None and m and (not np.all(np.isfinite(wt)) or wt.min() < 0):
         raise ValueError("weights must be finite and non-negative")
+    return emotion, w, lo, tie, wt
 
-    # Group by emotion with a stable sort of a 16-bit key (numpy radix-sorts those), then one
-    # small sort per emotion: 17 cache-sized sorts beat one sort of everything by ~5x. The
-    # inputs keep their dtype (int32 from the reader) to spare memory at 27M rows.
-    order = np.argsort(emotion.astype(np.int16), kind="stable")
-    bounds = np.searchsorted(emotion[order], np.arange(n_emotions + 1))
 
-    def one(e: int) -> PairData:
-        rows = order[bounds[e] : bounds[e + 1]]
-        we, le = w[rows].astype(np.int64), lo[rows].astype(np.int64)
-        keep = we != le  # a GIF against itself says nothing
-        rows, we, le = rows[keep], we[keep], le[keep]
-        te = tie[rows]
-        wte = np.ones(len(rows)) if wt is None else wt[rows]
-        u = np.minimum(we, le)
-        uniq, inv = _group_pairs(u, np.maximum(we, le), n_items)
-        npairs = len(uniq)
-        left_won = (we == u) & ~te
-        wins_left = np.bincount(inv, wte * left_won, npairs).astype(np.float64)
-        wins_right = np.bincount(inv, wte * (~te & ~left_won), npairs).astype(np.float64)
-        ties = np.bincount(inv, wte * te, npairs).astype(np.float64)
-        return PairData(
-            int(n_items), (uniq // n_items).astype(np.int32), (uniq % n_items).astype(np.int32),
-            wins_left, wins_right, ties,
-        )
-
-    return [lambda e=e: one(e) for e in range(n_emotions)]
+def _aggregate_rows(rows: np.ndarray, w: np.ndarray, lo: np.ndarray, tie: np.ndarray,
+                    wt: np.ndarray | None, n_items: int) -> PairData:
+    """One emotion's comparisons (`rows`) as wins and ties per unordered pair."""
+    we, le = w[rows].astype(np.int64), lo[rows].astype(np.int64)
+    keep = we != le  # a GIF against itself says nothing
+    rows, we, le = rows[keep], we[keep], le[keep]
+    te = tie[rows]
+    wte = np.ones(len(rows)) if wt is None else wt[rows]
+    u = np.minimum(we, le)
+    uniq, inv = _group_pairs(u, np.maximum(we, le), n_items)
+    npairs = len(uniq)
+    left_won = (we == u) & ~te
+    wins_left = np.bincount(inv, wte * left_won, npairs).astype(np.float64)
+    wins_right = np.bincount(inv, wte * (~te & ~left_won), npairs).astype(np.float64)
+    ties = np.bincount(inv, wte * te, npairs).astype(np.float64)
+    return PairData(
+        int(n_items), (uniq // n_items).astype(np.int32), (uniq % n_items).astype(np.int32),
+        wins_left, wins_right, ties,
+    )
 
 
 def _group_pairs(u: np.ndarray, v: np.ndarray, n_items: int) -> tuple[np.ndarray, np.ndarray]:

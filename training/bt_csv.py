@@ -168,19 +168,25 @@ class _Rows:
         else:
             suspect = (emo < 0) | (left < 0) | (right < 0) | (choice < 0) | (left == right)
         if not suspect.any():  # the usual case: 1 to 5 passes instead of ~20
-            self.parts.append((emo.astype(np.int8, copy=False),
-                               left.astype(np.int32, copy=False),
-                               right.astype(np.int32, copy=False),
-                               choice.astype(np.int8, copy=False)))
+            self._append(emo, left, right, choice)
             return
         if suspect.mean() < 0.5:  # the rules below only on the suspect rows
             good = ~suspect
-            self.parts.append((emo[good].astype(np.int8), left[good].astype(np.int32),
-                               right[good].astype(np.int32), choice[good].astype(np.int8)))
+            self._append(emo[good], left[good], right[good], choice[good])
             rows = np.flatnonzero(suspect)
             emo, left, right, choice = emo[rows], left[rows], right[rows], choice[rows]
             if metric_codes is not None:
                 metric_codes = metric_codes[rows]
+        ok = self._count_skipped(emo, left, right, choice, metric_names, metric_codes)
+        self.dropped_rows = True
+        self._append(emo[ok], left[ok], right[ok], choice[ok])
+
+    def _append(self, emo, left, right, choice) -> None:  # type: ignore[no-untyped-def]
+        self.parts.append((emo.astype(np.int8, copy=False), left.astype(np.int32, copy=False),
+                           right.astype(np.int32, copy=False), choice.astype(np.int8, copy=False)))
+
+    def _count_skipped(self, emo, left, right, choice, metric_names, metric_codes) -> np.ndarray:  # type: ignore[no-untyped-def]
+        """Count each bad row under its first reason; the mask of the good ones."""
         too_long = (emo == _TOO_LONG) | (left == _TOO_LONG) | (right == _TOO_LONG) | (
             choice == _TOO_LONG)
         self.skipped["malformed"] += int(too_long.sum())
@@ -201,10 +207,7 @@ class _Rows:
         self.skipped["unknown_emotion"] += int(unknown.sum())
         self.skipped["empty_id"] += int(empty.sum())
         self.skipped["same_gif"] += int(same.sum())
-        ok = ~(too_long | bad | unknown | empty | same)
-        self.dropped_rows = True
-        self.parts.append((emo[ok].astype(np.int8), left[ok].astype(np.int32),
-                           right[ok].astype(np.int32), choice[ok].astype(np.int8)))
+        return ~(too_long | bad | unknown | empty | same)
 
     def result(self) -> GifgifData:
         if len(self.parts) == 1:
