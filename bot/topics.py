@@ -292,7 +292,6 @@ def missing_note(reading: Reading) -> str:
 
 def read_request(parser: IntentParser, index: TopicIndex | None, text: str) -> Reading:
     """Split a request into its feeling and its topic (see the module docstring)."""
-    from bot.intent import Intent
     from bot.intent_lexicon import TOPIC_WORDS
 
     full = parser.parse(text)
@@ -304,41 +303,58 @@ def read_request(parser: IntentParser, index: TopicIndex | None, text: str) -> R
     candidates = [t for t, r in content if r == "other" or t in TOPIC_WORDS]
     if not candidates:
         return Reading(full)
+    found, missing = _looked_up(index, candidates)
+    feeling_words = [t for t, r in content if r in ("feeling", "weak") and t not in found]
+    if not found:
+        # Nothing here shows those words: say so, and answer the feeling (if any) alone. Only
+        # for one word ("happy unicorn"): two or more unknown words are a situation told short
+        # ("the build finally passed"), not a subject the pool lacks; nor for letters that are
+        # no word at all ("asdfghjkl").
+        if (feeling_words or len(content) == 1) and len(missing) == 1 and not _mash(parser, text):
+            return Reading(full, missing=tuple(missing))
+        return Reading(full)
+    # Beside a topic that was found, an unmatched word is part of what is said ("i broke
+    # prod": "broke"), not a subject the pool lacks.
+    if feeling_words or [t for t, _ in content if t not in found]:
+        return _with_feeling(_feeling_beside(parser, text, full, tuple(found)), index, found)
+    if (len(content) >= 2 and all(r == "other" for _, r in content) and full.kind == "match"
+            and full.confidence >= SITUATION_MIN_CONFIDENCE):
+        return _situation_in_nouns(full, index, found)
+    return _with_feeling(None, index, found)
+
+
+def _looked_up(index: TopicIndex | None, words: list[str]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The words that GIFs here say (with their rows), and those no GIF says."""
     found: dict[str, np.ndarray] = {}
     missing: list[str] = []
-    for word in dict.fromkeys(candidates):
+    for word in dict.fromkeys(words):
         rows = index.lookup(word)[1] if index is not None else np.zeros(0, np.int32)
         if rows.size:
             found[word] = rows
         else:
             missing.append(word)
-    feeling_words = [t for t, r in content if r in ("feeling", "weak") and t not in found]
-    if not found:
-        # Nothing here shows those words: say so, and answer the feeling (if any) alone. Only
-        # for one word ("happy unicorn"): two or more unknown words are a situation told short
-        # ("the build finally passed"), not a subject the pool lacks.
-        # Nor for letters that are no word at all ("asdfghjkl").
-        if (feeling_words or len(content) == 1) and len(missing) == 1 and not _mash(parser, text):
-            return Reading(full, missing=tuple(missing))
-        return Reading(full)
+    return found, missing
+
+
+def _with_feeling(intent: Intent | None, index: TopicIndex | None,
+                  found: dict[str, np.ndarray]) -> Reading:
+    """The topic's GIFs, ranked by the feeling when one was read, else by their appeal."""
+    from bot.intent import Intent
+
     rows = index.rows_for(list(found.values())) if index is not None else None
-    topic = tuple(found)
-    # Beside a topic that was found, an unmatched word is part of what is said ("i broke
-    # prod": "broke"), not a subject the pool lacks.
-    if feeling_words or [t for t, _ in content if t not in found]:
-        intent = _feeling_beside(parser, text, full, topic)
-        if intent.kind == "match":
-            return Reading(intent, topic, rows)
-        return Reading(_no_feeling(Intent), topic, rows)
-    if (len(content) >= 2 and all(r == "other" for _, r in content) and full.kind == "match"
-            and full.confidence >= SITUATION_MIN_CONFIDENCE):
-        # A situation told in nouns ("deadline moved"), not a subject; but GIFs that say
-        # every one of its words ("keyboard smash", a GIF's own title) are what was asked for.
-        both = index.rows_with_all(list(found.values())) if index is not None else None
-        if both is not None and both.size:
-            return Reading(full, topic, both)
-        return Reading(full)
-    return Reading(_no_feeling(Intent), topic, rows)
+    if intent is None or intent.kind != "match":
+        intent = _no_feeling(Intent)
+    return Reading(intent, tuple(found), rows)
+
+
+def _situation_in_nouns(full: Intent, index: TopicIndex | None,
+                        found: dict[str, np.ndarray]) -> Reading:
+    """A situation told in nouns ("deadline moved"), not a subject; but GIFs that say every
+    one of its words ("keyboard smash", a GIF's own title) are what was asked for."""
+    both = index.rows_with_all(list(found.values())) if index is not None else None
+    if both is not None and both.size:
+        return Reading(full, tuple(found), both)
+    return Reading(full)
 
 
 def _feeling_beside(parser: IntentParser, text: str, full: Intent, topic: tuple[str, ...]) -> Intent:
