@@ -15,6 +15,7 @@ files on two writer threads so that the encoder's loop does not wait on the disk
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -175,6 +176,20 @@ def auto_batch_size(device: str) -> int:
     return CUDA_BATCH_SIZE if resolve_device(device).type == "cuda" else CPU_BATCH_SIZE
 
 
+# Decode workers on a GPU when the admin set none. The default, 2, suits a small CPU host,
+# where the encoder needs the same cores; on a GPU decoding is the limit: an H200 scored
+# 185-240 GIFs/s with 4 workers and 413-465 with 8 or 16 (docs/bench/scoring.md).
+CUDA_WORKERS = 8
+
+
+def auto_workers(settings: Settings, device_type: str) -> int:
+    """`score_workers` as set; when it is not set and the encoder runs on CUDA, up to
+    CUDA_WORKERS (never more than the cores, never fewer than the default)."""
+    if "workers" in settings.scoring.model_fields_set or device_type != "cuda":
+        return settings.scoring.workers
+    return max(settings.scoring.workers, min(CUDA_WORKERS, os.cpu_count() or 1))
+
+
 # Failures that say nothing about the GIF's bytes (a file missing while a mount was late, a
 # read error, memory): the next `score` tries again. A GIF's bytes never change (its name is
 # their SHA-256), so a decoding failure would only repeat and stays skipped.
@@ -249,9 +264,11 @@ def score_pool(
     if engine_kind not in ("local", "ray"):
         raise ScoreError(f"unknown engine {engine_kind!r}; expected local or ray")
     mv, enc_id, scheme = _scoring_version(settings, engine, encoder_id, model_version_id)
-    workers = settings.scoring.workers if workers is None else workers
     batch_size = batch_size or settings.scoring.batch_size or auto_batch_size(device)
     encoder = _checked_encoder(settings, enc_id, mv, engine_kind, device)
+    if workers is None:  # Ray's workers are encoder actors, not decoders: as set
+        workers = (auto_workers(settings, encoder.device.type) if engine_kind == "local"
+                   else settings.scoring.workers)
     shas = _pool_shas(engine, pool)
     rows = _gif_rows(engine, shas)
     report = ScoreReport(model_version_id=mv.id if mv else None, encoder_id=enc_id, sampling=scheme)

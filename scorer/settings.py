@@ -229,7 +229,8 @@ class ScoringSettings(Group):
                                                                doc="auto, cpu or cuda")
     batch_size: int = _s(0, "score_batch_size", ge=0,
                          doc="frames per encoder batch; 0 = auto (8 on CPU, 64 on CUDA)")
-    workers: int = _s(2, "score_workers", ge=0, doc="decode worker processes")
+    workers: int = _s(2, "score_workers", ge=0, doc="decode worker processes; when not set, "
+                      "up to 8 on CUDA (decoding is a GPU's limit)")
     torchvision_weights_dir: str = _s("", "torchvision_weights_dir",
                                       doc="folder with torchvision checkpoints")
     clip_weights: str = _s("", "clip_weights", doc="open_clip checkpoint file for the zero-shot prior")
