@@ -168,6 +168,12 @@ DEFAULT_TEXT: dict[str, str] = {
 }
 
 
+# The public post's vote buttons, one wording on every platform (an emoji alone is no label
+# for a screen reader or a voice command): Slack's and the playground's "👍 Fits", Discord's
+# emoji beside the label.
+VOTE_LABELS: dict[bool, tuple[str, str]] = {True: ("👍", "Fits"), False: ("👎", "Not really")}
+
+
 _PROVIDER_USER = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 

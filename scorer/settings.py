@@ -172,6 +172,9 @@ class DiscordSettings(Group):
     token: str = _s("", "discord_token", env="DISCORD_TOKEN", secret=True)
     sharded: OnOff = _s(False, "discord_sharded", doc="run as AutoShardedClient")
     upload_limit_bytes: int = _s(10 * 1024 * 1024, "discord_upload_limit_bytes", gt=0)
+    watch: OnOff = _s(True, "discord_watch", doc="let channels that opted in to watching ask for "
+                      "the Message Content intent; off = never ask (watching waits), the way out "
+                      "when Discord refuses the intent")
 
 
 class FetchSettings(Group):

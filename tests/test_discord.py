@@ -221,6 +221,42 @@ async def test_gif_admin_needs_manage_server(stack: Stack) -> None:
         "Hidden: x (0123456789ab). (`/gif-admin unhide gif:0123456789ab` undoes it)")
 
 
+async def test_a_channels_settings_hold_in_its_threads(stack: Stack, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A thread is its channel's: a rating ceiling (or pools, watch...) set for #general
+    is not escaped by asking in a thread of #general, where anyone may start one."""
+    from sqlalchemy import update
+
+    from scorer.store import Gif
+
+    d, fake = stack.d, stack.fake
+    with session_scope(stack.engine) as s:
+        s.execute(update(Gif).values(rating="pg-13"))
+    stack.core.ranker.refresh()
+    admin = {"user": BOB, "perms": MANAGE_GUILD}
+    await d.slash("gif-admin", [{"name": "rating", "type": 1, "options": [
+        {"name": "ceiling", "type": 3, "value": "g"}, {"name": "scope", "type": 3, "value": "channel"}]}], **admin)
+    assert fake.calls[-1].payload["content"] == "Rating ceiling for this channel is now g."
+    thread = CHANNEL + 555
+    base = d._base
+
+    def in_thread(kind: int, user: tuple[int, str], perms: discord.Permissions) -> dict[str, Any]:
+        data = base(kind, user, perms)
+        data["channel_id"] = str(thread)
+        data["channel"] = {"id": str(thread), "type": 11, "guild_id": str(GUILD), "parent_id": str(CHANNEL),
+                           "name": "a thread", "owner_id": str(ALICE[0]), "message_count": 0, "member_count": 1,
+                           "rate_limit_per_user": 0, "flags": 0, "last_message_id": None,
+                           "thread_metadata": {"archived": False, "auto_archive_duration": 1440,
+                                               "archive_timestamp": "2026-01-01T00:00:00+00:00", "locked": False}}
+        return data
+
+    monkeypatch.setattr(d, "_base", in_thread)
+    await d.slash("gif-admin", [{"name": "channel", "type": 1, "options": []}], **admin)
+    assert "rating_ceiling: g" in fake.calls[-1].payload["content"]
+    await d.slash("gif", words("happy"), user=ALICE)
+    assert not embed_images(fake.calls[-1].payload)
+    assert "no GIFs for happiness in this channel" in fake.calls[-1].payload["content"]
+
+
 async def test_the_cogs_share_the_core_and_the_gif_cog_answers_the_buttons(stack: Stack) -> None:
     cog = stack.d.bot.get_cog(discord_views.COG_NAME)
     assert isinstance(cog, discord_adapter.GifCog) and isinstance(cog, discord_views.Clicks)
@@ -535,9 +571,9 @@ def _discord_health() -> dict[str, Any]:
 
 
 async def _start(sqlite_settings: Any, sqlite_engine: Any, *, sharded: bool = False,
-                 retry: discord_adapter.Retry = FAST) -> Any:
+                 retry: discord_adapter.Retry = FAST, watch: bool = True) -> Any:
     core, settings, _ = make_core(sqlite_settings, sqlite_engine, discord__token="bot-token-for-the-fake",
-                                  discord__sharded=sharded)
+                                  discord__sharded=sharded, discord__watch=watch)
     get_health().reset()
     bot = await discord_adapter.start(core, settings, retry=retry)
     assert bot is not None
@@ -639,9 +675,18 @@ async def test_a_refused_token_or_intent_stops_discord_at_once_saying_what_to_do
         (refused,) = [r.getMessage() for r in caplog.records if "refused the connection" in r.getMessage()]
         assert "/gif-admin channel key:watch value:on" in refused
         assert "Privileged Gateway Intents → Message Content Intent" in refused and "restart moodgif" in refused
+        assert "MOODGIF_DISCORD_WATCH=off" in refused
         assert _discord_health()["detail"] == (
             "stopped: the Message Content intent is not enabled in the Developer Portal")
         assert "cannot reach Discord" not in caplog.text and "Discord stopped" not in caplog.text
+
+        # the operator's way out: the channel still watches, but the bot no longer asks
+        server.identified.clear()
+        bot = await _start(sqlite_settings, sqlite_engine, watch=False)
+        await _until(lambda: server.identified, "a connection without the intent")
+        await bot.close()
+        (identify,) = server.identified
+        assert identify["intents"] == discord_adapter.wanted_intents(False).value
     finally:
         await server.close()
 

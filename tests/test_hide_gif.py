@@ -50,7 +50,7 @@ async def test_a_hidden_gif_is_never_offered_in_that_workspace_again(settings, e
     assert (await env.core.request(other, "happy")).preview.cards[0].sha256 == best  # another workspace
 
     assert "No hidden GIF starts with" in (await env.core.admin(ada, "unhide", ["00000000"])).text
-    assert (await env.core.admin(ada, "unhide", [best[:10]])).text == "Shown again: 1 GIF(s)."
+    assert (await env.core.admin(ada, "unhide", [best[:10]])).text == "Shown again: 1 GIF."
     assert (await env.core.request(alice, "happy")).preview.cards[0].sha256 == best
     assert (await env.core.admin(ada, "hidden", [])).text == "No GIF is hidden in this workspace."
 
@@ -62,7 +62,7 @@ async def test_hiding_by_sha_and_what_cannot_be_hidden(env: Env) -> None:
     sha = env.pool.shas[3]
     assert sha[:12] in (await env.core.admin(ada, "hide", [sha[:12]])).text
     await env.core.admin(ada, "hide", [env.pool.shas[4][:12]])
-    assert (await env.core.admin(ada, "unhide", ["all"])).text == "Shown again: 2 GIF(s)."
+    assert (await env.core.admin(ada, "unhide", ["all"])).text == "Shown again: 2 GIFs."
 
 
 async def test_a_poll_never_shows_a_hidden_gif(sqlite_settings, sqlite_engine) -> None:

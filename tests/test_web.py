@@ -355,7 +355,7 @@ async def test_admin_sees_each_workspaces_words_and_hidden_gifs_and_undoes_them(
     assert (await core.request(people["carol"], "ugh")).preview.emotion == "anger"  # the parser again
     shown = await web.post("/admin/workspaces/unhide", data={**form, "sha256": sent},
                            headers={"Accept": "application/json"})
-    assert (await shown.json())["text"] == "Shown again: 1 GIF(s)."
+    assert (await shown.json())["text"] == "Shown again: 1 GIF."
     t1 = next(w for w in await (await web.get("/admin/workspaces?format=json")).json() if w["workspace"] == "T1")
     assert t1["phrases"] == [] and t1["hidden"] == []
 
@@ -494,7 +494,7 @@ async def test_web_unhide_takes_all_as_chat_does(web) -> None:  # type: ignore[n
     resp = await web.post("/admin/workspaces/unhide",
                           json={"platform": "slack", "workspace": "T1", "sha256": "ALL"},
                           headers={"X-CSRF-Token": csrf, "Accept": "application/json"})
-    assert resp.status == 200 and (await resp.json())["text"] == "Shown again: 2 GIF(s)."
+    assert resp.status == 200 and (await resp.json())["text"] == "Shown again: 2 GIFs."
     t1 = [w for w in await (await web.get("/admin/workspaces?format=json")).json() if w["workspace"] == "T1"]
     assert all(not w["hidden"] for w in t1)
 

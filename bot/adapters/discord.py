@@ -129,6 +129,14 @@ def _workspace(guild_id: int | None) -> str:
     return str(guild_id) if guild_id else ""
 
 
+def _channel(channel: Any, channel_id: int | None) -> str:
+    """The channel a request belongs to: a thread's parent, so a channel's settings (rating
+    ceiling, pools, watch...) hold in its threads too, as a Slack thread is its channel's."""
+    if isinstance(channel, discord.Thread) and channel.parent_id:
+        return str(channel.parent_id)
+    return str(channel_id or "")
+
+
 def interaction_actor(interaction: discord.Interaction, *, admin: bool = False) -> Actor:
     user = interaction.user
     is_admin = False
@@ -138,7 +146,7 @@ def interaction_actor(interaction: discord.Interaction, *, admin: bool = False) 
     return Actor(
         platform=PLATFORM,
         workspace=_workspace(interaction.guild_id),
-        channel=str(interaction.channel_id or ""),
+        channel=_channel(interaction.channel, interaction.channel_id),
         user_id=str(user.id),
         display_name=getattr(user, "display_name", "") or "",
         is_admin=is_admin,
@@ -149,7 +157,7 @@ def message_actor(message: discord.Message) -> Actor:
     return Actor(
         platform=PLATFORM,
         workspace=_workspace(message.guild.id if message.guild else None),
-        channel=str(message.channel.id),
+        channel=_channel(message.channel, message.channel.id),
         user_id=str(message.author.id),
         display_name=message.author.display_name,
     )
@@ -448,7 +456,7 @@ class AdminCog(_CoreCog, name="moodgif admin"):
         text = views.admin_wording(reply_text(reply))
         if reply.kind == "ack" and await self._watch_waits_for_intent(actor, command):
             text += "\n" + WATCH_WAITS_FOR_INTENT
-        await interaction.followup.send(text[:2000], ephemeral=True)
+        await interaction.followup.send(views.fit(text), ephemeral=True)
 
     async def _watch_waits_for_intent(self, actor: Actor, command: AdminCommand) -> bool:
         """Did this command leave the channel watched while the running bot cannot read
@@ -617,7 +625,7 @@ async def start(core: BotCore, settings: Settings, *, retry: Retry | None = None
     `retry`: the waits while Discord cannot be reached (tests shorten them)."""
     if not settings.discord.token:
         return None
-    watch = await asyncio.to_thread(watch_enabled, core.engine)
+    watch = settings.discord.watch and await asyncio.to_thread(watch_enabled, core.engine)
     bot = build_bot(core, settings, intents=wanted_intents(watch))
     bot.runner = asyncio.get_running_loop().create_task(
         connect.run(bot, settings.discord.token, retry or Retry()), name="discord")

@@ -117,11 +117,12 @@ async def run(bot: GatewayBot, token: str, retry: Retry) -> None:
             _stopped("the token was refused")
             return
         except discord.PrivilegedIntentsRequired:
-            # No "turn watching off instead": /gif-admin cannot answer while Discord refuses us.
+            # /gif-admin cannot answer while Discord refuses us: the way out is the operator's.
             log.error("Discord refused the connection: a channel watches messages "
                       "(/gif-admin channel key:watch value:on), so the bot asks for the privileged "
                       "Message Content intent, which the application does not have. Enable it in "
-                      "the Developer Portal (%s), then restart moodgif", INTENT_SETTING)
+                      "the Developer Portal (%s), or set MOODGIF_DISCORD_WATCH=off to connect "
+                      "without it (watching then waits), then restart moodgif", INTENT_SETTING)
             _stopped("the Message Content intent is not enabled in the Developer Portal")
             return
         except UNREACHABLE as exc:

@@ -19,10 +19,20 @@ from typing import Any, Protocol, runtime_checkable
 import discord
 from discord.ext import commands
 
-from bot.events import GifCard, PollView, PostView, PreviewView, Reply, gif_url, reply_text
+from bot.events import (
+    VOTE_LABELS,
+    GifCard,
+    PollView,
+    PostView,
+    PreviewView,
+    Reply,
+    gif_url,
+    reply_text,
+)
 from bot.flows.admin import CHANNEL_USAGE, HIDE_USAGE, POOLS_USAGE
 
 CUSTOM_ID_MAX = 100
+CONTENT_MAX = 2000  # Discord refuses a message whose content is longer (error 50035)
 _SID = r"[A-Za-z0-9_-]{1,40}"
 
 COLOUR = discord.Colour.blurple()
@@ -38,6 +48,9 @@ class Message:
     files: list[discord.File] = field(default_factory=list)
     view: discord.ui.View | None = None
 
+    def __post_init__(self) -> None:
+        self.content = fit(self.content)
+
     def send_kwargs(self) -> dict[str, Any]:
         kw: dict[str, Any] = {"content": self.content, "embeds": self.embeds, "files": self.files}
         if self.view is not None:
@@ -46,6 +59,14 @@ class Message:
 
     def edit_kwargs(self) -> dict[str, Any]:
         return {"content": self.content, "embeds": self.embeds, "attachments": self.files, "view": self.view}
+
+
+def fit(text: str | None, limit: int = CONTENT_MAX) -> str | None:
+    """`text` cut to what Discord takes in one message (the rest ends in "…"): a longer one is
+    refused whole, and the person would see only "something went wrong"."""
+    if text is None or len(text) <= limit:
+        return text
+    return text[: limit - 1].rstrip() + "…"
 
 
 def media(card: GifCard, public_url: str, upload_limit: int) -> tuple[str | None, discord.File | None]:
@@ -264,7 +285,8 @@ class VoteButton(discord.ui.DynamicItem[discord.ui.Button], template=r"mg:vote:(
     def __init__(self, up: bool, post_id: int) -> None:
         super().__init__(
             discord.ui.Button(
-                emoji="👍" if up else "👎",
+                emoji=VOTE_LABELS[up][0],
+                label=VOTE_LABELS[up][1],
                 style=discord.ButtonStyle.secondary,
                 custom_id=f"mg:vote:{'up' if up else 'down'}:{post_id}",
             )

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from bot.events import GifCard, PollView, PostView, PreviewView, Reply, reply_text
+from bot.events import VOTE_LABELS, GifCard, PollView, PostView, PreviewView, Reply, reply_text
 
 # action_ids the listeners in bot/adapters/slack_listeners/ match on
 SEND = "moodgif_send"
@@ -174,8 +174,8 @@ def post_message(post: PostView, ref: ImageRef) -> dict[str, Any]:
                 "type": "actions",
                 "block_id": "vote_actions",
                 "elements": [
-                    _button("👍", VOTE_UP, str(post.post_id)),
-                    _button("👎", VOTE_DOWN, str(post.post_id)),
+                    _button(" ".join(VOTE_LABELS[True]), VOTE_UP, str(post.post_id)),
+                    _button(" ".join(VOTE_LABELS[False]), VOTE_DOWN, str(post.post_id)),
                 ],
             },
         ],

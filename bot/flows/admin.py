@@ -284,7 +284,9 @@ def _shown(value: Any) -> str:
 def _setting_line(key: str, value: Any) -> str:
     if key == "hidden_gifs":  # SHA-256s: `hidden` lists them with their titles
         return f"{key}: {len(value)} in this workspace (`hidden` lists them)"
-    return f"{key}: {_shown(value)}" + (" (every pool)" if key == "pools" and not value else "")
+    if key == "pools" and not value:
+        return f"{key}: every pool"
+    return f"{key}: {_shown(value)}"
 
 
 __all__ = ["ADMIN_HELP", "AddPool", "AdminCommand", "AdminFlow", "ForgetPhrase", "Help", "HideGif",

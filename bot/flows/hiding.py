@@ -46,7 +46,7 @@ def answer(ctx: CoreContext, db: Session, actor: Actor, cmd: HideGif | UnhideGif
                     else f"{cmd.gif} matches {len(gone)} hidden GIFs; give more digits.")
         sess.set_scoped(db, actor.platform, actor.workspace, "", "hidden_gifs",
                         [s for s in hidden if s not in gone] or None)
-        return f"Shown again: {len(gone)} GIF(s)."
+        return f"Shown again: {len(gone)} GIF{'' if len(gone) == 1 else 's'}."
     sha = _which_gif(ctx, db, actor, cmd.gif)
     if sha is None:
         return ("No GIF was posted in this channel yet." if cmd.gif == "last"

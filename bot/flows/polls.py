@@ -73,8 +73,8 @@ class PollFlow:
         except LedgerError as exc:
             return Reply(kind="error", text=uncounted("answer", exc))
         metric("VOTES", actor.platform, "poll")
-        return Reply(kind="ack", text="Thanks! That helps me learn what feels "
-                     f"{NAMES[state.emotion]}.")
+        return Reply(kind="ack", text="Thanks! That helps me learn which GIFs feel "
+                     f"like {NAMES[state.emotion]}.")
 
 
 __all__ = ["PollFlow"]

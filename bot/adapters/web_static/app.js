@@ -132,8 +132,10 @@ function renderPost(reply, container) {
   const post = reply.post;
   if (container) container.remove();
   const ack = el("div", { class: "ack" });
-  const up = el("button", { "data-action": "up", "aria-label": "thumbs up", title: "fits the feeling" }, "👍 fits");
-  const down = el("button", { "data-action": "down", "aria-label": "thumbs down", title: "does not fit" }, "👎 not really");
+  // the same words as Slack's and Discord's (bot.events.VOTE_LABELS); the visible text is the
+  // accessible name, so a voice command "click Fits" finds the button
+  const up = el("button", { "data-action": "up", title: "fits the feeling" }, "👍 Fits");
+  const down = el("button", { "data-action": "down", title: "does not fit the feeling" }, "👎 Not really");
   const undo = el("button", { "data-action": "undo", title: "take this Send back" }, "Undo");
   const box = addMessage("bot post",
     el("div", { class: "meta" }, `${post.caption || post.emotion} · requested by @${post.requested_by}`
