@@ -246,7 +246,7 @@ class BotCore:
     async def run_admin(self, actor: Actor, command: AdminCommand) -> Reply:
         """A typed admin command (`bot.flows.admin`); forbidden unless `actor.is_admin`."""
         if not actor.is_admin:
-            return Reply(kind="forbidden", text="Only admins can change the GIF settings.")
+            return Reply(kind="forbidden", text="Only admins can use `/gif-admin`.")
         return await self.admin_flow.run(actor, command)
 
     async def admin(self, actor: Actor, command: str, args: list[str]) -> Reply:

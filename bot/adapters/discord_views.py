@@ -175,6 +175,8 @@ _ADMIN_WORDING: tuple[tuple[str, str], ...] = (
                     "phrases on|off), or `value:reset`"),
     (HIDE_USAGE, "Usage: `/gif-admin hide gif:last|SHA|list`, `/gif-admin unhide gif:SHA|all` "
                  "(SHA: 8 or more hex digits of the GIF's SHA-256)"),
+    ("Only admins can use `/gif-admin`.",  # moodgif checks the permission itself too
+     "Only members with the Manage Server permission can use `/gif-admin`."),
     ("`pools list`", "`/gif-admin pools`"),
     ("`phrases forget WORDS`", "`/gif-admin phrases forget:WORDS`"),
     ("`stats`", "`/gif-admin stats`"),
