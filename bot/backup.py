@@ -32,6 +32,7 @@ import hashlib
 import io
 import json
 import os
+import secrets
 import shutil
 import socket
 import sqlite3
@@ -285,7 +286,7 @@ def create_backup(
     """Write one archive with the database and the data files; returns (path, manifest).
 
     `dest` is a file name, or an existing directory to put a dated archive in. The archive
-    appears under its name only when complete (written as NAME.partial, then renamed).
+    appears under its name only when complete (written as NAME.RANDOM.partial, then renamed).
     """
 
     dest = Path(dest)
@@ -295,7 +296,9 @@ def create_backup(
     url = settings.db_url
     dialect = _dialect(url)
     parts_wanted = [p for p in FILE_PARTS if include_features or p != "features"]
-    partial = dest.with_name(dest.name + ".partial")
+    # A partial file of its own: two backups to the same name (a cron run and a manual
+    # one in the same second) must not write into one file and race on its rename.
+    partial = dest.with_name(f"{dest.name}.{secrets.token_hex(4)}.partial")
 
     try:
         return _create_backup(settings, dest, url, dialect, parts_wanted, partial, progress)

@@ -134,4 +134,18 @@ def load_salt(engine: Engine, settings: Settings) -> str:
     return salt
 
 
-__all__ = ["SaltError", "fingerprint", "load_salt", "salt_file", "salt_problem"]
+def start_new_salt(engine: Engine, settings: Settings) -> None:
+    """The salt is lost for good (a host gone with its home, no copy): forget the ledger's
+    fingerprint, and a wrong salt file, so the next start makes a new salt. The votes stay
+    and count; only who cast them is no longer recognised, so a returning person's votes
+    count as a new person's."""
+    with session_scope(engine) as s:
+        row = s.get(Meta, CHECK_KEY)
+        if row is not None:
+            s.delete(row)
+    path = salt_file(settings)
+    if _read(path) is not None:
+        path.rename(path.with_name(path.name + ".replaced"))  # kept, in case it was the right one
+
+
+__all__ = ["SaltError", "fingerprint", "load_salt", "salt_file", "salt_problem", "start_new_salt"]

@@ -319,6 +319,41 @@ def test_restore_on_a_host_without_the_salt_says_so_and_serve_stops(
     assert salt_problem(make_engine(settings.db_url), settings) == ""
 
 
+def test_a_salt_lost_for_good_is_started_anew_and_the_votes_stay(
+        sqlite_settings: Settings, sqlite_engine, tmp_path: Path, monkeypatch) -> None:
+    """The old host is gone with its salt: `restore --new-salt` lets the new one serve, with
+    every vote kept, and says what is lost (who cast them)."""
+    from sqlalchemy import func, select
+
+    from bot.cli import cli
+    from scorer.salt import load_salt, salt_file, salt_problem
+    from scorer.store import Comparison, session_scope
+
+    settings, engine = sqlite_settings, sqlite_engine
+    _fill(settings, engine)
+    old = load_salt(engine, settings)
+    with session_scope(engine) as s:
+        votes = s.scalar(select(func.count()).select_from(Comparison))
+    monkeypatch.setenv("MOODGIF_HOME", str(settings.home))
+    monkeypatch.setenv("MOODGIF_DATABASE_URL", settings.db_url)
+    runner = CliRunner()
+    archive = tmp_path / "b.tar.gz"
+    assert runner.invoke(cli, ["backup", str(archive)]).exit_code == 0
+    _wipe(settings)
+    salt_file(settings).unlink()
+    assert runner.invoke(cli, ["restore", "--check", "--new-salt", str(archive)]).exit_code == 2
+    res = runner.invoke(cli, ["restore", "--new-salt", str(archive)])
+    assert res.exit_code == 0 and "new user-hash salt" in res.stdout, res.output
+    assert "warning:" not in res.stderr
+    engine = make_engine(settings.db_url)
+    assert salt_problem(engine, settings) == ""  # `serve` would start
+    assert load_salt(engine, settings) != old
+    with session_scope(engine) as s:
+        assert s.scalar(select(func.count()).select_from(Comparison)) == votes
+    again = runner.invoke(cli, ["restore", "--force", "--new-salt", str(archive)])  # the salt is here now
+    assert again.exit_code == 0 and "new user-hash salt" in again.stdout  # a backup of the old ledger
+
+
 def test_restore_is_refused_while_a_server_runs_on_the_home(sqlite_settings: Settings, sqlite_engine,
                                                             tmp_path: Path) -> None:
     """`restore --force` once swapped the database under a running `serve`, whose next Send
@@ -362,3 +397,63 @@ def test_a_database_a_bot_only_started_on_restores_without_force(sqlite_settings
     with session_scope(sqlite_engine) as s:
         s.add(Pool(name="real-data"))
     assert existing_data(sqlite_settings) == ["pools: 1 rows"]
+
+
+def test_score_and_pool_add_are_refused_while_a_restore_runs(sqlite_settings: Settings, sqlite_engine,
+                                                             tmp_path: Path) -> None:
+    """`moodgif score` (hours on a big pool) and `pool add` once ran on under a restore: the
+    score wrote a stray candidate model version and feature files into the restored home (or
+    died on a foreign key); they hold the home's lock now, as `retrain --once` does."""
+    from click.testing import CliRunner
+
+    from bot.cli import cli
+    from bot.home_lock import home_lock
+
+    settings = sqlite_settings
+    _fill(settings, sqlite_engine)
+    src = tmp_path / "incoming"
+    src.mkdir()
+    (src / "a.gif").write_bytes(FILES["gifs"]["ab/" + "ab" * 32 + ".gif"])
+    env = {"MOODGIF_HOME": str(settings.home), "MOODGIF_DATABASE_URL": settings.db_url}
+    before = _state(settings)
+    with home_lock(settings.home, exclusive=True, doing="restore"):
+        scored = CliRunner().invoke(cli, ["score", "--no-prior", "--encoder", "motion"], env=env)
+        added = CliRunner().invoke(cli, ["pool", "add", "late", str(src)], env=env)
+    assert scored.exit_code == 1 and "cannot score: a restore is running" in scored.output, scored.output
+    assert added.exit_code == 1 and "cannot add to a pool: a restore is running" in added.output, added.output
+    dispose_engines()
+    assert _state(settings) == before
+
+
+def test_two_backups_to_one_name_at_once_both_finish(sqlite_settings: Settings, sqlite_engine,
+                                                     tmp_path: Path, monkeypatch) -> None:
+    """A cron backup and a manual one in the same second pick the same dated name: they once
+    shared NAME.partial, and the one that renamed second died on a FileNotFoundError."""
+    import bot.backup as backup
+
+    _fill(sqlite_settings, sqlite_engine)
+    both_writing = threading.Barrier(2, timeout=30)
+    add_files = backup._add_data_files
+
+    def add_files_together(*args, **kwargs):  # type: ignore[no-untyped-def]
+        both_writing.wait()  # each has its archive open: the writes overlap
+        return add_files(*args, **kwargs)
+
+    monkeypatch.setattr(backup, "_add_data_files", add_files_together)
+    dest = tmp_path / "same.tar.gz"
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            create_backup(sqlite_settings, dest)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    assert read_archive(dest, None)["counts"]["tables"]["gifs"] == 2
+    assert not list(tmp_path.glob("*.partial"))

@@ -65,13 +65,19 @@ def backup_cmd(settings: Settings, path: str, no_features: bool) -> None:
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--force", is_flag=True, help="replace the data this installation already holds")
 @click.option("--check", "check_only", is_flag=True, help="only verify the archive; change nothing")
+@click.option("--new-salt", is_flag=True, help="the old host's user_hash_salt is lost for good: start "
+              "a new one (votes stay; earlier voters are not recognised as the same people)")
 @click.pass_obj
-def restore_cmd(settings: Settings, path: Path, force: bool, check_only: bool) -> None:
+def restore_cmd(settings: Settings, path: Path, force: bool, check_only: bool, new_salt: bool) -> None:
     """Restore a backup made by `moodgif backup` (stop the bot and worker first).
 
     Every checksum is verified before anything is changed; on any failure the current data
-    stays as it was. A backup from an older schema is upgraded to this version's.
+    stays as it was. A backup from an older schema is upgraded to this version's. A backup
+    never holds the user-hash salt: copy `user_hash_salt` from the old host, or, when it is
+    lost, restore with --new-salt.
     """
+    if new_salt and check_only:
+        raise click.UsageError("--new-salt changes the restored data: not with --check")
     from bot.backup import BackupError, read_archive, restore_backup
 
     try:
@@ -85,15 +91,26 @@ def restore_cmd(settings: Settings, path: Path, force: bool, check_only: bool) -
         raise click.ClickException(str(exc)) from None
     click.echo(_summary(manifest))
     if not check_only:
-        _warn_about_salt(settings)
+        _check_salt(settings, new_salt)
 
 
-def _warn_about_salt(settings: Settings) -> None:
+def _check_salt(settings: Settings, new_salt: bool) -> None:
     """A backup never holds the user-hash salt (docs/deploy.md): say now, not at the first /gif,
-    that this host lacks the one the restored votes were hashed with."""
+    that this host lacks the one the restored votes were hashed with; or, asked to, start anew."""
     from scorer.migrate import init_db
-    from scorer.salt import salt_problem
+    from scorer.salt import salt_problem, start_new_salt
 
-    problem = salt_problem(init_db(settings.db_url), settings)
-    if problem:
-        click.echo(f"warning: {problem}. Until then moodgif serve will not start.", err=True)
+    engine = init_db(settings.db_url)
+    problem = salt_problem(engine, settings)
+    if not problem:
+        if new_salt:
+            click.echo("--new-salt: not needed, this host has the salt the votes were hashed with; "
+                       "nothing changed", err=True)
+        return
+    if not new_salt:
+        click.echo(f"warning: {problem}. Until then moodgif serve will not start (lost for good? "
+                   "restore again with --new-salt).", err=True)
+        return
+    start_new_salt(engine, settings)
+    click.echo("new user-hash salt: the votes are kept and count, but earlier voters are no "
+               "longer recognised as the same people (their next votes count as a new person's)")

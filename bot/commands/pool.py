@@ -71,6 +71,7 @@ def pool_add(settings: Settings, name: str, source: str, limit: int | None, rati
     nothing was added to a new pool (so it was not kept: `pool add && score --pool` stops).
     With --json an error is a JSON object too ({"error": ...}).
     """
+    from bot.home_lock import HomeBusy, home_lock
     from scorer.giphy import GiphyError
     from scorer.migrate import init_db
     from scorer.pool import PoolError, ingest
@@ -80,9 +81,10 @@ def pool_add(settings: Settings, name: str, source: str, limit: int | None, rati
         raise click.UsageError("--limit and --rating apply to giphy: sources only")
     options = {"limit": limit, "rating": rating} if giphy else {}
     engine = init_db(settings.db_url)
-    try:
-        report = ingest(settings, engine, name, source, progress=not as_json, **options)
-    except (PoolError, GiphyError) as exc:
+    try:  # a restore must not swap the database and the pool files under the ingest
+        with home_lock(settings.home, exclusive=False, doing="add to a pool"):
+            report = ingest(settings, engine, name, source, progress=not as_json, **options)
+    except (PoolError, GiphyError, HomeBusy) as exc:
         if as_json:  # a script still reads an answer
             click.echo(json.dumps({"pool": name, "error": str(exc)}))
         if isinstance(exc, PoolError):

@@ -48,6 +48,7 @@ def score_cmd(
     is active until votes train a better head. A trained head scores only the pools it was
     trained on; the prior ranks the others.
     """
+    from bot.home_lock import HomeBusy, home_lock
     from scorer.encoders import EncoderError
 
     if list_encoders:
@@ -58,14 +59,15 @@ def score_cmd(
 
     engine = init_db(settings.db_url)
     text_model = None if no_prior else _settled_text_model(settings)
-    try:
-        report = score_pool(
-            settings, engine, pool=pool, encoder_id=encoder_id, device=device or settings.scoring.device,
-            model_version_id=model_version_id, engine_kind=engine_kind,
-            progress=sys.stderr.isatty(), workers=workers, batch_size=batch_size, address=address,
-            text_model=text_model, prior=not no_prior,
-        )
-    except (EncoderError, ScoreError) as exc:
+    try:  # a restore must not swap the database and the feature cache under the run
+        with home_lock(settings.home, exclusive=False, doing="score"):
+            report = score_pool(
+                settings, engine, pool=pool, encoder_id=encoder_id,
+                device=device or settings.scoring.device, model_version_id=model_version_id,
+                engine_kind=engine_kind, progress=sys.stderr.isatty(), workers=workers,
+                batch_size=batch_size, address=address, text_model=text_model, prior=not no_prior,
+            )
+    except (EncoderError, ScoreError, HomeBusy) as exc:
         raise click.ClickException(str(exc)) from None
     _echo_encoding(report)
     _echo_prior(report)
