@@ -624,6 +624,8 @@ def _restore_unused(settings: Settings, src: Path, *, force: bool, progress: boo
             )
         engine = make_engine(url)
         _check_revision_known(engine, manifest.get("revision"))
+        if dialect != "sqlite":
+            _refuse_if_pg_in_use(url)
         swapped = _swap_in_dirs(settings, staging, manifest)
         try:
             if dialect == "sqlite":
@@ -648,6 +650,25 @@ def _refuse_if_in_use(settings: Settings) -> None:
             "the installation already holds data (" + ", ".join(found[:4])
             + (", ..." if len(found) > 4 else "") + "): restore with --force to replace it"
         )
+
+
+def _refuse_if_pg_in_use(url: str) -> None:
+    """The home's lock sees processes on this home only: a bot on another host, or one started
+    with another MOODGIF_HOME, still uses the database. Its open sessions say so."""
+    from scorer.store import dispose_engines, make_engine
+
+    dispose_engines()  # this process's idle pooled connections are no other user
+    with make_engine(url).connect() as conn:
+        others = conn.execute(text(
+            "SELECT coalesce(nullif(application_name, ''), 'unnamed') || ' from ' "
+            "|| coalesce(host(client_addr), 'a local socket') FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()")).scalars().all()
+    dispose_engines()
+    if others:
+        raise BackupError(
+            f"{len(others)} other connection(s) use this PostgreSQL database ("
+            + ", ".join(sorted(set(others))[:3]) + "): stop the bot and the worker on every host "
+            "that uses it, then restore again (nothing was changed)")
 
 
 def _check_revision_known(engine: Any, revision: str | None) -> None:

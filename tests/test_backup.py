@@ -133,6 +133,31 @@ def test_round_trip(settings: Settings, engine, tmp_path: Path) -> None:
     assert _state(settings) == before
 
 
+def test_a_postgresql_restore_is_refused_while_another_host_uses_the_database(
+        settings: Settings, engine, tmp_path: Path) -> None:
+    """The home's lock cannot see a bot on another host (or one started with another home):
+    its open session to the database refuses the restore before anything is swapped."""
+    from sqlalchemy import create_engine
+
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's users are processes on this home: the home's lock covers them")
+    _fill(settings, engine)
+    archive, _ = create_backup(settings, tmp_path / "b.tar.gz")
+    with session_scope(make_engine(settings.db_url)) as s:
+        s.add(Pool(name="added-later"))
+    current = _state(settings)
+    other_host = create_engine(settings.db_url, connect_args={"application_name": "moodgif-elsewhere"})
+    try:
+        with other_host.connect():
+            with pytest.raises(BackupError, match=r"1 other connection\(s\).*moodgif-elsewhere.*nothing was changed"):
+                restore_backup(settings, archive, force=True)
+            assert _state(settings) == current
+    finally:
+        other_host.dispose()
+    restore_backup(settings, archive, force=True)  # once it is gone
+    assert "added-later" not in _state(settings)["pools"]
+
+
 def test_damaged_archive_changes_nothing(settings: Settings, engine, tmp_path: Path) -> None:
     _fill(settings, engine)
     archive, _ = create_backup(settings, tmp_path / "b.tar.gz")
