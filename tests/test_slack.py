@@ -513,9 +513,14 @@ async def test_a_send_the_channel_refused_is_taken_back_and_can_be_sent_again(st
     fake.outside.add(CHANNEL)
     await stack.click(blocks.SEND, _buttons(shuffled)[blocks.SEND])
     refused = (await fake.wait_for("webhook", 3))[2].data
-    assert "couldn't post in this channel" in refused["text"] and refused["replace_original"] is False
+    assert refused["text"] == ("I couldn't post in this channel. I'm not in it: invite me (`/invite` "
+                               "and my name), then press Send again.") and refused["replace_original"] is False
+    # pressed again the moment the refusal shows: refused again, never "already sent"
+    await stack.click(blocks.SEND, _buttons(shuffled)[blocks.SEND])
+    again = (await fake.wait_for("webhook", 4))[3].data
+    assert again["text"] == refused["text"]
     await asyncio.sleep(0.2)  # nothing else may follow: the preview is left as it was
-    assert len(fake.calls_to("webhook")) == 3
+    assert len(fake.calls_to("webhook")) == 4
     assert posts(engine) == [] and sources(engine)["send"] == 0
 
     fake.outside.discard(CHANNEL)  # invited: the same button now posts
@@ -523,11 +528,11 @@ async def test_a_send_the_channel_refused_is_taken_back_and_can_be_sent_again(st
     await fake.wait_for("chat.postMessage", 1)
     await until(lambda: bool(posts(engine)) and posts(engine)[0][2] != "")
     assert sources(engine)["send"] == 1 and len(posts(engine)) == 1
-    sent_note = (await fake.wait_for("webhook", 4))[3].data
+    sent_note = (await fake.wait_for("webhook", 5))[4].data
     assert sent_note["replace_original"] is True and blocks.UNDO in _buttons(sent_note)
     # a second click on the same Send: a note beside "Sent ✓", which keeps its Undo
     await stack.click(blocks.SEND, _buttons(shuffled)[blocks.SEND])
-    twice = (await fake.wait_for("webhook", 5))[4].data
+    twice = (await fake.wait_for("webhook", 6))[5].data
     assert twice["replace_original"] is False and "already sent" in twice["text"]
 
 

@@ -60,6 +60,8 @@ async def send(ctx: SlackContext, ack: Any, body: dict[str, Any], action: dict[s
     # its GIF in that thread, not in the channel: Slack names the thread in the click.
     thread = {"thread_ts": ts} if (ts := (body.get("container") or {}).get("thread_ts")) else {}
 
+    refused: list[str] = []
+
     async def publish(post: PostView) -> str | None:  # the core keeps the ref for reactions
         ref = await ctx.images.ref(post.card, client, actor.workspace)
         try:
@@ -67,21 +69,35 @@ async def send(ctx: SlackContext, ack: Any, body: dict[str, Any], action: dict[s
         except SlackApiError as exc:
             error = exc.response.get("error", "error") if exc.response is not None else "error"
             log.warning("slack chat.postMessage failed in %s: %s", actor.channel, error)
-            await respond(
-                response_type="ephemeral",
-                replace_original=False,
-                text=f"I couldn't post in this channel ({blocks.esc(error)}). Invite me with `/invite @moodgif`.",
-            )
+            refused.append(error)
             return None
         return message_ref(str(result["channel"]), str(result["ts"]))
 
     sent = await ctx.core.send_and_publish(actor, session_id, sha, publish)
-    if sent.reply.kind == "not_posted":  # `publish` said why; the preview is still open
+    if sent.reply.kind == "not_posted":  # the preview is still open
+        # Said only now, once the core has taken the Send back: a second click at once
+        # would otherwise meet "already sent" for a GIF that was never posted.
+        await respond(response_type="ephemeral", replace_original=False,
+                      text=_not_posted(refused[0] if refused else "error"))
         return
     if sent.reply.kind != "posted":
         await ctx.answer_click(sent.reply, respond, client, actor)
     elif sent.message_ref is not None and sent.reply.post is not None:
         await respond(replace_original=True, **blocks.sent_message(sent.reply.post.post_id))
+
+
+def _not_posted(error: str) -> str:
+    """Why a Send did not reach the channel, with what to do about that error, not another."""
+    if error in ("not_in_channel", "channel_not_found"):
+        advice = "I'm not in it: invite me (`/invite` and my name), then press Send again."
+    elif error == "is_archived":
+        advice = "It is archived, so nothing can be posted there."
+    elif error in ("restricted_action", "restricted_action_read_only_channel",
+                   "restricted_action_thread_only_channel", "restricted_action_non_threadable_channel"):
+        advice = "Its settings don't let apps post there; a workspace admin can change that."
+    else:
+        advice = f"Slack said {blocks.esc(error)}; the preview is still open, so you can try again."
+    return f"I couldn't post in this channel. {advice}"
 
 
 async def undo(ctx: SlackContext, ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Any,
