@@ -35,6 +35,9 @@ ReplyKind = Literal[
 
 PLATFORMS = ("slack", "discord", "web")  # every chat surface an Actor comes from
 SIM_PLATFORM = "sim"  # the simulator's and the demo's virtual users (bot.simulate)
+# The operator's own surfaces: the web page (behind the operator's password) and the
+# simulator. Slack and Discord admins are admins of one workspace, not of the installation.
+OPERATOR_PLATFORMS = ("web", SIM_PLATFORM)
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,15 @@ class Actor:
     user_id: str
     display_name: str = ""
     is_admin: bool = False
+
+    @property
+    def pool_owner(self) -> str:
+        """Whose pools this actor adds and which it sees (`scorer.pool_owners.may_see`): the
+        operator's ("") on the web page and for the simulator's users, else its chat
+        workspace's, "<platform>:<workspace>"."""
+        if self.platform in OPERATOR_PLATFORMS:
+            return ""
+        return f"{self.platform}:{self.workspace}"
 
 
 @dataclass(frozen=True)

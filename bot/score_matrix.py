@@ -2,7 +2,8 @@
 database, that every request ranks against (`bot.ranking`).
 
 Per GIF it holds the posterior mean and standard deviation of each of the 17 emotion scores,
-the GIF's rating and the pools it is in. Where the scores come from (never from a demo
+the GIF's rating and the pools it is in; per pool, whose it is (`channel_pools`: a workspace
+ranks the operator's pools and its own). Where the scores come from (never from a demo
 manifest's ground truth):
 
 - the **active model version's predictions** are the prior (mean = prediction, standard
@@ -38,6 +39,7 @@ from sqlalchemy.engine import Engine
 from bot.bounded_pick import Heads
 from scorer import versions as registry
 from scorer.emotions import N_EMOTIONS
+from scorer.pool_owners import OPERATOR, may_see
 from scorer.settings import RATINGS
 from scorer.store import BTFit, BTScore, Comparison, Gif, ModelVersion, Pool, PoolGif, Prediction
 
@@ -75,6 +77,7 @@ class ScoreMatrix:
     evidence: np.ndarray = field(default_factory=lambda: np.zeros(N_EMOTIONS))
     built_at: float = 0.0
     topics: Any = None  # bot.topics.TopicIndex over these rows, built with the snapshot
+    owners: dict[str, str] = field(default_factory=dict)  # pool name -> owner; absent: the operator's
     # (pools, ceiling) -> float32 (N,) of 0 / -inf; filled lazily, dies with the snapshot
     _penalties: dict[tuple, tuple[np.ndarray, int]] = field(default_factory=dict, repr=False)
     # (emotion, pools, ceiling, width factor) -> bot.bounded_pick.Heads; dies with the snapshot
@@ -85,11 +88,25 @@ class ScoreMatrix:
     def size(self) -> int:
         return len(self.shas)
 
+    def sees(self, viewer: str, pool: str) -> bool:
+        """Whether `viewer` (`Actor.pool_owner`) may rank pool `pool` of this snapshot."""
+        return pool in self.pools and may_see(viewer, self.owners.get(pool, OPERATOR))
+
+    def channel_pools(self, chosen: Sequence[str], viewer: str) -> tuple[str, ...] | None:
+        """The pools a channel ranks (the `pools` of `penalty`, `heads`, `bot.ranking`): the
+        ones it chose (`channel pools`), else every pool, and of those only the ones its
+        workspace may see (`scorer.pool_owners.may_see`). None, no filter at all, when the
+        channel chose none and sees every pool (one operator's pools: the single-tenant case)."""
+        if chosen:
+            return tuple(name for name in chosen if self.sees(viewer, name))
+        visible = tuple(name for name in self.pools if self.sees(viewer, name))
+        return None if len(visible) == len(self.pools) else visible
+
     def heads(self, emotion: int, pools: Sequence[str] | None, ceiling: str,
               factor: float) -> Heads:
         """The bounded pick's orders for one emotion in one channel's allowed set, kept
         across requests (the work of a pass over the pool is done once per snapshot)."""
-        key = (emotion, tuple(sorted(pools)) if pools else (), ceiling, factor)
+        key = (emotion, _pools_key(pools), ceiling, factor)
         cached = self._heads.get(key)
         if cached is not None:
             return cached
@@ -106,13 +123,13 @@ class ScoreMatrix:
 
     def penalty(self, pools: Sequence[str] | None, ceiling: str) -> tuple[np.ndarray, int]:
         """0 where a GIF is allowed (in one of `pools`, rating <= ceiling), -inf elsewhere;
-        and how many are allowed."""
-        key = (tuple(sorted(pools)) if pools else (), ceiling)
+        and how many are allowed. `pools` None: every pool; empty: none."""
+        key = (_pools_key(pools), ceiling)
         cached = self._penalties.get(key)
         if cached is not None:
             return cached
         allowed = self.rating <= RATINGS.index(ceiling)
-        if pools:
+        if pools is not None:
             member = np.zeros(self.size, dtype=bool)
             for name in pools:
                 m = self.pools.get(name)
@@ -126,6 +143,10 @@ class ScoreMatrix:
                 self._penalties.clear()
             self._penalties[key] = entry
         return entry
+
+
+def _pools_key(pools: Sequence[str] | None) -> tuple[str, ...] | None:
+    return None if pools is None else tuple(sorted(pools))
 
 
 @dataclass(frozen=True)
@@ -154,12 +175,14 @@ def build_matrix(
     fit: FitPosterior | None = None,
     stamp: tuple = (),
     model_version_id: int | None = None,
+    owners: dict[str, str] | None = None,
 ) -> ScoreMatrix:
     """Combine the model prior and the BT evidence into one snapshot (arrays (N, 17)).
 
     `prior_mask[i]` says GIF i has a prediction; `prior_sd` (N, 17), when given, is each
     prediction's own width (the zero-shot prior's); else `PRIOR_SD`. `fit` is the active
-    Bradley-Terry fit (`FitPosterior`), where people's votes have spoken.
+    Bradley-Terry fit (`FitPosterior`), where people's votes have spoken. `owners`: pool
+    name -> owner (`pools.owner`); a pool not in it is the operator's.
     GIFs with neither are dropped when anything is scored (a GIF the scorer has not reached
     yet would otherwise be offered at random for every emotion); with nothing scored at all
     every GIF stays, in random order.
@@ -183,6 +206,7 @@ def build_matrix(
         sd=np.ascontiguousarray(np.clip(sd[idx], MIN_SD, 1.0).T, dtype=np.float32),
         rating=rating,
         pools={name: m[idx] for name, m in pools.items()},
+        owners=dict(owners or {}),
         scored=scored,
         stamp=stamp,
         model_version_id=model_version_id,
@@ -282,10 +306,12 @@ def load_matrix(engine: Engine) -> ScoreMatrix:
                    BTFit.params)
             .where(BTFit.id == registry.active_fit_id_query())).first()
         shas, index, ratings, pools = _load_members(conn)
+        owners = dict(conn.execute(select(Pool.name, Pool.owner).where(Pool.owner != OPERATOR)).all())
         prior, prior_mask, prior_sd = _load_predictions(conn, index, len(shas), mv_id)
         fit = _load_fit(conn, engine, fit_row, index, len(shas)) if fit_row is not None else None
     return build_matrix(shas, ratings, pools, prior=prior, prior_mask=prior_mask,
-                        prior_sd=prior_sd, fit=fit, stamp=stamp, model_version_id=mv_id)
+                        prior_sd=prior_sd, fit=fit, stamp=stamp, model_version_id=mv_id,
+                        owners=owners)
 
 
 def _load_members(conn) -> tuple[list[str], dict[str, int], list[str | None], dict[str, np.ndarray]]:  # type: ignore[no-untyped-def]

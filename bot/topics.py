@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -388,7 +389,7 @@ def _without(text: str, words: tuple[str, ...]) -> str:
 
 
 def rank_topic(matrix: ScoreMatrix, index: TopicIndex, rows: np.ndarray, k: int, *,
-               rng: np.random.Generator, pools: list[str] | None, ceiling: str,
+               rng: np.random.Generator, pools: Sequence[str] | None, ceiling: str,
                rate: float = 1.0, exclude: tuple[str, ...] | list[str] = (),
                soft_exclude: tuple[str, ...] | list[str] = ()) -> tuple[list[str], int]:
     """A topic's GIFs by overall appeal, Thompson-sampled like the emotion ranking; only the

@@ -31,6 +31,7 @@ from sqlalchemy.engine import Engine
 
 from scorer.fetch import fetch_urls
 from scorer.giphy import GIPHY_ID, GiphyClient, GiphyError, GiphyGif, check_ceiling
+from scorer.pool_owners import OPERATOR
 from scorer.pool_storage import (
     AcceptedGif,
     IngestReport,
@@ -113,8 +114,9 @@ async def list_gifs(settings: Settings, spec: GiphySource, *, limit: int, rating
 def ingest_giphy(settings: Settings, engine: Engine, pool_name: str, source: str, *,
                  limit: int | None = None, rating: str | None = None, progress: bool = False,
                  trusted_endpoints: Collection[tuple[str, int]] = (),
-                 backoff_s: float = 1.0) -> IngestReport:
+                 backoff_s: float = 1.0, owner: str = OPERATOR) -> IngestReport:
     """Search (or trending, or ids) and import; raises GiphyError for a whole-import failure.
+    `owner`: whose the pool is if new (PoolError when it exists and is another's).
 
     `rating` is the ceiling for this import (default: `settings.chat.rating_ceiling` for search
     and trending; none for explicit ids, whose ratings are still stored and applied by the
@@ -138,7 +140,7 @@ def ingest_giphy(settings: Settings, engine: Engine, pool_name: str, source: str
         raise GiphyEmpty(f"{spec.describe()} found no GIFs{shown}: try other words"
                          + (" or a higher --rating" if ceiling and ceiling != "r" else ""))
     return import_gifs(settings, engine, pool_name, gifs, ceiling=ceiling, progress=progress,
-                       trusted_endpoints=trusted_endpoints, refused=missing)
+                       trusted_endpoints=trusted_endpoints, refused=missing, owner=owner)
 
 
 def _known(engine: Engine, ext_ids: list[str]) -> dict[str, str]:
@@ -155,11 +157,11 @@ def _known(engine: Engine, ext_ids: list[str]) -> dict[str, str]:
 def import_gifs(settings: Settings, engine: Engine, pool_name: str, gifs: Sequence[GiphyGif], *,
                 ceiling: str | None = None, progress: bool = False,
                 trusted_endpoints: Collection[tuple[str, int]] = (),
-                refused: Sequence[tuple[str, str]] = ()) -> IngestReport:
+                refused: Sequence[tuple[str, str]] = (), owner: str = OPERATOR) -> IngestReport:
     """Store these GIPHY GIFs in the pool (see the module doc); never raises for one GIF.
     An unknown `ceiling` raises GiphyError before anything is stored."""
     check_ceiling(ceiling)
-    pool_id = get_or_create_pool(engine, pool_name)
+    pool_id = get_or_create_pool(engine, pool_name, owner)
     report = IngestReport(pool=pool_name)
     errors: list[tuple[str, str]] = list(refused)
     seen: set[str] = set()

@@ -50,11 +50,13 @@ from sqlalchemy.orm import Session
 from scorer.admin_sources import url_problem
 from scorer.fetch import fetch_urls
 from scorer.giphy_import import ingest_giphy, is_giphy_source
+from scorer.pool_owners import OPERATOR, may_see
 from scorer.pool_storage import (
     AcceptedGif,
     IngestReport,
     PoolError,
     SourceItem,
+    check_may_add,
     drop_pool_if_empty,
     file_kind,
     get_or_create_pool,
@@ -548,6 +550,7 @@ def ingest(
     progress: bool = False,
     trusted_endpoints: Collection[tuple[str, int]] = (),
     confine: Sequence[Path] | None = None,
+    owner: str = OPERATOR,
     **source_options: Any,
 ) -> IngestReport:
     """Add every usable GIF of SOURCE to the pool (created if new); see the module doc.
@@ -559,29 +562,33 @@ def ingest(
     SOURCE goes to `scorer.giphy_import` (`source_options`: limit, rating; GiphyError when
     GIPHY fails). A pool this call created that ends with no GIF is removed again
     (`report.pool_dropped`): a source whose every file was refused leaves no empty pool.
+    `owner` is whose a new pool is (`scorer.pool_owners.OPERATOR`, or a chat workspace's
+    "<platform>:<workspace>"); a workspace may add to its own pools only (PoolError, before
+    anything is read, and again when the pool is created: another may have taken the name).
     """
+    check_may_add(engine, pool_name, owner)
     existed = pool_exists(engine, pool_name)
     try:
         report = _ingest_source(settings, engine, pool_name, source, progress=progress,
                                 trusted_endpoints=trusted_endpoints, confine=confine,
-                                **source_options)
+                                owner=owner, **source_options)
     except BaseException:
         if not existed:
-            drop_pool_if_empty(engine, pool_name)
+            drop_pool_if_empty(engine, pool_name, owner)
         raise
     if not existed and report.nothing_in:
-        report.pool_dropped = drop_pool_if_empty(engine, pool_name)
+        report.pool_dropped = drop_pool_if_empty(engine, pool_name, owner)
     return report
 
 
 def _ingest_source(settings: Settings, engine: Engine, pool_name: str, source: str | Path, *,
                    progress: bool, trusted_endpoints: Collection[tuple[str, int]],
-                   confine: Sequence[Path] | None, **source_options: Any) -> IngestReport:
+                   confine: Sequence[Path] | None, owner: str, **source_options: Any) -> IngestReport:
     if is_giphy_source(source):
         return ingest_giphy(settings, engine, pool_name, str(source), progress=progress,
-                            trusted_endpoints=trusted_endpoints, **source_options)
+                            trusted_endpoints=trusted_endpoints, owner=owner, **source_options)
     items = read_source(settings, source, confine=confine, trusted=trusted_endpoints)
-    pool_id = get_or_create_pool(engine, pool_name)
+    pool_id = get_or_create_pool(engine, pool_name, owner)
     run = _IngestRun.start(settings, engine, pool_id, items, IngestReport(pool=pool_name))
     with (
         _progress_bars(pool_name, run.n_urls, len(run.todo), progress) as (fbar, bar),
@@ -605,18 +612,20 @@ def _pool_id(session, name: str) -> int:  # type: ignore[no-untyped-def]
     return pid
 
 
-def list_pools(db: Engine | Session) -> list[dict]:
-    """Every pool with its number of GIFs, by name (in the caller's Session, or its own)."""
+def list_pools(db: Engine | Session, viewer: str = OPERATOR) -> list[dict]:
+    """Every pool `viewer` may see (`scorer.pool_owners.may_see`; the operator: all) with
+    its number of GIFs and its owner, by name (in the caller's Session, or its own)."""
     with unit_of_work(db) as s:
         rows = s.execute(
-            select(Pool.name, Pool.description, Pool.created_at, func.count(PoolGif.gif_sha))
+            select(Pool.name, Pool.description, Pool.created_at, Pool.owner, func.count(PoolGif.gif_sha))
             .outerjoin(PoolGif, PoolGif.pool_id == Pool.id)
-            .group_by(Pool.id, Pool.name, Pool.description, Pool.created_at)
+            .group_by(Pool.id, Pool.name, Pool.description, Pool.created_at, Pool.owner)
             .order_by(Pool.name)
         ).all()
     return [
-        {"name": n, "description": d or "", "gifs": int(c), "created_at": t.isoformat(timespec="seconds")}
-        for n, d, t, c in rows
+        {"name": n, "description": d or "", "gifs": int(c), "created_at": t.isoformat(timespec="seconds"),
+         "owner": o}
+        for n, d, t, o, c in rows if may_see(viewer, o)
     ]
 
 

@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 
 from scorer.fetch import too_large
 from scorer.frames import GifDecodeError, GifInfo, verify_gif
+from scorer.pool_owners import OPERATOR, add_refusal
 from scorer.settings import Settings
 from scorer.store import Pool, PoolGif, Refusal, session_scope
 
@@ -228,16 +229,33 @@ def validation_workers() -> int:
 # the database side
 
 
-def get_or_create_pool(engine: Engine, name: str) -> int:
+def owner_of(engine: Engine, name: str) -> str | None:
+    """The pool's owner, or None when there is no pool by that name."""
+    with session_scope(engine) as s:
+        return s.scalar(select(Pool.owner).where(Pool.name == name))
+
+
+def check_may_add(engine: Engine, name: str, adder: str) -> None:
+    """PoolError unless `adder` may add to pool `name` (a new name is anyone's)."""
+    owner = owner_of(engine, name)
+    if owner is not None and (refused := add_refusal(name, owner, adder)):
+        raise PoolError(refused)
+
+
+def get_or_create_pool(engine: Engine, name: str, owner: str = OPERATOR) -> int:
+    """The pool's id, created for `owner` if new; PoolError when it is someone else's (checked
+    in the same transaction: two workspaces racing for a new name, the second is refused)."""
     check_pool_name(name)
     for _ in range(2):
         try:
             with session_scope(engine) as s:
                 pool = s.scalar(select(Pool).where(Pool.name == name))
                 if pool is None:
-                    pool = Pool(name=name)
+                    pool = Pool(name=name, owner=owner)
                     s.add(pool)
                     s.flush()
+                elif refused := add_refusal(name, pool.owner, owner):
+                    raise PoolError(refused)
                 return pool.id
         except IntegrityError:  # created by a concurrent ingest: read it back
             continue
@@ -271,11 +289,12 @@ def pool_exists(engine: Engine, name: str) -> bool:
         return s.scalar(select(Pool.id).where(Pool.name == name)) is not None
 
 
-def drop_pool_if_empty(engine: Engine, name: str) -> bool:
+def drop_pool_if_empty(engine: Engine, name: str, owner: str = OPERATOR) -> bool:
     """Delete pool `name` when it holds no GIF (an add that refused everything created it);
-    True when it was deleted. Its refusals stay, detached, as `remove_pool` leaves them."""
+    True when it was deleted. Its refusals stay, detached, as `remove_pool` leaves them.
+    Only `owner`'s: a pool another workspace created meanwhile is never this add's to drop."""
     with session_scope(engine) as s:
-        pid = s.scalar(select(Pool.id).where(Pool.name == name))
+        pid = s.scalar(select(Pool.id).where(Pool.name == name, Pool.owner == owner))
         if pid is None or s.scalar(select(PoolGif.gif_sha).where(PoolGif.pool_id == pid).limit(1)):
             return False
         s.execute(update(Refusal).where(Refusal.pool_id == pid).values(pool_id=None))
@@ -290,11 +309,13 @@ __all__ = [
     "IngestReport",
     "PoolError",
     "SourceItem",
+    "check_may_add",
     "check_pool_name",
     "drop_pool_if_empty",
     "file_kind",
     "get_or_create_pool",
     "gif_path",
+    "owner_of",
     "pool_exists",
     "record_refusals",
     "validate_gif",

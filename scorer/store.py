@@ -74,6 +74,9 @@ class Pool(Base):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     description: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # Who added it: "" the operator (the CLI, the web admin, the demo), else the chat
+    # workspace whose admin did, "<platform>:<workspace>" (scorer.pool_owners.may_see).
+    owner: Mapped[str] = mapped_column(String(100), default="", server_default="")
 
 
 class Gif(Base):

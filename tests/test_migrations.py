@@ -385,3 +385,25 @@ def test_0009_makes_the_session_indexes_what_0007_makes_today(settings: Settings
     upgrade(engine, "head")
     assert _session_indexes(engine) == SESSION_INDEXES
     dispose_engines()
+
+
+# ---------------------------------------------------------------------------------------
+# 0010: whose a pool is
+
+
+def test_0010_makes_the_pools_of_an_earlier_database_the_operators(db_url: str) -> None:
+    """Pools made before owners existed are the operator's (""): shared, as they were."""
+    from scorer.pool import list_pools
+    from scorer.pool_storage import get_or_create_pool
+
+    engine = make_engine(db_url)
+    upgrade(engine, "0009_session_indexes")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO pools (name, description, created_at) "
+                          "VALUES ('team', '', :now), ('cats', '', :now)"), {"now": NOW})
+    upgrade(engine, "head")
+    assert [(p["name"], p["owner"]) for p in list_pools(engine)] == [("cats", ""), ("team", "")]
+    made = get_or_create_pool(engine, "new", "slack:T1")  # the column takes an owner
+    with session_scope(engine) as s:
+        assert s.scalar(select(Pool.owner).where(Pool.id == made)) == "slack:T1"
+    dispose_engines()

@@ -109,7 +109,7 @@ def pool_add(settings: Settings, name: str, source: str, limit: int | None, rati
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @click.pass_obj
 def pool_list(settings: Settings, as_json: bool) -> None:
-    """Every pool and how many GIFs it holds."""
+    """Every pool, how many GIFs it holds and whose it is (a chat workspace's, else shared)."""
     from scorer.migrate import init_db
     from scorer.pool import list_pools
 
@@ -122,7 +122,8 @@ def pool_list(settings: Settings, as_json: bool) -> None:
         return
     width = max(len(p["name"]) for p in pools)
     for p in pools:
-        click.echo(f"{p['name']:<{width}}  {p['gifs']:>7} GIFs  created {p['created_at']}")
+        whose = f"  owner {p['owner']}" if p["owner"] else ""
+        click.echo(f"{p['name']:<{width}}  {p['gifs']:>7} GIFs  created {p['created_at']}{whose}")
 
 
 @pool_group.command("show")

@@ -9,6 +9,7 @@ words are parsed in one place and no adapter rebuilds a string for the core to r
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -155,12 +156,13 @@ def hide_command(command: str, gif: str) -> AdminCommand:
     return Help(HIDE_USAGE)
 
 
-def _unknown_pools(db: Session, value: str) -> str:
-    """Why a channel's pool list is refused ("" when every name is a pool): a typo would
-    otherwise take all of the channel's GIFs away without a word."""
+def _unknown_pools(db: Session, value: str, viewer: str) -> str:
+    """Why a channel's pool list is refused ("" when every name is a pool this workspace
+    sees): a typo would otherwise take all of the channel's GIFs away without a word, and
+    another workspace's pool is refused as if there were none by that name."""
     from scorer.pool import list_pools
 
-    known = [row["name"] for row in list_pools(db)]
+    known = [row["name"] for row in list_pools(db, viewer)]
     unknown = [n for n in sess.parse("pools", value) if n not in known]
     if not unknown:
         return ""
@@ -197,9 +199,9 @@ class AdminFlow:
     def _run_db(self, db: Session, actor: Actor, cmd: AdminCommand) -> Reply:
         """The commands that read or write the database only (one transaction)."""
         if isinstance(cmd, ListPools):
-            return Reply(kind="ack", text=self.reports.pools_text(db))
+            return Reply(kind="ack", text=self.reports.pools_text(db, actor.pool_owner))
         if isinstance(cmd, Stats):
-            return Reply(kind="ack", text=self.reports.stats_text(db))
+            return Reply(kind="ack", text=self.reports.stats_text(db, actor.pool_owner))
         if isinstance(cmd, SetRating):
             value = sess.set_scoped(db, actor.platform, actor.workspace,
                                     actor.channel if cmd.channel_only else "", "rating_ceiling",
@@ -221,7 +223,8 @@ class AdminFlow:
             return Reply(kind="ack", text=hiding.answer(self.ctx, db, actor, cmd))
         if isinstance(cmd, SetChannel):
             key = CHANNEL_KEYS.get(cmd.key.lower(), cmd.key)
-            if key == "pools" and cmd.value is not None and (refused := _unknown_pools(db, cmd.value)):
+            if key == "pools" and cmd.value is not None and (
+                    refused := _unknown_pools(db, cmd.value, actor.pool_owner)):
                 return Reply(kind="error", text=refused)
             value = sess.set_scoped(db, actor.platform, actor.workspace, actor.channel, key,
                                     cmd.value)
@@ -251,17 +254,20 @@ class AdminFlow:
 
         # A chat or web admin is not the machine's operator: URLs, giphy: or the operator's
         # allowed folders only, refused with one message whether or not a path exists.
-        from scorer.pool_storage import PoolError, check_pool_name
+        from scorer.pool_storage import PoolError, check_may_add, check_pool_name
 
         try:
             check_pool_name(cmd.name)  # refused now, not by a job failing in the worker
+            # another workspace's pool, or the operator's: refused now (the worker checks again)
+            await asyncio.to_thread(check_may_add, self.ctx.engine, cmd.name, actor.pool_owner)
             source = check_admin_source(self.ctx.settings, cmd.source).source
             if is_giphy_source(source):  # refused now, as the CLI does, not by a failed job
                 check_key(self.ctx.settings)
         except (PoolError, SourceNotAllowed, GiphyKeyError) as exc:
             return Reply(kind="error", text=str(exc))
-        job = await self.jobs.enqueue(POOL_ADD, {"name": cmd.name, "source": source},
-                                      f"add pool {cmd.name} from {source}")
+        job = await self.jobs.enqueue(
+            POOL_ADD, {"name": cmd.name, "source": source, "owner": actor.pool_owner},
+            f"add pool {cmd.name} from {source}")
         return Reply(kind="ack", text=(f"Adding pool {cmd.name} from {source} and scoring it "
                                        f"(job {job.id}, in the worker). {_where_jobs_show(actor)}"))
 

@@ -38,6 +38,7 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
 from bot.flows.context import CoreContext
+from scorer.pool_owners import OPERATOR
 from scorer.settings import Settings
 from scorer.store import CoreJob, session_scope, utcnow
 
@@ -197,10 +198,14 @@ def job_state(engine: Engine, job_id: int) -> tuple[str, str]:
         return ("failed", "the job row is gone") if row is None else (row.state, row.detail)
 
 
-def recent_jobs(db: Any, limit: int = 5) -> list[tuple[int, str, str, str]]:
-    """(id, label, state, detail) of the newest jobs, newest last: what `stats` shows."""
-    rows = db.execute(select(CoreJob.id, CoreJob.label, CoreJob.state, CoreJob.detail)
-                      .order_by(CoreJob.id.desc()).limit(limit)).all()
+def recent_jobs(db: Any, limit: int = 5, viewer: str = OPERATOR) -> list[tuple[int, str, str, str]]:
+    """(id, label, state, detail) of the newest jobs, newest last: what `stats` shows. A chat
+    workspace (`viewer`, `Actor.pool_owner`) sees the jobs it queued (their args carry it)
+    and the retrains, which name no source; never another workspace's pool adds."""
+    q = select(CoreJob.id, CoreJob.label, CoreJob.state, CoreJob.detail)
+    if viewer != OPERATOR:
+        q = q.where(sa.or_(CoreJob.args["owner"].as_string() == viewer, CoreJob.kind == RETRAIN))
+    rows = db.execute(q.order_by(CoreJob.id.desc()).limit(limit)).all()
     return [tuple(r) for r in reversed(rows)]
 
 
@@ -326,7 +331,10 @@ def _run_pool_add(settings: Settings, engine: Engine, args: dict[str, Any]) -> s
     # Checked again here: the queue is a table, and only an allowed SOURCE may be read.
     allowed = check_admin_source(settings, str(args["source"]))
     name = str(args["name"])
-    report = ingest(settings, engine, name, allowed.source, confine=allowed.roots)
+    # whose the pool is (a job queued before owners existed: the operator's); ingest refuses
+    # a name another workspace took since the admin asked
+    owner = str(args.get("owner", OPERATOR))
+    report = ingest(settings, engine, name, allowed.source, confine=allowed.roots, owner=owner)
     if report.nothing_in:  # nothing to score: say why, with the reasons themselves
         raise JobRefused(_nothing_added(report))
     from bot.intent import get_parser

@@ -17,6 +17,7 @@ from bot.intent import LOGREG_MIN_WORDS, TOO_LONG, Intent, too_long
 from bot.ranking import Ranked
 from bot.topics import Reading
 from scorer.emotions import INDEX
+from scorer.pool_owners import OPERATOR
 
 WATCH_MAX_CHARS = 300
 WATCH_MIN_CONFIDENCE = 0.8  # an unasked offer must be a clear case
@@ -88,8 +89,9 @@ class OfferFlow:
         emotion = INDEX.get(intent.emotion or "", -1) if intent.kind == "match" else -1
         if emotion < 0 and not reading.topic_only:
             return Suggestion(query, reading, -1, None)
-        ranked = self.requests.rank(scoped, emotion, k, recent=recent, reading=reading,
-                           exploration=None if explore else "none")
+        viewer = actor.pool_owner if actor is not None else OPERATOR
+        ranked = self.requests.rank(scoped, emotion, k, viewer=viewer, recent=recent,
+                                    reading=reading, exploration=None if explore else "none")
         return Suggestion(query, reading, emotion, ranked)
 
 

@@ -41,8 +41,10 @@ class PollFlow:
         scoped = ctx.scoped(db, actor)
         since = ctx.now() - dt.timedelta(hours=max(ctx.settings.ranking.repeat_window_hours, 1.0))
         asked = sess.recent_poll_pairs(db, actor.platform, actor.workspace, emotion, since)
-        pair = poll_pair(ctx.ranker.matrix(), emotion, rng=ctx.rng(),
-                         pools=scoped.pools or None, ceiling=scoped.rating_ceiling,
+        matrix = ctx.ranker.matrix()
+        pair = poll_pair(matrix, emotion, rng=ctx.rng(),
+                         pools=matrix.channel_pools(scoped.pools, actor.pool_owner),
+                         ceiling=scoped.rating_ceiling,
                          avoid=asked, exclude=scoped.hidden_gifs)
         if pair is None:
             return None

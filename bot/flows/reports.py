@@ -18,18 +18,21 @@ class Reports:
     def __init__(self, ctx: CoreContext) -> None:
         self.ctx = ctx
 
-    def pools_text(self, db: Session) -> str:
+    def pools_text(self, db: Session, viewer: str) -> str:
+        """The pools `viewer` (`Actor.pool_owner`) sees: the operator's and its own."""
         from scorer.pool import list_pools  # ingest's module: not loaded until an admin asks
 
-        pools = list_pools(db)
+        pools = list_pools(db, viewer)
         if not pools:
             return "No pools yet. Add one with `pools add NAME FOLDER|MANIFEST|URL-LIST`."
         matrix = self.ctx.ranker.matrix()
         lines = [f"{p['name']}: {p['gifs']} GIFs, {ranked_count(matrix, p['name'])} ranked"
+                 + (" (this workspace's)" if p["owner"] and p["owner"] == viewer else "")
                  for p in pools]
         return "Pools:\n" + "\n".join(lines)
 
-    def stats_text(self, db: Session) -> str:
+    def stats_text(self, db: Session, viewer: str) -> str:
+        """The installation's counts, and the jobs `viewer` queued (with every retrain)."""
         st = stats(db)
         posts = db.scalar(select(func.count()).select_from(Post)) or 0
         mv = active_version(db)
@@ -44,7 +47,7 @@ class Reports:
             f"last retrain: {f'#{run[0]} {run[1]}' if run else 'never'}",
         ]
         lines += [f"job {i}: {label}: {state}{(' - ' + detail) if detail else ''}"
-                  for i, label, state, detail in recent_jobs(db)]
+                  for i, label, state, detail in recent_jobs(db, viewer=viewer)]
         return "\n".join(lines)
 
 

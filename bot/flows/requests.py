@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from sqlalchemy.orm import Session
@@ -46,10 +46,11 @@ class RequestFlow:
             return []
         return sess.recent_in_channel(db, actor.platform, actor.workspace, actor.channel, since)
 
-    def rank(self, scoped: ChannelSettings, emotion: int, k: int, *, recent: list[str],
-             exclude: tuple[str, ...] = (), reading: Reading | None = None,
+    def rank(self, scoped: ChannelSettings, emotion: int, k: int, *, viewer: str,
+             recent: list[str], exclude: tuple[str, ...] = (), reading: Reading | None = None,
              exploration: str | None = None) -> Ranked:
-        return _rank(self.ctx, scoped, emotion, k, recent=recent, exclude=exclude,
+        """`viewer`: whose pools may be ranked (`Actor.pool_owner`; "" the operator's view)."""
+        return _rank(self.ctx, scoped, emotion, k, viewer=viewer, recent=recent, exclude=exclude,
                      reading=reading, exploration=exploration)
 
     # ------------------------------------------------------------------ request
@@ -121,12 +122,12 @@ class RequestFlow:
             reading = self.ctx.read(query)
         # a Send from this preview says which feeling the person wanted for these words
         key = phrase_key(query) if emotion >= 0 and scoped.learn_phrases else ""
-        ranked = self.rank(scoped, emotion, int(scoped.preview_count),
+        ranked = self.rank(scoped, emotion, int(scoped.preview_count), viewer=actor.pool_owner,
                            recent=self.recent(db, actor) if recent is None else recent,
                            reading=reading)
         if not ranked.shas:
             matrix = self.ctx.ranker.matrix()
-            gone = [name for name in scoped.pools if name not in matrix.pools]
+            gone = [name for name in scoped.pools if not matrix.sees(actor.pool_owner, name)]
             return _empty_pool_reply(_subject(reading, emotion), pool_empty=not matrix.size, gone=gone)
         topic = ""
         if emotion < 0:  # a topic alone: its first GIF's clearest emotion stands in, and the
@@ -171,7 +172,7 @@ class RequestFlow:
                 # the workspace's reading of these words moved since this preview opened (others
                 # sent them as another feeling): a Shuffle is no pick, so it must not say one
                 reading = plain
-        ranked = self.rank(scoped, state.emotion, int(scoped.preview_count),
+        ranked = self.rank(scoped, state.emotion, int(scoped.preview_count), viewer=actor.pool_owner,
                            recent=recent, exclude=state.shown, reading=reading)
         if not ranked.shas:
             last = _preview_reply(self.ctx, db, state, 0, reading, can_shuffle=False)
@@ -228,11 +229,11 @@ class RequestFlow:
 
 
 # ---------------------------------------------------------------------- ranking
-def _rank(ctx: CoreContext, scoped: ChannelSettings, emotion: int, k: int, *,
+def _rank(ctx: CoreContext, scoped: ChannelSettings, emotion: int, k: int, *, viewer: str,
           recent: list[str], exclude: tuple[str, ...], reading: Reading | None,
           exploration: str | None) -> Ranked:
     matrix = ctx.ranker.matrix()
-    pools, ceiling = scoped.pools or None, scoped.rating_ceiling
+    pools, ceiling = matrix.channel_pools(scoped.pools, viewer), scoped.rating_ceiling
     rate = ctx.settings.ranking.exploration_rate
     exclude = (*exclude, *scoped.hidden_gifs)  # an admin's `hide`: never offered here
     if reading is not None and reading.topic_only and matrix.topics is not None:
@@ -247,7 +248,7 @@ def _rank(ctx: CoreContext, scoped: ChannelSettings, emotion: int, k: int, *,
 
 
 def _rank_by_appeal(matrix: ScoreMatrix, topics: TopicIndex, reading: Reading, k: int, *,
-                    rng: np.random.Generator, pools: list[str] | None, ceiling: str, rate: float,
+                    rng: np.random.Generator, pools: Sequence[str] | None, ceiling: str, rate: float,
                     exclude: tuple[str, ...], recent: list[str]) -> Ranked:
     """No feeling named: the topic's GIFs by overall appeal (bot.topics), which is also
     their score (the posterior mean of each one's clearest feeling)."""

@@ -1,0 +1,35 @@
+"""Whose a pool is, and who sees it: the one rule every way in uses.
+
+A pool's owner (`pools.owner`) is "" (`OPERATOR`) when the installation's operator added it
+(the CLI, the web admin page, the demo) and "<platform>:<workspace>" (`bot.events.Actor.pool_owner`)
+when a Slack workspace's or Discord server's admin added it from chat. Every workspace sees
+the operator's pools; a workspace's own pools are its alone: another workspace neither ranks
+their GIFs, nor lists them, nor names them in a channel's pools, nor adds to them. The
+operator sees, and may add to, every pool.
+
+Plain functions of strings (no database, no heavy import): the chat process's ranking, the
+admin commands and the worker's ingest all call these.
+"""
+
+from __future__ import annotations
+
+OPERATOR = ""  # pools.owner of the operator's pools: shared by every workspace
+
+
+def may_see(viewer: str, owner: str) -> bool:
+    """The visibility rule: the operator (`viewer` "") sees every pool; a chat workspace
+    ("<platform>:<workspace>") sees the operator's pools and its own, never another's."""
+    return viewer == OPERATOR or owner in (OPERATOR, viewer)
+
+
+def add_refusal(name: str, owner: str, adder: str) -> str:
+    """Why `adder` may not add GIFs to pool `name` owned by `owner` ("" when it may): a
+    workspace adds to its own pools only; the operator to any."""
+    if adder == OPERATOR or owner == adder:
+        return ""
+    whose = ("is shared by this installation's operator" if owner == OPERATOR
+             else "belongs to another workspace")
+    return f"pool {name} {whose}: choose another name"
+
+
+__all__ = ["OPERATOR", "add_refusal", "may_see"]
