@@ -141,11 +141,11 @@ def set_scoped(db: Db, platform: str, workspace: str, channel: str, key: str,
         if parsed is None:
             if row is not None:
                 s.delete(row)
-            return None
-        if row is None:
+        elif row is None:
             s.add(ScopedSetting(**pk, value={"v": parsed}, updated_at=utcnow()))
         else:
             row.value, row.updated_at = {"v": parsed}, utcnow()
+        s.flush()  # a read of the scope in the same transaction (Core, no autoflush) sees it
     return parsed
 
 

@@ -348,9 +348,19 @@ async def test_admin_commands(env: Env) -> None:
     assert (await env.core.admin(ada, "rating", ["nc-17"])).kind == "error"
     assert (await env.core.admin(ada, "channel", ["cooldown", "10"])).kind == "ack"
     shown = (await env.core.admin(ada, "channel", ["show"])).text
-    assert "cooldown_s: 10" in shown and "every pool" in shown
-    assert (await env.core.admin(ada, "channel", ["cooldown", "reset"])).kind == "ack"
-    assert "cooldown_s: 0" in (await env.core.admin(ada, "channel", [])).text
+    assert "cooldown: 10" in shown and "every pool" in shown
+    bad = await env.core.admin(ada, "channel", ["cooldown", "-5"])
+    assert bad.kind == "error" and bad.text.startswith("cooldown: ") and "cooldown_s" not in bad.text
+    assert bad.text.endswith("Nothing was changed.")
+    reset = await env.core.admin(ada, "channel", ["cooldown", "reset"])
+    assert reset.text == "cooldown for this channel now follows the workspace's setting: 0."
+    assert "cooldown: 0" in (await env.core.admin(ada, "channel", [])).text
+    await env.core.admin(ada, "channel", ["rating", "g"])
+    wide = await env.core.admin(ada, "rating", ["r"])  # the channel's own ceiling stays: say so
+    assert wide.text == ("Rating ceiling for this workspace is now r. 1 channel keeps its own ceiling "
+                         "(`channel rating reset` there follows this one).")
+    await env.core.admin(ada, "channel", ["rating", "reset"])
+    assert (await env.core.admin(ada, "rating", ["pg-13"])).text == "Rating ceiling for this workspace is now pg-13."
     stats = (await env.core.admin(ada, "stats", [])).text
     assert "GIFs ranked: 24" in stats and "active model: #" in stats
     assert (await env.core.admin(ada, "what", [])).kind == "help"
@@ -400,8 +410,8 @@ async def test_a_strict_channel_offers_only_where_the_model_finds_a_feeling(sqli
     assert parser.feeling_share(felt) > 0.8
     await env.core.admin(ada, "channel", ["watch", "on"])
     assert (await env.core.watch(env.actor("bob"), flat)).kind == "preview"
-    assert (await env.core.admin(ada, "channel", ["strict", "on"])).text == "watch_strict for this channel is now on."
-    assert "watch_strict: on" in (await env.core.admin(ada, "channel", ["show"])).text
+    assert (await env.core.admin(ada, "channel", ["strict", "on"])).text == "strict for this channel is now on."
+    assert "strict: on" in (await env.core.admin(ada, "channel", ["show"])).text
     assert await env.core.watch(env.actor("cy"), flat) is None
     offer = await env.core.watch(env.actor("di"), felt)
     assert offer.kind == "preview" and "disgust" in offer.text

@@ -51,11 +51,11 @@ async def test_typed_admin_commands_run_without_words(env: Env) -> None:
     ada, alice = env.actor("ada", admin=True), env.actor()
     assert (await env.core.run_admin(alice, adm.Stats())).kind == "forbidden"
     ack = await env.core.run_admin(ada, adm.SetChannel("preview", "3"))
-    assert ack.kind == "ack" and "preview_count" in ack.text
+    assert ack.kind == "ack" and ack.text == "preview for this channel is now 3."
     assert len((await env.core.request(alice, "happy")).preview.cards) == 3
     assert (await env.core.run_admin(ada, adm.SetRating("nc-17"))).kind == "error"
     shown = (await env.core.run_admin(ada, adm.ShowChannel())).text
-    assert "preview_count: 3" in shown and "every pool" in shown
+    assert "preview: 3" in shown and "every pool" in shown
     pools = (await env.core.run_admin(ada, adm.ListPools())).text
     assert pools == "Pools:\ndemo: 24 GIFs, 24 ranked"  # scorer.pool.list_pools' count
     assert (await env.core.run_admin(ada, adm.Help("Usage: x"))).kind == "error"

@@ -252,7 +252,7 @@ async def test_a_channels_settings_hold_in_its_threads(stack: Stack, monkeypatch
 
     monkeypatch.setattr(d, "_base", in_thread)
     await d.slash("gif-admin", [{"name": "channel", "type": 1, "options": []}], **admin)
-    assert "rating_ceiling: g" in fake.calls[-1].payload["content"]
+    assert "rating: g" in fake.calls[-1].payload["content"]
     await d.slash("gif", words("happy"), user=ALICE)
     assert not embed_images(fake.calls[-1].payload)
     assert "no GIFs for happiness in this channel" in fake.calls[-1].payload["content"]

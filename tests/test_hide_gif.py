@@ -38,7 +38,7 @@ async def test_a_hidden_gif_is_never_offered_in_that_workspace_again(settings, e
     hidden = await env.core.admin(ada, "hide", ["last"])
     assert hidden.text.startswith("Hidden: ") and best[:12] in hidden.text
     assert best[:12] in (await env.core.admin(ada, "hidden", [])).text
-    assert "hidden_gifs: 1 in this workspace" in (await env.core.admin(ada, "channel", ["show"])).text
+    assert "hidden: 1 in this workspace" in (await env.core.admin(ada, "channel", ["show"])).text
     for who in ("alice", "bob"):  # every channel and person of the workspace
         r = await env.core.request(env.actor(who, channel="random"), "happy")
         assert r.preview.cards[0].sha256 == env.best(HAPPY, 2)[1]

@@ -121,7 +121,7 @@ async def test_a_sure_reading_is_not_overruled_and_a_tie_changes_nothing(env: En
 async def test_a_channel_may_turn_it_off_and_old_sends_are_forgotten(env: Env) -> None:
     admin = env.actor("ada", admin=True)
     off = await env.core.admin(admin, "channel", ["phrases", "off"])
-    assert off.text == "learn_phrases for this channel is now off."
+    assert off.text == "phrases for this channel is now off."
     for who in ("alice", "bob"):
         await _pick_and_send(env, who, "ugh", "contempt")
     with session_scope(env.engine) as s:  # a channel with it off keeps no words for it

@@ -177,6 +177,7 @@ _ADMIN_WORDING: tuple[tuple[str, str], ...] = (
                  "(SHA: 8 or more hex digits of the GIF's SHA-256)"),
     ("Only admins can use `/gif-admin`.",  # moodgif checks the permission itself too
      "Only members with the Manage Server permission can use `/gif-admin`."),
+    ("`channel rating reset`", "`/gif-admin channel key:rating value:reset`"),
     ("`pools list`", "`/gif-admin pools`"),
     ("`phrases forget WORDS`", "`/gif-admin phrases forget:WORDS`"),
     ("`stats`", "`/gif-admin stats`"),

@@ -194,7 +194,7 @@ class AdminFlow:
                 return Reply(kind="error" if cmd.usage else "help", text=cmd.usage or ADMIN_HELP)
             return await self.ctx.for_user(self._run_db, actor, cmd)
         except sess.ScopedSettingError as exc:
-            return Reply(kind="error", text=str(exc))
+            return Reply(kind="error", text=f"{_typed_keys(str(exc))}. Nothing was changed.")
 
     def _run_db(self, db: Session, actor: Actor, cmd: AdminCommand) -> Reply:
         """The commands that read or write the database only (one transaction)."""
@@ -207,7 +207,8 @@ class AdminFlow:
                                     actor.channel if cmd.channel_only else "", "rating_ceiling",
                                     cmd.ceiling)
             where = "channel" if cmd.channel_only else "workspace"
-            return Reply(kind="ack", text=f"Rating ceiling for this {where} is now {value}.")
+            return Reply(kind="ack", text=f"Rating ceiling for this {where} is now {value}."
+                         + ("" if cmd.channel_only else _own_ceilings(db, actor)))
         if isinstance(cmd, ShowChannel):
             return Reply(kind="ack", text="This channel:\n" + "\n".join(
                 _setting_line(k, v) for k, v in self.ctx.scoped(db, actor).model_dump().items()))
@@ -228,8 +229,13 @@ class AdminFlow:
                 return Reply(kind="error", text=refused)
             value = sess.set_scoped(db, actor.platform, actor.workspace, actor.channel, key,
                                     cmd.value)
-            shown = "the default" if value is None else _shown(value) or "every pool"
-            return Reply(kind="ack", text=f"{key} for this channel is now {shown}.")
+            if value is None:  # reset: what the channel has now is the workspace's (or global) value
+                now = _shown(sess.get_scoped(db, self.ctx.settings, actor.platform, actor.workspace,
+                                             actor.channel, key)) or "every pool"
+                return Reply(kind="ack", text=f"{typed_key(key)} for this channel now follows the "
+                                              f"workspace's setting: {now}.")
+            return Reply(kind="ack", text=f"{typed_key(key)} for this channel is now "
+                                          f"{_shown(value) or 'every pool'}.")
         raise TypeError(f"not an admin command: {cmd!r}")
 
     def _phrases_text(self, db: Session, actor: Actor) -> str:
@@ -280,19 +286,47 @@ def _where_jobs_show(actor: Actor) -> str:
     return "`stats` shows how it goes."
 
 
+# A setting's name as the admin types it (`channel cooldown 30`), not the stored key.
+_TYPED = {"watch_strict": "strict", "preview_count": "preview", "cooldown_s": "cooldown",
+          "rating_ceiling": "rating", "learn_phrases": "phrases", "hidden_gifs": "hidden"}
+
+
+def typed_key(key: str) -> str:
+    return _TYPED.get(key, key)
+
+
+def _typed_keys(text: str) -> str:
+    """A message that names stored keys, in the words an admin types."""
+    for key, typed in _TYPED.items():
+        text = text.replace(key, typed)
+    return text
+
+
 def _shown(value: Any) -> str:
-    """A setting as an admin types it: on/off, a comma list, or the value."""
+    """A setting as an admin types it: on/off, a comma list, a whole number as one, or the value."""
     if isinstance(value, bool):
         return "on" if value else "off"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
     return ", ".join(value) if isinstance(value, list) else str(value)
+
+
+def _own_ceilings(db: Session, actor: Actor) -> str:
+    """After a workspace-wide ceiling: the channels that keep their own, which it does not move."""
+    own = sorted({channel for channel, key, _ in sess.list_scoped(db, actor.platform, actor.workspace)
+                  if channel and key == "rating_ceiling"})
+    if not own:
+        return ""
+    return (f" {len(own)} channel{'s keep their' if len(own) > 1 else ' keeps its'} own ceiling "
+            "(`channel rating reset` there follows this one).")
 
 
 def _setting_line(key: str, value: Any) -> str:
     if key == "hidden_gifs":  # SHA-256s: `hidden` lists them with their titles
-        return f"{key}: {len(value)} in this workspace (`hidden` lists them)"
+        return f"{typed_key(key)}: {len(value)} in this workspace (`hidden` lists them)"
     if key == "pools" and not value:
         return f"{key}: every pool"
-    return f"{key}: {_shown(value)}"
+    return f"{typed_key(key)}: {_shown(value)}"
 
 
 __all__ = ["ADMIN_HELP", "AddPool", "AdminCommand", "AdminFlow", "ForgetPhrase", "Help", "HideGif",
