@@ -44,20 +44,28 @@ def chromium() -> str:
     return CHROMIUM
 
 
-@pytest.fixture
-async def playground(sqlite_settings, sqlite_engine):  # type: ignore[no-untyped-def]
-    settings = sqlite_settings.override(chat__cooldown_s=0.0, ranking__poll_share=0.0)
-    pool = ingest_demo(settings, sqlite_engine, demo_manifest())
-    add_model_version(sqlite_engine, pool.shas, designed_scores(len(pool.shas)))
-    core = BotCore(settings, sqlite_engine,
-                   intent_parser=IntentParser(settings, use_embeddings=False))
-    runner = web.AppRunner(build_app(core, settings, sqlite_engine))
+@contextlib.asynccontextmanager
+async def _served(settings, engine) -> AsyncIterator[str]:  # type: ignore[no-untyped-def]
+    """The demo pool behind a real server with these settings; yields its URL."""
+    pool = ingest_demo(settings, engine, demo_manifest())
+    add_model_version(engine, pool.shas, designed_scores(len(pool.shas)))
+    core = BotCore(settings, engine, intent_parser=IntentParser(settings, use_embeddings=False))
+    runner = web.AppRunner(build_app(core, settings, engine))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     host, port = runner.addresses[0][:2]
-    yield f"http://{host}:{port}/", sqlite_engine
-    await runner.cleanup()
+    try:
+        yield f"http://{host}:{port}/"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def playground(sqlite_settings, sqlite_engine):  # type: ignore[no-untyped-def]
+    settings = sqlite_settings.override(chat__cooldown_s=0.0, ranking__poll_share=0.0)
+    async with _served(settings, sqlite_engine) as url:
+        yield url, sqlite_engine
 
 
 @contextlib.asynccontextmanager
@@ -229,3 +237,119 @@ async def test_the_page_shows_how_the_words_will_be_read_while_typing(chromium, 
             assert await page.locator("#hint").inner_text() == ""
         finally:
             await browser.close()
+
+
+# ---- keyboard, screen reader and the chat adapters' words
+
+
+_FOCUSED_JS = """() => {
+        const a = document.activeElement;
+        return {tag: a.tagName, action: a.dataset?.action ?? null, connected: a.isConnected,
+                inPreview: !!a.closest('.msg.preview')};
+    }"""
+
+
+async def _focused(page, action: str | None = None) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """What has keyboard focus: its tag, data-action, and whether it is in the preview. With
+    `action`, first wait (5 s at most) for a control of that action to hold it: a loaded
+    machine may paint the new preview a moment before the focus lands."""
+    if action is not None:
+        with contextlib.suppress(Exception):  # the comparison below says what it was instead
+            await page.wait_for_function(
+                "want => document.activeElement?.dataset?.action === want", arg=action, timeout=5000)
+    return await page.evaluate(_FOCUSED_JS)
+
+
+async def test_keyboard_focus_stays_on_the_control_a_rebuild_replaced(chromium, playground) -> None:  # type: ignore[no-untyped-def]
+    """Shuffle and "Another feeling" rebuild the preview: the focused button went with the
+    old one, and a keyboard user was left on the page's body, at its top."""
+    url, _engine = playground
+    async with _asked(chromium, url, "/gif ugh") as page:
+        preview = await _preview(page)
+        img = preview.locator("img.gif")
+        before = await img.get_attribute("data-sha")
+        await preview.locator("[data-action=shuffle]").focus()
+        await page.keyboard.press("Enter")
+        await page.wait_for_function(
+            "prev => document.querySelector('.msg.preview img.gif')?.dataset.sha !== prev", arg=before)
+        assert await _focused(page, "shuffle") == {"tag": "BUTTON", "action": "shuffle", "connected": True,
+                                        "inPreview": True}
+        await page.keyboard.press("Space")  # and again, without reaching for the mouse
+        await page.wait_for_function(
+            "prev => document.querySelector('.msg.preview img.gif')?.dataset.sha !== prev",
+            arg=await img.get_attribute("data-sha"))
+        assert (await _focused(page, "shuffle"))["action"] == "shuffle"
+
+        await preview.locator("select[data-action=other]").focus()
+        await page.keyboard.press("End")  # the menu's last feeling, picked from the keyboard
+        await page.wait_for_function(
+            "() => /you picked/.test(document.querySelector('.msg.preview .reading')?.textContent)")
+        assert await _focused(page, "other") == {"tag": "SELECT", "action": "other", "connected": True,
+                                        "inPreview": True}
+
+        reading = await preview.locator(".reading").inner_text()
+        await preview.locator("[data-action=switch]").first.focus()  # the way back: not offered after it
+        await page.keyboard.press("Enter")
+        await page.wait_for_function(
+            "prev => document.querySelector('.msg.preview .reading')?.textContent !== prev", arg=reading)
+        assert await _focused(page, "send") == {"tag": "BUTTON", "action": "send", "connected": True,
+                                        "inPreview": True}  # the preview's first button
+
+
+async def test_the_poll_says_left_right_neither_as_slack_and_discord_do(chromium, sqlite_settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    """Its buttons read "This one", "This one", "Neither": two buttons of one name."""
+    settings = sqlite_settings.override(chat__cooldown_s=0.0, ranking__poll_share=1.0)
+    async with _served(settings, sqlite_engine) as url, _asked(chromium, url, "/gif happy") as page:
+        poll = page.locator(".msg.poll")
+        await poll.locator("img.gif").first.wait_for()
+        assert await poll.get_by_role("button").all_inner_texts() == ["Left", "Right", "Neither"]
+        await poll.get_by_role("button", name="Right", exact=True).click()
+        await page.wait_for_function(
+            "() => document.querySelector('.msg.poll .ack')?.textContent.startsWith('Thanks')")
+
+
+async def test_three_gifs_say_send_1_2_3_as_slack_and_discord_do(chromium, sqlite_settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
+    settings = sqlite_settings.override(chat__cooldown_s=0.0, ranking__poll_share=0.0,
+                                        chat__preview_count=3)
+    async with _served(settings, sqlite_engine) as url, _asked(chromium, url, "/gif happy") as page:
+        preview = page.locator(".msg.preview")
+        await preview.locator("img.gif").nth(2).wait_for()
+        sends = preview.locator("[data-action=send-this]")
+        assert await sends.all_inner_texts() == ["Send #1", "Send #2", "Send #3"]
+        second = await preview.locator("img.gif").nth(1).get_attribute("data-sha")
+        await preview.get_by_role("button", name="Send #2").click()
+        post = page.locator(".msg.post")
+        await post.wait_for()
+        assert await post.locator("img.gif").get_attribute("data-sha") == second
+
+
+def _contrast(a: str, b: str) -> float:
+    """WCAG contrast ratio of two CSS rgb()/rgba() colours (opaque ones)."""
+    import re
+
+    def luminance(css: str) -> float:
+        r, g, b = (int(v) / 255 for v in re.findall(r"\d+", css)[:3])
+        lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in (r, g, b)]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+    hi, lo = sorted((luminance(a), luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+async def test_buttons_have_a_border_that_can_be_seen(chromium, playground) -> None:  # type: ignore[no-untyped-def]
+    """A #ddd border on white (1.4:1) was all that told a white button from the page."""
+    url, _engine = playground
+    async with _asked(chromium, url, "/gif happy") as page:
+        await _preview(page)
+        for where in (url, url + "admin/retrains"):  # the playground's preview, an admin form
+            if where != url:
+                await page.goto(where)
+            buttons = await page.evaluate("""() => [...document.querySelectorAll('button')]
+                .filter((b) => !b.disabled)
+                .map((b) => ({text: b.textContent, border: getComputedStyle(b).borderTopColor,
+                              bg: getComputedStyle(b).backgroundColor,
+                              page: getComputedStyle(b.closest('.msg') || document.body).backgroundColor}))""")
+            assert buttons, where
+            for b in buttons:  # against the button's own face and the surface around it
+                assert min(_contrast(b["border"], b["bg"]), _contrast(b["border"], b["page"])) >= 3 \
+                    or _contrast(b["bg"], b["page"]) >= 3, (where, b)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import html
+import re
 
 import pytest
 from _bot_pool import add_model_version, demo_manifest, designed_scores, ingest_demo
@@ -530,3 +532,81 @@ async def test_a_database_that_went_away_is_a_503_that_says_so(web, sqlite_engin
         db.rmdir()
         sqlite_engine.dispose()
         shutil.move(db.with_suffix(".away"), db)
+
+
+# ---- what a keyboard and screen-reader user gets from the pages' HTML
+
+
+def _tags(page: str, tag: str) -> list[str]:
+    """Each `<tag ...>` opening tag in `page`."""
+    return re.findall(rf"<{tag}\b[^>]*>", page)
+
+
+def _attr(tag: str, name: str) -> str | None:
+    """An attribute's unescaped value in one opening tag (None when absent)."""
+    m = re.search(rf"""\s{name}=(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", tag)
+    if m is None:
+        return None
+    return html.unescape(next(g for g in m.groups() if g is not None))
+
+
+async def test_the_playground_has_a_main_heading(web) -> None:  # type: ignore[no-untyped-def]
+    """A screen reader's heading list was empty: the page's name was a styled <span>."""
+    page = await (await web.get("/")).text()
+    headings = re.findall(r"<h1\b[^>]*>(.*?)</h1>", page, re.S)
+    assert [re.sub(r"<[^>]+>|\s+", " ", h).split() for h in headings] == [["moodgif", "playground"]]
+
+
+async def test_admin_images_say_what_they_show(web) -> None:  # type: ignore[no-untyped-def]
+    """The chart's alt was just "histogram"; the top GIFs' alt was empty (read as nothing)."""
+    from _adapter_core import give_words
+
+    page = await (await web.get("/admin/distribution?emotion=anger")).text()
+    [chart] = [t for t in _tags(page, "img") if "/admin/plot/anger.png" in t]
+    alt = _attr(chart, "alt") or ""
+    assert alt.startswith("histogram of") and "anger" in alt, alt
+
+    give_words(web.core, web.core.engine, n=len(web.pool.shas), title="", tags=())  # untitled
+    titled = set(give_words(web.core, web.core.engine, n=2, title="Dog <falls> over"))
+    page = await (await web.get("/admin/top?emotion=fear")).text()
+    imgs = _tags(page, "img")
+    assert len(imgs) == len(web.pool.shas)
+    alts = {(_attr(t, "src") or "")[len("/gifs/"):][:64]: _attr(t, "alt") for t in imgs}
+    assert {alts[sha] for sha in titled} == {"Dog <falls> over"}  # escaped in the HTML, said as typed
+    assert {alt for sha, alt in alts.items() if sha not in titled} == {"a GIF of fear"}  # as chat says it
+
+
+async def test_admin_row_buttons_say_which_row(web) -> None:  # type: ignore[no-untyped-def]
+    """Every row's button read "forget" or "show again": in a screen reader's list of
+    buttons, ten identical names."""
+    for who in ("alice", "bob"):
+        await _teach(web.core, Actor("slack", "T1", "C1", who), "ugh", "contempt")
+        await _teach(web.core, Actor("slack", "T1", "C1", who), "meh <b>", "sadness")
+    shas = web.pool.shas[:2]
+    admin = Actor("slack", "T1", "C1", "ada", is_admin=True)
+    for sha in shas:
+        assert (await web.core.admin(admin, "hide", [sha])).text.startswith("Hidden: ")
+    from _adapter_core import give_words
+
+    titled = give_words(web.core, web.core.engine, n=len(web.pool.shas), title="Cat being silly")
+    assert set(shas) <= set(titled)
+    page = await (await web.get("/admin/workspaces")).text()
+    names = [_attr(t, "aria-label") for t in _tags(page, "button")]
+    assert "forget “ugh” (slack · T1)" in names and "forget “meh <b>” (slack · T1)" in names
+    assert names.count("show again: Cat being silly (slack · T1)") == 2
+    assert "show all 2 again (hidden GIFs of slack · T1)" in names
+    # the visible word stays in the name, so "click forget" by voice still finds it
+    buttons = re.findall(r"<button\b[^>]*>([^<]*)</button>", page)
+    assert {b for b in buttons} == {"forget", "show again", "show all 2 again"}
+
+
+async def test_admin_pages_say_a_plain_phrase_before_the_term(web) -> None:  # type: ignore[no-untyped-def]
+    """"Bradley-Terry fit", "posterior mean ± sd" and "zero-shot prior" stood alone."""
+    pools = await (await web.get("/admin")).text()
+    assert "scores from votes (Bradley-Terry fit" in pools
+    assert "first guess before any vote (zero-shot prior)" in pools
+    top = await (await web.get("/admin/top?emotion=fear")).text()
+    assert "score ± uncertainty (posterior mean ± sd)" in top
+    for page in (pools, top):
+        for term in ("Bradley-Terry fit", "zero-shot prior", "posterior mean ± sd"):
+            assert page.count(term) == page.count(f"({term}"), term

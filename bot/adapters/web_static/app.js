@@ -89,14 +89,15 @@ function renderPreview(reply, container) {
   if (p.interpretation) box.append(el("div", { class: "reading" }, p.interpretation));
   if (reply.text) box.append(textNode(reply.text));
   const cards = el("div", { class: "cards" });
-  for (const card of p.cards) {
+  p.cards.forEach((card, i) => {
     const c = el("div", { class: "card" }, gifImg(card));
     if (p.cards.length > 1) {
-      c.append(el("button", { class: "primary", "data-action": "send-this",
-                              onclick: () => send(box, card.sha256) }, "Send this"));
+      // "Send #1".."Send #3" as on Slack and Discord: one name per button, not three "Send this"
+      c.append(el("button", { class: "primary", "data-action": "send-this", "data-sha": card.sha256,
+                              onclick: () => send(box, card.sha256) }, `Send #${i + 1}`));
     }
     cards.append(c);
-  }
+  });
   box.append(cards);
   const buttons = el("div", { class: "buttons" });
   if (p.cards.length === 1) {
@@ -174,11 +175,13 @@ function renderPoll(reply) {
     ack.textContent = r.text;
     box.querySelectorAll("button").forEach((b) => { b.disabled = true; });
   };
+  // "Left" / "Right" as on Slack and Discord: two buttons both named "This one" could not be
+  // told apart in a screen reader's list of buttons
   box.append(el("div", { class: "cards" },
     el("div", { class: "card" }, gifImg(poll.left),
-       el("button", { "data-action": "left", onclick: () => answer("left") }, "This one")),
+       el("button", { "data-action": "left", onclick: () => answer("left") }, "Left")),
     el("div", { class: "card" }, gifImg(poll.right),
-       el("button", { "data-action": "right", onclick: () => answer("right") }, "This one"))),
+       el("button", { "data-action": "right", onclick: () => answer("right") }, "Right"))),
     el("div", { class: "buttons" },
        el("button", { "data-action": "neither", onclick: () => answer("neither") }, "Neither")),
     ack);
@@ -216,6 +219,30 @@ async function choose(askId, emotion) {
   render(await api("/api/choose", { ask_id: askId, emotion }), null);
 }
 
+// Keyboard focus across a rebuild. Shuffle, a switch and "Another feeling" replace the
+// preview's controls (renderPreview), and disabling a control while its request runs (busy)
+// can drop focus too: either way it fell to the page's body, and a keyboard or screen-reader
+// user had to find the preview again from the top. So note the control that had focus before
+// the request, and afterwards focus the same one in the new preview, else the first control
+// that can still be used (a Shuffle with nothing left is disabled; a switched-to feeling is no
+// longer offered).
+function focusedControl(box) {
+  const a = document.activeElement;
+  if (!a || a === document.body || !box.contains(a) || !a.dataset.action) return null;
+  let sel = `[data-action="${a.dataset.action}"]`;
+  if (a.dataset.emotion) sel += `[data-emotion="${CSS.escape(a.dataset.emotion)}"]`;
+  if (a.dataset.sha) sel += `[data-sha="${CSS.escape(a.dataset.sha)}"]`;
+  return sel;
+}
+
+function restoreFocus(box, sel) {
+  if (!sel || !box.isConnected) return;  // focus was elsewhere, or the preview is gone
+  const usable = (n) => n && !n.disabled;
+  const same = box.querySelector(sel);
+  const target = usable(same) ? same : [...box.querySelectorAll("button, select")].find(usable);
+  if (target) target.focus();
+}
+
 // One click at a time on a preview: a double click once sent two Shuffles at once.
 function busy(box, on) {
   box.querySelectorAll("button").forEach((b) => {
@@ -225,25 +252,31 @@ function busy(box, on) {
 }
 
 async function shuffle(box) {
+  const focused = focusedControl(box);  // before busy() disables it
   busy(box, true);
   const reply = await api("/api/shuffle", { session_id: box.dataset.session });
   if (reply.kind !== "preview") busy(box, false);  // a new preview brings its own buttons
   render(reply, box);
+  restoreFocus(box, focused);
 }
 
 async function switchTo(box, emotion) {
+  const focused = focusedControl(box);
   const reply = await api("/api/switch", { session_id: box.dataset.session, emotion });
   if (reply.kind === "preview") render(reply, box);
   else box.querySelector(".ack").textContent = reply.text;
+  restoreFocus(box, focused);
 }
 
 async function send(box, sha) {
+  const focused = focusedControl(box);
   busy(box, true);
   const reply = await api("/api/send", { session_id: box.dataset.session, sha });
   if (reply.kind !== "posted") {
     // e.g. the GIF was hidden meanwhile ("Shuffle for another"): the preview stays usable
     if (reply.kind !== "closed" && reply.kind !== "expired") busy(box, false);
     box.querySelector(".ack").textContent = reply.text;
+    restoreFocus(box, focused);
     return;
   }
   render(reply, box);
