@@ -338,7 +338,7 @@ async def test_unscored_pool_and_empty_pool(sqlite_settings, sqlite_engine, tmp_
     set_scoped(sqlite_engine, "test", "T1", "general", "pools", ["removed-since"])
     empty = await env.core.request(env.actor("carol"), "happy")
     assert empty.kind == "empty_pool" and "happiness" in empty.text
-    assert "no longer exist (removed-since)" in empty.text and "channel pools reset" in empty.text
+    assert "no longer exist (removed-since)" in empty.text and "`/gif-admin channel`" in empty.text
 
 
 async def test_admin_commands(env: Env) -> None:

@@ -390,6 +390,10 @@ async def test_a_giphy_source_without_a_key_is_refused_at_once(env: Env, caplog)
     reply = await env.core.run_admin(web_admin, adm.AddPool("g", "giphy:cat"))
     assert reply.kind == "error" and reply.text.startswith("GIPHY_API_KEY is not set: ")
     assert "\n" not in reply.text and env.core.jobs == []
+    chat_admin = Actor("slack", "T1", "general", "ada", "ada", is_admin=True)  # not the operator
+    said = (await env.core.run_admin(chat_admin, adm.AddPool("g", "giphy:cat"))).text
+    assert said.startswith("GIPHY is not set up on this installation: the bot's operator must set")
+    assert "export" not in said and env.core.jobs == []
     # with a key, the web admin is pointed at its own Jobs list, chat at `stats`
     env.core.settings = env.core.settings.override(giphy__api_key="k")
     env.core.job_queue.start_worker = lambda settings: 0

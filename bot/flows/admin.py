@@ -269,7 +269,11 @@ class AdminFlow:
             source = check_admin_source(self.ctx.settings, cmd.source).source
             if is_giphy_source(source):  # refused now, as the CLI does, not by a failed job
                 check_key(self.ctx.settings)
-        except (PoolError, SourceNotAllowed, GiphyKeyError) as exc:
+        except GiphyKeyError as exc:  # the web admin is the operator: it can set the key itself
+            return Reply(kind="error", text=str(exc) if actor.pool_owner == "" else (
+                "GIPHY is not set up on this installation: the bot's operator must set "
+                "GIPHY_API_KEY first. A folder or a list of GIF URLs works without it."))
+        except (PoolError, SourceNotAllowed) as exc:
             return Reply(kind="error", text=str(exc))
         job = await self.jobs.enqueue(
             POOL_ADD, {"name": cmd.name, "source": source, "owner": actor.pool_owner},

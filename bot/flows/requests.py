@@ -344,16 +344,18 @@ def _cooldown_reply(wait: float) -> Reply:
 
 
 def _empty_pool_reply(what: str, *, pool_empty: bool, gone: list[str] | None = None) -> Reply:
+    # The advice names `/gif-admin` only: its syntax differs between Slack and Discord, and
+    # each platform's help shows its own.
     if gone:  # limited to pools removed since: say so, not "add a pool"
         return Reply(kind="empty_pool", text=(
             f"I have no GIFs for {what} in this channel: it is limited to pools that no longer "
-            f"exist ({', '.join(gone)}). An admin can pick others with `/gif-admin channel pools "
-            "NAME` or `channel pools reset`."))
+            f"exist ({', '.join(gone)}). An admin can pick others, or all of them again, with "
+            "`/gif-admin channel`."))
     return Reply(kind="empty_pool", text=(
         f"I have no GIFs for {what} in this channel yet"
         + (" (the pool is empty)." if pool_empty else
-           " (its pools or rating ceiling leave none).")
-        + " An admin can add a pool with `moodgif pool add` or `/gif-admin pools add`."))
+           " (its pools, rating ceiling or hidden GIFs leave none).")
+        + " An admin can add a pool or change this channel's with `/gif-admin`."))
 
 
 def _topic_filtered_note(reading: Reading) -> str:
