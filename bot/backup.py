@@ -662,7 +662,8 @@ def _refuse_if_pg_in_use(url: str) -> None:
         others = conn.execute(text(
             "SELECT coalesce(nullif(application_name, ''), 'unnamed') || ' from ' "
             "|| coalesce(host(client_addr), 'a local socket') FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()")).scalars().all()
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND backend_type = 'client backend'")).scalars().all()  # not autovacuum's workers
     dispose_engines()
     if others:
         raise BackupError(

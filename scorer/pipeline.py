@@ -187,7 +187,15 @@ def auto_workers(settings: Settings, device_type: str) -> int:
     CUDA_WORKERS (never more than the cores, never fewer than the default)."""
     if "workers" in settings.scoring.model_fields_set or device_type != "cuda":
         return settings.scoring.workers
-    return max(settings.scoring.workers, min(CUDA_WORKERS, os.cpu_count() or 1))
+    return max(settings.scoring.workers, min(CUDA_WORKERS, _usable_cpus()))
+
+
+def _usable_cpus() -> int:
+    """The cores this process may run on (a container's cpuset), not the host's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
 
 
 # Failures that say nothing about the GIF's bytes (a file missing while a mount was late, a

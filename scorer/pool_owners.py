@@ -5,7 +5,7 @@ A pool's owner (`pools.owner`) is "" (`OPERATOR`) when the installation's operat
 when a Slack workspace's or Discord server's admin added it from chat. Every workspace sees
 the operator's pools; a workspace's own pools are its alone: another workspace neither ranks
 their GIFs, nor lists them, nor names them in a channel's pools, nor adds to them. The
-operator sees, and may add to, every pool.
+operator sees every pool, and adds to its own.
 
 Plain functions of strings (no database, no heavy import): the chat process's ranking, the
 admin commands and the worker's ingest all call these.
@@ -23,10 +23,14 @@ def may_see(viewer: str, owner: str) -> bool:
 
 
 def add_refusal(name: str, owner: str, adder: str) -> str:
-    """Why `adder` may not add GIFs to pool `name` owned by `owner` ("" when it may): a
-    workspace adds to its own pools only; the operator to any."""
-    if adder == OPERATOR or owner == adder:
+    """Why `adder` may not add GIFs to pool `name` owned by `owner` ("" when it may): each
+    adds to its own pools only. The operator too: a workspace could otherwise take a name
+    first (`starter`, `cats`) and have the operator's later add fill its private pool."""
+    if owner == adder:
         return ""
+    if adder == OPERATOR:
+        return (f"pool {name} belongs to the chat workspace {owner} (its admin added it from "
+                "chat), so only that workspace would rank these GIFs: choose another name")
     whose = ("is shared by this installation's operator" if owner == OPERATOR
              else "belongs to another workspace")
     return f"pool {name} {whose}: choose another name"

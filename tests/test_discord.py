@@ -712,6 +712,13 @@ async def test_watch_on_says_it_waits_for_the_message_content_intent(sqlite_sett
         assert st.fake.calls[-1].payload["content"] == "watch for this channel is now off."
     finally:
         await st.d.close()
+    st = await _stack(sqlite_settings.override(discord__watch=False), sqlite_engine)  # the operator's switch
+    try:
+        await st.d.slash("gif-admin", watch("on"), **admin)
+        answer = st.fake.calls[-1].payload["content"]
+        assert "MOODGIF_DISCORD_WATCH=off" in answer and "Developer Portal" not in answer
+    finally:
+        await st.d.close()
     caplog.clear()
     st = await _stack(sqlite_settings, sqlite_engine, watch=True)  # the bot reads messages already
     try:

@@ -23,6 +23,7 @@ from bot.flows import admin as adm
 from bot.flows.jobs import POOL_ADD, RUNNERS, drain, enqueue, job_state
 from scorer.emotions import N_EMOTIONS
 from scorer.pool import ingest, list_pools
+from scorer.pool_storage import PoolError
 from scorer.store import CoreJob, Pool, Prediction, session_scope
 
 A, B = "discord:111", "discord:222"  # two Discord servers sharing one installation
@@ -242,9 +243,27 @@ async def test_a_workspace_adds_to_its_own_pool_again(worker: Env, own_gifs) -> 
     assert [p["owner"] for p in list_pools(env.engine) if p["name"] == "bees"] == [B]
 
 
-def test_the_operator_may_add_to_any_pool_and_keeps_its_owner(env: Env, own_gifs) -> None:
-    """`moodgif pool add` (the operator) into a workspace's pool: allowed, still the workspace's."""
+def test_the_operator_cannot_fill_a_name_a_workspace_took_first(env: Env, own_gifs) -> None:
+    """A server squats `bees` from chat: `moodgif pool add bees` (the operator) is refused in one
+    line instead of filling that server's private pool, and nothing is added."""
     ingest(env.settings, env.engine, "bees", str(own_gifs), owner=B)
-    report = ingest(env.settings, env.engine, "bees", str(env.pool.manifest))
-    assert len(report.added) == len(env.pool.shas)
-    assert [p["owner"] for p in list_pools(env.engine) if p["name"] == "bees"] == [B]
+    before = [p for p in list_pools(env.engine) if p["name"] == "bees"]
+    with pytest.raises(PoolError, match=f"pool bees belongs to the chat workspace {B} .*choose another name"):
+        ingest(env.settings, env.engine, "bees", str(env.pool.manifest))
+    assert [p for p in list_pools(env.engine) if p["name"] == "bees"] == before
+
+
+async def test_hide_never_names_a_gif_of_another_workspaces_pool(env: Env, own_gifs) -> None:
+    """`hide SHA` once looked in every pool: another workspace's GIF was found, its title
+    read back ("Hidden: ...") and added to this workspace's hidden list."""
+    from bot.flows.hiding import HideGif, ListHidden
+
+    ingest(env.settings, env.engine, "bees", str(own_gifs), owner=B)
+    _best_everywhere(env, _manifest_shas(own_gifs))
+    bee = _manifest_shas(own_gifs)[0]
+    refused = await env.core.run_admin(_admin(A), HideGif(bee[:12]))
+    assert refused.text == f"No GIF here has a SHA-256 starting with {bee[:12]}, or more than one does."
+    assert (await env.core.run_admin(_admin(A), ListHidden())).text == "No GIF is hidden in this workspace."
+    assert (await env.core.run_admin(_admin(B), HideGif(bee[:12]))).text.startswith("Hidden: ")
+    shared = env.pool.shas[0]  # the operator's pool: every workspace may hide its GIFs
+    assert (await env.core.run_admin(_admin(A), HideGif(shared[:12]))).text.startswith("Hidden: ")

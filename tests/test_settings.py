@@ -91,7 +91,7 @@ def test_score_batch_size_zero_means_auto(tmp_path: Path) -> None:
 def test_score_workers_rise_on_a_gpu_only_when_not_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from scorer import pipeline
 
-    monkeypatch.setattr(pipeline.os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(pipeline, "_usable_cpus", lambda: 16)
     default = load_settings(env={"MOODGIF_HOME": str(tmp_path)})
     assert pipeline.auto_workers(default, "cpu") == 2
     assert pipeline.auto_workers(default, "cuda") == pipeline.CUDA_WORKERS
@@ -99,7 +99,7 @@ def test_score_workers_rise_on_a_gpu_only_when_not_set(tmp_path: Path, monkeypat
     assert pipeline.auto_workers(chosen, "cuda") == 3  # an admin's value wins, even a small one
     (tmp_path / "moodgif.toml").write_text("score_workers = 1\n")
     assert pipeline.auto_workers(load_settings(env={"MOODGIF_HOME": str(tmp_path)}), "cuda") == 1
-    monkeypatch.setattr(pipeline.os, "cpu_count", lambda: 1)
+    monkeypatch.setattr(pipeline, "_usable_cpus", lambda: 1)
     assert pipeline.auto_workers(default, "cuda") == 2  # never fewer than the default
 
 

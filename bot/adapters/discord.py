@@ -123,6 +123,9 @@ WATCH_WAITS_FOR_INTENT = (
     "Watching starts only after the bot's operator enables the **Message Content** intent in the "
     "Discord Developer Portal (Bot → Privileged Gateway Intents) and restarts the bot: "
     "it runs without that intent now.")
+WATCH_TURNED_OFF = (
+    "Watching waits: the bot's operator has turned watching off for this bot "
+    "(MOODGIF_DISCORD_WATCH=off), so it does not read channel messages until they turn it on.")
 
 
 def _workspace(guild_id: int | None) -> str:
@@ -455,7 +458,7 @@ class AdminCog(_CoreCog, name="moodgif admin"):
         reply = await self.core.run_admin(actor, command)
         text = views.admin_wording(reply_text(reply))
         if reply.kind == "ack" and await self._watch_waits_for_intent(actor, command):
-            text += "\n" + WATCH_WAITS_FOR_INTENT
+            text += "\n" + (WATCH_WAITS_FOR_INTENT if self.settings.discord.watch else WATCH_TURNED_OFF)
         await interaction.followup.send(views.fit(text), ephemeral=True)
 
     async def _watch_waits_for_intent(self, actor: Actor, command: AdminCommand) -> bool:
@@ -467,7 +470,10 @@ class AdminCog(_CoreCog, name="moodgif admin"):
             return False
         watched = await asyncio.to_thread(get_scoped, self.core.engine, self.settings, actor.platform,
                                           actor.workspace, actor.channel, "watch")
-        if watched:
+        if watched and not self.settings.discord.watch:
+            log.warning("Discord: watching was turned on in channel %s of server %s; it waits, since "
+                        "MOODGIF_DISCORD_WATCH=off", actor.channel, actor.workspace)
+        elif watched:
             log.warning("Discord: watching was turned on in channel %s of server %s, but this bot "
                         "runs without the Message Content intent: enable it in the Developer Portal "
                         "(%s), then restart moodgif", actor.channel, actor.workspace, INTENT_SETTING)

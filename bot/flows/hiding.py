@@ -60,7 +60,12 @@ def answer(ctx: CoreContext, db: Session, actor: Actor, cmd: HideGif | UnhideGif
 def _which_gif(ctx: CoreContext, db: Session, actor: Actor, gif: str) -> str | None:
     if gif == "last":
         return sess.last_post_in(db, actor.platform, actor.workspace, actor.channel)
-    matches = [sha for sha in ctx.ranker.matrix().shas if sha.startswith(gif)]
+    matrix = ctx.ranker.matrix()
+    # only the GIFs this workspace may be offered: another workspace's own pools are not
+    # its to name (`scorer.pool_owners.may_see`), nor their titles its to read
+    pools = matrix.channel_pools((), actor.pool_owner)
+    matches = [sha for i, sha in enumerate(matrix.shas) if sha.startswith(gif)
+               and (pools is None or any(matrix.pools[name][i] for name in pools))]
     return matches[0] if len(matches) == 1 else None
 
 

@@ -41,8 +41,10 @@ class Reports:
         matrix = self.ctx.ranker.matrix()
         by_source = ", ".join(f"{k} {v}" for k, v in st["by_source"].items()) or "none yet"
         lines = [
-            f"GIFs ranked: {matrix.size} ({matrix.n_bt} with votes)",
-            f"posts: {posts}; comparisons: {st['total']} ({by_source}) from {st['people']} people",
+            # whole-installation totals, said so: a workspace's own share is not counted apart
+            f"GIFs ranked (whole installation): {matrix.size} ({matrix.n_bt} with votes)",
+            f"posts: {posts}; comparisons: {st['total']} ({by_source}) from {st['people']} people "
+            "(whole installation)",
             f"active model: {f'#{mv.id} {mv.name}' if mv else 'none (not scored yet)'}",
             f"last retrain: {f'#{run[0]} {run[1]}' if run else 'never'}",
         ]
