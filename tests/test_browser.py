@@ -274,10 +274,10 @@ async def test_keyboard_focus_stays_on_the_control_a_rebuild_replaced(chromium, 
             "prev => document.querySelector('.msg.preview img.gif')?.dataset.sha !== prev", arg=before)
         assert await _focused(page, "shuffle") == {"tag": "BUTTON", "action": "shuffle", "connected": True,
                                         "inPreview": True}
+        shown = await img.get_attribute("data-sha")  # read first: the answer may beat the next line
         await page.keyboard.press("Space")  # and again, without reaching for the mouse
         await page.wait_for_function(
-            "prev => document.querySelector('.msg.preview img.gif')?.dataset.sha !== prev",
-            arg=await img.get_attribute("data-sha"))
+            "prev => document.querySelector('.msg.preview img.gif')?.dataset.sha !== prev", arg=shown)
         assert (await _focused(page, "shuffle"))["action"] == "shuffle"
 
         await preview.locator("select[data-action=other]").focus()
