@@ -166,6 +166,28 @@ async def test_a_channel_limited_to_another_workspaces_pool_gets_none_of_it(work
     assert (await env.core.request(_user(B), "happy")).kind == "preview"
 
 
+async def test_a_topic_only_another_workspace_has_reads_as_no_such_gifs(worker: Env, own_gifs) -> None:
+    """"happy giraffe" where only B's private pool has giraffes: A hears "no giraffe GIFs in
+    this pool", as for a word no GIF has, never "not allowed in this channel" (which said B
+    has them); B gets its giraffes."""
+    env = worker
+    rows = list(csv.DictReader(own_gifs.open(newline="")))
+    giraffes = own_gifs.parent / "giraffes.csv"  # beside the GIFs: a manifest reads its own folder
+    with giraffes.open("w", newline="") as fh:
+        out = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        out.writeheader()
+        for row in rows:
+            out.writerow({**row, "title": "giraffe waving", "tags": "giraffe"})
+    ingest(env.settings, env.engine, "zoo", str(giraffes), owner=B)
+    _best_everywhere(env, _manifest_shas(own_gifs))
+    a = await env.core.request(_user(A), "happy giraffe")
+    assert a.kind == "preview" and a.preview.cards[0].sha256 not in set(_manifest_shas(own_gifs))
+    assert a.text == "No giraffe GIFs in this pool; here's happiness.", a.text
+    assert "giraffe" not in (a.preview.interpretation or "").replace("no GIFs here about “giraffe”", "")
+    b = await env.core.request(_user(B), "happy giraffe")
+    assert b.preview.cards[0].sha256 in set(_manifest_shas(own_gifs))
+
+
 async def test_stats_show_only_the_jobs_this_workspace_queued(env: Env, monkeypatch, own_gifs) -> None:
     monkeypatch.setitem(RUNNERS, POOL_ADD, lambda settings, engine, args: "stood in for the pool add")
     monkeypatch.setitem(RUNNERS, "retrain", lambda settings, engine, args: "retrained")

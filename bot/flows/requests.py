@@ -106,11 +106,23 @@ class RequestFlow:
                                   text=missing_note(reading), reading=reading, recent=recent)
         if reply.kind == "empty_pool" and reading.rows is not None and emotion >= 0:
             # The topic's GIFs are all filtered out here: say so, and offer the feeling alone.
+            # Only GIFs of pools this workspace may see count as "not allowed here": another
+            # workspace's private pool is "no such GIFs", or the answer would tell of it.
+            if self._topic_in_visible_pools(actor, reading.rows):
+                shown = dataclasses.replace(reading, rows=None)
+                note = _topic_filtered_note(reading)
+            else:
+                shown = dataclasses.replace(reading, rows=None, topic=(), missing=reading.topic)
+                note = missing_note(shown)
             reply = self.open_preview(db, actor, query, emotion, scoped,
-                                      confidence=intent.confidence,
-                                      text=_topic_filtered_note(reading),
-                                      reading=dataclasses.replace(reading, rows=None), recent=recent)
+                                      confidence=intent.confidence, text=note, reading=shown,
+                                      recent=recent)
         return reply
+
+    def _topic_in_visible_pools(self, actor: Actor, rows: np.ndarray) -> bool:
+        matrix = self.ctx.ranker.matrix()
+        pen, _ = matrix.penalty(matrix.channel_pools((), actor.pool_owner), RATINGS[-1])
+        return bool(len(rows)) and bool(np.isfinite(pen[rows]).any())
 
     def open_preview(self, db: Session, actor: Actor, query: str, emotion: int,
                      scoped: ChannelSettings, *, confidence: float = 1.0, text: str = "",
