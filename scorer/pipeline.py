@@ -177,8 +177,9 @@ def auto_batch_size(device: str) -> int:
 
 
 # Decode workers on a GPU when the admin set none. The default, 2, suits a small CPU host,
-# where the encoder needs the same cores; on a GPU decoding is the limit: an H200 scored
-# 185-240 GIFs/s with 4 workers and 413-465 with 8 or 16 (docs/bench/scoring.md).
+# where the encoder needs the same cores; on a GPU decoding is the limit: on an H200 the
+# pipeline gave 185-240 GIFs/s with 4 workers against 269-334 with 8-16, in one run
+# (docs/bench/scoring.md).
 CUDA_WORKERS = 8
 
 
