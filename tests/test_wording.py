@@ -31,15 +31,32 @@ def test_vote_buttons_have_words_not_only_an_emoji_and_the_same_ones_everywhere(
     assert '"aria-label": "thumbs up"' not in app_js  # the visible words are the button's name
 
 
+def _units(text: str) -> int:  # how Discord counts a message's length: UTF-16 code units
+    return len(text.encode("utf-16-le")) // 2
+
+
 def test_a_discord_message_never_exceeds_2000_characters() -> None:
     # An unknown 800-character "word" is quoted back ahead of the 17-line help: 2,184
     # characters, which Discord refuses whole (the person saw only "something went wrong").
     lead = "No " + "zzzq" * 200 + " GIFs in this pool. I couldn't read an emotion in that."
     reply = Reply(kind="help", text=f"{lead}\n\n{help_text()}", choices=NAMES)
     msg = discord_views.render(reply, "", 0)
-    assert msg.content is not None and len(msg.content) <= 2000 and msg.content.endswith("…")
+    assert msg.content is not None and _units(msg.content) <= 2000
+    assert msg.content.endswith(" more lines")  # the help is cut at a line, and says so
     assert len(msg.view.children) == len(NAMES)  # every feeling still one click away
     note = discord_views.render(Reply(kind="error", text="x" * 2500), "", 0)
-    assert note.content is not None and len(note.content) == 2000
+    assert note.content is not None and len(note.content) == 2000 and note.content.endswith("…")
+    emoji = discord_views.render(Reply(kind="error", text="😮‍💨" * 900), "", 0)  # 5 UTF-16 units each
+    assert emoji.content is not None and _units(emoji.content) <= 2000 < len("😮‍💨") * 900 * 5 // 3
     short = discord_views.render(Reply(kind="error", text="Nope."), "", 0)
     assert short.content == "Nope."
+
+
+def test_a_long_discord_list_says_how_many_lines_it_leaves_out() -> None:
+    listed = "Hidden in this server:\n" + "\n".join(f"{i:012x}  demo face {i:05d}" for i in range(120))
+    cut = discord_views.fit(listed)
+    assert cut is not None and _units(cut) <= 2000
+    shown = cut.split("\n")
+    left_out = int(shown[-1].removeprefix("… and ").removesuffix(" more lines"))
+    assert shown[:-1] == listed.split("\n")[: len(shown) - 1]  # whole lines, in order
+    assert len(shown) - 1 + left_out == 121  # every line is either shown or counted

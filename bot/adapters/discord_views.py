@@ -61,12 +61,33 @@ class Message:
         return {"content": self.content, "embeds": self.embeds, "attachments": self.files, "view": self.view}
 
 
+def _units(text: str) -> int:
+    """A message's length as Discord counts it: UTF-16 code units (an emoji is two or more)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
 def fit(text: str | None, limit: int = CONTENT_MAX) -> str | None:
     """`text` cut to what Discord takes in one message (the rest ends in "…"): a longer one is
-    refused whole, and the person would see only "something went wrong"."""
-    if text is None or len(text) <= limit:
+    refused whole, and the person would see only "something went wrong". A list (an admin's
+    hidden GIFs, say) is cut at a line, and says how many lines it leaves out."""
+    if text is None or _units(text) <= limit:
         return text
-    return text[: limit - 1].rstrip() + "…"
+    lines = text.split("\n")
+    if len(lines) > 2:
+        kept: list[str] = []
+        size = 0
+        for line in lines:
+            tail = f"\n… and {len(lines) - len(kept)} more lines"
+            if size + _units(line) + 1 + _units(tail) > limit:
+                break
+            kept.append(line)
+            size += _units(line) + 1
+        if kept:
+            return "\n".join(kept) + f"\n… and {len(lines) - len(kept)} more lines"
+    cut = text[: limit - 1]
+    while _units(cut) > limit - 1:  # emoji count double: drop what is still over
+        cut = cut[: len(cut) - (_units(cut) - (limit - 1))]
+    return cut.rstrip() + "…"
 
 
 def media(card: GifCard, public_url: str, upload_limit: int) -> tuple[str | None, discord.File | None]:
