@@ -102,6 +102,12 @@ class ScoreMatrix:
         visible = tuple(name for name in self.pools if self.sees(viewer, name))
         return None if len(visible) == len(self.pools) else visible
 
+    def any_visible(self, viewer: str, rows: np.ndarray) -> bool:
+        """Is any of these rows in a pool `viewer` may see (whatever its channel's choice and
+        rating ceiling)? A topic only another workspace has must read as no such GIFs."""
+        pen, _ = self.penalty(self.channel_pools((), viewer), RATINGS[-1])
+        return bool(len(rows)) and bool(np.isfinite(pen[rows]).any())
+
     def heads(self, emotion: int, pools: Sequence[str] | None, ceiling: str,
               factor: float) -> Heads:
         """The bounded pick's orders for one emotion in one channel's allowed set, kept
@@ -188,14 +194,8 @@ def build_matrix(
     every GIF stays, in random order.
     """
     n = len(shas)
-    has_prior = _prior_rows(n, prior, prior_mask)
-    has_bt = _bt_mask_per_emotion(fit.mask if fit is not None else None, n)
-    gif_has_bt = has_bt.any(axis=1)
-    scored = bool(has_prior.any() or gif_has_bt.any())
-    mean, sd = _prior_estimate(n, has_prior, prior, prior_sd)
-    if fit is not None and gif_has_bt.any():
-        _fold_in_bt(mean, sd, has_prior, has_bt, fit)
-    keep = (has_prior | gif_has_bt) if scored else np.ones(n, bool)
+    mean, sd, gif_has_bt, scored = _combined_estimate(n, prior, prior_mask, prior_sd, fit)
+    keep = (_prior_rows(n, prior, prior_mask) | gif_has_bt) if scored else np.ones(n, bool)
     idx = np.flatnonzero(keep)
     kept = [shas[i] for i in idx]
     rating = _rating_codes(ratings, idx)
@@ -215,6 +215,20 @@ def build_matrix(
         built_at=time.time(),
         evidence=_evidence_per_emotion(fit.evidence if fit is not None else None),
     )
+
+
+def _combined_estimate(n: int, prior: np.ndarray | None, prior_mask: np.ndarray | None,
+                       prior_sd: np.ndarray | None, fit: FitPosterior | None,
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """(mean, sd, which GIFs have votes, whether anything is scored): the prior's estimate
+    with the Bradley-Terry evidence folded in where people's votes have spoken."""
+    has_prior = _prior_rows(n, prior, prior_mask)
+    has_bt = _bt_mask_per_emotion(fit.mask if fit is not None else None, n)
+    gif_has_bt = has_bt.any(axis=1)
+    mean, sd = _prior_estimate(n, has_prior, prior, prior_sd)
+    if fit is not None and gif_has_bt.any():
+        _fold_in_bt(mean, sd, has_prior, has_bt, fit)
+    return mean, sd, gif_has_bt, bool(has_prior.any() or gif_has_bt.any())
 
 
 def _prior_rows(n: int, prior: np.ndarray | None, prior_mask: np.ndarray | None) -> np.ndarray:

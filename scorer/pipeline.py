@@ -191,6 +191,13 @@ def auto_workers(settings: Settings, device_type: str) -> int:
     return max(settings.scoring.workers, min(CUDA_WORKERS, _usable_cpus()))
 
 
+def _default_workers(settings: Settings, encoder: TorchEncoder, engine_kind: str) -> int:
+    """Ray's workers are encoder actors, not decoders: as set; local ones by the device."""
+    if engine_kind != "local":
+        return settings.scoring.workers
+    return auto_workers(settings, encoder.device.type)
+
+
 def _usable_cpus() -> int:
     """The cores this process may run on (a container's cpuset), not the host's count."""
     try:
@@ -266,18 +273,16 @@ def score_pool(
     write predictions under the model version (given, or the active one when it matches
     the encoder), for the GIFs of the pools that version was trained/validated on.
 
-    With `prior` (what `moodgif score` and `/gif-admin pools add` ask for) the zero-shot prior (`scorer.prior`: faces, and words when a
-    `text_model` is given) is written as its own model version for every GIF, and made the
-    active version when none is, or in place of an active prior it covers (`scorer.prior.activate_prior`). A trained head never ranks a pool outside its domain."""
+    With `prior` (`moodgif score`, `/gif-admin pools add`) the zero-shot prior (faces, and
+    words with a `text_model`) is written as its own model version for every GIF and made
+    active as `scorer.prior.activate_prior` says. A head never ranks outside its domain."""
     t0 = time.perf_counter()
     if engine_kind not in ("local", "ray"):
         raise ScoreError(f"unknown engine {engine_kind!r}; expected local or ray")
     mv, enc_id, scheme = _scoring_version(settings, engine, encoder_id, model_version_id)
     batch_size = batch_size or settings.scoring.batch_size or auto_batch_size(device)
     encoder = _checked_encoder(settings, enc_id, mv, engine_kind, device)
-    if workers is None:  # Ray's workers are encoder actors, not decoders: as set
-        workers = (auto_workers(settings, encoder.device.type) if engine_kind == "local"
-                   else settings.scoring.workers)
+    workers = _default_workers(settings, encoder, engine_kind) if workers is None else workers
     shas = _pool_shas(engine, pool)
     rows = _gif_rows(engine, shas)
     report = ScoreReport(model_version_id=mv.id if mv else None, encoder_id=enc_id, sampling=scheme)

@@ -106,23 +106,12 @@ class RequestFlow:
                                   text=missing_note(reading), reading=reading, recent=recent)
         if reply.kind == "empty_pool" and reading.rows is not None and emotion >= 0:
             # The topic's GIFs are all filtered out here: say so, and offer the feeling alone.
-            # Only GIFs of pools this workspace may see count as "not allowed here": another
-            # workspace's private pool is "no such GIFs", or the answer would tell of it.
-            if self._topic_in_visible_pools(actor, reading.rows):
-                shown = dataclasses.replace(reading, rows=None)
-                note = _topic_filtered_note(reading)
-            else:
-                shown = dataclasses.replace(reading, rows=None, topic=(), missing=reading.topic)
-                note = missing_note(shown)
+            visible = self.ctx.ranker.matrix().any_visible(actor.pool_owner, reading.rows)
+            shown, note = _without_topic(reading, visible)
             reply = self.open_preview(db, actor, query, emotion, scoped,
                                       confidence=intent.confidence, text=note, reading=shown,
                                       recent=recent)
         return reply
-
-    def _topic_in_visible_pools(self, actor: Actor, rows: np.ndarray) -> bool:
-        matrix = self.ctx.ranker.matrix()
-        pen, _ = matrix.penalty(matrix.channel_pools((), actor.pool_owner), RATINGS[-1])
-        return bool(len(rows)) and bool(np.isfinite(pen[rows]).any())
 
     def open_preview(self, db: Session, actor: Actor, query: str, emotion: int,
                      scoped: ChannelSettings, *, confidence: float = 1.0, text: str = "",
@@ -368,6 +357,16 @@ def _empty_pool_reply(what: str, *, pool_empty: bool, gone: list[str] | None = N
         + (" (the pool is empty)." if pool_empty else
            " (its pools, rating ceiling or hidden GIFs leave none).")
         + " An admin can add a pool or change this channel's with `/gif-admin`."))
+
+
+def _without_topic(reading: Reading, visible: bool) -> tuple[Reading, str]:
+    """The reading to offer the feeling alone with, and what to say. Only GIFs of pools this
+    workspace may see are "not allowed here": another workspace's private pool is "no such
+    GIFs", or the answer would tell of that pool."""
+    if visible:
+        return dataclasses.replace(reading, rows=None), _topic_filtered_note(reading)
+    shown = dataclasses.replace(reading, rows=None, topic=(), missing=reading.topic)
+    return shown, missing_note(shown)
 
 
 def _topic_filtered_note(reading: Reading) -> str:
