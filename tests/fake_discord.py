@@ -319,8 +319,9 @@ class DiscordDriver:
         await self.settle()
         return data["token"]
 
-    async def react(self, message_id: int, emoji: str, *, user: tuple[int, str], add: bool = True) -> None:
-        data = {"user_id": str(user[0]), "channel_id": str(CHANNEL), "message_id": str(message_id),
+    async def react(self, message_id: int, emoji: str, *, user: tuple[int, str], add: bool = True,
+                    channel: int = CHANNEL) -> None:
+        data = {"user_id": str(user[0]), "channel_id": str(channel), "message_id": str(message_id),
                 "guild_id": str(GUILD), "emoji": {"id": None, "name": emoji}, "burst": False, "type": 0}
         if add:
             data["member"] = member_payload(*user)

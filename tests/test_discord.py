@@ -131,6 +131,30 @@ async def test_gif_preview_shuffle_send_vote_and_reaction_reach_the_ledger(stack
     assert sources(engine) == {"send": 1, "vote": 1}
 
 
+async def test_a_reaction_in_a_thread_counts_for_the_posts_channel(stack: Stack) -> None:
+    """A raw reaction event names the thread it was made in: the vote once recorded the
+    thread's id as its channel, not the channel whose settings hold there."""
+    from scorer.store import Comparison, session_scope
+
+    d, fake = stack.d, stack.fake
+    token = await d.slash("gif", words("happy"), user=ALICE)
+    await d.click(fake.originals[token], buttons(fake.calls[-1].payload)[0], user=ALICE)
+    (post,) = fake.calls_of("followup")
+    assert post.message_id is not None
+    await d.react(post.message_id, "👍", user=BOB, channel=CHANNEL + 555)
+    with session_scope(stack.engine) as s:
+        channels = {c.source: c.channel for c in s.query(Comparison)}
+    assert channels == {"reaction": str(CHANNEL)}  # not the thread's id
+
+
+async def test_the_cores_bold_is_bold_on_discord(stack: Stack) -> None:
+    """The core writes Slack's *bold*; Discord shows one star as italics, so "Did you mean
+    *amusement*?" lost its emphasis there."""
+    await stack.d.slash("gif", words("lol wow"), user=ALICE)
+    content = stack.fake.calls[-1].payload["content"]
+    assert "Did you mean **amusement**, **surprise** or **excitement**?" in content, content
+
+
 async def test_buttons_still_work_after_a_restart(sqlite_settings, sqlite_engine) -> None:
     st = await _stack(sqlite_settings, sqlite_engine)
     token = await st.d.slash("gif", words("happy"), user=ALICE)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.adapters.markup import discord_plain, slack_plain
+from bot.adapters.markup import discord_markup, discord_plain, slack_plain
 from bot.intent import IntentParser
 
 
@@ -76,3 +76,20 @@ def test_intent_drops_leftover_markup_without_reading_it(lex: IntentParser) -> N
     # An adapter that did not clean never makes "U123ABC" or a channel id a word.
     res = lex.parse("<@U123ABC> <#C42|general>")
     assert res.emotion is None and res.kind == "unknown"
+
+
+@pytest.mark.parametrize(("core", "discord"), [
+    # Slack's *bold* is italics on Discord: "Did you mean *relief*?" lost its emphasis there
+    ("Did you mean *relief*, *pride* or *joy*?", "Did you mean **relief**, **pride** or **joy**?"),
+    ("Quick question: which is more *happiness*?", "Quick question: which is more **happiness**?"),
+    ("*a*", "**a**"),
+    ("already **bold** on Discord", "already **bold** on Discord"),
+    ("_italics_ read the same on both", "_italics_ read the same on both"),
+    ("code stays as typed: `a *b* c` and ```x *y*```", "code stays as typed: `a *b* c` and ```x *y*```"),
+    ("2*3*4 is arithmetic", "2*3*4 is arithmetic"),
+    ("a lone * star and * another", "a lone * star and * another"),
+    ("not * spaced *", "not * spaced *"),
+    ("*across\nlines*", "*across\nlines*"),
+])
+def test_the_cores_bold_is_discords_bold(core: str, discord: str) -> None:
+    assert discord_markup(core) == discord

@@ -41,7 +41,7 @@ from discord.ext import commands
 from bot.adapters import discord_connect as connect
 from bot.adapters import discord_views as views
 from bot.adapters.discord_connect import INTENT_SETTING, Retry
-from bot.adapters.markup import discord_plain
+from bot.adapters.markup import discord_markup, discord_plain
 from bot.events import Actor, PostView, Reply, reply_text
 from bot.flows.admin import (
     CHANNEL_KEYS,
@@ -367,7 +367,7 @@ class GifCog(_CoreCog, name=views.COG_NAME):
             await self._note(interaction, reply)
         else:
             text = reply.text or "Thanks!"
-            await interaction.edit_original_response(content=text, embeds=[], attachments=[], view=None)
+            await interaction.edit_original_response(content=views.fit(discord_markup(text)), embeds=[], attachments=[], view=None)
 
 
 class ListenCog(_CoreCog, name="moodgif listeners"):
@@ -437,7 +437,7 @@ class ListenCog(_CoreCog, name="moodgif listeners"):
         emotion = offer.preview.emotion if offer.preview is not None else ""
         text = (offer.text or "Want to send a GIF?") + (
             f"\nType `/gif {emotion}` in <#{message.channel.id}>, or answer [your message]"
-            f"({message.jump_url}) itself: *Apps → {FOR_MESSAGE}*." if emotion else "")
+            f"({message.jump_url}) itself: **Apps → {FOR_MESSAGE}**." if emotion else "")
         await self._tell_by_dm(message.author, text)
 
 
@@ -459,7 +459,7 @@ class AdminCog(_CoreCog, name="moodgif admin"):
         text = views.admin_wording(reply_text(reply))
         if reply.kind == "ack" and await self._watch_waits_for_intent(actor, command):
             text += "\n" + (WATCH_WAITS_FOR_INTENT if self.settings.discord.watch else WATCH_TURNED_OFF)
-        await interaction.followup.send(views.fit(text), ephemeral=True)
+        await interaction.followup.send(views.fit(discord_markup(text)), ephemeral=True)
 
     async def _watch_waits_for_intent(self, actor: Actor, command: AdminCommand) -> bool:
         """Did this command leave the channel watched while the running bot cannot read

@@ -19,6 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 import discord
 from discord.ext import commands
 
+from bot.adapters.markup import discord_markup
 from bot.events import (
     VOTE_LABELS,
     GifCard,
@@ -49,7 +50,7 @@ class Message:
     view: discord.ui.View | None = None
 
     def __post_init__(self) -> None:
-        self.content = fit(self.content)
+        self.content = fit(discord_markup(self.content)) if self.content is not None else None
 
     def send_kwargs(self) -> dict[str, Any]:
         kw: dict[str, Any] = {"content": self.content, "embeds": self.embeds, "files": self.files}

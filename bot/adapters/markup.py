@@ -12,6 +12,10 @@ a `/gif` request, a mention or a watched message before handing it to the core:
 - Discord: ``<@1>``, ``<@!1>``, ``<@&1>``, ``<#1>``, ``<t:1:R>`` and slash-command mentions go;
   custom emoji ``<:pepe_sad:1>`` -> its name as words ("pepe sad"), the only reading a
   custom emoji has.
+
+And one way back: the core writes Slack's markup (``*bold*``, ``_italics_``, ```code```), which
+Discord reads differently (``*x*`` is italics there), so `discord_markup` turns its bold into
+Discord's before a message leaves.
 """
 
 from __future__ import annotations
@@ -30,6 +34,12 @@ _SPACES = re.compile(r"[ \t]{2,}")  # runs left by a removal; line breaks stay (
 
 _DISCORD_EMOJI = re.compile(r"<a?:([A-Za-z0-9_~]+):\d+>")
 _DISCORD_ENTITY = re.compile(r"<(?:@[!&]?|#|t:|/[^:>]+:)\d+(?::[A-Za-z])?>")
+
+
+# A code span first, so a `*` inside code is never read as bold; then Slack's *bold*: one line,
+# no space just inside the stars, not part of a word (2*3*4) and not already Discord's **bold**.
+_CODE_OR_BOLD = re.compile(r"(```.*?```|`[^`\n]*`)|(?<![\w*\\])\*([^\s*](?:[^*\n]*[^\s*])?)\*(?![\w*])",
+                           re.DOTALL)
 
 
 def _shortcode(m: re.Match[str]) -> str:
@@ -59,3 +69,10 @@ def discord_plain(text: str | None) -> str:
     text = _DISCORD_EMOJI.sub(lambda m: " " + m.group(1).replace("_", " ") + " ", text)
     text = _DISCORD_ENTITY.sub(" ", text)
     return _SPACES.sub(" ", text).strip()
+
+
+def discord_markup(text: str) -> str:
+    """The core's Slack-style text in Discord's markdown: ``*bold*`` -> ``**bold**`` (a single
+    star is italics on Discord, so "Did you mean *relief*?" would lose its emphasis). Code,
+    ``_italics_`` and ``**bold**`` already in Discord's form are left as they are."""
+    return _CODE_OR_BOLD.sub(lambda m: m.group(1) or f"**{m.group(2)}**", text)

@@ -55,7 +55,9 @@ class FeedbackFlow:
             outcome = record_vote(db, emotion=int(post.emotion), gif=post.gif_sha, up=up,
                                   who=self.ctx.who(actor), post_id=int(post.id),
                                   platform=actor.platform, workspace=actor.workspace,
-                                  channel=actor.channel, source=source, post=post)
+                                  # the post's channel: a Discord reaction names the thread
+                                  # it was made in, not the channel whose settings hold there
+                                  channel=post.channel, source=source, post=post)
         except LedgerError as exc:
             return Reply(kind="error", text=uncounted("vote", exc))
         if outcome in {"recorded", "replaced"}:
