@@ -280,18 +280,38 @@ def default_archive_name(now: dt.datetime | None = None) -> str:
     return f"moodgif-backup-{now:%Y%m%d-%H%M%S}.tar.gz"
 
 
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
+
+
+def _archive_path(dest: Path) -> Path:
+    """Where the archive goes. A name without an archive suffix is a folder, even one that
+    does not exist yet: `moodgif backup /backups/nightly` used to write a file called
+    `nightly`, and the next night's run overwrote it."""
+    if dest.is_dir() or (not dest.exists() and not dest.name.endswith(ARCHIVE_SUFFIXES)):
+        dest.mkdir(parents=True, exist_ok=True)
+        name = default_archive_name()
+        named, n = dest / name, 1
+        while named.exists():  # two backups in one second (a cron run and a manual one)
+            named, n = dest / name.replace(".tar.gz", f"-{n}.tar.gz"), n + 1
+        return named
+    if dest.exists():
+        raise BackupError(f"{dest} already exists, and a backup never overwrites one: give a new "
+                          "name, or a folder to put a dated archive in")
+    return dest
+
+
 def create_backup(
     settings: Settings, dest: Path, *, include_features: bool = True, progress: bool = False
 ) -> tuple[Path, dict[str, Any]]:
     """Write one archive with the database and the data files; returns (path, manifest).
 
-    `dest` is a file name, or an existing directory to put a dated archive in. The archive
-    appears under its name only when complete (written as NAME.RANDOM.partial, then renamed).
+    `dest` is an archive's file name (`.tar.gz`, `.tgz`), or a folder to put a dated archive
+    in (an existing one, or a new one: any other name). The archive appears under its name
+    only when complete (written as NAME.RANDOM.partial, then renamed). An archive already
+    there is never overwritten: last night's backup is not lost to a mistyped command.
     """
 
-    dest = Path(dest)
-    if dest.is_dir():
-        dest = dest / default_archive_name()
+    dest = _archive_path(Path(dest))
     dest.parent.mkdir(parents=True, exist_ok=True)
     url = settings.db_url
     dialect = _dialect(url)

@@ -482,3 +482,31 @@ def test_two_backups_to_one_name_at_once_both_finish(sqlite_settings: Settings, 
     assert not errors, errors
     assert read_archive(dest, None)["counts"]["tables"]["gifs"] == 2
     assert not list(tmp_path.glob("*.partial"))
+
+
+def test_a_name_without_suffix_is_a_folder_and_no_archive_is_overwritten(
+        sqlite_settings: Settings, sqlite_engine, tmp_path: Path, monkeypatch) -> None:
+    """`moodgif backup /backups/nightly` wrote a file called `nightly`, and the next night's
+    run overwrote it: now it is a folder of dated archives, and an existing archive stays."""
+    from bot.cli import cli
+
+    _fill(sqlite_settings, sqlite_engine)
+    monkeypatch.setenv("MOODGIF_HOME", str(sqlite_settings.home))
+    monkeypatch.setenv("MOODGIF_DATABASE_URL", sqlite_settings.db_url)
+    runner = CliRunner()
+    nightly = tmp_path / "nightly"
+    for _ in range(2):  # the same second, most likely: the second gets its own name
+        res = runner.invoke(cli, ["backup", str(nightly)])
+        assert res.exit_code == 0, res.output
+    archives = sorted(nightly.glob("moodgif-backup-*.tar.gz"))
+    assert nightly.is_dir() and len(archives) == 2
+    for archive in archives:
+        assert read_archive(archive, None)["counts"]["tables"]["gifs"] == 2
+
+    named = tmp_path / "x.tar.gz"
+    assert runner.invoke(cli, ["backup", str(named)]).exit_code == 0
+    first = named.read_bytes()
+    res = runner.invoke(cli, ["backup", str(named)])
+    assert res.exit_code == 1 and "already exists" in res.output and "never overwrites" in res.output
+    assert named.read_bytes() == first
+    assert not list(tmp_path.rglob("*.partial"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -43,17 +42,15 @@ def _summary(manifest: dict) -> str:
 def backup_cmd(settings: Settings, path: str, no_features: bool) -> None:
     """Write the database and the data files into one archive (safe while the bot runs).
 
-    PATH is the archive file (.tar.gz), or a folder (existing, or ending in /) to put a
-    dated moodgif-backup-YYYYmmdd-HHMMSS.tar.gz in.
+    PATH is a new archive file (.tar.gz or .tgz; an existing one is never overwritten), or a
+    folder (any other name; made if missing) to put a dated
+    moodgif-backup-YYYYmmdd-HHMMSS.tar.gz in.
     """
     from bot.backup import BackupError, create_backup
 
-    dest = Path(path)
-    if path.endswith(("/", os.sep)):
-        dest.mkdir(parents=True, exist_ok=True)
     try:
         dest, manifest = create_backup(
-            settings, dest, include_features=not no_features, progress=sys.stderr.isatty()
+            settings, Path(path), include_features=not no_features, progress=sys.stderr.isatty()
         )
     except BackupError as exc:
         raise click.ClickException(str(exc)) from None
