@@ -306,8 +306,10 @@ def version_stamp(engine: Engine) -> tuple:
             ModelVersion, ModelVersion.id == Prediction.model_version_id)
         .where(ModelVersion.head_kind == registry.PRIOR_HEAD_KIND).scalar_subquery(),
     )
+    # Whose each pool is decides who ranks it: an operator's `pool owner` moves no count.
+    owned = select(Pool.name, Pool.owner).where(Pool.owner != OPERATOR).order_by(Pool.name)
     with engine.connect() as conn:
-        return tuple(conn.execute(q).one())
+        return (*conn.execute(q).one(), tuple(map(tuple, conn.execute(owned).all())))
 
 
 def load_matrix(engine: Engine) -> ScoreMatrix:

@@ -703,6 +703,19 @@ def _gif_details(g: Gif) -> dict:
     }
 
 
+def set_pool_owner(engine: Engine, name: str, owner: str) -> str:
+    """Give pool `name` to `owner` (`scorer.pool_owners`: "" shares it with every workspace);
+    returns the owner it had. The operator's way to settle a pool whose owner is wrong, such
+    as one a workspace's admin added from chat before pools had owners (it became shared).
+    A running bot follows within seconds (`bot.score_matrix.version_stamp`)."""
+    with session_scope(engine) as s:
+        pool = s.scalar(select(Pool).where(Pool.name == name))
+        if pool is None:
+            raise UnknownPoolError(name)
+        before, pool.owner = pool.owner, owner
+    return before
+
+
 def remove_pool(engine: Engine, name: str) -> int:
     """Delete the pool and its memberships; return how many. GIFs, scores and comparisons stay."""
     with session_scope(engine) as s:
@@ -725,4 +738,5 @@ __all__ = [
     "pool_gifs",
     "read_source",
     "remove_pool",
+    "set_pool_owner",
 ]

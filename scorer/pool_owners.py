@@ -13,7 +13,12 @@ admin commands and the worker's ingest all call these.
 
 from __future__ import annotations
 
+import re
+
 OPERATOR = ""  # pools.owner of the operator's pools: shared by every workspace
+# A chat workspace as `Actor.pool_owner` writes it: a Slack team id, a Discord server id.
+_CHAT_OWNER = re.compile(r"slack:[A-Z0-9]{1,64}|discord:[0-9]{1,64}")
+SHARED = "shared"  # how an operator names OPERATOR
 
 
 def may_see(viewer: str, owner: str) -> bool:
@@ -36,4 +41,21 @@ def add_refusal(name: str, owner: str, adder: str) -> str:
     return f"pool {name} {whose}: choose another name"
 
 
-__all__ = ["OPERATOR", "add_refusal", "may_see"]
+def parse_owner(typed: str) -> str:
+    """An owner as an operator types it (`moodgif pool owner`): `shared` for every workspace,
+    or one chat workspace, `slack:T0123ABCD` or `discord:123456789012345678`."""
+    text = typed.strip()
+    if text.lower() == SHARED:
+        return OPERATOR
+    if _CHAT_OWNER.fullmatch(text):
+        return text
+    raise ValueError(f"{typed!r} is not an owner: give `{SHARED}` (every workspace sees the pool), "
+                     "or one workspace as slack:TEAM_ID or discord:SERVER_ID, as `moodgif pool "
+                     "list` shows them")
+
+
+def owner_label(owner: str) -> str:
+    return SHARED if owner == OPERATOR else owner
+
+
+__all__ = ["OPERATOR", "SHARED", "add_refusal", "may_see", "owner_label", "parse_owner"]

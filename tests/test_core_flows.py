@@ -419,6 +419,16 @@ def test_a_pool_add_names_the_gifs_of_other_pools_still_unscored(sqlite_settings
     add_model_version(sqlite_engine, pool.shas[:5], designed_scores(5))
     assert unscored_elsewhere(sqlite_engine, "new") == len(pool.shas) - 5
 
+    # Another workspace's pool is not this workspace's business (its job detail counted them).
+    from sqlalchemy import update
+
+    from scorer.store import Pool
+    with session_scope(sqlite_engine) as s:
+        s.execute(update(Pool).where(Pool.name == "older").values(owner="slack:T2"))
+    assert unscored_elsewhere(sqlite_engine, "new", "slack:T1") == 0
+    assert unscored_elsewhere(sqlite_engine, "new", "slack:T2") == len(pool.shas) - 5
+    assert unscored_elsewhere(sqlite_engine, "new") == len(pool.shas) - 5  # the operator sees all
+
 
 async def test_quick_parallel_shuffles_and_picks_lose_nothing(settings, engine) -> None:  # type: ignore[no-untyped-def]
     """SQLite ignores FOR UPDATE: three Shuffles at once once returned the same GIF three

@@ -289,3 +289,46 @@ async def test_hide_never_names_a_gif_of_another_workspaces_pool(env: Env, own_g
     assert (await env.core.run_admin(_admin(B), HideGif(bee[:12]))).text.startswith("Hidden: ")
     shared = env.pool.shas[0]  # the operator's pool: every workspace may hide its GIFs
     assert (await env.core.run_admin(_admin(A), HideGif(shared[:12]))).text.startswith("Hidden: ")
+
+
+async def test_the_operator_gives_a_shared_pool_to_the_workspace_that_added_it(
+        env: Env, own_gifs, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pool a workspace's admin added from chat before pools had owners became shared, and
+    there was no way to give it back: `moodgif pool owner NAME OWNER`, followed by a running bot."""
+    from click.testing import CliRunner
+
+    from bot.cli import cli
+    from bot.scoped_settings import set_scoped
+    from bot.score_matrix import version_stamp
+
+    ingest(env.settings, env.engine, "bees", str(own_gifs))  # as migration 0010 left it: shared
+    _best_everywhere(env, _manifest_shas(own_gifs))
+    bees = set(_manifest_shas(own_gifs))
+    env.core.ranker.refresh()
+    assert (await _suggested(env, _user(A)))[0] in bees  # B's GIFs in A's channels
+    set_scoped(env.engine, "discord", "111", "bees-only", "pools", ["bees"])  # A chose it, while it could
+    monkeypatch.setenv("MOODGIF_HOME", str(env.settings.home))
+    monkeypatch.setenv("MOODGIF_DATABASE_URL", env.settings.db_url)
+    runner = CliRunner()
+
+    stamp = version_stamp(env.engine)
+    res = runner.invoke(cli, ["pool", "owner", "bees", B])
+    assert res.exit_code == 0, res.output
+    assert "pool bees now belongs to discord:222 (was shared): only that workspace" in res.stdout
+    assert "warning: 1 channel(s) or workspace(s)" in res.stderr and "discord/111/bees-only" in res.stderr
+    assert version_stamp(env.engine) != stamp  # what tells a running bot to rebuild its matrix
+    env.core.ranker.refresh()
+    assert not bees & set(await _suggested(env, _user(A)))
+    assert (await _suggested(env, _user(B)))[0] in bees
+    assert "bees" not in (await env.core.run_admin(_admin(A), adm.ListPools())).text
+    assert [p["owner"] for p in list_pools(env.engine) if p["name"] == "bees"] == [B]
+
+    again = runner.invoke(cli, ["pool", "owner", "bees", B])
+    assert again.exit_code == 0 and "already belongs to discord:222; nothing changed" in again.stdout
+    shared = runner.invoke(cli, ["pool", "owner", "bees", "shared"])
+    assert shared.exit_code == 0 and "now belongs to shared (was discord:222): every workspace" in shared.stdout
+    for bad in ("T123", "slack:", "discord:abc", "everyone"):
+        res = runner.invoke(cli, ["pool", "owner", "bees", bad])
+        assert res.exit_code == 2 and "is not an owner" in res.output, res.output
+    res = runner.invoke(cli, ["pool", "owner", "wasps", B])
+    assert res.exit_code == 1 and "no pool named 'wasps'" in res.output

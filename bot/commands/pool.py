@@ -197,6 +197,51 @@ def _prior_line(p: dict) -> str:
             "with only a wide prior (no face, no words: explored more)")
 
 
+@pool_group.command("owner")
+@click.argument("name")
+@click.argument("owner")
+@click.pass_obj
+def pool_owner(settings: Settings, name: str, owner: str) -> None:
+    """Give pool NAME to OWNER: `shared` (every workspace ranks it), or one chat workspace,
+    slack:TEAM_ID or discord:SERVER_ID (only it ranks, lists and adds to the pool).
+
+    For a pool whose owner is wrong, such as one a workspace's admin added from chat before
+    pools had owners (it became shared). A running bot follows within seconds.
+    """
+    from bot.scoped_settings import scopes_limited_to
+    from scorer.migrate import init_db
+    from scorer.pool import UnknownPoolError, set_pool_owner
+    from scorer.pool_owners import may_see, owner_label, parse_owner
+
+    try:
+        new = parse_owner(owner)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="OWNER") from None
+    engine = init_db(settings.db_url)
+    try:
+        before = set_pool_owner(engine, name, new)
+    except UnknownPoolError as exc:
+        raise click.ClickException(str(exc)) from None
+    if before == new:
+        click.echo(f"pool {name} already belongs to {owner_label(new)}; nothing changed")
+        return
+    who = "every workspace ranks it" if new == "" else "only that workspace ranks, lists and adds to it"
+    click.echo(f"pool {name} now belongs to {owner_label(new)} (was {owner_label(before)}): {who}")
+    cut = [scope for scope in scopes_limited_to(engine, name) if not may_see(_scope_viewer(scope), new)]
+    if cut:
+        click.echo(f"warning: {len(cut)} channel(s) or workspace(s) of other workspaces were limited "
+                   f"to pools that included {name}, and no longer see it: {', '.join(cut[:10])}"
+                   f"{' ...' if len(cut) > 10 else ''}", err=True)
+
+
+def _scope_viewer(scope: str) -> str:
+    """`Actor.pool_owner` of a "platform/workspace[/channel]" scope (`scopes_limited_to`)."""
+    from bot.events import OPERATOR_PLATFORMS
+
+    platform, _, rest = scope.partition("/")
+    return "" if platform in OPERATOR_PLATFORMS else f"{platform}:{rest.split('/')[0]}"
+
+
 @pool_group.command("remove")
 @click.argument("name")
 @click.pass_obj

@@ -344,22 +344,26 @@ def _run_pool_add(settings: Settings, engine: Engine, args: dict[str, Any]) -> s
     scored = score_pool(settings, engine, pool=name, prior=True,
                         text_model=get_parser(settings).distribution)
     refused = f" (refused: {report.first_refusals()})" if report.refused else ""
-    waiting = unscored_elsewhere(engine, name)
+    waiting = unscored_elsewhere(engine, name, owner)
     # Once anything is scored the ranker leaves unscored GIFs out: say so, with the fix.
     rest = (f"; {waiting} GIFs of other pools are not scored yet and are not offered until "
             "`moodgif score` runs" if waiting else "")
     return f"{summary(report)}{refused}; {summary(scored)}{rest}"
 
 
-def unscored_elsewhere(engine: Engine, pool: str) -> int:
-    """GIFs of pools other than `pool` with no prediction at all (added, never scored)."""
+def unscored_elsewhere(engine: Engine, pool: str, viewer: str = OPERATOR) -> int:
+    """GIFs of pools other than `pool` with no prediction at all (added, never scored), among
+    the pools `viewer` sees (`scorer.pool_owners.may_see`): a workspace is not told about
+    another workspace's GIFs."""
     from scorer.store import Pool, PoolGif, Prediction
 
+    query = (select(sa.func.count(sa.distinct(PoolGif.gif_sha)))
+             .join(Pool, Pool.id == PoolGif.pool_id).where(Pool.name != pool)
+             .where(~sa.exists().where(Prediction.gif_sha == PoolGif.gif_sha)))
+    if viewer != OPERATOR:
+        query = query.where(Pool.owner.in_((OPERATOR, viewer)))
     with session_scope(engine) as s:
-        return int(s.scalar(
-            select(sa.func.count(sa.distinct(PoolGif.gif_sha)))
-            .join(Pool, Pool.id == PoolGif.pool_id).where(Pool.name != pool)
-            .where(~sa.exists().where(Prediction.gif_sha == PoolGif.gif_sha))) or 0)
+        return int(s.scalar(query) or 0)
 
 
 def _nothing_added(report: Any) -> str:
