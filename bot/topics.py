@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -252,6 +252,9 @@ class Reading:
     # Where the feeling came from when not the parser ("your last pick for these words",
     # bot.learned_phrases); "" shows the parser's confidence instead.
     feeling_source: str = ""
+    # (typed, found) for a topic word no GIF here says, read as the nearest one that some do
+    # ("toffee" -> "coffee"): `topic` holds the found word, and the preview says so.
+    guessed: tuple[tuple[str, str], ...] = ()
 
     @property
     def emotion(self) -> str | None:
@@ -267,7 +270,9 @@ class Reading:
         if self.emotion:
             parts.append(f"feeling: {self.emotion} ({self.feeling_source or f'{self.intent.confidence:.0%}'})")
         if self.topic:
-            parts.append("topic: " + " ".join(self.topic))
+            near = {found: typed for typed, found in self.guessed}
+            parts.append("topic: " + " ".join(
+                f"{w} (nearest to “{near[w]}”)" if w in near else w for w in self.topic))
         if self.topic_only:
             parts.append("no feeling named, so the best-liked ones first")
         line = "Read as " + "; ".join(parts) if parts else ""
@@ -304,7 +309,18 @@ def read_request(parser: IntentParser, index: TopicIndex | None, text: str) -> R
     candidates = [t for t, r in content if r == "other" or t in TOPIC_WORDS]
     if not candidates:
         return Reading(full)
-    found, missing = _looked_up(index, candidates)
+    found, missing, guessed = _looked_up(index, candidates)
+    reading = _topic_reading(parser, index, text, full, content, found, missing)
+    if not guessed or not reading.topic:
+        return reading
+    return replace(reading, topic=tuple(guessed.get(w, w) for w in reading.topic),
+                   guessed=tuple((w, guessed[w]) for w in reading.topic if w in guessed))
+
+
+def _topic_reading(parser: IntentParser, index: TopicIndex | None, text: str, full: Intent,
+                   content: list[tuple[str, str]], found: dict[str, np.ndarray],
+                   missing: list[str]) -> Reading:
+    """The reading once the topic words are looked up (`found`, `missing`: as typed)."""
     feeling_words = [t for t, r in content if r in ("feeling", "weak") and t not in found]
     if not found:
         # Nothing here shows those words: say so, and answer the feeling (if any) alone. Only
@@ -324,17 +340,33 @@ def read_request(parser: IntentParser, index: TopicIndex | None, text: str) -> R
     return _with_feeling(None, index, found)
 
 
-def _looked_up(index: TopicIndex | None, words: list[str]) -> tuple[dict[str, np.ndarray], list[str]]:
-    """The words that GIFs here say (with their rows), and those no GIF says."""
+def _looked_up(index: TopicIndex | None, words: list[str]
+               ) -> tuple[dict[str, np.ndarray], list[str], dict[str, str]]:
+    """The words that GIFs here say (with their rows), those no GIF says, and for a word
+    found only as a typo's neighbour, the word it was read as ("toffee" -> "coffee")."""
     found: dict[str, np.ndarray] = {}
     missing: list[str] = []
+    guessed: dict[str, str] = {}
     for word in dict.fromkeys(words):
-        rows = index.lookup(word)[1] if index is not None else np.zeros(0, np.int32)
-        if rows.size:
-            found[word] = rows
-        else:
+        if index is None:
             missing.append(word)
-    return found, missing
+            continue
+        matched, rows = index.lookup(word)
+        if not rows.size:
+            missing.append(word)
+            continue
+        found[word] = rows
+        if matched != stem(word):
+            guessed[word] = _as_word(matched or "")
+    return found, missing, guessed
+
+
+def _as_word(found_stem: str) -> str:
+    """A stem as the word people know ("coffe" -> "coffee"), where one is near to hand."""
+    from bot.intent_reader import english_vocab
+
+    vocab = english_vocab()
+    return next((w for w in (found_stem, found_stem + "e", found_stem + "s") if w in vocab), found_stem)
 
 
 def _with_feeling(intent: Intent | None, index: TopicIndex | None,

@@ -210,7 +210,19 @@ async def test_a_typo_of_a_topic_word_is_that_topic(env: Env) -> None:
     """`coffe` was read as the feeling of "coffee" (a lexicon word), never looked up."""
     r = await env.core.request(env.alice, "/gif coffe")
     assert r.kind == "preview" and r.preview.cards[0].sha256 in env.shas(COFFEE)
-    assert r.preview.topic == "coffe" and r.preview.topic_only
+    assert r.preview.topic == "coffee" and r.preview.topic_only
+    assert "topic: coffee (nearest to “coffe”)" in r.preview.interpretation
+
+
+async def test_a_word_read_as_its_neighbour_says_which(env: Env) -> None:
+    """`/gif toffee` showed coffee GIFs under "topic: toffee": the preview now says what the
+    word was read as, and the GIFs' caption names what they are about."""
+    r = await env.core.request(env.alice, "/gif toffee")
+    assert r.kind == "preview" and r.preview.cards[0].sha256 in env.shas(COFFEE)
+    assert r.preview.topic == "coffee"
+    assert "topic: coffee (nearest to “toffee”)" in r.preview.interpretation
+    exact = await env.core.request(env.alice, "/gif coffee")
+    assert "nearest" not in exact.preview.interpretation  # a word GIFs here say: no note
 
 
 async def test_topic_words_combine_and_forgive_typos(env: Env) -> None:
