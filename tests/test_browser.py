@@ -296,6 +296,32 @@ async def test_keyboard_focus_stays_on_the_control_a_rebuild_replaced(chromium, 
                                         "inPreview": True}  # the preview's first button
 
 
+async def test_send_and_cancel_from_the_keyboard_leave_focus_in_the_text_box(chromium, playground) -> None:  # type: ignore[no-untyped-def]
+    """Send and Cancel close the preview, and focus fell to the page's body with it: a keyboard
+    user had to find the text box again to ask for the next GIF."""
+    url, _engine = playground
+    focus_on_text = "() => document.activeElement?.id === 'text'"
+    async with _asked(chromium, url, "/gif happy") as page:
+        preview = await _preview(page)
+        await preview.locator("[data-action=send]").focus()
+        await page.keyboard.press("Enter")
+        await page.locator(".msg.post").wait_for()
+        with contextlib.suppress(Exception):  # the assertion says where focus went instead
+            await page.wait_for_function(focus_on_text, timeout=5000)
+        assert await page.evaluate("() => document.activeElement.id") == "text"
+
+        await page.keyboard.type("/gif ugh")  # straight on, no mouse
+        await page.keyboard.press("Enter")
+        preview = page.locator(".msg.preview")
+        await preview.locator("img.gif").wait_for()
+        await preview.locator("[data-action=cancel]").focus()
+        await page.keyboard.press("Enter")
+        await preview.wait_for(state="detached")
+        with contextlib.suppress(Exception):
+            await page.wait_for_function(focus_on_text, timeout=5000)
+        assert await page.evaluate("() => document.activeElement.id") == "text"
+
+
 async def test_the_poll_says_left_right_neither_as_slack_and_discord_do(chromium, sqlite_settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
     """Its buttons read "This one", "This one", "Neither": two buttons of one name."""
     settings = sqlite_settings.override(chat__cooldown_s=0.0, ranking__poll_share=1.0)

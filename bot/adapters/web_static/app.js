@@ -280,12 +280,23 @@ async function send(box, sha) {
     return;
   }
   render(reply, box);
+  backToTyping(focused);
 }
 
 async function cancel(box) {
+  const focused = focusedControl(box);
   const reply = await api("/api/cancel", { session_id: box.dataset.session });
-  if (reply.kind === "cancelled") box.remove();
-  else box.querySelector(".ack").textContent = reply.text;
+  if (reply.kind === "cancelled") {
+    box.remove();
+    backToTyping(focused);
+  } else box.querySelector(".ack").textContent = reply.text;
+}
+
+// A Send or Cancel closes the preview, and its focused button with it: focus fell to the
+// page's body. The next thing done is the next request, so focus goes to the text box, as
+// a chat client's composer takes it after a message (only when focus was on the preview).
+function backToTyping(focused) {
+  if (focused && (!document.activeElement || document.activeElement === document.body)) input.focus();
 }
 
 // While typing: how the request would be read ("→ guilt (or embarrassment / fear)"), as
