@@ -119,7 +119,7 @@ function renderPreview(reply, container) {
       const menu = el("select", { "data-action": "other", "aria-label": "Another feeling" },
                       el("option", { value: "" }, "Another feeling…"));
       for (const emotion of p.more_feelings) menu.append(el("option", { value: emotion }, emotion));
-      menu.onchange = () => { if (menu.value) switchTo(box, menu.value); };
+      pickWith(menu, (emotion) => switchTo(box, emotion));
       other.append(menu);
     }
     box.append(other);
@@ -199,10 +199,38 @@ function renderChoices(reply) {
     const menu = el("select", { "data-action": "choice-other", "aria-label": "Another feeling" },
                     el("option", { value: "" }, "Another feeling…"));
     for (const emotion of reply.more_choices) menu.append(el("option", { value: emotion }, emotion));
-    menu.onchange = () => { if (menu.value) choose(reply.ask_id, menu.value); };
+    pickWith(menu, (emotion) => choose(reply.ask_id, emotion));
     buttons.append(menu);
   }
   return addMessage(`bot ephemeral ${reply.kind}`, textNode(reply.text), buttons);
+}
+
+// "Another feeling" acts on a pick, not on every step towards one. Chrome changes a closed
+// menu's value on each arrow key and fires "change": one ArrowDown once switched the feeling
+// (a request per key press, the preview rebuilt under the user). So a change made by keys
+// waits for Enter; a pick from the open list (mouse, or the list's own Enter) acts at once.
+function pickWith(menu, act) {
+  let stepped = false;
+  menu.addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter" && stepped && menu.value) {
+      ev.preventDefault();
+      stepped = false;
+      act(menu.value);
+    } else if (ev.key === " " || ev.key === "F4" || ev.altKey) {
+      stepped = false;  // the list opens: its own pick acts
+    } else if (["ArrowUp", "ArrowDown", "ArrowLeft", "ArrowRight", "Home", "End", "PageUp",
+                "PageDown"].includes(ev.key) || ev.key.length === 1) {
+      stepped = true;  // type-ahead letters step through the options too
+    }
+  });
+  menu.addEventListener("mousedown", () => { stepped = false; });
+  menu.addEventListener("change", () => {
+    if (!stepped && menu.value) act(menu.value);
+  });
+  menu.addEventListener("blur", () => {
+    if (stepped) menu.value = "";  // left without Enter: nothing was picked, so show none
+    stepped = false;
+  });
 }
 
 // ---- actions -------------------------------------------------------------------------
