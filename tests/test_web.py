@@ -115,7 +115,10 @@ async def test_admin_pages_render(web) -> None:  # type: ignore[no-untyped-def]
         resp = await web.get(path)
         assert resp.status == 200, path
         assert "<h1>" in await resp.text()
-    assert "wide prior only" in await (await web.get("/admin")).text()
+    page = await (await web.get("/admin")).text()
+    assert "wide prior only" in page
+    # what "owner" means is on the page, not in a tooltip only a mouse can read
+    assert "listed in that workspace only" in page and "moodgif pool owner" in page
     assert (await web.get("/admin/top?emotion=joy")).status == 400
     png = await web.get("/admin/plot/happiness.png")
     assert png.status == 200 and (await png.read())[:8] == b"\x89PNG\r\n\x1a\n"
