@@ -4,6 +4,11 @@ The real `AsyncWebClient` and bolt's `respond()` talk to it over real HTTP (the 
 URL is a setting), and it records every call so a test can assert what Slack was told.
 Unknown methods answer `{"ok": false, "error": "unknown_method"}` like Slack does, and a
 missing or non-bot token answers `invalid_auth`.
+
+Several workspaces (an OAuth install): `workspaces` maps each team id to its bot token;
+`oauth.v2.access` with the code `install-<team>` installs that team, and `auth.test` and
+`users.info` answer for the team whose token asks. An admin is a user id (admin in every team)
+or "<team>:<user>" (admin of that team only, as the same person can be a plain member elsewhere).
 """
 
 from __future__ import annotations
@@ -31,9 +36,10 @@ class Call:
 
 
 class FakeSlack:
-    def __init__(self, *, admins: tuple[str, ...] = ()) -> None:
+    def __init__(self, *, admins: tuple[str, ...] = (), workspaces: dict[str, str] | None = None) -> None:
         self.calls: list[Call] = []
         self.admins = set(admins)
+        self.workspaces = dict(workspaces or {})  # team id -> its bot token
         self.outside: set[str] = set()  # channels the bot is not a member of (not_in_channel)
         self._ts = itertools.count(1)
         self._files = itertools.count(1)
@@ -95,14 +101,26 @@ class FakeSlack:
         auth = request.headers.get("Authorization", "")
         token = auth.removeprefix("Bearer ").strip()
         await self._record(Call(method, data, token))
+        if method == "oauth.v2.access":  # the app's client id and secret, not a bot token
+            return web.json_response(self._install(str(data.get("code", ""))))
         if not token.startswith("xoxb-"):
             return web.json_response({"ok": False, "error": "invalid_auth"})
-        return web.json_response(self._answer(method, data))
+        team = next((t for t, tok in self.workspaces.items() if tok == token), TEAM)
+        return web.json_response(self._answer(method, data, team))
 
-    def _answer(self, method: str, data: dict[str, Any]) -> dict[str, Any]:
+    def _install(self, code: str) -> dict[str, Any]:
+        team = code.removeprefix("install-")
+        if not code.startswith("install-") or team not in self.workspaces:
+            return {"ok": False, "error": "invalid_code"}
+        return {"ok": True, "app_id": "A0MOOD", "authed_user": {"id": f"U0INSTALL{team}"},
+                "scope": "commands,chat:write", "token_type": "bot", "access_token": self.workspaces[team],
+                "bot_user_id": BOT_USER, "team": {"id": team, "name": f"Team {team}"},
+                "enterprise": None, "is_enterprise_install": False}
+
+    def _answer(self, method: str, data: dict[str, Any], team: str = TEAM) -> dict[str, Any]:
         if method == "auth.test":
             return {"ok": True, "url": "https://fake.slack.com/", "team": "Fake", "user": "moodgif",
-                    "team_id": TEAM, "user_id": BOT_USER, "bot_id": "BMOOD"}
+                    "team_id": team, "user_id": BOT_USER, "bot_id": "BMOOD"}
         if method == "chat.postMessage" and data.get("channel") not in self.outside:
             ts = f"{1700000000 + next(self._ts)}.000100"
             return {"ok": True, "channel": data.get("channel"), "ts": ts,
@@ -116,7 +134,8 @@ class FakeSlack:
             return {"ok": True, "message_ts": f"{1700000000 + next(self._ts)}.000200"}
         if method == "users.info":
             uid = data.get("user", "")
-            return {"ok": True, "user": {"id": uid, "name": uid.lower(), "is_admin": uid in self.admins,
+            admin = uid in self.admins or f"{team}:{uid}" in self.admins
+            return {"ok": True, "user": {"id": uid, "name": uid.lower(), "is_admin": admin,
                                          "is_owner": False, "is_primary_owner": False}}
         if method == "files.getUploadURLExternal":
             fid = f"F{next(self._files):06d}"

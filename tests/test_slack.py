@@ -53,10 +53,16 @@ class Stack:
     http: aiohttp.ClientSession
     secret: str = SECRET
     hooks: int = 0
+    team: str = TEAM  # the workspace every request comes from (a multi-workspace install has several)
 
     def hook(self) -> str:
         self.hooks += 1
-        return self.fake.response_url(str(self.hooks))
+        return self.fake.response_url(self.last_hook)
+
+    @property
+    def last_hook(self) -> str:
+        """The name of the latest response_url handed out (a webhook call's `token`)."""
+        return str(self.hooks) if self.team == TEAM else f"{self.team}-{self.hooks}"
 
     def headers(self, body: str, *, ts: int | None = None, secret: str | None = None,
                 content_type: str = "application/x-www-form-urlencoded") -> dict[str, str]:
@@ -72,7 +78,7 @@ class Stack:
 
     async def command(self, text: str, *, user: str = "U0ALICE", command: str = "/gif", **kw: Any) -> aiohttp.ClientResponse:
         body = urllib.parse.urlencode({
-            "token": "legacy", "team_id": TEAM, "team_domain": "fake", "channel_id": CHANNEL,
+            "token": "legacy", "team_id": self.team, "team_domain": "fake", "channel_id": CHANNEL,
             "channel_name": "general", "user_id": user, "user_name": user.lower(), "command": command,
             "text": text, "api_app_id": "A0MOOD", "response_url": self.hook(), "trigger_id": next_trigger(),
         })
@@ -95,8 +101,8 @@ class Stack:
         `thread`: Slack then names it in the container)."""
         payload = {
             "type": "block_actions", "api_app_id": "A0MOOD", "token": "legacy", "trigger_id": next_trigger(),
-            "team": {"id": TEAM, "domain": "fake"},
-            "user": {"id": user, "username": user.lower(), "team_id": TEAM},
+            "team": {"id": self.team, "domain": "fake"},
+            "user": {"id": user, "username": user.lower(), "team_id": self.team},
             "container": {"type": "message", "message_ts": "1700000000.000001", "channel_id": CHANNEL,
                           "is_ephemeral": ephemeral},
             "channel": {"id": CHANNEL, "name": "general"},
@@ -108,7 +114,7 @@ class Stack:
         return await self.post("payload=" + urllib.parse.quote(json.dumps(payload)))
 
     async def event(self, event: dict[str, Any]) -> aiohttp.ClientResponse:
-        body = json.dumps({"token": "legacy", "team_id": TEAM, "api_app_id": "A0MOOD", "type": "event_callback",
+        body = json.dumps({"token": "legacy", "team_id": self.team, "api_app_id": "A0MOOD", "type": "event_callback",
                            "event_id": f"Ev{time.monotonic_ns()}", "event_time": int(time.time()), "event": event})
         return await self.post(body, content_type="application/json")
 
