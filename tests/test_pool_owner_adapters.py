@@ -12,6 +12,7 @@ or hide its GIFs, in any way a person can ask.
 from __future__ import annotations
 
 import asyncio
+import csv
 import dataclasses
 import json
 import re
@@ -306,6 +307,65 @@ async def test_a_discord_server_never_sees_a_slack_workspaces_pool(install: Inst
         assert len(install.env.core.jobs) == 1
     finally:
         await d.close()
+
+
+# ---------------------------------------------------------------------------------------
+# a topic only another workspace's pool has
+
+
+def _tagged(manifest: Path, word: str) -> Path:
+    """A manifest of the same GIFs, each titled and tagged `word` (beside them: a manifest
+    reads its own folder)."""
+    rows = list(csv.DictReader(manifest.open(newline="")))
+    out = manifest.parent / f"{word}s.csv"
+    with out.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({**row, "title": f"{word} waving", "tags": word} for row in rows)
+    return out
+
+
+async def test_a_topic_only_another_workspace_has_is_no_topic_in_any_answer(
+        install: Install, own_gifs: Path) -> None:  # noqa: F811
+    """Only A's pool has giraffes: B and the Discord server hear "no GIFs about giraffe", as
+    for a word no GIF has, in the preview, a topic alone and Discord's typing hint."""
+    a, b = install.a, install.b
+    giraffes = await _add_pool(install, "zoo", _tagged(own_gifs, "giraffe"))
+    preview, _poll = await _gif(a, "happy giraffe")
+    assert _shas(preview) <= giraffes and "topic: giraffe" in json.dumps(preview)
+
+    # B: exactly what it hears for a word no GIF has, in every way a request reads words
+    for giraffe, okapi in (("happy giraffe", "happy okapi"), ("giraffe", "okapi")):
+        said = [await _said(b, typed) for typed in (giraffe, okapi)]
+        assert said[0].replace("giraffe", "okapi") == said[1], said
+        assert "No giraffe GIFs in this pool" in said[0]
+    preview, _poll = await _gif(b, "happy giraffe")
+    assert _shas(preview) and not _shas(preview) & giraffes
+
+    d = install.discord()
+    await d.setup()
+    try:
+        hints = []
+        for typed in ("happy giraffe", "happy okapi", "giraffe", "okapi"):
+            await d.slash("gif", [{"name": "words", "type": 3, "value": typed, "focused": True}],
+                          user=DISCORD_ALICE, autocomplete=True)
+            hints.append(d.fake.calls[-1].payload["data"]["choices"][0]["name"])
+        assert hints == ["→ happiness · no GIFs about giraffe", "→ happiness · no GIFs about okapi",
+                         "→ no GIFs about giraffe", "→ no GIFs about okapi"]
+        token = await d.slash("gif", words("giraffe"), user=DISCORD_ALICE)
+        (answer,) = [c for c in d.fake.calls if c.token == token and c.kind == "edit_original"]
+        assert answer.payload["content"].startswith("No giraffe GIFs in this pool."), answer.payload
+    finally:
+        await d.close()
+
+
+async def _said(stack: Stack, text: str) -> str:
+    """Every line of text the first answer to /gif TEXT shows (its blocks', or its own)."""
+    await stack.command(text)
+    message = (await _answers(stack))[0]
+    lines = [e["text"] for blk in message.get("blocks", []) for e in
+             ([blk["text"]] if blk["type"] == "section" else blk.get("elements", []) if blk["type"] == "context" else [])]
+    return "\n".join(lines) or message["text"]
 
 
 # ---------------------------------------------------------------------------------------

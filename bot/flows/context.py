@@ -40,6 +40,7 @@ from bot.phrase_book import PhraseBook, reads_alike
 from bot.ranking import Ranker
 from bot.scoped_settings import SCOPED_ROWS, resolve_rows, scope_params
 from bot.topics import Reading
+from scorer.pool_owners import OPERATOR
 from scorer.settings import ChannelSettings, Settings
 from scorer.store import Impression, is_busy_error, request_path, session_scope
 from training.comparisons import NotPooled, user_hash
@@ -217,10 +218,16 @@ class CoreContext:
         return self._cards.cards(db, self.engine, self.settings, shas, emotion)
 
     # ------------------------------------------------------------------ reading a request
-    def read(self, query: str) -> Reading:
+    def read(self, query: str, viewer: str = OPERATOR) -> Reading:
         """The request's feeling and topic against the current snapshot's words (cached per
-        query and snapshot, so a preview's buttons re-read it for free)."""
-        return self._readings.read(query, self.ranker.matrix().topics, lambda: self.parser)
+        query and snapshot, so a preview's buttons re-read it for free), as `viewer`
+        (`Actor.pool_owner`) may see them: a topic whose GIFs are all in other workspaces'
+        pools reads as words no GIF has, or every answer and hint would tell of those pools."""
+        matrix = self.ranker.matrix()
+        reading = self._readings.read(query, matrix.topics, lambda: self.parser)
+        if reading.rows is None or matrix.any_visible(viewer, reading.rows):
+            return reading
+        return self._readings.read(query, None, lambda: self.parser)  # no topic words at all
 
     def teaches(self, key: str) -> bool:
         """Whether people's Sends of these words change how they are read (`_learnable`)."""
@@ -230,7 +237,7 @@ class CoreContext:
         """`read`, with the feeling as the asker or people in this workspace sent the same
         words before (bot.learned_phrases), or other words that read alike (bot.phrase_book),
         where the reading admits doubt."""
-        reading = self.read(query)
+        reading = self.read(query, actor.pool_owner)
         since = memory_since(self.settings, self.now())
         if not scoped.learn_phrases or since is None or not _learnable(reading):
             return reading

@@ -105,12 +105,12 @@ class RequestFlow:
         reply = self.open_preview(db, actor, query, emotion, scoped, confidence=intent.confidence,
                                   text=missing_note(reading), reading=reading, recent=recent)
         if reply.kind == "empty_pool" and reading.rows is not None and emotion >= 0:
-            # The topic's GIFs are all filtered out here: say so, and offer the feeling alone.
-            visible = self.ctx.ranker.matrix().any_visible(actor.pool_owner, reading.rows)
-            shown, note = _without_topic(reading, visible)
+            # The topic's GIFs are all filtered out here (its channel's pools, ceiling or hidden
+            # GIFs: another workspace's alone read as no topic at all): say so, and offer the
+            # feeling alone.
             reply = self.open_preview(db, actor, query, emotion, scoped,
-                                      confidence=intent.confidence, text=note, reading=shown,
-                                      recent=recent)
+                                      confidence=intent.confidence, text=_topic_filtered_note(reading),
+                                      reading=dataclasses.replace(reading, rows=None), recent=recent)
         return reply
 
     def open_preview(self, db: Session, actor: Actor, query: str, emotion: int,
@@ -120,7 +120,7 @@ class RequestFlow:
         says it and offers its other feelings); read here when not given. `recent`: the
         channel's recent GIFs if the caller read them (else read here)."""
         if reading is None and query:
-            reading = self.ctx.read(query)
+            reading = self.ctx.read(query, actor.pool_owner)
         # a Send from this preview says which feeling the person wanted for these words
         key = phrase_key(query) if emotion >= 0 and scoped.learn_phrases else ""
         ranked = self.rank(scoped, emotion, int(scoped.preview_count), viewer=actor.pool_owner,
@@ -168,7 +168,7 @@ class RequestFlow:
         scoped, recent = self.ctx.scoped_and_recent(db, actor)
         reading = self.ctx.read_here(db, actor, state.query, scoped) if state.query else None
         if reading is not None and reading.emotion not in (None, NAMES[state.emotion]):
-            plain = self.ctx.read(state.query)
+            plain = self.ctx.read(state.query, actor.pool_owner)
             if plain.emotion == NAMES[state.emotion]:
                 # the workspace's reading of these words moved since this preview opened (others
                 # sent them as another feeling): a Shuffle is no pick, so it must not say one
@@ -357,16 +357,6 @@ def _empty_pool_reply(what: str, *, pool_empty: bool, gone: list[str] | None = N
         + (" (the pool is empty)." if pool_empty else
            " (its pools, rating ceiling or hidden GIFs leave none).")
         + " An admin can add a pool or change this channel's with `/gif-admin`."))
-
-
-def _without_topic(reading: Reading, visible: bool) -> tuple[Reading, str]:
-    """The reading to offer the feeling alone with, and what to say. Only GIFs of pools this
-    workspace may see are "not allowed here": another workspace's private pool is "no such
-    GIFs", or the answer would tell of that pool."""
-    if visible:
-        return dataclasses.replace(reading, rows=None), _topic_filtered_note(reading)
-    shown = dataclasses.replace(reading, rows=None, topic=(), missing=reading.topic)
-    return shown, missing_note(shown)
 
 
 def _topic_filtered_note(reading: Reading) -> str:
