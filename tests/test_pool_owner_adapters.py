@@ -309,6 +309,33 @@ async def test_a_discord_server_never_sees_a_slack_workspaces_pool(install: Inst
         await d.close()
 
 
+async def test_a_discord_servers_own_pool_is_that_servers_alone(install: Install, own_gifs: Path) -> None:  # noqa: F811
+    """The other way round: a pool the Discord server's admin adds is listed there as the
+    server's own, and neither Slack workspace offers, lists or names it."""
+    a, b = install.a, install.b
+    await a.command("happy")  # Slack's workers start before the driver (see `Install.discord`)
+    await _answers(a, 2)
+    d = install.discord()
+    await d.setup()
+    try:
+        added = await _discord_admin(d, "pools", action="add", name="wasps", source=str(own_gifs))
+        assert added.startswith("Adding pool wasps from ") and "`/gif-admin stats`" in added, added
+        row = await _finished(install.env)
+        assert row.state == "done" and row.args["owner"].startswith("discord:"), row.detail
+        assert "wasps: 4 GIFs, 4 ranked (this server's)" in await _discord_admin(d, "pools")
+        token = await d.slash("gif", words("happy"), user=DISCORD_ALICE)
+        first = next(c for c in d.fake.calls if c.token == token and c.kind == "edit_original")
+        assert _discord_shas(first) <= set(_manifest_shas(own_gifs))
+    finally:
+        await d.close()
+    wasps = set(_manifest_shas(own_gifs))
+    for stack, admin in ((a, ADMIN_A), (b, ADMIN_B)):
+        preview, poll = await _gif(stack, "happy")
+        assert _shas(preview) and not (_shas(preview) | _shas(poll)) & wasps
+        assert "wasps" not in await _admin(stack, "pools list", admin)
+        assert (await _admin(stack, "channel pools wasps", admin)).startswith("No pool named wasps here")
+
+
 # ---------------------------------------------------------------------------------------
 # a topic only another workspace's pool has
 
