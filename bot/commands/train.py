@@ -195,8 +195,13 @@ def _echo_table(table: Any) -> None:
 @click.option("--once", is_flag=True, help="run the retrain job now, once")
 @click.option("--schedule", is_flag=True,
               help="run as a worker: retrain on MOODGIF_RETRAIN_CRON / _INTERVAL_MIN until stopped")
-@click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None)
+# Only --once reads these: a scheduled run (the worker's, or serve's) trains its head for
+# 100 epochs on the CPU whatever is given, so the help must not promise more.
+@click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True,
+              help="--once: epochs of the head's training (a scheduled run uses 100)")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
+              help="--once: where the head trains (default: MOODGIF_DEVICE; a scheduled run "
+                   "trains on the CPU)")
 @click.pass_context
 def retrain_group(ctx: click.Context, once: bool, schedule: bool, epochs: int, device: str | None) -> None:
     """Refit Bradley-Terry from the ledger, retrain the head, rescore, activate if not worse."""
