@@ -263,6 +263,7 @@ async def test_a_workspace_adds_to_its_own_pool_again(worker: Env, own_gifs) -> 
     row = await _finished(env)
     assert row.state == "done" and "bees: 0 added, 4 duplicates" in row.detail, row.detail
     assert [p["owner"] for p in list_pools(env.engine) if p["name"] == "bees"] == [B]
+    assert "owner discord:222" in runner.invoke(cli, ["pool", "list"]).stdout
 
 
 def test_the_operator_cannot_fill_a_name_a_workspace_took_first(env: Env, own_gifs) -> None:
@@ -311,6 +312,8 @@ async def test_the_operator_gives_a_shared_pool_to_the_workspace_that_added_it(
     monkeypatch.setenv("MOODGIF_DATABASE_URL", env.settings.db_url)
     runner = CliRunner()
 
+    listed = runner.invoke(cli, ["pool", "list"]).stdout
+    assert "owner shared" in next(line for line in listed.splitlines() if line.startswith("bees"))
     stamp = version_stamp(env.engine)
     res = runner.invoke(cli, ["pool", "owner", "bees", B])
     assert res.exit_code == 0, res.output

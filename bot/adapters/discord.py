@@ -480,7 +480,7 @@ class AdminCog(_CoreCog, name="moodgif admin"):
         return bool(watched)
 
     @admin.command(name="pools", description="list the GIF pools, or add one (scored in the background)")
-    @app_commands.describe(action="list or add", name="new pool name", source="folder, manifest or URL list")
+    @app_commands.describe(action="list or add", name="new pool name", source="a folder, manifest, URL list, one GIF URL, or giphy:WORDS")
     @app_commands.choices(action=[app_commands.Choice(name=a, value=a) for a in ("list", "add")])
     async def admin_pools(self, interaction: discord.Interaction, action: str = "list", name: str = "",
                           source: str = "") -> None:

@@ -112,6 +112,7 @@ def pool_list(settings: Settings, as_json: bool) -> None:
     """Every pool, how many GIFs it holds and whose it is (a chat workspace's, else shared)."""
     from scorer.migrate import init_db
     from scorer.pool import list_pools
+    from scorer.pool_owners import owner_label
 
     pools = list_pools(init_db(settings.db_url))
     if as_json:
@@ -122,8 +123,8 @@ def pool_list(settings: Settings, as_json: bool) -> None:
         return
     width = max(len(p["name"]) for p in pools)
     for p in pools:
-        whose = f"  owner {p['owner']}" if p["owner"] else ""
-        click.echo(f"{p['name']:<{width}}  {p['gifs']:>7} GIFs  created {p['created_at']}{whose}")
+        click.echo(f"{p['name']:<{width}}  {p['gifs']:>7} GIFs  created {p['created_at']}  "
+                   f"owner {owner_label(p['owner'])}")
 
 
 @pool_group.command("show")

@@ -210,6 +210,11 @@ def retrain_group(ctx: click.Context, once: bool, schedule: bool, epochs: int, d
     settings: Settings = ctx.obj
     if once == schedule:
         raise click.UsageError("give exactly one of --once, --schedule (or the `history` subcommand)")
+    given = [f"--{name}" for name in ("epochs", "device")
+             if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE]
+    if schedule and given:  # silently ignored before: the operator believed the GPU was used
+        raise click.UsageError(f"{' and '.join(given)} apply to --once only: a scheduled run trains "
+                               "its head for 100 epochs on the CPU (a small head on stored features)")
     if once:
         from bot.home_lock import HomeBusy, home_lock
         from training.retrain import run_retrain
@@ -255,7 +260,7 @@ def _run_schedule(settings: Settings) -> None:
     try:
         with home_lock(settings.home, exclusive=False, doing="run the retrain worker"):
             sched.start()
-            job = sched.get_jobs()[0]
+            job = sched.get_job("moodgif-retrain")  # not the admin-jobs poll, due every minute
             click.echo(f"retrain worker: next run at {job.next_run_time:%Y-%m-%d %H:%M:%S %Z} "
                        f"({job.trigger}); Ctrl-C to stop", err=True)
             stop.wait()
