@@ -160,7 +160,8 @@ class SlackSettings(Group):
                         doc="OAuth (multi-workspace) client id")
     client_secret: str = _s("", "slack_client_secret", env="SLACK_CLIENT_SECRET", secret=True)
     admin_user_ids: Names = _s([], "slack_admin_user_ids",
-                               doc="Slack user ids allowed to use /gif-admin")
+                               doc="Slack user ids allowed to use /gif-admin: U0123 in every "
+                                   "workspace, T0456:U0123 in that workspace only")
     secret_key: str = _s("", "secret_key", secret=True, doc="key that encrypts the Slack OAuth bot "
                          "tokens in the database (a Fernet key; `moodgif config secret-key` makes "
                          "one); required for multi-workspace Slack")

@@ -46,6 +46,7 @@ TEAM_A, TEAM_B = "T0AAAAAAA", "T0BBBBBBB"
 TOKENS = {TEAM_A: "xoxb-team-a-0123456789", TEAM_B: "xoxb-team-b-0123456789"}
 ADMIN_A, ADMIN_B = "U0ADMINA", "U0ADMINB"
 BOTH = "U0BOTH"  # one user id in both teams (an Enterprise Grid org): an admin of A only
+CAROL, DAVE = "U0CAROL", "U0DAVE"  # named by the operator: Carol for B only, Dave everywhere
 
 
 @dataclass
@@ -86,7 +87,8 @@ async def install(worker: Env) -> AsyncIterator[Install]:  # noqa: F811
         settings = worker.settings.override(
             slack__client_id="111.222", slack__client_secret="oauth-secret-xyz",
             slack__signing_secret=SECRET, slack__secret_key=new_key(), slack__api_url=fake.api_url,
-            http__public_url="https://gifs.example.org")
+            http__public_url="https://gifs.example.org",
+            slack__admin_user_ids=[f"{TEAM_B}:{CAROL}", DAVE])
         app = build_app(worker.core, settings, worker.engine)
         assert "slack (HTTP events)" in mount_adapters(app, worker.core, settings, worker.engine)
         server = TestServer(app, host="127.0.0.1")
@@ -462,3 +464,13 @@ async def test_one_user_id_in_both_teams_is_two_people_to_moodgif(install: Insta
     await b.click(blocks.SEND, sid, user=BOTH)
     assert "belongs to someone else" in (await _answers(b))[0]["text"]
     assert fake.calls_to("chat.postMessage") == [] and posts(install.env.engine) == []
+
+
+async def test_the_operators_admin_list_can_name_one_workspace(install: Install) -> None:
+    """MOODGIF_SLACK_ADMIN_USER_IDS held bare user ids, so a user named for one workspace of an
+    OAuth install was `/gif-admin` in every other too: "T0456:U0123" is that workspace only."""
+    refused = "Only admins can use `/gif-admin`."
+    assert await _admin(install.a, "pools list", CAROL) == refused
+    assert await _admin(install.b, "pools list", CAROL) != refused
+    for stack in (install.a, install.b):
+        assert await _admin(stack, "pools list", DAVE) != refused

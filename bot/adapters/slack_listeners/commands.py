@@ -57,7 +57,8 @@ async def gif_for_message(ctx: SlackContext, ack: Any, shortcut: dict[str, Any],
 async def admin_command(ctx: SlackContext, ack: Any, command: dict[str, Any], respond: Any,
                         client: AsyncWebClient) -> None:
     await ack()
-    is_admin = await ctx.is_workspace_admin(client, str(command.get("user_id")))
+    is_admin = await ctx.is_workspace_admin(client, str(command.get("user_id")),
+                                            str(command.get("team_id") or ""))
     actor = command_actor(command, is_admin=is_admin)
     text = command.get("text") or ""
     try:

@@ -172,8 +172,11 @@ class SlackContext:
         log.info("slack: event %s seen before; ignored", event_id[:40])
         return True
 
-    async def is_workspace_admin(self, client: AsyncWebClient, user_id: str) -> bool:
-        if user_id in self.admin_ids:
+    async def is_workspace_admin(self, client: AsyncWebClient, user_id: str, team_id: str) -> bool:
+        """A workspace admin or owner as Slack says, or named in MOODGIF_SLACK_ADMIN_USER_IDS:
+        "U0123" in every workspace of the installation, "T0456:U0123" in that one only (in an
+        Enterprise Grid org one user id is in several workspaces)."""
+        if user_id in self.admin_ids or f"{team_id}:{user_id}" in self.admin_ids:
             return True
         try:
             info = await client.users_info(user=user_id)
