@@ -102,6 +102,11 @@ class ScoreMatrix:
         visible = tuple(name for name in self.pools if self.sees(viewer, name))
         return None if len(visible) == len(self.pools) else visible
 
+    def visible_count(self, viewer: str) -> int:
+        """How many GIFs of this snapshot `viewer` may be offered (any channel, any rating)."""
+        pen, _ = self.penalty(self.channel_pools((), viewer), RATINGS[-1])
+        return int(np.isfinite(pen).sum())
+
     def any_visible(self, viewer: str, rows: np.ndarray) -> bool:
         """Is any of these rows in a pool `viewer` may see (whatever its channel's choice and
         rating ceiling)? A topic only another workspace has must read as no such GIFs."""

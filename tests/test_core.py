@@ -362,7 +362,7 @@ async def test_admin_commands(env: Env) -> None:
     await env.core.admin(ada, "channel", ["rating", "reset"])
     assert (await env.core.admin(ada, "rating", ["pg-13"])).text == "Rating ceiling for this workspace is now pg-13."
     stats = (await env.core.admin(ada, "stats", [])).text
-    assert "GIFs ranked (whole installation): 24" in stats and "active model: #" in stats
+    assert "GIFs ranked (this workspace): 24" in stats and "active model: #" in stats
     assert (await env.core.admin(ada, "what", [])).kind == "help"
 
 

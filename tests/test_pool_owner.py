@@ -207,6 +207,25 @@ async def test_stats_show_only_the_jobs_this_workspace_queued(env: Env, monkeypa
     assert job_state(env.engine, web_add)[0] == "queued"
 
 
+async def test_stats_count_this_workspaces_gifs_posts_and_votes(worker: Env, own_gifs) -> None:
+    """`stats` said "GIFs ranked (whole installation): 28", so B learnt that another workspace
+    had 4 private GIFs, and its post and vote counts were every workspace's."""
+    env = worker
+    assert (await env.core.run_admin(_admin(A), adm.AddPool("bees", str(own_gifs)))).kind == "ack"
+    assert (await _finished(env)).state == "done"
+    env.core.ranker.refresh()
+    shared = len(env.pool.shas)
+    preview = (await env.core.request(_user(A), "happy")).preview
+    assert preview is not None
+    await env.core.send(_user(A), preview.session_id)
+    theirs = (await env.core.run_admin(_admin(B), adm.Stats())).text
+    mine = (await env.core.run_admin(_admin(A), adm.Stats())).text
+    assert f"GIFs ranked (this workspace): {shared}\n" in theirs, theirs
+    assert f"GIFs ranked (this workspace): {shared + 4}\n" in mine, mine
+    assert "posts: 0; comparisons: 0 (none yet) from 0 people (this workspace)" in theirs
+    assert "posts: 1;" in mine and "whole installation" not in mine + theirs
+
+
 # ---------------------------------------------------------------------------------------
 # the worker checks again
 

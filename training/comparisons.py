@@ -584,18 +584,21 @@ def count_since(engine: Engine, after_id: int) -> int:
         return int(s.scalar(select(func.count()).where(Comparison.id > after_id)) or 0)
 
 
-def stats(db: Engine | Session) -> dict:
-    """Counts by source and by emotion, for the admin pages and `moodgif retrain history`."""
+def stats(db: Engine | Session, workspace: tuple[str, str] | None = None) -> dict:
+    """Counts by source and by emotion, for the admin pages and `moodgif retrain history`;
+    of one (platform, workspace)'s comparisons when given (a chat admin's `stats`)."""
+    where = ([Comparison.platform == workspace[0], Comparison.workspace == workspace[1]]
+             if workspace is not None else [])
     with unit_of_work(db) as s:
         by_source = dict(s.execute(
-            select(Comparison.source, func.count()).group_by(Comparison.source)).all())
+            select(Comparison.source, func.count()).where(*where).group_by(Comparison.source)).all())
         by_emotion_raw = dict(s.execute(
-            select(Comparison.emotion, func.count()).group_by(Comparison.emotion)).all())
-        ties = int(s.scalar(select(func.count()).where(Comparison.tie.is_(True))) or 0)
+            select(Comparison.emotion, func.count()).where(*where).group_by(Comparison.emotion)).all())
+        ties = int(s.scalar(select(func.count()).where(Comparison.tie.is_(True), *where)) or 0)
         voters = int(s.scalar(select(func.count(func.distinct(Comparison.who)))
-                              .where(Comparison.who != "")) or 0)
-        last = s.scalar(select(func.max(Comparison.created_at)))
-        max_id = int(s.scalar(select(func.max(Comparison.id))) or 0)
+                              .where(Comparison.who != "", *where)) or 0)
+        last = s.scalar(select(func.max(Comparison.created_at)).where(*where))
+        max_id = int(s.scalar(select(func.max(Comparison.id)).where(*where)) or 0)
     by_emotion = {NAMES[e]: int(n) for e, n in sorted(by_emotion_raw.items()) if 0 <= e < N_EMOTIONS}
     return {
         "total": int(sum(by_source.values())),

@@ -201,7 +201,7 @@ class AdminFlow:
         if isinstance(cmd, ListPools):
             return Reply(kind="ack", text=self.reports.pools_text(db, actor.pool_owner))
         if isinstance(cmd, Stats):
-            return Reply(kind="ack", text=self.reports.stats_text(db, actor.pool_owner))
+            return Reply(kind="ack", text=self.reports.stats_text(db, actor))
         if isinstance(cmd, SetRating):
             value = sess.set_scoped(db, actor.platform, actor.workspace,
                                     actor.channel if cmd.channel_only else "", "rating_ceiling",
