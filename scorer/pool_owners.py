@@ -36,8 +36,12 @@ def add_refusal(name: str, owner: str, adder: str) -> str:
     if adder == OPERATOR:
         return (f"pool {name} belongs to the chat workspace {owner} (its admin added it from "
                 "chat), so only that workspace would rank these GIFs: choose another name")
-    whose = ("is shared by this installation's operator" if owner == OPERATOR
-             else "belongs to another workspace")
+    if owner == OPERATOR:
+        whose = "is shared by this installation's operator"
+    elif owner.split(":")[0] == adder.split(":")[0]:
+        whose = "belongs to another workspace"  # Discord says "server"
+    else:  # the other platform's: say which, or Discord would call a Slack workspace a server
+        whose = "belongs to a Slack workspace" if owner.startswith("slack:") else "belongs to a Discord server"
     return f"pool {name} {whose}: choose another name"
 
 

@@ -354,3 +354,19 @@ async def test_the_operator_gives_a_shared_pool_to_the_workspace_that_added_it(
         assert res.exit_code == 2 and "is not an owner" in res.output, res.output
     res = runner.invoke(cli, ["pool", "owner", "wasps", B])
     assert res.exit_code == 1 and "no pool named 'wasps'" in res.output
+
+
+def test_a_refusal_names_the_owners_platform_in_its_own_words() -> None:
+    """Discord turned "another workspace" into "another server" for a pool a Slack workspace
+    owns; each platform's own word now, and a Slack workspace stays one on Discord."""
+    from bot.adapters.discord_views import admin_wording
+    from scorer.pool_owners import add_refusal
+
+    assert add_refusal("p", "slack:T2", "slack:T1") == "pool p belongs to another workspace: choose another name"
+    assert add_refusal("p", "discord:2", "discord:1") == "pool p belongs to another workspace: choose another name"
+    assert admin_wording(add_refusal("p", "discord:2", "discord:1")) == (
+        "pool p belongs to another server: choose another name")
+    assert admin_wording(add_refusal("p", "slack:T2", "discord:1")) == (
+        "pool p belongs to a Slack workspace: choose another name")
+    assert add_refusal("p", "discord:2", "slack:T1") == "pool p belongs to a Discord server: choose another name"
+    assert add_refusal("p", "slack:T1", "slack:T1") == ""

@@ -298,7 +298,7 @@ async def test_a_discord_server_never_sees_a_slack_workspaces_pool(install: Inst
         listed = await _discord_admin(d, "pools")
         assert "demo: 24 GIFs" in listed and "bees" not in listed
         assert await _discord_admin(d, "pools", action="add", name="bees", source=str(own_gifs)) == (
-            "pool bees belongs to another server: choose another name")
+            "pool bees belongs to a Slack workspace: choose another name")  # not "another server"
         picked = await _discord_admin(d, "channel", key="pools", value="bees")
         assert picked.startswith("No pool named bees here; the pools are demo (`/gif-admin pools`)"), picked
         stats = await _discord_admin(d, "stats")

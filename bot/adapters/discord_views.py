@@ -205,8 +205,8 @@ _ADMIN_WORDING: tuple[tuple[str, str], ...] = (
     ("`stats`", "`/gif-admin stats`"),
     ("`hidden` lists them", "`/gif-admin hide gif:list` lists them"),
     ("`unhide SHA`", "`/gif-admin unhide gif:SHA`"),
-    ("workspace", "server"),
 )
+_WORKSPACE = re.compile(r"(?<!Slack )workspace")  # a Slack workspace named as such stays one
 _UNHIDE_ONE = re.compile(r"`unhide ([0-9a-f]{8,64})`")
 
 
@@ -214,6 +214,7 @@ def admin_wording(text: str) -> str:
     """A /gif-admin answer in Discord's words."""
     for slack, ours in _ADMIN_WORDING:
         text = text.replace(slack, ours)
+    text = _WORKSPACE.sub("server", text)
     return _UNHIDE_ONE.sub(r"`/gif-admin unhide gif:\1`", text)
 
 
