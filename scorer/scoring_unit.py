@@ -10,9 +10,11 @@ other.
 from __future__ import annotations
 
 import logging
+import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -110,13 +112,34 @@ def _identity(x: PreparedGif) -> PreparedGif:
     return x
 
 
-def _leave_ctrl_c_to_the_parent(_worker: int) -> None:
+def _leave_ctrl_c_to_the_parent(_worker: int, parent: int | None = None) -> None:
     """A Ctrl-C reaches the whole process group. A decode worker that dies of it mid-GIF
     makes torch wait out its 5 s join timeout per worker (about 11 s with two) and print its
-    tracebacks; ignoring it lets the parent stop the workers, which then exit at once."""
+    tracebacks; ignoring it lets the parent stop the workers, which then exit at once.
+
+    A parent killed outright (`kill -9`, the OOM killer) cannot stop them: torch's watchdog
+    sees it gone, but a worker whose decoded frames fill the pipe then waits for ever to flush
+    them (its sibling holds the pipe open), keeping the home's lock and the database open.
+    So the kernel kills a worker when its parent dies (Linux); decoding writes nothing."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with(parent)
+
+
+def _die_with(parent: int | None) -> None:
+    """SIGKILL this process when `parent` (the process that forked it) dies (Linux only)."""
+    import sys
+
+    if parent is None or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None).prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != parent:  # it died before the line above: nobody will signal us
+        os._exit(0)
 
 
 def iter_prepared_local(
@@ -135,7 +158,7 @@ def iter_prepared_local(
         shuffle=False,
         num_workers=workers,
         collate_fn=_identity,
-        worker_init_fn=_leave_ctrl_c_to_the_parent,
+        worker_init_fn=partial(_leave_ctrl_c_to_the_parent, parent=os.getpid()),
         prefetch_factor=4,  # bounded read-ahead: memory stays flat with the pool's size
     )
     yield from loader

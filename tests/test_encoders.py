@@ -224,3 +224,60 @@ def test_decode_workers_leave_ctrl_c_to_the_parent(monkeypatch) -> None:  # type
     seen = list(scoring_unit.iter_prepared_local([None] * 4, None, "x", None, workers=2))  # type: ignore[arg-type]
     assert seen == [True] * 4
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the parent keeps Ctrl-C
+
+
+_KILLED_PARENT = """
+import os, sys, time
+from scorer import scoring_unit
+scoring_unit.prepare_job = lambda prep, job, scheme, limits: bytes(1 << 20)  # frames: fill the pipe
+stream = scoring_unit.iter_prepared_local([None] * 400, None, "x", None, workers=2)
+next(stream)
+print("decoding", flush=True)
+time.sleep(600)
+"""
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def _gone(pid: int) -> bool:
+    """Exited: no such process, or a zombie nobody reaps (what a container's pid 1 may leave)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc (Linux)")
+def test_decode_workers_do_not_outlive_a_killed_parent() -> None:
+    """`kill -9` of `moodgif score` (or of the worker child running a queued pool add) left its
+    decode processes behind for good, blocked on a queue nobody reads: they kept the home's
+    lock (`moodgif restore` refused "moodgif score runs on the home") and the SQLite file open.
+    They now die with the process that started them."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_PARENT], cwd=root, stdout=subprocess.PIPE,
+                            env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"decoding"
+        workers = _children(proc.pid)
+        assert len(workers) == 2
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    deadline = time.monotonic() + 30  # a bound for a loaded machine, not a measurement
+    while not all(_gone(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [w for w in workers if not _gone(w)]
+    for w in left:  # never leave them behind on a failure
+        __import__("os").kill(w, signal.SIGKILL)
+    assert left == [], "decode workers outlived their killed parent"
