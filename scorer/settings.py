@@ -267,6 +267,10 @@ class TrainingSettings(Group):
                                      doc="if > 0, retrain every N minutes instead of cron")
     retrain_min_new_comparisons: int = _s(1, "retrain_min_new_comparisons", ge=0,
                                           doc="skip a scheduled retrain with fewer new comparisons")
+    keep_versions: int = _s(5, "keep_versions", ge=0, doc="after each retrain, keep the newest N "
+                            "Bradley-Terry fits and trained model versions whole (rollback "
+                            "targets) and drop older ones' scores, predictions and head files "
+                            "(`moodgif db prune`); 0 = keep everything")
 
 
 class RankingSettings(Group):

@@ -284,10 +284,30 @@ def run_retrain(settings: Settings, engine: Engine | None = None, *, trigger: st
     engine = engine or make_engine(settings.db_url)
     try:
         with job_lock(engine, LOCK_NAME):
-            return _run_locked(settings, engine, trigger=trigger, head_kind=head_kind,
-                               epochs=epochs, device=device, force=force, on_step=on_step)
+            outcome = _run_locked(settings, engine, trigger=trigger, head_kind=head_kind,
+                                  epochs=epochs, device=device, force=force, on_step=on_step)
+            _prune_old(settings, engine)
+            return outcome
     except LockBusy as exc:
         return RetrainOutcome("busy", f"a retrain is {exc}")
+
+
+def _prune_old(settings: Settings, engine: Engine) -> None:
+    """Each run adds a fit and maybe a version with its predictions: keep the newest
+    `keep_versions` of them whole, drop the rest's bulk (training/prune.py). A prune that
+    fails costs disk space, never the run: it is tried again after the next one."""
+    keep = settings.training.keep_versions
+    if keep <= 0:
+        return
+    from training.prune import prune
+
+    try:
+        report = prune(settings, engine, keep, locked=True)
+    except Exception as exc:
+        log.warning("retrain: pruning old fits and versions failed (tried again next run): %s", exc)
+        return
+    if not report.empty:
+        log.info("retrain: pruned %s (MOODGIF_KEEP_VERSIONS=%d)", report.summary(), keep)
 
 
 def _run_locked(settings: Settings, engine: Engine, *, trigger: str, head_kind: str | None,

@@ -357,6 +357,10 @@ def reactivate_version(settings: Settings, engine: Engine, mv_id: int) -> tuple[
             raise WorkflowError(f"model version {mv_id} is the active one already")
         if mv.status == "failed":
             raise WorkflowError(f"model version {mv_id} is a failed run's: it was never finished")
+        if mv.status == "pruned":
+            raise WorkflowError(f"model version {mv_id} was pruned (its head file and predictions "
+                                "are gone: MOODGIF_KEEP_VERSIONS, `moodgif db prune`); "
+                                "`moodgif model list` shows the versions kept")
         s.expunge(mv)
     written = 0
     if mv.head_kind != PRIOR_HEAD_KIND:

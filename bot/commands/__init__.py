@@ -32,7 +32,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
                          "(metric,left,right,choice; .gz ok)."),
     "config": Subcommand(("config",), "Show the effective settings."),
     "db": Subcommand(("config",), "Database schema: upgrade to the newest migration, or show "
-                     "where it stands."),
+                     "where it stands; prune old retrains' fits and model versions."),
     "demo": Subcommand(("serve",), "Demo pool -> ingest -> score -> simulated votes -> retrain "
                        "-> playground."),
     "demo-pool": Subcommand(("pool",), "Draw COUNT animated cartoon-face GIFs with known "
