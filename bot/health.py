@@ -18,11 +18,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import os
 import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -96,6 +98,15 @@ LAST_RETRAIN_SECONDS = Gauge(
     "moodgif_last_retrain_seconds",
     "Wall time of the newest finished retrain run (refit + train + rescore + activate), by status",
     ["status"],
+    registry=REGISTRY,
+)
+# A full disk fails every Send and vote (SQLite: "database or disk is full") while /readyz,
+# which only reads, stays ready: this is what an operator can alert on before that.
+DISK_FREE = Gauge(
+    "moodgif_disk_free_bytes",
+    "Free bytes on the filesystem of the home (GIFs, features, models) and, on SQLite, of the "
+    "database file, for this process's user (refreshed on every scrape)",
+    ["volume"],
     registry=REGISTRY,
 )
 
@@ -246,6 +257,28 @@ def refresh_db_gauges(engine: Engine) -> None:
                 LAST_RETRAIN_SECONDS.labels(status=status).set((finished - took[status]).total_seconds())
 
 
+def disk_volumes(settings: Settings) -> dict[str, Path]:
+    """The folders whose filesystem moodgif writes to: the home, and a SQLite file's folder."""
+    from sqlalchemy.engine import make_url
+
+    volumes = {"home": settings.home}
+    url = make_url(settings.db_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        volumes["database"] = Path(url.database).expanduser().parent
+    return volumes
+
+
+def refresh_disk_gauges(settings: Settings) -> None:
+    """Set `moodgif_disk_free_bytes`; a folder that cannot be read is left out."""
+    DISK_FREE.clear()
+    for volume, folder in disk_volumes(settings).items():
+        try:
+            st = os.statvfs(folder)
+        except OSError:
+            continue
+        DISK_FREE.labels(volume=volume).set(st.f_bavail * st.f_frsize)
+
+
 def _short(fn: Any) -> Any:
     def run(*args: Any) -> Any:
         from scorer.store import request_path
@@ -303,6 +336,7 @@ def add_ops_routes(app: web.Application, settings: Settings, engine: Engine) -> 
             await asyncio.wait_for(_ops_thread(_short(refresh_db_gauges), engine), DB_CHECK_TIMEOUT_S)
         except Exception as exc:  # a scrape must still answer with the in-process metrics
             log.debug("metrics: database gauges not refreshed: %s", exc)
+        await _ops_thread(refresh_disk_gauges, settings)
         payload = await _ops_thread(generate_latest, REGISTRY)
         response = web.Response(body=payload)
         # CONTENT_TYPE_LATEST carries a charset, which aiohttp wants set apart.

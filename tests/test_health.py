@@ -329,3 +329,16 @@ async def test_readyz_waits_for_the_sentence_model_loaded_at_start(sqlite_settin
         release.set()
         await client.close()
         await core.close()
+
+
+async def test_metrics_say_how_much_disk_is_left(client: TestClient, sqlite_settings: Settings) -> None:
+    """A full disk failed every request ("database or disk is full") while /readyz, which
+    only reads, said ready: the free space is a metric to alert on before it runs out."""
+    import os
+
+    body = await (await client.get("/metrics")).text()
+    values = {line.split("{")[1].split("}")[0]: float(line.rsplit(" ", 1)[1])
+              for line in body.splitlines() if line.startswith("moodgif_disk_free_bytes{")}
+    st = os.statvfs(sqlite_settings.home)
+    assert set(values) == {'volume="home"', 'volume="database"'}
+    assert 0 < values['volume="home"'] <= st.f_blocks * st.f_frsize
