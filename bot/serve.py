@@ -138,9 +138,13 @@ def _start_scheduler(settings: Settings) -> Any:
 
 
 async def _housekeeping(core: BotCore, stop: asyncio.Event) -> None:
+    from sqlalchemy.exc import OperationalError
+
     from bot.session import expire_old_sessions, forget_impressions, forget_old_words, to_datetime
+    from scorer.store import is_busy_error
 
     words_since: dt.datetime | None = None  # the first pass reads every old session
+    away = False  # the database did not answer the last pass: said once, not every minute
     while not stop.is_set():
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), HOUSEKEEPING_S)
@@ -155,8 +159,19 @@ async def _housekeeping(core: BotCore, stop: asyncio.Event) -> None:
             await asyncio.to_thread(forget_old_words, core.engine, words_before, words_since)
             words_since = words_before
             await asyncio.to_thread(core.ranker.matrix)  # notices a new model version
+        except OperationalError as exc:
+            if is_busy_error(exc) or away:
+                continue  # a busy database, or an outage already said: the next pass retries
+            away = True  # an outage (a restart, a network cut): one line, not a traceback a minute
+            said = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+            log.warning("housekeeping: the database does not answer (%s); retrying every %.0f s",
+                        said[0] if said else type(exc).__name__, HOUSEKEEPING_S)
         except Exception:
             log.exception("housekeeping failed; will retry")
+        else:
+            if away:
+                away = False
+                log.info("housekeeping: the database answers again")
 
 
 def words_kept(settings: Settings) -> dt.timedelta:

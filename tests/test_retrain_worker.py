@@ -84,3 +84,37 @@ def test_the_worker_child_run_by_hand_says_what_to_run_instead(tmp_path) -> None
                           env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "MOODGIF_HOME": str(tmp_path)})
     said = proc.stderr.decode()
     assert proc.returncode == 2 and "moodgif retrain --schedule" in said and "Traceback" not in said
+
+
+def test_a_scheduled_run_without_its_database_says_so_in_one_line(sqlite_settings, caplog) -> None:  # type: ignore[no-untyped-def]
+    """A database outage made every scheduled run end in APScheduler's traceback; now one
+    warning line, and the scheduler goes on. The database is really unreachable (a PostgreSQL
+    URL on a port nothing listens on)."""
+    import logging
+
+    from training.retrain import scheduled_job
+
+    dead = sqlite_settings.override(database_url="postgresql://moodgif@127.0.0.1:9/none?connect_timeout=2")
+    caplog.set_level(logging.INFO, logger="moodgif")
+    outcome = scheduled_job(dead)
+    assert outcome.status == "failed" and outcome.message.startswith("the database does not answer")
+    said = [r for r in caplog.records if "scheduled retrain" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelname == "WARNING" and not said[0].exc_info
+
+
+def test_the_workers_job_poll_without_its_database_says_so_in_one_line(sqlite_settings, caplog) -> None:  # type: ignore[no-untyped-def]
+    import logging
+
+    from sqlalchemy import create_engine
+
+    from bot.flows.jobs import drain_scheduled
+
+    dead = create_engine("postgresql+psycopg://moodgif@127.0.0.1:9/none?connect_timeout=2")
+    caplog.set_level(logging.INFO, logger="moodgif")
+    try:
+        assert drain_scheduled(sqlite_settings, dead) == 0
+    finally:
+        dead.dispose()
+    said = [r for r in caplog.records if "admin jobs" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelname == "WARNING" and not said[0].exc_info
+    assert "the database does not answer" in said[0].getMessage()

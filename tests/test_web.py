@@ -613,3 +613,45 @@ async def test_admin_pages_say_a_plain_phrase_before_the_term(web) -> None:  # t
     for page in (pools, top):
         for term in ("Bradley-Terry fit", "zero-shot prior", "posterior mean ± sd"):
             assert page.count(term) == page.count(f"({term}"), term
+
+
+async def test_housekeeping_says_once_that_the_database_is_away_and_when_it_is_back(
+        sqlite_settings, sqlite_engine, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    """An outage logged a full traceback from the housekeeping every minute; now one line, and
+    one more when the database answers again. The database here is really unreachable (a
+    PostgreSQL URL on a port nothing listens on), then the real one again."""
+    import asyncio
+    import logging
+
+    from _adapter_core import make_core
+    from sqlalchemy import create_engine
+
+    import bot.serve as serve
+
+    core, _settings, _clock = make_core(sqlite_settings, sqlite_engine)
+    monkeypatch.setattr(serve, "HOUSEKEEPING_S", 0.01)
+    dead = create_engine("postgresql+psycopg://moodgif@127.0.0.1:9/none?connect_timeout=2")
+    core.ctx.engine = dead
+    stop = asyncio.Event()
+    caplog.set_level(logging.INFO, logger="moodgif.bot.serve")
+    task = asyncio.create_task(serve._housekeeping(core, stop))
+    try:
+        for _ in range(500):
+            await asyncio.sleep(0.02)
+            if caplog.records:  # the first pass against the dead database has said something
+                break
+        await asyncio.sleep(0.3)  # several more passes against the dead database
+        core.ctx.engine = sqlite_engine
+        for _ in range(500):
+            await asyncio.sleep(0.02)
+            if any("answers again" in r.message for r in caplog.records):
+                break
+    finally:
+        stop.set()
+        await task
+        dead.dispose()
+    said = [(r.levelname, r.message) for r in caplog.records if r.name == "moodgif.bot.serve"]
+    away = [s for s in said if "does not answer" in s[1]]
+    assert len(away) == 1 and away[0][0] == "WARNING" and "retrying every" in away[0][1], said
+    assert not [r for r in caplog.records if r.exc_info], said  # no traceback
+    assert ("INFO", "housekeeping: the database answers again") in said

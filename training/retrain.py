@@ -812,7 +812,16 @@ def _report(run: _Run, fit: BTFitOutput, verdict: _Verdict) -> RetrainOutcome:
 
 
 def scheduled_job(settings: Settings) -> RetrainOutcome:
-    outcome = run_retrain(settings, trigger="schedule")
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        outcome = run_retrain(settings, trigger="schedule")
+    except OperationalError as exc:
+        # The database is away (a restart, a network cut): there is no run to record it in,
+        # and APScheduler would log a traceback each time. One line; the next run retries.
+        said = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        outcome = RetrainOutcome("failed", "the database does not answer "
+                                 f"({said[0] if said else type(exc).__name__}); the next run retries")
     level = logging.WARNING if outcome.status == "failed" else logging.INFO
     log.log(level, "scheduled retrain: %s: %s", outcome.status, outcome.message)
     return outcome

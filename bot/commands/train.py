@@ -241,7 +241,7 @@ def _run_schedule(settings: Settings) -> None:
     import signal
     import threading
 
-    from bot.flows.jobs import drain
+    from bot.flows.jobs import drain_scheduled
     from bot.home_lock import HomeBusy, home_lock
     from training.retrain import make_scheduler
 
@@ -252,7 +252,7 @@ def _run_schedule(settings: Settings) -> None:
                                    "MOODGIF_RETRAIN_INTERVAL_MIN")
     # Admin jobs (pool adds, "retrain now") a bot queued and could not run (it stopped, its
     # child died): this worker runs them too, as the bot's own scheduled child does.
-    sched.add_job(drain, "interval", args=[settings, engine], minutes=1, id="moodgif-admin-jobs",
+    sched.add_job(drain_scheduled, "interval", args=[settings, engine], minutes=1, id="moodgif-admin-jobs",
                   name="moodgif admin jobs", max_instances=1, coalesce=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

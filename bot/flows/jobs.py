@@ -310,6 +310,21 @@ def drain(settings: Settings, engine: Engine, heartbeat_s: float = HEARTBEAT_S) 
     return n
 
 
+def drain_scheduled(settings: Settings, engine: Engine) -> int:
+    """`drain` as the retrain worker's minute job: a database that does not answer (a restart,
+    a network cut) is one warning line a minute, not APScheduler's traceback; the next minute
+    retries."""
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        return drain(settings, engine)
+    except OperationalError as exc:
+        said = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        log.warning("admin jobs: the database does not answer (%s); retrying in a minute",
+                    said[0] if said else type(exc).__name__)
+        return 0
+
+
 def _failed(job_id: int, kind: str, exc: Exception) -> str:
     """The failed job's detail; logged as one line when the reason is an expected one (the
     configuration, the source), with its traceback otherwise (a bug to fix)."""
@@ -414,4 +429,4 @@ def summary(report: Any) -> str:
 
 
 __all__ = ["DEAD_WORKER", "HEARTBEAT_S", "LEASE_S", "POOL_ADD", "RETRAIN", "Job", "JobQueue", "JobRefused",
-           "JobSkipped", "drain", "enqueue", "fail_abandoned", "recent_jobs", "summary"]
+           "JobSkipped", "drain", "drain_scheduled", "enqueue", "fail_abandoned", "recent_jobs", "summary"]
