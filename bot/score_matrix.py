@@ -107,11 +107,15 @@ class ScoreMatrix:
         pen, _ = self.penalty(self.channel_pools((), viewer), RATINGS[-1])
         return int(np.isfinite(pen).sum())
 
-    def any_visible(self, viewer: str, rows: np.ndarray) -> bool:
-        """Is any of these rows in a pool `viewer` may see (whatever its channel's choice and
-        rating ceiling)? A topic only another workspace has must read as no such GIFs."""
-        pen, _ = self.penalty(self.channel_pools((), viewer), RATINGS[-1])
-        return bool(len(rows)) and bool(np.isfinite(pen[rows]).any())
+    def visible_rows(self, viewer: str) -> np.ndarray | None:
+        """Which rows are in a pool `viewer` may see (whatever its channel's choice and rating
+        ceiling), as a mask; None when every one is. A topic's words are looked up among
+        these only (`bot.topics.read_request`): another workspace's GIFs' words are no topic."""
+        pools = self.channel_pools((), viewer)
+        if pools is None:
+            return None
+        pen, _ = self.penalty(pools, RATINGS[-1])
+        return np.isfinite(pen)
 
     def heads(self, emotion: int, pools: Sequence[str] | None, ceiling: str,
               factor: float) -> Heads:

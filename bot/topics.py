@@ -116,6 +116,13 @@ def _edits1(word: str) -> set[str]:
     return (deletes | swaps | subs | inserts) - {word}
 
 
+def _seen(rows: np.ndarray | None, visible: np.ndarray | None) -> np.ndarray:
+    """`rows` (a postings list, or None) cut to the `visible` ones (None: all of them)."""
+    if rows is None:
+        return np.zeros(0, dtype=np.int32)
+    return rows if visible is None else rows[visible[rows]]
+
+
 @dataclass
 class TopicIndex:
     """Inverted index over one snapshot's GIFs, plus each GIF's overall appeal."""
@@ -125,6 +132,7 @@ class TopicIndex:
     appeal: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     appeal_sd: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     _bitmaps: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    _ids: frozenset[int] | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, words_per_row: list[set[str]], matrix: ScoreMatrix | None = None) -> TopicIndex:
@@ -142,23 +150,26 @@ class TopicIndex:
             index.appeal, index.appeal_sd = appeal_of(matrix)
         return index
 
-    def lookup(self, word: str) -> tuple[str | None, np.ndarray]:
+    def lookup(self, word: str, visible: np.ndarray | None = None) -> tuple[str | None, np.ndarray]:
         """(the indexed stem that matched, its rows); (None, empty) when nothing does.
         Exact stem first, then the most common stem one edit away (for words of 4+ letters
-        that are no English word: "prom" is not a typo of "prod")."""
+        that are no English word: "prom" is not a typo of "prod"). `visible`: a mask of the
+        rows the asker may see (`ScoreMatrix.visible_rows`); the others are not there."""
         from bot.intent_reader import english_vocab
 
         s = stem(word)
-        rows = self.postings.get(s)
-        if rows is not None:
+        rows = _seen(self.postings.get(s), visible)
+        if rows.size:
             return s, rows
         if len(s) >= 4 and word.casefold() not in english_vocab():
             # a typo's neighbour, never a feeling word's stem: "star" is one edit from "scar"
             # (scared) and "bear" from "tear", and found scared and crying GIFs
-            near = [c for c in _edits1(s) if c in self.postings and c not in _feeling_stems()]
+            near = {c: _seen(self.postings[c], visible) for c in _edits1(s)
+                    if c in self.postings and c not in _feeling_stems()}
+            near = {c: r for c, r in near.items() if r.size}
             if near:
-                best = max(near, key=lambda c: (self.postings[c].size, c))
-                return best, self.postings[best]
+                best = max(near, key=lambda c: (near[c].size, c))
+                return best, near[best]
         return None, np.zeros(0, dtype=np.int32)
 
     def rows_for(self, found: list[np.ndarray]) -> np.ndarray:
@@ -194,9 +205,16 @@ class TopicIndex:
         if mask is None:
             mask = np.zeros(self.size, dtype=bool)
             mask[rows] = True
-            if len(self._bitmaps) < 256:
+            # Only a postings list's: a list cut to what one asker sees (`lookup`) is gone
+            # after the request, and its id could name another list later.
+            if len(self._bitmaps) < 256 and key in self._posting_ids():
                 self._bitmaps[key] = mask
         return mask
+
+    def _posting_ids(self) -> frozenset[int]:
+        if self._ids is None:
+            self._ids = frozenset(id(rows) for rows in self.postings.values())
+        return self._ids
 
 
 def appeal_of(matrix: ScoreMatrix) -> tuple[np.ndarray, np.ndarray]:
@@ -296,8 +314,10 @@ def missing_note(reading: Reading) -> str:
     return f"No {what} GIFs in this pool."
 
 
-def read_request(parser: IntentParser, index: TopicIndex | None, text: str) -> Reading:
-    """Split a request into its feeling and its topic (see the module docstring)."""
+def read_request(parser: IntentParser, index: TopicIndex | None, text: str,
+                 visible: np.ndarray | None = None) -> Reading:
+    """Split a request into its feeling and its topic (see the module docstring), among the
+    `visible` rows of the index only (None: all): another workspace's GIFs are not there."""
     from bot.intent_lexicon import TOPIC_WORDS
 
     full = parser.parse(text)
@@ -309,7 +329,7 @@ def read_request(parser: IntentParser, index: TopicIndex | None, text: str) -> R
     candidates = [t for t, r in content if r == "other" or t in TOPIC_WORDS]
     if not candidates:
         return Reading(full)
-    found, missing, guessed = _looked_up(index, candidates)
+    found, missing, guessed = _looked_up(index, candidates, visible)
     reading = _topic_reading(parser, index, text, full, content, found, missing)
     if not guessed or not reading.topic:
         return reading
@@ -340,7 +360,7 @@ def _topic_reading(parser: IntentParser, index: TopicIndex | None, text: str, fu
     return _with_feeling(None, index, found)
 
 
-def _looked_up(index: TopicIndex | None, words: list[str]
+def _looked_up(index: TopicIndex | None, words: list[str], visible: np.ndarray | None
                ) -> tuple[dict[str, np.ndarray], list[str], dict[str, str]]:
     """The words that GIFs here say (with their rows), those no GIF says, and for a word
     found only as a typo's neighbour, the word it was read as ("toffee" -> "coffee")."""
@@ -351,7 +371,7 @@ def _looked_up(index: TopicIndex | None, words: list[str]
         if index is None:
             missing.append(word)
             continue
-        matched, rows = index.lookup(word)
+        matched, rows = index.lookup(word, visible)
         if not rows.size:
             missing.append(word)
             continue

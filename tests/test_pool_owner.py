@@ -188,6 +188,39 @@ async def test_a_topic_only_another_workspace_has_reads_as_no_such_gifs(worker: 
     assert b.preview.cards[0].sha256 in set(_manifest_shas(own_gifs))
 
 
+def _retitled(manifest, name: str, title: str, tags: str):  # type: ignore[no-untyped-def]
+    """A copy of `manifest` beside its GIFs (a manifest reads its own folder), every GIF
+    titled `title` and tagged `tags`."""
+    rows = list(csv.DictReader(manifest.open(newline="")))
+    out = manifest.parent / name
+    with out.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**row, "title": title, "tags": tags})
+    return out
+
+
+async def test_another_workspaces_topic_words_do_not_change_this_ones_reading(worker: Env, own_gifs) -> None:
+    """"happy coffee giraffe" where the shared pool has coffee GIFs and only B's private pool
+    has giraffes drinking coffee: A gets its coffee GIFs, as if B's pool did not exist. The
+    whole reading fell back to no topic at all (B's GIFs were the ones with both words), so A
+    lost its coffee GIFs, and learnt that another workspace has such GIFs."""
+    env = worker
+    cafe = demo_manifest(count=4, seed=29)
+    ingest(env.settings, env.engine, "cafe", str(_retitled(cafe, "coffee.csv", "coffee mug", "coffee")))
+    ingest(env.settings, env.engine, "zoo", str(_retitled(own_gifs, "giraffes.csv", "giraffe drinking coffee",
+                                                          "giraffe;coffee")), owner=B)
+    coffee = set(_manifest_shas(cafe))
+    _best_everywhere(env, [*coffee, *_manifest_shas(own_gifs)])
+    a = await env.core.request(_user(A), "happy coffee giraffe")
+    assert a.kind == "preview" and a.preview is not None
+    assert {c.sha256 for c in a.preview.cards} <= coffee, a.preview.cards
+    assert "topic: coffee" in (a.preview.interpretation or ""), a.preview.interpretation
+    b = await env.core.request(_user(B), "happy coffee giraffe")
+    assert {c.sha256 for c in b.preview.cards} <= set(_manifest_shas(own_gifs))
+
+
 async def test_stats_show_only_the_jobs_this_workspace_queued(env: Env, monkeypatch, own_gifs) -> None:
     monkeypatch.setitem(RUNNERS, POOL_ADD, lambda settings, engine, args: "stood in for the pool add")
     monkeypatch.setitem(RUNNERS, "retrain", lambda settings, engine, args: "retrained")

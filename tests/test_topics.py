@@ -60,6 +60,17 @@ def test_lookup_exact_plural_and_fuzzy() -> None:
     assert rarest.tolist() == [2]  # none has both: the rarer word's GIFs
 
 
+def test_lookup_among_the_rows_one_workspace_sees() -> None:
+    """Rows of pools the asker may not see are not there: a word only they have is missing,
+    and is no obstacle to a typo's neighbour the asker does see."""
+    index = TopicIndex.build([gif_words("coffee", [], "", ""), gif_words("coffey", [], "", ""),
+                              gif_words("coffee", [], "", "")])
+    theirs = np.array([True, False, True])  # row 1 is another workspace's
+    assert index.lookup("coffey")[1].tolist() == [1]
+    assert index.lookup("coffey", theirs)[1].tolist() == [0, 2]  # read as its neighbour
+    assert index.lookup("coffee", np.array([False, True, False]))[0] is None
+
+
 def test_reading_splits_feeling_and_topic() -> None:
     parser = IntentParser(use_embeddings=False)
     index = TopicIndex.build([gif_words("cat", ["kitten"], "", ""),

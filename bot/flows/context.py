@@ -221,13 +221,11 @@ class CoreContext:
     def read(self, query: str, viewer: str = OPERATOR) -> Reading:
         """The request's feeling and topic against the current snapshot's words (cached per
         query and snapshot, so a preview's buttons re-read it for free), as `viewer`
-        (`Actor.pool_owner`) may see them: a topic whose GIFs are all in other workspaces'
-        pools reads as words no GIF has, or every answer and hint would tell of those pools."""
+        (`Actor.pool_owner`) may see them: words only other workspaces' GIFs have read as words
+        no GIF has, or every answer and hint would tell of those pools."""
         matrix = self.ranker.matrix()
-        reading = self._readings.read(query, matrix.topics, lambda: self.parser)
-        if reading.rows is None or matrix.any_visible(viewer, reading.rows):
-            return reading
-        return self._readings.read(query, None, lambda: self.parser)  # no topic words at all
+        return self._readings.read(query, matrix.topics, lambda: self.parser, viewer,
+                                   matrix.visible_rows(viewer))
 
     def teaches(self, key: str) -> bool:
         """Whether people's Sends of these words change how they are read (`_learnable`)."""
