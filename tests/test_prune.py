@@ -179,3 +179,16 @@ def test_db_prune_command(sqlite_settings, sqlite_engine, monkeypatch) -> None: 
     monkeypatch.setenv("MOODGIF_KEEP_VERSIONS", "0")
     run = CliRunner().invoke(cli, ["db", "prune"])
     assert run.exit_code == 2 and "--keep N" in run.output, run.output
+
+
+def test_a_rollback_waits_for_no_retrain(settings, engine) -> None:  # type: ignore[no-untyped-def]
+    """`moodgif model activate` while a retrain ends: the run's prune could drop the very
+    version being reactivated (its predictions and head file) half way, leaving it active
+    with neither. A rollback takes the retrain's lock, and says so when a run holds it."""
+    _gifs(engine)
+    kept = _version(settings, engine, "retired")
+    _version(settings, engine, "active")
+    before = _state(engine)
+    with job_lock(engine, "retrain"), pytest.raises(WorkflowError, match=r"a retrain is .*has finished"):
+        reactivate_version(settings, engine, kept)
+    assert _state(engine) == before

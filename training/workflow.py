@@ -345,7 +345,22 @@ def reactivate_version(settings: Settings, engine: Engine, mv_id: int) -> tuple[
     """Make an earlier version the one that ranks again (a rollback): its head predicts the
     GIFs pooled since, the ledger is fitted again with it as the prior (a fit is on its
     prior's scale), then both become active in one transaction. Returns (predictions
-    written, the new fit's id, None when nothing has been compared yet)."""
+    written, the new fit's id, None when nothing has been compared yet).
+
+    Under the retrain's lock: a run ending meanwhile prunes the versions past the newest
+    MOODGIF_KEEP_VERSIONS (training/prune.py), and would delete this one's predictions and
+    head file while they are read and written here, leaving an active version without them."""
+    from training.locks import LockBusy, job_lock
+    from training.retrain import LOCK_NAME
+
+    try:
+        with job_lock(engine, LOCK_NAME):
+            return _reactivate(settings, engine, mv_id)
+    except LockBusy as exc:
+        raise WorkflowError(f"a retrain is {exc}: activate a version when it has finished") from None
+
+
+def _reactivate(settings: Settings, engine: Engine, mv_id: int) -> tuple[int, int | None]:
     from scorer.pipeline import write_predictions
     from scorer.versions import PRIOR_HEAD_KIND, head_path
 
