@@ -305,6 +305,24 @@ async def test_keyboard_focus_stays_on_the_control_a_rebuild_replaced(chromium, 
                                         "inPreview": True}  # the preview's first button
 
 
+async def test_another_feeling_picked_from_a_list_an_arrow_key_opened(chromium, playground) -> None:  # type: ignore[no-untyped-def]
+    """On a Mac an arrow key opens the menu's list instead of stepping through it: the pick
+    made there (a "change" in a later task, no Enter reaching the page) was taken for a step
+    and ignored, so a keyboard user's pick did nothing. Played as macOS's Chrome does it: the
+    arrow's keydown changes nothing; the list's pick then sets the value and fires "change"."""
+    url, _engine = playground
+    async with _asked(chromium, url, "/gif ugh") as page:
+        preview = await _preview(page)
+        menu = preview.locator("select[data-action=other]")
+        await menu.focus()
+        await menu.evaluate("m => m.dispatchEvent(new KeyboardEvent('keydown', {key: 'ArrowDown', bubbles: true}))")
+        await page.wait_for_timeout(50)  # the list is open; the user looks, then picks
+        await menu.evaluate("""m => { m.value = m.options[m.options.length - 1].value;
+                                      m.dispatchEvent(new Event('change', {bubbles: true})); }""")
+        await page.wait_for_function(
+            "() => /you picked/.test(document.querySelector('.msg.preview .reading')?.textContent)")
+
+
 async def test_send_and_cancel_from_the_keyboard_leave_focus_in_the_text_box(chromium, playground) -> None:  # type: ignore[no-untyped-def]
     """Send and Cancel close the preview, and focus fell to the page's body with it: a keyboard
     user had to find the text box again to ask for the next GIF."""

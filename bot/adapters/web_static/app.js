@@ -207,25 +207,26 @@ function renderChoices(reply) {
 
 // "Another feeling" acts on a pick, not on every step towards one. Chrome changes a closed
 // menu's value on each arrow key and fires "change": one ArrowDown once switched the feeling
-// (a request per key press, the preview rebuilt under the user). So a change made by keys
-// waits for Enter; a pick from the open list (mouse, or the list's own Enter) acts at once.
+// (a request per key press, the preview rebuilt under the user). So a change made by a key
+// (it comes in the same task as the key press) waits for Enter; a pick from the open list
+// (mouse, or the list's own keys) acts at once. Which keys step and which open the list
+// differs by system (on a Mac the arrow keys open it), hence the timing, not the key.
 function pickWith(menu, act) {
-  let stepped = false;
+  let keyed = false;  // a key press is being handled: a "change" now is a step
+  let stepped = false;  // the shown value was stepped to, not picked
   menu.addEventListener("keydown", (ev) => {
     if (ev.key === "Enter" && stepped && menu.value) {
       ev.preventDefault();
       stepped = false;
       act(menu.value);
-    } else if (ev.key === " " || ev.key === "F4" || ev.altKey) {
-      stepped = false;  // the list opens: its own pick acts
-    } else if (["ArrowUp", "ArrowDown", "ArrowLeft", "ArrowRight", "Home", "End", "PageUp",
-                "PageDown"].includes(ev.key) || ev.key.length === 1) {
-      stepped = true;  // type-ahead letters step through the options too
+      return;
     }
+    keyed = true;
+    setTimeout(() => { keyed = false; }, 0);
   });
-  menu.addEventListener("mousedown", () => { stepped = false; });
   menu.addEventListener("change", () => {
-    if (!stepped && menu.value) act(menu.value);
+    if (keyed) stepped = true;
+    else if (menu.value) { stepped = false; act(menu.value); }
   });
   menu.addEventListener("blur", () => {
     if (stepped) menu.value = "";  // left without Enter: nothing was picked, so show none
