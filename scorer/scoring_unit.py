@@ -138,8 +138,20 @@ def _die_with(parent: int | None) -> None:
 
     pr_set_pdeathsig = 1
     ctypes.CDLL(None).prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
-    if os.getppid() != parent:  # it died before the line above: nobody will signal us
-        os._exit(0)
+    if os.getppid() != parent and not _alive(parent):
+        os._exit(0)  # it died before the line above: nobody will signal us
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` still runs. A worker started through a fork server has that
+    server as its parent, not `pid`: it must not take that for its parent's death."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def iter_prepared_local(

@@ -281,3 +281,17 @@ def test_decode_workers_do_not_outlive_a_killed_parent() -> None:
     for w in left:  # never leave them behind on a failure
         __import__("os").kill(w, signal.SIGKILL)
     assert left == [], "decode workers outlived their killed parent"
+
+
+def test_a_worker_started_through_a_fork_server_keeps_running() -> None:
+    """Under a fork server a decode worker's parent is the server, not the scoring process:
+    that alone must not read as the scoring process's death (the worker would exit at once)."""
+    import os
+    import subprocess
+
+    from scorer.scoring_unit import _alive
+
+    assert _alive(os.getpid()) and _alive(os.getppid())
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    assert not _alive(gone.pid)
