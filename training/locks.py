@@ -28,6 +28,8 @@ from scorer.store import JobLock, session_scope, utcnow
 log = logging.getLogger("moodgif.training.locks")
 
 LEASE_S = 120.0
+# The retrain's lock: a run, a prune and a rollback hold it, so none meets another half done.
+RETRAIN_LOCK = "retrain"
 
 
 class LockBusy(RuntimeError):

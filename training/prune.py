@@ -34,9 +34,8 @@ from sqlalchemy.engine import Engine
 from scorer import versions
 from scorer.settings import Settings
 from scorer.store import BTFit, BTScore, ModelVersion, Prediction, session_scope
-from training.locks import job_lock
+from training.locks import RETRAIN_LOCK, job_lock
 
-LOCK_NAME = "retrain"  # training.retrain's: a prune never meets a run half-saved
 PRUNED = "pruned"
 # Statuses a version can be pruned from: never "active", never "candidate" (a run in progress,
 # or one `cleanup_interrupted` has not marked failed yet).
@@ -71,7 +70,7 @@ def prune(settings: Settings, engine: Engine, keep: int, *, dry_run: bool = Fals
         raise ValueError("keep at least one fit and one model version")
     if locked:
         return _prune(settings, engine, keep, dry_run)
-    with job_lock(engine, LOCK_NAME):
+    with job_lock(engine, RETRAIN_LOCK):  # a prune never meets a run half-saved
         return _prune(settings, engine, keep, dry_run)
 
 

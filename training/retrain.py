@@ -80,7 +80,7 @@ from training.comparisons import (
 from training.dataset import Dataset
 from training.evaluate import held_out_pairs, rmse
 from training.fit import HeadConfig, HeadFit, train_head
-from training.locks import LockBusy, job_lock
+from training.locks import RETRAIN_LOCK, LockBusy, job_lock
 from training.refit import (  # re-exported: the refit and targets' old home
     DISTILL_WEIGHT,
     EVIDENCE_HALF,
@@ -98,7 +98,6 @@ from training.schedule import make_trigger
 
 log = logging.getLogger("moodgif.training.retrain")
 
-LOCK_NAME = "retrain"
 DEFAULT_HEAD = "fc-maxpool-2"
 # A candidate may be this much worse in dev RMSE and still count as "not worse" (float noise).
 RMSE_TOLERANCE = 1e-6
@@ -283,7 +282,7 @@ def run_retrain(settings: Settings, engine: Engine | None = None, *, trigger: st
     # The schema is migrated at `moodgif db upgrade` and at start-up, never by a job.
     engine = engine or make_engine(settings.db_url)
     try:
-        with job_lock(engine, LOCK_NAME):
+        with job_lock(engine, RETRAIN_LOCK):
             outcome = _run_locked(settings, engine, trigger=trigger, head_kind=head_kind,
                                   epochs=epochs, device=device, force=force, on_step=on_step)
             _prune_old(settings, engine)

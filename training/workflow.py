@@ -350,11 +350,10 @@ def reactivate_version(settings: Settings, engine: Engine, mv_id: int) -> tuple[
     Under the retrain's lock: a run ending meanwhile prunes the versions past the newest
     MOODGIF_KEEP_VERSIONS (training/prune.py), and would delete this one's predictions and
     head file while they are read and written here, leaving an active version without them."""
-    from training.locks import LockBusy, job_lock
-    from training.retrain import LOCK_NAME
+    from training.locks import RETRAIN_LOCK, LockBusy, job_lock
 
     try:
-        with job_lock(engine, LOCK_NAME):
+        with job_lock(engine, RETRAIN_LOCK):
             return _reactivate(settings, engine, mv_id)
     except LockBusy as exc:
         raise WorkflowError(f"a retrain is {exc}: activate a version when it has finished") from None
