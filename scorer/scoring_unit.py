@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from scorer.encoders import NetInput, Preprocessor, TorchEncoder
+from scorer.processes import pid_alive
 
 log = logging.getLogger("scorer.pipeline")
 
@@ -138,20 +139,10 @@ def _die_with(parent: int | None) -> None:
 
     pr_set_pdeathsig = 1
     ctypes.CDLL(None).prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
-    if os.getppid() != parent and not _alive(parent):
-        os._exit(0)  # it died before the line above: nobody will signal us
-
-
-def _alive(pid: int) -> bool:
-    """Whether process `pid` still runs. A worker started through a fork server has that
-    server as its parent, not `pid`: it must not take that for its parent's death."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    # A worker started through a fork server has that server as its parent, not `parent`:
+    # that alone is no death. Only a parent gone before the line above leaves it unsignalled.
+    if os.getppid() != parent and not pid_alive(parent):
+        os._exit(0)
 
 
 def iter_prepared_local(

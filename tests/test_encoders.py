@@ -289,9 +289,9 @@ def test_a_worker_started_through_a_fork_server_keeps_running() -> None:
     import os
     import subprocess
 
-    from scorer.scoring_unit import _alive
+    from scorer.processes import pid_alive
 
-    assert _alive(os.getpid()) and _alive(os.getppid())
+    assert pid_alive(os.getpid()) and pid_alive(os.getppid())
     gone = subprocess.Popen(["true"])
     gone.wait()
-    assert not _alive(gone.pid)
+    assert not pid_alive(gone.pid)

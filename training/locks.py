@@ -23,6 +23,7 @@ from sqlalchemy import delete, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from scorer.processes import pid_alive
 from scorer.store import JobLock, session_scope, utcnow
 
 log = logging.getLogger("moodgif.training.locks")
@@ -45,21 +46,11 @@ def _advisory_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(f"moodgif:{name}".encode()).digest()[:8], "big", signed=True)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _holder_is_dead(holder: str) -> bool:
     host, _, pid = holder.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return False  # another host: only the lease expiry can tell
-    return int(pid) != os.getpid() and not _pid_alive(int(pid))
+    return int(pid) != os.getpid() and not pid_alive(int(pid))
 
 
 class _Lease:
