@@ -336,7 +336,10 @@ def add_ops_routes(app: web.Application, settings: Settings, engine: Engine) -> 
             await asyncio.wait_for(_ops_thread(_short(refresh_db_gauges), engine), DB_CHECK_TIMEOUT_S)
         except Exception as exc:  # a scrape must still answer with the in-process metrics
             log.debug("metrics: database gauges not refreshed: %s", exc)
-        await _ops_thread(refresh_disk_gauges, settings)
+        try:  # a hung network home (NFS) must not hang the scrape with it
+            await asyncio.wait_for(_ops_thread(refresh_disk_gauges, settings), DB_CHECK_TIMEOUT_S)
+        except Exception as exc:
+            log.debug("metrics: disk gauges not refreshed: %s", exc)
         payload = await _ops_thread(generate_latest, REGISTRY)
         response = web.Response(body=payload)
         # CONTENT_TYPE_LATEST carries a charset, which aiohttp wants set apart.

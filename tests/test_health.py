@@ -3,6 +3,7 @@ secrets kept out of the logs."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -342,3 +343,26 @@ async def test_metrics_say_how_much_disk_is_left(client: TestClient, sqlite_sett
     st = os.statvfs(sqlite_settings.home)
     assert set(values) == {'volume="home"', 'volume="database"'}
     assert 0 < values['volume="home"'] <= st.f_blocks * st.f_frsize
+
+
+async def test_a_hung_home_does_not_hang_the_scrape(client: TestClient, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """statvfs on a network home that stopped answering (NFS) blocks: the scrape answers
+    without the disk gauge rather than wait with it."""
+    import threading
+
+    import bot.health as health
+
+    release = threading.Event()
+    real = health.os.statvfs
+
+    def hung(path):  # type: ignore[no-untyped-def]
+        release.wait(30)
+        return real(path)
+
+    monkeypatch.setattr(health, "DB_CHECK_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(health.os, "statvfs", hung)
+    try:  # without the limit the scrape waits for the hung call (30 s here): a hang, not a time
+        resp = await asyncio.wait_for(client.get("/metrics"), 20)
+        assert resp.status == 200 and "moodgif_requests" in await resp.text()
+    finally:
+        release.set()
