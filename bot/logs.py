@@ -63,5 +63,8 @@ def setup_logging(settings: Settings, level: int | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level or getattr(logging, settings.log.level.upper(), logging.INFO))
-    for noisy in ("urllib3", "httpx", "sentence_transformers", "filelock", "alembic"):
+    # apscheduler.executors: "Running job ..." and "... executed successfully" twice a minute
+    # for good from the worker's job poll; its warnings (a missed run) and errors still show.
+    for noisy in ("urllib3", "httpx", "sentence_transformers", "filelock", "alembic",
+                  "apscheduler.executors"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

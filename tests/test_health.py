@@ -366,3 +366,24 @@ async def test_a_hung_home_does_not_hang_the_scrape(client: TestClient, monkeypa
         assert resp.status == 200 and "moodgif_requests" in await resp.text()
     finally:
         release.set()
+
+
+def test_the_schedulers_routine_lines_stay_out_of_the_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The worker's minute job poll wrote "Running job ..." and "executed successfully" lines
+    for good (2-4 a minute); a missed run or a failed job still shows."""
+    from bot.logs import setup_logging
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    try:
+        setup_logging(load_settings(env={}, home=str(tmp_path)))
+        executor = logging.getLogger("apscheduler.executors.default")
+        executor.info('Running job "moodgif admin jobs" (scheduled at now)')
+        executor.warning('Run time of job "moodgif retrain" was missed by 0:01:00')
+        for handler in root.handlers:
+            handler.flush()
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    err = capsys.readouterr().err
+    assert "was missed" in err and "Running job" not in err
