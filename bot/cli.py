@@ -108,8 +108,10 @@ def _database_failure(exc: BaseException, settings: Any) -> tuple[str, int] | No
         where = make_url(url).render_as_string(hide_password=True)
     else:
         where = "the database"
+    from scorer.store import db_error_line  # SQLAlchemy's error: it is loaded already
+
     said = str(getattr(exc, "orig", None) or exc).strip()
-    first = said.splitlines()[0] if said else type(exc).__name__
+    first = db_error_line(exc)
     if isinstance(exc, sa_exc.OperationalError) and _storage_failure(exc) is None:
         return f"cannot reach {where} (MOODGIF_DATABASE_URL): {first}", 1
     if isinstance(exc, sa_exc.ProgrammingError) and "permission denied" in said.lower():

@@ -141,7 +141,7 @@ async def _housekeeping(core: BotCore, stop: asyncio.Event) -> None:
     from sqlalchemy.exc import OperationalError
 
     from bot.session import expire_old_sessions, forget_impressions, forget_old_words, to_datetime
-    from scorer.store import is_busy_error
+    from scorer.store import db_error_line, is_busy_error
 
     words_since: dt.datetime | None = None  # the first pass reads every old session
     away = False  # the database did not answer the last pass: said once, not every minute
@@ -163,9 +163,8 @@ async def _housekeeping(core: BotCore, stop: asyncio.Event) -> None:
             if is_busy_error(exc) or away:
                 continue  # a busy database, or an outage already said: the next pass retries
             away = True  # an outage (a restart, a network cut): one line, not a traceback a minute
-            said = str(getattr(exc, "orig", None) or exc).strip().splitlines()
             log.warning("housekeeping: the database does not answer (%s); retrying every %.0f s",
-                        said[0] if said else type(exc).__name__, HOUSEKEEPING_S)
+                        db_error_line(exc), HOUSEKEEPING_S)
         except Exception:
             log.exception("housekeeping failed; will retry")
         else:

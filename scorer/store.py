@@ -417,6 +417,13 @@ def request_path() -> Iterator[None]:
         _PATH.request = before
 
 
+def db_error_line(exc: BaseException) -> str:
+    """What the database driver said, first line only (a log line or a message, never the
+    SQL and parameters SQLAlchemy appends)."""
+    said = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return said[0] if said else type(exc).__name__
+
+
 def is_busy_error(exc: BaseException) -> bool:
     """SQLite's "database is locked / busy" (another process holds the write lock)."""
     text = str(getattr(exc, "orig", exc)).lower()

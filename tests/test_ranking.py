@@ -323,3 +323,17 @@ def test_background_ranker_keeps_serving_while_it_rebuilds(settings, engine, poo
     assert ranker.matrix() is first  # the change is noticed; the old snapshot still answers
     ranker.wait_idle()
     assert ranker.matrix().scored
+
+
+def test_what_a_workspace_may_see_is_counted_and_masked_once_per_snapshot() -> None:
+    """A workspace's visible rows are read by every topic request: the mask is built once per
+    snapshot (a 1M-row pass each time before), and shared by workspaces that see the same."""
+    n = 10
+    theirs = np.arange(n) >= 7
+    m = _matrix(n, pools={"shared": ~theirs, "bees": theirs}, owners={"bees": "slack:T2"})
+    assert m.visible_rows("") is None and m.visible_count("") == n  # the operator: everything
+    mask = m.visible_rows("slack:T1")
+    assert mask is not None and mask.tolist() == (~theirs).tolist()
+    assert m.visible_rows("slack:T1") is mask and m.visible_rows("discord:9") is mask
+    assert m.visible_rows("slack:T2") is None  # its own and the shared: every row
+    assert m.visible_count("slack:T1") == 7

@@ -61,6 +61,7 @@ from scorer.settings import Settings
 from scorer.store import (
     ModelVersion,
     RetrainRun,
+    db_error_line,
     make_engine,
     session_scope,
     utcnow,
@@ -818,9 +819,8 @@ def scheduled_job(settings: Settings) -> RetrainOutcome:
     except OperationalError as exc:
         # The database is away (a restart, a network cut): there is no run to record it in,
         # and APScheduler would log a traceback each time. One line; the next run retries.
-        said = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        outcome = RetrainOutcome("failed", "the database does not answer "
-                                 f"({said[0] if said else type(exc).__name__}); the next run retries")
+        outcome = RetrainOutcome("failed", f"the database does not answer ({db_error_line(exc)}); "
+                                 "the next run retries")
     level = logging.WARNING if outcome.status == "failed" else logging.INFO
     log.log(level, "scheduled retrain: %s: %s", outcome.status, outcome.message)
     return outcome

@@ -45,7 +45,7 @@ from bot.flows.jobs import newest_jobs
 from bot.hints import typing_hint
 from scorer.emotions import INDEX, NAMES
 from scorer.settings import Settings
-from scorer.store import is_busy_error, request_path
+from scorer.store import db_error_line, is_busy_error, request_path
 from training import ledger_report, run_history  # torch-free: this is the chat process
 
 log = logging.getLogger("moodgif.bot.web")
@@ -92,9 +92,8 @@ async def busy(request: web.Request, handler: Any) -> web.StreamResponse:
                                              headers={"Retry-After": "5"}) from None
         # The database went away (a restart, a network cut): one line, not a traceback per
         # request, and a page that says so rather than "Server got itself in trouble".
-        said = str(getattr(exc, "orig", None) or exc).strip().splitlines()
         log.error("%s %s: the database does not answer (%s)", request.method, request.path,
-                  said[0] if said else type(exc).__name__)
+                  db_error_line(exc))
         raise web.HTTPServiceUnavailable(text="The database does not answer right now; nothing "
                                               "was lost: try again in a moment.\n",
                                          headers={"Retry-After": "15"}) from None

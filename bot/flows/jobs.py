@@ -316,12 +316,13 @@ def drain_scheduled(settings: Settings, engine: Engine) -> int:
     retries."""
     from sqlalchemy.exc import OperationalError
 
+    from scorer.store import db_error_line
+
     try:
         return drain(settings, engine)
     except OperationalError as exc:
-        said = str(getattr(exc, "orig", None) or exc).strip().splitlines()
         log.warning("admin jobs: the database does not answer (%s); retrying in a minute",
-                    said[0] if said else type(exc).__name__)
+                    db_error_line(exc))
         return 0
 
 
