@@ -42,12 +42,12 @@ CHANNEL_USAGE = ("Usage: channel show | channel pools NAME[,NAME] | channel watc
                  "channel strict on|off | channel preview 1|3 | channel cooldown SECONDS | channel rating CEILING | "
                  "channel phrases on|off | channel KEY reset")
 # the words an admin may type for a scoped setting -> its key in bot.scoped_settings.KEYS
-CHANNEL_KEYS = {"pools": "pools", "pool": "pools", "watch": "watch", "strict": "watch_strict",
-                "watch_strict": "watch_strict", "preview": "preview_count",
-                "preview_count": "preview_count", "cooldown": "cooldown_s",
-                "cooldown_s": "cooldown_s", "rating": "rating_ceiling",
-                "rating_ceiling": "rating_ceiling", "phrases": "learn_phrases",
-                "learn_phrases": "learn_phrases"}
+# A channel setting as the admin types it (`channel cooldown 30`) -> its stored key.
+_SETTING_NAMES = {"pools": "pools", "watch": "watch", "strict": "watch_strict",
+                  "preview": "preview_count", "cooldown": "cooldown_s", "rating": "rating_ceiling",
+                  "phrases": "learn_phrases"}
+# What `channel KEY` accepts: the typed name, the stored key, and "pool".
+CHANNEL_KEYS = {**{key: key for key in _SETTING_NAMES.values()}, "pool": "pools", **_SETTING_NAMES}
 
 
 @dataclass(frozen=True)
@@ -290,9 +290,8 @@ def _where_jobs_show(actor: Actor) -> str:
     return "`stats` shows how it goes."
 
 
-# A setting's name as the admin types it (`channel cooldown 30`), not the stored key.
-_TYPED = {"watch_strict": "strict", "preview_count": "preview", "cooldown_s": "cooldown",
-          "rating_ceiling": "rating", "learn_phrases": "phrases", "hidden_gifs": "hidden"}
+# A stored key as the admin types it, for the answers (`hidden`: the workspace's hide list).
+_TYPED = {key: typed for typed, key in _SETTING_NAMES.items()} | {"hidden_gifs": "hidden"}
 
 
 def typed_key(key: str) -> str:
