@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _train_data import synthetic
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from scorer.features import save_features
 from scorer.store import (
     BTFit,
     BTScore,
@@ -133,22 +131,12 @@ def test_prune_waits_for_no_retrain(sqlite_settings, sqlite_engine) -> None:  # 
 
 
 def test_the_retrain_prunes_after_each_run(sqlite_settings, sqlite_engine) -> None:  # type: ignore[no-untyped-def]
-    from test_retrain import simulate_votes
+    from test_retrain import make_pool, simulate_votes
 
     from training.retrain import run_retrain
 
     settings, engine = sqlite_settings, sqlite_engine
-    feats, truth, frames = synthetic(40, dim=8, seed=0)
-    with session_scope(engine) as s:
-        pool = Pool(name="demo")
-        s.add(pool)
-        s.flush()
-        for sha in feats:
-            s.add(Gif(sha256=sha, bytes=100, width=8, height=8, n_frames=frames[sha]))
-            s.flush()
-            s.add(PoolGif(pool_id=pool.id, gif_sha=sha, source_ref=""))
-    for sha, f in feats.items():
-        save_features(settings, sha, settings.scoring.encoder, settings.scoring.sampling, f)
+    truth = make_pool(settings, engine)
     settings.training.keep_versions = 1
     outcomes = []
     for seed in range(3):
